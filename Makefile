@@ -1,0 +1,56 @@
+# Every way to build, run, test and measure Callmesh. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+export CALLMESH_TEST_RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
+export CALLMESH_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+LOGS := var/log
+
+.PHONY: help run test test-unit lint format bench up down clean venv
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create/refresh the virtualenv from the pinned dependencies
+
+run: $(STAMP) ## the whole platform in one process (SIP :5060, API :8080), no broker/Redis needed
+	$(BIN)/python -m services
+
+test: $(STAMP) ## the whole suite, against the real RabbitMQ and Redis
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP) ## only the tests that need no broker, Redis or SIPp
+	$(BIN)/python -m pytest -q -m "not integration and not wire"
+
+lint: $(STAMP) ## ruff + mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared services tests bench
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) ## benchmarks: SIP parser, routing table, proxy vs Kamailio
+	$(BIN)/python -m bench
+
+up: $(STAMP) ## every service as its own process against local RabbitMQ and Redis (logs in var/log)
+	@mkdir -p $(LOGS)
+	CALLMESH_RABBITMQ_URL=$${CALLMESH_RABBITMQ_URL:-$(CALLMESH_TEST_RABBITMQ_URL)} \
+	CALLMESH_REDIS_URL=$${CALLMESH_REDIS_URL:-$(CALLMESH_TEST_REDIS_URL)} \
+	$(BIN)/python -m deploy.procfile start --logs $(LOGS)
+
+down: ## stop what `make up` started
+	@test -x $(BIN)/python && $(BIN)/python -m deploy.procfile stop --logs $(LOGS) || true
+
+clean: down ## remove the virtualenv, caches, logs and the embedded store's snapshots
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Deployment helpers: the local multi-process runner behind ``make up``."""

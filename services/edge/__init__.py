@@ -1,0 +1,1 @@
+"""SIP edge proxy: the front door for phones, Asterisk boxes and carriers."""

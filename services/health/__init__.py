@@ -1,0 +1,1 @@
+"""Gateway health: OPTIONS probing of gateways and dispatcher destinations."""

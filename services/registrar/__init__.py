@@ -1,0 +1,1 @@
+"""Registrar: REGISTER with digest auth, location bindings in Redis."""

@@ -1,0 +1,279 @@
+"""The bus interface and the envelope every event travels in.
+
+Why an envelope: receivers need to know who said what, when, and whether they
+missed something. ``stream`` names one publisher (service/instance) and ``seq``
+counts its events without holes, so a receiver that sees ``seq`` jump knows it
+lost events and resyncs from the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+E = TypeVar("E", bound="Event")
+
+log = logging.getLogger("callmesh.bus")
+
+
+class Event(BaseModel):
+    """Base of every typed event payload.
+
+    Subclasses set ``routing_key`` (it must start with the emitting service's
+    name, e.g. ``routing.rule.changed``) and bump ``schema_version`` on any
+    incompatible change of their fields.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    routing_key: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+class Envelope(BaseModel):
+    """What goes over the wire for one event (JSON)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    schema_version: int
+    service: str
+    instance: str
+    ts: float
+    stream: str
+    seq: int
+    data: dict[str, Any]
+
+    def payload(self, event_type: type[E]) -> E:
+        """The typed payload; raises ``pydantic.ValidationError`` when it does not fit."""
+        return event_type.model_validate(self.data)
+
+    def to_bytes(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(self)
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Envelope:
+        """Parse a received body; raises ``pydantic.ValidationError`` when it is not an envelope."""
+        return cls.model_validate_json(body)
+
+
+@dataclass(slots=True)
+class WorkMessage:
+    """One message taken from a work queue."""
+
+    body: bytes
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    redelivered: bool = False
+
+
+class DeadLetter(Exception):  # noqa: N818 - it names the outcome, not an error kind
+    """Raised by a work handler: the message cannot be applied and goes to the dead queue.
+
+    ``reason`` travels in the dead-lettered message's ``x-callmesh-reason`` header;
+    ``reply`` (if set and the message asked for one) is sent back to the sender.
+    """
+
+    def __init__(self, reason: str, reply: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.reply = reply
+
+
+class BusUnavailable(ConnectionError):
+    """The broker stayed unreachable for longer than the bus is willing to wait.
+
+    Raised instead of hanging, so that an HTTP handler can answer 503 and a
+    background task can retry later.
+    """
+
+
+EventHandler = Callable[[Envelope], Awaitable[None]]
+WorkHandler = Callable[[WorkMessage], Awaitable[bytes | None]]
+ReconnectListener = Callable[[], Awaitable[None]]
+
+REASON_HEADER = "x-callmesh-reason"
+
+
+class Bus(abc.ABC):
+    """Publish/subscribe of events, durable work queues, request/reply.
+
+    Names given to the bus are short (``routing.commands``); the bus prefixes
+    them with the namespace (``{ns}.routing.commands``), and events go to the
+    topic exchange ``{ns}.events``.
+    """
+
+    def __init__(self, namespace: str, service: str, instance: str) -> None:
+        self.namespace = namespace
+        self.service = service
+        self.instance = instance
+        self._seq = 0
+        self._reconnect_listeners: list[ReconnectListener] = []
+
+    @property
+    def exchange_name(self) -> str:
+        return f"{self.namespace}.events"
+
+    def queue_name(self, name: str) -> str:
+        return f"{self.namespace}.{name}"
+
+    def dead_queue_name(self, name: str) -> str:
+        return f"{self.queue_name(name)}.dead"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.service}/{self.instance}"
+
+    def envelope(self, event: Event, routing_key: str | None = None) -> Envelope:
+        """Wrap an event with the next sequence number of this publisher's stream."""
+        self._seq += 1
+        return Envelope(
+            type=routing_key or event.routing_key,
+            schema_version=event.schema_version,
+            service=self.service,
+            instance=self.instance,
+            ts=time.time(),
+            stream=self.stream,
+            seq=self._seq,
+            data=event.model_dump(mode="json"),
+        )
+
+    def on_reconnect(self, listener: ReconnectListener) -> None:
+        """Call ``listener`` after the connection was lost and is back (resync what was missed)."""
+        self._reconnect_listeners.append(listener)
+
+    async def _notify_reconnect(self) -> None:
+        """Run every listener; one failing listener must not keep the others from resyncing."""
+        for listener in self._reconnect_listeners:
+            try:
+                await listener()
+            except Exception as exc:
+                log.error("bus %s: reconnect listener failed: %s", self.stream, describe(exc))
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """Whether the bus can publish right now (for ``/readyz``)."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and declare the exchange."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop consumers and disconnect."""
+
+    @abc.abstractmethod
+    async def publish(self, event: Event, routing_key: str | None = None) -> Envelope:
+        """Publish to ``{ns}.events``; ``routing_key`` overrides the event's own."""
+
+    @abc.abstractmethod
+    async def subscribe(
+        self, patterns: Sequence[str], handler: EventHandler, *, group: str | None = None
+    ) -> None:
+        """Deliver events whose routing key matches any pattern (``*`` one word, ``#`` any).
+
+        The handler sees one event at a time, in queue order, so that ``seq`` gaps
+        mean lost events and not reordering. A handler exception is logged and the
+        event is dropped (events have no dead queue). Without ``group`` every subscriber gets every event (a private, transient
+        queue). With ``group`` the subscribers of one group share a durable queue
+        ``{ns}.{group}``: each event reaches one of them, and events published
+        while they are all away wait for them.
+        """
+
+    @abc.abstractmethod
+    async def declare_queue(self, name: str) -> None:
+        """Declare durable work queue ``{ns}.{name}`` and its dead-letter queue."""
+
+    @abc.abstractmethod
+    async def send(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        """Put a persistent message on work queue ``{ns}.{name}`` (declared if needed).
+
+        Declaring on send means a message is never dropped because its consumer
+        has not started yet: it waits in the durable queue.
+        """
+
+    @abc.abstractmethod
+    async def consume(self, name: str, handler: WorkHandler, *, prefetch: int = 64) -> None:
+        """Consume work queue ``{ns}.{name}`` (declared if needed).
+
+        Messages reach ``handler`` one at a time, in queue order (commands must
+        apply in the order they were sent); ``prefetch`` only sets how many wait
+        in memory. The message is acknowledged after ``handler`` returns; its
+        return value, if any, is sent to ``reply_to``. ``DeadLetter`` (or any other
+        exception) moves the message to ``{ns}.{name}.dead`` with the reason in
+        the ``x-callmesh-reason`` header, original body and headers kept; the
+        consumer keeps going.
+        """
+
+    @abc.abstractmethod
+    async def request(self, name: str, body: bytes, *, timeout: float = 5.0) -> bytes:
+        """Send to work queue ``{ns}.{name}`` and wait for the reply.
+
+        Raises ``TimeoutError`` when no reply came within ``timeout`` seconds and
+        ``BusUnavailable`` when the connection was lost meanwhile.
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to do with a work message once its handler is done."""
+
+    reply: bytes | None = None
+    dead_reason: str | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """``"<ExceptionType>: <message>"``: the reason of an unexpected failure, on one line."""
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+
+
+async def run_work_handler(handler: WorkHandler, message: WorkMessage, queue: str) -> Outcome:
+    """Call ``handler`` and turn any way it ends into an :class:`Outcome`; never raises.
+
+    Shared by both buses so that they settle a message exactly alike.
+    """
+    try:
+        return Outcome(reply=await handler(message))
+    except DeadLetter as dead:
+        return Outcome(reply=dead.reply, dead_reason=dead.reason)
+    except Exception as exc:
+        reason = describe(exc)
+        log.error("bus: handler of %s failed, message dead-lettered: %s", queue, reason)
+        return Outcome(dead_reason=reason)
+
+
+def dead_headers(headers: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    """The headers of a dead-lettered message: the original ones plus the reason."""
+    return {**headers, REASON_HEADER: reason}
+
+
+async def run_event_handler(handler: EventHandler, body: bytes, queue: str) -> None:
+    """Decode ``body`` and call ``handler``; a bad body or a failing handler is logged, never raised."""
+    try:
+        envelope = Envelope.from_bytes(body)
+    except ValueError as exc:
+        log.error("bus: dropped an undecodable event on %s: %s", queue, describe(exc))
+        return
+    try:
+        await handler(envelope)
+    except Exception as exc:
+        log.error(
+            "bus: handler of %s failed on %s #%d from %s: %s",
+            queue, envelope.type, envelope.seq, envelope.stream, describe(exc),
+        )

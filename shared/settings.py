@@ -1,0 +1,128 @@
+"""Process configuration, read once from ``CALLMESH_*`` environment variables.
+
+One model for every service so that the names in the contract are defined in a
+single place; a service reads only the fields it needs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Transport = Literal["udp", "tcp"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """One edge socket from ``CALLMESH_SIP_LISTEN``."""
+
+    transport: Transport
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        transport, _, rest = text.strip().partition(":")
+        if transport not in ("udp", "tcp"):
+            raise ValueError(f"unknown transport {transport!r} in {text!r} (udp or tcp)")
+        host, port = split_host_port(rest)
+        return cls(transport, host, port)  # type: ignore[arg-type]
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port``; the brackets are removed."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [host]:port, got {text!r}")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"expected host:port, got {text!r}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Everything a Callmesh process can be told from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLMESH_", extra="ignore")
+
+    rabbitmq_url: str | None = None
+    redis_url: str | None = None
+    namespace: str = Field(default="callmesh", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    http_listen: str = "127.0.0.1:8080"
+    api_token: str | None = None
+    sip_listen: str = "udp:127.0.0.1:5060,tcp:127.0.0.1:5060"
+    trusted_networks: str = "127.0.0.0/8,::1/128"
+    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-"
+                          f"{uuid.uuid4().hex[:6]}")
+    data_dir: str = "var"
+    log_level: str = "INFO"
+
+    @field_validator("http_listen")
+    @classmethod
+    def _check_http_listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @field_validator("sip_listen")
+    @classmethod
+    def _check_sip_listen(cls, value: str) -> str:
+        for item in value.split(","):
+            ListenAddress.parse(item)
+        return value
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @cached_property
+    def http_address(self) -> tuple[str, int]:
+        return split_host_port(self.http_listen)
+
+    @cached_property
+    def sip_addresses(self) -> tuple[ListenAddress, ...]:
+        return tuple(ListenAddress.parse(item) for item in self.sip_listen.split(","))
+
+    @cached_property
+    def trusted(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in self.trusted_networks.split(",")
+            if item.strip()
+        )
+
+    def check_api_exposure(self) -> None:
+        """Refuse an open admin API: without a token, only loopback may be served."""
+        host, _ = self.http_address
+        if not self.api_token and not is_loopback(host):
+            raise ConfigError(
+                f"CALLMESH_HTTP_LISTEN={self.http_listen} is not a loopback address and "
+                "CALLMESH_API_TOKEN is unset: set a token or listen on 127.0.0.1"
+            )
+
+
+class ConfigError(Exception):
+    """A setting that cannot be served as given; the message says which and why."""

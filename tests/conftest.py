@@ -1,0 +1,30 @@
+"""Fixtures every test may use: the real broker and Redis, and a fresh namespace."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.store import Store
+
+RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test run uses: every exchange, queue and key lives under it."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis_store(namespace: str) -> AsyncIterator[Store]:
+    """A :class:`Store` on the real Redis; its namespace is removed afterwards."""
+    store = Store(aioredis.Redis.from_url(REDIS_URL), namespace)
+    yield store
+    await store.delete_namespace()
+    await store.close()
