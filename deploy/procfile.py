@@ -22,8 +22,8 @@ PROCFILE = Path(__file__).with_name("Procfile")
 def parse_procfile(text: str) -> dict[str, tuple[dict[str, str], list[str]]]:
     """``name: VAR=value ... command`` lines → name → (environment, argv)."""
     entries: dict[str, tuple[dict[str, str], list[str]]] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         name, _, command = line.partition(":")
@@ -38,17 +38,20 @@ def parse_procfile(text: str) -> dict[str, tuple[dict[str, str], list[str]]]:
 
 def start(logs: Path) -> None:
     logs.mkdir(parents=True, exist_ok=True)
-    for name, (env, argv) in parse_procfile(PROCFILE.read_text()).items():
+    for name, (env, words) in parse_procfile(PROCFILE.read_text()).items():
         pidfile = logs / f"{name}.pid"
         if pidfile.exists() and _alive(int(pidfile.read_text())):
             print(f"{name}: already running")
             continue
-        if argv and argv[0] == "python":
-            argv = [sys.executable, *argv[1:]]
+        argv = [sys.executable, *words[1:]] if words[:1] == ["python"] else words
         with (logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                argv,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         pidfile.write_text(str(process.pid))
         print(f"{name}: pid {process.pid}, log {logs / f'{name}.log'}")

@@ -6,7 +6,6 @@ this code, so they differ only in the list of services they pass.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sys
@@ -14,6 +13,7 @@ from collections.abc import Sequence
 
 import uvicorn
 import uvloop
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from shared.api import create_app
@@ -81,17 +81,21 @@ class Process:
         if self.store is not None:
             await self.store.close()
 
-    def http_server(self) -> uvicorn.Server:
+    def http_app(self) -> FastAPI:
+        """The HTTP API of every service started here, with the probes."""
         routers = [router for service in self.services for router in service.routers()]
-        app = create_app(
-            f"Callmesh {'+'.join(s.name for s in self.services)}",
-            routers,
-            self.checks,
-            self.settings.api_token,
-        )
+        title = f"Callmesh {'+'.join(s.name for s in self.services)}"
+        return create_app(title, routers, self.checks, self.settings.api_token)
+
+    def http_server(self) -> uvicorn.Server:
         host, port = self.settings.http_address
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+            self.http_app(),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
         )
         return uvicorn.Server(config)
 

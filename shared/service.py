@@ -51,5 +51,5 @@ class Service(abc.ABC):
     async def start(self) -> None:
         """Declare queues, subscribe, open sockets; return once serving."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release what ``start`` took; the bus and store are closed by the runner."""

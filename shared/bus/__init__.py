@@ -7,7 +7,9 @@ is configured. Services code against :class:`Bus` only.
 """
 
 from shared.bus.base import (
+    REASON_HEADER,
     Bus,
+    BusUnavailable,
     DeadLetter,
     Envelope,
     Event,
@@ -19,7 +21,9 @@ from shared.bus.base import (
 from shared.bus.topic import topic_matches
 
 __all__ = [
+    "REASON_HEADER",
     "Bus",
+    "BusUnavailable",
     "DeadLetter",
     "Envelope",
     "Event",

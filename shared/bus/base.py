@@ -9,6 +9,7 @@ lost events and resyncs from the store.
 from __future__ import annotations
 
 import abc
+import builtins
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -50,7 +51,7 @@ class Envelope(BaseModel):
     seq: int
     data: dict[str, Any]
 
-    def payload(self, event_type: type[E]) -> E:
+    def payload(self, event_type: builtins.type[E]) -> E:
         """The typed payload; raises ``pydantic.ValidationError`` when it does not fit."""
         return event_type.model_validate(self.data)
 
@@ -87,7 +88,7 @@ class DeadLetter(Exception):  # noqa: N818 - it names the outcome, not an error 
         self.reply = reply
 
 
-class BusUnavailable(ConnectionError):
+class BusUnavailable(ConnectionError):  # noqa: N818 - reads as the state it reports
     """The broker stayed unreachable for longer than the bus is willing to wait.
 
     Raised instead of hanging, so that an HTTP handler can answer 503 and a
@@ -182,7 +183,9 @@ class Bus(abc.ABC):
 
         The handler sees one event at a time, in queue order, so that ``seq`` gaps
         mean lost events and not reordering. A handler exception is logged and the
-        event is dropped (events have no dead queue). Without ``group`` every subscriber gets every event (a private, transient
+        event is dropped (events have no dead queue).
+
+        Without ``group`` every subscriber gets every event (a private, transient
         queue). With ``group`` the subscribers of one group share a durable queue
         ``{ns}.{group}``: each event reaches one of them, and events published
         while they are all away wait for them.
@@ -222,7 +225,13 @@ class Bus(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def request(self, name: str, body: bytes, *, timeout: float = 5.0) -> bytes:
+    async def request(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109 - how long the reply may take is part of the call
+    ) -> bytes:
         """Send to work queue ``{ns}.{name}`` and wait for the reply.
 
         Raises ``TimeoutError`` when no reply came within ``timeout`` seconds and
@@ -264,7 +273,7 @@ def dead_headers(headers: Mapping[str, Any], reason: str) -> dict[str, Any]:
 
 
 async def run_event_handler(handler: EventHandler, body: bytes, queue: str) -> None:
-    """Decode ``body`` and call ``handler``; a bad body or a failing handler is logged, never raised."""
+    """Decode ``body`` and call ``handler``; a bad body or failing handler is logged, not raised."""
     try:
         envelope = Envelope.from_bytes(body)
     except ValueError as exc:
@@ -275,5 +284,9 @@ async def run_event_handler(handler: EventHandler, body: bytes, queue: str) -> N
     except Exception as exc:
         log.error(
             "bus: handler of %s failed on %s #%d from %s: %s",
-            queue, envelope.type, envelope.seq, envelope.stream, describe(exc),
+            queue,
+            envelope.type,
+            envelope.seq,
+            envelope.stream,
+            describe(exc),
         )

@@ -7,8 +7,16 @@ from functools import lru_cache
 
 @lru_cache(maxsize=4096)
 def topic_matches(pattern: str, routing_key: str) -> bool:
-    """Whether ``routing_key`` matches ``pattern`` (``*`` one word, ``#`` zero or more)."""
-    return _match(tuple(pattern.split(".")), tuple(routing_key.split(".")))
+    """Whether ``routing_key`` matches ``pattern`` (``*`` one word, ``#`` zero or more).
+
+    As in RabbitMQ, the empty key has no words at all (``*`` does not match it),
+    while ``a..b`` has an empty middle word.
+    """
+    return _match(_words(pattern), _words(routing_key))
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split(".")) if text else ()
 
 
 def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:

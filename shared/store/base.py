@@ -54,8 +54,12 @@ async def open_store(settings: Settings) -> Store:
     """The store the settings ask for: Redis at ``CALLMESH_REDIS_URL``, else embedded."""
     if settings.redis_url:
         client = aioredis.Redis.from_url(
-            settings.redis_url, max_connections=64, health_check_interval=10,
-            socket_connect_timeout=2, socket_timeout=5, retry_on_timeout=True,
+            settings.redis_url,
+            max_connections=64,
+            health_check_interval=10,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry_on_timeout=True,
         )
         return Store(client, settings.namespace)
     from shared.store.embedded import open_embedded

@@ -39,9 +39,11 @@ class EmbeddedStore(Store):
         self._task: asyncio.Task[None] | None = None
 
     async def load(self) -> int:
-        if not self.path.exists():
+        try:
+            data = await asyncio.to_thread(self.path.read_bytes)
+        except FileNotFoundError:
             return 0
-        entries = orjson.loads(self.path.read_bytes())
+        entries = orjson.loads(data)
         for entry in entries:
             ttl = entry["ttl"]  # milliseconds left, 0 for a key without expiry
             await self.redis.restore(
@@ -54,17 +56,22 @@ class EmbeddedStore(Store):
         async for key in self.redis.scan_iter(count=1000):
             dump = await self.redis.dump(key)
             ttl = await self.redis.pttl(key)
-            if dump is None or ttl == -2 or ttl == 0:
+            if dump is None or ttl in (-2, 0):
                 continue  # gone, or expiring right now
-            entries.append({
-                "key": base64.b64encode(key).decode(),
-                "dump": base64.b64encode(dump).decode(),
-                "ttl": ttl if ttl > 0 else 0,
-            })
+            entries.append(
+                {
+                    "key": base64.b64encode(key).decode(),
+                    "dump": base64.b64encode(dump).decode(),
+                    "ttl": ttl if ttl > 0 else 0,
+                }
+            )
+        await asyncio.to_thread(self._write, orjson.dumps(entries))
+
+    def _write(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".store-")
         with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps(entries))
+            out.write(data)
         Path(tmp).replace(self.path)
 
     def start_snapshots(self) -> None:

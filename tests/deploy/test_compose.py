@@ -16,7 +16,10 @@ def _config() -> dict[str, object]:
     assert compose, "docker-compose (Debian package) is needed to validate deploy/compose.yaml"
     result = subprocess.run(
         [compose, "-f", str(DEPLOY / "compose.yaml"), "config"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
@@ -27,7 +30,15 @@ def _config() -> dict[str, object]:
 def test_compose_file_is_valid_and_complete() -> None:
     services = _config()["services"]
     assert isinstance(services, dict)
-    assert set(services) == {"rabbitmq", "redis", "routing", "registrar", "health", "edge-a", "edge-b"}
+    assert set(services) == {
+        "rabbitmq",
+        "redis",
+        "routing",
+        "registrar",
+        "health",
+        "edge-a",
+        "edge-b",
+    }
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
         if name not in ("rabbitmq", "redis"):
@@ -45,7 +56,10 @@ def test_compose_refuses_to_run_without_a_token() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CALLMESH_API_TOKEN"}
     result = subprocess.run(
         ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode != 0
     assert "CALLMESH_API_TOKEN" in result.stderr

@@ -11,7 +11,9 @@ def _record(message: str, **extra: object) -> logging.LogRecord:
 
 
 def test_one_json_line_with_service_instance_and_fields() -> None:
-    line = JsonFormatter("edge", "host-1", tracebacks=False).format(_record("bad packet", src="1.2.3.4"))
+    line = JsonFormatter("edge", "host-1", tracebacks=False).format(
+        _record("bad packet", src="1.2.3.4")
+    )
     assert "\n" not in line
     data = json.loads(line)
     assert data["service"] == "edge"

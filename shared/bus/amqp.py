@@ -1,0 +1,529 @@
+"""The bus on RabbitMQ (aio-pika), surviving broker restarts and cut connections.
+
+Why its own reconnect loop and not ``connect_robust``: the bus has to know
+exactly when the connection is down (``connected`` feeds ``/readyz``), has to
+call the reconnect listeners once everything is back, and must recreate the
+private subscriber queues with their bindings before it says so. Keeping the
+topology as a list this module replays on every new connection makes all of
+that explicit: a :class:`_Link` is one connection with everything opened on
+it, thrown away as a whole when any part of it breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+
+from shared.bus.base import (
+    Bus,
+    BusUnavailable,
+    Envelope,
+    Event,
+    EventHandler,
+    WorkHandler,
+    WorkMessage,
+    dead_headers,
+    describe,
+    run_event_handler,
+    run_work_handler,
+)
+
+log = logging.getLogger("callmesh.bus")
+# The bus reports a lost connection itself, in one line; aiormq would add an
+# error and a traceback for the same event.
+logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class _Subscription:
+    patterns: tuple[str, ...]
+    handler: EventHandler
+    group: str | None
+
+
+@dataclass(eq=False)
+class _Consumer:
+    name: str
+    handler: WorkHandler
+    prefetch: int
+
+
+@dataclass(eq=False)
+class _Request:
+    """A request waiting for its reply, and the link it left on (the only way back for it)."""
+
+    future: asyncio.Future[bytes]
+    link: _Link | None = None
+
+
+class _Link:
+    """One live connection and everything opened on it.
+
+    Any failure of the connection or of one of its channels marks the whole link
+    lost; the supervisor then builds a fresh one. Workers stop after the message
+    in hand, whose ack then fails and which the broker redelivers.
+    """
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.lost = asyncio.Event()
+        self.stopping = False
+        self.reason = ""
+        self.publisher: AbstractChannel
+        self.exchange: AbstractExchange
+        self.requester: AbstractChannel
+        self.buffers: list[asyncio.Queue[AbstractIncomingMessage | None]] = []
+        self.workers: set[asyncio.Task[None]] = set()
+
+    def watch(self, sender: Any, exc: BaseException | None = None) -> None:
+        """Close callback of the connection and of every channel."""
+        self.lose(describe(exc) if exc is not None else f"{type(sender).__name__} closed")
+
+    def lose(self, reason: str) -> None:
+        if self.lost.is_set():
+            return
+        self.reason = reason
+        self.lost.set()
+        self.stop_workers()
+
+    def stop_workers(self) -> None:
+        """Workers finish the message in hand and take no other."""
+        if not self.stopping:
+            self.stopping = True
+            for buffer in self.buffers:
+                buffer.put_nowait(None)
+
+
+class AmqpBus(Bus):
+    """The bus over RabbitMQ at ``url``.
+
+    ``wait`` bounds how long an operation waits for a lost connection to come
+    back before raising :class:`BusUnavailable`; ``start_timeout`` bounds the
+    first connection (the broker may still be starting beside us).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        service: str,
+        instance: str,
+        *,
+        wait: float = 5.0,
+        start_timeout: float = 30.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        super().__init__(namespace, service, instance)
+        self.url = url
+        self.wait = wait
+        self.start_timeout = start_timeout
+        self.backoff = backoff
+        self.connection_name = f"callmesh {namespace} {self.stream}"
+        self._queues: list[str] = []
+        self._listeners: list[_Subscription | _Consumer] = []
+        self._link: _Link | None = None
+        self._links_changed = asyncio.Condition()
+        self._topology_lock = asyncio.Lock()
+        self._pending: dict[str, _Request] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None and not self._link.lost.is_set()
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._supervisor is not None:
+            return
+        self._supervisor = asyncio.create_task(self._supervise())
+        try:
+            await self._current_link(self.start_timeout)
+        except BusUnavailable:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        link = self._link
+        if link is not None:
+            await self._drop(link, "the bus is closing", graceful=True)
+            self._link = None
+        for task in tuple(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _supervise(self) -> None:
+        """Connect, replay the topology, wait for the loss, again; with backoff between tries."""
+        first, failures = True, 0
+        delay = self.backoff[0]
+        while True:
+            try:
+                link = await self._open()
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "bus %s: cannot reach RabbitMQ: %s; retrying", self.stream, describe(exc)
+                    )
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.backoff[1])
+                continue
+            if not first:
+                log.info("bus %s: reconnected to RabbitMQ", self.stream)
+                self._spawn(self._notify_reconnect())
+            first, failures, delay = False, 0, self.backoff[0]
+            await link.lost.wait()
+            async with self._links_changed:
+                self._link = None
+            log.warning("bus %s: lost RabbitMQ connection: %s", self.stream, link.reason)
+            await self._drop(link, link.reason, graceful=False)
+            await asyncio.sleep(delay)
+
+    async def _open(self) -> _Link:
+        connection = await aio_pika.connect(
+            self.url,
+            client_properties={"connection_name": self.connection_name},
+            timeout=max(self.wait, 1.0),
+        )
+        link = _Link(connection)
+        connection.close_callbacks.add(link.watch)
+        try:
+            async with self._topology_lock:
+                link.publisher = await self._channel(link, confirms=True)
+                link.exchange = await link.publisher.declare_exchange(
+                    self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
+                link.requester = await self._channel(link, confirms=True)
+                replies = await link.requester.get_queue(DIRECT_REPLY_TO, ensure=False)
+                await replies.consume(self._on_reply, no_ack=True)
+                for name in self._queues:
+                    await self._declare(link, name)
+                for listener in self._listeners:
+                    await self._attach(link, listener)
+                async with self._links_changed:
+                    self._link = link
+                    self._links_changed.notify_all()
+        except BaseException:
+            await self._drop(link, "setup failed", graceful=False)
+            raise
+        return link
+
+    async def _drop(self, link: _Link, reason: str, *, graceful: bool) -> None:
+        """Close what is left of ``link``.
+
+        Requests waiting on it will never get their reply, so they fail now.
+        ``graceful`` lets the handlers in progress finish first (bounded by
+        ``wait``), still able to publish and acknowledge; after a loss there is
+        nothing left to acknowledge on, and the broker redelivers.
+        """
+        if graceful and link.workers:
+            link.stop_workers()
+            await asyncio.wait(link.workers, timeout=self.wait)
+        link.lose(reason)
+        for request in self._pending.values():
+            if request.link is link and not request.future.done():
+                request.future.set_exception(BusUnavailable(f"connection lost: {reason}"))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(link.connection.close(), timeout=self.wait)
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _channel(self, link: _Link, *, confirms: bool) -> AbstractChannel:
+        channel = await link.connection.channel(publisher_confirms=confirms)
+        channel.close_callbacks.add(link.watch)
+        return channel
+
+    async def _current_link(self, wait: float) -> _Link:
+        """The live link, waiting up to ``wait`` seconds for one."""
+        if self._supervisor is None and self._link is None:
+            raise BusUnavailable(f"bus {self.stream} is not started")
+        try:
+            async with asyncio.timeout(wait), self._links_changed:
+                await self._links_changed.wait_for(lambda: self.connected)
+        except TimeoutError:
+            raise BusUnavailable(
+                f"RabbitMQ unreachable for {wait:g}s (bus {self.stream})"
+            ) from None
+        assert self._link is not None
+        return self._link
+
+    async def _on_link(self, action: Callable[[_Link], Awaitable[T]]) -> T:
+        """Run ``action`` on the live link; if the link breaks under it, retry on the next one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        while True:
+            link = await self._current_link(max(deadline - loop.time(), 0.01))
+            try:
+                return await action(link)
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                link.lose(describe(exc))
+                if loop.time() >= deadline:
+                    raise BusUnavailable(f"RabbitMQ failed: {describe(exc)}") from None
+
+    # -- topology -----------------------------------------------------------
+
+    async def _record(
+        self,
+        add: Callable[[], None],
+        forget: Callable[[], None],
+        apply: Callable[[_Link], Awaitable[None]],
+    ) -> None:
+        """Record a piece of topology and apply it to the live link.
+
+        Recording and applying happen under the topology lock, so a link being
+        opened meanwhile either replays it or comes up before it is applied,
+        never both. If applying fails while the link stays up, the request
+        itself is wrong (say, a queue declared with other arguments): forget it
+        and raise. If the link broke meanwhile, the next link replays it.
+        """
+        await self._current_link(self.wait)
+        async with self._topology_lock:
+            add()
+            link = self._link
+            if link is None or link.lost.is_set():
+                return
+            try:
+                await apply(link)
+            except Exception:
+                await asyncio.sleep(0)  # let a close callback mark the link lost first
+                if not link.lost.is_set():
+                    forget()
+                    raise
+
+    async def declare_queue(self, name: str) -> None:
+        if name in self._queues:
+            return
+        await self._record(
+            lambda: self._queues.append(name),
+            lambda: self._queues.remove(name),
+            lambda link: self._declare(link, name),
+        )
+
+    async def _declare(self, link: _Link, name: str) -> None:
+        channel = link.publisher
+        await channel.declare_queue(self.queue_name(name), durable=True)
+        await channel.declare_queue(self.dead_queue_name(name), durable=True)
+
+    async def subscribe(
+        self, patterns: Sequence[str], handler: EventHandler, *, group: str | None = None
+    ) -> None:
+        await self._listen(_Subscription(tuple(patterns), handler, group))
+
+    async def consume(self, name: str, handler: WorkHandler, *, prefetch: int = 64) -> None:
+        await self.declare_queue(name)
+        await self._listen(_Consumer(name, handler, prefetch))
+
+    async def _listen(self, listener: _Subscription | _Consumer) -> None:
+        await self._record(
+            lambda: self._listeners.append(listener),
+            lambda: self._listeners.remove(listener),
+            lambda link: self._attach(link, listener),
+        )
+
+    async def _attach(self, link: _Link, listener: _Subscription | _Consumer) -> None:
+        """Open ``listener``'s channel and queue on ``link`` and start its worker."""
+        channel = await link.connection.channel(publisher_confirms=False)
+        queue: AbstractQueue
+        if isinstance(listener, _Consumer):
+            await channel.set_qos(prefetch_count=listener.prefetch)
+            queue = await channel.declare_queue(self.queue_name(listener.name), durable=True)
+            handle = self._work_handle(link, listener)
+        else:
+            await channel.set_qos(prefetch_count=64)
+            if listener.group is None:
+                queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+            else:
+                queue = await channel.declare_queue(self.queue_name(listener.group), durable=True)
+            for pattern in listener.patterns:
+                await queue.bind(self.exchange_name, pattern)
+            handle = self._event_handle(listener, queue.name)
+        buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        await queue.consume(buffer.put)
+        channel.close_callbacks.add(link.watch)
+        link.buffers.append(buffer)
+        worker = asyncio.create_task(self._work(link, buffer, handle))
+        link.workers.add(worker)
+
+    async def _work(
+        self,
+        link: _Link,
+        buffer: asyncio.Queue[AbstractIncomingMessage | None],
+        handle: Callable[[AbstractIncomingMessage], Awaitable[None]],
+    ) -> None:
+        """Handle one message at a time until the link is lost."""
+        while (message := await buffer.get()) is not None and not link.stopping:
+            try:
+                await handle(message)
+                await message.ack()
+            except Exception as exc:
+                log.warning(
+                    "bus %s: message on %s left unacknowledged (redelivered later): %s",
+                    self.stream,
+                    message.routing_key,
+                    describe(exc),
+                )
+
+    def _event_handle(
+        self, subscription: _Subscription, queue: str
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def handle(message: AbstractIncomingMessage) -> None:
+            await run_event_handler(subscription.handler, message.body, queue)
+
+        return handle
+
+    def _work_handle(
+        self, link: _Link, consumer: _Consumer
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        queue_name, dead_name = self.queue_name(consumer.name), self.dead_queue_name(consumer.name)
+
+        async def handle(message: AbstractIncomingMessage) -> None:
+            work = WorkMessage(
+                body=message.body,
+                headers=dict(message.headers or {}),
+                reply_to=message.reply_to,
+                correlation_id=message.correlation_id,
+                redelivered=bool(message.redelivered),
+            )
+            outcome = await run_work_handler(consumer.handler, work, queue_name)
+            exchange = link.publisher.default_exchange
+            if outcome.reply is not None and work.reply_to:
+                reply = aio_pika.Message(outcome.reply, correlation_id=work.correlation_id)
+                await exchange.publish(reply, work.reply_to, mandatory=False)
+            if outcome.dead_reason is not None:
+                dead = aio_pika.Message(
+                    message.body,
+                    headers=dead_headers(work.headers, outcome.dead_reason),
+                    content_type=message.content_type,
+                    correlation_id=work.correlation_id,
+                    reply_to=work.reply_to,
+                    message_id=message.message_id,
+                    delivery_mode=PERSISTENT,
+                )
+                await exchange.publish(dead, dead_name, mandatory=False)
+
+        return handle
+
+    # -- publishing ---------------------------------------------------------
+
+    async def publish(self, event: Event, routing_key: str | None = None) -> Envelope:
+        envelope = self.envelope(event, routing_key)
+        message = aio_pika.Message(
+            envelope.to_bytes(),
+            content_type="application/json",
+            delivery_mode=PERSISTENT,
+            message_id=f"{envelope.stream}#{envelope.seq}",
+        )
+
+        async def publish(link: _Link) -> None:
+            await link.exchange.publish(message, envelope.type, mandatory=False)
+
+        await self._on_link(publish)
+        return envelope
+
+    async def send(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        await self.declare_queue(name)
+        message = aio_pika.Message(
+            body,
+            headers=dict(headers or {}),
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+            delivery_mode=PERSISTENT,
+        )
+
+        async def send(link: _Link) -> None:
+            await link.publisher.default_exchange.publish(
+                message, self.queue_name(name), mandatory=False
+            )
+
+        await self._on_link(send)
+
+    async def request(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> bytes:
+        await self.declare_queue(name)
+        correlation_id = uuid.uuid4().hex
+        request = _Request(asyncio.get_running_loop().create_future())
+        self._pending[correlation_id] = request
+        message = aio_pika.Message(
+            body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id, delivery_mode=PERSISTENT
+        )
+
+        async def send(link: _Link) -> None:
+            # Direct reply-to: the request must leave on the channel that consumes the replies.
+            request.link = link
+            await link.requester.default_exchange.publish(
+                message, self.queue_name(name), mandatory=False
+            )
+
+        try:
+            async with asyncio.timeout(timeout):
+                await self._on_link(send)
+                return await request.future
+        except TimeoutError:
+            raise TimeoutError(
+                f"no reply from {self.queue_name(name)} within {timeout:g}s"
+            ) from None
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        request = self._pending.get(message.correlation_id or "")
+        if request is not None and not request.future.done():
+            request.future.set_result(message.body)
+
+    # -- tests --------------------------------------------------------------
+
+    async def delete_topology(self) -> None:
+        """Delete the exchange and the durable queues this bus declared (tests clean up with it)."""
+        names = [self.queue_name(name) for name in self._queues]
+        names += [self.dead_queue_name(name) for name in self._queues]
+        names += [
+            self.queue_name(listener.group)
+            for listener in self._listeners
+            if isinstance(listener, _Subscription) and listener.group is not None
+        ]
+        connection = await aio_pika.connect(self.url)
+        async with connection:
+            channel = await connection.channel()
+            for name in dict.fromkeys(names):
+                await channel.queue_delete(name)
+            await channel.exchange_delete(self.exchange_name)

@@ -1,0 +1,152 @@
+"""What only the RabbitMQ bus has to survive: a cut connection and an unreachable broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.bus import BusUnavailable, WorkMessage
+from shared.bus.amqp import AmqpBus
+from tests.conftest import RABBITMQ_URL
+from tests.netcut import NetCut
+from tests.shared.bus.support import Inbox, Ping, until
+
+pytestmark = pytest.mark.integration
+
+
+async def rabbitmqctl(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def close_connection_named(name: str) -> None:
+    """Make the broker drop our connection, as a broker restart or a network cut would."""
+    listing = await rabbitmqctl(
+        "list_connections", "--no-table-headers", "pid", "client_properties"
+    )
+    pids = [
+        line.split("\t", 1)[0]
+        for line in listing.splitlines()
+        if f'{{"connection_name","{name}"}}' in line
+    ]
+    assert len(pids) == 1, listing
+    await rabbitmqctl("close_connection", pids[0], "test cuts the connection")
+
+
+@contextlib.asynccontextmanager
+async def started(*buses: AmqpBus) -> AsyncIterator[None]:
+    try:
+        for bus in buses:
+            await bus.start()
+        yield
+    finally:
+        for bus in buses:
+            await bus.close()
+        for bus in buses:
+            await bus.delete_topology()
+
+
+def record_connected(bus: AmqpBus) -> tuple[list[bool], asyncio.Task[None]]:
+    """Every change of ``bus.connected``, watched from outside as ``/readyz`` would."""
+    states = [bus.connected]
+
+    async def watch() -> None:
+        while True:
+            if bus.connected != states[-1]:
+                states.append(bus.connected)
+            await asyncio.sleep(0.002)
+
+    return states, asyncio.create_task(watch())
+
+
+async def test_a_cut_connection_is_restored_with_everything_on_it(namespace: str) -> None:
+    bus = AmqpBus(RABBITMQ_URL, namespace, "victim", "i1", backoff=(0.2, 1.0))
+    peer = AmqpBus(RABBITMQ_URL, namespace, "peer", "i1")
+    async with started(bus, peer):
+        broadcast, grouped, jobs = Inbox(), Inbox(), Inbox()
+        await bus.subscribe(["test.ping"], broadcast)
+        await bus.subscribe(["test.#"], grouped, group="resync")
+
+        async def job(message: WorkMessage) -> None:
+            await jobs(message.body)
+
+        async def echo(message: WorkMessage) -> bytes:
+            return message.body
+
+        await bus.consume("jobs", job)
+        await peer.consume("echo", echo)
+        resyncs: list[bool] = []
+
+        async def resync() -> None:
+            resyncs.append(bus.connected)
+
+        bus.on_reconnect(resync)
+        await peer.publish(Ping(n=1))
+        await until(lambda: len(broadcast.items) == len(grouped.items) == 1)
+        states, watcher = record_connected(bus)
+
+        await close_connection_named(bus.connection_name)
+        await until(lambda: resyncs == [True])
+
+        watcher.cancel()
+        if bus.connected != states[-1]:
+            states.append(bus.connected)
+        assert states == [True, False, True]
+        await peer.publish(Ping(n=2))
+        await peer.send("jobs", b"after the cut")
+        await until(lambda: len(broadcast.items) == len(grouped.items) == 2)
+        await until(lambda: jobs.items == [b"after the cut"])
+        assert [envelope.payload(Ping).n for envelope in broadcast.items] == [1, 2]
+        assert await bus.request("echo", b"still there?") == b"still there?"
+        await bus.publish(Ping(n=3))  # and it can publish again
+        await until(lambda: len(grouped.items) == 3)
+
+
+async def test_publish_waits_for_the_broker_then_gives_up_clearly(namespace: str) -> None:
+    cut = await NetCut("127.0.0.1", 5672).start()
+    url = f"amqp://guest:guest@127.0.0.1:{cut.port}/"
+    bus = AmqpBus(url, namespace, "victim", "i1", wait=0.5, backoff=(0.05, 0.2))
+    try:
+        async with started(bus):
+            inbox = Inbox()
+            await bus.subscribe(["test.ping"], inbox)
+            cut.cut()
+            await until(lambda: not bus.connected)
+
+            with pytest.raises(BusUnavailable, match="unreachable"):
+                await bus.publish(Ping(n=1))
+
+            cut.restore()
+            await until(lambda: bus.connected)
+            await bus.publish(Ping(n=2))
+            await until(lambda: len(inbox.items) == 1)
+            assert inbox.items[0].payload(Ping).n == 2
+    finally:
+        await cut.close()
+
+
+async def test_start_gives_up_clearly_when_the_broker_never_answers(namespace: str) -> None:
+    cut = await NetCut("127.0.0.1", 5672).start()
+    cut.cut()
+    bus = AmqpBus(
+        f"amqp://guest:guest@127.0.0.1:{cut.port}/", namespace, "lonely", "i1", start_timeout=0.3
+    )
+    try:
+        with pytest.raises(BusUnavailable, match="unreachable"):
+            await bus.start()
+        assert not bus.connected
+    finally:
+        await cut.close()
+
+
+def test_connection_is_named_after_namespace_and_stream() -> None:
+    """Operators (and the cut test) find a service's connection by this name."""
+    bus = AmqpBus(RABBITMQ_URL, "prod", "routing", "host-1")
+    assert bus.connection_name == "callmesh prod routing/host-1"
