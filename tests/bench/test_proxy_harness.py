@@ -1,0 +1,88 @@
+"""The proxy benchmark harness, end to end against Kamailio on the wire.
+
+Not a speed test: it proves the harness offers calls, that Kamailio with the
+generated drouting tables completes them (failing over when a gateway is
+dead), and that the runner reports what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.proxy.kamailio import Kamailio
+from bench.proxy.proxy import running_proxy
+from bench.proxy.routing import LOOPBACK, Gateway, RoutingTable, Rule
+from bench.proxy.sipp import CallPlan, run_caller, running_gateways, write_numbers
+
+pytestmark = pytest.mark.wire
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Away from the runner's defaults so a benchmark on the same host cannot collide.
+PROXY_PORT = 25060
+GATEWAY_PORTS = (25071, 25072)
+CALLER_PORT = 25080
+DEAD_GATEWAY_PORT = 25079
+
+
+def test_quick_run_completes_every_call_through_kamailio(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "bench.proxy.run",
+            "--quick",
+            "--proxy", "kamailio",
+            "--kamailio-port", str(PROXY_PORT),
+            "--gateway-ports", ",".join(map(str, GATEWAY_PORTS)),
+            "--caller-port", str(CALLER_PORT),
+            "--json", str(results),
+            "--workdir", str(tmp_path / "work"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split() for line in completed.stdout.splitlines()[1:]]
+    assert rows == [["kamailio", "50", "100", "0.000", rows[0][4]]]
+    (step,) = json.loads(results.read_text())["proxies"]["kamailio"]
+    (run,) = step["runs"]
+    assert (run["attempted"], run["successful"], run["unsuccessful"]) == (100, 100, 0)
+    assert run["failure_reasons"] == {}
+    assert step["failed_pct"] == 0.0
+    assert run["cpu_seconds"] >= 0.0
+
+
+def test_kamailio_fails_over_to_the_next_gateway(tmp_path: Path) -> None:
+    live = Gateway(2, LOOPBACK, GATEWAY_PORTS[1], "PSTN 2")
+    table = RoutingTable(
+        gateways=(Gateway(1, LOOPBACK, DEAD_GATEWAY_PORT, "PSTN 1 (down)"), live),
+        rules=(Rule(1, 0, "1407", 0, (1, 2)),),
+    )
+    numbers = tmp_path / "numbers.csv"
+    write_numbers(numbers, "1407555")
+    plan = CallPlan(rate=5, calls=5, hold_min_ms=0, hold_max_ms=0, recv_timeout_ms=10_000)
+    kamailio = Kamailio(port=PROXY_PORT, fr_timer_ms=500, fr_inv_timer_ms=2000)
+
+    with (
+        running_gateways(RoutingTable(gateways=(live,), rules=()), tmp_path, 10_000),
+        running_proxy(kamailio, table, tmp_path),
+    ):
+        counts = run_caller(
+            plan,
+            proxy_port=PROXY_PORT,
+            caller_port=CALLER_PORT,
+            numbers=numbers,
+            workdir=tmp_path,
+            tag="failover",
+        )
+
+    assert (counts.attempted, counts.successful, counts.failed) == (5, 5, 0)
