@@ -1,0 +1,172 @@
+"""The edge's copy of the routing table: loaded from Redis, then kept current by events.
+
+Why this shape: an edge must route the moment it starts (so it loads a snapshot
+from Redis, the record, before any event arrives) and must never route on a table
+it knows is incomplete. Events carry the table version; the cache applies version
+N+1 on top of N and anything else (a jump, a broker reconnect, an import) makes it
+reload in the background while lookups keep using the current index, which is
+then swapped in whole. Lookups are plain synchronous calls on that index: no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from services.edge.routing_cache.health import GatewayHealth
+from services.edge.routing_cache.route import Route
+from services.routing.table.changes import InvalidChangeError
+from services.routing.table.events import ROUTING_EVENTS, TableChanged, TableReplaced
+from services.routing.table.index import RoutingIndex
+from services.routing.table.model import KINDS, RECORD_TYPES, Rule
+from services.routing.table.store import RoutingStore
+from shared.bus import Bus, Envelope
+from shared.store import Store
+
+log = logging.getLogger("callmesh.routing_cache")
+
+IndexFactory = Callable[[], RoutingIndex]
+
+
+class RoutingCache:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        *,
+        health: GatewayHealth | None = None,
+        index_factory: IndexFactory = RoutingIndex,
+    ) -> None:
+        self._store = RoutingStore(store)
+        self._bus = bus
+        self._new_index = index_factory
+        self.health = health or GatewayHealth()
+        self.index = index_factory()
+        self.version = -1
+        """Table version the index reflects; -1 until the first snapshot is loaded."""
+        self.resyncs = 0
+        self._loading = False
+        self._held: list[tuple[int, TableChanged | None]] = []
+        self._resync_wanted = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Subscribe first (so nothing is missed), then load; returns once the table is in."""
+        await self._bus.subscribe([ROUTING_EVENTS], self._on_event)
+        self._bus.on_reconnect(self._on_reconnect)
+        self._worker = asyncio.create_task(self._resync_loop())
+        self.request_resync()
+        await self._ready.wait()
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    # -- lookups -------------------------------------------------------------
+
+    def lookup(self, number: str, group: str = "0") -> Route | None:
+        """The route for ``number`` in ``group`` with each gateway's health; no I/O."""
+        match = self.index.match(number, group)
+        return None if match is None else Route(match, self.health)
+
+    def translate(self, dialplan_id: str, number: str) -> str:
+        """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""
+        return self.index.translate(dialplan_id, number)
+
+    # -- keeping current -----------------------------------------------------
+
+    def request_resync(self) -> None:
+        self._resync_wanted.set()
+
+    async def _on_reconnect(self) -> None:
+        log.info("routing cache: bus reconnected, reloading the table")
+        self.request_resync()
+
+    async def _on_event(self, envelope: Envelope) -> None:
+        try:
+            event: TableChanged | None
+            if envelope.type == TableReplaced.routing_key:
+                version, event = envelope.payload(TableReplaced).version, None
+            else:
+                event = envelope.payload(TableChanged)
+                version = event.version
+        except ValidationError as error:
+            log.warning("routing cache: unreadable %s event (%s), reloading", envelope.type, error)
+            self.request_resync()
+            return
+        if self._loading:
+            self._held.append((version, event))
+        else:
+            self._advance(version, event)
+
+    def _advance(self, version: int, event: TableChanged | None) -> None:
+        """Apply the change set that follows the current version; anything else reloads."""
+        if version <= self.version:
+            return
+        if event is None or version != self.version + 1:
+            self.request_resync()
+            return
+        try:
+            changes = [item.change() for item in event.changes]
+        except InvalidChangeError as error:
+            log.warning(
+                "routing cache: invalid change in version %d (%s), reloading", version, error
+            )
+            self.request_resync()
+            return
+        for change in changes:
+            if change.record is None:
+                self.index.remove(change.kind, change.id)
+            else:
+                self.index.put(change.kind, change.id, change.record)
+        self.version = version
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await self._resync_wanted.wait()
+            self._resync_wanted.clear()
+            try:
+                await self._resync()
+            except Exception as error:
+                log.warning("routing cache: reload failed (%s), retrying", error)
+                self._loading = False
+                await asyncio.sleep(1.0)
+                self.request_resync()
+
+    async def _resync(self) -> None:
+        self._loading = True
+        self._held = []
+        index, version = await self.load()
+        self.index, self.version = index, version
+        self.resyncs += 1
+        self._loading = False
+        held, self._held = sorted(self._held, key=lambda item: item[0]), []
+        for held_version, event in held:
+            self._advance(held_version, event)
+        self._ready.set()
+        log.info("routing cache: table version %d loaded (%d rules)", self.version, len(index))
+
+    async def load(self) -> tuple[RoutingIndex, int]:
+        """A fresh index from Redis as of the head's version (rules changed while
+        scanning are re-applied by the events that follow that version)."""
+        head = await self._store.head()
+        index = self._new_index()
+        for kind in KINDS:
+            model = RECORD_TYPES[kind]
+            for record_id, raw in head.records.get(kind, {}).items():
+                index.put(kind, record_id, model.model_validate_json(raw))
+        async for batch in self._store.scan_rules(head.generation):
+            for rule_id, raw in batch.items():
+                index.put("rule", rule_id.decode(), Rule.model_validate_json(raw))
+            await asyncio.sleep(0)
+        return index, head.version

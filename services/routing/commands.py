@@ -1,0 +1,29 @@
+"""The ``routing.commands`` queue: route updates sent straight over RabbitMQ.
+
+A message is acknowledged only once stored (the handler returns after the store
+call). Anything that cannot be applied is dead-lettered with the reason, and the
+sender gets ``{"ok": false, "error": …}`` when it asked for a reply.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from services.routing.table.changes import InvalidChangeError, parse_commands
+from services.routing.writer import TableWriter
+from shared.bus import DeadLetter, WorkMessage
+
+COMMANDS_QUEUE = "routing.commands"
+
+
+class CommandHandler:
+    def __init__(self, writer: TableWriter) -> None:
+        self._writer = writer
+
+    async def __call__(self, message: WorkMessage) -> bytes | None:
+        try:
+            version = await self._writer.apply(parse_commands(message.body))
+        except InvalidChangeError as error:
+            reason = str(error)
+            raise DeadLetter(reason, reply=orjson.dumps({"ok": False, "error": reason})) from None
+        return orjson.dumps({"ok": True, "version": version})

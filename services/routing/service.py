@@ -1,0 +1,50 @@
+"""The routing-table service: the HTTP API and the command queue over the table in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
+from services.edge.routing_cache import RoutingCache
+from services.routing.api.entities import entity_router
+from services.routing.api.route import route_router
+from services.routing.api.rules_import import import_router
+from services.routing.commands import COMMANDS_QUEUE, CommandHandler
+from services.routing.table.model import Carrier, Dialplan, Gateway, Rule
+from services.routing.table.store import RoutingStore
+from services.routing.writer import TableWriter
+from shared.service import Runtime, Service
+
+
+class RoutingService(Service):
+    name = "routing"
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.writer = TableWriter(RoutingStore(self.store), self.bus, self.log)
+        self.cache = RoutingCache(self.store, self.bus)
+        """The dry run's view of the table: the very cache the edges run."""
+        runtime.readiness.append(("routing-table", self._table_ready))
+
+    def routers(self) -> Sequence[APIRouter]:
+        return (
+            entity_router("gateway", "gateways", Gateway, self.writer),
+            entity_router("carrier", "carriers", Carrier, self.writer),
+            import_router(self.writer),
+            entity_router("rule", "rules", Rule, self.writer),
+            entity_router("dialplan", "dialplans", Dialplan, self.writer),
+            route_router(self.cache),
+        )
+
+    async def start(self) -> None:
+        await self.bus.declare_queue(COMMANDS_QUEUE)
+        await self.cache.start()
+        await self.bus.consume(COMMANDS_QUEUE, CommandHandler(self.writer))
+        self.log.info("routing ready at table version %d", self.cache.version)
+
+    async def stop(self) -> None:
+        await self.cache.stop()
+
+    async def _table_ready(self) -> str | None:
+        return None if self.cache.ready else "routing table not loaded yet"

@@ -1,0 +1,98 @@
+"""The edge's routing cache against the real RabbitMQ and Redis: snapshot, gaps, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.routing.table.changes import Change
+from services.routing.table.model import Rule
+from services.routing.table.store import RoutingStore
+from shared.store import Store
+from tests.services.routing.support import Deployment, cut_connection, deployment, routes
+from tests.shared.bus.support import until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def routing(namespace: str, redis_store: Store) -> Deployment:  # type: ignore[misc]
+    async with deployment(namespace, redis_store) as found:
+        yield found
+
+
+async def test_snapshot_routes_before_any_event(routing: Deployment) -> None:
+    await routing.seed()
+    edge = await routing.edge()
+    assert edge.version == 6
+    assert routes(edge, "14075551234", "919876543210") == [("1", ["1", "2"]), ("4", ["2", "1"])]
+
+
+async def test_version_gap_reloads_from_redis(routing: Deployment) -> None:
+    await routing.seed()
+    edge = await routing.edge()
+    store = RoutingStore(routing.store)
+    # A change stored but never announced (its publisher died): the next event shows the gap.
+    await store.apply([Change("upsert", "rule", "silent", Rule(prefix="49", gateways=("1",)))])
+    reply = await routing.client.put("/v1/rules/6", json={"prefix": "61", "gateways": ["2"]})
+    await until(lambda: edge.version == reply.json()["version"] == 8)
+    assert routes(edge, "4930", "6123") == [("silent", ["1"]), ("6", ["2"])]
+    assert edge.resyncs == 2
+
+
+async def test_health_state_and_dialplan(routing: Deployment) -> None:
+    await routing.seed()
+    plan = {"rules": [{"match": "^0([1-9][0-9]+)$", "replace": "+44\\1"}]}
+    await routing.client.put("/v1/dialplans/uk", json=plan)
+    edge = await routing.edge()
+    edge.health.set("1", "down")
+    route = edge.lookup(edge.translate("uk", "02071234567"))
+    assert route is not None
+    assert [(hop.gateway.id, hop.number, hop.state) for hop in route.hops] == [
+        ("2", "+442071234567", "unknown")
+    ]
+    route = edge.lookup("14075551234")
+    assert route is not None
+    assert [(hop.gateway.id, hop.state) for hop in route.hops] == [("1", "down"), ("2", "unknown")]
+    assert [hop.gateway.id for hop in route.usable()] == ["2"]
+    assert edge.translate("uk", "999") == "999"
+    with pytest.raises(KeyError):
+        edge.translate("fr", "0142")
+
+
+async def test_connection_cut_during_changes_ends_with_the_stored_table(
+    routing: Deployment,
+) -> None:
+    await routing.seed()
+    edge = await routing.edge()
+    edge_bus = routing.buses[-1]
+    resyncs = edge.resyncs
+    writes = asyncio.create_task(_churn(routing, 60))
+    await until(lambda: edge.version > 10)
+    await cut_connection(edge_bus.connection_name)
+    await writes
+    store = RoutingStore(routing.store)
+    final = await store.version()
+    await until(lambda: edge.version == final)
+
+    stored: dict[str, list[str]] = {}
+    head = await store.head()
+    async for batch in store.scan_rules(head.generation):
+        for key, raw in batch.items():
+            stored[key.decode()] = list(Rule.model_validate_json(raw).gateways)
+    cached = {rule.id: list(rule.targets) for rule in edge.index.rules()}
+    assert cached == stored
+    assert sorted(edge.index.gateways) == sorted(head.records["gateway"])
+    assert edge.resyncs > resyncs
+
+
+async def _churn(routing: Deployment, count: int) -> None:
+    for n in range(count):
+        if n % 3 == 2:
+            await routing.client.delete(f"/v1/rules/c{n - 1}")
+        else:
+            body = {"prefix": f"7{n}", "gateways": ["1", "2"] if n % 2 else ["2"]}
+            (await routing.client.put(f"/v1/rules/c{n}", json=body)).raise_for_status()
+        await asyncio.sleep(0.02)
+    (await routing.client.put("/v1/gateways/9", json={"address": "sip:gw9"})).raise_for_status()

@@ -1,0 +1,183 @@
+"""Matching semantics of the routing index (drouting): pure, no I/O."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from services.routing.table.index import RoutingIndex
+from services.routing.table.model import Carrier, Gateway, Rule
+from services.routing.table.timewindow import TimeWindow
+
+MONDAY_NOON = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
+SUNDAY_NOON = datetime(2024, 6, 9, 12, 0, tzinfo=UTC)
+
+
+def seeded(now: datetime = MONDAY_NOON, seed: int = 7) -> RoutingIndex:
+    index = RoutingIndex(clock=lambda: now, rng=random.Random(seed))
+    index.put("gateway", "1", Gateway(address="sip:198.51.100.7:5060", description="PSTN 1"))
+    index.put("gateway", "2", Gateway(address="sip:198.51.100.8:5060", description="PSTN 2"))
+    for rule_id, prefix, gateways in (
+        ("r1407", "1407", ("1", "2")),
+        ("r44", "44", ("2",)),
+        ("r33", "33", ("1", "2")),
+        ("r91", "91", ("2", "1")),
+    ):
+        index.put("rule", rule_id, Rule(prefix=prefix, gateways=gateways))
+    return index
+
+
+def route(index: RoutingIndex, number: str, group: str = "0") -> tuple[str, list[str]] | None:
+    match = index.match(number, group)
+    return None if match is None else (match.rule.id, [gw.id for gw in match.gateways])
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        ("14075551234", ("r1407", ["1", "2"])),
+        ("+442071234567", ("r44", ["2"])),
+        ("33123456789", ("r33", ["1", "2"])),
+        ("919876543210", ("r91", ["2", "1"])),
+    ],
+)
+def test_seed_table(number: str, expected: tuple[str, list[str]]) -> None:
+    assert route(seeded(), number) == expected
+
+
+def test_no_route_without_default() -> None:
+    assert route(seeded(), "4912345") is None
+    assert route(seeded(), "14075551234", group="9") is None
+
+
+def test_default_route_is_the_empty_prefix() -> None:
+    index = seeded()
+    index.put("rule", "default", Rule(prefix="", gateways=("1",)))
+    assert route(index, "4912345") == ("default", ["1"])
+    assert route(index, "14075551234") == ("r1407", ["1", "2"])
+
+
+def test_longest_prefix_wins_over_shorter_even_with_lower_priority() -> None:
+    index = seeded()
+    index.put("rule", "r1", Rule(prefix="1", priority=100, gateways=("2",)))
+    index.put("rule", "r140755", Rule(prefix="140755", priority=-5, gateways=("2",)))
+    assert route(index, "14075551234") == ("r140755", ["2"])
+    assert route(index, "14085551234") == ("r1", ["2"])
+
+
+def test_highest_priority_among_one_prefix() -> None:
+    index = seeded()
+    index.put("rule", "low", Rule(prefix="1407", priority=-1, gateways=("2",)))
+    index.put("rule", "high", Rule(prefix="1407", priority=10, gateways=("2", "1")))
+    assert route(index, "14075551234") == ("high", ["2", "1"])
+    index.remove("rule", "high")
+    assert route(index, "14075551234") == ("r1407", ["1", "2"])
+    index.remove("rule", "r1407")
+    assert route(index, "14075551234") == ("low", ["2"])
+
+
+def test_groups_are_separate_tables() -> None:
+    index = seeded()
+    index.put("rule", "vip", Rule(group="5,6", prefix="1407", gateways=("2",)))
+    assert route(index, "14075551234", "5") == ("vip", ["2"])
+    assert route(index, "14075551234", "6") == ("vip", ["2"])
+    assert route(index, "14075551234", "0") == ("r1407", ["1", "2"])
+    assert route(index, "4420", "5") is None
+
+
+def test_time_window_picks_the_rule_valid_now() -> None:
+    weekend = TimeWindow(days=(6, 7))
+    for now, expected in ((SUNDAY_NOON, "weekend"), (MONDAY_NOON, "r1407")):
+        index = seeded(now)
+        index.put("rule", "weekend", Rule(prefix="1407", priority=5, time=weekend, gateways=("2",)))
+        assert route(index, "14075551234") == (
+            expected,
+            ["2"] if expected == "weekend" else ["1", "2"],
+        )
+
+
+def test_time_window_ruling_out_a_prefix_falls_back_to_shorter() -> None:
+    index = seeded(SUNDAY_NOON)
+    office = TimeWindow(days=(1, 2, 3, 4, 5), start="08:00", end="18:00", timezone="Europe/Paris")
+    index.put("rule", "office", Rule(prefix="14075", time=office, gateways=("2",)))
+    assert route(index, "14075551234") == ("r1407", ["1", "2"])
+
+
+def test_time_window_across_midnight_and_zone() -> None:
+    night = TimeWindow(start="22:00", end="06:00", timezone="Asia/Tokyo")
+    assert night.matches(datetime(2024, 6, 3, 14, 0, tzinfo=UTC))  # 23:00 in Tokyo
+    assert night.matches(datetime(2024, 6, 3, 20, 59, tzinfo=UTC))  # 05:59
+    assert not night.matches(datetime(2024, 6, 3, 21, 0, tzinfo=UTC))  # 06:00
+    bounded = TimeWindow(valid_from=datetime(2024, 6, 1), valid_until=datetime(2024, 7, 1))
+    assert bounded.matches(MONDAY_NOON)
+    assert not bounded.matches(datetime(2024, 7, 1, tzinfo=UTC))
+
+
+def test_strip_and_prefix_per_gateway() -> None:
+    index = seeded()
+    index.put("gateway", "3", Gateway(address="sip:gw3.example.net", strip=1, prefix="0011"))
+    index.put("rule", "r1", Rule(prefix="1", gateways=("3", "1")))
+    match = index.match("+18005550100")
+    assert match is not None
+    assert [gw.dial(match.number) for gw in match.gateways] == ["00118005550100", "+18005550100"]
+
+
+def test_ordered_carrier_expands_in_place_and_skips_disabled() -> None:
+    index = seeded()
+    index.put("gateway", "3", Gateway(address="sip:gw3.example.net", enabled=False))
+    index.put("gateway", "4", Gateway(address="sip:gw4.example.net"))
+    index.put("carrier", "acme", Carrier(gateways=("3", "4", "1")))
+    index.put("rule", "r49", Rule(prefix="49", gateways=("2", "#acme", "1")))
+    assert route(index, "4930123") == ("r49", ["2", "4", "1"])
+    index.put("carrier", "acme", Carrier(gateways=("3", "4", "1"), use_first=True))
+    assert route(index, "4930123") == ("r49", ["2", "4", "1"])
+    index.put("carrier", "acme", Carrier(gateways=("1", "4"), use_first=True))
+    assert route(index, "4930123") == ("r49", ["2", "1"])
+    index.put("carrier", "acme", Carrier(gateways=("4",), enabled=False))
+    assert route(index, "4930123") == ("r49", ["2", "1"])
+
+
+def test_weighted_carrier_orders_in_proportion_to_weights() -> None:
+    index = seeded(seed=11)
+    index.put("gateway", "3", Gateway(address="sip:gw3.example.net"))
+    index.put("carrier", "w", Carrier(gateways=("1=70", "2=20", "3=10"), weighted=True))
+    index.put("rule", "r49", Rule(prefix="49", gateways=("#w",)))
+    calls = 20_000
+    firsts: Counter[str] = Counter()
+    for _ in range(calls):
+        _, gateways = route(index, "4930123") or ("", [])
+        assert sorted(gateways) == ["1", "2", "3"]
+        firsts[gateways[0]] += 1
+    # Binomial standard deviation at these sizes is under 0.4 %; allow ~5 sigma.
+    for gateway, share in (("1", 0.70), ("2", 0.20), ("3", 0.10)):
+        assert abs(firsts[gateway] / calls - share) < 0.02, firsts
+
+
+def test_weighted_use_first_gives_one_gateway_by_weight() -> None:
+    index = seeded(seed=3)
+    index.put("carrier", "w", Carrier(gateways=("1=1", "2=3"), weighted=True, use_first=True))
+    index.put("rule", "r49", Rule(prefix="49", gateways=("#w",)))
+    firsts = Counter((route(index, "49") or ("", []))[1][0] for _ in range(8000))
+    assert abs(firsts["2"] / 8000 - 0.75) < 0.03
+    assert set(firsts) == {"1", "2"}
+
+
+def test_missing_gateway_is_skipped_and_gateway_changes_apply_at_once() -> None:
+    index = seeded()
+    index.remove("gateway", "1")
+    assert route(index, "14075551234") == ("r1407", ["2"])
+    index.put("gateway", "1", Gateway(address="sip:198.51.100.9"))
+    match = index.match("14075551234")
+    assert match is not None
+    assert match.gateways[0].address == "sip:198.51.100.9"
+
+
+def test_replacing_a_rule_moves_it() -> None:
+    index = seeded()
+    index.put("rule", "r44", Rule(prefix="4420", gateways=("1",)))
+    assert route(index, "4412345") is None
+    assert route(index, "44201234") == ("r44", ["1"])
+    assert len(index) == 4
