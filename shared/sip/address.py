@@ -1,0 +1,127 @@
+"""name-addr / addr-spec values: From, To, Contact, Route, Record-Route (RFC 3261 §20, §25.1).
+
+In the addr-spec form (no `<>`), everything after the first `;` is a header
+parameter, not a URI parameter, and a URI holding `,`, `?` or `;` must be in
+`<>` (RFC 4475 §3.1.2.13).  `str()` always writes the unambiguous name-addr form.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Final
+
+from shared.sip.errors import SipParseError
+from shared.sip.headers import split_commas
+from shared.sip.params import Params, format_params, param_value, parse_params, with_param
+from shared.sip.uri import Uri, parse_uri
+
+_TOKENS: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
+_QUOTED_ESCAPE: Final = re.compile(r"\\(.)", re.DOTALL)
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class Address:
+    """One address: optional display name (unquoted), URI, header parameters."""
+
+    uri: Uri
+    display_name: str | None = None
+    params: Params = ()
+
+    def param(self, name: str) -> str | None:
+        """The value of header parameter `name` ("" for a flag), or None if absent."""
+        return param_value(self.params, name.lower())
+
+    @property
+    def tag(self) -> str | None:
+        return param_value(self.params, "tag")
+
+    @property
+    def expires(self) -> int | None:
+        """Contact `expires` parameter in seconds, or None; malformed values raise."""
+        value = param_value(self.params, "expires")
+        if value is None:
+            return None
+        if not value.isascii() or not value.isdigit() or len(value) > 10:
+            raise SipParseError("malformed Contact expires parameter")
+        return min(int(value), 2**32 - 1)
+
+    @property
+    def q(self) -> float | None:
+        """Contact `q` parameter (0..1), or None."""
+        value = param_value(self.params, "q")
+        if value is None:
+            return None
+        try:
+            q = float(value)
+        except ValueError:
+            raise SipParseError("malformed Contact q parameter") from None
+        if not 0.0 <= q <= 1.0:
+            raise SipParseError("Contact q parameter out of range")
+        return q
+
+    def with_param(self, name: str, value: str | None) -> Address:
+        """A copy with header parameter `name` set (added or replaced), e.g. a To tag."""
+        return replace(self, params=with_param(self.params, name, value))
+
+    def __str__(self) -> str:
+        uri = f"<{self.uri}>{format_params(self.params)}"
+        if self.display_name is None:
+            return uri
+        escaped = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}" {uri}'
+
+
+def parse_address(text: str) -> Address:
+    """Parse one name-addr or addr-spec with header parameters."""
+    text = text.strip()
+    if not text:
+        raise SipParseError("empty address")
+    display: str | None = None
+    if text[0] == '"':
+        display, rest = _quoted_string(text)
+        rest = rest.lstrip()
+        if not rest.startswith("<"):
+            raise SipParseError("malformed address (quoted display name without <URI>)")
+        return _name_addr(display, rest)
+    lt = text.find("<")
+    if lt >= 0:
+        before = text[:lt].strip()
+        if before:
+            if not _TOKENS.fullmatch(before):
+                raise SipParseError("malformed display name (must be tokens or a quoted string)")
+            display = before
+        return _name_addr(display, text[lt:])
+    uri_text, semicolon, param_text = text.partition(";")
+    uri_text = uri_text.rstrip()
+    if "?" in uri_text or "," in uri_text:
+        raise SipParseError("URI with '?' or ',' must be enclosed in <>")
+    params = parse_params(semicolon + param_text, "address") if semicolon else ()
+    return Address(parse_uri(uri_text), None, params)
+
+
+def _name_addr(display: str | None, text: str) -> Address:
+    gt = text.find(">")
+    if gt < 0:
+        raise SipParseError("malformed address (no closing >)")
+    return Address(parse_uri(text[1:gt]), display, parse_params(text[gt + 1 :], "address"))
+
+
+def _quoted_string(text: str) -> tuple[str, str]:
+    """Split `"..."rest` into the unescaped content and the rest."""
+    i = 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            return _QUOTED_ESCAPE.sub(r"\1", text[1:i]), text[i + 1 :]
+        i += 1
+    raise SipParseError("unterminated quoted string")
+
+
+def parse_address_list(text: str) -> list[Address]:
+    """Parse a comma-separated list (Route, Record-Route, Contact without `*`)."""
+    return [parse_address(element) for element in split_commas(text)]

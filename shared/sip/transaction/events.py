@@ -1,0 +1,95 @@
+"""What a transaction tells its caller: states, timer names and output events.
+
+Events are plain slotted dataclasses rather than pydantic models: they never
+leave the process and one is made per message on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.sip.message import Request, Response
+from shared.sip.transport.destination import Destination
+
+
+class State(StrEnum):
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    ACCEPTED = "accepted"
+    TERMINATED = "terminated"
+
+
+class TimerName(StrEnum):
+    """RFC 3261 Table 4 timers, plus L and M from RFC 6026 §8.4."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+    E = "E"
+    F = "F"
+    G = "G"
+    H = "H"
+    I = "I"  # noqa: E741 - the RFC's name
+    J = "J"
+    K = "K"
+    L = "L"
+    M = "M"
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send `data` to `destination` (a request, a retransmission, an ACK or a response)."""
+
+    data: bytes
+    destination: Destination
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """A response for the TU; retransmissions the transaction absorbs never appear."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """An ACK that matched an INVITE server transaction after a 2xx (RFC 6026 Accepted state)."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """No answer in time.
+
+    Client B, F, and C before any provisional: `response` is a locally made 408
+    the TU treats like a received one (RFC 3261 §16.7 step 2, §16.8).  C after a
+    provisional: `response` is None and a proxy now sends CANCEL (§16.8).
+    Server H: the ACK never came; `response` is None.
+    """
+
+    timer: TimerName
+    response: Response | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The transport reported a failure for this transaction (RFC 3261 §17.1.4, §17.2.4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """The transaction is gone from its table; it will emit nothing more."""
+
+
+TransactionEvent = (
+    Transmit | ResponseReceived | AckReceived | TimedOut | TransportFailed | Terminated
+)
+
+TERMINATED = Terminated()
+TRANSPORT_FAILED = TransportFailed()

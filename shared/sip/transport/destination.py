@@ -1,0 +1,73 @@
+"""Where a message goes: a peer address plus, for streams, the connection to reuse.
+
+`response_destination` applies RFC 3261 §18.2.2 and RFC 3581 §4 so that every
+service answers exactly where the RFCs say, including NATed clients (rport)
+and stream clients that must be answered on the connection they opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from shared.sip.via import Via
+
+UNRELIABLE_TRANSPORTS: Final = frozenset({"udp"})
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A peer: transport (lower-case), host (IP literal or name, no brackets), port.
+
+    `connection_id` names the stream connection a message arrived on or should
+    leave by; the TCP adapter uses it while that connection is open and falls
+    back to host and port otherwise (RFC 3261 §18.2.2).
+    """
+
+    transport: str
+    host: str
+    port: int
+    connection_id: int | None = None
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the transport retransmits by itself, which switches the SIP timers off."""
+        return self.transport not in UNRELIABLE_TRANSPORTS
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+def default_port(transport: str) -> int:
+    return 5061 if transport in ("tls", "wss") else 5060
+
+
+def unbracket(host: str) -> str:
+    """`[2001:db8::1]` → `2001:db8::1`, as socket APIs want it."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def response_destination(
+    via: Via, source: tuple[str, int] | None = None, connection_id: int | None = None
+) -> Destination:
+    """Where to send a response whose topmost Via is `via`.
+
+    `source` is the address the request came from, if known; it stands in for
+    the `received`/`rport` values a server stamps on the Via (§18.2.1, RFC
+    3581 §4), so this works before and after the stamping.  On a stream the
+    response goes back on `connection_id` while it is open.
+    """
+    transport = via.transport.lower()
+    fallback_port = via.port or default_port(transport)
+    reliable = transport not in UNRELIABLE_TRANSPORTS
+    maddr = via.maddr
+    if maddr and not reliable:
+        return Destination(transport, unbracket(maddr), fallback_port)
+    if source is not None:
+        host = source[0]
+        port = source[1] if via.wants_rport else fallback_port
+    else:
+        host = via.received or via.host
+        port = via.rport or fallback_port
+    return Destination(transport, unbracket(host), port, connection_id if reliable else None)

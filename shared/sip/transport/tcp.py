@@ -1,0 +1,220 @@
+"""TCP adapter: listening sockets, outbound connections, and one connection table for both.
+
+A response or a new request to a peer reuses any open connection to that
+peer's address, whichever side opened it, because NATed clients can only be
+reached over the connection they opened (RFC 3261 §18.2.2, RFC 5626).  Idle
+connections are closed after `idle_timeout`; CRLF pings are answered with a
+pong (RFC 5626 §3.5.1) and count as traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import cast
+
+from shared.sip.framing import PING, FramingError, StreamFramer
+from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
+from shared.sip.transport.destination import Destination
+
+log = logging.getLogger(__name__)
+
+Peer = tuple[str, int]
+_PONG = b"\r\n"
+
+
+class TcpConnection(asyncio.Protocol):
+    """One stream: frames what arrives, writes what is sent."""
+
+    def __init__(self, owner: TcpTransport) -> None:
+        self._owner = owner
+        self.id = next(owner.connection_ids)
+        self.listener = Listener("tcp", "", 0)
+        self.peer: Peer = ("", 0)
+        self.aliases: list[Peer] = []
+        """Other addresses this connection was opened for (a name rather than the IP)."""
+        self.source = Destination("tcp", "", 0, self.id)
+        self.last_activity = 0.0
+        self._transport: asyncio.Transport | None = None
+        self._framer = StreamFramer(
+            max_header_size=owner.limits.max_header_size,
+            max_body_size=owner.limits.max_message_size,
+        )
+
+    @property
+    def open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        host, port = transport.get_extra_info("peername")[:2]
+        local_host, local_port = transport.get_extra_info("sockname")[:2]
+        # The local address tells the handler which of our addresses the peer used.
+        self.listener = Listener("tcp", local_host, local_port)
+        self.peer = (host, port)
+        self.source = Destination("tcp", host, port, self.id)
+        self.last_activity = self._owner.now()
+        if not self._owner.adopt(self):
+            log.warning("tcp: refused %s:%d, connection limit reached", host, port)
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self._owner.now()
+        for event in self._framer.feed(data):
+            if isinstance(event, bytes):
+                try:
+                    self._owner.on_message(event, self.source, self.listener)
+                except Exception:  # a handler bug must not take the connection down
+                    log.exception("tcp %s:%d: message handler failed", *self.peer)
+            elif event is PING:
+                if self.open:
+                    self.write(_PONG)
+            elif isinstance(event, FramingError):
+                log.warning("tcp %s:%d: %s; closing", self.peer[0], self.peer[1], event.reason)
+                self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner.forget(self)
+
+    def write(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise TransportError(
+                f"tcp connection {self.id} to {self.peer[0]}:{self.peer[1]} is closed"
+            )
+        self.last_activity = self._owner.now()
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class TcpTransport:
+    """Every TCP listener and connection of the process, with reuse, limits and idle close.
+
+    Create it inside the running loop: the idle sweep is scheduled on it at once.
+    """
+
+    def __init__(self, on_message: MessageHandler, limits: TransportLimits | None = None) -> None:
+        self.on_message = on_message
+        self.limits = limits or TransportLimits()
+        self.connection_ids = itertools.count(1)
+        self.listeners: list[Listener] = []
+        self._servers: list[asyncio.Server] = []
+        self._by_id: dict[int, TcpConnection] = {}
+        self._by_peer: dict[Peer, TcpConnection] = {}
+        self._connecting: dict[Peer, asyncio.Future[TcpConnection]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._schedule_sweep()
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def listen(self, host: str, port: int) -> Listener:
+        """Accept connections on `host:port`; returns the listener with the bound port."""
+        server = await self._loop.create_server(
+            lambda: TcpConnection(self), host, port, reuse_address=True
+        )
+        sockname = server.sockets[0].getsockname()
+        listener = Listener("tcp", sockname[0], sockname[1])
+        self._servers.append(server)
+        self.listeners.append(listener)
+        return listener
+
+    def connection(self, destination: Destination) -> TcpConnection | None:
+        """The open connection a message to `destination` would use, if any."""
+        if destination.connection_id is not None:
+            found = self._by_id.get(destination.connection_id)
+            if found is not None and found.open:
+                return found
+        found = self._by_peer.get(destination.address)
+        return found if found is not None and found.open else None
+
+    async def send(self, data: bytes, destination: Destination) -> TcpConnection:
+        """Write `data` on the connection for `destination`, connecting if there is none.
+
+        Raises `TransportError` when no connection can be made (§18.2.2's last
+        resort, RFC 3263 failover, is the caller's: it knows the alternatives).
+        """
+        connection = self.connection(destination)
+        if connection is None:
+            connection = await self._connect(destination.address)
+        connection.write(data)
+        return connection
+
+    async def _connect(self, peer: Peer) -> TcpConnection:
+        pending = self._connecting.get(peer)
+        if pending is not None:  # share one connect between concurrent senders
+            return await asyncio.shield(pending)
+        future: asyncio.Future[TcpConnection] = self._loop.create_future()
+        self._connecting[peer] = future
+        try:
+            connection = await self._open(peer)
+        except Exception as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: each waiter re-raises it itself
+            raise
+        else:
+            future.set_result(connection)
+            return connection
+        finally:
+            del self._connecting[peer]
+            if not future.done():  # cancelled while connecting
+                future.cancel()
+
+    async def _open(self, peer: Peer) -> TcpConnection:
+        if len(self._by_id) >= self.limits.max_connections:
+            raise TransportError("tcp connection limit reached")
+        try:
+            _, connection = await self._loop.create_connection(
+                lambda: TcpConnection(self), peer[0], peer[1]
+            )
+        except OSError as error:
+            raise TransportError(f"tcp connect to {peer[0]}:{peer[1]}: {error}") from error
+        if not connection.open:
+            raise TransportError(f"tcp connect to {peer[0]}:{peer[1]}: refused by limits")
+        if peer != connection.peer and peer not in self._by_peer:
+            connection.aliases.append(peer)
+            self._by_peer[peer] = connection
+        return connection
+
+    def adopt(self, connection: TcpConnection) -> bool:
+        """Register a new connection; False when over the limit (the caller drops it)."""
+        if len(self._by_id) >= self.limits.max_connections:
+            return False
+        self._by_id[connection.id] = connection
+        self._by_peer[connection.peer] = connection
+        return True
+
+    def forget(self, connection: TcpConnection) -> None:
+        self._by_id.pop(connection.id, None)
+        for peer in (connection.peer, *connection.aliases):
+            if self._by_peer.get(peer) is connection:
+                del self._by_peer[peer]
+
+    def _schedule_sweep(self) -> None:
+        interval = max(0.05, min(self.limits.idle_timeout / 4, 30.0))
+        self._sweeper = self._loop.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        cutoff = self.now() - self.limits.idle_timeout
+        for connection in [c for c in self._by_id.values() if c.last_activity <= cutoff]:
+            log.info("tcp %s:%d: idle, closing", *connection.peer)
+            connection.close()
+        self._schedule_sweep()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for server in self._servers:
+            server.close()
+        for connection in list(self._by_id.values()):
+            connection.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()

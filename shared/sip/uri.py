@@ -1,0 +1,221 @@
+"""SIP, SIPS and TEL URIs (RFC 3261 §19.1, §25.1; RFC 3966), parsed from text.
+
+Escaped (`%XX`) user, password, parameter and header parts are unescaped on
+parsing and re-escaped on `str()`, so two URIs that differ only in escaping
+are equal values (RFC 4475 §3.1.1.3 to §3.1.1.5).  A `%` that does not start an escape
+is kept literally.  Hosts keep their brackets when they are IPv6 references
+so `host` can be pasted back into a URI or a Via.
+
+The value classes here, in `via` and in `address` are treated as immutable
+(change them with `dataclasses.replace` or their `with_*` methods) but are
+not `frozen`: a frozen dataclass costs four times as much to construct, and
+the proxy builds several per packet.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote, unquote
+
+from shared.sip.errors import SipParseError
+from shared.sip.params import Params, param_value
+
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_HOSTNAME_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
+)
+_IPV6_CHARS: Final = frozenset("0123456789abcdefABCDEF:.")
+_MARK: Final = "-_.!~*'()"
+_USER_SAFE: Final = _MARK + "&=+$,;?/"
+_PASSWORD_SAFE: Final = _MARK + "&=+$,"
+_PARAM_SAFE: Final = _MARK + "[]/:&+$"
+_HEADER_SAFE: Final = _MARK + "[]/?:+$"
+
+
+def _unescape(text: str) -> str:
+    return unquote(text, errors="surrogateescape") if "%" in text else text
+
+
+def _escape(text: str, safe: str) -> str:
+    return quote(text, safe=safe, errors="surrogateescape")
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class SipUri:
+    """A `sip:` or `sips:` URI.  Parameter names are lower-cased; values unescaped."""
+
+    host: str
+    user: str | None = None
+    password: str | None = None
+    port: int | None = None
+    params: Params = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    scheme: str = "sip"
+
+    def param(self, name: str) -> str | None:
+        """The value of parameter `name` ("" for a flag such as `lr`), or None if absent."""
+        return param_value(self.params, name.lower())
+
+    def has_param(self, name: str) -> bool:
+        return self.param(name) is not None
+
+    @property
+    def host_port(self) -> str:
+        """`host` or `host:port`, as it appears in a URI."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    @property
+    def transport(self) -> str | None:
+        """The `transport` parameter, upper-cased (UDP, TCP, TLS, ...), or None."""
+        value = self.param("transport")
+        return value.upper() if value else None
+
+    def __str__(self) -> str:
+        parts = [self.scheme, ":"]
+        if self.user is not None:
+            parts.append(_escape(self.user, _USER_SAFE))
+            if self.password is not None:
+                parts += [":", _escape(self.password, _PASSWORD_SAFE)]
+            parts.append("@")
+        parts.append(self.host_port)
+        for name, value in self.params:
+            parts += [";", _escape(name, _PARAM_SAFE)]
+            if value is not None:
+                parts += ["=", _escape(value, _PARAM_SAFE)]
+        if headers := self.headers:
+            pairs = (f"{_escape(n, _HEADER_SAFE)}={_escape(v, _HEADER_SAFE)}" for n, v in headers)
+            parts += ["?", "&".join(pairs)]
+        return "".join(parts)
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class TelUri:
+    """A `tel:` URI: the number (visual separators kept) and its parameters."""
+
+    number: str
+    params: Params = ()
+    scheme: str = "tel"
+
+    def param(self, name: str) -> str | None:
+        return param_value(self.params, name.lower())
+
+    def __str__(self) -> str:
+        params = "".join(
+            f";{_escape(n, _PARAM_SAFE)}" + ("" if v is None else f"={_escape(v, _PARAM_SAFE)}")
+            for n, v in self.params
+        )
+        return f"tel:{self.number}{params}"
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class AbsoluteUri:
+    """Any other absolute URI (RFC 3261 allows them); kept opaque so it can be forwarded."""
+
+    scheme: str
+    opaque: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.opaque}"
+
+
+Uri = SipUri | TelUri | AbsoluteUri
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse a URI; raise `SipParseError` when it is malformed (including any whitespace)."""
+    if " " in text or not text.isprintable():
+        raise SipParseError("malformed URI (contains whitespace or control characters)")
+    if text[:4] == "sip:":
+        return _parse_sip("sip", text[4:])
+    scheme, colon, rest = text.partition(":")
+    if not colon or not _SCHEME.fullmatch(scheme):
+        raise SipParseError("malformed URI (no scheme)")
+    scheme = scheme.lower()
+    if scheme in ("sip", "sips"):
+        return _parse_sip(scheme, rest)
+    if scheme == "tel":
+        number, _, params = rest.partition(";")
+        if not number:
+            raise SipParseError("malformed tel URI (no number)")
+        return TelUri(number, _uri_params(params) if params else ())
+    if not rest:
+        raise SipParseError("malformed URI (empty)")
+    return AbsoluteUri(scheme, rest)
+
+
+def _parse_sip(scheme: str, rest: str) -> SipUri:
+    user = password = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo = rest[:at]
+        rest = rest[at + 1 :]
+        user_text, has_password, password_text = userinfo.partition(":")
+        if not user_text:
+            raise SipParseError("malformed SIP URI (empty user)")
+        user = _unescape(user_text)
+        if has_password:
+            password = _unescape(password_text)
+    rest, question, header_text = rest.partition("?")
+    hostport, semicolon, param_text = rest.partition(";")
+    host, port = _parse_hostport(hostport)
+    params = _uri_params(param_text) if semicolon else ()
+    headers = _uri_headers(header_text) if question else ()
+    return SipUri(host, user, password, port, params, headers, scheme)
+
+
+def _parse_hostport(text: str) -> tuple[str, int | None]:
+    """Split host and port; IPv6 references must be bracketed (RFC 5118 §4.3)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise SipParseError("malformed IPv6 reference (no closing bracket)")
+        host = text[: end + 1]
+        inner = host[1:-1]
+        if ":" not in inner or not _IPV6_CHARS.issuperset(inner):
+            raise SipParseError("malformed IPv6 reference")
+        port_text = text[end + 1 :]
+        if port_text and port_text[0] != ":":
+            raise SipParseError("malformed host (text after IPv6 reference)")
+        port_text = port_text[1:]
+        has_port = bool(text[end + 1 :])
+    else:
+        host, has_colon, port_text = text.partition(":")
+        has_port = bool(has_colon)
+        if not host or not _HOSTNAME_CHARS.issuperset(host):
+            raise SipParseError("malformed host")
+    if not has_port:
+        return host, None
+    return host, parse_port(port_text)
+
+
+def parse_port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
+        raise SipParseError("malformed port")
+    return int(text)
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """Split a `host[:port]` (sent-by, hostport); raise `SipParseError` when malformed."""
+    return _parse_hostport(text)
+
+
+def _uri_params(text: str) -> Params:
+    params: list[tuple[str, str | None]] = []
+    for piece in text.split(";"):
+        name, eq, value = piece.partition("=")
+        if not name:
+            raise SipParseError("malformed URI parameter (empty name)")
+        params.append((_unescape(name).lower(), _unescape(value) if eq else None))
+    return tuple(params)
+
+
+def _uri_headers(text: str) -> tuple[tuple[str, str], ...]:
+    headers = []
+    for piece in text.split("&"):
+        name, eq, value = piece.partition("=")
+        if not name or not eq:
+            raise SipParseError("malformed URI header")
+        headers.append((_unescape(name), _unescape(value)))
+    return tuple(headers)

@@ -1,0 +1,114 @@
+"""Small scalar header values: CSeq, Max-Forwards, Expires, Content-Length, Call-ID, Date, tokens.
+
+Range limits follow RFC 3261 (CSeq < 2**31, Max-Forwards ≤ 255, delta-seconds
+< 2**32); an out-of-range value is a 400, as RFC 4475 §3.1.2.4 expects.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from shared.sip.errors import SipParseError
+
+_TOKEN: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_WORD: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+")
+_CALL_ID: Final = re.compile(rf"{_WORD.pattern}(?:@{_WORD.pattern})?")
+_DATE: Final = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" (\d{4}) (\d\d):(\d\d):(\d\d) GMT"
+)
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+_MAX_CSEQ: Final = 2**31 - 1
+_MAX_DELTA: Final = 2**32 - 1
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class CSeq:
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def _digits(text: str, what: str, limit: int) -> int:
+    """A non-negative decimal within `limit`; checked by length first so huge input is cheap."""
+    if not text.isascii() or not text.isdigit():
+        raise SipParseError(f"malformed {what}")
+    significant = text.lstrip("0")
+    if len(significant) > len(str(limit)) or int(text) > limit:
+        raise SipParseError(f"{what} out of range")
+    return int(text)
+
+
+def parse_cseq(text: str) -> CSeq:
+    parts = text.split()
+    if len(parts) != 2 or not _TOKEN.fullmatch(parts[1]):
+        raise SipParseError("malformed CSeq")
+    return CSeq(_digits(parts[0], "CSeq sequence number", _MAX_CSEQ), parts[1])
+
+
+def parse_max_forwards(text: str) -> int:
+    return _digits(text, "Max-Forwards", 255)
+
+
+def parse_delta_seconds(text: str, what: str) -> int:
+    """Expires / Min-Expires style value; `what` names the header in the error."""
+    return _digits(text, what, _MAX_DELTA)
+
+
+def parse_content_length(text: str) -> int:
+    return _digits(text, "Content-Length", 2**31 - 1)
+
+
+def parse_call_id(text: str) -> str:
+    if not _CALL_ID.fullmatch(text):
+        raise SipParseError("malformed Call-ID")
+    return text
+
+
+def parse_date(text: str) -> datetime:
+    """An RFC 1123 date, which SIP requires to be in GMT (RFC 3261 §20.17)."""
+    match = _DATE.fullmatch(text)
+    if match is None:
+        raise SipParseError("malformed Date (must be RFC 1123 in GMT)")
+    _, day, month, year, hour, minute, second = match.groups()
+    try:
+        return datetime(
+            int(year),
+            _MONTHS.index(month) + 1,
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        raise SipParseError("malformed Date (no such day or time)") from None
+
+
+def parse_token_list(text: str) -> list[str]:
+    """Require / Proxy-Require / Supported / Allow: comma-separated tokens."""
+    tokens = [part.strip() for part in text.split(",")]
+    if text.strip() == "":
+        return []
+    for token in tokens:
+        if not _TOKEN.fullmatch(token):
+            raise SipParseError("malformed option tag list")
+    return tokens

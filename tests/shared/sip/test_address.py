@@ -1,0 +1,66 @@
+"""name-addr / addr-spec parsing and serialisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.sip.address import Address, parse_address, parse_address_list
+from shared.sip.errors import SipParseError
+from shared.sip.uri import SipUri
+
+
+def test_name_addr_with_quoted_display_name() -> None:
+    address = parse_address('"Alice \\"A\\" Smith" <sip:alice@example.com;transport=udp>;tag=1')
+    assert address == Address(
+        SipUri("example.com", "alice", params=(("transport", "udp"),)),
+        'Alice "A" Smith',
+        (("tag", "1"),),
+    )
+    assert address.tag == "1"
+    assert str(address) == '"Alice \\"A\\" Smith" <sip:alice@example.com;transport=udp>;tag=1'
+    assert parse_address(str(address)) == address
+
+
+def test_token_display_name_and_addr_spec_params() -> None:
+    assert parse_address("Bob Jones <sip:bob@b.example>").display_name == "Bob Jones"
+    spec = parse_address("sip:bob@b.example;user=phone;tag=x")
+    assert spec.uri == SipUri("b.example", "bob")
+    assert spec.params == (("user", "phone"), ("tag", "x"))
+    assert str(spec) == "<sip:bob@b.example>;user=phone;tag=x"
+
+
+def test_contact_parameters() -> None:
+    contact = parse_address("<sip:a@192.0.2.1>;expires=3600;q=0.7")
+    assert (contact.expires, contact.q) == (3600, 0.7)
+    assert contact.with_param("expires", "0").expires == 0
+    assert contact.with_param("x", None).params[-1] == ("x", None)
+    with pytest.raises(SipParseError, match="q parameter out of range"):
+        _ = parse_address("<sip:a@b>;q=1.5").q
+    with pytest.raises(SipParseError, match="malformed Contact expires"):
+        _ = parse_address("<sip:a@b>;expires=soon").expires
+
+
+def test_lists_split_outside_quotes_and_brackets() -> None:
+    addresses = parse_address_list('"Doe, John" <sip:j@a.example>, <sip:x@b.example;p=1,2>')
+    assert [a.display_name for a in addresses] == ["Doe, John", None]
+    assert len(addresses) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty address"),
+        ('"unterminated <sip:a@b>', "unterminated quoted string"),
+        ('"x" sip:a@b', "malformed address (quoted display name without <URI>)"),
+        ("<sip:a@b", "malformed address (no closing >)"),
+        ("Bell, Alexander <sip:a@b>", "malformed display name (must be tokens or a quoted string)"),
+        ("sip:a@b?x=y", "URI with '?' or ',' must be enclosed in <>"),
+        ("< sip:a@b >", "malformed URI (contains whitespace or control characters)"),
+        ("<sip:a@b>;;", "malformed address parameter"),
+        ("<sip:a@b> junk", "malformed address (unexpected text before parameters)"),
+    ],
+)
+def test_malformed_addresses(text: str, reason: str) -> None:
+    with pytest.raises(SipParseError) as caught:
+        parse_address(text)
+    assert caught.value.reason == reason

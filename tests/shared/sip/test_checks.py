@@ -1,0 +1,50 @@
+"""Proxy request checks (RFC 3261 §16.3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.sip.checks import check_proxy_request
+from shared.sip.errors import SipError
+from shared.sip.message import Request, parse_message
+
+BASE = (
+    b"OPTIONS sip:a@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nMax-Forwards: 5\r\n"
+    b"From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\n"
+    b"Call-ID: c\r\nCSeq: 1 OPTIONS\r\nProxy-Require: foo, bar\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def request(data: bytes = BASE) -> Request:
+    message = parse_message(data)
+    assert isinstance(message, Request)
+    return message
+
+
+def test_supported_extensions_pass() -> None:
+    check_proxy_request(request(), supported={"foo", "bar"})
+
+
+def test_unsupported_extension_is_420_listing_only_the_unsupported() -> None:
+    with pytest.raises(SipError) as caught:
+        check_proxy_request(request(), supported={"foo"})
+    assert caught.value.status == 420
+    assert caught.value.headers == (("Unsupported", "bar"),)
+
+
+def test_tel_is_routable_but_unknown_scheme_is_416() -> None:
+    check_proxy_request(
+        request(BASE.replace(b"sip:a@example.com SIP", b"tel:+1555 SIP")), supported={"foo", "bar"}
+    )
+    with pytest.raises(SipError) as caught:
+        check_proxy_request(
+            request(BASE.replace(b"sip:a@example.com SIP", b"im:a@example.com SIP"))
+        )
+    assert caught.value.status == 416
+
+
+def test_zero_max_forwards_is_483() -> None:
+    with pytest.raises(SipError) as caught:
+        check_proxy_request(request(BASE.replace(b"Max-Forwards: 5", b"Max-Forwards: 0")))
+    assert caught.value.status == 483

@@ -1,0 +1,67 @@
+"""Header names, compact forms and comma splitting."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.sip.errors import SipParseError
+from shared.sip.headers import (
+    COMPACT_FORMS,
+    canonical_name,
+    header_key,
+    key_of_raw_name,
+    split_commas,
+)
+
+
+@pytest.mark.parametrize(
+    ("compact", "key"),
+    [
+        ("v", "via"),
+        ("f", "from"),
+        ("t", "to"),
+        ("i", "call-id"),
+        ("m", "contact"),
+        ("l", "content-length"),
+        ("c", "content-type"),
+        ("k", "supported"),
+        ("s", "subject"),
+        ("e", "content-encoding"),
+        ("o", "event"),
+        ("u", "allow-events"),
+        ("r", "refer-to"),
+        ("b", "referred-by"),
+        ("x", "session-expires"),
+    ],
+)
+def test_compact_forms(compact: str, key: str) -> None:
+    assert COMPACT_FORMS[compact] == key
+    assert header_key(compact.upper()) == key
+    assert key_of_raw_name(compact.encode() + b" :") == key
+
+
+def test_names_are_case_insensitive_and_canonically_spelled() -> None:
+    assert header_key("MaX-fOrWaRdS") == "max-forwards"
+    assert canonical_name("call-id") == "Call-ID"
+    assert canonical_name("cseq") == "CSeq"
+    assert canonical_name("www-authenticate") == "WWW-Authenticate"
+    assert canonical_name("record-route") == "Record-Route"
+
+
+def test_raw_names_must_be_tokens() -> None:
+    with pytest.raises(SipParseError, match="malformed header name"):
+        key_of_raw_name(b"Bad Name:")
+    with pytest.raises(SipParseError, match="malformed header name"):
+        key_of_raw_name(b":")
+
+
+def test_split_commas_respects_quotes_and_angle_brackets() -> None:
+    assert split_commas("a, b ,c") == ["a", "b", "c"]
+    assert split_commas('"Doe, J" <sip:a@b>, <sip:c@d;x=1,2>') == [
+        '"Doe, J" <sip:a@b>',
+        "<sip:c@d;x=1,2>",
+    ]
+    assert split_commas('"a\\", b" <sip:x@y>') == ['"a\\", b" <sip:x@y>']
+    assert split_commas("a,,") == ["a", "", ""]
+    with pytest.raises(SipParseError, match="unterminated quoted string"):
+        split_commas('"a, b')

@@ -1,0 +1,287 @@
+"""Message framing, header access, forwarding edits and serialisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.sip.address import parse_address
+from shared.sip.errors import SipError, SipParseError
+from shared.sip.message import (
+    MAX_HEADER_FIELDS,
+    MAX_LINE_LENGTH,
+    MAX_MESSAGE_SIZE,
+    Request,
+    Response,
+    parse_message,
+)
+from shared.sip.uri import SipUri
+from shared.sip.via import Via
+
+INVITE = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKaaa, "
+    b"SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKbbb\r\n"
+    b"v: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKccc\r\n"
+    b"Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n"
+    b"Route: <sip:p3.example.com;lr>\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"f: Alice <sip:alice@example.com>;tag=abc\r\n"
+    b"t: <sip:bob@example.com>\r\n"
+    b"i: call-1@example.com\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"m: <sip:alice@192.0.2.1>;expires=60;q=0.5\r\n"
+    b"Subject: first line\r\n"
+    b"  second line\r\n"
+    b"c: application/sdp\r\n"
+    b"l: 4\r\n"
+    b"\r\n"
+    b"v=0\n"
+)
+
+
+def invite() -> Request:
+    message = parse_message(INVITE)
+    assert isinstance(message, Request)
+    return message
+
+
+def test_unedited_message_serialises_to_the_received_bytes() -> None:
+    message = invite()
+    assert message.to_bytes() is INVITE
+
+
+def test_compact_and_long_names_are_the_same_header() -> None:
+    message = invite()
+    assert message.header("From") == message.header("f") == "Alice <sip:alice@example.com>;tag=abc"
+    assert message.header("CALL-ID") == "call-1@example.com"
+    assert message.headers("v") == message.headers("Via")
+    assert len(message.headers("via")) == 3
+    assert message.header("via") == "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKaaa"
+    assert message.header("X-Absent") is None
+    assert message.headers("X-Absent") == []
+
+
+def test_folded_header_is_unfolded_on_read() -> None:
+    assert invite().header("Subject") == "first line second line"
+
+
+def test_typed_accessors() -> None:
+    message = invite()
+    assert message.method == "INVITE"
+    assert message.uri == SipUri("example.com", "bob")
+    assert [v.branch for v in message.vias] == ["z9hG4bKaaa", "z9hG4bKbbb", "z9hG4bKccc"]
+    assert message.top_via.port == 5060
+    assert message.call_id == "call-1@example.com"
+    assert (message.cseq.seq, message.cseq.method) == (1, "INVITE")
+    assert message.from_tag == "abc"
+    assert message.from_.display_name == "Alice"
+    assert message.to_tag is None
+    assert message.max_forwards == 70
+    assert [r.uri.host for r in message.routes if isinstance(r.uri, SipUri)] == [
+        "p1.example.com",
+        "p2.example.com",
+        "p3.example.com",
+    ]
+    (contact,) = message.contacts
+    assert (contact.expires, contact.q) == (60, 0.5)
+    assert message.content_type == "application/sdp"
+    assert message.content_length == 4
+    assert message.body == b"v=0\n"
+    message.validate()
+
+
+def test_forwarding_edits() -> None:
+    message = invite()
+    assert message.pop_route() == parse_address("<sip:p1.example.com;lr>")
+    assert message.decrement_max_forwards() == 69
+    message.prepend_via("SIP/2.0/UDP proxy.example.com;branch=z9hG4bKfwd")
+    message.add_record_route("<sip:proxy.example.com;lr>")
+    message.set_uri("sip:bob@192.0.2.50:5080")
+    wire = message.to_bytes()
+    assert wire.startswith(b"INVITE sip:bob@192.0.2.50:5080 SIP/2.0\r\n")
+    assert b"Route: <sip:p2.example.com;lr>\r\nRoute: <sip:p3.example.com;lr>\r\n" in wire
+    assert b"Max-Forwards: 69\r\n" in wire
+    assert b"Subject: first line\r\n  second line\r\n" in wire
+    again = parse_message(wire)
+    assert isinstance(again, Request)
+    assert again.max_forwards == 69
+    assert [v.branch for v in again.vias] == [
+        "z9hG4bKfwd",
+        "z9hG4bKaaa",
+        "z9hG4bKbbb",
+        "z9hG4bKccc",
+    ]
+    assert [str(r.uri) for r in again.record_routes] == ["sip:proxy.example.com;lr"]
+    assert [str(r.uri) for r in again.routes] == ["sip:p2.example.com;lr", "sip:p3.example.com;lr"]
+    assert again.uri == SipUri("192.0.2.50", "bob", port=5080)
+    assert again.body == b"v=0\n"
+
+
+def test_accessors_see_edits() -> None:
+    message = invite()
+    assert message.top_via.branch == "z9hG4bKaaa"
+    message.prepend_via(Via("TCP", "proxy.example.com", 5061, (("branch", "z9hG4bKnew"),)))
+    assert message.top_via.branch == "z9hG4bKnew"
+    assert len(message.vias) == 4
+    message.replace_top_via(message.top_via.with_params(received="192.0.2.99"))
+    assert message.top_via.received == "192.0.2.99"
+    assert len(message.vias) == 4
+
+
+def test_pop_via_on_a_response() -> None:
+    response = parse_message(
+        b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1, "
+        b"SIP/2.0/UDP b.example.com;branch=z9hG4bK2\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (180, "Ringing")
+    assert response.pop_via().host == "a.example.com"
+    assert response.to_bytes() == (
+        b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP b.example.com;branch=z9hG4bK2\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+
+
+def test_max_forwards_zero_refuses_to_decrement() -> None:
+    message = parse_message(INVITE.replace(b"Max-Forwards: 70", b"Max-Forwards: 0"))
+    with pytest.raises(SipError) as caught:
+        message.decrement_max_forwards()
+    assert caught.value.status == 483
+
+
+def test_missing_max_forwards_is_added() -> None:
+    message = parse_message(INVITE.replace(b"Max-Forwards: 70\r\n", b""))
+    assert message.max_forwards is None
+    assert message.decrement_max_forwards() == 69
+    assert b"\r\nMax-Forwards: 69\r\n" in message.to_bytes()
+
+
+def test_generic_header_edits() -> None:
+    message = invite()
+    message.add_header("X-Trace", "1")
+    message.add_header("X-Trace", "0", first=True)
+    assert message.headers("x-trace") == ["0", "1"]
+    message.set_header("X-Trace", "only")
+    assert message.headers("x-trace") == ["only"]
+    assert message.remove_header("x-trace") == 1
+    assert not message.has_header("X-Trace")
+    message.set_body(b"hello", "text/plain")
+    again = parse_message(message.to_bytes(), stream=True)
+    assert (again.body, again.content_type) == (b"hello", "text/plain")
+    with pytest.raises(ValueError, match="line break"):
+        message.add_header("X-Evil", "a\r\nVia: injected")
+
+
+def test_copy_is_independent() -> None:
+    original = invite()
+    branch = original.copy()
+    assert isinstance(branch, Request)
+    branch.prepend_via("SIP/2.0/UDP proxy;branch=z9hG4bKcopy")
+    branch.set_uri("sip:other@example.org")
+    assert original.to_bytes() is INVITE
+    assert len(branch.vias) == 4
+    assert original.uri_text == "sip:bob@example.com"
+
+
+def test_build_request_adds_content_length() -> None:
+    request = Request.build(
+        "OPTIONS",
+        "sip:gw.example.com",
+        [("Via", "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx"), ("Max-Forwards", "70")],
+    )
+    assert request.to_bytes() == (
+        b"OPTIONS sip:gw.example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nMax-Forwards: 70\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+
+
+def test_header_fields_in_order() -> None:
+    fields = invite().header_fields()
+    assert fields[0] == (
+        "Via",
+        "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKaaa, SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKbbb",
+    )
+    assert fields[1][0] == "v"
+    assert ("Subject", "first line second line") in fields
+
+
+def test_datagram_without_content_length_takes_the_rest() -> None:
+    data = INVITE.replace(b"l: 4\r\n", b"")
+    message = parse_message(data)
+    assert message.body == b"v=0\n"
+    assert message.to_bytes().endswith(b"Content-Length: 4\r\n\r\nv=0\n")
+
+
+def test_stream_requires_content_length() -> None:
+    with pytest.raises(SipParseError, match="missing Content-Length on a stream transport"):
+        parse_message(INVITE.replace(b"l: 4\r\n", b""), stream=True)
+    with pytest.raises(SipParseError, match="incomplete message"):
+        parse_message(INVITE[:100], stream=True)
+
+
+def test_leading_keepalive_crlf_is_skipped() -> None:
+    assert isinstance(parse_message(b"\r\n\r\n" + INVITE), Request)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty start line"),
+        (
+            b"INVITE sip:a@b SIP/2.0\r\n continued: x\r\n\r\n",
+            "continuation line before the first header",
+        ),
+        (
+            b"INVITE sip:a@b SIP/2.0\r\nno colon here\r\n\r\n",
+            "malformed header line (no name or colon)",
+        ),
+        (b"INVITE sip:a@b SIP/2.0\r\nBad Name: x\r\n\r\n", "malformed header name"),
+        (b"INV@TE sip:a@b SIP/2.0\r\n\r\n", "malformed method"),
+        (b"SIP/2.0 2000 OK\r\n\r\n", "malformed status code"),
+        (b"SIP/2.0 099 Low\r\n\r\n", "malformed status code"),
+        (b"SIP/2.0\r\n\r\n", "malformed status line"),
+        (b"INVITE sip:a@b HTTP/1.1\r\n\r\n", "malformed SIP version"),
+        (b"INVITE sip:a@b SIP/2.0\r\nl: 1\r\nl: 1\r\n\r\nx", "more than one Content-Length header"),
+        (b"INVITE sip:a@b SIP/2.0\r\nTo: \xff\r\n\r\n", None),
+    ],
+)
+def test_framing_errors(data: bytes, reason: str | None) -> None:
+    if reason is None:
+        with pytest.raises(SipParseError, match="not valid UTF-8"):
+            parse_message(data).header("To")
+        return
+    with pytest.raises(SipParseError) as caught:
+        parse_message(data)
+    assert caught.value.reason == reason
+
+
+def test_bounds_on_hostile_input() -> None:
+    with pytest.raises(SipParseError) as caught:
+        parse_message(b"X" * (MAX_MESSAGE_SIZE + 1))
+    assert caught.value.status == 513
+    many = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * MAX_HEADER_FIELDS + b"\r\n"
+    with pytest.raises(SipParseError, match="too many header fields"):
+        parse_message(many)
+    long_line = b"OPTIONS sip:a@b SIP/2.0\r\nX: " + b"y" * MAX_LINE_LENGTH + b"\r\n\r\n"
+    with pytest.raises(SipParseError, match="header line too long"):
+        parse_message(long_line)
+
+
+def test_missing_required_header_is_reported_on_access() -> None:
+    message = parse_message(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n")
+    with pytest.raises(SipParseError, match="missing Call-ID header"):
+        _ = message.call_id
+    with pytest.raises(SipParseError, match="missing Via header"):
+        message.validate()
+
+
+def test_contact_wildcard() -> None:
+    base = b"REGISTER sip:example.com SIP/2.0\r\nContact: *\r\nExpires: 0\r\nl: 0\r\n\r\n"
+    message = parse_message(base)
+    assert message.contact_is_wildcard
+    assert message.contacts == []
+    assert message.expires == 0
+    mixed = parse_message(base.replace(b"Contact: *", b"Contact: *, <sip:a@b>"))
+    with pytest.raises(SipParseError, match="only Contact value"):
+        _ = mixed.contacts

@@ -1,0 +1,71 @@
+"""Timer values and the caller-driven timer queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.sip.timers import TimerQueue, TimerSettings
+
+
+def test_rfc_defaults_and_derived_values() -> None:
+    settings = TimerSettings()
+    assert (settings.t1, settings.t2, settings.t4) == (0.5, 4.0, 5.0)
+    assert settings.transaction_timeout == 32.0
+    assert settings.timer_d(reliable=False) == 32.0
+    assert settings.timer_d(reliable=True) == 0.0
+    assert settings.timer_i_or_k(reliable=False) == 5.0
+    assert settings.timer_i_or_k(reliable=True) == 0.0
+
+
+def test_timer_d_is_at_least_32_seconds_even_with_a_small_t1() -> None:
+    assert TimerSettings(t1=0.1, t2=0.4).timer_d(reliable=False) == 32.0
+    assert TimerSettings(t1=1.0, t2=4.0).timer_d(reliable=False) == 64.0
+
+
+@pytest.mark.parametrize("values", [{"t1": 0}, {"t1": 5.0, "t2": 4.0}, {"t4": -1}])
+def test_nonsense_settings_are_refused(values: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        TimerSettings(**values)
+
+
+def test_pop_due_returns_expired_items_in_deadline_order() -> None:
+    queue: TimerQueue[str] = TimerQueue()
+    queue.schedule(3.0, "c")
+    queue.schedule(1.0, "a")
+    queue.schedule(2.0, "b")
+    queue.schedule(2.0, "b2")
+    assert queue.next_deadline() == 1.0
+    assert queue.pop_due(0.9) == []
+    assert queue.pop_due(2.0) == ["a", "b", "b2"]
+    assert len(queue) == 1
+    assert queue.pop_due(10.0) == ["c"]
+    assert queue.next_deadline() is None
+
+
+def test_cancelled_timers_never_fire_and_are_skipped_by_next_deadline() -> None:
+    queue: TimerQueue[str] = TimerQueue()
+    first = queue.schedule(1.0, "a")
+    queue.schedule(2.0, "b")
+    queue.cancel(first)
+    queue.cancel(first)
+    assert len(queue) == 1
+    assert queue.next_deadline() == 2.0
+    assert queue.pop_due(5.0) == ["b"]
+
+
+def test_cancelling_a_fired_timer_is_harmless() -> None:
+    queue: TimerQueue[str] = TimerQueue()
+    handle = queue.schedule(1.0, "a")
+    assert queue.pop_due(1.0) == ["a"]
+    queue.cancel(handle)
+    assert len(queue) == 0
+
+
+def test_mass_cancellation_compacts_the_heap() -> None:
+    queue: TimerQueue[int] = TimerQueue()
+    handles = [queue.schedule(float(i), i) for i in range(1000)]
+    for handle in handles[:900]:
+        queue.cancel(handle)
+    assert len(queue) == 100
+    assert len(queue._heap) < 1000
+    assert queue.pop_due(2000.0) == list(range(900, 1000))

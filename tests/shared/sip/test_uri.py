@@ -1,0 +1,79 @@
+"""SIP/SIPS/TEL URI parsing, escaping and serialisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.sip.errors import SipParseError
+from shared.sip.uri import AbsoluteUri, SipUri, TelUri, parse_uri
+
+
+def test_full_sip_uri() -> None:
+    uri = parse_uri(
+        "sips:alice:secret@Example.COM:5061;transport=tcp;lr?Subject=hi&Priority=urgent"
+    )
+    assert uri == SipUri(
+        host="Example.COM",
+        user="alice",
+        password="secret",
+        port=5061,
+        params=(("transport", "tcp"), ("lr", None)),
+        headers=(("Subject", "hi"), ("Priority", "urgent")),
+        scheme="sips",
+    )
+    assert isinstance(uri, SipUri)
+    assert uri.transport == "TCP"
+    assert uri.param("LR") == ""
+    assert uri.param("maddr") is None
+    assert uri.host_port == "Example.COM:5061"
+
+
+def test_escapes_are_decoded_and_reencoded() -> None:
+    uri = parse_uri("sip:I%20have%20spaces@example.net;n%61me=v%61lue%25%34%31")
+    assert uri == SipUri("example.net", "I have spaces", params=(("name", "value%41"),))
+    assert str(uri) == "sip:I%20have%20spaces@example.net;name=value%2541"
+    assert parse_uri(str(uri)) == uri
+
+
+def test_percent_that_is_not_an_escape_is_literal() -> None:
+    assert parse_uri("sip:100%zz@example.com") == SipUri("example.com", "100%zz")
+
+
+def test_ipv6_hosts() -> None:
+    assert parse_uri("sip:[2001:db8::10]:5070") == SipUri("[2001:db8::10]", port=5070)
+    assert parse_uri("sip:[2001:db8::10:5070]") == SipUri("[2001:db8::10:5070]")
+    with pytest.raises(SipParseError, match="malformed port"):
+        parse_uri("sip:2001:db8::10")
+    with pytest.raises(SipParseError, match="no closing bracket"):
+        parse_uri("sip:[2001:db8::10")
+    with pytest.raises(SipParseError, match="malformed IPv6 reference"):
+        parse_uri("sip:[example.com]")
+
+
+def test_tel_and_other_schemes() -> None:
+    assert parse_uri("tel:+1-201-555-0123;phone-context=example.com") == TelUri(
+        "+1-201-555-0123", (("phone-context", "example.com"),)
+    )
+    assert str(parse_uri("tel:+15550123")) == "tel:+15550123"
+    assert parse_uri("urn:service:sos") == AbsoluteUri("urn", "service:sos")
+    assert str(parse_uri("mailto:a@example.com")) == "mailto:a@example.com"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("sip:", "malformed host"),
+        ("sip:@example.com", "malformed SIP URI (empty user)"),
+        ("sip:a@exa mple.com", "malformed URI (contains whitespace or control characters)"),
+        ("sip:a@example.com:99999", "malformed port"),
+        ("sip:a@example.com;;lr", "malformed URI parameter (empty name)"),
+        ("sip:a@example.com?novalue", "malformed URI header"),
+        ("example.com", "malformed URI (no scheme)"),
+        ("tel:", "malformed tel URI (no number)"),
+        ("9abc:x", "malformed URI (no scheme)"),
+    ],
+)
+def test_malformed_uris(text: str, reason: str) -> None:
+    with pytest.raises(SipParseError) as caught:
+        parse_uri(text)
+    assert caught.value.reason == reason

@@ -1,0 +1,79 @@
+"""Via parsing: sent-protocol, sent-by, parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.sip.errors import SipParseError
+from shared.sip.via import Via, parse_via, parse_vias
+
+
+def test_via_with_all_parameters() -> None:
+    via = parse_via(
+        "SIP/2.0/udp [2001:db8::1]:5070;branch=z9hG4bK1;received=192.0.2.1;rport=4000"
+        ";maddr=224.2.0.1;ttl=16"
+    )
+    assert (via.protocol, via.transport, via.host, via.port) == (
+        "SIP/2.0",
+        "UDP",
+        "[2001:db8::1]",
+        5070,
+    )
+    assert (via.branch, via.received, via.rport, via.maddr, via.ttl) == (
+        "z9hG4bK1",
+        "192.0.2.1",
+        4000,
+        "224.2.0.1",
+        16,
+    )
+    assert via.wants_rport
+    assert via.sent_by == "[2001:db8::1]:5070"
+
+
+def test_rport_request_and_fill_in() -> None:
+    via = parse_via("SIP/2.0/UDP host.example.com;rport;branch=z9hG4bKx")
+    assert via.wants_rport and via.rport is None
+    filled = via.with_params(received="192.0.2.9", rport="5062")
+    assert (
+        str(filled) == "SIP/2.0/UDP host.example.com;rport=5062;branch=z9hG4bKx;received=192.0.2.9"
+    )
+    assert parse_via(str(filled)) == filled
+
+
+def test_whitespace_in_sent_protocol_and_sent_by() -> None:
+    via = parse_via("SIP / 2.0 / TCP   host.example.com : 5060 ;  branch = z9hG4bKy")
+    assert via == Via("TCP", "host.example.com", 5060, (("branch", "z9hG4bKy"),))
+
+
+def test_several_hops_in_one_value() -> None:
+    assert [v.host for v in parse_vias("SIP/2.0/UDP a;branch=1, SIP/2.0/TCP b;branch=2")] == [
+        "a",
+        "b",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("SIP/2.0 host", "malformed Via (sent-protocol)"),
+        ("SIP/2.0/UDP", "malformed Via (sent-protocol or sent-by missing)"),
+        ("SIP/2.0/UDP host;;", "malformed Via parameter"),
+        ("SIP/2.0/UDP host;received=", "malformed Via parameter value"),
+        ("SIP/2.0/UDP host junk", "malformed Via sent-by"),
+        ("SIP/2.0/U@P host", "malformed Via transport"),
+        ("S(P/2.0/UDP host", "malformed Via (sent-protocol)"),
+        ("SIP/2.0/UDP host:port", "malformed port"),
+    ],
+)
+def test_malformed_vias(text: str, reason: str) -> None:
+    with pytest.raises(SipParseError) as caught:
+        parse_via(text)
+    assert caught.value.reason == reason
+
+
+def test_bad_ttl_and_rport_raise_when_read() -> None:
+    via = parse_via("SIP/2.0/UDP host;ttl=300;rport=x")
+    with pytest.raises(SipParseError, match="malformed Via ttl"):
+        _ = via.ttl
+    with pytest.raises(SipParseError, match="malformed port"):
+        _ = via.rport

@@ -1,0 +1,210 @@
+"""TCP adapter on loopback: framing, keep-alives, reuse, idle close, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.sip.transport.base import TransportError, TransportLimits
+from shared.sip.transport.destination import Destination
+from shared.sip.transport.tcp import TcpTransport
+from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
+
+HOSTS = [
+    "127.0.0.1",
+    pytest.param("::1", marks=pytest.mark.skipif(not ipv6_available(), reason="no IPv6")),
+]
+
+
+@pytest.fixture
+async def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+async def server(inbox: Inbox) -> AsyncIterator[TcpTransport]:
+    transport = TcpTransport(inbox, TransportLimits(max_connections=2, max_message_size=1000))
+    yield transport
+    await transport.close()
+
+
+async def read_exactly(reader: asyncio.StreamReader, size: int) -> bytes:
+    return await asyncio.wait_for(reader.readexactly(size), timeout=5)
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=5) == b""
+    except ConnectionResetError:  # an aborted connection
+        return True
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_messages_and_ping_in_one_segment(
+    server: TcpTransport, inbox: Inbox, host: str
+) -> None:
+    listener = await server.listen(host, 0)
+    reader, writer = await asyncio.open_connection(host, listener.port)
+    writer.write(OPTIONS + b"\r\n\r\n" + OPTIONS[:30])
+    data, source, local = await inbox.get()
+    assert data == OPTIONS
+    assert source.transport == "tcp" and source.host == host
+    assert source.port == writer.get_extra_info("sockname")[1]
+    assert source.connection_id is not None
+    assert (local.host, local.port) == (host, listener.port)
+    assert await read_exactly(reader, 2) == b"\r\n"  # the pong
+    writer.write(OPTIONS[30:])
+    assert (await inbox.get())[0] == OPTIONS
+    writer.close()
+
+
+async def test_response_goes_back_on_the_same_connection(
+    server: TcpTransport, inbox: Inbox
+) -> None:
+    listener = await server.listen("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    writer.write(OPTIONS)
+    _, source, _ = await inbox.get()
+    await server.send(OK, source)
+    assert await read_exactly(reader, len(OK)) == OK
+    # Addressed by the peer's address alone, the open connection is reused too.
+    await server.send(OK, Destination("tcp", source.host, source.port))
+    assert await read_exactly(reader, len(OK)) == OK
+    assert len(server) == 1
+    writer.close()
+
+
+async def test_outbound_connection_is_reused_and_answers_come_back_on_it(
+    server: TcpTransport, inbox: Inbox
+) -> None:
+    listener = await server.listen("127.0.0.1", 0)
+    client_inbox = Inbox()
+    client = TcpTransport(client_inbox)
+    try:
+        target = Destination("tcp", "127.0.0.1", listener.port)
+        first = await client.send(OPTIONS, target)
+        second = await client.send(OPTIONS, target)
+        assert first is second
+        _, source, _ = await inbox.get()
+        await inbox.get()
+        await server.send(OK, source)
+        data, came_from, _ = await client_inbox.get()
+        assert data == OK
+        assert came_from.connection_id == first.id
+        assert len(client) == 1 and len(server) == 1
+    finally:
+        await client.close()
+
+
+async def test_concurrent_sends_share_one_new_connection(
+    server: TcpTransport, inbox: Inbox
+) -> None:
+    listener = await server.listen("127.0.0.1", 0)
+    client = TcpTransport(Inbox())
+    try:
+        target = Destination("tcp", "127.0.0.1", listener.port)
+        connections = await asyncio.gather(*(client.send(OPTIONS, target) for _ in range(5)))
+        assert len({connection.id for connection in connections}) == 1
+        for _ in range(5):
+            assert (await inbox.get())[0] == OPTIONS
+    finally:
+        await client.close()
+
+
+async def test_connection_named_by_hostname_is_reused() -> None:
+    receiver = TcpTransport(Inbox())
+    client = TcpTransport(Inbox())
+    try:
+        listener = await receiver.listen("127.0.0.1", 0)
+        first = await client.send(OPTIONS, Destination("tcp", "localhost", listener.port))
+        second = await client.send(OPTIONS, Destination("tcp", "localhost", listener.port))
+        assert first is second
+    finally:
+        await client.close()
+        await receiver.close()
+
+
+async def test_missing_content_length_closes_the_connection(
+    server: TcpTransport, inbox: Inbox
+) -> None:
+    listener = await server.listen("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    writer.write(OPTIONS + b"OPTIONS sip:x SIP/2.0\r\nCall-ID: y\r\n\r\n")
+    assert (await inbox.get())[0] == OPTIONS
+    assert await closed_by_peer(reader)
+    writer.close()
+
+
+async def test_oversized_message_closes_the_connection(server: TcpTransport) -> None:
+    listener = await server.listen("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    writer.write(b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 1001\r\n\r\n")
+    assert await closed_by_peer(reader)
+    writer.close()
+
+
+async def test_connections_over_the_limit_are_refused(server: TcpTransport, inbox: Inbox) -> None:
+    listener = await server.listen("127.0.0.1", 0)
+    kept = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(2)]
+    for _, writer in kept:  # make sure both were accepted before the third arrives
+        writer.write(OPTIONS)
+        await inbox.get()
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    assert await closed_by_peer(reader)
+    assert len(server) == 2
+    for _, kept_writer in kept:
+        kept_writer.close()
+    writer.close()
+
+
+async def test_idle_connection_is_closed_and_forgotten(inbox: Inbox) -> None:
+    server = TcpTransport(inbox, TransportLimits(idle_timeout=0.2))
+    try:
+        listener = await server.listen("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(OPTIONS)
+        _, source, _ = await inbox.get()
+        assert await closed_by_peer(reader)
+        await asyncio.sleep(0)  # let connection_lost run
+        assert len(server) == 0
+        assert server.connection(source) is None
+        writer.close()
+    finally:
+        await server.close()
+
+
+async def test_connect_failure_is_a_transport_error() -> None:
+    client = TcpTransport(Inbox())
+    probe = TcpTransport(Inbox())
+    listener = await probe.listen("127.0.0.1", 0)
+    await probe.close()  # nothing listens on that port any more
+    try:
+        with pytest.raises(TransportError, match=r"tcp connect to 127\.0\.0\.1"):
+            await client.send(OPTIONS, Destination("tcp", "127.0.0.1", listener.port))
+        assert len(client) == 0
+    finally:
+        await client.close()
+
+
+async def test_a_failing_handler_does_not_close_the_connection() -> None:
+    inbox = Inbox()
+    calls = []
+
+    def flaky(data: bytes, source: Destination, listener: object) -> None:
+        calls.append(data)
+        if len(calls) == 1:
+            raise RuntimeError("handler bug")
+        inbox(data, source, listener)  # type: ignore[arg-type]
+
+    server = TcpTransport(flaky)
+    try:
+        listener = await server.listen("127.0.0.1", 0)
+        _, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(OPTIONS + OPTIONS)
+        assert (await inbox.get())[0] == OPTIONS
+        assert len(calls) == 2 and len(server) == 1
+        writer.close()
+    finally:
+        await server.close()

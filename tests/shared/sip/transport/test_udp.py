@@ -1,0 +1,60 @@
+"""UDP adapter on loopback: real sockets, IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from shared.sip.transport.base import TransportLimits
+from shared.sip.transport.destination import Destination
+from shared.sip.transport.udp import open_udp
+from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
+
+HOSTS = [
+    "127.0.0.1",
+    pytest.param("::1", marks=pytest.mark.skipif(not ipv6_available(), reason="no IPv6")),
+]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_datagram_reaches_the_handler_and_the_answer_goes_back(host: str) -> None:
+    inbox = Inbox()
+    endpoint = await open_udp(host, 0, inbox)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        client.bind((host, 0))
+        client.settimeout(5)
+        client.sendto(OPTIONS, (host, endpoint.listener.port))
+        data, source, listener = await inbox.get()
+        assert data == OPTIONS
+        assert source == Destination("udp", host, client.getsockname()[1])
+        assert (listener.transport, listener.host) == ("udp", host)
+        endpoint.send(OK, source)
+        answer = await asyncio.get_running_loop().run_in_executor(None, client.recv, 65535)
+        assert answer == OK
+    endpoint.close()
+
+
+async def test_keepalives_and_oversized_datagrams_are_dropped() -> None:
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox, TransportLimits(max_message_size=200))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        address = ("127.0.0.1", endpoint.listener.port)
+        client.sendto(b"\r\n\r\n", address)
+        client.sendto(b"X" * 201, address)
+        client.sendto(OPTIONS[:150], address)
+        data, _, _ = await inbox.get()
+    assert data == OPTIONS[:150]
+    assert inbox.queue.empty()
+    endpoint.close()
+
+
+async def test_receive_buffer_is_enlarged() -> None:
+    endpoint = await open_udp("127.0.0.1", 0, Inbox())
+    sock = endpoint._transport.get_extra_info("socket")  # type: ignore[union-attr]
+    # Linux doubles the request and caps it at rmem_max; either way above its 208 KiB default.
+    default = 212992
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= min(default, 2 * 4 * 1024 * 1024)
+    endpoint.close()
