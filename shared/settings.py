@@ -73,10 +73,36 @@ class Settings(BaseSettings):
     api_token: str | None = None
     sip_listen: str = "udp:127.0.0.1:5060,tcp:127.0.0.1:5060"
     trusted_networks: str = "127.0.0.0/8,::1/128"
-    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-"
-                          f"{uuid.uuid4().hex[:6]}")
+    instance: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
     data_dir: str = "var"
     log_level: str = "INFO"
+    sip_advertise: str | None = None
+    """``host[:port]`` the edge puts in its Via and Record-Route instead of the
+    listening address (NAT, containers); unset: the listening address."""
+    edge_workers: int = Field(default=1, ge=1, le=64)
+    """Edge worker processes sharing the SIP sockets (SO_REUSEPORT)."""
+    fr_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a gateway may stay silent (no response at all) before the next is tried."""
+    fr_inv_timeout: float = Field(default=60.0, gt=0)
+    """Seconds after a provisional response before an INVITE branch is cancelled and
+    the next gateway tried (Timer C of RFC 3261 §16.8)."""
+    sip_t1: float = Field(default=0.5, gt=0)
+    sip_t2: float = Field(default=4.0, gt=0)
+    sip_t4: float = Field(default=5.0, gt=0)
+    registrar_min_expires: int = Field(default=60, ge=1)
+    """Shortest registration accepted; shorter ones get 423 with Min-Expires."""
+    registrar_max_expires: int = Field(default=3600, ge=1)
+    """Longest registration granted; longer requests are shortened to this."""
+    registrar_default_expires: int = Field(default=3600, ge=1)
+    """Registration length when neither the Contact nor the request says one."""
+    registrar_max_contacts: int = Field(default=10, ge=1)
+    """Bindings one address-of-record may hold; a REGISTER going over is refused (403)."""
+    registrar_nonce_ttl: int = Field(default=300, ge=1)
+    """Seconds a digest nonce is good for; older ones are answered with stale=true."""
+    registrar_workers: int = Field(default=16, ge=1, le=256)
+    """REGISTERs one registrar process handles at once (consumers on its work queue)."""
 
     @field_validator("http_listen")
     @classmethod

@@ -1,12 +1,77 @@
-"""The registrar service's process-level shell; REGISTER handling arrives with issue 6."""
+"""The registrar service: REGISTERs from every edge, subscribers and registrations over HTTP.
+
+Stateless per instance: bindings, subscribers and the nonce secret live in
+Redis, so any number of instances share the ``registrar.register`` queue and
+each sweeps expiries (each expiry is claimed once).
+"""
 
 from __future__ import annotations
 
-from shared.service import Service
+import secrets
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
+from services.registrar.api.registrations import registrations_router
+from services.registrar.api.subscribers import subscribers_router
+from services.registrar.bindings import BindingStore
+from services.registrar.handler import RegisterHandler
+from services.registrar.layout import nonce_secret_key, text
+from services.registrar.nonces import NonceKeeper
+from services.registrar.protocol import REGISTER_QUEUE
+from services.registrar.register import ExpiryPolicy
+from services.registrar.subscribers import SubscriberStore
+from services.registrar.sweeper import ExpirySweeper
+from shared.service import Runtime, Service
+from shared.settings import Settings
+from shared.store import Store
 
 
 class RegistrarService(Service):
     name = "registrar"
 
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.bindings = BindingStore(self.store)
+        self.subscribers = SubscriberStore(self.store)
+        self.sweeper = ExpirySweeper(self.bindings, self.bus, self.log)
+
+    def routers(self) -> Sequence[APIRouter]:
+        return (
+            subscribers_router(self.subscribers, self.bus),
+            registrations_router(self.bindings, self.bus),
+        )
+
     async def start(self) -> None:
-        self.log.info("registrar ready")
+        settings = self.settings
+        nonces = NonceKeeper(await shared_secret(self.store), settings.registrar_nonce_ttl)
+        handler = RegisterHandler(
+            self.store, self.bus, nonces, expiry_policy(settings), log=self.log
+        )
+        await self.bus.declare_queue(REGISTER_QUEUE)
+        for _ in range(settings.registrar_workers):
+            await self.bus.consume(REGISTER_QUEUE, handler, prefetch=8)
+        self.sweeper.start()
+        self.log.info("registrar ready", extra={"workers": settings.registrar_workers})
+
+    async def stop(self) -> None:
+        await self.sweeper.stop()
+
+
+def expiry_policy(settings: Settings) -> ExpiryPolicy:
+    return ExpiryPolicy(
+        min_expires=settings.registrar_min_expires,
+        max_expires=settings.registrar_max_expires,
+        default_expires=settings.registrar_default_expires,
+        max_contacts=settings.registrar_max_contacts,
+    )
+
+
+async def shared_secret(store: Store) -> bytes:
+    """The nonce secret of the deployment: the first instance to start creates it."""
+    key = nonce_secret_key(store)
+    await store.redis.set(key, secrets.token_hex(32), nx=True)
+    value = await store.redis.get(key)
+    if value is None:
+        raise RuntimeError("the nonce secret vanished from Redis")
+    return text(value).encode()

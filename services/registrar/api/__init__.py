@@ -1,0 +1,1 @@
+"""The registrar's HTTP resources: ``/subscribers`` and ``/registrations``."""

@@ -1,0 +1,165 @@
+"""The consumer of ``registrar.register``: one REGISTER in, its response out.
+
+A thin adapter: the digest rules (``auth``), the nonces (``nonces``) and the
+binding rules (``register``) decide; this module fetches the HA1, claims the
+nonce-count, runs the binding change against Redis and announces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from pydantic import ValidationError
+
+from services.registrar.auth import (
+    Verdict,
+    challenge_headers,
+    check_identity,
+    credentials_for,
+    judge,
+    nonce_count,
+)
+from services.registrar.bindings import BindingStore
+from services.registrar.events import BindingAdded, BindingRefreshed, BindingRemoved
+from services.registrar.layout import nonce_count_key
+from services.registrar.location import subscriber_ha1
+from services.registrar.model import aor_of
+from services.registrar.nonces import NonceKeeper, NonceState
+from services.registrar.protocol import RegisterReply, RegisterRequest
+from services.registrar.register import (
+    BindingUpdate,
+    ExpiryPolicy,
+    Origin,
+    ok_response,
+    update_bindings,
+)
+from shared.bus import Bus, DeadLetter, WorkMessage
+from shared.sip.branch import new_tag
+from shared.sip.errors import SipError, SipParseError
+from shared.sip.message import Request, parse_message
+from shared.sip.responses import error_response, make_response
+from shared.sip.uri import SipUri
+from shared.store import Store
+
+# KEYS[1]: the nonce's count. ARGV: nc, seconds to keep it. 1 if nc is above every earlier one.
+_CLAIM_NONCE_COUNT: Final = """
+local seen = redis.call('GET', KEYS[1])
+if seen and tonumber(seen) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
+
+
+class RegisterHandler:
+    """Answers :class:`RegisterRequest` messages; see ``services.registrar.protocol``."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        nonces: NonceKeeper,
+        policy: ExpiryPolicy,
+        *,
+        log: logging.Logger,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.nonces = nonces
+        self.policy = policy
+        self.log = log
+        self.clock = clock
+        self.bindings = BindingStore(store)
+        self._claim_nc = store.redis.register_script(_CLAIM_NONCE_COUNT)
+
+    async def __call__(self, message: WorkMessage) -> bytes:
+        try:
+            request = RegisterRequest.model_validate_json(message.body)
+        except ValidationError as error:
+            raise DeadLetter(f"not a RegisterRequest: {error.error_count()} errors") from None
+        return RegisterReply(sip=await self.answer(request)).to_bytes()
+
+    async def answer(self, incoming: RegisterRequest) -> bytes | None:
+        """The response bytes for one REGISTER; None when it cannot be answered (no Via)."""
+        try:
+            message = parse_message(incoming.sip)
+            if not isinstance(message, Request):
+                return None
+            return await self._register(message, incoming)
+        except SipError as error:
+            if error.status >= 403:
+                self.log.info(
+                    "REGISTER refused",
+                    extra={
+                        "status": error.status,
+                        "reason": error.reason,
+                        "source": incoming.source_host,
+                    },
+                )
+            return error_response(incoming.sip, error)
+
+    async def _register(self, request: Request, incoming: RegisterRequest) -> bytes:
+        if request.method != "REGISTER":
+            raise SipError("Method Not Allowed", 405, (("Allow", "REGISTER"),))
+        request.validate()
+        to_uri = request.to.uri
+        if not isinstance(to_uri, SipUri):
+            raise SipError("Unsupported URI Scheme", 416)
+        aor = aor_of(to_uri)
+        user, realm = str(to_uri.user), to_uri.host.lower()
+        now = self.clock()
+        credentials = credentials_for(request, realm)
+        if credentials is None:
+            return self._challenge(request, realm, now)
+        nonce = str(credentials.nonce)
+        state = self.nonces.check(nonce, realm, now)
+        if state is NonceState.INVALID:
+            return self._challenge(request, realm, now)
+        check_identity(credentials, request, user)
+        ha1 = await subscriber_ha1(self.store, user, realm, credentials.algorithm)
+        verdict = judge(credentials, request, ha1, state)
+        if verdict is Verdict.FORBIDDEN:
+            raise SipError("Forbidden", 403)
+        if verdict is Verdict.STALE:
+            return self._challenge(request, realm, now, stale=True)
+        count = nonce_count(credentials)
+        if count is None:
+            raise SipParseError("malformed digest nc")
+        if not await self._claim_nc(
+            keys=[nonce_count_key(self.store, nonce)], args=[count, self.nonces.ttl + 10]
+        ):
+            self.log.info("REGISTER with a replayed nonce-count", extra={"aor": aor})
+            return self._challenge(request, realm, now)
+        origin = Origin(
+            incoming.source_host,
+            incoming.source_port,
+            incoming.transport,
+            incoming.edge,
+            incoming.edge_address,
+            incoming.connection_id,
+        )
+        update = await self.bindings.change(
+            aor,
+            now,
+            lambda live: update_bindings(
+                request, aor, live, origin=origin, policy=self.policy, now=now
+            ),
+            lambda found: found.current if found.changed else None,
+        )
+        await self._announce(update)
+        return ok_response(request, update, now, new_tag()).to_bytes()
+
+    def _challenge(self, request: Request, realm: str, now: float, *, stale: bool = False) -> bytes:
+        headers = challenge_headers(self.nonces, realm, now, stale=stale)
+        return make_response(request, 401, to_tag=new_tag(), headers=headers).to_bytes()
+
+    async def _announce(self, update: BindingUpdate) -> None:
+        for binding in update.added:
+            await self.bus.publish(BindingAdded(binding=binding.location()))
+        for binding in update.refreshed:
+            await self.bus.publish(BindingRefreshed(binding=binding.location()))
+        for binding in update.removed:
+            await self.bus.publish(BindingRemoved(binding=binding.location(), cause="unregistered"))

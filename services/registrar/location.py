@@ -1,0 +1,57 @@
+"""Read-only views of the registrar's records, for the edges to use straight against Redis.
+
+No registrar round trip on the call path: an edge resolves a subscriber's
+contacts, the local domains and HA1s (for its 407 challenges) with one Redis
+command each. The registrar service is the only writer.
+"""
+
+from __future__ import annotations
+
+import time
+
+from services.registrar.layout import aor_key, domains_key, subscriber_key, text
+from services.registrar.model import Binding, by_priority
+from shared.store import Store
+
+HA1_FIELDS = {"MD5": "ha1_md5", "SHA-256": "ha1_sha256"}
+"""The digest algorithms a subscriber has an HA1 for, and the hash field holding it."""
+
+
+async def lookup_bindings(store: Store, aor: str, now: float | None = None) -> list[Binding]:
+    """The unexpired bindings of canonical ``aor`` (see ``model.aor_of``), highest q first."""
+    now = time.time() if now is None else now
+    raw = await store.redis.hvals(aor_key(store, aor))
+    found = [Binding.model_validate_json(value) for value in raw]
+    return by_priority([binding for binding in found if binding.expires_at > now])
+
+
+async def is_local_domain(store: Store, domain: str) -> bool:
+    """Whether ``domain`` has subscribers, i.e. calls to it are for the registrar's bindings."""
+    return bool(await store.redis.sismember(domains_key(store), domain.lower()))
+
+
+async def subscriber_exists(store: Store, user: str, domain: str) -> bool:
+    """Whether ``user@domain`` is a subscriber (enabled or not): 480 rather than 404."""
+    return bool(await store.redis.exists(subscriber_key(store, identity(user, domain))))
+
+
+async def subscriber_ha1(store: Store, user: str, domain: str, algorithm: str) -> str | None:
+    """The HA1 of an enabled subscriber for ``algorithm`` (``MD5`` or ``SHA-256``), else None.
+
+    The digest realm of a subscriber is its domain. ``-sess`` variants use the
+    plain HA1 (``shared.sip.digest`` derives the session one).
+    """
+    field = HA1_FIELDS.get(algorithm.upper().removesuffix("-SESS"))
+    if field is None:
+        return None
+    ha1, enabled = await store.redis.hmget(
+        subscriber_key(store, identity(user, domain)), [field, "enabled"]
+    )
+    if ha1 is None or enabled != b"1":
+        return None
+    return text(ha1)
+
+
+def identity(user: str, domain: str) -> str:
+    """A subscriber's id: ``user@domain``, the domain lower-cased (hosts are case-blind)."""
+    return f"{user}@{domain.lower()}"
