@@ -14,6 +14,8 @@ import time
 BENCHMARKS = {
     "sip_parse": ["bench.sip_parse"],
     "routing": ["bench.routing"],
+    "registrar": ["bench.registrar"],
+    "edge_policies": ["bench.edge_policies"],
     "proxy": ["bench.proxy.run"],
 }
 

@@ -1,0 +1,61 @@
+"""Edge protection: trusted-peer ACLs, flood blocking, concurrent-call limits, scanner detection.
+
+All four are pure and synchronous, take the caller's `now`, and cost O(1)
+per packet with bounded memory, so the edge can run them before parsing
+more than the source address and a header or two.  Suggested order per
+request: `FloodDetector.check` (drop before any work) → `AddressAcl.match`
+(trusted peers skip authentication and the scanner check) →
+`ScannerDetector.check` for the untrusted → authentication →
+`CallLimiter.acquire` for INVITEs (release on the call's end).
+"""
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from services.edge.protection.acl import AclEntry, AddressAcl, parse_acl
+from services.edge.protection.flood import FloodDetector, FloodSettings, SourceBlocked, Verdict
+from services.edge.protection.limits import CallLimiter, CallLimitSettings
+from services.edge.protection.scanner import (
+    SCANNER_USER_AGENTS,
+    ScannerDetector,
+    ScannerSettings,
+    ScanVerdict,
+)
+
+
+class ProtectionSettings(BaseModel):
+    """Everything the edge's protection reads from its settings, in one validated model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trusted: str = "127.0.0.0/8,::1/128"
+    """`CALLMESH_TRUSTED_NETWORKS`, entries `[transport:]network[:port]`."""
+    flood: FloodSettings = FloodSettings()
+    calls: CallLimitSettings = CallLimitSettings()
+    scanner: ScannerSettings = ScannerSettings()
+
+    @field_validator("trusted")
+    @classmethod
+    def _parse_trusted(cls, text: str) -> str:
+        parse_acl(text)
+        return text
+
+    def acl(self) -> AddressAcl:
+        return AddressAcl.parse(self.trusted)
+
+
+__all__ = [
+    "SCANNER_USER_AGENTS",
+    "AclEntry",
+    "AddressAcl",
+    "CallLimitSettings",
+    "CallLimiter",
+    "FloodDetector",
+    "FloodSettings",
+    "ProtectionSettings",
+    "ScanVerdict",
+    "ScannerDetector",
+    "ScannerSettings",
+    "SourceBlocked",
+    "Verdict",
+    "parse_acl",
+]
