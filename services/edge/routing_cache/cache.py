@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pydantic import ValidationError
 
@@ -20,9 +20,10 @@ from services.edge.routing_cache.health import GatewayHealth
 from services.edge.routing_cache.route import Route
 from services.routing.table.changes import InvalidChangeError
 from services.routing.table.events import ROUTING_EVENTS, TableChanged, TableReplaced
-from services.routing.table.index import RoutingIndex
-from services.routing.table.model import KINDS, RECORD_TYPES, Rule
-from services.routing.table.store import RoutingStore
+from services.routing.table.index import CompiledRule, RoutingIndex
+from services.routing.table.model import RECORD_TYPES, Rule
+from services.routing.table.packed import unpack_rules
+from services.routing.table.store import RoutingStore, Snapshot
 from shared.bus import Bus, Envelope
 from shared.store import Store
 
@@ -76,8 +77,11 @@ class RoutingCache:
 
     def lookup(self, number: str, group: str = "0") -> Route | None:
         """The route for ``number`` in ``group`` with each gateway's health; no I/O."""
-        match = self.index.match(number, group)
-        return None if match is None else Route(match, self.health)
+        index = self.index
+        rule = index.find(number, group)
+        if rule is None:
+            return None
+        return Route(rule, number, index.gateways_of(rule), self.health)
 
     def translate(self, dialplan_id: str, number: str) -> str:
         """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""
@@ -157,16 +161,31 @@ class RoutingCache:
         log.info("routing cache: table version %d loaded (%d rules)", self.version, len(index))
 
     async def load(self) -> tuple[RoutingIndex, int]:
-        """A fresh index from Redis as of the head's version (rules changed while
-        scanning are re-applied by the events that follow that version)."""
-        head = await self._store.head()
+        """A fresh index of the whole table at one version, from the store's snapshot.
+
+        Decoding and building run in a worker thread: a million rules take seconds
+        of CPU, and the event loop (the proxy's) must keep serving meanwhile.
+        """
+        snapshot = await self._store.snapshot()
+        return await asyncio.to_thread(self._build, snapshot), snapshot.head.version
+
+    def _build(self, snapshot: Snapshot) -> RoutingIndex:
         index = self._new_index()
-        for kind in KINDS:
+        for kind, records in snapshot.head.records.items():
             model = RECORD_TYPES[kind]
-            for record_id, raw in head.records.get(kind, {}).items():
+            for record_id, raw in records.items():
                 index.put(kind, record_id, model.model_validate_json(raw))
-        async for batch in self._store.scan_rules(head.generation):
-            for rule_id, raw in batch.items():
-                index.put("rule", rule_id.decode(), Rule.model_validate_json(raw))
-            await asyncio.sleep(0)
-        return index, head.version
+        index.load_rules(_snapshot_rules(snapshot, index))
+        return index
+
+
+def _snapshot_rules(snapshot: Snapshot, index: RoutingIndex) -> Iterator[CompiledRule]:
+    """The packed rules not changed since, then the changed ones that still exist."""
+    changed = snapshot.changed
+    for chunk in snapshot.chunks:
+        for rule in unpack_rules(chunk, index):
+            if rule.id not in changed:
+                yield rule
+    for rule_id, raw in changed.items():
+        if raw is not None:
+            yield index.compile_rule(rule_id, Rule.model_validate_json(raw))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.edge.routing_cache.health import GatewayHealth, GatewayState
-from services.routing.table.index import GatewayTarget, Match
+from services.routing.table.index import CompiledRule, GatewayTarget
 
 
 class Hop:
@@ -18,20 +18,27 @@ class Hop:
 
 
 class Route:
-    """``number`` is the routed number (after any dialplan); hops in the order to try."""
+    """``number`` is the routed number (after any dialplan); hops in the order to try.
+
+    Built per call from the rule and its prebuilt gateway tuple: only the hops
+    (which carry the per-call number and health state) are allocated.
+    """
 
     __slots__ = ("hops", "number", "priority", "rule_id", "rule_prefix")
 
-    def __init__(self, match: Match, health: GatewayHealth) -> None:
-        rule = match.rule
+    def __init__(
+        self,
+        rule: CompiledRule,
+        number: str,
+        gateways: tuple[GatewayTarget, ...],
+        health: GatewayHealth,
+    ) -> None:
         self.rule_id = rule.id
         self.rule_prefix = rule.prefix
         self.priority = rule.priority
-        self.number = match.number
-        self.hops = tuple(
-            Hop(gateway, gateway.dial(match.number), health.state(gateway.id))
-            for gateway in match.gateways
-        )
+        self.number = number
+        state = health.state
+        self.hops = tuple([Hop(gw, gw.dial(number), state(gw.id)) for gw in gateways])
 
     def usable(self) -> tuple[Hop, ...]:
         """The hops not known to be down, order kept."""

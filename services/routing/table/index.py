@@ -1,11 +1,12 @@
 """The in-memory routing index: drouting matching with no I/O and flat cost.
 
-Per caller group, a dict maps each prefix to its rules (one rule, or a tuple
-sorted by priority). A lookup probes the number's own prefixes from the longest
-down to the empty one, so its cost depends on the number's length, never on the
-table's size. Memory is kept small for a million rules: slotted records, the
-prefix string shared between the dict key and the rule, interned groups and
-target lists.
+Per caller group, a :class:`PrefixTable` maps each prefix to its rules (one
+rule, or a tuple sorted by priority) and finds the longest prefix of a number in
+one flat-list index plus at most a probe or two, whatever the table's size.
+Memory is kept small for a million rules: slotted records, the prefix string
+shared between the table and the rule, interned groups and target lists. Each
+rule memoises its resolved gateways (until a gateway or carrier changes), so a
+lookup allocates nothing but its answer.
 
 Gateways and carriers are resolved at lookup time, so changing a gateway never
 touches the rules that name it; targets that are missing or disabled are skipped
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 
 from services.routing.table.dialplan import CompiledDialplan
 from services.routing.table.model import Carrier, Dialplan, Gateway, Kind, Record, Rule
+from services.routing.table.prefixes import PrefixTable
 from services.routing.table.timewindow import TimeWindow
 
 
@@ -76,7 +78,7 @@ class CarrierTargets:
 
 
 class CompiledRule:
-    __slots__ = ("groups", "id", "prefix", "priority", "targets", "window")
+    __slots__ = ("epoch", "gateways", "groups", "id", "prefix", "priority", "targets", "window")
 
     def __init__(
         self,
@@ -94,6 +96,9 @@ class CompiledRule:
         self.priority = priority
         self.window = window
         self.targets = targets
+        self.gateways: tuple[GatewayTarget, ...] = ()
+        self.epoch = -1
+        """The index epoch ``gateways`` was resolved in; stale once gateways change."""
 
 
 class Match:
@@ -119,9 +124,9 @@ class RoutingIndex:
     ) -> None:
         self._clock = clock
         self._rng = rng or random.Random()
-        self._groups: dict[str, dict[str, RuleEntry]] = {}
+        self._groups: dict[str, PrefixTable[RuleEntry]] = {}
         self._rules: dict[str, CompiledRule] = {}
-        self._max_prefix = 0
+        self._epoch = 0
         self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._resolved: dict[tuple[str, ...], tuple[GatewayTarget, ...]] = {}
         self.gateways: dict[str, GatewayTarget] = {}
@@ -141,10 +146,10 @@ class RoutingIndex:
             self._put_rule(record_id, record)
         elif isinstance(record, Gateway):
             self.gateways[record_id] = GatewayTarget(sys.intern(record_id), record)
-            self._resolved.clear()
+            self._gateways_changed()
         elif isinstance(record, Carrier):
             self.carriers[record_id] = CarrierTargets(record_id, record)
-            self._resolved.clear()
+            self._gateways_changed()
         elif isinstance(record, Dialplan):
             self.dialplans[record_id] = CompiledDialplan(record)
         else:  # pragma: no cover - RECORD_TYPES is closed
@@ -155,34 +160,81 @@ class RoutingIndex:
             self._remove_rule(record_id)
         elif kind == "gateway":
             self.gateways.pop(record_id, None)
-            self._resolved.clear()
+            self._gateways_changed()
         elif kind == "carrier":
             self.carriers.pop(record_id, None)
-            self._resolved.clear()
+            self._gateways_changed()
         else:
             self.dialplans.pop(record_id, None)
 
-    def _put_rule(self, rule_id: str, rule: Rule) -> None:
-        if rule_id in self._rules:
-            self._remove_rule(rule_id)
-        compiled = CompiledRule(
+    def _gateways_changed(self) -> None:
+        self._resolved.clear()
+        self._epoch += 1
+
+    def compile(
+        self,
+        rule_id: str,
+        *,
+        groups: tuple[str, ...],
+        prefix: str,
+        priority: int,
+        window: TimeWindow | None,
+        targets: tuple[str, ...],
+    ) -> CompiledRule:
+        """A rule in the index's shared form (interned group and target tuples)."""
+        return CompiledRule(
             rule_id,
-            groups=self._intern(rule.groups),
+            groups=self._intern(groups),
+            prefix=prefix,
+            priority=priority,
+            window=window,
+            targets=self._intern(targets),
+        )
+
+    def load_rules(self, rules: Iterable[CompiledRule]) -> None:
+        """Fill an index that has no rules yet in one pass (an edge's snapshot load).
+
+        A rule id given twice keeps its last occurrence, as a later write would.
+        """
+        if self._rules:
+            raise ValueError("load_rules needs an index without rules")
+        for rule in rules:
+            self._rules[rule.id] = rule
+        per_group: dict[str, dict[str, RuleEntry]] = {}
+        for rule in self._rules.values():
+            for group in rule.groups:
+                entries = per_group.setdefault(group, {})
+                entry = entries.get(rule.prefix)
+                entries[rule.prefix] = rule if entry is None else _with(entry, rule)
+        for group, entries in per_group.items():
+            table = self._new_table()
+            table.bulk(entries.items())
+            self._groups[group] = table
+
+    def compile_rule(self, rule_id: str, rule: Rule) -> CompiledRule:
+        return self.compile(
+            rule_id,
+            groups=rule.groups,
             prefix=rule.prefix,
             priority=rule.priority,
             window=rule.time,
-            targets=self._intern(rule.gateways),
+            targets=rule.gateways,
         )
-        self._rules[rule_id] = compiled
-        self._max_prefix = max(self._max_prefix, len(rule.prefix))
+
+    def _put_rule(self, rule_id: str, rule: Rule) -> None:
+        self.put_compiled(self.compile_rule(rule_id, rule))
+
+    def put_compiled(self, compiled: CompiledRule) -> None:
+        """Add or replace one rule (see :meth:`compile`)."""
+        if compiled.id in self._rules:
+            self._remove_rule(compiled.id)
+        self._rules[compiled.id] = compiled
         for group in compiled.groups:
-            table = self._groups.setdefault(group, {})
-            entry = table.get(rule.prefix)
-            if entry is None:
-                table[rule.prefix] = compiled
-            else:
-                rules = (entry, compiled) if isinstance(entry, CompiledRule) else (*entry, compiled)
-                table[rule.prefix] = tuple(sorted(rules, key=_precedence))
+            table = self._groups.get(group)
+            if table is None:
+                table = self._groups[group] = self._new_table()
+            entry = table.get(compiled.prefix)
+            table.set(compiled.prefix, compiled if entry is None else _with(entry, compiled))
 
     def _remove_rule(self, rule_id: str) -> None:
         compiled = self._rules.pop(rule_id, None)
@@ -190,12 +242,16 @@ class RoutingIndex:
             return
         for group in compiled.groups:
             table = self._groups[group]
-            entry = table[compiled.prefix]
-            if isinstance(entry, CompiledRule):
-                del table[compiled.prefix]
+            entry = table.get(compiled.prefix)
+            if isinstance(entry, CompiledRule) or entry is None:
+                table.set(compiled.prefix, None)
             else:
                 rest = tuple(rule for rule in entry if rule is not compiled)
-                table[compiled.prefix] = rest[0] if len(rest) == 1 else rest
+                table.set(compiled.prefix, rest[0] if len(rest) == 1 else rest)
+
+    @staticmethod
+    def _new_table() -> PrefixTable[RuleEntry]:
+        return PrefixTable(_prefix_length)
 
     def _intern(self, values: tuple[str, ...]) -> tuple[str, ...]:
         return self._interned.setdefault(values, tuple(sys.intern(value) for value in values))
@@ -203,37 +259,55 @@ class RoutingIndex:
     # -- lookups -------------------------------------------------------------
 
     def match(self, number: str, group: str = "0") -> Match | None:
-        """The route for ``number`` in ``group``, or ``None`` when nothing routes it.
+        """The route for ``number`` in ``group``, or ``None`` when nothing routes it."""
+        rule = self.find(number, group)
+        return None if rule is None else Match(rule, number, self.gateways_of(rule))
+
+    def find(self, number: str, group: str = "0") -> CompiledRule | None:
+        """The rule that routes ``number`` in ``group`` now, or ``None``.
 
         The longest prefix whose rules have one valid now wins; when time windows
-        rule out every rule of a prefix, shorter prefixes are tried.
+        rule out every rule of a prefix, shorter prefixes are tried. Only the
+        number's leading digits (after an optional ``+``) can match a prefix.
         """
         table = self._groups.get(group)
         if table is None:
             return None
         digits = number[1:] if number[:1] == "+" else number
-        length = min(len(digits), self._max_prefix)
-        now: datetime | None = None
-        while length >= 0:
-            entry = table.get(digits[:length])
-            if entry is not None:
-                if isinstance(entry, CompiledRule):
-                    if entry.window is None:
-                        return Match(entry, number, self._gateways(entry.targets))
-                    entry = (entry,)
-                for rule in entry:
-                    if rule.window is not None:
-                        now = now or self._clock()
-                        if not rule.window.matches(now):
-                            continue
-                    return Match(rule, number, self._gateways(rule.targets))
-            length -= 1
+        if not (digits.isdigit() and digits.isascii()):
+            digits = _leading_digits(digits)
+        entry = table.find(digits)
+        if entry is None:
+            return None
+        first = entry if type(entry) is CompiledRule else entry[0]  # type: ignore[index]
+        if first.window is None:
+            return first
+        return self._valid_now(entry, table.chain(digits, len(first.prefix)))
+
+    def _valid_now(self, entry: RuleEntry, shorter: Iterator[RuleEntry]) -> CompiledRule | None:
+        """The first rule valid now, in ``entry`` then in the ``shorter`` prefixes' entries."""
+        now = self._clock()
+        for candidate in chain((entry,), shorter):
+            rules = (candidate,) if isinstance(candidate, CompiledRule) else candidate
+            for rule in rules:
+                if rule.window is None or rule.window.matches(now):
+                    return rule
         return None
 
-    def _gateways(self, targets: tuple[str, ...]) -> tuple[GatewayTarget, ...]:
+    def gateways_of(self, rule: CompiledRule) -> tuple[GatewayTarget, ...]:
+        """The rule's targets as enabled gateways in order to try, carriers expanded."""
+        if rule.epoch == self._epoch:
+            return rule.gateways
+        gateways, stable = self._gateways(rule.targets)
+        if stable:
+            rule.gateways, rule.epoch = gateways, self._epoch
+        return gateways
+
+    def _gateways(self, targets: tuple[str, ...]) -> tuple[tuple[GatewayTarget, ...], bool]:
+        """The gateways and whether they are the same on every call (no weighted carrier)."""
         resolved = self._resolved.get(targets)
         if resolved is not None:
-            return resolved
+            return resolved, True
         ordered: list[GatewayTarget] = []
         stable = True
         for target in targets:
@@ -252,7 +326,7 @@ class RoutingIndex:
         result = tuple(dict.fromkeys(ordered))
         if stable:
             self._resolved[targets] = result
-        return result
+        return result, stable
 
     def translate(self, dialplan_id: str, number: str) -> str:
         """``number`` through dialplan ``dialplan_id``; unchanged when no rule matches it.
@@ -268,6 +342,24 @@ class RoutingIndex:
 
 def _precedence(rule: CompiledRule) -> tuple[int, str]:
     return (-rule.priority, rule.id)
+
+
+def _with(entry: RuleEntry, rule: CompiledRule) -> RuleEntry:
+    """The prefix's rules with ``rule`` added, highest precedence first."""
+    rules = (entry, rule) if isinstance(entry, CompiledRule) else (*entry, rule)
+    return tuple(sorted(rules, key=_precedence))
+
+
+def _prefix_length(entry: RuleEntry) -> int:
+    return len(entry.prefix if isinstance(entry, CompiledRule) else entry[0].prefix)
+
+
+def _leading_digits(text: str) -> str:
+    """The ASCII digits ``text`` starts with: the only part a digit prefix can match."""
+    for position, char in enumerate(text):
+        if not ("0" <= char <= "9"):
+            return text[:position]
+    return text
 
 
 def _enabled(gateways: dict[str, GatewayTarget], ids: tuple[str, ...]) -> Iterator[GatewayTarget]:

@@ -5,6 +5,8 @@ Keys (under the namespace)::
     routing:version             INCR'd once per stored change set (the table version)
     routing:generation          id of the live rules hash
     routing:rules:<generation>  hash rule id → compact rule JSON
+    routing:snapshot:<generation>  list of packed chunks of the rules as imported
+    routing:changed:<generation>   set of rule ids changed since (single changes)
     routing:gateways / routing:carriers / routing:dialplans   hash id → JSON
 
 Why generations: an import writes a whole new rules hash out of sight, then one
@@ -12,6 +14,13 @@ Lua script swaps the pointer and bumps the version, so readers see the old table
 or the new one, never half. The old hash is left to expire after a grace period
 so a reader still scanning it finishes on a consistent table. Change sets are one
 Lua script each, which serialises concurrent writers from several instances.
+
+Why snapshots: an edge must load a million rules fast. An import writes the
+rules packed (:mod:`~services.routing.table.packed`) next to the hash, and every
+later single change of a rule records its id in the generation's changed set, so
+a reader gets the whole table as a few big immutable chunks plus the (few)
+changed rules read atomically with the version: snapshot + changed = the hash.
+A merge copies the base's chunks and changed set and appends its own chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from services.routing.table.changes import Change
-from services.routing.table.model import RECORD_TYPES, Kind, Record
+from services.routing.table.model import RECORD_TYPES, Kind, Record, Rule
+from services.routing.table.packed import RULES_PER_CHUNK, pack_rules
 from shared.store import Store
 
 ImportMode = Literal["merge", "replace"]
@@ -31,28 +41,49 @@ _APPLY = """
 local generation = redis.call('GET', KEYS[2]) or '0'
 local hashes = {gateway = KEYS[3], carrier = KEYS[4], dialplan = KEYS[5],
                 rule = ARGV[1] .. generation}
-for i = 2, #ARGV, 4 do
+local changed = ARGV[2] .. generation
+for i = 3, #ARGV, 4 do
   local hash = hashes[ARGV[i + 1]]
   if ARGV[i] == 'upsert' then
     redis.call('HSET', hash, ARGV[i + 2], ARGV[i + 3])
   else
     redis.call('HDEL', hash, ARGV[i + 2])
   end
+  if ARGV[i + 1] == 'rule' then
+    redis.call('SADD', changed, ARGV[i + 2])
+  end
 end
 return redis.call('INCR', KEYS[1])
 """
 
 _SWAP = """
-if ARGV[3] ~= '' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[3] then
+if ARGV[2] ~= '' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[2] then
   return -1
 end
 local old = redis.call('GET', KEYS[2]) or '0'
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('PERSIST', ARGV[1] .. ARGV[2])
-if old ~= ARGV[2] then
-  redis.call('EXPIRE', ARGV[1] .. old, ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1])
+for i = 4, #ARGV do
+  redis.call('PERSIST', ARGV[i] .. ARGV[1])
+  if old ~= ARGV[1] then
+    redis.call('EXPIRE', ARGV[i] .. old, ARGV[3])
+  end
 end
 return redis.call('INCR', KEYS[1])
+"""
+
+_SNAPSHOT = """
+local generation = redis.call('GET', KEYS[2]) or '0'
+local ids = redis.call('SMEMBERS', ARGV[3] .. generation)
+local values = {}
+for i = 1, #ids, 1000 do
+  local found = redis.call('HMGET', ARGV[1] .. generation, unpack(ids, i, math.min(i + 999, #ids)))
+  for j = 1, #found do
+    values[#values + 1] = found[j]
+  end
+end
+return {redis.call('GET', KEYS[1]) or '0', generation, redis.call('LLEN', ARGV[2] .. generation),
+        ids, values, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+        redis.call('HGETALL', KEYS[5])}
 """
 
 RETIRED_GRACE_SECONDS = 600
@@ -63,6 +94,7 @@ BUILDING_TTL_SECONDS = 3600
 
 _CHUNK = 5000
 _MERGE_ATTEMPTS = 3
+_CHUNKS_PER_READ = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +104,16 @@ class Head:
     version: int
     generation: str
     records: dict[Kind, dict[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole table as of ``head.version``: packed ``chunks`` (later ones win for an id),
+    overridden by ``changed`` (rule id → stored JSON, or None when deleted)."""
+
+    head: Head
+    chunks: list[bytes]
+    changed: dict[str, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +133,8 @@ class RoutingStore:
         self._version = store.key("routing", "version")
         self._generation = store.key("routing", "generation")
         self._rules_prefix = store.key("routing", "rules") + ":"
+        self._snapshot_prefix = store.key("routing", "snapshot") + ":"
+        self._changed_prefix = store.key("routing", "changed") + ":"
         self._hashes: dict[Kind, str] = {
             "gateway": store.key("routing", "gateways"),
             "carrier": store.key("routing", "carriers"),
@@ -98,19 +142,20 @@ class RoutingStore:
         }
         self._apply = self._redis.register_script(_APPLY)
         self._swap = self._redis.register_script(_SWAP)
+        self._snapshot = self._redis.register_script(_SNAPSHOT)
 
     # -- writes --------------------------------------------------------------
 
     async def apply(self, changes: Sequence[Change]) -> int:
         """Store the changes as one atomic step; returns the new table version."""
-        args: list[str] = [self._rules_prefix]
+        args: list[str] = [self._rules_prefix, self._changed_prefix]
         for change in changes:
             stored = change.record.stored() if change.record is not None else ""
             args += [change.op, change.kind, change.id, stored]
         keys = [self._version, self._generation, *self._hashes.values()]
         return int(await self._apply(keys=keys, args=args))
 
-    async def import_rules(self, rows: Sequence[tuple[str, Record]], mode: ImportMode) -> Imported:
+    async def import_rules(self, rows: Sequence[tuple[str, Rule]], mode: ImportMode) -> Imported:
         """Make ``rows`` the rules (replace) or add them over the current ones (merge).
 
         A merge copies the live generation server-side and swaps only if no other
@@ -119,26 +164,31 @@ class RoutingStore:
         for _ in range(_MERGE_ATTEMPTS):
             base_version, base = await self._head_pointer()
             generation = uuid.uuid4().hex
-            key = self._rules_prefix + generation
+            prefixes = (self._rules_prefix, self._snapshot_prefix, self._changed_prefix)
             if mode == "merge":
-                await self._redis.copy(self._rules_prefix + base, key)
-            await self._redis.expire(key, BUILDING_TTL_SECONDS)
-            await self._write_rows(key, rows)
+                for prefix in prefixes:
+                    await self._redis.copy(prefix + base, prefix + generation)
+            await self._write_rows(generation, rows)
             expected = str(base_version) if mode == "merge" else ""
             keys = [self._version, self._generation]
             args: list[str | int] = [
-                self._rules_prefix,
                 generation,
                 expected,
                 RETIRED_GRACE_SECONDS,
+                *prefixes,
             ]
             version = int(await self._swap(keys=keys, args=args))
             if version >= 0:
-                return Imported(version, generation, int(await self._redis.hlen(key)))
-            await self._redis.unlink(key)
+                rules = await self._redis.hlen(self._rules_prefix + generation)
+                return Imported(version, generation, int(rules))
+            await self._redis.unlink(*(prefix + generation for prefix in prefixes))
         raise ImportConflictError("the table kept changing during the merge; try again")
 
-    async def _write_rows(self, key: str, rows: Sequence[tuple[str, Record]]) -> None:
+    async def _write_rows(self, generation: str, rows: Sequence[tuple[str, Rule]]) -> None:
+        """The rows into the generation's hash and, packed, onto its snapshot; both expire
+        unless the swap makes the generation live."""
+        key = self._rules_prefix + generation
+        snapshot = self._snapshot_prefix + generation
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(rows), _CHUNK):
                 chunk = rows[start : start + _CHUNK]
@@ -147,6 +197,11 @@ class RoutingStore:
                 )
                 if len(pipe) >= 20:
                     await pipe.execute()
+            for start in range(0, len(rows), RULES_PER_CHUNK):
+                pipe.rpush(snapshot, pack_rules(rows[start : start + RULES_PER_CHUNK]))
+                await pipe.execute()
+            for building in (key, snapshot, self._changed_prefix + generation):
+                pipe.expire(building, BUILDING_TTL_SECONDS)
             await pipe.execute()
 
     # -- reads ---------------------------------------------------------------
@@ -196,6 +251,27 @@ class RoutingStore:
             for kind, found in zip(self._hashes, hashes, strict=True)
         }
         return Head(int(version or 0), _text(generation or b"0"), records)
+
+    async def snapshot(self) -> Snapshot:
+        """The whole table at one version, in few round trips (see :class:`Snapshot`)."""
+        keys = [self._version, self._generation, *self._hashes.values()]
+        args = [self._rules_prefix, self._snapshot_prefix, self._changed_prefix]
+        reply = await self._snapshot(keys=keys, args=args)
+        version, generation, chunk_count, ids, values, *hashes = reply
+        records = {
+            kind: {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+            for kind, flat in zip(self._hashes, hashes, strict=True)
+        }
+        head = Head(int(version), _text(generation), records)
+        # The chunks of a live generation never change, so reading them in several
+        # round trips after the atomic part above is still reading version ``version``.
+        key = self._snapshot_prefix + head.generation
+        chunks: list[bytes] = []
+        for start in range(0, int(chunk_count), _CHUNKS_PER_READ):
+            found = await self._redis.lrange(key, start, start + _CHUNKS_PER_READ - 1)
+            chunks += cast(list[bytes], found)
+        changed = {_text(rule_id): raw for rule_id, raw in zip(ids, values, strict=True)}
+        return Snapshot(head, chunks, changed)
 
     async def scan_rules(
         self, generation: str, count: int = 10_000

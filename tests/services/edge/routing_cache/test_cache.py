@@ -96,3 +96,40 @@ async def _churn(routing: Deployment, count: int) -> None:
             (await routing.client.put(f"/v1/rules/c{n}", json=body)).raise_for_status()
         await asyncio.sleep(0.02)
     (await routing.client.put("/v1/gateways/9", json={"address": "sip:gw9"})).raise_for_status()
+
+
+async def test_snapshot_after_imports_and_changes_is_the_stored_table(
+    routing: Deployment,
+) -> None:
+    """Packed chunks + changed rules (replace, single edits, a merge on top) = the hash."""
+    await routing.seed()
+    deck = "id,group,prefix,priority,gateways\n" + "".join(
+        f"d{i},0,{i},{i % 3},{'1;2' if i % 2 else '#c'}\n" for i in range(3000)
+    )
+    (await routing.client.put("/v1/carriers/c", json={"gateways": ["2", "1"]})).raise_for_status()
+    for mode, body in (("replace", deck), ("merge", "id,group,prefix,priority,gateways\n")):
+        reply = await routing.client.post("/v1/rules:import", params={"mode": mode}, content=body)
+        assert reply.status_code == 200, reply.text
+        (await routing.client.delete(f"/v1/rules/d{len(mode)}")).raise_for_status()
+        moved = {"prefix": "4420", "group": "0,7", "gateways": ["2"]}
+        (await routing.client.put(f"/v1/rules/d{len(mode) + 1}", json=moved)).raise_for_status()
+    merged = "id,group,prefix,priority,gateways\nd9,0,999,5,1\nm1,7,1,0,2\n"
+    reply = await routing.client.post("/v1/rules:import", params={"mode": "merge"}, content=merged)
+    assert reply.status_code == 200, reply.text
+
+    edge = await routing.edge()
+    store = RoutingStore(routing.store)
+    stored: dict[str, tuple[str, str, int, list[str]]] = {}
+    async for batch in store.scan_rules((await store.head()).generation):
+        for key, raw in batch.items():
+            rule = Rule.model_validate_json(raw)
+            stored[key.decode()] = (rule.group, rule.prefix, rule.priority, list(rule.gateways))
+    cached = {
+        rule.id: (",".join(rule.groups), rule.prefix, rule.priority, list(rule.targets))
+        for rule in edge.index.rules()
+    }
+    assert cached == stored
+    assert len(cached) == 3000 - 2 + 1
+    assert routes(edge, "44201", "9991") == [("d6", ["2"]), ("d9", ["1"])]
+    route = edge.lookup("10", group="7")
+    assert route is not None and route.rule_id == "m1"

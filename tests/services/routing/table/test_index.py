@@ -181,3 +181,35 @@ def test_replacing_a_rule_moves_it() -> None:
     assert route(index, "4412345") is None
     assert route(index, "44201234") == ("r44", ["1"])
     assert len(index) == 4
+
+
+def test_bulk_load_routes_like_one_by_one_puts() -> None:
+    rng = random.Random(5)
+    rules = {
+        f"r{n}": Rule(
+            group=rng.choice(("0", "0,5", "5")),
+            prefix=f"{rng.randrange(10**4):04d}"[: rng.randint(0, 4)],
+            priority=rng.randint(0, 2),
+            gateways=rng.choice((("1",), ("2", "1"))),
+        )
+        for n in range(400)
+    }
+    bulk, reference = seeded(), seeded()
+    for index in (bulk, reference):
+        for rule_id in ("r1407", "r44", "r33", "r91"):
+            index.remove("rule", rule_id)
+    bulk.load_rules(bulk.compile_rule(rule_id, rule) for rule_id, rule in rules.items())
+    for rule_id, rule in rules.items():
+        reference.put("rule", rule_id, rule)
+    numbers = [f"{rng.randrange(10**7):07d}" for _ in range(300)]
+    for group in ("0", "5"):
+        routed = [route(bulk, number, group) for number in numbers]
+        assert routed == [route(reference, number, group) for number in numbers]
+        assert all(routed)
+
+
+def test_numbers_match_on_their_leading_digits_only() -> None:
+    index = seeded()
+    assert route(index, "+1407abc") == ("r1407", ["1", "2"])
+    assert route(index, "14\u0660\u0660") is None
+    assert route(index, "") is None

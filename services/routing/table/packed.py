@@ -1,0 +1,57 @@
+"""The rules snapshot's packed form: one tab-separated line per rule, many per chunk.
+
+Why not the stored JSON: an edge loading a million rules cannot afford a
+pydantic validation each (validation already happened when the rule was
+written). A line is ``id, groups, prefix, priority, targets, window`` where
+targets are ``;``-separated and the rare time window is its JSON; none of the
+validated fields can contain a tab or a newline, so splitting is unambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from services.routing.table.index import CompiledRule
+from services.routing.table.model import Rule
+from services.routing.table.timewindow import TimeWindow
+
+RULES_PER_CHUNK = 50_000
+
+
+class RuleCompiler(Protocol):
+    def compile(
+        self,
+        rule_id: str,
+        *,
+        groups: tuple[str, ...],
+        prefix: str,
+        priority: int,
+        window: TimeWindow | None,
+        targets: tuple[str, ...],
+    ) -> CompiledRule: ...
+
+
+def pack_rules(rows: Iterable[tuple[str, Rule]]) -> bytes:
+    """``rows`` as one chunk (see :data:`RULES_PER_CHUNK` for how many to put in one)."""
+    lines = [
+        f"{rule_id}\t{rule.group}\t{rule.prefix}\t{rule.priority}\t{';'.join(rule.gateways)}\t"
+        f"{'' if rule.time is None else rule.time.model_dump_json(exclude_defaults=True)}\n"
+        for rule_id, rule in rows
+    ]
+    return "".join(lines).encode()
+
+
+def unpack_rules(chunk: bytes, compiler: RuleCompiler) -> Iterator[CompiledRule]:
+    """The chunk's rules in order, compiled (interned) by ``compiler``; no validation."""
+    compile_rule = compiler.compile
+    for line in chunk.decode().splitlines():
+        rule_id, groups, prefix, priority, targets, window = line.split("\t")
+        yield compile_rule(
+            rule_id,
+            groups=tuple(groups.split(",")),
+            prefix=prefix,
+            priority=int(priority),
+            window=TimeWindow.model_validate_json(window) if window else None,
+            targets=tuple(targets.split(";")),
+        )
