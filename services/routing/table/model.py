@@ -36,9 +36,11 @@ Priority = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 class Record(BaseModel):
-    """Unknown fields are refused so a typo (``prio``) is a 422, not a silent default."""
+    """Fields beyond the known ones are kept and shown back, as the contract allows
+    ("more fields allowed"): operators tag records with their own metadata. The
+    known fields are still checked strictly."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     def stored(self) -> str:
         """The compact JSON kept in Redis: defaults omitted, a million rules stay small."""

@@ -79,9 +79,9 @@ async def test_crud_and_validation(routing: Deployment) -> None:
     dangling = await client.put("/v1/rules/9", json={"prefix": "1", "gateways": ["1", "#nope"]})
     assert dangling.status_code == 422
     assert dangling.json()["detail"][0]["msg"] == "rule 9: unknown carrier 'nope'"
-    typo = await client.put("/v1/gateways/3", json={"address": "sip:x", "prio": 1})
-    assert typo.status_code == 422
-    assert typo.json()["detail"][0]["loc"] == ["body", "prio"]
+    tagged = await client.put("/v1/gateways/3", json={"address": "sip:x", "billing": "eu-7"})
+    assert tagged.status_code == 200
+    assert (await client.get("/v1/gateways/3")).json()["billing"] == "eu-7"
     assert (await client.get("/v1/rules/9")).status_code == 404
 
     carrier = await client.put(
@@ -94,7 +94,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
     assert (
         await client.put("/v1/rules/6", json={"prefix": "49", "gateways": ["#acme"]})
     ).status_code == 200
-    await until(lambda: routing.service.cache.version == 9)
+    await until(lambda: routing.service.cache.version == 10)
 
     dry = await client.get("/v1/route", params={"number": "0014075551234", "dialplan": "intl"})
     assert dry.status_code == 200
@@ -102,7 +102,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "number": "0014075551234",
         "routed_number": "+14075551234",
         "group": "0",
-        "version": 9,
+        "version": 10,
         "rule": {"id": "1", "prefix": "1407", "priority": 0},
         "gateways": [
             {
