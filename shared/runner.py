@@ -6,10 +6,12 @@ this code, so they differ only in the list of services they pass.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 import uvloop
@@ -97,18 +99,41 @@ class Process:
             access_log=False,
             lifespan="off",
         )
-        return uvicorn.Server(config)
+        return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handling: the runner owns SIGINT/SIGTERM.
+
+    uvicorn re-raises a captured SIGTERM when ``serve`` returns, which would kill
+    the process before the services stop (and before the embedded store writes
+    its snapshot).
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def serve(settings: Settings, services: Sequence[type[Service]]) -> None:
     process = Process(settings, services)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
     try:
         await process.start()
         log.info(
             "started",
             extra={"services": [s.name for s in services], "http": settings.http_listen},
         )
-        await process.http_server().serve()
+        server = process.http_server()
+        serving = asyncio.create_task(server.serve())
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait((serving, stop), return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serving
+        stop.cancel()
     finally:
         await process.stop()
         log.info("stopped")
