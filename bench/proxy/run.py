@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.cpu import tree_cpu_seconds
 from bench.proxy.errors import BenchError
 from bench.proxy.kamailio import Kamailio
@@ -65,6 +66,7 @@ QUICK = BenchConfig(rates=(50,), duration_s=2.0, hold_max_ms=200, settle_s=0.2)
 ProxyFactory = Callable[[argparse.Namespace], ProxyUnderTest]
 PROXIES: dict[str, ProxyFactory] = {
     "kamailio": lambda args: Kamailio(port=args.kamailio_port),
+    "callmesh": lambda args: CallmeshEdge(port=args.callmesh_port, workers=args.callmesh_workers),
 }
 
 
@@ -191,6 +193,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--recv-timeout-ms", type=int, help="a call waiting longer for a message fails"
     )
     parser.add_argument("--kamailio-port", type=int, default=15060)
+    parser.add_argument("--callmesh-port", type=int, default=15062)
+    parser.add_argument("--callmesh-workers", type=int, default=2, help="edge worker processes")
     parser.add_argument("--gateway-ports", type=_int_list, help="UDP ports of PSTN 1 and PSTN 2")
     parser.add_argument("--caller-port", type=int)
     parser.add_argument("--sipp", help="SIPp binary")

@@ -1,0 +1,61 @@
+"""The edge's Prometheus metrics (default registry, served by every process's ``/metrics``).
+
+Label values are bounded: methods outside RFC 3261's and common extensions'
+set are counted as ``other`` so a scanner cannot grow the series without limit.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+KNOWN_METHODS: Final = frozenset(
+    {
+        "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "UPDATE", "INFO",
+        "PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "PUBLISH",
+    }
+)  # fmt: skip
+
+REQUESTS = Counter("callmesh_edge_requests", "SIP requests received", ["method"])
+RESPONSES = Counter(
+    "callmesh_edge_responses", "SIP responses sent upstream (forwarded or own)", ["code"]
+)
+CALLS_SET_UP = Counter("callmesh_edge_calls_set_up", "INVITEs answered with a 2xx")
+FAILOVERS = Counter("callmesh_edge_failovers", "Requests moved on to the next gateway")
+GATEWAY_ATTEMPTS = Counter(
+    "callmesh_edge_gateway_attempts", "Requests forwarded to a gateway", ["gateway"]
+)
+GATEWAY_FAILURES = Counter(
+    "callmesh_edge_gateway_failures", "Gateway failures (timeout, 5xx, transport)", ["gateway"]
+)
+TRANSACTIONS = Gauge("callmesh_edge_transactions", "Live SIP transactions", ["kind"])
+ROUTING_VERSION = Gauge(
+    "callmesh_edge_routing_version", "Routing table version the edge routes with"
+)
+LOOP_LAG = Histogram(
+    "callmesh_edge_loop_lag_seconds",
+    "How late the event loop ran a callback scheduled for now",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+_request_counters: dict[str, Counter] = {}
+_response_counters: dict[int, Counter] = {}
+
+
+def count_request(method: str) -> None:
+    """`REQUESTS` for `method`; the labelled child is looked up once (labels() takes a lock)."""
+    label = method if method in KNOWN_METHODS else "other"
+    counter = _request_counters.get(label)
+    if counter is None:
+        counter = _request_counters[label] = REQUESTS.labels(label)
+    counter.inc()
+
+
+def count_response(status: int) -> None:
+    """`RESPONSES` for `status` (three digits: at most 600 children)."""
+    counter = _response_counters.get(status)
+    if counter is None:
+        counter = _response_counters[status] = RESPONSES.labels(str(status))
+    counter.inc()

@@ -1,0 +1,62 @@
+"""Our Via branch: unique per forwarded request, and carrying a loop-detection hash (§16.6 step 8).
+
+The branch is `z9hG4bK` + `cm` + a 16-hex hash of the fields that stay
+unchanged when a request loops back to us (Request-URI as received, From and
+To tags, Call-ID, CSeq number, Route, Proxy-Require, Proxy-Authorization),
+then `.` and a per-process unique suffix.  A request that arrives with one of
+our own Vias whose hash equals the one we would compute now has looped (482);
+a different hash means it spiralled (changed on the way) and may go on (§16.3 step 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from typing import Final
+
+from shared.sip.message import Request
+
+_PREFIX: Final = "z9hG4bKcm"
+_HASH_LENGTH: Final = 16
+
+
+class BranchMaker:
+    """Makes branches; a random stem per instance keeps them unique across restarts and workers."""
+
+    __slots__ = ("_counter", "_stem")
+
+    def __init__(self) -> None:
+        self._stem = os.urandom(4).hex()
+        self._counter = itertools.count(1)
+
+    def new(self, loop_hash: str) -> str:
+        return f"{_PREFIX}{loop_hash}.{self._stem}{next(self._counter):x}"
+
+
+NO_LOOP_HASH: Final = "0" * _HASH_LENGTH
+"""For requests forwarded statelessly (ACK for a 2xx): never answered, so never 482."""
+_OPTIONAL_FIELDS: Final = ("route", "proxy-require", "proxy-authorization")
+
+
+def loop_hash(request: Request) -> str:
+    """The hash of the loop-invariant fields of `request` as received."""
+    parts = [
+        request.uri_text,
+        request.from_tag or "",
+        request.to_tag or "",
+        request.call_id,
+        str(request.cseq.seq),
+    ]
+    for name in _OPTIONAL_FIELDS:
+        if request.has_header(name):  # a list scan, far cheaper than decoding the values
+            parts.extend(request.headers(name))
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=_HASH_LENGTH // 2)
+    return digest.hexdigest()
+
+
+def hash_in_branch(branch: str | None) -> str | None:
+    """The loop hash inside one of our branches, or None for anyone else's."""
+    if branch is None or not branch.startswith(_PREFIX):
+        return None
+    return branch[len(_PREFIX) : len(_PREFIX) + _HASH_LENGTH]

@@ -1,0 +1,590 @@
+"""The transaction-stateful proxy of RFC 3261 §16, sans-IO.
+
+Bytes, their source and the time go in (`receive`, `expire`,
+`transport_failed`); `Send`/`Publish` actions come out.  The core holds the
+transaction table and, per server transaction, a `Forwarding` (serial
+failover over gateways).  It keeps nothing about dialogs: an in-dialog
+request is routed from its Route headers alone, which is what lets a call
+outlive an edge restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from services.edge import metrics
+from services.edge.events import FailureReason, GatewayFailed
+from services.edge.interfaces import Interfaces
+from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.proxy.branches import NO_LOOP_HASH, BranchMaker, hash_in_branch, loop_hash
+from services.edge.proxy.forwarding import Branch, Forwarding, best_response, failover_allowed
+from services.edge.proxy.routes import Hop, NumberRouter, dialled_number
+from services.edge.proxy.targets import destination_of
+from shared.sip.address import Address
+from shared.sip.branch import new_tag
+from shared.sip.checks import check_proxy_request
+from shared.sip.errors import SipError
+from shared.sip.message import Request, Response, parse_message
+from shared.sip.responses import error_response, make_response
+from shared.sip.timers import TimerQueue, TimerSettings
+from shared.sip.transaction import (
+    AckReceived,
+    ClientTransaction,
+    ResponseReceived,
+    ServerTransaction,
+    Terminated,
+    TimedOut,
+    TransactionEvent,
+    TransactionTable,
+    Transmit,
+    TransportFailed,
+)
+from shared.sip.transport.base import Listener
+from shared.sip.transport.destination import Destination, response_destination
+from shared.sip.uri import SipUri
+
+log = logging.getLogger("callmesh.edge")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, SUBSCRIBE, NOTIFY, MESSAGE"
+DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+NO_ROUTE_REASON = 'SIP;cause=404;text="no route"'
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTimers:
+    """The failover timers: `fr` without any answer, `fr_inv` after a provisional (Timer C)."""
+
+    fr: float = 5.0
+    fr_inv: float = 60.0
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    def transaction_settings(self) -> TimerSettings:
+        return TimerSettings(t1=self.t1, t2=self.t2, t4=self.t4, timer_c=self.fr_inv)
+
+
+class Proxy:
+    """One worker's proxy: feed it messages and time, carry out the actions it returns."""
+
+    def __init__(
+        self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None
+    ) -> None:
+        self.interfaces = interfaces
+        self.router = router
+        self.timers = timers or ProxyTimers()
+        self.table = TransactionTable(self.timers.transaction_settings())
+        self._fr_timers: TimerQueue[Branch] = TimerQueue()
+        self._branches: dict[ClientTransaction, Branch] = {}
+        self._forwardings: dict[ServerTransaction, Forwarding] = {}
+        self._branch_maker = BranchMaker()
+        self._to_tag = new_tag()
+
+    # ----- inputs ----------------------------------------------------------------------
+
+    def receive(
+        self, data: bytes, source: Destination, listener: Listener, now: float
+    ) -> list[Action]:
+        """One message from the network."""
+        actions: list[Action] = []
+        try:
+            message = parse_message(data, stream=source.reliable)
+        except SipError as error:
+            self._reject_unparsed(data, error, source, actions)
+            return actions
+        try:
+            if isinstance(message, Response):
+                self._response(message, now, actions)
+            else:
+                metrics.count_request(message.method)
+                self._request(message, source, listener, now, actions)
+        except SipError as error:
+            # A header the matching needs turned out malformed, or a next hop is unusable.
+            if isinstance(message, Request) and message.method != "ACK":
+                self._reject_unparsed(data, error, source, actions)
+            else:
+                log.info("dropped %s from %s: %s", _what(message), source.host, error.reason)
+        return actions
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.table.next_deadline(), self._fr_timers.next_deadline()) if d]
+        return min(deadlines) if deadlines else None
+
+    def expire(self, now: float) -> list[Action]:
+        """Fire the transaction timers and the failover timers due at `now`."""
+        actions: list[Action] = []
+        for transaction, event in self.table.expire(now):
+            self._transaction_event(transaction, event, now, actions)
+        for branch in self._fr_timers.pop_due(now):
+            branch.timer = None
+            if not branch.answered and not branch.abandoned:
+                self._give_up(branch, "timeout", now, actions)
+        return actions
+
+    def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
+        """A message of `client` could not be sent (connect refused, no route to host)."""
+        actions: list[Action] = []
+        for event in client.transport_error():
+            self._transaction_event(client, event, now, actions)
+        return actions
+
+    # ----- requests --------------------------------------------------------------------
+
+    def _request(
+        self, request: Request, source: Destination, listener: Listener, now: float,
+        actions: list[Action],
+    ) -> None:  # fmt: skip
+        method = request.method
+        server = self.table.match_request(request)
+        if server is not None:
+            for event in server.receive_request(request, now):
+                self._transaction_event(server, event, now, actions)
+            return
+        if method == "ACK":
+            self._stamp_via(request, source)
+            self._forward_in_dialog_ack(request, listener, actions)
+            return
+        try:
+            request.validate()
+        except SipError as error:
+            self._reject_unparsed(request.to_bytes(), error, source, actions)
+            return
+        self._stamp_via(request, source)
+        destination = response_destination(request.top_via, source.address, source.connection_id)
+        if method == "CANCEL":
+            self._cancel(request, destination, now, actions)
+            return
+        server = self.table.create_server(request, destination)
+        try:
+            self._route_new(request, server, source, listener, now=now, actions=actions)
+        except SipError as error:
+            self._answer(server, error.status, error.reason, now, actions, headers=error.headers)
+
+    def _route_new(
+        self, request: Request, server: ServerTransaction, source: Destination,
+        listener: Listener, *, now: float, actions: list[Action],
+    ) -> None:  # fmt: skip
+        if request.method == "OPTIONS" and self._for_us(request):
+            headers = (("Allow", ALLOW), ("Supported", ""), ("Accept", "application/sdp"))
+            self._answer(server, 200, None, now, actions, headers=headers)
+            return
+        check_proxy_request(request)
+        hash_now = loop_hash(request)
+        self._check_loop(request, hash_now)
+        if request.method == "INVITE":
+            self._respond(server, make_response(request, 100), now, actions)
+        self._process_routes(request)
+        inbound = self.interfaces.inbound(listener.transport, listener.host, listener.port)
+        in_dialog = request.to_tag is not None
+        routes = request.routes
+        if routes or in_dialog:
+            hop = self._next_hop_by_route(request)
+            if hop is None:
+                raise SipError("no dialog route to follow", 481)
+            record = not in_dialog and request.method in DIALOG_CREATING
+            forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
+            self._start(forwarding, now, actions)
+            return
+        number = dialled_number(request.uri)
+        if number is None:
+            raise SipError("Not Found (registrar not available)", 404)
+        found = self.router.hops(number, source)
+        if found is None:
+            raise SipError(
+                f"Not Found (no route for {number})", 404, (("Reason", NO_ROUTE_REASON),)
+            )
+        hops, skipped = found
+        if not hops:
+            raise SipError(f"Temporarily Unavailable ({skipped} gateways down)", 480)
+        record = request.method in DIALOG_CREATING
+        self._start(Forwarding(server, request, hops, hash_now, inbound, record), now, actions)
+
+    def _for_us(self, request: Request) -> bool:
+        """Addressed to the edge itself: our host:port, and no user (or no hop left to go)."""
+        uri = request.uri
+        return (
+            isinstance(uri, SipUri)
+            and (uri.user is None or request.max_forwards == 0)
+            and self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
+            and all(self._is_our_route(route) for route in request.routes)
+        )
+
+    def _check_loop(self, request: Request, hash_now: str) -> None:
+        """482 if one of our Vias carries the hash this request has now (§16.3 step 4)."""
+        for via in request.vias:
+            seen = hash_in_branch(via.branch)
+            if seen == hash_now and self.interfaces.is_ours(via.host, via.port, via.transport):
+                raise SipError("Loop Detected", 482)
+
+    def _is_our_route(self, route: Address) -> bool:
+        uri = route.uri
+        if not isinstance(uri, SipUri):
+            return False
+        return self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
+
+    def _process_routes(self, request: Request) -> None:
+        """Strict-router fix-up, then pop our own Route entries (§16.4)."""
+        uri = request.uri
+        routes = request.routes
+        if (
+            routes
+            and isinstance(uri, SipUri)
+            and uri.has_param("lr")
+            and self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
+        ):
+            # A strict router put our Record-Route URI into the Request-URI.
+            values = request.headers("route")
+            request.set_uri(str(routes[-1].uri))
+            request.remove_header("route")
+            if len(values) > 1:
+                request.add_header("Route", ", ".join(values[:-1]))
+        while request.routes and self._is_our_route(request.routes[0]):
+            request.pop_route()
+
+    def _next_hop_by_route(self, request: Request) -> Hop | None:
+        """Loose routing to the top Route; strict-route compatibility for one without `lr`."""
+        routes = request.routes
+        if not routes:
+            uri = request.uri
+            if isinstance(uri, SipUri) and self.interfaces.is_ours(
+                uri.host, uri.port, _transport_of(uri)
+            ):
+                return None
+            return Hop(request.uri_text, destination_of(uri))
+        top = routes[0].uri
+        if isinstance(top, SipUri) and not top.has_param("lr"):
+            # §16.6 step 6: the next hop is a strict router; it expects the Request-URI.
+            request.add_header("Route", f"<{request.uri_text}>")
+            request.pop_route()
+            request.set_uri(str(top))
+            return Hop(request.uri_text, destination_of(top))
+        return Hop(request.uri_text, destination_of(top))
+
+    def _stamp_via(self, request: Request, source: Destination) -> None:
+        """RFC 3261 §18.2.1 / RFC 3581: note where the request really came from."""
+        via = request.top_via
+        if via.wants_rport:
+            request.replace_top_via(via.with_params(received=source.host, rport=str(source.port)))
+        elif via.host.strip("[]") != source.host:
+            request.replace_top_via(via.with_params(received=source.host))
+
+    # ----- forwarding ------------------------------------------------------------------
+
+    def _start(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        forwarding.request.decrement_max_forwards()
+        self._forwardings[forwarding.server] = forwarding
+        self._next_branch(forwarding, now, actions)
+
+    def _next_branch(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        """Send to the next hop, or answer with the best response when there is none left."""
+        while forwarding.hops and not forwarding.cancelled:
+            hop = forwarding.hops.pop(0)
+            if forwarding.finals:
+                metrics.FAILOVERS.inc()
+            if self._send_branch(forwarding, hop, now, actions):
+                return
+        self._finish(forwarding, now, actions)
+
+    def _send_branch(
+        self, forwarding: Forwarding, hop: Hop, now: float, actions: list[Action]
+    ) -> bool:
+        request = forwarding.request.copy()
+        if hop.uri != request.uri_text:
+            request.set_uri(hop.uri)
+        outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
+        if forwarding.record_route:
+            if outbound != forwarding.inbound:
+                request.add_record_route(forwarding.inbound.record_route)
+            request.add_record_route(outbound.record_route)
+        request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
+        client, events = self.table.start_client(
+            request, hop.destination, now, proxy=request.method == "INVITE"
+        )
+        branch = Branch(forwarding, hop, client)
+        forwarding.branch = branch
+        self._branches[client] = branch
+        branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
+        if hop.gateway_id is not None:
+            metrics.GATEWAY_ATTEMPTS.labels(hop.gateway_id).inc()
+        for event in events:
+            self._transaction_event(client, event, now, actions)
+        return True
+
+    def _forward_in_dialog_ack(
+        self, request: Request, listener: Listener, actions: list[Action]
+    ) -> None:
+        """ACK for a 2xx: its own end-to-end transaction, forwarded statelessly (§16.11)."""
+        if request.max_forwards == 0:
+            return
+        self._process_routes(request)
+        hop = self._next_hop_by_route(request)
+        if hop is None:
+            return
+        request.decrement_max_forwards()
+        outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
+        request.prepend_via(outbound.via_prefix + self._branch_maker.new(NO_LOOP_HASH))
+        actions.append(Send(request.to_bytes(), hop.destination))
+
+    # ----- responses -------------------------------------------------------------------
+
+    def _response(self, response: Response, now: float, actions: list[Action]) -> None:
+        client = self.table.match_response(response)
+        if client is not None:
+            for event in client.receive_response(response, now):
+                self._transaction_event(client, event, now, actions)
+            return
+        # No transaction (a 2xx retransmission after it ended, or from before a restart):
+        # forward statelessly if the top Via is ours (§16.7 applied without state).
+        via = response.top_via
+        if not self.interfaces.is_ours(via.host, via.port, via.transport.lower()):
+            return
+        response.pop_via()
+        if response.header("via") is None:
+            return
+        destination = response_destination(response.top_via)
+        actions.append(Send(response.to_bytes(), destination))
+
+    def _branch_response(
+        self, branch: Branch, response: Response, now: float, actions: list[Action],
+        *, local: FailureReason | None = None,
+    ) -> None:  # fmt: skip
+        """A response on `branch`; `local` names why, when we made it ourselves."""
+        forwarding = branch.forwarding
+        status = response.status
+        if local is None:
+            branch.answered = True
+            self._disarm(branch)
+        if status < 200:
+            if status == 100:
+                return
+            branch.provisional = True
+            if forwarding.cancelled or branch.abandoned:
+                self._send_cancel(branch, now, actions)
+            elif not forwarding.done:
+                self._relay(forwarding, response, now, actions)
+            return
+        if 200 <= status < 300:
+            # Every 2xx goes upstream, even on a given-up branch (§16.7 step 5).
+            if forwarding.method == "INVITE" and not forwarding.done:
+                metrics.CALLS_SET_UP.inc()
+            forwarding.done = True
+            self._relay(forwarding, response, now, actions)
+            return
+        if branch.abandoned or forwarding.done:
+            return
+        self._note_failure(branch, response, local, actions)
+        forwarding.finals.append(response)
+        if status >= 600 or not failover_allowed(status):
+            forwarding.hops.clear()
+        self._next_branch(forwarding, now, actions)
+
+    def _give_up(
+        self, branch: Branch, reason: FailureReason, now: float, actions: list[Action]
+    ) -> None:
+        """No final answer in time: CANCEL if we may, then treat it as a 408 and move on."""
+        branch.abandoned = True
+        self._disarm(branch)
+        if branch.provisional:
+            self._send_cancel(branch, now, actions)
+        forwarding = branch.forwarding
+        if forwarding.done:
+            return
+        timeout = make_response(branch.client.request, 408)
+        self._note_failure(branch, timeout, reason, actions)
+        forwarding.finals.append(timeout)
+        self._next_branch(forwarding, now, actions)
+
+    def _note_failure(
+        self, branch: Branch, response: Response, local: FailureReason | None,
+        actions: list[Action],
+    ) -> None:  # fmt: skip
+        hop = branch.hop
+        status = response.status
+        if hop.gateway_id is None or not (status == 408 or 500 <= status < 600):
+            return
+        if local is None and status == 408:
+            return  # the gateway said 408 itself: it is alive
+        metrics.GATEWAY_FAILURES.labels(hop.gateway_id).inc()
+        retry_after = response.header("retry-after")
+        event = GatewayFailed(
+            gateway_id=hop.gateway_id,
+            address=hop.gateway_address,
+            reason=local or "status",
+            status=status,
+            retry_after=_leading_int(retry_after),
+            method=branch.forwarding.method,
+            call_id=branch.forwarding.request.call_id,
+        )
+        actions.append(Publish(event))
+
+    def _finish(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        if forwarding.done:
+            return
+        best = best_response(forwarding.finals)
+        if forwarding.cancelled and (best is None or best.status != 487):
+            self._answer(forwarding.server, 487, None, now, actions)
+            forwarding.done = True
+            return
+        if best is None:
+            self._answer(
+                forwarding.server, 480, "Temporarily Unavailable (no gateway)", now, actions
+            )
+            forwarding.done = True
+            return
+        if best.status == 503:  # §16.7 step 6: a 503 upstream would make the caller back off us
+            self._answer(
+                forwarding.server, 500, "Server Internal Error (next hop unavailable)", now, actions
+            )
+            forwarding.done = True
+            return
+        forwarding.done = True
+        self._relay(forwarding, best, now, actions)
+
+    def _relay(
+        self, forwarding: Forwarding, response: Response, now: float, actions: list[Action]
+    ) -> None:
+        """Forward a branch's response upstream through the server transaction (§16.7 step 9)."""
+        upstream = response.copy()
+        upstream.pop_via()
+        self._respond(forwarding.server, upstream, now, actions)
+
+    # ----- CANCEL ----------------------------------------------------------------------
+
+    def _cancel(
+        self, cancel: Request, destination: Destination, now: float, actions: list[Action]
+    ) -> None:
+        invite = self.table.match_cancel(cancel)
+        server = self.table.create_server(cancel, destination)
+        if invite is None:
+            self._answer(server, 481, None, now, actions)
+            return
+        self._answer(server, 200, None, now, actions)
+        forwarding = self._forwardings.get(invite)
+        if forwarding is None or forwarding.done:
+            return
+        forwarding.cancelled = True
+        forwarding.hops.clear()
+        branch = forwarding.branch
+        if branch is not None and branch.provisional and not branch.abandoned:
+            self._send_cancel(branch, now, actions)
+        # Before any provisional the CANCEL waits for one (§9.1); the failover
+        # timer ends the wait with a 487 if none comes.
+
+    def _send_cancel(self, branch: Branch, now: float, actions: list[Action]) -> None:
+        if branch.cancel_sent or branch.client.request.method != "INVITE":
+            return
+        branch.cancel_sent = True
+        cancel = cancel_for(branch.client.request)
+        _client, events = self.table.start_client(cancel, branch.client.destination, now)
+        for event in events:
+            if isinstance(event, Transmit):
+                actions.append(Send(event.data, event.destination))
+
+    # ----- transaction events ----------------------------------------------------------
+
+    def _transaction_event(
+        self, transaction: object, event: TransactionEvent, now: float, actions: list[Action]
+    ) -> None:
+        if isinstance(event, Transmit):
+            client = transaction if isinstance(transaction, ClientTransaction) else None
+            actions.append(Send(event.data, event.destination, client))
+            return
+        if isinstance(transaction, ServerTransaction):
+            if isinstance(event, Terminated):
+                self._forwardings.pop(transaction, None)
+            elif isinstance(event, AckReceived):
+                log.debug("ACK for a 2xx matched a server transaction; dropped")
+            return
+        if not isinstance(transaction, ClientTransaction):
+            return
+        branch = self._branches.get(transaction)
+        if branch is None:
+            return  # a CANCEL's own client transaction: its 200 needs nothing
+        if isinstance(event, ResponseReceived):
+            self._branch_response(branch, event.response, now, actions)
+        elif isinstance(event, TimedOut):
+            if event.response is None:
+                self._give_up(branch, "timeout", now, actions)
+            elif not branch.abandoned:
+                self._branch_response(branch, event.response, now, actions, local="timeout")
+        elif isinstance(event, TransportFailed):
+            failure = make_response(transaction.request, 503, "Service Unavailable (transport)")
+            self._disarm(branch)
+            self._branch_response(branch, failure, now, actions, local="transport")
+        elif isinstance(event, Terminated):
+            self._disarm(branch)
+            del self._branches[transaction]
+
+    def _disarm(self, branch: Branch) -> None:
+        if branch.timer is not None:
+            self._fr_timers.cancel(branch.timer)
+            branch.timer = None
+
+    # ----- answering -------------------------------------------------------------------
+
+    def _answer(
+        self, server: ServerTransaction, status: int, reason: str | None, now: float,
+        actions: list[Action], *, headers: Iterable[tuple[str, str]] = (),
+    ) -> None:  # fmt: skip
+        response = make_response(
+            server.request, status, reason, to_tag=self._to_tag, headers=headers
+        )
+        self._respond(server, response, now, actions)
+
+    def _respond(
+        self, server: ServerTransaction, response: Response, now: float, actions: list[Action]
+    ) -> None:
+        metrics.count_response(response.status)
+        for event in server.respond(response, now):
+            self._transaction_event(server, event, now, actions)
+
+    def _reject_unparsed(
+        self, data: bytes, error: SipError, source: Destination, actions: list[Action]
+    ) -> None:
+        """A stateless answer (400, 505, ...) straight back to the sender; responses are dropped."""
+        answer = error_response(data, error)
+        if answer is None:
+            log.info("dropped unanswerable message from %s: %s", source.host, error.reason)
+            return
+        metrics.count_response(error.status)
+        actions.append(Send(answer, source))
+
+
+def cancel_for(invite: Request) -> Request:
+    """The CANCEL for a forwarded INVITE (§9.1): its Request-URI, top Via, Route, dialog fields."""
+    headers = [
+        ("Via", _header(invite, "via")),
+        ("Max-Forwards", "70"),
+        ("From", _header(invite, "from")),
+        ("To", _header(invite, "to")),
+        ("Call-ID", _header(invite, "call-id")),
+        ("CSeq", f"{invite.cseq.seq} CANCEL"),
+    ]
+    routes = invite.headers("route")
+    if routes:
+        headers.append(("Route", ", ".join(routes)))
+    return Request.build("CANCEL", invite.uri_text, headers)
+
+
+def _header(request: Request, name: str) -> str:
+    value = request.header(name)
+    if value is None:
+        raise SipError(f"missing {name}")
+    return value
+
+
+def _leading_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    digits = value.split(";", 1)[0].split("(", 1)[0].strip()
+    return int(digits) if digits.isdigit() else None
+
+
+def _transport_of(uri: SipUri) -> str:
+    return (uri.param("transport") or "udp").lower()
+
+
+def _what(message: Request | Response) -> str:
+    return message.method if isinstance(message, Request) else str(message.status)

@@ -1,0 +1,113 @@
+"""Out-of-dialog routing of a dialled number: dialplan, routing lookup, gateways as next hops.
+
+The lookup is the routing cache's (`services.edge.routing_cache`), seen
+through the `RouteLookup` protocol so the core needs no network and tests can
+hand it any table.  Which group and dialplan apply depends on who is calling;
+`Classifier` answers that from the source address (one group for everyone
+until source groups and ACLs arrive with issue 8).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from services.edge.proxy.targets import destination_of
+from services.edge.routing_cache import Route
+from shared.sip.errors import SipError
+from shared.sip.transport.destination import Destination
+from shared.sip.uri import SipUri, TelUri, Uri, parse_uri
+
+log = logging.getLogger("callmesh.edge")
+
+_VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
+
+
+class RouteLookup(Protocol):
+    def lookup(self, number: str, group: str = "0") -> Route | None: ...
+
+    def translate(self, dialplan_id: str, number: str) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallerProfile:
+    group: str = "0"
+    dialplan: str | None = None
+
+
+Classifier = Callable[[Destination], CallerProfile]
+
+
+def everyone_in_group_0(_source: Destination) -> CallerProfile:
+    return CallerProfile()
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One next hop: the Request-URI to send, where, and the gateway it is (if it is one)."""
+
+    uri: str
+    destination: Destination
+    gateway_id: str | None = None
+    gateway_address: str = ""
+
+
+def dialled_number(uri: Uri) -> str | None:
+    """The number a Request-URI dials (`sip:+1407…@host`, `tel:+1-407-…`), or None."""
+    if isinstance(uri, TelUri):
+        number = uri.number.translate(_VISUAL_SEPARATORS)
+    elif isinstance(uri, SipUri) and uri.user is not None:
+        number = uri.user
+    else:
+        return None
+    digits = number[1:] if number[:1] == "+" else number
+    return number if digits.isascii() and digits.isdigit() else None
+
+
+class NumberRouter:
+    """Turns a dialled number into the ordered gateway hops to try."""
+
+    def __init__(self, lookup: RouteLookup, classify: Classifier = everyone_in_group_0) -> None:
+        self._lookup = lookup
+        self._classify = classify
+        self._gateway_uris: dict[str, SipUri | None] = {}
+
+    def hops(self, number: str, source: Destination) -> tuple[list[Hop], int] | None:
+        """(usable hops in order, how many were skipped as down), or None for no route."""
+        profile = self._classify(source)
+        if profile.dialplan is not None:
+            try:
+                number = self._lookup.translate(profile.dialplan, number)
+            except KeyError:
+                log.warning("dialplan %r does not exist; number used as dialled", profile.dialplan)
+        route = self._lookup.lookup(number, profile.group)
+        if route is None:
+            return None
+        usable = route.usable()
+        hops = []
+        for hop in usable:
+            base = self._gateway_uri(hop.gateway.address)
+            if base is None:
+                continue
+            uri = replace(base, user=hop.number)
+            hops.append(Hop(str(uri), destination_of(uri), hop.gateway.id, hop.gateway.address))
+        return hops, len(route.hops) - len(usable)
+
+    def _gateway_uri(self, address: str) -> SipUri | None:
+        """The gateway's address parsed once; a bad one is logged once and skipped."""
+        if address in self._gateway_uris:
+            return self._gateway_uris[address]
+        uri: SipUri | None = None
+        try:
+            parsed = parse_uri(address)
+            destination_of(parsed)
+            if isinstance(parsed, SipUri):
+                uri = parsed
+        except SipError as error:
+            log.warning("gateway address %r unusable: %s", address, error.reason)
+        if len(self._gateway_uris) > 100_000:
+            self._gateway_uris.clear()
+        self._gateway_uris[address] = uri
+        return uri

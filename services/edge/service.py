@@ -1,0 +1,115 @@
+"""The edge service: SIP sockets, the routing cache and the proxy core, wired together."""
+
+from __future__ import annotations
+
+from services.edge import metrics
+from services.edge.adapter import ProxyDriver
+from services.edge.gc_tuning import tune_for_proxy
+from services.edge.interfaces import Interface, Interfaces
+from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.routes import NumberRouter
+from services.edge.routing_cache import RoutingCache
+from services.edge.sockets import BoundSocket, EdgeSockets
+from services.edge.workers import WorkerPool
+from shared.bus import Bus
+from shared.service import Service
+from shared.settings import Settings, split_host_port
+from shared.sip.transport.base import Listener
+from shared.sip.transport.destination import Destination
+
+
+class EdgeService(Service):
+    name = "edge"
+
+    async def start(self) -> None:
+        self.cache = RoutingCache(self.store, self.bus)
+        await self.cache.start()
+        self.runtime.readiness.append(("routing-cache", self._cache_ready))
+        metrics.ROUTING_VERSION.set_function(lambda: self.cache.version)
+        self.workers = WorkerPool(self.settings)
+        self.edge = await start_edge(
+            self.settings, self.cache, self.bus, shared=self.workers.shared
+        )
+        await self.workers.start()
+        tune_for_proxy()
+        addresses = ", ".join(f"{b.listener.transport}:{b.listener.host}:{b.listener.port}"
+                              for b in self.edge.sockets.bound)  # fmt: skip
+        self.log.info("edge ready on %s (%d workers)", addresses, self.workers.count)
+
+    async def stop(self) -> None:
+        await self.workers.stop()
+        await self.edge.stop()
+        await self.cache.stop()
+
+    async def _cache_ready(self) -> str | None:
+        return None if self.cache.ready else "routing table not loaded yet"
+
+
+class RunningEdge:
+    """One worker's proxy on its sockets."""
+
+    def __init__(self, driver: ProxyDriver, sockets: EdgeSockets) -> None:
+        self.driver = driver
+        self.sockets = sockets
+
+    async def stop(self) -> None:
+        await self.sockets.close()
+        await self.driver.stop()
+
+
+async def start_edge(
+    settings: Settings, cache: RoutingCache, bus: Bus, *, shared: bool
+) -> RunningEdge:
+    """Open the sockets of `settings.sip_addresses` and serve SIP on them."""
+    sockets = EdgeSockets(_unset_handler)
+    await sockets.open(list(settings.sip_addresses), shared=shared)
+    timers = ProxyTimers(
+        fr=settings.fr_timeout,
+        fr_inv=settings.fr_inv_timeout,
+        t1=settings.sip_t1,
+        t2=settings.sip_t2,
+        t4=settings.sip_t4,
+    )
+    proxy = Proxy(interfaces_of(sockets.bound, settings.sip_advertise), NumberRouter(cache), timers)
+    driver = ProxyDriver(proxy, bus)
+    sockets.on_message = driver.on_message
+    driver.start(sockets)
+    return RunningEdge(driver, sockets)
+
+
+def _unset_handler(_data: bytes, _source: Destination, _listener: Listener) -> None:
+    """Drops what arrives in the instant between binding and the proxy taking over."""
+
+
+def parse_advertise(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``v6`` or ``[v6]:port`` → (host without brackets, port or None)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    if text.count(":") == 1:
+        host, port = split_host_port(text)
+        return host, port
+    return text, None
+
+
+def interfaces_of(bound: list[BoundSocket], advertise: str | None) -> Interfaces:
+    """Our interfaces as peers must see them: the advertised host (and port) when set.
+
+    An advertised port is a NAT port forward to the shared port, so it
+    replaces the private Via port too (several workers behind one forward
+    would need one forward each: not supported).
+    """
+    host, port = parse_advertise(advertise) if advertise else (None, None)
+    interfaces = []
+    for socket_ in bound:
+        listener = socket_.listener
+        via_port = socket_.private.port if socket_.private else listener.port
+        interfaces.append(
+            Interface(
+                listener.transport,
+                host or listener.host,
+                port or listener.port,
+                port or via_port,
+            )
+        )
+    return Interfaces(interfaces, also_ours=[(b.listener.host, b.listener.port) for b in bound])

@@ -1,0 +1,128 @@
+"""The edge's SIP sockets: shared listening ports (SO_REUSEPORT) plus a private port per worker.
+
+Why not `shared.sip.transport.hub.Transports`: the edge needs SO_REUSEPORT on
+its listening sockets so several worker processes share a port, and a private
+UDP port per worker to send from (see `services.edge.workers`); both are
+built here from the transport layer's public `UdpEndpoint`, `TcpTransport`
+and `TcpConnection`.  Sending over UDP is a plain call (no coroutine per
+message): it is the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass
+
+from shared.settings import ListenAddress
+from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
+from shared.sip.transport.destination import Destination
+from shared.sip.transport.tcp import TcpConnection, TcpTransport
+from shared.sip.transport.udp import UdpEndpoint
+
+
+@dataclass(frozen=True, slots=True)
+class BoundSocket:
+    """A listening address and, for UDP, the private port this worker sends from."""
+
+    listener: Listener
+    private: Listener | None
+
+
+class EdgeSockets:
+    def __init__(self, on_message: MessageHandler, limits: TransportLimits | None = None) -> None:
+        self.limits = limits or TransportLimits()
+        self.on_message = on_message
+        """Who gets each message; replaceable once the sockets are bound (the proxy
+        needs to know the bound ports before it can take messages)."""
+        self.tcp = TcpTransport(self._deliver, self.limits)
+        self._udp_out: dict[bool, UdpEndpoint] = {}
+        """Per address family (IPv6?), the socket UDP requests and responses leave by."""
+        self._udp: list[UdpEndpoint] = []
+        self._servers: list[asyncio.Server] = []
+        self.bound: list[BoundSocket] = []
+
+    async def open(self, addresses: list[ListenAddress], *, shared: bool) -> None:
+        """Listen on every address; `shared` adds SO_REUSEPORT and a private UDP port each."""
+        try:
+            for address in addresses:
+                await self._listen(address, shared)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _listen(self, address: ListenAddress, shared: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if address.transport == "tcp":
+            sock = _socket(address.host, address.port, socket.SOCK_STREAM, reuse_port=shared)
+            sock.listen(1024)
+            server = await loop.create_server(lambda: TcpConnection(self.tcp), sock=sock)
+            self._servers.append(server)
+            host, port = sock.getsockname()[:2]
+            self.bound.append(BoundSocket(Listener("tcp", host, port), None))
+            return
+        endpoint = await self._udp_endpoint(address.host, address.port, reuse_port=shared)
+        private = None
+        if shared:
+            out = await self._udp_endpoint(address.host, 0, reuse_port=False)
+            private = out.listener
+        else:
+            out = endpoint
+        self._udp_out.setdefault(":" in address.host, out)
+        self.bound.append(BoundSocket(endpoint.listener, private))
+
+    async def _udp_endpoint(self, host: str, port: int, *, reuse_port: bool) -> UdpEndpoint:
+        sock = _socket(host, port, socket.SOCK_DGRAM, reuse_port=reuse_port)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # best effort: the kernel caps it anyway
+                sock.setsockopt(socket.SOL_SOCKET, option, self.limits.socket_buffer)
+        loop = asyncio.get_running_loop()
+        _, endpoint = await loop.create_datagram_endpoint(
+            lambda: UdpEndpoint(self._deliver, self.limits), sock=sock
+        )
+        self._udp.append(endpoint)
+        return endpoint
+
+    def _deliver(self, data: bytes, source: Destination, listener: Listener) -> None:
+        self.on_message(data, source, listener)
+
+    def send_udp(self, data: bytes, destination: Destination) -> None:
+        """Raises `TransportError` when there is no socket of the destination's family."""
+        endpoint = self._udp_out.get(":" in destination.host)
+        if endpoint is None:
+            raise TransportError(f"no UDP socket of the address family of {destination.host}")
+        endpoint.send(data, destination)
+
+    async def send_tcp(self, data: bytes, destination: Destination) -> None:
+        await self.tcp.send(data, destination)
+
+    async def close(self) -> None:
+        for endpoint in self._udp:
+            endpoint.close()
+        self._udp.clear()
+        self._udp_out.clear()
+        for server in self._servers:
+            server.close()
+        await self.tcp.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+
+def _socket(host: str, port: int, kind: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,73 @@
+"""``python -m services.edge.worker``: one extra edge worker (started by `WorkerPool`, not by hand).
+
+It serves SIP only: the HTTP API, probes and metrics are the main process's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+import uvloop
+
+from services.edge.gc_tuning import tune_for_proxy
+from services.edge.routing_cache import RoutingCache
+from services.edge.service import start_edge
+from services.edge.workers import PARENT_PID_ENV, report_ready
+from shared.bus.factory import make_bus
+from shared.logs import configure_logging
+from shared.settings import Settings
+from shared.store import open_store
+
+log = logging.getLogger("callmesh.edge")
+
+PR_SET_PDEATHSIG = 1
+
+
+async def serve(settings: Settings) -> None:
+    store = await open_store(settings)
+    bus = make_bus(settings, "edge", None)
+    await bus.start()
+    cache = RoutingCache(store, bus)
+    await cache.start()
+    edge = await start_edge(settings, cache, bus, shared=True)
+    tune_for_proxy()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    report_ready()
+    log.info("edge worker ready")
+    try:
+        await stopping.wait()
+    finally:
+        await edge.stop()
+        await cache.stop()
+        await bus.close()
+        await store.close()
+
+
+def die_with_parent() -> None:
+    """A worker must not outlive its edge (SIGKILLed, it could not stop us): it would
+    keep a share of the port and answer for an edge that is gone.  Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(os.environ.get(PARENT_PID_ENV, os.getppid())):
+        raise SystemExit(0)  # the parent died before prctl took effect
+
+
+def main() -> None:
+    die_with_parent()
+    settings = Settings()
+    configure_logging("edge-worker", settings.instance, settings.log_level)
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Several edge worker processes on the same SIP ports, so the edge uses every core.
+
+Design: every worker (the service's own process is worker 0) binds the
+listening sockets with SO_REUSEPORT, so the kernel spreads new traffic over
+them, and opens a private UDP port of its own.  What has to reach the worker
+holding a transaction does:
+
+- Responses: a worker sends its requests from its private port and writes
+  that port in its Via, so the responses (and their retransmissions) come
+  back to it and no other.
+- CANCEL and the ACK for a non-2xx: they come from the caller's address and
+  port to the shared port, and UDP SO_REUSEPORT hashes the 4-tuple, so they
+  reach the worker that received the INVITE.  On TCP they arrive on the
+  connection, which belongs to the worker that accepted it.
+- In-dialog requests (BYE, ACK for 2xx, re-INVITE) need no state: any worker
+  routes them from their Route headers.
+
+Caveat: the kernel's hash spreads flows over the sockets present, so a worker
+joining or leaving the group re-hashes them.  The edge therefore reports
+ready only once every worker serves; a worker that dies and is restarted may
+cost the CANCEL or non-2xx ACK of the calls being set up at that moment
+(answered 481 / retransmitted until the transaction times out).
+
+Extra workers are child processes (`python -m services.edge.worker`) with
+their own routing cache; they need the shared Redis and RabbitMQ (the
+embedded store and in-process bus cannot be shared), so without them the
+edge runs one worker and says so.  A child that dies is restarted; a child
+whose parent dies (even by SIGKILL) is terminated by the kernel.  Only the
+main process serves HTTP, so /metrics shows worker 0's counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+
+from shared.settings import Settings
+
+log = logging.getLogger("callmesh.edge")
+
+WORKER_INDEX_ENV = "CALLMESH_EDGE_WORKER_INDEX"
+PARENT_PID_ENV = "CALLMESH_EDGE_PARENT_PID"
+READY_FD_ENV = "CALLMESH_EDGE_READY_FD"
+READY_TIMEOUT = 60.0
+RESTART_DELAY = 1.0
+
+
+class WorkerPool:
+    """The child worker processes of one edge service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        wanted = settings.edge_workers
+        if wanted > 1 and not (settings.redis_url and settings.rabbitmq_url):
+            log.warning(
+                "edge_workers=%d needs CALLMESH_REDIS_URL and CALLMESH_RABBITMQ_URL; "
+                "running one worker", wanted
+            )  # fmt: skip
+            wanted = 1
+        self.count = wanted
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether the sockets are shared with other workers (SO_REUSEPORT, private ports)."""
+        return self.count > 1
+
+    async def start(self) -> None:
+        """Spawn the workers and return once each serves SIP (so the edge is ready only
+        when the kernel's SO_REUSEPORT group is complete: joining later re-hashes flows)."""
+        ready = [self._spawn(index) for index in range(1, self.count)]
+        for reader in ready:
+            await asyncio.wait_for(_wait_readable(reader), READY_TIMEOUT)
+        if self.count > 1:
+            self._watch = asyncio.get_running_loop().create_task(self._restart_dead())
+
+    def _spawn(self, index: int) -> int:
+        """Start worker `index`; returns the pipe it writes to once ready (closed after)."""
+        reader, writer = os.pipe()
+        env = dict(os.environ, **{WORKER_INDEX_ENV: str(index), PARENT_PID_ENV: str(os.getpid())})
+        env["CALLMESH_INSTANCE"] = f"{self.settings.instance}-w{index}"
+        env[READY_FD_ENV] = str(writer)
+        self._children[index] = subprocess.Popen(
+            [sys.executable, "-m", "services.edge.worker"], env=env, pass_fds=(writer,)
+        )
+        os.close(writer)
+        return reader
+
+    async def _restart_dead(self) -> None:
+        while True:
+            await asyncio.sleep(RESTART_DELAY)
+            for index, child in list(self._children.items()):
+                if child.poll() is not None:
+                    log.warning(
+                        "edge worker %d exited with %s; restarting", index, child.returncode
+                    )
+                    self._spawn(index)
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for child in self._children.values():
+            child.terminate()
+        for child in self._children.values():
+            try:
+                await asyncio.to_thread(child.wait, 5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        self._children.clear()
+
+
+async def _wait_readable(fd: int) -> None:
+    """Until the worker writes its ready byte (or exits, closing the pipe); then close it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def report_ready() -> None:
+    """In a worker: tell the parent that this worker serves SIP."""
+    fd = os.environ.get(READY_FD_ENV)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))

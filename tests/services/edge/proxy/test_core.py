@@ -1,0 +1,316 @@
+"""The sans-IO proxy core driven message by message: what it sends, answers and publishes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from services.edge.events import GatewayFailed
+from services.edge.interfaces import Interface, Interfaces
+from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.routes import NumberRouter
+from services.edge.routing_cache import GatewayHealth, Route
+from services.routing.table.index import RoutingIndex
+from services.routing.table.model import Gateway, Rule
+from shared.sip.message import Request, Response, parse_message
+from shared.sip.transport.base import Listener
+from shared.sip.transport.destination import Destination
+
+EDGE = "192.0.2.10"
+CALLER = Destination("udp", "198.51.100.20", 5070)
+GW1 = Destination("udp", "203.0.113.1", 5060)
+GW2 = Destination("udp", "203.0.113.2", 5060)
+UDP_IN = Listener("udp", EDGE, 5060)
+TCP_IN = Listener("tcp", EDGE, 5060)
+
+
+class Table:
+    """An in-memory routing table behind the routing cache's lookup interface."""
+
+    def __init__(self) -> None:
+        self.index = RoutingIndex()
+        self.health = GatewayHealth()
+        self.index.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", prefix="00"))
+        self.index.put("gateway", "2", Gateway(address=f"sip:{GW2.host}:5060"))
+        self.index.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
+        self.index.put("rule", "r44", Rule(prefix="44", gateways=("2",)))
+
+    def lookup(self, number: str, group: str = "0") -> Route | None:
+        rule = self.index.find(number, group)
+        if rule is None:
+            return None
+        return Route(rule, number, self.index.gateways_of(rule), self.health)
+
+    def translate(self, dialplan_id: str, number: str) -> str:
+        raise KeyError(dialplan_id)
+
+
+@dataclass
+class Run:
+    proxy: Proxy
+    table: Table
+    now: float = 100.0
+
+    def send(
+        self, data: bytes, source: Destination = CALLER, listener: Listener = UDP_IN
+    ) -> list[Action]:
+        return self.proxy.receive(data, source, listener, self.now)
+
+    def later(self, seconds: float) -> list[Action]:
+        self.now += seconds
+        return self.proxy.expire(self.now)
+
+
+@pytest.fixture
+def run() -> Run:
+    interfaces = Interfaces(
+        [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
+    )
+    table = Table()
+    return Run(Proxy(interfaces, NumberRouter(table), ProxyTimers(fr=2.0, fr_inv=10.0)), table)
+
+
+def invite(
+    uri: str = f"sip:14075551234@{EDGE}", extra: str = "", branch: str = "z9hG4bKc1"
+) -> bytes:
+    return (
+        f"INVITE {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 10.0.0.5:5070;branch={branch};rport\r\n"
+        "From: <sip:alice@example.com>;tag=a1\r\n"
+        "To: <sip:14075551234@example.com>\r\n"
+        "Call-ID: call-1\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Contact: <sip:alice@10.0.0.5:5070>\r\n"
+        "Max-Forwards: 70\r\n"
+        f"{extra}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def sent_to(actions: list[Action], destination: Destination) -> list[bytes]:
+    return [a.data for a in actions if isinstance(a, Send) and a.destination == destination]
+
+
+def only_request(actions: list[Action], destination: Destination) -> Request:
+    [data] = sent_to(actions, destination)
+    message = parse_message(data)
+    assert isinstance(message, Request)
+    return message
+
+
+def statuses(actions: list[Action], destination: Destination = CALLER) -> list[int]:
+    found = []
+    for data in sent_to(actions, destination):
+        if not data.startswith(b"SIP/2.0 "):
+            continue
+        message = parse_message(data)
+        assert isinstance(message, Response)
+        found.append(message.status)
+    return found
+
+
+def answer(request: Request, status: int, extra: str = "") -> bytes:
+    """The gateway's response to `request` (Vias and Record-Route echoed)."""
+    lines = [f"SIP/2.0 {status} Whatever"]
+    lines += [f"Via: {via}" for via in request.headers("via")]
+    lines += [f"Record-Route: {rr}" for rr in request.headers("record-route")]
+    lines += [
+        f"From: {request.header('from')}",
+        f"To: {request.header('to')};tag=gw",
+        f"Call-ID: {request.call_id}",
+        f"CSeq: {request.header('cseq')}",
+        "Contact: <sip:gw@203.0.113.1>",
+    ]
+    return ("\r\n".join(lines) + f"\r\n{extra}Content-Length: 0\r\n\r\n").encode()
+
+
+def test_invite_is_forwarded_to_the_first_gateway(run: Run) -> None:
+    actions = run.send(invite())
+    assert statuses(actions) == [100]
+    forwarded = only_request(actions, GW1)
+    assert forwarded.uri_text == f"sip:0014075551234@{GW1.host}"
+    assert forwarded.max_forwards == 69
+    assert forwarded.headers("record-route") == [f"<sip:{EDGE}:5060;lr>"]
+    top, caller = forwarded.vias
+    assert (top.host, top.port) == (EDGE, 5060)
+    assert (top.branch or "").startswith("z9hG4bKcm")
+    assert (caller.received, caller.rport) == (CALLER.host, CALLER.port)
+
+
+def test_provisional_and_2xx_go_back_to_the_caller_without_our_via(run: Run) -> None:
+    forwarded = only_request(run.send(invite()), GW1)
+    assert statuses(run.send(answer(forwarded, 180), GW1)) == [180]
+    [ok] = sent_to(run.send(answer(forwarded, 200), GW1), CALLER)
+    response = parse_message(ok)
+    assert [via.host for via in response.vias] == ["10.0.0.5"]
+    assert response.headers("record-route") == [f"<sip:{EDGE}:5060;lr>"]
+
+
+def test_a_request_that_comes_back_unchanged_is_a_loop(run: Run) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(run.send(data), GW1)
+    # GW1 routes it straight back to us, unchanged: the same hash is in our Via.
+    forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw1")
+    assert statuses(run.send(forwarded.to_bytes(), GW1), GW1) == [482]
+
+
+def test_a_spiral_with_a_new_request_uri_is_not_a_loop(run: Run) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(run.send(data), GW1)
+    forwarded.set_uri(f"sip:14075551234@{EDGE}")  # retargeted: now a call to a number
+    forwarded.remove_header("route")
+    forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw1")
+    again = run.send(forwarded.to_bytes(), GW1)
+    assert statuses(again, GW1) == [100]
+    [data] = [d for d in sent_to(again, GW1) if not d.startswith(b"SIP/2.0 ")]
+    request = parse_message(data)
+    assert isinstance(request, Request)
+    assert request.uri_text == f"sip:0014075551234@{GW1.host}"
+
+
+def test_proxy_require_with_an_unknown_option_is_420_listing_it(run: Run) -> None:
+    [data] = sent_to(run.send(invite(extra="Proxy-Require: foo, bar\r\n")), CALLER)
+    response = parse_message(data)
+    assert isinstance(response, Response) and response.status == 420
+    assert response.headers("unsupported") == ["foo", "bar"]
+
+
+def test_strict_router_fix_up_takes_the_request_uri_from_the_last_route(run: Run) -> None:
+    data = invite(
+        uri=f"sip:{EDGE}:5060;lr",
+        extra=f"Route: <sip:14075551234@{GW2.host}:5060>\r\n",
+    ).replace(b"To: <sip:14075551234@example.com>", b"To: <sip:x@example.com>;tag=t")
+    forwarded = only_request(run.send(data), GW2)
+    assert forwarded.uri_text == f"sip:14075551234@{GW2.host}:5060"
+    assert forwarded.headers("route") == []
+    assert forwarded.headers("record-route") == []  # in-dialog: no Record-Route
+
+
+def test_in_dialog_request_is_routed_by_its_route_headers_alone(run: Run) -> None:
+    bye = (
+        f"BYE sip:gw@{GW2.host}:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKbye1\r\n"
+        f"Route: <sip:{EDGE}:5060;lr>\r\n"
+        "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag=gw\r\n"
+        "Call-ID: old-call\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    forwarded = only_request(run.send(bye), GW2)
+    assert forwarded.uri_text == f"sip:gw@{GW2.host}:5060"
+    assert forwarded.headers("route") == []
+
+
+def test_503_fails_over_and_is_published(run: Run) -> None:
+    first = only_request(run.send(invite()), GW1)
+    actions = run.send(answer(first, 503, "Retry-After: 30\r\n"), GW1)
+    second = only_request(actions, GW2)
+    assert second.uri_text == f"sip:14075551234@{GW2.host}:5060"
+    [event] = [a.event for a in actions if isinstance(a, Publish)]
+    assert isinstance(event, GatewayFailed)
+    assert (event.gateway_id, event.reason, event.status, event.retry_after) == (
+        "1", "status", 503, 30,
+    )  # fmt: skip
+    # Both fail: the caller gets 500, not 503 (§16.7 step 6).
+    assert statuses(run.send(answer(second, 503), GW2)) == [500]
+
+
+def test_6xx_stops_the_failover(run: Run) -> None:
+    first = only_request(run.send(invite()), GW1)
+    actions = run.send(answer(first, 603), GW1)
+    assert sent_to(actions, GW2) == []
+    assert statuses(actions) == [603]
+
+
+def test_silence_fails_over_after_fr_and_is_published_as_a_timeout(run: Run) -> None:
+    run.send(invite())
+    actions = run.later(2.1)
+    assert only_request(actions, GW2).method == "INVITE"
+    [event] = [a.event for a in actions if isinstance(a, Publish)]
+    assert isinstance(event, GatewayFailed) and event.reason == "timeout" and event.status == 408
+
+
+def test_no_final_answer_after_ringing_cancels_and_fails_over(run: Run) -> None:
+    first = only_request(run.send(invite()), GW1)
+    run.send(answer(first, 180), GW1)
+    actions = run.later(10.5)  # fr_inv (Timer C)
+    cancel = only_request(actions, GW1)
+    assert cancel.method == "CANCEL" and cancel.top_via.branch == first.top_via.branch
+    assert only_request(actions, GW2).method == "INVITE"
+
+
+def test_cancel_reaches_the_ringing_branch(run: Run) -> None:
+    first = only_request(run.send(invite()), GW1)
+    run.send(answer(first, 180), GW1)
+    cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    actions = run.send(cancel)
+    assert statuses(actions) == [200]
+    assert only_request(actions, GW1).method == "CANCEL"
+    actions = run.send(answer(first, 487), GW1)
+    assert statuses(actions) == [487]
+    assert only_request(actions, GW1).method == "ACK"  # hop-by-hop ACK for the 487
+
+
+def test_cancel_before_any_provisional_ends_in_487(run: Run) -> None:
+    run.send(invite())
+    cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    assert statuses(run.send(cancel)) == [200]
+    assert statuses(run.later(2.1)) == [487]
+
+
+def test_gateways_known_down_are_skipped(run: Run) -> None:
+    run.table.health.set("1", "down")
+    assert only_request(run.send(invite()), GW2).method == "INVITE"
+
+
+def test_no_route_is_404_with_a_reason(run: Run) -> None:
+    _trying, data = sent_to(run.send(invite(uri=f"sip:999@{EDGE}")), CALLER)
+    response = parse_message(data)
+    assert isinstance(response, Response) and response.status == 404
+    assert response.header("reason") == 'SIP;cause=404;text="no route"'
+
+
+def test_a_name_instead_of_a_number_is_404_until_the_registrar(run: Run) -> None:
+    _trying, data = sent_to(run.send(invite(uri=f"sip:bob@{EDGE}")), CALLER)
+    assert parse_message(data).reason == "Not Found (registrar not available)"  # type: ignore[union-attr]
+
+
+def test_tcp_in_udp_out_gets_two_record_routes(run: Run) -> None:
+    caller = Destination("tcp", CALLER.host, CALLER.port, connection_id=7)
+    data = invite().replace(b"SIP/2.0/UDP 10.0.0.5", b"SIP/2.0/TCP 10.0.0.5")
+    forwarded = only_request(run.send(data, caller, TCP_IN), GW1)
+    assert forwarded.headers("record-route") == [
+        f"<sip:{EDGE}:5060;lr>",
+        f"<sip:{EDGE}:5060;transport=tcp;lr>",
+    ]
+
+
+def test_options_to_the_edge_itself_is_answered(run: Run) -> None:
+    options = invite(uri=f"sip:{EDGE}").replace(b"INVITE", b"OPTIONS")
+    [data] = sent_to(run.send(options), CALLER)
+    response = parse_message(data)
+    assert isinstance(response, Response) and response.status == 200
+    assert "INVITE" in (response.header("allow") or "")
+
+
+def test_max_forwards_0_is_483(run: Run) -> None:
+    data = invite().replace(b"Max-Forwards: 70", b"Max-Forwards: 0")
+    assert statuses(run.send(data)) == [483]
+
+
+def test_a_2xx_retransmission_without_transaction_is_forwarded_statelessly(run: Run) -> None:
+    response = (
+        "SIP/2.0 200 OK\r\n"
+        f"Via: SIP/2.0/UDP {EDGE}:5060;branch=z9hG4bKcmgone\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKc9;received=198.51.100.20;rport=5070\r\n"
+        "From: <sip:a@example.com>;tag=a\r\nTo: <sip:b@example.com>;tag=b\r\n"
+        "Call-ID: gone\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    [data] = sent_to(run.send(response, GW1), CALLER)
+    assert [via.host for via in parse_message(data).vias] == ["10.0.0.5"]
+
+
+def test_garbage_gets_400_and_the_proxy_goes_on(run: Run) -> None:
+    bad = invite().replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
+    assert statuses(run.send(bad)) == [400]
+    assert statuses(run.send(invite(branch="z9hG4bKc2"))) == [100]
