@@ -1,0 +1,70 @@
+"""Several health instances: one prober at a time, and a killed prober is replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from shared.store import Store
+from tests.services.health.support import FAST, HealthProcess, free_port, responder, seed_gateways
+
+pytestmark = [pytest.mark.integration, pytest.mark.wire]
+
+START_WITHIN = 30.0
+"""Two Python processes starting on a shared, loaded machine."""
+WINDOW = 6.0
+
+
+async def lease_holder(store: Store) -> str | None:
+    raw = await store.redis.get(store.key("health", "prober"))
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+async def wait_for_probes(probes: Callable[[], int], count: int, within: float) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if probes() >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def wait_for_holder(store: Store, holder: str, within: float) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if await lease_holder(store) == holder:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_two_instances_probe_once_per_interval_and_hand_over_when_killed(
+    namespace: str, redis_store: Store
+) -> None:
+    port = free_port()
+    far_end = await responder(port)
+    await seed_gateways(redis_store, {"1": f"sip:127.0.0.1:{port}"})
+    instances = {name: HealthProcess(namespace, name) for name in ("ha", "hb")}
+    try:
+        await wait_for_probes(lambda: far_end.probes, 1, START_WITHIN)
+        await asyncio.sleep(2.0)  # both processes are up by now and competing for the lease
+        before = far_end.probes
+        await asyncio.sleep(WINDOW)
+        probes = far_end.probes - before
+        expected = WINDOW / FAST.probe_interval
+        # One prober: about one probe per interval; two would double it.
+        assert expected - 2 <= probes <= expected + 1, probes
+
+        prober = await lease_holder(redis_store)
+        assert prober in instances
+        instances[prober].kill()
+        killed_at, killed = far_end.probes, time.monotonic()
+        standby = next(name for name in instances if name != prober)
+        await wait_for_holder(redis_store, standby, FAST.lease_ttl + 5.0)
+        print(f"handover after {time.monotonic() - killed:.2f} s")
+        await wait_for_probes(lambda: far_end.probes, killed_at + 2, 5 * FAST.probe_interval)
+    finally:
+        for instance in instances.values():
+            instance.stop()
+        far_end.close()
