@@ -15,13 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.edge import metrics
-from services.edge.events import FailureReason, GatewayFailed
 from services.edge.interfaces import Interfaces
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.branches import NO_LOOP_HASH, BranchMaker, hash_in_branch, loop_hash
 from services.edge.proxy.forwarding import Branch, Forwarding, best_response, failover_allowed
 from services.edge.proxy.routes import Hop, NumberRouter, dialled_number
-from services.edge.proxy.targets import destination_of
+from shared.events.edge import FailureReason, GatewayFailed
 from shared.sip.address import Address
 from shared.sip.branch import new_tag
 from shared.sip.checks import check_proxy_request
@@ -42,7 +41,7 @@ from shared.sip.transaction import (
     TransportFailed,
 )
 from shared.sip.transport.base import Listener
-from shared.sip.transport.destination import Destination, response_destination
+from shared.sip.transport.destination import Destination, destination_of, response_destination
 from shared.sip.uri import SipUri
 
 log = logging.getLogger("callmesh.edge")

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from services.edge.proxy.targets import destination_of
 from services.edge.routing_cache import Route
 from shared.sip.errors import SipError
-from shared.sip.transport.destination import Destination
+from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import SipUri, TelUri, Uri, parse_uri
 
 log = logging.getLogger("callmesh.edge")

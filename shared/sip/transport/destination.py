@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from shared.sip.errors import SipError
+from shared.sip.uri import SipUri, Uri
 from shared.sip.via import Via
 
 UNRELIABLE_TRANSPORTS: Final = frozenset({"udp"})
@@ -71,3 +73,24 @@ def response_destination(
         host = via.received or via.host
         port = via.rport or fallback_port
     return Destination(transport, unbracket(host), port, connection_id if reliable else None)
+
+
+SUPPORTED_TRANSPORTS: Final = frozenset({"udp", "tcp"})
+
+
+def destination_of(uri: Uri) -> Destination:
+    """The destination for next-hop `uri` (maddr, then host; transport param; default port).
+
+    RFC 3263 DNS (NAPTR/SRV) is not done: gateways and dialog peers are given by
+    IP literal, as carrier interconnects are configured in practice; a host name
+    is passed on as is and the transport's resolver decides.  Raises
+    `SipError(416)` for a non-SIP URI and `SipError(503)` for a transport we do
+    not speak, the answers a proxy owes the caller.
+    """
+    if not isinstance(uri, SipUri):
+        raise SipError("Unsupported URI Scheme", 416)
+    transport = (uri.param("transport") or ("tcp" if uri.scheme == "sips" else "udp")).lower()
+    if transport not in SUPPORTED_TRANSPORTS:
+        raise SipError(f"transport {transport} not available", 503)
+    host = uri.param("maddr") or uri.host
+    return Destination(transport, unbracket(host), uri.port or default_port(transport))

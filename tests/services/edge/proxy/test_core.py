@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.edge.events import GatewayFailed
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
@@ -14,6 +13,7 @@ from services.edge.proxy.routes import NumberRouter
 from services.edge.routing_cache import GatewayHealth, Route
 from services.routing.table.index import RoutingIndex
 from services.routing.table.model import Gateway, Rule
+from shared.events.edge import GatewayFailed
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
