@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["udp", "tcp"]
@@ -103,6 +103,30 @@ class Settings(BaseSettings):
     """Seconds a digest nonce is good for; older ones are answered with stale=true."""
     registrar_workers: int = Field(default=16, ge=1, le=256)
     """REGISTERs one registrar process handles at once (consumers on its work queue)."""
+    # ----- edge security and policies (services/edge/policy) -----
+    topology_keys: SecretStr | None = None
+    """``id:base64key[,id:base64key]`` shared by every edge, current first; unset: no
+    topology hiding (targets asking for it are refused at the edge's start)."""
+    routing_hook: str | None = None
+    """``package.module`` or ``package.module:function`` run on every routing decision."""
+    routing_hook_budget_ms: float = Field(default=5.0, gt=0, le=1000)
+    pike_limit: int = Field(default=30, ge=1)
+    """Requests one untrusted source IP may send per ``pike_period`` before it is blocked."""
+    pike_period: float = Field(default=2.0, gt=0)
+    pike_block_time: float = Field(default=120.0, gt=0)
+    pike_max_sources: int = Field(default=100_000, ge=16)
+    pike_max_blocked: int = Field(default=10_000, ge=16)
+    call_limit_per_subscriber: int = Field(default=0, ge=0)
+    """Concurrent calls per subscriber on one edge process; 0: unlimited."""
+    call_limit_per_source: int = Field(default=0, ge=0)
+    """Concurrent calls per source IP on one edge process; 0: unlimited."""
+    call_limit_max_call_duration: float = Field(default=4 * 3600.0, gt=0)
+    scanner_action: Literal["drop", "answer"] = "drop"
+    scanner_sweep_targets: int = Field(default=10, ge=2)
+    scanner_sweep_window: float = Field(default=60.0, gt=0)
+    scanner_flag_time: float = Field(default=3600.0, gt=0)
+    scanner_user_agents: str | None = None
+    """Comma-separated lower-case User-Agent substrings; unset: the built-in list."""
 
     @field_validator("http_listen")
     @classmethod
@@ -120,8 +144,10 @@ class Settings(BaseSettings):
     @field_validator("trusted_networks")
     @classmethod
     def _check_networks(cls, value: str) -> str:
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            ipaddress.ip_network(item, strict=False)
+        """Entries ``[transport:]network[:port]``; plain CIDRs are the common case."""
+        from services.edge.protection.acl import parse_acl
+
+        parse_acl(value)
         return value
 
     @cached_property
@@ -134,11 +160,10 @@ class Settings(BaseSettings):
 
     @cached_property
     def trusted(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(
-            ipaddress.ip_network(item.strip(), strict=False)
-            for item in self.trusted_networks.split(",")
-            if item.strip()
-        )
+        """The networks of ``CALLMESH_TRUSTED_NETWORKS`` (ports and transports aside)."""
+        from services.edge.protection.acl import parse_acl
+
+        return tuple(entry.network for entry in parse_acl(self.trusted_networks))
 
     def check_api_exposure(self) -> None:
         """Refuse an open admin API: without a token, only loopback may be served."""

@@ -6,6 +6,7 @@ from services.edge import metrics
 from services.edge.adapter import ProxyDriver
 from services.edge.gc_tuning import tune_for_proxy
 from services.edge.interfaces import Interface, Interfaces
+from services.edge.policy import EdgePolicies
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
 from services.edge.routing_cache import RoutingCache
@@ -70,7 +71,9 @@ async def start_edge(
         t2=settings.sip_t2,
         t4=settings.sip_t4,
     )
-    proxy = Proxy(interfaces_of(sockets.bound, settings.sip_advertise), NumberRouter(cache), timers)
+    interfaces = interfaces_of(sockets.bound, settings.sip_advertise)
+    policies = EdgePolicies.from_settings(settings, interfaces, cache)
+    proxy = Proxy(interfaces, NumberRouter(cache), timers, policies=policies)
     driver = ProxyDriver(proxy, bus)
     sockets.on_message = driver.on_message
     driver.start(sockets)

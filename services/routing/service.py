@@ -11,7 +11,7 @@ from services.routing.api.entities import entity_router
 from services.routing.api.route import route_router
 from services.routing.api.rules_import import import_router
 from services.routing.commands import COMMANDS_QUEUE, CommandHandler
-from services.routing.table.model import Carrier, Dialplan, Gateway, Rule
+from services.routing.table.model import Carrier, Dialplan, Gateway, Manipulation, Rule
 from services.routing.table.store import RoutingStore
 from services.routing.writer import TableWriter
 from shared.service import Runtime, Service
@@ -34,6 +34,7 @@ class RoutingService(Service):
             import_router(self.writer),
             entity_router("rule", "rules", Rule, self.writer),
             entity_router("dialplan", "dialplans", Dialplan, self.writer),
+            entity_router("manipulation", "manipulations", Manipulation, self.writer),
             route_router(self.cache),
         )
 

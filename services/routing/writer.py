@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from services.routing.table.changes import Change, InvalidChangeError, items_of
 from services.routing.table.events import TableChanged, TableReplaced
-from services.routing.table.model import Carrier, Kind, Record, Rule
+from services.routing.table.model import Carrier, Kind, Manipulation, Record, Rule
 from services.routing.table.store import Imported, ImportMode, RoutingStore
 from shared.bus import Bus, Event
 
@@ -58,8 +58,8 @@ class TableWriter:
             self._log.warning("routing: stored but not announced %s: %s", routing_key, error)
 
     async def _check_references(self, changes: Sequence[Change]) -> None:
-        wanted: dict[Kind, dict[str, str]] = {"gateway": {}, "carrier": {}}
-        created: dict[Kind, set[str]] = {"gateway": set(), "carrier": set()}
+        wanted: dict[Kind, dict[str, str]] = {"gateway": {}, "carrier": {}, "rule": {}}
+        created: dict[Kind, set[str]] = {"gateway": set(), "carrier": set(), "rule": set()}
         for change in changes:
             if change.kind in created:
                 if change.record is None:
@@ -84,4 +84,7 @@ def _references(record: Record | None) -> list[tuple[Kind, str]]:
         ]
     if isinstance(record, Carrier):
         return [("gateway", member.id) for member in record.gateways]
+    if isinstance(record, Manipulation) and record.scope.kind in ("gateway", "rule"):
+        # Source groups and dispatcher sets are not records of the table: any id goes.
+        return [(record.scope.kind, record.scope.id)]
     return []

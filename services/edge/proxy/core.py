@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from services.edge import metrics
 from services.edge.interfaces import Interfaces
@@ -44,6 +45,9 @@ from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination, destination_of, response_destination
 from shared.sip.uri import SipUri
 
+if TYPE_CHECKING:
+    from services.edge.policy import EdgePolicies, PolicyContext
+
 log = logging.getLogger("callmesh.edge")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, SUBSCRIBE, NOTIFY, MESSAGE"
@@ -69,8 +73,11 @@ class Proxy:
     """One worker's proxy: feed it messages and time, carry out the actions it returns."""
 
     def __init__(
-        self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None
-    ) -> None:
+        self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None,
+        policies: EdgePolicies | None = None,
+    ) -> None:  # fmt: skip
+        self.policies = policies
+        """Issue 8: protection, topology hiding, routing hook, manipulation (None: all off)."""
         self.interfaces = interfaces
         self.router = router
         self.timers = timers or ProxyTimers()
@@ -88,6 +95,8 @@ class Proxy:
     ) -> list[Action]:
         """One message from the network."""
         actions: list[Action] = []
+        if self.policies is not None and self.policies.drop_flood(data, source, now, actions):
+            return actions
         try:
             message = parse_message(data, stream=source.reliable)
         except SipError as error:
@@ -141,9 +150,16 @@ class Proxy:
             for event in server.receive_request(request, now):
                 self._transaction_event(server, event, now, actions)
             return
+        # --- issue 8: restore a hidden dialog's request, screen scanners ---
+        policy: PolicyContext | None = None
+        if self.policies is not None:
+            policy = self.policies.inbound(request)
+            if self.policies.screen(request, source, now, actions):
+                return
+        # ---
         if method == "ACK":
             self._stamp_via(request, source)
-            self._forward_in_dialog_ack(request, listener, actions)
+            self._forward_in_dialog_ack(request, listener, actions, policy)
             return
         try:
             request.validate()
@@ -157,13 +173,16 @@ class Proxy:
             return
         server = self.table.create_server(request, destination)
         try:
-            self._route_new(request, server, source, listener, now=now, actions=actions)
+            self._route_new(
+                request, server, source, listener, now=now, actions=actions, policy=policy
+            )
         except SipError as error:
             self._answer(server, error.status, error.reason, now, actions, headers=error.headers)
 
     def _route_new(
         self, request: Request, server: ServerTransaction, source: Destination,
         listener: Listener, *, now: float, actions: list[Action],
+        policy: PolicyContext | None = None,
     ) -> None:  # fmt: skip
         if request.method == "OPTIONS" and self._for_us(request):
             headers = (("Allow", ALLOW), ("Supported", ""), ("Accept", "application/sdp"))
@@ -184,12 +203,17 @@ class Proxy:
                 raise SipError("no dialog route to follow", 481)
             record = not in_dialog and request.method in DIALOG_CREATING
             forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
+            forwarding.policy = policy
             self._start(forwarding, now, actions)
             return
         number = dialled_number(request.uri)
         if number is None:
             raise SipError("Not Found (registrar not available)", 404)
+        if self.policies is not None:  # issue 8: trusted callers, call limits
+            policy = self.policies.admit_call(request, source, now)
         found = self.router.hops(number, source)
+        if self.policies is not None:  # issue 8: the routing hook
+            found = self.policies.decide(request, source, number, found)
         if found is None:
             raise SipError(
                 f"Not Found (no route for {number})", 404, (("Reason", NO_ROUTE_REASON),)
@@ -198,7 +222,9 @@ class Proxy:
         if not hops:
             raise SipError(f"Temporarily Unavailable ({skipped} gateways down)", 480)
         record = request.method in DIALOG_CREATING
-        self._start(Forwarding(server, request, hops, hash_now, inbound, record), now, actions)
+        forwarding = Forwarding(server, request, hops, hash_now, inbound, record)
+        forwarding.policy = policy
+        self._start(forwarding, now, actions)
 
     def _for_us(self, request: Request) -> bool:
         """Addressed to the edge itself: our host:port, and no user (or no hop left to go)."""
@@ -298,6 +324,8 @@ class Proxy:
                 request.add_record_route(forwarding.inbound.record_route)
             request.add_record_route(outbound.record_route)
         request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
+        if self.policies is not None:  # issue 8: manipulation, topology hiding
+            self.policies.outgoing(request, forwarding.policy, hop, outbound)
         client, events = self.table.start_client(
             request, hop.destination, now, proxy=request.method == "INVITE"
         )
@@ -312,8 +340,9 @@ class Proxy:
         return True
 
     def _forward_in_dialog_ack(
-        self, request: Request, listener: Listener, actions: list[Action]
-    ) -> None:
+        self, request: Request, listener: Listener, actions: list[Action],
+        policy: PolicyContext | None = None,
+    ) -> None:  # fmt: skip
         """ACK for a 2xx: its own end-to-end transaction, forwarded statelessly (§16.11)."""
         if request.max_forwards == 0:
             return
@@ -324,11 +353,15 @@ class Proxy:
         request.decrement_max_forwards()
         outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
         request.prepend_via(outbound.via_prefix + self._branch_maker.new(NO_LOOP_HASH))
+        if self.policies is not None and policy is not None:  # issue 8: topology hiding
+            self.policies.outgoing(request, policy, hop, outbound)
         actions.append(Send(request.to_bytes(), hop.destination))
 
     # ----- responses -------------------------------------------------------------------
 
     def _response(self, response: Response, now: float, actions: list[Action]) -> None:
+        if self.policies is not None and not self.policies.restore_response(response):
+            return  # issue 8: a hidden request's response with a bad token
         client = self.table.match_response(response)
         if client is not None:
             for event in client.receive_response(response, now):
@@ -339,10 +372,13 @@ class Proxy:
         via = response.top_via
         if not self.interfaces.is_ours(via.host, via.port, via.transport.lower()):
             return
-        response.pop_via()
+        popped = response.pop_via()
         if response.header("via") is None:
             return
         destination = response_destination(response.top_via)
+        if self.policies is not None:  # issue 8: topology hiding
+            outbound = self.interfaces.outbound(destination.transport, destination.host)
+            self.policies.upstream(response, popped, outbound)
         actions.append(Send(response.to_bytes(), destination))
 
     def _branch_response(
@@ -446,7 +482,9 @@ class Proxy:
     ) -> None:
         """Forward a branch's response upstream through the server transaction (§16.7 step 9)."""
         upstream = response.copy()
-        upstream.pop_via()
+        popped = upstream.pop_via()
+        if self.policies is not None:  # issue 8: topology hiding
+            self.policies.upstream(upstream, popped, forwarding.inbound)
         self._respond(forwarding.server, upstream, now, actions)
 
     # ----- CANCEL ----------------------------------------------------------------------
@@ -536,6 +574,8 @@ class Proxy:
         self, server: ServerTransaction, response: Response, now: float, actions: list[Action]
     ) -> None:
         metrics.count_response(response.status)
+        if self.policies is not None:  # issue 8: a failed call frees its call-limit leases
+            self.policies.responded(server.request, response)
         for event in server.respond(response, now):
             self._transaction_event(server, event, now, actions)
 

@@ -8,12 +8,16 @@ the final response when the hops run out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from services.edge.interfaces import Interface
 from services.edge.proxy.routes import Hop
 from shared.sip.message import Request, Response
 from shared.sip.timers import TimerHandle
 from shared.sip.transaction import ClientTransaction, ServerTransaction
+
+if TYPE_CHECKING:
+    from services.edge.policy import PolicyContext
 
 
 @dataclass(eq=False, slots=True)
@@ -46,6 +50,8 @@ class Forwarding:
     finals: list[Response] = field(default_factory=list)
     cancelled: bool = False
     done: bool = False
+    policy: PolicyContext | None = None
+    """Issue 8: the caller's source group and the hidden dialog's plan, for `EdgePolicies`."""
 
     @property
     def method(self) -> str:

@@ -51,6 +51,8 @@ class Hop:
     destination: Destination
     gateway_id: str | None = None
     gateway_address: str = ""
+    rule_id: str | None = None
+    """The routing rule that chose it (its policies apply to the branch)."""
 
 
 def dialled_number(uri: Uri) -> str | None:
@@ -91,7 +93,10 @@ class NumberRouter:
             if base is None:
                 continue
             uri = replace(base, user=hop.number)
-            hops.append(Hop(str(uri), destination_of(uri), hop.gateway.id, hop.gateway.address))
+            gateway = hop.gateway
+            hops.append(
+                Hop(str(uri), destination_of(uri), gateway.id, gateway.address, route.rule_id)
+            )
         return hops, len(route.hops) - len(usable)
 
     def _gateway_uri(self, address: str) -> SipUri | None:

@@ -21,14 +21,26 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import chain, islice
 
+from services.edge.topology.policy import TargetTopology
 from services.routing.table.dialplan import CompiledDialplan
-from services.routing.table.model import Carrier, Dialplan, Gateway, Kind, Record, Rule
+from services.routing.table.manipulations import ManipulationIndex
+from services.routing.table.model import (
+    Carrier,
+    Dialplan,
+    Gateway,
+    Kind,
+    Manipulation,
+    Record,
+    Rule,
+)
 from services.routing.table.prefixes import PrefixTable
 from services.routing.table.timewindow import TimeWindow
 
 
 class GatewayTarget:
-    __slots__ = ("address", "attributes", "description", "enabled", "id", "prefix", "strip")
+    __slots__ = (
+        "address", "attributes", "description", "enabled", "id", "prefix", "strip", "topology",
+    )  # fmt: skip
 
     def __init__(self, gateway_id: str, gateway: Gateway) -> None:
         self.id = gateway_id
@@ -38,6 +50,7 @@ class GatewayTarget:
         self.attributes = gateway.attributes
         self.description = gateway.description
         self.enabled = gateway.enabled
+        self.topology = gateway.topology_hiding
 
     def dial(self, number: str) -> str:
         """The number as this gateway wants it: ``strip`` digits off, then ``prefix`` on.
@@ -132,6 +145,9 @@ class RoutingIndex:
         self.gateways: dict[str, GatewayTarget] = {}
         self.carriers: dict[str, CarrierTargets] = {}
         self.dialplans: dict[str, CompiledDialplan] = {}
+        self.manipulations = ManipulationIndex()
+        self.rule_topology: dict[str, TargetTopology] = {}
+        """Topology hiding of the rules that set it (rarely any: kept beside the rules)."""
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -152,11 +168,14 @@ class RoutingIndex:
             self._gateways_changed()
         elif isinstance(record, Dialplan):
             self.dialplans[record_id] = CompiledDialplan(record)
+        elif isinstance(record, Manipulation):
+            self.manipulations.put(record.rule_set(record_id))
         else:  # pragma: no cover - RECORD_TYPES is closed
             raise TypeError(f"not a {kind}: {type(record).__name__}")
 
     def remove(self, kind: Kind, record_id: str) -> None:
         if kind == "rule":
+            self.rule_topology.pop(record_id, None)
             self._remove_rule(record_id)
         elif kind == "gateway":
             self.gateways.pop(record_id, None)
@@ -164,6 +183,8 @@ class RoutingIndex:
         elif kind == "carrier":
             self.carriers.pop(record_id, None)
             self._gateways_changed()
+        elif kind == "manipulation":
+            self.manipulations.remove(record_id)
         else:
             self.dialplans.pop(record_id, None)
 
@@ -212,6 +233,10 @@ class RoutingIndex:
             self._groups[group] = table
 
     def compile_rule(self, rule_id: str, rule: Rule) -> CompiledRule:
+        if rule.topology_hiding is not None:
+            self.rule_topology[rule_id] = rule.topology_hiding
+        else:
+            self.rule_topology.pop(rule_id, None)
         return self.compile(
             rule_id,
             groups=rule.groups,

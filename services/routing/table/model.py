@@ -16,10 +16,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.edge.manipulation.rules import Attachment, RuleSet
+from services.edge.manipulation.rules import Rule as ManipulationRule
+from services.edge.topology.policy import TargetTopology
 from services.routing.table.timewindow import TimeWindow
 
-Kind = Literal["gateway", "carrier", "rule", "dialplan"]
-KINDS: tuple[Kind, ...] = ("gateway", "carrier", "rule", "dialplan")
+Kind = Literal["gateway", "carrier", "rule", "dialplan", "manipulation"]
+KINDS: tuple[Kind, ...] = ("gateway", "carrier", "rule", "dialplan", "manipulation")
 
 ID_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
 EntityId = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
@@ -56,6 +59,8 @@ class Gateway(Record):
     attributes: Attributes = ""
     description: Description = ""
     enabled: bool = True
+    topology_hiding: TargetTopology | None = None
+    """Hide the inside's topology from this gateway (overrides the rule's setting)."""
 
 
 class CarrierMember(BaseModel):
@@ -105,6 +110,8 @@ class Rule(Record):
     gateways: Annotated[tuple[Target, ...], Field(min_length=1, max_length=32)]
     attributes: Attributes = ""
     description: Description = ""
+    topology_hiding: TargetTopology | None = None
+    """Hide the inside's topology from every gateway of this rule without a setting of its own."""
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -155,9 +162,28 @@ class Dialplan(Record):
     description: Description = ""
 
 
+class Manipulation(Record):
+    """A header manipulation rule set attached to a source group, rule, gateway or dispatcher
+    set (see :mod:`services.edge.manipulation`); its rules are validated on write."""
+
+    scope: Attachment
+    description: Description = ""
+    rules: Annotated[tuple[ManipulationRule, ...], Field(min_length=1, max_length=64)]
+
+    def stored(self) -> str:
+        """Defaults kept: a rule's ``action`` is a default, and the key to read it back."""
+        return self.model_dump_json()
+
+    def rule_set(self, record_id: str) -> RuleSet:
+        return RuleSet(
+            id=record_id, scope=self.scope, description=self.description, rules=self.rules
+        )
+
+
 RECORD_TYPES: dict[Kind, type[Record]] = {
     "gateway": Gateway,
     "carrier": Carrier,
     "rule": Rule,
     "dialplan": Dialplan,
+    "manipulation": Manipulation,
 }

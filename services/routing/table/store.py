@@ -7,7 +7,8 @@ Keys (under the namespace)::
     routing:rules:<generation>  hash rule id → compact rule JSON
     routing:snapshot:<generation>  list of packed chunks of the rules as imported
     routing:changed:<generation>   set of rule ids changed since (single changes)
-    routing:gateways / routing:carriers / routing:dialplans   hash id → JSON
+    routing:gateways / routing:carriers / routing:dialplans / routing:manipulations
+                                hash id → JSON
 
 Why generations: an import writes a whole new rules hash out of sight, then one
 Lua script swaps the pointer and bumps the version, so readers see the old table
@@ -40,7 +41,7 @@ ImportMode = Literal["merge", "replace"]
 _APPLY = """
 local generation = redis.call('GET', KEYS[2]) or '0'
 local hashes = {gateway = KEYS[3], carrier = KEYS[4], dialplan = KEYS[5],
-                rule = ARGV[1] .. generation}
+                manipulation = KEYS[6], rule = ARGV[1] .. generation}
 local changed = ARGV[2] .. generation
 for i = 3, #ARGV, 4 do
   local hash = hashes[ARGV[i + 1]]
@@ -83,7 +84,7 @@ for i = 1, #ids, 1000 do
 end
 return {redis.call('GET', KEYS[1]) or '0', generation, redis.call('LLEN', ARGV[2] .. generation),
         ids, values, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-        redis.call('HGETALL', KEYS[5])}
+        redis.call('HGETALL', KEYS[5]), redis.call('HGETALL', KEYS[6])}
 """
 
 RETIRED_GRACE_SECONDS = 600
@@ -139,6 +140,7 @@ class RoutingStore:
             "gateway": store.key("routing", "gateways"),
             "carrier": store.key("routing", "carriers"),
             "dialplan": store.key("routing", "dialplans"),
+            "manipulation": store.key("routing", "manipulations"),
         }
         self._apply = self._redis.register_script(_APPLY)
         self._swap = self._redis.register_script(_SWAP)

@@ -61,6 +61,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "attributes": "",
         "description": "PSTN 1",
         "enabled": True,
+        "topology_hiding": None,
     }
     listing = (await client.get("/v1/rules")).json()
     assert [(r["id"], r["prefix"]) for r in listing["items"]] == [
@@ -110,12 +111,16 @@ async def test_crud_and_validation(routing: Deployment) -> None:
                 "address": "sip:198.51.100.7:5060",
                 "number": "+14075551234",
                 "state": "unknown",
+                "topology_hiding": None,
+                "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
             {
                 "id": "2",
                 "address": "sip:198.51.100.8:5060",
                 "number": "+14075551234",
                 "state": "unknown",
+                "topology_hiding": None,
+                "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
         ],
     }

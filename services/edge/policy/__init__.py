@@ -1,0 +1,165 @@
+"""The edge's security and routing policies, behind the few call sites the proxy core has.
+
+`EdgePolicies` bundles what `CALLMESH_*` switched on: protection (`guard`),
+topology hiding (`topology`, needs `CALLMESH_TOPOLOGY_KEYS`), the routing
+hook, and header manipulation from the routing table.  The core holds one
+`EdgePolicies` (or None: no policy at all) and calls it at the points named
+in each method; each method is cheap when its policy is off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from services.edge.hooks import HookSettings, RoutingHook
+from services.edge.interfaces import Interface, Interfaces
+from services.edge.policy.guard import Guard, TrustedSources
+from services.edge.policy.routing import Found, TableView, decide, hop_topology, manipulate
+from services.edge.policy.topology import DialogPlan, TopologyGate
+from services.edge.protection import (
+    CallLimitSettings,
+    FloodSettings,
+    ProtectionSettings,
+    ScannerSettings,
+)
+from services.edge.protection.scanner import SCANNER_USER_AGENTS
+from services.edge.proxy.actions import Action
+from services.edge.proxy.routes import Hop
+from services.edge.topology import Keyring
+from shared.settings import Settings
+from shared.sip.errors import SipError
+from shared.sip.message import Request, Response
+from shared.sip.transport.destination import Destination
+from shared.sip.via import Via
+
+log = logging.getLogger("callmesh.edge")
+
+__all__ = ["DialogPlan", "EdgePolicies", "PolicyContext", "TrustedSources"]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What one forwarding's branches need: the caller's source group, the dialog's plan."""
+
+    group: str = "0"
+    plan: DialogPlan | None = None
+
+
+class EdgePolicies:
+    def __init__(
+        self,
+        table: TableView,
+        guard: Guard,
+        topology: TopologyGate | None = None,
+        hook: RoutingHook | None = None,
+    ) -> None:
+        self.table = table
+        self.guard = guard
+        self.topology = topology
+        self.hook = hook
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, interfaces: Interfaces, table: TableView
+    ) -> EdgePolicies:
+        """Raises `ValueError` (or `HookLoadError`) naming the setting that is unusable."""
+        keys = settings.topology_keys
+        topology = None
+        if keys is not None:
+            topology = TopologyGate(Keyring.parse(keys.get_secret_value()), interfaces)
+        hook = HookSettings(
+            module=settings.routing_hook, budget_ms=settings.routing_hook_budget_ms
+        ).load()
+        return cls(table, Guard(protection_settings(settings), settings.instance), topology, hook)
+
+    # ----- before parsing / outside transactions ----------------------------------------
+
+    def drop_flood(
+        self, data: bytes, source: Destination, now: float, actions: list[Action]
+    ) -> bool:
+        return self.guard.drop_flood(data, source, now, actions)
+
+    def screen(
+        self, request: Request, source: Destination, now: float, actions: list[Action]
+    ) -> bool:
+        return self.guard.screen(request, source, now, actions)
+
+    def inbound(self, request: Request) -> PolicyContext | None:
+        """A request outside any transaction, before routing: restored if from the outside."""
+        if self.topology is None:
+            return None
+        plan = self.topology.inbound(request)
+        return None if plan is None else PolicyContext(plan=plan)
+
+    def restore_response(self, response: Response) -> bool:
+        """False: drop the response (a bad topology token)."""
+        return self.topology is None or self.topology.restore_from_outside(response)
+
+    # ----- routing a number -------------------------------------------------------------
+
+    def admit_call(self, request: Request, source: Destination, now: float) -> PolicyContext:
+        self.guard.admit_call(request, source, now)
+        return PolicyContext()
+
+    def decide(self, request: Request, source: Destination, number: str, found: Found) -> Found:
+        if self.hook is None:
+            return found
+        return decide(self.hook, request, source, number, found)
+
+    # ----- branches and responses -------------------------------------------------------
+
+    def outgoing(
+        self, request: Request, context: PolicyContext | None, hop: Hop, outbound: Interface
+    ) -> None:
+        """A branch's request, its Via (and Record-Route) added, before it is sent."""
+        plan = context.plan if context is not None else None
+        options = None
+        if plan is None and (hop.gateway_id is not None or hop.rule_id is not None):
+            index = self.table.index
+            manipulate(index, request, context.group if context else "0", hop)
+            options = hop_topology(index, hop)
+        if plan is None and options is None:
+            return
+        if self.topology is None:
+            raise SipError("Server Internal Error (topology hiding needs CALLMESH_TOPOLOGY_KEYS)",
+                           500)  # fmt: skip
+        self.topology.outgoing(request, plan, options, outbound)
+
+    def upstream(self, response: Response, popped: Via, outbound: Interface) -> None:
+        """A response relayed upstream, the edge's Via popped."""
+        if self.topology is not None:
+            self.topology.upstream(response, popped, outbound)
+
+    def responded(self, request: Request, response: Response) -> None:
+        self.guard.responded(request, response)
+
+
+def protection_settings(settings: Settings) -> ProtectionSettings:
+    agents = settings.scanner_user_agents
+    return ProtectionSettings(
+        trusted=settings.trusted_networks,
+        flood=FloodSettings(
+            limit=settings.pike_limit,
+            period=settings.pike_period,
+            block_time=settings.pike_block_time,
+            max_sources=settings.pike_max_sources,
+            max_blocked=settings.pike_max_blocked,
+        ),
+        calls=CallLimitSettings(
+            per_subscriber=settings.call_limit_per_subscriber,
+            per_source=settings.call_limit_per_source,
+            max_call_duration=settings.call_limit_max_call_duration,
+        ),
+        scanner=ScannerSettings(
+            action=settings.scanner_action,
+            sweep_targets=settings.scanner_sweep_targets,
+            sweep_window=settings.scanner_sweep_window,
+            flag_time=settings.scanner_flag_time,
+            user_agents=(
+                SCANNER_USER_AGENTS
+                if agents is None
+                else tuple(a.strip() for a in agents.split(",") if a.strip())
+            ),
+        ),
+    )

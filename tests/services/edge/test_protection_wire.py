@@ -1,0 +1,115 @@
+"""Protection on the wire: a flooding source blocked while others go on; trusted vs untrusted."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services.edge.support import (
+    LOOPBACK,
+    Edge,
+    free_port,
+    running_edge,
+    sip_request,
+    sipp,
+    status_of,
+    wait_bound,
+)
+
+pytestmark = [pytest.mark.wire, pytest.mark.integration]
+
+LIMIT = 20
+FLOODER, OTHER = "127.0.0.3", "127.0.0.2"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("edge-protection")
+
+
+@pytest.fixture(scope="module")
+def edge(workdir: Path) -> Iterator[Edge]:
+    # Only 127.0.0.1 is trusted: 127.0.0.2 and .3 are strangers.
+    with running_edge(
+        workdir, trusted_networks="127.0.0.1/32", pike_limit=str(LIMIT), pike_period="10",
+    ) as running:  # fmt: skip
+        yield running
+
+
+def peer(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(0.5)
+    return sock
+
+
+def ask(sock: socket.socket, edge: Edge, message: bytes) -> bytes | None:
+    sock.sendto(message, (LOOPBACK, edge.sip_port))
+    try:
+        return sock.recv(65535)
+    except TimeoutError:
+        return None
+
+
+def options(sock: socket.socket, edge: Edge) -> bytes:
+    port = sock.getsockname()[1]
+    return sip_request("OPTIONS", f"sip:{LOOPBACK}:{edge.sip_port}", "udp", port)
+
+
+def metric(edge: Edge, name: str) -> float:
+    with edge.http() as client:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def test_flooder_is_blocked_while_other_sources_go_on(edge: Edge, workdir: Path) -> None:
+    flooder, other = peer(FLOODER), peer(OTHER)
+    try:
+        flooder.settimeout(0.05)
+        answered = 0
+        for i in range(10 * LIMIT):
+            flooder.sendto(options(flooder, edge), (LOOPBACK, edge.sip_port))
+            if i % 20 == 0:  # the other stranger, well under the limit, is answered
+                reply = ask(other, edge, options(other, edge))
+                assert reply is not None and status_of(reply) == 200
+        while True:
+            try:
+                flooder.recv(65535)
+                answered += 1
+            except TimeoutError:
+                break
+        assert answered == LIMIT  # blocked from the first request above the limit
+        assert ask(flooder, edge, options(flooder, edge)) is None  # and stays blocked
+        assert metric(edge, "callmesh_edge_sources_blocked_total") == 1
+    finally:
+        flooder.close()
+        other.close()
+    port = free_port()  # a trusted caller's call still completes
+    edge.route({"p1": port}, {"p1": ("1701", ["p1"])})
+    gateway = sipp(workdir, "gateway", port)
+    wait_bound(port)
+    caller = sipp(workdir, "caller", free_port(), remote=edge.sip_port, args=("-s", "17015550001"))
+    assert caller.wait() == 0, edge.log()
+    assert gateway.wait() == 0
+
+
+def test_untrusted_source_may_not_call_numbers(edge: Edge) -> None:
+    port = free_port()
+    edge.route({"p2": port}, {"p2": ("1702", ["p2"])})
+    stranger = peer("127.0.0.4")
+    try:
+        local = stranger.getsockname()[1]
+        invite = sip_request("INVITE", f"sip:17025550001@{LOOPBACK}:{edge.sip_port}", "udp",
+                             local, call_id=uuid.uuid4().hex)  # fmt: skip
+        reply = ask(stranger, edge, invite)
+        while reply is not None and reply.startswith(b"SIP/2.0 1"):
+            reply = stranger.recv(65535)
+        assert reply is not None and status_of(reply) == 403
+    finally:
+        stranger.close()
