@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     """Bindings one address-of-record may hold; a REGISTER going over is refused (403)."""
     registrar_nonce_ttl: int = Field(default=300, ge=1)
     """Seconds a digest nonce is good for; older ones are answered with stale=true."""
+    digest_algorithms: str = Field(
+        default="SHA-256,MD5", pattern=r"^(SHA-256|MD5)(,(SHA-256|MD5))?$"
+    )
+    """Digest algorithms offered in 401/407 challenges, most preferred first (one
+    challenge each). Some UAs answer only the first challenge, and many know only
+    MD5: put MD5 first (or alone) for them."""
     registrar_workers: int = Field(default=16, ge=1, le=256)
     """REGISTERs one registrar process handles at once (consumers on its work queue)."""
 
@@ -123,6 +129,10 @@ class Settings(BaseSettings):
         for item in filter(None, (part.strip() for part in value.split(","))):
             ipaddress.ip_network(item, strict=False)
         return value
+
+    @cached_property
+    def digest_offer(self) -> tuple[str, ...]:
+        return tuple(self.digest_algorithms.split(","))
 
     @cached_property
     def http_address(self) -> tuple[str, int]:

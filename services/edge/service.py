@@ -78,6 +78,7 @@ async def start_edge(
         FlowTokens(secret),
         NonceKeeper(secret, settings.registrar_nonce_ttl),
         SourceTrust(settings.trusted, cache),
+        settings.digest_offer,
     )
     sockets = EdgeSockets(_unset_handler)
     await sockets.open(list(settings.sip_addresses), shared=shared)

@@ -1,10 +1,12 @@
 """Which sources the edge trusts: they may call out without a 407 challenge.
 
-Trusted are the networks of ``CALLMESH_TRUSTED_NETWORKS`` and the hosts of
-the gateways in the routing table (carriers do not answer digest
-challenges).  Asked for every new dialog from outside, so answers are
-memoised per host, and the gateway hosts recomputed only when the routing
-table's version moves.
+Trusted are the networks of ``CALLMESH_TRUSTED_NETWORKS`` and the gateways
+of the routing table (carriers do not answer digest challenges): a gateway
+address with a port trusts that host and port only (phones may share a host
+with a gateway behind one NAT), one without a port trusts the whole host.
+Asked for every new dialog from outside, so answers are memoised per
+address, and the gateways recomputed only when the routing table's version
+moves.
 """
 
 from __future__ import annotations
@@ -26,21 +28,26 @@ class SourceTrust:
         self._networks = tuple(networks)
         self._cache = cache
         self._version: int | None = None
-        self._gateway_hosts: frozenset[str] = frozenset()
-        self._memo: dict[str, bool] = {}
+        self._gateways: frozenset[tuple[str, int | None]] = frozenset()
+        self._memo: dict[tuple[str, int], bool] = {}
 
     def __call__(self, source: Destination) -> bool:
         if self._version != self._cache.version:
             self._version = self._cache.version
-            self._gateway_hosts = gateway_hosts(self._cache)
+            self._gateways = gateway_addresses(self._cache)
             self._memo.clear()
-        host = source.host
-        known = self._memo.get(host)
+        address = source.address
+        known = self._memo.get(address)
         if known is None:
-            known = host in self._gateway_hosts or in_networks(host, self._networks)
+            host = address[0]
+            known = (
+                address in self._gateways
+                or (host, None) in self._gateways
+                or in_networks(host, self._networks)
+            )
             if len(self._memo) >= MAX_MEMO:
                 self._memo.clear()
-            self._memo[host] = known
+            self._memo[address] = known
         return known
 
 
@@ -52,13 +59,14 @@ def in_networks(host: str, networks: Sequence[Network]) -> bool:
     return any(address in network for network in networks)
 
 
-def gateway_hosts(cache: RoutingCache) -> frozenset[str]:
-    hosts = set()
+def gateway_addresses(cache: RoutingCache) -> frozenset[tuple[str, int | None]]:
+    """(host, port) of every gateway; port None when its address gives none."""
+    found: set[tuple[str, int | None]] = set()
     for gateway in cache.index.gateways.values():
         try:
             uri = parse_uri(gateway.address)
         except SipError:
             continue
         if isinstance(uri, SipUri):
-            hosts.add(unbracket(uri.param("maddr") or uri.host))
-    return frozenset(hosts)
+            found.add((unbracket(uri.param("maddr") or uri.host), uri.port))
+    return frozenset(found)

@@ -29,14 +29,13 @@ class Verdict(enum.Enum):
 
 def challenge_headers(
     nonces: NonceKeeper, realm: str, now: float, *, stale: bool = False,
-    header: str = "WWW-Authenticate",
+    header: str = "WWW-Authenticate", algorithms: tuple[str, ...] = OFFERED_ALGORITHMS,
 ) -> list[tuple[str, str]]:  # fmt: skip
     """The challenge fields of a 401 (or, with ``header="Proxy-Authenticate"``, of the
     edge's 407): one per offered algorithm, one fresh nonce any node can verify."""
     nonce = nonces.mint(realm, now)
     return [
-        (header, str(Challenge(realm, nonce, algorithm, stale=stale)))
-        for algorithm in OFFERED_ALGORITHMS
+        (header, str(Challenge(realm, nonce, algorithm, stale=stale))) for algorithm in algorithms
     ]
 
 

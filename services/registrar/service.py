@@ -44,7 +44,12 @@ class RegistrarService(Service):
         settings = self.settings
         nonces = NonceKeeper(await shared_secret(self.store), settings.registrar_nonce_ttl)
         handler = RegisterHandler(
-            self.store, self.bus, nonces, expiry_policy(settings), log=self.log
+            self.store,
+            self.bus,
+            nonces,
+            expiry_policy(settings),
+            log=self.log,
+            algorithms=settings.digest_offer,
         )
         await self.bus.declare_queue(REGISTER_QUEUE)
         for _ in range(settings.registrar_workers):

@@ -24,7 +24,13 @@ from services.edge.location import Directory
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
 from services.edge.proxy.routes import Hop
 from services.edge.proxy.targets import destination_of
-from services.registrar.auth import Verdict, challenge_headers, credentials_for, judge
+from services.registrar.auth import (
+    OFFERED_ALGORITHMS,
+    Verdict,
+    challenge_headers,
+    credentials_for,
+    judge,
+)
 from services.registrar.model import Location
 from services.registrar.nonces import NonceKeeper, NonceState
 from shared.sip.address import parse_address
@@ -45,6 +51,8 @@ class Subscribers:
     flows: FlowTokens
     nonces: NonceKeeper
     trusted: Trust
+    algorithms: tuple[str, ...] = OFFERED_ALGORITHMS
+    """Offered in 407 challenges, most preferred first (``CALLMESH_DIGEST_ALGORITHMS``)."""
     wall_offset: float = 0.0
     """Wall time minus the core's clock; the adapter keeps it current."""
 
@@ -116,6 +124,7 @@ def _challenge(
     subscribers: Subscribers, realm: str, wall: float, *, stale: bool = False
 ) -> SipError:
     headers = challenge_headers(
-        subscribers.nonces, realm, wall, stale=stale, header="Proxy-Authenticate"
-    )
+        subscribers.nonces, realm, wall, stale=stale, header="Proxy-Authenticate",
+        algorithms=subscribers.algorithms,
+    )  # fmt: skip
     return SipError("Proxy Authentication Required", 407, tuple(headers))
