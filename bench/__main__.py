@@ -15,6 +15,7 @@ BENCHMARKS = {
     "sip_parse": ["bench.sip_parse"],
     "routing": ["bench.routing"],
     "registrar": ["bench.registrar"],
+    "registrar_sipp": ["bench.registrar_sipp"],
     "edge_policies": ["bench.edge_policies"],
     "proxy": ["bench.proxy.run"],
 }

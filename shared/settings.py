@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.acl import AddressAcl, parse_acl
+
 Transport = Literal["udp", "tcp"]
 
 
@@ -101,6 +103,12 @@ class Settings(BaseSettings):
     """Bindings one address-of-record may hold; a REGISTER going over is refused (403)."""
     registrar_nonce_ttl: int = Field(default=300, ge=1)
     """Seconds a digest nonce is good for; older ones are answered with stale=true."""
+    digest_algorithms: str = Field(
+        default="SHA-256,MD5", pattern=r"^(SHA-256|MD5)(,(SHA-256|MD5))?$"
+    )
+    """Digest algorithms offered in 401/407 challenges, most preferred first (one
+    challenge each). Some UAs answer only the first challenge, and many know only
+    MD5: put MD5 first (or alone) for them."""
     registrar_workers: int = Field(default=16, ge=1, le=256)
     """REGISTERs one registrar process handles at once (consumers on its work queue)."""
     # ----- edge security and policies (services/edge/policy) -----
@@ -145,10 +153,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_networks(cls, value: str) -> str:
         """Entries ``[transport:]network[:port]``; plain CIDRs are the common case."""
-        from services.edge.protection.acl import parse_acl
-
         parse_acl(value)
         return value
+
+    @cached_property
+    def digest_offer(self) -> tuple[str, ...]:
+        return tuple(self.digest_algorithms.split(","))
 
     @cached_property
     def http_address(self) -> tuple[str, int]:
@@ -159,11 +169,9 @@ class Settings(BaseSettings):
         return tuple(ListenAddress.parse(item) for item in self.sip_listen.split(","))
 
     @cached_property
-    def trusted(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        """The networks of ``CALLMESH_TRUSTED_NETWORKS`` (ports and transports aside)."""
-        from services.edge.protection.acl import parse_acl
-
-        return tuple(entry.network for entry in parse_acl(self.trusted_networks))
+    def trusted(self) -> AddressAcl:
+        """``CALLMESH_TRUSTED_NETWORKS`` as an ACL (network, and optionally transport and port)."""
+        return AddressAcl.parse(self.trusted_networks)
 
     def check_api_exposure(self) -> None:
         """Refuse an open admin API: without a token, only loopback may be served."""

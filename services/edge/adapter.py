@@ -5,7 +5,9 @@ deadline of the transaction table and the failover timers, and moved only
 when a new deadline is earlier; nothing runs a task per transaction.
 Publishing: events go out from a bounded set of background tasks, so a slow
 or absent broker never holds up a call; beyond the bound they are dropped and
-counted in the log.
+counted in the log.  Round trips (a REGISTER to the registrar, a location
+lookup in Redis) run as tasks too and feed their outcome back into the proxy;
+each is bounded by its own timeout.
 """
 
 from __future__ import annotations
@@ -14,15 +16,26 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
 from services.edge import metrics
-from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.location.feed import LocationFeed
+from services.edge.proxy.actions import Action, Lookup, Publish, Register, Send
 from services.edge.proxy.core import Proxy
 from services.edge.sockets import EdgeSockets
-from shared.bus import Bus, Event
+from services.registrar.protocol import (
+    REGISTER_QUEUE,
+    REGISTER_TIMEOUT,
+    RegisterReply,
+    RegisterRequest,
+)
+from shared.bus import Bus, BusUnavailable, Event
 from shared.sip.transaction import ClientTransaction
 from shared.sip.transport.base import Listener, TransportError
 from shared.sip.transport.destination import Destination
@@ -36,10 +49,15 @@ LOOP_PROBE_INTERVAL = 1.0
 class ProxyDriver:
     """Runs one `Proxy` on one event loop; `on_message` is the sockets' handler."""
 
-    def __init__(self, proxy: Proxy, bus: Bus) -> None:
+    def __init__(
+        self, proxy: Proxy, bus: Bus, *, feed: LocationFeed | None = None, instance: str = ""
+    ) -> None:
         self.proxy = proxy
         self.sockets: EdgeSockets | None = None
         self._bus = bus
+        self._feed = feed
+        self._instance = instance
+        self._round_trips: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -50,15 +68,22 @@ class ProxyDriver:
 
     def start(self, sockets: EdgeSockets) -> None:
         self.sockets = sockets
+        self._set_wall_offset()
         self._schedule_probe()
 
     async def stop(self) -> None:
         for handle in (self._timer, self._probe):
             if handle is not None:
                 handle.cancel()
-        for task in list(self._background):
+        tasks = [*self._background, *self._round_trips]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _set_wall_offset(self) -> None:
+        """Nonces carry wall time; the core runs on the loop's clock."""
+        if self.proxy.subscribers is not None:
+            self.proxy.subscribers.wall_offset = time.time() - self._loop.time()
 
     def on_message(self, data: bytes, source: Destination, listener: Listener) -> None:
         self._run(self.proxy.receive(data, source, listener, self._loop.time()))
@@ -87,6 +112,7 @@ class ProxyDriver:
 
     def _on_probe(self) -> None:
         metrics.LOOP_LAG.observe(max(0.0, self._loop.time() - self._probe_due))
+        self._set_wall_offset()
         for kind, count in self.proxy.table.counts().items():
             metrics.TRANSACTIONS.labels(kind).set(count)
         self._schedule_probe()
@@ -99,6 +125,49 @@ class ProxyDriver:
                 self._send(action)
             elif isinstance(action, Publish):
                 self._publish(action.event)
+            elif isinstance(action, Register):
+                self._round_trip(self._register(action))
+            elif isinstance(action, Lookup):
+                self._round_trip(self._lookup(action))
+
+    def _round_trip(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coroutine)
+        self._round_trips.add(task)
+        task.add_done_callback(self._round_trips.discard)
+
+    async def _register(self, action: Register) -> None:
+        source = action.source
+        request = RegisterRequest(
+            sip=action.data,
+            source_host=source.host,
+            source_port=source.port,
+            transport=source.transport,
+            edge=self._instance,
+            edge_address=action.edge_address,
+            connection_id=source.connection_id,
+        )
+        reply: bytes | None = None
+        try:
+            body = await self._bus.request(
+                REGISTER_QUEUE, request.to_bytes(), timeout=REGISTER_TIMEOUT
+            )
+            reply = RegisterReply.model_validate_json(body).sip
+        except (TimeoutError, BusUnavailable, ValidationError) as error:
+            log.warning("REGISTER from %s not answered by the registrar: %s", source.host,
+                        f"{type(error).__name__}: {error}")  # fmt: skip
+        self._run(self.proxy.registered(action.server, reply, self._loop.time()))
+        self._reschedule()
+
+    async def _lookup(self, action: Lookup) -> None:
+        failed = self._feed is None
+        if self._feed is not None:
+            try:
+                await self._feed.resolve(action.query)
+            except (RedisError, OSError) as error:
+                log.warning("location lookup %s failed: %s", action.query, error)
+                failed = True
+        self._run(self.proxy.resume(action.server, self._loop.time(), failed=failed))
+        self._reschedule()
 
     def _send(self, send: Send) -> None:
         sockets = self.sockets

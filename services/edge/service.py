@@ -6,17 +6,25 @@ from services.edge import metrics
 from services.edge.adapter import ProxyDriver
 from services.edge.gc_tuning import tune_for_proxy
 from services.edge.interfaces import Interface, Interfaces
+from services.edge.location import Directory
+from services.edge.location.feed import LocationFeed
 from services.edge.policy import EdgePolicies
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.subscribers import Subscribers
 from services.edge.routing_cache import RoutingCache
 from services.edge.sockets import BoundSocket, EdgeSockets
+from services.edge.trust import SourceTrust
 from services.edge.workers import WorkerPool
+from services.registrar.location import shared_secret
+from services.registrar.nonces import NonceKeeper
 from shared.bus import Bus
 from shared.service import Service
 from shared.settings import Settings, split_host_port
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
+from shared.store import Store
 
 
 class EdgeService(Service):
@@ -29,7 +37,7 @@ class EdgeService(Service):
         metrics.ROUTING_VERSION.set_function(lambda: self.cache.version)
         self.workers = WorkerPool(self.settings)
         self.edge = await start_edge(
-            self.settings, self.cache, self.bus, shared=self.workers.shared
+            self.settings, self.cache, self.bus, self.store, shared=self.workers.shared
         )
         await self.workers.start()
         tune_for_proxy()
@@ -59,9 +67,21 @@ class RunningEdge:
 
 
 async def start_edge(
-    settings: Settings, cache: RoutingCache, bus: Bus, *, shared: bool
+    settings: Settings, cache: RoutingCache, bus: Bus, store: Store, *, shared: bool
 ) -> RunningEdge:
     """Open the sockets of `settings.sip_addresses` and serve SIP on them."""
+    secret = await shared_secret(store)
+    directory = Directory()
+    feed = LocationFeed(directory, store, bus)
+    await feed.start()
+    trusted = SourceTrust(settings.trusted, cache)
+    subscribers = Subscribers(
+        directory,
+        FlowTokens(secret),
+        NonceKeeper(secret, settings.registrar_nonce_ttl),
+        trusted,
+        settings.digest_offer,
+    )
     sockets = EdgeSockets(_unset_handler)
     await sockets.open(list(settings.sip_addresses), shared=shared)
     timers = ProxyTimers(
@@ -72,9 +92,11 @@ async def start_edge(
         t4=settings.sip_t4,
     )
     interfaces = interfaces_of(sockets.bound, settings.sip_advertise)
-    policies = EdgePolicies.from_settings(settings, interfaces, cache)
-    proxy = Proxy(interfaces, NumberRouter(cache), timers, policies=policies)
-    driver = ProxyDriver(proxy, bus)
+    policies = EdgePolicies.from_settings(settings, interfaces, cache, trusted)
+    proxy = Proxy(
+        interfaces, NumberRouter(cache), timers, policies=policies, subscribers=subscribers
+    )
+    driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message
     driver.start(sockets)
     return RunningEdge(driver, sockets)

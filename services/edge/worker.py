@@ -34,7 +34,7 @@ async def serve(settings: Settings) -> None:
     await bus.start()
     cache = RoutingCache(store, bus)
     await cache.start()
-    edge = await start_edge(settings, cache, bus, shared=True)
+    edge = await start_edge(settings, cache, bus, store, shared=True)
     tune_for_proxy()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -28,24 +28,28 @@ class Verdict(enum.Enum):
 
 
 def challenge_headers(
-    nonces: NonceKeeper, realm: str, now: float, *, stale: bool = False
-) -> list[tuple[str, str]]:
-    """The WWW-Authenticate fields of a 401: one per offered algorithm, one fresh nonce."""
+    nonces: NonceKeeper, realm: str, now: float, *, stale: bool = False,
+    header: str = "WWW-Authenticate", algorithms: tuple[str, ...] = OFFERED_ALGORITHMS,
+) -> list[tuple[str, str]]:  # fmt: skip
+    """The challenge fields of a 401 (or, with ``header="Proxy-Authenticate"``, of the
+    edge's 407): one per offered algorithm, one fresh nonce any node can verify."""
     nonce = nonces.mint(realm, now)
     return [
-        ("WWW-Authenticate", str(Challenge(realm, nonce, algorithm, stale=stale)))
-        for algorithm in OFFERED_ALGORITHMS
+        (header, str(Challenge(realm, nonce, algorithm, stale=stale))) for algorithm in algorithms
     ]
 
 
-def credentials_for(request: Request, realm: str) -> Credentials | None:
-    """The Digest Authorization answering our challenge for ``realm``, if the request has one.
+def credentials_for(
+    request: Request, realm: str, header: str = "authorization"
+) -> Credentials | None:
+    """The Digest Authorization (or ``header``, e.g. ``proxy-authorization``) answering our
+    challenge for ``realm``, if the request has one.
 
     Credentials for other realms (meant for another hop) are ignored; a
     malformed Authorization raises ``SipParseError`` (a 400). An algorithm we
     hold no HA1 for counts as no credentials: the client gets our challenge.
     """
-    for value in request.headers("authorization"):
+    for value in request.headers(header):
         credentials = parse_credentials(value)
         if not credentials.is_digest or credentials.realm != realm:
             continue

@@ -15,6 +15,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from services.registrar.auth import (
+    OFFERED_ALGORITHMS,
     Verdict,
     challenge_headers,
     check_identity,
@@ -65,6 +66,7 @@ class RegisterHandler:
         *,
         log: logging.Logger,
         clock: Callable[[], float] = time.time,
+        algorithms: tuple[str, ...] = OFFERED_ALGORITHMS,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -72,6 +74,7 @@ class RegisterHandler:
         self.policy = policy
         self.log = log
         self.clock = clock
+        self.algorithms = algorithms
         self.bindings = BindingStore(store)
         self._claim_nc = store.redis.register_script(_CLAIM_NONCE_COUNT)
 
@@ -153,7 +156,9 @@ class RegisterHandler:
         return ok_response(request, update, now, new_tag()).to_bytes()
 
     def _challenge(self, request: Request, realm: str, now: float, *, stale: bool = False) -> bytes:
-        headers = challenge_headers(self.nonces, realm, now, stale=stale)
+        headers = challenge_headers(
+            self.nonces, realm, now, stale=stale, algorithms=self.algorithms
+        )
         return make_response(request, 401, to_tag=new_tag(), headers=headers).to_bytes()
 
     async def _announce(self, update: BindingUpdate) -> None:

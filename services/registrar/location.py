@@ -2,14 +2,16 @@
 
 No registrar round trip on the call path: an edge resolves a subscriber's
 contacts, the local domains and HA1s (for its 407 challenges) with one Redis
-command each. The registrar service is the only writer.
+command each. The registrar service is the only writer of these records; the
+nonce secret is created by whichever process (registrar or edge) needs it first.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 
-from services.registrar.layout import aor_key, domains_key, subscriber_key, text
+from services.registrar.layout import aor_key, domains_key, nonce_secret_key, subscriber_key, text
 from services.registrar.model import Binding, by_priority
 from shared.store import Store
 
@@ -55,3 +57,13 @@ async def subscriber_ha1(store: Store, user: str, domain: str, algorithm: str) -
 def identity(user: str, domain: str) -> str:
     """A subscriber's id: ``user@domain``, the domain lower-cased (hosts are case-blind)."""
     return f"{user}@{domain.lower()}"
+
+
+async def shared_secret(store: Store) -> bytes:
+    """The deployment's secret for nonces (and the edges' flow tokens): created once, shared."""
+    key = nonce_secret_key(store)
+    await store.redis.set(key, secrets.token_hex(32), nx=True)
+    value = await store.redis.get(key)
+    if value is None:
+        raise RuntimeError("the nonce secret vanished from Redis")
+    return text(value).encode()

@@ -7,7 +7,6 @@ each sweeps expiries (each expiry is claimed once).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 
 from fastapi import APIRouter
@@ -16,7 +15,7 @@ from services.registrar.api.registrations import registrations_router
 from services.registrar.api.subscribers import subscribers_router
 from services.registrar.bindings import BindingStore
 from services.registrar.handler import RegisterHandler
-from services.registrar.layout import nonce_secret_key, text
+from services.registrar.location import shared_secret
 from services.registrar.nonces import NonceKeeper
 from services.registrar.protocol import REGISTER_QUEUE
 from services.registrar.register import ExpiryPolicy
@@ -24,7 +23,6 @@ from services.registrar.subscribers import SubscriberStore
 from services.registrar.sweeper import ExpirySweeper
 from shared.service import Runtime, Service
 from shared.settings import Settings
-from shared.store import Store
 
 
 class RegistrarService(Service):
@@ -46,7 +44,12 @@ class RegistrarService(Service):
         settings = self.settings
         nonces = NonceKeeper(await shared_secret(self.store), settings.registrar_nonce_ttl)
         handler = RegisterHandler(
-            self.store, self.bus, nonces, expiry_policy(settings), log=self.log
+            self.store,
+            self.bus,
+            nonces,
+            expiry_policy(settings),
+            log=self.log,
+            algorithms=settings.digest_offer,
         )
         await self.bus.declare_queue(REGISTER_QUEUE)
         for _ in range(settings.registrar_workers):
@@ -65,13 +68,3 @@ def expiry_policy(settings: Settings) -> ExpiryPolicy:
         default_expires=settings.registrar_default_expires,
         max_contacts=settings.registrar_max_contacts,
     )
-
-
-async def shared_secret(store: Store) -> bytes:
-    """The nonce secret of the deployment: the first instance to start creates it."""
-    key = nonce_secret_key(store)
-    await store.redis.set(key, secrets.token_hex(32), nx=True)
-    value = await store.redis.get(key)
-    if value is None:
-        raise RuntimeError("the nonce secret vanished from Redis")
-    return text(value).encode()

@@ -15,7 +15,7 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
         ListenAddress("udp", "127.0.0.1", 5060),
         ListenAddress("tcp", "127.0.0.1", 5060),
     )
-    assert [str(n) for n in settings.trusted] == ["127.0.0.0/8", "::1/128"]
+    assert [str(entry.network) for entry in settings.trusted.entries] == ["127.0.0.0/8", "::1/128"]
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from services.edge.hooks import HookSettings, RoutingHook
 from services.edge.interfaces import Interface, Interfaces
-from services.edge.policy.guard import Guard, TrustedSources
+from services.edge.policy.guard import Guard, Trusted
 from services.edge.policy.routing import Found, TableView, decide, hop_topology, manipulate
 from services.edge.policy.topology import DialogPlan, TopologyGate
 from services.edge.protection import (
@@ -35,7 +35,7 @@ from shared.sip.via import Via
 
 log = logging.getLogger("callmesh.edge")
 
-__all__ = ["DialogPlan", "EdgePolicies", "PolicyContext", "TrustedSources"]
+__all__ = ["DialogPlan", "EdgePolicies", "PolicyContext", "Trusted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class EdgePolicies:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, interfaces: Interfaces, table: TableView
+        cls, settings: Settings, interfaces: Interfaces, table: TableView, trusted: Trusted
     ) -> EdgePolicies:
         """Raises `ValueError` (or `HookLoadError`) naming the setting that is unusable."""
         keys = settings.topology_keys
@@ -71,7 +71,8 @@ class EdgePolicies:
         hook = HookSettings(
             module=settings.routing_hook, budget_ms=settings.routing_hook_budget_ms
         ).load()
-        return cls(table, Guard(protection_settings(settings), settings.instance), topology, hook)
+        guard = Guard(protection_settings(settings), settings.instance, trusted)
+        return cls(table, guard, topology, hook)
 
     # ----- before parsing / outside transactions ----------------------------------------
 

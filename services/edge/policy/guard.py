@@ -5,9 +5,8 @@ The order per message, cheapest refusal first:
 2. `screen` on a parsed request outside any transaction: scanners from
    untrusted sources are dropped or answered 403 statelessly; a BYE frees
    its call's leases;
-3. `admit_call` before routing a number: untrusted sources are refused
-   (`TrustedSources` is the predicate authentication hooks into), then the
-   concurrent-call limits;
+3. `admit_call` before routing a number (after untrusted callers have
+   authenticated): the concurrent-call limits;
 4. `responded` on every response sent upstream: a final non-2xx to an INVITE
    frees its leases.
 """
@@ -15,11 +14,11 @@ The order per message, cheapest refusal first:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from services.edge.policy import metrics
 from services.edge.protection import (
-    AddressAcl,
     CallLimiter,
     FloodDetector,
     ProtectionSettings,
@@ -38,24 +37,11 @@ from shared.sip.uri import SipUri
 log = logging.getLogger("callmesh.edge.protection")
 
 EXPIRY_INTERVAL: Final = 60.0
-_UNTRUSTED_REASON: Final = "Forbidden (authentication required)"
 
 
-class TrustedSources:
-    """Who may call numbers without digest authentication (`CALLMESH_TRUSTED_NETWORKS`).
-
-    The one predicate for "is this source a trusted peer": the edge refuses
-    untrusted callers with it today, and subscriber authentication (407
-    challenges) is meant to ask it which requests to challenge.
-    """
-
-    __slots__ = ("acl",)
-
-    def __init__(self, acl: AddressAcl) -> None:
-        self.acl = acl
-
-    def __call__(self, source: Destination) -> bool:
-        return self.acl.match(source.host, source.port, source.transport) is not None
+Trusted = Callable[[Destination], bool]
+"""Who may call without digest authentication and is exempt from scanner checks:
+the edge's `services.edge.trust.SourceTrust` (trusted networks and gateways)."""
 
 
 class Guard:
@@ -64,11 +50,11 @@ class Guard:
         "scanner", "settings", "trusted",
     )  # fmt: skip
 
-    def __init__(self, settings: ProtectionSettings, edge_name: str) -> None:
+    def __init__(self, settings: ProtectionSettings, edge_name: str, trusted: Trusted) -> None:
         self.settings = settings
         self.edge_name = edge_name
         acl = settings.acl()
-        self.trusted = TrustedSources(acl)
+        self.trusted = trusted
         self.flood = FloodDetector(settings.flood, allow=acl)
         self.scanner = ScannerDetector(settings.scanner)
         calls = settings.calls
@@ -121,10 +107,11 @@ class Guard:
         return True
 
     def admit_call(self, request: Request, source: Destination, now: float) -> None:
-        """Before routing a number: raises `SipError` (403, 486) when the call may not go."""
-        if not self.trusted(source):
-            metrics.UNTRUSTED_REFUSED.inc()
-            raise SipError(_UNTRUSTED_REASON, 403)
+        """Before routing a number: raises `SipError` (486) past a concurrent-call limit.
+
+        Who may call at all is settled before: untrusted callers authenticate
+        (407) as subscribers first.
+        """
         if request.method != "INVITE" or request.to_tag is not None:
             return
         if now >= self._next_expiry:

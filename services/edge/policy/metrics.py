@@ -11,9 +11,6 @@ FLOOD_DROPPED = Counter("callmesh_edge_flood_dropped", "Requests dropped from bl
 SCANNER_REQUESTS = Counter(
     "callmesh_edge_scanner_requests", "Requests of flagged scanners", ["action"]
 )
-UNTRUSTED_REFUSED = Counter(
-    "callmesh_edge_untrusted_refused", "Calls refused: untrusted source, not authenticated"
-)
 CALL_LIMIT_REFUSED = Counter(
     "callmesh_edge_call_limit_refused", "Calls refused by a concurrent-call limit", ["limit"]
 )

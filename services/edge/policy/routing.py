@@ -15,12 +15,11 @@ from services.edge.hooks import Decision, RequestView, RoutingHook, Target
 from services.edge.manipulation import apply
 from services.edge.policy import metrics
 from services.edge.proxy.routes import Hop
-from services.edge.proxy.targets import destination_of
 from services.edge.topology import TopologyOptions
 from services.routing.table.index import RoutingIndex
 from shared.sip.errors import SipError
 from shared.sip.message import Request
-from shared.sip.transport.destination import Destination
+from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import parse_uri
 
 log = logging.getLogger("callmesh.edge.hooks")

@@ -11,7 +11,6 @@ request: `FloodDetector.check` (drop before any work) → `AddressAcl.match`
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from services.edge.protection.acl import AclEntry, AddressAcl, parse_acl
 from services.edge.protection.flood import FloodDetector, FloodSettings, SourceBlocked, Verdict
 from services.edge.protection.limits import CallLimiter, CallLimitSettings
 from services.edge.protection.scanner import (
@@ -20,6 +19,7 @@ from services.edge.protection.scanner import (
     ScannerSettings,
     ScanVerdict,
 )
+from shared.acl import AclEntry, AddressAcl, parse_acl
 
 
 class ProtectionSettings(BaseModel):

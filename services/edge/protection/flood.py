@@ -31,7 +31,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.edge.protection.acl import AddressAcl
+from shared.acl import AddressAcl
 from shared.bus import Event
 
 

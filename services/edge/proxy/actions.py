@@ -1,11 +1,18 @@
-"""What the proxy core asks its adapter to do: send bytes, publish an event."""
+"""What the proxy core asks its adapter to do: send bytes, publish an event, ask and answer.
+
+`Register` and `Lookup` are round trips: the adapter runs them off the call
+path and feeds the outcome back (`Proxy.registered`, `Proxy.resume`); the
+core holds the request's server transaction meanwhile, so retransmissions are
+absorbed (and, once answered, answered again with the same response).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.edge.location import Query
 from shared.bus import Event
-from shared.sip.transaction import ClientTransaction
+from shared.sip.transaction import ClientTransaction, ServerTransaction
 from shared.sip.transport.destination import Destination
 
 
@@ -25,4 +32,27 @@ class Publish:
     event: Event
 
 
-Action = Send | Publish
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Pass the REGISTER `data` to the registrar; answer with `Proxy.registered(server, ...)`.
+
+    `source` is where it came from (with its connection, for streams) and
+    `edge_address` the SIP URI of ours it arrived at, where other edges reach
+    the phones registered through us.
+    """
+
+    server: ServerTransaction
+    data: bytes
+    source: Destination
+    edge_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Read the answer to `query` into the directory, then `Proxy.resume(server, ...)`."""
+
+    query: Query
+    server: ServerTransaction
+
+
+Action = Send | Publish | Register | Lookup

@@ -1,11 +1,20 @@
 """The transaction-stateful proxy of RFC 3261 §16, sans-IO.
 
 Bytes, their source and the time go in (`receive`, `expire`,
-`transport_failed`); `Send`/`Publish` actions come out.  The core holds the
-transaction table and, per server transaction, a `Forwarding` (serial
-failover over gateways).  It keeps nothing about dialogs: an in-dialog
-request is routed from its Route headers alone, which is what lets a call
-outlive an edge restart.
+`transport_failed`, and the outcomes of its round trips: `registered`,
+`resume`); `Send`/`Publish`/`Register`/`Lookup` actions come out.  The core
+holds the transaction table and, per server transaction, a `Forwarding`
+(serial failover over gateways, parallel forking over a subscriber's
+contacts).  It keeps nothing about dialogs: an in-dialog request is routed
+from its Route headers alone (a flow token in one of ours names the
+connection of a phone behind us), which is what lets a call outlive an edge
+restart.
+
+With `Subscribers` set, REGISTERs for our domains go to the registrar,
+requests for a subscriber of a local domain go to its bindings, and
+dialog-creating requests from untrusted sources must authenticate (407).  A
+question the location directory cannot answer from memory parks the request
+(`Lookup`) until the adapter has read Redis.
 """
 
 from __future__ import annotations
@@ -16,11 +25,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.edge import metrics
-from services.edge.interfaces import Interfaces
-from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.interfaces import Interface, Interfaces
+from services.edge.location import Missing
+from services.edge.proxy.actions import Action, Lookup, Publish, Register, Send
 from services.edge.proxy.branches import NO_LOOP_HASH, BranchMaker, hash_in_branch, loop_hash
-from services.edge.proxy.forwarding import Branch, Forwarding, best_response, failover_allowed
+from services.edge.proxy.flows import FLOW_PARAM, is_from_flow
+from services.edge.proxy.forwarding import (
+    Branch,
+    Forwarding,
+    best_response,
+    failover_allowed,
+    next_group,
+)
 from services.edge.proxy.routes import Hop, NumberRouter, dialled_number
+from services.edge.proxy.subscribers import (
+    CHALLENGED_METHODS,
+    Subscribers,
+    authenticate,
+    binding_hops,
+)
 from shared.events.edge import FailureReason, GatewayFailed
 from shared.sip.address import Address
 from shared.sip.branch import new_tag
@@ -69,18 +92,33 @@ class ProxyTimers:
         return TimerSettings(t1=self.t1, t2=self.t2, t4=self.t4, timer_c=self.fr_inv)
 
 
+@dataclass(slots=True)
+class Parked:
+    """An out-of-dialog request between its preliminaries and its routing (which may wait)."""
+
+    request: Request
+    server: ServerTransaction
+    source: Destination
+    inbound: Interface
+    loop_hash: str
+    policy: PolicyContext | None = None
+    authenticated: bool = False
+
+
 class Proxy:
     """One worker's proxy: feed it messages and time, carry out the actions it returns."""
 
     def __init__(
         self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None,
-        policies: EdgePolicies | None = None,
+        policies: EdgePolicies | None = None, *, subscribers: Subscribers | None = None,
     ) -> None:  # fmt: skip
         self.policies = policies
         """Issue 8: protection, topology hiding, routing hook, manipulation (None: all off)."""
         self.interfaces = interfaces
         self.router = router
         self.timers = timers or ProxyTimers()
+        self.subscribers = subscribers
+        self._parked: dict[ServerTransaction, Parked] = {}
         self.table = TransactionTable(self.timers.transaction_settings())
         self._fr_timers: TimerQueue[Branch] = TimerQueue()
         self._branches: dict[ClientTransaction, Branch] = {}
@@ -131,6 +169,38 @@ class Proxy:
                 self._give_up(branch, "timeout", now, actions)
         return actions
 
+    def registered(
+        self, server: ServerTransaction, reply: bytes | None, now: float
+    ) -> list[Action]:
+        """The registrar's response to a `Register` (None: it did not answer in time)."""
+        actions: list[Action] = []
+        response = None
+        if reply is not None:
+            try:
+                parsed = parse_message(reply)
+                response = parsed if isinstance(parsed, Response) else None
+            except SipError as error:
+                log.warning("unusable registrar reply: %s", error.reason)
+        if response is None:
+            self._answer(server, 500, "Server Internal Error (registrar)", now, actions)
+        else:
+            self._respond(server, response, now, actions)
+        return actions
+
+    def resume(
+        self, server: ServerTransaction, now: float, *, failed: bool = False
+    ) -> list[Action]:
+        """A `Lookup` is done (`failed`: the store could not answer): route the request again."""
+        actions: list[Action] = []
+        parked = self._parked.pop(server, None)
+        if parked is None:
+            return actions  # cancelled meanwhile
+        if failed:
+            self._answer(server, 500, "Server Internal Error (location)", now, actions)
+        else:
+            self._proceed(parked, now, actions)
+        return actions
+
     def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
         """A message of `client` could not be sent (connect refused, no route to host)."""
         actions: list[Action] = []
@@ -159,7 +229,7 @@ class Proxy:
         # ---
         if method == "ACK":
             self._stamp_via(request, source)
-            self._forward_in_dialog_ack(request, listener, actions, policy)
+            self._forward_in_dialog_ack(request, source, actions, policy)
             return
         try:
             request.validate()
@@ -193,12 +263,12 @@ class Proxy:
         self._check_loop(request, hash_now)
         if request.method == "INVITE":
             self._respond(server, make_response(request, 100), now, actions)
-        self._process_routes(request)
+        token = self._process_routes(request)
         inbound = self.interfaces.inbound(listener.transport, listener.host, listener.port)
         in_dialog = request.to_tag is not None
-        routes = request.routes
-        if routes or in_dialog:
-            hop = self._next_hop_by_route(request)
+        flow = self._flow_hop(request, token, source)
+        if flow is not None or request.routes or in_dialog:
+            hop = flow or self._next_hop_by_route(request)
             if hop is None:
                 raise SipError("no dialog route to follow", 481)
             record = not in_dialog and request.method in DIALOG_CREATING
@@ -206,11 +276,72 @@ class Proxy:
             forwarding.policy = policy
             self._start(forwarding, now, actions)
             return
-        number = dialled_number(request.uri)
+        self._proceed(Parked(request, server, source, inbound, hash_now, policy), now, actions)
+
+    def _proceed(self, parked: Parked, now: float, actions: list[Action]) -> None:
+        """Route an out-of-dialog request by its Request-URI, or park it for a `Lookup`."""
+        request = parked.request
+        try:
+            if request.method == "REGISTER" and self.subscribers is not None:
+                self._register(parked, self.subscribers, now, actions)
+                return
+            hops = self._hops_by_uri(parked, now)
+        except Missing as missing:
+            self._parked[parked.server] = parked
+            actions.append(Lookup(missing.query, parked.server))
+            return
+        except SipError as error:
+            self._answer(parked.server, error.status, error.reason, now, actions,
+                         headers=error.headers)  # fmt: skip
+            return
+        record = request.method in DIALOG_CREATING
+        forwarding = Forwarding(
+            parked.server, request, hops, parked.loop_hash, parked.inbound, record
+        )
+        forwarding.policy = parked.policy
+        self._start(forwarding, now, actions)
+
+    def _register(
+        self, parked: Parked, subscribers: Subscribers, now: float, actions: list[Action]
+    ) -> None:
+        """A REGISTER for us or one of our domains goes to the registrar (its 200/401 back)."""
+        request = parked.request
+        uri = request.uri
+        if not self._for_us(request) and not (
+            isinstance(uri, SipUri) and subscribers.directory.is_local_domain(uri.host, now)
+        ):
+            raise SipError("Not Found (not a domain of ours)", 404)
+        edge_address = parked.inbound.record_route[1:-1].replace(";lr", "")
+        actions.append(Register(parked.server, request.to_bytes(), parked.source, edge_address))
+
+    def _hops_by_uri(self, parked: Parked, now: float) -> list[Hop]:
+        """A subscriber's bindings, or the gateways for a dialled number; SipError otherwise."""
+        request = parked.request
+        source = parked.source
+        subscribers = self.subscribers
+        uri = request.uri
+        if subscribers is not None:
+            if (
+                request.method in CHALLENGED_METHODS
+                and not parked.authenticated
+                and not subscribers.trusted(source)
+            ):
+                authenticate(request, subscribers, now)
+                parked.authenticated = True
+            if (
+                isinstance(uri, SipUri)
+                and uri.user
+                and subscribers.directory.is_local_domain(uri.host, now)
+            ):
+                hops = self._subscriber_hops(uri, subscribers, now)
+                if hops is not None:
+                    return hops
+        number = dialled_number(uri)
         if number is None:
-            raise SipError("Not Found (registrar not available)", 404)
-        if self.policies is not None:  # issue 8: trusted callers, call limits
-            policy = self.policies.admit_call(request, source, now)
+            reason = "Not Found" if subscribers else "Not Found (registrar not available)"
+            raise SipError(reason, 404)
+        if self.policies is not None:  # issue 8: call limits
+            parked.policy = self.policies.admit_call(request, source, now)
         found = self.router.hops(number, source)
         if self.policies is not None:  # issue 8: the routing hook
             found = self.policies.decide(request, source, number, found)
@@ -221,10 +352,33 @@ class Proxy:
         hops, skipped = found
         if not hops:
             raise SipError(f"Temporarily Unavailable ({skipped} gateways down)", 480)
-        record = request.method in DIALOG_CREATING
-        forwarding = Forwarding(server, request, hops, hash_now, inbound, record)
-        forwarding.policy = policy
-        self._start(forwarding, now, actions)
+        return hops
+
+    def _subscriber_hops(
+        self, uri: SipUri, subscribers: Subscribers, now: float
+    ) -> list[Hop] | None:
+        """The hops to `uri`'s bindings; 480 without any; None when it is no subscriber."""
+        directory = subscribers.directory
+        user, domain = str(uri.user), uri.host.lower()
+        bindings = directory.bindings(f"sip:{user}@{domain}", now)
+        if bindings:
+            hops = binding_hops(bindings, subscribers.flows, self.interfaces)
+            if hops:
+                return hops
+        elif not directory.subscriber_exists(user, domain, now):
+            return None
+        raise SipError("Temporarily Unavailable", 480)
+
+    def _flow_hop(self, request: Request, token: str | None, source: Destination) -> Hop | None:
+        """The hop to the flow named by a token in our Route, unless it came from that flow."""
+        if token is None or self.subscribers is None:
+            return None
+        flow = self.subscribers.flows.open(token)
+        if flow is None:
+            raise SipError("Forbidden (bad flow token)", 403)
+        if is_from_flow(flow, source):
+            return None
+        return Hop(request.uri_text, flow, flow_token=token)
 
     def _for_us(self, request: Request) -> bool:
         """Addressed to the edge itself: our host:port, and no user (or no hop left to go)."""
@@ -249,8 +403,8 @@ class Proxy:
             return False
         return self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
 
-    def _process_routes(self, request: Request) -> None:
-        """Strict-router fix-up, then pop our own Route entries (§16.4)."""
+    def _process_routes(self, request: Request) -> str | None:
+        """Strict-router fix-up, then pop our own Route entries (§16.4); their flow token."""
         uri = request.uri
         routes = request.routes
         if (
@@ -265,8 +419,12 @@ class Proxy:
             request.remove_header("route")
             if len(values) > 1:
                 request.add_header("Route", ", ".join(values[:-1]))
+        token = None
         while request.routes and self._is_our_route(request.routes[0]):
-            request.pop_route()
+            popped = request.pop_route()
+            if popped is not None and isinstance(popped.uri, SipUri):
+                token = popped.uri.param(FLOW_PARAM) or token
+        return token
 
     def _next_hop_by_route(self, request: Request) -> Hop | None:
         """Loose routing to the top Route; strict-route compatibility for one without `lr`."""
@@ -303,26 +461,32 @@ class Proxy:
         self._next_branch(forwarding, now, actions)
 
     def _next_branch(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
-        """Send to the next hop, or answer with the best response when there is none left."""
-        while forwarding.hops and not forwarding.cancelled:
-            hop = forwarding.hops.pop(0)
+        """Send to the next hop(s), or answer with the best response when there is none left."""
+        if forwarding.hops and not forwarding.cancelled:
             if forwarding.finals:
                 metrics.FAILOVERS.inc()
-            if self._send_branch(forwarding, hop, now, actions):
-                return
+            for hop in next_group(forwarding.hops):
+                self._send_branch(forwarding, hop, now, actions)
+            return
         self._finish(forwarding, now, actions)
 
     def _send_branch(
         self, forwarding: Forwarding, hop: Hop, now: float, actions: list[Action]
-    ) -> bool:
+    ) -> None:
         request = forwarding.request.copy()
         if hop.uri != request.uri_text:
             request.set_uri(hop.uri)
+        for route in hop.routes:
+            request.add_header("Route", route)
         outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
         if forwarding.record_route:
+            inbound_rr, outbound_rr = forwarding.inbound.record_route, outbound.record_route
+            if hop.flow_token is not None:  # so in-dialog requests find the flow again
+                inbound_rr = _with_flow(inbound_rr, hop.flow_token)
+                outbound_rr = _with_flow(outbound_rr, hop.flow_token)
             if outbound != forwarding.inbound:
-                request.add_record_route(forwarding.inbound.record_route)
-            request.add_record_route(outbound.record_route)
+                request.add_record_route(inbound_rr)
+            request.add_record_route(outbound_rr)
         request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
         if self.policies is not None:  # issue 8: manipulation, topology hiding
             self.policies.outgoing(request, forwarding.policy, hop, outbound)
@@ -330,24 +494,23 @@ class Proxy:
             request, hop.destination, now, proxy=request.method == "INVITE"
         )
         branch = Branch(forwarding, hop, client)
-        forwarding.branch = branch
+        forwarding.branches.append(branch)
         self._branches[client] = branch
         branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
         if hop.gateway_id is not None:
             metrics.GATEWAY_ATTEMPTS.labels(hop.gateway_id).inc()
         for event in events:
             self._transaction_event(client, event, now, actions)
-        return True
 
     def _forward_in_dialog_ack(
-        self, request: Request, listener: Listener, actions: list[Action],
+        self, request: Request, source: Destination, actions: list[Action],
         policy: PolicyContext | None = None,
     ) -> None:  # fmt: skip
         """ACK for a 2xx: its own end-to-end transaction, forwarded statelessly (§16.11)."""
         if request.max_forwards == 0:
             return
-        self._process_routes(request)
-        hop = self._next_hop_by_route(request)
+        token = self._process_routes(request)
+        hop = self._flow_hop(request, token, source) or self._next_hop_by_route(request)
         if hop is None:
             return
         request.decrement_max_forwards()
@@ -406,14 +569,32 @@ class Proxy:
                 metrics.CALLS_SET_UP.inc()
             forwarding.done = True
             self._relay(forwarding, response, now, actions)
+            self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
             return
         if branch.abandoned or forwarding.done:
             return
+        _settle(forwarding, branch)
         self._note_failure(branch, response, local, actions)
         forwarding.finals.append(response)
-        if status >= 600 or not failover_allowed(status):
+        if status >= 600:
             forwarding.hops.clear()
-        self._next_branch(forwarding, now, actions)
+            self._abandon_others(forwarding, branch, now, actions)
+        elif branch.hop.q is None and not failover_allowed(status):
+            forwarding.hops.clear()
+        if not forwarding.branches:
+            self._next_branch(forwarding, now, actions)
+
+    def _abandon_others(
+        self, forwarding: Forwarding, winner: Branch, now: float, actions: list[Action]
+    ) -> None:
+        """Give up the other parallel branches: CANCEL them now, or on their first provisional."""
+        for other in forwarding.branches:
+            if other is not winner:
+                other.abandoned = True
+                self._disarm(other)
+                if other.provisional:
+                    self._send_cancel(other, now, actions)
+        forwarding.branches.clear()
 
     def _give_up(
         self, branch: Branch, reason: FailureReason, now: float, actions: list[Action]
@@ -426,10 +607,12 @@ class Proxy:
         forwarding = branch.forwarding
         if forwarding.done:
             return
+        _settle(forwarding, branch)
         timeout = make_response(branch.client.request, 408)
         self._note_failure(branch, timeout, reason, actions)
         forwarding.finals.append(timeout)
-        self._next_branch(forwarding, now, actions)
+        if not forwarding.branches:
+            self._next_branch(forwarding, now, actions)
 
     def _note_failure(
         self, branch: Branch, response: Response, local: FailureReason | None,
@@ -498,14 +681,17 @@ class Proxy:
             self._answer(server, 481, None, now, actions)
             return
         self._answer(server, 200, None, now, actions)
+        if self._parked.pop(invite, None) is not None:  # still waiting for a lookup
+            self._answer(invite, 487, None, now, actions)
+            return
         forwarding = self._forwardings.get(invite)
         if forwarding is None or forwarding.done:
             return
         forwarding.cancelled = True
         forwarding.hops.clear()
-        branch = forwarding.branch
-        if branch is not None and branch.provisional and not branch.abandoned:
-            self._send_cancel(branch, now, actions)
+        for branch in forwarding.branches:
+            if branch.provisional and not branch.abandoned:
+                self._send_cancel(branch, now, actions)
         # Before any provisional the CANCEL waits for one (§9.1); the failover
         # timer ends the wait with a 487 if none comes.
 
@@ -605,6 +791,17 @@ def cancel_for(invite: Request) -> Request:
     if routes:
         headers.append(("Route", ", ".join(routes)))
     return Request.build("CANCEL", invite.uri_text, headers)
+
+
+def _settle(forwarding: Forwarding, branch: Branch) -> None:
+    """`branch` has its final answer: it no longer holds the forwarding back."""
+    if branch in forwarding.branches:
+        forwarding.branches.remove(branch)
+
+
+def _with_flow(record_route: str, token: str) -> str:
+    """`<sip:edge;lr>` → `<sip:edge;lr;cm-flow=token>`."""
+    return f"{record_route[:-1]};{FLOW_PARAM}={token}>"
 
 
 def _header(request: Request, name: str) -> str:

@@ -1,8 +1,10 @@
-"""State of one stateful forwarding: a server transaction, its gateway hops, the branch in flight.
+"""State of one stateful forwarding: a server transaction, its hops, the branches in flight.
 
-Serial forking (§16.6, §16.7 with one branch at a time): each failure that
-allows failover moves on to the next hop; the answers collected so far pick
-the final response when the hops run out.
+Forking (§16.6, §16.7): gateways are tried one at a time, each failure that
+allows failover moving on to the next; registered contacts of equal q are
+tried in parallel (the first 2xx wins, the others are cancelled) and the next
+q goes once they all failed.  The answers collected pick the final response
+when the hops run out.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class Forwarding:
     loop_hash: str
     inbound: Interface
     record_route: bool
-    branch: Branch | None = None
+    branches: list[Branch] = field(default_factory=list)
+    """The branches still waiting for a final answer."""
     finals: list[Response] = field(default_factory=list)
     cancelled: bool = False
     done: bool = False
@@ -72,3 +75,12 @@ def best_response(finals: list[Response]) -> Response | None:
         if best is None or response.status // 100 < best.status // 100:
             best = response
     return best
+
+
+def next_group(hops: list[Hop]) -> list[Hop]:
+    """Take the hops to try now off `hops`: one gateway, or every contact of the top q."""
+    group = [hops.pop(0)]
+    q = group[0].q
+    while q is not None and hops and hops[0].q == q:
+        group.append(hops.pop(0))
+    return group

@@ -45,7 +45,13 @@ def everyone_in_group_0(_source: Destination) -> CallerProfile:
 
 @dataclass(frozen=True, slots=True)
 class Hop:
-    """One next hop: the Request-URI to send, where, and the gateway it is (if it is one)."""
+    """One next hop: the Request-URI to send, where, and the gateway it is (if it is one).
+
+    A registered contact has `q`: hops of equal `q` in a row are forked in
+    parallel, and any failure but a 6xx moves on; gateways (`q` None) are
+    tried one at a time.  `routes` become the branch's Route set;
+    `flow_token` names the flow the hop is (it goes into our Record-Route).
+    """
 
     uri: str
     destination: Destination
@@ -53,6 +59,9 @@ class Hop:
     gateway_address: str = ""
     rule_id: str | None = None
     """The routing rule that chose it (its policies apply to the branch)."""
+    q: float | None = None
+    routes: tuple[str, ...] = ()
+    flow_token: str | None = None
 
 
 def dialled_number(uri: Uri) -> str | None:

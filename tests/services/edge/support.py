@@ -172,14 +172,18 @@ class Edge:
                     continue
             else:
                 raise AssertionError(f"edge did not answer OPTIONS: {self.log()}")
-        while time.monotonic() < deadline:  # and the HTTP API is up
+        self._wait_http(self.http_port, deadline)  # and the HTTP API is up
+
+    def _wait_http(self, port: int, deadline: float) -> None:
+        """Until the process serving HTTP on `port` answers /readyz with 200."""
+        while time.monotonic() < deadline:
             try:
-                if self.http().get("/readyz").status_code == 200:
+                if self.http(port).get("/readyz").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"edge not ready: {self.log()}")
+        raise AssertionError(f"HTTP API on port {port} not ready: {self.log()}")
 
     def http(self, port: int | None = None) -> httpx.Client:
         port = port or self.http_port
@@ -210,6 +214,7 @@ class Edge:
         Returns once the edge's routing cache has the table version they made.
         """
         version = 0
+        self._wait_http(self.routing_port, time.monotonic() + 30)
         with self.http(self.routing_port) as client:
             for gateway_id, port in gateways.items():
                 body = {"address": f"sip:{LOOPBACK}:{port}", "description": f"gw {gateway_id}"}

@@ -9,9 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.registrar.layout import subscriber_key
-from services.registrar.location import is_local_domain, lookup_bindings, subscriber_ha1
+from services.registrar.location import (
+    is_local_domain,
+    lookup_bindings,
+    shared_secret,
+    subscriber_ha1,
+)
 from services.registrar.nonces import NonceKeeper
-from services.registrar.service import shared_secret
 from shared.sip.digest import Challenge, compute_ha1, parse_challenge
 from shared.store import Store
 from tests.services.registrar.support import DOMAIN, Registrar, registrar

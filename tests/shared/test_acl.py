@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.edge.protection import AclEntry, AddressAcl, ProtectionSettings
+from services.edge.protection import ProtectionSettings
+from shared.acl import AclEntry, AddressAcl
 
 ACL = AddressAcl.parse(
     "198.51.100.0/24, udp:203.0.113.7:5060, tcp:[2001:db8::7]:5061, 2001:db8:1::/48, 192.0.2.9"

@@ -1,0 +1,21 @@
+"""The edge's cache of the registrar's records (domains, bindings, subscribers, HA1s)."""
+
+from services.edge.location.directory import (
+    BindingsQuery,
+    Directory,
+    DomainQuery,
+    Ha1Query,
+    Missing,
+    Query,
+    SubscriberQuery,
+)
+
+__all__ = [
+    "BindingsQuery",
+    "Directory",
+    "DomainQuery",
+    "Ha1Query",
+    "Missing",
+    "Query",
+    "SubscriberQuery",
+]

@@ -1,0 +1,58 @@
+"""Flow tokens: a Route/Record-Route parameter naming the connection a phone is reached by.
+
+In the manner of RFC 5626 §5.2: a phone behind NAT (its Contact is not where
+its REGISTER came from) or on a TCP connection can only be reached through
+the edge that received its REGISTER, by the address it came from or over
+that very connection.  Another edge sends such a call to that edge with
+``Route: <sip:edge;lr;cm-flow=TOKEN>``; the edge puts the same token in its
+Record-Route so in-dialog requests find the flow again.  The token carries
+the flow (transport, address, connection id) and an HMAC with the
+deployment's shared secret, so a peer cannot forge one to reach anyone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from typing import Final
+
+from shared.sip.transport.destination import Destination
+
+FLOW_PARAM: Final = "cm-flow"
+_MAC_LENGTH: Final = 16
+
+
+class FlowTokens:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def mint(self, flow: Destination) -> str:
+        connection = "" if flow.connection_id is None else str(flow.connection_id)
+        payload = f"{flow.transport} {flow.host} {flow.port} {connection}".encode()
+        encoded = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+        return f"{encoded}.{self._mac(encoded)}"
+
+    def open(self, token: str) -> Destination | None:
+        """The flow named by `token`, or None when it is not one of ours (forged, garbled)."""
+        encoded, _, mac = token.partition(".")
+        if not hmac.compare_digest(self._mac(encoded), mac):
+            return None
+        try:
+            payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            transport, host, port, connection = payload.split(" ")
+            return Destination(transport, host, int(port), int(connection) if connection else None)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+
+    def _mac(self, encoded: str) -> str:
+        digest = hmac.new(self._secret, encoded.encode(), hashlib.sha256).hexdigest()
+        return digest[: _MAC_LENGTH * 2]
+
+
+def is_from_flow(flow: Destination, source: Destination) -> bool:
+    """Whether a request came from the flow itself (then it goes the other way)."""
+    if flow.connection_id is not None and flow.connection_id == source.connection_id:
+        return True
+    return (flow.transport, flow.host, flow.port) == (source.transport, source.host, source.port)

@@ -1,0 +1,129 @@
+"""Calls to and from the registrar's subscribers, as the proxy core decides them (sans-IO).
+
+`Subscribers` bundles what the core needs beyond number routing: the
+location `Directory`, the flow tokens, the nonce keeper for 407 challenges,
+who is trusted, and the offset from the core's clock to wall time (nonces
+carry wall time, so every edge and registrar can check them).
+
+`binding_hops` turns an AoR's bindings into next hops (highest q first; equal
+q forked in parallel by the core).  A binding is reached at its Contact when
+that is where its REGISTER came from over UDP; otherwise (NAT, TCP) only the
+edge that took the REGISTER can reach it, through the address or connection
+it came from: directly if that is this edge, else via that edge with a flow
+token in a Route (see `services.edge.proxy.flows`).  Path (RFC 3327) wins over
+both: the request follows the Path the phone registered with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.edge.interfaces import Interfaces
+from services.edge.location import Directory
+from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
+from services.edge.proxy.routes import Hop
+from services.registrar.auth import (
+    OFFERED_ALGORITHMS,
+    Verdict,
+    challenge_headers,
+    credentials_for,
+    judge,
+)
+from services.registrar.model import Location
+from services.registrar.nonces import NonceKeeper, NonceState
+from shared.sip.address import parse_address
+from shared.sip.errors import SipError
+from shared.sip.message import Request
+from shared.sip.transport.destination import Destination, destination_of
+from shared.sip.uri import SipUri, parse_uri
+
+CHALLENGED_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+"""Out-of-dialog requests an untrusted source must authenticate (they create dialogs)."""
+
+Trust = Callable[[Destination], bool]
+
+
+@dataclass(slots=True)
+class Subscribers:
+    directory: Directory
+    flows: FlowTokens
+    nonces: NonceKeeper
+    trusted: Trust
+    algorithms: tuple[str, ...] = OFFERED_ALGORITHMS
+    """Offered in 407 challenges, most preferred first (``CALLMESH_DIGEST_ALGORITHMS``)."""
+    wall_offset: float = 0.0
+    """Wall time minus the core's clock; the adapter keeps it current."""
+
+
+def binding_hops(
+    bindings: tuple[Location, ...], flows: FlowTokens, interfaces: Interfaces
+) -> list[Hop]:
+    hops = []
+    for binding in bindings:
+        try:
+            hops.append(binding_hop(binding, flows, interfaces))
+        except SipError:
+            continue  # an unusable stored URI: the other bindings may still answer
+    return hops
+
+
+def binding_hop(binding: Location, flows: FlowTokens, interfaces: Interfaces) -> Hop:
+    contact = binding.contact
+    q = binding.priority
+    if binding.path:
+        first = parse_address(binding.path[0]).uri
+        return Hop(contact, destination_of(first), q=q, routes=binding.path)
+    direct = destination_of(parse_uri(contact))
+    received = destination_of(parse_uri(binding.received))
+    if binding.transport == "udp" and direct.address == received.address:
+        return Hop(contact, direct, q=q)
+    flow = Destination(received.transport, received.host, received.port, binding.connection_id)
+    token = flows.mint(flow)
+    edge = parse_uri(binding.edge_address) if binding.edge_address else None
+    if not isinstance(edge, SipUri) or interfaces.is_ours(
+        edge.host, edge.port, (edge.param("transport") or "udp").lower()
+    ):
+        return Hop(contact, flow, q=q, flow_token=token)
+    route = f"<{binding.edge_address};lr;{FLOW_PARAM}={token}>"
+    return Hop(contact, destination_of(edge), q=q, routes=(route,))
+
+
+def authenticate(request: Request, subscribers: Subscribers, now: float) -> None:
+    """Return if the request proves a subscriber's password; raise 407 (challenge) or 403.
+
+    The realm is the caller's domain (From), which must be a local domain; the
+    digest user must be the From user.  May raise `Missing` (domain, HA1).
+    """
+    caller = request.from_.uri
+    if not isinstance(caller, SipUri) or not caller.user:
+        raise SipError("Forbidden (caller is not a subscriber)", 403)
+    realm = caller.host.lower()
+    if not subscribers.directory.is_local_domain(realm, now):
+        raise SipError("Forbidden (caller is not a subscriber)", 403)
+    wall = now + subscribers.wall_offset
+    credentials = credentials_for(request, realm, "proxy-authorization")
+    if credentials is None:
+        raise _challenge(subscribers, realm, wall)
+    state = subscribers.nonces.check(str(credentials.nonce), realm, wall)
+    if state is NonceState.INVALID:
+        raise _challenge(subscribers, realm, wall)
+    if credentials.username != caller.user or credentials.uri != request.uri_text:
+        raise SipError("Forbidden (credentials are not the caller's)", 403)
+    ha1 = subscribers.directory.ha1(caller.user, realm, credentials.algorithm, now)
+    verdict = judge(credentials, request, ha1, state)
+    if verdict is Verdict.FORBIDDEN:
+        raise SipError("Forbidden", 403)
+    if verdict is Verdict.STALE:
+        raise _challenge(subscribers, realm, wall, stale=True)
+    request.remove_header("proxy-authorization")  # ours, no use to the next hop (§22.3)
+
+
+def _challenge(
+    subscribers: Subscribers, realm: str, wall: float, *, stale: bool = False
+) -> SipError:
+    headers = challenge_headers(
+        subscribers.nonces, realm, wall, stale=stale, header="Proxy-Authenticate",
+        algorithms=subscribers.algorithms,
+    )  # fmt: skip
+    return SipError("Proxy Authentication Required", 407, tuple(headers))
