@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from services.edge import metrics
 from services.edge.adapter import ProxyDriver
+from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
 from services.edge.gc_tuning import tune_for_proxy
+from services.edge.health_feed import HealthFeed
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
@@ -26,10 +28,13 @@ class EdgeService(Service):
         await self.cache.start()
         self.runtime.readiness.append(("routing-cache", self._cache_ready))
         metrics.ROUTING_VERSION.set_function(lambda: self.cache.version)
+        self.health_feed = HealthFeed(self.store, self.bus, self.cache.health)
+        await self.health_feed.start()
         self.workers = WorkerPool(self.settings)
         self.edge = await start_edge(
-            self.settings, self.cache, self.bus, shared=self.workers.shared
-        )
+            self.settings, self.cache, self.bus, shared=self.workers.shared,
+            sets=self.health_feed.sets,
+        )  # fmt: skip
         await self.workers.start()
         tune_for_proxy()
         addresses = ", ".join(f"{b.listener.transport}:{b.listener.host}:{b.listener.port}"
@@ -39,6 +44,7 @@ class EdgeService(Service):
     async def stop(self) -> None:
         await self.workers.stop()
         await self.edge.stop()
+        await self.health_feed.stop()
         await self.cache.stop()
 
     async def _cache_ready(self) -> str | None:
@@ -58,9 +64,13 @@ class RunningEdge:
 
 
 async def start_edge(
-    settings: Settings, cache: RoutingCache, bus: Bus, *, shared: bool
-) -> RunningEdge:
-    """Open the sockets of `settings.sip_addresses` and serve SIP on them."""
+    settings: Settings, cache: RoutingCache, bus: Bus, *, shared: bool,
+    sets: DispatchSets | None = None,
+) -> RunningEdge:  # fmt: skip
+    """Open the sockets of `settings.sip_addresses` and serve SIP on them.
+
+    `sets`: the dispatcher sets to route ``@set`` targets to (none: those are skipped).
+    """
     sockets = EdgeSockets(_unset_handler)
     await sockets.open(list(settings.sip_addresses), shared=shared)
     timers = ProxyTimers(
@@ -70,7 +80,10 @@ async def start_edge(
         t2=settings.sip_t2,
         t4=settings.sip_t4,
     )
-    proxy = Proxy(interfaces_of(sockets.bound, settings.sip_advertise), NumberRouter(cache), timers)
+    calls = ActiveCalls()
+    selector = None if sets is None else SetSelector(sets, calls)
+    router = NumberRouter(cache, sets=selector)
+    proxy = Proxy(interfaces_of(sockets.bound, settings.sip_advertise), router, timers, calls)
     driver = ProxyDriver(proxy, bus)
     sockets.on_message = driver.on_message
     driver.start(sockets)

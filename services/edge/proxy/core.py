@@ -15,12 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.edge import metrics
+from services.edge.dispatch import ActiveCalls
+from services.edge.dispatch.metrics import DESTINATION_FAILURES
 from services.edge.interfaces import Interfaces
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.branches import NO_LOOP_HASH, BranchMaker, hash_in_branch, loop_hash
 from services.edge.proxy.forwarding import Branch, Forwarding, best_response, failover_allowed
 from services.edge.proxy.routes import Hop, NumberRouter, dialled_number
-from shared.events.edge import FailureReason, GatewayFailed
+from shared.events.edge import DestinationFailed, FailureReason, GatewayFailed
 from shared.sip.address import Address
 from shared.sip.branch import new_tag
 from shared.sip.checks import check_proxy_request
@@ -69,11 +71,14 @@ class Proxy:
     """One worker's proxy: feed it messages and time, carry out the actions it returns."""
 
     def __init__(
-        self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None
-    ) -> None:
+        self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None,
+        calls: ActiveCalls | None = None,
+    ) -> None:  # fmt: skip
         self.interfaces = interfaces
         self.router = router
         self.timers = timers or ProxyTimers()
+        self.calls = calls or ActiveCalls()
+        """Calls per dispatcher destination: the same object the router's sets read."""
         self.table = TransactionTable(self.timers.transaction_settings())
         self._fr_timers: TimerQueue[Branch] = TimerQueue()
         self._branches: dict[ClientTransaction, Branch] = {}
@@ -179,6 +184,8 @@ class Proxy:
         in_dialog = request.to_tag is not None
         routes = request.routes
         if routes or in_dialog:
+            if request.method == "BYE":
+                self.calls.call_ended(request.call_id)
             hop = self._next_hop_by_route(request)
             if hop is None:
                 raise SipError("no dialog route to follow", 481)
@@ -189,7 +196,7 @@ class Proxy:
         number = dialled_number(request.uri)
         if number is None:
             raise SipError("Not Found (registrar not available)", 404)
-        found = self.router.hops(number, source)
+        found = self.router.hops(number, source, request)
         if found is None:
             raise SipError(
                 f"Not Found (no route for {number})", 404, (("Reason", NO_ROUTE_REASON),)
@@ -307,6 +314,8 @@ class Proxy:
         branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
         if hop.gateway_id is not None:
             metrics.GATEWAY_ATTEMPTS.labels(hop.gateway_id).inc()
+        elif hop.set_id is not None:
+            self.calls.branch_sent(hop.set_id, hop.set_uri, request.method, request.call_id, now)
         for event in events:
             self._transaction_event(client, event, now, actions)
         return True
@@ -401,21 +410,33 @@ class Proxy:
     ) -> None:  # fmt: skip
         hop = branch.hop
         status = response.status
-        if hop.gateway_id is None or not (status == 408 or 500 <= status < 600):
+        call_id = branch.forwarding.request.call_id
+        if hop.set_id is not None:
+            self.calls.branch_failed(hop.set_id, hop.set_uri, call_id)
+        if (hop.gateway_id is None and hop.set_id is None) or not (
+            status == 408 or 500 <= status < 600
+        ):
             return
         if local is None and status == 408:
             return  # the gateway said 408 itself: it is alive
-        metrics.GATEWAY_FAILURES.labels(hop.gateway_id).inc()
-        retry_after = response.header("retry-after")
-        event = GatewayFailed(
-            gateway_id=hop.gateway_id,
-            address=hop.gateway_address,
-            reason=local or "status",
-            status=status,
-            retry_after=_leading_int(retry_after),
-            method=branch.forwarding.method,
-            call_id=branch.forwarding.request.call_id,
-        )
+        facts = {
+            "reason": local or "status",
+            "status": status,
+            "retry_after": _leading_int(response.header("retry-after")),
+            "method": branch.forwarding.method,
+            "call_id": call_id,
+        }
+        event: GatewayFailed | DestinationFailed
+        if hop.gateway_id is not None:
+            metrics.GATEWAY_FAILURES.labels(hop.gateway_id).inc()
+            event = GatewayFailed.model_validate(
+                {**facts, "gateway_id": hop.gateway_id, "address": hop.gateway_address}
+            )
+        else:
+            DESTINATION_FAILURES.labels(hop.set_id, hop.set_uri).inc()
+            event = DestinationFailed.model_validate(
+                {**facts, "set_id": hop.set_id, "address": hop.set_uri}
+            )
         actions.append(Publish(event))
 
     def _finish(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
