@@ -168,8 +168,12 @@ def wait_edge_state(edge: Edge, target: str, state: str) -> None:
 
 
 def box(workdir: Path, port: int) -> Sipp:
-    """A SIPp answering calls and OPTIONS (``-aa``); every probe is a "call" to SIPp, hence -m."""
-    started = sipp(workdir, "gateway", port, calls=1_000_000)
+    """A SIPp answering calls and OPTIONS (``-aa``); every probe is a "call" to SIPp, hence -m.
+
+    ``-deadcall_wait 0``: SIPp otherwise absorbs a new call reusing an ended
+    call's Call-ID for 33 s (the Call-ID hashing test reuses them on purpose).
+    """
+    started = sipp(workdir, "gateway", port, calls=1_000_000, args=("-deadcall_wait", "0"))
     wait_bound(port)
     return started
 
