@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +62,7 @@ class Health:
             body: dict[str, Any] = reply.json()
             return body
 
-    def put_set(self, set_id: str, body: dict[str, Any]) -> None:
+    def put_set(self, set_id: str, body: Mapping[str, object]) -> None:
         with self.http() as client:
             client.put(f"/v1/dispatcher/sets/{set_id}", json=body).raise_for_status()
 

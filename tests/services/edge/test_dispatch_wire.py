@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,7 @@ class Farm:
     def uri(self, index: int) -> str:
         return f"sip:{LOOPBACK}:{self.ports[index]}"
 
-    def dispatch(self, set_id: str, prefix: str, body: dict[str, object]) -> DispatcherSet:
+    def dispatch(self, set_id: str, prefix: str, body: Mapping[str, object]) -> DispatcherSet:
         """Create set ``set_id`` and route ``prefix`` to it; returns once the edge has both."""
         dispatcher_set = DispatcherSet.model_validate(body)
         self.health.put_set(set_id, body)
