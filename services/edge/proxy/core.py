@@ -77,7 +77,7 @@ class Proxy:
         self.interfaces = interfaces
         self.router = router
         self.timers = timers or ProxyTimers()
-        self.calls = calls or ActiveCalls()
+        self.calls = ActiveCalls() if calls is None else calls
         """Calls per dispatcher destination: the same object the router's sets read."""
         self.table = TransactionTable(self.timers.transaction_settings())
         self._fr_timers: TimerQueue[Branch] = TimerQueue()
