@@ -40,9 +40,6 @@ class ActiveCalls:
         """Active calls per destination URI of ``set_id`` (what ``Dispatcher.order`` reads)."""
         return self._counts.get(set_id, _NONE)
 
-    def __len__(self) -> int:
-        return len(self._calls)
-
     def branch_sent(self, set_id: str, uri: str, method: str, call_id: str, now: float) -> None:
         """A request went to a destination; an INVITE makes the call count there."""
         key = (set_id, uri)

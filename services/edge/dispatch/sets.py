@@ -29,9 +29,6 @@ class DispatchSets:
     def states(self, set_id: str) -> Mapping[str, str]:
         return self._states.get(set_id, {})
 
-    def __contains__(self, set_id: str) -> bool:
-        return set_id in self._dispatchers
-
     def put(self, set_id: str, dispatcher_set: DispatcherSet) -> None:
         current = self._dispatchers.get(set_id)
         if current is None or current.set != dispatcher_set:
