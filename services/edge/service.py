@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from services.edge import metrics
 from services.edge.adapter import ProxyDriver
+from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
 from services.edge.gc_tuning import tune_for_proxy
+from services.edge.health_feed import HealthFeed
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import Directory
 from services.edge.location.feed import LocationFeed
@@ -35,10 +37,13 @@ class EdgeService(Service):
         await self.cache.start()
         self.runtime.readiness.append(("routing-cache", self._cache_ready))
         metrics.ROUTING_VERSION.set_function(lambda: self.cache.version)
+        self.health_feed = HealthFeed(self.store, self.bus, self.cache.health)
+        await self.health_feed.start()
         self.workers = WorkerPool(self.settings)
         self.edge = await start_edge(
-            self.settings, self.cache, self.bus, self.store, shared=self.workers.shared
-        )
+            self.settings, self.cache, self.bus, self.store, shared=self.workers.shared,
+            sets=self.health_feed.sets,
+        )  # fmt: skip
         await self.workers.start()
         tune_for_proxy()
         addresses = ", ".join(f"{b.listener.transport}:{b.listener.host}:{b.listener.port}"
@@ -48,6 +53,7 @@ class EdgeService(Service):
     async def stop(self) -> None:
         await self.workers.stop()
         await self.edge.stop()
+        await self.health_feed.stop()
         await self.cache.stop()
 
     async def _cache_ready(self) -> str | None:
@@ -67,9 +73,13 @@ class RunningEdge:
 
 
 async def start_edge(
-    settings: Settings, cache: RoutingCache, bus: Bus, store: Store, *, shared: bool
-) -> RunningEdge:
-    """Open the sockets of `settings.sip_addresses` and serve SIP on them."""
+    settings: Settings, cache: RoutingCache, bus: Bus, store: Store, *, shared: bool,
+    sets: DispatchSets | None = None,
+) -> RunningEdge:  # fmt: skip
+    """Open the sockets of `settings.sip_addresses` and serve SIP on them.
+
+    `sets`: the dispatcher sets to route ``@set`` targets to (none: those are skipped).
+    """
     secret = await shared_secret(store)
     directory = Directory()
     feed = LocationFeed(directory, store, bus)
@@ -93,8 +103,11 @@ async def start_edge(
     )
     interfaces = interfaces_of(sockets.bound, settings.sip_advertise)
     policies = EdgePolicies.from_settings(settings, interfaces, cache, trusted)
+    calls = ActiveCalls()
+    selector = None if sets is None else SetSelector(sets, calls)
+    router = NumberRouter(cache, sets=selector)
     proxy = Proxy(
-        interfaces, NumberRouter(cache), timers, policies=policies, subscribers=subscribers
+        interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls
     )
     driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message

@@ -15,6 +15,7 @@ import sys
 import uvloop
 
 from services.edge.gc_tuning import tune_for_proxy
+from services.edge.health_feed import HealthFeed
 from services.edge.routing_cache import RoutingCache
 from services.edge.service import start_edge
 from services.edge.workers import PARENT_PID_ENV, report_ready
@@ -34,7 +35,9 @@ async def serve(settings: Settings) -> None:
     await bus.start()
     cache = RoutingCache(store, bus)
     await cache.start()
-    edge = await start_edge(settings, cache, bus, store, shared=True)
+    health_feed = HealthFeed(store, bus, cache.health)
+    await health_feed.start()
+    edge = await start_edge(settings, cache, bus, store, shared=True, sets=health_feed.sets)
     tune_for_proxy()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -46,6 +49,7 @@ async def serve(settings: Settings) -> None:
         await stopping.wait()
     finally:
         await edge.stop()
+        await health_feed.stop()
         await cache.stop()
         await bus.close()
         await store.close()

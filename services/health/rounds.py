@@ -24,7 +24,8 @@ from services.health.prober import OptionsProber, ProbeOutcome
 from services.health.store import REFUSED_DISABLED, REFUSED_NOT_PROBER, HealthStore
 from services.health.targets import Target, gateway_target_id
 from shared.bus import Bus
-from shared.events.edge import GatewayFailed
+from shared.dispatcher import destination_target_id
+from shared.events.edge import DestinationFailed, GatewayFailed
 from shared.events.health import TargetRemoved, TargetState
 
 IDLE_WAKE = 60.0
@@ -72,8 +73,11 @@ class ProbeRounds:
         self._sync_needed = True
         self._wake.set()
 
-    async def edge_failed(self, event: GatewayFailed) -> None:
-        target_id = gateway_target_id(event.gateway_id)
+    async def edge_failed(self, event: GatewayFailed | DestinationFailed) -> None:
+        if isinstance(event, GatewayFailed):
+            target_id = gateway_target_id(event.gateway_id)
+        else:
+            target_id = destination_target_id(event.set_id, event.address)
         machine = self.machines.get(target_id)
         if machine is None:
             return

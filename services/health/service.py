@@ -28,7 +28,7 @@ from services.health.store import HealthStore
 from services.routing.table.events import TableChanged, TableReplaced
 from services.routing.table.store import RoutingStore
 from shared.bus import Envelope
-from shared.events.edge import GatewayFailed
+from shared.events.edge import DestinationFailed, GatewayFailed
 from shared.events.health import DispatcherSetDeleted, DispatcherSetUpserted, TargetOverridden
 from shared.service import Runtime, Service
 from shared.settings import ListenAddress, split_host_port
@@ -38,7 +38,12 @@ EVENTS = (
     "health.dispatcher.*",
     TargetOverridden.routing_key,
     GatewayFailed.routing_key,
+    DestinationFailed.routing_key,
 )
+EDGE_FAILURES: dict[str, type[GatewayFailed] | type[DestinationFailed]] = {
+    GatewayFailed.routing_key: GatewayFailed,
+    DestinationFailed.routing_key: DestinationFailed,
+}
 
 
 class HealthService(Service):
@@ -128,9 +133,9 @@ class HealthService(Service):
     async def _on_event(self, envelope: Envelope) -> None:
         kind = envelope.type
         try:
-            if kind == GatewayFailed.routing_key:
+            if kind in EDGE_FAILURES:
                 if self.rounds is not None:
-                    await self.rounds.edge_failed(envelope.payload(GatewayFailed))
+                    await self.rounds.edge_failed(envelope.payload(EDGE_FAILURES[kind]))
             elif kind == TargetOverridden.routing_key:
                 self._targets_changed()
             elif kind == DispatcherSetUpserted.routing_key:

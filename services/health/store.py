@@ -78,6 +78,11 @@ class HealthStore:
         found = await self.redis.hmget(self.states_key, list(target_ids))
         return [None if raw is None else TargetState.model_validate_json(raw) for raw in found]
 
+    async def all_states(self) -> list[TargetState]:
+        """Every stored record: what an edge loads at start before following the events."""
+        found = await self.redis.hgetall(self.states_key)
+        return [TargetState.model_validate_json(raw) for raw in found.values()]
+
     async def forget(self, target_ids: Iterable[str]) -> None:
         """Drop the states of targets that no longer exist (operator overrides stay)."""
         ids = list(target_ids)

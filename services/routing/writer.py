@@ -78,9 +78,12 @@ class TableWriter:
 
 def _references(record: Record | None) -> list[tuple[Kind, str]]:
     if isinstance(record, Rule):
+        # Dispatcher sets (``@set``) belong to the health service and may come later:
+        # a missing one routes to the rule's other targets, like a disabled carrier.
         return [
             ("carrier", target[1:]) if target.startswith("#") else ("gateway", target)
             for target in record.gateways
+            if not target.startswith("@")
         ]
     if isinstance(record, Carrier):
         return [("gateway", member.id) for member in record.gateways]

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.edge import metrics
+from services.edge.dispatch import ActiveCalls
+from services.edge.dispatch.metrics import DESTINATION_FAILURES
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import Missing
 from services.edge.proxy.actions import Action, Lookup, Publish, Register, Send
@@ -44,7 +46,7 @@ from services.edge.proxy.subscribers import (
     authenticate,
     binding_hops,
 )
-from shared.events.edge import FailureReason, GatewayFailed
+from shared.events.edge import DestinationFailed, FailureReason, GatewayFailed
 from shared.sip.address import Address
 from shared.sip.branch import new_tag
 from shared.sip.checks import check_proxy_request
@@ -111,6 +113,7 @@ class Proxy:
     def __init__(
         self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None,
         policies: EdgePolicies | None = None, *, subscribers: Subscribers | None = None,
+        calls: ActiveCalls | None = None,
     ) -> None:  # fmt: skip
         self.policies = policies
         """Issue 8: protection, topology hiding, routing hook, manipulation (None: all off)."""
@@ -119,6 +122,8 @@ class Proxy:
         self.timers = timers or ProxyTimers()
         self.subscribers = subscribers
         self._parked: dict[ServerTransaction, Parked] = {}
+        self.calls = ActiveCalls() if calls is None else calls
+        """Calls per dispatcher destination: the same object the router's sets read."""
         self.table = TransactionTable(self.timers.transaction_settings())
         self._fr_timers: TimerQueue[Branch] = TimerQueue()
         self._branches: dict[ClientTransaction, Branch] = {}
@@ -268,6 +273,8 @@ class Proxy:
         in_dialog = request.to_tag is not None
         flow = self._flow_hop(request, token, source)
         if flow is not None or request.routes or in_dialog:
+            if request.method == "BYE":
+                self.calls.call_ended(request.call_id)
             hop = flow or self._next_hop_by_route(request)
             if hop is None:
                 raise SipError("no dialog route to follow", 481)
@@ -342,7 +349,7 @@ class Proxy:
             raise SipError(reason, 404)
         if self.policies is not None:  # issue 8: call limits
             parked.policy = self.policies.admit_call(request, source, now)
-        found = self.router.hops(number, source)
+        found = self.router.hops(number, source, request)
         if self.policies is not None:  # issue 8: the routing hook
             found = self.policies.decide(request, source, number, found)
         if found is None:
@@ -499,6 +506,8 @@ class Proxy:
         branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
         if hop.gateway_id is not None:
             metrics.GATEWAY_ATTEMPTS.labels(hop.gateway_id).inc()
+        elif hop.set_id is not None:
+            self.calls.branch_sent(hop.set_id, hop.set_uri, request.method, request.call_id, now)
         for event in events:
             self._transaction_event(client, event, now, actions)
 
@@ -620,21 +629,33 @@ class Proxy:
     ) -> None:  # fmt: skip
         hop = branch.hop
         status = response.status
-        if hop.gateway_id is None or not (status == 408 or 500 <= status < 600):
+        call_id = branch.forwarding.request.call_id
+        if hop.set_id is not None:
+            self.calls.branch_failed(hop.set_id, hop.set_uri, call_id)
+        if (hop.gateway_id is None and hop.set_id is None) or not (
+            status == 408 or 500 <= status < 600
+        ):
             return
         if local is None and status == 408:
             return  # the gateway said 408 itself: it is alive
-        metrics.GATEWAY_FAILURES.labels(hop.gateway_id).inc()
-        retry_after = response.header("retry-after")
-        event = GatewayFailed(
-            gateway_id=hop.gateway_id,
-            address=hop.gateway_address,
-            reason=local or "status",
-            status=status,
-            retry_after=_leading_int(retry_after),
-            method=branch.forwarding.method,
-            call_id=branch.forwarding.request.call_id,
-        )
+        facts = {
+            "reason": local or "status",
+            "status": status,
+            "retry_after": _leading_int(response.header("retry-after")),
+            "method": branch.forwarding.method,
+            "call_id": call_id,
+        }
+        event: GatewayFailed | DestinationFailed
+        if hop.gateway_id is not None:
+            metrics.GATEWAY_FAILURES.labels(hop.gateway_id).inc()
+            event = GatewayFailed.model_validate(
+                {**facts, "gateway_id": hop.gateway_id, "address": hop.gateway_address}
+            )
+        else:
+            DESTINATION_FAILURES.labels(hop.set_id, hop.set_uri).inc()
+            event = DestinationFailed.model_validate(
+                {**facts, "set_id": hop.set_id, "address": hop.set_uri}
+            )
         actions.append(Publish(event))
 
     def _finish(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:

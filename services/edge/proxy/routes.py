@@ -10,12 +10,13 @@ until source groups and ACLs arrive with issue 8).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from services.edge.routing_cache import Route
 from shared.sip.errors import SipError
+from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import SipUri, TelUri, Uri, parse_uri
 
@@ -28,6 +29,14 @@ class RouteLookup(Protocol):
     def lookup(self, number: str, group: str = "0") -> Route | None: ...
 
     def translate(self, dialplan_id: str, number: str) -> str: ...
+
+
+class SetSelection(Protocol):
+    """Dispatcher sets (``services.edge.dispatch``): (set id, destination URI) pairs to try."""
+
+    def destinations(
+        self, set_ids: tuple[str, ...], request: Request | None
+    ) -> Iterable[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +54,7 @@ def everyone_in_group_0(_source: Destination) -> CallerProfile:
 
 @dataclass(frozen=True, slots=True)
 class Hop:
-    """One next hop: the Request-URI to send, where, and the gateway it is (if it is one).
+    """One next hop: the Request-URI to send, where, and the gateway or set destination it is.
 
     A registered contact has `q`: hops of equal `q` in a row are forked in
     parallel, and any failure but a 6xx moves on; gateways (`q` None) are
@@ -62,6 +71,9 @@ class Hop:
     q: float | None = None
     routes: tuple[str, ...] = ()
     flow_token: str | None = None
+    set_id: str | None = None
+    set_uri: str = ""
+    """For a dispatcher destination: its set and its URI as configured there."""
 
 
 def dialled_number(uri: Uri) -> str | None:
@@ -79,13 +91,25 @@ def dialled_number(uri: Uri) -> str | None:
 class NumberRouter:
     """Turns a dialled number into the ordered gateway hops to try."""
 
-    def __init__(self, lookup: RouteLookup, classify: Classifier = everyone_in_group_0) -> None:
+    def __init__(
+        self,
+        lookup: RouteLookup,
+        classify: Classifier = everyone_in_group_0,
+        sets: SetSelection | None = None,
+    ) -> None:
         self._lookup = lookup
         self._classify = classify
+        self._sets = sets
         self._gateway_uris: dict[str, SipUri | None] = {}
 
-    def hops(self, number: str, source: Destination) -> tuple[list[Hop], int] | None:
-        """(usable hops in order, how many were skipped as down), or None for no route."""
+    def hops(
+        self, number: str, source: Destination, request: Request | None = None
+    ) -> tuple[list[Hop], int] | None:
+        """(usable hops in order, how many were skipped as down), or None for no route.
+
+        A rule's dispatcher sets come first (their healthy destinations in each
+        set's order, the routed number as user), then its gateways.
+        """
         profile = self._classify(source)
         if profile.dialplan is not None:
             try:
@@ -97,6 +121,14 @@ class NumberRouter:
             return None
         usable = route.usable()
         hops = []
+        if route.sets and self._sets is not None:
+            for set_id, address in self._sets.destinations(route.sets, request):
+                peer = self._gateway_uri(address)
+                if peer is not None:
+                    peer = replace(peer, user=route.number)
+                    hops.append(
+                        Hop(str(peer), destination_of(peer), set_id=set_id, set_uri=address)
+                    )
         for hop in usable:
             base = self._gateway_uri(hop.gateway.address)
             if base is None:
@@ -109,7 +141,7 @@ class NumberRouter:
         return hops, len(route.hops) - len(usable)
 
     def _gateway_uri(self, address: str) -> SipUri | None:
-        """The gateway's address parsed once; a bad one is logged once and skipped."""
+        """A gateway's (or set destination's) address parsed once; a bad one is logged once."""
         if address in self._gateway_uris:
             return self._gateway_uris[address]
         uri: SipUri | None = None

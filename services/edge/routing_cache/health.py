@@ -1,14 +1,16 @@
 """What the edge knows about each gateway's health, so the proxy can skip the ones down.
 
-The health service feeds it (``set``); until it has spoken, every gateway is
-``unknown`` and is tried like one that is up.
+The health service feeds it (``set``, through :mod:`services.edge.health_feed`);
+until it has spoken, every gateway is ``unknown`` and is tried like one that is
+up. States are the health service's: ``probing`` is suspected (tried only
+after the healthy ones), ``down`` and ``disabled`` are skipped.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-GatewayState = Literal["up", "down", "unknown"]
+GatewayState = Literal["up", "down", "probing", "disabled", "unknown"]
 
 
 class GatewayHealth:
@@ -22,3 +24,7 @@ class GatewayHealth:
 
     def set(self, gateway_id: str, state: GatewayState) -> None:
         self._states[gateway_id] = state
+
+    def forget(self, gateway_id: str) -> None:
+        """The gateway is gone from the health service's targets: back to ``unknown``."""
+        self._states.pop(gateway_id, None)

@@ -1,9 +1,32 @@
-"""A lookup's answer as the proxy uses it: the rule, then each gateway with its health."""
+"""A lookup's answer as the proxy uses it: the rule, then each gateway with its health.
+
+Hop order policy: gateways known ``up`` (or not yet known) in the rule's order,
+then the suspected (``probing``) ones, also in order, as a last resort; ``down``
+and ``disabled`` ones are never tried.
+"""
 
 from __future__ import annotations
 
 from services.edge.routing_cache.health import GatewayHealth, GatewayState
 from services.routing.table.index import CompiledRule, GatewayTarget
+
+_READY: frozenset[GatewayState] = frozenset({"up", "unknown"})
+_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def dispatcher_sets(targets: tuple[str, ...]) -> tuple[str, ...]:
+    """The dispatcher set ids (``@farm`` → ``farm``) among a rule's targets, memoised.
+
+    Rules share interned target tuples, so the memo holds one entry per distinct
+    target list, and a lookup pays one dict probe instead of a scan.
+    """
+    found = _SETS.get(targets)
+    if found is None:
+        found = tuple(target[1:] for target in targets if target[:1] == "@")
+        if len(_SETS) > 100_000:
+            _SETS.clear()
+        _SETS[targets] = found
+    return found
 
 
 class Hop:
@@ -24,7 +47,7 @@ class Route:
     (which carry the per-call number and health state) are allocated.
     """
 
-    __slots__ = ("hops", "number", "priority", "rule_id", "rule_prefix")
+    __slots__ = ("hops", "number", "priority", "rule_id", "rule_prefix", "sets")
 
     def __init__(
         self,
@@ -39,7 +62,13 @@ class Route:
         self.number = number
         state = health.state
         self.hops = tuple([Hop(gw, gw.dial(number), state(gw.id)) for gw in gateways])
+        self.sets = dispatcher_sets(rule.targets)
+        """Dispatcher sets to try before the gateways (the model keeps them first)."""
 
     def usable(self) -> tuple[Hop, ...]:
-        """The hops not known to be down, order kept."""
-        return tuple(hop for hop in self.hops if hop.state != "down")
+        """The hops to try: healthy ones in order, then the suspected ones (see above)."""
+        hops = self.hops
+        ready = tuple([hop for hop in hops if hop.state in _READY])
+        if len(ready) == len(hops):
+            return ready
+        return ready + tuple([hop for hop in hops if hop.state == "probing"])

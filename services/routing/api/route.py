@@ -48,6 +48,7 @@ def route_router(cache: RoutingCache) -> APIRouter:
             "group": group,
             "version": cache.version,
             "rule": {"id": route.rule_id, "prefix": route.rule_prefix, "priority": route.priority},
+            "dispatcher_sets": list(route.sets),
             "gateways": [
                 {
                     "id": hop.gateway.id,

@@ -6,7 +6,8 @@ constraints are declarative (checked in pydantic's core) because an import of a
 million rules validates a million of them.
 
 Targets of a rule follow drouting's notation: ``"7"`` is gateway 7, ``"#acme"`` is
-carrier ``acme``.
+carrier ``acme``; and ``"@farm"`` is the health service's dispatcher set ``farm``
+(its healthy destinations, in the set's algorithm order, chosen by the edge).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from services.edge.manipulation.rules import Attachment, RuleSet
 from services.edge.manipulation.rules import Rule as ManipulationRule
 from services.edge.topology.policy import TargetTopology
 from services.routing.table.timewindow import TimeWindow
+from shared.dispatcher.model import SET_ID_PATTERN
 
 Kind = Literal["gateway", "carrier", "rule", "dialplan", "manipulation"]
 KINDS: tuple[Kind, ...] = ("gateway", "carrier", "rule", "dialplan", "manipulation")
 
 ID_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
 EntityId = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
-Target = Annotated[str, StringConstraints(pattern=rf"^#?{ID_PATTERN}$")]
+Target = Annotated[str, StringConstraints(pattern=rf"^(#?{ID_PATTERN}|@{SET_ID_PATTERN})$")]
 Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]{0,32}$")]
 DialPrefix = Annotated[str, StringConstraints(pattern=r"^[0-9+*#]{0,32}$")]
 Groups = Annotated[
@@ -116,6 +118,22 @@ class Rule(Record):
     @property
     def groups(self) -> tuple[str, ...]:
         return tuple(self.group.split(","))
+
+    @model_validator(mode="after")
+    def _sets_first(self) -> Rule:
+        """Edges try a rule's dispatcher sets before its gateways, so that is the order written.
+
+        Why not any order: a carrier or a dangling gateway id expands to a varying
+        number of gateways, so "the set goes after the third target" has no stable
+        meaning; sets first (a farm, then a fallback gateway) is the useful case.
+        """
+        seen_gateway = False
+        for target in self.gateways:
+            if target[0] != "@":
+                seen_gateway = True
+            elif seen_gateway:
+                raise ValueError(f"dispatcher set {target} must come before the gateways")
+        return self
 
 
 _GROUP_REFERENCE = re.compile(r"\\(\d+)|\\g<(\d+)>")

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from shared.events.edge import GatewayFailed
+from shared.events.edge import DestinationFailed, GatewayFailed
 from shared.events.health import DispatcherSetUpserted, TargetState
 from shared.store import Store
 from tests.services.health.support import (
@@ -170,6 +170,31 @@ async def test_503_with_retry_after_holds_the_gateway_down(
         await asyncio.sleep(3 * FAST.probe_interval)
         assert far_end.probes == probes
         assert (await instance.client.get("/v1/targets/gw:4")).json()["state"] == "down"
+    finally:
+        await instance.stop()
+        far_end.close()
+
+
+async def test_edge_failure_of_a_dispatcher_destination_holds_it_down(
+    namespace: str, redis_store: Store, events: Tap
+) -> None:
+    port = free_port()
+    far_end = await responder(port)
+    uri = f"sip:127.0.0.1:{port}"
+    instance = await start_instance(namespace)
+    try:
+        body = {"destinations": [{"uri": uri}]}
+        assert (await instance.client.put("/v1/dispatcher/sets/farm", json=body)).is_success
+        target = f"ds:farm:{uri}"
+        await events.wait_for(target, is_state("up"), SETTLE)
+        failed = DestinationFailed(
+            set_id="farm", address=uri, reason="status", status=503, retry_after=30,
+            method="INVITE", call_id="c3",
+        )  # fmt: skip
+        await publish(namespace, "edge", failed)
+        down = await events.wait_for(target, is_state("down"), SETTLE)
+        assert down.reason == "edge: status (503), Retry-After 30s"
+        assert down.until is not None and down.until - down.since == pytest.approx(30)
     finally:
         await instance.stop()
         far_end.close()

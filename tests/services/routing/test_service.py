@@ -105,6 +105,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "group": "0",
         "version": 10,
         "rule": {"id": "1", "prefix": "1407", "priority": 0},
+        "dispatcher_sets": [],
         "gateways": [
             {
                 "id": "1",
@@ -303,3 +304,22 @@ async def test_replace_import_is_atomic_for_readers(routing: Deployment) -> None
     assert len(seen) > 3
     assert mixes == []
     assert json.loads((await routing.client.get("/v1/rules/new7")).text)["gateways"] == ["2"]
+
+
+async def test_rules_may_target_dispatcher_sets_first(routing: Deployment) -> None:
+    client = routing.client
+    gateway = await client.put("/v1/gateways/1", json={"address": "sip:192.0.2.1"})
+    assert gateway.status_code == 200
+    farm = await client.put("/v1/rules/did", json={"prefix": "3120", "gateways": ["@farm", "1"]})
+    assert farm.status_code == 200, farm.text
+    await until(lambda: routing.service.cache.version == farm.json()["version"])
+    dry = (await client.get("/v1/route", params={"number": "31205550000"})).json()
+    assert dry["dispatcher_sets"] == ["farm"]
+    assert [g["id"] for g in dry["gateways"]] == ["1"]
+
+    after = await client.put("/v1/rules/x", json={"prefix": "1", "gateways": ["1", "@farm"]})
+    assert after.status_code == 422
+    assert "dispatcher set @farm must come before the gateways" in after.text
+    bad_id = await client.put("/v1/rules/x", json={"prefix": "1", "gateways": ["@a:b"]})
+    assert bad_id.status_code == 422
+    assert bad_id.json()["detail"][0]["loc"] == ["body", "gateways", 0]

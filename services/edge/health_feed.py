@@ -1,0 +1,150 @@
+"""The edge's view of the health service: target states and dispatcher sets, kept current.
+
+At start (and after every bus reconnect, when events may have been missed)
+it loads every stored state and set from Redis through the health service's
+own store reader; between loads it follows the ``health.…`` events on a
+private queue (every edge needs every event). Events that arrive during a
+load are held and applied after it, so a load never overwrites a newer state
+with the older one it read.
+
+It feeds two things: the routing cache's :class:`GatewayHealth` (``gw:``
+targets; the proxy skips gateways down or disabled and tries probing ones
+last) and :class:`DispatchSets` (``ds:`` targets and the sets themselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import ValidationError
+
+from services.edge.dispatch import DispatchSets
+from services.edge.dispatch.metrics import TARGET_STATE
+from services.edge.routing_cache import GatewayHealth
+from services.health.store import HealthStore
+from shared.bus import Bus, Envelope
+from shared.events.health import (
+    DispatcherSetDeleted,
+    DispatcherSetUpserted,
+    TargetRemoved,
+    TargetState,
+    TargetStateName,
+)
+from shared.store import Store
+
+log = logging.getLogger("callmesh.edge.health")
+
+HEALTH_EVENTS = (
+    TargetState.routing_key,
+    TargetRemoved.routing_key,
+    "health.dispatcher.*",
+)
+STATES: tuple[TargetStateName, ...] = ("up", "down", "probing", "disabled")
+RETRY_DELAY = 1.0
+
+
+class HealthFeed:
+    def __init__(self, store: Store, bus: Bus, gateways: GatewayHealth) -> None:
+        self._store = HealthStore(store)
+        self._bus = bus
+        self.gateways = gateways
+        self.sets = DispatchSets()
+        self.loads = 0
+        self._records: dict[str, TargetState] = {}
+        """The last state of every known target: what a removal or reload must undo."""
+        self._held: list[Envelope] | None = None
+        self._reload_wanted = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+
+    async def start(self) -> None:
+        """Subscribe first (so nothing is missed), then load; returns once loaded."""
+        await self._bus.subscribe(HEALTH_EVENTS, self._on_event)
+        self._bus.on_reconnect(self._on_reconnect)
+        self._worker = asyncio.get_running_loop().create_task(self._reload_loop())
+        self._reload_wanted.set()
+        await self._loaded.wait()
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    async def _on_reconnect(self) -> None:
+        log.info("health feed: bus reconnected, reloading states and sets")
+        self._reload_wanted.set()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            try:
+                await self._reload()
+            except Exception as error:
+                log.warning("health feed: reload failed (%s), retrying", error)
+                self._held = None
+                await asyncio.sleep(RETRY_DELAY)
+                self._reload_wanted.set()
+
+    async def _reload(self) -> None:
+        self._held = []
+        records = await self._store.all_states()
+        sets = await self._store.dispatcher_sets()
+        for target_id in list(self._records):
+            self._forget(target_id)
+        self.sets.replace(sets)
+        for record in records:
+            self._apply_state(record)
+        held, self._held = self._held, None
+        for envelope in held:
+            self._apply(envelope)
+        self.loads += 1
+        self._loaded.set()
+        log.info("health feed: %d target states, %d dispatcher sets", len(records), len(sets))
+
+    async def _on_event(self, envelope: Envelope) -> None:
+        if self._held is not None:
+            self._held.append(envelope)
+        else:
+            self._apply(envelope)
+
+    def _apply(self, envelope: Envelope) -> None:
+        kind = envelope.type
+        try:
+            if kind == TargetState.routing_key:
+                self._apply_state(envelope.payload(TargetState))
+            elif kind == TargetRemoved.routing_key:
+                self._forget(envelope.payload(TargetRemoved).target)
+            elif kind == DispatcherSetUpserted.routing_key:
+                event = envelope.payload(DispatcherSetUpserted)
+                self.sets.put(event.set_id, event.set)
+            elif kind == DispatcherSetDeleted.routing_key:
+                self.sets.delete(envelope.payload(DispatcherSetDeleted).set_id)
+        except ValidationError as error:
+            log.warning(
+                "health feed: ignored a malformed %s event: %s",
+                kind,
+                error.errors(include_url=False, include_input=False)[0]["msg"],
+            )
+
+    def _apply_state(self, record: TargetState) -> None:
+        self._records[record.target] = record
+        if record.gateway_id is not None:
+            self.gateways.set(record.gateway_id, record.state)
+        elif record.set_id is not None:
+            self.sets.set_state(record.set_id, record.address, record.state)
+        for state in STATES:
+            TARGET_STATE.labels(record.target, state).set(1 if state == record.state else 0)
+
+    def _forget(self, target_id: str) -> None:
+        record = self._records.pop(target_id, None)
+        if record is None:
+            return
+        if record.gateway_id is not None:
+            self.gateways.forget(record.gateway_id)
+        elif record.set_id is not None:
+            self.sets.forget_state(record.set_id, record.address)
+        for state in STATES:
+            TARGET_STATE.remove(target_id, state)
