@@ -129,6 +129,15 @@ class Message:
         """Every value of header `name` in order; list headers are split at their commas."""
         return self._raw_values(header_key(name))
 
+    def field_lines(self, name: str) -> list[bytes]:
+        """The raw lines of header `name` as received, for copying verbatim (§8.2.6)."""
+        key = header_key(name)
+        keys = self._keys
+        count = keys.count(key)
+        if count == 1:
+            return [self._lines[keys.index(key)]]
+        return [line for k, line in zip(keys, self._lines, strict=True) if k == key]
+
     def has_header(self, name: str) -> bool:
         return header_key(name) in self._keys
 
@@ -263,8 +272,23 @@ class Message:
         return self._body
 
     def _raw_values(self, key: str) -> list[str]:
-        pairs = zip(self._keys, self._lines, strict=True)
-        values = [_value_of(line) for k, line in pairs if k == key]
+        # list.count/index scan the keys in C: most headers occur zero times or once,
+        # and lookups outnumber lines, so this beats a Python loop over every line.
+        keys = self._keys
+        count = keys.count(key)
+        if not count:
+            return []
+        lines = self._lines
+        index = keys.index(key)
+        value = _value_of(lines[index])
+        if count == 1:
+            if key in LIST_HEADERS and "," in value:
+                return split_commas(value)
+            return [value]
+        values = [value]
+        for _ in range(count - 1):
+            index = keys.index(key, index + 1)
+            values.append(_value_of(lines[index]))
         if key not in LIST_HEADERS:
             return values
         return [element for value in values for element in split_commas(value)]
@@ -381,6 +405,8 @@ class Message:
         """Put a new topmost Via (a proxy or UAC sending a request)."""
         self._insert_before_first("via", _header_line("Via", str(via)))
         self._edited("via", "top-via")
+        if isinstance(via, Via):
+            self._cache["top-via"] = via  # known already: spares parsing it back
 
     def replace_top_via(self, via: Via | str) -> None:
         """Rewrite the topmost Via, e.g. to add `received`/`rport` (RFC 3261 §18.2.1, RFC 3581)."""
