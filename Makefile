@@ -7,7 +7,7 @@ export CALLMESH_TEST_RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export CALLMESH_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 LOGS := var/log
 
-.PHONY: help run test test-unit lint format bench up down clean venv
+.PHONY: help run test test-unit lint format bench up down clean venv fast slow
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -54,3 +54,27 @@ down: ## stop what `make up` started
 clean: down ## remove the virtualenv, caches, logs and the embedded store's snapshots
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# `make fast`: the SIP core and the proxy core compiled by mypyc (shipped with the pinned
+# mypy) into extension modules next to their sources; Python imports those first.  Optional:
+# if the compiler is missing or the build fails, the pure-Python modules keep serving.
+# Compiled modules shadow their .py files: re-run `make fast` after editing them (it
+# rebuilds when a source is newer), or `make slow` to go back to pure Python.
+FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \
+	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py)
+FAST_STAMP := build/.fast-built
+
+fast: $(FAST_STAMP) ## compile the SIP and proxy cores with mypyc (optional; pure Python is the fallback)
+
+$(FAST_STAMP): $(STAMP) $(FAST_SOURCES)
+	@mkdir -p build
+	@if $(BIN)/mypyc $(FAST_SOURCES) >build/fast.log 2>&1; then \
+		touch $@; echo "compiled $(words $(FAST_SOURCES)) modules (log: build/fast.log)"; \
+	else \
+		echo "mypyc build failed (build/fast.log); staying on pure Python"; \
+		$(MAKE) --no-print-directory slow; \
+	fi
+
+slow: ## remove what `make fast` compiled: back to pure-Python modules
+	find shared services -name '*.cpython-*.so' -delete
+	rm -f ./*__mypyc.cpython-*.so $(FAST_STAMP)

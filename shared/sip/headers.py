@@ -94,12 +94,20 @@ _TOKEN_CHARS = frozenset(
 KEY_MEMO: dict[bytes, str] = {}
 """Raw header name with its colon, as received → key; read directly by the parser."""
 _MEMO_LIMIT = 512
+_KEY_OF_NAME: dict[str, str] = {}
+"""Caller-given name → key: callers name the same few headers on every message."""
 
 
 def header_key(name: str) -> str:
     """The lookup key of a header name given by a caller (long or compact, any case)."""
+    key = _KEY_OF_NAME.get(name)
+    if key is not None:
+        return key
     lowered = name.strip().lower()
-    return COMPACT_FORMS.get(lowered, lowered)
+    key = COMPACT_FORMS.get(lowered, lowered)
+    if len(_KEY_OF_NAME) < _MEMO_LIMIT:
+        _KEY_OF_NAME[name] = key
+    return key
 
 
 def key_of_raw_name(raw: bytes) -> str:

@@ -129,6 +129,15 @@ class Message:
         """Every value of header `name` in order; list headers are split at their commas."""
         return self._raw_values(header_key(name))
 
+    def field_lines(self, name: str) -> list[bytes]:
+        """The raw lines of header `name` as received, for copying verbatim (§8.2.6)."""
+        key = header_key(name)
+        keys = self._keys
+        count = keys.count(key)
+        if count == 1:
+            return [self._lines[keys.index(key)]]
+        return [line for k, line in zip(keys, self._lines, strict=True) if k == key]
+
     def has_header(self, name: str) -> bool:
         return header_key(name) in self._keys
 
@@ -263,8 +272,23 @@ class Message:
         return self._body
 
     def _raw_values(self, key: str) -> list[str]:
-        pairs = zip(self._keys, self._lines, strict=True)
-        values = [_value_of(line) for k, line in pairs if k == key]
+        # list.count/index scan the keys in C: most headers occur zero times or once,
+        # and lookups outnumber lines, so this beats a Python loop over every line.
+        keys = self._keys
+        count = keys.count(key)
+        if not count:
+            return []
+        lines = self._lines
+        index = keys.index(key)
+        value = _value_of(lines[index])
+        if count == 1:
+            if key in LIST_HEADERS and "," in value:
+                return split_commas(value)
+            return [value]
+        values = [value]
+        for _ in range(count - 1):
+            index = keys.index(key, index + 1)
+            values.append(_value_of(lines[index]))
         if key not in LIST_HEADERS:
             return values
         return [element for value in values for element in split_commas(value)]
@@ -381,6 +405,8 @@ class Message:
         """Put a new topmost Via (a proxy or UAC sending a request)."""
         self._insert_before_first("via", _header_line("Via", str(via)))
         self._edited("via", "top-via")
+        if isinstance(via, Via):
+            self._cache["top-via"] = via  # known already: spares parsing it back
 
     def replace_top_via(self, via: Via | str) -> None:
         """Rewrite the topmost Via, e.g. to add `received`/`rport` (RFC 3261 §18.2.1, RFC 3581)."""
@@ -458,12 +484,7 @@ class Message:
 
     def copy(self) -> Message:
         """An independent copy to edit (a forking proxy sends one per branch)."""
-        clone = self.__class__.__new__(self.__class__)
-        Message.__init__(
-            clone, self._start, self._keys.copy(), self._lines.copy(), self._body, self._wire
-        )
-        clone._cache.update(self._cache)
-        return clone
+        raise NotImplementedError  # Request and Response copy their start-line fields too
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -487,8 +508,11 @@ class Request(Message):
         lines: list[bytes],
         body: bytes = b"",
         wire: bytes | None = None,
+        start: bytes | None = None,
     ) -> None:
-        start = f"{method} {uri_text} {SIP_VERSION}".encode()
+        """`start`: the request line as received, when parsing (saves re-encoding it)."""
+        if start is None:
+            start = f"{method} {uri_text} {SIP_VERSION}".encode()
         super().__init__(start, keys, lines, body, wire)
         self.method = method
         self.uri_text = uri_text
@@ -526,13 +550,11 @@ class Request(Message):
             raise SipParseError("CSeq method does not match the request method")
 
     def copy(self) -> Request:
-        clone = Request.__new__(Request)
-        Message.__init__(
-            clone, self._start, self._keys.copy(), self._lines.copy(), self._body, self._wire
-        )
+        clone = Request(
+            self.method, self.uri_text, keys=self._keys.copy(), lines=self._lines.copy(),
+            body=self._body, wire=self._wire, start=self._start,
+        )  # fmt: skip
         clone._cache.update(self._cache)
-        clone.method = self.method
-        clone.uri_text = self.uri_text
         return clone
 
     def __repr__(self) -> str:
@@ -556,8 +578,11 @@ class Response(Message):
         lines: list[bytes],
         body: bytes = b"",
         wire: bytes | None = None,
+        start: bytes | None = None,
     ) -> None:
-        start = f"{SIP_VERSION} {status} {reason}".encode()
+        """`start`: the status line as received, when parsing (saves re-encoding it)."""
+        if start is None:
+            start = f"{SIP_VERSION} {status} {reason}".encode()
         super().__init__(start, keys, lines, body, wire)
         self.status = status
         self.reason = reason
@@ -571,13 +596,11 @@ class Response(Message):
         return cls(status, reason, keys=keys, lines=lines, body=body)
 
     def copy(self) -> Response:
-        clone = Response.__new__(Response)
-        Message.__init__(
-            clone, self._start, self._keys.copy(), self._lines.copy(), self._body, self._wire
-        )
+        clone = Response(
+            self.status, self.reason, keys=self._keys.copy(), lines=self._lines.copy(),
+            body=self._body, wire=self._wire, start=self._start,
+        )  # fmt: skip
         clone._cache.update(self._cache)
-        clone.status = self.status
-        clone.reason = self.reason
         return clone
 
     def __repr__(self) -> str:
@@ -721,11 +744,9 @@ def _start_line(
         if len(code) != 3 or not code.isdigit() or code[:1] == b"0":
             raise SipParseError("malformed status code")
         reason = _decode(parts[2], "reason phrase") if len(parts) == 3 else ""
-        response = Response.__new__(Response)
-        Message.__init__(response, start, keys, lines, body, wire)
-        response.status = int(code)
-        response.reason = reason
-        return response
+        return Response(
+            int(code), reason, keys=keys, lines=lines, body=body, wire=wire, start=start
+        )
     parts = start.split(b" ")
     if len(parts) != 3 or not parts[1]:
         raise SipParseError("malformed request line (need method SP URI SP version)")
@@ -735,11 +756,10 @@ def _start_line(
         raise SipParseError("malformed method")
     if uri[:1] == b"<":
         raise SipParseError("Request-URI must not be enclosed in <>")
-    request = Request.__new__(Request)
-    Message.__init__(request, start, keys, lines, body, wire)
-    request.method = method.decode("ascii")
-    request.uri_text = _decode(uri, "Request-URI")
-    return request
+    return Request(
+        method.decode("ascii"), _decode(uri, "Request-URI"),
+        keys=keys, lines=lines, body=body, wire=wire, start=start,
+    )  # fmt: skip
 
 
 def _check_version(version: bytes) -> None:

@@ -12,7 +12,7 @@ from typing import Final
 
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError, SipParseError
-from shared.sip.headers import canonical_name, key_of_raw_name
+from shared.sip.headers import key_of_raw_name
 from shared.sip.message import Message, Request, Response, find_head_end
 from shared.sip.via import parse_via
 
@@ -118,17 +118,21 @@ def make_response(
     to every non-100 response outside a dialog).  A 100 also copies Timestamp.
     Extra `headers` follow, then Content-Length (added on serialisation).
     """
-    fields: list[tuple[str, str]] = []
-    keys = (*_DIALOG_KEYS, "timestamp") if status == 100 else _DIALOG_KEYS
-    for key in keys:
-        for value in request.headers(key):
-            fields.append((canonical_name(key), value))
+    # The fields are copied as raw lines (compact names and folds stay as received):
+    # no decoding and re-encoding, which matters for the 100 Trying sent per INVITE.
+    keys: list[str] = []
+    lines: list[bytes] = []
+    for key in (*_DIALOG_KEYS, "timestamp") if status == 100 else _DIALOG_KEYS:
+        for line in request.field_lines(key):
+            keys.append(key)
+            lines.append(line)
+    response = Response(status, reason or reason_phrase(status), keys=keys, lines=lines, body=body)
     if to_tag is not None and request.to_tag is None:
-        fields = [
-            (name, f"{value};tag={to_tag}" if name == "To" else value) for name, value in fields
-        ]
-    fields.extend(headers)
-    return Response.build(status, reason or reason_phrase(status), fields, body)
+        for to in response.headers("to"):
+            response.set_header("To", f"{to};tag={to_tag}")
+    for name, value in headers:
+        response.add_header(name, value)
+    return response
 
 
 def error_response(message: bytes | Message, error: SipError) -> bytes | None:

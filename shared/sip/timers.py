@@ -47,13 +47,19 @@ class TimerSettings:
         return 0.0 if reliable else self.t4
 
 
-@dataclass(slots=True)
 class TimerHandle(Generic[T]):
-    """One scheduled expiry; `cancel()` makes the queue skip it."""
+    """One scheduled expiry; `cancel()` makes the queue skip it.
 
-    deadline: float
-    item: T
-    cancelled: bool = False
+    A plain slotted class rather than a slotted dataclass: mypyc (`make fast`)
+    cannot compile a generic dataclass with `slots=True`.
+    """
+
+    __slots__ = ("cancelled", "deadline", "item")
+
+    def __init__(self, deadline: float, item: T, cancelled: bool = False) -> None:
+        self.deadline = deadline
+        self.item = item
+        self.cancelled = cancelled
 
 
 class TimerQueue(Generic[T]):
