@@ -45,6 +45,11 @@ class PolicyContext:
     group: str = "0"
     plan: DialogPlan | None = None
 
+    @property
+    def restored(self) -> bool:
+        """A hidden dialog's request from its outside, turned back into the inside's."""
+        return self.plan is not None and self.plan.from_outside
+
 
 class EdgePolicies:
     def __init__(
@@ -82,9 +87,12 @@ class EdgePolicies:
         return self.guard.drop_flood(data, source, now, actions)
 
     def screen(
-        self, request: Request, source: Destination, now: float, actions: list[Action]
-    ) -> bool:
-        return self.guard.screen(request, source, now, actions)
+        self, request: Request, source: Destination, now: float, actions: list[Action],
+        context: PolicyContext | None = None,
+    ) -> bool:  # fmt: skip
+        """A restored request's token opened: it is a peer of our dialog, not a scanner."""
+        known = context is not None and context.restored
+        return self.guard.screen(request, source, now, actions, known=known)
 
     def inbound(self, request: Request) -> PolicyContext | None:
         """A request outside any transaction, before routing: restored if from the outside."""
@@ -131,6 +139,11 @@ class EdgePolicies:
         """A response relayed upstream, the edge's Via popped."""
         if self.topology is not None:
             self.topology.upstream(response, popped, outbound)
+
+    def hide_answer(self, response: Response, context: PolicyContext, outbound: Interface) -> None:
+        """A response the edge made itself to a restored request (`context.restored`)."""
+        if self.topology is not None and context.plan is not None:
+            self.topology.answer(response, context.plan, outbound)
 
     def responded(self, request: Request, response: Response) -> None:
         self.guard.responded(request, response)
