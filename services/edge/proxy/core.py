@@ -467,6 +467,8 @@ class Proxy:
                 metrics.FAILOVERS.inc()
             for hop in next_group(forwarding.hops):
                 self._send_branch(forwarding, hop, now, actions)
+            if not forwarding.branches:  # none could leave (issue 8): the next group
+                self._next_branch(forwarding, now, actions)
             return
         self._finish(forwarding, now, actions)
 
@@ -489,7 +491,13 @@ class Proxy:
             request.add_record_route(outbound_rr)
         request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
         if self.policies is not None:  # issue 8: manipulation, topology hiding
-            self.policies.outgoing(request, forwarding.policy, hop, outbound)
+            try:
+                self.policies.outgoing(request, forwarding.policy, hop, outbound)
+            except SipError as error:  # this hop cannot be served as the table asks
+                failure = make_response(request, error.status, error.reason,
+                                        to_tag=self._to_tag, headers=error.headers)  # fmt: skip
+                forwarding.finals.append(failure)
+                return
         client, events = self.table.start_client(
             request, hop.destination, now, proxy=request.method == "INVITE"
         )

@@ -8,16 +8,21 @@ hidden again, exactly like the responses it relays.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from services.edge.policy import NO_KEYS_HEADER
 from services.edge.proxy.actions import Send
 from services.edge.proxy.core import Proxy
 from services.edge.topology.policy import TargetTopology
-from services.routing.table.model import Gateway
+from services.routing.table.model import Gateway, Rule
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (
     GW1,
+    GW2,
+    INSIDE,
     Run,
     answer,
     invite,
@@ -152,3 +157,41 @@ def test_the_proxy_forgets_restored_transactions_when_they_end(run: Run) -> None
     run.now += 40
     proxy.expire(run.now)
     assert proxy._restored == {}
+
+
+# ----- hiding asked for, CALLMESH_TOPOLOGY_KEYS unset ---------------------------------------
+
+
+def keyless_run() -> Run:
+    run = policy_run(topology=False)
+    hiding = TargetTopology()
+    run.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", topology_hiding=hiding))
+    return run
+
+
+def test_without_keys_a_hidden_gateway_is_never_sent_to_and_the_caller_gets_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = keyless_run()
+    with caplog.at_level(logging.ERROR, logger="callmesh.edge"):
+        actions = run.send(invite())
+        again = run.send(invite().replace(b"z9hG4bKin1", b"z9hG4bKin2").replace(b"-1@", b"-2@"))
+    assert requests_to(actions + again, GW1) == []
+    for sent in (actions, again):
+        trying, failure = responses_to(sent, INSIDE)
+        assert (trying.status, failure.status) == (100, 500)
+        assert failure.header("reason") == NO_KEYS_HEADER
+        assert "CALLMESH_TOPOLOGY_KEYS" in failure.reason
+        assert failure.to_tag
+    [line] = [r.getMessage() for r in caplog.records if "CALLMESH_TOPOLOGY_KEYS" in r.getMessage()]
+    assert "gateway 1" in line
+
+
+def test_without_keys_the_next_gateway_without_hiding_takes_the_call() -> None:
+    run = keyless_run()
+    run.table.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
+    actions = run.send(invite())
+    assert requests_to(actions, GW1) == []
+    [forwarded] = requests_to(actions, GW2)
+    assert forwarded.call_id == "inside-call-1@10.0.0.5"
+    assert [r.status for r in responses_to(actions, INSIDE)] == [100]
