@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 from services.edge.hooks import HookSettings, RoutingHook
 from services.edge.interfaces import Interface, Interfaces
@@ -37,6 +38,9 @@ log = logging.getLogger("callmesh.edge")
 
 __all__ = ["DialogPlan", "EdgePolicies", "PolicyContext", "Trusted"]
 
+NO_KEYS_REASON: Final = "Server Internal Error (topology hiding needs CALLMESH_TOPOLOGY_KEYS)"
+NO_KEYS_HEADER: Final = 'SIP;cause=500;text="topology hiding needs CALLMESH_TOPOLOGY_KEYS"'
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyContext:
@@ -44,6 +48,11 @@ class PolicyContext:
 
     group: str = "0"
     plan: DialogPlan | None = None
+
+    @property
+    def restored(self) -> bool:
+        """A hidden dialog's request from its outside, turned back into the inside's."""
+        return self.plan is not None and self.plan.from_outside
 
 
 class EdgePolicies:
@@ -58,6 +67,7 @@ class EdgePolicies:
         self.guard = guard
         self.topology = topology
         self.hook = hook
+        self._warned: set[str] = set()
 
     @classmethod
     def from_settings(
@@ -82,9 +92,12 @@ class EdgePolicies:
         return self.guard.drop_flood(data, source, now, actions)
 
     def screen(
-        self, request: Request, source: Destination, now: float, actions: list[Action]
-    ) -> bool:
-        return self.guard.screen(request, source, now, actions)
+        self, request: Request, source: Destination, now: float, actions: list[Action],
+        context: PolicyContext | None = None,
+    ) -> bool:  # fmt: skip
+        """A restored request's token opened: it is a peer of our dialog, not a scanner."""
+        known = context is not None and context.restored
+        return self.guard.screen(request, source, now, actions, known=known)
 
     def inbound(self, request: Request) -> PolicyContext | None:
         """A request outside any transaction, before routing: restored if from the outside."""
@@ -118,19 +131,42 @@ class EdgePolicies:
         options = None
         if plan is None and (hop.gateway_id is not None or hop.rule_id is not None):
             index = self.table.index
-            manipulate(index, request, context.group if context else "0", hop)
             options = hop_topology(index, hop)
+            if options is not None and self.topology is None:
+                raise self._no_topology_keys(hop)
+            manipulate(index, request, context.group if context else "0", hop)
         if plan is None and options is None:
             return
-        if self.topology is None:
-            raise SipError("Server Internal Error (topology hiding needs CALLMESH_TOPOLOGY_KEYS)",
-                           500)  # fmt: skip
+        assert self.topology is not None  # a plan exists only where the gate restored it
         self.topology.outgoing(request, plan, options, outbound)
+
+    def _no_topology_keys(self, hop: Hop) -> SipError:
+        """The table asks for hiding toward `hop`, this edge has no key: fail closed.
+
+        Tables change live, so neither the routing service (it does not know
+        the edges' keys) nor the edge's start can refuse this; the branch
+        fails with 500 instead of leaking, a next gateway is still tried, and
+        the operator gets one log line per target naming the setting.
+        """
+        target = f"gateway {hop.gateway_id}" if hop.gateway_id else f"rule {hop.rule_id}"
+        if target not in self._warned:
+            self._warned.add(target)
+            log.error(
+                "topology hiding toward %s is asked for by the routing table but "
+                "CALLMESH_TOPOLOGY_KEYS is not set: its branches fail with 500",
+                target,
+            )
+        return SipError(NO_KEYS_REASON, 500, (("Reason", NO_KEYS_HEADER),))
 
     def upstream(self, response: Response, popped: Via, outbound: Interface) -> None:
         """A response relayed upstream, the edge's Via popped."""
         if self.topology is not None:
             self.topology.upstream(response, popped, outbound)
+
+    def hide_answer(self, response: Response, context: PolicyContext, outbound: Interface) -> None:
+        """A response the edge made itself to a restored request (`context.restored`)."""
+        if self.topology is not None and context.plan is not None:
+            self.topology.answer(response, context.plan, outbound)
 
     def responded(self, request: Request, response: Response) -> None:
         self.guard.responded(request, response)

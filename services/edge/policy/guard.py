@@ -88,12 +88,16 @@ class Guard:
         return True
 
     def screen(
-        self, request: Request, source: Destination, now: float, actions: list[Action]
-    ) -> bool:
-        """True when the request is dealt with here (a scanner's); frees a BYE's leases."""
+        self, request: Request, source: Destination, now: float, actions: list[Action],
+        *, known: bool = False,
+    ) -> bool:  # fmt: skip
+        """True when the request is dealt with here (a scanner's); frees a BYE's leases.
+
+        `known`: the request proved it belongs to a dialog of ours (no scanner checks).
+        """
         if request.method == "BYE":
             self.release(request.call_id)
-        if self.trusted(source):
+        if known or self.trusted(source):
             return False
         target = _target_user(request)
         verdict = self.scanner.check(

@@ -136,6 +136,15 @@ class TopologyGate:
         if marker:
             hide_response(response, self.edge(outbound), self.keyring, self.markers.open(marker))
 
+    def answer(self, response: Response, plan: DialogPlan, outbound: Interface) -> None:
+        """A response the edge made itself from a restored request: hide what the restore put in.
+
+        Made from the restored copy, it carries the inside's Call-ID (and any
+        identity the restore brought back); hidden like a relayed response,
+        the outside gets back what it sent.
+        """
+        hide_response(response, self.edge(outbound), self.keyring, plan.options)
+
     def _mark_own_record_routes(self, request: Request, marker: str) -> None:
         """Put the options on the edge's own Record-Route entries (the top ones)."""
         values = request.headers("record-route")

@@ -128,6 +128,8 @@ class Proxy:
         self._fr_timers: TimerQueue[Branch] = TimerQueue()
         self._branches: dict[ClientTransaction, Branch] = {}
         self._forwardings: dict[ServerTransaction, Forwarding] = {}
+        self._restored: dict[ServerTransaction, PolicyContext] = {}
+        """Issue 8: a hidden dialog's requests from its outside; our own answers go back hidden."""
         self._branch_maker = BranchMaker()
         self._to_tag = new_tag()
 
@@ -229,24 +231,22 @@ class Proxy:
         policy: PolicyContext | None = None
         if self.policies is not None:
             policy = self.policies.inbound(request)
-            if self.policies.screen(request, source, now, actions):
+            if self.policies.screen(request, source, now, actions, policy):
                 return
         # ---
         if method == "ACK":
             self._stamp_via(request, source)
             self._forward_in_dialog_ack(request, source, actions, policy)
             return
-        try:
-            request.validate()
-        except SipError as error:
-            self._reject_unparsed(request.to_bytes(), error, source, actions)
-            return
+        request.validate()  # a SipError is answered from the bytes as received (`receive`)
         self._stamp_via(request, source)
         destination = response_destination(request.top_via, source.address, source.connection_id)
-        if method == "CANCEL":
-            self._cancel(request, destination, now, actions)
-            return
         server = self.table.create_server(request, destination)
+        if policy is not None and policy.restored:  # issue 8
+            self._restored[server] = policy
+        if method == "CANCEL":
+            self._cancel(request, server, now, actions)
+            return
         try:
             self._route_new(
                 request, server, source, listener, now=now, actions=actions, policy=policy
@@ -267,7 +267,7 @@ class Proxy:
         hash_now = loop_hash(request)
         self._check_loop(request, hash_now)
         if request.method == "INVITE":
-            self._respond(server, make_response(request, 100), now, actions)
+            self._respond(server, self._local(server, make_response(request, 100)), now, actions)
         token = self._process_routes(request)
         inbound = self.interfaces.inbound(listener.transport, listener.host, listener.port)
         in_dialog = request.to_tag is not None
@@ -474,6 +474,8 @@ class Proxy:
                 metrics.FAILOVERS.inc()
             for hop in next_group(forwarding.hops):
                 self._send_branch(forwarding, hop, now, actions)
+            if not forwarding.branches:  # none could leave (issue 8): the next group
+                self._next_branch(forwarding, now, actions)
             return
         self._finish(forwarding, now, actions)
 
@@ -496,7 +498,13 @@ class Proxy:
             request.add_record_route(outbound_rr)
         request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
         if self.policies is not None:  # issue 8: manipulation, topology hiding
-            self.policies.outgoing(request, forwarding.policy, hop, outbound)
+            try:
+                self.policies.outgoing(request, forwarding.policy, hop, outbound)
+            except SipError as error:  # this hop cannot be served as the table asks
+                failure = make_response(request, error.status, error.reason,
+                                        to_tag=self._to_tag, headers=error.headers)  # fmt: skip
+                forwarding.finals.append(failure)
+                return
         client, events = self.table.start_client(
             request, hop.destination, now, proxy=request.method == "INVITE"
         )
@@ -694,10 +702,9 @@ class Proxy:
     # ----- CANCEL ----------------------------------------------------------------------
 
     def _cancel(
-        self, cancel: Request, destination: Destination, now: float, actions: list[Action]
+        self, cancel: Request, server: ServerTransaction, now: float, actions: list[Action]
     ) -> None:
         invite = self.table.match_cancel(cancel)
-        server = self.table.create_server(cancel, destination)
         if invite is None:
             self._answer(server, 481, None, now, actions)
             return
@@ -738,6 +745,7 @@ class Proxy:
         if isinstance(transaction, ServerTransaction):
             if isinstance(event, Terminated):
                 self._forwardings.pop(transaction, None)
+                self._restored.pop(transaction, None)
             elif isinstance(event, AckReceived):
                 log.debug("ACK for a 2xx matched a server transaction; dropped")
             return
@@ -775,7 +783,20 @@ class Proxy:
         response = make_response(
             server.request, status, reason, to_tag=self._to_tag, headers=headers
         )
-        self._respond(server, response, now, actions)
+        self._respond(server, self._local(server, response), now, actions)
+
+    def _local(self, server: ServerTransaction, response: Response) -> Response:
+        """A response of our own: hidden like a relayed one if `server`'s request was restored.
+
+        It is made from the restored request, so it carries the inside's
+        Call-ID and identities; the outside must see what it sent.
+        """
+        context = self._restored.get(server)
+        if context is not None and self.policies is not None:  # issue 8
+            destination = server.destination
+            outbound = self.interfaces.outbound(destination.transport, destination.host)
+            self.policies.hide_answer(response, context, outbound)
+        return response
 
     def _respond(
         self, server: ServerTransaction, response: Response, now: float, actions: list[Action]

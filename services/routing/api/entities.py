@@ -18,6 +18,9 @@ RecordId = Annotated[str, Path(pattern=rf"^{ID_PATTERN}$")]
 Cursor = Annotated[int, Query(ge=0, description="0 to start; the previous page's next_cursor")]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="about this many items per page")]
 
+REFERENCING_FIELD: dict[Kind, str] = {"manipulation": "scope"}
+"""The body field naming what a record refers to, when it is not `gateways` (rules, carriers)."""
+
 
 def entity_router(kind: Kind, plural: str, model: type[Record], writer: TableWriter) -> APIRouter:
     router = APIRouter(prefix=f"/{plural}", tags=["routing"])
@@ -30,7 +33,7 @@ def entity_router(kind: Kind, plural: str, model: type[Record], writer: TableWri
         try:
             version = await writer.apply([Change("upsert", kind, record_id, body)])
         except InvalidChangeError as error:
-            raise unprocessable("gateways", str(error)) from None
+            raise unprocessable(REFERENCING_FIELD.get(kind, "gateways"), str(error)) from None
         return {"id": record_id, "version": version, **body.model_dump(mode="json")}
 
     # The body's model differs per resource; FastAPI reads it from the annotation.

@@ -216,3 +216,39 @@ def asterisk_invite(port: int, number: str) -> bytes:
         "Max-Forwards: 70\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
+
+
+def test_what_the_edge_answers_a_hidden_gateway_itself_leaks_nothing(
+    edges: tuple[Edge, Edge],
+) -> None:
+    first, _ = edges
+    gateway, caller = SipClient(first.sip_port), SipClient(first.sip_port)
+    try:
+        hidden_gateway(edges, "th4", gateway.port, "1604")
+        caller.send(asterisk_invite(caller.port, "16045550001"))
+        invite = gateway.receive().decode()
+        headers = headers_of(invite.split("\r\n\r\n", 1)[0].replace("\r\n", "\n"))
+        field = {h.split(":", 1)[0].lower(): h.split(":", 1)[1].strip() for h in headers}
+        vias = [h.split(":", 1)[1].strip() for h in headers if h.startswith("Via:")]
+        ok = (f"SIP/2.0 200 OK\r\nVia: {vias[0]}\r\nRecord-Route: {field['record-route']}\r\n"
+              f"From: {field['from']}\r\nTo: {field['to']};tag=gw4\r\n"
+              f"Call-ID: {field['call-id']}\r\nCSeq: 1 INVITE\r\n"
+              f"Contact: <sip:gw@{LOOPBACK}:{gateway.port}>\r\n"
+              "Content-Length: 0\r\n\r\n")  # fmt: skip
+        gateway.send(ok.encode())
+        assert status_of(caller.final()) == 200
+        contact = field["contact"].strip("<>")
+        bye = (f"BYE {contact} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {LOOPBACK}:{gateway.port};branch=z9hG4bKgw4bye\r\n"
+               f"Route: {field['record-route']}\r\nFrom: {field['to']};tag=gw4\r\n"
+               f"To: {field['from']}\r\nCall-ID: {field['call-id']}\r\nCSeq: 2 BYE\r\n"
+               "Max-Forwards: 0\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+        gateway.send(bye.encode())
+        answer = gateway.final().decode()
+    finally:
+        gateway.close()
+        caller.close()
+    assert answer.startswith("SIP/2.0 483 ")
+    assert f"Call-ID: {field['call-id']}" in answer  # what the gateway sent, masked
+    for inside in ("seed-1", INTERNAL, f":{caller.port}", "asterisk@192"):
+        assert inside not in answer, (inside, answer)

@@ -1,0 +1,197 @@
+"""Topology hiding through the proxy core: what the edge answers ITSELF to the hidden side.
+
+A gateway's in-dialog request is restored to the inside's values before the
+edge handles it; the responses the edge makes on its own (100 Trying, 483,
+481, 500, a CANCEL's 200) are built from that restored copy and must be
+hidden again, exactly like the responses it relays.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from services.edge.policy import NO_KEYS_HEADER
+from services.edge.proxy.actions import Send
+from services.edge.proxy.core import Proxy
+from services.edge.topology.policy import TargetTopology
+from services.routing.table.model import Gateway, Rule
+from shared.sip.message import Request, Response
+from shared.sip.transport.destination import Destination
+from tests.services.edge.policy.support import (
+    GW1,
+    GW2,
+    INSIDE,
+    Run,
+    answer,
+    invite,
+    policy_run,
+    requests_to,
+    responses_to,
+)
+
+INSIDE_PROXY = Destination("udp", "10.0.0.7", 5060)
+"""The inside's Record-Route: the gateway's in-dialog requests go back through it."""
+INSIDE_VALUES = ("inside-call-1", "10.0.0.5", "10.0.0.6", "10.0.0.7", "alice@10.0.0.5")
+
+
+@pytest.fixture
+def run() -> Run:
+    found = policy_run()
+    hiding = TargetTopology(mask_call_id=True)
+    found.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", topology_hiding=hiding))
+    return found
+
+
+def hidden_call(run: Run) -> Request:
+    """A call from the inside to the hidden gateway, answered; the INVITE the gateway got."""
+    [forwarded] = requests_to(run.send(invite()), GW1)
+    assert forwarded.call_id.startswith("CMH-")
+    run.send(answer(forwarded, 200), GW1)
+    return forwarded
+
+
+def from_gateway(forwarded: Request, method: str, *, cseq: int = 7, max_forwards: int = 70,
+                 branch: str = "z9hG4bKgw7") -> bytes:  # fmt: skip
+    """The gateway's in-dialog request in the dialog `forwarded` created (what it saw)."""
+    contact = forwarded.contacts[0].uri
+    routes = ", ".join(forwarded.headers("record-route"))
+    return (
+        f"{method} {contact} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {GW1.host}:5060;branch={branch}\r\n"
+        f"Route: {routes}\r\n"
+        f"From: {forwarded.header('to')};tag=gw\r\n"
+        f"To: {forwarded.header('from')}\r\n"
+        f"Call-ID: {forwarded.call_id}\r\n"
+        f"CSeq: {cseq} {method}\r\n"
+        f"Max-Forwards: {max_forwards}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def assert_hidden(responses: list[Response], forwarded: Request) -> None:
+    """Each response carries what the gateway sent, nothing of the inside."""
+    assert responses
+    for response in responses:
+        text = response.to_bytes().decode()
+        for value in INSIDE_VALUES:
+            assert value not in text, (value, text)
+        assert response.call_id == forwarded.call_id
+        assert (response.top_via.host, response.top_via.port) == (GW1.host, 5060)
+        assert response.from_.uri == forwarded.to.uri
+        assert response.to.uri == forwarded.from_.uri
+
+
+def test_483_to_a_gateway_in_dialog_request_is_hidden(run: Run) -> None:
+    forwarded = hidden_call(run)
+    actions = run.send(from_gateway(forwarded, "BYE", max_forwards=0), GW1)
+    responses = responses_to(actions, GW1)
+    assert [r.status for r in responses] == [483]
+    assert_hidden(responses, forwarded)
+    assert requests_to(actions, INSIDE_PROXY) == []
+
+
+def test_trying_and_500_to_a_gateway_reinvite_are_hidden(run: Run) -> None:
+    forwarded = hidden_call(run)
+    actions = run.send(from_gateway(forwarded, "INVITE"), GW1)
+    [to_inside] = requests_to(actions, INSIDE_PROXY)
+    assert to_inside.call_id == "inside-call-1@10.0.0.5"  # restored for the inside
+    [client] = [a.client for a in actions if isinstance(a, Send) and a.client is not None]
+    failed = run.proxy.transport_failed(client, run.now)  # the inside is unreachable
+    responses = responses_to(actions + failed, GW1)
+    assert [r.status for r in responses] == [100, 500]
+    assert_hidden(responses, forwarded)
+
+
+def test_a_cancel_of_a_gateway_reinvite_is_answered_hidden(run: Run) -> None:
+    forwarded = hidden_call(run)
+    reinvite = from_gateway(forwarded, "INVITE", branch="z9hG4bKgw8")
+    [to_inside] = requests_to(run.send(reinvite, GW1), INSIDE_PROXY)
+    run.send(answer(to_inside, 180), INSIDE_PROXY)
+    cancel = from_gateway(forwarded, "CANCEL", branch="z9hG4bKgw8")
+    actions = run.send(cancel, GW1)
+    responses = responses_to(actions, GW1)
+    assert [r.status for r in responses] == [200]
+    assert_hidden(responses, forwarded)
+    assert [r.method for r in requests_to(actions, INSIDE_PROXY)] == ["CANCEL"]
+
+
+def test_a_stateless_400_to_a_restored_request_is_made_from_what_was_sent(run: Run) -> None:
+    forwarded = hidden_call(run)
+    bye = from_gateway(forwarded, "BYE").replace(b"CSeq: 7 BYE", b"CSeq: 7 OPTIONS")
+    responses = responses_to(run.send(bye, GW1), GW1)
+    assert [r.status for r in responses] == [400]
+    assert_hidden(responses, forwarded)
+
+
+def test_without_hiding_the_edge_answers_from_the_request_unchanged() -> None:
+    run = policy_run()
+    [forwarded] = requests_to(run.send(invite()), GW1)
+    assert forwarded.call_id == "inside-call-1@10.0.0.5"
+    run.send(answer(forwarded, 200), GW1)
+    bye = from_gateway(forwarded, "BYE", max_forwards=0)
+    [response] = responses_to(run.send(bye, GW1), GW1)
+    assert (response.status, response.call_id) == (483, "inside-call-1@10.0.0.5")
+
+
+def test_a_restored_request_is_no_scanner_even_from_an_untrusted_source() -> None:
+    run = policy_run(trusted=False)
+    hiding = TargetTopology(mask_call_id=True)
+    run.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", topology_hiding=hiding))
+    forwarded = hidden_call(run)
+    bye = from_gateway(forwarded, "BYE").replace(
+        b"Max-Forwards", b"User-Agent: friendly-scanner\r\nMax-Forwards"
+    )
+    assert [r.method for r in requests_to(run.send(bye, GW1), INSIDE_PROXY)] == ["BYE"]
+    # The same User-Agent without a token that opens is a scanner's: dropped.
+    foreign = bye.replace(b";th=", b";xx=")
+    assert run.send(foreign.replace(b"z9hG4bKgw7", b"z9hG4bKgw9"), GW1) == []
+
+
+def test_the_proxy_forgets_restored_transactions_when_they_end(run: Run) -> None:
+    forwarded = hidden_call(run)
+    run.send(from_gateway(forwarded, "BYE", max_forwards=0), GW1)
+    proxy: Proxy = run.proxy
+    assert len(proxy._restored) == 1
+    run.now += 40
+    proxy.expire(run.now)
+    assert proxy._restored == {}
+
+
+# ----- hiding asked for, CALLMESH_TOPOLOGY_KEYS unset ---------------------------------------
+
+
+def keyless_run() -> Run:
+    run = policy_run(topology=False)
+    hiding = TargetTopology()
+    run.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", topology_hiding=hiding))
+    return run
+
+
+def test_without_keys_a_hidden_gateway_is_never_sent_to_and_the_caller_gets_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = keyless_run()
+    with caplog.at_level(logging.ERROR, logger="callmesh.edge"):
+        actions = run.send(invite())
+        again = run.send(invite().replace(b"z9hG4bKin1", b"z9hG4bKin2").replace(b"-1@", b"-2@"))
+    assert requests_to(actions + again, GW1) == []
+    for sent in (actions, again):
+        trying, failure = responses_to(sent, INSIDE)
+        assert (trying.status, failure.status) == (100, 500)
+        assert failure.header("reason") == NO_KEYS_HEADER
+        assert "CALLMESH_TOPOLOGY_KEYS" in failure.reason
+        assert failure.to_tag
+    [line] = [r.getMessage() for r in caplog.records if "CALLMESH_TOPOLOGY_KEYS" in r.getMessage()]
+    assert "gateway 1" in line
+
+
+def test_without_keys_the_next_gateway_without_hiding_takes_the_call() -> None:
+    run = keyless_run()
+    run.table.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
+    actions = run.send(invite())
+    assert requests_to(actions, GW1) == []
+    [forwarded] = requests_to(actions, GW2)
+    assert forwarded.call_id == "inside-call-1@10.0.0.5"
+    assert [r.status for r in responses_to(actions, INSIDE)] == [100]
