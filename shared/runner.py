@@ -87,7 +87,9 @@ class Process:
         """The HTTP API of every service started here, with the probes."""
         routers = [router for service in self.services for router in service.routers()]
         title = f"Callmesh {'+'.join(s.name for s in self.services)}"
-        return create_app(title, routers, self.checks, self.settings.api_token)
+        token = self.settings.api_token
+        secret = token.get_secret_value() if token is not None else None
+        return create_app(title, routers, self.checks, secret)
 
     def http_server(self) -> uvicorn.Server:
         host, port = self.settings.http_address

@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     namespace: str = Field(default="callmesh", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     http_listen: str = "127.0.0.1:8080"
-    api_token: str | None = None
+    api_token: SecretStr | None = None
+    """Kept as a secret so no repr or log of the settings shows it."""
     sip_listen: str = "udp:127.0.0.1:5060,tcp:127.0.0.1:5060"
     trusted_networks: str = "127.0.0.0/8,::1/128"
     instance: str = Field(
