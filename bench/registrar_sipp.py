@@ -62,8 +62,8 @@ KAMAILIO_CONFIG = Path(__file__).with_name("kamailio_registrar.cfg")
 LOOPBACK = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind((LOOPBACK, 0))
         return int(probe.getsockname()[1])
 
@@ -109,7 +109,7 @@ def sipp_argv(injection: Path, calls: int, rate: float, sip_port: int, stats: Pa
         "sipp", "-sf", str(SCENARIO), "-inf", str(injection), "-key", "domain", DOMAIN,
         "-auth_uri", DOMAIN, "-i", LOOPBACK, "-p", str(free_port()), "-t", "u1",
         "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000", "-l", str(int(rate * 4) + 10),
-        "-nostdin", "-timeout", str(int(calls / rate * 3 + 60)), "-trace_stat", "-stf",
+        "-nostdin", "-nd", "-timeout", str(int(calls / rate * 3 + 60)), "-trace_stat", "-stf",
         str(stats), "-fd", "1", "-trace_err", "-error_file", str(stats.with_suffix(".err")),
         f"{LOOPBACK}:{sip_port}",
     ]  # fmt: skip
@@ -206,10 +206,10 @@ async def register_run(
 async def callmesh_runs(
     args: argparse.Namespace, phones: list[Phone], workdir: Path, store: Store, env: dict[str, str]
 ) -> tuple[list[RunResult], float]:
-    sip_port, edge_http = free_port(), free_port()
+    sip_port, edge_http = free_port(), free_port(socket.SOCK_STREAM)
     registrars = []
     for index in range(args.registrars):
-        port = free_port()
+        port = free_port(socket.SOCK_STREAM)
         log = workdir / f"registrar-{index}.log"
         process = spawn(
             [sys.executable, "-m", "services.registrar"], log, ROOT,
