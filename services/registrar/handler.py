@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
 
 from pydantic import ValidationError
 
@@ -34,9 +33,9 @@ from services.registrar.bindings import (
     Snapshot,
 )
 from services.registrar.events import BindingAdded, BindingRefreshed, BindingRemoved
-from services.registrar.layout import nonce_count_key
 from services.registrar.location import ha1_of, ha1_source
 from services.registrar.model import aor_of
+from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper, NonceState
 from services.registrar.outbox import EventOutbox
 from services.registrar.protocol import RegisterReply, RegisterRequest
@@ -54,14 +53,6 @@ from shared.sip.message import Request, parse_message
 from shared.sip.responses import error_response, make_response
 from shared.sip.uri import SipUri
 from shared.store import Store
-
-# KEYS[1]: the nonce's count. ARGV: nc, seconds to keep it. 1 if nc is above every earlier one.
-_CLAIM_NONCE_COUNT: Final = """
-local seen = redis.call('GET', KEYS[1])
-if seen and tonumber(seen) >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-return 1
-"""
 
 
 class RegisterHandler:
@@ -86,7 +77,7 @@ class RegisterHandler:
         self.clock = clock
         self.algorithms = algorithms
         self.bindings = BindingStore(store)
-        self._claim_nc = store.redis.register_script(_CLAIM_NONCE_COUNT)
+        self.nonce_counts = NonceCounts(store, nonces.ttl)
 
     async def __call__(self, message: WorkMessage) -> bytes:
         try:
@@ -141,7 +132,7 @@ class RegisterHandler:
             raise SipError("Forbidden", 403)
         if verdict is Verdict.STALE:
             return self._challenge(request, realm, now, stale=True)
-        claim = NonceClaim(nonce_count_key(self.store, nonce), count, self.nonces.ttl + 10)
+        claim = NonceClaim(self.nonce_counts.key(nonce), count, self.nonce_counts.keep)
         origin = Origin(
             incoming.source_host,
             incoming.source_port,
@@ -158,11 +149,11 @@ class RegisterHandler:
                 )
             except SipError:
                 # Refused; the nonce-count is still spent, so a replay is challenged.
-                if not await self._claim_nc(keys=[claim.key], args=[claim.count, claim.ttl]):
+                if not await self.nonce_counts.claim(nonce, count):
                     return self._replayed(request, realm, now, aor)
                 raise
             if not update.changed:
-                committed = await self._claim_nc(keys=[claim.key], args=[claim.count, claim.ttl])
+                committed = await self.nonce_counts.claim(nonce, count)
                 outcome = Commit.DONE if committed else Commit.REPLAYED
             else:
                 outcome = await self.bindings.commit(snapshot, live, update.current, claim)
