@@ -303,8 +303,14 @@ def print_run(name: str, run: int, result: RunResult) -> None:
           flush=True)  # fmt: skip
 
 
-def cores_of(part: str, result: RunResult) -> float:
-    return result.cores.get(part, 0.0)
+def cores_of(part: str, result: RunResult) -> float | None:
+    return result.cores.get(part)
+
+
+def server_cpu_ms(result: RunResult) -> float:
+    """CPU of everything but SIPp per registration (two REGISTERs), in milliseconds."""
+    cores = sum(value for part, value in result.cores.items() if part != "SIPp")
+    return 1000 * cores * result.seconds / max(result.registrations, 1)
 
 
 def print_table(
@@ -319,8 +325,11 @@ def print_table(
           f"{len(next(iter(columns.values()))) and args.subscribers} subscribers")  # fmt: skip
     print(f"{'':32}" + "".join(f"{title[n]:>32}" for n in names))
 
-    def row(label: str, value: Callable[[RunResult], float], fmt: str) -> None:
-        cells = [format(statistics.median(map(value, columns[n])), fmt) for n in names]
+    def row(label: str, value: Callable[[RunResult], float | None], fmt: str) -> None:
+        cells = []
+        for name in names:
+            values = [v for v in map(value, columns[name]) if v is not None]
+            cells.append(format(statistics.median(values), fmt) if values else "-")
         print(f"{label:32}" + "".join(f"{cell:>32}" for cell in cells))
 
     row("registrations per run", lambda r: r.registrations, ".0f")
@@ -329,6 +338,7 @@ def print_table(
     parts = dict.fromkeys(part for results in columns.values() for part in results[0].cores)
     for part in parts:
         row(f"CPU cores: {part}", functools.partial(cores_of, part), ".2f")
+    row("CPU ms per registration (no SIPp)", server_cpu_ms, ".2f")
     print(f"{'Redis bytes per binding':32}{memory:>32.0f}")
 
 

@@ -1,7 +1,8 @@
 """What the proxy core knows of the registrar's records, sans-IO: answers or `Missing`.
 
-The core asks (`is_local_domain`, `bindings`, `subscriber_exists`, `ha1`); a
-known, fresh answer comes back at once, so a warm cache never waits on Redis.
+The core asks (`is_local_domain`, `bindings`, `subscriber_exists`, `ha1`,
+`claim_nonce_count`); a known, fresh answer comes back at once, so a warm
+cache never waits on Redis.
 An unknown one raises `Missing(query)`: the core parks the request and emits
 a lookup, the adapter reads Redis (`services.edge.location.feed`), `learn`s
 the answer here and has the core resume.  `registrar.…` events keep the
