@@ -20,6 +20,7 @@ from services.edge.sockets import BoundSocket, EdgeSockets
 from services.edge.trust import SourceTrust
 from services.edge.workers import WorkerPool
 from services.registrar.location import shared_secret
+from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper
 from shared.bus import Bus
 from shared.service import Service
@@ -84,7 +85,7 @@ async def start_edge(
     """
     secret = await shared_secret(store)
     directory = Directory()
-    feed = LocationFeed(directory, store, bus)
+    feed = LocationFeed(directory, store, bus, NonceCounts(store, settings.registrar_nonce_ttl))
     await feed.start()
     trusted = SourceTrust(settings.trusted, cache)
     subscribers = Subscribers(

@@ -1,8 +1,10 @@
 """The consumer of ``registrar.register``: one REGISTER in, its response out.
 
 A thin adapter: the digest rules (``auth``), the nonces (``nonces``) and the
-binding rules (``register``) decide; this module fetches the HA1, claims the
-nonce-count, runs the binding change against Redis and announces it.
+binding rules (``register``) decide; this module reads the HA1 and the AoR's
+bindings (one pipelined round trip), writes the change with the nonce-count
+claim (one script, ``bindings``) and posts the events to the outbox, which
+publishes them after the response is on its way.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
 
 from pydantic import ValidationError
 
@@ -23,12 +24,20 @@ from services.registrar.auth import (
     judge,
     nonce_count,
 )
-from services.registrar.bindings import BindingStore
+from services.registrar.bindings import (
+    MAX_ATTEMPTS,
+    BindingStore,
+    Commit,
+    ConflictError,
+    NonceClaim,
+    Snapshot,
+)
 from services.registrar.events import BindingAdded, BindingRefreshed, BindingRemoved
-from services.registrar.layout import nonce_count_key
-from services.registrar.location import subscriber_ha1
+from services.registrar.location import ha1_of, ha1_source
 from services.registrar.model import aor_of
+from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper, NonceState
+from services.registrar.outbox import EventOutbox
 from services.registrar.protocol import RegisterReply, RegisterRequest
 from services.registrar.register import (
     BindingUpdate,
@@ -37,21 +46,13 @@ from services.registrar.register import (
     ok_response,
     update_bindings,
 )
-from shared.bus import Bus, DeadLetter, WorkMessage
+from shared.bus import DeadLetter, WorkMessage
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request, parse_message
 from shared.sip.responses import error_response, make_response
 from shared.sip.uri import SipUri
 from shared.store import Store
-
-# KEYS[1]: the nonce's count. ARGV: nc, seconds to keep it. 1 if nc is above every earlier one.
-_CLAIM_NONCE_COUNT: Final = """
-local seen = redis.call('GET', KEYS[1])
-if seen and tonumber(seen) >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-return 1
-"""
 
 
 class RegisterHandler:
@@ -60,7 +61,7 @@ class RegisterHandler:
     def __init__(
         self,
         store: Store,
-        bus: Bus,
+        outbox: EventOutbox,
         nonces: NonceKeeper,
         policy: ExpiryPolicy,
         *,
@@ -69,14 +70,14 @@ class RegisterHandler:
         algorithms: tuple[str, ...] = OFFERED_ALGORITHMS,
     ) -> None:
         self.store = store
-        self.bus = bus
+        self.outbox = outbox
         self.nonces = nonces
         self.policy = policy
         self.log = log
         self.clock = clock
         self.algorithms = algorithms
         self.bindings = BindingStore(store)
-        self._claim_nc = store.redis.register_script(_CLAIM_NONCE_COUNT)
+        self.nonce_counts = NonceCounts(store, nonces.ttl)
 
     async def __call__(self, message: WorkMessage) -> bytes:
         try:
@@ -122,20 +123,16 @@ class RegisterHandler:
         if state is NonceState.INVALID:
             return self._challenge(request, realm, now)
         check_identity(credentials, request, user)
-        ha1 = await subscriber_ha1(self.store, user, realm, credentials.algorithm)
+        count = nonce_count(credentials)
+        if count is None:
+            raise SipParseError("malformed digest nc")
+        ha1, snapshot = await self._read(user, realm, credentials.algorithm, aor)
         verdict = judge(credentials, request, ha1, state)
         if verdict is Verdict.FORBIDDEN:
             raise SipError("Forbidden", 403)
         if verdict is Verdict.STALE:
             return self._challenge(request, realm, now, stale=True)
-        count = nonce_count(credentials)
-        if count is None:
-            raise SipParseError("malformed digest nc")
-        if not await self._claim_nc(
-            keys=[nonce_count_key(self.store, nonce)], args=[count, self.nonces.ttl + 10]
-        ):
-            self.log.info("REGISTER with a replayed nonce-count", extra={"aor": aor})
-            return self._challenge(request, realm, now)
+        claim = NonceClaim(self.nonce_counts.key(nonce), count, self.nonce_counts.keep)
         origin = Origin(
             incoming.source_host,
             incoming.source_port,
@@ -144,16 +141,46 @@ class RegisterHandler:
             incoming.edge_address,
             incoming.connection_id,
         )
-        update = await self.bindings.change(
-            aor,
-            now,
-            lambda live: update_bindings(
-                request, aor, live, origin=origin, policy=self.policy, now=now
-            ),
-            lambda found: found.current if found.changed else None,
-        )
-        await self._announce(update)
-        return ok_response(request, update, now, new_tag()).to_bytes()
+        for _ in range(MAX_ATTEMPTS):
+            live = snapshot.live(now)
+            try:
+                update = update_bindings(
+                    request, aor, live, origin=origin, policy=self.policy, now=now
+                )
+            except SipError:
+                # Refused; the nonce-count is still spent, so a replay is challenged.
+                if not await self.nonce_counts.claim(nonce, count):
+                    return self._replayed(request, realm, now, aor)
+                raise
+            if not update.changed:
+                committed = await self.nonce_counts.claim(nonce, count)
+                outcome = Commit.DONE if committed else Commit.REPLAYED
+            else:
+                outcome = await self.bindings.commit(snapshot, live, update.current, claim)
+            if outcome is Commit.REPLAYED:
+                return self._replayed(request, realm, now, aor)
+            if outcome is Commit.DONE:
+                self._announce(update)
+                return ok_response(request, update, now, new_tag()).to_bytes()
+            snapshot = await self.bindings.snapshot(aor)
+        raise ConflictError(f"bindings of {aor} changed {MAX_ATTEMPTS} times in a row")
+
+    async def _read(
+        self, user: str, realm: str, algorithm: str, aor: str
+    ) -> tuple[str | None, Snapshot]:
+        """The subscriber's HA1 and the AoR's bindings, in one round trip."""
+        source = ha1_source(self.store, user, realm, algorithm)
+        pipe = self.store.redis.pipeline(transaction=False)
+        if source is not None:
+            pipe.hmget(source[0], [source[1], "enabled"])
+        pipe.hgetall(self.bindings.key(aor))
+        replies = await pipe.execute()
+        ha1 = ha1_of(replies[0]) if source is not None else None
+        return ha1, Snapshot(aor, replies[-1])
+
+    def _replayed(self, request: Request, realm: str, now: float, aor: str) -> bytes:
+        self.log.info("REGISTER with a replayed nonce-count", extra={"aor": aor})
+        return self._challenge(request, realm, now)
 
     def _challenge(self, request: Request, realm: str, now: float, *, stale: bool = False) -> bytes:
         headers = challenge_headers(
@@ -161,10 +188,10 @@ class RegisterHandler:
         )
         return make_response(request, 401, to_tag=new_tag(), headers=headers).to_bytes()
 
-    async def _announce(self, update: BindingUpdate) -> None:
+    def _announce(self, update: BindingUpdate) -> None:
         for binding in update.added:
-            await self.bus.publish(BindingAdded(binding=binding.location()))
+            self.outbox.post(BindingAdded(binding=binding.location()))
         for binding in update.refreshed:
-            await self.bus.publish(BindingRefreshed(binding=binding.location()))
+            self.outbox.post(BindingRefreshed(binding=binding.location()))
         for binding in update.removed:
-            await self.bus.publish(BindingRemoved(binding=binding.location(), cause="unregistered"))
+            self.outbox.post(BindingRemoved(binding=binding.location(), cause="unregistered"))

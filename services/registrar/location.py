@@ -43,12 +43,25 @@ async def subscriber_ha1(store: Store, user: str, domain: str, algorithm: str) -
     The digest realm of a subscriber is its domain. ``-sess`` variants use the
     plain HA1 (``shared.sip.digest`` derives the session one).
     """
+    source = ha1_source(store, user, domain, algorithm)
+    if source is None:
+        return None
+    key, field = source
+    return ha1_of(await store.redis.hmget(key, [field, "enabled"]))
+
+
+def ha1_source(store: Store, user: str, domain: str, algorithm: str) -> tuple[str, str] | None:
+    """Where the HA1 for ``algorithm`` is: the subscriber's key and field (None: no such
+    algorithm), to read with ``HMGET key field enabled`` (alone or in a pipeline)."""
     field = HA1_FIELDS.get(algorithm.upper().removesuffix("-SESS"))
     if field is None:
         return None
-    ha1, enabled = await store.redis.hmget(
-        subscriber_key(store, identity(user, domain)), [field, "enabled"]
-    )
+    return subscriber_key(store, identity(user, domain)), field
+
+
+def ha1_of(reply: list[bytes | str | None]) -> str | None:
+    """The HA1 from the reply to ``HMGET key field enabled``, if the subscriber is enabled."""
+    ha1, enabled = reply
     if ha1 is None or enabled != b"1":
         return None
     return text(ha1)

@@ -17,6 +17,7 @@ from services.registrar.bindings import BindingStore
 from services.registrar.handler import RegisterHandler
 from services.registrar.location import shared_secret
 from services.registrar.nonces import NonceKeeper
+from services.registrar.outbox import EventOutbox
 from services.registrar.protocol import REGISTER_QUEUE
 from services.registrar.register import ExpiryPolicy
 from services.registrar.subscribers import SubscriberStore
@@ -32,7 +33,8 @@ class RegistrarService(Service):
         super().__init__(runtime)
         self.bindings = BindingStore(self.store)
         self.subscribers = SubscriberStore(self.store)
-        self.sweeper = ExpirySweeper(self.bindings, self.bus, self.log)
+        self.outbox = EventOutbox(self.bus, self.log)
+        self.sweeper = ExpirySweeper(self.bindings, self.outbox, self.log)
 
     def routers(self) -> Sequence[APIRouter]:
         return (
@@ -45,12 +47,13 @@ class RegistrarService(Service):
         nonces = NonceKeeper(await shared_secret(self.store), settings.registrar_nonce_ttl)
         handler = RegisterHandler(
             self.store,
-            self.bus,
+            self.outbox,
             nonces,
             expiry_policy(settings),
             log=self.log,
             algorithms=settings.digest_offer,
         )
+        self.outbox.start()
         await self.bus.declare_queue(REGISTER_QUEUE)
         for _ in range(settings.registrar_workers):
             await self.bus.consume(REGISTER_QUEUE, handler, prefetch=8)
@@ -59,6 +62,7 @@ class RegistrarService(Service):
 
     async def stop(self) -> None:
         await self.sweeper.stop()
+        await self.outbox.stop()
 
 
 def expiry_policy(settings: Settings) -> ExpiryPolicy:

@@ -2,7 +2,8 @@
 
 Polling the expiry set a few times a second keeps the detection within a
 second of the due time without keyspace notifications, which Redis would
-deliver to every instance (and drop while one is disconnected).
+deliver to every instance (and drop while one is disconnected).  The events
+go through the instance's outbox, in one stream with its REGISTER events.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 
 from services.registrar.bindings import BindingStore
 from services.registrar.events import BindingExpired
-from shared.bus import Bus, BusUnavailable
+from services.registrar.outbox import EventOutbox
 
 SWEEP_INTERVAL = 0.2
 BATCH = 500
@@ -27,12 +28,12 @@ class ExpirySweeper:
     def __init__(
         self,
         bindings: BindingStore,
-        bus: Bus,
+        outbox: EventOutbox,
         log: logging.Logger,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bindings = bindings
-        self.bus = bus
+        self.outbox = outbox
         self.log = log
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -52,7 +53,7 @@ class ExpirySweeper:
         while True:
             expired = await self.bindings.claim_expired(self.clock(), BATCH)
             for binding in expired:
-                await self.bus.publish(BindingExpired(binding=binding.location()))
+                self.outbox.post(BindingExpired(binding=binding.location()))
             total += len(expired)
             if len(expired) < BATCH:
                 return total
@@ -63,7 +64,7 @@ class ExpirySweeper:
             try:
                 await self.sweep()
                 failing = False
-            except (RedisError, OSError, BusUnavailable) as error:
+            except (RedisError, OSError) as error:
                 if not failing:
                     self.log.warning("expiry sweep failed: %s", f"{type(error).__name__}: {error}")
                 failing = True

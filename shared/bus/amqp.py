@@ -91,6 +91,7 @@ class _Link:
         self.publisher: AbstractChannel
         self.exchange: AbstractExchange
         self.requester: AbstractChannel
+        self.replier: AbstractChannel
         self.buffers: list[asyncio.Queue[AbstractIncomingMessage | None]] = []
         self.workers: set[asyncio.Task[None]] = set()
 
@@ -217,7 +218,11 @@ class AmqpBus(Bus):
                 link.exchange = await link.publisher.declare_exchange(
                     self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
                 )
-                link.requester = await self._channel(link, confirms=True)
+                # Requests and replies go without publisher confirms: the reply (or the
+                # request's timeout) is the acknowledgement, and a confirm per message
+                # would double the broker's round trips on every request/reply.
+                link.requester = await self._channel(link, confirms=False)
+                link.replier = await self._channel(link, confirms=False)
                 replies = await link.requester.get_queue(DIRECT_REPLY_TO, ensure=False)
                 await replies.consume(self._on_reply, no_ack=True)
                 for name in self._queues:
@@ -415,7 +420,7 @@ class AmqpBus(Bus):
             exchange = link.publisher.default_exchange
             if outcome.reply is not None and work.reply_to:
                 reply = aio_pika.Message(outcome.reply, correlation_id=work.correlation_id)
-                await exchange.publish(reply, work.reply_to, mandatory=False)
+                await link.replier.default_exchange.publish(reply, work.reply_to, mandatory=False)
             if outcome.dead_reason is not None:
                 dead = aio_pika.Message(
                     message.body,
@@ -483,9 +488,8 @@ class AmqpBus(Bus):
         correlation_id = uuid.uuid4().hex
         request = _Request(asyncio.get_running_loop().create_future())
         self._pending[correlation_id] = request
-        message = aio_pika.Message(
-            body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id, delivery_mode=PERSISTENT
-        )
+        # Transient: a request outlives its timeout by nothing, so writing it to disk is waste.
+        message = aio_pika.Message(body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id)
 
         async def send(link: _Link) -> None:
             # Direct reply-to: the request must leave on the channel that consumes the replies.

@@ -6,6 +6,7 @@ from services.edge.location.directory import (
     DomainQuery,
     Ha1Query,
     Missing,
+    NonceCountQuery,
     Query,
     SubscriberQuery,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "DomainQuery",
     "Ha1Query",
     "Missing",
+    "NonceCountQuery",
     "Query",
     "SubscriberQuery",
 ]

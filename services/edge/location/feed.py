@@ -20,6 +20,7 @@ from services.edge.location.directory import (
     Directory,
     DomainQuery,
     Ha1Query,
+    NonceCountQuery,
     Query,
     SubscriberQuery,
 )
@@ -39,6 +40,7 @@ from services.registrar.location import (
     subscriber_exists,
     subscriber_ha1,
 )
+from services.registrar.nonce_counts import NonceCounts
 from shared.bus import Bus, Envelope
 from shared.store import Store
 
@@ -53,10 +55,13 @@ _BINDING_EVENTS: dict[str, tuple[type[BindingEvent], bool]] = {
 
 
 class LocationFeed:
-    def __init__(self, directory: Directory, store: Store, bus: Bus) -> None:
+    def __init__(
+        self, directory: Directory, store: Store, bus: Bus, nonce_counts: NonceCounts
+    ) -> None:
         self.directory = directory
         self.store = store
         self.bus = bus
+        self.nonce_counts = nonce_counts
         self._loop = asyncio.get_running_loop()
         self._seen: dict[str, int] = {}
 
@@ -65,8 +70,14 @@ class LocationFeed:
         self.bus.on_reconnect(self._on_reconnect)
 
     async def resolve(self, query: Query) -> None:
-        """Read the answer to `query` from Redis into the directory (raises Redis errors)."""
-        self.directory.learn(query, await self._read(query), self._loop.time())
+        """Read the answer to `query` from Redis into the directory (raises Redis errors).
+
+        An event for the same query that arrives during the read wins over it
+        (see `Directory.learn`).
+        """
+        started = self.directory.reading()
+        answer = await self._read(query)
+        self.directory.learn(query, answer, self._loop.time(), read_at=started)
 
     async def _read(self, query: Query) -> Answer:
         store = self.store
@@ -77,6 +88,8 @@ class LocationFeed:
             return tuple(binding.location() for binding in found)
         if isinstance(query, SubscriberQuery):
             return await subscriber_exists(store, query.user, query.domain)
+        if isinstance(query, NonceCountQuery):
+            return await self.nonce_counts.claim(query.nonce, query.count)
         assert isinstance(query, Ha1Query)
         return await subscriber_ha1(store, query.user, query.domain, query.algorithm)
 

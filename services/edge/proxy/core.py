@@ -45,6 +45,7 @@ from services.edge.proxy.subscribers import (
     Subscribers,
     authenticate,
     binding_hops,
+    challenge_register,
 )
 from shared.events.edge import DestinationFailed, FailureReason, GatewayFailed
 from shared.sip.address import Address
@@ -318,6 +319,7 @@ class Proxy:
             isinstance(uri, SipUri) and subscribers.directory.is_local_domain(uri.host, now)
         ):
             raise SipError("Not Found (not a domain of ours)", 404)
+        challenge_register(request, subscribers, now)
         edge_address = parked.inbound.record_route[1:-1].replace(";lr", "")
         actions.append(Register(parked.server, request.to_bytes(), parked.source, edge_address))
 

@@ -29,11 +29,12 @@ from services.registrar.auth import (
     challenge_headers,
     credentials_for,
     judge,
+    nonce_count,
 )
 from services.registrar.model import Location
 from services.registrar.nonces import NonceKeeper, NonceState
 from shared.sip.address import parse_address
-from shared.sip.errors import SipError
+from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import SipUri, parse_uri
@@ -93,7 +94,9 @@ def authenticate(request: Request, subscribers: Subscribers, now: float) -> None
     """Return if the request proves a subscriber's password; raise 407 (challenge) or 403.
 
     The realm is the caller's domain (From), which must be a local domain; the
-    digest user must be the From user.  May raise `Missing` (domain, HA1).
+    digest user must be the From user.  Each nonce-count is good once, as for
+    REGISTER: a replayed request is challenged again.  May raise `Missing`
+    (domain, HA1, the nonce-count's claim in Redis).
     """
     caller = request.from_.uri
     if not isinstance(caller, SipUri) or not caller.user:
@@ -116,14 +119,40 @@ def authenticate(request: Request, subscribers: Subscribers, now: float) -> None
         raise SipError("Forbidden", 403)
     if verdict is Verdict.STALE:
         raise _challenge(subscribers, realm, wall, stale=True)
+    count = nonce_count(credentials)
+    if count is None:
+        raise SipParseError("malformed digest nc")
+    if not subscribers.directory.claim_nonce_count(str(credentials.nonce), count, now):
+        raise _challenge(subscribers, realm, wall)  # a replay: its nonce-count was used
     request.remove_header("proxy-authorization")  # ours, no use to the next hop (§22.3)
 
 
+def challenge_register(request: Request, subscribers: Subscribers, now: float) -> None:
+    """Raise the registrar's 401 for a REGISTER without credentials for its realm (To's domain).
+
+    The first REGISTER of every registration is one of these; its answer is
+    a fresh nonce, which the edge mints as well as the registrar does (they
+    share the secret and the offered algorithms), so it is answered here
+    without the registrar round trip: half the registrar's work.
+    """
+    to_uri = request.to.uri
+    if not isinstance(to_uri, SipUri):
+        return  # the registrar answers 416
+    realm = to_uri.host.lower()
+    if credentials_for(request, realm) is None:
+        wall = now + subscribers.wall_offset
+        raise _challenge(subscribers, realm, wall, registrar=True)
+
+
 def _challenge(
-    subscribers: Subscribers, realm: str, wall: float, *, stale: bool = False
-) -> SipError:
+    subscribers: Subscribers, realm: str, wall: float, *, stale: bool = False,
+    registrar: bool = False,
+) -> SipError:  # fmt: skip
+    header = "WWW-Authenticate" if registrar else "Proxy-Authenticate"
     headers = challenge_headers(
-        subscribers.nonces, realm, wall, stale=stale, header="Proxy-Authenticate",
+        subscribers.nonces, realm, wall, stale=stale, header=header,
         algorithms=subscribers.algorithms,
     )  # fmt: skip
+    if registrar:
+        return SipError("Unauthorized", 401, tuple(headers))
     return SipError("Proxy Authentication Required", 407, tuple(headers))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.registrar import Phone
-from shared.sip.message import Response, parse_message
+from shared.sip.digest import authorize, parse_challenge
+from shared.sip.message import Request, Response, parse_message
 from tests.services.edge.cluster import (
     DOMAIN,
     PASSWORD,
@@ -239,3 +241,105 @@ async def test_tcp_phone_is_reached_over_its_connection(cluster: Cluster, workdi
     phone.stop()
     assert phone.received("INVITE") == 1
     assert phone.received("BYE") == 1
+
+
+class UdpPhone:
+    """A phone on an unconnected UDP socket: it registers at edge A, calls reach it from B."""
+
+    def __init__(self, cluster: Cluster, user: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(5.0)
+        self.sock.bind((LOOPBACK, 0))
+        port = int(self.sock.getsockname()[1])
+        self.phone = Phone(user, DOMAIN, PASSWORD, host=LOOPBACK, port=port, algorithm="MD5")
+        self.registrar = (LOOPBACK, cluster.a.sip_port)
+
+    def register(self) -> int:
+        self.sock.sendto(self.phone.register(), self.registrar)
+        challenge = parse_message(self.receive(b"SIP/2.0 401"))
+        assert isinstance(challenge, Response)
+        self.phone.learn(challenge)
+        self.sock.sendto(self.phone.register(), self.registrar)
+        return status_of(self.receive(b"SIP/2.0 2"))
+
+    def receive(self, start: bytes) -> bytes:
+        """The next message starting with `start` (provisionals and strays skipped)."""
+        while True:
+            data, self.peer = self.sock.recvfrom(65535)
+            if data.startswith(start):
+                return data
+
+    def respond(self, request: bytes, status: int, reason: str) -> None:
+        message = parse_message(request)
+        assert isinstance(message, Request)
+        lines = [f"SIP/2.0 {status} {reason}"]
+        lines += [f"Via: {via}" for via in message.headers("via")]
+        lines += [f"Record-Route: {rr}" for rr in message.headers("record-route")]
+        lines += [
+            f"From: {message.header('from')}",
+            f"To: {message.header('to')};tag=p{self.phone.port}",
+            f"Call-ID: {message.call_id}",
+            f"CSeq: {message.header('cseq')}",
+            f"Contact: <{self.phone.contact}>",
+        ]
+        self.sock.sendto(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode(), self.peer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_equal_q_contacts_ring_in_parallel_and_the_loser_is_cancelled(cluster: Cluster) -> None:
+    cluster.subscriber("forked")
+    desk, mobile = UdpPhone(cluster, "forked"), UdpPhone(cluster, "forked")
+    caller = SipClient(cluster.b.sip_port)
+    try:
+        assert desk.register() == mobile.register() == 200
+        cluster.wait_bindings("forked", 2)
+        caller.send(sip_request("INVITE", f"sip:forked@{DOMAIN}", "udp", caller.port))
+        at_desk, at_mobile = desk.receive(b"INVITE "), mobile.receive(b"INVITE ")
+        desk.respond(at_desk, 180, "Ringing")
+        mobile.respond(at_mobile, 180, "Ringing")
+        desk.respond(at_desk, 200, "OK")
+        assert status_of(caller.final()) == 200
+        cancel = mobile.receive(b"CANCEL ")
+        branch = parse_message(at_mobile).top_via.branch
+        assert parse_message(cancel).top_via.branch == branch  # it cancels that very INVITE
+        mobile.respond(cancel, 200, "OK")
+        mobile.respond(at_mobile, 487, "Request Terminated")
+        assert mobile.receive(b"ACK ").startswith(b"ACK sip:forked@")  # the 487's hop-by-hop ACK
+    finally:
+        for each in (desk, mobile, caller):
+            each.close()
+
+
+def test_a_replayed_invite_is_challenged_again(cluster: Cluster) -> None:
+    cluster.subscriber("replayer")
+    client = SipClient(cluster.a.sip_port)
+    uri = f"sip:19995550000@{DOMAIN}"  # a number without a route: 404 once authenticated
+    caller = f"<sip:test@{LOOPBACK}>"
+
+    def invite(call_id: str, extra: str = "") -> bytes:
+        request = sip_request("INVITE", uri, "udp", client.port, call_id=call_id, extra=extra)
+        return request.replace(caller.encode(), f"<sip:replayer@{DOMAIN}>".encode())
+
+    def final(call_id: str) -> bytes:
+        """The final response of that call (unACKed 407s of earlier calls come again)."""
+        while (message := client.final()).find(f"Call-ID: {call_id}\r\n".encode()) < 0:
+            pass
+        return message
+
+    try:
+        client.send(invite("replay-1"))
+        challenge = parse_message(final("replay-1"))
+        assert isinstance(challenge, Response) and challenge.status == 407
+        credentials = authorize(
+            parse_challenge(challenge.header("proxy-authenticate") or ""), username="replayer",
+            password=PASSWORD, method="INVITE", uri=uri, cnonce="c0ffee",
+        )  # fmt: skip
+        answer = f"Proxy-Authorization: {credentials}\r\n"
+        client.send(invite("replay-2", answer))
+        assert status_of(final("replay-2")) == 404
+        client.send(invite("replay-3", answer))  # the same nonce and nonce-count again
+        assert status_of(final("replay-3")) == 407
+    finally:
+        client.close()

@@ -1,0 +1,50 @@
+"""Flow tokens: what one edge mints, any edge of the deployment opens; nobody else forges one."""
+
+from __future__ import annotations
+
+from services.edge.proxy.flows import FlowTokens, is_from_flow
+from shared.sip.transport.destination import Destination
+
+SECRET = b"deployment-secret"
+NAT_FLOW = Destination("udp", "203.0.113.9", 40123)
+TCP_FLOW = Destination("tcp", "2001:db8::7", 5061, connection_id=42)
+
+
+def test_a_token_opens_to_the_flow_it_was_minted_for() -> None:
+    tokens = FlowTokens(SECRET)
+    assert tokens.open(tokens.mint(NAT_FLOW)) == NAT_FLOW
+    assert tokens.open(tokens.mint(TCP_FLOW)) == TCP_FLOW
+
+
+def test_another_edge_with_the_same_secret_opens_it() -> None:
+    assert FlowTokens(SECRET).open(FlowTokens(SECRET).mint(TCP_FLOW)) == TCP_FLOW
+
+
+def test_a_token_is_a_route_parameter_value() -> None:
+    token = FlowTokens(SECRET).mint(TCP_FLOW)
+    assert all(c.isalnum() or c in "-_." for c in token), token
+
+
+def test_a_token_of_a_foreign_secret_is_refused() -> None:
+    assert FlowTokens(SECRET).open(FlowTokens(b"someone-else").mint(NAT_FLOW)) is None
+
+
+def test_a_tampered_flow_is_refused() -> None:
+    tokens = FlowTokens(SECRET)
+    encoded, mac = tokens.mint(NAT_FLOW).split(".")
+    other, _ = tokens.mint(Destination("udp", "198.51.100.66", 5060)).split(".")
+    assert tokens.open(f"{other}.{mac}") is None  # another flow under this flow's MAC
+    flipped = ("A" if mac[0] != "A" else "B") + mac[1:]
+    assert tokens.open(f"{encoded}.{flipped}") is None
+
+
+def test_garbage_is_refused_without_an_exception() -> None:
+    tokens = FlowTokens(SECRET)
+    for token in ("", ".", "no-dot", "!!!.abc", tokens.mint(NAT_FLOW) + "x"):
+        assert tokens.open(token) is None
+
+
+def test_a_request_from_the_flow_itself_is_recognised() -> None:
+    assert is_from_flow(TCP_FLOW, Destination("tcp", "2001:db8::7", 5061, connection_id=42))
+    assert is_from_flow(NAT_FLOW, NAT_FLOW)
+    assert not is_from_flow(NAT_FLOW, Destination("udp", "203.0.113.9", 40124))
