@@ -180,10 +180,15 @@ class RoutingCache:
 
 
 def _snapshot_rules(snapshot: Snapshot, index: RoutingIndex) -> Iterator[CompiledRule]:
-    """The packed rules not changed since, then the changed ones that still exist."""
-    changed = snapshot.changed
-    for chunk in snapshot.chunks:
-        for rule in unpack_rules(chunk, index):
+    """The packed rules not changed since, then the changed ones that still exist.
+
+    Each chunk is dropped from the snapshot once read, so its bytes are freed
+    while the index grows instead of all of them staying to the end.
+    """
+    changed, chunks = snapshot.changed, snapshot.chunks
+    chunks.reverse()
+    while chunks:
+        for rule in unpack_rules(chunks.pop(), index):
             if rule.id not in changed:
                 yield rule
     for rule_id, raw in changed.items():

@@ -11,22 +11,6 @@ from services.edge.routing_cache.health import GatewayHealth, GatewayState
 from services.routing.table.index import CompiledRule, GatewayTarget
 
 _READY: frozenset[GatewayState] = frozenset({"up", "unknown"})
-_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def dispatcher_sets(targets: tuple[str, ...]) -> tuple[str, ...]:
-    """The dispatcher set ids (``@farm`` → ``farm``) among a rule's targets, memoised.
-
-    Rules share interned target tuples, so the memo holds one entry per distinct
-    target list, and a lookup pays one dict probe instead of a scan.
-    """
-    found = _SETS.get(targets)
-    if found is None:
-        found = tuple(target[1:] for target in targets if target[:1] == "@")
-        if len(_SETS) > 100_000:
-            _SETS.clear()
-        _SETS[targets] = found
-    return found
 
 
 class Hop:
@@ -43,11 +27,13 @@ class Hop:
 class Route:
     """``number`` is the routed number (after any dialplan); hops in the order to try.
 
-    Built per call from the rule and its prebuilt gateway tuple: only the hops
-    (which carry the per-call number and health state) are allocated.
+    Built per call from the rule and its shared, prebuilt gateway tuple: only the
+    hops (which carry the per-call number and health state) are allocated. The
+    rule's own fields are read through it when asked for, so a lookup touches
+    the cold rule object once and never its id or prefix strings.
     """
 
-    __slots__ = ("hops", "number", "priority", "rule_id", "rule_prefix", "sets")
+    __slots__ = ("hops", "number", "rule", "sets")
 
     def __init__(
         self,
@@ -56,14 +42,24 @@ class Route:
         gateways: tuple[GatewayTarget, ...],
         health: GatewayHealth,
     ) -> None:
-        self.rule_id = rule.id
-        self.rule_prefix = rule.prefix
-        self.priority = rule.priority
+        self.rule = rule
         self.number = number
         state = health.state
         self.hops = tuple([Hop(gw, gw.dial(number), state(gw.id)) for gw in gateways])
-        self.sets = dispatcher_sets(rule.targets)
+        self.sets = rule.targets.sets
         """Dispatcher sets to try before the gateways (the model keeps them first)."""
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id
+
+    @property
+    def rule_prefix(self) -> str:
+        return self.rule.prefix
+
+    @property
+    def priority(self) -> int:
+        return self.rule.priority
 
     def usable(self) -> tuple[Hop, ...]:
         """The hops to try: healthy ones in order, then the suspected ones (see above)."""
