@@ -11,12 +11,17 @@ table (monotonic clock, shared by both processes), the edge index's memory
 the four-rule seed table versus the deck, on the same numbers for both: a
 uniformly random set and a skewed (Zipf-like) mix. Both tables have a default
 route, so every lookup is a full one. Each figure is the median over repeats.
+Lookups are timed alone and, as ``+use``, together with what the proxy then
+reads of the answer (the usable hops' numbers and addresses, the rule id): the
+route reads its rule lazily, so only the second shows the whole cost of a call.
+RSS is read after a ``gc.collect()``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -26,6 +31,7 @@ import sys
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +77,23 @@ def number_sets(count: int, seed: int = 1) -> dict[str, list[str]]:
     return {"uniform": uniform, "zipf": rng.choices(uniform, weights, k=count)}
 
 
-def lookup_costs(cache: RoutingCache, numbers: list[str], repeats: int) -> Figures:
+def proxy_use(cache: RoutingCache) -> Callable[[str], object]:
+    """A lookup plus what the proxy reads of its answer (usable hops, their numbers, the rule)."""
+
+    def use(number: str) -> object:
+        route = cache.lookup(number)
+        if route is None:
+            return None
+        return [(hop.number, hop.gateway.address, route.rule_id) for hop in route.usable()]
+
+    return use
+
+
+def lookup_costs(
+    cache: RoutingCache, numbers: list[str], repeats: int, lookup: Callable[[str], object]
+) -> Figures:
     """Per-call cost of ``lookup`` (µs): medians over ``repeats`` passes of median and p99."""
-    lookup, clock = cache.lookup, time.perf_counter_ns
+    clock = time.perf_counter_ns
     medians, p99s = [], []
     for _ in range(repeats):
         costs = []
@@ -86,6 +106,17 @@ def lookup_costs(cache: RoutingCache, numbers: list[str], repeats: int) -> Figur
         p99s.append(costs[int(len(costs) * 0.99)] / 1000)
     routed = sum(cache.lookup(number) is not None for number in numbers) / len(numbers)
     return {"median": statistics.median(medians), "p99": statistics.median(p99s), "routed": routed}
+
+
+def all_costs(
+    cache: RoutingCache, numbers: dict[str, list[str]], repeats: int
+) -> dict[str, Figures]:
+    """``lookup`` alone, and with the proxy's reads (``+use``), per number mix."""
+    found: dict[str, Figures] = {}
+    for name, mix in numbers.items():
+        found[name] = lookup_costs(cache, mix, repeats, cache.lookup)
+        found[f"{name}+use"] = lookup_costs(cache, mix, repeats, proxy_use(cache))
+    return found
 
 
 def rss_mib() -> float:
@@ -108,14 +139,16 @@ async def edge(namespace: str, rules: int, lookups: int, repeats: int) -> None:
     try:
         await cache.start()
         numbers = number_sets(lookups)
-        small = {name: lookup_costs(cache, found, repeats) for name, found in numbers.items()}
+        small = all_costs(cache, numbers, repeats)
+        gc.collect()
         rss_before = rss_mib()
         report("seeded", version=cache.version, lookups=small)
         while len(cache.index) < rules:  # noqa: ASYNC110 - the cache has no version signal
             await asyncio.sleep(0.005)
         report("loaded", at=time.monotonic(), version=cache.version, rules=len(cache.index))
+        gc.collect()
         rss_after = rss_mib()
-        large = {name: lookup_costs(cache, found, repeats) for name, found in numbers.items()}
+        large = all_costs(cache, numbers, repeats)
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         index, _ = await cache.load()
@@ -192,7 +225,7 @@ async def run(rules: int, lookups: int, repeats: int) -> None:
             f"RSS growth {done['rss_growth_mib']:.0f} MiB (target <= 400 MiB)"
         )
         large = done["lookups"]
-        for mix in ("uniform", "zipf"):
+        for mix in ("uniform", "zipf", "uniform+use", "zipf+use"):
             for name, figures in (("4 rules", small[mix]), (f"{rules:,} rules", large[mix])):
                 print(
                     f"lookups ({mix}), {name}: median {figures['median']:.2f} us, "

@@ -78,10 +78,11 @@ class RoutingCache:
     def lookup(self, number: str, group: str = "0") -> Route | None:
         """The route for ``number`` in ``group`` with each gateway's health; no I/O."""
         index = self.index
-        rule = index.find(number, group)
-        if rule is None:
+        found = index.locate(number, group)
+        if found is None:
             return None
-        return Route(rule, number, index.gateways_of(rule), self.health)
+        rules, code, targets = found
+        return Route(rules, number, index.resolve(targets), self.health, code)
 
     def translate(self, dialplan_id: str, number: str) -> str:
         """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""

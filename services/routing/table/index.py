@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain, islice
 
@@ -34,7 +34,7 @@ from services.routing.table.model import (
     Record,
     Rule,
 )
-from services.routing.table.prefixes import PrefixTable
+from services.routing.table.prefixes import NONE, PrefixTable
 from services.routing.table.timewindow import TimeWindow
 
 
@@ -99,10 +99,12 @@ class TargetList:
     object that stays in cache instead of from its cold rule.
     """
 
-    __slots__ = ("epoch", "gateways", "ids", "sets")
+    __slots__ = ("epoch", "gateways", "ids", "number", "sets")
 
-    def __init__(self, ids: tuple[str, ...]) -> None:
+    def __init__(self, ids: tuple[str, ...], number: int) -> None:
         self.ids = ids
+        self.number = number
+        """Its position in the index's list of target lists (from 1): a rule's tag."""
         self.sets = tuple(target[1:] for target in ids if target[:1] == "@")
         """Dispatcher set ids (``@farm`` → ``farm``), tried before the gateways."""
         self.gateways: tuple[GatewayTarget, ...] = ()
@@ -146,6 +148,10 @@ class Match:
 
 RuleEntry = CompiledRule | tuple[CompiledRule, ...]
 
+Located = tuple[Sequence[RuleEntry | None], int, TargetList]
+"""(rules, code, target list): the rule is ``first_rule(rules[code])`` (see
+:meth:`RoutingIndex.locate`)."""
+
 
 class RoutingIndex:
     def __init__(
@@ -161,6 +167,7 @@ class RoutingIndex:
         self._epoch = 0
         self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._target_lists: dict[tuple[str, ...], TargetList] = {}
+        self._listed: list[TargetList | None] = [None]
         self.gateways: dict[str, GatewayTarget] = {}
         self.carriers: dict[str, CarrierTargets] = {}
         self.dialplans: dict[str, CompiledDialplan] = {}
@@ -223,8 +230,10 @@ class RoutingIndex:
         """A rule in the index's shared form (interned groups, shared target lists)."""
         target_list = self._target_lists.get(targets)
         if target_list is None:
-            target_list = TargetList(tuple(sys.intern(target) for target in targets))
-            self._target_lists[target_list.ids] = target_list
+            ids = tuple(sys.intern(target) for target in targets)
+            target_list = TargetList(ids, len(self._listed))
+            self._target_lists[ids] = target_list
+            self._listed.append(target_list)
         return CompiledRule(
             rule_id,
             groups=self._intern(groups),
@@ -293,7 +302,7 @@ class RoutingIndex:
 
     @staticmethod
     def _new_table() -> PrefixTable[RuleEntry]:
-        return PrefixTable()
+        return PrefixTable(_tag_of)
 
     def _intern(self, values: tuple[str, ...]) -> tuple[str, ...]:
         return self._interned.setdefault(values, tuple(sys.intern(value) for value in values))
@@ -306,11 +315,22 @@ class RoutingIndex:
         return None if rule is None else Match(rule, number, self.gateways_of(rule))
 
     def find(self, number: str, group: str = "0") -> CompiledRule | None:
-        """The rule that routes ``number`` in ``group`` now, or ``None``.
+        """The rule that routes ``number`` in ``group`` now, or ``None`` (see :meth:`locate`)."""
+        found = self.locate(number, group)
+        return None if found is None else first_rule(found[0][found[1]])  # type: ignore[arg-type]
+
+    def locate(self, number: str, group: str = "0") -> Located | None:
+        """Where the rule that routes ``number`` in ``group`` now is, and its target list.
 
         The longest prefix whose rules have one valid now wins; when time windows
         rule out every rule of a prefix, shorter prefixes are tried. Only the
         number's leading digits (after an optional ``+``) can match a prefix.
+
+        Why not the rule itself: in a big table the rule is a cold object, and
+        reading it is most of a lookup's cost. A prefix whose first rule has no time
+        window is answered from the table's tag of it alone; the rule is
+        the first of ``rules[code]`` (see :func:`first_rule`), for the caller to
+        read when (and if) it needs it, before the index next changes.
         """
         table = self._groups.get(group)
         if table is None:
@@ -318,13 +338,15 @@ class RoutingIndex:
         digits = number[1:] if number[:1] == "+" else number
         if not (digits.isdigit() and digits.isascii()):
             digits = _leading_digits(digits)
-        entry = table.find(digits)
-        if entry is None:
+        code = table.code(digits)
+        if code == NONE:
             return None
-        first = entry if type(entry) is CompiledRule else entry[0]  # type: ignore[index]
-        if first.window is None:
-            return first
-        return self._valid_now(entry, table.chain(digits, len(first.prefix)))
+        tag = table.tags[code]
+        if tag:
+            return table.values, code, self._listed[tag]  # type: ignore[return-value]
+        entry: RuleEntry = table.values[code]  # type: ignore[assignment]
+        rule = self._valid_now(entry, table.chain(digits, len(first_rule(entry).prefix)))
+        return None if rule is None else ((rule,), 0, rule.targets)
 
     def _valid_now(self, entry: RuleEntry, shorter: Iterator[RuleEntry]) -> CompiledRule | None:
         """The first rule valid now, in ``entry`` then in the ``shorter`` prefixes' entries."""
@@ -337,7 +359,10 @@ class RoutingIndex:
 
     def gateways_of(self, rule: CompiledRule) -> tuple[GatewayTarget, ...]:
         """The rule's targets as enabled gateways in order to try, carriers expanded."""
-        targets = rule.targets
+        return self.resolve(rule.targets)
+
+    def resolve(self, targets: TargetList) -> tuple[GatewayTarget, ...]:
+        """The target list as enabled gateways in order to try, carriers expanded."""
         if targets.epoch == self._epoch:
             return targets.gateways
         gateways, stable = self._gateways(targets.ids)
@@ -383,6 +408,18 @@ def _precedence(rule: CompiledRule) -> tuple[int, str]:
 def _with(entry: RuleEntry, added: RuleEntry) -> RuleEntry:
     """The prefix's rules with the ``added`` one(s), highest precedence first."""
     return tuple(sorted((*_rules_of(entry), *_rules_of(added)), key=_precedence))
+
+
+def _tag_of(entry: RuleEntry) -> int:
+    """A prefix's tag: the target list of its first rule when that has no time window
+    (so it always answers), else 0 (the rules must be read)."""
+    first = first_rule(entry)
+    return first.targets.number if first.window is None else 0
+
+
+def first_rule(entry: RuleEntry) -> CompiledRule:
+    """The rule of highest precedence among a prefix's rules."""
+    return entry if type(entry) is CompiledRule else entry[0]  # type: ignore[index]
 
 
 def _rules_of(entry: RuleEntry) -> tuple[CompiledRule, ...]:

@@ -17,8 +17,12 @@ one run of integers in a shared ``array`` (a node: count, fallback code, then
 length, digits as an integer and code per prefix), usually one cache line.
 Replacing a prefix's value touches neither: only ``values[code]`` changes.
 
-Values are opaque to the table; :meth:`PrefixTable.chain` walks shorter prefixes
-for callers whose best value turned out unusable (a rule outside its time window).
+Values are opaque to the table, but each gets a small integer *tag* from the
+caller (``tag_of``), kept in an array beside the codes: a caller can learn what
+it needs of the value from :meth:`PrefixTable.code` and :attr:`~PrefixTable.tags`
+without touching the value itself, a cold object in a big table.
+:meth:`PrefixTable.chain` walks shorter prefixes for callers whose best value
+turned out unusable (a rule outside its time window).
 """
 
 from __future__ import annotations
@@ -43,17 +47,23 @@ rare in practice, are compared as strings kept beside the node."""
 
 
 class PrefixTable(Generic[V]):
-    """Digit prefix → value; :meth:`find` gives the value of the longest prefix of a number."""
+    """Digit prefix → value; :meth:`find` gives the value of the longest prefix of a number.
 
-    def __init__(self, expected: int = 0) -> None:
+    ``values[code]`` and ``tags[code]`` are the value and tag of the prefix with
+    that code (see :meth:`code`); they change in place when the table does.
+    """
+
+    def __init__(self, tag_of: Callable[[V], int] | None = None, expected: int = 0) -> None:
+        self._tag_of = tag_of
         self._codes: dict[str, int] = {}
-        self._values: list[V | None] = []
-        self._lengths = array("b")
+        self.values: list[V | None] = []
+        self.tags: array[int] = array("I")
+        self._lengths: array[int] = array("b")
         """Prefix length per code (-1 for a free code): which slots a prefix owns."""
         self._free: list[int] = []
         self._head = _head_for(expected)
-        self._slots = array("i", [NONE]) * 10**self._head
-        self._nodes = array("q")
+        self._slots: array[int] = array("i", [NONE]) * 10**self._head
+        self._nodes: array[int] = array("q")
         self._long: dict[int, str] = {}
         """Node word position → the rest, for rests longer than :data:`LONG_KEY` digits."""
         self._wasted = 0
@@ -63,10 +73,10 @@ class PrefixTable(Generic[V]):
 
     def get(self, prefix: str) -> V | None:
         code = self._codes.get(prefix)
-        return None if code is None else self._values[code]
+        return None if code is None else self.values[code]
 
     def items(self) -> Iterator[tuple[str, V]]:
-        values = self._values
+        values = self.values
         for prefix, code in self._codes.items():
             yield prefix, values[code]  # type: ignore[misc]
 
@@ -74,9 +84,14 @@ class PrefixTable(Generic[V]):
 
     def find(self, digits: str) -> V | None:
         """The value of the longest prefix of ``digits`` (ASCII digits only, no ``+``)."""
+        code = self.code(digits)
+        return None if code == NONE else self.values[code]
+
+    def code(self, digits: str) -> int:
+        """The code of the longest prefix of ``digits`` (ASCII digits), or :data:`NONE`."""
         head = self._head
         if len(digits) < head:
-            return self._probe(digits, len(digits))
+            return self._best_code(digits, len(digits))
         code = self._slots[int(digits[:head])]
         if code < NONE:
             nodes = self._nodes
@@ -92,18 +107,15 @@ class PrefixTable(Generic[V]):
                 ):
                     code = nodes[word + 2]
                     break
-        return None if code == NONE else self._values[code]
+        return code
 
     def chain(self, digits: str, below: int) -> Iterator[V]:
         """Values of the prefixes of ``digits`` shorter than ``below``, longest first."""
-        codes, values = self._codes, self._values
+        codes, values = self._codes, self.values
         for length in range(min(below, len(digits) + 1) - 1, -1, -1):
             code = codes.get(digits[:length])
             if code is not None:
                 yield values[code]  # type: ignore[misc]
-
-    def _probe(self, digits: str, longest: int) -> V | None:
-        return next(self.chain(digits, longest + 1), None)
 
     def _best_code(self, digits: str, longest: int) -> int:
         """The code of the longest prefix of ``digits`` of at most ``longest`` digits."""
@@ -125,7 +137,7 @@ class PrefixTable(Generic[V]):
         """
         if self._codes:
             raise ValueError("bulk needs an empty table")
-        codes, values = self._codes, self._values
+        codes, values = self._codes, self.values
         for prefix, value in entries:
             code = codes.get(prefix)
             if code is None:
@@ -133,6 +145,7 @@ class PrefixTable(Generic[V]):
             else:
                 old = values[code]
                 values[code] = value if combine is None or old is None else combine(old, value)
+                self._tag(code)
         self._head = _head_for(len(self._codes))
         self._rebuild()
 
@@ -143,7 +156,8 @@ class PrefixTable(Generic[V]):
             if code is not None:
                 self._remove(prefix, code)
         elif code is not None:
-            self._values[code] = value
+            self.values[code] = value
+            self._tag(code)
         else:
             code = self._codes[prefix] = self._new_code(prefix, value)
             if _head_for(len(self._codes)) > self._head:
@@ -157,13 +171,19 @@ class PrefixTable(Generic[V]):
     def _new_code(self, prefix: str, value: V) -> int:
         if self._free:
             code = self._free.pop()
-            self._values[code] = value
+            self.values[code] = value
             self._lengths[code] = len(prefix)
         else:
-            code = len(self._values)
-            self._values.append(value)
+            code = len(self.values)
+            self.values.append(value)
             self._lengths.append(len(prefix))
+            self.tags.append(0)
+        self._tag(code)
         return code
+
+    def _tag(self, code: int) -> None:
+        value = self.values[code]
+        self.tags[code] = 0 if self._tag_of is None or value is None else self._tag_of(value)
 
     def _remove(self, prefix: str, code: int) -> None:
         del self._codes[prefix]
@@ -171,7 +191,8 @@ class PrefixTable(Generic[V]):
             self._edit_node(prefix, code, add=False)
         else:
             self._repoint(prefix, code, self._best_code(prefix, len(prefix) - 1))
-        self._values[code] = None
+        self.values[code] = None
+        self.tags[code] = 0
         self._lengths[code] = -1
         self._free.append(code)
 
@@ -251,7 +272,7 @@ class PrefixTable(Generic[V]):
     def _rebuild(self) -> None:
         """Slots and nodes afresh from the codes (values and codes stay as they are)."""
         head = self._head
-        slots = array("i", [NONE]) * 10**head
+        slots: array[int] = array("i", [NONE]) * 10**head
         self._nodes, self._long, self._wasted = array("q"), {}, 0
         short = sorted((p for p in self._codes if len(p) <= head), key=len)
         codes = self._codes

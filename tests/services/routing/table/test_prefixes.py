@@ -102,7 +102,7 @@ def test_replacing_a_value_keeps_its_slots_and_removed_codes_are_reused() -> Non
     table.set("14075551", None)
     table.set("9", "9=d")
     assert [table.find(n) for n in ("140755519", "14075551", "95")] == ["1407=B", "1407=B", "9=d"]
-    assert len(table._values) == 3
+    assert len(table.values) == 3
 
 
 def test_bulk_combines_values_of_a_repeated_prefix() -> None:
