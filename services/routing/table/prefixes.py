@@ -41,6 +41,10 @@ MAX_HEAD = 6
 NONE = -1
 """Slot code: no prefix covers these digits. Codes below it point at a node (``-2 - offset``)."""
 
+MAX_TAG = 0xFFFF
+"""Tags are 2 bytes (a 2 MB array for a million prefixes stays in cache, 4 bytes did not:
+measured); a larger tag is stored as 0, which callers take as "read the value"."""
+
 LONG_KEY = 18
 """Longest rest compared as an integer (fits the node's signed 64-bit words); longer ones,
 rare in practice, are compared as strings kept beside the node."""
@@ -57,7 +61,7 @@ class PrefixTable(Generic[V]):
         self._tag_of = tag_of
         self._codes: dict[str, int] = {}
         self.values: list[V | None] = []
-        self.tags: array[int] = array("I")
+        self.tags: array[int] = array("H")
         self._lengths: array[int] = array("b")
         """Prefix length per code (-1 for a free code): which slots a prefix owns."""
         self._free: list[int] = []
@@ -183,7 +187,8 @@ class PrefixTable(Generic[V]):
 
     def _tag(self, code: int) -> None:
         value = self.values[code]
-        self.tags[code] = 0 if self._tag_of is None or value is None else self._tag_of(value)
+        tag = 0 if self._tag_of is None or value is None else self._tag_of(value)
+        self.tags[code] = tag if tag <= MAX_TAG else 0
 
     def _remove(self, prefix: str, code: int) -> None:
         del self._codes[prefix]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.routing.table.prefixes import PrefixTable
+from services.routing.table.prefixes import NONE, PrefixTable
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
@@ -109,3 +109,12 @@ def test_bulk_combines_values_of_a_repeated_prefix() -> None:
     table: PrefixTable[str] = PrefixTable()
     table.bulk([("1", "a"), ("12", "b"), ("1", "c")], lambda old, new: old + new)
     assert (table.find("19"), table.find("123"), table.get("1")) == ("ac", "b", "ac")
+
+
+def test_tags_follow_values_and_too_large_ones_read_as_zero() -> None:
+    table: PrefixTable[str] = PrefixTable(lambda value: int(value.partition("=")[2]))
+    table.bulk([("1", "1=7"), ("14", "14=70000")])
+    assert [table.tags[table.code(n)] for n in ("19", "145")] == [7, 0]
+    table.set("1", "1=9")
+    assert table.tags[table.code("19")] == 9
+    assert table.code("2") == NONE
