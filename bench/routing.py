@@ -14,7 +14,8 @@ route, so every lookup is a full one. Each figure is the median over repeats.
 Lookups are timed alone and, as ``+use``, together with what the proxy then
 reads of the answer (the usable hops' numbers and addresses, the rule id): the
 route reads its rule lazily, so only the second shows the whole cost of a call.
-RSS is read after a ``gc.collect()``.
+RSS is read after a ``gc.collect()``; a reload (resync) builds the new index
+beside the old one, and its high-water mark is reported too.
 """
 
 from __future__ import annotations
@@ -119,9 +120,10 @@ def all_costs(
     return found
 
 
-def rss_mib() -> float:
+def rss_mib(field: str = "VmRSS") -> float:
+    """The process's resident memory now (``VmHWM``: its high-water mark)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -149,13 +151,23 @@ async def edge(namespace: str, rules: int, lookups: int, repeats: int) -> None:
         gc.collect()
         rss_after = rss_mib()
         large = all_costs(cache, numbers, repeats)
+        reloaded, _ = await cache.load()
+        peak = rss_mib("VmHWM") - rss_before
+        del reloaded
+        gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         index, _ = await cache.load()
         traced = (tracemalloc.get_traced_memory()[0] - before) / 2**20
         tracemalloc.stop()
         del index
-        report("done", lookups=large, traced_mib=traced, rss_growth_mib=rss_after - rss_before)
+        report(
+            "done",
+            lookups=large,
+            traced_mib=traced,
+            rss_growth_mib=rss_after - rss_before,
+            reload_peak_mib=peak,
+        )
     finally:
         await cache.stop()
         await bus.close()
@@ -222,7 +234,8 @@ async def run(rules: int, lookups: int, repeats: int) -> None:
         )
         print(
             f"edge index memory: {done['traced_mib']:.0f} MiB traced, "
-            f"RSS growth {done['rss_growth_mib']:.0f} MiB (target <= 400 MiB)"
+            f"RSS growth {done['rss_growth_mib']:.0f} MiB (target <= 400 MiB); "
+            f"peak during a reload {done['reload_peak_mib']:.0f} MiB (old and new index)"
         )
         large = done["lookups"]
         for mix in ("uniform", "zipf", "uniform+use", "zipf+use"):
