@@ -11,12 +11,18 @@ table (monotonic clock, shared by both processes), the edge index's memory
 the four-rule seed table versus the deck, on the same numbers for both: a
 uniformly random set and a skewed (Zipf-like) mix. Both tables have a default
 route, so every lookup is a full one. Each figure is the median over repeats.
+Lookups are timed alone and, as ``+use``, together with what the proxy then
+reads of the answer (the usable hops' numbers and addresses, the rule id): the
+route reads its rule lazily, so only the second shows the whole cost of a call.
+RSS is read after a ``gc.collect()``; a reload (resync) builds the new index
+beside the old one, and its high-water mark is reported too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -26,6 +32,7 @@ import sys
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +78,23 @@ def number_sets(count: int, seed: int = 1) -> dict[str, list[str]]:
     return {"uniform": uniform, "zipf": rng.choices(uniform, weights, k=count)}
 
 
-def lookup_costs(cache: RoutingCache, numbers: list[str], repeats: int) -> Figures:
+def proxy_use(cache: RoutingCache) -> Callable[[str], object]:
+    """A lookup plus what the proxy reads of its answer (usable hops, their numbers, the rule)."""
+
+    def use(number: str) -> object:
+        route = cache.lookup(number)
+        if route is None:
+            return None
+        return [(hop.number, hop.gateway.address, route.rule_id) for hop in route.usable()]
+
+    return use
+
+
+def lookup_costs(
+    cache: RoutingCache, numbers: list[str], repeats: int, lookup: Callable[[str], object]
+) -> Figures:
     """Per-call cost of ``lookup`` (µs): medians over ``repeats`` passes of median and p99."""
-    lookup, clock = cache.lookup, time.perf_counter_ns
+    clock = time.perf_counter_ns
     medians, p99s = [], []
     for _ in range(repeats):
         costs = []
@@ -88,9 +109,21 @@ def lookup_costs(cache: RoutingCache, numbers: list[str], repeats: int) -> Figur
     return {"median": statistics.median(medians), "p99": statistics.median(p99s), "routed": routed}
 
 
-def rss_mib() -> float:
+def all_costs(
+    cache: RoutingCache, numbers: dict[str, list[str]], repeats: int
+) -> dict[str, Figures]:
+    """``lookup`` alone, and with the proxy's reads (``+use``), per number mix."""
+    found: dict[str, Figures] = {}
+    for name, mix in numbers.items():
+        found[name] = lookup_costs(cache, mix, repeats, cache.lookup)
+        found[f"{name}+use"] = lookup_costs(cache, mix, repeats, proxy_use(cache))
+    return found
+
+
+def rss_mib(field: str = "VmRSS") -> float:
+    """The process's resident memory now (``VmHWM``: its high-water mark)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -108,21 +141,33 @@ async def edge(namespace: str, rules: int, lookups: int, repeats: int) -> None:
     try:
         await cache.start()
         numbers = number_sets(lookups)
-        small = {name: lookup_costs(cache, found, repeats) for name, found in numbers.items()}
+        small = all_costs(cache, numbers, repeats)
+        gc.collect()
         rss_before = rss_mib()
         report("seeded", version=cache.version, lookups=small)
         while len(cache.index) < rules:  # noqa: ASYNC110 - the cache has no version signal
             await asyncio.sleep(0.005)
         report("loaded", at=time.monotonic(), version=cache.version, rules=len(cache.index))
+        gc.collect()
         rss_after = rss_mib()
-        large = {name: lookup_costs(cache, found, repeats) for name, found in numbers.items()}
+        large = all_costs(cache, numbers, repeats)
+        reloaded, _ = await cache.load()
+        peak = rss_mib("VmHWM") - rss_before
+        del reloaded
+        gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         index, _ = await cache.load()
         traced = (tracemalloc.get_traced_memory()[0] - before) / 2**20
         tracemalloc.stop()
         del index
-        report("done", lookups=large, traced_mib=traced, rss_growth_mib=rss_after - rss_before)
+        report(
+            "done",
+            lookups=large,
+            traced_mib=traced,
+            rss_growth_mib=rss_after - rss_before,
+            reload_peak_mib=peak,
+        )
     finally:
         await cache.stop()
         await bus.close()
@@ -189,10 +234,11 @@ async def run(rules: int, lookups: int, repeats: int) -> None:
         )
         print(
             f"edge index memory: {done['traced_mib']:.0f} MiB traced, "
-            f"RSS growth {done['rss_growth_mib']:.0f} MiB (target <= 400 MiB)"
+            f"RSS growth {done['rss_growth_mib']:.0f} MiB (target <= 400 MiB); "
+            f"peak during a reload {done['reload_peak_mib']:.0f} MiB (old and new index)"
         )
         large = done["lookups"]
-        for mix in ("uniform", "zipf"):
+        for mix in ("uniform", "zipf", "uniform+use", "zipf+use"):
             for name, figures in (("4 rules", small[mix]), (f"{rules:,} rules", large[mix])):
                 print(
                     f"lookups ({mix}), {name}: median {figures['median']:.2f} us, "

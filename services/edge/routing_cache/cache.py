@@ -78,10 +78,11 @@ class RoutingCache:
     def lookup(self, number: str, group: str = "0") -> Route | None:
         """The route for ``number`` in ``group`` with each gateway's health; no I/O."""
         index = self.index
-        rule = index.find(number, group)
-        if rule is None:
+        found = index.locate(number, group)
+        if found is None:
             return None
-        return Route(rule, number, index.gateways_of(rule), self.health)
+        rules, code, targets = found
+        return Route(rules, number, index.resolve(targets), self.health, code)
 
     def translate(self, dialplan_id: str, number: str) -> str:
         """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""
@@ -180,10 +181,15 @@ class RoutingCache:
 
 
 def _snapshot_rules(snapshot: Snapshot, index: RoutingIndex) -> Iterator[CompiledRule]:
-    """The packed rules not changed since, then the changed ones that still exist."""
-    changed = snapshot.changed
-    for chunk in snapshot.chunks:
-        for rule in unpack_rules(chunk, index):
+    """The packed rules not changed since, then the changed ones that still exist.
+
+    Each chunk is dropped from the snapshot once read, so its bytes are freed
+    while the index grows instead of all of them staying to the end.
+    """
+    changed, chunks = snapshot.changed, snapshot.chunks
+    chunks.reverse()
+    while chunks:
+        for rule in unpack_rules(chunks.pop(), index):
             if rule.id not in changed:
                 yield rule
     for rule_id, raw in changed.items():

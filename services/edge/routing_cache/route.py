@@ -7,26 +7,12 @@ and ``disabled`` ones are never tried.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from services.edge.routing_cache.health import GatewayHealth, GatewayState
-from services.routing.table.index import CompiledRule, GatewayTarget
+from services.routing.table.index import CompiledRule, GatewayTarget, RuleEntry, first_rule
 
 _READY: frozenset[GatewayState] = frozenset({"up", "unknown"})
-_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def dispatcher_sets(targets: tuple[str, ...]) -> tuple[str, ...]:
-    """The dispatcher set ids (``@farm`` → ``farm``) among a rule's targets, memoised.
-
-    Rules share interned target tuples, so the memo holds one entry per distinct
-    target list, and a lookup pays one dict probe instead of a scan.
-    """
-    found = _SETS.get(targets)
-    if found is None:
-        found = tuple(target[1:] for target in targets if target[:1] == "@")
-        if len(_SETS) > 100_000:
-            _SETS.clear()
-        _SETS[targets] = found
-    return found
 
 
 class Hop:
@@ -43,27 +29,66 @@ class Hop:
 class Route:
     """``number`` is the routed number (after any dialplan); hops in the order to try.
 
-    Built per call from the rule and its prebuilt gateway tuple: only the hops
-    (which carry the per-call number and health state) are allocated.
+    Built per call from the shared, prebuilt gateway tuple of the rule's target
+    list, and nothing is computed until asked for: the hops (the per-gateway
+    number and health state) on first reading, the rule's fields through the
+    rule. The lookup thus never reads the rule, a cold object in a big table and
+    most of a lookup's cost. Given ``rules`` and a ``code`` (see
+    ``RoutingIndex.locate``), the rule is ``first_rule(rules[code])``: read a
+    route before the index changes (the proxy and the dry run use it within the
+    synchronous step of the lookup).
     """
 
-    __slots__ = ("hops", "number", "priority", "rule_id", "rule_prefix", "sets")
+    __slots__ = ("_code", "_gateways", "_health", "_hops", "_rule", "number")
 
     def __init__(
         self,
-        rule: CompiledRule,
+        rule: CompiledRule | Sequence[RuleEntry | None],
         number: str,
         gateways: tuple[GatewayTarget, ...],
         health: GatewayHealth,
+        code: int = -1,
     ) -> None:
-        self.rule_id = rule.id
-        self.rule_prefix = rule.prefix
-        self.priority = rule.priority
+        self._rule = rule
+        self._code = code
         self.number = number
-        state = health.state
-        self.hops = tuple([Hop(gw, gw.dial(number), state(gw.id)) for gw in gateways])
-        self.sets = dispatcher_sets(rule.targets)
+        self._gateways = gateways
+        self._health = health
+        self._hops: tuple[Hop, ...] | None = None
+
+    @property
+    def hops(self) -> tuple[Hop, ...]:
+        """Every gateway of the route in order, with its number and health state now."""
+        hops = self._hops
+        if hops is None:
+            number, state = self.number, self._health.state
+            hops = self._hops = tuple(
+                [Hop(gw, gw.dial(number), state(gw.id)) for gw in self._gateways]
+            )
+        return hops
+
+    @property
+    def rule(self) -> CompiledRule:
+        if self._code < 0:
+            return self._rule  # type: ignore[return-value]
+        return first_rule(self._rule[self._code])  # type: ignore[index,arg-type]
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id
+
+    @property
+    def rule_prefix(self) -> str:
+        return self.rule.prefix
+
+    @property
+    def priority(self) -> int:
+        return self.rule.priority
+
+    @property
+    def sets(self) -> tuple[str, ...]:
         """Dispatcher sets to try before the gateways (the model keeps them first)."""
+        return self.rule.targets.sets
 
     def usable(self) -> tuple[Hop, ...]:
         """The hops to try: healthy ones in order, then the suspected ones (see above)."""

@@ -2,11 +2,12 @@
 
 Per caller group, a :class:`PrefixTable` maps each prefix to its rules (one
 rule, or a tuple sorted by priority) and finds the longest prefix of a number in
-one flat-list index plus at most a probe or two, whatever the table's size.
-Memory is kept small for a million rules: slotted records, the prefix string
-shared between the table and the rule, interned groups and target lists. Each
-rule memoises its resolved gateways (until a gateway or carrier changes), so a
-lookup allocates nothing but its answer.
+one array index plus a scan of a few packed integers, whatever the table's size.
+Memory is kept small for a million rules: small slotted records, the prefix
+string shared between the table and the rule, interned groups, and target lists
+shared by all the rules naming them. Each target list memoises its resolved
+gateways (until a gateway or carrier changes), so a lookup reads one cold object
+(its rule) and allocates nothing but its answer.
 
 Gateways and carriers are resolved at lookup time, so changing a gateway never
 touches the rules that name it; targets that are missing or disabled are skipped
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain, islice
 
@@ -33,7 +34,7 @@ from services.routing.table.model import (
     Record,
     Rule,
 )
-from services.routing.table.prefixes import PrefixTable
+from services.routing.table.prefixes import NONE, PrefixTable
 from services.routing.table.timewindow import TimeWindow
 
 
@@ -90,8 +91,31 @@ class CarrierTargets:
         return tuple(member for member, _ in keyed)
 
 
+class TargetList:
+    """One distinct target list, shared by every rule that names it, resolution memoised.
+
+    Why shared: a million rules name a handful of distinct target lists, so the
+    gateways resolved for one serve them all, and a lookup reads them from an
+    object that stays in cache instead of from its cold rule.
+    """
+
+    __slots__ = ("epoch", "gateways", "ids", "number", "sets")
+
+    def __init__(self, ids: tuple[str, ...], number: int) -> None:
+        self.ids = ids
+        self.number = number
+        """Its position in the index's list of target lists (from 1): a rule's tag."""
+        self.sets = tuple(target[1:] for target in ids if target[:1] == "@")
+        """Dispatcher set ids (``@farm`` → ``farm``), tried before the gateways."""
+        self.gateways: tuple[GatewayTarget, ...] = ()
+        self.epoch = -1
+        """The index epoch ``gateways`` was resolved in; stale once gateways change."""
+
+
 class CompiledRule:
-    __slots__ = ("epoch", "gateways", "groups", "id", "prefix", "priority", "targets", "window")
+    """A rule as the index keeps it: one small slotted object, strings and targets shared."""
+
+    __slots__ = ("groups", "id", "prefix", "priority", "targets", "window")
 
     def __init__(
         self,
@@ -101,7 +125,7 @@ class CompiledRule:
         prefix: str,
         priority: int,
         window: TimeWindow | None,
-        targets: tuple[str, ...],
+        targets: TargetList,
     ) -> None:
         self.id = rule_id
         self.groups = groups
@@ -109,9 +133,6 @@ class CompiledRule:
         self.priority = priority
         self.window = window
         self.targets = targets
-        self.gateways: tuple[GatewayTarget, ...] = ()
-        self.epoch = -1
-        """The index epoch ``gateways`` was resolved in; stale once gateways change."""
 
 
 class Match:
@@ -127,6 +148,10 @@ class Match:
 
 RuleEntry = CompiledRule | tuple[CompiledRule, ...]
 
+Located = tuple[Sequence[RuleEntry | None], int, TargetList]
+"""(rules, code, target list): the rule is ``first_rule(rules[code])`` (see
+:meth:`RoutingIndex.locate`)."""
+
 
 class RoutingIndex:
     def __init__(
@@ -141,7 +166,8 @@ class RoutingIndex:
         self._rules: dict[str, CompiledRule] = {}
         self._epoch = 0
         self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._resolved: dict[tuple[str, ...], tuple[GatewayTarget, ...]] = {}
+        self._target_lists: dict[tuple[str, ...], TargetList] = {}
+        self._listed: list[TargetList | None] = [None]
         self.gateways: dict[str, GatewayTarget] = {}
         self.carriers: dict[str, CarrierTargets] = {}
         self.dialplans: dict[str, CompiledDialplan] = {}
@@ -189,7 +215,6 @@ class RoutingIndex:
             self.dialplans.pop(record_id, None)
 
     def _gateways_changed(self) -> None:
-        self._resolved.clear()
         self._epoch += 1
 
     def compile(
@@ -202,14 +227,20 @@ class RoutingIndex:
         window: TimeWindow | None,
         targets: tuple[str, ...],
     ) -> CompiledRule:
-        """A rule in the index's shared form (interned group and target tuples)."""
+        """A rule in the index's shared form (interned groups, shared target lists)."""
+        target_list = self._target_lists.get(targets)
+        if target_list is None:
+            ids = tuple(sys.intern(target) for target in targets)
+            target_list = TargetList(ids, len(self._listed))
+            self._target_lists[ids] = target_list
+            self._listed.append(target_list)
         return CompiledRule(
             rule_id,
             groups=self._intern(groups),
             prefix=prefix,
             priority=priority,
             window=window,
-            targets=self._intern(targets),
+            targets=target_list,
         )
 
     def load_rules(self, rules: Iterable[CompiledRule]) -> None:
@@ -221,15 +252,10 @@ class RoutingIndex:
             raise ValueError("load_rules needs an index without rules")
         for rule in rules:
             self._rules[rule.id] = rule
-        per_group: dict[str, dict[str, RuleEntry]] = {}
-        for rule in self._rules.values():
-            for group in rule.groups:
-                entries = per_group.setdefault(group, {})
-                entry = entries.get(rule.prefix)
-                entries[rule.prefix] = rule if entry is None else _with(entry, rule)
-        for group, entries in per_group.items():
+        loaded = self._rules.values()
+        for group in {group for groups in {rule.groups for rule in loaded} for group in groups}:
             table = self._new_table()
-            table.bulk(entries.items())
+            table.bulk(((rule.prefix, rule) for rule in loaded if group in rule.groups), _with)
             self._groups[group] = table
 
     def compile_rule(self, rule_id: str, rule: Rule) -> CompiledRule:
@@ -276,7 +302,7 @@ class RoutingIndex:
 
     @staticmethod
     def _new_table() -> PrefixTable[RuleEntry]:
-        return PrefixTable(_prefix_length)
+        return PrefixTable(_tag_of)
 
     def _intern(self, values: tuple[str, ...]) -> tuple[str, ...]:
         return self._interned.setdefault(values, tuple(sys.intern(value) for value in values))
@@ -289,11 +315,22 @@ class RoutingIndex:
         return None if rule is None else Match(rule, number, self.gateways_of(rule))
 
     def find(self, number: str, group: str = "0") -> CompiledRule | None:
-        """The rule that routes ``number`` in ``group`` now, or ``None``.
+        """The rule that routes ``number`` in ``group`` now, or ``None`` (see :meth:`locate`)."""
+        found = self.locate(number, group)
+        return None if found is None else first_rule(found[0][found[1]])  # type: ignore[arg-type]
+
+    def locate(self, number: str, group: str = "0") -> Located | None:
+        """Where the rule that routes ``number`` in ``group`` now is, and its target list.
 
         The longest prefix whose rules have one valid now wins; when time windows
         rule out every rule of a prefix, shorter prefixes are tried. Only the
         number's leading digits (after an optional ``+``) can match a prefix.
+
+        Why not the rule itself: in a big table the rule is a cold object, and
+        reading it is most of a lookup's cost. A prefix whose first rule has no time
+        window is answered from the table's tag of it alone; the rule is
+        the first of ``rules[code]`` (see :func:`first_rule`), for the caller to
+        read when (and if) it needs it, before the index next changes.
         """
         table = self._groups.get(group)
         if table is None:
@@ -301,38 +338,40 @@ class RoutingIndex:
         digits = number[1:] if number[:1] == "+" else number
         if not (digits.isdigit() and digits.isascii()):
             digits = _leading_digits(digits)
-        entry = table.find(digits)
-        if entry is None:
+        code = table.code(digits)
+        if code == NONE:
             return None
-        first = entry if type(entry) is CompiledRule else entry[0]  # type: ignore[index]
-        if first.window is None:
-            return first
-        return self._valid_now(entry, table.chain(digits, len(first.prefix)))
+        tag = table.tags[code]
+        if tag:
+            return table.values, code, self._listed[tag]  # type: ignore[return-value]
+        entry: RuleEntry = table.values[code]  # type: ignore[assignment]
+        rule = self._valid_now(entry, table.chain(digits, len(first_rule(entry).prefix)))
+        return None if rule is None else ((rule,), 0, rule.targets)
 
     def _valid_now(self, entry: RuleEntry, shorter: Iterator[RuleEntry]) -> CompiledRule | None:
         """The first rule valid now, in ``entry`` then in the ``shorter`` prefixes' entries."""
         now = self._clock()
         for candidate in chain((entry,), shorter):
-            rules = (candidate,) if isinstance(candidate, CompiledRule) else candidate
-            for rule in rules:
+            for rule in _rules_of(candidate):
                 if rule.window is None or rule.window.matches(now):
                     return rule
         return None
 
     def gateways_of(self, rule: CompiledRule) -> tuple[GatewayTarget, ...]:
         """The rule's targets as enabled gateways in order to try, carriers expanded."""
-        if rule.epoch == self._epoch:
-            return rule.gateways
-        gateways, stable = self._gateways(rule.targets)
+        return self.resolve(rule.targets)
+
+    def resolve(self, targets: TargetList) -> tuple[GatewayTarget, ...]:
+        """The target list as enabled gateways in order to try, carriers expanded."""
+        if targets.epoch == self._epoch:
+            return targets.gateways
+        gateways, stable = self._gateways(targets.ids)
         if stable:
-            rule.gateways, rule.epoch = gateways, self._epoch
+            targets.gateways, targets.epoch = gateways, self._epoch
         return gateways
 
     def _gateways(self, targets: tuple[str, ...]) -> tuple[tuple[GatewayTarget, ...], bool]:
         """The gateways and whether they are the same on every call (no weighted carrier)."""
-        resolved = self._resolved.get(targets)
-        if resolved is not None:
-            return resolved, True
         ordered: list[GatewayTarget] = []
         stable = True
         for target in targets:
@@ -348,10 +387,7 @@ class RoutingIndex:
                     ordered.extend(members)
             else:
                 ordered.extend(_enabled(self.gateways, (target,)))
-        result = tuple(dict.fromkeys(ordered))
-        if stable:
-            self._resolved[targets] = result
-        return result, stable
+        return tuple(dict.fromkeys(ordered)), stable
 
     def translate(self, dialplan_id: str, number: str) -> str:
         """``number`` through dialplan ``dialplan_id``; unchanged when no rule matches it.
@@ -369,14 +405,25 @@ def _precedence(rule: CompiledRule) -> tuple[int, str]:
     return (-rule.priority, rule.id)
 
 
-def _with(entry: RuleEntry, rule: CompiledRule) -> RuleEntry:
-    """The prefix's rules with ``rule`` added, highest precedence first."""
-    rules = (entry, rule) if isinstance(entry, CompiledRule) else (*entry, rule)
-    return tuple(sorted(rules, key=_precedence))
+def _with(entry: RuleEntry, added: RuleEntry) -> RuleEntry:
+    """The prefix's rules with the ``added`` one(s), highest precedence first."""
+    return tuple(sorted((*_rules_of(entry), *_rules_of(added)), key=_precedence))
 
 
-def _prefix_length(entry: RuleEntry) -> int:
-    return len(entry.prefix if isinstance(entry, CompiledRule) else entry[0].prefix)
+def _tag_of(entry: RuleEntry) -> int:
+    """A prefix's tag: the target list of its first rule when that has no time window
+    (so it always answers), else 0 (the rules must be read)."""
+    first = first_rule(entry)
+    return first.targets.number if first.window is None else 0
+
+
+def first_rule(entry: RuleEntry) -> CompiledRule:
+    """The rule of highest precedence among a prefix's rules."""
+    return entry if type(entry) is CompiledRule else entry[0]  # type: ignore[index]
+
+
+def _rules_of(entry: RuleEntry) -> tuple[CompiledRule, ...]:
+    return (entry,) if isinstance(entry, CompiledRule) else entry
 
 
 def _leading_digits(text: str) -> str:

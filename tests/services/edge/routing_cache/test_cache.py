@@ -82,7 +82,7 @@ async def test_connection_cut_during_changes_ends_with_the_stored_table(
     async for batch in store.scan_rules(head.generation):
         for key, raw in batch.items():
             stored[key.decode()] = list(Rule.model_validate_json(raw).gateways)
-    cached = {rule.id: list(rule.targets) for rule in edge.index.rules()}
+    cached = {rule.id: list(rule.targets.ids) for rule in edge.index.rules()}
     assert cached == stored
     assert sorted(edge.index.gateways) == sorted(head.records["gateway"])
 
@@ -125,7 +125,7 @@ async def test_snapshot_after_imports_and_changes_is_the_stored_table(
             rule = Rule.model_validate_json(raw)
             stored[key.decode()] = (rule.group, rule.prefix, rule.priority, list(rule.gateways))
     cached = {
-        rule.id: (",".join(rule.groups), rule.prefix, rule.priority, list(rule.targets))
+        rule.id: (",".join(rule.groups), rule.prefix, rule.priority, list(rule.targets.ids))
         for rule in edge.index.rules()
     }
     assert cached == stored

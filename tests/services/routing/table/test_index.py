@@ -7,8 +7,10 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.routing.table.index import RoutingIndex
+from services.routing.table.index import RoutingIndex, first_rule
 from services.routing.table.model import Carrier, Gateway, Rule
 from services.routing.table.timewindow import TimeWindow
 
@@ -213,3 +215,73 @@ def test_numbers_match_on_their_leading_digits_only() -> None:
     assert route(index, "+1407abc") == ("r1407", ["1", "2"])
     assert route(index, "14\u0660\u0660") is None
     assert route(index, "") is None
+
+
+rule_specs = st.tuples(
+    st.sampled_from(("0", "5", "0,5")),
+    st.text(alphabet="019", max_size=5),
+    st.integers(-1, 1),
+    st.booleans(),
+    st.sampled_from((("1",), ("2", "1"), ("@farm", "2"))),
+)
+
+
+def brute_force(rules: dict[str, Rule], number: str, group: str, now: datetime) -> str | None:
+    """drouting by the letter: longest prefix, then priority (then id), first valid now."""
+    digits = number.removeprefix("+")
+    candidates = sorted(
+        (
+            (-len(rule.prefix), -rule.priority, rule_id)
+            for rule_id, rule in rules.items()
+            if group in rule.groups and digits.startswith(rule.prefix)
+        ),
+    )
+    for _, _, rule_id in candidates:
+        window = rules[rule_id].time
+        if window is None or window.matches(now):
+            return rule_id
+    return None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from([f"r{n}" for n in range(40)]), rule_specs, max_size=40),
+    st.lists(st.tuples(st.sampled_from([f"r{n}" for n in range(40)]), rule_specs | st.none())),
+    st.lists(st.text(alphabet="019", max_size=8), min_size=1, max_size=30),
+    st.sampled_from((MONDAY_NOON, SUNDAY_NOON)),
+)
+def test_lookups_match_brute_force_after_loads_and_edits(
+    loaded: dict[str, tuple[str, str, int, bool, tuple[str, ...]]],
+    edits: list[tuple[str, tuple[str, str, int, bool, tuple[str, ...]] | None]],
+    numbers: list[str],
+    now: datetime,
+) -> None:
+    """Ties, priorities, windows (falling back to shorter prefixes), groups, edits: the rule
+    ``locate`` points at (read lazily, as routes do) is the brute-force matcher's."""
+
+    def rule_of(spec: tuple[str, str, int, bool, tuple[str, ...]]) -> Rule:
+        group, prefix, priority, weekend, targets = spec
+        window = TimeWindow(days=(6, 7)) if weekend else None
+        return Rule(group=group, prefix=prefix, priority=priority, time=window, gateways=targets)
+
+    rules = {rule_id: rule_of(spec) for rule_id, spec in loaded.items()}
+    index = seeded(now)
+    for rule_id in ("r1407", "r44", "r33", "r91"):
+        index.remove("rule", rule_id)
+    index.load_rules(index.compile_rule(rule_id, rule) for rule_id, rule in rules.items())
+    for rule_id, spec in edits:
+        if spec is None:
+            rules.pop(rule_id, None)
+            index.remove("rule", rule_id)
+        else:
+            rules[rule_id] = rule_of(spec)
+            index.put("rule", rule_id, rules[rule_id])
+    for number in numbers:
+        for group in ("0", "5"):
+            expected = brute_force(rules, number, group, now)
+            found = index.locate(number, group)
+            rule = None if found is None else first_rule(found[0][found[1]])  # type: ignore[arg-type]
+            assert (None if rule is None else rule.id) == expected
+            if found is not None and rule is not None:
+                assert found[2] is rule.targets
+                assert found[2].sets == tuple(t[1:] for t in rules[rule.id].gateways if t[0] == "@")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.routing.table.prefixes import PrefixTable
+from services.routing.table.prefixes import NONE, PrefixTable
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
@@ -18,7 +18,7 @@ def brute_force(table: dict[str, str], number: str) -> str | None:
 
 
 def table_of(entries: dict[str, str]) -> PrefixTable[str]:
-    table: PrefixTable[str] = PrefixTable(lambda value: len(value.partition("=")[0]))
+    table: PrefixTable[str] = PrefixTable()
     table.bulk(entries.items())
     return table
 
@@ -66,3 +66,55 @@ def test_a_large_table_uses_the_widest_head_and_deep_nodes() -> None:
     assert table.find("00000711234") is None
     assert table.find("19999991234") == "1=v"
     assert table.find("123") == "1=v"
+
+
+long_prefixes = st.one_of(prefixes, st.text(alphabet="01", min_size=17, max_size=32))
+long_numbers = st.text(alphabet="01", max_size=34)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(long_prefixes, st.just(""), max_size=60),
+    st.lists(st.tuples(long_prefixes, st.booleans()), max_size=120),
+    st.lists(long_numbers, max_size=40),
+)
+def test_rests_too_long_for_an_integer_word_match_brute_force(
+    keys: dict[str, str], changes: list[tuple[str, bool]], queries: list[str]
+) -> None:
+    """Prefixes of up to 32 digits (rests past 18 digits are compared as strings)."""
+    entries = {prefix: f"{prefix}=v" for prefix in keys}
+    table = table_of(entries)
+    for step, (prefix, add) in enumerate(changes):
+        if add:
+            entries[prefix] = f"{prefix}={step}"
+        else:
+            entries.pop(prefix, None)
+        table.set(prefix, entries.get(prefix))
+    assert len(table) == len(entries)
+    for number in [*queries, *entries, *(prefix + "1" for prefix, _ in changes)]:
+        assert table.find(number) == brute_force(entries, number)
+
+
+def test_replacing_a_value_keeps_its_slots_and_removed_codes_are_reused() -> None:
+    table = table_of({"1": "1=a", "1407": "1407=b", "14075551": "14075551=c"})
+    table.set("1407", "1407=B")
+    assert table.find("14079") == "1407=B"
+    table.set("14075551", None)
+    table.set("9", "9=d")
+    assert [table.find(n) for n in ("140755519", "14075551", "95")] == ["1407=B", "1407=B", "9=d"]
+    assert len(table.values) == 3
+
+
+def test_bulk_combines_values_of_a_repeated_prefix() -> None:
+    table: PrefixTable[str] = PrefixTable()
+    table.bulk([("1", "a"), ("12", "b"), ("1", "c")], lambda old, new: old + new)
+    assert (table.find("19"), table.find("123"), table.get("1")) == ("ac", "b", "ac")
+
+
+def test_tags_follow_values_and_too_large_ones_read_as_zero() -> None:
+    table: PrefixTable[str] = PrefixTable(lambda value: int(value.partition("=")[2]))
+    table.bulk([("1", "1=7"), ("14", "14=70000")])
+    assert [table.tags[table.code(n)] for n in ("19", "145")] == [7, 0]
+    table.set("1", "1=9")
+    assert table.tags[table.code("19")] == 9
+    assert table.code("2") == NONE
