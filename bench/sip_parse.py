@@ -9,6 +9,7 @@ parse alone and parse + full `validate()` for comparison.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -126,7 +127,9 @@ def median_us(action: Callable[[bytes], bytes], data: bytes, iterations: int) ->
 
 
 def main() -> None:
-    iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("iterations", nargs="?", type=int, default=50_000)
+    iterations: int = parser.parse_args().iterations
     cases = [
         ("INVITE", INVITE, forward_request),
         ("200 OK + SDP", OK_WITH_SDP, forward_response),
