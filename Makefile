@@ -60,13 +60,22 @@ clean: down slow ## remove the virtualenv, caches, logs and the embedded store's
 # if the compiler is missing or the build fails, the pure-Python modules keep serving.
 # Compiled modules shadow their .py files: re-run `make fast` after editing them (it
 # rebuilds when a source is newer), or `make slow` to go back to pure Python.
+# What the edge runs per message outside the proxy core (routing lookups, interfaces, trust,
+# policies, the location directory, dispatcher bookkeeping).
+EDGE_HOT_SOURCES := services/edge/interfaces.py services/edge/trust.py \
+	services/edge/routing_cache/route.py services/edge/routing_cache/health.py \
+	services/edge/location/directory.py services/edge/dispatch/calls.py \
+	services/edge/dispatch/selector.py services/edge/policy/__init__.py \
+	services/edge/policy/guard.py services/edge/policy/topology.py \
+	services/routing/table/prefixes.py
 FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \
-	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py)
+	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py) \
+	$(EDGE_HOT_SOURCES)
 FAST_STAMP := build/.fast-built
 
 fast: $(FAST_STAMP) ## compile the SIP and proxy cores with mypyc (optional; pure Python is the fallback)
 
-$(FAST_STAMP): $(STAMP) $(FAST_SOURCES)
+$(FAST_STAMP): $(STAMP) $(FAST_SOURCES) Makefile
 	@mkdir -p build
 	@if $(BIN)/mypyc $(FAST_SOURCES) >build/fast.log 2>&1; then \
 		touch $@; echo "compiled $(words $(FAST_SOURCES)) modules (log: build/fast.log)"; \

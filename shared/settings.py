@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     fr_inv_timeout: float = Field(default=60.0, gt=0)
     """Seconds after a provisional response before an INVITE branch is cancelled and
     the next gateway tried (Timer C of RFC 3261 §16.8)."""
+    overload_lag_ms: float = Field(default=100.0, ge=0)
+    """Event-loop lag from which an edge worker answers new INVITEs 503 with
+    Retry-After while in-dialog traffic goes on (0: never shed load)."""
+    overload_retry_after: int = Field(default=5, ge=1)
+    """Seconds in the Retry-After of those 503s."""
     sip_t1: float = Field(default=0.5, gt=0)
     sip_t2: float = Field(default=4.0, gt=0)
     sip_t4: float = Field(default=5.0, gt=0)

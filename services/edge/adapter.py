@@ -5,9 +5,13 @@ deadline of the transaction table and the failover timers, and moved only
 when a new deadline is earlier; nothing runs a task per transaction.
 Publishing: events go out from a bounded set of background tasks, so a slow
 or absent broker never holds up a call; beyond the bound they are dropped and
-counted in the log.  Round trips (a REGISTER to the registrar, a location
-lookup in Redis) run as tasks too and feed their outcome back into the proxy;
-each is bounded by its own timeout.
+counted in the log.  Failure reports pass `FailureReports` first (one per
+target and second, the rest merged).
+Round trips (a REGISTER to the registrar, a location lookup in Redis) run as
+tasks too and feed their outcome back into the proxy; each is bounded by its
+own timeout.
+Overload: a probe every `LOOP_PROBE_INTERVAL` measures how late the loop runs
+it and feeds the proxy's `LoadShedder`, which refuses new calls while it lags.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from services.edge import metrics
+from services.edge.failure_reports import FailureReports
 from services.edge.location.feed import LocationFeed
 from services.edge.proxy.actions import Action, Lookup, Publish, Register, Send
 from services.edge.proxy.core import Proxy
@@ -36,6 +41,7 @@ from services.registrar.protocol import (
     RegisterRequest,
 )
 from shared.bus import Bus, BusUnavailable, Event
+from shared.events.edge import TargetFailed
 from shared.sip.transaction import ClientTransaction
 from shared.sip.transport.base import Listener, TransportError
 from shared.sip.transport.destination import Destination
@@ -43,7 +49,8 @@ from shared.sip.transport.destination import Destination
 log = logging.getLogger("callmesh.edge")
 
 MAX_PENDING_PUBLISHES = 256
-LOOP_PROBE_INTERVAL = 1.0
+LOOP_PROBE_INTERVAL = 0.1
+"""Short enough that shedding starts within a fraction of a second of the loop falling behind."""
 
 
 class ProxyDriver:
@@ -65,6 +72,8 @@ class ProxyDriver:
         self._dropped_publishes = 0
         self._probe: asyncio.TimerHandle | None = None
         self._probe_due = 0.0
+        self._reports = FailureReports()
+        self._refused_counted = 0
 
     def start(self, sockets: EdgeSockets) -> None:
         self.sockets = sockets
@@ -111,11 +120,32 @@ class ProxyDriver:
         self._probe = self._loop.call_at(self._probe_due, self._on_probe)
 
     def _on_probe(self) -> None:
-        metrics.LOOP_LAG.observe(max(0.0, self._loop.time() - self._probe_due))
+        now = self._loop.time()
+        lag = max(0.0, now - self._probe_due)
+        metrics.LOOP_LAG.observe(lag)
+        self._watch_load(lag, now)
+        for event in self._reports.flush(now):
+            self._publish_now_or_drop(event)
         self._set_wall_offset()
         for kind, count in self.proxy.table.counts().items():
             metrics.TRANSACTIONS.labels(kind).set(count)
         self._schedule_probe()
+
+    def _watch_load(self, lag: float, now: float) -> None:
+        shedder = self.proxy.shedder
+        if shedder is None:
+            return
+        was_shedding = shedder.shedding
+        if shedder.observe(lag, now):
+            log.warning("event loop %.0f ms late: refusing new calls (503) until it catches up",
+                        lag * 1000)  # fmt: skip
+        elif was_shedding and not shedder.shedding:
+            log.warning("event loop caught up: accepting new calls again (%d refused so far)",
+                        shedder.refused)  # fmt: skip
+        metrics.SHEDDING.set(1 if shedder.shedding else 0)
+        if shedder.refused > self._refused_counted:
+            metrics.CALLS_REFUSED.inc(shedder.refused - self._refused_counted)
+            self._refused_counted = shedder.refused
 
     # ----- actions ---------------------------------------------------------------------
 
@@ -207,6 +237,14 @@ class ProxyDriver:
             self._reschedule()
 
     def _publish(self, event: Event) -> None:
+        if isinstance(event, TargetFailed):
+            reported = self._reports.offer(event, self._loop.time())
+            if reported is None:
+                return
+            event = reported
+        self._publish_now_or_drop(event)
+
+    def _publish_now_or_drop(self, event: Event) -> None:
         if len(self._background) >= MAX_PENDING_PUBLISHES:
             self._dropped_publishes += 1
             if self._dropped_publishes % 100 == 1:

@@ -39,6 +39,11 @@ LOOP_LAG = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 
+SHEDDING = Gauge("callmesh_edge_shedding", "1 while new calls are refused (event loop lagging)")
+CALLS_REFUSED = Counter(
+    "callmesh_edge_calls_refused_overload", "New INVITEs answered 503 while shedding load"
+)
+
 
 _request_counters: dict[str, Counter] = {}
 _response_counters: dict[int, Counter] = {}

@@ -10,6 +10,7 @@ from services.edge.health_feed import HealthFeed
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import Directory
 from services.edge.location.feed import LocationFeed
+from services.edge.overload import LoadShedder, OverloadSettings
 from services.edge.policy import EdgePolicies
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.flows import FlowTokens
@@ -109,9 +110,16 @@ async def start_edge(
     calls = ActiveCalls()
     selector = None if sets is None else SetSelector(sets, calls)
     router = NumberRouter(cache, sets=selector)
-    proxy = Proxy(
-        interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls
+    shedder = LoadShedder(
+        OverloadSettings(
+            lag_threshold=settings.overload_lag_ms / 1000,
+            retry_after=settings.overload_retry_after,
+        )
     )
+    proxy = Proxy(
+        interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls,
+        shedder=shedder,
+    )  # fmt: skip
     driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message
     driver.start(sockets)

@@ -31,6 +31,9 @@ class TargetFailed(Event):
     retry_after: int | None = None
     method: str
     call_id: str
+    merged: int = 0
+    """Further failures of this target the edge saw since its last report and did
+    not report one by one (it sends at most one report per target and second)."""
 
 
 class GatewayFailed(TargetFailed):

@@ -29,6 +29,7 @@ from services.edge.dispatch import ActiveCalls
 from services.edge.dispatch.metrics import DESTINATION_FAILURES
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import Missing
+from services.edge.overload import LoadShedder
 from services.edge.proxy.actions import Action, Lookup, Publish, Register, Send
 from services.edge.proxy.branches import NO_LOOP_HASH, BranchMaker, hash_in_branch, loop_hash
 from services.edge.proxy.flows import FLOW_PARAM, is_from_flow
@@ -114,9 +115,11 @@ class Proxy:
     def __init__(
         self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None,
         policies: EdgePolicies | None = None, *, subscribers: Subscribers | None = None,
-        calls: ActiveCalls | None = None,
+        calls: ActiveCalls | None = None, shedder: LoadShedder | None = None,
     ) -> None:  # fmt: skip
         self.policies = policies
+        self.shedder = shedder
+        """Refuses new calls (503) while the adapter sees the loop lag (None: never)."""
         """Issue 8: protection, topology hiding, routing hook, manipulation (None: all off)."""
         self.interfaces = interfaces
         self.router = router
@@ -263,6 +266,12 @@ class Proxy:
         if request.method == "OPTIONS" and self._for_us(request):
             headers = (("Allow", ALLOW), ("Supported", ""), ("Accept", "application/sdp"))
             self._answer(server, 200, None, now, actions, headers=headers)
+            return
+        if self.shedder is not None and self.shedder.shedding and _new_call(request):
+            self.shedder.refused += 1
+            retry = (("Retry-After", self.shedder.retry_after),)
+            self._answer(server, 503, "Service Unavailable (overloaded)", now, actions,
+                         headers=retry)  # fmt: skip
             return
         check_proxy_request(request)
         hash_now = loop_hash(request)
@@ -868,3 +877,8 @@ def _transport_of(uri: SipUri) -> str:
 
 def _what(message: Request | Response) -> str:
     return message.method if isinstance(message, Request) else str(message.status)
+
+
+def _new_call(request: Request) -> bool:
+    """An out-of-dialog INVITE: what load shedding refuses (in-dialog traffic keeps flowing)."""
+    return request.method == "INVITE" and request.to_tag is None
