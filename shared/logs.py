@@ -55,6 +55,7 @@ def configure_logging(service: str, instance: str, level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter(service, instance, tracebacks=numeric <= logging.DEBUG))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # a Python warning is one JSON line too
     root.setLevel(numeric)
     logging.Formatter.converter = time.gmtime
     for noisy in ("aiormq", "aio_pika"):
