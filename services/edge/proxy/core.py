@@ -586,7 +586,7 @@ class Proxy:
             if status == 100:
                 return
             branch.provisional = True
-            if forwarding.cancelled or branch.abandoned:
+            if forwarding.cancelled or forwarding.declined or branch.abandoned:
                 self._send_cancel(branch, now, actions)
             elif not forwarding.done:
                 self._relay(forwarding, response, now, actions)
@@ -606,11 +606,19 @@ class Proxy:
         forwarding.finals.append(response)
         if status >= 600:
             forwarding.hops.clear()
-            self._abandon_others(forwarding, branch, now, actions)
+            self._cancel_others(forwarding, now, actions)
         elif branch.hop.q is None and not failover_allowed(status):
             forwarding.hops.clear()
         if not forwarding.branches:
             self._next_branch(forwarding, now, actions)
+
+    def _cancel_others(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        """After a 6xx: CANCEL the pending branches (now, or on their first provisional)
+        but keep waiting for their answers; the 6xx is not forwarded at once (§16.7 step 5)."""
+        forwarding.declined = True
+        for other in forwarding.branches:
+            if other.provisional:
+                self._send_cancel(other, now, actions)
 
     def _abandon_others(
         self, forwarding: Forwarding, winner: Branch, now: float, actions: list[Action]

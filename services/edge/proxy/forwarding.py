@@ -52,6 +52,9 @@ class Forwarding:
     """The branches still waiting for a final answer."""
     finals: list[Response] = field(default_factory=list)
     cancelled: bool = False
+    declined: bool = False
+    """A 6xx came: the other branches are being cancelled, and the 6xx goes upstream
+    once they have ended, unless one of them answers 2xx first (§16.7 step 5)."""
     done: bool = False
     policy: PolicyContext | None = None
     """Issue 8: the caller's source group and the hidden dialog's plan, for `EdgePolicies`."""

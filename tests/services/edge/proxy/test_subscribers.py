@@ -167,14 +167,22 @@ def test_when_every_contact_fails_the_best_response_goes_upstream(run: Run) -> N
     assert statuses(actions, CARRIER) == [486]  # §16.7 step 6: lowest class, first of it
 
 
-def test_a_6xx_ends_the_forking(run: Run) -> None:
+def test_a_6xx_ends_the_forking_once_the_cancelled_branches_have_ended(run: Run) -> None:
     phone, tablet = invites_to(run.send(call()), PHONE, TABLET)
     run.send(answer(tablet, 180), TABLET)
     actions = run.send(answer(phone, 603), PHONE)
     assert only_request(actions, TABLET).method == "CANCEL"
     assert sent_to(actions, DESK) == []
-    assert statuses(actions, CARRIER) == [603]
-    assert statuses(run.send(answer(tablet, 487), TABLET), CARRIER) == []
+    assert statuses(actions, CARRIER) == []  # §16.7 step 5: not forwarded at once
+    assert statuses(run.send(answer(tablet, 487), TABLET), CARRIER) == [603]
+
+
+def test_a_2xx_after_a_6xx_still_wins(run: Run) -> None:
+    phone, tablet = invites_to(run.send(call()), PHONE, TABLET)
+    run.send(answer(phone, 603), PHONE)
+    actions = run.send(answer(tablet, 200), TABLET)
+    assert statuses(actions, CARRIER) == [200]
+    assert statuses(run.send(answer(tablet, 200), TABLET), CARRIER) == [200]  # 2xx relayed
 
 
 def test_a_retransmitted_invite_is_absorbed(run: Run) -> None:
