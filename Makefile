@@ -77,8 +77,9 @@ fast: $(FAST_STAMP) ## compile the SIP and proxy cores with mypyc (optional; pur
 
 $(FAST_STAMP): $(STAMP) $(FAST_SOURCES) Makefile
 	@mkdir -p build
+	@touch $@.started  # the stamp gets the time the sources were read, not when the build ended
 	@if $(BIN)/mypyc $(FAST_SOURCES) >build/fast.log 2>&1; then \
-		touch $@; echo "compiled $(words $(FAST_SOURCES)) modules (log: build/fast.log)"; \
+		mv $@.started $@; echo "compiled $(words $(FAST_SOURCES)) modules (log: build/fast.log)"; \
 	else \
 		echo "mypyc build failed (build/fast.log); staying on pure Python"; \
 		$(MAKE) --no-print-directory slow; \

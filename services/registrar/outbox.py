@@ -17,9 +17,11 @@ import contextlib
 import logging
 from collections import deque
 
+from shared.background import cancel_and_wait
 from shared.bus import Bus, BusUnavailable, Event
 
 DEFAULT_LIMIT = 100_000
+STOP_FLUSH_TIMEOUT = 5.0
 
 
 class EventOutbox:
@@ -29,6 +31,7 @@ class EventOutbox:
         self._waiting: deque[Event] = deque(maxlen=limit)
         self._posted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.dropped = 0
 
     def post(self, event: Event) -> None:
@@ -47,12 +50,12 @@ class EventOutbox:
         """Publish what is waiting (bounded by the bus's own wait), then stop."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stopping = True
+        await cancel_and_wait(self._task)
         self._task = None
-        with contextlib.suppress(BusUnavailable):
-            await self.flush()
+        with contextlib.suppress(BusUnavailable, TimeoutError):
+            async with asyncio.timeout(STOP_FLUSH_TIMEOUT):
+                await self.flush()
 
     async def flush(self) -> None:
         """Publish every waiting event now, in order (raises ``BusUnavailable``)."""
@@ -61,7 +64,7 @@ class EventOutbox:
             self._waiting.popleft()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self._posted.wait()
             self._posted.clear()
             try:

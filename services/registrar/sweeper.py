@@ -9,7 +9,6 @@ go through the instance's outbox, in one stream with its REGISTER events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError
 from services.registrar.bindings import BindingStore
 from services.registrar.events import BindingExpired
 from services.registrar.outbox import EventOutbox
+from shared.background import cancel_and_wait
 
 SWEEP_INTERVAL = 0.2
 BATCH = 500
@@ -37,15 +37,14 @@ class ExpirySweeper:
         self.log = log
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping = True
+        await cancel_and_wait(self._task)
 
     async def sweep(self) -> int:
         """Claim and announce every binding due now; how many there were."""
@@ -60,7 +59,7 @@ class ExpirySweeper:
 
     async def _run(self) -> None:
         failing = False
-        while True:
+        while not self._stopping:
             try:
                 await self.sweep()
                 failing = False

@@ -13,13 +13,12 @@ from services.edge.protection import ProtectionSettings
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
-from services.edge.routing_cache import GatewayHealth, Route
 from services.edge.topology import Keyring, new_secret
-from services.routing.table.index import RoutingIndex
-from services.routing.table.model import Gateway, Kind, Record, Rule
+from services.routing.table.model import Gateway, Rule
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
+from tests.services.edge.proxy.support import MemoryTable
 
 EDGE = "192.0.2.10"
 INSIDE = Destination("udp", "10.0.0.5", 5070)
@@ -30,28 +29,17 @@ UDP_IN = Listener("udp", EDGE, 5060)
 KEYS = f"1:{new_secret()}"
 
 
-class Table:
-    """A routing table in memory behind the routing cache's lookup interface."""
+class Table(MemoryTable):
+    """1407 and 1900 → gateway 1; gateway 2 for the tests to route to."""
 
     def __init__(self) -> None:
-        self.index = RoutingIndex()
-        self.health = GatewayHealth()
-        self.put("gateway", "1", Gateway(address=f"sip:{GW1.host}"))
-        self.put("gateway", "2", Gateway(address=f"sip:{GW2.host}"))
-        self.put("rule", "r1407", Rule(prefix="1407", gateways=("1",)))
-        self.put("rule", "r1900", Rule(prefix="1900", gateways=("1",)))
-
-    def put(self, kind: Kind, record_id: str, record: Record) -> None:
-        self.index.put(kind, record_id, record)
-
-    def lookup(self, number: str, group: str = "0") -> Route | None:
-        rule = self.index.find(number, group)
-        if rule is None:
-            return None
-        return Route(rule, number, self.index.gateways_of(rule), self.health)
-
-    def translate(self, dialplan_id: str, number: str) -> str:
-        raise KeyError(dialplan_id)
+        super().__init__(
+            {"1": Gateway(address=f"sip:{GW1.host}"), "2": Gateway(address=f"sip:{GW2.host}")},
+            {
+                "r1407": Rule(prefix="1407", gateways=("1",)),
+                "r1900": Rule(prefix="1900", gateways=("1",)),
+            },
+        )
 
 
 @dataclass

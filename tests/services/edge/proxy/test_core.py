@@ -10,13 +10,12 @@ from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
-from services.edge.routing_cache import GatewayHealth, Route
-from services.routing.table.index import RoutingIndex
 from services.routing.table.model import Gateway, Rule
 from shared.events.edge import GatewayFailed
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
+from tests.services.edge.proxy.support import MemoryTable
 
 EDGE = "192.0.2.10"
 CALLER = Destination("udp", "198.51.100.20", 5070)
@@ -26,25 +25,20 @@ UDP_IN = Listener("udp", EDGE, 5060)
 TCP_IN = Listener("tcp", EDGE, 5060)
 
 
-class Table:
-    """An in-memory routing table behind the routing cache's lookup interface."""
+class Table(MemoryTable):
+    """The table of these tests: 1407 → gateways 1 (adds prefix 00), 2; 44 → 2."""
 
     def __init__(self) -> None:
-        self.index = RoutingIndex()
-        self.health = GatewayHealth()
-        self.index.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", prefix="00"))
-        self.index.put("gateway", "2", Gateway(address=f"sip:{GW2.host}:5060"))
-        self.index.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
-        self.index.put("rule", "r44", Rule(prefix="44", gateways=("2",)))
-
-    def lookup(self, number: str, group: str = "0") -> Route | None:
-        rule = self.index.find(number, group)
-        if rule is None:
-            return None
-        return Route(rule, number, self.index.gateways_of(rule), self.health)
-
-    def translate(self, dialplan_id: str, number: str) -> str:
-        raise KeyError(dialplan_id)
+        super().__init__(
+            {
+                "1": Gateway(address=f"sip:{GW1.host}", prefix="00"),
+                "2": Gateway(address=f"sip:{GW2.host}:5060"),
+            },
+            {
+                "r1407": Rule(prefix="1407", gateways=("1", "2")),
+                "r44": Rule(prefix="44", gateways=("2",)),
+            },
+        )
 
 
 @dataclass
