@@ -27,6 +27,7 @@ from services.health.settings import HealthSettings
 from services.health.store import HealthStore
 from services.routing.table.events import TableChanged, TableReplaced
 from services.routing.table.store import RoutingStore
+from shared.background import cancel_and_wait
 from shared.bus import Envelope
 from shared.events.edge import DestinationFailed, GatewayFailed
 from shared.events.health import DispatcherSetDeleted, DispatcherSetUpserted, TargetOverridden
@@ -91,10 +92,7 @@ class HealthService(Service):
     async def stop(self) -> None:
         self._stopping.set()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
         if self.probing:
             await self.lease.release()
@@ -187,9 +185,7 @@ class HealthService(Service):
     async def _end_rounds(self, task: asyncio.Task[None]) -> None:
         if self.rounds is not None:
             self.rounds.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def _probe_rounds(self) -> None:
         config = self.config

@@ -150,13 +150,7 @@ def restore_request(
             token = uri.param(options.param)
             if token:
                 request.set_uri(keyring.open(KIND_CONTACT, token).decode())
-    if request.has_header("route"):
-        routes = request.headers("route")
-        if any(marker in value for value in routes):
-            entries = _unsealed_routes(
-                routes, request.routes, edge, keyring, options, for_request=True
-            )
-            _set_list(request, "Route", entries)
+    _restore_route_set(request, "Route", edge, keyring, options)
     return request
 
 
@@ -181,13 +175,7 @@ def restore_response(
         if token:
             inside = keyring.open(KIND_VIA, token).decode().split("\n")
             _set_vias(response, [vias[0], *inside, *vias[1:]])
-    if response.has_header("record-route"):
-        routes = response.headers("record-route")
-        if any(marker in value for value in routes):
-            entries = _unsealed_routes(
-                routes, response.record_routes, edge, keyring, options, for_request=False
-            )
-            _set_list(response, "Record-Route", entries)
+    _restore_route_set(response, "Record-Route", edge, keyring, options)
     return response
 
 
@@ -267,6 +255,19 @@ def _set_vias(message: Message, vias: list[str]) -> None:
     message.remove_header("via")
     for via in reversed(vias):
         message.prepend_via(via)
+
+
+def _restore_route_set(
+    message: Message, name: str, edge: EdgeAddress, keyring: Keyring, options: TopologyOptions
+) -> None:
+    """Unseal our token in a request's Route or a response's Record-Route set, if there."""
+    values = message.headers(name)
+    if not any(f";{options.param}=" in value for value in values):
+        return
+    for_request = isinstance(message, Request)
+    parsed = message.routes if for_request else message.record_routes
+    entries = _unsealed_routes(values, parsed, edge, keyring, options, for_request=for_request)
+    _set_list(message, name, entries)
 
 
 def _set_list(message: Message, name: str, values: list[str]) -> None:
