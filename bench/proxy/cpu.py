@@ -44,12 +44,22 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """utime+stime summed over the live tree; a process gone meanwhile counts 0."""
-    ticks = 0
+def tree_cpu_times(root: int) -> tuple[float, float]:
+    """(utime, stime) in seconds summed over the live tree; a process gone meanwhile counts 0.
+
+    Kept apart because the kernel's share (socket calls) is a floor no proxy
+    can go below, whatever its language: it tells how much of a gap is ours.
+    """
+    user = system = 0
     for pid in process_tree(root):
         fields = _stat_fields(pid)
         if fields is not None:
             # stat fields 14 and 15 (utime, stime); fields[0] here is field 3.
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / _TICKS_PER_SECOND
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / _TICKS_PER_SECOND, system / _TICKS_PER_SECOND
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime+stime summed over the live tree."""
+    return sum(tree_cpu_times(root))

@@ -16,6 +16,8 @@ class RunResult:
     successful: int
     unsuccessful: int
     cpu_seconds: float
+    system_seconds: float
+    """The kernel's part of ``cpu_seconds`` (stime)."""
     failure_reasons: dict[str, int]
 
     @property
@@ -25,6 +27,10 @@ class RunResult:
     @property
     def cpu_ms_per_call(self) -> float:
         return 1000 * self.cpu_seconds / self.attempted if self.attempted else 0.0
+
+    @property
+    def kernel_ms_per_call(self) -> float:
+        return 1000 * self.system_seconds / self.attempted if self.attempted else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,7 @@ class StepResult:
     calls: float
     failed_pct: float
     cpu_ms_per_call: float
+    kernel_ms_per_call: float
     runs: list[RunResult] = field(default_factory=list)
 
     @classmethod
@@ -46,16 +53,22 @@ class StepResult:
             calls=statistics.median(run.attempted for run in runs),
             failed_pct=statistics.median(run.failed_pct for run in runs),
             cpu_ms_per_call=statistics.median(run.cpu_ms_per_call for run in runs),
+            kernel_ms_per_call=statistics.median(run.kernel_ms_per_call for run in runs),
             runs=runs,
         )
 
 
-_ROW = "{proxy:<10} {rate:>7} {calls:>8} {failed:>9} {cpu:>12}"
+_ROW = "{proxy:<10} {rate:>7} {calls:>8} {failed:>9} {cpu:>12} {kernel:>15}"
 
 
 def table_header() -> str:
     return _ROW.format(
-        proxy="proxy", rate="rate/s", calls="calls", failed="failed %", cpu="CPU ms/call"
+        proxy="proxy",
+        rate="rate/s",
+        calls="calls",
+        failed="failed %",
+        cpu="CPU ms/call",
+        kernel="of it kernel ms",
     )
 
 
@@ -66,6 +79,7 @@ def table_row(proxy: str, step: StepResult) -> str:
         calls=f"{step.calls:g}",
         failed=f"{step.failed_pct:.3f}",
         cpu=f"{step.cpu_ms_per_call:.4f}",
+        kernel=f"{step.kernel_ms_per_call:.4f}",
     )
 
 
@@ -80,6 +94,7 @@ def results_json(config: dict[str, Any], results: dict[str, list[StepResult]]) -
                     **asdict(run),
                     "failed_pct": run.failed_pct,
                     "cpu_ms_per_call": run.cpu_ms_per_call,
+                    "kernel_ms_per_call": run.kernel_ms_per_call,
                 }
                 for run in step.runs
             ],

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bench.proxy.callmesh import CallmeshEdge
-from bench.proxy.cpu import tree_cpu_seconds
+from bench.proxy.cpu import tree_cpu_times
 from bench.proxy.errors import BenchError
 from bench.proxy.kamailio import Kamailio
 from bench.proxy.proxy import ProxyUnderTest, running_proxy
@@ -91,7 +91,7 @@ def measure(
     tag: str,
 ) -> RunResult:
     """Offer ``plan`` once; CPU is the proxy tree's from before the first call to settled."""
-    before = tree_cpu_seconds(proxy_pid)
+    user_before, system_before = tree_cpu_times(proxy_pid)
     counts = run_caller(
         plan,
         proxy_port=proxy_port,
@@ -103,12 +103,13 @@ def measure(
     )
     # Timers that finish this step's transactions belong to this step's cost.
     time.sleep(config.settle_s)
-    after = tree_cpu_seconds(proxy_pid)
+    user_after, system_after = tree_cpu_times(proxy_pid)
     return RunResult(
         attempted=counts.attempted,
         successful=counts.successful,
         unsuccessful=counts.unsuccessful,
-        cpu_seconds=after - before,
+        cpu_seconds=user_after + system_after - user_before - system_before,
+        system_seconds=system_after - system_before,
         failure_reasons=counts.failure_reasons,
     )
 

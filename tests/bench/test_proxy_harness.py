@@ -52,13 +52,14 @@ def test_quick_run_completes_every_call_through_kamailio(tmp_path: Path) -> None
 
     assert completed.returncode == 0, completed.stderr
     rows = [line.split() for line in completed.stdout.splitlines()[1:]]
-    assert rows == [["kamailio", "50", "100", "0.000", rows[0][4]]]
+    assert rows == [["kamailio", "50", "100", "0.000", rows[0][4], rows[0][5]]]
+    assert 0.0 <= float(rows[0][5]) <= float(rows[0][4])
     (step,) = json.loads(results.read_text())["proxies"]["kamailio"]
     (run,) = step["runs"]
     assert (run["attempted"], run["successful"], run["unsuccessful"]) == (100, 100, 0)
     assert run["failure_reasons"] == {}
     assert step["failed_pct"] == 0.0
-    assert run["cpu_seconds"] >= 0.0
+    assert run["cpu_seconds"] >= run["system_seconds"] >= 0.0
 
 
 def test_kamailio_fails_over_to_the_next_gateway(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bench.proxy.cpu import process_tree, tree_cpu_seconds
+from bench.proxy.cpu import process_tree, tree_cpu_seconds, tree_cpu_times
 
 # Burns CPU until it has used 0.2 s itself, says so, then idles until stdin closes.
 CHILD = """
@@ -34,6 +34,9 @@ def test_tree_cpu_counts_the_descendants() -> None:
         assert len(tree) == 2
         assert tree[0] == parent.pid
         assert tree_cpu_seconds(parent.pid) >= 0.2
+        user, system = tree_cpu_times(parent.pid)
+        assert user > system  # the child's loop runs in user space
+        assert user + system >= 0.2
     finally:
         assert parent.stdin is not None
         parent.stdin.close()

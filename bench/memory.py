@@ -1,0 +1,53 @@
+"""What one random read costs by the size of the structure read: a big table's floor.
+
+A lookup in a four-rule table reads memory that stays in the CPU's nearest
+cache; in a million-rule table, whatever its layout, at least one read per
+lookup lands in a structure of megabytes, at a random place, and costs what
+this machine's caches and memory make it cost. Measured here so the routing
+benchmark can print that floor beside the lookup figures: a lookup ratio
+cannot beat it.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from array import array
+
+SIZES = (80, 2 << 20, 4 << 20, 8 << 20, 32 << 20)
+"""Bytes: ten words (always cached), then the sizes a million-entry index spans."""
+
+
+def random_read_ns(size: int, reads: int = 100_000, repeats: int = 5) -> float:
+    """Median ns of one read of a random word of a ``size``-byte array, loop included."""
+    words = array("q", bytes(size))
+    rng = random.Random(size)
+    positions = [rng.randrange(len(words)) for _ in range(reads)]
+    costs = []
+    for _ in range(repeats):
+        started = time.perf_counter_ns()
+        for position in positions:
+            words[position]
+        costs.append((time.perf_counter_ns() - started) / reads)
+    return statistics.median(costs)
+
+
+def read_costs() -> dict[int, float]:
+    """:func:`random_read_ns` for each of :data:`SIZES`."""
+    return {size: random_read_ns(size) for size in SIZES}
+
+
+def describe(costs: dict[int, float]) -> str:
+    """One line: each size with its extra cost over the smallest (an always-cached read)."""
+    base = costs[min(costs)]
+    parts = [
+        f"{_size(size)} +{cost - base:.0f}"
+        for size, cost in sorted(costs.items())
+        if size != min(costs)
+    ]
+    return f"random read, ns over a cached one ({base:.0f} ns): " + ", ".join(parts)
+
+
+def _size(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} B"
