@@ -89,7 +89,10 @@ class Process:
         title = f"Callmesh {'+'.join(s.name for s in self.services)}"
         token = self.settings.api_token
         secret = token.get_secret_value() if token is not None else None
-        return create_app(title, routers, self.checks, secret)
+        sources = [
+            source for service in self.services for source in service.runtime.metrics_sources
+        ]
+        return create_app(title, routers, self.checks, secret, sources)
 
     def http_server(self) -> uvicorn.Server:
         host, port = self.settings.http_address

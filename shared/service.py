@@ -12,13 +12,16 @@ import abc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from fastapi import APIRouter
 
 from shared.bus import Bus
 from shared.settings import Settings
 from shared.store import Store
+
+if TYPE_CHECKING:
+    from shared.api.metrics import MetricsSource
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns ``None`` when ready, else the reason it is not (shown by ``/readyz``)."""
@@ -31,6 +34,8 @@ class Runtime:
     store: Store
     log: logging.Logger
     readiness: list[tuple[str, ReadinessCheck]] = field(default_factory=list)
+    metrics_sources: list[MetricsSource] = field(default_factory=list)
+    """Sibling processes whose metrics this process's ``/metrics`` folds in."""
 
 
 class Service(abc.ABC):

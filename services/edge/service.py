@@ -48,6 +48,8 @@ class EdgeService(Service):
             sets=self.health_feed.sets,
         )  # fmt: skip
         await self.workers.start()
+        if self.workers.shared:
+            self.runtime.metrics_sources.append(self.workers.metrics_source())
         tune_for_proxy()
         addresses = ", ".join(f"{b.listener.transport}:{b.listener.host}:{b.listener.port}"
                               for b in self.edge.sockets.bound)  # fmt: skip

@@ -1,6 +1,7 @@
 """``python -m services.edge.worker``: one extra edge worker (started by `WorkerPool`, not by hand).
 
-It serves SIP only: the HTTP API, probes and metrics are the main process's.
+It serves SIP only: the HTTP API and probes are the main process's, which also
+serves this worker's metrics (read from the Unix socket this worker listens on).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import sys
 
 import uvloop
 
+from services.edge import metrics
 from services.edge.gc_tuning import tune_for_proxy
 from services.edge.health_feed import HealthFeed
 from services.edge.routing_cache import RoutingCache
 from services.edge.service import start_edge
-from services.edge.workers import PARENT_PID_ENV, report_ready
+from services.edge.workers import METRICS_SOCKET_ENV, PARENT_PID_ENV, report_ready
+from shared.api.metrics import serve_unix
 from shared.bus.factory import make_bus
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -35,9 +38,12 @@ async def serve(settings: Settings) -> None:
     await bus.start()
     cache = RoutingCache(store, bus)
     await cache.start()
+    metrics.ROUTING_VERSION.set_function(lambda: cache.version)
     health_feed = HealthFeed(store, bus, cache.health)
     await health_feed.start()
     edge = await start_edge(settings, cache, bus, store, shared=True, sets=health_feed.sets)
+    metrics_socket = os.environ.get(METRICS_SOCKET_ENV)
+    metrics_server = None if metrics_socket is None else await serve_unix(metrics_socket)
     tune_for_proxy()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -48,6 +54,8 @@ async def serve(settings: Settings) -> None:
     try:
         await stopping.wait()
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         await edge.stop()
         await health_feed.stop()
         await cache.stop()

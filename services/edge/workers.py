@@ -26,7 +26,8 @@ their own routing cache; they need the shared Redis and RabbitMQ (the
 embedded store and in-process bus cannot be shared), so without them the
 edge runs one worker and says so.  A child that dies is restarted; a child
 whose parent dies (even by SIGKILL) is terminated by the kernel.  Only the
-main process serves HTTP, so /metrics shows worker 0's counters.
+main process serves HTTP; its /metrics folds in every worker's metrics, which
+each worker serves on a Unix socket in a directory private to this pool.
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
+from shared.api.metrics import MetricsSource, read_unix
 from shared.settings import Settings
 
 log = logging.getLogger("callmesh.edge")
@@ -45,6 +50,8 @@ log = logging.getLogger("callmesh.edge")
 WORKER_INDEX_ENV = "CALLMESH_EDGE_WORKER_INDEX"
 PARENT_PID_ENV = "CALLMESH_EDGE_PARENT_PID"
 READY_FD_ENV = "CALLMESH_EDGE_READY_FD"
+METRICS_SOCKET_ENV = "CALLMESH_EDGE_METRICS_SOCKET"
+METRICS_TIMEOUT = 2.0
 READY_TIMEOUT = 60.0
 RESTART_DELAY = 1.0
 
@@ -64,6 +71,27 @@ class WorkerPool:
         self.count = wanted
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._sockets = Path(tempfile.mkdtemp(prefix="callmesh-edge-")) if wanted > 1 else None
+
+    def metrics_source(self) -> MetricsSource:
+        """The workers' metrics, for the main process's ``/metrics`` to fold in."""
+        return MetricsSource(
+            self.scrape_metrics,
+            prefix="callmesh_edge_",
+            gauges={
+                "callmesh_edge_routing_version": "min",
+                "callmesh_edge_target_state": "min",
+                "callmesh_edge_shedding": "max",
+            },
+        )
+
+    async def scrape_metrics(self) -> list[str]:
+        """Every live worker's exposition text (a worker that does not answer is left out)."""
+        if self._sockets is None:
+            return []
+        paths = [str(self._sockets / f"w{index}.sock") for index in self._children]
+        texts = await asyncio.gather(*(_read_metrics(path) for path in paths))
+        return [text for text in texts if text is not None]
 
     @property
     def shared(self) -> bool:
@@ -85,6 +113,8 @@ class WorkerPool:
         env = dict(os.environ, **{WORKER_INDEX_ENV: str(index), PARENT_PID_ENV: str(os.getpid())})
         env["CALLMESH_INSTANCE"] = f"{self.settings.instance}-w{index}"
         env[READY_FD_ENV] = str(writer)
+        if self._sockets is not None:
+            env[METRICS_SOCKET_ENV] = str(self._sockets / f"w{index}.sock")
         self._children[index] = subprocess.Popen(
             [sys.executable, "-m", "services.edge.worker"], env=env, pass_fds=(writer,)
         )
@@ -114,6 +144,17 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 child.kill()
         self._children.clear()
+        if self._sockets is not None:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+
+
+async def _read_metrics(path: str) -> str | None:
+    """A worker's metrics; a worker too busy to answer in time is left out of this scrape."""
+    try:
+        async with asyncio.timeout(METRICS_TIMEOUT):
+            return await read_unix(path)
+    except TimeoutError:
+        return None
 
 
 async def _wait_readable(fd: int) -> None:

@@ -6,12 +6,15 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from shared.api.metrics import MetricsSource, render
 from shared.service import ReadinessCheck
 
 
-def probes_router(checks: Sequence[tuple[str, ReadinessCheck]]) -> APIRouter:
+def probes_router(
+    checks: Sequence[tuple[str, ReadinessCheck]], metrics_sources: Sequence[MetricsSource] = ()
+) -> APIRouter:
     router = APIRouter(tags=["probes"])
 
     @router.get("/livez")
@@ -31,6 +34,6 @@ def probes_router(checks: Sequence[tuple[str, ReadinessCheck]]) -> APIRouter:
 
     @router.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(await render(metrics_sources), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.services.edge.support import Edge, free_port, running_edge, sipp, wait_bound
+from tests.services.edge.health_support import metric, metrics
+from tests.services.edge.support import Edge, Sipp, free_port, running_edge, sipp, wait_bound
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
@@ -20,19 +21,27 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         yield running
 
 
-def test_calls_from_many_source_ports_complete_across_workers(edge: Edge, tmp_path: Path) -> None:
+def calls_from_source_ports(
+    edge: Edge, tmp_path: Path, gateway_id: str, prefix: str, callers: int
+) -> Sipp:
+    """``CALLS`` calls to a new gateway from ``callers`` source ports (so the kernel spreads
+    them over the workers); returns the gateway, which has seen them all through."""
     port = free_port()
-    edge.route({"w1": port}, {"w1": ("1601", ["w1"])})
+    edge.route({gateway_id: port}, {gateway_id: (prefix, [gateway_id])})
     gateway = sipp(tmp_path, "gateway", port, calls=CALLS)
     wait_bound(port)
-    # Several callers (distinct source ports, so the kernel spreads them over the workers).
-    callers = [
-        sipp(tmp_path, "caller", free_port(), remote=edge.sip_port, calls=CALLS // 4,
-             args=("-s", "16015550001", "-set", "hold", "100", "-r", "10"))
-        for _ in range(4)
+    running = [
+        sipp(tmp_path, "caller", free_port(), remote=edge.sip_port, calls=CALLS // callers,
+             args=("-s", f"{prefix}5550001", "-set", "hold", "100", "-r", "10"))
+        for _ in range(callers)
     ]  # fmt: skip
-    assert [caller.wait(60) for caller in callers] == [0, 0, 0, 0], edge.log()
+    assert [caller.wait(60) for caller in running] == [0] * callers, edge.log()
     assert gateway.wait(30) == 0
+    return gateway
+
+
+def test_calls_from_many_source_ports_complete_across_workers(edge: Edge, tmp_path: Path) -> None:
+    gateway = calls_from_source_ports(edge, tmp_path, "w1", "1601", callers=4)
     assert gateway.received("BYE") == CALLS
 
 
@@ -47,3 +56,15 @@ def test_cancel_reaches_the_worker_holding_the_invite(edge: Edge, tmp_path: Path
         assert caller.wait() == 0, edge.log()
         assert ringing.wait() == 0
         assert ringing.received("CANCEL") == 1
+
+
+def test_metrics_count_every_workers_calls(edge: Edge, tmp_path: Path) -> None:
+    """``/metrics`` is served by the main process and folds in the other worker's counters."""
+    invites_before = metric(edge, "callmesh_edge_requests_total", method="INVITE")
+    # Eight source ports: all on one worker (which the count alone would not tell) is 1 in 128.
+    calls_from_source_ports(edge, tmp_path, "w3", "1603", callers=8)
+
+    assert metric(edge, "callmesh_edge_gateway_attempts_total", gateway="w3") == CALLS
+    assert metric(edge, "callmesh_edge_requests_total", method="INVITE") - invites_before == CALLS
+    versions = [key for key in metrics(edge) if key[0] == "callmesh_edge_routing_version"]
+    assert len(versions) == 1  # one merged sample, not one per worker
