@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+GaugeRule = Literal["min", "max"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class MetricsSource:
     scrape: Callable[[], Awaitable[list[str]]]
     """Each sibling's exposition text; a sibling that does not answer is left out."""
     prefix: str
-    gauges: Mapping[str, Literal["min", "max"]] = field(default_factory=dict)
+    gauges: Mapping[str, GaugeRule] = field(default_factory=dict)
 
 
 async def render(sources: Iterable[MetricsSource]) -> bytes:
@@ -56,7 +57,7 @@ def fold(own: list[Metric], texts: list[str], source: MetricsSource) -> list[Met
     ``_created`` samples off into a family of their own.
     """
     totals: dict[str, dict[SampleKey, float]] = {}
-    owners: dict[str, tuple[dict[SampleKey, float], str | None]] = {}
+    owners: dict[str, tuple[dict[SampleKey, float], GaugeRule | None]] = {}
     for family in own:
         if not family.name.startswith(source.prefix):
             continue
