@@ -49,5 +49,14 @@ def describe(costs: dict[int, float]) -> str:
     return f"random read, ns over a cached one ({base:.0f} ns): " + ", ".join(parts)
 
 
+def over_budget(costs: dict[int, float], budget_ns: float) -> str:
+    """One line: from which structure size one random read alone costs more than the budget
+    (15% of a 4-rule lookup); the index of a million prefixes spans about 14 MiB."""
+    base = costs[min(costs)]
+    over = [size for size, cost in sorted(costs.items()) if cost - base > budget_ns]
+    where = f"from {_size(over[0])} up" if over else "at none of the sizes measured"
+    return f"15% of the 4-rule lookup is {budget_ns:.0f} ns: one random read exceeds it {where}"
+
+
 def _size(size: int) -> str:
     return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} B"

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from bench.memory import describe, read_costs
+from bench.memory import describe, over_budget, read_costs
 from services.edge.routing_cache import RoutingCache
 from services.routing.service import RoutingService
 from shared.api.app import create_app
@@ -249,13 +249,8 @@ async def run(rules: int, lookups: int, repeats: int) -> None:
             ratio = large[mix]["median"] / small[mix]["median"]
             print(f"median ratio ({mix}): {ratio:.2f} (target <= 1.15, and <= 5 us)")
         reads = {int(size): cost for size, cost in done["reads"].items()}
-        budget = 0.15 * small["uniform"]["median"] * 1000
-        floor = reads[4 << 20] - reads[min(reads)]
         print(describe(reads))
-        print(
-            f"15% of the 4-rule lookup: {budget:.0f} ns; one read of a 4 MiB structure "
-            f"(the least a million prefixes take) costs +{floor:.0f} ns"
-        )
+        print(over_budget(reads, 0.15 * small["uniform"]["median"] * 1000))
     finally:
         if child is not None and child.returncode is None:
             child.kill()

@@ -13,9 +13,13 @@ Why packed: with a million prefixes, a per-slot Python object (and tuples of
 pairs per head) costs a cache miss per pointer followed and ~100 bytes each.
 Every prefix instead gets a small integer *code* (its value is ``values[code]``):
 slots are a 4-byte ``array`` of codes, and the longer prefixes under a head are
-one run of integers in a shared ``array`` (a node: count, fallback code, then
-length, digits as an integer and code per prefix), usually one cache line.
-Replacing a prefix's value touches neither: only ``values[code]`` changes.
+one run of 8-byte words in a shared ``array`` (a node: a header word with the
+count and the fallback code, then one word per prefix packing its digits as an
+integer, its length and its code), usually one cache line. One word per prefix,
+not three, keeps the nodes of a million prefixes at 8 MB instead of 20: past
+a few megabytes every random read goes to memory (``python -m bench.routing``
+prints what a read costs by size). Replacing a prefix's value touches neither:
+only ``values[code]`` changes.
 
 Values are opaque to the table, but each gets a small integer *tag* from the
 caller (``tag_of``), kept in an array beside the codes: a caller can learn what
@@ -45,9 +49,19 @@ MAX_TAG = 0xFFFF
 """Tags are 2 bytes (a 2 MB array for a million prefixes stays in cache, 4 bytes did not:
 measured); a larger tag is stored as 0, which callers take as "read the value"."""
 
-LONG_KEY = 18
-"""Longest rest compared as an integer (fits the node's signed 64-bit words); longer ones,
-rare in practice, are compared as strings kept beside the node."""
+LONG_KEY = 9
+"""Longest rest compared as an integer (its bits above a word's length and code keep the
+word under 2**62, an unboxed integer for mypyc); longer ones, rare in practice (the head
+takes 6 digits), are compared as strings kept beside the node."""
+
+_CODE_BITS = 27
+_CODE_MASK = (1 << _CODE_BITS) - 1
+MAX_CODE = _CODE_MASK
+"""Codes must fit a node word's code field: 134 million prefixes, far past memory."""
+_LENGTH_MASK = 31
+_REST_SHIFT = 32
+_COUNT_BITS = 24
+_COUNT_MASK = (1 << _COUNT_BITS) - 1
 
 
 class PrefixTable(Generic[V]):
@@ -100,16 +114,18 @@ class PrefixTable(Generic[V]):
         if code < NONE:
             nodes = self._nodes
             at = -2 - code
-            code = nodes[at + 1]
+            header = nodes[at]
+            code = (header >> _COUNT_BITS) - 1
             left = len(digits) - head
-            for word in range(at + 2, at + 2 + 3 * nodes[at], 3):
-                length = nodes[word]
+            for word in range(at + 1, at + 1 + (header & _COUNT_MASK)):
+                entry = nodes[word]
+                length = (entry >> _CODE_BITS) & _LENGTH_MASK
                 if length <= left and (
-                    int(digits[head : head + length]) == nodes[word + 1]
+                    int(digits[head : head + length]) == entry >> _REST_SHIFT
                     if length <= LONG_KEY
                     else digits.startswith(self._long[word], head)
                 ):
-                    code = nodes[word + 2]
+                    code = entry & _CODE_MASK
                     break
         return code
 
@@ -179,6 +195,8 @@ class PrefixTable(Generic[V]):
             self._lengths[code] = len(prefix)
         else:
             code = len(self.values)
+            if code > MAX_CODE:
+                raise OverflowError(f"a prefix table holds at most {MAX_CODE + 1} prefixes")
             self.values.append(value)
             self._lengths.append(len(prefix))
             self.tags.append(0)
@@ -212,9 +230,9 @@ class PrefixTable(Generic[V]):
         for position in self._span(prefix):
             slot = slots[position]
             if slot < NONE:
-                fallback = nodes[-1 - slot]
+                fallback = _fallback(nodes, -2 - slot)
                 if fallback == NONE or lengths[fallback] < length:
-                    nodes[-1 - slot] = code
+                    _set_fallback(nodes, -2 - slot, code)
             elif slot == NONE or lengths[slot] < length:
                 slots[position] = code
 
@@ -225,8 +243,8 @@ class PrefixTable(Generic[V]):
             slot = slots[position]
             if slot == old:
                 slots[position] = new
-            elif slot < NONE and nodes[-1 - slot] == old:
-                nodes[-1 - slot] = new
+            elif slot < NONE and _fallback(nodes, -2 - slot) == old:
+                _set_fallback(nodes, -2 - slot, new)
 
     def _edit_node(self, prefix: str, code: int, *, add: bool) -> None:
         """Rewrite the node of ``prefix``'s head with the prefix added or removed.
@@ -239,7 +257,7 @@ class PrefixTable(Generic[V]):
         slot = self._slots[position]
         if slot < NONE:
             fallback, rests = self._node_at(-2 - slot)
-            self._wasted += 2 + 3 * len(rests)
+            self._wasted += 1 + len(rests)
         else:
             fallback, rests = slot, {}
         if add:
@@ -253,25 +271,32 @@ class PrefixTable(Generic[V]):
     def _node_at(self, at: int) -> tuple[int, dict[str, int]]:
         nodes = self._nodes
         rests: dict[str, int] = {}
-        for word in range(at + 2, at + 2 + 3 * nodes[at], 3):
-            length = nodes[word]
-            rest = self._long.pop(word) if length > LONG_KEY else f"{nodes[word + 1]:0{length}d}"
-            rests[rest] = nodes[word + 2]
-        return nodes[at + 1], rests
+        for word in range(at + 1, at + 1 + (nodes[at] & _COUNT_MASK)):
+            entry = nodes[word]
+            length = (entry >> _CODE_BITS) & _LENGTH_MASK
+            if length > LONG_KEY:
+                rest = self._long.pop(word)
+            else:
+                rest = f"{entry >> _REST_SHIFT:0{length}d}"
+            rests[rest] = entry & _CODE_MASK
+        return _fallback(nodes, at), rests
 
     def _append_node(self, fallback: int, rests: dict[str, int]) -> int:
         """Store a node (rests longest-first in effect: reverse lexical order, see below)."""
         nodes = self._nodes
         at = len(nodes)
-        nodes.extend((len(rests), fallback))
+        if len(rests) > _COUNT_MASK:
+            raise OverflowError(f"at most {_COUNT_MASK} prefixes share a head")
+        nodes.append((fallback + 1) << _COUNT_BITS | len(rests))
         # Of the rests a number can match, each is a prefix of the next longer one, and
         # a string sorts before its extensions: reverse order tries the longest first.
         for rest in sorted(rests, reverse=True):
+            length = min(len(rest), _LENGTH_MASK)
             if len(rest) > LONG_KEY:
                 self._long[len(nodes)] = rest
-                nodes.extend((len(rest), 0, rests[rest]))
+                nodes.append(length << _CODE_BITS | rests[rest])
             else:
-                nodes.extend((len(rest), int(rest), rests[rest]))
+                nodes.append(int(rest) << _REST_SHIFT | length << _CODE_BITS | rests[rest])
         return -2 - at
 
     def _rebuild(self) -> None:
@@ -295,6 +320,15 @@ class PrefixTable(Generic[V]):
             rests = {prefix[head:]: codes[prefix] for prefix in group}
             slots[position] = self._append_node(slots[position], rests)
         self._slots = slots
+
+
+def _fallback(nodes: array[int], at: int) -> int:
+    """The code of the node's head itself (its best prefix of at most ``head`` digits)."""
+    return (nodes[at] >> _COUNT_BITS) - 1
+
+
+def _set_fallback(nodes: array[int], at: int, code: int) -> None:
+    nodes[at] = (code + 1) << _COUNT_BITS | nodes[at] & _COUNT_MASK
 
 
 def _head_for(prefixes: int) -> int:

@@ -68,8 +68,12 @@ def test_a_large_table_uses_the_widest_head_and_deep_nodes() -> None:
     assert table.find("123") == "1=v"
 
 
-long_prefixes = st.one_of(prefixes, st.text(alphabet="01", min_size=17, max_size=32))
-long_numbers = st.text(alphabet="01", max_size=34)
+long_prefixes = st.one_of(
+    prefixes,
+    st.text(alphabet="019", min_size=9, max_size=14),  # rests about LONG_KEY digits long
+    st.text(alphabet="01", min_size=17, max_size=40),  # past a node word's length field
+)
+long_numbers = st.text(alphabet="019", max_size=42)
 
 
 @settings(max_examples=200, deadline=None)
@@ -81,7 +85,7 @@ long_numbers = st.text(alphabet="01", max_size=34)
 def test_rests_too_long_for_an_integer_word_match_brute_force(
     keys: dict[str, str], changes: list[tuple[str, bool]], queries: list[str]
 ) -> None:
-    """Prefixes of up to 32 digits (rests past 18 digits are compared as strings)."""
+    """Prefixes of up to 40 digits (rests past 9 digits are compared as strings)."""
     entries = {prefix: f"{prefix}=v" for prefix in keys}
     table = table_of(entries)
     for step, (prefix, add) in enumerate(changes):
