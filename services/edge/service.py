@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.edge import metrics
 from services.edge.adapter import ProxyDriver
+from services.edge.affinity import CallAffinity, WorkerGroup
 from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
 from services.edge.gc_tuning import tune_for_proxy
 from services.edge.health_feed import HealthFeed
@@ -44,7 +45,7 @@ class EdgeService(Service):
         await self.health_feed.start()
         self.workers = WorkerPool(self.settings)
         self.edge = await start_edge(
-            self.settings, self.cache, self.bus, self.store, shared=self.workers.shared,
+            self.settings, self.cache, self.bus, self.store, group=self.workers.group(0),
             sets=self.health_feed.sets,
         )  # fmt: skip
         await self.workers.start()
@@ -79,11 +80,12 @@ class RunningEdge:
 
 
 async def start_edge(
-    settings: Settings, cache: RoutingCache, bus: Bus, store: Store, *, shared: bool,
-    sets: DispatchSets | None = None,
+    settings: Settings, cache: RoutingCache, bus: Bus, store: Store, *,
+    group: WorkerGroup | None, sets: DispatchSets | None = None,
 ) -> RunningEdge:  # fmt: skip
     """Open the sockets of `settings.sip_addresses` and serve SIP on them.
 
+    `group`: this worker's place among several sharing the ports (none: the only one).
     `sets`: the dispatcher sets to route ``@set`` targets to (none: those are skipped).
     """
     secret = await shared_secret(store)
@@ -99,7 +101,7 @@ async def start_edge(
         settings.digest_offer,
     )
     sockets = EdgeSockets(_unset_handler)
-    await sockets.open(list(settings.sip_addresses), shared=shared)
+    await sockets.open(list(settings.sip_addresses), shared=group is not None)
     timers = ProxyTimers(
         fr=settings.fr_timeout,
         fr_inv=settings.fr_inv_timeout,
@@ -124,6 +126,9 @@ async def start_edge(
     )  # fmt: skip
     driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message
+    if group is not None:
+        sockets.affinity = CallAffinity(group, sockets.shared_udp, driver.on_message)
+        await sockets.affinity.start()
     driver.start(sockets)
     return RunningEdge(driver, sockets)
 

@@ -15,6 +15,7 @@ import contextlib
 import socket
 from dataclasses import dataclass
 
+from services.edge.affinity import CallAffinity
 from shared.settings import ListenAddress
 from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
 from shared.sip.transport.destination import Destination
@@ -42,6 +43,12 @@ class EdgeSockets:
         self._udp: list[UdpEndpoint] = []
         self._servers: list[asyncio.Server] = []
         self.bound: list[BoundSocket] = []
+        self.shared_udp: list[Listener] = []
+        """The UDP listeners shared with other workers, in bind order (the same in each)."""
+        self._shared_index: dict[Listener, int] = {}
+        self.affinity: CallAffinity | None = None
+        """Set when there are other workers: hands a shared port's messages to the worker
+        owning their call (see `services.edge.affinity`)."""
 
     async def open(self, addresses: list[ListenAddress], *, shared: bool) -> None:
         """Listen on every address; `shared` adds SO_REUSEPORT and a private UDP port each."""
@@ -62,30 +69,40 @@ class EdgeSockets:
             host, port = sock.getsockname()[:2]
             self.bound.append(BoundSocket(Listener("tcp", host, port), None))
             return
-        endpoint = await self._udp_endpoint(address.host, address.port, reuse_port=shared)
+        deliver = self._deliver_shared if shared else self._deliver
+        endpoint = await self._udp_endpoint(address.host, address.port, deliver, reuse_port=shared)
         private = None
         if shared:
-            out = await self._udp_endpoint(address.host, 0, reuse_port=False)
+            self._shared_index[endpoint.listener] = len(self.shared_udp)
+            self.shared_udp.append(endpoint.listener)
+            out = await self._udp_endpoint(address.host, 0, self._deliver, reuse_port=False)
             private = out.listener
         else:
             out = endpoint
         self._udp_out.setdefault(":" in address.host, out)
         self.bound.append(BoundSocket(endpoint.listener, private))
 
-    async def _udp_endpoint(self, host: str, port: int, *, reuse_port: bool) -> UdpEndpoint:
+    async def _udp_endpoint(
+        self, host: str, port: int, deliver: MessageHandler, *, reuse_port: bool
+    ) -> UdpEndpoint:
         sock = _socket(host, port, socket.SOCK_DGRAM, reuse_port=reuse_port)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):  # best effort: the kernel caps it anyway
                 sock.setsockopt(socket.SOL_SOCKET, option, self.limits.socket_buffer)
         loop = asyncio.get_running_loop()
         _, endpoint = await loop.create_datagram_endpoint(
-            lambda: UdpEndpoint(self._deliver, self.limits), sock=sock
+            lambda: UdpEndpoint(deliver, self.limits), sock=sock
         )
         self._udp.append(endpoint)
         return endpoint
 
     def _deliver(self, data: bytes, source: Destination, listener: Listener) -> None:
         self.on_message(data, source, listener)
+
+    def _deliver_shared(self, data: bytes, source: Destination, listener: Listener) -> None:
+        affinity = self.affinity
+        if affinity is None or not affinity.hand_on(data, source, self._shared_index[listener]):
+            self.on_message(data, source, listener)
 
     def send_udp(self, data: bytes, destination: Destination) -> None:
         """Raises `TransportError` when there is no socket of the destination's family."""
@@ -98,6 +115,9 @@ class EdgeSockets:
         await self.tcp.send(data, destination)
 
     async def close(self) -> None:
+        if self.affinity is not None:
+            self.affinity.close()
+            self.affinity = None
         for endpoint in self._udp:
             endpoint.close()
         self._udp.clear()

@@ -12,15 +12,17 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import uvloop
 
 from services.edge import metrics
+from services.edge.affinity import WorkerGroup
 from services.edge.gc_tuning import tune_for_proxy
 from services.edge.health_feed import HealthFeed
 from services.edge.routing_cache import RoutingCache
 from services.edge.service import start_edge
-from services.edge.workers import METRICS_SOCKET_ENV, PARENT_PID_ENV, report_ready
+from services.edge.workers import PARENT_PID_ENV, RUN_DIR_ENV, WORKER_INDEX_ENV, report_ready
 from shared.api.metrics import serve_unix
 from shared.bus.factory import make_bus
 from shared.logs import configure_logging
@@ -41,9 +43,11 @@ async def serve(settings: Settings) -> None:
     metrics.ROUTING_VERSION.set_function(lambda: cache.version)
     health_feed = HealthFeed(store, bus, cache.health)
     await health_feed.start()
-    edge = await start_edge(settings, cache, bus, store, shared=True, sets=health_feed.sets)
-    metrics_socket = os.environ.get(METRICS_SOCKET_ENV)
-    metrics_server = None if metrics_socket is None else await serve_unix(metrics_socket)
+    group = WorkerGroup(
+        int(os.environ[WORKER_INDEX_ENV]), settings.edge_workers, Path(os.environ[RUN_DIR_ENV])
+    )
+    edge = await start_edge(settings, cache, bus, store, group=group, sets=health_feed.sets)
+    metrics_server = await serve_unix(group.metrics_path(group.index))
     tune_for_proxy()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -54,8 +58,7 @@ async def serve(settings: Settings) -> None:
     try:
         await stopping.wait()
     finally:
-        if metrics_server is not None:
-            metrics_server.close()
+        metrics_server.close()
         await edge.stop()
         await health_feed.stop()
         await cache.stop()

@@ -8,18 +8,20 @@ holding a transaction does:
 - Responses: a worker sends its requests from its private port and writes
   that port in its Via, so the responses (and their retransmissions) come
   back to it and no other.
-- CANCEL and the ACK for a non-2xx: they come from the caller's address and
-  port to the shared port, and UDP SO_REUSEPORT hashes the 4-tuple, so they
-  reach the worker that received the INVITE.  On TCP they arrive on the
-  connection, which belongs to the worker that accepted it.
+- Requests on UDP: whichever worker the kernel's 4-tuple hash gives a request
+  to hands it to the worker its Call-ID hashes to (`services.edge.affinity`),
+  so the INVITE, its CANCEL and ACK, and the dialog's BYE meet one worker, and
+  one sender's calls (a trunk) spread over all of them.  On TCP requests arrive
+  on the connection, which belongs to the worker that accepted it.
 - In-dialog requests (BYE, ACK for 2xx, re-INVITE) need no state: any worker
-  routes them from their Route headers.
+  could route them from their Route headers; keeping them with the INVITE's
+  worker serves peers that send responses to where a call came from.
 
-Caveat: the kernel's hash spreads flows over the sockets present, so a worker
-joining or leaving the group re-hashes them.  The edge therefore reports
-ready only once every worker serves; a worker that dies and is restarted may
-cost the CANCEL or non-2xx ACK of the calls being set up at that moment
-(answered 481 / retransmitted until the transaction times out).
+Caveat: a worker that dies and is restarted may cost the CANCEL or non-2xx
+ACK of the calls it was setting up (answered 481 / retransmitted until the
+transaction times out); while its socket is gone the others handle its
+calls' messages themselves.  The edge reports ready only once every worker
+serves.
 
 Extra workers are child processes (`python -m services.edge.worker`) with
 their own routing cache; they need the shared Redis and RabbitMQ (the
@@ -27,7 +29,8 @@ embedded store and in-process bus cannot be shared), so without them the
 edge runs one worker and says so.  A child that dies is restarted; a child
 whose parent dies (even by SIGKILL) is terminated by the kernel.  Only the
 main process serves HTTP; its /metrics folds in every worker's metrics, which
-each worker serves on a Unix socket in a directory private to this pool.
+each worker serves on a Unix socket in a directory private to this pool (beside
+the hand-on sockets).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from services.edge.affinity import WorkerGroup
 from shared.api.metrics import MetricsSource, read_unix
 from shared.settings import Settings
 
@@ -50,7 +54,8 @@ log = logging.getLogger("callmesh.edge")
 WORKER_INDEX_ENV = "CALLMESH_EDGE_WORKER_INDEX"
 PARENT_PID_ENV = "CALLMESH_EDGE_PARENT_PID"
 READY_FD_ENV = "CALLMESH_EDGE_READY_FD"
-METRICS_SOCKET_ENV = "CALLMESH_EDGE_METRICS_SOCKET"
+RUN_DIR_ENV = "CALLMESH_EDGE_RUN_DIR"
+"""The pool's private directory: each worker's metrics and hand-on sockets."""
 METRICS_TIMEOUT = 2.0
 READY_TIMEOUT = 60.0
 RESTART_DELAY = 1.0
@@ -71,7 +76,13 @@ class WorkerPool:
         self.count = wanted
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watch: asyncio.Task[None] | None = None
-        self._sockets = Path(tempfile.mkdtemp(prefix="callmesh-edge-")) if wanted > 1 else None
+        self._directory = Path(tempfile.mkdtemp(prefix="callmesh-edge-")) if wanted > 1 else None
+
+    def group(self, index: int) -> WorkerGroup | None:
+        """Worker `index`'s place in the pool; ``None`` when the edge runs one worker."""
+        if self._directory is None:
+            return None
+        return WorkerGroup(index, self.count, self._directory)
 
     def metrics_source(self) -> MetricsSource:
         """The workers' metrics, for the main process's ``/metrics`` to fold in."""
@@ -87,9 +98,11 @@ class WorkerPool:
 
     async def scrape_metrics(self) -> list[str]:
         """Every live worker's exposition text (a worker that does not answer is left out)."""
-        if self._sockets is None:
+        if self._directory is None:
             return []
-        paths = [str(self._sockets / f"w{index}.sock") for index in self._children]
+        paths = [
+            WorkerGroup(0, self.count, self._directory).metrics_path(i) for i in self._children
+        ]
         texts = await asyncio.gather(*(_read_metrics(path) for path in paths))
         return [text for text in texts if text is not None]
 
@@ -113,8 +126,8 @@ class WorkerPool:
         env = dict(os.environ, **{WORKER_INDEX_ENV: str(index), PARENT_PID_ENV: str(os.getpid())})
         env["CALLMESH_INSTANCE"] = f"{self.settings.instance}-w{index}"
         env[READY_FD_ENV] = str(writer)
-        if self._sockets is not None:
-            env[METRICS_SOCKET_ENV] = str(self._sockets / f"w{index}.sock")
+        if self._directory is not None:
+            env[RUN_DIR_ENV] = str(self._directory)
         self._children[index] = subprocess.Popen(
             [sys.executable, "-m", "services.edge.worker"], env=env, pass_fds=(writer,)
         )
@@ -144,8 +157,8 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 child.kill()
         self._children.clear()
-        if self._sockets is not None:
-            shutil.rmtree(self._sockets, ignore_errors=True)
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
 
 async def _read_metrics(path: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +69,51 @@ def test_metrics_count_every_workers_calls(edge: Edge, tmp_path: Path) -> None:
     assert metric(edge, "callmesh_edge_requests_total", method="INVITE") - invites_before == CALLS
     versions = [key for key in metrics(edge) if key[0] == "callmesh_edge_routing_version"]
     assert len(versions) == 1  # one merged sample, not one per worker
+
+
+def run_dir(tmp_path: Path, name: str) -> Path:
+    """A directory of its own for one SIPp run (its trace is named after its port)."""
+    path = tmp_path / name
+    path.mkdir()
+    return path
+
+
+def worker_ports(gateway: Sipp, method: str = "INVITE") -> set[str]:
+    """The edge's Via port on each `method` the gateway received: which worker sent it."""
+    pattern = rf"{method} sip:\S+ SIP/2.0\r?\n(?:[^\r\n]+\r?\n)*?Via: SIP/2.0/UDP [^:]+:(\d+)"
+    return set(re.findall(pattern, gateway.messages()))
+
+
+def test_calls_from_one_source_port_spread_over_the_workers(edge: Edge, tmp_path: Path) -> None:
+    """A trunk sends every call from one address and port; each call stays on one worker."""
+    port = free_port()
+    edge.route({"w4": port}, {"w4": ("1604", ["w4"])})
+    gateway = sipp(tmp_path, "gateway", port, calls=CALLS)
+    wait_bound(port)
+    caller = sipp(tmp_path, "caller", free_port(), remote=edge.sip_port, calls=CALLS,
+                  args=("-s", "16045550001", "-set", "hold", "100", "-r", "20"))  # fmt: skip
+    assert caller.wait(60) == 0, edge.log()
+    assert gateway.wait(30) == 0
+    assert gateway.received("BYE") == CALLS
+    # The gateway answers each BYE to where the call's INVITE came from (SIPp does): the
+    # calls completed, so every BYE left by its INVITE's worker.
+    assert len(worker_ports(gateway)) == 2  # one worker for all 40 calls: 1 in 2**39
+    assert worker_ports(gateway, "BYE") == worker_ports(gateway)
+
+
+def test_cancels_from_one_source_port_reach_the_worker_holding_each_invite(
+    edge: Edge, tmp_path: Path
+) -> None:
+    port, caller_port = free_port(), free_port()
+    edge.route({"w5": port}, {"w5": ("1605", ["w5"])})
+    workers = set()
+    for attempt in range(8):
+        ringing = sipp(run_dir(tmp_path, f"g{attempt}"), "gateway_ringing", port)
+        wait_bound(port)
+        caller = sipp(run_dir(tmp_path, f"c{attempt}"), "caller_cancel", caller_port,
+                      remote=edge.sip_port, args=("-s", "16055550001"))  # fmt: skip
+        assert caller.wait() == 0, edge.log()
+        assert ringing.wait() == 0
+        assert ringing.received("CANCEL") == 1
+        workers |= worker_ports(ringing)
+    assert len(workers) == 2  # both workers held INVITEs (all on one: 1 in 128)

@@ -1,0 +1,85 @@
+"""Handing a shared port's messages to the worker that owns their Call-ID."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from services.edge.affinity import CallAffinity, WorkerGroup, call_id_of, pack, unpack
+from shared.sip.transport.base import Listener, MessageHandler
+from shared.sip.transport.destination import Destination
+
+INVITE = (
+    b"INVITE sip:14075550001@edge SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n"
+    b"Call-ID: a84b4c76e66710@pc33\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        INVITE,
+        INVITE.replace(b"\r\n", b"\n"),
+        INVITE.replace(b"Call-ID:", b"i:"),
+        INVITE.replace(b"Call-ID:", b"call-id  :\t"),
+        INVITE.replace(b"Call-ID:", b"CALL-ID:"),
+    ],
+    ids=["canonical", "lf", "compact", "spaced", "upper"],
+)
+def test_the_call_id_is_read_in_any_spelling(message: bytes) -> None:
+    assert call_id_of(message) == b"a84b4c76e66710@pc33"
+
+
+def test_a_message_without_a_call_id_has_none() -> None:
+    headers, body = INVITE.replace(b"Call-ID: a84b4c76e66710@pc33\r\n", b"").split(b"\r\n\r\n")
+    assert call_id_of(headers + b"\r\n\r\n" + body) is None
+    assert call_id_of(headers + b"\r\n\r\nCall-ID: in-the-body\r\n") is None
+    assert call_id_of(b"\r\n\r\n") is None
+    assert call_id_of(INVITE.replace(b"a84b4c76e66710@pc33", b"")) is None
+
+
+def test_an_envelope_keeps_the_source_and_listener() -> None:
+    source = Destination("udp", "2001:db8::7", 5062)
+    assert unpack(pack(3, source, INVITE)) == (3, source, INVITE)
+
+
+def test_call_ids_spread_over_the_workers() -> None:
+    group = WorkerGroup(0, 4, Path("/nonexistent"))
+    owners = [group.owner(f"{n}-4242@192.0.2.1".encode()) for n in range(4000)]
+    assert all(800 <= owners.count(worker) <= 1200 for worker in range(4))
+
+
+def test_a_message_goes_to_its_owner_and_stays_when_the_owner_is_gone(tmp_path: Path) -> None:
+    listeners = [Listener("udp", "127.0.0.1", 5060), Listener("udp", "::1", 5060)]
+    received: dict[int, list[tuple[bytes, Destination, Listener]]] = {0: [], 1: []}
+    source = Destination("udp", "192.0.2.1", 5060)
+    owner = WorkerGroup(0, 2, tmp_path).owner(b"a84b4c76e66710@pc33")
+    other = 1 - owner
+
+    def recorder(index: int) -> MessageHandler:
+        return lambda data, src, listener: received[index].append((data, src, listener))
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        workers = {
+            index: CallAffinity(WorkerGroup(index, 2, tmp_path), listeners, recorder(index))
+            for index in (0, 1)
+        }
+        for worker in workers.values():
+            await worker.start()
+        handed = workers[other].hand_on(INVITE, source, 1)
+        kept = workers[owner].hand_on(INVITE, source, 1)
+        await asyncio.sleep(0.05)
+        workers[owner].close()
+        handed_to_nobody = workers[other].hand_on(INVITE, source, 1)
+        workers[other].close()
+        return handed, kept, handed_to_nobody
+
+    handed, kept, handed_to_nobody = asyncio.run(scenario())
+    assert (handed, kept, handed_to_nobody) == (True, False, False)
+    assert received[owner] == [(INVITE, source, listeners[1])]
+    assert received[other] == []
