@@ -127,7 +127,9 @@ async def start_edge(
     driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message
     if group is not None:
-        sockets.affinity = CallAffinity(group, sockets.shared_udp, driver.on_message)
+        sockets.affinity = CallAffinity(
+            group, sockets.shared_udp, driver.on_message, sockets.private_udp
+        )
         await sockets.affinity.start()
     driver.start(sockets)
     return RunningEdge(driver, sockets)

@@ -45,7 +45,10 @@ class EdgeSockets:
         self.bound: list[BoundSocket] = []
         self.shared_udp: list[Listener] = []
         """The UDP listeners shared with other workers, in bind order (the same in each)."""
+        self.private_udp: list[Listener] = []
+        """This worker's private UDP listeners, in the same order."""
         self._shared_index: dict[Listener, int] = {}
+        self._private_index: dict[Listener, int] = {}
         self.affinity: CallAffinity | None = None
         """Set when there are other workers: hands a shared port's messages to the worker
         owning their call (see `services.edge.affinity`)."""
@@ -75,7 +78,9 @@ class EdgeSockets:
         if shared:
             self._shared_index[endpoint.listener] = len(self.shared_udp)
             self.shared_udp.append(endpoint.listener)
-            out = await self._udp_endpoint(address.host, 0, self._deliver, reuse_port=False)
+            out = await self._udp_endpoint(address.host, 0, self._deliver_private, reuse_port=False)
+            self._private_index[out.listener] = len(self.private_udp)
+            self.private_udp.append(out.listener)
             private = out.listener
         else:
             out = endpoint
@@ -104,6 +109,18 @@ class EdgeSockets:
         if affinity is None or not affinity.hand_on(data, source, self._shared_index[listener]):
             self.on_message(data, source, listener)
 
+    def _deliver_private(self, data: bytes, source: Destination, listener: Listener) -> None:
+        """A response whose top Via names another worker's port came here because its
+        sender answers where a call came from (not to the Via): to the call's owner."""
+        affinity = self.affinity
+        if (
+            affinity is None
+            or not data.startswith(b"SIP/2.0 ")
+            or top_via_names_port(data, listener.port)
+            or not affinity.hand_on(data, source, self._private_index[listener], private=True)
+        ):
+            self.on_message(data, source, listener)
+
     def send_udp(self, data: bytes, destination: Destination) -> None:
         """Raises `TransportError` when there is no socket of the destination's family."""
         endpoint = self._udp_out.get(":" in destination.host)
@@ -128,6 +145,20 @@ class EdgeSockets:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+
+
+def top_via_names_port(data: bytes, port: int) -> bool:
+    """Whether the first Via of a raw message names ``port`` (or cannot be read: then it
+    is taken as ours, and the message is handled here as it would be without workers)."""
+    start = data.find(b"\nVia:")
+    compact = data.find(b"\nv:")
+    if start < 0 or 0 <= compact < start:
+        start = compact
+    if start < 0:
+        return True
+    end = data.find(b"\n", start + 1)
+    line = data[start : len(data) if end < 0 else end]
+    return b":%d;" % port in line or line.rstrip().endswith(b":%d" % port)
 
 
 def _socket(host: str, port: int, kind: int, *, reuse_port: bool) -> socket.socket:

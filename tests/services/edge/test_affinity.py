@@ -83,3 +83,64 @@ def test_a_message_goes_to_its_owner_and_stays_when_the_owner_is_gone(tmp_path: 
     assert (handed, kept, handed_to_nobody) == (True, False, False)
     assert received[owner] == [(INVITE, source, listeners[1])]
     assert received[other] == []
+
+
+def test_a_burst_larger_than_a_datagram_queue_arrives_whole(tmp_path: Path) -> None:
+    """Unix datagram sockets queue 10 messages by default; the hand-on must not lose a burst."""
+    listeners = [Listener("udp", "127.0.0.1", 5060)]
+    received: list[bytes] = []
+    source = Destination("udp", "192.0.2.1", 5060)
+    owner = WorkerGroup(0, 2, tmp_path).owner(b"a84b4c76e66710@pc33")
+
+    async def scenario() -> list[bool]:
+        receiver = CallAffinity(
+            WorkerGroup(owner, 2, tmp_path), listeners, lambda data, src, lst: received.append(data)
+        )
+        sender = CallAffinity(WorkerGroup(1 - owner, 2, tmp_path), listeners, lambda *_: None)
+        await receiver.start()
+        await sender.start()
+        handed = [sender.hand_on(INVITE, source, 0) for _ in range(200)]  # before any read
+        for _ in range(100):
+            if len(received) == 200:
+                break
+            await asyncio.sleep(0.01)
+        sender.close()
+        receiver.close()
+        return handed
+
+    assert all(asyncio.run(scenario()))
+    assert len(received) == 200
+
+
+def test_a_misdirected_response_reaches_the_owners_private_port(tmp_path: Path) -> None:
+    shared = [Listener("udp", "127.0.0.1", 5060)]
+    private = {0: [Listener("udp", "127.0.0.1", 40000)], 1: [Listener("udp", "127.0.0.1", 40001)]}
+    received: list[Listener] = []
+    response = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:40001;branch=z9hG4bKx\r\n"
+        + (INVITE[INVITE.index(b"Call-ID") :])
+    )
+    owner = WorkerGroup(0, 2, tmp_path).owner(b"a84b4c76e66710@pc33")
+
+    async def scenario() -> bool:
+        workers = [
+            CallAffinity(
+                WorkerGroup(index, 2, tmp_path),
+                shared,
+                lambda data, src, listener: received.append(listener),
+                private[index],
+            )
+            for index in (0, 1)
+        ]
+        for worker in workers:
+            await worker.start()
+        handed = workers[1 - owner].hand_on(
+            response, Destination("udp", "gw", 5060), 0, private=True
+        )
+        await asyncio.sleep(0.05)
+        for worker in workers:
+            worker.close()
+        return handed
+
+    assert asyncio.run(scenario())
+    assert received == private[owner]
