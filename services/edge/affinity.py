@@ -40,6 +40,10 @@ log = logging.getLogger("callmesh.edge")
 HANDED_ON = Counter(
     "callmesh_edge_handed_on", "UDP messages handed to the worker that owns their Call-ID"
 )
+HANDED_ON_UNREACHABLE = Counter(
+    "callmesh_edge_handed_on_unreachable",
+    "UDP messages handled by the worker they reached: their owner was not listening",
+)
 HANDED_ON_DROPPED = Counter(
     "callmesh_edge_handed_on_dropped",
     "UDP messages for another worker dropped: its queue was full (the sender retransmits)",
@@ -161,6 +165,7 @@ class CallAffinity:
         for _attempt in range(2):  # a second time on a fresh connection if the old one died
             peer = self._peers.get(owner) or self._connect(owner)
             if peer is None:
+                HANDED_ON_UNREACHABLE.inc()
                 return False  # the owner is not there (restarting): handle it here
             try:
                 peer.send(envelope)

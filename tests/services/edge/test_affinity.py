@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.edge.affinity import CallAffinity, WorkerGroup, call_id_of, pack, unpack
 from shared.sip.transport.base import Listener, MessageHandler
@@ -79,8 +80,10 @@ def test_a_message_goes_to_its_owner_and_stays_when_the_owner_is_gone(tmp_path: 
         workers[other].close()
         return handed, kept, handed_to_nobody
 
+    unreachable = REGISTRY.get_sample_value("callmesh_edge_handed_on_unreachable_total") or 0.0
     handed, kept, handed_to_nobody = asyncio.run(scenario())
     assert (handed, kept, handed_to_nobody) == (True, False, False)
+    assert REGISTRY.get_sample_value("callmesh_edge_handed_on_unreachable_total") == unreachable + 1
     assert received[owner] == [(INVITE, source, listeners[1])]
     assert received[other] == []
 
