@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,17 +87,25 @@ def worker_ports(gateway: Sipp, method: str = "INVITE") -> set[str]:
     return set(re.findall(pattern, gateway.messages()))
 
 
+def one_port_calls(
+    edge: Edge, workdir: Path, gateway_port: int, caller_port: int, *, number: str, calls: int
+) -> Sipp:
+    """``calls`` calls to ``number`` from one caller socket, 20 a second; all must complete."""
+    gateway = sipp(workdir, "gateway", gateway_port, calls=calls)
+    wait_bound(gateway_port)
+    caller = sipp(workdir, "caller", caller_port, remote=edge.sip_port, calls=calls,
+                  args=("-s", number, "-set", "hold", "100", "-r", "20"))  # fmt: skip
+    assert caller.wait(60) == 0, edge.log()
+    assert gateway.wait(30) == 0
+    assert gateway.received("BYE") == calls
+    return gateway
+
+
 def test_calls_from_one_source_port_spread_over_the_workers(edge: Edge, tmp_path: Path) -> None:
     """A trunk sends every call from one address and port; each call stays on one worker."""
     port = free_port()
     edge.route({"w4": port}, {"w4": ("1604", ["w4"])})
-    gateway = sipp(tmp_path, "gateway", port, calls=CALLS)
-    wait_bound(port)
-    caller = sipp(tmp_path, "caller", free_port(), remote=edge.sip_port, calls=CALLS,
-                  args=("-s", "16045550001", "-set", "hold", "100", "-r", "20"))  # fmt: skip
-    assert caller.wait(60) == 0, edge.log()
-    assert gateway.wait(30) == 0
-    assert gateway.received("BYE") == CALLS
+    gateway = one_port_calls(edge, tmp_path, port, free_port(), number="16045550001", calls=CALLS)
     # The gateway answers each BYE to where the call's INVITE came from (SIPp does): the
     # calls completed, so every BYE left by its INVITE's worker.
     assert len(worker_ports(gateway)) == 2  # one worker for all 40 calls: 1 in 2**39
@@ -117,3 +128,40 @@ def test_cancels_from_one_source_port_reach_the_worker_holding_each_invite(
         assert ringing.received("CANCEL") == 1
         workers |= worker_ports(ringing)
     assert len(workers) == 2  # both workers held INVITEs (all on one: 1 in 128)
+
+
+def worker_pids(edge: Edge) -> set[int]:
+    """The edge's extra worker processes (children running ``services.edge.worker``)."""
+    assert edge.process is not None
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == edge.process.pid and b"services.edge.worker" in cmdline:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_calls_go_on_while_a_worker_restarts(edge: Edge, tmp_path: Path) -> None:
+    """Runs last in this module: it kills the extra worker (the pool restarts it)."""
+    port, caller_port = free_port(), free_port()
+    edge.route({"w6": port}, {"w6": ("1606", ["w6"])})
+    (worker,) = worker_pids(edge)
+    os.kill(worker, signal.SIGKILL)
+    # The killed worker's calls are handled by the other one meanwhile.
+    one_port_calls(
+        edge, run_dir(tmp_path, "killed"), port, caller_port, number="16065550001", calls=10
+    )
+
+    deadline = time.monotonic() + 20
+    while worker_pids(edge) in (set(), {worker}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert worker_pids(edge) - {worker}, "the pool did not restart the worker"
+    time.sleep(3)  # its start-up: routing table, sockets
+    gateway = one_port_calls(
+        edge, run_dir(tmp_path, "restarted"), port, caller_port, number="16065550001", calls=CALLS
+    )
+    assert len(worker_ports(gateway)) == 2  # the restarted worker takes its calls again
