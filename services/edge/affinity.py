@@ -32,6 +32,7 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
+from shared.sip.message import peek_header
 from shared.sip.transport.base import Listener, MessageHandler
 from shared.sip.transport.destination import Destination
 
@@ -72,30 +73,6 @@ class WorkerGroup:
 
     def owner(self, call_id: bytes) -> int:
         return zlib.crc32(call_id) % self.count
-
-
-def call_id_of(data: bytes) -> bytes | None:
-    """The Call-ID of a raw SIP message (any of its spellings), or ``None`` if it has none.
-
-    The usual spelling is found with one ``bytes.find``; compact (``i:``), other cases
-    and whitespace before the colon go through a line scan of the header section.
-    """
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        end = data.find(b"\n\n")
-        if end < 0:
-            end = len(data)
-    start = data.find(b"\nCall-ID:", 0, end)
-    if start >= 0:
-        start += 9
-        stop = data.find(b"\n", start, end + 1)
-        value = data[start : end if stop < 0 else stop].strip()
-        return value or None
-    for line in data[:end].split(b"\n")[1:]:
-        name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() in (b"call-id", b"i"):
-            return value.strip() or None
-    return None
 
 
 def pack(listener_index: int, source: Destination, data: bytes) -> bytes:
@@ -155,8 +132,8 @@ class CallAffinity:
         """``True`` when another worker owns the message's call (and has it, or it was
         dropped for want of room); ``False``: handle it here. ``private``: it came to
         this worker's private port (the owner takes it as come to its own)."""
-        call_id = call_id_of(data)
-        if call_id is None or self._server is None:
+        call_id = peek_header(data, "call-id")
+        if not call_id or self._server is None:
             return False
         owner = self.group.owner(call_id)
         if owner == self.group.index:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from services.edge.affinity import CallAffinity
 from shared.settings import ListenAddress
+from shared.sip.message import peek_header
 from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tcp import TcpConnection, TcpTransport
@@ -150,15 +151,11 @@ class EdgeSockets:
 def top_via_names_port(data: bytes, port: int) -> bool:
     """Whether the first Via of a raw message names ``port`` (or cannot be read: then it
     is taken as ours, and the message is handled here as it would be without workers)."""
-    start = data.find(b"\nVia:")
-    compact = data.find(b"\nv:")
-    if start < 0 or 0 <= compact < start:
-        start = compact
-    if start < 0:
+    via = peek_header(data, "via")
+    if via is None:
         return True
-    end = data.find(b"\n", start + 1)
-    line = data[start : len(data) if end < 0 else end]
-    return b":%d;" % port in line or line.rstrip().endswith(b":%d" % port)
+    top = via.split(b",", 1)[0]
+    return b":%d;" % port in top or top.rstrip().endswith(b":%d" % port)
 
 
 def _socket(host: str, port: int, kind: int, *, reuse_port: bool) -> socket.socket:

@@ -633,6 +633,33 @@ def find_head_end(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def peek_header(data: bytes, key: str) -> bytes | None:
+    """The first raw value of header `key` (see `headers.header_key`) of unparsed bytes.
+
+    For deciding where a message goes before anyone parses it (which edge worker
+    owns its call): the usual spelling costs one ``bytes.find``; other cases, the
+    compact form and space before the colon take a scan of the header lines with
+    the parser's own name rules. The value is stripped, not unfolded or split.
+    """
+    found = find_head_end(data)
+    end = len(data) if found is None else found[0]
+    written = b"\n" + canonical_name(key).encode() + b":"
+    start = data.find(written, 0, end)
+    if start >= 0:
+        start += len(written)
+    else:
+        for line in data[:end].split(b"\n")[1:]:
+            colon = line.find(b":")
+            try:
+                if colon > 0 and key_of_raw_name(line[: colon + 1]) == key:
+                    return line[colon + 1 :].strip()
+            except SipParseError:
+                continue
+        return None
+    stop = data.find(b"\n", start, end)
+    return data[start : end if stop < 0 else stop].strip()
+
+
 def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     """Frame and parse one SIP message; raise `SipParseError` when it is malformed.
 

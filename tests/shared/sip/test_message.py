@@ -13,6 +13,7 @@ from shared.sip.message import (
     Request,
     Response,
     parse_message,
+    peek_header,
 )
 from shared.sip.uri import SipUri
 from shared.sip.via import Via
@@ -285,3 +286,37 @@ def test_contact_wildcard() -> None:
     mixed = parse_message(base.replace(b"Contact: *", b"Contact: *, <sip:a@b>"))
     with pytest.raises(SipParseError, match="only Contact value"):
         _ = mixed.contacts
+
+
+PEEKED = (
+    b"INVITE sip:14075550001@edge SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n"
+    b"Call-ID: a84b4c76e66710@pc33\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        PEEKED,
+        PEEKED.replace(b"\r\n", b"\n"),
+        PEEKED.replace(b"Call-ID:", b"i:"),
+        PEEKED.replace(b"Call-ID:", b"call-id  :\t"),
+        PEEKED.replace(b"Call-ID:", b"CALL-ID:"),
+    ],
+    ids=["canonical", "lf", "compact", "spaced", "upper"],
+)
+def test_a_header_is_peeked_in_any_spelling(message: bytes) -> None:
+    assert peek_header(message, "call-id") == b"a84b4c76e66710@pc33"
+    assert peek_header(message, "via") == b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1"
+
+
+def test_a_peeked_header_must_be_in_the_header_block() -> None:
+    headers, body = PEEKED.replace(b"Call-ID: a84b4c76e66710@pc33\r\n", b"").split(b"\r\n\r\n")
+    assert peek_header(headers + b"\r\n\r\n" + body, "call-id") is None
+    assert peek_header(headers + b"\r\n\r\nCall-ID: in-the-body\r\n", "call-id") is None
+    assert peek_header(b"\r\n\r\n", "call-id") is None
+    assert peek_header(b"OPTIONS sip:x SIP/2.0\r\nbad line\r\n\r\n", "call-id") is None
+    assert peek_header(PEEKED.replace(b"a84b4c76e66710@pc33", b""), "call-id") == b""
