@@ -13,20 +13,19 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from shared.sip.errors import SipParseError
+from shared.sip.headers import TOKEN_CHARS
 
 _HASHES: Final = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
-_TOKEN_CHARS: Final = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
 _UNQUOTED: Final = frozenset({"algorithm", "qop", "nc", "stale"})
 """Parameters written as tokens; every other digest parameter is a quoted-string (RFC 2617 §3.2)."""
 
 
-def _hash(algorithm: str, text: str) -> str:
+def _hash(algorithm: str, text: str | bytes) -> str:
+    """Hex digest of `text` (UTF-8) or of raw `bytes` (a body, for auth-int)."""
     name = _HASHES.get(algorithm.upper().removesuffix("-SESS"))
     if name is None:
         raise SipParseError(f"unsupported digest algorithm {algorithm}")
-    return hashlib.new(name, text.encode()).hexdigest()
+    return hashlib.new(name, text.encode() if isinstance(text, str) else text).hexdigest()
 
 
 def _quote(value: str) -> str:
@@ -120,7 +119,7 @@ def parse_auth_params(text: str) -> tuple[str, dict[str, str]]:
     """Split `Scheme a=b, c="d"` into the scheme and unquoted, lower-cased-name parameters."""
     text = text.strip()
     scheme, _, rest = text.partition(" ")
-    if not scheme or not _TOKEN_CHARS.issuperset(scheme):
+    if not scheme or not TOKEN_CHARS.issuperset(scheme):
         raise SipParseError("malformed authentication scheme")
     params: dict[str, str] = {}
     i = 0
@@ -130,7 +129,7 @@ def parse_auth_params(text: str) -> tuple[str, dict[str, str]]:
         if eq < 0:
             raise SipParseError("malformed authentication parameter")
         name = rest[i:eq].strip().lstrip(",").strip().lower()
-        if not name or not _TOKEN_CHARS.issuperset(name):
+        if not name or not TOKEN_CHARS.issuperset(name):
             raise SipParseError("malformed authentication parameter name")
         i = eq + 1
         while i < n and rest[i] in " \t":
@@ -213,7 +212,7 @@ def compute_response(
         ha1 = _hash(algorithm, f"{ha1}:{nonce}:{cnonce or ''}")
     a2 = f"{method}:{uri}"
     if qop == "auth-int":
-        a2 += ":" + _hash(algorithm, body.decode("latin-1"))
+        a2 += ":" + _hash(algorithm, body)
     ha2 = _hash(algorithm, a2)
     if qop:
         return _hash(algorithm, f"{ha1}:{nonce}:{nc or ''}:{cnonce or ''}:{qop}:{ha2}")

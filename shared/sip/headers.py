@@ -88,9 +88,12 @@ SINGLE_HEADERS = (
 )
 """Headers that must occur at most once (RFC 4475 §3.3.8, §3.3.9), in the order they are checked."""
 
-_TOKEN_CHARS = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
+TOKEN_TEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+"""The characters of an RFC 3261 token (§25.1)."""
+TOKEN_CHARS = frozenset(TOKEN_TEXT)
+TOKEN_BYTES = frozenset(TOKEN_TEXT.encode())
+DIALOG_KEYS = ("via", "from", "to", "call-id", "cseq")
+"""The headers every request needs (§8.1.1) and every response copies (§8.2.6.2)."""
 KEY_MEMO: dict[bytes, str] = {}
 """Raw header name with its colon, as received → key; read directly by the parser."""
 _MEMO_LIMIT = 512
@@ -119,7 +122,7 @@ def key_of_raw_name(raw: bytes) -> str:
     if key is not None:
         return key
     name = raw.removesuffix(b":").rstrip(b" \t")
-    if not name or not _TOKEN_CHARS.issuperset(name):
+    if not name or not TOKEN_BYTES.issuperset(name):
         raise SipParseError("malformed header name")
     key = header_key(name.decode("ascii"))
     if len(KEY_MEMO) < _MEMO_LIMIT:

@@ -29,9 +29,12 @@ from typing import Final
 from shared.sip.address import Address, parse_address
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.headers import (
+    COMPACT_FORMS,
+    DIALOG_KEYS,
     KEY_MEMO,
     LIST_HEADERS,
     SINGLE_HEADERS,
+    TOKEN_BYTES,
     canonical_name,
     header_key,
     key_of_raw_name,
@@ -48,7 +51,7 @@ from shared.sip.values import (
     parse_max_forwards,
     parse_token_list,
 )
-from shared.sip.via import Via, parse_via, parse_vias
+from shared.sip.via import Via, parse_via
 
 SIP_VERSION: Final = "SIP/2.0"
 MAX_MESSAGE_SIZE: Final = 65535
@@ -58,11 +61,7 @@ MAX_LINE_LENGTH: Final = 8192
 DEFAULT_MAX_FORWARDS: Final = 70
 
 _FOLD: Final = re.compile(rb"\r?\n[ \t]+")
-_TOKEN_BYTES: Final = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
 _VERSION_SHAPE: Final = re.compile(rb"SIP/\d+\.\d+")
-_REQUIRED_HEADERS: Final = ("via", "from", "to", "call-id", "cseq")
 
 
 def _decode(raw: bytes, what: str) -> str:
@@ -77,6 +76,14 @@ def _value_of(line: bytes) -> str:
     if b"\n" in value:
         value = _FOLD.sub(b" ", value)
     return _decode(value.strip(b" \t\r\n"), "header value")
+
+
+def _is_wildcard(contacts: list[str]) -> bool:
+    if "*" not in contacts:
+        return False
+    if len(contacts) != 1:
+        raise SipParseError("Contact '*' must be the only Contact value")
+    return True
 
 
 def _header_line(name: str, value: str) -> bytes:
@@ -162,7 +169,11 @@ class Message:
         """Every Via hop, topmost first."""
         vias = self._cache.get("via")
         if vias is None:
-            vias = [v for value in self._raw_values("via") for v in parse_vias(value)]
+            values = self._raw_values("via")
+            top = self._cache.get("top-via")
+            vias = [parse_via(value) for value in values[1 if top else 0 :]]
+            if top is not None:
+                vias.insert(0, top)
             self._cache["via"] = vias
         return vias  # type: ignore[return-value]
 
@@ -237,19 +248,18 @@ class Message:
     @property
     def contacts(self) -> list[Address]:
         """Contact addresses; empty for the `Contact: *` wildcard (see `contact_is_wildcard`)."""
-        if self.contact_is_wildcard:
-            return []
-        return self._address_list("contact")
+        contacts = self._cache.get("contact")
+        if contacts is None:
+            values = self._raw_values("contact")
+            wildcard = _is_wildcard(values)
+            contacts = [] if wildcard else [parse_address(raw) for raw in values]
+            self._cache["contact"] = contacts
+        return contacts  # type: ignore[return-value]
 
     @property
     def contact_is_wildcard(self) -> bool:
         """True for `Contact: *` (REGISTER removing all bindings); `*` must stand alone."""
-        values = self._raw_values("contact")
-        if not any(value == "*" for value in values):
-            return False
-        if len(values) != 1:
-            raise SipParseError("Contact '*' must be the only Contact value")
-        return True
+        return _is_wildcard(self._raw_values("contact"))
 
     @property
     def expires(self) -> int | None:
@@ -312,7 +322,7 @@ class Message:
         Max-Forwards is not required so RFC 2543 peers keep working.
         """
         keys = self._keys
-        for key in _REQUIRED_HEADERS:
+        for key in DIALOG_KEYS:
             if key not in keys:
                 raise SipParseError(f"missing {canonical_name(key)} header")
         for key in SINGLE_HEADERS:
@@ -331,10 +341,13 @@ class Message:
 
     # ----- edits -----------------------------------------------------------------------
 
-    def _edited(self, *keys: str) -> None:
+    def _edited(self, key: str | None = None) -> None:
+        """The bytes changed: forget what was read of header `key` (of Via, the top one too)."""
         self._wire = None
-        for key in keys:
+        if key is not None:
             self._cache.pop(key, None)
+            if key == "via":
+                self._cache.pop("top-via", None)
 
     def _insert_before_first(self, key: str, line: bytes) -> None:
         try:
@@ -344,21 +357,20 @@ class Message:
         self._keys.insert(index, key)
         self._lines.insert(index, line)
 
-    def _pop_first_element(self, key: str) -> str | None:
-        """Remove the first comma-separated element of the first `key` field and return it."""
+    def _pop_first_element(self, key: str) -> None:
+        """Remove the first comma-separated element of the first `key` field."""
         try:
             index = self._keys.index(key)
         except ValueError:
-            return None
+            return
         line = self._lines[index]
-        elements = split_commas(_value_of(line))
-        if len(elements) == 1:
+        elements = split_commas(_value_of(line)) if b"," in line else None
+        if elements is None or len(elements) == 1:
             del self._keys[index]
             del self._lines[index]
         else:
             name = line[: line.index(b":")].rstrip(b" \t").decode("ascii")
             self._lines[index] = _header_line(name, ", ".join(elements[1:]))
-        return elements[0]
 
     def add_header(self, name: str, value: str, *, first: bool = False) -> None:
         """Add a header field at the end, or (`first=True`) above the existing ones of its name."""
@@ -369,7 +381,7 @@ class Message:
         else:
             self._keys.append(key)
             self._lines.append(line)
-        self._edited(key, "top-via" if key == "via" else key)
+        self._edited(key)
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every field of header `name` with one field carrying `value`."""
@@ -383,14 +395,14 @@ class Message:
         else:
             self._lines[index] = line
             self._remove_after(key, index + 1)
-        self._edited(key, "top-via" if key == "via" else key)
+        self._edited(key)
 
     def remove_header(self, name: str) -> int:
         """Remove every field of header `name`; return how many were removed."""
         key = header_key(name)
         removed = self._remove_after(key, 0)
         if removed:
-            self._edited(key, "top-via" if key == "via" else key)
+            self._edited(key)
         return removed
 
     def _remove_after(self, key: str, start: int) -> int:
@@ -404,20 +416,33 @@ class Message:
     def prepend_via(self, via: Via | str) -> None:
         """Put a new topmost Via (a proxy or UAC sending a request)."""
         self._insert_before_first("via", _header_line("Via", str(via)))
-        self._edited("via", "top-via")
+        self._set_top_via(via, keep=0)
+
+    def _set_top_via(self, via: Via | str, *, keep: int) -> None:
+        """After an edit of the Via list: a given `Via` is known already, and so is the
+        rest of a list already read, from element `keep` on (cached values are never
+        changed in place: copies share them)."""
+        vias = self._cache.get("via")
+        self._edited("via")
         if isinstance(via, Via):
             self._cache["top-via"] = via  # known already: spares parsing it back
+            if vias is not None:
+                self._cache["via"] = [via, *vias[keep:]]  # type: ignore[index]
 
     def replace_top_via(self, via: Via | str) -> None:
         """Rewrite the topmost Via, e.g. to add `received`/`rport` (RFC 3261 §18.2.1, RFC 3581)."""
         self._pop_first_element("via")
-        self.prepend_via(via)
+        self._insert_before_first("via", _header_line("Via", str(via)))
+        self._set_top_via(via, keep=1)
 
     def pop_via(self) -> Via:
         """Remove and return the topmost Via (a proxy forwarding a response, §16.7 step 3)."""
         top = self.top_via
+        vias = self._cache.get("via")
         self._pop_first_element("via")
-        self._edited("via", "top-via")
+        self._edited("via")
+        if vias is not None:
+            self._cache["via"] = vias[1:]  # type: ignore[index]
         return top
 
     def decrement_max_forwards(self, default: int = DEFAULT_MAX_FORWARDS) -> int:
@@ -637,27 +662,45 @@ def peek_header(data: bytes, key: str) -> bytes | None:
     """The first raw value of header `key` (see `headers.header_key`) of unparsed bytes.
 
     For deciding where a message goes before anyone parses it (which edge worker
-    owns its call): the usual spelling costs one ``bytes.find``; other cases, the
-    compact form and space before the colon take a scan of the header lines with
-    the parser's own name rules. The value is stripped, not unfolded or split.
+    owns its call). The usual and the compact spelling are found with a
+    ``bytes.find`` each, the earlier one wins; other cases and space before the
+    colon take a scan of the header lines with the parser's own name rules. The
+    value is stripped, not unfolded or split.
     """
-    found = find_head_end(data)
-    end = len(data) if found is None else found[0]
-    written = b"\n" + canonical_name(key).encode() + b":"
-    start = data.find(written, 0, end)
-    if start >= 0:
-        start += len(written)
-    else:
-        for line in data[:end].split(b"\n")[1:]:
-            colon = line.find(b":")
-            try:
-                if colon > 0 and key_of_raw_name(line[: colon + 1]) == key:
-                    return line[colon + 1 :].strip()
-            except SipParseError:
-                continue
-        return None
-    stop = data.find(b"\n", start, end)
-    return data[start : end if stop < 0 else stop].strip()
+    found = -1
+    width = 0
+    for needle in _needles(key):
+        at = data.find(needle)
+        if at >= 0 and (found < 0 or at < found):
+            found, width = at, len(needle)
+    blank_before = found >= 0 and (
+        data.find(b"\n\n", 0, found + 1) >= 0 or data.find(b"\n\r\n", 0, found + 1) >= 0
+    )
+    if found >= 0 and not blank_before:
+        start = found + width
+        stop = data.find(b"\n", start)
+        return data[start : len(data) if stop < 0 else stop].strip()
+    head = find_head_end(data)
+    for line in data[: len(data) if head is None else head[0]].split(b"\n")[1:]:
+        colon = line.find(b":")
+        try:
+            if colon > 0 and key_of_raw_name(line[: colon + 1]) == key:
+                return line[colon + 1 :].strip()
+        except SipParseError:
+            continue
+    return None
+
+
+def _needles(key: str) -> tuple[bytes, ...]:
+    """``b"\\nName:"`` in the usual and the compact spelling of header `key`."""
+    needles = _PEEK_NEEDLES.get(key)
+    if needles is None:
+        names = [canonical_name(key), *(c for c, k in COMPACT_FORMS.items() if k == key)]
+        needles = _PEEK_NEEDLES[key] = tuple(b"\n" + name.encode() + b":" for name in names)
+    return needles
+
+
+_PEEK_NEEDLES: dict[str, tuple[bytes, ...]] = {}
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
@@ -779,7 +822,7 @@ def _start_line(
         raise SipParseError("malformed request line (need method SP URI SP version)")
     method, uri, version = parts
     _check_version(version)
-    if not _TOKEN_BYTES.issuperset(method) or not method:
+    if not TOKEN_BYTES.issuperset(method) or not method:
         raise SipParseError("malformed method")
     if uri[:1] == b"<":
         raise SipParseError("Request-URI must not be enclosed in <>")

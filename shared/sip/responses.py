@@ -12,7 +12,7 @@ from typing import Final
 
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError, SipParseError
-from shared.sip.headers import key_of_raw_name
+from shared.sip.headers import DIALOG_KEYS, key_of_raw_name
 from shared.sip.message import Message, Request, Response, find_head_end
 from shared.sip.via import parse_via
 
@@ -92,8 +92,6 @@ REASON_PHRASES: Final[dict[int, str]] = {
     608: "Rejected",
 }
 
-_DIALOG_KEYS: Final = ("via", "from", "to", "call-id", "cseq")
-
 
 def reason_phrase(status: int) -> str:
     """The RFC reason phrase for `status`, or the class's generic one for unknown codes."""
@@ -122,7 +120,7 @@ def make_response(
     # no decoding and re-encoding, which matters for the 100 Trying sent per INVITE.
     keys: list[str] = []
     lines: list[bytes] = []
-    for key in (*_DIALOG_KEYS, "timestamp") if status == 100 else _DIALOG_KEYS:
+    for key in (*DIALOG_KEYS, "timestamp") if status == 100 else DIALOG_KEYS:
         for line in request.field_lines(key):
             keys.append(key)
             lines.append(line)
@@ -183,7 +181,7 @@ def _dialog_lines(lines: list[bytes]) -> list[bytes] | None:
             key = key_of_raw_name(line[: colon + 1]) if colon > 0 else ""
         except SipParseError:
             key = ""
-        copying = key in _DIALOG_KEYS and (key == "via" or key not in keys)
+        copying = key in DIALOG_KEYS and (key == "via" or key not in keys)
         if copying:
             copied.append(line.rstrip(b"\r"))
             keys.append(key)

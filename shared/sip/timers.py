@@ -42,6 +42,10 @@ class TimerSettings:
         """Wait for final-response retransmissions after ACKing one: ≥ 32 s on UDP."""
         return 0.0 if reliable else max(32.0, self.transaction_timeout)
 
+    def timer_j(self, reliable: bool) -> float:
+        """Timer J: 64*T1 on unreliable transports, zero on reliable ones (§17.2.2)."""
+        return 0.0 if reliable else self.transaction_timeout
+
     def timer_i_or_k(self, reliable: bool) -> float:
         """Absorb stray ACKs (I) or response retransmissions (K): T4 on UDP."""
         return 0.0 if reliable else self.t4

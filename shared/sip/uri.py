@@ -159,13 +159,13 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
             password = _unescape(password_text)
     rest, question, header_text = rest.partition("?")
     hostport, semicolon, param_text = rest.partition(";")
-    host, port = _parse_hostport(hostport)
+    host, port = split_host_port(hostport)
     params = _uri_params(param_text) if semicolon else ()
     headers = _uri_headers(header_text) if question else ()
     return SipUri(host, user, password, port, params, headers, scheme)
 
 
-def _parse_hostport(text: str) -> tuple[str, int | None]:
+def split_host_port(text: str) -> tuple[str, int | None]:
     """Split host and port; IPv6 references must be bracketed (RFC 5118 §4.3)."""
     if text.startswith("["):
         end = text.find("]")
@@ -194,11 +194,6 @@ def parse_port(text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
         raise SipParseError("malformed port")
     return int(text)
-
-
-def split_host_port(text: str) -> tuple[str, int | None]:
-    """Split a `host[:port]` (sent-by, hostport); raise `SipParseError` when malformed."""
-    return _parse_hostport(text)
 
 
 def _uri_params(text: str) -> Params:

@@ -8,16 +8,11 @@ compact form.  Unknown transports are kept (RFC 4475 §3.1.1.10).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Final
 
 from shared.sip.errors import SipParseError
-from shared.sip.headers import split_commas
+from shared.sip.headers import TOKEN_CHARS, split_commas
 from shared.sip.params import Params, format_params, param_value, parse_params, with_param
 from shared.sip.uri import parse_port, split_host_port
-
-_TOKEN_CHARS: Final = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -96,13 +91,13 @@ def parse_via(text: str) -> Via:
     if name != "SIP" or version != "2.0":
         name = name.strip()
         version = version.strip()
-        if not (name and version and _TOKEN_CHARS.issuperset(name + version)):
+        if not (name and version and TOKEN_CHARS.issuperset(name + version)):
             raise SipParseError("malformed Via (sent-protocol)")
     transport_and_host = rest.split(None, 1)
     if len(transport_and_host) != 2:
         raise SipParseError("malformed Via (sent-protocol or sent-by missing)")
     transport, sent_by = transport_and_host
-    if not _TOKEN_CHARS.issuperset(transport):
+    if not TOKEN_CHARS.issuperset(transport):
         raise SipParseError("malformed Via transport")
     sent_by = sent_by.strip()
     if " " in sent_by or "\t" in sent_by:
@@ -111,8 +106,6 @@ def parse_via(text: str) -> Via:
         sent_by = "".join(sent_by.split())
     host, port = split_host_port(sent_by)
     params = parse_params(semicolon + param_text, "Via") if semicolon else ()
-    if ("received", "") in params or ("maddr", "") in params:
-        raise SipParseError("malformed Via parameter (empty received or maddr)")
     return Via(transport.upper(), host, port, params, f"{name}/{version}")
 
 

@@ -15,9 +15,10 @@ import itertools
 import os
 from typing import Final
 
+from shared.sip.branch import MAGIC_COOKIE
 from shared.sip.message import Request
 
-_PREFIX: Final = "z9hG4bKcm"
+_PREFIX: Final = MAGIC_COOKIE + "cm"
 _HASH_LENGTH: Final = 16
 
 

@@ -69,7 +69,12 @@ from shared.sip.transaction import (
     TransportFailed,
 )
 from shared.sip.transport.base import Listener
-from shared.sip.transport.destination import Destination, destination_of, response_destination
+from shared.sip.transport.destination import (
+    Destination,
+    destination_of,
+    response_destination,
+    unbracket,
+)
 from shared.sip.uri import SipUri
 
 if TYPE_CHECKING:
@@ -226,6 +231,9 @@ class Proxy:
         actions: list[Action],
     ) -> None:  # fmt: skip
         method = request.method
+        # Stamped first: an RFC 2543 transaction key holds the whole top Via, and a
+        # retransmission or ACK must find the transaction its stamped original made.
+        self._stamp_via(request, source)
         server = self.table.match_request(request)
         if server is not None:
             for event in server.receive_request(request, now):
@@ -239,11 +247,9 @@ class Proxy:
                 return
         # ---
         if method == "ACK":
-            self._stamp_via(request, source)
             self._forward_in_dialog_ack(request, source, actions, policy)
             return
         request.validate()  # a SipError is answered from the bytes as received (`receive`)
-        self._stamp_via(request, source)
         destination = response_destination(request.top_via, source.address, source.connection_id)
         server = self.table.create_server(request, destination)
         if policy is not None and policy.restored:  # issue 8
@@ -468,7 +474,7 @@ class Proxy:
         via = request.top_via
         if via.wants_rport:
             request.replace_top_via(via.with_params(received=source.host, rport=str(source.port)))
-        elif via.host.strip("[]") != source.host:
+        elif unbracket(via.host) != source.host:
             request.replace_top_via(via.with_params(received=source.host))
 
     # ----- forwarding ------------------------------------------------------------------

@@ -162,7 +162,7 @@ class NonInviteServerTransaction(ServerTransaction):
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
-            delay = 0.0 if self.reliable else self.settings.transaction_timeout
+            delay = self.settings.timer_j(self.reliable)
             self._linger(TimerName.J, delay, now, events)
         return events
 

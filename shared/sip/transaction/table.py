@@ -110,8 +110,6 @@ class TransactionTable:
         if server is None or not is_rfc2543(key):
             return server
         # RFC 2543 keys leave the To tag out; CANCEL compares against its INVITE's tag.
-        if request.method == "CANCEL" and isinstance(server, InviteServerTransaction):
-            return server if request.to_tag == server.request.to_tag else None
         return server if server.matches_to_tag(request) else None
 
     # ----- time ------------------------------------------------------------------------

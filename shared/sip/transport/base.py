@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.sip.framing import DEFAULT_MAX_HEADER_SIZE
+from shared.sip.message import MAX_MESSAGE_SIZE
 from shared.sip.transport.destination import Destination
 
 
@@ -28,8 +30,8 @@ class TransportLimits:
     """Bounds that keep one peer from exhausting the process."""
 
     max_connections: int = 4096
-    max_message_size: int = 65535
-    max_header_size: int = 16 * 1024
+    max_message_size: int = MAX_MESSAGE_SIZE
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
     idle_timeout: float = 300.0
     """Seconds without traffic after which a stream connection is closed."""
     socket_buffer: int = 4 * 1024 * 1024

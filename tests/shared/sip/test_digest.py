@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from shared.sip.digest import (
@@ -125,3 +127,16 @@ def test_challenge_needs_digest_realm_and_nonce() -> None:
         parse_challenge('Basic realm="x"')
     with pytest.raises(SipParseError, match="without realm or nonce"):
         parse_challenge('Digest realm="x"')
+
+
+def test_auth_int_hashes_the_body_bytes_themselves() -> None:
+    """H(entity-body) is over the octets (RFC 2617 §3.2.2.3), 8-bit ones included."""
+    body = "café".encode()
+    ha1 = compute_ha1("alice", "example.com", "secret")
+    ha2 = hashlib.md5(b"INVITE:sip:bob@example.com:" + hashlib.md5(body).hexdigest().encode())
+    expected = hashlib.md5(f"{ha1}:n1:00000001:c1:auth-int:{ha2.hexdigest()}".encode())
+    response = compute_response(
+        ha1, method="INVITE", uri="sip:bob@example.com", nonce="n1", qop="auth-int",
+        nc="00000001", cnonce="c1", body=body,
+    )  # fmt: skip
+    assert response == expected.hexdigest()

@@ -320,3 +320,10 @@ def test_a_peeked_header_must_be_in_the_header_block() -> None:
     assert peek_header(b"\r\n\r\n", "call-id") is None
     assert peek_header(b"OPTIONS sip:x SIP/2.0\r\nbad line\r\n\r\n", "call-id") is None
     assert peek_header(PEEKED.replace(b"a84b4c76e66710@pc33", b""), "call-id") == b""
+
+
+def test_the_first_of_the_usual_and_compact_spellings_is_peeked() -> None:
+    mixed = PEEKED.replace(
+        b"Via: SIP", b"v: SIP/2.0/UDP 10.0.0.1:40001;branch=z9hG4bKa\r\nVia: SIP"
+    )
+    assert peek_header(mixed, "via") == b"SIP/2.0/UDP 10.0.0.1:40001;branch=z9hG4bKa"

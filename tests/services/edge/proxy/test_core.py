@@ -264,6 +264,25 @@ def test_no_route_is_404_with_a_reason(run: Run) -> None:
     assert response.header("reason") == 'SIP;cause=404;text="no route"'
 
 
+def test_an_rfc2543_invite_stamped_with_rport_keeps_its_transaction(run: Run) -> None:
+    """An RFC 2543 key holds the whole top Via, which the edge stamps (received, rport):
+    the retransmission and the ACK for the 404 must find the stamped original's key."""
+    request = invite(uri=f"sip:999@{EDGE}").replace(b"branch=z9hG4bKc1;", b"")
+    _trying, first = sent_to(run.send(request), CALLER)
+    assert statuses(run.send(request)) == [404]  # the 404 again, from the transaction
+    ack = (
+        request.replace(b"INVITE sip", b"ACK sip", 1)
+        .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
+        .replace(b"To: <sip:14075551234@example.com>", _to_of(first))
+    )
+    assert run.send(ack) == []  # absorbed by the transaction
+    assert run.later(1.0) == []  # and no more 404 retransmissions (Timer G stopped)
+
+
+def _to_of(response: bytes) -> bytes:
+    return next(line for line in response.split(b"\r\n") if line.startswith(b"To:"))
+
+
 def test_a_name_instead_of_a_number_is_404_until_the_registrar(run: Run) -> None:
     _trying, data = sent_to(run.send(invite(uri=f"sip:bob@{EDGE}")), CALLER)
     assert parse_message(data).reason == "Not Found (registrar not available)"  # type: ignore[union-attr]
