@@ -171,9 +171,10 @@ class Message:
         if vias is None:
             values = self._raw_values("via")
             top = self._cache.get("top-via")
-            vias = [parse_via(value) for value in values[1 if top else 0 :]]
-            if top is not None:
-                vias.insert(0, top)
+            if isinstance(top, Via):  # parsed already (match, stamp): not again
+                vias = [top, *map(parse_via, values[1:])]
+            else:
+                vias = list(map(parse_via, values))
             self._cache["via"] = vias
         return vias  # type: ignore[return-value]
 
