@@ -12,17 +12,20 @@ import sys
 import time
 
 BENCHMARKS = {
-    "sip_parse": ["bench.sip_parse"],
-    "routing": ["bench.routing"],
-    "registrar": ["bench.registrar"],
-    "registrar_sipp": ["bench.registrar_sipp"],
-    "edge_policies": ["bench.edge_policies"],
-    "proxy_core": ["bench.proxy.core_calls"],
-    "proxy": ["bench.proxy.run"],
+    "sip_parse": "bench.sip_parse",
+    "routing": "bench.routing",
+    "registrar": "bench.registrar",
+    "registrar_sipp": "bench.registrar_sipp",
+    "edge_policies": "bench.edge_policies",
+    "proxy_core": "bench.proxy.core_calls",
+    "proxy": "bench.proxy.run",
 }
 
 
 def main(argv: list[str]) -> int:
+    argv, extra = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
     names = [name for name in argv if not name.startswith("-")] or list(BENCHMARKS)
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
@@ -32,7 +35,7 @@ def main(argv: list[str]) -> int:
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", *BENCHMARKS[name]], check=False)
+        result = subprocess.run([sys.executable, "-m", BENCHMARKS[name], *extra], check=False)
         print(f"=== {name}: {time.monotonic() - started:.0f} s, exit {result.returncode}")
         if result.returncode != 0:
             failed.append(name)

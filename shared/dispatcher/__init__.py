@@ -5,9 +5,7 @@ The model is what the health service stores and announces
 the edge runs per call.
 """
 
-from shared.dispatcher.hashing import rendezvous_score, unit_hash
 from shared.dispatcher.model import (
-    ALGORITHMS,
     Algorithm,
     Destination,
     DispatcherSet,
@@ -16,13 +14,10 @@ from shared.dispatcher.model import (
 from shared.dispatcher.selection import Call, Dispatcher
 
 __all__ = [
-    "ALGORITHMS",
     "Algorithm",
     "Call",
     "Destination",
     "Dispatcher",
     "DispatcherSet",
     "destination_target_id",
-    "rendezvous_score",
-    "unit_hash",
 ]

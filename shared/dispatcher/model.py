@@ -22,15 +22,6 @@ Algorithm = Literal[
     "priority",
     "least_calls",
 ]
-ALGORITHMS: tuple[Algorithm, ...] = (
-    "hash_call_id",
-    "hash_from_user",
-    "round_robin",
-    "weighted_round_robin",
-    "random",
-    "priority",
-    "least_calls",
-)
 
 SET_ID_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 SetId = Annotated[str, StringConstraints(pattern=rf"^{SET_ID_PATTERN}$")]

@@ -1,5 +1,4 @@
 import importlib.util
-from pathlib import Path
 
 from deploy.procfile import PROCFILE, parse_procfile
 
@@ -17,4 +16,3 @@ def test_every_procfile_entry_runs_a_real_module_on_its_own_ports() -> None:
     for _, argv in entries.values():
         assert argv[:2] == ["python", "-m"]
         assert importlib.util.find_spec(argv[2]) is not None, argv[2]
-    assert Path(PROCFILE).name == "Procfile"

@@ -35,7 +35,6 @@ def test_tree_cpu_counts_the_descendants() -> None:
         assert tree[0] == parent.pid
         user, system = tree_cpu_times(parent.pid)
         assert user >= 0.2  # the child's loop runs in user space
-        assert system >= 0.0
         assert tree_cpu_seconds(parent.pid) >= user + system - 0.02  # sampled a moment later
     finally:
         assert parent.stdin is not None

@@ -52,7 +52,7 @@ def test_calls_from_many_source_ports_complete_across_workers(edge: Edge, tmp_pa
 def test_cancel_reaches_the_worker_holding_the_invite(edge: Edge, tmp_path: Path) -> None:
     port = free_port()
     edge.route({"w2": port}, {"w2": ("1602", ["w2"])})
-    for _ in range(4):  # a few source ports: some land on each worker
+    for _ in range(4):  # a few source ports (and calls: the hand-on owner is by Call-ID)
         ringing = sipp(tmp_path, "gateway_ringing", port)
         wait_bound(port)
         caller = sipp(tmp_path, "caller_cancel", free_port(), remote=edge.sip_port,

@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
@@ -154,18 +155,7 @@ def test_random_is_roughly_uniform() -> None:
     assert sorted(d.uri for d in dispatcher.order(Call())) == [A, B, C]
 
 
-@pytest.mark.parametrize(
-    "algorithm",
-    [
-        "hash_call_id",
-        "hash_from_user",
-        "round_robin",
-        "weighted_round_robin",
-        "random",
-        "priority",
-        "least_calls",
-    ],
-)
+@pytest.mark.parametrize("algorithm", get_args(Algorithm))
 def test_failover_skips_a_down_destination_and_keeps_probing_as_last_resort(
     algorithm: Algorithm,
 ) -> None:
