@@ -25,8 +25,7 @@ from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
-from services.edge.routing_cache import GatewayHealth, Route
-from services.routing.table.index import RoutingIndex
+from services.edge.routing_cache import IndexRoutes
 from services.routing.table.model import Gateway, Rule
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.base import Listener
@@ -40,24 +39,14 @@ LISTENER = Listener("udp", EDGE, EDGE_PORT)
 CALLS_PER_SECOND = 1000
 
 
-class _Table:
+class _Table(IndexRoutes):
     """The wire benchmark's route for 1407…: gateway 1, then gateway 2."""
 
     def __init__(self) -> None:
-        self.index = RoutingIndex()
-        self.health = GatewayHealth()
+        super().__init__()
         self.index.put("gateway", "1", Gateway(address=f"sip:{EDGE}:15071"))
         self.index.put("gateway", "2", Gateway(address=f"sip:{EDGE}:15072"))
         self.index.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
-
-    def lookup(self, number: str, group: str = "0") -> Route | None:
-        rule = self.index.find(number, group)
-        if rule is None:
-            return None
-        return Route(rule, number, self.index.gateways_of(rule), self.health)
-
-    def translate(self, dialplan_id: str, number: str) -> str:
-        raise KeyError(dialplan_id)
 
 
 def _caller_request(

@@ -5,8 +5,8 @@ The proxy calls :meth:`RoutingCache.lookup` per call (no I/O, flat cost) and
 feeds :class:`GatewayHealth` so routes carry each gateway's state.
 """
 
-from services.edge.routing_cache.cache import RoutingCache
+from services.edge.routing_cache.cache import IndexRoutes, RoutingCache
 from services.edge.routing_cache.health import GatewayHealth, GatewayState
 from services.edge.routing_cache.route import Hop, Route
 
-__all__ = ["GatewayHealth", "GatewayState", "Hop", "Route", "RoutingCache"]
+__all__ = ["GatewayHealth", "GatewayState", "Hop", "IndexRoutes", "Route", "RoutingCache"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from pydantic import ValidationError
 
@@ -24,28 +24,44 @@ from services.routing.table.index import CompiledRule, RoutingIndex
 from services.routing.table.model import RECORD_TYPES, Rule
 from services.routing.table.packed import unpack_rules
 from services.routing.table.store import RoutingStore, Snapshot
+from shared.background import cancel_and_wait
 from shared.bus import Bus, Envelope
 from shared.store import Store
 
 log = logging.getLogger("callmesh.routing_cache")
 
-IndexFactory = Callable[[], RoutingIndex]
+
+class IndexRoutes:
+    """What the proxy asks of a routing table: lookups over an index, with gateway health.
+
+    `RoutingCache` keeps its index current from Redis and the bus; the sans-IO
+    proxy tests and the proxy-core benchmark fill one by hand, and so take the
+    same lookup path as the edge.
+    """
+
+    def __init__(self) -> None:
+        self.index = RoutingIndex()
+        self.health = GatewayHealth()
+
+    def lookup(self, number: str, group: str = "0") -> Route | None:
+        """The route for ``number`` in ``group`` with each gateway's health; no I/O."""
+        index = self.index
+        found = index.locate(number, group)
+        if found is None:
+            return None
+        rules, code, targets = found
+        return Route(rules, code, number, index.resolve(targets), self.health)
+
+    def translate(self, dialplan_id: str, number: str) -> str:
+        """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""
+        return self.index.translate(dialplan_id, number)
 
 
-class RoutingCache:
-    def __init__(
-        self,
-        store: Store,
-        bus: Bus,
-        *,
-        health: GatewayHealth | None = None,
-        index_factory: IndexFactory = RoutingIndex,
-    ) -> None:
+class RoutingCache(IndexRoutes):
+    def __init__(self, store: Store, bus: Bus) -> None:
+        super().__init__()
         self._store = RoutingStore(store)
         self._bus = bus
-        self._new_index = index_factory
-        self.health = health or GatewayHealth()
-        self.index = index_factory()
         self.version = -1
         """Table version the index reflects; -1 until the first snapshot is loaded."""
         self.resyncs = 0
@@ -64,29 +80,12 @@ class RoutingCache:
         await self._ready.wait()
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        await cancel_and_wait(self._worker)  # its Redis reads may swallow a cancel
+        self._worker = None
 
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
-
-    # -- lookups -------------------------------------------------------------
-
-    def lookup(self, number: str, group: str = "0") -> Route | None:
-        """The route for ``number`` in ``group`` with each gateway's health; no I/O."""
-        index = self.index
-        found = index.locate(number, group)
-        if found is None:
-            return None
-        rules, code, targets = found
-        return Route(rules, number, index.resolve(targets), self.health, code)
-
-    def translate(self, dialplan_id: str, number: str) -> str:
-        """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""
-        return self.index.translate(dialplan_id, number)
 
     # -- keeping current -----------------------------------------------------
 
@@ -171,7 +170,7 @@ class RoutingCache:
         return await asyncio.to_thread(self._build, snapshot), snapshot.head.version
 
     def _build(self, snapshot: Snapshot) -> RoutingIndex:
-        index = self._new_index()
+        index = RoutingIndex()
         for kind, records in snapshot.head.records.items():
             model = RECORD_TYPES[kind]
             for record_id, raw in records.items():

@@ -33,23 +33,22 @@ class Route:
     list, and nothing is computed until asked for: the hops (the per-gateway
     number and health state) on first reading, the rule's fields through the
     rule. The lookup thus never reads the rule, a cold object in a big table and
-    most of a lookup's cost. Given ``rules`` and a ``code`` (see
-    ``RoutingIndex.locate``), the rule is ``first_rule(rules[code])``: read a
-    route before the index changes (the proxy and the dry run use it within the
-    synchronous step of the lookup).
+    most of a lookup's cost: the rule is ``first_rule(rules[code])`` (see
+    ``RoutingIndex.locate``). Read a route before the index changes (the proxy
+    and the dry run use it within the synchronous step of the lookup).
     """
 
-    __slots__ = ("_code", "_gateways", "_health", "_hops", "_rule", "number")
+    __slots__ = ("_code", "_gateways", "_health", "_hops", "_rules", "number")
 
     def __init__(
         self,
-        rule: CompiledRule | Sequence[RuleEntry | None],
+        rules: Sequence[RuleEntry | None],
+        code: int,
         number: str,
         gateways: tuple[GatewayTarget, ...],
         health: GatewayHealth,
-        code: int = -1,
     ) -> None:
-        self._rule = rule
+        self._rules = rules
         self._code = code
         self.number = number
         self._gateways = gateways
@@ -69,9 +68,7 @@ class Route:
 
     @property
     def rule(self) -> CompiledRule:
-        if self._code < 0:
-            return self._rule  # type: ignore[return-value]
-        return first_rule(self._rule[self._code])  # type: ignore[index,arg-type]
+        return first_rule(self._rules[self._code])  # type: ignore[arg-type]
 
     @property
     def rule_id(self) -> str:

@@ -135,17 +135,6 @@ class CompiledRule:
         self.targets = targets
 
 
-class Match:
-    """A lookup's answer: the rule and the gateways to try, in order."""
-
-    __slots__ = ("gateways", "number", "rule")
-
-    def __init__(self, rule: CompiledRule, number: str, gateways: tuple[GatewayTarget, ...]):
-        self.rule = rule
-        self.number = number
-        self.gateways = gateways
-
-
 RuleEntry = CompiledRule | tuple[CompiledRule, ...]
 
 Located = tuple[Sequence[RuleEntry | None], int, TargetList]
@@ -177,9 +166,6 @@ class RoutingIndex:
 
     def __len__(self) -> int:
         return len(self._rules)
-
-    def rule(self, rule_id: str) -> CompiledRule | None:
-        return self._rules.get(rule_id)
 
     # -- changes -------------------------------------------------------------
 
@@ -305,19 +291,12 @@ class RoutingIndex:
         return PrefixTable(_tag_of)
 
     def _intern(self, values: tuple[str, ...]) -> tuple[str, ...]:
-        return self._interned.setdefault(values, tuple(sys.intern(value) for value in values))
+        interned = self._interned.get(values)
+        if interned is None:  # once per distinct tuple; a million rules share a few
+            interned = self._interned[values] = tuple(sys.intern(value) for value in values)
+        return interned
 
     # -- lookups -------------------------------------------------------------
-
-    def match(self, number: str, group: str = "0") -> Match | None:
-        """The route for ``number`` in ``group``, or ``None`` when nothing routes it."""
-        rule = self.find(number, group)
-        return None if rule is None else Match(rule, number, self.gateways_of(rule))
-
-    def find(self, number: str, group: str = "0") -> CompiledRule | None:
-        """The rule that routes ``number`` in ``group`` now, or ``None`` (see :meth:`locate`)."""
-        found = self.locate(number, group)
-        return None if found is None else first_rule(found[0][found[1]])  # type: ignore[arg-type]
 
     def locate(self, number: str, group: str = "0") -> Located | None:
         """Where the rule that routes ``number`` in ``group`` now is, and its target list.
@@ -356,10 +335,6 @@ class RoutingIndex:
                 if rule.window is None or rule.window.matches(now):
                     return rule
         return None
-
-    def gateways_of(self, rule: CompiledRule) -> tuple[GatewayTarget, ...]:
-        """The rule's targets as enabled gateways in order to try, carriers expanded."""
-        return self.resolve(rule.targets)
 
     def resolve(self, targets: TargetList) -> tuple[GatewayTarget, ...]:
         """The target list as enabled gateways in order to try, carriers expanded."""

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from services.edge.routing_cache import GatewayHealth, Route
-from services.routing.table.index import RoutingIndex
+from services.edge.routing_cache import GatewayHealth, IndexRoutes, Route
 from services.routing.table.model import Gateway, Rule
 
 
 def route(health: GatewayHealth, targets: tuple[str, ...] = ("1", "2", "3", "4")) -> Route:
-    index = RoutingIndex()
+    routes = IndexRoutes()
+    routes.health = health
     for gateway_id in ("1", "2", "3", "4"):
-        index.put("gateway", gateway_id, Gateway(address=f"sip:192.0.2.{gateway_id}"))
-    index.put("rule", "r", Rule(prefix="1", gateways=targets))
-    rule = index.find("1555")
-    assert rule is not None
-    return Route(rule, "1555", index.gateways_of(rule), health)
+        routes.index.put("gateway", gateway_id, Gateway(address=f"sip:192.0.2.{gateway_id}"))
+    routes.index.put("rule", "r", Rule(prefix="1", gateways=targets))
+    found = routes.lookup("1555")
+    assert found is not None
+    return found
 
 
 def test_probing_gateways_go_last_down_and_disabled_ones_are_dropped() -> None:
