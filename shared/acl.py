@@ -80,6 +80,21 @@ def parse_acl(text: str) -> list[AclEntry]:
     return [AclEntry.parse(item) for item in text.split(",") if item.strip()]
 
 
+def parse_network_profiles(text: str) -> list[tuple[list[AclEntry], str, str | None]]:
+    """``;``-separated ``networks=group[/dialplan]`` (``CALLMESH_CALLER_PROFILES``), in
+    order; ValueError naming the item that is malformed."""
+    profiles: list[tuple[list[AclEntry], str, str | None]] = []
+    for item in text.split(";"):
+        if not item.strip():
+            continue
+        networks, equals, target = item.rpartition("=")
+        group, _, dialplan = target.strip().partition("/")
+        if not equals or not networks.strip() or not group:
+            raise ValueError(f"caller profile {item.strip()!r}: want networks=group[/dialplan]")
+        profiles.append((parse_acl(networks), group, dialplan or None))
+    return profiles
+
+
 class AddressAcl:
     """The trusted peers; `match` answers "which entry lets this source in", or None."""
 

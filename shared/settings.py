@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.acl import AddressAcl, parse_acl
+from shared.acl import AddressAcl, parse_acl, parse_network_profiles
 
 Transport = Literal["udp", "tcp"]
 
@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     topology_keys: SecretStr | None = None
     """``id:base64key[,id:base64key]`` shared by every edge, current first; unset: no
     topology hiding (targets asking for it are refused at the edge's start)."""
+    caller_profiles: str = ""
+    """Routing group and dialplan per caller network: ``networks=group[/dialplan]``, ``;``-separated
+    (see ``services.edge.callers``); others route in group ``0`` with no dialplan."""
     routing_hook: str | None = None
     """``package.module`` or ``package.module:function`` run on every routing decision."""
     routing_hook_budget_ms: float = Field(default=5.0, gt=0, le=1000)
@@ -153,6 +156,12 @@ class Settings(BaseSettings):
     def _check_sip_listen(cls, value: str) -> str:
         for item in value.split(","):
             ListenAddress.parse(item)
+        return value
+
+    @field_validator("caller_profiles")
+    @classmethod
+    def _check_caller_profiles(cls, value: str) -> str:
+        parse_network_profiles(value)
         return value
 
     @field_validator("trusted_networks")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.edge import metrics
 from services.edge.adapter import ProxyDriver
 from services.edge.affinity import CallAffinity, WorkerGroup
+from services.edge.callers import CallerProfiles
 from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
 from services.edge.gc_tuning import tune_for_proxy
 from services.edge.health_feed import HealthFeed
@@ -113,7 +114,7 @@ async def start_edge(
     policies = EdgePolicies.from_settings(settings, interfaces, cache, trusted)
     calls = ActiveCalls()
     selector = None if sets is None else SetSelector(sets, calls)
-    router = NumberRouter(cache, sets=selector)
+    router = NumberRouter(cache, CallerProfiles(settings.caller_profiles), sets=selector)
     shedder = LoadShedder(
         OverloadSettings(
             lag_threshold=settings.overload_lag_ms / 1000,

@@ -41,15 +41,19 @@ class SetSelection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CallerProfile:
+    """The routing group a caller's numbers are looked up in, and the dialplan applied
+    to them first (``services.edge.callers`` picks one per source address)."""
+
     group: str = "0"
     dialplan: str | None = None
 
 
+DEFAULT_PROFILE = CallerProfile()
 Classifier = Callable[[Destination], CallerProfile]
 
 
 def everyone_in_group_0(_source: Destination) -> CallerProfile:
-    return CallerProfile()
+    return DEFAULT_PROFILE
 
 
 @dataclass(frozen=True, slots=True)
