@@ -23,6 +23,7 @@ from services.edge.dispatch import DispatchSets
 from services.edge.dispatch.metrics import TARGET_STATE
 from services.edge.routing_cache import GatewayHealth
 from services.health.store import HealthStore
+from shared.background import cancel_and_wait
 from shared.bus import Bus, Envelope
 from shared.events.health import (
     DispatcherSetDeleted,
@@ -67,10 +68,8 @@ class HealthFeed:
         await self._loaded.wait()
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        await cancel_and_wait(self._worker)  # its Redis reads may swallow a cancel
+        self._worker = None
 
     async def _on_reconnect(self) -> None:
         log.info("health feed: bus reconnected, reloading states and sets")

@@ -45,22 +45,30 @@ CALLS_REFUSED = Counter(
 )
 
 
-_request_counters: dict[str, Counter] = {}
-_response_counters: dict[int, Counter] = {}
+_children: dict[tuple[Counter, str], Counter] = {}
+"""Labelled children looked up once each: ``labels()`` takes a lock and builds a key."""
+
+
+def _inc(metric: Counter, label: str) -> None:
+    child = _children.get((metric, label))
+    if child is None:
+        child = _children[metric, label] = metric.labels(label)
+    child.inc()
 
 
 def count_request(method: str) -> None:
-    """`REQUESTS` for `method`; the labelled child is looked up once (labels() takes a lock)."""
-    label = method if method in KNOWN_METHODS else "other"
-    counter = _request_counters.get(label)
-    if counter is None:
-        counter = _request_counters[label] = REQUESTS.labels(label)
-    counter.inc()
+    """`REQUESTS` for `method` (methods outside `KNOWN_METHODS` count as ``other``)."""
+    _inc(REQUESTS, method if method in KNOWN_METHODS else "other")
 
 
 def count_response(status: int) -> None:
     """`RESPONSES` for `status` (three digits: at most 600 children)."""
-    counter = _response_counters.get(status)
-    if counter is None:
-        counter = _response_counters[status] = RESPONSES.labels(str(status))
-    counter.inc()
+    _inc(RESPONSES, str(status))
+
+
+def count_gateway_attempt(gateway_id: str) -> None:
+    _inc(GATEWAY_ATTEMPTS, gateway_id)
+
+
+def count_gateway_failure(gateway_id: str) -> None:
+    _inc(GATEWAY_FAILURES, gateway_id)

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from services.edge.affinity import WorkerGroup
 from shared.api.metrics import MetricsSource, read_unix
+from shared.background import cancel_and_wait
 from shared.settings import Settings
 
 log = logging.getLogger("callmesh.edge")
@@ -98,11 +99,10 @@ class WorkerPool:
 
     async def scrape_metrics(self) -> list[str]:
         """Every live worker's exposition text (a worker that does not answer is left out)."""
-        if self._directory is None:
+        group = self.group(0)
+        if group is None:
             return []
-        paths = [
-            WorkerGroup(0, self.count, self._directory).metrics_path(i) for i in self._children
-        ]
+        paths = [group.metrics_path(index) for index in self._children]
         texts = await asyncio.gather(*(_read_metrics(path) for path in paths))
         return [text for text in texts if text is not None]
 
@@ -142,13 +142,10 @@ class WorkerPool:
                     log.warning(
                         "edge worker %d exited with %s; restarting", index, child.returncode
                     )
-                    self._spawn(index)
+                    os.close(self._spawn(index))  # nobody waits for a restart's ready byte
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        await cancel_and_wait(self._watch)
         for child in self._children.values():
             child.terminate()
         for child in self._children.values():

@@ -91,4 +91,4 @@ def hop_topology(index: RoutingIndex, hop: Hop) -> TopologyOptions | None:
             setting = gateway.topology
     if setting is None and hop.rule_id is not None:
         setting = index.rule_topology.get(hop.rule_id)
-    return None if setting is None else setting.options()
+    return None if setting is None else setting.options

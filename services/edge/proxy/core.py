@@ -530,7 +530,7 @@ class Proxy:
         self._branches[client] = branch
         branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
         if hop.gateway_id is not None:
-            metrics.GATEWAY_ATTEMPTS.labels(hop.gateway_id).inc()
+            metrics.count_gateway_attempt(hop.gateway_id)
         elif hop.set_id is not None:
             self.calls.branch_sent(hop.set_id, hop.set_uri, request.method, request.call_id, now)
         for event in events:
@@ -680,7 +680,7 @@ class Proxy:
         }
         event: GatewayFailed | DestinationFailed
         if hop.gateway_id is not None:
-            metrics.GATEWAY_FAILURES.labels(hop.gateway_id).inc()
+            metrics.count_gateway_failure(hop.gateway_id)
             event = GatewayFailed.model_validate(
                 {**facts, "gateway_id": hop.gateway_id, "address": hop.gateway_address}
             )

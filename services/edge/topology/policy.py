@@ -18,6 +18,7 @@ the same marker, so the inside's responses are hidden statelessly as well.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Final, Self
 
 from pydantic import model_validator
@@ -44,8 +45,10 @@ class TargetTopology(TopologyOptions):
             )
         return self
 
+    @cached_property
     def options(self) -> TopologyOptions | None:
-        """The options to apply, or None when this target switches hiding off."""
+        """The options to apply, or None when this target switches hiding off (built once:
+        every hidden branch asks, and the markers' memo then meets the same object)."""
         if not self.enabled:
             return None
         return TopologyOptions.model_validate(self.model_dump(exclude={"enabled"}))

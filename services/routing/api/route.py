@@ -72,7 +72,7 @@ def _topology(index: RoutingIndex, rule_id: str, gateway_id: str) -> dict[str, A
     gateway = index.gateways.get(gateway_id)
     setting = gateway.topology if gateway is not None else None
     setting = setting or index.rule_topology.get(rule_id)
-    options = setting.options() if setting is not None else None
+    options = setting.options if setting is not None else None
     return None if options is None else options.model_dump(mode="json")
 
 

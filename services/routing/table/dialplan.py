@@ -19,8 +19,9 @@ class CompiledDialplan:
             if rule.match_op == "exact":
                 steps.append((rule.match, None, None, rule.replace))
             else:
-                subst = rule.subst if rule.subst is not None else rule.match
-                steps.append((None, re.compile(rule.match), re.compile(subst), rule.replace))
+                match = re.compile(rule.match)
+                subst = None if rule.subst is None else re.compile(rule.subst)
+                steps.append((None, match, subst, rule.replace))
         self._steps = tuple(steps)
 
     def translate(self, number: str) -> str | None:
@@ -29,6 +30,11 @@ class CompiledDialplan:
             if exact is not None:
                 if number == exact:
                     return replace
-            elif match is not None and subst is not None and match.search(number):
-                return subst.sub(replace, number, count=1)
+            elif match is not None:
+                if subst is None:  # the match rewrites: one pass finds and substitutes
+                    rewritten, found = match.subn(replace, number, count=1)
+                    if found:
+                        return rewritten
+                elif match.search(number):
+                    return subst.sub(replace, number, count=1)
         return None

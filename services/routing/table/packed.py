@@ -10,26 +10,12 @@ validated fields can contain a tab or a newline, so splitting is unambiguous.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol
 
-from services.routing.table.index import CompiledRule
+from services.routing.table.index import CompiledRule, RoutingIndex
 from services.routing.table.model import Rule
 from services.routing.table.timewindow import TimeWindow
 
 RULES_PER_CHUNK = 50_000
-
-
-class RuleCompiler(Protocol):
-    def compile(
-        self,
-        rule_id: str,
-        *,
-        groups: tuple[str, ...],
-        prefix: str,
-        priority: int,
-        window: TimeWindow | None,
-        targets: tuple[str, ...],
-    ) -> CompiledRule: ...
 
 
 def pack_rules(rows: Iterable[tuple[str, Rule]]) -> bytes:
@@ -42,7 +28,7 @@ def pack_rules(rows: Iterable[tuple[str, Rule]]) -> bytes:
     return "".join(lines).encode()
 
 
-def unpack_rules(chunk: bytes, compiler: RuleCompiler) -> Iterator[CompiledRule]:
+def unpack_rules(chunk: bytes, compiler: RoutingIndex) -> Iterator[CompiledRule]:
     """The chunk's rules in order, compiled (interned) by ``compiler``; no validation."""
     compile_rule = compiler.compile
     for line in chunk.decode().splitlines():

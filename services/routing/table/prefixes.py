@@ -71,7 +71,7 @@ class PrefixTable(Generic[V]):
     that code (see :meth:`code`); they change in place when the table does.
     """
 
-    def __init__(self, tag_of: Callable[[V], int] | None = None, expected: int = 0) -> None:
+    def __init__(self, tag_of: Callable[[V], int] | None = None) -> None:
         self._tag_of = tag_of
         self._codes: dict[str, int] = {}
         self.values: list[V | None] = []
@@ -79,7 +79,7 @@ class PrefixTable(Generic[V]):
         self._lengths: array[int] = array("b")
         """Prefix length per code (-1 for a free code): which slots a prefix owns."""
         self._free: list[int] = []
-        self._head = _head_for(expected)
+        self._head = _head_for(0)
         self._slots: array[int] = array("i", [NONE]) * 10**self._head
         self._nodes: array[int] = array("q")
         self._long: dict[int, str] = {}
@@ -92,11 +92,6 @@ class PrefixTable(Generic[V]):
     def get(self, prefix: str) -> V | None:
         code = self._codes.get(prefix)
         return None if code is None else self.values[code]
-
-    def items(self) -> Iterator[tuple[str, V]]:
-        values = self.values
-        for prefix, code in self._codes.items():
-            yield prefix, values[code]  # type: ignore[misc]
 
     # -- lookups -------------------------------------------------------------
 
@@ -307,12 +302,11 @@ class PrefixTable(Generic[V]):
         short = sorted((p for p in self._codes if len(p) <= head), key=len)
         codes = self._codes
         for prefix in short:
-            span = 10 ** (head - len(prefix))
-            start = int(prefix) * span if prefix else 0
-            if span == 1:
-                slots[start] = codes[prefix]
+            span = self._span(prefix)
+            if len(span) == 1:
+                slots[span.start] = codes[prefix]
             else:
-                slots[start : start + span] = array("i", [codes[prefix]]) * span
+                slots[span.start : span.stop] = array("i", [codes[prefix]]) * len(span)
         del short
         deep = sorted((p for p in codes if len(p) > head), reverse=True)
         for heading, group in groupby(deep, key=lambda prefix: prefix[:head]):
