@@ -34,7 +34,7 @@ from services.routing.table.model import (
     Record,
     Rule,
 )
-from services.routing.table.prefixes import NONE, PrefixTable
+from services.routing.table.prefixes import TAG_BITS, TAG_MASK, PrefixTable
 from services.routing.table.timewindow import TimeWindow
 
 
@@ -307,7 +307,7 @@ class RoutingIndex:
 
         Why not the rule itself: in a big table the rule is a cold object, and
         reading it is most of a lookup's cost. A prefix whose first rule has no time
-        window is answered from the table's tag of it alone; the rule is
+        window is answered from the tag in the table's leaf alone; the rule is
         the first of ``rules[code]`` (see :func:`first_rule`), for the caller to
         read when (and if) it needs it, before the index next changes.
         """
@@ -317,10 +317,11 @@ class RoutingIndex:
         digits = number[1:] if number[:1] == "+" else number
         if not (digits.isdigit() and digits.isascii()):
             digits = _leading_digits(digits)
-        code = table.code(digits)
-        if code == NONE:
+        leaf = table.leaf(digits)
+        if not leaf:
             return None
-        tag = table.tags[code]
+        code = (leaf >> TAG_BITS) - 1
+        tag = leaf & TAG_MASK
         if tag:
             return table.values, code, self._listed[tag]  # type: ignore[return-value]
         entry: RuleEntry = table.values[code]  # type: ignore[assignment]

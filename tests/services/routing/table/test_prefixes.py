@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.routing.table.prefixes import NONE, PrefixTable
+from services.routing.table.prefixes import NONE, TAG_MASK, PrefixTable, leaf_code
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
@@ -68,9 +68,23 @@ def test_a_large_table_uses_the_widest_head_and_deep_nodes() -> None:
     assert table.find("123") == "1=v"
 
 
+def test_rests_either_side_of_the_integer_read_at_the_widest_head() -> None:
+    """Head 6: rests of up to 12 digits come from the number's first 18 digits read as an
+    integer, longer ones are compared as strings; numbers shorter or longer than 18."""
+    entries = {f"{n:06d}": f"{n:06d}=v" for n in range(0, 10**6, 7)}
+    deep = ["123456789012345678", "1234567890123456789", "12345678901234567", "1234567"]
+    entries |= {prefix: f"{prefix}=v" for prefix in deep}
+    table = table_of(entries)
+    for number in [
+        "123456789012345678", "1234567890123456789", "12345678901234567890123",
+        "1234567890123456788", "12345678901234567", "1234567890123456", "1234567", "123456",
+    ]:  # fmt: skip
+        assert table.find(number) == brute_force(entries, number)
+
+
 long_prefixes = st.one_of(
     prefixes,
-    st.text(alphabet="019", min_size=9, max_size=14),  # rests about LONG_KEY digits long
+    st.text(alphabet="019", min_size=12, max_size=20),  # rests about LONG_KEY digits long
     st.text(alphabet="01", min_size=17, max_size=40),  # past a node word's length field
 )
 long_numbers = st.text(alphabet="019", max_size=42)
@@ -85,7 +99,8 @@ long_numbers = st.text(alphabet="019", max_size=42)
 def test_rests_too_long_for_an_integer_word_match_brute_force(
     keys: dict[str, str], changes: list[tuple[str, bool]], queries: list[str]
 ) -> None:
-    """Prefixes of up to 40 digits (rests past 9 digits are compared as strings)."""
+    """Prefixes of up to 40 digits (rests past LONG_KEY digits are compared as strings,
+    numbers past 18 digits are read as an integer in part)."""
     entries = {prefix: f"{prefix}=v" for prefix in keys}
     table = table_of(entries)
     for step, (prefix, add) in enumerate(changes):
@@ -115,10 +130,43 @@ def test_bulk_combines_values_of_a_repeated_prefix() -> None:
     assert (table.find("19"), table.find("123"), table.get("1")) == ("ac", "b", "ac")
 
 
+def tag(table: PrefixTable[str], number: str) -> int:
+    return table.leaf(number) & TAG_MASK
+
+
 def test_tags_follow_values_and_too_large_ones_read_as_zero() -> None:
     table: PrefixTable[str] = PrefixTable(lambda value: int(value.partition("=")[2]))
     table.bulk([("1", "1=7"), ("14", "14=70000")])
-    assert [table.tags[table.code(n)] for n in ("19", "145")] == [7, 0]
+    assert [tag(table, n) for n in ("19", "145")] == [7, 0]
     table.set("1", "1=9")
-    assert table.tags[table.code("19")] == 9
-    assert table.code("2") == NONE
+    assert tag(table, "19") == 9
+    assert table.leaf("2") == 0
+    assert leaf_code(table.leaf("2")) == NONE
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(long_prefixes, st.integers(1, 5), max_size=60),
+    st.lists(st.tuples(long_prefixes, st.integers(0, 5)), max_size=150),
+    st.lists(long_numbers, max_size=40),
+)
+def test_every_leaf_carries_the_tag_of_its_value_through_edits(
+    keys: dict[str, int], changes: list[tuple[str, int]], queries: list[str]
+) -> None:
+    """Tags live in the slots and nodes, so a value whose tag changes has them rewritten:
+    under short prefixes (many slots, node fallbacks) and deep ones alike. Tag 0 removes."""
+    entries = {prefix: f"{prefix}={tag}" for prefix, tag in keys.items()}
+    table: PrefixTable[str] = PrefixTable(lambda value: int(value.partition("=")[2]))
+    table.bulk(entries.items())
+    for prefix, new_tag in changes:
+        if new_tag:
+            entries[prefix] = f"{prefix}={new_tag}"
+        else:
+            entries.pop(prefix, None)
+        table.set(prefix, entries.get(prefix))
+    for number in [*queries, *entries, *(prefix + "1" for prefix, _ in changes)]:
+        value = brute_force(entries, number)
+        leaf = table.leaf(number)
+        assert table.find(number) == value
+        assert leaf & TAG_MASK == (0 if value is None else int(value.partition("=")[2]))
+        assert (leaf == 0) == (value is None)
