@@ -11,8 +11,8 @@ table (monotonic clock, shared by both processes), the edge index's memory
 the four-rule seed table versus the deck, on the same numbers for both: a
 uniformly random set and a skewed (Zipf-like) mix. Both tables have a default
 route, so every lookup is a full one. The edge keeps the seed's index beside
-the deck's and passes over the two alternate, so that a ratio compares passes
-made seconds apart; each figure is the median over repeats.
+the deck's, and the two take turns every thousand lookups, so that a ratio
+compares the same stretch of time; each figure is the median over repeats.
 Lookups are timed alone and, as ``+use``, together with what the proxy then
 reads of the answer (the usable hops' numbers and addresses, the rule id): the
 route reads its rule lazily, so only the second shows the whole cost of a call.
@@ -93,16 +93,17 @@ def proxy_use(cache: IndexRoutes) -> Callable[[str], object]:
     return use
 
 
-def lookup_costs(numbers: list[str], lookup: Callable[[str], object]) -> tuple[float, float]:
-    """One pass: the median and p99 cost of ``lookup`` (µs), each call timed alone."""
+CHUNK = 1000
+"""Lookups a table makes before the other takes its turn (a few milliseconds)."""
+
+
+def timed(numbers: list[str], lookup: Callable[[str], object], costs: list[int]) -> None:
+    """Append the cost (ns) of ``lookup`` for each number, each call timed alone."""
     clock = time.perf_counter_ns
-    costs = []
     for number in numbers:
         start = clock()
         lookup(number)
         costs.append(clock() - start)
-    costs.sort()
-    return statistics.median(costs) / 1000, costs[int(len(costs) * 0.99)] / 1000
 
 
 def paired_costs(
@@ -110,19 +111,27 @@ def paired_costs(
 ) -> dict[str, dict[str, Figures]]:
     """Per number mix, ``lookup`` alone and with the proxy's reads (``+use``): each
     table's median and p99 (medians over ``repeats`` passes), and each table's cost
-    over the first one's, the median of the ratios of passes made back to back.
+    over the first one's (the median of the passes' ratios).
 
-    Why paired: the machine's speed drifts by tens of percent over seconds (shared
-    hosts), so passes over the tables alternate and each ratio compares neighbours.
+    Why interleaved: the machine's speed drifts by tens of percent within seconds
+    (shared hosts), so within a pass the tables take turns every :data:`CHUNK`
+    lookups and both are timed over the same stretch of time.
     """
     found: dict[str, dict[str, Figures]] = {}
     first = next(iter(tables))
     for name, mix in numbers.items():
         for kind, use in ((name, _lookup), (f"{name}+use", proxy_use)):
+            lookups = {label: use(routes) for label, routes in tables.items()}
             passes: dict[str, list[tuple[float, float]]] = {label: [] for label in tables}
             for _ in range(repeats):
-                for label, routes in tables.items():
-                    passes[label].append(lookup_costs(mix, use(routes)))
+                costs: dict[str, list[int]] = {label: [] for label in tables}
+                for start in range(0, len(mix), CHUNK):
+                    for label, lookup in lookups.items():
+                        timed(mix[start : start + CHUNK], lookup, costs[label])
+                for label, spent in costs.items():
+                    spent.sort()
+                    median, p99 = statistics.median(spent), spent[int(len(spent) * 0.99)]
+                    passes[label].append((median / 1000, p99 / 1000))
             found[kind] = {}
             for label, runs in passes.items():
                 routed = sum(tables[label].lookup(number) is not None for number in mix)
@@ -286,7 +295,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rules", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--edge", metavar="NAMESPACE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.edge:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.edge.routing_cache.health import GatewayHealth, GatewayState
-from services.routing.table.index import CompiledRule, GatewayTarget, RuleEntry, first_rule
+from services.routing.table.index import CompiledRule, GatewayTarget, RuleEntry, rule_at
 
 _READY: frozenset[GatewayState] = frozenset({"up", "unknown"})
 
@@ -33,23 +33,23 @@ class Route:
     list, and nothing is computed until asked for: the hops (the per-gateway
     number and health state) on first reading, the rule's fields through the
     rule. The lookup thus never reads the rule, a cold object in a big table and
-    most of a lookup's cost: the rule is ``first_rule(rules[code])`` (see
+    most of a lookup's cost: the rule is ``rule_at(rules, leaf)`` (see
     ``RoutingIndex.locate``). Read a route before the index changes (the proxy
     and the dry run use it within the synchronous step of the lookup).
     """
 
-    __slots__ = ("_code", "_gateways", "_health", "_hops", "_rules", "number")
+    __slots__ = ("_gateways", "_health", "_hops", "_leaf", "_rules", "number")
 
     def __init__(
         self,
         rules: Sequence[RuleEntry | None],
-        code: int,
+        leaf: int,
         number: str,
         gateways: tuple[GatewayTarget, ...],
         health: GatewayHealth,
     ) -> None:
         self._rules = rules
-        self._code = code
+        self._leaf = leaf
         self.number = number
         self._gateways = gateways
         self._health = health
@@ -68,7 +68,7 @@ class Route:
 
     @property
     def rule(self) -> CompiledRule:
-        return first_rule(self._rules[self._code])  # type: ignore[arg-type]
+        return rule_at(self._rules, self._leaf)
 
     @property
     def rule_id(self) -> str:

@@ -34,7 +34,7 @@ from services.routing.table.model import (
     Record,
     Rule,
 )
-from services.routing.table.prefixes import TAG_BITS, TAG_MASK, PrefixTable
+from services.routing.table.prefixes import TAG_BITS, TAG_MASK, PrefixTable, leaf_code
 from services.routing.table.timewindow import TimeWindow
 
 
@@ -138,8 +138,11 @@ class CompiledRule:
 RuleEntry = CompiledRule | tuple[CompiledRule, ...]
 
 Located = tuple[Sequence[RuleEntry | None], int, TargetList]
-"""(rules, code, target list): the rule is ``first_rule(rules[code])`` (see
+"""(rules, leaf, target list): the rule is ``rule_at(rules, leaf)`` (see
 :meth:`RoutingIndex.locate`)."""
+
+_ONLY = 1 << TAG_BITS
+"""The leaf of the first of ``rules`` (code 0, no tag)."""
 
 
 class RoutingIndex:
@@ -308,8 +311,9 @@ class RoutingIndex:
         Why not the rule itself: in a big table the rule is a cold object, and
         reading it is most of a lookup's cost. A prefix whose first rule has no time
         window is answered from the tag in the table's leaf alone; the rule is
-        the first of ``rules[code]`` (see :func:`first_rule`), for the caller to
-        read when (and if) it needs it, before the index next changes.
+        ``rule_at(rules, leaf)``, for the caller to read when (and if) it needs
+        it, before the index next changes. The leaf is handed on as it is: its
+        code, a large integer in a big table, is only worked out by a reader.
         """
         table = self._groups.get(group)
         if table is None:
@@ -320,13 +324,12 @@ class RoutingIndex:
         leaf = table.leaf(digits)
         if not leaf:
             return None
-        code = (leaf >> TAG_BITS) - 1
         tag = leaf & TAG_MASK
         if tag:
-            return table.values, code, self._listed[tag]  # type: ignore[return-value]
-        entry: RuleEntry = table.values[code]  # type: ignore[assignment]
+            return table.values, leaf, self._listed[tag]  # type: ignore[return-value]
+        entry: RuleEntry = table.values[leaf_code(leaf)]  # type: ignore[assignment]
         rule = self._valid_now(entry, table.chain(digits, len(first_rule(entry).prefix)))
-        return None if rule is None else ((rule,), 0, rule.targets)
+        return None if rule is None else ((rule,), _ONLY, rule.targets)
 
     def _valid_now(self, entry: RuleEntry, shorter: Iterator[RuleEntry]) -> CompiledRule | None:
         """The first rule valid now, in ``entry`` then in the ``shorter`` prefixes' entries."""
@@ -391,6 +394,11 @@ def _tag_of(entry: RuleEntry) -> int:
     (so it always answers), else 0 (the rules must be read)."""
     first = first_rule(entry)
     return first.targets.number if first.window is None else 0
+
+
+def rule_at(rules: Sequence[RuleEntry | None], leaf: int) -> CompiledRule:
+    """The rule a lookup found (see :meth:`RoutingIndex.locate`)."""
+    return first_rule(rules[leaf_code(leaf)])  # type: ignore[arg-type]
 
 
 def first_rule(entry: RuleEntry) -> CompiledRule:

@@ -27,6 +27,12 @@ cache line. Heads with more longer prefixes point to a *node* in a shared array
 (their count, one word per prefix packing its digits and length, then their
 leaves), a second read for about one number in ten.
 
+Why ``librt``'s ``vec[i64]`` (mypyc's runtime library) for slots and nodes: compiled,
+reading one of its words is a load, where an ``array`` or ``memoryview`` item
+goes through the generic item protocol and boxes an integer (about 50 ns a
+read: a node scan cost more than its cache miss). Uncompiled, it is an ordinary
+extension type.
+
 The price is paid on changes: a value whose tag changes has its leaves rewritten
 (every slot a short prefix covers); a value replaced with the same tag touches
 nothing but ``values[code]``. :meth:`PrefixTable.chain` walks shorter prefixes
@@ -36,11 +42,13 @@ for callers whose best value turned out unusable (a rule outside its time window
 from __future__ import annotations
 
 import math
-import mmap
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from itertools import groupby
+from itertools import groupby, repeat
 from typing import Final, Generic, TypeVar
+
+from librt.vecs import append, extend, vec
+from mypy_extensions import i64
 
 V = TypeVar("V")
 
@@ -61,8 +69,6 @@ MAX_CODE = (1 << _CODE_BITS) - 2
 
 _LEAF_BITS = TAG_BITS + _CODE_BITS
 _LEAF_MASK = (1 << _LEAF_BITS) - 1
-
-_HUGE_PAGE = 2 << 20
 
 _SHORT_KEY = 5
 """Longest rest kept in a slot's second word (under 2**17, above a 4-bit length and a
@@ -107,7 +113,7 @@ class PrefixTable(Generic[V]):
         """Two words per head: its leaf shifted left by one, the low bit set when it has
         longer prefixes; then 0, its one longer prefix (``rest``, length, leaf), or
         ``~at`` for its node at ``at``."""
-        self._nodes: array[int] = array("q")
+        self._nodes: vec[i64] = vec[i64]()
         self._long: dict[int, str] = {}
         """Node word position → the rest, for rests longer than :data:`LONG_KEY` digits."""
         self._wasted = 0
@@ -139,8 +145,8 @@ class PrefixTable(Generic[V]):
             return self._best_leaf(digits, size)
         below = (size if size < _TAKE else _TAKE) - head  # digits read past the head
         powers = _POWERS
-        value = int(digits[: head + below])
-        slot = value // powers[below] * 2
+        value: i64 = int(digits[: head + below])
+        slot: i64 = value // powers[below] * 2
         slots = self._slots
         word = slots[slot]
         if not word & 1:
@@ -338,7 +344,7 @@ class PrefixTable(Generic[V]):
     def _set_deeper(self, position: int, rests: dict[str, int]) -> None:
         """Store the longer prefixes of head ``position``: in its slot, or in a new node
         (rests longest-first in effect: reverse lexical order, see below)."""
-        slots, nodes = self._slots, self._nodes
+        slots = self._slots
         first = 2 * position
         if not rests:
             slots[first] &= ~1
@@ -351,58 +357,41 @@ class PrefixTable(Generic[V]):
                 leaf = self._leaf_of(code)
                 slots[first + 1] = int(rest) << _SHORT_SHIFT | len(rest) << _LEAF_BITS | leaf
                 return
+        nodes = self._nodes
         slots[first + 1] = ~len(nodes)
-        nodes.append(len(rests))
+        nodes = append(nodes, len(rests))
         # Of the rests a number can match, each is a prefix of the next longer one, and
         # a string sorts before its extensions: reverse order tries the longest first.
         ordered = sorted(rests, reverse=True)
         for rest in ordered:
             if len(rest) > LONG_KEY:
                 self._long[len(nodes)] = rest
-                nodes.append(min(len(rest), _LENGTH_MASK))
+                nodes = append(nodes, min(len(rest), _LENGTH_MASK))
             else:
-                nodes.append(int(rest) << _LENGTH_BITS | len(rest))
-        nodes.extend(self._leaf_of(rests[rest]) for rest in ordered)
+                nodes = append(nodes, int(rest) << _LENGTH_BITS | len(rest))
+        self._nodes = extend(nodes, [self._leaf_of(rests[rest]) for rest in ordered])
 
     def _rebuild(self) -> None:
         """Slots and nodes afresh from the codes (values and codes stay as they are)."""
         head = self._head
         self._slots = slots = _empty_slots(head)
-        self._nodes, self._long, self._wasted = array("q"), {}, 0
+        self._nodes, self._long, self._wasted = vec[i64](), {}, 0
         short = sorted((p for p in self._codes if len(p) <= head), key=len)
         codes = self._codes
         for prefix in short:
             span = self._span(prefix)
             word = self._leaf_of(codes[prefix]) << 1
-            if len(span) == 1:
-                slots[span.start] = word
-            else:
-                slots[span.start : span.stop : 2] = array("q", [word]) * len(span)
+            for slot in span:
+                slots[slot] = word
         del short
         deep = sorted((p for p in codes if len(p) > head), reverse=True)
         for heading, group in groupby(deep, key=lambda prefix: prefix[:head]):
             self._set_deeper(int(heading), {prefix[head:]: codes[prefix] for prefix in group})
 
 
-def _empty_slots(head: int) -> memoryview[int]:
-    """Zeroed slots (empty heads) for ``head`` digits.
-
-    Why a mapping advised for huge pages once they span one: a million heads take
-    16 MB, 4,096 pages of 4 KiB, far more than the CPU's TLB holds, so a lookup
-    paid a page walk on top of its cache miss; in 2 MiB pages they take 8 entries
-    (the uniform lookup over 4 rules went from x1.24-1.38 to x1.09-1.15: measured).
-    Where the kernel gives no huge pages (``transparent_hugepage`` set to
-    ``never``), it is ordinary memory.
-    """
-    words = 2 * 10**head
-    if words * 8 < _HUGE_PAGE:
-        return memoryview(array("q", bytes(words * 8)))
-    # A whole number of huge pages: Linux then aligns the mapping to them (6.7 and later).
-    size = -(-words * 8 // _HUGE_PAGE) * _HUGE_PAGE
-    mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-        mapping.madvise(mmap.MADV_HUGEPAGE)
-    return memoryview(mapping).cast("q")[:words]
+def _empty_slots(head: int) -> vec[i64]:
+    """Zeroed slots (empty heads) for ``head`` digits."""
+    return vec[i64](repeat(0, 2 * 10**head))
 
 
 def _head_for(prefixes: int) -> int:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.routing.table.index import CompiledRule, GatewayTarget, RoutingIndex, first_rule
+from services.routing.table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
 from services.routing.table.model import Carrier, Gateway, Rule
 from services.routing.table.timewindow import TimeWindow
 
@@ -39,8 +39,8 @@ def match(
     found = index.locate(number, group)
     if found is None:
         return None
-    rules, code, targets = found
-    return first_rule(rules[code]), index.resolve(targets)  # type: ignore[arg-type]
+    rules, leaf, targets = found
+    return rule_at(rules, leaf), index.resolve(targets)
 
 
 def route(index: RoutingIndex, number: str, group: str = "0") -> tuple[str, list[str]] | None:
@@ -291,7 +291,7 @@ def test_lookups_match_brute_force_after_loads_and_edits(
         for group in ("0", "5"):
             expected = brute_force(rules, number, group, now)
             found = index.locate(number, group)
-            rule = None if found is None else first_rule(found[0][found[1]])  # type: ignore[arg-type]
+            rule = None if found is None else rule_at(found[0], found[1])
             assert (None if rule is None else rule.id) == expected
             if found is not None and rule is not None:
                 assert found[2] is rule.targets
