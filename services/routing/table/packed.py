@@ -28,6 +28,17 @@ def pack_rules(rows: Iterable[tuple[str, Rule]]) -> bytes:
     return "".join(lines).encode()
 
 
+def packed_lines(chunk: bytes) -> Iterator[tuple[str, str]]:
+    """The chunk's rules as (rule id, line), without compiling them."""
+    for line in chunk.decode().splitlines():
+        yield line.partition("\t")[0], line
+
+
+def pack_lines(lines: Iterable[str]) -> bytes:
+    """Lines of :func:`packed_lines` as one chunk again."""
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
 def unpack_rules(chunk: bytes, compiler: RoutingIndex) -> Iterator[CompiledRule]:
     """The chunk's rules in order, compiled (interned) by ``compiler``; no validation."""
     compile_rule = compiler.compile

@@ -21,11 +21,17 @@ rules packed (:mod:`~services.routing.table.packed`) next to the hash, and every
 later single change of a rule records its id in the generation's changed set, so
 a reader gets the whole table as a few big immutable chunks plus the (few)
 changed rules read atomically with the version: snapshot + changed = the hash.
-A merge copies the base's chunks and changed set and appends its own chunk.
+A merge copies the base's chunks and changed set and appends its own chunk;
+once that has made the snapshot more than about twice the table (every merge
+of a whole deck adds a deck; single changes add ids to the changed set), the
+merge rewrites the new generation's snapshot from it before the swap: each rule
+once, changed rules packed, the changed set empty. An edge thus never decodes
+much more than the table, however many merges came before.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ from typing import Any, Literal, cast
 
 from services.routing.table.changes import Change
 from services.routing.table.model import RECORD_TYPES, Kind, Record, Rule
-from services.routing.table.packed import RULES_PER_CHUNK, pack_rules
+from services.routing.table.packed import RULES_PER_CHUNK, pack_lines, pack_rules, packed_lines
 from shared.store import Store
 
 ImportMode = Literal["merge", "replace"]
@@ -171,6 +177,8 @@ class RoutingStore:
                 for prefix in prefixes:
                     await self._redis.copy(prefix + base, prefix + generation)
             await self._write_rows(generation, rows)
+            if mode == "merge":
+                await self._compact(generation)
             expected = str(base_version) if mode == "merge" else ""
             keys = [self._version, self._generation]
             args: list[str | int] = [
@@ -204,6 +212,51 @@ class RoutingStore:
                 await pipe.execute()
             for building in (key, snapshot, self._changed_prefix + generation):
                 pipe.expire(building, BUILDING_TTL_SECONDS)
+            await pipe.execute()
+
+    async def _compact(self, generation: str) -> None:
+        """Rewrite the (not yet live) generation's snapshot from itself when it has grown
+        past about twice the table: more than twice the chunks the rules need (plus
+        two), or more changed rules than a quarter of the table (and than a chunk)."""
+        key, snapshot, changed = (
+            prefix + generation
+            for prefix in (self._rules_prefix, self._snapshot_prefix, self._changed_prefix)
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(key)
+            pipe.llen(snapshot)
+            pipe.scard(changed)
+            rules, chunks, edits = (int(found) for found in await pipe.execute())
+        needed = math.ceil(rules / RULES_PER_CHUNK)
+        if chunks <= 2 * needed + 2 and edits <= max(RULES_PER_CHUNK, rules // 4):
+            return
+        lines: dict[str, str] = {}
+        for start in range(0, chunks, _CHUNKS_PER_READ):
+            read = await self._redis.lrange(snapshot, start, start + _CHUNKS_PER_READ - 1)
+            for chunk in cast(list[bytes], read):
+                lines.update(packed_lines(chunk))
+        ids = [_text(rule_id) for rule_id in await self._redis.smembers(changed)]
+        for rule_id in ids:
+            lines.pop(rule_id, None)
+        rows: list[tuple[str, Rule]] = []
+        for start in range(0, len(ids), _CHUNK):
+            batch = ids[start : start + _CHUNK]
+            found = await self._redis.hmget(key, batch)
+            rows += [
+                (i, Rule.model_validate_json(raw))
+                for i, raw in zip(batch, found, strict=True)
+                if raw
+            ]
+        packed = list(lines.values())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(snapshot, changed)
+            for start in range(0, len(packed), RULES_PER_CHUNK):
+                pipe.rpush(snapshot, pack_lines(packed[start : start + RULES_PER_CHUNK]))
+                await pipe.execute()
+            for start in range(0, len(rows), RULES_PER_CHUNK):
+                pipe.rpush(snapshot, pack_rules(rows[start : start + RULES_PER_CHUNK]))
+                await pipe.execute()
+            pipe.expire(snapshot, BUILDING_TTL_SECONDS)
             await pipe.execute()
 
     # -- reads ---------------------------------------------------------------

@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from services.edge.routing_cache import RoutingCache
+from services.routing.table import store as table_store
 from services.routing.table.changes import Change
 from services.routing.table.model import Rule
 from services.routing.table.store import RoutingStore
@@ -118,18 +120,64 @@ async def test_snapshot_after_imports_and_changes_is_the_stored_table(
     assert reply.status_code == 200, reply.text
 
     edge = await routing.edge()
-    store = RoutingStore(routing.store)
-    stored: dict[str, tuple[str, str, int, list[str]]] = {}
-    async for batch in store.scan_rules((await store.head()).generation):
-        for key, raw in batch.items():
-            rule = Rule.model_validate_json(raw)
-            stored[key.decode()] = (rule.group, rule.prefix, rule.priority, list(rule.gateways))
-    cached = {
-        rule.id: (",".join(rule.groups), rule.prefix, rule.priority, list(rule.targets.ids))
-        for rule in edge.index.rules()
-    }
-    assert cached == stored
+    cached = cached_rules(edge)
+    assert cached == await stored_rules(routing)
     assert len(cached) == 3000 - 2 + 1
     assert routes(edge, "44201", "9991") == [("d6", ["2"]), ("d9", ["1"])]
     route = edge.lookup("10", group="7")
     assert route is not None and route.rule_id == "m1"
+
+
+RuleFields = dict[str, tuple[str, str, int, list[str]]]
+
+
+async def stored_rules(routing: Deployment) -> RuleFields:
+    """Rule id → (groups, prefix, priority, targets) as the live rules hash has them."""
+    store = RoutingStore(routing.store)
+    stored: RuleFields = {}
+    async for batch in store.scan_rules((await store.head()).generation):
+        for key, raw in batch.items():
+            rule = Rule.model_validate_json(raw)
+            stored[key.decode()] = (rule.group, rule.prefix, rule.priority, list(rule.gateways))
+    return stored
+
+
+def cached_rules(edge: RoutingCache) -> RuleFields:
+    """The same fields as an edge's index has them."""
+    return {
+        rule.id: (",".join(rule.groups), rule.prefix, rule.priority, list(rule.targets.ids))
+        for rule in edge.index.rules()
+    }
+
+
+async def test_merges_keep_the_snapshot_about_the_size_of_the_table(
+    routing: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merging the whole deck again and again (single changes between) does not grow what
+    an edge decodes past about twice the table, and the edge still loads exactly it."""
+    monkeypatch.setattr(table_store, "RULES_PER_CHUNK", 100)
+    await routing.seed()
+    header = "id,group,prefix,priority,gateways\n"
+    deck = header + "".join(f"d{i},0,{i},0,{'1;2' if i % 2 else '2'}\n" for i in range(1000))
+    import_url = "/v1/rules:import"
+    reply = await routing.client.post(import_url, params={"mode": "replace"}, content=deck)
+    assert reply.status_code == 200, reply.text
+    redis, names = routing.store.redis, RoutingStore(routing.store)
+    for merge in range(6):
+        (await routing.client.delete(f"/v1/rules/d{merge}")).raise_for_status()
+        added = {"prefix": f"5555{merge}", "gateways": ["1"]}
+        (await routing.client.put(f"/v1/rules/m{merge}", json=added)).raise_for_status()
+        again = header + "".join(line + "\n" for line in deck.splitlines()[10:])  # d9..d999
+        reply = await routing.client.post(import_url, params={"mode": "merge"}, content=again)
+        assert reply.status_code == 200, reply.text
+        generation = (await names.head()).generation
+        chunks = await redis.llen(names._snapshot_prefix + generation)
+        assert chunks <= 2 * 10 + 2 + 1  # the rules need 10; one merge may add a deck's 10
+    assert await redis.scard(names._changed_prefix + generation) == 0  # compacted at least once
+    stored = await stored_rules(routing)
+    edge = await routing.edge()
+    assert cached_rules(edge) == stored
+    assert len(stored) == 1000 - 6 + 6  # d0..d5 deleted, m0..m5 added
+    assert routes(edge, "5000", "555551", "61", "3") == [
+        ("d500", ["2"]), ("m5", ["1"]), ("d61", ["1", "2"]), None,
+    ]  # fmt: skip
