@@ -213,17 +213,26 @@ class Edge:
 
         Returns once the edge's routing cache has the table version they made.
         """
+        records: dict[str, dict[str, object]] = {
+            f"gateways/{gateway_id}": {
+                "address": f"sip:{LOOPBACK}:{port}", "description": f"gw {gateway_id}"
+            }
+            for gateway_id, port in gateways.items()
+        }  # fmt: skip
+        for rule_id, (prefix, targets) in rules.items():
+            records[f"rules/{rule_id}"] = {
+                "group": "0", "prefix": prefix, "priority": 0, "gateways": targets
+            }  # fmt: skip
+        self.put(records)
+
+    def put(self, records: dict[str, dict[str, object]]) -> None:
+        """PUT each body at ``/v1/<path>`` of the routing service, in order; returns once the
+        edge's routing cache has the table version they made."""
         version = 0
         self._wait_http(self.routing_port, time.monotonic() + 30)
         with self.http(self.routing_port) as client:
-            for gateway_id, port in gateways.items():
-                body = {"address": f"sip:{LOOPBACK}:{port}", "description": f"gw {gateway_id}"}
-                reply = client.put(f"/v1/gateways/{gateway_id}", json=body)
-                reply.raise_for_status()
-                version = max(version, reply.json()["version"])
-            for rule_id, (prefix, targets) in rules.items():
-                rule = {"group": "0", "prefix": prefix, "priority": 0, "gateways": targets}
-                reply = client.put(f"/v1/rules/{rule_id}", json=rule)
+            for path, body in records.items():
+                reply = client.put(f"/v1/{path}", json=body)
                 reply.raise_for_status()
                 version = max(version, reply.json()["version"])
         self._wait_routed(version)
