@@ -49,8 +49,8 @@ class IndexRoutes:
         found = index.locate(number, group)
         if found is None:
             return None
-        rules, leaf, targets = found
-        return Route(rules, leaf, number, index.resolve(targets), self.health)
+        where, digits, targets = found
+        return Route(where, digits, number, index.resolve(targets), self.health)
 
     def translate(self, dialplan_id: str, number: str) -> str:
         """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""

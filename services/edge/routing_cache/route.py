@@ -7,10 +7,9 @@ and ``disabled`` ones are never tried.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from services.edge.routing_cache.health import GatewayHealth, GatewayState
 from services.routing.table.index import CompiledRule, GatewayTarget, RuleEntry, rule_at
+from services.routing.table.prefixes import PrefixTable
 
 _READY: frozenset[GatewayState] = frozenset({"up", "unknown"})
 
@@ -33,23 +32,23 @@ class Route:
     list, and nothing is computed until asked for: the hops (the per-gateway
     number and health state) on first reading, the rule's fields through the
     rule. The lookup thus never reads the rule, a cold object in a big table and
-    most of a lookup's cost: the rule is ``rule_at(rules, leaf)`` (see
+    most of a lookup's cost: the rule is ``rule_at(where, digits)`` (see
     ``RoutingIndex.locate``). Read a route before the index changes (the proxy
     and the dry run use it within the synchronous step of the lookup).
     """
 
-    __slots__ = ("_gateways", "_health", "_hops", "_leaf", "_rules", "number")
+    __slots__ = ("_digits", "_gateways", "_health", "_hops", "_where", "number")
 
     def __init__(
         self,
-        rules: Sequence[RuleEntry | None],
-        leaf: int,
+        where: PrefixTable[RuleEntry] | CompiledRule,
+        digits: str,
         number: str,
         gateways: tuple[GatewayTarget, ...],
         health: GatewayHealth,
     ) -> None:
-        self._rules = rules
-        self._leaf = leaf
+        self._where = where
+        self._digits = digits
         self.number = number
         self._gateways = gateways
         self._health = health
@@ -68,7 +67,7 @@ class Route:
 
     @property
     def rule(self) -> CompiledRule:
-        return rule_at(self._rules, self._leaf)
+        return rule_at(self._where, self._digits)
 
     @property
     def rule_id(self) -> str:

