@@ -67,7 +67,8 @@ class Route:
 
     @property
     def rule(self) -> CompiledRule:
-        return rule_at(self._where, self._digits)
+        rule = self._where = rule_at(self._where, self._digits)  # found once: sets, id, …
+        return rule
 
     @property
     def rule_id(self) -> str:
