@@ -20,12 +20,13 @@ RULES_PER_CHUNK = 50_000
 
 def pack_rules(rows: Iterable[tuple[str, Rule]]) -> bytes:
     """``rows`` as one chunk (see :data:`RULES_PER_CHUNK` for how many to put in one)."""
-    lines = [
-        f"{rule_id}\t{rule.group}\t{rule.prefix}\t{rule.priority}\t{';'.join(rule.gateways)}\t"
-        f"{'' if rule.time is None else rule.time.model_dump_json(exclude_defaults=True)}\n"
-        for rule_id, rule in rows
-    ]
-    return "".join(lines).encode()
+    return pack_lines(packed_line(rule_id, rule) for rule_id, rule in rows)
+
+
+def packed_line(rule_id: str, rule: Rule) -> str:
+    window = "" if rule.time is None else rule.time.model_dump_json(exclude_defaults=True)
+    targets = ";".join(rule.gateways)
+    return f"{rule_id}\t{rule.group}\t{rule.prefix}\t{rule.priority}\t{targets}\t{window}"
 
 
 def packed_lines(chunk: bytes) -> Iterator[tuple[str, str]]:
@@ -35,7 +36,7 @@ def packed_lines(chunk: bytes) -> Iterator[tuple[str, str]]:
 
 
 def pack_lines(lines: Iterable[str]) -> bytes:
-    """Lines of :func:`packed_lines` as one chunk again."""
+    """Lines of :func:`packed_line` as one chunk."""
     return "".join(f"{line}\n" for line in lines).encode()
 
 

@@ -79,12 +79,12 @@ buffer's header), and a slot on a 16-byte boundary never straddles two cache lin
 
 _SHORT_KEY = 5
 """Longest rest kept in a slot's second word (under 2**17, above a 4-bit length and a
-leaf: 61 bits, an unboxed int for mypyc)."""
+leaf: 61 bits of an i64)."""
 _SHORT_LENGTH_MASK = 15
 _SHORT_SHIFT = _LEAF_BITS + 4
 
 _TAKE = 18
-"""Digits of a number read as one integer: 10**18 is under 2**62 (an unboxed int for mypyc)."""
+"""Digits of a number read as one integer: 10**18 fits an i64."""
 _POWERS: Final[list[int]] = [10**n for n in range(_TAKE + 1)]
 
 _LENGTH_BITS = 5
@@ -103,15 +103,15 @@ def leaf_code(leaf: int) -> int:
 class PrefixTable(Generic[V]):
     """Digit prefix → value; :meth:`leaf` answers the longest prefix of a number.
 
-    ``values[code]`` and ``tags[code]`` are the value and tag of the prefix with
-    that code (see :func:`leaf_code`); they change in place when the table does.
+    ``values[code]`` is the value of the prefix with that code (see :func:`leaf_code`);
+    it changes in place when the table does.
     """
 
     def __init__(self, tag_of: Callable[[V], int] | None = None) -> None:
         self._tag_of = tag_of
         self._codes: dict[str, int] = {}
         self.values: list[V | None] = []
-        self.tags: array[int] = array("H")
+        self._tags: array[int] = array("H")
         self._lengths: array[int] = array("b")
         """Prefix length per code (-1 for a free code): which slots a prefix owns."""
         self._free: list[int] = []
@@ -162,9 +162,8 @@ class PrefixTable(Generic[V]):
         if size < head:
             return self._best_leaf(digits, size)
         below = (size if size < _TAKE else _TAKE) - head  # digits read past the head
-        powers = _POWERS
         value: i64 = int(digits[: head + below])
-        slot: i64 = value // powers[below] * 2 + _FIRST
+        slot: i64 = value // _POWERS[below] * 2 + _FIRST
         slots = self._slots
         word = slots[slot]
         if not word & 1:
@@ -172,10 +171,7 @@ class PrefixTable(Generic[V]):
         deeper = slots[slot + 1]
         if deeper > 0:
             length = deeper >> _LEAF_BITS & _SHORT_LENGTH_MASK
-            if (
-                length <= below
-                and value // powers[below - length] % powers[length] == deeper >> _SHORT_SHIFT
-            ):
+            if _rest_is(value, below, length, deeper >> _SHORT_SHIFT):
                 return deeper & _LEAF_MASK
             return word >> 1
         nodes = self._nodes
@@ -185,10 +181,7 @@ class PrefixTable(Generic[V]):
             match = nodes[entry]
             length = match & _LENGTH_MASK
             if length <= LONG_KEY:
-                if (
-                    length <= below
-                    and value // powers[below - length] % powers[length] == match >> _LENGTH_BITS
-                ):
+                if _rest_is(value, below, length, match >> _LENGTH_BITS):
                     return nodes[entry + count]
             elif digits.startswith(self._long[entry], head):
                 return nodes[entry + count]
@@ -212,7 +205,7 @@ class PrefixTable(Generic[V]):
         return 0
 
     def _leaf_of(self, code: int) -> int:
-        return 0 if code == NONE else (code + 1) << TAG_BITS | self.tags[code]
+        return 0 if code == NONE else (code + 1) << TAG_BITS | self._tags[code]
 
     # -- changes -------------------------------------------------------------
 
@@ -268,7 +261,7 @@ class PrefixTable(Generic[V]):
                 raise OverflowError(f"a prefix table holds at most {MAX_CODE + 1} prefixes")
             self.values.append(value)
             self._lengths.append(len(prefix))
-            self.tags.append(0)
+            self._tags.append(0)
         self._tag(code)
         return code
 
@@ -277,8 +270,8 @@ class PrefixTable(Generic[V]):
         value = self.values[code]
         tag = 0 if self._tag_of is None or value is None else self._tag_of(value)
         tag = tag if tag <= MAX_TAG else 0
-        changed = self.tags[code] != tag
-        self.tags[code] = tag
+        changed = self._tags[code] != tag
+        self._tags[code] = tag
         return changed
 
     def _restamp(self, prefix: str, code: int) -> None:
@@ -296,7 +289,7 @@ class PrefixTable(Generic[V]):
             shorter = leaf_code(self._best_leaf(prefix, len(prefix) - 1))
             self._repoint(prefix, code, shorter)
         self.values[code] = None
-        self.tags[code] = 0
+        self._tags[code] = 0
         self._lengths[code] = -1
         self._free.append(code)
 
@@ -398,14 +391,19 @@ class PrefixTable(Generic[V]):
         short = sorted((p for p in self._codes if len(p) <= head), key=len)
         codes = self._codes
         for prefix in short:
-            span = self._span(prefix)
             word = self._leaf_of(codes[prefix]) << 1
-            for slot in span:
+            for slot in self._span(prefix):
                 slots[slot] = word
         del short
         deep = sorted((p for p in codes if len(p) > head), reverse=True)
         for heading, group in groupby(deep, key=lambda prefix: prefix[:head]):
             self._set_deeper(int(heading), {prefix[head:]: codes[prefix] for prefix in group})
+
+
+def _rest_is(value: i64, below: i64, length: i64, rest: i64) -> bool:
+    """Whether the ``length`` digits after the head of ``value`` (a number's first
+    digits, ``below`` of them past the head) are ``rest``."""
+    return length <= below and value // _POWERS[below - length] % _POWERS[length] == rest
 
 
 def _empty_slots(head: int) -> vec[i64]:

@@ -39,7 +39,13 @@ from typing import Any, Literal, cast
 
 from services.routing.table.changes import Change
 from services.routing.table.model import RECORD_TYPES, Kind, Record, Rule
-from services.routing.table.packed import RULES_PER_CHUNK, pack_lines, pack_rules, packed_lines
+from services.routing.table.packed import (
+    RULES_PER_CHUNK,
+    pack_lines,
+    pack_rules,
+    packed_line,
+    packed_lines,
+)
 from shared.store import Store
 
 ImportMode = Literal["merge", "replace"]
@@ -236,25 +242,19 @@ class RoutingStore:
             for chunk in cast(list[bytes], read):
                 lines.update(packed_lines(chunk))
         ids = [_text(rule_id) for rule_id in await self._redis.smembers(changed)]
-        for rule_id in ids:
-            lines.pop(rule_id, None)
-        rows: list[tuple[str, Rule]] = []
         for start in range(0, len(ids), _CHUNK):
             batch = ids[start : start + _CHUNK]
             found = await self._redis.hmget(key, batch)
-            rows += [
-                (i, Rule.model_validate_json(raw))
-                for i, raw in zip(batch, found, strict=True)
-                if raw
-            ]
+            for rule_id, raw in zip(batch, found, strict=True):
+                if raw:  # changed since it was packed: packed as it is now
+                    lines[rule_id] = packed_line(rule_id, Rule.model_validate_json(raw))
+                else:  # deleted
+                    lines.pop(rule_id, None)
         packed = list(lines.values())
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(snapshot, changed)
             for start in range(0, len(packed), RULES_PER_CHUNK):
                 pipe.rpush(snapshot, pack_lines(packed[start : start + RULES_PER_CHUNK]))
-                await pipe.execute()
-            for start in range(0, len(rows), RULES_PER_CHUNK):
-                pipe.rpush(snapshot, pack_rules(rows[start : start + RULES_PER_CHUNK]))
                 await pipe.execute()
             pipe.expire(snapshot, BUILDING_TTL_SECONDS)
             await pipe.execute()
