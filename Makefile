@@ -1,5 +1,7 @@
 # Every way to build, run, test and measure Callmesh. `make help` lists them.
-PYTHON ?= python3
+# The first Python 3.11+ on the PATH (override with PYTHON=…).
+PYTHON ?= $(firstword $(foreach p,python3.13 python3.12 python3.11 python3,\
+	$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $(p))))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
@@ -7,12 +9,13 @@ export CALLMESH_TEST_RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export CALLMESH_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 LOGS := var/log
 
-.PHONY: help run test test-unit lint format bench up down clean venv fast slow
+.PHONY: help run test test-prerequisites test-unit lint format bench up down clean venv fast slow
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "make: Python 3.11 or newer is needed (none on the PATH; set PYTHON=…)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
@@ -24,8 +27,11 @@ venv: $(STAMP) ## create/refresh the virtualenv from the pinned dependencies
 run: $(STAMP) ## the whole platform in one process (SIP :5060, API :8080), no broker/Redis needed
 	$(BIN)/python -m services
 
-test: $(STAMP) ## the whole suite, against the real RabbitMQ and Redis
+test: test-prerequisites $(STAMP) ## the whole suite, against the real RabbitMQ and Redis (does its own set-up)
 	$(BIN)/python -m pytest -q
+
+test-prerequisites: ## install the system packages the tests drive, start a local Redis/RabbitMQ if down
+	@deploy/test-prerequisites.sh
 
 test-unit: $(STAMP) ## only the tests that need no broker, Redis or SIPp
 	$(BIN)/python -m pytest -q -m "not integration and not wire"
