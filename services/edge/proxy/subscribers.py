@@ -39,9 +39,6 @@ from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import SipUri, parse_uri
 
-CHALLENGED_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
-"""Out-of-dialog requests an untrusted source must authenticate (they create dialogs)."""
-
 Trust = Callable[[Destination], bool]
 
 
