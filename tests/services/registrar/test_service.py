@@ -24,12 +24,16 @@ from tests.services.registrar.support import DOMAIN, Registrar, registrar
 
 pytestmark = pytest.mark.integration
 
+SHA256_IN_DOMAIN = f"{DOMAIN}=SHA-256,MD5"
+"""The phones of these tests know RFC 8760 (bench's Phone answers SHA-256)."""
+
 
 @pytest.fixture
 async def reg(namespace: str, redis_store: Store) -> AsyncIterator[Registrar]:
     async with registrar(
-        namespace, redis_store, registrar_min_expires=2, registrar_max_contacts=3
-    ) as found:
+        namespace, redis_store, registrar_min_expires=2, registrar_max_contacts=3,
+        digest_domain_algorithms=SHA256_IN_DOMAIN,
+    ) as found:  # fmt: skip
         yield found
 
 
@@ -169,6 +173,20 @@ async def test_md5_works_too(reg: Registrar) -> None:
     phone = await reg.subscriber("mo")
     phone.algorithm = "MD5"
     assert (await reg.registered(phone)).status == 200
+
+
+async def test_a_domain_without_its_own_list_is_offered_md5_alone(reg: Registrar) -> None:
+    """The default (CALLMESH_DIGEST_ALGORITHMS=MD5): what an MD5-only phone can answer."""
+    from bench.registrar import Phone
+
+    body = {"domain": "old.example.net", "password": "secret"}
+    (await reg.client.put("/v1/subscribers/grandpa", json=body)).raise_for_status()
+    phone = Phone("grandpa", "old.example.net", "secret", algorithm="MD5")
+    first = await reg.send(phone, phone.register())
+    assert first.status == 401
+    assert [parse_challenge(v).algorithm for v in first.headers("www-authenticate")] == ["MD5"]
+    phone.learn(first)
+    assert (await reg.send(phone, phone.register())).status == 200
 
 
 async def test_wrong_password_is_forbidden(reg: Registrar) -> None:
@@ -364,7 +382,7 @@ async def test_malformed_register_gets_400_not_a_crash(reg: Registrar) -> None:
 
 
 async def test_two_registrars_share_the_queue(reg: Registrar, namespace: str) -> None:
-    async with registrar(namespace, reg.store) as other:
+    async with registrar(namespace, reg.store, digest_domain_algorithms=SHA256_IN_DOMAIN) as other:
         phones = [await reg.subscriber(f"user{n}") for n in range(20)]
         results = await asyncio.gather(*(other.registered(p) for p in phones))
         assert [r.status for r in results] == [200] * 20

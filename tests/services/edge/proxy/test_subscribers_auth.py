@@ -17,6 +17,7 @@ from services.edge.location import DomainQuery, Ha1Query, Query
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, Lookup
 from shared.sip.digest import authorize, compute_ha1, parse_challenge
+from shared.sip.digest_offer import DigestOffer
 from shared.sip.message import Response, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import EDGE, GW1, only_request, sent_to, statuses
@@ -158,3 +159,30 @@ def test_a_request_for_the_edge_itself_is_not_challenged(run: Run) -> None:
     assert statuses(options, STRANGER) == [200]
     message = run.send(request("MESSAGE", f"sip:{EDGE}", branch="z9hG4bKs5"), STRANGER)
     assert statuses(message, STRANGER) == [404]
+
+
+def test_challenges_offer_md5_unless_the_domain_is_given_more(run: Run) -> None:
+    def offered(actions: list[Action], header: str) -> list[str]:
+        response = parse_message(final(actions))
+        assert isinstance(response, Response)
+        return [parse_challenge(value).algorithm for value in response.headers(header)]
+
+    assert offered(run.send(request("MESSAGE"), STRANGER), "proxy-authenticate") == ["MD5"]
+    assert run.proxy.subscribers is not None
+    run.proxy.subscribers.offer = DigestOffer.parse("MD5", f"{DOMAIN}=SHA-256,MD5")
+    again = run.send(request("MESSAGE", branch="z9hG4bKs6"), STRANGER)
+    assert offered(again, "proxy-authenticate") == ["SHA-256", "MD5"]
+    register = request("REGISTER", f"sip:{DOMAIN}", branch="z9hG4bKs7").replace(
+        b"<sip:alice@", b"<sip:bob@"
+    )
+    assert offered(run.send(register, STRANGER), "www-authenticate") == ["SHA-256", "MD5"]
+
+
+def test_an_answer_in_an_algorithm_not_offered_is_challenged_again(run: Run) -> None:
+    challenge = final(run.send(request("MESSAGE", branch="z9hG4bKs8"), STRANGER))
+    assert run.proxy.subscribers is not None
+    run.proxy.subscribers.offer = DigestOffer.parse("SHA-256")  # MD5 switched off meanwhile
+    extra = digest_answer(challenge, "MESSAGE", "alice", PASSWORD, BOB)  # in MD5
+    actions = run.send(request("MESSAGE", extra=extra, branch="z9hG4bKs9"), STRANGER)
+    assert statuses(actions, STRANGER) == [407]
+    nothing_reached_a_phone_or_gateway(actions)
