@@ -12,7 +12,7 @@ restart.
 
 With `Subscribers` set, REGISTERs for our domains go to the registrar,
 requests for a subscriber of a local domain go to its bindings, and
-dialog-creating requests from untrusted sources must authenticate (407).  A
+out-of-dialog requests from untrusted sources must authenticate (407).  A
 question the location directory cannot answer from memory parks the request
 (`Lookup`) until the adapter has read Redis.
 """
