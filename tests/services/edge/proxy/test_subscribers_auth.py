@@ -94,6 +94,16 @@ def test_a_stranger_is_challenged_before_the_callee_is_looked_up(run: Run, metho
     assert NONCE.sub(b"", same) == NONCE.sub(b"", final(known))
 
 
+@pytest.mark.parametrize("method", ("MESSAGE", "OPTIONS", "INFO"))
+def test_a_stranger_reaches_no_gateway_without_authenticating(run: Run, method: str) -> None:
+    actions = run.send(request(method, f"sip:14075551234@{EDGE}"), STRANGER)
+    assert statuses(actions, STRANGER) == [407]
+    assert sent_to(actions, GW1) == []
+    trusted = request(method, f"sip:14075551234@{EDGE}", branch="z9hG4bKs10")
+    relayed = run.send(trusted.replace(STRANGER.host.encode(), CARRIER.host.encode()), CARRIER)
+    assert only_request(relayed, GW1).method == method  # the positive control
+
+
 def digest_answer(challenge: bytes, method: str, user: str, password: str, uri: str) -> str:
     response = parse_message(challenge)
     assert isinstance(response, Response)
