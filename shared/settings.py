@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.acl import AddressAcl, parse_acl, parse_network_profiles
+from shared.sip.digest_offer import DigestOffer, parse_algorithms
 
 Transport = Literal["udp", "tcp"]
 
@@ -109,12 +110,14 @@ class Settings(BaseSettings):
     """Bindings one address-of-record may hold; a REGISTER going over is refused (403)."""
     registrar_nonce_ttl: int = Field(default=300, ge=1)
     """Seconds a digest nonce is good for; older ones are answered with stale=true."""
-    digest_algorithms: str = Field(
-        default="SHA-256,MD5", pattern=r"^(SHA-256|MD5)(,(SHA-256|MD5))?$"
-    )
+    digest_algorithms: str = "MD5"
     """Digest algorithms offered in 401/407 challenges, most preferred first (one
-    challenge each). Some UAs answer only the first challenge, and many know only
-    MD5: put MD5 first (or alone) for them."""
+    challenge each), in every domain without its own list below. MD5 alone by
+    default: many phones give up on a response that also offers SHA-256
+    (``shared.sip.digest_offer``)."""
+    digest_domain_algorithms: str = ""
+    """``domain=ALGORITHM[,ALGORITHM]``, ``;``-separated: the domains whose phones all
+    know SHA-256 (RFC 8760) and get it offered, e.g. ``example.com=SHA-256,MD5``."""
     registrar_workers: int = Field(default=16, ge=1, le=256)
     """REGISTERs one registrar process handles at once (consumers on its work queue)."""
     # ----- edge security and policies (services/edge/policy) -----
@@ -171,9 +174,22 @@ class Settings(BaseSettings):
         parse_acl(value)
         return value
 
+    @field_validator("digest_algorithms")
+    @classmethod
+    def _check_digest_algorithms(cls, value: str) -> str:
+        parse_algorithms(value)
+        return value
+
+    @field_validator("digest_domain_algorithms")
+    @classmethod
+    def _check_digest_domains(cls, value: str) -> str:
+        DigestOffer.parse("MD5", value)
+        return value
+
     @cached_property
-    def digest_offer(self) -> tuple[str, ...]:
-        return tuple(self.digest_algorithms.split(","))
+    def digest_offer(self) -> DigestOffer:
+        """The digest algorithms each realm's challenges offer."""
+        return DigestOffer.parse(self.digest_algorithms, self.digest_domain_algorithms)
 
     @cached_property
     def http_address(self) -> tuple[str, int]:

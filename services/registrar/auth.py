@@ -1,23 +1,20 @@
 """Digest authentication of REGISTER (RFC 3261 §22, RFC 8760), sans-IO.
 
-The registrar challenges with SHA-256 and MD5 (in that order of preference,
-one WWW-Authenticate each, same nonce) and checks the answer against the
-stored HA1. Looking the HA1 up and tracking nonce-counts is the caller's IO;
-everything decided here takes the message, the HA1 and the time.
+The registrar challenges with the realm's algorithms (``DigestOffer``: MD5
+unless the domain is given more; one WWW-Authenticate each, same nonce) and
+checks the answer against the stored HA1. Looking the HA1 up and tracking
+nonce-counts is the caller's IO; everything decided here takes the message,
+the HA1 and the time.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Final
 
-from services.registrar.location import HA1_FIELDS
 from services.registrar.nonces import NonceKeeper, NonceState
 from shared.sip.digest import Challenge, Credentials, parse_credentials, verify
 from shared.sip.errors import SipParseError
 from shared.sip.message import Request
-
-OFFERED_ALGORITHMS: Final = ("SHA-256", "MD5")
 
 
 class Verdict(enum.Enum):
@@ -28,8 +25,8 @@ class Verdict(enum.Enum):
 
 
 def challenge_headers(
-    nonces: NonceKeeper, realm: str, now: float, *, stale: bool = False,
-    header: str = "WWW-Authenticate", algorithms: tuple[str, ...] = OFFERED_ALGORITHMS,
+    nonces: NonceKeeper, realm: str, now: float, algorithms: tuple[str, ...], *,
+    stale: bool = False, header: str = "WWW-Authenticate",
 ) -> list[tuple[str, str]]:  # fmt: skip
     """The challenge fields of a 401 (or, with ``header="Proxy-Authenticate"``, of the
     edge's 407): one per offered algorithm, one fresh nonce any node can verify."""
@@ -40,20 +37,21 @@ def challenge_headers(
 
 
 def credentials_for(
-    request: Request, realm: str, header: str = "authorization"
+    request: Request, realm: str, offered: tuple[str, ...], header: str = "authorization"
 ) -> Credentials | None:
     """The Digest Authorization (or ``header``, e.g. ``proxy-authorization``) answering our
     challenge for ``realm``, if the request has one.
 
     Credentials for other realms (meant for another hop) are ignored; a
-    malformed Authorization raises ``SipParseError`` (a 400). An algorithm we
-    hold no HA1 for counts as no credentials: the client gets our challenge.
+    malformed Authorization raises ``SipParseError`` (a 400). An algorithm the
+    realm's challenges do not offer counts as no credentials: the client gets
+    our challenge (a domain offering SHA-256 alone is never answered in MD5).
     """
     for value in request.headers(header):
         credentials = parse_credentials(value)
         if not credentials.is_digest or credentials.realm != realm:
             continue
-        if credentials.algorithm.upper() not in HA1_FIELDS or not credentials.nonce:
+        if credentials.algorithm.upper() not in offered or not credentials.nonce:
             return None
         return credentials
     return None

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from services.registrar.auth import (
-    OFFERED_ALGORITHMS,
     Verdict,
     challenge_headers,
     check_identity,
@@ -48,6 +47,7 @@ from services.registrar.register import (
 )
 from shared.bus import DeadLetter, WorkMessage
 from shared.sip.branch import new_tag
+from shared.sip.digest_offer import DigestOffer
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request, parse_message
 from shared.sip.responses import error_response, make_response
@@ -67,7 +67,7 @@ class RegisterHandler:
         *,
         log: logging.Logger,
         clock: Callable[[], float] = time.time,
-        algorithms: tuple[str, ...] = OFFERED_ALGORITHMS,
+        offer: DigestOffer,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -75,7 +75,7 @@ class RegisterHandler:
         self.policy = policy
         self.log = log
         self.clock = clock
-        self.algorithms = algorithms
+        self.offer = offer
         self.bindings = BindingStore(store)
         self.nonce_counts = NonceCounts(store, nonces.ttl)
 
@@ -115,7 +115,7 @@ class RegisterHandler:
         aor = aor_of(to_uri)
         user, realm = str(to_uri.user), to_uri.host.lower()
         now = self.clock()
-        credentials = credentials_for(request, realm)
+        credentials = credentials_for(request, realm, self.offer.for_realm(realm))
         if credentials is None:
             return self._challenge(request, realm, now)
         nonce = str(credentials.nonce)
@@ -184,7 +184,7 @@ class RegisterHandler:
 
     def _challenge(self, request: Request, realm: str, now: float, *, stale: bool = False) -> bytes:
         headers = challenge_headers(
-            self.nonces, realm, now, stale=stale, algorithms=self.algorithms
+            self.nonces, realm, now, self.offer.for_realm(realm), stale=stale
         )
         return make_response(request, 401, to_tag=new_tag(), headers=headers).to_bytes()
 

@@ -51,7 +51,7 @@ class RegistrarService(Service):
             nonces,
             expiry_policy(settings),
             log=self.log,
-            algorithms=settings.digest_offer,
+            offer=settings.digest_offer,
         )
         self.outbox.start()
         await self.bus.declare_queue(REGISTER_QUEUE)

@@ -16,6 +16,7 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
         ListenAddress("tcp", "127.0.0.1", 5060),
     )
     assert [str(entry.network) for entry in settings.trusted.entries] == ["127.0.0.0/8", "::1/128"]
+    assert settings.digest_offer.for_realm("example.com") == ("MD5",)
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,6 +38,8 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CALLMESH_HTTP_LISTEN", "127.0.0.1:99999"),
         ("CALLMESH_TRUSTED_NETWORKS", "10.0.0.0/33"),
         ("CALLMESH_NAMESPACE", "has space"),
+        ("CALLMESH_DIGEST_ALGORITHMS", "SHA-1"),
+        ("CALLMESH_DIGEST_DOMAIN_ALGORITHMS", "example.com"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:

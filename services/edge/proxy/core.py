@@ -12,7 +12,7 @@ restart.
 
 With `Subscribers` set, REGISTERs for our domains go to the registrar,
 requests for a subscriber of a local domain go to its bindings, and
-dialog-creating requests from untrusted sources must authenticate (407).  A
+out-of-dialog requests from untrusted sources must authenticate (407).  A
 question the location directory cannot answer from memory parks the request
 (`Lookup`) until the adapter has read Redis.
 """
@@ -42,7 +42,6 @@ from services.edge.proxy.forwarding import (
 )
 from services.edge.proxy.routes import Hop, NumberRouter, dialled_number
 from services.edge.proxy.subscribers import (
-    CHALLENGED_METHODS,
     Subscribers,
     authenticate,
     binding_hops,
@@ -288,7 +287,7 @@ class Proxy:
         inbound = self.interfaces.inbound(listener.transport, listener.host, listener.port)
         in_dialog = request.to_tag is not None
         flow = self._flow_hop(request, token, source)
-        if flow is not None or request.routes or in_dialog:
+        if flow is not None or in_dialog:
             if request.method == "BYE":
                 self.calls.call_ended(request.call_id)
             hop = flow or self._next_hop_by_route(request)
@@ -305,7 +304,9 @@ class Proxy:
         """Route an out-of-dialog request by its Request-URI, or park it for a `Lookup`."""
         request = parked.request
         try:
-            if request.method == "REGISTER" and self.subscribers is not None:
+            if (  # one with a pre-loaded Route goes where that Route says
+                request.method == "REGISTER" and self.subscribers is not None and not request.routes
+            ):
                 self._register(parked, self.subscribers, now, actions)
                 return
             hops = self._hops_by_uri(parked, now)
@@ -339,27 +340,38 @@ class Proxy:
         actions.append(Register(parked.server, request.to_bytes(), parked.source, edge_address))
 
     def _hops_by_uri(self, parked: Parked, now: float) -> list[Hop]:
-        """A subscriber's bindings, or the gateways for a dialled number; SipError otherwise."""
+        """The next hops of an out-of-dialog request: its pre-loaded Route, a subscriber's
+        bindings, or the gateways for a dialled number; SipError otherwise.
+
+        An untrusted caller authenticates first, whatever the method (a MESSAGE
+        or OPTIONS reaches a phone as surely as an INVITE), unless the request
+        is for the edge itself, and before the callee is looked up: until the
+        caller has proved a password the answer cannot tell whether a user exists.
+        """
         request = parked.request
         source = parked.source
         subscribers = self.subscribers
         uri = request.uri
-        if subscribers is not None:
-            if (
-                request.method in CHALLENGED_METHODS
-                and not parked.authenticated
-                and not subscribers.trusted(source)
-            ):
-                authenticate(request, subscribers, now)
-                parked.authenticated = True
-            if (
-                isinstance(uri, SipUri)
-                and uri.user
-                and subscribers.directory.is_local_domain(uri.host, now)
-            ):
-                hops = self._subscriber_hops(uri, subscribers, now)
-                if hops is not None:
-                    return hops
+        if (
+            subscribers is not None
+            and not parked.authenticated
+            and not subscribers.trusted(source)
+            and not self._for_us(request)
+        ):
+            authenticate(request, subscribers, now)
+            parked.authenticated = True
+        route_hop = self._next_hop_by_route(request) if request.routes else None
+        if route_hop is not None:
+            return [route_hop]  # a pre-loaded route set is followed, not looked up
+        if (
+            subscribers is not None
+            and isinstance(uri, SipUri)
+            and uri.user
+            and subscribers.directory.is_local_domain(uri.host, now)
+        ):
+            hops = self._subscriber_hops(uri, subscribers, now)
+            if hops is not None:
+                return hops
         number = dialled_number(uri)
         if number is None:
             reason = "Not Found" if subscribers else "Not Found (registrar not available)"

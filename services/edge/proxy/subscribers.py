@@ -17,14 +17,13 @@ both: the request follows the Path the phone registered with.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.edge.interfaces import Interfaces
 from services.edge.location import Directory
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
 from services.edge.proxy.routes import Hop
 from services.registrar.auth import (
-    OFFERED_ALGORITHMS,
     Verdict,
     challenge_headers,
     credentials_for,
@@ -34,13 +33,11 @@ from services.registrar.auth import (
 from services.registrar.model import Location
 from services.registrar.nonces import NonceKeeper, NonceState
 from shared.sip.address import parse_address
+from shared.sip.digest_offer import DigestOffer
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import SipUri, parse_uri
-
-CHALLENGED_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
-"""Out-of-dialog requests an untrusted source must authenticate (they create dialogs)."""
 
 Trust = Callable[[Destination], bool]
 
@@ -51,8 +48,8 @@ class Subscribers:
     flows: FlowTokens
     nonces: NonceKeeper
     trusted: Trust
-    algorithms: tuple[str, ...] = OFFERED_ALGORITHMS
-    """Offered in 407 challenges, most preferred first (``CALLMESH_DIGEST_ALGORITHMS``)."""
+    offer: DigestOffer = field(default_factory=DigestOffer)
+    """The algorithms of each realm's challenges (``CALLMESH_DIGEST_*ALGORITHMS``)."""
     wall_offset: float = 0.0
     """Wall time minus the core's clock; the adapter keeps it current."""
 
@@ -105,7 +102,9 @@ def authenticate(request: Request, subscribers: Subscribers, now: float) -> None
     if not subscribers.directory.is_local_domain(realm, now):
         raise SipError("Forbidden (caller is not a subscriber)", 403)
     wall = now + subscribers.wall_offset
-    credentials = credentials_for(request, realm, "proxy-authorization")
+    credentials = credentials_for(
+        request, realm, subscribers.offer.for_realm(realm), "proxy-authorization"
+    )
     if credentials is None:
         raise _challenge(subscribers, realm, wall)
     state = subscribers.nonces.check(str(credentials.nonce), realm, wall)
@@ -139,7 +138,7 @@ def challenge_register(request: Request, subscribers: Subscribers, now: float) -
     if not isinstance(to_uri, SipUri):
         return  # the registrar answers 416
     realm = to_uri.host.lower()
-    if credentials_for(request, realm) is None:
+    if credentials_for(request, realm, subscribers.offer.for_realm(realm)) is None:
         wall = now + subscribers.wall_offset
         raise _challenge(subscribers, realm, wall, registrar=True)
 
@@ -149,10 +148,10 @@ def _challenge(
     registrar: bool = False,
 ) -> SipError:  # fmt: skip
     header = "WWW-Authenticate" if registrar else "Proxy-Authenticate"
+    algorithms = subscribers.offer.for_realm(realm)
     headers = challenge_headers(
-        subscribers.nonces, realm, wall, stale=stale, header=header,
-        algorithms=subscribers.algorithms,
-    )  # fmt: skip
+        subscribers.nonces, realm, wall, algorithms, stale=stale, header=header
+    )
     if registrar:
         return SipError("Unauthorized", 401, tuple(headers))
     return SipError("Proxy Authentication Required", 407, tuple(headers))

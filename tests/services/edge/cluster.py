@@ -99,8 +99,9 @@ def running_cluster(workdir: Path) -> Iterator[Cluster]:
             CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{http_port}",
             CALLMESH_TRUSTED_NETWORKS="192.0.2.0/24",
             # Every phone and caller of the tests is 127.0.0.1: one "source" far busier
-            # than any real phone, which the flood limit would block.
+            # than any real phone, which the flood limit and the sweep detection would block.
             CALLMESH_PIKE_LIMIT="100000",
+            CALLMESH_SCANNER_SWEEP_TARGETS="100000",
             CALLMESH_INSTANCE="edge-a",
             CALLMESH_DIGEST_ALGORITHMS="MD5,SHA-256",
         )

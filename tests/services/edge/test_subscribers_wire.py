@@ -343,3 +343,43 @@ def test_a_replayed_invite_is_challenged_again(cluster: Cluster) -> None:
         assert status_of(final("replay-3")) == 407
     finally:
         client.close()
+
+
+def test_a_strangers_message_never_reaches_a_registered_phone(cluster: Cluster) -> None:
+    """Edge A trusts no loopback source: a MESSAGE to a registered phone is challenged like
+    an INVITE, and only the sender who proves a subscriber's password reaches the phone."""
+    cluster.subscriber("inbox")
+    cluster.subscriber("sender")
+    phone = UdpPhone(cluster, "inbox")
+    stranger = SipClient(cluster.a.sip_port)
+    uri = f"sip:inbox@{DOMAIN}"
+
+    def message(call_id: str, extra: str = "") -> bytes:
+        request = sip_request("MESSAGE", uri, "udp", stranger.port, call_id=call_id, extra=extra)
+        return request.replace(f"<sip:test@{LOOPBACK}>".encode(), f"<sip:sender@{DOMAIN}>".encode())
+
+    try:
+        assert phone.register() == 200
+        cluster.wait_bindings("inbox", 1)
+        stranger.send(message("stranger-1"))
+        challenge = parse_message(stranger.final())
+        assert isinstance(challenge, Response) and challenge.status == 407
+        # svwar's probe: a registered, an unregistered and an unknown user, all alike.
+        for user in ("inbox", "sender", "nobody"):
+            probe = sip_request("OPTIONS", f"sip:{user}@{DOMAIN}", "udp", stranger.port)
+            stranger.send(
+                probe.replace(f"sip:test@{LOOPBACK}".encode(), b"sip:x@" + DOMAIN.encode())
+            )
+            assert status_of(stranger.final()) == 407, user
+        credentials = authorize(
+            parse_challenge(challenge.header("proxy-authenticate") or ""), username="sender",
+            password=PASSWORD, method="MESSAGE", uri=uri, cnonce="c0ffee",
+        )  # fmt: skip
+        stranger.send(message("sender-1", f"Proxy-Authorization: {credentials}\r\n"))
+        delivered = parse_message(phone.receive(b"MESSAGE "))
+        assert isinstance(delivered, Request)
+        assert delivered.call_id == "sender-1"  # the first MESSAGE the phone got: not the 407'd one
+        assert delivered.header("proxy-authorization") is None
+    finally:
+        phone.close()
+        stranger.close()

@@ -20,22 +20,23 @@ from shared.sip.message import Request, parse_message
 
 KEEPER = NonceKeeper(b"secret", ttl=300)
 REALM = "example.com"
+BOTH = ("SHA-256", "MD5")
 
 
 def challenged(phone: Phone, **options: object) -> tuple[Request, Credentials]:
-    headers = challenge_headers(KEEPER, REALM, 1000.0)
+    headers = challenge_headers(KEEPER, REALM, 1000.0, BOTH)
     phone.challenge = next(
         c for c in (parse_challenge(v) for _, v in headers) if c.algorithm == phone.algorithm
     )
     message = parse_message(phone.register(**options))  # type: ignore[arg-type]
     assert isinstance(message, Request)
-    credentials = credentials_for(message, REALM)
+    credentials = credentials_for(message, REALM, BOTH)
     assert credentials is not None
     return message, credentials
 
 
 def test_challenge_offers_sha256_then_md5_with_one_nonce() -> None:
-    headers = challenge_headers(KEEPER, REALM, 1000.0, stale=True)
+    headers = challenge_headers(KEEPER, REALM, 1000.0, BOTH, stale=True)
     challenges = [parse_challenge(value) for name, value in headers if name == "WWW-Authenticate"]
     assert [c.algorithm for c in challenges] == ["SHA-256", "MD5"]
     assert len({c.nonce for c in challenges}) == 1
@@ -57,7 +58,13 @@ def test_right_password_accepted(algorithm: str) -> None:
 
 def test_credentials_of_other_realms_are_ignored() -> None:
     request, _ = challenged(Phone("alice", REALM, "pw"))
-    assert credentials_for(request, "elsewhere.org") is None
+    assert credentials_for(request, "elsewhere.org", BOTH) is None
+
+
+def test_an_algorithm_the_realm_does_not_offer_counts_as_no_credentials() -> None:
+    request, _ = challenged(Phone("alice", REALM, "pw", algorithm="MD5"))
+    assert credentials_for(request, REALM, ("SHA-256",)) is None  # challenged again
+    assert credentials_for(request, REALM, ("MD5",)) is not None
 
 
 def test_identity_must_match_the_aor() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -17,17 +18,22 @@ from services.registrar.location import (
 )
 from services.registrar.nonces import NonceKeeper
 from shared.sip.digest import Challenge, compute_ha1, parse_challenge
+from shared.sip.message import Response
 from shared.store import Store
 from tests.services.registrar.support import DOMAIN, Registrar, registrar
 
 pytestmark = pytest.mark.integration
 
+SHA256_IN_DOMAIN = f"{DOMAIN}=SHA-256,MD5"
+"""The phones of these tests know RFC 8760 (bench's Phone answers SHA-256)."""
+
 
 @pytest.fixture
 async def reg(namespace: str, redis_store: Store) -> AsyncIterator[Registrar]:
     async with registrar(
-        namespace, redis_store, registrar_min_expires=2, registrar_max_contacts=3
-    ) as found:
+        namespace, redis_store, registrar_min_expires=2, registrar_max_contacts=3,
+        digest_domain_algorithms=SHA256_IN_DOMAIN,
+    ) as found:  # fmt: skip
         yield found
 
 
@@ -169,6 +175,20 @@ async def test_md5_works_too(reg: Registrar) -> None:
     assert (await reg.registered(phone)).status == 200
 
 
+async def test_a_domain_without_its_own_list_is_offered_md5_alone(reg: Registrar) -> None:
+    """The default (CALLMESH_DIGEST_ALGORITHMS=MD5): what an MD5-only phone can answer."""
+    from bench.registrar import Phone
+
+    body = {"domain": "old.example.net", "password": "secret"}
+    (await reg.client.put("/v1/subscribers/grandpa", json=body)).raise_for_status()
+    phone = Phone("grandpa", "old.example.net", "secret", algorithm="MD5")
+    first = await reg.send(phone, phone.register())
+    assert first.status == 401
+    assert [parse_challenge(v).algorithm for v in first.headers("www-authenticate")] == ["MD5"]
+    phone.learn(first)
+    assert (await reg.send(phone, phone.register())).status == 200
+
+
 async def test_wrong_password_is_forbidden(reg: Registrar) -> None:
     phone = await reg.subscriber("alice")
     first = await reg.send(phone, phone.register())
@@ -178,15 +198,30 @@ async def test_wrong_password_is_forbidden(reg: Registrar) -> None:
     assert await lookup_bindings(reg.store, phone.aor) == []
 
 
-async def test_unknown_user_is_challenged_then_forbidden(reg: Registrar) -> None:
+async def test_a_known_and_an_unknown_user_get_the_same_answers(reg: Registrar) -> None:
+    """svwar enumerates with REGISTER too: 401, then 403 for a wrong password, alike."""
     await reg.subscriber("alice")
     from bench.registrar import Phone
 
-    stranger = Phone("mallory", DOMAIN, "x")
-    first = await reg.send(stranger, stranger.register())
-    assert first.status == 401  # no hint whether the user exists
-    stranger.learn(first)
-    assert (await reg.send(stranger, stranger.register())).status == 403
+    answers = []
+    for user in ("alice", "mallory"):  # alice is a subscriber, mallory is not
+        guesser = Phone(user, DOMAIN, "guessed", call_id="guess")
+        first = await reg.send(guesser, guesser.register())
+        guesser.learn(first)
+        second = await reg.send(guesser, guesser.register())
+        answers.append([_unmarked(response, user) for response in (first, second)])
+    known, unknown = answers
+    assert [response.split(b"\r\n", 1)[0] for response in known] == [
+        b"SIP/2.0 401 Unauthorized",
+        b"SIP/2.0 403 Forbidden",
+    ]
+    assert known == unknown
+
+
+def _unmarked(response: Response, user: str) -> bytes:
+    """The response without what differs in every exchange (nonce, tags, branch) or names."""
+    text = re.sub(rb'nonce="[^"]+"|tag=\w+|branch=\w+', b"", response.to_bytes())
+    return text.replace(user.encode(), b"someone")
 
 
 async def test_replayed_nonce_count_is_refused(reg: Registrar) -> None:
@@ -347,7 +382,7 @@ async def test_malformed_register_gets_400_not_a_crash(reg: Registrar) -> None:
 
 
 async def test_two_registrars_share_the_queue(reg: Registrar, namespace: str) -> None:
-    async with registrar(namespace, reg.store) as other:
+    async with registrar(namespace, reg.store, digest_domain_algorithms=SHA256_IN_DOMAIN) as other:
         phones = [await reg.subscriber(f"user{n}") for n in range(20)]
         results = await asyncio.gather(*(other.registered(p) for p in phones))
         assert [r.status for r in results] == [200] * 20

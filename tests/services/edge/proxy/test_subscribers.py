@@ -86,7 +86,6 @@ def run() -> Run:
     secret = b"deployment-secret"
     subscribers = Subscribers(
         directory, FlowTokens(secret), NonceKeeper(secret, 300), lambda source: source == CARRIER,
-        algorithms=("MD5",),
     )  # fmt: skip
     proxy = Proxy(
         interfaces, NumberRouter(Table()), ProxyTimers(fr=2.0, fr_inv=10.0),
