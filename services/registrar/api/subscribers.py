@@ -14,11 +14,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.registrar.events import DomainAdded, DomainRemoved
 from services.registrar.subscribers import PasswordRequiredError, Subscriber, SubscriberStore
 from shared.bus import Bus
+from shared.model import OpenInputModel
 
 USERNAME = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+"
 DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?"
@@ -30,9 +31,7 @@ After = Annotated[str, Query(description="'' to start; the previous page's next_
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
-class SubscriberBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class SubscriberBody(OpenInputModel):
     domain: str | None = Field(default=None, pattern=rf"^{DOMAIN}$", max_length=253)
     password: str | None = Field(default=None, min_length=1, max_length=256)
     enabled: bool = True

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from services.routing.table.model import RECORD_TYPES, EntityId, Kind, Record
+from shared.model import InputModel
 
 Op = Literal["upsert", "delete"]
 
@@ -31,7 +32,7 @@ class InvalidChangeError(ValueError):
     """A change that cannot be applied; the message is meant for the operator."""
 
 
-class ChangeItem(BaseModel):
+class ChangeItem(InputModel):
     """One change as it travels in commands and events; ``data`` is the record's body."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,0 +1,28 @@
+"""The base of every model that validates outside input: API bodies and queued commands.
+
+Why one base: Python's JSON reader turns ``NaN``, ``Infinity`` and ``1e400``
+into float NaN and infinity, which compare false with every bound, cannot be
+written back as JSON and would poison a stored record. So numbers must be
+finite in every such model and in every nested one, which a shared config
+says once instead of a check per field. Fields beyond the known ones
+(:class:`OpenInputModel`: operators' own metadata) are held to the same rule:
+they are typed as JSON values, so the check runs in pydantic's core too.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+
+class InputModel(BaseModel):
+    """Numbers are finite (NaN, infinities and overflowing literals are refused)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class OpenInputModel(InputModel):
+    """An :class:`InputModel` that keeps unknown fields, as JSON values with finite numbers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    __pydantic_extra__: dict[str, JsonValue]
