@@ -81,12 +81,19 @@ def parse_commands(body: bytes) -> list[Change]:
     return changes
 
 
+MAX_REASONS = 10
+"""Errors named in one reason: it travels in a dead letter's header, so it stays short."""
+
+
 def describe(error: ValidationError, root: str = "") -> str:
-    """pydantic's errors as ``field.path: reason`` pairs, one line."""
+    """pydantic's errors as ``field.path: reason`` pairs, one line, inputs never quoted."""
+    details = error.errors(include_url=False, include_input=False)
     parts = []
-    for detail in error.errors(include_url=False, include_input=False):
-        path = ".".join(str(part) for part in (root, *detail["loc"]) if part != "")
-        parts.append(f"{path or 'body'}: {detail['msg']}")
+    for detail in details[:MAX_REASONS]:
+        path = ".".join(str(part)[:64] for part in (root, *detail["loc"][:8]) if part != "")
+        parts.append(f"{path or 'body'}: {detail['msg'][:200]}")
+    if len(details) > MAX_REASONS:
+        parts.append(f"and {len(details) - MAX_REASONS} more")
     return "; ".join(parts)
 
 
