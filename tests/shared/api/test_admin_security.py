@@ -1,4 +1,5 @@
-"""Admin security of the real processes: the token on every `/v1` route, secrets kept out of logs.
+"""Admin security of the real processes: the token on every `/v1` route, on the API documents
+and `/metrics`, secrets kept out of logs.
 
 Every service runs as its own process (`python -m services.<name>`) and all
 of them in the all-in-one (`python -m services`), on a fresh namespace,
@@ -158,7 +159,7 @@ def _remove_namespace(namespace: str) -> None:
 
 def v1_operations(running: Running) -> list[tuple[str, str]]:
     """(method, path with its parameters filled in) of every `/v1` operation in the OpenAPI."""
-    with running.http() as client:
+    with running.http(TOKEN) as client:
         spec = client.get("/openapi.json").json()
     found: list[tuple[str, str]] = []
     for path, operations in spec["paths"].items():
@@ -193,6 +194,20 @@ def test_every_v1_route_of_every_process_requires_the_token(
             allowed = call(ok, method, path)
             assert allowed.status_code != 401, (method, path, allowed.text)
             assert allowed.status_code < 500, (method, path, allowed.text)
+
+
+@pytest.mark.parametrize("name", list(PROCESSES))
+def test_api_documents_and_metrics_need_the_token_probes_do_not(
+    processes: dict[str, Running], name: str
+) -> None:
+    running = processes[name]
+    with running.http() as anonymous, running.http("wrong") as wrong, running.http(TOKEN) as ok:
+        for path in ("/docs", "/redoc", "/openapi.json", "/metrics"):
+            assert anonymous.get(path).status_code == 401, path
+            assert wrong.get(path).status_code == 401, path
+            assert ok.get(path).status_code == 200, path
+        for path in ("/livez", "/readyz"):
+            assert anonymous.get(path).status_code == 200, path
 
 
 def test_the_all_in_one_serves_every_route_of_the_single_services(
