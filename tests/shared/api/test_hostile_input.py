@@ -17,21 +17,19 @@ import re
 import secrets
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.services.edge.support import LOOPBACK, REPO, free_port
+from tests.services.edge.support import LOOPBACK
+from tests.shared.api.support import Running, start, stop, wait_ready
 
 TOKEN = f"tok-{secrets.token_hex(16)}"
 SECRET = f"pw-{secrets.token_hex(12)}"
 TEN_MB = 10 * 1024 * 1024
+MAX_BODY = 2 * 1024 * 1024
+"""CALLMESH_API_MAX_BODY of the process under attack: not the default, to see it applied."""
 WRITES = ("put", "post", "patch")
 NUMBERS = ("priority", "strip", "interval", "weight", "failures_to_down", "cost")
 
@@ -63,71 +61,28 @@ HOSTILE: dict[str, bytes] = {
 }
 
 
-@dataclass
-class AllInOne:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"http://{LOOPBACK}:{self.port}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30.0,
-        )
-
-    def lines(self) -> list[str]:
-        return self.log.read_text(errors="replace").splitlines()
-
-
 @pytest.fixture(scope="module")
-def all_in_one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AllInOne]:
+def all_in_one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     workdir = tmp_path_factory.mktemp("hostile")
-    port, sip = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMESH_")}
     env |= {
-        "CALLMESH_HTTP_LISTEN": f"{LOOPBACK}:{port}",
-        "CALLMESH_SIP_LISTEN": f"udp:{LOOPBACK}:{sip}",
         "CALLMESH_DATA_DIR": str(workdir),
         "CALLMESH_API_TOKEN": TOKEN,
         "CALLMESH_LOG_LEVEL": "DEBUG",
+        "CALLMESH_API_MAX_BODY": str(MAX_BODY),
+        "CALLMESH_METRICS_PUBLIC": "true",
     }
-    log = workdir / "all.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services"], cwd=REPO, env=env, stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = AllInOne(process, port, log)
+    running = start("all", "services", env, workdir)
     try:
-        _wait_live(running)
+        wait_ready(running)
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop([running])
 
 
-def _wait_live(running: AllInOne, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert running.process.poll() is None, "\n".join(running.lines()[-20:])
-        try:
-            with running.client() as client:
-                if client.get("/readyz").status_code == 200:
-                    return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"not ready: {running.lines()[-20:]}")
-
-
-def write_routes(running: AllInOne) -> list[tuple[str, str]]:
+def write_routes(running: Running) -> list[tuple[str, str]]:
     """(method, path with its parameters filled in) of every `/v1` write route."""
-    with running.client() as client:
+    with running.http(TOKEN) as client:
         spec = client.get("/openapi.json").json()
     found = [
         (method.upper(), re.sub(r"\{[^}]+\}", "hx1", path))
@@ -139,10 +94,10 @@ def write_routes(running: AllInOne) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def test_every_write_route_answers_hostile_bodies_with_a_short_4xx(all_in_one: AllInOne) -> None:
+def test_every_write_route_answers_hostile_bodies_with_a_short_4xx(all_in_one: Running) -> None:
     routes = write_routes(all_in_one)
     assert ("POST", "/v1/rules:import") in routes and ("PUT", "/v1/subscribers/hx1") in routes
-    with all_in_one.client() as client:
+    with all_in_one.http(TOKEN) as client:
         for method, path in routes:
             for name, body in HOSTILE.items():
                 for content_type in ("application/json", "text/csv"):
@@ -159,22 +114,34 @@ def test_every_write_route_answers_hostile_bodies_with_a_short_4xx(all_in_one: A
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_bodies_over_the_limit_get_413_before_being_sent_whole(
-    all_in_one: AllInOne, chunked: bool
+    all_in_one: Running, chunked: bool
 ) -> None:
     for method, path in write_routes(all_in_one):
         if path == "/v1/rules:import":
             continue  # its own, larger limit (CALLMESH_API_MAX_IMPORT_BODY) is checked below
-        status, body, sent = send_raw(all_in_one.port, method, path, TEN_MB, chunked)
+        status, body, sent = send_raw(all_in_one.http_port, method, path, TEN_MB, chunked)
         assert status in (404, 413), (method, path, status, body[:200])  # 404: reads no body
         assert sent < TEN_MB, (method, path, sent)
         assert SECRET.encode() not in body
-    with all_in_one.client() as client:
+    with all_in_one.http(TOKEN) as client:
         assert client.get("/livez").status_code == 200
 
 
-def test_a_rate_deck_may_be_larger_than_a_json_body(all_in_one: AllInOne) -> None:
+def test_the_settings_reach_the_process(all_in_one: Running) -> None:
+    description = "d" * (MAX_BODY - 100)  # over the default limit, under the configured one
+    with all_in_one.http(TOKEN) as client:
+        under = client.put("/v1/gateways/g1", json={"address": "sip:a", "description": description})
+    with all_in_one.http() as anonymous:
+        metrics = anonymous.get("/metrics")  # CALLMESH_METRICS_PUBLIC=true
+        documents = anonymous.get("/openapi.json")
+    assert under.status_code == 422  # read and validated: the description is too long
+    assert metrics.status_code == 200
+    assert documents.status_code == 401
+
+
+def test_a_rate_deck_may_be_larger_than_a_json_body(all_in_one: Running) -> None:
     rows = "".join(f"r{n},0,{n},0,x\n" for n in range(200_000))  # about 3 MB
-    with all_in_one.client() as client:
+    with all_in_one.http(TOKEN) as client:
         reply = client.post(
             "/v1/rules:import", content=f"id,group,prefix,priority,gateways\n{rows}"
         )
@@ -182,8 +149,8 @@ def test_a_rate_deck_may_be_larger_than_a_json_body(all_in_one: AllInOne) -> Non
     assert "unknown gateway" in reply.text
 
 
-def test_the_log_has_one_line_per_refusal_and_no_secret(all_in_one: AllInOne) -> None:
-    with all_in_one.client() as client:
+def test_the_log_has_one_line_per_refusal_and_no_secret(all_in_one: Running) -> None:
+    with all_in_one.http(TOKEN) as client:
         client.put("/v1/subscribers/alice@example.com", json={"password": SECRET * 100})
     lines = all_in_one.lines()
     assert any('"msg":"request refused"' in line for line in lines)  # the capture works
