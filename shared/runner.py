@@ -92,7 +92,15 @@ class Process:
         sources = [
             source for service in self.services for source in service.runtime.metrics_sources
         ]
-        return create_app(title, routers, self.checks, secret, sources)
+        return create_app(
+            title,
+            routers,
+            self.checks,
+            secret,
+            sources,
+            metrics_public=self.settings.metrics_public,
+            max_body_size=self.settings.api_max_body,
+        )
 
     def http_server(self) -> uvicorn.Server:
         host, port = self.settings.http_address

@@ -22,6 +22,11 @@ from shared.sip.digest_offer import DigestOffer, parse_algorithms
 
 Transport = Literal["udp", "tcp"]
 
+DEFAULT_API_MAX_BODY = 1 << 20
+"""1 MiB: the largest JSON body (a dialplan of 1024 rules) is well under it."""
+DEFAULT_API_MAX_IMPORT_BODY = 128 << 20
+"""128 MiB: a million-rule rate deck is about 30 MB."""
+
 
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
@@ -75,6 +80,12 @@ class Settings(BaseSettings):
     http_listen: str = "127.0.0.1:8080"
     api_token: SecretStr | None = None
     """Kept as a secret so no repr or log of the settings shows it."""
+    api_max_body: int = Field(default=DEFAULT_API_MAX_BODY, ge=0)
+    """Bytes an HTTP request body may have (413 beyond), except the file imports'."""
+    api_max_import_body: int = Field(default=DEFAULT_API_MAX_IMPORT_BODY, ge=0)
+    """Bytes of a file import's body (``POST /v1/rules:import``, a whole rate deck)."""
+    metrics_public: bool = False
+    """Serve ``/metrics`` without the token (a scraper that cannot send one)."""
     sip_listen: str = "udp:127.0.0.1:5060,tcp:127.0.0.1:5060"
     trusted_networks: str = "127.0.0.0/8,::1/128"
     instance: str = Field(

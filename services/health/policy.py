@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+
+from shared.model import InputModel
 
 ProbeMode = Literal["never", "while_down", "always"]
 
@@ -38,7 +40,7 @@ AcceptedCodes = Annotated[tuple[int, ...], BeforeValidator(_parse_codes)]
 """Statuses (100-699) and classes (1-6, written ``"2xx"``)."""
 
 
-class ProbePolicy(BaseModel):
+class ProbePolicy(InputModel):
     """The effective policy of one target (defaults from the settings)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,7 +57,7 @@ class ProbePolicy(BaseModel):
         return not codes or status in codes or status // 100 in codes
 
 
-class PolicyOverride(BaseModel):
+class PolicyOverride(InputModel):
     """The body of ``PUT /v1/targets/{id}/policy``: only the fields given are overridden."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

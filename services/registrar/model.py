@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict
 
+from services.registrar.names import check_user
 from shared.sip.errors import SipParseError
 from shared.sip.uri import SipUri, parse_uri
 
@@ -78,7 +79,8 @@ def aor_of(uri: SipUri) -> str:
 def parse_aor(text: str) -> str:
     """An AoR from the API: ``sip:alice@example.com`` (URL-encoded or not) or ``alice@example.com``.
 
-    Raises ``ValueError`` when it is not a SIP address with a user.
+    Raises ``ValueError`` when it is not a SIP address with a user part the API accepts
+    (:func:`services.registrar.names.check_user`).
     """
     text = unquote(text.strip())
     if not text.lower().startswith(("sip:", "sips:")):
@@ -89,6 +91,7 @@ def parse_aor(text: str) -> str:
         raise ValueError(error.reason) from None
     if not isinstance(uri, SipUri) or not uri.user:
         raise ValueError("an AoR is sip:user@domain")
+    check_user(uri.user)
     return aor_of(uri)
 
 

@@ -31,7 +31,7 @@ class RoutingService(Service):
         return (
             entity_router("gateway", "gateways", Gateway, self.writer),
             entity_router("carrier", "carriers", Carrier, self.writer),
-            import_router(self.writer),
+            import_router(self.writer, self.settings.api_max_import_body),
             entity_router("rule", "rules", Rule, self.writer),
             entity_router("dialplan", "dialplans", Dialplan, self.writer),
             entity_router("manipulation", "manipulations", Manipulation, self.writer),

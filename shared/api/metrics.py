@@ -18,11 +18,12 @@ that answers and stay its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from prometheus_client import REGISTRY
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -40,6 +41,17 @@ class MetricsSource:
     """Each sibling's exposition text; a sibling that does not answer is left out."""
     prefix: str
     gauges: Mapping[str, GaugeRule] = field(default_factory=dict)
+
+
+def metrics_router(sources: Sequence[MetricsSource]) -> APIRouter:
+    """``GET /metrics``: Prometheus text; the app factory decides whether it needs the token."""
+    router = APIRouter(tags=["probes"])
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(await render(sources), media_type=CONTENT_TYPE_LATEST)
+
+    return router
 
 
 async def render(sources: Iterable[MetricsSource]) -> bytes:

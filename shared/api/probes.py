@@ -1,20 +1,16 @@
-"""``/livez``, ``/readyz`` and ``/metrics``: what orchestrators and Prometheus poll."""
+"""``/livez`` and ``/readyz``: what orchestrators poll, always open (they carry no token)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from shared.api.metrics import MetricsSource, render
 from shared.service import ReadinessCheck
 
 
-def probes_router(
-    checks: Sequence[tuple[str, ReadinessCheck]], metrics_sources: Sequence[MetricsSource] = ()
-) -> APIRouter:
+def probes_router(checks: Sequence[tuple[str, ReadinessCheck]]) -> APIRouter:
     router = APIRouter(tags=["probes"])
 
     @router.get("/livez")
@@ -31,9 +27,5 @@ def probes_router(
         if problems:
             return JSONResponse({"status": "unavailable", "reasons": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
-
-    @router.get("/metrics")
-    async def metrics() -> Response:
-        return Response(await render(metrics_sources), media_type=CONTENT_TYPE_LATEST)
 
     return router

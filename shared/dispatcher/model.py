@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from shared.model import InputModel
 
 Algorithm = Literal[
     "hash_call_id",
@@ -30,7 +32,7 @@ DestinationUri = Annotated[
 ]
 
 
-class Destination(BaseModel):
+class Destination(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     uri: DestinationUri
@@ -40,7 +42,7 @@ class Destination(BaseModel):
     attributes: Annotated[str, StringConstraints(max_length=1024)] = ""
 
 
-class DispatcherSet(BaseModel):
+class DispatcherSet(InputModel):
     """The body of ``PUT /v1/dispatcher/sets/{set_id}``; destinations keep their given order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -15,7 +15,6 @@ import re
 from typing import Annotated, Final, Literal, Self
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.model import InputModel
 from shared.sip.headers import COMPACT_FORMS, header_key
 
 PROTECTED_HEADERS: Final = frozenset(
@@ -91,7 +91,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-class _Rule(BaseModel):
+class _Rule(InputModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -233,7 +233,7 @@ Rule = Annotated[
 ]
 
 
-class Attachment(BaseModel):
+class Attachment(InputModel):
     """Where a rule set hangs: a source group, a routing rule, a gateway or a dispatcher set."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -242,7 +242,7 @@ class Attachment(BaseModel):
     id: str = Field(min_length=1, max_length=64)
 
 
-class RuleSet(BaseModel):
+class RuleSet(InputModel):
     """An ordered list of rules attached to one place; JSON body of the API later."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

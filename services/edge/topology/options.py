@@ -7,12 +7,13 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from services.edge.topology.tokens import Keyring
+from shared.model import InputModel
 from shared.sip.uri import SipUri
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!*_+`'")
 
 
-class TopologyOptions(BaseModel):
+class TopologyOptions(InputModel):
     """How to hide toward one gateway, dispatcher set or rule (attach it there)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

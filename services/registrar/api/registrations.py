@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from services.registrar.bindings import BindingStore
 from services.registrar.events import BindingRemoved
@@ -23,7 +23,10 @@ from shared.sip.uri import parse_uri
 
 Cursor = Annotated[int, Query(ge=0, description="0 to start; the previous page's next_cursor")]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="about this many AoRs per page")]
-Contact = Annotated[str | None, Query(description="remove only this contact URI")]
+Contact = Annotated[str | None, Query(max_length=1024, description="remove only this contact URI")]
+Aor = Annotated[
+    str, Path(max_length=600, description="sip:user@domain (URL-encoded or not), or user@domain")
+]
 
 
 def shown(binding: Binding, now: float) -> dict[str, Any]:
@@ -43,13 +46,13 @@ def registrations_router(bindings: BindingStore, bus: Bus) -> APIRouter:
             ) from None
 
     @router.get("/{aor}", summary="The current bindings of an AoR, highest q first")
-    async def get(aor: str) -> dict[str, Any]:
+    async def get(aor: Aor) -> dict[str, Any]:
         canonical_aor, now = canonical(aor), time.time()
         found = await lookup_bindings(store, canonical_aor, now)
         return {"aor": canonical_aor, "bindings": [shown(b, now) for b in found]}
 
     @router.delete("/{aor}", summary="Remove an AoR's bindings (or one, with ?contact=)")
-    async def delete(aor: str, contact: Contact = None) -> dict[str, Any]:
+    async def delete(aor: Aor, contact: Contact = None) -> dict[str, Any]:
         canonical_aor, now = canonical(aor), time.time()
         if contact is not None:
             try:

@@ -14,26 +14,34 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from services.registrar.events import DomainAdded, DomainRemoved
+from services.registrar.names import MAX_DOMAIN, MAX_USER, check_domain, check_subscriber_id
 from services.registrar.subscribers import PasswordRequiredError, Subscriber, SubscriberStore
 from shared.bus import Bus
-
-USERNAME = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+"
-DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?"
+from shared.model import OpenInputModel
 
 SubscriberId = Annotated[
-    str, Path(pattern=rf"^{USERNAME}(@{DOMAIN})?$", description="user@domain, or user alone")
+    str,
+    Path(
+        max_length=MAX_USER + 1 + MAX_DOMAIN,
+        description="user@domain, or user alone; the user a SIP user part of 1-64 characters",
+    ),
+    AfterValidator(check_subscriber_id),
 ]
-After = Annotated[str, Query(description="'' to start; the previous page's next_cursor")]
+After = Annotated[
+    str,
+    Query(
+        max_length=MAX_USER + 1 + MAX_DOMAIN,
+        description="'' to start; the previous page's next_cursor",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
-class SubscriberBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    domain: str | None = Field(default=None, pattern=rf"^{DOMAIN}$", max_length=253)
+class SubscriberBody(OpenInputModel):
+    domain: Annotated[str, AfterValidator(check_domain)] | None = None
     password: str | None = Field(default=None, min_length=1, max_length=256)
     enabled: bool = True
 

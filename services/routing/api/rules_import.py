@@ -24,10 +24,17 @@ _CSV_BODY = {
 }
 
 
-def import_router(writer: TableWriter) -> APIRouter:
+def import_router(writer: TableWriter, max_body_size: int) -> APIRouter:
+    """``max_body_size``: a deck's own body limit (``CALLMESH_API_MAX_IMPORT_BODY``),
+    larger than the API's."""
     router = APIRouter(tags=["routing"])
 
-    @router.post("/rules:import", openapi_extra=_CSV_BODY, summary="Import a CSV rate deck")
+    @router.post(
+        "/rules:import",
+        openapi_extra=_CSV_BODY,
+        summary="Import a CSV rate deck",
+        max_body_size=max_body_size,
+    )
     async def import_rules(request: Request, mode: Mode = "merge") -> dict[str, Any]:
         try:
             text = (await request.body()).decode("utf-8-sig")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from services.routing.table.model import RECORD_TYPES, EntityId, Kind, Record
+from shared.model import InputModel
 
 Op = Literal["upsert", "delete"]
 
@@ -31,7 +32,7 @@ class InvalidChangeError(ValueError):
     """A change that cannot be applied; the message is meant for the operator."""
 
 
-class ChangeItem(BaseModel):
+class ChangeItem(InputModel):
     """One change as it travels in commands and events; ``data`` is the record's body."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -80,12 +81,19 @@ def parse_commands(body: bytes) -> list[Change]:
     return changes
 
 
+MAX_REASONS = 10
+"""Errors named in one reason: it travels in a dead letter's header, so it stays short."""
+
+
 def describe(error: ValidationError, root: str = "") -> str:
-    """pydantic's errors as ``field.path: reason`` pairs, one line."""
+    """pydantic's errors as ``field.path: reason`` pairs, one line, inputs never quoted."""
+    details = error.errors(include_url=False, include_input=False)
     parts = []
-    for detail in error.errors(include_url=False, include_input=False):
-        path = ".".join(str(part) for part in (root, *detail["loc"]) if part != "")
-        parts.append(f"{path or 'body'}: {detail['msg']}")
+    for detail in details[:MAX_REASONS]:
+        path = ".".join(str(part)[:64] for part in (root, *detail["loc"][:8]) if part != "")
+        parts.append(f"{path or 'body'}: {detail['msg'][:200]}")
+    if len(details) > MAX_REASONS:
+        parts.append(f"and {len(details) - MAX_REASONS} more")
     return "; ".join(parts)
 
 

@@ -8,6 +8,7 @@ and an empty ``priority`` means 0. Errors name the line and the field, and up to
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,13 @@ class DeckError(ValueError):
 def parse_deck(text: str) -> list[tuple[str, Rule]]:
     """The deck's rules in file order; raises :class:`DeckError` listing what is wrong."""
     reader = csv.reader(text.splitlines())
+    try:
+        return _rules(reader)
+    except csv.Error as error:  # e.g. a field over the csv module's 131,072 characters
+        raise DeckError([DeckProblem(reader.line_num, "row", f"not CSV: {error}")]) from None
+
+
+def _rules(reader: Iterator[list[str]]) -> list[tuple[str, Rule]]:
     header = next(reader, None)
     if header is None or tuple(column.strip() for column in header) != COLUMNS:
         raise DeckError([DeckProblem(1, "header", f"expected {','.join(COLUMNS)}")])

@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from services.edge.manipulation.rules import Attachment, RuleSet
 from services.edge.manipulation.rules import Rule as ManipulationRule
 from services.edge.topology.policy import TargetTopology
 from services.routing.table.timewindow import TimeWindow
 from shared.dispatcher.model import SET_ID_PATTERN
+from shared.model import InputModel, OpenInputModel
 
 Kind = Literal["gateway", "carrier", "rule", "dialplan", "manipulation"]
 KINDS: tuple[Kind, ...] = ("gateway", "carrier", "rule", "dialplan", "manipulation")
@@ -40,12 +41,12 @@ Description = Annotated[str, StringConstraints(max_length=256)]
 Priority = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
-class Record(BaseModel):
+class Record(OpenInputModel):
     """Fields beyond the known ones are kept and shown back, as the contract allows
     ("more fields allowed"): operators tag records with their own metadata. The
-    known fields are still checked strictly."""
+    known fields are still checked strictly, and numbers anywhere must be finite."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     def stored(self) -> str:
         """The compact JSON kept in Redis: defaults omitted, a million rules stay small."""
@@ -65,7 +66,7 @@ class Gateway(Record):
     """Hide the inside's topology from this gateway (overrides the rule's setting)."""
 
 
-class CarrierMember(BaseModel):
+class CarrierMember(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: EntityId
@@ -139,7 +140,7 @@ class Rule(Record):
 _GROUP_REFERENCE = re.compile(r"\\(\d+)|\\g<(\d+)>")
 
 
-class DialplanRule(BaseModel):
+class DialplanRule(InputModel):
     """One translation: ``exact`` compares the whole number; ``regex`` searches it.
 
     On a match the number is rewritten by ``subst`` (a regex, default: ``match``

@@ -12,12 +12,14 @@ from functools import cached_property
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from shared.model import InputModel
 
 Weekday = Annotated[int, Field(ge=1, le=7)]
 
 
-class TimeWindow(BaseModel):
+class TimeWindow(InputModel):
     """``days`` are ISO weekdays (1 = Monday, empty = every day) of the local date.
 
     ``start``/``end`` are local times of day, end excluded; an ``end`` before

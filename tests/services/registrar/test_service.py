@@ -115,6 +115,49 @@ async def test_bad_subscriber_bodies_are_422(reg: Registrar, path: str, body: ob
     assert await reg.store.redis.exists(subscriber_key(reg.store, "alice@example.com")) == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("%252e%252e@example.com", 422),  # the id %2e%2e: dots in disguise
+        ("%2e%2e@example.com", 422),  # decoded by the server: ..
+        ("a" * 5000 + "@example.com", 422),
+        ("a" * 65, 422),
+        ("a%252Fb@example.com", 422),  # the id a%2Fb
+        ("a%250Ab@example.com", 422),  # the id a%0Ab
+        ("a%0Ab@example.com", 422),  # a newline in the id
+        ("a%2Fb@example.com", 404),  # a/b: no such route
+        ("alice@exa..mple.com", 422),
+        ("alice@" + "a" * 300, 422),
+    ],
+)
+async def test_hostile_subscriber_ids_are_refused(reg: Registrar, path: str, status: int) -> None:
+    for method in ("PUT", "GET", "DELETE"):
+        body = {"password": "x"} if method == "PUT" else None
+        reply = await reg.client.request(method, f"/v1/subscribers/{path}", json=body)
+        assert reply.status_code == status, (method, reply.text)
+        assert len(reply.content) < 1000
+    pattern = f"{reg.store.namespace}:registrar:subscriber*"
+    assert [key async for key in reg.store.redis.scan_iter(match=pattern)] == []
+
+
+async def test_an_escaped_user_part_is_a_subscriber(reg: Registrar) -> None:
+    """The positive control: %40 (an @ inside the user part) is a valid SIP user."""
+    path = "bob%2540corp.com@example.com"  # the id bob%40corp.com@example.com
+    assert (await reg.client.put(f"/v1/subscribers/{path}", json={"password": "x"})).is_success
+    got = await reg.client.get(f"/v1/subscribers/{path}")
+    assert got.json()["id"] == "bob%40corp.com@example.com"
+    pattern = f"{reg.store.namespace}:registrar:subscriber*"  # what the test above finds empty
+    assert [key async for key in reg.store.redis.scan_iter(match=pattern)] != []
+
+
+@pytest.mark.parametrize(
+    "aor", ["sip:%252e%252e@example.com", "sip:" + "a" * 5000 + "@example.com", "a%250A@x.org"]
+)
+async def test_hostile_aors_are_refused(reg: Registrar, aor: str) -> None:
+    assert (await reg.client.get(f"/v1/registrations/{aor}")).status_code == 422
+    assert (await reg.client.delete(f"/v1/registrations/{aor}")).status_code == 422
+
+
 async def test_no_password_anywhere_in_redis(reg: Registrar) -> None:
     password = "Pa55-unique-93a1"
     phone = await reg.subscriber("carol", password)

@@ -218,6 +218,36 @@ async def test_queued_commands_apply_reply_and_dead_letter(routing: Deployment) 
     assert reasons[3].startswith("op: Input should be 'upsert' or 'delete'")
 
 
+async def test_non_finite_numbers_in_commands_are_dead_lettered(routing: Deployment) -> None:
+    await routing.seed()
+    sender = await routing.bus("operator")
+    version = await RoutingStore(routing.store).version()
+    rule = b'{"op": "upsert", "kind": "rule", "id": "1", "data": {"gateways": ["1"], '
+    gateway = b'{"op": "upsert", "kind": "gateway", "id": "1", "data": {"address": "sip:a", '
+    hostile = [
+        rule + b'"priority": NaN}}',
+        rule + b'"cost": 1e400}}',
+        b'[{"op": "delete", "kind": "rule", "id": "2"}, ' + gateway + b'"strip": Infinity}}]',
+    ]
+    answers = [orjson.loads(await sender.request("routing.commands", body)) for body in hostile]
+    assert [a["ok"] for a in answers] == [False, False, False]
+    assert all(a["error"].startswith("malformed JSON") for a in answers)
+    good = orjson.dumps({"op": "delete", "kind": "rule", "id": "3"})
+    assert orjson.loads(await sender.request("routing.commands", good)) == {
+        "ok": True,
+        "version": version + 1,
+    }  # the consumer keeps going, and nothing of the hostile batch was applied
+    assert await routing.service.writer.store.get("rule", "2") is not None
+    dead: list[tuple[bytes, str]] = []
+    for _ in range(100):
+        dead.extend(await _dead_letters(routing.namespace))
+        if len(dead) >= len(hostile):
+            break
+        await asyncio.sleep(0.05)
+    assert [body for body, _ in dead] == hostile
+    assert all(reason.startswith("malformed JSON") for _, reason in dead)
+
+
 async def test_import_merge_replace_and_errors(routing: Deployment) -> None:
     await routing.seed()
     edge = await routing.edge()

@@ -1,4 +1,5 @@
-"""Admin security of the real processes: the token on every `/v1` route, secrets kept out of logs.
+"""Admin security of the real processes: the token on every `/v1` route, on the API documents
+and `/metrics`, secrets kept out of logs.
 
 Every service runs as its own process (`python -m services.<name>`) and all
 of them in the all-in-one (`python -m services`), on a fresh namespace,
@@ -18,12 +19,8 @@ import os
 import re
 import secrets
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -37,7 +34,8 @@ from shared.bus.amqp import AmqpBus
 from shared.sip.digest import compute_ha1
 from shared.sip.message import Response, parse_message
 from tests.conftest import RABBITMQ_URL, REDIS_URL
-from tests.services.edge.support import LOOPBACK, REPO, SipClient, free_port
+from tests.services.edge.support import LOOPBACK, SipClient
+from tests.shared.api.support import Running, start, stop, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -56,24 +54,6 @@ PROCESSES = {
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
-@dataclass
-class Running:
-    name: str
-    process: subprocess.Popen[bytes]
-    http_port: int
-    sip_port: int
-    log: Path
-
-    def http(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return httpx.Client(
-            base_url=f"http://{LOOPBACK}:{self.http_port}", headers=headers, timeout=10.0
-        )
-
-    def lines(self) -> list[str]:
-        return self.log.read_text(errors="replace").splitlines()
-
-
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Running]]:
     workdir = tmp_path_factory.mktemp("admin-security")
@@ -90,47 +70,13 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ru
     running: dict[str, Running] = {}
     try:
         for name, module in PROCESSES.items():
-            http_port, sip_port = free_port(), free_port()
-            env = dict(
-                base,
-                CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{http_port}",
-                CALLMESH_SIP_LISTEN=f"udp:{LOOPBACK}:{sip_port}",
-                CALLMESH_INSTANCE=f"sec-{name}",
-            )
-            log = workdir / f"{name}.log"
-            with open(log, "wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", module], cwd=REPO, env=env, stdout=out,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            running[name] = Running(name, process, http_port, sip_port, log)
+            running[name] = start(name, module, base, workdir)
         for each in running.values():
-            _wait_ready(each)
+            wait_ready(each)
         yield running
     finally:
-        for each in running.values():
-            each.process.terminate()
-        for each in running.values():
-            try:
-                each.process.wait(15)
-            except subprocess.TimeoutExpired:
-                each.process.kill()
-                each.process.wait()
+        stop(running.values())
         _remove_namespace(NAMESPACE)
-
-
-def _wait_ready(running: Running, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert running.process.poll() is None, "\n".join(running.lines()[-20:])
-        try:
-            with running.http() as client:
-                if client.get("/readyz").status_code == 200:
-                    return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{running.name} not ready: {running.lines()[-20:]}")
 
 
 def _remove_namespace(namespace: str) -> None:
@@ -158,7 +104,7 @@ def _remove_namespace(namespace: str) -> None:
 
 def v1_operations(running: Running) -> list[tuple[str, str]]:
     """(method, path with its parameters filled in) of every `/v1` operation in the OpenAPI."""
-    with running.http() as client:
+    with running.http(TOKEN) as client:
         spec = client.get("/openapi.json").json()
     found: list[tuple[str, str]] = []
     for path, operations in spec["paths"].items():
@@ -193,6 +139,20 @@ def test_every_v1_route_of_every_process_requires_the_token(
             allowed = call(ok, method, path)
             assert allowed.status_code != 401, (method, path, allowed.text)
             assert allowed.status_code < 500, (method, path, allowed.text)
+
+
+@pytest.mark.parametrize("name", list(PROCESSES))
+def test_api_documents_and_metrics_need_the_token_probes_do_not(
+    processes: dict[str, Running], name: str
+) -> None:
+    running = processes[name]
+    with running.http() as anonymous, running.http("wrong") as wrong, running.http(TOKEN) as ok:
+        for path in ("/docs", "/redoc", "/openapi.json", "/metrics"):
+            assert anonymous.get(path).status_code == 401, path
+            assert wrong.get(path).status_code == 401, path
+            assert ok.get(path).status_code == 200, path
+        for path in ("/livez", "/readyz"):
+            assert anonymous.get(path).status_code == 200, path
 
 
 def test_the_all_in_one_serves_every_route_of_the_single_services(
