@@ -98,6 +98,17 @@ class ProxyDriver:
         self._run(self.proxy.receive(data, source, listener, self._loop.time()))
         self._reschedule()
 
+    def admit_connection(self, source: Destination) -> bool:
+        """A peer opened a TCP connection: it counts as a request for the flood detector,
+        and a source over the limit (or blocked) has it closed at once."""
+        policies = self.proxy.policies
+        if policies is None:
+            return True
+        actions: list[Action] = []
+        refused = policies.refuse_connection(source, self._loop.time(), actions)
+        self._run(actions)
+        return not refused
+
     # ----- time ------------------------------------------------------------------------
 
     def _reschedule(self) -> None:
