@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,3 +59,22 @@ def limits_of(settings: Settings) -> TransportLimits:
 
 class TransportError(OSError):
     """A message could not be handed to the network (no socket for it, connect failed)."""
+
+
+class OversizeDatagramError(TransportError):
+    """A message larger than a UDP datagram can carry; the text names the peer."""
+
+
+class BindError(OSError):
+    """A listening socket could not be bound; its text names the socket, as
+    `udp:127.0.0.1:5060: address already in use` (errno kept)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def bind_error(error: OSError, transport: str, host: str, port: int) -> BindError:
+    """`error` from binding `transport:host:port`, with the socket named."""
+    what = os.strerror(error.errno) if error.errno else str(error)
+    address = f"[{host}]" if ":" in host else host
+    return BindError(error.errno, f"{transport}:{address}:{port}: {what[:1].lower()}{what[1:]}")

@@ -17,3 +17,8 @@ TCP_TIMED_OUT = Counter(
     "callmesh_sip_tcp_timed_out",
     "TCP connections closed because a message (or the first one) did not arrive whole in time",
 )
+UDP_OVERSIZE = Counter(
+    "callmesh_sip_udp_oversize",
+    "Messages not sent because they are larger than a UDP datagram holds",
+    ["kind"],
+)

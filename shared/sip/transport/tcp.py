@@ -23,7 +23,13 @@ from collections.abc import Callable
 from typing import Final, cast
 
 from shared.sip.framing import PING, FramingError, StreamFramer
-from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
+from shared.sip.transport.base import (
+    Listener,
+    MessageHandler,
+    TransportError,
+    TransportLimits,
+    bind_error,
+)
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.metrics import TCP_REFUSED, TCP_TIMED_OUT
 
@@ -152,9 +158,12 @@ class TcpTransport:
 
     async def listen(self, host: str, port: int) -> Listener:
         """Accept connections on `host:port`; returns the listener with the bound port."""
-        server = await self._loop.create_server(
-            lambda: TcpConnection(self), host, port, reuse_address=True
-        )
+        try:
+            server = await self._loop.create_server(
+                lambda: TcpConnection(self), host, port, reuse_address=True
+            )
+        except OSError as error:
+            raise bind_error(error, "tcp", host, port) from None
         sockname = server.sockets[0].getsockname()
         listener = Listener("tcp", sockname[0], sockname[1])
         self._servers.append(server)

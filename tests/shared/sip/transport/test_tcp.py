@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.sip.transport.base import TransportError, TransportLimits
+from shared.sip.transport.base import BindError, TransportError, TransportLimits
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tcp import TcpTransport
 from tests.shared.bus.support import until
@@ -297,3 +298,13 @@ async def test_admission_refuses_a_source_at_accept(inbox: Inbox) -> None:
         writer.close()
     finally:
         await server.close()
+
+
+async def test_a_port_in_use_is_named_in_the_error(server: TcpTransport) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BindError) as caught:
+            await server.listen("127.0.0.1", port)
+    assert str(caught.value) == f"tcp:127.0.0.1:{port}: address already in use"
