@@ -123,7 +123,7 @@ async def start_edge(
     )
     proxy = Proxy(
         interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls,
-        shedder=shedder,
+        shedder=shedder, udp_mtu=settings.udp_mtu,
     )  # fmt: skip
     driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message
