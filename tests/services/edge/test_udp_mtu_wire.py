@@ -10,7 +10,16 @@ from collections.abc import Iterator
 import pytest
 
 from shared.sip.message import Request, parse_message
-from tests.services.edge.support import LOOPBACK, Edge, free_port, running_edge, sip_request
+from tests.services.edge.support import (
+    LOOPBACK,
+    Edge,
+    SipClient,
+    free_port,
+    running_edge,
+    sip_request,
+    status_of,
+)
+from tests.services.edge.test_protection_wire import metric
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
@@ -81,3 +90,26 @@ def test_a_refused_tcp_connection_falls_back_to_udp(edge: Edge) -> None:
     assert isinstance(message, Request)
     assert message.vias[0].transport == "UDP"
     assert message.body == SDP.encode()
+
+
+def test_a_request_over_a_datagram_to_a_udp_only_hop_is_warned_counted_and_failed(
+    edge: Edge,
+) -> None:
+    port = free_port()
+    edge.put({
+        "gateways/mtu3": {"address": f"sip:{LOOPBACK}:{port};transport=udp"},
+        "rules/mtu3": {"group": "0", "prefix": "1803", "priority": 0, "gateways": ["mtu3"]},
+    })  # fmt: skip
+    caller = SipClient(edge.sip_port, "tcp")
+    try:
+        uri = f"sip:18035550001@{LOOPBACK}:{edge.sip_port}"
+        body = b"v=0\r\na=x-padding:" + b"p" * 65_000 + b"\r\n"
+        invite = sip_request("INVITE", uri, "tcp", caller.port, call_id=uuid.uuid4().hex)
+        caller.send(invite.replace(b"Content-Length: 0", b"Content-Length: %d" % len(body)) + body)
+        assert status_of(caller.final()) == 500  # the only gateway failed: 503 → 500 (§16.7)
+    finally:
+        caller.close()
+    assert metric(edge, 'callmesh_sip_udp_oversize_total{kind="request"}') == 1
+    [line] = [line for line in edge.log().splitlines() if "a datagram holds" in line]
+    assert '"level":"warning"' in line
+    assert f"request to 127.0.0.1:{port} is over the 65507 bytes a datagram holds" in line
