@@ -54,6 +54,8 @@ class TcpConnection(asyncio.Protocol):
         self.pending_since: float | None = None
         """When the message being received began (for one we accepted: the accept,
         until its first message); None between messages."""
+        self.greeted = not inbound
+        """A whole message came (keep-alives do not count: they would hold the slot)."""
         self.id = next(owner.connection_ids)
         self.listener = Listener("tcp", "", 0)
         self.peer: Peer = ("", 0)
@@ -89,12 +91,16 @@ class TcpConnection(asyncio.Protocol):
         now = self.last_activity = self._owner.now()
         framer = self._framer
         events = framer.feed(data)
-        if not framer.buffered:
-            self.pending_since = None
-        elif events or self.pending_since is None:
-            self.pending_since = now  # the part left over begins the next message
+        if self.greeted:  # before, the first-message deadline runs on from the accept
+            if not framer.buffered:
+                self.pending_since = None
+            elif events or self.pending_since is None:
+                self.pending_since = now  # the part left over begins the next message
         for event in events:
             if isinstance(event, bytes):
+                if not self.greeted:
+                    self.greeted = True
+                    self.pending_since = now if framer.buffered else None
                 try:
                     self._owner.on_message(event, self.source, self.listener)
                 except Exception:  # a handler bug must not take the connection down

@@ -280,6 +280,10 @@ async def test_a_trickling_message_is_cut_at_the_deadline_despite_its_traffic(
         assert (await inbox.get())[1].host == VICTIM
         silent_reader, _ = await connect_from(ATTACKER, listener.port)
         assert await closed_by_peer(silent_reader)  # nothing at all: the first-message deadline
+        pinging_reader, pinging = await connect_from(ATTACKER, listener.port)
+        pinging.write(b"\r\n\r\n")  # keep-alives are answered but are no first message
+        assert await read_exactly(pinging_reader, 2) == b"\r\n"
+        assert await closed_by_peer(pinging_reader)
         assert not good_reader.at_eof()
     finally:
         await server.close()
