@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     Retry-After while in-dialog traffic goes on (0: never shed load)."""
     overload_retry_after: int = Field(default=5, ge=1)
     """Seconds in the Retry-After of those 503s."""
+    tcp_max_connections: int = Field(default=4096, ge=1)
+    """Open SIP TCP connections per process, both directions."""
+    tcp_max_connections_per_source: int = Field(default=128, ge=0)
+    """SIP TCP connections one source IP may hold open to a process (0: no cap)."""
+    tcp_message_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a TCP peer has to complete a message from its first byte (and to send a
+    whole first message after connecting); a trickle does not extend it."""
+    udp_mtu: int = Field(default=1300, ge=0)
+    """Bytes above which a request the edge forwards goes by TCP instead of UDP when the
+    next hop's URI does not name UDP (RFC 3261 §18.1.1; Kamailio's `udp_mtu`); 0: never."""
     sip_t1: float = Field(default=0.5, gt=0)
     sip_t2: float = Field(default=4.0, gt=0)
     sip_t4: float = Field(default=5.0, gt=0)

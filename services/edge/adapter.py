@@ -43,7 +43,7 @@ from services.registrar.protocol import (
 from shared.bus import Bus, BusUnavailable, Event
 from shared.events.edge import TargetFailed
 from shared.sip.transaction import ClientTransaction
-from shared.sip.transport.base import Listener, TransportError
+from shared.sip.transport.base import Listener, OversizeDatagramError, TransportError
 from shared.sip.transport.destination import Destination
 
 log = logging.getLogger("callmesh.edge")
@@ -97,6 +97,17 @@ class ProxyDriver:
     def on_message(self, data: bytes, source: Destination, listener: Listener) -> None:
         self._run(self.proxy.receive(data, source, listener, self._loop.time()))
         self._reschedule()
+
+    def admit_connection(self, source: Destination) -> bool:
+        """A peer opened a TCP connection: it counts as a request for the flood detector,
+        and a source over the limit (or blocked) has it closed at once."""
+        policies = self.proxy.policies
+        if policies is None:
+            return True
+        actions: list[Action] = []
+        refused = policies.refuse_connection(source, self._loop.time(), actions)
+        self._run(actions)
+        return not refused
 
     # ----- time ------------------------------------------------------------------------
 
@@ -229,8 +240,11 @@ class ProxyDriver:
 
     def _send_failed(self, send: Send, error: Exception) -> None:
         destination = send.destination
-        log.info("send to %s:%s/%s failed: %s", destination.host, destination.port,
-                 destination.transport, error)  # fmt: skip
+        if isinstance(error, OversizeDatagramError):  # names the peer; counted by the transport
+            log.warning("%s: not sent", error)
+        else:
+            log.info("send to %s:%s/%s failed: %s", destination.host, destination.port,
+                     destination.transport, error)  # fmt: skip
         client: ClientTransaction | None = send.client
         if client is not None:
             self._run(self.proxy.transport_failed(client, self._loop.time()))

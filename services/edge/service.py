@@ -29,7 +29,7 @@ from shared.bus import Bus
 from shared.service import Service
 from shared.settings import Settings, split_host_port
 from shared.sip import message as message_module
-from shared.sip.transport.base import Listener
+from shared.sip.transport.base import Listener, limits_of
 from shared.sip.transport.destination import Destination
 from shared.store import Store
 
@@ -101,7 +101,7 @@ async def start_edge(
         trusted,
         settings.digest_offer,
     )
-    sockets = EdgeSockets(_unset_handler)
+    sockets = EdgeSockets(_unset_handler, limits_of(settings))
     await sockets.open(list(settings.sip_addresses), shared=group is not None)
     timers = ProxyTimers(
         fr=settings.fr_timeout,
@@ -123,10 +123,11 @@ async def start_edge(
     )
     proxy = Proxy(
         interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls,
-        shedder=shedder,
+        shedder=shedder, udp_mtu=settings.udp_mtu,
     )  # fmt: skip
     driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message
+    sockets.tcp.admit = driver.admit_connection
     if group is not None:
         sockets.affinity = CallAffinity(
             group, sockets.shared_udp, driver.on_message, sockets.private_udp

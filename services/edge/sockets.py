@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from services.edge.affinity import CallAffinity
 from shared.settings import ListenAddress
 from shared.sip.message import peek_header
-from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
+from shared.sip.transport.base import (
+    Listener,
+    MessageHandler,
+    TransportError,
+    TransportLimits,
+    bind_error,
+)
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tcp import TcpConnection, TcpTransport
 from shared.sip.transport.udp import UdpEndpoint
@@ -159,6 +165,7 @@ def top_via_names_port(data: bytes, port: int) -> bool:
 
 
 def _socket(host: str, port: int, kind: int, *, reuse_port: bool) -> socket.socket:
+    """Raises `BindError` naming the socket (`udp:127.0.0.1:5060: address already in use`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, kind)
     try:
@@ -170,7 +177,8 @@ def _socket(host: str, port: int, kind: int, *, reuse_port: bool) -> socket.sock
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
         sock.setblocking(False)
-    except OSError:
+    except OSError as error:
         sock.close()
-        raise
+        transport = "tcp" if kind == socket.SOCK_STREAM else "udp"
+        raise bind_error(error, transport, host, port) from None
     return sock

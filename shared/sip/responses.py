@@ -146,7 +146,10 @@ def error_response(message: bytes | Message, error: SipError) -> bytes | None:
     data = message.to_bytes() if isinstance(message, Message) else message
     found = find_head_end(data)
     head = data[: found[0]] if found else data
-    lines = head.replace(b"\r\n", b"\n").split(b"\n")
+    newline = head.find(b"\n")
+    lines = head.split(b"\r\n") if head[newline - 1 : newline] == b"\r" else head.split(b"\n")
+    # A CR or LF inside a line (which the parser refuses) must not go back out.
+    lines = [line.rstrip(b"\r").replace(b"\r", b" ").replace(b"\n", b" ") for line in lines]
     if lines[0].startswith(b"SIP/"):
         return None
     copied = _dialog_lines(lines[1:])
@@ -183,7 +186,7 @@ def _dialog_lines(lines: list[bytes]) -> list[bytes] | None:
             key = ""
         copying = key in DIALOG_KEYS and (key == "via" or key not in keys)
         if copying:
-            copied.append(line.rstrip(b"\r"))
+            copied.append(line)
             keys.append(key)
     if "via" not in keys:
         return None

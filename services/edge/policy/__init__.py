@@ -91,6 +91,10 @@ class EdgePolicies:
     ) -> bool:
         return self.guard.drop_flood(data, source, now, actions)
 
+    def refuse_connection(self, source: Destination, now: float, actions: list[Action]) -> bool:
+        """A new TCP connection from `source`, counted like a request: True refuses it."""
+        return self.guard.flooding(source, now, actions)
+
     def screen(
         self, request: Request, source: Destination, now: float, actions: list[Action],
         context: PolicyContext | None = None,

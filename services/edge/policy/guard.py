@@ -70,6 +70,10 @@ class Guard:
         """True when the message must be dropped: its source is (now) blocked."""
         if data.startswith(b"SIP/"):
             return False  # responses answer our requests: not a flood of theirs
+        return self.flooding(source, now, actions)
+
+    def flooding(self, source: Destination, now: float, actions: list[Action]) -> bool:
+        """Count one request (or new TCP connection) of `source`; True: it is (now) blocked."""
         verdict = self.flood.check(source.host, now, source.port, source.transport)
         if verdict == Verdict.ALLOW:
             return False

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from services.edge import metrics
@@ -84,6 +84,8 @@ log = logging.getLogger("callmesh.edge")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, SUBSCRIBE, NOTIFY, MESSAGE"
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 NO_ROUTE_REASON = 'SIP;cause=404;text="no route"'
+DEFAULT_UDP_MTU = 1300
+"""RFC 3261 §18.1.1's size for a path MTU not known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,10 @@ class Proxy:
         self, interfaces: Interfaces, router: NumberRouter, timers: ProxyTimers | None = None,
         policies: EdgePolicies | None = None, *, subscribers: Subscribers | None = None,
         calls: ActiveCalls | None = None, shedder: LoadShedder | None = None,
+        udp_mtu: int = DEFAULT_UDP_MTU,
     ) -> None:  # fmt: skip
+        self.udp_mtu = udp_mtu
+        """Requests larger than this go by TCP where they may (RFC 3261 §18.1.1; 0: never)."""
         self.policies = policies
         self.shedder = shedder
         """Refuses new calls (503) while the adapter sees the loop lag (None: never)."""
@@ -534,6 +539,11 @@ class Proxy:
                                         to_tag=self._to_tag, headers=error.headers)  # fmt: skip
                 forwarding.finals.append(failure)
                 return
+        if self._too_large_for_udp(request, hop):  # built again, with our TCP Via (§18.1.1)
+            tcp = replace(hop.destination, transport="tcp")
+            sized = replace(hop, destination=tcp, udp_fallback=hop.destination)
+            self._send_branch(forwarding, sized, now, actions)
+            return
         client, events = self.table.start_client(
             request, hop.destination, now, proxy=request.method == "INVITE"
         )
@@ -547,6 +557,35 @@ class Proxy:
             self.calls.branch_sent(hop.set_id, hop.set_uri, request.method, request.call_id, now)
         for event in events:
             self._transaction_event(client, event, now, actions)
+
+    def _too_large_for_udp(self, request: Request, hop: Hop) -> bool:
+        """RFC 3261 §18.1.1: a request over the MTU goes by TCP, unless its next hop's URI
+        names UDP, it goes down a flow (a peer reachable only where it connected from), or
+        this edge has no TCP socket of the hop's address family.  The size costs nothing:
+        the transaction serialises the same bytes next."""
+        destination = hop.destination
+        return (
+            destination.transport == "udp"
+            and 0 < self.udp_mtu < len(request.to_bytes())
+            and not destination.pinned
+            and hop.flow_token is None
+            and self.interfaces.outbound("tcp", destination.host).transport == "tcp"
+        )
+
+    def _retry_over_udp(self, branch: Branch, now: float, actions: list[Action]) -> bool:
+        """§18.1.1: TCP was chosen for the size alone and failed: the hop again over UDP."""
+        forwarding = branch.forwarding
+        fallback = branch.hop.udp_fallback
+        if fallback is None or branch.abandoned or forwarding.done or forwarding.cancelled:
+            return False
+        _settle(forwarding, branch)
+        branch.abandoned = True
+        udp = replace(fallback, pinned=True)
+        self._send_branch(forwarding, replace(branch.hop, destination=udp, udp_fallback=None),
+                          now, actions)  # fmt: skip
+        if not forwarding.branches:
+            self._next_branch(forwarding, now, actions)
+        return True
 
     def _forward_in_dialog_ack(
         self, request: Request, source: Destination, actions: list[Action],
@@ -799,8 +838,10 @@ class Proxy:
             elif not branch.abandoned:
                 self._branch_response(branch, event.response, now, actions, local="timeout")
         elif isinstance(event, TransportFailed):
-            failure = make_response(transaction.request, 503, "Service Unavailable (transport)")
             self._disarm(branch)
+            if self._retry_over_udp(branch, now, actions):
+                return
+            failure = make_response(transaction.request, 503, "Service Unavailable (transport)")
             self._branch_response(branch, failure, now, actions, local="transport")
         elif isinstance(event, Terminated):
             self._disarm(branch)

@@ -78,6 +78,9 @@ class Hop:
     set_id: str | None = None
     set_uri: str = ""
     """For a dispatcher destination: its set and its URI as configured there."""
+    udp_fallback: Destination | None = None
+    """Set when the request goes by TCP only because it is too large for UDP (RFC 3261
+    §18.1.1): where to retry it over UDP if the TCP connection fails."""
 
 
 def dialled_number(uri: Uri) -> str | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.settings import Settings
 from shared.sip.framing import DEFAULT_MAX_HEADER_SIZE
 from shared.sip.message import MAX_MESSAGE_SIZE
 from shared.sip.transport.destination import Destination
@@ -30,13 +32,49 @@ class TransportLimits:
     """Bounds that keep one peer from exhausting the process."""
 
     max_connections: int = 4096
+    """Open TCP connections of the process, both directions (Kamailio's `tcp_max_connections`)."""
+    max_connections_per_source: int = 128
+    """Connections one source IP may hold open to us (0: no cap), so one address cannot
+    take every slot of `max_connections`; a NATed office shares one address, hence not 8."""
     max_message_size: int = MAX_MESSAGE_SIZE
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
     idle_timeout: float = 300.0
     """Seconds without traffic after which a stream connection is closed."""
+    message_timeout: float = 10.0
+    """Seconds a stream peer has to complete a message from its first byte, and a peer
+    that connected to us to send its first one (Kamailio's `tcp_msg_read_timeout` and
+    `tcp_msg_data_timeout`): traffic does not extend it, so a trickle is cut."""
     socket_buffer: int = 4 * 1024 * 1024
     """SO_RCVBUF/SO_SNDBUF asked for on UDP sockets (the kernel may grant less)."""
 
 
+def limits_of(settings: Settings) -> TransportLimits:
+    """The `CALLMESH_TCP_*` settings as transport limits."""
+    return TransportLimits(
+        max_connections=settings.tcp_max_connections,
+        max_connections_per_source=settings.tcp_max_connections_per_source,
+        message_timeout=settings.tcp_message_timeout,
+    )
+
+
 class TransportError(OSError):
     """A message could not be handed to the network (no socket for it, connect failed)."""
+
+
+class OversizeDatagramError(TransportError):
+    """A message larger than a UDP datagram can carry; the text names the peer."""
+
+
+class BindError(OSError):
+    """A listening socket could not be bound; its text names the socket, as
+    `udp:127.0.0.1:5060: address already in use` (errno kept)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def bind_error(error: OSError, transport: str, host: str, port: int) -> BindError:
+    """`error` from binding `transport:host:port`, with the socket named."""
+    what = os.strerror(error.errno) if error.errno else str(error)
+    address = f"[{host}]" if ":" in host else host
+    return BindError(error.errno, f"{transport}:{address}:{port}: {what[:1].lower()}{what[1:]}")

@@ -7,7 +7,7 @@ and stream clients that must be answered on the connection they opened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from shared.sip.errors import SipError
@@ -30,6 +30,9 @@ class Destination:
     host: str
     port: int
     connection_id: int | None = None
+    pinned: bool = field(default=False, compare=False)
+    """The transport must not change: the next hop's URI names it (`;transport=udp`), or
+    it is already the fallback of RFC 3261 §18.1.1.  Not part of equality."""
 
     @property
     def reliable(self) -> bool:
@@ -89,8 +92,10 @@ def destination_of(uri: Uri) -> Destination:
     """
     if not isinstance(uri, SipUri):
         raise SipError("Unsupported URI Scheme", 416)
-    transport = (uri.param("transport") or ("tcp" if uri.scheme == "sips" else "udp")).lower()
+    named = uri.param("transport")
+    transport = (named or ("tcp" if uri.scheme == "sips" else "udp")).lower()
     if transport not in SUPPORTED_TRANSPORTS:
         raise SipError(f"transport {transport} not available", 503)
     host = uri.param("maddr") or uri.host
-    return Destination(transport, unbracket(host), uri.port or default_port(transport))
+    port = uri.port or default_port(transport)
+    return Destination(transport, unbracket(host), port, pinned=named is not None)

@@ -5,6 +5,13 @@ peer's address, whichever side opened it, because NATed clients can only be
 reached over the connection they opened (RFC 3261 §18.2.2, RFC 5626).  Idle
 connections are closed after `idle_timeout`; CRLF pings are answered with a
 pong (RFC 5626 §3.5.1) and count as traffic.
+
+Against one address locking everyone out: a source may hold at most
+`max_connections_per_source` connections to us, `admit` (the edge's flood
+detector) may refuse a source at accept, and a message must arrive whole
+within `message_timeout` of its first byte (the first one within that time of
+the accept), however the bytes trickle in.  Refusals are counted and logged at
+most once per `REFUSAL_LOG_INTERVAL` per reason, so a flood cannot flood the log.
 """
 
 from __future__ import annotations
@@ -12,23 +19,43 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import cast
+from collections.abc import Callable
+from typing import Final, cast
 
 from shared.sip.framing import PING, FramingError, StreamFramer
-from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
+from shared.sip.transport.base import (
+    Listener,
+    MessageHandler,
+    TransportError,
+    TransportLimits,
+    bind_error,
+)
 from shared.sip.transport.destination import Destination
+from shared.sip.transport.metrics import TCP_REFUSED, TCP_TIMED_OUT
 
 log = logging.getLogger(__name__)
 
 Peer = tuple[str, int]
 _PONG = b"\r\n"
+REFUSAL_LOG_INTERVAL: Final = 10.0
+
+Admission = Callable[[Destination], bool]
+"""Asked for every connection a peer opens to us: False refuses it (closed at once)."""
 
 
 class TcpConnection(asyncio.Protocol):
     """One stream: frames what arrives, writes what is sent."""
 
-    def __init__(self, owner: TcpTransport) -> None:
+    def __init__(self, owner: TcpTransport, *, inbound: bool = True) -> None:
         self._owner = owner
+        self.inbound = inbound
+        """Opened by the peer (accepted), as opposed to by us."""
+        self.adopted = False
+        self.pending_since: float | None = None
+        """When the message being received began (for one we accepted: the accept,
+        until its first message); None between messages."""
+        self.greeted = not inbound
+        """A whole message came (keep-alives do not count: they would hold the slot)."""
         self.id = next(owner.connection_ids)
         self.listener = Listener("tcp", "", 0)
         self.peer: Peer = ("", 0)
@@ -55,14 +82,25 @@ class TcpConnection(asyncio.Protocol):
         self.peer = (host, port)
         self.source = Destination("tcp", host, port, self.id)
         self.last_activity = self._owner.now()
+        if self.inbound:
+            self.pending_since = self.last_activity
         if not self._owner.adopt(self):
-            log.warning("tcp: refused %s:%d, connection limit reached", host, port)
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self._owner.now()
-        for event in self._framer.feed(data):
+        now = self.last_activity = self._owner.now()
+        framer = self._framer
+        events = framer.feed(data)
+        if self.greeted:  # before, the first-message deadline runs on from the accept
+            if not framer.buffered:
+                self.pending_since = None
+            elif events or self.pending_since is None:
+                self.pending_since = now  # the part left over begins the next message
+        for event in events:
             if isinstance(event, bytes):
+                if not self.greeted:
+                    self.greeted = True
+                    self.pending_since = now if framer.buffered else None
                 try:
                     self._owner.on_message(event, self.source, self.listener)
                 except Exception:  # a handler bug must not take the connection down
@@ -89,6 +127,10 @@ class TcpConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
 
 class TcpTransport:
     """Every TCP listener and connection of the process, with reuse, limits and idle close.
@@ -99,11 +141,16 @@ class TcpTransport:
     def __init__(self, on_message: MessageHandler, limits: TransportLimits | None = None) -> None:
         self.on_message = on_message
         self.limits = limits or TransportLimits()
+        self.admit: Admission | None = None
         self.connection_ids = itertools.count(1)
         self.listeners: list[Listener] = []
         self._servers: list[asyncio.Server] = []
         self._by_id: dict[int, TcpConnection] = {}
         self._by_peer: dict[Peer, TcpConnection] = {}
+        self._per_source: dict[str, int] = {}
+        """Open connections each source host opened to us."""
+        self._quiet_until: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
         self._connecting: dict[Peer, asyncio.Future[TcpConnection]] = {}
         self._loop = asyncio.get_running_loop()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -117,9 +164,12 @@ class TcpTransport:
 
     async def listen(self, host: str, port: int) -> Listener:
         """Accept connections on `host:port`; returns the listener with the bound port."""
-        server = await self._loop.create_server(
-            lambda: TcpConnection(self), host, port, reuse_address=True
-        )
+        try:
+            server = await self._loop.create_server(
+                lambda: TcpConnection(self), host, port, reuse_address=True
+            )
+        except OSError as error:
+            raise bind_error(error, "tcp", host, port) from None
         sockname = server.sockets[0].getsockname()
         listener = Listener("tcp", sockname[0], sockname[1])
         self._servers.append(server)
@@ -172,7 +222,7 @@ class TcpTransport:
             raise TransportError("tcp connection limit reached")
         try:
             _, connection = await self._loop.create_connection(
-                lambda: TcpConnection(self), peer[0], peer[1]
+                lambda: TcpConnection(self, inbound=False), peer[0], peer[1]
             )
         except OSError as error:
             raise TransportError(f"tcp connect to {peer[0]}:{peer[1]}: {error}") from error
@@ -184,28 +234,88 @@ class TcpTransport:
         return connection
 
     def adopt(self, connection: TcpConnection) -> bool:
-        """Register a new connection; False when over the limit (the caller drops it)."""
-        if len(self._by_id) >= self.limits.max_connections:
+        """Register a new connection; False when it is refused (the caller drops it)."""
+        host = connection.peer[0]
+        refusal = self._refusal(connection) if connection.inbound else None
+        if refusal is None and len(self._by_id) >= self.limits.max_connections:
+            refusal = "limit"
+        if refusal is not None:
+            self._refused(refusal, connection)
             return False
+        connection.adopted = True
         self._by_id[connection.id] = connection
         self._by_peer[connection.peer] = connection
+        if connection.inbound:
+            self._per_source[host] = self._per_source.get(host, 0) + 1
         return True
 
+    def _refusal(self, connection: TcpConnection) -> str | None:
+        """Why a connection a peer opened must be refused (before the overall limit)."""
+        admit = self.admit
+        if admit is not None and not admit(connection.source):
+            return "flood"
+        cap = self.limits.max_connections_per_source
+        if cap and self._per_source.get(connection.peer[0], 0) >= cap:
+            return "source_limit"
+        return None
+
+    def _refused(self, reason: str, connection: TcpConnection) -> None:
+        """Count it; log it unless this reason was logged within `REFUSAL_LOG_INTERVAL`."""
+        TCP_REFUSED.labels(reason).inc()
+        now = self.now()
+        if now < self._quiet_until.get(reason, 0.0):
+            self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+            return
+        self._quiet_until[reason] = now + REFUSAL_LOG_INTERVAL
+        host, port = connection.peer
+        what = {
+            "flood": "the source is over the flood limit",
+            "source_limit": f"{self.limits.max_connections_per_source} connections from "
+            f"{host} already",
+            "limit": f"connection limit ({self.limits.max_connections}) reached",
+        }[reason]
+        log.warning("tcp: refused %s:%d, %s (%d more refused since the last such line)",
+                    host, port, what, self._unlogged.pop(reason, 0))  # fmt: skip
+
     def forget(self, connection: TcpConnection) -> None:
+        if not connection.adopted:
+            return
+        connection.adopted = False
         self._by_id.pop(connection.id, None)
         for peer in (connection.peer, *connection.aliases):
             if self._by_peer.get(peer) is connection:
                 del self._by_peer[peer]
+        if connection.inbound:
+            host = connection.peer[0]
+            left = self._per_source.get(host, 1) - 1
+            if left > 0:
+                self._per_source[host] = left
+            else:
+                self._per_source.pop(host, None)
 
     def _schedule_sweep(self) -> None:
-        interval = max(0.05, min(self.limits.idle_timeout / 4, 30.0))
+        limits = self.limits
+        interval = max(0.05, min(limits.idle_timeout / 4, limits.message_timeout / 4, 30.0))
         self._sweeper = self._loop.call_later(interval, self._sweep)
 
     def _sweep(self) -> None:
-        cutoff = self.now() - self.limits.idle_timeout
-        for connection in [c for c in self._by_id.values() if c.last_activity <= cutoff]:
-            log.info("tcp %s:%d: idle, closing", *connection.peer)
-            connection.close()
+        now = self.now()
+        idle = now - self.limits.idle_timeout
+        late = now - self.limits.message_timeout
+        cut: list[TcpConnection] = []
+        for connection in list(self._by_id.values()):
+            if connection.pending_since is not None and connection.pending_since <= late:
+                connection.pending_since = None
+                cut.append(connection)
+                connection.abort()  # not close(): a peer that does not read would hold it
+            elif connection.last_activity <= idle:
+                log.info("tcp %s:%d: idle, closing", *connection.peer)
+                connection.close()
+        if cut:
+            TCP_TIMED_OUT.inc(len(cut))
+            log.warning("tcp: closed %d connection(s) with no whole message within %g s, "
+                        "e.g. from %s:%d", len(cut), self.limits.message_timeout,
+                        *cut[0].peer)  # fmt: skip
         self._schedule_sweep()
 
     async def close(self) -> None:

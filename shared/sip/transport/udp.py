@@ -11,12 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import cast
+from typing import Final, cast
 
-from shared.sip.transport.base import Listener, MessageHandler, TransportError, TransportLimits
+from shared.sip.transport.base import (
+    Listener,
+    MessageHandler,
+    OversizeDatagramError,
+    TransportError,
+    TransportLimits,
+    bind_error,
+)
 from shared.sip.transport.destination import Destination
+from shared.sip.transport.metrics import UDP_OVERSIZE
 
 log = logging.getLogger(__name__)
+
+MAX_DATAGRAM_PAYLOAD: Final = 65507
+"""65,535 less the IPv4 and UDP headers."""
+MAX_DATAGRAM_PAYLOAD_V6: Final = 65527
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
@@ -51,10 +63,24 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         log.info("udp %s:%d: %s", self.listener.host, self.listener.port, exc)
 
     def send(self, data: bytes, destination: Destination) -> None:
-        """Send one datagram; the host must be an IP literal (DNS is the caller's, RFC 3263)."""
+        """Send one datagram; the host must be an IP literal (DNS is the caller's, RFC 3263).
+
+        Raises `OversizeDatagramError` (counted) for more than a datagram holds: the
+        kernel's EMSGSIZE would only reach `error_received`, without the peer.
+        """
         if self._transport is None or self._transport.is_closing():
             raise TransportError(f"udp socket {self.listener.host}:{self.listener.port} is closed")
-        self._transport.sendto(data, (destination.host, destination.port))
+        host = destination.host
+        if len(data) > MAX_DATAGRAM_PAYLOAD:
+            limit = MAX_DATAGRAM_PAYLOAD_V6 if ":" in host else MAX_DATAGRAM_PAYLOAD
+            if len(data) > limit:
+                kind = "response" if data.startswith(b"SIP/") else "request"
+                UDP_OVERSIZE.labels(kind).inc()
+                raise OversizeDatagramError(
+                    f"udp: {len(data)}-byte {kind} to {host}:{destination.port} is over the "
+                    f"{limit} bytes a datagram holds"
+                )
+        self._transport.sendto(data, (host, destination.port))
 
     def close(self) -> None:
         if self._transport is not None:
@@ -78,9 +104,9 @@ async def open_udp(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
         sock.setblocking(False)
-    except OSError:
+    except OSError as error:
         sock.close()
-        raise
+        raise bind_error(error, "udp", host, port) from None
     loop = asyncio.get_running_loop()
     _, endpoint = await loop.create_datagram_endpoint(
         lambda: UdpEndpoint(on_message, limits), sock=sock

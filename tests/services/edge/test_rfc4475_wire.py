@@ -111,3 +111,24 @@ def test_edge_still_serves_after_the_torture(edge: Edge, transport: str) -> None
         assert status_of(client.final()) == 200
     finally:
         client.close()
+
+
+BARE_CR_PARAMS = [b"branch=z9hG4bKa2\r;rport", b'branch=z9hG4bKa2;rport;x="a\rb"']
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("params", BARE_CR_PARAMS)
+def test_a_bare_cr_in_a_via_parameter_gets_a_400(edge: Edge, transport: str, params: bytes) -> None:
+    """Issue 13 item 5: no answer and a ValueError in the log, before."""
+    client = SipClient(edge.sip_port, transport)
+    client.sock.settimeout(3.0)
+    try:
+        request = options(edge.sip_port, transport)
+        head, _, rest = request.partition(b";branch=")
+        client.send(head + b";" + params + rest[rest.index(b"\r\n") :])
+        answer = client.final()
+    finally:
+        client.close()
+    assert status_of(answer) == 400
+    assert b"bare CR or LF" in answer.split(b"\r\n", 1)[0]
+    assert "ValueError" not in edge.log()

@@ -15,6 +15,7 @@ from shared.sip.message import (
     parse_message,
     peek_header,
 )
+from shared.sip.responses import error_response
 from shared.sip.uri import SipUri
 from shared.sip.via import Via
 
@@ -255,6 +256,66 @@ def test_framing_errors(data: bytes, reason: str | None) -> None:
     with pytest.raises(SipParseError) as caught:
         parse_message(data)
     assert caught.value.reason == reason
+
+
+BARE_BREAKS = {
+    # Issue 13 item 5: each went unanswered and logged a ValueError when the edge
+    # stamped `received` on the Via and wrote it back.
+    "via-branch-bare-cr": b"branch=z9hG4bKa2\r;rport",
+    "via-quoted-bare-cr": b'branch=z9hG4bKa2;rport;x="a\rb"',
+    "via-branch-bare-lf": b"branch=z9hG4bKa2\n;rport",
+    "via-quoted-bare-lf": b'branch=z9hG4bKa2;rport;x="a\nb"',
+}
+
+
+def with_via_params(params: bytes) -> bytes:
+    return (
+        b"OPTIONS sip:bob@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1:5060;" + params + b"\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n"
+        b"Call-ID: bare-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(BARE_BREAKS))
+def test_a_bare_cr_or_lf_in_a_header_is_refused_with_an_answerable_400(name: str) -> None:
+    data = with_via_params(BARE_BREAKS[name])
+    with pytest.raises(SipParseError) as caught:
+        parse_message(data)
+    assert (caught.value.status, caught.value.reason) == (
+        400,
+        "bare CR or LF inside a header field",
+    )
+    answer = error_response(data, caught.value)
+    assert answer is not None
+    parsed = parse_message(answer)  # itself free of bare line breaks
+    assert isinstance(parsed, Response)
+    assert parsed.status == 400
+    assert parsed.top_via.branch is not None
+    assert parsed.top_via.branch.startswith("z9hG4bKa2")
+    assert parsed.call_id == "bare-1"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"OPTIONS sip:a@b SIP/2.0\r\nSubject: x\ry\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\r\nSubject: x\ny\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\r\nSubject: x\n y\r\n\r\n",  # a fold needs CRLF
+        b"OPTIONS sip:a\r@b SIP/2.0\r\nSubject: x\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\nSubject: x\ry\n\n",  # the bare-LF form
+    ],
+)
+def test_a_bare_line_break_anywhere_in_the_head_is_refused(data: bytes) -> None:
+    with pytest.raises(SipParseError, match="bare CR or LF"):
+        parse_message(data)
+
+
+def test_line_endings_and_folds_are_not_bare_breaks() -> None:
+    assert parse_message(INVITE).header("Subject") == "first line second line"
+    lf = INVITE.replace(b"\r\n", b"\n")
+    assert parse_message(lf).header("Subject") == "first line second line"
+    assert parse_message(b"OPTIONS sip:a@b SIP/2.0\nX: y\r\n\n").header("X") == "y"
 
 
 def test_bounds_on_hostile_input() -> None:

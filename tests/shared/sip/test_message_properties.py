@@ -142,6 +142,8 @@ def exercise(data: bytes) -> None:
         _ = (message.top_via, message.contacts, message.header_fields(), message.to_bytes())
         if isinstance(message, Request):
             check_proxy_request(message)
+            stamped = message.top_via.with_params(received="192.0.2.1", rport="5060")
+            message.replace_top_via(stamped)  # as a proxy does (§18.2.1, RFC 3581)
             message.decrement_max_forwards()
             message.pop_route()
             message.prepend_via("SIP/2.0/UDP proxy.example.com;branch=z9hG4bKfuzz")

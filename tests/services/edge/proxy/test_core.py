@@ -57,13 +57,17 @@ class Run:
         return self.proxy.expire(self.now)
 
 
-@pytest.fixture
-def run() -> Run:
+def new_run() -> Run:
     interfaces = Interfaces(
         [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
     )
     table = Table()
     return Run(Proxy(interfaces, NumberRouter(table), ProxyTimers(fr=2.0, fr_inv=10.0)), table)
+
+
+@pytest.fixture
+def run() -> Run:
+    return new_run()
 
 
 def invite(

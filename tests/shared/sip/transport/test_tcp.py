@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.sip.transport.base import TransportError, TransportLimits
+from shared.sip.transport.base import BindError, TransportError, TransportLimits
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tcp import TcpTransport
+from tests.shared.bus.support import until
 from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
 
 HOSTS = [
@@ -208,3 +210,105 @@ async def test_a_failing_handler_does_not_close_the_connection() -> None:
         writer.close()
     finally:
         await server.close()
+
+
+# ----- issue 13 item 4: one address must not lock everyone out ------------------------
+
+ATTACKER, VICTIM = "127.0.0.3", "127.0.0.2"
+
+
+async def connect_from(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
+
+
+async def test_half_sent_connections_from_one_address_do_not_lock_out_another(
+    inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = TransportLimits(max_connections=10, max_connections_per_source=4)
+    server = TcpTransport(inbox, limits)
+    try:
+        listener = await server.listen("127.0.0.1", 0)
+        attack = [await connect_from(ATTACKER, listener.port) for _ in range(10)]
+        for _, writer in attack:
+            writer.write(OPTIONS[:40])  # never finished
+        refused = [reader for reader, _ in attack[4:]]
+        for reader in refused:
+            assert await closed_by_peer(reader)
+        await until(lambda: len(server) == 4)
+        reader, writer = await connect_from(VICTIM, listener.port)
+        writer.write(OPTIONS)
+        data, source, _ = await inbox.get()
+        assert (data, source.host) == (OPTIONS, VICTIM)
+        await server.send(OK, source)
+        assert await read_exactly(reader, len(OK)) == OK
+        warnings = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert len(warnings) == 1  # six refusals, one line
+        assert "4 connections from 127.0.0.3 already" in warnings[0].getMessage()
+        for _, attacker in attack:
+            attacker.close()
+        writer.close()
+        await until(lambda: len(server) == 0)  # the per-source count is given back
+        _, again = await connect_from(ATTACKER, listener.port)
+        again.write(OPTIONS)
+        assert (await inbox.get())[1].host == ATTACKER
+        again.close()
+    finally:
+        await server.close()
+
+
+async def test_a_trickling_message_is_cut_at_the_deadline_despite_its_traffic(
+    inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = TcpTransport(inbox, TransportLimits(message_timeout=0.5))
+    try:
+        listener = await server.listen("127.0.0.1", 0)
+        good_reader, good = await connect_from(VICTIM, listener.port)
+        good.write(OPTIONS)  # whole: no deadline runs between messages
+        await inbox.get()
+        slow_reader, slow = await connect_from(ATTACKER, listener.port)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for byte in OPTIONS[:30]:  # a byte every 0.1 s, for at most 3 s
+            slow.write(bytes([byte]))
+            await asyncio.sleep(0.1)
+            if slow_reader.at_eof():
+                break
+        assert await closed_by_peer(slow_reader)
+        assert 0.5 <= loop.time() - started < 1.5
+        assert "no whole message within 0.5 s" in caplog.text
+        good.write(OPTIONS)  # the control: the connection that sent whole messages lives
+        assert (await inbox.get())[1].host == VICTIM
+        silent_reader, _ = await connect_from(ATTACKER, listener.port)
+        assert await closed_by_peer(silent_reader)  # nothing at all: the first-message deadline
+        pinging_reader, pinging = await connect_from(ATTACKER, listener.port)
+        pinging.write(b"\r\n\r\n")  # keep-alives are answered but are no first message
+        assert await read_exactly(pinging_reader, 2) == b"\r\n"
+        assert await closed_by_peer(pinging_reader)
+        assert not good_reader.at_eof()
+    finally:
+        await server.close()
+
+
+async def test_admission_refuses_a_source_at_accept(inbox: Inbox) -> None:
+    server = TcpTransport(inbox)
+    server.admit = lambda source: source.host != ATTACKER
+    try:
+        listener = await server.listen("127.0.0.1", 0)
+        refused, _ = await connect_from(ATTACKER, listener.port)
+        assert await closed_by_peer(refused)
+        _, writer = await connect_from(VICTIM, listener.port)
+        writer.write(OPTIONS)
+        assert (await inbox.get())[1].host == VICTIM
+        writer.close()
+    finally:
+        await server.close()
+
+
+async def test_a_port_in_use_is_named_in_the_error(server: TcpTransport) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BindError) as caught:
+            await server.listen("127.0.0.1", port)
+    assert str(caught.value) == f"tcp:127.0.0.1:{port}: address already in use"

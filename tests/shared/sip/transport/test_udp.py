@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 
 import pytest
+from prometheus_client import REGISTRY
 
-from shared.sip.transport.base import TransportLimits
+from shared.sip.transport.base import BindError, OversizeDatagramError, TransportLimits
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.udp import open_udp
 from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
@@ -58,3 +60,39 @@ async def test_receive_buffer_is_enlarged() -> None:
     default = 212992
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= min(default, 2 * 4 * 1024 * 1024)
     endpoint.close()
+
+
+def counted(kind: str) -> float:
+    return REGISTRY.get_sample_value("callmesh_sip_udp_oversize_total", {"kind": kind}) or 0.0
+
+
+async def test_a_message_over_a_datagram_is_refused_naming_the_peer() -> None:
+    """Issue 13 item 10: it was an info line from `error_received`, without the peer."""
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        peer = Destination("udp", "127.0.0.1", client.getsockname()[1])
+        before = counted("response")
+        with pytest.raises(OversizeDatagramError) as caught:
+            endpoint.send(b"SIP/2.0 200 OK\r\n" + b"x" * 65_492, peer)
+        assert str(caught.value) == (
+            f"udp: 65508-byte response to 127.0.0.1:{peer.port} is over the 65507 bytes "
+            "a datagram holds"
+        )
+        assert counted("response") == before + 1
+        endpoint.send(b"y" * 65_507, peer)  # the largest that fits does go
+        client.settimeout(5)
+        received = await asyncio.get_running_loop().run_in_executor(None, client.recv, 70_000)
+        assert len(received) == 65_507
+    endpoint.close()
+
+
+async def test_a_port_in_use_is_named_in_the_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(BindError) as caught:
+            await open_udp("127.0.0.1", port, Inbox())
+    assert str(caught.value) == f"udp:127.0.0.1:{port}: address already in use"
+    assert caught.value.errno == errno.EADDRINUSE
