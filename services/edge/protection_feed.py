@@ -6,15 +6,13 @@ starts a block, the worker publishes ``edge.auth.blocked`` and applies it at
 once.  Records: the worker's flood blocks and scanner flags are written to
 the store as they start (rare: never per message), so the API lists them.
 Follows: every worker subscribes to ``edge.auth.blocked`` and
-``edge.protection.…`` on a private queue and applies them to its
-`BlockList` and `Guard`; at start and after a bus reconnect it reloads the
-blocks and the allow-list from the store (events during a load are held and
-applied after it, so a load never undoes a newer event).
+``edge.protection.…`` and applies them to its `BlockList` and `Guard`; at
+start and after a bus reconnect it reloads the blocks and the allow-list
+from the store (a `shared.bus.feed.EventFeed`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Literal
@@ -26,8 +24,8 @@ from services.edge.policy import metrics
 from services.edge.policy.guard import Guard
 from services.edge.protection import SourceBlocked
 from shared.acl import AclEntry, AddressAcl
-from shared.background import cancel_and_wait
 from shared.bus import Bus, Envelope, Event
+from shared.bus.feed import EventFeed
 from shared.events.protection import (
     AllowListChanged,
     AuthBlocked,
@@ -47,36 +45,20 @@ from shared.store import Store
 log = logging.getLogger("callmesh.edge.protection")
 
 PROTECTION_EVENTS = (AuthBlocked.routing_key, "edge.protection.#")
-RETRY_DELAY = 1.0
 
 
-class ProtectionFeed:
+class ProtectionFeed(EventFeed):
     def __init__(
         self, store: Store, bus: Bus, guard: Guard, blocks: BlockList, *,
         settings: AuthFailureSettings, edge: str,
     ) -> None:  # fmt: skip
+        super().__init__(bus, PROTECTION_EVENTS, log)
         self.store = ProtectionStore(store)
-        self._bus = bus
+        self._publisher = bus
         self.guard = guard
         self.blocks = blocks
         self.settings = settings
         self.edge = edge
-        self._held: list[Envelope] | None = None
-        self._reload_wanted = asyncio.Event()
-        self._loaded = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Subscribe first (so nothing is missed), then load; returns once loaded."""
-        await self._bus.subscribe(PROTECTION_EVENTS, self._on_event)
-        self._bus.on_reconnect(self._on_reconnect)
-        self._worker = asyncio.get_running_loop().create_task(self._reload_loop())
-        self._reload_wanted.set()
-        await self._loaded.wait()
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._worker)
-        self._worker = None
 
     # ----- counting and recording ----------------------------------------------------
 
@@ -133,45 +115,19 @@ class ProtectionFeed:
 
     async def _publish(self, event: Event) -> None:
         try:
-            await self._bus.publish(event)
+            await self._publisher.publish(event)
         except Exception as error:  # the broker's trouble must not reach the call path
             log.info("could not publish %s: %s", event.routing_key, error)
 
     # ----- following -----------------------------------------------------------------
 
-    async def _on_reconnect(self) -> None:
-        self._reload_wanted.set()
-
-    async def _reload_loop(self) -> None:
-        while True:
-            await self._reload_wanted.wait()
-            self._reload_wanted.clear()
-            try:
-                await self._reload()
-            except Exception as error:
-                log.warning("protection feed: reload failed (%s), retrying", error)
-                self._held = None
-                await asyncio.sleep(RETRY_DELAY)
-                self._reload_wanted.set()
-
-    async def _reload(self) -> None:
-        self._held = []
+    async def load(self) -> None:
         records = await self.store.blocks(time.time(), AUTH_KINDS)
         allowed = await self.store.allowlist()
         self.blocks.replace({(record.kind, record.key): record.until for record in records})
         self._apply_allowlist([entry.network for entry in allowed.values()])
-        held, self._held = self._held, None
-        for envelope in held:
-            await self._apply(envelope)
-        self._loaded.set()
 
-    async def _on_event(self, envelope: Envelope) -> None:
-        if self._held is not None:
-            self._held.append(envelope)
-        else:
-            await self._apply(envelope)
-
-    async def _apply(self, envelope: Envelope) -> None:
+    async def apply(self, envelope: Envelope) -> None:
         kind = envelope.type
         try:
             if kind == AuthBlocked.routing_key:
@@ -184,7 +140,7 @@ class ProtectionFeed:
                 else:
                     self.guard.clear(cleared.kind, cleared.key)
             elif kind == AllowListChanged.routing_key:
-                self._reload_wanted.set()
+                self.reload_soon()
         except ValidationError as error:
             log.warning(
                 "protection feed: ignored a malformed %s event: %s",
