@@ -204,13 +204,18 @@ def test_a_retransmission_while_the_bindings_are_read_is_absorbed(run: Run) -> N
     assert statuses(again, CARRIER) == [100]
 
 
-def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Run) -> None:
-    register = (
+def bobs_register(n: str) -> bytes:
+    """Bob's first REGISTER (no credentials), branch and Call-ID numbered `n`."""
+    return (
         f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr1\r\n"
-        f"From: <{BOB}>;tag=r1\r\nTo: <{BOB}>\r\nCall-ID: reg-1\r\nCSeq: 1 REGISTER\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr{n}\r\n"
+        f"From: <{BOB}>;tag=r1\r\nTo: <{BOB}>\r\nCall-ID: reg-{n}\r\nCSeq: 1 REGISTER\r\n"
         "Contact: <sip:bob@192.0.2.21:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
+
+
+def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Run) -> None:
+    register = bobs_register("1")
     actions = run.send(register, PHONE)
     assert not any(isinstance(a, Register) for a in actions)
     [data] = sent_to(actions, PHONE)
@@ -332,13 +337,7 @@ def test_a_blocked_account_cannot_register(run: Run) -> None:
     subscribers = run.proxy.subscribers
     assert subscribers is not None
     subscribers.blocks.add("account", f"bob@{DOMAIN}", run.now + subscribers.wall_offset + 60)
-    register = (
-        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr7\r\n"
-        f"From: <{BOB}>;tag=r1\r\nTo: <{BOB}>\r\nCall-ID: reg-7\r\nCSeq: 1 REGISTER\r\n"
-        "Contact: <sip:bob@192.0.2.21:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-    actions = run.send(register, PHONE)
+    actions = run.send(bobs_register("7"), PHONE)
     assert not any(isinstance(a, Register) for a in actions)
     assert statuses(actions, PHONE) == [403]
 
