@@ -20,11 +20,6 @@ HOOK_CALLS = Counter(
 MANIPULATED_BRANCHES = Counter(
     "callmesh_edge_manipulated_branches", "Branches changed by header manipulation rules"
 )
-AUTH_FAILURES = Counter(
-    "callmesh_edge_auth_failures",
-    "Failed digest authentications by outcome (wrong credentials, refused while blocked)",
-    ["reason"],
-)
 AUTH_BLOCKED = Counter(
     "callmesh_edge_auth_blocked",
     "Accounts and sources blocked for failed authentications (edge.auth.blocked events)",

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.edge import metrics
 from services.edge.interfaces import Interfaces
 from services.edge.location import Directory
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
@@ -162,6 +163,7 @@ def _refuse_blocked(
     """403 while the account or the source is blocked: the same answer for any user."""
     if subscribers.blocks.refuses(f"{user}@{realm}", source, wall):
         log_auth_failure(source, user, realm, request.method, "blocked")
+        metrics.AUTH_FAILURES.labels("blocked").inc()
         raise SipError("Forbidden", 403)
 
 

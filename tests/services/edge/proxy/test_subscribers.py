@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import (
@@ -342,6 +343,11 @@ def test_a_blocked_account_cannot_register(run: Run) -> None:
     assert statuses(actions, PHONE) == [403]
 
 
+def refused_while_blocked() -> float:
+    value = REGISTRY.get_sample_value("callmesh_edge_auth_failures_total", {"reason": "blocked"})
+    return value or 0.0
+
+
 def test_the_blocked_refusal_is_one_fail2ban_line(
     run: Run, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -349,8 +355,10 @@ def test_the_blocked_refusal_is_one_fail2ban_line(
     assert subscribers is not None
     subscribers.blocks.add("source", "192.0.2.50", run.now + subscribers.wall_offset + 60)
     alice = Destination("udp", "192.0.2.50", 5060)
+    before = refused_while_blocked()
     with caplog.at_level(logging.WARNING, "callmesh.auth"):
         run.send(call(f"sip:14075551234@{EDGE}", caller="alice"), alice)
+    assert refused_while_blocked() == before + 1
     assert [r.getMessage() for r in caplog.records if r.name == "callmesh.auth"] == [
         f"auth failed: source=192.0.2.50 user=alice realm={DOMAIN} method=INVITE reason=blocked"
     ]
