@@ -1,10 +1,12 @@
-"""A password guesser on the wire (issue 13 item 3): SIPp guessing alice's password at edge A.
+"""Guessers and scanners on the wire (issue 13 items 3 and 8), against edge A.
 
 Real processes (two edges, the registrar, routing), real RabbitMQ and Redis.
 The guesser's wrong answers are counted (the registrar reports them, edge A
 counts them in Redis) until alice is blocked: then even her right password
 is refused, until an operator clears the block through edge A's API.  The
 log lines are read by fail2ban-regex with the filter of docs/security.md.
+A scanner sharing the phones' address is dropped while the phones that
+authenticate are served, until the API clears its flag.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ import pytest
 
 from bench.registrar import Phone
 from shared.sip.message import Response
-from tests.services.edge.cluster import DOMAIN, Cluster, running_cluster
-from tests.services.edge.support import LOOPBACK, REPO, SCENARIOS, SipClient, free_port, sipp
-from tests.services.edge.test_subscribers_wire import exchange, raw_phone
+from tests.services.edge.cluster import DOMAIN, PASSWORD, Cluster, running_cluster
+from tests.services.edge.support import (
+    LOOPBACK,
+    REPO,
+    SCENARIOS,
+    SipClient,
+    free_port,
+    sip_request,
+    sipp,
+)
+from tests.services.edge.test_subscribers_wire import exchange, raw_phone, register
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
@@ -73,14 +83,21 @@ def calls_answered(trace: str) -> dict[str, set[str]]:
 
 
 def until_challenged(phone: Phone, client: SipClient, within: float = 5.0) -> Response:
-    """REGISTER until the edge challenges (401) rather than refuses (403)."""
+    """REGISTER until the edge challenges (401) rather than refuses (403) or drops it."""
     deadline = time.monotonic() + within
-    while True:
-        response = exchange(client, phone.register())
-        if response.status != 403 or time.monotonic() > deadline:
-            assert response.status == 401, response
-            return response
-        time.sleep(0.05)
+    client.sock.settimeout(0.5)  # a dropped attempt must not eat the whole wait
+    try:
+        while True:
+            try:
+                response = exchange(client, phone.register())
+            except TimeoutError:
+                response = None
+            if (response is not None and response.status == 401) or time.monotonic() > deadline:
+                assert response is not None and response.status == 401, response
+                return response
+            time.sleep(0.05)
+    finally:
+        client.sock.settimeout(5.0)
 
 
 def fail2ban_filter() -> str:
@@ -141,3 +158,46 @@ def test_a_guesser_is_blocked_and_a_clear_lets_the_right_password_in(
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert found.stdout.split() == [LOOPBACK] * len(lines)
+
+
+def test_a_scanner_on_a_phones_address_is_dropped_but_the_phone_is_served_until_cleared(
+    cluster: Cluster,
+) -> None:
+    """Item 8: an svmap run from behind the phones' NAT (here: 127.0.0.1, like them)."""
+    cluster.subscriber("bob")
+    phone, client = raw_phone(cluster, "bob")
+    scanner = SipClient(cluster.a.sip_port)
+    try:
+        assert register(phone, client).status == 200  # bob knows his challenge
+        svmap = sip_request("OPTIONS", f"sip:100@{LOOPBACK}", "udp", scanner.port,
+                            extra="User-Agent: friendly-scanner\r\n")  # fmt: skip
+        scanner.send(svmap)
+        wait_listed(cluster, "scanner", LOOPBACK)
+        # The same address: bob's authenticated refresh is served...
+        assert exchange(client, phone.register()).status == 200
+        # ...a request without credentials is not (a scanner's), nor the scanner's own.
+        stranger = Phone("bob", DOMAIN, PASSWORD, host=LOOPBACK, port=client.port)
+        client.sock.settimeout(1.0)
+        client.send(stranger.register())
+        with pytest.raises(TimeoutError):
+            client.final()
+        client.sock.settimeout(5.0)
+        with cluster.a.http() as api:
+            cleared = api.delete(f"/v1/protection/blocks/scanner/{LOOPBACK}")
+        assert cleared.status_code == 204
+        assert until_challenged(stranger, client).status == 401  # the positive control
+    finally:
+        client.close()
+        scanner.close()
+
+
+def wait_listed(cluster: Cluster, kind: str, key: str, within: float = 10.0) -> None:
+    """Until the API lists the block (each edge records its own as it starts)."""
+    deadline = time.monotonic() + within
+    with cluster.a.http() as api:
+        while time.monotonic() < deadline:
+            items = api.get(f"/v1/protection/blocks?kind={kind}").json()["items"]
+            if any(item["key"] == key for item in items):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"no {kind} block of {key} listed")
