@@ -142,12 +142,12 @@ class Guard:
 
     def set_allowlist(self, allowlist: AddressAcl | None) -> None:
         """Apply a new allow-list: its sources' flood blocks and scanner flags are lifted."""
-        self.allowlist = self.flood.allowlist = allowlist
+        self.allowlist = allowlist
+        self.flood.set_allowlist(allowlist)
         if allowlist is None:
             return
-        for host in [*self.flood.blocked(float("-inf")), *self.scanner.flagged_hosts()]:
+        for host in self.scanner.flagged_hosts():
             if allowlist.trusts(host, 0, "udp"):
-                self.flood.clear(host)
                 self.scanner.clear(host)
 
     def clear(self, kind: str, host: str) -> bool:

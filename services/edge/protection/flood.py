@@ -120,6 +120,15 @@ class FloodDetector:
             allowlist is not None and allowlist.trusts(host, port, transport)
         )
 
+    def set_allowlist(self, allowlist: AddressAcl | None) -> None:
+        """Take the operator's allow-list; its sources are forgotten (and never counted again)."""
+        self.allowlist = allowlist
+        if allowlist is None:
+            return
+        for table in (self._sources, self._blocked):
+            for host in [host for host in table if allowlist.trusts(host, 0, "udp")]:
+                del table[host]
+
     def clear(self, host: str) -> bool:
         """Forget `host` (an operator's clear, or it was allow-listed); False if it was unknown."""
         was_blocked = self._blocked.pop(host, None) is not None

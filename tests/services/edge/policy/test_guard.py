@@ -132,3 +132,13 @@ def test_an_operators_clear_lifts_one_kind_for_one_address() -> None:
     assert not subject.scanner.is_flagged(NAT.host, 1.0)
     actions: list[Action] = []
     assert subject.screen(request(), NAT, 1.0, actions) is False
+
+
+def test_a_source_counted_before_it_was_allow_listed_is_never_blocked() -> None:
+    subject = guard()
+    actions: list[Action] = []
+    options = b"OPTIONS sip:x SIP/2.0\r\n"
+    assert not subject.drop_flood(options, NAT, 0.0, actions)  # tracked from now on
+    subject.set_allowlist(AddressAcl.parse("203.0.113.9/32"))
+    assert not any(subject.drop_flood(options, NAT, 0.1, actions) for _ in range(10))
+    assert actions == []
