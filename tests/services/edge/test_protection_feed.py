@@ -16,20 +16,19 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from services.edge.api import allowlist_router, blocks_router
 from services.edge.policy.guard import Guard
 from services.edge.protection import ProtectionSettings
 from services.edge.protection_feed import ProtectionFeed
 from services.edge.proxy.actions import Action
-from shared.api.app import create_app
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
 from shared.events.protection import AuthBlocked, ScannerFlagged
-from shared.protection import AuthFailureSettings, BlockList, ProtectionStore
+from shared.protection import AuthFailureSettings, BlockList
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
 from shared.store import Store
 from tests.conftest import RABBITMQ_URL, REDIS_URL
+from tests.services.edge.api.support import protection_api
 
 pytestmark = [pytest.mark.integration]
 
@@ -77,19 +76,9 @@ async def workers(namespace: str, redis_store: Store) -> AsyncIterator[tuple[Wor
 
 
 @pytest.fixture
-async def api(namespace: str, redis_store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    """The edge's protection API as an edge process serves it, with a token."""
-    bus = AmqpBus(RABBITMQ_URL, namespace, "edge", "api")
-    await bus.start()
-    store = ProtectionStore(redis_store)
-    app = create_app("edge", [blocks_router(store, bus), allowlist_router(store, bus)], [], "t0k")
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test",
-        headers={"Authorization": "Bearer t0k"},
-    )  # fmt: skip
-    yield client
-    await client.aclose()
-    await bus.close()
+async def api(redis_store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    async with protection_api(redis_store) as client:
+        yield client
 
 
 async def until(check: Callable[[], bool], what: str) -> None:
@@ -189,27 +178,3 @@ async def test_scanner_flags_are_listed_and_cleared_everywhere_and_the_allow_lis
     assert (await api.delete("/v1/protection/allowlist/office")).status_code == 204
     await until(lambda: not b.guard.allowed(GUESSER), "removal applied")
     assert (await api.delete("/v1/protection/allowlist/office")).status_code == 404
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("put", "/v1/protection/allowlist/office", {"network": "not-a-network"}),
-        ("put", "/v1/protection/allowlist/office", {"network": "10.0.0.0/8", "extra": 1}),
-        ("put", "/v1/protection/allowlist/bad%20id", {"network": "10.0.0.0/8"}),
-        ("put", "/v1/protection/allowlist/office", ["10.0.0.0/8"]),
-        ("delete", "/v1/protection/blocks/everything/1.2.3.4", None),
-        ("get", "/v1/protection/blocks?kind=all", None),
-    ],
-)
-async def test_hostile_bodies_get_422(
-    api: httpx.AsyncClient, method: str, path: str, body: object
-) -> None:
-    response = await api.request(method.upper(), path, json=body)
-    assert response.status_code == 422, response.text
-
-
-async def test_the_api_wants_the_token(api: httpx.AsyncClient) -> None:
-    for path in ("/v1/protection/blocks", "/v1/protection/allowlist"):
-        response = await api.get(path, headers={"Authorization": "Bearer wrong"})
-        assert response.status_code == 401
