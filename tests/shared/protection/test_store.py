@@ -20,6 +20,7 @@ from shared.store import Store
 from shared.store.embedded import open_embedded
 from tests.conftest import REDIS_URL
 
+pytestmark = pytest.mark.integration
 SETTINGS = AuthFailureSettings(window=60, block_after=4, source_block_after=6, block_time=30)
 ALICE = "alice@example.com"
 
