@@ -12,13 +12,16 @@ import socket
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.acl import AddressAcl, parse_acl, parse_network_profiles
 from shared.sip.digest_offer import DigestOffer, parse_algorithms
+
+if TYPE_CHECKING:
+    from shared.protection.failures import AuthFailureSettings
 
 Transport = Literal["udp", "tcp"]
 
@@ -168,6 +171,13 @@ class Settings(BaseSettings):
     scanner_flag_time: float = Field(default=3600.0, gt=0)
     scanner_user_agents: str | None = None
     """Comma-separated lower-case User-Agent substrings; unset: the built-in list."""
+    auth_failure_window: int = Field(default=600, ge=1)
+    """Seconds a failed authentication counts (``shared.protection.failures``)."""
+    auth_delay_after: int = Field(default=5, ge=1)
+    auth_delay: float = Field(default=2.0, ge=0, le=30)
+    auth_block_after: int = Field(default=10, ge=1)
+    auth_source_block_after: int = Field(default=50, ge=1)
+    auth_block_time: int = Field(default=600, ge=1)
 
     @field_validator("http_listen")
     @classmethod
@@ -211,6 +221,19 @@ class Settings(BaseSettings):
     def digest_offer(self) -> DigestOffer:
         """The digest algorithms each realm's challenges offer."""
         return DigestOffer.parse(self.digest_algorithms, self.digest_domain_algorithms)
+
+    @cached_property
+    def auth_failures(self) -> AuthFailureSettings:
+        from shared.protection.failures import AuthFailureSettings  # here: a cycle otherwise
+
+        return AuthFailureSettings(
+            window=self.auth_failure_window,
+            delay_after=self.auth_delay_after,
+            delay=self.auth_delay,
+            block_after=self.auth_block_after,
+            source_block_after=self.auth_source_block_after,
+            block_time=self.auth_block_time,
+        )
 
     @cached_property
     def http_address(self) -> tuple[str, int]:

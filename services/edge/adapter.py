@@ -31,7 +31,9 @@ from redis.exceptions import RedisError
 from services.edge import metrics
 from services.edge.failure_reports import FailureReports
 from services.edge.location.feed import LocationFeed
-from services.edge.proxy.actions import Action, Lookup, Publish, Register, Send
+from services.edge.protection import SourceBlocked
+from services.edge.protection_feed import ProtectionFeed
+from services.edge.proxy.actions import Action, AuthFailed, Lookup, Publish, Register, Send
 from services.edge.proxy.core import Proxy
 from services.edge.sockets import EdgeSockets
 from services.registrar.protocol import (
@@ -42,6 +44,7 @@ from services.registrar.protocol import (
 )
 from shared.bus import Bus, BusUnavailable, Event
 from shared.events.edge import TargetFailed
+from shared.events.protection import ScannerFlagged
 from shared.sip.transaction import ClientTransaction
 from shared.sip.transport.base import Listener, OversizeDatagramError, TransportError
 from shared.sip.transport.destination import Destination
@@ -49,6 +52,8 @@ from shared.sip.transport.destination import Destination
 log = logging.getLogger("callmesh.edge")
 
 MAX_PENDING_PUBLISHES = 256
+MAX_HELD_ANSWERS = 1000
+"""Answers to failed authentications held back at once; past it they go out undelayed."""
 LOOP_PROBE_INTERVAL = 0.1
 """Short enough that shedding starts within a fraction of a second of the loop falling behind."""
 
@@ -57,12 +62,15 @@ class ProxyDriver:
     """Runs one `Proxy` on one event loop; `on_message` is the sockets' handler."""
 
     def __init__(
-        self, proxy: Proxy, bus: Bus, *, feed: LocationFeed | None = None, instance: str = ""
-    ) -> None:
+        self, proxy: Proxy, bus: Bus, *, feed: LocationFeed | None = None, instance: str = "",
+        protection: ProtectionFeed | None = None,
+    ) -> None:  # fmt: skip
         self.proxy = proxy
         self.sockets: EdgeSockets | None = None
         self._bus = bus
         self._feed = feed
+        self._protection = protection
+        self._held_answers = 0
         self._instance = instance
         self._round_trips: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -88,6 +96,8 @@ class ProxyDriver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._protection is not None:
+            await self._protection.stop()
 
     def _set_wall_offset(self) -> None:
         """Nonces carry wall time; the core runs on the loop's clock."""
@@ -170,6 +180,8 @@ class ProxyDriver:
                 self._round_trip(self._register(action))
             elif isinstance(action, Lookup):
                 self._round_trip(self._lookup(action))
+            elif isinstance(action, AuthFailed):
+                self._round_trip(self._auth_failed(action))
 
     def _round_trip(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coroutine)
@@ -192,7 +204,11 @@ class ProxyDriver:
             body = await self._bus.request(
                 REGISTER_QUEUE, request.to_bytes(), timeout=REGISTER_TIMEOUT
             )
-            reply = RegisterReply.model_validate_json(body).sip
+            answer = RegisterReply.model_validate_json(body)
+            reply = answer.sip
+            failed = answer.failed_auth
+            if failed is not None:
+                await self._count_failure(source, failed.user, failed.realm, "REGISTER")
         except (TimeoutError, BusUnavailable, ValidationError) as error:
             log.warning("REGISTER from %s not answered by the registrar: %s", source.host,
                         f"{type(error).__name__}: {error}")  # fmt: skip
@@ -209,6 +225,24 @@ class ProxyDriver:
                 failed = True
         self._run(self.proxy.resume(action.server, self._loop.time(), failed=failed))
         self._reschedule()
+
+    async def _auth_failed(self, action: AuthFailed) -> None:
+        await self._count_failure(action.source, action.user, action.realm, action.method)
+        self._run(self.proxy.refuse(action.server, self._loop.time()))
+        self._reschedule()
+
+    async def _count_failure(self, source: Destination, user: str, realm: str, method: str) -> None:
+        """Count a failed authentication, then hold its answer back as the count asks."""
+        if self._protection is None:
+            return
+        delay = await self._protection.auth_failed(source, user, realm, method)
+        if delay <= 0 or self._held_answers >= MAX_HELD_ANSWERS:
+            return
+        self._held_answers += 1
+        try:
+            await asyncio.sleep(delay)  # this request's task only: the loop serves the others
+        finally:
+            self._held_answers -= 1
 
     def _send(self, send: Send) -> None:
         sockets = self.sockets
@@ -251,6 +285,8 @@ class ProxyDriver:
             self._reschedule()
 
     def _publish(self, event: Event) -> None:
+        if self._protection is not None and isinstance(event, SourceBlocked | ScannerFlagged):
+            self._background_task(self._protection.record(event))
         if isinstance(event, TargetFailed):
             reported = self._reports.offer(event, self._loop.time())
             if reported is None:

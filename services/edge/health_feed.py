@@ -3,9 +3,7 @@
 At start (and after every bus reconnect, when events may have been missed)
 it loads every stored state and set from Redis through the health service's
 own store reader; between loads it follows the ``health.…`` events on a
-private queue (every edge needs every event). Events that arrive during a
-load are held and applied after it, so a load never overwrites a newer state
-with the older one it read.
+private queue (every edge needs every event): a `shared.bus.feed.EventFeed`.
 
 It feeds two things: the routing cache's :class:`GatewayHealth` (``gw:``
 targets; the proxy skips gateways down or disabled and tries probing ones
@@ -14,7 +12,6 @@ last) and :class:`DispatchSets` (``ds:`` targets and the sets themselves).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from pydantic import ValidationError
@@ -23,8 +20,8 @@ from services.edge.dispatch import DispatchSets
 from services.edge.dispatch.metrics import TARGET_STATE
 from services.edge.routing_cache import GatewayHealth
 from services.health.store import HealthStore
-from shared.background import cancel_and_wait
 from shared.bus import Bus, Envelope
+from shared.bus.feed import EventFeed
 from shared.events.health import (
     DispatcherSetDeleted,
     DispatcherSetUpserted,
@@ -42,53 +39,19 @@ HEALTH_EVENTS = (
     "health.dispatcher.*",
 )
 STATES: tuple[TargetStateName, ...] = ("up", "down", "probing", "disabled")
-RETRY_DELAY = 1.0
 
 
-class HealthFeed:
+class HealthFeed(EventFeed):
     def __init__(self, store: Store, bus: Bus, gateways: GatewayHealth) -> None:
+        super().__init__(bus, HEALTH_EVENTS, log)
         self._store = HealthStore(store)
-        self._bus = bus
         self.gateways = gateways
         self.sets = DispatchSets()
         self.loads = 0
         self._records: dict[str, TargetState] = {}
         """The last state of every known target: what a removal or reload must undo."""
-        self._held: list[Envelope] | None = None
-        self._reload_wanted = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
-        self._loaded = asyncio.Event()
 
-    async def start(self) -> None:
-        """Subscribe first (so nothing is missed), then load; returns once loaded."""
-        await self._bus.subscribe(HEALTH_EVENTS, self._on_event)
-        self._bus.on_reconnect(self._on_reconnect)
-        self._worker = asyncio.get_running_loop().create_task(self._reload_loop())
-        self._reload_wanted.set()
-        await self._loaded.wait()
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._worker)  # its Redis reads may swallow a cancel
-        self._worker = None
-
-    async def _on_reconnect(self) -> None:
-        log.info("health feed: bus reconnected, reloading states and sets")
-        self._reload_wanted.set()
-
-    async def _reload_loop(self) -> None:
-        while True:
-            await self._reload_wanted.wait()
-            self._reload_wanted.clear()
-            try:
-                await self._reload()
-            except Exception as error:
-                log.warning("health feed: reload failed (%s), retrying", error)
-                self._held = None
-                await asyncio.sleep(RETRY_DELAY)
-                self._reload_wanted.set()
-
-    async def _reload(self) -> None:
-        self._held = []
+    async def load(self) -> None:
         records = await self._store.all_states()
         sets = await self._store.dispatcher_sets()
         for target_id in list(self._records):
@@ -96,20 +59,10 @@ class HealthFeed:
         self.sets.replace(sets)
         for record in records:
             self._apply_state(record)
-        held, self._held = self._held, None
-        for envelope in held:
-            self._apply(envelope)
         self.loads += 1
-        self._loaded.set()
         log.info("health feed: %d target states, %d dispatcher sets", len(records), len(sets))
 
-    async def _on_event(self, envelope: Envelope) -> None:
-        if self._held is not None:
-            self._held.append(envelope)
-        else:
-            self._apply(envelope)
-
-    def _apply(self, envelope: Envelope) -> None:
+    async def apply(self, envelope: Envelope) -> None:
         kind = envelope.type
         try:
             if kind == TargetState.routing_key:

@@ -72,3 +72,10 @@ def count_gateway_attempt(gateway_id: str) -> None:
 
 def count_gateway_failure(gateway_id: str) -> None:
     _inc(GATEWAY_FAILURES, gateway_id)
+
+
+AUTH_FAILURES = Counter(
+    "callmesh_edge_auth_failures",
+    "Failed digest authentications: wrong-credentials, or blocked (refused while blocked)",
+    ["reason"],
+)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
 from services.edge import metrics
 from services.edge.adapter import ProxyDriver
 from services.edge.affinity import CallAffinity, WorkerGroup
+from services.edge.api import allowlist_router, blocks_router
 from services.edge.callers import CallerProfiles
 from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
 from services.edge.gc_tuning import tune_for_proxy
@@ -14,6 +19,7 @@ from services.edge.location import Directory
 from services.edge.location.feed import LocationFeed
 from services.edge.overload import LoadShedder, OverloadSettings
 from services.edge.policy import EdgePolicies
+from services.edge.protection_feed import ProtectionFeed
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
@@ -26,6 +32,7 @@ from services.registrar.location import shared_secret
 from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper
 from shared.bus import Bus
+from shared.protection import ProtectionStore
 from shared.service import Service
 from shared.settings import Settings, split_host_port
 from shared.sip import message as message_module
@@ -57,6 +64,10 @@ class EdgeService(Service):
                               for b in self.edge.sockets.bound)  # fmt: skip
         self.log.info("edge ready on %s (%d workers, %s)", addresses, self.workers.count,
                       _build())  # fmt: skip
+
+    def routers(self) -> Sequence[APIRouter]:
+        protection = ProtectionStore(self.store)
+        return (blocks_router(protection, self.bus), allowlist_router(protection, self.bus))
 
     async def stop(self) -> None:
         await self.workers.stop()
@@ -125,7 +136,12 @@ async def start_edge(
         interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls,
         shedder=shedder, udp_mtu=settings.udp_mtu,
     )  # fmt: skip
-    driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
+    protection = ProtectionFeed(
+        store, bus, policies.guard, subscribers.blocks, settings=settings.auth_failures,
+        edge=settings.instance,
+    )  # fmt: skip
+    await protection.start()
+    driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance, protection=protection)
     sockets.on_message = driver.on_message
     sockets.tcp.admit = driver.admit_connection
     if group is not None:

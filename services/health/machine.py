@@ -7,7 +7,9 @@ state changed, which is when it stores and announces it.
 ``failures_to_down`` consecutive failures → ``down`` → ``successes_to_up``
 answered probes → ``up``. A 503 with Retry-After holds a target ``down``
 until then whatever the probes say. ``disabled`` is the operator's and only
-the operator leaves it.
+the operator leaves it. A target whose mode becomes ``never`` is released from
+what old probes said (``down``, ``probing``): nothing will probe it back, so
+it is trusted again, as a ``never`` target is.
 """
 
 from __future__ import annotations
@@ -134,6 +136,18 @@ class TargetHealth:
         if self.policy.mode == "never":
             return self._enter("up", "retry-after elapsed", now)
         return self._enter("probing", "retry-after elapsed", now)
+
+    def adopt_policy(self, policy: ProbePolicy, now: float) -> bool:
+        """Take a changed policy; with mode ``never`` a probed-down target is up again.
+
+        A Retry-After hold stays until it elapses (an edge's report, not a probe).
+        """
+        self.policy = policy
+        if policy.mode != "never" or self.until is not None:
+            return False
+        if self.state not in ("down", "probing"):
+            return False
+        return self._enter("up", "not probed (mode never)", now)
 
     def disable(self, now: float) -> bool:
         self.until = None

@@ -215,7 +215,8 @@ class ProbeRounds:
             policy = effective_policy(self.defaults, policies.get(target_id))
             machine = self.machines.get(target_id)
             if machine is not None and machine.target == target:
-                machine.policy = policy
+                if machine.adopt_policy(policy, time.time()):
+                    await self._save(machine, publish=True)
                 if (machine.state == "disabled") == (target_id in disabled):
                     continue
             await self._adopt(target, policy, record, target_id in disabled)
@@ -231,6 +232,7 @@ class ProbeRounds:
         else:
             machine = TargetHealth.new(target, policy, wall)
         changed = machine.disable(wall) if disabled else machine.enable(wall)
+        changed = machine.adopt_policy(policy, wall) or changed
         self.machines[target.id] = machine
         if record is None or changed or record.address != target.address:
             await self._save(machine, publish=True)

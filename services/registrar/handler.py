@@ -37,7 +37,7 @@ from services.registrar.model import aor_of
 from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper, NonceState
 from services.registrar.outbox import EventOutbox
-from services.registrar.protocol import RegisterReply, RegisterRequest
+from services.registrar.protocol import FailedAuth, RegisterReply, RegisterRequest
 from services.registrar.register import (
     BindingUpdate,
     ExpiryPolicy,
@@ -46,6 +46,7 @@ from services.registrar.register import (
     update_bindings,
 )
 from shared.bus import DeadLetter, WorkMessage
+from shared.protection import WrongCredentialsError
 from shared.sip.branch import new_tag
 from shared.sip.digest_offer import DigestOffer
 from shared.sip.errors import SipError, SipParseError
@@ -84,15 +85,18 @@ class RegisterHandler:
             request = RegisterRequest.model_validate_json(message.body)
         except ValidationError as error:
             raise DeadLetter(f"not a RegisterRequest: {error.error_count()} errors") from None
-        return RegisterReply(sip=await self.answer(request)).to_bytes()
+        return (await self.answer(request)).to_bytes()
 
-    async def answer(self, incoming: RegisterRequest) -> bytes | None:
-        """The response bytes for one REGISTER; None when it cannot be answered (no Via)."""
+    async def answer(self, incoming: RegisterRequest) -> RegisterReply:
+        """The response for one REGISTER; ``sip`` None when it cannot be answered (no Via)."""
         try:
             message = parse_message(incoming.sip)
             if not isinstance(message, Request):
-                return None
-            return await self._register(message, incoming)
+                return RegisterReply(sip=None)
+            return RegisterReply(sip=await self._register(message, incoming))
+        except WrongCredentialsError as failed:
+            failed_auth = FailedAuth(user=failed.user, realm=failed.realm)
+            return RegisterReply(sip=error_response(incoming.sip, failed), failed_auth=failed_auth)
         except SipError as error:
             if error.status >= 403:
                 self.log.info(
@@ -103,7 +107,7 @@ class RegisterHandler:
                         "source": incoming.source_host,
                     },
                 )
-            return error_response(incoming.sip, error)
+            return RegisterReply(sip=error_response(incoming.sip, error))
 
     async def _register(self, request: Request, incoming: RegisterRequest) -> bytes:
         if request.method != "REGISTER":
@@ -129,7 +133,7 @@ class RegisterHandler:
         ha1, snapshot = await self._read(user, realm, credentials.algorithm, aor)
         verdict = judge(credentials, request, ha1, state)
         if verdict is Verdict.FORBIDDEN:
-            raise SipError("Forbidden", 403)
+            raise WrongCredentialsError(user, realm)
         if verdict is Verdict.STALE:
             return self._challenge(request, realm, now, stale=True)
         claim = NonceClaim(self.nonce_counts.key(nonce), count, self.nonce_counts.keep)

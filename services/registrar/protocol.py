@@ -50,11 +50,23 @@ class RegisterRequest(_Message):
     connection_id: int | None = None
 
 
+class FailedAuth(BaseModel):
+    """Whose credentials the registrar found wrong (or who is no subscriber)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user: str
+    realm: str
+
+
 class RegisterReply(_Message):
     """The registrar's answer: ``sip`` is the complete response to send (401, 200, 423, ...).
 
     ``sip`` is None only when the request could not be answered at all (no
     usable Via): the edge then drops it, as it would a malformed request.
+    ``failed_auth`` is set when ``sip`` is the 403 for wrong credentials: the
+    edge counts the failure (``shared.protection``) before sending it.
     """
 
     sip: bytes | None
+    failed_auth: FailedAuth | None = None

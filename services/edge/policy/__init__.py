@@ -81,7 +81,7 @@ class EdgePolicies:
         hook = HookSettings(
             module=settings.routing_hook, budget_ms=settings.routing_hook_budget_ms
         ).load()
-        guard = Guard(protection_settings(settings), settings.instance, trusted)
+        guard = Guard(protection_settings(settings), settings.instance, trusted, interfaces)
         return cls(table, guard, topology, hook)
 
     # ----- before parsing / outside transactions ----------------------------------------

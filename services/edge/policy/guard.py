@@ -4,7 +4,10 @@ The order per message, cheapest refusal first:
 1. `drop_flood` on the raw bytes (before parsing): a blocked source costs a dict probe;
 2. `screen` on a parsed request outside any transaction: scanners from
    untrusted sources are dropped or answered 403 statelessly; a BYE frees
-   its call's leases;
+   its call's leases.  Once a source is flagged, only its requests that look
+   like a scanner's are refused (a scanner's User-Agent, or no credentials
+   and no dialog of ours): a phone behind the same NAT that authenticates,
+   or a call in progress along our Route, is still served;
 3. `admit_call` before routing a number (after untrusted callers have
    authenticated): the concurrent-call limits;
 4. `responded` on every response sent upstream: a final non-2xx to an INVITE
@@ -17,6 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+from services.edge.interfaces import Interfaces
 from services.edge.policy import metrics
 from services.edge.protection import (
     CallLimiter,
@@ -28,6 +32,8 @@ from services.edge.protection import (
     Verdict,
 )
 from services.edge.proxy.actions import Action, Publish, Send
+from shared.acl import AddressAcl
+from shared.events.protection import ScannerFlagged
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.responses import make_response
@@ -46,15 +52,22 @@ the edge's `services.edge.trust.SourceTrust` (trusted networks and gateways)."""
 
 class Guard:
     __slots__ = (
-        "_calls", "_next_expiry", "by_source", "by_subscriber", "edge_name", "flood",
-        "scanner", "settings", "trusted",
+        "_calls", "_next_expiry", "allowlist", "by_source", "by_subscriber", "edge_name",
+        "flood", "interfaces", "scanner", "settings", "trusted",
     )  # fmt: skip
 
-    def __init__(self, settings: ProtectionSettings, edge_name: str, trusted: Trusted) -> None:
+    def __init__(
+        self, settings: ProtectionSettings, edge_name: str, trusted: Trusted,
+        interfaces: Interfaces | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.edge_name = edge_name
         acl = settings.acl()
         self.trusted = trusted
+        self.interfaces = interfaces
+        """Ours, to tell a request along our own Route (a dialog of ours) from a stranger's."""
+        self.allowlist: AddressAcl | None = None
+        """The operator's allow-list: never flagged as scanners nor flood-blocked."""
         self.flood = FloodDetector(settings.flood, allow=acl)
         self.scanner = ScannerDetector(settings.scanner)
         calls = settings.calls
@@ -101,18 +114,66 @@ class Guard:
         """
         if request.method == "BYE":
             self.release(request.call_id)
-        if known or self.trusted(source):
+        if known or self.trusted(source) or self.allowed(source):
             return False
-        target = _target_user(request)
-        verdict = self.scanner.check(
-            source.host, request.method, request.header("user-agent"), target, now
-        )
+        scanner, host = self.scanner, source.host
+        flagged = scanner.is_flagged(host, now)
+        agent = request.header("user-agent")
+        verdict = scanner.check(host, request.method, agent, _target_user(request), now)
         if verdict == ScanVerdict.PASS:
+            return False
+        by_agent = agent is not None and scanner.is_scanner_agent(agent)
+        if not flagged:
+            log.warning("flagged %s as a scanner (%s)", host, "user-agent" if by_agent else "sweep")
+            event = ScannerFlagged(
+                source=host, reason="user-agent" if by_agent else "sweep",
+                flag_time=scanner.settings.flag_time, edge=self.edge_name,
+            )  # fmt: skip
+            actions.append(Publish(event))
+        if not by_agent and (_has_credentials(request) or self._along_our_route(request)):
+            metrics.SCANNER_REQUESTS.labels("served").inc()
             return False
         metrics.SCANNER_REQUESTS.labels(verdict.name.lower()).inc()
         if verdict == ScanVerdict.ANSWER and request.method != "ACK":
             actions.append(Send(make_response(request, 403).to_bytes(), source))
         return True
+
+    def allowed(self, source: Destination) -> bool:
+        allowlist = self.allowlist
+        return allowlist is not None and allowlist.trusts(
+            source.host, source.port, source.transport
+        )
+
+    def set_allowlist(self, allowlist: AddressAcl | None) -> None:
+        """Apply a new allow-list: its sources' flood blocks and scanner flags are lifted."""
+        self.allowlist = allowlist
+        self.flood.set_allowlist(allowlist)
+        if allowlist is None:
+            return
+        for host in self.scanner.flagged_hosts():
+            if allowlist.trusts(host, 0, "udp"):
+                self.scanner.clear(host)
+
+    def clear(self, kind: str, host: str) -> bool:
+        """An operator's clear (``flood`` or ``scanner``); False when this worker had none."""
+        if kind == "flood":
+            return self.flood.clear(host)
+        if kind == "scanner":
+            return self.scanner.clear(host)
+        return False
+
+    def _along_our_route(self, request: Request) -> bool:
+        """In-dialog and its first Route is ours: a dialog this edge (or cluster) set up."""
+        interfaces = self.interfaces
+        if interfaces is None or request.to_tag is None:
+            return False
+        routes = request.routes
+        if not routes:
+            return False
+        uri = routes[0].uri
+        return isinstance(uri, SipUri) and interfaces.is_ours(
+            uri.host, uri.port, (uri.param("transport") or "udp").lower()
+        )
 
     def admit_call(self, request: Request, source: Destination, now: float) -> None:
         """Before routing a number: raises `SipError` (486) past a concurrent-call limit.
@@ -163,6 +224,12 @@ def _subscriber(request: Request) -> str:
     if isinstance(uri, SipUri):
         return f"{uri.user or ''}@{uri.host}"
     return str(uri)
+
+
+def _has_credentials(request: Request) -> bool:
+    """Digest credentials for a challenge of ours; checking them is authentication's job
+    (a wrong guess is counted as a failed authentication, not waved through)."""
+    return request.has_header("proxy-authorization") or request.has_header("authorization")
 
 
 def _target_user(request: Request) -> str | None:

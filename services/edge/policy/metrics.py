@@ -20,3 +20,8 @@ HOOK_CALLS = Counter(
 MANIPULATED_BRANCHES = Counter(
     "callmesh_edge_manipulated_branches", "Branches changed by header manipulation rules"
 )
+AUTH_BLOCKED = Counter(
+    "callmesh_edge_auth_blocked",
+    "Accounts and sources blocked for failed authentications (edge.auth.blocked events)",
+    ["kind"],
+)

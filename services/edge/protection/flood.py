@@ -88,11 +88,13 @@ class _Source:
 class FloodDetector:
     """Counts requests per source IP; `check` is O(1) per packet."""
 
-    __slots__ = ("_allow", "_blocked", "_sources", "settings")
+    __slots__ = ("_allow", "_blocked", "_sources", "allowlist", "settings")
 
     def __init__(self, settings: FloodSettings, allow: AddressAcl | None = None) -> None:
         self.settings = settings
         self._allow = allow
+        self.allowlist: AddressAcl | None = None
+        """The operator's allow-list (``/v1/protection/allowlist``), never counted either."""
         self._sources: dict[str, _Source] = {}
         self._blocked: dict[str, float] = {}
 
@@ -105,16 +107,32 @@ class FloodDetector:
                     self._block(host, now)  # still flooding: the block goes on
                 return Verdict.DROP
             del self._blocked[host]
-        elif (
-            host not in self._sources
-            and self._allow is not None
-            and self._allow.trusts(host, port, transport)
-        ):
+        elif host not in self._sources and self._exempt(host, port, transport):
             return Verdict.ALLOW
         if self._count(host, now) > self.settings.limit:
             self._block(host, now)
             return Verdict.BLOCKED
         return Verdict.ALLOW
+
+    def _exempt(self, host: str, port: int, transport: str) -> bool:
+        allow, allowlist = self._allow, self.allowlist
+        return (allow is not None and allow.trusts(host, port, transport)) or (
+            allowlist is not None and allowlist.trusts(host, port, transport)
+        )
+
+    def set_allowlist(self, allowlist: AddressAcl | None) -> None:
+        """Take the operator's allow-list; its sources are forgotten (and never counted again)."""
+        self.allowlist = allowlist
+        if allowlist is None:
+            return
+        for table in (self._sources, self._blocked):
+            for host in [host for host in table if allowlist.trusts(host, 0, "udp")]:
+                del table[host]
+
+    def clear(self, host: str) -> bool:
+        """Forget `host` (an operator's clear, or it was allow-listed); False if it was unknown."""
+        was_blocked = self._blocked.pop(host, None) is not None
+        return self._sources.pop(host, None) is not None or was_blocked
 
     def rate(self, host: str, now: float) -> float:
         """The estimated requests of `host` over the last period (0 for an unknown source)."""

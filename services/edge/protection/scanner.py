@@ -7,11 +7,13 @@ Two signs, checked only for untrusted sources:
   (Request-URI user, or To user for REGISTER) with OPTIONS, REGISTER or
   INVITE within `sweep_window` seconds, which is how extensions are enumerated.
 
-A source seen doing either is flagged for `flag_time` and every request of
-it gets `action`: `drop` (silence: the tool concludes nothing listens here,
-the cheapest and the default) or `answer` (the edge replies with a
-stateless 403 without authenticating or routing, for operators who want
-scanners to see a SIP server refusing).  Memory is bounded like the flood
+A source seen doing either is flagged for `flag_time` and its requests that
+look like a scanner's get `action`: `drop` (silence: the tool concludes
+nothing listens here, the cheapest and the default) or `answer` (the edge
+replies with a stateless 403 without authenticating or routing, for
+operators who want scanners to see a SIP server refusing).  Which requests
+of a flagged source still pass (credentials, in-dialog) is the edge's
+`services.edge.policy.guard` decision.  Memory is bounded like the flood
 detector's: at most `max_sources` sweep counters, the oldest evicted.
 No clock inside: pass `now`.
 """
@@ -110,6 +112,14 @@ class ScannerDetector:
     def is_flagged(self, host: str, now: float) -> bool:
         until = self._flagged.get(host)
         return until is not None and now < until
+
+    def flagged_hosts(self) -> list[str]:
+        return list(self._flagged)
+
+    def clear(self, host: str) -> bool:
+        """Lift `host`'s flag and forget its sweep; False when it had neither."""
+        was_flagged = self._flagged.pop(host, None) is not None
+        return self._sweeps.pop(host, None) is not None or was_flagged
 
     def _sweeping(self, host: str, target: str, now: float) -> bool:
         sweep = self._sweeps.get(host)

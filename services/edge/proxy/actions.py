@@ -1,6 +1,6 @@
 """What the proxy core asks its adapter to do: send bytes, publish an event, ask and answer.
 
-`Register` and `Lookup` are round trips: the adapter runs them off the call
+`Register`, `Lookup` and `AuthFailed` are round trips: the adapter runs them off the call
 path and feeds the outcome back (`Proxy.registered`, `Proxy.resume`); the
 core holds the request's server transaction meanwhile, so retransmissions are
 absorbed (and, once answered, answered again with the same response).
@@ -55,4 +55,16 @@ class Lookup:
     server: ServerTransaction
 
 
-Action = Send | Publish | Register | Lookup
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """Count a failed authentication (the store, the log, maybe a block), hold the answer back
+    as long as the count asks, then `Proxy.refuse(server, ...)` answers the 403."""
+
+    server: ServerTransaction
+    source: Destination
+    user: str
+    realm: str
+    method: str
+
+
+Action = Send | Publish | Register | Lookup | AuthFailed

@@ -30,7 +30,7 @@ from services.edge.dispatch.metrics import DESTINATION_FAILURES
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import Missing
 from services.edge.overload import LoadShedder
-from services.edge.proxy.actions import Action, Lookup, Publish, Register, Send
+from services.edge.proxy.actions import Action, AuthFailed, Lookup, Publish, Register, Send
 from services.edge.proxy.branches import NO_LOOP_HASH, BranchMaker, hash_in_branch, loop_hash
 from services.edge.proxy.flows import FLOW_PARAM, is_from_flow
 from services.edge.proxy.forwarding import (
@@ -48,6 +48,7 @@ from services.edge.proxy.subscribers import (
     challenge_register,
 )
 from shared.events.edge import DestinationFailed, FailureReason, GatewayFailed
+from shared.protection import WrongCredentialsError
 from shared.sip.address import Address
 from shared.sip.branch import new_tag
 from shared.sip.checks import check_proxy_request
@@ -221,6 +222,13 @@ class Proxy:
             self._proceed(parked, now, actions)
         return actions
 
+    def refuse(self, server: ServerTransaction, now: float) -> list[Action]:
+        """An `AuthFailed` was counted (and its delay waited): answer its 403."""
+        actions: list[Action] = []
+        if self._parked.pop(server, None) is not None:  # else cancelled meanwhile
+            self._answer(server, 403, "Forbidden", now, actions)
+        return actions
+
     def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
         """A message of `client` could not be sent (connect refused, no route to host)."""
         actions: list[Action] = []
@@ -319,6 +327,12 @@ class Proxy:
             self._parked[parked.server] = parked
             actions.append(Lookup(missing.query, parked.server))
             return
+        except WrongCredentialsError as failed:
+            self._parked[parked.server] = parked
+            actions.append(
+                AuthFailed(parked.server, parked.source, failed.user, failed.realm, request.method)
+            )
+            return
         except SipError as error:
             self._answer(parked.server, error.status, error.reason, now, actions,
                          headers=error.headers)  # fmt: skip
@@ -340,7 +354,7 @@ class Proxy:
             isinstance(uri, SipUri) and subscribers.directory.is_local_domain(uri.host, now)
         ):
             raise SipError("Not Found (not a domain of ours)", 404)
-        challenge_register(request, subscribers, now)
+        challenge_register(request, subscribers, now, parked.source.host)
         edge_address = parked.inbound.record_route[1:-1].replace(";lr", "")
         actions.append(Register(parked.server, request.to_bytes(), parked.source, edge_address))
 
@@ -363,7 +377,7 @@ class Proxy:
             and not subscribers.trusted(source)
             and not self._for_us(request)
         ):
-            authenticate(request, subscribers, now)
+            authenticate(request, subscribers, now, source.host)
             parked.authenticated = True
         route_hop = self._next_hop_by_route(request) if request.routes else None
         if route_hop is not None:

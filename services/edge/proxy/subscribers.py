@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.edge import metrics
 from services.edge.interfaces import Interfaces
 from services.edge.location import Directory
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
@@ -32,6 +33,7 @@ from services.registrar.auth import (
 )
 from services.registrar.model import Location
 from services.registrar.nonces import NonceKeeper, NonceState
+from shared.protection import BlockList, WrongCredentialsError, log_auth_failure
 from shared.sip.address import parse_address
 from shared.sip.digest_offer import DigestOffer
 from shared.sip.errors import SipError, SipParseError
@@ -52,6 +54,8 @@ class Subscribers:
     """The algorithms of each realm's challenges (``CALLMESH_DIGEST_*ALGORITHMS``)."""
     wall_offset: float = 0.0
     """Wall time minus the core's clock; the adapter keeps it current."""
+    blocks: BlockList = field(default_factory=BlockList)
+    """The cluster's authentication blocks (accounts, sources), kept current by the feed."""
 
 
 def binding_hops(
@@ -87,8 +91,11 @@ def binding_hop(binding: Location, flows: FlowTokens, interfaces: Interfaces) ->
     return Hop(contact, destination_of(edge), q=q, routes=(route,))
 
 
-def authenticate(request: Request, subscribers: Subscribers, now: float) -> None:
+def authenticate(request: Request, subscribers: Subscribers, now: float, source: str = "") -> None:
     """Return if the request proves a subscriber's password; raise 407 (challenge) or 403.
+
+    A blocked account or `source` gets 403 before any challenge, whatever it
+    sends; wrong credentials raise `WrongCredentialsError` (a 403, counted first).
 
     The realm is the caller's domain (From), which must be a local domain; the
     digest user must be the From user.  Each nonce-count is good once, as for
@@ -102,6 +109,7 @@ def authenticate(request: Request, subscribers: Subscribers, now: float) -> None
     if not subscribers.directory.is_local_domain(realm, now):
         raise SipError("Forbidden (caller is not a subscriber)", 403)
     wall = now + subscribers.wall_offset
+    _refuse_blocked(request, subscribers, caller.user, realm, source=source, wall=wall)
     credentials = credentials_for(
         request, realm, subscribers.offer.for_realm(realm), "proxy-authorization"
     )
@@ -115,7 +123,7 @@ def authenticate(request: Request, subscribers: Subscribers, now: float) -> None
     ha1 = subscribers.directory.ha1(caller.user, realm, credentials.algorithm, now)
     verdict = judge(credentials, request, ha1, state)
     if verdict is Verdict.FORBIDDEN:
-        raise SipError("Forbidden", 403)
+        raise WrongCredentialsError(caller.user, realm)
     if verdict is Verdict.STALE:
         raise _challenge(subscribers, realm, wall, stale=True)
     count = nonce_count(credentials)
@@ -126,8 +134,11 @@ def authenticate(request: Request, subscribers: Subscribers, now: float) -> None
     request.remove_header("proxy-authorization")  # ours, no use to the next hop (§22.3)
 
 
-def challenge_register(request: Request, subscribers: Subscribers, now: float) -> None:
-    """Raise the registrar's 401 for a REGISTER without credentials for its realm (To's domain).
+def challenge_register(
+    request: Request, subscribers: Subscribers, now: float, source: str = ""
+) -> None:
+    """Raise the registrar's 401 for a REGISTER without credentials for its realm (To's domain),
+    or 403 for one of a blocked account or `source`, with credentials or without.
 
     The first REGISTER of every registration is one of these; its answer is
     a fresh nonce, which the edge mints as well as the registrar does (they
@@ -138,9 +149,21 @@ def challenge_register(request: Request, subscribers: Subscribers, now: float) -
     if not isinstance(to_uri, SipUri):
         return  # the registrar answers 416
     realm = to_uri.host.lower()
+    wall = now + subscribers.wall_offset
+    _refuse_blocked(request, subscribers, to_uri.user or "", realm, source=source, wall=wall)
     if credentials_for(request, realm, subscribers.offer.for_realm(realm)) is None:
-        wall = now + subscribers.wall_offset
         raise _challenge(subscribers, realm, wall, registrar=True)
+
+
+def _refuse_blocked(
+    request: Request, subscribers: Subscribers, user: str, realm: str, *, source: str,
+    wall: float,
+) -> None:  # fmt: skip
+    """403 while the account or the source is blocked: the same answer for any user."""
+    if subscribers.blocks.refuses(f"{user}@{realm}", source, wall):
+        log_auth_failure(source, user, realm, request.method, "blocked")
+        metrics.AUTH_FAILURES.labels("blocked").inc()
+        raise SipError("Forbidden", 403)
 
 
 def _challenge(

@@ -75,7 +75,8 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(workdir: Path) -> Iterator[Cluster]:
+def running_cluster(workdir: Path, **a_settings: str) -> Iterator[Cluster]:
+    """`a_settings`: more ``CALLMESH_*`` settings of edge A (lower-case names, no prefix)."""
     (workdir / "a").mkdir()
     (workdir / "b").mkdir()
     with running_edge(workdir / "b") as b:
@@ -105,6 +106,7 @@ def running_cluster(workdir: Path) -> Iterator[Cluster]:
             CALLMESH_INSTANCE="edge-a",
             CALLMESH_DIGEST_ALGORITHMS="MD5,SHA-256",
         )
+        a_env.update({f"CALLMESH_{name.upper()}": value for name, value in a_settings.items()})
         a = Edge(b.namespace, sip_port, http_port, b.routing_port, workdir / "a", a_env)
         cluster = Cluster(a, b, registrar_port, registrar)
         try:

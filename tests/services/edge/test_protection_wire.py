@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,55 @@ def test_flooder_is_blocked_while_other_sources_go_on(edge: Edge, workdir: Path)
     caller = sipp(workdir, "caller", free_port(), remote=edge.sip_port, args=("-s", "17015550001"))
     assert caller.wait() == 0, edge.log()
     assert gateway.wait() == 0
+
+
+def flood(sock: socket.socket, edge: Edge, count: int) -> int:
+    """Send `count` OPTIONS at once; how many were answered."""
+    sock.settimeout(0.2)
+    for _ in range(count):
+        sock.sendto(options(sock, edge), (LOOPBACK, edge.sip_port))
+    answered = 0
+    while True:
+        try:
+            sock.recv(65535)
+            answered += 1
+        except TimeoutError:
+            return answered
+
+
+def answered_within(sock: socket.socket, edge: Edge, within: float = 5.0) -> bool:
+    """Ask until an answer comes (a clear reaches the edge's workers in milliseconds)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if ask(sock, edge, options(sock, edge)) is not None:
+            return True
+    return False
+
+
+def test_the_api_lists_and_lifts_a_flood_block_and_allow_lists_a_network(edge: Edge) -> None:
+    blocked, allowed = peer("127.0.0.5"), peer("127.0.0.6")
+    try:
+        assert flood(blocked, edge, 2 * LIMIT) == LIMIT
+        with edge.http() as api:
+            deadline = time.monotonic() + 10
+            items: list[dict[str, object]] = []
+            while not items and time.monotonic() < deadline:
+                items = api.get("/v1/protection/blocks?kind=flood").json()["items"]
+                items = [item for item in items if item["key"] == "127.0.0.5"]
+            assert items and items[0]["edge"], items
+            assert ask(blocked, edge, options(blocked, edge)) is None
+            assert api.delete("/v1/protection/blocks/flood/127.0.0.5").status_code == 204
+            assert answered_within(blocked, edge)
+            body = {"network": "127.0.0.6/32", "description": "the operator's own svmap"}
+            assert api.put("/v1/protection/allowlist/ops", json=body).status_code == 200
+            # Never counted once the allow-list reached the edge (a flood before that is
+            # blocked, and lifted when it arrives).
+            deadline = time.monotonic() + 10
+            while flood(allowed, edge, 3 * LIMIT) != 3 * LIMIT:
+                assert time.monotonic() < deadline, "the allow-list never applied"
+    finally:
+        blocked.close()
+        allowed.close()
 
 
 def test_untrusted_source_may_not_call_numbers(edge: Edge) -> None:

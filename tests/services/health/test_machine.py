@@ -116,3 +116,33 @@ def test_record_round_trip() -> None:
     assert record.target == "gw:1" and record.gateway_id == "1" and record.kind == "gateway"
     again = TargetHealth.restored(GW, machine.policy, record)
     assert again.record() == record
+
+
+def test_mode_never_releases_a_target_held_down_by_old_probes() -> None:
+    machine = health(down=1)
+    machine.probe_failed("timeout", 101.0)
+    assert state_of(machine) == "down"
+    never = machine.policy.model_copy(update={"mode": "never"})
+    assert machine.adopt_policy(never, 102.0) is True
+    assert (machine.state, machine.reason, machine.since) == (
+        "up",
+        "not probed (mode never)",
+        102.0,
+    )
+    assert machine.wants_probes is False
+
+
+def test_mode_never_keeps_a_retry_after_hold_and_the_operators_disable() -> None:
+    never = health().policy.model_copy(update={"mode": "never"})
+    held = health()
+    held.edge_failed("edge: status (503)", 60, 101.0)
+    assert held.adopt_policy(never, 102.0) is False
+    assert state_of(held) == "down"
+    disabled = health()
+    disabled.disable(101.0)
+    assert disabled.adopt_policy(never, 102.0) is False
+    assert state_of(disabled) == "disabled"
+    probing = health()
+    probing.probe_failed("timeout", 101.0)
+    assert probing.adopt_policy(probing.policy, 102.0) is False  # still probed: no change
+    assert state_of(probing) == "probing"

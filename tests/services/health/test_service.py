@@ -175,6 +175,26 @@ async def test_503_with_retry_after_holds_the_gateway_down(
         far_end.close()
 
 
+async def test_policy_never_brings_a_probed_down_gateway_back_up(
+    namespace: str, redis_store: Store, events: Tap
+) -> None:
+    port = free_port()  # nothing answers there: the probes take it down
+    await seed_gateways(redis_store, {"8": f"sip:127.0.0.1:{port}"})
+    instance = await start_instance(namespace)
+    try:
+        down = await events.wait_for("gw:8", is_state("down"), DOWN_WITHIN + SETTLE)
+        response = await instance.client.put("/v1/targets/gw:8/policy", json={"mode": "never"})
+        assert response.status_code < 300, response.text
+        up = await events.wait_for(
+            "gw:8", lambda s: s.state == "up" and s.since > down.since, SETTLE
+        )
+        assert up.reason == "not probed (mode never)"
+        view = (await instance.client.get("/v1/targets/gw:8")).json()
+        assert (view["state"], view["policy"]["mode"]) == ("up", "never")
+    finally:
+        await instance.stop()
+
+
 async def test_edge_failure_of_a_dispatcher_destination_holds_it_down(
     namespace: str, redis_store: Store, events: Tap
 ) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.registrar import Phone
 from services.registrar.layout import subscriber_key
 from services.registrar.location import (
     is_local_domain,
@@ -17,6 +18,7 @@ from services.registrar.location import (
     subscriber_ha1,
 )
 from services.registrar.nonces import NonceKeeper
+from services.registrar.protocol import REGISTER_QUEUE, FailedAuth, RegisterReply
 from shared.sip.digest import Challenge, compute_ha1, parse_challenge
 from shared.sip.message import Response
 from shared.store import Store
@@ -239,6 +241,31 @@ async def test_wrong_password_is_forbidden(reg: Registrar) -> None:
     refused = await reg.send(phone, phone.register(password="guess"))
     assert refused.status == 403
     assert await lookup_bindings(reg.store, phone.aor) == []
+
+
+async def raw_reply(reg: Registrar, phone: Phone, sip: bytes) -> RegisterReply:
+    body = await reg.edge.request(REGISTER_QUEUE, phone.via_edge(sip).to_bytes(), timeout=10.0)
+    return RegisterReply.model_validate_json(body)
+
+
+async def test_a_wrong_password_is_reported_to_the_edge_for_counting(reg: Registrar) -> None:
+    phone = await reg.subscriber("alice")
+    phone.learn(await reg.send(phone, phone.register()))
+    refused = await raw_reply(reg, phone, phone.register(password="guess"))
+    assert refused.failed_auth == FailedAuth(user="alice", realm=DOMAIN)
+    stranger = Phone("mallory", DOMAIN, "x")
+    stranger.learn(await reg.send(stranger, stranger.register()))
+    unknown = await raw_reply(reg, stranger, stranger.register())
+    assert unknown.failed_auth == FailedAuth(user="mallory", realm=DOMAIN)  # the same report
+    # The right password is no failed authentication, a 403 for other reasons neither.
+    accepted = await raw_reply(reg, phone, phone.register())
+    assert accepted.sip is not None and accepted.sip.startswith(b"SIP/2.0 200")
+    assert accepted.failed_auth is None
+    too_many = await raw_reply(
+        reg, phone, phone.register(contacts=[f"<sip:a@10.0.0.{n}>" for n in range(12)])
+    )
+    assert too_many.sip is not None and too_many.sip.startswith(b"SIP/2.0 403")
+    assert too_many.failed_auth is None
 
 
 async def test_a_known_and_an_unknown_user_get_the_same_answers(reg: Registrar) -> None:

@@ -13,10 +13,11 @@ import logging
 import pytest
 
 from services.edge.policy import NO_KEYS_HEADER
-from services.edge.proxy.actions import Send
+from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.core import Proxy
 from services.edge.topology.policy import TargetTopology
 from services.routing.table.model import Gateway, Rule
+from shared.events.protection import ScannerFlagged
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (
@@ -146,7 +147,11 @@ def test_a_restored_request_is_no_scanner_even_from_an_untrusted_source() -> Non
     assert [r.method for r in requests_to(run.send(bye, GW1), INSIDE_PROXY)] == ["BYE"]
     # The same User-Agent without a token that opens is a scanner's: dropped.
     foreign = bye.replace(b";th=", b";xx=")
-    assert run.send(foreign.replace(b"z9hG4bKgw7", b"z9hG4bKgw9"), GW1) == []
+    actions = run.send(foreign.replace(b"z9hG4bKgw7", b"z9hG4bKgw9"), GW1)
+    assert [type(action.event) for action in actions if isinstance(action, Publish)] == [
+        ScannerFlagged
+    ]
+    assert [action for action in actions if not isinstance(action, Publish)] == []
 
 
 def test_the_proxy_forgets_restored_transactions_when_they_end(run: Run) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import (
@@ -17,7 +19,7 @@ from services.edge.location import (
     Query,
 )
 from services.edge.location.directory import Answer
-from services.edge.proxy.actions import Action, Lookup, Register
+from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
@@ -202,13 +204,18 @@ def test_a_retransmission_while_the_bindings_are_read_is_absorbed(run: Run) -> N
     assert statuses(again, CARRIER) == [100]
 
 
-def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Run) -> None:
-    register = (
+def bobs_register(n: str) -> bytes:
+    """Bob's first REGISTER (no credentials), branch and Call-ID numbered `n`."""
+    return (
         f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr1\r\n"
-        f"From: <{BOB}>;tag=r1\r\nTo: <{BOB}>\r\nCall-ID: reg-1\r\nCSeq: 1 REGISTER\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr{n}\r\n"
+        f"From: <{BOB}>;tag=r1\r\nTo: <{BOB}>\r\nCall-ID: reg-{n}\r\nCSeq: 1 REGISTER\r\n"
         "Contact: <sip:bob@192.0.2.21:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
+
+
+def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Run) -> None:
+    register = bobs_register("1")
     actions = run.send(register, PHONE)
     assert not any(isinstance(a, Register) for a in actions)
     [data] = sent_to(actions, PHONE)
@@ -267,3 +274,90 @@ def _nonce_of(request: bytes) -> str:
     found = re.search(rb'nonce="([^"]+)"', request)
     assert found is not None
     return found.group(1).decode()
+
+
+# ----- failed authentications: counted, then refused while blocked (issue 13 item 3) -----
+
+
+def alice_with_password(run: Run, password: str) -> tuple[Destination, bytes]:
+    """Alice's INVITE to a number answering a fresh 407, with `password`."""
+    alice = Destination("udp", "192.0.2.50", 5060)
+    run.directory.learn(
+        Ha1Query("alice", DOMAIN, "MD5"), compute_ha1("alice", DOMAIN, PASSWORD), run.now
+    )
+    actions = run.send(call(f"sip:14075551234@{EDGE}", caller="alice"), alice)
+    assert statuses(actions, alice) == [100, 407]
+    response = parse_message(sent_to(actions, alice)[-1])
+    assert isinstance(response, Response)
+    challenge = parse_challenge(response.header("proxy-authenticate") or "")
+    uri = f"sip:14075551234@{EDGE}"
+    credentials = authorize(
+        challenge, username="alice", password=password, method="INVITE", uri=uri,
+        cnonce="c0ffee",
+    )  # fmt: skip
+    extra = f"Proxy-Authorization: {credentials}\r\n"
+    return alice, call(uri, branch="z9hG4bKa9", caller="alice", extra=extra)
+
+
+def test_a_wrong_password_is_counted_before_its_403(run: Run) -> None:
+    alice, guess = alice_with_password(run, "guess")
+    actions = run.send(guess, alice)
+    [failed] = [a for a in actions if isinstance(a, AuthFailed)]
+    assert (failed.user, failed.realm, failed.method, failed.source) == (
+        "alice", DOMAIN, "INVITE", alice,
+    )  # fmt: skip
+    assert statuses(actions, alice) == [100]  # the 403 waits for the count (and its delay)
+    assert statuses(run.proxy.refuse(failed.server, run.now), alice) == [403]
+    assert run.proxy.refuse(failed.server, run.now) == []  # answered once
+
+
+def test_a_blocked_account_is_refused_even_with_the_right_password(run: Run) -> None:
+    alice, right = alice_with_password(run, PASSWORD)
+    subscribers = run.proxy.subscribers
+    assert subscribers is not None
+    wall = run.now + subscribers.wall_offset
+    subscribers.blocks.add("account", f"alice@{DOMAIN}", wall + 600)
+    actions = run.send(right, alice)
+    assert statuses(actions, alice) == [100, 403]
+    assert sent_to(actions, GW1) == []
+    # Without credentials too: no challenge while blocked, the same 403 for any user.
+    again = run.send(call(f"sip:14075551234@{EDGE}", branch="z9hG4bKb1", caller="alice"), alice)
+    assert statuses(again, alice) == [100, 403]
+    subscribers.blocks.remove("account", f"alice@{DOMAIN}")
+    subscribers.blocks.add("source", alice.host, wall + 5)
+    nobody = call(f"sip:14075551234@{EDGE}", branch="z9hG4bKb2", caller="nobody")
+    assert statuses(run.send(nobody, alice), alice) == [100, 403]
+    # The block over, she is served again.
+    run.now += 6
+    actions = run.send(call(f"sip:14075551234@{EDGE}", branch="z9hG4bKb3", caller="alice"), alice)
+    assert statuses(actions, alice) == [100, 407]
+
+
+def test_a_blocked_account_cannot_register(run: Run) -> None:
+    subscribers = run.proxy.subscribers
+    assert subscribers is not None
+    subscribers.blocks.add("account", f"bob@{DOMAIN}", run.now + subscribers.wall_offset + 60)
+    actions = run.send(bobs_register("7"), PHONE)
+    assert not any(isinstance(a, Register) for a in actions)
+    assert statuses(actions, PHONE) == [403]
+
+
+def refused_while_blocked() -> float:
+    value = REGISTRY.get_sample_value("callmesh_edge_auth_failures_total", {"reason": "blocked"})
+    return value or 0.0
+
+
+def test_the_blocked_refusal_is_one_fail2ban_line(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    subscribers = run.proxy.subscribers
+    assert subscribers is not None
+    subscribers.blocks.add("source", "192.0.2.50", run.now + subscribers.wall_offset + 60)
+    alice = Destination("udp", "192.0.2.50", 5060)
+    before = refused_while_blocked()
+    with caplog.at_level(logging.WARNING, "callmesh.auth"):
+        run.send(call(f"sip:14075551234@{EDGE}", caller="alice"), alice)
+    assert refused_while_blocked() == before + 1
+    assert [r.getMessage() for r in caplog.records if r.name == "callmesh.auth"] == [
+        f"auth failed: source=192.0.2.50 user=alice realm={DOMAIN} method=INVITE reason=blocked"
+    ]
