@@ -15,7 +15,7 @@ import pytest
 
 from services.edge.location import DomainQuery, Ha1Query, Query
 from services.edge.location.directory import Answer
-from services.edge.proxy.actions import Action, Lookup
+from services.edge.proxy.actions import Action, AuthFailed, Lookup
 from shared.sip.digest import authorize, compute_ha1, parse_challenge
 from shared.sip.digest_offer import DigestOffer
 from shared.sip.message import Response, parse_message
@@ -133,7 +133,11 @@ def test_a_wrong_password_is_403_for_a_known_and_an_unknown_caller(run: Run, met
     for caller in ("alice", "mallory"):  # alice is a subscriber, mallory is not
         actions = authenticated(run, method, caller, "guessed")
         nothing_reached_a_phone_or_gateway(actions)
-        answers.append(final(actions).replace(caller.encode(), b"someone"))
+        [failed] = [action for action in actions if isinstance(action, AuthFailed)]  # counted,
+        assert (failed.user, failed.method) == (caller, method)  # the same for either caller
+        answers.append(
+            final(run.proxy.refuse(failed.server, run.now)).replace(caller.encode(), b"someone")
+        )
     known, unknown = answers
     assert known.startswith(b"SIP/2.0 403 Forbidden\r\n")
     assert NONCE.sub(b"", known) == NONCE.sub(b"", unknown)
