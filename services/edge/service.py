@@ -15,9 +15,11 @@ from services.edge.location.feed import LocationFeed
 from services.edge.overload import LoadShedder, OverloadSettings
 from services.edge.policy import EdgePolicies
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
+from services.edge.record_route_keys import record_route_keyring
 from services.edge.routing_cache import RoutingCache
 from services.edge.sockets import BoundSocket, EdgeSockets
 from services.edge.trust import SourceTrust
@@ -90,10 +92,12 @@ async def start_edge(
     `sets`: the dispatcher sets to route ``@set`` targets to (none: those are skipped).
     """
     secret = await shared_secret(store)
+    signer = RecordRouteSigner(await record_route_keyring(settings, store))
     directory = Directory()
     feed = LocationFeed(directory, store, bus, NonceCounts(store, settings.registrar_nonce_ttl))
     await feed.start()
     trusted = SourceTrust(settings.trusted, cache)
+    dialogs = DialogGate(signer, trusted)
     subscribers = Subscribers(
         directory,
         FlowTokens(secret),
@@ -123,7 +127,7 @@ async def start_edge(
     )
     proxy = Proxy(
         interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls,
-        shedder=shedder,
+        shedder=shedder, dialogs=dialogs,
     )  # fmt: skip
     driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance)
     sockets.on_message = driver.on_message
