@@ -8,7 +8,8 @@ holds the transaction table and, per server transaction, a `Forwarding`
 contacts).  It keeps nothing about dialogs: an in-dialog request is routed
 from its Route headers alone (a flow token in one of ours names the
 connection of a phone behind us), which is what lets a call outlive an edge
-restart.
+restart; and only along a Record-Route the edge signed, unless it comes from
+a trusted source (`dialogs`: no open relay).
 
 With `Subscribers` set, REGISTERs for our domains go to the registrar,
 requests for a subscriber of a local domain go to its bindings, and
