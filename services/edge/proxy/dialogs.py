@@ -85,7 +85,8 @@ class RecordRouteSigner:
 
     def verify(self, token: str, call_id: str, flow: str | None) -> bool:
         key_id, dot, mac = token.partition(".")
-        key = self._keys.get(int(key_id)) if dot and key_id.isdigit() and len(key_id) < 4 else None
+        usable = dot and key_id.isascii() and key_id.isdigit() and len(key_id) < 4
+        key = self._keys.get(int(key_id)) if usable else None
         return key is not None and hmac.compare_digest(self._mac(key, call_id, flow), mac)
 
     @staticmethod
@@ -171,6 +172,8 @@ class DialogGate:
     def refusal(self, request: Request, own: OwnRoute, source: Destination) -> SipError | None:
         """None: route it on; else why not (counted and logged here; the caller answers it
         statelessly, or drops an ACK)."""
+        if request.method == "CANCEL":
+            return None  # never follows its route: it meets its INVITE's transaction, or 481
         in_dialog = request.to_tag is not None
         if in_dialog:
             token = own.token

@@ -217,3 +217,21 @@ def test_a_strict_routers_request_uri_carries_the_token(run: Run) -> None:
     forwarded = only_request(run.send(data), GW2)
     assert isinstance(forwarded, Request)
     assert forwarded.uri_text == f"sip:gw@{GW2.host}:5060"
+
+
+def test_a_cancel_of_a_reinvite_meets_its_transaction_whatever_its_route(run: Run) -> None:
+    """A CANCEL is never relayed by its route (it finds its INVITE's transaction or gets 481),
+    so a stranger's CANCEL with a To tag is not held to the signed route."""
+    routes = routes_of(call(run))
+    reinvite = in_dialog("INVITE", "sip:gw@203.0.113.1", routes=routes, branch="z9hG4bKre")
+    forwarded = only_request(run.send(reinvite), GW1)
+    run.send(answer(forwarded, 180), GW1)
+    cancel = in_dialog("CANCEL", "sip:gw@203.0.113.1", branch="z9hG4bKre")
+    actions = run.send(cancel)
+    assert statuses(actions) == [200]
+    assert only_request(actions, GW1).method == "CANCEL"
+
+
+def test_a_stray_cancel_with_a_to_tag_is_481(run: Run) -> None:
+    stray = in_dialog("CANCEL", "sip:gw@203.0.113.1", branch="z9hG4bKnone")
+    assert only_answer(run, stray).status == 481
