@@ -27,7 +27,6 @@ line and `callmesh_edge_relay_refused{reason}` record it.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import logging
 import os
@@ -62,7 +61,7 @@ Trusted = Callable[[Destination], bool]
 
 
 class RecordRouteSigner:
-    """Makes and checks `cm-rr` tokens: `<key id>.<base64url HMAC-SHA256, 12 bytes>`.
+    """Makes and checks `cm-rr` tokens: `<key id>.<HMAC-SHA256, first 12 bytes in hex>`.
 
     The keys are a `Keyring`'s (current signs, previous still verifies: rotation),
     each turned into an HMAC key of its own so no other use of the secret meets it.
@@ -72,8 +71,9 @@ class RecordRouteSigner:
 
     def __init__(self, keyring: Keyring) -> None:
         keys = [key for key in (keyring.current, keyring.previous) if key is not None]
-        self._keys = {key.key_id: hmac.digest(key.secret, _LABEL, "sha256") for key in keys}
-        self._current = keyring.current.key_id
+        self._keys = {str(key.key_id): hmac.digest(key.secret, _LABEL, "sha256") for key in keys}
+        """By the key id as a token writes it, so checking one needs no number parsed."""
+        self._current = str(keyring.current.key_id)
 
     @classmethod
     def ephemeral(cls) -> RecordRouteSigner:
@@ -84,16 +84,14 @@ class RecordRouteSigner:
         return f"{self._current}.{self._mac(self._keys[self._current], call_id, flow)}"
 
     def verify(self, token: str, call_id: str, flow: str | None) -> bool:
-        key_id, dot, mac = token.partition(".")
-        usable = dot and key_id.isascii() and key_id.isdigit() and len(key_id) < 4
-        key = self._keys.get(int(key_id)) if usable else None
+        key_id, _, mac = token.partition(".")
+        key = self._keys.get(key_id)
         return key is not None and hmac.compare_digest(self._mac(key, call_id, flow), mac)
 
     @staticmethod
     def _mac(key: bytes, call_id: str, flow: str | None) -> str:
         text = call_id if flow is None else f"{call_id}\n{flow}"
-        digest = hmac.digest(key, text.encode(), "sha256")[:_MAC_BYTES]
-        return base64.urlsafe_b64encode(digest).decode("ascii")
+        return hmac.digest(key, text.encode(), "sha256")[:_MAC_BYTES].hex()
 
 
 @dataclass(frozen=True, slots=True)

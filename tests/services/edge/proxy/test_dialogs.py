@@ -105,7 +105,7 @@ def test_our_route_without_a_token_is_403(run: Run) -> None:
 
 
 def test_a_forged_token_is_403(run: Run) -> None:
-    forged = f"<sip:{EDGE}:5060;lr;cm-rr=0.AAAAAAAAAAAAAAAA>"
+    forged = f"<sip:{EDGE}:5060;lr;cm-rr=0.{'ab' * 12}>"
     for token in (forged, forged.replace("=0.", "=x."), forged.replace("=0.", "=99999.")):
         assert only_answer(run, in_dialog("BYE", routes=token)).status == 403
 
