@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.acl import AddressAcl, parse_acl, parse_network_profiles
+from shared.keys import parse_key_list
 from shared.sip.digest_offer import DigestOffer, parse_algorithms
 
 if TYPE_CHECKING:
@@ -75,7 +76,10 @@ def is_loopback(host: str) -> bool:
 class Settings(BaseSettings):
     """Everything a Callmesh process can be told from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="CALLMESH_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CALLMESH_", extra="ignore", hide_input_in_errors=True
+    )
+    """Errors name the variable and the problem, never the value (it may be a secret)."""
 
     rabbitmq_url: str | None = None
     redis_url: str | None = None
@@ -148,6 +152,9 @@ class Settings(BaseSettings):
     topology_keys: SecretStr | None = None
     """``id:base64key[,id:base64key]`` shared by every edge, current first; unset: no
     topology hiding (targets asking for it are refused at the edge's start)."""
+    record_route_keys: SecretStr | None = None
+    """``id:base64key[,id:base64key]`` the edges sign their Record-Route with (current first,
+    the previous one still accepted); unset: one key generated once and kept in the store."""
     caller_profiles: str = ""
     """Routing group and dialplan per caller network: ``networks=group[/dialplan]``, ``;``-separated
     (see ``services.edge.callers``); others route in group ``0`` with no dialplan."""
@@ -196,6 +203,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_caller_profiles(cls, value: str) -> str:
         parse_network_profiles(value)
+        return value
+
+    @field_validator("topology_keys", "record_route_keys")
+    @classmethod
+    def _check_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """``id:base64key[,id:base64key]`` (`shared.keys`); the error never shows the key."""
+        if value is not None:
+            parse_key_list(value.get_secret_value())
         return value
 
     @field_validator("trusted_networks")

@@ -21,9 +21,11 @@ from services.edge.overload import LoadShedder, OverloadSettings
 from services.edge.policy import EdgePolicies
 from services.edge.protection_feed import ProtectionFeed
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
+from services.edge.record_route_keys import record_route_keyring
 from services.edge.routing_cache import RoutingCache
 from services.edge.sockets import BoundSocket, EdgeSockets
 from services.edge.trust import SourceTrust
@@ -101,10 +103,12 @@ async def start_edge(
     `sets`: the dispatcher sets to route ``@set`` targets to (none: those are skipped).
     """
     secret = await shared_secret(store)
+    signer = RecordRouteSigner(await record_route_keyring(settings, store))
     directory = Directory()
     feed = LocationFeed(directory, store, bus, NonceCounts(store, settings.registrar_nonce_ttl))
     await feed.start()
     trusted = SourceTrust(settings.trusted, cache)
+    dialogs = DialogGate(signer, trusted)
     subscribers = Subscribers(
         directory,
         FlowTokens(secret),
@@ -134,7 +138,7 @@ async def start_edge(
     )
     proxy = Proxy(
         interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls,
-        shedder=shedder, udp_mtu=settings.udp_mtu,
+        shedder=shedder, udp_mtu=settings.udp_mtu, dialogs=dialogs,
     )  # fmt: skip
     protection = ProtectionFeed(
         store, bus, policies.guard, subscribers.blocks, settings=settings.auth_failures,

@@ -8,7 +8,8 @@ holds the transaction table and, per server transaction, a `Forwarding`
 contacts).  It keeps nothing about dialogs: an in-dialog request is routed
 from its Route headers alone (a flow token in one of ours names the
 connection of a phone behind us), which is what lets a call outlive an edge
-restart.
+restart; and only along a Record-Route the edge signed, unless it comes from
+a trusted source (`dialogs`: no open relay).
 
 With `Subscribers` set, REGISTERs for our domains go to the registrar,
 requests for a subscriber of a local domain go to its bindings, and
@@ -32,7 +33,8 @@ from services.edge.location import Missing
 from services.edge.overload import LoadShedder
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Publish, Register, Send
 from services.edge.proxy.branches import NO_LOOP_HASH, BranchMaker, hash_in_branch, loop_hash
-from services.edge.proxy.flows import FLOW_PARAM, is_from_flow
+from services.edge.proxy.dialogs import DialogGate, OwnRoute, own_route
+from services.edge.proxy.flows import is_from_flow
 from services.edge.proxy.forwarding import (
     Branch,
     Forwarding,
@@ -124,6 +126,7 @@ class Proxy:
         policies: EdgePolicies | None = None, *, subscribers: Subscribers | None = None,
         calls: ActiveCalls | None = None, shedder: LoadShedder | None = None,
         udp_mtu: int = DEFAULT_UDP_MTU,
+        dialogs: DialogGate | None = None,
     ) -> None:  # fmt: skip
         self.udp_mtu = udp_mtu
         """Requests larger than this go by TCP where they may (RFC 3261 §18.1.1; 0: never)."""
@@ -135,6 +138,8 @@ class Proxy:
         self.router = router
         self.timers = timers or ProxyTimers()
         self.subscribers = subscribers
+        self.dialogs = DialogGate.closed() if dialogs is None else dialogs
+        """Issue 13: who may follow a route set (signed Record-Route, trusted sources)."""
         self._parked: dict[ServerTransaction, Parked] = {}
         self.calls = ActiveCalls() if calls is None else calls
         """Calls per dispatcher destination: the same object the router's sets read."""
@@ -258,8 +263,14 @@ class Proxy:
             if self.policies.screen(request, source, now, actions, policy):
                 return
         # ---
+        own = own_route(request, self.interfaces.is_ours)
+        refusal = self.dialogs.refusal(request, own, source)
+        if refusal is not None:
+            if method == "ACK":
+                return
+            raise refusal  # answered statelessly from the bytes as received (`receive`)
         if method == "ACK":
-            self._forward_in_dialog_ack(request, source, actions, policy)
+            self._forward_in_dialog_ack(request, source, own, actions, policy)
             return
         request.validate()  # a SipError is answered from the bytes as received (`receive`)
         destination = response_destination(request.top_via, source.address, source.connection_id)
@@ -271,14 +282,14 @@ class Proxy:
             return
         try:
             self._route_new(
-                request, server, source, listener, now=now, actions=actions, policy=policy
+                request, server, source, listener, own, now=now, actions=actions, policy=policy
             )
         except SipError as error:
             self._answer(server, error.status, error.reason, now, actions, headers=error.headers)
 
     def _route_new(
         self, request: Request, server: ServerTransaction, source: Destination,
-        listener: Listener, *, now: float, actions: list[Action],
+        listener: Listener, own: OwnRoute, *, now: float, actions: list[Action],
         policy: PolicyContext | None = None,
     ) -> None:  # fmt: skip
         if request.method == "OPTIONS" and self._for_us(request):
@@ -296,7 +307,7 @@ class Proxy:
         self._check_loop(request, hash_now)
         if request.method == "INVITE":
             self._respond(server, self._local(server, make_response(request, 100)), now, actions)
-        token = self._process_routes(request)
+        token = self._process_routes(request, own)
         inbound = self.interfaces.inbound(listener.transport, listener.host, listener.port)
         in_dialog = request.to_tag is not None
         flow = self._flow_hop(request, token, source)
@@ -458,28 +469,17 @@ class Proxy:
             return False
         return self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
 
-    def _process_routes(self, request: Request) -> str | None:
+    def _process_routes(self, request: Request, own: OwnRoute) -> str | None:
         """Strict-router fix-up, then pop our own Route entries (§16.4); their flow token."""
-        uri = request.uri
-        routes = request.routes
-        if (
-            routes
-            and isinstance(uri, SipUri)
-            and uri.has_param("lr")
-            and self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
-        ):
-            # A strict router put our Record-Route URI into the Request-URI.
+        if own.strict:  # a strict router put our Record-Route URI into the Request-URI
             values = request.headers("route")
-            request.set_uri(str(routes[-1].uri))
+            request.set_uri(str(request.routes[-1].uri))
             request.remove_header("route")
             if len(values) > 1:
                 request.add_header("Route", ", ".join(values[:-1]))
-        token = None
-        while request.routes and self._is_our_route(request.routes[0]):
-            popped = request.pop_route()
-            if popped is not None and isinstance(popped.uri, SipUri):
-                token = popped.uri.param(FLOW_PARAM) or token
-        return token
+        for _ in range(own.count):
+            request.pop_route()
+        return own.flow
 
     def _next_hop_by_route(self, request: Request) -> Hop | None:
         """Loose routing to the top Route; strict-route compatibility for one without `lr`."""
@@ -536,22 +536,19 @@ class Proxy:
         for route in hop.routes:
             request.add_header("Route", route)
         outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
-        if forwarding.record_route:
-            inbound_rr, outbound_rr = forwarding.inbound.record_route, outbound.record_route
-            if hop.flow_token is not None:  # so in-dialog requests find the flow again
-                inbound_rr = _with_flow(inbound_rr, hop.flow_token)
-                outbound_rr = _with_flow(outbound_rr, hop.flow_token)
+        if forwarding.record_route:  # signed, so the dialog's requests may follow it back
+            params = self.dialogs.route_params(request.call_id, hop.flow_token)
             if outbound != forwarding.inbound:
-                request.add_record_route(inbound_rr)
-            request.add_record_route(outbound_rr)
+                request.add_record_route(f"{forwarding.inbound.record_route[:-1]}{params}>")
+            request.add_record_route(f"{outbound.record_route[:-1]}{params}>")
         request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
         if self.policies is not None:  # issue 8: manipulation, topology hiding
             try:
                 self.policies.outgoing(request, forwarding.policy, hop, outbound)
             except SipError as error:  # this hop cannot be served as the table asks
-                failure = make_response(request, error.status, error.reason,
-                                        to_tag=self._to_tag, headers=error.headers)  # fmt: skip
-                forwarding.finals.append(failure)
+                forwarding.finals.append(self._branch_failure(
+                    forwarding, request, error.status, error.reason, error.headers
+                ))  # fmt: skip
                 return
         if self._too_large_for_udp(request, hop):  # built again, with our TCP Via (§18.1.1)
             tcp = replace(hop.destination, transport="tcp")
@@ -602,13 +599,13 @@ class Proxy:
         return True
 
     def _forward_in_dialog_ack(
-        self, request: Request, source: Destination, actions: list[Action],
+        self, request: Request, source: Destination, own: OwnRoute, actions: list[Action],
         policy: PolicyContext | None = None,
     ) -> None:  # fmt: skip
         """ACK for a 2xx: its own end-to-end transaction, forwarded statelessly (§16.11)."""
         if request.max_forwards == 0:
             return
-        token = self._process_routes(request)
+        token = self._process_routes(request, own)
         hop = self._flow_hop(request, token, source) or self._next_hop_by_route(request)
         if hop is None:
             return
@@ -683,6 +680,23 @@ class Proxy:
         if not forwarding.branches:
             self._next_branch(forwarding, now, actions)
 
+    def _branch_failure(
+        self, forwarding: Forwarding, sent: Request, status: int, reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:  # fmt: skip
+        """A final answer the edge makes for a branch (timeout, transport error, unservable hop).
+
+        Made from the request as it arrived, not from the branch's copy
+        `sent`, which may have left hidden (masked Call-ID, rewritten From):
+        the caller must get back its own identities.  `sent`'s top Via (ours)
+        goes on top, so it is relayed exactly like a hop's answer.
+        """
+        response = make_response(
+            forwarding.request, status, reason, to_tag=self._to_tag, headers=headers
+        )
+        response.prepend_via(sent.top_via)
+        return response
+
     def _cancel_others(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
         """After a 6xx: CANCEL the pending branches (now, or on their first provisional)
         but keep waiting for their answers; the 6xx is not forwarded at once (§16.7 step 5)."""
@@ -715,7 +729,7 @@ class Proxy:
         if forwarding.done:
             return
         _settle(forwarding, branch)
-        timeout = make_response(branch.client.request, 408)
+        timeout = self._branch_failure(forwarding, branch.client.request, 408)
         self._note_failure(branch, timeout, reason, actions)
         forwarding.finals.append(timeout)
         if not forwarding.branches:
@@ -855,7 +869,9 @@ class Proxy:
             self._disarm(branch)
             if self._retry_over_udp(branch, now, actions):
                 return
-            failure = make_response(transaction.request, 503, "Service Unavailable (transport)")
+            failure = self._branch_failure(
+                branch.forwarding, transaction.request, 503, "Service Unavailable (transport)"
+            )
             self._branch_response(branch, failure, now, actions, local="transport")
         elif isinstance(event, Terminated):
             self._disarm(branch)
@@ -931,11 +947,6 @@ def _settle(forwarding: Forwarding, branch: Branch) -> None:
     """`branch` has its final answer: it no longer holds the forwarding back."""
     if branch in forwarding.branches:
         forwarding.branches.remove(branch)
-
-
-def _with_flow(record_route: str, token: str) -> str:
-    """`<sip:edge;lr>` → `<sip:edge;lr;cm-flow=token>`."""
-    return f"{record_route[:-1]};{FLOW_PARAM}={token}>"
 
 
 def _header(request: Request, name: str) -> str:

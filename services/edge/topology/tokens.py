@@ -28,12 +28,12 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shared.keys import KEY_SIZES, parse_key_list
 from shared.sip.errors import SipError
 
 NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
 _OVERHEAD: Final = 1 + NONCE_SIZE + TAG_SIZE
-_KEY_SIZES: Final = frozenset({16, 24, 32})
 _NONCE_LABEL: Final = b"callmesh topology nonce"
 
 
@@ -53,7 +53,7 @@ class TopologyKey:
     def __post_init__(self) -> None:
         if not 0 <= self.key_id <= 255:
             raise ValueError("topology key id must be 0..255")
-        if len(self.secret) not in _KEY_SIZES:
+        if len(self.secret) not in KEY_SIZES:
             raise ValueError("topology key must be 16, 24 or 32 bytes (AES-128/192/256)")
         object.__setattr__(self, "_aead", AESGCM(self.secret))
         nonce_key = hmac.digest(self.secret, _NONCE_LABEL, "sha256")
@@ -92,11 +92,9 @@ class Keyring:
 
     @classmethod
     def parse(cls, text: str) -> Keyring:
-        """From `CALLMESH_TOPOLOGY_KEYS`: `id:base64key[,id:base64key]`, current first."""
-        items = [item.strip() for item in text.split(",") if item.strip()]
-        if not 1 <= len(items) <= 2:
-            raise ValueError("topology keys: give the current key, then optionally the previous")
-        keys = [_parse_key(item) for item in items]
+        """From `CALLMESH_TOPOLOGY_KEYS`: `id:base64key[,id:base64key]`, current first
+        (`shared.keys`; the record-route keys are written the same way)."""
+        keys = [TopologyKey(key_id, secret) for key_id, secret in parse_key_list(text)]
         return cls(keys[0], keys[1] if len(keys) == 2 else None)
 
     def seal(self, kind: bytes, plaintext: bytes) -> str:
@@ -109,17 +107,6 @@ class Keyring:
         if key is None:
             raise InvalidTokenError("topology token sealed with an unknown key", 403)
         return key.open(kind, raw)
-
-
-def _parse_key(item: str) -> TopologyKey:
-    key_id, colon, encoded = item.partition(":")
-    if not colon or not key_id.isdigit():
-        raise ValueError("topology key must be written id:base64key")
-    try:
-        secret = base64.b64decode(encoded + "=" * (-len(encoded) % 4), b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"topology key {key_id} is not valid base64") from None
-    return TopologyKey(int(key_id), secret)
 
 
 def _decode(token: str) -> bytes:

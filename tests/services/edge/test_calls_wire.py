@@ -55,7 +55,7 @@ def test_call_completes_through_the_first_gateway(edge: Edge, workdir: Path) -> 
     assert gateway.received("BYE") == 1
     invite = gateway.messages().split("INVITE sip:", 1)[1]
     assert invite.startswith(f"15015550001@{LOOPBACK}:{port}")
-    assert f"Record-Route: <sip:{LOOPBACK}:{edge.sip_port};lr>" in invite
+    assert f"Record-Route: <sip:{LOOPBACK}:{edge.sip_port};lr;cm-rr=" in invite  # signed
 
 
 def test_failover_from_a_503_gateway(edge: Edge, workdir: Path) -> None:
@@ -162,8 +162,8 @@ def test_tcp_caller_to_udp_gateway_and_back(edge: Edge, workdir: Path) -> None:
     assert gateway.wait() == 0
     invite = gateway.messages().split("INVITE sip:", 1)[1]
     # Two Record-Routes: the TCP side towards the caller, the UDP side towards the gateway.
-    assert f"Record-Route: <sip:{LOOPBACK}:{edge.sip_port};lr>" in invite
-    assert f"<sip:{LOOPBACK}:{edge.sip_port};transport=tcp;lr>" in invite
+    assert f"Record-Route: <sip:{LOOPBACK}:{edge.sip_port};lr;cm-rr=" in invite
+    assert f"<sip:{LOOPBACK}:{edge.sip_port};transport=tcp;lr;cm-rr=" in invite
 
 
 def test_bye_passes_after_the_edge_is_killed_and_restarted(edge: Edge, workdir: Path) -> None:

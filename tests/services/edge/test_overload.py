@@ -20,6 +20,7 @@ from tests.services.edge.proxy.test_core import (
     invite,
     only_request,
     sent_to,
+    signed,
     statuses,
 )
 
@@ -91,7 +92,7 @@ def test_in_dialog_requests_flow_while_lagging(shed: tuple[Run, LoadShedder]) ->
     bye = (
         f"BYE sip:gw@{GW2.host}:5060 SIP/2.0\r\n"
         "Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKbye1\r\n"
-        f"Route: <sip:{EDGE}:5060;lr>\r\n"
+        f"Route: {signed(run.proxy, 'old-call')}\r\n"
         "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag=gw\r\n"
         "Call-ID: old-call\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()

@@ -253,3 +253,26 @@ def test_what_the_edge_answers_a_hidden_gateway_itself_leaks_nothing(
     assert f"Call-ID: {field['call-id']}" in answer  # what the gateway sent, masked
     for inside in ("seed-1", INTERNAL, f":{caller.port}", "asterisk@192"):
         assert inside not in answer, (inside, answer)
+
+
+def test_a_silent_hidden_gateway_gets_the_caller_a_408_of_its_own_call(
+    edges: tuple[Edge, Edge],
+) -> None:
+    """Issue 13 item 7: the edge's 408 carried the masked Call-ID and the rewritten From, so
+    it matched no transaction of the caller's, which retransmitted until its own timeout."""
+    first, _ = edges
+    gateway, caller = SipClient(first.sip_port), SipClient(first.sip_port)
+    try:
+        hidden_gateway(edges, "th5", gateway.port, "1605")
+        caller.send(asterisk_invite(caller.port, "16055550001"))
+        assert "Call-ID: CMH-" in gateway.receive().decode()  # hidden; and never answered
+        answer = caller.final().decode()  # after CALLMESH_FR_TIMEOUT (1 s here)
+    finally:
+        gateway.close()
+        caller.close()
+    assert answer.startswith("SIP/2.0 408 ")
+    assert "Call-ID: seed-1@192.168.1.20\r\n" in answer
+    assert "From: <sip:asterisk@192.168.1.20>;tag=seed\r\n" in answer
+    assert "CMH-" not in answer
+    vias = [line for line in answer.split("\r\n") if line.startswith("Via:")]
+    assert len(vias) == 3 and "z9hG4bK-seed-1" in vias[0]

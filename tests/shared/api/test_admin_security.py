@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 TOKEN = f"tok-{secrets.token_hex(16)}"
 PASSWORD = f"pw-{secrets.token_hex(12)}"
 TOPOLOGY_SECRET = new_secret()
+RECORD_ROUTE_SECRET = new_secret()
 DOMAIN = "example.com"
 NAMESPACE = f"test-{uuid.uuid4().hex[:12]}"
 PROCESSES = {
@@ -64,6 +65,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ru
         CALLMESH_REDIS_URL=REDIS_URL,
         CALLMESH_API_TOKEN=TOKEN,
         CALLMESH_TOPOLOGY_KEYS=f"1:{TOPOLOGY_SECRET}",
+        CALLMESH_RECORD_ROUTE_KEYS=f"1:{RECORD_ROUTE_SECRET}",
         CALLMESH_TRUSTED_NETWORKS="192.0.2.0/24",  # the REGISTER below must authenticate
         CALLMESH_LOG_LEVEL="DEBUG",  # the most an operator can turn on
     )
@@ -219,7 +221,10 @@ def test_no_secret_reaches_any_log_line(processes: dict[str, Running]) -> None:
         running.process.terminate()  # the stop path logs too
         running.process.wait(15)
     ha1 = compute_ha1("alice", DOMAIN, PASSWORD)
-    secrets_ = {"token": TOKEN, "password": PASSWORD, "ha1": ha1, "topology": TOPOLOGY_SECRET}
+    secrets_ = {
+        "token": TOKEN, "password": PASSWORD, "ha1": ha1, "topology": TOPOLOGY_SECRET,
+        "record-route key": RECORD_ROUTE_SECRET,
+    }  # fmt: skip
     for running in processes.values():
         lines = running.lines()
         assert any('"msg":"started"' in line for line in lines), lines  # the capture works

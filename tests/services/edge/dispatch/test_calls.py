@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from services.edge.dispatch import ActiveCalls
+from services.edge.proxy.core import Proxy
 from tests.services.edge.dispatch.support import BOX1, BOX1_URI, BOX2, BOX2_URI, farm, farm_run
-from tests.services.edge.proxy.test_core import EDGE, answer, invite, only_request
+from tests.services.edge.proxy.test_core import answer, invite, only_request, signed
 
 
 def test_counts_follow_invites_failures_and_byes() -> None:
@@ -34,11 +35,11 @@ def test_calls_whose_end_was_never_seen_expire() -> None:
     assert dict(calls.of_set("farm")) == {"sip:a": 1, "sip:b": 1}
 
 
-def bye(call_id: str) -> bytes:
+def bye(proxy: Proxy, call_id: str) -> bytes:
     return (
         f"BYE sip:gw@{BOX1.host} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKbye{call_id}\r\n"
-        f"Route: <sip:{EDGE}:5060;lr>, <sip:{BOX1.host};lr>\r\n"
+        f"Route: {signed(proxy, call_id)}, <sip:{BOX1.host};lr>\r\n"
         "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag=gw\r\n"
         f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
@@ -60,7 +61,7 @@ def test_least_calls_through_the_proxy() -> None:
     third = only_request(run.send(call("three")), BOX2)
     run.send(answer(third, 200), BOX2)
     assert dict(calls.of_set("farm")) == {BOX1_URI: 1, BOX2_URI: 1}
-    run.send(bye("one"))
+    run.send(bye(run.proxy, "one"))
     assert dict(calls.of_set("farm")) == {BOX2_URI: 1}
     fourth = only_request(run.send(call("four")), BOX1)
     assert fourth.call_id == "four"

@@ -200,3 +200,23 @@ def test_without_keys_the_next_gateway_without_hiding_takes_the_call() -> None:
     [forwarded] = requests_to(actions, GW2)
     assert forwarded.call_id == "inside-call-1@10.0.0.5"
     assert [r.status for r in responses_to(actions, INSIDE)] == [100]
+
+
+# ----- what the edge answers ITSELF to the inside of a hidden call --------------------------
+
+
+def test_a_silent_hidden_gateway_gets_the_caller_a_408_with_its_own_identities(run: Run) -> None:
+    """Issue 13 item 7: the 408 used to carry the masked Call-ID and the rewritten From, so
+    the caller's transaction never matched it and it retransmitted until its own timeout."""
+    sent = invite()
+    [forwarded] = requests_to(run.send(sent), GW1)
+    assert forwarded.call_id.startswith("CMH-")  # the hop is hidden
+    run.now += 2.1  # fr: the gateway never answered
+    [timeout] = [r for r in responses_to(run.proxy.expire(run.now), INSIDE) if r.status >= 200]
+    assert timeout.status == 408
+    assert timeout.call_id == "inside-call-1@10.0.0.5"
+    assert timeout.header("from") == '"Alice" <sip:alice@10.0.0.5>;tag=a1'
+    assert [(via.host, via.branch) for via in timeout.vias] == [
+        ("10.0.0.5", "z9hG4bKin1"), ("10.0.0.6", "z9hG4bKin0"),
+    ]  # fmt: skip
+    assert "CMH-" not in timeout.to_bytes().decode()

@@ -9,6 +9,7 @@ import pytest
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.routes import NumberRouter
 from services.routing.table.model import Gateway, Rule
 from shared.events.edge import GatewayFailed
@@ -21,6 +22,9 @@ EDGE = "192.0.2.10"
 CALLER = Destination("udp", "198.51.100.20", 5070)
 GW1 = Destination("udp", "203.0.113.1", 5060)
 GW2 = Destination("udp", "203.0.113.2", 5060)
+PEER = Destination("udp", "198.51.100.9", 5060)
+"""A trusted peer (an SBC, an Asterisk box): RFC 3261 §16 loose routing without tokens."""
+TRUSTED = frozenset({GW1.host, GW2.host, PEER.host})
 UDP_IN = Listener("udp", EDGE, 5060)
 TCP_IN = Listener("tcp", EDGE, 5060)
 
@@ -57,17 +61,26 @@ class Run:
         return self.proxy.expire(self.now)
 
 
-def new_run() -> Run:
+def core_run(signer: RecordRouteSigner | None = None) -> Run:
+    """A proxy trusting the gateways and `PEER`; `signer`: its record-route key (else its own)."""
     interfaces = Interfaces(
         [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
     )
     table = Table()
-    return Run(Proxy(interfaces, NumberRouter(table), ProxyTimers(fr=2.0, fr_inv=10.0)), table)
+    signer = signer or RecordRouteSigner.ephemeral()
+    dialogs = DialogGate(signer, lambda source: source.host in TRUSTED)
+    timers = ProxyTimers(fr=2.0, fr_inv=10.0)
+    return Run(Proxy(interfaces, NumberRouter(table), timers, dialogs=dialogs), table)
 
 
 @pytest.fixture
 def run() -> Run:
-    return new_run()
+    return core_run()
+
+
+def signed(proxy: Proxy, call_id: str, route: str = f"<sip:{EDGE}:5060;lr>") -> str:
+    """`route` (one of our Record-Routes) as the edge signs it for the dialog `call_id`."""
+    return f"{route[:-1]}{proxy.dialogs.route_params(call_id, None)}>"
 
 
 def invite(
@@ -130,7 +143,7 @@ def test_invite_is_forwarded_to_the_first_gateway(run: Run) -> None:
     forwarded = only_request(actions, GW1)
     assert forwarded.uri_text == f"sip:0014075551234@{GW1.host}"
     assert forwarded.max_forwards == 69
-    assert forwarded.headers("record-route") == [f"<sip:{EDGE}:5060;lr>"]
+    assert forwarded.headers("record-route") == [signed(run.proxy, "call-1")]
     top, caller = forwarded.vias
     assert (top.host, top.port) == (EDGE, 5060)
     assert (top.branch or "").startswith("z9hG4bKcm")
@@ -143,12 +156,12 @@ def test_provisional_and_2xx_go_back_to_the_caller_without_our_via(run: Run) -> 
     [ok] = sent_to(run.send(answer(forwarded, 200), GW1), CALLER)
     response = parse_message(ok)
     assert [via.host for via in response.vias] == ["10.0.0.5"]
-    assert response.headers("record-route") == [f"<sip:{EDGE}:5060;lr>"]
+    assert response.headers("record-route") == [signed(run.proxy, "call-1")]
 
 
 def test_a_request_that_comes_back_unchanged_is_a_loop(run: Run) -> None:
     data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
-    forwarded = only_request(run.send(data), GW1)
+    forwarded = only_request(run.send(data, PEER), GW1)
     # GW1 routes it straight back to us, unchanged: the same hash is in our Via.
     forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw1")
     assert statuses(run.send(forwarded.to_bytes(), GW1), GW1) == [482]
@@ -156,7 +169,7 @@ def test_a_request_that_comes_back_unchanged_is_a_loop(run: Run) -> None:
 
 def test_a_spiral_with_a_new_request_uri_is_not_a_loop(run: Run) -> None:
     data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
-    forwarded = only_request(run.send(data), GW1)
+    forwarded = only_request(run.send(data, PEER), GW1)
     forwarded.set_uri(f"sip:14075551234@{EDGE}")  # retargeted: now a call to a number
     forwarded.remove_header("route")
     forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw1")
@@ -177,7 +190,7 @@ def test_proxy_require_with_an_unknown_option_is_420_listing_it(run: Run) -> Non
 
 def test_strict_router_fix_up_takes_the_request_uri_from_the_last_route(run: Run) -> None:
     data = invite(
-        uri=f"sip:{EDGE}:5060;lr",
+        uri=signed(run.proxy, "call-1", f"<sip:{EDGE}:5060;lr>")[1:-1],
         extra=f"Route: <sip:14075551234@{GW2.host}:5060>\r\n",
     ).replace(b"To: <sip:14075551234@example.com>", b"To: <sip:x@example.com>;tag=t")
     forwarded = only_request(run.send(data), GW2)
@@ -190,7 +203,7 @@ def test_in_dialog_request_is_routed_by_its_route_headers_alone(run: Run) -> Non
     bye = (
         f"BYE sip:gw@{GW2.host}:5060 SIP/2.0\r\n"
         "Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKbye1\r\n"
-        f"Route: <sip:{EDGE}:5060;lr>\r\n"
+        f"Route: {signed(run.proxy, 'old-call')}\r\n"
         "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag=gw\r\n"
         "Call-ID: old-call\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
@@ -297,8 +310,8 @@ def test_tcp_in_udp_out_gets_two_record_routes(run: Run) -> None:
     data = invite().replace(b"SIP/2.0/UDP 10.0.0.5", b"SIP/2.0/TCP 10.0.0.5")
     forwarded = only_request(run.send(data, caller, TCP_IN), GW1)
     assert forwarded.headers("record-route") == [
-        f"<sip:{EDGE}:5060;lr>",
-        f"<sip:{EDGE}:5060;transport=tcp;lr>",
+        signed(run.proxy, "call-1"),
+        signed(run.proxy, "call-1", f"<sip:{EDGE}:5060;transport=tcp;lr>"),
     ]
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from services.edge.proxy.actions import Send
 from shared.sip.message import parse_message
-from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, invite, new_run
+from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, core_run, invite
 
 BYE = (
     f"BYE sip:gw@{GW1.host} SIP/2.0\r\n"
@@ -42,7 +42,7 @@ def test_mutated_requests_get_only_parseable_messages_out(
     for position, payload in insertions:
         at = position % head_end
         data[at:at] = payload
-    run = new_run()
+    run = core_run()
     for action in run.send(bytes(data), CALLER):  # nothing but SipError is handled inside
         if isinstance(action, Send):
             parse_message(action.data)

@@ -9,7 +9,7 @@ from services.edge.proxy.actions import Action, Send
 from services.routing.table.model import Gateway, Rule
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
-from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, GW2, invite, new_run
+from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, GW2, core_run, invite
 
 TCP_GW1 = replace(GW1, transport="tcp")
 TCP_GW2 = replace(GW2, transport="tcp")
@@ -35,32 +35,33 @@ def requests_to(actions: list[Action], destination: Destination) -> list[tuple[R
 
 
 def test_a_request_over_the_mtu_goes_by_tcp_with_our_tcp_via() -> None:
-    run = new_run()
+    run = core_run()
     [(request, send)] = requests_to(run.send(large_invite()), TCP_GW1)
     assert len(send.data) > 1300
     top = request.vias[0]
     assert (top.transport, top.host, top.port) == ("TCP", EDGE, 5060)
+    signed = run.proxy.dialogs.route_params(request.call_id, None)
     assert request.headers("record-route") == [
-        f"<sip:{EDGE}:5060;transport=tcp;lr>",
-        f"<sip:{EDGE}:5060;lr>",
+        f"<sip:{EDGE}:5060;transport=tcp;lr{signed}>",
+        f"<sip:{EDGE}:5060;lr{signed}>",
     ]
     assert requests_to(run.send(invite(branch="z9hG4bKsmall")), GW1)  # a small one: UDP
 
 
 def test_a_next_hop_naming_udp_or_a_zero_mtu_keeps_udp() -> None:
-    run = new_run()
+    run = core_run()
     run.table.put("gateway", "3", Gateway(address=f"sip:{PINNED.host};transport=udp"))
     run.table.put("rule", "r1999", Rule(prefix="1999", gateways=("3",)))
     [(request, _)] = requests_to(run.send(large_invite(f"sip:19995550000@{EDGE}")), PINNED)
     assert request.vias[0].transport == "UDP"
     assert requests_to(run.send(large_invite(branch="z9hG4bKc2")), TCP_GW1)  # the control
-    off = new_run()
+    off = core_run()
     off.proxy.udp_mtu = 0
     assert requests_to(off.send(large_invite()), GW1)
 
 
 def test_a_failed_tcp_connection_is_retried_over_udp_then_fails_over() -> None:
-    run = new_run()
+    run = core_run()
     [(_, over_tcp)] = requests_to(run.send(large_invite()), TCP_GW1)
     assert over_tcp.client is not None
     retried = run.proxy.transport_failed(over_tcp.client, run.now)

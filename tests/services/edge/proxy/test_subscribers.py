@@ -21,6 +21,7 @@ from services.edge.location import (
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
@@ -92,6 +93,7 @@ def run() -> Run:
     proxy = Proxy(
         interfaces, NumberRouter(Table()), ProxyTimers(fr=2.0, fr_inv=10.0),
         subscribers=subscribers,
+        dialogs=DialogGate(RecordRouteSigner.ephemeral(), subscribers.trusted),
     )  # fmt: skip
     directory.learn(DomainQuery(DOMAIN), True, 0.0)
     directory.learn(DomainQuery(EDGE), False, 0.0)
