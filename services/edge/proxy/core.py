@@ -533,7 +533,11 @@ class Proxy:
         request = forwarding.request.copy()
         if hop.uri != request.uri_text:
             request.set_uri(hop.uri)
-        for route in hop.routes:
+        routes = hop.routes
+        if hop.remote_flow is not None:  # another edge's flow: signed for this call
+            signed = self.dialogs.route_params(request.call_id, hop.remote_flow)
+            routes = (f"{routes[0][:-1]}{signed}>",)
+        for route in routes:
             request.add_header("Route", route)
         outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
         if forwarding.record_route:  # signed, so the dialog's requests may follow it back

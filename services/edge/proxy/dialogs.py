@@ -21,7 +21,9 @@ request without a valid token is answered statelessly (404 without any
 Route of ours, 403 with one whose token is missing or wrong) or, an ACK,
 dropped; so is an ACK without a To tag that matched no transaction, and an
 out-of-dialog request from an untrusted source whose preloaded Route leads
-past the edge (403).  Nothing goes onward, nothing is resolved; one info
+past the edge, or names a flow of ours without a token for its Call-ID
+(403): an edge handing a call to another edge's flow signs that Route as
+its Record-Route.  Nothing goes onward, nothing is resolved; one info
 line and `callmesh_edge_relay_refused{reason}` record it.
 """
 
@@ -184,6 +186,12 @@ class DialogGate:
             return _refuse(request, source, "bad_token", 403, "not our dialog route")
         if request.method == "ACK":
             return _refuse(request, source, "no_to_tag", 400, "ACK without a dialog")
+        if (
+            own.flow is not None
+            and not (own.token and self.signer.verify(own.token, request.call_id, own.flow))
+            and not self.trusted(source)
+        ):  # a flow token copied from one call's Record-Route: not a way to a phone
+            return _refuse(request, source, "bad_token", 403, "not our dialog route")
         if own.beyond and not self.trusted(source):
             return _refuse(request, source, "preloaded_route", 403, "preloaded Route")
         return None

@@ -63,7 +63,10 @@ class Hop:
     A registered contact has `q`: hops of equal `q` in a row are forked in
     parallel, and any failure but a 6xx moves on; gateways (`q` None) are
     tried one at a time.  `routes` become the branch's Route set;
-    `flow_token` names the flow the hop is (it goes into our Record-Route).
+    `flow_token` names the flow the hop is (it goes into our Record-Route);
+    `remote_flow`, a flow of the edge that `routes` (one entry) leads to: the
+    Route to it is signed for the call as our Record-Route is, or that edge
+    would not follow it (no open relay).
     """
 
     uri: str
@@ -75,6 +78,7 @@ class Hop:
     q: float | None = None
     routes: tuple[str, ...] = ()
     flow_token: str | None = None
+    remote_flow: str | None = None
     set_id: str | None = None
     set_uri: str = ""
     """For a dispatcher destination: its set and its URI as configured there."""

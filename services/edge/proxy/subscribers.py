@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from services.edge import metrics
 from services.edge.interfaces import Interfaces
 from services.edge.location import Directory
-from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
+from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import Hop
 from services.registrar.auth import (
     Verdict,
@@ -87,8 +87,8 @@ def binding_hop(binding: Location, flows: FlowTokens, interfaces: Interfaces) ->
         edge.host, edge.port, (edge.param("transport") or "udp").lower()
     ):
         return Hop(contact, flow, q=q, flow_token=token)
-    route = f"<{binding.edge_address};lr;{FLOW_PARAM}={token}>"
-    return Hop(contact, destination_of(edge), q=q, routes=(route,))
+    route = f"<{binding.edge_address};lr>"  # the flow and its signature added per call
+    return Hop(contact, destination_of(edge), q=q, routes=(route,), remote_flow=token)
 
 
 def authenticate(request: Request, subscribers: Subscribers, now: float, source: str = "") -> None:

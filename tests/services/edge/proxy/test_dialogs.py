@@ -162,6 +162,23 @@ def test_a_route_naming_only_the_edge_is_routed_as_usual(run: Run) -> None:
     assert forwarded.headers("route") == []
 
 
+def test_a_strangers_route_to_one_of_our_flows_needs_a_token_for_its_call(run: Run) -> None:
+    """A flow token copied from a Record-Route is no way to reach that phone in a new call."""
+    copied = invite(extra=f"Route: <sip:{EDGE}:5060;lr;cm-flow=FLOW1>\r\n")
+    response = only_answer(run, copied)
+    assert (response.status, response.reason) == (403, "Forbidden (not our dialog route)")
+    borrowed = run.proxy.dialogs.route_params("another-call", "FLOW1")
+    other = invite(extra=f"Route: <sip:{EDGE}:5060;lr{borrowed}>\r\n", branch="z9hG4bKc2")
+    assert only_answer(run, other).status == 403
+    # An edge handing the call over signs the Route for its Call-ID: followed.
+    own = run.proxy.dialogs.route_params("call-1", "FLOW1")
+    handed = invite(extra=f"Route: <sip:{EDGE}:5060;lr{own}>\r\n", branch="z9hG4bKc3")
+    assert only_request(run.send(handed), GW1).headers("route") == []
+    # A trusted peer needs no token.
+    trusted = invite(extra=f"Route: <sip:{EDGE}:5060;lr;cm-flow=FLOW1>\r\n", branch="z9hG4bKc4")
+    assert only_request(run.send(trusted, PEER), GW1).method == "INVITE"
+
+
 def test_a_trusted_peers_preloaded_route_is_followed(run: Run) -> None:
     data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW2.host};lr>\r\n")
     assert only_request(run.send(data, PEER), GW2).uri_text == "sip:bob@example.com"

@@ -30,6 +30,7 @@ from services.registrar.nonces import NonceKeeper
 from shared.sip.digest import authorize, compute_ha1, parse_challenge
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
+from shared.sip.uri import SipUri
 from tests.services.edge.proxy.test_core import (
     EDGE,
     GW1,
@@ -363,3 +364,23 @@ def test_the_blocked_refusal_is_one_fail2ban_line(
     assert [r.getMessage() for r in caplog.records if r.name == "callmesh.auth"] == [
         f"auth failed: source=192.0.2.50 user=alice realm={DOMAIN} method=INVITE reason=blocked"
     ]
+
+
+def test_a_call_to_a_phone_behind_another_edge_carries_a_route_signed_for_the_call(
+    run: Run,
+) -> None:
+    """That edge relays to its flow only along a Route signed for the call (no open relay)."""
+    other_edge = Destination("udp", "192.0.2.99", 5060)
+    natted = Location(
+        aor=BOB, contact="sip:bob@10.0.0.7:5060", expires_at=10_000.0, q=None,
+        received="sip:203.0.113.40:40001", transport="udp", edge="edge-b",
+        edge_address=f"sip:{other_edge.host}:{other_edge.port}",
+    )  # fmt: skip
+    run.directory.learn(BindingsQuery(BOB), (natted,), 0.0)
+    forwarded = only_request(run.send(call()), other_edge)
+    [route] = forwarded.routes
+    assert isinstance(route.uri, SipUri)
+    flow, token = route.uri.param("cm-flow"), route.uri.param("cm-rr")
+    assert flow and token
+    assert run.proxy.dialogs.signer.verify(token, forwarded.call_id, flow)
+    assert not run.proxy.dialogs.signer.verify(token, "another-call", flow)
