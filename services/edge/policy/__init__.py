@@ -120,6 +120,10 @@ class EdgePolicies:
         self.guard.admit_call(request, source, now)
         return PolicyContext()
 
+    def call_ended(self, call_id: str) -> None:
+        """A BYE that passed the dialog check: the call's limit slots are free again."""
+        self.guard.release(call_id)
+
     def decide(self, request: Request, source: Destination, number: str, found: Found) -> Found:
         if self.hook is None:
             return found

@@ -3,13 +3,13 @@
 The order per message, cheapest refusal first:
 1. `drop_flood` on the raw bytes (before parsing): a blocked source costs a dict probe;
 2. `screen` on a parsed request outside any transaction: scanners from
-   untrusted sources are dropped or answered 403 statelessly; a BYE frees
-   its call's leases.  Once a source is flagged, only its requests that look
+   untrusted sources are dropped or answered 403 statelessly.  Once a source is flagged, only its requests that look
    like a scanner's are refused (a scanner's User-Agent, or no credentials
    and no dialog of ours): a phone behind the same NAT that authenticates,
    or a call in progress along our Route, is still served;
 3. `admit_call` before routing a number (after untrusted callers have
-   authenticated): the concurrent-call limits;
+   authenticated): the concurrent-call limits, whose leases a BYE frees
+   (`release`) once it passed the core's dialog check;
 4. `responded` on every response sent upstream: a final non-2xx to an INVITE
    frees its leases.
 """
@@ -108,12 +108,12 @@ class Guard:
         self, request: Request, source: Destination, now: float, actions: list[Action],
         *, known: bool = False,
     ) -> bool:  # fmt: skip
-        """True when the request is dealt with here (a scanner's); frees a BYE's leases.
+        """True when the request is dealt with here (a scanner's).
 
         `known`: the request proved it belongs to a dialog of ours (no scanner checks).
+        A BYE's leases are freed by the core once the BYE passed the dialog check
+        (`release`), so a forged BYE cannot free a caller's slot.
         """
-        if request.method == "BYE":
-            self.release(request.call_id)
         if known or self.trusted(source) or self.allowed(source):
             return False
         scanner, host = self.scanner, source.host

@@ -312,8 +312,10 @@ class Proxy:
         in_dialog = request.to_tag is not None
         flow = self._flow_hop(request, token, source)
         if flow is not None or in_dialog:
-            if request.method == "BYE":
+            if request.method == "BYE":  # past the dialog check: not a forged one
                 self.calls.call_ended(request.call_id)
+                if self.policies is not None:
+                    self.policies.call_ended(request.call_id)
             hop = flow or self._next_hop_by_route(request)
             if hop is None:
                 raise SipError("no dialog route to follow", 481)

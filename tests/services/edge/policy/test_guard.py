@@ -8,13 +8,26 @@ are served, so a scanner behind a shared NAT does not silence its phones.
 from __future__ import annotations
 
 from services.edge.interfaces import Interface, Interfaces
+from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.protection import FloodSettings, ProtectionSettings, ScannerSettings
+from services.edge.protection.limits import CallLimitSettings
 from services.edge.proxy.actions import Action, Publish
+from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.routes import NumberRouter
 from shared.acl import AddressAcl
 from shared.events.protection import ScannerFlagged
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
+from tests.services.edge.policy.support import (
+    GW1,
+    INSIDE,
+    Run,
+    Table,
+    invite,
+    requests_to,
+    responses_to,
+)
 
 EDGE = "192.0.2.10"
 NAT = Destination("udp", "203.0.113.9", 5060)
@@ -142,3 +155,43 @@ def test_a_source_counted_before_it_was_allow_listed_is_never_blocked() -> None:
     subject.set_allowlist(AddressAcl.parse("203.0.113.9/32"))
     assert not any(subject.drop_flood(options, NAT, 0.1, actions) for _ in range(10))
     assert actions == []
+
+
+def limited_run() -> Run:
+    """The core with one concurrent call per source, nobody trusted."""
+    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
+    table = Table()
+    settings = ProtectionSettings(calls=CallLimitSettings(per_source=1))
+    policies = EdgePolicies(table, Guard(settings, "edge-test", lambda _: False), None, None)
+    return Run(Proxy(interfaces, NumberRouter(table), ProxyTimers(), policies), table)
+
+
+def new_call(n: int) -> bytes:
+    return (
+        invite()
+        .replace(b"z9hG4bKin1", f"z9hG4bKin1-{n}".encode())
+        .replace(b"Call-ID: ", f"Call-ID: {n}-".encode())
+    )
+
+
+def bye(call_id: str, route: str, branch: str) -> bytes:
+    return (
+        f"BYE sip:14075551234@{GW1.host} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {INSIDE.host}:{INSIDE.port};branch={branch};rport\r\n"
+        f"{route}"
+        f"From: <sip:alice@10.0.0.5>;tag=a1\r\nTo: <sip:14075551234@{EDGE}>;tag=g1\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_a_forged_bye_does_not_free_a_callers_call_limit_slot() -> None:
+    """Only a BYE that passed the dialog check ends a call for the limits."""
+    run = limited_run()
+    [forwarded] = requests_to(run.send(new_call(1)), GW1)
+    forged = bye(forwarded.call_id, "", "z9hG4bKbye1")  # the Call-ID, but no route of ours
+    assert requests_to(run.send(forged), GW1) == []
+    assert responses_to(run.send(new_call(2)), INSIDE)[-1].status == 486  # still held
+    ours = f"Route: {forwarded.headers('record-route')[0]}\r\n"
+    genuine = bye(forwarded.call_id, ours, "z9hG4bKbye2")
+    assert [r.method for r in requests_to(run.send(genuine), GW1)] == ["BYE"]
+    assert [r.method for r in requests_to(run.send(new_call(3)), GW1)] == ["INVITE"]  # freed
