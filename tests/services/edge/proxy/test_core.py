@@ -327,3 +327,109 @@ def test_garbage_gets_400_and_the_proxy_goes_on(run: Run) -> None:
     bad = invite().replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
     assert statuses(run.send(bad)) == [400]
     assert statuses(run.send(invite(branch="z9hG4bKc2"))) == [100]
+
+
+# ----- boundaries the mutation runs showed unguarded (issue 23) ---------------------------
+
+TRUSTED = Destination("udp", "127.0.0.1", 5070)
+"""In-dialog requests come from a trusted source: they are relayed along any Route then."""
+
+
+def in_dialog(method: str, max_forwards: int, cseq: int = 2) -> bytes:
+    """A mid-dialog request from the caller's side, routed through us to GW2."""
+    return (
+        f"{method} sip:gw@{GW2.host}:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{method.lower()}{max_forwards}\r\n"
+        f"Route: <sip:{EDGE}:5060;lr>\r\n"
+        "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag=gw\r\n"
+        f"Call-ID: dialog-1\r\nCSeq: {cseq} {method}\r\nMax-Forwards: {max_forwards}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(("received", "forwarded"), [(70, 69), (2, 1), (1, 0)])
+def test_the_stateless_ack_leaves_with_max_forwards_decremented(
+    run: Run, received: int, forwarded: int
+) -> None:
+    ack = only_request(run.send(in_dialog("ACK", received, cseq=1), TRUSTED), GW2)
+    assert ack.max_forwards == forwarded
+
+
+def test_a_stateless_ack_with_max_forwards_0_goes_nowhere(run: Run) -> None:
+    # Positive control: the same ACK with one hop left does leave.
+    assert len(sent_to(run.send(in_dialog("ACK", 1, cseq=1), TRUSTED), GW2)) == 1
+    actions = run.send(in_dialog("ACK", 0, cseq=1), TRUSTED)
+    assert actions == []  # an ACK is never answered, not even with 483
+
+
+@pytest.mark.parametrize("method", ["INVITE", "SUBSCRIBE"])
+def test_max_forwards_1_is_forwarded_with_0_and_0_is_483(run: Run, method: str) -> None:
+    last_hop = invite(branch="z9hG4bKmf1").replace(b"Max-Forwards: 70", b"Max-Forwards: 1")
+    last_hop = last_hop.replace(b"INVITE", method.encode())
+    forwarded = only_request(run.send(last_hop), GW1)
+    assert (forwarded.method, forwarded.max_forwards) == (method, 0)
+    spent = last_hop.replace(b"Max-Forwards: 1", b"Max-Forwards: 0")
+    assert statuses(run.send(spent.replace(b"z9hG4bKmf1", b"z9hG4bKmf0"))) == [483]
+
+
+def test_an_in_dialog_request_with_max_forwards_1_is_forwarded_with_0(run: Run) -> None:
+    assert only_request(run.send(in_dialog("BYE", 1), TRUSTED), GW2).max_forwards == 0
+    assert statuses(run.send(in_dialog("BYE", 0, cseq=3), TRUSTED), TRUSTED) == [483]
+
+
+def test_a_request_back_with_only_its_request_uri_changed_spirals(run: Run) -> None:
+    """The Request-URI is part of the loop hash: same Route, From, To, Call-ID, CSeq."""
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(run.send(data), GW1)
+    forwarded.set_uri("sip:carol@example.com")  # GW1 retargeted it and sent it back to us
+    forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw2")
+    again = run.send(forwarded.to_bytes(), GW1)
+    assert statuses(again, GW1) == [100]
+    [data] = [d for d in sent_to(again, GW1) if not d.startswith(b"SIP/2.0 ")]
+    assert parse_message(data).headers("route") == [f"<sip:{GW1.host};lr>"]
+
+
+@pytest.mark.parametrize(
+    ("method", "recorded"),
+    [("INVITE", True), ("SUBSCRIBE", True), ("REFER", True), ("OPTIONS", False)],
+)
+def test_requests_that_create_dialogs_are_record_routed(
+    run: Run, method: str, recorded: bool
+) -> None:
+    data = invite().replace(b"INVITE", method.encode())
+    forwarded = only_request(run.send(data), GW1)
+    expected = [f"<sip:{EDGE}:5060;lr>"] if recorded else []
+    assert forwarded.headers("record-route") == expected
+
+
+@pytest.mark.parametrize("method", ["SUBSCRIBE", "REFER", "INVITE"])
+def test_requests_inside_a_dialog_are_not_record_routed(run: Run, method: str) -> None:
+    forwarded = only_request(run.send(in_dialog(method, 70), TRUSTED), GW2)
+    assert forwarded.method == method
+    assert forwarded.headers("record-route") == []
+
+
+@pytest.mark.parametrize(
+    ("status", "published"), [(500, True), (502, True), (599, True), (408, False)]
+)
+def test_a_5xx_or_408_fails_over_to_the_next_gateway(
+    run: Run, status: int, published: bool
+) -> None:
+    """Only a 5xx is the gateway's failure; its own 408 shows it is alive (nothing published)."""
+    first = only_request(run.send(invite()), GW1)
+    actions = run.send(answer(first, status), GW1)
+    assert only_request(actions, GW2).method == "INVITE"
+    events = [a.event for a in actions if isinstance(a, Publish)]
+    assert [(e.gateway_id, e.status) for e in events if isinstance(e, GatewayFailed)] == (
+        [("1", status)] if published else []
+    )
+    assert len(events) == int(published)
+
+
+@pytest.mark.parametrize("status", [404, 486, 600])
+def test_a_4xx_or_6xx_is_the_callees_word_and_goes_back(run: Run, status: int) -> None:
+    first = only_request(run.send(invite()), GW1)
+    actions = run.send(answer(first, status), GW1)
+    assert sent_to(actions, GW2) == []
+    assert statuses(actions) == [status]
+    assert [a for a in actions if isinstance(a, Publish)] == []

@@ -21,12 +21,14 @@ from services.edge.proxy.actions import Action, Lookup, Register
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
-from services.edge.proxy.subscribers import Subscribers
+from services.edge.proxy.subscribers import CHALLENGED_METHODS, Subscribers
 from services.registrar.model import Location
+from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper
 from shared.sip.digest import authorize, compute_ha1, parse_challenge
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
+from shared.store import Store
 from tests.services.edge.proxy.test_core import (
     EDGE,
     GW1,
@@ -268,3 +270,96 @@ def _nonce_of(request: bytes) -> str:
     found = re.search(rb'nonce="([^"]+)"', request)
     assert found is not None
     return found.group(1).decode()
+
+
+ALICE = Destination("udp", "192.0.2.50", 5060)
+"""An untrusted source: its dialog-creating requests must prove a subscriber's password."""
+
+
+def challenged(run: Run, method: str) -> tuple[bytes, bytes]:
+    """Alice's out-of-dialog `method` to a number, and the edge's 407 to it."""
+    run.directory.learn(
+        Ha1Query("alice", DOMAIN, "MD5"), compute_ha1("alice", DOMAIN, PASSWORD), run.now
+    )
+    request = call(f"sip:14075551234@{EDGE}", caller="alice").replace(b"INVITE", method.encode())
+    actions = run.send(request, ALICE)
+    assert statuses(actions, ALICE)[-1] == 407
+    return request, sent_to(actions, ALICE)[-1]
+
+
+def with_credentials(
+    request: bytes, challenge: bytes, method: str, password: str, *, nc: int = 1, branch: str = "c2"
+) -> bytes:
+    response = parse_message(challenge)
+    assert isinstance(response, Response)
+    credentials = authorize(
+        parse_challenge(response.header("proxy-authenticate") or ""), username="alice",
+        password=password, method=method, uri=f"sip:14075551234@{EDGE}", cnonce="c0ffee", nc=nc,
+    )  # fmt: skip
+    request = request.replace(b"z9hG4bKc1", f"z9hG4bK{branch}".encode()).replace(
+        b"CSeq: 1", b"CSeq: 2"
+    )
+    header = f"Proxy-Authorization: {credentials}\r\nContent-Length".encode()
+    return request.replace(b"Content-Length", header)
+
+
+def test_the_dialog_creating_methods_are_challenged() -> None:
+    assert {"INVITE", "SUBSCRIBE", "REFER"} <= CHALLENGED_METHODS
+
+
+@pytest.mark.parametrize("method", sorted(CHALLENGED_METHODS))
+def test_a_wrong_password_is_forbidden_and_goes_nowhere(run: Run, method: str) -> None:
+    request, challenge = challenged(run, method)
+    actions = run.send(with_credentials(request, challenge, method, "wrong-" + PASSWORD), ALICE)
+    assert [a for a in actions if isinstance(a, Lookup)] == []  # no nonce-count claimed
+    assert statuses(actions, ALICE)[-1] == 403
+    assert sent_to(actions, GW1) == []
+
+
+@pytest.mark.parametrize("method", sorted(CHALLENGED_METHODS))
+def test_the_right_password_goes_through(run: Run, method: str) -> None:
+    """The positive control of the test above: same request, same challenge, right password."""
+    request, challenge = challenged(run, method)
+    actions = run.send(with_credentials(request, challenge, method, PASSWORD), ALICE)
+    [claim] = [a.query for a in actions if isinstance(a, Lookup)]
+    forwarded = only_request(run.resolve(actions, {claim: True}), GW1)
+    assert forwarded.method == method
+
+
+@pytest.mark.parametrize("method", sorted(CHALLENGED_METHODS))
+def test_credentials_for_another_method_are_forbidden(run: Run, method: str) -> None:
+    """The digest covers the method: an INVITE's answer does not open a REFER, and back."""
+    request, challenge = challenged(run, method)
+    other = "REFER" if method == "INVITE" else "INVITE"
+    actions = run.send(with_credentials(request, challenge, other, PASSWORD), ALICE)
+    assert statuses(actions, ALICE)[-1] == 403
+    assert sent_to(actions, GW1) == []
+
+
+@pytest.mark.integration
+async def test_a_replayed_nonce_count_is_refused_by_the_real_claim_script(
+    run: Run, redis_store: Store
+) -> None:
+    """The edge's claims go through the registrar's Lua script on the real Redis."""
+    counts = NonceCounts(redis_store, 300)
+
+    async def resolve(actions: list[Action]) -> list[Action]:
+        done: list[Action] = [a for a in actions if not isinstance(a, Lookup)]
+        for lookup in (a for a in actions if isinstance(a, Lookup)):
+            query = lookup.query
+            assert isinstance(query, NonceCountQuery)
+            run.directory.learn(query, await counts.claim(query.nonce, query.count), run.now)
+            done += run.proxy.resume(lookup.server, run.now)
+        return done
+
+    request, challenge = challenged(run, "INVITE")
+    first = with_credentials(request, challenge, "INVITE", PASSWORD)
+    assert only_request(await resolve(run.send(first, ALICE)), GW1).method == "INVITE"
+    replay = first.replace(b"z9hG4bKc2", b"z9hG4bKc3").replace(b"call-7", b"call-8")
+    actions = await resolve(run.send(replay, ALICE))
+    assert sent_to(actions, GW1) == []
+    assert statuses(actions, ALICE) == [100, 407]
+    # The next count of the same nonce is a first use: the script refuses replays only.
+    again = with_credentials(request, challenge, "INVITE", PASSWORD, nc=2, branch="c4")
+    again = again.replace(b"call-7", b"call-9")
+    assert only_request(await resolve(run.send(again, ALICE)), GW1).method == "INVITE"
