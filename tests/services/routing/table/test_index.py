@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.edge.topology.policy import TargetTopology
 from services.routing.table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
-from services.routing.table.model import Carrier, Gateway, Rule
+from services.routing.table.model import Carrier, Dialplan, DialplanRule, Gateway, Kind, Rule
 from services.routing.table.timewindow import TimeWindow
 
 MONDAY_NOON = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
@@ -296,3 +297,41 @@ def test_lookups_match_brute_force_after_loads_and_edits(
             if found is not None and rule is not None:
                 assert found[2] is rule.targets
                 assert found[2].sets == tuple(t[1:] for t in rules[rule.id].gateways if t[0] == "@")
+
+
+# ----- what the mutation run found unguarded (issue 23) -----------------------------------
+
+
+def test_a_dialplan_translates_until_it_is_removed() -> None:
+    index = seeded()
+    plan = Dialplan(rules=(DialplanRule(match=r"^0([1-9])", replace=r"+33\1"),))
+    index.put("dialplan", "fr", plan)
+    assert index.translate("fr", "0142345678") == "+33142345678"
+    assert index.translate("fr", "999") == "999"  # no rule matches: the number as it is
+    index.remove("dialplan", "fr")
+    with pytest.raises(KeyError):
+        index.translate("fr", "0142345678")
+
+
+@pytest.mark.parametrize("kind", ["gateway", "carrier", "dialplan", "rule"])
+def test_removing_what_is_not_there_is_no_error(kind: Kind) -> None:
+    """Deletes are replayed (a cache catching up): a second one must be harmless."""
+    index = seeded()
+    index.remove(kind, "nope")
+    assert route(index, "14075551234") == ("r1407", ["1", "2"])
+
+
+def test_removing_a_gateway_takes_it_out_of_its_rules() -> None:
+    index = seeded()
+    index.remove("gateway", "1")
+    assert route(index, "14075551234") == ("r1407", ["2"])
+
+
+def test_targets_carry_their_gateway_and_carrier_settings() -> None:
+    index = seeded()
+    hidden = TargetTopology(mask_call_id=True)
+    index.put("gateway", "3", Gateway(address="sip:198.51.100.9", topology_hiding=hidden))
+    index.put("carrier", "acme", Carrier(gateways=("3",)))
+    assert index.gateways["3"].topology == hidden
+    assert index.gateways["1"].topology is None
+    assert index.carriers["acme"].id == "acme"
