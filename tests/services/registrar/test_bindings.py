@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.registrar import Phone
-from services.registrar.bindings import BindingStore
+from services.registrar.bindings import KEY_GRACE, BindingStore, Commit, NonceClaim
 from services.registrar.layout import expiry_key
 from services.registrar.model import Binding
 from services.registrar.register import BindingUpdate, ExpiryPolicy, Origin, update_bindings
@@ -89,3 +89,62 @@ async def test_a_removed_binding_leaves_the_expiry_set(store: Store) -> None:
     assert await store.redis.zcard(expiry_key(store)) == 0  # nothing left for the sweeper
     assert await bindings.claim_expired(NOW + 10_000) == []
     assert (await bindings.snapshot(AOR)).stored == {}
+
+
+async def test_a_binding_due_now_is_no_longer_live(store: Store) -> None:
+    bindings = BindingStore(store)
+    (binding,) = (await register(bindings, Phone("alice", "example.com", "pw"), 600, NOW)).current
+    snapshot = await bindings.snapshot(AOR)
+    assert list(snapshot.live(binding.expires_at - 0.001)) == [binding.contact]
+    assert snapshot.live(binding.expires_at) == {}
+
+
+async def test_the_aor_hash_outlives_its_last_binding_by_the_grace(store: Store) -> None:
+    bindings = BindingStore(store)
+    await register(bindings, Phone("alice", "example.com", "pw"), 600, NOW)
+    left = await store.redis.ttl(bindings.key(AOR))
+    expected = NOW + 600 + KEY_GRACE - time.time()
+    assert expected - 5 <= left <= expected + 1
+    (stored,) = (await store.redis.hgetall(bindings.key(AOR))).values()
+    assert b"null" not in stored  # defaults are left out: small bindings
+
+
+async def test_a_commit_claims_its_nonce_count_once(store: Store) -> None:
+    bindings = BindingStore(store)
+    phone = Phone("alice", "example.com", "pw")
+    claim = NonceClaim(store.key("nc", "nonce-1"), 1, 60)
+    for expected in (Commit.DONE, Commit.REPLAYED):
+        message = parse_message(phone.register(expires=600))
+        assert isinstance(message, Request)
+        snapshot = await bindings.snapshot(AOR)
+        live = snapshot.live(NOW)
+        update = update_bindings(message, AOR, live, origin=ORIGIN, policy=POLICY, now=NOW)
+        assert await bindings.commit(snapshot, live, update.current, claim) is expected
+    assert await store.redis.get(claim.key) == b"1"
+
+
+async def test_aors_are_listed_in_pages_until_the_cursor_is_0(store: Store) -> None:
+    bindings = BindingStore(store)
+    users = [f"user{n}" for n in range(5)]
+    for user in users:
+        phone = Phone(user, "example.com", "pw")
+        message = parse_message(phone.register(expires=600))
+        assert isinstance(message, Request)
+        aor = f"sip:{user}@example.com"
+        await bindings.change(
+            aor, NOW,
+            lambda live, m=message, a=aor: update_bindings(  # type: ignore[misc]
+                m, a, live, origin=ORIGIN, policy=POLICY, now=NOW
+            ),
+            lambda update: update.current,
+        )  # fmt: skip
+    found: list[str] = []
+    cursor, pages = 0, 0
+    while True:
+        cursor, page = await bindings.aors_page(cursor, 2)
+        assert page == sorted(page)
+        found += page
+        pages += 1
+        if cursor == 0 or pages > 50:
+            break
+    assert sorted(found) == [f"sip:{user}@example.com" for user in users]
