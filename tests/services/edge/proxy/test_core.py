@@ -433,3 +433,79 @@ def test_a_4xx_or_6xx_is_the_callees_word_and_goes_back(run: Run, status: int) -
     assert sent_to(actions, GW2) == []
     assert statuses(actions) == [status]
     assert [a for a in actions if isinstance(a, Publish)] == []
+
+
+def final_of(actions: list[Action], destination: Destination = CALLER) -> Response:
+    [data] = [d for d in sent_to(actions, destination) if not d.startswith(b"SIP/2.0 100")]
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [(b"CSeq: 1 INVITE", b"CSeq: 2 INVITE"), (b";tag=a1", b";tag=a2")]
+)
+def test_a_request_back_with_its_cseq_or_from_tag_changed_spirals(
+    run: Run, old: bytes, new: bytes
+) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(run.send(data), GW1)
+    forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw3")
+    back = forwarded.to_bytes()
+    looped = final_of(run.send(back, GW1), GW1)  # the control: unchanged, it is a loop
+    assert (looped.status, looped.reason) == (482, "Loop Detected")
+    spiral = back.replace(old, new).replace(b"z9hG4bKgw3", b"z9hG4bKgw4")
+    assert statuses(run.send(spiral, GW1), GW1) == [100]
+
+
+def test_the_cancel_the_edge_sends_is_built_from_the_invite_it_sent(run: Run) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    first = only_request(run.send(data), GW1)
+    run.send(answer(first, 180), GW1)
+    cancel = data.replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    sent = only_request(run.send(cancel), GW1).to_bytes()
+    assert sent.startswith(f"CANCEL {first.uri_text} SIP/2.0\r\n".encode())
+    for line in (
+        f"Via: {first.headers('via')[0]}",
+        f"Route: <sip:{GW1.host};lr>",
+        "Max-Forwards: 70",
+        f"To: {first.header('to')}",
+        "CSeq: 1 CANCEL",
+    ):
+        assert f"\r\n{line}\r\n".encode() in sent, line
+
+
+def test_a_cancel_matching_nothing_is_481(run: Run) -> None:
+    cancel = invite(branch="z9hG4bKnone").replace(b"INVITE sip", b"CANCEL sip")
+    assert statuses(run.send(cancel.replace(b"1 INVITE", b"1 CANCEL"))) == [481]
+
+
+def test_when_every_gateway_fails_the_caller_gets_500_not_503(run: Run) -> None:
+    first = only_request(run.send(invite()), GW1)
+    second = only_request(run.send(answer(first, 503), GW1), GW2)
+    final = final_of(run.send(answer(second, 503), GW2))
+    assert (final.status, final.reason) == (500, "Server Internal Error (next hop unavailable)")
+
+
+def test_every_gateway_known_down_is_480_saying_how_many(run: Run) -> None:
+    run.table.health.set("1", "down")
+    run.table.health.set("2", "down")
+    final = final_of(run.send(invite()))
+    assert (final.status, final.reason) == (480, "Temporarily Unavailable (2 gateways down)")
+
+
+def test_the_no_route_reason_header_is_spelled_as_sip_expects(run: Run) -> None:
+    [_trying, data] = sent_to(run.send(invite(uri=f"sip:999@{EDGE}")), CALLER)
+    assert b'\r\nReason: SIP;cause=404;text="no route"\r\n' in data
+
+
+def test_the_next_hop_a_strict_router_gets_the_request_uri_and_the_rest_as_route(
+    run: Run,
+) -> None:
+    data = in_dialog("BYE", 70).replace(
+        f"Route: <sip:{EDGE}:5060;lr>".encode(),
+        f"Route: <sip:{EDGE}:5060;lr>, <sip:{GW1.host}:5060>".encode(),
+    )
+    forwarded = only_request(run.send(data, TRUSTED), GW1)
+    assert forwarded.uri_text == f"sip:{GW1.host}:5060"
+    assert forwarded.headers("route") == [f"<sip:gw@{GW2.host}:5060>"]
