@@ -229,6 +229,10 @@ def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Ru
     )
     actions = run.send(answered, PHONE)
     assert [type(a) for a in actions] == [Register]  # the registrar verifies it
+    [passed] = [a for a in actions if isinstance(a, Register)]
+    # Where other edges reach the phone through us: our address, without ;lr.
+    assert (passed.source, passed.edge_address) == (PHONE, f"sip:{EDGE}:5060")
+    assert passed.data.startswith(b"REGISTER sip:example.com SIP/2.0\r\n")
 
 
 def authorized_call(run: Run, challenge_response: bytes, *, branch: str, nc: int = 1) -> bytes:
@@ -363,3 +367,20 @@ async def test_a_replayed_nonce_count_is_refused_by_the_real_claim_script(
     again = with_credentials(request, challenge, "INVITE", PASSWORD, nc=2, branch="c4")
     again = again.replace(b"call-7", b"call-9")
     assert only_request(await resolve(run.send(again, ALICE)), GW1).method == "INVITE"
+
+
+def test_a_register_for_a_foreign_domain_is_404_and_not_passed_on(run: Run) -> None:
+    run.directory.learn(DomainQuery("elsewhere.net"), False, 0.0)
+    register = (
+        b"REGISTER sip:elsewhere.net SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr9\r\n"
+        b"From: <sip:bob@elsewhere.net>;tag=r1\r\nTo: <sip:bob@elsewhere.net>\r\n"
+        b"Call-ID: reg-9\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@192.0.2.21:5060>\r\n"
+        b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    actions = run.send(register, PHONE)
+    assert not any(isinstance(a, Register) for a in actions)
+    [data] = sent_to(actions, PHONE)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (404, "Not Found (not a domain of ours)")
