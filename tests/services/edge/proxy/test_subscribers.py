@@ -384,3 +384,51 @@ def test_a_register_for_a_foreign_domain_is_404_and_not_passed_on(run: Run) -> N
     response = parse_message(data)
     assert isinstance(response, Response)
     assert (response.status, response.reason) == (404, "Not Found (not a domain of ours)")
+
+
+def final_to_alice(actions: list[Action]) -> Response:
+    [data] = [d for d in sent_to(actions, ALICE) if not d.startswith(b"SIP/2.0 100")]
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'username="alice"', b'username="bob"'),  # another subscriber's name
+        (f'uri="sip:14075551234@{EDGE}"'.encode(), b'uri="sip:1@example.com"'),  # another URI
+    ],
+)
+def test_credentials_that_are_not_the_callers_are_forbidden(
+    run: Run, old: bytes, new: bytes
+) -> None:
+    request, challenge = challenged(run, "INVITE")
+    forged = with_credentials(request, challenge, "INVITE", PASSWORD)
+    assert old in forged
+    final = final_to_alice(run.send(forged.replace(old, new), ALICE))
+    assert (final.status, final.reason) == (403, "Forbidden (credentials are not the caller's)")
+    control = run.send(forged.replace(b"z9hG4bKc2", b"z9hG4bKc5"), ALICE)  # unforged: accepted,
+    assert [type(a.query) for a in control if isinstance(a, Lookup)] == [NonceCountQuery]
+
+
+def test_a_caller_of_a_foreign_domain_is_forbidden_without_a_challenge(run: Run) -> None:
+    run.directory.learn(DomainQuery("elsewhere.net"), False, 0.0)
+    request = call(f"sip:14075551234@{EDGE}", caller="alice").replace(
+        b"alice@example.com", b"alice@elsewhere.net"
+    )
+    final = final_to_alice(run.send(request, ALICE))
+    assert (final.status, final.reason) == (403, "Forbidden (caller is not a subscriber)")
+    assert final.header("proxy-authenticate") is None
+
+
+def test_a_stale_nonce_is_challenged_again_with_stale_true(run: Run) -> None:
+    request, challenge = challenged(run, "INVITE")
+    answer_ = with_credentials(request, challenge, "INVITE", PASSWORD)
+    run.now += 301  # the nonce keeper's TTL is 300 s
+    ha1 = Ha1Query("alice", DOMAIN, "MD5")
+    answers: dict[Query, Answer] = {ha1: compute_ha1("alice", DOMAIN, PASSWORD)}
+    answers[DomainQuery(DOMAIN)] = True  # what the edge knew has aged out too: asked again
+    final = final_to_alice(run.resolve(run.send(answer_, ALICE), answers))
+    assert final.status == 407
+    assert "stale=true" in (final.header("proxy-authenticate") or "")
