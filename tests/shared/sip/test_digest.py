@@ -223,3 +223,66 @@ def test_auth_params_edge_cases(text: str, params: dict[str, str] | None) -> Non
 def test_a_backslash_at_the_very_end_is_unterminated() -> None:
     with pytest.raises(SipParseError, match="unterminated"):
         parse_auth_params('Digest a="x\\')
+
+
+def test_a_full_challenge_round_trips_through_its_header_text() -> None:
+    challenge = Challenge(
+        realm='say "hi" \\ bye', nonce="n", opaque="o", stale=True, domain="sip:example.com",
+        qop=("auth", "auth-int"),
+    )  # fmt: skip
+    text = str(challenge)
+    assert text == (
+        'Digest realm="say \\"hi\\" \\\\ bye", domain="sip:example.com", nonce="n", '
+        'opaque="o", stale=true, algorithm=MD5, qop="auth,auth-int"'
+    )
+    assert parse_challenge(text) == challenge
+
+
+@pytest.mark.parametrize("algorithm", ["MD5-sess", "md5-sess", "SHA-256-sess"])
+def test_session_algorithms_hash_the_nonce_and_cnonce_into_ha1(algorithm: str) -> None:
+    name = "sha256" if algorithm.upper().startswith("SHA") else "md5"
+
+    def h(text: str) -> str:
+        return hashlib.new(name, text.encode()).hexdigest()
+
+    session = h("ha1:n:c")
+    expected = h(f"{session}:n:00000001:c:auth:{h('ACK:sip:x')}")
+    assert expected == compute_response(
+        "ha1", method="ACK", uri="sip:x", nonce="n", algorithm=algorithm, qop="auth",
+        nc="00000001", cnonce="c",
+    )  # fmt: skip
+
+
+def test_qop_without_cnonce_does_not_verify_even_when_computed_without_one() -> None:
+    """RFC 2617: with qop the client must send a cnonce; an answer computed without is no proof."""
+    response = compute_response(
+        "ha1", method="BYE", uri="s", nonce="n", qop="auth", nc="00000001", cnonce=None
+    )
+    params = {"nonce": "n", "uri": "s", "qop": "auth", "nc": "00000001", "response": response}
+    assert not verify(Credentials("Digest", params), method="BYE", ha1="ha1")
+
+
+def test_unsupported_algorithms_and_bare_challenges_say_what_is_wrong() -> None:
+    with pytest.raises(SipParseError, match=r"^unsupported digest algorithm SHA-1$"):
+        compute_ha1("u", "r", "p", "SHA-1")
+    with pytest.raises(SipParseError, match=r"^Digest challenge without realm or nonce$"):
+        parse_challenge('Digest realm="r"')
+
+
+@pytest.mark.parametrize(
+    ("text", "params"),
+    [
+        ('Digest a="x\\"', None),  # an escaped quote cannot close the string
+        ('Digest a="x"   , b=1', {"a": "x", "b": "1"}),  # blanks between a value and its comma
+        ('Digest a=   "q"', {"a": "q"}),
+        ("Digest a=1,,b=2", {"a": "1", "b": "2"}),  # an empty list element
+        ("Digest a=", {"a": ""}),
+        ("Digest a=1,", {"a": "1"}),  # a trailing comma
+    ],
+)
+def test_more_auth_param_edge_cases(text: str, params: dict[str, str] | None) -> None:
+    if params is None:
+        with pytest.raises(SipParseError, match="unterminated"):
+            parse_auth_params(text)
+        return
+    assert parse_auth_params(text) == ("Digest", params)
