@@ -74,3 +74,9 @@ def test_a_rule_rewrites_its_first_match_only() -> None:
     )
     assert CompiledDialplan(plan).translate("111") == "911"
     assert CompiledDialplan(plan).translate("2333") == "2433"
+
+
+def test_an_exact_rule_is_no_regex() -> None:
+    plan = Dialplan(rules=(DialplanRule(match_op="exact", match="1.", replace="x"),))
+    assert CompiledDialplan(plan).translate("12") is None
+    assert CompiledDialplan(plan).translate("1.") == "x"

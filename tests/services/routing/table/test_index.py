@@ -335,3 +335,37 @@ def test_targets_carry_their_gateway_and_carrier_settings() -> None:
     assert index.gateways["3"].topology == hidden
     assert index.gateways["1"].topology is None
     assert index.carriers["acme"].id == "acme"
+
+
+def test_a_number_with_a_suffix_routes_by_its_leading_digits_nines_included() -> None:
+    index = seeded()
+    index.put("rule", "r99", Rule(prefix="9199", gateways=("1",)))
+    assert route(index, "919912;ext=1") == ("r99", ["1"])
+    assert index.locate("919912") is not None  # the default group is "0"
+
+
+def test_a_gateway_strips_digits_after_a_plus_only() -> None:
+    gateway = Gateway(address="sip:198.51.100.9", strip=2, prefix="00", attributes="pstn")
+    target = GatewayTarget("9", gateway)
+    assert (target.dial("14075551234"), target.dial("+14075551234")) == ("00075551234",) * 2
+    assert target.attributes == "pstn"
+
+
+def test_rules_naming_the_same_targets_share_one_list() -> None:
+    index = seeded()
+    found = [index.locate(number) for number in ("14075551234", "33123456789")]
+    assert found[0] is not None and found[1] is not None
+    assert found[0][2] is found[1][2]  # r1407 and r33 both name ("1", "2")
+
+
+def test_a_removed_carrier_no_longer_routes_and_a_removed_rule_forgets_its_topology() -> None:
+    index = seeded()
+    index.put("carrier", "acme", Carrier(gateways=("1",)))
+    hidden = TargetTopology(mask_call_id=True)
+    index.put("rule", "r5", Rule(prefix="5", gateways=("#acme",), topology_hiding=hidden))
+    assert route(index, "5551234") == ("r5", ["1"])
+    assert index.rule_topology == {"r5": hidden}
+    index.remove("carrier", "acme")
+    assert route(index, "5551234") == ("r5", [])
+    index.remove("rule", "r5")
+    assert index.rule_topology == {}
