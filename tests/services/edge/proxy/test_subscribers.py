@@ -19,14 +19,15 @@ from services.edge.location import (
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, Lookup, Register
 from services.edge.proxy.core import Proxy, ProxyTimers
-from services.edge.proxy.flows import FlowTokens
-from services.edge.proxy.routes import NumberRouter
-from services.edge.proxy.subscribers import CHALLENGED_METHODS, Subscribers
+from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
+from services.edge.proxy.routes import Hop, NumberRouter
+from services.edge.proxy.subscribers import CHALLENGED_METHODS, Subscribers, binding_hop
 from services.registrar.model import Location
 from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper
 from shared.sip.digest import authorize, compute_ha1, parse_challenge
 from shared.sip.message import Request, Response, parse_message
+from shared.sip.responses import make_response
 from shared.sip.transport.destination import Destination
 from shared.store import Store
 from tests.services.edge.proxy.test_core import (
@@ -432,3 +433,108 @@ def test_a_stale_nonce_is_challenged_again_with_stale_true(run: Run) -> None:
     final = final_to_alice(run.resolve(run.send(answer_, ALICE), answers))
     assert final.status == 407
     assert "stale=true" in (final.header("proxy-authenticate") or "")
+
+
+# ----- where a binding is reached (binding_hop) ------------------------------------------
+
+FLOWS = FlowTokens(b"deployment-secret")
+OURS = Interfaces([Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)])
+
+
+def located(**fields: object) -> Location:
+    values: dict[str, object] = {
+        "aor": BOB, "contact": "sip:bob@192.0.2.21:5060", "expires_at": 10_000.0, "q": 0.7,
+        "received": "sip:192.0.2.21:5060", "transport": "udp", "edge": "edge-a",
+    }  # fmt: skip
+    return Location.model_validate(values | fields)
+
+
+def test_a_binding_that_registered_from_its_contact_is_reached_there() -> None:
+    assert binding_hop(located(), FLOWS, OURS) == Hop(
+        "sip:bob@192.0.2.21:5060", Destination("udp", "192.0.2.21", 5060), q=0.7
+    )
+
+
+def test_a_path_binding_is_reached_through_its_path() -> None:
+    path = ("<sip:203.0.113.7:5070;lr>", "<sip:203.0.113.8;lr>")
+    hop = binding_hop(located(path=path), FLOWS, OURS)
+    assert (hop.destination, hop.routes, hop.q) == (
+        Destination("udp", "203.0.113.7", 5070),
+        path,
+        0.7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("received", "transport", "connection", "flow"),
+    [
+        ("sip:198.51.100.5:40000", "udp", None, Destination("udp", "198.51.100.5", 40000)),
+        (
+            "sip:192.0.2.21:5060;transport=tcp", "tcp", 9,
+            Destination("tcp", "192.0.2.21", 5060, connection_id=9),
+        ),
+    ],
+)  # fmt: skip
+def test_a_natted_or_tcp_binding_on_this_edge_is_reached_over_its_flow(
+    received: str, transport: str, connection: int | None, flow: Destination
+) -> None:
+    binding = located(
+        received=received, transport=transport, connection_id=connection,
+        edge_address=f"sip:{EDGE}:5060",
+    )  # fmt: skip
+    hop = binding_hop(binding, FLOWS, OURS)
+    assert (hop.uri, hop.destination, hop.q, hop.routes) == (binding.contact, flow, 0.7, ())
+    assert hop.flow_token is not None and FLOWS.open(hop.flow_token) == flow
+
+
+@pytest.mark.parametrize("edge_address", ["sip:192.0.2.99:5060", "sip:192.0.2.99;transport=tcp"])
+def test_a_natted_binding_of_another_edge_is_reached_through_that_edge(edge_address: str) -> None:
+    binding = located(received="sip:198.51.100.5:40000", edge_address=edge_address)
+    hop = binding_hop(binding, FLOWS, OURS)
+    assert hop.destination.host == "192.0.2.99" and hop.q == 0.7 and hop.flow_token is None
+    [route] = hop.routes
+    assert route.startswith(f"<{edge_address};lr;{FLOW_PARAM}=")
+    token = route.removesuffix(">").split(f"{FLOW_PARAM}=")[1]
+    assert FLOWS.open(token) == Destination("udp", "198.51.100.5", 40000)
+
+
+def test_a_natted_binding_without_an_edge_address_is_reached_from_here() -> None:
+    hop = binding_hop(located(received="sip:198.51.100.5:40000"), FLOWS, OURS)
+    assert hop.destination == Destination("udp", "198.51.100.5", 40000)
+    assert hop.routes == () and hop.flow_token is not None
+
+
+# ----- the registrar's answer (Proxy.registered) -----------------------------------------
+
+
+def passed_register(run: Run) -> Register:
+    """A REGISTER with credentials, passed to the registrar (as a phone's second one is)."""
+    register = (
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr5\r\n"
+        f"From: <{BOB}>;tag=r1\r\nTo: <{BOB}>\r\nCall-ID: reg-5\r\nCSeq: 2 REGISTER\r\n"
+        f'Authorization: Digest username="bob", realm="{DOMAIN}", nonce="x", uri="sip:{DOMAIN}",'
+        ' response="00"\r\n'
+        "Contact: <sip:bob@192.0.2.21:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    [passed] = run.send(register, PHONE)
+    assert isinstance(passed, Register)
+    return passed
+
+
+def test_the_registrars_answer_goes_back_to_the_phone(run: Run) -> None:
+    passed = passed_register(run)
+    request = parse_message(passed.data)
+    assert isinstance(request, Request)
+    ok = make_response(request, 200, headers=(("Contact", "<sip:bob@192.0.2.21:5060>"),))
+    [data] = sent_to(run.proxy.registered(passed.server, ok.to_bytes(), run.now), PHONE)
+    assert parse_message(data).status == 200  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("reply", [None, b"garbage", b"OPTIONS sip:x SIP/2.0\r\n\r\n"])
+def test_no_usable_answer_from_the_registrar_is_500(run: Run, reply: bytes | None) -> None:
+    passed = passed_register(run)
+    [data] = sent_to(run.proxy.registered(passed.server, reply, run.now), PHONE)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (500, "Server Internal Error (registrar)")
