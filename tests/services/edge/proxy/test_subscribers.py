@@ -15,6 +15,7 @@ from services.edge.location import (
     Ha1Query,
     NonceCountQuery,
     Query,
+    SubscriberQuery,
 )
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, Lookup, Register
@@ -538,3 +539,74 @@ def test_no_usable_answer_from_the_registrar_is_500(run: Run, reply: bytes | Non
     response = parse_message(data)
     assert isinstance(response, Response)
     assert (response.status, response.reason) == (500, "Server Internal Error (registrar)")
+
+
+# ----- more of what the second mutation run found -----------------------------------------
+
+
+def test_a_wrong_password_is_plainly_forbidden(run: Run) -> None:
+    request, challenge = challenged(run, "INVITE")
+    final = final_to_alice(run.send(with_credentials(request, challenge, "INVITE", "x"), ALICE))
+    assert (final.status, final.reason) == (403, "Forbidden")
+
+
+def test_a_caller_without_a_user_part_is_forbidden(run: Run) -> None:
+    request = call(f"sip:14075551234@{EDGE}", caller="alice").replace(
+        b"From: <sip:alice@example.com>", b"From: <sip:example.com>"
+    )
+    final = final_to_alice(run.send(request, ALICE))
+    assert (final.status, final.reason) == (403, "Forbidden (caller is not a subscriber)")
+
+
+def test_nonces_carry_wall_time_not_the_cores_clock(run: Run) -> None:
+    """The core's clock is monotonic; nonces are checked on every edge against wall time."""
+    assert run.proxy.subscribers is not None
+    run.proxy.subscribers.wall_offset = 1_700_000_000.0
+    request, challenge = challenged(run, "INVITE")
+    actions = run.send(with_credentials(request, challenge, "INVITE", PASSWORD), ALICE)
+    assert [type(a.query) for a in actions if isinstance(a, Lookup)] == [NonceCountQuery]
+
+
+def test_a_cancel_while_the_bindings_are_read_ends_the_call_with_487(run: Run) -> None:
+    carol = f"sip:carol@{DOMAIN}"
+    actions = run.send(call(carol))
+    assert [type(a) for a in actions if isinstance(a, Lookup)] == [Lookup]  # parked
+    cancel = call(carol).replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    assert statuses(run.send(cancel), CARRIER) == [200, 487]
+    [lookup] = [a for a in actions if isinstance(a, Lookup)]
+    assert run.proxy.resume(lookup.server, run.now) == []  # the answer comes too late: nothing
+
+
+def test_a_subscriber_without_bindings_is_480_and_a_stranger_goes_to_number_routing(
+    run: Run,
+) -> None:
+    carol, dave = f"sip:carol@{DOMAIN}", f"sip:dave@{DOMAIN}"
+    run.directory.learn(BindingsQuery(carol), (), run.now)
+    run.directory.learn(SubscriberQuery("carol", DOMAIN), True, run.now)
+    run.directory.learn(BindingsQuery(dave), (), run.now)
+    run.directory.learn(SubscriberQuery("dave", DOMAIN), False, run.now)
+    assert statuses(run.send(call(carol)), CARRIER) == [100, 480]
+    assert statuses(run.send(call(dave, branch="z9hG4bKc9")), CARRIER) == [100, 404]
+
+
+def test_a_failed_location_read_is_500(run: Run) -> None:
+    actions = run.send(call(f"sip:carol@{DOMAIN}"))
+    [lookup] = [a for a in actions if isinstance(a, Lookup)]
+    [data] = sent_to(run.proxy.resume(lookup.server, run.now, failed=True), CARRIER)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (500, "Server Internal Error (location)")
+
+
+def test_a_forged_flow_token_is_403(run: Run) -> None:
+    bye = (
+        f"BYE sip:bob@192.0.2.21:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 198.51.100.99:5060;branch=z9hG4bKf1\r\n"
+        f"Route: <sip:{EDGE}:5060;lr;{FLOW_PARAM}=Zm9yZ2Vk.bad>\r\n"
+        "From: <sip:carrier@example.com>;tag=c1\r\nTo: <sip:bob@example.com>;tag=b1\r\n"
+        "Call-ID: flow-1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    [data] = sent_to(run.send(bye), CARRIER)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (403, "Forbidden (bad flow token)")
