@@ -25,7 +25,7 @@ from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import CHALLENGED_METHODS, Subscribers, binding_hop
 from services.registrar.model import Location
 from services.registrar.nonce_counts import NonceCounts
-from services.registrar.nonces import NonceKeeper
+from services.registrar.nonces import NonceKeeper, NonceState
 from shared.sip.digest import authorize, compute_ha1, parse_challenge
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.responses import make_response
@@ -561,8 +561,13 @@ def test_a_caller_without_a_user_part_is_forbidden(run: Run) -> None:
 def test_nonces_carry_wall_time_not_the_cores_clock(run: Run) -> None:
     """The core's clock is monotonic; nonces are checked on every edge against wall time."""
     assert run.proxy.subscribers is not None
-    run.proxy.subscribers.wall_offset = 1_700_000_000.0
+    wall = 1_700_000_000.0
+    run.proxy.subscribers.wall_offset = wall - run.now
     request, challenge = challenged(run, "INVITE")
+    nonce = _nonce_of(challenge)
+    # Good for the registrar and the other edges, which check it on their wall clocks.
+    keeper = NonceKeeper(b"deployment-secret", 300)
+    assert keeper.check(nonce, DOMAIN, wall) is NonceState.FRESH
     actions = run.send(with_credentials(request, challenge, "INVITE", PASSWORD), ALICE)
     assert [type(a.query) for a in actions if isinstance(a, Lookup)] == [NonceCountQuery]
 
