@@ -291,7 +291,9 @@ def test_a_name_instead_of_a_number_is_404_until_the_registrar(run: Run) -> None
 def test_tcp_in_udp_out_gets_two_record_routes(run: Run) -> None:
     caller = Destination("tcp", CALLER.host, CALLER.port, connection_id=7)
     data = invite().replace(b"SIP/2.0/UDP 10.0.0.5", b"SIP/2.0/TCP 10.0.0.5")
-    forwarded = only_request(run.send(data, caller, TCP_IN), GW1)
+    actions = run.send(data, caller, TCP_IN)
+    assert statuses(actions, caller) == [100]  # back over the connection it came on
+    forwarded = only_request(actions, GW1)
     assert forwarded.headers("record-route") == [
         f"<sip:{EDGE}:5060;lr>",
         f"<sip:{EDGE}:5060;transport=tcp;lr>",

@@ -615,3 +615,13 @@ def test_a_forged_flow_token_is_403(run: Run) -> None:
     response = parse_message(data)
     assert isinstance(response, Response)
     assert (response.status, response.reason) == (403, "Forbidden (bad flow token)")
+
+
+def test_a_call_to_a_path_binding_carries_the_path_as_its_route_set(run: Run) -> None:
+    path = ("<sip:203.0.113.7:5070;lr>", "<sip:203.0.113.8;lr>")
+    carol = f"sip:carol@{DOMAIN}"
+    binding = located(aor=carol, contact="sip:carol@10.1.1.1:5060", path=path)
+    run.directory.learn(BindingsQuery(carol), (binding,), run.now)
+    forwarded = only_request(run.send(call(carol)), Destination("udp", "203.0.113.7", 5070))
+    assert forwarded.headers("route") == list(path)
+    assert forwarded.uri_text == "sip:carol@10.1.1.1:5060"
