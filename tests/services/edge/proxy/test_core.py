@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from services.edge.interfaces import Interface, Interfaces
+from services.edge.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
@@ -306,6 +307,8 @@ def test_options_to_the_edge_itself_is_answered(run: Run) -> None:
     response = parse_message(data)
     assert isinstance(response, Response) and response.status == 200
     assert "INVITE" in (response.header("allow") or "")
+    for name in (b"Allow: ", b"Supported: ", b"Accept: application/sdp"):
+        assert b"\r\n" + name in data, name
 
 
 def test_max_forwards_0_is_483(run: Run) -> None:
@@ -471,7 +474,9 @@ def test_the_cancel_the_edge_sends_is_built_from_the_invite_it_sent(run: Run) ->
         f"Via: {first.headers('via')[0]}",
         f"Route: <sip:{GW1.host};lr>",
         "Max-Forwards: 70",
+        f"From: {first.header('from')}",
         f"To: {first.header('to')}",
+        f"Call-ID: {first.call_id}",
         "CSeq: 1 CANCEL",
     ):
         assert f"\r\n{line}\r\n".encode() in sent, line
@@ -511,3 +516,43 @@ def test_the_next_hop_a_strict_router_gets_the_request_uri_and_the_rest_as_route
     forwarded = only_request(run.send(data, TRUSTED), GW1)
     assert forwarded.uri_text == f"sip:{GW1.host}:5060"
     assert forwarded.headers("route") == [f"<sip:gw@{GW2.host}:5060>"]
+
+
+def test_an_in_dialog_request_to_us_without_a_route_is_481(run: Run) -> None:
+    lost = in_dialog("BYE", 70).replace(f"Route: <sip:{EDGE}:5060;lr>\r\n".encode(), b"")
+    lost = lost.replace(f"BYE sip:gw@{GW2.host}:5060".encode(), f"BYE sip:{EDGE}:5060".encode())
+    final = final_of(run.send(lost, TRUSTED), TRUSTED)
+    assert (final.status, final.reason) == (481, "no dialog route to follow")
+
+
+@pytest.mark.parametrize(("method", "recorded"), [("INVITE", True), ("OPTIONS", False)])
+def test_a_preloaded_route_is_followed_and_record_routed_if_it_makes_a_dialog(
+    run: Run, method: str, recorded: bool
+) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(run.send(data.replace(b"INVITE", method.encode())), GW1)
+    assert bool(forwarded.headers("record-route")) is recorded
+
+
+def test_a_strict_router_fix_up_keeps_the_other_routes_in_order(run: Run) -> None:
+    data = invite(
+        uri=f"sip:{EDGE}:5060;lr",
+        extra=f"Route: <sip:a@{GW2.host}:5060;lr>, <sip:b@{GW1.host};lr>, <sip:1@{GW2.host}>\r\n",
+    ).replace(b"To: <sip:14075551234@example.com>", b"To: <sip:x@example.com>;tag=t")
+    forwarded = only_request(run.send(data, TRUSTED), GW2)
+    assert forwarded.uri_text == f"sip:1@{GW2.host}"
+    assert forwarded.headers("route") == [f"<sip:a@{GW2.host}:5060;lr>", f"<sip:b@{GW1.host};lr>"]
+    assert b"\r\nRoute: <sip:a@" in forwarded.to_bytes()
+
+
+def test_an_overloaded_edge_refuses_new_calls_with_retry_after(run: Run) -> None:
+    shedder = LoadShedder()
+    shedder.shedding = True
+    run.proxy.shedder = shedder
+    [data] = sent_to(run.send(invite()), CALLER)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (503, "Service Unavailable (overloaded)")
+    assert b"\r\nRetry-After: 5\r\n" in data
+    # A request inside a dialog is no new call: it goes on.
+    assert only_request(run.send(in_dialog("BYE", 70), TRUSTED), GW2).method == "BYE"

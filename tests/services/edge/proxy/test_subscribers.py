@@ -22,7 +22,12 @@ from services.edge.proxy.actions import Action, Lookup, Register
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
 from services.edge.proxy.routes import Hop, NumberRouter
-from services.edge.proxy.subscribers import CHALLENGED_METHODS, Subscribers, binding_hop
+from services.edge.proxy.subscribers import (
+    CHALLENGED_METHODS,
+    Subscribers,
+    binding_hop,
+    binding_hops,
+)
 from services.registrar.model import Location
 from services.registrar.nonce_counts import NonceCounts
 from services.registrar.nonces import NonceKeeper, NonceState
@@ -625,3 +630,9 @@ def test_a_call_to_a_path_binding_carries_the_path_as_its_route_set(run: Run) ->
     forwarded = only_request(run.send(call(carol)), Destination("udp", "203.0.113.7", 5070))
     assert forwarded.headers("route") == list(path)
     assert forwarded.uri_text == "sip:carol@10.1.1.1:5060"
+
+
+def test_an_unusable_stored_binding_does_not_hide_the_others() -> None:
+    broken = located(contact="sip:bob@[::1", received="sip:[::1")
+    hops = binding_hops((broken, located()), FLOWS, OURS)
+    assert [hop.uri for hop in hops] == ["sip:bob@192.0.2.21:5060"]
