@@ -42,6 +42,7 @@ from tests.services.edge.proxy.test_core import (
     UDP_IN,
     Table,
     answer,
+    final_of,
     only_request,
     sent_to,
     statuses,
@@ -295,7 +296,10 @@ def challenged(run: Run, method: str) -> tuple[bytes, bytes]:
     request = call(f"sip:14075551234@{EDGE}", caller="alice").replace(b"INVITE", method.encode())
     actions = run.send(request, ALICE)
     assert statuses(actions, ALICE)[-1] == 407
-    return request, sent_to(actions, ALICE)[-1]
+    challenge = sent_to(actions, ALICE)[-1]
+    assert challenge.startswith(b"SIP/2.0 407 Proxy Authentication Required\r\n")
+    assert b"\r\nProxy-Authenticate: Digest " in challenge
+    return request, challenge
 
 
 def with_credentials(
@@ -595,8 +599,10 @@ def test_a_subscriber_without_bindings_is_480_and_a_stranger_goes_to_number_rout
     run.directory.learn(SubscriberQuery("carol", DOMAIN), True, run.now)
     run.directory.learn(BindingsQuery(dave), (), run.now)
     run.directory.learn(SubscriberQuery("dave", DOMAIN), False, run.now)
-    assert statuses(run.send(call(carol)), CARRIER) == [100, 480]
-    assert statuses(run.send(call(dave, branch="z9hG4bKc9")), CARRIER) == [100, 404]
+    unavailable = final_of(run.send(call(carol)), CARRIER)
+    assert (unavailable.status, unavailable.reason) == (480, "Temporarily Unavailable")
+    unknown = final_of(run.send(call(dave, branch="z9hG4bKc9")), CARRIER)
+    assert (unknown.status, unknown.reason) == (404, "Not Found")
 
 
 def test_a_failed_location_read_is_500(run: Run) -> None:
@@ -636,3 +642,19 @@ def test_an_unusable_stored_binding_does_not_hide_the_others() -> None:
     broken = located(contact="sip:bob@[::1", received="sip:[::1")
     hops = binding_hops((broken, located()), FLOWS, OURS)
     assert [hop.uri for hop in hops] == ["sip:bob@192.0.2.21:5060"]
+
+
+def test_a_request_along_a_flow_token_goes_to_that_flow_unchanged(run: Run) -> None:
+    token = FlowTokens(b"deployment-secret").mint(PHONE)
+    bye = (
+        "BYE sip:bob@10.9.9.9:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 198.51.100.99:5060;branch=z9hG4bKf2\r\n"
+        f"Route: <sip:{EDGE}:5060;lr;{FLOW_PARAM}={token}>\r\n"
+        "From: <sip:carrier@example.com>;tag=c1\r\nTo: <sip:bob@example.com>;tag=b1\r\n"
+        "Call-ID: flow-2\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    forwarded = only_request(run.send(bye), PHONE)
+    assert forwarded.uri_text == "sip:bob@10.9.9.9:5060"
+    # From the flow itself, the token is no way back to it: the Request-URI is followed.
+    from_phone = bye.replace(b"z9hG4bKf2", b"z9hG4bKf3").replace(b"198.51.100.99", b"192.0.2.21")
+    assert sent_to(run.send(from_phone, PHONE), Destination("udp", "10.9.9.9", 5060))
