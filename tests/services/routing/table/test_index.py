@@ -369,3 +369,11 @@ def test_a_removed_carrier_no_longer_routes_and_a_removed_rule_forgets_its_topol
     assert route(index, "5551234") == ("r5", [])
     index.remove("rule", "r5")
     assert index.rule_topology == {}
+
+
+def test_a_rule_put_again_without_topology_hiding_drops_it() -> None:
+    index = seeded()
+    hidden = TargetTopology(mask_call_id=True)
+    index.put("rule", "r5", Rule(prefix="5", gateways=("1",), topology_hiding=hidden))
+    index.put("rule", "r5", Rule(prefix="5", gateways=("1",)))
+    assert index.rule_topology == {}
