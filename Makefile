@@ -9,7 +9,7 @@ export CALLMESH_TEST_RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export CALLMESH_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 LOGS := var/log
 
-.PHONY: help run test test-prerequisites test-unit lint format bench up down clean venv fast slow
+.PHONY: help run test test-prerequisites test-unit lint format bench up down clean venv fast slow mutants
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,6 +48,16 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 bench: $(STAMP) fast ## benchmarks (on the mypyc build when it compiles): SIP parser, routing, registrar, proxy vs Kamailio
 	$(BIN)/python -m bench
 
+# `make mutants`: mutation testing with mutmut (what it mutates, and the fast tests that must
+# catch each mutant: pyproject.toml's [tool.mutmut]).  One package at a time, one mutant at a
+# time (two shared cores), each with a CPU-time limit; `pkg:n` runs every n-th mutant of it.
+# Pure Python only: a compiled module would shadow its mutants, hence `slow`.  Not in `make test`.
+MUTANTS ?= shared.sip.digest:1 services.registrar.bindings:1 services.routing.table:3 \
+	services.edge.proxy:4 shared.sip:8
+
+mutants: $(STAMP) slow ## mutation testing, one package at a time (MUTANTS="pkg:n ...", see docs)
+	$(BIN)/python tests/mutation.py $(MUTANTS)
+
 up: $(STAMP) ## every service as its own process against local RabbitMQ and Redis (logs in var/log)
 	@mkdir -p $(LOGS)
 	CALLMESH_RABBITMQ_URL=$${CALLMESH_RABBITMQ_URL:-$(CALLMESH_TEST_RABBITMQ_URL)} \
@@ -58,7 +68,7 @@ down: ## stop what `make up` started
 	@test -x $(BIN)/python && $(BIN)/python -m deploy.procfile stop --logs $(LOGS) || true
 
 clean: down slow ## remove the virtualenv, caches, logs and the embedded store's snapshots
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # `make fast`: the SIP core and the proxy core compiled by mypyc (shipped with the pinned

@@ -94,8 +94,8 @@ class TargetHealth:
         self.srtt_ms = (
             rtt_ms if self.srtt_ms is None else self.srtt_ms + RTT_GAIN * (rtt_ms - self.srtt_ms)
         )
+        self.failures = 0  # an answer breaks the run: `failures_to_down` counts in a row
         if self.state in ("up", "disabled") or self.until is not None:
-            self.failures = 0
             return False
         self.successes += 1
         if self.successes >= self.policy.successes_to_up:

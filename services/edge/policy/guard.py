@@ -3,9 +3,10 @@
 The order per message, cheapest refusal first:
 1. `drop_flood` on the raw bytes (before parsing): a blocked source costs a dict probe;
 2. `screen` on a parsed request outside any transaction: scanners from
-   untrusted sources are dropped or answered 403 statelessly.  Once a source is flagged, only its requests that look
-   like a scanner's are refused (a scanner's User-Agent, or no credentials
-   and no dialog of ours): a phone behind the same NAT that authenticates,
+   untrusted sources are dropped or answered 403 statelessly.  Once a
+   source is flagged, only its requests that look like a scanner's are
+   refused (a scanner's User-Agent, or no credentials and no dialog of
+   ours): a phone behind the same NAT that authenticates,
    or a call in progress along our Route, is still served;
 3. `admit_call` before routing a number (after untrusted callers have
    authenticated): the concurrent-call limits, whose leases a BYE frees

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tests.services.edge.support import (
     LOOPBACK,
     Edge,
     SipClient,
+    Sipp,
     free_port,
     refusing_scenario,
     running_edge,
@@ -86,9 +88,30 @@ def test_failover_from_a_silent_gateway(edge: Edge, workdir: Path) -> None:
         mute.stop()
 
 
+def only_the_control_arrives(edge: Edge, gateway: Sipp, number: str, earlier_call: str) -> None:
+    """Prove `gateway` never saw `earlier_call`: a later call to it (the control) does arrive,
+    and the edge sends in order, so the earlier one would have been traced before it."""
+    control = uuid.uuid4().hex
+    client = SipClient(edge.sip_port)
+    try:
+        uri = f"sip:{number}@{LOOPBACK}:{edge.sip_port}"
+        client.send(sip_request("INVITE", uri, "udp", client.port, call_id=control))
+        deadline = time.monotonic() + 10
+        while gateway.received("INVITE") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        traced = gateway.messages()
+        assert control in traced, edge.log()
+        assert earlier_call not in traced
+    finally:
+        client.close()
+
+
 def test_6xx_stops_the_failover(edge: Edge, workdir: Path) -> None:
     declining, other = free_port(), free_port()
-    edge.route({"d1": declining, "d2": other}, {"d1": ("1504", ["d1", "d2"])})
+    edge.route(
+        {"d1": declining, "d2": other},
+        {"d1": ("1504", ["d1", "d2"]), "d2": ("1514", ["d2"])},
+    )
     decline = sipp(workdir, refusing_scenario(workdir, 603, "Decline"), declining)
     untouched = sipp(workdir, "gateway", other)
     wait_bound(declining)
@@ -96,11 +119,11 @@ def test_6xx_stops_the_failover(edge: Edge, workdir: Path) -> None:
     client = SipClient(edge.sip_port)
     try:
         uri = f"sip:15045550001@{LOOPBACK}:{edge.sip_port}"
-        client.send(sip_request("INVITE", uri, "udp", client.port))
+        declined = uuid.uuid4().hex
+        client.send(sip_request("INVITE", uri, "udp", client.port, call_id=declined))
         assert status_of(client.final()) == 603
         assert decline.wait() == 0
-        time.sleep(0.5)
-        assert untouched.received("INVITE") == 0
+        only_the_control_arrives(edge, untouched, "15145550001", declined)
     finally:
         client.close()
         untouched.stop()
@@ -116,11 +139,12 @@ def test_44_never_leaks_to_pstn_1(edge: Edge, workdir: Path) -> None:
     wait_bound(pstn2)
     client = SipClient(edge.sip_port)
     try:
-        client.send(sip_request("INVITE", f"sip:442071234567@{LOOPBACK}", "udp", client.port))
+        to_44 = uuid.uuid4().hex
+        uri = f"sip:442071234567@{LOOPBACK}"
+        client.send(sip_request("INVITE", uri, "udp", client.port, call_id=to_44))
         assert status_of(client.final()) == 500
         assert second.wait() == 0
-        time.sleep(0.5)
-        assert first.received("INVITE") == 0
+        only_the_control_arrives(edge, first, "14075550001", to_44)
     finally:
         client.close()
         first.stop()

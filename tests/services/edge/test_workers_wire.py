@@ -145,11 +145,19 @@ def worker_pids(edge: Edge) -> set[int]:
     return found
 
 
+def ready_lines(edge: Edge) -> int:
+    """How many workers have logged that they serve SIP (they log to the edge's files)."""
+    logs = edge.workdir.glob("edge-*.log")
+    return sum(path.read_text(errors="replace").count("edge worker ready") for path in logs)
+
+
 def test_calls_go_on_while_a_worker_restarts(edge: Edge, tmp_path: Path) -> None:
     """Runs last in this module: it kills the extra worker (the pool restarts it)."""
     port, caller_port = free_port(), free_port()
     edge.route({"w6": port}, {"w6": ("1606", ["w6"])})
     (worker,) = worker_pids(edge)
+    ready_before = ready_lines(edge)
+    assert ready_before >= 1, "the workers' ready lines are not where this test looks"
     os.kill(worker, signal.SIGKILL)
     # The killed worker's calls are handled by the other one meanwhile.
     one_port_calls(
@@ -160,7 +168,9 @@ def test_calls_go_on_while_a_worker_restarts(edge: Edge, tmp_path: Path) -> None
     while worker_pids(edge) in (set(), {worker}) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert worker_pids(edge) - {worker}, "the pool did not restart the worker"
-    time.sleep(3)  # its start-up: routing table, sockets
+    while ready_lines(edge) == ready_before and time.monotonic() < deadline + 30:
+        time.sleep(0.1)  # its start-up: routing table, sockets
+    assert ready_lines(edge) > ready_before, "the restarted worker never said it was ready"
     gateway = one_port_calls(
         edge, run_dir(tmp_path, "restarted"), port, caller_port, number="16065550001", calls=CALLS
     )

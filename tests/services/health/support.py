@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -55,6 +56,10 @@ class Responder(asyncio.DatagramProtocol):
     def __init__(self, status: int = 200) -> None:
         self.status = status
         self.branches: list[str] = []
+        self.sources: list[tuple[str | int, ...]] = []
+        """Where each probe came from (one entry per branch): which prober sent it."""
+        self.times: list[float] = []
+        """When each probe arrived (monotonic)."""
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -67,6 +72,8 @@ class Responder(asyncio.DatagramProtocol):
         branch = request.top_via.branch or ""
         if branch not in self.branches:
             self.branches.append(branch)
+            self.sources.append(addr)
+            self.times.append(time.monotonic())
         assert self._transport is not None
         self._transport.sendto(make_response(request, self.status).to_bytes(), addr)
 
@@ -77,6 +84,28 @@ class Responder(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+async def wait_until(check: Callable[[], bool], within: float) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.05)
+
+
+async def probe_gap(far_end: Responder, within: float) -> float:
+    """Seconds between the next two probes: how long a "no probes" check must watch at least."""
+    seen = far_end.probes
+    await wait_until(lambda: far_end.probes >= seen + 2, within)
+    return far_end.times[seen + 1] - far_end.times[seen]
+
+
+async def no_probes_for(far_end: Responder, seconds: float) -> None:
+    """Assert ``far_end`` gets no probe in ``seconds`` (after a positive control set them)."""
+    seen = far_end.probes
+    await asyncio.sleep(seconds)
+    assert far_end.probes == seen, f"{far_end.probes - seen} probes in {seconds:.1f} s"
 
 
 async def responder(port: int, status: int = 200) -> Responder:
@@ -208,13 +237,14 @@ class HealthProcess:
 
     def __init__(self, namespace: str, name: str) -> None:
         self.name = name
+        self.url = f"http://127.0.0.1:{free_port(socket.SOCK_STREAM)}"
         env = {
             **os.environ,
             "CALLMESH_RABBITMQ_URL": RABBITMQ_URL,
             "CALLMESH_REDIS_URL": REDIS_URL,
             "CALLMESH_NAMESPACE": namespace,
             "CALLMESH_INSTANCE": name,
-            "CALLMESH_HTTP_LISTEN": f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+            "CALLMESH_HTTP_LISTEN": self.url.removeprefix("http://"),
             "CALLMESH_HEALTH_PROBE_INTERVAL": str(FAST.probe_interval),
             "CALLMESH_HEALTH_PROBE_TIMEOUT": str(FAST.probe_timeout),
             "CALLMESH_HEALTH_FAILURES_TO_DOWN": str(FAST.failures_to_down),

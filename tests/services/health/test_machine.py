@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.health.machine import TargetHealth
 from services.health.policy import ProbeMode, ProbePolicy
 from services.health.targets import gateway_target
@@ -146,3 +148,32 @@ def test_mode_never_keeps_a_retry_after_hold_and_the_operators_disable() -> None
     probing.probe_failed("timeout", 101.0)
     assert probing.adopt_policy(probing.policy, 102.0) is False  # still probed: no change
     assert state_of(probing) == "probing"
+
+
+def run(machine: TargetHealth, outcomes: str) -> list[str]:
+    """Feed probe outcomes ('f' failed, 's' answered) one a second; the state after each."""
+    states = []
+    for second, outcome in enumerate(outcomes, start=101):
+        if outcome == "f":
+            machine.probe_failed("timeout", float(second))
+        else:
+            machine.probe_answered(1.0, "answered 200", float(second))
+        states.append(state_of(machine))
+    return states
+
+
+@pytest.mark.parametrize(("down", "up"), [(2, 2), (3, 2), (3, 3), (4, 2)])
+def test_only_failures_in_a_row_take_a_suspected_target_down(down: int, up: int) -> None:
+    """An answer while probing breaks the run of failures, even when it cannot bring it up."""
+    machine = health(down=down, up=up)
+    states = run(machine, "f" + "s" * (up - 1) + "f" * (down - 1))
+    assert states[-1] == "probing", states
+    assert run(machine, "f") == ["down"]
+
+
+@pytest.mark.parametrize(("down", "up"), [(1, 2), (2, 2), (3, 3), (2, 4)])
+def test_only_answers_in_a_row_bring_a_down_target_up(down: int, up: int) -> None:
+    machine = health(down=down, up=up)
+    assert run(machine, "f" * down)[-1] == "down"
+    assert run(machine, "s" * (up - 1) + "f" + "s" * (up - 1))[-1] == "down"
+    assert run(machine, "s") == ["up"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
@@ -17,6 +18,8 @@ from tests.services.health.support import (
     Sipp,
     Tap,
     free_port,
+    no_probes_for,
+    probe_gap,
     publish,
     responder,
     seed_gateways,
@@ -77,19 +80,19 @@ async def test_operator_disable_is_kept_by_probes_and_restarts(
     instance = await start_instance(namespace)
     try:
         await instance.probed("gw:7", SETTLE)
+        quiet = 2 * max(await probe_gap(far_end, SETTLE), FAST.probe_interval)
         response = await instance.client.post("/v1/targets/gw:7:disable")
         assert response.status_code == 200
         assert response.json()["state"] == "disabled"
         await events.wait_for("gw:7", is_state("disabled"), SETTLE)
         probes_when_disabled = far_end.probes
-        await asyncio.sleep(3 * FAST.probe_interval)
-        assert far_end.probes == probes_when_disabled
+        await no_probes_for(far_end, quiet)  # two gaps as measured while it was enabled
         assert (await instance.client.get("/v1/targets/gw:7")).json()["state"] == "disabled"
     finally:
         await instance.stop()
     instance = await start_instance(namespace, "h2")
     try:
-        await asyncio.sleep(2 * FAST.probe_interval)
+        await no_probes_for(far_end, quiet)
         assert (await instance.client.get("/v1/targets/gw:7")).json()["state"] == "disabled"
         assert far_end.probes == probes_when_disabled
         enabled = await instance.client.post("/v1/targets/gw:7:enable")
@@ -122,8 +125,9 @@ async def test_edge_failure_puts_the_gateway_into_probing_at_once(
     instance = await start_instance(namespace, config=config)
     try:
         await events.wait_for("gw:3", is_state("up"), SETTLE)
-        await asyncio.sleep(2 * FAST.probe_interval)
-        assert far_end.probes == 0  # while_down: an up gateway is not probed
+        quiet = 3 * FAST.probe_interval
+        await no_probes_for(far_end, quiet)  # while_down: an up gateway is not probed
+        assert far_end.probes == 0
         failed = GatewayFailed(
             gateway_id="3",
             address=f"sip:127.0.0.1:{port}",
@@ -132,6 +136,7 @@ async def test_edge_failure_puts_the_gateway_into_probing_at_once(
             method="INVITE",
             call_id="c1",
         )
+        reported = time.monotonic()
         await publish(namespace, "edge", failed)
         probing = await events.wait_for("gw:3", is_state("probing"), SETTLE)
         assert probing.reason == "edge: timeout (408)"
@@ -140,6 +145,8 @@ async def test_edge_failure_puts_the_gateway_into_probing_at_once(
         )
         assert back.reason == "answered 200"
         assert far_end.probes == 1
+        # The control of the quiet check above: a target in doubt was probed well within it.
+        assert far_end.times[0] - reported < quiet
     finally:
         await instance.stop()
         far_end.close()
@@ -154,6 +161,7 @@ async def test_503_with_retry_after_holds_the_gateway_down(
     instance = await start_instance(namespace)
     try:
         await events.wait_for("gw:4", is_state("up"), SETTLE)
+        quiet = 2 * max(await probe_gap(far_end, SETTLE), FAST.probe_interval)
         failed = GatewayFailed(
             gateway_id="4",
             address=f"sip:127.0.0.1:{port}",
@@ -166,9 +174,7 @@ async def test_503_with_retry_after_holds_the_gateway_down(
         await publish(namespace, "edge", failed)
         down = await events.wait_for("gw:4", is_state("down"), SETTLE)
         assert down.until is not None and down.until - down.since == pytest.approx(60)
-        probes = far_end.probes
-        await asyncio.sleep(3 * FAST.probe_interval)
-        assert far_end.probes == probes
+        await no_probes_for(far_end, quiet)  # two gaps as measured before the 503
         assert (await instance.client.get("/v1/targets/gw:4")).json()["state"] == "down"
     finally:
         await instance.stop()
@@ -237,14 +243,16 @@ async def test_gateways_follow_routing_events(
         await publish(
             namespace, "routing", TableChanged(version=1, changes=(ChangeItem.of(change),))
         )
-        await instance.probed("gw:9", SETTLE)
-        assert far_end.probes >= 1
+        probed = await instance.probed("gw:9", SETTLE)
+        assert probed["rtt_ms"] is not None  # answered: the far end, not a timeout
+        quiet = 2 * max(await probe_gap(far_end, SETTLE), FAST.probe_interval)
         delete = Change("delete", "gateway", "9")
         await publish(
             namespace, "routing", TableChanged(version=2, changes=(ChangeItem.of(delete),))
         )
         await events.until(lambda: bool(events.of_type("health.target.removed")), SETTLE)
         assert (await instance.client.get("/v1/targets")).json()["items"] == []
+        await no_probes_for(far_end, quiet)  # a deleted gateway is no longer probed
     finally:
         await instance.stop()
         far_end.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.bus import WorkMessage
+from shared.bus.base import REASON_HEADER
 from shared.bus.memory import MemoryBroker, MemoryBus
 from tests.shared.bus.support import Inbox, Ping, until
 
@@ -71,8 +72,16 @@ async def test_dead_letters_wait_in_the_dead_queue() -> None:
         raise KeyError("gw1")
 
     await bus.consume("commands", refuse)
-    await bus.send("commands", b"x")
+    await bus.send("commands", b"x", headers={"origin": "api"})
     await until(lambda: broker.depth("ns.commands.dead") == 1)
+    # Kept for whoever reads the dead queue later, with the reason it died.
+    dead = Inbox()
+    await bus.consume("commands.dead", dead)
+    await until(lambda: len(dead.items) == 1)
+    (message,) = dead.items
+    assert message.body == b"x"
+    assert message.headers == {"origin": "api", REASON_HEADER: "KeyError: 'gw1'"}
+    assert broker.depth("ns.commands.dead") == 0
 
 
 async def test_an_undecodable_event_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:

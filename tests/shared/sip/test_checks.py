@@ -22,8 +22,30 @@ def request(data: bytes = BASE) -> Request:
     return message
 
 
-def test_supported_extensions_pass() -> None:
-    check_proxy_request(request(), supported={"foo", "bar"})
+@pytest.mark.parametrize(
+    ("supported", "unsupported"),
+    [
+        ({"foo", "bar"}, None),
+        ({"foo", "bar", "baz"}, None),
+        ({"bar"}, "foo"),
+        ({"foo"}, "bar"),
+        (set(), "foo, bar"),
+    ],
+)
+def test_a_request_passes_exactly_when_every_proxy_require_tag_is_supported(
+    supported: set[str], unsupported: str | None
+) -> None:
+    """Passing is only meaningful beside failing: the same request, one tag fewer, is 420."""
+    if unsupported is None:
+        check_proxy_request(request(), supported=supported)
+        return
+    with pytest.raises(SipError) as caught:
+        check_proxy_request(request(), supported=supported)
+    assert (caught.value.status, caught.value.headers) == (420, (("Unsupported", unsupported),))
+
+
+def test_without_proxy_require_nothing_needs_support() -> None:
+    check_proxy_request(request(BASE.replace(b"Proxy-Require: foo, bar\r\n", b"")))
 
 
 def test_unsupported_extension_is_420_listing_only_the_unsupported() -> None:
@@ -44,7 +66,15 @@ def test_tel_is_routable_but_unknown_scheme_is_416() -> None:
     assert caught.value.status == 416
 
 
+@pytest.mark.parametrize("max_forwards", [b"Max-Forwards: 1\r\n", b"Max-Forwards: 70\r\n", b""])
+def test_one_hop_left_or_none_said_may_be_forwarded(max_forwards: bytes) -> None:
+    data = BASE.replace(b"Max-Forwards: 5\r\n", max_forwards)
+    check_proxy_request(request(data), supported={"foo", "bar"})
+
+
 def test_zero_max_forwards_is_483() -> None:
     with pytest.raises(SipError) as caught:
-        check_proxy_request(request(BASE.replace(b"Max-Forwards: 5", b"Max-Forwards: 0")))
+        check_proxy_request(
+            request(BASE.replace(b"Max-Forwards: 5", b"Max-Forwards: 0")), supported={"foo", "bar"}
+        )
     assert caught.value.status == 483

@@ -388,3 +388,63 @@ def test_the_first_of_the_usual_and_compact_spellings_is_peeked() -> None:
         b"Via: SIP", b"v: SIP/2.0/UDP 10.0.0.1:40001;branch=z9hG4bKa\r\nVia: SIP"
     )
     assert peek_header(mixed, "via") == b"SIP/2.0/UDP 10.0.0.1:40001;branch=z9hG4bKa"
+
+
+# ----- what the mutation runs found unguarded (issue 23) ----------------------------------
+
+BASE_OPTIONS = (
+    b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+    b"Via: SIP/2.0/UDP g;branch=z9hG4bK0\r\n"
+    b"From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n"
+    b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"branch=z9hG4bK1", b"branch=z9hG4bK1;ttl=abc"),
+        (b"branch=z9hG4bK1", b"branch=z9hG4bK1;rport=x"),
+        (b"Content-Length: 0", b"Require: a b\r\nContent-Length: 0"),
+    ],
+)
+def test_validate_reads_via_ttl_rport_and_require(old: bytes, new: bytes) -> None:
+    message = parse_message(BASE_OPTIONS.replace(old, new))
+    with pytest.raises(SipParseError):
+        message.validate()
+
+
+def test_a_response_keeps_its_body_and_a_popped_via_leaves_the_list() -> None:
+    data = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"Via: SIP/2.0/UDP g;branch=z9hG4bK0\r\nFrom: <sip:b@x>;tag=1\r\nTo: <sip:a@x>;tag=2\r\n"
+        b"Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 2\r\n\r\nok"
+    )
+    response = parse_message(data)
+    assert isinstance(response, Response) and response.body == b"ok"
+    assert [via.host for via in response.vias] == ["h", "g"]
+    assert response.pop_via().host == "h"
+    assert [via.host for via in response.vias] == ["g"]
+    assert Response.build(180, "Ringing", []).status == 180
+
+
+def test_a_bare_lf_datagram_body_longer_than_declared_is_trusted_and_relabelled() -> None:
+    data = BASE_OPTIONS.replace(b"\r\n", b"\n").replace(b"Content-Length: 0", b"Content-Length: 9")
+    message = parse_message(data + b"hi")
+    assert message.body == b"hi"
+    assert b"\r\nContent-Length: 2\r\n" in message.to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("data", "stream", "reason"),
+    [
+        (BASE_OPTIONS.replace(b"Call-ID: c", b"Call-ID: " + b"c" * 9000), False,
+         "header line too long"),
+        (BASE_OPTIONS.replace(b"Content-Length: 0\r\n", b""), True,
+         "missing Content-Length on a stream transport"),
+    ],
+)  # fmt: skip
+def test_parse_errors_name_the_problem(data: bytes, stream: bool, reason: str) -> None:
+    with pytest.raises(SipParseError) as raised:
+        parse_message(data, stream=stream)
+    assert raised.value.reason == reason

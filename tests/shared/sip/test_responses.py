@@ -92,3 +92,25 @@ def test_no_answer_without_usable_via_or_for_responses() -> None:
     assert error_response(response, SipParseError("x")) is None
     parsed = parse_message(response)
     assert error_response(parsed, SipParseError("x")) is None
+
+
+def test_an_error_response_spells_its_headers_and_cleans_its_phrase() -> None:
+    request = (
+        b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    answer = error_response(request, SipError("bad\tthing\x00here", 400))
+    assert answer is not None
+    assert answer.startswith(b"SIP/2.0 400 Bad Request (bad thing here)\r\n")
+    assert answer.endswith(b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_built_messages_keep_their_bodies() -> None:
+    headers = [("Content-Type", "text/plain")]
+    request = Request.build("MESSAGE", "sip:a@example.com", headers, body=b"hello")
+    response = Response.build(200, "OK", headers, body=b"world")
+    assert (request.body, response.body) == (b"hello", b"world")
+    assert b"\r\nContent-Length: 5\r\n" in request.to_bytes()
+    request.set_body(b"hi")
+    assert request.to_bytes().endswith(b"\r\nContent-Length: 2\r\n\r\nhi")

@@ -77,3 +77,40 @@ def test_malformed_uris(text: str, reason: str) -> None:
     with pytest.raises(SipParseError) as caught:
         parse_uri(text)
     assert caught.value.reason == reason
+
+
+# ----- what the mutation run found unguarded (issue 23) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sip:alice:se%20cret@example.com",  # a password, escaped
+        "sip:alice@example.com?subject=a%20b&priority=urgent",  # URI headers
+        "tel:+15551234;isub=12;phone-context=example.com;npdi",  # a valueless parameter
+        "sip:[2001:db8::1]:5070;transport=tcp",
+    ],
+)
+def test_uris_print_as_they_parse(text: str) -> None:
+    assert str(parse_uri(text)) == text
+
+
+def test_an_upper_case_scheme_is_still_sip() -> None:
+    uri = parse_uri("SIP:alice@example.com:5070")
+    assert isinstance(uri, SipUri) and (uri.user, uri.port) == ("alice", 5070)
+
+
+@pytest.mark.parametrize(("port", "ok"), [("65535", True), ("65536", False), ("0", True)])
+def test_the_highest_port_is_65535(port: str, ok: bool) -> None:
+    if ok:
+        assert parse_uri(f"sip:example.com:{port}").port == int(port)  # type: ignore[union-attr]
+        return
+    with pytest.raises(SipParseError):
+        parse_uri(f"sip:example.com:{port}")
+
+
+def test_text_after_an_ipv6_reference_is_refused() -> None:
+    with pytest.raises(SipParseError, match=r"^malformed host \(text after IPv6 reference\)$"):
+        parse_uri("sip:[::1]x")
+    uri = parse_uri("sip:[::1]")
+    assert isinstance(uri, SipUri) and (uri.host, uri.port) == ("[::1]", None)

@@ -69,3 +69,9 @@ def test_token_lists() -> None:
     assert parse_token_list("  ") == []
     with pytest.raises(SipParseError, match="malformed option tag list"):
         parse_token_list("a,,b")
+
+
+def test_content_length_goes_up_to_2_to_the_31_minus_1() -> None:
+    assert parse_content_length("2147483647") == 2**31 - 1
+    with pytest.raises(SipParseError):
+        parse_content_length("2147483648")

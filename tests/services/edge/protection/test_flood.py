@@ -60,13 +60,6 @@ def test_allowlisted_sources_are_never_counted() -> None:
     assert pike.tracked == 0
 
 
-def test_sliding_window_catches_a_burst_across_the_period_edge() -> None:
-    pike = FloodDetector(SETTINGS)
-    verdicts = [pike.check("192.0.2.5", 1.9 + i * 0.001) for i in range(25)]
-    verdicts += [pike.check("192.0.2.5", 2.1 + i * 0.001) for i in range(25)]
-    assert Verdict.BLOCKED in verdicts  # 50 requests within 0.3 s straddling two windows
-
-
 def test_memory_is_bounded_under_a_spoofed_source_flood() -> None:
     pike = FloodDetector(FloodSettings(limit=5, period=1.0, max_sources=1000, max_blocked=100))
     for i in range(20_000):
@@ -87,3 +80,25 @@ def test_blocked_event_payload() -> None:
     )
     assert event.routing_key == "edge.source.blocked"
     assert SourceBlocked.model_validate_json(event.model_dump_json()) == event
+
+
+def test_a_burst_across_the_period_edge_is_caught_by_the_sliding_window() -> None:
+    """Window [0, 2) holds 26; at 2.1 s it still weighs 26 * (1 - 0.1 / 2) ≈ 24.7, so a burst
+    of six straddling the edge is over the limit though no one period holds more than 30."""
+    pike = FloodDetector(SETTINGS)
+    assert {pike.check("192.0.2.5", i * 0.01) for i in range(26)} == {Verdict.ALLOW}
+    verdicts = [pike.check("192.0.2.5", 2.1 + i * 0.001) for i in range(10)]
+    # 24.65 + 5 = 29.65 is under the limit; 24.64 + 6 = 30.64 is over it.
+    assert verdicts[:6] == [Verdict.ALLOW] * 5 + [Verdict.BLOCKED]
+    assert pike.rate("192.0.2.5", 2.1) > 26 * 0.9
+
+
+def test_a_period_two_back_no_longer_counts() -> None:
+    def burst(start: float) -> list[Verdict]:
+        pike = FloodDetector(SETTINGS)
+        for i in range(30):
+            assert pike.check("192.0.2.5", i * 0.01) == Verdict.ALLOW
+        return [pike.check("192.0.2.5", start + i * 0.001) for i in range(30)]
+
+    assert Verdict.BLOCKED in burst(2.0)  # the control: the period just before still weighs
+    assert set(burst(4.0)) == {Verdict.ALLOW}  # two periods on, it is forgotten

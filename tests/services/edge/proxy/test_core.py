@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from services.edge.interfaces import Interface, Interfaces
+from services.edge.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
@@ -61,14 +62,15 @@ class Run:
         return self.proxy.expire(self.now)
 
 
-def core_run(signer: RecordRouteSigner | None = None) -> Run:
-    """A proxy trusting the gateways and `PEER`; `signer`: its record-route key (else its own)."""
+def core_run(signer: RecordRouteSigner | None = None, trusted: frozenset[str] = TRUSTED) -> Run:
+    """A proxy trusting `trusted` (the gateways and `PEER`); `signer`: its record-route key
+    (else its own)."""
     interfaces = Interfaces(
         [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
     )
     table = Table()
     signer = signer or RecordRouteSigner.ephemeral()
-    dialogs = DialogGate(signer, lambda source: source.host in TRUSTED)
+    dialogs = DialogGate(signer, lambda source: source.host in trusted)
     timers = ProxyTimers(fr=2.0, fr_inv=10.0)
     return Run(Proxy(interfaces, NumberRouter(table), timers, dialogs=dialogs), table)
 
@@ -76,6 +78,12 @@ def core_run(signer: RecordRouteSigner | None = None) -> Run:
 @pytest.fixture
 def run() -> Run:
     return core_run()
+
+
+@pytest.fixture
+def trusting_run() -> Run:
+    """The caller trusted too: its preloaded Route sets are followed (RFC 3261 §16.4)."""
+    return core_run(trusted=TRUSTED | {CALLER.host})
 
 
 def signed(proxy: Proxy, call_id: str, route: str = f"<sip:{EDGE}:5060;lr>") -> str:
@@ -308,7 +316,9 @@ def test_a_name_instead_of_a_number_is_404_until_the_registrar(run: Run) -> None
 def test_tcp_in_udp_out_gets_two_record_routes(run: Run) -> None:
     caller = Destination("tcp", CALLER.host, CALLER.port, connection_id=7)
     data = invite().replace(b"SIP/2.0/UDP 10.0.0.5", b"SIP/2.0/TCP 10.0.0.5")
-    forwarded = only_request(run.send(data, caller, TCP_IN), GW1)
+    actions = run.send(data, caller, TCP_IN)
+    assert statuses(actions, caller) == [100]  # back over the connection it came on
+    forwarded = only_request(actions, GW1)
     assert forwarded.headers("record-route") == [
         signed(run.proxy, "call-1"),
         signed(run.proxy, "call-1", f"<sip:{EDGE}:5060;transport=tcp;lr>"),
@@ -321,6 +331,8 @@ def test_options_to_the_edge_itself_is_answered(run: Run) -> None:
     response = parse_message(data)
     assert isinstance(response, Response) and response.status == 200
     assert "INVITE" in (response.header("allow") or "")
+    for name in (b"Allow: ", b"Supported: ", b"Accept: application/sdp"):
+        assert b"\r\n" + name in data, name
 
 
 def test_max_forwards_0_is_483(run: Run) -> None:
@@ -344,3 +356,227 @@ def test_garbage_gets_400_and_the_proxy_goes_on(run: Run) -> None:
     bad = invite().replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
     assert statuses(run.send(bad)) == [400]
     assert statuses(run.send(invite(branch="z9hG4bKc2"))) == [100]
+
+
+# ----- boundaries the mutation runs showed unguarded (issue 23) ---------------------------
+
+TRUSTED_PEER = Destination("udp", PEER.host, 5070)
+"""In-dialog requests come from a trusted source: they are relayed along any Route then."""
+
+
+def in_dialog(method: str, max_forwards: int, cseq: int = 2) -> bytes:
+    """A mid-dialog request from the caller's side, routed through us to GW2."""
+    return (
+        f"{method} sip:gw@{GW2.host}:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {PEER.host}:5070;branch=z9hG4bK{method.lower()}{max_forwards}\r\n"
+        f"Route: <sip:{EDGE}:5060;lr>\r\n"
+        "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag=gw\r\n"
+        f"Call-ID: dialog-1\r\nCSeq: {cseq} {method}\r\nMax-Forwards: {max_forwards}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(("received", "forwarded"), [(70, 69), (2, 1), (1, 0)])
+def test_the_stateless_ack_leaves_with_max_forwards_decremented(
+    run: Run, received: int, forwarded: int
+) -> None:
+    ack = only_request(run.send(in_dialog("ACK", received, cseq=1), TRUSTED_PEER), GW2)
+    assert ack.max_forwards == forwarded
+
+
+def test_a_stateless_ack_with_max_forwards_0_goes_nowhere(run: Run) -> None:
+    # Positive control: the same ACK with one hop left does leave.
+    assert len(sent_to(run.send(in_dialog("ACK", 1, cseq=1), TRUSTED_PEER), GW2)) == 1
+    actions = run.send(in_dialog("ACK", 0, cseq=1), TRUSTED_PEER)
+    assert actions == []  # an ACK is never answered, not even with 483
+
+
+@pytest.mark.parametrize("method", ["INVITE", "SUBSCRIBE"])
+def test_max_forwards_1_is_forwarded_with_0_and_0_is_483(run: Run, method: str) -> None:
+    last_hop = invite(branch="z9hG4bKmf1").replace(b"Max-Forwards: 70", b"Max-Forwards: 1")
+    last_hop = last_hop.replace(b"INVITE", method.encode())
+    forwarded = only_request(run.send(last_hop), GW1)
+    assert (forwarded.method, forwarded.max_forwards) == (method, 0)
+    spent = last_hop.replace(b"Max-Forwards: 1", b"Max-Forwards: 0")
+    assert statuses(run.send(spent.replace(b"z9hG4bKmf1", b"z9hG4bKmf0"))) == [483]
+
+
+def test_an_in_dialog_request_with_max_forwards_1_is_forwarded_with_0(run: Run) -> None:
+    assert only_request(run.send(in_dialog("BYE", 1), TRUSTED_PEER), GW2).max_forwards == 0
+    assert statuses(run.send(in_dialog("BYE", 0, cseq=3), TRUSTED_PEER), TRUSTED_PEER) == [483]
+
+
+def test_a_request_back_with_only_its_request_uri_changed_spirals(trusting_run: Run) -> None:
+    """The Request-URI is part of the loop hash: same Route, From, To, Call-ID, CSeq."""
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(trusting_run.send(data), GW1)
+    forwarded.set_uri("sip:carol@example.com")  # GW1 retargeted it and sent it back to us
+    forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw2")
+    again = trusting_run.send(forwarded.to_bytes(), GW1)
+    assert statuses(again, GW1) == [100]
+    [data] = [d for d in sent_to(again, GW1) if not d.startswith(b"SIP/2.0 ")]
+    assert parse_message(data).headers("route") == [f"<sip:{GW1.host};lr>"]
+
+
+@pytest.mark.parametrize(
+    ("method", "recorded"),
+    [("INVITE", True), ("SUBSCRIBE", True), ("REFER", True), ("OPTIONS", False)],
+)
+def test_requests_that_create_dialogs_are_record_routed(
+    run: Run, method: str, recorded: bool
+) -> None:
+    data = invite().replace(b"INVITE", method.encode())
+    forwarded = only_request(run.send(data), GW1)
+    expected = [signed(run.proxy, "call-1")] if recorded else []
+    assert forwarded.headers("record-route") == expected
+
+
+@pytest.mark.parametrize("method", ["SUBSCRIBE", "REFER", "INVITE"])
+def test_requests_inside_a_dialog_are_not_record_routed(run: Run, method: str) -> None:
+    forwarded = only_request(run.send(in_dialog(method, 70), TRUSTED_PEER), GW2)
+    assert forwarded.method == method
+    assert forwarded.headers("record-route") == []
+
+
+@pytest.mark.parametrize(
+    ("status", "published"), [(500, True), (502, True), (599, True), (408, False)]
+)
+def test_a_5xx_or_408_fails_over_to_the_next_gateway(
+    run: Run, status: int, published: bool
+) -> None:
+    """Only a 5xx is the gateway's failure; its own 408 shows it is alive (nothing published)."""
+    first = only_request(run.send(invite()), GW1)
+    actions = run.send(answer(first, status), GW1)
+    assert only_request(actions, GW2).method == "INVITE"
+    events = [a.event for a in actions if isinstance(a, Publish)]
+    assert [(e.gateway_id, e.status) for e in events if isinstance(e, GatewayFailed)] == (
+        [("1", status)] if published else []
+    )
+    assert len(events) == int(published)
+
+
+@pytest.mark.parametrize("status", [404, 486, 600])
+def test_a_4xx_or_6xx_is_the_callees_word_and_goes_back(run: Run, status: int) -> None:
+    first = only_request(run.send(invite()), GW1)
+    actions = run.send(answer(first, status), GW1)
+    assert sent_to(actions, GW2) == []
+    assert statuses(actions) == [status]
+    assert [a for a in actions if isinstance(a, Publish)] == []
+
+
+def final_of(actions: list[Action], destination: Destination = CALLER) -> Response:
+    [data] = [d for d in sent_to(actions, destination) if not d.startswith(b"SIP/2.0 100")]
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [(b"CSeq: 1 INVITE", b"CSeq: 2 INVITE"), (b";tag=a1", b";tag=a2")]
+)
+def test_a_request_back_with_its_cseq_or_from_tag_changed_spirals(
+    trusting_run: Run, old: bytes, new: bytes
+) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(trusting_run.send(data), GW1)
+    forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw3")
+    back = forwarded.to_bytes()
+    looped = final_of(trusting_run.send(back, GW1), GW1)  # the control: unchanged, it is a loop
+    assert (looped.status, looped.reason) == (482, "Loop Detected")
+    spiral = back.replace(old, new).replace(b"z9hG4bKgw3", b"z9hG4bKgw4")
+    assert statuses(trusting_run.send(spiral, GW1), GW1) == [100]
+
+
+def test_the_cancel_the_edge_sends_is_built_from_the_invite_it_sent(trusting_run: Run) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    first = only_request(trusting_run.send(data), GW1)
+    trusting_run.send(answer(first, 180), GW1)
+    cancel = data.replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    sent = only_request(trusting_run.send(cancel), GW1).to_bytes()
+    assert sent.startswith(f"CANCEL {first.uri_text} SIP/2.0\r\n".encode())
+    for line in (
+        f"Via: {first.headers('via')[0]}",
+        f"Route: <sip:{GW1.host};lr>",
+        "Max-Forwards: 70",
+        f"From: {first.header('from')}",
+        f"To: {first.header('to')}",
+        f"Call-ID: {first.call_id}",
+        "CSeq: 1 CANCEL",
+    ):
+        assert f"\r\n{line}\r\n".encode() in sent, line
+
+
+def test_a_cancel_matching_nothing_is_481(run: Run) -> None:
+    cancel = invite(branch="z9hG4bKnone").replace(b"INVITE sip", b"CANCEL sip")
+    assert statuses(run.send(cancel.replace(b"1 INVITE", b"1 CANCEL"))) == [481]
+
+
+def test_when_every_gateway_fails_the_caller_gets_500_not_503(run: Run) -> None:
+    first = only_request(run.send(invite()), GW1)
+    second = only_request(run.send(answer(first, 503), GW1), GW2)
+    final = final_of(run.send(answer(second, 503), GW2))
+    assert (final.status, final.reason) == (500, "Server Internal Error (next hop unavailable)")
+
+
+def test_every_gateway_known_down_is_480_saying_how_many(run: Run) -> None:
+    run.table.health.set("1", "down")
+    run.table.health.set("2", "down")
+    final = final_of(run.send(invite()))
+    assert (final.status, final.reason) == (480, "Temporarily Unavailable (2 gateways down)")
+
+
+def test_the_no_route_reason_header_is_spelled_as_sip_expects(run: Run) -> None:
+    [_trying, data] = sent_to(run.send(invite(uri=f"sip:999@{EDGE}")), CALLER)
+    assert b'\r\nReason: SIP;cause=404;text="no route"\r\n' in data
+
+
+def test_the_next_hop_a_strict_router_gets_the_request_uri_and_the_rest_as_route(
+    run: Run,
+) -> None:
+    data = in_dialog("BYE", 70).replace(
+        f"Route: <sip:{EDGE}:5060;lr>".encode(),
+        f"Route: <sip:{EDGE}:5060;lr>, <sip:{GW1.host}:5060>".encode(),
+    )
+    forwarded = only_request(run.send(data, TRUSTED_PEER), GW1)
+    assert forwarded.uri_text == f"sip:{GW1.host}:5060"
+    assert forwarded.headers("route") == [f"<sip:gw@{GW2.host}:5060>"]
+
+
+def test_an_in_dialog_request_to_us_without_a_route_is_481(run: Run) -> None:
+    lost = in_dialog("BYE", 70).replace(f"Route: <sip:{EDGE}:5060;lr>\r\n".encode(), b"")
+    lost = lost.replace(f"BYE sip:gw@{GW2.host}:5060".encode(), f"BYE sip:{EDGE}:5060".encode())
+    final = final_of(run.send(lost, TRUSTED_PEER), TRUSTED_PEER)
+    assert (final.status, final.reason) == (481, "no dialog route to follow")
+
+
+@pytest.mark.parametrize(("method", "recorded"), [("INVITE", True), ("OPTIONS", False)])
+def test_a_preloaded_route_is_followed_and_record_routed_if_it_makes_a_dialog(
+    trusting_run: Run, method: str, recorded: bool
+) -> None:
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(trusting_run.send(data.replace(b"INVITE", method.encode())), GW1)
+    assert bool(forwarded.headers("record-route")) is recorded
+
+
+def test_a_strict_router_fix_up_keeps_the_other_routes_in_order(run: Run) -> None:
+    data = invite(
+        uri=f"sip:{EDGE}:5060;lr",
+        extra=f"Route: <sip:a@{GW2.host}:5060;lr>, <sip:b@{GW1.host};lr>, <sip:1@{GW2.host}>\r\n",
+    ).replace(b"To: <sip:14075551234@example.com>", b"To: <sip:x@example.com>;tag=t")
+    forwarded = only_request(run.send(data, TRUSTED_PEER), GW2)
+    assert forwarded.uri_text == f"sip:1@{GW2.host}"
+    assert forwarded.headers("route") == [f"<sip:a@{GW2.host}:5060;lr>", f"<sip:b@{GW1.host};lr>"]
+    assert b"\r\nRoute: <sip:a@" in forwarded.to_bytes()
+
+
+def test_an_overloaded_edge_refuses_new_calls_with_retry_after(run: Run) -> None:
+    shedder = LoadShedder()
+    shedder.shedding = True
+    run.proxy.shedder = shedder
+    [data] = sent_to(run.send(invite()), CALLER)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (503, "Service Unavailable (overloaded)")
+    assert b"\r\nRetry-After: 5\r\n" in data
+    # A request inside a dialog is no new call: it goes on.
+    assert only_request(run.send(in_dialog("BYE", 70), TRUSTED_PEER), GW2).method == "BYE"

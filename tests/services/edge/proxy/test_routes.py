@@ -17,6 +17,7 @@ from shared.sip.uri import parse_uri
         ("sip:alice@example.com", None),
         ("sip:example.com", None),
         ("sip:+@example.com", None),
+        ("sip:a14075551234@example.com", None),  # only a leading + may precede the digits
         ("sip:١٢٣@example.com", None),
     ],
 )

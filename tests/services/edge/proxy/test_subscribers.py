@@ -17,26 +17,31 @@ from services.edge.location import (
     Ha1Query,
     NonceCountQuery,
     Query,
+    SubscriberQuery,
 )
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
-from services.edge.proxy.flows import FlowTokens
-from services.edge.proxy.routes import NumberRouter
-from services.edge.proxy.subscribers import Subscribers
+from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
+from services.edge.proxy.routes import Hop, NumberRouter
+from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
 from services.registrar.model import Location
-from services.registrar.nonces import NonceKeeper
+from services.registrar.nonce_counts import NonceCounts
+from services.registrar.nonces import NonceKeeper, NonceState
 from shared.sip.digest import authorize, compute_ha1, parse_challenge
 from shared.sip.message import Request, Response, parse_message
+from shared.sip.responses import make_response
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri
+from shared.store import Store
 from tests.services.edge.proxy.test_core import (
     EDGE,
     GW1,
     UDP_IN,
     Table,
     answer,
+    final_of,
     only_request,
     sent_to,
     statuses,
@@ -236,6 +241,10 @@ def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Ru
     )
     actions = run.send(answered, PHONE)
     assert [type(a) for a in actions] == [Register]  # the registrar verifies it
+    [passed] = [a for a in actions if isinstance(a, Register)]
+    # Where other edges reach the phone through us: our address, without ;lr.
+    assert (passed.source, passed.edge_address) == (PHONE, f"sip:{EDGE}:5060")
+    assert passed.data.startswith(b"REGISTER sip:example.com SIP/2.0\r\n")
 
 
 def authorized_call(run: Run, challenge_response: bytes, *, branch: str, nc: int = 1) -> bytes:
@@ -384,3 +393,396 @@ def test_a_call_to_a_phone_behind_another_edge_carries_a_route_signed_for_the_ca
     assert flow and token
     assert run.proxy.dialogs.signer.verify(token, forwarded.call_id, flow)
     assert not run.proxy.dialogs.signer.verify(token, "another-call", flow)
+
+
+ALICE = Destination("udp", "192.0.2.50", 5060)
+"""An untrusted source: its dialog-creating requests must prove a subscriber's password."""
+
+
+def challenged(run: Run, method: str) -> tuple[bytes, bytes]:
+    """Alice's out-of-dialog `method` to a number, and the edge's 407 to it."""
+    run.directory.learn(
+        Ha1Query("alice", DOMAIN, "MD5"), compute_ha1("alice", DOMAIN, PASSWORD), run.now
+    )
+    request = call(f"sip:14075551234@{EDGE}", caller="alice").replace(b"INVITE", method.encode())
+    actions = run.send(request, ALICE)
+    assert statuses(actions, ALICE)[-1] == 407
+    challenge = sent_to(actions, ALICE)[-1]
+    assert challenge.startswith(b"SIP/2.0 407 Proxy Authentication Required\r\n")
+    assert b"\r\nProxy-Authenticate: Digest " in challenge
+    return request, challenge
+
+
+def with_credentials(
+    request: bytes, challenge: bytes, method: str, password: str, *, nc: int = 1, branch: str = "c2"
+) -> bytes:
+    response = parse_message(challenge)
+    assert isinstance(response, Response)
+    credentials = authorize(
+        parse_challenge(response.header("proxy-authenticate") or ""), username="alice",
+        password=password, method=method, uri=f"sip:14075551234@{EDGE}", cnonce="c0ffee", nc=nc,
+    )  # fmt: skip
+    request = request.replace(b"z9hG4bKc1", f"z9hG4bK{branch}".encode()).replace(
+        b"CSeq: 1", b"CSeq: 2"
+    )
+    header = f"Proxy-Authorization: {credentials}\r\nContent-Length".encode()
+    return request.replace(b"Content-Length", header)
+
+
+CHALLENGED_METHODS = (
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PUBLISH",
+    "REFER",
+    "SUBSCRIBE",
+    "UPDATE",
+)  # fmt: skip  (two short rows)
+"""Every out-of-dialog method a stranger could send onward (not ACK, CANCEL, REGISTER)."""
+
+
+def refused(run: Run, actions: list[Action]) -> list[Action]:
+    """A wrong password is counted first (`AuthFailed`), then answered: both sets of actions."""
+    [failed] = [action for action in actions if isinstance(action, AuthFailed)]
+    return actions + run.proxy.refuse(failed.server, run.now)
+
+
+@pytest.mark.parametrize("method", sorted(CHALLENGED_METHODS))
+def test_a_wrong_password_is_forbidden_and_goes_nowhere(run: Run, method: str) -> None:
+    request, challenge = challenged(run, method)
+    guess = with_credentials(request, challenge, method, "wrong-" + PASSWORD)
+    actions = refused(run, run.send(guess, ALICE))
+    assert [a for a in actions if isinstance(a, Lookup)] == []  # no nonce-count claimed
+    assert statuses(actions, ALICE)[-1] == 403
+    assert sent_to(actions, GW1) == []
+
+
+@pytest.mark.parametrize("method", sorted(CHALLENGED_METHODS))
+def test_the_right_password_goes_through(run: Run, method: str) -> None:
+    """The positive control of the test above: same request, same challenge, right password."""
+    request, challenge = challenged(run, method)
+    actions = run.send(with_credentials(request, challenge, method, PASSWORD), ALICE)
+    [claim] = [a.query for a in actions if isinstance(a, Lookup)]
+    forwarded = only_request(run.resolve(actions, {claim: True}), GW1)
+    assert forwarded.method == method
+
+
+@pytest.mark.parametrize("method", sorted(CHALLENGED_METHODS))
+def test_credentials_for_another_method_are_forbidden(run: Run, method: str) -> None:
+    """The digest covers the method: an INVITE's answer does not open a REFER, and back."""
+    request, challenge = challenged(run, method)
+    other = "REFER" if method == "INVITE" else "INVITE"
+    actions = refused(run, run.send(with_credentials(request, challenge, other, PASSWORD), ALICE))
+    assert statuses(actions, ALICE)[-1] == 403
+    assert sent_to(actions, GW1) == []
+
+
+@pytest.mark.integration
+async def test_a_replayed_nonce_count_is_refused_by_the_real_claim_script(
+    run: Run, redis_store: Store
+) -> None:
+    """The edge's claims go through the registrar's Lua script on the real Redis."""
+    counts = NonceCounts(redis_store, 300)
+
+    async def resolve(actions: list[Action]) -> list[Action]:
+        done: list[Action] = [a for a in actions if not isinstance(a, Lookup)]
+        for lookup in (a for a in actions if isinstance(a, Lookup)):
+            query = lookup.query
+            assert isinstance(query, NonceCountQuery)
+            run.directory.learn(query, await counts.claim(query.nonce, query.count), run.now)
+            done += run.proxy.resume(lookup.server, run.now)
+        return done
+
+    request, challenge = challenged(run, "INVITE")
+    first = with_credentials(request, challenge, "INVITE", PASSWORD)
+    assert only_request(await resolve(run.send(first, ALICE)), GW1).method == "INVITE"
+    replay = first.replace(b"z9hG4bKc2", b"z9hG4bKc3").replace(b"call-7", b"call-8")
+    actions = await resolve(run.send(replay, ALICE))
+    assert sent_to(actions, GW1) == []
+    assert statuses(actions, ALICE) == [100, 407]
+    # The next count of the same nonce is a first use: the script refuses replays only.
+    again = with_credentials(request, challenge, "INVITE", PASSWORD, nc=2, branch="c4")
+    again = again.replace(b"call-7", b"call-9")
+    assert only_request(await resolve(run.send(again, ALICE)), GW1).method == "INVITE"
+
+
+def test_a_register_for_a_foreign_domain_is_404_and_not_passed_on(run: Run) -> None:
+    run.directory.learn(DomainQuery("elsewhere.net"), False, 0.0)
+    register = (
+        b"REGISTER sip:elsewhere.net SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr9\r\n"
+        b"From: <sip:bob@elsewhere.net>;tag=r1\r\nTo: <sip:bob@elsewhere.net>\r\n"
+        b"Call-ID: reg-9\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@192.0.2.21:5060>\r\n"
+        b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    actions = run.send(register, PHONE)
+    assert not any(isinstance(a, Register) for a in actions)
+    [data] = sent_to(actions, PHONE)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (404, "Not Found (not a domain of ours)")
+
+
+def final_to_alice(actions: list[Action]) -> Response:
+    [data] = [d for d in sent_to(actions, ALICE) if not d.startswith(b"SIP/2.0 100")]
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'username="alice"', b'username="bob"'),  # another subscriber's name
+        (f'uri="sip:14075551234@{EDGE}"'.encode(), b'uri="sip:1@example.com"'),  # another URI
+    ],
+)
+def test_credentials_that_are_not_the_callers_are_forbidden(
+    run: Run, old: bytes, new: bytes
+) -> None:
+    request, challenge = challenged(run, "INVITE")
+    forged = with_credentials(request, challenge, "INVITE", PASSWORD)
+    assert old in forged
+    final = final_to_alice(run.send(forged.replace(old, new), ALICE))
+    assert (final.status, final.reason) == (403, "Forbidden (credentials are not the caller's)")
+    control = run.send(forged.replace(b"z9hG4bKc2", b"z9hG4bKc5"), ALICE)  # unforged: accepted,
+    assert [type(a.query) for a in control if isinstance(a, Lookup)] == [NonceCountQuery]
+
+
+def test_a_caller_of_a_foreign_domain_is_forbidden_without_a_challenge(run: Run) -> None:
+    run.directory.learn(DomainQuery("elsewhere.net"), False, 0.0)
+    request = call(f"sip:14075551234@{EDGE}", caller="alice").replace(
+        b"alice@example.com", b"alice@elsewhere.net"
+    )
+    final = final_to_alice(run.send(request, ALICE))
+    assert (final.status, final.reason) == (403, "Forbidden (caller is not a subscriber)")
+    assert final.header("proxy-authenticate") is None
+
+
+def test_a_stale_nonce_is_challenged_again_with_stale_true(run: Run) -> None:
+    request, challenge = challenged(run, "INVITE")
+    answer_ = with_credentials(request, challenge, "INVITE", PASSWORD)
+    run.now += 301  # the nonce keeper's TTL is 300 s
+    ha1 = Ha1Query("alice", DOMAIN, "MD5")
+    answers: dict[Query, Answer] = {ha1: compute_ha1("alice", DOMAIN, PASSWORD)}
+    answers[DomainQuery(DOMAIN)] = True  # what the edge knew has aged out too: asked again
+    final = final_to_alice(run.resolve(run.send(answer_, ALICE), answers))
+    assert final.status == 407
+    assert "stale=true" in (final.header("proxy-authenticate") or "")
+
+
+# ----- where a binding is reached (binding_hop) ------------------------------------------
+
+FLOWS = FlowTokens(b"deployment-secret")
+OURS = Interfaces([Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)])
+
+
+def located(**fields: object) -> Location:
+    values: dict[str, object] = {
+        "aor": BOB, "contact": "sip:bob@192.0.2.21:5060", "expires_at": 10_000.0, "q": 0.7,
+        "received": "sip:192.0.2.21:5060", "transport": "udp", "edge": "edge-a",
+    }  # fmt: skip
+    return Location.model_validate(values | fields)
+
+
+def test_a_binding_that_registered_from_its_contact_is_reached_there() -> None:
+    assert binding_hop(located(), FLOWS, OURS) == Hop(
+        "sip:bob@192.0.2.21:5060", Destination("udp", "192.0.2.21", 5060), q=0.7
+    )
+
+
+def test_a_path_binding_is_reached_through_its_path() -> None:
+    path = ("<sip:203.0.113.7:5070;lr>", "<sip:203.0.113.8;lr>")
+    hop = binding_hop(located(path=path), FLOWS, OURS)
+    assert (hop.destination, hop.routes, hop.q) == (
+        Destination("udp", "203.0.113.7", 5070),
+        path,
+        0.7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("received", "transport", "connection", "flow"),
+    [
+        ("sip:198.51.100.5:40000", "udp", None, Destination("udp", "198.51.100.5", 40000)),
+        (
+            "sip:192.0.2.21:5060;transport=tcp", "tcp", 9,
+            Destination("tcp", "192.0.2.21", 5060, connection_id=9),
+        ),
+    ],
+)  # fmt: skip
+def test_a_natted_or_tcp_binding_on_this_edge_is_reached_over_its_flow(
+    received: str, transport: str, connection: int | None, flow: Destination
+) -> None:
+    binding = located(
+        received=received, transport=transport, connection_id=connection,
+        edge_address=f"sip:{EDGE}:5060",
+    )  # fmt: skip
+    hop = binding_hop(binding, FLOWS, OURS)
+    assert (hop.uri, hop.destination, hop.q, hop.routes) == (binding.contact, flow, 0.7, ())
+    assert hop.flow_token is not None and FLOWS.open(hop.flow_token) == flow
+
+
+@pytest.mark.parametrize("edge_address", ["sip:192.0.2.99:5060", "sip:192.0.2.99;transport=tcp"])
+def test_a_natted_binding_of_another_edge_is_reached_through_that_edge(edge_address: str) -> None:
+    binding = located(received="sip:198.51.100.5:40000", edge_address=edge_address)
+    hop = binding_hop(binding, FLOWS, OURS)
+    assert hop.destination.host == "192.0.2.99" and hop.q == 0.7 and hop.flow_token is None
+    assert hop.routes == (f"<{edge_address};lr>",)  # the flow and its signature: per call
+    assert hop.remote_flow is not None
+    assert FLOWS.open(hop.remote_flow) == Destination("udp", "198.51.100.5", 40000)
+
+
+def test_a_natted_binding_without_an_edge_address_is_reached_from_here() -> None:
+    hop = binding_hop(located(received="sip:198.51.100.5:40000"), FLOWS, OURS)
+    assert hop.destination == Destination("udp", "198.51.100.5", 40000)
+    assert hop.routes == () and hop.flow_token is not None
+
+
+# ----- the registrar's answer (Proxy.registered) -----------------------------------------
+
+
+def passed_register(run: Run) -> Register:
+    """A REGISTER with credentials, passed to the registrar (as a phone's second one is)."""
+    register = (
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKr5\r\n"
+        f"From: <{BOB}>;tag=r1\r\nTo: <{BOB}>\r\nCall-ID: reg-5\r\nCSeq: 2 REGISTER\r\n"
+        f'Authorization: Digest username="bob", realm="{DOMAIN}", nonce="x", uri="sip:{DOMAIN}",'
+        ' response="00"\r\n'
+        "Contact: <sip:bob@192.0.2.21:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    [passed] = run.send(register, PHONE)
+    assert isinstance(passed, Register)
+    return passed
+
+
+def test_the_registrars_answer_goes_back_to_the_phone(run: Run) -> None:
+    passed = passed_register(run)
+    request = parse_message(passed.data)
+    assert isinstance(request, Request)
+    ok = make_response(request, 200, headers=(("Contact", "<sip:bob@192.0.2.21:5060>"),))
+    [data] = sent_to(run.proxy.registered(passed.server, ok.to_bytes(), run.now), PHONE)
+    assert parse_message(data).status == 200  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("reply", [None, b"garbage", b"OPTIONS sip:x SIP/2.0\r\n\r\n"])
+def test_no_usable_answer_from_the_registrar_is_500(run: Run, reply: bytes | None) -> None:
+    passed = passed_register(run)
+    [data] = sent_to(run.proxy.registered(passed.server, reply, run.now), PHONE)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (500, "Server Internal Error (registrar)")
+
+
+# ----- more of what the second mutation run found -----------------------------------------
+
+
+def test_a_wrong_password_is_plainly_forbidden(run: Run) -> None:
+    request, challenge = challenged(run, "INVITE")
+    guess = with_credentials(request, challenge, "INVITE", "x")
+    final = final_to_alice(refused(run, run.send(guess, ALICE)))
+    assert (final.status, final.reason) == (403, "Forbidden")
+
+
+def test_a_caller_without_a_user_part_is_forbidden(run: Run) -> None:
+    request = call(f"sip:14075551234@{EDGE}", caller="alice").replace(
+        b"From: <sip:alice@example.com>", b"From: <sip:example.com>"
+    )
+    final = final_to_alice(run.send(request, ALICE))
+    assert (final.status, final.reason) == (403, "Forbidden (caller is not a subscriber)")
+
+
+def test_nonces_carry_wall_time_not_the_cores_clock(run: Run) -> None:
+    """The core's clock is monotonic; nonces are checked on every edge against wall time."""
+    assert run.proxy.subscribers is not None
+    wall = 1_700_000_000.0
+    run.proxy.subscribers.wall_offset = wall - run.now
+    request, challenge = challenged(run, "INVITE")
+    nonce = _nonce_of(challenge)
+    # Good for the registrar and the other edges, which check it on their wall clocks.
+    keeper = NonceKeeper(b"deployment-secret", 300)
+    assert keeper.check(nonce, DOMAIN, wall) is NonceState.FRESH
+    actions = run.send(with_credentials(request, challenge, "INVITE", PASSWORD), ALICE)
+    assert [type(a.query) for a in actions if isinstance(a, Lookup)] == [NonceCountQuery]
+
+
+def test_a_cancel_while_the_bindings_are_read_ends_the_call_with_487(run: Run) -> None:
+    carol = f"sip:carol@{DOMAIN}"
+    actions = run.send(call(carol))
+    assert [type(a) for a in actions if isinstance(a, Lookup)] == [Lookup]  # parked
+    cancel = call(carol).replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    assert statuses(run.send(cancel), CARRIER) == [200, 487]
+    [lookup] = [a for a in actions if isinstance(a, Lookup)]
+    assert run.proxy.resume(lookup.server, run.now) == []  # the answer comes too late: nothing
+
+
+def test_a_subscriber_without_bindings_is_480_and_a_stranger_goes_to_number_routing(
+    run: Run,
+) -> None:
+    carol, dave = f"sip:carol@{DOMAIN}", f"sip:dave@{DOMAIN}"
+    run.directory.learn(BindingsQuery(carol), (), run.now)
+    run.directory.learn(SubscriberQuery("carol", DOMAIN), True, run.now)
+    run.directory.learn(BindingsQuery(dave), (), run.now)
+    run.directory.learn(SubscriberQuery("dave", DOMAIN), False, run.now)
+    unavailable = final_of(run.send(call(carol)), CARRIER)
+    assert (unavailable.status, unavailable.reason) == (480, "Temporarily Unavailable")
+    unknown = final_of(run.send(call(dave, branch="z9hG4bKc9")), CARRIER)
+    assert (unknown.status, unknown.reason) == (404, "Not Found")
+
+
+def test_a_failed_location_read_is_500(run: Run) -> None:
+    actions = run.send(call(f"sip:carol@{DOMAIN}"))
+    [lookup] = [a for a in actions if isinstance(a, Lookup)]
+    [data] = sent_to(run.proxy.resume(lookup.server, run.now, failed=True), CARRIER)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (500, "Server Internal Error (location)")
+
+
+def test_a_forged_flow_token_is_403(run: Run) -> None:
+    bye = (
+        f"BYE sip:bob@192.0.2.21:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 198.51.100.99:5060;branch=z9hG4bKf1\r\n"
+        f"Route: <sip:{EDGE}:5060;lr;{FLOW_PARAM}=Zm9yZ2Vk.bad>\r\n"
+        "From: <sip:carrier@example.com>;tag=c1\r\nTo: <sip:bob@example.com>;tag=b1\r\n"
+        "Call-ID: flow-1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    [data] = sent_to(run.send(bye), CARRIER)
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (403, "Forbidden (bad flow token)")
+
+
+def test_a_call_to_a_path_binding_carries_the_path_as_its_route_set(run: Run) -> None:
+    path = ("<sip:203.0.113.7:5070;lr>", "<sip:203.0.113.8;lr>")
+    carol = f"sip:carol@{DOMAIN}"
+    binding = located(aor=carol, contact="sip:carol@10.1.1.1:5060", path=path)
+    run.directory.learn(BindingsQuery(carol), (binding,), run.now)
+    forwarded = only_request(run.send(call(carol)), Destination("udp", "203.0.113.7", 5070))
+    assert forwarded.headers("route") == list(path)
+    assert forwarded.uri_text == "sip:carol@10.1.1.1:5060"
+
+
+def test_an_unusable_stored_binding_does_not_hide_the_others() -> None:
+    broken = located(contact="sip:bob@[::1", received="sip:[::1")
+    hops = binding_hops((broken, located()), FLOWS, OURS)
+    assert [hop.uri for hop in hops] == ["sip:bob@192.0.2.21:5060"]
+
+
+def test_a_request_along_a_flow_token_goes_to_that_flow_unchanged(run: Run) -> None:
+    token = FlowTokens(b"deployment-secret").mint(PHONE)
+    bye = (
+        "BYE sip:bob@10.9.9.9:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 198.51.100.99:5060;branch=z9hG4bKf2\r\n"
+        f"Route: <sip:{EDGE}:5060;lr{run.proxy.dialogs.route_params('flow-2', token)}>\r\n"
+        "From: <sip:carrier@example.com>;tag=c1\r\nTo: <sip:bob@example.com>;tag=b1\r\n"
+        "Call-ID: flow-2\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    forwarded = only_request(run.send(bye), PHONE)
+    assert forwarded.uri_text == "sip:bob@10.9.9.9:5060"
+    # From the flow itself, the token is no way back to it: the Request-URI is followed.
+    from_phone = bye.replace(b"z9hG4bKf2", b"z9hG4bKf3").replace(b"198.51.100.99", b"192.0.2.21")
+    assert sent_to(run.send(from_phone, PHONE), Destination("udp", "10.9.9.9", 5060))

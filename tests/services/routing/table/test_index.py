@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.edge.topology.policy import TargetTopology
 from services.routing.table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
-from services.routing.table.model import Carrier, Gateway, Rule
+from services.routing.table.model import Carrier, Dialplan, DialplanRule, Gateway, Kind, Rule
 from services.routing.table.timewindow import TimeWindow
 
 MONDAY_NOON = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
@@ -296,3 +297,83 @@ def test_lookups_match_brute_force_after_loads_and_edits(
             if found is not None and rule is not None:
                 assert found[2] is rule.targets
                 assert found[2].sets == tuple(t[1:] for t in rules[rule.id].gateways if t[0] == "@")
+
+
+# ----- what the mutation run found unguarded (issue 23) -----------------------------------
+
+
+def test_a_dialplan_translates_until_it_is_removed() -> None:
+    index = seeded()
+    plan = Dialplan(rules=(DialplanRule(match=r"^0([1-9])", replace=r"+33\1"),))
+    index.put("dialplan", "fr", plan)
+    assert index.translate("fr", "0142345678") == "+33142345678"
+    assert index.translate("fr", "999") == "999"  # no rule matches: the number as it is
+    index.remove("dialplan", "fr")
+    with pytest.raises(KeyError):
+        index.translate("fr", "0142345678")
+
+
+@pytest.mark.parametrize("kind", ["gateway", "carrier", "dialplan", "rule"])
+def test_removing_what_is_not_there_is_no_error(kind: Kind) -> None:
+    """Deletes are replayed (a cache catching up): a second one must be harmless."""
+    index = seeded()
+    index.remove(kind, "nope")
+    assert route(index, "14075551234") == ("r1407", ["1", "2"])
+
+
+def test_removing_a_gateway_takes_it_out_of_its_rules() -> None:
+    index = seeded()
+    index.remove("gateway", "1")
+    assert route(index, "14075551234") == ("r1407", ["2"])
+
+
+def test_targets_carry_their_gateway_and_carrier_settings() -> None:
+    index = seeded()
+    hidden = TargetTopology(mask_call_id=True)
+    index.put("gateway", "3", Gateway(address="sip:198.51.100.9", topology_hiding=hidden))
+    index.put("carrier", "acme", Carrier(gateways=("3",)))
+    assert index.gateways["3"].topology == hidden
+    assert index.gateways["1"].topology is None
+    assert index.carriers["acme"].id == "acme"
+
+
+def test_a_number_with_a_suffix_routes_by_its_leading_digits_nines_included() -> None:
+    index = seeded()
+    index.put("rule", "r99", Rule(prefix="9199", gateways=("1",)))
+    assert route(index, "919912;ext=1") == ("r99", ["1"])
+    assert index.locate("919912") is not None  # the default group is "0"
+
+
+def test_a_gateway_strips_digits_after_a_plus_only() -> None:
+    gateway = Gateway(address="sip:198.51.100.9", strip=2, prefix="00", attributes="pstn")
+    target = GatewayTarget("9", gateway)
+    assert (target.dial("14075551234"), target.dial("+14075551234")) == ("00075551234",) * 2
+    assert target.attributes == "pstn"
+
+
+def test_rules_naming_the_same_targets_share_one_list() -> None:
+    index = seeded()
+    found = [index.locate(number) for number in ("14075551234", "33123456789")]
+    assert found[0] is not None and found[1] is not None
+    assert found[0][2] is found[1][2]  # r1407 and r33 both name ("1", "2")
+
+
+def test_a_removed_carrier_no_longer_routes_and_a_removed_rule_forgets_its_topology() -> None:
+    index = seeded()
+    index.put("carrier", "acme", Carrier(gateways=("1",)))
+    hidden = TargetTopology(mask_call_id=True)
+    index.put("rule", "r5", Rule(prefix="5", gateways=("#acme",), topology_hiding=hidden))
+    assert route(index, "5551234") == ("r5", ["1"])
+    assert index.rule_topology == {"r5": hidden}
+    index.remove("carrier", "acme")
+    assert route(index, "5551234") == ("r5", [])
+    index.remove("rule", "r5")
+    assert index.rule_topology == {}
+
+
+def test_a_rule_put_again_without_topology_hiding_drops_it() -> None:
+    index = seeded()
+    hidden = TargetTopology(mask_call_id=True)
+    index.put("rule", "r5", Rule(prefix="5", gateways=("1",), topology_hiding=hidden))
+    index.put("rule", "r5", Rule(prefix="5", gateways=("1",)))
+    assert index.rule_topology == {}
