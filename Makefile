@@ -69,12 +69,13 @@ clean: down slow ## remove the virtualenv, caches, logs and the embedded store's
 # What the edge runs per message outside the proxy core (routing lookups, interfaces, trust,
 # policies, the location directory, dispatcher bookkeeping).
 EDGE_HOT_SOURCES := services/edge/interfaces.py services/edge/trust.py \
-	services/edge/routing_cache/route.py services/edge/routing_cache/health.py \
+	shared/routing_table/cache/route.py shared/routing_table/cache/health.py \
 	services/edge/location/directory.py services/edge/dispatch/calls.py \
 	services/edge/dispatch/selector.py services/edge/policy/__init__.py \
 	services/edge/policy/guard.py services/edge/policy/topology.py \
-	services/routing/table/prefixes.py
+	shared/routing_table/prefixes.py
 FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \
+	shared/sip/auth/digest.py shared/sip/auth/offer.py \
 	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py) \
 	$(EDGE_HOT_SOURCES)
 FAST_STAMP := build/.fast-built

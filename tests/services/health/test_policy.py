@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.health.policy import PolicyOverride, ProbePolicy
 from services.health.settings import HealthSettings
+from shared.health.policy import PolicyOverride, ProbePolicy
 
 BASE = ProbePolicy(mode="always", interval=10.0, failures_to_down=3, successes_to_up=1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.registrar import Phone
-from services.registrar.auth import (
+from shared.sip.auth.check import (
     Verdict,
     challenge_headers,
     check_identity,
@@ -13,8 +13,8 @@ from services.registrar.auth import (
     judge,
     nonce_count,
 )
-from services.registrar.nonces import NonceKeeper, NonceState
-from shared.sip.digest import Credentials, compute_ha1, parse_challenge
+from shared.sip.auth.digest import Credentials, compute_ha1, parse_challenge
+from shared.sip.auth.nonces import NonceKeeper, NonceState
 from shared.sip.errors import SipError
 from shared.sip.message import Request, parse_message
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.registrar.names import check_domain, check_subscriber_id, check_user
+from shared.registrar.names import check_domain, check_subscriber_id, check_user
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.registrar.nonces import NonceKeeper, NonceState
+from shared.sip.auth.nonces import NonceKeeper, NonceState
 
 KEEPER = NonceKeeper(b"secret", ttl=300)
 

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from shared.sip.digest import (
+from shared.sip.auth.digest import (
     Challenge,
     authorize,
     compute_ha1,

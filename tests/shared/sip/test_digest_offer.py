@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.sip.digest_offer import DigestOffer
+from shared.sip.auth.offer import DigestOffer
 
 
 def test_md5_alone_by_default_everywhere() -> None:

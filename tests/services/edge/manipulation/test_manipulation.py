@@ -7,14 +7,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.edge.manipulation import (
-    Change,
-    Rule,
-    RuleSet,
-    apply,
-    dry_run,
-    preview,
-)
+from shared.routing_table.manipulation import Change, Rule, RuleSet, apply, dry_run, preview
 from shared.sip.message import Request, parse_message
 
 INVITE = (

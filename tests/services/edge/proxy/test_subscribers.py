@@ -25,9 +25,9 @@ from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
-from services.registrar.model import Location
-from services.registrar.nonces import NonceKeeper
-from shared.sip.digest import authorize, compute_ha1, parse_challenge
+from shared.registrar.model import Location
+from shared.sip.auth.digest import authorize, compute_ha1, parse_challenge
+from shared.sip.auth.nonces import NonceKeeper
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from services.edge.routing_cache import RoutingCache
-from services.routing.table import store as table_store
-from services.routing.table.changes import Change
-from services.routing.table.model import Rule
-from services.routing.table.store import RoutingStore
+from shared.routing_table import store as table_store
+from shared.routing_table.cache import RoutingCache
+from shared.routing_table.changes import Change
+from shared.routing_table.model import Rule
+from shared.routing_table.store import RoutingStore
 from shared.store import Store
 from tests.services.routing.support import Deployment, cut_connection, deployment, routes
 from tests.shared.bus.support import until

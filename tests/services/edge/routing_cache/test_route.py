@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.edge.routing_cache import GatewayHealth, IndexRoutes, Route
-from services.routing.table.model import Gateway, Rule
+from shared.routing_table.cache import GatewayHealth, IndexRoutes, Route
+from shared.routing_table.model import Gateway, Rule
 
 
 def route(health: GatewayHealth, targets: tuple[str, ...] = ("1", "2", "3", "4")) -> Route:

@@ -7,7 +7,7 @@ import re
 import orjson
 import pytest
 
-from services.routing.table.changes import InvalidChangeError, parse_commands
+from shared.routing_table.changes import InvalidChangeError, parse_commands
 
 SECRET = "s3cret-" + "x" * 50
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.routing.table.dialplan import CompiledDialplan
-from services.routing.table.model import Dialplan, DialplanRule
+from shared.routing_table.dialplan import CompiledDialplan
+from shared.routing_table.model import Dialplan, DialplanRule
 
 FRANCE = Dialplan(
     rules=(

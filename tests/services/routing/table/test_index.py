@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.routing.table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
-from services.routing.table.model import Carrier, Gateway, Rule
-from services.routing.table.timewindow import TimeWindow
+from shared.routing_table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
+from shared.routing_table.model import Carrier, Gateway, Rule
+from shared.routing_table.timewindow import TimeWindow
 
 MONDAY_NOON = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
 SUNDAY_NOON = datetime(2024, 6, 9, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ import ctypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.routing.table.prefixes import _FIRST, NONE, TAG_MASK, PrefixTable, leaf_code
+from shared.routing_table.prefixes import _FIRST, NONE, TAG_MASK, PrefixTable, leaf_code
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
