@@ -52,7 +52,7 @@ bench: $(STAMP) fast ## benchmarks (on the mypyc build when it compiles): SIP pa
 # catch each mutant: pyproject.toml's [tool.mutmut]).  One package at a time, one mutant at a
 # time (two shared cores), each with a CPU-time limit; `pkg:n` runs every n-th mutant of it.
 # Pure Python only: a compiled module would shadow its mutants, hence `slow`.  Not in `make test`.
-MUTANTS ?= shared.sip.digest:1 services.registrar.bindings:1 services.routing.table:3 \
+MUTANTS ?= shared.sip.auth.digest:1 services.registrar.bindings:1 shared.routing_table:3 \
 	services.edge.proxy:4 shared.sip:8
 
 mutants: $(STAMP) slow ## mutation testing, one package at a time (MUTANTS="pkg:n ...", see docs)
@@ -79,12 +79,13 @@ clean: down slow ## remove the virtualenv, caches, logs and the embedded store's
 # What the edge runs per message outside the proxy core (routing lookups, interfaces, trust,
 # policies, the location directory, dispatcher bookkeeping).
 EDGE_HOT_SOURCES := services/edge/interfaces.py services/edge/trust.py \
-	services/edge/routing_cache/route.py services/edge/routing_cache/health.py \
+	shared/routing_table/cache/route.py shared/routing_table/cache/health.py \
 	services/edge/location/directory.py services/edge/dispatch/calls.py \
 	services/edge/dispatch/selector.py services/edge/policy/__init__.py \
 	services/edge/policy/guard.py services/edge/policy/topology.py \
-	services/routing/table/prefixes.py
+	shared/routing_table/prefixes.py
 FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \
+	shared/sip/auth/digest.py shared/sip/auth/offer.py \
 	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py) \
 	$(EDGE_HOT_SOURCES)
 FAST_STAMP := build/.fast-built

@@ -23,7 +23,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.edge.hooks import Decision, RequestView, RoutingHook, Target
-from services.edge.manipulation import RuleSet, apply
 from services.edge.protection import (
     AddressAcl,
     CallLimiter,
@@ -35,12 +34,13 @@ from services.edge.protection import (
 from services.edge.topology import (
     EdgeAddress,
     Keyring,
-    TopologyOptions,
     hide_request,
     new_secret,
     restore_request,
     restore_response,
 )
+from shared.routing_table.manipulation import RuleSet, apply
+from shared.routing_table.topology import TopologyOptions
 from shared.sip.message import Request, Response, parse_message
 
 INVITE = (

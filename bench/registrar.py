@@ -29,11 +29,11 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.registrar.layout import aor_key, expiry_key, nonce_count_key
-from services.registrar.protocol import REGISTER_QUEUE, RegisterReply, RegisterRequest
 from services.registrar.subscribers import Subscriber, SubscriberStore
 from shared.bus.amqp import AmqpBus
-from shared.sip.digest import Challenge, authorize, parse_challenge
+from shared.contracts.registrar import REGISTER_QUEUE, RegisterReply, RegisterRequest
+from shared.registrar.layout import aor_key, expiry_key, nonce_count_key
+from shared.sip.auth.digest import Challenge, authorize, parse_challenge
 from shared.sip.message import Response, parse_message
 from shared.store import Store
 

@@ -51,9 +51,9 @@ from bench.registrar import (
     create_subscribers,
     memory_per_binding,
 )
-from services.registrar.protocol import REGISTER_QUEUE
 from shared.bus.amqp import AmqpBus
-from shared.sip.digest import compute_ha1
+from shared.contracts.registrar import REGISTER_QUEUE
+from shared.sip.auth.digest import compute_ha1
 from shared.store import Store
 
 DOMAIN = "bench.example.com"

@@ -42,10 +42,10 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench.memory import describe, over_budget, read_costs
-from services.edge.routing_cache import IndexRoutes, RoutingCache
 from services.routing.service import RoutingService
 from shared.api.app import create_app
 from shared.bus.amqp import AmqpBus
+from shared.routing_table.cache import IndexRoutes, RoutingCache
 from shared.service import Runtime
 from shared.settings import Settings
 from shared.store import Store

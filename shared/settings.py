@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.acl import AddressAcl, parse_acl, parse_network_profiles
 from shared.keys import parse_key_list
-from shared.sip.digest_offer import DigestOffer, parse_algorithms
+from shared.sip.auth.offer import DigestOffer, parse_algorithms
 
 if TYPE_CHECKING:
     from shared.protection.failures import AuthFailureSettings
@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     """Digest algorithms offered in 401/407 challenges, most preferred first (one
     challenge each), in every domain without its own list below. MD5 alone by
     default: many phones give up on a response that also offers SHA-256
-    (``shared.sip.digest_offer``)."""
+    (``shared.sip.auth.offer``)."""
     digest_domain_algorithms: str = ""
     """``domain=ALGORITHM[,ALGORITHM]``, ``;``-separated: the domains whose phones all
     know SHA-256 (RFC 8760) and get it offered, e.g. ``example.com=SHA-256,MD5``."""

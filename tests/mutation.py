@@ -6,7 +6,7 @@ the same sample each time, so a rate compares with the last one).  Why this wrap
 mutmut 3 has no sampling, and its own report counts every mutant of the scope, run or not.
 
 Each spec is ``package[:n]``; a mutant counts under the longest package naming it, so
-``shared.sip.digest:1 shared.sip:8`` runs digest whole and the rest of the SIP core sampled.
+``shared.sip.auth.digest:1 shared.sip:8`` runs digest whole and the rest of the SIP core sampled.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def report(package: str, every: int, names: list[str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("specs", nargs="+", help="package[:n], e.g. shared.sip.digest:1")
+    parser.add_argument("specs", nargs="+", help="package[:n], e.g. shared.sip.auth.digest:1")
     parser.add_argument("--again", action="store_true", help="rerun only the samples' survivors")
     parser.add_argument("--report", action="store_true", help="report the last results only")
     args = parser.parse_args()

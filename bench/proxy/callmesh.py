@@ -20,9 +20,9 @@ import redis.asyncio as aioredis
 
 from bench.proxy.proxy import Launch
 from bench.proxy.routing import LOOPBACK, RoutingTable
-from services.routing.table.changes import Change
-from services.routing.table.model import Gateway, Rule
-from services.routing.table.store import RoutingStore
+from shared.routing_table.changes import Change
+from shared.routing_table.model import Gateway, Rule
+from shared.routing_table.store import RoutingStore
 from shared.store import Store
 
 REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -25,8 +25,8 @@ from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
-from services.edge.routing_cache import IndexRoutes
-from services.routing.table.model import Gateway, Rule
+from shared.routing_table.cache import IndexRoutes
+from shared.routing_table.model import Gateway, Rule
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination

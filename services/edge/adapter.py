@@ -31,20 +31,20 @@ from redis.exceptions import RedisError
 from services.edge import metrics
 from services.edge.failure_reports import FailureReports
 from services.edge.location.feed import LocationFeed
-from services.edge.protection import SourceBlocked
 from services.edge.protection_feed import ProtectionFeed
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Publish, Register, Send
 from services.edge.proxy.core import Proxy
 from services.edge.sockets import EdgeSockets
-from services.registrar.protocol import (
+from shared.bus import Bus, BusUnavailable
+from shared.contracts.edge import TargetFailed
+from shared.contracts.event import Event
+from shared.contracts.protection import ScannerFlagged, SourceBlocked
+from shared.contracts.registrar import (
     REGISTER_QUEUE,
     REGISTER_TIMEOUT,
     RegisterReply,
     RegisterRequest,
 )
-from shared.bus import Bus, BusUnavailable, Event
-from shared.events.edge import TargetFailed
-from shared.events.protection import ScannerFlagged
 from shared.sip.transaction import ClientTransaction
 from shared.sip.transport.base import Listener, OversizeDatagramError, TransportError
 from shared.sip.transport.destination import Destination

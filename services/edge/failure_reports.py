@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.events.edge import TargetFailed
+from shared.contracts.edge import TargetFailed
 
 REPORT_INTERVAL = 1.0
 

@@ -18,17 +18,17 @@ from pydantic import ValidationError
 
 from services.edge.dispatch import DispatchSets
 from services.edge.dispatch.metrics import TARGET_STATE
-from services.edge.routing_cache import GatewayHealth
-from services.health.store import HealthStore
 from shared.bus import Bus, Envelope
 from shared.bus.feed import EventFeed
-from shared.events.health import (
+from shared.contracts.health import (
     DispatcherSetDeleted,
     DispatcherSetUpserted,
     TargetRemoved,
     TargetState,
     TargetStateName,
 )
+from shared.health.store import HealthStore
+from shared.routing_table.cache import GatewayHealth
 from shared.store import Store
 
 log = logging.getLogger("callmesh.edge.health")

@@ -23,15 +23,16 @@ from redis.exceptions import RedisError
 from services.edge import metrics as edge_metrics
 from services.edge.policy import metrics
 from services.edge.policy.guard import Guard
-from services.edge.protection import SourceBlocked
 from shared.acl import AclEntry, AddressAcl
-from shared.bus import Bus, Envelope, Event
+from shared.bus import Bus, Envelope
 from shared.bus.feed import EventFeed
-from shared.events.protection import (
+from shared.contracts.event import Event
+from shared.contracts.protection import (
     AllowListChanged,
     AuthBlocked,
     ProtectionCleared,
     ScannerFlagged,
+    SourceBlocked,
 )
 from shared.protection import (
     AuthFailureSettings,

@@ -26,18 +26,18 @@ from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
 from services.edge.record_route_keys import record_route_keyring
-from services.edge.routing_cache import RoutingCache
 from services.edge.sockets import BoundSocket, EdgeSockets
 from services.edge.trust import SourceTrust
 from services.edge.workers import WorkerPool
-from services.registrar.location import shared_secret
-from services.registrar.nonce_counts import NonceCounts
-from services.registrar.nonces import NonceKeeper
 from shared.bus import Bus
 from shared.protection import ProtectionStore
+from shared.registrar.location import shared_secret
+from shared.registrar.nonce_counts import NonceCounts
+from shared.routing_table.cache import RoutingCache
 from shared.service import Service
 from shared.settings import Settings, split_host_port
 from shared.sip import message as message_module
+from shared.sip.auth.nonces import NonceKeeper
 from shared.sip.transport.base import Listener, limits_of
 from shared.sip.transport.destination import Destination
 from shared.store import Store

@@ -12,8 +12,8 @@ moves.
 
 from __future__ import annotations
 
-from services.edge.routing_cache import RoutingCache
 from shared.acl import AddressAcl
+from shared.routing_table.cache import RoutingCache
 from shared.sip.errors import SipError
 from shared.sip.transport.destination import Destination, unbracket
 from shared.sip.uri import SipUri, parse_uri

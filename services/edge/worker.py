@@ -20,12 +20,12 @@ from services.edge import metrics
 from services.edge.affinity import WorkerGroup
 from services.edge.gc_tuning import tune_for_proxy
 from services.edge.health_feed import HealthFeed
-from services.edge.routing_cache import RoutingCache
 from services.edge.service import start_edge
 from services.edge.workers import PARENT_PID_ENV, RUN_DIR_ENV, WORKER_INDEX_ENV, report_ready
 from shared.api.metrics import serve_unix
 from shared.bus.factory import make_bus
 from shared.logs import configure_logging
+from shared.routing_table.cache import RoutingCache
 from shared.settings import Settings
 from shared.store import open_store
 

@@ -9,10 +9,10 @@ that becomes the prober already knows what to probe. A gateway with
 from __future__ import annotations
 
 from services.health.targets import Target, gateway_target, set_targets
-from services.routing.table.events import TableChanged
-from services.routing.table.model import Gateway
-from services.routing.table.store import RoutingStore
+from shared.contracts.routing import TableChanged
 from shared.dispatcher import DispatcherSet
+from shared.routing_table.model import Gateway
+from shared.routing_table.store import RoutingStore
 
 _PAGE = 1000
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.health.policy import ProbePolicy
 from services.health.targets import Target
-from shared.events.health import TargetState, TargetStateName
+from shared.contracts.health import TargetState, TargetStateName
+from shared.health.policy import ProbePolicy
 
 RTT_GAIN = 0.125
 

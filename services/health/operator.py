@@ -14,12 +14,12 @@ from typing import Any
 
 from services.health.catalog import Catalog
 from services.health.machine import TargetHealth
-from services.health.policy import PolicyOverride, ProbePolicy
 from services.health.rounds import effective_policy
-from services.health.store import HealthStore
 from services.health.targets import Target
 from shared.bus import Bus
-from shared.events.health import TargetOverridden, TargetState
+from shared.contracts.health import TargetOverridden, TargetState
+from shared.health.policy import PolicyOverride, ProbePolicy
+from shared.health.store import HealthStore
 
 
 class UnknownTargetError(LookupError):

@@ -19,14 +19,14 @@ import time
 
 from services.health.catalog import Catalog
 from services.health.machine import TargetHealth
-from services.health.policy import PolicyOverride, ProbePolicy
 from services.health.prober import OptionsProber, ProbeOutcome
-from services.health.store import REFUSED_DISABLED, REFUSED_NOT_PROBER, HealthStore
 from services.health.targets import Target, gateway_target_id
 from shared.bus import Bus
+from shared.contracts.edge import DestinationFailed, GatewayFailed
+from shared.contracts.health import TargetRemoved, TargetState
 from shared.dispatcher import destination_target_id
-from shared.events.edge import DestinationFailed, GatewayFailed
-from shared.events.health import TargetRemoved, TargetState
+from shared.health.policy import PolicyOverride, ProbePolicy
+from shared.health.store import REFUSED_DISABLED, REFUSED_NOT_PROBER, HealthStore
 
 IDLE_WAKE = 60.0
 

@@ -20,17 +20,17 @@ from services.health.api.targets import targets_router
 from services.health.catalog import Catalog
 from services.health.lease import Lease
 from services.health.operator import Operator
-from services.health.policy import ProbePolicy
 from services.health.prober import OptionsProber
 from services.health.rounds import ProbeRounds
 from services.health.settings import HealthSettings
-from services.health.store import HealthStore
-from services.routing.table.events import TableChanged, TableReplaced
-from services.routing.table.store import RoutingStore
 from shared.background import cancel_and_wait
 from shared.bus import Envelope
-from shared.events.edge import DestinationFailed, GatewayFailed
-from shared.events.health import DispatcherSetDeleted, DispatcherSetUpserted, TargetOverridden
+from shared.contracts.edge import DestinationFailed, GatewayFailed
+from shared.contracts.health import DispatcherSetDeleted, DispatcherSetUpserted, TargetOverridden
+from shared.contracts.routing import TableChanged, TableReplaced
+from shared.health.policy import ProbePolicy
+from shared.health.store import HealthStore
+from shared.routing_table.store import RoutingStore
 from shared.service import Runtime, Service
 from shared.settings import ListenAddress, split_host_port
 

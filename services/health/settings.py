@@ -12,7 +12,7 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.health.policy import AcceptedCodes, ProbeMode
+from shared.health.policy import AcceptedCodes, ProbeMode
 from shared.settings import split_host_port
 
 

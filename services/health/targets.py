@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shared.contracts.health import TargetKind
 from shared.dispatcher import DispatcherSet, destination_target_id
-from shared.events.health import TargetKind
 
 
 @dataclass(frozen=True, slots=True)

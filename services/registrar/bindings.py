@@ -1,4 +1,4 @@
-"""The registrar's writes to the location records (layout in ``services.registrar.layout``).
+"""The registrar's writes to the location records (layout in ``shared.registrar.layout``).
 
 A REGISTER is decided in Python (``services.registrar.register``) over the
 AoR's hash as read (a :class:`Snapshot`), then written by one Lua script that
@@ -17,8 +17,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from services.registrar.layout import aor_key, aor_pattern, expiry_key, expiry_member, text
-from services.registrar.model import Binding
+from shared.registrar.layout import aor_key, aor_pattern, expiry_key, expiry_member, text
+from shared.registrar.model import Binding
 from shared.store import Store
 
 T = TypeVar("T")

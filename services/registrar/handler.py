@@ -15,14 +15,6 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from services.registrar.auth import (
-    Verdict,
-    challenge_headers,
-    check_identity,
-    credentials_for,
-    judge,
-    nonce_count,
-)
 from services.registrar.bindings import (
     MAX_ATTEMPTS,
     BindingStore,
@@ -31,13 +23,7 @@ from services.registrar.bindings import (
     NonceClaim,
     Snapshot,
 )
-from services.registrar.events import BindingAdded, BindingRefreshed, BindingRemoved
-from services.registrar.location import ha1_of, ha1_source
-from services.registrar.model import aor_of
-from services.registrar.nonce_counts import NonceCounts
-from services.registrar.nonces import NonceKeeper, NonceState
 from services.registrar.outbox import EventOutbox
-from services.registrar.protocol import FailedAuth, RegisterReply, RegisterRequest
 from services.registrar.register import (
     BindingUpdate,
     ExpiryPolicy,
@@ -46,9 +32,29 @@ from services.registrar.register import (
     update_bindings,
 )
 from shared.bus import DeadLetter, WorkMessage
+from shared.contracts.registrar import (
+    BindingAdded,
+    BindingRefreshed,
+    BindingRemoved,
+    FailedAuth,
+    RegisterReply,
+    RegisterRequest,
+)
 from shared.protection import WrongCredentialsError
+from shared.registrar.location import ha1_of, ha1_source
+from shared.registrar.model import aor_of
+from shared.registrar.nonce_counts import NonceCounts
+from shared.sip.auth.check import (
+    Verdict,
+    challenge_headers,
+    check_identity,
+    credentials_for,
+    judge,
+    nonce_count,
+)
+from shared.sip.auth.nonces import NonceKeeper, NonceState
+from shared.sip.auth.offer import DigestOffer
 from shared.sip.branch import new_tag
-from shared.sip.digest_offer import DigestOffer
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request, parse_message
 from shared.sip.responses import error_response, make_response
@@ -57,7 +63,7 @@ from shared.store import Store
 
 
 class RegisterHandler:
-    """Answers :class:`RegisterRequest` messages; see ``services.registrar.protocol``."""
+    """Answers :class:`RegisterRequest` messages; see ``shared.contracts.registrar``."""
 
     def __init__(
         self,

@@ -18,7 +18,8 @@ import logging
 from collections import deque
 
 from shared.background import cancel_and_wait
-from shared.bus import Bus, BusUnavailable, Event
+from shared.bus import Bus, BusUnavailable
+from shared.contracts.event import Event
 
 DEFAULT_LIMIT = 100_000
 STOP_FLUSH_TIMEOUT = 5.0

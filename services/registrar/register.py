@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.registrar.model import Binding, by_priority
+from shared.registrar.model import Binding, by_priority
 from shared.sip.address import Address
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request, Response

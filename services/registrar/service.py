@@ -15,15 +15,15 @@ from services.registrar.api.registrations import registrations_router
 from services.registrar.api.subscribers import subscribers_router
 from services.registrar.bindings import BindingStore
 from services.registrar.handler import RegisterHandler
-from services.registrar.location import shared_secret
-from services.registrar.nonces import NonceKeeper
 from services.registrar.outbox import EventOutbox
-from services.registrar.protocol import REGISTER_QUEUE
 from services.registrar.register import ExpiryPolicy
 from services.registrar.subscribers import SubscriberStore
 from services.registrar.sweeper import ExpirySweeper
+from shared.contracts.registrar import REGISTER_QUEUE
+from shared.registrar.location import shared_secret
 from shared.service import Runtime, Service
 from shared.settings import Settings
+from shared.sip.auth.nonces import NonceKeeper
 
 
 class RegistrarService(Service):

@@ -14,15 +14,15 @@ from typing import Any
 
 import orjson
 
-from services.registrar.layout import (
+from shared.registrar.layout import (
     domain_counts_key,
     domains_key,
     subscriber_key,
     subscribers_key,
     text,
 )
-from services.registrar.location import identity
-from shared.sip.digest import compute_ha1
+from shared.registrar.location import identity
+from shared.sip.auth.digest import compute_ha1
 from shared.store import Store
 
 # KEYS: subscriber hash, index, domain counts, domains.

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from services.registrar.bindings import BindingStore
-from services.registrar.events import BindingExpired
 from services.registrar.outbox import EventOutbox
 from shared.background import cancel_and_wait
+from shared.contracts.registrar import BindingExpired
 
 SWEEP_INTERVAL = 0.2
 BATCH = 500

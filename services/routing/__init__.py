@@ -2,5 +2,5 @@
 
 Changes arrive over HTTP or the ``routing.commands`` queue, are stored atomically
 with a version bump, and are announced as ``routing.…`` events so every edge's
-in-memory copy (:mod:`services.edge.routing_cache`) follows within milliseconds.
+in-memory copy (:mod:`shared.routing_table.cache`) follows within milliseconds.
 """

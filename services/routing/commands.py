@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import orjson
 
-from services.routing.table.changes import InvalidChangeError, parse_commands
 from services.routing.writer import TableWriter
 from shared.bus import DeadLetter, WorkMessage
-
-COMMANDS_QUEUE = "routing.commands"
+from shared.routing_table.changes import InvalidChangeError, parse_commands
 
 
 class CommandHandler:

@@ -6,14 +6,15 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
-from services.edge.routing_cache import RoutingCache
 from services.routing.api.entities import entity_router
 from services.routing.api.route import route_router
 from services.routing.api.rules_import import import_router
-from services.routing.commands import COMMANDS_QUEUE, CommandHandler
-from services.routing.table.model import Carrier, Dialplan, Gateway, Manipulation, Rule
-from services.routing.table.store import RoutingStore
+from services.routing.commands import CommandHandler
 from services.routing.writer import TableWriter
+from shared.contracts.routing import COMMANDS_QUEUE
+from shared.routing_table.cache import RoutingCache
+from shared.routing_table.model import Carrier, Dialplan, Gateway, Manipulation, Rule
+from shared.routing_table.store import RoutingStore
 from shared.service import Runtime, Service
 
 

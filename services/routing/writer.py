@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from services.routing.table.changes import Change, InvalidChangeError, items_of
-from services.routing.table.events import TableChanged, TableReplaced
-from services.routing.table.model import Carrier, Kind, Manipulation, Record, Rule
-from services.routing.table.store import Imported, ImportMode, RoutingStore
-from shared.bus import Bus, Event
+from shared.bus import Bus
+from shared.contracts.event import Event
+from shared.contracts.routing import TableChanged, TableReplaced
+from shared.routing_table.changes import Change, InvalidChangeError, items_of
+from shared.routing_table.model import Carrier, Kind, Manipulation, Record, Rule
+from shared.routing_table.store import Imported, ImportMode, RoutingStore
 
 
 class TableWriter:

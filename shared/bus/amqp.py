@@ -33,7 +33,6 @@ from shared.bus.base import (
     Bus,
     BusUnavailable,
     Envelope,
-    Event,
     EventHandler,
     WorkHandler,
     WorkMessage,
@@ -42,6 +41,7 @@ from shared.bus.base import (
     run_event_handler,
     run_work_handler,
 )
+from shared.contracts.event import Event
 
 log = logging.getLogger("callmesh.bus")
 # The bus reports a lost connection itself, in one line; aiormq would add an

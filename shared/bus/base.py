@@ -14,27 +14,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+from shared.contracts.event import Event
 
 E = TypeVar("E", bound="Event")
 
 log = logging.getLogger("callmesh.bus")
-
-
-class Event(BaseModel):
-    """Base of every typed event payload.
-
-    Subclasses set ``routing_key`` (it must start with the emitting service's
-    name, e.g. ``routing.rule.changed``) and bump ``schema_version`` on any
-    incompatible change of their fields.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    routing_key: ClassVar[str]
-    schema_version: ClassVar[int] = 1
 
 
 class Envelope(BaseModel):

@@ -19,7 +19,6 @@ from shared.bus.base import (
     Bus,
     BusUnavailable,
     Envelope,
-    Event,
     EventHandler,
     WorkHandler,
     WorkMessage,
@@ -28,6 +27,7 @@ from shared.bus.base import (
     run_work_handler,
 )
 from shared.bus.topic import topic_matches
+from shared.contracts.event import Event
 
 Handle = Callable[[WorkMessage], Awaitable[None]]
 

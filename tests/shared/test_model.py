@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.health.policy import PolicyOverride
 from services.registrar.api.subscribers import SubscriberBody
-from services.routing.table.model import Carrier, Gateway, Rule
 from shared.dispatcher import DispatcherSet
+from shared.health.policy import PolicyOverride
+from shared.routing_table.model import Carrier, Gateway, Rule
 
 HOSTILE_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
 """JSON (or what Python's reader accepts as JSON) that reads as a non-finite float."""

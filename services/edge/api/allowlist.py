@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 
 from services.edge.api.announce import announce
 from shared.bus import Bus
-from shared.events.protection import AllowListChanged
+from shared.contracts.protection import AllowListChanged
 from shared.protection import ProtectionStore
 from shared.protection.store import AllowEntry
 

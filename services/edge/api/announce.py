@@ -6,7 +6,8 @@ import logging
 
 from fastapi import HTTPException, status
 
-from shared.bus import Bus, Event
+from shared.bus import Bus
+from shared.contracts.event import Event
 
 log = logging.getLogger("callmesh.edge.api")
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from services.edge.api.announce import announce
 from shared.bus import Bus
-from shared.events.protection import ProtectionCleared
+from shared.contracts.protection import ProtectionCleared
 from shared.protection import ProtectionStore
 from shared.protection.store import BLOCK_KINDS, BlockKind
 

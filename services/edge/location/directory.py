@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from services.registrar.model import Location
+from shared.registrar.model import Location
 
 MAX_ENTRIES: Final = 500_000
 """Past this many entries the cache starts over (bounded memory against a flood of lookups)."""

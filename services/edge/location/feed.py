@@ -24,7 +24,8 @@ from services.edge.location.directory import (
     Query,
     SubscriberQuery,
 )
-from services.registrar.events import (
+from shared.bus import Bus, Envelope
+from shared.contracts.registrar import (
     REGISTRAR_EVENTS,
     BindingAdded,
     BindingEvent,
@@ -34,14 +35,13 @@ from services.registrar.events import (
     DomainAdded,
     DomainRemoved,
 )
-from services.registrar.location import (
+from shared.registrar.location import (
     is_local_domain,
     lookup_bindings,
     subscriber_exists,
     subscriber_ha1,
 )
-from services.registrar.nonce_counts import NonceCounts
-from shared.bus import Bus, Envelope
+from shared.registrar.nonce_counts import NonceCounts
 from shared.store import Store
 
 log = logging.getLogger("callmesh.edge")

@@ -29,12 +29,11 @@ from services.edge.protection import (
     ProtectionSettings,
     ScannerDetector,
     ScanVerdict,
-    SourceBlocked,
     Verdict,
 )
 from services.edge.proxy.actions import Action, Publish, Send
 from shared.acl import AddressAcl
-from shared.events.protection import ScannerFlagged
+from shared.contracts.protection import ScannerFlagged, SourceBlocked
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.responses import make_response

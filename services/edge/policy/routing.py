@@ -12,11 +12,11 @@ import logging
 from typing import Protocol
 
 from services.edge.hooks import Decision, RequestView, RoutingHook, Target
-from services.edge.manipulation import apply
 from services.edge.policy import metrics
 from services.edge.proxy.routes import Hop
-from services.edge.topology import TopologyOptions
-from services.routing.table.index import RoutingIndex
+from shared.routing_table.index import RoutingIndex
+from shared.routing_table.manipulation import apply
+from shared.routing_table.topology import TopologyOptions
 from shared.sip.errors import SipError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of

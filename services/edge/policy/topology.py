@@ -10,7 +10,7 @@ The proxy calls one method per point of its forwarding path (see
 - a response relayed upstream, its Via popped: `upstream`.
 
 Nothing is remembered between messages: the options of a dialog travel in
-the markers of `services.edge.topology.policy`, the inside's addresses in
+the markers of `services.edge.topology.markers`, the inside's addresses in
 the tokens, so any edge with the key handles any message of any dialog.
 """
 
@@ -24,13 +24,13 @@ from services.edge.interfaces import Interface, Interfaces
 from services.edge.topology import (
     EdgeAddress,
     Keyring,
-    TopologyOptions,
     hide_request,
     hide_response,
     restore_request,
     restore_response,
 )
-from services.edge.topology.policy import MARKER_PARAM, Markers
+from services.edge.topology.markers import MARKER_PARAM, Markers
+from shared.routing_table.topology import TopologyOptions
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.uri import SipUri

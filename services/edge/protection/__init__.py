@@ -11,7 +11,7 @@ request: `FloodDetector.check` (drop before any work) → `AddressAcl.match`
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from services.edge.protection.flood import FloodDetector, FloodSettings, SourceBlocked, Verdict
+from services.edge.protection.flood import FloodDetector, FloodSettings, Verdict
 from services.edge.protection.limits import CallLimiter, CallLimitSettings
 from services.edge.protection.scanner import (
     SCANNER_USER_AGENTS,
@@ -55,7 +55,6 @@ __all__ = [
     "ScanVerdict",
     "ScannerDetector",
     "ScannerSettings",
-    "SourceBlocked",
     "Verdict",
     "parse_acl",
 ]

@@ -27,12 +27,10 @@ No clock inside: every call passes `now` (seconds, monotonic).
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.acl import AddressAcl
-from shared.bus import Event
 
 
 class FloodSettings(BaseModel):
@@ -56,24 +54,6 @@ class Verdict(enum.IntEnum):
     """Blocked: drop silently."""
     BLOCKED = 2
     """Newly blocked by this packet: drop it, publish `SourceBlocked`, bump the metric."""
-
-
-class SourceBlocked(Event):
-    """`edge.source.blocked`: a source exceeded the flood limit and is being dropped.
-
-    Fields: ``source`` (IP address), ``rate`` (estimated requests in the last
-    period), ``limit`` and ``period`` (the thresholds), ``block_time`` (seconds
-    it stays blocked after it stops), ``edge`` (the reporting instance).
-    """
-
-    routing_key: ClassVar[str] = "edge.source.blocked"
-
-    source: str
-    rate: float
-    limit: int
-    period: float
-    block_time: float
-    edge: str
 
 
 class _Source:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.edge.location import Query
-from shared.bus import Event
+from shared.contracts.event import Event
 from shared.sip.transaction import ClientTransaction, ServerTransaction
 from shared.sip.transport.destination import Destination
 

@@ -49,7 +49,7 @@ from services.edge.proxy.subscribers import (
     binding_hops,
     challenge_register,
 )
-from shared.events.edge import DestinationFailed, FailureReason, GatewayFailed
+from shared.contracts.edge import DestinationFailed, FailureReason, GatewayFailed
 from shared.protection import WrongCredentialsError
 from shared.sip.address import Address
 from shared.sip.branch import new_tag

@@ -1,6 +1,6 @@
 """Out-of-dialog routing of a dialled number: dialplan, routing lookup, gateways as next hops.
 
-The lookup is the routing cache's (`services.edge.routing_cache`), seen
+The lookup is the routing cache's (`shared.routing_table.cache`), seen
 through the `RouteLookup` protocol so the core needs no network and tests can
 hand it any table.  Which group and dialplan apply depends on who is calling;
 `Classifier` answers that from the source address (one group for everyone
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from services.edge.routing_cache import Route
+from shared.routing_table.cache import Route
 from shared.sip.errors import SipError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of

@@ -24,18 +24,12 @@ from services.edge.interfaces import Interfaces
 from services.edge.location import Directory
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.routes import Hop
-from services.registrar.auth import (
-    Verdict,
-    challenge_headers,
-    credentials_for,
-    judge,
-    nonce_count,
-)
-from services.registrar.model import Location
-from services.registrar.nonces import NonceKeeper, NonceState
 from shared.protection import BlockList, WrongCredentialsError, log_auth_failure
+from shared.registrar.model import Location
 from shared.sip.address import parse_address
-from shared.sip.digest_offer import DigestOffer
+from shared.sip.auth.check import Verdict, challenge_headers, credentials_for, judge, nonce_count
+from shared.sip.auth.nonces import NonceKeeper, NonceState
+from shared.sip.auth.offer import DigestOffer
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of

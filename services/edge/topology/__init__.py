@@ -20,7 +20,7 @@ from services.edge.topology.hiding import (
     restore_request,
     restore_response,
 )
-from services.edge.topology.options import EdgeAddress, TopologyOptions, TopologySettings
+from services.edge.topology.options import EdgeAddress, TopologySettings
 from services.edge.topology.tokens import InvalidTokenError, Keyring, TopologyKey, new_secret
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "InvalidTokenError",
     "Keyring",
     "TopologyKey",
-    "TopologyOptions",
     "TopologySettings",
     "hide_request",
     "hide_response",

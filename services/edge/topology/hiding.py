@@ -43,8 +43,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Final
 
-from services.edge.topology.options import EdgeAddress, TopologyOptions
+from services.edge.topology.options import EdgeAddress
 from services.edge.topology.tokens import Keyring
+from shared.routing_table.topology import TopologyOptions
 from shared.sip.address import Address, parse_address_list
 from shared.sip.headers import canonical_name
 from shared.sip.message import Message, Request, Response

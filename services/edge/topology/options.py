@@ -1,58 +1,18 @@
-"""What topology hiding is told: per-target options, the edge's own address, process settings."""
+"""What topology hiding is told: the edge's own address and the process settings.
+
+The per-target options (`TopologyOptions`) belong to the routing table: see
+`shared.routing_table.topology`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from services.edge.topology.tokens import Keyring
-from shared.model import InputModel
+from shared.routing_table.topology import TopologyOptions
 from shared.sip.uri import SipUri
-
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!*_+`'")
-
-
-class TopologyOptions(InputModel):
-    """How to hide toward one gateway, dispatcher set or rule (attach it there)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    mask_call_id: bool = False
-    """Encrypt the Call-ID toward the hidden side (Asterisk writes its IP into it)."""
-    keep_contact_user: bool = False
-    """Keep the user part of the internal Contact (some carriers route on it)."""
-    contact_uri_params: frozenset[str] = frozenset()
-    """Contact URI parameters copied onto the edge's Contact (lower-case names)."""
-    contact_params: frozenset[str] = frozenset()
-    """Contact header parameters copied (e.g. `+sip.instance`, `expires`)."""
-    rewrite_private_hosts: bool = True
-    """Replace private IP hosts in From, To and P-Asserted-Identity by the edge's.
-
-    RFC 3261 UAs match dialogs on tags, not on these URIs, so nothing has to
-    be restored on the way back.
-    """
-    param: str = Field(default="th", min_length=1, max_length=16)
-    """Name of the URI/Via parameter carrying the tokens."""
-    call_id_prefix: str = Field(default="CMH-", min_length=1, max_length=16)
-    """Marks a masked Call-ID so it is recognised on the way back."""
-
-    @field_validator("contact_uri_params", "contact_params")
-    @classmethod
-    def _lower(cls, names: frozenset[str]) -> frozenset[str]:
-        return frozenset(name.strip().lower() for name in names)
-
-    @field_validator("param", "call_id_prefix")
-    @classmethod
-    def _token(cls, value: str) -> str:
-        if not _TOKEN_CHARS.issuperset(value):
-            raise ValueError("must be a SIP token (letters, digits, -.!*_+`')")
-        return value
-
-    @field_validator("param")
-    @classmethod
-    def _lower_param(cls, value: str) -> str:
-        return value.lower()  # URI parameter names compare case-insensitively
 
 
 class TopologySettings(BaseModel):

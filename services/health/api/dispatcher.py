@@ -12,11 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 
 from services.health.catalog import Catalog
-from services.health.store import HealthStore
 from shared.bus import Bus
+from shared.contracts.health import DispatcherSetDeleted, DispatcherSetUpserted
 from shared.dispatcher import DispatcherSet
 from shared.dispatcher.model import SET_ID_PATTERN
-from shared.events.health import DispatcherSetDeleted, DispatcherSetUpserted
+from shared.health.store import HealthStore
 
 SetIdPath = Annotated[str, Path(pattern=rf"^{SET_ID_PATTERN}$")]
 

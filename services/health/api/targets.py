@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 
 from services.health.operator import Operator, UnknownTargetError
-from services.health.policy import PolicyOverride
+from shared.health.policy import PolicyOverride
 
 TargetId = Annotated[str, Path(min_length=1, max_length=400)]
 

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from services.registrar.bindings import BindingStore
-from services.registrar.events import BindingRemoved
-from services.registrar.location import lookup_bindings
-from services.registrar.model import Binding, parse_aor
 from shared.bus import Bus
+from shared.contracts.registrar import BindingRemoved
+from shared.registrar.location import lookup_bindings
+from shared.registrar.model import Binding, parse_aor
 from shared.sip.errors import SipParseError
 from shared.sip.uri import parse_uri
 

@@ -16,11 +16,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import AfterValidator, Field
 
-from services.registrar.events import DomainAdded, DomainRemoved
-from services.registrar.names import MAX_DOMAIN, MAX_USER, check_domain, check_subscriber_id
 from services.registrar.subscribers import PasswordRequiredError, Subscriber, SubscriberStore
 from shared.bus import Bus
+from shared.contracts.registrar import DomainAdded, DomainRemoved
 from shared.model import OpenInputModel
+from shared.registrar.names import MAX_DOMAIN, MAX_USER, check_domain, check_subscriber_id
 
 SubscriberId = Annotated[
     str,

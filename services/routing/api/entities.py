@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from services.routing.api.errors import unprocessable
-from services.routing.table.changes import Change, InvalidChangeError
-from services.routing.table.model import ID_PATTERN, Kind, Record
 from services.routing.writer import TableWriter
+from shared.routing_table.changes import Change, InvalidChangeError
+from shared.routing_table.model import ID_PATTERN, Kind, Record
 
 RecordId = Annotated[str, Path(pattern=rf"^{ID_PATTERN}$")]
 Cursor = Annotated[int, Query(ge=0, description="0 to start; the previous page's next_cursor")]

@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from services.edge.manipulation import dry_run as manipulation_dry_run
-from services.edge.routing_cache import RoutingCache
-from services.routing.table.index import RoutingIndex
-from services.routing.table.model import ID_PATTERN
+from shared.routing_table.cache import RoutingCache
+from shared.routing_table.index import RoutingIndex
+from shared.routing_table.manipulation import dry_run as manipulation_dry_run
+from shared.routing_table.model import ID_PATTERN
 
 Number = Annotated[str, Query(pattern=r"^[+0-9*#]{1,64}$", description="digits, may start with +")]
 Group = Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$")]

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.routing.api.errors import unprocessable
-from services.routing.table.changes import InvalidChangeError
-from services.routing.table.deck import COLUMNS, DeckError, parse_deck
-from services.routing.table.store import ImportConflictError, ImportMode
+from services.routing.deck import COLUMNS, DeckError, parse_deck
 from services.routing.writer import TableWriter
+from shared.routing_table.changes import InvalidChangeError
+from shared.routing_table.store import ImportConflictError, ImportMode
 
 Mode = Annotated[
     ImportMode, Query(description="merge: add/overwrite by id; replace: the deck is the table")

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import httpx
 
-from services.registrar.events import REGISTRAR_EVENTS
-from services.registrar.protocol import REGISTER_QUEUE
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
+from shared.contracts.registrar import REGISTER_QUEUE, REGISTRAR_EVENTS
 from tests.conftest import RABBITMQ_URL
 from tests.services.edge.support import (
     LOOPBACK,

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from services.edge.callers import CallerProfiles
 from services.edge.proxy.routes import CallerProfile, NumberRouter
-from services.routing.table.model import Dialplan, DialplanRule, Gateway, Rule
+from shared.routing_table.model import Dialplan, DialplanRule, Gateway, Rule
 from shared.settings import Settings
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.support import MemoryTable

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.edge.failure_reports import FailureReports
-from shared.events.edge import DestinationFailed, GatewayFailed
+from shared.contracts.edge import DestinationFailed, GatewayFailed
 
 
 def failed(gateway: str, call_id: str) -> GatewayFailed:

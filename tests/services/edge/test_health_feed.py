@@ -9,17 +9,17 @@ from dataclasses import dataclass
 import pytest
 
 from services.edge.health_feed import HealthFeed
-from services.edge.routing_cache import GatewayHealth
-from services.health.store import HealthStore
 from shared.bus.amqp import AmqpBus
-from shared.dispatcher import DispatcherSet
-from shared.events.health import (
+from shared.contracts.health import (
     DispatcherSetDeleted,
     DispatcherSetUpserted,
     TargetRemoved,
     TargetState,
     TargetStateName,
 )
+from shared.dispatcher import DispatcherSet
+from shared.health.store import HealthStore
+from shared.routing_table.cache import GatewayHealth
 from shared.store import Store
 from tests.conftest import RABBITMQ_URL
 from tests.services.routing.support import cut_connection

@@ -22,7 +22,7 @@ from services.edge.protection_feed import ProtectionFeed
 from services.edge.proxy.actions import Action
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
-from shared.events.protection import AuthBlocked, ScannerFlagged
+from shared.contracts.protection import AuthBlocked, ScannerFlagged
 from shared.protection import AuthFailureSettings, BlockList
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination

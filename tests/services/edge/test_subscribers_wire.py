@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.registrar import Phone
-from shared.sip.digest import authorize, parse_challenge
+from shared.sip.auth.digest import authorize, parse_challenge
 from shared.sip.message import Request, Response, parse_message
 from tests.services.edge.cluster import (
     DOMAIN,

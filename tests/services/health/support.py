@@ -20,13 +20,14 @@ import redis.asyncio as aioredis
 
 from services.health.service import HealthService
 from services.health.settings import HealthSettings
-from services.routing.table.changes import Change
-from services.routing.table.model import Gateway
-from services.routing.table.store import RoutingStore
 from shared.api.app import create_app
-from shared.bus import Envelope, Event
+from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
-from shared.events.health import TargetState
+from shared.contracts.event import Event
+from shared.contracts.health import TargetState
+from shared.routing_table.changes import Change
+from shared.routing_table.model import Gateway
+from shared.routing_table.store import RoutingStore
 from shared.service import Runtime
 from shared.settings import Settings
 from shared.sip.message import Request, parse_message

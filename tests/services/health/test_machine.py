@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.health.machine import TargetHealth
-from services.health.policy import ProbeMode, ProbePolicy
 from services.health.targets import gateway_target
+from shared.health.policy import ProbeMode, ProbePolicy
 
 GW = gateway_target("1", "sip:192.0.2.1:5060")
 

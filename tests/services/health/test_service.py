@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from shared.events.edge import DestinationFailed, GatewayFailed
-from shared.events.health import DispatcherSetUpserted, TargetState
+from shared.contracts.edge import DestinationFailed, GatewayFailed
+from shared.contracts.health import DispatcherSetUpserted, TargetState
 from shared.store import Store
 from tests.services.health.support import (
     FAST,
@@ -229,9 +229,9 @@ async def test_edge_failure_of_a_dispatcher_destination_holds_it_down(
 async def test_gateways_follow_routing_events(
     namespace: str, redis_store: Store, events: Tap
 ) -> None:
-    from services.routing.table.changes import Change, ChangeItem
-    from services.routing.table.events import TableChanged
-    from services.routing.table.model import Gateway
+    from shared.contracts.routing import TableChanged
+    from shared.routing_table.changes import Change, ChangeItem
+    from shared.routing_table.model import Gateway
 
     port = free_port()
     far_end = await responder(port)

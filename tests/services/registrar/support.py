@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 
 from bench.registrar import Phone, send
-from services.registrar.events import REGISTRAR_EVENTS
 from services.registrar.service import RegistrarService
 from shared.api.app import create_app
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
+from shared.contracts.registrar import REGISTRAR_EVENTS
 from shared.service import Runtime
 from shared.settings import Settings
 from shared.sip.message import Response

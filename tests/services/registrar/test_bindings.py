@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 
 from bench.registrar import Phone
 from services.registrar.bindings import KEY_GRACE, BindingStore, Commit, NonceClaim
-from services.registrar.layout import expiry_key
-from services.registrar.model import Binding
 from services.registrar.register import BindingUpdate, ExpiryPolicy, Origin, update_bindings
+from shared.registrar.layout import expiry_key
+from shared.registrar.model import Binding
 from shared.settings import Settings
 from shared.sip.message import Request, parse_message
 from shared.store import Store

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.registrar import Phone
-from services.registrar.model import Binding
 from services.registrar.register import ExpiryPolicy, Origin, ok_response, update_bindings
+from shared.registrar.model import Binding
 from shared.sip.errors import SipError
 from shared.sip.message import Request, parse_message
 

@@ -10,16 +10,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bench.registrar import Phone
-from services.registrar.layout import subscriber_key
-from services.registrar.location import (
+from shared.contracts.registrar import REGISTER_QUEUE, FailedAuth, RegisterReply
+from shared.registrar.layout import subscriber_key
+from shared.registrar.location import (
     is_local_domain,
     lookup_bindings,
     shared_secret,
     subscriber_ha1,
 )
-from services.registrar.nonces import NonceKeeper
-from services.registrar.protocol import REGISTER_QUEUE, FailedAuth, RegisterReply
-from shared.sip.digest import Challenge, compute_ha1, parse_challenge
+from shared.sip.auth.digest import Challenge, compute_ha1, parse_challenge
+from shared.sip.auth.nonces import NonceKeeper
 from shared.sip.message import Response
 from shared.store import Store
 from tests.services.registrar.support import DOMAIN, Registrar, registrar

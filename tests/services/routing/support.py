@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from services.edge.routing_cache import RoutingCache
 from services.routing.service import RoutingService
 from shared.api.app import create_app
 from shared.bus.amqp import AmqpBus
+from shared.routing_table.cache import RoutingCache
 from shared.service import Runtime
 from shared.settings import Settings
 from shared.store import Store

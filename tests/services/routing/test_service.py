@@ -9,7 +9,7 @@ import aio_pika
 import orjson
 import pytest
 
-from services.routing.table.store import RoutingStore
+from shared.routing_table.store import RoutingStore
 from shared.store import Store
 from tests.conftest import RABBITMQ_URL
 from tests.services.routing.support import Deployment, deployment, routes

@@ -31,7 +31,7 @@ import redis
 from bench.registrar import Phone
 from services.edge.topology import new_secret
 from shared.bus.amqp import AmqpBus
-from shared.sip.digest import compute_ha1
+from shared.sip.auth.digest import compute_ha1
 from shared.sip.message import Response, parse_message
 from tests.conftest import RABBITMQ_URL, REDIS_URL
 from tests.services.edge.support import LOOPBACK, SipClient

@@ -10,9 +10,9 @@ from fastapi import APIRouter
 from httpx import ASGITransport, AsyncClient, Response
 
 from services.registrar.api.subscribers import SubscriberBody
-from services.routing.table.model import Rule
 from shared.api import create_app
 from shared.api.errors import EXCERPT_CHARS, MAX_ERRORS, MAX_LOC_PARTS, validation_details
+from shared.routing_table.model import Rule
 
 PASSWORD = "correct-horse-battery-staple-" + "p" * 300
 

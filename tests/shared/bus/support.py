@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
-from shared.bus import Bus, Event
+from shared.bus import Bus
+from shared.contracts.event import Event
 
 
 class Ping(Event):

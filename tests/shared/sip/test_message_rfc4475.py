@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.sip.address import Address
+from shared.sip.auth.digest import parse_credentials
 from shared.sip.checks import check_proxy_request
-from shared.sip.digest import parse_credentials
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.responses import error_response

@@ -6,8 +6,8 @@ from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
-from services.routing.table.model import Rule
 from shared.dispatcher import DispatcherSet
+from shared.routing_table.model import Rule
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import EDGE, Run, Table
 

@@ -11,7 +11,7 @@ from services.edge.location import (
     Missing,
     NonceCountQuery,
 )
-from services.registrar.model import Location
+from shared.registrar.model import Location
 
 AOR = "sip:bob@example.com"
 

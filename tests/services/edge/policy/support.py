@@ -14,7 +14,7 @@ from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
 from services.edge.topology import Keyring, new_secret
-from services.routing.table.model import Gateway, Rule
+from shared.routing_table.model import Gateway, Rule
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination

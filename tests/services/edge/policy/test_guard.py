@@ -16,7 +16,7 @@ from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.routes import NumberRouter
 from shared.acl import AddressAcl
-from shared.events.protection import ScannerFlagged
+from shared.contracts.protection import ScannerFlagged
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.edge.hooks import Decision, RequestView, RoutingHook, example
-from services.routing.table.model import Manipulation
+from shared.routing_table.model import Manipulation
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (

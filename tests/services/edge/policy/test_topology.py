@@ -15,9 +15,9 @@ import pytest
 from services.edge.policy import NO_KEYS_HEADER
 from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.core import Proxy
-from services.edge.topology.policy import TargetTopology
-from services.routing.table.model import Gateway, Rule
-from shared.events.protection import ScannerFlagged
+from shared.contracts.protection import ScannerFlagged
+from shared.routing_table.model import Gateway, Rule
+from shared.routing_table.topology import TargetTopology
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from services.edge.protection import (
-    AddressAcl,
-    FloodDetector,
-    FloodSettings,
-    SourceBlocked,
-    Verdict,
-)
+from services.edge.protection import AddressAcl, FloodDetector, FloodSettings, Verdict
+from shared.contracts.protection import SourceBlocked
 
 SETTINGS = FloodSettings(limit=30, period=2.0, block_time=10.0)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.edge.routing_cache import IndexRoutes
-from services.routing.table.model import Gateway, Kind, Record, Rule
+from shared.routing_table.cache import IndexRoutes
+from shared.routing_table.model import Gateway, Kind, Record, Rule
 
 
 class MemoryTable(IndexRoutes):

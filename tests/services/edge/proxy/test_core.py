@@ -12,8 +12,8 @@ from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.routes import NumberRouter
-from services.routing.table.model import Gateway, Rule
-from shared.events.edge import GatewayFailed
+from shared.contracts.edge import GatewayFailed
+from shared.routing_table.model import Gateway, Rule
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination

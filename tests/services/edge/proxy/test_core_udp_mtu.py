@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from services.edge.proxy.actions import Action, Send
-from services.routing.table.model import Gateway, Rule
+from shared.routing_table.model import Gateway, Rule
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, GW2, core_run, invite

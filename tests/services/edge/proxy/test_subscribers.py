@@ -26,10 +26,10 @@ from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
 from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
-from services.registrar.model import Location
-from services.registrar.nonce_counts import NonceCounts
-from services.registrar.nonces import NonceKeeper, NonceState
-from shared.sip.digest import authorize, compute_ha1, parse_challenge
+from shared.registrar.model import Location
+from shared.registrar.nonce_counts import NonceCounts
+from shared.sip.auth.digest import authorize, compute_ha1, parse_challenge
+from shared.sip.auth.nonces import NonceKeeper, NonceState
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.responses import make_response
 from shared.sip.transport.destination import Destination

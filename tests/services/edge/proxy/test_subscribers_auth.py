@@ -16,8 +16,8 @@ import pytest
 from services.edge.location import DomainQuery, Ha1Query, Query
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, AuthFailed, Lookup
-from shared.sip.digest import authorize, compute_ha1, parse_challenge
-from shared.sip.digest_offer import DigestOffer
+from shared.sip.auth.digest import authorize, compute_ha1, parse_challenge
+from shared.sip.auth.offer import DigestOffer
 from shared.sip.message import Response, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import EDGE, GW1, only_request, sent_to, statuses

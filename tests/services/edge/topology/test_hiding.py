@@ -13,13 +13,13 @@ from services.edge.topology import (
     EdgeAddress,
     InvalidTokenError,
     Keyring,
-    TopologyOptions,
     hide_request,
     hide_response,
     new_secret,
     restore_request,
     restore_response,
 )
+from shared.routing_table.topology import TopologyOptions
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.uri import SipUri
 

@@ -1,0 +1,208 @@
+"""The routing table's records as operators write them: API bodies, command data, CSV rows.
+
+One pydantic model per kind is the single definition of what is valid; the store,
+the command queue, the CSV importer and the edges all validate through it. Field
+constraints are declarative (checked in pydantic's core) because an import of a
+million rules validates a million of them.
+
+Targets of a rule follow drouting's notation: ``"7"`` is gateway 7, ``"#acme"`` is
+carrier ``acme``; and ``"@farm"`` is the health service's dispatcher set ``farm``
+(its healthy destinations, in the set's algorithm order, chosen by the edge).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from shared.dispatcher.model import SET_ID_PATTERN
+from shared.model import InputModel, OpenInputModel
+from shared.routing_table.manipulation.rules import Attachment, RuleSet
+from shared.routing_table.manipulation.rules import Rule as ManipulationRule
+from shared.routing_table.timewindow import TimeWindow
+from shared.routing_table.topology import TargetTopology
+
+Kind = Literal["gateway", "carrier", "rule", "dialplan", "manipulation"]
+KINDS: tuple[Kind, ...] = ("gateway", "carrier", "rule", "dialplan", "manipulation")
+
+ID_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+EntityId = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
+Target = Annotated[str, StringConstraints(pattern=rf"^(#?{ID_PATTERN}|@{SET_ID_PATTERN})$")]
+Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]{0,32}$")]
+DialPrefix = Annotated[str, StringConstraints(pattern=r"^[0-9+*#]{0,32}$")]
+Groups = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}(,[A-Za-z0-9_-]{1,32}){0,15}$")
+]
+SipUri = Annotated[str, StringConstraints(pattern=r"^sips?:[^\s@]+(@[^\s@]+)?$", max_length=256)]
+Attributes = Annotated[str, StringConstraints(max_length=1024)]
+Description = Annotated[str, StringConstraints(max_length=256)]
+Priority = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+
+class Record(OpenInputModel):
+    """Fields beyond the known ones are kept and shown back, as the contract allows
+    ("more fields allowed"): operators tag records with their own metadata. The
+    known fields are still checked strictly, and numbers anywhere must be finite."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def stored(self) -> str:
+        """The compact JSON kept in Redis: defaults omitted, a million rules stay small."""
+        return self.model_dump_json(exclude_defaults=True)
+
+
+class Gateway(Record):
+    """A SIP peer calls are sent to; ``strip`` digits are removed, then ``prefix`` added."""
+
+    address: SipUri
+    strip: Annotated[int, Field(ge=0, le=32)] = 0
+    prefix: DialPrefix = ""
+    attributes: Attributes = ""
+    description: Description = ""
+    enabled: bool = True
+    topology_hiding: TargetTopology | None = None
+    """Hide the inside's topology from this gateway (overrides the rule's setting)."""
+
+
+class CarrierMember(InputModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: EntityId
+    weight: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        """Accept drouting's ``"gw"`` / ``"gw=weight"`` shorthand besides the object form."""
+        if isinstance(value, str):
+            gateway, sep, weight = value.partition("=")
+            return {"id": gateway, "weight": weight} if sep else {"id": gateway}
+        return value
+
+
+class Carrier(Record):
+    """A named list of gateways a rule can point at as one target (``"#id"``).
+
+    ``weighted`` orders the gateways randomly in proportion to their weights for
+    each call (weight 0: only after all the others); ``use_first`` keeps just the
+    first gateway of that order, i.e. no failover inside the carrier.
+    """
+
+    gateways: Annotated[tuple[CarrierMember, ...], Field(min_length=1, max_length=64)]
+    weighted: bool = False
+    use_first: bool = False
+    enabled: bool = True
+    attributes: Attributes = ""
+    description: Description = ""
+
+
+class Rule(Record):
+    """A prefix route within one or more caller groups (``"0,5"``).
+
+    ``prefix`` is digits only and empty for the default route; numbers are matched
+    without their leading ``+``. Higher ``priority`` wins among the rules of one
+    prefix whose ``time`` window matches.
+    """
+
+    group: Groups = "0"
+    prefix: Digits = ""
+    priority: Priority = 0
+    time: TimeWindow | None = None
+    gateways: Annotated[tuple[Target, ...], Field(min_length=1, max_length=32)]
+    attributes: Attributes = ""
+    description: Description = ""
+    topology_hiding: TargetTopology | None = None
+    """Hide the inside's topology from every gateway of this rule without a setting of its own."""
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(self.group.split(","))
+
+    @model_validator(mode="after")
+    def _sets_first(self) -> Rule:
+        """Edges try a rule's dispatcher sets before its gateways, so that is the order written.
+
+        Why not any order: a carrier or a dangling gateway id expands to a varying
+        number of gateways, so "the set goes after the third target" has no stable
+        meaning; sets first (a farm, then a fallback gateway) is the useful case.
+        """
+        seen_gateway = False
+        for target in self.gateways:
+            if target[0] != "@":
+                seen_gateway = True
+            elif seen_gateway:
+                raise ValueError(f"dispatcher set {target} must come before the gateways")
+        return self
+
+
+_GROUP_REFERENCE = re.compile(r"\\(\d+)|\\g<(\d+)>")
+
+
+class DialplanRule(InputModel):
+    """One translation: ``exact`` compares the whole number; ``regex`` searches it.
+
+    On a match the number is rewritten by ``subst`` (a regex, default: ``match``
+    itself) and ``replace`` (``\\1`` back-references); for ``exact`` the number
+    simply becomes ``replace``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match_op: Literal["exact", "regex"] = "regex"
+    match: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    subst: Annotated[str, StringConstraints(max_length=256)] | None = None
+    replace: Annotated[str, StringConstraints(max_length=256)] = ""
+
+    @model_validator(mode="after")
+    def _compilable(self) -> DialplanRule:
+        if self.match_op == "exact":
+            if self.subst is not None:
+                raise ValueError("subst is only for regex rules")
+            return self
+        try:
+            re.compile(self.match)
+            pattern = re.compile(self.subst if self.subst is not None else self.match)
+        except re.error as error:
+            raise ValueError(f"bad regular expression: {error}") from error
+        for number, named in _GROUP_REFERENCE.findall(self.replace):
+            if int(number or named) > pattern.groups:
+                raise ValueError(
+                    f"replace refers to group {number or named}, the regex has {pattern.groups}"
+                )
+        return self
+
+
+class Dialplan(Record):
+    """Ordered translations applied before routing; the first matching rule wins."""
+
+    rules: Annotated[tuple[DialplanRule, ...], Field(min_length=1, max_length=1024)]
+    description: Description = ""
+
+
+class Manipulation(Record):
+    """A header manipulation rule set attached to a source group, rule, gateway or dispatcher
+    set (see :mod:`shared.routing_table.manipulation`); its rules are validated on write."""
+
+    scope: Attachment
+    description: Description = ""
+    rules: Annotated[tuple[ManipulationRule, ...], Field(min_length=1, max_length=64)]
+
+    def stored(self) -> str:
+        """Defaults kept: a rule's ``action`` is a default, and the key to read it back."""
+        return self.model_dump_json()
+
+    def rule_set(self, record_id: str) -> RuleSet:
+        return RuleSet(
+            id=record_id, scope=self.scope, description=self.description, rules=self.rules
+        )
+
+
+RECORD_TYPES: dict[Kind, type[Record]] = {
+    "gateway": Gateway,
+    "carrier": Carrier,
+    "rule": Rule,
+    "dialplan": Dialplan,
+    "manipulation": Manipulation,
+}

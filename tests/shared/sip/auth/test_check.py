@@ -1,0 +1,75 @@
+"""Digest checks of REGISTER, sans-IO: challenges, credentials, verdicts, nonce-counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.registrar import Phone
+from shared.sip.auth.check import (
+    Verdict,
+    challenge_headers,
+    check_identity,
+    credentials_for,
+    judge,
+    nonce_count,
+)
+from shared.sip.auth.digest import Credentials, compute_ha1, parse_challenge
+from shared.sip.auth.nonces import NonceKeeper, NonceState
+from shared.sip.errors import SipError
+from shared.sip.message import Request, parse_message
+
+KEEPER = NonceKeeper(b"secret", ttl=300)
+REALM = "example.com"
+BOTH = ("SHA-256", "MD5")
+
+
+def challenged(phone: Phone, **options: object) -> tuple[Request, Credentials]:
+    headers = challenge_headers(KEEPER, REALM, 1000.0, BOTH)
+    phone.challenge = next(
+        c for c in (parse_challenge(v) for _, v in headers) if c.algorithm == phone.algorithm
+    )
+    message = parse_message(phone.register(**options))  # type: ignore[arg-type]
+    assert isinstance(message, Request)
+    credentials = credentials_for(message, REALM, BOTH)
+    assert credentials is not None
+    return message, credentials
+
+
+def test_challenge_offers_sha256_then_md5_with_one_nonce() -> None:
+    headers = challenge_headers(KEEPER, REALM, 1000.0, BOTH, stale=True)
+    challenges = [parse_challenge(value) for name, value in headers if name == "WWW-Authenticate"]
+    assert [c.algorithm for c in challenges] == ["SHA-256", "MD5"]
+    assert len({c.nonce for c in challenges}) == 1
+    assert all(c.stale and c.qop == ("auth",) for c in challenges)
+
+
+@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
+def test_right_password_accepted(algorithm: str) -> None:
+    phone = Phone("alice", REALM, "pw", algorithm=algorithm)
+    request, credentials = challenged(phone)
+    ha1 = compute_ha1("alice", REALM, "pw", algorithm)
+    assert judge(credentials, request, ha1, NonceState.FRESH) is Verdict.ACCEPTED
+    assert judge(credentials, request, ha1, NonceState.STALE) is Verdict.STALE
+    assert judge(credentials, request, None, NonceState.FRESH) is Verdict.FORBIDDEN
+    wrong = compute_ha1("alice", REALM, "other", algorithm)
+    assert judge(credentials, request, wrong, NonceState.FRESH) is Verdict.FORBIDDEN
+    assert nonce_count(credentials) == 1
+
+
+def test_credentials_of_other_realms_are_ignored() -> None:
+    request, _ = challenged(Phone("alice", REALM, "pw"))
+    assert credentials_for(request, "elsewhere.org", BOTH) is None
+
+
+def test_an_algorithm_the_realm_does_not_offer_counts_as_no_credentials() -> None:
+    request, _ = challenged(Phone("alice", REALM, "pw", algorithm="MD5"))
+    assert credentials_for(request, REALM, ("SHA-256",)) is None  # challenged again
+    assert credentials_for(request, REALM, ("MD5",)) is not None
+
+
+def test_identity_must_match_the_aor() -> None:
+    request, credentials = challenged(Phone("alice", REALM, "pw"))
+    check_identity(credentials, request, "alice")
+    with pytest.raises(SipError) as raised:
+        check_identity(credentials, request, "bob")
+    assert raised.value.status == 403

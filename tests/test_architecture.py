@@ -1,0 +1,128 @@
+"""The package boundaries, checked on every module's imports (read with `ast`, nothing imported).
+
+- A service imports `shared` and its own modules, never another service: what
+  two services need lives in `shared/` with one owner.  Only the all-in-one
+  entry point (`services/__main__.py`, `services/__init__.py`) assembles them.
+- `shared` is a library: it imports no service.
+- The I/O-free layers (the SIP core, the proxy core, the routing table's
+  index and records) import no asyncio, no sockets, no bus and no store, so
+  they stay sans-IO: testable without a network and fit for mypyc.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ASSEMBLERS = frozenset({Path("services/__main__.py"), Path("services/__init__.py")})
+"""The all-in-one process: the one place that may import every service."""
+
+IO_FREE = (Path("shared/sip"), Path("services/edge/proxy"), Path("shared/routing_table"))
+IO_ALLOWED = (
+    Path("shared/sip/transport"),
+    Path("shared/routing_table/store.py"),
+    Path("shared/routing_table/cache/cache.py"),
+)
+"""Inside the I/O-free layers, the adapters that do the I/O (transports, the table's store and
+the edge's cache that follows the bus; its lookups, `cache/route.py`, stay I/O-free)."""
+
+IO_MODULES = frozenset(
+    {"asyncio", "socket", "selectors", "ssl", "redis", "aio_pika", "aiormq", "shared.bus"}
+    | {"shared.store", "shared.runner", "shared.background"}
+)
+
+
+def imports_of(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line, modules named) of every import statement, lazy ones inside functions included."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield node.lineno, [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            # `from services import edge` names a package: each name may be a module
+            yield node.lineno, [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+
+
+def modules_under(root: Path, *folders: str) -> list[Path]:
+    return sorted(p.relative_to(root) for folder in folders for p in (root / folder).rglob("*.py"))
+
+
+def within(path: Path, folders: tuple[Path, ...]) -> bool:
+    return any(path == folder or folder in path.parents for folder in folders)
+
+
+def is_module(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def cross_service_imports(root: Path) -> list[str]:
+    """`services.X` importing `services.Y` (X ≠ Y), or `shared` importing any service."""
+    found = []
+    for path in modules_under(root, "services", "shared"):
+        if path in ASSEMBLERS:
+            continue
+        owner = path.parts[1] if path.parts[0] == "services" else None
+        for line, names in imports_of(root / path):
+            foreign = [
+                n for n in names if is_module(n, "services") and n.split(".")[1:2] != [owner]
+            ]
+            if foreign and foreign[0] != "services":
+                found.append(f"{path}:{line} imports {foreign[0]}")
+    return found
+
+
+def io_imports(root: Path) -> list[str]:
+    """Imports of asyncio, sockets, the bus or the store from the I/O-free layers."""
+    found = []
+    for path in modules_under(root, "services", "shared"):
+        if not within(path, IO_FREE) or within(path, IO_ALLOWED):
+            continue
+        for line, names in imports_of(root / path):
+            io = [n for n in names if any(is_module(n, m) for m in IO_MODULES)]
+            if io:
+                found.append(f"{path}:{line} imports {io[0]}")
+    return found
+
+
+def test_no_service_imports_another_service_and_shared_imports_none() -> None:
+    assert len(modules_under(ROOT, "services", "shared")) > 100  # the walk sees the tree
+    assert cross_service_imports(ROOT) == []
+
+
+def test_the_io_free_layers_import_no_asyncio_socket_bus_or_store() -> None:
+    checked = [p for p in modules_under(ROOT, *map(str, IO_FREE)) if not within(p, IO_ALLOWED)]
+    for module in (
+        "shared/routing_table/index.py",
+        "shared/routing_table/cache/route.py",
+        "services/edge/proxy/__init__.py",
+    ):
+        assert Path(module) in checked
+    assert Path("shared/sip/message.py") in checked
+    assert io_imports(ROOT) == []
+
+
+def test_the_checks_find_what_they_forbid(tmp_path: Path) -> None:
+    """Positive control on a planted tree: each forbidden import is reported, allowed ones not."""
+    files = {
+        "services/__main__.py": "from services.edge import service\n",
+        "services/edge/ok.py": "from services.edge import metrics\nfrom shared.bus import Bus\n",
+        "services/edge/bad.py": "import json\nfrom services.routing import writer\n",
+        "shared/lib.py": "from services.registrar.handler import RegisterHandler\n",
+        "shared/sip/core.py": "import asyncio\nfrom shared.bus import Bus\nimport re\n",
+        "shared/sip/transport/udp.py": "import asyncio\nimport socket\n",
+        "services/edge/proxy/core.py": "def lazy():\n    from shared.store import Store\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cross_service_imports(tmp_path) == [
+        "services/edge/bad.py:2 imports services.routing",
+        "shared/lib.py:1 imports services.registrar.handler",
+    ]
+    assert io_imports(tmp_path) == [
+        "services/edge/proxy/core.py:2 imports shared.store",
+        "shared/sip/core.py:1 imports asyncio",
+        "shared/sip/core.py:2 imports shared.bus",
+    ]
