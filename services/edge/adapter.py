@@ -62,9 +62,14 @@ class ProxyDriver:
     """Runs one `Proxy` on one event loop; `on_message` is the sockets' handler."""
 
     def __init__(
-        self, proxy: Proxy, bus: Bus, *, feed: LocationFeed | None = None, instance: str = "",
+        self,
+        proxy: Proxy,
+        bus: Bus,
+        *,
+        feed: LocationFeed | None = None,
+        instance: str = "",
         protection: ProtectionFeed | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.proxy = proxy
         self.sockets: EdgeSockets | None = None
         self._bus = bus
@@ -111,11 +116,8 @@ class ProxyDriver:
     def admit_connection(self, source: Destination) -> bool:
         """A peer opened a TCP connection: it counts as a request for the flood detector,
         and a source over the limit (or blocked) has it closed at once."""
-        policies = self.proxy.policies
-        if policies is None:
-            return True
         actions: list[Action] = []
-        refused = policies.refuse_connection(source, self._loop.time(), actions)
+        refused = self.proxy.policies.refuse_connection(source, self._loop.time(), actions)
         self._run(actions)
         return not refused
 
@@ -158,11 +160,14 @@ class ProxyDriver:
             return
         was_shedding = shedder.shedding
         if shedder.observe(lag, now):
-            log.warning("event loop %.0f ms late: refusing new calls (503) until it catches up",
-                        lag * 1000)  # fmt: skip
+            log.warning(
+                "event loop %.0f ms late: refusing new calls (503) until it catches up", lag * 1000
+            )
         elif was_shedding and not shedder.shedding:
-            log.warning("event loop caught up: accepting new calls again (%d refused so far)",
-                        shedder.refused)  # fmt: skip
+            log.warning(
+                "event loop caught up: accepting new calls again (%d refused so far)",
+                shedder.refused,
+            )
         metrics.SHEDDING.set(1 if shedder.shedding else 0)
         if shedder.refused > self._refused_counted:
             metrics.CALLS_REFUSED.inc(shedder.refused - self._refused_counted)
@@ -210,8 +215,11 @@ class ProxyDriver:
             if failed is not None:
                 await self._count_failure(source, failed.user, failed.realm, "REGISTER")
         except (TimeoutError, BusUnavailable, ValidationError) as error:
-            log.warning("REGISTER from %s not answered by the registrar: %s", source.host,
-                        f"{type(error).__name__}: {error}")  # fmt: skip
+            log.warning(
+                "REGISTER from %s not answered by the registrar: %s",
+                source.host,
+                f"{type(error).__name__}: {error}",
+            )
         self._run(self.proxy.registered(action.server, reply, self._loop.time()))
         self._reschedule()
 
@@ -277,8 +285,13 @@ class ProxyDriver:
         if isinstance(error, OversizeDatagramError):  # names the peer; counted by the transport
             log.warning("%s: not sent", error)
         else:
-            log.info("send to %s:%s/%s failed: %s", destination.host, destination.port,
-                     destination.transport, error)  # fmt: skip
+            log.info(
+                "send to %s:%s/%s failed: %s",
+                destination.host,
+                destination.port,
+                destination.transport,
+                error,
+            )
         client: ClientTransaction | None = send.client
         if client is not None:
             self._run(self.proxy.transport_failed(client, self._loop.time()))
@@ -298,8 +311,9 @@ class ProxyDriver:
         if len(self._background) >= MAX_PENDING_PUBLISHES:
             self._dropped_publishes += 1
             if self._dropped_publishes % 100 == 1:
-                log.warning("event publishing backlog full; %d events dropped",
-                            self._dropped_publishes)  # fmt: skip
+                log.warning(
+                    "event publishing backlog full; %d events dropped", self._dropped_publishes
+                )
             return
         self._background_task(self._publish_now(event))
 

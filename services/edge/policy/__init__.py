@@ -2,9 +2,9 @@
 
 `EdgePolicies` bundles what `CALLMESH_*` switched on: protection (`guard`),
 topology hiding (`topology`, needs `CALLMESH_TOPOLOGY_KEYS`), the routing
-hook, and header manipulation from the routing table.  The core holds one
-`EdgePolicies` (or None: no policy at all) and calls it at the points named
-in each method; each method is cheap when its policy is off.
+hook, and header manipulation from the routing table.  It implements the
+core's policy stages (`services.edge.proxy.stages.PolicyStages`, whose own
+stages do nothing: the core's default); each is cheap when its policy is off.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Final
 from services.edge.hooks import HookSettings, RoutingHook
 from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy.guard import Guard, Trusted
-from services.edge.policy.routing import Found, TableView, decide, hop_topology, manipulate
+from services.edge.policy.routing import TableView, decide, hop_topology, manipulate
 from services.edge.policy.topology import DialogPlan, TopologyGate
 from services.edge.protection import (
     CallLimitSettings,
@@ -26,7 +26,8 @@ from services.edge.protection import (
 )
 from services.edge.protection.scanner import SCANNER_USER_AGENTS
 from services.edge.proxy.actions import Action
-from services.edge.proxy.routes import Hop
+from services.edge.proxy.routes import Found, Hop
+from services.edge.proxy.stages import PolicyStages
 from services.edge.topology import Keyring
 from shared.settings import Settings
 from shared.sip.errors import SipError
@@ -55,7 +56,9 @@ class PolicyContext:
         return self.plan is not None and self.plan.from_outside
 
 
-class EdgePolicies:
+class EdgePolicies(PolicyStages):
+    """The policy stages of an edge: protection, topology hiding, routing hook, manipulation."""
+
     def __init__(
         self,
         table: TableView,
@@ -89,6 +92,7 @@ class EdgePolicies:
     def drop_flood(
         self, data: bytes, source: Destination, now: float, actions: list[Action]
     ) -> bool:
+        """Raw bytes from `source`, before parsing: True drops them (a blocked source)."""
         return self.guard.drop_flood(data, source, now, actions)
 
     def refuse_connection(self, source: Destination, now: float, actions: list[Action]) -> bool:
@@ -96,9 +100,13 @@ class EdgePolicies:
         return self.guard.flooding(source, now, actions)
 
     def screen(
-        self, request: Request, source: Destination, now: float, actions: list[Action],
+        self,
+        request: Request,
+        source: Destination,
+        now: float,
+        actions: list[Action],
         context: PolicyContext | None = None,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """A restored request's token opened: it is a peer of our dialog, not a scanner."""
         known = context is not None and context.restored
         return self.guard.screen(request, source, now, actions, known=known)

@@ -52,14 +52,26 @@ the edge's `services.edge.trust.SourceTrust` (trusted networks and gateways)."""
 
 class Guard:
     __slots__ = (
-        "_calls", "_next_expiry", "allowlist", "by_source", "by_subscriber", "edge_name",
-        "flood", "interfaces", "scanner", "settings", "trusted",
-    )  # fmt: skip
+        "_calls",
+        "_next_expiry",
+        "allowlist",
+        "by_source",
+        "by_subscriber",
+        "edge_name",
+        "flood",
+        "interfaces",
+        "scanner",
+        "settings",
+        "trusted",
+    )
 
     def __init__(
-        self, settings: ProtectionSettings, edge_name: str, trusted: Trusted,
+        self,
+        settings: ProtectionSettings,
+        edge_name: str,
+        trusted: Trusted,
         interfaces: Interfaces | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.settings = settings
         self.edge_name = edge_name
         acl = settings.acl()
@@ -93,21 +105,34 @@ class Guard:
         if verdict == Verdict.BLOCKED:
             flood = self.settings.flood
             rate = self.flood.rate(source.host, now)
-            log.warning("blocked flooding source %s (%.0f requests in %.1f s)",
-                        source.host, rate, flood.period)  # fmt: skip
+            log.warning(
+                "blocked flooding source %s (%.0f requests in %.1f s)",
+                source.host,
+                rate,
+                flood.period,
+            )
             metrics.SOURCES_BLOCKED.inc()
             event = SourceBlocked(
-                source=source.host, rate=rate, limit=flood.limit, period=flood.period,
-                block_time=flood.block_time, edge=self.edge_name,
-            )  # fmt: skip
+                source=source.host,
+                rate=rate,
+                limit=flood.limit,
+                period=flood.period,
+                block_time=flood.block_time,
+                edge=self.edge_name,
+            )
             actions.append(Publish(event))
         metrics.FLOOD_DROPPED.inc()
         return True
 
     def screen(
-        self, request: Request, source: Destination, now: float, actions: list[Action],
-        *, known: bool = False,
-    ) -> bool:  # fmt: skip
+        self,
+        request: Request,
+        source: Destination,
+        now: float,
+        actions: list[Action],
+        *,
+        known: bool = False,
+    ) -> bool:
         """True when the request is dealt with here (a scanner's).
 
         `known`: the request proved it belongs to a dialog of ours (no scanner checks).
@@ -126,9 +151,11 @@ class Guard:
         if not flagged:
             log.warning("flagged %s as a scanner (%s)", host, "user-agent" if by_agent else "sweep")
             event = ScannerFlagged(
-                source=host, reason="user-agent" if by_agent else "sweep",
-                flag_time=scanner.settings.flag_time, edge=self.edge_name,
-            )  # fmt: skip
+                source=host,
+                reason="user-agent" if by_agent else "sweep",
+                flag_time=scanner.settings.flag_time,
+                edge=self.edge_name,
+            )
             actions.append(Publish(event))
         if not by_agent and (_has_credentials(request) or self._along_our_route(request)):
             metrics.SCANNER_REQUESTS.labels("served").inc()

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from services.edge.hooks import Decision, RequestView, RoutingHook, Target
 from services.edge.policy import metrics
-from services.edge.proxy.routes import Hop
+from services.edge.proxy.routes import Found, Hop
 from shared.routing_table.index import RoutingIndex
 from shared.routing_table.manipulation import apply
 from shared.routing_table.topology import TopologyOptions
@@ -23,9 +23,6 @@ from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import parse_uri
 
 log = logging.getLogger("callmesh.edge.hooks")
-
-Found = tuple[list[Hop], int] | None
-"""`NumberRouter.hops`' answer: (usable hops, how many skipped as down), or None."""
 
 
 class TableView(Protocol):
@@ -69,8 +66,9 @@ def _hop_of(target: Target, rule_id: str | None) -> Hop | None:
         uri = parse_uri(target.uri)
         destination = destination_of(uri)
     except SipError as error:
-        log.warning("routing hook target %r unusable (%s); default decision used",
-                    target.uri, error.reason)  # fmt: skip
+        log.warning(
+            "routing hook target %r unusable (%s); default decision used", target.uri, error.reason
+        )
         return None
     return Hop(target.uri, destination, target.gateway_id, target.uri, rule_id)
 

@@ -79,8 +79,12 @@ class TopologyGate:
         if (not vias or _TOKEN_MARK not in vias[0]) and not response.call_id.startswith(_MASKED):
             return True
         try:
-            restore_response(response, self.edge(self.interfaces.all[0]), self.keyring,
-                             _restoring(response.call_id))  # fmt: skip
+            restore_response(
+                response,
+                self.edge(self.interfaces.all[0]),
+                self.keyring,
+                _restoring(response.call_id),
+            )
         except SipError as error:
             log.info("dropped %d with a bad topology token: %s", response.status, error.reason)
             return False
@@ -111,9 +115,12 @@ class TopologyGate:
     # ----- toward the outside -----------------------------------------------------------
 
     def outgoing(
-        self, request: Request, plan: DialogPlan | None, options: TopologyOptions | None,
+        self,
+        request: Request,
+        plan: DialogPlan | None,
+        options: TopologyOptions | None,
         outbound: Interface,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """A branch about to leave (its Via, and Record-Route if any, added).
 
         `plan`: the dialog's (in-dialog requests); `options`: the hop's (a new dialog).

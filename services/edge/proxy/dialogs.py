@@ -201,8 +201,12 @@ def _refuse(request: Request, source: Destination, reason: str, status: int, tex
     REFUSED.labels(reason).inc()
     log.info(
         "refused to relay %s from %s:%d (%s): %s",
-        request.method, source.host, source.port, reason, text,
-    )  # fmt: skip
+        request.method,
+        source.host,
+        source.port,
+        reason,
+        text,
+    )
     return SipError(text, status)
 
 

@@ -1,5 +1,8 @@
 """State of one stateful forwarding: a server transaction, its hops, the branches in flight.
 
+A request the core routes out of dialog waits as `Parked` until its next hops
+are known (a location lookup or a failed authentication may hold it there).
+
 Forking (§16.6, §16.7): gateways are tried one at a time, each failure that
 allows failover moving on to the next; registered contacts of equal q are
 tried in parallel (the first 2xx wins, the others are cancelled) and the next
@@ -9,17 +12,34 @@ when the hops run out.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.edge.interfaces import Interface
 from services.edge.proxy.routes import Hop
+from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
-from shared.sip.timers import TimerHandle
+from shared.sip.responses import make_response
+from shared.sip.timers import TimerHandle, TimerQueue
 from shared.sip.transaction import ClientTransaction, ServerTransaction
+from shared.sip.transport.destination import Destination
 
 if TYPE_CHECKING:
     from services.edge.policy import PolicyContext
+
+
+@dataclass(slots=True)
+class Parked:
+    """An out-of-dialog request between its preliminaries and its routing (which may wait)."""
+
+    request: Request
+    server: ServerTransaction
+    source: Destination
+    inbound: Interface
+    loop_hash: str
+    policy: PolicyContext | None = None
+    authenticated: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -37,6 +57,29 @@ class Branch:
     """Given up on (timer or CANCEL); late answers are absorbed."""
     cancel_sent: bool = False
     timer: TimerHandle[Branch] | None = None
+
+    def disarm(self, timers: TimerQueue[Branch]) -> None:
+        """Stop this branch's failover timer (it has an answer, or is given up)."""
+        if self.timer is not None:
+            timers.cancel(self.timer)
+            self.timer = None
+
+    def cancel_request(self) -> Request:
+        """The CANCEL for this branch's INVITE (§9.1): its Request-URI, top Via, Route,
+        dialog fields."""
+        invite = self.client.request
+        headers = [
+            ("Via", _header(invite, "via")),
+            ("Max-Forwards", "70"),
+            ("From", _header(invite, "from")),
+            ("To", _header(invite, "to")),
+            ("Call-ID", _header(invite, "call-id")),
+            ("CSeq", f"{invite.cseq.seq} CANCEL"),
+        ]
+        routes = invite.headers("route")
+        if routes:
+            headers.append(("Route", ", ".join(routes)))
+        return Request.build("CANCEL", invite.uri_text, headers)
 
 
 @dataclass(eq=False, slots=True)
@@ -57,11 +100,54 @@ class Forwarding:
     once they have ended, unless one of them answers 2xx first (§16.7 step 5)."""
     done: bool = False
     policy: PolicyContext | None = None
-    """Issue 8: the caller's source group and the hidden dialog's plan, for `EdgePolicies`."""
+    """The caller's source group and the hidden dialog's plan, for the policy stages."""
 
     @property
     def method(self) -> str:
         return self.request.method
+
+    def settle(self, branch: Branch) -> None:
+        """`branch` has its final answer: it no longer holds the forwarding back."""
+        if branch in self.branches:
+            self.branches.remove(branch)
+
+    def next_group(self) -> list[Hop]:
+        """Take the hops to try now off `hops`: one gateway, or every contact of the top q."""
+        hops = self.hops
+        group = [hops.pop(0)]
+        q = group[0].q
+        while q is not None and hops and hops[0].q == q:
+            group.append(hops.pop(0))
+        return group
+
+    def best_response(self) -> Response | None:
+        """RFC 3261 §16.7 step 6: any 6xx, else the lowest class; the first of it wins."""
+        best: Response | None = None
+        for response in self.finals:
+            if response.status >= 600:
+                return response
+            if best is None or response.status // 100 < best.status // 100:
+                best = response
+        return best
+
+    def failure(
+        self,
+        sent: Request,
+        status: int,
+        to_tag: str,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """A final answer the edge makes for a branch (timeout, transport error, unservable hop).
+
+        Made from the request as it arrived, not from the branch's copy
+        `sent`, which may have left hidden (masked Call-ID, rewritten From):
+        the caller must get back its own identities.  `sent`'s top Via (ours)
+        goes on top, so it is relayed exactly like a hop's answer.
+        """
+        response = make_response(self.request, status, reason, to_tag=to_tag, headers=headers)
+        response.prepend_via(sent.top_via)
+        return response
 
 
 def failover_allowed(status: int) -> bool:
@@ -69,21 +155,8 @@ def failover_allowed(status: int) -> bool:
     return status == 408 or 500 <= status < 600
 
 
-def best_response(finals: list[Response]) -> Response | None:
-    """RFC 3261 §16.7 step 6: any 6xx, else the lowest class; the first of it wins."""
-    best: Response | None = None
-    for response in finals:
-        if response.status >= 600:
-            return response
-        if best is None or response.status // 100 < best.status // 100:
-            best = response
-    return best
-
-
-def next_group(hops: list[Hop]) -> list[Hop]:
-    """Take the hops to try now off `hops`: one gateway, or every contact of the top q."""
-    group = [hops.pop(0)]
-    q = group[0].q
-    while q is not None and hops and hops[0].q == q:
-        group.append(hops.pop(0))
-    return group
+def _header(request: Request, name: str) -> str:
+    value = request.header(name)
+    if value is None:
+        raise SipError(f"missing {name}")
+    return value

@@ -3,8 +3,8 @@
 The lookup is the routing cache's (`shared.routing_table.cache`), seen
 through the `RouteLookup` protocol so the core needs no network and tests can
 hand it any table.  Which group and dialplan apply depends on who is calling;
-`Classifier` answers that from the source address (one group for everyone
-until source groups and ACLs arrive with issue 8).
+`Classifier` answers that from the source address (by default one group for
+everyone).
 """
 
 from __future__ import annotations
@@ -99,6 +99,10 @@ def dialled_number(uri: Uri) -> str | None:
     return number if digits.isascii() and digits.isdigit() else None
 
 
+Found = tuple[list[Hop], int] | None
+"""`NumberRouter.hops`' answer: (usable hops, how many skipped as down), or None."""
+
+
 class NumberRouter:
     """Turns a dialled number into the ordered gateway hops to try."""
 
@@ -113,9 +117,7 @@ class NumberRouter:
         self._sets = sets
         self._gateway_uris: dict[str, SipUri | None] = {}
 
-    def hops(
-        self, number: str, source: Destination, request: Request | None = None
-    ) -> tuple[list[Hop], int] | None:
+    def hops(self, number: str, source: Destination, request: Request | None = None) -> Found:
         """(usable hops in order, how many were skipped as down), or None for no route.
 
         A rule's dispatcher sets come first (their healthy destinations in each

@@ -150,9 +150,14 @@ def challenge_register(
 
 
 def _refuse_blocked(
-    request: Request, subscribers: Subscribers, user: str, realm: str, *, source: str,
+    request: Request,
+    subscribers: Subscribers,
+    user: str,
+    realm: str,
+    *,
+    source: str,
     wall: float,
-) -> None:  # fmt: skip
+) -> None:
     """403 while the account or the source is blocked: the same answer for any user."""
     if subscribers.blocks.refuses(f"{user}@{realm}", source, wall):
         log_auth_failure(source, user, realm, request.method, "blocked")
@@ -161,9 +166,13 @@ def _refuse_blocked(
 
 
 def _challenge(
-    subscribers: Subscribers, realm: str, wall: float, *, stale: bool = False,
+    subscribers: Subscribers,
+    realm: str,
+    wall: float,
+    *,
+    stale: bool = False,
     registrar: bool = False,
-) -> SipError:  # fmt: skip
+) -> SipError:
     header = "WWW-Authenticate" if registrar else "Proxy-Authenticate"
     algorithms = subscribers.offer.for_realm(realm)
     headers = challenge_headers(

@@ -1,0 +1,212 @@
+"""The proxy core's state, the answers it makes itself, and its failure reports.
+
+`Answers` is the root of `Proxy`'s class chain (`Answers` ← `Forking` ←
+`NextHop` ← `Proxy`, one responsibility per module): it holds the
+transaction table and every per-transaction map, and sends responses through
+a server transaction — its own (`_answer`: 100, 404, 480, ...) hidden like a
+relayed one where topology hiding restored the request.  A branch's
+failure worth the health service's attention becomes a `GatewayFailed` or
+`DestinationFailed` event (`_note_failure`).  One class chain rather than
+collaborating objects keeps every call on the hot path a plain method call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from services.edge import metrics
+from services.edge.dispatch import ActiveCalls
+from services.edge.dispatch.metrics import DESTINATION_FAILURES
+from services.edge.interfaces import Interfaces
+from services.edge.overload import LoadShedder
+from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.proxy.branches import BranchMaker
+from services.edge.proxy.dialogs import DialogGate
+from services.edge.proxy.forwarding import Branch, Forwarding, Parked, failover_allowed
+from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.stages import PolicyStages
+from services.edge.proxy.subscribers import Subscribers
+from shared.contracts.edge import DestinationFailed, FailureReason, GatewayFailed
+from shared.sip.branch import new_tag
+from shared.sip.errors import SipError
+from shared.sip.message import Response
+from shared.sip.responses import error_response, make_response
+from shared.sip.timers import TimerQueue, TimerSettings
+from shared.sip.transaction import (
+    AckReceived,
+    ClientTransaction,
+    ServerTransaction,
+    Terminated,
+    TransactionEvent,
+    TransactionTable,
+    Transmit,
+)
+from shared.sip.transport.destination import Destination
+
+if TYPE_CHECKING:
+    from services.edge.policy import PolicyContext
+
+log = logging.getLogger("callmesh.edge")
+
+DEFAULT_UDP_MTU = 1300
+"""RFC 3261 §18.1.1's size for a path MTU not known."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTimers:
+    """The failover timers: `fr` without any answer, `fr_inv` after a provisional (Timer C)."""
+
+    fr: float = 5.0
+    fr_inv: float = 60.0
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    def transaction_settings(self) -> TimerSettings:
+        return TimerSettings(t1=self.t1, t2=self.t2, t4=self.t4, timer_c=self.fr_inv)
+
+
+class Answers:
+    """The state of one worker's proxy and the responses it sends upstream."""
+
+    def __init__(
+        self,
+        interfaces: Interfaces,
+        router: NumberRouter,
+        timers: ProxyTimers | None = None,
+        policies: PolicyStages | None = None,
+        *,
+        subscribers: Subscribers | None = None,
+        calls: ActiveCalls | None = None,
+        shedder: LoadShedder | None = None,
+        udp_mtu: int = DEFAULT_UDP_MTU,
+        dialogs: DialogGate | None = None,
+    ) -> None:
+        self.udp_mtu = udp_mtu
+        """Requests larger than this go by TCP where they may (RFC 3261 §18.1.1; 0: never)."""
+        self.policies = PolicyStages() if policies is None else policies
+        """Protection, topology hiding, routing hook, manipulation (the default: none)."""
+        self.shedder = shedder
+        """Refuses new calls (503) while the adapter sees the loop lag (None: never)."""
+        self.interfaces = interfaces
+        self.router = router
+        self.timers = timers or ProxyTimers()
+        self.subscribers = subscribers
+        self.dialogs = DialogGate.closed() if dialogs is None else dialogs
+        """Who may follow a route set (signed Record-Route, trusted sources)."""
+        self._parked: dict[ServerTransaction, Parked] = {}
+        self.calls = ActiveCalls() if calls is None else calls
+        """Calls per dispatcher destination: the same object the router's sets read."""
+        self.table = TransactionTable(self.timers.transaction_settings())
+        self._fr_timers: TimerQueue[Branch] = TimerQueue()
+        self._branches: dict[ClientTransaction, Branch] = {}
+        self._forwardings: dict[ServerTransaction, Forwarding] = {}
+        self._restored: dict[ServerTransaction, PolicyContext] = {}
+        """A hidden dialog's requests from its outside; our own answers go back hidden."""
+        self._branch_maker = BranchMaker()
+        self._to_tag = new_tag()
+
+    def _answer(
+        self,
+        server: ServerTransaction,
+        status: int,
+        reason: str | None,
+        now: float,
+        actions: list[Action],
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        response = make_response(
+            server.request, status, reason, to_tag=self._to_tag, headers=headers
+        )
+        self._respond(server, self._local(server, response), now, actions)
+
+    def _local(self, server: ServerTransaction, response: Response) -> Response:
+        """A response of our own: hidden like a relayed one if `server`'s request was restored.
+
+        It is made from the restored request, so it carries the inside's
+        Call-ID and identities; the outside must see what it sent.
+        """
+        context = self._restored.get(server)
+        if context is not None:
+            destination = server.destination
+            outbound = self.interfaces.outbound(destination.transport, destination.host)
+            self.policies.hide_answer(response, context, outbound)
+        return response
+
+    def _respond(
+        self, server: ServerTransaction, response: Response, now: float, actions: list[Action]
+    ) -> None:
+        metrics.count_response(response.status)
+        self.policies.responded(server.request, response)  # a failed call frees its leases
+        for event in server.respond(response, now):
+            self._server_event(server, event, actions)
+
+    def _server_event(
+        self, server: ServerTransaction, event: TransactionEvent, actions: list[Action]
+    ) -> None:
+        if isinstance(event, Transmit):
+            actions.append(Send(event.data, event.destination))
+        elif isinstance(event, Terminated):
+            self._forwardings.pop(server, None)
+            self._restored.pop(server, None)
+        elif isinstance(event, AckReceived):
+            log.debug("ACK for a 2xx matched a server transaction; dropped")
+
+    def _reject_unparsed(
+        self, data: bytes, error: SipError, source: Destination, actions: list[Action]
+    ) -> None:
+        """A stateless answer (400, 505, ...) straight back to the sender; responses are dropped."""
+        answer = error_response(data, error)
+        if answer is None:
+            log.info("dropped unanswerable message from %s: %s", source.host, error.reason)
+            return
+        metrics.count_response(error.status)
+        actions.append(Send(answer, source))
+
+    def _note_failure(
+        self,
+        branch: Branch,
+        response: Response,
+        local: FailureReason | None,
+        actions: list[Action],
+    ) -> None:
+        """Count a branch's final failure; report a gateway's or destination's to health."""
+        hop = branch.hop
+        status = response.status
+        call_id = branch.forwarding.request.call_id
+        if hop.set_id is not None:
+            self.calls.branch_failed(hop.set_id, hop.set_uri, call_id)
+        if (hop.gateway_id is None and hop.set_id is None) or not failover_allowed(status):
+            return
+        if local is None and status == 408:
+            return  # the gateway said 408 itself: it is alive
+        facts = {
+            "reason": local or "status",
+            "status": status,
+            "retry_after": _leading_int(response.header("retry-after")),
+            "method": branch.forwarding.method,
+            "call_id": call_id,
+        }
+        event: GatewayFailed | DestinationFailed
+        if hop.gateway_id is not None:
+            metrics.count_gateway_failure(hop.gateway_id)
+            event = GatewayFailed.model_validate(
+                {**facts, "gateway_id": hop.gateway_id, "address": hop.gateway_address}
+            )
+        else:
+            DESTINATION_FAILURES.labels(hop.set_id, hop.set_uri).inc()
+            event = DestinationFailed.model_validate(
+                {**facts, "set_id": hop.set_id, "address": hop.set_uri}
+            )
+        actions.append(Publish(event))
+
+
+def _leading_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    digits = value.split(";", 1)[0].split("(", 1)[0].strip()
+    return int(digits) if digits.isdigit() else None

@@ -1,0 +1,300 @@
+"""Forwarding and forking (RFC 3261 §16.6, §16.7): branches, failover, CANCEL, the best answer.
+
+A `Forwarding` starts with its hops; each group of them (one gateway, or the
+contacts of one q) goes out as branches, each a client transaction with a
+failover timer.  Answers come back through `_client_event`: a provisional
+is relayed, a 2xx wins and the others are cancelled, a failure that allows
+failover moves on to the next group, and when none is left the best final
+answer goes upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from services.edge import metrics
+from services.edge.proxy.actions import Action, Send
+from services.edge.proxy.answers import Answers
+from services.edge.proxy.forwarding import Branch, Forwarding, failover_allowed
+from services.edge.proxy.routes import Hop
+from shared.contracts.edge import FailureReason
+from shared.sip.errors import SipError
+from shared.sip.message import Request, Response
+from shared.sip.transaction import (
+    ClientTransaction,
+    ResponseReceived,
+    ServerTransaction,
+    Terminated,
+    TimedOut,
+    TransactionEvent,
+    Transmit,
+    TransportFailed,
+)
+
+
+class Forking(Answers):
+    """Sends a forwarding's branches and turns their answers into the one sent upstream."""
+
+    def _start(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        forwarding.request.decrement_max_forwards()
+        self._forwardings[forwarding.server] = forwarding
+        self._next_branch(forwarding, now, actions)
+
+    def _next_branch(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        """Send to the next hop(s), or answer with the best response when there is none left."""
+        if forwarding.hops and not forwarding.cancelled:
+            if forwarding.finals:
+                metrics.FAILOVERS.inc()
+            for hop in forwarding.next_group():
+                self._send_branch(forwarding, hop, now, actions)
+            if not forwarding.branches:  # none could leave (a policy refused each): next group
+                self._next_branch(forwarding, now, actions)
+            return
+        self._finish(forwarding, now, actions)
+
+    def _send_branch(
+        self, forwarding: Forwarding, hop: Hop, now: float, actions: list[Action]
+    ) -> None:
+        request = forwarding.request.copy()
+        if hop.uri != request.uri_text:
+            request.set_uri(hop.uri)
+        routes = hop.routes
+        if hop.remote_flow is not None:  # another edge's flow: signed for this call
+            signed = self.dialogs.route_params(request.call_id, hop.remote_flow)
+            routes = (f"{routes[0][:-1]}{signed}>",)
+        for route in routes:
+            request.add_header("Route", route)
+        outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
+        if forwarding.record_route:  # signed, so the dialog's requests may follow it back
+            params = self.dialogs.route_params(request.call_id, hop.flow_token)
+            if outbound != forwarding.inbound:
+                request.add_record_route(f"{forwarding.inbound.record_route[:-1]}{params}>")
+            request.add_record_route(f"{outbound.record_route[:-1]}{params}>")
+        request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
+        try:  # manipulation, topology hiding
+            self.policies.outgoing(request, forwarding.policy, hop, outbound)
+        except SipError as error:  # this hop cannot be served as the table asks
+            failure = forwarding.failure(
+                request, error.status, self._to_tag, error.reason, error.headers
+            )
+            forwarding.finals.append(failure)
+            return
+        if self._too_large_for_udp(request, hop):  # built again, with our TCP Via (§18.1.1)
+            tcp = replace(hop.destination, transport="tcp")
+            sized = replace(hop, destination=tcp, udp_fallback=hop.destination)
+            self._send_branch(forwarding, sized, now, actions)
+            return
+        client, events = self.table.start_client(
+            request, hop.destination, now, proxy=request.method == "INVITE"
+        )
+        branch = Branch(forwarding, hop, client)
+        forwarding.branches.append(branch)
+        self._branches[client] = branch
+        branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
+        if hop.gateway_id is not None:
+            metrics.count_gateway_attempt(hop.gateway_id)
+        elif hop.set_id is not None:
+            self.calls.branch_sent(hop.set_id, hop.set_uri, request.method, request.call_id, now)
+        for event in events:
+            self._client_event(client, event, now, actions)
+
+    def _too_large_for_udp(self, request: Request, hop: Hop) -> bool:
+        """RFC 3261 §18.1.1: a request over the MTU goes by TCP, unless its next hop's URI
+        names UDP, it goes down a flow (a peer reachable only where it connected from), or
+        this edge has no TCP socket of the hop's address family.  The size costs nothing:
+        the transaction serialises the same bytes next."""
+        destination = hop.destination
+        return (
+            destination.transport == "udp"
+            and 0 < self.udp_mtu < len(request.to_bytes())
+            and not destination.pinned
+            and hop.flow_token is None
+            and self.interfaces.outbound("tcp", destination.host).transport == "tcp"
+        )
+
+    def _retry_over_udp(self, branch: Branch, now: float, actions: list[Action]) -> bool:
+        """§18.1.1: TCP was chosen for the size alone and failed: the hop again over UDP."""
+        forwarding = branch.forwarding
+        fallback = branch.hop.udp_fallback
+        if fallback is None or branch.abandoned or forwarding.done or forwarding.cancelled:
+            return False
+        forwarding.settle(branch)
+        branch.abandoned = True
+        udp = replace(fallback, pinned=True)
+        retry = replace(branch.hop, destination=udp, udp_fallback=None)
+        self._send_branch(forwarding, retry, now, actions)
+        if not forwarding.branches:
+            self._next_branch(forwarding, now, actions)
+        return True
+
+    # ----- answers on the branches -----------------------------------------------------
+
+    def _client_event(
+        self, client: ClientTransaction, event: TransactionEvent, now: float, actions: list[Action]
+    ) -> None:
+        if isinstance(event, Transmit):
+            actions.append(Send(event.data, event.destination, client))
+            return
+        branch = self._branches.get(client)
+        if branch is None:
+            return  # a CANCEL's own client transaction: its 200 needs nothing
+        if isinstance(event, ResponseReceived):
+            self._branch_response(branch, event.response, now, actions)
+        elif isinstance(event, TimedOut):
+            if event.response is None:
+                self._give_up(branch, "timeout", now, actions)
+            elif not branch.abandoned:
+                self._branch_response(branch, event.response, now, actions, local="timeout")
+        elif isinstance(event, TransportFailed):
+            branch.disarm(self._fr_timers)
+            if self._retry_over_udp(branch, now, actions):
+                return
+            failure = branch.forwarding.failure(
+                client.request, 503, self._to_tag, "Service Unavailable (transport)"
+            )
+            self._branch_response(branch, failure, now, actions, local="transport")
+        elif isinstance(event, Terminated):
+            branch.disarm(self._fr_timers)
+            del self._branches[client]
+
+    def _branch_response(
+        self,
+        branch: Branch,
+        response: Response,
+        now: float,
+        actions: list[Action],
+        *,
+        local: FailureReason | None = None,
+    ) -> None:
+        """A response on `branch`; `local` names why, when we made it ourselves."""
+        forwarding = branch.forwarding
+        status = response.status
+        if local is None:
+            branch.answered = True
+            branch.disarm(self._fr_timers)
+        if status < 200:
+            if status == 100:
+                return
+            branch.provisional = True
+            if forwarding.cancelled or forwarding.declined or branch.abandoned:
+                self._send_cancel(branch, now, actions)
+            elif not forwarding.done:
+                self._relay(forwarding, response, now, actions)
+            return
+        if 200 <= status < 300:
+            # Every 2xx goes upstream, even on a given-up branch (§16.7 step 5).
+            if forwarding.method == "INVITE" and not forwarding.done:
+                metrics.CALLS_SET_UP.inc()
+            forwarding.done = True
+            self._relay(forwarding, response, now, actions)
+            self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
+            return
+        if branch.abandoned or forwarding.done:
+            return
+        forwarding.settle(branch)
+        self._note_failure(branch, response, local, actions)
+        forwarding.finals.append(response)
+        if status >= 600:
+            forwarding.hops.clear()
+            self._cancel_others(forwarding, now, actions)
+        elif branch.hop.q is None and not failover_allowed(status):
+            forwarding.hops.clear()
+        if not forwarding.branches:
+            self._next_branch(forwarding, now, actions)
+
+    def _cancel_others(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        """After a 6xx: CANCEL the pending branches (now, or on their first provisional)
+        but keep waiting for their answers; the 6xx is not forwarded at once (§16.7 step 5)."""
+        forwarding.declined = True
+        for other in forwarding.branches:
+            if other.provisional:
+                self._send_cancel(other, now, actions)
+
+    def _abandon_others(
+        self, forwarding: Forwarding, winner: Branch, now: float, actions: list[Action]
+    ) -> None:
+        """Give up the other parallel branches: CANCEL them now, or on their first provisional."""
+        for other in forwarding.branches:
+            if other is not winner:
+                other.abandoned = True
+                other.disarm(self._fr_timers)
+                if other.provisional:
+                    self._send_cancel(other, now, actions)
+        forwarding.branches.clear()
+
+    def _give_up(
+        self, branch: Branch, reason: FailureReason, now: float, actions: list[Action]
+    ) -> None:
+        """No final answer in time: CANCEL if we may, then treat it as a 408 and move on."""
+        branch.abandoned = True
+        branch.disarm(self._fr_timers)
+        if branch.provisional:
+            self._send_cancel(branch, now, actions)
+        forwarding = branch.forwarding
+        if forwarding.done:
+            return
+        forwarding.settle(branch)
+        timeout = forwarding.failure(branch.client.request, 408, self._to_tag)
+        self._note_failure(branch, timeout, reason, actions)
+        forwarding.finals.append(timeout)
+        if not forwarding.branches:
+            self._next_branch(forwarding, now, actions)
+
+    def _finish(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
+        if forwarding.done:
+            return
+        best = forwarding.best_response()
+        forwarding.done = True
+        if forwarding.cancelled and (best is None or best.status != 487):
+            self._answer(forwarding.server, 487, None, now, actions)
+        elif best is None:
+            reason = "Temporarily Unavailable (no gateway)"
+            self._answer(forwarding.server, 480, reason, now, actions)
+        elif best.status == 503:  # §16.7 step 6: a 503 upstream would make the caller back off
+            reason = "Server Internal Error (next hop unavailable)"
+            self._answer(forwarding.server, 500, reason, now, actions)
+        else:
+            self._relay(forwarding, best, now, actions)
+
+    def _relay(
+        self, forwarding: Forwarding, response: Response, now: float, actions: list[Action]
+    ) -> None:
+        """Forward a branch's response upstream through the server transaction (§16.7 step 9)."""
+        upstream = response.copy()
+        popped = upstream.pop_via()
+        self.policies.upstream(upstream, popped, forwarding.inbound)  # topology hiding
+        self._respond(forwarding.server, upstream, now, actions)
+
+    # ----- CANCEL ----------------------------------------------------------------------
+
+    def _cancel(
+        self, cancel: Request, server: ServerTransaction, now: float, actions: list[Action]
+    ) -> None:
+        invite = self.table.match_cancel(cancel)
+        if invite is None:
+            self._answer(server, 481, None, now, actions)
+            return
+        self._answer(server, 200, None, now, actions)
+        if self._parked.pop(invite, None) is not None:  # still waiting for a lookup
+            self._answer(invite, 487, None, now, actions)
+            return
+        forwarding = self._forwardings.get(invite)
+        if forwarding is None or forwarding.done:
+            return
+        forwarding.cancelled = True
+        forwarding.hops.clear()
+        for branch in forwarding.branches:
+            if branch.provisional and not branch.abandoned:
+                self._send_cancel(branch, now, actions)
+        # Before any provisional the CANCEL waits for one (§9.1); the failover
+        # timer ends the wait with a 487 if none comes.
+
+    def _send_cancel(self, branch: Branch, now: float, actions: list[Action]) -> None:
+        if branch.cancel_sent or branch.client.request.method != "INVITE":
+            return
+        branch.cancel_sent = True
+        cancel = branch.cancel_request()
+        _client, events = self.table.start_client(cancel, branch.client.destination, now)
+        for event in events:
+            if isinstance(event, Transmit):
+                actions.append(Send(event.data, event.destination))

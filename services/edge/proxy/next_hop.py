@@ -1,0 +1,218 @@
+"""Next-hop selection: by Route (loose and strict routing, our own entries popped, flows),
+by Request-URI (the registrar for a REGISTER, a subscriber's bindings, the gateways for a
+dialled number), with the loop check and the requests addressed to the edge itself.
+
+With `Subscribers` set, out-of-dialog requests from untrusted sources must
+authenticate (407) before the callee is looked up, and a question the
+location directory cannot answer from memory parks the request (`Lookup`)
+until the adapter has read Redis.
+"""
+
+from __future__ import annotations
+
+from services.edge.location import Missing
+from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
+from services.edge.proxy.branches import hash_in_branch
+from services.edge.proxy.dialogs import OwnRoute
+from services.edge.proxy.flows import is_from_flow
+from services.edge.proxy.forking import Forking
+from services.edge.proxy.forwarding import Forwarding, Parked
+from services.edge.proxy.routes import Hop, dialled_number
+from services.edge.proxy.subscribers import (
+    Subscribers,
+    authenticate,
+    binding_hops,
+    challenge_register,
+)
+from shared.protection import WrongCredentialsError
+from shared.sip.address import Address
+from shared.sip.errors import SipError
+from shared.sip.message import Request
+from shared.sip.transport.destination import Destination, destination_of
+from shared.sip.uri import SipUri
+
+DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+NO_ROUTE_REASON = 'SIP;cause=404;text="no route"'
+
+
+class NextHop(Forking):
+    """Finds where a request goes next, then hands it to forwarding."""
+
+    def _proceed(self, parked: Parked, now: float, actions: list[Action]) -> None:
+        """Route an out-of-dialog request by its Request-URI, or park it for a `Lookup`."""
+        request = parked.request
+        try:
+            if (  # one with a pre-loaded Route goes where that Route says
+                request.method == "REGISTER" and self.subscribers is not None and not request.routes
+            ):
+                self._register(parked, self.subscribers, now, actions)
+                return
+            hops = self._hops_by_uri(parked, now)
+        except Missing as missing:
+            self._parked[parked.server] = parked
+            actions.append(Lookup(missing.query, parked.server))
+            return
+        except WrongCredentialsError as failed:
+            self._parked[parked.server] = parked
+            actions.append(
+                AuthFailed(parked.server, parked.source, failed.user, failed.realm, request.method)
+            )
+            return
+        except SipError as error:
+            self._answer(
+                parked.server, error.status, error.reason, now, actions, headers=error.headers
+            )
+            return
+        record = request.method in DIALOG_CREATING
+        forwarding = Forwarding(
+            parked.server, request, hops, parked.loop_hash, parked.inbound, record
+        )
+        forwarding.policy = parked.policy
+        self._start(forwarding, now, actions)
+
+    def _register(
+        self, parked: Parked, subscribers: Subscribers, now: float, actions: list[Action]
+    ) -> None:
+        """A REGISTER for us or one of our domains goes to the registrar (its 200/401 back)."""
+        request = parked.request
+        uri = request.uri
+        if not self._for_us(request) and not (
+            isinstance(uri, SipUri) and subscribers.directory.is_local_domain(uri.host, now)
+        ):
+            raise SipError("Not Found (not a domain of ours)", 404)
+        challenge_register(request, subscribers, now, parked.source.host)
+        edge_address = parked.inbound.record_route[1:-1].replace(";lr", "")
+        actions.append(Register(parked.server, request.to_bytes(), parked.source, edge_address))
+
+    def _hops_by_uri(self, parked: Parked, now: float) -> list[Hop]:
+        """The next hops of an out-of-dialog request: its pre-loaded Route, a subscriber's
+        bindings, or the gateways for a dialled number; SipError otherwise.
+
+        An untrusted caller authenticates first, whatever the method (a MESSAGE
+        or OPTIONS reaches a phone as surely as an INVITE), unless the request
+        is for the edge itself, and before the callee is looked up: until the
+        caller has proved a password the answer cannot tell whether a user exists.
+        """
+        request = parked.request
+        source = parked.source
+        subscribers = self.subscribers
+        uri = request.uri
+        if (
+            subscribers is not None
+            and not parked.authenticated
+            and not subscribers.trusted(source)
+            and not self._for_us(request)
+        ):
+            authenticate(request, subscribers, now, source.host)
+            parked.authenticated = True
+        route_hop = self._next_hop_by_route(request) if request.routes else None
+        if route_hop is not None:
+            return [route_hop]  # a pre-loaded route set is followed, not looked up
+        if (
+            subscribers is not None
+            and isinstance(uri, SipUri)
+            and uri.user
+            and subscribers.directory.is_local_domain(uri.host, now)
+        ):
+            hops = self._subscriber_hops(uri, subscribers, now)
+            if hops is not None:
+                return hops
+        number = dialled_number(uri)
+        if number is None:
+            reason = "Not Found" if subscribers else "Not Found (registrar not available)"
+            raise SipError(reason, 404)
+        parked.policy = self.policies.admit_call(request, source, now)  # call limits
+        found = self.router.hops(number, source, request)
+        found = self.policies.decide(request, source, number, found)  # the routing hook
+        if found is None:
+            raise SipError(
+                f"Not Found (no route for {number})", 404, (("Reason", NO_ROUTE_REASON),)
+            )
+        hops, skipped = found
+        if not hops:
+            raise SipError(f"Temporarily Unavailable ({skipped} gateways down)", 480)
+        return hops
+
+    def _subscriber_hops(
+        self, uri: SipUri, subscribers: Subscribers, now: float
+    ) -> list[Hop] | None:
+        """The hops to `uri`'s bindings; 480 without any; None when it is no subscriber."""
+        directory = subscribers.directory
+        user, domain = str(uri.user), uri.host.lower()
+        bindings = directory.bindings(f"sip:{user}@{domain}", now)
+        if bindings:
+            hops = binding_hops(bindings, subscribers.flows, self.interfaces)
+            if hops:
+                return hops
+        elif not directory.subscriber_exists(user, domain, now):
+            return None
+        raise SipError("Temporarily Unavailable", 480)
+
+    def _flow_hop(self, request: Request, token: str | None, source: Destination) -> Hop | None:
+        """The hop to the flow named by a token in our Route, unless it came from that flow."""
+        if token is None or self.subscribers is None:
+            return None
+        flow = self.subscribers.flows.open(token)
+        if flow is None:
+            raise SipError("Forbidden (bad flow token)", 403)
+        if is_from_flow(flow, source):
+            return None
+        return Hop(request.uri_text, flow, flow_token=token)
+
+    def _for_us(self, request: Request) -> bool:
+        """Addressed to the edge itself: our host:port, and no user (or no hop left to go)."""
+        uri = request.uri
+        return (
+            isinstance(uri, SipUri)
+            and (uri.user is None or request.max_forwards == 0)
+            and self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
+            and all(self._is_our_route(route) for route in request.routes)
+        )
+
+    def _check_loop(self, request: Request, hash_now: str) -> None:
+        """482 if one of our Vias carries the hash this request has now (§16.3 step 4)."""
+        for via in request.vias:
+            seen = hash_in_branch(via.branch)
+            if seen == hash_now and self.interfaces.is_ours(via.host, via.port, via.transport):
+                raise SipError("Loop Detected", 482)
+
+    def _is_our_route(self, route: Address) -> bool:
+        uri = route.uri
+        if not isinstance(uri, SipUri):
+            return False
+        return self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
+
+    def _process_routes(self, request: Request, own: OwnRoute) -> str | None:
+        """Strict-router fix-up, then pop our own Route entries (§16.4); their flow token."""
+        if own.strict:  # a strict router put our Record-Route URI into the Request-URI
+            values = request.headers("route")
+            request.set_uri(str(request.routes[-1].uri))
+            request.remove_header("route")
+            if len(values) > 1:
+                request.add_header("Route", ", ".join(values[:-1]))
+        for _ in range(own.count):
+            request.pop_route()
+        return own.flow
+
+    def _next_hop_by_route(self, request: Request) -> Hop | None:
+        """Loose routing to the top Route; strict-route compatibility for one without `lr`."""
+        routes = request.routes
+        if not routes:
+            uri = request.uri
+            if isinstance(uri, SipUri) and self.interfaces.is_ours(
+                uri.host, uri.port, _transport_of(uri)
+            ):
+                return None
+            return Hop(request.uri_text, destination_of(uri))
+        top = routes[0].uri
+        if isinstance(top, SipUri) and not top.has_param("lr"):
+            # §16.6 step 6: the next hop is a strict router; it expects the Request-URI.
+            request.add_header("Route", f"<{request.uri_text}>")
+            request.pop_route()
+            request.set_uri(str(top))
+            return Hop(request.uri_text, destination_of(top))
+        return Hop(request.uri_text, destination_of(top))
+
+
+def _transport_of(uri: SipUri) -> str:
+    return (uri.param("transport") or "udp").lower()

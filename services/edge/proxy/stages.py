@@ -1,0 +1,89 @@
+"""The policy stages: every point where the proxy core asks its policies, and their no-op.
+
+The core always holds one `PolicyStages` and calls it unconditionally.  This
+class is both the protocol and the default: each stage does nothing (lets the
+message through unchanged) at the cost of one method call.
+`services.edge.policy.EdgePolicies` overrides the stages with protection,
+topology hiding, the routing hook and header manipulation.  A base class
+rather than a `typing.Protocol` because, compiled by mypyc, a call on a
+native base class is a vtable call where a protocol's would be a Python
+attribute lookup.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from services.edge.interfaces import Interface
+from services.edge.proxy.actions import Action
+from services.edge.proxy.routes import Found, Hop
+from shared.sip.message import Request, Response
+from shared.sip.transport.destination import Destination
+from shared.sip.via import Via
+
+if TYPE_CHECKING:
+    from services.edge.policy import PolicyContext
+
+
+class PolicyStages:
+    """No policy at all: nothing is dropped, refused, restored, hidden or rewritten."""
+
+    # ----- before parsing / outside transactions ----------------------------------------
+
+    def drop_flood(
+        self, data: bytes, source: Destination, now: float, actions: list[Action]
+    ) -> bool:
+        """Raw bytes from `source`, before parsing: True drops them."""
+        return False
+
+    def refuse_connection(self, source: Destination, now: float, actions: list[Action]) -> bool:
+        """A new TCP connection from `source`, counted like a request: True refuses it."""
+        return False
+
+    def screen(
+        self,
+        request: Request,
+        source: Destination,
+        now: float,
+        actions: list[Action],
+        context: PolicyContext | None = None,
+    ) -> bool:
+        """A request outside any transaction: True when it was refused (answer in `actions`)."""
+        return False
+
+    def inbound(self, request: Request) -> PolicyContext | None:
+        """A request outside any transaction, before routing: restored if from the outside."""
+        return None
+
+    def restore_response(self, response: Response) -> bool:
+        """False: drop the response (a bad topology token)."""
+        return True
+
+    # ----- routing a number -------------------------------------------------------------
+
+    def admit_call(self, request: Request, source: Destination, now: float) -> PolicyContext | None:
+        """Before a number is routed: raises SipError to refuse the call."""
+        return None
+
+    def call_ended(self, call_id: str) -> None:
+        """A BYE that passed the dialog check: the call's limit slots are free again."""
+
+    def decide(self, request: Request, source: Destination, number: str, found: Found) -> Found:
+        """The routing table's answer for `number`, which a hook may replace."""
+        return found
+
+    # ----- branches and responses -------------------------------------------------------
+
+    def outgoing(
+        self, request: Request, context: PolicyContext | None, hop: Hop, outbound: Interface
+    ) -> None:
+        """A branch's request, its Via (and Record-Route) added, before it is sent."""
+
+    def upstream(self, response: Response, popped: Via, outbound: Interface) -> None:
+        """A response relayed upstream, the edge's Via popped."""
+
+    def hide_answer(self, response: Response, context: PolicyContext, outbound: Interface) -> None:
+        """A response the edge made itself to a restored request (`context.restored`)."""
+
+    def responded(self, request: Request, response: Response) -> None:
+        """Every response sent upstream for `request`."""
