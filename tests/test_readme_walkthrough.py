@@ -11,7 +11,9 @@ The section "## Five minutes" of README.md is read block by block:
 - a ```text block after a ```sh block is output the README promises: each of its lines
   must be a line of that block's output.  The platform applies events asynchronously,
   so such a block is run again until it shows them, within a deadline, as a reader
-  would re-run it.
+  would re-run it;
+- the platform's log line the prose promises after the gateway is enabled again
+  (``PROBED_UP``) must appear, and the platform must stop cleanly, without a traceback.
 
 The README's ports (SIP 5060, HTTP 8080, the gateway's 5080) are replaced by free ones,
 so that the test never meets a ``make run`` left running on this machine.
@@ -23,24 +25,23 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.services.edge.support import LOOPBACK, REPO, free_port, wait_bound
+from tests.services.edge.health_support import wait_until
+from tests.services.edge.support import REPO, free_port, wait_bound
+from tests.shared.api.support import Running, start, stop, wait_ready
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
 SECTION = "## Five minutes"
 LEFT_RUNNING = "(leave it running)"
-README_PORTS = ("5060", "8080", "5080")
 BLOCK_TIMEOUT = 60.0
 PROMISE_DEADLINE = 30.0  # above the health service's 10 s probe interval
+PROBED_UP = "gw:gw1 is up: answered 200"  # a log line the README's prose promises
 
 
 @dataclass(frozen=True)
@@ -65,58 +66,40 @@ class Walk:
     """The ports the walkthrough runs on, and the processes it left running."""
 
     workdir: Path
-    ports: dict[str, int]
-    running: list[tuple[subprocess.Popen[bytes], Path]]
+    ports: dict[str, str] = field(default_factory=lambda: {"5080": str(free_port())})
+    platform: Running | None = None
+    terminals: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
 
     def localise(self, script: str) -> str:
-        return re.sub(r"\b(5060|8080|5080)\b", lambda m: str(self.ports[m.group(1)]), script)
+        return re.sub(r"\b(5060|8080|5080)\b", lambda m: self.ports[m.group(1)], script)
 
     def start_platform(self) -> None:
-        sip, http = self.ports["5060"], self.ports["8080"]
+        """What ``make run`` runs, on its own ports, with an empty data directory."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMESH_")}
-        env |= {
-            "CALLMESH_SIP_LISTEN": f"udp:{LOOPBACK}:{sip},tcp:{LOOPBACK}:{sip}",
-            "CALLMESH_HTTP_LISTEN": f"{LOOPBACK}:{http}",
-            "CALLMESH_DATA_DIR": str(self.workdir / "var"),
-        }
-        process = self._spawn([sys.executable, "-m", "services"], "platform.log", env)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://{LOOPBACK}:{http}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, self.output(0)
-            assert time.monotonic() < deadline, f"the platform did not come up: {self.output(0)}"
-            time.sleep(0.1)
+        env["CALLMESH_DATA_DIR"] = str(self.workdir / "var")
+        self.platform = start("platform", "services", env, self.workdir)
+        self.ports |= {"5060": str(self.platform.sip_port), "8080": str(self.platform.http_port)}
+        wait_ready(self.platform)
 
-    def start_background(self, script: str) -> None:
-        index = len(self.running)
-        process = self._spawn(["bash", "-c", self.localise(script)], f"terminal-{index}.log")
-        if "-p 5080" in script:
-            wait_bound(self.ports["5080"])
-        assert process.poll() is None, self.output(index)
+    def log(self) -> str:
+        return "" if self.platform is None else "\n".join(self.platform.lines()[-30:])
 
-    def _spawn(
-        self, argv: list[str], log_name: str, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = self.workdir / log_name
-        with log.open("wb") as sink:
+    def start_terminal(self, script: str) -> None:
+        """A block left running (SIPp as the gateway), in its own process group."""
+        output = self.workdir / f"terminal-{len(self.terminals)}.log"
+        with output.open("wb") as sink:
             process = subprocess.Popen(
-                argv,
+                ["bash", "-c", self.localise(script)],
                 cwd=REPO,
-                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )
-        self.running.append((process, log))
-        return process
-
-    def output(self, index: int) -> str:
-        return self.running[index][1].read_text(errors="replace")[-4000:]
+            )  # fmt: skip  (argument groups on one line)
+        self.terminals.append((process, output))
+        if "-p 5080" in script:
+            wait_bound(int(self.ports["5080"]))
+        assert process.poll() is None, output.read_text(errors="replace")
 
     def run(self, script: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -127,11 +110,11 @@ class Walk:
             capture_output=True,
             text=True,
             timeout=BLOCK_TIMEOUT,
-        )
+        )  # fmt: skip  (argument groups on one line)
 
     def stop(self) -> None:
-        """SIGTERM to each process group started here (the platform last), then SIGKILL."""
-        for process, _ in reversed(self.running):
+        """SIGTERM to each terminal's process group, then SIGKILL; the platform last."""
+        for process, _ in self.terminals:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:
@@ -139,11 +122,13 @@ class Walk:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+        if self.platform is not None:
+            stop([self.platform])
 
 
 @pytest.fixture
 def walk(tmp_path: Path) -> Iterator[Walk]:
-    started = Walk(tmp_path, {port: free_port() for port in README_PORTS}, [])
+    started = Walk(tmp_path)
     try:
         yield started
     finally:
@@ -151,11 +136,10 @@ def walk(tmp_path: Path) -> Iterator[Walk]:
 
 
 def test_every_command_of_the_walkthrough_works_as_written(walk: Walk) -> None:
-    blocks = walkthrough((REPO / "README.md").read_text())
+    readme = (REPO / "README.md").read_text()
+    blocks = walkthrough(readme)
     commands = [block for block in blocks if block.kind == "sh"]
-    assert commands and commands[0].text.startswith("make run "), (
-        "the walkthrough starts the platform"
-    )
+    assert commands and commands[0].text.startswith("make run "), "it starts the platform"
     assert any("sipp -sf" in block.text and "-m 1" in block.text for block in commands)
 
     for index, block in enumerate(blocks):
@@ -166,33 +150,45 @@ def test_every_command_of_the_walkthrough_works_as_written(walk: Walk) -> None:
             if block.text.startswith("make run "):
                 walk.start_platform()
             else:
-                walk.start_background(block.text)
+                walk.start_terminal(block.text)
         elif following is not None and following.kind == "text":
             _until_promised(walk, block.text, following.text.splitlines())
         else:
             result = walk.run(block.text)
             assert result.returncode == 0, _report(walk, block.text, result)
 
-    platform = walk.running[0][0]
-    platform.send_signal(signal.SIGTERM)
-    assert platform.wait(15) == 0
-    assert "Traceback" not in walk.output(0)
+    assert f"`{PROBED_UP}`" in readme
+    platform = walk.platform
+    assert platform is not None
+    wait_until(
+        lambda: any(f'"msg":"{PROBED_UP}"' in line for line in platform.lines()),
+        PROMISE_DEADLINE,
+        lambda: f"no {PROBED_UP!r} in the platform's log: {walk.log()}",
+    )
+    platform.process.send_signal(signal.SIGTERM)
+    assert platform.process.wait(15) == 0
+    assert not any("Traceback" in line for line in platform.lines())
 
 
 def _until_promised(walk: Walk, script: str, promised: list[str]) -> None:
     """Run `script` until it exits 0 with every promised line in its output, within a deadline."""
-    deadline = time.monotonic() + PROMISE_DEADLINE
-    while True:
-        result = walk.run(script)
-        if result.returncode == 0 and set(promised) <= set(result.stdout.splitlines()):
-            return
-        assert time.monotonic() < deadline, f"promised {promised}; " + _report(walk, script, result)
-        time.sleep(0.5)
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def kept() -> bool:
+        results.append(walk.run(script))
+        lines = set(results[-1].stdout.splitlines())
+        return results[-1].returncode == 0 and set(promised) <= lines
+
+    wait_until(
+        kept,
+        PROMISE_DEADLINE,
+        lambda: f"promised {promised}; " + _report(walk, script, results[-1]),
+    )
 
 
 def _report(walk: Walk, script: str, result: subprocess.CompletedProcess[str]) -> str:
     return (
         f"{walk.localise(script)!r} exited {result.returncode}\n"
         f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}\n"
-        f"platform: {walk.output(0)}"
+        f"platform: {walk.log()}"
     )
