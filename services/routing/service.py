@@ -12,6 +12,7 @@ from services.routing.api.rules_import import import_router
 from services.routing.commands import CommandHandler
 from services.routing.writer import TableWriter
 from shared.contracts.routing import COMMANDS_QUEUE
+from shared.health.feed import GatewayHealthFeed
 from shared.routing_table.cache import RoutingCache
 from shared.routing_table.model import Carrier, Dialplan, Gateway, Manipulation, Rule
 from shared.routing_table.store import RoutingStore
@@ -26,6 +27,8 @@ class RoutingService(Service):
         self.writer = TableWriter(RoutingStore(self.store), self.bus, self.log)
         self.cache = RoutingCache(self.store, self.bus)
         """The dry run's view of the table: the very cache the edges run."""
+        self.health = GatewayHealthFeed(self.store, self.bus, self.cache.health)
+        """…with each gateway's state, followed as the edges follow it."""
         runtime.readiness.append(("routing-table", self._table_ready))
 
     def routers(self) -> Sequence[APIRouter]:
@@ -42,10 +45,12 @@ class RoutingService(Service):
     async def start(self) -> None:
         await self.bus.declare_queue(COMMANDS_QUEUE)
         await self.cache.start()
+        await self.health.start()
         await self.bus.consume(COMMANDS_QUEUE, CommandHandler(self.writer))
         self.log.info("routing ready at table version %d", self.cache.version)
 
     async def stop(self) -> None:
+        await self.health.stop()
         await self.cache.stop()
 
     async def _table_ready(self) -> str | None:

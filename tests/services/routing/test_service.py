@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aio_pika
 import orjson
 import pytest
 
+from shared.contracts.health import TargetState, TargetStateName
+from shared.health.store import HealthStore
 from shared.routing_table.store import RoutingStore
 from shared.store import Store
 from tests.conftest import RABBITMQ_URL
@@ -357,3 +360,31 @@ async def test_rules_may_target_dispatcher_sets_first(routing: Deployment) -> No
     bad_id = await client.put("/v1/rules/x", json={"prefix": "1", "gateways": ["@a:b"]})
     assert bad_id.status_code == 422
     assert bad_id.json()["detail"][0]["loc"] == ["body", "gateways", 0]
+
+
+def gateway_state(gateway_id: str, state: TargetStateName) -> TargetState:
+    return TargetState(
+        target=f"gw:{gateway_id}",
+        kind="gateway",
+        address="sip:192.0.2.1",
+        gateway_id=gateway_id,
+        state=state,
+        reason="test",
+        since=time.time(),
+    )  # fmt: skip  (one record, its fields grouped as GET /v1/targets lists them)
+
+
+async def test_the_dry_run_shows_each_gateways_health_as_the_edges_see_it(
+    routing: Deployment,
+) -> None:
+    """A stored state is loaded (at start, after a reconnect); a published one is followed."""
+    await routing.seed()
+    feed, health = routing.service.health, routing.service.cache.health
+    await HealthStore(routing.store).write_override(gateway_state("1", "disabled"))
+    loads = feed.loads
+    feed.reload_soon()  # what a bus reconnect does
+    await until(lambda: feed.loads > loads)
+    await (await routing.bus("health")).publish(gateway_state("2", "down"))
+    await until(lambda: health.state("2") == "down")
+    dry = (await routing.client.get("/v1/route", params={"number": "14075551234"})).json()
+    assert {g["id"]: g["state"] for g in dry["gateways"]} == {"1": "disabled", "2": "down"}
