@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.edge.proxy.actions import Send
 from services.edge.proxy.dialogs import REFUSED, RecordRouteSigner
@@ -252,3 +253,18 @@ def test_a_cancel_of_a_reinvite_meets_its_transaction_whatever_its_route(run: Ru
 def test_a_stray_cancel_with_a_to_tag_is_481(run: Run) -> None:
     stray = in_dialog("CANCEL", "sip:gw@203.0.113.1", branch="z9hG4bKnone")
     assert only_answer(run, stray).status == 481
+
+
+def refused_for(reason: str) -> float:
+    """`callmesh_edge_relay_refused` for one reason (what an operator's alert keys on)."""
+    value = REGISTRY.get_sample_value("callmesh_edge_relay_refused_total", {"reason": reason})
+    return value or 0.0
+
+
+def test_a_forged_token_is_counted_as_a_bad_token_and_says_so(run: Run) -> None:
+    before = refused_for("bad_token")
+    response = only_answer(run, in_dialog("BYE", routes=f"<sip:{EDGE}:5060;lr>"))
+    assert (response.status, response.reason) == (403, "Forbidden (not our dialog route)")
+    copied = invite(extra=f"Route: <sip:{EDGE}:5060;lr;cm-flow=FLOW1>\r\n")
+    assert only_answer(run, copied).status == 403
+    assert refused_for("bad_token") == before + 2
