@@ -1,15 +1,14 @@
-"""Parallel forking over a subscriber's contacts (`forking.py`): the 3xx and 6xx boundaries.
+"""Parallel forking over a subscriber's contacts (`forking.py`): the 2xx/3xx boundary.
 
-A 3xx is a final failure like a 4xx: the other contacts go on ringing.  A 600
-ends the forking like any 6xx: the ringing branches are cancelled (§16.7 step 5).
+A 3xx is a final failure like a 4xx: the other contacts go on ringing (a 600
+ending the forking is in `test_subscribers`).
 """
 
 from __future__ import annotations
 
-from tests.services.edge.proxy.test_core import answer, only_request, sent_to, statuses
+from tests.services.edge.proxy.test_core import answer, sent_to, statuses
 from tests.services.edge.proxy.test_subscribers import (
     CARRIER,
-    DESK,
     PHONE,
     TABLET,
     Run,
@@ -28,12 +27,3 @@ def test_a_300_from_one_contact_lets_the_others_ring_on(run: Run) -> None:
     assert statuses(actions, CARRIER) == []  # not relayed at once, unlike a 2xx
     assert sent_to(actions, TABLET) == []  # no CANCEL
     assert statuses(run.send(answer(tablet, 200), TABLET), CARRIER) == [200]
-
-
-def test_a_600_ends_the_forking_like_any_6xx(run: Run) -> None:
-    phone, tablet = invites_to(run.send(call()), PHONE, TABLET)
-    run.send(answer(tablet, 180), TABLET)
-    actions = run.send(answer(phone, 600), PHONE)
-    assert only_request(actions, TABLET).method == "CANCEL"
-    assert sent_to(actions, DESK) == []
-    assert statuses(run.send(answer(tablet, 487), TABLET), CARRIER) == [600]
