@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.proxy.core import ProxyTimers
 from shared.contracts.edge import GatewayFailed
 from tests.services.edge.proxy.test_core import (
     CALLER,
@@ -20,7 +21,6 @@ from tests.services.edge.proxy.test_core import (
     invite,
     only_request,
     run,
-    sent_to,
     statuses,
 )
 from tests.services.edge.proxy.test_core_udp_mtu import TCP_GW1, large_invite, requests_to
@@ -96,13 +96,23 @@ def test_an_answered_invite_counts_as_a_call_set_up(run: Run) -> None:
     assert calls_set_up() == before + 1
 
 
-def test_a_retry_over_udp_is_no_gateway_failure_and_happens_once(run: Run) -> None:
+def test_a_retry_over_udp_is_no_gateway_failure(run: Run) -> None:
     [(_, over_tcp)] = requests_to(run.send(large_invite()), TCP_GW1)
     assert over_tcp.client is not None
     retried = run.proxy.transport_failed(over_tcp.client, run.now)
     assert len(requests_to(retried, GW1)) == 1  # the control: the UDP retry
     assert failures(retried) == []
-    again = run.proxy.transport_failed(over_tcp.client, run.now)  # reported twice
-    assert sent_to(again, GW1) == []
-    assert failures(again) == []
-    assert statuses(again, CALLER) == []
+    assert statuses(retried, CALLER) == []
+
+
+def test_a_transaction_timeout_before_the_failover_timer_is_published_as_a_timeout(
+    run: Run,
+) -> None:
+    """fr set longer than fr_inv (Timer C, 10 s here): the transaction's own 408 ends a
+    branch that got no answer at all, and it is still the gateway's failure."""
+    run.proxy.timers = ProxyTimers(fr=40.0, fr_inv=10.0)
+    run.send(invite())
+    assert failures(run.later(9.0)) == []  # the control: not yet
+    actions = run.later(1.5)
+    assert failures(actions) == [("1", "timeout", 408)]
+    assert only_request(actions, GW2).method == "INVITE"
