@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.edge.proxy.actions import Send
 from services.edge.proxy.dialogs import REFUSED, RecordRouteSigner
-from services.edge.topology import Keyring, new_secret
+from services.edge.topology import Keyring, TopologyKey, new_secret
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import (
@@ -252,3 +253,26 @@ def test_a_cancel_of_a_reinvite_meets_its_transaction_whatever_its_route(run: Ru
 def test_a_stray_cancel_with_a_to_tag_is_481(run: Run) -> None:
     stray = in_dialog("CANCEL", "sip:gw@203.0.113.1", branch="z9hG4bKnone")
     assert only_answer(run, stray).status == 481
+
+
+def refused_for(reason: str) -> float:
+    """`callmesh_edge_relay_refused` for one reason (what an operator's alert keys on)."""
+    value = REGISTRY.get_sample_value("callmesh_edge_relay_refused_total", {"reason": reason})
+    return value or 0.0
+
+
+def test_a_forged_token_is_counted_as_a_bad_token_and_says_so(run: Run) -> None:
+    before = refused_for("bad_token")
+    response = only_answer(run, in_dialog("BYE", routes=f"<sip:{EDGE}:5060;lr>"))
+    assert (response.status, response.reason) == (403, "Forbidden (not our dialog route)")
+    copied = invite(extra=f"Route: <sip:{EDGE}:5060;lr;cm-flow=FLOW1>\r\n")
+    assert only_answer(run, copied).status == 403
+    assert refused_for("bad_token") == before + 2
+
+
+def test_the_token_format_is_fixed_so_a_rolling_upgrade_keeps_dialogs() -> None:
+    """Edges of two releases share a key during an upgrade: each must verify the other's
+    tokens, so what is signed (Call-ID, and the flow when there is one) never changes."""
+    signer = RecordRouteSigner(Keyring(TopologyKey(7, bytes(range(32)))))
+    assert signer.sign("call-1", None) == "7.3b13421ab65405b9f51a7c4f"
+    assert signer.sign("call-1", "FLOW1") == "7.856b03e02bc52d9a06c81754"

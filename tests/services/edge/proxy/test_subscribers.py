@@ -176,14 +176,17 @@ def test_when_every_contact_fails_the_best_response_goes_upstream(run: Run) -> N
     assert statuses(actions, CARRIER) == [486]  # §16.7 step 6: lowest class, first of it
 
 
-def test_a_6xx_ends_the_forking_once_the_cancelled_branches_have_ended(run: Run) -> None:
+@pytest.mark.parametrize("status", [600, 603])
+def test_a_6xx_ends_the_forking_once_the_cancelled_branches_have_ended(
+    run: Run, status: int
+) -> None:
     phone, tablet = invites_to(run.send(call()), PHONE, TABLET)
     run.send(answer(tablet, 180), TABLET)
-    actions = run.send(answer(phone, 603), PHONE)
+    actions = run.send(answer(phone, status), PHONE)
     assert only_request(actions, TABLET).method == "CANCEL"
     assert sent_to(actions, DESK) == []
     assert statuses(actions, CARRIER) == []  # §16.7 step 5: not forwarded at once
-    assert statuses(run.send(answer(tablet, 487), TABLET), CARRIER) == [603]
+    assert statuses(run.send(answer(tablet, 487), TABLET), CARRIER) == [status]
 
 
 def test_a_2xx_after_a_6xx_still_wins(run: Run) -> None:

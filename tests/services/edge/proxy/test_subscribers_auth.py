@@ -30,6 +30,7 @@ from tests.services.edge.proxy.test_subscribers import (
     PHONE,
     TABLET,
     Run,
+    bobs_register,
     run,
 )
 
@@ -202,3 +203,31 @@ def test_an_answer_in_an_algorithm_not_offered_is_challenged_again(run: Run) -> 
     actions = run.send(request("MESSAGE", extra=extra, branch="z9hG4bKs9"), STRANGER)
     assert statuses(actions, STRANGER) == [407]
     nothing_reached_a_phone_or_gateway(actions)
+
+
+# ----- what the challenges and refusals say (issue 23's mutation run) --------------------
+
+
+def test_a_first_challenge_is_not_stale_and_a_made_up_nonce_gets_a_fresh_one(run: Run) -> None:
+    challenge = final(answered(run, "INVITE", BOB))
+    response = parse_message(challenge)
+    assert isinstance(response, Response) and response.status == 407
+    assert parse_challenge(response.header("proxy-authenticate") or "").stale is False
+    made_up = digest_answer(challenge, "INVITE", "alice", PASSWORD, BOB)
+    made_up = NONCE.sub(b'nonce="made-up"', made_up.encode()).decode()
+    again = final(answered(run, "INVITE", BOB, extra=made_up, branch="z9hG4bKs2"))
+    response = parse_message(again)
+    assert isinstance(response, Response) and response.status == 407
+    assert b'nonce="made-up"' not in again
+
+
+def test_a_registers_challenge_and_a_blocked_sources_refusal_say_so(run: Run) -> None:
+    challenge = parse_message(final(run.send(bobs_register("1"), PHONE), PHONE))
+    assert isinstance(challenge, Response)
+    assert (challenge.status, challenge.reason) == (401, "Unauthorized")
+    subscribers = run.proxy.subscribers
+    assert subscribers is not None
+    subscribers.blocks.add("source", PHONE.host, run.now + subscribers.wall_offset + 60)
+    refusal = parse_message(final(run.send(bobs_register("2"), PHONE), PHONE))
+    assert isinstance(refusal, Response)
+    assert (refusal.status, refusal.reason) == (403, "Forbidden")
