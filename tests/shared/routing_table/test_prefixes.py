@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import ctypes
+from array import array
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.routing_table.prefixes import _FIRST, MAX_TAG, NONE, TAG_MASK, PrefixTable, leaf_code
+from shared.routing_table.prefixes import (
+    _FIRST,
+    MAX_CODE,
+    MAX_TAG,
+    NONE,
+    TAG_MASK,
+    PrefixTable,
+    leaf_code,
+)
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
@@ -223,3 +232,24 @@ def test_bulk_into_a_table_that_has_prefixes_is_refused() -> None:
     table = table_of({"1": "a"})
     with pytest.raises(ValueError, match="bulk needs an empty table"):
         table.bulk([("2", "b")])
+
+
+def test_a_long_prefix_set_first_into_a_fresh_table_matches() -> None:
+    """A rest too long for a node word goes to the strings kept beside the nodes, which
+    exist before any rebuild."""
+    table: PrefixTable[str] = PrefixTable()
+    table.set("123456789012345", "deep")
+    assert [table.find(n) for n in ("1234567890123456", "123456789012344")] == ["deep", None]
+
+
+def test_the_last_code_is_given_and_the_next_prefix_refused() -> None:
+    """Codes run up to MAX_CODE (the leaf's code field holds code + 1): the table is made to
+    look full by its per-code arrays, not by 16 million prefixes."""
+    table = table_of({"1": "a"})
+    table.values = [None] * MAX_CODE
+    table._tags = array("H", [0]) * MAX_CODE
+    table._lengths = array("b", [-1]) * MAX_CODE
+    table.set("2", "last")
+    assert (table.find("29"), leaf_code(table.leaf("29"))) == ("last", MAX_CODE)
+    with pytest.raises(OverflowError, match=f"at most {MAX_CODE + 1} prefixes"):
+        table.set("3", "one too many")
