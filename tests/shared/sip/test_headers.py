@@ -65,3 +65,9 @@ def test_split_commas_respects_quotes_and_angle_brackets() -> None:
     assert split_commas("a,,") == ["a", "", ""]
     with pytest.raises(SipParseError, match="unterminated quoted string"):
         split_commas('"a, b')
+
+
+@pytest.mark.parametrize("raw", [b"Subject\x0b:", b"Subject\x0c:", b"Subject\r:"])
+def test_only_spaces_and_tabs_may_precede_the_colon(raw: bytes) -> None:
+    with pytest.raises(SipParseError):
+        key_of_raw_name(raw)
