@@ -64,3 +64,8 @@ def test_malformed_addresses(text: str, reason: str) -> None:
     with pytest.raises(SipParseError) as caught:
         parse_address(text)
     assert caught.value.reason == reason
+
+
+def test_an_address_parameter_error_names_the_address() -> None:
+    with pytest.raises(SipParseError, match="in address"):
+        parse_address('<sip:a@example.com>;x="open')

@@ -14,6 +14,7 @@ from shared.sip.message import (
     MAX_MESSAGE_SIZE,
     Request,
     Response,
+    find_head_end,
     parse_message,
     peek_header,
 )
@@ -509,3 +510,72 @@ def test_a_copied_response_keeps_its_body() -> None:
     clone.remove_header("Via")
     assert clone.body == b"ok"
     assert clone.to_bytes().endswith(b"\r\n\r\nok")
+
+
+def test_the_largest_number_of_header_lines_is_accepted() -> None:
+    """MAX_HEADER_FIELDS lines, the start line included, parse; one more does not (above)."""
+    data = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * (MAX_HEADER_FIELDS - 1) + b"\r\n"
+    assert len(parse_message(data).headers("x")) == MAX_HEADER_FIELDS - 1
+
+
+def test_a_message_too_large_says_so() -> None:
+    with pytest.raises(SipParseError) as raised:
+        parse_message(BASE_OPTIONS + b"x" * MAX_MESSAGE_SIZE)
+    assert (raised.value.status, raised.value.reason) == (513, "message too large")
+
+
+def test_a_reason_phrase_that_is_not_utf8_is_named() -> None:
+    with pytest.raises(SipParseError, match="reason phrase is not valid UTF-8"):
+        parse_message(b"SIP/2.0 200 \xff\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_header_values_and_a_datagram_without_blank_line_keep_their_edge_characters() -> None:
+    """Only whitespace is stripped off a value (an X at either end stays)."""
+    data = BASE_OPTIONS.replace(b"Call-ID: c", b"Call-ID: XcX")
+    assert parse_message(data).header("Call-ID") == "XcX"
+    unterminated = data.removesuffix(b"Content-Length: 0\r\n\r\n") + b"Subject: endX\r\n"
+    assert parse_message(unterminated).header("Subject") == "endX"
+
+
+@pytest.mark.parametrize(
+    ("data", "end"),
+    [
+        (b"A: 1\n\nbody\n\nmore", (4, 6)),  # the first blank line, not a later one
+        (b"\r\n\r\nbody", (0, 4)),
+    ],
+)
+def test_the_head_ends_at_the_first_blank_line(data: bytes, end: tuple[int, int]) -> None:
+    assert find_head_end(data) == end
+
+
+def test_a_header_value_with_a_line_break_is_refused() -> None:
+    for value in ("a\nb", "a\rb"):
+        with pytest.raises(ValueError, match="line break"):
+            Request.build("OPTIONS", "sip:a@b", [("Subject", value)])
+
+
+def test_max_forwards_added_once_and_read_back_after_each_decrement() -> None:
+    message = parse_message(BASE_OPTIONS)
+    assert message.max_forwards is None
+    assert message.decrement_max_forwards() == 69
+    assert message.decrement_max_forwards() == 68
+    assert message.max_forwards == 68
+    assert message.to_bytes().count(b"Max-Forwards") == 1
+    assert b"\r\nMax-Forwards: 68\r\n" in message.to_bytes()
+    present = parse_message(BASE_OPTIONS.replace(b"Call-ID: c", b"Max-Forwards: 5\r\nCall-ID: c"))
+    assert present.max_forwards == 5
+    present.decrement_max_forwards()
+    assert present.max_forwards == 4
+
+
+def test_a_new_via_goes_right_above_the_old_ones_in_canonical_spelling() -> None:
+    data = BASE_OPTIONS.replace(b"SIP/2.0\r\nVia:", b"SIP/2.0\r\nMax-Forwards: 5\r\nVia:")
+    message = parse_message(data)
+    message.prepend_via("SIP/2.0/UDP p;branch=z9hG4bK2")
+    assert b"\r\nMax-Forwards: 5\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK2\r\nVia: " in bytes(message)
+    message.replace_top_via("SIP/2.0/UDP q;branch=z9hG4bK3")
+    assert b"\r\nMax-Forwards: 5\r\nVia: SIP/2.0/UDP q;branch=z9hG4bK3\r\nVia: " in bytes(message)
+
+
+def test_a_response_made_without_a_body_has_none() -> None:
+    assert Response(200, "OK", keys=[], lines=[]).body == b""

@@ -114,3 +114,28 @@ def test_text_after_an_ipv6_reference_is_refused() -> None:
         parse_uri("sip:[::1]x")
     uri = parse_uri("sip:[::1]")
     assert isinstance(uri, SipUri) and (uri.host, uri.port) == ("[::1]", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("urn:", "malformed URI (empty)"),
+        ("sip:[2001:db8::1", "malformed IPv6 reference (no closing bracket)"),
+        ("sip:[v4.example]", "malformed IPv6 reference"),
+    ],
+)
+def test_uri_errors_name_the_problem(text: str, reason: str) -> None:
+    with pytest.raises(SipParseError) as raised:
+        parse_uri(text)
+    assert raised.value.reason == reason
+
+
+def test_a_user_part_that_is_not_utf8_round_trips() -> None:
+    uri = parse_uri("sip:%FF%FEbob@example.com")
+    assert str(uri) == "sip:%FF%FEbob@example.com"
+
+
+def test_a_tel_uri_parameter_is_found_in_any_case() -> None:
+    uri = parse_uri("tel:+14075551234;phone-context=example.com")
+    assert isinstance(uri, TelUri)
+    assert uri.param("Phone-Context") == "example.com"
