@@ -404,7 +404,7 @@ def test_removing_every_rule_of_a_shared_prefix_one_by_one_leaves_no_route() -> 
 
 def test_loading_rules_into_an_index_that_has_some_is_refused() -> None:
     index = seeded()
-    with pytest.raises(ValueError, match="^load_rules needs an index without rules$"):
+    with pytest.raises(ValueError, match=r"^load_rules needs an index without rules$"):
         index.load_rules([])
 
 

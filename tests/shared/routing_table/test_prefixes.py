@@ -230,7 +230,7 @@ def test_bulk_keeps_the_last_value_of_a_repeated_prefix_without_combine() -> Non
 
 def test_bulk_into_a_table_that_has_prefixes_is_refused() -> None:
     table = table_of({"1": "a"})
-    with pytest.raises(ValueError, match="^bulk needs an empty table$"):
+    with pytest.raises(ValueError, match=r"^bulk needs an empty table$"):
         table.bulk([("2", "b")])
 
 

@@ -525,7 +525,7 @@ def test_a_message_too_large_says_so() -> None:
 
 
 def test_a_reason_phrase_that_is_not_utf8_is_named() -> None:
-    with pytest.raises(SipParseError, match="^reason phrase is not valid UTF-8$"):
+    with pytest.raises(SipParseError, match=r"^reason phrase is not valid UTF-8$"):
         parse_message(b"SIP/2.0 200 \xff\r\nContent-Length: 0\r\n\r\n")
 
 

@@ -73,5 +73,5 @@ def test_mass_cancellation_compacts_the_heap() -> None:
 
 @pytest.mark.parametrize("settings", [{"t4": 0.0}, {"timer_c": -1.0}])
 def test_t4_and_timer_c_must_be_positive(settings: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="^T4 and Timer C must be positive$"):
+    with pytest.raises(ValueError, match=r"^T4 and Timer C must be positive$"):
         TimerSettings(**settings)

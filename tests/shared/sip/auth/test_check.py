@@ -78,7 +78,7 @@ def test_identity_must_match_the_aor() -> None:
 def test_the_digest_uri_must_be_the_request_uri() -> None:
     request, credentials = challenged(Phone("alice", REALM, "pw"))
     request.uri_text = "sip:elsewhere.example.com"
-    with pytest.raises(SipError, match="^digest uri does not match the Request-URI$") as raised:
+    with pytest.raises(SipError, match=r"^digest uri does not match the Request-URI$") as raised:
         check_identity(credentials, request, "alice")
     assert raised.value.status == 400
 
