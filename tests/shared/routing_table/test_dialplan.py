@@ -36,7 +36,7 @@ def test_bad_regex_and_missing_group_are_rejected() -> None:
     with pytest.raises(ValidationError, match="bad regular expression"):
         DialplanRule(match="(")
     with pytest.raises(ValidationError, match="refers to group 2"):
-        DialplanRule(match="^(1)", replace=r"\2")
+        DialplanRule(match=r"^(1)", replace=r"\2")
     with pytest.raises(ValidationError, match="subst is only for regex"):
         DialplanRule(match_op="exact", match="1", subst="1")
 

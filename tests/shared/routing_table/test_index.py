@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.routing_table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
-from shared.routing_table.model import Carrier, Dialplan, DialplanRule, Gateway, Kind, Rule
+from shared.routing_table.model import (
+    Carrier,
+    Dialplan,
+    DialplanRule,
+    Gateway,
+    Kind,
+    Manipulation,
+    Rule,
+)
 from shared.routing_table.timewindow import TimeWindow
 from shared.routing_table.topology import TargetTopology
 
@@ -377,3 +385,55 @@ def test_a_rule_put_again_without_topology_hiding_drops_it() -> None:
     index.put("rule", "r5", Rule(prefix="5", gateways=("1",), topology_hiding=hidden))
     index.put("rule", "r5", Rule(prefix="5", gateways=("1",)))
     assert index.rule_topology == {}
+
+
+# ----- survivors of the second mutation run (issue 23) --------------------------------------
+
+
+def test_removing_every_rule_of_a_shared_prefix_one_by_one_leaves_no_route() -> None:
+    """Two rules on one prefix: the one left after the first removal is stored alone, so
+    removing it too empties the prefix (a one-rule tuple left behind would not)."""
+    index = seeded()
+    index.put("rule", "low", Rule(prefix="44", priority=-1, gateways=("1",)))
+    index.remove("rule", "r44")
+    assert route(index, "442071234567") == ("low", ["1"])
+    index.remove("rule", "low")
+    assert route(index, "442071234567") is None
+    assert len(index) == 3
+
+
+def test_loading_rules_into_an_index_that_has_some_is_refused() -> None:
+    index = seeded()
+    with pytest.raises(ValueError, match=r"^load_rules needs an index without rules$"):
+        index.load_rules([])
+
+
+def test_a_prefix_whose_rule_has_no_window_is_answered_without_reading_the_clock() -> None:
+    """The tag in the table answers it; only rules with a time window need the time."""
+    reads: list[int] = []
+
+    def clock() -> datetime:
+        reads.append(1)
+        return MONDAY_NOON
+
+    index = RoutingIndex(clock=clock)
+    index.put("gateway", "1", Gateway(address="sip:198.51.100.7:5060"))
+    index.put("rule", "plain", Rule(prefix="1407", gateways=("1",)))
+    index.put("rule", "office", Rule(prefix="33", time=TimeWindow(days=(1,)), gateways=("1",)))
+    assert route(index, "14075551234") == ("plain", ["1"])
+    assert reads == []
+    assert route(index, "33123456789") == ("office", ["1"])  # positive control
+    assert reads == [1]
+
+
+def test_a_manipulation_applies_until_it_is_removed() -> None:
+    index = seeded()
+    body = {
+        "scope": {"kind": "gateway", "id": "1"},
+        "rules": [{"action": "add_header", "name": "X-Carrier", "value": "acme"}],
+    }
+    index.put("manipulation", "m1", Manipulation.model_validate(body))
+    assert [rule_set.id for rule_set in index.manipulations.for_branch("0", None, "1")] == ["m1"]
+    index.remove("manipulation", "m1")
+    assert index.manipulations.for_branch("0", None, "1") == []
+    assert len(index.manipulations) == 0

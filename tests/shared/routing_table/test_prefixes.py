@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import ctypes
+from array import array
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.routing_table.prefixes import _FIRST, NONE, TAG_MASK, PrefixTable, leaf_code
+from shared.routing_table.prefixes import (
+    _FIRST,
+    MAX_CODE,
+    MAX_TAG,
+    NONE,
+    TAG_MASK,
+    PrefixTable,
+    leaf_code,
+)
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
@@ -201,3 +211,45 @@ def test_every_slot_starts_on_a_16_byte_boundary() -> None:
     for size in (3, 300, 30_000):
         table = table_of({f"{n:05d}": "v" for n in range(size)})
         assert (address_of(table._slots) + 8 * _FIRST) % 16 == 0
+
+
+def test_tags_up_to_the_largest_are_kept_unsigned() -> None:
+    """Tags are target-list numbers: past 32,767 lists they must not wrap or overflow."""
+    table: PrefixTable[str] = PrefixTable(lambda value: int(value.partition("=")[2]))
+    table.bulk([("1", "1=40000"), ("14", f"14={MAX_TAG}"), ("15", f"15={MAX_TAG + 1}")])
+    assert [tag(table, n) for n in ("19", "145", "155")] == [40000, MAX_TAG, 0]
+    table.set("2", "2=32768")
+    assert tag(table, "29") == 32768
+
+
+def test_bulk_keeps_the_last_value_of_a_repeated_prefix_without_combine() -> None:
+    table: PrefixTable[str] = PrefixTable()
+    table.bulk([("1", "a"), ("12", "b"), ("1", "c")])
+    assert (table.find("19"), table.find("123"), len(table)) == ("c", "b", 2)
+
+
+def test_bulk_into_a_table_that_has_prefixes_is_refused() -> None:
+    table = table_of({"1": "a"})
+    with pytest.raises(ValueError, match=r"^bulk needs an empty table$"):
+        table.bulk([("2", "b")])
+
+
+def test_a_long_prefix_set_first_into_a_fresh_table_matches() -> None:
+    """A rest too long for a node word goes to the strings kept beside the nodes, which
+    exist before any rebuild."""
+    table: PrefixTable[str] = PrefixTable()
+    table.set("123456789012345", "deep")
+    assert [table.find(n) for n in ("1234567890123456", "123456789012344")] == ["deep", None]
+
+
+def test_the_last_code_is_given_and_the_next_prefix_refused() -> None:
+    """Codes run up to MAX_CODE (the leaf's code field holds code + 1): the table is made to
+    look full by its per-code arrays, not by 16 million prefixes."""
+    table = table_of({"1": "a"})
+    table.values = [None] * MAX_CODE
+    table._tags = array("H", [0]) * MAX_CODE
+    table._lengths = array("b", [-1]) * MAX_CODE
+    table.set("2", "last")
+    assert (table.find("29"), leaf_code(table.leaf("29"))) == ("last", MAX_CODE)
+    with pytest.raises(OverflowError, match=f"at most {MAX_CODE + 1} prefixes"):
+        table.set("3", "one too many")

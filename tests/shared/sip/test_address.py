@@ -64,3 +64,10 @@ def test_malformed_addresses(text: str, reason: str) -> None:
     with pytest.raises(SipParseError) as caught:
         parse_address(text)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("text", ['<sip:a@example.com>;x="open', 'sip:a@example.com;x="open'])
+def test_an_address_parameter_error_names_the_address(text: str) -> None:
+    """In the name-addr form and the bare addr-spec form alike."""
+    with pytest.raises(SipParseError, match=r"^unterminated quoted string in address$"):
+        parse_address(text)

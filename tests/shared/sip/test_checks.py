@@ -78,3 +78,20 @@ def test_zero_max_forwards_is_483() -> None:
             request(BASE.replace(b"Max-Forwards: 5", b"Max-Forwards: 0")), supported={"foo", "bar"}
         )
     assert caught.value.status == 483
+
+
+# ----- survivors of the second mutation run (issue 23) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "reason"),
+    [
+        (BASE.replace(b"Max-Forwards: 5", b"Max-Forwards: 0"), 483, "Too Many Hops"),
+        (BASE, 420, "Bad Extension"),
+    ],
+)
+def test_a_refusal_carries_the_rfc_reason_phrase(data: bytes, status: int, reason: str) -> None:
+    """The reason is the RFC's phrase exactly, so the answer does not repeat it in brackets."""
+    with pytest.raises(SipError) as raised:
+        check_proxy_request(request(data))
+    assert (raised.value.status, raised.value.reason) == (status, reason)

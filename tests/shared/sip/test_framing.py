@@ -171,3 +171,8 @@ def test_partial_message_stays_buffered() -> None:
     assert framer.buffered == len(INVITE) - 5
     assert framer.feed(INVITE[-5:] + OPTIONS[:3]) == [INVITE]
     assert framer.buffered == 3
+
+
+def test_a_ten_digit_content_length_is_read() -> None:
+    message = b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 0000000002\r\n\r\nok"
+    assert StreamFramer().feed(message) == [message]

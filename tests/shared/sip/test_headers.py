@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from shared.sip.errors import SipParseError
@@ -65,3 +67,19 @@ def test_split_commas_respects_quotes_and_angle_brackets() -> None:
     assert split_commas("a,,") == ["a", "", ""]
     with pytest.raises(SipParseError, match="unterminated quoted string"):
         split_commas('"a, b')
+
+
+@pytest.mark.parametrize("raw", [b"Subject\x0b:", b"Subject\x0c:", b"Subject\r:"])
+def test_only_spaces_and_tabs_may_precede_the_colon(raw: bytes) -> None:
+    with pytest.raises(SipParseError):
+        key_of_raw_name(raw)
+
+
+def test_a_name_never_seen_before_is_its_own_key_in_lower_case() -> None:
+    """The key memo is process-wide: only a fresh name runs the code that derives a key."""
+    name = f"X-Fresh-{uuid.uuid4().hex}"
+    assert header_key(name) == name.lower()
+
+
+def test_commas_inside_angle_brackets_do_not_split() -> None:
+    assert split_commas("<sip:a@x;p=1,2>, <sip:b@x>") == ["<sip:a@x;p=1,2>", "<sip:b@x>"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from shared.sip.address import parse_address
@@ -12,6 +14,7 @@ from shared.sip.message import (
     MAX_MESSAGE_SIZE,
     Request,
     Response,
+    find_head_end,
     parse_message,
     peek_header,
 )
@@ -448,3 +451,131 @@ def test_parse_errors_name_the_problem(data: bytes, stream: bool, reason: str) -
     with pytest.raises(SipParseError) as raised:
         parse_message(data, stream=stream)
     assert raised.value.reason == reason
+
+
+# ----- survivors of the second mutation run (issue 23) --------------------------------------
+
+
+def never_seen_name() -> str:
+    """A header name no earlier test used: the name and peek memos are process-wide, and a
+    name met before would skip the code that reads a new one."""
+    return f"X-Fresh-{uuid.uuid4().hex}"
+
+
+def test_a_new_header_name_is_read_with_or_without_a_space_after_its_colon() -> None:
+    spaced, tight = never_seen_name(), never_seen_name()
+    data = BASE_OPTIONS.replace(
+        b"Call-ID: c", f"{spaced}: one\r\n{tight}:two\r\nCall-ID: c".encode()
+    )
+    message = parse_message(data)
+    assert (message.header(spaced), message.header(tight)) == ("one", "two")
+
+
+def test_a_header_never_peeked_before_is_found() -> None:
+    name = never_seen_name()
+    data = BASE_OPTIONS.replace(b"Call-ID: c", f"{name}: v1\r\nCall-ID: c".encode())
+    assert peek_header(data, name.lower()) == b"v1"
+
+
+def test_peeking_takes_the_first_spelling_even_at_the_very_start() -> None:
+    assert peek_header(b"\nCall-ID: first\r\ni: second\r\n\r\n", "call-id") == b"first"
+
+
+@pytest.mark.parametrize("blank", [b"\n\n", b"\n\r\n\r\n"])
+def test_a_blank_line_at_the_very_start_ends_the_peeked_header_block(blank: bytes) -> None:
+    assert peek_header(blank + b"Call-ID: in-the-body\r\n", "call-id") is None
+
+
+def test_a_header_peeked_by_a_scan_keeps_its_first_character() -> None:
+    """Other cases than the two spellings are found by a scan of the lines."""
+    assert peek_header(PEEKED.replace(b"Call-ID: ", b"CALL-ID:"), "call-id") == (
+        b"a84b4c76e66710@pc33"
+    )
+
+
+def test_a_removed_header_is_no_longer_read_from_the_cache() -> None:
+    message = parse_message(BASE_OPTIONS)
+    assert (message.call_id, len(message.vias)) == ("c", 2)
+    assert message.remove_header("Call-ID") == 1
+    with pytest.raises(SipParseError):
+        message.call_id  # noqa: B018 - the property raises
+    assert message.remove_header("via") == 2
+    assert message.vias == []
+
+
+def test_a_copied_response_keeps_its_body() -> None:
+    data = BASE_OPTIONS.replace(b"OPTIONS sip:a@example.com SIP/2.0", b"SIP/2.0 200 OK")
+    response = parse_message(data.replace(b"Content-Length: 0", b"Content-Length: 2") + b"ok")
+    clone = response.copy()
+    clone.remove_header("Via")
+    assert clone.body == b"ok"
+    assert clone.to_bytes().endswith(b"\r\n\r\nok")
+
+
+def test_the_largest_number_of_header_lines_is_accepted() -> None:
+    """MAX_HEADER_FIELDS lines, the start line included, parse; one more does not (above)."""
+    data = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * (MAX_HEADER_FIELDS - 1) + b"\r\n"
+    assert len(parse_message(data).headers("x")) == MAX_HEADER_FIELDS - 1
+
+
+def test_a_message_too_large_says_so() -> None:
+    with pytest.raises(SipParseError) as raised:
+        parse_message(BASE_OPTIONS + b"x" * MAX_MESSAGE_SIZE)
+    assert (raised.value.status, raised.value.reason) == (513, "message too large")
+
+
+def test_a_reason_phrase_that_is_not_utf8_is_named() -> None:
+    with pytest.raises(SipParseError, match=r"^reason phrase is not valid UTF-8$"):
+        parse_message(b"SIP/2.0 200 \xff\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_header_values_and_a_datagram_without_blank_line_keep_their_edge_characters() -> None:
+    """Only whitespace is stripped off a value (an X at either end stays)."""
+    data = BASE_OPTIONS.replace(b"Call-ID: c", b"Call-ID: XcX")
+    assert parse_message(data).header("Call-ID") == "XcX"
+    unterminated = data.removesuffix(b"Content-Length: 0\r\n\r\n") + b"Subject: endX\r\n"
+    assert parse_message(unterminated).header("Subject") == "endX"
+
+
+@pytest.mark.parametrize(
+    ("data", "end"),
+    [
+        (b"A: 1\n\nbody\n\nmore", (4, 6)),  # the first blank line, not a later one
+        (b"\r\n\r\nbody", (0, 4)),
+    ],
+)
+def test_the_head_ends_at_the_first_blank_line(data: bytes, end: tuple[int, int]) -> None:
+    assert find_head_end(data) == end
+
+
+def test_a_header_value_with_a_line_break_is_refused() -> None:
+    for value in ("a\nb", "a\rb"):
+        with pytest.raises(ValueError, match="line break"):
+            Request.build("OPTIONS", "sip:a@b", [("Subject", value)])
+
+
+def test_max_forwards_added_once_and_read_back_after_each_decrement() -> None:
+    message = parse_message(BASE_OPTIONS)
+    assert message.max_forwards is None
+    assert message.decrement_max_forwards() == 69
+    assert message.decrement_max_forwards() == 68
+    assert message.max_forwards == 68
+    assert message.to_bytes().count(b"Max-Forwards") == 1
+    assert b"\r\nMax-Forwards: 68\r\n" in message.to_bytes()
+    present = parse_message(BASE_OPTIONS.replace(b"Call-ID: c", b"Max-Forwards: 5\r\nCall-ID: c"))
+    assert present.max_forwards == 5
+    present.decrement_max_forwards()
+    assert present.max_forwards == 4
+
+
+def test_a_new_via_goes_right_above_the_old_ones_in_canonical_spelling() -> None:
+    data = BASE_OPTIONS.replace(b"SIP/2.0\r\nVia:", b"SIP/2.0\r\nMax-Forwards: 5\r\nVia:")
+    message = parse_message(data)
+    message.prepend_via("SIP/2.0/UDP p;branch=z9hG4bK2")
+    assert b"\r\nMax-Forwards: 5\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK2\r\nVia: " in bytes(message)
+    message.replace_top_via("SIP/2.0/UDP q;branch=z9hG4bK3")
+    assert b"\r\nMax-Forwards: 5\r\nVia: SIP/2.0/UDP q;branch=z9hG4bK3\r\nVia: " in bytes(message)
+
+
+def test_a_response_made_without_a_body_has_none() -> None:
+    assert Response(200, "OK", keys=[], lines=[]).body == b""

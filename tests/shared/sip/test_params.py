@@ -37,3 +37,12 @@ def test_malformed(text: str, reason: str) -> None:
     with pytest.raises(SipParseError) as caught:
         parse_params(text, "thing")
     assert caught.value.reason == reason
+
+
+def test_a_parameter_name_with_a_tab_inside_is_refused() -> None:
+    with pytest.raises(SipParseError):
+        parse_params(";a\tb=1", "Via")
+
+
+def test_tabs_around_a_parameter_are_whitespace() -> None:
+    assert parse_params(";a\t=\t1", "Via") == parse_params(";a=1", "Via")

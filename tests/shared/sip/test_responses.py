@@ -114,3 +114,42 @@ def test_built_messages_keep_their_bodies() -> None:
     assert b"\r\nContent-Length: 5\r\n" in request.to_bytes()
     request.set_body(b"hi")
     assert request.to_bytes().endswith(b"\r\nContent-Length: 2\r\n\r\nhi")
+
+
+# ----- survivors of the second mutation run (issue 23) --------------------------------------
+
+IN_DIALOG = (
+    b"BYE sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+    b"From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com> ; tag=9\r\n"
+    b"Call-ID:\r\n folded-X\r\nCSeq: 2 BYE\r\nContent-Length: 20\r\n\r\n"
+    b"Via: SIP/2.0/UDP evil"
+)
+
+
+def test_an_error_response_copies_folded_headers_and_keeps_an_existing_to_tag() -> None:
+    """Unfolded with one space, a trailing X kept (only CRs are stripped), and a To tag
+    spelled with spaces is still a tag: no second one added."""
+    answer = error_response(IN_DIALOG, SipParseError("x"))
+    assert answer is not None
+    assert b"\r\nCall-ID: folded-X\r\n" in answer
+    assert b"\r\nTo: <sip:a@example.com> ; tag=9\r\n" in answer
+    assert answer.count(b"tag=") == 2  # From's and To's, as received
+
+
+def test_an_error_response_copies_no_header_from_the_body() -> None:
+    answer = error_response(IN_DIALOG, SipParseError("x"))
+    assert answer is not None
+    assert b"evil" not in answer
+    assert answer.count(b"\r\nVia: ") == 1
+
+
+def test_an_error_response_reads_line_ends_from_the_first_line() -> None:
+    """A request in bare LFs whose last header line ends in CRLF is still split at LFs."""
+    mixed = IN_DIALOG.split(b"Content-Length")[0].replace(b"\r\n", b"\n")
+    mixed = mixed.replace(b"CSeq: 2 BYE\n", b"CSeq: 2 BYE\r\n") + b"Max-Forwards: 1\r\n\r\n"
+    answer = error_response(mixed, SipParseError("x"))
+    assert answer is not None
+    assert b"\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:b@example.com>;tag=1\r\n" in (
+        answer
+    )
+    assert b"\r\nCSeq: 2 BYE\r\n" in answer

@@ -69,3 +69,9 @@ def test_mass_cancellation_compacts_the_heap() -> None:
     assert len(queue) == 100
     assert len(queue._heap) < 1000
     assert queue.pop_due(2000.0) == list(range(900, 1000))
+
+
+@pytest.mark.parametrize("settings", [{"t4": 0.0}, {"timer_c": -1.0}])
+def test_t4_and_timer_c_must_be_positive(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"^T4 and Timer C must be positive$"):
+        TimerSettings(**settings)

@@ -71,6 +71,9 @@ def test_tel_and_other_schemes() -> None:
         ("example.com", "malformed URI (no scheme)"),
         ("tel:", "malformed tel URI (no number)"),
         ("9abc:x", "malformed URI (no scheme)"),
+        ("urn:", "malformed URI (empty)"),
+        ("sip:[2001:db8::1", "malformed IPv6 reference (no closing bracket)"),
+        ("sip:[v4.example]", "malformed IPv6 reference"),
     ],
 )
 def test_malformed_uris(text: str, reason: str) -> None:
@@ -114,3 +117,14 @@ def test_text_after_an_ipv6_reference_is_refused() -> None:
         parse_uri("sip:[::1]x")
     uri = parse_uri("sip:[::1]")
     assert isinstance(uri, SipUri) and (uri.host, uri.port) == ("[::1]", None)
+
+
+def test_a_user_part_that_is_not_utf8_round_trips() -> None:
+    uri = parse_uri("sip:%FF%FEbob@example.com")
+    assert str(uri) == "sip:%FF%FEbob@example.com"
+
+
+def test_a_tel_uri_parameter_is_found_in_any_case() -> None:
+    uri = parse_uri("tel:+14075551234;phone-context=example.com")
+    assert isinstance(uri, TelUri)
+    assert uri.param("Phone-Context") == "example.com"

@@ -77,3 +77,13 @@ def test_bad_ttl_and_rport_raise_when_read() -> None:
         _ = via.ttl
     with pytest.raises(SipParseError, match="malformed port"):
         _ = via.rport
+
+
+@pytest.mark.parametrize("text", ["SIP/2@0/UDP h", "SIP/2.0 x/UDP h"])
+def test_a_sent_protocol_version_other_than_2_0_must_be_a_token(text: str) -> None:
+    with pytest.raises(SipParseError):
+        parse_via(text)
+
+
+def test_a_spaced_sent_protocol_is_read_stripped() -> None:
+    assert parse_via("SIP / 2.1 /UDP h").protocol == "SIP/2.1"

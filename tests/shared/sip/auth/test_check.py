@@ -73,3 +73,17 @@ def test_identity_must_match_the_aor() -> None:
     with pytest.raises(SipError) as raised:
         check_identity(credentials, request, "bob")
     assert raised.value.status == 403
+
+
+def test_the_digest_uri_must_be_the_request_uri() -> None:
+    request, credentials = challenged(Phone("alice", REALM, "pw"))
+    request.uri_text = "sip:elsewhere.example.com"
+    with pytest.raises(SipError, match=r"^digest uri does not match the Request-URI$") as raised:
+        check_identity(credentials, request, "alice")
+    assert raised.value.status == 400
+
+
+@pytest.mark.parametrize(("nc", "count"), [("00000001", 1), ("0000000a", 10), ("00000010", 16)])
+def test_the_nonce_count_is_read_as_hexadecimal(nc: str, count: int) -> None:
+    credentials = Credentials(scheme="Digest", params={"nc": nc})
+    assert nonce_count(credentials) == count
