@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from services.edge.interfaces import Interface, Interfaces
+from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.routes import NumberRouter
+from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import (
     EDGE,
     GW1,
     GW2,
+    PEER,
+    TRUSTED,
     TRUSTED_PEER,
     Run,
+    Table,
+    final_of,
     in_dialog,
     invite,
     only_request,
@@ -70,3 +79,54 @@ def test_the_route_handed_to_a_strict_router_is_spelled_route(run: Run) -> None:
     forwarded = only_request(run.send(data, TRUSTED_PEER), GW1)
     assert f"\r\nRoute: <sip:gw@{GW2.host}:5060>\r\n".encode() in forwarded.to_bytes()
     assert statuses(run.send(options(f"sip:{EDGE}", route=f"<sip:{GW1.host};lr>"))) == [403]
+
+
+# ----- a TLS socket's address written without a port: 5061 (RFC 3261 §19.1.2) ---------------
+
+
+def tls_run() -> Run:
+    """An edge on TLS port 5061 and UDP port 5080 (nothing of ours on 5060), trusting PEER."""
+    interfaces = Interfaces(
+        [Interface("udp", EDGE, 5080, 5080), Interface("tls", EDGE, 5061, 5061)]
+    )
+    table = Table()
+    dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: source.host in TRUSTED)
+    proxy = Proxy(
+        interfaces, NumberRouter(table), ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs
+    )
+    return Run(proxy, table)
+
+
+TLS_IN = Listener("tls", EDGE, 5061)
+TLS_PEER = Destination("tls", PEER.host, 5070)
+OUR_TLS = f"{EDGE};transport=tls"
+"""Our TLS socket as a URI host part without a port: the default port of TLS, 5061, is ours."""
+
+
+def test_an_options_to_our_tls_address_without_a_port_is_answered_by_the_edge() -> None:
+    run = tls_run()
+    data = options(f"sip:{OUR_TLS}").replace(b"SIP/2.0/UDP", b"SIP/2.0/TLS")
+    assert statuses(run.send(data, TLS_PEER, TLS_IN), TLS_PEER) == [200]
+
+
+def test_an_options_to_the_edge_through_our_tls_route_without_a_port_is_answered() -> None:
+    run = tls_run()
+    data = options(f"sip:{OUR_TLS}", route=f"<sip:{OUR_TLS};lr>")
+    data = data.replace(b"SIP/2.0/UDP", b"SIP/2.0/TLS")
+    assert statuses(run.send(data, TLS_PEER, TLS_IN), TLS_PEER) == [200]
+
+
+def test_an_in_dialog_request_along_our_tls_route_without_a_port_reaches_the_callee() -> None:
+    run = tls_run()
+    bye = in_dialog("BYE", 70).replace(
+        f"<sip:{EDGE}:5060;lr>".encode(), f"<sip:{OUR_TLS};lr>".encode()
+    )
+    assert only_request(run.send(bye, TRUSTED_PEER, TLS_IN), GW2).method == "BYE"
+
+
+def test_an_in_dialog_request_to_our_tls_address_without_a_port_and_route_is_481() -> None:
+    run = tls_run()
+    lost = in_dialog("BYE", 70).replace(f"Route: <sip:{EDGE}:5060;lr>\r\n".encode(), b"")
+    lost = lost.replace(f"BYE sip:gw@{GW2.host}:5060".encode(), f"BYE sip:{OUR_TLS}".encode())
+    final = final_of(run.send(lost, TRUSTED_PEER, TLS_IN), TRUSTED_PEER)
+    assert (final.status, final.reason) == (481, "no dialog route to follow")
