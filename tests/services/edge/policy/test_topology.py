@@ -220,3 +220,25 @@ def test_a_silent_hidden_gateway_gets_the_caller_a_408_with_its_own_identities(r
         ("10.0.0.5", "z9hG4bKin1"), ("10.0.0.6", "z9hG4bKin0"),
     ]  # fmt: skip
     assert "CMH-" not in timeout.to_bytes().decode()
+
+
+# ----- the stateless ACK of a hidden dialog (issue 23) ---------------------------------------
+
+
+def test_the_insides_ack_to_a_hidden_gateways_200_leaves_hidden(run: Run) -> None:
+    """The ACK of a 2xx is forwarded statelessly (§16.11), and hidden like every request."""
+    [forwarded] = requests_to(run.send(invite()), GW1)
+    [ok] = responses_to(run.send(answer(forwarded, 200), GW1), INSIDE)
+    assert ok.call_id == "inside-call-1@10.0.0.5"  # restored for the inside
+    edge_route = ok.headers("record-route")[0]  # ours; the inside's proxy has popped its own
+    ack = (
+        f"ACK {ok.contacts[0].uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {INSIDE.host}:{INSIDE.port};branch=z9hG4bKack1\r\n"
+        f"Route: {edge_route}\r\n"
+        f"From: {ok.header('from')}\r\nTo: {ok.header('to')}\r\n"
+        f"Call-ID: {ok.call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    [sent] = requests_to(run.send(ack), GW1)
+    assert sent.method == "ACK"
+    assert sent.call_id == forwarded.call_id  # the masked one the gateway knows
+    assert "inside-call-1" not in sent.to_bytes().decode()
