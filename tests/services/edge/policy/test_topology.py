@@ -242,3 +242,17 @@ def test_the_insides_ack_to_a_hidden_gateways_200_leaves_hidden(run: Run) -> Non
     assert sent.method == "ACK"
     assert sent.call_id == forwarded.call_id  # the masked one the gateway knows
     assert "inside-call-1" not in sent.to_bytes().decode()
+
+
+def test_a_late_200_retransmission_from_the_inside_goes_out_hidden(run: Run) -> None:
+    """Past its transaction (64·T1), a 2xx is relayed statelessly by our Via: still hidden."""
+    forwarded = hidden_call(run)
+    [to_inside] = requests_to(run.send(from_gateway(forwarded, "INVITE"), GW1), INSIDE_PROXY)
+    ok = answer(to_inside, 200)
+    [first] = [r for r in responses_to(run.send(ok, INSIDE_PROXY), GW1) if r.status == 200]
+    run.now += 40
+    run.proxy.expire(run.now)
+    [again] = responses_to(run.send(ok, INSIDE_PROXY), GW1)
+    assert again.status == 200
+    assert_hidden([again], forwarded)
+    assert again.to_bytes() == first.to_bytes()
