@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from prometheus_client import REGISTRY
 
 from services.edge.hooks import Decision, RequestView, RoutingHook, example
+from services.edge.hooks.decision import Target
 from shared.routing_table.model import Manipulation
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
@@ -185,3 +187,18 @@ def test_a_set_of_another_gateway_or_rule_does_not_apply() -> None:
     other_rule = manipulated([{"action": "add_header", "name": "X-A", "value": "1"}],
                              kind="rule", target="r1900")  # fmt: skip
     assert other_gateway.headers("x-a") == other_rule.headers("x-a") == []
+
+
+def test_a_hook_routes_by_the_request_it_is_shown() -> None:
+    """The hook sees the request itself: here its From user picks the carrier."""
+
+    def by_caller(request: RequestView, decision: Decision) -> Decision | None:
+        if request.from_user != "alice":
+            return None
+        return replace(decision, targets=(Target(f"sip:{decision.number}@{PREMIUM.host}"),))
+
+    run = policy_run(RoutingHook(by_caller, "test:by_caller"))
+    actions = run.send(invite())
+    assert requests_to(actions, GW1) == []
+    [forwarded] = requests_to(actions, PREMIUM)
+    assert forwarded.uri_text == f"sip:14075551234@{PREMIUM.host}"
