@@ -256,3 +256,15 @@ def test_a_late_200_retransmission_from_the_inside_goes_out_hidden(run: Run) -> 
     assert again.status == 200
     assert_hidden([again], forwarded)
     assert again.to_bytes() == first.to_bytes()
+
+
+@pytest.mark.parametrize("method", ["BYE", "INVITE"])
+def test_the_insides_answer_to_a_gateways_in_dialog_request_goes_out_hidden(
+    run: Run, method: str
+) -> None:
+    forwarded = hidden_call(run)
+    [to_inside] = requests_to(run.send(from_gateway(forwarded, method), GW1), INSIDE_PROXY)
+    assert to_inside.call_id == "inside-call-1@10.0.0.5"  # restored for the inside
+    responses = responses_to(run.send(answer(to_inside, 200), INSIDE_PROXY), GW1)
+    assert [r.status for r in responses] == [200]
+    assert_hidden(responses, forwarded)
