@@ -231,3 +231,28 @@ def test_a_registers_challenge_and_a_blocked_sources_refusal_say_so(run: Run) ->
     refusal = parse_message(final(run.send(bobs_register("2"), PHONE), PHONE))
     assert isinstance(refusal, Response)
     assert (refusal.status, refusal.reason) == (403, "Forbidden")
+
+
+def test_a_register_in_an_algorithm_its_domain_no_longer_offers_is_challenged_again(
+    run: Run,
+) -> None:
+    """The offer is per realm (the To's domain): MD5 elsewhere does not make it good here."""
+    register = request("REGISTER", f"sip:{DOMAIN}", branch="z9hG4bKr1").replace(
+        b"<sip:alice@", b"<sip:bob@"
+    )
+    response = parse_message(final(run.send(register, STRANGER)))
+    assert isinstance(response, Response) and response.status == 401
+    assert run.proxy.subscribers is not None
+    run.proxy.subscribers.offer = DigestOffer.parse("MD5", f"{DOMAIN}=SHA-256")
+    credentials = authorize(
+        parse_challenge(response.header("www-authenticate") or ""), username="bob",
+        password=PASSWORD, method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="c0ffee",
+    )  # fmt: skip
+    answered = register.replace(b"z9hG4bKr1", b"z9hG4bKr2").replace(
+        b"Max-Forwards", f"Authorization: {credentials}\r\nMax-Forwards".encode()
+    )
+    again = parse_message(final(run.send(answered, STRANGER)))
+    assert isinstance(again, Response) and again.status == 401
+    assert [parse_challenge(value).algorithm for value in again.headers("www-authenticate")] == [
+        "SHA-256"
+    ]
