@@ -62,11 +62,15 @@ class Run:
         return self.proxy.expire(self.now)
 
 
-def core_run(signer: RecordRouteSigner | None = None, trusted: frozenset[str] = TRUSTED) -> Run:
+def core_run(
+    signer: RecordRouteSigner | None = None,
+    trusted: frozenset[str] = TRUSTED,
+    sockets: list[Interface] | None = None,
+) -> Run:
     """A proxy trusting `trusted` (the gateways and `PEER`); `signer`: its record-route key
-    (else its own)."""
+    (else its own); `sockets`: its interfaces (else UDP and TCP on 5060)."""
     interfaces = Interfaces(
-        [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
+        sockets or [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
     )
     table = Table()
     signer = signer or RecordRouteSigner.ephemeral()
@@ -322,6 +326,16 @@ def test_tcp_in_udp_out_gets_two_record_routes(run: Run) -> None:
     assert forwarded.headers("record-route") == [
         signed(run.proxy, "call-1"),
         signed(run.proxy, "call-1", f"<sip:{EDGE}:5060;transport=tcp;lr>"),
+    ]
+
+
+def test_a_call_in_on_a_second_udp_socket_is_record_routed_by_that_socket_too() -> None:
+    """Two UDP sockets: the one a call came in on is told by its port, and recorded."""
+    run = core_run(sockets=[Interface("udp", EDGE, 5060, 5060), Interface("udp", EDGE, 5080, 5080)])
+    forwarded = only_request(run.send(invite(), CALLER, Listener("udp", EDGE, 5080)), GW1)
+    assert forwarded.headers("record-route") == [
+        signed(run.proxy, "call-1"),
+        signed(run.proxy, "call-1", f"<sip:{EDGE}:5080;lr>"),
     ]
 
 
