@@ -789,3 +789,36 @@ def test_a_request_along_a_flow_token_goes_to_that_flow_unchanged(run: Run) -> N
     # From the flow itself, the token is no way back to it: the Request-URI is followed.
     from_phone = bye.replace(b"z9hG4bKf2", b"z9hG4bKf3").replace(b"198.51.100.99", b"192.0.2.21")
     assert sent_to(run.send(from_phone, PHONE), Destination("udp", "10.9.9.9", 5060))
+
+
+def along_flow(run: Run, method: str, branch: str, extra: str = "") -> bytes:
+    """`method` in the dialog flow-2, along our Route with a flow token to PHONE."""
+    token = FlowTokens(b"deployment-secret").mint(PHONE)
+    return (
+        f"{method} sip:bob@10.9.9.9:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 198.51.100.99:5060;branch={branch}\r\n"
+        f"Route: <sip:{EDGE}:5060;lr{run.proxy.dialogs.route_params('flow-2', token)}>\r\n"
+        "From: <sip:carrier@example.com>;tag=c1\r\nTo: <sip:bob@example.com>;tag=b1\r\n"
+        f"Call-ID: flow-2\r\nCSeq: 2 {method}\r\nMax-Forwards: 70\r\n{extra}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_an_ack_along_a_flow_token_goes_to_that_flow_unless_it_came_from_it(run: Run) -> None:
+    ack = along_flow(run, "ACK", "z9hG4bKa2")
+    assert only_request(run.send(ack), PHONE).method == "ACK"
+    from_phone = ack.replace(b"z9hG4bKa2", b"z9hG4bKa3").replace(b"198.51.100.99", b"192.0.2.21")
+    [sent] = sent_to(run.send(from_phone, PHONE), Destination("udp", "10.9.9.9", 5060))
+    assert sent.startswith(b"ACK sip:bob@10.9.9.9:5060 ")
+
+
+def test_a_request_over_the_mtu_along_a_flow_stays_on_the_flow(run: Run) -> None:
+    """A flow is the only way to a NATed phone: no switch to TCP for size (§18.1.1)."""
+    run.proxy.interfaces = Interfaces(
+        [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
+    )
+    bulk = "".join(f"X-Pad-{i}: {'x' * 60}\r\n" for i in range(30))
+    bye = along_flow(run, "BYE", "z9hG4bKm1", extra=bulk)
+    assert len(bye) > run.proxy.udp_mtu
+    forwarded = only_request(run.send(bye), PHONE)
+    assert forwarded.top_via.transport == "UDP"
