@@ -9,9 +9,11 @@ hidden again, exactly like the responses it relays.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
+from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy import NO_KEYS_HEADER
 from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.core import Proxy
@@ -21,6 +23,7 @@ from shared.routing_table.topology import TargetTopology
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (
+    EDGE,
     GW1,
     GW2,
     INSIDE,
@@ -34,6 +37,7 @@ from tests.services.edge.policy.support import (
 
 INSIDE_PROXY = Destination("udp", "10.0.0.7", 5060)
 """The inside's Record-Route: the gateway's in-dialog requests go back through it."""
+TCP_GW1 = replace(GW1, transport="tcp")
 INSIDE_VALUES = ("inside-call-1", "10.0.0.5", "10.0.0.6", "10.0.0.7", "alice@10.0.0.5")
 
 
@@ -268,3 +272,21 @@ def test_the_insides_answer_to_a_gateways_in_dialog_request_goes_out_hidden(
     responses = responses_to(run.send(answer(to_inside, 200), INSIDE_PROXY), GW1)
     assert [r.status for r in responses] == [200]
     assert_hidden(responses, forwarded)
+
+
+def test_a_udp_retry_the_table_now_hides_without_keys_fails_over_to_the_next_gateway() -> None:
+    """§18.1.1's UDP retry is a new branch: a policy may refuse it, and the next hop is tried."""
+    run = policy_run(topology=False)
+    run.proxy.interfaces = Interfaces(
+        [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
+    )
+    run.table.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
+    large = invite(extra=f"X-Pad: {'p' * 1400}\r\n")
+    [over_tcp] = [a for a in run.send(large) if isinstance(a, Send) and a.destination == TCP_GW1]
+    assert over_tcp.client is not None
+    hiding = TargetTopology()
+    run.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", topology_hiding=hiding))
+    failed = run.proxy.transport_failed(over_tcp.client, run.now)
+    assert requests_to(failed, GW1) == []
+    [next_gateway] = requests_to(failed, replace(GW2, transport="tcp"))
+    assert next_gateway.method == "INVITE"
