@@ -290,3 +290,20 @@ def test_a_udp_retry_the_table_now_hides_without_keys_fails_over_to_the_next_gat
     assert requests_to(failed, GW1) == []
     [next_gateway] = requests_to(failed, replace(GW2, transport="tcp"))
     assert next_gateway.method == "INVITE"
+
+
+def test_an_answer_of_the_edges_own_is_hidden_for_the_socket_it_leaves_by() -> None:
+    """A TCP socket on another address listed first: a UDP gateway's 483 still names the UDP
+    socket's, so the identities it hides come out as the gateway saw them in the call."""
+    run = policy_run()
+    run.proxy.interfaces = Interfaces(
+        [Interface("tcp", "192.0.2.11", 5060, 5060), Interface("udp", EDGE, 5060, 5060)]
+    )
+    hiding = TargetTopology(mask_call_id=True)
+    run.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", topology_hiding=hiding))
+    forwarded = hidden_call(run)
+    actions = run.send(from_gateway(forwarded, "BYE", max_forwards=0), GW1)
+    responses = responses_to(actions, GW1)
+    assert [r.status for r in responses] == [483]
+    assert_hidden(responses, forwarded)
+    assert "192.0.2.11" not in responses[0].to_bytes().decode()
