@@ -173,7 +173,9 @@ class NextHop(Forking):
         """482 if one of our Vias carries the hash this request has now (§16.3 step 4)."""
         for via in request.vias:
             seen = hash_in_branch(via.branch)
-            if seen == hash_now and self.interfaces.is_ours(via.host, via.port, via.transport):
+            if seen == hash_now and self.interfaces.is_ours(
+                via.host, via.port, via.transport.lower()
+            ):
                 raise SipError("Loop Detected", 482)
 
     def _is_our_route(self, route: Address) -> bool:

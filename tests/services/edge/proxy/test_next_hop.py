@@ -130,3 +130,22 @@ def test_an_in_dialog_request_to_our_tls_address_without_a_port_and_route_is_481
     lost = lost.replace(f"BYE sip:gw@{GW2.host}:5060".encode(), f"BYE sip:{OUR_TLS}".encode())
     final = final_of(run.send(lost, TRUSTED_PEER, TLS_IN), TRUSTED_PEER)
     assert (final.status, final.reason) == (481, "no dialog route to follow")
+
+
+def test_a_loop_through_our_tls_via_without_a_port_is_482() -> None:
+    """A Via's transport is upper-case (`TLS`): our TLS socket without a port is still ours."""
+    run = tls_run()
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(
+        run.send(data.replace(b"SIP/2.0/UDP", b"SIP/2.0/TLS"), TLS_PEER, TLS_IN), GW1
+    )
+    ours = forwarded.headers("via")[0]
+    assert ours.startswith(f"SIP/2.0/UDP {EDGE}:5080;")
+    back = forwarded.to_bytes().replace(
+        f"Via: SIP/2.0/UDP {EDGE}:5080;".encode(), f"Via: SIP/2.0/TLS {EDGE};".encode()
+    )
+    back = back.replace(
+        b"Via: ", f"Via: SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw9\r\nVia: ".encode(), 1
+    )
+    looped = final_of(run.send(back, GW1), GW1)
+    assert (looped.status, looped.reason) == (482, "Loop Detected")
