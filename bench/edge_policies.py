@@ -1,4 +1,4 @@
-"""Median cost per message of the edge's policy blocks (issue 8), in microseconds.
+"""Median cost per message of the edge's policy blocks, in microseconds.
 
 Run `python -m bench.edge_policies` (or `python bench/edge_policies.py`).
 Messages are parsed outside the timed loop (parsing is `bench.sip_parse`'s

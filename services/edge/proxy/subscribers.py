@@ -85,7 +85,7 @@ def binding_hop(binding: Location, flows: FlowTokens, interfaces: Interfaces) ->
     return Hop(contact, destination_of(edge), q=q, routes=(route,), remote_flow=token)
 
 
-def authenticate(request: Request, subscribers: Subscribers, now: float, source: str = "") -> None:
+def authenticate(request: Request, subscribers: Subscribers, now: float, source: str) -> None:
     """Return if the request proves a subscriber's password; raise 407 (challenge) or 403.
 
     A blocked account or `source` gets 403 before any challenge, whatever it
@@ -128,9 +128,7 @@ def authenticate(request: Request, subscribers: Subscribers, now: float, source:
     request.remove_header("proxy-authorization")  # ours, no use to the next hop (§22.3)
 
 
-def challenge_register(
-    request: Request, subscribers: Subscribers, now: float, source: str = ""
-) -> None:
+def challenge_register(request: Request, subscribers: Subscribers, now: float, source: str) -> None:
     """Raise the registrar's 401 for a REGISTER without credentials for its realm (To's domain),
     or 403 for one of a blocked account or `source`, with credentials or without.
 

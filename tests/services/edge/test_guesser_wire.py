@@ -1,4 +1,4 @@
-"""Guessers and scanners on the wire (issue 13 items 3 and 8), against edge A.
+"""Guessers and scanners on the wire, against edge A.
 
 Real processes (two edges, the registrar, routing), real RabbitMQ and Redis.
 The guesser's wrong answers are counted (the registrar reports them, edge A

@@ -1,4 +1,4 @@
-"""RFC 3261 §18.1.1 on a real edge (issue 13 item 10): a large request leaves by TCP, and
+"""RFC 3261 §18.1.1 on a real edge: a large request leaves by TCP, and
 by UDP again when the gateway refuses the TCP connection.  Raw sockets, each with a timeout."""
 
 from __future__ import annotations

@@ -307,7 +307,7 @@ def test_lookups_match_brute_force_after_loads_and_edits(
                 assert found[2].sets == tuple(t[1:] for t in rules[rule.id].gateways if t[0] == "@")
 
 
-# ----- what the mutation run found unguarded (issue 23) -----------------------------------
+# ----- what the mutation run found unguarded ----------------------------------------------
 
 
 def test_a_dialplan_translates_until_it_is_removed() -> None:
@@ -387,7 +387,7 @@ def test_a_rule_put_again_without_topology_hiding_drops_it() -> None:
     assert index.rule_topology == {}
 
 
-# ----- survivors of the second mutation run (issue 23) --------------------------------------
+# ----- survivors of the second mutation run -------------------------------------------------
 
 
 def test_removing_every_rule_of_a_shared_prefix_one_by_one_leaves_no_route() -> None:

@@ -80,7 +80,7 @@ def test_zero_max_forwards_is_483() -> None:
     assert caught.value.status == 483
 
 
-# ----- survivors of the second mutation run (issue 23) --------------------------------------
+# ----- survivors of the second mutation run -------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -393,7 +393,7 @@ def test_the_first_of_the_usual_and_compact_spellings_is_peeked() -> None:
     assert peek_header(mixed, "via") == b"SIP/2.0/UDP 10.0.0.1:40001;branch=z9hG4bKa"
 
 
-# ----- what the mutation runs found unguarded (issue 23) ----------------------------------
+# ----- what the mutation runs found unguarded ---------------------------------------------
 
 BASE_OPTIONS = (
     b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
@@ -453,7 +453,7 @@ def test_parse_errors_name_the_problem(data: bytes, stream: bool, reason: str) -
     assert raised.value.reason == reason
 
 
-# ----- survivors of the second mutation run (issue 23) --------------------------------------
+# ----- survivors of the second mutation run -------------------------------------------------
 
 
 def never_seen_name() -> str:

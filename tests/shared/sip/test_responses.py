@@ -116,7 +116,7 @@ def test_built_messages_keep_their_bodies() -> None:
     assert request.to_bytes().endswith(b"\r\nContent-Length: 2\r\n\r\nhi")
 
 
-# ----- survivors of the second mutation run (issue 23) --------------------------------------
+# ----- survivors of the second mutation run -------------------------------------------------
 
 IN_DIALOG = (
     b"BYE sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"

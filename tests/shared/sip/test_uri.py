@@ -82,7 +82,7 @@ def test_malformed_uris(text: str, reason: str) -> None:
     assert caught.value.reason == reason
 
 
-# ----- what the mutation run found unguarded (issue 23) -----------------------------------
+# ----- what the mutation run found unguarded ----------------------------------------------
 
 
 @pytest.mark.parametrize(

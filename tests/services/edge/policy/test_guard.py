@@ -1,4 +1,4 @@
-"""The guard's scanner verdict, allow-list and clears (issue 13 item 8), sans-IO.
+"""The guard's scanner verdict, allow-list and clears, sans-IO.
 
 A flagged source's scanner-looking requests are refused; the same
 address's authenticated requests and in-dialog requests along our Route

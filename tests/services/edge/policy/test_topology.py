@@ -226,7 +226,7 @@ def test_a_silent_hidden_gateway_gets_the_caller_a_408_with_its_own_identities(r
     assert "CMH-" not in timeout.to_bytes().decode()
 
 
-# ----- the stateless ACK of a hidden dialog (issue 23) ---------------------------------------
+# ----- the stateless ACK of a hidden dialog --------------------------------------------------
 
 
 def test_the_insides_ack_to_a_hidden_gateways_200_leaves_hidden(run: Run) -> None:

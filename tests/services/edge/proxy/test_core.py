@@ -372,7 +372,7 @@ def test_garbage_gets_400_and_the_proxy_goes_on(run: Run) -> None:
     assert statuses(run.send(invite(branch="z9hG4bKc2"))) == [100]
 
 
-# ----- boundaries the mutation runs showed unguarded (issue 23) ---------------------------
+# ----- boundaries the mutation runs showed unguarded --------------------------------------
 
 TRUSTED_PEER = Destination("udp", PEER.host, 5070)
 """In-dialog requests come from a trusted source: they are relayed along any Route then."""

@@ -1,5 +1,5 @@
 """RFC 3261 §18.1.1 in the proxy core: a request too large for UDP goes by TCP, says so in
-our Via, and falls back to UDP when the TCP connection fails (issue 13 item 10)."""
+our Via, and falls back to UDP when the TCP connection fails."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""No open relay: in-dialog requests follow only a Record-Route the edge signed (issue 13 item 1).
+"""No open relay: in-dialog requests follow only a Record-Route the edge signed.
 
 Driven through the sans-IO core as an attacker would drive the edge: a
 stranger's request with a To tag and no signed Route of ours is answered once,

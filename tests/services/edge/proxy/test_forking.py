@@ -1,6 +1,6 @@
 """Forwarding and forking (`forking.py`, `forwarding.py`): failover, give-up, best answer, CANCEL.
 
-Each test pins a behaviour a mutation run showed unguarded (issue 23): what the
+Each test pins a behaviour a mutation run showed unguarded: what the
 caller gets, what the gateways get, and which failures reach the health service.
 """
 

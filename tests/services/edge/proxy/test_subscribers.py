@@ -291,7 +291,7 @@ def _nonce_of(request: bytes) -> str:
     return found.group(1).decode()
 
 
-# ----- failed authentications: counted, then refused while blocked (issue 13 item 3) -----
+# ----- failed authentications: counted, then refused while blocked -----------------------
 
 
 def alice_with_password(run: Run, password: str) -> tuple[Destination, bytes]:

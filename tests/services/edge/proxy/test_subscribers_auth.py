@@ -205,7 +205,7 @@ def test_an_answer_in_an_algorithm_not_offered_is_challenged_again(run: Run) -> 
     nothing_reached_a_phone_or_gateway(actions)
 
 
-# ----- what the challenges and refusals say (issue 23's mutation run) --------------------
+# ----- what the challenges and refusals say ----------------------------------------------
 
 
 def test_a_first_challenge_is_not_stale_and_a_made_up_nonce_gets_a_fresh_one(run: Run) -> None:

@@ -144,7 +144,7 @@ def test_auth_int_hashes_the_body_bytes_themselves() -> None:
     assert response == expected.hexdigest()
 
 
-# ----- what the mutation run found unguarded (issue 23) -----------------------------------
+# ----- what the mutation run found unguarded ----------------------------------------------
 
 
 def md5(text: str) -> str:

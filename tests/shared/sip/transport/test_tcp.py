@@ -212,7 +212,7 @@ async def test_a_failing_handler_does_not_close_the_connection() -> None:
         await server.close()
 
 
-# ----- issue 13 item 4: one address must not lock everyone out ------------------------
+# ----- one address must not lock everyone out -----------------------------------------
 
 ATTACKER, VICTIM = "127.0.0.3", "127.0.0.2"
 
