@@ -1,0 +1,161 @@
+"""The ``edge.call.…`` events: what an edge saw of a call, enough to rebuild it without edge memory.
+
+The edges keep no dialog state, so a call record cannot come from any one edge:
+the accounting service folds these events, from whichever edges saw them, into
+one record per call attempt.  A call attempt is keyed by its Call-ID and the
+caller's From tag (``from_tag`` of :class:`CallStarted`).  In-dialog events
+(:class:`CallEnded`, :class:`CallUpdated`) carry the request's own From and To
+tags as seen: a BYE from the callee has the caller's tag as ``to_tag``.  The
+receiver matches either tag against the attempt's, and so learns which side
+hung up without the edge having to know.
+
+Every event carries ``at`` (Unix time in seconds, millisecond precision, taken
+when the edge saw the message) and ``edge`` (the instance that saw it).  An
+event may arrive twice, late, out of order or from two edges (a BYE
+retransmitted through another edge after a restart): the receiver's fold must
+not depend on order or count.  The edge publishes them without ever making SIP
+wait: a lost broker costs records, never calls.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from shared.contracts.event import Event
+
+TargetKind = Literal["gateway", "contact", "destination", "uri"]
+"""What a branch went to: a routing-table gateway, a registered contact, a
+dispatcher destination, or a request URI the edge forwarded as it was."""
+
+FailureOrigin = Literal["upstream", "edge"]
+"""Who made a final failure: a gateway/phone's answer relayed (``upstream``),
+or the edge itself (``edge``: no route, refused, a limit, every branch timed out)."""
+
+EdgeCause = Literal["unrouted", "rejected", "limit", "timeout", "unavailable"]
+"""Why the edge answered a call itself: ``unrouted`` (no rule or contact: 404/484/480),
+``rejected`` (authentication, ACL, protection: 401/403/407), ``limit`` (a call or rate
+limit: 486/503), ``timeout`` (no branch answered in time: 408), ``unavailable``
+(every branch failed to send or answered 5xx)."""
+
+
+class CallEvent(Event):
+    """What every call event carries."""
+
+    call_id: str
+    at: float
+    edge: str
+
+
+class CallStarted(CallEvent):
+    """An INVITE out of dialog was accepted for routing (after authentication and checks).
+
+    ``callee_dialled`` is the Request-URI's user as received, ``callee`` the
+    number or AoR after the dialplan; ``source`` is ``ip:port``; ``subscriber`` the
+    authenticated AoR, if any; ``rule``, ``group`` and ``carrier`` what routing
+    picked, when a number was routed (``None`` for a call to a subscriber).
+    """
+
+    routing_key: ClassVar[str] = "edge.call.started"
+
+    from_tag: str
+    caller: str
+    callee_dialled: str
+    callee: str
+    source: str
+    transport: str
+    subscriber: str | None = None
+    rule: str | None = None
+    group: str | None = None
+    carrier: str | None = None
+
+
+class BranchTried(CallEvent):
+    """One branch of the INVITE ended: its final answer (or the edge's own 408/503 for it).
+
+    ``target`` names it (gateway id, contact URI, ``set:uri`` of a dispatcher
+    destination, or the URI); ``address`` is where it was sent; ``sent_at`` when
+    the INVITE left, ``at`` when the final answer came.  ``status`` 2xx means this
+    branch answered (:class:`CallAnswered` follows).
+    """
+
+    routing_key: ClassVar[str] = "edge.call.branch"
+
+    from_tag: str
+    target: str
+    target_kind: TargetKind
+    address: str
+    carrier: str | None = None
+    sent_at: float
+    status: int
+    reason: str = ""
+
+
+class CallRinging(CallEvent):
+    """The first provisional answer of 180 or 183 relayed upstream for the attempt."""
+
+    routing_key: ClassVar[str] = "edge.call.ringing"
+
+    from_tag: str
+    status: int
+
+
+class CallAnswered(CallEvent):
+    """A 2xx to the INVITE was relayed upstream: the dialog's To tag and who answered."""
+
+    routing_key: ClassVar[str] = "edge.call.answered"
+
+    from_tag: str
+    to_tag: str
+    target: str
+    target_kind: TargetKind
+    address: str
+    carrier: str | None = None
+
+
+class CallFailed(CallEvent):
+    """A final non-2xx answer to the INVITE was sent upstream (not after a CANCEL: see below).
+
+    ``origin`` says whether it was relayed or made by the edge (then ``cause``
+    says why).
+    """
+
+    routing_key: ClassVar[str] = "edge.call.failed"
+
+    from_tag: str
+    status: int
+    reason: str = ""
+    origin: FailureOrigin
+    cause: EdgeCause | None = None
+
+
+class CallCancelled(CallEvent):
+    """The caller's CANCEL was accepted for an INVITE still pending."""
+
+    routing_key: ClassVar[str] = "edge.call.cancelled"
+
+    from_tag: str
+
+
+class CallEnded(CallEvent):
+    """A BYE passed the edge and its final answer came (``status``; 408 if none came).
+
+    ``from_tag``/``to_tag`` are the BYE's own; ``at`` is when the BYE was seen.
+    ``by_edge`` is set when the edge itself ended the call (a limit or timer).
+    """
+
+    routing_key: ClassVar[str] = "edge.call.ended"
+
+    from_tag: str
+    to_tag: str
+    status: int
+    by_edge: bool = False
+
+
+class CallUpdated(CallEvent):
+    """A re-INVITE or UPDATE within the dialog passed the edge: a sign the call is alive."""
+
+    routing_key: ClassVar[str] = "edge.call.updated"
+
+    from_tag: str
+    to_tag: str
+    method: Literal["INVITE", "UPDATE"]
