@@ -7,13 +7,13 @@ are served, so a scanner behind a shared NAT does not silence its phones.
 
 from __future__ import annotations
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.protection import FloodSettings, ProtectionSettings, ScannerSettings
 from services.edge.protection.limits import CallLimitSettings
 from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.acl import AddressAcl
 from shared.contracts.protection import ScannerFlagged

@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import pytest
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy import NO_KEYS_HEADER
 from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.core import Proxy
+from services.edge.proxy.interfaces import Interface, Interfaces
 from shared.contracts.protection import ScannerFlagged
 from shared.routing_table.model import Gateway, Rule
 from shared.routing_table.topology import TargetTopology

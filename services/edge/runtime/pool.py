@@ -9,7 +9,7 @@ holding a transaction does:
   that port in its Via, so the responses (and their retransmissions) come
   back to it and no other.
 - Requests on UDP: whichever worker the kernel's 4-tuple hash gives a request
-  to hands it to the worker its Call-ID hashes to (`services.edge.affinity`),
+  to hands it to the worker its Call-ID hashes to (`services.edge.runtime.affinity`),
   so the INVITE, its CANCEL and ACK, and the dialog's BYE meet one worker, and
   one sender's calls (a trunk) spread over all of them.  On TCP requests arrive
   on the connection, which belongs to the worker that accepted it.
@@ -23,7 +23,7 @@ transaction times out); while its socket is gone the others handle its
 calls' messages themselves.  The edge reports ready only once every worker
 serves.
 
-Extra workers are child processes (`python -m services.edge.worker`) with
+Extra workers are child processes (`python -m services.edge.runtime.worker_main`) with
 their own routing cache; they need the shared Redis and RabbitMQ (the
 embedded store and in-process bus cannot be shared), so without them the
 edge runs one worker and says so.  A child that dies is restarted; a child
@@ -45,7 +45,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from services.edge.affinity import WorkerGroup
+from services.edge.runtime.affinity import WorkerGroup
 from shared.api.metrics import MetricsSource, read_unix
 from shared.background import cancel_and_wait
 from shared.settings import Settings
@@ -129,7 +129,7 @@ class WorkerPool:
         if self._directory is not None:
             env[RUN_DIR_ENV] = str(self._directory)
         self._children[index] = subprocess.Popen(
-            [sys.executable, "-m", "services.edge.worker"], env=env, pass_fds=(writer,)
+            [sys.executable, "-m", "services.edge.runtime.worker_main"], env=env, pass_fds=(writer,)
         )
         os.close(writer)
         return reader

@@ -1,7 +1,8 @@
-"""``python -m services.edge.worker``: one extra edge worker (started by `WorkerPool`, not by hand).
+"""One extra edge worker process, ``python -m services.edge.runtime.worker_main``.
 
-It serves SIP only: the HTTP API and probes are the main process's, which also
-serves this worker's metrics (read from the Unix socket this worker listens on).
+Started by `WorkerPool`, not by hand.  It serves SIP only: the HTTP API and
+probes are the main process's, which also serves this worker's metrics (read
+from the Unix socket this worker listens on).
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ from pathlib import Path
 
 import uvloop
 
-from services.edge import metrics
-from services.edge.affinity import WorkerGroup
-from services.edge.gc_tuning import tune_for_proxy
-from services.edge.health_feed import HealthFeed
-from services.edge.service import start_edge
-from services.edge.workers import PARENT_PID_ENV, RUN_DIR_ENV, WORKER_INDEX_ENV, report_ready
+from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.gc_tuning import tune_for_proxy
+from services.edge.runtime.pool import PARENT_PID_ENV, RUN_DIR_ENV, WORKER_INDEX_ENV, report_ready
+from services.edge.runtime.startup import start_edge
 from shared.api.metrics import serve_unix
 from shared.bus.factory import make_bus
 from shared.logs import configure_logging
-from shared.routing_table.cache import RoutingCache
 from shared.settings import Settings
 from shared.store import open_store
 
@@ -38,15 +36,10 @@ async def serve(settings: Settings) -> None:
     store = await open_store(settings)
     bus = make_bus(settings, "edge", None)
     await bus.start()
-    cache = RoutingCache(store, bus)
-    await cache.start()
-    metrics.ROUTING_VERSION.set_function(lambda: cache.version)
-    health_feed = HealthFeed(store, bus, cache.health)
-    await health_feed.start()
     group = WorkerGroup(
         int(os.environ[WORKER_INDEX_ENV]), settings.edge_workers, Path(os.environ[RUN_DIR_ENV])
     )
-    edge = await start_edge(settings, cache, bus, store, group=group, sets=health_feed.sets)
+    edge = await start_edge(settings, bus, store, group=group)
     metrics_server = await serve_unix(group.metrics_path(group.index))
     tune_for_proxy()
     stopping = asyncio.Event()
@@ -60,8 +53,6 @@ async def serve(settings: Settings) -> None:
     finally:
         metrics_server.close()
         await edge.stop()
-        await health_feed.stop()
-        await cache.stop()
         await bus.close()
         await store.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.edge.failure_reports import FailureReports
+from services.edge.policy.failure_reports import FailureReports
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 
 

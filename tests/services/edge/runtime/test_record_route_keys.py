@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.edge.proxy.dialogs import RecordRouteSigner
-from services.edge.record_route_keys import record_route_key_name, record_route_keyring
+from services.edge.runtime.record_route_keys import record_route_key_name, record_route_keyring
 from services.edge.topology import new_secret
 from shared.settings import Settings
 from shared.store import Store

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from services.edge.feeds.protection import ProtectionFeed
 from services.edge.policy.guard import Guard
 from services.edge.protection import ProtectionSettings
-from services.edge.protection_feed import ProtectionFeed
 from services.edge.proxy.actions import Action
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus

@@ -1,7 +1,7 @@
 """The edge's copy of the dispatcher sets and of their destinations' health states.
 
-Fed by :mod:`services.edge.health_feed` (a load from Redis, then the
-``health.…`` events); read per call by :class:`~services.edge.dispatch.SetHops`.
+Fed by :mod:`services.edge.feeds.health` (a load from Redis, then the
+``health.…`` events); read per call by :class:`~services.edge.destinations.SetHops`.
 A set keeps its :class:`Dispatcher` (round-robin position, smooth-WRR
 counters) while it is unchanged; a new version of the set starts a fresh one.
 A destination with no state yet counts as up, as a new target does in the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.edge.interfaces import Interface, Interfaces
+from services.edge.proxy.interfaces import Interface, Interfaces
 
 
 def test_strings_are_built_for_each_transport_and_family() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from services.edge.affinity import CallAffinity, WorkerGroup, pack, unpack
+from services.edge.runtime.affinity import CallAffinity, WorkerGroup, pack, unpack
 from shared.sip.transport.base import Listener, MessageHandler
 from shared.sip.transport.destination import Destination
 

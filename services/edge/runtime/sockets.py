@@ -2,7 +2,7 @@
 
 Why not `shared.sip.transport.hub.Transports`: the edge needs SO_REUSEPORT on
 its listening sockets so several worker processes share a port, and a private
-UDP port per worker to send from (see `services.edge.workers`); both are
+UDP port per worker to send from (see `services.edge.runtime.pool`); both are
 built here from the transport layer's public `UdpEndpoint`, `TcpTransport`
 and `TcpConnection`.  Sending over UDP is a plain call (no coroutine per
 message): it is the hot path.
@@ -15,7 +15,7 @@ import contextlib
 import socket
 from dataclasses import dataclass
 
-from services.edge.affinity import CallAffinity
+from services.edge.runtime.affinity import CallAffinity
 from shared.settings import ListenAddress
 from shared.sip.message import peek_header
 from shared.sip.transport.base import (
@@ -58,7 +58,7 @@ class EdgeSockets:
         self._private_index: dict[Listener, int] = {}
         self.affinity: CallAffinity | None = None
         """Set when there are other workers: hands a shared port's messages to the worker
-        owning their call (see `services.edge.affinity`)."""
+        owning their call (see `services.edge.runtime.affinity`)."""
 
     async def open(self, addresses: list[ListenAddress], *, shared: bool) -> None:
         """Listen on every address; `shared` adds SO_REUSEPORT and a private UDP port each."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.edge.callers import CallerProfiles
+from services.edge.policy.callers import CallerProfiles
 from services.edge.proxy.routes import CallerProfile, NumberRouter
 from shared.routing_table.model import Dialplan, DialplanRule, Gateway, Rule
 from shared.settings import Settings

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.edge.health_feed import HealthFeed
+from services.edge.feeds.health import HealthFeed
 from shared.bus.amqp import AmqpBus
 from shared.contracts.health import (
     DispatcherSetDeleted,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
+from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.proxy.actions import Publish
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 from shared.sip.message import Request, parse_message
-from tests.services.edge.dispatch.support import BOX1, BOX1_URI, BOX2, BOX2_URI, farm, farm_run
+from tests.services.edge.destinations.support import BOX1, BOX1_URI, BOX2, BOX2_URI, farm, farm_run
 from tests.services.edge.proxy.test_core import GW2, answer, invite, only_request, statuses
 
 

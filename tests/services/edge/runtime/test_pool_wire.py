@@ -131,7 +131,7 @@ def test_cancels_from_one_source_port_reach_the_worker_holding_each_invite(
 
 
 def worker_pids(edge: Edge) -> set[int]:
-    """The edge's extra worker processes (children running ``services.edge.worker``)."""
+    """The edge's extra worker processes (children running ``runtime.worker_main``)."""
     assert edge.process is not None
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -140,7 +140,7 @@ def worker_pids(edge: Edge) -> set[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == edge.process.pid and b"services.edge.worker" in cmdline:
+        if int(fields[1]) == edge.process.pid and b"services.edge.runtime.worker_main" in cmdline:
             found.add(int(stat.parent.name))
     return found
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from services.edge.dispatch import DispatchSets
-from services.edge.dispatch.metrics import TARGET_STATE
+from services.edge.destinations import DispatchSets
+from services.edge.destinations.metrics import TARGET_STATE
 from shared.bus import Bus, Envelope
 from shared.contracts.health import (
     DispatcherSetDeleted,

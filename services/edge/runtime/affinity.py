@@ -9,7 +9,7 @@ INVITE, its CANCEL and ACK, and the dialog's later BYE and re-INVITEs all carry 
 so the worker that forwarded the INVITE also forwards the BYE, and a peer that sends
 its responses to the address a call came from (instead of the top Via) still reaches
 the worker holding the transaction. Responses reach their worker by its private
-port (see ``services.edge.workers``); one that arrives at a private port its top Via
+port (see ``services.edge.runtime.pool``); one that arrives at a private port its top Via
 does not name (such a peer, after a worker joined or left and a call's messages
 met two workers) is handed to the call's owner too. TCP messages stay with the
 connection's worker.

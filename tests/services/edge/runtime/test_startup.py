@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.edge.service import interfaces_of, parse_advertise
-from services.edge.sockets import BoundSocket
+from services.edge.runtime.sockets import BoundSocket
+from services.edge.runtime.startup import interfaces_of, parse_advertise
 from shared.sip.transport.base import Listener
 
 

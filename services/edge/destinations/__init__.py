@@ -2,13 +2,13 @@
 
 A routing rule targets set ``farm`` as ``"@farm"``. :class:`DispatchSets` is the
 edge's copy of the sets and their destinations' health (fed by
-:mod:`services.edge.health_feed`); :class:`SetSelector` orders a route's sets' destinations
+:mod:`services.edge.feeds.health`); :class:`SetSelector` orders a route's sets' destinations
 by each set's algorithm; :class:`ActiveCalls` counts the calls
 on each destination for ``least_calls`` and watches the branches for failures.
 """
 
-from services.edge.dispatch.calls import ActiveCalls
-from services.edge.dispatch.selector import SetSelector
-from services.edge.dispatch.sets import DispatchSets
+from services.edge.destinations.calls import ActiveCalls
+from services.edge.destinations.selector import SetSelector
+from services.edge.destinations.sets import DispatchSets
 
 __all__ = ["ActiveCalls", "DispatchSets", "SetSelector"]

@@ -25,7 +25,7 @@ class Interface:
     """One listening socket as peers see it.
 
     `via_port` differs from `port` when this worker sends from a private port
-    (see `services.edge.workers`): responses come back to the Via's port,
+    (see `services.edge.runtime.pool`): responses come back to the Via's port,
     in-dialog requests to the Record-Route's shared one.
     """
 

@@ -29,12 +29,12 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from services.edge import metrics
-from services.edge.failure_reports import FailureReports
-from services.edge.location.feed import LocationFeed
-from services.edge.protection_feed import ProtectionFeed
+from services.edge.feeds.location import LocationFeed
+from services.edge.feeds.protection import ProtectionFeed
+from services.edge.policy.failure_reports import FailureReports
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Publish, Register, Send
 from services.edge.proxy.core import Proxy
-from services.edge.sockets import EdgeSockets
+from services.edge.runtime.sockets import EdgeSockets
 from shared.bus import Bus, BusUnavailable
 from shared.contracts.edge import TargetFailed
 from shared.contracts.event import Event

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.edge.sockets import EdgeSockets, top_via_names_port
+from services.edge.runtime.sockets import EdgeSockets, top_via_names_port
 from shared.settings import ListenAddress
 from shared.sip.transport.base import BindError
 from tests.services.edge.support import free_port

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.edge.dispatch import ActiveCalls
+from services.edge.destinations import ActiveCalls
 from services.edge.proxy.core import Proxy
-from tests.services.edge.dispatch.support import BOX1, BOX1_URI, BOX2, BOX2_URI, farm, farm_run
+from tests.services.edge.destinations.support import BOX1, BOX1_URI, BOX2, BOX2_URI, farm, farm_run
 from tests.services.edge.proxy.test_core import answer, invite, only_request, signed
 
 

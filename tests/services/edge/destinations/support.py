@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.edge.dispatch import ActiveCalls, DispatchSets, SetSelector
-from services.edge.interfaces import Interface, Interfaces
+from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.dispatcher import DispatcherSet
 from shared.routing_table.model import Rule

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from services.edge.dispatch.calls import ActiveCalls
-from services.edge.dispatch.sets import DispatchSets
+from services.edge.destinations.calls import ActiveCalls
+from services.edge.destinations.sets import DispatchSets
 from shared.dispatcher import Call
 from shared.sip.errors import SipError
 from shared.sip.message import Request
