@@ -1,5 +1,7 @@
-"""Dispatcher sets on the edge: which farm destination a call goes to, and the calls on each.
+"""Which destination of a dispatcher set each call goes to: the sets in memory, and the calls.
 
+The sets themselves (algorithms, members) are `shared.dispatcher`'s; this is the
+edge's side: its copy of them, the choice per call and its own call counts.
 A routing rule targets set ``farm`` as ``"@farm"``. :class:`DispatchSets` is the
 edge's copy of the sets and their destinations' health (fed by
 :mod:`services.edge.feeds.health`); :class:`SetSelector` orders a route's sets' destinations
