@@ -3,15 +3,14 @@
 Why not `shared.sip.transport.hub.Transports`: the edge needs SO_REUSEPORT on
 its listening sockets so several worker processes share a port, and a private
 UDP port per worker to send from (see `services.edge.runtime.pool`); both are
-built here from the transport layer's public `UdpEndpoint`, `TcpTransport`
-and `TcpConnection`.  Sending over UDP is a plain call (no coroutine per
-message): it is the hot path.
+built here from the transport layer's public `open_udp` (the one UDP socket
+set-up), `TcpTransport` and `TcpConnection`.  Sending over UDP is a plain call
+(no coroutine per message): it is the hot path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from shared.sip.transport.base import (
 )
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tcp import TcpConnection, TcpTransport
-from shared.sip.transport.udp import UdpEndpoint
+from shared.sip.transport.udp import UdpEndpoint, open_udp
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +71,7 @@ class EdgeSockets:
     async def _listen(self, address: ListenAddress, shared: bool) -> None:
         loop = asyncio.get_running_loop()
         if address.transport == "tcp":
-            sock = _socket(address.host, address.port, socket.SOCK_STREAM, reuse_port=shared)
+            sock = _tcp_socket(address.host, address.port, reuse_port=shared)
             sock.listen(1024)
             server = await loop.create_server(lambda: TcpConnection(self.tcp), sock=sock)
             self._servers.append(server)
@@ -97,14 +96,7 @@ class EdgeSockets:
     async def _udp_endpoint(
         self, host: str, port: int, deliver: MessageHandler, *, reuse_port: bool
     ) -> UdpEndpoint:
-        sock = _socket(host, port, socket.SOCK_DGRAM, reuse_port=reuse_port)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):  # best effort: the kernel caps it anyway
-                sock.setsockopt(socket.SOL_SOCKET, option, self.limits.socket_buffer)
-        loop = asyncio.get_running_loop()
-        _, endpoint = await loop.create_datagram_endpoint(
-            lambda: UdpEndpoint(deliver, self.limits), sock=sock
-        )
+        endpoint = await open_udp(host, port, deliver, self.limits, reuse_port=reuse_port)
         self._udp.append(endpoint)
         return endpoint
 
@@ -164,13 +156,15 @@ def top_via_names_port(data: bytes, port: int) -> bool:
     return b":%d;" % port in top or top.rstrip().endswith(b":%d" % port)
 
 
-def _socket(host: str, port: int, kind: int, *, reuse_port: bool) -> socket.socket:
-    """Raises `BindError` naming the socket (`udp:127.0.0.1:5060: address already in use`)."""
+def _tcp_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A bound listening-to-be TCP socket (UDP ones: `open_udp`, with the same options).
+
+    Raises `BindError` naming the socket (`tcp:127.0.0.1:5060: address already in use`).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, kind)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        if kind == socket.SOCK_STREAM:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
@@ -179,6 +173,5 @@ def _socket(host: str, port: int, kind: int, *, reuse_port: bool) -> socket.sock
         sock.setblocking(False)
     except OSError as error:
         sock.close()
-        transport = "tcp" if kind == socket.SOCK_STREAM else "udp"
-        raise bind_error(error, transport, host, port) from None
+        raise bind_error(error, "tcp", host, port) from None
     return sock
