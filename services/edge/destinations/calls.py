@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from prometheus_client import Counter, Gauge
 
-from services.edge.destinations.metrics import ACTIVE_CALLS, DESTINATION_ATTEMPTS
+from services.edge.metrics import ACTIVE_CALLS, DESTINATION_ATTEMPTS
 
 MAX_CALL_AGE = 4 * 3600.0
 """Seconds after which a call whose end was not seen stops counting."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from services.edge.destinations import DispatchSets
-from services.edge.destinations.metrics import TARGET_STATE
+from services.edge.metrics import TARGET_STATE
 from shared.bus import Bus, Envelope
 from shared.contracts.health import (
     DispatcherSetDeleted,

@@ -20,8 +20,7 @@ from typing import Literal
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from services.edge import metrics as edge_metrics
-from services.edge.policy import metrics
+from services.edge import metrics
 from services.edge.policy.guard import Guard
 from shared.acl import AclEntry, AddressAcl
 from shared.bus import Bus, Envelope
@@ -67,7 +66,7 @@ class ProtectionFeed(EventFeed):
     async def auth_failed(self, source: Destination, user: str, realm: str, method: str) -> float:
         """Log and count one failed authentication; the seconds its answer is to be held."""
         log_auth_failure(source.host, user, realm, method, "wrong-credentials")
-        edge_metrics.AUTH_FAILURES.labels("wrong-credentials").inc()
+        metrics.AUTH_FAILURES.labels("wrong-credentials").inc()
         account = f"{user}@{realm}"
         counted_source = None if self.guard.allowed(source) else source.host
         now = time.time()

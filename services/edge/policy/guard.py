@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from services.edge.policy import metrics
+from services.edge import metrics
 from services.edge.protection import (
     CallLimiter,
     FloodDetector,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from services.edge import metrics
 from services.edge.destinations import ActiveCalls
-from services.edge.destinations.metrics import DESTINATION_FAILURES
+from services.edge.metrics import DESTINATION_FAILURES
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.branches import BranchMaker

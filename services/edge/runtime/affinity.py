@@ -30,25 +30,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import Counter
-
+from services.edge import metrics
 from shared.sip.message import peek_header
 from shared.sip.transport.base import Listener, MessageHandler
 from shared.sip.transport.destination import Destination
 
 log = logging.getLogger("callmesh.edge")
-
-HANDED_ON = Counter(
-    "callmesh_edge_handed_on", "UDP messages handed to the worker that owns their Call-ID"
-)
-HANDED_ON_UNREACHABLE = Counter(
-    "callmesh_edge_handed_on_unreachable",
-    "UDP messages handled by the worker they reached: their owner was not listening",
-)
-HANDED_ON_DROPPED = Counter(
-    "callmesh_edge_handed_on_dropped",
-    "UDP messages for another worker dropped: its queue was full (the sender retransmits)",
-)
 
 _HEADER = struct.Struct("!HHB")
 """Envelope: listener index, source port, source host length; then host, then the message."""
@@ -142,17 +129,17 @@ class CallAffinity:
         for _attempt in range(2):  # a second time on a fresh connection if the old one died
             peer = self._peers.get(owner) or self._connect(owner)
             if peer is None:
-                HANDED_ON_UNREACHABLE.inc()
+                metrics.HANDED_ON_UNREACHABLE.inc()
                 return False  # the owner is not there (restarting): handle it here
             try:
                 peer.send(envelope)
             except BlockingIOError:
-                HANDED_ON_DROPPED.inc()
+                metrics.HANDED_ON_DROPPED.inc()
                 return True
             except OSError:
                 self._forget(owner)
                 continue
-            HANDED_ON.inc()
+            metrics.HANDED_ON.inc()
             return True
         return False
 
