@@ -100,8 +100,11 @@ class LocationFeed:
     async def _on_event(self, envelope: Envelope) -> None:
         last = self._seen.get(envelope.stream)
         if last is not None and envelope.seq != last + 1:
-            log.info("registrar events from %s skipped %d; location cache cleared",
-                     envelope.stream, envelope.seq - last - 1)  # fmt: skip
+            log.info(
+                "registrar events from %s skipped %d; location cache cleared",
+                envelope.stream,
+                envelope.seq - last - 1,
+            )
             self.directory.forget_all()
         self._seen[envelope.stream] = envelope.seq
         now = self._loop.time()

@@ -50,9 +50,15 @@ PROTECTION_EVENTS = (AuthBlocked.routing_key, "edge.protection.#")
 
 class ProtectionFeed(EventFeed):
     def __init__(
-        self, store: Store, bus: Bus, guard: Guard, blocks: BlockList, *,
-        settings: AuthFailureSettings, edge: str,
-    ) -> None:  # fmt: skip
+        self,
+        store: Store,
+        bus: Bus,
+        guard: Guard,
+        blocks: BlockList,
+        *,
+        settings: AuthFailureSettings,
+        edge: str,
+    ) -> None:
         super().__init__(bus, PROTECTION_EVENTS, log)
         self.store = ProtectionStore(store)
         self._publisher = bus
@@ -85,18 +91,30 @@ class ProtectionFeed(EventFeed):
             started.append(("source", source.host, counts.source, settings.source_block_after))
         for kind, key, failures, threshold in started:
             event = AuthBlocked(
-                kind=kind, key=key, until=now + settings.block_time, failures=failures,
-                threshold=threshold, window=settings.window, source=source.host, user=user,
-                realm=realm, edge=self.edge,
-            )  # fmt: skip
+                kind=kind,
+                key=key,
+                until=now + settings.block_time,
+                failures=failures,
+                threshold=threshold,
+                window=settings.window,
+                source=source.host,
+                user=user,
+                realm=realm,
+                edge=self.edge,
+            )
             await self._blocked(event)
         return counts.delay(settings)
 
     async def _blocked(self, event: AuthBlocked) -> None:
         self.blocks.add(event.kind, event.key, event.until)
         metrics.AUTH_BLOCKED.labels(event.kind).inc()
-        log.warning("blocked %s %s for %d s after %d failed authentications", event.kind,
-                    event.key, self.settings.block_time, event.failures)  # fmt: skip
+        log.warning(
+            "blocked %s %s for %d s after %d failed authentications",
+            event.kind,
+            event.key,
+            self.settings.block_time,
+            event.failures,
+        )
         await self._publish(event)
 
     async def record(self, event: SourceBlocked | ScannerFlagged) -> None:
@@ -108,9 +126,13 @@ class ProtectionFeed(EventFeed):
             kind, until, reason = "scanner", now + event.flag_time, event.reason
         try:
             await self.store.add_block(
-                "flood" if kind == "flood" else "scanner", event.source, until,
-                reason=reason, edge=self.edge, now=now,
-            )  # fmt: skip
+                "flood" if kind == "flood" else "scanner",
+                event.source,
+                until,
+                reason=reason,
+                edge=self.edge,
+                now=now,
+            )
         except (RedisError, OSError) as error:
             log.warning("could not record the %s block of %s: %s", kind, event.source, error)
 

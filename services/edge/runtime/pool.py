@@ -71,8 +71,9 @@ class WorkerPool:
         if wanted > 1 and not (settings.redis_url and settings.rabbitmq_url):
             log.warning(
                 "edge_workers=%d needs CALLMESH_REDIS_URL and CALLMESH_RABBITMQ_URL; "
-                "running one worker", wanted
-            )  # fmt: skip
+                "running one worker",
+                wanted,
+            )
             wanted = 1
         self.count = wanted
         self._children: dict[int, subprocess.Popen[bytes]] = {}

@@ -18,8 +18,11 @@ def test_set_destinations_come_first_in_the_sets_order_then_the_gateways() -> No
     [event] = [a.event for a in actions if isinstance(a, Publish)]
     assert isinstance(event, DestinationFailed)
     assert (event.set_id, event.address, event.status, event.retry_after) == (
-        "farm", BOX1_URI, 503, 20,
-    )  # fmt: skip
+        "farm",
+        BOX1_URI,
+        503,
+        20,
+    )
     second = only_request(actions, BOX2)
     assert second.uri_text == f"sip:14075551234@{BOX2.host}:5060"
     actions = run.send(answer(second, 500), BOX2)

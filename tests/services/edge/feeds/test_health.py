@@ -32,16 +32,26 @@ FARM = DispatcherSet.model_validate({"destinations": [{"uri": "sip:10.0.0.1"}]})
 
 def gateway(gateway_id: str, state: TargetStateName) -> TargetState:
     return TargetState(
-        target=f"gw:{gateway_id}", kind="gateway", address="sip:192.0.2.1",
-        gateway_id=gateway_id, state=state, reason="test", since=time.time(),
-    )  # fmt: skip
+        target=f"gw:{gateway_id}",
+        kind="gateway",
+        address="sip:192.0.2.1",
+        gateway_id=gateway_id,
+        state=state,
+        reason="test",
+        since=time.time(),
+    )
 
 
 def destination(uri: str, state: TargetStateName) -> TargetState:
     return TargetState(
-        target=f"ds:farm:{uri}", kind="destination", address=uri, set_id="farm",
-        state=state, reason="test", since=time.time(),
-    )  # fmt: skip
+        target=f"ds:farm:{uri}",
+        kind="destination",
+        address=uri,
+        set_id="farm",
+        state=state,
+        reason="test",
+        since=time.time(),
+    )
 
 
 @dataclass

@@ -99,17 +99,23 @@ async def test_a_guesser_counted_on_one_worker_is_refused_on_the_other_then_clea
     await tap.start()
     await tap.subscribe([AuthBlocked.routing_key], events.put)
     try:
-        delays = [await w.feed.auth_failed(GUESSER, "alice", "example.com", "INVITE")
-                  for w in (a, b, a)]  # fmt: skip
+        delays = [
+            await w.feed.auth_failed(GUESSER, "alice", "example.com", "INVITE") for w in (a, b, a)
+        ]
         assert delays == [0.0, 0.5, 0.5]  # held back from the second failure on
         envelope = await asyncio.wait_for(events.get(), WITHIN)
         blocked = envelope.payload(AuthBlocked)
         assert (blocked.kind, blocked.key, blocked.failures, blocked.edge) == (
-            "account", "alice@example.com", 3, "edge-a",
-        )  # fmt: skip
+            "account",
+            "alice@example.com",
+            3,
+            "edge-a",
+        )
         in_block = blocked.until - 1
-        await until(lambda: b.blocks.refuses("alice@example.com", "198.51.100.1", in_block),
-                    "edge B follows edge A's block")  # fmt: skip
+        await until(
+            lambda: b.blocks.refuses("alice@example.com", "198.51.100.1", in_block),
+            "edge B follows edge A's block",
+        )
         listed = (await api.get("/v1/protection/blocks")).json()["items"]
         assert [(i["kind"], i["key"]) for i in listed] == [("account", "alice@example.com")]
         assert 0 < listed[0]["remaining"] <= 60
@@ -150,8 +156,9 @@ async def test_scanner_flags_are_listed_and_cleared_everywhere_and_the_allow_lis
     for worker in (a, b):  # the scanner hit both workers
         actions: list[Action] = []
         assert worker.guard.screen(options_from_scanner(), GUESSER, 0.0, actions)
-    await a.feed.record(ScannerFlagged(source=GUESSER.host, reason="user-agent",
-                                       flag_time=3600.0, edge="edge-a"))  # fmt: skip
+    await a.feed.record(
+        ScannerFlagged(source=GUESSER.host, reason="user-agent", flag_time=3600.0, edge="edge-a")
+    )
     listed = (await api.get("/v1/protection/blocks?kind=scanner")).json()["items"]
     assert [(i["key"], i["reason"], i["edge"]) for i in listed] == [
         (GUESSER.host, "user-agent", "edge-a")

@@ -8,9 +8,13 @@ from shared.contracts.edge import DestinationFailed, GatewayFailed
 
 def failed(gateway: str, call_id: str) -> GatewayFailed:
     return GatewayFailed(
-        gateway_id=gateway, address=f"sip:{gateway}.example.net", reason="timeout",
-        status=408, method="INVITE", call_id=call_id,
-    )  # fmt: skip
+        gateway_id=gateway,
+        address=f"sip:{gateway}.example.net",
+        reason="timeout",
+        status=408,
+        method="INVITE",
+        call_id=call_id,
+    )
 
 
 def test_the_first_failure_of_a_target_is_reported_at_once() -> None:
@@ -42,8 +46,12 @@ def test_gateways_and_destinations_at_one_address_are_separate_targets() -> None
     reports = FailureReports(interval=1.0)
     gateway = failed("1", "c1")
     destination = DestinationFailed(
-        set_id="s", address=gateway.address, reason="timeout", status=408, method="INVITE",
+        set_id="s",
+        address=gateway.address,
+        reason="timeout",
+        status=408,
+        method="INVITE",
         call_id="c2",
-    )  # fmt: skip
+    )
     assert reports.offer(gateway, now=0.0) is gateway
     assert reports.offer(destination, now=0.0) is destination

@@ -35,10 +35,16 @@ def calls_from_source_ports(
     gateway = sipp(tmp_path, "gateway", port, calls=CALLS)
     wait_bound(port)
     running = [
-        sipp(tmp_path, "caller", free_port(), remote=edge.sip_port, calls=CALLS // callers,
-             args=("-s", f"{prefix}5550001", "-set", "hold", "100", "-r", "10"))
+        sipp(
+            tmp_path,
+            "caller",
+            free_port(),
+            remote=edge.sip_port,
+            calls=CALLS // callers,
+            args=("-s", f"{prefix}5550001", "-set", "hold", "100", "-r", "10"),
+        )
         for _ in range(callers)
-    ]  # fmt: skip
+    ]
     assert [caller.wait(60) for caller in running] == [0] * callers, edge.log()
     assert gateway.wait(30) == 0
     return gateway
@@ -55,8 +61,9 @@ def test_cancel_reaches_the_worker_holding_the_invite(edge: Edge, tmp_path: Path
     for _ in range(4):  # a few source ports (and calls: the hand-on owner is by Call-ID)
         ringing = sipp(tmp_path, "gateway_ringing", port)
         wait_bound(port)
-        caller = sipp(tmp_path, "caller_cancel", free_port(), remote=edge.sip_port,
-                      args=("-s", "16025550001"))  # fmt: skip
+        caller = sipp(
+            tmp_path, "caller_cancel", free_port(), remote=edge.sip_port, args=("-s", "16025550001")
+        )
         assert caller.wait() == 0, edge.log()
         assert ringing.wait() == 0
         assert ringing.received("CANCEL") == 1
@@ -93,8 +100,14 @@ def one_port_calls(
     """``calls`` calls to ``number`` from one caller socket, 20 a second; all must complete."""
     gateway = sipp(workdir, "gateway", gateway_port, calls=calls)
     wait_bound(gateway_port)
-    caller = sipp(workdir, "caller", caller_port, remote=edge.sip_port, calls=calls,
-                  args=("-s", number, "-set", "hold", "100", "-r", "20"))  # fmt: skip
+    caller = sipp(
+        workdir,
+        "caller",
+        caller_port,
+        remote=edge.sip_port,
+        calls=calls,
+        args=("-s", number, "-set", "hold", "100", "-r", "20"),
+    )
     assert caller.wait(60) == 0, edge.log()
     assert gateway.wait(30) == 0
     assert gateway.received("BYE") == calls
@@ -121,8 +134,13 @@ def test_cancels_from_one_source_port_reach_the_worker_holding_each_invite(
     for attempt in range(8):
         ringing = sipp(run_dir(tmp_path, f"g{attempt}"), "gateway_ringing", port)
         wait_bound(port)
-        caller = sipp(run_dir(tmp_path, f"c{attempt}"), "caller_cancel", caller_port,
-                      remote=edge.sip_port, args=("-s", "16055550001"))  # fmt: skip
+        caller = sipp(
+            run_dir(tmp_path, f"c{attempt}"),
+            "caller_cancel",
+            caller_port,
+            remote=edge.sip_port,
+            args=("-s", "16055550001"),
+        )
         assert caller.wait() == 0, edge.log()
         assert ringing.wait() == 0
         assert ringing.received("CANCEL") == 1

@@ -58,9 +58,13 @@ def test_the_process_stops_with_one_line_naming_the_socket(tmp_path: Path) -> No
         env.pop("CALLMESH_RABBITMQ_URL", None)
         env.pop("CALLMESH_REDIS_URL", None)
         done = subprocess.run(
-            [sys.executable, "-m", "services"], env=env, capture_output=True, text=True,
-            timeout=60, check=False,
-        )  # fmt: skip
+            [sys.executable, "-m", "services"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert done.returncode == 1
     errors = [json.loads(line) for line in done.stdout.splitlines() if '"error"' in line]
     assert [(e["msg"], e["error"]) for e in errors] == [
