@@ -83,7 +83,7 @@ EDGE_HOT_SOURCES := services/edge/interfaces.py services/edge/trust.py \
 	services/edge/location/directory.py services/edge/dispatch/calls.py \
 	services/edge/dispatch/selector.py services/edge/policy/__init__.py \
 	services/edge/policy/guard.py services/edge/policy/topology.py \
-	shared/routing_table/prefixes.py
+	shared/routing_table/prefixes.py shared/routing_table/prefix_layout.py
 FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \
 	shared/sip/auth/digest.py shared/sip/auth/offer.py \
 	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py) \
