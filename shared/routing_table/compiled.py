@@ -18,7 +18,7 @@ from shared.routing_table.timewindow import TimeWindow
 class GatewayTarget:
     __slots__ = (
         "address", "attributes", "description", "enabled", "id", "prefix", "strip", "topology",
-    )  # fmt: skip
+    )  # the slot names on one line, not one per line  # fmt: skip
 
     def __init__(self, gateway_id: str, gateway: Gateway) -> None:
         self.id = gateway_id

@@ -181,7 +181,7 @@ def _start_line(
     return Request(
         method.decode("ascii"), decode(uri, "Request-URI"),
         keys=keys, lines=lines, body=body, wire=wire, start=start,
-    )  # fmt: skip
+    )  # the fields and the parts of the message on two lines  # fmt: skip
 
 
 def _check_version(version: bytes) -> None:

@@ -81,7 +81,7 @@ class Request(Message):
         clone = Request(
             self.method, self.uri_text, keys=self._keys.copy(), lines=self._lines.copy(),
             body=self._body, wire=self._wire, start=self._start,
-        )  # fmt: skip
+        )  # the start line's fields, then the copied parts  # fmt: skip
         clone._cache.update(self._cache)
         return clone
 
@@ -127,7 +127,7 @@ class Response(Message):
         clone = Response(
             self.status, self.reason, keys=self._keys.copy(), lines=self._lines.copy(),
             body=self._body, wire=self._wire, start=self._start,
-        )  # fmt: skip
+        )  # the start line's fields, then the copied parts  # fmt: skip
         clone._cache.update(self._cache)
         return clone
 
