@@ -9,7 +9,8 @@ that explicit: a :class:`Link` is one connection with everything opened on
 it, thrown away as a whole when any part of it breaks.
 
 The link and the topology records are in `shared.bus.amqp_link`, the
-listeners' workers and dead-lettering in `shared.bus.amqp_consumers`.
+listeners' workers and dead-lettering in `shared.bus.amqp_consumers`, the
+requests waiting for their reply in `shared.bus.amqp_replies`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any, TypeVar
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractIncomingMessage,
 )
 
 from shared.bus.amqp_consumers import attach
@@ -34,9 +34,9 @@ from shared.bus.amqp_link import (
     PERSISTENT,
     EventListener,
     Link,
-    PendingRequest,
     WorkListener,
 )
+from shared.bus.amqp_replies import PendingReplies
 from shared.bus.base import (
     Bus,
     BusUnavailable,
@@ -85,7 +85,7 @@ class AmqpBus(Bus):
         self._link: Link | None = None
         self._links_changed = asyncio.Condition()
         self._topology_lock = asyncio.Lock()
-        self._pending: dict[str, PendingRequest] = {}
+        self._replies = PendingReplies()
         self._supervisor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -165,7 +165,7 @@ class AmqpBus(Bus):
                 link.requester = await self._channel(link, confirms=False)
                 link.replier = await self._channel(link, confirms=False)
                 replies = await link.requester.get_queue(DIRECT_REPLY_TO, ensure=False)
-                await replies.consume(self._on_reply, no_ack=True)
+                await replies.consume(self._replies.on_reply, no_ack=True)
                 for name in self._queues:
                     await self._declare(link, name)
                 for listener in self._listeners:
@@ -190,9 +190,7 @@ class AmqpBus(Bus):
             link.stop_workers()
             await asyncio.wait(link.workers, timeout=self.wait)
         link.lose(reason)
-        for request in self._pending.values():
-            if request.link is link and not request.future.done():
-                request.future.set_exception(BusUnavailable(f"connection lost: {reason}"))
+        self._replies.fail_on(link, reason)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(link.connection.close(), timeout=self.wait)
 
@@ -344,8 +342,7 @@ class AmqpBus(Bus):
     ) -> bytes:
         await self.declare_queue(name)
         correlation_id = uuid.uuid4().hex
-        request = PendingRequest(asyncio.get_running_loop().create_future())
-        self._pending[correlation_id] = request
+        request = self._replies.expect(correlation_id)
         # Transient: a request outlives its timeout by nothing, so writing it to disk is waste.
         message = aio_pika.Message(body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id)
 
@@ -365,12 +362,7 @@ class AmqpBus(Bus):
                 f"no reply from {self.queue_name(name)} within {timeout:g}s"
             ) from None
         finally:
-            self._pending.pop(correlation_id, None)
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        request = self._pending.get(message.correlation_id or "")
-        if request is not None and not request.future.done():
-            request.future.set_result(message.body)
+            self._replies.forget(correlation_id)
 
     # -- tests --------------------------------------------------------------
 

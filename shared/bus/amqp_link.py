@@ -43,14 +43,6 @@ class WorkListener:
     prefetch: int
 
 
-@dataclass(eq=False)
-class PendingRequest:
-    """A request waiting for its reply, and the link it left on (the only way back for it)."""
-
-    future: asyncio.Future[bytes]
-    link: Link | None = None
-
-
 class Link:
     """One live connection and everything opened on it.
 
