@@ -83,7 +83,7 @@ EDGE_HOT_SOURCES := services/edge/policy/trust.py \
 	services/edge/location/directory.py services/edge/destinations/calls.py \
 	services/edge/destinations/selector.py services/edge/policy/__init__.py \
 	services/edge/policy/guard.py services/edge/policy/topology.py \
-	shared/routing_table/prefixes.py
+	shared/routing_table/prefixes.py shared/routing_table/prefix_layout.py
 FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \
 	shared/sip/auth/digest.py shared/sip/auth/offer.py \
 	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py) \

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.routing_table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
+from shared.routing_table.compiled import CompiledRule, GatewayTarget
+from shared.routing_table.index import RoutingIndex, rule_at
 from shared.routing_table.model import (
     Carrier,
     Dialplan,

@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.routing_table.prefixes import (
-    _FIRST,
-    MAX_CODE,
-    MAX_TAG,
-    NONE,
-    TAG_MASK,
-    PrefixTable,
-    leaf_code,
-)
+from shared.routing_table.prefix_layout import FIRST, MAX_CODE, MAX_TAG, NONE, TAG_MASK, leaf_code
+from shared.routing_table.prefixes import PrefixTable
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
@@ -210,7 +203,7 @@ def test_every_slot_starts_on_a_16_byte_boundary() -> None:
     """So a slot's two words share a cache line (the table counts on one read per lookup)."""
     for size in (3, 300, 30_000):
         table = table_of({f"{n:05d}": "v" for n in range(size)})
-        assert (address_of(table._slots) + 8 * _FIRST) % 16 == 0
+        assert (address_of(table._slots) + 8 * FIRST) % 16 == 0
 
 
 def test_tags_up_to_the_largest_are_kept_unsigned() -> None:
