@@ -75,7 +75,7 @@ def isolated(ports: dict[int, str], report: Callable[[str], None]) -> Iterator[N
             raise refuse(f"an unmarked test started {program}")
         real_popen_init(process, args, *rest, **options)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     subprocess.Popen.__init__ = popen_init  # type: ignore[method-assign,assignment]
     try:
