@@ -8,6 +8,8 @@ services happen to run; with this guard such a test fails wherever it runs,
 naming what it reached. The guard wraps ``socket.socket.connect`` (asyncio's
 connections, redis-py's and aio-pika's included, go through it) and
 ``subprocess.Popen`` (asyncio's subprocesses included) for the test's duration.
+A connection made on a uvloop event loop goes through libuv instead and is not
+seen; the tests run on asyncio's own loop (the one uvloop test talks to itself).
 """
 
 from __future__ import annotations
