@@ -1,8 +1,9 @@
-"""The docs cite tests and link pages and files; each cited test and linked path must exist.
+"""The docs cite tests, name source files and link pages; each must exist.
 
 Code moves (a module split, a test renamed) leave the prose behind; this
-finds every `file.py::test_name` the pages name and every relative link,
-so a stale one fails here rather than misleading a reader.
+finds every `file.py::test_name` the pages name, every path of the tree in
+backquotes (`services/edge/proxy/core.py`) and every relative link, so a
+stale one fails here rather than misleading a reader.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 CITED_TEST = re.compile(r"([\w./-]*test_\w+\.py)::(test_\w+)")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+TREE_PATH = re.compile(r"`((?:shared|services|tests|bench|deploy|docs)/[^`\s:]*)")
+PATTERN_MARKS = frozenset("{<*…$")
+"""A path with these is a pattern (`services/<name>/`, `{index,prefixes}.py`), not a file."""
 
 
 def cited_tests(text: str) -> list[tuple[str, str]]:
@@ -35,12 +39,31 @@ def broken_links(page: Path) -> list[str]:
     ]
 
 
+def missing_paths(text: str, root: Path = ROOT) -> list[str]:
+    named = (path.rstrip(".,;") for path in TREE_PATH.findall(text))
+    return [
+        path
+        for path in named
+        if not PATTERN_MARKS.intersection(path) and not (root / path).exists()
+    ]
+
+
 def test_every_cited_test_exists() -> None:
     missing = [
         f"{page.relative_to(ROOT)}: {file}::{name}"
         for page in PAGES
         for file, name in cited_tests(page.read_text())
         if not defines_test(file, name)
+    ]
+    assert missing == []
+
+
+def test_every_path_named_exists() -> None:
+    assert sum(len(TREE_PATH.findall(page.read_text())) for page in PAGES) > 100  # it sees them
+    missing = [
+        f"{page.relative_to(ROOT)}: {path}"
+        for page in PAGES
+        for path in missing_paths(page.read_text())
     ]
     assert missing == []
 
@@ -64,3 +87,5 @@ def test_the_checks_see_what_is_missing(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("[ok](tests/a/test_x.py), [web](https://x.org/a), [gone](nowhere.md#part)")
     assert broken_links(page) == ["nowhere.md"]
+    text = "`tests/a/test_x.py::test_here`, `tests/a/`, `services/<name>/`, `shared/gone.py`."
+    assert missing_paths(text, tmp_path) == ["shared/gone.py"]
