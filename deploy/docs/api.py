@@ -42,9 +42,9 @@ Generated from the services' FastAPI apps by `python -m deploy.docs api`: do not
 edit by hand (`tests/deploy/docs/test_api.py` fails when this page is stale).
 Every process serves the routes under "Every process" and, under `/v1`, those of
 the services it runs (the all-in-one: all of them). The same document, live, is
-`GET /openapi.json` on a running process. Errors: 401 without the token, 413 for
-a body over `CALLMESH_API_MAX_BODY`, 422 naming each bad field
-([operations](operations.md)).
+`GET /openapi.json` on a running process (`/metrics` needs no token with
+`CALLMESH_METRICS_PUBLIC=true`). Errors: 401 without the token, 413 for a body
+over `CALLMESH_API_MAX_BODY`, 422 naming each bad field ([operations](operations.md)).
 """
 
 
