@@ -1,4 +1,8 @@
-"""All-in-one: every service in one process (the embedded default of ``make run``)."""
+"""All-in-one: every service in one process (the embedded default of ``make run``).
+
+``ALL_SERVICES`` is also what the generated API reference (``python -m deploy.docs``)
+documents, so a service added here gets its page there too.
+"""
 
 from services.edge.service import EdgeService
 from services.health.service import HealthService
@@ -6,4 +10,7 @@ from services.registrar.service import RegistrarService
 from services.routing.service import RoutingService
 from shared.runner import main
 
-main([RoutingService, RegistrarService, HealthService, EdgeService], embedded_allowed=True)
+ALL_SERVICES = (RoutingService, RegistrarService, HealthService, EdgeService)
+
+if __name__ == "__main__":
+    main(ALL_SERVICES, embedded_allowed=True)
