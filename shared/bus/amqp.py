@@ -65,6 +65,7 @@ class _Consumer:
     name: str
     handler: WorkHandler
     prefetch: int
+    events: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -341,9 +342,16 @@ class AmqpBus(Bus):
     ) -> None:
         await self._listen(_Subscription(tuple(patterns), handler, group))
 
-    async def consume(self, name: str, handler: WorkHandler, *, prefetch: int = 64) -> None:
+    async def consume(
+        self,
+        name: str,
+        handler: WorkHandler,
+        *,
+        prefetch: int = 64,
+        events: Sequence[str] = (),
+    ) -> None:
         await self.declare_queue(name)
-        await self._listen(_Consumer(name, handler, prefetch))
+        await self._listen(_Consumer(name, handler, prefetch, tuple(events)))
 
     async def _listen(self, listener: _Subscription | _Consumer) -> None:
         await self._record(
@@ -359,6 +367,8 @@ class AmqpBus(Bus):
         if isinstance(listener, _Consumer):
             await channel.set_qos(prefetch_count=listener.prefetch)
             queue = await channel.declare_queue(self.queue_name(listener.name), durable=True)
+            for pattern in listener.events:
+                await queue.bind(self.exchange_name, pattern)
             handle = self._work_handle(link, listener)
         else:
             await channel.set_qos(prefetch_count=64)
@@ -380,13 +390,13 @@ class AmqpBus(Bus):
         self,
         link: _Link,
         buffer: asyncio.Queue[AbstractIncomingMessage | None],
-        handle: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        handle: Callable[[AbstractIncomingMessage], Awaitable[bool]],
     ) -> None:
-        """Handle one message at a time until the link is lost."""
+        """Handle one message at a time until the link is lost; ack what the handler settled."""
         while (message := await buffer.get()) is not None and not link.stopping:
             try:
-                await handle(message)
-                await message.ack()
+                if await handle(message):
+                    await message.ack()
             except Exception as exc:
                 log.warning(
                     "bus %s: message on %s left unacknowledged (redelivered later): %s",
@@ -397,18 +407,19 @@ class AmqpBus(Bus):
 
     def _event_handle(
         self, subscription: _Subscription, queue: str
-    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        async def handle(message: AbstractIncomingMessage) -> None:
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[bool]]:
+        async def handle(message: AbstractIncomingMessage) -> bool:
             await run_event_handler(subscription.handler, message.body, queue)
+            return True
 
         return handle
 
     def _work_handle(
         self, link: _Link, consumer: _Consumer
-    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[bool]]:
         queue_name, dead_name = self.queue_name(consumer.name), self.dead_queue_name(consumer.name)
 
-        async def handle(message: AbstractIncomingMessage) -> None:
+        async def handle(message: AbstractIncomingMessage) -> bool:
             work = WorkMessage(
                 body=message.body,
                 headers=dict(message.headers or {}),
@@ -417,6 +428,9 @@ class AmqpBus(Bus):
                 redelivered=bool(message.redelivered),
             )
             outcome = await run_work_handler(consumer.handler, work, queue_name)
+            if outcome.requeue:
+                await message.nack(requeue=True)
+                return False
             exchange = link.publisher.default_exchange
             if outcome.reply is not None and work.reply_to:
                 reply = aio_pika.Message(outcome.reply, correlation_id=work.correlation_id)
@@ -432,6 +446,7 @@ class AmqpBus(Bus):
                     delivery_mode=PERSISTENT,
                 )
                 await exchange.publish(dead, dead_name, mandatory=False)
+            return True
 
         return handle
 
