@@ -129,7 +129,12 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
     cancelled = earliest(e for e in of_type(events, CallCancelled) if e.at >= not_before)
     closed = earliest(of_type(events, TimeoutClose))
     ended = earliest(of_type(dialog, CallEnded))
-    alive = [e for e in [*events, *dialog] if not isinstance(e, TimeoutClose)]
+    # Another edge's report of the same BYE is no new sign of life: only the BYE
+    # the record ends with counts, so a later second report changes nothing.
+    updates = of_type(dialog, CallUpdated)
+    alive = [e for e in events if not isinstance(e, TimeoutClose)] + updates
+    if ended is not None:
+        alive.append(ended)
     first_seen = min((e.at for e in alive), default=closed.at if closed else 0.0)
     last_seen = max((e.at for e in alive), default=first_seen)
     call_id = next(iter(events)).call_id
@@ -146,7 +151,7 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
             state, end_at = "complete", ended.at
             side = "edge" if ended.by_edge else "caller" if ended.from_tag == tag else "callee"
         elif closed is not None:
-            signs = [answered.at, *(e.at for e in of_type(dialog, CallUpdated))]
+            signs = [answered.at, *(e.at for e in updates)]
             state, disposition, end_at = "complete", "timeout", max(signs)
     elif cancelled is not None:
         state, disposition, end_at, side = "complete", "cancelled", cancelled.at, "caller"

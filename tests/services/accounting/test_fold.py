@@ -61,6 +61,13 @@ def test_an_edge_ending_the_call_is_the_edge_side() -> None:
     assert fold_call([*answered_call()[:-1], by_edge])[0].hangup_side == "edge"
 
 
+def test_a_second_edge_reporting_the_bye_later_changes_nothing() -> None:
+    first = answered_call()
+    bye = first[-1]
+    again = bye.model_copy(update={"edge": "edge-c", "at": bye.at + 0.02})
+    assert fold_call([*first, again]) == fold_call(first)
+
+
 def test_an_answered_call_without_bye_stays_open() -> None:
     record = fold_call(answered_call()[:-1])[0]
     assert (record.state, record.disposition, record.end_at) == ("open", "answered", None)
