@@ -132,7 +132,8 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
     # Another edge's report of the same BYE is no new sign of life: only the BYE
     # the record ends with counts, so a later second report changes nothing.
     updates = of_type(dialog, CallUpdated)
-    alive = [e for e in events if not isinstance(e, TimeoutClose)] + updates
+    alive: list[CallEvent] = [e for e in events if not isinstance(e, TimeoutClose)]
+    alive += updates
     if ended is not None:
         alive.append(ended)
     first_seen = min((e.at for e in alive), default=closed.at if closed else 0.0)

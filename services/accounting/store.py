@@ -89,6 +89,9 @@ def open_engine(url: str) -> AsyncEngine:
 class RecordStore:
     """Events in, records out, on one engine."""
 
+    STALE_BATCH = 500
+    """Attempts :meth:`stale` returns at most at once."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
@@ -193,13 +196,13 @@ class RecordStore:
             key = (cdrs.c.call_id == record.call_id) & (cdrs.c.from_tag == record.from_tag)
             await connection.execute(cdrs.update().where(key).values(values))
 
-    async def stale(self, last_seen_before: float, limit: int = 500) -> list[tuple[str, str]]:
+    async def stale(self, last_seen_before: float) -> list[tuple[str, str]]:
         """Open attempts (Call-ID, From tag) with no sign of life since ``last_seen_before``."""
         query = (
             select(cdrs.c.call_id, cdrs.c.from_tag)
             .where(cdrs.c.state == "open", cdrs.c.last_seen_ms < round(last_seen_before * 1000))
             .order_by(cdrs.c.last_seen_ms)
-            .limit(limit)
+            .limit(self.STALE_BATCH)
         )
         async with self.engine.connect() as connection:
             return [(row.call_id, row.from_tag) for row in await connection.execute(query)]

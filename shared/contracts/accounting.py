@@ -93,3 +93,9 @@ class CdrCompleted(Event):
 
     version: int
     record: CallRecord
+
+
+CALLS_QUEUE = "accounting.calls"
+"""The durable work queue ``{ns}.accounting.calls`` the accounting instances share."""
+CALL_EVENTS = "edge.call.#"
+"""What the queue is bound to: every call event of every edge."""
