@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -86,6 +86,38 @@ def open_engine(url: str) -> AsyncEngine:
     return engine
 
 
+def event_row(call_event: CallEvent) -> dict[str, Any]:
+    return {
+        "event_key": event_key(call_event),
+        "call_id": call_event.call_id,
+        "type": call_event.routing_key,
+        "at_ms": round(call_event.at * 1000),
+        "data": event_data(call_event),
+    }
+
+
+def record_row(record: CallRecord, body: str, version: int) -> dict[str, Any]:
+    """The ``cdrs`` row of a record: the columns the API filters, sorts and sums on, and JSON."""
+    return {
+        "call_id": record.call_id,
+        "from_tag": record.from_tag,
+        "version": version,
+        "state": record.state,
+        "disposition": record.disposition,
+        "setup_ms": round(record.setup_at * 1000),
+        "answer_ms": None if record.answer_at is None else round(record.answer_at * 1000),
+        "last_seen_ms": round(record.last_seen_at * 1000),
+        "duration_ms": record.duration_ms,
+        "billable_seconds": record.billable_seconds,
+        "caller": record.caller_normalised,
+        "callee": record.callee,
+        "gateway": record.gateway,
+        "rule": record.rule,
+        "subscriber": record.subscriber,
+        "record": body,
+    }
+
+
 class RecordStore:
     """Events in, records out, on one engine."""
 
@@ -106,95 +138,120 @@ class RecordStore:
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def _write(self, call_id: str) -> AsyncIterator[AsyncConnection]:
-        """One write transaction holding the call's lock until commit."""
+    async def _write(self, call_ids: Sequence[str]) -> AsyncIterator[AsyncConnection]:
+        """One write transaction holding the calls' locks until commit.
+
+        The locks are taken in one statement, in sorted order, so that two
+        instances writing overlapping calls wait for each other, never deadlock.
+        """
         async with contextlib.AsyncExitStack() as stack:
             if self._writer is not None:
                 await stack.enter_async_context(self._writer)
             connection = await stack.enter_async_context(self.engine.begin())
             if self.dialect == "postgresql":
                 await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtextextended(:call_id, 0))"),
-                    {"call_id": call_id},
+                    text(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) "
+                        "FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS ids(id, n) "
+                        "ORDER BY n"
+                    ),
+                    {"ids": sorted(set(call_ids))},
                 )
             yield connection
 
-    def _insert_event(self, values: dict[str, Any]) -> Any:
+    async def _insert_events(
+        self, connection: AsyncConnection, rows: list[dict[str, Any]]
+    ) -> set[str]:
+        """Insert the rows whose key is not stored yet; the keys inserted."""
+        unique = list({row["event_key"]: row for row in reversed(rows)}.values())
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return (
-            insert(call_events).values(values).on_conflict_do_nothing(index_elements=["event_key"])
+        statement = (
+            insert(call_events)
+            .values(unique)
+            .on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(call_events.c.event_key)
         )
+        return set((await connection.execute(statement)).scalars())
 
     async def apply(self, call_event: CallEvent) -> Applied:
         """Store ``call_event`` unless it is already, and refold its call; commits."""
-        values = {
-            "event_key": event_key(call_event),
-            "call_id": call_event.call_id,
-            "type": call_event.routing_key,
-            "at_ms": round(call_event.at * 1000),
-            "data": event_data(call_event),
-        }
-        async with self._write(call_event.call_id) as connection:
-            inserted = await connection.execute(self._insert_event(values))
-            duplicate = inserted.rowcount == 0
-            records = await self._refold(connection, call_event.call_id)
-        return Applied(duplicate, records)
+        return (await self.apply_many([call_event]))[0]
 
-    async def _refold(self, connection: AsyncConnection, call_id: str) -> tuple[StoredRecord, ...]:
-        rows = await connection.execute(
-            select(call_events.c.type, call_events.c.data).where(call_events.c.call_id == call_id)
-        )
-        events = [e for kind, data in rows if (e := load(kind, data)) is not None]
-        stored = {
-            tag: (version, body)
-            for tag, version, body in await connection.execute(
-                select(cdrs.c.from_tag, cdrs.c.version, cdrs.c.record).where(
-                    cdrs.c.call_id == call_id
-                )
-            )
-        }
+    async def apply_many(self, batch: Sequence[CallEvent]) -> list[Applied]:
+        """:meth:`apply` for each event, all in one transaction (one commit for many).
+
+        Each call's change is reported once, with the batch's first event of
+        that call; the others of the same call see its records as unchanged.
+        """
+        rows = [event_row(event) for event in batch]
+        call_ids = sorted({event.call_id for event in batch})
+        async with self._write(call_ids) as connection:
+            inserted = await self._insert_events(connection, rows)
+            refolded = await self._refold(connection, call_ids)
         results = []
-        for record in fold_call(events):
-            body = record.model_dump_json()
-            version, old_body = stored.get(record.from_tag, (0, None))
-            changed = body != old_body
-            if changed:
-                version += 1
-                await self._write_record(connection, record, body, version, first=old_body is None)
-            results.append(StoredRecord(record, version, changed))
-        return tuple(results)
+        reported: set[str] = set()
+        keys_seen: set[str] = set()
+        for call_event, row in zip(batch, rows, strict=True):
+            key = row["event_key"]
+            duplicate = key not in inserted or key in keys_seen
+            keys_seen.add(key)
+            records = refolded.get(call_event.call_id, ())
+            if call_event.call_id in reported:
+                records = tuple(replace(stored, changed=False) for stored in records)
+            reported.add(call_event.call_id)
+            results.append(Applied(duplicate, records))
+        return results
 
-    async def _write_record(
-        self,
-        connection: AsyncConnection,
-        record: CallRecord,
-        body: str,
-        version: int,
-        *,
-        first: bool,
-    ) -> None:
-        values = {
-            "version": version,
-            "state": record.state,
-            "disposition": record.disposition,
-            "setup_ms": round(record.setup_at * 1000),
-            "answer_ms": None if record.answer_at is None else round(record.answer_at * 1000),
-            "last_seen_ms": round(record.last_seen_at * 1000),
-            "duration_ms": record.duration_ms,
-            "billable_seconds": record.billable_seconds,
-            "caller": record.caller_normalised,
-            "callee": record.callee,
-            "gateway": record.gateway,
-            "rule": record.rule,
-            "subscriber": record.subscriber,
-            "record": body,
+    async def _refold(
+        self, connection: AsyncConnection, call_ids: Sequence[str]
+    ) -> dict[str, tuple[StoredRecord, ...]]:
+        """Fold every stored event of each call; write the records that changed."""
+        events: dict[str, list[CallEvent]] = {call_id: [] for call_id in call_ids}
+        query = select(call_events.c.call_id, call_events.c.type, call_events.c.data).where(
+            call_events.c.call_id.in_(call_ids)
+        )
+        for call_id, kind, data in await connection.execute(query):
+            loaded = load(kind, data)
+            if loaded is not None:
+                events[call_id].append(loaded)
+        query = select(cdrs.c.call_id, cdrs.c.from_tag, cdrs.c.version, cdrs.c.record).where(
+            cdrs.c.call_id.in_(call_ids)
+        )
+        stored: dict[tuple[str, str], tuple[int, str | None]] = {
+            (row.call_id, row.from_tag): (row.version, row.record)
+            for row in await connection.execute(query)
         }
-        if first:
-            values |= {"call_id": record.call_id, "from_tag": record.from_tag}
-            await connection.execute(cdrs.insert().values(values))
-        else:
-            key = (cdrs.c.call_id == record.call_id) & (cdrs.c.from_tag == record.from_tag)
-            await connection.execute(cdrs.update().where(key).values(values))
+        results: dict[str, tuple[StoredRecord, ...]] = {}
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for call_id in call_ids:
+            folded: list[StoredRecord] = []
+            for record in fold_call(events[call_id]):
+                body = record.model_dump_json()
+                version, old_body = stored.get((call_id, record.from_tag), (0, None))
+                changed = body != old_body
+                if changed:
+                    version += 1
+                    (inserts if old_body is None else updates).append(
+                        record_row(record, body, version)
+                    )
+                folded.append(StoredRecord(record, version, changed))
+            results[call_id] = tuple(folded)
+        if inserts:
+            await connection.execute(cdrs.insert(), inserts)
+        if updates:
+            key = (cdrs.c.call_id == bindparam("key_call_id")) & (
+                cdrs.c.from_tag == bindparam("key_from_tag")
+            )
+            columns: dict[str, Any] = {name: bindparam(name) for name in updates[0]}
+            await connection.execute(
+                cdrs.update().where(key).values(columns),
+                [
+                    {**row, "key_call_id": row["call_id"], "key_from_tag": row["from_tag"]}
+                    for row in updates
+                ],
+            )
+        return results
 
     async def stale(self, last_seen_before: float) -> list[tuple[str, str]]:
         """Open attempts (Call-ID, From tag) with no sign of life since ``last_seen_before``."""
@@ -210,17 +267,11 @@ class RecordStore:
     async def close_timed_out(self, call_id: str, from_tag: str, now: float) -> Applied:
         """Store the timeout close of one attempt (once: its key ignores ``now``) and refold."""
         close = TimeoutClose(call_id=call_id, from_tag=from_tag, at=now, edge="")
-        values = {
-            "event_key": event_key(close.model_copy(update={"at": 0.0})),
-            "call_id": call_id,
-            "type": close.routing_key,
-            "at_ms": round(now * 1000),
-            "data": event_data(close),
-        }
-        async with self._write(call_id) as connection:
-            inserted = await connection.execute(self._insert_event(values))
-            records = await self._refold(connection, call_id)
-        return Applied(inserted.rowcount == 0, records)
+        row = event_row(close) | {"event_key": event_key(close.model_copy(update={"at": 0.0}))}
+        async with self._write([call_id]) as connection:
+            inserted = await self._insert_events(connection, [row])
+            refolded = await self._refold(connection, [call_id])
+        return Applied(not inserted, refolded.get(call_id, ()))
 
     async def counts(self) -> dict[str, int]:
         """Records per state (``open``, ``complete``), for the metrics."""
