@@ -189,7 +189,9 @@ class Bench:
                 await edge.publish(event)
         started = time.perf_counter()
         service = await self.service()
-        while await self.complete_count(service) < calls:
+        while True:
+            if await self.complete_count(service) >= calls:
+                break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
         self.service_running = service
@@ -284,13 +286,16 @@ class Bench:
                 await connection.execute(insert(cdrs), rows)
         await engine.dispose()
         inserted = time.perf_counter() - started
-        child = subprocess.run(
-            [sys.executable, "-m", "bench.accounting", "--export-from", self.url],
-            capture_output=True,
-            text=True,
-            check=True,
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.accounting",
+            "--export-from",
+            self.url,
+            stdout=subprocess.PIPE,
         )
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
+        output, _ = await child.communicate()
+        figures = json.loads(output.decode().strip().splitlines()[-1])
         self.results["csv_export"] = {
             "records": records,
             "insert_s": round(inserted, 1),
@@ -327,7 +332,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--live-calls", type=int, default=300, help="calls for the lag run")
     parser.add_argument("--rate", type=float, default=50.0, help="calls/s of the lag run")
     parser.add_argument("--records", type=int, default=20000, help="records for the CSV export")
-    parser.add_argument("--consumers", type=int, default=4, help="CALLMESH_ACCOUNTING_CONSUMERS")
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        default=AccountingSettings.model_fields["consumers"].default,
+        help="CALLMESH_ACCOUNTING_CONSUMERS",
+    )
     parser.add_argument("--export-from", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -20,22 +20,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
 from services.accounting import metrics
 from services.accounting.events import BadEventError, decode
-from services.accounting.store import Applied, RecordStore
+from services.accounting.store import Applied, unavailable
 from shared.bus import Bus, BusUnavailable, DeadLetter, Requeue, WorkMessage
 from shared.contracts.accounting import CdrCompleted
+from shared.contracts.calls import CallEvent
 
 MAX_RETRY_DELAY = 30.0
-
-
-def unavailable(error: Exception) -> bool:
-    """Whether a write failed because the database could not be reached (worth retrying)."""
-    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class Announcer:
@@ -57,13 +49,13 @@ class CallEventHandler:
 
     def __init__(
         self,
-        store: RecordStore,
+        apply: Callable[[CallEvent], Awaitable[Applied]],
         announce: Callable[[Applied], Awaitable[None]],
         stopping: asyncio.Event,
         log: logging.Logger,
         retry_delay: float = 1.0,
     ) -> None:
-        self.store = store
+        self.apply = apply
         self.announce = announce
         self.stopping = stopping
         self.log = log
@@ -76,7 +68,7 @@ class CallEventHandler:
             metrics.EVENTS.labels("dead").inc()
             self.log.warning("dead-lettered a call event: %s", error)
             raise DeadLetter(str(error)) from None
-        applied = await self._apply(lambda: self.store.apply(event))
+        applied = await self._apply(lambda: self.apply(event))
         metrics.EVENTS.labels("duplicate" if applied.duplicate else "stored").inc()
         metrics.RECORDS_WRITTEN.inc(sum(stored.changed for stored in applied.records))
         if not applied.duplicate:

@@ -1,10 +1,10 @@
 """The accounting service: call records from the edges' call events, billed exactly once.
 
 Every instance consumes the shared durable queue ``{ns}.accounting.calls``
-(bound to ``edge.call.#``) with ``consumers`` workers, applies each event in
-one transaction (:mod:`services.accounting.store`), publishes completions
-(:mod:`services.accounting.consumer`), closes silent calls
-(:mod:`services.accounting.closer`) and serves ``/v1/cdrs``.  Instances
+(bound to ``edge.call.#``) with ``consumers`` workers, commits their events
+together (:mod:`services.accounting.batching`, :mod:`services.accounting.store`),
+publishes completions (:mod:`services.accounting.consumer`), closes silent
+calls (:mod:`services.accounting.closer`) and serves ``/v1/cdrs``.  Instances
 share nothing but the database, so any number of them give the same records.
 """
 
@@ -19,11 +19,12 @@ from sqlalchemy import text
 
 from services.accounting.api.cdrs import cdrs_router
 from services.accounting.api.summary import summary_router
+from services.accounting.batching import GroupCommit
 from services.accounting.closer import TimeoutCloser
-from services.accounting.consumer import Announcer, CallEventHandler, unavailable
+from services.accounting.consumer import Announcer, CallEventHandler
 from services.accounting.queries import RecordQueries
 from services.accounting.settings import AccountingSettings
-from services.accounting.store import RecordStore, database_url, open_engine
+from services.accounting.store import RecordStore, database_url, open_engine, unavailable
 from shared.background import cancel_and_wait
 from shared.bus.base import describe
 from shared.contracts.accounting import CALL_EVENTS, CALLS_QUEUE
@@ -45,8 +46,9 @@ class AccountingService(Service):
         self.queries = RecordQueries(engine)
         self._stopping = asyncio.Event()
         announce = Announcer(self.bus)
+        self.committer = GroupCommit(self.records)
         self.handler = CallEventHandler(
-            self.records, announce, self._stopping, self.log, config.retry_delay
+            self.committer.apply, announce, self._stopping, self.log, config.retry_delay
         )
         self.closer = TimeoutCloser(self.records, announce, config.max_call_duration, self.log)
         self._closing: asyncio.Task[None] | None = None
@@ -63,8 +65,7 @@ class AccountingService(Service):
             self.records.dialect,
             found,
         )
-        consumers = 1 if self.records.dialect == "sqlite" else self.config.consumers
-        for _ in range(consumers):
+        for _ in range(self.config.consumers):
             await self.bus.consume(CALLS_QUEUE, self.handler, events=[CALL_EVENTS])
         self._closing = asyncio.get_running_loop().create_task(self._close_forever())
 
@@ -72,6 +73,7 @@ class AccountingService(Service):
         self._stopping.set()
         if self._closing is not None:
             await cancel_and_wait(self._closing)
+        await self.committer.close()
         await self.records.close()
 
     async def _close_forever(self) -> None:

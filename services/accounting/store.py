@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.accounting.events import event_data, event_key, load
@@ -36,6 +37,8 @@ from shared.contracts.accounting import CallRecord
 from shared.contracts.calls import CallEvent
 
 SQLITE_FILE = "accounting.sqlite3"
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+"""Serialisation failure, deadlock detected: the transaction may simply be run again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,21 @@ def open_engine(url: str) -> AsyncEngine:
             cursor.close()
 
     return engine
+
+
+def unavailable(error: Exception) -> bool:
+    """Whether a write failed for a reason that passes (worth retrying the same events).
+
+    The database could not be reached, or PostgreSQL aborted the transaction
+    to break a deadlock or a serialisation conflict (two calls whose lock keys
+    collide, taken by two instances in opposite orders).
+    """
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        state = getattr(error.orig, "sqlstate", None)
+        return error.connection_invalidated or state in TRANSIENT_SQLSTATES
+    return False
 
 
 def event_row(call_event: CallEvent) -> dict[str, Any]:

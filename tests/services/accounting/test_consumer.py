@@ -37,7 +37,7 @@ async def test_a_database_down_while_stopping_puts_the_event_back() -> None:
     async def announce(applied: Applied) -> None:
         announced.append(applied)
 
-    handler = CallEventHandler(store, announce, stopping, logging.getLogger("test"), 0.01)
+    handler = CallEventHandler(store.apply, announce, stopping, logging.getLogger("test"), 0.01)
     bus = MemoryBus(MemoryBroker(), "ns", "edge", "e1")
     body = bus.envelope(started()).to_bytes()
     before = store_errors()
