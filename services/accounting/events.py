@@ -9,6 +9,7 @@ same way, and the queue must go on.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import orjson
 from pydantic import ValidationError
@@ -46,6 +47,11 @@ STORED_EVENTS: dict[str, type[CallEvent]] = {
 }
 
 
+MAX_ID_CHARS = 512
+MAX_TIME = 1e11
+"""Unix seconds beyond year 5000: not a time an edge took."""
+
+
 class BadEventError(ValueError):
     """The message can never be applied; its text says why (the dead-letter reason)."""
 
@@ -65,9 +71,23 @@ def decode(body: bytes) -> CallEvent:
             f"{kind.schema_version} this service reads"
         )
     try:
-        return envelope.payload(kind)
+        event = envelope.payload(kind)
     except ValidationError as error:
         raise BadEventError(f"malformed {envelope.type}: {first_error(error)}") from None
+    check_bounds(envelope.type, event)
+    return event
+
+
+def check_bounds(kind: str, event: CallEvent) -> None:
+    """Refuse what no edge sends and the database would choke on: endless ids, times not finite."""
+    for name in ("call_id", "from_tag", "to_tag"):
+        text: str = getattr(event, name, "")
+        if len(text) > MAX_ID_CHARS:
+            raise BadEventError(f"malformed {kind}: {name} longer than {MAX_ID_CHARS} characters")
+    for name in ("at", "sent_at"):
+        moment: float = getattr(event, name, 0.0)
+        if not math.isfinite(moment) or not 0 <= moment < MAX_TIME:
+            raise BadEventError(f"malformed {kind}: {name} is not a time")
 
 
 def first_error(error: ValidationError) -> str:
