@@ -107,7 +107,8 @@ def cdrs_router(queries: RecordQueries) -> APIRouter:
             headers={"Content-Disposition": 'attachment; filename="cdrs.csv"'},
         )
 
-    @router.get("/{call_id}", summary="Every attempt of one call")
+    # ``:path``: a Call-ID may hold ``/`` (RFC 3261's word characters), sent as is or as %2F.
+    @router.get("/{call_id:path}", summary="Every attempt of one call")
     async def one_call(call_id: CallId) -> dict[str, Any]:
         found = await queries.call(call_id)
         if not found:

@@ -72,6 +72,14 @@ async def test_a_call_becomes_one_record_and_one_completion(
         assert completed.record == fold_call(events)[0]
 
 
+async def test_a_call_id_with_a_slash_is_found(namespace: str, accounting_url: str) -> None:
+    async with deployment(namespace, accounting_url) as found:
+        await publish(found, [started("a/b@host")])
+        await until_async(lambda: record_of(found, "a/b@host"))
+        encoded = await found.client.get("/v1/cdrs/a%2Fb%40host")
+        assert encoded.json()["items"][0]["call_id"] == "a/b@host"
+
+
 async def test_duplicates_and_disorder_change_nothing(namespace: str, accounting_url: str) -> None:
     async with deployment(namespace, accounting_url) as found:
         events = answered_call()
