@@ -33,6 +33,7 @@ import time
 import uuid
 from typing import Any
 
+import fakeredis
 from pydantic import SecretStr
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -122,7 +123,7 @@ def call_events(call_id: str, t0: float) -> list[CallEvent]:
             call_id=call_id, from_tag=tag, to_tag="tt", at=t0 + 30, edge=edge, method="UPDATE"
         ),
         CallEnded(call_id=call_id, from_tag=tag, to_tag="tt", at=t0 + 90, edge=edge, status=200),
-    ]  # fmt: skip - one event per statement, not one field per line
+    ]
 
 
 class Bench:
@@ -152,7 +153,7 @@ class Bench:
             database_url=SecretStr(self.url), consumers=self.args.consumers, close_interval=3600
         )
         bus = await self.bus("accounting")
-        store = Store.__new__(Store)  # the service never touches Redis
+        store = Store(fakeredis.FakeAsyncRedis(), self.namespace)  # the service never uses it
         runtime = Runtime(settings, bus, store, logging.getLogger("bench.accounting"))
         service = AccountingService(runtime, config)
         await service.start()
@@ -282,7 +283,7 @@ class Bench:
                             "subscriber": record.subscriber,
                             "record": record.model_dump_json(),
                         }
-                    )  # fmt: skip - one row's columns, kept together
+                    )
                 await connection.execute(insert(cdrs), rows)
         await engine.dispose()
         inserted = time.perf_counter() - started
