@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.accounting.schema import cdrs
@@ -82,12 +82,18 @@ def decode_cursor(cursor: str) -> CursorKey:
 
 
 def _after(key: CursorKey) -> ColumnElement[bool]:
-    """Rows after ``key`` in newest-first order (spelled out: not every SQL has row values)."""
+    """Rows after ``key`` in newest-first order.
+
+    A row-value comparison (PostgreSQL; SQLite since 3.15), which the planner
+    turns into a range of the ``(setup_ms, call_id, from_tag)`` index: the same
+    condition spelled with ``OR`` made PostgreSQL scan from the first row on
+    every page, and the export's time grow with the square of its size.
+    """
     setup_ms, call_id, from_tag = key
-    return or_(
-        cdrs.c.setup_ms < setup_ms,
-        and_(cdrs.c.setup_ms == setup_ms, cdrs.c.call_id < call_id),
-        and_(cdrs.c.setup_ms == setup_ms, cdrs.c.call_id == call_id, cdrs.c.from_tag < from_tag),
+    return and_(
+        cdrs.c.setup_ms <= setup_ms,
+        tuple_(cdrs.c.setup_ms, cdrs.c.call_id, cdrs.c.from_tag)
+        < tuple_(setup_ms, call_id, from_tag),
     )
 
 
