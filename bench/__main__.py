@@ -23,6 +23,7 @@ BENCHMARKS = {
     "registrar": "bench.registrar",
     "registrar_sipp": "bench.registrar_sipp",
     "edge_policies": "bench.edge_policies",
+    "accounting": "bench.accounting",
     "proxy_core": "bench.proxy.core_calls",
     "proxy": "bench.proxy.run",
 }

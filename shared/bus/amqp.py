@@ -280,9 +280,16 @@ class AmqpBus(Bus):
     ) -> None:
         await self._listen(EventListener(tuple(patterns), handler, group))
 
-    async def consume(self, name: str, handler: WorkHandler, *, prefetch: int = 64) -> None:
+    async def consume(
+        self,
+        name: str,
+        handler: WorkHandler,
+        *,
+        prefetch: int = 64,
+        events: Sequence[str] = (),
+    ) -> None:
         await self.declare_queue(name)
-        await self._listen(WorkListener(name, handler, prefetch))
+        await self._listen(WorkListener(name, handler, prefetch, tuple(events)))
 
     async def _listen(self, listener: EventListener | WorkListener) -> None:
         await self._record(

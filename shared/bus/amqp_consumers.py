@@ -26,7 +26,7 @@ from shared.bus.base import (
 )
 
 log = logging.getLogger("callmesh.bus")
-Handle = Callable[[AbstractIncomingMessage], Awaitable[None]]
+Handle = Callable[[AbstractIncomingMessage], Awaitable[bool]]
 
 
 async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -> None:
@@ -36,6 +36,8 @@ async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -
     if isinstance(listener, WorkListener):
         await channel.set_qos(prefetch_count=listener.prefetch)
         queue = await channel.declare_queue(bus.queue_name(listener.name), durable=True)
+        for pattern in listener.events:
+            await queue.bind(bus.exchange_name, pattern)
         handle = _work_handle(bus, link, listener)
     else:
         await channel.set_qos(prefetch_count=64)
@@ -57,11 +59,11 @@ async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -
 async def _work(
     stream: str, link: Link, buffer: asyncio.Queue[AbstractIncomingMessage | None], handle: Handle
 ) -> None:
-    """Handle one message at a time until the link is lost."""
+    """Handle one message at a time until the link is lost; ack what the handler settled."""
     while (message := await buffer.get()) is not None and not link.stopping:
         try:
-            await handle(message)
-            await message.ack()
+            if await handle(message):
+                await message.ack()
         except Exception as exc:
             log.warning(
                 "bus %s: message on %s left unacknowledged (redelivered later): %s",
@@ -72,8 +74,9 @@ async def _work(
 
 
 def _event_handle(subscription: EventListener, queue: str) -> Handle:
-    async def handle(message: AbstractIncomingMessage) -> None:
+    async def handle(message: AbstractIncomingMessage) -> bool:
         await run_event_handler(subscription.handler, message.body, queue)
+        return True
 
     return handle
 
@@ -81,7 +84,7 @@ def _event_handle(subscription: EventListener, queue: str) -> Handle:
 def _work_handle(bus: Bus, link: Link, consumer: WorkListener) -> Handle:
     queue_name, dead_name = bus.queue_name(consumer.name), bus.dead_queue_name(consumer.name)
 
-    async def handle(message: AbstractIncomingMessage) -> None:
+    async def handle(message: AbstractIncomingMessage) -> bool:
         work = WorkMessage(
             body=message.body,
             headers=dict(message.headers or {}),
@@ -90,6 +93,9 @@ def _work_handle(bus: Bus, link: Link, consumer: WorkListener) -> Handle:
             redelivered=bool(message.redelivered),
         )
         outcome = await run_work_handler(consumer.handler, work, queue_name)
+        if outcome.requeue:
+            await message.nack(requeue=True)
+            return False
         exchange = link.publisher.default_exchange
         if outcome.reply is not None and work.reply_to:
             reply = aio_pika.Message(outcome.reply, correlation_id=work.correlation_id)
@@ -105,5 +111,6 @@ def _work_handle(bus: Bus, link: Link, consumer: WorkListener) -> Handle:
                 delivery_mode=PERSISTENT,
             )
             await exchange.publish(dead, dead_name, mandatory=False)
+        return True
 
     return handle

@@ -36,11 +36,13 @@ class EventListener:
 
 @dataclass(eq=False)
 class WorkListener:
-    """A work-queue consumer to replay: the queue's name, its handler, its prefetch."""
+    """A work-queue consumer to replay: the queue's name, its handler, its prefetch, and the
+    event patterns bound to the queue (if any)."""
 
     name: str
     handler: WorkHandler
     prefetch: int
+    events: tuple[str, ...] = ()
 
 
 class Link:

@@ -15,12 +15,13 @@ from pathlib import Path
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from services.accounting.settings import AccountingSettings
 from services.health.settings import HealthSettings
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
-DOCUMENTED: tuple[type[BaseSettings], ...] = (Settings, HealthSettings)
+DOCUMENTED: tuple[type[BaseSettings], ...] = (Settings, HealthSettings, AccountingSettings)
 
 
 def settings_classes(root: Path) -> set[str]:
