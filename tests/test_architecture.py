@@ -44,12 +44,8 @@ MAX_LINES = 400
 LONG_MODULES: dict[Path, str] = {}
 """Modules allowed past `MAX_LINES`, each with the reason (none at present)."""
 
-SHARED_CLASS_NAMES: dict[str, str] = {
-    "Destination": "shared/sip/transport's is the SIP peer (transport, host, port) every "
-    "layer passes; shared/dispatcher/model's names the dispatcher API's OpenAPI schema, "
-    "so renaming either renames a public name",
-}
-"""Class names allowed in more than one module, each with the reason."""
+SHARED_CLASS_NAMES: dict[str, str] = {}
+"""Class names allowed in more than one module, each with the reason (none at present)."""
 
 IO_MODULES = frozenset(
     {"asyncio", "socket", "selectors", "ssl", "redis", "aio_pika", "aiormq", "shared.bus"}

@@ -7,8 +7,8 @@ the edge runs per call.
 
 from shared.dispatcher.model import (
     Algorithm,
-    Destination,
     DispatcherSet,
+    SetMember,
     destination_target_id,
 )
 from shared.dispatcher.selection import Call, Dispatcher
@@ -16,8 +16,8 @@ from shared.dispatcher.selection import Call, Dispatcher
 __all__ = [
     "Algorithm",
     "Call",
-    "Destination",
     "Dispatcher",
     "DispatcherSet",
+    "SetMember",
     "destination_target_id",
 ]

@@ -32,7 +32,9 @@ DestinationUri = Annotated[
 ]
 
 
-class Destination(InputModel):
+class SetMember(InputModel):
+    """One destination of a dispatcher set, as the API takes it (not a SIP `Destination`)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     uri: DestinationUri
@@ -48,7 +50,7 @@ class DispatcherSet(InputModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     algorithm: Algorithm = "round_robin"
-    destinations: Annotated[tuple[Destination, ...], Field(min_length=1, max_length=256)]
+    destinations: Annotated[tuple[SetMember, ...], Field(min_length=1, max_length=256)]
     description: Annotated[str, StringConstraints(max_length=256)] = ""
 
     @model_validator(mode="after")

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.dispatcher.hashing import rendezvous_score
-from shared.dispatcher.model import Algorithm, Destination, DispatcherSet
+from shared.dispatcher.model import Algorithm, DispatcherSet, SetMember
 
 USABLE_STATES = frozenset({"up"})
 LAST_RESORT_STATES = frozenset({"probing"})
 
-Candidate = tuple[int, Destination]
+Candidate = tuple[int, SetMember]
 """A destination with its position in the set, the tie-breaker everywhere."""
 
 
@@ -59,7 +59,7 @@ class Dispatcher:
         algorithm: Algorithm | None = None,
         states: Mapping[str, str] | None = None,
         active_calls: Mapping[str, int] | None = None,
-    ) -> list[Destination]:
+    ) -> list[SetMember]:
         """Destinations to try, best first; empty when none may be used.
 
         ``states`` and ``active_calls`` are keyed by destination URI; a

@@ -11,18 +11,18 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from shared.dispatcher import Call, Destination, Dispatcher, DispatcherSet, destination_target_id
+from shared.dispatcher import Call, Dispatcher, DispatcherSet, SetMember, destination_target_id
 from shared.dispatcher.model import Algorithm
 
 A, B, C = "sip:10.0.0.1:5060", "sip:10.0.0.2:5060", "sip:10.0.0.3:5060"
 
 
-def farm(*destinations: Destination, algorithm: Algorithm = "round_robin") -> Dispatcher:
+def farm(*destinations: SetMember, algorithm: Algorithm = "round_robin") -> Dispatcher:
     return Dispatcher("farm", DispatcherSet(algorithm=algorithm, destinations=destinations))
 
 
-def boxes(*uris: str, **fields: int) -> tuple[Destination, ...]:
-    return tuple(Destination(uri=uri, **fields) for uri in uris)
+def boxes(*uris: str, **fields: int) -> tuple[SetMember, ...]:
+    return tuple(SetMember(uri=uri, **fields) for uri in uris)
 
 
 def firsts(dispatcher: Dispatcher, calls: int, **kwargs: object) -> Counter[str]:
@@ -46,8 +46,8 @@ def test_round_robin_failover_order_is_the_rest_of_the_rotation() -> None:
 
 def test_weighted_round_robin_weights_one_to_two_give_one_to_two() -> None:
     dispatcher = farm(
-        Destination(uri=A, weight=1),
-        Destination(uri=B, weight=2),
+        SetMember(uri=A, weight=1),
+        SetMember(uri=B, weight=2),
         algorithm="weighted_round_robin",
     )
     counts = firsts(dispatcher, 3000)
@@ -57,8 +57,8 @@ def test_weighted_round_robin_weights_one_to_two_give_one_to_two() -> None:
 
 def test_weighted_round_robin_interleaves_rather_than_bursting() -> None:
     dispatcher = farm(
-        Destination(uri=A, weight=1),
-        Destination(uri=B, weight=2),
+        SetMember(uri=A, weight=1),
+        SetMember(uri=B, weight=2),
         algorithm="weighted_round_robin",
     )
     picks = [dispatcher.order(Call())[0].uri for _ in range(6)]
@@ -79,9 +79,9 @@ def test_call_id_hash_is_stable_and_spread() -> None:
 def test_call_id_hash_is_the_same_in_another_process() -> None:
     """Python's hash() is salted per process; the dispatcher's hash must not be."""
     code = (
-        "from shared.dispatcher import Call, Destination, Dispatcher, DispatcherSet\n"
+        "from shared.dispatcher import Call, SetMember, Dispatcher, DispatcherSet\n"
         f"d = Dispatcher('f', DispatcherSet(algorithm='hash_call_id', destinations=["
-        f"Destination(uri='{A}'), Destination(uri='{B}'), Destination(uri='{C}')]))\n"
+        f"SetMember(uri='{A}'), SetMember(uri='{B}'), SetMember(uri='{C}')]))\n"
         "print(','.join(d.order(Call(call_id=f'c{n}'))[0].uri for n in range(50)))\n"
     )
     out = subprocess.run(
@@ -114,7 +114,7 @@ def test_from_user_hash_keeps_a_user_on_one_box_and_spreads_users() -> None:
 
 def test_hash_respects_weights() -> None:
     dispatcher = farm(
-        Destination(uri=A, weight=1), Destination(uri=B, weight=3), algorithm="hash_call_id"
+        SetMember(uri=A, weight=1), SetMember(uri=B, weight=3), algorithm="hash_call_id"
     )
     counts = firsts(dispatcher, 4000)
     assert counts[B] / counts[A] == pytest.approx(3, rel=0.15)
@@ -122,9 +122,9 @@ def test_hash_respects_weights() -> None:
 
 def test_priority_orders_highest_first_then_set_order() -> None:
     dispatcher = farm(
-        Destination(uri=A, priority=1),
-        Destination(uri=B, priority=5),
-        Destination(uri=C, priority=1),
+        SetMember(uri=A, priority=1),
+        SetMember(uri=B, priority=5),
+        SetMember(uri=C, priority=1),
         algorithm="priority",
     )
     assert [d.uri for d in dispatcher.order(Call())] == [B, A, C]
@@ -139,7 +139,7 @@ def test_least_calls_picks_the_least_loaded() -> None:
 
 def test_least_calls_weighs_load_by_capacity() -> None:
     dispatcher = farm(
-        Destination(uri=A, weight=1), Destination(uri=B, weight=4), algorithm="least_calls"
+        SetMember(uri=A, weight=1), SetMember(uri=B, weight=4), algorithm="least_calls"
     )
     assert dispatcher.order(Call(), active_calls={A: 2, B: 6})[0].uri == B
 
@@ -187,7 +187,7 @@ def test_a_box_dying_mid_run_gets_no_more_calls() -> None:
 
 def test_weight_zero_is_standby_after_the_weighted_ones() -> None:
     dispatcher = farm(
-        Destination(uri=A, weight=0), Destination(uri=B), algorithm="weighted_round_robin"
+        SetMember(uri=A, weight=0), SetMember(uri=B), algorithm="weighted_round_robin"
     )
     assert [d.uri for d in dispatcher.order(Call())] == [B, A]
     assert [d.uri for d in dispatcher.order(Call(), states={B: "down"})] == [A]
