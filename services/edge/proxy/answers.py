@@ -6,7 +6,8 @@ transaction table and every per-transaction map, and sends responses through
 a server transaction — its own (`_answer`: 100, 404, 480, ...) hidden like a
 relayed one where topology hiding restored the request.  A branch's
 failure worth the health service's attention becomes a `GatewayFailed` or
-`DestinationFailed` event (`_note_failure`).  One class chain rather than
+`DestinationFailed` event (`_note_failure`); a call the edge refuses before
+routing it still gets its call record (`_publish_refused`).  One class chain rather than
 collaborating objects keeps every call on the hot path a plain method call.
 """
 
@@ -24,15 +25,17 @@ from services.edge.interfaces import Interfaces
 from services.edge.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.branches import BranchMaker
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.dialogs import DialogGate
 from services.edge.proxy.forwarding import Branch, Forwarding, Parked, failover_allowed
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.stages import PolicyStages
 from services.edge.proxy.subscribers import Subscribers
+from shared.contracts.calls import EdgeCause
 from shared.contracts.edge import DestinationFailed, FailureReason, GatewayFailed
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
-from shared.sip.message import Response
+from shared.sip.message import Request, Response
 from shared.sip.responses import error_response, make_response
 from shared.sip.timers import TimerQueue, TimerSettings
 from shared.sip.transaction import (
@@ -45,6 +48,7 @@ from shared.sip.transaction import (
     Transmit,
 )
 from shared.sip.transport.destination import Destination
+from shared.sip.uri import SipUri
 
 if TYPE_CHECKING:
     from services.edge.policy import PolicyContext
@@ -84,6 +88,7 @@ class Answers:
         shedder: LoadShedder | None = None,
         udp_mtu: int = DEFAULT_UDP_MTU,
         dialogs: DialogGate | None = None,
+        call_events: CallEvents | None = None,
     ) -> None:
         self.udp_mtu = udp_mtu
         """Requests larger than this go by TCP where they may (RFC 3261 §18.1.1; 0: never)."""
@@ -97,6 +102,8 @@ class Answers:
         self.subscribers = subscribers
         self.dialogs = DialogGate.closed() if dialogs is None else dialogs
         """Who may follow a route set (signed Record-Route, trusted sources)."""
+        self.call_events = call_events
+        """Makes the `edge.call.…` events (None: `CALLMESH_CALL_EVENTS` off, none made)."""
         self._parked: dict[ServerTransaction, Parked] = {}
         self.calls = ActiveCalls() if calls is None else calls
         """Calls per dispatcher destination: the same object the router's sets read."""
@@ -118,11 +125,12 @@ class Answers:
         actions: list[Action],
         *,
         headers: Iterable[tuple[str, str]] = (),
-    ) -> None:
+    ) -> Response:
         response = make_response(
             server.request, status, reason, to_tag=self._to_tag, headers=headers
         )
         self._respond(server, self._local(server, response), now, actions)
+        return response
 
     def _local(self, server: ServerTransaction, response: Response) -> Response:
         """A response of our own: hidden like a relayed one if `server`'s request was restored.
@@ -155,6 +163,55 @@ class Answers:
             self._restored.pop(server, None)
         elif isinstance(event, AckReceived):
             log.debug("ACK for a 2xx matched a server transaction; dropped")
+
+    def _publish_refused(
+        self,
+        request: Request,
+        source: Destination,
+        answer: Response,
+        now: float,
+        actions: list[Action],
+        *,
+        parked: Parked | None = None,
+        cause: EdgeCause | None = None,
+    ) -> None:
+        """A call (out-of-dialog INVITE) the edge answered itself before any branch: its record.
+
+        A `CallStarted` with what is known, then its `CallFailed`.  A 401/407
+        challenge is no outcome: the caller asks again, same Call-ID and From tag.
+        """
+        events = self.call_events
+        if events is None or request.method != "INVITE" or answer.status in (401, 407):
+            return
+        actions.append(self._call_started(events, request, source, now, parked=parked))
+        notes = events.notes(request, now)
+        actions.append(
+            events.failed(notes, answer.status, answer.reason, now, by_edge=True, cause=cause)
+        )
+
+    def _call_started(
+        self,
+        events: CallEvents,
+        request: Request,
+        source: Destination,
+        now: float,
+        *,
+        parked: Parked | None = None,
+        rule: str | None = None,
+    ) -> Publish:
+        """`parked`: what routing found out so far (None: nothing, the call was refused first)."""
+        if parked is None:
+            return events.started(request, source, now)
+        subscriber = _aor(request) if parked.authenticated else None
+        return events.started(
+            request,
+            source,
+            now,
+            callee=parked.callee,
+            subscriber=subscriber,
+            rule=rule,
+            group=parked.group,
+        )
 
     def _reject_unparsed(
         self, data: bytes, error: SipError, source: Destination, actions: list[Action]
@@ -203,6 +260,14 @@ class Answers:
                 {**facts, "set_id": hop.set_id, "address": hop.set_uri}
             )
         actions.append(Publish(event))
+
+
+def _aor(request: Request) -> str:
+    """The AoR a caller authenticated as: the From user at its domain (the realm)."""
+    uri = request.from_.uri
+    if not isinstance(uri, SipUri):
+        return str(uri)
+    return f"sip:{uri.user or ''}@{uri.host.lower()}"
 
 
 def _leading_int(value: str | None) -> int | None:

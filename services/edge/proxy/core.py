@@ -28,6 +28,7 @@ from services.edge import metrics
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.answers import DEFAULT_UDP_MTU, ProxyTimers
 from services.edge.proxy.branches import NO_LOOP_HASH, loop_hash
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.dialogs import OwnRoute, own_route
 from services.edge.proxy.forwarding import Forwarding, Parked
 from services.edge.proxy.next_hop import DIALOG_CREATING, NextHop
@@ -129,7 +130,10 @@ class Proxy(NextHop):
         if parked is None:
             return actions  # cancelled meanwhile
         if failed:
-            self._answer(server, 500, "Server Internal Error (location)", now, actions)
+            answer = self._answer(server, 500, "Server Internal Error (location)", now, actions)
+            self._publish_refused(
+                parked.request, parked.source, answer, now, actions, parked=parked
+            )
         else:
             self._proceed(parked, now, actions)
         return actions
@@ -137,8 +141,12 @@ class Proxy(NextHop):
     def refuse(self, server: ServerTransaction, now: float) -> list[Action]:
         """An `AuthFailed` was counted (and its delay waited): answer its 403."""
         actions: list[Action] = []
-        if self._parked.pop(server, None) is not None:  # else cancelled meanwhile
-            self._answer(server, 403, "Forbidden", now, actions)
+        parked = self._parked.pop(server, None)
+        if parked is not None:  # else cancelled meanwhile
+            answer = self._answer(server, 403, "Forbidden", now, actions)
+            self._publish_refused(
+                parked.request, parked.source, answer, now, actions, parked=parked
+            )
         return actions
 
     def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
@@ -193,7 +201,11 @@ class Proxy(NextHop):
                 request, server, source, listener, own, now=now, actions=actions, policy=policy
             )
         except SipError as error:
-            self._answer(server, error.status, error.reason, now, actions, headers=error.headers)
+            answer = self._answer(
+                server, error.status, error.reason, now, actions, headers=error.headers
+            )
+            if _new_call(request):  # refused before routing: 482, 483, 420, ...
+                self._publish_refused(request, source, answer, now, actions)
 
     def _route_new(
         self,
@@ -215,7 +227,8 @@ class Proxy(NextHop):
             self.shedder.refused += 1
             retry = (("Retry-After", self.shedder.retry_after),)
             reason = "Service Unavailable (overloaded)"
-            self._answer(server, 503, reason, now, actions, headers=retry)
+            answer = self._answer(server, 503, reason, now, actions, headers=retry)
+            self._publish_refused(request, source, answer, now, actions, cause="limit")
             return
         check_proxy_request(request)
         hash_now = loop_hash(request)
@@ -236,9 +249,22 @@ class Proxy(NextHop):
             record = not in_dialog and request.method in DIALOG_CREATING
             forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
             forwarding.policy = policy
+            if in_dialog and self.call_events is not None:
+                self._note_in_dialog(forwarding, self.call_events, now, actions)
             self._start(forwarding, now, actions)
             return
         self._proceed(Parked(request, server, source, inbound, hash_now, policy), now, actions)
+
+    def _note_in_dialog(
+        self, forwarding: Forwarding, events: CallEvents, now: float, actions: list[Action]
+    ) -> None:
+        """A BYE's end is published with its final answer; a re-INVITE or UPDATE at once."""
+        request = forwarding.request
+        method = request.method
+        if method == "BYE":
+            forwarding.ending = events.notes(request, now)
+        elif method in ("INVITE", "UPDATE"):
+            actions.append(events.updated(request, now))
 
     def _forward_in_dialog_ack(
         self,
