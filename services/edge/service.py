@@ -20,6 +20,7 @@ from services.edge.location.feed import LocationFeed
 from services.edge.overload import LoadShedder, OverloadSettings
 from services.edge.policy import EdgePolicies
 from services.edge.protection_feed import ProtectionFeed
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FlowTokens
@@ -136,9 +137,10 @@ async def start_edge(
             retry_after=settings.overload_retry_after,
         )
     )
+    call_events = CallEvents(settings.instance) if settings.call_events else None
     proxy = Proxy(
         interfaces, router, timers, policies=policies, subscribers=subscribers, calls=calls,
-        shedder=shedder, udp_mtu=settings.udp_mtu, dialogs=dialogs,
+        shedder=shedder, udp_mtu=settings.udp_mtu, dialogs=dialogs, call_events=call_events,
     )  # fmt: skip
     protection = ProtectionFeed(
         store, bus, policies.guard, subscribers.blocks, settings=settings.auth_failures,
