@@ -1,13 +1,12 @@
 """The proxy core's state, the answers it makes itself, and its failure reports.
 
-`Answers` is the root of `Proxy`'s class chain (`Answers` ← `Forking` ←
-`NextHop` ← `Proxy`, one responsibility per module): it holds the
+`Answers` is the root of `Proxy`'s class chain (`Answers` ← `CallRecords` ←
+`Forking` ← `NextHop` ← `Proxy`, one responsibility per module): it holds the
 transaction table and every per-transaction map, and sends responses through
 a server transaction — its own (`_answer`: 100, 404, 480, ...) hidden like a
 relayed one where topology hiding restored the request.  A branch's
 failure worth the health service's attention becomes a `GatewayFailed` or
-`DestinationFailed` event (`_note_failure`); a call the edge refuses before
-routing it still gets its call record (`_publish_refused`).  One class chain rather than
+`DestinationFailed` event (`_note_failure`).  One class chain rather than
 collaborating objects keeps every call on the hot path a plain method call.
 """
 
@@ -31,11 +30,10 @@ from services.edge.proxy.forwarding import Branch, Forwarding, Parked, failover_
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.stages import PolicyStages
 from services.edge.proxy.subscribers import Subscribers
-from shared.contracts.calls import EdgeCause
 from shared.contracts.edge import DestinationFailed, FailureReason, GatewayFailed
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
-from shared.sip.message import Request, Response
+from shared.sip.message import Response
 from shared.sip.responses import error_response, make_response
 from shared.sip.timers import TimerQueue, TimerSettings
 from shared.sip.transaction import (
@@ -48,7 +46,6 @@ from shared.sip.transaction import (
     Transmit,
 )
 from shared.sip.transport.destination import Destination
-from shared.sip.uri import SipUri
 
 if TYPE_CHECKING:
     from services.edge.policy import PolicyContext
@@ -164,55 +161,6 @@ class Answers:
         elif isinstance(event, AckReceived):
             log.debug("ACK for a 2xx matched a server transaction; dropped")
 
-    def _publish_refused(
-        self,
-        request: Request,
-        source: Destination,
-        answer: Response,
-        now: float,
-        actions: list[Action],
-        *,
-        parked: Parked | None = None,
-        cause: EdgeCause | None = None,
-    ) -> None:
-        """A call (out-of-dialog INVITE) the edge answered itself before any branch: its record.
-
-        A `CallStarted` with what is known, then its `CallFailed`.  A 401/407
-        challenge is no outcome: the caller asks again, same Call-ID and From tag.
-        """
-        events = self.call_events
-        if events is None or request.method != "INVITE" or answer.status in (401, 407):
-            return
-        actions.append(self._call_started(events, request, source, now, parked=parked))
-        notes = events.notes(request, now)
-        actions.append(
-            events.failed(notes, answer.status, answer.reason, now, by_edge=True, cause=cause)
-        )
-
-    def _call_started(
-        self,
-        events: CallEvents,
-        request: Request,
-        source: Destination,
-        now: float,
-        *,
-        parked: Parked | None = None,
-        rule: str | None = None,
-    ) -> Publish:
-        """`parked`: what routing found out so far (None: nothing, the call was refused first)."""
-        if parked is None:
-            return events.started(request, source, now)
-        subscriber = _aor(request) if parked.authenticated else None
-        return events.started(
-            request,
-            source,
-            now,
-            callee=parked.callee,
-            subscriber=subscriber,
-            rule=rule,
-            group=parked.group,
-        )
-
     def _reject_unparsed(
         self, data: bytes, error: SipError, source: Destination, actions: list[Action]
     ) -> None:
@@ -260,14 +208,6 @@ class Answers:
                 {**facts, "set_id": hop.set_id, "address": hop.set_uri}
             )
         actions.append(Publish(event))
-
-
-def _aor(request: Request) -> str:
-    """The AoR a caller authenticated as: the From user at its domain (the realm)."""
-    uri = request.from_.uri
-    if not isinstance(uri, SipUri):
-        return str(uri)
-    return f"sip:{uri.user or ''}@{uri.host.lower()}"
 
 
 def _leading_int(value: str | None) -> int | None:

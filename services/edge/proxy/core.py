@@ -13,7 +13,8 @@ unless it comes from a trusted source (`dialogs`: no open relay).
 
 `Proxy` is the one public entry; its behaviour is layered in a class chain,
 one responsibility per module: `answers` (state, own answers, failure
-reports) ← `forking` (branches, failover, CANCEL, the best answer) ←
+reports) ← `call_records` (the call events) ← `forking` (branches,
+failover, CANCEL, the best answer) ←
 `next_hop` (by Route, by Request-URI: registrar, subscribers, numbers) ←
 this module (parsing, stateless refusals, policy screens, the dialog check,
 Max-Forwards and loop checks, stateless ACK and response forwarding).
@@ -28,7 +29,6 @@ from services.edge import metrics
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.answers import DEFAULT_UDP_MTU, ProxyTimers
 from services.edge.proxy.branches import NO_LOOP_HASH, loop_hash
-from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.dialogs import OwnRoute, own_route
 from services.edge.proxy.forwarding import Forwarding, Parked
 from services.edge.proxy.next_hop import DIALOG_CREATING, NextHop
@@ -254,17 +254,6 @@ class Proxy(NextHop):
             self._start(forwarding, now, actions)
             return
         self._proceed(Parked(request, server, source, inbound, hash_now, policy), now, actions)
-
-    def _note_in_dialog(
-        self, forwarding: Forwarding, events: CallEvents, now: float, actions: list[Action]
-    ) -> None:
-        """A BYE's end is published with its final answer; a re-INVITE or UPDATE at once."""
-        request = forwarding.request
-        method = request.method
-        if method == "BYE":
-            forwarding.ending = events.notes(request, now)
-        elif method in ("INVITE", "UPDATE"):
-            actions.append(events.updated(request, now))
 
     def _forward_in_dialog_ack(
         self,

@@ -5,9 +5,9 @@ contacts of one q) goes out as branches, each a client transaction with a
 failover timer.  Answers come back through `_client_event`: a provisional
 is relayed, a 2xx wins and the others are cancelled, a failure that allows
 failover moves on to the next group, and when none is left the best final
-answer goes upstream.  With call events on, each branch's final answer, the
-first ringing, the answer, the failure sent upstream, the CANCEL and a BYE's
-outcome are published here, from what the forwarding already holds.
+answer goes upstream.  With call events on, the points where a call's events
+happen call `CallRecords` (each branch's final answer, the first ringing, the
+answer, the failure sent upstream, the CANCEL, a BYE's outcome).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from dataclasses import replace
 
 from services.edge import metrics
 from services.edge.proxy.actions import Action, Send
-from services.edge.proxy.answers import Answers
 from services.edge.proxy.call_events import RINGING
+from services.edge.proxy.call_records import CallRecords
 from services.edge.proxy.forwarding import Branch, Forwarding, failover_allowed
 from services.edge.proxy.routes import Hop
-from shared.contracts.calls import EdgeCause
 from shared.contracts.edge import FailureReason
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
@@ -36,7 +35,7 @@ from shared.sip.transaction import (
 )
 
 
-class Forking(Answers):
+class Forking(CallRecords):
     """Sends a forwarding's branches and turns their answers into the one sent upstream."""
 
     def _start(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
@@ -272,77 +271,6 @@ class Forking(Answers):
         if forwarding.call is not None or forwarding.ending is not None:
             self._publish_final(forwarding, sent, best is None, now, actions)
 
-    # ----- call events ------------------------------------------------------------------
-
-    def _publish_branch(
-        self, branch: Branch, status: int, reason: str, now: float, actions: list[Action]
-    ) -> bool:
-        """`branch`'s final answer, once (a 2xx retransmitted, a late answer after a give-up
-        are not new): True when published now."""
-        call, events = branch.forwarding.call, self.call_events
-        if call is None or events is None or branch.reported:
-            return False
-        branch.reported = True
-        actions.append(
-            events.branch(
-                call, branch.hop, sent_at=branch.sent_at, status=status, reason=reason, now=now
-            )
-        )
-        return True
-
-    def _publish_ringing(
-        self, forwarding: Forwarding, status: int, now: float, actions: list[Action]
-    ) -> None:
-        call, events = forwarding.call, self.call_events
-        if call is None or events is None or call.rang:
-            return
-        call.rang = True
-        actions.append(events.ringing(call, status, now))
-
-    def _publish_success(
-        self, branch: Branch, response: Response, first: bool, now: float, actions: list[Action]
-    ) -> None:
-        """A 2xx relayed: an INVITE's branch and answer (each 2xx branch once: a fork
-        answered twice is two dialogs), or a BYE's end (its first final only)."""
-        forwarding, events = branch.forwarding, self.call_events
-        if events is None:
-            return
-        call = forwarding.call
-        if call is not None:
-            if self._publish_branch(branch, response.status, response.reason, now, actions):
-                to_tag = response.to_tag or ""
-                actions.append(events.answered(call, branch.hop, to_tag, now))
-        elif forwarding.ending is not None and first:
-            actions.append(events.ended(forwarding.ending, response.status))
-
-    def _publish_final(
-        self,
-        forwarding: Forwarding,
-        sent: Response,
-        no_branch: bool,
-        now: float,
-        actions: list[Action],
-    ) -> None:
-        """The final non-2xx sent upstream: a call's failure (none after a CANCEL: the
-        `CallCancelled` said it), or a BYE's end.  Ours when it carries our To tag."""
-        events = self.call_events
-        if events is None:
-            return
-        call = forwarding.call
-        if call is not None:
-            if forwarding.cancelled:
-                return
-            by_edge = sent.to_tag == self._to_tag
-            cause: EdgeCause | None = (
-                "unavailable" if no_branch else None
-            )  # every hop refused by a policy
-            failed = events.failed(
-                call, sent.status, sent.reason, now, by_edge=by_edge, cause=cause
-            )
-            actions.append(failed)
-        elif forwarding.ending is not None:
-            actions.append(events.ended(forwarding.ending, sent.status))
-
     def _relay(
         self, forwarding: Forwarding, response: Response, now: float, actions: list[Action]
     ) -> None:
@@ -365,19 +293,13 @@ class Forking(Answers):
         parked = self._parked.pop(invite, None)
         if parked is not None:  # still waiting for a lookup
             self._answer(invite, 487, None, now, actions)
-            events = self.call_events
-            if events is not None and parked.request.method == "INVITE":
-                actions.append(
-                    self._call_started(events, parked.request, parked.source, now, parked=parked)
-                )
-                actions.append(events.cancelled(events.notes(parked.request, now), now))
+            self._publish_cancelled(None, parked, now, actions)
             return
         forwarding = self._forwardings.get(invite)
         if forwarding is None or forwarding.done:
             return
         forwarding.cancelled = True
-        if forwarding.call is not None and self.call_events is not None:
-            actions.append(self.call_events.cancelled(forwarding.call, now))
+        self._publish_cancelled(forwarding, None, now, actions)
         forwarding.hops.clear()
         for branch in forwarding.branches:
             if branch.provisional and not branch.abandoned:
