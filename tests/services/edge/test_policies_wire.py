@@ -258,7 +258,7 @@ def test_what_the_edge_answers_a_hidden_gateway_itself_leaks_nothing(
 def test_a_silent_hidden_gateway_gets_the_caller_a_408_of_its_own_call(
     edges: tuple[Edge, Edge],
 ) -> None:
-    """Issue 13 item 7: the edge's 408 carried the masked Call-ID and the rewritten From, so
+    """The edge's 408 once carried the masked Call-ID and the rewritten From, so
     it matched no transaction of the caller's, which retransmitted until its own timeout."""
     first, _ = edges
     gateway, caller = SipClient(first.sip_port), SipClient(first.sip_port)

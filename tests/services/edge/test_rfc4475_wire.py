@@ -119,7 +119,7 @@ BARE_CR_PARAMS = [b"branch=z9hG4bKa2\r;rport", b'branch=z9hG4bKa2;rport;x="a\rb"
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 @pytest.mark.parametrize("params", BARE_CR_PARAMS)
 def test_a_bare_cr_in_a_via_parameter_gets_a_400(edge: Edge, transport: str, params: bytes) -> None:
-    """Issue 13 item 5: no answer and a ValueError in the log, before."""
+    """Once: no answer, and a ValueError in the log."""
     client = SipClient(edge.sip_port, transport)
     client.sock.settimeout(3.0)
     try:

@@ -44,7 +44,7 @@ async def test_a_port_in_use_is_named_in_the_error() -> None:
 
 
 def test_the_process_stops_with_one_line_naming_the_socket(tmp_path: Path) -> None:
-    """Issue 13 item 10: it said `[Errno 98] Address already in use`, not which socket."""
+    """It once said `[Errno 98] Address already in use`, not which socket."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

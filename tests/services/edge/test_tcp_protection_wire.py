@@ -1,4 +1,4 @@
-"""Issue 13 item 4 on a real edge process: one address cannot lock TCP out for everyone.
+"""On a real edge process: one address cannot lock TCP out for everyone.
 
 The attackers are other loopback addresses (127.0.0.3-5, untrusted: only
 127.0.0.1 is); the victim is 127.0.0.2.  Every socket has a timeout and every

@@ -262,7 +262,7 @@ def test_framing_errors(data: bytes, reason: str | None) -> None:
 
 
 BARE_BREAKS = {
-    # Issue 13 item 5: each went unanswered and logged a ValueError when the edge
+    # Each once went unanswered and logged a ValueError when the edge
     # stamped `received` on the Via and wrote it back.
     "via-branch-bare-cr": b"branch=z9hG4bKa2\r;rport",
     "via-quoted-bare-cr": b'branch=z9hG4bKa2;rport;x="a\rb"',

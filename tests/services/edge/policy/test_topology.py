@@ -9,6 +9,7 @@ hidden again, exactly like the responses it relays.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 
 import pytest
@@ -17,6 +18,7 @@ from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy import NO_KEYS_HEADER
 from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.core import Proxy
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from shared.contracts.protection import ScannerFlagged
 from shared.routing_table.model import Gateway, Rule
 from shared.routing_table.topology import TargetTopology
@@ -210,8 +212,8 @@ def test_without_keys_the_next_gateway_without_hiding_takes_the_call() -> None:
 
 
 def test_a_silent_hidden_gateway_gets_the_caller_a_408_with_its_own_identities(run: Run) -> None:
-    """Issue 13 item 7: the 408 used to carry the masked Call-ID and the rewritten From, so
-    the caller's transaction never matched it and it retransmitted until its own timeout."""
+    """The 408 once carried the masked Call-ID and the rewritten From, so the caller's
+    transaction never matched it and it retransmitted until its own timeout."""
     sent = invite()
     [forwarded] = requests_to(run.send(sent), GW1)
     assert forwarded.call_id.startswith("CMH-")  # the hop is hidden
@@ -268,6 +270,23 @@ def test_the_insides_answer_to_a_gateways_in_dialog_request_goes_out_hidden(
 ) -> None:
     forwarded = hidden_call(run)
     [to_inside] = requests_to(run.send(from_gateway(forwarded, method), GW1), INSIDE_PROXY)
+    assert to_inside.call_id == "inside-call-1@10.0.0.5"  # restored for the inside
+    responses = responses_to(run.send(answer(to_inside, 200), INSIDE_PROXY), GW1)
+    assert [r.status for r in responses] == [200]
+    assert_hidden(responses, forwarded)
+
+
+def test_a_trusted_gateways_request_out_of_dialog_along_the_hidden_route_keeps_its_plan(
+    run: Run,
+) -> None:
+    """No To tag, so no dialog: the request is routed as a new one along its preloaded Route
+    (a trusted peer may), and the inside's answer must still leave hidden, by the restored
+    request's plan that the new transaction carries."""
+    run.proxy.dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: True)
+    forwarded = hidden_call(run)
+    message = re.sub(rb"(To: [^\r]*?);tag=[^;\r]*", rb"\1", from_gateway(forwarded, "MESSAGE"))
+    assert b"tag=" not in message.split(b"To: ", 1)[1].split(b"\r\n", 1)[0]
+    [to_inside] = requests_to(run.send(message, GW1), INSIDE_PROXY)
     assert to_inside.call_id == "inside-call-1@10.0.0.5"  # restored for the inside
     responses = responses_to(run.send(answer(to_inside, 200), INSIDE_PROXY), GW1)
     assert [r.status for r in responses] == [200]

@@ -1,6 +1,6 @@
 """Hostile bytes through the whole parse → route → forward path: only SIP answers come out.
 
-Issue 13 item 5 found a request the parser took whose Via could not be
+An attacker found a request the parser took whose Via could not be
 written back (a bare CR in a parameter): a `ValueError` escaped `receive`, no
 answer went out and the log got a traceback.  Here mutated requests go through
 `Proxy.receive` and every message it sends must itself parse again.

@@ -67,7 +67,7 @@ def counted(kind: str) -> float:
 
 
 async def test_a_message_over_a_datagram_is_refused_naming_the_peer() -> None:
-    """Issue 13 item 10: it was an info line from `error_received`, without the peer."""
+    """It once was an info line from `error_received`, without the peer."""
     inbox = Inbox()
     endpoint = await open_udp("127.0.0.1", 0, inbox)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
