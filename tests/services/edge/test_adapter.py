@@ -29,15 +29,20 @@ def proxy() -> Proxy:
 
 
 class SilentBroker(MemoryBus):
-    """A broker that takes the connection and never answers a publish."""
+    """A broker that takes the connection and never answers a publish (until `release`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, watched: int) -> None:
         super().__init__(MemoryBroker(), "test", "edge", "edge-a")
         self.attempts = 0
         self.release = asyncio.Event()
+        self.reached = asyncio.Event()
+        """Set once `watched` publishes are waiting."""
+        self._watched = watched
 
     async def publish(self, event: Event, routing_key: str | None = None) -> Envelope:
         self.attempts += 1
+        if self.attempts >= self._watched:
+            self.reached.set()
         await self.release.wait()
         return self.envelope(event, routing_key)
 
@@ -69,16 +74,16 @@ async def test_a_call_started_through_the_driver_is_stamped_with_wall_time() -> 
 
 async def test_a_broker_that_does_not_answer_holds_a_bounded_backlog() -> None:
     """A lost broker loses events, never calls: past the bound, events are dropped."""
-    bus = SilentBroker()
+    bus = SilentBroker(watched=MAX_PENDING_PUBLISHES)
     driver = ProxyDriver(proxy(), bus, instance="edge-a")
     event = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
     driver._run([event] * (MAX_PENDING_PUBLISHES * 4))
-    await asyncio.sleep(0)
-    assert bus.attempts == MAX_PENDING_PUBLISHES
+    await asyncio.wait_for(bus.reached.wait(), 5)
+    assert bus.attempts == MAX_PENDING_PUBLISHES  # every other one dropped at once
     bus.release.set()
     deadline = time.monotonic() + 5
-    while bus.attempts < MAX_PENDING_PUBLISHES + 1 and time.monotonic() < deadline:
-        driver._run([Publish(event.event)])  # the backlog drained: publishing again
+    while bus.attempts == MAX_PENDING_PUBLISHES and time.monotonic() < deadline:
+        driver._run([Publish(event.event)])  # once the backlog drained, publishing goes on
         await asyncio.sleep(0.01)
     assert bus.attempts > MAX_PENDING_PUBLISHES
     await driver.stop()
