@@ -5,17 +5,17 @@ record needs (the request, the hops, each branch's send time); this module
 turns those into events without a dialog table.  `CallNotes` is what one
 forwarding (an out-of-dialog INVITE, or a BYE) adds to that for its events.
 
-Every event of a call is made with `model_construct`: its fields come from a
-request the core has already parsed and checked, so validating them again
-would only cost time on every call.  `at` is wall time: the core runs on the
-loop's monotonic clock, and the runtime keeps `wall_offset` current (as it
-does for the nonces).
+Every event of a call is built without validation (`_trusted`): its fields
+come from a request the core has already parsed and checked, so validating
+them again would only cost time on every call.  `at` is wall time: the core
+runs on the loop's monotonic clock, and the runtime keeps `wall_offset`
+current (as it does for the nonces).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from services.edge.proxy.actions import Publish
 from services.edge.proxy.routes import Hop
@@ -31,9 +31,31 @@ from shared.contracts.calls import (
     EdgeCause,
     TargetKind,
 )
+from shared.contracts.event import Event
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri, TelUri
+
+E = TypeVar("E", bound=Event)
+_set = object.__setattr__
+
+
+def _trusted(cls: type[E], **fields: Any) -> E:
+    """`cls.model_construct(**fields)` for an event given every field, each of its type.
+
+    What `model_construct` does once there are no aliases, defaults or extras
+    to look for, at a third of its cost: with `model_construct` the events
+    took 8.5 % of the core's instructions per call, 5.8 % so (callgrind,
+    `bench.proxy.core_calls`).  The tests check each event so built against
+    the same one validated.
+    """
+    event = cls.__new__(cls)
+    _set(event, "__dict__", fields)
+    _set(event, "__pydantic_fields_set__", set(fields))
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
+    return event
+
 
 RINGING = frozenset({180, 183})
 """The provisionals a `CallRinging` reports (a 181 or 182 is no ringing)."""
@@ -123,7 +145,8 @@ class CallEvents:
     ) -> Publish:
         """`callee` None: the edge refused the call before knowing it (the number as dialled)."""
         number = dialled(request)
-        event = CallStarted.model_construct(
+        event = _trusted(
+            CallStarted,
             call_id=request.call_id,
             at=self.at(now),
             edge=self.edge,
@@ -144,7 +167,8 @@ class CallEvents:
         self, notes: CallNotes, hop: Hop, *, sent_at: float, status: int, reason: str, now: float
     ) -> Publish:
         target, kind = _target(hop)
-        event = BranchTried.model_construct(
+        event = _trusted(
+            BranchTried,
             call_id=notes.call_id,
             at=self.at(now),
             edge=self.edge,
@@ -160,7 +184,8 @@ class CallEvents:
         return Publish(event)
 
     def ringing(self, notes: CallNotes, status: int, now: float) -> Publish:
-        event = CallRinging.model_construct(
+        event = _trusted(
+            CallRinging,
             call_id=notes.call_id,
             at=self.at(now),
             edge=self.edge,
@@ -171,7 +196,8 @@ class CallEvents:
 
     def answered(self, notes: CallNotes, hop: Hop, to_tag: str, now: float) -> Publish:
         target, kind = _target(hop)
-        event = CallAnswered.model_construct(
+        event = _trusted(
+            CallAnswered,
             call_id=notes.call_id,
             at=self.at(now),
             edge=self.edge,
@@ -197,7 +223,8 @@ class CallEvents:
         """`by_edge`: the edge made the answer (then `cause` says why: by the status if None)."""
         if by_edge and cause is None:
             cause = edge_cause(status)
-        event = CallFailed.model_construct(
+        event = _trusted(
+            CallFailed,
             call_id=notes.call_id,
             at=self.at(now),
             edge=self.edge,
@@ -210,14 +237,19 @@ class CallEvents:
         return Publish(event)
 
     def cancelled(self, notes: CallNotes, now: float) -> Publish:
-        event = CallCancelled.model_construct(
-            call_id=notes.call_id, at=self.at(now), edge=self.edge, from_tag=notes.from_tag
+        event = _trusted(
+            CallCancelled,
+            call_id=notes.call_id,
+            at=self.at(now),
+            edge=self.edge,
+            from_tag=notes.from_tag,
         )
         return Publish(event)
 
     def ended(self, notes: CallNotes, status: int) -> Publish:
         """A BYE's final answer came (`at`: when the BYE was seen)."""
-        event = CallEnded.model_construct(
+        event = _trusted(
+            CallEnded,
             call_id=notes.call_id,
             at=self.at(notes.seen_at),
             edge=self.edge,
@@ -230,7 +262,8 @@ class CallEvents:
 
     def updated(self, request: Request, now: float) -> Publish:
         method: Literal["INVITE", "UPDATE"] = "INVITE" if request.method == "INVITE" else "UPDATE"
-        event = CallUpdated.model_construct(
+        event = _trusted(
+            CallUpdated,
             call_id=request.call_id,
             at=self.at(now),
             edge=self.edge,
