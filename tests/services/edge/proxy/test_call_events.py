@@ -28,6 +28,7 @@ from shared.contracts.calls import (
 )
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
+from tests.services.edge.dispatch.support import BOX1, BOX1_URI, farm_run
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
@@ -375,3 +376,26 @@ def test_with_call_events_off_a_whole_call_publishes_none() -> None:
 )
 def test_the_edges_own_answers_are_classed_by_status(status: int, cause: str) -> None:
     assert edge_cause(status) == cause
+
+
+def test_a_dispatcher_destination_is_named_by_its_set_and_uri() -> None:
+    run, _sets, _calls = farm_run()
+    run.proxy.call_events = CallEvents(ME, wall_offset=WALL)
+    run.now = START
+    actions = run.send(invite())
+    assert published(actions) == [started()]
+    box = only_request(actions, BOX1)
+    [branch, answered] = published(run.send(answer(box, 200), BOX1))
+    destination = {"target": f"farm:{BOX1_URI}", "target_kind": "destination"}
+    assert branch == BranchTried(
+        **KEY,
+        **destination,
+        address=f"{BOX1.host}:5060",
+        at=WALL + START,
+        sent_at=WALL + START,
+        status=200,
+        reason="Whatever",
+    )
+    assert answered == CallAnswered(
+        **KEY, **destination, address=f"{BOX1.host}:5060", at=WALL + START, to_tag="gw"
+    )
