@@ -64,7 +64,7 @@ class CallRecords(Answers):
         return events.started(
             request,
             source,
-            now,
+            parked.seen_at,
             callee=parked.callee,
             subscriber=subscriber,
             rule=rule,

@@ -253,7 +253,8 @@ class Proxy(NextHop):
                 self._note_in_dialog(forwarding, self.call_events, now, actions)
             self._start(forwarding, now, actions)
             return
-        self._proceed(Parked(request, server, source, inbound, hash_now, policy), now, actions)
+        parked = Parked(request, server, source, inbound, hash_now, policy, seen_at=now)
+        self._proceed(parked, now, actions)
 
     def _forward_in_dialog_ack(
         self,

@@ -46,6 +46,8 @@ class Parked:
     AoR (for the call events)."""
     group: str | None = None
     """The routing group a number was looked up in."""
+    seen_at: float = 0.0
+    """When it arrived (the core's clock): a call's start, however long it waits here."""
 
 
 @dataclass(eq=False, slots=True)

@@ -111,10 +111,12 @@ def test_a_wrong_password_is_a_call_the_edge_rejected(run: Run) -> None:
     actions = run.resolve(run.send(first, ALICE), {NonceCountQuery(_nonce(first), 1): True})
     [failed] = [a for a in actions if isinstance(a, AuthFailed)]
     assert published(actions) == []  # not yet: the 403 may be held back
+    run.now += 2  # the 403 held back, as for a guesser
     started, refused = published(run.proxy.refuse(failed.server, run.now))
     assert isinstance(started, CallStarted) and started.callee_dialled == "14075551234"
+    assert started.at == 100.0  # when the INVITE came, not when it was answered
     assert refused == CallFailed(
-        **KEY, status=403, reason="Forbidden", origin="edge", cause="rejected"
+        **{**KEY, "at": 102.0}, status=403, reason="Forbidden", origin="edge", cause="rejected"
     )
 
 
