@@ -76,12 +76,12 @@ clean: down slow ## remove the virtualenv, caches, logs and the embedded store's
 # if the compiler is missing or the build fails, the pure-Python modules keep serving.
 # Compiled modules shadow their .py files: re-run `make fast` after editing them (it
 # rebuilds when a source is newer), or `make slow` to go back to pure Python.
-# What the edge runs per message outside the proxy core (routing lookups, interfaces, trust,
-# policies, the location directory, dispatcher bookkeeping).
-EDGE_HOT_SOURCES := services/edge/interfaces.py services/edge/trust.py \
+# What the edge runs per message outside the proxy core (routing lookups, trust, policies,
+# the location directory, dispatcher bookkeeping); the core's interfaces are in proxy/.
+EDGE_HOT_SOURCES := services/edge/policy/trust.py \
 	shared/routing_table/cache/route.py shared/routing_table/cache/health.py \
-	services/edge/location/directory.py services/edge/dispatch/calls.py \
-	services/edge/dispatch/selector.py services/edge/policy/__init__.py \
+	services/edge/location/directory.py services/edge/destinations/calls.py \
+	services/edge/destinations/selector.py services/edge/policy/__init__.py \
 	services/edge/policy/guard.py services/edge/policy/topology.py \
 	shared/routing_table/prefixes.py
 FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \

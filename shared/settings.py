@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     the previous one still accepted); unset: one key generated once and kept in the store."""
     caller_profiles: str = ""
     """Routing group and dialplan per caller network: ``networks=group[/dialplan]``, ``;``-separated
-    (see ``services.edge.callers``); others route in group ``0`` with no dialplan."""
+    (see ``services.edge.policy.callers``); others route in group ``0`` with no dialplan."""
     routing_hook: str | None = None
     """``package.module`` or ``package.module:function`` run on every routing decision."""
     routing_hook_budget_ms: float = Field(default=5.0, gt=0, le=1000)

@@ -4,9 +4,11 @@
   two services need lives in `shared/` with one owner.  Only the all-in-one
   entry point (`services/__main__.py`, `services/__init__.py`) assembles them.
 - `shared` is a library: it imports no service.
-- The I/O-free layers (the SIP core, the proxy core, the routing table's
-  index and records) import no asyncio, no sockets, no bus and no store, so
-  they stay sans-IO: testable without a network and fit for mypyc.
+- The I/O-free layers (the SIP core, the routing table's index and records,
+  and the edge's core: the proxy, its policies and the caches it reads; all of
+  the edge but `runtime/`, `feeds/` and `api/`) import no asyncio, no sockets,
+  no bus and no store, so they stay sans-IO: testable without a network and
+  fit for mypyc.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSEMBLERS = frozenset({Path("services/__main__.py"), Path("services/__init__.py")})
 """The all-in-one process: the one place that may import every service."""
 
-IO_FREE = (Path("shared/sip"), Path("services/edge/proxy"), Path("shared/routing_table"))
+EDGE_CORE = tuple(
+    Path("services/edge", name)
+    for name in ("proxy", "policy", "protection", "topology", "hooks", "location", "destinations")
+)
+"""The edge's sans-IO side; its I/O is `runtime/` (sockets, driver, start-up) and `feeds/`."""
+IO_FREE = (Path("shared/sip"), Path("shared/routing_table"), *EDGE_CORE)
 IO_ALLOWED = (
     Path("shared/sip/transport"),
     Path("shared/routing_table/store.py"),
@@ -97,10 +104,28 @@ def test_the_io_free_layers_import_no_asyncio_socket_bus_or_store() -> None:
         "shared/routing_table/index.py",
         "shared/routing_table/cache/route.py",
         "services/edge/proxy/__init__.py",
+        "services/edge/policy/overload.py",
+        "services/edge/destinations/selector.py",
+        "services/edge/location/directory.py",
     ):
         assert Path(module) in checked
     assert Path("shared/sip/message.py") in checked
     assert io_imports(ROOT) == []
+
+
+def test_every_edge_module_is_on_the_core_or_the_io_side() -> None:
+    """No loose modules at the edge's root beyond its entry points and its one metrics module,
+    and every folder named as core (sans-IO, checked above) or I/O."""
+    edge = ROOT / "services/edge"
+    assert sorted(p.name for p in edge.glob("*.py")) == [
+        "__init__.py",
+        "__main__.py",
+        "metrics.py",
+        "service.py",
+    ]
+    io_side = {"runtime", "feeds", "api"}
+    folders = {p.name for p in edge.iterdir() if (p / "__init__.py").exists()}
+    assert folders == io_side | {path.name for path in EDGE_CORE}
 
 
 def test_the_checks_find_what_they_forbid(tmp_path: Path) -> None:

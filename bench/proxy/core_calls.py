@@ -22,10 +22,10 @@ import pstats
 import time
 from collections.abc import Sequence
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.routing_table.cache import IndexRoutes
 from shared.routing_table.model import Gateway, Rule

@@ -1,7 +1,11 @@
-"""The edge's Prometheus metrics (default registry, served by every process's ``/metrics``).
+"""The edge's Prometheus metrics, all of them (default registry, served by every ``/metrics``).
 
-Label values are bounded: methods outside RFC 3261's and common extensions'
-set are counted as ``other`` so a scanner cannot grow the series without limit.
+One module, so the names a dashboard reads are found in one place; the core
+(proxy, policies, destinations) and the runtime count here alike.  Label
+values are bounded: methods outside RFC 3261's and common extensions' set are
+counted as ``other`` so a scanner cannot grow the series without limit; the
+other labels are gateway ids, operator-configured sets and destination URIs,
+and fixed reasons.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ KNOWN_METHODS: Final = frozenset(
         "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "UPDATE", "INFO",
         "PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "PUBLISH",
     }
-)  # fmt: skip
+)  # fmt: skip # fourteen method names read as a table, not as a column
 
 REQUESTS = Counter("callmesh_edge_requests", "SIP requests received", ["method"])
 RESPONSES = Counter(
@@ -42,6 +46,72 @@ LOOP_LAG = Histogram(
 SHEDDING = Gauge("callmesh_edge_shedding", "1 while new calls are refused (event loop lagging)")
 CALLS_REFUSED = Counter(
     "callmesh_edge_calls_refused_overload", "New INVITEs answered 503 while shedding load"
+)
+
+# ----- policies: protection, hooks, header manipulation ----------------------------
+
+SOURCES_BLOCKED = Counter(
+    "callmesh_edge_sources_blocked", "Sources blocked for flooding (edge.source.blocked events)"
+)
+FLOOD_DROPPED = Counter("callmesh_edge_flood_dropped", "Requests dropped from blocked sources")
+SCANNER_REQUESTS = Counter(
+    "callmesh_edge_scanner_requests", "Requests of flagged scanners", ["action"]
+)
+CALL_LIMIT_REFUSED = Counter(
+    "callmesh_edge_call_limit_refused", "Calls refused by a concurrent-call limit", ["limit"]
+)
+HOOK_CALLS = Counter(
+    "callmesh_edge_routing_hook_calls", "Routing hook runs by outcome", ["outcome"]
+)
+MANIPULATED_BRANCHES = Counter(
+    "callmesh_edge_manipulated_branches", "Branches changed by header manipulation rules"
+)
+AUTH_FAILURES = Counter(
+    "callmesh_edge_auth_failures",
+    "Failed digest authentications: wrong-credentials, or blocked (refused while blocked)",
+    ["reason"],
+)
+AUTH_BLOCKED = Counter(
+    "callmesh_edge_auth_blocked",
+    "Accounts and sources blocked for failed authentications (edge.auth.blocked events)",
+    ["kind"],
+)
+
+# ----- dispatcher destinations and health targets --------------------------------
+
+DESTINATION_ATTEMPTS = Counter(
+    "callmesh_edge_destination_attempts",
+    "Requests forwarded to a dispatcher destination",
+    ["set", "destination"],
+)
+DESTINATION_FAILURES = Counter(
+    "callmesh_edge_destination_failures",
+    "Dispatcher destination failures (timeout, 5xx, transport)",
+    ["set", "destination"],
+)
+ACTIVE_CALLS = Gauge(
+    "callmesh_edge_destination_active_calls",
+    "Calls this worker set up on a destination and has not seen end (least_calls input)",
+    ["set", "destination"],
+)
+TARGET_STATE = Gauge(
+    "callmesh_edge_target_state",
+    "The health state this edge routes with, per health target: 1 for the current state",
+    ["target", "state"],
+)
+
+# ----- workers: messages handed to the worker owning their call ------------------
+
+HANDED_ON = Counter(
+    "callmesh_edge_handed_on", "UDP messages handed to the worker that owns their Call-ID"
+)
+HANDED_ON_UNREACHABLE = Counter(
+    "callmesh_edge_handed_on_unreachable",
+    "UDP messages handled by the worker they reached: their owner was not listening",
+)
+HANDED_ON_DROPPED = Counter(
+    "callmesh_edge_handed_on_dropped",
+    "UDP messages for another worker dropped: its queue was full (the sender retransmits)",
 )
 
 
@@ -72,10 +142,3 @@ def count_gateway_attempt(gateway_id: str) -> None:
 
 def count_gateway_failure(gateway_id: str) -> None:
     _inc(GATEWAY_FAILURES, gateway_id)
-
-
-AUTH_FAILURES = Counter(
-    "callmesh_edge_auth_failures",
-    "Failed digest authentications: wrong-credentials, or blocked (refused while blocked)",
-    ["reason"],
-)

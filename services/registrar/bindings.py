@@ -133,9 +133,12 @@ class BindingStore:
         return Snapshot(aor, await self.store.redis.hgetall(self.key(aor)))
 
     async def commit(
-        self, snapshot: Snapshot, before: Collection[str], current: list[Binding],
+        self,
+        snapshot: Snapshot,
+        before: Collection[str],
+        current: list[Binding],
         claim: NonceClaim | None = None,
-    ) -> Commit:  # fmt: skip
+    ) -> Commit:
         """Replace the live bindings ``before`` (contacts) of ``snapshot`` by ``current``.
 
         Atomic, and only if the AoR is still as in ``snapshot``; due bindings
@@ -154,8 +157,11 @@ class BindingStore:
         args += [len(gone), *gone, len(current)]
         for binding in current:
             # Defaults (no q, no path...) are left out: most bindings then fit in ~300 bytes.
-            args += [binding.contact, binding.model_dump_json(exclude_defaults=True),
-                     binding.expires_at]  # fmt: skip
+            args += [
+                binding.contact,
+                binding.model_dump_json(exclude_defaults=True),
+                binding.expires_at,
+            ]
         if current:
             args.append(int(max(b.expires_at for b in current)) + KEY_GRACE)
         return Commit(int(await self._commit(keys=keys, args=args)))

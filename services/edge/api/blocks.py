@@ -38,9 +38,10 @@ def blocks_router(store: ProtectionStore, bus: Bus) -> APIRouter:
         return {"items": items}
 
     @router.delete(
-        "/{kind}/{key}", status_code=status.HTTP_204_NO_CONTENT,
+        "/{kind}/{key}",
+        status_code=status.HTTP_204_NO_CONTENT,
         summary="Lift a block on every edge (an authentication block's count starts over)",
-    )  # fmt: skip
+    )
     async def clear(kind: BlockKind, key: BlockKey) -> Response:
         found = await store.clear(kind, key)
         await announce(bus, ProtectionCleared(kind=kind, key=key))

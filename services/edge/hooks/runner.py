@@ -123,8 +123,12 @@ class RoutingHook:
         if failures <= _LOGGED_IN_FULL or failures % _LOG_EVERY == 0:
             log.warning(
                 "routing hook %s: %s (%s) after %.2f ms; default decision used (%d failures)",
-                self.name, outcome, detail, elapsed * 1000, failures,
-            )  # fmt: skip
+                self.name,
+                outcome,
+                detail,
+                elapsed * 1000,
+                failures,
+            )
         return HookResult(decision, outcome, elapsed)
 
 

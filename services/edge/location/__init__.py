@@ -1,4 +1,7 @@
-"""The edge's cache of the registrar's records (domains, bindings, subscribers, HA1s)."""
+"""The edge's cache of the registrar's records (domains, bindings, subscribers, HA1s).
+
+Kept current by `services.edge.feeds.location`; read per message by the proxy core.
+"""
 
 from services.edge.location.directory import (
     BindingsQuery,

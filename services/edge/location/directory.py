@@ -4,11 +4,11 @@ The core asks (`is_local_domain`, `bindings`, `subscriber_exists`, `ha1`,
 `claim_nonce_count`); a known, fresh answer comes back at once, so a warm
 cache never waits on Redis.
 An unknown one raises `Missing(query)`: the core parks the request and emits
-a lookup, the adapter reads Redis (`services.edge.location.feed`), `learn`s
+a lookup, the runtime's driver reads Redis (`services.edge.feeds.location`), `learn`s
 the answer here and has the core resume.  `registrar.…` events keep the
 entries current between reads (`apply_*`); every entry also ages out after a
 while, so a lost event costs at most one stale answer window, not forever.
-Times are the caller's (the adapter's loop clock).
+Times are the caller's (the driver's loop clock).
 """
 
 from __future__ import annotations

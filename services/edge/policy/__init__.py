@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from services.edge.hooks import HookSettings, RoutingHook
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy.guard import Guard, Trusted
 from services.edge.policy.routing import TableView, decide, hop_topology, manipulate
 from services.edge.policy.topology import DialogPlan, TopologyGate
@@ -26,6 +25,7 @@ from services.edge.protection import (
 )
 from services.edge.protection.scanner import SCANNER_USER_AGENTS
 from services.edge.proxy.actions import Action
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import Found, Hop
 from services.edge.proxy.stages import PolicyStages
 from services.edge.topology import Keyring

@@ -21,8 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from services.edge.interfaces import Interfaces
-from services.edge.policy import metrics
+from services.edge import metrics
 from services.edge.protection import (
     CallLimiter,
     FloodDetector,
@@ -32,6 +31,7 @@ from services.edge.protection import (
     Verdict,
 )
 from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.proxy.interfaces import Interfaces
 from shared.acl import AddressAcl
 from shared.contracts.protection import ScannerFlagged, SourceBlocked
 from shared.sip.errors import SipError
@@ -47,7 +47,7 @@ EXPIRY_INTERVAL: Final = 60.0
 
 Trusted = Callable[[Destination], bool]
 """Who may call without digest authentication and is exempt from scanner checks:
-the edge's `services.edge.trust.SourceTrust` (trusted networks and gateways)."""
+the edge's `services.edge.policy.trust.SourceTrust` (trusted networks and gateways)."""
 
 
 class Guard:

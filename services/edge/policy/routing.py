@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from services.edge import metrics
 from services.edge.hooks import Decision, RequestView, RoutingHook, Target
-from services.edge.policy import metrics
 from services.edge.proxy.routes import Found, Hop
 from shared.routing_table.index import RoutingIndex
 from shared.routing_table.manipulation import apply

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
-from services.edge.interfaces import Interface, Interfaces
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.topology import (
     EdgeAddress,
     Keyring,

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.edge import metrics
-from services.edge.dispatch import ActiveCalls
-from services.edge.dispatch.metrics import DESTINATION_FAILURES
-from services.edge.interfaces import Interfaces
-from services.edge.overload import LoadShedder
+from services.edge.destinations import ActiveCalls
+from services.edge.metrics import DESTINATION_FAILURES
+from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.branches import BranchMaker
 from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.dialogs import DialogGate
 from services.edge.proxy.forwarding import Branch, Forwarding, Parked, failover_allowed
+from services.edge.proxy.interfaces import Interfaces
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.stages import PolicyStages
 from services.edge.proxy.subscribers import Subscribers

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from services.edge.interfaces import Interface
 from services.edge.proxy.call_events import CallNotes
+from services.edge.proxy.interfaces import Interface
 from services.edge.proxy.routes import Hop
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response

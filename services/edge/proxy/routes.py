@@ -32,7 +32,7 @@ class RouteLookup(Protocol):
 
 
 class SetSelection(Protocol):
-    """Dispatcher sets (``services.edge.dispatch``): (set id, destination URI) pairs to try."""
+    """Dispatcher sets (``services.edge.destinations``): (set id, destination URI) pairs to try."""
 
     def destinations(
         self, set_ids: tuple[str, ...], request: Request | None
@@ -42,7 +42,7 @@ class SetSelection(Protocol):
 @dataclass(frozen=True, slots=True)
 class CallerProfile:
     """The routing group a caller's numbers are looked up in, and the dialplan applied
-    to them first (``services.edge.callers`` picks one per source address)."""
+    to them first (``services.edge.policy.callers`` picks one per source address)."""
 
     group: str = "0"
     dialplan: str | None = None

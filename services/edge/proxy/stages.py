@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from services.edge.interfaces import Interface
 from services.edge.proxy.actions import Action
+from services.edge.proxy.interfaces import Interface
 from services.edge.proxy.routes import Found, Hop
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination

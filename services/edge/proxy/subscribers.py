@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.edge import metrics
-from services.edge.interfaces import Interfaces
 from services.edge.location import Directory
 from services.edge.proxy.flows import FlowTokens
+from services.edge.proxy.interfaces import Interfaces
 from services.edge.proxy.routes import Hop
 from shared.protection import BlockList, WrongCredentialsError, log_auth_failure
 from shared.registrar.model import Location

@@ -1,6 +1,6 @@
 """What the edge knows about each gateway's health, so the proxy can skip the ones down.
 
-The health service feeds it (``set``, through :mod:`services.edge.health_feed`);
+The health service feeds it (``set``, through :mod:`services.edge.feeds.health`);
 until it has spoken, every gateway is ``unknown`` and is tried like one that is
 up. States are the health service's: ``probing`` is suspected (tried only
 after the healthy ones), ``down`` and ``disabled`` are skipped.

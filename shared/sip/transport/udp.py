@@ -88,13 +88,25 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 async def open_udp(
-    host: str, port: int, on_message: MessageHandler, limits: TransportLimits | None = None
+    host: str,
+    port: int,
+    on_message: MessageHandler,
+    limits: TransportLimits | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> UdpEndpoint:
-    """Bind a UDP socket on `host:port` (IPv4 or IPv6 literal) and start receiving."""
+    """Bind a UDP socket on `host:port` (IPv4 or IPv6 literal) and start receiving.
+
+    The one UDP socket set-up of every SIP process.  `reuse_port`: SO_REUSEPORT,
+    so several processes share the port and the kernel spreads senders over them
+    (the edge's workers).
+    """
     limits = limits or TransportLimits()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, option, limits.socket_buffer)

@@ -89,9 +89,12 @@ def running_cluster(workdir: Path, **a_settings: str) -> Iterator[Cluster]:
         )
         log = open(workdir / "registrar.log", "wb")  # noqa: SIM115
         registrar = subprocess.Popen(
-            [sys.executable, "-m", "services.registrar"], cwd=REPO, env=env, stdout=log,
+            [sys.executable, "-m", "services.registrar"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
             stderr=log,
-        )  # fmt: skip
+        )
         sip_port, http_port = free_port(), free_port()
         a_env = dict(
             b.env,

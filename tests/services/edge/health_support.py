@@ -100,9 +100,12 @@ def running_health(edge: Edge) -> Iterator[Health]:
     )
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.health"], cwd=REPO, env=env, stdout=output,
+            [sys.executable, "-m", "services.health"],
+            cwd=REPO,
+            env=env,
+            stdout=output,
             stderr=output,
-        )  # fmt: skip
+        )
     health = Health(process, port, log)
     try:
         wait_until(lambda: _ready(health), SETTLE, lambda: f"health not ready: {_tail(log)}")
@@ -192,22 +195,47 @@ class Calls:
 
 
 def start_calls(
-    edge: Edge, workdir: Path, number: str, count: int, *, rate: int = 20,
+    edge: Edge,
+    workdir: Path,
+    number: str,
+    count: int,
+    *,
+    rate: int = 20,
     args: tuple[str, ...] = (),
-) -> Calls:  # fmt: skip
+) -> Calls:
     """``count`` calls to ``number`` through the edge at ``rate`` per second."""
     port = free_port()
     stats = workdir / f"calls-{port}.csv"
     caller = sipp(
-        workdir, "caller", port, remote=edge.sip_port, calls=count,
-        args=("-s", number, "-set", "hold", "0", "-r", str(rate), "-trace_stat", "-stf",
-              str(stats), *args),
-    )  # fmt: skip
+        workdir,
+        "caller",
+        port,
+        remote=edge.sip_port,
+        calls=count,
+        args=(
+            "-s",
+            number,
+            "-set",
+            "hold",
+            "0",
+            "-r",
+            str(rate),
+            "-trace_stat",
+            "-stf",
+            str(stats),
+            *args,
+        ),
+    )
     return Calls(caller, stats)
 
 
 def place_calls(
-    edge: Edge, workdir: Path, number: str, count: int, *, rate: int = 20,
+    edge: Edge,
+    workdir: Path,
+    number: str,
+    count: int,
+    *,
+    rate: int = 20,
     args: tuple[str, ...] = (),
-) -> CallCounts:  # fmt: skip
+) -> CallCounts:
     return start_calls(edge, workdir, number, count, rate=rate, args=args).outcome()

@@ -54,9 +54,15 @@ def options(port: int, transport: str = "udp", max_forwards: int = 70) -> bytes:
 
 
 def sip_request(
-    method: str, uri: str, transport: str, local_port: int, *, max_forwards: int = 70,
-    call_id: str | None = None, extra: str = "",
-) -> bytes:  # fmt: skip
+    method: str,
+    uri: str,
+    transport: str,
+    local_port: int,
+    *,
+    max_forwards: int = 70,
+    call_id: str | None = None,
+    extra: str = "",
+) -> bytes:
     call_id = call_id or uuid.uuid4().hex
     return (
         f"{method} {uri} SIP/2.0\r\n"
@@ -152,9 +158,12 @@ class Edge:
         self.starts += 1
         log = open(self.workdir / f"edge-{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.edge"], cwd=REPO, env=self.env, stdout=log,
+            [sys.executable, "-m", "services.edge"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
             stderr=log,
-        )  # fmt: skip
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
@@ -215,14 +224,18 @@ class Edge:
         """
         records: dict[str, dict[str, object]] = {
             f"gateways/{gateway_id}": {
-                "address": f"sip:{LOOPBACK}:{port}", "description": f"gw {gateway_id}"
+                "address": f"sip:{LOOPBACK}:{port}",
+                "description": f"gw {gateway_id}",
             }
             for gateway_id, port in gateways.items()
-        }  # fmt: skip
+        }
         for rule_id, (prefix, targets) in rules.items():
             records[f"rules/{rule_id}"] = {
-                "group": "0", "prefix": prefix, "priority": 0, "gateways": targets
-            }  # fmt: skip
+                "group": "0",
+                "prefix": prefix,
+                "priority": 0,
+                "gateways": targets,
+            }
         self.put(records)
 
     def put(self, records: dict[str, dict[str, object]]) -> None:
@@ -342,9 +355,15 @@ def refusing_scenario(workdir: Path, status: int, reason: str) -> Path:
 
 
 def sipp(
-    workdir: Path, scenario: str | Path, port: int, *, remote: int | None = None,
-    transport: str = "u1", calls: int = 1, args: tuple[str, ...] = (),
-) -> Sipp:  # fmt: skip
+    workdir: Path,
+    scenario: str | Path,
+    port: int,
+    *,
+    remote: int | None = None,
+    transport: str = "u1",
+    calls: int = 1,
+    args: tuple[str, ...] = (),
+) -> Sipp:
     path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.xml"
     name = f"{path.stem}-{port}"
     trace = workdir / f"{name}.msg"
@@ -354,7 +373,7 @@ def sipp(
         "-t", transport, "-m", str(calls), "-nostdin",
         "-trace_msg", "-message_file", str(trace), "-trace_err", "-error_file", str(log),
         "-timeout_error", "-recv_timeout", "20000", "-aa", *args,
-    ]  # fmt: skip
+    ]  # fmt: skip # SIPp's options in rows, each flag beside its value
     if remote is not None:
         argv.append(f"{LOOPBACK}:{remote}")
     process = subprocess.Popen(

@@ -23,10 +23,12 @@ def test_a_callers_dialplan_and_group_choose_the_gateway(edge: Edge, tmp_path: P
     for 44 (not group 0's rule for 0044) sends it to gateway g7 with the translated number."""
     g0, g7 = free_port(), free_port()
     edge.route({"g0": g0, "g7": g7}, {"national": ("0044", ["g0"])})
-    edge.put({
-        "dialplans/intl": {"rules": [{"match": r"^00([1-9]\d+)$", "replace": r"+\1"}]},
-        "rules/uk": {"group": "7", "prefix": "44", "priority": 0, "gateways": ["g7"]},
-    })  # fmt: skip
+    edge.put(
+        {
+            "dialplans/intl": {"rules": [{"match": r"^00([1-9]\d+)$", "replace": r"+\1"}]},
+            "rules/uk": {"group": "7", "prefix": "44", "priority": 0, "gateways": ["g7"]},
+        }
+    )
     gateway = sipp(tmp_path, "gateway", g7)
     wait_bound(g7)
     dialled = ("-s", "00442071234567")

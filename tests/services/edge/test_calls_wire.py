@@ -39,9 +39,13 @@ def edge(workdir: Path) -> Iterator[Edge]:
 
 def call(edge: Edge, workdir: Path, number: str, *, transport: str = "u1", hold: int = 0) -> int:
     caller = sipp(
-        workdir, "caller", free_port(), remote=edge.sip_port, transport=transport,
+        workdir,
+        "caller",
+        free_port(),
+        remote=edge.sip_port,
+        transport=transport,
         args=("-s", number, "-set", "hold", str(hold)),
-    )  # fmt: skip
+    )
     return caller.wait()
 
 
@@ -155,8 +159,9 @@ def test_cancel_during_ringing_cancels_the_gateway_branch(edge: Edge, workdir: P
     edge.route({"r1": port}, {"r1": ("1505", ["r1"])})
     ringing = sipp(workdir, "gateway_ringing", port)
     wait_bound(port)
-    caller = sipp(workdir, "caller_cancel", free_port(), remote=edge.sip_port,
-                  args=("-s", "15055550001"))  # fmt: skip
+    caller = sipp(
+        workdir, "caller_cancel", free_port(), remote=edge.sip_port, args=("-s", "15055550001")
+    )
     assert caller.wait() == 0, edge.log()
     assert ringing.wait() == 0
     assert ringing.received("CANCEL") == 1
@@ -195,8 +200,13 @@ def test_bye_passes_after_the_edge_is_killed_and_restarted(edge: Edge, workdir: 
     edge.route({"k1": port}, {"k1": ("1507", ["k1"])})
     gateway = sipp(workdir, "gateway", port)
     wait_bound(port)
-    caller = sipp(workdir, "caller", free_port(), remote=edge.sip_port,
-                  args=("-s", "15075550001", "-set", "hold", "6000"))  # fmt: skip
+    caller = sipp(
+        workdir,
+        "caller",
+        free_port(),
+        remote=edge.sip_port,
+        args=("-s", "15075550001", "-set", "hold", "6000"),
+    )
     deadline = time.monotonic() + 10
     while gateway.received("ACK") == 0 and time.monotonic() < deadline:
         time.sleep(0.1)

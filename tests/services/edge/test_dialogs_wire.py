@@ -61,10 +61,26 @@ def subscriber_call(cluster: Cluster, workdir: Path, user: str, number: str, hol
     )
     held.write_text(text)
     return sipp(
-        workdir, held, free_port(), remote=cluster.a.sip_port,
-        args=("-s", number, "-key", "user", user, "-key", "domain", DOMAIN,
-              "-key", "password", PASSWORD, "-auth_uri", f"{number}@{DOMAIN}"),
-    )  # fmt: skip
+        workdir,
+        held,
+        free_port(),
+        remote=cluster.a.sip_port,
+        args=(
+            "-s",
+            number,
+            "-key",
+            "user",
+            user,
+            "-key",
+            "domain",
+            DOMAIN,
+            "-key",
+            "password",
+            PASSWORD,
+            "-auth_uri",
+            f"{number}@{DOMAIN}",
+        ),
+    )
 
 
 def test_a_forged_to_tag_never_reaches_the_gateway(cluster: Cluster, workdir: Path) -> None:

@@ -100,9 +100,12 @@ def test_call_id_hashing_is_stable_and_spreads(farm: Farm) -> None:
         expected = predicted.order(Call(call_id))[0].uri
         for _ in range(3):
             caller = sipp(
-                farm.workdir, "caller", free_port(), remote=farm.edge.sip_port,
+                farm.workdir,
+                "caller",
+                free_port(),
+                remote=farm.edge.sip_port,
                 args=("-s", "31035550000", "-set", "hold", "0", "-cid_str", call_id),
-            )  # fmt: skip
+            )
             assert caller.wait() == 0, farm.edge.log()
         got = [
             f"Call-ID: {call_id}\n" in found.messages().replace("\r\n", "\n")

@@ -49,9 +49,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cluster(workdir: Path) -> Iterator[Cluster]:
     with running_cluster(
-        workdir, auth_block_after=str(BLOCK_AFTER), auth_delay_after=str(DELAY_AFTER),
+        workdir,
+        auth_block_after=str(BLOCK_AFTER),
+        auth_delay_after=str(DELAY_AFTER),
         auth_delay=str(DELAY),
-    ) as running:  # fmt: skip
+    ) as running:
         yield running
 
 
@@ -62,8 +64,14 @@ def guesser(workdir: Path, cluster: Cluster, user: str, guess: str, calls: int) 
         text.replace("username=[user] password=[guess]", f"username={user} password={guess}")
     )
     keys = ("-key", "user", user, "-key", "domain", DOMAIN, "-auth_uri", DOMAIN)
-    run = sipp(workdir, scenario, free_port(), remote=cluster.a.sip_port, calls=calls,
-               args=(*keys, "-l", "1"))  # fmt: skip
+    run = sipp(
+        workdir,
+        scenario,
+        free_port(),
+        remote=cluster.a.sip_port,
+        calls=calls,
+        args=(*keys, "-l", "1"),
+    )
     code = run.wait(60)
     answered = calls_answered(run.messages())
     assert len(answered["401"]) == BLOCK_AFTER, run.errors()  # challenged until blocked
@@ -155,8 +163,11 @@ def test_a_guesser_is_blocked_and_a_clear_lets_the_right_password_in(
     filter_path.write_text(fail2ban_filter())
     found = subprocess.run(
         ["fail2ban-regex", "-o", "ip", str(logfile), str(filter_path)],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert found.stdout.split() == [LOOPBACK] * len(lines)
 
 
@@ -169,8 +180,13 @@ def test_a_scanner_on_a_phones_address_is_dropped_but_the_phone_is_served_until_
     scanner = SipClient(cluster.a.sip_port)
     try:
         assert register(phone, client).status == 200  # bob knows his challenge
-        svmap = sip_request("OPTIONS", f"sip:100@{LOOPBACK}", "udp", scanner.port,
-                            extra="User-Agent: friendly-scanner\r\n")  # fmt: skip
+        svmap = sip_request(
+            "OPTIONS",
+            f"sip:100@{LOOPBACK}",
+            "udp",
+            scanner.port,
+            extra="User-Agent: friendly-scanner\r\n",
+        )
         scanner.send(svmap)
         wait_listed(cluster, "scanner", LOOPBACK)
         # The same address: bob's authenticated refresh is served...

@@ -53,8 +53,16 @@ def edges(workdir: Path) -> Iterator[tuple[Edge, Edge]]:
             CALLMESH_SIP_LISTEN=f"udp:{LOOPBACK}:{port},tcp:{LOOPBACK}:{port}",
             CALLMESH_SIP_ADVERTISE=f"{LOOPBACK}:{first.sip_port}",
         )
-        second = replace(first, sip_port=port, http_port=free_port(), workdir=other_dir, env=env,
-                         process=None, routing=None, starts=0)  # fmt: skip
+        second = replace(
+            first,
+            sip_port=port,
+            http_port=free_port(),
+            workdir=other_dir,
+            env=env,
+            process=None,
+            routing=None,
+            starts=0,
+        )
         second.env["CALLMESH_HTTP_LISTEN"] = f"{LOOPBACK}:{second.http_port}"
         try:
             second.start()
@@ -71,9 +79,14 @@ def put(edge: Edge, path: str, body: dict[str, Any]) -> int:
 
 
 def hidden_gateway(edges: tuple[Edge, Edge], gateway_id: str, port: int, prefix: str) -> None:
-    put(edges[0], f"/v1/gateways/{gateway_id}", {
-        "address": f"sip:{LOOPBACK}:{port}", "topology_hiding": {"mask_call_id": True},
-    })  # fmt: skip
+    put(
+        edges[0],
+        f"/v1/gateways/{gateway_id}",
+        {
+            "address": f"sip:{LOOPBACK}:{port}",
+            "topology_hiding": {"mask_call_id": True},
+        },
+    )
     version = put(edges[0], f"/v1/rules/{gateway_id}", {"prefix": prefix, "gateways": [gateway_id]})
     for edge in edges:
         edge._wait_routed(version)
@@ -107,8 +120,13 @@ def test_hidden_call_with_reinvite_survives_an_edge_restart(
     hidden_gateway(edges, "th1", port, "1601")
     gateway = sipp(workdir, "gateway_reinvite", port)
     wait_bound(port)
-    caller = sipp(workdir, "caller_reinvite", caller_port, remote=first.sip_port,
-                  args=("-s", "16015550001", "-set", "hold", "4000"))  # fmt: skip
+    caller = sipp(
+        workdir,
+        "caller_reinvite",
+        caller_port,
+        remote=first.sip_port,
+        args=("-s", "16015550001", "-set", "hold", "4000"),
+    )
     # Restart the edge while the call is up: the BYE crosses a fresh process.
     deadline = time.monotonic() + 20
     while gateway.received("ACK") < 2 and time.monotonic() < deadline:
@@ -137,8 +155,13 @@ def test_gateway_bye_entering_at_the_other_edge(edges: tuple[Edge, Edge], workdi
     bye_at_b = ("-set", "hold", "500", "-set", "bye_port", str(second.sip_port))
     gateway = sipp(workdir, "gateway_sends_bye", port, args=bye_at_b)
     wait_bound(port)
-    caller = sipp(workdir, "caller_takes_bye", caller_port, remote=first.sip_port,
-                  args=("-s", "16025550001",))  # fmt: skip
+    caller = sipp(
+        workdir,
+        "caller_takes_bye",
+        caller_port,
+        remote=first.sip_port,
+        args=("-s", "16025550001"),
+    )
     assert gateway.wait() == 0, gateway.errors() + second.log()
     assert caller.wait() == 0, caller.errors()
     assert caller.received("BYE") == 1
@@ -155,13 +178,19 @@ def test_seed_example_leaves_with_only_the_edge_via_and_rewritten_headers(
     port = free_port()
     hidden_gateway(edges, "th3", port, "1603")
     rule_sets: dict[str, dict[str, Any]] = {
-        "a-number": {"scope": {"kind": "rule", "id": "th3"},
-                     "rules": [{"action": "set_from", "display_name": "Callmesh"}]},
-        "carrier": {"scope": {"kind": "gateway", "id": "th3"},
-                    "rules": [{"action": "rewrite_ruri_user", "strip": 1, "prefix": "00"},
-                              {"action": "remove_header", "pattern": "^x-internal"},
-                              {"action": "add_header", "name": "X-Account", "value": "4711"}]},
-    }  # fmt: skip
+        "a-number": {
+            "scope": {"kind": "rule", "id": "th3"},
+            "rules": [{"action": "set_from", "display_name": "Callmesh"}],
+        },
+        "carrier": {
+            "scope": {"kind": "gateway", "id": "th3"},
+            "rules": [
+                {"action": "rewrite_ruri_user", "strip": 1, "prefix": "00"},
+                {"action": "remove_header", "pattern": "^x-internal"},
+                {"action": "add_header", "name": "X-Account", "value": "4711"},
+            ],
+        },
+    }
     version = max(put(first, f"/v1/manipulations/{i}", body) for i, body in rule_sets.items())
     for edge in edges:
         edge._wait_routed(version)
@@ -177,8 +206,10 @@ def test_seed_example_leaves_with_only_the_edge_via_and_rewritten_headers(
     # The inside's Vias came back on the response, in order.
     vias = [line for line in answer.decode().splitlines() if line.startswith("Via:")]
     assert [v.split()[2].split(";")[0] for v in vias] == [
-        f"{LOOPBACK}:{client.port}", "192.168.1.20:5060", "192.168.1.21:5060",
-    ]  # fmt: skip
+        f"{LOOPBACK}:{client.port}",
+        "192.168.1.20:5060",
+        "192.168.1.21:5060",
+    ]
     assert gateway.wait() == 0
     invite = received(gateway.messages())[0]
     headers = headers_of(invite)
@@ -231,19 +262,23 @@ def test_what_the_edge_answers_a_hidden_gateway_itself_leaks_nothing(
         headers = headers_of(invite.split("\r\n\r\n", 1)[0].replace("\r\n", "\n"))
         field = {h.split(":", 1)[0].lower(): h.split(":", 1)[1].strip() for h in headers}
         vias = [h.split(":", 1)[1].strip() for h in headers if h.startswith("Via:")]
-        ok = (f"SIP/2.0 200 OK\r\nVia: {vias[0]}\r\nRecord-Route: {field['record-route']}\r\n"
-              f"From: {field['from']}\r\nTo: {field['to']};tag=gw4\r\n"
-              f"Call-ID: {field['call-id']}\r\nCSeq: 1 INVITE\r\n"
-              f"Contact: <sip:gw@{LOOPBACK}:{gateway.port}>\r\n"
-              "Content-Length: 0\r\n\r\n")  # fmt: skip
+        ok = (
+            f"SIP/2.0 200 OK\r\nVia: {vias[0]}\r\nRecord-Route: {field['record-route']}\r\n"
+            f"From: {field['from']}\r\nTo: {field['to']};tag=gw4\r\n"
+            f"Call-ID: {field['call-id']}\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:gw@{LOOPBACK}:{gateway.port}>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
         gateway.send(ok.encode())
         assert status_of(caller.final()) == 200
         contact = field["contact"].strip("<>")
-        bye = (f"BYE {contact} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {LOOPBACK}:{gateway.port};branch=z9hG4bKgw4bye\r\n"
-               f"Route: {field['record-route']}\r\nFrom: {field['to']};tag=gw4\r\n"
-               f"To: {field['from']}\r\nCall-ID: {field['call-id']}\r\nCSeq: 2 BYE\r\n"
-               "Max-Forwards: 0\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+        bye = (
+            f"BYE {contact} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOOPBACK}:{gateway.port};branch=z9hG4bKgw4bye\r\n"
+            f"Route: {field['record-route']}\r\nFrom: {field['to']};tag=gw4\r\n"
+            f"To: {field['from']}\r\nCall-ID: {field['call-id']}\r\nCSeq: 2 BYE\r\n"
+            "Max-Forwards: 0\r\nContent-Length: 0\r\n\r\n"
+        )
         gateway.send(bye.encode())
         answer = gateway.final().decode()
     finally:

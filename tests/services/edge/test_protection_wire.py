@@ -36,8 +36,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def edge(workdir: Path) -> Iterator[Edge]:
     # Only 127.0.0.1 is trusted: 127.0.0.2 and .3 are strangers.
     with running_edge(
-        workdir, trusted_networks="127.0.0.1/32", pike_limit=str(LIMIT), pike_period="10",
-    ) as running:  # fmt: skip
+        workdir,
+        trusted_networks="127.0.0.1/32",
+        pike_limit=str(LIMIT),
+        pike_period="10",
+    ) as running:
         yield running
 
 
@@ -157,8 +160,13 @@ def test_untrusted_source_may_not_call_numbers(edge: Edge) -> None:
     stranger = peer("127.0.0.4")
     try:
         local = stranger.getsockname()[1]
-        invite = sip_request("INVITE", f"sip:17025550001@{LOOPBACK}:{edge.sip_port}", "udp",
-                             local, call_id=uuid.uuid4().hex)  # fmt: skip
+        invite = sip_request(
+            "INVITE",
+            f"sip:17025550001@{LOOPBACK}:{edge.sip_port}",
+            "udp",
+            local,
+            call_id=uuid.uuid4().hex,
+        )
         reply = ask(stranger, edge, invite)
         while reply is not None and reply.startswith(b"SIP/2.0 1"):
             reply = stranger.recv(65535)

@@ -84,14 +84,23 @@ def with_credentials(workdir: Path, scenario: str, user: str) -> Path:
 
 
 def phone_sipp(
-    cluster: Cluster, workdir: Path, user: str, *, transport: str = "u1",
-    contact_host: str | None = None, contact_port: int | None = None,
-) -> Sipp:  # fmt: skip
+    cluster: Cluster,
+    workdir: Path,
+    user: str,
+    *,
+    transport: str = "u1",
+    contact_host: str | None = None,
+    contact_port: int | None = None,
+) -> Sipp:
     port = free_port()
     keys = {
-        "user": user, "domain": DOMAIN, "password": PASSWORD, "expires": "300",
-        "contact_host": contact_host or LOOPBACK, "contact_port": str(contact_port or port),
-    }  # fmt: skip
+        "user": user,
+        "domain": DOMAIN,
+        "password": PASSWORD,
+        "expires": "300",
+        "contact_host": contact_host or LOOPBACK,
+        "contact_port": str(contact_port or port),
+    }
     args = tuple(item for key, value in keys.items() for item in ("-key", key, value))
     args += ("-auth_uri", DOMAIN)  # SIPp's digest-uri is the remote address otherwise
     args += ("-oocsf", str(SCENARIOS / "phone_answer.xml"))
@@ -101,9 +110,12 @@ def phone_sipp(
 
 def dial_at_b(cluster: Cluster, workdir: Path, user: str) -> int:
     caller = sipp(
-        workdir, "dial", free_port(), remote=cluster.b.sip_port,
+        workdir,
+        "dial",
+        free_port(),
+        remote=cluster.b.sip_port,
         args=("-s", user, "-key", "domain", DOMAIN, "-set", "hold", "0"),
-    )  # fmt: skip
+    )
     return caller.wait()
 
 
@@ -197,11 +209,26 @@ def test_subscriber_calling_a_number_is_challenged_then_routed(
     gateway = sipp(workdir, "gateway", port)
     wait_bound(port)
     caller = sipp(
-        workdir, with_credentials(workdir, "subscriber_caller", "dave"), free_port(),
+        workdir,
+        with_credentials(workdir, "subscriber_caller", "dave"),
+        free_port(),
         remote=cluster.a.sip_port,
-        args=("-s", "15550001", "-key", "user", "dave", "-key", "domain", DOMAIN,
-              "-key", "password", PASSWORD, "-auth_uri", f"15550001@{DOMAIN}"),
-    )  # fmt: skip
+        args=(
+            "-s",
+            "15550001",
+            "-key",
+            "user",
+            "dave",
+            "-key",
+            "domain",
+            DOMAIN,
+            "-key",
+            "password",
+            PASSWORD,
+            "-auth_uri",
+            f"15550001@{DOMAIN}",
+        ),
+    )
     assert caller.wait() == 0, caller.errors() + cluster.a.log()
     assert gateway.wait() == 0
     assert "SIP/2.0 407" in caller.messages()
@@ -333,9 +360,13 @@ def test_a_replayed_invite_is_challenged_again(cluster: Cluster) -> None:
         challenge = parse_message(final("replay-1"))
         assert isinstance(challenge, Response) and challenge.status == 407
         credentials = authorize(
-            parse_challenge(challenge.header("proxy-authenticate") or ""), username="replayer",
-            password=PASSWORD, method="INVITE", uri=uri, cnonce="c0ffee",
-        )  # fmt: skip
+            parse_challenge(challenge.header("proxy-authenticate") or ""),
+            username="replayer",
+            password=PASSWORD,
+            method="INVITE",
+            uri=uri,
+            cnonce="c0ffee",
+        )
         answer = f"Proxy-Authorization: {credentials}\r\n"
         client.send(invite("replay-2", answer))
         assert status_of(final("replay-2")) == 404
@@ -372,9 +403,13 @@ def test_a_strangers_message_never_reaches_a_registered_phone(cluster: Cluster) 
             )
             assert status_of(stranger.final()) == 407, user
         credentials = authorize(
-            parse_challenge(challenge.header("proxy-authenticate") or ""), username="sender",
-            password=PASSWORD, method="MESSAGE", uri=uri, cnonce="c0ffee",
-        )  # fmt: skip
+            parse_challenge(challenge.header("proxy-authenticate") or ""),
+            username="sender",
+            password=PASSWORD,
+            method="MESSAGE",
+            uri=uri,
+            cnonce="c0ffee",
+        )
         stranger.send(message("sender-1", f"Proxy-Authorization: {credentials}\r\n"))
         delivered = parse_message(phone.receive(b"MESSAGE "))
         assert isinstance(delivered, Request)

@@ -32,7 +32,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         tcp_message_timeout=str(DEADLINE),
         pike_limit=str(PIKE),
         pike_period="10",
-    ) as running:  # fmt: skip
+    ) as running:
         yield running
 
 

@@ -96,10 +96,12 @@ def test_a_request_over_a_datagram_to_a_udp_only_hop_is_warned_counted_and_faile
     edge: Edge,
 ) -> None:
     port = free_port()
-    edge.put({
-        "gateways/mtu3": {"address": f"sip:{LOOPBACK}:{port};transport=udp"},
-        "rules/mtu3": {"group": "0", "prefix": "1803", "priority": 0, "gateways": ["mtu3"]},
-    })  # fmt: skip
+    edge.put(
+        {
+            "gateways/mtu3": {"address": f"sip:{LOOPBACK}:{port};transport=udp"},
+            "rules/mtu3": {"group": "0", "prefix": "1803", "priority": 0, "gateways": ["mtu3"]},
+        }
+    )
     caller = SipClient(edge.sip_port, "tcp")
     try:
         uri = f"sip:18035550001@{LOOPBACK}:{edge.sip_port}"

@@ -25,9 +25,10 @@ async def protection_api(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     routers = [blocks_router(protection, bus), allowlist_router(protection, bus)]
     app = create_app("edge", routers, [], TOKEN)
     client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test",
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
         headers={"Authorization": f"Bearer {TOKEN}"},
-    )  # fmt: skip
+    )
     try:
         yield client
     finally:

@@ -18,9 +18,14 @@ AOR = "sip:bob@example.com"
 
 def location(contact: str, q: float | None = None, expires_at: float = 1000.0) -> Location:
     return Location(
-        aor=AOR, contact=contact, expires_at=expires_at, q=q, received=contact,
-        transport="udp", edge="edge-a",
-    )  # fmt: skip
+        aor=AOR,
+        contact=contact,
+        expires_at=expires_at,
+        q=q,
+        received=contact,
+        transport="udp",
+        edge="edge-a",
+    )
 
 
 PHONE = location("sip:bob@192.0.2.1:5060")

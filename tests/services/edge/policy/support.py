@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.edge.hooks import RoutingHook
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.policy.topology import TopologyGate
 from services.edge.protection import ProtectionSettings
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from services.edge.topology import Keyring, new_secret
 from shared.routing_table.model import Gateway, Rule

@@ -7,13 +7,13 @@ are served, so a scanner behind a shared NAT does not silence its phones.
 
 from __future__ import annotations
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.protection import FloodSettings, ProtectionSettings, ScannerSettings
 from services.edge.protection.limits import CallLimitSettings
 from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.acl import AddressAcl
 from shared.contracts.protection import ScannerFlagged
@@ -45,9 +45,13 @@ def guard(**scanner: object) -> Guard:
 
 
 def request(
-    method: str = "INVITE", *, user: str = "100", agent: str = "Yealink SIP-T46U",
-    extra: str = "", to_tag: str = "",
-) -> Request:  # fmt: skip
+    method: str = "INVITE",
+    *,
+    user: str = "100",
+    agent: str = "Yealink SIP-T46U",
+    extra: str = "",
+    to_tag: str = "",
+) -> Request:
     text = (
         f"{method} sip:{user}@{EDGE} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP {NAT.host}:{NAT.port};branch=z9hG4bK{user}{method}\r\n"
@@ -108,8 +112,9 @@ def test_a_flagged_source_keeps_its_calls_along_our_route() -> None:
 def test_a_sweeper_is_refused_while_a_phone_on_its_address_authenticates() -> None:
     subject = guard(sweep_targets=3)
     actions: list[Action] = []
-    verdicts = [subject.screen(request("REGISTER", user=str(200 + i)), NAT, i, actions)
-                for i in range(5)]  # fmt: skip
+    verdicts = [
+        subject.screen(request("REGISTER", user=str(200 + i)), NAT, i, actions) for i in range(5)
+    ]
     assert verdicts == [False, False, False, True, True]
     [publish] = actions
     assert isinstance(publish, Publish) and isinstance(publish.event, ScannerFlagged)

@@ -102,8 +102,9 @@ def test_a_hook_over_its_budget_falls_back_counted_in_one_log_line(
 # ----- header manipulation, rule by rule -------------------------------------------------------
 
 
-def manipulated(rules: list[dict[str, object]], extra: str = "", kind: str = "gateway",
-                target: str = "1") -> Request:  # fmt: skip
+def manipulated(
+    rules: list[dict[str, object]], extra: str = "", kind: str = "gateway", target: str = "1"
+) -> Request:
     """The INVITE gateway 1 receives with one rule set of `rules` attached to `kind` `target`."""
     run = policy_run()
     rule_set = Manipulation.model_validate({"scope": {"kind": kind, "id": target}, "rules": rules})
@@ -138,21 +139,38 @@ def test_remove_header_by_pattern_spares_the_others_and_protected_ones() -> None
 
 def test_replace_header_wholly_and_by_regex() -> None:
     extra = "User-Agent: Asterisk PBX 18.2\r\n"
-    whole = manipulated([{"action": "replace_header", "name": "User-Agent", "value": "Callmesh"}],
-                        extra)  # fmt: skip
+    whole = manipulated(
+        [{"action": "replace_header", "name": "User-Agent", "value": "Callmesh"}], extra
+    )
     assert whole.headers("user-agent") == ["Callmesh"]
     regex = manipulated(
-        [{"action": "replace_header", "name": "user-agent", "pattern": r"PBX ([0-9.]+)",
-          "replacement": r"v\1"}], extra,
-    )  # fmt: skip
+        [
+            {
+                "action": "replace_header",
+                "name": "user-agent",
+                "pattern": r"PBX ([0-9.]+)",
+                "replacement": r"v\1",
+            }
+        ],
+        extra,
+    )
     assert regex.headers("user-agent") == ["Asterisk v18.2"]
     absent = manipulated([{"action": "replace_header", "name": "X-None", "value": "x"}])
     assert absent.headers("x-none") == []
 
 
 def test_rewrite_ruri_user_strips_substitutes_then_prefixes() -> None:
-    forwarded = manipulated([{"action": "rewrite_ruri_user", "strip": 1, "pattern": "^407",
-                              "replacement": "4070", "prefix": "00"}])  # fmt: skip
+    forwarded = manipulated(
+        [
+            {
+                "action": "rewrite_ruri_user",
+                "strip": 1,
+                "pattern": "^407",
+                "replacement": "4070",
+                "prefix": "00",
+            }
+        ]
+    )
     assert forwarded.uri_text == f"sip:0040705551234@{GW1.host}"
     assert forwarded.to.uri.user == "14075551234"  # type: ignore[union-attr]  # To untouched
 
@@ -171,21 +189,25 @@ def test_set_to_user_and_display_name_keep_the_uri_host() -> None:
 
 def test_sets_apply_by_scope_source_group_then_rule_then_gateway() -> None:
     run = policy_run()
-    for set_id, kind, target, value in (("a", "gateway", "1", "gateway"),
-                                        ("b", "rule", "r1407", "rule"),
-                                        ("c", "source_group", "0", "group")):  # fmt: skip
-        body = {"scope": {"kind": kind, "id": target},
-                "rules": [{"action": "add_header", "name": "X-Order", "value": value}]}  # fmt: skip
+    for set_id, kind, target, value in (
+        ("a", "gateway", "1", "gateway"),
+        ("b", "rule", "r1407", "rule"),
+        ("c", "source_group", "0", "group"),
+    ):
+        body = {
+            "scope": {"kind": kind, "id": target},
+            "rules": [{"action": "add_header", "name": "X-Order", "value": value}],
+        }
         run.table.put("manipulation", set_id, Manipulation.model_validate(body))
     [forwarded] = requests_to(run.send(invite()), GW1)
     assert forwarded.headers("x-order") == ["group", "rule", "gateway"]
 
 
 def test_a_set_of_another_gateway_or_rule_does_not_apply() -> None:
-    other_gateway = manipulated([{"action": "add_header", "name": "X-A", "value": "1"}],
-                                target="2")  # fmt: skip
-    other_rule = manipulated([{"action": "add_header", "name": "X-A", "value": "1"}],
-                             kind="rule", target="r1900")  # fmt: skip
+    other_gateway = manipulated([{"action": "add_header", "name": "X-A", "value": "1"}], target="2")
+    other_rule = manipulated(
+        [{"action": "add_header", "name": "X-A", "value": "1"}], kind="rule", target="r1900"
+    )
     assert other_gateway.headers("x-a") == other_rule.headers("x-a") == []
 
 

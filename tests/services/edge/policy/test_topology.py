@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import pytest
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.policy import NO_KEYS_HEADER
 from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.interfaces import Interface, Interfaces
 from shared.contracts.protection import ScannerFlagged
 from shared.routing_table.model import Gateway, Rule
 from shared.routing_table.topology import TargetTopology
@@ -59,8 +59,14 @@ def hidden_call(run: Run) -> Request:
     return forwarded
 
 
-def from_gateway(forwarded: Request, method: str, *, cseq: int = 7, max_forwards: int = 70,
-                 branch: str = "z9hG4bKgw7") -> bytes:  # fmt: skip
+def from_gateway(
+    forwarded: Request,
+    method: str,
+    *,
+    cseq: int = 7,
+    max_forwards: int = 70,
+    branch: str = "z9hG4bKgw7",
+) -> bytes:
     """The gateway's in-dialog request in the dialog `forwarded` created (what it saw)."""
     contact = forwarded.contacts[0].uri
     routes = ", ".join(forwarded.headers("record-route"))
@@ -223,8 +229,9 @@ def test_a_silent_hidden_gateway_gets_the_caller_a_408_with_its_own_identities(r
     assert timeout.call_id == "inside-call-1@10.0.0.5"
     assert timeout.header("from") == '"Alice" <sip:alice@10.0.0.5>;tag=a1'
     assert [(via.host, via.branch) for via in timeout.vias] == [
-        ("10.0.0.5", "z9hG4bKin1"), ("10.0.0.6", "z9hG4bKin0"),
-    ]  # fmt: skip
+        ("10.0.0.5", "z9hG4bKin1"),
+        ("10.0.0.6", "z9hG4bKin0"),
+    ]
     assert "CMH-" not in timeout.to_bytes().decode()
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Publish
 from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.contracts.edge import GatewayFailed
 from tests.services.edge.proxy.test_core import (

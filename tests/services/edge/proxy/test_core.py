@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.edge.interfaces import Interface, Interfaces
-from services.edge.overload import LoadShedder
+from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.contracts.edge import GatewayFailed
 from shared.routing_table.model import Gateway, Rule

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination

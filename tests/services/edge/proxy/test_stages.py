@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Action
 from services.edge.proxy.core import Proxy
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.stages import PolicyStages
 from shared.sip.message import Request, Response, parse_message

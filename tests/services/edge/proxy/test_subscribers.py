@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import REGISTRY
 
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.location import (
     BindingsQuery,
     Directory,
@@ -24,6 +23,7 @@ from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
 from shared.registrar.model import Location

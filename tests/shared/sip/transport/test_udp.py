@@ -96,3 +96,15 @@ async def test_a_port_in_use_is_named_in_the_error() -> None:
             await open_udp("127.0.0.1", port, Inbox())
     assert str(caught.value) == f"udp:127.0.0.1:{port}: address already in use"
     assert caught.value.errno == errno.EADDRINUSE
+
+
+async def test_reuse_port_lets_two_endpoints_share_a_port() -> None:
+    """The edge's workers share their listening ports (SO_REUSEPORT); without it, refused."""
+    first = await open_udp("127.0.0.1", 0, Inbox(), reuse_port=True)
+    port = first.listener.port
+    second = await open_udp("127.0.0.1", port, Inbox(), reuse_port=True)
+    assert second.listener.port == port
+    with pytest.raises(BindError):
+        await open_udp("127.0.0.1", port, Inbox())
+    first.close()
+    second.close()

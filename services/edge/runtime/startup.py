@@ -1,0 +1,191 @@
+"""One edge process's start-up, assembled once: the service's process and each extra worker use it.
+
+What a process serves SIP with: the routing cache and the health feed (gateway
+states, dispatcher sets), the registrar's location cache and its feed, the
+protection feed, the proxy core with its policies, and the sockets it serves on.
+Only the process around it differs (the service adds the worker pool and the
+HTTP API, a worker its metrics socket).
+"""
+
+from __future__ import annotations
+
+from services.edge import metrics
+from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
+from services.edge.feeds.health import HealthFeed
+from services.edge.feeds.location import LocationFeed
+from services.edge.feeds.protection import ProtectionFeed
+from services.edge.location import Directory
+from services.edge.policy import EdgePolicies
+from services.edge.policy.callers import CallerProfiles
+from services.edge.policy.overload import LoadShedder, OverloadSettings
+from services.edge.policy.trust import SourceTrust
+from services.edge.proxy.call_events import CallEvents
+from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.flows import FlowTokens
+from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.subscribers import Subscribers
+from services.edge.runtime.affinity import CallAffinity, WorkerGroup
+from services.edge.runtime.driver import ProxyDriver
+from services.edge.runtime.record_route_keys import record_route_keyring
+from services.edge.runtime.sockets import BoundSocket, EdgeSockets
+from shared.bus import Bus
+from shared.registrar.location import shared_secret
+from shared.registrar.nonce_counts import NonceCounts
+from shared.routing_table.cache import RoutingCache
+from shared.settings import Settings, split_host_port
+from shared.sip.auth.nonces import NonceKeeper
+from shared.sip.transport.base import Listener, limits_of
+from shared.sip.transport.destination import Destination
+from shared.store import Store
+
+
+class RunningEdge:
+    """One process's edge: its routing cache and feeds, and the proxy on its sockets."""
+
+    def __init__(
+        self, cache: RoutingCache, health: HealthFeed, driver: ProxyDriver, sockets: EdgeSockets
+    ) -> None:
+        self.cache = cache
+        self.health = health
+        self.driver = driver
+        self.sockets = sockets
+
+    async def stop(self) -> None:
+        await self.sockets.close()
+        await self.driver.stop()
+        await self.health.stop()
+        await self.cache.stop()
+
+
+async def start_edge(
+    settings: Settings, bus: Bus, store: Store, *, group: WorkerGroup | None
+) -> RunningEdge:
+    """Load the routing table and the health states, then serve SIP on `settings.sip_addresses`.
+
+    `group`: this worker's place among several sharing the ports (none: the only one).
+    """
+    cache = RoutingCache(store, bus)
+    await cache.start()
+    metrics.ROUTING_VERSION.set_function(lambda: cache.version)
+    health = HealthFeed(store, bus, cache.health)
+    await health.start()
+    driver, sockets = await _serve_proxy(settings, cache, bus, store, group=group, sets=health.sets)
+    return RunningEdge(cache, health, driver, sockets)
+
+
+async def _serve_proxy(
+    settings: Settings,
+    cache: RoutingCache,
+    bus: Bus,
+    store: Store,
+    *,
+    group: WorkerGroup | None,
+    sets: DispatchSets,
+) -> tuple[ProxyDriver, EdgeSockets]:
+    """The proxy core with its policies and feeds, driven on freshly opened sockets."""
+    secret = await shared_secret(store)
+    signer = RecordRouteSigner(await record_route_keyring(settings, store))
+    directory = Directory()
+    feed = LocationFeed(directory, store, bus, NonceCounts(store, settings.registrar_nonce_ttl))
+    await feed.start()
+    trusted = SourceTrust(settings.trusted, cache)
+    dialogs = DialogGate(signer, trusted)
+    subscribers = Subscribers(
+        directory,
+        FlowTokens(secret),
+        NonceKeeper(secret, settings.registrar_nonce_ttl),
+        trusted,
+        settings.digest_offer,
+    )
+    sockets = EdgeSockets(_unset_handler, limits_of(settings))
+    await sockets.open(list(settings.sip_addresses), shared=group is not None)
+    timers = ProxyTimers(
+        fr=settings.fr_timeout,
+        fr_inv=settings.fr_inv_timeout,
+        t1=settings.sip_t1,
+        t2=settings.sip_t2,
+        t4=settings.sip_t4,
+    )
+    interfaces = interfaces_of(sockets.bound, settings.sip_advertise)
+    policies = EdgePolicies.from_settings(settings, interfaces, cache, trusted)
+    calls = ActiveCalls()
+    router = NumberRouter(
+        cache, CallerProfiles(settings.caller_profiles), sets=SetSelector(sets, calls)
+    )
+    shedder = LoadShedder(
+        OverloadSettings(
+            lag_threshold=settings.overload_lag_ms / 1000,
+            retry_after=settings.overload_retry_after,
+        )
+    )
+    proxy = Proxy(
+        interfaces,
+        router,
+        timers,
+        policies=policies,
+        subscribers=subscribers,
+        calls=calls,
+        shedder=shedder,
+        udp_mtu=settings.udp_mtu,
+        dialogs=dialogs,
+        call_events=CallEvents(settings.instance) if settings.call_events else None,
+    )
+    protection = ProtectionFeed(
+        store,
+        bus,
+        policies.guard,
+        subscribers.blocks,
+        settings=settings.auth_failures,
+        edge=settings.instance,
+    )
+    await protection.start()
+    driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance, protection=protection)
+    sockets.on_message = driver.on_message
+    sockets.tcp.admit = driver.admit_connection
+    if group is not None:
+        sockets.affinity = CallAffinity(
+            group, sockets.shared_udp, driver.on_message, sockets.private_udp
+        )
+        await sockets.affinity.start()
+    driver.start(sockets)
+    return driver, sockets
+
+
+def _unset_handler(_data: bytes, _source: Destination, _listener: Listener) -> None:
+    """Drops what arrives in the instant between binding and the proxy taking over."""
+
+
+def parse_advertise(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``v6`` or ``[v6]:port`` → (host without brackets, port or None)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    if text.count(":") == 1:
+        host, port = split_host_port(text)
+        return host, port
+    return text, None
+
+
+def interfaces_of(bound: list[BoundSocket], advertise: str | None) -> Interfaces:
+    """Our interfaces as peers must see them: the advertised host (and port) when set.
+
+    An advertised port is a NAT port forward to the shared port, so it
+    replaces the private Via port too (several workers behind one forward
+    would need one forward each: not supported).
+    """
+    host, port = parse_advertise(advertise) if advertise else (None, None)
+    interfaces = []
+    for socket_ in bound:
+        listener = socket_.listener
+        via_port = socket_.private.port if socket_.private else listener.port
+        interfaces.append(
+            Interface(
+                listener.transport,
+                host or listener.host,
+                port or listener.port,
+                port or via_port,
+            )
+        )
+    return Interfaces(interfaces, also_ours=[(b.listener.host, b.listener.port) for b in bound])
