@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`'s set-up, so that a fresh machine needs nothing done by hand: the system programs
-# the tests drive (deploy/test-packages.txt), then a reachable Redis and RabbitMQ — started here
-# when they are local and not running. Anything it cannot provide stops it with one line naming it.
+# the tests drive (deploy/test-packages.txt), then a reachable Redis, RabbitMQ and PostgreSQL —
+# started here when they are local and not running. Anything it cannot provide stops it with one
+# line naming it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -56,3 +57,5 @@ ensure Redis "$redis_url" 6379 \
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$redis_port" --save "" --appendonly no
 ensure RabbitMQ "${CALLMESH_TEST_RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/}" 5672 \
   rabbitmq-server -detached
+ensure PostgreSQL "${CALLMESH_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}" 5432 \
+  bash -c 'pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start'

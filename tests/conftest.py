@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from shared.store import Store
+from tests.isolation import BROKER_MARKERS, broker_ports, isolated
 
 RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def unit_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test not marked integration or wire fails if it reaches a broker or starts SIPp."""
+    if any(request.node.get_closest_marker(name) for name in BROKER_MARKERS):
+        yield
+        return
+    strayed: list[str] = []
+    with isolated(broker_ports(RABBITMQ_URL, REDIS_URL), strayed.append):
+        yield
+    if strayed:
+        pytest.fail(strayed[0], pytrace=False)
 
 
 @pytest.fixture

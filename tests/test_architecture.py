@@ -9,6 +9,10 @@
   the edge but `runtime/`, `feeds/` and `api/`) import no asyncio, no sockets,
   no bus and no store, so they stay sans-IO: testable without a network and
   fit for mypyc.
+- One name per class across `shared` and `services`: two classes sharing a
+  name are two concepts a reader (and an import) can confuse.
+- No module of `shared` or `services` passes 400 lines: one job per module;
+  what is over is listed, with the reason, until it is split.
 """
 
 from __future__ import annotations
@@ -36,6 +40,17 @@ IO_ALLOWED = (
 """Inside the I/O-free layers, the adapters that do the I/O (transports, the table's store and
 the edge's cache that follows the bus; its lookups, `cache/route.py`, stay I/O-free)."""
 
+MAX_LINES = 400
+LONG_MODULES: dict[Path, str] = {}
+"""Modules allowed past `MAX_LINES`, each with the reason (none at present)."""
+
+SHARED_CLASS_NAMES: dict[str, str] = {
+    "Destination": "shared/sip/transport's is the SIP peer (transport, host, port) every "
+    "layer passes; shared/dispatcher/model's names the dispatcher API's OpenAPI schema, "
+    "so renaming either renames a public name",
+}
+"""Class names allowed in more than one module, each with the reason."""
+
 IO_MODULES = frozenset(
     {"asyncio", "socket", "selectors", "ssl", "redis", "aio_pika", "aiormq", "shared.bus"}
     | {"shared.store", "shared.runner", "shared.background"}
@@ -62,6 +77,26 @@ def within(path: Path, folders: tuple[Path, ...]) -> bool:
 
 def is_module(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
+
+
+def class_name_clashes(root: Path) -> dict[str, list[str]]:
+    """Class name → the modules defining it, for every name defined in more than one place."""
+    defined: dict[str, list[str]] = {}
+    for path in modules_under(root, "services", "shared"):
+        tree = ast.parse((root / path).read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, []).append(str(path))
+    return {name: paths for name, paths in defined.items() if len(paths) > 1}
+
+
+def long_modules(root: Path) -> dict[Path, int]:
+    """Module → its line count, for every module of `shared` and `services` past `MAX_LINES`."""
+    counts = {
+        path: len((root / path).read_text().splitlines())
+        for path in modules_under(root, "services", "shared")
+    }
+    return {path: count for path, count in counts.items() if count > MAX_LINES}
 
 
 def cross_service_imports(root: Path) -> list[str]:
@@ -151,3 +186,29 @@ def test_the_checks_find_what_they_forbid(tmp_path: Path) -> None:
         "shared/sip/core.py:1 imports asyncio",
         "shared/sip/core.py:2 imports shared.bus",
     ]
+
+
+def test_no_two_classes_share_a_name() -> None:
+    clashes = class_name_clashes(ROOT)
+    assert sorted(clashes) == sorted(SHARED_CLASS_NAMES), clashes
+
+
+def test_no_module_passes_the_line_limit() -> None:
+    assert len(modules_under(ROOT, "services", "shared")) > 100  # the walk sees the tree
+    assert sorted(long_modules(ROOT)) == sorted(LONG_MODULES), long_modules(ROOT)
+
+
+def test_the_size_and_name_checks_find_what_they_forbid(tmp_path: Path) -> None:
+    """Positive control on a planted tree: a repeated class name, nested or not, and a long
+    module are reported; one name per class and a module at the limit are not."""
+    files = {
+        "shared/a.py": "class Hop:\n    pass\n\n\nclass Only:\n    pass\n",
+        "services/edge/b.py": "def f() -> None:\n    class Hop:\n        pass\n",
+        "services/edge/long.py": "x = 1\n" * (MAX_LINES + 1),
+        "shared/limit.py": "x = 1\n" * MAX_LINES,
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert class_name_clashes(tmp_path) == {"Hop": ["services/edge/b.py", "shared/a.py"]}
+    assert long_modules(tmp_path) == {Path("services/edge/long.py"): MAX_LINES + 1}

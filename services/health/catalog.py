@@ -8,7 +8,7 @@ that becomes the prober already knows what to probe. A gateway with
 
 from __future__ import annotations
 
-from services.health.targets import Target, gateway_target, set_targets
+from services.health.targets import ProbeTarget, gateway_target, set_targets
 from shared.contracts.routing import TableChanged
 from shared.dispatcher import DispatcherSet
 from shared.routing_table.model import Gateway
@@ -23,7 +23,7 @@ class Catalog:
         self.gateways: dict[str, str] = {}
         """Enabled gateway id → address."""
         self.sets: dict[str, DispatcherSet] = {}
-        self.targets: dict[str, Target] = {}
+        self.targets: dict[str, ProbeTarget] = {}
 
     async def load(self, sets: dict[str, DispatcherSet]) -> None:
         gateways: dict[str, str] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.health.targets import Target
+from services.health.targets import ProbeTarget
 from shared.contracts.health import TargetState, TargetStateName
 from shared.health.policy import ProbePolicy
 
@@ -25,7 +25,7 @@ RTT_GAIN = 0.125
 
 @dataclass(slots=True)
 class TargetHealth:
-    target: Target
+    target: ProbeTarget
     policy: ProbePolicy
     state: TargetStateName
     reason: str
@@ -38,12 +38,14 @@ class TargetHealth:
     successes: int = 0
 
     @classmethod
-    def new(cls, target: Target, policy: ProbePolicy, now: float) -> TargetHealth:
+    def new(cls, target: ProbeTarget, policy: ProbePolicy, now: float) -> TargetHealth:
         """A target first seen is presumed up, as drouting and dispatcher start them."""
         return cls(target, policy, "up", "new target", now)
 
     @classmethod
-    def restored(cls, target: Target, policy: ProbePolicy, record: TargetState) -> TargetHealth:
+    def restored(
+        cls, target: ProbeTarget, policy: ProbePolicy, record: TargetState
+    ) -> TargetHealth:
         """Resume from the stored record (a new prober taking over, a restart)."""
         return cls(
             target,

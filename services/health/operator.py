@@ -15,7 +15,7 @@ from typing import Any
 from services.health.catalog import Catalog
 from services.health.machine import TargetHealth
 from services.health.rounds import effective_policy
-from services.health.targets import Target
+from services.health.targets import ProbeTarget
 from shared.bus import Bus
 from shared.contracts.health import TargetOverridden, TargetState
 from shared.health.policy import PolicyOverride, ProbePolicy
@@ -35,7 +35,7 @@ class Operator:
         self.bus = bus
         self.defaults = defaults
 
-    def _target(self, target_id: str) -> Target:
+    def _target(self, target_id: str) -> ProbeTarget:
         target = self.catalog.targets.get(target_id)
         if target is None:
             raise UnknownTargetError(target_id)
@@ -62,7 +62,7 @@ class Operator:
 
     @staticmethod
     def _view(
-        target: Target, record: TargetState | None, policy: ProbePolicy, now: float
+        target: ProbeTarget, record: TargetState | None, policy: ProbePolicy, now: float
     ) -> dict[str, Any]:
         if record is None or record.address != target.address:
             record = TargetHealth.new(target, policy, now).record()

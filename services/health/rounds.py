@@ -20,7 +20,7 @@ import time
 from services.health.catalog import Catalog
 from services.health.machine import TargetHealth
 from services.health.prober import OptionsProber, ProbeOutcome
-from services.health.targets import Target, gateway_target_id
+from services.health.targets import ProbeTarget, gateway_target_id
 from shared.bus import Bus
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 from shared.contracts.health import TargetRemoved, TargetState
@@ -223,7 +223,7 @@ class ProbeRounds:
             self._due[target_id] = now
 
     async def _adopt(
-        self, target: Target, policy: ProbePolicy, record: TargetState | None, disabled: bool
+        self, target: ProbeTarget, policy: ProbePolicy, record: TargetState | None, disabled: bool
     ) -> None:
         """Take a target over from its stored record (a restart, a takeover) or start it."""
         wall = time.time()

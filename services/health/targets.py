@@ -15,7 +15,7 @@ from shared.dispatcher import DispatcherSet, destination_target_id
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class ProbeTarget:
     id: str
     kind: TargetKind
     address: str
@@ -27,13 +27,13 @@ def gateway_target_id(gateway_id: str) -> str:
     return f"gw:{gateway_id}"
 
 
-def gateway_target(gateway_id: str, address: str) -> Target:
-    return Target(gateway_target_id(gateway_id), "gateway", address, gateway_id=gateway_id)
+def gateway_target(gateway_id: str, address: str) -> ProbeTarget:
+    return ProbeTarget(gateway_target_id(gateway_id), "gateway", address, gateway_id=gateway_id)
 
 
-def set_targets(set_id: str, dispatcher_set: DispatcherSet) -> Iterable[Target]:
+def set_targets(set_id: str, dispatcher_set: DispatcherSet) -> Iterable[ProbeTarget]:
     for destination in dispatcher_set.destinations:
-        yield Target(
+        yield ProbeTarget(
             destination_target_id(set_id, destination.uri),
             "destination",
             destination.uri,

@@ -1,7 +1,7 @@
 """The registrar's writes to the location records (layout in ``shared.registrar.layout``).
 
 A REGISTER is decided in Python (``services.registrar.register``) over the
-AoR's hash as read (a :class:`Snapshot`), then written by one Lua script that
+AoR's hash as read (a :class:`AorSnapshot`), then written by one Lua script that
 first checks the hash is still exactly as read and, for a REGISTER, claims its
 digest nonce-count: two round trips in all, against five with WATCH/MULTI and a
 separate claim.  A concurrent change of that AoR (another REGISTER, the
@@ -99,7 +99,7 @@ class Commit(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
+class AorSnapshot:
     """An AoR's hash exactly as read; a commit goes through only if it is still so."""
 
     aor: str
@@ -129,12 +129,12 @@ class BindingStore:
     def key(self, aor: str) -> str:
         return aor_key(self.store, aor)
 
-    async def snapshot(self, aor: str) -> Snapshot:
-        return Snapshot(aor, await self.store.redis.hgetall(self.key(aor)))
+    async def snapshot(self, aor: str) -> AorSnapshot:
+        return AorSnapshot(aor, await self.store.redis.hgetall(self.key(aor)))
 
     async def commit(
         self,
-        snapshot: Snapshot,
+        snapshot: AorSnapshot,
         before: Collection[str],
         current: list[Binding],
         claim: NonceClaim | None = None,

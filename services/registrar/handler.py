@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from services.registrar.bindings import (
     MAX_ATTEMPTS,
+    AorSnapshot,
     BindingStore,
     Commit,
     ConflictError,
     NonceClaim,
-    Snapshot,
 )
 from services.registrar.outbox import EventOutbox
 from services.registrar.register import (
@@ -177,7 +177,7 @@ class RegisterHandler:
 
     async def _read(
         self, user: str, realm: str, algorithm: str, aor: str
-    ) -> tuple[str | None, Snapshot]:
+    ) -> tuple[str | None, AorSnapshot]:
         """The subscriber's HA1 and the AoR's bindings, in one round trip."""
         source = ha1_source(self.store, user, realm, algorithm)
         pipe = self.store.redis.pipeline(transaction=False)
@@ -186,7 +186,7 @@ class RegisterHandler:
         pipe.hgetall(self.bindings.key(aor))
         replies = await pipe.execute()
         ha1 = ha1_of(replies[0]) if source is not None else None
-        return ha1, Snapshot(aor, replies[-1])
+        return ha1, AorSnapshot(aor, replies[-1])
 
     def _replayed(self, request: Request, realm: str, now: float, aor: str) -> bytes:
         self.log.info("REGISTER with a replayed nonce-count", extra={"aor": aor})

@@ -77,7 +77,7 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class WriteOutcome:
     """What a write did; ``domain_changed``: it added or removed a local domain (to announce)."""
 
     happened: bool
@@ -99,7 +99,7 @@ class SubscriberStore:
             domains_key(store),
         ]
 
-    async def put(self, subscriber: Subscriber, password: str | None) -> Change:
+    async def put(self, subscriber: Subscriber, password: str | None) -> WriteOutcome:
         """Create or replace; ``happened`` means created. Raises :class:`PasswordRequiredError`."""
         args: list[str | bytes] = [
             subscriber.id,
@@ -118,12 +118,12 @@ class SubscriberStore:
             raise PasswordRequiredError(
                 f"subscriber {subscriber.id} does not exist: a password is required"
             )
-        return Change(bool(created), bool(domain_added))
+        return WriteOutcome(bool(created), bool(domain_added))
 
-    async def delete(self, username: str, domain: str) -> Change:
+    async def delete(self, username: str, domain: str) -> WriteOutcome:
         ident = identity(username, domain)
         existed, domain_removed = await self._delete(keys=self._keys(ident), args=[ident, domain])
-        return Change(bool(existed), bool(domain_removed))
+        return WriteOutcome(bool(existed), bool(domain_removed))
 
     async def get(self, username: str, domain: str) -> Subscriber | None:
         enabled, data = await self.store.redis.hmget(

@@ -49,6 +49,7 @@ def metrics_router(sources: Sequence[MetricsSource]) -> APIRouter:
 
     @router.get("/metrics")
     async def metrics() -> Response:
+        """Prometheus text exposition of this process (and its edge workers)."""
         return Response(await render(sources), media_type=CONTENT_TYPE_LATEST)
 
     return router

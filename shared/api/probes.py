@@ -15,10 +15,14 @@ def probes_router(checks: Sequence[tuple[str, ReadinessCheck]]) -> APIRouter:
 
     @router.get("/livez")
     async def livez() -> dict[str, str]:
+        """The process runs: `{"status": "ok"}` (no dependency is asked)."""
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {"description": "Some dependency is not ready"}})
     async def readyz() -> JSONResponse:
+        """Every dependency answers: `{"status": "ready"}`; else 503 with
+        `{"status": "unavailable", "reasons": {"redis": "Redis unreachable", …}}`
+        (RabbitMQ, Redis, and each service's own checks such as its routing table)."""
         problems = {}
         for name, check in checks:
             reason = await check()

@@ -14,6 +14,7 @@ from shared.bus.base import (
     Envelope,
     EventHandler,
     ReconnectListener,
+    Requeue,
     WorkHandler,
     WorkMessage,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Envelope",
     "EventHandler",
     "ReconnectListener",
+    "Requeue",
     "WorkHandler",
     "WorkMessage",
     "topic_matches",

@@ -5,8 +5,12 @@ exactly when the connection is down (``connected`` feeds ``/readyz``), has to
 call the reconnect listeners once everything is back, and must recreate the
 private subscriber queues with their bindings before it says so. Keeping the
 topology as a list this module replays on every new connection makes all of
-that explicit: a :class:`_Link` is one connection with everything opened on
+that explicit: a :class:`Link` is one connection with everything opened on
 it, thrown away as a whole when any part of it breaks.
+
+The link and the topology records are in `shared.bus.amqp_link`, the
+listeners' workers and dead-lettering in `shared.bus.amqp_consumers`, the
+requests waiting for their reply in `shared.bus.amqp_replies`.
 """
 
 from __future__ import annotations
@@ -17,29 +21,29 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractConnection,
-    AbstractExchange,
-    AbstractIncomingMessage,
-    AbstractQueue,
 )
 
+from shared.bus.amqp_consumers import attach
+from shared.bus.amqp_link import (
+    DIRECT_REPLY_TO,
+    PERSISTENT,
+    EventListener,
+    Link,
+    WorkListener,
+)
+from shared.bus.amqp_replies import PendingReplies
 from shared.bus.base import (
     Bus,
     BusUnavailable,
     Envelope,
     EventHandler,
     WorkHandler,
-    WorkMessage,
-    dead_headers,
     describe,
-    run_event_handler,
-    run_work_handler,
 )
 from shared.contracts.event import Event
 
@@ -48,70 +52,7 @@ log = logging.getLogger("callmesh.bus")
 # error and a traceback for the same event.
 logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
 T = TypeVar("T")
-
-
-@dataclass(eq=False)
-class _Subscription:
-    patterns: tuple[str, ...]
-    handler: EventHandler
-    group: str | None
-
-
-@dataclass(eq=False)
-class _Consumer:
-    name: str
-    handler: WorkHandler
-    prefetch: int
-
-
-@dataclass(eq=False)
-class _Request:
-    """A request waiting for its reply, and the link it left on (the only way back for it)."""
-
-    future: asyncio.Future[bytes]
-    link: _Link | None = None
-
-
-class _Link:
-    """One live connection and everything opened on it.
-
-    Any failure of the connection or of one of its channels marks the whole link
-    lost; the supervisor then builds a fresh one. Workers stop after the message
-    in hand, whose ack then fails and which the broker redelivers.
-    """
-
-    def __init__(self, connection: AbstractConnection) -> None:
-        self.connection = connection
-        self.lost = asyncio.Event()
-        self.stopping = False
-        self.reason = ""
-        self.publisher: AbstractChannel
-        self.exchange: AbstractExchange
-        self.requester: AbstractChannel
-        self.replier: AbstractChannel
-        self.buffers: list[asyncio.Queue[AbstractIncomingMessage | None]] = []
-        self.workers: set[asyncio.Task[None]] = set()
-
-    def watch(self, sender: Any, exc: BaseException | None = None) -> None:
-        """Close callback of the connection and of every channel."""
-        self.lose(describe(exc) if exc is not None else f"{type(sender).__name__} closed")
-
-    def lose(self, reason: str) -> None:
-        if self.lost.is_set():
-            return
-        self.reason = reason
-        self.lost.set()
-        self.stop_workers()
-
-    def stop_workers(self) -> None:
-        """Workers finish the message in hand and take no other."""
-        if not self.stopping:
-            self.stopping = True
-            for buffer in self.buffers:
-                buffer.put_nowait(None)
 
 
 class AmqpBus(Bus):
@@ -140,11 +81,11 @@ class AmqpBus(Bus):
         self.backoff = backoff
         self.connection_name = f"callmesh {namespace} {self.stream}"
         self._queues: list[str] = []
-        self._listeners: list[_Subscription | _Consumer] = []
-        self._link: _Link | None = None
+        self._listeners: list[EventListener | WorkListener] = []
+        self._link: Link | None = None
         self._links_changed = asyncio.Condition()
         self._topology_lock = asyncio.Lock()
-        self._pending: dict[str, _Request] = {}
+        self._replies = PendingReplies()
         self._supervisor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -204,13 +145,13 @@ class AmqpBus(Bus):
             await self._drop(link, link.reason, graceful=False)
             await asyncio.sleep(delay)
 
-    async def _open(self) -> _Link:
+    async def _open(self) -> Link:
         connection = await aio_pika.connect(
             self.url,
             client_properties={"connection_name": self.connection_name},
             timeout=max(self.wait, 1.0),
         )
-        link = _Link(connection)
+        link = Link(connection)
         connection.close_callbacks.add(link.watch)
         try:
             async with self._topology_lock:
@@ -224,11 +165,11 @@ class AmqpBus(Bus):
                 link.requester = await self._channel(link, confirms=False)
                 link.replier = await self._channel(link, confirms=False)
                 replies = await link.requester.get_queue(DIRECT_REPLY_TO, ensure=False)
-                await replies.consume(self._on_reply, no_ack=True)
+                await replies.consume(self._replies.on_reply, no_ack=True)
                 for name in self._queues:
                     await self._declare(link, name)
                 for listener in self._listeners:
-                    await self._attach(link, listener)
+                    await attach(self, link, listener)
                 async with self._links_changed:
                     self._link = link
                     self._links_changed.notify_all()
@@ -237,7 +178,7 @@ class AmqpBus(Bus):
             raise
         return link
 
-    async def _drop(self, link: _Link, reason: str, *, graceful: bool) -> None:
+    async def _drop(self, link: Link, reason: str, *, graceful: bool) -> None:
         """Close what is left of ``link``.
 
         Requests waiting on it will never get their reply, so they fail now.
@@ -249,9 +190,7 @@ class AmqpBus(Bus):
             link.stop_workers()
             await asyncio.wait(link.workers, timeout=self.wait)
         link.lose(reason)
-        for request in self._pending.values():
-            if request.link is link and not request.future.done():
-                request.future.set_exception(BusUnavailable(f"connection lost: {reason}"))
+        self._replies.fail_on(link, reason)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(link.connection.close(), timeout=self.wait)
 
@@ -260,12 +199,12 @@ class AmqpBus(Bus):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _channel(self, link: _Link, *, confirms: bool) -> AbstractChannel:
+    async def _channel(self, link: Link, *, confirms: bool) -> AbstractChannel:
         channel = await link.connection.channel(publisher_confirms=confirms)
         channel.close_callbacks.add(link.watch)
         return channel
 
-    async def _current_link(self, wait: float) -> _Link:
+    async def _current_link(self, wait: float) -> Link:
         """The live link, waiting up to ``wait`` seconds for one."""
         if self._supervisor is None and self._link is None:
             raise BusUnavailable(f"bus {self.stream} is not started")
@@ -279,7 +218,7 @@ class AmqpBus(Bus):
         assert self._link is not None
         return self._link
 
-    async def _on_link(self, action: Callable[[_Link], Awaitable[T]]) -> T:
+    async def _on_link(self, action: Callable[[Link], Awaitable[T]]) -> T:
         """Run ``action`` on the live link; if the link breaks under it, retry on the next one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait
@@ -298,7 +237,7 @@ class AmqpBus(Bus):
         self,
         add: Callable[[], None],
         forget: Callable[[], None],
-        apply: Callable[[_Link], Awaitable[None]],
+        apply: Callable[[Link], Awaitable[None]],
     ) -> None:
         """Record a piece of topology and apply it to the live link.
 
@@ -331,7 +270,7 @@ class AmqpBus(Bus):
             lambda link: self._declare(link, name),
         )
 
-    async def _declare(self, link: _Link, name: str) -> None:
+    async def _declare(self, link: Link, name: str) -> None:
         channel = link.publisher
         await channel.declare_queue(self.queue_name(name), durable=True)
         await channel.declare_queue(self.dead_queue_name(name), durable=True)
@@ -339,101 +278,25 @@ class AmqpBus(Bus):
     async def subscribe(
         self, patterns: Sequence[str], handler: EventHandler, *, group: str | None = None
     ) -> None:
-        await self._listen(_Subscription(tuple(patterns), handler, group))
+        await self._listen(EventListener(tuple(patterns), handler, group))
 
-    async def consume(self, name: str, handler: WorkHandler, *, prefetch: int = 64) -> None:
+    async def consume(
+        self,
+        name: str,
+        handler: WorkHandler,
+        *,
+        prefetch: int = 64,
+        events: Sequence[str] = (),
+    ) -> None:
         await self.declare_queue(name)
-        await self._listen(_Consumer(name, handler, prefetch))
+        await self._listen(WorkListener(name, handler, prefetch, tuple(events)))
 
-    async def _listen(self, listener: _Subscription | _Consumer) -> None:
+    async def _listen(self, listener: EventListener | WorkListener) -> None:
         await self._record(
             lambda: self._listeners.append(listener),
             lambda: self._listeners.remove(listener),
-            lambda link: self._attach(link, listener),
+            lambda link: attach(self, link, listener),
         )
-
-    async def _attach(self, link: _Link, listener: _Subscription | _Consumer) -> None:
-        """Open ``listener``'s channel and queue on ``link`` and start its worker."""
-        channel = await link.connection.channel(publisher_confirms=False)
-        queue: AbstractQueue
-        if isinstance(listener, _Consumer):
-            await channel.set_qos(prefetch_count=listener.prefetch)
-            queue = await channel.declare_queue(self.queue_name(listener.name), durable=True)
-            handle = self._work_handle(link, listener)
-        else:
-            await channel.set_qos(prefetch_count=64)
-            if listener.group is None:
-                queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-            else:
-                queue = await channel.declare_queue(self.queue_name(listener.group), durable=True)
-            for pattern in listener.patterns:
-                await queue.bind(self.exchange_name, pattern)
-            handle = self._event_handle(listener, queue.name)
-        buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
-        await queue.consume(buffer.put)
-        channel.close_callbacks.add(link.watch)
-        link.buffers.append(buffer)
-        worker = asyncio.create_task(self._work(link, buffer, handle))
-        link.workers.add(worker)
-
-    async def _work(
-        self,
-        link: _Link,
-        buffer: asyncio.Queue[AbstractIncomingMessage | None],
-        handle: Callable[[AbstractIncomingMessage], Awaitable[None]],
-    ) -> None:
-        """Handle one message at a time until the link is lost."""
-        while (message := await buffer.get()) is not None and not link.stopping:
-            try:
-                await handle(message)
-                await message.ack()
-            except Exception as exc:
-                log.warning(
-                    "bus %s: message on %s left unacknowledged (redelivered later): %s",
-                    self.stream,
-                    message.routing_key,
-                    describe(exc),
-                )
-
-    def _event_handle(
-        self, subscription: _Subscription, queue: str
-    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        async def handle(message: AbstractIncomingMessage) -> None:
-            await run_event_handler(subscription.handler, message.body, queue)
-
-        return handle
-
-    def _work_handle(
-        self, link: _Link, consumer: _Consumer
-    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        queue_name, dead_name = self.queue_name(consumer.name), self.dead_queue_name(consumer.name)
-
-        async def handle(message: AbstractIncomingMessage) -> None:
-            work = WorkMessage(
-                body=message.body,
-                headers=dict(message.headers or {}),
-                reply_to=message.reply_to,
-                correlation_id=message.correlation_id,
-                redelivered=bool(message.redelivered),
-            )
-            outcome = await run_work_handler(consumer.handler, work, queue_name)
-            exchange = link.publisher.default_exchange
-            if outcome.reply is not None and work.reply_to:
-                reply = aio_pika.Message(outcome.reply, correlation_id=work.correlation_id)
-                await link.replier.default_exchange.publish(reply, work.reply_to, mandatory=False)
-            if outcome.dead_reason is not None:
-                dead = aio_pika.Message(
-                    message.body,
-                    headers=dead_headers(work.headers, outcome.dead_reason),
-                    content_type=message.content_type,
-                    correlation_id=work.correlation_id,
-                    reply_to=work.reply_to,
-                    message_id=message.message_id,
-                    delivery_mode=PERSISTENT,
-                )
-                await exchange.publish(dead, dead_name, mandatory=False)
-
-        return handle
 
     # -- publishing ---------------------------------------------------------
 
@@ -446,7 +309,7 @@ class AmqpBus(Bus):
             message_id=f"{envelope.stream}#{envelope.seq}",
         )
 
-        async def publish(link: _Link) -> None:
+        async def publish(link: Link) -> None:
             await link.exchange.publish(message, envelope.type, mandatory=False)
 
         await self._on_link(publish)
@@ -470,7 +333,7 @@ class AmqpBus(Bus):
             delivery_mode=PERSISTENT,
         )
 
-        async def send(link: _Link) -> None:
+        async def send(link: Link) -> None:
             await link.publisher.default_exchange.publish(
                 message, self.queue_name(name), mandatory=False
             )
@@ -486,12 +349,11 @@ class AmqpBus(Bus):
     ) -> bytes:
         await self.declare_queue(name)
         correlation_id = uuid.uuid4().hex
-        request = _Request(asyncio.get_running_loop().create_future())
-        self._pending[correlation_id] = request
+        request = self._replies.expect(correlation_id)
         # Transient: a request outlives its timeout by nothing, so writing it to disk is waste.
         message = aio_pika.Message(body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id)
 
-        async def send(link: _Link) -> None:
+        async def send(link: Link) -> None:
             # Direct reply-to: the request must leave on the channel that consumes the replies.
             request.link = link
             await link.requester.default_exchange.publish(
@@ -507,12 +369,7 @@ class AmqpBus(Bus):
                 f"no reply from {self.queue_name(name)} within {timeout:g}s"
             ) from None
         finally:
-            self._pending.pop(correlation_id, None)
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        request = self._pending.get(message.correlation_id or "")
-        if request is not None and not request.future.done():
-            request.future.set_result(message.body)
+            self._replies.forget(correlation_id)
 
     # -- tests --------------------------------------------------------------
 
@@ -523,7 +380,7 @@ class AmqpBus(Bus):
         names += [
             self.queue_name(listener.group)
             for listener in self._listeners
-            if isinstance(listener, _Subscription) and listener.group is not None
+            if isinstance(listener, EventListener) and listener.group is not None
         ]
         connection = await aio_pika.connect(self.url)
         async with connection:

@@ -76,6 +76,16 @@ class DeadLetter(Exception):  # noqa: N818 - it names the outcome, not an error 
         self.reply = reply
 
 
+class Requeue(Exception):  # noqa: N818 - it names the outcome, not an error kind
+    """Raised by a work handler: the message cannot be applied NOW and stays on its queue.
+
+    Neither acknowledged nor dead-lettered: the broker delivers it again later
+    (to this consumer or another). For a handler whose own store is down while
+    the service stops; a handler that raises it at once on every failure would
+    spin on the same message.
+    """
+
+
 class BusUnavailable(ConnectionError):  # noqa: N818 - reads as the state it reports
     """The broker stayed unreachable for longer than the bus is willing to wait.
 
@@ -200,8 +210,20 @@ class Bus(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def consume(self, name: str, handler: WorkHandler, *, prefetch: int = 64) -> None:
+    async def consume(
+        self,
+        name: str,
+        handler: WorkHandler,
+        *,
+        prefetch: int = 64,
+        events: Sequence[str] = (),
+    ) -> None:
         """Consume work queue ``{ns}.{name}`` (declared if needed).
+
+        ``events``, when given, binds the queue to those routing-key patterns of
+        ``{ns}.events``: events then reach ``handler`` as work messages (the body
+        is the envelope), acknowledged only once it returns, dead-lettered when
+        it cannot apply them (a durable, exactly-settled event consumer).
 
         Messages reach ``handler`` one at a time, in queue order (commands must
         apply in the order they were sent); ``prefetch`` only sets how many wait
@@ -209,7 +231,7 @@ class Bus(abc.ABC):
         return value, if any, is sent to ``reply_to``. ``DeadLetter`` (or any other
         exception) moves the message to ``{ns}.{name}.dead`` with the reason in
         the ``x-callmesh-reason`` header, original body and headers kept; the
-        consumer keeps going.
+        consumer keeps going. ``Requeue`` leaves it on the queue for later.
         """
 
     @abc.abstractmethod
@@ -233,6 +255,7 @@ class Outcome:
 
     reply: bytes | None = None
     dead_reason: str | None = None
+    requeue: bool = False
 
 
 def describe(exc: BaseException) -> str:
@@ -249,6 +272,8 @@ async def run_work_handler(handler: WorkHandler, message: WorkMessage, queue: st
         return Outcome(reply=await handler(message))
     except DeadLetter as dead:
         return Outcome(reply=dead.reply, dead_reason=dead.reason)
+    except Requeue:
+        return Outcome(requeue=True)
     except Exception as exc:
         reason = describe(exc)
         log.error("bus: handler of %s failed, message dead-lettered: %s", queue, reason)

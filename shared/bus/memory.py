@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from shared.bus.base import (
@@ -216,13 +217,26 @@ class MemoryBus(Bus):
         message = WorkMessage(body, dict(headers or {}), reply_to, correlation_id)
         self.broker.deliver(self.queue_name(name), message)
 
-    async def consume(self, name: str, handler: WorkHandler, *, prefetch: int = 64) -> None:
+    async def consume(
+        self,
+        name: str,
+        handler: WorkHandler,
+        *,
+        prefetch: int = 64,
+        events: Sequence[str] = (),
+    ) -> None:
         self._check_running()
         await self.declare_queue(name)
         queue_name, dead_name = self.queue_name(name), self.dead_queue_name(name)
+        queue = self.broker.declare(queue_name)
+        for pattern in events:
+            self.broker.bind(self.exchange_name, pattern, queue)
 
         async def handle(message: WorkMessage) -> None:
             outcome = await run_work_handler(handler, message, queue_name)
+            if outcome.requeue:
+                queue.put(replace(message, redelivered=True))
+                return
             if outcome.reply is not None and message.reply_to:
                 reply = WorkMessage(outcome.reply, correlation_id=message.correlation_id)
                 self.broker.deliver(message.reply_to, reply)
@@ -231,7 +245,7 @@ class MemoryBus(Bus):
                 dead = WorkMessage(message.body, headers, message.reply_to, message.correlation_id)
                 self.broker.deliver(dead_name, dead)
 
-        self._attach(self.broker.declare(queue_name), handle)
+        self._attach(queue, handle)
 
     async def request(
         self,

@@ -22,112 +22,22 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import chain, islice
 
+from shared.routing_table.compiled import (
+    CarrierTargets,
+    CompiledRule,
+    GatewayTarget,
+    RuleEntry,
+    TargetList,
+    first_rule,
+    rules_of,
+)
 from shared.routing_table.dialplan import CompiledDialplan
 from shared.routing_table.manipulations import ManipulationIndex
 from shared.routing_table.model import Carrier, Dialplan, Gateway, Kind, Manipulation, Record, Rule
-from shared.routing_table.prefixes import TAG_MASK, PrefixTable
+from shared.routing_table.prefix_layout import TAG_MASK
+from shared.routing_table.prefixes import PrefixTable
 from shared.routing_table.timewindow import TimeWindow
 from shared.routing_table.topology import TargetTopology
-
-
-class GatewayTarget:
-    __slots__ = (
-        "address", "attributes", "description", "enabled", "id", "prefix", "strip", "topology",
-    )  # fmt: skip
-
-    def __init__(self, gateway_id: str, gateway: Gateway) -> None:
-        self.id = gateway_id
-        self.address = gateway.address
-        self.strip = gateway.strip
-        self.prefix = gateway.prefix
-        self.attributes = gateway.attributes
-        self.description = gateway.description
-        self.enabled = gateway.enabled
-        self.topology = gateway.topology_hiding
-
-    def dial(self, number: str) -> str:
-        """The number as this gateway wants it: ``strip`` digits off, then ``prefix`` on.
-
-        A leading ``+`` is not a digit: stripping removes it along with the digits.
-        """
-        if self.strip:
-            digits = number[1:] if number[:1] == "+" else number
-            number = digits[self.strip :]
-        return self.prefix + number if self.prefix else number
-
-
-class CarrierTargets:
-    __slots__ = ("enabled", "id", "members", "use_first", "weighted", "weights")
-
-    def __init__(self, carrier_id: str, carrier: Carrier) -> None:
-        self.id = carrier_id
-        self.members = tuple(sys.intern(member.id) for member in carrier.gateways)
-        self.weights = tuple(member.weight for member in carrier.gateways)
-        self.weighted = carrier.weighted
-        self.use_first = carrier.use_first
-        self.enabled = carrier.enabled
-
-    def order(self, rng: random.Random) -> tuple[str, ...]:
-        """Member gateway ids in the order to try them for one call.
-
-        Weighted: each position is drawn in proportion to the weights of the members
-        not yet drawn (sorting by ``u ** (1 / w)`` gives exactly that distribution).
-        """
-        if not self.weighted:
-            return self.members
-        keyed = sorted(
-            zip(self.members, self.weights, strict=True),
-            key=lambda item: rng.random() ** (1.0 / item[1]) if item[1] else -1.0,
-            reverse=True,
-        )
-        return tuple(member for member, _ in keyed)
-
-
-class TargetList:
-    """One distinct target list, shared by every rule that names it, resolution memoised.
-
-    Why shared: a million rules name a handful of distinct target lists, so the
-    gateways resolved for one serve them all, and a lookup reads them from an
-    object that stays in cache instead of from its cold rule.
-    """
-
-    __slots__ = ("epoch", "gateways", "ids", "number", "sets")
-
-    def __init__(self, ids: tuple[str, ...], number: int) -> None:
-        self.ids = ids
-        self.number = number
-        """Its position in the index's list of target lists (from 1): a rule's tag."""
-        self.sets = tuple(target[1:] for target in ids if target[:1] == "@")
-        """Dispatcher set ids (``@farm`` → ``farm``), tried before the gateways."""
-        self.gateways: tuple[GatewayTarget, ...] = ()
-        self.epoch = -1
-        """The index epoch ``gateways`` was resolved in; stale once gateways change."""
-
-
-class CompiledRule:
-    """A rule as the index keeps it: one small slotted object, strings and targets shared."""
-
-    __slots__ = ("groups", "id", "prefix", "priority", "targets", "window")
-
-    def __init__(
-        self,
-        rule_id: str,
-        *,
-        groups: tuple[str, ...],
-        prefix: str,
-        priority: int,
-        window: TimeWindow | None,
-        targets: TargetList,
-    ) -> None:
-        self.id = rule_id
-        self.groups = groups
-        self.prefix = prefix
-        self.priority = priority
-        self.window = window
-        self.targets = targets
-
-
-RuleEntry = CompiledRule | tuple[CompiledRule, ...]
 
 Located = tuple["PrefixTable[RuleEntry] | CompiledRule", str, TargetList]
 """(where the rule is, the digits looked up, its target list): the rule is
@@ -324,7 +234,7 @@ class RoutingIndex:
         """The first rule valid now, in ``entry`` then in the ``shorter`` prefixes' entries."""
         now = self._clock()
         for candidate in chain((entry,), shorter):
-            for rule in _rules_of(candidate):
+            for rule in rules_of(candidate):
                 if rule.window is None or rule.window.matches(now):
                     return rule
         return None
@@ -375,7 +285,7 @@ def _precedence(rule: CompiledRule) -> tuple[int, str]:
 
 def _with(entry: RuleEntry, added: RuleEntry) -> RuleEntry:
     """The prefix's rules with the ``added`` one(s), highest precedence first."""
-    return tuple(sorted((*_rules_of(entry), *_rules_of(added)), key=_precedence))
+    return tuple(sorted((*rules_of(entry), *rules_of(added)), key=_precedence))
 
 
 def _tag_of(entry: RuleEntry) -> int:
@@ -390,15 +300,6 @@ def rule_at(where: PrefixTable[RuleEntry] | CompiledRule, digits: str) -> Compil
     if type(where) is CompiledRule:
         return where
     return first_rule(where.find(digits))  # type: ignore[union-attr, arg-type]
-
-
-def first_rule(entry: RuleEntry) -> CompiledRule:
-    """The rule of highest precedence among a prefix's rules."""
-    return entry if type(entry) is CompiledRule else entry[0]  # type: ignore[index]
-
-
-def _rules_of(entry: RuleEntry) -> tuple[CompiledRule, ...]:
-    return (entry,) if isinstance(entry, CompiledRule) else entry
 
 
 def _leading_digits(text: str) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from shared.routing_table.index import CompiledRule, RoutingIndex
+from shared.routing_table.compiled import CompiledRule
+from shared.routing_table.index import RoutingIndex
 from shared.routing_table.model import Rule
 from shared.routing_table.timewindow import TimeWindow
 

@@ -41,63 +41,39 @@ for callers whose best value turned out unusable (a rule outside its time window
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from itertools import groupby, repeat
-from typing import Final, Generic, TypeVar
+from itertools import groupby
+from typing import Generic, TypeVar
 
 from librt.vecs import append, extend, vec
 from mypy_extensions import i64
 
+from shared.routing_table.prefix_layout import (
+    FIRST,
+    FOUND,
+    LEAF_BITS,
+    LEAF_MASK,
+    LENGTH_BITS,
+    LENGTH_MASK,
+    LONG_KEY,
+    MAX_CODE,
+    MAX_TAG,
+    NONE,
+    POWERS,
+    SHORT_KEY,
+    SHORT_LENGTH_MASK,
+    SHORT_SHIFT,
+    TAG_BITS,
+    TAG_MASK,
+    TAKE,
+    empty_slots,
+    head_for,
+    leaf_code,
+    rest_is,
+)
+
 V = TypeVar("V")
-
-MAX_HEAD = 6
-"""10**6 slots (16 MB) cap the flat part; longer prefixes live in their head's slot or node."""
-
-NONE = -1
-"""The code of no prefix."""
-
-TAG_BITS = 16
-TAG_MASK = (1 << TAG_BITS) - 1
-FOUND = 1 << TAG_BITS
-"""Set in :meth:`PrefixTable.match_tag`'s answer when a prefix matched."""
-MAX_TAG = TAG_MASK
-"""A larger tag is stored as 0, which callers take as "read the value"."""
-
-_CODE_BITS = 24
-MAX_CODE = (1 << _CODE_BITS) - 2
-"""Codes (plus one) must fit a leaf's code field: 16 million prefixes, past memory."""
-
-_LEAF_BITS = TAG_BITS + _CODE_BITS
-_LEAF_MASK = (1 << _LEAF_BITS) - 1
-
-_FIRST = 1
-"""Where the slots start: a ``vec``'s items sit 8 bytes past a 16-byte boundary (its
-buffer's header), and a slot on a 16-byte boundary never straddles two cache lines
-(tested: were it to change, lookups would stay right, one in four slower)."""
-
-_SHORT_KEY = 5
-"""Longest rest kept in a slot's second word (under 2**17, above a 4-bit length and a
-leaf: 61 bits of an i64)."""
-_SHORT_LENGTH_MASK = 15
-_SHORT_SHIFT = _LEAF_BITS + 4
-
-_TAKE = 18
-"""Digits of a number read as one integer: 10**18 fits an i64."""
-_POWERS: Final[list[int]] = [10**n for n in range(_TAKE + 1)]
-
-_LENGTH_BITS = 5
-_LENGTH_MASK = (1 << _LENGTH_BITS) - 1
-LONG_KEY = _TAKE - MAX_HEAD
-"""Longest rest compared as an integer (read from the number's first :data:`_TAKE`
-digits); longer ones, rare in practice (the head takes 6 digits), are compared as
-strings kept beside the node."""
-
-
-def leaf_code(leaf: int) -> int:
-    """The code a leaf answers (:data:`NONE` for the empty leaf, 0)."""
-    return (leaf >> TAG_BITS) - 1
 
 
 class PrefixTable(Generic[V]):
@@ -115,8 +91,8 @@ class PrefixTable(Generic[V]):
         self._lengths: array[int] = array("b")
         """Prefix length per code (-1 for a free code): which slots a prefix owns."""
         self._free: list[int] = []
-        self._head = _head_for(0)
-        self._slots = _empty_slots(self._head)
+        self._head = head_for(0)
+        self._slots = empty_slots(self._head)
         """Two words per head: its leaf shifted left by one, the low bit set when it has
         longer prefixes; then 0, its one longer prefix (``rest``, length, leaf), or
         ``~at`` for its node at ``at``."""
@@ -161,27 +137,27 @@ class PrefixTable(Generic[V]):
         size = len(digits)
         if size < head:
             return self._best_leaf(digits, size)
-        below = (size if size < _TAKE else _TAKE) - head  # digits read past the head
+        below = (size if size < TAKE else TAKE) - head  # digits read past the head
         value: i64 = int(digits[: head + below])
-        slot: i64 = value // _POWERS[below] * 2 + _FIRST
+        slot: i64 = value // POWERS[below] * 2 + FIRST
         slots = self._slots
         word = slots[slot]
         if not word & 1:
             return word >> 1
         deeper = slots[slot + 1]
         if deeper > 0:
-            length = deeper >> _LEAF_BITS & _SHORT_LENGTH_MASK
-            if _rest_is(value, below, length, deeper >> _SHORT_SHIFT):
-                return deeper & _LEAF_MASK
+            length = deeper >> LEAF_BITS & SHORT_LENGTH_MASK
+            if rest_is(value, below, length, deeper >> SHORT_SHIFT):
+                return deeper & LEAF_MASK
             return word >> 1
         nodes = self._nodes
         at = ~deeper
         count = nodes[at]
         for entry in range(at + 1, at + 1 + count):
             match = nodes[entry]
-            length = match & _LENGTH_MASK
+            length = match & LENGTH_MASK
             if length <= LONG_KEY:
-                if _rest_is(value, below, length, match >> _LENGTH_BITS):
+                if rest_is(value, below, length, match >> LENGTH_BITS):
                     return nodes[entry + count]
             elif digits.startswith(self._long[entry], head):
                 return nodes[entry + count]
@@ -227,7 +203,7 @@ class PrefixTable(Generic[V]):
                 old = values[code]
                 values[code] = value if combine is None or old is None else combine(old, value)
                 self._tag(code)
-        self._head = _head_for(len(self._codes))
+        self._head = head_for(len(self._codes))
         self._rebuild()
 
     def set(self, prefix: str, value: V | None) -> None:
@@ -242,7 +218,7 @@ class PrefixTable(Generic[V]):
                 self._restamp(prefix, code)
         else:
             code = self._codes[prefix] = self._new_code(prefix, value)
-            if _head_for(len(self._codes)) > self._head:
+            if head_for(len(self._codes)) > self._head:
                 self._head += 1
                 self._rebuild()
             elif len(prefix) > self._head:
@@ -297,7 +273,7 @@ class PrefixTable(Generic[V]):
         """The slots' first words under ``prefix``."""
         span = 10 ** (self._head - len(prefix))
         start = int(prefix) * span if prefix else 0
-        return range(2 * start + _FIRST, 2 * (start + span) + _FIRST, 2)
+        return range(2 * start + FIRST, 2 * (start + span) + FIRST, 2)
 
     def _cover(self, prefix: str, code: int) -> None:
         """A new prefix of at most ``head`` digits takes the slots whose best prefix is shorter."""
@@ -332,23 +308,23 @@ class PrefixTable(Generic[V]):
     def _deeper(self, position: int) -> dict[str, int]:
         """The longer prefixes of head ``position``: rest → code (its node becomes garbage)."""
         slots = self._slots
-        first = 2 * position + _FIRST
+        first = 2 * position + FIRST
         if not slots[first] & 1:
             return {}
         deeper = slots[first + 1]
         if deeper > 0:
-            length = deeper >> _LEAF_BITS & _SHORT_LENGTH_MASK
-            return {f"{deeper >> _SHORT_SHIFT:0{length}d}": leaf_code(deeper & _LEAF_MASK)}
+            length = deeper >> LEAF_BITS & SHORT_LENGTH_MASK
+            return {f"{deeper >> SHORT_SHIFT:0{length}d}": leaf_code(deeper & LEAF_MASK)}
         nodes, at = self._nodes, ~deeper
         count = nodes[at]
         rests: dict[str, int] = {}
         for entry in range(at + 1, at + 1 + count):
             match = nodes[entry]
-            length = match & _LENGTH_MASK
+            length = match & LENGTH_MASK
             if length > LONG_KEY:
                 rest = self._long.pop(entry)
             else:
-                rest = f"{match >> _LENGTH_BITS:0{length}d}"
+                rest = f"{match >> LENGTH_BITS:0{length}d}"
             rests[rest] = leaf_code(nodes[entry + count])
         self._wasted += 1 + 2 * count
         return rests
@@ -357,7 +333,7 @@ class PrefixTable(Generic[V]):
         """Store the longer prefixes of head ``position``: in its slot, or in a new node
         (rests longest-first in effect: reverse lexical order, see below)."""
         slots = self._slots
-        first = 2 * position + _FIRST
+        first = 2 * position + FIRST
         if not rests:
             slots[first] &= ~1
             slots[first + 1] = 0
@@ -365,9 +341,9 @@ class PrefixTable(Generic[V]):
         slots[first] |= 1
         if len(rests) == 1:
             ((rest, code),) = rests.items()
-            if len(rest) <= _SHORT_KEY:
+            if len(rest) <= SHORT_KEY:
                 leaf = self._leaf_of(code)
-                slots[first + 1] = int(rest) << _SHORT_SHIFT | len(rest) << _LEAF_BITS | leaf
+                slots[first + 1] = int(rest) << SHORT_SHIFT | len(rest) << LEAF_BITS | leaf
                 return
         nodes = self._nodes
         slots[first + 1] = ~len(nodes)
@@ -378,15 +354,15 @@ class PrefixTable(Generic[V]):
         for rest in ordered:
             if len(rest) > LONG_KEY:
                 self._long[len(nodes)] = rest
-                nodes = append(nodes, min(len(rest), _LENGTH_MASK))
+                nodes = append(nodes, min(len(rest), LENGTH_MASK))
             else:
-                nodes = append(nodes, int(rest) << _LENGTH_BITS | len(rest))
+                nodes = append(nodes, int(rest) << LENGTH_BITS | len(rest))
         self._nodes = extend(nodes, [self._leaf_of(rests[rest]) for rest in ordered])
 
     def _rebuild(self) -> None:
         """Slots and nodes afresh from the codes (values and codes stay as they are)."""
         head = self._head
-        self._slots = slots = _empty_slots(head)
+        self._slots = slots = empty_slots(head)
         self._nodes, self._long, self._wasted = vec[i64](), {}, 0
         short = sorted((p for p in self._codes if len(p) <= head), key=len)
         codes = self._codes
@@ -398,19 +374,3 @@ class PrefixTable(Generic[V]):
         deep = sorted((p for p in codes if len(p) > head), reverse=True)
         for heading, group in groupby(deep, key=lambda prefix: prefix[:head]):
             self._set_deeper(int(heading), {prefix[head:]: codes[prefix] for prefix in group})
-
-
-def _rest_is(value: i64, below: i64, length: i64, rest: i64) -> bool:
-    """Whether the ``length`` digits after the head of ``value`` (a number's first
-    digits, ``below`` of them past the head) are ``rest``."""
-    return length <= below and value // _POWERS[below - length] % _POWERS[length] == rest
-
-
-def _empty_slots(head: int) -> vec[i64]:
-    """Zeroed slots (empty heads) for ``head`` digits."""
-    return vec[i64](repeat(0, _FIRST + 2 * 10**head))
-
-
-def _head_for(prefixes: int) -> int:
-    """About one slot per prefix, at least 1 digit, at most :data:`MAX_HEAD`."""
-    return min(MAX_HEAD, max(1, math.ceil(math.log10(prefixes + 1))))

@@ -36,19 +36,23 @@ def test_compose_file_is_valid_and_complete() -> None:
         "routing",
         "registrar",
         "health",
+        "postgres",
+        "accounting",
         "edge-a",
         "edge-b",
     }
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
-        if name not in ("rabbitmq", "redis"):
+        if name not in ("rabbitmq", "redis", "postgres"):
+            needs = {"rabbitmq", "redis"} | ({"postgres"} if name == "accounting" else set())
             assert service["depends_on"] == {
-                "rabbitmq": {"condition": "service_healthy"},
-                "redis": {"condition": "service_healthy"},
+                each: {"condition": "service_healthy"} for each in needs
             }
             assert service["build"]["dockerfile"].endswith("Dockerfile")
             assert service["environment"]["CALLMESH_API_TOKEN"] == "test-token"
     assert services["rabbitmq"]["image"].startswith("rabbitmq:3-management")
+    database = services["accounting"]["environment"]["CALLMESH_ACCOUNTING_DATABASE_URL"]
+    assert database.startswith("postgresql://") and database.endswith("@postgres:5432/callmesh")
     assert "appendonly yes" in (DEPLOY / "redis.conf").read_text()
 
 

@@ -10,7 +10,7 @@ def test_parse_environment_and_command() -> None:
 
 def test_every_procfile_entry_runs_a_real_module_on_its_own_ports() -> None:
     entries = parse_procfile(PROCFILE.read_text())
-    assert {"routing", "registrar", "health", "edge-a", "edge-b"} <= set(entries)
+    assert {"routing", "registrar", "health", "accounting", "edge-a", "edge-b"} <= set(entries)
     listens = [env["CALLMESH_HTTP_LISTEN"] for env, _ in entries.values()]
     assert len(set(listens)) == len(listens)
     for _, argv in entries.values():

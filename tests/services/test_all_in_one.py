@@ -69,11 +69,14 @@ def all_in_one(tmp_path: Path) -> Iterator[tuple[int, int, subprocess.Popen[byte
 
 
 def test_api_and_sip_come_up_without_broker_or_redis(
-    all_in_one: tuple[int, int, subprocess.Popen[bytes]],
+    all_in_one: tuple[int, int, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     sip, http, process = all_in_one
     assert httpx.get(f"http://127.0.0.1:{http}/readyz").json() == {"status": "ready"}
     assert httpx.get(f"http://127.0.0.1:{http}/openapi.json").status_code == 200
+    cdrs = httpx.get(f"http://127.0.0.1:{http}/v1/cdrs")
+    assert cdrs.json() == {"items": [], "next_cursor": None}
+    assert (tmp_path / "accounting.sqlite3").is_file(), "call records in SQLite under the data dir"
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.settimeout(5)

@@ -25,10 +25,10 @@ from services.edge import metrics
 from services.edge.protection import (
     CallLimiter,
     FloodDetector,
+    FloodVerdict,
     ProtectionSettings,
     ScannerDetector,
     ScanVerdict,
-    Verdict,
 )
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.interfaces import Interfaces
@@ -100,9 +100,9 @@ class Guard:
     def flooding(self, source: Destination, now: float, actions: list[Action]) -> bool:
         """Count one request (or new TCP connection) of `source`; True: it is (now) blocked."""
         verdict = self.flood.check(source.host, now, source.port, source.transport)
-        if verdict == Verdict.ALLOW:
+        if verdict == FloodVerdict.ALLOW:
             return False
-        if verdict == Verdict.BLOCKED:
+        if verdict == FloodVerdict.BLOCKED:
             flood = self.settings.flood
             rate = self.flood.rate(source.host, now)
             log.warning(

@@ -11,7 +11,7 @@ request: `FloodDetector.check` (drop before any work) → `AddressAcl.match`
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from services.edge.protection.flood import FloodDetector, FloodSettings, Verdict
+from services.edge.protection.flood import FloodDetector, FloodSettings, FloodVerdict
 from services.edge.protection.limits import CallLimiter, CallLimitSettings
 from services.edge.protection.scanner import (
     SCANNER_USER_AGENTS,
@@ -51,10 +51,10 @@ __all__ = [
     "CallLimiter",
     "FloodDetector",
     "FloodSettings",
+    "FloodVerdict",
     "ProtectionSettings",
     "ScanVerdict",
     "ScannerDetector",
     "ScannerSettings",
-    "Verdict",
     "parse_acl",
 ]

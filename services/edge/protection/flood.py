@@ -48,7 +48,7 @@ class FloodSettings(BaseModel):
     max_blocked: int = Field(default=10_000, ge=16)
 
 
-class Verdict(enum.IntEnum):
+class FloodVerdict(enum.IntEnum):
     ALLOW = 0
     DROP = 1
     """Blocked: drop silently."""
@@ -78,21 +78,21 @@ class FloodDetector:
         self._sources: dict[str, _Source] = {}
         self._blocked: dict[str, float] = {}
 
-    def check(self, host: str, now: float, port: int = 0, transport: str = "udp") -> Verdict:
+    def check(self, host: str, now: float, port: int = 0, transport: str = "udp") -> FloodVerdict:
         """Count one request from `host` and say what to do with it."""
         blocked_until = self._blocked.get(host)
         if blocked_until is not None:
             if now < blocked_until:
                 if self._count(host, now) > self.settings.limit:
                     self._block(host, now)  # still flooding: the block goes on
-                return Verdict.DROP
+                return FloodVerdict.DROP
             del self._blocked[host]
         elif host not in self._sources and self._exempt(host, port, transport):
-            return Verdict.ALLOW
+            return FloodVerdict.ALLOW
         if self._count(host, now) > self.settings.limit:
             self._block(host, now)
-            return Verdict.BLOCKED
-        return Verdict.ALLOW
+            return FloodVerdict.BLOCKED
+        return FloodVerdict.ALLOW
 
     def _exempt(self, host: str, port: int, transport: str) -> bool:
         allow, allowlist = self._allow, self.allowlist

@@ -7,6 +7,13 @@ feeds :class:`GatewayHealth` so routes carry each gateway's state.
 
 from shared.routing_table.cache.cache import IndexRoutes, RoutingCache
 from shared.routing_table.cache.health import GatewayHealth, GatewayState
-from shared.routing_table.cache.route import Hop, Route
+from shared.routing_table.cache.route import GatewayChoice, Route
 
-__all__ = ["GatewayHealth", "GatewayState", "Hop", "IndexRoutes", "Route", "RoutingCache"]
+__all__ = [
+    "GatewayChoice",
+    "GatewayHealth",
+    "GatewayState",
+    "IndexRoutes",
+    "Route",
+    "RoutingCache",
+]

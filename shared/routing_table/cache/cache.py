@@ -22,7 +22,8 @@ from shared.contracts.routing import ROUTING_EVENTS, TableChanged, TableReplaced
 from shared.routing_table.cache.health import GatewayHealth
 from shared.routing_table.cache.route import Route
 from shared.routing_table.changes import InvalidChangeError
-from shared.routing_table.index import CompiledRule, RoutingIndex
+from shared.routing_table.compiled import CompiledRule
+from shared.routing_table.index import RoutingIndex
 from shared.routing_table.model import RECORD_TYPES, Rule
 from shared.routing_table.packed import unpack_rules
 from shared.routing_table.store import RoutingStore, Snapshot

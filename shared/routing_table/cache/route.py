@@ -1,6 +1,6 @@
 """A lookup's answer as the proxy uses it: the rule, then each gateway with its health.
 
-Hop order policy: gateways known ``up`` (or not yet known) in the rule's order,
+Gateway order: those known ``up`` (or not yet known) in the rule's order,
 then the suspected (``probing``) ones, also in order, as a last resort; ``down``
 and ``disabled`` ones are never tried.
 """
@@ -8,13 +8,14 @@ and ``disabled`` ones are never tried.
 from __future__ import annotations
 
 from shared.routing_table.cache.health import GatewayHealth, GatewayState
-from shared.routing_table.index import CompiledRule, GatewayTarget, RuleEntry, rule_at
+from shared.routing_table.compiled import CompiledRule, GatewayTarget, RuleEntry
+from shared.routing_table.index import rule_at
 from shared.routing_table.prefixes import PrefixTable
 
 _READY: frozenset[GatewayState] = frozenset({"up", "unknown"})
 
 
-class Hop:
+class GatewayChoice:
     """One gateway to try: where to send, the number it wants, and its last known state."""
 
     __slots__ = ("gateway", "number", "state")
@@ -52,16 +53,16 @@ class Route:
         self.number = number
         self._gateways = gateways
         self._health = health
-        self._hops: tuple[Hop, ...] | None = None
+        self._hops: tuple[GatewayChoice, ...] | None = None
 
     @property
-    def hops(self) -> tuple[Hop, ...]:
+    def hops(self) -> tuple[GatewayChoice, ...]:
         """Every gateway of the route in order, with its number and health state now."""
         hops = self._hops
         if hops is None:
             number, state = self.number, self._health.state
             hops = self._hops = tuple(
-                [Hop(gw, gw.dial(number), state(gw.id)) for gw in self._gateways]
+                [GatewayChoice(gw, gw.dial(number), state(gw.id)) for gw in self._gateways]
             )
         return hops
 
@@ -87,7 +88,7 @@ class Route:
         """Dispatcher sets to try before the gateways (the model keeps them first)."""
         return self.rule.targets.sets
 
-    def usable(self) -> tuple[Hop, ...]:
+    def usable(self) -> tuple[GatewayChoice, ...]:
         """The hops to try: healthy ones in order, then the suspected ones (see above)."""
         hops = self.hops
         ready = tuple([hop for hop in hops if hop.state in _READY])

@@ -6,7 +6,7 @@ Rules (`rules`): `add_header`, `remove_header` (by name or name pattern),
 (display name, user).  A `RuleSet` is validated when written (JSON through
 the API); an invalid regex, a line break in a value or a protected header
 (`PROTECTED_HEADERS`) is refused with the reason.  `engine.apply` edits a
-request in the documented order and returns the `Change`s; `preview` and
+request in the documented order and returns the `RuleEffect`s; `preview` and
 `dry_run` report the same without editing anything.
 
 Example rule set (JSON):
@@ -18,8 +18,8 @@ Example rule set (JSON):
 """
 
 from shared.routing_table.manipulation.engine import (
-    Change,
     DryRun,
+    RuleEffect,
     apply,
     dry_run,
     ordered,
@@ -41,12 +41,12 @@ __all__ = [
     "PROTECTED_HEADERS",
     "AddHeader",
     "Attachment",
-    "Change",
     "DryRun",
     "RemoveHeader",
     "ReplaceHeader",
     "RewriteUser",
     "Rule",
+    "RuleEffect",
     "RuleSet",
     "SetParty",
     "apply",

@@ -31,7 +31,7 @@ from shared.sip.uri import SipUri, TelUri
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class RuleEffect:
     """One effect of one rule: what `target` was (None: absent) and became (None: removed)."""
 
     rule_set: str
@@ -46,17 +46,17 @@ def ordered(rule_sets: Iterable[RuleSet]) -> list[RuleSet]:
     return sorted(rule_sets, key=lambda rule_set: SCOPE_ORDER[rule_set.scope.kind])
 
 
-def apply(rule_sets: Iterable[RuleSet], request: Request) -> list[Change]:
+def apply(rule_sets: Iterable[RuleSet], request: Request) -> list[RuleEffect]:
     """Edit `request` in place; return what changed (empty if nothing did)."""
-    changes: list[Change] = []
+    changes: list[RuleEffect] = []
     for rule_set in ordered(rule_sets):
         for index, rule in enumerate(rule_set.rules):
             for target, before, after in _apply_rule(rule, request):
-                changes.append(Change(rule_set.id, index, rule.action, target, before, after))
+                changes.append(RuleEffect(rule_set.id, index, rule.action, target, before, after))
     return changes
 
 
-def preview(rule_sets: Iterable[RuleSet], request: Request) -> list[Change]:
+def preview(rule_sets: Iterable[RuleSet], request: Request) -> list[RuleEffect]:
     """What `apply` would change, leaving `request` untouched."""
     return apply(rule_sets, request.copy())
 
@@ -65,7 +65,7 @@ def preview(rule_sets: Iterable[RuleSet], request: Request) -> list[Change]:
 class DryRun:
     number: str
     """The Request-URI user the gateway would receive."""
-    changes: list[Change]
+    changes: list[RuleEffect]
 
 
 def dry_run(rule_sets: Iterable[RuleSet], number: str, caller: str = "anonymous") -> DryRun:

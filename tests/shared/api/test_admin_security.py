@@ -34,6 +34,7 @@ from shared.bus.amqp import AmqpBus
 from shared.sip.auth.digest import compute_ha1
 from shared.sip.message import Response, parse_message
 from tests.conftest import RABBITMQ_URL, REDIS_URL
+from tests.services.accounting.postgres import drop_postgres, fresh_postgres
 from tests.services.edge.support import LOOPBACK, SipClient
 from tests.shared.api.support import Running, start, stop, wait_ready
 
@@ -43,12 +44,15 @@ TOKEN = f"tok-{secrets.token_hex(16)}"
 PASSWORD = f"pw-{secrets.token_hex(12)}"
 TOPOLOGY_SECRET = new_secret()
 RECORD_ROUTE_SECRET = new_secret()
+DATABASE_PASSWORD = f"db-{secrets.token_hex(12)}"
+"""In the accounting database's URL (the server trusts local connections, so any will do)."""
 DOMAIN = "example.com"
 NAMESPACE = f"test-{uuid.uuid4().hex[:12]}"
 PROCESSES = {
     "routing": "services.routing",
     "registrar": "services.registrar",
     "health": "services.health",
+    "accounting": "services.accounting",
     "edge": "services.edge",
     "all": "services",
 }
@@ -58,6 +62,8 @@ METHODS = ("get", "put", "post", "delete", "patch")
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Running]]:
     workdir = tmp_path_factory.mktemp("admin-security")
+    url, database = asyncio.run(fresh_postgres())
+    user, rest = url.split("://", 1)[1].split("@", 1)
     base = dict(os.environ)
     base.update(
         CALLMESH_NAMESPACE=NAMESPACE,
@@ -68,6 +74,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ru
         CALLMESH_RECORD_ROUTE_KEYS=f"1:{RECORD_ROUTE_SECRET}",
         CALLMESH_TRUSTED_NETWORKS="192.0.2.0/24",  # the REGISTER below must authenticate
         CALLMESH_LOG_LEVEL="DEBUG",  # the most an operator can turn on
+        CALLMESH_ACCOUNTING_DATABASE_URL=f"postgresql://{user}:{DATABASE_PASSWORD}@{rest}",
     )
     running: dict[str, Running] = {}
     try:
@@ -78,6 +85,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ru
         yield running
     finally:
         stop(running.values())
+        asyncio.run(drop_postgres(database))
         _remove_namespace(NAMESPACE)
 
 
@@ -223,7 +231,7 @@ def test_no_secret_reaches_any_log_line(processes: dict[str, Running]) -> None:
     ha1 = compute_ha1("alice", DOMAIN, PASSWORD)
     secrets_ = {
         "token": TOKEN, "password": PASSWORD, "ha1": ha1, "topology": TOPOLOGY_SECRET,
-        "record-route key": RECORD_ROUTE_SECRET,
+        "record-route key": RECORD_ROUTE_SECRET, "database password": DATABASE_PASSWORD,
     }  # fmt: skip
     for running in processes.values():
         lines = running.lines()

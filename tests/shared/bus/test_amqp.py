@@ -109,6 +109,31 @@ async def test_a_cut_connection_is_restored_with_everything_on_it(namespace: str
         await until(lambda: len(grouped.items) == 3)
 
 
+async def test_a_request_in_flight_fails_at_once_when_its_connection_is_cut(
+    namespace: str,
+) -> None:
+    """Its reply could only come back on the lost connection: waiting out the timeout is waste."""
+    bus = AmqpBus(RABBITMQ_URL, namespace, "victim", "i1", backoff=(0.2, 1.0))
+    peer = AmqpBus(RABBITMQ_URL, namespace, "peer", "i1")
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def stall(message: WorkMessage) -> bytes:
+        arrived.set()
+        await release.wait()
+        return message.body
+
+    async with started(bus, peer):
+        await peer.consume("stall", stall)
+        request = asyncio.create_task(bus.request("stall", b"anyone?", timeout=60))
+        await asyncio.wait_for(arrived.wait(), 10)
+
+        await close_connection_named(bus.connection_name)
+
+        with pytest.raises(BusUnavailable, match="connection lost"):
+            await asyncio.wait_for(request, 10)
+        release.set()
+
+
 async def test_publish_waits_for_the_broker_then_gives_up_clearly(namespace: str) -> None:
     cut = await NetCut("127.0.0.1", 5672).start()
     url = f"amqp://guest:guest@127.0.0.1:{cut.port}/"

@@ -12,7 +12,14 @@ import time
 
 import pytest
 
-from shared.bus import REASON_HEADER, BusUnavailable, DeadLetter, Envelope, WorkMessage
+from shared.bus import (
+    REASON_HEADER,
+    BusUnavailable,
+    DeadLetter,
+    Envelope,
+    Requeue,
+    WorkMessage,
+)
 from tests.shared.bus.support import Inbox, MakeBus, Ping, until
 
 
@@ -190,6 +197,46 @@ async def test_unusable_messages_go_to_the_dead_queue_with_the_reason(
     assert len(problems) == 1, "one line for the unexpected exception, none for DeadLetter"
     assert problems[0].exc_info is None
     assert "ValueError: unexpected field 'x'" in problems[0].getMessage()
+
+
+async def test_a_work_queue_bound_to_events_settles_them_like_work(make_bus: MakeBus) -> None:
+    """Events reach a bound work queue as envelopes; bad ones are dead-lettered with a reason."""
+    publisher = await make_bus("publisher")
+    worker = await make_bus("worker")
+    applied: list[int] = []
+
+    async def handler(message: WorkMessage) -> None:
+        ping = Envelope.from_bytes(message.body).payload(Ping)
+        if ping.n == 2:
+            raise DeadLetter("two is refused")
+        applied.append(ping.n)
+
+    await worker.consume("pings", handler, events=["test.#"])
+    dead = Inbox()
+    await worker.consume("pings.dead", dead)
+    for n in (1, 2, 3):
+        await publisher.publish(Ping(n=n))
+    await until(lambda: applied == [1, 3] and len(dead.items) == 1)
+    assert dead.items[0].headers[REASON_HEADER] == "two is refused"
+
+
+async def test_a_requeued_message_comes_again_neither_acked_nor_dead(make_bus: MakeBus) -> None:
+    sender = await make_bus("sender")
+    worker = await make_bus("worker")
+    seen: list[tuple[bytes, bool]] = []
+
+    async def handler(message: WorkMessage) -> None:
+        seen.append((message.body, message.redelivered))
+        if len(seen) == 1:
+            raise Requeue
+
+    await worker.consume("retried", handler)
+    dead = Inbox()
+    await worker.consume("retried.dead", dead)
+    await sender.send("retried", b"job")
+    await until(lambda: len(seen) == 2)
+    assert seen == [(b"job", False), (b"job", True)]
+    assert dead.items == []
 
 
 async def test_request_gets_the_reply(make_bus: MakeBus) -> None:

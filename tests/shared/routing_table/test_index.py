@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.routing_table.index import CompiledRule, GatewayTarget, RoutingIndex, rule_at
+from shared.routing_table.compiled import CompiledRule, GatewayTarget
+from shared.routing_table.index import RoutingIndex, rule_at
 from shared.routing_table.model import (
     Carrier,
     Dialplan,
@@ -22,6 +23,7 @@ from shared.routing_table.model import (
 )
 from shared.routing_table.timewindow import TimeWindow
 from shared.routing_table.topology import TargetTopology
+from tests.examples import examples
 
 MONDAY_NOON = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
 SUNDAY_NOON = datetime(2024, 6, 9, 12, 0, tzinfo=UTC)
@@ -263,7 +265,7 @@ def brute_force(rules: dict[str, Rule], number: str, group: str, now: datetime) 
     return None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.dictionaries(st.sampled_from([f"r{n}" for n in range(40)]), rule_specs, max_size=40),
     st.lists(st.tuples(st.sampled_from([f"r{n}" for n in range(40)]), rule_specs | st.none())),

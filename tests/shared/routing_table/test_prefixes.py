@@ -9,15 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.routing_table.prefixes import (
-    _FIRST,
-    MAX_CODE,
-    MAX_TAG,
-    NONE,
-    TAG_MASK,
-    PrefixTable,
-    leaf_code,
-)
+from shared.routing_table.prefix_layout import FIRST, MAX_CODE, MAX_TAG, NONE, TAG_MASK, leaf_code
+from shared.routing_table.prefixes import PrefixTable
+from tests.examples import examples
 
 prefixes = st.text(alphabet="0129", max_size=9)
 numbers = st.text(alphabet="0129", max_size=12)
@@ -35,7 +29,7 @@ def table_of(entries: dict[str, str]) -> PrefixTable[str]:
     return table
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(prefixes, st.just(""), max_size=400), st.lists(numbers, max_size=50))
 def test_bulk_load_matches_brute_force(keys: dict[str, str], queries: list[str]) -> None:
     entries = {prefix: f"{prefix}=v" for prefix in keys}
@@ -44,7 +38,7 @@ def test_bulk_load_matches_brute_force(keys: dict[str, str], queries: list[str])
         assert table.find(number) == brute_force(entries, number)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(prefixes, st.just(""), max_size=50), edits, st.lists(numbers, max_size=50))
 def test_edits_match_brute_force(
     keys: dict[str, str], changes: list[tuple[str, bool]], queries: list[str]
@@ -102,7 +96,7 @@ long_prefixes = st.one_of(
 long_numbers = st.text(alphabet="019", max_size=42)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.dictionaries(long_prefixes, st.just(""), max_size=60),
     st.lists(st.tuples(long_prefixes, st.booleans()), max_size=120),
@@ -156,7 +150,7 @@ def test_tags_follow_values_and_too_large_ones_read_as_zero() -> None:
     assert leaf_code(table.leaf("2")) == NONE
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.dictionaries(long_prefixes, st.integers(1, 5), max_size=60),
     st.lists(st.tuples(long_prefixes, st.integers(0, 5)), max_size=150),
@@ -210,7 +204,7 @@ def test_every_slot_starts_on_a_16_byte_boundary() -> None:
     """So a slot's two words share a cache line (the table counts on one read per lookup)."""
     for size in (3, 300, 30_000):
         table = table_of({f"{n:05d}": "v" for n in range(size)})
-        assert (address_of(table._slots) + 8 * _FIRST) % 16 == 0
+        assert (address_of(table._slots) + 8 * FIRST) % 16 == 0
 
 
 def test_tags_up_to_the_largest_are_kept_unsigned() -> None:

@@ -14,6 +14,7 @@ from shared.sip.message import Message, Request, Response, parse_message
 from shared.sip.responses import error_response
 from shared.sip.uri import SipUri
 from shared.sip.via import Via
+from tests.examples import examples
 from tests.shared.sip.torture import manifest_4475, rfc4475
 
 TOKEN = st.text(string.ascii_letters + string.digits + "-.!%*_+`'~", min_size=1, max_size=12)
@@ -104,7 +105,7 @@ def summary(message: Message) -> tuple[object, ...]:
     )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_generated_messages_round_trip(built: Request) -> None:
     wire = built.to_bytes()
@@ -115,7 +116,7 @@ def test_generated_messages_round_trip(built: Request) -> None:
     assert summary(again) == summary(first)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(requests(), vias(), addresses())
 def test_forwarding_edits_round_trip(built: Request, via: Via, record_route: Address) -> None:
     message = parse_message(built.to_bytes())
@@ -155,7 +156,7 @@ def exercise(data: bytes) -> None:
 SEEDS = [rfc4475(name) for name in sorted(manifest_4475())]
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1500), suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(SEEDS),
     st.lists(
@@ -185,7 +186,7 @@ def test_mutated_messages_only_raise_the_layers_error(
     exercise(bytes(data))
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.binary(max_size=300))
 def test_random_bytes_only_raise_the_layers_error(data: bytes) -> None:
     exercise(data)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from services.edge.proxy.actions import Send
 from shared.sip.message import parse_message
+from tests.examples import examples
 from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, core_run, invite
 
 BYE = (
@@ -29,7 +30,7 @@ PIECES += [bytes([c]) for c in b'";,<>:[]=']
 HOSTILE = st.lists(st.sampled_from(PIECES), min_size=1, max_size=3).map(b"".join)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(SEEDS),
     st.lists(st.tuples(st.integers(0, 2**16), HOSTILE), min_size=1, max_size=3),

@@ -12,6 +12,7 @@ from shared.settings import Settings
 from shared.store import Store
 
 
+@pytest.mark.integration
 async def test_unset_every_edge_and_every_restart_gets_the_one_stored_key(
     redis_store: Store,
 ) -> None:
@@ -27,6 +28,7 @@ async def test_unset_every_edge_and_every_restart_gets_the_one_stored_key(
     )
 
 
+@pytest.mark.integration
 async def test_configured_keys_win_and_may_list_the_stored_one_as_previous(
     redis_store: Store,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from shared.routing_table.manipulation import Change, Rule, RuleSet, apply, dry_run, preview
+from shared.routing_table.manipulation import Rule, RuleEffect, RuleSet, apply, dry_run, preview
 from shared.sip.message import Request, parse_message
 
 INVITE = (
@@ -54,7 +54,7 @@ def test_remove_header_by_name_and_by_pattern() -> None:
     request = invite()
     changes = apply([rule_set({"action": "remove_header", "name": "User-Agent"})], request)
     assert not request.has_header("user-agent")
-    assert changes == [Change("s", 0, "remove_header", "User-Agent", "Asterisk PBX 18.1", None)]
+    assert changes == [RuleEffect("s", 0, "remove_header", "User-Agent", "Asterisk PBX 18.1", None)]
     apply([rule_set({"action": "remove_header", "pattern": "^x-"})], request)
     assert not request.has_header("x-internal-id")
     assert not request.has_header("x-billing")
@@ -163,7 +163,7 @@ def test_preview_reports_without_editing() -> None:
     before = request.to_bytes()
     changes = preview([rule_set({"action": "rewrite_ruri_user", "strip": 1})], request)
     assert changes == [
-        Change("s", 0, "rewrite_ruri_user", "Request-URI user", "014075551234", "14075551234")
+        RuleEffect("s", 0, "rewrite_ruri_user", "Request-URI user", "014075551234", "14075551234")
     ]
     assert request.to_bytes() == before
 

@@ -1,0 +1,355 @@
+"""Accounting benchmark: call events through the service into PostgreSQL, and the CSV export.
+
+Run: ``.venv/bin/python -m bench.accounting [--calls N] [--live-calls N] [--records N]``
+against the environment's RabbitMQ and PostgreSQL (a fresh namespace and a
+fresh database, both removed afterwards).
+
+1. Throughput: the events of ``--calls`` answered calls (7 events each, as an
+   edge sends them: started, two branches, ringing, answered, an UPDATE, the
+   BYE) wait in the durable queue; the service starts and the clock runs until
+   every record is complete: events/s and calls/s.
+2. Lag: ``--live-calls`` calls published at ``--rate`` calls/s while the
+   service runs; the lag is from each BYE's publish to its
+   ``accounting.cdr.completed`` (published after the commit: the record is
+   visible): median and p99.
+3. Bytes per record in PostgreSQL: the two tables with their indexes and
+   TOAST, divided by the records.
+4. The CSV export of ``--records`` records (bulk-inserted first), in a child
+   process: rows/s and the child's peak RSS, which must not grow with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import fakeredis
+from pydantic import SecretStr
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.accounting.api.cdrs import csv_lines
+from services.accounting.fold import fold_call
+from services.accounting.queries import Filters, RecordQueries
+from services.accounting.schema import cdrs
+from services.accounting.service import AccountingService
+from services.accounting.settings import AccountingSettings
+from services.accounting.store import database_url, open_engine
+from shared.bus import Envelope
+from shared.bus.amqp import AmqpBus
+from shared.contracts.accounting import CdrCompleted
+from shared.contracts.calls import (
+    BranchTried,
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallRinging,
+    CallStarted,
+    CallUpdated,
+)
+from shared.service import Runtime
+from shared.settings import Settings
+from shared.store import Store
+
+RABBITMQ_URL = os.environ.get("CALLMESH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get(
+    "CALLMESH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def call_events(call_id: str, t0: float) -> list[CallEvent]:
+    """One answered call's events, the BYE last."""
+    tag, edge = "ft", "edge-a"
+    return [
+        CallStarted(
+            call_id=call_id,
+            from_tag=tag,
+            at=t0,
+            edge=edge,
+            caller="sip:+4420794600@example.com",
+            callee_dialled="0033123456789",
+            callee="+33123456789",
+            source="192.0.2.10:5060",
+            transport="udp",
+            subscriber="alice@example.com",
+            rule="fr",
+            group="eu",
+            carrier="c1",
+        ),
+        BranchTried(
+            call_id=call_id,
+            from_tag=tag,
+            at=t0 + 0.4,
+            edge=edge,
+            target="gw0",
+            target_kind="gateway",
+            address="198.51.100.1:5060",
+            sent_at=t0 + 0.01,
+            status=503,
+        ),
+        BranchTried(
+            call_id=call_id,
+            from_tag=tag,
+            at=t0 + 3,
+            edge=edge,
+            target="gw1",
+            target_kind="gateway",
+            address="198.51.100.2:5060",
+            sent_at=t0 + 0.41,
+            status=200,
+        ),
+        CallRinging(call_id=call_id, from_tag=tag, at=t0 + 1, edge=edge, status=180),
+        CallAnswered(
+            call_id=call_id,
+            from_tag=tag,
+            to_tag="tt",
+            at=t0 + 3,
+            edge=edge,
+            target="gw1",
+            target_kind="gateway",
+            address="198.51.100.2:5060",
+        ),
+        CallUpdated(
+            call_id=call_id, from_tag=tag, to_tag="tt", at=t0 + 30, edge=edge, method="UPDATE"
+        ),
+        CallEnded(call_id=call_id, from_tag=tag, to_tag="tt", at=t0 + 90, edge=edge, status=200),
+    ]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.namespace = f"bench-{uuid.uuid4().hex[:10]}"
+        self.database = f"callmesh_bench_{uuid.uuid4().hex[:10]}"
+        self.url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{self.database}"
+        self.buses: list[AmqpBus] = []
+        self.results: dict[str, Any] = {}
+
+    async def admin(self, statement: str) -> None:
+        engine = create_async_engine(database_url(POSTGRES_URL, ""), isolation_level="AUTOCOMMIT")
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+        await engine.dispose()
+
+    async def bus(self, service: str) -> AmqpBus:
+        bus = AmqpBus(RABBITMQ_URL, self.namespace, service, f"{service}-1")
+        await bus.start()
+        self.buses.append(bus)
+        return bus
+
+    async def service(self) -> AccountingService:
+        settings = Settings(namespace=self.namespace)
+        config = AccountingSettings(
+            database_url=SecretStr(self.url), consumers=self.args.consumers, close_interval=3600
+        )
+        bus = await self.bus("accounting")
+        store = Store(fakeredis.FakeAsyncRedis(), self.namespace)  # the service never uses it
+        runtime = Runtime(settings, bus, store, logging.getLogger("bench.accounting"))
+        service = AccountingService(runtime, config)
+        await service.start()
+        return service
+
+    async def run(self) -> None:
+        await self.admin(f'CREATE DATABASE "{self.database}"')
+        try:
+            await self.throughput()
+            await self.lag()
+            await self.size()
+            await self.export()
+        finally:
+            for bus in self.buses:
+                await bus.close()
+            for bus in self.buses:
+                await bus.delete_topology()
+            await self.admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    async def complete_count(self, service: AccountingService) -> int:
+        async with service.records.engine.connect() as connection:
+            query = select(func.count()).select_from(cdrs).where(cdrs.c.state == "complete")
+            return int((await connection.execute(query)).scalar_one())
+
+    async def throughput(self) -> None:
+        calls = self.args.calls
+        first = await self.service()  # declares and binds the queue, then steps aside
+        await first.stop()
+        await self.buses.pop().close()
+        edge = await self.bus("edge")
+        t0 = time.time()
+        for n in range(calls):
+            for event in call_events(f"load-{n}", t0 + n * 0.001):
+                await edge.publish(event)
+        started = time.perf_counter()
+        service = await self.service()
+        while True:
+            if await self.complete_count(service) >= calls:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        self.service_running = service
+        self.results["throughput"] = {
+            "calls": calls,
+            "events": calls * 7,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(calls * 7 / elapsed),
+            "calls_per_s": round(calls / elapsed),
+        }
+
+    async def lag(self) -> None:
+        edge, tap = self.buses[-2], await self.bus("billing")
+        sent: dict[str, float] = {}
+        lags: list[float] = []
+        done = asyncio.Event()
+
+        async def on_completed(envelope: Envelope) -> None:
+            record = envelope.payload(CdrCompleted).record
+            if record.call_id in sent and record.call_id.startswith("live-"):
+                lags.append(time.perf_counter() - sent.pop(record.call_id))
+                if len(lags) == self.args.live_calls:
+                    done.set()
+
+        await tap.subscribe([CdrCompleted.routing_key], on_completed)
+        interval = 1 / self.args.rate
+        for n in range(self.args.live_calls):
+            call_id = f"live-{n}"
+            *setup, bye = call_events(call_id, time.time())
+            for event in setup:
+                await edge.publish(event)
+            sent[call_id] = time.perf_counter()
+            await edge.publish(bye)
+            await asyncio.sleep(interval)
+        async with asyncio.timeout(120):
+            await done.wait()
+        ms = sorted(lag * 1000 for lag in lags)
+        self.results["lag_ms"] = {
+            "calls": len(ms),
+            "rate": self.args.rate,
+            "median": round(statistics.median(ms), 1),
+            "p99": round(ms[max(0, round(len(ms) * 0.99) - 1)], 1),
+        }
+
+    async def size(self) -> None:
+        engine = self.service_running.records.engine
+        async with engine.connect() as connection:
+            total = (
+                await connection.execute(
+                    text(
+                        "SELECT pg_total_relation_size('cdrs') + "
+                        "pg_total_relation_size('call_events')"
+                    )
+                )
+            ).scalar_one()
+            records = (
+                await connection.execute(select(func.count()).select_from(cdrs))
+            ).scalar_one()
+        self.results["bytes_per_record"] = round(total / records)
+        await self.service_running.stop()
+
+    async def export(self) -> None:
+        records = self.args.records
+        template = fold_call(call_events("x", time.time()))[0]
+        engine = open_engine(database_url(self.url, ""))
+        started = time.perf_counter()
+        async with engine.begin() as connection:
+            for offset in range(0, records, 5000):
+                rows = []
+                for n in range(offset, min(offset + 5000, records)):
+                    record = template.model_copy(update={"call_id": f"csv-{n}"})
+                    rows.append(
+                        {
+                            "call_id": record.call_id,
+                            "from_tag": "ft",
+                            "version": 7,
+                            "state": "complete",
+                            "disposition": "answered",
+                            "setup_ms": round(record.setup_at * 1000) - n,
+                            "answer_ms": 1,
+                            "last_seen_ms": 1,
+                            "duration_ms": record.duration_ms,
+                            "billable_seconds": record.billable_seconds,
+                            "caller": record.caller,
+                            "callee": record.callee,
+                            "gateway": "gw-csv",
+                            "rule": record.rule,
+                            "subscriber": record.subscriber,
+                            "record": record.model_dump_json(),
+                        }
+                    )
+                await connection.execute(insert(cdrs), rows)
+        await engine.dispose()
+        inserted = time.perf_counter() - started
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.accounting",
+            "--export-from",
+            self.url,
+            stdout=subprocess.PIPE,
+        )
+        output, _ = await child.communicate()
+        figures = json.loads(output.decode().strip().splitlines()[-1])
+        self.results["csv_export"] = {
+            "records": records,
+            "insert_s": round(inserted, 1),
+            **figures,
+        }
+
+
+async def export_child(url: str) -> dict[str, Any]:
+    """Stream the whole CSV of the ``gw-csv`` records; time, bytes, this process's peak RSS."""
+    engine = open_engine(database_url(url, ""))
+    queries = RecordQueries(engine)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    size = rows = 0
+    async for chunk in csv_lines(queries, Filters(gateway="gw-csv")):
+        size += len(chunk)
+        rows += chunk.count("\n")
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "rows": rows - 1,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round((rows - 1) / elapsed) if elapsed else 0,
+        "mb": round(size / 1e6, 1),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "rss_growth_mb": round((peak - baseline) / 1024, 1),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.accounting", description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000, help="calls for the throughput run")
+    parser.add_argument("--live-calls", type=int, default=300, help="calls for the lag run")
+    parser.add_argument("--rate", type=float, default=50.0, help="calls/s of the lag run")
+    parser.add_argument("--records", type=int, default=20000, help="records for the CSV export")
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        default=AccountingSettings.model_fields["consumers"].default,
+        help="CALLMESH_ACCOUNTING_CONSUMERS",
+    )
+    parser.add_argument("--export-from", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.export_from:
+        print(json.dumps(asyncio.run(export_child(args.export_from))))
+        return 0
+    bench = Bench(args)
+    asyncio.run(bench.run())
+    print(json.dumps(bench.results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

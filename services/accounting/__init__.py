@@ -1,0 +1,1 @@
+"""Accounting: call records folded from the edges' call events, billed exactly once."""

@@ -1,0 +1,1 @@
+"""The accounting service's HTTP API: one router per resource."""

@@ -1,0 +1,28 @@
+"""The accounting service's own settings (``CALLMESH_ACCOUNTING_*``).
+
+Kept beside the service rather than in ``shared.settings`` because no other
+process reads them.  Without ``DATABASE_URL`` the records go to an SQLite file
+under ``CALLMESH_DATA_DIR``: for the all-in-one and one instance only.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AccountingSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLMESH_ACCOUNTING_", extra="ignore", hide_input_in_errors=True
+    )
+
+    database_url: SecretStr | None = None
+    """``postgresql://user:password@host:5432/db``; a secret: it may hold a password."""
+    max_call_duration: float = Field(default=4 * 3600.0, gt=0)
+    """Seconds without a sign of life after which an open call is closed as ``timeout``."""
+    close_interval: float = Field(default=60.0, gt=0)
+    """Seconds between two looks for calls to close as ``timeout``."""
+    consumers: int = Field(default=64, ge=1, le=256)
+    """Queue consumers of one instance: their events are committed together (group commit)."""
+    retry_delay: float = Field(default=1.0, gt=0)
+    """Seconds before retrying an event whose database write failed (doubling, up to 30)."""

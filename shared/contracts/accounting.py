@@ -1,0 +1,101 @@
+"""The accounting service's call record and its ``accounting.cdr.completed`` event.
+
+A :class:`CallRecord` is one call attempt (Call-ID and the caller's From tag)
+folded from the edges' ``edge.call.…`` events.  It is what ``GET /v1/cdrs``
+returns and what ``accounting.cdr.completed`` carries to billing.  Times are
+Unix seconds with millisecond precision, durations milliseconds.
+
+The event is published after the record's change is committed, so it is
+at-least-once: a crash between commit and publish, or a redelivered edge
+event, sends it again.  ``version`` grows by one with every change of the
+stored record; billing keeps the highest version per ``(call_id, from_tag)``
+and drops the rest.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.contracts.calls import TargetKind
+from shared.contracts.event import Event
+
+Disposition = Literal[
+    "answered", "busy", "no_answer", "failed", "cancelled", "unrouted", "rejected", "timeout"
+]
+"""How the attempt ended; docs/accounting.md says how each is decided from the events."""
+
+HangupSide = Literal["caller", "callee", "edge"]
+
+RecordState = Literal["open", "complete"]
+"""``open``: the call may still change (no final answer yet, or answered without a BYE);
+``complete``: it ended (BYE, final failure, CANCEL) or was closed by the timeout."""
+
+
+class BranchAttempt(BaseModel):
+    """One branch of the INVITE and its final answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    target_kind: TargetKind
+    address: str
+    carrier: str | None = None
+    sent_at: float
+    answered_at: float
+    status: int
+    reason: str = ""
+
+
+class CallRecord(BaseModel):
+    """One call attempt as billing sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    from_tag: str
+    state: RecordState
+    disposition: Disposition | None
+    """``None`` while the call is open and nothing final is known."""
+    setup_at: float
+    ring_at: float | None = None
+    answer_at: float | None = None
+    end_at: float | None = None
+    post_dial_delay_ms: int | None = None
+    duration_ms: int = 0
+    billable_seconds: int = 0
+    final_status: int | None = None
+    final_reason: str = ""
+    hangup_side: HangupSide | None = None
+    caller: str | None = None
+    caller_normalised: str | None = None
+    callee_dialled: str | None = None
+    callee: str | None = None
+    source: str | None = None
+    transport: str | None = None
+    subscriber: str | None = None
+    group: str | None = None
+    rule: str | None = None
+    carrier: str | None = None
+    gateway: str | None = None
+    """The answering branch's target (a gateway id, contact, ``set:uri`` or URI)."""
+    attempts: tuple[BranchAttempt, ...] = ()
+    edges: tuple[str, ...] = ()
+    last_seen_at: float
+    """The last sign of life: the latest event of the call."""
+
+
+class CdrCompleted(Event):
+    """A record became complete, or changed after it was (a late BYE after a timeout close)."""
+
+    routing_key: ClassVar[str] = "accounting.cdr.completed"
+
+    version: int
+    record: CallRecord
+
+
+CALLS_QUEUE = "accounting.calls"
+"""The durable work queue ``{ns}.accounting.calls`` the accounting instances share."""
+CALL_EVENTS = "edge.call.#"
+"""What the queue is bound to: every call event of every edge."""

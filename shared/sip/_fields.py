@@ -1,0 +1,51 @@
+"""One raw header field line: read its value, or write a new one (RFC 3261 §7.3.1).
+
+The message model keeps each header field as the bytes received, so reading a
+value (unfolding it, decoding UTF-8) and writing one (refusing a line break, a
+header injection) happen at this one place, for the readers, the model and the
+writers alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from shared.sip.errors import SipParseError
+from shared.sip.headers import header_key
+
+_FOLD: Final = re.compile(rb"\r?\n[ \t]+")
+
+
+def decode(raw: bytes, what: str) -> str:
+    """`raw` as UTF-8 text; `what` names it in the `SipParseError` when it is not."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise SipParseError(f"{what} is not valid UTF-8") from None
+
+
+def value_of(line: bytes) -> str:
+    """The value of a raw field line: folds unfolded, whitespace stripped, UTF-8 decoded."""
+    value = line[line.index(b":") + 1 :]
+    if b"\n" in value:
+        value = _FOLD.sub(b" ", value)
+    return decode(value.strip(b" \t\r\n"), "header value")
+
+
+def header_line(name: str, value: str) -> bytes:
+    """A new raw field line; a line break in `value` would inject a header, so it is refused."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name!r} value contains a line break")
+    return f"{name}: {value}".encode()
+
+
+def header_lists(headers: Iterable[tuple[str, str]]) -> tuple[list[str], list[bytes]]:
+    """(name, value) pairs as the model's parallel key and line lists, to build a message."""
+    keys = []
+    lines = []
+    for name, value in headers:
+        keys.append(header_key(name))
+        lines.append(header_line(name, value))
+    return keys, lines

@@ -1,0 +1,77 @@
+"""Group commit: concurrent events share a transaction; a bad one does not take its batch down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from services.accounting.batching import GroupCommit
+from services.accounting.fold import fold_call
+from services.accounting.store import Applied, RecordStore
+from shared.contracts.calls import CallEvent
+from tests.services.accounting.calls import answered_call, started
+
+
+class Spy:
+    """Counts the batches reaching the store; fails any batch holding the call ``poison``."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+        self.sizes: list[int] = []
+
+    async def apply_many(self, batch: Sequence[CallEvent]) -> list[Applied]:
+        self.sizes.append(len(batch))
+        if any(event.call_id == "poison" for event in batch):
+            raise ValueError("this event cannot be stored")
+        return await self.store.apply_many(batch)
+
+
+async def test_concurrent_events_share_commits(record_store: RecordStore) -> None:
+    spy = Spy(record_store)
+    committer = GroupCommit(spy)  # type: ignore[arg-type]
+    calls = [answered_call(f"c{n}") for n in range(10)]
+    events = [event for call in calls for event in call]
+    results = await asyncio.gather(*(committer.apply(event) for event in events))
+    assert len(spy.sizes) < len(events) / 4, spy.sizes
+    assert not any(applied.duplicate for applied in results)
+    for n, call in enumerate(calls):
+        reported = [a for e, a in zip(events, results, strict=True) if e.call_id == f"c{n}"]
+        assert reported[-1].records[0].record == fold_call(call)[0]
+    await committer.close()
+
+
+async def test_a_bad_event_fails_alone(record_store: RecordStore) -> None:
+    spy = Spy(record_store)
+    committer = GroupCommit(spy)  # type: ignore[arg-type]
+    events = [started("a"), started("poison"), started("b")]
+    results = await asyncio.gather(
+        *(committer.apply(event) for event in events), return_exceptions=True
+    )
+    assert isinstance(results[1], ValueError)
+    assert [type(r) for r in (results[0], results[2])] == [Applied, Applied]
+    await committer.close()
+
+
+async def test_a_batch_reports_each_call_once_and_inner_duplicates(
+    record_store: RecordStore,
+) -> None:
+    first, second = started("x"), started("y")
+    results = await record_store.apply_many([first, second, first])
+    assert [a.duplicate for a in results] == [False, False, True]
+    assert [s.changed for a in results for s in a.records] == [True, True, False]
+
+
+async def test_closing_fails_what_still_waits() -> None:
+    class Stuck:
+        async def apply_many(self, batch: Sequence[CallEvent]) -> list[Applied]:
+            await asyncio.Event().wait()
+            raise AssertionError
+
+    committer = GroupCommit(Stuck())  # type: ignore[arg-type]
+    waiting = asyncio.ensure_future(committer.apply(started()))
+    await asyncio.sleep(0.05)
+    await committer.close()
+    with pytest.raises(ConnectionError, match="stopping"):
+        await waiting
