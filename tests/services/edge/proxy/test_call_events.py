@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.edge.interfaces import Interface, Interfaces
-from services.edge.overload import LoadShedder
+from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.call_events import CallEvents, edge_cause
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.contracts.calls import (
     BranchTried,
@@ -28,7 +28,7 @@ from shared.contracts.calls import (
 )
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
-from tests.services.edge.dispatch.support import BOX1, BOX1_URI, farm_run
+from tests.services.edge.destinations.support import BOX1, BOX1_URI, farm_run
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,

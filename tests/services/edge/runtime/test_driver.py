@@ -6,13 +6,13 @@ import asyncio
 import time
 from typing import cast
 
-from services.edge.adapter import MAX_PENDING_PUBLISHES, ProxyDriver
-from services.edge.interfaces import Interface, Interfaces
 from services.edge.proxy.actions import Publish
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.core import Proxy
+from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
-from services.edge.sockets import EdgeSockets
+from services.edge.runtime.driver import MAX_PENDING_PUBLISHES, ProxyDriver
+from services.edge.runtime.sockets import EdgeSockets
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import CallStarted
