@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     tcp_message_timeout: float = Field(default=10.0, gt=0)
     """Seconds a TCP peer has to complete a message from its first byte (and to send a
     whole first message after connecting); a trickle does not extend it."""
+    call_events: bool = True
+    """Whether the edge publishes the `edge.call.…` events the accounting service builds
+    call records from (off: none, for a deployment without accounting)."""
     udp_mtu: int = Field(default=1300, ge=0)
     """Bytes above which a request the edge forwards goes by TCP instead of UDP when the
     next hop's URI does not name UDP (RFC 3261 §18.1.1; Kamailio's `udp_mtu`); 0: never."""

@@ -9,6 +9,7 @@ It measures exactly the code a worker runs per call, minus the event loop
 and the kernel, and is what `--profile` profiles.
 
     .venv/bin/python -m bench.proxy.core_calls --calls 20000
+    .venv/bin/python -m bench.proxy.core_calls --call-events off
     .venv/bin/python -m bench.proxy.core_calls --profile | head -40
 """
 
@@ -22,6 +23,7 @@ import time
 from collections.abc import Sequence
 
 from services.edge.proxy.actions import Action, Send
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
@@ -95,9 +97,12 @@ def _sent(actions: list[Action], destination: Destination) -> bytes:
 class CallDriver:
     """Plays caller and gateway around one `Proxy`, one call at a time, clock stepped per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, call_events: bool = True) -> None:
+        """`call_events`: as the edge runs by default (`CALLMESH_CALL_EVENTS`), or without."""
         interfaces = Interfaces([Interface("udp", EDGE, EDGE_PORT, EDGE_PORT)])
-        self.proxy = Proxy(interfaces, NumberRouter(_Table()), ProxyTimers(fr=2.0, fr_inv=10.0))
+        events = CallEvents("bench") if call_events else None
+        timers = ProxyTimers(fr=2.0, fr_inv=10.0)
+        self.proxy = Proxy(interfaces, NumberRouter(_Table()), timers, call_events=events)
         self.now = 0.0
         self.proxy_seconds = 0.0
         """Time spent inside the proxy only (the driver's message building left out)."""
@@ -134,9 +139,9 @@ class CallDriver:
         self._receive(_gateway_answer(bye, 200, "OK"), GATEWAY)
 
 
-def run(calls: int) -> float:
+def run(calls: int, *, call_events: bool = True) -> float:
     """Seconds per call spent in the proxy core (receive, next_deadline, expire)."""
-    driver = CallDriver()
+    driver = CallDriver(call_events=call_events)
     for n in range(200):
         driver.call(n)  # warm the memos
     gc.collect()
@@ -153,15 +158,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one run")
+    parser.add_argument(
+        "--call-events", choices=("on", "off"), default="on", help="the edge.call.… events"
+    )
     args = parser.parse_args(argv)
+    events = args.call_events == "on"
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(run, args.calls)
+        profiler.runcall(run, args.calls, call_events=events)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
         return 0
-    results = sorted(run(args.calls) for _ in range(args.repeat))
+    results = sorted(run(args.calls, call_events=events) for _ in range(args.repeat))
     median = results[len(results) // 2]
-    print(f"proxy core: {median * 1e6:.1f} µs per call (median of {args.repeat})")
+    print(
+        f"proxy core, call events {args.call_events}: {median * 1e6:.1f} µs per call"
+        f" (median of {args.repeat})"
+    )
     return 0
 
 

@@ -30,6 +30,13 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def test_call_events_are_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CALLMESH_CALL_EVENTS", raising=False)
+    assert Settings().call_events is True
+    monkeypatch.setenv("CALLMESH_CALL_EVENTS", "false")
+    assert Settings().call_events is False
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -1,7 +1,7 @@
 """The proxy core's state, the answers it makes itself, and its failure reports.
 
-`Answers` is the root of `Proxy`'s class chain (`Answers` ← `Forking` ←
-`NextHop` ← `Proxy`, one responsibility per module): it holds the
+`Answers` is the root of `Proxy`'s class chain (`Answers` ← `CallRecords` ←
+`Forking` ← `NextHop` ← `Proxy`, one responsibility per module): it holds the
 transaction table and every per-transaction map, and sends responses through
 a server transaction — its own (`_answer`: 100, 404, 480, ...) hidden like a
 relayed one where topology hiding restored the request.  A branch's
@@ -23,6 +23,7 @@ from services.edge.metrics import DESTINATION_FAILURES
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.branches import BranchMaker
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.dialogs import DialogGate
 from services.edge.proxy.forwarding import Branch, Forwarding, Parked, failover_allowed
 from services.edge.proxy.interfaces import Interfaces
@@ -84,6 +85,7 @@ class Answers:
         shedder: LoadShedder | None = None,
         udp_mtu: int = DEFAULT_UDP_MTU,
         dialogs: DialogGate | None = None,
+        call_events: CallEvents | None = None,
     ) -> None:
         self.udp_mtu = udp_mtu
         """Requests larger than this go by TCP where they may (RFC 3261 §18.1.1; 0: never)."""
@@ -97,6 +99,8 @@ class Answers:
         self.subscribers = subscribers
         self.dialogs = DialogGate.closed() if dialogs is None else dialogs
         """Who may follow a route set (signed Record-Route, trusted sources)."""
+        self.call_events = call_events
+        """Makes the `edge.call.…` events (None: `CALLMESH_CALL_EVENTS` off, none made)."""
         self._parked: dict[ServerTransaction, Parked] = {}
         self.calls = ActiveCalls() if calls is None else calls
         """Calls per dispatcher destination: the same object the router's sets read."""
@@ -118,11 +122,12 @@ class Answers:
         actions: list[Action],
         *,
         headers: Iterable[tuple[str, str]] = (),
-    ) -> None:
+    ) -> Response:
         response = make_response(
             server.request, status, reason, to_tag=self._to_tag, headers=headers
         )
         self._respond(server, self._local(server, response), now, actions)
+        return response
 
     def _local(self, server: ServerTransaction, response: Response) -> Response:
         """A response of our own: hidden like a relayed one if `server`'s request was restored.

@@ -13,7 +13,8 @@ unless it comes from a trusted source (`dialogs`: no open relay).
 
 `Proxy` is the one public entry; its behaviour is layered in a class chain,
 one responsibility per module: `answers` (state, own answers, failure
-reports) ← `forking` (branches, failover, CANCEL, the best answer) ←
+reports) ← `call_records` (the call events) ← `forking` (branches,
+failover, CANCEL, the best answer) ←
 `next_hop` (by Route, by Request-URI: registrar, subscribers, numbers) ←
 this module (parsing, stateless refusals, policy screens, the dialog check,
 Max-Forwards and loop checks, stateless ACK and response forwarding).
@@ -129,7 +130,10 @@ class Proxy(NextHop):
         if parked is None:
             return actions  # cancelled meanwhile
         if failed:
-            self._answer(server, 500, "Server Internal Error (location)", now, actions)
+            answer = self._answer(server, 500, "Server Internal Error (location)", now, actions)
+            self._publish_refused(
+                parked.request, parked.source, answer, now, actions, parked=parked
+            )
         else:
             self._proceed(parked, now, actions)
         return actions
@@ -137,8 +141,12 @@ class Proxy(NextHop):
     def refuse(self, server: ServerTransaction, now: float) -> list[Action]:
         """An `AuthFailed` was counted (and its delay waited): answer its 403."""
         actions: list[Action] = []
-        if self._parked.pop(server, None) is not None:  # else cancelled meanwhile
-            self._answer(server, 403, "Forbidden", now, actions)
+        parked = self._parked.pop(server, None)
+        if parked is not None:  # else cancelled meanwhile
+            answer = self._answer(server, 403, "Forbidden", now, actions)
+            self._publish_refused(
+                parked.request, parked.source, answer, now, actions, parked=parked
+            )
         return actions
 
     def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
@@ -193,7 +201,11 @@ class Proxy(NextHop):
                 request, server, source, listener, own, now=now, actions=actions, policy=policy
             )
         except SipError as error:
-            self._answer(server, error.status, error.reason, now, actions, headers=error.headers)
+            answer = self._answer(
+                server, error.status, error.reason, now, actions, headers=error.headers
+            )
+            if _new_call(request):  # refused before routing: 482, 483, 420, ...
+                self._publish_refused(request, source, answer, now, actions)
 
     def _route_new(
         self,
@@ -215,7 +227,8 @@ class Proxy(NextHop):
             self.shedder.refused += 1
             retry = (("Retry-After", self.shedder.retry_after),)
             reason = "Service Unavailable (overloaded)"
-            self._answer(server, 503, reason, now, actions, headers=retry)
+            answer = self._answer(server, 503, reason, now, actions, headers=retry)
+            self._publish_refused(request, source, answer, now, actions, cause="limit")
             return
         check_proxy_request(request)
         hash_now = loop_hash(request)
@@ -236,9 +249,12 @@ class Proxy(NextHop):
             record = not in_dialog and request.method in DIALOG_CREATING
             forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
             forwarding.policy = policy
+            if in_dialog and self.call_events is not None:
+                self._note_in_dialog(forwarding, self.call_events, now, actions)
             self._start(forwarding, now, actions)
             return
-        self._proceed(Parked(request, server, source, inbound, hash_now, policy), now, actions)
+        parked = Parked(request, server, source, inbound, hash_now, policy, seen_at=now)
+        self._proceed(parked, now, actions)
 
     def _forward_in_dialog_ack(
         self,

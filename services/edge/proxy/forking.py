@@ -5,7 +5,9 @@ contacts of one q) goes out as branches, each a client transaction with a
 failover timer.  Answers come back through `_client_event`: a provisional
 is relayed, a 2xx wins and the others are cancelled, a failure that allows
 failover moves on to the next group, and when none is left the best final
-answer goes upstream.
+answer goes upstream.  With call events on, the points where a call's events
+happen call `CallRecords` (each branch's final answer, the first ringing, the
+answer, the failure sent upstream, the CANCEL, a BYE's outcome).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import replace
 
 from services.edge import metrics
 from services.edge.proxy.actions import Action, Send
-from services.edge.proxy.answers import Answers
+from services.edge.proxy.call_events import RINGING
+from services.edge.proxy.call_records import CallRecords
 from services.edge.proxy.forwarding import Branch, Forwarding, failover_allowed
 from services.edge.proxy.routes import Hop
 from shared.contracts.edge import FailureReason
@@ -32,7 +35,7 @@ from shared.sip.transaction import (
 )
 
 
-class Forking(Answers):
+class Forking(CallRecords):
     """Sends a forwarding's branches and turns their answers into the one sent upstream."""
 
     def _start(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
@@ -87,7 +90,7 @@ class Forking(Answers):
         client, events = self.table.start_client(
             request, hop.destination, now, proxy=request.method == "INVITE"
         )
-        branch = Branch(forwarding, hop, client)
+        branch = Branch(forwarding, hop, client, sent_at=now)
         forwarding.branches.append(branch)
         self._branches[client] = branch
         branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
@@ -180,15 +183,22 @@ class Forking(Answers):
                 self._send_cancel(branch, now, actions)
             elif not forwarding.done:
                 self._relay(forwarding, response, now, actions)
+                if forwarding.call is not None and status in RINGING:
+                    self._publish_ringing(forwarding, status, now, actions)
             return
         if 200 <= status < 300:
             # Every 2xx goes upstream, even on a given-up branch (§16.7 step 5).
-            if forwarding.method == "INVITE" and not forwarding.done:
+            first = not forwarding.done
+            if forwarding.method == "INVITE" and first:
                 metrics.CALLS_SET_UP.inc()
             forwarding.done = True
             self._relay(forwarding, response, now, actions)
+            if forwarding.call is not None or forwarding.ending is not None:
+                self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
             return
+        if forwarding.call is not None:
+            self._publish_branch(branch, status, response.reason, now, actions)
         if branch.abandoned or forwarding.done:
             return
         forwarding.settle(branch)
@@ -231,6 +241,8 @@ class Forking(Answers):
         if branch.provisional:
             self._send_cancel(branch, now, actions)
         forwarding = branch.forwarding
+        if forwarding.call is not None:
+            self._publish_branch(branch, 408, "Request Timeout", now, actions)
         if forwarding.done:
             return
         forwarding.settle(branch)
@@ -246,15 +258,18 @@ class Forking(Answers):
         best = forwarding.best_response()
         forwarding.done = True
         if forwarding.cancelled and (best is None or best.status != 487):
-            self._answer(forwarding.server, 487, None, now, actions)
+            sent = self._answer(forwarding.server, 487, None, now, actions)
         elif best is None:
             reason = "Temporarily Unavailable (no gateway)"
-            self._answer(forwarding.server, 480, reason, now, actions)
+            sent = self._answer(forwarding.server, 480, reason, now, actions)
         elif best.status == 503:  # §16.7 step 6: a 503 upstream would make the caller back off
             reason = "Server Internal Error (next hop unavailable)"
-            self._answer(forwarding.server, 500, reason, now, actions)
+            sent = self._answer(forwarding.server, 500, reason, now, actions)
         else:
             self._relay(forwarding, best, now, actions)
+            sent = best
+        if forwarding.call is not None or forwarding.ending is not None:
+            self._publish_final(forwarding, sent, best is None, now, actions)
 
     def _relay(
         self, forwarding: Forwarding, response: Response, now: float, actions: list[Action]
@@ -275,13 +290,16 @@ class Forking(Answers):
             self._answer(server, 481, None, now, actions)
             return
         self._answer(server, 200, None, now, actions)
-        if self._parked.pop(invite, None) is not None:  # still waiting for a lookup
+        parked = self._parked.pop(invite, None)
+        if parked is not None:  # still waiting for a lookup
             self._answer(invite, 487, None, now, actions)
+            self._publish_cancelled(None, parked, now, actions)
             return
         forwarding = self._forwardings.get(invite)
         if forwarding is None or forwarding.done:
             return
         forwarding.cancelled = True
+        self._publish_cancelled(forwarding, None, now, actions)
         forwarding.hops.clear()
         for branch in forwarding.branches:
             if branch.provisional and not branch.abandoned:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from services.edge.proxy.call_events import CallNotes
 from services.edge.proxy.interfaces import Interface
 from services.edge.proxy.routes import Hop
 from shared.sip.errors import SipError
@@ -40,6 +41,13 @@ class Parked:
     loop_hash: str
     policy: PolicyContext | None = None
     authenticated: bool = False
+    callee: str | None = None
+    """Who routing found the request is for: the number after the dialplan, or a subscriber's
+    AoR (for the call events)."""
+    group: str | None = None
+    """The routing group a number was looked up in."""
+    seen_at: float = 0.0
+    """When it arrived (the core's clock): a call's start, however long it waits here."""
 
 
 @dataclass(eq=False, slots=True)
@@ -57,6 +65,10 @@ class Branch:
     """Given up on (timer or CANCEL); late answers are absorbed."""
     cancel_sent: bool = False
     timer: TimerHandle[Branch] | None = None
+    sent_at: float = 0.0
+    """When the request left (the core's clock)."""
+    reported: bool = False
+    """Its final answer was published (a `BranchTried`): once per branch."""
 
     def disarm(self, timers: TimerQueue[Branch]) -> None:
         """Stop this branch's failover timer (it has an answer, or is given up)."""
@@ -101,6 +113,10 @@ class Forwarding:
     done: bool = False
     policy: PolicyContext | None = None
     """The caller's source group and the hidden dialog's plan, for the policy stages."""
+    call: CallNotes | None = None
+    """Set when this forwarding is a call's INVITE and call events are on."""
+    ending: CallNotes | None = None
+    """Set when this forwarding is a BYE and call events are on."""
 
     @property
     def method(self) -> str:

@@ -59,15 +59,23 @@ class NextHop(Forking):
             )
             return
         except SipError as error:
-            self._answer(
+            answer = self._answer(
                 parked.server, error.status, error.reason, now, actions, headers=error.headers
             )
+            self._publish_refused(request, parked.source, answer, now, actions, parked=parked)
             return
         record = request.method in DIALOG_CREATING
         forwarding = Forwarding(
             parked.server, request, hops, parked.loop_hash, parked.inbound, record
         )
         forwarding.policy = parked.policy
+        events = self.call_events
+        if events is not None and request.method == "INVITE":
+            rule = next((hop.rule_id for hop in hops if hop.rule_id is not None), None)
+            actions.append(
+                self._call_started(events, request, parked.source, now, parked=parked, rule=rule)
+            )
+            forwarding.call = events.notes(request, now)
         self._start(forwarding, now, actions)
 
     def _register(
@@ -114,7 +122,7 @@ class NextHop(Forking):
             and uri.user
             and subscribers.directory.is_local_domain(uri.host, now)
         ):
-            hops = self._subscriber_hops(uri, subscribers, now)
+            hops = self._subscriber_hops(uri, subscribers, now, parked)
             if hops is not None:
                 return hops
         number = dialled_number(uri)
@@ -122,7 +130,11 @@ class NextHop(Forking):
             reason = "Not Found" if subscribers else "Not Found (registrar not available)"
             raise SipError(reason, 404)
         parked.policy = self.policies.admit_call(request, source, now)  # call limits
-        found = self.router.hops(number, source, request)
+        router = self.router
+        profile = router.caller_profile(source)
+        parked.callee = routed = router.translate(number, profile)
+        parked.group = profile.group
+        found = router.hops_for(routed, profile.group, request)
         found = self.policies.decide(request, source, number, found)  # the routing hook
         if found is None:
             raise SipError(
@@ -134,18 +146,21 @@ class NextHop(Forking):
         return hops
 
     def _subscriber_hops(
-        self, uri: SipUri, subscribers: Subscribers, now: float
+        self, uri: SipUri, subscribers: Subscribers, now: float, parked: Parked
     ) -> list[Hop] | None:
         """The hops to `uri`'s bindings; 480 without any; None when it is no subscriber."""
         directory = subscribers.directory
         user, domain = str(uri.user), uri.host.lower()
-        bindings = directory.bindings(f"sip:{user}@{domain}", now)
+        aor = f"sip:{user}@{domain}"
+        bindings = directory.bindings(aor, now)
         if bindings:
             hops = binding_hops(bindings, subscribers.flows, self.interfaces)
             if hops:
+                parked.callee = aor
                 return hops
         elif not directory.subscriber_exists(user, domain, now):
             return None
+        parked.callee = aor
         raise SipError("Temporarily Unavailable", 480)
 
     def _flow_hop(self, request: Request, token: str | None, source: Destination) -> Hop | None:

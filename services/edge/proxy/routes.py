@@ -118,18 +118,30 @@ class NumberRouter:
         self._gateway_uris: dict[str, SipUri | None] = {}
 
     def hops(self, number: str, source: Destination, request: Request | None = None) -> Found:
+        """The hops for `number` dialled from `source` (its caller profile, its dialplan)."""
+        profile = self.caller_profile(source)
+        return self.hops_for(self.translate(number, profile), profile.group, request)
+
+    def caller_profile(self, source: Destination) -> CallerProfile:
+        return self._classify(source)
+
+    def translate(self, number: str, profile: CallerProfile) -> str:
+        """`number` through the profile's dialplan, if it has one."""
+        if profile.dialplan is not None:
+            try:
+                return self._lookup.translate(profile.dialplan, number)
+            except KeyError:
+                log.warning("dialplan %r does not exist; number used as dialled", profile.dialplan)
+        return number
+
+    def hops_for(self, number: str, group: str, request: Request | None = None) -> Found:
         """(usable hops in order, how many were skipped as down), or None for no route.
 
+        `number` is the one to route (after the dialplan), `group` the routing group.
         A rule's dispatcher sets come first (their healthy destinations in each
         set's order, the routed number as user), then its gateways.
         """
-        profile = self._classify(source)
-        if profile.dialplan is not None:
-            try:
-                number = self._lookup.translate(profile.dialplan, number)
-            except KeyError:
-                log.warning("dialplan %r does not exist; number used as dialled", profile.dialplan)
-        route = self._lookup.lookup(number, profile.group)
+        route = self._lookup.lookup(number, group)
         if route is None:
             return None
         usable = route.usable()

@@ -105,9 +105,12 @@ class ProxyDriver:
             await self._protection.stop()
 
     def _set_wall_offset(self) -> None:
-        """Nonces carry wall time; the core runs on the loop's clock."""
+        """Nonces and call events carry wall time; the core runs on the loop's clock."""
+        offset = time.time() - self._loop.time()
         if self.proxy.subscribers is not None:
-            self.proxy.subscribers.wall_offset = time.time() - self._loop.time()
+            self.proxy.subscribers.wall_offset = offset
+        if self.proxy.call_events is not None:
+            self.proxy.call_events.wall_offset = offset
 
     def on_message(self, data: bytes, source: Destination, listener: Listener) -> None:
         self._run(self.proxy.receive(data, source, listener, self._loop.time()))

@@ -19,6 +19,7 @@ from services.edge.policy import EdgePolicies
 from services.edge.policy.callers import CallerProfiles
 from services.edge.policy.overload import LoadShedder, OverloadSettings
 from services.edge.policy.trust import SourceTrust
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FlowTokens
@@ -129,6 +130,7 @@ async def _serve_proxy(
         shedder=shedder,
         udp_mtu=settings.udp_mtu,
         dialogs=dialogs,
+        call_events=CallEvents(settings.instance) if settings.call_events else None,
     )
     protection = ProtectionFeed(
         store,

@@ -1,0 +1,177 @@
+"""The call records' side of the proxy core: its `edge.call.…` events, at the points they happen.
+
+`CallRecords` sits in `Proxy`'s class chain between `Answers` (the state)
+and `Forking` (the branches), which calls it where a call's events happen;
+it turns what a `Forwarding`, its `Branch`es and a `Parked` request already
+hold into events (`call_events.CallEvents` builds them), without any memory
+of its own.  Every method returns at once when call events are off.
+"""
+
+from __future__ import annotations
+
+from services.edge.proxy.actions import Action, Publish
+from services.edge.proxy.answers import Answers
+from services.edge.proxy.call_events import CallEvents
+from services.edge.proxy.forwarding import Branch, Forwarding, Parked
+from shared.contracts.calls import EdgeCause
+from shared.sip.message import Request, Response
+from shared.sip.transport.destination import Destination
+from shared.sip.uri import SipUri
+
+
+class CallRecords(Answers):
+    """Publishes a call's events from the forwarding state (none with call events off)."""
+
+    def _publish_refused(
+        self,
+        request: Request,
+        source: Destination,
+        answer: Response,
+        now: float,
+        actions: list[Action],
+        *,
+        parked: Parked | None = None,
+        cause: EdgeCause | None = None,
+    ) -> None:
+        """A call (out-of-dialog INVITE) the edge answered itself before any branch: its record.
+
+        A `CallStarted` with what is known, then its `CallFailed`.  A 401/407
+        challenge is no outcome: the caller asks again, same Call-ID and From tag.
+        """
+        events = self.call_events
+        if events is None or request.method != "INVITE" or answer.status in (401, 407):
+            return
+        actions.append(self._call_started(events, request, source, now, parked=parked))
+        notes = events.notes(request, now)
+        actions.append(
+            events.failed(notes, answer.status, answer.reason, now, by_edge=True, cause=cause)
+        )
+
+    def _call_started(
+        self,
+        events: CallEvents,
+        request: Request,
+        source: Destination,
+        now: float,
+        *,
+        parked: Parked | None = None,
+        rule: str | None = None,
+    ) -> Publish:
+        """`parked`: what routing found out so far (None: nothing, the call was refused first)."""
+        if parked is None:
+            return events.started(request, source, now)
+        subscriber = _aor(request) if parked.authenticated else None
+        return events.started(
+            request,
+            source,
+            parked.seen_at,
+            callee=parked.callee,
+            subscriber=subscriber,
+            rule=rule,
+            group=parked.group,
+        )
+
+    def _note_in_dialog(
+        self, forwarding: Forwarding, events: CallEvents, now: float, actions: list[Action]
+    ) -> None:
+        """A BYE's end is published with its final answer; a re-INVITE or UPDATE at once."""
+        request = forwarding.request
+        method = request.method
+        if method == "BYE":
+            forwarding.ending = events.notes(request, now)
+        elif method in ("INVITE", "UPDATE"):
+            actions.append(events.updated(request, now))
+
+    def _publish_cancelled(
+        self,
+        forwarding: Forwarding | None,
+        parked: Parked | None,
+        now: float,
+        actions: list[Action],
+    ) -> None:
+        """The caller's CANCEL matched a call: one routed (`forwarding`), or still being
+        routed (`parked`: its `CallStarted`, with what is known, comes first)."""
+        events = self.call_events
+        if events is None:
+            return
+        if forwarding is not None and forwarding.call is not None:
+            actions.append(events.cancelled(forwarding.call, now))
+        elif parked is not None and parked.request.method == "INVITE":
+            request = parked.request
+            actions.append(self._call_started(events, request, parked.source, now, parked=parked))
+            actions.append(events.cancelled(events.notes(request, now), now))
+
+    def _publish_branch(
+        self, branch: Branch, status: int, reason: str, now: float, actions: list[Action]
+    ) -> bool:
+        """`branch`'s final answer, once (a 2xx retransmitted, a late answer after a give-up
+        are not new): True when published now."""
+        call, events = branch.forwarding.call, self.call_events
+        if call is None or events is None or branch.reported:
+            return False
+        branch.reported = True
+        actions.append(
+            events.branch(
+                call, branch.hop, sent_at=branch.sent_at, status=status, reason=reason, now=now
+            )
+        )
+        return True
+
+    def _publish_ringing(
+        self, forwarding: Forwarding, status: int, now: float, actions: list[Action]
+    ) -> None:
+        call, events = forwarding.call, self.call_events
+        if call is None or events is None or call.rang:
+            return
+        call.rang = True
+        actions.append(events.ringing(call, status, now))
+
+    def _publish_success(
+        self, branch: Branch, response: Response, first: bool, now: float, actions: list[Action]
+    ) -> None:
+        """A 2xx relayed: an INVITE's branch and answer (each 2xx branch once: a fork
+        answered twice is two dialogs), or a BYE's end (its first final only)."""
+        forwarding, events = branch.forwarding, self.call_events
+        if events is None:
+            return
+        call = forwarding.call
+        if call is not None:
+            if self._publish_branch(branch, response.status, response.reason, now, actions):
+                to_tag = response.to_tag or ""
+                actions.append(events.answered(call, branch.hop, to_tag, now))
+        elif forwarding.ending is not None and first:
+            actions.append(events.ended(forwarding.ending, response.status))
+
+    def _publish_final(
+        self,
+        forwarding: Forwarding,
+        sent: Response,
+        no_branch: bool,
+        now: float,
+        actions: list[Action],
+    ) -> None:
+        """The final non-2xx sent upstream: a call's failure (none after a CANCEL: the
+        `CallCancelled` said it), or a BYE's end.  Ours when it carries our To tag."""
+        events = self.call_events
+        if events is None:
+            return
+        call = forwarding.call
+        if call is not None:
+            if forwarding.cancelled:
+                return
+            by_edge = sent.to_tag == self._to_tag
+            # No branch at all: a policy refused every hop, which is no routing failure.
+            cause: EdgeCause | None = "unavailable" if no_branch else None
+            actions.append(
+                events.failed(call, sent.status, sent.reason, now, by_edge=by_edge, cause=cause)
+            )
+        elif forwarding.ending is not None:
+            actions.append(events.ended(forwarding.ending, sent.status))
+
+
+def _aor(request: Request) -> str:
+    """The AoR a caller authenticated as: the From user at its domain (the realm)."""
+    uri = request.from_.uri
+    if not isinstance(uri, SipUri):
+        return str(uri)
+    return f"sip:{uri.user or ''}@{uri.host.lower()}"
