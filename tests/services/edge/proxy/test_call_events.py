@@ -10,7 +10,7 @@ import pytest
 
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish
-from services.edge.proxy.call_events import CallEvents, edge_cause
+from services.edge.proxy.call_events import CallEvents, CallNotes, edge_cause
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
@@ -194,6 +194,25 @@ def test_a_busy_callee_is_one_branch_and_the_failure_relayed(run: Run) -> None:
         ),
         CallFailed(**KEY, at=WALL + 103, status=486, reason="Whatever", origin="upstream"),
     ]
+
+
+def test_an_rfc2543_call_without_a_from_tag_is_keyed_by_an_empty_tag(run: Run) -> None:
+    """A consumer joins a call's events by Call-ID and From tag: each must carry the same."""
+    forwarded = only_request(run.send(invite().replace(b";tag=a1", b"")), GW1)
+    failed = published(run.send(answer(forwarded, 486), GW1))[-1]
+    assert failed == CallFailed(
+        **{**KEY, "from_tag": ""}, at=WALL + START, status=486, reason="Whatever", origin="upstream"
+    )
+    assert published(events_run().send(invite().replace(b";tag=a1", b""))) == [started(from_tag="")]
+
+
+def test_an_upstream_failure_carries_no_cause_of_the_edges() -> None:
+    events = CallEvents(ME)
+    notes = CallNotes("call-1", "a1")
+    upstream = events.failed(notes, 503, "x", START, by_edge=False, cause="limit").event
+    own = events.failed(notes, 503, "x", START, by_edge=True, cause="limit").event
+    assert isinstance(upstream, CallFailed) and isinstance(own, CallFailed)
+    assert (upstream.cause, own.cause) == (None, "limit")
 
 
 def test_a_failover_is_two_branches_then_the_answer(run: Run) -> None:

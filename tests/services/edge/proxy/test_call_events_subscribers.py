@@ -20,6 +20,7 @@ from tests.services.edge.proxy.test_call_events import published
 from tests.services.edge.proxy.test_core import EDGE, GW1, answer, only_request, sent_to
 from tests.services.edge.proxy.test_subscribers import (
     BOB,
+    CARRIER,
     DOMAIN,
     PASSWORD,
     PHONE,
@@ -44,6 +45,8 @@ CARRIERS_CALL = {
     "source": "198.51.100.99:5060",
     "transport": "udp",
 }
+UNKNOWN_CALLEE = {**CARRIERS_CALL, "callee": "bob"}
+"""A call started before its callee was looked up: the callee as dialled."""
 
 
 @pytest.fixture(autouse=True)
@@ -125,10 +128,30 @@ def test_a_call_cancelled_while_its_callee_is_looked_up_still_starts(run: Run) -
     lookups = [a for a in run.send(call()) if isinstance(a, Lookup)]
     assert lookups
     cancel = call().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    run.now += 1
     events = published(run.send(cancel))
-    assert [type(event) for event in events] == [CallStarted, CallCancelled]
-    assert events[1] == CallCancelled(**KEY)
+    # When the INVITE came (not the CANCEL), the callee not known yet: as dialled.
+    assert events == [CallStarted(**UNKNOWN_CALLEE), CallCancelled(**{**KEY, "at": 101.0})]
     assert published(run.proxy.resume(lookups[0].server, run.now)) == []
+
+
+def test_a_call_whose_lookup_failed_is_a_call_the_edge_could_not_route(run: Run) -> None:
+    run.directory.forget_all()
+    [lookup] = [a for a in run.send(call()) if isinstance(a, Lookup)]
+    run.now += 1
+    actions = run.proxy.resume(lookup.server, run.now, failed=True)
+    [final] = sent_to(actions, CARRIER)
+    assert final.startswith(b"SIP/2.0 500 Server Internal Error (location)")
+    assert published(actions) == [
+        CallStarted(**UNKNOWN_CALLEE),
+        CallFailed(
+            **{**KEY, "at": 101.0},
+            status=500,
+            reason="Server Internal Error (location)",
+            origin="edge",
+            cause="unavailable",
+        ),
+    ]
 
 
 def _nonce(request: bytes) -> str:

@@ -48,3 +48,11 @@ def test_a_request_from_the_flow_itself_is_recognised() -> None:
     assert is_from_flow(TCP_FLOW, Destination("tcp", "2001:db8::7", 5061, connection_id=42))
     assert is_from_flow(NAT_FLOW, NAT_FLOW)
     assert not is_from_flow(NAT_FLOW, Destination("udp", "203.0.113.9", 40124))
+
+
+def test_the_token_format_is_fixed_so_every_version_opens_it() -> None:
+    """During a rolling upgrade one edge's token is opened by an edge of another release:
+    the payload, its encoding and the MAC's length (16 bytes of HMAC-SHA256) are pinned."""
+    token = "dWRwIDIwMy4wLjExMy45IDQwMTIzIA.b1e67d310a305ea4501522d8143842e7"
+    assert FlowTokens(SECRET).mint(NAT_FLOW) == token
+    assert FlowTokens(SECRET).open(token) == NAT_FLOW

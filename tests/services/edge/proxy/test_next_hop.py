@@ -53,6 +53,7 @@ def test_an_options_with_no_hop_left_is_answered_by_the_edge_whatever_its_user(r
         (f"<sip:{EDGE}:5060;lr>", True),
         (f"<sip:{GW1.host};lr>", False),
         (f"<sip:{EDGE}:5080;lr>", False),  # our address, not our port
+        ("<tel:+15551234>", False),  # no SIP URI: nobody's address, so not ours
     ],
 )
 def test_an_options_to_the_edge_is_answered_only_if_every_route_is_ours(

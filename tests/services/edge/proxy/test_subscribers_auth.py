@@ -16,7 +16,7 @@ import pytest
 from services.edge.location import DomainQuery, Ha1Query, Query
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, AuthFailed, Lookup
-from shared.sip.auth.digest import authorize, compute_ha1, parse_challenge
+from shared.sip.auth.digest import authorize, compute_ha1, compute_response, parse_challenge
 from shared.sip.auth.offer import DigestOffer
 from shared.sip.message import Response, parse_message
 from shared.sip.transport.destination import Destination
@@ -195,10 +195,14 @@ def test_challenges_offer_md5_unless_the_domain_is_given_more(run: Run) -> None:
     assert offered(run.send(register, STRANGER), "www-authenticate") == ["SHA-256", "MD5"]
 
 
-def test_an_answer_in_an_algorithm_not_offered_is_challenged_again(run: Run) -> None:
+@pytest.mark.parametrize(
+    "offer",
+    ["SHA-256", f"MD5 {DOMAIN}=SHA-256"],  # MD5 off everywhere, or in the caller's realm only
+)
+def test_an_answer_in_an_algorithm_not_offered_is_challenged_again(run: Run, offer: str) -> None:
     challenge = final(run.send(request("MESSAGE", branch="z9hG4bKs8"), STRANGER))
     assert run.proxy.subscribers is not None
-    run.proxy.subscribers.offer = DigestOffer.parse("SHA-256")  # MD5 switched off meanwhile
+    run.proxy.subscribers.offer = DigestOffer.parse(*offer.split())  # switched meanwhile
     extra = digest_answer(challenge, "MESSAGE", "alice", PASSWORD, BOB)  # in MD5
     actions = run.send(request("MESSAGE", extra=extra, branch="z9hG4bKs9"), STRANGER)
     assert statuses(actions, STRANGER) == [407]
@@ -256,3 +260,27 @@ def test_a_register_in_an_algorithm_its_domain_no_longer_offers_is_challenged_ag
     assert [parse_challenge(value).algorithm for value in again.headers("www-authenticate")] == [
         "SHA-256"
     ]
+
+
+def test_a_right_password_with_a_nonce_count_that_is_no_number_is_400(run: Run) -> None:
+    """The digest verifies over any nc text, but a count the replay check cannot read is
+    refused (400 naming it) before any claim: never "no count", which would skip the check."""
+    challenge = parse_message(final(answered(run, "MESSAGE", BOB)))
+    assert isinstance(challenge, Response)
+    offered = parse_challenge(challenge.header("proxy-authenticate") or "")
+    response = compute_response(
+        compute_ha1("alice", DOMAIN, PASSWORD), method="MESSAGE", uri=BOB,
+        nonce=offered.nonce, qop="auth", nc="zz", cnonce="c0ffee",
+    )  # fmt: skip
+    extra = (
+        f'Proxy-Authorization: Digest username="alice", realm="{DOMAIN}", '
+        f'nonce="{offered.nonce}", uri="{BOB}", response="{response}", algorithm=MD5, '
+        'qop=auth, nc=zz, cnonce="c0ffee"\r\n'
+    )
+    actions = run.send(request("MESSAGE", extra=extra, branch="z9hG4bKs3"), STRANGER)
+    ha1 = compute_ha1("alice", DOMAIN, PASSWORD)
+    actions = run.resolve(actions, {Ha1Query("alice", DOMAIN, "MD5"): ha1})
+    refusal = parse_message(final(actions))
+    assert isinstance(refusal, Response)
+    assert (refusal.status, refusal.reason) == (400, "malformed digest nc")
+    nothing_reached_a_phone_or_gateway(actions)
