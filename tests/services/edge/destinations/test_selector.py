@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
-from services.edge.proxy.actions import Publish
+from services.edge.proxy.actions import Publish, Send
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 from shared.sip.message import Request, parse_message
 from tests.services.edge.destinations.support import BOX1, BOX1_URI, BOX2, BOX2_URI, farm, farm_run
@@ -78,6 +78,17 @@ def test_hash_from_user_sends_one_caller_to_one_box_whatever_the_call() -> None:
         assert len(boxes) == 1
         chosen |= boxes
     assert len(chosen) == 2  # and the callers spread over both boxes
+
+
+def test_the_proxy_hashes_each_call_by_its_own_caller() -> None:
+    """The proxy hands the request to the set: callers spread as the selector spreads them."""
+    run, _sets, _calls = farm_run(farm("hash_from_user"))
+    reached = set()
+    for n, user in enumerate(("alice", "bob", "carol", "dave", "erin", "frank")):
+        data = invite(branch=f"z9hG4bKh{n}").replace(b"call-1", f"call-h{n}".encode())
+        actions = run.send(data.replace(b"sip:alice@", f"sip:{user}@".encode()))
+        reached |= {a.destination for a in actions if isinstance(a, Send)} & {BOX1, BOX2}
+    assert reached == {BOX1, BOX2}
 
 
 def test_a_new_version_of_a_set_replaces_the_old_one() -> None:

@@ -333,3 +333,23 @@ def test_an_answer_of_the_edges_own_is_hidden_for_the_socket_it_leaves_by() -> N
     assert [r.status for r in responses] == [483]
     assert_hidden(responses, forwarded)
     assert "192.0.2.11" not in responses[0].to_bytes().decode()
+
+
+def test_a_late_200_is_hidden_for_the_socket_it_leaves_by() -> None:
+    """Relayed without a transaction, by our Via alone: hidden as the UDP socket's, not as
+    the TCP socket listed first, so the gateway sees the identities it saw in the call."""
+    run = policy_run()
+    run.proxy.interfaces = Interfaces(
+        [Interface("tcp", "192.0.2.11", 5060, 5060), Interface("udp", EDGE, 5060, 5060)]
+    )
+    hiding = TargetTopology(mask_call_id=True)
+    run.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", topology_hiding=hiding))
+    forwarded = hidden_call(run)
+    [to_inside] = requests_to(run.send(from_gateway(forwarded, "INVITE"), GW1), INSIDE_PROXY)
+    ok = answer(to_inside, 200)
+    [first] = [r for r in responses_to(run.send(ok, INSIDE_PROXY), GW1) if r.status == 200]
+    run.now += 40
+    run.proxy.expire(run.now)
+    [again] = responses_to(run.send(ok, INSIDE_PROXY), GW1)
+    assert again.to_bytes() == first.to_bytes()
+    assert "192.0.2.11" not in again.to_bytes().decode()

@@ -28,6 +28,7 @@ from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
 from shared.registrar.model import Location
 from shared.registrar.nonce_counts import NonceCounts
+from shared.sip.address import parse_address
 from shared.sip.auth.digest import authorize, compute_ha1, parse_challenge
 from shared.sip.auth.nonces import NonceKeeper, NonceState
 from shared.sip.message import Request, Response, parse_message
@@ -389,13 +390,32 @@ def test_a_call_to_a_phone_behind_another_edge_carries_a_route_signed_for_the_ca
         edge_address=f"sip:{other_edge.host}:{other_edge.port}",
     )  # fmt: skip
     run.directory.learn(BindingsQuery(BOB), (natted,), 0.0)
-    forwarded = only_request(run.send(call()), other_edge)
+    actions = run.send(call())
+    assert b"\r\nRoute: <sip:192.0.2.99:5060;lr;" in sent_to(actions, other_edge)[0]
+    forwarded = only_request(actions, other_edge)
     [route] = forwarded.routes
     assert isinstance(route.uri, SipUri)
     flow, token = route.uri.param("cm-flow"), route.uri.param("cm-rr")
     assert flow and token
     assert run.proxy.dialogs.signer.verify(token, forwarded.call_id, flow)
     assert not run.proxy.dialogs.signer.verify(token, "another-call", flow)
+
+
+def test_a_call_to_a_phone_behind_nat_here_is_record_routed_with_its_flow(run: Run) -> None:
+    """The callee's requests in the dialog come back along our Record-Route to the caller;
+    the caller's reach the phone only through its flow, named by the token in it."""
+    natted = Location(
+        aor=BOB, contact="sip:bob@10.0.0.7:5060", expires_at=10_000.0, q=None,
+        received="sip:203.0.113.40:40001", transport="udp", edge="edge-a",
+    )  # fmt: skip
+    run.directory.learn(BindingsQuery(BOB), (natted,), 0.0)
+    flow = Destination("udp", "203.0.113.40", 40001)
+    forwarded = only_request(run.send(call()), flow)
+    [record_route] = forwarded.headers("record-route")
+    uri = parse_address(record_route).uri
+    assert isinstance(uri, SipUri)
+    assert run.proxy.subscribers is not None
+    assert run.proxy.subscribers.flows.open(uri.param(FLOW_PARAM) or "") == flow
 
 
 ALICE = Destination("udp", "192.0.2.50", 5060)
