@@ -16,7 +16,7 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.acl import AddressAcl
-from shared.contracts.protection import ScannerFlagged
+from shared.contracts.protection import ScannerFlagged, SourceBlocked
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (
@@ -200,3 +200,16 @@ def test_a_forged_bye_does_not_free_a_callers_call_limit_slot() -> None:
     genuine = bye(forwarded.call_id, ours, "z9hG4bKbye2")
     assert [r.method for r in requests_to(run.send(genuine), GW1)] == ["BYE"]
     assert [r.method for r in requests_to(run.send(new_call(3)), GW1)] == ["INVITE"]  # freed
+
+
+def test_a_flood_through_the_proxy_is_published_once_then_dropped_unanswered() -> None:
+    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
+    table = Table()
+    policies = EdgePolicies(table, guard(), None, None)
+    run = Run(Proxy(interfaces, NumberRouter(table), ProxyTimers(), policies), table)
+    answered = [run.send(new_call(n)) for n in range(3)]  # the limit: 3 a second
+    assert all(responses_to(actions, INSIDE) for actions in answered)  # the positive control
+    blocked = run.send(new_call(3))
+    assert [type(a.event) for a in blocked if isinstance(a, Publish)] == [SourceBlocked]
+    assert [a for a in blocked if not isinstance(a, Publish)] == []
+    assert run.send(new_call(4)) == []

@@ -9,10 +9,12 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from shared.contracts.edge import GatewayFailed
+from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
     GW1,
+    TCP_IN,
     UDP_IN,
     Run,
     Table,
@@ -21,6 +23,7 @@ from tests.services.edge.proxy.test_core import (
     only_request,
     run,
     sent_to,
+    statuses,
 )
 
 __all__ = ["run"]  # the fixture, shared with test_core
@@ -55,3 +58,23 @@ def test_the_configured_t1_paces_the_retransmissions_to_a_gateway() -> None:
     assert sent_to(proxy.expire(100.19), GW1) == []  # the control: not yet
     [again] = sent_to(proxy.expire(100.21), GW1)
     assert again.startswith(b"INVITE ")
+
+
+def test_a_forwarding_is_forgotten_when_its_transaction_ends_at_once_over_tcp(run: Run) -> None:
+    """Over TCP no Timer J or I waits (§17.2.2, §17.2.1): a MESSAGE's transaction ends with
+    its final response, an INVITE's with the ACK of its failure; neither may stay behind."""
+    caller = Destination("tcp", CALLER.host, CALLER.port, connection_id=7)
+    data = invite().replace(b"SIP/2.0/UDP 10.0.0.5", b"SIP/2.0/TCP 10.0.0.5")
+    message = data.replace(b"INVITE sip", b"MESSAGE sip").replace(b"1 INVITE", b"1 MESSAGE")
+    forwarded = only_request(run.send(message, caller, TCP_IN), GW1)
+    assert len(run.proxy._forwardings) == 1
+    assert statuses(run.send(answer(forwarded, 200), GW1), caller) == [200]
+    assert run.proxy._forwardings == {}
+    forwarded = only_request(run.send(data, caller, TCP_IN), GW1)
+    assert statuses(run.send(answer(forwarded, 486), GW1), caller) == [486]
+    assert len(run.proxy._forwardings) == 1  # until the caller's ACK
+    ack = data.replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
+    run.send(
+        ack.replace(b"example.com>\r\nCall-ID", b"example.com>;tag=gw\r\nCall-ID"), caller, TCP_IN
+    )
+    assert run.proxy._forwardings == {}

@@ -79,6 +79,7 @@ def test_inbound_prefers_the_private_via_port_then_the_shared_port_then_outbound
     interfaces = Interfaces([private, shared, tcp])
     assert interfaces.inbound("udp", "192.0.2.1", 5060) == shared
     assert interfaces.inbound("udp", "192.0.2.1", 40000) == private
-    only_private = Interfaces([private, tcp])
+    other = Interface("udp", "192.0.2.1", 5062, 5062)
+    only_private = Interfaces([other, private, tcp])
     assert only_private.inbound("udp", "192.0.2.1", 5060) == private  # by the shared port
     assert only_private.inbound("tcp", "192.0.2.1", 5070) == tcp  # unknown port: outbound

@@ -82,6 +82,15 @@ def test_the_route_handed_to_a_strict_router_is_spelled_route(run: Run) -> None:
     assert statuses(run.send(options(f"sip:{EDGE}", route=f"<sip:{GW1.host};lr>"))) == [403]
 
 
+def test_a_strict_routers_last_route_is_the_request_uri_not_a_preloaded_route(run: Run) -> None:
+    """§16.4: our URI in the Request-URI, the real one in the last Route: an untrusted
+    caller's request is routed by that Request-URI, not refused for a route of its own."""
+    data = invite(uri=f"sip:{EDGE}:5060;lr", extra=f"Route: <sip:14075551234@{EDGE}>\r\n")
+    actions = run.send(data)
+    assert statuses(actions) == [100]
+    assert only_request(actions, GW1).uri_text == f"sip:0014075551234@{GW1.host}"
+
+
 # ----- a TLS socket's address written without a port: 5061 (RFC 3261 §19.1.2) ---------------
 
 
@@ -149,4 +158,15 @@ def test_a_loop_through_our_tls_via_without_a_port_is_482() -> None:
         b"Via: ", f"Via: SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw9\r\nVia: ".encode(), 1
     )
     looped = final_of(run.send(back, GW1), GW1)
+    assert (looped.status, looped.reason) == (482, "Loop Detected")
+
+
+def test_a_loop_through_our_via_on_a_port_not_the_default_is_482() -> None:
+    """Our Via's port is part of "ours": the UDP socket here is on 5080, not 5060."""
+    run = tls_run()
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sip:{GW1.host};lr>\r\n")
+    forwarded = only_request(run.send(data, PEER, Listener("udp", EDGE, 5080)), GW1)
+    assert forwarded.headers("via")[0].startswith(f"SIP/2.0/UDP {EDGE}:5080;")
+    forwarded.prepend_via(f"SIP/2.0/UDP {GW1.host}:5060;branch=z9hG4bKgw1")
+    looped = final_of(run.send(forwarded.to_bytes(), GW1), GW1)
     assert (looped.status, looped.reason) == (482, "Loop Detected")

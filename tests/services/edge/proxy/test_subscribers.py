@@ -20,6 +20,7 @@ from services.edge.location import (
 )
 from services.edge.location.directory import Answer
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
+from services.edge.proxy.branches import hash_in_branch, loop_hash
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
@@ -809,6 +810,23 @@ def test_a_request_along_a_flow_token_goes_to_that_flow_unchanged(run: Run) -> N
     # From the flow itself, the token is no way back to it: the Request-URI is followed.
     from_phone = bye.replace(b"z9hG4bKf2", b"z9hG4bKf3").replace(b"198.51.100.99", b"192.0.2.21")
     assert sent_to(run.send(from_phone, PHONE), Destination("udp", "10.9.9.9", 5060))
+
+
+def test_a_call_handed_over_along_a_flow_token_is_record_routed_with_a_loop_hash(
+    run: Run,
+) -> None:
+    """Another edge's call to a phone whose flow is here: the dialog must come back through
+    this edge (its Record-Route, with the flow), and a loop must still be seen (§16.6 step 8)."""
+    token = FlowTokens(b"deployment-secret").mint(PHONE)
+    route = f"<sip:{EDGE}:5060;lr{run.proxy.dialogs.route_params('flow-3', token)}>"
+    data = call(extra=f"Route: {route}\r\n").replace(b"Call-ID: call-7", b"Call-ID: flow-3")
+    forwarded = only_request(run.send(data), PHONE)
+    [record_route] = forwarded.headers("record-route")
+    uri = parse_address(record_route).uri
+    assert isinstance(uri, SipUri) and uri.param(FLOW_PARAM) == token
+    received = parse_message(data)
+    assert isinstance(received, Request)
+    assert hash_in_branch(forwarded.top_via.branch) == loop_hash(received)
 
 
 def along_flow(run: Run, method: str, branch: str, extra: str = "") -> bytes:
