@@ -85,7 +85,7 @@ def test_the_route_handed_to_a_strict_router_is_spelled_route(run: Run) -> None:
 def test_a_strict_routers_last_route_is_the_request_uri_not_a_preloaded_route(run: Run) -> None:
     """§16.4: our URI in the Request-URI, the real one in the last Route: an untrusted
     caller's request is routed by that Request-URI, not refused for a route of its own."""
-    data = invite(uri=f"sip:{EDGE}:5060;lr", extra=f"Route: <sip:14075551234@{EDGE}>\r\n")
+    data = invite(uri=f"sip:{EDGE}:5060;lr", extra=f"Route: <sip:14075551234@{GW2.host}>\r\n")
     actions = run.send(data)
     assert statuses(actions) == [100]
     assert only_request(actions, GW1).uri_text == f"sip:0014075551234@{GW1.host}"
