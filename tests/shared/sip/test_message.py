@@ -106,6 +106,7 @@ def test_forwarding_edits() -> None:
     assert wire.startswith(b"INVITE sip:bob@192.0.2.50:5080 SIP/2.0\r\n")
     assert b"Route: <sip:p2.example.com;lr>\r\nRoute: <sip:p3.example.com;lr>\r\n" in wire
     assert b"Max-Forwards: 69\r\n" in wire
+    assert b"\r\nRecord-Route: <sip:proxy.example.com;lr>\r\n" in wire  # spelled as usual
     assert b"Subject: first line\r\n  second line\r\n" in wire
     again = parse_message(wire)
     assert isinstance(again, Request)
@@ -170,6 +171,10 @@ def test_generic_header_edits() -> None:
     assert message.headers("x-trace") == ["only"]
     assert message.remove_header("x-trace") == 1
     assert not message.has_header("X-Trace")
+    message.set_header("X-New", "1")  # absent: added
+    assert message.has_header("x-new") and message.headers("X-New") == ["1"]
+    message.set_header("x-new", "2")
+    assert message.headers("x-new") == ["2"]
     message.set_body(b"hello", "text/plain")
     again = parse_message(message.to_bytes(), stream=True)
     assert (again.body, again.content_type) == (b"hello", "text/plain")
@@ -209,6 +214,8 @@ def test_header_fields_in_order() -> None:
     )
     assert fields[1][0] == "v"
     assert ("Subject", "first line second line") in fields
+    spaced = parse_message(INVITE.replace(b"CSeq:", b"X-TAX \t: 1\r\nCSeq:"))
+    assert ("X-TAX", "1") in spaced.header_fields()  # the blanks before the colon only
 
 
 def test_datagram_without_content_length_takes_the_rest() -> None:
@@ -369,8 +376,9 @@ PEEKED = (
         PEEKED.replace(b"Call-ID:", b"i:"),
         PEEKED.replace(b"Call-ID:", b"call-id  :\t"),
         PEEKED.replace(b"Call-ID:", b"CALL-ID:"),
+        PEEKED.replace(b"Via:", b"VIA:").replace(b"Call-ID:", b"CALL-ID:"),
     ],
-    ids=["canonical", "lf", "compact", "spaced", "upper"],
+    ids=["canonical", "lf", "compact", "spaced", "upper", "upper-first-line"],
 )
 def test_a_header_is_peeked_in_any_spelling(message: bytes) -> None:
     assert peek_header(message, "call-id") == b"a84b4c76e66710@pc33"

@@ -13,7 +13,7 @@ from shared.sip.auth.check import (
     judge,
     nonce_count,
 )
-from shared.sip.auth.digest import Credentials, compute_ha1, parse_challenge
+from shared.sip.auth.digest import Credentials, authorize, compute_ha1, parse_challenge
 from shared.sip.auth.nonces import NonceKeeper, NonceState
 from shared.sip.errors import SipError
 from shared.sip.message import Request, parse_message
@@ -70,7 +70,9 @@ def test_an_algorithm_the_realm_does_not_offer_counts_as_no_credentials() -> Non
 def test_identity_must_match_the_aor() -> None:
     request, credentials = challenged(Phone("alice", REALM, "pw"))
     check_identity(credentials, request, "alice")
-    with pytest.raises(SipError) as raised:
+    with pytest.raises(
+        SipError, match=r"^authenticated user may not register this address$"
+    ) as raised:
         check_identity(credentials, request, "bob")
     assert raised.value.status == 403
 
@@ -87,3 +89,45 @@ def test_the_digest_uri_must_be_the_request_uri() -> None:
 def test_the_nonce_count_is_read_as_hexadecimal(nc: str, count: int) -> None:
     credentials = Credentials(scheme="Digest", params={"nc": nc})
     assert nonce_count(credentials) == count
+
+
+def test_credentials_for_our_realm_are_found_after_another_hops() -> None:
+    """A request may carry an Authorization for each hop's realm: ours need not be first."""
+    phone = Phone("alice", REALM, "pw")
+    challenged(phone)
+    data = phone.register()
+    foreign = (
+        b'Authorization: Digest username="alice", realm="elsewhere.org", nonce="n1", '
+        b'uri="sip:elsewhere.org", response="0123456789abcdef0123456789abcdef"\r\n'
+    )
+    data = data.replace(b"Authorization: ", foreign + b"Authorization: ", 1)
+    request = parse_message(data)
+    assert isinstance(request, Request)
+    assert len(request.headers("authorization")) == 2
+    credentials = credentials_for(request, REALM, BOTH)
+    assert credentials is not None and credentials.realm == REALM
+
+
+def test_an_auth_int_answer_is_judged_over_the_body_it_came_with() -> None:
+    challenge = parse_challenge(
+        f'Digest realm="{REALM}", nonce="n1", qop="auth-int", algorithm=MD5'
+    )
+    body = b"v=0\r\n"
+    credentials = authorize(
+        challenge, username="alice", password="pw", method="MESSAGE",
+        uri="sip:bob@example.com", cnonce="c0ffee", body=body,
+    )  # fmt: skip
+    ha1 = compute_ha1("alice", REALM, "pw")
+
+    def message(content: bytes) -> Request:
+        request = parse_message(
+            b"MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"
+            b"From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\n"
+            b"Call-ID: c1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(content), content)
+        )
+        assert isinstance(request, Request)
+        return request
+
+    assert judge(credentials, message(body), ha1, NonceState.FRESH) is Verdict.ACCEPTED
+    assert judge(credentials, message(b"v=1\r\n"), ha1, NonceState.FRESH) is Verdict.FORBIDDEN
