@@ -20,6 +20,7 @@ def test_new_branches_carry_the_cookie_and_are_unique() -> None:
 def test_rfc3261_branch_detection() -> None:
     assert is_rfc3261_branch("z9hG4bK776asdhds")
     assert not is_rfc3261_branch("z9hG4bK")
+    assert is_rfc3261_branch("z9hG4bK1")  # the cookie and one character are enough
     assert not is_rfc3261_branch("776asdhds")
     assert not is_rfc3261_branch(None)
 

@@ -162,6 +162,13 @@ def test_missing_max_forwards_is_added() -> None:
     assert b"\r\nMax-Forwards: 69\r\n" in message.to_bytes()
 
 
+def test_an_element_popped_from_a_spaced_field_leaves_it_spelled_as_usual() -> None:
+    message = parse_message(INVITE.replace(b"Route: <sip:p1", b"Route \t: <sip:p1"))
+    assert isinstance(message, Request)
+    assert message.pop_route() == parse_address("<sip:p1.example.com;lr>")
+    assert b"\r\nRoute: <sip:p2.example.com;lr>\r\nRoute: <sip:p3" in message.to_bytes()
+
+
 def test_generic_header_edits() -> None:
     message = invite()
     message.add_header("X-Trace", "1")
