@@ -263,11 +263,16 @@ def test_leading_keepalive_crlf_is_skipped() -> None:
         (b"INVITE sip:a@b HTTP/1.1\r\n\r\n", "malformed SIP version"),
         (b"INVITE sip:a@b SIP/2.0\r\nl: 1\r\nl: 1\r\n\r\nx", "more than one Content-Length header"),
         (b"INVITE sip:a@b SIP/2.0\r\nTo: \xff\r\n\r\n", None),
+        # A datagram without its blank line loses its last line breaks, no other character:
+        (
+            b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\x0c",
+            "malformed header line (no name or colon)",
+        ),
     ],
 )
 def test_framing_errors(data: bytes, reason: str | None) -> None:
     if reason is None:
-        with pytest.raises(SipParseError, match="not valid UTF-8"):
+        with pytest.raises(SipParseError, match=r"^header value is not valid UTF-8$"):
             parse_message(data).header("To")
         return
     with pytest.raises(SipParseError) as caught:
@@ -539,9 +544,11 @@ def test_a_message_too_large_says_so() -> None:
     assert (raised.value.status, raised.value.reason) == (513, "message too large")
 
 
-def test_a_reason_phrase_that_is_not_utf8_is_named() -> None:
+def test_a_reason_phrase_or_request_uri_that_is_not_utf8_is_named() -> None:
     with pytest.raises(SipParseError, match=r"^reason phrase is not valid UTF-8$"):
         parse_message(b"SIP/2.0 200 \xff\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(SipParseError, match=r"^Request-URI is not valid UTF-8$"):
+        parse_message(b"OPTIONS sip:\xff@b SIP/2.0\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_header_values_and_a_datagram_without_blank_line_keep_their_edge_characters() -> None:
