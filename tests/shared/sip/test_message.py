@@ -169,6 +169,16 @@ def test_an_element_popped_from_a_spaced_field_leaves_it_spelled_as_usual() -> N
     assert b"\r\nRoute: <sip:p2.example.com;lr>\r\nRoute: <sip:p3" in message.to_bytes()
 
 
+def test_an_edited_message_is_serialised_once_until_edited_again() -> None:
+    """A proxy sizes a request for the MTU, then its transaction sends it: one join, not two."""
+    message = invite()
+    message.prepend_via("SIP/2.0/UDP proxy.example.com;branch=z9hG4bKfwd")
+    wire = message.to_bytes()
+    assert message.to_bytes() is wire
+    message.decrement_max_forwards()
+    assert message.to_bytes() is not wire and b"Max-Forwards: 69\r\n" in message.to_bytes()
+
+
 def test_generic_header_edits() -> None:
     message = invite()
     message.add_header("X-Trace", "1")
