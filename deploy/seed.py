@@ -9,7 +9,7 @@ one edge with SIPp playing the gateways (loopback, ports from ``--port`` up):
 | --- | --- | --- | --- | --- |
 | ``9001…`` | ``seed-answer`` | ``seed-answer`` | answers | answered |
 | ``9002…`` | ``seed-busy`` | ``seed-busy`` | 486 Busy Here | busy |
-| ``9003…`` | ``seed-failover`` | ``seed-down``, ``seed-backup`` | 503, then answers | answered by the second |
+| ``9003…`` | ``seed-failover`` | ``seed-down``, ``seed-backup`` | 503; answers | answered (2nd) |
 | ``9004…`` | ``seed-ring`` | ``seed-ring`` | rings until cancelled | cancelled |
 | ``9009…`` | none | | | unrouted: the edge's 404 |
 
