@@ -146,9 +146,7 @@ class Accounting:
     def start(self, name: str) -> None:
         self.starts += 1
         port = free_port()
-        env = dict(
-            self.env, CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{port}", CALLMESH_INSTANCE=name
-        )
+        env = dict(self.env, CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{port}", CALLMESH_INSTANCE=name)
         log = open(self.workdir / f"{name}-{self.starts}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "-m", "services.accounting"],
@@ -270,20 +268,19 @@ class Platform:
             wait_bound(port)
         return started
 
-    def caller(
-        self, outcome: str, calls: int, rate: float, *, scenario: str | Path | None = None
-    ) -> Sipp:
-        """A SIPp caller placing `calls` calls of `outcome` at `rate` calls/s."""
+    def caller(self, outcome: str, calls: int, rate: float, *, hold_ms: int | None = None) -> Sipp:
+        """A SIPp caller placing `calls` calls of `outcome` at `rate` calls/s (an answered
+        one talks `hold_ms`, by default `HOLD_MS`)."""
         route: SeedRoute = ROUTE[outcome]
         args = ["-s", route.number, "-r", str(rate)]
-        if scenario is None:
-            if outcome in HOLD_MS:
-                args += ["-set", "hold", str(HOLD_MS[outcome])]
-            refused = {"busy": 486, "unrouted": 404}
-            if outcome in refused:
-                scenario = self.refused(refused[outcome])
-            else:
-                scenario = {"answer": "caller", "failover": "caller", "ring": "caller_cancel"}[outcome]
+        if outcome in HOLD_MS:
+            args += ["-set", "hold", str(hold_ms or HOLD_MS[outcome])]
+        scenario: str | Path
+        refused = {"busy": 486, "unrouted": 404}
+        if outcome in refused:
+            scenario = self.refused(refused[outcome])
+        else:
+            scenario = {"answer": "caller", "failover": "caller", "ring": "caller_cancel"}[outcome]
         return sipp(
             self.workdir,
             scenario,
