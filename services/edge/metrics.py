@@ -142,6 +142,8 @@ def count_gateway_attempt(gateway_id: str) -> None:
 
 def count_gateway_failure(gateway_id: str) -> None:
     _inc(GATEWAY_FAILURES, gateway_id)
+
+
 EVENTS_WAITING = Gauge(
     "callmesh_edge_events_waiting", "Events (call events, reports) waiting to be published"
 )
