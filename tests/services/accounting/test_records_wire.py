@@ -111,13 +111,16 @@ def test_every_outcome_of_the_seed_table_gives_its_record(
     finish(platform, gateways, callers)
     calls = placed(callers)
     records = platform.accounting.settled(set(calls), since)
-    errors = check_records(records, calls)
-    assert max(errors) <= DURATION_TOLERANCE_MS
+    errors = sorted(check_records(records, calls))
     with capsys.disabled():
         print(
-            f"\n{len(calls)} calls at {RATE:g}/s: record duration vs SIPp's, max"
-            f" {max(errors):.1f} ms, mean {sum(errors) / len(errors):.1f} ms"
+            f"\n{len(calls)} calls at {RATE:g}/s, {len(errors)} answered: record duration vs"
+            f" SIPp's, median {errors[len(errors) // 2]:.1f} ms,"
+            f" p99 {errors[int(len(errors) * 0.99)]:.1f} ms, max {errors[-1]:.1f} ms,"
+            f" over {DURATION_TOLERANCE_MS} ms: {sum(e > DURATION_TOLERANCE_MS for e in errors)}"
         )
+    assert errors[-1] <= DURATION_TOLERANCE_MS
+    assert "missing Via" not in platform.edge.log()  # every ACK (the 487's too) was taken
 
 
 def test_an_accounting_instance_killed_and_restarted_mid_traffic_loses_nothing(
