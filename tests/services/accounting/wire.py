@@ -308,14 +308,8 @@ def running_platform(workdir: Path) -> Iterator[Platform]:
     url, database = asyncio.run(fresh_postgres())
     first_port = consecutive_free_ports(len(gateway_ports(0)))
     # Every caller is 127.0.0.1: one source far busier than a real phone, which the flood
-    # limit and the sweep detection would block.  No load shedding: on a busy machine the
-    # edge's loop lags past its 100 ms, and a shed call proves nothing about accounting.
-    settings = {
-        "instance": "edge-a",
-        "pike_limit": "100000",
-        "scanner_sweep_targets": "100000",
-        "overload_lag_ms": "0",
-    }
+    # limit and the sweep detection would block.
+    settings = {"instance": "edge-a", "pike_limit": "100000", "scanner_sweep_targets": "100000"}
     try:
         with running_edge(workdir, **settings) as edge:
             env = dict(edge.env, CALLMESH_ACCOUNTING_DATABASE_URL=url)
