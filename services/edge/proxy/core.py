@@ -249,6 +249,8 @@ class Proxy(NextHop):
             record = not in_dialog and request.method in DIALOG_CREATING
             forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
             forwarding.policy = policy
+            if record:
+                forwarding.caller_flow = self._caller_flow(request, source)
             if in_dialog and self.call_events is not None:
                 self._note_in_dialog(forwarding, self.call_events, now, actions)
             self._start(forwarding, now, actions)

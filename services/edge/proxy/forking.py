@@ -19,6 +19,7 @@ from services.edge import metrics
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.call_events import RINGING
 from services.edge.proxy.call_records import CallRecords
+from services.edge.proxy.flows import join_flows
 from services.edge.proxy.forwarding import Branch, Forwarding, failover_allowed
 from services.edge.proxy.routes import Hop
 from shared.contracts.edge import FailureReason
@@ -72,7 +73,8 @@ class Forking(CallRecords):
             request.add_header("Route", route)
         outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
         if forwarding.record_route:  # signed, so the dialog's requests may follow it back
-            params = self.dialogs.route_params(request.call_id, hop.flow_token)
+            flows = join_flows(hop.flow_token, forwarding.caller_flow)
+            params = self.dialogs.route_params(request.call_id, flows)
             if outbound != forwarding.inbound:
                 request.add_record_route(f"{forwarding.inbound.record_route[:-1]}{params}>")
             request.add_record_route(f"{outbound.record_route[:-1]}{params}>")

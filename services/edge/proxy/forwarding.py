@@ -117,6 +117,9 @@ class Forwarding:
     """Set when this forwarding is a call's INVITE and call events are on."""
     ending: CallNotes | None = None
     """Set when this forwarding is a BYE and call events are on."""
+    caller_flow: str | None = None
+    """The flow token of a caller behind NAT or on a connection, for the Record-Route: the
+    far end's in-dialog requests reach the caller by it."""
 
     @property
     def method(self) -> str:
