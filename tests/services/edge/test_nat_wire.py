@@ -11,6 +11,7 @@ reaches the phone got there through the NAT mapping its own request opened.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,20 +76,44 @@ async def test_a_natted_phone_registers_and_is_called(
     assert phone.received("BYE") == 1
 
 
-def test_a_natted_caller_gets_the_far_ends_reinvite_and_bye(
-    cluster: Cluster, network: NatNetwork, workdir: Path
-) -> None:
+def call_out(
+    cluster: Cluster, network: NatNetwork, workdir: Path, hold_ms: int
+) -> tuple[Sipp, Sipp]:
+    """The phone calls a gateway that re-INVITEs it, then hangs up `hold_ms` later."""
     cluster.subscriber("natcaller")
     port = free_port()
     cluster.a.route({"gw1": port}, {"r1": ("1555", ["gw1"])})
-    gateway = sipp(workdir, "gateway_reinvite_then_bye", port)
+    gateway = sipp(workdir, "gateway_reinvite_then_bye", port, args=("-set", "hold", str(hold_ms)))
     wait_bound(port)
     scenario = with_credentials(workdir, "subscriber_caller_far_end_ends", "natcaller")
     args = (*keys("natcaller"), "-s", "15550002", "-auth_uri", f"15550002@{DOMAIN}")
-    caller = natted_sipp(cluster, network, workdir, scenario, args)
+    return natted_sipp(cluster, network, workdir, scenario, args), gateway
+
+
+def test_a_natted_caller_gets_the_far_ends_reinvite_and_bye(
+    cluster: Cluster, network: NatNetwork, workdir: Path
+) -> None:
+    caller, gateway = call_out(cluster, network, workdir, hold_ms=0)
     assert caller.wait() == 0, caller.errors() + cluster.a.log()
     assert gateway.wait() == 0, gateway.errors()
     assert caller.received("INVITE") == 1  # the re-INVITE
     assert caller.received("BYE") == 1
     reinvite = gateway.messages().split("INVITE sip:", 2)[2]  # the one the gateway sent
     assert reinvite.startswith(f"natcaller@{network.phone_address}:")  # her private Contact
+
+
+def test_the_far_ends_bye_reaches_a_natted_caller_after_an_edge_restart(
+    cluster: Cluster, network: NatNetwork, workdir: Path
+) -> None:
+    """Nothing about the call is kept at the edge: the restarted one reads the flow from the
+    Route and checks it with the deployment's keys."""
+    caller, gateway = call_out(cluster, network, workdir, hold_ms=4000)
+    deadline = time.monotonic() + 15
+    while caller.received("INVITE") < 1:  # the re-INVITE: the call is up
+        assert time.monotonic() < deadline, caller.errors() + cluster.a.log()
+        time.sleep(0.1)
+    cluster.a.kill()
+    cluster.a.start()
+    assert caller.wait() == 0, caller.errors() + cluster.a.log()
+    assert gateway.wait() == 0, gateway.errors()
+    assert caller.received("BYE") == 1
