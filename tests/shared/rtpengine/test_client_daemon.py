@@ -7,8 +7,9 @@ leaves no session behind.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,38 @@ async def test_latency_is_measured_per_command(client: RtpengineClient) -> None:
     before = histogram._sum.get()
     assert await client.ping(client.instances[0])
     assert histogram._sum.get() > before
+
+
+async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_stopped_instance_is_found_down_by_its_pings_and_new_calls_go_elsewhere(
+    daemons: tuple[Daemon, Daemon], tmp_path: Path
+) -> None:
+    survivor = daemons[0].instance
+    with running_rtpengine(tmp_path) as doomed:
+        client = RtpengineClient((survivor, doomed.instance), timeout=0.1, retries=1)
+        await client.start()
+        probing = asyncio.create_task(client.probe(interval=0.05))
+        first, second = [
+            call_id
+            for call_id in (f"moved-{n}@edge" for n in range(100))
+            if ranked(call_id, client.instances)[0] == doomed.instance
+        ][:2]
+        await client.offer(first, {"from-tag": "a", "sdp": CALLER_SDP})
+        assert (await calls_on(client))[doomed.instance.name] == [first]
+    try:  # the daemon is stopped: its pings go unanswered
+        await wait_for(lambda: not client.alive[doomed.instance])
+        assert metrics.UP.labels(doomed.instance.name)._value.get() == 0
+        offered = await client.offer(second, {"from-tag": "a", "sdp": CALLER_SDP})
+        assert connection_addresses(offered.text("sdp") or "") == {"127.0.0.1"}
+        calls = (await client.request(survivor, "list", {})).body.get("calls")
+        assert calls == [second.encode()]
+        await client.command("delete", second, {"from-tag": "a"})
+    finally:
+        probing.cancel()
+        client.close()
