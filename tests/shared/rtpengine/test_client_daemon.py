@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from deploy.rtpengine import Daemon, running_rtpengine
 from shared.rtpengine import metrics
 from shared.rtpengine.client import RtpengineClient
 from shared.rtpengine.instances import ranked
 from shared.rtpengine.protocol import NgCommandError
-from tests.rtpengine_daemon import Daemon, running_rtpengine
 
 pytestmark = pytest.mark.integration
 

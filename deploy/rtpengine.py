@@ -1,9 +1,11 @@
-"""The real rtpengine, started in user space for a test (no kernel module, no root needed).
+"""A local rtpengine in user space (no kernel module, no root), for the tests and the benchmark.
 
-``--table=-1`` relays in user space; ``--delete-delay=0`` drops a deleted
-call at once, so a test can count zero sessions right after its ``delete``.
-Missing, it fails the test naming the package (``deploy/test-packages.txt``
-makes ``make test`` install it); it never skips.
+``--table=-1`` relays in user space; ``--config-file=none`` keeps the packaged
+configuration's fixed ports out (two daemons, or another test run, would
+collide); ``--delete-delay=0`` drops a deleted call at once, so a test can
+count zero sessions right after its ``delete``. Missing, it fails naming the
+package (``deploy/test-packages.txt`` makes ``make test`` install it); a test
+never skips for it.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _answers_ping(port: int) -> bool:
 
 @contextmanager
 def running_rtpengine(folder: Path) -> Iterator[Daemon]:
-    """An rtpengine on 127.0.0.1 answering ng on a free port, stopped on exit."""
+    """An rtpengine answering ng on a free port of 127.0.0.1, logging into ``folder``."""
     program = shutil.which("rtpengine")
     assert program is not None, "rtpengine is missing: apt-get install -y rtpengine-daemon"
     port = _free_port(socket.SOCK_DGRAM)
