@@ -103,7 +103,7 @@ class UserSlot:
         self._tail = str(replace(uri, user=""))[len(self._head) :]
 
     def with_user(self, user: str) -> str:
-        if user.isascii() and (user.isalnum() or user[:1] == "+" and user[1:].isalnum()):
+        if user.isascii() and (user.isalnum() or (user[:1] == "+" and user[1:].isalnum())):
             return self._head + user + self._tail  # nothing to escape (the usual number)
         return self._head + _escape(user, _USER_SAFE) + self._tail
 
