@@ -27,6 +27,7 @@ from shared.sip.transaction import (
     ClientTransaction,
     ResponseReceived,
     ServerTransaction,
+    State,
     Terminated,
     TimedOut,
     TransactionEvent,
@@ -143,6 +144,8 @@ class Forking(CallRecords):
             return  # a CANCEL's own client transaction: its 200 needs nothing
         if isinstance(event, ResponseReceived):
             self._branch_response(branch, event.response, now, actions)
+            if client.state is State.COMPLETED:  # it only absorbs retransmissions now
+                self._branches.pop(client, None)
         elif isinstance(event, TimedOut):
             if event.response is None:
                 self._give_up(branch, "timeout", now, actions)
@@ -158,7 +161,7 @@ class Forking(CallRecords):
             self._branch_response(branch, failure, now, actions, local="transport")
         elif isinstance(event, Terminated):
             branch.disarm(self._fr_timers)
-            del self._branches[client]
+            self._branches.pop(client, None)
 
     def _branch_response(
         self,
@@ -191,7 +194,7 @@ class Forking(CallRecords):
             first = not forwarding.done
             if forwarding.method == "INVITE" and first:
                 metrics.CALLS_SET_UP.inc()
-            forwarding.done = True
+            self._done(forwarding)
             self._relay(forwarding, response, now, actions)
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
@@ -256,7 +259,7 @@ class Forking(CallRecords):
         if forwarding.done:
             return
         best = forwarding.best_response()
-        forwarding.done = True
+        self._done(forwarding)
         if forwarding.cancelled and (best is None or best.status != 487):
             sent = self._answer(forwarding.server, 487, None, now, actions)
         elif best is None:
@@ -270,6 +273,13 @@ class Forking(CallRecords):
             sent = best
         if forwarding.call is not None or forwarding.ending is not None:
             self._publish_final(forwarding, sent, best is None, now, actions)
+
+    def _done(self, forwarding: Forwarding) -> None:
+        """The final answer is chosen: a CANCEL has nothing left to stop, so the server
+        transaction no longer leads to the forwarding (a winning branch still does, for
+        the 2xx retransmissions it relays)."""
+        forwarding.done = True
+        self._forwardings.pop(forwarding.server, None)
 
     def _relay(
         self, forwarding: Forwarding, response: Response, now: float, actions: list[Action]
