@@ -102,8 +102,14 @@ class Transaction(abc.ABC):
     def _linger(
         self, name: TimerName, delay: float, now: float, events: list[TransactionEvent]
     ) -> None:
-        """Wait `delay` in the current state before ending; on streams the wait is zero."""
+        """Wait `delay` in the current state before ending; on streams the wait is zero.
+
+        The request is kept while waiting only in case a retransmission needs
+        it again: its parsed fields are dropped (read again if ever asked for),
+        so a finished transaction holds bytes, not a graph of header objects.
+        """
         if delay > 0:
+            self.request.forget_parsed()
             self._arm(name, delay, now)
         else:
             self._terminate(events)

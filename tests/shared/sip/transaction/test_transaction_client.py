@@ -276,3 +276,12 @@ def test_configured_t1_scales_every_timer() -> None:
     table = TransactionTable(TimerSettings(t1=0.1, t2=0.4))
     client, _ = table.start_client(request("OPTIONS"), UDP_PEER, now=100.0)
     assert client.armed == {TimerName.E: 100.1, TimerName.F: 106.4}
+
+
+@pytest.mark.parametrize("status", [200, 486])
+def test_a_finished_invite_keeps_its_request_as_lines_only(status: int) -> None:
+    _, client, _ = started()
+    assert client.request.top_via.branch  # parsed while the transaction runs
+    client.receive_response(response(status), now=1.0)
+    assert client.state in (State.ACCEPTED, State.COMPLETED)
+    assert client.request._cache == {}  # what it was parsed into is the GC's no longer
