@@ -31,7 +31,6 @@ from shared.sip.transaction import (
     Terminated,
     TimedOut,
     TransactionEvent,
-    Transmit,
     TransportFailed,
 )
 
@@ -136,8 +135,8 @@ class Forking(CallRecords):
     def _client_event(
         self, client: ClientTransaction, event: TransactionEvent, now: float, actions: list[Action]
     ) -> None:
-        if isinstance(event, Transmit):
-            actions.append(Send(event.data, event.destination, client))
+        if isinstance(event, Send):
+            actions.append(event)  # the transaction named itself as the one to tell of a failure
             return
         branch = self._branches.get(client)
         if branch is None:
@@ -324,5 +323,5 @@ class Forking(CallRecords):
         cancel = branch.cancel_request()
         _client, events = self.table.start_client(cancel, branch.client.destination, now)
         for event in events:
-            if isinstance(event, Transmit):
+            if isinstance(event, Send):  # a CANCEL that cannot leave needs no answer
                 actions.append(Send(event.data, event.destination))
