@@ -17,6 +17,8 @@ from shared.contracts.event import Event
 from shared.sip.transaction import Send, ServerTransaction
 from shared.sip.transport.destination import Destination
 
+__all__ = ["Action", "AuthFailed", "Lookup", "Publish", "Register", "Send"]
+
 
 @dataclass(frozen=True, slots=True)
 class Publish:
