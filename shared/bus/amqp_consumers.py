@@ -1,9 +1,11 @@
 """Listeners on a link: a worker per queue, handlers run, work dead-lettered with its reason.
 
-Each listener gets its own channel and a buffer its worker drains one message at
-a time, acknowledging after the handler; a work handler's reply goes back to
-the sender, and its refusal goes to the queue's dead-letter queue with the
-reason in the headers (`shared.bus.base.dead_headers`).
+Each listener gets its own channel and a buffer its worker drains one message
+(an event listener) or one batch (a work consumer: what is waiting, up to its
+``max_batch``) at a time, settling after the handler; a work handler's reply
+goes back to the sender, its refusal goes to the queue's dead-letter queue with
+the reason in the headers (`shared.bus.base.dead_headers`), and the rest of a
+batch is acknowledged with one ``multiple`` ack.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from shared.bus.amqp_link import PERSISTENT, EventListener, Link, WorkListener
 from shared.bus.base import (
     Bus,
+    Outcome,
     WorkMessage,
     dead_headers,
     describe,
+    run_batch_handler,
     run_event_handler,
-    run_work_handler,
 )
 
 log = logging.getLogger("callmesh.bus")
-Handle = Callable[[AbstractIncomingMessage], Awaitable[bool]]
+Settle = Callable[[list[AbstractIncomingMessage]], Awaitable[None]]
 
 
 async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -> None:
@@ -38,7 +41,7 @@ async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -
         queue = await channel.declare_queue(bus.queue_name(listener.name), durable=True)
         for pattern in listener.events:
             await queue.bind(bus.exchange_name, pattern)
-        handle = _work_handle(bus, link, listener)
+        settle, max_batch = _work_settle(bus, link, listener), listener.max_batch
     else:
         await channel.set_qos(prefetch_count=64)
         if listener.group is None:
@@ -47,70 +50,102 @@ async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -
             queue = await channel.declare_queue(bus.queue_name(listener.group), durable=True)
         for pattern in listener.patterns:
             await queue.bind(bus.exchange_name, pattern)
-        handle = _event_handle(listener, queue.name)
+        settle, max_batch = _event_settle(listener, queue.name), 1
     buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
     await queue.consume(buffer.put)
     channel.close_callbacks.add(link.watch)
     link.buffers.append(buffer)
-    worker = asyncio.create_task(_work(bus.stream, link, buffer, handle))
+    worker = asyncio.create_task(_work(bus.stream, link, buffer, settle, max_batch))
     link.workers.add(worker)
 
 
 async def _work(
-    stream: str, link: Link, buffer: asyncio.Queue[AbstractIncomingMessage | None], handle: Handle
+    stream: str,
+    link: Link,
+    buffer: asyncio.Queue[AbstractIncomingMessage | None],
+    settle: Settle,
+    max_batch: int,
 ) -> None:
-    """Handle one message at a time until the link is lost; ack what the handler settled."""
-    while (message := await buffer.get()) is not None and not link.stopping:
+    """Settle one batch at a time (what waits, up to ``max_batch``) until the link is lost."""
+    last = False
+    while not last and (message := await buffer.get()) is not None and not link.stopping:
+        batch = [message]
+        while len(batch) < max_batch and not buffer.empty():
+            more = buffer.get_nowait()
+            if more is None:
+                last = True
+                break
+            batch.append(more)
         try:
-            if await handle(message):
-                await message.ack()
+            await settle(batch)
         except Exception as exc:
             log.warning(
-                "bus %s: message on %s left unacknowledged (redelivered later): %s",
+                "bus %s: %d message(s) on %s left unacknowledged (redelivered later): %s",
                 stream,
-                message.routing_key,
+                len(batch),
+                batch[0].routing_key,
                 describe(exc),
             )
 
 
-def _event_handle(subscription: EventListener, queue: str) -> Handle:
-    async def handle(message: AbstractIncomingMessage) -> bool:
-        await run_event_handler(subscription.handler, message.body, queue)
-        return True
+def _event_settle(subscription: EventListener, queue: str) -> Settle:
+    async def settle(batch: list[AbstractIncomingMessage]) -> None:
+        for message in batch:
+            await run_event_handler(subscription.handler, message.body, queue)
+            await message.ack()
 
-    return handle
+    return settle
 
 
-def _work_handle(bus: Bus, link: Link, consumer: WorkListener) -> Handle:
+def _work_settle(bus: Bus, link: Link, consumer: WorkListener) -> Settle:
     queue_name, dead_name = bus.queue_name(consumer.name), bus.dead_queue_name(consumer.name)
 
-    async def handle(message: AbstractIncomingMessage) -> bool:
-        work = WorkMessage(
-            body=message.body,
-            headers=dict(message.headers or {}),
-            reply_to=message.reply_to,
-            correlation_id=message.correlation_id,
-            redelivered=bool(message.redelivered),
-        )
-        outcome = await run_work_handler(consumer.handler, work, queue_name)
-        if outcome.requeue:
-            await message.nack(requeue=True)
-            return False
-        exchange = link.publisher.default_exchange
-        if outcome.reply is not None and work.reply_to:
-            reply = aio_pika.Message(outcome.reply, correlation_id=work.correlation_id)
-            await link.replier.default_exchange.publish(reply, work.reply_to, mandatory=False)
-        if outcome.dead_reason is not None:
-            dead = aio_pika.Message(
-                message.body,
-                headers=dead_headers(work.headers, outcome.dead_reason),
-                content_type=message.content_type,
-                correlation_id=work.correlation_id,
-                reply_to=work.reply_to,
-                message_id=message.message_id,
-                delivery_mode=PERSISTENT,
+    async def settle(batch: list[AbstractIncomingMessage]) -> None:
+        works = [
+            WorkMessage(
+                body=message.body,
+                headers=dict(message.headers or {}),
+                reply_to=message.reply_to,
+                correlation_id=message.correlation_id,
+                redelivered=bool(message.redelivered),
             )
-            await exchange.publish(dead, dead_name, mandatory=False)
-        return True
+            for message in batch
+        ]
+        outcomes = await run_batch_handler(consumer.handler, works, queue_name)
+        done: AbstractIncomingMessage | None = None
+        for message, work, outcome in zip(batch, works, outcomes, strict=True):
+            if outcome.requeue:
+                await message.nack(requeue=True)
+            else:
+                await _reply_or_bury(link, message, work, outcome, dead_name)
+                done = message
+        if done is not None:
+            # Every earlier delivery of this channel is settled by now (one batch at a
+            # time, in delivery order), so this acknowledges exactly the batch's others.
+            await done.ack(multiple=len(batch) > 1)
 
-    return handle
+    return settle
+
+
+async def _reply_or_bury(
+    link: Link,
+    message: AbstractIncomingMessage,
+    work: WorkMessage,
+    outcome: Outcome,
+    dead_name: str,
+) -> None:
+    """Send a work message's reply, and move it to the dead queue if it was refused."""
+    if outcome.reply is not None and work.reply_to:
+        reply = aio_pika.Message(outcome.reply, correlation_id=work.correlation_id)
+        await link.replier.default_exchange.publish(reply, work.reply_to, mandatory=False)
+    if outcome.dead_reason is not None:
+        dead = aio_pika.Message(
+            message.body,
+            headers=dead_headers(work.headers, outcome.dead_reason),
+            content_type=message.content_type,
+            correlation_id=work.correlation_id,
+            reply_to=work.reply_to,
+            message_id=message.message_id,
+            delivery_mode=PERSISTENT,
+        )
+        await link.publisher.default_exchange.publish(dead, dead_name, mandatory=False)

@@ -19,7 +19,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 
-from shared.bus.base import EventHandler, WorkHandler, describe
+from shared.bus.base import BatchHandler, EventHandler, describe
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
@@ -36,11 +36,12 @@ class EventListener:
 
 @dataclass(eq=False)
 class WorkListener:
-    """A work-queue consumer to replay: the queue's name, its handler, its prefetch, and the
-    event patterns bound to the queue (if any)."""
+    """A work-queue consumer to replay: the queue's name, its batch handler, its batch size
+    and prefetch, and the event patterns bound to the queue (if any)."""
 
     name: str
-    handler: WorkHandler
+    handler: BatchHandler
+    max_batch: int
     prefetch: int
     events: tuple[str, ...] = ()
 
