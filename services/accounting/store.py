@@ -183,13 +183,14 @@ class RecordStore:
         """Insert the rows whose key is not stored yet; the keys inserted."""
         unique = list({row["event_key"]: row for row in reversed(rows)}.values())
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        # Parameters given apart from the statement: its SQL is compiled once and
+        # cached, the rows sent as multi-row VALUES ("insertmanyvalues").
         statement = (
             insert(call_events)
-            .values(unique)
             .on_conflict_do_nothing(index_elements=["event_key"])
             .returning(call_events.c.event_key)
         )
-        return set((await connection.execute(statement)).scalars())
+        return set((await connection.execute(statement, unique)).scalars())
 
     async def apply(self, call_event: CallEvent) -> Applied:
         """Store ``call_event`` unless it is already, and refold its call; commits."""
