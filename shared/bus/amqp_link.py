@@ -16,7 +16,6 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractExchange,
-    AbstractIncomingMessage,
 )
 
 from shared.bus.base import BatchHandler, EventHandler, describe
@@ -63,7 +62,8 @@ class Link:
         self.exchange: AbstractExchange
         self.requester: AbstractChannel
         self.replier: AbstractChannel
-        self.buffers: list[asyncio.Queue[AbstractIncomingMessage | None]] = []
+        self.buffers: list[asyncio.Queue[Any]] = []
+        """The listeners' buffers (of their messages, ``None`` to stop)."""
         self.workers: set[asyncio.Task[None]] = set()
 
     def watch(self, sender: Any, exc: BaseException | None = None) -> None:
