@@ -19,8 +19,7 @@ fresh database, both removed afterwards).
    process: rows/s and the child's peak RSS, which must not grow with N.
 
 Steps 1-3 run ``--runs`` times (a fresh namespace and database each); the
-figures printed last are their medians, each run's throughput printed as it
-ends.  The machine's load
+figures printed are their medians, then each run's throughput and lag.  The machine's load
 average is printed with them: on a shared machine it moves the figures more
 than anything else.
 """
@@ -370,11 +369,11 @@ def main(argv: list[str]) -> int:
         bench = Bench(args)
         asyncio.run(bench.run(export=n == args.runs - 1))
         runs.append(bench.results)
-        print(f"run {n + 1}/{args.runs}: {json.dumps(bench.results['throughput'])}", flush=True)
     pipeline = ("throughput", "lag_ms", "bytes_per_record")
     figures = medians([{key: run[key] for key in pipeline} for run in runs])
     figures["csv_export"] = runs[-1].get("csv_export")
-    print(json.dumps({"runs": args.runs, **figures}, indent=2))
+    each = [{"throughput": run["throughput"], "lag_ms": run["lag_ms"]} for run in runs]
+    print(json.dumps({"runs": args.runs, **figures, "each_run": each}, indent=2))
     return 0
 
 
