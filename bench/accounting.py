@@ -19,9 +19,9 @@ fresh database, both removed afterwards).
    process: rows/s and the child's peak RSS, which must not grow with N.
 
 Steps 1-3 run ``--runs`` times (a fresh namespace and database each); the
-figures printed are their medians, then each run's throughput and lag.  The machine's load
-average is printed with them: on a shared machine it moves the figures more
-than anything else.
+figures printed are their medians, then each run's throughput and lag.  The
+machine's load average is printed with them: on a shared machine it moves the
+figures more than anything else.
 """
 
 from __future__ import annotations
