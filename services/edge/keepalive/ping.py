@@ -2,9 +2,10 @@
 
 The OPTIONS goes where the REGISTER came from (the binding's ``received``), with
 the phone's Contact as Request-URI and its AoR in To, so the phone (and any
-ALG on the way) sees an ordinary request to itself.  Its Call-ID names the
-binding's key in a digest, so an answer is matched to its binding by Call-ID
-alone, without keeping anything per ping.
+ALG on the way) sees an ordinary request to itself.  Its Call-ID is a digest
+of the binding's key, then ``.`` and the ping's CSeq: an answer is matched to
+its binding by Call-ID alone, without keeping anything per ping, and each ping
+is a new call to the phone (some take a known Call-ID for a retransmission).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ USER_AGENT: Final = "callmesh-keepalive"
 
 
 def ping_call_id(aor: str, contact: str) -> str:
-    """The Call-ID of every keepalive of the binding: a digest of its key, prefixed to tell it."""
+    """What every keepalive Call-ID of the binding starts with: a digest of its key, marked."""
     digest = hashlib.blake2b(f"{aor} {contact}".encode(), digest_size=12).hexdigest()
     return f"cm-ka-{digest}"
 
@@ -38,7 +39,7 @@ def options_ping(location: Location, via_host: str, via_port: int, cseq: int) ->
             ("Max-Forwards", "70"),
             ("From", f"<sip:{USER_AGENT}@{host}>;tag={new_tag()}"),
             ("To", f"<{location.aor}>"),
-            ("Call-ID", ping_call_id(location.aor, location.contact)),
+            ("Call-ID", f"{ping_call_id(location.aor, location.contact)}.{cseq}"),
             ("CSeq", f"{cseq} OPTIONS"),
             ("User-Agent", USER_AGENT),
         ],

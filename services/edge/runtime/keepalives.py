@@ -125,7 +125,7 @@ class KeepaliveRunner:
             return False
         if not isinstance(message, Response):
             return False
-        key = self._keys.get(message.call_id)
+        key = self._keys.get(message.call_id.partition(".")[0])
         if key is None:
             return False
         self.schedule.answered(*key)
