@@ -97,7 +97,7 @@ class Proxy(NextHop):
                 self._server_event(transaction, event, actions)
             elif isinstance(transaction, ClientTransaction):
                 self._client_event(transaction, event, now, actions)
-        for branch in self._fr_timers.pop_due(now):
+        for _timer, branch in self._fr_timers.pop_due(now):
             branch.timer = None
             if not branch.answered and not branch.abandoned:
                 self._give_up(branch, "timeout", now, actions)
