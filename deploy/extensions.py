@@ -100,9 +100,13 @@ def build(root: Path = ROOT) -> int:
     if disabled():
         print("compiled build skipped: CALLMESH_NO_EXTENSIONS is set (pure Python)")
         return 0
+    beside = [*root.glob("*__mypyc.*.so"), *(root / "shared").rglob("*.so")]
+    for stray in [*beside, *(root / "services").rglob("*.so")]:
+        stray.unlink()  # built beside the sources (the old `make fast`): they would shadow them
     names = sources(root)
     if current(names, root):
         return 0
+    (root / "build").mkdir(exist_ok=True)
     (root / MANIFEST).unlink(missing_ok=True)  # processes starting meanwhile run pure Python
     fresh = root / EXT.with_name("ext.new")
     shutil.rmtree(fresh, ignore_errors=True)
