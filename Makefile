@@ -87,5 +87,5 @@ clean: down ## remove the virtualenv, the compiled build, caches, logs and the e
 # only while it matches every source (shared/extensions.py), else runs pure Python, as
 # CALLMESH_NO_EXTENSIONS=1 forces.  If the compiler fails, everything but `make test` goes
 # on in pure Python.
-fast: $(STAMP) ## compile the hot path with mypyc into build/ (every target below does it first)
+fast: $(STAMP) ## compile the hot path with mypyc into build/ (venv, run, up, test, bench do it first)
 	@$(BIN)/python -m deploy.extensions || echo "make: going on in pure Python"

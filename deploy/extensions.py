@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mypy.version import __version__ as mypy_version
+
 from shared.extensions import EXT, MANIFEST, ROOT, Build, disabled, interpreter, source_hash
 
 GROUP = "callmesh"
@@ -69,17 +71,18 @@ def manifest_for(names: list[str], root: Path = ROOT) -> Build:
     for source in names:
         binary = str(Path(source).with_suffix(suffix))
         modules[module_of(source)] = (binary, source, source_hash(root / source))
-    return Build(suffix, modules)
+    return Build(suffix, mypy_version, modules)
 
 
 def current(names: list[str], root: Path = ROOT) -> bool:
-    """Whether the manifest on disk is a build of exactly `names` that still matches them."""
+    """Whether the manifest on disk is this mypy's build of exactly `names`, matching them."""
     try:
         build = Build.from_json((root / MANIFEST).read_text())
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return False
     built = {source for _, source, _ in build.modules.values() if source is not None}
-    return built == set(names) and build.stale(root) is None
+    same = build.compiler == mypy_version and built == set(names)
+    return same and build.stale(root) is None
 
 
 def compile_into(target: Path, names: list[str]) -> None:

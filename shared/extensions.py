@@ -51,19 +51,25 @@ def interpreter() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Build:
-    """A manifest read back: compiled module name → (its file, its source, the source's hash)."""
+    """A manifest: compiled module name → (its file, its source, the source's hash).
+
+    mypyc's runtime module has no source (None, None).  `compiler` (the mypy version) only
+    decides whether the builder must compile again: a build needs no compiler to load.
+    """
 
     interpreter: str
+    compiler: str
     modules: dict[str, tuple[str, str | None, str | None]]
 
     def to_json(self) -> str:
-        return json.dumps({"interpreter": self.interpreter, "modules": self.modules}, indent=1)
+        fields = {"interpreter": self.interpreter, "compiler": self.compiler}
+        return json.dumps({**fields, "modules": self.modules}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Build:
         data = json.loads(text)
         modules = {name: (entry[0], entry[1], entry[2]) for name, entry in data["modules"].items()}
-        return cls(str(data["interpreter"]), modules)
+        return cls(str(data["interpreter"]), str(data["compiler"]), modules)
 
     def stale(self, root: Path) -> str | None:
         """Why this build cannot serve the sources under `root`, or None if it can."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deploy import extensions as builder
-from shared.extensions import EXT, MANIFEST, ROOT, interpreter
+from shared.extensions import EXT, MANIFEST, ROOT, Build, interpreter
 
 
 def test_the_hot_path_is_compiled_but_the_exceptions_services_subclass() -> None:
@@ -53,6 +53,15 @@ def test_a_build_is_current_until_a_source_changes_or_joins(tmp_path: Path) -> N
     assert not builder.current([*names, "pkg/c.py"], tmp_path)
     (tmp_path / "pkg" / "b.py").write_text("X = 'edited'\n")
     assert not builder.current(names, tmp_path)
+
+
+def test_another_mypy_compiles_again(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("X = 1\n")
+    _built(tmp_path, ["a.py"])
+    assert builder.current(["a.py"], tmp_path)
+    old = Build.from_json((tmp_path / MANIFEST).read_text())
+    (tmp_path / MANIFEST).write_text(Build(old.interpreter, "0.1", old.modules).to_json())
+    assert not builder.current(["a.py"], tmp_path)
 
 
 def test_nothing_is_built_when_the_variable_says_pure_python(

@@ -23,7 +23,7 @@ def _tree(root: Path, interpreter: str | None = None) -> Build:
     for name, source in (("pkg", "pkg/__init__.py"), ("pkg.hot", "pkg/hot.py")):
         binary = source.replace(".py", suffix)
         modules[name] = (binary, source, source_hash(root / source))
-    build = Build(suffix, modules)
+    build = Build(suffix, "mypy", modules)
     for binary, _, _ in modules.values():
         (root / EXT / binary).parent.mkdir(parents=True, exist_ok=True)
         (root / EXT / binary).write_bytes(b"")
