@@ -113,6 +113,7 @@ def build(root: Path = ROOT) -> int:
     (root / MANIFEST).unlink(missing_ok=True)  # processes starting meanwhile run pure Python
     fresh = root / EXT.with_name("ext.new")
     shutil.rmtree(fresh, ignore_errors=True)
+    built = manifest_for(names, root)  # the hashes of what is compiled, not of later edits
     log = root / "build/extensions.log"
     print(f"compiling {len(names)} modules with mypyc (log: {log.relative_to(root)})", flush=True)
     with log.open("w") as output:
@@ -123,7 +124,6 @@ def build(root: Path = ROOT) -> int:
             stderr=subprocess.STDOUT,
             check=False,
         )
-    built = manifest_for(names, root)
     missing = [b for b, _, _ in built.modules.values() if not (fresh / b).is_file()]
     if done.returncode != 0 or missing:
         print(f"mypyc build failed ({log.relative_to(root)}): pure Python", file=sys.stderr)
