@@ -142,3 +142,13 @@ def count_gateway_attempt(gateway_id: str) -> None:
 
 def count_gateway_failure(gateway_id: str) -> None:
     _inc(GATEWAY_FAILURES, gateway_id)
+
+
+EVENTS_WAITING = Gauge(
+    "callmesh_edge_events_waiting", "Events (call events, reports) waiting to be published"
+)
+EVENTS_DROPPED = Counter(
+    "callmesh_edge_events_dropped",
+    "Events never published: backlog_full (the bus too slow for too long), failed, stopped",
+    ["reason"],
+)
