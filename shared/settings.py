@@ -188,6 +188,11 @@ class Settings(BaseSettings):
     auth_block_after: int = Field(default=10, ge=1)
     auth_source_block_after: int = Field(default=50, ge=1)
     auth_block_time: int = Field(default=600, ge=1)
+    rtpengine: str = ""
+    """rtpengine ng addresses, ``udp:host:port[=weight]`` comma-separated (``shared.rtpengine``)."""
+    rtpengine_timeout: float = Field(default=0.5, gt=0, le=30)
+    rtpengine_retries: int = Field(default=2, ge=0, le=10)
+    rtpengine_ping_interval: float = Field(default=5.0, gt=0)
 
     @field_validator("http_listen")
     @classmethod
@@ -221,6 +226,14 @@ class Settings(BaseSettings):
     def _check_networks(cls, value: str) -> str:
         """Entries ``[transport:]network[:port]``; plain CIDRs are the common case."""
         parse_acl(value)
+        return value
+
+    @field_validator("rtpengine")
+    @classmethod
+    def _check_rtpengine(cls, value: str) -> str:
+        from shared.rtpengine.instances import parse_instances  # here: a cycle otherwise
+
+        parse_instances(value)
         return value
 
     @field_validator("digest_algorithms")
