@@ -25,6 +25,7 @@ BENCHMARKS = {
     "edge_policies": "bench.edge_policies",
     "accounting": "bench.accounting",
     "rtpengine": "bench.rtpengine",
+    "keepalive": "bench.keepalive",
     "proxy_core": "bench.proxy.core_calls",
     "proxy": "bench.proxy.run",
 }

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     know SHA-256 (RFC 8760) and get it offered, e.g. ``example.com=SHA-256,MD5``."""
     registrar_workers: int = Field(default=16, ge=1, le=256)
     """REGISTERs one registrar process handles at once (consumers on its work queue)."""
+    nat_keepalive_interval: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds between two keepalives of a NAT'd or connection-oriented binding, sent by
+    the edge holding its flow (each binding at its own phase within the interval)."""
+    nat_keepalive_timeout: float = Field(default=120.0, gt=0)
+    """Seconds a binding may leave its keepalives unanswered before it is removed
+    (``registrar.binding.removed``, cause ``unreachable``)."""
     # ----- edge security and policies (services/edge/policy) -----
     topology_keys: SecretStr | None = None
     """``id:base64key[,id:base64key]`` shared by every edge, current first; unset: no

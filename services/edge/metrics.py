@@ -152,3 +152,20 @@ EVENTS_DROPPED = Counter(
     "Events never published: backlog_full (the bus too slow for too long), failed, stopped",
     ["reason"],
 )
+
+# ----- keepalives of NAT'd and connection bindings (services/edge/runtime/keepalives.py) ----
+
+KEEPALIVES_WATCHED = Gauge(
+    "callmesh_edge_keepalive_bindings", "Bindings this edge worker keeps open with keepalives"
+)
+KEEPALIVES_SENT = Counter("callmesh_edge_keepalives_sent", "Keepalives sent", ["kind"])
+KEEPALIVE_FAILURES = Counter(
+    "callmesh_edge_keepalive_failures", "Keepalives that could not be sent", ["kind"]
+)
+KEEPALIVE_ANSWERS = Counter(
+    "callmesh_edge_keepalive_answers", "Responses to keepalive OPTIONS (any status)"
+)
+KEEPALIVE_REMOVALS = Counter(
+    "callmesh_edge_keepalive_removals",
+    "Bindings reported unreachable to the registrar (no answer for the timeout)",
+)
