@@ -594,3 +594,14 @@ def test_an_overloaded_edge_refuses_new_calls_with_retry_after(run: Run) -> None
     assert b"\r\nRetry-After: 5\r\n" in data
     # A request inside a dialog is no new call: it goes on.
     assert only_request(run.send(in_dialog("BYE", 70), TRUSTED_PEER), GW2).method == "BYE"
+
+
+def test_received_is_stamped_only_where_the_via_host_is_not_the_source() -> None:
+    """§18.2.1: without rport, `received` goes on the Via whose host differs from the source."""
+    run = core_run()
+    natted = invite().replace(b";rport", b"")
+    forwarded = only_request(run.send(natted), GW1)
+    assert forwarded.vias[1].param("received") == CALLER.host
+    direct = Destination("udp", "10.0.0.5", 5070)
+    forwarded = only_request(core_run().send(natted, direct), GW1)
+    assert forwarded.vias[1].param("received") is None

@@ -56,3 +56,8 @@ def test_the_token_format_is_fixed_so_every_version_opens_it() -> None:
     token = "dWRwIDIwMy4wLjExMy45IDQwMTIzIA.b1e67d310a305ea4501522d8143842e7"
     assert FlowTokens(SECRET).mint(NAT_FLOW) == token
     assert FlowTokens(SECRET).open(token) == NAT_FLOW
+
+
+def test_the_connection_a_flow_names_is_the_flow_whatever_its_address_reads() -> None:
+    """On a stream the connection is the flow: the same id from another port is still it."""
+    assert is_from_flow(TCP_FLOW, Destination("tcp", "2001:db8::7", 40000, connection_id=42))
