@@ -269,6 +269,7 @@ def test_cancel_reaches_the_ringing_branch(run: Run) -> None:
     actions = run.send(cancel)
     assert statuses(actions) == [200]
     assert only_request(actions, GW1).method == "CANCEL"
+    assert sent_to(run.send(answer(first, 183), GW1), GW1) == []  # one CANCEL per branch
     actions = run.send(answer(first, 487), GW1)
     assert statuses(actions) == [487]
     assert only_request(actions, GW1).method == "ACK"  # hop-by-hop ACK for the 487
