@@ -275,6 +275,17 @@ def test_cancel_reaches_the_ringing_branch(run: Run) -> None:
     assert only_request(actions, GW1).method == "ACK"  # hop-by-hop ACK for the 487
 
 
+def test_a_cancel_after_the_final_answer_reaches_no_gateway(run: Run) -> None:
+    """§9.2: the INVITE's transaction still matches, so the CANCEL gets its 200; the call
+    is over, so nothing is cancelled (a race every caller loses sometimes)."""
+    first = only_request(run.send(invite()), GW1)
+    assert statuses(run.send(answer(first, 486), GW1)) == [486]
+    cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    actions = run.send(cancel)
+    assert statuses(actions) == [200]
+    assert sent_to(actions, GW1) == []
+
+
 def test_cancel_before_any_provisional_ends_in_487(run: Run) -> None:
     run.send(invite())
     cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
