@@ -154,7 +154,7 @@ class ProxyDriver:
             self._publish_now_or_drop(event)
         self._set_wall_offset()
         for kind, count in self.proxy.table.counts().items():
-            metrics.TRANSACTIONS.labels(kind).set(count)
+            metrics.TRANSACTIONS[kind] = count
         self._schedule_probe()
 
     def _watch_load(self, lag: float, now: float) -> None:
@@ -171,9 +171,9 @@ class ProxyDriver:
                 "event loop caught up: accepting new calls again (%d refused so far)",
                 shedder.refused,
             )
-        metrics.SHEDDING.set(1 if shedder.shedding else 0)
+        metrics.SHEDDING.value = 1 if shedder.shedding else 0
         if shedder.refused > self._refused_counted:
-            metrics.CALLS_REFUSED.inc(shedder.refused - self._refused_counted)
+            metrics.CALLS_REFUSED.value += shedder.refused - self._refused_counted
             self._refused_counted = shedder.refused
 
     # ----- actions ---------------------------------------------------------------------
