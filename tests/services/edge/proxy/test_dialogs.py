@@ -12,8 +12,8 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from services.edge.proxy.actions import Send
 from services.edge.metrics import RELAY_REFUSED
+from services.edge.proxy.actions import Send
 from services.edge.proxy.dialogs import RecordRouteSigner
 from services.edge.topology import Keyring, TopologyKey, new_secret
 from shared.sip.message import Request, Response, parse_message
