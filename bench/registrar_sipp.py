@@ -106,13 +106,44 @@ def write_injection(phones: Sequence[Phone], path: Path) -> None:
 
 def sipp_argv(injection: Path, calls: int, rate: float, sip_port: int, stats: Path) -> list[str]:
     return [
-        "sipp", "-sf", str(SCENARIO), "-inf", str(injection), "-key", "domain", DOMAIN,
-        "-auth_uri", DOMAIN, "-i", LOOPBACK, "-p", str(free_port()), "-t", "u1",
-        "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000", "-l", str(int(rate * 4) + 10),
-        "-nostdin", "-nd", "-timeout", str(int(calls / rate * 3 + 60)), "-trace_stat", "-stf",
-        str(stats), "-fd", "1", "-trace_err", "-error_file", str(stats.with_suffix(".err")),
+        "sipp",
+        "-sf",
+        str(SCENARIO),
+        "-inf",
+        str(injection),
+        "-key",
+        "domain",
+        DOMAIN,
+        "-auth_uri",
+        DOMAIN,
+        "-i",
+        LOOPBACK,
+        "-p",
+        str(free_port()),
+        "-t",
+        "u1",
+        "-m",
+        str(calls),
+        "-r",
+        f"{rate:g}",
+        "-rp",
+        "1000",
+        "-l",
+        str(int(rate * 4) + 10),
+        "-nostdin",
+        "-nd",
+        "-timeout",
+        str(int(calls / rate * 3 + 60)),
+        "-trace_stat",
+        "-stf",
+        str(stats),
+        "-fd",
+        "1",
+        "-trace_err",
+        "-error_file",
+        str(stats.with_suffix(".err")),
         f"{LOOPBACK}:{sip_port}",
-    ]  # fmt: skip
+    ]
 
 
 def sipp_totals(stats: Path) -> tuple[int, int]:
@@ -171,9 +202,14 @@ class CpuMeter:
 
 
 async def register_run(
-    phones: Sequence[Phone], args: argparse.Namespace, sip_port: int, *, workdir: Path,
-    roots: dict[str, list[int]], tag: str,
-) -> RunResult:  # fmt: skip
+    phones: Sequence[Phone],
+    args: argparse.Namespace,
+    sip_port: int,
+    *,
+    workdir: Path,
+    roots: dict[str, list[int]],
+    tag: str,
+) -> RunResult:
     """Register ``phones`` once each, split over ``args.sipp`` SIPp processes."""
     share = len(phones) // args.sipp
     slices = [phones[n * share : (n + 1) * share] for n in range(args.sipp)]
@@ -212,17 +248,27 @@ async def callmesh_runs(
         port = free_port(socket.SOCK_STREAM)
         log = workdir / f"registrar-{index}.log"
         process = spawn(
-            [sys.executable, "-m", "services.registrar"], log, ROOT,
-            {**env, "CALLMESH_HTTP_LISTEN": f"{LOOPBACK}:{port}",
-             "CALLMESH_INSTANCE": f"registrar-{index}"},
-        )  # fmt: skip
+            [sys.executable, "-m", "services.registrar"],
+            log,
+            ROOT,
+            {
+                **env,
+                "CALLMESH_HTTP_LISTEN": f"{LOOPBACK}:{port}",
+                "CALLMESH_INSTANCE": f"registrar-{index}",
+            },
+        )
         registrars.append((process, port, log))
     edge_log = workdir / "edge.log"
     edge = spawn(
-        [sys.executable, "-m", "services.edge"], edge_log, ROOT,
-        {**env, "CALLMESH_HTTP_LISTEN": f"{LOOPBACK}:{edge_http}",
-         "CALLMESH_SIP_LISTEN": f"udp:{LOOPBACK}:{sip_port}"},
-    )  # fmt: skip
+        [sys.executable, "-m", "services.edge"],
+        edge_log,
+        ROOT,
+        {
+            **env,
+            "CALLMESH_HTTP_LISTEN": f"{LOOPBACK}:{edge_http}",
+            "CALLMESH_SIP_LISTEN": f"udp:{LOOPBACK}:{sip_port}",
+        },
+    )
     try:
         for process, port, log in registrars:
             wait_ready(port, process, log)
@@ -271,11 +317,28 @@ async def kamailio_runs(
     port = free_port()
     log = workdir / "kamailio.log"
     kamailio = spawn(
-        ["kamailio", "-f", str(KAMAILIO_CONFIG), "-l", f"udp:{LOOPBACK}:{port}",
-         "-A", f'BENCH_DB_URL="text://{dbtext}"', "-A", f'BENCH_DOMAIN="{DOMAIN}"',
-         "-m", "1024", "-M", "64", "-P", str(workdir / "kamailio.pid"), "-DD", "-E"],
-        log, ROOT,
-    )  # fmt: skip
+        [
+            "kamailio",
+            "-f",
+            str(KAMAILIO_CONFIG),
+            "-l",
+            f"udp:{LOOPBACK}:{port}",
+            "-A",
+            f'BENCH_DB_URL="text://{dbtext}"',
+            "-A",
+            f'BENCH_DOMAIN="{DOMAIN}"',
+            "-m",
+            "1024",
+            "-M",
+            "64",
+            "-P",
+            str(workdir / "kamailio.pid"),
+            "-DD",
+            "-E",
+        ],
+        log,
+        ROOT,
+    )
     try:
         wait_udp(port, kamailio, log)
         roots = {"kamailio": [kamailio.pid], **shared_daemons()}
@@ -298,9 +361,11 @@ def runs_of(phones: list[Phone], runs: int) -> list[list[Phone]]:
 
 def print_run(name: str, run: int, result: RunResult) -> None:
     cores = ", ".join(f"{part} {value:.2f}" for part, value in result.cores.items())
-    print(f"{name} run {run + 1}: {result.registrations} registrations in {result.seconds:.1f}s "
-          f"= {result.register_rate:.0f} REGISTER/s, {result.failed} failed; cores: {cores}",
-          flush=True)  # fmt: skip
+    print(
+        f"{name} run {run + 1}: {result.registrations} registrations in {result.seconds:.1f}s "
+        f"= {result.register_rate:.0f} REGISTER/s, {result.failed} failed; cores: {cores}",
+        flush=True,
+    )
 
 
 def cores_of(part: str, result: RunResult) -> float | None:
@@ -321,8 +386,10 @@ def print_table(
         "callmesh": f"Callmesh (1 edge, {args.registrars} registrar)",
         "kamailio": "Kamailio (usrloc, auth_db)",
     }
-    print(f"\nmedians of {args.runs} runs, {args.rate} registrations/s offered, "
-          f"{len(next(iter(columns.values()))) and args.subscribers} subscribers")  # fmt: skip
+    print(
+        f"\nmedians of {args.runs} runs, {args.rate} registrations/s offered, "
+        f"{len(next(iter(columns.values()))) and args.subscribers} subscribers"
+    )
     print(f"{'':32}" + "".join(f"{title[n]:>32}" for n in names))
 
     def row(label: str, value: Callable[[RunResult], float | None], fmt: str) -> None:

@@ -163,6 +163,11 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
         side = "edge" if failed.origin == "edge" else "callee"
     elif closed is not None:
         state, disposition, end_at = "complete", "timeout", last_seen
+    if started is None and closed is None:
+        # Every attempt an edge reports begins with its CallStarted: without it (still
+        # on its way, say redelivered after an instance died) the caller, callee and
+        # rule are unknown, so the record may still change and is not billable yet.
+        state = "open"
 
     setup_at = started.at if started is not None else first_seen
     duration_ms = 0

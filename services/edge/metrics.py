@@ -181,6 +181,21 @@ HANDED_ON_DROPPED: Final = METRICS.add(
     )
 )
 
+# ----- events: call events and failure reports on their way to the bus -----------
+
+EVENTS_WAITING: Final = METRICS.add(
+    IntGauge(
+        "callmesh_edge_events_waiting", "Events (call events, reports) waiting to be published"
+    )
+)
+EVENTS_DROPPED: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_events_dropped",
+        "Events never published: backlog_full (the bus too slow for too long), failed, stopped",
+        ("reason",),
+    )
+)
+
 REGISTRY.register(METRICS)
 
 

@@ -78,9 +78,14 @@ def log_auth_failure(source: str, user: str, realm: str, method: str, reason: st
     """One line per failed authentication; values never contain spaces (fail2ban reads them)."""
     user, realm, method = _token(user), _token(realm), _token(method)
     log.warning(
-        AUTH_FAILURE_LOG_FORMAT, source, user, realm, method, reason,
+        AUTH_FAILURE_LOG_FORMAT,
+        source,
+        user,
+        realm,
+        method,
+        reason,
         extra={"source": source, "user": user, "realm": realm, "method": method},
-    )  # fmt: skip
+    )
 
 
 def _token(text: str) -> str:

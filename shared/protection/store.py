@@ -127,17 +127,27 @@ class ProtectionStore:
         return self.store.key("protection", "failures", kind, key)
 
     async def record_failure(
-        self, account: str, source: str | None, settings: AuthFailureSettings, *, now: float,
+        self,
+        account: str,
+        source: str | None,
+        settings: AuthFailureSettings,
+        *,
+        now: float,
         edge: str,
-    ) -> FailureCounts:  # fmt: skip
+    ) -> FailureCounts:
         """Count one failure of `account` (and of `source`, unless None: allow-listed)."""
         source_counter = "" if source is None else self._counter("source", source)
         keys = [self._blocks, self._detail, self._counter("account", account), source_counter]
         args: list[str | float] = [
-            now, settings.window, settings.block_after, settings.source_block_after,
-            now + settings.block_time, f"account|{account}", f"source|{source}",
+            now,
+            settings.window,
+            settings.block_after,
+            settings.source_block_after,
+            now + settings.block_time,
+            f"account|{account}",
+            f"source|{source}",
             _detail("authentication failures", edge, now),
-        ]  # fmt: skip
+        ]
         a, s, account_blocked, source_blocked = await self._record(keys=keys, args=args)
         return FailureCounts(int(a), int(s), bool(account_blocked), bool(source_blocked))
 
@@ -166,9 +176,14 @@ class ProtectionStore:
                 continue
             extra = orjson.loads(detail) if detail else {}
             record = BlockRecord.model_validate(
-                {"kind": kind, "key": key, "until": until, "reason": extra.get("reason", ""),
-                 "edge": extra.get("edge", "")}
-            )  # fmt: skip
+                {
+                    "kind": kind,
+                    "key": key,
+                    "until": until,
+                    "reason": extra.get("reason", ""),
+                    "edge": extra.get("edge", ""),
+                }
+            )
             records.append(record)
         return records
 

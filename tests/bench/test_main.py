@@ -11,8 +11,12 @@ def test_arguments_after_a_double_dash_reach_every_benchmark(tmp_path: Path) -> 
     page = tmp_path / "latest.md"
     completed = subprocess.run(
         [sys.executable, "-m", "bench", "sip_parse", "--figures", str(page), "--", "--help"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr
     assert "usage:" in completed.stdout  # the benchmark printed its help instead of running
     assert "=== sip_parse: " in completed.stdout
@@ -24,7 +28,11 @@ def test_arguments_after_a_double_dash_reach_every_benchmark(tmp_path: Path) -> 
 def test_an_unknown_benchmark_is_refused() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "bench", "nosuch"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert completed.returncode == 2
     assert "unknown benchmark(s): nosuch" in completed.stdout

@@ -34,21 +34,29 @@ def test_quick_run_completes_every_call_through_kamailio(tmp_path: Path) -> None
     results = tmp_path / "results.json"
     completed = subprocess.run(
         [
-            sys.executable, "-m", "bench.proxy.run",
+            sys.executable,
+            "-m",
+            "bench.proxy.run",
             "--quick",
-            "--proxy", "kamailio",
-            "--kamailio-port", str(PROXY_PORT),
-            "--gateway-ports", ",".join(map(str, GATEWAY_PORTS)),
-            "--caller-port", str(CALLER_PORT),
-            "--json", str(results),
-            "--workdir", str(tmp_path / "work"),
+            "--proxy",
+            "kamailio",
+            "--kamailio-port",
+            str(PROXY_PORT),
+            "--gateway-ports",
+            ",".join(map(str, GATEWAY_PORTS)),
+            "--caller-port",
+            str(CALLER_PORT),
+            "--json",
+            str(results),
+            "--workdir",
+            str(tmp_path / "work"),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=90,
         check=False,
-    )  # fmt: skip
+    )
 
     assert completed.returncode == 0, completed.stderr
     rows = [line.split() for line in completed.stdout.splitlines()[1:]]

@@ -12,6 +12,7 @@ answer, the failure sent upstream, the CANCEL, a BYE's outcome).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from services.edge import metrics
@@ -33,6 +34,8 @@ from shared.sip.transaction import (
     Transmit,
     TransportFailed,
 )
+
+log = logging.getLogger("callmesh.edge")
 
 
 class Forking(CallRecords):
@@ -277,6 +280,17 @@ class Forking(CallRecords):
         """Forward a branch's response upstream through the server transaction (§16.7 step 9)."""
         upstream = response.copy()
         popped = upstream.pop_via()
+        if upstream.header("via") is None:
+            # The downstream echoed only our Via (a 487 copied from our CANCEL's, say),
+            # not the request's (§8.2.6.2): the caller's Vias are the request's, and
+            # without them its ACK would match no transaction here.
+            for via in reversed(forwarding.server.request.vias):
+                upstream.prepend_via(via)
+            log.info(
+                "%d from %s carried only our Via: the caller's restored",
+                response.status,
+                forwarding.server.request.call_id,
+            )
         self.policies.upstream(upstream, popped, forwarding.inbound)  # topology hiding
         self._respond(forwarding.server, upstream, now, actions)
 

@@ -100,7 +100,7 @@ def dialled_number(uri: Uri) -> str | None:
 
 
 Found = tuple[list[Hop], int] | None
-"""`NumberRouter.hops`' answer: (usable hops, how many skipped as down), or None."""
+"""`NumberRouter.hops_for`' answer: (usable hops, how many skipped as down), or None."""
 
 
 class NumberRouter:
@@ -116,11 +116,6 @@ class NumberRouter:
         self._classify = classify
         self._sets = sets
         self._gateway_uris: dict[str, SipUri | None] = {}
-
-    def hops(self, number: str, source: Destination, request: Request | None = None) -> Found:
-        """The hops for `number` dialled from `source` (its caller profile, its dialplan)."""
-        profile = self.caller_profile(source)
-        return self.hops_for(self.translate(number, profile), profile.group, request)
 
     def caller_profile(self, source: Destination) -> CallerProfile:
         return self._classify(source)

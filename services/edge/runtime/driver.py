@@ -3,10 +3,10 @@
 Timers: the whole worker has one `call_at` handle, set to the earliest
 deadline of the transaction table and the failover timers, and moved only
 when a new deadline is earlier; nothing runs a task per transaction.
-Publishing: events go out from a bounded set of background tasks, so a slow
-or absent broker never holds up a call; beyond the bound they are dropped and
-counted in the log.  Failure reports pass `FailureReports` first (one per
-target and second, the rest merged).
+Publishing: events go out through `EventPublisher` (a bounded backlog and a
+few background senders), so a slow or absent broker never holds up a call.
+Failure reports pass `FailureReports` first (one per target and second, the
+rest merged).
 Round trips (a REGISTER to the registrar, a location lookup in Redis) run as
 tasks too and feed their outcome back into the proxy; each is bounded by its
 own timeout.
@@ -34,6 +34,7 @@ from services.edge.feeds.protection import ProtectionFeed
 from services.edge.policy.failure_reports import FailureReports
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Publish, Register, Send
 from services.edge.proxy.core import Proxy
+from services.edge.runtime.publisher import EventPublisher
 from services.edge.runtime.sockets import EdgeSockets
 from shared.bus import Bus, BusUnavailable
 from shared.contracts.edge import TargetFailed
@@ -51,7 +52,6 @@ from shared.sip.transport.destination import Destination
 
 log = logging.getLogger("callmesh.edge")
 
-MAX_PENDING_PUBLISHES = 256
 MAX_HELD_ANSWERS = 1000
 """Answers to failed authentications held back at once; past it they go out undelayed."""
 LOOP_PROBE_INTERVAL = 0.1
@@ -82,7 +82,7 @@ class ProxyDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._dropped_publishes = 0
+        self.publisher = EventPublisher(bus)
         self._probe: asyncio.TimerHandle | None = None
         self._probe_due = 0.0
         self._reports = FailureReports()
@@ -101,6 +101,7 @@ class ProxyDriver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.publisher.stop()
         if self._protection is not None:
             await self._protection.stop()
 
@@ -151,7 +152,8 @@ class ProxyDriver:
         metrics.LOOP_LAG.observe(lag)
         self._watch_load(lag, now)
         for event in self._reports.flush(now):
-            self._publish_now_or_drop(event)
+            self.publisher.offer(event)
+        metrics.EVENTS_WAITING.value = self.publisher.waiting
         self._set_wall_offset()
         for kind, count in self.proxy.table.counts().items():
             metrics.TRANSACTIONS[kind] = count
@@ -308,23 +310,7 @@ class ProxyDriver:
             if reported is None:
                 return
             event = reported
-        self._publish_now_or_drop(event)
-
-    def _publish_now_or_drop(self, event: Event) -> None:
-        if len(self._background) >= MAX_PENDING_PUBLISHES:
-            self._dropped_publishes += 1
-            if self._dropped_publishes % 100 == 1:
-                log.warning(
-                    "event publishing backlog full; %d events dropped", self._dropped_publishes
-                )
-            return
-        self._background_task(self._publish_now(event))
-
-    async def _publish_now(self, event: Event) -> None:
-        try:
-            await self._bus.publish(event)
-        except Exception as error:  # the broker's trouble must not reach the call path
-            log.info("could not publish %s: %s", event.routing_key, error)
+        self.publisher.offer(event)
 
     def _background_task(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coroutine)

@@ -25,9 +25,14 @@ class Verdict(enum.Enum):
 
 
 def challenge_headers(
-    nonces: NonceKeeper, realm: str, now: float, algorithms: tuple[str, ...], *,
-    stale: bool = False, header: str = "WWW-Authenticate",
-) -> list[tuple[str, str]]:  # fmt: skip
+    nonces: NonceKeeper,
+    realm: str,
+    now: float,
+    algorithms: tuple[str, ...],
+    *,
+    stale: bool = False,
+    header: str = "WWW-Authenticate",
+) -> list[tuple[str, str]]:
     """The challenge fields of a 401 (or, with ``header="Proxy-Authenticate"``, of the
     edge's 407): one per offered algorithm, one fresh nonce any node can verify."""
     nonce = nonces.mint(realm, now)

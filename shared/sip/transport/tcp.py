@@ -274,8 +274,13 @@ class TcpTransport:
             f"{host} already",
             "limit": f"connection limit ({self.limits.max_connections}) reached",
         }[reason]
-        log.warning("tcp: refused %s:%d, %s (%d more refused since the last such line)",
-                    host, port, what, self._unlogged.pop(reason, 0))  # fmt: skip
+        log.warning(
+            "tcp: refused %s:%d, %s (%d more refused since the last such line)",
+            host,
+            port,
+            what,
+            self._unlogged.pop(reason, 0),
+        )
 
     def forget(self, connection: TcpConnection) -> None:
         if not connection.adopted:
@@ -313,9 +318,12 @@ class TcpTransport:
                 connection.close()
         if cut:
             TCP_TIMED_OUT.inc(len(cut))
-            log.warning("tcp: closed %d connection(s) with no whole message within %g s, "
-                        "e.g. from %s:%d", len(cut), self.limits.message_timeout,
-                        *cut[0].peer)  # fmt: skip
+            log.warning(
+                "tcp: closed %d connection(s) with no whole message within %g s, e.g. from %s:%d",
+                len(cut),
+                self.limits.message_timeout,
+                *cut[0].peer,
+            )
         self._schedule_sweep()
 
     async def close(self) -> None:

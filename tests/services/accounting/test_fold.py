@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.accounting.fold import TimeoutClose, fold_call, normalise_party
-from shared.contracts.calls import CallEnded, CallEvent, CallUpdated
+from shared.contracts.calls import CallEnded, CallEvent, CallStarted, CallUpdated
 from tests.services.accounting.calls import (
     T0,
     answered_call,
@@ -150,9 +150,27 @@ def test_a_challenge_before_the_accepted_invite_is_not_its_end() -> None:
     assert record.disposition == "answered"
 
 
-def test_a_rejection_alone_is_a_record_without_caller_details() -> None:
+def test_a_rejection_alone_is_an_open_record_without_caller_details() -> None:
     record = fold_call([failed(status=403, origin="edge", cause="rejected")])[0]
     assert (record.disposition, record.setup_at, record.caller) == ("rejected", T0 + 2, None)
+    assert record.state == "open"  # its CallStarted may still come
+
+
+def test_a_call_is_complete_only_once_its_start_is_there() -> None:
+    """Events redelivered after an instance died may bring the start last."""
+    events = answered_call()
+    [start] = [event for event in events if isinstance(event, CallStarted)]
+    [without] = fold_call([event for event in events if event is not start])
+    assert (without.state, without.disposition, without.callee) == ("open", "answered", None)
+    [whole] = fold_call(events)
+    assert (whole.state, whole.callee) == ("complete", start.callee)
+
+
+def test_a_timeout_close_completes_a_call_whose_start_never_came() -> None:
+    events = [e for e in answered_call() if not isinstance(e, CallStarted)]
+    close = TimeoutClose(call_id="c1", from_tag="ft", at=T0 + 99999, edge="")
+    [record] = fold_call([*events, close])
+    assert (record.state, record.disposition) == ("complete", "answered")
 
 
 def test_a_bye_without_its_call_waits() -> None:

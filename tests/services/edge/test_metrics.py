@@ -51,6 +51,8 @@ EDGE_FAMILIES = {
     "callmesh_edge_handed_on": ("counter", ()),
     "callmesh_edge_handed_on_unreachable": ("counter", ()),
     "callmesh_edge_handed_on_dropped": ("counter", ()),
+    "callmesh_edge_events_waiting": ("gauge", ()),
+    "callmesh_edge_events_dropped": ("counter", ("reason",)),
 }
 """Every family of the edge: its type and label names (a histogram adds ``le`` itself)."""
 

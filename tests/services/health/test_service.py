@@ -214,9 +214,14 @@ async def test_edge_failure_of_a_dispatcher_destination_holds_it_down(
         target = f"ds:farm:{uri}"
         await events.wait_for(target, is_state("up"), SETTLE)
         failed = DestinationFailed(
-            set_id="farm", address=uri, reason="status", status=503, retry_after=30,
-            method="INVITE", call_id="c3",
-        )  # fmt: skip
+            set_id="farm",
+            address=uri,
+            reason="status",
+            status=503,
+            retry_after=30,
+            method="INVITE",
+            call_id="c3",
+        )
         await publish(namespace, "edge", failed)
         down = await events.wait_for(target, is_state("down"), SETTLE)
         assert down.reason == "edge: status (503), Retry-After 30s"

@@ -55,8 +55,10 @@ def test_baresip_registers_with_the_default_digest_settings(
     log = (tmp_path / "baresip.log").open("wb")
     phone = subprocess.Popen(
         [baresip, "-f", str(config), "-s", "-t", "30"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         bindings: list[dict[str, object]] = []
         deadline = time.monotonic() + 20

@@ -28,8 +28,13 @@ from tests.conftest import REDIS_URL
 AOR = "sip:alice@example.com"
 ORIGIN = Origin("203.0.113.9", 40000, "udp", "edge-a")
 POLICY = ExpiryPolicy(min_expires=60, max_expires=3600, default_expires=1800, max_contacts=2)
-NOW = float(int(time.time()))
-"""Wall time: the AoR hash gets an EXPIREAT from the expiries, which must lie ahead."""
+
+
+@pytest.fixture
+def now() -> float:
+    """Wall time when the test starts: the AoR hash gets an EXPIREAT from the expiries, which
+    must lie ahead (a time read once at import lies in the past when a long run reaches here)."""
+    return float(int(time.time()))
 
 
 @pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.integration)])
@@ -57,59 +62,63 @@ async def register(bindings: BindingStore, phone: Phone, expires: int, now: floa
     return await bindings.change(AOR, now, decide, lambda update: update.current)
 
 
-async def test_a_refresh_pushes_back_the_expiry_the_sweeper_reads(store: Store) -> None:
+async def test_a_refresh_pushes_back_the_expiry_the_sweeper_reads(store: Store, now: float) -> None:
     bindings = BindingStore(store)
     phone = Phone("alice", "example.com", "pw", call_id="c1")
-    (first,) = (await register(bindings, phone, 600, NOW)).current
-    refresh = await register(bindings, phone, 600, NOW + 500)
+    (first,) = (await register(bindings, phone, 600, now)).current
+    refresh = await register(bindings, phone, 600, now + 500)
     assert [b.contact for b in refresh.refreshed] == [first.contact]
     # Past the first expiry: the sweeper finds nothing due, the binding is still live.
-    assert await bindings.claim_expired(NOW + 601) == []
-    assert list((await bindings.snapshot(AOR)).live(NOW + 601)) == [first.contact]
+    assert await bindings.claim_expired(now + 601) == []
+    assert list((await bindings.snapshot(AOR)).live(now + 601)) == [first.contact]
     # Past the refreshed expiry: claimed, once.
-    assert [b.contact for b in await bindings.claim_expired(NOW + 1101)] == [first.contact]
-    assert await bindings.claim_expired(NOW + 1101) == []
+    assert [b.contact for b in await bindings.claim_expired(now + 1101)] == [first.contact]
+    assert await bindings.claim_expired(now + 1101) == []
 
 
-async def test_an_unrefreshed_binding_is_claimed_at_its_expiry_not_before(store: Store) -> None:
+async def test_an_unrefreshed_binding_is_claimed_at_its_expiry_not_before(
+    store: Store, now: float
+) -> None:
     """The control of the test above: the same binding, left alone, goes at its time."""
     bindings = BindingStore(store)
     phone = Phone("alice", "example.com", "pw", call_id="c1")
-    await register(bindings, phone, 600, NOW)
-    assert await bindings.claim_expired(NOW + 599) == []
-    assert len(await bindings.claim_expired(NOW + 601)) == 1
+    await register(bindings, phone, 600, now)
+    assert await bindings.claim_expired(now + 599) == []
+    assert len(await bindings.claim_expired(now + 601)) == 1
 
 
-async def test_a_removed_binding_leaves_the_expiry_set(store: Store) -> None:
+async def test_a_removed_binding_leaves_the_expiry_set(store: Store, now: float) -> None:
     bindings = BindingStore(store)
     phone = Phone("alice", "example.com", "pw", call_id="c1")
-    await register(bindings, phone, 600, NOW)
-    removal = await register(bindings, phone, 0, NOW + 10)
+    await register(bindings, phone, 600, now)
+    removal = await register(bindings, phone, 0, now + 10)
     assert len(removal.removed) == 1
     assert await store.redis.zcard(expiry_key(store)) == 0  # nothing left for the sweeper
-    assert await bindings.claim_expired(NOW + 10_000) == []
+    assert await bindings.claim_expired(now + 10_000) == []
     assert (await bindings.snapshot(AOR)).stored == {}
 
 
-async def test_a_binding_due_now_is_no_longer_live(store: Store) -> None:
+async def test_a_binding_due_now_is_no_longer_live(store: Store, now: float) -> None:
     bindings = BindingStore(store)
-    (binding,) = (await register(bindings, Phone("alice", "example.com", "pw"), 600, NOW)).current
+    (binding,) = (await register(bindings, Phone("alice", "example.com", "pw"), 600, now)).current
     snapshot = await bindings.snapshot(AOR)
     assert list(snapshot.live(binding.expires_at - 0.001)) == [binding.contact]
     assert snapshot.live(binding.expires_at) == {}
 
 
-async def test_the_aor_hash_outlives_its_last_binding_by_the_grace(store: Store) -> None:
+async def test_the_aor_hash_outlives_its_last_binding_by_the_grace(
+    store: Store, now: float
+) -> None:
     bindings = BindingStore(store)
-    await register(bindings, Phone("alice", "example.com", "pw"), 600, NOW)
+    await register(bindings, Phone("alice", "example.com", "pw"), 600, now)
     left = await store.redis.ttl(bindings.key(AOR))
-    expected = NOW + 600 + KEY_GRACE - time.time()
+    expected = now + 600 + KEY_GRACE - time.time()
     assert expected - 5 <= left <= expected + 1
     (stored,) = (await store.redis.hgetall(bindings.key(AOR))).values()
     assert b"null" not in stored  # defaults are left out: small bindings
 
 
-async def test_a_commit_claims_its_nonce_count_once(store: Store) -> None:
+async def test_a_commit_claims_its_nonce_count_once(store: Store, now: float) -> None:
     bindings = BindingStore(store)
     phone = Phone("alice", "example.com", "pw")
     claim = NonceClaim(store.key("nc", "nonce-1"), 1, 60)
@@ -117,8 +126,8 @@ async def test_a_commit_claims_its_nonce_count_once(store: Store) -> None:
         message = parse_message(phone.register(expires=600))
         assert isinstance(message, Request)
         snapshot = await bindings.snapshot(AOR)
-        live = snapshot.live(NOW)
-        update = update_bindings(message, AOR, live, origin=ORIGIN, policy=POLICY, now=NOW)
+        live = snapshot.live(now)
+        update = update_bindings(message, AOR, live, origin=ORIGIN, policy=POLICY, now=now)
         assert await bindings.commit(snapshot, live, update.current, claim) is expected
     assert await store.redis.get(claim.key) == b"1"
 

@@ -33,9 +33,12 @@ SHA256_IN_DOMAIN = f"{DOMAIN}=SHA-256,MD5"
 @pytest.fixture
 async def reg(namespace: str, redis_store: Store) -> AsyncIterator[Registrar]:
     async with registrar(
-        namespace, redis_store, registrar_min_expires=2, registrar_max_contacts=3,
+        namespace,
+        redis_store,
+        registrar_min_expires=2,
+        registrar_max_contacts=3,
         digest_domain_algorithms=SHA256_IN_DOMAIN,
-    ) as found:  # fmt: skip
+    ) as found:
         yield found
 
 

@@ -44,21 +44,33 @@ def rule(**fields: Any) -> dict[str, Any]:
     "body, field, reason",
     [
         (rule(action="remove_header", pattern="(unclosed"), "rules", "invalid regex"),
-        (rule(action="replace_header", name="X-A", pattern="a", replacement=r"\2"),
-         "rules", "invalid replacement"),
+        (
+            rule(action="replace_header", name="X-A", pattern="a", replacement=r"\2"),
+            "rules",
+            "invalid replacement",
+        ),
         (rule(action="add_header", name="Via", value="x"), "rules", "header 'Via' is protected"),
         (rule(action="remove_header", pattern="^(call|x-)"), "rules", "matches protected headers"),
         (rule(action="add_header", name="X-A", value="a\r\nVia: x"), "rules", "line breaks"),
         (rule(action="rewrite_ruri_user"), "rules", "changes nothing"),
         (rule(action="explode"), "rules", "does not match any of the expected tags"),
-        ({"scope": {"kind": "gateway", "id": "9"}, "rules": CARRIER["rules"]},
-         "scope", "manipulation m: unknown gateway '9'"),
-        ({"scope": {"kind": "rule", "id": "9"}, "rules": CARRIER["rules"]},
-         "scope", "manipulation m: unknown rule '9'"),
-        ({"scope": {"kind": "trunk", "id": "1"}, "rules": CARRIER["rules"]}, "scope",
-         "Input should be 'source_group', 'rule', 'gateway' or 'dispatcher_set'"),
+        (
+            {"scope": {"kind": "gateway", "id": "9"}, "rules": CARRIER["rules"]},
+            "scope",
+            "manipulation m: unknown gateway '9'",
+        ),
+        (
+            {"scope": {"kind": "rule", "id": "9"}, "rules": CARRIER["rules"]},
+            "scope",
+            "manipulation m: unknown rule '9'",
+        ),
+        (
+            {"scope": {"kind": "trunk", "id": "1"}, "rules": CARRIER["rules"]},
+            "scope",
+            "Input should be 'source_group', 'rule', 'gateway' or 'dispatcher_set'",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_invalid_rule_sets_are_422_naming_field_and_reason(
     routing: Deployment, body: dict[str, Any], field: str, reason: str
 ) -> None:
@@ -106,12 +118,13 @@ async def test_the_dry_run_shows_what_the_attached_sets_do(routing: Deployment) 
     by_gateway = {gateway["id"]: gateway["manipulations"] for gateway in dry["gateways"]}
     assert by_gateway["1"]["rule_sets"] == ["a-number", "carrier-1"]
     assert by_gateway["1"]["number"] == "004075551234"
-    assert [(c["rule_set"], c["action"], c["target"], c["after"])
-            for c in by_gateway["1"]["changes"]] == [
+    assert [
+        (c["rule_set"], c["action"], c["target"], c["after"]) for c in by_gateway["1"]["changes"]
+    ] == [
         ("a-number", "set_from", "From", '"Callmesh" <sip:4711@edge.invalid>;tag=dryrun'),
         ("carrier-1", "rewrite_ruri_user", "Request-URI user", "004075551234"),
         ("carrier-1", "add_header", "X-Account", "4711"),
-    ]  # fmt: skip
+    ]
     # Gateway 2 of the same rule gets the rule's set only.
     assert by_gateway["2"]["rule_sets"] == ["a-number"]
     assert by_gateway["2"]["number"] == "14075551234"

@@ -44,9 +44,12 @@ def start(name: str, module: str, env: Mapping[str, str], workdir: Path) -> Runn
     log = workdir / f"{name}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=REPO, env=env, stdout=out,
+            [sys.executable, "-m", module],
+            cwd=REPO,
+            env=env,
+            stdout=out,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
     return Running(name, process, http_port, sip_port, log)
 
 

@@ -97,8 +97,10 @@ def _remove_namespace(namespace: str) -> None:
     client.close()
     listing = subprocess.run(
         ["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     queues = [q.strip() for q in listing.stdout.splitlines() if q.startswith(f"{namespace}.")]
 
     async def delete() -> None:
@@ -230,9 +232,13 @@ def test_no_secret_reaches_any_log_line(processes: dict[str, Running]) -> None:
         running.process.wait(15)
     ha1 = compute_ha1("alice", DOMAIN, PASSWORD)
     secrets_ = {
-        "token": TOKEN, "password": PASSWORD, "ha1": ha1, "topology": TOPOLOGY_SECRET,
-        "record-route key": RECORD_ROUTE_SECRET, "database password": DATABASE_PASSWORD,
-    }  # fmt: skip
+        "token": TOKEN,
+        "password": PASSWORD,
+        "ha1": ha1,
+        "topology": TOPOLOGY_SECRET,
+        "record-route key": RECORD_ROUTE_SECRET,
+        "database password": DATABASE_PASSWORD,
+    }
     for running in processes.values():
         lines = running.lines()
         assert any('"msg":"started"' in line for line in lines), lines  # the capture works

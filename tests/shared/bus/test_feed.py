@@ -15,9 +15,13 @@ class Numbers(EventFeed):
     """The stored state is a list of numbers; each ``test.ping`` appends its ``n``."""
 
     def __init__(
-        self, bus: MemoryBus, stored: list[int], *, gate: asyncio.Event | None = None,
+        self,
+        bus: MemoryBus,
+        stored: list[int],
+        *,
+        gate: asyncio.Event | None = None,
         failures: int = 0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(bus, ["test.ping"], logging.getLogger("test.feed"))
         self.stored = stored
         self.gate = gate

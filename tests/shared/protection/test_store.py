@@ -58,12 +58,14 @@ async def test_concurrent_failures_from_two_edges_start_one_block(
     redis_store: Store, other_edge: ProtectionStore
 ) -> None:
     edge_a = ProtectionStore(redis_store)
-    results = await asyncio.gather(*(
-        (edge_a if n % 2 else other_edge).record_failure(
-            f"user{n % 3}@example.com", "198.51.100.5", SETTINGS, now=2000.0, edge="x"
+    results = await asyncio.gather(
+        *(
+            (edge_a if n % 2 else other_edge).record_failure(
+                f"user{n % 3}@example.com", "198.51.100.5", SETTINGS, now=2000.0, edge="x"
+            )
+            for n in range(20)
         )
-        for n in range(20)
-    ))  # fmt: skip
+    )
     assert sum(r.source_blocked for r in results) == 1  # one source, over 6 failures
     assert [r.source for r in results if r.source_blocked] == [6]
     sources = await edge_a.blocks(2000.0, ("source",))
@@ -101,14 +103,18 @@ async def test_clear_lifts_a_block_and_its_count(redis_store: Store) -> None:
 
 async def test_flood_and_scanner_blocks_are_listed_with_their_end(redis_store: Store) -> None:
     store = ProtectionStore(redis_store)
-    assert await store.add_block("flood", "192.0.2.66", 120.0, reason="90 requests", edge="e1",
-                                 now=0.0)  # fmt: skip
+    assert await store.add_block(
+        "flood", "192.0.2.66", 120.0, reason="90 requests", edge="e1", now=0.0
+    )
     assert not await store.add_block("flood", "192.0.2.66", 130.0, reason="x", edge="e2", now=1.0)
-    assert await store.add_block("scanner", "192.0.2.67", 3600.0, reason="sweep", edge="e1",
-                                 now=1.0)  # fmt: skip
+    assert await store.add_block(
+        "scanner", "192.0.2.67", 3600.0, reason="sweep", edge="e1", now=1.0
+    )
     listed = {(b.kind, b.key, b.until, b.reason) for b in await store.blocks(2.0)}
-    assert listed == {("flood", "192.0.2.66", 120.0, "90 requests"),
-                      ("scanner", "192.0.2.67", 3600.0, "sweep")}  # fmt: skip
+    assert listed == {
+        ("flood", "192.0.2.66", 120.0, "90 requests"),
+        ("scanner", "192.0.2.67", 3600.0, "sweep"),
+    }
     # Expired blocks leave the store at the next write.
     await store.add_block("flood", "192.0.2.68", 500.0, reason="x", edge="e1", now=200.0)
     detail = await redis_store.redis.hkeys(redis_store.key("protection", "blocks", "detail"))

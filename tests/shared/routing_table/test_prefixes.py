@@ -82,9 +82,15 @@ def test_rests_either_side_of_the_integer_read_at_the_widest_head() -> None:
     entries |= {prefix: f"{prefix}=v" for prefix in deep}
     table = table_of(entries)
     for number in [
-        "123456789012345678", "1234567890123456789", "12345678901234567890123",
-        "1234567890123456788", "12345678901234567", "1234567890123456", "1234567", "123456",
-    ]:  # fmt: skip
+        "123456789012345678",
+        "1234567890123456789",
+        "12345678901234567890123",
+        "1234567890123456788",
+        "12345678901234567",
+        "1234567890123456",
+        "1234567",
+        "123456",
+    ]:
         assert table.find(number) == brute_force(entries, number)
 
 
@@ -180,11 +186,18 @@ def test_every_leaf_carries_the_tag_of_its_value_through_edits(
 
 class _Buffer(ctypes.Structure):
     _fields_ = [
-        ("buf", ctypes.c_void_p), ("obj", ctypes.py_object), ("len", ctypes.c_ssize_t),
-        ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
-        ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
-        ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p),
-    ]  # fmt: skip
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.py_object),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
 
 
 def address_of(buffer: object) -> int:

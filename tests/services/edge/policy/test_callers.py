@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.edge.policy.callers import CallerProfiles
-from services.edge.proxy.routes import CallerProfile, NumberRouter
+from services.edge.proxy.routes import CallerProfile, Found, NumberRouter
 from shared.routing_table.model import Dialplan, DialplanRule, Gateway, Rule
 from shared.settings import Settings
 from shared.sip.transport.destination import Destination
@@ -43,11 +43,16 @@ def test_a_callers_dialplan_and_group_apply_before_routing() -> None:
     )
     router = NumberRouter(table, CallerProfiles("10.0.0.0/8=0/national; 10.1.0.0/16=2"))
 
+    def found(number: str, host: str) -> Found:
+        """What the proxy core asks: the source's profile, its dialplan, then its group's rule."""
+        profile = router.caller_profile(Destination("udp", host, 5060))
+        return router.hops_for(router.translate(number, profile), profile.group)
+
     def routed(number: str, host: str) -> list[str | None]:
-        found = router.hops(number, Destination("udp", host, 5060))
-        assert found is not None
-        return [hop.gateway_id for hop in found[0]]
+        hops = found(number, host)
+        assert hops is not None
+        return [hop.gateway_id for hop in hops[0]]
 
     assert routed("0014075551234", "10.9.9.9") == ["1"]  # 00… → +1407… by the plan
-    assert router.hops("0014075551234", Destination("udp", "192.0.2.9", 5060)) is None
+    assert found("0014075551234", "192.0.2.9") is None
     assert routed("14075551234", "10.1.2.3") == ["2"]  # group 2's rule

@@ -116,3 +116,19 @@ def test_a_transaction_timeout_before_the_failover_timer_is_published_as_a_timeo
     actions = run.later(1.5)
     assert failures(actions) == [("1", "timeout", 408)]
     assert only_request(actions, GW2).method == "INVITE"
+
+
+def test_a_487_echoing_only_our_cancels_via_reaches_the_caller_with_its_own(run: Run) -> None:
+    """A gateway that builds its 487 from the CANCEL (our Via alone): the caller still gets
+    its Vias back, so its ACK matches (the edge once relayed such a 487 without any Via)."""
+    first = only_request(run.send(invite()), GW1)
+    run.send(answer(first, 180), GW1)
+    cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    cancel_sent = only_request(run.send(cancel), GW1)
+    assert len(cancel_sent.vias) == 1  # hop by hop: ours only
+    from_the_cancel = answer(cancel_sent, 487).replace(b"1 CANCEL", b"1 INVITE")
+    final = final_of(run.send(from_the_cancel, GW1))
+    assert final.status == 487
+    [via] = final.vias
+    assert (via.host, via.port, via.branch) == ("10.0.0.5", 5070, "z9hG4bKc1")
+    assert (via.received, via.rport) == (CALLER.host, CALLER.port)

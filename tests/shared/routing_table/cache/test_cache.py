@@ -179,5 +179,8 @@ async def test_merges_keep_the_snapshot_about_the_size_of_the_table(
     assert cached_rules(edge) == stored
     assert len(stored) == 1000 - 6 + 6  # d0..d5 deleted, m0..m5 added
     assert routes(edge, "5000", "555551", "61", "3") == [
-        ("d500", ["2"]), ("m5", ["1"]), ("d61", ["1", "2"]), None,
-    ]  # fmt: skip
+        ("d500", ["2"]),
+        ("m5", ["1"]),
+        ("d61", ["1", "2"]),
+        None,
+    ]

@@ -1,0 +1,136 @@
+"""The edge's event publisher: a slow broker delays events without losing them, memory stays
+bounded, and whatever is dropped is counted and logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.edge.proxy.call_events import CallEvents, CallNotes
+from services.edge.runtime import publisher as module
+from services.edge.runtime.publisher import EventPublisher
+from shared.bus import BusUnavailable
+from shared.bus.base import Envelope
+from shared.bus.memory import MemoryBroker, MemoryBus
+from shared.contracts.event import Event
+from tests.shared.bus.support import until
+
+
+def events(count: int) -> list[Event]:
+    made = CallEvents("edge-a")
+    return [made.cancelled(CallNotes(f"call-{n}", "a1"), 0.0).event for n in range(count)]
+
+
+def dropped(reason: str) -> float:
+    value = REGISTRY.get_sample_value("callmesh_edge_events_dropped_total", {"reason": reason})
+    return value or 0.0
+
+
+class Broker(MemoryBus):
+    """A broker whose confirms take `delay` s, that is away for its first `away` publishes,
+    fails for good on `bad` events, or does not answer at all until `release`."""
+
+    def __init__(self, delay: float = 0.0, away: int = 0, silent: bool = False) -> None:
+        super().__init__(MemoryBroker(), "test", "edge", "edge-a")
+        self.delay = delay
+        self.away = away
+        self.bad: set[str] = set()
+        self.release = asyncio.Event()
+        if not silent:
+            self.release.set()
+        self.published: list[Event] = []
+
+    async def publish(self, event: Event, routing_key: str | None = None) -> Envelope:
+        await self.release.wait()
+        if self.away > 0:
+            self.away -= 1
+            raise BusUnavailable("RabbitMQ failed: connection refused")
+        if getattr(event, "call_id", "") in self.bad:
+            raise ValueError("not serialisable")
+        await asyncio.sleep(self.delay)
+        self.published.append(event)
+        return self.envelope(event, routing_key)
+
+
+async def test_a_broker_slow_to_confirm_loses_no_event() -> None:
+    """Far more events in flight than senders (the old cap of 256 tasks dropped most)."""
+    broker = Broker(delay=0.05)
+    publisher = EventPublisher(broker)
+    before = dropped("backlog_full")
+    sent = events(2000)
+    for event in sent:
+        publisher.offer(event)
+    await until(lambda: len(broker.published) == len(sent))
+    assert sorted(e.call_id for e in broker.published) == sorted(e.call_id for e in sent)  # type: ignore[attr-defined]
+    assert publisher.dropped == 0 and dropped("backlog_full") == before
+    await publisher.stop()
+
+
+async def test_past_the_bound_events_are_dropped_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = Broker(silent=True)
+    publisher = EventPublisher(broker, max_backlog=50, senders=4)
+    before = dropped("backlog_full")
+    with caplog.at_level(logging.WARNING, "callmesh.edge"):
+        for event in events(130):
+            publisher.offer(event)
+    assert publisher.dropped == 80  # the backlog held 50; memory does not grow past it
+    assert dropped("backlog_full") - before == 80
+    [line] = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert "(backlog_full)" in line and "1 events dropped so far" in line  # once, not per drop
+    broker.release.set()
+    await until(lambda: len(broker.published) == 50)
+    publisher.offer(events(1)[0])  # once drained, publishing goes on
+    await until(lambda: len(broker.published) == 51)
+    await publisher.stop()
+
+
+async def test_a_broker_away_for_a_while_gets_every_event_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(module, "RETRY_DELAY", 0.01)
+    broker = Broker(away=30)
+    publisher = EventPublisher(broker, senders=4)
+    for event in events(10):
+        publisher.offer(event)
+    await until(lambda: len(broker.published) == 10)
+    assert broker.away == 0 and publisher.dropped == 0
+    await publisher.stop()
+
+
+async def test_an_event_the_bus_cannot_publish_is_dropped_alone() -> None:
+    broker = Broker()
+    broker.bad.add("call-1")
+    publisher = EventPublisher(broker)
+    before = dropped("failed")
+    for event in events(3):
+        publisher.offer(event)
+    await until(lambda: len(broker.published) == 2)
+    assert dropped("failed") - before == 1
+    await publisher.stop()
+
+
+async def test_a_stop_lets_the_backlog_out_first() -> None:
+    broker = Broker(delay=0.01)
+    publisher = EventPublisher(broker, senders=2)
+    for event in events(20):
+        publisher.offer(event)
+    await publisher.stop()
+    assert len(broker.published) == 20
+
+
+async def test_a_stop_with_the_broker_silent_drops_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(module, "DRAIN_TIMEOUT", 0.1)
+    publisher = EventPublisher(Broker(silent=True), senders=2)
+    before = dropped("stopped")
+    for event in events(5):
+        publisher.offer(event)
+    await publisher.stop()
+    assert dropped("stopped") - before == 5  # the two in hand and the three waiting
+    assert publisher.waiting == 0
