@@ -9,7 +9,7 @@ export CALLMESH_TEST_RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export CALLMESH_TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 LOGS := var/log
 
-.PHONY: help run test test-prerequisites test-unit lint format docs bench up down clean venv fast slow mutants
+.PHONY: help run test test-prerequisites test-unit lint format docs bench up down clean venv fast mutants
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,18 +22,23 @@ $(STAMP): pyproject.toml requirements.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create/refresh the virtualenv from the pinned dependencies
+venv: $(STAMP) fast ## create/refresh the virtualenv from the pinned dependencies, and the compiled build
 
-run: $(STAMP) ## the whole platform in one process (SIP :5060, API :8080), no broker/Redis needed
+run: $(STAMP) fast ## the whole platform in one process (SIP :5060, API :8080), no broker/Redis needed
 	$(BIN)/python -m services
 
-test: test-prerequisites $(STAMP) ## the whole suite, against the real RabbitMQ and Redis (does its own set-up)
+# The suite runs on the compiled build (what ships), then the SIP and proxy cores' tests again
+# in pure Python (the fallback).  A build that fails stops it: the test would not be of it.
+test: test-prerequisites $(STAMP) ## the whole suite on the compiled build, then the SIP and proxy tests in pure Python
+	@$(BIN)/python -m deploy.extensions || { echo "make test: the compiled build failed;" \
+		"CALLMESH_NO_EXTENSIONS=1 make test tests pure Python only" >&2; exit 1; }
 	$(BIN)/python -m pytest -q
+	CALLMESH_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q tests/shared/sip tests/services/edge/proxy
 
 test-prerequisites: ## install the system packages the tests drive, start a local Redis/RabbitMQ if down
 	@deploy/test-prerequisites.sh
 
-test-unit: $(STAMP) ## only the tests that need no broker, Redis or SIPp (a quarter of the property tests' examples)
+test-unit: $(STAMP) fast ## only the tests that need no broker, Redis or SIPp (a quarter of the property tests' examples)
 	CALLMESH_TEST_EXAMPLES=0.25 $(BIN)/python -m pytest -q -m "not integration and not wire"
 
 lint: $(STAMP) ## ruff + mypy --strict
@@ -48,20 +53,21 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 docs: $(STAMP) ## rewrite the generated docs (docs/api.md) from the code
 	$(BIN)/python -m deploy.docs
 
-bench: $(STAMP) fast ## benchmarks (on the mypyc build when it compiles): SIP parser, routing, registrar, proxy vs Kamailio
+bench: $(STAMP) fast ## benchmarks (on the compiled build when it compiles): SIP parser, routing, registrar, proxy vs Kamailio
 	$(BIN)/python -m bench
 
 # `make mutants`: mutation testing with mutmut (what it mutates, and the fast tests that must
 # catch each mutant: pyproject.toml's [tool.mutmut]).  One package at a time, one mutant at a
 # time (two shared cores), each with a CPU-time limit; `pkg:n` runs every n-th mutant of it.
-# Pure Python only: a compiled module would shadow its mutants, hence `slow`.  Not in `make test`.
+# Pure Python only (tests/mutation.py sets CALLMESH_NO_EXTENSIONS=1): a compiled module would
+# shadow its mutants.  Not in `make test`.
 MUTANTS ?= shared.sip.auth.digest:1 services.registrar.bindings:1 shared.routing_table:3 \
 	services.edge.proxy:4 shared.sip:8
 
-mutants: $(STAMP) slow ## mutation testing, one package at a time (MUTANTS="pkg:n ...", see docs)
+mutants: $(STAMP) ## mutation testing, one package at a time (MUTANTS="pkg:n ...", see docs)
 	$(BIN)/python tests/mutation.py $(MUTANTS)
 
-up: $(STAMP) ## every service as its own process against local RabbitMQ and Redis (logs in var/log)
+up: $(STAMP) fast ## every service as its own process against local RabbitMQ and Redis (logs in var/log)
 	@mkdir -p $(LOGS)
 	CALLMESH_RABBITMQ_URL=$${CALLMESH_RABBITMQ_URL:-$(CALLMESH_TEST_RABBITMQ_URL)} \
 	CALLMESH_REDIS_URL=$${CALLMESH_REDIS_URL:-$(CALLMESH_TEST_REDIS_URL)} \
@@ -70,41 +76,16 @@ up: $(STAMP) ## every service as its own process against local RabbitMQ and Redi
 down: ## stop what `make up` started
 	@test -x $(BIN)/python && $(BIN)/python -m deploy.procfile stop --logs $(LOGS) || true
 
-clean: down slow ## remove the virtualenv, caches, logs and the embedded store's snapshots
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants
+clean: down ## remove the virtualenv, the compiled build, caches, logs and the embedded store's snapshots
+	rm -rf $(VENV) build var .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# `make fast`: the SIP core and the proxy core compiled by mypyc (shipped with the pinned
-# mypy) into extension modules next to their sources; Python imports those first.  Optional:
-# if the compiler is missing or the build fails, the pure-Python modules keep serving.
-# Compiled modules shadow their .py files: re-run `make fast` after editing them (it
-# rebuilds when a source is newer), or `make slow` to go back to pure Python.
-# What the edge runs per message outside the proxy core (routing lookups, trust, policies,
-# the location directory, dispatcher bookkeeping); the core's interfaces are in proxy/.
-EDGE_HOT_SOURCES := services/edge/policy/trust.py \
-	shared/routing_table/cache/route.py shared/routing_table/cache/health.py \
-	services/edge/location/directory.py services/edge/destinations/calls.py \
-	services/edge/destinations/selector.py services/edge/policy/__init__.py \
-	services/edge/policy/guard.py services/edge/policy/topology.py \
-	shared/routing_table/prefixes.py shared/routing_table/prefix_layout.py
-FAST_SOURCES := $(filter-out shared/sip/errors.py,$(wildcard shared/sip/*.py shared/sip/transaction/*.py)) \
-	shared/sip/auth/digest.py shared/sip/auth/offer.py \
-	shared/sip/transport/destination.py $(wildcard services/edge/proxy/*.py) \
-	$(EDGE_HOT_SOURCES)
-FAST_STAMP := build/.fast-built
-
-fast: $(FAST_STAMP) ## compile the SIP and proxy cores with mypyc (optional; pure Python is the fallback)
-
-$(FAST_STAMP): $(STAMP) $(FAST_SOURCES) Makefile
-	@mkdir -p build
-	@touch $@.started  # the stamp gets the time the sources were read, not when the build ended
-	@if $(BIN)/mypyc $(FAST_SOURCES) >build/fast.log 2>&1; then \
-		mv $@.started $@; echo "compiled $(words $(FAST_SOURCES)) modules (log: build/fast.log)"; \
-	else \
-		echo "mypyc build failed (build/fast.log); staying on pure Python"; \
-		$(MAKE) --no-print-directory slow; \
-	fi
-
-slow: ## remove what `make fast` compiled: back to pure-Python modules
-	find shared services -name '*.cpython-*.so' -delete
-	rm -f ./*__mypyc.cpython-*.so $(FAST_STAMP)
+# `make fast`: the hot path (the SIP core, the proxy core, the edge's per-message modules;
+# the list is `HOT` in deploy/extensions.py) compiled by mypyc, shipped with the pinned mypy,
+# into build/ext beside a manifest of its sources' SHA-256.  Every target that runs or tests
+# code builds it first, and rebuilds only when a source changed.  A process loads the build
+# only while it matches every source (shared/extensions.py), else runs pure Python, as
+# CALLMESH_NO_EXTENSIONS=1 forces.  If the compiler fails, everything but `make test` goes
+# on in pure Python.
+fast: $(STAMP) ## compile the hot path with mypyc into build/ (venv, run, up, test, bench do it first)
+	@$(BIN)/python -m deploy.extensions || echo "make: going on in pure Python"

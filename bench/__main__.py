@@ -24,6 +24,8 @@ BENCHMARKS = {
     "registrar_sipp": "bench.registrar_sipp",
     "edge_policies": "bench.edge_policies",
     "accounting": "bench.accounting",
+    "rtpengine": "bench.rtpengine",
+    "keepalive": "bench.keepalive",
     "proxy_core": "bench.proxy.core_calls",
     "proxy": "bench.proxy.run",
 }

@@ -7,7 +7,8 @@ fresh database, both removed afterwards).
 1. Throughput: the events of ``--calls`` answered calls (7 events each, as an
    edge sends them: started, two branches, ringing, answered, an UPDATE, the
    BYE) wait in the durable queue; the service starts and the clock runs until
-   every record is complete: events/s and calls/s.
+   every record is complete: events/s, calls/s, and this process's CPU per
+   call meanwhile (the service's, plus the bench's polling for the count).
 2. Lag: ``--live-calls`` calls published at ``--rate`` calls/s while the
    service runs; the lag is from each BYE's publish to its
    ``accounting.cdr.completed`` (published after the commit: the record is
@@ -16,6 +17,11 @@ fresh database, both removed afterwards).
    TOAST, divided by the records.
 4. The CSV export of ``--records`` records (bulk-inserted first), in a child
    process: rows/s and the child's peak RSS, which must not grow with N.
+
+Steps 1-3 run ``--runs`` times (a fresh namespace and database each); the
+figures printed are their medians, then each run's throughput and lag.  The
+machine's load average is printed with them: on a shared machine it moves the
+figures more than anything else.
 """
 
 from __future__ import annotations
@@ -159,13 +165,14 @@ class Bench:
         await service.start()
         return service
 
-    async def run(self) -> None:
+    async def run(self, export: bool) -> None:
         await self.admin(f'CREATE DATABASE "{self.database}"')
         try:
             await self.throughput()
             await self.lag()
             await self.size()
-            await self.export()
+            if export:
+                await self.export()
         finally:
             for bus in self.buses:
                 await bus.close()
@@ -188,13 +195,13 @@ class Bench:
         for n in range(calls):
             for event in call_events(f"load-{n}", t0 + n * 0.001):
                 await edge.publish(event)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         service = await self.service()
         while True:
             if await self.complete_count(service) >= calls:
                 break
             await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         self.service_running = service
         self.results["throughput"] = {
             "calls": calls,
@@ -202,6 +209,8 @@ class Bench:
             "seconds": round(elapsed, 2),
             "events_per_s": round(calls * 7 / elapsed),
             "calls_per_s": round(calls / elapsed),
+            "cpu_ms_per_call": round(cpu * 1000 / calls, 2),
+            "load_average": round(os.getloadavg()[0], 1),
         }
 
     async def lag(self) -> None:
@@ -327,6 +336,15 @@ async def export_child(url: str) -> dict[str, Any]:
     }
 
 
+def medians(runs: list[Any]) -> Any:
+    """Each figure's median over the runs (same shape as one run's figures)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {key: medians([run[key] for run in runs]) for key in first}
+    value = statistics.median(runs)
+    return int(value) if float(value).is_integer() else round(value, 2)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.accounting", description=__doc__)
     parser.add_argument("--calls", type=int, default=2000, help="calls for the throughput run")
@@ -339,15 +357,23 @@ def main(argv: list[str]) -> int:
         default=AccountingSettings.model_fields["consumers"].default,
         help="CALLMESH_ACCOUNTING_CONSUMERS",
     )
+    parser.add_argument("--runs", type=int, default=3, help="runs of steps 1-3 (medians)")
     parser.add_argument("--export-from", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.export_from:
         print(json.dumps(asyncio.run(export_child(args.export_from))))
         return 0
-    bench = Bench(args)
-    asyncio.run(bench.run())
-    print(json.dumps(bench.results, indent=2))
+    runs = []
+    for n in range(args.runs):
+        bench = Bench(args)
+        asyncio.run(bench.run(export=n == args.runs - 1))
+        runs.append(bench.results)
+    pipeline = ("throughput", "lag_ms", "bytes_per_record")
+    figures = medians([{key: run[key] for key in pipeline} for run in runs])
+    figures["csv_export"] = runs[-1].get("csv_export")
+    each = [{"throughput": run["throughput"], "lag_ms": run["lag_ms"]} for run in runs]
+    print(json.dumps({"runs": args.runs, **figures, "each_run": each}, indent=2))
     return 0
 
 

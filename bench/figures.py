@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shared import extensions
+
 ROOT = Path(__file__).resolve().parent.parent
 LATEST = ROOT / "docs" / "benchmarks" / "latest.md"
 HEADER = """\
@@ -56,11 +58,10 @@ def describe_machine() -> str:
         ),
         "unknown memory",
     )
-    compiled = any(ROOT.glob("shared/sip/*.so"))
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({cpu}), {memory}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, {'mypyc build' if compiled else 'pure Python'}, "
+        f"Python {platform.python_version()}, {extensions.STATE}, "
         f"load average {load}"
     )
 

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     know SHA-256 (RFC 8760) and get it offered, e.g. ``example.com=SHA-256,MD5``."""
     registrar_workers: int = Field(default=16, ge=1, le=256)
     """REGISTERs one registrar process handles at once (consumers on its work queue)."""
+    nat_keepalive_interval: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds between two keepalives of a NAT'd or connection-oriented binding, sent by
+    the edge holding its flow (each binding at its own phase within the interval)."""
+    nat_keepalive_timeout: float = Field(default=120.0, gt=0)
+    """Seconds a binding may leave its keepalives unanswered before it is removed
+    (``registrar.binding.removed``, cause ``unreachable``)."""
     # ----- edge security and policies (services/edge/policy) -----
     topology_keys: SecretStr | None = None
     """``id:base64key[,id:base64key]`` shared by every edge, current first; unset: no
@@ -188,6 +194,11 @@ class Settings(BaseSettings):
     auth_block_after: int = Field(default=10, ge=1)
     auth_source_block_after: int = Field(default=50, ge=1)
     auth_block_time: int = Field(default=600, ge=1)
+    rtpengine: str = ""
+    """rtpengine ng addresses, ``udp:host:port[=weight]`` comma-separated (``shared.rtpengine``)."""
+    rtpengine_timeout: float = Field(default=0.5, gt=0, le=30)
+    rtpengine_retries: int = Field(default=2, ge=0, le=10)
+    rtpengine_ping_interval: float = Field(default=5.0, gt=0)
 
     @field_validator("http_listen")
     @classmethod
@@ -221,6 +232,14 @@ class Settings(BaseSettings):
     def _check_networks(cls, value: str) -> str:
         """Entries ``[transport:]network[:port]``; plain CIDRs are the common case."""
         parse_acl(value)
+        return value
+
+    @field_validator("rtpengine")
+    @classmethod
+    def _check_rtpengine(cls, value: str) -> str:
+        from shared.rtpengine.instances import parse_instances  # here: a cycle otherwise
+
+        parse_instances(value)
         return value
 
     @field_validator("digest_algorithms")

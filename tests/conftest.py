@@ -9,11 +9,17 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
+from shared import extensions
 from shared.store import Store
 from tests.isolation import BROKER_MARKERS, broker_ports, isolated
 
 RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which build the run tested: `make test` runs the suite compiled, then partly pure."""
+    terminalreporter.write_line(f"callmesh: {extensions.STATE}")
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,16 @@ ASSEMBLERS = frozenset({Path("services/__main__.py"), Path("services/__init__.py
 
 EDGE_CORE = tuple(
     Path("services/edge", name)
-    for name in ("proxy", "policy", "protection", "topology", "hooks", "location", "destinations")
+    for name in (
+        "proxy",
+        "policy",
+        "protection",
+        "topology",
+        "hooks",
+        "location",
+        "destinations",
+        "keepalive",
+    )
 )
 """The edge's sans-IO side; its I/O is `runtime/` (sockets, driver, start-up) and `feeds/`."""
 IO_FREE = (Path("shared/sip"), Path("shared/routing_table"), *EDGE_CORE)

@@ -1,23 +1,26 @@
-"""Group commit: the events of concurrent queue handlers applied in one transaction.
+"""Group commit: the batches of concurrent queue consumers applied in one transaction.
 
-Why: a commit waits for the database's disk flush (milliseconds), so one
-transaction per event caps an instance at a few hundred events per second.
-Each handler still waits for its own event's commit before its message is
-acknowledged; it just shares that commit with the handlers working beside it
-(``CALLMESH_ACCOUNTING_CONSUMERS`` of them).  A batch that fails for a reason
-other than the database being away is retried event by event, so one bad
-event cannot take its neighbours to the dead queue.
+Why: a commit waits for the database's disk flush (milliseconds), and a
+call's events taken by two consumers would otherwise be folded twice, one
+transaction waiting for the other's lock.  Each consumer still waits for its
+own events' commit before its messages are acknowledged; it just shares that
+commit with the consumers working beside it (``CALLMESH_ACCOUNTING_CONSUMERS``
+of them), and while one transaction runs the next batches gather.  A
+transaction that fails for a reason other than the database being away is
+retried event by event, so one bad event cannot take its neighbours to the
+dead queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 from services.accounting.store import Applied, RecordStore, unavailable
 from shared.contracts.calls import CallEvent
 
-MAX_BATCH = 256
+MAX_BATCH = 1024
 
 
 class GroupCommit:
@@ -28,14 +31,18 @@ class GroupCommit:
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
-    async def apply(self, call_event: CallEvent) -> Applied:
-        """:meth:`RecordStore.apply`, committed together with whatever else is waiting."""
-        future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
-        self._waiting.append((call_event, future))
+    async def apply(self, events: Sequence[CallEvent]) -> list[Applied | BaseException]:
+        """:meth:`RecordStore.apply_many`, committed together with whatever else is waiting.
+
+        Each event's result, or the error that kept it from being committed.
+        """
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Applied]] = [loop.create_future() for _ in events]
+        self._waiting.extend(zip(events, futures, strict=True))
         self._wakeup.set()
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
-        return await future
+            self._writer = loop.create_task(self._write_forever())
+        return await asyncio.gather(*futures, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop writing; events still waiting fail as if the database were away."""

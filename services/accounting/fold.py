@@ -89,7 +89,10 @@ def order_key(event: CallEvent) -> tuple[float, str, str]:
 
 
 def earliest(events: Iterable[E]) -> E | None:
-    return min(events, key=order_key, default=None)
+    candidates = list(events)
+    if len(candidates) < 2:  # the usual case: no order to compute
+        return candidates[0] if candidates else None
+    return min(candidates, key=order_key)
 
 
 def fold_call(events: Iterable[CallEvent]) -> list[CallRecord]:

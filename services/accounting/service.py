@@ -30,6 +30,9 @@ from shared.bus.base import describe
 from shared.contracts.accounting import CALL_EVENTS, CALLS_QUEUE
 from shared.service import Runtime, Service
 
+CONSUMER_BATCH = 512
+"""Messages one consumer takes at most at once (what waits); twice that wait in memory."""
+
 
 class AccountingService(Service):
     name = "accounting"
@@ -66,7 +69,13 @@ class AccountingService(Service):
             found,
         )
         for _ in range(self.config.consumers):
-            await self.bus.consume(CALLS_QUEUE, self.handler, events=[CALL_EVENTS])
+            await self.bus.consume_batches(
+                CALLS_QUEUE,
+                self.handler,
+                max_batch=CONSUMER_BATCH,
+                prefetch=2 * CONSUMER_BATCH,
+                events=[CALL_EVENTS],
+            )
         self._closing = asyncio.get_running_loop().create_task(self._close_forever())
 
     async def stop(self) -> None:

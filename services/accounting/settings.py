@@ -22,7 +22,7 @@ class AccountingSettings(BaseSettings):
     """Seconds without a sign of life after which an open call is closed as ``timeout``."""
     close_interval: float = Field(default=60.0, gt=0)
     """Seconds between two looks for calls to close as ``timeout``."""
-    consumers: int = Field(default=64, ge=1, le=256)
-    """Queue consumers of one instance: their events are committed together (group commit)."""
+    consumers: int = Field(default=1, ge=1, le=64)
+    """Queue consumers of one instance, each taking batches: their events are committed together."""
     retry_delay: float = Field(default=1.0, gt=0)
     """Seconds before retrying an event whose database write failed (doubling, up to 30)."""

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -37,6 +37,8 @@ from shared.contracts.accounting import CallRecord
 from shared.contracts.calls import CallEvent
 
 SQLITE_FILE = "accounting.sqlite3"
+KEY = frozenset({"call_id", "from_tag"})
+"""A record's key in ``cdrs``."""
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
 """Serialisation failure, deadlock detected: the transaction may simply be run again."""
 
@@ -183,13 +185,14 @@ class RecordStore:
         """Insert the rows whose key is not stored yet; the keys inserted."""
         unique = list({row["event_key"]: row for row in reversed(rows)}.values())
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        # Parameters given apart from the statement: its SQL is compiled once and
+        # cached, the rows sent as multi-row VALUES ("insertmanyvalues").
         statement = (
             insert(call_events)
-            .values(unique)
             .on_conflict_do_nothing(index_elements=["event_key"])
             .returning(call_events.c.event_key)
         )
-        return set((await connection.execute(statement)).scalars())
+        return set((await connection.execute(statement, unique)).scalars())
 
     async def apply(self, call_event: CallEvent) -> Applied:
         """Store ``call_event`` unless it is already, and refold its call; commits."""
@@ -205,7 +208,8 @@ class RecordStore:
         call_ids = sorted({event.call_id for event in batch})
         async with self._write(call_ids) as connection:
             inserted = await self._insert_events(connection, rows)
-            refolded = await self._refold(connection, call_ids)
+            known = {row["event_key"]: event for row, event in zip(rows, batch, strict=True)}
+            refolded = await self._refold(connection, call_ids, known)
         results = []
         reported: set[str] = set()
         keys_seen: set[str] = set()
@@ -221,15 +225,22 @@ class RecordStore:
         return results
 
     async def _refold(
-        self, connection: AsyncConnection, call_ids: Sequence[str]
+        self,
+        connection: AsyncConnection,
+        call_ids: Sequence[str],
+        known: Mapping[str, CallEvent],
     ) -> dict[str, tuple[StoredRecord, ...]]:
-        """Fold every stored event of each call; write the records that changed."""
+        """Fold every stored event of each call; write the records that changed.
+
+        ``known`` holds events already decoded, by key (the batch's own): they
+        are not parsed again from their stored text.
+        """
         events: dict[str, list[CallEvent]] = {call_id: [] for call_id in call_ids}
-        query = select(call_events.c.call_id, call_events.c.type, call_events.c.data).where(
-            call_events.c.call_id.in_(call_ids)
-        )
-        for call_id, kind, data in await connection.execute(query):
-            loaded = load(kind, data)
+        query = select(
+            call_events.c.event_key, call_events.c.call_id, call_events.c.type, call_events.c.data
+        ).where(call_events.c.call_id.in_(call_ids))
+        for key, call_id, kind, data in await connection.execute(query):
+            loaded = known.get(key) or load(kind, data)
             if loaded is not None:
                 events[call_id].append(loaded)
         query = select(cdrs.c.call_id, cdrs.c.from_tag, cdrs.c.version, cdrs.c.record).where(
@@ -240,8 +251,7 @@ class RecordStore:
             for row in await connection.execute(query)
         }
         results: dict[str, tuple[StoredRecord, ...]] = {}
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
         for call_id in call_ids:
             folded: list[StoredRecord] = []
             for record in fold_call(events[call_id]):
@@ -250,24 +260,20 @@ class RecordStore:
                 changed = body != old_body
                 if changed:
                     version += 1
-                    (inserts if old_body is None else updates).append(
-                        record_row(record, body, version)
-                    )
+                    changes.append(record_row(record, body, version))
                 folded.append(StoredRecord(record, version, changed))
             results[call_id] = tuple(folded)
-        if inserts:
-            await connection.execute(cdrs.insert(), inserts)
-        if updates:
-            key = (cdrs.c.call_id == bindparam("key_call_id")) & (
-                cdrs.c.from_tag == bindparam("key_from_tag")
-            )
-            columns: dict[str, Any] = {name: bindparam(name) for name in updates[0]}
+        if changes:
+            # New and changed records in one statement (the rows sent apart from
+            # its cached SQL); the call locks make the read above still true.
+            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            statement = insert(cdrs)
             await connection.execute(
-                cdrs.update().where(key).values(columns),
-                [
-                    {**row, "key_call_id": row["call_id"], "key_from_tag": row["from_tag"]}
-                    for row in updates
-                ],
+                statement.on_conflict_do_update(
+                    index_elements=[cdrs.c.call_id, cdrs.c.from_tag],
+                    set_={name: statement.excluded[name] for name in changes[0] if name not in KEY},
+                ),
+                changes,
             )
         return results
 
@@ -288,7 +294,7 @@ class RecordStore:
         row = event_row(close) | {"event_key": event_key(close.model_copy(update={"at": 0.0}))}
         async with self._write([call_id]) as connection:
             inserted = await self._insert_events(connection, [row])
-            refolded = await self._refold(connection, [call_id])
+            refolded = await self._refold(connection, [call_id], {})
         return Applied(not inserted, refolded.get(call_id, ()))
 
     async def counts(self) -> dict[str, int]:

@@ -196,6 +196,31 @@ EVENTS_DROPPED: Final = METRICS.add(
     )
 )
 
+# ----- keepalives of NAT'd and connection bindings (services/edge/runtime/keepalives.py) ----
+
+KEEPALIVES_WATCHED: Final = METRICS.add(
+    IntGauge(
+        "callmesh_edge_keepalive_bindings", "Bindings this edge worker keeps open with keepalives"
+    )
+)
+KEEPALIVES_SENT: Final = METRICS.add(
+    IntCounters[str]("callmesh_edge_keepalives_sent", "Keepalives sent", ("kind",))
+)
+KEEPALIVE_FAILURES: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_keepalive_failures", "Keepalives that could not be sent", ("kind",)
+    )
+)
+KEEPALIVE_ANSWERS: Final = METRICS.add(
+    IntCounter("callmesh_edge_keepalive_answers", "Responses to keepalive OPTIONS (any status)")
+)
+KEEPALIVE_REMOVALS: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_keepalive_removals",
+        "Bindings reported unreachable to the registrar (no answer for the timeout)",
+    )
+)
+
 REGISTRY.register(METRICS)
 
 

@@ -10,9 +10,9 @@ from services.edge.api import allowlist_router, blocks_router
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.pool import WorkerPool
 from services.edge.runtime.startup import start_edge
+from shared.extensions import STATE
 from shared.protection import ProtectionStore
 from shared.service import Service
-from shared.sip import message as message_module
 
 
 class EdgeService(Service):
@@ -32,7 +32,7 @@ class EdgeService(Service):
             f"{b.listener.transport}:{b.listener.host}:{b.listener.port}"
             for b in self.edge.sockets.bound
         )
-        self.log.info("edge ready on %s (%d workers, %s)", addresses, self.workers.count, _build())
+        self.log.info("edge ready on %s (%d workers, %s)", addresses, self.workers.count, STATE)
 
     def routers(self) -> Sequence[APIRouter]:
         protection = ProtectionStore(self.store)
@@ -44,9 +44,3 @@ class EdgeService(Service):
 
     async def _cache_ready(self) -> str | None:
         return None if self.edge.cache.ready else "routing table not loaded yet"
-
-
-def _build() -> str:
-    """Whether `make fast` compiled the SIP core: it changes CPU per call about twofold."""
-    compiled = not (message_module.__file__ or "").endswith(".py")
-    return "SIP core compiled by mypyc" if compiled else "pure-Python SIP core"

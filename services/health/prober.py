@@ -20,10 +20,10 @@ from shared.sip.timers import TimerSettings
 from shared.sip.transaction import (
     ClientTransaction,
     ResponseReceived,
+    Send,
     TimedOut,
     TransactionEvent,
     TransactionTable,
-    Transmit,
     TransportFailed,
 )
 from shared.sip.transport.base import Listener, TransportError
@@ -88,12 +88,12 @@ class OptionsProber:
         future: asyncio.Future[ProbeOutcome] = loop.create_future()
         self._pending[client] = (future, now)
         for event in events:
-            if isinstance(event, Transmit):
+            if isinstance(event, Send):
                 await self._send(client, event)
         self._schedule()
         return await future
 
-    async def _send(self, client: ClientTransaction, transmit: Transmit) -> None:
+    async def _send(self, client: ClientTransaction, transmit: Send) -> None:
         transports = self._transports
         try:
             if transports is None:
@@ -137,7 +137,7 @@ class OptionsProber:
         self, client: ClientTransaction, events: list[TransactionEvent], error: str = ""
     ) -> None:
         for event in events:
-            if isinstance(event, Transmit):
+            if isinstance(event, Send):
                 task = asyncio.get_running_loop().create_task(self._send(client, event))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)

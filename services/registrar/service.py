@@ -1,8 +1,9 @@
 """The registrar service: REGISTERs from every edge, subscribers and registrations over HTTP.
 
 Stateless per instance: bindings, subscribers and the nonce secret live in
-Redis, so any number of instances share the ``registrar.register`` queue and
-each sweeps expiries (each expiry is claimed once).
+Redis, so any number of instances share the ``registrar.register`` and
+``registrar.unreachable`` queues and each sweeps expiries (each expiry is
+claimed once).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from services.registrar.outbox import EventOutbox
 from services.registrar.register import ExpiryPolicy
 from services.registrar.subscribers import SubscriberStore
 from services.registrar.sweeper import ExpirySweeper
-from shared.contracts.registrar import REGISTER_QUEUE
+from services.registrar.unreachable import UnreachableHandler
+from shared.contracts.registrar import REGISTER_QUEUE, UNREACHABLE_QUEUE
 from shared.registrar.location import shared_secret
 from shared.service import Runtime, Service
 from shared.settings import Settings
@@ -57,6 +59,9 @@ class RegistrarService(Service):
         await self.bus.declare_queue(REGISTER_QUEUE)
         for _ in range(settings.registrar_workers):
             await self.bus.consume(REGISTER_QUEUE, handler, prefetch=8)
+        await self.bus.consume(
+            UNREACHABLE_QUEUE, UnreachableHandler(self.bindings, self.outbox, self.log), prefetch=8
+        )
         self.sweeper.start()
         self.log.info("registrar ready", extra={"workers": settings.registrar_workers})
 

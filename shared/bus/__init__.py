@@ -8,11 +8,13 @@ is configured. Services code against :class:`Bus` only.
 
 from shared.bus.base import (
     REASON_HEADER,
+    BatchHandler,
     Bus,
     BusUnavailable,
     DeadLetter,
     Envelope,
     EventHandler,
+    Outcome,
     ReconnectListener,
     Requeue,
     WorkHandler,
@@ -22,11 +24,13 @@ from shared.bus.topic import topic_matches
 
 __all__ = [
     "REASON_HEADER",
+    "BatchHandler",
     "Bus",
     "BusUnavailable",
     "DeadLetter",
     "Envelope",
     "EventHandler",
+    "Outcome",
     "ReconnectListener",
     "Requeue",
     "WorkHandler",

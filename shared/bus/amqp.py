@@ -38,11 +38,11 @@ from shared.bus.amqp_link import (
 )
 from shared.bus.amqp_replies import PendingReplies
 from shared.bus.base import (
+    BatchHandler,
     Bus,
     BusUnavailable,
     Envelope,
     EventHandler,
-    WorkHandler,
     describe,
 )
 from shared.contracts.event import Event
@@ -280,16 +280,17 @@ class AmqpBus(Bus):
     ) -> None:
         await self._listen(EventListener(tuple(patterns), handler, group))
 
-    async def consume(
+    async def consume_batches(
         self,
         name: str,
-        handler: WorkHandler,
+        handler: BatchHandler,
         *,
-        prefetch: int = 64,
+        max_batch: int = 256,
+        prefetch: int = 512,
         events: Sequence[str] = (),
     ) -> None:
         await self.declare_queue(name)
-        await self._listen(WorkListener(name, handler, prefetch, tuple(events)))
+        await self._listen(WorkListener(name, handler, max_batch, prefetch, tuple(events)))
 
     async def _listen(self, listener: EventListener | WorkListener) -> None:
         await self._record(

@@ -16,10 +16,9 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractExchange,
-    AbstractIncomingMessage,
 )
 
-from shared.bus.base import EventHandler, WorkHandler, describe
+from shared.bus.base import BatchHandler, EventHandler, describe
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
@@ -36,11 +35,12 @@ class EventListener:
 
 @dataclass(eq=False)
 class WorkListener:
-    """A work-queue consumer to replay: the queue's name, its handler, its prefetch, and the
-    event patterns bound to the queue (if any)."""
+    """A work-queue consumer to replay: the queue's name, its batch handler, its batch size
+    and prefetch, and the event patterns bound to the queue (if any)."""
 
     name: str
-    handler: WorkHandler
+    handler: BatchHandler
+    max_batch: int
     prefetch: int
     events: tuple[str, ...] = ()
 
@@ -62,7 +62,8 @@ class Link:
         self.exchange: AbstractExchange
         self.requester: AbstractChannel
         self.replier: AbstractChannel
-        self.buffers: list[asyncio.Queue[AbstractIncomingMessage | None]] = []
+        self.buffers: list[asyncio.Queue[Any]] = []
+        """The listeners' buffers (of their messages, ``None`` to stop)."""
         self.workers: set[asyncio.Task[None]] = set()
 
     def watch(self, sender: Any, exc: BaseException | None = None) -> None:

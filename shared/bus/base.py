@@ -96,6 +96,7 @@ class BusUnavailable(ConnectionError):  # noqa: N818 - reads as the state it rep
 
 EventHandler = Callable[[Envelope], Awaitable[None]]
 WorkHandler = Callable[[WorkMessage], Awaitable[bytes | None]]
+BatchHandler = Callable[[Sequence[WorkMessage]], Awaitable[Sequence["Outcome"]]]
 ReconnectListener = Callable[[], Awaitable[None]]
 
 REASON_HEADER = "x-callmesh-reason"
@@ -209,7 +210,6 @@ class Bus(abc.ABC):
         has not started yet: it waits in the durable queue.
         """
 
-    @abc.abstractmethod
     async def consume(
         self,
         name: str,
@@ -232,6 +232,39 @@ class Bus(abc.ABC):
         exception) moves the message to ``{ns}.{name}.dead`` with the reason in
         the ``x-callmesh-reason`` header, original body and headers kept; the
         consumer keeps going. ``Requeue`` leaves it on the queue for later.
+        """
+        queue = self.queue_name(name)
+
+        async def one_at_a_time(messages: Sequence[WorkMessage]) -> list[Outcome]:
+            return [await run_work_handler(handler, message, queue) for message in messages]
+
+        await self.consume_batches(
+            name, one_at_a_time, max_batch=1, prefetch=prefetch, events=events
+        )
+
+    @abc.abstractmethod
+    async def consume_batches(
+        self,
+        name: str,
+        handler: BatchHandler,
+        *,
+        max_batch: int = 256,
+        prefetch: int = 512,
+        events: Sequence[str] = (),
+    ) -> None:
+        """:meth:`consume`, the messages handed over in batches and settled per batch.
+
+        Why: a consumer whose every message costs a broker round trip and a
+        transaction cannot keep up with a busy queue; one that takes what is
+        waiting (up to ``max_batch``, never waiting to fill a batch: one message
+        alone goes at once) can apply it in one transaction and acknowledge it
+        with one frame (AMQP ``multiple``).
+
+        ``handler`` returns one :class:`Outcome` per message, in order: the bus
+        sends the replies, dead-letters (``dead_reason``, as :meth:`consume`
+        does), leaves on the queue (``requeue``) and acknowledges the rest, all
+        only after ``handler`` returned. A handler that raises dead-letters the
+        whole batch with the reason (it should settle bad messages itself).
         """
 
     @abc.abstractmethod
@@ -278,6 +311,21 @@ async def run_work_handler(handler: WorkHandler, message: WorkMessage, queue: st
         reason = describe(exc)
         log.error("bus: handler of %s failed, message dead-lettered: %s", queue, reason)
         return Outcome(dead_reason=reason)
+
+
+async def run_batch_handler(
+    handler: BatchHandler, messages: Sequence[WorkMessage], queue: str
+) -> list[Outcome]:
+    """Call ``handler`` on a batch: one :class:`Outcome` per message; never raises."""
+    try:
+        outcomes = list(await handler(messages))
+        if len(outcomes) != len(messages):
+            raise ValueError(f"{len(outcomes)} outcomes for {len(messages)} messages")
+    except Exception as exc:
+        reason = describe(exc)
+        log.error("bus: batch handler of %s failed, batch dead-lettered: %s", queue, reason)
+        return [Outcome(dead_reason=reason)] * len(messages)
+    return outcomes
 
 
 def dead_headers(headers: Mapping[str, Any], reason: str) -> dict[str, Any]:

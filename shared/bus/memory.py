@@ -17,32 +17,40 @@ from dataclasses import replace
 from typing import Any
 
 from shared.bus.base import (
+    BatchHandler,
     Bus,
     BusUnavailable,
     Envelope,
     EventHandler,
-    WorkHandler,
     WorkMessage,
     dead_headers,
+    run_batch_handler,
     run_event_handler,
-    run_work_handler,
 )
 from shared.bus.topic import topic_matches
 from shared.contracts.event import Event
 
-Handle = Callable[[WorkMessage], Awaitable[None]]
+Handle = Callable[[list[WorkMessage]], Awaitable[None]]
 
 
 class _Consumer:
-    """One consumer task: takes its share of a queue and handles it one message at a time."""
+    """One consumer task: takes its share of a queue, one batch (what waits) at a time."""
 
-    def __init__(self, handle: Handle) -> None:
+    def __init__(self, handle: Handle, max_batch: int = 1) -> None:
         self.buffer: asyncio.Queue[WorkMessage | None] = asyncio.Queue()
-        self.task = asyncio.create_task(self._run(handle))
+        self.task = asyncio.create_task(self._run(handle, max_batch))
 
-    async def _run(self, handle: Handle) -> None:
-        while (message := await self.buffer.get()) is not None:
-            await handle(message)
+    async def _run(self, handle: Handle, max_batch: int) -> None:
+        last = False
+        while not last and (message := await self.buffer.get()) is not None:
+            batch = [message]
+            while len(batch) < max_batch and not self.buffer.empty():
+                more = self.buffer.get_nowait()
+                if more is None:
+                    last = True
+                    break
+                batch.append(more)
+            await handle(batch)
 
     def take_back(self) -> list[WorkMessage]:
         """Stop after the message in hand; return the ones it had not started."""
@@ -170,8 +178,8 @@ class MemoryBus(Bus):
         if not self._running:
             raise BusUnavailable(f"bus {self.stream} is not started")
 
-    def _attach(self, queue: _Queue, handle: Handle) -> None:
-        consumer = _Consumer(handle)
+    def _attach(self, queue: _Queue, handle: Handle, max_batch: int = 1) -> None:
+        consumer = _Consumer(handle, max_batch)
         queue.attach(consumer)
         self._consumers.append((queue, consumer))
 
@@ -194,8 +202,9 @@ class MemoryBus(Bus):
         for pattern in patterns:
             self.broker.bind(self.exchange_name, pattern, queue)
 
-        async def handle(message: WorkMessage) -> None:
-            await run_event_handler(handler, message.body, name)
+        async def handle(batch: list[WorkMessage]) -> None:
+            for message in batch:
+                await run_event_handler(handler, message.body, name)
 
         self._attach(queue, handle)
 
@@ -217,12 +226,13 @@ class MemoryBus(Bus):
         message = WorkMessage(body, dict(headers or {}), reply_to, correlation_id)
         self.broker.deliver(self.queue_name(name), message)
 
-    async def consume(
+    async def consume_batches(
         self,
         name: str,
-        handler: WorkHandler,
+        handler: BatchHandler,
         *,
-        prefetch: int = 64,
+        max_batch: int = 256,
+        prefetch: int = 512,
         events: Sequence[str] = (),
     ) -> None:
         self._check_running()
@@ -232,20 +242,23 @@ class MemoryBus(Bus):
         for pattern in events:
             self.broker.bind(self.exchange_name, pattern, queue)
 
-        async def handle(message: WorkMessage) -> None:
-            outcome = await run_work_handler(handler, message, queue_name)
-            if outcome.requeue:
-                queue.put(replace(message, redelivered=True))
-                return
-            if outcome.reply is not None and message.reply_to:
-                reply = WorkMessage(outcome.reply, correlation_id=message.correlation_id)
-                self.broker.deliver(message.reply_to, reply)
-            if outcome.dead_reason is not None:
-                headers = dead_headers(message.headers, outcome.dead_reason)
-                dead = WorkMessage(message.body, headers, message.reply_to, message.correlation_id)
-                self.broker.deliver(dead_name, dead)
+        async def handle(batch: list[WorkMessage]) -> None:
+            outcomes = await run_batch_handler(handler, batch, queue_name)
+            for message, outcome in zip(batch, outcomes, strict=True):
+                if outcome.requeue:
+                    queue.put(replace(message, redelivered=True))
+                    continue
+                if outcome.reply is not None and message.reply_to:
+                    reply = WorkMessage(outcome.reply, correlation_id=message.correlation_id)
+                    self.broker.deliver(message.reply_to, reply)
+                if outcome.dead_reason is not None:
+                    headers = dead_headers(message.headers, outcome.dead_reason)
+                    dead = WorkMessage(
+                        message.body, headers, message.reply_to, message.correlation_id
+                    )
+                    self.broker.deliver(dead_name, dead)
 
-        self._attach(queue, handle)
+        self._attach(queue, handle, max_batch)
 
     async def request(
         self,
@@ -269,7 +282,8 @@ class MemoryBus(Bus):
         finally:
             self._pending.pop(correlation_id, None)
 
-    async def _on_reply(self, message: WorkMessage) -> None:
-        future = self._pending.get(message.correlation_id or "")
-        if future is not None and not future.done():
-            future.set_result(message.body)
+    async def _on_reply(self, batch: list[WorkMessage]) -> None:
+        for message in batch:
+            future = self._pending.get(message.correlation_id or "")
+            if future is not None and not future.done():
+                future.set_result(message.body)

@@ -21,7 +21,7 @@ from shared.registrar.model import Location
 
 REGISTRAR_EVENTS = "registrar.#"
 
-RemovalCause = Literal["unregistered", "api"]
+RemovalCause = Literal["unregistered", "api", "unreachable"]
 
 
 class BindingEvent(Event):
@@ -39,7 +39,8 @@ class BindingRefreshed(BindingEvent):
 
 
 class BindingRemoved(BindingEvent):
-    """``cause``: ``unregistered`` (REGISTER with expires 0 or ``*``), ``api`` (DELETE)."""
+    """``cause``: ``unregistered`` (REGISTER with expires 0 or ``*``), ``api`` (DELETE),
+    ``unreachable`` (the edge holding its flow got no answer to its keepalives)."""
 
     routing_key: ClassVar[str] = "registrar.binding.removed"
 
@@ -109,6 +110,24 @@ class RegisterRequest(_Message):
     edge: str = Field(min_length=1)
     edge_address: str | None = None
     connection_id: int | None = None
+
+
+UNREACHABLE_QUEUE: Final = "registrar.unreachable"
+"""Work queue of :class:`UnreachableBinding` reports, sent fire-and-forget by the edges."""
+
+
+class UnreachableBinding(_Message):
+    """The edge holding a binding's flow got no answer to its keepalives for its timeout.
+
+    ``received`` and ``edge`` are the binding's as the edge knew them: the
+    registrar removes the binding (cause ``unreachable``) only if they still
+    match, so a phone that registered again from elsewhere meanwhile is kept.
+    """
+
+    aor: str = Field(min_length=1)
+    contact: str = Field(min_length=1)
+    received: str = Field(min_length=1)
+    edge: str = Field(min_length=1)
 
 
 class FailedAuth(BaseModel):

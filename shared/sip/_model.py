@@ -62,6 +62,11 @@ class ReadableMessage:
         self._wire = wire
         self._cache: dict[str, object] = {}
 
+    def forget_parsed(self) -> None:
+        """Drop what was parsed from the lines (it is parsed again if read): a message kept
+        only in case it is needed again, as by a finished transaction, then holds bytes."""
+        self._cache.clear()
+
     # ----- generic header access -------------------------------------------------------
 
     def header(self, name: str) -> str | None:

@@ -31,6 +31,7 @@ from shared.sip._readers import (
     MAX_HEADER_FIELDS,
     MAX_LINE_LENGTH,
     MAX_MESSAGE_SIZE,
+    crlf_lines,
     find_head_end,
     parse_message,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Message",
     "Request",
     "Response",
+    "crlf_lines",
     "find_head_end",
     "parse_message",
     "peek_header",

@@ -13,7 +13,7 @@ from typing import Final
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.headers import DIALOG_KEYS, key_of_raw_name
-from shared.sip.message import Message, Request, Response, find_head_end
+from shared.sip.message import Message, Request, Response, crlf_lines, find_head_end
 from shared.sip.via import parse_via
 
 REASON_PHRASES: Final[dict[int, str]] = {
@@ -146,8 +146,7 @@ def error_response(message: bytes | Message, error: SipError) -> bytes | None:
     data = message.to_bytes() if isinstance(message, Message) else message
     found = find_head_end(data)
     head = data[: found[0]] if found else data
-    newline = head.find(b"\n")
-    lines = head.split(b"\r\n") if head[newline - 1 : newline] == b"\r" else head.split(b"\n")
+    lines = head.split(b"\r\n") if crlf_lines(head) else head.split(b"\n")
     # A CR or LF inside a line (which the parser refuses) must not go back out.
     lines = [line.rstrip(b"\r").replace(b"\r", b" ").replace(b"\n", b" ") for line in lines]
     if lines[0].startswith(b"SIP/"):

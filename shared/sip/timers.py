@@ -7,7 +7,6 @@ which keeps the transaction layer sans-IO and lets tests step time exactly.
 from __future__ import annotations
 
 import heapq
-import itertools
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -51,72 +50,74 @@ class TimerSettings:
         return 0.0 if reliable else self.t4
 
 
-class TimerHandle(Generic[T]):
-    """One scheduled expiry; `cancel()` makes the queue skip it.
-
-    A plain slotted class rather than a slotted dataclass: mypyc (`make fast`)
-    cannot compile a generic dataclass with `slots=True`.
-    """
-
-    __slots__ = ("cancelled", "deadline", "item")
-
-    def __init__(self, deadline: float, item: T, cancelled: bool = False) -> None:
-        self.deadline = deadline
-        self.item = item
-        self.cancelled = cancelled
+Timer = int
+"""A scheduled expiry, named by a number unique within its queue: what an owner keeps
+to cancel it, or to recognise it when it fires."""
 
 
 class TimerQueue(Generic[T]):
-    """A min-heap of deadlines; `pop_due(now)` hands back what has expired.
+    """A min-heap of `(deadline, timer)` pairs of plain numbers and a dict from timer to item.
 
-    Cancellation is lazy (a flag) so it costs O(1) on the hot path; the heap
-    is rebuilt when cancelled entries outnumber live ones, so a burst of
-    transactions that end early does not pin memory for 64*T1.
+    No handle object per timer and nothing that points back at the owner:
+    the owner keeps the `Timer` number, and the heap's tuples hold only
+    numbers, so the cyclic GC neither tracks them nor finds cycles through
+    them.  Cancelling drops the item at once (O(1)); its heap entry is
+    skipped when reached, and the heap is rebuilt when such entries
+    outnumber live ones, so a burst of transactions that end early does not
+    pin memory for 64*T1.  An item is never None.
     """
 
-    __slots__ = ("_cancelled", "_heap", "_sequence")
+    __slots__ = ("_heap", "_items", "_next")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, TimerHandle[T]]] = []
-        self._sequence = itertools.count()
-        self._cancelled = 0
+        self._heap: list[tuple[float, Timer]] = []
+        self._items: dict[Timer, T] = {}
+        self._next: Timer = 0
 
     def __len__(self) -> int:
-        """Live (not cancelled) timers."""
-        return len(self._heap) - self._cancelled
+        """Live (not cancelled, not fired) timers."""
+        return len(self._items)
 
-    def schedule(self, deadline: float, item: T) -> TimerHandle[T]:
-        handle = TimerHandle(deadline, item)
-        heapq.heappush(self._heap, (deadline, next(self._sequence), handle))
-        return handle
+    def schedule(self, deadline: float, item: T) -> Timer:
+        timer = self._next
+        self._next = timer + 1
+        self._items[timer] = item
+        heapq.heappush(self._heap, (deadline, timer))
+        return timer
 
-    def cancel(self, handle: TimerHandle[T]) -> None:
-        if handle.cancelled:
+    def cancel(self, timer: Timer) -> None:
+        """Forget `timer`; one already fired or cancelled is ignored."""
+        items = self._items
+        if items.pop(timer, None) is None:
             return
-        handle.cancelled = True
-        self._cancelled += 1
-        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
-            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+        heap = self._heap
+        if len(heap) > 64 and len(heap) > 2 * len(items):
+            self._heap = [entry for entry in heap if entry[1] in items]
             heapq.heapify(self._heap)
-            self._cancelled = 0
+
+    def deadline(self, timer: Timer) -> float:
+        """When a live `timer` expires (a heap scan: for tests and diagnostics); KeyError
+        for one fired or cancelled."""
+        if timer not in self._items:
+            raise KeyError(timer)
+        return next(deadline for deadline, entry in self._heap if entry == timer)
 
     def next_deadline(self) -> float | None:
         """When the earliest live timer expires, for the adapter's `call_at`."""
         heap = self._heap
-        while heap and heap[0][2].cancelled:
+        items = self._items
+        while heap and heap[0][1] not in items:
             heapq.heappop(heap)
-            self._cancelled -= 1
         return heap[0][0] if heap else None
 
-    def pop_due(self, now: float) -> list[T]:
-        """Items whose deadline is ≤ `now`, earliest first."""
-        due: list[T] = []
+    def pop_due(self, now: float) -> list[tuple[Timer, T]]:
+        """`(timer, item)` of each live timer whose deadline is ≤ `now`, earliest first."""
+        due: list[tuple[Timer, T]] = []
         heap = self._heap
+        items = self._items
         while heap and heap[0][0] <= now:
-            _, _, handle = heapq.heappop(heap)
-            if handle.cancelled:
-                self._cancelled -= 1
-                continue
-            handle.cancelled = True  # fired: a later cancel() is a no-op
-            due.append(handle.item)
+            timer = heapq.heappop(heap)[1]
+            item = items.pop(timer, None)
+            if item is not None:
+                due.append((timer, item))
         return due

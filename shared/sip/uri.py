@@ -15,7 +15,7 @@ the proxy builds several per packet.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import quote, unquote
 
@@ -88,6 +88,24 @@ class SipUri:
             pairs = (f"{_escape(n, _HEADER_SAFE)}={_escape(v, _HEADER_SAFE)}" for n, v in headers)
             parts += ["?", "&".join(pairs)]
         return "".join(parts)
+
+
+class UserSlot:
+    """A SIP URI as text with its user part left open: `uri.with_user(user)` is
+    `str(replace(uri, user=user))` without the copy, the parameter escaping and
+    the join, which is what a proxy pays per call for each gateway it dials.
+    """
+
+    __slots__ = ("_head", "_tail")
+
+    def __init__(self, uri: SipUri) -> None:
+        self._head = uri.scheme + ":"
+        self._tail = str(replace(uri, user=""))[len(self._head) :]
+
+    def with_user(self, user: str) -> str:
+        if user.isascii() and (user.isalnum() or (user[:1] == "+" and user[1:].isalnum())):
+            return self._head + user + self._tail  # nothing to escape (the usual number)
+        return self._head + _escape(user, _USER_SAFE) + self._tail
 
 
 @dataclass(slots=True, unsafe_hash=True)

@@ -27,6 +27,8 @@ def test_a_small_run_reports_every_figure() -> None:
             "20",
             "--records",
             "300",
+            "--runs",
+            "2",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -37,6 +39,8 @@ def test_a_small_run_reports_every_figure() -> None:
     assert completed.returncode == 0, completed.stderr
     figures = json.loads(completed.stdout)
     assert figures["throughput"]["events"] == 140
+    assert figures["throughput"]["cpu_ms_per_call"] > 0
+    assert [run["throughput"]["calls"] for run in figures["each_run"]] == [20, 20]
     assert figures["lag_ms"]["calls"] == 5
     assert figures["bytes_per_record"] > 0
     assert figures["csv_export"]["rows"] == 300

@@ -1,9 +1,11 @@
 """What the proxy core asks its adapter to do: send bytes, publish an event, ask and answer.
 
-`Register`, `Lookup` and `AuthFailed` are round trips: the adapter runs them off the call
-path and feeds the outcome back (`Proxy.registered`, `Proxy.resume`); the
-core holds the request's server transaction meanwhile, so retransmissions are
-absorbed (and, once answered, answered again with the same response).
+`Send` is the transaction layer's own: what a transaction sends leaves as it
+came, unwrapped.  `Register`, `Lookup` and `AuthFailed` are round trips: the
+adapter runs them off the call path and feeds the outcome back
+(`Proxy.registered`, `Proxy.resume`); the core holds the request's server
+transaction meanwhile, so retransmissions are absorbed (and, once answered,
+answered again with the same response).
 """
 
 from __future__ import annotations
@@ -12,17 +14,10 @@ from dataclasses import dataclass
 
 from services.edge.location import Query
 from shared.contracts.event import Event
-from shared.sip.transaction import ClientTransaction, ServerTransaction
+from shared.sip.transaction import Send, ServerTransaction
 from shared.sip.transport.destination import Destination
 
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send `data` to `destination`; a failure is reported back for `client`, if set."""
-
-    data: bytes
-    destination: Destination
-    client: ClientTransaction | None = None
+__all__ = ["Action", "AuthFailed", "Lookup", "Publish", "Register", "Send"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,6 @@ from shared.sip.transaction import (
     Terminated,
     TransactionEvent,
     TransactionTable,
-    Transmit,
 )
 from shared.sip.transport.destination import Destination
 
@@ -152,8 +151,8 @@ class Answers:
     def _server_event(
         self, server: ServerTransaction, event: TransactionEvent, actions: list[Action]
     ) -> None:
-        if isinstance(event, Transmit):
-            actions.append(Send(event.data, event.destination))
+        if isinstance(event, Send):
+            actions.append(event)
         elif isinstance(event, Terminated):
             self._forwardings.pop(server, None)
             self._restored.pop(server, None)

@@ -97,7 +97,7 @@ class Proxy(NextHop):
                 self._server_event(transaction, event, actions)
             elif isinstance(transaction, ClientTransaction):
                 self._client_event(transaction, event, now, actions)
-        for branch in self._fr_timers.pop_due(now):
+        for _timer, branch in self._fr_timers.pop_due(now):
             branch.timer = None
             if not branch.answered and not branch.abandoned:
                 self._give_up(branch, "timeout", now, actions)
@@ -249,6 +249,8 @@ class Proxy(NextHop):
             record = not in_dialog and request.method in DIALOG_CREATING
             forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
             forwarding.policy = policy
+            if record:
+                forwarding.caller_flow = self._caller_flow(request, source)
             if in_dialog and self.call_events is not None:
                 self._note_in_dialog(forwarding, self.call_events, now, actions)
             self._start(forwarding, now, actions)

@@ -8,6 +8,12 @@ that very connection.  Another edge sends such a call to that edge with
 Record-Route so in-dialog requests find the flow again.  The token carries
 the flow (transport, address, connection id) and an HMAC with the
 deployment's shared secret, so a peer cannot forge one to reach anyone.
+
+A caller behind NAT (or on a TCP connection) is reached the same way: the
+edge that received its INVITE records the caller's flow too, so the far
+end's BYE or re-INVITE finds it.  A dialog between two such phones carries
+both flows in one parameter, `cm-flow=CALLEE~CALLER`; an in-dialog request
+goes down the first flow it did not come from.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Final
 from shared.sip.transport.destination import Destination
 
 FLOW_PARAM: Final = "cm-flow"
+FLOW_SEPARATOR: Final = "~"
+"""Between the flows of one dialog (unreserved in a URI, never in a token)."""
 _MAC_LENGTH: Final = 16
 
 
@@ -56,3 +64,9 @@ def is_from_flow(flow: Destination, source: Destination) -> bool:
     if flow.connection_id is not None and flow.connection_id == source.connection_id:
         return True
     return (flow.transport, flow.host, flow.port) == (source.transport, source.host, source.port)
+
+
+def join_flows(*tokens: str | None) -> str | None:
+    """The `cm-flow` value naming the flows of a dialog (callee's first), or None for none."""
+    present = [token for token in tokens if token is not None]
+    return FLOW_SEPARATOR.join(present) if present else None

@@ -19,6 +19,7 @@ from services.edge import metrics
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.call_events import RINGING
 from services.edge.proxy.call_records import CallRecords
+from services.edge.proxy.flows import join_flows
 from services.edge.proxy.forwarding import Branch, Forwarding, failover_allowed
 from services.edge.proxy.routes import Hop
 from shared.contracts.edge import FailureReason
@@ -28,10 +29,10 @@ from shared.sip.transaction import (
     ClientTransaction,
     ResponseReceived,
     ServerTransaction,
+    State,
     Terminated,
     TimedOut,
     TransactionEvent,
-    Transmit,
     TransportFailed,
 )
 
@@ -72,7 +73,8 @@ class Forking(CallRecords):
             request.add_header("Route", route)
         outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
         if forwarding.record_route:  # signed, so the dialog's requests may follow it back
-            params = self.dialogs.route_params(request.call_id, hop.flow_token)
+            flows = join_flows(hop.flow_token, forwarding.caller_flow)
+            params = self.dialogs.route_params(request.call_id, flows)
             if outbound != forwarding.inbound:
                 request.add_record_route(f"{forwarding.inbound.record_route[:-1]}{params}>")
             request.add_record_route(f"{outbound.record_route[:-1]}{params}>")
@@ -138,14 +140,16 @@ class Forking(CallRecords):
     def _client_event(
         self, client: ClientTransaction, event: TransactionEvent, now: float, actions: list[Action]
     ) -> None:
-        if isinstance(event, Transmit):
-            actions.append(Send(event.data, event.destination, client))
+        if isinstance(event, Send):
+            actions.append(event)  # the transaction named itself as the one to tell of a failure
             return
         branch = self._branches.get(client)
         if branch is None:
             return  # a CANCEL's own client transaction: its 200 needs nothing
         if isinstance(event, ResponseReceived):
             self._branch_response(branch, event.response, now, actions)
+            if client.state is State.COMPLETED:  # it only absorbs retransmissions now
+                self._branches.pop(client, None)
         elif isinstance(event, TimedOut):
             if event.response is None:
                 self._give_up(branch, "timeout", now, actions)
@@ -161,7 +165,7 @@ class Forking(CallRecords):
             self._branch_response(branch, failure, now, actions, local="transport")
         elif isinstance(event, Terminated):
             branch.disarm(self._fr_timers)
-            del self._branches[client]
+            self._branches.pop(client, None)
 
     def _branch_response(
         self,
@@ -194,7 +198,7 @@ class Forking(CallRecords):
             first = not forwarding.done
             if forwarding.method == "INVITE" and first:
                 metrics.CALLS_SET_UP.value += 1
-            forwarding.done = True
+            self._done(forwarding)
             self._relay(forwarding, response, now, actions)
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
@@ -259,7 +263,7 @@ class Forking(CallRecords):
         if forwarding.done:
             return
         best = forwarding.best_response()
-        forwarding.done = True
+        self._done(forwarding)
         if forwarding.cancelled and (best is None or best.status != 487):
             sent = self._answer(forwarding.server, 487, None, now, actions)
         elif best is None:
@@ -273,6 +277,13 @@ class Forking(CallRecords):
             sent = best
         if forwarding.call is not None or forwarding.ending is not None:
             self._publish_final(forwarding, sent, best is None, now, actions)
+
+    def _done(self, forwarding: Forwarding) -> None:
+        """The final answer is chosen: a CANCEL has nothing left to stop, so the server
+        transaction no longer leads to the forwarding (a winning branch still does, for
+        the 2xx retransmissions it relays)."""
+        forwarding.done = True
+        self._forwardings.pop(forwarding.server, None)
 
     def _relay(
         self, forwarding: Forwarding, response: Response, now: float, actions: list[Action]
@@ -328,5 +339,5 @@ class Forking(CallRecords):
         cancel = branch.cancel_request()
         _client, events = self.table.start_client(cancel, branch.client.destination, now)
         for event in events:
-            if isinstance(event, Transmit):
+            if isinstance(event, Send):  # a CANCEL that cannot leave needs no answer
                 actions.append(Send(event.data, event.destination))

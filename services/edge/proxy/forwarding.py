@@ -22,7 +22,7 @@ from services.edge.proxy.routes import Hop
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.responses import make_response
-from shared.sip.timers import TimerHandle, TimerQueue
+from shared.sip.timers import Timer, TimerQueue
 from shared.sip.transaction import ClientTransaction, ServerTransaction
 from shared.sip.transport.destination import Destination
 
@@ -64,7 +64,8 @@ class Branch:
     abandoned: bool = False
     """Given up on (timer or CANCEL); late answers are absorbed."""
     cancel_sent: bool = False
-    timer: TimerHandle[Branch] | None = None
+    timer: Timer | None = None
+    """Its failover timer, in the proxy's queue (a number: no cycle through a handle)."""
     sent_at: float = 0.0
     """When the request left (the core's clock)."""
     reported: bool = False
@@ -117,6 +118,9 @@ class Forwarding:
     """Set when this forwarding is a call's INVITE and call events are on."""
     ending: CallNotes | None = None
     """Set when this forwarding is a BYE and call events are on."""
+    caller_flow: str | None = None
+    """The flow token of a caller behind NAT or on a connection, for the Record-Route: the
+    far end's in-dialog requests reach the caller by it."""
 
     @property
     def method(self) -> str:

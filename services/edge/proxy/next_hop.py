@@ -14,9 +14,10 @@ from services.edge.location import Missing
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
 from services.edge.proxy.branches import hash_in_branch
 from services.edge.proxy.dialogs import OwnRoute
-from services.edge.proxy.flows import is_from_flow
+from services.edge.proxy.flows import FLOW_SEPARATOR, is_from_flow
 from services.edge.proxy.forking import Forking
 from services.edge.proxy.forwarding import Forwarding, Parked
+from services.edge.proxy.nat import detect
 from services.edge.proxy.routes import Hop, dialled_number
 from services.edge.proxy.subscribers import (
     Subscribers,
@@ -69,6 +70,8 @@ class NextHop(Forking):
             parked.server, request, hops, parked.loop_hash, parked.inbound, record
         )
         forwarding.policy = parked.policy
+        if record:
+            forwarding.caller_flow = self._caller_flow(request, parked.source)
         events = self.call_events
         if events is not None and request.method == "INVITE":
             rule = next((hop.rule_id for hop in hops if hop.rule_id is not None), None)
@@ -164,15 +167,29 @@ class NextHop(Forking):
         raise SipError("Temporarily Unavailable", 480)
 
     def _flow_hop(self, request: Request, token: str | None, source: Destination) -> Hop | None:
-        """The hop to the flow named by a token in our Route, unless it came from that flow."""
+        """The hop to the first flow named in our Route that the request did not come from
+        (none: it came from the only one, and follows the rest of its route)."""
         if token is None or self.subscribers is None:
             return None
-        flow = self.subscribers.flows.open(token)
-        if flow is None:
-            raise SipError("Forbidden (bad flow token)", 403)
-        if is_from_flow(flow, source):
+        parts = token.split(FLOW_SEPARATOR)
+        flows = [self.subscribers.flows.open(part) for part in parts]
+        hops = []
+        for part, flow in zip(parts, flows, strict=True):
+            if flow is None:
+                raise SipError("Forbidden (bad flow token)", 403)
+            if not is_from_flow(flow, source):
+                hops.append(Hop(request.uri_text, flow, flow_token=part))
+        return hops[0] if hops else None
+
+    def _caller_flow(self, request: Request, source: Destination) -> str | None:
+        """The flow token of an untrusted caller the far end can reach only by where its
+        request came from: behind NAT, or on a connection (recorded in our Record-Route)."""
+        subscribers = self.subscribers
+        if subscribers is None or subscribers.trusted(source):
             return None
-        return Hop(request.uri_text, flow, flow_token=token)
+        if source.connection_id is None and not detect(request, source).behind_nat:
+            return None
+        return subscribers.flows.mint(source)
 
     def _for_us(self, request: Request) -> bool:
         """Addressed to the edge itself: our host:port, and no user (or no hop left to go)."""

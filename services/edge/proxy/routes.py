@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from shared.routing_table.cache import Route
 from shared.sip.errors import SipError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of
-from shared.sip.uri import SipUri, TelUri, Uri, parse_uri
+from shared.sip.uri import SipUri, TelUri, Uri, UserSlot, parse_uri
 
 log = logging.getLogger("callmesh.edge")
 
@@ -99,6 +99,10 @@ def dialled_number(uri: Uri) -> str | None:
     return number if digits.isascii() and digits.isdigit() else None
 
 
+Peer = tuple[UserSlot, Destination]
+"""A gateway's (or set destination's) address made ready to dial: the URI with the
+user part open, and where it sends (which the user never changes)."""
+
 Found = tuple[list[Hop], int] | None
 """`NumberRouter.hops_for`' answer: (usable hops, how many skipped as down), or None."""
 
@@ -115,7 +119,7 @@ class NumberRouter:
         self._lookup = lookup
         self._classify = classify
         self._sets = sets
-        self._gateway_uris: dict[str, SipUri | None] = {}
+        self._peers: dict[str, Peer | None] = {}
 
     def caller_profile(self, source: Destination) -> CallerProfile:
         return self._classify(source)
@@ -143,36 +147,37 @@ class NumberRouter:
         hops = []
         if route.sets and self._sets is not None:
             for set_id, address in self._sets.destinations(route.sets, request):
-                peer = self._gateway_uri(address)
+                peer = self._peer(address)
                 if peer is not None:
-                    peer = replace(peer, user=route.number)
-                    hops.append(
-                        Hop(str(peer), destination_of(peer), set_id=set_id, set_uri=address)
-                    )
+                    uri = peer[0].with_user(route.number)
+                    hops.append(Hop(uri, peer[1], set_id=set_id, set_uri=address))
+        peers = self._peers
+        rule_id: str | None = None
         for hop in usable:
-            base = self._gateway_uri(hop.gateway.address)
-            if base is None:
-                continue
-            uri = replace(base, user=hop.number)
             gateway = hop.gateway
-            hops.append(
-                Hop(str(uri), destination_of(uri), gateway.id, gateway.address, route.rule_id)
-            )
+            address = gateway.address
+            peer = peers[address] if address in peers else self._peer(address)
+            if peer is None:
+                continue
+            if rule_id is None:
+                rule_id = route.rule_id
+            uri = peer[0].with_user(hop.number)
+            hops.append(Hop(uri, peer[1], gateway.id, address, rule_id))
         return hops, len(route.hops) - len(usable)
 
-    def _gateway_uri(self, address: str) -> SipUri | None:
+    def _peer(self, address: str) -> Peer | None:
         """A gateway's (or set destination's) address parsed once; a bad one is logged once."""
-        if address in self._gateway_uris:
-            return self._gateway_uris[address]
-        uri: SipUri | None = None
+        if address in self._peers:
+            return self._peers[address]
+        peer: Peer | None = None
         try:
             parsed = parse_uri(address)
-            destination_of(parsed)
+            destination = destination_of(parsed)
             if isinstance(parsed, SipUri):
-                uri = parsed
+                peer = (UserSlot(parsed), destination)
         except SipError as error:
             log.warning("gateway address %r unusable: %s", address, error.reason)
-        if len(self._gateway_uris) > 100_000:
-            self._gateway_uris.clear()
-        self._gateway_uris[address] = uri
-        return uri
+        if len(self._peers) > 100_000:
+            self._peers.clear()
+        self._peers[address] = peer
+        return peer

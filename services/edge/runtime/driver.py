@@ -34,6 +34,7 @@ from services.edge.feeds.protection import ProtectionFeed
 from services.edge.policy.failure_reports import FailureReports
 from services.edge.proxy.actions import Action, AuthFailed, Lookup, Publish, Register, Send
 from services.edge.proxy.core import Proxy
+from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.publisher import EventPublisher
 from services.edge.runtime.sockets import EdgeSockets
 from shared.bus import Bus, BusUnavailable
@@ -69,12 +70,14 @@ class ProxyDriver:
         feed: LocationFeed | None = None,
         instance: str = "",
         protection: ProtectionFeed | None = None,
+        keepalives: KeepaliveRunner | None = None,
     ) -> None:
         self.proxy = proxy
         self.sockets: EdgeSockets | None = None
         self._bus = bus
         self._feed = feed
         self._protection = protection
+        self._keepalives = keepalives
         self._held_answers = 0
         self._instance = instance
         self._round_trips: set[asyncio.Task[None]] = set()
@@ -102,6 +105,8 @@ class ProxyDriver:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.publisher.stop()
+        if self._keepalives is not None:
+            await self._keepalives.stop()
         if self._protection is not None:
             await self._protection.stop()
 
@@ -114,6 +119,8 @@ class ProxyDriver:
             self.proxy.call_events.wall_offset = offset
 
     def on_message(self, data: bytes, source: Destination, listener: Listener) -> None:
+        if self._keepalives is not None and self._keepalives.claims(data):
+            return
         self._run(self.proxy.receive(data, source, listener, self._loop.time()))
         self._reschedule()
 

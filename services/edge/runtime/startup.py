@@ -2,7 +2,8 @@
 
 What a process serves SIP with: the routing cache and the health feed (gateway
 states, dispatcher sets), the registrar's location cache and its feed, the
-protection feed, the proxy core with its policies, and the sockets it serves on.
+protection feed, the proxy core with its policies, the keepalives of the NAT'd
+bindings it holds, and the sockets it serves on.
 Only the process around it differs (the service adds the worker pool and the
 HTTP API, a worker its metrics socket).
 """
@@ -14,6 +15,7 @@ from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.feeds.health import HealthFeed
 from services.edge.feeds.location import LocationFeed
 from services.edge.feeds.protection import ProtectionFeed
+from services.edge.keepalive.schedule import KeepaliveSchedule
 from services.edge.location import Directory
 from services.edge.policy import EdgePolicies
 from services.edge.policy.callers import CallerProfiles
@@ -28,6 +30,7 @@ from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
 from services.edge.runtime.affinity import CallAffinity, WorkerGroup
 from services.edge.runtime.driver import ProxyDriver
+from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.record_route_keys import record_route_keyring
 from services.edge.runtime.sockets import BoundSocket, EdgeSockets
 from shared.bus import Bus
@@ -141,7 +144,21 @@ async def _serve_proxy(
         edge=settings.instance,
     )
     await protection.start()
-    driver = ProxyDriver(proxy, bus, feed=feed, instance=settings.instance, protection=protection)
+    keepalives = KeepaliveRunner(
+        KeepaliveSchedule(settings.nat_keepalive_interval, settings.nat_keepalive_timeout),
+        bus,
+        sockets,
+        interfaces,
+        settings.instance,
+    )
+    driver = ProxyDriver(
+        proxy,
+        bus,
+        feed=feed,
+        instance=settings.instance,
+        protection=protection,
+        keepalives=keepalives,
+    )
     sockets.on_message = driver.on_message
     sockets.tcp.admit = driver.admit_connection
     if group is not None:
@@ -150,6 +167,7 @@ async def _serve_proxy(
         )
         await sockets.affinity.start()
     driver.start(sockets)
+    await keepalives.start()
     return driver, sockets
 
 

@@ -2,7 +2,7 @@
 
 Start at `TransactionTable`: it creates and matches transactions and fires
 their timers for a `now` the caller supplies.  Each call returns events
-(`Transmit`, `ResponseReceived`, `AckReceived`, `TimedOut`, `TransportFailed`,
+(`Send`, `ResponseReceived`, `AckReceived`, `TimedOut`, `TransportFailed`,
 `Terminated`) for the caller to act on.
 """
 
@@ -15,12 +15,12 @@ from shared.sip.transaction.client import (
 from shared.sip.transaction.events import (
     AckReceived,
     ResponseReceived,
+    Send,
     State,
     Terminated,
     TimedOut,
     TimerName,
     TransactionEvent,
-    Transmit,
     TransportFailed,
 )
 from shared.sip.transaction.server import (
@@ -38,6 +38,7 @@ __all__ = [
     "NonInviteClientTransaction",
     "NonInviteServerTransaction",
     "ResponseReceived",
+    "Send",
     "ServerTransaction",
     "State",
     "Terminated",
@@ -45,7 +46,6 @@ __all__ = [
     "TimerName",
     "TransactionEvent",
     "TransactionTable",
-    "Transmit",
     "TransportFailed",
     "ack_for",
 ]

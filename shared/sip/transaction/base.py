@@ -1,8 +1,9 @@
 """What every transaction shares: state, timers in the table's queue, termination.
 
-A transaction keeps the handles of its armed timers so that re-arming or
-leaving a state cancels the old expiry; a timer that fires is therefore always
-one the current state still wants.
+A transaction keeps the numbers of its armed timers (in the table's one
+queue, which maps each to the transaction: no handle objects, no cycles) so
+that re-arming or leaving a state cancels the old expiry; a timer that fires
+is therefore always one the current state still wants.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, ClassVar
 
 from shared.sip.message import Request
-from shared.sip.timers import TimerHandle, TimerSettings
+from shared.sip.timers import Timer, TimerSettings
 from shared.sip.transaction.events import (
     TERMINATED,
     TRANSPORT_FAILED,
@@ -25,8 +26,6 @@ from shared.sip.transport.destination import Destination
 if TYPE_CHECKING:
     from shared.sip.transaction.table import TransactionTable
 
-TimerEntry = tuple["Transaction", TimerName]
-
 
 class Transaction(abc.ABC):
     """Base of the four RFC 3261 §17 state machines; see the subclasses."""
@@ -34,7 +33,7 @@ class Transaction(abc.ABC):
     kind: ClassVar[str]
     """Metric label: invite_client, non_invite_client, invite_server, non_invite_server."""
 
-    __slots__ = ("_table", "_timers", "destination", "key", "request", "state")
+    __slots__ = ("_armed", "_table", "destination", "key", "request", "state")
 
     def __init__(
         self,
@@ -45,7 +44,7 @@ class Transaction(abc.ABC):
         state: State,
     ) -> None:
         self._table = table
-        self._timers: dict[TimerName, TimerHandle[TimerEntry]] = {}
+        self._armed: dict[TimerName, Timer] = {}
         self.key = key
         self.request = request
         self.destination = destination
@@ -62,13 +61,17 @@ class Transaction(abc.ABC):
     @property
     def armed(self) -> dict[TimerName, float]:
         """Armed timers and their deadlines, for tests and diagnostics."""
-        return {name: handle.deadline for name, handle in self._timers.items()}
+        timers = self._table.timers
+        return {name: timers.deadline(timer) for name, timer in self._armed.items()}
 
-    def on_timer(self, name: TimerName, now: float) -> list[TransactionEvent]:
-        """Called by the table when `name` expires; a timer no longer armed is ignored."""
-        if self._timers.pop(name, None) is None:
-            return []
-        return self._timer_fired(name, now)
+    def on_timer(self, timer: Timer, now: float) -> list[TransactionEvent]:
+        """Called by the table when `timer` expires; one no longer armed is ignored."""
+        armed = self._armed
+        for name, armed_timer in armed.items():
+            if armed_timer == timer:
+                del armed[name]
+                return self._timer_fired(name, now)
+        return []
 
     def transport_error(self) -> list[TransactionEvent]:
         """The transport could not send for this transaction: tell the TU and end."""
@@ -83,28 +86,39 @@ class Transaction(abc.ABC):
         """React to an armed timer of the current state."""
 
     def _arm(self, name: TimerName, delay: float, now: float) -> None:
-        self._disarm(name)
-        self._timers[name] = self._table.timers.schedule(now + delay, (self, name))
+        timers = self._table.timers
+        armed = self._armed
+        if name in armed:
+            timers.cancel(armed[name])
+        armed[name] = timers.schedule(now + delay, self)
 
     def _disarm(self, *names: TimerName) -> None:
+        armed = self._armed
         for name in names:
-            handle = self._timers.pop(name, None)
-            if handle is not None:
-                self._table.timers.cancel(handle)
+            timer = armed.pop(name, None)
+            if timer is not None:
+                self._table.timers.cancel(timer)
 
     def _linger(
         self, name: TimerName, delay: float, now: float, events: list[TransactionEvent]
     ) -> None:
-        """Wait `delay` in the current state before ending; on streams the wait is zero."""
+        """Wait `delay` in the current state before ending; on streams the wait is zero.
+
+        The request is kept while waiting only in case a retransmission needs
+        it again: its parsed fields are dropped (read again if ever asked for),
+        so a finished transaction holds bytes, not a graph of header objects.
+        """
         if delay > 0:
+            self.request.forget_parsed()
             self._arm(name, delay, now)
         else:
             self._terminate(events)
 
     def _terminate(self, events: list[TransactionEvent]) -> None:
-        for handle in self._timers.values():
-            self._table.timers.cancel(handle)
-        self._timers.clear()
+        timers = self._table.timers
+        for timer in self._armed.values():
+            timers.cancel(timer)
+        self._armed.clear()
         self.state = State.TERMINATED
         self._table.discard(self)
         events.append(TERMINATED)

@@ -17,11 +17,11 @@ from shared.sip.responses import make_response
 from shared.sip.transaction.base import Transaction
 from shared.sip.transaction.events import (
     ResponseReceived,
+    Send,
     State,
     TimedOut,
     TimerName,
     TransactionEvent,
-    Transmit,
 )
 from shared.sip.transaction.matching import client_key
 from shared.sip.transport.destination import Destination
@@ -57,8 +57,8 @@ class ClientTransaction(Transaction):
     def receive_response(self, response: Response, now: float) -> list[TransactionEvent]:
         """A response the table matched to this transaction."""
 
-    def _transmit(self) -> Transmit:
-        return Transmit(self.data, self.destination)
+    def _transmit(self) -> Send:
+        return Send(self.data, self.destination, self)
 
     def _timed_out(self, name: TimerName) -> TimedOut:
         return TimedOut(name, make_response(self.request, 408))
@@ -103,15 +103,16 @@ class InviteClientTransaction(ClientTransaction):
             elif status < 300:
                 self._disarm(TimerName.C)
                 self.state = State.ACCEPTED
+                self.request.forget_parsed()  # it only relays 2xx retransmissions now
                 self._arm(TimerName.M, self.settings.transaction_timeout, now)
             else:
                 self._disarm(TimerName.C)
                 self.state = State.COMPLETED
-                events.append(Transmit(ack_for(self.request, response), self.destination))
+                events.append(Send(ack_for(self.request, response), self.destination, self))
                 self._linger(TimerName.D, self.settings.timer_d(self.reliable), now, events)
         elif state is State.COMPLETED:
             if status >= 300:  # the final response again: our ACK was lost
-                events.append(Transmit(ack_for(self.request, response), self.destination))
+                events.append(Send(ack_for(self.request, response), self.destination, self))
         elif state is State.ACCEPTED and 200 <= status < 300:
             events.append(ResponseReceived(response))
         return events

@@ -6,11 +6,15 @@ leave the process and one is made per message on the hot path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
+
+if TYPE_CHECKING:
+    from shared.sip.transaction.client import ClientTransaction
 
 
 class State(StrEnum):
@@ -42,11 +46,17 @@ class TimerName(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Transmit:
-    """Send `data` to `destination` (a request, a retransmission, an ACK or a response)."""
+class Send:
+    """Send `data` to `destination` (a request, a retransmission, an ACK or a response).
+
+    The one outbound type from the transaction to the wire: a proxy passes it
+    on as its action unchanged.  `client`, set by a client transaction, is
+    who hears of a failure to send (§17.1.4); it is not part of the value.
+    """
 
     data: bytes
     destination: Destination
+    client: ClientTransaction | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +97,7 @@ class Terminated:
     """The transaction is gone from its table; it will emit nothing more."""
 
 
-TransactionEvent = (
-    Transmit | ResponseReceived | AckReceived | TimedOut | TransportFailed | Terminated
-)
+TransactionEvent = Send | ResponseReceived | AckReceived | TimedOut | TransportFailed | Terminated
 
 TERMINATED = Terminated()
 TRANSPORT_FAILED = TransportFailed()

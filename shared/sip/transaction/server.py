@@ -18,11 +18,11 @@ from shared.sip.message import Request, Response
 from shared.sip.transaction.base import Transaction
 from shared.sip.transaction.events import (
     AckReceived,
+    Send,
     State,
     TimedOut,
     TimerName,
     TransactionEvent,
-    Transmit,
 )
 from shared.sip.transport.destination import Destination
 
@@ -58,15 +58,15 @@ class ServerTransaction(Transaction):
     def respond(self, response: Response, now: float) -> list[TransactionEvent]:
         """The TU answers; what is sent, and the state reached, depend on the status."""
 
-    def _send(self, response: Response) -> Transmit:
+    def _send(self, response: Response) -> Send:
         data = response.to_bytes()
         self._last_response = data
-        return Transmit(data, self.destination)
+        return Send(data, self.destination)
 
     def _resend(self) -> list[TransactionEvent]:
         if self._last_response is None:
             return []
-        return [Transmit(self._last_response, self.destination)]
+        return [Send(self._last_response, self.destination)]
 
 
 class InviteServerTransaction(ServerTransaction):

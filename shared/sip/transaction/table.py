@@ -12,7 +12,7 @@ from collections.abc import Hashable
 
 from shared.sip.message import Request, Response
 from shared.sip.timers import TimerQueue, TimerSettings
-from shared.sip.transaction.base import TimerEntry, Transaction
+from shared.sip.transaction.base import Transaction
 from shared.sip.transaction.client import (
     ClientTransaction,
     InviteClientTransaction,
@@ -35,7 +35,7 @@ class TransactionTable:
 
     def __init__(self, settings: TimerSettings | None = None) -> None:
         self.settings = settings or TimerSettings()
-        self.timers: TimerQueue[TimerEntry] = TimerQueue()
+        self.timers: TimerQueue[Transaction] = TimerQueue()
         self._clients: dict[Hashable, ClientTransaction] = {}
         self._servers: dict[Hashable, ServerTransaction] = {}
         self._counts: Counter[str] = Counter(dict.fromkeys(KINDS, 0))
@@ -120,8 +120,8 @@ class TransactionTable:
     def expire(self, now: float) -> list[tuple[Transaction, TransactionEvent]]:
         """Fire every timer due at `now`; the events say what to send and tell the TU."""
         events: list[tuple[Transaction, TransactionEvent]] = []
-        for transaction, name in self.timers.pop_due(now):
-            events.extend((transaction, event) for event in transaction.on_timer(name, now))
+        for timer, transaction in self.timers.pop_due(now):
+            events.extend((transaction, event) for event in transaction.on_timer(timer, now))
         return events
 
     # ----- bookkeeping -----------------------------------------------------------------

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import socket
 
-import pytest
 from prometheus_client import REGISTRY
 
+from services.accounting.batching import GroupCommit
 from services.accounting.consumer import CallEventHandler
 from services.accounting.store import Applied, RecordStore, open_engine
-from shared.bus import Requeue, WorkMessage
+from shared.bus import Outcome, WorkMessage
 from shared.bus.memory import MemoryBroker, MemoryBus
 from tests.services.accounting.calls import started
 from tests.services.accounting.support import until
@@ -37,15 +37,18 @@ async def test_a_database_down_while_stopping_puts_the_event_back() -> None:
     async def announce(applied: Applied) -> None:
         announced.append(applied)
 
-    handler = CallEventHandler(store.apply, announce, stopping, logging.getLogger("test"), 0.01)
+    committer = GroupCommit(store)
+    handler = CallEventHandler(committer.apply, announce, stopping, logging.getLogger("test"), 0.01)
     bus = MemoryBus(MemoryBroker(), "ns", "edge", "e1")
     body = bus.envelope(started()).to_bytes()
     before = store_errors()
-    task = asyncio.create_task(handler(WorkMessage(body)))
+    task = asyncio.create_task(handler([WorkMessage(body), WorkMessage(b"not json")]))
     await until(lambda: store_errors() >= before + 3)
     assert not task.done(), "the event waits for the database"
     stopping.set()
-    with pytest.raises(Requeue):
-        await task
+    requeued, dead = await task
+    assert requeued == Outcome(requeue=True)
+    assert dead.dead_reason is not None and "not an event envelope" in dead.dead_reason
     assert announced == []
+    await committer.close()
     await store.close()

@@ -74,8 +74,9 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(workdir: Path, **a_settings: str) -> Iterator[Cluster]:
-    """`a_settings`: more ``CALLMESH_*`` settings of edge A (lower-case names, no prefix)."""
+def running_cluster(workdir: Path, a_host: str = LOOPBACK, **a_settings: str) -> Iterator[Cluster]:
+    """`a_host`: the address edge A listens on (a NAT test's public link);
+    `a_settings`: more ``CALLMESH_*`` settings of edge A (lower-case names, no prefix)."""
     (workdir / "a").mkdir()
     (workdir / "b").mkdir()
     with running_edge(workdir / "b") as b:
@@ -98,7 +99,7 @@ def running_cluster(workdir: Path, **a_settings: str) -> Iterator[Cluster]:
         sip_port, http_port = free_port(), free_port()
         a_env = dict(
             b.env,
-            CALLMESH_SIP_LISTEN=f"udp:{LOOPBACK}:{sip_port},tcp:{LOOPBACK}:{sip_port}",
+            CALLMESH_SIP_LISTEN=f"udp:{a_host}:{sip_port},tcp:{a_host}:{sip_port}",
             CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{http_port}",
             CALLMESH_TRUSTED_NETWORKS="192.0.2.0/24",
             # Every phone and caller of the tests is 127.0.0.1: one "source" far busier
@@ -110,6 +111,7 @@ def running_cluster(workdir: Path, **a_settings: str) -> Iterator[Cluster]:
         )
         a_env.update({f"CALLMESH_{name.upper()}": value for name, value in a_settings.items()})
         a = Edge(b.namespace, sip_port, http_port, b.routing_port, workdir / "a", a_env)
+        a.sip_host = a_host
         cluster = Cluster(a, b, registrar_port, registrar)
         try:
             a.start()

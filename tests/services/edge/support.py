@@ -49,8 +49,10 @@ def free_port() -> int:
             return port
 
 
-def options(port: int, transport: str = "udp", max_forwards: int = 70) -> bytes:
-    return sip_request("OPTIONS", f"sip:{LOOPBACK}:{port}", transport, 0, max_forwards=max_forwards)
+def options(
+    port: int, transport: str = "udp", max_forwards: int = 70, host: str = LOOPBACK
+) -> bytes:
+    return sip_request("OPTIONS", f"sip:{host}:{port}", transport, 0, max_forwards=max_forwards)
 
 
 def sip_request(
@@ -146,6 +148,8 @@ class Edge:
     process: subprocess.Popen[bytes] | None = None
     routing: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    sip_host: str = LOOPBACK
+    """The address its SIP sockets listen on (a NAT test's public link, else loopback)."""
 
     def start_routing(self) -> None:
         log = open(self.workdir / "routing.log", "wb")  # noqa: SIM115
@@ -169,11 +173,12 @@ class Edge:
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((LOOPBACK, 0))
+            probe.bind((self.sip_host, 0))
             probe.settimeout(0.2)
             while time.monotonic() < deadline:
                 assert self.process is not None and self.process.poll() is None, self.log()
-                probe.sendto(options(self.sip_port), (LOOPBACK, self.sip_port))
+                question = options(self.sip_port, host=self.sip_host)
+                probe.sendto(question, (self.sip_host, self.sip_port))
                 try:
                     if probe.recv(65535).startswith(b"SIP/2.0 200"):
                         break
@@ -366,19 +371,25 @@ def sipp(
     transport: str = "u1",
     calls: int = 1,
     args: tuple[str, ...] = (),
+    host: str = LOOPBACK,
+    remote_host: str = LOOPBACK,
+    netns: str | None = None,
 ) -> Sipp:
+    """SIPp on `host`:`port` (inside network namespace `netns`, if given), toward
+    `remote_host`:`remote`."""
     path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.xml"
     name = f"{path.stem}-{port}"
     trace = workdir / f"{name}.msg"
     log = workdir / f"{name}.err"
     argv = [
-        "sipp", "-sf", str(path), "-i", LOOPBACK, "-p", str(port),
+        *(("ip", "netns", "exec", netns) if netns else ()),
+        "sipp", "-sf", str(path), "-i", host, "-p", str(port),
         "-t", transport, "-m", str(calls), "-nostdin",
         "-trace_msg", "-message_file", str(trace), "-trace_err", "-error_file", str(log),
         "-timeout_error", "-recv_timeout", "20000", "-aa", *args,
     ]  # fmt: skip # SIPp's options in rows, each flag beside its value
     if remote is not None:
-        argv.append(f"{LOOPBACK}:{remote}")
+        argv.append(f"{remote_host}:{remote}")
     process = subprocess.Popen(
         argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

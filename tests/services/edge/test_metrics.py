@@ -53,6 +53,11 @@ EDGE_FAMILIES = {
     "callmesh_edge_handed_on_dropped": ("counter", ()),
     "callmesh_edge_events_waiting": ("gauge", ()),
     "callmesh_edge_events_dropped": ("counter", ("reason",)),
+    "callmesh_edge_keepalive_bindings": ("gauge", ()),
+    "callmesh_edge_keepalives_sent": ("counter", ("kind",)),
+    "callmesh_edge_keepalive_failures": ("counter", ("kind",)),
+    "callmesh_edge_keepalive_answers": ("counter", ()),
+    "callmesh_edge_keepalive_removals": ("counter", ()),
 }
 """Every family of the edge: its type and label names (a histogram adds ``le`` itself)."""
 

@@ -579,3 +579,21 @@ def test_a_new_via_goes_right_above_the_old_ones_in_canonical_spelling() -> None
 
 def test_a_response_made_without_a_body_has_none() -> None:
     assert Response(200, "OK", keys=[], lines=[]).body == b""
+
+
+def test_forgotten_fields_are_parsed_again_from_the_edited_lines() -> None:
+    request = invite()
+    top = request.top_via
+    request.decrement_max_forwards()
+    request.pop_route()
+    request.forget_parsed()
+    assert request.top_via is not top  # parsed again, not the memo
+    assert request.top_via == top
+    assert request.max_forwards == 69
+    assert [str(route.uri) for route in request.routes] == [
+        "sip:p2.example.com;lr",
+        "sip:p3.example.com;lr",
+    ]
+    assert request.to_bytes() == invite().copy().to_bytes().replace(
+        b"Max-Forwards: 70", b"Max-Forwards: 69"
+    ).replace(b"<sip:p1.example.com;lr>, ", b"")

@@ -153,3 +153,19 @@ def test_an_error_response_reads_line_ends_from_the_first_line() -> None:
         answer
     )
     assert b"\r\nCSeq: 2 BYE\r\n" in answer
+
+
+def test_an_error_response_answers_a_request_after_a_keep_alive_line_feed() -> None:
+    """A line break first (a keep-alive glued to it) is no line-end style: still answered.
+
+    Compiled by mypyc, reading the style by a bytes slice that starts past its end raised
+    SystemError there: the request was not answered.
+    """
+    broken = REQUEST.replace(b"CSeq: 7 INVITE", b"CSeq: seven INVITE")
+    for glued in (b"\n" + broken, b"\r\n" + broken):
+        answer = error_response(glued, SipParseError("malformed CSeq sequence number"))
+        assert answer is not None
+        parsed = parse_message(answer)
+        assert isinstance(parsed, Response)
+        assert (parsed.status, len(parsed.vias)) == (400, 2)
+        assert parsed.header("CSeq") == "seven INVITE"

@@ -36,9 +36,9 @@ def test_pop_due_returns_expired_items_in_deadline_order() -> None:
     queue.schedule(2.0, "b2")
     assert queue.next_deadline() == 1.0
     assert queue.pop_due(0.9) == []
-    assert queue.pop_due(2.0) == ["a", "b", "b2"]
+    assert [item for _, item in queue.pop_due(2.0)] == ["a", "b", "b2"]
     assert len(queue) == 1
-    assert queue.pop_due(10.0) == ["c"]
+    assert queue.pop_due(10.0) == [(0, "c")]
     assert queue.next_deadline() is None
 
 
@@ -50,25 +50,27 @@ def test_cancelled_timers_never_fire_and_are_skipped_by_next_deadline() -> None:
     queue.cancel(first)
     assert len(queue) == 1
     assert queue.next_deadline() == 2.0
-    assert queue.pop_due(5.0) == ["b"]
+    assert [item for _, item in queue.pop_due(5.0)] == ["b"]
 
 
 def test_cancelling_a_fired_timer_is_harmless() -> None:
     queue: TimerQueue[str] = TimerQueue()
-    handle = queue.schedule(1.0, "a")
-    assert queue.pop_due(1.0) == ["a"]
-    queue.cancel(handle)
+    timer = queue.schedule(1.0, "a")
+    assert queue.pop_due(1.0) == [(timer, "a")]
+    queue.cancel(timer)
     assert len(queue) == 0
+    with pytest.raises(KeyError):
+        queue.deadline(timer)
 
 
 def test_mass_cancellation_compacts_the_heap() -> None:
     queue: TimerQueue[int] = TimerQueue()
-    handles = [queue.schedule(float(i), i) for i in range(1000)]
-    for handle in handles[:900]:
-        queue.cancel(handle)
+    timers = [queue.schedule(float(i), i) for i in range(1000)]
+    for timer in timers[:900]:
+        queue.cancel(timer)
     assert len(queue) == 100
     assert len(queue._heap) < 1000
-    assert queue.pop_due(2000.0) == list(range(900, 1000))
+    assert [item for _, item in queue.pop_due(2000.0)] == list(range(900, 1000))
 
 
 @pytest.mark.parametrize("settings", [{"t4": 0.0}, {"timer_c": -1.0}])

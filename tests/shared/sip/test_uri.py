@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from shared.sip.errors import SipParseError
-from shared.sip.uri import AbsoluteUri, SipUri, TelUri, parse_uri
+from shared.sip.uri import AbsoluteUri, SipUri, TelUri, UserSlot, parse_uri
 
 
 def test_full_sip_uri() -> None:
@@ -128,3 +130,19 @@ def test_a_tel_uri_parameter_is_found_in_any_case() -> None:
     uri = parse_uri("tel:+14075551234;phone-context=example.com")
     assert isinstance(uri, TelUri)
     assert uri.param("Phone-Context") == "example.com"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sip:10.0.0.1:5070",
+        "sip:old@gw.example.net;transport=tcp;x=%25",
+        "sip:old:secret@[2001:db8::1]:5080;lr?subject=a%20b",
+        "sips:gw.example.net",
+    ],
+)
+@pytest.mark.parametrize("user", ["14075550100", "+14075550100", "a b%c", "1-407;x", ""])
+def test_a_user_slot_reads_as_the_uri_with_that_user(text: str, user: str) -> None:
+    uri = parse_uri(text)
+    assert isinstance(uri, SipUri)
+    assert UserSlot(uri).with_user(user) == str(replace(uri, user=user))

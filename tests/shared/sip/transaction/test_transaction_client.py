@@ -11,13 +11,13 @@ from shared.sip.timers import TimerSettings
 from shared.sip.transaction import (
     ClientTransaction,
     ResponseReceived,
+    Send,
     State,
     Terminated,
     TimedOut,
     TimerName,
     TransactionEvent,
     TransactionTable,
-    Transmit,
     TransportFailed,
 )
 from tests.shared.sip.transaction.support import (
@@ -47,7 +47,7 @@ def fired(table: TransactionTable, now: float) -> list[TransactionEvent]:
 def sent_requests(events: list[TransactionEvent]) -> list[Request]:
     out = []
     for event in events:
-        if isinstance(event, Transmit):
+        if isinstance(event, Send):
             message = parse_message(event.data)
             assert isinstance(message, Request)
             out.append(message)
@@ -72,7 +72,7 @@ def assert_timed_out_with_408(events: Sequence[TransactionEvent], timer: TimerNa
 
 def test_invite_start_sends_and_arms_a_and_b() -> None:
     table, client, events = started()
-    assert events == [Transmit(client.request.to_bytes(), UDP_PEER)]
+    assert events == [Send(client.request.to_bytes(), UDP_PEER)]
     assert client.state is State.CALLING
     assert client.armed == {TimerName.A: 0.5, TimerName.B: 32.0}
     assert table.next_deadline() == 0.5
@@ -85,7 +85,7 @@ def test_timer_a_doubles_without_cap_until_timer_b_times_out() -> None:
     while client.state is State.CALLING:
         now = table.next_deadline() or 0.0
         events = fired(table, now)
-        if any(isinstance(event, Transmit) for event in events):
+        if any(isinstance(event, Send) for event in events):
             retransmit_times.append(now)
     # A: T1, 2T1, 4T1, ... (8 s and 16 s intervals exceed T2: A is not capped).
     assert retransmit_times == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
@@ -115,7 +115,7 @@ def test_non_2xx_final_sends_ack_and_waits_timer_d() -> None:
     busy = response(486)
     events = client.receive_response(busy, now=1.0)
     assert events[0] == ResponseReceived(busy)
-    assert isinstance(events[1], Transmit) and events[1].destination == UDP_PEER
+    assert isinstance(events[1], Send) and events[1].destination == UDP_PEER
     (ack,) = sent_requests(events)
     assert ack.method == "ACK"
     assert ack.uri_text == "sip:bob@example.com"
@@ -157,14 +157,14 @@ def test_reliable_invite_has_no_timer_a_and_no_timer_d() -> None:
     table, client, _ = started(reliable=True)
     assert client.armed == {TimerName.B: 32.0}
     events = client.receive_response(response(503), now=1.0)
-    assert [type(event) for event in events] == [ResponseReceived, Transmit, Terminated]
+    assert [type(event) for event in events] == [ResponseReceived, Send, Terminated]
     assert len(table) == 0
 
 
 def test_proxy_timer_c_before_any_provisional_ends_like_a_408() -> None:
     table, client, _ = started(proxy=True)
     assert client.armed[TimerName.C] == 10.0
-    events = [event for event in fired(table, 10.0) if not isinstance(event, Transmit)]
+    events = [event for event in fired(table, 10.0) if not isinstance(event, Send)]
     assert_timed_out_with_408(events, TimerName.C)
 
 
@@ -213,7 +213,7 @@ def test_timer_e_doubles_up_to_t2_until_timer_f() -> None:
     while client.state is State.TRYING:
         now = table.next_deadline() or 0.0
         events = fired(table, now)
-        if any(isinstance(event, Transmit) for event in events):
+        if any(isinstance(event, Send) for event in events):
             times.append(now)
     assert times == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
     assert_timed_out_with_408(events, TimerName.F)
@@ -225,7 +225,7 @@ def test_proceeding_retransmits_every_t2() -> None:
     trying = response(100, method="REGISTER", to_tag=None)
     assert client.receive_response(trying, now=1.0) == [ResponseReceived(trying)]
     assert client.state is State.PROCEEDING
-    assert fired(table, 1.5) == [Transmit(client.data, UDP_PEER)]
+    assert fired(table, 1.5) == [Send(client.data, UDP_PEER)]
     assert client.armed[TimerName.E] == 5.5
     fired(table, 5.5)
     assert client.armed[TimerName.E] == 9.5
@@ -276,3 +276,12 @@ def test_configured_t1_scales_every_timer() -> None:
     table = TransactionTable(TimerSettings(t1=0.1, t2=0.4))
     client, _ = table.start_client(request("OPTIONS"), UDP_PEER, now=100.0)
     assert client.armed == {TimerName.E: 100.1, TimerName.F: 106.4}
+
+
+@pytest.mark.parametrize("status", [200, 486])
+def test_a_finished_invite_keeps_its_request_as_lines_only(status: int) -> None:
+    _, client, _ = started()
+    assert client.request.top_via.branch  # parsed while the transaction runs
+    client.receive_response(response(status), now=1.0)
+    assert client.state in (State.ACCEPTED, State.COMPLETED)
+    assert client.request._cache == {}  # what it was parsed into is the GC's no longer

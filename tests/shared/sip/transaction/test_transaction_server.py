@@ -7,6 +7,7 @@ import pytest
 from shared.sip.transaction import (
     AckReceived,
     InviteServerTransaction,
+    Send,
     ServerTransaction,
     State,
     Terminated,
@@ -14,7 +15,6 @@ from shared.sip.transaction import (
     TimerName,
     TransactionEvent,
     TransactionTable,
-    Transmit,
     TransportFailed,
 )
 from shared.sip.transport.destination import Destination
@@ -43,8 +43,8 @@ def state_of(transaction: ServerTransaction) -> State:
     return transaction.state
 
 
-def sent(data: bytes, destination: Destination = UDP_PEER) -> Transmit:
-    return Transmit(data, destination)
+def sent(data: bytes, destination: Destination = UDP_PEER) -> Send:
+    return Send(data, destination)
 
 
 # ----- INVITE server --------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""Build the compiled fast path: the hot modules by mypyc into `build/ext/`, and a manifest.
+
+`python -m deploy.extensions` (every `make` target that runs or tests code, and the Docker
+image's first stage) compiles `SOURCES` with mypyc (shipped with the pinned mypy), gcc and the
+Python headers, then writes `build/extensions.json` naming each compiled module, its source and
+that source's SHA-256; `shared/extensions.py` loads the build only while every hash still
+matches.  Nothing is rebuilt when the manifest already matches the sources.  The compiler's
+output goes to `build/extensions.log`.  A build that fails leaves no manifest, so every process
+runs pure Python; the exit status says so (`make run` goes on, `make test` stops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mypy.version import __version__ as mypy_version
+
+from shared.extensions import EXT, MANIFEST, ROOT, Build, disabled, interpreter, source_hash
+
+GROUP = "callmesh"
+"""mypyc's name for the build: its runtime is the top-level module `callmesh__mypyc`."""
+
+HOT = (
+    "shared/sip/*.py",
+    "shared/sip/transaction/*.py",
+    "shared/sip/auth/digest.py",
+    "shared/sip/auth/offer.py",
+    "shared/sip/transport/destination.py",
+    "services/edge/proxy/*.py",
+    # What the edge runs per message outside the proxy core: trust, routing-cache routes and
+    # health, the location directory, dispatcher bookkeeping, policies, the prefix index.
+    "services/edge/policy/__init__.py",
+    "services/edge/policy/trust.py",
+    "services/edge/policy/guard.py",
+    "services/edge/policy/topology.py",
+    "services/edge/location/directory.py",
+    "services/edge/destinations/calls.py",
+    "services/edge/destinations/selector.py",
+    "shared/routing_table/cache/route.py",
+    "shared/routing_table/cache/health.py",
+    "shared/routing_table/prefixes.py",
+    "shared/routing_table/prefix_layout.py",
+)
+"""The compiled modules' sources, as globs relative to the root."""
+
+INTERPRETED = frozenset({"shared/sip/errors.py"})
+"""Left to Python: services subclass its exceptions, which a compiled class would forbid."""
+
+
+def sources(root: Path = ROOT) -> list[str]:
+    found = {str(p.relative_to(root)) for pattern in HOT for p in root.glob(pattern)}
+    return sorted(found - INTERPRETED)
+
+
+def module_of(source: str) -> str:
+    """`shared/sip/__init__.py` → `shared.sip`, `shared/sip/uri.py` → `shared.sip.uri`."""
+    parts = Path(source).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def manifest_for(names: list[str], root: Path = ROOT) -> Build:
+    """The manifest of a build of `names` just made: each module's file under `build/ext`."""
+    suffix = interpreter()
+    modules: dict[str, tuple[str, str | None, str | None]] = {
+        f"{GROUP}__mypyc": (f"{GROUP}__mypyc{suffix}", None, None)
+    }
+    for source in names:
+        binary = str(Path(source).with_suffix(suffix))
+        modules[module_of(source)] = (binary, source, source_hash(root / source))
+    return Build(suffix, mypy_version, modules)
+
+
+def current(names: list[str], root: Path = ROOT) -> bool:
+    """Whether the manifest on disk is this mypy's build of exactly `names`, matching them."""
+    try:
+        build = Build.from_json((root / MANIFEST).read_text())
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    built = {source for _, source, _ in build.modules.values() if source is not None}
+    same = build.compiler == mypy_version and built == set(names)
+    return same and build.stale(root) is None
+
+
+def compile_into(target: Path, names: list[str]) -> None:
+    """mypyc and setuptools, in this process: C files in build/mypyc, modules under `target`."""
+    from mypyc.build import mypycify
+    from setuptools import Distribution
+
+    extensions = mypycify(names, opt_level="3", group_name=GROUP, target_dir="build/mypyc")
+    distribution = Distribution({"name": GROUP, "ext_modules": extensions})
+    command = distribution.get_command_obj("build_ext")
+    command.build_lib = str(target)
+    command.build_temp = "build/temp"
+    distribution.run_command("build_ext")
+
+
+def build(root: Path = ROOT) -> int:
+    """Rebuild if the sources changed; 0 when the build serves them (or is turned off)."""
+    if disabled():
+        print("compiled build skipped: CALLMESH_NO_EXTENSIONS is set (pure Python)")
+        return 0
+    beside = [*root.glob("*__mypyc.*.so"), *(root / "shared").rglob("*.so")]
+    for stray in [*beside, *(root / "services").rglob("*.so")]:
+        stray.unlink()  # built beside the sources (the old `make fast`): they would shadow them
+    names = sources(root)
+    if current(names, root):
+        return 0
+    (root / "build").mkdir(exist_ok=True)
+    (root / MANIFEST).unlink(missing_ok=True)  # processes starting meanwhile run pure Python
+    fresh = root / EXT.with_name("ext.new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    built = manifest_for(names, root)  # the hashes of what is compiled, not of later edits
+    log = root / "build/extensions.log"
+    print(f"compiling {len(names)} modules with mypyc (log: {log.relative_to(root)})", flush=True)
+    with log.open("w") as output:
+        done = subprocess.run(
+            [sys.executable, "-m", "deploy.extensions", "--compile-into", str(fresh), *names],
+            cwd=root,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    missing = [b for b, _, _ in built.modules.values() if not (fresh / b).is_file()]
+    if done.returncode != 0 or missing:
+        print(f"mypyc build failed ({log.relative_to(root)}): pure Python", file=sys.stderr)
+        return 1
+    shutil.rmtree(root / EXT, ignore_errors=True)
+    fresh.rename(root / EXT)
+    written = (root / MANIFEST).with_suffix(".new")
+    written.write_text(built.to_json())
+    written.rename(root / MANIFEST)
+    print(f"compiled {len(names)} modules into {EXT}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--compile-into", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("names", nargs="*", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.compile_into is not None:
+        compile_into(arguments.compile_into, arguments.names)
+        return 0
+    return build()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""A local rtpengine in user space (no kernel module, no root), for the tests and the benchmark.
+
+``--table=-1`` relays in user space; ``--config-file=none`` keeps the packaged
+configuration's fixed ports out (two daemons, or another test run, would
+collide); ``--delete-delay=0`` drops a deleted call at once, so a test can
+count zero sessions right after its ``delete``. Missing, it fails naming the
+package (``deploy/test-packages.txt`` makes ``make test`` install it); a test
+never skips for it.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.rtpengine.instances import Instance
+
+READY_WITHIN = 10.0
+
+
+@dataclass(frozen=True)
+class Daemon:
+    instance: Instance
+    port_min: int
+    port_max: int
+    log: Path
+
+
+def _free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers_ping(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        probe.sendto(b"ready d7:command4:pinge", ("127.0.0.1", port))
+        try:
+            return probe.recv(256) == b"ready d6:result4:ponge"
+        except OSError:
+            return False
+
+
+@contextmanager
+def running_rtpengine(folder: Path) -> Iterator[Daemon]:
+    """An rtpengine answering ng on a free port of 127.0.0.1, logging into ``folder``."""
+    program = shutil.which("rtpengine")
+    assert program is not None, "rtpengine is missing: apt-get install -y rtpengine-daemon"
+    port = _free_port(socket.SOCK_DGRAM)
+    port_min = random.randrange(40_000, 59_000, 200)
+    log = folder / f"rtpengine-{port}.log"
+    command = [
+        program,
+        "--config-file=none",  # not /etc/rtpengine/rtpengine.conf: its ports are shared
+        "--table=-1",
+        "--interface=127.0.0.1",
+        f"--listen-ng=127.0.0.1:{port}",
+        f"--listen-cli=127.0.0.1:{_free_port(socket.SOCK_STREAM)}",  # its default, 2224, is shared
+        "--foreground",
+        "--log-stderr",
+        "--delete-delay=0",
+        f"--port-min={port_min}",
+        f"--port-max={port_min + 199}",
+    ]
+    with log.open("wb") as output:
+        daemon = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + READY_WITHIN
+        while not _answers_ping(port):
+            assert daemon.poll() is None, f"rtpengine exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"rtpengine not ready: {log.read_text()[-2000:]}"
+        yield Daemon(Instance("127.0.0.1", port), port_min, port_min + 199, log)
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(5)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()

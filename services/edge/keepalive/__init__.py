@@ -1,0 +1,1 @@
+"""Keepalives of the NAT'd and connection-oriented bindings an edge holds: schedule and pings."""

@@ -1,0 +1,209 @@
+"""The asyncio side of keepalives: binding events in, pings out, answers and silences noted.
+
+The schedule (``services.edge.keepalive.schedule``) decides; this module
+feeds it the ``registrar.binding.…`` events (every worker hears them all and
+keeps the bindings whose ``edge`` is its own instance), wakes when the next
+ping is due (at most every ``MAX_SLEEP``, so a binding added meanwhile waits
+no longer), sends through the worker's sockets, and reports silent bindings to
+the registrar over ``registrar.unreachable``.  Answers to the OPTIONS come
+back to the worker's sockets like any response; ``claims`` takes them before
+the proxy core (their Call-ID names the binding).  A CRLF ping on a
+connection counts as answered when it could be written: the connection is
+there (a reset or a closed connection fails the write).
+
+Bindings registered before this worker started are pinged from their next
+refresh on (the worker learns them from events, not from Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.edge import metrics
+from services.edge.keepalive.ping import CRLF_PING, options_ping, ping_call_id
+from services.edge.keepalive.schedule import (
+    KeepaliveSchedule,
+    Key,
+    Ping,
+    Watched,
+    needs_keepalive,
+)
+from services.edge.proxy.interfaces import Interfaces
+from services.edge.runtime.sockets import EdgeSockets
+from shared.background import cancel_and_wait
+from shared.bus import Bus, BusUnavailable, Envelope
+from shared.contracts.registrar import (
+    UNREACHABLE_QUEUE,
+    BindingEvent,
+    BindingExpired,
+    BindingRemoved,
+    UnreachableBinding,
+)
+from shared.registrar.model import Location
+from shared.sip.errors import SipError
+from shared.sip.message import Response, parse_message
+from shared.sip.transport.base import TransportError
+from shared.sip.transport.destination import Destination, destination_of
+from shared.sip.uri import parse_uri
+
+log = logging.getLogger("callmesh.edge")
+
+MAX_SLEEP = 1.0
+BINDING_EVENTS = "registrar.binding.#"
+_CALL_ID_MARK = b"cm-ka-"
+_GONE = frozenset({BindingRemoved.routing_key, BindingExpired.routing_key})
+
+
+class KeepaliveRunner:
+    def __init__(
+        self,
+        schedule: KeepaliveSchedule,
+        bus: Bus,
+        sockets: EdgeSockets,
+        interfaces: Interfaces,
+        instance: str,
+    ) -> None:
+        self.schedule = schedule
+        self.bus = bus
+        self.sockets = sockets
+        self.interfaces = interfaces
+        self.instance = instance
+        self._loop = asyncio.get_running_loop()
+        self._keys: dict[str, Key] = {}
+        self._cseq = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.bus.subscribe([BINDING_EVENTS], self._on_event)
+        self._task = self._loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        await cancel_and_wait(self._task)
+        for task in list(self._sending):
+            await cancel_and_wait(task)
+
+    # ----- in ----------------------------------------------------------------------------
+
+    async def _on_event(self, envelope: Envelope) -> None:
+        try:
+            event = envelope.payload(BindingEvent)
+        except ValidationError:
+            return
+        self.note(event.binding, gone=envelope.type in _GONE)
+
+    def note(self, location: Location, *, gone: bool) -> None:
+        """A binding was added or refreshed, or (``gone``) removed or expired."""
+        key = (location.aor, location.contact)
+        if gone or not needs_keepalive(location, self.instance):
+            self.schedule.forget(*key)
+            self._keys.pop(ping_call_id(*key), None)
+        else:
+            self.schedule.watch(location, self._loop.time())
+            self._keys[ping_call_id(*key)] = key
+            self._wake.set()
+        metrics.KEEPALIVES_WATCHED.value = len(self.schedule)
+
+    def claims(self, data: bytes) -> bool:
+        """Whether ``data`` is the answer to one of our OPTIONS (then it is taken here)."""
+        if not data.startswith(b"SIP/2.0 ") or _CALL_ID_MARK not in data:
+            return False
+        try:
+            message = parse_message(data)
+        except SipError:
+            return False
+        if not isinstance(message, Response):
+            return False
+        key = self._keys.get(message.call_id.partition(".")[0])
+        if key is None:
+            return False
+        self.schedule.answered(*key)
+        metrics.KEEPALIVE_ANSWERS.value += 1
+        return True
+
+    # ----- out ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self.tick()
+            due = self.schedule.next_due()
+            wait = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.0, due - self._loop.time()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    def tick(self) -> None:
+        tick = self.schedule.tick(self._loop.time())
+        for ping in tick.pings:
+            self._ping(ping)
+        for location in tick.unreachable:
+            self._keys.pop(ping_call_id(location.aor, location.contact), None)
+            metrics.KEEPALIVE_REMOVALS.value += 1
+            self._background(self._report(location))
+        metrics.KEEPALIVES_WATCHED.value = len(self.schedule)
+
+    def _ping(self, ping: Watched) -> None:
+        location = ping.location
+        try:
+            destination = destination_of(parse_uri(location.received))
+        except SipError:
+            metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
+            return
+        destination = replace(destination, connection_id=location.connection_id)
+        if ping.ping is Ping.CRLF:
+            self._background(self._send_stream(CRLF_PING, destination, ping))
+            return
+        self._cseq += 1
+        interface = self.interfaces.outbound(destination.transport, destination.host)
+        data = options_ping(location, interface.host, interface.via_port, self._cseq).to_bytes()
+        if destination.transport != "udp":
+            self._background(self._send_stream(data, destination, ping))
+            return
+        try:
+            self.sockets.send_udp(data, destination)
+        except (TransportError, OSError):
+            metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
+            return
+        metrics.KEEPALIVES_SENT[ping.ping.value] += 1
+
+    async def _send_stream(self, data: bytes, destination: Destination, ping: Watched) -> None:
+        try:
+            await self.sockets.send_tcp(data, destination)
+        except (TransportError, OSError):
+            metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
+            return
+        metrics.KEEPALIVES_SENT[ping.ping.value] += 1
+        if ping.ping is Ping.CRLF:
+            self.schedule.answered(ping.location.aor, ping.location.contact)
+
+    async def _report(self, location: Location) -> None:
+        report = UnreachableBinding(
+            aor=location.aor,
+            contact=location.contact,
+            received=location.received,
+            edge=location.edge,
+        )
+        try:
+            await self.bus.send(UNREACHABLE_QUEUE, report.to_bytes())
+        except BusUnavailable as error:  # its expiry removes it in the end
+            log.warning("unreachable binding %s not reported: %s", location.contact, error)
+        else:
+            log.info(
+                "binding unreachable", extra={"aor": location.aor, "contact": location.contact}
+            )
+
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coroutine)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)

@@ -1,0 +1,148 @@
+"""Keepalives on local sockets: a phone that answers stays, a silent one is reported.
+
+The edge's real sockets on loopback and a UDP "phone" beside them; the
+binding's Contact is private (behind NAT) and its ``received`` the phone's
+socket. The report goes to the registrar's work queue on the in-memory bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from services.edge.keepalive.schedule import KeepaliveSchedule
+from services.edge.runtime.keepalives import KeepaliveRunner
+from services.edge.runtime.sockets import EdgeSockets
+from services.edge.runtime.startup import interfaces_of
+from shared.bus import WorkMessage
+from shared.bus.memory import MemoryBroker, MemoryBus
+from shared.contracts.registrar import UNREACHABLE_QUEUE, UnreachableBinding
+from shared.registrar.model import Location
+from shared.settings import ListenAddress
+from shared.sip.message import Request, parse_message
+from shared.sip.responses import make_response
+from shared.sip.transport.base import Listener
+from shared.sip.transport.destination import Destination
+
+EDGE = "edge-a"
+
+
+class Phone(asyncio.DatagramProtocol):
+    """Answers every OPTIONS with ``status`` while ``answering``; counts what it got."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.answering = True
+        self.received = 0
+        self.eight = asyncio.Event()
+        """Set at the eighth ping: past twice the timeout at the test's interval."""
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received += 1
+        if self.received == 8:
+            self.eight.set()
+        request = parse_message(data)
+        if self.answering and isinstance(request, Request) and self.transport is not None:
+            self.transport.sendto(make_response(request, self.status).to_bytes(), addr)
+
+
+@dataclass
+class Setup:
+    runner: KeepaliveRunner
+    phone: Phone
+    reports: asyncio.Queue[UnreachableBinding]
+    binding: Location
+
+
+@pytest.fixture(params=[200, 404])
+async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
+    loop = asyncio.get_running_loop()
+    runner: KeepaliveRunner | None = None
+
+    def deliver(data: bytes, _source: Destination, _listener: Listener) -> None:
+        assert runner is not None
+        assert runner.claims(data), data  # only answers to our pings come here
+
+    sockets = EdgeSockets(deliver)
+    await sockets.open([ListenAddress("udp", "127.0.0.1", 0)], shared=False)
+    phone = Phone(request.param)
+    transport, _ = await loop.create_datagram_endpoint(lambda: phone, ("127.0.0.1", 0))
+    phone.transport = transport
+    port = transport.get_extra_info("sockname")[1]
+    broker = MemoryBroker()
+    bus, registrar = MemoryBus(broker, "t", "edge", EDGE), MemoryBus(broker, "t", "registrar", "r")
+    await bus.start()
+    await registrar.start()
+    reports: asyncio.Queue[UnreachableBinding] = asyncio.Queue()
+
+    async def take(message: WorkMessage) -> None:
+        reports.put_nowait(UnreachableBinding.model_validate_json(message.body))
+
+    await registrar.consume(UNREACHABLE_QUEUE, take)
+    schedule = KeepaliveSchedule(interval=0.1, timeout=0.35)
+    runner = KeepaliveRunner(schedule, bus, sockets, interfaces_of(sockets.bound, None), EDGE)
+    await runner.start()
+    binding = Location(
+        aor="sip:alice@example.com",
+        contact="sip:alice@192.168.1.5:5060",
+        expires_at=time.time() + 3600,
+        received=f"sip:127.0.0.1:{port}",
+        transport="udp",
+        edge=EDGE,
+    )
+    yield Setup(runner, phone, reports, binding)
+    await runner.stop()
+    transport.close()
+    await sockets.close()
+    await registrar.close()
+    await bus.close()
+
+
+async def test_an_answering_phone_is_pinged_and_kept(setup: Setup) -> None:
+    """Any answer counts, a 404 as well as a 200."""
+    setup.runner.note(setup.binding, gone=False)
+    await asyncio.wait_for(setup.phone.eight.wait(), 5)
+    assert setup.reports.empty()
+    assert len(setup.runner.schedule) == 1
+
+
+async def test_a_silent_phone_is_reported_once(setup: Setup) -> None:
+    setup.phone.answering = False
+    setup.runner.note(setup.binding, gone=False)
+    report = await asyncio.wait_for(setup.reports.get(), 5)
+    assert (report.aor, report.contact, report.received, report.edge) == (
+        setup.binding.aor,
+        setup.binding.contact,
+        setup.binding.received,
+        EDGE,
+    )
+    pinged = setup.phone.received
+    assert 3 <= pinged <= 6
+    await asyncio.sleep(0.3)
+    assert setup.phone.received == pinged and setup.reports.empty()  # no more pings
+
+
+async def test_bindings_of_other_edges_and_removed_ones_are_not_pinged(setup: Setup) -> None:
+    setup.runner.note(setup.binding.model_copy(update={"edge": "edge-b"}), gone=False)
+    assert len(setup.runner.schedule) == 0
+    setup.runner.note(setup.binding, gone=False)
+    setup.runner.note(setup.binding, gone=True)
+    await asyncio.sleep(0.3)
+    assert setup.phone.received == 0 and len(setup.runner.schedule) == 0
+
+
+async def test_only_answers_to_our_pings_are_taken(setup: Setup) -> None:
+    setup.runner.note(setup.binding, gone=False)
+    stray = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n"
+        b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: cm-ka-0000\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert not setup.runner.claims(stray)  # our mark, not one of our bindings
+    assert not setup.runner.claims(stray.replace(b"cm-ka-0000", b"elsewhere"))
+    assert not setup.runner.claims(b"OPTIONS sip:a@x SIP/2.0\r\n\r\n")
