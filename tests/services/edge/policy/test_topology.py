@@ -353,3 +353,13 @@ def test_a_late_200_is_hidden_for_the_socket_it_leaves_by() -> None:
     [again] = responses_to(run.send(ok, INSIDE_PROXY), GW1)
     assert again.to_bytes() == first.to_bytes()
     assert "192.0.2.11" not in again.to_bytes().decode()
+
+
+def test_a_restored_transaction_over_tcp_is_forgotten_as_soon_as_it_is_answered(run: Run) -> None:
+    """Over a connection a non-INVITE transaction ends with its final answer, no timer
+    left to fire: the answer itself must drop the restored context, or it leaks."""
+    forwarded = hidden_call(run)
+    bye = from_gateway(forwarded, "BYE", max_forwards=0).replace(b"UDP", b"TCP", 1)
+    actions = run.send(bye, TCP_GW1)
+    assert [r.status for r in responses_to(actions, TCP_GW1)] == [483]
+    assert run.proxy._restored == {}
