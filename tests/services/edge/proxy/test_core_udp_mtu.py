@@ -9,7 +9,15 @@ from services.edge.proxy.actions import Action, Send
 from shared.routing_table.model import Gateway, Rule
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
-from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, GW2, core_run, invite
+from tests.services.edge.proxy.test_core import (
+    CALLER,
+    EDGE,
+    GW1,
+    GW2,
+    core_run,
+    invite,
+    statuses,
+)
 
 TCP_GW1 = replace(GW1, transport="tcp")
 TCP_GW2 = replace(GW2, transport="tcp")
@@ -71,3 +79,15 @@ def test_a_failed_tcp_connection_is_retried_over_udp_then_fails_over() -> None:
     assert over_udp.client is not None
     failed_over = run.proxy.transport_failed(over_udp.client, run.now)
     assert requests_to(failed_over, TCP_GW2)  # the next gateway, large: TCP again
+
+
+def test_a_call_cancelled_before_its_tcp_connection_failed_is_not_retried_over_udp() -> None:
+    """The caller gave up: the failure ends the call with 487, no new INVITE goes out."""
+    run = core_run()
+    [(_, over_tcp)] = requests_to(run.send(large_invite()), TCP_GW1)
+    assert over_tcp.client is not None
+    cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    assert statuses(run.send(cancel)) == [200]
+    failed = run.proxy.transport_failed(over_tcp.client, run.now)
+    assert requests_to(failed, GW1) == []
+    assert statuses(failed) == [487]
