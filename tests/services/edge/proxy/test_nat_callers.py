@@ -21,7 +21,9 @@ from tests.services.edge.proxy.test_subscribers import (
     BOB,
     DOMAIN,
     PASSWORD,
+    PHONE,
     Run,
+    call,
     run,
 )
 
@@ -159,3 +161,13 @@ def test_between_two_natted_phones_each_reaches_the_other(run: Run) -> None:
         "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     ).encode()
     assert only_request(run.send(bye_from_alice, ALICE_PUBLIC), bobs_nat).method == "BYE"
+
+
+def test_a_trusted_peer_behind_nat_records_no_flow(run: Run) -> None:
+    """A trusted carrier is reached at its configured address, not along a flow, even when
+    its Via names an address it does not send from."""
+    natted = call().replace(b"Via: SIP/2.0/UDP 198.51.100.99:5060", b"Via: SIP/2.0/UDP 10.9.9.9")
+    forwarded = only_request(run.send(natted), PHONE)
+    [record_route] = forwarded.record_routes
+    assert isinstance(record_route.uri, SipUri)
+    assert record_route.uri.param(FLOW_PARAM) is None
