@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from services.edge import metrics
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
@@ -617,3 +618,10 @@ def test_received_is_stamped_only_where_the_via_host_is_not_the_source() -> None
     direct = Destination("udp", "10.0.0.5", 5070)
     forwarded = only_request(core_run().send(natted, direct), GW1)
     assert forwarded.vias[1].param("received") is None
+
+
+def test_every_request_sent_to_a_gateway_is_counted(run: Run) -> None:
+    before = metrics.GATEWAY_ATTEMPTS["1"]
+    run.send(invite())
+    run.send(invite(branch="z9hG4bKc2").replace(b"call-1", b"call-2"))
+    assert metrics.GATEWAY_ATTEMPTS["1"] == before + 2
