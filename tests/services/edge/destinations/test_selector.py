@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.edge import metrics
 from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.proxy.actions import Publish, Send
 from shared.contracts.edge import DestinationFailed, GatewayFailed
@@ -103,3 +104,11 @@ def test_a_new_version_of_a_set_replaces_the_old_one() -> None:
     assert replaced.set.algorithm == "round_robin"
     sets.replace({})
     assert sets.dispatcher("farm") is None
+
+
+def test_a_destinations_failure_is_counted_once() -> None:
+    run, _sets, _calls = farm_run()
+    before = metrics.DESTINATION_FAILURES["farm", BOX1_URI]
+    first = only_request(run.send(invite()), BOX1)
+    run.send(answer(first, 503), BOX1)
+    assert metrics.DESTINATION_FAILURES["farm", BOX1_URI] == before + 1
