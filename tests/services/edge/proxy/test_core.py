@@ -625,3 +625,9 @@ def test_every_request_sent_to_a_gateway_is_counted(run: Run) -> None:
     run.send(invite())
     run.send(invite(branch="z9hG4bKc2").replace(b"call-1", b"call-2"))
     assert metrics.GATEWAY_ATTEMPTS["1"] == before + 2
+
+
+def test_every_request_received_is_counted_by_its_method(run: Run) -> None:
+    before = metrics.REQUESTS["INVITE"]
+    run.send(invite())
+    assert metrics.REQUESTS["INVITE"] == before + 1

@@ -252,6 +252,20 @@ def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Ru
     assert passed.data.startswith(b"REGISTER sip:example.com SIP/2.0\r\n")
 
 
+def test_the_edges_register_challenge_is_minted_on_the_wall_clock(run: Run) -> None:
+    """The registrar checks the nonce against wall time: one minted on the core's own
+    clock would be refused as stale."""
+    subscribers = run.proxy.subscribers
+    assert subscribers is not None
+    subscribers.wall_offset = 1_700_000_000.0
+    [data] = sent_to(run.send(bobs_register("1"), PHONE), PHONE)
+    response = parse_message(data)
+    assert isinstance(response, Response) and response.status == 401
+    challenge = parse_challenge(response.header("www-authenticate") or "")
+    wall = run.now + subscribers.wall_offset
+    assert subscribers.nonces.check(challenge.nonce, DOMAIN, wall) is NonceState.FRESH
+
+
 def authorized_call(run: Run, challenge_response: bytes, *, branch: str, nc: int = 1) -> bytes:
     response = parse_message(challenge_response)
     assert isinstance(response, Response)
