@@ -363,3 +363,15 @@ def test_a_restored_transaction_over_tcp_is_forgotten_as_soon_as_it_is_answered(
     actions = run.send(bye, TCP_GW1)
     assert [r.status for r in responses_to(actions, TCP_GW1)] == [483]
     assert run.proxy._restored == {}
+
+
+def test_a_restored_invite_over_tcp_is_forgotten_with_the_ack_of_its_failure(run: Run) -> None:
+    """Over a connection the ACK of a failure ends the INVITE transaction at once (Timer I
+    is zero): that ACK must drop the restored context, or it leaks."""
+    forwarded = hidden_call(run)
+    reinvite = from_gateway(forwarded, "INVITE", max_forwards=0).replace(b"UDP", b"TCP", 1)
+    assert [r.status for r in responses_to(run.send(reinvite, TCP_GW1), TCP_GW1)] == [483]
+    assert len(run.proxy._restored) == 1
+    ack = reinvite.replace(b"INVITE sip", b"ACK sip").replace(b"7 INVITE", b"7 ACK")
+    run.send(ack, TCP_GW1)
+    assert run.proxy._restored == {}
