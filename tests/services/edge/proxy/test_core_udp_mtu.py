@@ -91,3 +91,10 @@ def test_a_call_cancelled_before_its_tcp_connection_failed_is_not_retried_over_u
     failed = run.proxy.transport_failed(over_tcp.client, run.now)
     assert requests_to(failed, GW1) == []
     assert statuses(failed) == [487]
+
+
+def test_an_mtu_of_one_byte_sends_every_request_by_tcp() -> None:
+    """Any positive MTU is a limit (0 alone turns it off): the smallest one too."""
+    run = core_run()
+    run.proxy.udp_mtu = 1
+    assert requests_to(run.send(invite()), TCP_GW1)
