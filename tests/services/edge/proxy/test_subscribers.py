@@ -23,7 +23,7 @@ from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
 from services.edge.proxy.branches import hash_in_branch, loop_hash
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
-from services.edge.proxy.flows import FLOW_PARAM, FlowTokens
+from services.edge.proxy.flows import FLOW_PARAM, FLOW_SEPARATOR, FlowTokens
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
@@ -841,6 +841,25 @@ def test_a_call_handed_over_along_a_flow_token_is_record_routed_with_a_loop_hash
     received = parse_message(data)
     assert isinstance(received, Request)
     assert hash_in_branch(forwarded.top_via.branch) == loop_hash(received)
+
+
+def test_a_call_handed_over_along_a_flow_from_behind_nat_records_the_callers_flow_too(
+    run: Run,
+) -> None:
+    """An untrusted sender the far end can reach only where it sent from: the dialog's
+    requests back to it need its flow as much as the callee's need the phone's."""
+    token = FlowTokens(b"deployment-secret").mint(PHONE)
+    route = f"<sip:{EDGE}:5060;lr{run.proxy.dialogs.route_params('flow-4', token)}>"
+    data = call(extra=f"Route: {route}\r\n").replace(b"Call-ID: call-7", b"Call-ID: flow-4")
+    natted = Destination("udp", "203.0.113.60", 40002)
+    forwarded = only_request(run.send(data, natted), PHONE)
+    [record_route] = forwarded.headers("record-route")
+    uri = parse_address(record_route).uri
+    assert isinstance(uri, SipUri)
+    callee, caller = (uri.param(FLOW_PARAM) or "").split(FLOW_SEPARATOR)
+    assert callee == token
+    assert run.proxy.subscribers is not None
+    assert run.proxy.subscribers.flows.open(caller) == natted
 
 
 def along_flow(run: Run, method: str, branch: str, extra: str = "") -> bytes:
