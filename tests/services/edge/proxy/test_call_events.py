@@ -6,6 +6,8 @@ order, that a consumer would receive from this edge.
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from services.edge.policy.overload import LoadShedder
@@ -81,7 +83,11 @@ def published(actions: list[Action]) -> list[CallEvent]:
     """The call events among `actions`, each checked valid as the consumer will read it."""
     events = [a.event for a in actions if isinstance(a, Publish) and isinstance(a.event, CallEvent)]
     for event in events:
-        assert type(event).model_validate_json(event.model_dump_json()) == event
+        validated = type(event).model_validate_json(event.model_dump_json())
+        assert validated == event
+        # Built without validation, it must still be one: its set fields, a pickled copy.
+        assert event.model_fields_set == validated.model_fields_set
+        assert pickle.loads(pickle.dumps(event)) == validated
     return events
 
 
