@@ -631,3 +631,18 @@ def test_every_request_received_is_counted_by_its_method(run: Run) -> None:
     before = metrics.REQUESTS["INVITE"]
     run.send(invite())
     assert metrics.REQUESTS["INVITE"] == before + 1
+
+
+def test_an_in_dialog_request_pops_both_of_our_record_routes(run: Run) -> None:
+    """A dialog that came in over TCP and left over UDP has two entries of ours in its
+    route set: both are popped, the request goes to the far end, not back to us."""
+    tcp = signed(run.proxy, "old-call", f"<sip:{EDGE}:5060;transport=tcp;lr>")
+    bye = (
+        f"BYE sip:gw@{GW2.host}:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKbye2\r\n"
+        f"Route: {signed(run.proxy, 'old-call')}, {tcp}\r\n"
+        "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag=gw\r\n"
+        "Call-ID: old-call\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    forwarded = only_request(run.send(bye), GW2)
+    assert forwarded.headers("route") == []
