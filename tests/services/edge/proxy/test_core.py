@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -646,3 +646,13 @@ def test_an_in_dialog_request_pops_both_of_our_record_routes(run: Run) -> None:
     ).encode()
     forwarded = only_request(run.send(bye), GW2)
     assert forwarded.headers("route") == []
+
+
+def test_an_ack_to_a_tcp_hop_leaves_with_our_tcp_via(run: Run) -> None:
+    """The stateless ACK's Via names the transport it leaves by, as a branch's does."""
+    ack = in_dialog("ACK", 70, cseq=1).replace(
+        f"ACK sip:gw@{GW2.host}:5060 ".encode(),
+        f"ACK sip:gw@{GW2.host}:5060;transport=tcp ".encode(),
+    )
+    forwarded = only_request(run.send(ack, TRUSTED_PEER), replace(GW2, transport="tcp"))
+    assert forwarded.top_via.transport == "TCP"
