@@ -656,3 +656,10 @@ def test_an_ack_to_a_tcp_hop_leaves_with_our_tcp_via(run: Run) -> None:
     )
     forwarded = only_request(run.send(ack, TRUSTED_PEER), replace(GW2, transport="tcp"))
     assert forwarded.top_via.transport == "TCP"
+
+
+def test_a_retry_after_with_parameters_is_read_to_its_seconds(run: Run) -> None:
+    first = only_request(run.send(invite()), GW1)
+    actions = run.send(answer(first, 503, "Retry-After: 30;duration=10;x=1\r\n"), GW1)
+    [event] = [a.event for a in actions if isinstance(a, Publish)]
+    assert isinstance(event, GatewayFailed) and event.retry_after == 30
