@@ -424,3 +424,12 @@ def test_a_dispatcher_destination_is_named_by_its_set_and_uri() -> None:
     assert answered == CallAnswered(
         **KEY, **destination, address=f"{BOX1.host}:5060", at=WALL + START, to_tag="gw"
     )
+
+
+def test_an_rfc2543_callers_reinvite_without_a_from_tag_is_keyed_by_an_empty_tag(
+    run: Run,
+) -> None:
+    """As its call was: an RFC 2543 dialog has no From tag, and its events must still match."""
+    reinvite = callers_request(run, "INVITE", 3).replace(b";tag=a1", b"")
+    [updated] = published(run.send(reinvite))
+    assert isinstance(updated, CallUpdated) and updated.from_tag == ""
