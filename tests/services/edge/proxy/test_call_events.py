@@ -36,6 +36,7 @@ from tests.services.edge.proxy.test_core import (
     EDGE,
     GW1,
     GW2,
+    PEER,
     TRUSTED,
     Run,
     Table,
@@ -433,3 +434,12 @@ def test_an_rfc2543_callers_reinvite_without_a_from_tag_is_keyed_by_an_empty_tag
     reinvite = callers_request(run, "INVITE", 3).replace(b";tag=a1", b"")
     [updated] = published(run.send(reinvite))
     assert isinstance(updated, CallUpdated) and updated.from_tag == ""
+
+
+def test_a_call_along_a_preloaded_route_tries_a_uri(run: Run) -> None:
+    """A trusted peer's Route names the next hop: neither gateway, destination nor contact."""
+    data = invite(extra=f"Route: <sip:{GW2.host};lr>\r\n")
+    forwarded = only_request(run.send(data, PEER), GW2)
+    [tried, _failed] = published(run.send(answer(forwarded, 486), GW2))
+    assert isinstance(tried, BranchTried)
+    assert (tried.target, tried.target_kind) == (forwarded.uri_text, "uri")
