@@ -663,3 +663,11 @@ def test_a_retry_after_with_parameters_is_read_to_its_seconds(run: Run) -> None:
     actions = run.send(answer(first, 503, "Retry-After: 30;duration=10;x=1\r\n"), GW1)
     [event] = [a.event for a in actions if isinstance(a, Publish)]
     assert isinstance(event, GatewayFailed) and event.retry_after == 30
+
+
+def test_an_ack_with_an_unreadable_cseq_is_dropped_unanswered(run: Run) -> None:
+    """An ACK is never answered (§17.2.1), not even with the 400 its INVITE would get."""
+    bad = invite().replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
+    assert statuses(run.send(bad)) == [400]
+    ack = bad.replace(b"INVITE sip", b"ACK sip").replace(b"x INVITE", b"x ACK")
+    assert run.send(ack) == []
