@@ -666,8 +666,21 @@ def test_a_retry_after_with_parameters_is_read_to_its_seconds(run: Run) -> None:
 
 
 def test_an_ack_with_an_unreadable_cseq_is_dropped_unanswered(run: Run) -> None:
-    """An ACK is never answered (§17.2.1), not even with the 400 its INVITE would get."""
+    """An ACK is never answered, not even with the 400 its INVITE would get."""
     bad = invite().replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
     assert statuses(run.send(bad)) == [400]
     ack = bad.replace(b"INVITE sip", b"ACK sip").replace(b"x INVITE", b"x ACK")
     assert run.send(ack) == []
+
+
+def test_a_strict_routers_request_pops_our_other_route_before_the_last(run: Run) -> None:
+    """Our two Record-Route entries (TCP in, UDP out): the strict router put one in the
+    Request-URI; the other, before the last Route, is ours to pop too."""
+    tcp = signed(run.proxy, "call-1", f"<sip:{EDGE}:5060;transport=tcp;lr>")
+    data = invite(
+        uri=signed(run.proxy, "call-1", f"<sip:{EDGE}:5060;lr>")[1:-1],
+        extra=f"Route: {tcp}, <sip:14075551234@{GW2.host}:5060>\r\n",
+    ).replace(b"To: <sip:14075551234@example.com>", b"To: <sip:x@example.com>;tag=t")
+    forwarded = only_request(run.send(data), GW2)
+    assert forwarded.uri_text == f"sip:14075551234@{GW2.host}:5060"
+    assert forwarded.headers("route") == []
