@@ -794,6 +794,18 @@ def test_a_forged_flow_token_is_403(run: Run) -> None:
     assert (response.status, response.reason) == (403, "Forbidden (bad flow token)")
 
 
+def test_an_ack_along_a_forged_flow_token_is_dropped_unanswered(run: Run) -> None:
+    """An ACK is never answered, not even with the 403 a BYE along that token gets."""
+    ack = (
+        f"ACK sip:bob@192.0.2.21:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 198.51.100.99:5060;branch=z9hG4bKf9\r\n"
+        f"Route: <sip:{EDGE}:5060;lr;{FLOW_PARAM}=Zm9yZ2Vk.bad>\r\n"
+        "From: <sip:carrier@example.com>;tag=c1\r\nTo: <sip:bob@example.com>;tag=b1\r\n"
+        "Call-ID: flow-1\r\nCSeq: 2 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    assert run.send(ack) == []
+
+
 def test_a_call_to_a_path_binding_carries_the_path_as_its_route_set(run: Run) -> None:
     path = ("<sip:203.0.113.7:5070;lr>", "<sip:203.0.113.8;lr>")
     carol = f"sip:carol@{DOMAIN}"
