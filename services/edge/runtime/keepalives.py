@@ -7,7 +7,9 @@ ping is due (at most every ``MAX_SLEEP``, so a binding added meanwhile waits
 no longer), sends through the worker's sockets, and reports silent bindings to
 the registrar over ``registrar.unreachable``.  Answers to the OPTIONS come
 back to the worker's sockets like any response; ``claims`` takes them before
-the proxy core (their Call-ID names the binding).  A CRLF ping on a
+the proxy core (their Call-ID names the binding, and they must come from
+the binding's flow: the Call-ID is computable from the AoR and Contact, so a
+stranger could otherwise keep a dead binding alive with forged answers).  A CRLF ping on a
 connection counts as answered when it could be written: the connection is
 there (a reset or a closed connection fails the write).
 
@@ -76,7 +78,8 @@ class KeepaliveRunner:
         self.interfaces = interfaces
         self.instance = instance
         self._loop = asyncio.get_running_loop()
-        self._keys: dict[str, Key] = {}
+        self._keys: dict[str, tuple[Key, tuple[str, int] | None]] = {}
+        """Ping Call-ID → the binding, and the address its answers come from."""
         self._cseq = 0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -111,12 +114,12 @@ class KeepaliveRunner:
             self._keys.pop(ping_call_id(*key), None)
         else:
             self.schedule.watch(location, self._loop.time())
-            self._keys[ping_call_id(*key)] = key
+            self._keys[ping_call_id(*key)] = (key, _flow_address(location))
             self._wake.set()
         metrics.KEEPALIVES_WATCHED.set(len(self.schedule))
 
-    def claims(self, data: bytes) -> bool:
-        """Whether ``data`` is the answer to one of our OPTIONS (then it is taken here)."""
+    def claims(self, data: bytes, source: Destination) -> bool:
+        """Whether ``data``, from ``source``, answers one of our OPTIONS (then it is taken here)."""
         if not data.startswith(b"SIP/2.0 ") or _CALL_ID_MARK not in data:
             return False
         try:
@@ -125,10 +128,10 @@ class KeepaliveRunner:
             return False
         if not isinstance(message, Response):
             return False
-        key = self._keys.get(message.call_id.partition(".")[0])
-        if key is None:
+        known = self._keys.get(message.call_id.partition(".")[0])
+        if known is None or known[1] != source.address:
             return False
-        self.schedule.answered(*key)
+        self.schedule.answered(*known[0])
         metrics.KEEPALIVE_ANSWERS.inc()
         return True
 
@@ -207,3 +210,11 @@ class KeepaliveRunner:
         task = self._loop.create_task(coroutine)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+
+def _flow_address(location: Location) -> tuple[str, int] | None:
+    """Where the binding's REGISTER came from, hence its answers (None: not an address)."""
+    try:
+        return destination_of(parse_uri(location.received)).address
+    except SipError:
+        return None

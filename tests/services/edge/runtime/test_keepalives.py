@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from services.edge.keepalive.ping import ping_call_id
 from services.edge.keepalive.schedule import KeepaliveSchedule
 from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.sockets import EdgeSockets
@@ -64,9 +65,9 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
     loop = asyncio.get_running_loop()
     runner: KeepaliveRunner | None = None
 
-    def deliver(data: bytes, _source: Destination, _listener: Listener) -> None:
+    def deliver(data: bytes, source: Destination, _listener: Listener) -> None:
         assert runner is not None
-        assert runner.claims(data), data  # only answers to our pings come here
+        assert runner.claims(data, source), data  # only answers to our pings come here
 
     sockets = EdgeSockets(deliver)
     await sockets.open([ListenAddress("udp", "127.0.0.1", 0)], shared=False)
@@ -143,6 +144,26 @@ async def test_only_answers_to_our_pings_are_taken(setup: Setup) -> None:
         b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: cm-ka-0000\r\n"
         b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
-    assert not setup.runner.claims(stray)  # our mark, not one of our bindings
-    assert not setup.runner.claims(stray.replace(b"cm-ka-0000", b"elsewhere"))
-    assert not setup.runner.claims(b"OPTIONS sip:a@x SIP/2.0\r\n\r\n")
+    phone = Destination("udp", "127.0.0.1", int(setup.binding.received.rsplit(":", 1)[1]))
+    assert not setup.runner.claims(stray, phone)  # our mark, not one of our bindings
+    assert not setup.runner.claims(stray.replace(b"cm-ka-0000", b"elsewhere"), phone)
+    assert not setup.runner.claims(b"OPTIONS sip:a@x SIP/2.0\r\n\r\n", phone)
+
+
+async def test_a_forged_answer_from_elsewhere_keeps_no_binding(setup: Setup) -> None:
+    """The ping's Call-ID is computable from the AoR and Contact: a stranger sending a 200
+    with it (not from the phone's flow) neither is taken nor keeps a silent binding alive."""
+    setup.phone.answering = False
+    setup.runner.note(setup.binding, gone=False)
+    call_id = ping_call_id(setup.binding.aor, setup.binding.contact).encode()
+    forged = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n"
+        b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: " + call_id + b".1\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    stranger = Destination("udp", "127.0.0.1", 9)
+    deadline = time.monotonic() + 5
+    while setup.reports.empty() and time.monotonic() < deadline:
+        assert not setup.runner.claims(forged, stranger)
+        await asyncio.sleep(0.02)
+    assert not setup.reports.empty()  # reported although "answered" every 20 ms
