@@ -196,6 +196,7 @@ class KeepaliveRunner:
             contact=location.contact,
             received=location.received,
             edge=location.edge,
+            expires_at=location.expires_at,
         )
         try:
             await self.bus.send(UNREACHABLE_QUEUE, report.to_bytes())

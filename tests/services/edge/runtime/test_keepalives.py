@@ -116,11 +116,12 @@ async def test_a_silent_phone_is_reported_once(setup: Setup) -> None:
     setup.phone.answering = False
     setup.runner.note(setup.binding, gone=False)
     report = await asyncio.wait_for(setup.reports.get(), 5)
-    assert (report.aor, report.contact, report.received, report.edge) == (
+    assert (report.aor, report.contact, report.received, report.edge, report.expires_at) == (
         setup.binding.aor,
         setup.binding.contact,
         setup.binding.received,
         EDGE,
+        setup.binding.expires_at,
     )
     pinged = setup.phone.received
     assert 3 <= pinged <= 6
