@@ -124,11 +124,12 @@ class KeepaliveRunner:
             return False
         try:
             message = parse_message(data)
+            if not isinstance(message, Response):
+                return False
+            call_id = message.call_id  # parsed on first use: may be missing or malformed
         except SipError:
             return False
-        if not isinstance(message, Response):
-            return False
-        known = self._keys.get(message.call_id.partition(".")[0])
+        known = self._keys.get(call_id.partition(".")[0])
         if known is None or known[1] != source.address:
             return False
         self.schedule.answered(*known[0])

@@ -151,6 +151,20 @@ async def test_only_answers_to_our_pings_are_taken(setup: Setup) -> None:
     assert not setup.runner.claims(b"OPTIONS sip:a@x SIP/2.0\r\n\r\n", phone)
 
 
+@pytest.mark.parametrize(
+    "call_id", [b"", b"Call-ID: \r\n", b"Call-ID: a b\r\n"], ids=["missing", "empty", "two"]
+)
+async def test_an_answer_with_a_bad_call_id_is_left_to_the_core(
+    setup: Setup, call_id: bytes
+) -> None:
+    """Our mark elsewhere in a response without a usable Call-ID: not ours, and no exception
+    out of the socket's callback (a traceback per datagram)."""
+    setup.runner.note(setup.binding, gone=False)
+    phone = Destination("udp", "127.0.0.1", int(setup.binding.received.rsplit(":", 1)[1]))
+    data = b"SIP/2.0 200 OK\r\n" + call_id + b"Subject: cm-ka-\r\nContent-Length: 0\r\n\r\n"
+    assert not setup.runner.claims(data, phone)
+
+
 async def test_a_forged_answer_from_elsewhere_keeps_no_binding(setup: Setup) -> None:
     """The ping's Call-ID is computable from the AoR and Contact: a stranger sending a 200
     with it (not from the phone's flow) neither is taken nor keeps a silent binding alive."""
