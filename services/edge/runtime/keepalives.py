@@ -11,7 +11,7 @@ the proxy core (their Call-ID names the binding, and they must come from
 the binding's flow: the Call-ID is computable from the AoR and Contact, so a
 stranger could otherwise keep a dead binding alive with forged answers).  A CRLF ping on a
 connection counts as answered when it could be written: the connection is
-there (a reset or a closed connection fails the write).
+there (a reset or a closed connection fails the write; no new one is opened).
 
 Bindings registered before this worker started are pinged from their next
 refresh on (the worker learns them from events, not from Redis).
@@ -166,13 +166,13 @@ class KeepaliveRunner:
             return
         destination = replace(destination, connection_id=location.connection_id)
         if ping.ping is Ping.CRLF:
-            self._background(self._send_stream(CRLF_PING, destination, ping))
+            self._send_stream(CRLF_PING, destination, ping)
             return
         self._cseq += 1
         interface = self.interfaces.outbound(destination.transport, destination.host)
         data = options_ping(location, interface.host, interface.via_port, self._cseq).to_bytes()
         if destination.transport != "udp":
-            self._background(self._send_stream(data, destination, ping))
+            self._send_stream(data, destination, ping)
             return
         try:
             self.sockets.send_udp(data, destination)
@@ -181,9 +181,14 @@ class KeepaliveRunner:
             return
         metrics.KEEPALIVES_SENT.labels(ping.ping.value).inc()
 
-    async def _send_stream(self, data: bytes, destination: Destination, ping: Watched) -> None:
+    def _send_stream(self, data: bytes, destination: Destination, ping: Watched) -> None:
+        """On the phone's open connection only: a flow ends with its connection (RFC 5626), and
+        a new one to where the phone once was may reach someone else, who would "answer"."""
+        connection = self.sockets.tcp.connection(destination)
         try:
-            await self.sockets.send_tcp(data, destination)
+            if connection is None:
+                raise TransportError(f"no open connection to {destination.host}")
+            connection.write(data)
         except (TransportError, OSError):
             metrics.KEEPALIVE_FAILURES.labels(ping.ping.value).inc()
             return

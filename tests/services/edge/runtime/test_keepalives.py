@@ -28,6 +28,7 @@ from shared.sip.message import Request, parse_message
 from shared.sip.responses import make_response
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
+from tests.shared.bus.support import until
 
 EDGE = "edge-a"
 
@@ -182,3 +183,63 @@ async def test_a_forged_answer_from_elsewhere_keeps_no_binding(setup: Setup) -> 
         assert not setup.runner.claims(forged, stranger)
         await asyncio.sleep(0.02)
     assert not setup.reports.empty()  # reported although "answered" every 20 ms
+
+
+@pytest.mark.parametrize("params", [";reg-id=1", ""], ids=["crlf", "options"])
+async def test_a_connection_binding_whose_connection_is_gone_gets_no_new_one(
+    setup: Setup, params: str
+) -> None:
+    """A connection's flow ends with it (RFC 5626): the edge does not open a new connection
+    to the address the phone once came from (someone else may listen there now, and the
+    write would count as the phone's answer), it reports the binding unreachable."""
+    accepted: list[object] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.read()
+        writer.close()
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    binding = setup.binding.model_copy(
+        update={
+            "received": f"sip:127.0.0.1:{port};transport=tcp",
+            "transport": "tcp",
+            "params": params,
+            "connection_id": 7,
+        }
+    )
+    try:
+        setup.runner.note(binding, gone=False)
+        report = await asyncio.wait_for(setup.reports.get(), 5)
+        assert report.contact == binding.contact
+        assert accepted == []
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+async def test_a_connection_binding_is_pinged_on_its_connection(setup: Setup) -> None:
+    """Outbound (``reg-id``): CRLFs on the phone's own connection, which keep it."""
+    sockets = setup.runner.sockets
+    await sockets.open([ListenAddress("tcp", "127.0.0.1", 0)], shared=False)
+    edge_port = sockets.bound[-1].listener.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge_port)
+    port = writer.get_extra_info("sockname")[1]
+    peer = Destination("tcp", "127.0.0.1", port)
+    await until(lambda: sockets.tcp.connection(peer) is not None)
+    connection = sockets.tcp.connection(peer)
+    assert connection is not None
+    binding = setup.binding.model_copy(
+        update={
+            "received": f"sip:127.0.0.1:{port};transport=tcp",
+            "transport": "tcp",
+            "params": ";reg-id=1",
+            "connection_id": connection.id,
+        }
+    )
+    setup.runner.note(binding, gone=False)
+    assert await asyncio.wait_for(reader.readexactly(16), 5) == b"\r\n\r\n" * 4
+    await asyncio.sleep(0.2)  # past the timeout since the first ping
+    assert setup.reports.empty()
+    writer.close()
