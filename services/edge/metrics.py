@@ -6,13 +6,21 @@ values are bounded: methods outside RFC 3261's and common extensions' set are
 counted as ``other`` so a scanner cannot grow the series without limit; the
 other labels are gateway ids, operator-configured sets and destination URIs,
 and fixed reasons.
+
+Counters and gauges are plain integers (`shared.counters`): the proxy counts
+several series per call, and a ``prometheus_client`` increment takes a lock.
+They reach ``/metrics`` through one collector, read at scrape time, under the
+names and labels they always had.  The loop-lag histogram is observed once per
+probe, not per message, and stays ``prometheus_client``'s.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Histogram
+
+from shared.counters import IntCounter, IntCounters, IntGauge, IntGauges, IntMetrics
 
 KNOWN_METHODS: Final = frozenset(
     {
@@ -21,21 +29,41 @@ KNOWN_METHODS: Final = frozenset(
     }
 )  # fmt: skip # fourteen method names read as a table, not as a column
 
-REQUESTS = Counter("callmesh_edge_requests", "SIP requests received", ["method"])
-RESPONSES = Counter(
-    "callmesh_edge_responses", "SIP responses sent upstream (forwarded or own)", ["code"]
+METRICS: Final = IntMetrics()
+"""Every integer metric below, registered once with the default registry."""
+
+REQUESTS: Final = METRICS.add(
+    IntCounters[str]("callmesh_edge_requests", "SIP requests received", ("method",))
 )
-CALLS_SET_UP = Counter("callmesh_edge_calls_set_up", "INVITEs answered with a 2xx")
-FAILOVERS = Counter("callmesh_edge_failovers", "Requests moved on to the next gateway")
-GATEWAY_ATTEMPTS = Counter(
-    "callmesh_edge_gateway_attempts", "Requests forwarded to a gateway", ["gateway"]
+RESPONSES: Final = METRICS.add(
+    IntCounters[int](
+        "callmesh_edge_responses", "SIP responses sent upstream (forwarded or own)", ("code",)
+    )
 )
-GATEWAY_FAILURES = Counter(
-    "callmesh_edge_gateway_failures", "Gateway failures (timeout, 5xx, transport)", ["gateway"]
+"""By status code (three digits: at most 600 series)."""
+CALLS_SET_UP: Final = METRICS.add(
+    IntCounter("callmesh_edge_calls_set_up", "INVITEs answered with a 2xx")
 )
-TRANSACTIONS = Gauge("callmesh_edge_transactions", "Live SIP transactions", ["kind"])
-ROUTING_VERSION = Gauge(
-    "callmesh_edge_routing_version", "Routing table version the edge routes with"
+FAILOVERS: Final = METRICS.add(
+    IntCounter("callmesh_edge_failovers", "Requests moved on to the next gateway")
+)
+GATEWAY_ATTEMPTS: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_gateway_attempts", "Requests forwarded to a gateway", ("gateway",)
+    )
+)
+GATEWAY_FAILURES: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_gateway_failures",
+        "Gateway failures (timeout, 5xx, transport)",
+        ("gateway",),
+    )
+)
+TRANSACTIONS: Final = METRICS.add(
+    IntGauges[str]("callmesh_edge_transactions", "Live SIP transactions", ("kind",))
+)
+ROUTING_VERSION: Final = METRICS.add(
+    IntGauge("callmesh_edge_routing_version", "Routing table version the edge routes with")
 )
 LOOP_LAG = Histogram(
     "callmesh_edge_loop_lag_seconds",
@@ -43,129 +71,159 @@ LOOP_LAG = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 
-SHEDDING = Gauge("callmesh_edge_shedding", "1 while new calls are refused (event loop lagging)")
-CALLS_REFUSED = Counter(
-    "callmesh_edge_calls_refused_overload", "New INVITEs answered 503 while shedding load"
+SHEDDING: Final = METRICS.add(
+    IntGauge("callmesh_edge_shedding", "1 while new calls are refused (event loop lagging)")
+)
+CALLS_REFUSED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_calls_refused_overload", "New INVITEs answered 503 while shedding load"
+    )
+)
+RELAY_REFUSED: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_relay_refused",
+        "Requests refused because they would have been relayed along a route the edge did not set",
+        ("reason",),
+    )
 )
 
 # ----- policies: protection, hooks, header manipulation ----------------------------
 
-SOURCES_BLOCKED = Counter(
-    "callmesh_edge_sources_blocked", "Sources blocked for flooding (edge.source.blocked events)"
+SOURCES_BLOCKED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_sources_blocked", "Sources blocked for flooding (edge.source.blocked events)"
+    )
 )
-FLOOD_DROPPED = Counter("callmesh_edge_flood_dropped", "Requests dropped from blocked sources")
-SCANNER_REQUESTS = Counter(
-    "callmesh_edge_scanner_requests", "Requests of flagged scanners", ["action"]
+FLOOD_DROPPED: Final = METRICS.add(
+    IntCounter("callmesh_edge_flood_dropped", "Requests dropped from blocked sources")
 )
-CALL_LIMIT_REFUSED = Counter(
-    "callmesh_edge_call_limit_refused", "Calls refused by a concurrent-call limit", ["limit"]
+SCANNER_REQUESTS: Final = METRICS.add(
+    IntCounters[str]("callmesh_edge_scanner_requests", "Requests of flagged scanners", ("action",))
 )
-HOOK_CALLS = Counter(
-    "callmesh_edge_routing_hook_calls", "Routing hook runs by outcome", ["outcome"]
+CALL_LIMIT_REFUSED: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_call_limit_refused", "Calls refused by a concurrent-call limit", ("limit",)
+    )
 )
-MANIPULATED_BRANCHES = Counter(
-    "callmesh_edge_manipulated_branches", "Branches changed by header manipulation rules"
+HOOK_CALLS: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_routing_hook_calls", "Routing hook runs by outcome", ("outcome",)
+    )
 )
-AUTH_FAILURES = Counter(
-    "callmesh_edge_auth_failures",
-    "Failed digest authentications: wrong-credentials, or blocked (refused while blocked)",
-    ["reason"],
+MANIPULATED_BRANCHES: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_manipulated_branches", "Branches changed by header manipulation rules"
+    )
 )
-AUTH_BLOCKED = Counter(
-    "callmesh_edge_auth_blocked",
-    "Accounts and sources blocked for failed authentications (edge.auth.blocked events)",
-    ["kind"],
+AUTH_FAILURES: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_auth_failures",
+        "Failed digest authentications: wrong-credentials, or blocked (refused while blocked)",
+        ("reason",),
+    )
+)
+AUTH_BLOCKED: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_auth_blocked",
+        "Accounts and sources blocked for failed authentications (edge.auth.blocked events)",
+        ("kind",),
+    )
 )
 
 # ----- dispatcher destinations and health targets --------------------------------
 
-DESTINATION_ATTEMPTS = Counter(
-    "callmesh_edge_destination_attempts",
-    "Requests forwarded to a dispatcher destination",
-    ["set", "destination"],
+DESTINATION_ATTEMPTS: Final = METRICS.add(
+    IntCounters[tuple[str, str]](
+        "callmesh_edge_destination_attempts",
+        "Requests forwarded to a dispatcher destination",
+        ("set", "destination"),
+    )
 )
-DESTINATION_FAILURES = Counter(
-    "callmesh_edge_destination_failures",
-    "Dispatcher destination failures (timeout, 5xx, transport)",
-    ["set", "destination"],
+DESTINATION_FAILURES: Final = METRICS.add(
+    IntCounters[tuple[str, str]](
+        "callmesh_edge_destination_failures",
+        "Dispatcher destination failures (timeout, 5xx, transport)",
+        ("set", "destination"),
+    )
 )
-ACTIVE_CALLS = Gauge(
-    "callmesh_edge_destination_active_calls",
-    "Calls this worker set up on a destination and has not seen end (least_calls input)",
-    ["set", "destination"],
+ACTIVE_CALLS: Final = METRICS.add(
+    IntGauges[tuple[str, str]](
+        "callmesh_edge_destination_active_calls",
+        "Calls this worker set up on a destination and has not seen end (least_calls input)",
+        ("set", "destination"),
+    )
 )
-TARGET_STATE = Gauge(
-    "callmesh_edge_target_state",
-    "The health state this edge routes with, per health target: 1 for the current state",
-    ["target", "state"],
+TARGET_STATE: Final = METRICS.add(
+    IntGauges[tuple[str, str]](
+        "callmesh_edge_target_state",
+        "The health state this edge routes with, per health target: 1 for the current state",
+        ("target", "state"),
+    )
 )
 
 # ----- workers: messages handed to the worker owning their call ------------------
 
-HANDED_ON = Counter(
-    "callmesh_edge_handed_on", "UDP messages handed to the worker that owns their Call-ID"
+HANDED_ON: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_handed_on", "UDP messages handed to the worker that owns their Call-ID"
+    )
 )
-HANDED_ON_UNREACHABLE = Counter(
-    "callmesh_edge_handed_on_unreachable",
-    "UDP messages handled by the worker they reached: their owner was not listening",
+HANDED_ON_UNREACHABLE: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_handed_on_unreachable",
+        "UDP messages handled by the worker they reached: their owner was not listening",
+    )
 )
-HANDED_ON_DROPPED = Counter(
-    "callmesh_edge_handed_on_dropped",
-    "UDP messages for another worker dropped: its queue was full (the sender retransmits)",
+HANDED_ON_DROPPED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_handed_on_dropped",
+        "UDP messages for another worker dropped: its queue was full (the sender retransmits)",
+    )
 )
 
+# ----- events: call events and failure reports on their way to the bus -----------
 
-_children: dict[tuple[Counter, str], Counter] = {}
-"""Labelled children looked up once each: ``labels()`` takes a lock and builds a key."""
-
-
-def _inc(metric: Counter, label: str) -> None:
-    child = _children.get((metric, label))
-    if child is None:
-        child = _children[metric, label] = metric.labels(label)
-    child.inc()
-
-
-def count_request(method: str) -> None:
-    """`REQUESTS` for `method` (methods outside `KNOWN_METHODS` count as ``other``)."""
-    _inc(REQUESTS, method if method in KNOWN_METHODS else "other")
-
-
-def count_response(status: int) -> None:
-    """`RESPONSES` for `status` (three digits: at most 600 children)."""
-    _inc(RESPONSES, str(status))
-
-
-def count_gateway_attempt(gateway_id: str) -> None:
-    _inc(GATEWAY_ATTEMPTS, gateway_id)
-
-
-def count_gateway_failure(gateway_id: str) -> None:
-    _inc(GATEWAY_FAILURES, gateway_id)
-
-
-EVENTS_WAITING = Gauge(
-    "callmesh_edge_events_waiting", "Events (call events, reports) waiting to be published"
+EVENTS_WAITING: Final = METRICS.add(
+    IntGauge(
+        "callmesh_edge_events_waiting", "Events (call events, reports) waiting to be published"
+    )
 )
-EVENTS_DROPPED = Counter(
-    "callmesh_edge_events_dropped",
-    "Events never published: backlog_full (the bus too slow for too long), failed, stopped",
-    ["reason"],
+EVENTS_DROPPED: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_events_dropped",
+        "Events never published: backlog_full (the bus too slow for too long), failed, stopped",
+        ("reason",),
+    )
 )
 
 # ----- keepalives of NAT'd and connection bindings (services/edge/runtime/keepalives.py) ----
 
-KEEPALIVES_WATCHED = Gauge(
-    "callmesh_edge_keepalive_bindings", "Bindings this edge worker keeps open with keepalives"
+KEEPALIVES_WATCHED: Final = METRICS.add(
+    IntGauge(
+        "callmesh_edge_keepalive_bindings", "Bindings this edge worker keeps open with keepalives"
+    )
 )
-KEEPALIVES_SENT = Counter("callmesh_edge_keepalives_sent", "Keepalives sent", ["kind"])
-KEEPALIVE_FAILURES = Counter(
-    "callmesh_edge_keepalive_failures", "Keepalives that could not be sent", ["kind"]
+KEEPALIVES_SENT: Final = METRICS.add(
+    IntCounters[str]("callmesh_edge_keepalives_sent", "Keepalives sent", ("kind",))
 )
-KEEPALIVE_ANSWERS = Counter(
-    "callmesh_edge_keepalive_answers", "Responses to keepalive OPTIONS (any status)"
+KEEPALIVE_FAILURES: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_keepalive_failures", "Keepalives that could not be sent", ("kind",)
+    )
 )
-KEEPALIVE_REMOVALS = Counter(
-    "callmesh_edge_keepalive_removals",
-    "Bindings reported unreachable to the registrar (no answer for the timeout)",
+KEEPALIVE_ANSWERS: Final = METRICS.add(
+    IntCounter("callmesh_edge_keepalive_answers", "Responses to keepalive OPTIONS (any status)")
 )
+KEEPALIVE_REMOVALS: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_keepalive_removals",
+        "Bindings reported unreachable to the registrar (no answer for the timeout)",
+    )
+)
+
+REGISTRY.register(METRICS)
+
+
+def count_request(method: str) -> None:
+    """`REQUESTS` for `method` (methods outside `KNOWN_METHODS` count as ``other``)."""
+    REQUESTS[method if method in KNOWN_METHODS else "other"] += 1

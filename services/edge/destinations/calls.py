@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from prometheus_client import Counter, Gauge
-
 from services.edge.metrics import ACTIVE_CALLS, DESTINATION_ATTEMPTS
 
 MAX_CALL_AGE = 4 * 3600.0
@@ -26,15 +24,13 @@ _NONE: Mapping[str, int] = MappingProxyType({})
 
 
 class ActiveCalls:
-    __slots__ = ("_attempts", "_calls", "_counts", "_gauges", "max_age")
+    __slots__ = ("_calls", "_counts", "max_age")
 
     def __init__(self, max_age: float = MAX_CALL_AGE) -> None:
         self.max_age = max_age
         self._calls: dict[str, tuple[str, str, float]] = {}
         """Call-ID → (set, destination URI, when its INVITE went out), oldest first."""
         self._counts: dict[str, dict[str, int]] = {}
-        self._attempts: dict[tuple[str, str], Counter] = {}
-        self._gauges: dict[tuple[str, str], Gauge] = {}
 
     def of_set(self, set_id: str) -> Mapping[str, int]:
         """Active calls per destination URI of ``set_id`` (what ``Dispatcher.order`` reads)."""
@@ -42,11 +38,7 @@ class ActiveCalls:
 
     def branch_sent(self, set_id: str, uri: str, method: str, call_id: str, now: float) -> None:
         """A request went to a destination; an INVITE makes the call count there."""
-        key = (set_id, uri)
-        attempts = self._attempts.get(key)
-        if attempts is None:
-            attempts = self._attempts[key] = DESTINATION_ATTEMPTS.labels(set_id, uri)
-        attempts.inc()
+        DESTINATION_ATTEMPTS[set_id, uri] += 1
         if method != "INVITE":
             return
         self._expire(now)
@@ -86,8 +78,4 @@ class ActiveCalls:
             counts[uri] = count
         else:
             counts.pop(uri, None)
-        key = (set_id, uri)
-        gauge = self._gauges.get(key)
-        if gauge is None:
-            gauge = self._gauges[key] = ACTIVE_CALLS.labels(set_id, uri)
-        gauge.set(count)
+        ACTIVE_CALLS[set_id, uri] = count

@@ -54,7 +54,7 @@ class HealthFeed(GatewayHealthFeed):
         if record.set_id is not None:
             self.sets.set_state(record.set_id, record.address, record.state)
         for state in STATES:
-            TARGET_STATE.labels(record.target, state).set(1 if state == record.state else 0)
+            TARGET_STATE[record.target, state] = 1 if state == record.state else 0
 
     def _forget(self, target_id: str) -> TargetState | None:
         record = super()._forget(target_id)
@@ -62,5 +62,5 @@ class HealthFeed(GatewayHealthFeed):
             if record.set_id is not None:
                 self.sets.forget_state(record.set_id, record.address)
             for state in STATES:
-                TARGET_STATE.remove(target_id, state)
+                TARGET_STATE.pop((target_id, state), None)
         return record

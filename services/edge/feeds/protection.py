@@ -72,7 +72,7 @@ class ProtectionFeed(EventFeed):
     async def auth_failed(self, source: Destination, user: str, realm: str, method: str) -> float:
         """Log and count one failed authentication; the seconds its answer is to be held."""
         log_auth_failure(source.host, user, realm, method, "wrong-credentials")
-        metrics.AUTH_FAILURES.labels("wrong-credentials").inc()
+        metrics.AUTH_FAILURES["wrong-credentials"] += 1
         account = f"{user}@{realm}"
         counted_source = None if self.guard.allowed(source) else source.host
         now = time.time()
@@ -107,7 +107,7 @@ class ProtectionFeed(EventFeed):
 
     async def _blocked(self, event: AuthBlocked) -> None:
         self.blocks.add(event.kind, event.key, event.until)
-        metrics.AUTH_BLOCKED.labels(event.kind).inc()
+        metrics.AUTH_BLOCKED[event.kind] += 1
         log.warning(
             "blocked %s %s for %d s after %d failed authentications",
             event.kind,

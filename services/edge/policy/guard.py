@@ -111,7 +111,7 @@ class Guard:
                 rate,
                 flood.period,
             )
-            metrics.SOURCES_BLOCKED.inc()
+            metrics.SOURCES_BLOCKED.value += 1
             event = SourceBlocked(
                 source=source.host,
                 rate=rate,
@@ -121,7 +121,7 @@ class Guard:
                 edge=self.edge_name,
             )
             actions.append(Publish(event))
-        metrics.FLOOD_DROPPED.inc()
+        metrics.FLOOD_DROPPED.value += 1
         return True
 
     def screen(
@@ -158,9 +158,9 @@ class Guard:
             )
             actions.append(Publish(event))
         if not by_agent and (_has_credentials(request) or self._along_our_route(request)):
-            metrics.SCANNER_REQUESTS.labels("served").inc()
+            metrics.SCANNER_REQUESTS["served"] += 1
             return False
-        metrics.SCANNER_REQUESTS.labels(verdict.name.lower()).inc()
+        metrics.SCANNER_REQUESTS[verdict.name.lower()] += 1
         if verdict == ScanVerdict.ANSWER and request.method != "ACK":
             actions.append(Send(make_response(request, 403).to_bytes(), source))
         return True
@@ -219,11 +219,11 @@ class Guard:
         call_id = request.call_id
         subscriber = _subscriber(request)
         if not self.by_subscriber.acquire(subscriber, call_id, now):
-            metrics.CALL_LIMIT_REFUSED.labels("subscriber").inc()
+            metrics.CALL_LIMIT_REFUSED["subscriber"] += 1
             raise SipError("Busy Here (subscriber call limit)", 486)
         if not self.by_source.acquire(source.host, call_id, now):
             self.by_subscriber.release(subscriber, call_id)
-            metrics.CALL_LIMIT_REFUSED.labels("source").inc()
+            metrics.CALL_LIMIT_REFUSED["source"] += 1
             raise SipError("Busy Here (source call limit)", 486)
         if self.by_subscriber.limit or self.by_source.limit:
             self._calls[call_id] = (subscriber, source.host, now)

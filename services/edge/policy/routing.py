@@ -41,7 +41,7 @@ def decide(
     decision = Decision(tuple(Target(hop.uri, hop.gateway_id) for hop in hops), number, rule_id)
     view = RequestView(request, source.host, source.port, source.transport)
     result = hook.run(view, decision)
-    metrics.HOOK_CALLS.labels(result.outcome).inc()
+    metrics.HOOK_CALLS[result.outcome] += 1
     if result.outcome != "changed":
         return found
     chosen = result.decision
@@ -77,7 +77,7 @@ def manipulate(index: RoutingIndex, request: Request, group: str, hop: Hop) -> N
     """Apply the rule sets of this branch's source group, rule and gateway, in that order."""
     sets = index.manipulations.for_branch(group, hop.rule_id, hop.gateway_id)
     if sets and apply(sets, request):
-        metrics.MANIPULATED_BRANCHES.inc()
+        metrics.MANIPULATED_BRANCHES.value += 1
 
 
 def hop_topology(index: RoutingIndex, hop: Hop) -> TopologyOptions | None:

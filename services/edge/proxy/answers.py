@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from services.edge import metrics
 from services.edge.destinations import ActiveCalls
-from services.edge.metrics import DESTINATION_FAILURES
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.branches import BranchMaker
@@ -144,7 +143,7 @@ class Answers:
     def _respond(
         self, server: ServerTransaction, response: Response, now: float, actions: list[Action]
     ) -> None:
-        metrics.count_response(response.status)
+        metrics.RESPONSES[response.status] += 1
         self.policies.responded(server.request, response)  # a failed call frees its leases
         for event in server.respond(response, now):
             self._server_event(server, event, actions)
@@ -168,7 +167,7 @@ class Answers:
         if answer is None:
             log.info("dropped unanswerable message from %s: %s", source.host, error.reason)
             return
-        metrics.count_response(error.status)
+        metrics.RESPONSES[error.status] += 1
         actions.append(Send(answer, source))
 
     def _note_failure(
@@ -184,7 +183,7 @@ class Answers:
         call_id = branch.forwarding.request.call_id
         if hop.set_id is not None:
             self.calls.branch_failed(hop.set_id, hop.set_uri, call_id)
-        if (hop.gateway_id is None and hop.set_id is None) or not failover_allowed(status):
+        if not failover_allowed(status):
             return
         if local is None and status == 408:
             return  # the gateway said 408 itself: it is alive
@@ -197,15 +196,17 @@ class Answers:
         }
         event: GatewayFailed | DestinationFailed
         if hop.gateway_id is not None:
-            metrics.count_gateway_failure(hop.gateway_id)
+            metrics.GATEWAY_FAILURES[hop.gateway_id] += 1
             event = GatewayFailed.model_validate(
                 {**facts, "gateway_id": hop.gateway_id, "address": hop.gateway_address}
             )
-        else:
-            DESTINATION_FAILURES.labels(hop.set_id, hop.set_uri).inc()
+        elif hop.set_id is not None:
+            metrics.DESTINATION_FAILURES[hop.set_id, hop.set_uri] += 1
             event = DestinationFailed.model_validate(
                 {**facts, "set_id": hop.set_id, "address": hop.set_uri}
             )
+        else:
+            return  # a contact or a plain URI: no health target to report
         actions.append(Publish(event))
 
 

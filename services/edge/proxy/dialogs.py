@@ -36,8 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from prometheus_client import Counter
-
+from services.edge import metrics
 from services.edge.proxy.flows import FLOW_PARAM
 from services.edge.topology.tokens import Keyring, TopologyKey
 from shared.sip.errors import SipError
@@ -50,12 +49,6 @@ log = logging.getLogger("callmesh.edge")
 DIALOG_PARAM: Final = "cm-rr"
 _MAC_BYTES: Final = 12
 _LABEL: Final = b"callmesh record-route"
-
-REFUSED = Counter(
-    "callmesh_edge_relay_refused",
-    "Requests refused because they would have been relayed along a route the edge did not set",
-    ["reason"],
-)
 
 Owner = Callable[[str, int | None, str], bool]
 """(host, port, transport) → whether that address is the edge's (`Interfaces.is_ours`)."""
@@ -198,7 +191,7 @@ class DialogGate:
 
 
 def _refuse(request: Request, source: Destination, reason: str, status: int, text: str) -> SipError:
-    REFUSED.labels(reason).inc()
+    metrics.RELAY_REFUSED[reason] += 1
     log.info(
         "refused to relay %s from %s:%d (%s): %s",
         request.method,

@@ -51,7 +51,7 @@ class Forking(CallRecords):
         """Send to the next hop(s), or answer with the best response when there is none left."""
         if forwarding.hops and not forwarding.cancelled:
             if forwarding.finals:
-                metrics.FAILOVERS.inc()
+                metrics.FAILOVERS.value += 1
             for hop in forwarding.next_group():
                 self._send_branch(forwarding, hop, now, actions)
             if not forwarding.branches:  # none could leave (a policy refused each): next group
@@ -100,7 +100,7 @@ class Forking(CallRecords):
         self._branches[client] = branch
         branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
         if hop.gateway_id is not None:
-            metrics.count_gateway_attempt(hop.gateway_id)
+            metrics.GATEWAY_ATTEMPTS[hop.gateway_id] += 1
         elif hop.set_id is not None:
             self.calls.branch_sent(hop.set_id, hop.set_uri, request.method, request.call_id, now)
         for event in events:
@@ -197,7 +197,7 @@ class Forking(CallRecords):
             # Every 2xx goes upstream, even on a given-up branch (§16.7 step 5).
             first = not forwarding.done
             if forwarding.method == "INVITE" and first:
-                metrics.CALLS_SET_UP.inc()
+                metrics.CALLS_SET_UP.value += 1
             self._done(forwarding)
             self._relay(forwarding, response, now, actions)
             if forwarding.call is not None or forwarding.ending is not None:

@@ -159,7 +159,7 @@ def _refuse_blocked(
     """403 while the account or the source is blocked: the same answer for any user."""
     if subscribers.blocks.refuses(f"{user}@{realm}", source, wall):
         log_auth_failure(source, user, realm, request.method, "blocked")
-        metrics.AUTH_FAILURES.labels("blocked").inc()
+        metrics.AUTH_FAILURES["blocked"] += 1
         raise SipError("Forbidden", 403)
 
 

@@ -129,17 +129,17 @@ class CallAffinity:
         for _attempt in range(2):  # a second time on a fresh connection if the old one died
             peer = self._peers.get(owner) or self._connect(owner)
             if peer is None:
-                metrics.HANDED_ON_UNREACHABLE.inc()
+                metrics.HANDED_ON_UNREACHABLE.value += 1
                 return False  # the owner is not there (restarting): handle it here
             try:
                 peer.send(envelope)
             except BlockingIOError:
-                metrics.HANDED_ON_DROPPED.inc()
+                metrics.HANDED_ON_DROPPED.value += 1
                 return True
             except OSError:
                 self._forget(owner)
                 continue
-            metrics.HANDED_ON.inc()
+            metrics.HANDED_ON.value += 1
             return True
         return False
 

@@ -160,10 +160,10 @@ class ProxyDriver:
         self._watch_load(lag, now)
         for event in self._reports.flush(now):
             self.publisher.offer(event)
-        metrics.EVENTS_WAITING.set(self.publisher.waiting)
+        metrics.EVENTS_WAITING.value = self.publisher.waiting
         self._set_wall_offset()
         for kind, count in self.proxy.table.counts().items():
-            metrics.TRANSACTIONS.labels(kind).set(count)
+            metrics.TRANSACTIONS[kind] = count
         self._schedule_probe()
 
     def _watch_load(self, lag: float, now: float) -> None:
@@ -180,9 +180,9 @@ class ProxyDriver:
                 "event loop caught up: accepting new calls again (%d refused so far)",
                 shedder.refused,
             )
-        metrics.SHEDDING.set(1 if shedder.shedding else 0)
+        metrics.SHEDDING.value = 1 if shedder.shedding else 0
         if shedder.refused > self._refused_counted:
-            metrics.CALLS_REFUSED.inc(shedder.refused - self._refused_counted)
+            metrics.CALLS_REFUSED.value += shedder.refused - self._refused_counted
             self._refused_counted = shedder.refused
 
     # ----- actions ---------------------------------------------------------------------

@@ -116,7 +116,7 @@ class KeepaliveRunner:
             self.schedule.watch(location, self._loop.time())
             self._keys[ping_call_id(*key)] = (key, _flow_address(location))
             self._wake.set()
-        metrics.KEEPALIVES_WATCHED.set(len(self.schedule))
+        metrics.KEEPALIVES_WATCHED.value = len(self.schedule)
 
     def claims(self, data: bytes, source: Destination) -> bool:
         """Whether ``data``, from ``source``, answers one of our OPTIONS (then it is taken here)."""
@@ -133,7 +133,7 @@ class KeepaliveRunner:
         if known is None or known[1] != source.address:
             return False
         self.schedule.answered(*known[0])
-        metrics.KEEPALIVE_ANSWERS.inc()
+        metrics.KEEPALIVE_ANSWERS.value += 1
         return True
 
     # ----- out ---------------------------------------------------------------------------
@@ -153,16 +153,16 @@ class KeepaliveRunner:
             self._ping(ping)
         for location in tick.unreachable:
             self._keys.pop(ping_call_id(location.aor, location.contact), None)
-            metrics.KEEPALIVE_REMOVALS.inc()
+            metrics.KEEPALIVE_REMOVALS.value += 1
             self._background(self._report(location))
-        metrics.KEEPALIVES_WATCHED.set(len(self.schedule))
+        metrics.KEEPALIVES_WATCHED.value = len(self.schedule)
 
     def _ping(self, ping: Watched) -> None:
         location = ping.location
         try:
             destination = destination_of(parse_uri(location.received))
         except SipError:
-            metrics.KEEPALIVE_FAILURES.labels(ping.ping.value).inc()
+            metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
             return
         destination = replace(destination, connection_id=location.connection_id)
         if ping.ping is Ping.CRLF:
@@ -177,9 +177,9 @@ class KeepaliveRunner:
         try:
             self.sockets.send_udp(data, destination)
         except (TransportError, OSError):
-            metrics.KEEPALIVE_FAILURES.labels(ping.ping.value).inc()
+            metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
             return
-        metrics.KEEPALIVES_SENT.labels(ping.ping.value).inc()
+        metrics.KEEPALIVES_SENT[ping.ping.value] += 1
 
     def _send_stream(self, data: bytes, destination: Destination, ping: Watched) -> None:
         """On the phone's open connection only: a flow ends with its connection (RFC 5626), and
@@ -190,9 +190,9 @@ class KeepaliveRunner:
                 raise TransportError(f"no open connection to {destination.host}")
             connection.write(data)
         except (TransportError, OSError):
-            metrics.KEEPALIVE_FAILURES.labels(ping.ping.value).inc()
+            metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
             return
-        metrics.KEEPALIVES_SENT.labels(ping.ping.value).inc()
+        metrics.KEEPALIVES_SENT[ping.ping.value] += 1
         if ping.ping is Ping.CRLF:
             self.schedule.answered(ping.location.aor, ping.location.contact)
 

@@ -112,7 +112,7 @@ class EventPublisher:
 
     def _drop(self, event: Event, reason: str) -> None:
         self._dropped += 1
-        metrics.EVENTS_DROPPED.labels(reason).inc()
+        metrics.EVENTS_DROPPED[reason] += 1
         now = time.monotonic()
         if now - self._logged_at >= LOG_INTERVAL:
             log.warning(

@@ -71,7 +71,7 @@ async def start_edge(
     """
     cache = RoutingCache(store, bus)
     await cache.start()
-    metrics.ROUTING_VERSION.set_function(lambda: cache.version)
+    metrics.ROUTING_VERSION.read = lambda: cache.version
     health = HealthFeed(store, bus, cache.health)
     await health.start()
     driver, sockets = await _serve_proxy(settings, cache, bus, store, group=group, sets=health.sets)

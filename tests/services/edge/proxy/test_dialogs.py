@@ -12,8 +12,9 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
+from services.edge.metrics import RELAY_REFUSED
 from services.edge.proxy.actions import Send
-from services.edge.proxy.dialogs import REFUSED, RecordRouteSigner
+from services.edge.proxy.dialogs import RecordRouteSigner
 from services.edge.topology import Keyring, TopologyKey, new_secret
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
@@ -60,8 +61,7 @@ def in_dialog(
 
 def refused() -> float:
     """`callmesh_edge_relay_refused`, all reasons."""
-    [metric] = REFUSED.collect()
-    return sum(s.value for s in metric.samples if s.name.endswith("_total"))
+    return sum(RELAY_REFUSED.values())
 
 
 def only_answer(run: Run, data: bytes, source: Destination = CALLER) -> Response:
