@@ -317,3 +317,24 @@ async def test_a_port_in_use_is_named_in_the_error(server: TcpTransport) -> None
         with pytest.raises(BindError) as caught:
             await server.listen("127.0.0.1", port)
     assert str(caught.value) == f"tcp:127.0.0.1:{port}: address already in use"
+
+
+async def test_a_connection_id_of_another_peer_is_not_followed(
+    server: TcpTransport, inbox: Inbox
+) -> None:
+    """A flow names its address and its connection's id; ids restart with the process (and
+    each worker counts its own), so an id now held by another peer's connection must not
+    carry a message meant for the address the flow names."""
+    listener = await server.listen("127.0.0.1", 0)
+    reader_a, writer_a = await asyncio.open_connection("127.0.0.1", listener.port)
+    reader_b, writer_b = await asyncio.open_connection("127.0.0.1", listener.port)
+    writer_a.write(OPTIONS)
+    _, a, _ = await inbox.get()
+    writer_b.write(OPTIONS)
+    _, b, _ = await inbox.get()
+    await server.send(OK, Destination("tcp", a.host, a.port, b.connection_id))
+    assert await read_exactly(reader_a, len(OK)) == OK
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader_b.read(1), 0.3)
+    writer_a.close()
+    writer_b.close()
