@@ -58,6 +58,8 @@ from shared.sip.uri import parse_uri
 log = logging.getLogger("callmesh.edge")
 
 MAX_SLEEP = 1.0
+FAILED_ROUND_PAUSE = 1.0
+"""Seconds before the next round after one failed (no tight loop on a lasting fault)."""
 BINDING_EVENTS = "registrar.binding.#"
 _CALL_ID_MARK = b"cm-ka-"
 _GONE = frozenset({BindingRemoved.routing_key, BindingExpired.routing_key})
@@ -140,9 +142,15 @@ class KeepaliveRunner:
 
     async def _run(self) -> None:
         while not self._stopping:
-            self.tick()
-            due = self.schedule.next_due()
-            wait = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.0, due - self._loop.time()))
+            try:
+                self.tick()
+            except Exception as error:  # one bad round must not end this worker's keepalives
+                log.error("keepalive round failed, next in %.0f s: %r", FAILED_ROUND_PAUSE, error)
+                wait = FAILED_ROUND_PAUSE
+            else:
+                due = self.schedule.next_due()
+                now = self._loop.time()
+                wait = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.0, due - now))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
@@ -197,17 +205,19 @@ class KeepaliveRunner:
             self.schedule.answered(ping.location.aor, ping.location.contact)
 
     async def _report(self, location: Location) -> None:
-        report = UnreachableBinding(
-            aor=location.aor,
-            contact=location.contact,
-            received=location.received,
-            edge=location.edge,
-            expires_at=location.expires_at,
-        )
         try:
+            report = UnreachableBinding(
+                aor=location.aor,
+                contact=location.contact,
+                received=location.received,
+                edge=location.edge,
+                expires_at=location.expires_at,
+            )
             await self.bus.send(UNREACHABLE_QUEUE, report.to_bytes())
         except BusUnavailable as error:  # its expiry removes it in the end
             log.warning("unreachable binding %s not reported: %s", location.contact, error)
+        except Exception as error:  # a background task: say it in one line, never unretrieved
+            log.error("unreachable binding %s not reported: %r", location.contact, error)
         else:
             log.info(
                 "binding unreachable", extra={"aor": location.aor, "contact": location.contact}

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -115,8 +116,11 @@ async def test_an_answering_phone_is_pinged_and_kept(setup: Setup) -> None:
 
 async def test_a_silent_phone_is_reported_once(setup: Setup) -> None:
     setup.phone.answering = False
+    loop = asyncio.get_running_loop()
+    noted_at = loop.time()
     setup.runner.note(setup.binding, gone=False)
     report = await asyncio.wait_for(setup.reports.get(), 5)
+    assert loop.time() - noted_at >= setup.runner.schedule.timeout  # not before its timeout
     assert (report.aor, report.contact, report.received, report.edge, report.expires_at) == (
         setup.binding.aor,
         setup.binding.contact,
@@ -125,7 +129,7 @@ async def test_a_silent_phone_is_reported_once(setup: Setup) -> None:
         setup.binding.expires_at,
     )
     pinged = setup.phone.received
-    assert 3 <= pinged <= 6
+    assert pinged >= 1  # (how many fit in the timeout depends on how busy the machine is)
     await asyncio.sleep(0.3)
     assert setup.phone.received == pinged and setup.reports.empty()  # no more pings
 
@@ -243,3 +247,25 @@ async def test_a_connection_binding_is_pinged_on_its_connection(setup: Setup) ->
     await asyncio.sleep(0.2)  # past the timeout since the first ping
     assert setup.reports.empty()
     writer.close()
+
+
+async def test_a_failed_round_does_not_end_the_keepalives(
+    setup: Setup, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault in one round is one log line (no traceback); the next rounds ping as before."""
+    schedule = setup.runner.schedule
+    tick, failures = schedule.tick, [RuntimeError("planted")]
+
+    def failing_once(now: float) -> Any:
+        if failures:
+            raise failures.pop()
+        return tick(now)
+
+    monkeypatch.setattr(schedule, "tick", failing_once)
+    monkeypatch.setattr("services.edge.runtime.keepalives.FAILED_ROUND_PAUSE", 0.05)
+    setup.runner.note(setup.binding, gone=False)
+    await asyncio.wait_for(setup.phone.eight.wait(), 5)
+    failed = [r for r in caplog.records if "keepalive round failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is None
+    assert "planted" in failed[0].getMessage()
+    assert setup.reports.empty()
