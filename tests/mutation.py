@@ -73,16 +73,21 @@ def main() -> int:
     os.environ["CALLMESH_NO_EXTENSIONS"] = "1"  # mutmut's runs: a compiled module hides mutants
     if not args.report:
         # Generates the mutants and maps tests to functions (new tests too), runs none.
-        subprocess.run([MUTMUT, "run", "--max-children", "1", "callmesh-none"],
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            [MUTMUT, "run", "--max-children", "1", "callmesh-none"],
+            capture_output=True,
+            check=False,
+        )
     packages = list(every)
     names: dict[str, list[str]] = {package: [] for package in packages}
     for name in exit_codes():
         package = package_of(name, packages)
         if package is not None:
             names[package].append(name)
-    rows = ["| package | mutants run (sample) | ran | killed or timed out | surviving | rate |",
-            "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    rows = [
+        "| package | mutants run (sample) | ran | killed or timed out | surviving | rate |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for package in packages:
         chosen = names[package][:: every[package]]
         if not args.report:

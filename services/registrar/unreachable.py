@@ -5,7 +5,9 @@ The binding is removed through the same atomic write as any other change
 cause ``unreachable``, so every edge's cache drops it as for an unregister.
 The report names where the edge knew the phone (``received``, ``edge``): a
 binding refreshed from elsewhere since (the phone moved, another edge now
-holds its flow) is not the one that went silent, and is kept.
+holds its flow) is not the one that went silent, and is kept; so is one
+refreshed through the same flow after the edge last heard of it (its expiry
+moved: the phone spoke, and the report crossed its REGISTER on the way).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class UnreachableHandler:
         def decide(live: dict[str, Binding]) -> tuple[Binding | None, list[Binding]]:
             found = live.get(report.contact)
             if found is None or (found.received, found.edge) != (report.received, report.edge):
+                return None, []
+            if report.expires_at is not None and found.expires_at != report.expires_at:
                 return None, []
             return found, [b for b in live.values() if b.contact != report.contact]
 

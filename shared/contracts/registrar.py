@@ -128,6 +128,9 @@ class UnreachableBinding(_Message):
     contact: str = Field(min_length=1)
     received: str = Field(min_length=1)
     edge: str = Field(min_length=1)
+    expires_at: float | None = None
+    """The binding's expiry as the edge last heard it: a refresh queued ahead of the report
+    moves it, and the refreshed binding is kept (None: not compared)."""
 
 
 class FailedAuth(BaseModel):

@@ -6,11 +6,14 @@ ALG on the way) sees an ordinary request to itself.  Its Call-ID is a digest
 of the binding's key, then ``.`` and the ping's CSeq: an answer is matched to
 its binding by Call-ID alone, without keeping anything per ping, and each ping
 is a new call to the phone (some take a known Call-ID for a retransmission).
+The digest is keyed with a secret of the process (only the worker that pings
+a binding matches its answers), so nobody else can name a binding's pings.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import Final
 
 from shared.registrar.model import Location
@@ -19,11 +22,12 @@ from shared.sip.message import Request
 
 CRLF_PING: Final = b"\r\n\r\n"
 USER_AGENT: Final = "callmesh-keepalive"
+_KEY: Final = secrets.token_bytes(16)
 
 
 def ping_call_id(aor: str, contact: str) -> str:
-    """What every keepalive Call-ID of the binding starts with: a digest of its key, marked."""
-    digest = hashlib.blake2b(f"{aor} {contact}".encode(), digest_size=12).hexdigest()
+    """What every keepalive Call-ID of the binding starts with: a keyed digest of it, marked."""
+    digest = hashlib.blake2b(f"{aor} {contact}".encode(), digest_size=12, key=_KEY).hexdigest()
     return f"cm-ka-{digest}"
 
 

@@ -119,7 +119,7 @@ class ProxyDriver:
             self.proxy.call_events.wall_offset = offset
 
     def on_message(self, data: bytes, source: Destination, listener: Listener) -> None:
-        if self._keepalives is not None and self._keepalives.claims(data):
+        if self._keepalives is not None and self._keepalives.claims(data, source):
             return
         self._run(self.proxy.receive(data, source, listener, self._loop.time()))
         self._reschedule()

@@ -7,9 +7,11 @@ ping is due (at most every ``MAX_SLEEP``, so a binding added meanwhile waits
 no longer), sends through the worker's sockets, and reports silent bindings to
 the registrar over ``registrar.unreachable``.  Answers to the OPTIONS come
 back to the worker's sockets like any response; ``claims`` takes them before
-the proxy core (their Call-ID names the binding).  A CRLF ping on a
+the proxy core (their Call-ID names the binding, and they must come from
+the binding's flow: the Call-ID is computable from the AoR and Contact, so a
+stranger could otherwise keep a dead binding alive with forged answers).  A CRLF ping on a
 connection counts as answered when it could be written: the connection is
-there (a reset or a closed connection fails the write).
+there (a reset or a closed connection fails the write; no new one is opened).
 
 Bindings registered before this worker started are pinged from their next
 refresh on (the worker learns them from events, not from Redis).
@@ -56,6 +58,8 @@ from shared.sip.uri import parse_uri
 log = logging.getLogger("callmesh.edge")
 
 MAX_SLEEP = 1.0
+FAILED_ROUND_PAUSE = 1.0
+"""Seconds before the next round after one failed (no tight loop on a lasting fault)."""
 BINDING_EVENTS = "registrar.binding.#"
 _CALL_ID_MARK = b"cm-ka-"
 _GONE = frozenset({BindingRemoved.routing_key, BindingExpired.routing_key})
@@ -76,7 +80,8 @@ class KeepaliveRunner:
         self.interfaces = interfaces
         self.instance = instance
         self._loop = asyncio.get_running_loop()
-        self._keys: dict[str, Key] = {}
+        self._keys: dict[str, tuple[Key, tuple[str, int] | None]] = {}
+        """Ping Call-ID → the binding, and the address its answers come from."""
         self._cseq = 0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -111,24 +116,25 @@ class KeepaliveRunner:
             self._keys.pop(ping_call_id(*key), None)
         else:
             self.schedule.watch(location, self._loop.time())
-            self._keys[ping_call_id(*key)] = key
+            self._keys[ping_call_id(*key)] = (key, _flow_address(location))
             self._wake.set()
         metrics.KEEPALIVES_WATCHED.value = len(self.schedule)
 
-    def claims(self, data: bytes) -> bool:
-        """Whether ``data`` is the answer to one of our OPTIONS (then it is taken here)."""
+    def claims(self, data: bytes, source: Destination) -> bool:
+        """Whether ``data``, from ``source``, answers one of our OPTIONS (then it is taken here)."""
         if not data.startswith(b"SIP/2.0 ") or _CALL_ID_MARK not in data:
             return False
         try:
             message = parse_message(data)
+            if not isinstance(message, Response):
+                return False
+            call_id = message.call_id  # parsed on first use: may be missing or malformed
         except SipError:
             return False
-        if not isinstance(message, Response):
+        known = self._keys.get(call_id.partition(".")[0])
+        if known is None or known[1] != source.address:
             return False
-        key = self._keys.get(message.call_id.partition(".")[0])
-        if key is None:
-            return False
-        self.schedule.answered(*key)
+        self.schedule.answered(*known[0])
         metrics.KEEPALIVE_ANSWERS.value += 1
         return True
 
@@ -136,9 +142,15 @@ class KeepaliveRunner:
 
     async def _run(self) -> None:
         while not self._stopping:
-            self.tick()
-            due = self.schedule.next_due()
-            wait = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.0, due - self._loop.time()))
+            try:
+                self.tick()
+            except Exception as error:  # one bad round must not end this worker's keepalives
+                log.error("keepalive round failed, next in %.0f s: %r", FAILED_ROUND_PAUSE, error)
+                wait = FAILED_ROUND_PAUSE
+            else:
+                due = self.schedule.next_due()
+                now = self._loop.time()
+                wait = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.0, due - now))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
@@ -162,13 +174,13 @@ class KeepaliveRunner:
             return
         destination = replace(destination, connection_id=location.connection_id)
         if ping.ping is Ping.CRLF:
-            self._background(self._send_stream(CRLF_PING, destination, ping))
+            self._send_stream(CRLF_PING, destination, ping)
             return
         self._cseq += 1
         interface = self.interfaces.outbound(destination.transport, destination.host)
         data = options_ping(location, interface.host, interface.via_port, self._cseq).to_bytes()
         if destination.transport != "udp":
-            self._background(self._send_stream(data, destination, ping))
+            self._send_stream(data, destination, ping)
             return
         try:
             self.sockets.send_udp(data, destination)
@@ -177,9 +189,14 @@ class KeepaliveRunner:
             return
         metrics.KEEPALIVES_SENT[ping.ping.value] += 1
 
-    async def _send_stream(self, data: bytes, destination: Destination, ping: Watched) -> None:
+    def _send_stream(self, data: bytes, destination: Destination, ping: Watched) -> None:
+        """On the phone's open connection only: a flow ends with its connection (RFC 5626), and
+        a new one to where the phone once was may reach someone else, who would "answer"."""
+        connection = self.sockets.tcp.connection(destination)
         try:
-            await self.sockets.send_tcp(data, destination)
+            if connection is None:
+                raise TransportError(f"no open connection to {destination.host}")
+            connection.write(data)
         except (TransportError, OSError):
             metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
             return
@@ -188,16 +205,19 @@ class KeepaliveRunner:
             self.schedule.answered(ping.location.aor, ping.location.contact)
 
     async def _report(self, location: Location) -> None:
-        report = UnreachableBinding(
-            aor=location.aor,
-            contact=location.contact,
-            received=location.received,
-            edge=location.edge,
-        )
         try:
+            report = UnreachableBinding(
+                aor=location.aor,
+                contact=location.contact,
+                received=location.received,
+                edge=location.edge,
+                expires_at=location.expires_at,
+            )
             await self.bus.send(UNREACHABLE_QUEUE, report.to_bytes())
         except BusUnavailable as error:  # its expiry removes it in the end
             log.warning("unreachable binding %s not reported: %s", location.contact, error)
+        except Exception as error:  # a background task: say it in one line, never unretrieved
+            log.error("unreachable binding %s not reported: %r", location.contact, error)
         else:
             log.info(
                 "binding unreachable", extra={"aor": location.aor, "contact": location.contact}
@@ -207,3 +227,11 @@ class KeepaliveRunner:
         task = self._loop.create_task(coroutine)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+
+def _flow_address(location: Location) -> tuple[str, int] | None:
+    """Where the binding's REGISTER came from, hence its answers (None: not an address)."""
+    try:
+        return destination_of(parse_uri(location.received)).address
+    except SipError:
+        return None

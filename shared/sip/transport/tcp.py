@@ -69,6 +69,10 @@ class TcpConnection(asyncio.Protocol):
             max_body_size=owner.limits.max_message_size,
         )
 
+    def serves(self, peer: Peer) -> bool:
+        """Whether this connection goes to ``peer`` (its address, or one it was opened for)."""
+        return peer == self.peer or peer in self.aliases
+
     @property
     def open(self) -> bool:
         return self._transport is not None and not self._transport.is_closing()
@@ -177,10 +181,15 @@ class TcpTransport:
         return listener
 
     def connection(self, destination: Destination) -> TcpConnection | None:
-        """The open connection a message to `destination` would use, if any."""
+        """The open connection a message to `destination` would use, if any.
+
+        The connection id counts only on a connection to the address named beside it: ids
+        restart with the process and each worker counts its own, so a flow recorded earlier
+        or elsewhere may name an id that is now another peer's connection.
+        """
         if destination.connection_id is not None:
             found = self._by_id.get(destination.connection_id)
-            if found is not None and found.open:
+            if found is not None and found.open and found.serves(destination.address):
                 return found
         found = self._by_peer.get(destination.address)
         return found if found is not None and found.open else None

@@ -42,8 +42,12 @@ def binding(contact: str, received: str = "sip:203.0.113.9:40000", edge: str = "
     )
 
 
-def report(contact: str, received: str = "sip:203.0.113.9:40000") -> bytes:
-    return UnreachableBinding(aor=AOR, contact=contact, received=received, edge="edge-a").to_bytes()
+def report(
+    contact: str, received: str = "sip:203.0.113.9:40000", expires_at: float | None = None
+) -> bytes:
+    return UnreachableBinding(
+        aor=AOR, contact=contact, received=received, edge="edge-a", expires_at=expires_at
+    ).to_bytes()
 
 
 @dataclass
@@ -100,6 +104,25 @@ async def test_binding_refreshed_from_elsewhere_is_kept(registrar: Registrar) ->
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(registrar.removed.get(), 0.5)
     assert await registrar.contacts() == ["sip:alice@192.168.1.5"]
+
+
+async def test_binding_refreshed_since_the_report_is_kept(registrar: Registrar) -> None:
+    """The phone registered again through the same flow while the report was queued: the
+    binding the edge found silent (its expiry as the edge knew it) is no longer the live one."""
+    silent = binding("sip:alice@192.168.1.5")
+    refreshed = silent.model_copy(update={"expires_at": silent.expires_at + 60, "cseq": 2})
+    await registrar.store(refreshed)
+    await registrar.bus.send(
+        UNREACHABLE_QUEUE, report(silent.contact, expires_at=silent.expires_at)
+    )
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(registrar.removed.get(), 0.5)
+    assert await registrar.contacts() == ["sip:alice@192.168.1.5"]
+    await registrar.bus.send(
+        UNREACHABLE_QUEUE, report(silent.contact, expires_at=refreshed.expires_at)
+    )
+    event = await asyncio.wait_for(registrar.removed.get(), 5)
+    assert event.binding.contact == silent.contact
 
 
 async def test_a_malformed_report_is_dead_lettered(tmp_path: Path) -> None:

@@ -471,12 +471,18 @@ def test_a_bare_lf_datagram_body_longer_than_declared_is_trusted_and_relabelled(
 @pytest.mark.parametrize(
     ("data", "stream", "reason"),
     [
-        (BASE_OPTIONS.replace(b"Call-ID: c", b"Call-ID: " + b"c" * 9000), False,
-         "header line too long"),
-        (BASE_OPTIONS.replace(b"Content-Length: 0\r\n", b""), True,
-         "missing Content-Length on a stream transport"),
+        (
+            BASE_OPTIONS.replace(b"Call-ID: c", b"Call-ID: " + b"c" * 9000),
+            False,
+            "header line too long",
+        ),
+        (
+            BASE_OPTIONS.replace(b"Content-Length: 0\r\n", b""),
+            True,
+            "missing Content-Length on a stream transport",
+        ),
     ],
-)  # fmt: skip
+)
 def test_parse_errors_name_the_problem(data: bytes, stream: bool, reason: str) -> None:
     with pytest.raises(SipParseError) as raised:
         parse_message(data, stream=stream)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from services.edge.keepalive.ping import options_ping, ping_call_id
 from shared.registrar.model import Location
 from shared.sip.message import Request, parse_message
@@ -35,3 +37,11 @@ def test_call_id_tells_bindings_apart_and_is_stable() -> None:
 def test_ipv6_via_host_is_bracketed() -> None:
     request = options_ping(BINDING, "2001:db8::1", 5060, 1)
     assert "[2001:db8::1]:5060" in str(request.header("via"))
+
+
+def test_call_id_is_not_computable_from_the_binding_alone() -> None:
+    """Keyed per process: a stranger who knows the AoR and Contact cannot name the pings (and
+    forge their answers from a spoofed address); the process itself always finds its own."""
+    aor, contact = "sip:a@x", "sip:a@1.2.3.4"
+    unkeyed = hashlib.blake2b(f"{aor} {contact}".encode(), digest_size=12).hexdigest()
+    assert ping_call_id(aor, contact) != f"cm-ka-{unkeyed}"

@@ -233,8 +233,11 @@ def test_503_fails_over_and_is_published(run: Run) -> None:
     [event] = [a.event for a in actions if isinstance(a, Publish)]
     assert isinstance(event, GatewayFailed)
     assert (event.gateway_id, event.reason, event.status, event.retry_after) == (
-        "1", "status", 503, 30,
-    )  # fmt: skip
+        "1",
+        "status",
+        503,
+        30,
+    )
     # Both fail: the caller gets 500, not 503 (§16.7 step 6).
     assert statuses(run.send(answer(second, 503), GW2)) == [500]
 

@@ -41,9 +41,14 @@ def run() -> Run:
 
 
 def in_dialog(
-    method: str, uri: str = f"sip:4420999@{GW1.host}", *, routes: str = "",
-    call_id: str = "call-1", branch: str = "z9hG4bKd1", to_tag: str = ";tag=2",
-) -> bytes:  # fmt: skip
+    method: str,
+    uri: str = f"sip:4420999@{GW1.host}",
+    *,
+    routes: str = "",
+    call_id: str = "call-1",
+    branch: str = "z9hG4bKd1",
+    to_tag: str = ";tag=2",
+) -> bytes:
     route = f"Route: {routes}\r\n" if routes else ""
     return (
         f"{method} {uri} SIP/2.0\r\n"

@@ -61,9 +61,14 @@ def alice_calls(run: Run, to: str, via: str, contact: str = ALICE_LAN) -> list[A
     challenge = parse_message(sent_to(first, ALICE_PUBLIC)[-1])
     assert isinstance(challenge, Response)
     credentials = authorize(
-        parse_challenge(challenge.header("proxy-authenticate") or ""), username="alice",
-        password=PASSWORD, method="INVITE", uri=to, cnonce="c0ffee", nc=1,
-    )  # fmt: skip
+        parse_challenge(challenge.header("proxy-authenticate") or ""),
+        username="alice",
+        password=PASSWORD,
+        method="INVITE",
+        uri=to,
+        cnonce="c0ffee",
+        nc=1,
+    )
     extra = f"Proxy-Authorization: {credentials}\r\n"
     actions = run.send(alices_invite(to, via, contact=contact, extra=extra), ALICE_PUBLIC)
     return list(run.resolve(actions, {NonceCountQuery(credentials.params["nonce"], 1): True}))
@@ -118,10 +123,12 @@ def test_a_restarted_edge_with_the_same_keys_still_reaches_her(run: Run) -> None
     run.proxy.dialogs = DialogGate(RecordRouteSigner(key), run.proxy.subscribers.trusted)
     forwarded = only_request(alice_calls(run, NUMBER, f"{ALICE_LAN}:5060"), GW1)
     restarted = Proxy(
-        Interfaces([Interface("udp", EDGE, 5060, 5060)]), NumberRouter(Table()),
-        ProxyTimers(fr=2.0, fr_inv=10.0), subscribers=run.proxy.subscribers,
+        Interfaces([Interface("udp", EDGE, 5060, 5060)]),
+        NumberRouter(Table()),
+        ProxyTimers(fr=2.0, fr_inv=10.0),
+        subscribers=run.proxy.subscribers,
         dialogs=DialogGate(RecordRouteSigner(key), lambda _source: False),
-    )  # fmt: skip
+    )
     run.proxy = restarted
     assert only_request(run.send(in_dialog("BYE", forwarded, 2), GW1), ALICE_PUBLIC).method == "BYE"
 
@@ -143,9 +150,14 @@ def test_between_two_natted_phones_each_reaches_the_other(run: Run) -> None:
     """Bob registered from behind NAT too: the Record-Route names both flows."""
     bobs_nat = Destination("udp", "198.51.100.60", 31000)
     natted_bob = Location(
-        aor=BOB, contact="sip:bob@10.0.0.7:5060", expires_at=10_000.0, q=None,
-        received=f"sip:{bobs_nat.host}:{bobs_nat.port}", transport="udp", edge="edge-a",
-    )  # fmt: skip
+        aor=BOB,
+        contact="sip:bob@10.0.0.7:5060",
+        expires_at=10_000.0,
+        q=None,
+        received=f"sip:{bobs_nat.host}:{bobs_nat.port}",
+        transport="udp",
+        edge="edge-a",
+    )
     run.directory.learn(BindingsQuery(BOB), (natted_bob,), 0.0)
     forwarded = only_request(alice_calls(run, BOB, f"{ALICE_LAN}:5060"), bobs_nat)
     flows = flow_of(forwarded)

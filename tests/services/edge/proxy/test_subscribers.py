@@ -61,9 +61,14 @@ PASSWORD = "s3cret"
 def binding(where: Destination, q: float | None) -> Location:
     contact = f"sip:bob@{where.host}:{where.port}"
     return Location(
-        aor=BOB, contact=contact, expires_at=10_000.0, q=q, received=contact,
-        transport="udp", edge="edge-a",
-    )  # fmt: skip
+        aor=BOB,
+        contact=contact,
+        expires_at=10_000.0,
+        q=q,
+        received=contact,
+        transport="udp",
+        edge="edge-a",
+    )
 
 
 @dataclass
@@ -96,13 +101,18 @@ def run() -> Run:
     directory = Directory()
     secret = b"deployment-secret"
     subscribers = Subscribers(
-        directory, FlowTokens(secret), NonceKeeper(secret, 300), lambda source: source == CARRIER,
-    )  # fmt: skip
+        directory,
+        FlowTokens(secret),
+        NonceKeeper(secret, 300),
+        lambda source: source == CARRIER,
+    )
     proxy = Proxy(
-        interfaces, NumberRouter(Table()), ProxyTimers(fr=2.0, fr_inv=10.0),
+        interfaces,
+        NumberRouter(Table()),
+        ProxyTimers(fr=2.0, fr_inv=10.0),
         subscribers=subscribers,
         dialogs=DialogGate(RecordRouteSigner.ephemeral(), subscribers.trusted),
-    )  # fmt: skip
+    )
     directory.learn(DomainQuery(DOMAIN), True, 0.0)
     directory.learn(DomainQuery(EDGE), False, 0.0)
     bindings = (binding(PHONE, None), binding(TABLET, 1.0), binding(DESK, 0.5))
@@ -237,9 +247,13 @@ def test_a_register_without_credentials_is_challenged_by_the_edge_itself(run: Ru
     challenge = parse_challenge(response.header("www-authenticate") or "")
     assert (challenge.realm, challenge.algorithm) == (DOMAIN, "MD5")
     credentials = authorize(
-        challenge, username="bob", password=PASSWORD, method="REGISTER",
-        uri=f"sip:{DOMAIN}", cnonce="abc",
-    )  # fmt: skip
+        challenge,
+        username="bob",
+        password=PASSWORD,
+        method="REGISTER",
+        uri=f"sip:{DOMAIN}",
+        cnonce="abc",
+    )
     answered = register.replace(b"z9hG4bKr1", b"z9hG4bKr2").replace(b"1 REGISTER", b"2 REGISTER")
     answered = answered.replace(
         b"Content-Length", f"Authorization: {credentials}\r\nContent-Length".encode()
@@ -272,9 +286,14 @@ def authorized_call(run: Run, challenge_response: bytes, *, branch: str, nc: int
     challenge = parse_challenge(response.header("proxy-authenticate") or "")
     uri = f"sip:14075551234@{EDGE}"
     credentials = authorize(
-        challenge, username="alice", password=PASSWORD, method="INVITE", uri=uri,
-        cnonce="c0ffee", nc=nc,
-    )  # fmt: skip
+        challenge,
+        username="alice",
+        password=PASSWORD,
+        method="INVITE",
+        uri=uri,
+        cnonce="c0ffee",
+        nc=nc,
+    )
     return call(uri, branch=branch, caller="alice", extra=f"Proxy-Authorization: {credentials}\r\n")
 
 
@@ -323,9 +342,13 @@ def alice_with_password(run: Run, password: str) -> tuple[Destination, bytes]:
     challenge = parse_challenge(response.header("proxy-authenticate") or "")
     uri = f"sip:14075551234@{EDGE}"
     credentials = authorize(
-        challenge, username="alice", password=password, method="INVITE", uri=uri,
+        challenge,
+        username="alice",
+        password=password,
+        method="INVITE",
+        uri=uri,
         cnonce="c0ffee",
-    )  # fmt: skip
+    )
     extra = f"Proxy-Authorization: {credentials}\r\n"
     return alice, call(uri, branch="z9hG4bKa9", caller="alice", extra=extra)
 
@@ -335,8 +358,11 @@ def test_a_wrong_password_is_counted_before_its_403(run: Run) -> None:
     actions = run.send(guess, alice)
     [failed] = [a for a in actions if isinstance(a, AuthFailed)]
     assert (failed.user, failed.realm, failed.method, failed.source) == (
-        "alice", DOMAIN, "INVITE", alice,
-    )  # fmt: skip
+        "alice",
+        DOMAIN,
+        "INVITE",
+        alice,
+    )
     assert statuses(actions, alice) == [100]  # the 403 waits for the count (and its delay)
     assert statuses(run.proxy.refuse(failed.server, run.now), alice) == [403]
     assert run.proxy.refuse(failed.server, run.now) == []  # answered once
@@ -400,10 +426,15 @@ def test_a_call_to_a_phone_behind_another_edge_carries_a_route_signed_for_the_ca
     """That edge relays to its flow only along a Route signed for the call (no open relay)."""
     other_edge = Destination("udp", "192.0.2.99", 5060)
     natted = Location(
-        aor=BOB, contact="sip:bob@10.0.0.7:5060", expires_at=10_000.0, q=None,
-        received="sip:203.0.113.40:40001", transport="udp", edge="edge-b",
+        aor=BOB,
+        contact="sip:bob@10.0.0.7:5060",
+        expires_at=10_000.0,
+        q=None,
+        received="sip:203.0.113.40:40001",
+        transport="udp",
+        edge="edge-b",
         edge_address=f"sip:{other_edge.host}:{other_edge.port}",
-    )  # fmt: skip
+    )
     run.directory.learn(BindingsQuery(BOB), (natted,), 0.0)
     actions = run.send(call())
     assert b"\r\nRoute: <sip:192.0.2.99:5060;lr;" in sent_to(actions, other_edge)[0]
@@ -420,9 +451,14 @@ def test_a_call_to_a_phone_behind_nat_here_is_record_routed_with_its_flow(run: R
     """The callee's requests in the dialog come back along our Record-Route to the caller;
     the caller's reach the phone only through its flow, named by the token in it."""
     natted = Location(
-        aor=BOB, contact="sip:bob@10.0.0.7:5060", expires_at=10_000.0, q=None,
-        received="sip:203.0.113.40:40001", transport="udp", edge="edge-a",
-    )  # fmt: skip
+        aor=BOB,
+        contact="sip:bob@10.0.0.7:5060",
+        expires_at=10_000.0,
+        q=None,
+        received="sip:203.0.113.40:40001",
+        transport="udp",
+        edge="edge-a",
+    )
     run.directory.learn(BindingsQuery(BOB), (natted,), 0.0)
     flow = Destination("udp", "203.0.113.40", 40001)
     forwarded = only_request(run.send(call()), flow)
@@ -457,9 +493,14 @@ def with_credentials(
     response = parse_message(challenge)
     assert isinstance(response, Response)
     credentials = authorize(
-        parse_challenge(response.header("proxy-authenticate") or ""), username="alice",
-        password=password, method=method, uri=f"sip:14075551234@{EDGE}", cnonce="c0ffee", nc=nc,
-    )  # fmt: skip
+        parse_challenge(response.header("proxy-authenticate") or ""),
+        username="alice",
+        password=password,
+        method=method,
+        uri=f"sip:14075551234@{EDGE}",
+        cnonce="c0ffee",
+        nc=nc,
+    )
     request = request.replace(b"z9hG4bKc1", f"z9hG4bK{branch}".encode()).replace(
         b"CSeq: 1", b"CSeq: 2"
     )
@@ -619,9 +660,14 @@ OURS = Interfaces([Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 50
 
 def located(**fields: object) -> Location:
     values: dict[str, object] = {
-        "aor": BOB, "contact": "sip:bob@192.0.2.21:5060", "expires_at": 10_000.0, "q": 0.7,
-        "received": "sip:192.0.2.21:5060", "transport": "udp", "edge": "edge-a",
-    }  # fmt: skip
+        "aor": BOB,
+        "contact": "sip:bob@192.0.2.21:5060",
+        "expires_at": 10_000.0,
+        "q": 0.7,
+        "received": "sip:192.0.2.21:5060",
+        "transport": "udp",
+        "edge": "edge-a",
+    }
     return Location.model_validate(values | fields)
 
 
@@ -646,18 +692,22 @@ def test_a_path_binding_is_reached_through_its_path() -> None:
     [
         ("sip:198.51.100.5:40000", "udp", None, Destination("udp", "198.51.100.5", 40000)),
         (
-            "sip:192.0.2.21:5060;transport=tcp", "tcp", 9,
+            "sip:192.0.2.21:5060;transport=tcp",
+            "tcp",
+            9,
             Destination("tcp", "192.0.2.21", 5060, connection_id=9),
         ),
     ],
-)  # fmt: skip
+)
 def test_a_natted_or_tcp_binding_on_this_edge_is_reached_over_its_flow(
     received: str, transport: str, connection: int | None, flow: Destination
 ) -> None:
     binding = located(
-        received=received, transport=transport, connection_id=connection,
+        received=received,
+        transport=transport,
+        connection_id=connection,
         edge_address=f"sip:{EDGE}:5060",
-    )  # fmt: skip
+    )
     hop = binding_hop(binding, FLOWS, OURS)
     assert (hop.uri, hop.destination, hop.q, hop.routes) == (binding.contact, flow, 0.7, ())
     assert hop.flow_token is not None and FLOWS.open(hop.flow_token) == flow

@@ -38,15 +38,29 @@ __all__ = ["run"]  # the fixture, shared with test_subscribers
 
 STRANGER = Destination("udp", "192.0.2.66", 5060)
 NEXT_HOP = Destination("udp", "203.0.113.77", 5060)
-METHODS = ("INVITE", "SUBSCRIBE", "REFER", "MESSAGE", "OPTIONS", "NOTIFY", "PUBLISH", "INFO",
-           "UPDATE", "BYE")  # fmt: skip
+METHODS = (
+    "INVITE",
+    "SUBSCRIBE",
+    "REFER",
+    "MESSAGE",
+    "OPTIONS",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "UPDATE",
+    "BYE",
+)
 NONCE = re.compile(rb'nonce="[^"]+"')
 
 
 def request(
-    method: str, to: str = BOB, *, caller: str = "alice", extra: str = "",
+    method: str,
+    to: str = BOB,
+    *,
+    caller: str = "alice",
+    extra: str = "",
     branch: str = "z9hG4bKs1",
-) -> bytes:  # fmt: skip
+) -> bytes:
     return (
         f"{method} {to} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP {STRANGER.host}:5060;branch={branch}\r\n"
@@ -109,9 +123,13 @@ def digest_answer(challenge: bytes, method: str, user: str, password: str, uri: 
     response = parse_message(challenge)
     assert isinstance(response, Response)
     credentials = authorize(
-        parse_challenge(response.header("proxy-authenticate") or ""), username=user,
-        password=password, method=method, uri=uri, cnonce="c0ffee",
-    )  # fmt: skip
+        parse_challenge(response.header("proxy-authenticate") or ""),
+        username=user,
+        password=password,
+        method=method,
+        uri=uri,
+        cnonce="c0ffee",
+    )
     return f"Proxy-Authorization: {credentials}\r\n"
 
 
@@ -120,8 +138,9 @@ def authenticated(run: Run, method: str, caller: str, password: str, to: str = B
     first = request(method, to, caller=caller, branch=f"z9hG4bK{caller}1")
     challenge = final(run.send(first, STRANGER))
     extra = digest_answer(challenge, method, caller, password, to)
-    actions = run.send(request(method, to, caller=caller, extra=extra, branch=f"z9hG4bK{caller}2"),
-                       STRANGER)  # fmt: skip
+    actions = run.send(
+        request(method, to, caller=caller, extra=extra, branch=f"z9hG4bK{caller}2"), STRANGER
+    )
     redis: dict[Query, Answer] = defaultdict(lambda: True)  # a nonce-count's first use
     redis[Ha1Query("alice", DOMAIN, "MD5")] = compute_ha1("alice", DOMAIN, PASSWORD)
     redis[Ha1Query("mallory", DOMAIN, "MD5")] = None  # no such subscriber
@@ -249,9 +268,13 @@ def test_a_register_in_an_algorithm_its_domain_no_longer_offers_is_challenged_ag
     assert run.proxy.subscribers is not None
     run.proxy.subscribers.offer = DigestOffer.parse("MD5", f"{DOMAIN}=SHA-256")
     credentials = authorize(
-        parse_challenge(response.header("www-authenticate") or ""), username="bob",
-        password=PASSWORD, method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="c0ffee",
-    )  # fmt: skip
+        parse_challenge(response.header("www-authenticate") or ""),
+        username="bob",
+        password=PASSWORD,
+        method="REGISTER",
+        uri=f"sip:{DOMAIN}",
+        cnonce="c0ffee",
+    )
     answered = register.replace(b"z9hG4bKr1", b"z9hG4bKr2").replace(
         b"Max-Forwards", f"Authorization: {credentials}\r\nMax-Forwards".encode()
     )
@@ -269,9 +292,14 @@ def test_a_right_password_with_a_nonce_count_that_is_no_number_is_400(run: Run) 
     assert isinstance(challenge, Response)
     offered = parse_challenge(challenge.header("proxy-authenticate") or "")
     response = compute_response(
-        compute_ha1("alice", DOMAIN, PASSWORD), method="MESSAGE", uri=BOB,
-        nonce=offered.nonce, qop="auth", nc="zz", cnonce="c0ffee",
-    )  # fmt: skip
+        compute_ha1("alice", DOMAIN, PASSWORD),
+        method="MESSAGE",
+        uri=BOB,
+        nonce=offered.nonce,
+        qop="auth",
+        nc="zz",
+        cnonce="c0ffee",
+    )
     extra = (
         f'Proxy-Authorization: Digest username="alice", realm="{DOMAIN}", '
         f'nonce="{offered.nonce}", uri="{BOB}", response="{response}", algorithm=MD5, '

@@ -114,9 +114,14 @@ def test_an_auth_int_answer_is_judged_over_the_body_it_came_with() -> None:
     )
     body = b"v=0\r\n"
     credentials = authorize(
-        challenge, username="alice", password="pw", method="MESSAGE",
-        uri="sip:bob@example.com", cnonce="c0ffee", body=body,
-    )  # fmt: skip
+        challenge,
+        username="alice",
+        password="pw",
+        method="MESSAGE",
+        uri="sip:bob@example.com",
+        cnonce="c0ffee",
+        body=body,
+    )
     ha1 = compute_ha1("alice", REALM, "pw")
 
     def message(content: bytes) -> Request:

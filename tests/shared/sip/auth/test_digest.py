@@ -138,9 +138,15 @@ def test_auth_int_hashes_the_body_bytes_themselves() -> None:
     ha2 = hashlib.md5(b"INVITE:sip:bob@example.com:" + hashlib.md5(body).hexdigest().encode())
     expected = hashlib.md5(f"{ha1}:n1:00000001:c1:auth-int:{ha2.hexdigest()}".encode())
     response = compute_response(
-        ha1, method="INVITE", uri="sip:bob@example.com", nonce="n1", qop="auth-int",
-        nc="00000001", cnonce="c1", body=body,
-    )  # fmt: skip
+        ha1,
+        method="INVITE",
+        uri="sip:bob@example.com",
+        nonce="n1",
+        qop="auth-int",
+        nc="00000001",
+        cnonce="c1",
+        body=body,
+    )
     assert response == expected.hexdigest()
 
 
@@ -204,9 +210,13 @@ def test_auth_int_without_a_body_hashes_the_empty_body() -> None:
 
 def test_a_full_challenge_round_trips_through_its_header_text() -> None:
     challenge = Challenge(
-        realm='say "hi" \\ bye', nonce="n", opaque="o", stale=True, domain="sip:example.com",
+        realm='say "hi" \\ bye',
+        nonce="n",
+        opaque="o",
+        stale=True,
+        domain="sip:example.com",
         qop=("auth", "auth-int"),
-    )  # fmt: skip
+    )
     text = str(challenge)
     assert text == (
         'Digest realm="say \\"hi\\" \\\\ bye", domain="sip:example.com", nonce="n", '
@@ -225,9 +235,15 @@ def test_session_algorithms_hash_the_nonce_and_cnonce_into_ha1(algorithm: str) -
     session = h("ha1:n:c")
     expected = h(f"{session}:n:00000001:c:auth:{h('ACK:sip:x')}")
     assert expected == compute_response(
-        "ha1", method="ACK", uri="sip:x", nonce="n", algorithm=algorithm, qop="auth",
-        nc="00000001", cnonce="c",
-    )  # fmt: skip
+        "ha1",
+        method="ACK",
+        uri="sip:x",
+        nonce="n",
+        algorithm=algorithm,
+        qop="auth",
+        nc="00000001",
+        cnonce="c",
+    )
 
 
 def test_qop_without_cnonce_does_not_verify_even_when_computed_without_one() -> None:
