@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.processes import stop_process
 from shared.rtpengine.instances import Instance
 
 READY_WITHIN = 10.0
@@ -79,9 +80,4 @@ def running_rtpengine(folder: Path) -> Iterator[Daemon]:
             assert time.monotonic() < deadline, f"rtpengine not ready: {log.read_text()[-2000:]}"
         yield Daemon(Instance("127.0.0.1", port), port_min, port_min + 199, log)
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(5)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop_process(daemon, grace=5)

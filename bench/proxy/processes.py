@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from bench.proxy.errors import BenchError
+from deploy.processes import stop_process
 
 _LOG_TAIL_BYTES = 2000
 
@@ -47,12 +48,6 @@ def spawn(
 
 def stop_session(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL whatever is left of its session (forked workers)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from deploy.processes import stop_process
 from deploy.seed import ROUTES, SeedRoute, gateway_ports, seed_records
 from shared.bus.amqp import AmqpBus
 from shared.contracts.accounting import CALLS_QUEUE
@@ -175,12 +176,7 @@ class Accounting:
 
     def stop(self, name: str) -> None:
         process, _ = self.running.pop(name)
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     def stop_all(self) -> None:
         for name in list(self.running):

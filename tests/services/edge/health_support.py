@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from bench.proxy.sipp_stats import CallCounts, parse_stat_file
+from deploy.processes import stop_process
 from services.health.settings import HealthSettings
 from tests.services.edge.support import (
     LOOPBACK,
@@ -74,13 +75,7 @@ class Health:
             return body
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @contextmanager

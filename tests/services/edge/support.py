@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from deploy.processes import stop_process
 from shared.bus.amqp import AmqpBus
 from tests.conftest import RABBITMQ_URL, REDIS_URL
 
@@ -210,13 +211,8 @@ class Edge:
 
     def stop(self) -> None:
         for process in (self.process, self.routing):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if process is not None:
+                stop_process(process)
 
     def log(self) -> str:
         logs = sorted(self.workdir.glob("edge-*.log"))
@@ -333,13 +329,7 @@ class Sipp:
             raise AssertionError(f"SIPp did not finish in {timeout} s: {self.errors()}") from None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=5)
 
     def messages(self) -> str:
         return self.trace.read_text(errors="replace") if self.trace.exists() else ""
