@@ -507,6 +507,20 @@ def test_a_new_header_name_is_read_with_or_without_a_space_after_its_colon() -> 
     assert (message.header(spaced), message.header(tight)) == ("one", "two")
 
 
+def test_a_new_one_letter_header_name_is_read() -> None:
+    """A one-character name (its colon at offset 1) is a name like any other; `q` is no
+    compact form, so no memo knows it before this test."""
+    data = BASE_OPTIONS.replace(b"Call-ID: c", b"q: one\r\nCall-ID: c")
+    assert parse_message(data).header("q") == "one"
+
+
+def test_a_status_line_without_a_reason_phrase_reads_as_an_empty_reason() -> None:
+    """RFC 3261's Reason-Phrase may be empty; some gateways send none, nor its space."""
+    response = parse_message(b"SIP/2.0 200\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n")
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (200, "")
+
+
 def test_a_header_never_peeked_before_is_found() -> None:
     name = never_seen_name()
     data = BASE_OPTIONS.replace(b"Call-ID: c", f"{name}: v1\r\nCall-ID: c".encode())
