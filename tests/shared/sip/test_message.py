@@ -521,6 +521,15 @@ def test_a_status_line_without_a_reason_phrase_reads_as_an_empty_reason() -> Non
     assert (response.status, response.reason) == (200, "")
 
 
+def test_leading_line_breaks_are_dropped_and_nothing_more() -> None:
+    """Keep-alive CRLFs before a message go (RFC 3261 §7.5); the method after them stays whole,
+    one starting with a letter that is no line break (an `X` extension method) included."""
+    data = b"\r\n\r\n" + BASE_OPTIONS.replace(b"OPTIONS sip:", b"XPING sip:", 1)
+    request = parse_message(data.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 XPING"))
+    assert isinstance(request, Request)
+    assert request.method == "XPING"
+
+
 def test_a_header_never_peeked_before_is_found() -> None:
     name = never_seen_name()
     data = BASE_OPTIONS.replace(b"Call-ID: c", f"{name}: v1\r\nCall-ID: c".encode())
