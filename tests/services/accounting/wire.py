@@ -30,15 +30,14 @@ import httpx
 
 from deploy.processes import stop_process
 from deploy.seed import ROUTES, SeedRoute, gateway_ports, seed_records
-from shared.bus.amqp import AmqpBus
 from shared.contracts.accounting import CALLS_QUEUE
-from tests.conftest import RABBITMQ_URL
 from tests.services.accounting.postgres import drop_postgres, fresh_postgres
 from tests.services.edge.support import (
     LOOPBACK,
     REPO,
     Edge,
     Sipp,
+    delete_queue,
     free_port,
     refusing_scenario,
     running_edge,
@@ -316,17 +315,6 @@ def running_platform(workdir: Path) -> Iterator[Platform]:
                 yield Platform(edge, accounting, first_port, workdir)
             finally:
                 accounting.stop_all()
-                _delete_calls_queue(edge.namespace)
+                delete_queue(edge.namespace, CALLS_QUEUE)
     finally:
         asyncio.run(drop_postgres(database))
-
-
-def _delete_calls_queue(namespace: str) -> None:
-    async def delete() -> None:
-        bus = AmqpBus(RABBITMQ_URL, namespace, "accounting", "cleanup")
-        await bus.start()
-        await bus.declare_queue(CALLS_QUEUE)
-        await bus.delete_topology()
-        await bus.close()
-
-    asyncio.run(delete())

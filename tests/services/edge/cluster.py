@@ -28,6 +28,7 @@ from tests.services.edge.support import (
     LOOPBACK,
     REPO,
     Edge,
+    delete_queue,
     free_port,
     running_edge,
     stop_all_sipp,
@@ -122,7 +123,7 @@ def running_cluster(workdir: Path, a_host: str = LOOPBACK, **a_settings: str) ->
             a.stop()
             registrar.terminate()
             registrar.wait(10)
-            _delete_register_queue(b.namespace)
+            delete_queue(b.namespace, REGISTER_QUEUE)
 
 
 def _wait_http(cluster: Cluster, timeout: float = 30.0) -> None:
@@ -136,17 +137,6 @@ def _wait_http(cluster: Cluster, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("registrar not ready")
-
-
-def _delete_register_queue(namespace: str) -> None:
-    async def delete() -> None:
-        bus = AmqpBus(RABBITMQ_URL, namespace, "registrar", "cleanup")
-        await bus.start()
-        await bus.declare_queue(REGISTER_QUEUE)
-        await bus.delete_topology()
-        await bus.close()
-
-    asyncio.run(delete())
 
 
 @asynccontextmanager

@@ -302,15 +302,20 @@ def remove_namespace(namespace: str) -> None:
     if keys:
         client.unlink(*keys)
     client.close()
+    delete_queue(namespace, "routing.commands")
 
-    async def delete_topology() -> None:
-        bus = AmqpBus(RABBITMQ_URL, namespace, "routing", "cleanup")
+
+def delete_queue(namespace: str, queue: str) -> None:
+    """Delete the namespace's exchange and one durable work queue a test's process declared."""
+
+    async def delete() -> None:
+        bus = AmqpBus(RABBITMQ_URL, namespace, "test", "cleanup")
         await bus.start()
-        await bus.declare_queue("routing.commands")
+        await bus.declare_queue(queue)
         await bus.delete_topology()
         await bus.close()
 
-    asyncio.run(delete_topology())
+    asyncio.run(delete())
 
 
 @dataclass
