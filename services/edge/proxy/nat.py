@@ -23,7 +23,6 @@ are: without a DNS lookup (which the edge does not do here) nobody can tell.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Final
 
 from shared.sip.message import Request
@@ -45,37 +44,20 @@ _UNREACHABLE: Final = tuple(
 _DEFAULT_PORTS: Final = {"TLS": 5061, "WSS": 443, "WS": 80}
 
 
-@dataclass(frozen=True, slots=True)
-class NatSigns:
-    """Which of the tests said NAT; any one of them is enough."""
+def behind_nat(request: Request, source: Destination) -> bool:
+    """Whether any sign says `request`, as received from `source`, comes from behind NAT.
 
-    via: bool = False
-    contact: bool = False
-    sdp: bool = False
-
-    @property
-    def behind_nat(self) -> bool:
-        return self.via or self.contact or self.sdp
-
-
-def detect(request: Request, source: Destination) -> NatSigns:
-    """The signs of NAT in `request` as received from `source`.
-
-    The Contact and the SDP describe the user agent, so they count only when
-    the sender is that agent (one Via): behind a proxy (another edge, a PBX)
-    a private Contact says nothing about the hop the request came from.
+    The cheap sign first (the top Via is parsed already); the SDP is read only
+    when nothing else told.  The Contact and the SDP describe the user agent, so
+    they count only when the sender is that agent (one Via): behind a proxy
+    (another edge, a PBX) a private Contact says nothing about the hop the
+    request came from.
     """
-    via = via_differs(request, source)
+    if via_differs(request, source):
+        return True
     if len(request.vias) > 1:
-        return NatSigns(via=via)
-    return NatSigns(
-        via=via,
-        contact=any(
-            isinstance(address.uri, SipUri) and is_unreachable(address.uri.host)
-            for address in request.contacts
-        ),
-        sdp=any(is_unreachable(host) for host in sdp_connection_hosts(request.body)),
-    )
+        return False
+    return contact_unreachable(request) or sdp_unreachable(request.body)
 
 
 def via_differs(request: Request, source: Destination) -> bool:
@@ -83,6 +65,19 @@ def via_differs(request: Request, source: Destination) -> bool:
     via = request.top_via
     port = via.port if via.port is not None else _DEFAULT_PORTS.get(via.transport, 5060)
     return via.host.strip("[]").lower() != source.host.lower() or port != source.port
+
+
+def contact_unreachable(request: Request) -> bool:
+    """A Contact of `request` names an address of a private, shared or link-local network."""
+    return any(
+        isinstance(address.uri, SipUri) and is_unreachable(address.uri.host)
+        for address in request.contacts
+    )
+
+
+def sdp_unreachable(body: bytes) -> bool:
+    """A `c=` line of the SDP `body` names such an address."""
+    return any(is_unreachable(host) for host in sdp_connection_hosts(body))
 
 
 def is_unreachable(host: str) -> bool:

@@ -17,7 +17,7 @@ from services.edge.proxy.dialogs import OwnRoute
 from services.edge.proxy.flows import FLOW_SEPARATOR, is_from_flow
 from services.edge.proxy.forking import Forking
 from services.edge.proxy.forwarding import Forwarding, Parked
-from services.edge.proxy.nat import detect
+from services.edge.proxy.nat import behind_nat
 from services.edge.proxy.routes import Hop, dialled_number
 from services.edge.proxy.subscribers import (
     Subscribers,
@@ -171,15 +171,14 @@ class NextHop(Forking):
         (none: it came from the only one, and follows the rest of its route)."""
         if token is None or self.subscribers is None:
             return None
-        parts = token.split(FLOW_SEPARATOR)
-        flows = [self.subscribers.flows.open(part) for part in parts]
-        hops = []
-        for part, flow in zip(parts, flows, strict=True):
+        hop = None
+        for part in token.split(FLOW_SEPARATOR):  # every part checked, the first taken
+            flow = self.subscribers.flows.open(part)
             if flow is None:
                 raise SipError("Forbidden (bad flow token)", 403)
-            if not is_from_flow(flow, source):
-                hops.append(Hop(request.uri_text, flow, flow_token=part))
-        return hops[0] if hops else None
+            if hop is None and not is_from_flow(flow, source):
+                hop = Hop(request.uri_text, flow, flow_token=part)
+        return hop
 
     def _caller_flow(self, request: Request, source: Destination) -> str | None:
         """The flow token of an untrusted caller the far end can reach only by where its
@@ -187,7 +186,7 @@ class NextHop(Forking):
         subscribers = self.subscribers
         if subscribers is None or subscribers.trusted(source):
             return None
-        if source.connection_id is None and not detect(request, source).behind_nat:
+        if source.connection_id is None and not behind_nat(request, source):
             return None
         return subscribers.flows.mint(source)
 

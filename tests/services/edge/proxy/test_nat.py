@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
-from services.edge.proxy.nat import NatSigns, detect, is_unreachable, sdp_connection_hosts
+from services.edge.proxy.nat import (
+    behind_nat,
+    contact_unreachable,
+    is_unreachable,
+    sdp_connection_hosts,
+    sdp_unreachable,
+    via_differs,
+)
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
 
 PUBLIC = Destination("udp", "203.0.113.9", 5060)
+
+
+@dataclass(frozen=True)
+class NatSigns:
+    """Which of the tests say NAT, each asked on its own."""
+
+    via: bool = False
+    contact: bool = False
+    sdp: bool = False
+
+
+def detect(request: Request, source: Destination) -> NatSigns:
+    """Every sign of `request` as `behind_nat` weighs them (the Contact and the SDP only with
+    one Via), checked against `behind_nat`'s own short-circuited answer."""
+    agent = len(request.vias) == 1
+    signs = NatSigns(
+        via=via_differs(request, source),
+        contact=agent and contact_unreachable(request),
+        sdp=agent and sdp_unreachable(request.body),
+    )
+    assert behind_nat(request, source) == (signs != NatSigns())
+    return signs
 
 
 def invite(via: str, contact: str, sdp: str = "") -> Request:
@@ -47,9 +78,9 @@ def sdp(address: str) -> str:
     ],
 )
 def test_the_signs_of_nat(via: str, contact: str, body: str, signs: NatSigns) -> None:
-    found = detect(invite(via, contact, body), PUBLIC)
-    assert found == signs
-    assert found.behind_nat == (signs != NatSigns())
+    request = invite(via, contact, body)
+    assert detect(request, PUBLIC) == signs
+    assert behind_nat(request, PUBLIC) == (signs != NatSigns())
 
 
 def test_a_private_contact_behind_a_proxy_is_no_sign_of_the_hop() -> None:
@@ -61,7 +92,7 @@ def test_a_private_contact_behind_a_proxy_is_no_sign_of_the_hop() -> None:
 
 def test_sent_by_of_a_tls_phone_defaults_to_5061() -> None:
     tls = Destination("tls", "203.0.113.9", 5061)
-    assert not detect(invite("TLS 203.0.113.9", "<sip:a@203.0.113.9>"), tls).behind_nat
+    assert not behind_nat(invite("TLS 203.0.113.9", "<sip:a@203.0.113.9>"), tls)
 
 
 def test_an_ipv6_phone_is_compared_without_brackets() -> None:
