@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -77,6 +77,8 @@ class CallmeshEdge:
     fr_inv_timeout_s: float = 10.0
     redis_url: str = REDIS_URL
     rabbitmq_url: str = RABBITMQ_URL
+    env: dict[str, str] = field(default_factory=dict)
+    """More ``CALLMESH_*`` variables (e.g. HEP capture on, for `bench.capture_wire`)."""
 
     @property
     def name(self) -> str:
@@ -95,5 +97,6 @@ class CallmeshEdge:
             "CALLMESH_FR_INV_TIMEOUT": str(self.fr_inv_timeout_s),
             "CALLMESH_LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(REPO),
+            **self.env,
         }
         return Launch(argv=[sys.executable, "-m", "services.edge"], env=env)

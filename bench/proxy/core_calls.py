@@ -42,7 +42,7 @@ LISTENER = Listener("udp", EDGE, EDGE_PORT)
 CALLS_PER_SECOND = 1000
 
 
-class _Table(IndexRoutes):
+class Table(IndexRoutes):
     """The wire benchmark's route for 1407…: gateway 1, then gateway 2."""
 
     def __init__(self) -> None:
@@ -52,9 +52,13 @@ class _Table(IndexRoutes):
         self.index.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
 
 
-def _caller_request(
-    method: str, n: int, uri: str, cseq: int, *, extra: str = "", to_tag: str = ""
+def caller_request(
+    method: str, n: int, uri: str, cseq: int, *, extra: str = "", to_tag: str = "", sdp: str = ""
 ) -> bytes:
+    """The benchmark caller's request (`sdp`: its body, as `application/sdp`)."""
+    body = "Content-Length: 0\r\n\r\n"
+    if sdp:
+        body = f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
     return (
         f"{method} {uri} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP {EDGE}:15080;branch=z9hG4bK-{n}-{cseq}-{method}\r\n"
@@ -65,12 +69,13 @@ def _caller_request(
         f"CSeq: {cseq} {method}\r\n"
         f"Contact: <sip:bench@{EDGE}:15080>\r\n"
         "Max-Forwards: 70\r\n"
-        "Content-Length: 0\r\n\r\n"
+        f"{body}"
     ).encode()
 
 
-def _gateway_answer(request: Request, status: int, reason: str) -> bytes:
-    """What the SIPp gateway sends: Vias, Record-Route, From, To (tagged), Call-ID, CSeq."""
+def gateway_answer(request: Request, status: int, reason: str, sdp: str = "") -> bytes:
+    """What the SIPp gateway sends: Vias, Record-Route, From, To (tagged), Call-ID, CSeq
+    (`sdp`: its body)."""
     lines = [f"SIP/2.0 {status} {reason}"]
     lines += [f"Via: {via}" for via in request.headers("via")]
     lines += [f"Record-Route: {rr}" for rr in request.headers("record-route")]
@@ -81,14 +86,15 @@ def _gateway_answer(request: Request, status: int, reason: str) -> bytes:
         f"Call-ID: {request.call_id}",
         f"CSeq: {request.header('cseq')}",
         f"Contact: <sip:gw@{EDGE}:15071>",
-        "Content-Length: 0",
+        *(("Content-Type: application/sdp",) if sdp else ()),
+        f"Content-Length: {len(sdp)}",
         "",
-        "",
+        sdp,
     ]
     return "\r\n".join(lines).encode()
 
 
-def _sent(actions: list[Action], destination: Destination) -> bytes:
+def sent_to(actions: list[Action], destination: Destination) -> bytes:
     for action in actions:
         if isinstance(action, Send) and action.destination == destination:
             return action.data
@@ -103,7 +109,7 @@ class CallDriver:
         interfaces = Interfaces([Interface("udp", EDGE, EDGE_PORT, EDGE_PORT)])
         events = CallEvents("bench") if call_events else None
         timers = ProxyTimers(fr=2.0, fr_inv=10.0)
-        self.proxy = Proxy(interfaces, NumberRouter(_Table()), timers, call_events=events)
+        self.proxy = Proxy(interfaces, NumberRouter(Table()), timers, call_events=events)
         self.now = 0.0
         self.proxy_seconds = 0.0
         """Time spent inside the proxy only (the driver's message building left out)."""
@@ -120,24 +126,24 @@ class CallDriver:
     def call(self, n: int) -> None:
         self.now += 1.0 / CALLS_PER_SECOND
         uri = f"sip:1407555{n % 10000:04d}@{EDGE}:{EDGE_PORT}"
-        out = self._receive(_caller_request("INVITE", n, uri, 1), CALLER)
-        invite = parse_message(_sent(out, GATEWAY))
+        out = self._receive(caller_request("INVITE", n, uri, 1), CALLER)
+        invite = parse_message(sent_to(out, GATEWAY))
         assert isinstance(invite, Request)
-        self._receive(_gateway_answer(invite, 100, "Trying"), GATEWAY)
-        self._receive(_gateway_answer(invite, 180, "Ringing"), GATEWAY)
-        ok = _sent(self._receive(_gateway_answer(invite, 200, "OK"), GATEWAY), CALLER)
+        self._receive(gateway_answer(invite, 100, "Trying"), GATEWAY)
+        self._receive(gateway_answer(invite, 180, "Ringing"), GATEWAY)
+        ok = sent_to(self._receive(gateway_answer(invite, 200, "OK"), GATEWAY), CALLER)
         answer = parse_message(ok)
         routes = "".join(f"Route: {rr}\r\n" for rr in reversed(answer.headers("record-route")))
         gateway_uri = f"sip:gw@{EDGE}:15071"
         tag = ";tag=gw1"
-        ack = _caller_request("ACK", n, gateway_uri, 1, extra=routes, to_tag=tag)
+        ack = caller_request("ACK", n, gateway_uri, 1, extra=routes, to_tag=tag)
         self._receive(ack, CALLER)
         out = self._receive(
-            _caller_request("BYE", n, gateway_uri, 2, extra=routes, to_tag=tag), CALLER
+            caller_request("BYE", n, gateway_uri, 2, extra=routes, to_tag=tag), CALLER
         )
-        bye = parse_message(_sent(out, GATEWAY))
+        bye = parse_message(sent_to(out, GATEWAY))
         assert isinstance(bye, Request)
-        self._receive(_gateway_answer(bye, 200, "OK"), GATEWAY)
+        self._receive(gateway_answer(bye, 200, "OK"), GATEWAY)
 
 
 def run(calls: int, *, call_events: bool = True) -> float:

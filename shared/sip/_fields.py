@@ -15,7 +15,7 @@ from typing import Final
 from shared.sip.errors import SipParseError
 from shared.sip.headers import header_key
 
-_FOLD: Final = re.compile(rb"\r?\n[ \t]+")
+_FOLD: Final = re.compile(r"\r?\n[ \t]+")
 
 
 def decode(raw: bytes, what: str) -> str:
@@ -27,11 +27,18 @@ def decode(raw: bytes, what: str) -> str:
 
 
 def value_of(line: bytes) -> str:
-    """The value of a raw field line: folds unfolded, whitespace stripped, UTF-8 decoded."""
-    value = line[line.index(b":") + 1 :]
-    if b"\n" in value:
-        value = _FOLD.sub(b" ", value)
-    return decode(value.strip(b" \t\r\n"), "header value")
+    """The value of a raw field line: folds unfolded, whitespace stripped, UTF-8 decoded.
+
+    Decoded first, then unfolded as text: `b"\\n" in value` costs ~2,000 instructions
+    (CPython's `bytes.__contains__` tries its operand as an integer first, raising and
+    clearing a TypeError), a `str` test a plain search, native once compiled.  Folds
+    and whitespace are ASCII, so the result is the same, and the bytes are valid UTF-8
+    before unfolding exactly when they are after.
+    """
+    text = decode(line[line.index(b":") + 1 :], "header value")
+    if "\n" in text:
+        text = _FOLD.sub(" ", text)
+    return text.strip(" \t\r\n")
 
 
 def header_line(name: str, value: str) -> bytes:

@@ -3,14 +3,17 @@
 A message is its start line, one raw line per header field (folded
 continuation lines kept verbatim) and its body.  A header value is decoded and
 parsed into structure the first time someone reads it, and the result is
-memoised in `_cache`; the writers (`shared.sip._writers`) edit the lines and
-forget what they changed.
+kept in a typed slot per field (no dict of cached values: a slot is a pointer
+read, natively so once compiled); the writers (`shared.sip._writers`) edit the
+lines and forget, or set, the slots of what they changed.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from shared.sip._fields import value_of
-from shared.sip.address import Address, parse_address
+from shared.sip.address import Address, is_wildcard, parse_address, tag_of
 from shared.sip.errors import SipParseError
 from shared.sip.headers import (
     DIALOG_KEYS,
@@ -29,15 +32,10 @@ from shared.sip.values import (
     parse_max_forwards,
     parse_token_list,
 )
-from shared.sip.via import Via, parse_via
+from shared.sip.via import Via, branch_of, parse_via
 
-
-def _is_wildcard(contacts: list[str]) -> bool:
-    if "*" not in contacts:
-        return False
-    if len(contacts) != 1:
-        raise SipParseError("Contact '*' must be the only Contact value")
-    return True
+_FROM_TAG: Final = 1
+_TO_TAG: Final = 2
 
 
 class ReadableMessage:
@@ -47,10 +45,30 @@ class ReadableMessage:
 
     The instance owns two parallel lists, `_keys` (header keys, see
     `headers.header_key`) and `_lines` (each field's raw bytes without its line
-    terminator).  `_wire` holds the received bytes until the first edit.
+    terminator).  `_wire` holds the received bytes until the first edit.  The
+    other slots hold what was parsed from the lines, None until first read.
     """
 
-    __slots__ = ("_body", "_cache", "_keys", "_lines", "_start", "_wire")
+    __slots__ = (
+        "_body",
+        "_call_id",
+        "_contacts",
+        "_cseq",
+        "_from",
+        "_from_tag",
+        "_keys",
+        "_lines",
+        "_max_forwards",
+        "_record_routes",
+        "_routes",
+        "_start",
+        "_tags_read",
+        "_to",
+        "_to_tag",
+        "_top_via",
+        "_vias",
+        "_wire",
+    )
 
     def __init__(
         self, start: bytes, keys: list[str], lines: list[bytes], body: bytes, wire: bytes | None
@@ -60,12 +78,69 @@ class ReadableMessage:
         self._lines = lines
         self._body = body
         self._wire = wire
-        self._cache: dict[str, object] = {}
+        self._top_via: Via | None = None
+        self._vias: list[Via] | None = None
+        self._call_id: str | None = None
+        self._cseq: CSeq | None = None
+        self._from: Address | None = None
+        self._to: Address | None = None
+        self._from_tag: str | None = None
+        self._to_tag: str | None = None
+        self._tags_read = 0
+        """Which of `_from_tag` (1) and `_to_tag` (2) hold the header's tag (None: no tag)."""
+        self._max_forwards: int | None = None
+        self._routes: list[Address] | None = None
+        self._record_routes: list[Address] | None = None
+        self._contacts: list[Address] | None = None
 
     def forget_parsed(self) -> None:
         """Drop what was parsed from the lines (it is parsed again if read): a message kept
         only in case it is needed again, as by a finished transaction, then holds bytes."""
-        self._cache.clear()
+        self._top_via = self._vias = None
+        self._call_id = self._cseq = self._from = self._to = self._max_forwards = None
+        self._from_tag = self._to_tag = None
+        self._tags_read = 0
+        self._routes = self._record_routes = self._contacts = None
+
+    def _forget(self, key: str) -> None:
+        """Forget what was parsed of header `key` (its lines changed)."""
+        if key == "via":
+            self._top_via = self._vias = None
+        elif key == "call-id":
+            self._call_id = None
+        elif key == "cseq":
+            self._cseq = None
+        elif key == "from":
+            self._from = self._from_tag = None
+            self._tags_read &= ~_FROM_TAG
+        elif key == "to":
+            self._to = self._to_tag = None
+            self._tags_read &= ~_TO_TAG
+        elif key == "max-forwards":
+            self._max_forwards = None
+        elif key == "route":
+            self._routes = None
+        elif key == "record-route":
+            self._record_routes = None
+        elif key == "contact":
+            self._contacts = None
+
+    def _copy_parsed(self, clone: ReadableMessage) -> None:
+        """Give `clone` (a copy of the lines) what was parsed of them: parsed values are
+        never changed in place, so the two messages share them."""
+        clone._top_via = self._top_via
+        clone._vias = self._vias
+        clone._call_id = self._call_id
+        clone._cseq = self._cseq
+        clone._from = self._from
+        clone._to = self._to
+        clone._from_tag = self._from_tag
+        clone._to_tag = self._to_tag
+        clone._tags_read = self._tags_read
+        clone._max_forwards = self._max_forwards
+        clone._routes = self._routes
+        clone._record_routes = self._record_routes
+        clone._contacts = self._contacts
 
     # ----- generic header access -------------------------------------------------------
 
@@ -111,7 +186,7 @@ class ReadableMessage:
             fields.append((name, value_of(line)))
         return fields
 
-    # ----- typed accessors (parsed on first read, then memoised) -----------------------
+    # ----- typed accessors (parsed on first read, then kept in their slot) -------------
 
     def _single(self, key: str) -> str:
         value = self._first(key)
@@ -122,100 +197,123 @@ class ReadableMessage:
     @property
     def vias(self) -> list[Via]:
         """Every Via hop, topmost first."""
-        vias = self._cache.get("via")
+        vias = self._vias
         if vias is None:
-            values = self._raw_values("via")
-            top = self._cache.get("top-via")
-            if isinstance(top, Via):  # parsed already (match, stamp): not again
-                vias = [top, *map(parse_via, values[1:])]
-            else:
-                vias = list(map(parse_via, values))
-            self._cache["via"] = vias
-        return vias  # type: ignore[return-value]
+            top = self._top_via
+            keys = self._keys
+            if top is None:
+                vias = list(map(parse_via, self._raw_values("via")))
+            elif keys.count("via") == 1 and self._lines[keys.index("via")].find(b",") < 0:
+                vias = [top]  # one line of one hop (a phone's request): nothing to decode
+            else:  # the top one parsed already (match, stamp): not again
+                vias = [top, *map(parse_via, self._raw_values("via")[1:])]
+            self._vias = vias
+        return vias
 
     @property
     def top_via(self) -> Via:
         """The topmost Via; parses only that one.  Raises `SipParseError` when there is none."""
-        via = self._cache.get("top-via")
+        via = self._top_via
         if via is None:
-            via = parse_via(self._single("via"))
-            self._cache["top-via"] = via
-        return via  # type: ignore[return-value]
+            via = self._top_via = parse_via(self._single("via"))
+        return via
+
+    @property
+    def top_branch(self) -> str | None:
+        """The topmost Via's branch, all that transaction matching reads of it (§17.1.3):
+        only its parameters are parsed, unless the Via was parsed whole already."""
+        via = self._top_via
+        return via.branch if via is not None else branch_of(self._single("via"))
 
     @property
     def call_id(self) -> str:
-        value = self._cache.get("call-id")
+        value = self._call_id
         if value is None:
-            value = parse_call_id(self._single("call-id"))
-            self._cache["call-id"] = value
-        return value  # type: ignore[return-value]
+            value = self._call_id = parse_call_id(self._single("call-id"))
+        return value
 
     @property
     def cseq(self) -> CSeq:
-        value = self._cache.get("cseq")
+        value = self._cseq
         if value is None:
-            value = parse_cseq(self._single("cseq"))
-            self._cache["cseq"] = value
-        return value  # type: ignore[return-value]
+            value = self._cseq = parse_cseq(self._single("cseq"))
+        return value
 
     @property
     def from_(self) -> Address:
-        value = self._cache.get("from")
+        value = self._from
         if value is None:
-            value = parse_address(self._single("from"))
-            self._cache["from"] = value
-        return value  # type: ignore[return-value]
+            value = self._from = parse_address(self._single("from"))
+        return value
 
     @property
     def to(self) -> Address:
-        value = self._cache.get("to")
+        value = self._to
         if value is None:
-            value = parse_address(self._single("to"))
-            self._cache["to"] = value
-        return value  # type: ignore[return-value]
+            value = self._to = parse_address(self._single("to"))
+        return value
 
     @property
     def from_tag(self) -> str | None:
-        return self.from_.tag
+        """From's tag; reads only the header parameters unless From was parsed whole."""
+        if self._tags_read & _FROM_TAG:
+            return self._from_tag
+        whole = self._from
+        tag = whole.tag if whole is not None else tag_of(self._single("from"))
+        self._from_tag = tag
+        self._tags_read |= _FROM_TAG
+        return tag
 
     @property
     def to_tag(self) -> str | None:
-        return self.to.tag
+        """To's tag; reads only the header parameters unless To was parsed whole."""
+        if self._tags_read & _TO_TAG:
+            return self._to_tag
+        whole = self._to
+        tag = whole.tag if whole is not None else tag_of(self._single("to"))
+        self._to_tag = tag
+        self._tags_read |= _TO_TAG
+        return tag
 
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards, or None when absent (RFC 2543 peers omit it)."""
         if "max-forwards" not in self._keys:
             return None
-        value = self._cache.get("max-forwards")
+        value = self._max_forwards
         if value is None:
-            value = parse_max_forwards(self._single("max-forwards"))
-            self._cache["max-forwards"] = value
-        return value  # type: ignore[return-value]
+            value = self._max_forwards = parse_max_forwards(self._single("max-forwards"))
+        return value
 
     @property
     def routes(self) -> list[Address]:
-        return self._address_list("route")
+        routes = self._routes
+        if routes is None:
+            routes = self._routes = self._address_list("route")
+        return routes
 
     @property
     def record_routes(self) -> list[Address]:
-        return self._address_list("record-route")
+        routes = self._record_routes
+        if routes is None:
+            routes = self._record_routes = self._address_list("record-route")
+        return routes
 
     @property
     def contacts(self) -> list[Address]:
         """Contact addresses; empty for the `Contact: *` wildcard (see `contact_is_wildcard`)."""
-        contacts = self._cache.get("contact")
+        contacts = self._contacts
         if contacts is None:
             values = self._raw_values("contact")
-            wildcard = _is_wildcard(values)
+            wildcard = is_wildcard(values)
             contacts = [] if wildcard else [parse_address(raw) for raw in values]
-            self._cache["contact"] = contacts
-        return contacts  # type: ignore[return-value]
+            self._contacts = contacts
+        return contacts
 
     @property
     def contact_is_wildcard(self) -> bool:
         """True for `Contact: *` (REGISTER removing all bindings); `*` must stand alone."""
-        return _is_wildcard(self._raw_values("contact"))
+        return is_wildcard(self._raw_values("contact"))
 
     @property
     def expires(self) -> int | None:
@@ -260,13 +358,9 @@ class ReadableMessage:
         return [element for value in values for element in split_commas(value)]
 
     def _address_list(self, key: str) -> list[Address]:
-        value = self._cache.get(key)
-        if value is None and key not in self._keys:
+        if key not in self._keys:
             return []
-        if value is None:
-            value = [parse_address(raw) for raw in self._raw_values(key)]
-            self._cache[key] = value
-        return value  # type: ignore[return-value]
+        return [parse_address(raw) for raw in self._raw_values(key)]
 
     # ----- validation ------------------------------------------------------------------
 
@@ -277,6 +371,18 @@ class ReadableMessage:
         headers not repeated, and every header with a known grammar parses.
         Max-Forwards is not required so RFC 2543 peers keep working.
         """
+        self._validate_fields()
+        for via in self.vias:
+            _ = (via.ttl, via.rport)
+        _ = (self.routes, self.record_routes, self.contacts, self.expires)
+        self._validate_date()
+        for key in ("require", "proxy-require", "supported"):
+            for value in self._raw_values(key):
+                parse_token_list(value)
+
+    def _validate_fields(self) -> None:
+        """The required headers present, the single ones not repeated, and what every
+        transaction and dialog reads parsed: Call-ID, CSeq, From, To, Max-Forwards, Vias."""
         keys = self._keys
         for key in DIALOG_KEYS:
             if key not in keys:
@@ -284,13 +390,8 @@ class ReadableMessage:
         for key in SINGLE_HEADERS:
             if keys.count(key) > 1:
                 raise SipParseError(f"more than one {canonical_name(key)} header")
-        _ = (self.call_id, self.cseq, self.from_, self.to, self.max_forwards)
-        for via in self.vias:
-            _ = (via.ttl, via.rport)
-        _ = (self.routes, self.record_routes, self.contacts, self.expires)
-        date = self.header("date")
-        if date is not None:
-            parse_date(date)
-        for key in ("require", "proxy-require", "supported"):
-            for value in self._raw_values(key):
-                parse_token_list(value)
+        _ = (self.call_id, self.cseq, self.from_, self.to, self.max_forwards, self.vias)
+
+    def _validate_date(self) -> None:
+        if "date" in self._keys:
+            parse_date(self._single("date"))

@@ -44,6 +44,22 @@ def peek_header(data: bytes, key: str) -> bytes | None:
     return None
 
 
+_CALL_ID = b"\r\nCall-ID: "
+
+
+def peek_call_id(data: bytes) -> bytes | None:
+    """`peek_header` (``call-id``) with three calls of ``find`` rather than six, for a message
+    that spells it as SIP stacks send it (``Call-ID: `` after a CRLF, no bare-LF blank line),
+    as the edge's capture and worker hand-over do for every message; any other spelling
+    takes `peek_header`.  (Compiled, a ``find`` is a method call costing more than its scan.)"""
+    at = data.find(_CALL_ID)
+    if at >= 0 and b"\n\n" not in data and data.find(b"\n\r\n", 0, at + 2) < 0:
+        start = at + len(_CALL_ID)
+        stop = data.find(b"\r\n", start)
+        return data[start : len(data) if stop < 0 else stop].strip()
+    return peek_header(data, "call-id")
+
+
 def _needles(key: str) -> tuple[bytes, ...]:
     """``b"\\nName:"`` in the usual and the compact spelling of header `key`."""
     needles = _PEEK_NEEDLES.get(key)

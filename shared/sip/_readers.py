@@ -4,7 +4,7 @@ Parsing only frames the message: it splits the start line, cuts the header
 block into one raw line per header field (folded continuation lines kept
 verbatim), and slices the body by Content-Length.  It checks the framing, the
 start line, the header names and Content-Length; header values are checked when
-the model reads them or by `validate()`.  Hostile sizes are bounded here.
+the model reads them or by `validate()` / `validate_for_proxy()`.  Hostile sizes are bounded here.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     if len(head) > MAX_LINE_LENGTH and max(map(len, raw_lines)) > MAX_LINE_LENGTH:
         raise SipParseError("header line too long")
     lines = raw_lines[1:]
-    if b"\n " in head or b"\n\t" in head:
+    if head.find(b"\n ") >= 0 or head.find(b"\n\t") >= 0:  # not `in`: see _fields.value_of
         lines = _join_folded(lines)
     keys = _keys_of(lines)
     cl_count = keys.count("content-length")

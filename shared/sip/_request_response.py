@@ -21,7 +21,7 @@ SIP_VERSION: Final = "SIP/2.0"
 class Request(Message):
     """A SIP request.  `method` is case-sensitive as RFC 3261 says (`INVITE` ≠ `invite`)."""
 
-    __slots__ = ("method", "uri_text")
+    __slots__ = ("_uri", "method", "uri_text")
 
     method: str
     uri_text: str
@@ -44,6 +44,7 @@ class Request(Message):
         super().__init__(start, keys, lines, body, wire)
         self.method = method
         self.uri_text = uri_text
+        self._uri: Uri | None = None
 
     @classmethod
     def build(
@@ -56,23 +57,48 @@ class Request(Message):
     @property
     def uri(self) -> Uri:
         """The parsed Request-URI; a SIP URI carrying headers is rejected (RFC 4475 §3.1.2.11)."""
-        uri = self._cache.get("uri")
+        uri = self._uri
         if uri is None:
             uri = parse_uri(self.uri_text)
             if isinstance(uri, SipUri) and uri.headers:
                 raise SipParseError("Request-URI must not contain headers")
-            self._cache["uri"] = uri
-        return uri  # type: ignore[return-value]
+            self._uri = uri
+        return uri
 
     def set_uri(self, uri: Uri | str) -> None:
         """Rewrite the Request-URI (strict-route fix-up, registrar lookup, gateway routing)."""
         self.uri_text = str(uri)
         self._start = f"{self.method} {self.uri_text} {SIP_VERSION}".encode()
-        self._edited("uri")
+        self._uri = None
+        self._edited()
 
     def validate(self) -> None:
         """`Message.validate`, plus the Request-URI and CSeq method matching the request line."""
         super().validate()
+        self._validate_request_line()
+
+    def validate_for_proxy(self) -> None:
+        """What a proxy checks before taking the request on, raising `SipParseError`.
+
+        RFC 3261 §16.3 step 1: what the proxy uses must be well-formed, anything
+        else is ignored and forwarded untouched.  So: what `validate` checks of the
+        required headers, every Via (loop detection reads them all, responses go
+        back along them), the Request-URI and CSeq method, the Contact (the
+        edge rewrites a NAT'd phone's, once past this check, and a REGISTER's
+        are the registrar's bindings: RFC 4475 §3.1.2.13), a Date (§3.1.2.12
+        has a proxy refuse a bad one) and a REGISTER's Expires; not the Route
+        and Record-Route values (the proxy parses those when it reads them), nor
+        Via ttl/rport, nor a non-REGISTER's Expires, nor the option-tag lists
+        (Proxy-Require is judged by `checks.check_proxy_request`).
+        """
+        self._validate_fields()
+        _ = self.contacts
+        if self.method == "REGISTER":
+            _ = self.expires
+        self._validate_date()
+        self._validate_request_line()
+
+    def _validate_request_line(self) -> None:
         _ = self.uri
         if self.cseq.method != self.method:
             raise SipParseError("CSeq method does not match the request method")
@@ -82,8 +108,13 @@ class Request(Message):
             self.method, self.uri_text, keys=self._keys.copy(), lines=self._lines.copy(),
             body=self._body, wire=self._wire, start=self._start,
         )  # the start line's fields, then the copied parts  # fmt: skip
-        clone._cache.update(self._cache)
+        self._copy_parsed(clone)
+        clone._uri = self._uri
         return clone
+
+    def forget_parsed(self) -> None:
+        super().forget_parsed()
+        self._uri = None
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri_text}>"
@@ -128,7 +159,7 @@ class Response(Message):
             self.status, self.reason, keys=self._keys.copy(), lines=self._lines.copy(),
             body=self._body, wire=self._wire, start=self._start,
         )  # the start line's fields, then the copied parts  # fmt: skip
-        clone._cache.update(self._cache)
+        self._copy_parsed(clone)
         return clone
 
     def __repr__(self) -> str:

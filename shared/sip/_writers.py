@@ -37,9 +37,7 @@ class Message(ReadableMessage):
         """The bytes changed: forget what was read of header `key` (of Via, the top one too)."""
         self._wire = None
         if key is not None:
-            self._cache.pop(key, None)
-            if key == "via":
-                self._cache.pop("top-via", None)
+            self._forget(key)
 
     def _insert_before_first(self, key: str, line: bytes) -> None:
         try:
@@ -56,7 +54,7 @@ class Message(ReadableMessage):
         except ValueError:
             return
         line = self._lines[index]
-        elements = split_commas(value_of(line)) if b"," in line else None
+        elements = split_commas(value_of(line)) if line.find(b",") >= 0 else None
         if elements is None or len(elements) == 1:
             del self._keys[index]
             del self._lines[index]
@@ -105,21 +103,25 @@ class Message(ReadableMessage):
             del self._lines[i]
         return len(doomed)
 
-    def prepend_via(self, via: Via | str) -> None:
-        """Put a new topmost Via (a proxy or UAC sending a request)."""
+    def prepend_via(self, via: Via | str, parsed: Via | None = None) -> None:
+        """Put a new topmost Via (a proxy or UAC sending a request).
+
+        `parsed`: the text `via` as the `Via` it parses to, when the writer has both (a
+        proxy's own Via, made from its parts): kept, so it is never parsed back.
+        """
         self._insert_before_first("via", header_line("Via", str(via)))
-        self._set_top_via(via, keep=0)
+        self._set_top_via(via if parsed is None else parsed, keep=0)
 
     def _set_top_via(self, via: Via | str, *, keep: int) -> None:
         """After an edit of the Via list: a given `Via` is known already, and so is the
-        rest of a list already read, from element `keep` on (cached values are never
+        rest of a list already read, from element `keep` on (parsed values are never
         changed in place: copies share them)."""
-        vias = self._cache.get("via")
+        vias = self._vias
         self._edited("via")
         if isinstance(via, Via):
-            self._cache["top-via"] = via  # known already: spares parsing it back
+            self._top_via = via  # known already: spares parsing it back
             if vias is not None:
-                self._cache["via"] = [via, *vias[keep:]]  # type: ignore[index]
+                self._vias = [via, *vias[keep:]]
 
     def replace_top_via(self, via: Via | str) -> None:
         """Rewrite the topmost Via, e.g. to add `received`/`rport` (RFC 3261 §18.2.1, RFC 3581)."""
@@ -127,14 +129,51 @@ class Message(ReadableMessage):
         self._insert_before_first("via", header_line("Via", str(via)))
         self._set_top_via(via, keep=1)
 
-    def pop_via(self) -> Via:
-        """Remove and return the topmost Via (a proxy forwarding a response, §16.7 step 3)."""
-        top = self.top_via
-        vias = self._cache.get("via")
+    def stamp_top_via(self, received: str, rport: int | None = None) -> None:
+        """Note where a request really came from in its top Via: add `received`, and fill an
+        `rport` flag with `rport` when given (RFC 3261 §18.2.1, RFC 3581).
+
+        The same Via as `replace_top_via(top_via.with_params(...))` gives, spliced into the
+        line as received when that is the one-hop form a phone sends (`;rport` a flag, no
+        `received`, no comma, quote or fold): the line is not rewritten from a `Via`, and the
+        Via already parsed is kept with its new parameters.  Anything else takes that way.
+        """
+        via = self.top_via
+        index = self._keys.index("via")
+        line = self._lines[index]
+        spliced = _spliced_via(line, received, rport) if via.received is None else None
+        if spliced is None:
+            if rport is None:
+                self.replace_top_via(via.with_params(received=received))
+            else:
+                self.replace_top_via(via.with_params(received=received, rport=str(rport)))
+            return
+        params = via.params
+        if rport is not None:
+            port = str(rport)
+            params = tuple((name, port if name == "rport" else value) for name, value in params)
+        self._lines[index] = spliced
+        params = (*params, ("received", received))  # a new Via: parsed values are shared
+        self._set_top_via(Via(via.transport, via.host, via.port, params, via.protocol), keep=1)
+
+    def pop_via(self, sent: ReadableMessage | None = None) -> Via:
+        """Remove and return the topmost Via (a proxy forwarding a response, §16.7 step 3).
+
+        `sent`: the request this response answers, as it was sent.  A response copies
+        the request's Vias (§8.2.6.2), so when its top Via line is the very line the
+        request's top Via was written as, the `Via` that request holds is returned and
+        the line is not parsed (a proxy relaying the answers to its own Via).
+        """
+        top = self._top_via
+        if top is None and sent is not None:
+            top = _same_top_via(self, sent)
+        if top is None:
+            top = self.top_via
+        vias = self._vias
         self._pop_first_element("via")
         self._edited("via")
         if vias is not None:
-            self._cache["via"] = vias[1:]  # type: ignore[index]
+            self._vias = vias[1:]
         return top
 
     def decrement_max_forwards(self, default: int = DEFAULT_MAX_FORWARDS) -> int:
@@ -155,7 +194,7 @@ class Message(ReadableMessage):
             self._keys.insert(0, "max-forwards")
             self._lines.insert(0, line)
         self._edited()
-        self._cache["max-forwards"] = value
+        self._max_forwards = value
         return value
 
     def pop_route(self) -> Address | None:
@@ -165,7 +204,7 @@ class Message(ReadableMessage):
             return None
         self._pop_first_element("route")
         self._edited()
-        self._cache["route"] = routes[1:]
+        self._routes = routes[1:]
         return routes[0]
 
     def add_record_route(self, address: Address | str) -> None:
@@ -205,3 +244,34 @@ class Message(ReadableMessage):
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
+
+
+def _same_top_via(message: ReadableMessage, sent: ReadableMessage) -> Via | None:
+    """`sent`'s parsed top Via when `message`'s top Via line is byte for byte the same."""
+    known = sent._top_via
+    if known is None or "via" not in message._keys:
+        return None
+    line = message._lines[message._keys.index("via")]
+    return known if line == sent._lines[sent._keys.index("via")] else None
+
+
+def _spliced_via(line: bytes, received: str, rport: int | None) -> bytes | None:
+    """`line` (one Via hop) with `;received=` appended and its `;rport` flag filled, or None
+    when it is not that plain form: a comma (more hops), a quote, a fold, a trailing blank,
+    or (with `rport`) anything but one `;rport` flag (any case, no blank inside)."""
+    if (
+        line.find(b",") >= 0
+        or line.find(b'"') >= 0
+        or line.find(b"\n") >= 0
+        or line[-1:] in (b" ", b"\t")
+    ):
+        return None
+    stamp = b";received=" + received.encode()
+    if rport is None:
+        return line + stamp
+    lowered = line.lower()
+    flag = lowered.find(b";rport")
+    end = flag + 6
+    if flag < 0 or lowered.find(b";rport", end) >= 0 or line[end : end + 1] not in (b"", b";"):
+        return None
+    return b"%s;rport=%d%s%s" % (line[:flag], rport, line[end:], stamp)

@@ -100,6 +100,31 @@ def parse_address(text: str) -> Address:
     return Address(parse_uri(uri_text), None, params)
 
 
+def tag_of(text: str) -> str | None:
+    """The `tag` header parameter of a From or To value, reading no more of it than that.
+
+    A proxy reads the tags of nearly every message and the rest of the address
+    seldom: the header parameters start where `parse_address` starts them (after
+    the `>` of a name-addr, at the first `;` of an addr-spec) and only they are
+    parsed, so a URI or display name nobody reads is not checked here (RFC 3261
+    §16.3: a proxy forwards what it does not use untouched).  A quoted display
+    name may hold `<`, `>` or `;`: that takes the whole parse.
+    """
+    text = text.strip()
+    if not text or '"' in text:
+        return parse_address(text).tag
+    lt = text.find("<")
+    if lt < 0:
+        start = text.find(";")
+        if start < 0:
+            return None
+    else:
+        start = text.find(">", lt) + 1
+        if not start:
+            raise SipParseError("malformed address (no closing >)")
+    return param_value(parse_params(text[start:], "address"), "tag")
+
+
 def _name_addr(display: str | None, text: str) -> Address:
     gt = text.find(">")
     if gt < 0:
@@ -120,6 +145,16 @@ def _quoted_string(text: str) -> tuple[str, str]:
             return _QUOTED_ESCAPE.sub(r"\1", text[1:i]), text[i + 1 :]
         i += 1
     raise SipParseError("unterminated quoted string")
+
+
+def is_wildcard(contacts: list[str]) -> bool:
+    """Whether Contact values `contacts` are the `*` of a REGISTER removing every binding,
+    which must then stand alone."""
+    if "*" not in contacts:
+        return False
+    if len(contacts) != 1:
+        raise SipParseError("Contact '*' must be the only Contact value")
+    return True
 
 
 def parse_address_list(text: str) -> list[Address]:

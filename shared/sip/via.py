@@ -109,6 +109,20 @@ def parse_via(text: str) -> Via:
     return Via(transport.upper(), host, port, params, f"{name}/{version}")
 
 
+def branch_of(text: str) -> str | None:
+    """The `branch` parameter of one via-parm, reading no more of it than that.
+
+    Matching a response to its client transaction needs the branch alone
+    (RFC 3261 §17.1.3), and a client transaction's own Via was just written:
+    the parameters start where `parse_via` starts them (the first `;`) and only
+    they are parsed, not the sent-protocol and sent-by.
+    """
+    semicolon = text.find(";")
+    if semicolon < 0:
+        return None
+    return param_value(parse_params(text[semicolon:], "Via"), "branch")
+
+
 def parse_vias(text: str) -> list[Via]:
     """Parse a Via header value, which may hold several comma-separated hops."""
     return [parse_via(element) for element in split_commas(text)]

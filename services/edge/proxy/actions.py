@@ -1,11 +1,12 @@
 """What the proxy core asks its adapter to do: send bytes, publish an event, ask and answer.
 
 `Send` is the transaction layer's own: what a transaction sends leaves as it
-came, unwrapped.  `Register`, `Lookup` and `AuthFailed` are round trips: the
-adapter runs them off the call path and feeds the outcome back
-(`Proxy.registered`, `Proxy.resume`); the core holds the request's server
-transaction meanwhile, so retransmissions are absorbed (and, once answered,
-answered again with the same response).
+came, unwrapped.  `Register`, `Lookup`, `Resolve`, `ResolveAck`, `AuthFailed`, `Acquire`,
+`Screen` and `Media` are round trips: the adapter runs them off the call path
+and feeds the outcome back (`Proxy.registered`, `Proxy.resume`, `Proxy.ack_resolved`,
+`Proxy.limited`, `Proxy.screened`, `Proxy.media_done`); the core holds the request's server
+transaction (or the response, or a stateless ACK) meanwhile, so retransmissions are absorbed
+(and, once answered, answered again with the same response).
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from dataclasses import dataclass
 
 from services.edge.location import Query
 from shared.contracts.event import Event
+from shared.dns import RecordKey
+from shared.fraud.rules import FraudQuery
+from shared.limits.model import LimitQuery
 from shared.sip.transaction import Send, ServerTransaction
 from shared.sip.transport.destination import Destination
 
-__all__ = ["Action", "AuthFailed", "Lookup", "Publish", "Register", "Send"]
+__all__ = [
+    "Acquire", "Action", "AuthFailed", "Lookup", "Media", "Publish", "Register", "Resolve",
+    "ResolveAck", "Screen", "Send",
+]  # fmt: skip # the names on two lines, not one per line
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,23 @@ class Lookup:
 
 
 @dataclass(frozen=True, slots=True)
+class Resolve:
+    """Ask DNS for `keys` (into the cache the core reads), then `Proxy.resume(server, ...)`."""
+
+    keys: tuple[RecordKey, ...]
+    server: ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveAck:
+    """Ask DNS for `keys` (into the cache the core reads), then `Proxy.ack_resolved(ticket, ...)`:
+    a stateless ACK whose next hop's name the cache lacked waits for it (`parked_acks`)."""
+
+    keys: tuple[RecordKey, ...]
+    ticket: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuthFailed:
     """Count a failed authentication (the store, the log, maybe a block), hold the answer back
     as long as the count asks, then `Proxy.refuse(server, ...)` answers the 403."""
@@ -62,4 +86,40 @@ class AuthFailed:
     method: str
 
 
-Action = Send | Publish | Register | Lookup | AuthFailed
+@dataclass(frozen=True, slots=True)
+class Acquire:
+    """Ask the shared limits (Redis) for a new call's `query`, then `Proxy.limited(server, …)`."""
+
+    query: LimitQuery
+    server: ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """Ask the fraud counts (Redis) about a new call's `query`, then `Proxy.screened(server, …)`."""
+
+    query: FraudQuery
+    server: ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """Ask rtpengine to `command` (`offer`, `answer`, `delete`) the call `call_id`.
+
+    `sdp` is the body to rewrite (empty for `delete`); `ticket` names what waits
+    for the rewritten SDP, to be handed back with `Proxy.media_done(ticket, sdp)`
+    (`None` for a failure); a `delete` has ticket 0: nothing waits for it.
+    """
+
+    command: str
+    call_id: str
+    from_tag: str
+    to_tag: str | None
+    sdp: bytes
+    ticket: int
+
+
+Action = (
+    Send | Publish | Register | Lookup | Resolve | ResolveAck
+    | AuthFailed | Acquire | Media | Screen
+)  # fmt: skip # one union on two lines, not one name per line

@@ -1,7 +1,7 @@
 """The proxy core's state, the answers it makes itself, and its failure reports.
 
 `Answers` is the root of `Proxy`'s class chain (`Answers` ← `CallRecords` ←
-`Forking` ← `NextHop` ← `Proxy`, one responsibility per module): it holds the
+`Forking` ← `MediaRelaying` ← `NextHop` ← `Proxy`, one responsibility per module): it holds the
 transaction table and every per-transaction map, and sends responses through
 a server transaction — its own (`_answer`: 100, 404, 480, ...) hidden like a
 relayed one where topology hiding restored the request.  A branch's
@@ -26,10 +26,13 @@ from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.dialogs import DialogGate
 from services.edge.proxy.forwarding import Branch, Forwarding, Parked, failover_allowed
 from services.edge.proxy.interfaces import Interfaces
+from services.edge.proxy.media import MediaSettings, Unsent
+from services.edge.proxy.parked_acks import ParkedAcks
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.stages import PolicyStages
 from services.edge.proxy.subscribers import Subscribers
 from shared.contracts.edge import DestinationFailed, FailureReason, GatewayFailed
+from shared.limits.model import LimitQuery
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Response
@@ -43,6 +46,7 @@ from shared.sip.transaction import (
     TransactionEvent,
     TransactionTable,
 )
+from shared.sip.transport.base import LogThrottle
 from shared.sip.transport.destination import Destination
 
 if TYPE_CHECKING:
@@ -84,6 +88,7 @@ class Answers:
         udp_mtu: int = DEFAULT_UDP_MTU,
         dialogs: DialogGate | None = None,
         call_events: CallEvents | None = None,
+        media: MediaSettings | None = None,
     ) -> None:
         self.udp_mtu = udp_mtu
         """Requests larger than this go by TCP where they may (RFC 3261 §18.1.1; 0: never)."""
@@ -99,6 +104,11 @@ class Answers:
         """Who may follow a route set (signed Record-Route, trusted sources)."""
         self.call_events = call_events
         """Makes the `edge.call.…` events (None: `CALLMESH_CALL_EVENTS` off, none made)."""
+        self.media = media
+        """Media relay through rtpengine (None: `CALLMESH_RTPENGINE` unset, no media work)."""
+        self._media_held: dict[int, Forwarding | tuple[Branch, Response] | Unsent] = {}
+        """What waits for rtpengine, by the ticket of its `Media` action."""
+        self._media_tickets = 0
         self._parked: dict[ServerTransaction, Parked] = {}
         self.calls = ActiveCalls() if calls is None else calls
         """Calls per dispatcher destination: the same object the router's sets read."""
@@ -106,10 +116,19 @@ class Answers:
         self._fr_timers: TimerQueue[Branch] = TimerQueue()
         self._branches: dict[ClientTransaction, Branch] = {}
         self._forwardings: dict[ServerTransaction, Forwarding] = {}
+        self._resolving: dict[ServerTransaction, Forwarding] = {}
+        """Forwardings whose next hop, given by name, waits for DNS (`Resolve`)."""
+        self._parked_acks = ParkedAcks()
+        """Stateless ACKs whose next hop, given by name, waits for DNS (`ResolveAck`)."""
+        self._channeling: dict[ServerTransaction, tuple[Forwarding, LimitQuery]] = {}
+        """Forwardings failing over to a capped gateway, waiting for its channel (`Acquire`)."""
         self._restored: dict[ServerTransaction, PolicyContext] = {}
         """A hidden dialog's requests from its outside; our own answers go back hidden."""
         self._branch_maker = BranchMaker()
         self._to_tag = new_tag()
+        self._drops_logged = LogThrottle()
+        """Junk is answered or dropped per message but logged once per 10 s (a flood of it
+        would otherwise flood the log), the next line saying how many went unlogged."""
 
     def _answer(
         self,
@@ -160,24 +179,42 @@ class Answers:
             log.debug("ACK for a 2xx matched a server transaction; dropped")
 
     def _reject_unparsed(
-        self, data: bytes, error: SipError, source: Destination, actions: list[Action]
+        self,
+        data: bytes,
+        error: SipError,
+        source: Destination,
+        now: float,
+        actions: list[Action],
     ) -> None:
         """A stateless answer (400, 505, ...) straight back to the sender; responses are dropped."""
         answer = error_response(data, error)
         if answer is None:
-            log.info("dropped unanswerable message from %s: %s", source.host, error.reason)
+            self._log_drop("unanswerable message", source, error.reason, now)
             return
         metrics.RESPONSES[error.status] += 1
         actions.append(Send(answer, source))
+
+    def _log_drop(self, what: str, source: Destination, reason: str, now: float) -> None:
+        unlogged = self._drops_logged.due(what, now)
+        if unlogged is not None:
+            log.info(
+                "dropped %s from %s: %s (%d more dropped since the last such line)",
+                what,
+                source.host,
+                reason,
+                unlogged,
+            )
 
     def _note_failure(
         self,
         branch: Branch,
         response: Response,
         local: FailureReason | None,
+        now: float,
         actions: list[Action],
     ) -> None:
-        """Count a branch's final failure; report a gateway's or destination's to health."""
+        """Count a branch's final failure; report a gateway's or destination's to health; a
+        DNS target's failure marks that target alone (the next calls try it last)."""
         hop = branch.hop
         status = response.status
         call_id = branch.forwarding.request.call_id
@@ -187,12 +224,16 @@ class Answers:
             return
         if local is None and status == 408:
             return  # the gateway said 408 itself: it is alive
+        retry_after = _leading_int(response.header("retry-after"))
+        if hop.target:
+            self.router.target_failed(hop.target, now, retry_after)
         facts = {
             "reason": local or "status",
             "status": status,
-            "retry_after": _leading_int(response.header("retry-after")),
+            "retry_after": retry_after,
             "method": branch.forwarding.method,
             "call_id": call_id,
+            "target": hop.target,
         }
         event: GatewayFailed | DestinationFailed
         if hop.gateway_id is not None:

@@ -37,6 +37,23 @@ class BranchMaker:
 
 NO_LOOP_HASH: Final = "0" * _HASH_LENGTH
 """For requests forwarded statelessly (ACK for a 2xx): never answered, so never 482."""
+
+
+def stateless_branch(request: Request) -> str:
+    """The branch of a request forwarded statelessly (an ACK for a 2xx), before our Via is on.
+
+    Why not :meth:`BranchMaker.new`: a stateless proxy must give every
+    retransmission of a request the same branch (RFC 3261 §16.11).  A caller
+    ACKs each retransmitted 2xx, and a UAS that sees the second ACK with
+    another branch takes it for a new request (SIPp aborts the call).  So the
+    branch is a hash of what identifies the received request: its top Via
+    (the sender's branch), Call-ID and CSeq.
+    """
+    parts = (request.header("via") or "", request.call_id, str(request.cseq.seq))
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=_HASH_LENGTH // 2)
+    return f"{_PREFIX}{NO_LOOP_HASH}.{digest.hexdigest()}"
+
+
 _OPTIONAL_FIELDS: Final = ("route", "proxy-require", "proxy-authorization")
 
 

@@ -1,23 +1,24 @@
 """The transaction-stateful proxy of RFC 3261 §16, sans-IO: its inputs, intake and checks.
 
-Bytes, their source and the time go in (`receive`, `expire`,
-`transport_failed`, and the outcomes of its round trips: `registered`,
-`resume`, `refuse`); `Send`/`Publish`/`Register`/`Lookup`/`AuthFailed`
-actions come out.  The core holds the transaction table and, per server
-transaction, a `Forwarding` (serial failover over gateways, parallel forking
-over a subscriber's contacts).  It keeps nothing about dialogs: an in-dialog
-request is routed from its Route headers alone (a flow token in one of ours
-names the connection of a phone behind us), which is what lets a call
-outlive an edge restart; and only along a Record-Route the edge signed,
-unless it comes from a trusted source (`dialogs`: no open relay).
+Bytes, their source and the time go in (`receive`, `expire`, `transport_failed`, and the
+outcomes of its round trips: `registered`, `resume`, `ack_resolved`, `refuse`,
+`media_done`); `Send`/`Publish`/`Register`/`Lookup`/`Resolve`/`ResolveAck`/`AuthFailed`/
+`Media` actions come out. The core holds
+the transaction table and, per server transaction, a `Forwarding` (serial failover over
+gateways, parallel forking over a subscriber's contacts). It keeps nothing about
+dialogs: an in-dialog request is routed from its Route headers alone (a flow token in
+one of ours names the connection of a phone behind us), which is what lets a call
+outlive an edge restart; and only along a Record-Route the edge signed, unless it comes
+from a trusted source (`dialogs`: no open relay).
 
 `Proxy` is the one public entry; its behaviour is layered in a class chain,
 one responsibility per module: `answers` (state, own answers, failure
-reports) ← `call_records` (the call events) ← `forking` (branches,
-failover, CANCEL, the best answer) ←
+reports) ← `call_records` (the call events) ← `cancelling` (CANCEL) ←
+`forking` (branches, failover, the best answer) ← `relay` (media through rtpengine) ←
 `next_hop` (by Route, by Request-URI: registrar, subscribers, numbers) ←
+`acks` (a 2xx's ACK, forwarded statelessly, waiting for DNS if it must) ←
 this module (parsing, stateless refusals, policy screens, the dialog check,
-Max-Forwards and loop checks, stateless ACK and response forwarding).
+Max-Forwards and loop checks, stateless response forwarding).
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ import logging
 from typing import TYPE_CHECKING
 
 from services.edge import metrics
+from services.edge.proxy.acks import StatelessAcks
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.answers import DEFAULT_UDP_MTU, ProxyTimers
-from services.edge.proxy.branches import NO_LOOP_HASH, loop_hash
+from services.edge.proxy.branches import loop_hash
+from services.edge.proxy.contacts import TARGET_METHODS
 from services.edge.proxy.dialogs import OwnRoute, own_route
 from services.edge.proxy.forwarding import Forwarding, Parked
-from services.edge.proxy.next_hop import DIALOG_CREATING, NextHop
+from services.edge.proxy.next_hop import DIALOG_CREATING
+from shared.fraud.rules import FraudVerdict
+from shared.limits.model import LimitVerdict
 from shared.sip.checks import check_proxy_request
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response, parse_message
@@ -51,10 +56,13 @@ __all__ = ["DEFAULT_UDP_MTU", "Proxy", "ProxyTimers"]
 
 log = logging.getLogger("callmesh.edge")
 
+STORE_AWAY = (("Retry-After", "5"),)
+"""On the 503 for a registrar or location store that did not answer: the caller (a phone, or
+an upstream proxy that fails over on it) tries again later; the registrar's own 503 says 5 too."""
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, SUBSCRIBE, NOTIFY, MESSAGE"
 
 
-class Proxy(NextHop):
+class Proxy(StatelessAcks):
     """One worker's proxy: feed it messages and time, carry out the actions it returns."""
 
     # ----- inputs ----------------------------------------------------------------------
@@ -69,7 +77,7 @@ class Proxy(NextHop):
         try:
             message = parse_message(data, stream=source.reliable)
         except SipError as error:
-            self._reject_unparsed(data, error, source, actions)
+            self._reject_unparsed(data, error, source, now, actions)
             return actions
         try:
             if isinstance(message, Response):
@@ -80,9 +88,9 @@ class Proxy(NextHop):
         except SipError as error:
             # A header the matching needs turned out malformed, or a next hop is unusable.
             if isinstance(message, Request) and message.method != "ACK":
-                self._reject_unparsed(data, error, source, actions)
+                self._reject_unparsed(data, error, source, now, actions)
             else:
-                log.info("dropped %s from %s: %s", _what(message), source.host, error.reason)
+                self._log_drop(_what(message), source, error.reason, now)
         return actions
 
     def next_deadline(self) -> float | None:
@@ -116,7 +124,8 @@ class Proxy(NextHop):
             except SipError as error:
                 log.warning("unusable registrar reply: %s", error.reason)
         if response is None:
-            self._answer(server, 500, "Server Internal Error (registrar)", now, actions)
+            reason = "Service Unavailable (registrar)"
+            self._answer(server, 503, reason, now, actions, headers=STORE_AWAY)
         else:
             self._respond(server, response, now, actions)
         return actions
@@ -128,13 +137,54 @@ class Proxy(NextHop):
         actions: list[Action] = []
         parked = self._parked.pop(server, None)
         if parked is None:
-            return actions  # cancelled meanwhile
+            resolving = self._resolving.pop(server, None)
+            if resolving is not None:  # a Route's or Request-URI's name, now in the cache
+                self._next_branch(resolving, now, actions)
+            return actions  # else cancelled meanwhile
         if failed:
-            answer = self._answer(server, 500, "Server Internal Error (location)", now, actions)
+            reason = "Service Unavailable (location)"
+            answer = self._answer(server, 503, reason, now, actions, headers=STORE_AWAY)
             self._publish_refused(
-                parked.request, parked.source, answer, now, actions, parked=parked
+                parked.request,
+                parked.source,
+                answer,
+                now,
+                actions,
+                parked=parked,
+                cause="unavailable",
             )
         else:
+            self._proceed(parked, now, actions)
+        return actions
+
+    def limited(
+        self, server: ServerTransaction, verdict: LimitVerdict | None, now: float
+    ) -> list[Action]:
+        """An `Acquire` is done (`verdict` None: the store could not answer): route the call
+        again, now under the verdict."""
+        actions: list[Action] = []
+        parked = self._parked.pop(server, None)
+        if parked is not None:  # else cancelled meanwhile, or a failover's channel
+            parked.verdict = verdict
+            self._proceed(parked, now, actions)
+            return actions
+        channeling = self._channeling.pop(server, None)
+        if channeling is not None:
+            forwarding, query = channeling
+            if not self.policies.channel_taken(query, verdict, now):  # at its cap: skipped
+                forwarding.hops.pop(0)
+            self._next_branch(forwarding, now, actions)
+        return actions
+
+    def screened(
+        self, server: ServerTransaction, verdict: FraudVerdict | None, now: float
+    ) -> list[Action]:
+        """A `Screen` is done (`verdict` None: the store could not answer): route the call
+        again, now under the fraud verdict."""
+        actions: list[Action] = []
+        parked = self._parked.pop(server, None)
+        if parked is not None:  # else cancelled meanwhile
+            parked.fraud_verdict = verdict
             self._proceed(parked, now, actions)
         return actions
 
@@ -186,9 +236,9 @@ class Proxy(NextHop):
                 return
             raise refusal  # answered statelessly from the bytes as received (`receive`)
         if method == "ACK":
-            self._forward_in_dialog_ack(request, source, own, actions, policy)
+            self._forward_in_dialog_ack(request, source, own, actions, now=now, policy=policy)
             return
-        request.validate()  # a SipError is answered from the bytes as received (`receive`)
+        request.validate_for_proxy()  # a SipError: answered from the received bytes (`receive`)
         destination = response_destination(request.top_via, source.address, source.connection_id)
         server = self.table.create_server(request, destination)
         if policy is not None and policy.restored:  # our own answers must go back hidden
@@ -247,38 +297,21 @@ class Proxy(NextHop):
             if hop is None:
                 raise SipError("no dialog route to follow", 481)
             record = not in_dialog and request.method in DIALOG_CREATING
+            if self.media is not None:
+                hop = self._dialog_media(request, source, hop, own, actions)
             forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
             forwarding.policy = policy
+            forwarding.late = own.late and request.method == "PRACK"  # its SDP answers (`relay`)
             if record:
                 forwarding.caller_flow = self._caller_flow(request, source)
+            elif token is not None and request.method in TARGET_METHODS:  # a target refresh
+                forwarding.caller_flow = self._sender_flow(token, source)
             if in_dialog and self.call_events is not None:
                 self._note_in_dialog(forwarding, self.call_events, now, actions)
             self._start(forwarding, now, actions)
             return
         parked = Parked(request, server, source, inbound, hash_now, policy, seen_at=now)
         self._proceed(parked, now, actions)
-
-    def _forward_in_dialog_ack(
-        self,
-        request: Request,
-        source: Destination,
-        own: OwnRoute,
-        actions: list[Action],
-        policy: PolicyContext | None = None,
-    ) -> None:
-        """ACK for a 2xx: its own end-to-end transaction, forwarded statelessly (§16.11)."""
-        if request.max_forwards == 0:
-            return
-        token = self._process_routes(request, own)
-        hop = self._flow_hop(request, token, source) or self._next_hop_by_route(request)
-        if hop is None:
-            return
-        request.decrement_max_forwards()
-        outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
-        request.prepend_via(outbound.via_prefix + self._branch_maker.new(NO_LOOP_HASH))
-        if policy is not None:  # a hidden dialog's ACK: topology hiding
-            self.policies.outgoing(request, policy, hop, outbound)
-        actions.append(Send(request.to_bytes(), hop.destination))
 
     def _response(self, response: Response, now: float, actions: list[Action]) -> None:
         if not self.policies.restore_response(response):
@@ -299,15 +332,17 @@ class Proxy(NextHop):
         destination = response_destination(response.top_via)
         outbound = self.interfaces.outbound(destination.transport, destination.host)
         self.policies.upstream(response, popped, outbound)  # topology hiding
+        if self.media is not None and self._held_retransmission(response, destination, actions):
+            return  # a relayed call's 2xx: rtpengine's SDP again (`relay`)
         actions.append(Send(response.to_bytes(), destination))
 
     def _stamp_via(self, request: Request, source: Destination) -> None:
         """RFC 3261 §18.2.1 / RFC 3581: note where the request really came from."""
         via = request.top_via
         if via.wants_rport:
-            request.replace_top_via(via.with_params(received=source.host, rport=str(source.port)))
+            request.stamp_top_via(source.host, source.port)
         elif unbracket(via.host) != source.host:
-            request.replace_top_via(via.with_params(received=source.host))
+            request.stamp_top_via(source.host)
 
 
 def _what(message: Request | Response) -> str:

@@ -15,6 +15,12 @@ edges of a deployment, the same edge after a restart) verifies the others'
 tokens, so calls outlive restarts; a Record-Route captured from one call
 does not verify in another.
 
+The Contact the edge writes for a phone behind NAT (`contacts`) is the
+same kind of entry, reached as a Request-URI rather than a Route: the edge's
+address with the phone's flow, its original Contact URI (`cm-ct`) and a
+token signing both with the Call-ID.  A far end that ignores the route set
+and sends to the Contact is let through on that token alone.
+
 Trusted sources (`CALLMESH_TRUSTED_NETWORKS`, the routing table's gateways)
 keep RFC 3261 §16 loose routing, token or not.  Anyone else's in-dialog
 request without a valid token is answered statelessly (404 without any
@@ -37,16 +43,22 @@ from dataclasses import dataclass
 from typing import Final
 
 from services.edge import metrics
-from services.edge.proxy.flows import FLOW_PARAM
+from services.edge.proxy.flows import CONTACT_PARAM, FLOW_PARAM
 from services.edge.topology.tokens import Keyring, TopologyKey
 from shared.sip.errors import SipError
-from shared.sip.message import Request
-from shared.sip.transport.destination import Destination
+from shared.sip.message import Request, Response
+from shared.sip.transport.destination import Destination, transport_of
 from shared.sip.uri import SipUri
 
 log = logging.getLogger("callmesh.edge")
 
 DIALOG_PARAM: Final = "cm-rr"
+MEDIA_PARAM: Final = "cm-media"
+"""On a relayed call's Record-Route (covered by `cm-rr`): any edge, after a restart too, does
+the rtpengine work of its re-INVITEs and BYE without remembering the call."""
+LATE: Final = "late"
+"""`cm-media=late`: the call began with a late offer (an INVITE without SDP), so the SDP of its
+2xx (a retransmission with no transaction too) is the callee's offer, and a PRACK's the answer."""
 _MAC_BYTES: Final = 12
 _LABEL: Final = b"callmesh record-route"
 
@@ -90,13 +102,33 @@ class RecordRouteSigner:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnContact:
+    """A Request-URI that is a Contact the edge wrote for a phone (`contacts`), as written."""
+
+    flow: str
+    target: str
+    """The phone's own Contact URI, encoded (`cm-ct`)."""
+    token: str
+    media: bool = False
+    """`cm-media`: the dialog's media is relayed (its BYE here deletes the session)."""
+
+    @property
+    def signed(self) -> str:
+        """What its token signs beside the Call-ID (the media mark as in `route_signed`)."""
+        signed = f"{self.flow}\n{self.target}"
+        return f"{signed}\n*{MEDIA_PARAM}" if self.media else signed
+
+
+@dataclass(frozen=True, slots=True)
 class OwnRoute:
     """The edge's own entries at the top of a request's route set, read before they are popped.
 
     `strict`: the Request-URI is our Record-Route (a strict router put it there)
     and counts as the first entry; `count`: the Route entries of ours after it;
-    `flow`, `token`: the parameters of the lowest entry carrying either;
-    `beyond`: Route entries of someone else follow ours.
+    `flow`, `token`, `media`: the parameters of the lowest entry carrying either of the
+    first two; `beyond`: Route entries of someone else follow ours; `contact`: the
+    Request-URI is a Contact of ours (with no Route of ours, its flow and token are the
+    ones read).
     """
 
     strict: bool = False
@@ -104,10 +136,33 @@ class OwnRoute:
     flow: str | None = None
     token: str | None = None
     beyond: bool = False
+    contact: OwnContact | None = None
+    media: bool = False
+    late: bool = False
 
     @property
     def ours(self) -> bool:
-        return self.strict or self.count > 0
+        return self.strict or self.count > 0 or self.contact is not None
+
+    @property
+    def signed(self) -> str | None:
+        """What `token` signs beside the Call-ID: the flow, with the target for a bare Contact."""
+        if self.contact is not None and not (self.strict or self.count):
+            return self.contact.signed
+        return route_signed(self.flow, self.media, self.late)
+
+
+def route_signed(flow: str | None, media: bool, late: bool = False) -> str | None:
+    """What a Record-Route's token signs beside the Call-ID: its flow, and the media mark
+    (after `*`, in no flow token or Contact target: no other token's text can be it; a
+    Record-Route without the mark signs what it always did)."""
+    if not media:
+        return flow
+    return f"{flow or ''}\n*{_media_marks(late)[1:]}"
+
+
+def _media_marks(late: bool) -> str:
+    return f";{MEDIA_PARAM}={LATE}" if late else f";{MEDIA_PARAM}"
 
 
 NO_ROUTE: Final = OwnRoute()
@@ -115,9 +170,14 @@ NO_ROUTE: Final = OwnRoute()
 
 def own_route(request: Request, is_ours: Owner) -> OwnRoute:
     """Read (do not pop) the entries of ours that loose routing will pop (§16.4)."""
+    contact = own_contact(request, is_ours)
     routes = request.routes
     if not routes:
-        return NO_ROUTE
+        if contact is None:
+            return NO_ROUTE
+        return OwnRoute(
+            flow=contact.flow, token=contact.token, contact=contact, media=contact.media
+        )
     entries: list[SipUri] = []
     uri = request.uri
     strict = False
@@ -132,12 +192,27 @@ def own_route(request: Request, is_ours: Owner) -> OwnRoute:
             break
         entries.append(route)
         count += 1
-    flow = token = None
+    flow = token = mark = None
     for entry in entries:
         entry_flow, entry_token = entry.param(FLOW_PARAM), entry.param(DIALOG_PARAM)
         if entry_flow or entry_token:
             flow, token = entry_flow or None, entry_token or None
-    return OwnRoute(strict, count, flow, token, count < len(routes))
+            mark = entry.param(MEDIA_PARAM)
+    beyond = count < len(routes)
+    return OwnRoute(strict, count, flow, token, beyond, contact, mark is not None, mark == LATE)
+
+
+def own_contact(request: Request, is_ours: Owner) -> OwnContact | None:
+    """The Request-URI as a Contact of ours (`contacts`), or None when it is not one."""
+    if f";{CONTACT_PARAM}=" not in request.uri_text:
+        return None
+    uri = request.uri
+    if not (isinstance(uri, SipUri) and _is(uri, is_ours)):
+        return None
+    flow, target, token = uri.param(FLOW_PARAM), uri.param(CONTACT_PARAM), uri.param(DIALOG_PARAM)
+    if not (flow and target and token):
+        return None
+    return OwnContact(flow, target, token, uri.has_param(MEDIA_PARAM))
 
 
 class DialogGate:
@@ -154,13 +229,57 @@ class DialogGate:
         """Trusts nobody, with a key of this process: the core's default."""
         return cls(RecordRouteSigner.ephemeral(), lambda _source: False)
 
-    def route_params(self, call_id: str, flow: str | None) -> str:
-        """What the edge's Record-Route of the dialog of `call_id` carries, `;cm-flow=F;cm-rr=T`
-        (signed once, however many entries the edge writes)."""
-        token = self.signer.sign(call_id, flow)
+    def route_params(
+        self, call_id: str, flow: str | None, media: bool = False, late: bool = False
+    ) -> str:
+        """What the edge's Record-Route of the dialog of `call_id` carries,
+        `;cm-flow=F;cm-media;cm-rr=T` (signed once, however many entries the edge writes);
+        `late`: `cm-media=late`, a call relayed from a late offer."""
+        token = self.signer.sign(call_id, route_signed(flow, media, late))
+        marks = _media_marks(late) if media else ""
         if flow is None:
-            return f";{DIALOG_PARAM}={token}"
-        return f";{FLOW_PARAM}={flow};{DIALOG_PARAM}={token}"
+            return f"{marks};{DIALOG_PARAM}={token}"
+        return f";{FLOW_PARAM}={flow}{marks};{DIALOG_PARAM}={token}"
+
+    def contact_params(self, call_id: str, flow: str, target: str, media: bool = False) -> str:
+        """What a Contact of ours for the phone on `flow` carries: `;cm-flow=F;cm-ct=C;cm-rr=T`,
+        `target` (C) being its own Contact URI, encoded; `;cm-media` before the token when the
+        dialog is relayed, signed as in the Record-Route."""
+        token = self.signer.sign(call_id, OwnContact(flow, target, "", media).signed)
+        marks = f";{MEDIA_PARAM}" if media else ""
+        return f";{FLOW_PARAM}={flow};{CONTACT_PARAM}={target}{marks};{DIALOG_PARAM}={token}"
+
+    def relayed_before(self, request: Request) -> bool:
+        """Whether an edge of the deployment relays this new call already: a Record-Route entry
+        whose `cm-media` mark its token signs for the Call-ID.  The mark alone is anyone's to
+        write: a caller's own `Record-Route: <sip:x;lr;cm-media>` kept its media unrelayed
+        whatever the policy said."""
+        if not any(MEDIA_PARAM in entry for entry in request.headers("record-route")):
+            return False
+        return self.media_mark(request) is not None
+
+    def media_mark(self, message: Request | Response) -> str | None:
+        """The `cm-media` mark of a Record-Route entry whose token signs it for the Call-ID
+        ("" for `cm-media`, `late`), None without one: a relayed call's 2xx with no
+        transaction left says so in the Record-Route it carries (`relay`)."""
+        call_id = message.call_id
+        for address in message.record_routes:
+            uri = address.uri
+            if not isinstance(uri, SipUri) or (mark := uri.param(MEDIA_PARAM)) is None:
+                continue
+            token, flow = uri.param(DIALOG_PARAM), uri.param(FLOW_PARAM) or None
+            if token and self.signer.verify(token, call_id, route_signed(flow, True, mark == LATE)):
+                return mark
+        return None
+
+    def media_signed(self, request: Request, own: OwnRoute) -> bool:
+        """Whether `own`'s `cm-media` mark is signed for the request's dialog (a trusted
+        source's in-dialog request passes `refusal` unsigned: its mark is not taken on trust)."""
+        token = own.token
+        return token is not None and self.signer.verify(token, request.call_id, own.signed)
+
+    def contact_valid(self, contact: OwnContact, call_id: str) -> bool:
+        return self.signer.verify(contact.token, call_id, contact.signed)
 
     def refusal(self, request: Request, own: OwnRoute, source: Destination) -> SipError | None:
         """None: route it on; else why not (counted and logged here; the caller answers it
@@ -170,7 +289,7 @@ class DialogGate:
         in_dialog = request.to_tag is not None
         if in_dialog:
             token = own.token
-            if token is not None and self.signer.verify(token, request.call_id, own.flow):
+            if token is not None and self.signer.verify(token, request.call_id, own.signed):
                 return None
             if self.trusted(source):
                 return None  # §16 loose routing for trusted peers
@@ -181,7 +300,7 @@ class DialogGate:
             return _refuse(request, source, "no_to_tag", 400, "ACK without a dialog")
         if (
             own.flow is not None
-            and not (own.token and self.signer.verify(own.token, request.call_id, own.flow))
+            and not (own.token and self.signer.verify(own.token, request.call_id, own.signed))
             and not self.trusted(source)
         ):  # a flow token copied from one call's Record-Route: not a way to a phone
             return _refuse(request, source, "bad_token", 403, "not our dialog route")
@@ -204,4 +323,4 @@ def _refuse(request: Request, source: Destination, reason: str, status: int, tex
 
 
 def _is(uri: SipUri, is_ours: Owner) -> bool:
-    return is_ours(uri.host, uri.port, (uri.param("transport") or "udp").lower())
+    return is_ours(uri.host, uri.port, transport_of(uri))

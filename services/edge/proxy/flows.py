@@ -27,6 +27,8 @@ from typing import Final
 from shared.sip.transport.destination import Destination
 
 FLOW_PARAM: Final = "cm-flow"
+CONTACT_PARAM: Final = "cm-ct"
+"""In a Contact of ours (`contacts`): the phone's own Contact URI, restored as Request-URI."""
 FLOW_SEPARATOR: Final = "~"
 """Between the flows of one dialog (unreserved in a URI, never in a token)."""
 _MAC_LENGTH: Final = 16
@@ -60,8 +62,16 @@ class FlowTokens:
 
 
 def is_from_flow(flow: Destination, source: Destination) -> bool:
-    """Whether a request came from the flow itself (then it goes the other way)."""
-    if flow.connection_id is not None and flow.connection_id == source.connection_id:
+    """Whether a request came from the flow itself (then it goes the other way).
+
+    A connection id counts on its own transport only: each transport (TCP, TLS, WS,
+    WSS) numbers its connections from 1, so another edge's TCP connection may carry
+    the id of a phone's WebSocket."""
+    if (
+        flow.connection_id is not None
+        and flow.connection_id == source.connection_id
+        and flow.transport == source.transport
+    ):
         return True
     return (flow.transport, flow.host, flow.port) == (source.transport, source.host, source.port)
 

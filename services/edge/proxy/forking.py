@@ -1,4 +1,4 @@
-"""Forwarding and forking (RFC 3261 §16.6, §16.7): branches, failover, CANCEL, the best answer.
+"""Forwarding and forking (RFC 3261 §16.6, §16.7): branches, failover, the best answer.
 
 A `Forwarding` starts with its hops; each group of them (one gateway, or the
 contacts of one q) goes out as branches, each a client transaction with a
@@ -7,7 +7,8 @@ is relayed, a 2xx wins and the others are cancelled, a failure that allows
 failover moves on to the next group, and when none is left the best final
 answer goes upstream.  With call events on, the points where a call's events
 happen call `CallRecords` (each branch's final answer, the first ringing, the
-answer, the failure sent upstream, the CANCEL, a BYE's outcome).
+answer, the failure sent upstream, the CANCEL, a BYE's outcome); `Cancelling`
+(`cancelling`) stops the branches of a cancelled one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import replace
 from services.edge import metrics
 from services.edge.proxy.actions import Action, Send
 from services.edge.proxy.call_events import RINGING
-from services.edge.proxy.call_records import CallRecords
+from services.edge.proxy.cancelling import Cancelling
+from services.edge.proxy.contacts import TARGET_METHODS, phones_contact, rewrite_contacts
 from services.edge.proxy.flows import join_flows
 from services.edge.proxy.forwarding import Branch, Forwarding, failover_allowed
 from services.edge.proxy.routes import Hop
@@ -28,7 +30,6 @@ from shared.sip.message import Request, Response
 from shared.sip.transaction import (
     ClientTransaction,
     ResponseReceived,
-    ServerTransaction,
     State,
     Terminated,
     TimedOut,
@@ -39,17 +40,43 @@ from shared.sip.transaction import (
 log = logging.getLogger("callmesh.edge")
 
 
-class Forking(CallRecords):
+class Forking(Cancelling):
     """Sends a forwarding's branches and turns their answers into the one sent upstream."""
 
     def _start(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
         forwarding.request.decrement_max_forwards()
-        self._forwardings[forwarding.server] = forwarding
+        self._forwardings[forwarding.server] = forwarding  # a CANCEL finds it, even held
+        if self.media is not None and self._held_for_offer(forwarding, actions):
+            return  # its branches go once rtpengine has rewritten its SDP
         self._next_branch(forwarding, now, actions)
+
+    def _held_for_offer(self, forwarding: Forwarding, actions: list[Action]) -> bool:
+        """Whether the request waits for rtpengine's offer (`relay.MediaRelaying`; here: no)."""
+        return False
+
+    def _expand_name(
+        self, forwarding: Forwarding, at: int, now: float, actions: list[Action]
+    ) -> bool:
+        """Hop `at` by name → its DNS targets; False while DNS is asked (here: the transport's)."""
+        forwarding.hops[at] = replace(forwarding.hops[at], name=None)
+        return True
+
+    def _take_channel(self, forwarding: Forwarding, actions: list[Action]) -> bool:
+        """A failover's channel at a capped gateway; False while asked (here: no limits)."""
+        return True
+
+    def _held_for_answer(self, branch: Branch, response: Response, actions: list[Action]) -> bool:
+        """Whether a relayed call's response waits for rtpengine's answer (`relay`; here: no)."""
+        return False
 
     def _next_branch(self, forwarding: Forwarding, now: float, actions: list[Action]) -> None:
         """Send to the next hop(s), or answer with the best response when there is none left."""
+        while (at := forwarding.named_hop()) is not None and not forwarding.cancelled:
+            if not self._expand_name(forwarding, at, now, actions):
+                return  # waits for DNS (`resume` comes back here)
         if forwarding.hops and not forwarding.cancelled:
+            if forwarding.finals and not self._take_channel(forwarding, actions):
+                return  # waits for the shared limits (`limited` comes back here)
             if forwarding.finals:
                 metrics.FAILOVERS.value += 1
             for hop in forwarding.next_group():
@@ -65,6 +92,11 @@ class Forking(CallRecords):
         request = forwarding.request.copy()
         if hop.uri != request.uri_text:
             request.set_uri(hop.uri)
+        offered = forwarding.offered  # rtpengine's SDP toward a relayed hop, or a late offer's
+        relayed = hop.relay and (offered is not None or forwarding.late)  # to come (`relay`)
+        late = relayed and offered is None
+        if relayed and offered is not None:
+            request.set_body(offered)
         routes = hop.routes
         if hop.remote_flow is not None:  # another edge's flow: signed for this call
             signed = self.dialogs.route_params(request.call_id, hop.remote_flow)
@@ -74,11 +106,22 @@ class Forking(CallRecords):
         outbound = self.interfaces.outbound(hop.destination.transport, hop.destination.host)
         if forwarding.record_route:  # signed, so the dialog's requests may follow it back
             flows = join_flows(hop.flow_token, forwarding.caller_flow)
-            params = self.dialogs.route_params(request.call_id, flows)
+            params = self.dialogs.route_params(request.call_id, flows, relayed, late)
+            top = routes[0] if routes else request.header("route")
+            if request.uri_text[:5].lower() == "sips:" or (top or "")[:6].lower() == "<sips:":
+                inside, outside = (
+                    forwarding.inbound.secure_record_route,
+                    outbound.secure_record_route,
+                )
+            else:
+                inside, outside = forwarding.inbound.record_route, outbound.record_route
             if outbound != forwarding.inbound:
-                request.add_record_route(f"{forwarding.inbound.record_route[:-1]}{params}>")
-            request.add_record_route(f"{outbound.record_route[:-1]}{params}>")
-        request.prepend_via(outbound.via_prefix + self._branch_maker.new(forwarding.loop_hash))
+                request.add_record_route(f"{inside[:-1]}{params}>")
+            request.add_record_route(f"{outside[:-1]}{params}>")
+        if forwarding.caller_flow is not None and phones_contact(request):
+            media = relayed or (hop.relay and request.to_tag is not None)  # a relayed dialog's
+            rewrite_contacts(request, outbound, forwarding.caller_flow, self.dialogs, media)  # NAT
+        request.prepend_via(*outbound.via(self._branch_maker.new(forwarding.loop_hash)))
         try:  # manipulation, topology hiding
             self.policies.outgoing(request, forwarding.policy, hop, outbound)
         except SipError as error:  # this hop cannot be served as the table asks
@@ -178,10 +221,21 @@ class Forking(CallRecords):
     ) -> None:
         """A response on `branch`; `local` names why, when we made it ourselves."""
         forwarding = branch.forwarding
+        if (
+            (forwarding.offered is not None or forwarding.late)
+            and local is None
+            and self._held_for_answer(branch, response, actions)
+        ):
+            return  # `media_done` brings it back with rtpengine's SDP
         status = response.status
         if local is None:
             branch.answered = True
             branch.disarm(self._fr_timers)
+            flow = branch.hop.flow_token
+            if flow is not None and 100 < status < 300 and forwarding.method in TARGET_METHODS:
+                relaying = forwarding.offered is not None or forwarding.late  # taken, or late
+                media = branch.hop.relay and (relaying or forwarding.request.to_tag is not None)
+                rewrite_contacts(response, forwarding.inbound, flow, self.dialogs, media)  # NAT
         if status < 200:
             if status == 100:
                 return
@@ -189,7 +243,7 @@ class Forking(CallRecords):
             if forwarding.cancelled or forwarding.declined or branch.abandoned:
                 self._send_cancel(branch, now, actions)
             elif not forwarding.done:
-                self._relay(forwarding, response, now, actions)
+                self._relay(forwarding, response, now, actions, branch.client.request)
                 if forwarding.call is not None and status in RINGING:
                     self._publish_ringing(forwarding, status, now, actions)
             return
@@ -199,7 +253,7 @@ class Forking(CallRecords):
             if forwarding.method == "INVITE" and first:
                 metrics.CALLS_SET_UP.value += 1
             self._done(forwarding)
-            self._relay(forwarding, response, now, actions)
+            self._relay(forwarding, response, now, actions, branch.client.request)
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
@@ -209,13 +263,15 @@ class Forking(CallRecords):
         if branch.abandoned or forwarding.done:
             return
         forwarding.settle(branch)
-        self._note_failure(branch, response, local, actions)
+        self._note_failure(branch, response, local, now, actions)
         forwarding.finals.append(response)
         if status >= 600:
             forwarding.hops.clear()
             self._cancel_others(forwarding, now, actions)
         elif branch.hop.q is None and not failover_allowed(status):
             forwarding.hops.clear()
+        elif branch.hop.routed_by_name and local is None and status != 503:
+            forwarding.hops.clear()  # a Route's name: only no answer or a 503 moves on
         if not forwarding.branches:
             self._next_branch(forwarding, now, actions)
 
@@ -254,7 +310,7 @@ class Forking(CallRecords):
             return
         forwarding.settle(branch)
         timeout = forwarding.failure(branch.client.request, 408, self._to_tag)
-        self._note_failure(branch, timeout, reason, actions)
+        self._note_failure(branch, timeout, reason, now, actions)
         forwarding.finals.append(timeout)
         if not forwarding.branches:
             self._next_branch(forwarding, now, actions)
@@ -267,7 +323,7 @@ class Forking(CallRecords):
         if forwarding.cancelled and (best is None or best.status != 487):
             sent = self._answer(forwarding.server, 487, None, now, actions)
         elif best is None:
-            reason = "Temporarily Unavailable (no gateway)"
+            reason = f"Temporarily Unavailable ({forwarding.unresolved or 'no gateway'})"
             sent = self._answer(forwarding.server, 480, reason, now, actions)
         elif best.status == 503:  # §16.7 step 6: a 503 upstream would make the caller back off
             reason = "Server Internal Error (next hop unavailable)"
@@ -286,12 +342,18 @@ class Forking(CallRecords):
         self._forwardings.pop(forwarding.server, None)
 
     def _relay(
-        self, forwarding: Forwarding, response: Response, now: float, actions: list[Action]
+        self,
+        forwarding: Forwarding,
+        response: Response,
+        now: float,
+        actions: list[Action],
+        sent: Request | None = None,
     ) -> None:
-        """Forward a branch's response upstream through the server transaction (§16.7 step 9)."""
+        """Forward a branch's response upstream through the server transaction (§16.7 step 9);
+        `sent`: the branch's request, whose Via (ours) it pops unparsed."""
         upstream = response.copy()
-        popped = upstream.pop_via()
-        if upstream.header("via") is None:
+        popped = upstream.pop_via(sent)
+        if not upstream.has_header("via"):
             # The downstream echoed only our Via (a 487 copied from our CANCEL's, say),
             # not the request's (§8.2.6.2): the caller's Vias are the request's, and
             # without them its ACK would match no transaction here.
@@ -304,40 +366,3 @@ class Forking(CallRecords):
             )
         self.policies.upstream(upstream, popped, forwarding.inbound)  # topology hiding
         self._respond(forwarding.server, upstream, now, actions)
-
-    # ----- CANCEL ----------------------------------------------------------------------
-
-    def _cancel(
-        self, cancel: Request, server: ServerTransaction, now: float, actions: list[Action]
-    ) -> None:
-        invite = self.table.match_cancel(cancel)
-        if invite is None:
-            self._answer(server, 481, None, now, actions)
-            return
-        self._answer(server, 200, None, now, actions)
-        parked = self._parked.pop(invite, None)
-        if parked is not None:  # still waiting for a lookup
-            self._answer(invite, 487, None, now, actions)
-            self._publish_cancelled(None, parked, now, actions)
-            return
-        forwarding = self._forwardings.get(invite)
-        if forwarding is None or forwarding.done:
-            return
-        forwarding.cancelled = True
-        self._publish_cancelled(forwarding, None, now, actions)
-        forwarding.hops.clear()
-        for branch in forwarding.branches:
-            if branch.provisional and not branch.abandoned:
-                self._send_cancel(branch, now, actions)
-        # Before any provisional the CANCEL waits for one (§9.1); the failover
-        # timer ends the wait with a 487 if none comes.
-
-    def _send_cancel(self, branch: Branch, now: float, actions: list[Action]) -> None:
-        if branch.cancel_sent or branch.client.request.method != "INVITE":
-            return
-        branch.cancel_sent = True
-        cancel = branch.cancel_request()
-        _client, events = self.table.start_client(cancel, branch.client.destination, now)
-        for event in events:
-            if isinstance(event, Send):  # a CANCEL that cannot leave needs no answer
-                actions.append(Send(event.data, event.destination))

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from services.edge.proxy.call_events import CallNotes
 from services.edge.proxy.interfaces import Interface
 from services.edge.proxy.routes import Hop
+from shared.fraud.rules import FraudQuery, FraudVerdict
+from shared.limits.model import LimitQuery, LimitVerdict
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.responses import make_response
@@ -48,6 +50,14 @@ class Parked:
     """The routing group a number was looked up in."""
     seen_at: float = 0.0
     """When it arrived (the core's clock): a call's start, however long it waits here."""
+    limits: LimitQuery | None = None
+    """The shared limits asked for it (an `Acquire`), and then their `verdict`."""
+    verdict: LimitVerdict | None = None
+    fraud: FraudQuery | None = None
+    """The fraud counts asked about it (a `Screen`), and then their `fraud_verdict`."""
+    fraud_verdict: FraudVerdict | None = None
+    dns_rounds: int = 0
+    """How often it waited for DNS (`Resolve`)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -70,6 +80,9 @@ class Branch:
     """When the request left (the core's clock)."""
     reported: bool = False
     """Its final answer was published (a `BranchTried`): once per branch."""
+    queued: list[Response] | None = None
+    """While one of its responses waits for rtpengine: the ones that came after it, passed on
+    in order once it has gone (a 486 never overtakes the 183 ahead of it)."""
 
     def disarm(self, timers: TimerQueue[Branch]) -> None:
         """Stop this branch's failover timer (it has an answer, or is given up)."""
@@ -119,8 +132,26 @@ class Forwarding:
     ending: CallNotes | None = None
     """Set when this forwarding is a BYE and call events are on."""
     caller_flow: str | None = None
-    """The flow token of a caller behind NAT or on a connection, for the Record-Route: the
-    far end's in-dialog requests reach the caller by it."""
+    """The flow token of a caller behind NAT or on a connection (or of the phone sending a
+    target refresh), for the Record-Route of a new dialog and the Contact toward the far end
+    (`contacts`): the far end's in-dialog requests reach the caller by it."""
+    offered: bytes | None = None
+    """rtpengine's SDP for the request's offer: what the branches to relayed hops carry."""
+    answered: tuple[str | None, bytes, bytes] | None = None
+    """The last SDP answer rewritten (its To tag, its SDP) and rtpengine's rewrite: the same
+    SDP again from the same branch (a 200 after its 183, a 2xx retransmitted) reuses it."""
+    late: bool = False
+    """Relayed without an offer of its own (an INVITE without SDP; a late-offer dialog's PRACK):
+    the SDP of its 1xx/2xx is the callee's offer, its own SDP (the PRACK's) the answer."""
+    late_offered: bool = False
+    """A late offer went to rtpengine: the call's failure deletes its session."""
+    media_deleted: bool = False
+    """The call failed and its session was deleted: an offer still out is deleted once in."""
+
+    dns_rounds: int = 0
+    """How often its next hop, a Route's or Request-URI's name, waited for DNS (`Resolve`)."""
+    unresolved: str = ""
+    """Why a hop given by name had no target (`480` with it when nothing else answered)."""
 
     @property
     def method(self) -> str:
@@ -130,6 +161,17 @@ class Forwarding:
         """`branch` has its final answer: it no longer holds the forwarding back."""
         if branch in self.branches:
             self.branches.remove(branch)
+
+    def named_hop(self) -> int | None:
+        """The first hop of the next group (`next_group`) still given by name, which RFC 3263
+        turns into its targets before the group is sent; None: every hop has its address."""
+        hops = self.hops
+        for at, hop in enumerate(hops):
+            if at and (hop.q is None or hop.q != hops[0].q):
+                return None
+            if hop.name is not None:
+                return at
+        return None
 
     def next_group(self) -> list[Hop]:
         """Take the hops to try now off `hops`: one gateway, or every contact of the top q."""

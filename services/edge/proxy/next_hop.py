@@ -10,14 +10,26 @@ until the adapter has read Redis.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from services.edge import metrics
 from services.edge.location import Missing
-from services.edge.proxy.actions import Action, AuthFailed, Lookup, Register
+from services.edge.proxy.actions import (
+    Acquire,
+    Action,
+    AuthFailed,
+    Lookup,
+    Register,
+    Resolve,
+    Screen,
+)
 from services.edge.proxy.branches import hash_in_branch
+from services.edge.proxy.contacts import target_of
 from services.edge.proxy.dialogs import OwnRoute
 from services.edge.proxy.flows import FLOW_SEPARATOR, is_from_flow
-from services.edge.proxy.forking import Forking
 from services.edge.proxy.forwarding import Forwarding, Parked
 from services.edge.proxy.nat import behind_nat
+from services.edge.proxy.relay import MediaRelaying
 from services.edge.proxy.routes import Hop, dialled_number
 from services.edge.proxy.subscribers import (
     Subscribers,
@@ -25,18 +37,41 @@ from services.edge.proxy.subscribers import (
     binding_hops,
     challenge_register,
 )
+from shared.dns import NeedRecords
+from shared.dns.locate import name_spec
+from shared.fraud.rules import FraudQuery
+from shared.limits.model import LimitQuery
 from shared.protection import WrongCredentialsError
 from shared.sip.address import Address
 from shared.sip.errors import SipError
 from shared.sip.message import Request
-from shared.sip.transport.destination import Destination, destination_of
-from shared.sip.uri import SipUri
+from shared.sip.transport.destination import Destination, destination_of, transport_of
+from shared.sip.uri import SipUri, Uri
 
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+MAX_DNS_ROUNDS = 6
+"""Round trips to DNS one request may wait for (NAPTR, SRV, addresses, a NAPTR's next
+choice); past it the cache is being emptied faster than it fills: 500."""
 NO_ROUTE_REASON = 'SIP;cause=404;text="no route"'
 
 
-class NextHop(Forking):
+class Limiting(Exception):  # noqa: N818 - a question, like `Missing`
+    """A new call's shared limits must be asked (an `Acquire`) before it is routed."""
+
+    def __init__(self, query: LimitQuery) -> None:
+        super().__init__(query)
+        self.query = query
+
+
+class Screening(Exception):  # noqa: N818 - a question, like `Missing`
+    """A new call's fraud counts must be asked (a `Screen`) before it is routed."""
+
+    def __init__(self, query: FraudQuery) -> None:
+        super().__init__(query)
+        self.query = query
+
+
+class NextHop(MediaRelaying):
     """Finds where a request goes next, then hands it to forwarding."""
 
     def _proceed(self, parked: Parked, now: float, actions: list[Action]) -> None:
@@ -53,6 +88,27 @@ class NextHop(Forking):
             self._parked[parked.server] = parked
             actions.append(Lookup(missing.query, parked.server))
             return
+        except Screening as screening:
+            parked.fraud = screening.query
+            self._parked[parked.server] = parked
+            actions.append(Screen(screening.query, parked.server))
+            return
+        except Limiting as limiting:
+            parked.limits = limiting.query
+            self._parked[parked.server] = parked
+            actions.append(Acquire(limiting.query, parked.server))
+            return
+        except NeedRecords as need:  # a gateway by name not in the DNS cache (yet)
+            parked.dns_rounds += 1
+            if parked.dns_rounds > MAX_DNS_ROUNDS:
+                answer = self._answer(
+                    parked.server, 500, "Server Internal Error (DNS)", now, actions
+                )
+                self._publish_refused(request, parked.source, answer, now, actions, parked=parked)
+                return
+            self._parked[parked.server] = parked
+            actions.append(Resolve(tuple(need.keys), parked.server))
+            return
         except WrongCredentialsError as failed:
             self._parked[parked.server] = parked
             actions.append(
@@ -65,6 +121,8 @@ class NextHop(Forking):
             )
             self._publish_refused(request, parked.source, answer, now, actions, parked=parked)
             return
+        if self.media is not None:
+            hops = self._relayed_hops(hops, request, parked.source)
         record = request.method in DIALOG_CREATING
         forwarding = Forwarding(
             parked.server, request, hops, parked.loop_hash, parked.inbound, record
@@ -92,7 +150,10 @@ class NextHop(Forking):
         ):
             raise SipError("Not Found (not a domain of ours)", 404)
         challenge_register(request, subscribers, now, parked.source.host)
-        edge_address = parked.inbound.record_route[1:-1].replace(";lr", "")
+        if behind_nat(request, parked.source):
+            metrics.NAT_REGISTRATIONS.value += 1
+        edge = self.interfaces.for_edges(parked.inbound)
+        edge_address = edge.record_route[1:-1].replace(";lr", "")
         actions.append(Register(parked.server, request.to_bytes(), parked.source, edge_address))
 
     def _hops_by_uri(self, parked: Parked, now: float) -> list[Hop]:
@@ -132,12 +193,19 @@ class NextHop(Forking):
         if number is None:
             reason = "Not Found" if subscribers else "Not Found (registrar not available)"
             raise SipError(reason, 404)
-        parked.policy = self.policies.admit_call(request, source, now)  # call limits
+        if parked.policy is None:  # once, even when DNS made the request wait
+            parked.policy = self.policies.admit_call(request, source, now)  # call limits
         router = self.router
-        profile = router.caller_profile(source)
+        profile = router.caller_profile(source, number)
         parked.callee = routed = router.translate(number, profile)
         parked.group = profile.group
-        found = router.hops_for(routed, profile.group, request)
+        if parked.fraud is None:  # fraud before routing: a blocked account goes no further
+            screening = self.policies.fraud_for(request, profile.peer, routed)
+            if screening is not None:
+                raise Screening(screening)
+        else:  # asked: the verdict is in
+            self.policies.screened(parked.fraud, parked.fraud_verdict)
+        found = router.hops_for(routed, profile.group, request, now)
         found = self.policies.decide(request, source, number, found)  # the routing hook
         if found is None:
             raise SipError(
@@ -145,7 +213,14 @@ class NextHop(Forking):
             )
         hops, skipped = found
         if not hops:
-            raise SipError(f"Temporarily Unavailable ({skipped} gateways down)", 480)
+            raise SipError(
+                f"Temporarily Unavailable ({skipped} gateways down or unresolvable)", 480
+            )
+        if parked.limits is not None:  # asked: the verdict is in
+            return self.policies.limited(request, parked.limits, parked.verdict, hops, now)
+        query = self.policies.limits_for(request, source, profile.peer, hops, now)
+        if query is not None:
+            raise Limiting(query)
         return hops
 
     def _subscriber_hops(
@@ -188,7 +263,20 @@ class NextHop(Forking):
             return None
         if source.connection_id is None and not behind_nat(request, source):
             return None
+        metrics.NAT_CALLERS.value += 1
         return subscribers.flows.mint(source)
+
+    def _sender_flow(self, token: str, source: Destination) -> str | None:
+        """The flow of our Route that an in-dialog request came from (a phone's target refresh,
+        whose Contact the far end must reach), or None."""
+        subscribers = self.subscribers
+        if subscribers is None:
+            return None
+        for part in token.split(FLOW_SEPARATOR):
+            flow = subscribers.flows.open(part)
+            if flow is not None and is_from_flow(flow, source):
+                return part
+        return None
 
     def _for_us(self, request: Request) -> bool:
         """Addressed to the edge itself: our host:port, and no user (or no hop left to go)."""
@@ -196,7 +284,7 @@ class NextHop(Forking):
         return (
             isinstance(uri, SipUri)
             and (uri.user is None or request.max_forwards == 0)
-            and self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
+            and self.interfaces.is_ours(uri.host, uri.port, transport_of(uri))
             and all(self._is_our_route(route) for route in request.routes)
         )
 
@@ -213,10 +301,11 @@ class NextHop(Forking):
         uri = route.uri
         if not isinstance(uri, SipUri):
             return False
-        return self.interfaces.is_ours(uri.host, uri.port, _transport_of(uri))
+        return self.interfaces.is_ours(uri.host, uri.port, transport_of(uri))
 
     def _process_routes(self, request: Request, own: OwnRoute) -> str | None:
-        """Strict-router fix-up, then pop our own Route entries (§16.4); their flow token."""
+        """Strict-router fix-up, then pop our own Route entries (§16.4), and restore a Contact
+        of ours in the Request-URI; the flow token of either."""
         if own.strict:  # a strict router put our Record-Route URI into the Request-URI
             values = request.headers("route")
             request.set_uri(str(request.routes[-1].uri))
@@ -225,27 +314,76 @@ class NextHop(Forking):
                 request.add_header("Route", ", ".join(values[:-1]))
         for _ in range(own.count):
             request.pop_route()
+        contact = own.contact
+        if contact is not None:  # a Contact of ours: the phone's own back as the Request-URI
+            if not self.dialogs.contact_valid(contact, request.call_id):
+                raise SipError("Forbidden (bad contact)", 403)
+            request.set_uri(target_of(contact.target))
         return own.flow
 
+    def _expand_name(
+        self, forwarding: Forwarding, at: int, now: float, actions: list[Action]
+    ) -> bool:
+        """Hop `at`'s name as its DNS targets (RFC 3263, from the cache), so a transport error
+        or timeout moves on to the name's next target; False while DNS is asked.
+
+        A contact's hop (forked by q-value) keeps its q on the first target only: the others
+        are tried one by one after it, never in parallel with it (two hosts of one SBC would
+        ring the phone twice); one forked in parallel with other contacts gets its first
+        target alone (a branch of a parallel fork has no next target to go on to)."""
+        hops = forwarding.hops
+        hop = hops[at]
+        try:
+            targets, why = self.router.by_name(hop, now)
+        except NeedRecords as need:
+            forwarding.dns_rounds += 1
+            if forwarding.dns_rounds <= MAX_DNS_ROUNDS:
+                self._resolving[forwarding.server] = forwarding
+                actions.append(Resolve(tuple(need.keys), forwarding.server))
+                return False
+            targets, why = [], "DNS answers expire faster than they come"
+        if targets and hop.q is not None:
+            if at or (len(hops) > 1 and hops[1].q == hop.q):
+                targets = targets[:1]
+            else:
+                targets[1:] = [replace(target, q=None) for target in targets[1:]]
+        hops[at : at + 1] = targets
+        if why:
+            forwarding.unresolved = why
+        return True
+
+    def _take_channel(self, forwarding: Forwarding, actions: list[Action]) -> bool:
+        """The call fails over to the next hop: a capped gateway (or one of a capped carrier)
+        whose channel it does not hold yet is asked for first (an `Acquire`), so a failover
+        counts against the cap as a first attempt does; False while asked."""
+        query = self.policies.channel_for(forwarding.request.call_id, forwarding.hops[0])
+        if query is None:
+            return True
+        self._channeling[forwarding.server] = (forwarding, query)
+        actions.append(Acquire(query, forwarding.server))
+        return False
+
     def _next_hop_by_route(self, request: Request) -> Hop | None:
-        """Loose routing to the top Route; strict-route compatibility for one without `lr`."""
+        """Loose routing to the top Route; strict-route compatibility for one without `lr`.
+        A host given by name is resolved (RFC 3263) when the hop is sent (`_expand_name`)."""
         routes = request.routes
         if not routes:
             uri = request.uri
             if isinstance(uri, SipUri) and self.interfaces.is_ours(
-                uri.host, uri.port, _transport_of(uri)
+                uri.host, uri.port, transport_of(uri)
             ):
                 return None
-            return Hop(request.uri_text, destination_of(uri))
+            return _hop(request.uri_text, uri)
         top = routes[0].uri
         if isinstance(top, SipUri) and not top.has_param("lr"):
             # §16.6 step 6: the next hop is a strict router; it expects the Request-URI.
             request.add_header("Route", f"<{request.uri_text}>")
             request.pop_route()
             request.set_uri(str(top))
-            return Hop(request.uri_text, destination_of(top))
-        return Hop(request.uri_text, destination_of(top))
+        return _hop(request.uri_text, top)
 
 
-def _transport_of(uri: SipUri) -> str:
-    return (uri.param("transport") or "udp").lower()
+def _hop(uri_text: str, next_hop: Uri) -> Hop:
+    """The hop to `next_hop` (a Route's or the Request-URI's), with its name if it has one."""
+    spec = name_spec(next_hop) if isinstance(next_hop, SipUri) else None
+    return Hop(uri_text, destination_of(next_hop), name=spec)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from shared.dns import Located, NameSpec
+from shared.dns.locate import name_spec
 from shared.routing_table.cache import Route
 from shared.sip.errors import SipError
 from shared.sip.message import Request
@@ -23,6 +25,7 @@ from shared.sip.uri import SipUri, TelUri, Uri, UserSlot, parse_uri
 log = logging.getLogger("callmesh.edge")
 
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
+_READY = frozenset({"up", "unknown"})
 
 
 class RouteLookup(Protocol):
@@ -32,27 +35,43 @@ class RouteLookup(Protocol):
 
 
 class SetSelection(Protocol):
-    """Dispatcher sets (``services.edge.destinations``): (set id, destination URI) pairs to try."""
+    """Dispatcher sets (``services.edge.destinations``): (set id, destination URI) pairs to try,
+    and the health of a destination's DNS targets (`{uri}@{label}`)."""
 
     def destinations(
         self, set_ids: tuple[str, ...], request: Request | None
     ) -> Iterable[tuple[str, str]]: ...
 
+    def target_state(self, set_id: str, key: str) -> str: ...
+
+
+class NameTargets(Protocol):
+    """RFC 3263 from memory (``shared.dns.Names``): raises ``NeedRecords`` when it must ask DNS."""
+
+    def targets(self, spec: NameSpec, now: float) -> Located: ...
+
+    def failed(self, label: str, now: float, retry_after: float | None = None) -> float: ...
+
 
 @dataclass(frozen=True, slots=True)
 class CallerProfile:
     """The routing group a caller's numbers are looked up in, and the dialplan applied
-    to them first (``services.edge.policy.callers`` picks one per source address)."""
+    to them first (``services.edge.policy.callers`` picks one per source address and
+    dialled number); ``peer`` is the routing table's peer the call belongs to, and
+    ``tech_prefix`` what identified it at the start of the number (stripped before
+    the dialplan)."""
 
     group: str = "0"
     dialplan: str | None = None
+    peer: str | None = None
+    tech_prefix: str = ""
 
 
 DEFAULT_PROFILE = CallerProfile()
-Classifier = Callable[[Destination], CallerProfile]
+Classifier = Callable[[Destination, str], CallerProfile]
 
 
-def everyone_in_group_0(_source: Destination) -> CallerProfile:
+def everyone_in_group_0(_source: Destination, _number: str) -> CallerProfile:
     return DEFAULT_PROFILE
 
 
@@ -82,9 +101,24 @@ class Hop:
     set_id: str | None = None
     set_uri: str = ""
     """For a dispatcher destination: its set and its URI as configured there."""
+    relay: bool = False
+    """The media of a call along this hop goes through rtpengine (the policy said so for it,
+    or the dialog's signed Record-Route does): its SDP is rtpengine's."""
     udp_fallback: Destination | None = None
     """Set when the request goes by TCP only because it is too large for UDP (RFC 3261
     §18.1.1): where to retry it over UDP if the TCP connection fails."""
+    target: str = ""
+    """For a gateway or destination given by name: the target DNS gave (`transport:name:port`,
+    an SRV record's target), which a failure marks down alone."""
+    name: NameSpec | None = None
+    """For a Route's or Request-URI's host given by name: what RFC 3263 resolves into this
+    hop's targets (`NumberRouter.by_name`) just before it is sent."""
+
+    @property
+    def routed_by_name(self) -> bool:
+        """A DNS target of a Route or Request-URI: only no answer (a transport error, a
+        timeout) or a 503 moves on to the name's next target (RFC 3263 §4.3)."""
+        return bool(self.target) and self.gateway_id is None and self.set_id is None
 
 
 def dialled_number(uri: Uri) -> str | None:
@@ -99,9 +133,10 @@ def dialled_number(uri: Uri) -> str | None:
     return number if digits.isascii() and digits.isdigit() else None
 
 
-Peer = tuple[UserSlot, Destination]
+Peer = tuple[UserSlot, Destination, NameSpec | None]
 """A gateway's (or set destination's) address made ready to dial: the URI with the
-user part open, and where it sends (which the user never changes)."""
+user part open, where it sends (which the user never changes), and, for a host given
+by name, what RFC 3263 resolves per call instead."""
 
 Found = tuple[list[Hop], int] | None
 """`NumberRouter.hops_for`' answer: (usable hops, how many skipped as down), or None."""
@@ -115,17 +150,26 @@ class NumberRouter:
         lookup: RouteLookup,
         classify: Classifier = everyone_in_group_0,
         sets: SetSelection | None = None,
+        names: NameTargets | None = None,
+        health: Callable[[str], str] | None = None,
     ) -> None:
         self._lookup = lookup
         self._classify = classify
         self._sets = sets
+        self._names = names
+        self._health = health
+        """A gateway's DNS target's state by `{gateway id}@{label}` (the health service's)."""
         self._peers: dict[str, Peer | None] = {}
+        self._unresolved: dict[str, str] = {}
+        """Names that gave no target, with the reason last logged (logged again on a change)."""
 
-    def caller_profile(self, source: Destination) -> CallerProfile:
-        return self._classify(source)
+    def caller_profile(self, source: Destination, number: str) -> CallerProfile:
+        return self._classify(source, number)
 
     def translate(self, number: str, profile: CallerProfile) -> str:
-        """`number` through the profile's dialplan, if it has one."""
+        """`number` without the profile's tech prefix, through its dialplan if it has one."""
+        if profile.tech_prefix:
+            number = number[len(profile.tech_prefix) :]
         if profile.dialplan is not None:
             try:
                 return self._lookup.translate(profile.dialplan, number)
@@ -133,24 +177,31 @@ class NumberRouter:
                 log.warning("dialplan %r does not exist; number used as dialled", profile.dialplan)
         return number
 
-    def hops_for(self, number: str, group: str, request: Request | None = None) -> Found:
-        """(usable hops in order, how many were skipped as down), or None for no route.
+    def hops_for(
+        self, number: str, group: str, request: Request | None = None, now: float = 0.0
+    ) -> Found:
+        """(usable hops in order, how many were skipped as down or unresolvable), or None
+        for no route.
 
         `number` is the one to route (after the dialplan), `group` the routing group.
         A rule's dispatcher sets come first (their healthy destinations in each
-        set's order, the routed number as user), then its gateways.
+        set's order, the routed number as user), then its gateways. A gateway or
+        destination given by name is one hop per target DNS gives it (RFC 3263:
+        SRV priorities, weights), so failover tries its next target before the
+        next gateway; may raise ``NeedRecords`` (ask DNS, then route again).
         """
         route = self._lookup.lookup(number, group)
         if route is None:
             return None
         usable = route.usable()
-        hops = []
+        hops: list[Hop] = []
+        unresolved = 0
         if route.sets and self._sets is not None:
             for set_id, address in self._sets.destinations(route.sets, request):
                 peer = self._peer(address)
                 if peer is not None:
                     uri = peer[0].with_user(route.number)
-                    hops.append(Hop(uri, peer[1], set_id=set_id, set_uri=address))
+                    unresolved += self._add(hops, peer, uri, now, set_id=set_id, set_uri=address)
         peers = self._peers
         rule_id: str | None = None
         for hop in usable:
@@ -162,8 +213,119 @@ class NumberRouter:
             if rule_id is None:
                 rule_id = route.rule_id
             uri = peer[0].with_user(hop.number)
-            hops.append(Hop(uri, peer[1], gateway.id, address, rule_id))
-        return hops, len(route.hops) - len(usable)
+            if peer[2] is None:
+                hops.append(Hop(uri, peer[1], gateway.id, address, rule_id))
+            else:
+                unresolved += self._add(
+                    hops, peer, uri, now, gateway_id=gateway.id, address=address, rule_id=rule_id
+                )
+        return hops, len(route.hops) - len(usable) + unresolved
+
+    def _add(
+        self,
+        hops: list[Hop],
+        peer: Peer,
+        uri: str,
+        now: float,
+        *,
+        gateway_id: str | None = None,
+        address: str = "",
+        rule_id: str | None = None,
+        set_id: str | None = None,
+        set_uri: str = "",
+    ) -> int:
+        """Append the hops to `peer`, one per DNS target for a name; 1 if it has none."""
+        spec = peer[2]
+        names = self._names
+        if spec is None or names is None:
+            hops.append(
+                Hop(uri, peer[1], gateway_id, address, rule_id, set_id=set_id, set_uri=set_uri)
+            )
+            return 0
+        located = names.targets(spec, now)
+        if not located.targets:
+            what = (
+                f"gateway {gateway_id}" if gateway_id else f"destination {set_uri} of set {set_id}"
+            )
+            self._log_unresolved(what, spec.host, located.reason)
+            return 1
+        self._unresolved.pop(spec.host, None)
+        pinned = peer[1].pinned
+        targets = located.targets
+        health = self._health
+        sets = self._sets
+        if (health is not None and gateway_id is not None) or (
+            sets is not None and set_id is not None
+        ):
+            states = [
+                (t, self._target_state(t.label, gateway_id, set_id, set_uri)) for t in targets
+            ]
+            targets = [t for t, state in states if state in _READY]
+            targets += [t for t, state in states if state == "probing"]  # suspected: last
+            if not targets:
+                return 1
+        for target in targets:
+            destination = Destination(target.transport, target.address, target.port, pinned=pinned)
+            hops.append(
+                Hop(
+                    uri,
+                    destination,
+                    gateway_id,
+                    address,
+                    rule_id,
+                    set_id=set_id,
+                    set_uri=set_uri,
+                    target=target.label,
+                )
+            )
+        return 0
+
+    def _target_state(
+        self, label: str, gateway_id: str | None, set_id: str | None, set_uri: str
+    ) -> str:
+        """The health service's state of a gateway's or destination's DNS target."""
+        if gateway_id is not None and self._health is not None:
+            return self._health(f"{gateway_id}@{label}")
+        if set_id is not None and self._sets is not None:
+            return self._sets.target_state(set_id, f"{set_uri}@{label}")
+        return "unknown"
+
+    def by_name(self, hop: Hop, now: float) -> tuple[list[Hop], str]:
+        """A Route's or Request-URI's hop given by name as one hop per DNS target, the failed
+        ones last (or none, and why); `NeedRecords` when the cache lacks some."""
+        spec = hop.name
+        names = self._names
+        if spec is None or names is None:  # no resolver here: the transport resolves the name
+            return [replace(hop, name=None)], ""
+        located = names.targets(spec, now)
+        if not located.targets:
+            self._log_unresolved("route", spec.host, located.reason)
+            return [], f"{spec.host} does not resolve: {located.reason}"
+        pinned = hop.destination.pinned
+        return [
+            replace(
+                hop,
+                destination=Destination(t.transport, t.address, t.port, pinned=pinned),
+                target=t.label,
+                name=None,
+            )
+            for t in located.targets
+        ], ""
+
+    def target_failed(self, label: str, now: float, retry_after: float | None) -> None:
+        """A DNS target (`Hop.target`) failed a request: the next calls try it last."""
+        if self._names is not None:
+            hold = self._names.failed(label, now, retry_after)
+            log.info("DNS target %s failed: tried last for %.0f s", label, hold)
+
+    def _log_unresolved(self, what: str, host: str, reason: str) -> None:
+        """One line per name and reason, not one per call."""
+        if self._unresolved.get(host) == reason:
+            return
+        if len(self._unresolved) > 10_000:
+            self._unresolved.clear()
+        self._unresolved[host] = reason
+        log.warning("%s skipped: %s does not resolve (%s)", what, host, reason)
 
     def _peer(self, address: str) -> Peer | None:
         """A gateway's (or set destination's) address parsed once; a bad one is logged once."""
@@ -174,7 +336,7 @@ class NumberRouter:
             parsed = parse_uri(address)
             destination = destination_of(parsed)
             if isinstance(parsed, SipUri):
-                peer = (UserSlot(parsed), destination)
+                peer = (UserSlot(parsed), destination, name_spec(parsed))
         except SipError as error:
             log.warning("gateway address %r unusable: %s", address, error.reason)
         if len(self._peers) > 100_000:

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 
 from services.edge.proxy.actions import Action
 from services.edge.proxy.interfaces import Interface
+from services.edge.proxy.media import Policy
 from services.edge.proxy.routes import Found, Hop
+from shared.fraud.rules import FraudQuery, FraudVerdict
+from shared.limits.model import LimitQuery, LimitVerdict
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from shared.sip.via import Via
@@ -68,9 +71,47 @@ class PolicyStages:
     def call_ended(self, call_id: str) -> None:
         """A BYE that passed the dialog check: the call's limit slots are free again."""
 
+    def fraud_for(self, request: Request, peer: str | None, number: str) -> FraudQuery | None:
+        """The fraud counts a new call to `number` is asked about; None: no rule watches its
+        caller (no round trip)."""
+        return None
+
+    def screened(self, query: FraudQuery, verdict: FraudVerdict | None) -> None:
+        """Apply the fraud `verdict` (None: not known): raises SipError to refuse the call."""
+
+    def limits_for(
+        self, request: Request, source: Destination, peer: str | None, hops: list[Hop], now: float
+    ) -> LimitQuery | None:
+        """The shared limits a new call to `hops` is held to; None: none (no round trip)."""
+        return None
+
+    def limited(
+        self,
+        request: Request,
+        query: LimitQuery,
+        verdict: LimitVerdict | None,
+        hops: list[Hop],
+        now: float,
+    ) -> list[Hop]:
+        """Apply the shared limits' `verdict` (None: not known): raises SipError to refuse
+        the call, else the hops to try (without the gateways at their channel cap)."""
+        return hops
+
+    def channel_for(self, call_id: str, hop: Hop) -> LimitQuery | None:
+        """A failover to `hop`: the channel to take there first; None: nothing to take."""
+        return None
+
+    def channel_taken(self, query: LimitQuery, verdict: LimitVerdict | None, now: float) -> bool:
+        """The answer to `channel_for`'s query: False skips the hop (at its cap)."""
+        return True
+
     def decide(self, request: Request, source: Destination, number: str, found: Found) -> Found:
         """The routing table's answer for `number`, which a hook may replace."""
         return found
+
+    def media_policy(self, hop: Hop) -> Policy | None:
+        """The routing table's media relay policy toward `hop` (None: it sets none)."""
+        return None
 
     # ----- branches and responses -------------------------------------------------------
 

@@ -24,6 +24,8 @@ from services.edge.location import Directory
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.interfaces import Interfaces
 from services.edge.proxy.routes import Hop
+from shared.dns import NameSpec
+from shared.dns.locate import name_spec
 from shared.protection import BlockList, WrongCredentialsError, log_auth_failure
 from shared.registrar.model import Location
 from shared.sip.address import parse_address
@@ -33,7 +35,7 @@ from shared.sip.auth.offer import DigestOffer
 from shared.sip.errors import SipError, SipParseError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of
-from shared.sip.uri import SipUri, parse_uri
+from shared.sip.uri import SipUri, Uri, parse_uri
 
 Trust = Callable[[Destination], bool]
 
@@ -67,9 +69,9 @@ def binding_hops(
 def binding_hop(binding: Location, flows: FlowTokens, interfaces: Interfaces) -> Hop:
     contact = binding.contact
     q = binding.priority
-    if binding.path:
+    if binding.path:  # a host given by name: RFC 3263 when the hop is sent, as for a Route
         first = parse_address(binding.path[0]).uri
-        return Hop(contact, destination_of(first), q=q, routes=binding.path)
+        return Hop(contact, destination_of(first), q=q, routes=binding.path, name=_name(first))
     direct = destination_of(parse_uri(contact))
     received = destination_of(parse_uri(binding.received))
     if binding.transport == "udp" and direct.address == received.address:
@@ -82,7 +84,14 @@ def binding_hop(binding: Location, flows: FlowTokens, interfaces: Interfaces) ->
     ):
         return Hop(contact, flow, q=q, flow_token=token)
     route = f"<{binding.edge_address};lr>"  # the flow and its signature added per call
-    return Hop(contact, destination_of(edge), q=q, routes=(route,), remote_flow=token)
+    return Hop(
+        contact, destination_of(edge), q=q, routes=(route,), remote_flow=token, name=_name(edge)
+    )
+
+
+def _name(uri: Uri) -> NameSpec | None:
+    """What RFC 3263 resolves a next hop's host to, if it is a name (`NextHop._expand_name`)."""
+    return name_spec(uri) if isinstance(uri, SipUri) else None
 
 
 def authenticate(request: Request, subscribers: Subscribers, now: float, source: str) -> None:

@@ -42,7 +42,7 @@ class ClientTransaction(Transaction):
         destination: Destination,
         state: State,
     ) -> None:
-        branch = request.top_via.branch
+        branch = request.top_branch
         if not branch:
             raise ValueError("a client transaction needs a branch in its top Via")
         super().__init__(table, client_key(branch, request.method), request, destination, state)

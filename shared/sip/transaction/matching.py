@@ -22,7 +22,7 @@ def client_key(branch: str, method: str) -> ClientKey:
 
 def response_key(response: Response) -> ClientKey | None:
     """The client transaction a response belongs to, or None if it names none."""
-    branch = response.top_via.branch
+    branch = response.top_branch
     if not branch:
         return None
     return (branch, response.cseq.method)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 from shared.settings import Settings
 from shared.sip.framing import DEFAULT_MAX_HEADER_SIZE
@@ -46,6 +47,10 @@ class TransportLimits:
     `tcp_msg_data_timeout`): traffic does not extend it, so a trickle is cut."""
     socket_buffer: int = 4 * 1024 * 1024
     """SO_RCVBUF/SO_SNDBUF asked for on UDP sockets (the kernel may grant less)."""
+    max_unsent: int = 1024 * 1024
+    """Bytes a stream peer may leave unread in our buffer (beyond the kernel's) before its
+    connection is cut: a peer that sends pings or requests and never reads the answers
+    would otherwise grow the process's memory by as much as it sends."""
 
 
 def limits_of(settings: Settings) -> TransportLimits:
@@ -54,6 +59,17 @@ def limits_of(settings: Settings) -> TransportLimits:
         max_connections=settings.tcp_max_connections,
         max_connections_per_source=settings.tcp_max_connections_per_source,
         message_timeout=settings.tcp_message_timeout,
+    )
+
+
+def tls_limits_of(settings: Settings) -> TransportLimits:
+    """The limits of TLS connections: the `CALLMESH_TCP_*` ones, with the `CALLMESH_TLS_*`
+    count and idle time (a TLS connection costs more memory, and a phone keeps it longer)."""
+    return TransportLimits(
+        max_connections=settings.tls_max_connections,
+        max_connections_per_source=settings.tcp_max_connections_per_source,
+        message_timeout=settings.tcp_message_timeout,
+        idle_timeout=settings.tls_idle_timeout,
     )
 
 
@@ -71,6 +87,28 @@ class BindError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+REFUSAL_LOG_INTERVAL: Final = 10.0
+"""Seconds between two log lines of one reason (a refusal, a failed handshake, a cut)."""
+
+
+@dataclass(slots=True)
+class LogThrottle:
+    """One log line per reason at most every `REFUSAL_LOG_INTERVAL`, so a flood cannot flood
+    the log; the next line says how many went unlogged in between."""
+
+    _quiet_until: dict[str, float] = field(default_factory=dict)
+    _unlogged: dict[str, int] = field(default_factory=dict)
+
+    def due(self, reason: str, now: float) -> int | None:
+        """None when `reason` was logged just before (counted as unlogged); else the number
+        unlogged since its last line (the caller logs now)."""
+        if now < self._quiet_until.get(reason, 0.0):
+            self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+            return None
+        self._quiet_until[reason] = now + REFUSAL_LOG_INTERVAL
+        return self._unlogged.pop(reason, 0)
 
 
 def bind_error(error: OSError, transport: str, host: str, port: int) -> BindError:

@@ -10,8 +10,11 @@ Against one address locking everyone out: a source may hold at most
 `max_connections_per_source` connections to us, `admit` (the edge's flood
 detector) may refuse a source at accept, and a message must arrive whole
 within `message_timeout` of its first byte (the first one within that time of
-the accept), however the bytes trickle in.  Refusals are counted and logged at
-most once per `REFUSAL_LOG_INTERVAL` per reason, so a flood cannot flood the log.
+the accept), however the bytes trickle in.  A peer that leaves more than
+`max_unsent` bytes of our answers unread (pings sent, pongs never read) is cut:
+nothing it sends can make the process buffer more than that for it.  Refusals
+and cuts are counted and logged at most once per `REFUSAL_LOG_INTERVAL` per
+reason, so a flood cannot flood the log.
 """
 
 from __future__ import annotations
@@ -19,25 +22,25 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
-from typing import Final, cast
+from collections.abc import Callable, Iterator
+from typing import cast
 
 from shared.sip.framing import PING, FramingError, StreamFramer
 from shared.sip.transport.base import (
     Listener,
+    LogThrottle,
     MessageHandler,
     TransportError,
     TransportLimits,
     bind_error,
 )
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.metrics import TCP_REFUSED, TCP_TIMED_OUT
+from shared.sip.transport.metrics import TCP_REFUSED, TCP_STALLED, TCP_TIMED_OUT
 
 log = logging.getLogger(__name__)
 
 Peer = tuple[str, int]
 _PONG = b"\r\n"
-REFUSAL_LOG_INTERVAL: Final = 10.0
 
 Admission = Callable[[Destination], bool]
 """Asked for every connection a peer opens to us: False refuses it (closed at once)."""
@@ -57,11 +60,15 @@ class TcpConnection(asyncio.Protocol):
         self.greeted = not inbound
         """A whole message came (keep-alives do not count: they would hold the slot)."""
         self.id = next(owner.connection_ids)
-        self.listener = Listener("tcp", "", 0)
+        self.listener = Listener(owner.name, "", 0)
         self.peer: Peer = ("", 0)
         self.aliases: list[Peer] = []
-        """Other addresses this connection was opened for (a name rather than the IP)."""
-        self.source = Destination("tcp", "", 0, self.id)
+        """Other addresses this connection serves: one it was opened for (a name rather than
+        the IP), or an RFC 5923 alias its peer asked for (`alias`)."""
+        self.identities: frozenset[str] = frozenset()
+        """What the peer's verified certificate names (a TLS connection it opened, when the
+        listener asks for client certificates): the Via hosts it may alias (`alias`)."""
+        self.source = Destination(owner.name, "", 0, self.id)
         self.last_activity = 0.0
         self._transport: asyncio.Transport | None = None
         self._framer = StreamFramer(
@@ -82,9 +89,9 @@ class TcpConnection(asyncio.Protocol):
         host, port = transport.get_extra_info("peername")[:2]
         local_host, local_port = transport.get_extra_info("sockname")[:2]
         # The local address tells the handler which of our addresses the peer used.
-        self.listener = Listener("tcp", local_host, local_port)
+        self.listener = Listener(self._owner.name, local_host, local_port)
         self.peer = (host, port)
-        self.source = Destination("tcp", host, port, self.id)
+        self.source = Destination(self._owner.name, host, port, self.id)
         self.last_activity = self._owner.now()
         if self.inbound:
             self.pending_since = self.last_activity
@@ -105,27 +112,42 @@ class TcpConnection(asyncio.Protocol):
                 if not self.greeted:
                     self.greeted = True
                     self.pending_since = now if framer.buffered else None
+                if self.identities:
+                    self._owner.alias(self, event)
                 try:
                     self._owner.on_message(event, self.source, self.listener)
                 except Exception:  # a handler bug must not take the connection down
-                    log.exception("tcp %s:%d: message handler failed", *self.peer)
+                    log.exception("%s %s:%d: message handler failed", self._owner.name, *self.peer)
             elif event is PING:
-                if self.open:
+                if self.open and self.fits(len(_PONG)):
                     self.write(_PONG)
             elif isinstance(event, FramingError):
-                log.warning("tcp %s:%d: %s; closing", self.peer[0], self.peer[1], event.reason)
+                log.warning("%s %s:%d: %s; closing", self._owner.name, *self.peer, event.reason)
                 self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._owner.forget(self)
 
     def write(self, data: bytes) -> None:
-        if self._transport is None or self._transport.is_closing():
+        if self._transport is None or self._transport.is_closing() or not self.fits(len(data)):
             raise TransportError(
-                f"tcp connection {self.id} to {self.peer[0]}:{self.peer[1]} is closed"
+                f"{self._owner.name} connection {self.id} to "
+                f"{self.peer[0]}:{self.peer[1]} is closed"
             )
         self.last_activity = self._owner.now()
         self._transport.write(data)
+
+    def fits(self, size: int) -> bool:
+        """Whether `size` more bytes keep the peer's unread backlog within `max_unsent`;
+        if not, the connection is cut (aborted: it does not read, so no goodbye reaches it)."""
+        transport = self._transport
+        if transport is None:
+            return False
+        if transport.get_write_buffer_size() + size <= self._owner.limits.max_unsent:
+            return True
+        self._owner.stalled(self)
+        self.abort()
+        return False
 
     def close(self) -> None:
         if self._transport is not None:
@@ -140,21 +162,24 @@ class TcpTransport:
     """Every TCP listener and connection of the process, with reuse, limits and idle close.
 
     Create it inside the running loop: the idle sweep is scheduled on it at once.
+    The TLS transport is this one with a handshake around each stream (`tls`).
     """
+
+    name = "tcp"
+    """The transport's name in listeners, destinations and log lines."""
 
     def __init__(self, on_message: MessageHandler, limits: TransportLimits | None = None) -> None:
         self.on_message = on_message
         self.limits = limits or TransportLimits()
         self.admit: Admission | None = None
-        self.connection_ids = itertools.count(1)
+        self.connection_ids: Iterator[int] = itertools.count(1)
         self.listeners: list[Listener] = []
         self._servers: list[asyncio.Server] = []
         self._by_id: dict[int, TcpConnection] = {}
         self._by_peer: dict[Peer, TcpConnection] = {}
         self._per_source: dict[str, int] = {}
         """Open connections each source host opened to us."""
-        self._quiet_until: dict[str, float] = {}
-        self._unlogged: dict[str, int] = {}
+        self.throttle = LogThrottle()
         self._connecting: dict[Peer, asyncio.Future[TcpConnection]] = {}
         self._loop = asyncio.get_running_loop()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -163,22 +188,28 @@ class TcpTransport:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def connections(self) -> list[TcpConnection]:
+        """The table's connections (a copy: the caller may close them meanwhile)."""
+        return list(self._by_id.values())
+
     def now(self) -> float:
         return self._loop.time()
 
     async def listen(self, host: str, port: int) -> Listener:
         """Accept connections on `host:port`; returns the listener with the bound port."""
         try:
-            server = await self._loop.create_server(
-                lambda: TcpConnection(self), host, port, reuse_address=True
-            )
+            server = await self._loop.create_server(self.accepted, host, port, reuse_address=True)
         except OSError as error:
-            raise bind_error(error, "tcp", host, port) from None
+            raise bind_error(error, self.name, host, port) from None
         sockname = server.sockets[0].getsockname()
-        listener = Listener("tcp", sockname[0], sockname[1])
+        listener = Listener(self.name, sockname[0], sockname[1])
         self._servers.append(server)
         self.listeners.append(listener)
         return listener
+
+    def accepted(self) -> TcpConnection:
+        """The protocol of a connection a peer opens to one of our listening sockets."""
+        return TcpConnection(self)
 
     def connection(self, destination: Destination) -> TcpConnection | None:
         """The open connection a message to `destination` would use, if any.
@@ -202,7 +233,9 @@ class TcpTransport:
         """
         connection = self.connection(destination)
         if connection is None:
-            connection = await self._connect(destination.address)
+            connection = await self._connect(
+                (destination.host, destination.reconnect_port or destination.port)
+            )
         connection.write(data)
         return connection
 
@@ -228,18 +261,23 @@ class TcpTransport:
 
     async def _open(self, peer: Peer) -> TcpConnection:
         if len(self._by_id) >= self.limits.max_connections:
-            raise TransportError("tcp connection limit reached")
+            raise TransportError(f"{self.name} connection limit reached")
+        connection = await self._dial(peer)
+        if not connection.open:
+            raise TransportError(f"{self.name} connect to {peer[0]}:{peer[1]}: refused by limits")
+        if peer != connection.peer and peer not in self._by_peer:
+            connection.aliases.append(peer)
+            self._by_peer[peer] = connection
+        return connection
+
+    async def _dial(self, peer: Peer) -> TcpConnection:
+        """A new connection to `peer`; raises `TransportError` when it cannot be made."""
         try:
             _, connection = await self._loop.create_connection(
                 lambda: TcpConnection(self, inbound=False), peer[0], peer[1]
             )
         except OSError as error:
             raise TransportError(f"tcp connect to {peer[0]}:{peer[1]}: {error}") from error
-        if not connection.open:
-            raise TransportError(f"tcp connect to {peer[0]}:{peer[1]}: refused by limits")
-        if peer != connection.peer and peer not in self._by_peer:
-            connection.aliases.append(peer)
-            self._by_peer[peer] = connection
         return connection
 
     def adopt(self, connection: TcpConnection) -> bool:
@@ -271,11 +309,9 @@ class TcpTransport:
     def _refused(self, reason: str, connection: TcpConnection) -> None:
         """Count it; log it unless this reason was logged within `REFUSAL_LOG_INTERVAL`."""
         TCP_REFUSED.labels(reason).inc()
-        now = self.now()
-        if now < self._quiet_until.get(reason, 0.0):
-            self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+        unlogged = self.throttle.due(reason, self.now())
+        if unlogged is None:
             return
-        self._quiet_until[reason] = now + REFUSAL_LOG_INTERVAL
         host, port = connection.peer
         what = {
             "flood": "the source is over the flood limit",
@@ -283,13 +319,25 @@ class TcpTransport:
             f"{host} already",
             "limit": f"connection limit ({self.limits.max_connections}) reached",
         }[reason]
-        log.warning(
-            "tcp: refused %s:%d, %s (%d more refused since the last such line)",
-            host,
-            port,
-            what,
-            self._unlogged.pop(reason, 0),
-        )
+        line = "%s: refused %s:%d, %s (%d more refused since the last such line)"
+        log.warning(line, self.name, host, port, what, unlogged)
+
+    def alias(self, connection: TcpConnection, message: bytes) -> None:
+        """Plain TCP never aliases: RFC 5923 needs a peer whose certificate proved its Via
+        (`TlsTransport.alias`); on TCP no connection has `identities`."""
+
+    def stalled(self, connection: TcpConnection) -> None:
+        """Count a connection cut for its unread backlog; log it unless one was just logged."""
+        TCP_STALLED.labels(self.name).inc()
+        unlogged = self.throttle.due("stalled", self.now())
+        if unlogged is not None:
+            log.warning(
+                "%s %s:%d: over %d bytes sent and not read; cut (%d more since the last such line)",
+                self.name,
+                *connection.peer,
+                self.limits.max_unsent,
+                unlogged,
+            )
 
     def forget(self, connection: TcpConnection) -> None:
         if not connection.adopted:
@@ -323,12 +371,13 @@ class TcpTransport:
                 cut.append(connection)
                 connection.abort()  # not close(): a peer that does not read would hold it
             elif connection.last_activity <= idle:
-                log.info("tcp %s:%d: idle, closing", *connection.peer)
+                log.info("%s %s:%d: idle, closing", self.name, *connection.peer)
                 connection.close()
         if cut:
             TCP_TIMED_OUT.inc(len(cut))
             log.warning(
-                "tcp: closed %d connection(s) with no whole message within %g s, e.g. from %s:%d",
+                "%s: closed %d connection(s) with no whole message within %g s, e.g. from %s:%d",
+                self.name,
                 len(cut),
                 self.limits.message_timeout,
                 *cut[0].peer,

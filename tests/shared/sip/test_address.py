@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.sip.address import Address, parse_address, parse_address_list
+from shared.sip.address import Address, parse_address, parse_address_list, tag_of
 from shared.sip.errors import SipParseError
+from shared.sip.message import parse_message
 from shared.sip.uri import SipUri
+from tests.shared.sip.torture import manifest_4475, rfc4475
 
 
 def test_name_addr_with_quoted_display_name() -> None:
@@ -71,3 +73,52 @@ def test_an_address_parameter_error_names_the_address(text: str) -> None:
     """In the name-addr form and the bare addr-spec form alike."""
     with pytest.raises(SipParseError, match=r"^unterminated quoted string in address$"):
         parse_address(text)
+
+
+def test_a_backslash_in_a_display_name_is_escaped_when_written() -> None:
+    address = Address(SipUri("example.com", "a"), "C:\\dir")
+    assert str(address) == '"C:\\\\dir" <sip:a@example.com>'
+    assert parse_address(str(address)) == address
+
+
+def _from_and_to_of_the_torture_messages() -> list[str]:
+    values = []
+    for name in manifest_4475():
+        try:
+            message = parse_message(rfc4475(name))
+        except SipParseError:
+            continue
+        values += message.headers("from") + message.headers("to")
+    return values
+
+
+@pytest.mark.parametrize("text", _from_and_to_of_the_torture_messages())
+def test_the_tag_alone_is_the_whole_parse_s_tag(text: str) -> None:
+    try:
+        tag = parse_address(text).tag
+    except SipParseError:
+        return  # a malformed URI or display name: see the next test
+    assert tag_of(text) == tag
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ("<sip:a b@example.com>;tag=1", "1"),  # a URI it does not read
+        ("Bell, Alexander <sip:a@example.com>;tag=43", "43"),  # nor a display name
+        ("sip:a@example.com?x;tag=2", "2"),
+        ("<sip:a@example.com;tag=uri-param>", None),  # in the URI: not the header's
+        ("sip:a@example.com", None),
+        ('"a;tag=no" <sip:a@example.com>;tag=3', "3"),  # quoted: the whole parse
+    ],
+)
+def test_the_tag_is_read_without_the_rest_of_the_address(text: str, tag: str | None) -> None:
+    assert tag_of(text) == tag
+
+
+@pytest.mark.parametrize(
+    "text", ["", "<sip:a@example.com;tag=1", "<sip:a@example.com>;;tag=1", '"open <sip:a@b>;tag=1']
+)
+def test_a_tag_in_malformed_parameters_is_not_read(text: str) -> None:
+    with pytest.raises(SipParseError):
+        tag_of(text)

@@ -118,6 +118,11 @@ def test_framer_ignores_input_after_an_error() -> None:
         (b"Content-Length: abc", "bad Content-Length 'abc'"),
         (b"Content-Length: 99999999999999999999", "bad Content-Length '99999999999999999999'"),
         (b"Content-Length: 3\r\nl: 4", "conflicting Content-Length headers"),
+        # Each one is read, not only the first and the last:
+        (
+            b"Content-Length: 3\r\nContent-Length: 4\r\nContent-Length: 3",
+            "conflicting Content-Length headers",
+        ),
     ],
 )
 def test_bad_content_length_is_fatal(header: bytes, reason: str) -> None:
@@ -176,3 +181,15 @@ def test_partial_message_stays_buffered() -> None:
 def test_a_ten_digit_content_length_is_read() -> None:
     message = b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 0000000002\r\n\r\nok"
     assert StreamFramer().feed(message) == [message]
+
+
+def test_a_tab_before_the_colon_of_content_length_is_whitespace() -> None:
+    message = b"OPTIONS sip:a SIP/2.0\r\nContent-Length\t: 2\r\n\r\nok"
+    assert StreamFramer().feed(message) == [message]
+
+
+def test_content_length_is_read_on_the_first_line_of_a_block_too() -> None:
+    """A block starting with a stray LF has Content-Length as its first line: the framer
+    still frames it by that (the parser refuses it for its start line; the stream goes on)."""
+    block = b"\nContent-Length: 0\r\n\r\n"
+    assert StreamFramer().feed(block + OPTIONS) == [block, OPTIONS]

@@ -7,13 +7,13 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.sip.address import Address
+from shared.sip.address import Address, tag_of
 from shared.sip.checks import check_proxy_request
 from shared.sip.errors import SipError
 from shared.sip.message import Message, Request, Response, parse_message
 from shared.sip.responses import error_response
 from shared.sip.uri import SipUri
-from shared.sip.via import Via
+from shared.sip.via import Via, branch_of
 from tests.examples import examples
 from tests.shared.sip.torture import manifest_4475, rfc4475
 
@@ -103,6 +103,20 @@ def summary(message: Message) -> tuple[object, ...]:
         message.header_fields(),
         message.body,
     )
+
+
+@settings(max_examples=examples(300))
+@given(addresses(), st.none() | TOKEN)
+def test_the_tag_alone_reads_as_the_whole_address_does(address: Address, tag: str | None) -> None:
+    if tag is not None:
+        address = address.with_param("tag", tag)
+    assert tag_of(str(address)) == address.tag
+
+
+@settings(max_examples=examples(300))
+@given(vias())
+def test_the_branch_alone_reads_as_the_whole_via_does(via: Via) -> None:
+    assert branch_of(str(via)) == via.branch
 
 
 @settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from shared.sip.address import Address
@@ -358,3 +360,57 @@ def test_valid_messages_survive_forwarding_edits() -> None:
         assert again.vias[1:] == before, name
         assert again.top_via.host == "proxy.example.com"
         assert again.body == message.body
+
+
+def _refusal(check: Callable[[], None]) -> tuple[int, str] | None:
+    try:
+        check()
+    except SipError as error:
+        return error.status, error.reason
+    return None
+
+
+@pytest.mark.parametrize("name", list(manifest_4475()))
+def test_a_proxy_refuses_what_full_validation_refuses_with_the_same_answer(name: str) -> None:
+    """The proxy checks less than `validate`, but every torture request refused whole is
+    refused by the proxy's check too, for the same reason."""
+    try:
+        message = parse_message(rfc4475(name))
+    except SipError:
+        return  # refused while framing, before either check
+    if isinstance(message, Request):
+        assert _refusal(message.validate_for_proxy) == _refusal(message.validate)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Record-Route: <sip:p.example.com;lr",
+        "Expires: soon",  # not a REGISTER's
+        "Require: a b",
+        "Via: SIP/2.0/UDP lower.example.com;branch=z9hG4bKl;ttl=999",
+    ],
+)
+def test_what_a_proxy_does_not_use_is_left_to_whom_it_goes(header: str) -> None:
+    """RFC 3261 §16.3 step 1: a value the proxy does not read is forwarded, not refused."""
+    data = (
+        "INVITE sip:bob@example.com SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP a.example.com;branch=z9hG4bKa\r\n"
+        f"{header}\r\n"
+        "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n"
+        "Call-ID: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    message = parse_message(data.encode())
+    assert isinstance(message, Request)
+    with pytest.raises(SipParseError):
+        message.validate()
+    message.validate_for_proxy()
+
+
+def test_a_proxy_refuses_a_contact_it_may_rewrite() -> None:
+    """The edge rewrites a NAT'd phone's Contact once past the check: checked up front."""
+    data = rfc4475("regbadct").replace(b"REGISTER", b"INVITE")
+    message = parse_message(data)
+    assert isinstance(message, Request)
+    with pytest.raises(SipParseError, match="must be enclosed in <>"):
+        message.validate_for_proxy()

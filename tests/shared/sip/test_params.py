@@ -28,6 +28,9 @@ def test_with_param_replaces_in_place_or_appends() -> None:
     [
         ("x;a", "malformed thing (unexpected text before parameters)"),
         (";;", "malformed thing parameter"),
+        # With whitespace or quotes the general path reads them: the same checks there.
+        ("; ;lr", "malformed thing parameter"),
+        ("; a b=1", "malformed thing parameter"),
         (";a=", "malformed thing parameter value"),
         (";a=b c", "malformed thing parameter value"),
         (';a="open', "unterminated quoted string in thing"),
@@ -46,3 +49,7 @@ def test_a_parameter_name_with_a_tab_inside_is_refused() -> None:
 
 def test_tabs_around_a_parameter_are_whitespace() -> None:
     assert parse_params(";a\t=\t1", "Via") == parse_params(";a=1", "Via")
+
+
+def test_an_escaped_quote_right_before_the_closing_one_stays_in_the_value() -> None:
+    assert parse_params(';p="a\\"";q=1', "thing") == (("p", '"a\\""'), ("q", "1"))

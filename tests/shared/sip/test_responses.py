@@ -169,3 +169,14 @@ def test_an_error_response_answers_a_request_after_a_keep_alive_line_feed() -> N
         assert isinstance(parsed, Response)
         assert (parsed.status, len(parsed.vias)) == (400, 2)
         assert parsed.header("CSeq") == "seven INVITE"
+
+
+def test_an_error_response_answers_a_top_via_without_parameters_in_a_list() -> None:
+    """The top Via is the first element of its line even when it has no parameters."""
+    listed = REQUEST.replace(
+        b"Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1",
+        b"Via: SIP/2.0/UDP p1.example.com, SIP/2.0/UDP p2.example.com;branch=z9hG4bK1",
+    )
+    answer = error_response(listed, SipParseError("x"))
+    assert answer is not None
+    assert b"\r\nVia: SIP/2.0/UDP p1.example.com, SIP/2.0/UDP p2.example.com;" in answer

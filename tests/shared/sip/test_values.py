@@ -67,7 +67,7 @@ def test_date_must_be_gmt() -> None:
 def test_token_lists() -> None:
     assert parse_token_list("100rel, timer ,replaces") == ["100rel", "timer", "replaces"]
     assert parse_token_list("  ") == []
-    with pytest.raises(SipParseError, match="malformed option tag list"):
+    with pytest.raises(SipParseError, match=r"^malformed option tag list$"):
         parse_token_list("a,,b")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.sip.errors import SipParseError
-from shared.sip.via import Via, parse_via, parse_vias
+from shared.sip.message import parse_message
+from shared.sip.via import Via, branch_of, parse_via, parse_vias
+from tests.shared.sip.torture import manifest_4475, rfc4475
 
 
 def test_via_with_all_parameters() -> None:
@@ -87,3 +89,41 @@ def test_a_sent_protocol_version_other_than_2_0_must_be_a_token(text: str) -> No
 
 def test_a_spaced_sent_protocol_is_read_stripped() -> None:
     assert parse_via("SIP / 2.1 /UDP h").protocol == "SIP/2.1"
+
+
+def _torture_vias() -> list[str]:
+    values = []
+    for name in manifest_4475():
+        try:
+            values += parse_message(rfc4475(name)).headers("via")
+        except SipParseError:
+            continue
+    return values
+
+
+@pytest.mark.parametrize("text", _torture_vias())
+def test_the_branch_alone_is_the_whole_parse_s_branch(text: str) -> None:
+    try:
+        branch = parse_via(text).branch
+    except SipParseError:
+        return
+    assert branch_of(text) == branch
+
+
+@pytest.mark.parametrize(
+    ("text", "branch"),
+    [
+        ("SIP/2.0/UDP h;branch=z9hG4bKa;rport", "z9hG4bKa"),
+        ("SIP/2.0/UDP h ; BRANCH = z9hG4bKb", "z9hG4bKb"),
+        ("SIP/2.0/UDP h:5060", None),
+        ("SIP / 2.0 / UDP h;received=x", None),
+        ("SIP/2.0/UDP bad host;branch=z9hG4bKc", "z9hG4bKc"),  # a sent-by it does not read
+    ],
+)
+def test_the_branch_is_read_from_the_parameters_alone(text: str, branch: str | None) -> None:
+    assert branch_of(text) == branch
+
+
+def test_a_branch_in_malformed_parameters_is_not_read() -> None:
+    with pytest.raises(SipParseError):
+        branch_of("SIP/2.0/UDP h;;branch=z9hG4bKa")

@@ -141,13 +141,13 @@ def test_a_call_whose_lookup_failed_is_a_call_the_edge_could_not_route(run: Run)
     run.now += 1
     actions = run.proxy.resume(lookup.server, run.now, failed=True)
     [final] = sent_to(actions, CARRIER)
-    assert final.startswith(b"SIP/2.0 500 Server Internal Error (location)")
+    assert final.startswith(b"SIP/2.0 503 Service Unavailable (location)")
     assert published(actions) == [
         CallStarted(**UNKNOWN_CALLEE),
         CallFailed(
             **{**KEY, "at": 101.0},
-            status=500,
-            reason="Server Internal Error (location)",
+            status=503,
+            reason="Service Unavailable (location)",
             origin="edge",
             cause="unavailable",
         ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from shared.sip.transport.destination import Destination
@@ -46,6 +48,21 @@ def test_a_response_with_a_malformed_via_is_dropped_without_an_answer(run: Run) 
     data = stray_2xx(f"SIP/2.0/UDP {EDGE}:5060").replace(b"SIP/2.0/UDP 192", b"SIP/2.0/UDP [192")
     assert run.send(data, GW1) == []
     assert statuses(run.send(invite())) == [100]  # and the proxy goes on
+
+
+def test_a_junk_flood_is_dropped_each_time_but_logged_once_per_ten_seconds(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    junk = b"SIP/2.0 200 OK\r\n\x00garbage"  # a response: nothing to answer
+    caplog.set_level(logging.INFO)
+    for _ in range(500):
+        assert run.send(junk, GW1) == []
+    lines = [r.getMessage() for r in caplog.records if "dropped unanswerable" in r.getMessage()]
+    assert len(lines) == 1 and "(0 more dropped" in lines[0]
+    run.now += 10.0
+    assert run.send(junk, GW1) == []
+    lines = [r.getMessage() for r in caplog.records if "dropped unanswerable" in r.getMessage()]
+    assert len(lines) == 2 and "(499 more dropped since the last such line)" in lines[1]
 
 
 def test_a_request_over_tcp_without_content_length_is_400(run: Run) -> None:

@@ -50,6 +50,14 @@ def test_a_request_from_the_flow_itself_is_recognised() -> None:
     assert not is_from_flow(NAT_FLOW, Destination("udp", "203.0.113.9", 40124))
 
 
+def test_a_connection_id_names_the_flow_on_its_own_transport_only() -> None:
+    """Each transport numbers its connections from 1: edge B's TCP connection 42 to us is
+    not the phone's WebSocket 42, and a call from B goes down the phone's flow."""
+    web = Destination("ws", "198.51.100.4", 51000, connection_id=42)
+    assert not is_from_flow(web, Destination("tcp", "192.0.2.1", 40000, connection_id=42))
+    assert is_from_flow(web, Destination("ws", "198.51.100.4", 51000, connection_id=42))
+
+
 def test_the_token_format_is_fixed_so_every_version_opens_it() -> None:
     """During a rolling upgrade one edge's token is opened by an edge of another release:
     the payload, its encoding and the MAC's length (16 bytes of HMAC-SHA256) are pinned."""

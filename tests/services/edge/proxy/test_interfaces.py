@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.edge.proxy.interfaces import Interface, Interfaces
+from shared.sip.via import parse_via
 
 
 def test_strings_are_built_for_each_transport_and_family() -> None:
@@ -14,6 +15,26 @@ def test_strings_are_built_for_each_transport_and_family() -> None:
     assert udp.record_route == "<sip:192.0.2.1:5060;lr>"
     assert tcp.via_prefix == "SIP/2.0/TCP [2001:db8::1]:5070;branch="
     assert tcp.record_route == "<sip:[2001:db8::1]:5070;transport=tcp;lr>"
+
+
+def test_a_websocket_interface_writes_ws_in_its_record_route_and_wss_in_its_via() -> None:
+    """RFC 7118 registers `transport=ws` only; the Via tells a secure WebSocket."""
+    wss = Interface("wss", "192.0.2.1", 8443, 8443)
+    assert wss.via_prefix == "SIP/2.0/WSS 192.0.2.1:8443;branch="
+    assert wss.record_route == "<sip:192.0.2.1:8443;transport=ws;lr>"
+
+
+def test_other_edges_reach_a_websocket_phone_by_another_interface_of_its_family() -> None:
+    udp4 = Interface("udp", "192.0.2.1", 5060, 5060)
+    tcp6 = Interface("tcp", "2001:db8::1", 5060, 5060)
+    tls4 = Interface("tls", "192.0.2.1", 5061, 5061)
+    ws4 = Interface("ws", "192.0.2.1", 8080, 8080)
+    ws6 = Interface("wss", "2001:db8::1", 8443, 8443)
+    interfaces = Interfaces([udp4, tcp6, ws4, ws6, tls4])
+    assert interfaces.for_edges(ws4) == tls4  # TLS first, then TCP, then UDP
+    assert interfaces.for_edges(ws6) == tcp6
+    assert interfaces.for_edges(udp4) == udp4  # any other transport: itself
+    assert Interfaces([ws4]).for_edges(ws4) == ws4  # nothing else: other edges cannot reach it
 
 
 def test_ours_means_host_and_port_with_the_default_port_filled_in() -> None:
@@ -40,10 +61,17 @@ def test_outbound_interface_follows_transport_then_family() -> None:
 
 def test_a_bracketed_ipv6_host_is_written_as_given() -> None:
     tls = Interface("tls", "[2001:db8::1]", 5061, 5061)
-    assert tls.via_prefix == "SIP/2.0/TLS [2001:db8::1]:5061;branch="
+    assert tls.via_prefix == "SIP/2.0/TLS [2001:db8::1]:5061;alias;branch="  # RFC 5923
     assert tls.record_route == "<sip:[2001:db8::1]:5061;transport=tls;lr>"
     assert tls.ipv6
     assert not Interface("udp", "192.0.2.1", 5060, 5060).ipv6
+
+
+def test_a_tls_interface_has_a_sips_record_route_for_sips_requests() -> None:
+    tls = Interface("tls", "192.0.2.1", 5061, 5061)
+    assert tls.secure_record_route == "<sips:192.0.2.1:5061;lr>"
+    tcp = Interface("tcp", "192.0.2.1", 5060, 5060)
+    assert tcp.secure_record_route == tcp.record_route  # no sips: without TLS
 
 
 def test_an_edge_without_interfaces_is_refused() -> None:
@@ -83,3 +111,19 @@ def test_inbound_prefers_the_private_via_port_then_the_shared_port_then_outbound
     only_private = Interfaces([other, private, tcp])
     assert only_private.inbound("udp", "192.0.2.1", 5060) == private  # by the shared port
     assert only_private.inbound("tcp", "192.0.2.1", 5070) == tcp  # unknown port: outbound
+
+
+@pytest.mark.parametrize(
+    "interface",
+    [
+        Interface("udp", "192.0.2.1", 5060, 5060),
+        Interface("tcp", "192.0.2.1", 5060, 40000),
+        Interface("tls", "2001:db8::1", 5061, 5061),
+        Interface("wss", "[2001:db8::1]", 443, 443),
+    ],
+)
+def test_the_via_made_from_its_parts_is_what_its_text_parses_to(interface: Interface) -> None:
+    text, via = interface.via("z9hG4bK-1.ab")
+    assert text == interface.via_prefix + "z9hG4bK-1.ab"
+    assert via == parse_via(text)
+    assert str(via) == text

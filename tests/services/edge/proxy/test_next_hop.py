@@ -8,6 +8,7 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
+from shared.routing_table.model import Gateway, Rule
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import (
@@ -132,6 +133,27 @@ def test_an_in_dialog_request_along_our_tls_route_without_a_port_reaches_the_cal
         f"<sip:{EDGE}:5060;lr>".encode(), f"<sip:{OUR_TLS};lr>".encode()
     )
     assert only_request(run.send(bye, TRUSTED_PEER, TLS_IN), GW2).method == "BYE"
+
+
+def test_an_in_dialog_request_along_our_sips_route_without_a_port_reaches_the_callee() -> None:
+    run = tls_run()
+    bye = in_dialog("BYE", 70).replace(
+        f"<sip:{EDGE}:5060;lr>".encode(), f"<sips:{EDGE};lr>".encode()
+    )
+    assert only_request(run.send(bye, TRUSTED_PEER, TLS_IN), GW2).method == "BYE"
+
+
+def test_a_sips_request_uri_gets_our_sips_record_route_on_the_tls_side() -> None:
+    run = tls_run()
+    run.table.put("gateway", "9", Gateway(address=f"sips:{GW1.host}:5061"))
+    run.table.put("rule", "r1555", Rule(prefix="1555", gateways=("9",)))
+    data = invite(uri=f"sip:15551234@{EDGE}:5080")
+    gateway = Destination("tls", GW1.host, 5061, pinned=True)
+    forwarded = only_request(run.send(data, PEER, Listener("udp", EDGE, 5080)), gateway)
+    assert forwarded.uri_text.startswith("sips:15551234@")
+    routes = forwarded.headers("record-route")
+    assert routes[0].startswith(f"<sips:{EDGE}:5061;lr;")
+    assert routes[1].startswith(f"<sip:{EDGE}:5080;lr;")
 
 
 def test_an_in_dialog_request_to_our_tls_address_without_a_port_and_route_is_481() -> None:

@@ -757,12 +757,15 @@ def test_the_registrars_answer_goes_back_to_the_phone(run: Run) -> None:
 
 
 @pytest.mark.parametrize("reply", [None, b"garbage", b"OPTIONS sip:x SIP/2.0\r\n\r\n"])
-def test_no_usable_answer_from_the_registrar_is_500(run: Run, reply: bytes | None) -> None:
+def test_no_usable_answer_from_the_registrar_is_503_retry_after(
+    run: Run, reply: bytes | None
+) -> None:
     passed = passed_register(run)
     [data] = sent_to(run.proxy.registered(passed.server, reply, run.now), PHONE)
     response = parse_message(data)
     assert isinstance(response, Response)
-    assert (response.status, response.reason) == (500, "Server Internal Error (registrar)")
+    assert (response.status, response.reason) == (503, "Service Unavailable (registrar)")
+    assert response.header("retry-after") == "5"
 
 
 # ----- more of what the second mutation run found -----------------------------------------
@@ -821,13 +824,13 @@ def test_a_subscriber_without_bindings_is_480_and_a_stranger_goes_to_number_rout
     assert (unknown.status, unknown.reason) == (404, "Not Found")
 
 
-def test_a_failed_location_read_is_500(run: Run) -> None:
+def test_a_failed_location_read_is_503(run: Run) -> None:
     actions = run.send(call(f"sip:carol@{DOMAIN}"))
     [lookup] = [a for a in actions if isinstance(a, Lookup)]
     [data] = sent_to(run.proxy.resume(lookup.server, run.now, failed=True), CARRIER)
     response = parse_message(data)
     assert isinstance(response, Response)
-    assert (response.status, response.reason) == (500, "Server Internal Error (location)")
+    assert (response.status, response.reason) == (503, "Service Unavailable (location)")
 
 
 def test_a_forged_flow_token_is_403(run: Run) -> None:

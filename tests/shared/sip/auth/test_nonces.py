@@ -27,3 +27,13 @@ def test_garbage_and_tampering_are_invalid() -> None:
 
 def test_every_challenge_is_unique() -> None:
     assert len({KEEPER.mint("example.com", 1000.0) for _ in range(100)}) == 100
+
+
+def test_a_nonce_from_up_to_five_seconds_ahead_is_fresh_and_no_more() -> None:
+    """Instances' clocks may differ a little: five seconds, not six."""
+    assert KEEPER.check(KEEPER.mint("example.com", 1005.0), "example.com", 1000.0) is (
+        NonceState.FRESH
+    )
+    assert KEEPER.check(KEEPER.mint("example.com", 1006.0), "example.com", 1000.0) is (
+        NonceState.INVALID
+    )

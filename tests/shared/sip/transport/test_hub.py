@@ -58,8 +58,8 @@ async def test_udp_needs_a_socket_of_the_destination_family() -> None:
     try:
         with pytest.raises(TransportError, match="address family"):
             await transports.send(OK, Destination("udp", "2001:db8::1", 5060))
-        with pytest.raises(TransportError, match="no tls transport"):
-            await transports.send(OK, Destination("tls", "127.0.0.1", 5061))
+        with pytest.raises(TransportError, match="no ws transport"):
+            await transports.send(OK, Destination("ws", "127.0.0.1", 80))
     finally:
         await transports.close()
 

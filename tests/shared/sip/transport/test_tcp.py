@@ -9,10 +9,20 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shared.sip.transport.base import BindError, TransportError, TransportLimits
-from shared.sip.transport.destination import Destination
+from shared.sip.transport.destination import Destination, response_destination
 from shared.sip.transport.tcp import TcpTransport
+from shared.sip.via import parse_via
 from tests.shared.bus.support import until
-from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
+from tests.shared.sip.transport.support import (
+    FLOOD_BOUND,
+    OK,
+    OPTIONS,
+    Inbox,
+    flood_unread,
+    ipv6_available,
+    small_send_buffers,
+    stalled,
+)
 
 HOSTS = [
     "127.0.0.1",
@@ -273,8 +283,8 @@ async def test_a_trickling_message_is_cut_at_the_deadline_despite_its_traffic(
             slow.write(bytes([byte]))
             sent += 1
             await asyncio.sleep(0.1)
-            if slow_reader.at_eof():
-                break
+            if slow_reader.at_eof() or slow_reader.exception() is not None:
+                break  # closed, or reset (the cut found unread bytes of ours)
         assert await closed_by_peer(slow_reader)
         assert loop.time() - started >= 0.5
         # Cut while still trickling: a deadline that each byte pushed back would let all 30 in.
@@ -338,3 +348,74 @@ async def test_a_connection_id_of_another_peer_is_not_followed(
         await asyncio.wait_for(reader_b.read(1), 0.3)
     writer_a.close()
     writer_b.close()
+
+
+async def test_a_response_without_rport_goes_back_on_the_connection_then_to_sent_by(
+    server: TcpTransport, inbox: Inbox
+) -> None:
+    """RFC 3261 §18.2.2: on the request's connection while it is open, whatever the Via's
+    port (most TCP phones send no rport, and behind NAT their sent-by port is not reachable);
+    once it has closed, a new connection to the received address and the sent-by port."""
+    sent_by = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    sent_by_port = sent_by.sockets[0].getsockname()[1]
+    accepted: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+    sent_by.close()
+    await sent_by.wait_closed()
+    phone = await asyncio.start_server(
+        lambda r, w: accepted.put_nowait(r), "127.0.0.1", sent_by_port
+    )
+    listener = await server.listen("127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    via = f"SIP/2.0/TCP 127.0.0.1:{sent_by_port};branch=z9hG4bKnorport"
+    writer.write(
+        OPTIONS.replace(b"SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKtest1;rport", via.encode())
+    )
+    _, source, _ = await inbox.get()
+    answer_to = response_destination(parse_via(via), source.address, source.connection_id)
+    await server.send(OK, answer_to)
+    assert await read_exactly(reader, len(OK)) == OK
+    assert accepted.empty() and len(server) == 1
+    writer.close()
+    await until(lambda: len(server) == 0)
+    await server.send(OK, answer_to)
+    again = await asyncio.wait_for(accepted.get(), timeout=5)
+    assert await read_exactly(again, len(OK)) == OK
+    phone.close()
+
+
+async def test_crlf_pings_whose_pongs_are_never_read_are_cut_at_the_unread_limit(
+    inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pong per CRLF ping: a peer that never reads them had the process buffer them all."""
+    transport = TcpTransport(inbox, TransportLimits(max_unsent=64 * 1024))
+    listener = await transport.listen("127.0.0.1", 0)
+    before = stalled("tcp")
+    try:
+        small_send_buffers(transport)
+        sent = await flood_unread(listener.port, OPTIONS, b"\r\n\r\n")
+        assert sent < FLOOD_BOUND  # cut (what the kernel's buffers hold is sent before)
+        await until(lambda: len(transport) == 0)
+        assert stalled("tcp") == before + 1
+        assert (await inbox.get())[0] == OPTIONS
+        lines = [r for r in caplog.records if "sent and not read" in r.getMessage()]
+        assert len(lines) == 1 and not lines[0].exc_info
+    finally:
+        await transport.close()
+
+
+async def test_a_message_to_a_peer_over_its_unread_limit_is_a_transport_error(
+    inbox: Inbox,
+) -> None:
+    transport = TcpTransport(inbox, TransportLimits(max_unsent=len(OK) - 1))
+    listener = await transport.listen("127.0.0.1", 0)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(OPTIONS)
+        _, source, _ = await inbox.get()
+        await transport.send(OK[:10], source)  # within the limit (the buffer is empty)
+        with pytest.raises(TransportError):
+            await transport.send(OK, source)  # would leave more than the limit unread
+        await until(lambda: len(transport) == 0)  # cut
+        writer.close()
+    finally:
+        await transport.close()
