@@ -9,6 +9,11 @@ fresh database, both removed afterwards).
    BYE) wait in the durable queue; the service starts and the clock runs until
    every record is complete: events/s, calls/s, and this process's CPU per
    call meanwhile (the service's, plus the bench's polling for the count).
+   Once per ``--batch`` size: events sent alone (1), or as ``edge.call.batch``
+   messages of that many (what an edge under load sends), in the same run.
+   The service announces completions one a message, or with
+   ``--completed-batch`` N in ``accounting.cdr.completed.batch`` messages of
+   up to N (``CALLMESH_ACCOUNTING_COMPLETED_BATCH``).
 2. Lag: ``--live-calls`` calls published at ``--rate`` calls/s while the
    service runs; the lag is from each BYE's publish to its
    ``accounting.cdr.completed`` (published after the commit: the record is
@@ -17,6 +22,9 @@ fresh database, both removed afterwards).
    TOAST, divided by the records.
 4. The CSV export of ``--records`` records (bulk-inserted first), in a child
    process: rows/s and the child's peak RSS, which must not grow with N.
+
+The service runs on uvloop, as ``python -m services.accounting`` does
+(`shared.runner`).
 
 Steps 1-3 run ``--runs`` times (a fresh namespace and database each); the
 figures printed are their medians, then each run's throughput and lag.  The
@@ -40,6 +48,8 @@ import uuid
 from typing import Any
 
 import fakeredis
+import uvloop
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -53,12 +63,13 @@ from services.accounting.settings import AccountingSettings
 from services.accounting.store import database_url, open_engine
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
-from shared.contracts.accounting import CdrCompleted
+from shared.contracts.accounting import CdrCompleted, CdrCompletedBatch
 from shared.contracts.calls import (
     BranchTried,
     CallAnswered,
     CallEnded,
     CallEvent,
+    CallEventBatch,
     CallRinging,
     CallStarted,
     CallUpdated,
@@ -132,9 +143,15 @@ def call_events(call_id: str, t0: float) -> list[CallEvent]:
     ]
 
 
+def completions_announced() -> float:
+    """``accounting.cdr.completed`` published so far by the services of this process."""
+    return REGISTRY.get_sample_value("callmesh_accounting_records_completed_total") or 0.0
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, batch: int = 1) -> None:
         self.args = args
+        self.batch = batch
         self.namespace = f"bench-{uuid.uuid4().hex[:10]}"
         self.database = f"callmesh_bench_{uuid.uuid4().hex[:10]}"
         self.url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{self.database}"
@@ -156,7 +173,10 @@ class Bench:
     async def service(self) -> AccountingService:
         settings = Settings(namespace=self.namespace)
         config = AccountingSettings(
-            database_url=SecretStr(self.url), consumers=self.args.consumers, close_interval=3600
+            database_url=SecretStr(self.url),
+            consumers=self.args.consumers,
+            completed_batch=self.args.completed_batch,
+            close_interval=3600,
         )
         bus = await self.bus("accounting")
         store = Store(fakeredis.FakeAsyncRedis(), self.namespace)  # the service never uses it
@@ -192,9 +212,14 @@ class Bench:
         await self.buses.pop().close()
         edge = await self.bus("edge")
         t0 = time.time()
-        for n in range(calls):
-            for event in call_events(f"load-{n}", t0 + n * 0.001):
+        events = [e for n in range(calls) for e in call_events(f"load-{n}", t0 + n * 0.001)]
+        if self.batch == 1:
+            for event in events:
                 await edge.publish(event)
+        else:
+            for at in range(0, len(events), self.batch):
+                await edge.publish(CallEventBatch.of(events[at : at + self.batch]))
+        announced = completions_announced()
         started, cpu = time.perf_counter(), time.process_time()
         service = await self.service()
         while True:
@@ -202,9 +227,17 @@ class Bench:
                 break
             await asyncio.sleep(0.05)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        # Settle before the lag step: the last batches' completions are still being announced
+        # once their records are visible, and the lag step's first calls would queue behind them.
+        async with asyncio.timeout(120):
+            while True:
+                if completions_announced() >= announced + calls:
+                    break
+                await asyncio.sleep(0.05)
         self.service_running = service
         self.results["throughput"] = {
             "calls": calls,
+            "batch": self.batch,
             "events": calls * 7,
             "seconds": round(elapsed, 2),
             "events_per_s": round(calls * 7 / elapsed),
@@ -220,13 +253,17 @@ class Bench:
         done = asyncio.Event()
 
         async def on_completed(envelope: Envelope) -> None:
-            record = envelope.payload(CdrCompleted).record
-            if record.call_id in sent and record.call_id.startswith("live-"):
-                lags.append(time.perf_counter() - sent.pop(record.call_id))
-                if len(lags) == self.args.live_calls:
-                    done.set()
+            if envelope.type == CdrCompletedBatch.routing_key:
+                completed = envelope.payload(CdrCompletedBatch).completed
+            else:
+                completed = [envelope.payload(CdrCompleted)]
+            for record in (each.record for each in completed):
+                if record.call_id in sent and record.call_id.startswith("live-"):
+                    lags.append(time.perf_counter() - sent.pop(record.call_id))
+            if len(lags) == self.args.live_calls:
+                done.set()
 
-        await tap.subscribe([CdrCompleted.routing_key], on_completed)
+        await tap.subscribe([f"{CdrCompleted.routing_key}.#"], on_completed)
         interval = 1 / self.args.rate
         for n in range(self.args.live_calls):
             call_id = f"live-{n}"
@@ -357,23 +394,45 @@ def main(argv: list[str]) -> int:
         default=AccountingSettings.model_fields["consumers"].default,
         help="CALLMESH_ACCOUNTING_CONSUMERS",
     )
+    parser.add_argument(
+        "--completed-batch",
+        type=int,
+        default=AccountingSettings.model_fields["completed_batch"].default,
+        help="CALLMESH_ACCOUNTING_COMPLETED_BATCH",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs of steps 1-3 (medians)")
+    parser.add_argument(
+        "--batch",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 64],
+        help="call events per message in the throughput step, comma-separated (1: alone)",
+    )
     parser.add_argument("--export-from", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.export_from:
-        print(json.dumps(asyncio.run(export_child(args.export_from))))
+        print(json.dumps(uvloop.run(export_child(args.export_from))))
         return 0
-    runs = []
-    for n in range(args.runs):
-        bench = Bench(args)
-        asyncio.run(bench.run(export=n == args.runs - 1))
-        runs.append(bench.results)
+    runs: dict[int, list[Any]] = {batch: [] for batch in args.batch}
+    for n in range(args.runs):  # the batch sizes alternate: each run sees the same load
+        for batch in args.batch:
+            bench = Bench(args, batch)
+            last = n == args.runs - 1 and batch == args.batch[-1]
+            uvloop.run(bench.run(export=last))
+            runs[batch].append(bench.results)
     pipeline = ("throughput", "lag_ms", "bytes_per_record")
-    figures = medians([{key: run[key] for key in pipeline} for run in runs])
-    figures["csv_export"] = runs[-1].get("csv_export")
-    each = [{"throughput": run["throughput"], "lag_ms": run["lag_ms"]} for run in runs]
-    print(json.dumps({"runs": args.runs, **figures, "each_run": each}, indent=2))
+    figures = {
+        f"batch_{batch}": medians([{key: run[key] for key in pipeline} for run in done])
+        for batch, done in runs.items()
+    }
+    figures["csv_export"] = runs[args.batch[-1]][-1].get("csv_export")
+    each = [
+        {"batch": batch, "throughput": run["throughput"], "lag_ms": run["lag_ms"]}
+        for batch, done in runs.items()
+        for run in done
+    ]
+    settings = {"consumers": args.consumers, "completed_batch": args.completed_batch}
+    print(json.dumps({"runs": args.runs, **settings, **figures, "each_run": each}, indent=2))
     return 0
 
 

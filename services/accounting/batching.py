@@ -14,6 +14,7 @@ dead queue.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Sequence
 
@@ -23,11 +24,33 @@ from shared.contracts.calls import CallEvent
 MAX_BATCH = 1024
 
 
+class _Request:
+    """One :meth:`GroupCommit.apply` call: its events' results, filled in as slices commit."""
+
+    __slots__ = ("future", "remaining", "results")
+
+    def __init__(self, size: int, future: asyncio.Future[list[Applied | BaseException]]) -> None:
+        self.results: list[Applied | BaseException] = [_PENDING] * size
+        self.remaining = size
+        self.future = future
+
+    def settle(self, offset: int, results: Sequence[Applied | BaseException]) -> None:
+        self.results[offset : offset + len(results)] = results
+        self.remaining -= len(results)
+        if self.remaining == 0 and not self.future.done():
+            self.future.set_result(self.results)
+
+
+_PENDING = ConnectionError("not committed yet")
+_Slice = tuple[_Request, int, Sequence[CallEvent]]
+"""Up to ``max_batch`` events of a request, and where they start in it."""
+
+
 class GroupCommit:
     def __init__(self, store: RecordStore, max_batch: int = MAX_BATCH) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._waiting: list[tuple[CallEvent, asyncio.Future[Applied]]] = []
+        self._waiting: collections.deque[_Slice] = collections.deque()
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
@@ -35,14 +58,18 @@ class GroupCommit:
         """:meth:`RecordStore.apply_many`, committed together with whatever else is waiting.
 
         Each event's result, or the error that kept it from being committed.
+        A request larger than ``max_batch`` is committed in several transactions.
         """
+        if not events:
+            return []
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Applied]] = [loop.create_future() for _ in events]
-        self._waiting.extend(zip(events, futures, strict=True))
+        request = _Request(len(events), loop.create_future())
+        for offset in range(0, len(events), self.max_batch):
+            self._waiting.append((request, offset, events[offset : offset + self.max_batch]))
         self._wakeup.set()
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_forever())
-        return await asyncio.gather(*futures, return_exceptions=True)
+        return await request.future
 
     async def close(self) -> None:
         """Stop writing; events still waiting fail as if the database were away."""
@@ -50,39 +77,44 @@ class GroupCommit:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        self._fail(self._waiting, ConnectionError("the accounting service is stopping"))
-        self._waiting = []
+        self._fail(list(self._waiting), ConnectionError("the accounting service is stopping"))
+        self._waiting.clear()
 
     async def _write_forever(self) -> None:
-        batch: list[tuple[CallEvent, asyncio.Future[Applied]]] = []
+        batch: list[_Slice] = []
         try:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while self._waiting:
-                    batch = self._waiting[: self.max_batch]
-                    del self._waiting[: self.max_batch]
+                    batch, size = [self._waiting.popleft()], 0
+                    size = len(batch[0][2])
+                    while self._waiting and size + len(self._waiting[0][2]) <= self.max_batch:
+                        size += len(self._waiting[0][2])
+                        batch.append(self._waiting.popleft())
                     await self._write(batch)
                     batch = []
         finally:
             self._fail(batch, ConnectionError("the accounting service is stopping"))
 
-    async def _write(self, batch: list[tuple[CallEvent, asyncio.Future[Applied]]]) -> None:
+    async def _write(self, batch: list[_Slice]) -> None:
+        events = [event for _, _, part in batch for event in part]
         try:
-            results = await self.store.apply_many([event for event, _ in batch])
+            results: Sequence[Applied | BaseException] = await self.store.apply_many(events)
         except Exception as error:
-            if unavailable(error) or len(batch) == 1:
+            if unavailable(error) or len(events) == 1:
                 self._fail(batch, error)
                 return
-            for one in batch:
-                await self._write([one])
+            for request, offset, part in batch:
+                for n, event in enumerate(part):
+                    await self._write([(request, offset + n, [event])])
             return
-        for (_, future), applied in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(applied)
+        at = 0
+        for request, offset, part in batch:
+            request.settle(offset, results[at : at + len(part)])
+            at += len(part)
 
     @staticmethod
-    def _fail(batch: list[tuple[CallEvent, asyncio.Future[Applied]]], error: Exception) -> None:
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(error)
+    def _fail(batch: list[_Slice], error: Exception) -> None:
+        for request, offset, part in batch:
+            request.settle(offset, [error] * len(part))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from services.accounting import metrics
 from services.accounting.store import Applied, RecordStore
@@ -24,7 +24,7 @@ class TimeoutCloser:
     def __init__(
         self,
         store: RecordStore,
-        announce: Callable[[Applied], Awaitable[None]],
+        announce: Callable[[Sequence[Applied]], Awaitable[None]],
         max_call_duration: float,
         log: logging.Logger,
         clock: Callable[[], float] = time.time,
@@ -47,7 +47,7 @@ class TimeoutCloser:
                     closed += 1
                     metrics.TIMED_OUT.inc()
                     metrics.RECORDS_WRITTEN.inc(sum(s.changed for s in applied.records))
-                await self.announce(applied)
+                await self.announce([applied])
             if len(stale) < self.store.STALE_BATCH:
                 break
         metrics.OPEN_CALLS.set((await self.store.counts()).get("open", 0))

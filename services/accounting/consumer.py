@@ -27,8 +27,9 @@ from services.accounting.events import BadEventError, decode
 from services.accounting.store import Applied, StoredRecord, unavailable
 from shared.bus import Bus, BusUnavailable, Outcome, WorkMessage
 from shared.bus.base import describe
-from shared.contracts.accounting import CdrCompleted
+from shared.contracts.accounting import CdrCompleted, CdrCompletedBatch, CdrTimedOut
 from shared.contracts.calls import CallEvent
+from shared.contracts.event import Event
 
 MAX_RETRY_DELAY = 30.0
 ACK = Outcome()
@@ -36,16 +37,42 @@ REQUEUE = Outcome(requeue=True)
 
 
 class Announcer:
-    """Publishes the completed records of an applied change."""
+    """Publishes the completed records of applied changes, all confirmed at once.
 
-    def __init__(self, bus: Bus) -> None:
+    With ``batch`` above 1, the completions announced together go out in
+    ``accounting.cdr.completed.batch`` messages of up to that many (a lone one
+    still as ``accounting.cdr.completed``): a message costs more to publish than
+    the record it carries.
+    """
+
+    def __init__(self, bus: Bus, batch: int = 1) -> None:
         self.bus = bus
+        self.batch = batch
 
-    async def __call__(self, applied: Applied) -> None:
-        """Publish each complete record this change wrote, or re-publish after a redelivery."""
-        for stored in completions(applied):
-            await self.bus.publish(CdrCompleted(version=stored.version, record=stored.record))
-            metrics.COMPLETED.inc()
+    async def __call__(self, changes: Sequence[Applied]) -> None:
+        """Publish each complete record these changes wrote, or re-publish after a redelivery.
+
+        A record completed as ``timeout`` is also published as ``accounting.cdr.timed_out``.
+
+        Returns once the broker has confirmed every one (one wait for the lot).
+        """
+        completed: list[CdrCompleted] = []
+        timed_out: list[Event] = []
+        for applied in changes:
+            for stored in completions(applied):
+                completed.append(CdrCompleted(version=stored.version, record=stored.record))
+                if stored.record.disposition == "timeout":
+                    timed_out.append(CdrTimedOut(version=stored.version, record=stored.record))
+        announced: list[Event] = []
+        if self.batch == 1 or len(completed) == 1:
+            announced += completed
+        else:
+            for at in range(0, len(completed), self.batch):
+                announced.append(
+                    CdrCompletedBatch.model_construct(completed=completed[at : at + self.batch])
+                )
+        await self.bus.publish_many(announced + timed_out)
+        metrics.COMPLETED.inc(len(completed))
 
 
 def completions(applied: Applied) -> list[StoredRecord]:
@@ -63,7 +90,7 @@ class CallEventHandler:
     def __init__(
         self,
         apply: Callable[[Sequence[CallEvent]], Awaitable[list[Applied | BaseException]]],
-        announce: Callable[[Applied], Awaitable[None]],
+        announce: Callable[[Sequence[Applied]], Awaitable[None]],
         stopping: asyncio.Event,
         log: logging.Logger,
         retry_delay: float = 1.0,
@@ -75,36 +102,68 @@ class CallEventHandler:
         self.retry_delay = retry_delay
 
     async def __call__(self, messages: Sequence[WorkMessage]) -> list[Outcome]:
-        outcomes: list[Outcome] = [ACK] * len(messages)
+        """Each message's outcome: its events' (a batch's), requeue first, then dead-letter."""
+        received: list[Outcome] = [ACK] * len(messages)
+        owners: list[int] = []
+        """Which message each event came in (a batch brings several)."""
         waiting: dict[int, CallEvent] = {}
         for n, message in enumerate(messages):
             try:
-                waiting[n] = decode(message.body)
+                events = decode(message.body)
             except BadEventError as error:
                 metrics.EVENTS.labels("dead").inc()
                 self.log.warning("dead-lettered a call event: %s", error)
-                outcomes[n] = Outcome(dead_reason=str(error))
+                received[n] = Outcome(dead_reason=str(error))
+                continue
+            for event in events:
+                waiting[len(owners)] = event
+                owners.append(n)
+        outcomes: list[Outcome] = [ACK] * len(owners)
+        await self._store(waiting, outcomes)
+        for n, outcome in zip(owners, outcomes, strict=True):
+            if outcome is REQUEUE or (outcome is not ACK and received[n] is ACK):
+                received[n] = outcome
+        return received
+
+    async def _store(self, waiting: dict[int, CallEvent], outcomes: list[Outcome]) -> None:
+        """Commit the events, then announce the records they completed; ``outcomes`` per event."""
         applied = await self._apply(waiting, outcomes)
-        now = time.time()
+        now, duplicates, written = time.time(), 0, 0
         for n, result in applied.items():
-            metrics.EVENTS.labels("duplicate" if result.duplicate else "stored").inc()
-            metrics.RECORDS_WRITTEN.inc(sum(stored.changed for stored in result.records))
+            duplicates += result.duplicate
+            written += sum(stored.changed for stored in result.records)
             if not result.duplicate:
                 metrics.LAG.observe(max(0.0, now - waiting[n].at))
+        metrics.EVENTS.labels("duplicate").inc(duplicates)
+        metrics.EVENTS.labels("stored").inc(len(applied) - duplicates)
+        metrics.RECORDS_WRITTEN.inc(written)
         due = [n for n, result in applied.items() if completions(result)]
-        announced = await asyncio.gather(
-            *(self.announce(applied[n]) for n in due), return_exceptions=True
-        )
-        for n, failure in zip(due, announced, strict=True):
-            if isinstance(failure, BusUnavailable):
-                # Committed but not announced: redelivery finds a duplicate and announces it.
-                self.log.warning("cannot publish a completed record yet: %s", failure)
+        if due:
+            await self._announce(applied, due, outcomes)
+
+    async def _announce(
+        self, applied: dict[int, Applied], due: list[int], outcomes: list[Outcome]
+    ) -> None:
+        """Publish the completions of the messages ``due``; settle those it could not.
+
+        The messages are acknowledged only after this returns, so a crash before
+        the broker's confirm redelivers them: duplicates by then, announced again.
+        """
+        try:
+            await self.announce([applied[n] for n in due])
+        except BusUnavailable as failure:
+            # Committed but not announced: redelivery finds a duplicate and announces it.
+            self.log.warning("cannot publish completed records yet: %s", failure)
+            for n in due:
                 outcomes[n] = REQUEUE
-            elif isinstance(failure, BaseException):
-                reason = describe(failure)
-                self.log.error("cannot publish a completed record: %s", reason)
-                outcomes[n] = Outcome(dead_reason=reason)
-        return outcomes
+        except Exception as failure:
+            if len(due) > 1:  # one at a time, so only what cannot be published is refused
+                for n in due:
+                    await self._announce(applied, [n], outcomes)
+                return
+            reason = describe(failure)
+            self.log.error("cannot publish a completed record: %s", reason)
+            outcomes[due[0]] = Outcome(dead_reason=reason)
 
     async def _apply(
         self, waiting: dict[int, CallEvent], outcomes: list[Outcome]

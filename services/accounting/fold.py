@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypeVar, cast
 
 from shared.contracts.accounting import (
     BranchAttempt,
@@ -61,7 +61,6 @@ AttemptEvent = (
     CallStarted | BranchTried | CallRinging | CallAnswered | CallFailed | CallCancelled
 ) | TimeoutClose
 DialogEvent = CallEnded | CallUpdated
-FoldEvent = AttemptEvent | DialogEvent
 ATTEMPT_EVENTS = (
     CallStarted,
     BranchTried,
@@ -116,25 +115,38 @@ def fold_call(events: Iterable[CallEvent]) -> list[CallRecord]:
     return records
 
 
-def of_type(events: Iterable[FoldEvent], kind: type[E]) -> list[E]:
-    return [event for event in events if isinstance(event, kind)]
+Grouped = dict[type[CallEvent], list[CallEvent]]
+"""Events by their exact type: each kind found once per attempt instead of a scan per kind."""
+
+
+def grouped(events: Iterable[CallEvent]) -> Grouped:
+    by_type: Grouped = {}
+    for event in events:
+        by_type.setdefault(type(event), []).append(event)
+    return by_type
+
+
+def of_type(events: Grouped, kind: type[E]) -> list[E]:
+    """The events of exactly ``kind`` (call event types are never subclassed)."""
+    return cast("list[E]", events.get(kind, []))
 
 
 def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]) -> CallRecord:
     """One attempt's record from its own events and the in-dialog events naming its tag."""
-    started = earliest(of_type(events, CallStarted))
+    mine, talk = grouped(events), grouped(dialog)
+    started = earliest(of_type(mine, CallStarted))
     # A challenge (401/407) before the authenticated INVITE shares the Call-ID and
     # From tag: what ended before the accepted INVITE is not this call's end.
     not_before = started.at if started is not None else -math.inf
-    answered = earliest(of_type(events, CallAnswered))
-    ringing = earliest(of_type(events, CallRinging))
-    failed = earliest(e for e in of_type(events, CallFailed) if e.at >= not_before)
-    cancelled = earliest(e for e in of_type(events, CallCancelled) if e.at >= not_before)
-    closed = earliest(of_type(events, TimeoutClose))
-    ended = earliest(of_type(dialog, CallEnded))
+    answered = earliest(of_type(mine, CallAnswered))
+    ringing = earliest(of_type(mine, CallRinging))
+    failed = earliest(e for e in of_type(mine, CallFailed) if e.at >= not_before)
+    cancelled = earliest(e for e in of_type(mine, CallCancelled) if e.at >= not_before)
+    closed = earliest(of_type(mine, TimeoutClose))
+    ended = earliest(of_type(talk, CallEnded))
     # Another edge's report of the same BYE is no new sign of life: only the BYE
     # the record ends with counts, so a later second report changes nothing.
-    updates = of_type(dialog, CallUpdated)
+    updates = of_type(talk, CallUpdated)
     alive: list[CallEvent] = [e for e in events if not isinstance(e, TimeoutClose)]
     alive += updates
     if ended is not None:
@@ -192,7 +204,7 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
                 status=b.status,
                 reason=b.reason,
             )
-            for b in of_type(events, BranchTried)
+            for b in of_type(mine, BranchTried)
         },
         key=lambda b: (b.sent_at, b.answered_at, b.target, b.status, b.address),
     )

@@ -48,7 +48,7 @@ class AccountingService(Service):
         self.records = RecordStore(engine)
         self.queries = RecordQueries(engine)
         self._stopping = asyncio.Event()
-        announce = Announcer(self.bus)
+        announce = Announcer(self.bus, config.completed_batch)
         self.committer = GroupCommit(self.records)
         self.handler = CallEventHandler(
             self.committer.apply, announce, self._stopping, self.log, config.retry_delay

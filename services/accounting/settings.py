@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contracts.accounting import MAX_BATCH_COMPLETIONS
+
 
 class AccountingSettings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -24,5 +26,8 @@ class AccountingSettings(BaseSettings):
     """Seconds between two looks for calls to close as ``timeout``."""
     consumers: int = Field(default=1, ge=1, le=64)
     """Queue consumers of one instance, each taking batches: their events are committed together."""
+    completed_batch: int = Field(default=1, ge=1, le=MAX_BATCH_COMPLETIONS)
+    """Completions per ``accounting.cdr.completed.batch`` message; 1: each alone, as
+    ``accounting.cdr.completed`` (what a subscriber of that event alone needs)."""
     retry_delay: float = Field(default=1.0, gt=0)
     """Seconds before retrying an event whose database write failed (doubling, up to 30)."""

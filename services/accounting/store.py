@@ -25,20 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from services.accounting.events import event_data, event_key, load
+from services.accounting.bulk import among, upsert
+from services.accounting.events import event_data, event_key, key_of, load
 from services.accounting.fold import TimeoutClose, fold_call
 from services.accounting.schema import call_events, cdrs, migrate
 from shared.contracts.accounting import CallRecord
 from shared.contracts.calls import CallEvent
 
 SQLITE_FILE = "accounting.sqlite3"
-KEY = frozenset({"call_id", "from_tag"})
+RECORD_KEY = ("call_id", "from_tag")
 """A record's key in ``cdrs``."""
+EVENT_KEY = ("event_key",)
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
 """Serialisation failure, deadlock detected: the transaction may simply be run again."""
 
@@ -107,12 +108,13 @@ def unavailable(error: Exception) -> bool:
 
 
 def event_row(call_event: CallEvent) -> dict[str, Any]:
+    data, kind = event_data(call_event), call_event.routing_key
     return {
-        "event_key": event_key(call_event),
+        "event_key": key_of(kind, data),
         "call_id": call_event.call_id,
-        "type": call_event.routing_key,
+        "type": kind,
         "at_ms": round(call_event.at * 1000),
-        "data": event_data(call_event),
+        "data": data,
     }
 
 
@@ -184,15 +186,10 @@ class RecordStore:
     ) -> set[str]:
         """Insert the rows whose key is not stored yet; the keys inserted."""
         unique = list({row["event_key"]: row for row in reversed(rows)}.values())
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        # Parameters given apart from the statement: its SQL is compiled once and
-        # cached, the rows sent as multi-row VALUES ("insertmanyvalues").
-        statement = (
-            insert(call_events)
-            .on_conflict_do_nothing(index_elements=["event_key"])
-            .returning(call_events.c.event_key)
+        statement, parameters = upsert(
+            self.dialect, call_events, unique, EVENT_KEY, update=False, returning="event_key"
         )
-        return set((await connection.execute(statement, unique)).scalars())
+        return set((await connection.execute(statement, parameters)).scalars())
 
     async def apply(self, call_event: CallEvent) -> Applied:
         """Store ``call_event`` unless it is already, and refold its call; commits."""
@@ -211,16 +208,18 @@ class RecordStore:
             known = {row["event_key"]: event for row, event in zip(rows, batch, strict=True)}
             refolded = await self._refold(connection, call_ids, known)
         results = []
-        reported: set[str] = set()
+        unchanged: dict[str, tuple[StoredRecord, ...]] = {}
+        """Per call already reported: its records as the batch's later events see them."""
         keys_seen: set[str] = set()
         for call_event, row in zip(batch, rows, strict=True):
             key = row["event_key"]
             duplicate = key not in inserted or key in keys_seen
             keys_seen.add(key)
-            records = refolded.get(call_event.call_id, ())
-            if call_event.call_id in reported:
-                records = tuple(replace(stored, changed=False) for stored in records)
-            reported.add(call_event.call_id)
+            call_id = call_event.call_id
+            records = unchanged.get(call_id)
+            if records is None:
+                records = refolded.get(call_id, ())
+                unchanged[call_id] = tuple(replace(stored, changed=False) for stored in records)
             results.append(Applied(duplicate, records))
         return results
 
@@ -238,13 +237,13 @@ class RecordStore:
         events: dict[str, list[CallEvent]] = {call_id: [] for call_id in call_ids}
         query = select(
             call_events.c.event_key, call_events.c.call_id, call_events.c.type, call_events.c.data
-        ).where(call_events.c.call_id.in_(call_ids))
+        ).where(among(self.dialect, call_events.c.call_id, call_ids))
         for key, call_id, kind, data in await connection.execute(query):
             loaded = known.get(key) or load(kind, data)
             if loaded is not None:
                 events[call_id].append(loaded)
         query = select(cdrs.c.call_id, cdrs.c.from_tag, cdrs.c.version, cdrs.c.record).where(
-            cdrs.c.call_id.in_(call_ids)
+            among(self.dialect, cdrs.c.call_id, call_ids)
         )
         stored: dict[tuple[str, str], tuple[int, str | None]] = {
             (row.call_id, row.from_tag): (row.version, row.record)
@@ -264,17 +263,9 @@ class RecordStore:
                 folded.append(StoredRecord(record, version, changed))
             results[call_id] = tuple(folded)
         if changes:
-            # New and changed records in one statement (the rows sent apart from
-            # its cached SQL); the call locks make the read above still true.
-            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-            statement = insert(cdrs)
-            await connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[cdrs.c.call_id, cdrs.c.from_tag],
-                    set_={name: statement.excluded[name] for name in changes[0] if name not in KEY},
-                ),
-                changes,
-            )
+            # New and changed records in one statement; the call locks make the read
+            # above still true.
+            await connection.execute(*upsert(self.dialect, cdrs, changes, RECORD_KEY, update=True))
         return results
 
     async def stale(self, last_seen_before: float) -> list[tuple[str, str]]:

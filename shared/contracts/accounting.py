@@ -14,9 +14,9 @@ and drops the rest.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.calls import TargetKind
 from shared.contracts.event import Event
@@ -93,6 +93,39 @@ class CdrCompleted(Event):
 
     version: int
     record: CallRecord
+
+
+class CdrTimedOut(CdrCompleted):
+    """The same completion again, for a record completed by the timeout close (``timeout``).
+
+    Published beside its ``accounting.cdr.completed`` (same body, same
+    at-least-once rule) so that a consumer interested only in calls whose end
+    was never seen, such as the edges' media relay (``edge.media.expired``),
+    binds to this key alone instead of taking every completion.
+    """
+
+    routing_key: ClassVar[str] = "accounting.cdr.timed_out"
+
+
+MAX_BATCH_COMPLETIONS: Final = 1000
+"""Completions one :class:`CdrCompletedBatch` may carry."""
+
+
+class CdrCompletedBatch(Event):
+    """Several ``accounting.cdr.completed`` in one message (``accounting.cdr.completed.batch``).
+
+    Why: publishing a message costs the accounting service more than folding
+    the call it announces, so with ``CALLMESH_ACCOUNTING_COMPLETED_BATCH`` above
+    1 the records one commit completed go out as batches of up to that many.
+    Opt-in: a subscriber must read this form too (binding
+    ``accounting.cdr.completed.#`` takes both).  One completion alone always
+    goes as a plain ``accounting.cdr.completed``; ``accounting.cdr.timed_out``
+    is never batched.  Each item is exactly the single event's data.
+    """
+
+    routing_key: ClassVar[str] = "accounting.cdr.completed.batch"
+
+    completed: list[CdrCompleted] = Field(max_length=MAX_BATCH_COMPLETIONS)
 
 
 CALLS_QUEUE = "accounting.calls"

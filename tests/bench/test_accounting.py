@@ -28,19 +28,25 @@ def test_a_small_run_reports_every_figure() -> None:
             "--records",
             "300",
             "--runs",
-            "2",
+            "1",
+            "--batch",
+            "1,8",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=200,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
     figures = json.loads(completed.stdout)
-    assert figures["throughput"]["events"] == 140
-    assert figures["throughput"]["cpu_ms_per_call"] > 0
-    assert [run["throughput"]["calls"] for run in figures["each_run"]] == [20, 20]
-    assert figures["lag_ms"]["calls"] == 5
-    assert figures["bytes_per_record"] > 0
+    for batch in (1, 8):
+        alone = figures[f"batch_{batch}"]
+        assert alone["throughput"]["events"] == 140
+        assert alone["throughput"]["batch"] == batch
+        assert alone["throughput"]["cpu_ms_per_call"] > 0
+        assert alone["lag_ms"]["calls"] == 5
+        assert alone["bytes_per_record"] > 0
+    runs = [(run["batch"], run["throughput"]["calls"]) for run in figures["each_run"]]
+    assert runs == [(1, 20), (8, 20)]
     assert figures["csv_export"]["rows"] == 300

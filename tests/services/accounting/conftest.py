@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.postgres import drop_postgres, fresh_postgres
 from services.accounting.store import RecordStore, database_url, open_engine
-from tests.services.accounting.postgres import drop_postgres, fresh_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

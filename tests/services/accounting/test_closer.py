@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from prometheus_client import REGISTRY
 
@@ -17,8 +18,8 @@ async def test_a_silent_answered_call_is_closed_once(record_store: RecordStore) 
         await record_store.apply(event)
     announced: list[Applied] = []
 
-    async def announce(applied: Applied) -> None:
-        announced.append(applied)
+    async def announce(changes: Sequence[Applied]) -> None:
+        announced.extend(changes)
 
     now = T0 + 30 + 3600.5
     closer = TimeoutCloser(record_store, announce, 3600, logging.getLogger("test"), lambda: now)

@@ -28,17 +28,17 @@ from typing import Any
 
 import httpx
 
+from deploy.labs.ports import free_port
+from deploy.labs.postgres import drop_postgres, fresh_postgres
 from deploy.processes import stop_process
 from deploy.seed import ROUTES, SeedRoute, gateway_ports, seed_records
 from shared.contracts.accounting import CALLS_QUEUE
-from tests.services.accounting.postgres import drop_postgres, fresh_postgres
 from tests.services.edge.support import (
     LOOPBACK,
     REPO,
     Edge,
     Sipp,
     delete_queue,
-    free_port,
     refusing_scenario,
     running_edge,
     sipp,
