@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.labs.ports import free_port
 from deploy.processes import stop_process
 from shared.rtpengine.instances import Instance
 
@@ -34,16 +35,10 @@ class Daemon:
     log: Path
 
 
-def _free_port(kind: socket.SocketKind) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _answers_ping(port: int) -> bool:
+def _answers_ping(address: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.settimeout(0.2)
-        probe.sendto(b"ready d7:command4:pinge", ("127.0.0.1", port))
+        probe.sendto(b"ready d7:command4:pinge", (address, port))
         try:
             return probe.recv(256) == b"ready d6:result4:ponge"
         except OSError:
@@ -51,33 +46,37 @@ def _answers_ping(port: int) -> bool:
 
 
 @contextmanager
-def running_rtpengine(folder: Path) -> Iterator[Daemon]:
-    """An rtpengine answering ng on a free port of 127.0.0.1, logging into ``folder``."""
+def running_rtpengine(
+    folder: Path, ports: int = 200, address: str = "127.0.0.1"
+) -> Iterator[Daemon]:
+    """An rtpengine answering ng on a free port of ``address``, logging into ``folder``, relaying
+    on ``ports`` media ports (four per call: RTP and RTCP of each side) of that address (another
+    one than loopback: for peers in other network namespaces, deploy/vip/lab.py)."""
     program = shutil.which("rtpengine")
     assert program is not None, "rtpengine is missing: apt-get install -y rtpengine-daemon"
-    port = _free_port(socket.SOCK_DGRAM)
-    port_min = random.randrange(40_000, 59_000, 200)
+    port = free_port(address)
+    port_min = random.randrange(40_000, 61_000 - ports, 200)
     log = folder / f"rtpengine-{port}.log"
     command = [
         program,
         "--config-file=none",  # not /etc/rtpengine/rtpengine.conf: its ports are shared
         "--table=-1",
-        "--interface=127.0.0.1",
-        f"--listen-ng=127.0.0.1:{port}",
-        f"--listen-cli=127.0.0.1:{_free_port(socket.SOCK_STREAM)}",  # its default, 2224, is shared
+        f"--interface={address}",
+        f"--listen-ng={address}:{port}",
+        f"--listen-cli=127.0.0.1:{free_port()}",  # its default, 2224, is shared
         "--foreground",
         "--log-stderr",
         "--delete-delay=0",
         f"--port-min={port_min}",
-        f"--port-max={port_min + 199}",
+        f"--port-max={port_min + ports - 1}",
     ]
     with log.open("wb") as output:
         daemon = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + READY_WITHIN
-        while not _answers_ping(port):
+        while not _answers_ping(address, port):
             assert daemon.poll() is None, f"rtpengine exited: {log.read_text()[-2000:]}"
             assert time.monotonic() < deadline, f"rtpengine not ready: {log.read_text()[-2000:]}"
-        yield Daemon(Instance("127.0.0.1", port), port_min, port_min + 199, log)
+        yield Daemon(Instance(address, port), port_min, port_min + ports - 1, log)
     finally:
         stop_process(daemon, grace=5)

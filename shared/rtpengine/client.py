@@ -34,6 +34,7 @@ from shared.rtpengine.protocol import (
     NgProtocolError,
     Reply,
 )
+from shared.sip.transport.base import LogThrottle
 
 log = logging.getLogger("callmesh.rtpengine")
 
@@ -80,6 +81,7 @@ class RtpengineClient:
         self.alive = {instance: True for instance in instances}
         self._endpoints: dict[Instance, _Endpoint] = {}
         self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._malformed_logged = LogThrottle()
 
     async def start(self) -> None:
         """Open one socket per instance (UDP: nothing is sent yet)."""
@@ -105,7 +107,14 @@ class RtpengineClient:
             matched = self.exchange.receive(data)
         except NgProtocolError as error:
             metrics.ERRORS.labels("malformed", instance.name).inc()
-            log.warning("rtpengine %s sent a malformed reply: %s", instance.name, error)
+            unlogged = self._malformed_logged.due(instance.name, time.monotonic())
+            if unlogged is not None:
+                log.warning(
+                    "rtpengine %s sent a malformed reply: %s (%d more since the last such line)",
+                    instance.name,
+                    error,
+                    unlogged,
+                )
             return
         if matched is not None:
             future = self._pending.get(matched[0])

@@ -40,6 +40,11 @@ class SetSelector:
             for destination in ordered:
                 yield set_id, destination.uri
 
+    def target_state(self, set_id: str, key: str) -> str:
+        """The health state of `key` in the set: a destination's URI, or `{uri}@{label}` for one
+        DNS target of a destination given by name (probed one by one)."""
+        return self._sets.states(set_id).get(key, "unknown")
+
 
 def _call_of(request: Request | None, from_user: bool) -> Call:
     """What the hashing reads; the From user is parsed only for the set that hashes it."""

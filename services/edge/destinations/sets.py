@@ -37,6 +37,11 @@ class DispatchSets:
     def delete(self, set_id: str) -> None:
         self._dispatchers.pop(set_id, None)
 
+    def balancing(self) -> bool:
+        """A set balances by calls (``least_calls``): the cluster's counts are worth having
+        before this worker's first call to it."""
+        return any(d.set.algorithm == "least_calls" for d in self._dispatchers.values())
+
     def set_state(self, set_id: str, uri: str, state: str) -> None:
         self._states.setdefault(set_id, {})[uri] = state
 

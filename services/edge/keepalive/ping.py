@@ -21,6 +21,8 @@ from shared.sip.branch import new_branch, new_tag
 from shared.sip.message import Request
 
 CRLF_PING: Final = b"\r\n\r\n"
+CALL_ID_MARK: Final = b"cm-ka-"
+"""What every keepalive's Call-ID starts with (so its answer is told from any other)."""
 USER_AGENT: Final = "callmesh-keepalive"
 _KEY: Final = secrets.token_bytes(16)
 

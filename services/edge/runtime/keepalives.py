@@ -13,8 +13,15 @@ stranger could otherwise keep a dead binding alive with forged answers).  A CRLF
 connection counts as answered when it could be written: the connection is
 there (a reset or a closed connection fails the write; no new one is opened).
 
-Bindings registered before this worker started are pinged from their next
-refresh on (the worker learns them from events, not from Redis).
+Bindings registered before this worker started (a restart, a new worker
+taking an old instance name) are read from the store once at start, after
+the events are subscribed so none is missed between: a page at a time,
+skipping other edges' records before parsing them, the loop handed back
+between pages (``shared.registrar.location.bindings_mentioning``).
+
+A report the bus could not take (the broker away) is kept and sent again
+at the next round, up to ``MAX_UNSENT`` of them; the registrar's check of
+the binding's expiry makes a late report harmless.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
@@ -29,7 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.edge import metrics
-from services.edge.keepalive.ping import CRLF_PING, options_ping, ping_call_id
+from services.edge.keepalive.ping import CALL_ID_MARK, CRLF_PING, options_ping, ping_call_id
 from services.edge.keepalive.schedule import (
     KeepaliveSchedule,
     Key,
@@ -48,20 +56,23 @@ from shared.contracts.registrar import (
     BindingRemoved,
     UnreachableBinding,
 )
+from shared.registrar.location import bindings_mentioning
 from shared.registrar.model import Location
 from shared.sip.errors import SipError
 from shared.sip.message import Response, parse_message
 from shared.sip.transport.base import TransportError
 from shared.sip.transport.destination import Destination, destination_of
 from shared.sip.uri import parse_uri
+from shared.store import Store
 
 log = logging.getLogger("callmesh.edge")
 
 MAX_SLEEP = 1.0
+MAX_UNSENT = 10_000
+"""Unreachable reports kept for a broker that is away (beyond: their expiry removes them)."""
 FAILED_ROUND_PAUSE = 1.0
 """Seconds before the next round after one failed (no tight loop on a lasting fault)."""
 BINDING_EVENTS = "registrar.binding.#"
-_CALL_ID_MARK = b"cm-ka-"
 _GONE = frozenset({BindingRemoved.routing_key, BindingExpired.routing_key})
 
 
@@ -73,8 +84,12 @@ class KeepaliveRunner:
         sockets: EdgeSockets,
         interfaces: Interfaces,
         instance: str,
+        *,
+        store: Store | None = None,
     ) -> None:
+        """`store`: where to read the bindings this worker held before it started (None: none)."""
         self.schedule = schedule
+        self.store = store
         self.bus = bus
         self.sockets = sockets
         self.interfaces = interfaces
@@ -87,14 +102,37 @@ class KeepaliveRunner:
         self._wake = asyncio.Event()
         self._stopping = False
         self._sending: set[asyncio.Task[None]] = set()
+        self._unsent: list[Location] = []
+        """Reports the bus refused, to send again."""
+        self._loader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.bus.subscribe([BINDING_EVENTS], self._on_event)
         self._task = self._loop.create_task(self._run())
+        if self.store is not None:
+            self._loader = self._loop.create_task(self._load(self.store))
+
+    async def _load(self, store: Store) -> None:
+        """Watch the bindings of this instance already in the store (read once, in pages)."""
+        started, count = self._loop.time(), 0
+        try:
+            async for page in bindings_mentioning(store, self.instance):
+                for location in page:
+                    if needs_keepalive(location, self.instance):
+                        self.note(location, gone=False)
+                        count += 1
+                metrics.KEEPALIVES_LOADED.value = count
+                await asyncio.sleep(0)  # SIP first: the next page after what is queued
+        except Exception as error:  # the events still bring every refreshed binding
+            log.error("keepalives: bindings not read from the store: %r", error)
+            return
+        took = self._loop.time() - started
+        log.info("keepalives: %d bindings read from the store in %.2f s", count, took)
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        await cancel_and_wait(self._loader)
         await cancel_and_wait(self._task)
         for task in list(self._sending):
             await cancel_and_wait(task)
@@ -122,7 +160,7 @@ class KeepaliveRunner:
 
     def claims(self, data: bytes, source: Destination) -> bool:
         """Whether ``data``, from ``source``, answers one of our OPTIONS (then it is taken here)."""
-        if not data.startswith(b"SIP/2.0 ") or _CALL_ID_MARK not in data:
+        if not data.startswith(b"SIP/2.0 ") or CALL_ID_MARK not in data:
             return False
         try:
             message = parse_message(data)
@@ -156,6 +194,12 @@ class KeepaliveRunner:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     def tick(self) -> None:
+        if self._unsent and not self._sending:  # the broker may be back: the refused ones again
+            unsent, self._unsent = self._unsent, []
+            now = time.time()
+            for location in unsent:
+                if location.expires_at > now:  # an expired one is gone anyway
+                    self._background(self._report(location, again=True))
         tick = self.schedule.tick(self._loop.time())
         for ping in tick.pings:
             self._ping(ping)
@@ -192,8 +236,8 @@ class KeepaliveRunner:
     def _send_stream(self, data: bytes, destination: Destination, ping: Watched) -> None:
         """On the phone's open connection only: a flow ends with its connection (RFC 5626), and
         a new one to where the phone once was may reach someone else, who would "answer"."""
-        connection = self.sockets.tcp.connection(destination)
         try:
+            connection = self.sockets.stream(destination.transport).connection(destination)
             if connection is None:
                 raise TransportError(f"no open connection to {destination.host}")
             connection.write(data)
@@ -204,7 +248,7 @@ class KeepaliveRunner:
         if ping.ping is Ping.CRLF:
             self.schedule.answered(ping.location.aor, ping.location.contact)
 
-    async def _report(self, location: Location) -> None:
+    async def _report(self, location: Location, *, again: bool = False) -> None:
         try:
             report = UnreachableBinding(
                 aor=location.aor,
@@ -214,8 +258,12 @@ class KeepaliveRunner:
                 expires_at=location.expires_at,
             )
             await self.bus.send(UNREACHABLE_QUEUE, report.to_bytes())
-        except BusUnavailable as error:  # its expiry removes it in the end
-            log.warning("unreachable binding %s not reported: %s", location.contact, error)
+        except BusUnavailable as error:  # again next round (its expiry removes it in the end)
+            if len(self._unsent) < MAX_UNSENT:
+                self._unsent.append(location)
+            if not again:  # one line per report, not one per round while the broker is away
+                metrics.KEEPALIVE_REPORTS_DELAYED.value += 1
+                log.warning("unreachable binding %s not reported yet: %s", location.contact, error)
         except Exception as error:  # a background task: say it in one line, never unretrieved
             log.error("unreachable binding %s not reported: %r", location.contact, error)
         else:

@@ -15,6 +15,8 @@ from shared.sip.uri import SipUri, Uri
 from shared.sip.via import Via
 
 UNRELIABLE_TRANSPORTS: Final = frozenset({"udp"})
+WEBSOCKETS: Final = frozenset({"ws", "wss"})
+"""Transports whose peers are reached only over the connection they opened (RFC 7118)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,9 @@ class Destination:
     pinned: bool = field(default=False, compare=False)
     """The transport must not change: the next hop's URI names it (`;transport=udp`), or
     it is already the fallback of RFC 3261 §18.1.1.  Not part of equality."""
+    reconnect_port: int | None = field(default=None, compare=False)
+    """Where a new connection goes when `connection_id`'s has closed, if not to `port`: a
+    response's sent-by port (§18.2.2), the connection's own being the peer's ephemeral one."""
 
     @property
     def reliable(self) -> bool:
@@ -61,9 +66,12 @@ def response_destination(
     `source` is the address the request came from, if known; it stands in for
     the `received`/`rport` values a server stamps on the Via (§18.2.1, RFC
     3581 §4), so this works before and after the stamping.  On a stream the
-    response goes back on `connection_id` while it is open.
+    response goes back on `connection_id` while it is open; over a WebSocket, to the
+    address it came from whatever its Via says (a `.invalid` host, RFC 7118 §5).
     """
     transport = via.transport.lower()
+    if transport in WEBSOCKETS and source is not None:
+        return Destination(transport, source[0], source[1], connection_id)
     fallback_port = via.port or default_port(transport)
     reliable = transport not in UNRELIABLE_TRANSPORTS
     maddr = via.maddr
@@ -71,6 +79,10 @@ def response_destination(
         return Destination(transport, unbracket(maddr), fallback_port)
     if source is not None:
         host = source[0]
+        if reliable and connection_id is not None and not via.wants_rport:
+            return Destination(
+                transport, unbracket(host), source[1], connection_id, reconnect_port=fallback_port
+            )
         port = source[1] if via.wants_rport else fallback_port
     else:
         host = via.received or via.host
@@ -78,7 +90,15 @@ def response_destination(
     return Destination(transport, unbracket(host), port, connection_id if reliable else None)
 
 
-SUPPORTED_TRANSPORTS: Final = frozenset({"udp", "tcp"})
+SUPPORTED_TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss"})
+
+
+def transport_of(uri: SipUri) -> str:
+    """The transport a next-hop URI names (lower-case): its `transport` parameter, else UDP;
+    a `sips:` URI goes over TLS (RFC 3261 §26.2.1), whatever else it names: `;transport=tcp`
+    is the old way of writing TLS for it, and UDP cannot carry it."""
+    named = (uri.param("transport") or "udp").lower()
+    return "tls" if uri.scheme == "sips" and named in ("tcp", "udp") else named
 
 
 def destination_of(uri: Uri) -> Destination:
@@ -93,7 +113,7 @@ def destination_of(uri: Uri) -> Destination:
     if not isinstance(uri, SipUri):
         raise SipError("Unsupported URI Scheme", 416)
     named = uri.param("transport")
-    transport = (named or ("tcp" if uri.scheme == "sips" else "udp")).lower()
+    transport = transport_of(uri)
     if transport not in SUPPORTED_TRANSPORTS:
         raise SipError(f"transport {transport} not available", 503)
     host = uri.param("maddr") or uri.host

@@ -11,15 +11,22 @@ reaches the phone got there through the NAT mapping its own request opened.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from tests.netns import NatNetwork, natted_network
 from tests.services.edge.cluster import DOMAIN, PASSWORD, Cluster, running_cluster
-from tests.services.edge.support import SCENARIOS, Sipp, free_port, sipp, wait_bound
+from tests.services.edge.support import (
+    SCENARIOS,
+    Sipp,
+    sipp,
+    wait_bound,
+)
 from tests.services.edge.test_subscribers_wire import dial_at_b, with_credentials
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
@@ -77,13 +84,17 @@ async def test_a_natted_phone_registers_and_is_called(
 
 
 def call_out(
-    cluster: Cluster, network: NatNetwork, workdir: Path, hold_ms: int
+    cluster: Cluster,
+    network: NatNetwork,
+    workdir: Path,
+    hold_ms: int,
+    gateway_scenario: str = "gateway_reinvite_then_bye",
 ) -> tuple[Sipp, Sipp]:
     """The phone calls a gateway that re-INVITEs it, then hangs up `hold_ms` later."""
     cluster.subscriber("natcaller")
     port = free_port()
     cluster.a.route({"gw1": port}, {"r1": ("1555", ["gw1"])})
-    gateway = sipp(workdir, "gateway_reinvite_then_bye", port, args=("-set", "hold", str(hold_ms)))
+    gateway = sipp(workdir, gateway_scenario, port, args=("-set", "hold", str(hold_ms)))
     wait_bound(port)
     scenario = with_credentials(workdir, "subscriber_caller_far_end_ends", "natcaller")
     args = (*keys("natcaller"), "-s", "15550002", "-auth_uri", f"15550002@{DOMAIN}")
@@ -98,8 +109,39 @@ def test_a_natted_caller_gets_the_far_ends_reinvite_and_bye(
     assert gateway.wait() == 0, gateway.errors()
     assert caller.received("INVITE") == 1  # the re-INVITE
     assert caller.received("BYE") == 1
-    reinvite = gateway.messages().split("INVITE sip:", 2)[2]  # the one the gateway sent
-    assert reinvite.startswith(f"natcaller@{network.phone_address}:")  # her private Contact
+    assert_reached_by_the_edges_contact(caller, gateway, network)
+
+
+def assert_reached_by_the_edges_contact(caller: Sipp, gateway: Sipp, network: NatNetwork) -> None:
+    """The gateway addressed its re-INVITE to the edge's Contact for her (her flow in it); she
+    got it addressed to her own private Contact."""
+    sent = gateway.messages().split("INVITE sip:", 2)[2]  # the one the gateway sent
+    assert sent.startswith(f"natcaller@{network.host_address}:"), sent
+    assert ";cm-flow=" in sent.partition(" ")[0]
+    [received] = re.findall(
+        r"message received \[\d+\] bytes :\s*INVITE sip:(\S+)", caller.messages()
+    )
+    assert received.startswith(f"natcaller@{network.phone_address}:"), received
+
+
+def test_a_far_end_sending_to_the_contact_without_route_reaches_a_natted_caller(
+    cluster: Cluster, network: NatNetwork, workdir: Path
+) -> None:
+    """A gateway that ignores the Record-Route: its re-INVITE, the ACK and the BYE go to the
+    Contact it got, the edge's, which names her flow; they reach her through her NAT."""
+    caller, gateway = call_out(
+        cluster,
+        network,
+        workdir,
+        hold_ms=0,
+        gateway_scenario="gateway_reinvite_then_bye_to_contact",
+    )
+    assert caller.wait() == 0, caller.errors() + cluster.a.log()
+    assert gateway.wait() == 0, gateway.errors()
+    assert (caller.received("INVITE"), caller.received("BYE")) == (1, 1)
+    bye = gateway.messages().split("BYE sip:", 1)[1].split("Content-Length", 1)[0]
+    assert "Route:" not in bye
+    assert_reached_by_the_edges_contact(caller, gateway, network)
 
 
 def test_the_far_ends_bye_reaches_a_natted_caller_after_an_edge_restart(

@@ -3,8 +3,9 @@ requests (BYE, re-INVITE) reach the phone's public address, from this edge or a 
 
 from __future__ import annotations
 
+from services.edge import metrics
 from services.edge.location import BindingsQuery, Ha1Query, NonceCountQuery
-from services.edge.proxy.actions import Action
+from services.edge.proxy.actions import Action, Register, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FLOW_PARAM, FLOW_SEPARATOR
@@ -23,6 +24,7 @@ from tests.services.edge.proxy.test_subscribers import (
     PASSWORD,
     PHONE,
     Run,
+    bobs_register,
     call,
     run,
 )
@@ -52,12 +54,15 @@ def alices_invite(
     ).encode()
 
 
-def alice_calls(run: Run, to: str, via: str, contact: str = ALICE_LAN) -> list[Action]:
-    """Alice's INVITE from behind her NAT, through the 407 challenge: the edge's actions."""
+def alice_calls(
+    run: Run, to: str, via: str, contact: str = ALICE_LAN, extra: str = ""
+) -> list[Action]:
+    """Alice's INVITE from behind her NAT (`extra` headers added), through the 407 challenge:
+    the edge's actions."""
     run.directory.learn(
         Ha1Query("alice", DOMAIN, "MD5"), compute_ha1("alice", DOMAIN, PASSWORD), run.now
     )
-    first = run.send(alices_invite(to, via), ALICE_PUBLIC)
+    first = run.send(alices_invite(to, via, extra=extra), ALICE_PUBLIC)
     challenge = parse_message(sent_to(first, ALICE_PUBLIC)[-1])
     assert isinstance(challenge, Response)
     credentials = authorize(
@@ -69,7 +74,7 @@ def alice_calls(run: Run, to: str, via: str, contact: str = ALICE_LAN) -> list[A
         cnonce="c0ffee",
         nc=1,
     )
-    extra = f"Proxy-Authorization: {credentials}\r\n"
+    extra += f"Proxy-Authorization: {credentials}\r\n"
     actions = run.send(alices_invite(to, via, contact=contact, extra=extra), ALICE_PUBLIC)
     return list(run.resolve(actions, {NonceCountQuery(credentials.params["nonce"], 1): True}))
 
@@ -87,6 +92,25 @@ def in_dialog(method: str, forwarded: Request, cseq: int, target: str = ALICE_LA
         f"{routes}Max-Forwards: 70\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
+
+
+BOBS_NAT = Destination("udp", "198.51.100.60", 31000)
+BOBS_CONTACT = "sip:bob@10.0.0.7:5060"
+
+
+def bob_behind_nat(run: Run) -> Destination:
+    """Bob registered from behind NAT (his Contact private): where his router sends from."""
+    natted_bob = Location(
+        aor=BOB,
+        contact=BOBS_CONTACT,
+        expires_at=10_000.0,
+        q=None,
+        received=f"sip:{BOBS_NAT.host}:{BOBS_NAT.port}",
+        transport="udp",
+        edge="edge-a",
+    )
+    run.directory.learn(BindingsQuery(BOB), (natted_bob,), 0.0)
+    return BOBS_NAT
 
 
 def flow_of(forwarded: Request) -> str | None:
@@ -148,17 +172,7 @@ def test_her_own_bye_goes_to_the_far_end_not_back_to_her(run: Run) -> None:
 
 def test_between_two_natted_phones_each_reaches_the_other(run: Run) -> None:
     """Bob registered from behind NAT too: the Record-Route names both flows."""
-    bobs_nat = Destination("udp", "198.51.100.60", 31000)
-    natted_bob = Location(
-        aor=BOB,
-        contact="sip:bob@10.0.0.7:5060",
-        expires_at=10_000.0,
-        q=None,
-        received=f"sip:{bobs_nat.host}:{bobs_nat.port}",
-        transport="udp",
-        edge="edge-a",
-    )
-    run.directory.learn(BindingsQuery(BOB), (natted_bob,), 0.0)
+    bobs_nat = bob_behind_nat(run)
     forwarded = only_request(alice_calls(run, BOB, f"{ALICE_LAN}:5060"), bobs_nat)
     flows = flow_of(forwarded)
     assert flows is not None and flows.count(FLOW_SEPARATOR) == 1
@@ -166,7 +180,7 @@ def test_between_two_natted_phones_each_reaches_the_other(run: Run) -> None:
     assert only_request(run.send(bye_from_bob, bobs_nat), ALICE_PUBLIC).method == "BYE"
     routes = "".join(f"Route: {rr}\r\n" for rr in forwarded.headers("record-route"))
     bye_from_alice = (
-        f"BYE sip:bob@10.0.0.7:5060 SIP/2.0\r\n"
+        f"BYE {BOBS_CONTACT} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP {ALICE_LAN}:5060;rport;branch=z9hG4bKab\r\n"
         f"From: <sip:alice@{DOMAIN}>;tag=a1\r\nTo: <{BOB}>;tag=gw\r\n"
         f"Call-ID: {forwarded.call_id}\r\nCSeq: 3 BYE\r\n{routes}"
@@ -183,3 +197,28 @@ def test_a_trusted_peer_behind_nat_records_no_flow(run: Run) -> None:
     [record_route] = forwarded.record_routes
     assert isinstance(record_route.uri, SipUri)
     assert record_route.uri.param(FLOW_PARAM) is None
+
+
+def test_natted_callers_and_registrations_are_counted(run: Run) -> None:
+    callers, registrations = metrics.NAT_CALLERS.value, metrics.NAT_REGISTRATIONS.value
+    only_request(alice_calls(run, NUMBER, f"{ALICE_LAN}:5060"), GW1)
+    assert metrics.NAT_CALLERS.value == callers + 1
+    bobs_nat = Destination("udp", "198.51.100.60", 31000)
+    for source, counted in ((PHONE, 0), (bobs_nat, 1)):  # his Via names 192.0.2.21:5060
+        register = bobs_register(str(counted))
+        sent = [action.data for action in run.send(register, source) if isinstance(action, Send)]
+        [challenge] = [parse_message(data) for data in sent]
+        assert isinstance(challenge, Response) and challenge.status == 401
+        credentials = authorize(
+            parse_challenge(challenge.header("www-authenticate") or ""),
+            username="bob",
+            password=PASSWORD,
+            method="REGISTER",
+            uri=f"sip:{DOMAIN}",
+            cnonce="abc",
+        )
+        header = f"Authorization: {credentials}\r\nContent-Length".encode()
+        answered = register.replace(b"1 REGISTER", b"2 REGISTER").replace(b"Content-Length", header)
+        answered = answered.replace(b"z9hG4bKr", b"z9hG4bKs")
+        assert any(isinstance(action, Register) for action in run.send(answered, source))
+        assert metrics.NAT_REGISTRATIONS.value == registrations + counted

@@ -62,6 +62,21 @@ class Setup:
     binding: Location
 
 
+async def edge_and_registrar() -> tuple[MemoryBus, MemoryBus, asyncio.Queue[UnreachableBinding]]:
+    """The edge's bus and the registrar's on one in-memory broker, and the reports it takes."""
+    broker = MemoryBroker()
+    bus, registrar = MemoryBus(broker, "t", "edge", EDGE), MemoryBus(broker, "t", "registrar", "r")
+    await bus.start()
+    await registrar.start()
+    reports: asyncio.Queue[UnreachableBinding] = asyncio.Queue()
+
+    async def take(message: WorkMessage) -> None:
+        reports.put_nowait(UnreachableBinding.model_validate_json(message.body))
+
+    await registrar.consume(UNREACHABLE_QUEUE, take)
+    return bus, registrar, reports
+
+
 @pytest.fixture(params=[200, 404])
 async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
     loop = asyncio.get_running_loop()
@@ -77,16 +92,7 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
     transport, _ = await loop.create_datagram_endpoint(lambda: phone, ("127.0.0.1", 0))
     phone.transport = transport
     port = transport.get_extra_info("sockname")[1]
-    broker = MemoryBroker()
-    bus, registrar = MemoryBus(broker, "t", "edge", EDGE), MemoryBus(broker, "t", "registrar", "r")
-    await bus.start()
-    await registrar.start()
-    reports: asyncio.Queue[UnreachableBinding] = asyncio.Queue()
-
-    async def take(message: WorkMessage) -> None:
-        reports.put_nowait(UnreachableBinding.model_validate_json(message.body))
-
-    await registrar.consume(UNREACHABLE_QUEUE, take)
+    bus, registrar, reports = await edge_and_registrar()
     schedule = KeepaliveSchedule(interval=0.1, timeout=0.35)
     runner = KeepaliveRunner(schedule, bus, sockets, interfaces_of(sockets.bound, None), EDGE)
     await runner.start()

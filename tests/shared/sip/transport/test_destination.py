@@ -1,8 +1,11 @@
-"""Where responses go: RFC 3261 §18.2.2 and RFC 3581 §4."""
+"""Where messages go: responses by RFC 3261 §18.2.2 and RFC 3581 §4, requests by their URI."""
 
 from __future__ import annotations
 
-from shared.sip.transport.destination import Destination, response_destination
+import pytest
+
+from shared.sip.transport.destination import Destination, destination_of, response_destination
+from shared.sip.uri import parse_uri
 from shared.sip.via import parse_via
 
 
@@ -52,6 +55,16 @@ def test_tcp_answers_on_the_connection_and_ignores_maddr() -> None:
     assert got.reliable
 
 
+def test_tcp_without_rport_answers_on_the_connection_and_reconnects_to_sent_by() -> None:
+    via = "SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1"
+    got = destination(via, source=("203.0.113.9", 40123), connection_id=7)
+    assert got == Destination("tcp", "203.0.113.9", 40123, connection_id=7)
+    assert got.reconnect_port == 5070
+    assert destination(via, source=("203.0.113.9", 40123)) == Destination(
+        "tcp", "203.0.113.9", 5070
+    )
+
+
 def test_ipv6_hosts_lose_their_brackets() -> None:
     via = "SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK1"
     assert destination(via) == Destination("udp", "2001:db8::9", 5070)
@@ -61,3 +74,29 @@ def test_ipv6_hosts_lose_their_brackets() -> None:
 
 def test_tls_defaults_to_5061() -> None:
     assert destination("SIP/2.0/TLS example.com;branch=z9hG4bK1").port == 5061
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("sips:gw.example.net", Destination("tls", "gw.example.net", 5061)),
+        ("sip:10.0.0.1;transport=tls", Destination("tls", "10.0.0.1", 5061)),
+        ("sips:10.0.0.1:5071;transport=tcp", Destination("tls", "10.0.0.1", 5071)),
+        ("sip:[2001:db8::1]:5062;transport=TLS", Destination("tls", "2001:db8::1", 5062)),
+    ],
+)
+def test_a_sips_uri_or_transport_tls_goes_over_tls(uri: str, expected: Destination) -> None:
+    assert destination_of(parse_uri(uri)) == expected
+
+
+def test_a_websocket_request_is_answered_where_it_came_from_whatever_its_via_says() -> None:
+    """RFC 7118 §5: a browser's Via names an `.invalid` host and no port or rport."""
+    via = "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK1"
+    answer = destination(via, source=("198.51.100.4", 51000), connection_id=7)
+    assert answer == Destination("wss", "198.51.100.4", 51000, 7)
+
+
+def test_a_websocket_contact_is_a_destination_reached_by_its_flow_only() -> None:
+    """Its host is not to be reached, but the URI is valid: the binding's flow is used."""
+    uri = parse_uri("sip:alice@df7jal23ls0d.invalid;transport=ws")
+    assert destination_of(uri) == Destination("ws", "df7jal23ls0d.invalid", 5060, pinned=True)
