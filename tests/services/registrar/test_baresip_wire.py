@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services.test_all_in_one import _free_port, all_in_one
+from deploy.labs.ports import free_port
+from tests.services.test_all_in_one import all_in_one
 
 __all__ = ["all_in_one"]  # the fixture
 
@@ -51,7 +52,7 @@ def test_baresip_registers_with_the_default_digest_settings(
     httpx.put(f"{api}/v1/subscribers/oldphone", json=body).raise_for_status()
     config = tmp_path / "baresip"
     config.mkdir()
-    baresip_config(config, _free_port(), sip)
+    baresip_config(config, free_port(), sip)
     log = (tmp_path / "baresip.log").open("wb")
     phone = subprocess.Popen(
         [baresip, "-f", str(config), "-s", "-t", "30"],

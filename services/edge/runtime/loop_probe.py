@@ -1,0 +1,120 @@
+"""The worker's periodic probe: how late the event loop runs, and the housekeeping due with it.
+
+Every `LOOP_PROBE_INTERVAL` the probe measures how late the loop ran it and
+feeds the proxy's `LoadShedder`, which refuses new calls while it lags; it
+also flushes the merged failure reports, keeps the core's wall-clock offset
+and the gauges current, and starts a refresh of the DNS answers due (ahead of
+their expiry, so calls to a busy name never wait for DNS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from services.edge import metrics
+from services.edge.policy.failure_reports import FailureReports
+from services.edge.proxy.core import Proxy
+from services.edge.runtime.publisher import EventPublisher
+from shared.dns.resolver import DnsResolver
+
+log = logging.getLogger("callmesh.edge")
+
+DNS_CHECK_INTERVAL = 0.25
+"""How often the probe looks for DNS answers due for refresh (a scan of the cache). A TTL
+of a few seconds or more is refreshed long before it runs out; at the 1 s floor a call
+may now and then find its answer expired and wait for it."""
+LOOP_PROBE_INTERVAL = 0.1
+"""Short enough that shedding starts within a fraction of a second of the loop falling behind."""
+
+
+def set_wall_offset(proxy: Proxy, loop: asyncio.AbstractEventLoop) -> None:
+    """Nonces and call events carry wall time; the core runs on the loop's clock."""
+    offset = time.time() - loop.time()
+    if proxy.subscribers is not None:
+        proxy.subscribers.wall_offset = offset
+    if proxy.call_events is not None:
+        proxy.call_events.wall_offset = offset
+
+
+class LoopProbe:
+    """One worker's probe; `background` runs the DNS refresh as a task the driver owns."""
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        dns: DnsResolver,
+        publisher: EventPublisher,
+        reports: FailureReports,
+        background: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self._proxy = proxy
+        self._dns = dns
+        self._publisher = publisher
+        self._reports = reports
+        self._background = background
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._refreshing = False
+        self._dns_check_at = 0.0
+        self._refused_counted = 0
+
+    def start(self) -> None:
+        set_wall_offset(self._proxy, self._loop)
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def _schedule(self) -> None:
+        self._due = self._loop.time() + LOOP_PROBE_INTERVAL
+        self._handle = self._loop.call_at(self._due, self._on_probe)
+
+    def _on_probe(self) -> None:
+        now = self._loop.time()
+        lag = max(0.0, now - self._due)
+        metrics.LOOP_LAG.observe(lag)
+        self._watch_load(lag, now)
+        for event in self._reports.flush(now):
+            self._publisher.offer(event)
+        metrics.EVENTS_WAITING.value = self._publisher.waiting
+        set_wall_offset(self._proxy, self._loop)
+        for kind, count in self._proxy.table.counts().items():
+            metrics.TRANSACTIONS[kind] = count
+        if now >= self._dns_check_at and not self._refreshing:
+            self._dns_check_at = now + DNS_CHECK_INTERVAL
+            due = self._dns.cache.next_due()
+            if due is not None and due <= now:
+                self._refreshing = True
+                self._background(self._refresh_dns())
+        self._schedule()
+
+    async def _refresh_dns(self) -> None:
+        try:
+            await self._dns.refresh()
+        finally:
+            self._refreshing = False
+
+    def _watch_load(self, lag: float, now: float) -> None:
+        shedder = self._proxy.shedder
+        if shedder is None:
+            return
+        was_shedding = shedder.shedding
+        if shedder.observe(lag, now):
+            log.warning(
+                "event loop %.0f ms late: refusing new calls (503) until it catches up", lag * 1000
+            )
+        elif was_shedding and not shedder.shedding:
+            log.warning(
+                "event loop caught up: accepting new calls again (%d refused so far)",
+                shedder.refused,
+            )
+        metrics.SHEDDING.value = 1 if shedder.shedding else 0
+        if shedder.refused > self._refused_counted:
+            metrics.CALLS_REFUSED.value += shedder.refused - self._refused_counted
+            self._refused_counted = shedder.refused

@@ -1,0 +1,149 @@
+"""Gateways given by name in the proxy core: RFC 3263 targets from the DNS cache as hops, a cold
+name waiting for a `Resolve`, failover through the SRV targets before the next gateway."""
+
+from __future__ import annotations
+
+import random
+
+from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
+from services.edge.proxy.actions import Action, Publish, Resolve
+from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.routes import NumberRouter
+from shared.contracts.edge import GatewayFailed
+from shared.dispatcher import DispatcherSet
+from shared.dns import DnsCache, Names, Srv
+from shared.dns.cache import record_key
+from shared.routing_table.model import Gateway, Rule
+from shared.sip.transport.destination import Destination
+from tests.services.edge.proxy.support import MemoryTable
+from tests.services.edge.proxy.test_core import (
+    EDGE,
+    GW2,
+    TRUSTED,
+    Run,
+    answer,
+    invite,
+    only_request,
+    statuses,
+)
+
+FIRST = Destination("udp", "203.0.113.21", 5071)
+BACKUP = Destination("udp", "203.0.113.23", 5073)
+SRV_NAME = "_sip._udp.carrier.test"
+
+
+def carrier_records(cache: DnsCache, now: float) -> None:
+    cache.put(record_key("carrier.test", "NAPTR"), (), None, now)
+    cache.put(
+        record_key(SRV_NAME, "SRV"),
+        (Srv(10, 1, FIRST.port, "a.carrier.test."), Srv(20, 1, BACKUP.port, "c.carrier.test.")),
+        60,
+        now,
+    )
+    for host, address in (("a.carrier.test", FIRST.host), ("c.carrier.test", BACKUP.host)):
+        cache.put(record_key(host, "A"), (address,), 60, now)
+        cache.put(record_key(host, "AAAA"), (), 60, now)
+
+
+def dns_run(
+    states: dict[str, str] | None = None, transports: tuple[str, ...] = ("udp",)
+) -> tuple[Run, DnsCache]:
+    cache = DnsCache()
+    table = MemoryTable(
+        {
+            "carrier": Gateway(address="sip:carrier.test"),
+            "nowhere": Gateway(address="sip:nowhere.test;transport=udp"),
+            "2": Gateway(address=f"sip:{GW2.host}:5060"),
+        },
+        {
+            "r1407": Rule(prefix="1407", gateways=("carrier", "2")),
+            "r1408": Rule(prefix="1408", gateways=("nowhere", "2")),
+        },
+    )
+    known = states or {}
+    router = NumberRouter(
+        table,
+        names=Names(cache, rng=random.Random(0), hold=30),
+        health=lambda key: known.get(key, "unknown"),
+    )
+    interfaces = Interfaces([Interface(transport, EDGE, 5060, 5060) for transport in transports])
+    dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: source.host in TRUSTED)
+    proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs)
+    return Run(proxy, table), cache  # type: ignore[arg-type]
+
+
+def resolves(actions: list[Action]) -> list[Resolve]:
+    return [action for action in actions if isinstance(action, Resolve)]
+
+
+def test_a_cold_name_waits_for_dns_then_goes_to_the_first_srv_target() -> None:
+    run, cache = dns_run()
+    actions = run.send(invite())
+    (resolve,) = resolves(actions)
+    assert resolve.keys == (("carrier.test", "NAPTR"),)
+    assert statuses(actions) == [100]
+    carrier_records(cache, run.now)
+    forwarded = only_request(run.proxy.resume(resolve.server, run.now), FIRST)
+    assert forwarded.uri_text == "sip:14075551234@carrier.test"  # the name stays in the URI
+
+
+def test_a_503_moves_to_the_next_srv_target_before_the_next_gateway() -> None:
+    run, cache = dns_run()
+    carrier_records(cache, run.now)
+    first = only_request(run.send(invite()), FIRST)
+    actions = run.send(answer(first, 503), FIRST)
+    backup = only_request(actions, BACKUP)
+    assert backup.uri_text == "sip:14075551234@carrier.test"
+    (report,) = [a.event for a in actions if isinstance(a, Publish)]
+    assert isinstance(report, GatewayFailed)
+    assert (report.gateway_id, report.target) == ("carrier", f"udp:a.carrier.test:{FIRST.port}")
+    actions = run.send(answer(backup, 503), BACKUP)
+    assert only_request(actions, GW2).uri_text == f"sip:14075551234@{GW2.host}:5060"
+
+
+def test_the_failed_target_is_tried_last_by_the_next_call() -> None:
+    run, cache = dns_run()
+    carrier_records(cache, run.now)
+    first = only_request(run.send(invite()), FIRST)
+    run.send(answer(first, 503), FIRST)
+    only_request(run.send(invite(branch="z9hG4bKc2").replace(b"call-1", b"call-2")), BACKUP)
+
+
+def test_a_target_the_health_service_holds_down_is_skipped() -> None:
+    run, cache = dns_run({f"carrier@udp:a.carrier.test:{FIRST.port}": "down"})
+    carrier_records(cache, run.now)
+    only_request(run.send(invite()), BACKUP)
+
+
+def test_an_unresolvable_gateway_is_skipped_for_the_next() -> None:
+    run, cache = dns_run()
+    for rtype in ("A", "AAAA"):
+        cache.put(record_key("nowhere.test", rtype), (), None, run.now, "no such name")
+    for rtype in ("SRV",):
+        cache.put(record_key("_sip._udp.nowhere.test", rtype), (), None, run.now, "no such name")
+    forwarded = only_request(run.send(invite(uri=f"sip:14085550000@{EDGE}")), GW2)
+    assert forwarded.uri_text == f"sip:14085550000@{GW2.host}:5060"
+
+
+def test_a_destination_by_name_skips_the_dns_target_its_set_holds_down() -> None:
+    """The health service probes a destination given by name per DNS target (`{uri}@{label}`
+    in the set's states): a target down is skipped, the name's next one tried."""
+    cache = DnsCache()
+    table = MemoryTable({"2": Gateway(address=f"sip:{GW2.host}:5060")}, {})
+    table.index.put("rule", "r1407", Rule(prefix="1407", gateways=("@farm", "2")))
+    sets = DispatchSets()
+    sets.put("farm", DispatcherSet.model_validate({"destinations": [{"uri": "sip:carrier.test"}]}))
+    sets.set_state("farm", f"sip:carrier.test@udp:a.carrier.test:{FIRST.port}", "down")
+    router = NumberRouter(
+        table,
+        sets=SetSelector(sets, ActiveCalls()),
+        names=Names(cache, rng=random.Random(0), hold=30),
+    )
+    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
+    proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0))
+    run = Run(proxy, table)  # type: ignore[arg-type]
+    carrier_records(cache, run.now)
+    forwarded = only_request(run.send(invite()), BACKUP)
+    assert forwarded.uri_text == "sip:14075551234@carrier.test"
