@@ -1,0 +1,113 @@
+"""Peers on a running edge: one added, changed and removed through the API changes the
+trust and the routing group of its calls at once, without a restart."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.labs.ports import free_port
+from tests.services.edge.support import (
+    LOOPBACK,
+    Edge,
+    SipClient,
+    running_edge,
+    sip_request,
+    status_of,
+)
+
+pytestmark = [pytest.mark.wire, pytest.mark.integration]
+
+NUMBER = "442071234567"
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[Edge]:
+    # Loopback is nobody's until a peer says so: no bootstrap trust or profile covers it.
+    with running_edge(tmp_path, trusted_networks="192.0.2.1/32") as running:
+        yield running
+
+
+class Gateway:
+    """A UDP socket on loopback answering every INVITE with 486 (a thread), so each call ends
+    at once; `calls` are the Call-IDs of the INVITEs it took."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.port = free_port()
+        self.sock.bind((LOOPBACK, self.port))
+        self.sock.settimeout(0.05)
+        self.calls: set[str] = set()
+        self._open = True
+        self._thread = threading.Thread(target=self._answer, daemon=True)
+        self._thread.start()
+
+    def _answer(self) -> None:
+        while self._open:
+            try:
+                data, sender = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if data.startswith(b"INVITE "):
+                for line in data.split(b"\r\n"):
+                    if line.lower().startswith(b"call-id:"):
+                        self.calls.add(line.split(b":", 1)[1].strip().decode())
+                self.sock.sendto(busy(data), sender)
+
+    def close(self) -> None:
+        self._open = False
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+def busy(invite: bytes) -> bytes:
+    head = invite.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    kept = [line for line in head if line.split(b":", 1)[0].lower() in KEPT]
+    kept = [line + b";tag=gw" if line.lower().startswith(b"to:") else line for line in kept]
+    return b"\r\n".join([b"SIP/2.0 486 Busy Here", *kept, b"Content-Length: 0", b"", b""])
+
+
+KEPT = {b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"}
+
+
+def call(edge: Edge, gateways: dict[str, Gateway]) -> tuple[int, list[str]]:
+    """An INVITE from loopback to NUMBER: the edge's final answer and which gateways saw it."""
+    client = SipClient(edge.sip_port)
+    call_id = uuid.uuid4().hex
+    try:
+        uri = f"sip:{NUMBER}@{LOOPBACK}:{edge.sip_port}"
+        client.send(sip_request("INVITE", uri, "udp", client.port, call_id=call_id))
+        status = status_of(client.final())
+    finally:
+        client.close()
+    return status, [name for name, gateway in gateways.items() if call_id in gateway.calls]
+
+
+def test_a_peer_added_changed_and_removed_changes_trust_and_group_at_once(edge: Edge) -> None:
+    gateways = {"g0": Gateway(), "g7": Gateway()}
+    try:
+        edge.route({name: gw.port for name, gw in gateways.items()}, {"uk": ("44", ["g0"])})
+        edge.put({"rules/uk7": {"group": "7", "prefix": "44", "gateways": ["g7"]}})
+        refused, _ = call(edge, gateways)
+        assert refused in (401, 403, 407), edge.log()  # a stranger must authenticate first
+
+        peer = {"addresses": [f"udp:{LOOPBACK}/32"], "trusted": True, "group": "7"}
+        edge.put({"peers/pbx": peer})
+        assert call(edge, gateways) == (486, ["g7"]), edge.log()
+
+        edge.put({"peers/pbx": {**peer, "group": "0"}})
+        assert call(edge, gateways) == (486, ["g0"]), edge.log()
+
+        with edge.http(edge.routing_port) as client:
+            reply = client.delete("/v1/peers/pbx")
+            reply.raise_for_status()
+        edge.wait_routed(reply.json()["version"])
+        assert call(edge, gateways)[0] == refused
+    finally:
+        for gateway in gateways.values():
+            gateway.close()
