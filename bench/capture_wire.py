@@ -1,0 +1,279 @@
+"""What HEP capture costs a real edge on the wire: CPU per call, HEP on vs off, SIPp at 1000 cps.
+
+Run ``python -m bench capture_wire [-- --rate 1000 --duration 10 --repeat 3]`` from the
+repository root.  The proxy benchmark's set-up (`bench.proxy`: two SIPp gateways, the seed
+table in Redis, SIPp dialling through the edge along the route set), with one edge process
+(``python -m services.edge``, two workers) per set-up, all started at once and measured in
+turn, alternating, so each set-up sees the same machine:
+
+- ``off``: no HEP (the trace ring on, as by default);
+- ``udp``: HEP to a live UDP collector (a socket read by a thread of this process, which
+  counts the packets: they are not the edge's CPU);
+- ``tcp``: HEP to a live TCP collector (the same, over one connection per edge worker);
+- ``down``: HEP to a UDP port nobody listens on (ICMP unreachable, drops counted).
+
+CPU is the edge's process tree's (``/proc``: user + system, its workers included) from the
+first call of a run until a second after its last, less its idle CPU (read for 2 s before
+each run) over that time, per call offered.  Printed: per set-up the
+median over ``--repeat`` runs of CPU µs per call (kernel part apart) and failed calls; and its
+CPU over ``off``'s as the median of the ratios of each repeat (a repeat runs every set-up once,
+back to back, so a ratio compares runs a minute apart, not the machine's busy and quiet
+quarters of an hour) with the lowest and highest of them (the issue's target: ``udp`` ≤ 1.10);
+the HEP packets the collector got per call of ``udp`` (13 for the benchmark's call; more when
+calls fail and retransmit).  The
+edges shed no load (``CALLMESH_OVERLOAD_LAG_MS=0``): refused calls would cost less than the calls
+they replace.  The machine is shared: compare the ratios of one run, not figures across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.proxy.callmesh import CallmeshEdge
+from bench.proxy.cpu import tree_cpu_times
+from bench.proxy.errors import BenchError
+from bench.proxy.proxy import running_proxy
+from bench.proxy.results import RunResult
+from bench.proxy.routing import LOOPBACK, RoutingTable, seed_table
+from bench.proxy.run import BenchConfig, measure, raise_open_files_limit, work_directory
+from bench.proxy.sipp import running_gateways, write_numbers
+from deploy.labs.ports import free_port
+
+SETUPS = ("off", "udp", "tcp", "down")
+
+
+class Collector:
+    """A HEP collector on UDP and on TCP that reads and counts, on threads (its CPU is not
+    the edge's)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        self.socket.bind((LOOPBACK, 0))
+        self.socket.settimeout(0.2)
+        self.port: int = self.socket.getsockname()[1]
+        self.packets = 0
+        self.tcp_packets = 0
+        self._running = True
+        self.server = socket.create_server((LOOPBACK, 0))
+        self.server.settimeout(0.2)
+        self.tcp_port: int = self.server.getsockname()[1]
+        self._threads = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._accept, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _accept(self) -> None:
+        while self._running:
+            try:
+                connection, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            thread = threading.Thread(target=self._read_stream, args=(connection,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _read_stream(self, connection: socket.socket) -> None:
+        """Packets cut by their length field (bytes 4 and 5 of each)."""
+        connection.settimeout(0.2)
+        buffer = b""
+        with connection:
+            while self._running:
+                try:
+                    data = connection.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                buffer += data
+                while len(buffer) >= 6 and len(buffer) >= (size := int.from_bytes(buffer[4:6])):
+                    self.tcp_packets += 1
+                    buffer = buffer[size:]
+
+    def _read(self) -> None:
+        while self._running:
+            try:
+                data = self.socket.recv(65535)
+            except TimeoutError:
+                continue
+            if data.startswith(b"HEP3"):
+                self.packets += 1
+
+    def close(self) -> None:
+        self._running = False
+        for thread in self._threads:
+            thread.join()
+        self.socket.close()
+        self.server.close()
+
+
+def edge_of(setup: str, collector: Collector) -> CallmeshEdge:
+    destination = {
+        "off": "",
+        "udp": f"udp:{LOOPBACK}:{collector.port}",
+        "tcp": f"tcp:{LOOPBACK}:{collector.tcp_port}",
+    }.get(setup, f"udp:{LOOPBACK}:{free_port()}")
+    return CallmeshEdge(
+        port=free_port(),
+        http_port=free_port(),
+        namespace=f"bench-capture-{setup}",  # each launch empties its namespace first
+        env={
+            "CALLMESH_HEP_DESTINATIONS": destination,
+            "CALLMESH_HEP_CAPTURE_ID": "1",
+            # CPU per call, not shedding, is measured: a loop made late by the shared machine
+            # would refuse calls (503), which then cost less than the calls they replace.
+            "CALLMESH_OVERLOAD_LAG_MS": "0",
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    setup: str
+    cpu_us: float
+    kernel_us: float
+    idle_us: float
+    """The edge's CPU per call it spends idle (probes, timers), taken out of ``cpu_us``."""
+    failed_pct: float
+    ratios: list[float]
+    """Each repeat's CPU per call over ``off``'s in the same repeat."""
+
+
+IDLE_SAMPLE = 2.0
+"""Seconds the edge's idle CPU is read before each run."""
+
+
+def idle_rate(pid: int) -> float:
+    """The edge's CPU seconds per second with no call (its probes, timers, bus)."""
+    before = sum(tree_cpu_times(pid))
+    time.sleep(IDLE_SAMPLE)
+    return (sum(tree_cpu_times(pid)) - before) / IDLE_SAMPLE
+
+
+def net_of_idle(result: RunResult, idle: float, seconds: float) -> RunResult:
+    """The run's CPU less what the edge would have spent idle meanwhile: per call, what
+    calls cost, however low the rate a loaded machine allows (at 100 cps an edge's idle CPU
+    is a third of the figure; at 1000 cps a thirtieth)."""
+    return replace(result, cpu_seconds=result.cpu_seconds - idle * seconds)
+
+
+@contextmanager
+def running_edges(
+    setups: list[str], collector: Collector, table: RoutingTable, workdir: Path
+) -> Iterator[dict[str, tuple[CallmeshEdge, int]]]:
+    """Every set-up's edge, started together (their idle CPU is alike), by set-up name."""
+    with ExitStack() as stack:
+        edges = {}
+        for setup in setups:
+            edge = edge_of(setup, collector)
+            folder = workdir / setup
+            folder.mkdir(exist_ok=True)
+            process = stack.enter_context(running_proxy(edge, table, folder, ready_timeout=30))
+            edges[setup] = (edge, process.pid)
+        yield edges
+
+
+def bench(
+    setups: list[str], rate: int, duration: float, repeat: int, workdir: Path
+) -> tuple[list[Row], float]:
+    """Each set-up's medians, and the HEP packets the collector got per call of ``udp``."""
+    gateways = (free_port(), free_port())
+    config = BenchConfig(rates=(rate,), duration_s=duration, gateway_ports=gateways)
+    table = seed_table(*gateways)
+    plan = config.plan(rate)
+    numbers = workdir / "numbers.csv"
+    write_numbers(numbers, config.number_prefix)
+    collector = Collector()
+    runs: dict[str, list[tuple[RunResult, float]]] = {setup: [] for setup in setups}
+    try:
+        with (
+            running_gateways(table, workdir, config.recv_timeout_ms),
+            running_edges(setups, collector, table, workdir) as edges,
+        ):
+            for n in range(repeat):
+                for setup in setups[n % len(setups) :] + setups[: n % len(setups)]:
+                    edge, pid = edges[setup]  # each repeat runs every set-up, in turning order
+                    idle = idle_rate(pid)
+                    started = time.monotonic()
+                    result = measure(
+                        pid,
+                        plan,
+                        proxy_port=edge.port,
+                        config=replace(config, caller_port=free_port()),
+                        workdir=workdir,
+                        numbers=numbers,
+                        tag=f"{setup}-{n}",
+                    )
+                    seconds = time.monotonic() - started
+                    runs[setup].append((net_of_idle(result, idle, seconds), idle * seconds))
+    finally:
+        collector.close()
+    calls = sum(r.attempted for r, _ in runs.get("udp", []))
+    off = [r.cpu_ms_per_call for r, _ in runs["off"]]
+    rows = [_row(setup, runs[setup], off) for setup in setups]
+    return rows, collector.packets / max(calls, 1)
+
+
+def _row(setup: str, runs: list[tuple[RunResult, float]], off: list[float]) -> Row:
+    return Row(
+        setup,
+        statistics.median(r.cpu_ms_per_call * 1000 for r, _ in runs),
+        statistics.median(r.kernel_ms_per_call * 1000 for r, _ in runs),
+        statistics.median(idle / r.attempted * 1e6 if r.attempted else 0.0 for r, idle in runs),
+        statistics.median(r.failed_pct for r, _ in runs),
+        [r.cpu_ms_per_call / b if b else float("nan") for (r, _), b in zip(runs, off, strict=True)],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capture_wire")
+    parser.add_argument("--rate", type=int, default=1000, help="calls offered per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of calls per run")
+    parser.add_argument("--repeat", type=int, default=9, help="runs of each set-up")
+    parser.add_argument("--setups", default=",".join(SETUPS), help="of " + ",".join(SETUPS))
+    parser.add_argument("--workdir", type=Path, help="keep the edges' and SIPp's logs here")
+    args = parser.parse_args(argv)
+    setups = [s for s in args.setups.split(",") if s]
+    if "off" not in setups or any(s not in SETUPS for s in setups) or args.repeat < 1:
+        parser.error(f"--setups: some of {', '.join(SETUPS)}, off among them; --repeat ≥ 1")
+    raise_open_files_limit()
+    try:
+        with work_directory(args.workdir) as workdir:
+            rows, per_call = bench(setups, args.rate, args.duration, args.repeat, workdir)
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 1
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"{args.rate} cps for {args.duration:g} s, medians of {args.repeat} alternating runs; "
+        f"HEP packets per call of udp: {per_call:.1f}"
+    )
+    print(
+        f"{'setup':<6}{'CPU µs/call':>13}{'kernel':>9}{'idle':>7}{'failed %':>10}"
+        f"{'÷ off':>8}{'lowest':>8}{'highest':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row.setup:<6}{row.cpu_us:>13.0f}{row.kernel_us:>9.0f}{row.idle_us:>7.0f}"
+            f"{row.failed_pct:>10.2f}{statistics.median(row.ratios):>8.3f}"
+            f"{min(row.ratios):>8.3f}{max(row.ratios):>9.3f}"
+        )
+    print("÷ off: the median of each repeat's ratio; lowest, highest: of those ratios")
+    print(f"load average at the end: {load}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""HEP packets to one or more collectors, never blocking or slowing the SIP it mirrors.
+
+`offer` only appends to a bounded queue (full: the packet is dropped and
+counted) and asks the loop for one flush `FLUSH_INTERVAL` later; the flush
+writes every queued packet to every destination without waiting: UDP by a
+non-blocking `send` on a connected socket (one packet a datagram), TCP by one
+write of the whole flush to an asyncio transport whose buffer is bounded too.
+Why a delay, not the loop's next turn: at 1000 calls a second a worker's loop
+turns for one or two messages, so a flush a turn is a timer, a list and (TCP)
+a write syscall per message or two; a flush every few milliseconds carries
+dozens (each packet keeps the time it was captured, so Homer's ladder is not
+shifted).  A collector that
+is down, slow or gone costs drops, counted per reason in
+`callmesh_hep_dropped_total`, and one log line when a destination starts
+dropping (again after `EPISODE_GAP` without a drop); TCP reconnects in the
+background at most once per `RECONNECT_INTERVAL`.  Packets are sent whole (a
+stream of HEP packets needs no other framing: each carries its length).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import Final
+
+from shared.hep import metrics
+from shared.hep.destination import HepDestination
+
+log = logging.getLogger("callmesh.hep")
+
+RECONNECT_INTERVAL: Final = 2.0
+FLUSH_INTERVAL: Final = 0.005
+"""Seconds a packet may wait in the queue for the next flush."""
+EPISODE_GAP: Final = 10.0
+"""Seconds without a drop after which the next drop starts a new episode (a new log line):
+over UDP a success says nothing (a closed port answers every other packet with ICMP)."""
+TCP_BUFFER_LIMIT: Final = 4 * 1024 * 1024
+"""Bytes a TCP collector may have unread in our buffer before packets to it are dropped."""
+
+
+class _Target:
+    """One destination: `write` sends a flush's packets, returning the drops by reason."""
+
+    def __init__(self, destination: HepDestination) -> None:
+        self.destination = destination
+        self.last_drop = -EPISODE_GAP
+
+    def write(self, packets: list[bytes], now: float) -> dict[str, int] | None:
+        raise NotImplementedError
+
+    def connected(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _UdpTarget(_Target):
+    def __init__(self, destination: HepDestination) -> None:
+        super().__init__(destination)
+        family = socket.AF_INET6 if ":" in destination.host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._socket.setblocking(False)
+        self._connected = False
+        self._down_until = -RECONNECT_INTERVAL
+
+    def write(self, packets: list[bytes], now: float) -> dict[str, int] | None:
+        """One datagram each (a collector reads one packet per datagram); `send` on a
+        connected socket, as it is cheaper than `sendto`.  A collector found down (ICMP
+        unreachable, or a name that does not resolve) is not sent to for
+        `RECONNECT_INTERVAL`: its packets are dropped unsent, not each refused by the
+        kernel."""
+        if now < self._down_until:
+            return {"down": len(packets)}
+        slow = 0
+        send = self._socket.send
+        for index, packet in enumerate(packets):
+            try:
+                if not self._connected:  # resolved once; a name that fails is retried later
+                    self._socket.connect((self.destination.host, self.destination.port))
+                    self._connected = True
+                send(packet)
+            except BlockingIOError:
+                slow += 1
+            except OSError:  # ECONNREFUSED: an ICMP unreachable from an earlier packet
+                self._down_until = now + RECONNECT_INTERVAL
+                down = {"down": len(packets) - index}
+                return {"slow": slow, **down} if slow else down
+        return {"slow": slow} if slow else None
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, target: _TcpTarget) -> None:
+        self._target = target
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._target.transport = None
+
+
+class _TcpTarget(_Target):
+    def __init__(self, destination: HepDestination, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(destination)
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._last_attempt = -RECONNECT_INTERVAL
+
+    def write(self, packets: list[bytes], now: float) -> dict[str, int] | None:
+        """A flush's packets in one write (a HEP stream needs no framing but theirs)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.reconnect()
+            return {"down": len(packets)}
+        size = transport.get_write_buffer_size()
+        fit = 0
+        for packet in packets:  # as the buffer would be before each: past the bound, dropped
+            if size > TCP_BUFFER_LIMIT:
+                break
+            size += len(packet)
+            fit += 1
+        if fit:
+            transport.write(b"".join(packets[:fit]))
+        return {"slow": len(packets) - fit} if fit < len(packets) else None
+
+    def connected(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def reconnect(self) -> None:
+        now = self._loop.time()
+        if self._connecting is not None or now - self._last_attempt < RECONNECT_INTERVAL:
+            return
+        self._last_attempt = now
+        self._connecting = self._loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            transport, _ = await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: _TcpProtocol(self), self.destination.host, self.destination.port
+                ),
+                RECONNECT_INTERVAL,
+            )
+            self.transport = transport
+        except (OSError, TimeoutError):
+            pass  # still down: counted as drops, logged once per episode by the sender
+        finally:
+            self._connecting = None
+
+    def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HepSender:
+    """A bounded queue of encoded packets, flushed to every destination on the loop."""
+
+    def __init__(self, destinations: list[HepDestination], *, queue_size: int = 10000) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._targets: list[_Target] = [
+            _UdpTarget(d) if d.transport == "udp" else _TcpTarget(d, self._loop)
+            for d in destinations
+        ]
+        self._queue: deque[bytes] = deque()
+        self._queue_size = queue_size
+        self._flushing: asyncio.TimerHandle | None = None
+        self._last_overflow = -EPISODE_GAP
+        for target in self._targets:
+            if isinstance(target, _TcpTarget):
+                target.reconnect()  # now, not at the first message
+
+    def offer(self, packet: bytes) -> None:
+        """Queue one packet; when the queue is full it is dropped (counted), never waited on."""
+        if len(self._queue) >= self._queue_size:
+            metrics.DROPPED["queue_full"] += 1
+            now = self._loop.time()
+            if now - self._last_overflow >= EPISODE_GAP:
+                log.warning("HEP: queue of %d packets full; dropping", self._queue_size)
+            self._last_overflow = now
+            return
+        self._queue.append(packet)
+        if self._flushing is None:
+            self._flushing = self._loop.call_later(FLUSH_INTERVAL, self.flush)
+
+    def connected(self) -> bool:
+        """Whether every TCP destination has its connection up (UDP ones always have)."""
+        return all(target.connected() for target in self._targets)
+
+    def flush(self) -> None:
+        """Send what is queued now (the timer's job; `stop` and benchmarks call it too)."""
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
+        if not self._queue:
+            return
+        packets = list(self._queue)
+        self._queue.clear()
+        now = self._loop.time()
+        for target in self._targets:
+            dropped = target.write(packets, now)
+            if dropped is None:
+                metrics.SENT.value += len(packets)
+                continue
+            metrics.SENT.value += len(packets) - sum(dropped.values())
+            for reason, count in dropped.items():
+                metrics.DROPPED[reason] += count
+            if now - target.last_drop >= EPISODE_GAP:
+                log.warning(
+                    "HEP to %s: collector %s; dropping", target.destination, ", ".join(dropped)
+                )
+            target.last_drop = now
+
+    async def stop(self) -> None:
+        self.flush()
+        for target in self._targets:
+            target.close()

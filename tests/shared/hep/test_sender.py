@@ -1,0 +1,147 @@
+"""The HEP sender on local sockets: UDP and TCP collectors, a full queue, a down collector."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from shared.hep import metrics
+from shared.hep.codec import packet_length
+from shared.hep.destination import HepDestination, parse_destinations
+from shared.hep.sender import HepSender
+from tests.shared.bus.support import until
+
+
+def packet(n: int) -> bytes:
+    body = b"%06d" % n
+    return b"HEP3" + (6 + len(body)).to_bytes(2, "big") + body
+
+
+def test_destinations_parse_and_name_what_is_wrong() -> None:
+    assert parse_destinations("udp:10.0.0.9:9060, tcp:[2001:db8::9]:9061,") == [
+        HepDestination("udp", "10.0.0.9", 9060),
+        HepDestination("tcp", "2001:db8::9", 9061),
+    ]
+    assert str(HepDestination("tcp", "2001:db8::9", 9061)) == "tcp:[2001:db8::9]:9061"
+    assert parse_destinations("") == []
+    for bad in ("sctp:10.0.0.9:9060", "udp:10.0.0.9", "udp:10.0.0.9:0", "udp::9060", "udp:h:x"):
+        with pytest.raises(ValueError, match="HEP destination"):
+            HepDestination.parse(bad)
+
+
+async def test_udp_collector_gets_every_packet_in_order() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        collector.setblocking(False)
+        port = collector.getsockname()[1]
+        sender = HepSender([HepDestination("udp", "127.0.0.1", port)])
+        sent = metrics.SENT.value
+        for n in range(50):
+            sender.offer(packet(n))
+        got: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        while len(got) < 50:
+            got.append(await asyncio.wait_for(loop.sock_recv(collector, 100), 5))
+        assert got == [packet(n) for n in range(50)]
+        assert metrics.SENT.value - sent == 50
+        await sender.stop()
+
+
+async def test_tcp_collector_reads_whole_packets_back_to_back() -> None:
+    received = bytearray()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.extend(data)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = HepSender([HepDestination("tcp", "127.0.0.1", port)])
+    target = sender._targets[0]
+    await until(lambda: getattr(target, "transport", None) is not None)
+    for n in range(20):
+        sender.offer(packet(n))
+    await until(lambda: len(received) == 20 * 12)
+    frames, data = [], bytes(received)
+    while data:
+        length = packet_length(data)
+        assert length is not None
+        frames.append(data[:length])
+        data = data[length:]
+    assert frames == [packet(n) for n in range(20)]
+    await sender.stop()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_full_queue_drops_counts_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        sender = HepSender(
+            [HepDestination("udp", "127.0.0.1", collector.getsockname()[1])], queue_size=5
+        )
+        before = metrics.DROPPED.get("queue_full", 0)
+        with caplog.at_level(logging.WARNING, "callmesh.hep"):
+            for n in range(8):
+                sender.offer(packet(n))  # the loop does not run between: the queue fills
+        assert metrics.DROPPED["queue_full"] - before == 3
+        assert [r.getMessage() for r in caplog.records] == [
+            "HEP: queue of 5 packets full; dropping"
+        ]
+        await sender.stop()
+
+
+async def test_a_down_tcp_collector_costs_drops_never_a_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: connections are refused
+        sender = HepSender([HepDestination("tcp", "127.0.0.1", port)])
+        before = metrics.DROPPED.get("down", 0)
+        with caplog.at_level(logging.WARNING, "callmesh.hep"):
+            for n in range(10):
+                sender.offer(packet(n))
+                await asyncio.sleep(0)
+            await until(lambda: metrics.DROPPED.get("down", 0) - before == 10)
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines == [f"HEP to tcp:127.0.0.1:{port}: collector down; dropping"]
+        await sender.stop()
+
+
+async def test_a_down_udp_collector_is_left_alone_until_the_retry() -> None:
+    """Once the kernel says the port is closed, a flush's packets are dropped unsent (each
+    would only be refused again) until `RECONNECT_INTERVAL` has passed; then sent again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sender = HepSender([HepDestination("udp", "127.0.0.1", port)])
+    before = metrics.DROPPED.get("down", 0)
+    sender.offer(packet(0))
+    sender.offer(packet(1))
+    sender.flush()  # the first leaves, the kernel refuses the second (ICMP from the first)
+    assert metrics.DROPPED.get("down", 0) - before == 1
+    for n in range(100):
+        sender.offer(packet(n))
+    sender.flush()
+    assert metrics.DROPPED.get("down", 0) - before == 101  # every one, none half sent
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", port))  # back
+        collector.setblocking(False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while loop.time() < deadline:
+            sender.offer(packet(7))
+            sender.flush()
+            try:
+                assert await asyncio.wait_for(loop.sock_recv(collector, 100), 0.2) == packet(7)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("no packet reached the collector once it was back")
+    await sender.stop()
