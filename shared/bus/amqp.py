@@ -24,9 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractChannel,
-)
+from aio_pika.abc import AbstractChannel
 
 from shared.bus.amqp_consumers import attach
 from shared.bus.amqp_link import (
@@ -34,7 +32,10 @@ from shared.bus.amqp_link import (
     PERSISTENT,
     EventListener,
     Link,
+    Nodes,
     WorkListener,
+    durable_queue,
+    event_message,
 )
 from shared.bus.amqp_replies import PendingReplies
 from shared.bus.base import (
@@ -56,7 +57,7 @@ T = TypeVar("T")
 
 
 class AmqpBus(Bus):
-    """The bus over RabbitMQ at ``url``.
+    """The bus over RabbitMQ at ``url`` (one node's AMQP URL, or a cluster's: see `Nodes`).
 
     ``wait`` bounds how long an operation waits for a lost connection to come
     back before raising :class:`BusUnavailable`; ``start_timeout`` bounds the
@@ -75,7 +76,7 @@ class AmqpBus(Bus):
         backoff: tuple[float, float] = (0.1, 5.0),
     ) -> None:
         super().__init__(namespace, service, instance)
-        self.url = url
+        self.nodes = Nodes(url)
         self.wait = wait
         self.start_timeout = start_timeout
         self.backoff = backoff
@@ -92,6 +93,11 @@ class AmqpBus(Bus):
     @property
     def connected(self) -> bool:
         return self._link is not None and not self._link.lost.is_set()
+
+    @property
+    def node(self) -> str | None:
+        """``host:port`` of the node the live connection is on (None while there is none)."""
+        return self._link.node if self._link is not None and self.connected else None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -139,6 +145,7 @@ class AmqpBus(Bus):
                 self._spawn(self._notify_reconnect())
             first, failures, delay = False, 0, self.backoff[0]
             await link.lost.wait()
+            self.nodes.move_on()
             async with self._links_changed:
                 self._link = None
             log.warning("bus %s: lost RabbitMQ connection: %s", self.stream, link.reason)
@@ -146,15 +153,12 @@ class AmqpBus(Bus):
             await asyncio.sleep(delay)
 
     async def _open(self) -> Link:
-        connection = await aio_pika.connect(
-            self.url,
-            client_properties={"connection_name": self.connection_name},
-            timeout=max(self.wait, 1.0),
-        )
+        connection = await self.nodes.connect(self.connection_name)
         link = Link(connection)
+        link.node = self.nodes.address
         connection.close_callbacks.add(link.watch)
-        try:
-            async with self._topology_lock:
+        try:  # a node that takes the connection and then stalls is not one to wait on
+            async with asyncio.timeout(self.start_timeout), self._topology_lock:
                 link.publisher = await self._channel(link, confirms=True)
                 link.exchange = await link.publisher.declare_exchange(
                     self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
@@ -271,9 +275,8 @@ class AmqpBus(Bus):
         )
 
     async def _declare(self, link: Link, name: str) -> None:
-        channel = link.publisher
-        await channel.declare_queue(self.queue_name(name), durable=True)
-        await channel.declare_queue(self.dead_queue_name(name), durable=True)
+        await durable_queue(link, link.publisher, self.queue_name(name))
+        await durable_queue(link, link.publisher, self.dead_queue_name(name))
 
     async def subscribe(
         self, patterns: Sequence[str], handler: EventHandler, *, group: str | None = None
@@ -303,18 +306,20 @@ class AmqpBus(Bus):
 
     async def publish(self, event: Event, routing_key: str | None = None) -> Envelope:
         envelope = self.envelope(event, routing_key)
-        message = aio_pika.Message(
-            envelope.to_bytes(),
-            content_type="application/json",
-            delivery_mode=PERSISTENT,
-            message_id=f"{envelope.stream}#{envelope.seq}",
-        )
+        message = event_message(envelope)
 
         async def publish(link: Link) -> None:
             await link.exchange.publish(message, envelope.type, mandatory=False)
 
         await self._on_link(publish)
         return envelope
+
+    async def publish_many(self, events: Sequence[Event]) -> list[Envelope]:
+        envelopes = [self.envelope(event) for event in events]
+        messages = [(envelope.type, event_message(envelope)) for envelope in envelopes]
+        if messages:
+            await self._on_link(lambda link: link.publish_all(messages))
+        return envelopes
 
     async def send(
         self,
@@ -324,6 +329,7 @@ class AmqpBus(Bus):
         headers: Mapping[str, Any] | None = None,
         reply_to: str | None = None,
         correlation_id: str | None = None,
+        message_id: str | None = None,
     ) -> None:
         await self.declare_queue(name)
         message = aio_pika.Message(
@@ -331,6 +337,7 @@ class AmqpBus(Bus):
             headers=dict(headers or {}),
             reply_to=reply_to,
             correlation_id=correlation_id,
+            message_id=message_id,
             delivery_mode=PERSISTENT,
         )
 
@@ -383,8 +390,8 @@ class AmqpBus(Bus):
             for listener in self._listeners
             if isinstance(listener, EventListener) and listener.group is not None
         ]
-        connection = await aio_pika.connect(self.url)
-        async with connection:
+        connection = await self.nodes.connect(self.connection_name)
+        async with asyncio.timeout(60), connection:  # a quorum queue's delete waits on a majority
             channel = await connection.channel()
             for name in dict.fromkeys(names):
                 await channel.queue_delete(name)

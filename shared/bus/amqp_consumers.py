@@ -19,7 +19,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aiormq.abc import DeliveredMessage
 
-from shared.bus.amqp_link import PERSISTENT, EventListener, Link, WorkListener
+from shared.bus.amqp_link import PERSISTENT, EventListener, Link, WorkListener, durable_queue
 from shared.bus.base import (
     Bus,
     Outcome,
@@ -49,7 +49,7 @@ async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -
     worker: Awaitable[None]
     if isinstance(listener, WorkListener):
         await channel.set_qos(prefetch_count=listener.prefetch)
-        queue = await channel.declare_queue(bus.queue_name(listener.name), durable=True)
+        queue = await durable_queue(link, channel, bus.queue_name(listener.name))
         for pattern in listener.events:
             await queue.bind(bus.exchange_name, pattern)
         # Work messages are taken on the protocol's own channel: aio-pika's message
@@ -70,7 +70,7 @@ async def attach(bus: Bus, link: Link, listener: EventListener | WorkListener) -
         if listener.group is None:
             queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
         else:
-            queue = await channel.declare_queue(bus.queue_name(listener.group), durable=True)
+            queue = await durable_queue(link, channel, bus.queue_name(listener.group))
         for pattern in listener.patterns:
             await queue.bind(bus.exchange_name, pattern)
         buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
@@ -133,6 +133,7 @@ def _work_settle(
                 reply_to=message.header.properties.reply_to,
                 correlation_id=message.header.properties.correlation_id,
                 redelivered=bool(message.redelivered),
+                message_id=message.header.properties.message_id,
             )
             for message in batch
         ]

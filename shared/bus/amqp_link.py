@@ -8,20 +8,106 @@ breaks; the records and the link are here, the supervision in `shared.bus.amqp`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractExchange,
+    AbstractQueue,
 )
+from aiormq.abc import FieldTable
 
-from shared.bus.base import BatchHandler, EventHandler, describe
+from shared.bus.base import BatchHandler, Envelope, EventHandler, describe
+from shared.bus.nodes import node_address, parse_node_urls
+
+log = logging.getLogger("callmesh.bus")
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+QUORUM: FieldTable = {"x-queue-type": "quorum"}
+"""Every durable queue's type: replicated on a majority of a cluster's nodes (Raft), so it
+lives on when a node dies and a confirm means the message is on a majority."""
+
+
+NODE_CONNECT_TIMEOUT = 2.0
+"""Seconds one node may take to accept a connection before the next is tried (a dead node
+on a live host refuses at once; a host that is gone does not answer at all)."""
+
+
+class Nodes:
+    """A cluster's node URLs (``CALLMESH_RABBITMQ_URL``, comma-separated) and the one to try
+    first: a random one at the start, so clients spread over the cluster, and after a loss
+    the one after the lost connection's node, so a client moves on when its node dies."""
+
+    def __init__(self, url: str) -> None:
+        self.urls = parse_node_urls(url)
+        self._next = random.randrange(len(self.urls))
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the node last connected to (or to be tried first)."""
+        return node_address(self.urls[self._next])
+
+    def move_on(self) -> None:
+        self._next = (self._next + 1) % len(self.urls)
+
+    async def connect(self, name: str) -> AbstractConnection:
+        """A connection to the first node that answers, each tried once from the next on."""
+        error: Exception = ConnectionError("no RabbitMQ node URL")
+        for _ in self.urls:
+            try:
+                return await aio_pika.connect(
+                    self.urls[self._next],
+                    client_properties={"connection_name": name},
+                    timeout=NODE_CONNECT_TIMEOUT,
+                )
+            except Exception as exc:
+                error = exc
+                self.move_on()
+        raise error
+
+
+async def durable_queue(link: Link, channel: AbstractChannel, name: str) -> AbstractQueue:
+    """Declare durable queue ``name`` as a quorum queue and return it on ``channel``.
+
+    A deployment from before quorum queues has ``name`` as a classic queue, and
+    RabbitMQ refuses to redeclare it with another type (PRECONDITION_FAILED,
+    closing the channel). The declaration is tried on a channel of its own, so
+    that refusal costs only that channel: the classic queue is then kept and used
+    as it is, with one warning line until it is migrated
+    (``python -m deploy.quorum_queues``; docs/bus.md "Quorum queues").
+    """
+    probe = await link.connection.channel(publisher_confirms=False)
+    try:
+        await probe.declare_queue(name, durable=True, arguments=QUORUM)
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        log.warning(
+            "queue %s is a classic queue (from before quorum queues): used as it is, not "
+            "replicated; migrate it with python -m deploy.quorum_queues",
+            name,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await probe.close()
+    return await channel.declare_queue(name, passive=True)
+
+
+def event_message(envelope: Envelope) -> aio_pika.Message:
+    """The persistent AMQP message of an event, named after its stream and sequence number."""
+    return aio_pika.Message(
+        envelope.to_bytes(),
+        content_type="application/json",
+        delivery_mode=PERSISTENT,
+        message_id=f"{envelope.stream}#{envelope.seq}",
+    )
 
 
 @dataclass(eq=False)
@@ -55,6 +141,8 @@ class Link:
 
     def __init__(self, connection: AbstractConnection) -> None:
         self.connection = connection
+        self.node = ""
+        """``host:port`` of the node the connection is on."""
         self.lost = asyncio.Event()
         self.stopping = False
         self.reason = ""
@@ -65,6 +153,32 @@ class Link:
         self.buffers: list[asyncio.Queue[Any]] = []
         """The listeners' buffers (of their messages, ``None`` to stop)."""
         self.workers: set[asyncio.Task[None]] = set()
+
+    async def publish_all(self, messages: Sequence[tuple[str, aio_pika.Message]]) -> None:
+        """Publish ``(routing key, message)`` pairs to the events exchange, confirmed together.
+
+        Every message is written at once, then every confirm awaited together
+        (the broker confirms many with one frame); aio-pika's publish would wait
+        for each message's write before the next may go.
+        """
+        # aiormq's own channel: its abstract interface does not declare ``wait``.
+        channel = cast(aiormq.Channel, await self.publisher.get_underlay_channel())
+        confirms = await asyncio.gather(
+            *(
+                channel.basic_publish(
+                    message.body,
+                    exchange=self.exchange.name,
+                    routing_key=key,
+                    properties=message.properties,
+                    wait=False,
+                )
+                for key, message in messages
+            ),
+            return_exceptions=True,
+        )
+        for confirm in confirms:
+            if isinstance(confirm, BaseException):
+                raise confirm
 
     def watch(self, sender: Any, exc: BaseException | None = None) -> None:
         """Close callback of the connection and of every channel."""

@@ -61,6 +61,8 @@ class WorkMessage:
     reply_to: str | None = None
     correlation_id: str | None = None
     redelivered: bool = False
+    message_id: str | None = None
+    """The sender's id of the message: a consumer that must apply it once keys on it."""
 
 
 class DeadLetter(Exception):  # noqa: N818 - it names the outcome, not an error kind
@@ -174,6 +176,17 @@ class Bus(abc.ABC):
     async def publish(self, event: Event, routing_key: str | None = None) -> Envelope:
         """Publish to ``{ns}.events``; ``routing_key`` overrides the event's own."""
 
+    async def publish_many(self, events: Sequence[Event]) -> list[Envelope]:
+        """:meth:`publish` each event; returns once the broker has taken every one.
+
+        Why: a publisher that needs many events safely out before it moves on
+        (acknowledging what they came from) should wait for the broker once for
+        all of them, not once each.  Raises as :meth:`publish` does; some of the
+        events may have gone out by then, so a caller that retries publishes
+        those twice (at-least-once).
+        """
+        return [await self.publish(event) for event in events]
+
     @abc.abstractmethod
     async def subscribe(
         self, patterns: Sequence[str], handler: EventHandler, *, group: str | None = None
@@ -203,11 +216,15 @@ class Bus(abc.ABC):
         headers: Mapping[str, Any] | None = None,
         reply_to: str | None = None,
         correlation_id: str | None = None,
+        message_id: str | None = None,
     ) -> None:
         """Put a persistent message on work queue ``{ns}.{name}`` (declared if needed).
 
         Declaring on send means a message is never dropped because its consumer
-        has not started yet: it waits in the durable queue.
+        has not started yet: it waits in the durable queue. It returns once the
+        broker confirmed the message (on a cluster: stored on a majority), so a
+        sender that gets an error sends again, with the same ``message_id`` for a
+        consumer that applies a message once.
         """
 
     async def consume(

@@ -220,10 +220,13 @@ class MemoryBus(Bus):
         headers: Mapping[str, Any] | None = None,
         reply_to: str | None = None,
         correlation_id: str | None = None,
+        message_id: str | None = None,
     ) -> None:
         self._check_running()
         await self.declare_queue(name)
-        message = WorkMessage(body, dict(headers or {}), reply_to, correlation_id)
+        message = WorkMessage(
+            body, dict(headers or {}), reply_to, correlation_id, message_id=message_id
+        )
         self.broker.deliver(self.queue_name(name), message)
 
     async def consume_batches(
@@ -254,7 +257,11 @@ class MemoryBus(Bus):
                 if outcome.dead_reason is not None:
                     headers = dead_headers(message.headers, outcome.dead_reason)
                     dead = WorkMessage(
-                        message.body, headers, message.reply_to, message.correlation_id
+                        message.body,
+                        headers,
+                        message.reply_to,
+                        message.correlation_id,
+                        message_id=message.message_id,
                     )
                     self.broker.deliver(dead_name, dead)
 

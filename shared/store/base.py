@@ -2,24 +2,89 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
-from shared.settings import Settings
+from shared.store.client import NotReplicatedError, redis_client
+from shared.store.settings import StoreSettings
+
+if TYPE_CHECKING:  # the settings read the URL forms of this package at start
+    from shared.settings import Settings
+
+
+REPLICA_RECOUNT = 2.0
+"""Seconds between two counts of the primary's replicas (``INFO replication``)."""
 
 
 class Store:
     """A pooled Redis client plus the namespace every key is prefixed with."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        namespace: str,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = client
         self.namespace = namespace
         self._prefix = f"{namespace}:"
+        self.wait_replicas = wait_replicas
+        """Replicas that must hold a durable write before it counts (``WAIT``); 0: none."""
+        self.wait_timeout_ms = wait_timeout_ms
+        self._replicas = 0
+        self._counted_at = -REPLICA_RECOUNT
 
     def key(self, *parts: str) -> str:
         """``key("routing", "rules")`` → ``"{ns}:routing:rules"``."""
         return self._prefix + ":".join(parts)
+
+    async def durable(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a write ``script`` that must survive a failover.
+
+        With ``wait_replicas``, the script and its ``WAIT`` go on one connection
+        (WAIT counts the replicas holding that connection's writes), asking for
+        ``wait_replicas`` or the replicas the primary has now if fewer: a write is
+        acknowledged once every replica Sentinel could promote holds it. A primary
+        left alone after a failover thus keeps taking writes (nothing could be
+        promoted over it) instead of refusing all of them until a replica is back.
+        Too few acknowledgements in time raise :class:`NotReplicatedError`: the
+        write is on the primary but unacknowledged, like any write whose answer
+        was lost, and the caller answers 503.
+        """
+        wanted = await self._replicas_to_wait()
+        if wanted <= 0:
+            return await script(keys=keys, args=args)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", wanted, self.wait_timeout_ms)
+            result, acknowledged = await pipe.execute()
+        if int(acknowledged) < wanted and int(acknowledged) < await self._count_replicas(wanted):
+            raise NotReplicatedError(
+                f"{acknowledged} of {wanted} replica(s) took the write "
+                f"within {self.wait_timeout_ms} ms"
+            )
+        return result
+
+    async def _replicas_to_wait(self) -> int:
+        """``wait_replicas``, or fewer when the primary has fewer (counted every few seconds)."""
+        if self.wait_replicas <= 0:
+            return 0
+        if time.monotonic() - self._counted_at >= REPLICA_RECOUNT:
+            return await self._count_replicas(self.wait_replicas)
+        return min(self.wait_replicas, self._replicas)
+
+    async def _count_replicas(self, wanted: int) -> int:
+        """Count the primary's replicas now (after a failover, say: a WAIT that fell short
+        on a primary with fewer replicas than before is still every replica's)."""
+        info = await self.redis.info("replication")
+        self._replicas, self._counted_at = int(info.get("connected_slaves", 0)), time.monotonic()
+        return min(wanted, self._replicas)
 
     async def ping(self) -> bool:
         """Whether the store answers now (for ``/readyz``); never raises."""
@@ -50,18 +115,25 @@ async def _batched(keys: Any, size: int = 500) -> Any:
         yield batch
 
 
-async def open_store(settings: Settings) -> Store:
-    """The store the settings ask for: Redis at ``CALLMESH_REDIS_URL``, else embedded."""
+async def open_store(settings: Settings, store: StoreSettings | None = None) -> Store:
+    """The store the settings ask for: Redis at ``CALLMESH_REDIS_URL``, else embedded;
+    ``store`` (default: from the environment) bounds waits and names the replicas to wait for."""
     if settings.redis_url:
-        client = aioredis.Redis.from_url(
+        store = store or StoreSettings()
+        client = redis_client(
             settings.redis_url,
+            store.redis_wait,
             max_connections=64,
             health_check_interval=10,
             socket_connect_timeout=2,
             socket_timeout=5,
-            retry_on_timeout=True,
         )
-        return Store(client, settings.namespace)
+        return Store(
+            client,
+            settings.namespace,
+            wait_replicas=store.replicas_to_wait(settings.redis_url),
+            wait_timeout_ms=store.redis_wait_replicas_timeout_ms,
+        )
     from shared.store.embedded import open_embedded
 
     return await open_embedded(settings)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from deploy.labs.ports import free_port
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
 from shared.contracts.registrar import REGISTER_QUEUE, REGISTRAR_EVENTS
@@ -29,7 +30,6 @@ from tests.services.edge.support import (
     REPO,
     Edge,
     delete_queue,
-    free_port,
     running_edge,
     stop_all_sipp,
 )
@@ -75,12 +75,23 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(workdir: Path, a_host: str = LOOPBACK, **a_settings: str) -> Iterator[Cluster]:
-    """`a_host`: the address edge A listens on (a NAT test's public link);
+def running_cluster(
+    workdir: Path,
+    a_host: str = LOOPBACK,
+    *,
+    a_tls_port: int | None = None,
+    a_listen: str = "",
+    both: dict[str, str] | None = None,
+    **a_settings: str,
+) -> Iterator[Cluster]:
+    """`a_host`: the address edge A listens on (a NAT test's public link); `a_tls_port`: a
+    TLS listener of edge A too (its certificate in `a_settings`); `a_listen`: more of edge A's
+    listeners (`,ws:host:port`); `both`: settings of both
+    edges (the CA that edge B checks edge A's certificate with);
     `a_settings`: more ``CALLMESH_*`` settings of edge A (lower-case names, no prefix)."""
     (workdir / "a").mkdir()
     (workdir / "b").mkdir()
-    with running_edge(workdir / "b") as b:
+    with running_edge(workdir / "b", **(both or {})) as b:
         registrar_port = free_port()
         env = dict(
             b.env,
@@ -100,7 +111,9 @@ def running_cluster(workdir: Path, a_host: str = LOOPBACK, **a_settings: str) ->
         sip_port, http_port = free_port(), free_port()
         a_env = dict(
             b.env,
-            CALLMESH_SIP_LISTEN=f"udp:{a_host}:{sip_port},tcp:{a_host}:{sip_port}",
+            CALLMESH_SIP_LISTEN=f"udp:{a_host}:{sip_port},tcp:{a_host}:{sip_port}"
+            + (f",tls:{a_host}:{a_tls_port}" if a_tls_port else "")
+            + a_listen,
             CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{http_port}",
             CALLMESH_TRUSTED_NETWORKS="192.0.2.0/24",
             # Every phone and caller of the tests is 127.0.0.1: one "source" far busier

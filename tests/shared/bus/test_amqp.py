@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import aio_pika
 import pytest
 
 from shared.bus import BusUnavailable, WorkMessage
@@ -47,10 +48,12 @@ async def started(*buses: AmqpBus) -> AsyncIterator[None]:
             await bus.start()
         yield
     finally:
-        for bus in buses:
-            await bus.close()
-        for bus in buses:
-            await bus.delete_topology()
+        # Bounded, so that a step that hangs fails here, naming itself, not at pytest's timeout.
+        async with asyncio.timeout(60):
+            for bus in buses:
+                await bus.close()
+            for bus in buses:
+                await bus.delete_topology()
 
 
 def record_connected(bus: AmqpBus) -> tuple[list[bool], asyncio.Task[None]]:
@@ -127,11 +130,14 @@ async def test_a_request_in_flight_fails_at_once_when_its_connection_is_cut(
         request = asyncio.create_task(bus.request("stall", b"anyone?", timeout=60))
         await asyncio.wait_for(arrived.wait(), 10)
 
-        await close_connection_named(bus.connection_name)
-
-        with pytest.raises(BusUnavailable, match="connection lost"):
-            await asyncio.wait_for(request, 10)
-        release.set()
+        async with asyncio.timeout(30):  # a CI run once hung 120 s somewhere in here
+            await close_connection_named(bus.connection_name)
+        try:
+            with pytest.raises(BusUnavailable, match="connection lost"):
+                await asyncio.wait_for(asyncio.shield(request), 10)
+        finally:
+            request.cancel()
+            release.set()
 
 
 async def test_publish_waits_for_the_broker_then_gives_up_clearly(namespace: str) -> None:
@@ -147,12 +153,15 @@ async def test_publish_waits_for_the_broker_then_gives_up_clearly(namespace: str
 
             with pytest.raises(BusUnavailable, match="unreachable"):
                 await bus.publish(Ping(n=1))
+            with pytest.raises(BusUnavailable, match="unreachable"):
+                await bus.publish_many([Ping(n=1), Ping(n=1)])
 
             cut.restore()
             await until(lambda: bus.connected)
             await bus.publish(Ping(n=2))
-            await until(lambda: len(inbox.items) == 1)
-            assert inbox.items[0].payload(Ping).n == 2
+            await bus.publish_many([Ping(n=3), Ping(n=4)])
+            await until(lambda: len(inbox.items) == 3)
+            assert [item.payload(Ping).n for item in inbox.items] == [2, 3, 4]
     finally:
         await cut.close()
 
@@ -175,3 +184,35 @@ def test_connection_is_named_after_namespace_and_stream() -> None:
     """Operators (and the cut test) find a service's connection by this name."""
     bus = AmqpBus(RABBITMQ_URL, "prod", "routing", "host-1")
     assert bus.connection_name == "callmesh prod routing/host-1"
+
+
+async def test_work_queues_are_quorum_queues_and_a_classic_one_from_before_is_kept(
+    namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment from before quorum queues has its work queues as classic queues, which
+    RabbitMQ refuses to redeclare with another type: the bus keeps using them (one warning
+    naming the migration) and its connection stays up; new queues are quorum queues."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(f"{namespace}.old", durable=True)
+    bus = AmqpBus(RABBITMQ_URL, namespace, "routing", "r1")
+    inbox = Inbox()
+    async with started(bus):
+        await bus.consume("old", inbox)
+        await bus.declare_queue("new")
+        await bus.send("old", b"still served", message_id="m-1")
+        await until(lambda: len(inbox.items) == 1)
+        assert isinstance(inbox.items[0], WorkMessage)
+        assert (inbox.items[0].body, inbox.items[0].message_id) == (b"still served", "m-1")
+        assert bus.connected
+        types = await rabbitmqctl("list_queues", "--no-table-headers", "name", "type")
+        found = dict(line.split("\t") for line in types.splitlines() if namespace in line)
+    assert found == {
+        f"{namespace}.old": "classic",
+        f"{namespace}.old.dead": "quorum",
+        f"{namespace}.new": "quorum",
+        f"{namespace}.new.dead": "quorum",
+    }
+    assert f"queue {namespace}.old is a classic queue" in caplog.text
+    assert "python -m deploy.quorum_queues" in caplog.text

@@ -43,6 +43,22 @@ async def test_publish_wraps_events_in_a_gapless_envelope(make_bus: MakeBus) -> 
     assert before <= first.ts <= time.time()
 
 
+async def test_publish_many_sends_each_event_in_order_once_taken(make_bus: MakeBus) -> None:
+    subscriber = await make_bus("listener")
+    publisher = await make_bus("pinger")
+    inbox = Inbox()
+    await subscriber.subscribe(["test.#"], inbox)
+    assert await publisher.publish_many([]) == []
+    await publisher.publish(Ping(n=-1))
+
+    sent = await publisher.publish_many([Ping(n=n) for n in range(200)])
+
+    await until(lambda: len(inbox.items) == 201)
+    assert inbox.items[1:] == sent
+    assert [envelope.seq for envelope in sent] == list(range(2, 202))
+    assert [envelope.payload(Ping).n for envelope in sent] == list(range(200))
+
+
 async def test_topic_patterns_route_like_rabbitmq(make_bus: MakeBus) -> None:
     bus = await make_bus()
     inbox = Inbox()

@@ -27,9 +27,19 @@ def test_a_broker_url_gives_the_rabbitmq_bus() -> None:
     url = "amqp://guest:guest@127.0.0.1:5672/"
     bus = make_bus(Settings(rabbitmq_url=url, namespace="prod", instance="h1"), "edge")
     assert isinstance(bus, AmqpBus)
-    assert (bus.url, bus.exchange_name, bus.queue_name("edge.x")) == (
-        url,
+    assert (bus.nodes.urls, bus.exchange_name, bus.queue_name("edge.x")) == (
+        (url,),
         "prod.events",
         "prod.edge.x",
     )
     assert not bus.connected
+
+
+def test_a_cluster_url_names_every_node() -> None:
+    urls = "amqp://guest:guest@10.0.0.1:5672/, amqp://guest:guest@10.0.0.2:5672/"
+    bus = make_bus(Settings(rabbitmq_url=urls), "edge")
+    assert isinstance(bus, AmqpBus)
+    assert bus.nodes.urls == (
+        "amqp://guest:guest@10.0.0.1:5672/",
+        "amqp://guest:guest@10.0.0.2:5672/",
+    )

@@ -1,0 +1,86 @@
+"""`make test`'s pytest runs (deploy/test-suite.sh), driven on a small project of real tests:
+the labs run beside the rest, share one ports directory, print after it, and fail the suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "test-suite.sh"
+HEADER = "==== the failover labs (pytest -m lab), run beside the above ===="
+PROJECT = {
+    "pyproject.toml": "[tool.pytest.ini_options]\ntestpaths = ['tests']\nmarkers = ['lab: lab']\n",
+    "tests/test_rest.py": """
+import os, pathlib, time
+def test_rest_runs_while_the_labs_do() -> None:
+    seen = pathlib.Path(os.environ["SEEN"])
+    (seen / "rest").write_text(os.environ["CALLMESH_PORTS_DIR"])
+    deadline = time.monotonic() + 60
+    while not (seen / "lab").exists():  # the labs' process started beside this one
+        assert time.monotonic() < deadline, "the labs did not run beside the rest"
+        time.sleep(0.05)
+    assert os.environ.get("FAIL") != "rest"
+""",
+    "tests/test_labs.py": """
+import os, pathlib, pytest
+@pytest.mark.lab
+def test_lab() -> None:
+    (pathlib.Path(os.environ["SEEN"]) / "lab").write_text(os.environ["CALLMESH_PORTS_DIR"])
+    assert os.environ.get("FAIL") != "lab"
+""",
+    "tests/shared/sip/test_pure.py": """
+import os, pathlib
+def test_pure() -> None:  # in both runs: the rest's, then the pure Python one
+    with (pathlib.Path(os.environ["SEEN"]) / "pure").open("a") as runs:
+        runs.write(os.environ.get("CALLMESH_NO_EXTENSIONS", "-") + "\\n")
+""",
+    "tests/services/edge/proxy/test_proxy.py": "def test_proxy() -> None:\n    pass\n",
+}
+
+
+def _suite(tmp_path: Path, fail: str = "") -> tuple[subprocess.CompletedProcess[str], Path]:
+    project, seen = tmp_path / "project", tmp_path / "seen"
+    for name, text in PROJECT.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    seen.mkdir()
+    env = {**os.environ, "SEEN": str(seen), "FAIL": fail, "TMPDIR": str(tmp_path)}
+    env.pop("CALLMESH_NO_EXTENSIONS", None)
+    done = subprocess.run(
+        [str(SCRIPT), sys.executable],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip # one run
+    return done, seen
+
+
+def test_the_labs_run_beside_the_rest_sharing_its_ports_and_print_after_it(tmp_path: Path) -> None:
+    done, seen = _suite(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ports = (seen / "rest").read_text()
+    assert (seen / "lab").read_text() == ports
+    assert Path(ports).parent.parent == tmp_path
+    assert not Path(ports).parent.exists()  # the run's directory is removed afterwards
+    assert (seen / "pure").read_text() == "-\n1\n"
+    before, _, after = done.stdout.partition(HEADER)
+    assert "3 passed, 1 deselected" in before
+    assert "2 passed" in before.partition("3 passed, 1 deselected")[2]
+    assert "1 passed" in after
+    assert "3 deselected" in after  # the labs' run ran the labs alone
+
+
+def test_a_failing_lab_fails_the_suite_and_is_named(tmp_path: Path) -> None:
+    done, seen = _suite(tmp_path, fail="lab")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "make test: failed: the labs"
+    assert "1 failed" in done.stdout.partition(HEADER)[2]
+    assert (seen / "pure").read_text() == "-\n1\n"
+
+
+def test_a_failing_rest_fails_the_suite_and_skips_the_pure_python_run(tmp_path: Path) -> None:
+    done, seen = _suite(tmp_path, fail="rest")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "make test: failed: the suite"
+    assert (seen / "pure").read_text() == "-\n"
+    assert "1 passed" in done.stdout.partition(HEADER)[2]
