@@ -25,7 +25,6 @@ if __package__ in (None, ""):
 from services.edge.hooks import Decision, RequestView, RoutingHook, Target
 from services.edge.protection import (
     AddressAcl,
-    CallLimiter,
     FloodDetector,
     FloodSettings,
     ScannerDetector,
@@ -141,14 +140,6 @@ def main() -> None:
     acl = AddressAcl.parse("198.51.100.0/24,udp:203.0.113.7:5060,2001:db8::/32,10.0.0.0/8")
     pike = FloodDetector(FloodSettings(limit=1_000_000))
     scanner = ScannerDetector(ScannerSettings())
-    limiter = CallLimiter(10)
-    counter = iter(range(10**9))
-
-    def limit_pair(_: object) -> None:
-        call_id = f"c{next(counter) % 5}"
-        limiter.acquire("alice", call_id, 0.0)
-        limiter.release("alice", call_id)
-
     rows: list[tuple[str, float]] = [
         ("reference: validate()", median_us(lambda: parsed(INVITE), lambda r: r.validate())),
         ("topology: hide INVITE", median_us(lambda: parsed(INVITE), _hide)),
@@ -164,7 +155,6 @@ def main() -> None:
             "scanner: check",
             median_us(lambda: "192.0.2.1", lambda h: scanner.check(h, "INVITE", "Zoiper", "1", 0)),
         ),
-        ("limits: acquire+release", median_us(lambda: None, limit_pair)),
     ]
     print(f"{'block':<28}{'median µs/message':>18}")
     for name, value in rows:

@@ -51,6 +51,7 @@ from bench.registrar import (
     create_subscribers,
     memory_per_binding,
 )
+from deploy.labs.ports import free_port
 from shared.bus.amqp import AmqpBus
 from shared.contracts.registrar import REGISTER_QUEUE
 from shared.sip.auth.digest import compute_ha1
@@ -60,12 +61,6 @@ DOMAIN = "bench.example.com"
 SCENARIO = Path(__file__).with_name("scenarios") / "register.xml"
 KAMAILIO_CONFIG = Path(__file__).with_name("kamailio_registrar.cfg")
 LOOPBACK = "127.0.0.1"
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -242,10 +237,10 @@ async def register_run(
 async def callmesh_runs(
     args: argparse.Namespace, phones: list[Phone], workdir: Path, store: Store, env: dict[str, str]
 ) -> tuple[list[RunResult], float]:
-    sip_port, edge_http = free_port(), free_port(socket.SOCK_STREAM)
+    sip_port, edge_http = free_port(), free_port()
     registrars = []
     for index in range(args.registrars):
-        port = free_port(socket.SOCK_STREAM)
+        port = free_port()
         log = workdir / f"registrar-{index}.log"
         process = spawn(
             [sys.executable, "-m", "services.registrar"],

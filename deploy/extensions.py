@@ -44,6 +44,11 @@ HOT = (
     "shared/routing_table/cache/health.py",
     "shared/routing_table/prefixes.py",
     "shared/routing_table/prefix_layout.py",
+    # HEP capture: every message an edge receives or sends passes these when capture is on.
+    "services/edge/runtime/capture.py",
+    "services/edge/runtime/trace_ring.py",
+    "shared/hep/codec.py",
+    "shared/hep/mirror.py",
 )
 """The compiled modules' sources, as globs relative to the root."""
 

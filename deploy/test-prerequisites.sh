@@ -24,6 +24,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
+# The browser test's page runs JsSIP from the npm registry, pinned by its package-lock.json.
+page="$here/../tests/services/edge/webrtc"
+npm ci --prefix "$page" --no-audit --no-fund --loglevel=error >/dev/null \
+  || { echo "make test: npm ci failed in tests/services/edge/webrtc (JsSIP for the browser test)" >&2; exit 1; }
+
 host_port() {  # URL -> "host port" (userinfo, path and brackets dropped)
   local rest=${1#*://}; rest=${rest##*@}; rest=${rest%%/*}
   local host=${rest%:*} port=${rest##*:}

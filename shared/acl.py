@@ -22,6 +22,9 @@ from typing import Final
 _TRANSPORTS: Final = ("udp", "tcp", "tls", "ws", "wss")
 _MEMO_LIMIT: Final = 4096
 _MAPPED_PREFIX: Final = 0xFFFF << 32
+WIDE_TRUST: Final = {4: 8, 6: 32}
+"""The shortest prefix (by IP version) a trusted network may have unless the operator says
+in so many words that it is meant: a network of an operator's own, not a share of the Internet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,28 @@ class AclEntry:
 def parse_acl(text: str) -> list[AclEntry]:
     """A comma-separated list of entries (the setting's form)."""
     return [AclEntry.parse(item) for item in text.split(",") if item.strip()]
+
+
+def wider_than_trust(entry: AclEntry) -> str | None:
+    """Why trusting ``entry`` lets a share of the Internet call without digest (None: it does not).
+
+    Why ask: `0.0.0.0/0`, or a typo such as `198.51.100.7/0` that `strict=False` reads as the
+    same, would let every source call for free (toll fraud), silently."""
+    shortest = WIDE_TRUST[entry.network.version]
+    if entry.network.prefixlen >= shortest:
+        return None
+    return f"{entry} is wider than a /{shortest}: every source in it would call without digest"
+
+
+def parse_trusted_networks(text: str) -> list[AclEntry]:
+    """`CALLMESH_TRUSTED_NETWORKS`: `parse_acl`, refusing a network wider than `WIDE_TRUST`
+    (a wider trust is a peer of the routing table with `trust_wide_networks`)."""
+    entries = parse_acl(text)
+    for entry in entries:
+        reason = wider_than_trust(entry)
+        if reason is not None:
+            raise ValueError(f"{reason}; trust it through /v1/peers with trust_wide_networks")
+    return entries
 
 
 def parse_network_profiles(text: str) -> list[tuple[list[AclEntry], str, str | None]]:

@@ -6,25 +6,36 @@ single place; a service reads only the fields it needs.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.acl import AddressAcl, parse_acl, parse_network_profiles
+from shared.acl import AddressAcl, parse_network_profiles, parse_trusted_networks
+from shared.bus.nodes import parse_node_urls
+from shared.dns.servers import parse_servers
 from shared.keys import parse_key_list
+from shared.routing_table.media import parse_domain_policies
+from shared.settings_formats import (
+    ListenAddress,
+    Transport,
+    is_loopback,
+    parse_client_certs,
+    split_host_port,
+)
 from shared.sip.auth.offer import DigestOffer, parse_algorithms
+from shared.store.urls import parse_redis_url
 
 if TYPE_CHECKING:
     from shared.protection.failures import AuthFailureSettings
 
-Transport = Literal["udp", "tcp"]
+SECURE_LISTENERS = ("tls", "wss")
+"""Listeners that present our certificate (``CALLMESH_TLS_CERT``)."""
 
 DEFAULT_API_MAX_BODY = 1 << 20
 """1 MiB: the largest JSON body (a dialplan of 1024 rules) is well under it."""
@@ -32,45 +43,18 @@ DEFAULT_API_MAX_IMPORT_BODY = 128 << 20
 """128 MiB: a million-rule rate deck is about 30 MB."""
 
 
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    """One edge socket from ``CALLMESH_SIP_LISTEN``."""
-
-    transport: Transport
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> ListenAddress:
-        transport, _, rest = text.strip().partition(":")
-        if transport not in ("udp", "tcp"):
-            raise ValueError(f"unknown transport {transport!r} in {text!r} (udp or tcp)")
-        host, port = split_host_port(rest)
-        return cls(transport, host, port)  # type: ignore[arg-type]
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port``; the brackets are removed."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [host]:port, got {text!r}")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected host:port, got {text!r}")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"bad port in {text!r}")
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+TEXT_FORMATS: dict[str, Callable[[str], object]] = {
+    "http_listen": split_host_port,
+    "tls_client_certs": parse_client_certs,
+    "media_relay_domains": parse_domain_policies,
+    "dns_servers": parse_servers,
+    "caller_profiles": parse_network_profiles,
+    "trusted_networks": parse_trusted_networks,  # ``[transport:]network[:port]``, none too wide
+    "digest_algorithms": parse_algorithms,
+    "redis_url": parse_redis_url,  # ``redis://…`` or ``redis+sentinel://h1,h2/service/db``
+    "rabbitmq_url": parse_node_urls,  # one AMQP URL, or one per cluster node, comma-separated
+}
+"""Variables kept as text whose format is checked at start, each by the parser that reads it."""
 
 
 class Settings(BaseSettings):
@@ -122,9 +106,37 @@ class Settings(BaseSettings):
     tcp_message_timeout: float = Field(default=10.0, gt=0)
     """Seconds a TCP peer has to complete a message from its first byte (and to send a
     whole first message after connecting); a trickle does not extend it."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) the edge's ``tls:`` listeners present; reloaded when the file
+    changes or on SIGHUP, for new handshakes."""
+    tls_key: str | None = None
+    """PEM private key of ``tls_cert``."""
+    tls_ca: str | None = None
+    """PEM bundle of the CAs TLS peers' certificates are verified against; unset: the system's."""
+    tls_client_certs: str = ""
+    """Client certificates gateways name (their ``tls.client_certificate``):
+    ``name=/cert.pem:/key.pem``, ``;``-separated."""
+    tls_handshake_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds a TLS handshake may take, either direction, before the connection is cut."""
+    tls_max_connections: int = Field(default=4096, ge=1)
+    """Open SIP TLS connections per process, both directions (beside the TCP ones)."""
+    tls_idle_timeout: float = Field(default=300.0, gt=0)
+    """Seconds without traffic after which a TLS connection is closed."""
+    tls_verify_clients: Literal["off", "optional", "required"] = "off"
+    """Whether ``tls:`` listeners ask peers for a certificate, verified against ``tls_ca``
+    (``optional``, ``required``): RFC 5923 aliasing needs one; off by default."""
+    ws_origins: str = ""
+    """Comma-separated ``Origin`` values (``https://app.example.com``) a browser's WebSocket
+    upgrade must carry on ``ws:``/``wss:`` listeners (403 otherwise); unset: any origin."""
+    ws_ping_interval: float = Field(default=30.0, gt=0)
+    """Seconds of silence after which the edge pings a WebSocket peer; its pong is traffic,
+    so a live browser is never closed as idle and a dead one is after the idle time."""
     call_events: bool = True
     """Whether the edge publishes the `edge.call.…` events the accounting service builds
     call records from (off: none, for a deployment without accounting)."""
+    edge_event_batch: int = Field(default=64, ge=1, le=1000)
+    """Call events an edge worker may send as one ``edge.call.batch`` message when they wait
+    together (under load); 1: every event alone, on its own ``edge.call.…`` routing key."""
     udp_mtu: int = Field(default=1300, ge=0)
     """Bytes above which a request the edge forwards goes by TCP instead of UDP when the
     next hop's URI does not name UDP (RFC 3261 §18.1.1; Kamailio's `udp_mtu`); 0: never."""
@@ -176,11 +188,25 @@ class Settings(BaseSettings):
     pike_block_time: float = Field(default=120.0, gt=0)
     pike_max_sources: int = Field(default=100_000, ge=16)
     pike_max_blocked: int = Field(default=10_000, ge=16)
+    pike_share_interval: float = Field(default=0.1, ge=0, le=5.0)
+    """Seconds between a worker's batches of flood counts to the cluster (Redis); sooner for a
+    source near the limit. 0: each worker counts alone (a flooder gets the limit per worker)."""
+    dispatcher_share_interval: float = Field(default=0.5, ge=0, le=30.0)
+    """Seconds between a worker's exchanges of its ``least_calls`` counts with the cluster
+    (Redis); 0: each worker balances only the calls it sent."""
     call_limit_per_subscriber: int = Field(default=0, ge=0)
-    """Concurrent calls per subscriber on one edge process; 0: unlimited."""
+    """Concurrent calls per subscriber over the whole cluster (Redis); 0: unlimited."""
     call_limit_per_source: int = Field(default=0, ge=0)
-    """Concurrent calls per source IP on one edge process; 0: unlimited."""
+    """Concurrent calls per source IP of a stranger (no peer covers it) over the whole
+    cluster (Redis); 0: unlimited."""
+    call_limit_per_source_cps: int = Field(default=0, ge=0)
+    """New calls per second per source IP of a stranger, over the whole cluster; 0: none."""
     call_limit_max_call_duration: float = Field(default=4 * 3600.0, gt=0)
+    call_limit_status: Literal[403, 486] = 486
+    """The answer past a concurrent-call limit (CPS limits answer 503 with Retry-After)."""
+    call_limit_lease: float = Field(default=90.0, ge=3.0, le=3600.0)
+    """Seconds a call's lease lives unless its edge renews it (every third of this):
+    how long a crashed edge's calls keep counting."""
     scanner_action: Literal["drop", "answer"] = "drop"
     scanner_sweep_targets: int = Field(default=10, ge=2)
     scanner_sweep_window: float = Field(default=60.0, gt=0)
@@ -199,11 +225,37 @@ class Settings(BaseSettings):
     rtpengine_timeout: float = Field(default=0.5, gt=0, le=30)
     rtpengine_retries: int = Field(default=2, ge=0, le=10)
     rtpengine_ping_interval: float = Field(default=5.0, gt=0)
+    media_relay: Literal["always", "nat", "never"] = "nat"
+    """The media relay policy of a call whose gateway and rule set none (``docs/media.md``);
+    no relay at all without ``CALLMESH_RTPENGINE``."""
+    media_relay_domains: str = ""
+    """Per subscriber domain, where the gateway and rule set none: ``domain=policy``
+    comma-separated (``retail.example=always,pbx.example=never``; ``docs/media.md``)."""
+    media_relay_required: bool = False
+    """When rtpengine cannot take a call the policy relays: true refuses it (503 with
+    Retry-After), false carries it on unrelayed; logged and counted either way."""
+    rtpengine_flags: str = ""
+    """rtpengine options added to every offer and answer, Kamailio's notation, space-separated:
+    ``ICE=remove replace-origin codec-strip-G722 asymmetric`` (``shared.rtpengine.flags``)."""
+    dns_servers: str = ""
+    """DNS servers for next hops given by name, ``address[:port]`` comma-separated; empty:
+    the system's (``/etc/resolv.conf``)."""
+    dns_timeout: float = Field(default=2.0, gt=0, le=30)
+    """Seconds one DNS query may take; a call waits at most a few of them, once per name."""
+    dns_negative_ttl: float = Field(default=30.0, ge=0, le=3600)
+    """Seconds an answer without records is kept when the server names no SOA minimum."""
+    dns_target_hold: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a DNS target (an SRV record's host) that failed a request is tried last."""
+    fraud_window_scale: float = Field(default=1.0, ge=0.001, le=1.0)
+    """The fraud rules' minute (and day, 1440 of them) scaled down by this factor: 0.1 makes
+    a minute 6 s (tests; ``docs/fraud.md``)."""
 
-    @field_validator("http_listen")
+    @field_validator(*TEXT_FORMATS)
     @classmethod
-    def _check_http_listen(cls, value: str) -> str:
-        split_host_port(value)
+    def _check_text_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Kept as text and read where used, but refused at start when unreadable."""
+        if value is not None and info.field_name is not None:
+            TEXT_FORMATS[info.field_name](value)
         return value
 
     @field_validator("sip_listen")
@@ -213,11 +265,17 @@ class Settings(BaseSettings):
             ListenAddress.parse(item)
         return value
 
-    @field_validator("caller_profiles")
-    @classmethod
-    def _check_caller_profiles(cls, value: str) -> str:
-        parse_network_profiles(value)
-        return value
+    @model_validator(mode="after")
+    def _check_tls_listener(self) -> Settings:
+        """A ``tls:`` or ``wss:`` listener needs a certificate; said at start, not at the
+        first phone."""
+        secure = [a.transport for a in self.sip_addresses if a.transport in SECURE_LISTENERS]
+        if secure and not (self.tls_cert and self.tls_key):
+            raise ValueError(
+                f"CALLMESH_SIP_LISTEN has a {secure[0]}: listener: set CALLMESH_TLS_CERT and "
+                "CALLMESH_TLS_KEY (PEM files)"
+            )
+        return self
 
     @field_validator("topology_keys", "record_route_keys")
     @classmethod
@@ -225,13 +283,6 @@ class Settings(BaseSettings):
         """``id:base64key[,id:base64key]`` (`shared.keys`); the error never shows the key."""
         if value is not None:
             parse_key_list(value.get_secret_value())
-        return value
-
-    @field_validator("trusted_networks")
-    @classmethod
-    def _check_networks(cls, value: str) -> str:
-        """Entries ``[transport:]network[:port]``; plain CIDRs are the common case."""
-        parse_acl(value)
         return value
 
     @field_validator("rtpengine")
@@ -242,10 +293,12 @@ class Settings(BaseSettings):
         parse_instances(value)
         return value
 
-    @field_validator("digest_algorithms")
+    @field_validator("rtpengine_flags")
     @classmethod
-    def _check_digest_algorithms(cls, value: str) -> str:
-        parse_algorithms(value)
+    def _check_rtpengine_flags(cls, value: str) -> str:
+        from shared.rtpengine.flags import parse_flags  # here: a cycle otherwise
+
+        parse_flags(value)
         return value
 
     @field_validator("digest_domain_algorithms")
@@ -293,6 +346,17 @@ class Settings(BaseSettings):
                 f"CALLMESH_HTTP_LISTEN={self.http_listen} is not a loopback address and "
                 "CALLMESH_API_TOKEN is unset: set a token or listen on 127.0.0.1"
             )
+
+
+__all__ = [
+    "ConfigError",
+    "ListenAddress",
+    "Settings",
+    "Transport",
+    "is_loopback",
+    "parse_client_certs",
+    "split_host_port",
+]
 
 
 class ConfigError(Exception):

@@ -24,7 +24,9 @@ from urllib.parse import urlsplit
 
 BROKER_MARKERS = frozenset({"integration", "wire"})
 POSTGRESQL_PORT = 5432
-PROGRAMS = frozenset({"sipp", "kamailio", "rtpengine", "redis-server", "rabbitmq-server", "psql"})
+PROGRAMS = frozenset(
+    {"sipp", "kamailio", "rtpengine", "redis-server", "rabbitmq-server", "psql", "dnsmasq"}
+)
 """The programs only the integration and wire tests drive."""
 
 

@@ -4,7 +4,8 @@
   two services need lives in `shared/` with one owner.  Only the all-in-one
   entry point (`services/__main__.py`, `services/__init__.py`) assembles them.
 - `shared` is a library: it imports no service.
-- The I/O-free layers (the SIP core, the routing table's index and records,
+- The I/O-free layers (the SIP core, the routing table's index and records, RFC 3263's
+  selection and cache (`shared/dns` but its resolver),
   and the edge's core: the proxy, its policies and the caches it reads; all of
   the edge but `runtime/`, `feeds/` and `api/`) import no asyncio, no sockets,
   no bus and no store, so they stay sans-IO: testable without a network and
@@ -40,9 +41,10 @@ EDGE_CORE = tuple(
     )
 )
 """The edge's sans-IO side; its I/O is `runtime/` (sockets, driver, start-up) and `feeds/`."""
-IO_FREE = (Path("shared/sip"), Path("shared/routing_table"), *EDGE_CORE)
+IO_FREE = (Path("shared/sip"), Path("shared/routing_table"), Path("shared/dns"), *EDGE_CORE)
 IO_ALLOWED = (
     Path("shared/sip/transport"),
+    Path("shared/dns/resolver.py"),
     Path("shared/routing_table/store.py"),
     Path("shared/routing_table/cache/cache.py"),
 )
@@ -58,7 +60,7 @@ SHARED_CLASS_NAMES: dict[str, str] = {}
 
 IO_MODULES = frozenset(
     {"asyncio", "socket", "selectors", "ssl", "redis", "aio_pika", "aiormq", "shared.bus"}
-    | {"shared.store", "shared.runner", "shared.background"}
+    | {"shared.store", "shared.runner", "shared.background", "dns", "shared.dns.resolver"}
 )
 
 

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 CITED_TEST = re.compile(r"([\w./-]*test_\w+\.py)::(test_\w+)")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+"""Inline code: a regular expression there (`[a-z](x|y)`) is no link."""
 TREE_PATH = re.compile(r"`((?:shared|services|tests|bench|deploy|docs)/[^`\s:]*)")
 PATTERN_MARKS = frozenset("{<*…$")
 """A path with these is a pattern (`services/<name>/`, `{index,prefixes}.py`), not a file."""
@@ -34,7 +36,7 @@ def defines_test(file: str, name: str, root: Path = ROOT) -> bool:
 def broken_links(page: Path) -> list[str]:
     return [
         target
-        for target in LINK.findall(page.read_text())
+        for target in LINK.findall(CODE_SPAN.sub("``", page.read_text()))
         if "://" not in target and not (page.parent / target).exists()
     ]
 
@@ -85,7 +87,9 @@ def test_the_checks_see_what_is_missing(tmp_path: Path) -> None:
     assert not defines_test("test_x.py", "test_gone", tmp_path)
     assert not defines_test("b/test_x.py", "test_here", tmp_path)
     page = tmp_path / "page.md"
-    page.write_text("[ok](tests/a/test_x.py), [web](https://x.org/a), [gone](nowhere.md#part)")
+    page.write_text(
+        "[ok](tests/a/test_x.py), [web](https://x.org/a), [gone](nowhere.md#part), `^[a](b)$`"
+    )
     assert broken_links(page) == ["nowhere.md"]
     text = "`tests/a/test_x.py::test_here`, `tests/a/`, `services/<name>/`, `shared/gone.py`."
     assert missing_paths(text, tmp_path) == ["shared/gone.py"]

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from tests.services.edge.health_support import wait_until
-from tests.services.edge.support import REPO, free_port, wait_bound
+from tests.services.edge.support import REPO, wait_bound
 from tests.shared.api.support import Running, start, stop, wait_ready
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]

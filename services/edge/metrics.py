@@ -87,6 +87,29 @@ RELAY_REFUSED: Final = METRICS.add(
     )
 )
 
+# ----- media relay through rtpengine -------------------------------------------------
+
+MEDIA_RELAYED_CALLS: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_media_relayed_calls", "New calls whose media rtpengine relays (offer taken)"
+    )
+)
+MEDIA_EXPIRED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_media_expired",
+        "rtpengine deletes of calls the accounting service closed as timeout (edge.media.expired)",
+    )
+)
+MEDIA_FAILURES: Final = METRICS.add(
+    IntCounters[tuple[str, str]](
+        "callmesh_edge_media_failures",
+        "rtpengine commands that failed (offer, answer, delete), and what the edge did: "
+        "rejected (503), unrelayed (carried on without relay), ignored (a delete), "
+        "requeued (a timed-out call's delete waiting for rtpengine)",
+        ("command", "outcome"),
+    )
+)
+
 # ----- policies: protection, hooks, header manipulation ----------------------------
 
 SOURCES_BLOCKED: Final = METRICS.add(
@@ -100,9 +123,22 @@ FLOOD_DROPPED: Final = METRICS.add(
 SCANNER_REQUESTS: Final = METRICS.add(
     IntCounters[str]("callmesh_edge_scanner_requests", "Requests of flagged scanners", ("action",))
 )
-CALL_LIMIT_REFUSED: Final = METRICS.add(
+LIMIT_CHECKS: Final = METRICS.add(
     IntCounters[str](
-        "callmesh_edge_call_limit_refused", "Calls refused by a concurrent-call limit", ("limit",)
+        "callmesh_edge_limit_checks",
+        "New calls checked against the shared limits: admitted, refused_concurrent, refused_cps,"
+        " unknown (the store did not answer: admitted), gateway_skipped (gateways at their"
+        " channel cap passed over), and local (CPS taken from the worker's local allowance,"
+        " no round trip)",
+        ("outcome",),
+    )
+)
+FRAUD_CHECKS: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_fraud_checks",
+        "New calls a fraud rule watches, asked of the shared fraud counts: admitted, refused"
+        " (a block), unknown (the store did not answer: admitted)",
+        ("outcome",),
     )
 )
 HOOK_CALLS: Final = METRICS.add(
@@ -161,11 +197,28 @@ TARGET_STATE: Final = METRICS.add(
     )
 )
 
+ACKS_DROPPED: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_acks_dropped",
+        "Stateless ACKs (for a 2xx) not forwarded: parked_full (too many waiting for DNS), "
+        "deadline (DNS answered too late), unresolvable (the next hop's name has no target)",
+        ("reason",),
+    )
+)
+"""`services/edge/proxy/acks.py`, `parked_acks.py`."""
+
 # ----- workers: messages handed to the worker owning their call ------------------
 
 HANDED_ON: Final = METRICS.add(
     IntCounter(
-        "callmesh_edge_handed_on", "UDP messages handed to the worker that owns their Call-ID"
+        "callmesh_edge_handed_on",
+        "Messages (UDP, or come on a connection) handed to the worker that owns their Call-ID",
+    )
+)
+STREAM_WRITES_HANDED_ON: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_stream_writes_handed_on",
+        "Messages for a connection another worker holds (TCP, TLS, WS), handed to it to write",
     )
 )
 HANDED_ON_UNREACHABLE: Final = METRICS.add(
@@ -196,6 +249,27 @@ EVENTS_DROPPED: Final = METRICS.add(
     )
 )
 
+# ----- phones behind NAT (services/edge/proxy/nat.py, contacts.py, next_hop.py) ------------
+
+NAT_REGISTRATIONS: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_nat_registrations",
+        "REGISTERs from behind NAT handed to the registrar (a sign of nat.behind_nat)",
+    )
+)
+NAT_CALLERS: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_nat_callers",
+        "Dialog-creating requests whose caller's flow was recorded (behind NAT or on a connection)",
+    )
+)
+NAT_CONTACTS: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_nat_contacts",
+        "Contacts of phones on a flow rewritten to the edge's own (requests and 18x/2xx)",
+    )
+)
+
 # ----- keepalives of NAT'd and connection bindings (services/edge/runtime/keepalives.py) ----
 
 KEEPALIVES_WATCHED: Final = METRICS.add(
@@ -218,6 +292,18 @@ KEEPALIVE_REMOVALS: Final = METRICS.add(
     IntCounter(
         "callmesh_edge_keepalive_removals",
         "Bindings reported unreachable to the registrar (no answer for the timeout)",
+    )
+)
+KEEPALIVE_REPORTS_DELAYED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_keepalive_reports_delayed",
+        "Unreachable reports the bus refused (broker away), each sent again next round",
+    )
+)
+KEEPALIVES_LOADED: Final = METRICS.add(
+    IntGauge(
+        "callmesh_edge_keepalive_bindings_loaded",
+        "Bindings of this worker read from the store at its start (and pinged since)",
     )
 )
 

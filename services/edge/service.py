@@ -6,11 +6,14 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
-from services.edge.api import allowlist_router, blocks_router
+from services.edge.api import allowlist_router, blocks_router, calls_router
+from services.edge.api.calls import Gathered
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.pool import WorkerPool
+from services.edge.runtime.siblings import Siblings, advertised_url
 from services.edge.runtime.startup import start_edge
 from shared.extensions import STATE
+from shared.hep.settings import CaptureSettings
 from shared.protection import ProtectionStore
 from shared.service import Service
 
@@ -27,7 +30,18 @@ class EdgeService(Service):
         await self.workers.start()
         if self.workers.shared:
             self.runtime.metrics_sources.append(self.workers.metrics_source())
+            self.runtime.metrics_sources.append(self.workers.hep_metrics_source())
         tune_for_proxy()
+        capture = CaptureSettings()
+        token = self.settings.api_token
+        self.siblings = Siblings(
+            self.store,
+            self.settings.instance,
+            advertised_url(self.settings, capture.http_advertise),
+            token.get_secret_value() if token is not None else None,
+            capture.trace_peer_timeout,
+        )
+        await self.siblings.start()
         addresses = ", ".join(
             f"{b.listener.transport}:{b.listener.host}:{b.listener.port}"
             for b in self.edge.sockets.bound
@@ -36,9 +50,29 @@ class EdgeService(Service):
 
     def routers(self) -> Sequence[APIRouter]:
         protection = ProtectionStore(self.store)
-        return (blocks_router(protection, self.bus), allowlist_router(protection, self.bus))
+        return (
+            blocks_router(protection, self.bus),
+            allowlist_router(protection, self.bus),
+            calls_router(self._trace),
+        )
+
+    async def _trace(self, call_id: str, cluster: bool) -> Gathered:
+        """The call's kept messages: this process's ring, every other worker's, then (if
+        `cluster`) every other edge's, each message naming its edge."""
+        ring = self.edge.trace
+        own = [entry.as_json() for entry in ring.of_call(call_id)] if ring is not None else []
+        own += await self.workers.traces(call_id)
+        for message in own:
+            message["edge"] = self.settings.instance
+        if not cluster:
+            return Gathered(own)
+        siblings = await self.siblings.traces(call_id)
+        for sibling in siblings:
+            own += [dict(message, edge=sibling.edge) for message in sibling.messages]
+        return Gathered(own, sorted(s.edge for s in siblings if s.failure))
 
     async def stop(self) -> None:
+        await self.siblings.stop()
         await self.workers.stop()
         await self.edge.stop()
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from services.health.capture import ProbeCapture
 from services.health.options import options_request, probe_destination
 from shared.settings import ListenAddress
 from shared.sip.errors import SipError
@@ -29,6 +30,7 @@ from shared.sip.transaction import (
 from shared.sip.transport.base import Listener, TransportError
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.hub import Transports
+from shared.sip.transport.tls_context import ProfileLookup, TlsFiles
 
 log = logging.getLogger("callmesh.health.prober")
 
@@ -45,8 +47,21 @@ class ProbeOutcome:
 class OptionsProber:
     """One socket pair (UDP bound to ``source``, TCP on demand) probing any number of targets."""
 
-    def __init__(self, source: ListenAddress, timeout: float) -> None:
+    def __init__(
+        self,
+        source: ListenAddress,
+        timeout: float,
+        tls: TlsFiles | None = None,
+        profiles: ProfileLookup | None = None,
+        capture: ProbeCapture | None = None,
+    ) -> None:
+        """`tls`: the CAs a TLS gateway's certificate is checked with; `profiles`: the
+        gateways' own TLS options (client certificates), as the edges use them; `capture`:
+        where probes are mirrored as HEP (stopped with the prober)."""
         self.source = source
+        self.capture = capture
+        self._tls = tls
+        self._profiles = profiles
         self.table = TransactionTable(TimerSettings(t1=timeout / 64, t2=timeout / 4))
         self._pending: dict[ClientTransaction, tuple[asyncio.Future[ProbeOutcome], float]] = {}
         self._transports: Transports | None = None
@@ -61,7 +76,7 @@ class OptionsProber:
         return self._listener
 
     async def open(self) -> None:
-        self._transports = Transports(self._received)
+        self._transports = Transports(self._received, tls=self._tls, profiles=self._profiles)
         self._listener = await self._transports.listen(self.source)
 
     async def close(self) -> None:
@@ -73,6 +88,8 @@ class OptionsProber:
         if self._transports is not None:
             await self._transports.close()
             self._transports = None
+        if self.capture is not None:
+            await self.capture.stop()
 
     async def probe(self, address: str) -> ProbeOutcome:
         """Send one OPTIONS to ``address`` and wait for its final response or timeout."""
@@ -98,9 +115,13 @@ class OptionsProber:
         try:
             if transports is None:
                 raise TransportError("the prober is closed")
-            await transports.send(transmit.data, transmit.destination)
+            local = await transports.send(transmit.data, transmit.destination)
         except (TransportError, OSError) as error:
             self._handle(client, client.transport_error(), f"transport: {error}")
+            return
+        if self.capture is not None:
+            to = transmit.destination
+            self.capture.sent(transmit.data, client.request.call_id, local, (to.host, to.port))
 
     def _received(self, data: bytes, source: Destination, listener: Listener) -> None:
         try:
@@ -108,9 +129,12 @@ class OptionsProber:
             if not isinstance(message, Response):
                 return  # the prober is no server: stray requests are ignored
             client = self.table.match_response(message)
+            call_id = message.call_id
         except SipError as error:
             log.info("dropped a malformed message from %s:%d: %s", source.host, source.port, error)
             return
+        if self.capture is not None:  # late and stray answers too: Homer shows what came
+            self.capture.received(data, call_id, (source.host, source.port), listener)
         if client is not None:
             now = asyncio.get_running_loop().time()
             self._handle(client, client.receive_response(message, now))
@@ -155,5 +179,8 @@ class OptionsProber:
         future, started = pending
         if future.done():
             return
+        if status is None and self.capture is not None:
+            request = client.request
+            self.capture.failed(request.uri_text, request.call_id, error or "", self.listener)
         rtt = (asyncio.get_running_loop().time() - started) * 1000 if status is not None else None
         future.set_result(ProbeOutcome(status, rtt, error))

@@ -20,7 +20,7 @@ import time
 from services.health.catalog import Catalog
 from services.health.machine import TargetHealth
 from services.health.prober import OptionsProber, ProbeOutcome
-from services.health.targets import ProbeTarget, gateway_target_id
+from services.health.targets import ProbeTarget, dns_target_id, gateway_target_id
 from shared.bus import Bus
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 from shared.contracts.health import TargetRemoved, TargetState
@@ -74,10 +74,14 @@ class ProbeRounds:
         self._wake.set()
 
     async def edge_failed(self, event: GatewayFailed | DestinationFailed) -> None:
-        if isinstance(event, GatewayFailed):
+        if isinstance(event, GatewayFailed) and event.target:  # one DNS target, not the name
+            target_id = dns_target_id(event.gateway_id, event.target)
+        elif isinstance(event, GatewayFailed):
             target_id = gateway_target_id(event.gateway_id)
         else:
             target_id = destination_target_id(event.set_id, event.address)
+            if event.target:  # one DNS target of a destination given by name
+                target_id = f"{target_id}@{event.target}"
         machine = self.machines.get(target_id)
         if machine is None:
             return
@@ -101,8 +105,8 @@ class ProbeRounds:
         self._wake.set()
 
     async def run(self) -> None:
-        await self.prober.open()
         try:
+            await self.prober.open()  # in the try: a port refused still stops the HEP sender
             while not self._stopping:
                 if self._failure is not None:
                     raise self._failure

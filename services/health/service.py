@@ -3,6 +3,9 @@
 Every instance keeps the target list current and serves the API; the one
 holding the prober's lease (:mod:`services.health.lease`) also probes. The
 others check the lease every third of its TTL and take over when it lapses.
+Gateways given by name are resolved every `RESOLVE_INTERVAL` (from the DNS
+cache: DNS itself is asked once a record's TTL has run out), and their DNS
+targets are the targets probed (:mod:`services.health.targets`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from redis.exceptions import RedisError
 
 from services.health.api.dispatcher import dispatcher_router
 from services.health.api.targets import targets_router
+from services.health.capture import ProbeCapture
 from services.health.catalog import Catalog
 from services.health.lease import Lease
 from services.health.operator import Operator
@@ -28,11 +32,16 @@ from shared.bus import Envelope
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 from shared.contracts.health import DispatcherSetDeleted, DispatcherSetUpserted, TargetOverridden
 from shared.contracts.routing import TableChanged, TableReplaced
+from shared.dns.resolver import DnsResolver
 from shared.health.policy import ProbePolicy
 from shared.health.store import HealthStore
+from shared.hep.mirror import mirror_of
+from shared.hep.settings import CaptureSettings
 from shared.routing_table.store import RoutingStore
 from shared.service import Runtime, Service
 from shared.settings import ListenAddress, split_host_port
+from shared.sip.transport.tls_context import TlsFiles
+from shared.sip.transport.tls_peers import GatewayProfiles
 
 EVENTS = (
     "routing.#",
@@ -41,6 +50,8 @@ EVENTS = (
     GatewayFailed.routing_key,
     DestinationFailed.routing_key,
 )
+RESOLVE_INTERVAL = 5.0
+"""Seconds between two reads of the gateways' names: a DNS change is probed within it."""
 EDGE_FAILURES: dict[str, type[GatewayFailed] | type[DestinationFailed]] = {
     GatewayFailed.routing_key: GatewayFailed,
     DestinationFailed.routing_key: DestinationFailed,
@@ -66,7 +77,11 @@ class HealthService(Service):
         self.lease = Lease(
             self.store, self.health_store.lease_key, self.settings.instance, config.lease_ttl
         )
+        self.capture_settings = CaptureSettings()
+        """``CALLMESH_HEP_*``: where the probes are mirrored (read now, so a bad value stops
+        the start)."""
         self.rounds: ProbeRounds | None = None
+        self.dns = DnsResolver.from_settings(self.settings)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -86,7 +101,11 @@ class HealthService(Service):
         self.bus.on_reconnect(self._resync)
         await self._resync()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._elect()), loop.create_task(self._resync_forever())]
+        self._tasks = [
+            loop.create_task(self._elect()),
+            loop.create_task(self._resync_forever()),
+            loop.create_task(self._resolve_forever()),
+        ]
         self.log.info("health ready with %d targets", len(self.catalog.targets))
 
     async def stop(self) -> None:
@@ -123,6 +142,26 @@ class HealthService(Service):
                 await self._resync()
             except (RedisError, OSError) as error:
                 self.log.warning("target resync failed: %s", error)
+
+    async def _resolve_names(self) -> None:
+        """Each gateway or destination given by name to its DNS targets now; the prober told
+        of changes."""
+        names = self.catalog.names()
+        found = await asyncio.gather(*(self.dns.resolve(spec) for spec in names.values()))
+        changed = False
+        for owner, located in zip(names, found, strict=True):
+            if self.catalog.set_resolved(owner, located.targets):
+                changed = True
+                labels = ", ".join(t.label for t in located.targets) or located.reason
+                what = "destination" if owner.startswith("ds:") else "gateway"
+                self.log.info("%s %s resolves to %s", what, owner, labels)
+        if changed:
+            self._targets_changed()
+
+    async def _resolve_forever(self) -> None:
+        while not self._stopping.is_set():
+            await self._resolve_names()
+            await self._pause(RESOLVE_INTERVAL)
 
     def _targets_changed(self) -> None:
         if self.rounds is not None:
@@ -190,7 +229,14 @@ class HealthService(Service):
     async def _probe_rounds(self) -> None:
         config = self.config
         host, port = split_host_port(config.probe_source)
-        prober = OptionsProber(ListenAddress("udp", host, port), config.probe_timeout)
+        hep = mirror_of(self.capture_settings)
+        prober = OptionsProber(
+            ListenAddress("udp", host, port),
+            config.probe_timeout,
+            tls=TlsFiles.of(self.settings),
+            profiles=GatewayProfiles(self.catalog.tls_gateways, self.catalog.tls_name),
+            capture=ProbeCapture(hep) if hep is not None else None,
+        )
         self.rounds = ProbeRounds(
             catalog=self.catalog,
             store=self.health_store,

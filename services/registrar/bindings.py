@@ -164,7 +164,7 @@ class BindingStore:
             ]
         if current:
             args.append(int(max(b.expires_at for b in current)) + KEY_GRACE)
-        return Commit(int(await self._commit(keys=keys, args=args)))
+        return Commit(int(await self.store.durable(self._commit, keys, args)))
 
     async def change(
         self,

@@ -60,6 +60,10 @@ from shared.sip.message import Request, parse_message
 from shared.sip.responses import error_response, make_response
 from shared.sip.uri import SipUri
 from shared.store import Store
+from shared.store.client import UNAVAILABLE
+
+RETRY_AFTER = 5
+"""Seconds a phone is told to wait when Redis is away (a Sentinel failover takes a few)."""
 
 
 class RegisterHandler:
@@ -103,6 +107,14 @@ class RegisterHandler:
         except WrongCredentialsError as failed:
             failed_auth = FailedAuth(user=failed.user, realm=failed.realm)
             return RegisterReply(sip=error_response(incoming.sip, failed), failed_auth=failed_auth)
+        except UNAVAILABLE as error:
+            # Nothing half-written: each write is one script, done whole or not at all.
+            self.log.warning(
+                "REGISTER not answered: Redis unavailable",
+                extra={"error": f"{type(error).__name__}: {error}", "source": incoming.source_host},
+            )
+            busy = SipError("Service Unavailable", 503, (("Retry-After", str(RETRY_AFTER)),))
+            return RegisterReply(sip=error_response(incoming.sip, busy))
         except SipError as error:
             if error.status >= 403:
                 self.log.info(

@@ -113,7 +113,7 @@ class SubscriberStore:
                 compute_ha1(user, realm, password),
                 compute_ha1(user, realm, password, "SHA-256"),
             ]
-        created, domain_added = await self._put(keys=self._keys(subscriber.id), args=args)
+        created, domain_added = await self.store.durable(self._put, self._keys(subscriber.id), args)
         if created == -1:
             raise PasswordRequiredError(
                 f"subscriber {subscriber.id} does not exist: a password is required"
@@ -122,7 +122,9 @@ class SubscriberStore:
 
     async def delete(self, username: str, domain: str) -> WriteOutcome:
         ident = identity(username, domain)
-        existed, domain_removed = await self._delete(keys=self._keys(ident), args=[ident, domain])
+        existed, domain_removed = await self.store.durable(
+            self._delete, self._keys(ident), [ident, domain]
+        )
         return WriteOutcome(bool(existed), bool(domain_removed))
 
     async def get(self, username: str, domain: str) -> Subscriber | None:

@@ -25,14 +25,19 @@ class TableWriter:
         self._bus = bus
         self._log = log
 
-    async def apply(self, changes: Sequence[Change]) -> int:
+    async def apply(self, changes: Sequence[Change], *, command_id: str | None = None) -> int:
         """Store ``changes`` atomically, in order; returns the new table version.
 
         Raises :class:`InvalidChangeError` when a rule or carrier names a gateway
-        or carrier that neither exists nor is created earlier in ``changes``.
+        or carrier that neither exists nor is created earlier in ``changes``. A
+        command already stored under ``command_id`` is not stored or announced
+        again: its version then is returned.
         """
         await self._check_references(changes)
-        version = await self.store.apply(changes)
+        version, fresh = await self.store.apply(changes, command_id=command_id)
+        if not fresh:
+            self._log.info("routing: command %s applied before (version %d)", command_id, version)
+            return version
         event = TableChanged(version=version, changes=tuple(items_of(changes)))
         await self._announce(event, event.key())
         return version

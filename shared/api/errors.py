@@ -20,6 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from shared.bus.base import BusUnavailable
+from shared.store.client import UNAVAILABLE
+
 log = logging.getLogger("callmesh.api")
 
 SECRET_WORDS = ("password", "passwd", "secret", "token", "ha1", "key", "credential", "auth")
@@ -32,6 +35,9 @@ MAX_MSG_CHARS = 200
 MAX_PATH_CHARS = 200
 BAD_INPUT = (400, 413, 422)
 """Statuses that mean the client sent something unacceptable: logged as one line each."""
+
+UNAVAILABLE_RETRY_AFTER = 5
+"""Seconds a client is told to wait when Redis or RabbitMQ is away (a failover takes a few)."""
 
 _OMITTED = object()
 
@@ -110,6 +116,22 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status_code in BAD_INPUT:
             _refused(request, error.status_code, _clip(str(error.detail), MAX_MSG_CHARS))
         return await http_exception_handler(request, error)
+
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        """Redis or RabbitMQ away after the bounded wait (say, during a failover): 503, never a
+        500, so clients retry; the write either happened whole or not at all (one script)."""
+        log.warning(
+            "request failed: a dependency is unavailable",
+            extra={"path": _clip(request.url.path, MAX_PATH_CHARS), "error": type(error).__name__},
+        )
+        return JSONResponse(
+            {"detail": "temporarily unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+        )
+
+    for kind in (*UNAVAILABLE, BusUnavailable):
+        app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

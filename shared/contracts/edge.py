@@ -8,7 +8,7 @@ sides share one definition without importing each other.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 from shared.contracts.event import Event
 
@@ -34,6 +34,10 @@ class TargetFailed(Event):
     merged: int = 0
     """Further failures of this target the edge saw since its last report and did
     not report one by one (it sends at most one report per target and second)."""
+    target: str = ""
+    """For a gateway or destination given by name: the DNS target that failed
+    (``transport:name:port``, an SRV record's target); the others of the name are
+    not concerned. Empty for one given by IP address."""
 
 
 class GatewayFailed(TargetFailed):
@@ -50,3 +54,29 @@ class DestinationFailed(TargetFailed):
     routing_key: ClassVar[str] = "edge.destination.failed"
 
     set_id: str
+
+
+class LimitReached(Event):
+    """A shared limit refused a call (``kind``: ``concurrent`` or ``cps``) of ``entity``
+    (``peer:…``, ``subscriber:…``, ``source:…``, or ``gateway:…`` when every capped gateway
+    of the route was at its cap). An edge worker sends at most one per entity every
+    ``period`` seconds; ``refused`` counts the calls it refused for it since its last one."""
+
+    routing_key: ClassVar[str] = "edge.limit.reached"
+
+    entity: str
+    kind: Literal["concurrent", "cps"]
+    limit: int | None = None
+    refused: int = 1
+    period: float
+    edge: str
+
+
+MEDIA_EXPIRED_QUEUE: Final = "edge.media.expired"
+"""The durable work queue ``{ns}.edge.media.expired`` every edge with rtpengine consumes.
+
+Bound to :data:`MEDIA_EXPIRED_EVENTS`: each call the accounting service closed
+as ``timeout`` (its BYE never came) reaches one edge, which deletes the call's
+rtpengine session (any edge can: the instance is picked by the Call-ID's hash).
+"""
+MEDIA_EXPIRED_EVENTS: Final = "accounting.cdr.timed_out"

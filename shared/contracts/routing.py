@@ -16,6 +16,9 @@ from typing import ClassVar, Literal
 from shared.contracts.event import Event
 from shared.routing_table.changes import ChangeItem
 
+PAST_TENSE: dict[str, str] = {"upsert": "upserted", "delete": "deleted"}
+"""A single change's routing key ends in its op's past tense (the catalogue's names)."""
+
 
 class TableChanged(Event):
     routing_key: ClassVar[str] = "routing.batch.applied"
@@ -27,7 +30,7 @@ class TableChanged(Event):
         """The routing key: per kind and op when it is a single change."""
         if len(self.changes) == 1:
             change = self.changes[0]
-            return f"routing.{change.kind}.{change.op}d"
+            return f"routing.{change.kind}.{PAST_TENSE[change.op]}"
         return self.routing_key
 
 

@@ -72,10 +72,16 @@ class GatewayHealthFeed(EventFeed):
     def _apply_state(self, record: TargetState) -> None:
         self._records[record.target] = record
         if record.gateway_id is not None:
-            self.gateways.set(record.gateway_id, record.state)
+            self.gateways.set(gateway_key(record.target), record.state)
 
     def _forget(self, target_id: str) -> TargetState | None:
         record = self._records.pop(target_id, None)
         if record is not None and record.gateway_id is not None:
-            self.gateways.forget(record.gateway_id)
+            self.gateways.forget(gateway_key(record.target))
         return record
+
+
+def gateway_key(target_id: str) -> str:
+    """A gateway target's key in `GatewayHealth`: the gateway id for ``gw:{id}``, and
+    ``{id}@{transport}:{name}:{port}`` for one of the DNS targets of a gateway given by name."""
+    return target_id.removeprefix("gw:")

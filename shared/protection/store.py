@@ -21,6 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.protection.failures import AuthFailureSettings, FailureCounts
+from shared.protection.flood_counts import news_key, source_keys
 from shared.store import Store
 
 BlockKind = Literal["account", "source", "flood", "scanner"]
@@ -195,8 +196,11 @@ class ProtectionStore:
         pipe.hdel(self._detail, member)
         if kind in AUTH_KINDS:
             pipe.delete(self._counter(kind, key))
+        elif kind == "flood":  # the cluster's count of it starts over too
+            pipe.delete(*source_keys(self.store, key))
+            pipe.zrem(news_key(self.store), key)
         replies = await pipe.execute()
-        return any(bool(reply) for reply in (replies[0], *replies[2:]))
+        return any(bool(reply) for reply in replies[:1] + replies[2:])
 
     async def allowlist(self) -> dict[str, AllowEntry]:
         stored: dict[Any, Any] = await self.store.redis.hgetall(self._allow)

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import AsyncIterator
 
-from shared.registrar.layout import aor_key, domains_key, nonce_secret_key, subscriber_key, text
-from shared.registrar.model import Binding, by_priority
+from pydantic import ValidationError
+
+from shared.registrar.layout import (
+    aor_key,
+    aor_pattern,
+    domains_key,
+    nonce_secret_key,
+    subscriber_key,
+    text,
+)
+from shared.registrar.model import Binding, Location, by_priority
 from shared.store import Store
 
 HA1_FIELDS = {"MD5": "ha1_md5", "SHA-256": "ha1_sha256"}
@@ -25,6 +35,45 @@ async def lookup_bindings(store: Store, aor: str, now: float | None = None) -> l
     raw = await store.redis.hvals(aor_key(store, aor))
     found = [Binding.model_validate_json(value) for value in raw]
     return by_priority([binding for binding in found if binding.expires_at > now])
+
+
+async def bindings_mentioning(
+    store: Store, mention: str, page: int = 200, now: float | None = None
+) -> AsyncIterator[list[Location]]:
+    """The unexpired bindings whose record contains `mention` (an edge's instance name), a page
+    at a time: one SCAN step over the AoR keys and one pipelined HVALS per page.
+
+    For an edge starting up, which must find the bindings it holds among every
+    edge's without an index: the records of other edges are skipped by a
+    substring test before any JSON is parsed, and the caller gets the event loop
+    back between pages (SIP keeps flowing while 100,000 bindings are read).
+    """
+    now = time.time() if now is None else now
+    needle = mention.encode()
+    cursor = 0
+    while True:
+        cursor, keys = await store.redis.scan(cursor, match=aor_pattern(store), count=page)
+        if keys:
+            async with store.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hvals(key)
+                replies = await pipe.execute()
+            found = (
+                _location(value)
+                for values in replies
+                for value in values
+                if needle in (value if isinstance(value, bytes) else value.encode())
+            )
+            yield [where for where in found if where is not None and where.expires_at > now]
+        if not cursor:
+            return
+
+
+def _location(value: bytes | str) -> Location | None:
+    try:
+        return Location.model_validate_json(value)
+    except ValidationError:
+        return None  # not the registrar's record: the others still count
 
 
 async def is_local_domain(store: Store, domain: str) -> bool:

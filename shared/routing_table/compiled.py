@@ -17,8 +17,9 @@ from shared.routing_table.timewindow import TimeWindow
 
 class GatewayTarget:
     __slots__ = (
-        "address", "attributes", "description", "enabled", "id", "prefix", "strip", "topology",
-    )  # the slot names on one line, not one per line  # fmt: skip
+        "address", "attributes", "channels", "description", "enabled", "id", "limits",
+        "media_relay", "prefix", "strip", "tls", "topology",
+    )  # the slot names on few lines, not one per line  # fmt: skip
 
     def __init__(self, gateway_id: str, gateway: Gateway) -> None:
         self.id = gateway_id
@@ -29,6 +30,13 @@ class GatewayTarget:
         self.description = gateway.description
         self.enabled = gateway.enabled
         self.topology = gateway.topology_hiding
+        self.media_relay = gateway.media_relay
+        self.tls = gateway.tls
+        limits = gateway.limits
+        self.limits = limits
+        """Its channel cap and calls per second (over the cluster), None: neither."""
+        self.channels = None if limits is None else limits.max_concurrent
+        """The gateway's channel cap (calls up at once, over the cluster), None: no cap."""
 
     def dial(self, number: str) -> str:
         """The number as this gateway wants it: ``strip`` digits off, then ``prefix`` on.
@@ -42,7 +50,7 @@ class GatewayTarget:
 
 
 class CarrierTargets:
-    __slots__ = ("enabled", "id", "members", "use_first", "weighted", "weights")
+    __slots__ = ("channels", "enabled", "id", "members", "use_first", "weighted", "weights")
 
     def __init__(self, carrier_id: str, carrier: Carrier) -> None:
         self.id = carrier_id
@@ -51,6 +59,9 @@ class CarrierTargets:
         self.weighted = carrier.weighted
         self.use_first = carrier.use_first
         self.enabled = carrier.enabled
+        limits = carrier.limits
+        self.channels = None if limits is None else limits.max_concurrent
+        """The carrier's channel cap over all its gateways together, None: no cap."""
 
     def order(self, rng: random.Random) -> tuple[str, ...]:
         """Member gateway ids in the order to try them for one call.

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import chain, islice
 
+from shared.fraud.rules import FraudIndex
 from shared.routing_table.compiled import (
     CarrierTargets,
     CompiledRule,
@@ -33,7 +34,20 @@ from shared.routing_table.compiled import (
 )
 from shared.routing_table.dialplan import CompiledDialplan
 from shared.routing_table.manipulations import ManipulationIndex
-from shared.routing_table.model import Carrier, Dialplan, Gateway, Kind, Manipulation, Record, Rule
+from shared.routing_table.model import (
+    Carrier,
+    Dialplan,
+    FraudRule,
+    Gateway,
+    Kind,
+    Limits,
+    Manipulation,
+    MediaRelay,
+    Peer,
+    Record,
+    Rule,
+)
+from shared.routing_table.peers import PeerIndex
 from shared.routing_table.prefix_layout import TAG_MASK
 from shared.routing_table.prefixes import PrefixTable
 from shared.routing_table.timewindow import TimeWindow
@@ -63,15 +77,35 @@ class RoutingIndex:
         self.carriers: dict[str, CarrierTargets] = {}
         self.dialplans: dict[str, CompiledDialplan] = {}
         self.manipulations = ManipulationIndex()
+        self.peers = PeerIndex()
+        self.fraud = FraudIndex()
         self.rule_topology: dict[str, TargetTopology] = {}
         """Topology hiding of the rules that set it (rarely any: kept beside the rules)."""
+        self.rule_media: dict[str, MediaRelay] = {}
+        """The media relay policy of the rules that set one (kept beside the rules, too)."""
+        self.rule_limits: dict[str, Limits] = {}
+        """The limits of the rules (destination prefixes) that set them (beside the rules)."""
+        self._limited: set[tuple[str, str]] = set()
+        """(kind, id) of the gateways, carriers and peers that carry limits."""
+        self._carrier_caps: dict[str, tuple[tuple[str, int], ...]] = {}
+        self._caps_epoch = -1
 
     def __len__(self) -> int:
         return len(self._rules)
 
     # -- changes -------------------------------------------------------------
 
+    @property
+    def limited(self) -> bool:
+        """Whether any record of the table carries limits (cheap: asked per BYE)."""
+        return bool(self._limited or self.rule_limits)
+
     def put(self, kind: Kind, record_id: str, record: Record) -> None:
+        if isinstance(record, Gateway | Carrier | Peer):
+            if record.limits is not None:
+                self._limited.add((kind, record_id))
+            else:
+                self._limited.discard((kind, record_id))
         if isinstance(record, Rule):
             self._put_rule(record_id, record)
         elif isinstance(record, Gateway):
@@ -84,12 +118,19 @@ class RoutingIndex:
             self.dialplans[record_id] = CompiledDialplan(record)
         elif isinstance(record, Manipulation):
             self.manipulations.put(record.rule_set(record_id))
+        elif isinstance(record, Peer):
+            self.peers.put(record_id, record)
+        elif isinstance(record, FraudRule):
+            self.fraud.put(record_id, record)
         else:  # pragma: no cover - RECORD_TYPES is closed
             raise TypeError(f"not a {kind}: {type(record).__name__}")
 
     def remove(self, kind: Kind, record_id: str) -> None:
+        self._limited.discard((kind, record_id))
         if kind == "rule":
             self.rule_topology.pop(record_id, None)
+            self.rule_media.pop(record_id, None)
+            self.rule_limits.pop(record_id, None)
             self._remove_rule(record_id)
         elif kind == "gateway":
             self.gateways.pop(record_id, None)
@@ -99,11 +140,28 @@ class RoutingIndex:
             self._gateways_changed()
         elif kind == "manipulation":
             self.manipulations.remove(record_id)
+        elif kind == "peer":
+            self.peers.remove(record_id)
+        elif kind == "fraud_rule":
+            self.fraud.remove(record_id)
         else:
             self.dialplans.pop(record_id, None)
 
     def _gateways_changed(self) -> None:
         self._epoch += 1
+
+    def carrier_caps(self, gateway_id: str) -> tuple[tuple[str, int], ...]:
+        """(carrier id, channel cap) of every enabled capped carrier the gateway belongs to;
+        recomputed once after gateways or carriers change, then a dict probe per gateway."""
+        if self._caps_epoch != self._epoch:
+            caps: dict[str, list[tuple[str, int]]] = {}
+            for carrier in self.carriers.values():
+                if carrier.channels is not None and carrier.enabled:
+                    for member in dict.fromkeys(carrier.members):
+                        caps.setdefault(member, []).append((carrier.id, carrier.channels))
+            self._carrier_caps = {member: tuple(found) for member, found in caps.items()}
+            self._caps_epoch = self._epoch
+        return self._carrier_caps.get(gateway_id, ())
 
     def compile(
         self,
@@ -151,6 +209,14 @@ class RoutingIndex:
             self.rule_topology[rule_id] = rule.topology_hiding
         else:
             self.rule_topology.pop(rule_id, None)
+        if rule.media_relay is not None:
+            self.rule_media[rule_id] = rule.media_relay
+        else:
+            self.rule_media.pop(rule_id, None)
+        if rule.limits is not None:
+            self.rule_limits[rule_id] = rule.limits
+        else:
+            self.rule_limits.pop(rule_id, None)
         return self.compile(
             rule_id,
             groups=rule.groups,

@@ -7,7 +7,8 @@ Keys (under the namespace)::
     routing:rules:<generation>  hash rule id → compact rule JSON
     routing:snapshot:<generation>  list of packed chunks of the rules as imported
     routing:changed:<generation>   set of rule ids changed since (single changes)
-    routing:gateways / routing:carriers / routing:dialplans / routing:manipulations
+    routing:gateways / routing:carriers / routing:dialplans / routing:manipulations /
+    routing:peers / routing:fraud_rules
                                 hash id → JSON
 
 Why generations: an import writes a whole new rules hash out of sight, then one
@@ -51,11 +52,19 @@ from shared.store import Store
 ImportMode = Literal["merge", "replace"]
 
 _APPLY = """
+local once = ARGV[3] ~= ''
+if once then
+  local done = redis.call('GET', KEYS[#KEYS])
+  if done then
+    return {tonumber(done), 0}
+  end
+end
 local generation = redis.call('GET', KEYS[2]) or '0'
 local hashes = {gateway = KEYS[3], carrier = KEYS[4], dialplan = KEYS[5],
-                manipulation = KEYS[6], rule = ARGV[1] .. generation}
+                manipulation = KEYS[6], peer = KEYS[7], fraud_rule = KEYS[8],
+                rule = ARGV[1] .. generation}
 local changed = ARGV[2] .. generation
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local hash = hashes[ARGV[i + 1]]
   if ARGV[i] == 'upsert' then
     redis.call('HSET', hash, ARGV[i + 2], ARGV[i + 3])
@@ -66,7 +75,11 @@ for i = 3, #ARGV, 4 do
     redis.call('SADD', changed, ARGV[i + 2])
   end
 end
-return redis.call('INCR', KEYS[1])
+local version = redis.call('INCR', KEYS[1])
+if once then
+  redis.call('SET', KEYS[#KEYS], version, 'EX', ARGV[3])
+end
+return {version, 1}
 """
 
 _SWAP = """
@@ -96,8 +109,12 @@ for i = 1, #ids, 1000 do
 end
 return {redis.call('GET', KEYS[1]) or '0', generation, redis.call('LLEN', ARGV[2] .. generation),
         ids, values, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-        redis.call('HGETALL', KEYS[5]), redis.call('HGETALL', KEYS[6])}
+        redis.call('HGETALL', KEYS[5]), redis.call('HGETALL', KEYS[6]),
+        redis.call('HGETALL', KEYS[7]), redis.call('HGETALL', KEYS[8])}
 """
+
+COMMAND_ID_TTL = 7 * 86400
+"""Seconds a queued command's id is remembered: far beyond any redelivery or resend."""
 
 RETIRED_GRACE_SECONDS = 600
 """How long a replaced rules hash stays readable for snapshot loaders still scanning it."""
@@ -143,6 +160,8 @@ class ImportConflictError(Exception):
 class RoutingStore:
     def __init__(self, store: Store) -> None:
         self._redis = store.redis
+        self._durable = store.durable
+        self._commands_prefix = store.key("routing", "command") + ":"
         self._version = store.key("routing", "version")
         self._generation = store.key("routing", "generation")
         self._rules_prefix = store.key("routing", "rules") + ":"
@@ -153,6 +172,8 @@ class RoutingStore:
             "carrier": store.key("routing", "carriers"),
             "dialplan": store.key("routing", "dialplans"),
             "manipulation": store.key("routing", "manipulations"),
+            "peer": store.key("routing", "peers"),
+            "fraud_rule": store.key("routing", "fraud_rules"),
         }
         self._apply = self._redis.register_script(_APPLY)
         self._swap = self._redis.register_script(_SWAP)
@@ -160,14 +181,26 @@ class RoutingStore:
 
     # -- writes --------------------------------------------------------------
 
-    async def apply(self, changes: Sequence[Change]) -> int:
-        """Store the changes as one atomic step; returns the new table version."""
-        args: list[str] = [self._rules_prefix, self._changed_prefix]
+    async def apply(
+        self, changes: Sequence[Change], *, command_id: str | None = None
+    ) -> tuple[int, bool]:
+        """Store the changes as one atomic step: the new table version, and True.
+
+        With ``command_id`` (a queued command's message id) a command stored before
+        (a redelivery after a lost acknowledgement, a sender's resend after a lost
+        confirm) changes nothing: its version then, and False. The ids are kept
+        ``COMMAND_ID_TTL`` seconds.
+        """
+        once = COMMAND_ID_TTL if command_id is not None else ""  # the id's key comes last
+        args: list[str | int] = [self._rules_prefix, self._changed_prefix, once]
         for change in changes:
             stored = change.record.stored() if change.record is not None else ""
             args += [change.op, change.kind, change.id, stored]
         keys = [self._version, self._generation, *self._hashes.values()]
-        return int(await self._apply(keys=keys, args=args))
+        if command_id is not None:
+            keys.append(self._commands_prefix + command_id)
+        version, fresh = await self._durable(self._apply, keys, args)
+        return int(version), bool(fresh)
 
     async def import_rules(self, rows: Sequence[tuple[str, Rule]], mode: ImportMode) -> Imported:
         """Make ``rows`` the rules (replace) or add them over the current ones (merge).

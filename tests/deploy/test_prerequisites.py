@@ -8,6 +8,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from deploy.labs.ports import free_port
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCRIPT = DEPLOY / "test-prerequisites.sh"
 
@@ -21,12 +23,6 @@ def _run(
     return subprocess.run(
         command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_every_listed_command_is_there_after_set_up() -> None:
@@ -51,7 +47,7 @@ def test_a_missing_package_is_named_in_the_first_line_when_it_cannot_be_installe
 
 
 def test_a_local_redis_that_is_down_is_started() -> None:
-    port = _free_port()
+    port = free_port()
     result = _run(SCRIPT, {"CALLMESH_TEST_REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     try:
         assert result.returncode == 0, result.stderr

@@ -10,17 +10,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from deploy.labs.ports import free_port
 
 
 def _options(port: int, transport: str = "UDP") -> bytes:
@@ -39,13 +35,24 @@ def _options(port: int, transport: str = "UDP") -> bytes:
 
 @pytest.fixture
 def all_in_one(tmp_path: Path) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
-    sip, http = _free_port(), _free_port()
+    with running_all_in_one(tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def running_all_in_one(
+    tmp_path: Path, *, listen: str = "", **settings: str
+) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
+    """`python -m services` on fresh ports with no CALLMESH_* setting but its ports and data
+    directory, `listen` (more SIP listeners, as in CALLMESH_SIP_LISTEN) and `settings`."""
+    sip, http = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLMESH_")}
     env |= {
-        "CALLMESH_SIP_LISTEN": f"udp:127.0.0.1:{sip},tcp:127.0.0.1:{sip}",
+        "CALLMESH_SIP_LISTEN": f"udp:127.0.0.1:{sip},tcp:127.0.0.1:{sip}" + listen,
         "CALLMESH_HTTP_LISTEN": f"127.0.0.1:{http}",
         "CALLMESH_DATA_DIR": str(tmp_path),
     }
+    env |= {f"CALLMESH_{name.upper()}": value for name, value in settings.items()}
     process = subprocess.Popen(
         [sys.executable, "-m", "services"],
         env=env,
@@ -62,10 +69,12 @@ def all_in_one(tmp_path: Path) -> Iterator[tuple[int, int, subprocess.Popen[byte
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
         assert time.monotonic() < deadline, "the all-in-one did not come up"
         time.sleep(0.2)
-    yield sip, http, process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    try:
+        yield sip, http, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_api_and_sip_come_up_without_broker_or_redis(

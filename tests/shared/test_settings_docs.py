@@ -17,11 +17,19 @@ from pydantic_settings import BaseSettings
 
 from services.accounting.settings import AccountingSettings
 from services.health.settings import HealthSettings
+from shared.hep.settings import CaptureSettings
 from shared.settings import Settings
+from shared.store.settings import StoreSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
-DOCUMENTED: tuple[type[BaseSettings], ...] = (Settings, HealthSettings, AccountingSettings)
+DOCUMENTED: tuple[type[BaseSettings], ...] = (
+    Settings,
+    HealthSettings,
+    AccountingSettings,
+    CaptureSettings,
+    StoreSettings,
+)
 
 
 def settings_classes(root: Path) -> set[str]:

@@ -52,7 +52,7 @@ class HealthFeed(GatewayHealthFeed):
     def _apply_state(self, record: TargetState) -> None:
         super()._apply_state(record)
         if record.set_id is not None:
-            self.sets.set_state(record.set_id, record.address, record.state)
+            self.sets.set_state(record.set_id, _set_key(record), record.state)
         for state in STATES:
             TARGET_STATE[record.target, state] = 1 if state == record.state else 0
 
@@ -60,7 +60,13 @@ class HealthFeed(GatewayHealthFeed):
         record = super()._forget(target_id)
         if record is not None:
             if record.set_id is not None:
-                self.sets.forget_state(record.set_id, record.address)
+                self.sets.forget_state(record.set_id, _set_key(record))
             for state in STATES:
                 TARGET_STATE.pop((target_id, state), None)
         return record
+
+
+def _set_key(record: TargetState) -> str:
+    """A destination's key in its set's states: its URI (``ds:{set_id}:{uri}``), or
+    ``{uri}@{transport}:{name}:{port}`` for one DNS target of a destination given by name."""
+    return record.target.removeprefix(f"ds:{record.set_id}:")

@@ -1,10 +1,11 @@
 """The edge's security and routing policies, behind the few call sites the proxy core has.
 
 `EdgePolicies` bundles what `CALLMESH_*` switched on: protection (`guard`),
-topology hiding (`topology`, needs `CALLMESH_TOPOLOGY_KEYS`), the routing
-hook, and header manipulation from the routing table.  It implements the
-core's policy stages (`services.edge.proxy.stages.PolicyStages`, whose own
-stages do nothing: the core's default); each is cheap when its policy is off.
+the call limits shared by the cluster (`leases`), fraud screening (`fraud`), topology hiding
+(`topology`, needs `CALLMESH_TOPOLOGY_KEYS`), the routing hook, and header
+manipulation from the routing table.  It implements the core's policy stages
+(`services.edge.proxy.stages.PolicyStages`, whose own stages do nothing: the
+core's default); each is cheap when its policy is off.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from services.edge.hooks import HookSettings, RoutingHook
+from services.edge.policy.fraud import FraudScreen
 from services.edge.policy.guard import Guard, Trusted
+from services.edge.policy.limits import CallLeases, CallLimitSettings
 from services.edge.policy.routing import TableView, decide, hop_topology, manipulate
 from services.edge.policy.topology import DialogPlan, TopologyGate
 from services.edge.protection import (
-    CallLimitSettings,
     FloodSettings,
     ProtectionSettings,
     ScannerSettings,
@@ -26,9 +28,13 @@ from services.edge.protection import (
 from services.edge.protection.scanner import SCANNER_USER_AGENTS
 from services.edge.proxy.actions import Action
 from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.media import Policy
 from services.edge.proxy.routes import Found, Hop
 from services.edge.proxy.stages import PolicyStages
 from services.edge.topology import Keyring
+from shared.fraud.rules import FraudQuery, FraudVerdict
+from shared.limits.model import LimitQuery, LimitVerdict
+from shared.routing_table.media import table_media_relay
 from shared.settings import Settings
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
@@ -65,11 +71,14 @@ class EdgePolicies(PolicyStages):
         guard: Guard,
         topology: TopologyGate | None = None,
         hook: RoutingHook | None = None,
+        leases: CallLeases | None = None,
     ) -> None:
         self.table = table
         self.guard = guard
+        self.leases = leases if leases is not None else CallLeases(CallLimitSettings(), table)
         self.topology = topology
         self.hook = hook
+        self.fraud = FraudScreen(table)
         self._warned: set[str] = set()
 
     @classmethod
@@ -85,7 +94,7 @@ class EdgePolicies(PolicyStages):
             module=settings.routing_hook, budget_ms=settings.routing_hook_budget_ms
         ).load()
         guard = Guard(protection_settings(settings), settings.instance, trusted, interfaces)
-        return cls(table, guard, topology, hook)
+        return cls(table, guard, topology, hook, CallLeases(limit_settings(settings), table))
 
     # ----- before parsing / outside transactions ----------------------------------------
 
@@ -125,17 +134,50 @@ class EdgePolicies(PolicyStages):
     # ----- routing a number -------------------------------------------------------------
 
     def admit_call(self, request: Request, source: Destination, now: float) -> PolicyContext:
-        self.guard.admit_call(request, source, now)
         return PolicyContext()
 
     def call_ended(self, call_id: str) -> None:
-        """A BYE that passed the dialog check: the call's limit slots are free again."""
-        self.guard.release(call_id)
+        """A BYE that passed the dialog check: the call's limit slots are free again, whichever
+        edge admitted it."""
+        self.leases.release(call_id, anywhere=True)
+
+    def fraud_for(self, request: Request, peer: str | None, number: str) -> FraudQuery | None:
+        return self.fraud.query(request, peer, number)
+
+    def screened(self, query: FraudQuery, verdict: FraudVerdict | None) -> None:
+        self.fraud.apply(query, verdict)
+
+    def limits_for(
+        self, request: Request, source: Destination, peer: str | None, hops: list[Hop], now: float
+    ) -> LimitQuery | None:
+        return self.leases.query(request, source, peer, hops, now)
+
+    def limited(
+        self,
+        request: Request,
+        query: LimitQuery,
+        verdict: LimitVerdict | None,
+        hops: list[Hop],
+        now: float,
+    ) -> list[Hop]:
+        return self.leases.apply(query, verdict, hops, now)
+
+    def channel_for(self, call_id: str, hop: Hop) -> LimitQuery | None:
+        return self.leases.channel_for(call_id, hop)
+
+    def channel_taken(self, query: LimitQuery, verdict: LimitVerdict | None, now: float) -> bool:
+        return self.leases.channel_taken(query, verdict, now)
 
     def decide(self, request: Request, source: Destination, number: str, found: Found) -> Found:
         if self.hook is None:
             return found
         return decide(self.hook, request, source, number, found)
+
+    def media_policy(self, hop: Hop) -> Policy | None:
+        """The table's media relay policy toward `hop`: its gateway's, else its rule's."""
+        if hop.gateway_id is None and hop.rule_id is None:
+            return None
+        return table_media_relay(self.table.index, hop.rule_id, hop.gateway_id)
 
     # ----- branches and responses -------------------------------------------------------
 
@@ -185,7 +227,9 @@ class EdgePolicies(PolicyStages):
             self.topology.answer(response, context.plan, outbound)
 
     def responded(self, request: Request, response: Response) -> None:
-        self.guard.responded(request, response)
+        """A response went upstream: a failed (or cancelled) INVITE frees its leases."""
+        if response.status >= 300 and request.method == "INVITE" and request.to_tag is None:
+            self.leases.release(request.call_id)
 
 
 def protection_settings(settings: Settings) -> ProtectionSettings:
@@ -199,11 +243,6 @@ def protection_settings(settings: Settings) -> ProtectionSettings:
             max_sources=settings.pike_max_sources,
             max_blocked=settings.pike_max_blocked,
         ),
-        calls=CallLimitSettings(
-            per_subscriber=settings.call_limit_per_subscriber,
-            per_source=settings.call_limit_per_source,
-            max_call_duration=settings.call_limit_max_call_duration,
-        ),
         scanner=ScannerSettings(
             action=settings.scanner_action,
             sweep_targets=settings.scanner_sweep_targets,
@@ -215,4 +254,14 @@ def protection_settings(settings: Settings) -> ProtectionSettings:
                 else tuple(a.strip() for a in agents.split(",") if a.strip())
             ),
         ),
+    )
+
+
+def limit_settings(settings: Settings) -> CallLimitSettings:
+    return CallLimitSettings(
+        per_subscriber=settings.call_limit_per_subscriber,
+        per_source=settings.call_limit_per_source,
+        per_source_cps=settings.call_limit_per_source_cps,
+        max_call_duration=settings.call_limit_max_call_duration,
+        concurrent_status=settings.call_limit_status,
     )

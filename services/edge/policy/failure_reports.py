@@ -29,11 +29,11 @@ class FailureReports:
 
     def __init__(self, interval: float = REPORT_INTERVAL) -> None:
         self.interval = interval
-        self._windows: dict[tuple[str, str], _Window] = {}
+        self._windows: dict[tuple[str, str, str], _Window] = {}
 
     def offer(self, event: TargetFailed, now: float) -> TargetFailed | None:
         """`event` itself if it opens a window for its target, None if held back."""
-        key = (event.routing_key, event.address)
+        key = (event.routing_key, event.address, event.target)
         window = self._windows.get(key)
         if window is not None and now < window.ends:
             window.held += 1

@@ -1,4 +1,4 @@
-"""Where protection meets the proxy: flood blocking, scanners, trusted callers, call limits.
+"""Where protection meets the proxy: flood blocking, scanners, trusted callers.
 
 The order per message, cheapest refusal first:
 1. `drop_flood` on the raw bytes (before parsing): a blocked source costs a dict probe;
@@ -8,22 +8,17 @@ The order per message, cheapest refusal first:
    refused (a scanner's User-Agent, or no credentials and no dialog of
    ours): a phone behind the same NAT that authenticates,
    or a call in progress along our Route, is still served;
-3. `admit_call` before routing a number (after untrusted callers have
-   authenticated): the concurrent-call limits, whose leases a BYE frees
-   (`release`) once it passed the core's dialog check;
-4. `responded` on every response sent upstream: a final non-2xx to an INVITE
-   frees its leases.
+
+The call limits, shared by the whole cluster, are `services.edge.policy.limits`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Final
 
 from services.edge import metrics
 from services.edge.protection import (
-    CallLimiter,
     FloodDetector,
     FloodVerdict,
     ProtectionSettings,
@@ -34,16 +29,12 @@ from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.interfaces import Interfaces
 from shared.acl import AddressAcl
 from shared.contracts.protection import ScannerFlagged, SourceBlocked
-from shared.sip.errors import SipError
-from shared.sip.message import Request, Response
+from shared.sip.message import Request
 from shared.sip.responses import make_response
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri
 
 log = logging.getLogger("callmesh.edge.protection")
-
-EXPIRY_INTERVAL: Final = 60.0
-
 
 Trusted = Callable[[Destination], bool]
 """Who may call without digest authentication and is exempt from scanner checks:
@@ -52,11 +43,7 @@ the edge's `services.edge.policy.trust.SourceTrust` (trusted networks and gatewa
 
 class Guard:
     __slots__ = (
-        "_calls",
-        "_next_expiry",
         "allowlist",
-        "by_source",
-        "by_subscriber",
         "edge_name",
         "flood",
         "interfaces",
@@ -82,12 +69,6 @@ class Guard:
         """The operator's allow-list: never flagged as scanners nor flood-blocked."""
         self.flood = FloodDetector(settings.flood, allow=acl)
         self.scanner = ScannerDetector(settings.scanner)
-        calls = settings.calls
-        self.by_subscriber = CallLimiter(calls.per_subscriber, calls.max_call_duration)
-        self.by_source = CallLimiter(calls.per_source, calls.max_call_duration)
-        self._calls: dict[str, tuple[str, str, float]] = {}
-        """Call-ID → (subscriber, source, start) of the calls holding leases."""
-        self._next_expiry = 0.0
 
     def drop_flood(
         self, data: bytes, source: Destination, now: float, actions: list[Action]
@@ -101,6 +82,14 @@ class Guard:
         """Count one request (or new TCP connection) of `source`; True: it is (now) blocked."""
         verdict = self.flood.check(source.host, now, source.port, source.transport)
         if verdict == FloodVerdict.ALLOW:
+            return False
+        if self.trusted(source):
+            # A trusted peer or a gateway of the table (a carrier's trunk at hundreds of
+            # calls a second) is never flood-blocked, as pike runs only for untrusted
+            # sources in Kamailio's and OpenSIPS' usual scripts. Asked only when the
+            # count would block, so the per-packet cost stays one dict probe; the count
+            # starts again, and the trust is asked again each time it would block.
+            self.flood.clear(source.host)
             return False
         if verdict == FloodVerdict.BLOCKED:
             flood = self.settings.flood
@@ -137,7 +126,7 @@ class Guard:
 
         `known`: the request proved it belongs to a dialog of ours (no scanner checks).
         A BYE's leases are freed by the core once the BYE passed the dialog check
-        (`release`), so a forged BYE cannot free a caller's slot.
+        (`services.edge.policy.limits`), so a forged BYE cannot free a caller's slot.
         """
         if known or self.trusted(source) or self.allowed(source):
             return False
@@ -201,56 +190,6 @@ class Guard:
         return isinstance(uri, SipUri) and interfaces.is_ours(
             uri.host, uri.port, (uri.param("transport") or "udp").lower()
         )
-
-    def admit_call(self, request: Request, source: Destination, now: float) -> None:
-        """Before routing a number: raises `SipError` (486) past a concurrent-call limit.
-
-        Who may call at all is settled before: untrusted callers authenticate
-        (407) as subscribers first.
-        """
-        if request.method != "INVITE" or request.to_tag is not None:
-            return
-        if now >= self._next_expiry:
-            self._next_expiry = now + EXPIRY_INTERVAL
-            self.by_subscriber.expire(now)
-            self.by_source.expire(now)
-            oldest = now - self.settings.calls.max_call_duration
-            self._calls = {k: held for k, held in self._calls.items() if held[2] >= oldest}
-        call_id = request.call_id
-        subscriber = _subscriber(request)
-        if not self.by_subscriber.acquire(subscriber, call_id, now):
-            metrics.CALL_LIMIT_REFUSED["subscriber"] += 1
-            raise SipError("Busy Here (subscriber call limit)", 486)
-        if not self.by_source.acquire(source.host, call_id, now):
-            self.by_subscriber.release(subscriber, call_id)
-            metrics.CALL_LIMIT_REFUSED["source"] += 1
-            raise SipError("Busy Here (source call limit)", 486)
-        if self.by_subscriber.limit or self.by_source.limit:
-            self._calls[call_id] = (subscriber, source.host, now)
-
-    def responded(self, request: Request, response: Response) -> None:
-        """A response went upstream: a failed INVITE frees its leases."""
-        if response.status >= 300 and request.method == "INVITE" and request.to_tag is None:
-            self.release(request.call_id)
-
-    def release(self, call_id: str) -> None:
-        held = self._calls.pop(call_id, None)
-        if held is not None:
-            self.by_subscriber.release(held[0], call_id)
-            self.by_source.release(held[1], call_id)
-
-    def active_calls(self, subscriber: str | None = None, source: str | None = None) -> int:
-        if subscriber is not None:
-            return self.by_subscriber.active(subscriber)
-        return self.by_source.active(source or "")
-
-
-def _subscriber(request: Request) -> str:
-    """The caller as `user@host` of From (authentication will supply the real username)."""
-    uri = request.from_.uri
-    if isinstance(uri, SipUri):
-        return f"{uri.user or ''}@{uri.host}"
-    return str(uri)
 
 
 def _has_credentials(request: Request) -> bool:

@@ -1,7 +1,9 @@
 """Which sources the edge trusts: they may call out without a 407 challenge.
 
-Trusted are the entries of ``CALLMESH_TRUSTED_NETWORKS`` (network, and
-optionally transport and port: :mod:`shared.acl`) and the gateways
+Trusted are the routing table's trusted peers (``/v1/peers``: the longest
+address covering the source, :mod:`shared.routing_table.peers`), the entries of
+``CALLMESH_TRUSTED_NETWORKS`` (network, and optionally transport and port:
+:mod:`shared.acl`; a bootstrap beside the peers) and the gateways
 of the routing table (carriers do not answer digest challenges): a gateway
 address with a port trusts that host and port only (phones may share a host
 with a gateway behind one NAT), one without a port trusts the whole host.
@@ -41,6 +43,7 @@ class SourceTrust:
                 source.address in self._gateways
                 or (source.host, None) in self._gateways
                 or self._acl.match(source.host, source.port, source.transport) is not None
+                or self._cache.index.peers.trusts(source.host, source.port, source.transport)
             )
             if len(self._memo) >= MAX_MEMO:
                 self._memo.clear()

@@ -1,18 +1,17 @@
-"""Edge protection: trusted-peer ACLs, flood blocking, concurrent-call limits, scanner detection.
+"""Edge protection: trusted-peer ACLs, flood blocking, scanner detection.
 
-All four are pure and synchronous, take the caller's `now`, and cost O(1)
+All three are pure and synchronous, take the caller's `now`, and cost O(1)
 per packet with bounded memory, so the edge can run them before parsing
 more than the source address and a header or two.  Suggested order per
 request: `FloodDetector.check` (drop before any work) → `AddressAcl.match`
 (trusted peers skip authentication and the scanner check) →
-`ScannerDetector.check` for the untrusted → authentication →
-`CallLimiter.acquire` for INVITEs (release on the call's end).
+`ScannerDetector.check` for the untrusted → authentication. The call limits,
+shared by the cluster, are `services.edge.policy.limits`.
 """
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from services.edge.protection.flood import FloodDetector, FloodSettings, FloodVerdict
-from services.edge.protection.limits import CallLimiter, CallLimitSettings
 from services.edge.protection.scanner import (
     SCANNER_USER_AGENTS,
     ScannerDetector,
@@ -30,7 +29,6 @@ class ProtectionSettings(BaseModel):
     trusted: str = "127.0.0.0/8,::1/128"
     """`CALLMESH_TRUSTED_NETWORKS`, entries `[transport:]network[:port]`."""
     flood: FloodSettings = FloodSettings()
-    calls: CallLimitSettings = CallLimitSettings()
     scanner: ScannerSettings = ScannerSettings()
 
     @field_validator("trusted")
@@ -47,8 +45,6 @@ __all__ = [
     "SCANNER_USER_AGENTS",
     "AclEntry",
     "AddressAcl",
-    "CallLimitSettings",
-    "CallLimiter",
     "FloodDetector",
     "FloodSettings",
     "FloodVerdict",

@@ -44,8 +44,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.trace_socket import read_trace
 from shared.api.metrics import MetricsSource, read_unix
 from shared.background import cancel_and_wait
 from shared.settings import Settings
@@ -98,6 +100,10 @@ class WorkerPool:
             },
         )
 
+    def hep_metrics_source(self) -> MetricsSource:
+        """The workers' HEP counters (`shared.hep.metrics`), summed into ``/metrics`` too."""
+        return MetricsSource(self.scrape_metrics, prefix="callmesh_hep_")
+
     async def scrape_metrics(self) -> list[str]:
         """Every live worker's exposition text (a worker that does not answer is left out)."""
         group = self.group(0)
@@ -106,6 +112,15 @@ class WorkerPool:
         paths = [group.metrics_path(index) for index in self._children]
         texts = await asyncio.gather(*(_read_metrics(path) for path in paths))
         return [text for text in texts if text is not None]
+
+    async def traces(self, call_id: str) -> list[dict[str, Any]]:
+        """Every live worker's kept messages of the call (see `trace_socket`)."""
+        group = self.group(0)
+        if group is None:
+            return []
+        paths = [group.trace_path(index) for index in self._children]
+        found = await asyncio.gather(*(read_trace(path, call_id) for path in paths))
+        return [entry for entries in found for entry in entries]
 
     @property
     def shared(self) -> bool:

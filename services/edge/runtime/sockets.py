@@ -4,17 +4,23 @@ Why not `shared.sip.transport.hub.Transports`: the edge needs SO_REUSEPORT on
 its listening sockets so several worker processes share a port, and a private
 UDP port per worker to send from (see `services.edge.runtime.pool`); both are
 built here from the transport layer's public `open_udp` (the one UDP socket
-set-up), `TcpTransport` and `TcpConnection`.  Sending over UDP is a plain call
-(no coroutine per message): it is the hot path.
+set-up), `TcpTransport`, `TlsTransport` and the WebSocket ones (their `accepted`
+connections on our own listening sockets).  Sending over UDP is a plain call (no coroutine per
+message): it is the hot path.  A TLS listener's certificate is reloaded on
+SIGHUP (and when its files change, see `tls_context`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from services.edge.runtime.affinity import CallAffinity
+from services.edge.keepalive.ping import CALL_ID_MARK
+from services.edge.runtime.affinity import CallAffinity, connection_ids
+from services.edge.runtime.capture import Capture
 from shared.settings import ListenAddress
 from shared.sip.message import peek_header
 from shared.sip.transport.base import (
@@ -25,8 +31,14 @@ from shared.sip.transport.base import (
     bind_error,
 )
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.tcp import TcpConnection, TcpTransport
+from shared.sip.transport.tcp import TcpTransport
+from shared.sip.transport.tls import TlsTransport
+from shared.sip.transport.tls_context import ProfileLookup, TlsContexts, TlsFiles
 from shared.sip.transport.udp import UdpEndpoint, open_udp
+from shared.sip.transport.ws import WssTransport, WsTransport
+from shared.sip.transport.ws_policy import WebSocketPolicy
+
+log = logging.getLogger("callmesh.edge")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +50,33 @@ class BoundSocket:
 
 
 class EdgeSockets:
-    def __init__(self, on_message: MessageHandler, limits: TransportLimits | None = None) -> None:
+    def __init__(
+        self,
+        on_message: MessageHandler,
+        limits: TransportLimits | None = None,
+        *,
+        tls: TlsFiles | None = None,
+        tls_limits: TransportLimits | None = None,
+        tls_profiles: ProfileLookup | None = None,
+        websocket: WebSocketPolicy | None = None,
+    ) -> None:
         self.limits = limits or TransportLimits()
         self.on_message = on_message
         """Who gets each message; replaceable once the sockets are bound (the proxy
         needs to know the bound ports before it can take messages)."""
-        self.tcp = TcpTransport(self._deliver, self.limits)
+        deliver = self._deliver_stream
+        self.tcp = TcpTransport(deliver, self.limits)
+        contexts = TlsContexts(tls or TlsFiles())
+        self.tls = TlsTransport(deliver, contexts, tls_limits or self.limits, tls_profiles)
+        self.tls.on_alias = self._announce_alias
+        websocket = websocket or WebSocketPolicy()
+        self.ws = WsTransport(deliver, self.limits, websocket)
+        self.wss = WssTransport(deliver, contexts, tls_limits or self.limits, websocket)
+        self.streams: dict[str, TcpTransport] = {
+            table.name: table for table in (self.tcp, self.tls, self.ws, self.wss)
+        }
+        """Each stream transport's connection table, by name."""
+        self._reload_on_hangup = False
         self._udp_out: dict[bool, UdpEndpoint] = {}
         """Per address family (IPv6?), the socket UDP requests and responses leave by."""
         self._udp: list[UdpEndpoint] = []
@@ -56,8 +89,17 @@ class EdgeSockets:
         self._shared_index: dict[Listener, int] = {}
         self._private_index: dict[Listener, int] = {}
         self.affinity: CallAffinity | None = None
-        """Set when there are other workers: hands a shared port's messages to the worker
-        owning their call (see `services.edge.runtime.affinity`)."""
+        """Set when there are other workers: hands a shared port's messages, and those that
+        come on a connection, to the worker owning their call, and a message for another
+        worker's connection to that worker (see `services.edge.runtime.affinity`)."""
+        self._writes: set[asyncio.Task[None]] = set()
+        self.capture: Capture | None = None
+        """Set when capture is on: sees every message delivered and sent (`runtime.capture`)."""
+
+    def number_connections(self, worker: int) -> None:
+        """Give connection ids naming worker `worker` (before the first connection)."""
+        for table in self.streams.values():
+            table.connection_ids = connection_ids(worker)
 
     async def open(self, addresses: list[ListenAddress], *, shared: bool) -> None:
         """Listen on every address; `shared` adds SO_REUSEPORT and a private UDP port each."""
@@ -70,15 +112,19 @@ class EdgeSockets:
 
     async def _listen(self, address: ListenAddress, shared: bool) -> None:
         loop = asyncio.get_running_loop()
-        if address.transport == "tcp":
-            sock = _tcp_socket(address.host, address.port, reuse_port=shared)
+        if address.transport != "udp":
+            stream = self.streams[address.transport]
+            if isinstance(stream, TlsTransport):
+                stream.contexts.server()  # no certificate: refused now, not at the first peer
+                self._watch_hangup(loop)
+            sock = _tcp_socket(address.host, address.port, reuse_port=shared, name=stream.name)
             sock.listen(1024)
-            server = await loop.create_server(lambda: TcpConnection(self.tcp), sock=sock)
+            server = await loop.create_server(stream.accepted, sock=sock)
             self._servers.append(server)
             host, port = sock.getsockname()[:2]
-            self.bound.append(BoundSocket(Listener("tcp", host, port), None))
+            self.bound.append(BoundSocket(Listener(stream.name, host, port), None))
             return
-        deliver = self._deliver_shared if shared else self._deliver
+        deliver = self._deliver_shared if shared else self.deliver
         endpoint = await self._udp_endpoint(address.host, address.port, deliver, reuse_port=shared)
         private = None
         if shared:
@@ -100,13 +146,29 @@ class EdgeSockets:
         self._udp.append(endpoint)
         return endpoint
 
-    def _deliver(self, data: bytes, source: Destination, listener: Listener) -> None:
+    def deliver(self, data: bytes, source: Destination, listener: Listener) -> None:
+        """Every message this worker handles passes here, also one another worker handed on."""
+        capture = self.capture
+        if capture is not None:
+            capture.received(
+                data, source.transport, (source.host, source.port), (listener.host, listener.port)
+            )
         self.on_message(data, source, listener)
+
+    def _deliver_stream(self, data: bytes, source: Destination, listener: Listener) -> None:
+        """A keepalive's answer stays: this worker pings the flows it holds (`keepalives`)."""
+        affinity = self.affinity
+        if (
+            affinity is None
+            or (data.startswith(b"SIP/2.0 ") and CALL_ID_MARK in data)
+            or not affinity.hand_on_stream(data, source, listener)
+        ):
+            self.deliver(data, source, listener)
 
     def _deliver_shared(self, data: bytes, source: Destination, listener: Listener) -> None:
         affinity = self.affinity
         if affinity is None or not affinity.hand_on(data, source, self._shared_index[listener]):
-            self.on_message(data, source, listener)
+            self.deliver(data, source, listener)
 
     def _deliver_private(self, data: bytes, source: Destination, listener: Listener) -> None:
         """A response whose top Via names another worker's port came here because its
@@ -118,7 +180,7 @@ class EdgeSockets:
             or top_via_names_port(data, listener.port)
             or not affinity.hand_on(data, source, self._private_index[listener], private=True)
         ):
-            self.on_message(data, source, listener)
+            self.deliver(data, source, listener)
 
     def send_udp(self, data: bytes, destination: Destination) -> None:
         """Raises `TransportError` when there is no socket of the destination's family."""
@@ -126,9 +188,72 @@ class EdgeSockets:
         if endpoint is None:
             raise TransportError(f"no UDP socket of the address family of {destination.host}")
         endpoint.send(data, destination)
+        capture = self.capture
+        if capture is not None:
+            local = endpoint.listener
+            capture.sent(
+                data, "udp", (local.host, local.port), (destination.host, destination.port)
+            )
 
-    async def send_tcp(self, data: bytes, destination: Destination) -> None:
-        await self.tcp.send(data, destination)
+    def _watch_hangup(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._reload_on_hangup:
+            loop.add_signal_handler(signal.SIGHUP, self.tls.contexts.reload)
+            self._reload_on_hangup = True
+
+    def stream(self, transport: str) -> TcpTransport:
+        """The connection table of a stream transport; `TransportError` for one we lack."""
+        table = self.streams.get(transport)
+        if table is None:
+            raise TransportError(f"no {transport} transport")
+        return table
+
+    async def send_stream(self, data: bytes, destination: Destination) -> None:
+        """Write on the destination's connection, handing it to the worker that holds it
+        (which captures it, as it knows the connection's ports)."""
+        affinity = self.affinity
+        if affinity is not None:
+            if destination.connection_id is None and affinity.aliases:
+                destination = self._sibling_alias(affinity, destination)
+            if affinity.hand_write(data, destination):
+                return
+        await self._send_on_stream(data, destination)
+
+    def _sibling_alias(self, affinity: CallAffinity, destination: Destination) -> Destination:
+        """The destination with a sibling's connection aliased to its address (RFC 5923), unless
+        this worker has an open connection there itself."""
+        held = affinity.aliases.get((destination.transport, destination.host, destination.port))
+        if held is None or self.stream(destination.transport).connection(destination) is not None:
+            return destination
+        return replace(destination, connection_id=held)
+
+    def _announce_alias(self, peer: tuple[str, int], connection_id: int, serves: bool) -> None:
+        if self.affinity is not None:
+            self.affinity.announce_alias(self.tls.name, peer, connection_id, serves)
+
+    async def _send_on_stream(self, data: bytes, destination: Destination) -> None:
+        """Write, capture, then (a TLS 1.3 connection just opened) wait for its peer to have
+        taken our certificate: a refusal is a `TransportError` like a failed connect."""
+        stream = self.stream(destination.transport)
+        connection = await stream.send(data, destination)
+        capture = self.capture
+        if capture is not None:
+            local = connection.listener
+            capture.sent(data, local.transport, (local.host, local.port), connection.peer)
+        if isinstance(stream, TlsTransport):
+            await stream.vetted(connection)
+
+    def write_handed(self, data: bytes, destination: Destination) -> None:
+        """A sibling's message for a connection of ours: written (or, gone, connected anew
+        as the sibling would have); a failure is logged, the sibling's transaction times out."""
+        task = asyncio.get_running_loop().create_task(self._write(data, destination))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, data: bytes, destination: Destination) -> None:
+        try:
+            await self._send_on_stream(data, destination)
+        except TransportError as error:
+            log.warning("edge: a sibling worker's message not sent: %s", error)
 
     async def close(self) -> None:
         if self.affinity is not None:
@@ -140,7 +265,11 @@ class EdgeSockets:
         self._udp_out.clear()
         for server in self._servers:
             server.close()
-        await self.tcp.close()
+        for table in self.streams.values():
+            await table.close()
+        if self._reload_on_hangup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._reload_on_hangup = False
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
@@ -156,7 +285,7 @@ def top_via_names_port(data: bytes, port: int) -> bool:
     return b":%d;" % port in top or top.rstrip().endswith(b":%d" % port)
 
 
-def _tcp_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+def _tcp_socket(host: str, port: int, *, reuse_port: bool, name: str) -> socket.socket:
     """A bound listening-to-be TCP socket (UDP ones: `open_udp`, with the same options).
 
     Raises `BindError` naming the socket (`tcp:127.0.0.1:5060: address already in use`).
@@ -173,5 +302,5 @@ def _tcp_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
         sock.setblocking(False)
     except OSError as error:
         sock.close()
-        raise bind_error(error, "tcp", host, port) from None
+        raise bind_error(error, name, host, port) from None
     return sock

@@ -10,6 +10,9 @@ HTTP API, a worker its metrics socket).
 
 from __future__ import annotations
 
+import asyncio
+import functools
+
 from services.edge import metrics
 from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.feeds.health import HealthFeed
@@ -26,21 +29,39 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FlowTokens
 from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.media import MediaSettings
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
 from services.edge.runtime.affinity import CallAffinity, WorkerGroup
+from services.edge.runtime.capture import capture_of, watch_events
 from services.edge.runtime.driver import ProxyDriver
+from services.edge.runtime.fraud import FraudRunner
 from services.edge.runtime.keepalives import KeepaliveRunner
+from services.edge.runtime.limits import LimitsRunner
+from services.edge.runtime.media import MediaRunner
+from services.edge.runtime.media_expiry import MediaExpiry
+from services.edge.runtime.name_warmer import NameWarmer, gateway_addresses
 from services.edge.runtime.record_route_keys import record_route_keyring
+from services.edge.runtime.shared_counts import Runner, start_shared_counts
 from services.edge.runtime.sockets import BoundSocket, EdgeSockets
+from services.edge.runtime.trace_ring import TraceRing
 from shared.bus import Bus
+from shared.contracts.edge import MEDIA_EXPIRED_EVENTS, MEDIA_EXPIRED_QUEUE
+from shared.dns import Names
+from shared.dns.resolver import DnsResolver
+from shared.fraud.store import FraudStore
+from shared.limits.store import SharedLimits
 from shared.registrar.location import shared_secret
 from shared.registrar.nonce_counts import NonceCounts
 from shared.routing_table.cache import RoutingCache
+from shared.routing_table.media import parse_domain_policies
 from shared.settings import Settings, split_host_port
 from shared.sip.auth.nonces import NonceKeeper
-from shared.sip.transport.base import Listener, limits_of
+from shared.sip.transport.base import Listener, limits_of, tls_limits_of
 from shared.sip.transport.destination import Destination
+from shared.sip.transport.tls_context import TlsFiles
+from shared.sip.transport.tls_peers import GatewayProfiles
+from shared.sip.transport.ws_policy import WebSocketPolicy
 from shared.store import Store
 
 
@@ -48,15 +69,38 @@ class RunningEdge:
     """One process's edge: its routing cache and feeds, and the proxy on its sockets."""
 
     def __init__(
-        self, cache: RoutingCache, health: HealthFeed, driver: ProxyDriver, sockets: EdgeSockets
+        self,
+        cache: RoutingCache,
+        health: HealthFeed,
+        driver: ProxyDriver,
+        sockets: EdgeSockets,
+        warmer: NameWarmer,
+        *,
+        counters: list[Runner],
     ) -> None:
         self.cache = cache
+        self.counters = counters
         self.health = health
         self.driver = driver
         self.sockets = sockets
+        self.warmer = warmer
+
+    @property
+    def trace(self) -> TraceRing | None:
+        """This worker's ring of recent messages (None: `CALLMESH_TRACE_RING` is 0)."""
+        capture = self.sockets.capture
+        return capture.ring if capture is not None else None
 
     async def stop(self) -> None:
+        await self.warmer.stop()
         await self.sockets.close()
+        capture = self.sockets.capture
+        if capture is not None and capture.hep is not None:
+            await capture.hep.sender.stop()
+        if self.driver.round_trips.limits is not None:
+            await self.driver.round_trips.limits.stop()
+        for counter in self.counters:
+            await counter.stop()
         await self.driver.stop()
         await self.health.stop()
         await self.cache.stop()
@@ -75,7 +119,12 @@ async def start_edge(
     health = HealthFeed(store, bus, cache.health)
     await health.start()
     driver, sockets = await _serve_proxy(settings, cache, bus, store, group=group, sets=health.sets)
-    return RunningEdge(cache, health, driver, sockets)
+    warmer = NameWarmer(gateway_addresses(cache), driver.dns)  # names cached before calls
+    warmer.start()
+    policies = driver.proxy.policies
+    flood = policies.guard.flood if isinstance(policies, EdgePolicies) else None
+    counters = start_shared_counts(settings, store, flood, driver.proxy.calls, health.sets)
+    return RunningEdge(cache, health, driver, sockets, warmer, counters=counters)
 
 
 async def _serve_proxy(
@@ -102,8 +151,23 @@ async def _serve_proxy(
         trusted,
         settings.digest_offer,
     )
-    sockets = EdgeSockets(_unset_handler, limits_of(settings))
+    dns = DnsResolver.from_settings(settings, asyncio.get_running_loop())
+    names = Names(dns.cache, hold=settings.dns_target_hold)
+    sockets = EdgeSockets(
+        _unset_handler,
+        limits_of(settings),
+        tls=TlsFiles.of(settings),
+        tls_limits=tls_limits_of(settings),
+        tls_profiles=GatewayProfiles(
+            lambda: [(gateway.address, gateway.tls) for gateway in cache.index.gateways.values()],
+            names.tls_name,
+        ),
+        websocket=WebSocketPolicy.of(settings),
+    )
+    if group is not None:
+        sockets.number_connections(group.index)
     await sockets.open(list(settings.sip_addresses), shared=group is not None)
+    sockets.capture = capture_of(settings)
     timers = ProxyTimers(
         fr=settings.fr_timeout,
         fr_inv=settings.fr_inv_timeout,
@@ -115,7 +179,11 @@ async def _serve_proxy(
     policies = EdgePolicies.from_settings(settings, interfaces, cache, trusted)
     calls = ActiveCalls()
     router = NumberRouter(
-        cache, CallerProfiles(settings.caller_profiles), sets=SetSelector(sets, calls)
+        cache,
+        CallerProfiles(settings.caller_profiles, cache),
+        sets=SetSelector(sets, calls),
+        names=names,
+        health=cache.health.state,
     )
     shedder = LoadShedder(
         OverloadSettings(
@@ -123,6 +191,7 @@ async def _serve_proxy(
             retry_after=settings.overload_retry_after,
         )
     )
+    media = MediaRunner.from_settings(settings)
     proxy = Proxy(
         interfaces,
         router,
@@ -134,6 +203,7 @@ async def _serve_proxy(
         udp_mtu=settings.udp_mtu,
         dialogs=dialogs,
         call_events=CallEvents(settings.instance) if settings.call_events else None,
+        media=None if media is None else media_settings(settings),
     )
     protection = ProtectionFeed(
         store,
@@ -150,6 +220,7 @@ async def _serve_proxy(
         sockets,
         interfaces,
         settings.instance,
+        store=store,
     )
     driver = ProxyDriver(
         proxy,
@@ -158,17 +229,52 @@ async def _serve_proxy(
         instance=settings.instance,
         protection=protection,
         keepalives=keepalives,
+        dns=dns,
+        media=media,
+        event_batch=settings.edge_event_batch,
+    )
+    watch_events(sockets.capture, driver.publisher, [bound.listener for bound in sockets.bound])
+    driver.round_trips.limits = LimitsRunner(
+        SharedLimits(store, round(settings.call_limit_lease * 1000)),
+        policies.leases,
+        driver.publisher,
+        settings.instance,
+        asyncio.get_running_loop(),
+    )
+    driver.round_trips.limits.start()
+    driver.round_trips.fraud = FraudRunner(
+        FraudStore.from_settings(store, settings), driver.publisher, settings.instance
     )
     sockets.on_message = driver.on_message
-    sockets.tcp.admit = driver.admit_connection
+    for table in sockets.streams.values():
+        table.admit = driver.admit_connection
     if group is not None:
         sockets.affinity = CallAffinity(
-            group, sockets.shared_udp, driver.on_message, sockets.private_udp
+            group, sockets.shared_udp, sockets.deliver, sockets.private_udp, sockets.write_handed
         )
         await sockets.affinity.start()
+        driver.round_trips.flow_instance = functools.partial(group.flow_instance, settings.instance)
     driver.start(sockets)
     await keepalives.start()
+    if media is not None:
+        await media.start()
+        # Calls the accounting service closed as timeout: their sessions deleted here.
+        await bus.consume(
+            MEDIA_EXPIRED_QUEUE,
+            MediaExpiry(media.client),
+            prefetch=8,
+            events=[MEDIA_EXPIRED_EVENTS],
+        )
     return driver, sockets
+
+
+def media_settings(settings: Settings) -> MediaSettings:
+    return MediaSettings(
+        default=settings.media_relay,
+        required=settings.media_relay_required,
+        retry_after=settings.overload_retry_after,
+        domains=parse_domain_policies(settings.media_relay_domains),
+    )
 
 
 def _unset_handler(_data: bytes, _source: Destination, _listener: Listener) -> None:

@@ -21,6 +21,7 @@ from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.pool import PARENT_PID_ENV, RUN_DIR_ENV, WORKER_INDEX_ENV, report_ready
 from services.edge.runtime.startup import start_edge
+from services.edge.runtime.trace_socket import serve_trace
 from shared.api.metrics import serve_unix
 from shared.bus.factory import make_bus
 from shared.logs import configure_logging
@@ -41,6 +42,7 @@ async def serve(settings: Settings) -> None:
     )
     edge = await start_edge(settings, bus, store, group=group)
     metrics_server = await serve_unix(group.metrics_path(group.index))
+    trace_server = await serve_trace(group.trace_path(group.index), edge.trace)
     tune_for_proxy()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,6 +54,7 @@ async def serve(settings: Settings) -> None:
         await stopping.wait()
     finally:
         metrics_server.close()
+        trace_server.close()
         await edge.stop()
         await bus.close()
         await store.close()

@@ -3,7 +3,8 @@
 The health service feeds it (``set``, through :mod:`services.edge.feeds.health`);
 until it has spoken, every gateway is ``unknown`` and is tried like one that is
 up. States are the health service's: ``probing`` is suspected (tried only
-after the healthy ones), ``down`` and ``disabled`` are skipped.
+after the healthy ones), ``down`` and ``disabled`` are skipped. The DNS
+targets of a gateway given by name are here too, as ``{id}@{transport}:{name}:{port}``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from bench.proxy.sipp_stats import CallCounts, parse_stat_file
+from deploy.labs.ports import free_port
 from deploy.processes import stop_process
 from services.health.settings import HealthSettings
 from tests.services.edge.support import (
@@ -29,7 +30,6 @@ from tests.services.edge.support import (
     REPO,
     Edge,
     Sipp,
-    free_port,
     sipp,
     wait_bound,
 )

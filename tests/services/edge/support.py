@@ -27,27 +27,16 @@ from pathlib import Path
 import httpx
 import redis
 
+from deploy.labs.ports import free_port as free_port  # noqa: PLC0414 - re-exported for the tests
 from deploy.processes import stop_process
 from shared.bus.amqp import AmqpBus
+from shared.contracts.edge import MEDIA_EXPIRED_QUEUE
+from shared.contracts.fraud import FRAUD_CALLS_QUEUE
 from tests.conftest import RABBITMQ_URL, REDIS_URL
 
 SCENARIOS = Path(__file__).with_name("scenarios")
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    """A port free on both UDP and TCP right now (the kernel's pick, so never 5060)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOOPBACK, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-            return port
 
 
 def options(
@@ -239,9 +228,9 @@ class Edge:
             }
         self.put(records)
 
-    def put(self, records: dict[str, dict[str, object]]) -> None:
-        """PUT each body at ``/v1/<path>`` of the routing service, in order; returns once the
-        edge's routing cache has the table version they made."""
+    def put(self, records: dict[str, dict[str, object]]) -> int:
+        """PUT each body at ``/v1/<path>`` of the routing service, in order; returns the table
+        version they made once the edge's routing cache has it."""
         version = 0
         self._wait_http(self.routing_port, time.monotonic() + 30)
         with self.http(self.routing_port) as client:
@@ -249,9 +238,10 @@ class Edge:
                 reply = client.put(f"/v1/{path}", json=body)
                 reply.raise_for_status()
                 version = max(version, reply.json()["version"])
-        self._wait_routed(version)
+        self.wait_routed(version)
+        return version
 
-    def _wait_routed(self, version: int) -> None:
+    def wait_routed(self, version: int) -> None:
         """Until the edge's routing cache reports `version` on its /metrics."""
         deadline = time.monotonic() + 10
         with self.http() as client:
@@ -266,7 +256,8 @@ class Edge:
 
 
 @contextmanager
-def running_edge(workdir: Path, **settings: str) -> Iterator[Edge]:
+def running_edge(workdir: Path, tls_port: int | None = None, /, **settings: str) -> Iterator[Edge]:
+    """An edge on UDP and TCP (and TLS on `tls_port`, given its certificate in `settings`)."""
     namespace = f"test-{uuid.uuid4().hex[:12]}"
     sip_port, http_port, routing_port = free_port(), free_port(), free_port()
     env = dict(os.environ)
@@ -274,7 +265,8 @@ def running_edge(workdir: Path, **settings: str) -> Iterator[Edge]:
         CALLMESH_NAMESPACE=namespace,
         CALLMESH_RABBITMQ_URL=RABBITMQ_URL,
         CALLMESH_REDIS_URL=REDIS_URL,
-        CALLMESH_SIP_LISTEN=f"udp:{LOOPBACK}:{sip_port},tcp:{LOOPBACK}:{sip_port}",
+        CALLMESH_SIP_LISTEN=f"udp:{LOOPBACK}:{sip_port},tcp:{LOOPBACK}:{sip_port}"
+        + (f",tls:{LOOPBACK}:{tls_port}" if tls_port else ""),
         CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{http_port}",
         CALLMESH_FR_TIMEOUT="1.0",
         CALLMESH_FR_INV_TIMEOUT="3.0",
@@ -296,13 +288,15 @@ def running_edge(workdir: Path, **settings: str) -> Iterator[Edge]:
 
 
 def remove_namespace(namespace: str) -> None:
-    """Delete the namespace's Redis keys, exchange and the routing service's queues."""
+    """Delete the namespace's Redis keys, exchange, the routing service's queues and the edges'."""
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
     if keys:
         client.unlink(*keys)
     client.close()
     delete_queue(namespace, "routing.commands")
+    delete_queue(namespace, MEDIA_EXPIRED_QUEUE)  # an edge with rtpengine declares it
+    delete_queue(namespace, FRAUD_CALLS_QUEUE)  # the routing service's call ends
 
 
 def delete_queue(namespace: str, queue: str) -> None:

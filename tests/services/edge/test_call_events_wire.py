@@ -11,10 +11,17 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from deploy.labs.ports import free_port
 from shared.bus.amqp import AmqpBus
 from shared.bus.base import Envelope
+from shared.contracts.calls import CallEventBatch
 from tests.conftest import RABBITMQ_URL
-from tests.services.edge.support import Edge, free_port, running_edge, sipp, wait_bound
+from tests.services.edge.support import (
+    Edge,
+    running_edge,
+    sipp,
+    wait_bound,
+)
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
@@ -68,7 +75,7 @@ class CallEventQueue:
                     await asyncio.sleep(0.05)
                     continue
                 await message.ack()
-                found.append(Envelope.from_bytes(message.body))
+                found.extend(unbatched(Envelope.from_bytes(message.body)))
         return found
 
     def delete(self) -> None:
@@ -79,6 +86,20 @@ class CallEventQueue:
                 await channel.queue_delete(self.name)
 
         asyncio.run(delete())
+
+
+def unbatched(envelope: Envelope) -> list[Envelope]:
+    """A subscriber's reading of ``edge.call.batch`` (an edge under load sends its waiting
+    call events together): one envelope per event inside, as if each had come alone."""
+    if envelope.type != CallEventBatch.routing_key:
+        return [envelope]
+    batch = CallEventBatch.model_validate(envelope.data)
+    return [
+        envelope.model_copy(
+            update={"type": i.type, "schema_version": i.schema_version, "data": i.data}
+        )
+        for i in batch.events
+    ]
 
 
 @pytest.fixture

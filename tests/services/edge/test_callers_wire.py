@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.services.edge.support import LOOPBACK, Edge, free_port, running_edge, sipp, wait_bound
+from deploy.labs.ports import free_port
+from tests.services.edge.support import (
+    LOOPBACK,
+    Edge,
+    running_edge,
+    sipp,
+    wait_bound,
+)
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 

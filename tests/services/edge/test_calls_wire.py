@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from tests.services.edge.support import (
     LOOPBACK,
     Edge,
     SipClient,
     Sipp,
-    free_port,
     refusing_scenario,
     running_edge,
     sip_request,

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from tests.services.edge.cluster import DOMAIN, PASSWORD, Cluster, running_cluster
 from tests.services.edge.support import (
     LOOPBACK,
     SipClient,
     Sipp,
-    free_port,
     sip_request,
     sipp,
     status_of,

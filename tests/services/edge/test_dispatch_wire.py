@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from shared.dispatcher import Call, Dispatcher, DispatcherSet
 from tests.services.edge.health_support import (
     SETTLE,
@@ -28,7 +29,13 @@ from tests.services.edge.health_support import (
     wait_edge_state,
     wait_until,
 )
-from tests.services.edge.support import LOOPBACK, Edge, Sipp, free_port, running_edge, sipp
+from tests.services.edge.support import (
+    LOOPBACK,
+    Edge,
+    Sipp,
+    running_edge,
+    sipp,
+)
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 

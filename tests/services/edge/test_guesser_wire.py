@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.registrar import Phone
+from deploy.labs.ports import free_port
 from shared.sip.message import Response
 from tests.services.edge.cluster import DOMAIN, PASSWORD, Cluster, running_cluster
 from tests.services.edge.support import (
@@ -27,7 +28,6 @@ from tests.services.edge.support import (
     REPO,
     SCENARIOS,
     SipClient,
-    free_port,
     sip_request,
     sipp,
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from tests.services.edge.health_support import (
     DOWN_WITHIN,
     SETTLE,
@@ -22,7 +23,7 @@ from tests.services.edge.health_support import (
     running_health,
     wait_edge_state,
 )
-from tests.services.edge.support import Edge, free_port, running_edge
+from tests.services.edge.support import Edge, running_edge
 from tests.services.health.support import tap
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from deploy.labs.ports import free_port
 from services.edge.topology import new_secret
 from tests.services.edge.support import (
     LOOPBACK,
     Edge,
     SipClient,
-    free_port,
     refusing_scenario,
     running_edge,
     sipp,
@@ -89,7 +89,7 @@ def hidden_gateway(edges: tuple[Edge, Edge], gateway_id: str, port: int, prefix:
     )
     version = put(edges[0], f"/v1/rules/{gateway_id}", {"prefix": prefix, "gateways": [gateway_id]})
     for edge in edges:
-        edge._wait_routed(version)
+        edge.wait_routed(version)
 
 
 def received(trace: str) -> list[str]:
@@ -193,7 +193,7 @@ def test_seed_example_leaves_with_only_the_edge_via_and_rewritten_headers(
     }
     version = max(put(first, f"/v1/manipulations/{i}", body) for i, body in rule_sets.items())
     for edge in edges:
-        edge._wait_routed(version)
+        edge.wait_routed(version)
     gateway = sipp(workdir, refusing_scenario(workdir, 486, "Busy Here"), port)
     wait_bound(port)
     client = SipClient(first.sip_port)

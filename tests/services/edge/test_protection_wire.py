@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from tests.services.edge.support import (
     LOOPBACK,
     Edge,
-    free_port,
     running_edge,
     sip_request,
     sipp,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.registrar import Phone
+from deploy.labs.ports import free_port
 from shared.sip.auth.digest import authorize, parse_challenge
 from shared.sip.message import Request, Response, parse_message
 from tests.services.edge.cluster import (
@@ -31,7 +32,6 @@ from tests.services.edge.support import (
     SCENARIOS,
     SipClient,
     Sipp,
-    free_port,
     sip_request,
     sipp,
     status_of,

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from deploy.labs.ports import free_port
 from shared.sip.message import Request, parse_message
 from tests.services.edge.support import (
     LOOPBACK,
     Edge,
     SipClient,
-    free_port,
     running_edge,
     sip_request,
     status_of,

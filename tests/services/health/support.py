@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from urllib.parse import quote
 import httpx
 import redis.asyncio as aioredis
 
+from deploy.labs.ports import free_port
 from services.health.service import HealthService
 from services.health.settings import HealthSettings
 from shared.api.app import create_app
@@ -42,13 +42,6 @@ FAST = HealthSettings(
     successes_to_up=1,
     lease_ttl=1.5,
 )
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Responder(asyncio.DatagramProtocol):
@@ -207,11 +200,21 @@ class Instance:
 
 
 async def start_instance(
-    namespace: str, name: str = "h1", config: HealthSettings = FAST
+    namespace: str,
+    name: str = "h1",
+    config: HealthSettings = FAST,
+    dns_servers: str = "",
+    tls_ca: str | None = None,
 ) -> Instance:
-    """A health service in this process, with its own bus and Redis client, and its HTTP API."""
+    """A health service in this process, with its own bus and Redis client, and its HTTP API
+    (`tls_ca`: the CA bundle its TLS probes check gateways against)."""
     settings = Settings(
-        namespace=namespace, rabbitmq_url=RABBITMQ_URL, redis_url=REDIS_URL, instance=name
+        namespace=namespace,
+        rabbitmq_url=RABBITMQ_URL,
+        redis_url=REDIS_URL,
+        instance=name,
+        dns_servers=dns_servers,
+        tls_ca=tls_ca,
     )
     store = Store(aioredis.Redis.from_url(REDIS_URL), namespace)
     bus = AmqpBus(RABBITMQ_URL, namespace, "health", name)
@@ -238,7 +241,7 @@ class HealthProcess:
 
     def __init__(self, namespace: str, name: str) -> None:
         self.name = name
-        self.url = f"http://127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         env = {
             **os.environ,
             "CALLMESH_RABBITMQ_URL": RABBITMQ_URL,

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from deploy.labs.ports import free_port
 from shared.store import Store
-from tests.services.health.support import FAST, HealthProcess, free_port, responder, seed_gateways
+from tests.services.health.support import FAST, HealthProcess, responder, seed_gateways
 
 pytestmark = [pytest.mark.integration, pytest.mark.wire]
 

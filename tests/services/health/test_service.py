@@ -9,15 +9,18 @@ from urllib.parse import quote
 
 import pytest
 
+from deploy.labs.ports import free_port
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 from shared.contracts.health import DispatcherSetUpserted, TargetState
+from shared.hep.codec import TYPE_SIP
 from shared.store import Store
+from tests.services.edge.hep_support import Collector
+from tests.services.edge.support import LOOPBACK
 from tests.services.health.support import (
     FAST,
     Instance,
     Sipp,
     Tap,
-    free_port,
     no_probes_for,
     probe_gap,
     publish,
@@ -25,6 +28,7 @@ from tests.services.health.support import (
     seed_gateways,
     start_instance,
     tap,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.wire]
@@ -350,3 +354,32 @@ async def test_states_survive_in_redis_as_records(
         assert TargetState.model_validate_json(raw).state == "down"
     finally:
         await instance.stop()
+
+
+async def test_probes_go_to_the_hep_collector_the_variables_name(
+    namespace: str, redis_store: Store, events: Tap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = Collector.open()
+    monkeypatch.setenv("CALLMESH_HEP_DESTINATIONS", f"udp:{LOOPBACK}:{collector.port}")
+    monkeypatch.setenv("CALLMESH_HEP_CAPTURE_ID", "42")
+    port = free_port()
+    far_end = await responder(port)
+    await seed_gateways(redis_store, {"1": f"sip:{LOOPBACK}:{port}"})
+    instance = await start_instance(namespace)
+
+    def seen(first_line: bytes, source_port: int) -> bool:
+        return any(
+            p.payload.startswith(first_line) and p.source[1] == source_port
+            for p in collector.packets
+            if p.protocol_type == TYPE_SIP and p.capture_id == 42
+        )
+
+    try:
+        await events.wait_for("gw:1", is_state("up"), SETTLE)
+        await wait_until(lambda: seen(b"SIP/2.0 200 ", port), SETTLE)
+        sent = [p for p in collector.packets if p.destination == (LOOPBACK, port)]
+        assert sent and all(p.payload.startswith(b"OPTIONS ") for p in sent)
+    finally:
+        await instance.stop()
+        far_end.close()
+        collector.close()

@@ -41,9 +41,10 @@ class Deployment:
     client: httpx.AsyncClient
     buses: list[AmqpBus] = field(default_factory=list)
     edges: list[RoutingCache] = field(default_factory=list)
+    rabbitmq_url: str = RABBITMQ_URL
 
     async def bus(self, service: str) -> AmqpBus:
-        bus = AmqpBus(RABBITMQ_URL, self.namespace, service, f"i{len(self.buses)}")
+        bus = AmqpBus(self.rabbitmq_url, self.namespace, service, f"i{len(self.buses)}")
         await bus.start()
         self.buses.append(bus)
         return bus
@@ -63,9 +64,19 @@ class Deployment:
 
 
 @asynccontextmanager
-async def deployment(namespace: str, store: Store) -> AsyncIterator[Deployment]:
-    settings = Settings(namespace=namespace, rabbitmq_url=RABBITMQ_URL, redis_url=REDIS_URL)
-    bus = AmqpBus(RABBITMQ_URL, namespace, "routing", "svc")
+async def deployment(
+    namespace: str, store: Store, rabbitmq_url: str = RABBITMQ_URL, **more: object
+) -> AsyncIterator[Deployment]:
+    """`more`: other settings (`dns_servers=…`)."""
+    settings = Settings(
+        namespace=namespace,
+        rabbitmq_url=rabbitmq_url,
+        redis_url=REDIS_URL,
+        media_relay_domains="retail.example=always",
+        call_limit_per_source_cps=5,
+        **more,  # type: ignore[arg-type]
+    )
+    bus = AmqpBus(rabbitmq_url, namespace, "routing", "svc")
     await bus.start()
     runtime = Runtime(settings, bus, store, logging.getLogger("test.routing"))
     service = RoutingService(runtime)
@@ -73,7 +84,9 @@ async def deployment(namespace: str, store: Store) -> AsyncIterator[Deployment]:
     app = create_app("routing", service.routers(), runtime.readiness, None)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        found = Deployment(namespace, store, service, client, buses=[bus])
+        found = Deployment(
+            namespace, store, service, client, buses=[bus], rabbitmq_url=rabbitmq_url
+        )
         try:
             yield found
         finally:

@@ -65,6 +65,9 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "description": "PSTN 1",
         "enabled": True,
         "topology_hiding": None,
+        "limits": None,
+        "media_relay": None,
+        "tls": None,
     }
     listing = (await client.get("/v1/rules")).json()
     assert [(r["id"], r["prefix"]) for r in listing["items"]] == [
@@ -106,16 +109,22 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "number": "0014075551234",
         "routed_number": "+14075551234",
         "group": "0",
+        "peer": None,
         "version": 10,
         "rule": {"id": "1", "prefix": "1407", "priority": 0},
         "dispatcher_sets": [],
+        "dispatchers": [],
+        "limits": [],
+        "fraud": None,
         "gateways": [
             {
                 "id": "1",
                 "address": "sip:198.51.100.7:5060",
                 "number": "+14075551234",
                 "state": "unknown",
+                "dns": None,
                 "topology_hiding": None,
+                "media_relay": {"policy": "nat", "set_by": "default"},
                 "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
             {
@@ -123,7 +132,9 @@ async def test_crud_and_validation(routing: Deployment) -> None:
                 "address": "sip:198.51.100.8:5060",
                 "number": "+14075551234",
                 "state": "unknown",
+                "dns": None,
                 "topology_hiding": None,
+                "media_relay": {"policy": "nat", "set_by": "default"},
                 "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
         ],
@@ -388,3 +399,84 @@ async def test_the_dry_run_shows_each_gateways_health_as_the_edges_see_it(
     await until(lambda: health.state("2") == "down")
     dry = (await routing.client.get("/v1/route", params={"number": "14075551234"})).json()
     assert {g["id"]: g["state"] for g in dry["gateways"]} == {"1": "disabled", "2": "down"}
+
+
+async def test_media_relay_per_gateway_and_rule_reaches_edges_and_the_dry_run(
+    routing: Deployment,
+) -> None:
+    client = routing.client
+    await routing.seed()
+    edge = await routing.edge()
+    put = await client.put(
+        "/v1/gateways/1", json={"address": "sip:198.51.100.7:5060", "media_relay": "always"}
+    )
+    assert put.status_code == 200
+    assert put.json()["media_relay"] == "always"
+    bad = await client.put("/v1/gateways/2", json={"address": "sip:x", "media_relay": "maybe"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "media_relay"]
+    rule = {"prefix": "1407", "gateways": ["1", "2"], "media_relay": "never"}
+    assert (await client.put("/v1/rules/1", json=rule)).status_code == 200
+    sender = await routing.bus("operator")
+    command = {
+        "op": "upsert",
+        "kind": "rule",
+        "id": "3",
+        "data": {"prefix": "33", "gateways": ["2"], "media_relay": "always"},
+    }
+    reply = orjson.loads(await sender.request("routing.commands", orjson.dumps(command)))
+    assert reply["ok"] is True
+    await until(lambda: edge.version == reply["version"])
+    assert edge.index.gateways["1"].media_relay == "always"
+    assert edge.index.rule_media == {"1": "never", "3": "always"}
+    fresh = await routing.edge()  # loaded from the snapshot, not from the events
+    assert fresh.index.rule_media == edge.index.rule_media
+    assert fresh.index.gateways["1"].media_relay == "always"
+
+    await until(lambda: routing.service.cache.version == reply["version"])
+
+    async def policies(number: str, **params: str) -> list[tuple[str, dict[str, str]]]:
+        dry = (await client.get("/v1/route", params={"number": number, **params})).json()
+        return [(gateway["id"], gateway["media_relay"]) for gateway in dry["gateways"]]
+
+    assert await policies("14075551234") == [
+        ("1", {"policy": "always", "set_by": "gateway"}),
+        ("2", {"policy": "never", "set_by": "rule"}),
+    ]
+    assert await policies("33123") == [("2", {"policy": "always", "set_by": "rule"})]
+    assert await policies("4420") == [("2", {"policy": "nat", "set_by": "default"})]
+    # CALLMESH_MEDIA_RELAY_DOMAINS=retail.example=always (the deployment's): a calling
+    # subscriber's domain decides where the gateway and rule set nothing, and only there.
+    assert await policies("4420", domain="Retail.Example") == [
+        ("2", {"policy": "always", "set_by": "domain"})
+    ]
+    assert await policies("4420", domain="other.example") == [
+        ("2", {"policy": "nat", "set_by": "default"})
+    ]
+    assert await policies("33123", domain="retail.example") == [
+        ("2", {"policy": "always", "set_by": "rule"})
+    ]
+    bad = await client.get("/v1/route", params={"number": "4420", "domain": "a b"})
+    assert bad.status_code == 422
+
+
+async def test_a_command_arriving_twice_under_one_message_id_is_applied_once(
+    routing: Deployment,
+) -> None:
+    """A resend after a lost confirm, or a redelivery after a lost acknowledgement: one
+    change, one version, one event; a command without an id is applied each time."""
+    edge = await routing.edge()
+    sender = await routing.bus("operator")
+    version = RoutingStore(routing.store)
+    before = await version.version()
+    once = orjson.dumps(
+        {"op": "upsert", "kind": "gateway", "id": "once", "data": {"address": "sip:192.0.2.9"}}
+    )
+    for _ in range(3):
+        await sender.send("routing.commands", once, message_id="operator-17")
+    await sender.send("routing.commands", once)
+    await sender.send("routing.commands", once)
+    await until(lambda: edge.version >= before + 3)
+    await asyncio.sleep(0.3)  # a fourth change would show here
+    assert await version.version() == before + 3
+    assert edge.version == before + 3

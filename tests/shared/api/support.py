@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.services.edge.support import LOOPBACK, REPO, free_port
+from deploy.labs.ports import free_port
+from tests.services.edge.support import LOOPBACK, REPO
 
 
 @dataclass

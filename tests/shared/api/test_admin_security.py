@@ -29,12 +29,12 @@ import pytest
 import redis
 
 from bench.registrar import Phone
+from deploy.labs.postgres import drop_postgres, fresh_postgres
 from services.edge.topology import new_secret
 from shared.bus.amqp import AmqpBus
 from shared.sip.auth.digest import compute_ha1
 from shared.sip.message import Response, parse_message
 from tests.conftest import RABBITMQ_URL, REDIS_URL
-from tests.services.accounting.postgres import drop_postgres, fresh_postgres
 from tests.services.edge.support import LOOPBACK, SipClient
 from tests.shared.api.support import Running, start, stop, wait_ready
 

@@ -18,7 +18,9 @@ from shared.routing_table.model import (
     DialplanRule,
     Gateway,
     Kind,
+    Limits,
     Manipulation,
+    Peer,
     Rule,
 )
 from shared.routing_table.timewindow import TimeWindow
@@ -439,3 +441,18 @@ def test_a_manipulation_applies_until_it_is_removed() -> None:
     index.remove("manipulation", "m1")
     assert index.manipulations.for_branch("0", None, "1") == []
     assert len(index.manipulations) == 0
+
+
+def test_the_index_knows_whether_any_record_carries_limits() -> None:
+    """Asked per BYE (whether to free a call another edge admitted): kept, not searched."""
+    index = RoutingIndex()
+    capped = Gateway(address="sip:192.0.2.1", limits=Limits(max_concurrent=1))
+    index.put("gateway", "g", capped)
+    index.put("peer", "p", Peer(addresses=("10.0.0.0/8",)))
+    assert index.limited
+    index.put("gateway", "g", Gateway(address="sip:192.0.2.1"))  # its cap taken off
+    assert not index.limited
+    index.put("rule", "r", Rule(prefix="1", gateways=("g",), limits=Limits(max_cps=5)))
+    assert index.limited
+    index.remove("rule", "r")
+    assert not index.limited

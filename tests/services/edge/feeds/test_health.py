@@ -112,6 +112,20 @@ async def test_follows_state_removal_and_set_events(fed: Fed) -> None:
     await until(lambda: feed.sets.dispatcher("farm") is None)
 
 
+async def test_a_dns_target_of_a_destination_by_name_has_a_state_of_its_own(fed: Fed) -> None:
+    """`ds:farm:{uri}@{label}`, probed at an address: its state is the set's `{uri}@{label}`."""
+    feed, publish = fed.feed, fed.publisher.publish
+    label = "udp:a.farm.test:5070"
+    record = destination("sip:farm.test", "down").model_copy(
+        update={"target": f"ds:farm:sip:farm.test@{label}", "address": "sip:127.0.0.1:5070"}
+    )
+    await publish(record)
+    await until(lambda: feed.sets.states("farm").get(f"sip:farm.test@{label}") == "down")
+    assert "sip:127.0.0.1:5070" not in feed.sets.states("farm")
+    await publish(TargetRemoved(target=record.target))
+    await until(lambda: f"sip:farm.test@{label}" not in feed.sets.states("farm"))
+
+
 async def test_resyncs_from_redis_after_the_connection_is_cut(fed: Fed) -> None:
     feed = fed.feed
     loads = feed.loads

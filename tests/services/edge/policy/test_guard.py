@@ -10,7 +10,6 @@ from __future__ import annotations
 from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.protection import FloodSettings, ProtectionSettings, ScannerSettings
-from services.edge.protection.limits import CallLimitSettings
 from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.interfaces import Interface, Interfaces
@@ -20,12 +19,10 @@ from shared.contracts.protection import ScannerFlagged, SourceBlocked
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (
-    GW1,
     INSIDE,
     Run,
     Table,
     invite,
-    requests_to,
     responses_to,
 )
 
@@ -34,14 +31,14 @@ NAT = Destination("udp", "203.0.113.9", 5060)
 OTHER_PHONE_BEHIND_NAT = Destination("udp", "203.0.113.9", 40000)
 
 
-def guard(**scanner: object) -> Guard:
+def guard(trusted: Destination | None = None, **scanner: object) -> Guard:
     settings = ProtectionSettings(
         trusted="127.0.0.0/8",
         flood=FloodSettings(limit=3, period=1.0, block_time=60.0),
         scanner=ScannerSettings.model_validate(scanner),
     )
     interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
-    return Guard(settings, "edge-test", lambda source: False, interfaces)
+    return Guard(settings, "edge-test", lambda source: source == trusted, interfaces)
 
 
 def request(
@@ -162,13 +159,18 @@ def test_a_source_counted_before_it_was_allow_listed_is_never_blocked() -> None:
     assert actions == []
 
 
-def limited_run() -> Run:
-    """The core with one concurrent call per source, nobody trusted."""
-    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
-    table = Table()
-    settings = ProtectionSettings(calls=CallLimitSettings(per_source=1))
-    policies = EdgePolicies(table, Guard(settings, "edge-test", lambda _: False), None, None)
-    return Run(Proxy(interfaces, NumberRouter(table), ProxyTimers(), policies), table)
+def test_a_trusted_peer_or_gateway_is_never_flood_blocked_a_stranger_is() -> None:
+    """A trunk sends far above pike's limit: only untrusted sources are counted (the peers
+    and gateways of the routing table, not only CALLMESH_TRUSTED_NETWORKS)."""
+    subject = guard(trusted=NAT)
+    actions: list[Action] = []
+    options = b"OPTIONS sip:x SIP/2.0\r\n"
+    assert not any(subject.drop_flood(options, NAT, 0.01 * n, actions) for n in range(50))
+    assert actions == []  # no SourceBlocked for a trusted trunk
+    source = Destination("udp", "198.51.100.7", 5060)
+    stranger = [subject.drop_flood(options, source, 0.5, actions) for _ in range(5)]
+    assert stranger == [False] * 3 + [True] * 2  # the positive control: counted, then blocked
+    assert [type(a.event) for a in actions if isinstance(a, Publish)] == [SourceBlocked]
 
 
 def new_call(n: int) -> bytes:
@@ -177,29 +179,6 @@ def new_call(n: int) -> bytes:
         .replace(b"z9hG4bKin1", f"z9hG4bKin1-{n}".encode())
         .replace(b"Call-ID: ", f"Call-ID: {n}-".encode())
     )
-
-
-def bye(call_id: str, route: str, branch: str) -> bytes:
-    return (
-        f"BYE sip:14075551234@{GW1.host} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {INSIDE.host}:{INSIDE.port};branch={branch};rport\r\n"
-        f"{route}"
-        f"From: <sip:alice@10.0.0.5>;tag=a1\r\nTo: <sip:14075551234@{EDGE}>;tag=g1\r\n"
-        f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-
-
-def test_a_forged_bye_does_not_free_a_callers_call_limit_slot() -> None:
-    """Only a BYE that passed the dialog check ends a call for the limits."""
-    run = limited_run()
-    [forwarded] = requests_to(run.send(new_call(1)), GW1)
-    forged = bye(forwarded.call_id, "", "z9hG4bKbye1")  # the Call-ID, but no route of ours
-    assert requests_to(run.send(forged), GW1) == []
-    assert responses_to(run.send(new_call(2)), INSIDE)[-1].status == 486  # still held
-    ours = f"Route: {forwarded.headers('record-route')[0]}\r\n"
-    genuine = bye(forwarded.call_id, ours, "z9hG4bKbye2")
-    assert [r.method for r in requests_to(run.send(genuine), GW1)] == ["BYE"]
-    assert [r.method for r in requests_to(run.send(new_call(3)), GW1)] == ["INVITE"]  # freed
 
 
 def test_a_flood_through_the_proxy_is_published_once_then_dropped_unanswered() -> None:

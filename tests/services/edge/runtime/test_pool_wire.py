@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
 from tests.services.edge.health_support import metric, metrics
-from tests.services.edge.support import Edge, Sipp, free_port, running_edge, sipp, wait_bound
+from tests.services.edge.support import (
+    Edge,
+    Sipp,
+    running_edge,
+    sipp,
+    wait_bound,
+)
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
@@ -123,6 +130,31 @@ def test_calls_from_one_source_port_spread_over_the_workers(edge: Edge, tmp_path
     # calls completed, so every BYE left by its INVITE's worker.
     assert len(worker_ports(gateway)) == 2  # one worker for all 40 calls: 1 in 2**39
     assert worker_ports(gateway, "BYE") == worker_ports(gateway)
+
+
+def test_the_trace_api_finds_each_call_whichever_worker_held_it(edge: Edge, tmp_path: Path) -> None:
+    """The API's process asks the other worker for its trace ring (`runtime.trace_socket`)."""
+    port = free_port()
+    edge.route({"w7": port}, {"w7": ("1607", ["w7"])})
+    gateway = one_port_calls(edge, tmp_path, port, free_port(), number="16075550001", calls=CALLS)
+    assert len(worker_ports(gateway)) == 2  # positive control: both workers held calls
+    call_ids = set(re.findall(r"\nCall-ID: (\S+)", gateway.messages()))
+    assert len(call_ids) == CALLS
+    senders: set[str] = set()
+    with edge.http() as client:
+        for call_id in call_ids:
+            reply = client.get(f"/v1/calls/{call_id}/trace")
+            assert reply.status_code == 200, reply.text
+            messages = reply.json()["messages"]
+            assert messages[0]["direction"] == "in"
+            assert messages[0]["message"].startswith("INVITE sip:16075550001@")
+            forwarded = [
+                m
+                for m in messages
+                if m["direction"] == "out" and "INVITE sip:" in m["message"][:12]
+            ]
+            senders.update(m["source"] for m in forwarded)
+    assert len(senders) == 2  # each worker's private port: both rings were read
 
 
 def test_cancels_from_one_source_port_reach_the_worker_holding_each_invite(

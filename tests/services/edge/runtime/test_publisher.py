@@ -15,6 +15,8 @@ from services.edge.runtime.publisher import EventPublisher
 from shared.bus import BusUnavailable
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
+from shared.contracts.calls import CallCancelled, CallEventBatch
+from shared.contracts.edge import LimitReached
 from shared.contracts.event import Event
 from tests.shared.bus.support import until
 
@@ -134,3 +136,48 @@ async def test_a_stop_with_the_broker_silent_drops_and_counts_the_rest(
     await publisher.stop()
     assert dropped("stopped") - before == 5  # the two in hand and the three waiting
     assert publisher.waiting == 0
+
+
+async def test_call_events_waiting_together_go_as_batches_in_order_none_lost() -> None:
+    """Under a slow broker the backlog becomes batches of at most `batch` call events, in the
+    order offered; another kind of event is never folded in (it keeps its routing key)."""
+    broker = Broker(delay=0.02)
+    publisher = EventPublisher(broker, batch=8)
+    sent = events(100)
+    marker = LimitReached(entity="peer:x", kind="cps", limit=1, refused=1, period=1.0, edge="e")
+    for n, event in enumerate(sent):
+        publisher.offer(event)
+        if n == 50:
+            publisher.offer(marker)
+    await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent) + 1)
+    batches = [e for e in broker.published if isinstance(e, CallEventBatch)]
+    assert batches and all(2 <= len(batch.events) <= 8 for batch in batches)
+    assert marker in broker.published
+    flat = [event for published in broker.published for event in unbatched(published)]
+    assert [e for e in flat if e is not marker] == sent
+    await publisher.stop()
+
+
+async def test_without_batching_or_at_a_trickle_every_event_goes_alone() -> None:
+    broker = Broker(delay=0.02)
+    publisher = EventPublisher(broker, batch=1)
+    for event in events(40):
+        publisher.offer(event)
+    await until(lambda: len(broker.published) == 40)
+    assert not any(isinstance(e, CallEventBatch) for e in broker.published)
+    await publisher.stop()
+    broker = Broker()
+    trickle = EventPublisher(broker, batch=8)
+    for event in events(5):
+        trickle.offer(event)
+        await until(lambda: not trickle.waiting)
+    await until(lambda: len(broker.published) == 5)
+    assert not any(isinstance(e, CallEventBatch) for e in broker.published)
+    await trickle.stop()
+
+
+def unbatched(event: Event) -> list[Event]:
+    """The events a published message carries (a batch's, rebuilt from its items)."""
+    if not isinstance(event, CallEventBatch):
+        return [event]
+    return [CallCancelled.model_validate(item.data) for item in event.events]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import socket
@@ -9,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.ports import free_port
+from services.edge.runtime.affinity import CallAffinity, WorkerGroup, connection_owner
 from services.edge.runtime.sockets import EdgeSockets, top_via_names_port
 from shared.settings import ListenAddress
-from shared.sip.transport.base import BindError
-from tests.services.edge.support import free_port
+from shared.sip.transport.base import BindError, Listener
+from shared.sip.transport.destination import Destination
+from tests.shared.bus.support import until
 
 RESPONSE = (
     b"SIP/2.0 200 OK\r\n"
@@ -71,3 +76,66 @@ def test_the_process_stops_with_one_line_naming_the_socket(tmp_path: Path) -> No
         ("cannot start", f"tcp:127.0.0.1:{port}: address already in use")
     ]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def _invite(call_id: bytes) -> bytes:
+    return (
+        b"INVITE sip:bob@192.0.2.9 SIP/2.0\r\n"
+        b"Via: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKst\r\n"
+        b"From: <sip:alice@192.0.2.1>;tag=1\r\nTo: <sip:bob@192.0.2.9>\r\n"
+        b"Call-ID: " + call_id + b"\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+
+
+def _owned_by(group: WorkerGroup, worker: int, prefix: str) -> bytes:
+    return next(
+        call_id
+        for n in range(1000)
+        if group.owner(call_id := f"{prefix}{n}@192.0.2.1".encode()) == worker
+    )
+
+
+def _keep(
+    into: list[tuple[bytes, Destination]], data: bytes, source: Destination, _listener: Listener
+) -> None:
+    into.append((data, source))
+
+
+async def test_a_connection_is_used_by_whichever_worker_routes_its_call(tmp_path: Path) -> None:
+    """Two workers on real sockets: a message on worker 1's connection reaches the worker
+    owning its Call-ID (0), what 0 sends down that connection is written by 1, and a
+    keepalive's answer stays with 1 (it pings the flows it holds)."""
+    received: dict[int, list[tuple[bytes, Destination]]] = {0: [], 1: []}
+    workers: list[EdgeSockets] = []
+    for index in (0, 1):
+        sockets = EdgeSockets(functools.partial(_keep, received[index]))
+        sockets.number_connections(index)
+        await sockets.open([ListenAddress("tcp", "127.0.0.1", 0)], shared=False)
+        group = WorkerGroup(index, 2, tmp_path)
+        sockets.affinity = CallAffinity(group, [], sockets.on_message, write=sockets.write_handed)
+        await sockets.affinity.start()
+        workers.append(sockets)
+    call_id = _owned_by(group, 0, "call-")
+    ping_id = _owned_by(group, 0, "cm-ka-")
+    port = workers[1].bound[0].listener.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(_invite(call_id))
+        await until(lambda: len(received[0]) == 1)
+        data, source = received[0][0]
+        assert data == _invite(call_id) and source.connection_id is not None
+        assert connection_owner(source.connection_id) == 1  # the id names the holder
+        await workers[0].send_stream(b"SIP/2.0 100 Trying\r\nContent-Length: 0\r\n\r\n", source)
+        assert (
+            await reader.readuntil(b"\r\n\r\n")
+            == b"SIP/2.0 100 Trying\r\nContent-Length: 0\r\n\r\n"
+        )
+        answer = b"SIP/2.0 200 OK\r\nCall-ID: " + ping_id + b"\r\nContent-Length: 0\r\n\r\n"
+        writer.write(answer)
+        await until(lambda: len(received[1]) == 1)
+        assert received[1][0][0] == answer and len(received[0]) == 1
+    finally:
+        writer.close()
+        for sockets in workers:
+            await sockets.close()

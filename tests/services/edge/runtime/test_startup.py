@@ -6,13 +6,14 @@ import asyncio
 import socket
 from pathlib import Path
 
+from deploy.labs.ports import free_port
 from services.edge.runtime.sockets import BoundSocket
 from services.edge.runtime.startup import interfaces_of, parse_advertise, start_edge
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.settings import Settings
 from shared.sip.transport.base import Listener
 from shared.store import open_store
-from tests.services.edge.support import LOOPBACK, free_port, options
+from tests.services.edge.support import LOOPBACK, options
 
 
 async def test_one_process_edge_serves_sip_and_stops(tmp_path: Path) -> None:

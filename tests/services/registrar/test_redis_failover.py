@@ -1,0 +1,218 @@
+"""Registrations and route changes while the Redis primary is killed (issue 21, Sentinel).
+
+The registrar and the routing service (real RabbitMQ) keep their state in a real
+Sentinel group; phones register (each phone once: challenge, then the authorized
+REGISTER) and gateways are written through the API at a steady pace while the
+primary is SIGKILLed. Every answer is a success or a clear 503 (SIP with
+Retry-After, HTTP with Retry-After), registrations resume within two seconds
+of the Sentinels naming the new primary, and every acknowledged binding and
+route change is there afterwards, in the store and in an edge's routing cache
+that kept answering from memory all along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bench.registrar import Phone
+from deploy.labs.ports import free_port
+from deploy.labs.sentinels import SentinelGroup, sentinel_group
+from deploy.processes import stop_process
+from services.health.lease import Lease
+from shared.registrar.layout import aor_key
+from shared.routing_table.store import RoutingStore
+from shared.settings import Settings
+from shared.store import Store, open_store
+from shared.store.settings import StoreSettings
+from tests.services.accounting.support import until, until_async
+from tests.services.registrar.support import DOMAIN, Registrar, registrar
+from tests.services.routing.support import Deployment, deployment
+
+pytestmark = [pytest.mark.integration, pytest.mark.lab]
+
+PHONES = int(os.environ.get("CALLMESH_TEST_FAILOVER_PHONES", "120"))
+"""Phones registering during the drill (one REGISTER pair each, ~40 per second)."""
+PACE = 0.025
+KILL_AFTER = 1.0
+DRILL_LIMIT = 30.0 + PHONES * PACE * 4
+"""Seconds the whole drill may take: only keeps a broken one from hanging."""
+
+
+@dataclass
+class Tally:
+    """What each side saw: (time since start, status) per answer, and what was acknowledged."""
+
+    started: float = field(default_factory=time.monotonic)
+    answers: list[tuple[float, str, int]] = field(default_factory=list)
+    bindings: list[str] = field(default_factory=list)
+    gateways: list[str] = field(default_factory=list)
+
+    def note(self, kind: str, status: int) -> None:
+        self.answers.append((time.monotonic() - self.started, kind, status))
+
+
+async def _register(reg: Registrar, phone: Phone, tally: Tally) -> None:
+    """Challenge and authorized REGISTER, as a phone does, until a 200: again after a 503
+    (Retry-After), and with the new challenge after a 401 (a write whose answer was lost
+    in the failover and that was retried finds its nonce-count already spent)."""
+    while True:
+        first = await reg.send(phone, phone.register())
+        if first.status == 401:
+            phone.learn(first)
+            final = await reg.send(phone, phone.register())
+        else:
+            final = first
+        tally.note("register", final.status)
+        if final.status == 200:
+            tally.bindings.append(phone.aor)
+            return
+        if final.status == 401:
+            phone.learn(final)
+            continue
+        assert final.status == 503 and final.header("retry-after") == "5", final.status
+        await asyncio.sleep(0.2)
+
+
+async def _phones(reg: Registrar, phones: list[Phone], tally: Tally) -> None:
+    async with asyncio.TaskGroup() as group:
+        for phone in phones:
+            group.create_task(_register(reg, phone, tally))
+            await asyncio.sleep(PACE)
+
+
+async def _route_changes(routing: Deployment, count: int, tally: Tally) -> None:
+    for n in range(count):
+        body = {"address": f"sip:198.51.100.{n % 250 + 1}:5060"}
+        reply = await routing.client.put(f"/v1/gateways/drill-{n}", json=body)
+        tally.note("route", reply.status_code)
+        if reply.status_code == 200:
+            tally.gateways.append(f"drill-{n}")
+        else:
+            assert reply.status_code == 503 and reply.headers["retry-after"] == "5"
+        await asyncio.sleep(PACE * 2)
+
+
+async def _failover(group: SentinelGroup, tally: Tally) -> tuple[float, float]:
+    """Kill the primary after ``KILL_AFTER``: (killed at, new primary named at)."""
+    await asyncio.sleep(KILL_AFTER)
+    old = group.primary()
+    group.kill(old)
+    killed = time.monotonic() - tally.started
+    for _ in range(400):  # 20 s: only keeps a broken failover from hanging the test
+        if await asyncio.to_thread(group.primary) != old:
+            return killed, time.monotonic() - tally.started
+        await asyncio.sleep(0.05)
+    raise AssertionError("the Sentinels named no new primary")
+
+
+async def test_registrations_and_route_changes_go_on_through_a_redis_failover(
+    namespace: str,
+) -> None:
+    with sentinel_group() as group:
+        store = await open_store(Settings(namespace=namespace, redis_url=group.url))
+        try:
+            async with (
+                registrar(namespace, store, digest_domain_algorithms=f"{DOMAIN}=SHA-256") as reg,
+                deployment(namespace, store) as routing,
+            ):
+                edge = await routing.edge()
+                await routing.seed()
+                phones = [await reg.subscriber(f"p{n}") for n in range(PHONES)]
+                lease = Lease(store, store.key("health", "drill-lease"), "prober-1", ttl=30)
+                assert await lease.hold()
+                tally = Tally()
+                async with asyncio.timeout(DRILL_LIMIT), asyncio.TaskGroup() as drill:
+                    drill.create_task(_phones(reg, phones, tally))
+                    drill.create_task(_route_changes(routing, PHONES // 2, tally))
+                    failover = drill.create_task(_failover(group, tally))
+                    # The edge's cache answers from memory while Redis is away.
+                    while not failover.done():
+                        assert edge.lookup("14075551234") is not None
+                        await asyncio.sleep(0.05)
+                killed, named = failover.result()
+                # The prober's lease is held again on the new primary (taken anew if lost).
+                assert await lease.hold()
+                assert await store.redis.get(lease.key) == b"prober-1"
+                await _check(routing, store, tally, killed=killed, named=named)
+        finally:
+            await store.delete_namespace()
+            await store.close()
+
+
+async def _check(
+    routing: Deployment, store: Store, tally: Tally, *, killed: float, named: float
+) -> None:
+    statuses = {status for _, _, status in tally.answers}
+    assert statuses <= {200, 401, 503}, statuses
+    resumed = min(at for at, kind, status in tally.answers if kind == "register" and at > named)
+    late = [at for at, kind, status in tally.answers if kind == "register" and status == 503]
+    counts = Counter((kind, status) for _, kind, status in tally.answers)
+    print(  # the figures of the drill, for the report (pytest -s)
+        f"killed {killed:.2f}s, new primary named {named:.2f}s, first REGISTER answered after "
+        f"{resumed:.2f}s, last REGISTER 503 {max(late, default=0):.2f}s; {dict(counts)}"
+    )
+    assert resumed - named <= 2.0
+    assert all(at - named <= 2.0 for at in late)
+    assert len(tally.bindings) == PHONES
+    for aor in tally.bindings:  # every acknowledged binding, on the new primary
+        assert await store.redis.hlen(aor_key(store, aor)) == 1, aor
+    stored = await RoutingStore(store).existing("gateway", tally.gateways)
+    assert stored == set(tally.gateways)
+    version = int(await store.redis.get(store.key("routing", "version")) or 0)
+    edge = routing.edges[0]
+    await until(lambda: edge.version == version)  # caches converge on the new primary
+    assert set(tally.gateways) <= set(edge.index.gateways)
+
+
+async def test_while_redis_is_away_writes_fail_clearly_and_resume_when_it_is_back(
+    namespace: str, tmp_path: Path
+) -> None:
+    """No Sentinel to fail over to: after the bounded wait, SIP 503 and HTTP 503 with
+    Retry-After (never a 500 or a hang), and everything works again once Redis is back."""
+    redis_server = SentinelGroup(tmp_path)
+    port = free_port()
+    redis_server.start_server(port)
+    settings = Settings(namespace=namespace, redis_url=f"redis://127.0.0.1:{port}/0")
+    store = await open_store(settings, StoreSettings(redis_wait=0.5))
+    try:
+        await _until_up(store)
+        async with (
+            registrar(namespace, store, digest_domain_algorithms=f"{DOMAIN}=SHA-256") as reg,
+            deployment(namespace, store) as routing,
+        ):
+            alice = await reg.subscriber("alice")
+            assert (await reg.registered(alice)).status == 200
+            redis_server.kill(port)
+            started = time.monotonic()
+            refused = await reg.send(alice, alice.register())
+            assert (refused.status, refused.header("retry-after")) == (503, "5")
+            assert time.monotonic() - started < 3.0
+            for reply in (
+                await reg.client.put(
+                    "/v1/subscribers/bob", json={"domain": DOMAIN, "password": "pw"}
+                ),
+                await routing.client.put("/v1/gateways/gw", json={"address": "sip:192.0.2.1"}),
+            ):
+                assert (reply.status_code, reply.headers["retry-after"]) == (503, "5")
+                assert reply.json() == {"detail": "temporarily unavailable, retry later"}
+            redis_server.start_server(port)  # back, empty (no persistence in this test)
+            await _until_up(store)
+            alice = await reg.subscriber("alice")
+            assert (await reg.registered(alice)).status == 200
+            gateway = await routing.client.put("/v1/gateways/gw", json={"address": "sip:192.0.2.1"})
+            assert gateway.status_code == 200
+    finally:
+        await store.close()
+        for process in redis_server.servers.values():
+            stop_process(process, grace=2.0)
+
+
+async def _until_up(store: Store) -> None:
+    await until_async(store.ping)
