@@ -26,6 +26,7 @@ from deploy.labs.ports import free_port
 from deploy.labs.sentinels import SentinelGroup, sentinel_group
 from deploy.processes import stop_process
 from services.health.lease import Lease
+from shared.contracts.registrar import REGISTER_TIMEOUT
 from shared.registrar.layout import aor_key
 from shared.routing_table.store import RoutingStore
 from shared.settings import Settings
@@ -37,6 +38,11 @@ from tests.services.routing.support import Deployment, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
+RESUME_WITHIN = 2.0
+"""Seconds after the switch the test observes within which registrations work again (the
+issue's bound). What the code adds after the Sentinels' announcement is well under a second
+(the switch heard, the connections dropped, one retry); the rest is left to this shared
+machine's load, where one REGISTER pair alone takes up to 0.8 s at load 20."""
 PHONES = int(os.environ.get("CALLMESH_TEST_FAILOVER_PHONES", "120"))
 """Phones registering during the drill (one REGISTER pair each, ~40 per second)."""
 PACE = 0.025
@@ -62,11 +68,11 @@ async def _register(reg: Registrar, phone: Phone, tally: Tally) -> None:
     """Challenge and authorized REGISTER, as a phone does, until a 200: again after a 503
     (Retry-After), and with the new challenge after a 401 (a write whose answer was lost
     in the failover and that was retried finds its nonce-count already spent)."""
-    while True:
-        first = await reg.send(phone, phone.register())
+    while True:  # each answer within the edge's wait, or the phone would hear the edge's 503
+        first = await reg.send(phone, phone.register(), timeout=REGISTER_TIMEOUT)
         if first.status == 401:
             phone.learn(first)
-            final = await reg.send(phone, phone.register())
+            final = await reg.send(phone, phone.register(), timeout=REGISTER_TIMEOUT)
         else:
             final = first
         tally.note("register", final.status)
@@ -158,8 +164,8 @@ async def _check(
         f"killed {killed:.2f}s, new primary named {named:.2f}s, first REGISTER answered after "
         f"{resumed:.2f}s, last REGISTER 503 {max(late, default=0):.2f}s; {dict(counts)}"
     )
-    assert resumed - named <= 2.0
-    assert all(at - named <= 2.0 for at in late)
+    assert resumed - named <= RESUME_WITHIN
+    assert all(at - named <= RESUME_WITHIN for at in late)
     assert len(tally.bindings) == PHONES
     for aor in tally.bindings:  # every acknowledged binding, on the new primary
         assert await store.redis.hlen(aor_key(store, aor)) == 1, aor
@@ -216,3 +222,33 @@ async def test_while_redis_is_away_writes_fail_clearly_and_resume_when_it_is_bac
 
 async def _until_up(store: Store) -> None:
     await until_async(store.ping)
+
+
+async def test_a_register_meeting_a_hung_redis_is_answered_503_within_the_edges_wait(
+    namespace: str, tmp_path: Path
+) -> None:
+    """A lone Redis stops answering (SIGSTOP) after the challenge: the authorized REGISTER
+    is answered 503 with Retry-After before the edge gives up, not after its socket timeout
+    (5 s) and retries; fails without the registrar's deadline."""
+    redis_server = SentinelGroup(tmp_path)
+    port = free_port()
+    redis_server.start_server(port)
+    settings = Settings(namespace=namespace, redis_url=f"redis://127.0.0.1:{port}/0")
+    store = await open_store(settings)
+    try:
+        await _until_up(store)
+        async with registrar(namespace, store, digest_domain_algorithms=f"{DOMAIN}=SHA-256") as reg:
+            alice = await reg.subscriber("alice")
+            assert (await reg.registered(alice)).status == 200
+            challenge = await reg.send(alice, alice.register())
+            alice.learn(challenge)
+            redis_server.freeze(port)
+            started = time.monotonic()
+            refused = await reg.send(alice, alice.register(), timeout=REGISTER_TIMEOUT)
+            assert (refused.status, refused.header("retry-after")) == (503, "5")
+            print(f"answered 503 after {time.monotonic() - started:.2f}s")
+            redis_server.thaw(port)
+    finally:
+        await store.close()
+        for process in redis_server.servers.values():
+            stop_process(process, grace=2.0)
