@@ -48,6 +48,9 @@ class SwitchWatcher:
         self.on_switch = on_switch
         """Called after the connections were dropped (the store recounts its replicas)."""
         self._task: asyncio.Task[None] | None = None
+        self._announced: str | None = None
+        """The primary of the last switch handled: each is announced by every Sentinel and
+        may be seen by `_check` first; the connections are dropped once."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sentinel-watcher")
@@ -81,10 +84,10 @@ class SwitchWatcher:
                     await pubsub.ping()
                     continue
                 heard = loop.time()
-                if message["type"] == "message":
-                    words = message["data"].decode().split()
-                    if words[:1] == [self.pool.service_name]:
-                        await self._switch(f"{words[3]}:{words[4]}", f"{words[1]}:{words[2]}")
+                # "<service> <old host> <old port> <new host> <new port>"
+                words = message["data"].decode().split() if message["type"] == "message" else []
+                if len(words) == 5 and words[0] == self.pool.service_name:
+                    await self._switch(f"{words[3]}:{words[4]}", f"{words[1]}:{words[2]}")
         raise TimeoutError(f"no answer from the Sentinel in {SILENT:g} s")
 
     async def _check(self) -> None:
@@ -97,6 +100,9 @@ class SwitchWatcher:
             await self._switch(f"{now[0]}:{now[1]}", f"{known[0]}:{known[1]}")
 
     async def _switch(self, new: str, old: str) -> None:
+        if new == self._announced:
+            return
+        self._announced = new
         log.warning("Redis primary switched: dropping the old primary's connections",
                     extra={"old": old, "new": new})  # fmt: skip
         with suppress(RedisError, OSError):  # a connection that fails to close is closed anyway
