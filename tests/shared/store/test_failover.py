@@ -11,7 +11,7 @@ from shared.settings import Settings
 from shared.store import open_store
 from tests.conftest import REDIS_URL
 
-pytestmark = [pytest.mark.integration, pytest.mark.lab]
+pytestmark = pytest.mark.integration
 
 HEARD_WITHIN = 1.0
 """Seconds from the switch the test sees until the held command is answered: the watcher
@@ -28,6 +28,7 @@ async def _switch(group: SentinelGroup, old: int) -> float:
     raise AssertionError("the Sentinels named no new primary")
 
 
+@pytest.mark.lab
 async def test_a_command_held_by_a_hung_primary_goes_to_the_new_one_when_the_switch_is_announced(
     namespace: str,
 ) -> None:
