@@ -130,9 +130,10 @@ class Phone:
         )
 
 
-async def send(bus: AmqpBus, request: RegisterRequest) -> Response:
+async def send(bus: AmqpBus, request: RegisterRequest, timeout: float = 10.0) -> Response:  # noqa: ASYNC109
+    """The registrar's response; ``TimeoutError`` after ``timeout`` (an edge's is 5 s)."""
     reply = RegisterReply.model_validate_json(
-        await bus.request(REGISTER_QUEUE, request.to_bytes(), timeout=10.0)
+        await bus.request(REGISTER_QUEUE, request.to_bytes(), timeout=timeout)
     )
     assert reply.sip is not None
     response = parse_message(reply.sip)

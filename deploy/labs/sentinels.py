@@ -72,6 +72,15 @@ class SentinelGroup:
         process.send_signal(signal.SIGKILL)
         process.wait()
 
+    def freeze(self, port: int) -> None:
+        """SIGSTOP the server at ``port``: it keeps its connections but answers nothing, as a
+        hung box or a cut network (a killed one refuses at once, which clients notice)."""
+        self.servers[port].send_signal(signal.SIGSTOP)
+
+    def thaw(self, port: int) -> None:
+        """SIGCONT: the frozen server answers again, still believing it is the primary."""
+        self.servers[port].send_signal(signal.SIGCONT)
+
     def wait_ready(self, replicas: int, within: float = 20.0) -> None:
         """Until every Sentinel knows the primary, ``replicas`` in sync and the other Sentinels."""
         deadline = time.monotonic() + within

@@ -9,6 +9,7 @@ publishes them after the response is on its way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from services.registrar.register import (
 )
 from shared.bus import DeadLetter, WorkMessage
 from shared.contracts.registrar import (
+    REGISTER_TIMEOUT,
     BindingAdded,
     BindingRefreshed,
     BindingRemoved,
@@ -62,8 +64,15 @@ from shared.sip.uri import SipUri
 from shared.store import Store
 from shared.store.client import UNAVAILABLE
 
+UNAVAILABLE_OR_LATE: tuple[type[Exception], ...] = (*UNAVAILABLE, TimeoutError)
+"""Redis away, or the REGISTER past its `DEADLINE`: answered 503."""
 RETRY_AFTER = 5
 """Seconds a phone is told to wait when Redis is away (a Sentinel failover takes a few)."""
+DEADLINE = REGISTER_TIMEOUT - 1.0
+"""Seconds one REGISTER may spend on Redis, all its commands and waits together, before it
+is answered 503: each command may wait ``CALLMESH_REDIS_WAIT`` (and a pool connection as
+long), so several in a row would outlast the edge's wait, and the phone would get the edge's
+503 while the registrar still worked for no one. The second left over is the bus's."""
 
 
 class RegisterHandler:
@@ -103,12 +112,15 @@ class RegisterHandler:
             message = parse_message(incoming.sip)
             if not isinstance(message, Request):
                 return RegisterReply(sip=None)
-            return RegisterReply(sip=await self._register(message, incoming))
+            async with asyncio.timeout(DEADLINE):
+                return RegisterReply(sip=await self._register(message, incoming))
         except WrongCredentialsError as failed:
             failed_auth = FailedAuth(user=failed.user, realm=failed.realm)
             return RegisterReply(sip=error_response(incoming.sip, failed), failed_auth=failed_auth)
-        except UNAVAILABLE as error:
-            # Nothing half-written: each write is one script, done whole or not at all.
+        except UNAVAILABLE_OR_LATE as error:
+            # Nothing half-written: each write is one script, done whole or not at all; one
+            # cut short by the deadline is unacknowledged, like a write whose answer was lost
+            # (its nonce-count spent: the phone's retry is challenged again).
             self.log.warning(
                 "REGISTER not answered: Redis unavailable",
                 extra={"error": f"{type(error).__name__}: {error}", "source": incoming.source_host},

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
 
 from shared.store.client import NotReplicatedError, redis_client
+from shared.store.failover import SwitchWatcher
 from shared.store.settings import StoreSettings
 
 if TYPE_CHECKING:  # the settings read the URL forms of this package at start
@@ -38,6 +40,20 @@ class Store:
         """Replicas that must hold a durable write before it counts (``WAIT``); 0: none."""
         self.wait_timeout_ms = wait_timeout_ms
         self._replicas = 0
+        self._counted_at = -REPLICA_RECOUNT
+        self._watcher: SwitchWatcher | None = None
+
+    def follow_failovers(self) -> None:
+        """With a Sentinel URL: drop the old primary's connections the moment the Sentinels
+        announce a new one (`shared.store.failover`); nothing with a plain URL."""
+        pool = self.redis.connection_pool
+        if isinstance(pool, SentinelConnectionPool) and self._watcher is None:
+            self._watcher = SwitchWatcher(pool, on_switch=self._recount)
+            self._watcher.start()
+
+    def _recount(self) -> None:
+        """The next durable write counts the new primary's replicas first: it may have none
+        yet, and a `WAIT` for the old count would hold that write for its whole timeout."""
         self._counted_at = -REPLICA_RECOUNT
 
     def key(self, *parts: str) -> str:
@@ -101,6 +117,8 @@ class Store:
         return removed
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.stop()
         await self.redis.aclose()
 
 
@@ -128,12 +146,14 @@ async def open_store(settings: Settings, store: StoreSettings | None = None) -> 
             socket_connect_timeout=2,
             socket_timeout=5,
         )
-        return Store(
+        opened = Store(
             client,
             settings.namespace,
             wait_replicas=store.replicas_to_wait(settings.redis_url),
             wait_timeout_ms=store.redis_wait_replicas_timeout_ms,
         )
+        opened.follow_failovers()
+        return opened
     from shared.store.embedded import open_embedded
 
     return await open_embedded(settings)

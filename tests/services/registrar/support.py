@@ -41,8 +41,14 @@ class Registrar:
         (await self.client.put(f"/v1/subscribers/{user}", json=body)).raise_for_status()
         return Phone(user, DOMAIN, password)
 
-    async def send(self, phone: Phone, sip: bytes, transport: str = "udp") -> Response:
-        return await send(self.edge, phone.via_edge(sip, transport=transport))
+    async def send(
+        self,
+        phone: Phone,
+        sip: bytes,
+        transport: str = "udp",
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> Response:
+        return await send(self.edge, phone.via_edge(sip, transport=transport), timeout)
 
     async def registered(self, phone: Phone, **options: Any) -> Response:
         """Challenge, then the authorized REGISTER; the 200 (or whatever came)."""

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from bench.registrar import Phone
 from deploy.labs.ports import free_port
 from deploy.labs.sentinels import SentinelGroup, sentinel_group
 from deploy.processes import stop_process
 from services.health.lease import Lease
+from shared.contracts.registrar import REGISTER_TIMEOUT
 from shared.registrar.layout import aor_key
 from shared.routing_table.store import RoutingStore
 from shared.settings import Settings
@@ -37,10 +39,19 @@ from tests.services.routing.support import Deployment, deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
+RESUME_WITHIN = 2.0
+"""Seconds after the switch the test observes within which registrations work again (the
+issue's bound). What the code adds after the Sentinels' announcement is well under a second
+(the switch heard, the connections dropped, one retry); the rest is left to this shared
+machine's load, where one REGISTER pair alone takes up to 0.8 s at load 20."""
 PHONES = int(os.environ.get("CALLMESH_TEST_FAILOVER_PHONES", "120"))
 """Phones registering during the drill (one REGISTER pair each, ~40 per second)."""
 PACE = 0.025
 KILL_AFTER = 1.0
+HUNG_PHONES = 120
+HUNG_PACE = 0.08
+"""About 12 registrations a second: the registrar's 32 REGISTERs in hand (4 workers x 8)
+hold the ones stuck on the hung primary until the switch with room to spare."""
 DRILL_LIMIT = 30.0 + PHONES * PACE * 4
 """Seconds the whole drill may take: only keeps a broken one from hanging."""
 
@@ -62,11 +73,11 @@ async def _register(reg: Registrar, phone: Phone, tally: Tally) -> None:
     """Challenge and authorized REGISTER, as a phone does, until a 200: again after a 503
     (Retry-After), and with the new challenge after a 401 (a write whose answer was lost
     in the failover and that was retried finds its nonce-count already spent)."""
-    while True:
-        first = await reg.send(phone, phone.register())
+    while True:  # each answer within the edge's wait, or the phone would hear the edge's 503
+        first = await reg.send(phone, phone.register(), timeout=REGISTER_TIMEOUT)
         if first.status == 401:
             phone.learn(first)
-            final = await reg.send(phone, phone.register())
+            final = await reg.send(phone, phone.register(), timeout=REGISTER_TIMEOUT)
         else:
             final = first
         tally.note("register", final.status)
@@ -158,8 +169,8 @@ async def _check(
         f"killed {killed:.2f}s, new primary named {named:.2f}s, first REGISTER answered after "
         f"{resumed:.2f}s, last REGISTER 503 {max(late, default=0):.2f}s; {dict(counts)}"
     )
-    assert resumed - named <= 2.0
-    assert all(at - named <= 2.0 for at in late)
+    assert resumed - named <= RESUME_WITHIN
+    assert all(at - named <= RESUME_WITHIN for at in late)
     assert len(tally.bindings) == PHONES
     for aor in tally.bindings:  # every acknowledged binding, on the new primary
         assert await store.redis.hlen(aor_key(store, aor)) == 1, aor
@@ -216,3 +227,136 @@ async def test_while_redis_is_away_writes_fail_clearly_and_resume_when_it_is_bac
 
 async def _until_up(store: Store) -> None:
     await until_async(store.ping)
+
+
+@dataclass
+class Attempt:
+    """One phone's registration (challenge, then the authorized REGISTER), each with the
+    edge's wait: when it started and ended (test clock), and the final status (None: no
+    answer within the edge's wait, which answers the phone 503 itself)."""
+
+    started: float
+    ended: float = 0.0
+    status: int | None = None
+
+
+async def _attempt(reg: Registrar, phone: Phone, started: float, clock: Tally) -> Attempt:
+    attempt = Attempt(started)
+    try:
+        first = await reg.send(phone, phone.register(), timeout=REGISTER_TIMEOUT)
+        phone.learn(first)
+        final = await reg.send(phone, phone.register(), timeout=REGISTER_TIMEOUT)
+        attempt.status = final.status
+        if final.status == 200:
+            clock.bindings.append(phone.aor)
+    except TimeoutError:
+        pass
+    attempt.ended = time.monotonic() - clock.started
+    return attempt
+
+
+async def _switch_seen(group: SentinelGroup, old: int, clock: Tally) -> float:
+    """When the test sees the Sentinels name another primary than ``old`` (polled each 50 ms)."""
+    for _ in range(400):  # 20 s: only keeps a broken failover from hanging the test
+        if await asyncio.to_thread(group.primary) != old:
+            return time.monotonic() - clock.started
+        await asyncio.sleep(0.05)
+    raise AssertionError("the Sentinels named no new primary")
+
+
+async def test_registrations_resume_within_two_seconds_of_a_switch_away_from_a_hung_primary(
+    namespace: str,
+) -> None:
+    """The primary stops answering without closing anything (SIGSTOP: a hung box, a cut
+    network) while phones register at a steady pace; registrations work again within two
+    seconds of the test seeing the Sentinels name the replica, every one started after that
+    succeeds, and each is answered (200 or 503) within the edge's wait. Two seconds after
+    the switch the old primary answers again, still believing it is the primary for a few
+    seconds: nothing acknowledged may have gone to it. Fails without
+    ``shared.store.failover``: the pooled connections to the hung primary deliver their
+    writes to it once it is back, acknowledged (no replica left to WAIT for) and lost."""
+    with sentinel_group() as group:
+        store = await open_store(Settings(namespace=namespace, redis_url=group.url))
+        try:
+            async with registrar(
+                namespace, store, digest_domain_algorithms=f"{DOMAIN}=SHA-256"
+            ) as reg:
+                phones = [await reg.subscriber(f"h{n}") for n in range(HUNG_PHONES)]
+                clock = Tally()
+                attempts: list[asyncio.Task[Attempt]] = []
+                old = group.primary()
+                switch: asyncio.Task[float] | None = None
+                thawed = False
+                async with asyncio.timeout(DRILL_LIMIT):
+                    for n, phone in enumerate(phones):
+                        now = time.monotonic() - clock.started
+                        attempts.append(asyncio.create_task(_attempt(reg, phone, now, clock)))
+                        if n == HUNG_PHONES // 8:
+                            group.freeze(old)
+                            switch = asyncio.create_task(_switch_seen(group, old, clock))
+                        seen = switch is not None and switch.done() and not thawed
+                        if seen and now >= switch.result() + RESUME_WITHIN:  # type: ignore[union-attr]
+                            group.thaw(old)  # back, and still a primary for a while
+                            thawed = True
+                        await asyncio.sleep(HUNG_PACE)
+                    done = await asyncio.gather(*attempts)
+                assert switch is not None and thawed, "the phones ran out before the thaw"
+                named = switch.result()
+                await _check_hung(group, store, clock, done, named)
+        finally:
+            await store.delete_namespace()
+            await store.close()
+
+
+async def _check_hung(
+    group: SentinelGroup, store: Store, clock: Tally, done: list[Attempt], named: float
+) -> None:
+    resumed = min((a.ended for a in done if a.status == 200 and a.ended > named), default=0.0)
+    unanswered = [round(a.started, 2) for a in done if a.status is None]
+    failed = [
+        (round(a.started, 2), a.status) for a in done if a.started > named and a.status != 200
+    ]
+    print(  # the figures, for the report (pytest -s)
+        f"new primary named {named:.2f}s, first REGISTER 200 after it {resumed:.2f}s, "
+        f"statuses {dict(Counter(a.status for a in done))}, unanswered started at {unanswered}"
+    )
+    assert not unanswered, "answered by the edge's timeout, not by the registrar"
+    assert {a.status for a in done} <= {200, 503}
+    assert named < resumed <= named + RESUME_WITHIN
+    assert not failed, f"registrations started after the switch that failed: {failed}"
+    primary = Redis("127.0.0.1", group.primary())  # every acknowledged binding, on it
+    try:
+        missing = [aor for aor in clock.bindings if not primary.hlen(aor_key(store, aor))]
+    finally:
+        primary.close()
+    assert not missing, f"{len(missing)} acknowledged bindings not on the new primary"
+
+
+async def test_a_register_meeting_a_hung_redis_is_answered_503_within_the_edges_wait(
+    namespace: str, tmp_path: Path
+) -> None:
+    """A lone Redis stops answering (SIGSTOP) after the challenge: the authorized REGISTER
+    is answered 503 with Retry-After before the edge gives up, not after its socket timeout
+    (5 s) and retries; fails without the registrar's deadline."""
+    redis_server = SentinelGroup(tmp_path)
+    port = free_port()
+    redis_server.start_server(port)
+    settings = Settings(namespace=namespace, redis_url=f"redis://127.0.0.1:{port}/0")
+    store = await open_store(settings)
+    try:
+        await _until_up(store)
+        async with registrar(namespace, store, digest_domain_algorithms=f"{DOMAIN}=SHA-256") as reg:
+            alice = await reg.subscriber("alice")
+            assert (await reg.registered(alice)).status == 200
+            challenge = await reg.send(alice, alice.register())
+            alice.learn(challenge)
+            redis_server.freeze(port)
+            started = time.monotonic()
+            refused = await reg.send(alice, alice.register(), timeout=REGISTER_TIMEOUT)
+            assert (refused.status, refused.header("retry-after")) == (503, "5")
+            print(f"answered 503 after {time.monotonic() - started:.2f}s")
+            redis_server.thaw(port)
+    finally:
+        await store.close()
+        for process in redis_server.servers.values():
+            stop_process(process, grace=2.0)
