@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from shared.store.client import NotReplicatedError, redis_client
 from shared.store.failover import SwitchWatcher
@@ -76,16 +77,29 @@ class Store:
         wanted = await self._replicas_to_wait()
         if wanted <= 0:
             return await script(keys=keys, args=args)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await script(keys=keys, args=args, client=pipe)
-            pipe.execute_command("WAIT", wanted, self.wait_timeout_ms)
-            result, acknowledged = await pipe.execute()
+        try:
+            result, acknowledged = await self._run_and_wait(script, keys, args, wanted)
+        except NoScriptError:
+            # The pipeline checked its script on one server and ran on another: its retry
+            # after a lost connection reaches the promoted replica, which holds no script
+            # (Redis does not replicate SCRIPT LOAD).  Nothing ran; a new pipeline loads it.
+            result, acknowledged = await self._run_and_wait(script, keys, args, wanted)
         if int(acknowledged) < wanted and int(acknowledged) < await self._count_replicas(wanted):
             raise NotReplicatedError(
                 f"{acknowledged} of {wanted} replica(s) took the write "
                 f"within {self.wait_timeout_ms} ms"
             )
         return result
+
+    async def _run_and_wait(
+        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any], wanted: int
+    ) -> tuple[Any, Any]:
+        """The script and a ``WAIT`` for `wanted` replicas, on one connection."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", wanted, self.wait_timeout_ms)
+            result, acknowledged = await pipe.execute()
+        return result, acknowledged
 
     async def _replicas_to_wait(self) -> int:
         """``wait_replicas``, or fewer when the primary has fewer (counted every few seconds)."""

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from deploy.labs.ports import free_port
@@ -36,6 +37,36 @@ async def test_acknowledged_writes_survive_a_failover_the_client_follows_on_its_
             # Sentinel's detection and election, then at most one WAIT timeout on the
             # promoted primary, which has no replica left to wait for.
             assert took < DOWN_AFTER_MS / 1000 + 2 + 1 + 2, took
+        finally:
+            await client.aclose()
+
+
+@pytest.mark.lab
+async def test_a_durable_write_sent_where_its_script_is_unknown_is_sent_again_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CI run's registrations died on NoScriptError after a failover: the durable pipeline
+    checked its script on the old primary, then its retry ran on the promoted replica, which
+    holds no script (SCRIPT LOAD is not replicated).  Here the script is lost between the
+    check and the run on the same server: the write must still be done, and done once."""
+    checked = Pipeline.load_scripts
+    lost: list[bool] = []
+
+    async def check_then_lose(pipe: Pipeline) -> None:
+        await checked(pipe)
+        if not lost:
+            lost.append(True)
+            await pipe.immediate_execute_command("SCRIPT", "FLUSH")
+
+    with sentinel_group() as group:
+        client = redis_client(group.url, wait=5.0)
+        store = Store(client, "noscript", wait_replicas=1)
+        count = client.register_script("return redis.call('INCR', KEYS[1])")
+        monkeypatch.setattr(Pipeline, "load_scripts", check_then_lose)
+        try:
+            assert await store.durable(count, ["noscript:n"], []) == 1
+            assert lost == [True]
+            assert await client.get("noscript:n") == b"1"
         finally:
             await client.aclose()
 
