@@ -53,10 +53,10 @@ async def test_a_durable_write_sent_where_its_script_is_unknown_is_sent_again_on
     lost: list[bool] = []
 
     async def check_then_lose(pipe: Pipeline) -> None:
-        await checked(pipe)
+        await checked(pipe)  # type: ignore[no-untyped-call]
         if not lost:
             lost.append(True)
-            await pipe.immediate_execute_command("SCRIPT", "FLUSH")
+            await pipe.immediate_execute_command("SCRIPT", "FLUSH")  # type: ignore[no-untyped-call]
 
     with sentinel_group() as group:
         client = redis_client(group.url, wait=5.0)
