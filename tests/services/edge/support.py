@@ -37,6 +37,9 @@ from tests.conftest import RABBITMQ_URL, REDIS_URL
 SCENARIOS = Path(__file__).with_name("scenarios")
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[3]
+READY_WITHIN = 60.0
+"""Seconds a started process may take to be ready: a deadline, not a wait (2 edge workers with
+TLS took over 30 s on a CI machine at load 17)."""
 
 
 def options(
@@ -148,6 +151,11 @@ class Edge:
             [sys.executable, "-m", "services.routing"], cwd=REPO, env=env, stdout=log, stderr=log
         )
 
+    def wait_routing_ready(self, timeout: float = READY_WITHIN) -> None:
+        """Until the routing service started beside the edge answers /readyz (a CI run on a
+        busy machine PUT a gateway to it before it listened)."""
+        self._wait_http(self.routing_port, time.monotonic() + timeout)
+
     def start(self) -> None:
         self.starts += 1
         log = open(self.workdir / f"edge-{self.starts}.log", "wb")  # noqa: SIM115
@@ -160,7 +168,7 @@ class Edge:
         )
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, timeout: float = READY_WITHIN) -> None:
         deadline = time.monotonic() + timeout
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind((self.sip_host, 0))
@@ -232,7 +240,6 @@ class Edge:
         """PUT each body at ``/v1/<path>`` of the routing service, in order; returns the table
         version they made once the edge's routing cache has it."""
         version = 0
-        self._wait_http(self.routing_port, time.monotonic() + 30)
         with self.http(self.routing_port) as client:
             for path, body in records.items():
                 reply = client.put(f"/v1/{path}", json=body)
@@ -280,6 +287,7 @@ def running_edge(workdir: Path, tls_port: int | None = None, /, **settings: str)
     try:
         edge.start_routing()
         edge.start()
+        edge.wait_routing_ready()
         yield edge
     finally:
         stop_all_sipp()

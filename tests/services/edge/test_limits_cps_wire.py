@@ -1,8 +1,9 @@
 """A peer's calls per second hold across two edges of two workers each (SIPp on the wire).
 
 ``max_cps: 50`` on one peer (loopback), 200 calls per second offered by four SIPp
-callers, two at each edge: every full second, counted from the gateway's trace
-timestamps of the INVITEs it received, holds 50 accepted calls within ±10 %; the
+callers, two at each edge: by the end of every full second, counted from the gateway's
+trace timestamps of the INVITEs it received, the calls accepted since the first are 50
+per second within ±10 % of one second's worth; the
 rest are refused with 503, Retry-After and a Reason naming the limit. The offer
 lasts ``CALLMESH_TEST_CPS_SECONDS`` (5 by default; the issue's 20 once by hand).
 """
@@ -13,6 +14,7 @@ import os
 import re
 from collections import Counter
 from datetime import datetime
+from itertools import accumulate
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,15 @@ def test_a_peers_cps_holds_within_ten_percent_every_second_across_two_edges(
     # The premise first: SIPp kept offering (a machine starved of CPU cannot: then this
     # says so, instead of blaming the limit).
     assert min(offered[: SECONDS - 1]) >= OFFERED * 3 // 4, ("offer not kept", offered)
-    assert all(abs(count - CPS) <= CPS // 10 for count in full), (per_second, offered)
+    # Running totals, not each second alone: a call admitted at the end of one second and
+    # received by the gateway early in the next moves between those two on a busy machine
+    # (a CI run at load 17: 54 then 42), never the total.  Per second the total may stray by
+    # a tenth of one second's calls: twice the rate (two edges each counting alone) fails.
+    totals = list(accumulate(full))
+    assert all(abs(total - CPS * n) <= CPS // 10 for n, total in enumerate(totals, 1)), (
+        per_second,
+        offered,
+    )
     refused = sum(trace.count("SIP/2.0 503 Service Unavailable") for trace in traces)
     assert refused >= sum(offered) - sum(per_second), (refused, per_second)
     assert all('text="calls per second limit of peer:pbx"' in trace for trace in traces)
