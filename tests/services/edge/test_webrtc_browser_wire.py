@@ -59,7 +59,7 @@ def serving(directory: Path) -> Iterator[int]:
         f"JsSIP is not installed: npm ci --prefix {directory}"
     )
     handler = functools.partial(QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), handler)
+    server = PageServer((LOOPBACK, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -67,6 +67,10 @@ def serving(directory: Path) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class PageServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # not 5: the browser's fetches must not meet a full backlog
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -8,11 +8,23 @@
   const modules = {};
 
   function get(url, method) {
-    const request = new XMLHttpRequest();
-    request.open(method || "GET", url, false);
-    request.send();
+    const request = send(url, method || "GET", 3);
     // A directory answers with a redirect to its listing: not a module.
     return request.status === 200 && request.responseURL === url ? request.responseText : null;
+  }
+
+  // A fetch that fails at the network level (a CI machine at load 17 reset one of the
+  // hundreds this loader makes) is tried again, twice; an HTTP answer is final.
+  function send(url, method, tries) {
+    const request = new XMLHttpRequest();
+    request.open(method, url, false);
+    try {
+      request.send();
+    } catch (error) {
+      if (tries <= 1) throw error;
+      return send(url, method, tries - 1);
+    }
+    return request;
   }
 
   function file(url) {
