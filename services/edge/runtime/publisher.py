@@ -174,14 +174,22 @@ class EventPublisher:
             self._journal = None
 
     async def _send(self) -> None:
-        """Publish from the backlog until it is empty."""
-        while self._backlog:
-            event, seqs = self._take()
-            try:
-                await self._publish(event, seqs)
-            except asyncio.CancelledError:
-                self._drop(event, "stopped")  # still journaled: the next start publishes it
-                raise
+        """Publish from the backlog until it is empty.
+
+        A sender leaves the set of senders as it finds the backlog empty, not later in
+        a done callback: an event offered in between would otherwise see every sender
+        still counted, start none, and wait for the next offer.
+        """
+        try:
+            while self._backlog:
+                event, seqs = self._take()
+                try:
+                    await self._publish(event, seqs)
+                except asyncio.CancelledError:
+                    self._drop(event, "stopped")  # still journaled: the next start publishes it
+                    raise
+        finally:
+            self._senders.discard(cast("asyncio.Task[None]", asyncio.current_task()))
 
     def _take(self) -> tuple[Event, list[int]]:
         """The next event of the backlog, or the call events waiting at its head as a batch;
