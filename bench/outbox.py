@@ -2,8 +2,8 @@
 
 Run ``python -m bench.outbox [--calls N] [--repeats R]`` (or ``python -m bench outbox``).
 One edge worker's `EventPublisher` on the in-process bus (its publish serialises
-the envelope as RabbitMQ's would; no network) is offered the five events of ``N``
-answered calls (started, branch, ringing, answered, ended), 64 per loop turn,
+the envelope as RabbitMQ's would; no network) is offered the seven events of ``N``
+answered calls (`bench.accounting`'s: a failover to a second gateway), 64 per loop turn,
 with call events batched as the edge does (``CALLMESH_EDGE_EVENT_BATCH`` 64), the
 journal off (memory only, as before the outbox) and on (a real directory under
 ``/tmp``: one ``write()`` per event, the settling marks, segment rotation),
@@ -24,70 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.accounting import call_events
 from services.edge.runtime.journal import Journal
 from services.edge.runtime.journal_lines import event_line
 from services.edge.runtime.publisher import EventPublisher
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.contracts.calls import (
-    BranchTried,
-    CallAnswered,
-    CallEnded,
-    CallEvent,
-    CallRinging,
-    CallStarted,
-)
+from shared.contracts.calls import CallEvent
 
 TURN = 64
 """Events offered per loop turn."""
 BATCH = 64
 T0 = 1_764_000_000.0
-
-
-def call_events(n: int) -> list[CallEvent]:
-    """The five events of one answered call, as an edge publishes them."""
-    call_id, tag, edge = f"{n:08x}-4c1e-9d2a@10.0.0.7", f"ft{n}", "edge-a-1a2b3c"
-    at = T0 + n / 100
-    return [
-        CallStarted(
-            call_id=call_id,
-            at=at,
-            edge=edge,
-            from_tag=tag,
-            caller="+4930123456",
-            callee_dialled="0049301234567",
-            callee="49301234567",
-            source="192.0.2.10:5060",
-            transport="udp",
-            rule="de-mobile",
-            group="0",
-        ),
-        BranchTried(
-            call_id=call_id,
-            at=at + 0.8,
-            edge=edge,
-            from_tag=tag,
-            target="gw-berlin-1",
-            target_kind="gateway",
-            address="198.51.100.20:5060",
-            sent_at=at + 0.001,
-            status=200,
-            reason="OK",
-        ),
-        CallRinging(call_id=call_id, at=at + 0.2, edge=edge, from_tag=tag, status=180),
-        CallAnswered(
-            call_id=call_id,
-            at=at + 0.8,
-            edge=edge,
-            from_tag=tag,
-            to_tag=f"tt{n}",
-            target="gw-berlin-1",
-            target_kind="gateway",
-            address="198.51.100.20:5060",
-        ),
-        CallEnded(
-            call_id=call_id, at=at + 60, edge=edge, from_tag=tag, to_tag=f"tt{n}", status=200
-        ),
-    ]
 
 
 async def run(events: list[CallEvent], directory: Path | None) -> tuple[float, float]:
@@ -120,7 +67,9 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    events = [event for n in range(args.calls) for event in call_events(n)]
+    events = [
+        event for n in range(args.calls) for event in call_events(f"{n:08x}@bench", T0 + n / 100)
+    ]
     root = Path(tempfile.mkdtemp(prefix="callmesh-bench-outbox-"))
     figures: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     try:
