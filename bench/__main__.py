@@ -25,6 +25,7 @@ BENCHMARKS = {
     "edge_policies": "bench.edge_policies",
     "dns": "bench.dns",
     "accounting": "bench.accounting",
+    "outbox": "bench.outbox",
     "rtpengine": "bench.rtpengine",
     "media_relay": "bench.media_relay",
     "keepalive": "bench.keepalive",

@@ -137,6 +137,17 @@ class Settings(BaseSettings):
     edge_event_batch: int = Field(default=64, ge=1, le=1000)
     """Call events an edge worker may send as one ``edge.call.batch`` message when they wait
     together (under load); 1: every event alone, on its own ``edge.call.…`` routing key."""
+    edge_outbox_dir: str | None = None
+    """Where each edge worker journals its call events until the broker confirmed them, so a
+    worker killed (even by SIGKILL) loses none: its successor publishes them
+    (`services.edge.runtime.journal`); unset: ``<data_dir>/edge-outbox``; empty: no journal,
+    the events wait in memory only."""
+    edge_outbox_max_mb: int = Field(default=64, ge=1)
+    """Megabytes one worker's journal may take; past it new call events are not journaled
+    (still published from memory), counted and logged."""
+    edge_outbox_fsync_interval: float = Field(default=0.0, ge=0)
+    """Seconds between fsyncs of the journal (a power loss then costs at most that much);
+    0: never, the page cache keeps what a killed process wrote, not what a power loss took."""
     udp_mtu: int = Field(default=1300, ge=0)
     """Bytes above which a request the edge forwards goes by TCP instead of UDP when the
     next hop's URI does not name UDP (RFC 3261 §18.1.1; Kamailio's `udp_mtu`); 0: never."""

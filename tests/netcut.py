@@ -16,6 +16,7 @@ class NetCut:
         self.target = (target_host, target_port)
         self.port = 0
         self.open = True
+        self.held = False
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
 
@@ -34,6 +35,11 @@ class NetCut:
     def restore(self) -> None:
         self.open = True
 
+    def hold(self) -> None:
+        """Keep every connection up but let nothing the clients send reach the server from now
+        on (discarded: a broker that takes publishes and never confirms them)."""
+        self.held = True
+
     async def close(self) -> None:
         self.cut()
         if self._server is not None:
@@ -50,11 +56,17 @@ class NetCut:
             writer.transport.abort()
             return
         self._pipes.update((writer, up_writer))
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        await asyncio.gather(
+            self._pump(reader, up_writer, upstream=True), self._pump(up_reader, writer)
+        )
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                if upstream and self.held:
+                    continue
                 writer.write(data)
                 await writer.drain()
         self._pipes.discard(writer)

@@ -30,34 +30,14 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 from services.accounting.fold import TimeoutClose
 from shared.bus import Envelope
 from shared.contracts.calls import (
+    CALL_EVENT_TYPES,
     MAX_BATCH_EVENTS,
-    BranchTried,
-    CallAnswered,
-    CallCancelled,
-    CallEnded,
     CallEvent,
     CallEventBatch,
-    CallFailed,
-    CallRinging,
-    CallStarted,
-    CallUpdated,
 )
 
-CALL_EVENTS: dict[str, type[CallEvent]] = {
-    kind.routing_key: kind
-    for kind in (
-        CallStarted,
-        BranchTried,
-        CallRinging,
-        CallAnswered,
-        CallFailed,
-        CallCancelled,
-        CallEnded,
-        CallUpdated,
-    )
-}
 STORED_EVENTS: dict[str, type[CallEvent]] = {
-    **CALL_EVENTS,
+    **CALL_EVENT_TYPES,
     TimeoutClose.routing_key: TimeoutClose,
 }
 
@@ -90,7 +70,7 @@ def _union(models: Any) -> Any:
 
 def _typed_batch() -> Any:
     """The envelope of ``edge.call.batch``, each of its events read as the type it names."""
-    items: Any = list[_union(map(_typed_item, CALL_EVENTS.values()))]  # type: ignore[misc]
+    items: Any = list[_union(map(_typed_item, CALL_EVENT_TYPES.values()))]  # type: ignore[misc]
     data = create_model("TypedCallEventBatch", events=(items, Field(max_length=MAX_BATCH_EVENTS)))
     fields = _envelope_fields()
     fields["type"] = (Literal[CallEventBatch.routing_key], ...)
@@ -99,7 +79,7 @@ def _typed_batch() -> Any:
 
 
 TYPED: TypeAdapter[Any] = TypeAdapter(
-    _union([*map(_typed_envelope, CALL_EVENTS.values()), _typed_batch()])
+    _union([*map(_typed_envelope, CALL_EVENT_TYPES.values()), _typed_batch()])
 )
 """A whole message body read at once: the envelope and its data as the type it names."""
 
@@ -108,7 +88,7 @@ BOUNDED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         tuple(name for name in ("call_id", "from_tag", "to_tag") if name in event.model_fields),
         tuple(name for name in ("at", "sent_at") if name in event.model_fields),
     )
-    for kind, event in CALL_EVENTS.items()
+    for kind, event in CALL_EVENT_TYPES.items()
 }
 """Per type, its id fields and its time fields (what :func:`check_bounds` looks at)."""
 
@@ -184,7 +164,7 @@ def decode_step_by_step(body: bytes) -> list[CallEvent]:
 
 
 def _step_by_step(kind_name: str, version: int, data: dict[str, Any]) -> CallEvent:
-    kind = CALL_EVENTS.get(kind_name)
+    kind = CALL_EVENT_TYPES.get(kind_name)
     if kind is None:
         raise BadEventError(f"unknown event type {kind_name!r}")
     _check_version(kind_name, version, kind.schema_version)

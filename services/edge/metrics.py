@@ -249,6 +249,33 @@ EVENTS_DROPPED: Final = METRICS.add(
     )
 )
 
+OUTBOX_UNSETTLED: Final = METRICS.add(
+    IntGauge(
+        "callmesh_edge_outbox_unsettled",
+        "Call events journaled in the outbox and not confirmed by the broker yet",
+    )
+)
+OUTBOX_REPLAYED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_outbox_replayed",
+        "Call events a previous run journaled and never saw confirmed, published again at start",
+    )
+)
+OUTBOX_UNJOURNALED: Final = METRICS.add(
+    IntCounters[str](
+        "callmesh_edge_outbox_unjournaled",
+        "Call events not journaled (published from memory only): full (the outbox's size"
+        " bound), error (the disk refused the write)",
+        ("reason",),
+    )
+)
+OUTBOX_SKIPPED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_outbox_skipped",
+        "Unreadable journal records skipped at start (a torn last line, garbage)",
+    )
+)
+
 # ----- phones behind NAT (services/edge/proxy/nat.py, contacts.py, next_hop.py) ------------
 
 NAT_REGISTRATIONS: Final = METRICS.add(

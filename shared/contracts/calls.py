@@ -164,6 +164,22 @@ class CallUpdated(CallEvent):
     method: Literal["INVITE", "UPDATE"]
 
 
+CALL_EVENT_TYPES: Final[dict[str, type[CallEvent]]] = {
+    kind.routing_key: kind
+    for kind in (
+        CallStarted,
+        BranchTried,
+        CallRinging,
+        CallAnswered,
+        CallFailed,
+        CallCancelled,
+        CallEnded,
+        CallUpdated,
+    )
+}
+"""Every call event type by its routing key: how a reader of events kept as text
+(the accounting service's rows, an edge's outbox journal) finds the type again."""
+
 MAX_BATCH_EVENTS: Final = 1000
 """Events one :class:`CallEventBatch` may carry (a longer one is refused, dead-lettered)."""
 

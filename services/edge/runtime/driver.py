@@ -4,7 +4,8 @@ Timers: the whole worker has one `call_at` handle, set to the earliest
 deadline of the transaction table and the failover timers, and moved only
 when a new deadline is earlier; nothing runs a task per transaction.
 Publishing: events go out through `EventPublisher` (a bounded backlog and a
-few background senders), so a slow or absent broker never holds up a call.
+few background senders, call events journaled in the worker's outbox until
+confirmed), so a slow or absent broker never holds up a call.
 Failure reports pass `FailureReports` first (one per target and second, the
 rest merged).
 Round trips (registrar, location, DNS, limits, fraud, rtpengine) run in
@@ -24,6 +25,7 @@ from services.edge.feeds.protection import ProtectionFeed
 from services.edge.policy.failure_reports import FailureReports
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy
+from services.edge.runtime.journal import Journal
 from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.loop_probe import LoopProbe
 from services.edge.runtime.media import MediaRunner
@@ -59,6 +61,8 @@ class ProxyDriver:
         dns: DnsResolver | None = None,
         media: MediaRunner | None = None,
         event_batch: int = 1,
+        outbox: Journal | None = None,
+        fsync_interval: float = 0.0,
     ) -> None:
         self.proxy = proxy
         self.media = media
@@ -70,7 +74,9 @@ class ProxyDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self.publisher = EventPublisher(bus, batch=event_batch)
+        self.publisher = EventPublisher(
+            bus, batch=event_batch, journal=outbox, fsync_interval=fsync_interval
+        )
         self._reports = FailureReports()
         self.round_trips = RoundTrips(
             proxy,

@@ -21,6 +21,15 @@ a batch to fill, only for a sender: with few senders when batching
 confirms is what becomes the next batches, so the message count falls as
 the load rises, and at a few calls a second each event still goes alone, at
 once.
+
+With an outbox journal (`services.edge.runtime.journal`, on by default), every
+call event taken into the backlog is also appended to the worker's journal,
+and settled there once the broker confirmed the message that carried it (or
+it was given up: a publish that failed for good).  So the call events a
+worker dies with, waiting or in flight, are published by the next worker to
+start on its directory (`recover`, before it takes any call), and the ones
+left at a graceful stop too.  Other events (failure reports, protection
+state) are not journaled: the next report or resync replaces them.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from collections.abc import Callable
 from typing import cast
 
 from services.edge import metrics
+from services.edge.runtime.journal import Journal
 from shared.bus import Bus, BusUnavailable
 from shared.contracts.calls import CallEvent, CallEventBatch
 from shared.contracts.event import Event
@@ -63,6 +73,9 @@ class EventPublisher:
         max_backlog: int = MAX_BACKLOG,
         senders: int | None = None,
         batch: int = 1,
+        *,
+        journal: Journal | None = None,
+        fsync_interval: float = 0.0,
     ) -> None:
         self._bus = bus
         self._max_backlog = max_backlog
@@ -71,7 +84,11 @@ class EventPublisher:
         if senders is None:
             senders = BATCHING_SENDERS if batch > 1 else SENDERS
         self._max_senders = senders
-        self._backlog: deque[Event] = deque()
+        self._journal = journal
+        self._fsync_interval = fsync_interval
+        self._syncing: asyncio.Task[None] | None = None
+        self._backlog: deque[tuple[Event, int]] = deque()
+        """Each event with its journal sequence number (0: not journaled)."""
         self._senders: set[asyncio.Task[None]] = set()
         self._dropped = 0
         self._logged_at = -LOG_INTERVAL
@@ -95,14 +112,48 @@ class EventPublisher:
         if len(self._backlog) >= self._max_backlog:
             self._drop(event, "backlog_full")
             return
-        self._backlog.append(event)
+        seq = 0
+        if self._journal is not None and isinstance(event, CallEvent):
+            seq = self._journal.append(event) or 0
+        self._backlog.append((event, seq))
         if len(self._senders) < self._max_senders:
-            task = asyncio.get_running_loop().create_task(self._send())
-            self._senders.add(task)
-            task.add_done_callback(self._senders.discard)
+            self._start_sender()
+
+    def recover(self) -> int:
+        """Publish first the call events a predecessor journaled and never saw confirmed.
+
+        Called once at start, before any call; they go into the backlog whatever its
+        bound (the journal's bounds them).  Returns how many.
+        """
+        journal = self._journal
+        if journal is None:
+            return 0
+        pending = journal.recover()
+        metrics.OUTBOX_UNSETTLED.read = lambda: journal.unsettled
+        metrics.OUTBOX_REPLAYED.value += len(pending)
+        self._backlog.extendleft((event, seq) for seq, event in reversed(pending))
+        while self._backlog and len(self._senders) < min(self._max_senders, len(self._backlog)):
+            self._start_sender()
+        if self._fsync_interval > 0:
+            self._syncing = asyncio.get_running_loop().create_task(self._sync(journal))
+        return len(pending)
+
+    def _start_sender(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._send())
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _sync(self, journal: Journal) -> None:
+        """Flush the journal to the disk every `fsync_interval` seconds, off the loop."""
+        while True:
+            await asyncio.sleep(self._fsync_interval)
+            await asyncio.to_thread(journal.sync)
 
     async def stop(self) -> None:
-        """Give the backlog `DRAIN_TIMEOUT` to go out, then drop what is left."""
+        """Give the backlog `DRAIN_TIMEOUT` to go out, then drop what is left.
+
+        What is dropped here stays journaled: the next start publishes it.
+        """
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_TIMEOUT):
                 while self._senders:
@@ -111,36 +162,58 @@ class EventPublisher:
         for task in senders:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
-        for event in self._backlog:
+        for event, _ in self._backlog:
             self._drop(event, "stopped")
         self._backlog.clear()
+        if self._syncing is not None:
+            self._syncing.cancel()
+            await asyncio.gather(self._syncing, return_exceptions=True)
+        if self._journal is not None:
+            self._journal.sync()
+            self._journal.close()
+            self._journal = None
 
     async def _send(self) -> None:
-        """Publish from the backlog until it is empty."""
-        while self._backlog:
-            event = self._take()
-            try:
-                await self._publish(event)
-            except asyncio.CancelledError:
-                self._drop(event, "stopped")
-                raise
+        """Publish from the backlog until it is empty.
 
-    def _take(self) -> Event:
-        """The next event of the backlog, or the call events waiting at its head as a batch."""
-        first = self._backlog.popleft()
+        A sender leaves the set of senders as it finds the backlog empty, not later in
+        a done callback: an event offered in between would otherwise see every sender
+        still counted, start none, and wait for the next offer.
+        """
+        try:
+            while self._backlog:
+                event, seqs = self._take()
+                try:
+                    await self._publish(event, seqs)
+                except asyncio.CancelledError:
+                    self._drop(event, "stopped")  # still journaled: the next start publishes it
+                    raise
+        finally:
+            self._senders.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+
+    def _take(self) -> tuple[Event, list[int]]:
+        """The next event of the backlog, or the call events waiting at its head as a batch;
+        with the journal's numbers of those it holds."""
+        first, seq = self._backlog.popleft()
+        seqs = [seq] if seq else []
         backlog = self._backlog
         if self._batch < 2 or not isinstance(first, CallEvent) or not backlog:
-            return first
+            return first, seqs
         events = [first]
-        while backlog and len(events) < self._batch and isinstance(backlog[0], CallEvent):
-            events.append(cast(CallEvent, backlog.popleft()))
-        return first if len(events) == 1 else CallEventBatch.of(events)
+        while backlog and len(events) < self._batch and isinstance(backlog[0][0], CallEvent):
+            event, seq = backlog.popleft()
+            events.append(cast(CallEvent, event))
+            if seq:
+                seqs.append(seq)
+        return (first if len(events) == 1 else CallEventBatch.of(events)), seqs
 
-    async def _publish(self, event: Event) -> None:
-        """Publish `event`, waiting for a broker that is away as long as it takes."""
+    async def _publish(self, event: Event, seqs: list[int]) -> None:
+        """Publish `event`, waiting for a broker that is away as long as it takes; then
+        settle its journaled events."""
         while True:
             try:
                 await self._bus.publish(event)
+                self._settle(seqs)
                 return
             except BusUnavailable as error:
                 log.debug("could not publish %s yet: %s", event.routing_key, error)
@@ -148,7 +221,12 @@ class EventPublisher:
             except Exception as error:  # the bus's trouble must not reach the call path
                 log.warning("could not publish %s: %s", event.routing_key, error)
                 self._drop(event, "failed")
+                self._settle(seqs)
                 return
+
+    def _settle(self, seqs: list[int]) -> None:
+        if seqs and self._journal is not None:
+            self._journal.settle(seqs)
 
     def _drop(self, event: Event, reason: str) -> None:
         count = len(event.events) if isinstance(event, CallEventBatch) else 1

@@ -36,6 +36,7 @@ from services.edge.runtime.affinity import CallAffinity, WorkerGroup
 from services.edge.runtime.capture import capture_of, watch_events
 from services.edge.runtime.driver import ProxyDriver
 from services.edge.runtime.fraud import FraudRunner
+from services.edge.runtime.journal import open_outbox
 from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.limits import LimitsRunner
 from services.edge.runtime.media import MediaRunner
@@ -232,7 +233,10 @@ async def _serve_proxy(
         dns=dns,
         media=media,
         event_batch=settings.edge_event_batch,
+        outbox=open_outbox(settings, group.index if group is not None else 0),
+        fsync_interval=settings.edge_outbox_fsync_interval,
     )
+    driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
     watch_events(sockets.capture, driver.publisher, [bound.listener for bound in sockets.bound])
     driver.round_trips.limits = LimitsRunner(
         SharedLimits(store, round(settings.call_limit_lease * 1000)),

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from services.accounting.fold import fold_call
 from services.accounting.schema import LATEST, call_events, cdrs, schema_version
 from services.accounting.store import RecordStore, database_url, open_engine
+from services.edge.runtime.journal_lines import JournalReading, event_line
 from tests.services.accounting.calls import T0, answered_call, failed, started
 
 
@@ -52,6 +53,22 @@ async def test_a_duplicate_changes_nothing(record_store: RecordStore) -> None:
     async with record_store.engine.connect() as connection:
         count = (await connection.execute(select(call_events.c.id))).all()
     assert len(count) == len(events)
+
+
+async def test_events_an_edge_published_again_from_its_outbox_change_nothing(
+    record_store: RecordStore,
+) -> None:
+    """An edge that died before the broker confirmed publishes its journal again on restart:
+    the events as read back from the journal's lines are duplicates of the stored ones."""
+    events = answered_call()
+    await record_store.apply_many(events)
+    before = await stored_records(record_store)
+    reading = JournalReading()
+    reading.read(b"".join(event_line(n, event) for n, event in enumerate(events, 1)), "journal")
+    again = await record_store.apply_many([event for _, event in reading.pending()])
+    assert [applied.duplicate for applied in again] == [True] * len(events)
+    assert not any(stored.changed for applied in again for stored in applied.records)
+    assert await stored_records(record_store) == before
 
 
 async def test_events_in_any_order_give_the_same_record(record_store: RecordStore) -> None:

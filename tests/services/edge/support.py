@@ -281,6 +281,8 @@ def running_edge(workdir: Path, tls_port: int | None = None, /, **settings: str)
         # These tests check calls, not load shedding (tests/services/edge/policy/test_overload.py
         # does): a loop made late by a busy test machine must not refuse their INVITEs with 503.
         CALLMESH_OVERLOAD_LAG_MS="0",
+        # The edge's call events journaled beside the test's other files, not in the tree's var/.
+        CALLMESH_EDGE_OUTBOX_DIR=str(workdir / "edge-outbox"),
     )
     env.update({f"CALLMESH_{name.upper()}": value for name, value in settings.items()})
     edge = Edge(namespace, sip_port, http_port, routing_port, workdir, env)

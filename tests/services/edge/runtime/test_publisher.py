@@ -181,3 +181,19 @@ def unbatched(event: Event) -> list[Event]:
     if not isinstance(event, CallEventBatch):
         return [event]
     return [CallCancelled.model_validate(item.data) for item in event.events]
+
+
+async def test_an_event_offered_as_the_last_senders_finish_still_goes_out() -> None:
+    """A bus that publishes without yielding (the in-process one) empties the backlog within
+    a sender's run: the events offered before the loop forgets the finished senders must
+    start one of their own, not wait for the next offer."""
+    bus = MemoryBus(MemoryBroker(), "test", "edge", "edge-a")
+    await bus.start()
+    publisher = EventPublisher(bus, batch=8)
+    for _ in range(10):
+        for event in events(64):
+            publisher.offer(event)
+        await asyncio.sleep(0)
+    await until(lambda: publisher.waiting == 0)
+    await publisher.stop()
+    assert publisher.dropped == 0

@@ -1,0 +1,182 @@
+"""An edge worker's outbox journal on a real directory: what is not settled survives the
+process and comes back in order, settled segments go, the disk stays bounded, and a torn or
+foreign file never stops a start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.edge.runtime.journal import SPARE_SLOTS, Journal
+from services.edge.runtime.journal_lines import event_line
+from services.edge.runtime.publisher import EventPublisher
+from shared.contracts.calls import CallEvent, CallStarted
+from tests.services.edge.runtime.test_publisher import Broker
+from tests.shared.bus.support import until
+
+MB = 1 << 20
+
+
+def started(n: int) -> CallEvent:
+    return CallStarted(
+        call_id=f"call-{n}",
+        at=1_764_000_000.5 + n,
+        edge="edge-a",
+        from_tag="a1",
+        caller="alice",
+        callee_dialled="1555",
+        callee="1555",
+        source="127.0.0.1:5060",
+        transport="udp",
+    )
+
+
+def claim(root: Path, index: int = 0, max_bytes: int = MB, segment_bytes: int = MB) -> Journal:
+    journal = Journal.claim(root, index, max_bytes, segment_bytes)
+    assert journal is not None
+    return journal
+
+
+def segments(journal: Journal) -> list[str]:
+    return sorted(path.name for path in journal.directory.glob("*.journal"))
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_what_was_not_settled_comes_back_in_order_to_the_next_process(tmp_path: Path) -> None:
+    journal = claim(tmp_path)
+    assert journal.recover() == []
+    seqs = [journal.append(started(n)) for n in range(6)]
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    journal.settle([2, 1, 5])  # out of order, as concurrent confirms come
+    assert journal.unsettled == 3
+    # The process dies here: nothing closed.  Its successor takes the same slot.
+    successor = Journal(journal.directory, -1, MB)
+    pending = successor.recover()
+    # Above the watermark (2) all come back, the 5th too: settled, but behind open ones. A
+    # duplicate the accounting service's store ignores, where a gap would be a lost record.
+    assert [seq for seq, _ in pending] == [3, 4, 5, 6]
+    assert [event for _, event in pending] == [started(n) for n in (2, 3, 4, 5)]
+    assert successor.append(started(9)) == 7  # numbers go on past the predecessor's
+    assert successor.unsettled == 5
+
+
+def test_settled_segments_are_deleted_and_a_start_opens_its_own(tmp_path: Path) -> None:
+    line = len(event_line(1, started(1)))
+    journal = claim(tmp_path, segment_bytes=3 * line)
+    journal.recover()
+    for n in range(10):
+        journal.append(started(n))
+    assert len(segments(journal)) == 4  # 3 + 3 + 3 + 1 events
+    journal.settle(range(1, 8))
+    assert segments(journal) == ["00000000000000000007.journal", "00000000000000000010.journal"]
+    journal.settle([8, 9, 10])
+    assert segments(journal) == ["00000000000000000010.journal"]
+    journal.close()
+    assert segments(journal) == []  # everything settled: nothing left behind
+
+
+def test_a_graceful_stop_keeps_what_was_not_settled(tmp_path: Path) -> None:
+    journal = claim(tmp_path)
+    journal.recover()
+    journal.append(started(1))
+    journal.append(started(2))
+    journal.settle([1])
+    journal.close()
+    again = claim(tmp_path)
+    assert [seq for seq, _ in again.recover()] == [2]
+    again.settle([2])
+    again.close()
+    assert segments(again) == []
+
+
+def test_a_torn_last_line_is_skipped_in_one_log_line_and_never_appended_to(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = claim(tmp_path)
+    journal.recover()
+    journal.append(started(1))
+    torn = event_line(2, started(2))[:25]
+    (journal.directory / segments(journal)[0]).open("ab").write(torn)  # killed mid-write
+    (journal.directory / "notes.journal").write_bytes(b"left by a hand")
+    before = sample("callmesh_edge_outbox_skipped_total")
+    successor = Journal(journal.directory, -1, MB)
+    with caplog.at_level(logging.WARNING, "callmesh.edge"):
+        pending = successor.recover()
+    assert [seq for seq, _ in pending] == [1]
+    lines = [r.getMessage() for r in caplog.records if "edge outbox" in r.getMessage()]
+    assert len(lines) == 1
+    assert "1 call events of a previous run to publish again; 2 unreadable records" in lines[0]
+    assert sample("callmesh_edge_outbox_skipped_total") == before + 2
+    assert successor.append(started(3)) == 2
+    reread = Journal(journal.directory, -1, MB).recover()
+    assert [seq for seq, _ in reread] == [1, 2]  # the new event did not join the torn line
+
+
+def test_past_its_bound_an_event_is_not_journaled_counted_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = len(event_line(1, started(1)))
+    journal = claim(tmp_path, max_bytes=2 * line + 5)
+    journal.recover()
+    before = sample("callmesh_edge_outbox_unjournaled_total", {"reason": "full"})
+    with caplog.at_level(logging.WARNING, "callmesh.edge"):
+        assert [journal.append(started(n)) for n in range(4)] == [1, 2, None, None]
+    assert sample("callmesh_edge_outbox_unjournaled_total", {"reason": "full"}) == before + 2
+    assert sum("not journaled" in r.getMessage() for r in caplog.records) == 1
+    journal.settle([1, 2])  # the marks may pass the bound: they are what frees the disk
+    assert journal.unsettled == 0
+
+
+def test_a_slot_held_by_a_live_process_sends_the_next_one_to_a_spare(tmp_path: Path) -> None:
+    first = claim(tmp_path, index=1)
+    second = claim(tmp_path, index=1)
+    assert first.directory.name == "worker-1"
+    assert second.directory.name == f"worker-{SPARE_SLOTS[0]}"
+    first.close()
+    assert claim(tmp_path, index=1).directory.name == "worker-1"
+
+
+def test_an_unusable_directory_leaves_the_events_in_memory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    assert Journal.claim(tmp_path / "file", 0, MB) is None
+
+
+async def test_events_a_stopped_publisher_could_not_send_go_out_once_with_the_next(
+    tmp_path: Path,
+) -> None:
+    away = Broker(silent=True)  # the broker never confirms
+    first = EventPublisher(away, batch=8, journal=claim(tmp_path))
+    assert first.recover() == 0
+    for n in range(20):
+        first.offer(started(n))
+    await first.stop()  # after its drain time: dropped here, still journaled
+    broker = Broker()
+    journal = claim(tmp_path)
+    second = EventPublisher(broker, batch=8, journal=journal)
+    assert second.recover() == 20
+    second.offer(started(99))
+    await until(lambda: journal.unsettled == 0)
+    published = [
+        event for message in broker.published for event in getattr(message, "events", [message])
+    ]
+    assert len(published) == 21
+    await second.stop()
+    assert segments(journal) == []
+
+
+async def test_fsync_runs_on_its_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = claim(tmp_path)
+    synced = asyncio.Event()
+    monkeypatch.setattr(journal, "sync", synced.set)
+    publisher = EventPublisher(Broker(), journal=journal, fsync_interval=0.01)
+    publisher.recover()
+    async with asyncio.timeout(5):
+        await synced.wait()
+    await publisher.stop()
