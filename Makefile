@@ -64,7 +64,8 @@ bench: $(STAMP) fast ## benchmarks (on the compiled build when it compiles): SIP
 # `make drill`: the fault drill of issue 21 (deploy/drill): the whole platform with Redis
 # Sentinel, a 3-node RabbitMQ cluster, PostgreSQL and the VIP pair (as root: network
 # namespaces), each part killed and restored in turn under calls, registrations and route
-# changes; the table printed and written into docs/high-availability.md.  About 15 minutes.
+# changes, then DC 1 of the two-DC lab (deploy/two_dc) killed whole under the same load at
+# DC 2; the table printed and written into docs/high-availability.md.  About 20 minutes.
 # DRILL="--steps redis,rabbitmq --rate 50" runs a part of it (not written into the docs).
 DRILL ?= --docs
 

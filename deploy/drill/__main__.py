@@ -18,7 +18,8 @@ from pathlib import Path
 
 from bench.figures import describe_machine
 from deploy.drill import report
-from deploy.drill.run import BROKE, Plan, drill
+from deploy.drill.measure import Plan
+from deploy.drill.run import drill
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -57,12 +58,7 @@ def main(argv: list[str]) -> int:
         shown = [arg for arg in argv if arg != "--keep" and arg != str(args.keep)]  # a log folder
         command = shlex.join(["python", "-m", "deploy.drill", *shown])
         report.write(report.PAGE, report.section(results, plan, command, started, machine))
-    broken = [
-        result
-        for result in results
-        if result.lost or result.not_run.startswith(BROKE) or "never" in report.row(result)[4:7]
-    ]
-    return 1 if broken else 0
+    return 1 if any(report.alarming(result) for result in results) else 0
 
 
 if __name__ == "__main__":

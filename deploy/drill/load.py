@@ -8,10 +8,12 @@ acknowledged and must therefore still be there.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,6 @@ import httpx
 
 from bench.registrar import Phone
 from bench.registrar_sipp import write_injection
-from deploy.drill.platform import DOMAIN, Platform
 from deploy.labs.ports import LOOPBACK, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -79,17 +80,54 @@ def sipp(argv: list[str], log: Path, entry: Entry) -> subprocess.Popen[bytes]:
     )
 
 
-def start_gateway(platform: Platform) -> tuple[subprocess.Popen[bytes], int]:
-    """The SIPp gateway every edge routes the calls to; its process and port."""
-    host = platform.gateway_host
+def start_gateway(folder: Path, host: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The SIPp gateway the edges route the calls to, on `host`; its process and port.
+    Its error file (``gateway.err``) lists every message it did not expect (see
+    `unexpected_at_gateway`)."""
     port = free_port(host)
-    argv = ["-sf", str(GATEWAY), "-i", platform.gateway_host, "-p", str(port), "-t", "u1"]
-    log = platform.folder / "gateway.log"
+    argv = ["-sf", str(GATEWAY), "-i", host, "-p", str(port), "-t", "u1"]
+    log = folder / "gateway.log"
     argv += ["-max_recv_loops", "10000", "-default_behaviors", "all,-abortunexp"]
-    process = sipp(argv, log, Entry(platform.gateway_host, 0))
+    process = sipp(argv, log, Entry(host, 0))
     time.sleep(1.0)  # SIPp binds before reading its scenario's first message: soon enough
-    assert process.poll() is None, (platform.folder / "gateway.err").read_text(errors="replace")
+    assert process.poll() is None, (folder / "gateway.err").read_text(errors="replace")
     return process, port
+
+
+WARNING = re.compile(r"\d{4}-\d\d-\d\d\t\d\d:\d\d:\d\d\.\d+\t\d+\.\d+: ")
+"""How each warning of a SIPp error file starts (date, time, epoch): one may follow another's
+quoted message on the same line."""
+UNEXPECTED = (
+    ("Continuing call on unexpected message", "received '", ""),
+    ("Continuing call on an unexpected BYE", "", ""),
+    ("Dead call", "received '", " after its call ended"),
+)
+"""SIPp's warnings (under -trace_err) for a message it did not expect: where the message
+starts in the warning, and what the kind is called beside the method (or status)."""
+
+
+def unexpected_at_gateway(errors: Path, since: int) -> Counter[str]:
+    """What the gateway did not expect from byte `since` of its error file on, by kind: a
+    request its call's scenario was not at (an INVITE resent with a new branch after the 200,
+    a BYE before the ACK or for a call it never knew), or one for a call it had ended (a BYE
+    resent after its 200: SIPp does not answer it again, as a real UAS's transaction layer
+    would, so an edge that lost that 200 never gets one).
+    The gateway runs with ``-abortunexp`` off, so each was ignored, not fatal: counted here,
+    never hidden."""
+    if not errors.exists():
+        return Counter()
+    with errors.open("rb") as file:
+        file.seek(since)
+        text = file.read().decode(errors="replace")
+    found: Counter[str] = Counter()
+    for warning in WARNING.split(text):
+        for opening, before, suffix in UNEXPECTED:
+            if warning.startswith(opening):
+                words = warning.partition(before)[2].split(None, 2) if before else ["BYE"]
+                what = words[1] if words[:1] == ["SIP/2.0"] and len(words) > 1 else words[0]
+                found[what.strip("'") + suffix] += 1
+                break
+    return found
 
 
 def place_calls(
@@ -99,21 +137,33 @@ def place_calls(
     limit = int(rate * (hold_ms / 1000 + 25)) + 10  # never throttled by SIPp's open-call cap
     argv = ["-sf", str(CALLER), "-s", NUMBER, "-i", entry.local, "-p", str(free_port())]
     argv += ["-t", "u1", "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000", "-l", str(limit)]
-    argv += ["-d", str(hold_ms), "-timeout", f"{calls / rate + hold_ms / 1000 + 60:.0f}"]
+    argv += ["-d", str(hold_ms), "-timeout", f"{calling_within(rate, calls, hold_ms):.0f}"]
     return sipp([*argv, f"{entry.host}:{entry.port}"], log, entry)
 
 
+def calling_within(rate: float, calls: int, hold_ms: int) -> float:
+    """The calls' SIPp's -timeout: its last call placed and held, then a minute to spare."""
+    return calls / rate + hold_ms / 1000 + 60
+
+
+def registering_within(rate: float, count: int) -> float:
+    """The registrations' SIPp's -timeout: the last one sent, then a minute to spare."""
+    return count / rate + 60
+
+
 def register_phones(
-    log: Path, edge_port: int, phones: Sequence[Phone], rate: float, count: int
+    log: Path, edge: Entry, phones: Sequence[Phone], rate: float, count: int
 ) -> subprocess.Popen[bytes]:
-    """`count` registrations at `rate` a second, the phones in turn (each a refresh)."""
+    """`count` registrations at `rate` a second, the phones in turn (each a refresh), from
+    `edge.local` to the edge at `edge.host`:`edge.port`; the phones share one domain."""
     injection = log.with_suffix(".csv")
     write_injection(phones, injection)
-    argv = ["-sf", str(REGISTER), "-inf", str(injection), "-key", "domain", DOMAIN]
-    argv += ["-auth_uri", DOMAIN, "-i", LOOPBACK, "-p", str(free_port()), "-t", "u1"]
+    domain = phones[0].domain
+    argv = ["-sf", str(REGISTER), "-inf", str(injection), "-key", "domain", domain]
+    argv += ["-auth_uri", domain, "-i", edge.local, "-p", str(free_port(edge.local)), "-t", "u1"]
     argv += ["-m", str(count), "-r", f"{rate:g}", "-rp", "1000", "-l", str(int(rate * 15) + 10)]
-    argv += ["-timeout", f"{count / rate + 60:.0f}", "-recv_timeout", "10000"]
-    return sipp([*argv, f"{LOOPBACK}:{edge_port}"], log, Entry(LOOPBACK, edge_port))
+    argv += ["-timeout", f"{registering_within(rate, count):.0f}", "-recv_timeout", "10000"]
+    return sipp([*argv, f"{edge.host}:{edge.port}"], log, edge)
 
 
 def user_of(registration: str) -> str:
@@ -121,8 +171,8 @@ def user_of(registration: str) -> str:
     return registration.partition(":")[0]
 
 
-def phones(count: int) -> list[Phone]:
-    return [Phone(f"drill{n}", DOMAIN, PASSWORD) for n in range(count)]
+def phones(count: int, domain: str) -> list[Phone]:
+    return [Phone(f"drill{n}", domain, PASSWORD) for n in range(count)]
 
 
 def read_log(log: Path) -> dict[str, dict[str, float]]:
@@ -143,12 +193,13 @@ def outcome(log: Path, success: str) -> Outcome:
 
 
 class RouteChanges(threading.Thread):
-    """A gateway written through the routing API every `interval` seconds until stopped;
-    the ones answered 200 are acknowledged, and must be there afterwards."""
+    """A gateway written through a routing API (`api` opens a client of it) every `interval`
+    seconds until stopped; the ones answered 200 are acknowledged, and must be there
+    afterwards."""
 
-    def __init__(self, platform: Platform, prefix: str, interval: float = 1.0) -> None:
+    def __init__(self, api: Callable[[], httpx.Client], prefix: str, interval: float = 1.0) -> None:
         super().__init__(name=f"route-changes-{prefix}", daemon=True)
-        self.platform, self.prefix, self.interval = platform, prefix, interval
+        self.api, self.prefix, self.interval = api, prefix, interval
         self.seen = Outcome()
         self.stopping = threading.Event()
 
@@ -157,9 +208,11 @@ class RouteChanges(threading.Thread):
         while not self.stopping.is_set():
             gateway_id = f"{self.prefix}-{n}"
             self.seen.placed[gateway_id] = time.time()
-            body = {"address": f"sip:198.51.100.{n % 250 + 1}:5060"}
+            # TEST-NET-3: the health service probes these, and the VIP lab's boxes and VIP
+            # are in TEST-NET-2 (deploy/vip/lab.py)
+            body = {"address": f"sip:203.0.113.{n % 250 + 1}:5060"}
             try:
-                with self.platform.api("routing") as client:
+                with self.api() as client:
                     reply = client.put(f"/v1/gateways/{gateway_id}", json=body)
                 if reply.status_code == 200:
                     self.seen.succeeded[gateway_id] = time.time()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from deploy.drill.run import BROKE, Plan, StepResult
+from deploy.drill.measure import OVERRUN_GRACE, Plan, StepResult
+from deploy.drill.run import BROKE
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "high-availability.md"
@@ -25,6 +26,7 @@ COLUMNS = (
     "registrations back after",
     "route changes failed",
     "lost (route changes / bindings / call records)",
+    "unexpected at the gateway",
 )
 
 
@@ -39,9 +41,9 @@ def row(result: StepResult) -> list[str]:
         return [result.name, said, *[""] * (len(COLUMNS) - 2)]
     calls, registrations, routes = result.calls, result.registrations, result.routes
     assert registrations is not None and routes is not None
-    lost = f"{result.lost_routes} / {result.lost_bindings} / {result.lost_records}"
+    name = result.name + "".join(f" — **{overran}**" for overran in result.overran)
     return [
-        result.name,
+        name,
         str(len(calls.placed)),
         str(len(calls.failed)),
         str(len(result.dropped)),
@@ -49,8 +51,23 @@ def row(result: StepResult) -> list[str]:
         f"{len(registrations.failed)} of {len(registrations.placed)}",
         _after(registrations.recovered_after(result.kill_at)),
         f"{len(routes.failed)} of {len(routes.placed)}",
-        lost if result.lost else "none",
+        _lost(result),
+        ", ".join(f"{n} {kind}" for kind, n in sorted(result.unexpected.items())) or "none",
     ]
+
+
+def _lost(result: StepResult) -> str:
+    records = "not kept" if result.lost_records is None else str(result.lost_records)
+    if not result.lost:
+        return "none" if result.lost_records is not None else "none (no call records here)"
+    return f"{result.lost_routes} / {result.lost_bindings} / {records}"
+
+
+def alarming(result: StepResult) -> bool:
+    """Whether `result` must fail the run (exit 1): something acknowledged lost, a load SIPp
+    that hung, a step that broke or work that never came back after the kill."""
+    never = any("never" in cell for cell in row(result)[4:7])
+    return bool(result.lost or result.overran or result.not_run.startswith(BROKE) or never)
 
 
 def table(results: list[StepResult]) -> str:
@@ -78,6 +95,11 @@ second, digest), and a gateway is written through the routing API every
 second; {plan.kill_at:g} s in, the part is SIGKILLed and then restarted (a
 process after 1 s; the old Redis primary as a replica once Sentinel named the
 new one; the RabbitMQ node rejoining; the dead box rebooted as the backup).
+The whole-DC step runs the same load on a lab of its own, `deploy/two_dc/lab.py`
+(each DC its broker, edge, registrar and routing service; the Redis primary in
+DC 1, its replica in DC 2): calls, registrations and route changes go to DC 2
+while every DC 1 process is SIGKILLed; DC 1 is started again once the Sentinels
+named DC 2's Redis the primary.
 
 - *calls failed*: placed but never answered 200; *dropped mid-dialog*: answered,
   but their BYE got no 200; *back after*: from the kill until the first success
@@ -86,7 +108,16 @@ new one; the RabbitMQ node rejoining; the dead box rebooted as the backup).
   milliseconds when it held nothing up).
 - *lost*: acknowledged and missing afterwards: a route change answered 200 not
   in the routing API, a registration answered 200 without a binding, a call
-  whose BYE was answered 200 without a complete, answered record in PostgreSQL.
+  whose BYE was answered 200 without a complete, answered record in PostgreSQL
+  (the two-DC lab runs no accounting: no records there). The whole-DC step reads
+  them back through DC 2, the DC that survived.
+- *unexpected at the gateway*: requests the SIPp gateway's scenario did not expect
+  at that point, by method (an INVITE resent with a new branch after its 200, an
+  ACK or BYE for a call it no longer knows): retransmissions it ignores
+  (`-default_behaviors all,-abortunexp`) rather than aborting the call, counted
+  from its error file so that none is hidden.
+- A load SIPp still running {OVERRUN_GRACE:g} s past its own `-timeout` is stopped
+  (its screen dumped first) and the step's row says so in bold.
 
 {when}, {machine}:
 

@@ -4,12 +4,11 @@ A step's ``kill`` is the failure (SIGKILL: no goodbye, as a crash or a dead box)
 its ``restore`` is what a supervisor or an operator does next (the process
 restarted, the old Redis primary back as a replica, the RabbitMQ node rejoining,
 the dead box rebooted as the VIP's backup), and returns once the part is back.
-A step whose lab is not wired or cannot run here has ``not_run``, the reason,
-and is reported as such.
+A step whose lab cannot run here has ``not_run``, the reason, and is reported
+as such.
 
-The two-data-centre lab (issue 21 item 4) is built separately; to wire the
-"whole DC" step, give it ``kill``/``restore`` that stop and start DC 1 of that
-lab (and an ``entry`` placing the calls at DC 2), and drop its ``not_run``.
+The whole-DC step needs two sites, not the platform: it has ``own_lab`` and its
+kill and restore live with its lab (``whole_dc.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ class Step:
     via_vip: bool = False
     """Calls go to the VIP from the callers' namespace (else to edge-a on loopback)."""
     not_run: str = ""
+    own_lab: bool = False
+    """Run in a lab of its own after the platform's steps (`deploy.drill.whole_dc`)."""
 
 
 def _service(name: str) -> Step:
@@ -135,5 +136,5 @@ def steps(vip_not_run: str) -> list[Step]:
         Step("redis", "the Redis primary", _kill_redis_primary, _restore_redis_primary),
         Step("rabbitmq", "a RabbitMQ node (the busiest)", _kill_rabbit_node, _restore_rabbit_node),
         Step(vip.key, vip.name, not_run=vip_not_run) if vip_not_run else vip,
-        Step("dc", "a whole data centre", not_run="the two-DC lab (issue 21 item 4) is not wired"),
+        Step("dc", "a whole data centre (DC 1 of two; the load on DC 2)", own_lab=True),
     ]
