@@ -66,7 +66,10 @@ class OptionsProber:
         self._pending: dict[ClientTransaction, tuple[asyncio.Future[ProbeOutcome], float]] = {}
         self._transports: Transports | None = None
         self._listener: Listener | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
+        """When `_timer` is due: uvloop answers `call_at` with a past deadline by a plain
+        `Handle`, which has no `when()` (a probe failed on it under load)."""
         self._sends: set[asyncio.Task[None]] = set()
 
     @property
@@ -150,12 +153,13 @@ class OptionsProber:
     def _schedule(self) -> None:
         deadline = self.table.next_deadline()
         if self._timer is not None:
-            if deadline is not None and self._timer.when() == deadline:
+            if deadline is not None and self._timer_at == deadline:
                 return
             self._timer.cancel()
             self._timer = None
         if deadline is not None:
             self._timer = asyncio.get_running_loop().call_at(deadline, self._expire)
+            self._timer_at = deadline
 
     def _handle(
         self, client: ClientTransaction, events: list[TransactionEvent], error: str = ""
