@@ -30,7 +30,14 @@ from bench.proxy.kamailio import Kamailio
 from bench.proxy.proxy import ProxyUnderTest, running_proxy
 from bench.proxy.results import RunResult, StepResult, results_json, table_header, table_row
 from bench.proxy.routing import seed_table
-from bench.proxy.sipp import CallPlan, run_caller, running_gateways, write_numbers
+from bench.proxy.sipp import (
+    CALLER_SCENARIO,
+    GATEWAY_SCENARIO,
+    CallPlan,
+    run_caller,
+    running_gateways,
+    write_numbers,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,9 @@ class BenchConfig:
     caller_port: int = 15080
     number_prefix: str = "1407555"
     sipp: str = "sipp"
+    caller_scenario: Path = CALLER_SCENARIO
+    gateway_scenario: Path = GATEWAY_SCENARIO
+    """SIPp's scenarios: the caller's and the gateways' (bench.media_relay_wire's carry SDP)."""
 
     def plan(self, rate: int) -> CallPlan:
         return CallPlan(
@@ -100,6 +110,7 @@ def measure(
         workdir=workdir,
         tag=tag,
         sipp=config.sipp,
+        scenario=config.caller_scenario,
     )
     # Timers that finish this step's transactions belong to this step's cost.
     time.sleep(config.settle_s)
@@ -126,7 +137,9 @@ def bench_proxy(
     write_numbers(numbers, config.number_prefix)
     steps = []
     with (
-        running_gateways(table, workdir, config.recv_timeout_ms, config.sipp),
+        running_gateways(
+            table, workdir, config.recv_timeout_ms, config.sipp, config.gateway_scenario
+        ),
         running_proxy(proxy, table, workdir) as process,
     ):
         for rate in config.rates:
