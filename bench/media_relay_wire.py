@@ -16,12 +16,12 @@ at once and measured in turn, alternating (``bench/proxy/setups.py``):
 Printed: per set-up the median over ``--repeat`` runs of the edge's CPU µs per call (kernel
 part apart, net of its idle CPU) and failed calls; its CPU over ``unrelayed``'s as the median
 of each repeat's ratio with the lowest and highest; rtpengine's CPU µs per call over the
-set-up's runs (its process; under ``unrelayed`` only the edges' pings); and the sessions
-rtpengine still holds once every run is over (must be 0), with the calls the relayed edge
-counted as relayed and its failed rtpengine commands (``/metrics``).  No RTP flows: this is the
-signalling side's cost of relaying, the media's is rtpengine's (its kernel module's, in
-production).  The edges shed no load (``CALLMESH_OVERLOAD_LAG_MS=0``).  The machine is shared:
-compare the ratios of one run, not figures across runs.
+set-up's runs (its process; under ``unrelayed`` only the edges' pings); the sessions
+rtpengine still holds once every run is over (must be 0, within 30 s); the calls the
+relayed edge counted as relayed and its failed rtpengine commands (``/metrics``).  No RTP
+flows: this is the signalling side's cost of relaying, the media's is rtpengine's (its
+kernel module's, in production).  The edges shed no load (``CALLMESH_OVERLOAD_LAG_MS=0``).
+The machine is shared: compare the ratios of one run, not figures across runs.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import asyncio
 import os
 import statistics
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -54,6 +55,9 @@ from shared.rtpengine.client import RtpengineClient
 SETUPS: dict[str, MediaRelay] = {"unrelayed": "never", "relayed": "always"}
 PORTS = 16000
 """rtpengine's media ports: four per call, freed by each call's delete."""
+SETTLE = 30.0
+"""Seconds the sessions left may take to go after the last run: more than the edge's INVITE
+timeout (10 s) and its rtpengine retries, less than rtpengine's own 60 s without media."""
 CALLER_MEDIA, GATEWAY_MEDIA = 6000, 6002
 """The media ports the SDPs name (nothing listens: no RTP is sent)."""
 
@@ -188,7 +192,9 @@ def metrics(edge: CallmeshEdge) -> dict[str, float]:
 
 
 def sessions(daemon: Daemon) -> int:
-    """The calls rtpengine holds (its ``list``)."""
+    """The calls rtpengine holds (its ``list``), once none is left or `SETTLE` s have passed:
+    calls that failed at the caller may still be ending at the edge (its INVITE transaction
+    up to 10 s, then the ``delete``)."""
 
     async def listed() -> int:
         client = RtpengineClient((daemon.instance,), timeout=2.0, retries=2)
@@ -199,7 +205,10 @@ def sessions(daemon: Daemon) -> int:
             client.close()
         return len(calls) if isinstance(calls, list) else -1
 
-    return asyncio.run(listed())
+    deadline = time.monotonic() + SETTLE
+    while (left := asyncio.run(listed())) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    return left
 
 
 def main(argv: list[str] | None = None) -> int:
