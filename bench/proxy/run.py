@@ -173,7 +173,7 @@ def work_directory(path: Path | None) -> Iterator[Path]:
         yield Path(temporary)
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -195,7 +195,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=sorted(PROXIES),
         help="proxy to bench (repeatable; default all)",
     )
-    parser.add_argument("--rates", type=_int_list, help="offered calls per second, comma-separated")
+    parser.add_argument("--rates", type=int_list, help="offered calls per second, comma-separated")
     parser.add_argument("--duration", type=float, help="seconds of offered load per rate")
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes: 50 cps for 2 s")
     parser.add_argument(
@@ -209,7 +209,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kamailio-port", type=int, default=15060)
     parser.add_argument("--callmesh-port", type=int, default=15062)
     parser.add_argument("--callmesh-workers", type=int, default=2, help="edge worker processes")
-    parser.add_argument("--gateway-ports", type=_int_list, help="UDP ports of PSTN 1 and PSTN 2")
+    parser.add_argument("--gateway-ports", type=int_list, help="UDP ports of PSTN 1 and PSTN 2")
     parser.add_argument("--caller-port", type=int)
     parser.add_argument("--sipp", help="SIPp binary")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
