@@ -12,7 +12,7 @@ the Call-ID's hash names the instance).
 Sizes: ``CALLMESH_TEST_MEDIA_CALLS`` calls in all for the no-leak test
 (default 30, a third of each outcome), each caller placing
 ``CALLMESH_TEST_MEDIA_RATE`` calls/s (default 10); the issue's figure, 1,000
-calls (334 of each outcome), is a ``lab`` test: it mostly waits on its calls,
+calls (334 of each outcome: 1,002), is a ``lab`` test: it mostly waits on its calls,
 so ``make test`` runs it beside the rest.
 """
 
@@ -238,7 +238,7 @@ def test_calls_answered_refused_and_cancelled_leave_no_session(
 def test_a_thousand_calls_answered_refused_and_cancelled_leave_no_session(
     edge: Edge, daemon: Daemon, workdir: Path
 ) -> None:
-    """The issue's figure: 1,000 calls (334 of each outcome), no session left after them."""
+    """The issue's figure: 1,000 calls (334 of each outcome: 1,002), no session left after them."""
     scenarios = three_outcomes(workdir, "169")
     assert calls_leave_no_session(edge, daemon, workdir, scenarios, per_outcome=334) == 3 * 334
 
