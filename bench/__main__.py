@@ -28,6 +28,7 @@ BENCHMARKS = {
     "outbox": "bench.outbox",
     "rtpengine": "bench.rtpengine",
     "media_relay": "bench.media_relay",
+    "media_relay_wire": "bench.media_relay_wire",
     "keepalive": "bench.keepalive",
     "keepalive_start": "bench.keepalive_start",
     "capture": "bench.capture",

@@ -33,19 +33,17 @@ import socket
 import statistics
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.proxy.callmesh import CallmeshEdge
-from bench.proxy.cpu import tree_cpu_times
 from bench.proxy.errors import BenchError
 from bench.proxy.proxy import running_proxy
 from bench.proxy.results import RunResult
 from bench.proxy.routing import LOOPBACK, RoutingTable, seed_table
-from bench.proxy.run import BenchConfig, measure, raise_open_files_limit, work_directory
+from bench.proxy.run import BenchConfig, raise_open_files_limit, work_directory
+from bench.proxy.setups import Row, in_turn, measured_run, row_of
 from bench.proxy.sipp import running_gateways, write_numbers
 from deploy.labs.ports import free_port
 
@@ -139,36 +137,6 @@ def edge_of(setup: str, collector: Collector) -> CallmeshEdge:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    setup: str
-    cpu_us: float
-    kernel_us: float
-    idle_us: float
-    """The edge's CPU per call it spends idle (probes, timers), taken out of ``cpu_us``."""
-    failed_pct: float
-    ratios: list[float]
-    """Each repeat's CPU per call over ``off``'s in the same repeat."""
-
-
-IDLE_SAMPLE = 2.0
-"""Seconds the edge's idle CPU is read before each run."""
-
-
-def idle_rate(pid: int) -> float:
-    """The edge's CPU seconds per second with no call (its probes, timers, bus)."""
-    before = sum(tree_cpu_times(pid))
-    time.sleep(IDLE_SAMPLE)
-    return (sum(tree_cpu_times(pid)) - before) / IDLE_SAMPLE
-
-
-def net_of_idle(result: RunResult, idle: float, seconds: float) -> RunResult:
-    """The run's CPU less what the edge would have spent idle meanwhile: per call, what
-    calls cost, however low the rate a loaded machine allows (at 100 cps an edge's idle CPU
-    is a third of the figure; at 1000 cps a thirtieth)."""
-    return replace(result, cpu_seconds=result.cpu_seconds - idle * seconds)
-
-
 @contextmanager
 def running_edges(
     setups: list[str], collector: Collector, table: RoutingTable, workdir: Path
@@ -203,38 +171,19 @@ def bench(
             running_edges(setups, collector, table, workdir) as edges,
         ):
             for n in range(repeat):
-                for setup in setups[n % len(setups) :] + setups[: n % len(setups)]:
-                    edge, pid = edges[setup]  # each repeat runs every set-up, in turning order
-                    idle = idle_rate(pid)
-                    started = time.monotonic()
-                    result = measure(
-                        pid,
-                        plan,
-                        proxy_port=edge.port,
-                        config=replace(config, caller_port=free_port()),
-                        workdir=workdir,
-                        numbers=numbers,
-                        tag=f"{setup}-{n}",
-                    )
-                    seconds = time.monotonic() - started
-                    runs[setup].append((net_of_idle(result, idle, seconds), idle * seconds))
+                for setup in in_turn(setups, n):
+                    edge, pid = edges[setup]
+                    run = measured_run(
+                        pid, edge.port, plan,
+                        config=config, workdir=workdir, numbers=numbers, tag=f"{setup}-{n}",
+                    )  # fmt: skip # one run's parts
+                    runs[setup].append(run)
     finally:
         collector.close()
     calls = sum(r.attempted for r, _ in runs.get("udp", []))
     off = [r.cpu_ms_per_call for r, _ in runs["off"]]
-    rows = [_row(setup, runs[setup], off) for setup in setups]
+    rows = [row_of(setup, runs[setup], off) for setup in setups]
     return rows, collector.packets / max(calls, 1)
-
-
-def _row(setup: str, runs: list[tuple[RunResult, float]], off: list[float]) -> Row:
-    return Row(
-        setup,
-        statistics.median(r.cpu_ms_per_call * 1000 for r, _ in runs),
-        statistics.median(r.kernel_ms_per_call * 1000 for r, _ in runs),
-        statistics.median(idle / r.attempted * 1e6 if r.attempted else 0.0 for r, idle in runs),
-        statistics.median(r.failed_pct for r, _ in runs),
-        [r.cpu_ms_per_call / b if b else float("nan") for (r, _), b in zip(runs, off, strict=True)],
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,8 @@ class Daemon:
     port_min: int
     port_max: int
     log: Path
+    pid: int
+    """The daemon's process (its CPU is a benchmark's figure)."""
 
 
 def _answers_ping(address: str, port: int) -> bool:
@@ -77,6 +79,6 @@ def running_rtpengine(
         while not _answers_ping(address, port):
             assert daemon.poll() is None, f"rtpengine exited: {log.read_text()[-2000:]}"
             assert time.monotonic() < deadline, f"rtpengine not ready: {log.read_text()[-2000:]}"
-        yield Daemon(Instance(address, port), port_min, port_min + ports - 1, log)
+        yield Daemon(Instance(address, port), port_min, port_min + ports - 1, log, daemon.pid)
     finally:
         stop_process(daemon, grace=5)

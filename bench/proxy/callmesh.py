@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from bench.proxy.proxy import Launch
 from bench.proxy.routing import LOOPBACK, RoutingTable
 from shared.routing_table.changes import Change
-from shared.routing_table.model import Gateway, Rule
+from shared.routing_table.model import Gateway, MediaRelay, Rule
 from shared.routing_table.store import RoutingStore
 from shared.store import Store
 
@@ -30,8 +30,10 @@ RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def provision(table: RoutingTable, redis_url: str, namespace: str) -> None:
-    """Replace whatever `namespace` holds with `table`."""
+async def provision(
+    table: RoutingTable, redis_url: str, namespace: str, media_relay: MediaRelay | None = None
+) -> None:
+    """Replace whatever `namespace` holds with `table`, its gateways set `media_relay`."""
     store = Store(aioredis.Redis.from_url(redis_url), namespace)
     try:
         await store.delete_namespace()
@@ -41,7 +43,9 @@ async def provision(table: RoutingTable, redis_url: str, namespace: str) -> None
                 "gateway",
                 str(gateway.id),
                 Gateway(
-                    address=f"sip:{gateway.host}:{gateway.port}", description=gateway.description
+                    address=f"sip:{gateway.host}:{gateway.port}",
+                    description=gateway.description,
+                    media_relay=media_relay,
                 ),
             )
             for gateway in table.gateways
@@ -79,13 +83,15 @@ class CallmeshEdge:
     rabbitmq_url: str = RABBITMQ_URL
     env: dict[str, str] = field(default_factory=dict)
     """More ``CALLMESH_*`` variables (e.g. HEP capture on, for `bench.capture_wire`)."""
+    media_relay: MediaRelay | None = None
+    """Every gateway's ``media_relay`` (`bench.media_relay_wire`); unset, the default's."""
 
     @property
     def name(self) -> str:
         return "callmesh"
 
     def launch(self, table: RoutingTable, workdir: Path) -> Launch:
-        asyncio.run(provision(table, self.redis_url, self.namespace))
+        asyncio.run(provision(table, self.redis_url, self.namespace, self.media_relay))
         env = {
             "CALLMESH_NAMESPACE": self.namespace,
             "CALLMESH_REDIS_URL": self.redis_url,

@@ -108,4 +108,5 @@ def results_json(config: dict[str, Any], results: dict[str, list[StepResult]]) -
             },
         },
         indent=2,
+        default=str,  # the config's scenario paths
     )

@@ -30,7 +30,14 @@ from bench.proxy.kamailio import Kamailio
 from bench.proxy.proxy import ProxyUnderTest, running_proxy
 from bench.proxy.results import RunResult, StepResult, results_json, table_header, table_row
 from bench.proxy.routing import seed_table
-from bench.proxy.sipp import CallPlan, run_caller, running_gateways, write_numbers
+from bench.proxy.sipp import (
+    CALLER_SCENARIO,
+    GATEWAY_SCENARIO,
+    CallPlan,
+    run_caller,
+    running_gateways,
+    write_numbers,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,9 @@ class BenchConfig:
     caller_port: int = 15080
     number_prefix: str = "1407555"
     sipp: str = "sipp"
+    caller_scenario: Path = CALLER_SCENARIO
+    gateway_scenario: Path = GATEWAY_SCENARIO
+    """SIPp's scenarios: the caller's and the gateways' (bench.media_relay_wire's carry SDP)."""
 
     def plan(self, rate: int) -> CallPlan:
         return CallPlan(
@@ -100,6 +110,7 @@ def measure(
         workdir=workdir,
         tag=tag,
         sipp=config.sipp,
+        scenario=config.caller_scenario,
     )
     # Timers that finish this step's transactions belong to this step's cost.
     time.sleep(config.settle_s)
@@ -126,7 +137,9 @@ def bench_proxy(
     write_numbers(numbers, config.number_prefix)
     steps = []
     with (
-        running_gateways(table, workdir, config.recv_timeout_ms, config.sipp),
+        running_gateways(
+            table, workdir, config.recv_timeout_ms, config.sipp, config.gateway_scenario
+        ),
         running_proxy(proxy, table, workdir) as process,
     ):
         for rate in config.rates:
@@ -160,7 +173,7 @@ def work_directory(path: Path | None) -> Iterator[Path]:
         yield Path(temporary)
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -182,7 +195,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=sorted(PROXIES),
         help="proxy to bench (repeatable; default all)",
     )
-    parser.add_argument("--rates", type=_int_list, help="offered calls per second, comma-separated")
+    parser.add_argument("--rates", type=int_list, help="offered calls per second, comma-separated")
     parser.add_argument("--duration", type=float, help="seconds of offered load per rate")
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes: 50 cps for 2 s")
     parser.add_argument(
@@ -196,7 +209,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kamailio-port", type=int, default=15060)
     parser.add_argument("--callmesh-port", type=int, default=15062)
     parser.add_argument("--callmesh-workers", type=int, default=2, help="edge worker processes")
-    parser.add_argument("--gateway-ports", type=_int_list, help="UDP ports of PSTN 1 and PSTN 2")
+    parser.add_argument("--gateway-ports", type=int_list, help="UDP ports of PSTN 1 and PSTN 2")
     parser.add_argument("--caller-port", type=int)
     parser.add_argument("--sipp", help="SIPp binary")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")

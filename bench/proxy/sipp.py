@@ -80,16 +80,20 @@ def _wait_bound(process: subprocess.Popen[bytes], port: int, log: Path, timeout:
 
 @contextmanager
 def running_gateways(
-    table: RoutingTable, workdir: Path, recv_timeout_ms: int, sipp: str = "sipp"
+    table: RoutingTable,
+    workdir: Path,
+    recv_timeout_ms: int,
+    sipp: str = "sipp",
+    scenario: Path = GATEWAY_SCENARIO,
 ) -> Iterator[None]:
-    """One answering SIPp per gateway of ``table``, for the duration of the block."""
+    """One SIPp answering with ``scenario`` per gateway of ``table``, for the block."""
     with ExitStack() as stack:
         for gateway in table.gateways:
             log = workdir / f"gateway-{gateway.port}.log"
             argv = [
                 sipp,
                 "-sf",
-                str(GATEWAY_SCENARIO),
+                str(scenario),
                 "-i",
                 gateway.host,
                 "-p",
@@ -121,14 +125,15 @@ def run_caller(
     workdir: Path,
     tag: str,
     sipp: str = "sipp",
+    scenario: Path = CALLER_SCENARIO,
 ) -> CallCounts:
-    """Offer ``plan`` to the proxy and wait until every call has ended."""
+    """Offer ``plan`` to the proxy (calls of ``scenario``) and wait until every call has ended."""
     stat = workdir / f"caller-{tag}.csv"
     log = workdir / f"caller-{tag}.log"
     argv = [
         sipp,
         "-sf",
-        str(CALLER_SCENARIO),
+        str(scenario),
         "-inf",
         str(numbers),
         "-i",

@@ -8,6 +8,11 @@ namespace: the host's are untouched), the edge pings every 1.5 s and gives
 a binding up after 6 s without an answer, and the phone stays idle 15 s (five
 times the mapping's life) before it is called. The NAT rewrites source ports
 at random, so a forgotten mapping is not found again by chance.
+
+The issue's own figures run as a ``lab`` test (it mostly waits: ``make test``
+runs it beside the rest): a 60 s mapping life, the default interval (30 s)
+and timeout (120 s), five minutes of idle shared by a phone that stays and is
+then called, and one gone at the start and removed by the end.
 """
 
 from __future__ import annotations
@@ -137,11 +142,71 @@ async def test_a_restarted_edge_keeps_pinging_the_bindings_it_held(
     phone.stop()
 
 
-def lasting_phone(workdir: Path, user: str) -> Path:
-    """The phone scenario, alive for the whole idle time and the call after it (it ends 60 s
+FULL_MAPPING_LIFE, FULL_IDLE = 60, 300
+"""The issue's figures: the NAT forgets a UDP mapping after 60 s, the phone is idle 5 minutes."""
+DEFAULT_INTERVAL, DEFAULT_TIMEOUT = 30.0, 120.0
+"""CALLMESH_NAT_KEEPALIVE_INTERVAL's and _TIMEOUT's defaults, which the full-scale edge runs."""
+
+
+@pytest.fixture(scope="module")
+def full_scale_cluster(workdir: Path, network: NatNetwork) -> Iterator[Cluster]:
+    """Edge A with the keepalive settings left at their defaults."""
+    (workdir / "full-scale").mkdir()
+    with running_cluster(workdir / "full-scale", a_host=network.host_address) as running:
+        yield running
+
+
+@pytest.mark.lab  # five minutes of waiting on the NAT and the keepalives: beside the rest
+@pytest.mark.timeout(FULL_IDLE + 240)
+async def test_at_full_scale_an_idle_phone_stays_reachable_and_a_gone_one_is_removed(
+    full_scale_cluster: Cluster, network: NatNetwork, workdir: Path
+) -> None:
+    """Two phones register through the NAT; one is stopped at once, the other says nothing
+    for five minutes (five mapping lives).  The edge's pings keep the second one's mapping
+    open, so it is called and answers at the end; the first is removed with an event
+    (`cause: unreachable`) within those five minutes."""
+    cluster = full_scale_cluster
+    set_mapping_life(network, FULL_MAPPING_LIFE)
+    phones = {}
+    try:
+        for user in ("stayingphone", "gonephone"):
+            cluster.subscriber(user)
+            args = keys(
+                user,
+                expires=str(3 * FULL_IDLE),
+                contact_host=network.phone_address,
+                contact_port="5062",
+            )
+            args += ("-auth_uri", DOMAIN, "-oocsf", str(SCENARIOS / "phone_answer_keepalive.xml"))
+            scenario = lasting_phone(workdir, user, FULL_IDLE)
+            phones[user] = natted_sipp(cluster, network, workdir, scenario, args)
+            cluster.wait_bindings(user, 1)
+        async with registrar_events(cluster.a.namespace) as heard:
+            phones["gonephone"].stop()
+            idle_from = time.monotonic()
+            event = await next_event(
+                heard, "registrar.binding.removed", f"sip:gonephone@{DOMAIN}", FULL_IDLE
+            )
+        gone_after = time.monotonic() - idle_from
+        assert event.data["cause"] == "unreachable"
+        assert gone_after >= DEFAULT_TIMEOUT - DEFAULT_INTERVAL  # not before the timeout
+        assert cluster.bindings("gonephone") == []
+        await asyncio.sleep(FULL_IDLE - (time.monotonic() - idle_from))
+        staying = phones["stayingphone"]
+        assert staying.received("OPTIONS") >= FULL_IDLE / DEFAULT_INTERVAL - 2, cluster.a.log()
+        assert await asyncio.to_thread(dial_at_b, cluster, workdir, "stayingphone") == 0
+        assert staying.received("INVITE") == 1
+    finally:
+        set_mapping_life(network, MAPPING_LIFE)
+        for phone in phones.values():
+            phone.stop()
+
+
+def lasting_phone(workdir: Path, user: str, idle: float = IDLE) -> Path:
+    """The phone scenario, alive for the whole `idle` time and the call after it (it ends 60 s
     after its REGISTER otherwise: at full size, before the idle time is over)."""
     path = with_credentials(workdir, "phone", user)
-    pause = max(60, 3 * IDLE) * 1000
+    pause = int(max(60, 3 * idle) * 1000)
     text = path.read_text()
     assert '<pause milliseconds="60000" />' in text
     lasting = path.with_name(f"lasting-{path.name}")

@@ -1,0 +1,102 @@
+"""Set-ups of the real edge measured in turn on the wire, each net of its idle CPU.
+
+The wire benchmarks that compare edges configured differently (HEP off and on,
+media relayed and not) start one edge per set-up, all at once, and offer the
+same calls to each in turn, the order turning every repeat, so each set-up sees
+the same machine: on a shared two-core machine a figure means something only
+beside another one measured minutes apart at most.  A run's CPU is the edge's
+process tree's from its first call until a second after its last, less what the
+edge would have spent idle meanwhile (probes, timers, the bus: read for 2 s
+before the run), per call offered.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.proxy.cpu import tree_cpu_times
+from bench.proxy.results import RunResult
+from bench.proxy.run import BenchConfig, measure
+from bench.proxy.sipp import CallPlan
+from deploy.labs.ports import free_port
+
+IDLE_SAMPLE = 2.0
+"""Seconds the edge's idle CPU is read before each run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    setup: str
+    cpu_us: float
+    kernel_us: float
+    idle_us: float
+    """The edge's CPU per call it spends idle (probes, timers), taken out of ``cpu_us``."""
+    failed_pct: float
+    ratios: list[float]
+    """Each repeat's CPU per call over the baseline set-up's in the same repeat."""
+
+
+def in_turn(setups: list[str], repeat: int) -> list[str]:
+    """The set-ups in the order of repeat number `repeat`: each one first in turn."""
+    start = repeat % len(setups)
+    return setups[start:] + setups[:start]
+
+
+def idle_rate(pid: int) -> float:
+    """The edge's CPU seconds per second with no call (its probes, timers, bus)."""
+    before = sum(tree_cpu_times(pid))
+    time.sleep(IDLE_SAMPLE)
+    return (sum(tree_cpu_times(pid)) - before) / IDLE_SAMPLE
+
+
+def net_of_idle(result: RunResult, idle: float, seconds: float) -> RunResult:
+    """The run's CPU less what the edge would have spent idle meanwhile: per call, what
+    calls cost, however low the rate a loaded machine allows (at 100 cps an edge's idle CPU
+    is a third of the figure; at 1000 cps a thirtieth)."""
+    return replace(result, cpu_seconds=result.cpu_seconds - idle * seconds)
+
+
+def measured_run(
+    pid: int,
+    port: int,
+    plan: CallPlan,
+    *,
+    config: BenchConfig,
+    workdir: Path,
+    numbers: Path,
+    tag: str,
+) -> tuple[RunResult, float]:
+    """One run of `plan` through the edge `pid` listening on `port`, net of its idle CPU,
+    and that idle CPU (seconds over the run)."""
+    idle = idle_rate(pid)
+    started = time.monotonic()
+    result = measure(
+        pid,
+        plan,
+        proxy_port=port,
+        config=replace(config, caller_port=free_port()),
+        workdir=workdir,
+        numbers=numbers,
+        tag=tag,
+    )
+    seconds = time.monotonic() - started
+    return net_of_idle(result, idle, seconds), idle * seconds
+
+
+def row_of(setup: str, runs: list[tuple[RunResult, float]], baseline: list[float]) -> Row:
+    """`setup`'s medians over its `runs` (each with its idle CPU seconds), and each run's CPU
+    per call over `baseline`'s run of the same repeat."""
+    return Row(
+        setup,
+        statistics.median(r.cpu_ms_per_call * 1000 for r, _ in runs),
+        statistics.median(r.kernel_ms_per_call * 1000 for r, _ in runs),
+        statistics.median(idle / r.attempted * 1e6 if r.attempted else 0.0 for r, idle in runs),
+        statistics.median(r.failed_pct for r, _ in runs),
+        [
+            r.cpu_ms_per_call / b if b else float("nan")
+            for (r, _), b in zip(runs, baseline, strict=True)
+        ],
+    )

@@ -1,0 +1,41 @@
+"""Set-ups measured in turn: the order turns every repeat, idle CPU is taken out, and each
+repeat's ratio compares runs of the same repeat."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.proxy.results import RunResult
+from bench.proxy.setups import in_turn, net_of_idle, row_of
+
+
+def run(calls: int, cpu: float, failed: int = 0) -> RunResult:
+    return RunResult(calls, calls - failed, failed, cpu, cpu / 10, {})
+
+
+def test_each_set_up_goes_first_in_turn() -> None:
+    setups = ["off", "udp", "tcp"]
+    orders = [in_turn(setups, n) for n in range(4)]
+    assert orders == [
+        ["off", "udp", "tcp"],
+        ["udp", "tcp", "off"],
+        ["tcp", "off", "udp"],
+        ["off", "udp", "tcp"],
+    ]
+
+
+def test_the_idle_cpu_over_the_run_is_taken_out() -> None:
+    assert net_of_idle(run(1000, 2.0), idle=0.05, seconds=10).cpu_seconds == pytest.approx(1.5)
+
+
+def test_a_rows_ratios_pair_runs_of_the_same_repeat() -> None:
+    baseline = [run(1000, 1.0).cpu_ms_per_call, run(1000, 2.0).cpu_ms_per_call]
+    runs = [(run(1000, 1.5), 0.1), (run(1000, 2.2, failed=10), 0.3)]
+    row = row_of("relayed", runs, baseline)
+    assert row.ratios == pytest.approx([1.5, 1.1])
+    assert row.cpu_us == pytest.approx(1850)  # the median of 1500 and 2200
+    assert row.idle_us == pytest.approx(200)
+    assert row.failed_pct == pytest.approx(0.5)
+    assert math.isnan(row_of("x", [(run(10, 1.0), 0.0)], [0.0]).ratios[0])
