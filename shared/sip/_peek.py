@@ -46,9 +46,10 @@ def peek_header(data: bytes, key: str) -> bytes | None:
     return None
 
 
-_CALL_ID_OR_BLANK = re.compile(rb"\n(?:\r?(\n)|Call-ID: ([^\r\n]*))")
+_CALL_ID_OR_BLANK = re.compile(rb"\n(?:\r?(\n)|Call-ID: (.*))")
 """The first line break that starts a blank line (group 1) or a ``Call-ID: `` line (group 2,
-its value): a Call-ID found before any blank line is in the header block."""
+its value up to the line feed, as `peek_header` reads it: ``.`` runs faster than a class):
+a Call-ID found before any blank line is in the header block."""
 
 
 def peek_call_id(data: bytes) -> bytes | None:
