@@ -249,7 +249,10 @@ class HepSender:
                     "HEP to %s: collector %s; dropping", target.destination, ", ".join(dropped)
                 )
             target.last_drop = now
-        retry = min((target.down_until(now) for target in self._targets), default=now)
+        retry = now
+        for index, target in enumerate(self._targets):
+            until = target.down_until(now)
+            retry = until if index == 0 else min(retry, until)
         if retry > now:  # every destination down: drop as they come until the earliest retry
             self._retry()
             self._down_drops = len(self._targets)
