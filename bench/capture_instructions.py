@@ -11,7 +11,8 @@ no start-up in it.  The pipeline: the proxy core, each message it sends leaving 
 UDP socket (to a sink that this process reads), the loop turning once per call, and with
 capture each message shown to `Capture` as `EdgeSockets` shows it, the HEP sender flushed
 every `CALLS_PER_FLUSH` calls (its timer's cadence at 500 calls a second, one of the wire
-bench's two workers).  Set-ups:
+bench's two workers), and once before and after the counted calls, so the count sends the
+packets of its own calls, not the warm-up's.  Set-ups:
 
 - ``driver``: the bench's own message building and parsing, the proxy's answers replayed
   from a recording (no proxy): taken out of every other figure;
@@ -132,12 +133,16 @@ async def measure(setup: str, calls: int, ports: dict[str, int]) -> None:
         pipeline.recording = recorder.answers
     for n in range(WARM_CALLS):
         pipeline.call(n)
+    if sender is not None:
+        sender.flush()  # the warm-up's packets: sent before the count, not in it
     mark()
     for n in range(WARM_CALLS, WARM_CALLS + calls):
         pipeline.call(n)
         if sender is not None and n % CALLS_PER_FLUSH == 0:
             sender.flush()
         await asyncio.sleep(0)
+    if sender is not None:
+        sender.flush()  # the last calls' packets: sent within the count
     mark()
     if sender is not None:
         await sender.stop()

@@ -49,6 +49,7 @@ HOT = (
     "services/edge/runtime/trace_ring.py",
     "shared/hep/codec.py",
     "shared/hep/mirror.py",
+    "shared/hep/sender.py",
 )
 """The compiled modules' sources, as globs relative to the root."""
 

@@ -84,17 +84,24 @@ def ip_protocol(transport: str) -> int:
     return _PROTOCOLS.get(transport, PROTOCOL_TCP)
 
 
-_HEAD = struct.Struct("!4sH HHHI HHHI")
-"""The header, then the time chunks (seconds, microseconds): one `pack` a packet."""
+_HEAD = struct.Struct("!4sH 6sI 6sI")
+"""The header, then the time chunks (seconds, microseconds), their chunk headers given as
+bytes: one `pack` a packet, of the three numbers only."""
+_SECONDS_CHUNK: Final = _CHUNK.pack(0, TIME_SECONDS, 10)
+_MICROSECONDS_CHUNK: Final = _CHUNK.pack(0, TIME_MICROSECONDS, 10)
 _AGENT = struct.Struct("!HHHB HHHI")
 """The protocol type and capture id chunks: packed once per encoder."""
-_ADDRESSES: dict[tuple[tuple[str, int], tuple[str, int], int], bytes] = {}
-"""The family, protocol, address and port chunks of a (source, destination, protocol), memoised:
+_ADDRESSES: dict[tuple[str, int, str, int, int], bytes] = {}
+"""The family, protocol, address and port chunks of a source, destination and protocol
+(a flat tuple: cheaper to hash than one of tuples), memoised:
 peers are few compared with messages, and these chunks are most of a packet's fields."""
 _MEMO_SIZE: Final = 65536
 _CORRELATIONS_KEPT: Final = 4096
 """Correlation chunks an encoder keeps: a call's dozen messages share one, and a worker has
 a few thousand calls under way at most."""
+_PAYLOAD_HEADS_KEPT: Final = 4096
+"""Payload chunk headers an encoder keeps, by payload size: a call's messages repeat the
+sizes of the calls before it."""
 
 
 def _chunk(kind: int, value: bytes) -> bytes:
@@ -129,7 +136,8 @@ class Encoder:
     The capture's hot path, where each `struct` `pack` is a method call costing more than
     the bytes it writes: per packet, the address and correlation chunks come from memos, the
     agent's chunks were packed when the encoder was made, the header and time chunks are one
-    `pack`, the payload's chunk header another, and the pieces are joined once.  Chunks may
+    `pack`, the payload's chunk header comes from a memo by size, and the pieces are joined
+    once.  Chunks may
     come in any order (HEPv3 is type-length-value); the payload is last, as every agent
     sends it.
     """
@@ -144,6 +152,10 @@ class Encoder:
         self._fixed = _HEAD.size + len(self._agent) + _CHUNK.size
         """The bytes of every packet but its addresses, correlation and payload."""
         self._correlations: dict[str, bytes] = {}
+        self._payload_heads: dict[int, bytes] = {}
+        self._addresses = _ADDRESSES
+        self._pack_head = _HEAD.pack
+        """Bound once: a call through it skips looking the method up at every packet."""
 
     def pack(
         self,
@@ -157,13 +169,14 @@ class Encoder:
         correlation_id: str = "",
     ) -> bytes:
         """The packet's bytes; `HepError` when it cannot be one (too long, bad address)."""
-        key = (source, destination, protocol)
-        addresses = _ADDRESSES.get(key)
+        key = (source[0], source[1], destination[0], destination[1], protocol)
+        memo = self._addresses
+        addresses = memo.get(key)
         if addresses is None:
             addresses = _address_chunks(source, destination, protocol)
-            if len(_ADDRESSES) >= _MEMO_SIZE:
-                _ADDRESSES.clear()
-            _ADDRESSES[key] = addresses
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = addresses
         correlation = b""
         if correlation_id:
             found = self._correlations.get(correlation_id)
@@ -178,16 +191,19 @@ class Encoder:
         if total > MAX_PACKET:
             raise HepError(f"packet of {total} bytes (payload {size}) is over HEP's {MAX_PACKET}")
         try:
-            head = _HEAD.pack(
-                MAGIC, total,
-                0, TIME_SECONDS, 10, seconds,
-                0, TIME_MICROSECONDS, 10, microseconds,
-            )  # fmt: skip # the header, then one chunk a row: vendor, type, length, value
+            head = self._pack_head(
+                MAGIC, total, _SECONDS_CHUNK, seconds, _MICROSECONDS_CHUNK, microseconds
+            )
         except struct.error as error:
             raise HepError(f"a field out of its range: {error}") from None
+        payload_head = self._payload_heads.get(size)
+        if payload_head is None:
+            payload_head = _CHUNK.pack(0, PAYLOAD, size + _CHUNK.size)
+            if len(self._payload_heads) >= _PAYLOAD_HEADS_KEPT:
+                self._payload_heads.clear()
+            self._payload_heads[size] = payload_head
         return b"".join((
-            head, addresses, self._agent, correlation,
-            _CHUNK.pack(0, PAYLOAD, size + _CHUNK.size), payload,
+            head, addresses, self._agent, correlation, payload_head, payload
         ))  # fmt: skip # the packet's parts in their order
 
 

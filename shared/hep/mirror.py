@@ -59,7 +59,7 @@ class HepMirror:
         over IP ``protocol``, unless a filter leaves it out."""
         if self._skip and self._skipped(data):
             return
-        if self.sampled_out(correlation):
+        if self.sampled_out(correlation) or not self.sender.taking():
             return
         seconds = int(now)
         try:
@@ -82,7 +82,7 @@ class HepMirror:
     ) -> None:
         """An event as a log packet (protocol type 100, ``fields`` as JSON) whose two ends
         are ``at``, the process's own SIP address, when logs are asked for and sampled in."""
-        if not self.log_events or self.sampled_out(correlation):
+        if not self.log_events or self.sampled_out(correlation) or not self.sender.taking():
             return
         seconds = int(now)
         try:

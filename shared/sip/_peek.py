@@ -6,6 +6,8 @@ cost of a ``bytes.find`` or two, not a parse.
 
 from __future__ import annotations
 
+import re
+
 from shared.sip._readers import find_head_end
 from shared.sip.errors import SipParseError
 from shared.sip.headers import COMPACT_FORMS, canonical_name, key_of_raw_name
@@ -44,19 +46,27 @@ def peek_header(data: bytes, key: str) -> bytes | None:
     return None
 
 
-_CALL_ID = b"\r\nCall-ID: "
+_CALL_ID_OR_BLANK = re.compile(rb"\n(?:\n|\r\n|Call-ID: (.*))")
+"""The first line break that starts a blank line or a ``Call-ID: `` line (the group: its
+value up to the line feed, as `peek_header` reads it): a Call-ID found before any blank line
+is in the header block.  Each alternative starts with a literal, which the engine tests
+before entering it, and ``.`` runs faster than a class: a fifth cheaper than ``\r?(\n)``
+and ``[^\r\n]*``."""
 
 
 def peek_call_id(data: bytes) -> bytes | None:
-    """`peek_header` (``call-id``) with three calls of ``find`` rather than six, for a message
-    that spells it as SIP stacks send it (``Call-ID: `` after a CRLF, no bare-LF blank line),
-    as the edge's capture and worker hand-over do for every message; any other spelling
-    takes `peek_header`.  (Compiled, a ``find`` is a method call costing more than its scan.)"""
-    at = data.find(_CALL_ID)
-    if at >= 0 and b"\n\n" not in data and data.find(b"\n\r\n", 0, at + 2) < 0:
-        start = at + len(_CALL_ID)
-        stop = data.find(b"\r\n", start)
-        return data[start : len(data) if stop < 0 else stop].strip()
+    """`peek_header` (``call-id``) with one regular-expression search rather than six
+    ``find``s, for a message that spells it as SIP stacks send it (``Call-ID: `` at a line's
+    start, before any blank line), as the edge's capture and worker hand-over do for every
+    message; any other spelling takes `peek_header`.  Why a search: compiled, each ``find``
+    (and ``in``, which first tries the needle as an integer and formats the error) is a
+    method call costing more than its scan, and the search reads the header block once,
+    stopping at the Call-ID, where the ``find``s read the whole message, body included."""
+    found = _CALL_ID_OR_BLANK.search(data)
+    if found is not None:
+        value = found[1]
+        if value is not None:
+            return value.strip()
     return peek_header(data, "call-id")
 
 

@@ -91,7 +91,11 @@ class Capture:
         raw_call_id = peek_call_id(data)
         if raw_call_id is None:
             return  # a keep-alive, or not SIP: nothing for Homer
-        correlation = self.correlation_id(raw_call_id.decode("utf-8", "replace"))
+        try:  # the strict decoding is the compiled fast path; a bad byte is rare
+            call_id = raw_call_id.decode()
+        except UnicodeDecodeError:
+            call_id = raw_call_id.decode("utf-8", "replace")
+        correlation = self.correlation_id(call_id)
         hep.sip(data, now, ip_protocol(transport), source, destination, correlation=correlation)
 
     def log_event(self, event: Event) -> None:

@@ -145,3 +145,74 @@ async def test_a_down_udp_collector_is_left_alone_until_the_retry() -> None:
         else:
             raise AssertionError("no packet reached the collector once it was back")
     await sender.stop()
+
+
+def _closed_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_while_every_collector_is_down_packets_are_counted_not_made() -> None:
+    """Once the only collector is known down, `taking` refuses each packet before it is
+    encoded (counting it dropped, as a flush would have) until the retry is due."""
+    sender = HepSender([HepDestination("udp", "127.0.0.1", _closed_udp_port())])
+    assert sender.taking()
+    before = metrics.DROPPED.get("down", 0)
+    sender.offer(packet(0))
+    sender.offer(packet(1))
+    sender.flush()  # the second refused: the collector is down until the retry
+    assert metrics.DROPPED.get("down", 0) - before == 1
+    refused = [sender.taking() for _ in range(10)]
+    assert refused == [False] * 10
+    assert metrics.DROPPED.get("down", 0) - before == 11  # one a refused packet
+    await until(sender.taking)  # the retry: packets are made and sent again
+    await sender.stop()
+
+
+async def test_one_live_collector_keeps_packets_coming() -> None:
+    """A down collector beside a live one: every packet is still made, for the live one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        port = collector.getsockname()[1]
+        sender = HepSender([
+            HepDestination("udp", "127.0.0.1", _closed_udp_port()),
+            HepDestination("udp", "127.0.0.1", port),
+        ])  # fmt: skip
+        for n in range(3):
+            sender.offer(packet(n))
+        sender.flush()
+        assert sender.taking()
+        await sender.stop()
+
+
+async def test_a_tcp_collector_back_is_taken_at_once() -> None:
+    """Refused, the TCP collector is down until its reconnection: packets are refused; once
+    a connection is up, they are taken without waiting for the retry's timer."""
+    received = bytearray()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.extend(data)
+        writer.close()
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        sender = HepSender([HepDestination("tcp", "127.0.0.1", port)])
+        target = sender._targets[0]
+        sender.offer(packet(0))
+        sender.flush()  # no connection (being refused): down until the next attempt
+        assert not sender.taking()
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    await until(sender.taking)  # the gate's retry, then offers that reconnect
+    while not target.connected():
+        sender.offer(packet(1))
+        sender.flush()
+        await asyncio.sleep(0.05)
+    assert sender.taking()
+    sender.offer(packet(2))
+    await until(lambda: received.endswith(packet(2)))
+    await sender.stop()
+    server.close()
+    await server.wait_closed()
