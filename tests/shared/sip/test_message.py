@@ -248,7 +248,9 @@ def test_datagram_without_content_length_takes_the_rest() -> None:
 def test_stream_requires_content_length() -> None:
     with pytest.raises(SipParseError, match="missing Content-Length on a stream transport"):
         parse_message(INVITE.replace(b"l: 4\r\n", b""), stream=True)
-    with pytest.raises(SipParseError, match="incomplete message"):
+    with pytest.raises(
+        SipParseError, match=r"^incomplete message: no empty line after the headers$"
+    ):
         parse_message(INVITE[:100], stream=True)
 
 
@@ -361,8 +363,12 @@ def test_bounds_on_hostile_input() -> None:
         parse_message(b"X" * (MAX_MESSAGE_SIZE + 1))
     assert caught.value.status == 513
     many = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * MAX_HEADER_FIELDS + b"\r\n"
-    with pytest.raises(SipParseError, match=r"^too many header fields$"):
+    with pytest.raises(SipParseError, match=r"^too many header fields$") as caught:
         parse_message(many)
+    assert caught.value.status == 400
+    ten_digits = BASE_OPTIONS.replace(b"Content-Length: 0", b"Content-Length: 9999999999")
+    with pytest.raises(SipParseError, match=r"^Content-Length out of range$"):
+        parse_message(ten_digits, stream=True)
     long_line = b"OPTIONS sip:a@b SIP/2.0\r\nX: " + b"y" * MAX_LINE_LENGTH + b"\r\n\r\n"
     with pytest.raises(SipParseError, match="header line too long"):
         parse_message(long_line)
@@ -582,6 +588,12 @@ def test_a_header_peeked_by_a_scan_keeps_its_first_character() -> None:
     assert peek_header(PEEKED.replace(b"Call-ID: ", b"CALL-ID:"), "call-id") == (
         b"a84b4c76e66710@pc33"
     )
+
+
+def test_the_head_ends_at_its_crlf_blank_line_whatever_bare_lf_blank_the_body_holds() -> None:
+    data = b"OPTIONS sip:x SIP/2.0\r\nCall-ID: c\r\n\r\nv=0\n\nx"
+    end = data.find(b"\r\n\r\n")
+    assert find_head_end(data) == (end, end + 4)
 
 
 def test_a_malformed_header_name_does_not_end_the_scan_for_a_peeked_header() -> None:
