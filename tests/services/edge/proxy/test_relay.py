@@ -243,6 +243,17 @@ def test_an_unrelayed_branchs_2xx_deletes_the_session_its_1xx_does_not() -> None
     assert media(ok) == [Media("delete", "call-1", "", None, b"", 0)]
 
 
+def test_an_answer_rtpengine_cannot_give_goes_upstream_as_it_came_and_is_counted(
+    run: Run,
+) -> None:
+    forwarded = offered(run)
+    [rewrite] = media(run.send(with_sdp(answer(forwarded, 183), GW_SDP), GW1))
+    before = metrics.MEDIA_FAILURES["answer", "unrelayed"]
+    progress = to_caller(run.proxy.media_done(rewrite.ticket, None, run.now))
+    assert (progress.status, progress.body) == (183, GW_SDP)
+    assert metrics.MEDIA_FAILURES["answer", "unrelayed"] == before + 1
+
+
 def test_a_final_failure_with_sdp_is_not_asked_for_an_answer(run: Run) -> None:
     forwarded = offered(run)
     moved = run.send(with_sdp(answer(forwarded, 300), GW_SDP), GW1)
