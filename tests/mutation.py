@@ -1,6 +1,6 @@
 """`make mutants`: mutmut over one package at a time, or an even sample of it, and its rate.
 
-Why a sample: the scope holds ~6,300 mutants and the machine has two shared cores, so a
+Why a sample: the scope holds ~10,900 mutants and the machine has two shared cores, so a
 package too big to run whole is run on every n-th mutant in source order (deterministic:
 the same sample each time, so a rate compares with the last one).  Why this wrapper:
 mutmut 3 has no sampling, and its own report counts every mutant of the scope, run or not.

@@ -197,6 +197,7 @@ def test_generic_header_edits() -> None:
     message.set_body(b"hello", "text/plain")
     again = parse_message(message.to_bytes(), stream=True)
     assert (again.body, again.content_type) == (b"hello", "text/plain")
+    assert b"\r\nContent-Type: text/plain\r\n" in message.to_bytes()  # the usual spelling
     with pytest.raises(ValueError, match="line break"):
         message.add_header("X-Evil", "a\r\nVia: injected")
 
@@ -247,7 +248,9 @@ def test_datagram_without_content_length_takes_the_rest() -> None:
 def test_stream_requires_content_length() -> None:
     with pytest.raises(SipParseError, match="missing Content-Length on a stream transport"):
         parse_message(INVITE.replace(b"l: 4\r\n", b""), stream=True)
-    with pytest.raises(SipParseError, match="incomplete message"):
+    with pytest.raises(
+        SipParseError, match=r"^incomplete message: no empty line after the headers$"
+    ):
         parse_message(INVITE[:100], stream=True)
 
 
@@ -267,6 +270,7 @@ def test_leading_keepalive_crlf_is_skipped() -> None:
             b"INVITE sip:a@b SIP/2.0\r\nno colon here\r\n\r\n",
             "malformed header line (no name or colon)",
         ),
+        (b"INVITE sip:a@b SIP/2.0\r\n: x\r\n\r\n", "malformed header line (no name or colon)"),
         (b"INVITE sip:a@b SIP/2.0\r\nBad Name: x\r\n\r\n", "malformed header name"),
         (b"INV@TE sip:a@b SIP/2.0\r\n\r\n", "malformed method"),
         (b"SIP/2.0 2000 OK\r\n\r\n", "malformed status code"),
@@ -359,8 +363,12 @@ def test_bounds_on_hostile_input() -> None:
         parse_message(b"X" * (MAX_MESSAGE_SIZE + 1))
     assert caught.value.status == 513
     many = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * MAX_HEADER_FIELDS + b"\r\n"
-    with pytest.raises(SipParseError, match=r"^too many header fields$"):
+    with pytest.raises(SipParseError, match=r"^too many header fields$") as caught:
         parse_message(many)
+    assert caught.value.status == 400
+    ten_digits = BASE_OPTIONS.replace(b"Content-Length: 0", b"Content-Length: 9999999999")
+    with pytest.raises(SipParseError, match=r"^Content-Length out of range$"):
+        parse_message(ten_digits, stream=True)
     long_line = b"OPTIONS sip:a@b SIP/2.0\r\nX: " + b"y" * MAX_LINE_LENGTH + b"\r\n\r\n"
     with pytest.raises(SipParseError, match="header line too long"):
         parse_message(long_line)
@@ -434,6 +442,7 @@ def test_a_peeked_header_must_be_in_the_header_block() -> None:
         PEEKED.replace(b"\r\n\r\n", b"\r\n\r\nv=0\n\nx"),  # a bare-LF blank in the body
         b"OPTIONS sip:x SIP/2.0\r\nCall-ID: cut",
         b"\r\nCall-ID: first\r\ni: second\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\ni: head\n\nbody\r\nCall-ID: in-the-body\r\n",  # bare-LF head
     ],
 )
 def test_the_call_id_is_peeked_as_peek_header_reads_it(message: bytes) -> None:
@@ -581,6 +590,17 @@ def test_a_header_peeked_by_a_scan_keeps_its_first_character() -> None:
     )
 
 
+def test_the_head_ends_at_its_crlf_blank_line_whatever_bare_lf_blank_the_body_holds() -> None:
+    data = b"OPTIONS sip:x SIP/2.0\r\nCall-ID: c\r\n\r\nv=0\n\nx"
+    end = data.find(b"\r\n\r\n")
+    assert find_head_end(data) == (end, end + 4)
+
+
+def test_a_malformed_header_name_does_not_end_the_scan_for_a_peeked_header() -> None:
+    data = b"OPTIONS sip:x SIP/2.0\r\nBad Name: y\r\nCALL-ID: after\r\n\r\n"
+    assert peek_header(data, "call-id") == b"after"
+
+
 def test_a_removed_header_is_no_longer_read_from_the_cache() -> None:
     message = parse_message(BASE_OPTIONS)
     assert (message.call_id, len(message.vias)) == ("c", 2)
@@ -662,8 +682,11 @@ def test_max_forwards_added_once_and_read_back_after_each_decrement() -> None:
 def test_a_new_via_goes_right_above_the_old_ones_in_canonical_spelling() -> None:
     data = BASE_OPTIONS.replace(b"SIP/2.0\r\nVia:", b"SIP/2.0\r\nMax-Forwards: 5\r\nVia:")
     message = parse_message(data)
+    below = [via.host for via in message.vias]
     message.prepend_via("SIP/2.0/UDP p;branch=z9hG4bK2")
     assert b"\r\nMax-Forwards: 5\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK2\r\nVia: " in bytes(message)
+    assert [via.host for via in message.vias] == ["p", *below]  # read again, not the memo
+    assert message.top_via.host == "p"
     message.replace_top_via("SIP/2.0/UDP q;branch=z9hG4bK3")
     assert b"\r\nMax-Forwards: 5\r\nVia: SIP/2.0/UDP q;branch=z9hG4bK3\r\nVia: " in bytes(message)
 

@@ -58,6 +58,9 @@ def test_call_id() -> None:
 
 def test_date_must_be_gmt() -> None:
     assert parse_date("Sat, 13 Nov 2010 23:29:00 GMT") == datetime(2010, 11, 13, 23, 29, tzinfo=UTC)
+    assert parse_date("Sat, 13 Nov 2010 23:29:45 GMT") == datetime(
+        2010, 11, 13, 23, 29, 45, tzinfo=UTC
+    )
     with pytest.raises(SipParseError, match="must be RFC 1123 in GMT"):
         parse_date("Fri, 01 Jan 2010 16:00:00 EST")
     with pytest.raises(SipParseError, match="no such day"):

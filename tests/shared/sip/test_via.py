@@ -125,5 +125,5 @@ def test_the_branch_is_read_from_the_parameters_alone(text: str, branch: str | N
 
 
 def test_a_branch_in_malformed_parameters_is_not_read() -> None:
-    with pytest.raises(SipParseError):
+    with pytest.raises(SipParseError, match="malformed Via"):
         branch_of("SIP/2.0/UDP h;;branch=z9hG4bKa")

@@ -72,6 +72,17 @@ def test_a_plain_via_keeps_its_line_as_received_with_the_stamp_spliced_in() -> N
     assert compact.to_bytes().split(b"\r\n")[1] == (
         b"v:SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKa;received=192.0.2.9"
     )
+    flagged = invite(b"v:SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKa;rport")
+    flagged.stamp_top_via("192.0.2.9", 40123)
+    assert flagged.to_bytes().split(b"\r\n")[1] == (
+        b"v:SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKa;rport=40123;received=192.0.2.9"
+    )
+
+
+def test_a_via_ending_in_a_blank_is_rewritten_not_spliced() -> None:
+    message = invite(PLAIN + b" ")
+    message.stamp_top_via("192.0.2.9")
+    assert message.to_bytes().split(b"\r\n")[1] == PLAIN + b";received=192.0.2.9"
 
 
 def test_a_stamped_via_leaves_the_vias_read_before_it_in_place() -> None:

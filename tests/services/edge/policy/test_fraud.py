@@ -12,7 +12,7 @@ from services.edge.proxy.actions import Action, Screen
 from shared.fraud.store import FraudStore
 from shared.routing_table.model import FraudRule
 from shared.settings import Settings
-from shared.sip.message import Response
+from shared.sip.message import Request, Response, parse_message
 from shared.store.embedded import open_embedded
 from tests.services.edge.policy.support import (
     GW1,
@@ -123,3 +123,25 @@ async def test_an_unknown_verdict_lets_the_call_through(fraud: FraudStore) -> No
     run.table.put("fraud_rule", "premium", watched(block="account"))
     for n in range(3):
         assert requests_to(await send(run, None, call(n)), GW1)
+
+
+def cancel_of(data: bytes) -> bytes:
+    """The caller's CANCEL of the INVITE `data` (RFC 3261 §9.1: its top Via, From, To, Call-ID,
+    CSeq number)."""
+    invite = parse_message(data)
+    assert isinstance(invite, Request)
+    return (
+        f"CANCEL {invite.uri_text} SIP/2.0\r\nVia: {invite.headers('via')[0]}\r\n"
+        f"From: {invite.header('from')}\r\nTo: {invite.header('to')}\r\n"
+        f"Call-ID: {invite.call_id}\r\nCSeq: {invite.cseq.seq} CANCEL\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_a_call_cancelled_while_it_is_screened_is_not_routed() -> None:
+    run = policy_run(topology=False)
+    run.table.put("fraud_rule", "premium", watched())
+    [screen] = [a for a in run.send(call(1)) if isinstance(a, Screen)]
+    cancelled = run.send(cancel_of(call(1)))
+    assert [r.status for r in responses_to(cancelled, INSIDE)] == [200, 487]
+    assert run.proxy.screened(screen.server, None, run.now) == []

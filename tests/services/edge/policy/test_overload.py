@@ -84,6 +84,9 @@ def test_a_new_invite_while_lagging_gets_503_with_retry_after_and_goes_nowhere(
     # A retransmission is absorbed by the transaction: the same 503 again, no new work.
     assert statuses(run.send(invite())) == [503]
     assert shedder.refused == 1
+    another = invite().replace(b"call-1", b"call-2").replace(b"Kc1", b"Kc2")
+    assert statuses(run.send(another)) == [503]
+    assert shedder.refused == 2
 
 
 def test_in_dialog_requests_flow_while_lagging(shed: tuple[Run, LoadShedder]) -> None:

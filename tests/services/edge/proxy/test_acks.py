@@ -139,6 +139,7 @@ def test_dns_answers_that_keep_expiring_end_the_wait() -> None:
     """A cache emptied faster than it fills (TTLs at the floor, a huge zone): the ACK asks at
     most `MAX_DNS_ROUNDS` times, then is dropped."""
     run, _cache = dns_run()
+    before = dropped("deadline")
     (resolve,) = resolve_acks(run.send(ack(run.proxy)))
     rounds = 1
     while True:
@@ -149,3 +150,4 @@ def test_dns_answers_that_keep_expiring_end_the_wait() -> None:
         rounds += 1
         assert rounds < 20
     assert rounds == 6
+    assert dropped("deadline") == before + 1

@@ -50,6 +50,11 @@ def test_boundaries_unquoted_compact_part_headers_and_the_first_sdp_part() -> No
     assert with_sdp(body, "Multipart/Mixed;Boundary=b1", NEW).endswith(b"second\r\n--b1--")
 
 
+def test_a_part_whose_content_type_holds_a_colon_is_still_read() -> None:
+    body = multipart(('application/sdp; x="a:b"', SDP))
+    assert sdp_of(body, MIXED) == SDP
+
+
 def test_a_multipart_body_without_an_sdp_part_or_that_does_not_parse_carries_none() -> None:
     assert sdp_of(multipart(("application/ISUP", ISUP)), MIXED) is None
     assert sdp_of(multipart(("application/sdp", SDP)), "multipart/mixed") is None  # no boundary

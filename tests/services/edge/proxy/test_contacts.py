@@ -18,6 +18,7 @@ from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.media import MediaSettings
 from services.edge.proxy.routes import NumberRouter
 from services.edge.topology.tokens import Keyring, TopologyKey
+from shared.sip.errors import SipError
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.responses import make_response
 from shared.sip.transport.destination import Destination
@@ -274,3 +275,9 @@ def test_an_unrelayed_dialogs_contact_has_no_mark_and_one_added_is_refused(run: 
     assert only_request(unmarked, ALICE_PUBLIC).uri_text == ALICES_CONTACT
     added = str(plain).replace(f";{DIALOG_PARAM}=", f";{MEDIA_PARAM};{DIALOG_PARAM}=")
     assert statuses_to(run.send(to_contact("BYE", forwarded, 3, uri=added), GW1), GW1) == [403]
+
+
+def test_a_garbled_contact_target_is_refused_403() -> None:
+    with pytest.raises(SipError) as refused:
+        target_of("abcde")  # one character too many for base64
+    assert (refused.value.status, refused.value.reason) == (403, "Forbidden (bad contact)")

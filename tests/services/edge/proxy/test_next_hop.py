@@ -156,6 +156,16 @@ def test_a_sips_request_uri_gets_our_sips_record_route_on_the_tls_side() -> None
     assert routes[1].startswith(f"<sip:{EDGE}:5080;lr;")
 
 
+def test_a_sip_request_routed_to_a_sips_hop_gets_our_sips_record_route_on_the_tls_side() -> None:
+    run = tls_run()
+    data = invite(uri="sip:bob@example.com", extra=f"Route: <sips:{GW1.host}:5061;lr>\r\n")
+    gateway = Destination("tls", GW1.host, 5061)
+    forwarded = only_request(run.send(data, PEER, Listener("udp", EDGE, 5080)), gateway)
+    routes = forwarded.headers("record-route")
+    assert routes[0].startswith(f"<sips:{EDGE}:5061;lr;")
+    assert routes[1].startswith(f"<sip:{EDGE}:5080;lr;")
+
+
 def test_an_in_dialog_request_to_our_tls_address_without_a_port_and_route_is_481() -> None:
     run = tls_run()
     lost = in_dialog("BYE", 70).replace(f"Route: <sip:{EDGE}:5060;lr>\r\n".encode(), b"")

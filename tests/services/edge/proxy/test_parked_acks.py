@@ -71,3 +71,17 @@ def test_a_full_store_takes_back_the_slots_of_acks_whose_answer_never_came() -> 
     assert dropped("deadline") == before + 1
     assert acks.take(stale, 12.0) is None
     assert acks.take(fresh, 12.0) is not None
+
+
+def test_an_ack_answered_at_its_deadline_is_still_sent() -> None:
+    acks = ParkedAcks(deadline=10.0)
+    ticket = acks.park(parked(5.0), 5.0)
+    assert ticket is not None
+    assert acks.take(ticket, 15.0) is not None
+
+
+def test_a_full_store_keeps_an_ack_exactly_at_its_deadline() -> None:
+    acks = ParkedAcks(limit=1, deadline=10.0)
+    waiting = acks.park(parked(0.0), 0.0)
+    assert acks.park(parked(10.0), 10.0) is None  # not overdue yet: no slot freed
+    assert waiting is not None and acks.take(waiting, 10.0) is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.edge import metrics
 from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.protection import ProtectionSettings
@@ -181,16 +182,20 @@ def test_a_call_cancelled_during_the_offer_is_487_and_deleted(run: Run) -> None:
 def test_without_rtpengine_a_required_relay_refuses_503_with_retry_after() -> None:
     run = media_run(required=True)
     [offer] = media(run.send(with_sdp(invite())))
+    before = metrics.MEDIA_FAILURES["offer", "rejected"]
     actions = run.proxy.media_done(offer.ticket, None, run.now)
     assert sent_to(actions, GW1) == []
     refused = to_caller(actions)
     assert (refused.status, refused.header("retry-after")) == (503, "7")
     assert media(actions) == []  # no session was made
+    assert metrics.MEDIA_FAILURES["offer", "rejected"] == before + 1
 
 
 def test_without_rtpengine_an_optional_relay_carries_the_call_on_unrelayed(run: Run) -> None:
     [offer] = media(run.send(with_sdp(invite())))
+    before = metrics.MEDIA_FAILURES["offer", "unrelayed"]
     forwarded = only_request(run.proxy.media_done(offer.ticket, None, run.now), GW1)
+    assert metrics.MEDIA_FAILURES["offer", "unrelayed"] == before + 1
     assert forwarded.body == SDP
     assert forwarded.headers("record-route") == [signed(run.proxy, "call-1")]  # no cm-media
     assert media(run.send(with_sdp(answer(forwarded, 200), GW_SDP), GW1)) == []
@@ -227,6 +232,39 @@ def test_the_gateways_policy_decides_per_branch() -> None:
     second = only_request(run.send(answer(first, 503), GW1), GW2)
     assert second.body == RELAYED
     assert ";cm-media;" in str(second.header("record-route"))
+
+
+def test_an_unrelayed_branchs_2xx_deletes_the_session_its_1xx_does_not() -> None:
+    """The offer was made for gateway 2; gateway 1, unrelayed, answers the call."""
+    run = media_run("never", table={"1": "never", "2": "always"})
+    first = offered(run)
+    assert media(run.send(with_sdp(answer(first, 180), GW_SDP), GW1)) == []
+    ok = run.send(with_sdp(answer(first, 200), GW_SDP), GW1)
+    assert media(ok) == [Media("delete", "call-1", "", None, b"", 0)]
+
+
+def test_an_answer_rtpengine_cannot_give_goes_upstream_as_it_came_and_is_counted(
+    run: Run,
+) -> None:
+    forwarded = offered(run)
+    [rewrite] = media(run.send(with_sdp(answer(forwarded, 183), GW_SDP), GW1))
+    before = metrics.MEDIA_FAILURES["answer", "unrelayed"]
+    progress = to_caller(run.proxy.media_done(rewrite.ticket, None, run.now))
+    assert (progress.status, progress.body) == (183, GW_SDP)
+    assert metrics.MEDIA_FAILURES["answer", "unrelayed"] == before + 1
+
+
+def test_a_final_failure_with_sdp_is_not_asked_for_an_answer(run: Run) -> None:
+    forwarded = offered(run)
+    moved = run.send(with_sdp(answer(forwarded, 300), GW_SDP), GW1)
+    assert "answer" not in [m.command for m in media(moved)]
+
+
+def test_each_new_relayed_call_is_counted_once(run: Run) -> None:
+    before = metrics.MEDIA_RELAYED_CALLS.value
+    offered(run)
+    offered(run, with_sdp(invite().replace(b"call-1", b"call-2").replace(b"Kc1", b"Kc2")))
+    assert metrics.MEDIA_RELAYED_CALLS.value == before + 2
 
 
 def test_the_callers_domain_decides_where_the_table_sets_nothing() -> None:

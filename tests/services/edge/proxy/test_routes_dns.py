@@ -19,6 +19,7 @@ from shared.routing_table.model import Gateway, Rule
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.support import MemoryTable
 from tests.services.edge.proxy.test_core import (
+    CALLER,
     EDGE,
     GW2,
     TRUSTED,
@@ -26,6 +27,7 @@ from tests.services.edge.proxy.test_core import (
     answer,
     invite,
     only_request,
+    sent_to,
     statuses,
 )
 
@@ -147,3 +149,21 @@ def test_a_destination_by_name_skips_the_dns_target_its_set_holds_down() -> None
     carrier_records(cache, run.now)
     forwarded = only_request(run.send(invite()), BACKUP)
     assert forwarded.uri_text == "sip:14075551234@carrier.test"
+
+
+def test_dns_answers_that_keep_expiring_end_a_new_calls_routing_with_a_500() -> None:
+    """A cache emptied faster than it fills: the call waits for `MAX_DNS_ROUNDS` answers."""
+    run, _cache = dns_run()
+    (resolve,) = resolves(run.send(invite()))
+    rounds = 1
+    while True:
+        actions = run.proxy.resume(resolve.server, run.now)
+        asked = resolves(actions)
+        if not asked:
+            break
+        (resolve,) = asked
+        rounds += 1
+        assert rounds < 20
+    assert rounds == 6
+    [data] = [d for d in sent_to(actions, CALLER) if d.startswith(b"SIP/2.0 ")]
+    assert data.startswith(b"SIP/2.0 500 Server Internal Error (DNS)\r\n")

@@ -129,6 +129,15 @@ def test_non_2xx_final_sends_ack_and_waits_timer_d() -> None:
     assert client.armed == {TimerName.D: 33.0}
 
 
+def test_the_ack_of_a_failure_is_spelled_as_usual_and_reports_its_send_failure() -> None:
+    """The ACK's Send names its transaction (§17.1.4: a failure to send it reaches the
+    transaction), and its header names are written in their usual spelling."""
+    _, client, _ = started()
+    _, send = client.receive_response(response(486), now=1.0)
+    assert isinstance(send, Send) and send.client is client
+    assert b"\r\nFrom: " in send.data and b"\r\nTo: " in send.data
+
+
 def test_completed_resends_ack_for_retransmitted_final_without_delivering_it() -> None:
     table, client, _ = started()
     first = client.receive_response(response(486), now=1.0)

@@ -126,6 +126,7 @@ def test_2xx_moves_to_accepted_absorbs_invites_and_sends_further_2xx() -> None:
     # A 2xx retransmission from the TU (a proxy forwarding one) still goes out.
     assert server.respond(ok, now=1.0) == [sent(ok.to_bytes())]
     assert server.respond(response(486), now=1.0) == []
+    assert server.respond(response(300), now=1.0) == []  # the first status past the 2xx
     assert fired(table, 32.0) == [Terminated()]
 
 
