@@ -20,6 +20,7 @@ from tests.services.edge.proxy.test_routes_dns import (
     carrier_records,
     dns_run,
     resolves,
+    rounds_until_given_up,
 )
 
 
@@ -89,16 +90,7 @@ def test_a_name_that_does_not_resolve_is_480_with_the_reason() -> None:
 def test_dns_answers_that_keep_expiring_end_the_wait_with_a_480_saying_so() -> None:
     """A cache emptied faster than it fills: the request waits for `MAX_DNS_ROUNDS` answers."""
     run, _cache = dns_run()
-    (resolve,) = resolves(run.send(bye(run.proxy)))
-    rounds = 1
-    while True:
-        actions = run.proxy.resume(resolve.server, run.now)
-        asked = resolves(actions)
-        if not asked:
-            break
-        (resolve,) = asked
-        rounds += 1
-        assert rounds < 20
+    rounds, actions = rounds_until_given_up(run, run.send(bye(run.proxy)))
     assert rounds == 6
     assert statuses(actions) == [480]
     [response] = sent_to(actions, CALLER)
