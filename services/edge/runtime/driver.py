@@ -147,12 +147,20 @@ class ProxyDriver:
     # ----- actions ---------------------------------------------------------------------
 
     def _run(self, actions: list[Action]) -> None:
+        """Run the core's actions: its events first (write-ahead), then in order the rest.
+
+        Offering an event journals it (the outbox): so whatever of a call left the
+        worker, its event is journaled before it, and a worker killed between the two
+        still has it published by its successor: a 200 relayed and its `answered`
+        event lost with the process would leave the caller talking and the record open.
+        """
+        for action in actions:
+            if isinstance(action, Publish):
+                self._publish(action.event)
         for action in actions:
             if isinstance(action, Send):
                 self._send(action)
-            elif isinstance(action, Publish):
-                self._publish(action.event)
-            else:
+            elif not isinstance(action, Publish):
                 self.round_trips.start(action)
 
     def _deliver(self, actions: list[Action]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import cast
 
 from services.edge.proxy.call_events import CallEvents, CallNotes
@@ -11,11 +12,13 @@ from services.edge.proxy.core import Proxy
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from services.edge.runtime.driver import ProxyDriver
+from services.edge.runtime.journal import Journal
 from services.edge.runtime.sockets import EdgeSockets
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import CallStarted
 from shared.contracts.event import Event
+from shared.sip.transaction import Send
 from tests.services.edge.proxy.test_core import CALLER, EDGE, UDP_IN, Table, invite
 from tests.shared.bus.support import until
 
@@ -83,4 +86,20 @@ async def test_events_wait_for_a_broker_that_does_not_answer_yet() -> None:
     assert driver.publisher.waiting > 0 and driver.publisher.dropped == 0
     bus.release.set()
     await until(lambda: bus.attempts == count)
+    await driver.stop()
+
+
+async def test_a_steps_events_are_journaled_before_its_messages_leave(tmp_path: Path) -> None:
+    """Write-ahead: a worker killed right after a message of a call left still has that
+    call's event journaled, whatever the order the core listed them in."""
+    journal = Journal.claim(tmp_path, 0, max_bytes=1 << 20)
+    assert journal is not None
+    bus = SilentBroker(watched=1)
+    driver = ProxyDriver(proxy(), bus, instance="edge-a", outbox=journal)
+    journaled_at_send: list[int] = []
+    driver._send = lambda send: journaled_at_send.append(journal.unsettled)  # type: ignore[method-assign]
+    answered = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
+    driver._run([Send(b"SIP/2.0 200 OK\r\n\r\n", CALLER), answered])
+    assert journaled_at_send == [1]
+    bus.release.set()
     await driver.stop()
