@@ -143,6 +143,24 @@ def test_an_ack_without_a_to_tag_is_absorbed_from_anyone(run: Run) -> None:
         assert run.send(data, PEER) == []
 
 
+def test_each_refusal_is_counted_and_logged_by_its_own_reason(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's `callmesh_edge_relay_refused{reason=…}` says which check refused."""
+    before = dict(RELAY_REFUSED)
+    with caplog.at_level(logging.INFO, logger="callmesh.edge"):
+        run.send(in_dialog("ACK", to_tag="", uri="sip:x@edge.example"))
+        only_answer(run, invite(extra=f"Route: <sip:{EDGE}:5060;lr>, <sip:{GW2.host};lr>\r\n"))
+    counted = {
+        reason: RELAY_REFUSED[reason] - before.get(reason, 0)
+        for reason in ("no_to_tag", "preloaded_route")
+    }
+    assert counted == {"no_to_tag": 1, "preloaded_route": 1}
+    [ack, route] = [r.getMessage() for r in caplog.records]
+    assert ack.endswith("(no_to_tag): ACK without a dialog")
+    assert route.endswith("(preloaded_route): preloaded Route")
+
+
 def test_each_refusal_is_one_info_line(run: Run, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="callmesh.edge"):
         run.send(in_dialog("INVITE"))
