@@ -28,6 +28,7 @@ from shared.contracts.calls import (
     CallStarted,
     CallUpdated,
 )
+from shared.dns.cache import record_key
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 from tests.services.edge.destinations.support import BOX1, BOX1_URI, farm_run
@@ -46,6 +47,7 @@ from tests.services.edge.proxy.test_core import (
     signed,
     statuses,
 )
+from tests.services.edge.proxy.test_routes_dns import dns_run
 
 WALL = 1_760_000_000.0
 """Wall time when the core's clock reads 0."""
@@ -461,3 +463,16 @@ def test_an_ipv6_address_is_bracketed_before_its_port() -> None:
     """As a URI writes it: `2001:db8::1:5060` would not say where the host ends."""
     assert host_port(Destination("udp", "2001:db8::1", 5060)) == "[2001:db8::1]:5060"
     assert host_port(Destination("udp", "192.0.2.1", 5060)) == "192.0.2.1:5060"
+
+
+def test_a_call_with_no_branch_at_all_failed_as_unavailable() -> None:
+    """Its one hop, a Route's name, does not resolve: the edge's 480 is no unrouted number."""
+    run, cache = dns_run()
+    run.proxy.call_events = CallEvents(ME, wall_offset=WALL)
+    for kind in ("A", "AAAA"):
+        cache.put(record_key("nowhere.test", kind), (), None, run.now, "no such name")
+    actions = run.send(invite(extra="Route: <sip:nowhere.test:5080;lr>\r\n"), PEER)
+    assert statuses(actions, PEER) == [100, 480]
+    failed = published(actions)[-1]
+    assert isinstance(failed, CallFailed)
+    assert (failed.status, failed.origin, failed.cause) == (480, "edge", "unavailable")
