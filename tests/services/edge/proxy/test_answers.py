@@ -60,6 +60,18 @@ def test_the_configured_t1_paces_the_retransmissions_to_a_gateway() -> None:
     assert again.startswith(b"INVITE ")
 
 
+def test_the_configured_t2_caps_the_retransmissions_of_a_non_invite() -> None:
+    """Timer E doubles from T1 up to T2 (RFC 3261 §17.1.2.2): an operator's T2, not 4 s."""
+    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
+    proxy = Proxy(interfaces, NumberRouter(Table()), ProxyTimers(t1=0.5, t2=1.0))
+    message = invite().replace(b"INVITE sip", b"MESSAGE sip").replace(b"1 INVITE", b"1 MESSAGE")
+    proxy.receive(message, CALLER, UDP_IN, 100.0)
+    assert len(sent_to(proxy.expire(100.51), GW1)) == 1  # T1
+    assert len(sent_to(proxy.expire(101.51), GW1)) == 1  # 2·T1 = T2
+    assert sent_to(proxy.expire(102.49), GW1) == []  # the control: not yet
+    assert len(sent_to(proxy.expire(102.51), GW1)) == 1  # T2 again, not 4·T1
+
+
 def test_a_forwarding_is_forgotten_when_its_transaction_ends_at_once_over_tcp(run: Run) -> None:
     """Over TCP no Timer J or I waits (§17.2.2, §17.2.1): a MESSAGE's transaction ends with
     its final response, an INVITE's with the ACK of its failure; no forwarding stays behind."""

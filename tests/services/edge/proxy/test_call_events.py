@@ -12,7 +12,7 @@ import pytest
 
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.actions import Action, Publish
-from services.edge.proxy.call_events import CallEvents, CallNotes, edge_cause
+from services.edge.proxy.call_events import CallEvents, CallNotes, edge_cause, host_port
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
@@ -28,6 +28,7 @@ from shared.contracts.calls import (
     CallStarted,
     CallUpdated,
 )
+from shared.dns.cache import record_key
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 from tests.services.edge.destinations.support import BOX1, BOX1_URI, farm_run
@@ -46,6 +47,7 @@ from tests.services.edge.proxy.test_core import (
     signed,
     statuses,
 )
+from tests.services.edge.proxy.test_routes_dns import dns_run
 
 WALL = 1_760_000_000.0
 """Wall time when the core's clock reads 0."""
@@ -360,6 +362,18 @@ def test_a_call_cancelled_before_any_answer_ends_without_a_failure(run: Run) -> 
     assert [type(event) for event in published(actions)] == [BranchTried]
 
 
+def test_a_cancelled_reinvite_is_no_cancelled_call(run: Run) -> None:
+    """A re-INVITE's forwarding holds no call (its call was started long ago): its CANCEL
+    is answered, and published as nothing."""
+    run.now = 130.0
+    reinvite = callers_request(run, "INVITE", 3)
+    only_request(run.send(reinvite), GW1)
+    cancel = reinvite.replace(b"INVITE sip", b"CANCEL sip").replace(b"3 INVITE", b"3 CANCEL")
+    actions = run.send(cancel)
+    assert 200 in statuses(actions)
+    assert published(actions) == []
+
+
 @pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
 def test_a_reinvite_or_update_is_an_updated_call(run: Run, method: str) -> None:
     run.now = 130.0
@@ -443,3 +457,22 @@ def test_a_call_along_a_preloaded_route_tries_a_uri(run: Run) -> None:
     [tried, _failed] = published(run.send(answer(forwarded, 486), GW2))
     assert isinstance(tried, BranchTried)
     assert (tried.target, tried.target_kind) == (forwarded.uri_text, "uri")
+
+
+def test_an_ipv6_address_is_bracketed_before_its_port() -> None:
+    """As a URI writes it: `2001:db8::1:5060` would not say where the host ends."""
+    assert host_port(Destination("udp", "2001:db8::1", 5060)) == "[2001:db8::1]:5060"
+    assert host_port(Destination("udp", "192.0.2.1", 5060)) == "192.0.2.1:5060"
+
+
+def test_a_call_with_no_branch_at_all_failed_as_unavailable() -> None:
+    """Its one hop, a Route's name, does not resolve: the edge's 480 is no unrouted number."""
+    run, cache = dns_run()
+    run.proxy.call_events = CallEvents(ME, wall_offset=WALL)
+    for kind in ("A", "AAAA"):
+        cache.put(record_key("nowhere.test", kind), (), None, run.now, "no such name")
+    actions = run.send(invite(extra="Route: <sip:nowhere.test:5080;lr>\r\n"), PEER)
+    assert statuses(actions, PEER) == [100, 480]
+    failed = published(actions)[-1]
+    assert isinstance(failed, CallFailed)
+    assert (failed.status, failed.origin, failed.cause) == (480, "edge", "unavailable")

@@ -384,7 +384,9 @@ def test_a_2xx_retransmission_without_transaction_is_forwarded_statelessly(run: 
 
 def test_garbage_gets_400_and_the_proxy_goes_on(run: Run) -> None:
     bad = invite().replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
+    before = metrics.RESPONSES[400]
     assert statuses(run.send(bad)) == [400]
+    assert metrics.RESPONSES[400] == before + 1  # one answer sent, one counted
     assert statuses(run.send(invite(branch="z9hG4bKc2"))) == [100]
 
 

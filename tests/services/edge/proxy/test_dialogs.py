@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from services.edge.metrics import RELAY_REFUSED
 from services.edge.proxy.actions import Send
-from services.edge.proxy.dialogs import RecordRouteSigner
+from services.edge.proxy.dialogs import RecordRouteSigner, own_contact
 from services.edge.topology import Keyring, TopologyKey, new_secret
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
@@ -143,6 +143,24 @@ def test_an_ack_without_a_to_tag_is_absorbed_from_anyone(run: Run) -> None:
         assert run.send(data, PEER) == []
 
 
+def test_each_refusal_is_counted_and_logged_by_its_own_reason(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's `callmesh_edge_relay_refused{reason=…}` says which check refused."""
+    before = dict(RELAY_REFUSED)
+    with caplog.at_level(logging.INFO, logger="callmesh.edge"):
+        run.send(in_dialog("ACK", to_tag="", uri="sip:x@edge.example"))
+        only_answer(run, invite(extra=f"Route: <sip:{EDGE}:5060;lr>, <sip:{GW2.host};lr>\r\n"))
+    counted = {
+        reason: RELAY_REFUSED[reason] - before.get(reason, 0)
+        for reason in ("no_to_tag", "preloaded_route")
+    }
+    assert counted == {"no_to_tag": 1, "preloaded_route": 1}
+    [ack, route] = [r.getMessage() for r in caplog.records]
+    assert ack.endswith("(no_to_tag): ACK without a dialog")
+    assert route.endswith("(preloaded_route): preloaded Route")
+
+
 def test_each_refusal_is_one_info_line(run: Run, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="callmesh.edge"):
         run.send(in_dialog("INVITE"))
@@ -183,6 +201,27 @@ def test_a_strangers_route_to_one_of_our_flows_needs_a_token_for_its_call(run: R
     # A trusted peer needs no token.
     trusted = invite(extra=f"Route: <sip:{EDGE}:5060;lr;cm-flow=FLOW1>\r\n", branch="z9hG4bKc4")
     assert only_request(run.send(trusted, PEER), GW1).method == "INVITE"
+
+
+def test_a_relayed_dialogs_token_signs_its_flow_too(run: Run) -> None:
+    """With the media mark signed beside it, the flow still counts: a token is for one flow."""
+    params = run.proxy.dialogs.route_params("call-1", "FLOW1", media=True)
+    moved = params.replace("cm-flow=FLOW1", "cm-flow=FLOW2")
+    other = invite(extra=f"Route: <sip:{EDGE}:5060;lr{moved}>\r\n", branch="z9hG4bKc2")
+    assert only_answer(run, other).status == 403
+    handed = invite(extra=f"Route: <sip:{EDGE}:5060;lr{params}>\r\n")
+    assert only_request(run.send(handed), GW1).headers("route") == []  # the control
+
+
+def test_a_contact_of_ours_is_one_at_our_address_only(run: Run) -> None:
+    """`cm-ct` parameters on someone else's host are that host's business, not our Contact."""
+    params = run.proxy.dialogs.contact_params("call-1", "FLOW1", "T", media=False)
+    ours = parse_message(invite(uri=f"sip:alice@{EDGE}:5060{params}"))
+    theirs = parse_message(invite(uri=f"sip:alice@{GW2.host}:5060{params}"))
+    assert isinstance(ours, Request) and isinstance(theirs, Request)
+    is_ours = run.proxy.interfaces.is_ours
+    assert own_contact(ours, is_ours) is not None  # the control
+    assert own_contact(theirs, is_ours) is None
 
 
 def test_a_trusted_peers_preloaded_route_is_followed(run: Run) -> None:

@@ -3,6 +3,8 @@ the PRACK or ACK), UPDATE either way, 2xx retransmissions with no transaction, m
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from services.edge import metrics
@@ -123,6 +125,22 @@ def test_the_acks_answer_is_held_then_leaves_rewritten(run: Run) -> None:
     assert ack.max_forwards == 69 and len(ack.vias) == 2
     plain = run.send(from_caller("ACK", forwarded, 1))  # no SDP: nothing to wait for
     assert media(plain) == [] and only_request(plain, GW1).body == b""
+
+
+def test_a_late_offer_rtpengine_cannot_take_goes_as_it_came_counted_as_an_offer(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The callee's 2xx carries the offer of a late-offer call: its failure is an offer's."""
+    forwarded = late(run)
+    before = metrics.MEDIA_FAILURES["offer", "unrelayed"]
+    [offer] = media(run.send(with_sdp(answer(forwarded, 200), GW_SDP), GW1))
+    with caplog.at_level(logging.WARNING, logger="callmesh.edge"):
+        sent = to_caller(run.proxy.media_done(offer.ticket, None, run.now))
+    assert (sent.status, sent.body) == (200, GW_SDP)
+    assert metrics.MEDIA_FAILURES["offer", "unrelayed"] == before + 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "rtpengine offer for call-1 failed: its SDP goes unrelayed"
+    ]
 
 
 def test_an_ack_rtpengine_cannot_answer_leaves_as_it_came_and_is_counted(run: Run) -> None:

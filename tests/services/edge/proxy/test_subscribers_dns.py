@@ -98,3 +98,11 @@ def test_in_a_parallel_fork_a_path_by_name_is_one_branch_to_its_first_target(
     assert only_request(actions, FIRST).uri_text == BEHIND_SBC
     assert only_request(actions, PHONE).method == "INVITE"
     assert sent_to(actions, BACKUP) == []
+
+
+def test_a_lower_q_path_by_name_waits_for_no_dns_before_the_first_contact_rings() -> None:
+    """Only the group being sent is resolved: a later q's name is asked for when its turn comes."""
+    run, _cache = dns_run(binding(PHONE, 1.0), behind_sbc(0.5))
+    actions = run.send(call())
+    assert only_request(actions, PHONE).method == "INVITE"
+    assert [action for action in actions if isinstance(action, Resolve)] == []
