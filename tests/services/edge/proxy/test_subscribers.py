@@ -27,6 +27,7 @@ from services.edge.proxy.flows import FLOW_PARAM, FLOW_SEPARATOR, FlowTokens
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
+from shared.dns.locate import NameSpec
 from shared.registrar.model import Location
 from shared.registrar.nonce_counts import NonceCounts
 from shared.sip.address import parse_address
@@ -721,6 +722,25 @@ def test_a_natted_binding_of_another_edge_is_reached_through_that_edge(edge_addr
     assert hop.routes == (f"<{edge_address};lr>",)  # the flow and its signature: per call
     assert hop.remote_flow is not None
     assert FLOWS.open(hop.remote_flow) == Destination("udp", "198.51.100.5", 40000)
+
+
+@pytest.mark.parametrize(
+    "edge_address",
+    [f"sip:{EDGE}:5070", f"sip:{EDGE};transport=tls"],  # our host, not our port (TLS: 5061)
+)
+def test_another_port_of_this_host_is_another_edge(edge_address: str) -> None:
+    hop = binding_hop(
+        located(received="sip:198.51.100.5:40000", edge_address=edge_address), FLOWS, OURS
+    )
+    assert (hop.routes, hop.flow_token) == ((f"<{edge_address};lr>",), None)
+
+
+def test_another_edge_given_by_name_is_resolved_when_sent() -> None:
+    edge_address = "sip:edge-b.example.net:5080;transport=tcp"
+    hop = binding_hop(
+        located(received="sip:198.51.100.5:40000", edge_address=edge_address), FLOWS, OURS
+    )
+    assert hop.name == NameSpec("edge-b.example.net", 5080, "tcp", False)
 
 
 def test_a_natted_binding_without_an_edge_address_is_reached_from_here() -> None:
