@@ -10,14 +10,17 @@ from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.protection import ProtectionSettings
 from services.edge.proxy.actions import Action, Media
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.media import MediaSettings, Policy
 from services.edge.proxy.routes import NumberRouter
+from shared.contracts.calls import CallFailed
 from shared.routing_table.model import Gateway
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
+from tests.services.edge.proxy.test_call_events import published
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
@@ -189,6 +192,19 @@ def test_without_rtpengine_a_required_relay_refuses_503_with_retry_after() -> No
     assert (refused.status, refused.header("retry-after")) == (503, "7")
     assert media(actions) == []  # no session was made
     assert metrics.MEDIA_FAILURES["offer", "rejected"] == before + 1
+
+
+def test_a_required_relays_503_is_the_published_calls_failure() -> None:
+    run = media_run(required=True)
+    run.proxy.call_events = CallEvents("edge-test", wall_offset=0.0)
+    [offer] = media(run.send(with_sdp(invite())))
+    actions = run.proxy.media_done(offer.ticket, None, run.now)
+    [failed] = [event for event in published(actions) if isinstance(event, CallFailed)]
+    assert (failed.status, failed.reason, failed.origin) == (
+        503,
+        "Service Unavailable (media relay)",
+        "edge",
+    )
 
 
 def test_without_rtpengine_an_optional_relay_carries_the_call_on_unrelayed(run: Run) -> None:
