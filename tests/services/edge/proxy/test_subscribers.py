@@ -25,6 +25,7 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FLOW_PARAM, FLOW_SEPARATOR, FlowTokens
 from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.media import MediaSettings
 from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
 from shared.dns.locate import NameSpec
@@ -49,6 +50,7 @@ from tests.services.edge.proxy.test_core import (
     sent_to,
     statuses,
 )
+from tests.services.edge.proxy.test_relay import media, with_sdp
 
 DOMAIN = "example.com"
 BOB = f"sip:bob@{DOMAIN}"
@@ -446,6 +448,17 @@ def test_a_call_to_a_phone_behind_another_edge_carries_a_route_signed_for_the_ca
     assert flow and token
     assert run.proxy.dialogs.signer.verify(token, forwarded.call_id, flow)
     assert not run.proxy.dialogs.signer.verify(token, "another-call", flow)
+
+
+def test_a_call_handed_over_along_a_flow_has_its_media_decided_here(run: Run) -> None:
+    """Another edge's Route, signed for the call, names a flow of ours: this edge's policy
+    (here `always`) decides its media as for any new call."""
+    run.proxy.media = MediaSettings("always", False, retry_after=7)
+    assert run.proxy.subscribers is not None
+    token = run.proxy.subscribers.flows.mint(Destination("udp", "203.0.113.40", 40001))
+    route = f"<sip:{EDGE}:5060;lr{run.proxy.dialogs.route_params('call-7', token)}>"
+    actions = run.send(with_sdp(call(extra=f"Route: {route}\r\n")))
+    assert [(action.command, action.call_id) for action in media(actions)] == [("offer", "call-7")]
 
 
 def test_a_call_to_a_phone_behind_nat_here_is_record_routed_with_its_flow(run: Run) -> None:
