@@ -15,7 +15,7 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.media import MediaSettings, Policy
-from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.routes import Hop, NumberRouter
 from shared.contracts.calls import CallFailed
 from shared.routing_table.model import Gateway
 from shared.sip.message import Request, Response, parse_message
@@ -376,3 +376,14 @@ def test_a_trusted_peers_unsigned_media_mark_deletes_no_session(run: Run) -> Non
     actions = run.send(bye, GW1)
     assert media(actions) == []
     assert sent_to(actions, Destination("udp", "10.0.0.5", 5060))  # still routed, as before
+
+
+def test_a_gateway_hop_without_a_rule_is_decided_by_the_callers_domain() -> None:
+    """A routing hook's gateway target with no rule is still toward a gateway, not toward a
+    subscriber: the caller's (From) domain policy applies, not the Request-URI's."""
+    run = media_run("never", domains={"example.com": "always"})
+    request = parse_message(invite())
+    assert isinstance(request, Request)
+    hop = Hop(f"sip:14075551234@{GW1.host}", GW1, "1", f"sip:{GW1.host}", None)
+    [decided] = run.proxy._relayed_hops([hop], request, CALLER)
+    assert decided.relay
