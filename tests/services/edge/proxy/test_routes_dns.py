@@ -11,10 +11,12 @@ import pytest
 
 from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.proxy.actions import Action, Publish, Resolve
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import Hop, NumberRouter
+from shared.contracts.calls import CallFailed
 from shared.contracts.edge import GatewayFailed
 from shared.dispatcher import DispatcherSet
 from shared.dns import DnsCache, Names, Srv
@@ -23,6 +25,7 @@ from shared.dns.locate import NameSpec
 from shared.routing_table.model import Gateway, Rule
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.support import MemoryTable
+from tests.services.edge.proxy.test_call_events import published
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
@@ -178,6 +181,14 @@ def test_dns_answers_that_keep_expiring_end_a_new_calls_routing_with_a_500() -> 
     assert rounds == 6
     [data] = [d for d in sent_to(actions, CALLER) if d.startswith(b"SIP/2.0 ")]
     assert data.startswith(b"SIP/2.0 500 Server Internal Error (DNS)\r\n")
+
+
+def test_a_call_given_up_on_dns_is_published_as_failed_with_its_500() -> None:
+    run, _cache = dns_run()
+    run.proxy.call_events = CallEvents("edge-test", wall_offset=0.0)
+    _rounds, actions = rounds_until_given_up(run, run.send(invite()))
+    [failed] = [event for event in published(actions) if isinstance(event, CallFailed)]
+    assert (failed.status, failed.reason) == (500, "Server Internal Error (DNS)")
 
 
 # ----- the hops a named gateway or destination gives (NumberRouter) ----------------------
