@@ -293,3 +293,12 @@ def test_a_route_by_name_keeps_its_pin_on_every_target() -> None:
     hops, why = router.by_name(hop, 0.0)
     assert [h.destination for h in hops] == [FIRST, BACKUP] and why == ""
     assert all(h.destination.pinned for h in hops)
+
+
+def test_a_failed_dns_target_is_logged_with_how_long_it_is_tried_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = NumberRouter(MemoryTable({}, {}), names=Names(DnsCache(), hold=30))
+    with caplog.at_level(logging.INFO):
+        router.target_failed("udp:a.carrier.test:5071", 0.0, None)
+    assert caplog.messages == ["DNS target udp:a.carrier.test:5071 failed: tried last for 30 s"]
