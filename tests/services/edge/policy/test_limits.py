@@ -165,6 +165,26 @@ async def test_a_failover_takes_a_channel_at_the_next_capped_gateway(
     assert [found.concurrent for found in await limits.usage(["gateway:1"])] == [0]
 
 
+async def test_a_failover_from_an_uncapped_gateway_starts_the_calls_lease_then(
+    limits: SharedLimits,
+) -> None:
+    """The call held nothing before: the channel it takes at 2 is held from the failover on,
+    renewed, and freed once the call has lasted `max_call_duration` since."""
+    settings = CallLimitSettings()
+    edge = Limited(limits, settings)
+    edge.table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}"))
+    capped = Limits(max_concurrent=1)
+    edge.table.put("gateway", "2", Gateway(address=f"sip:{GW2.host}", limits=capped))
+    edge.table.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
+    [first] = requests_to(await edge.send(call(1)), GW1)
+    assert edge.leases.held(edge.now) == []  # gateway 1 has no limits: nothing held
+    edge.now += 5.0
+    assert len(requests_to(await edge.send(answer(first, 503)), GW2)) == 1
+    assert edge.leases.held(edge.now) == [(first.call_id, ("gateway:2",))]
+    assert edge.leases.held(edge.now + settings.max_call_duration - 1.0) != []
+    assert edge.leases.held(edge.now + settings.max_call_duration + 1.0) == []
+
+
 async def test_a_call_without_limits_takes_no_round_trip(limits: SharedLimits) -> None:
     edge = Limited(limits, CallLimitSettings())
     actions = edge.proxy.receive(call(1), INSIDE, UDP_IN, edge.now)

@@ -7,8 +7,11 @@ extends) over a real `RoutingIndex`.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 
+from services.edge.proxy.actions import Action, Publish
+from shared.contracts.calls import CallEvent
 from shared.routing_table.cache import IndexRoutes
 from shared.routing_table.model import Gateway, Kind, Record, Rule
 
@@ -23,3 +26,15 @@ class MemoryTable(IndexRoutes):
 
     def put(self, kind: Kind, record_id: str, record: Record) -> None:
         self.index.put(kind, record_id, record)
+
+
+def published(actions: list[Action]) -> list[CallEvent]:
+    """The call events among `actions`, each checked valid as the consumer will read it."""
+    events = [a.event for a in actions if isinstance(a, Publish) and isinstance(a.event, CallEvent)]
+    for event in events:
+        validated = type(event).model_validate_json(event.model_dump_json())
+        assert validated == event
+        # Built without validation, it must still be one: its set fields, a pickled copy.
+        assert event.model_fields_set == validated.model_fields_set
+        assert pickle.loads(pickle.dumps(event)) == validated
+    return events

@@ -6,12 +6,9 @@ order, that a consumer would receive from this edge.
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 
 from services.edge.policy.overload import LoadShedder
-from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.call_events import CallEvents, CallNotes, edge_cause, host_port
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
@@ -22,7 +19,6 @@ from shared.contracts.calls import (
     CallAnswered,
     CallCancelled,
     CallEnded,
-    CallEvent,
     CallFailed,
     CallRinging,
     CallStarted,
@@ -32,6 +28,7 @@ from shared.dns.cache import record_key
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 from tests.services.edge.destinations.support import BOX1, BOX1_URI, farm_run
+from tests.services.edge.proxy.support import published
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
@@ -80,18 +77,6 @@ def events_run(*, call_events: bool = True) -> Run:
 @pytest.fixture
 def run() -> Run:
     return events_run()
-
-
-def published(actions: list[Action]) -> list[CallEvent]:
-    """The call events among `actions`, each checked valid as the consumer will read it."""
-    events = [a.event for a in actions if isinstance(a, Publish) and isinstance(a.event, CallEvent)]
-    for event in events:
-        validated = type(event).model_validate_json(event.model_dump_json())
-        assert validated == event
-        # Built without validation, it must still be one: its set fields, a pickled copy.
-        assert event.model_fields_set == validated.model_fields_set
-        assert pickle.loads(pickle.dumps(event)) == validated
-    return events
 
 
 def started(**fields: object) -> CallStarted:

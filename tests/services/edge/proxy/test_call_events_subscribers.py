@@ -16,7 +16,7 @@ from shared.contracts.calls import (
 )
 from shared.sip.auth.digest import compute_ha1
 from shared.sip.transport.destination import Destination
-from tests.services.edge.proxy.test_call_events import published
+from tests.services.edge.proxy.support import published
 from tests.services.edge.proxy.test_core import EDGE, GW1, answer, only_request, sent_to
 from tests.services.edge.proxy.test_subscribers import (
     BOB,

@@ -10,7 +10,7 @@ import pytest
 
 from services.edge import metrics
 from services.edge.proxy.actions import Action, Media, Send
-from services.edge.proxy.contacts import target_of
+from services.edge.proxy.contacts import rewrite_contacts, target_of
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DIALOG_PARAM, MEDIA_PARAM, DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import CONTACT_PARAM, FLOW_PARAM
@@ -281,3 +281,28 @@ def test_a_garbled_contact_target_is_refused_403() -> None:
     with pytest.raises(SipError) as refused:
         target_of("abcde")  # one character too many for base64
     assert (refused.value.status, refused.value.reason) == (403, "Forbidden (bad contact)")
+
+
+def test_a_contact_whose_encoding_ends_in_x_is_kept_whole() -> None:
+    """Only base64's padding is stripped: a URI of 27 bytes ending in `W` encodes to `…X`."""
+    phones = "sip:alice@192.168.1.10;xy=W"
+    request = parse_message(
+        f"INVITE sip:gw@{GW1.host} SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE_LAN};branch=z9hG4bKx\r\n"
+        f"From: <sip:alice@{EDGE}>;tag=a\r\nTo: <sip:gw@{GW1.host}>\r\nCall-ID: x-1\r\n"
+        f"CSeq: 1 INVITE\r\nContact: <{phones}>\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    assert isinstance(request, Request)
+    rewrite_contacts(request, Interface("udp", EDGE, 5060, 5060), "flow", DialogGate.closed())
+    encoded = contact_of(request).param(CONTACT_PARAM) or ""
+    assert encoded.endswith("X") and target_of(encoded) == phones
+
+
+def test_a_changed_contact_along_a_valid_route_set_is_refused_403(run: Run) -> None:
+    """The Record-Route's token passes the dialog check; the Contact's own signature fails."""
+    forwarded = natted_call(run)
+    plain = contact_of(forwarded)
+    target = plain.param(CONTACT_PARAM) or ""
+    other = base64.urlsafe_b64encode(b"sip:mallory@192.0.2.66").rstrip(b"=").decode()
+    changed = str(plain).replace(target, other)
+    bye = to_contact("BYE", forwarded, 2, uri=changed, routes=True)
+    assert statuses_to(run.send(bye, GW1), GW1) == [403]

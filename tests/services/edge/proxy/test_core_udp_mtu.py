@@ -98,3 +98,12 @@ def test_an_mtu_of_one_byte_sends_every_request_by_tcp() -> None:
     run = core_run()
     run.proxy.udp_mtu = 1
     assert requests_to(run.send(invite()), TCP_GW1)
+
+
+def test_a_branch_given_up_before_its_tcp_connection_failed_is_not_retried_over_udp() -> None:
+    """Its timer moved the call on to the next gateway: the late failure sends nothing."""
+    run = core_run()
+    [(_, over_tcp)] = requests_to(run.send(large_invite()), TCP_GW1)
+    assert over_tcp.client is not None
+    assert requests_to(run.proxy.expire(run.now + 2.5), TCP_GW2)  # fr: given up
+    assert run.proxy.transport_failed(over_tcp.client, run.now + 2.5) == []

@@ -10,14 +10,17 @@ from services.edge.policy import EdgePolicies
 from services.edge.policy.guard import Guard
 from services.edge.protection import ProtectionSettings
 from services.edge.proxy.actions import Action, Media
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.media import MediaSettings, Policy
-from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.routes import Hop, NumberRouter
+from shared.contracts.calls import CallFailed
 from shared.routing_table.model import Gateway
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
+from tests.services.edge.proxy.support import published
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
@@ -191,6 +194,19 @@ def test_without_rtpengine_a_required_relay_refuses_503_with_retry_after() -> No
     assert metrics.MEDIA_FAILURES["offer", "rejected"] == before + 1
 
 
+def test_a_required_relays_503_is_the_published_calls_failure() -> None:
+    run = media_run(required=True)
+    run.proxy.call_events = CallEvents("edge-test", wall_offset=0.0)
+    [offer] = media(run.send(with_sdp(invite())))
+    actions = run.proxy.media_done(offer.ticket, None, run.now)
+    [failed] = [event for event in published(actions) if isinstance(event, CallFailed)]
+    assert (failed.status, failed.reason, failed.origin) == (
+        503,
+        "Service Unavailable (media relay)",
+        "edge",
+    )
+
+
 def test_without_rtpengine_an_optional_relay_carries_the_call_on_unrelayed(run: Run) -> None:
     [offer] = media(run.send(with_sdp(invite())))
     before = metrics.MEDIA_FAILURES["offer", "unrelayed"]
@@ -360,3 +376,14 @@ def test_a_trusted_peers_unsigned_media_mark_deletes_no_session(run: Run) -> Non
     actions = run.send(bye, GW1)
     assert media(actions) == []
     assert sent_to(actions, Destination("udp", "10.0.0.5", 5060))  # still routed, as before
+
+
+def test_a_gateway_hop_without_a_rule_is_decided_by_the_callers_domain() -> None:
+    """A routing hook's gateway target with no rule is still toward a gateway, not toward a
+    subscriber: the caller's (From) domain policy applies, not the Request-URI's."""
+    run = media_run("never", domains={"example.com": "always"})
+    request = parse_message(invite())
+    assert isinstance(request, Request)
+    hop = Hop(f"sip:14075551234@{GW1.host}", GW1, "1", f"sip:{GW1.host}", None)
+    [decided] = run.proxy._relayed_hops([hop], request, CALLER)
+    assert decided.relay

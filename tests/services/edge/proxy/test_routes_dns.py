@@ -3,21 +3,28 @@ name waiting for a `Resolve`, failover through the SRV targets before the next g
 
 from __future__ import annotations
 
+import logging
 import random
+from dataclasses import replace
+
+import pytest
 
 from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.proxy.actions import Action, Publish, Resolve
+from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
-from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.routes import Hop, NumberRouter
+from shared.contracts.calls import CallFailed
 from shared.contracts.edge import GatewayFailed
 from shared.dispatcher import DispatcherSet
 from shared.dns import DnsCache, Names, Srv
 from shared.dns.cache import record_key
+from shared.dns.locate import NameSpec
 from shared.routing_table.model import Gateway, Rule
 from shared.sip.transport.destination import Destination
-from tests.services.edge.proxy.support import MemoryTable
+from tests.services.edge.proxy.support import MemoryTable, published
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
@@ -173,3 +180,124 @@ def test_dns_answers_that_keep_expiring_end_a_new_calls_routing_with_a_500() -> 
     assert rounds == 6
     [data] = [d for d in sent_to(actions, CALLER) if d.startswith(b"SIP/2.0 ")]
     assert data.startswith(b"SIP/2.0 500 Server Internal Error (DNS)\r\n")
+
+
+def test_a_call_given_up_on_dns_is_published_as_failed_with_its_500() -> None:
+    run, _cache = dns_run()
+    run.proxy.call_events = CallEvents("edge-test", wall_offset=0.0)
+    _rounds, actions = rounds_until_given_up(run, run.send(invite()))
+    [failed] = [event for event in published(actions) if isinstance(event, CallFailed)]
+    assert (failed.status, failed.reason) == (500, "Server Internal Error (DNS)")
+
+
+# ----- the hops a named gateway or destination gives (NumberRouter) ----------------------
+
+NUMBER = "14075551234"
+
+
+def carrier_router(address: str, *, names: bool = True) -> NumberRouter:
+    """Rule r1407 to the one gateway `carrier` at `address`; DNS answered by `carrier_records`."""
+    cache = DnsCache()
+    carrier_records(cache, 0.0)
+    table = MemoryTable(
+        {"carrier": Gateway(address=address)}, {"r1407": Rule(prefix="1407", gateways=("carrier",))}
+    )
+    return NumberRouter(table, names=Names(cache, rng=random.Random(0), hold=30) if names else None)
+
+
+def test_a_named_gateways_targets_are_hops_of_its_rule_pinned_to_its_transport() -> None:
+    address = "sip:carrier.test;transport=udp"
+    found = carrier_router(address).hops_for(NUMBER, "0")
+    assert found is not None
+    hops, skipped = found
+    assert [(h.destination, h.gateway_id, h.gateway_address, h.rule_id) for h in hops] == [
+        (FIRST, "carrier", address, "r1407"),
+        (BACKUP, "carrier", address, "r1407"),
+    ]
+    assert skipped == 0
+    assert all(hop.destination.pinned for hop in hops)  # `transport=udp`: never moved to TCP
+
+
+def test_a_named_gateway_without_a_resolver_is_one_hop_the_transport_resolves() -> None:
+    address = "sip:carrier.test"
+    found = carrier_router(address, names=False).hops_for(NUMBER, "0")
+    assert found == (
+        [
+            Hop(
+                f"sip:{NUMBER}@carrier.test",
+                Destination("udp", "carrier.test", 5060),
+                "carrier",
+                address,
+                "r1407",
+            )
+        ],
+        0,
+    )
+
+
+def test_an_unresolvable_gateway_counts_once_as_skipped_and_logs_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = DnsCache()
+    for rtype in ("A", "AAAA"):
+        cache.put(record_key("nowhere.test", rtype), (), None, 0.0, "no such name")
+    cache.put(record_key("_sip._udp.nowhere.test", "SRV"), (), None, 0.0, "no such name")
+    table = MemoryTable(
+        {"nowhere": Gateway(address="sip:nowhere.test;transport=udp")},
+        {"r1408": Rule(prefix="1408", gateways=("nowhere",))},
+    )
+    router = NumberRouter(table, names=Names(cache, rng=random.Random(0), hold=30))
+    with caplog.at_level(logging.WARNING):
+        assert router.hops_for("14085550000", "0") == ([], 1)
+    assert caplog.messages == [
+        "gateway nowhere skipped: nowhere.test does not resolve (nowhere.test: no such name)"
+    ]
+
+
+def test_a_set_destinations_hop_names_no_gateway_address() -> None:
+    cache = DnsCache()
+    carrier_records(cache, 0.0)
+    table = MemoryTable({}, {"r1407": Rule(prefix="1407", gateways=("@farm",))})
+    sets = DispatchSets()
+    sets.put("farm", DispatcherSet.model_validate({"destinations": [{"uri": "sip:carrier.test"}]}))
+    router = NumberRouter(
+        table,
+        sets=SetSelector(sets, ActiveCalls()),
+        names=Names(cache, rng=random.Random(0), hold=30),
+    )
+    found = router.hops_for(NUMBER, "0")
+    assert found is not None
+    assert [(h.set_id, h.set_uri, h.gateway_address) for h in found[0]] == [
+        ("farm", "sip:carrier.test", ""),
+        ("farm", "sip:carrier.test", ""),
+    ]
+
+
+def test_a_hop_by_name_without_a_resolver_is_left_to_the_transport() -> None:
+    router = NumberRouter(MemoryTable({}, {}))
+    hop = Hop(
+        "sip:x@carrier.test",
+        Destination("udp", "carrier.test", 5060),
+        name=NameSpec("carrier.test", None, None, False),
+    )
+    assert router.by_name(hop, 0.0) == ([replace(hop, name=None)], "")
+
+
+def test_a_route_by_name_keeps_its_pin_on_every_target() -> None:
+    cache = DnsCache()
+    carrier_records(cache, 0.0)
+    router = NumberRouter(MemoryTable({}, {}), names=Names(cache, rng=random.Random(0), hold=30))
+    pinned = Destination("udp", "carrier.test", 5060, pinned=True)
+    hop = Hop("sip:x@carrier.test", pinned, name=NameSpec("carrier.test", None, "udp", False))
+    hops, why = router.by_name(hop, 0.0)
+    assert [h.destination for h in hops] == [FIRST, BACKUP] and why == ""
+    assert all(h.destination.pinned for h in hops)
+
+
+def test_a_failed_dns_target_is_logged_with_how_long_it_is_tried_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = NumberRouter(MemoryTable({}, {}), names=Names(DnsCache(), hold=30))
+    with caplog.at_level(logging.INFO):
+        router.target_failed("udp:a.carrier.test:5071", 0.0, None)
+    assert caplog.messages == ["DNS target udp:a.carrier.test:5071 failed: tried last for 30 s"]

@@ -25,8 +25,10 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.flows import FLOW_PARAM, FLOW_SEPARATOR, FlowTokens
 from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.media import MediaSettings
 from services.edge.proxy.routes import Hop, NumberRouter
 from services.edge.proxy.subscribers import Subscribers, binding_hop, binding_hops
+from shared.dns.locate import NameSpec
 from shared.registrar.model import Location
 from shared.registrar.nonce_counts import NonceCounts
 from shared.sip.address import parse_address
@@ -48,6 +50,7 @@ from tests.services.edge.proxy.test_core import (
     sent_to,
     statuses,
 )
+from tests.services.edge.proxy.test_relay import media, with_sdp
 
 DOMAIN = "example.com"
 BOB = f"sip:bob@{DOMAIN}"
@@ -447,6 +450,17 @@ def test_a_call_to_a_phone_behind_another_edge_carries_a_route_signed_for_the_ca
     assert not run.proxy.dialogs.signer.verify(token, "another-call", flow)
 
 
+def test_a_call_handed_over_along_a_flow_has_its_media_decided_here(run: Run) -> None:
+    """Another edge's Route, signed for the call, names a flow of ours: this edge's policy
+    (here `always`) decides its media as for any new call."""
+    run.proxy.media = MediaSettings("always", False, retry_after=7)
+    assert run.proxy.subscribers is not None
+    token = run.proxy.subscribers.flows.mint(Destination("udp", "203.0.113.40", 40001))
+    route = f"<sip:{EDGE}:5060;lr{run.proxy.dialogs.route_params('call-7', token)}>"
+    actions = run.send(with_sdp(call(extra=f"Route: {route}\r\n")))
+    assert [(action.command, action.call_id) for action in media(actions)] == [("offer", "call-7")]
+
+
 def test_a_call_to_a_phone_behind_nat_here_is_record_routed_with_its_flow(run: Run) -> None:
     """The callee's requests in the dialog come back along our Record-Route to the caller;
     the caller's reach the phone only through its flow, named by the token in it."""
@@ -721,6 +735,25 @@ def test_a_natted_binding_of_another_edge_is_reached_through_that_edge(edge_addr
     assert hop.routes == (f"<{edge_address};lr>",)  # the flow and its signature: per call
     assert hop.remote_flow is not None
     assert FLOWS.open(hop.remote_flow) == Destination("udp", "198.51.100.5", 40000)
+
+
+@pytest.mark.parametrize(
+    "edge_address",
+    [f"sip:{EDGE}:5070", f"sip:{EDGE};transport=tls"],  # our host, not our port (TLS: 5061)
+)
+def test_another_port_of_this_host_is_another_edge(edge_address: str) -> None:
+    hop = binding_hop(
+        located(received="sip:198.51.100.5:40000", edge_address=edge_address), FLOWS, OURS
+    )
+    assert (hop.routes, hop.flow_token) == ((f"<{edge_address};lr>",), None)
+
+
+def test_another_edge_given_by_name_is_resolved_when_sent() -> None:
+    edge_address = "sip:edge-b.example.net:5080;transport=tcp"
+    hop = binding_hop(
+        located(received="sip:198.51.100.5:40000", edge_address=edge_address), FLOWS, OURS
+    )
+    assert hop.name == NameSpec("edge-b.example.net", 5080, "tcp", False)
 
 
 def test_a_natted_binding_without_an_edge_address_is_reached_from_here() -> None:
