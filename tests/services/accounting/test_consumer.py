@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import REGISTRY
 
+from deploy.labs.ports import free_port
 from services.accounting.batching import GroupCommit
 from services.accounting.closer import TimeoutCloser
 from services.accounting.consumer import Announcer, CallEventHandler
@@ -26,10 +26,8 @@ def store_errors() -> float:
 
 
 def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+    """Outside the ephemeral range: no socket of this machine takes it while the test runs."""
+    return free_port()
 
 
 async def test_a_database_down_while_stopping_puts_the_event_back() -> None:

@@ -19,13 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.labs.ports import free_port
 from deploy.processes import stop_process
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +111,7 @@ class Dnsmasq:
 @contextmanager
 def dnsmasq(zone: Zone) -> Iterator[Dnsmasq]:
     with tempfile.TemporaryDirectory(prefix="callmesh-dns-") as directory:
-        server = Dnsmasq(free_udp_port(), Path(directory), zone)
+        server = Dnsmasq(free_port(), Path(directory), zone)
         server.start()
         try:
             yield server

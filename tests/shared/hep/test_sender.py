@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from deploy.labs.ports import free_port
 from shared.hep import metrics
 from shared.hep.codec import packet_length
 from shared.hep.destination import HepDestination, parse_destinations
@@ -116,9 +117,7 @@ async def test_a_down_tcp_collector_costs_drops_never_a_wait(
 async def test_a_down_udp_collector_is_left_alone_until_the_retry() -> None:
     """Once the kernel says the port is closed, a flush's packets are dropped unsent (each
     would only be refused again) until `RECONNECT_INTERVAL` has passed; then sent again."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _closed_udp_port()
     sender = HepSender([HepDestination("udp", "127.0.0.1", port)])
     before = metrics.DROPPED.get("down", 0)
     sender.offer(packet(0))
@@ -148,9 +147,8 @@ async def test_a_down_udp_collector_is_left_alone_until_the_retry() -> None:
 
 
 def _closed_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """Outside the ephemeral range: no socket of this machine takes it while the test runs."""
+    return free_port()
 
 
 async def test_while_every_collector_is_down_packets_are_counted_not_made() -> None:

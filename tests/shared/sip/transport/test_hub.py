@@ -8,6 +8,7 @@ import socket
 import pytest
 import uvloop
 
+from deploy.labs.ports import free_port
 from shared.settings import ListenAddress
 from shared.sip.transport.base import TransportError
 from shared.sip.transport.destination import Destination
@@ -65,9 +66,7 @@ async def test_udp_needs_a_socket_of_the_destination_family() -> None:
 
 
 async def test_a_failing_listener_closes_the_ones_already_open() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        tcp_port = probe.getsockname()[1]
+    tcp_port = free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         listen = [
