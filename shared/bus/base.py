@@ -63,6 +63,9 @@ class WorkMessage:
     redelivered: bool = False
     message_id: str | None = None
     """The sender's id of the message: a consumer that must apply it once keys on it."""
+    expires_at: float | None = None
+    """In memory only (the loop's clock): a request not taken by then is dropped unread, as
+    RabbitMQ drops one whose ``expiration`` has passed (`Bus.request`)."""
 
 
 class DeadLetter(Exception):  # noqa: N818 - it names the outcome, not an error kind

@@ -73,6 +73,9 @@ class _Queue:
         self._next = 0
 
     def put(self, message: WorkMessage) -> None:
+        expires_at = message.expires_at
+        if expires_at is not None and expires_at <= asyncio.get_running_loop().time():
+            return  # nobody waits for it any more: dropped unread, as RabbitMQ does
         if not self._consumers:
             self._backlog.append(message)
             return
@@ -276,10 +279,15 @@ class MemoryBus(Bus):
     ) -> bytes:
         self._check_running()
         correlation_id = uuid.uuid4().hex
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
         self._pending[correlation_id] = future
         try:
-            await self.send(name, body, reply_to=self._reply_to, correlation_id=correlation_id)
+            await self.declare_queue(name)
+            message = WorkMessage(
+                body, {}, self._reply_to, correlation_id, expires_at=loop.time() + timeout
+            )
+            self.broker.deliver(self.queue_name(name), message)
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:

@@ -323,3 +323,25 @@ async def test_close_lets_the_handler_in_progress_finish_and_publish(make_bus: M
 
     await until(lambda: len(announced.items) == 1)
     assert announced.items[0].payload(Ping).n == 3
+
+
+async def test_a_request_nobody_took_before_its_timeout_is_never_delivered(
+    make_bus: MakeBus,
+) -> None:
+    """A consumer back after an outage must not apply requests their senders gave up on (a
+    REGISTER the edge answered 503 long ago would be applied, out of order, after the phone's
+    next one)."""
+    client = await make_bus("client")
+    server = await make_bus("server")
+    with pytest.raises(TimeoutError):
+        await client.request("late.worker", b"stale", timeout=0.2)
+    await asyncio.sleep(0.3)  # RabbitMQ expires a message when it reaches the queue's head
+    seen: list[bytes] = []
+
+    async def worker(message: WorkMessage) -> bytes:
+        seen.append(message.body)
+        return b"done"
+
+    await server.consume("late.worker", worker)
+    assert await client.request("late.worker", b"fresh") == b"done"
+    assert seen == [b"fresh"]
