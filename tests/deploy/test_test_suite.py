@@ -1,5 +1,6 @@
 """`make test`'s pytest runs (deploy/test-suite.sh), driven on a small project of real tests:
-the labs run beside the rest, share one ports directory, print after it, and fail the suite."""
+the labs, then the pure Python run, beside the rest, sharing one ports directory, printed after
+it, and each failing the suite."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "test-suite.sh"
 HEADER = "==== the failover labs (pytest -m lab), run beside the above ===="
+PURE_HEADER = (
+    "==== the SIP and proxy cores' tests again, in pure Python (CALLMESH_NO_EXTENSIONS=1) ===="
+)
 PROJECT = {
     "pyproject.toml": "[tool.pytest.ini_options]\ntestpaths = ['tests']\nmarkers = ['lab: lab']\n",
     "tests/test_rest.py": """
@@ -32,9 +36,11 @@ def test_lab() -> None:
 """,
     "tests/shared/sip/test_pure.py": """
 import os, pathlib
-def test_pure() -> None:  # in both runs: the rest's, then the pure Python one
-    with (pathlib.Path(os.environ["SEEN"]) / "pure").open("a") as runs:
-        runs.write(os.environ.get("CALLMESH_NO_EXTENSIONS", "-") + "\\n")
+def test_pure() -> None:  # in both runs: the rest's, and the pure Python one after the labs
+    name = "pure" if os.environ.get("CALLMESH_NO_EXTENSIONS") else "compiled"
+    seen = pathlib.Path(os.environ["SEEN"])
+    (seen / name).write_text(str((seen / "lab").exists()))
+    assert os.environ.get("FAIL") != name
 """,
     "tests/services/edge/proxy/test_proxy.py": "def test_proxy() -> None:\n    pass\n",
 }
@@ -62,12 +68,13 @@ def test_the_labs_run_beside_the_rest_sharing_its_ports_and_print_after_it(tmp_p
     assert (seen / "lab").read_text() == ports
     assert Path(ports).parent.parent == tmp_path
     assert not Path(ports).parent.exists()  # the run's directory is removed afterwards
-    assert (seen / "pure").read_text() == "-\n1\n"
+    assert (seen / "compiled").exists()
+    assert (seen / "pure").read_text() == "True"  # after the labs
     before, _, after = done.stdout.partition(HEADER)
     assert "3 passed, 1 deselected" in before
-    assert "2 passed" in before.partition("3 passed, 1 deselected")[2]
-    assert "1 passed" in after
-    assert "3 deselected" in after  # the labs' run ran the labs alone
+    labs, _, pure = after.partition(PURE_HEADER)
+    assert "1 passed, 3 deselected" in labs  # the labs' run ran the labs alone
+    assert "2 passed" in pure
 
 
 def test_a_failing_lab_fails_the_suite_and_is_named(tmp_path: Path) -> None:
@@ -75,12 +82,18 @@ def test_a_failing_lab_fails_the_suite_and_is_named(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == "make test: failed: the labs"
     assert "1 failed" in done.stdout.partition(HEADER)[2]
-    assert (seen / "pure").read_text() == "-\n1\n"
+    assert (seen / "pure").exists()  # run all the same
 
 
-def test_a_failing_rest_fails_the_suite_and_skips_the_pure_python_run(tmp_path: Path) -> None:
-    done, seen = _suite(tmp_path, fail="rest")
+def test_a_failing_rest_fails_the_suite_and_is_named(tmp_path: Path) -> None:
+    done, _ = _suite(tmp_path, fail="rest")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == "make test: failed: the suite"
-    assert (seen / "pure").read_text() == "-\n"
     assert "1 passed" in done.stdout.partition(HEADER)[2]
+
+
+def test_a_failing_pure_python_run_fails_the_suite_and_is_named(tmp_path: Path) -> None:
+    done, _ = _suite(tmp_path, fail="pure")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "make test: failed: the pure Python run"
+    assert "1 failed" in done.stdout.partition(PURE_HEADER)[2]

@@ -51,6 +51,7 @@ EXPIRES = str(max(300, 3 * IDLE))
 pytestmark = [
     pytest.mark.wire,
     pytest.mark.integration,
+    pytest.mark.lab,  # each test waits out idle NAT mappings and keepalive timeouts
     pytest.mark.timeout(max(120, 15 * MAPPING_LIFE)),  # the idle time and the timeout, scaled
 ]
 
@@ -156,7 +157,6 @@ def full_scale_cluster(workdir: Path, network: NatNetwork) -> Iterator[Cluster]:
         yield running
 
 
-@pytest.mark.lab  # five minutes of waiting on the NAT and the keepalives: beside the rest
 @pytest.mark.timeout(FULL_IDLE + 240)
 async def test_at_full_scale_an_idle_phone_stays_reachable_and_a_gone_one_is_removed(
     full_scale_cluster: Cluster, network: NatNetwork, workdir: Path
