@@ -64,6 +64,8 @@ class LocationFeed:
         self.nonce_counts = nonce_counts
         self._loop = asyncio.get_running_loop()
         self._seen: dict[str, int] = {}
+        self._reading: dict[Query, asyncio.Task[None]] = {}
+        """The read of each query under way: the calls missing the same answer share it."""
 
     async def start(self) -> None:
         await self.bus.subscribe([REGISTRAR_EVENTS], self._on_event)
@@ -73,8 +75,23 @@ class LocationFeed:
         """Read the answer to `query` from Redis into the directory (raises Redis errors).
 
         An event for the same query that arrives during the read wins over it
-        (see `Directory.learn`).
+        (see `Directory.learn`).  Calls that miss the same answer while it is being read
+        wait for that one read (and share its error): a cold cache under a burst of calls
+        to one domain made a read per call, which took every connection of the pool and
+        failed the calls behind them.  A nonce count is claimed once per request, never
+        shared: two requests may not both use it.
         """
+        if isinstance(query, NonceCountQuery):
+            await self._read_and_learn(query)
+            return
+        reading = self._reading.get(query)
+        if reading is None:
+            reading = self._loop.create_task(self._read_and_learn(query))
+            self._reading[query] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(query, None))
+        await asyncio.shield(reading)
+
+    async def _read_and_learn(self, query: Query) -> None:
         started = self.directory.reading()
         answer = await self._read(query)
         self.directory.learn(query, answer, self._loop.time(), read_at=started)
