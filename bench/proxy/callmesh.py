@@ -37,36 +37,43 @@ async def provision(
     store = Store(aioredis.Redis.from_url(redis_url), namespace)
     try:
         await store.delete_namespace()
-        changes = [
-            Change(
-                "upsert",
-                "gateway",
-                str(gateway.id),
-                Gateway(
-                    address=f"sip:{gateway.host}:{gateway.port}",
-                    description=gateway.description,
-                    media_relay=media_relay,
-                ),
-            )
-            for gateway in table.gateways
-        ]
-        changes += [
-            Change(
-                "upsert",
-                "rule",
-                str(rule.id),
-                Rule(
-                    group=str(rule.group),
-                    prefix=rule.prefix,
-                    priority=rule.priority,
-                    gateways=tuple(str(gateway_id) for gateway_id in rule.gateway_ids),
-                ),
-            )
-            for rule in table.rules
-        ]
-        await RoutingStore(store).apply(changes)
+        await write_table(store, table, media_relay)
     finally:
         await store.close()
+
+
+async def write_table(
+    store: Store, table: RoutingTable, media_relay: MediaRelay | None = None
+) -> None:
+    """`table`'s gateways and rules into `store`, as the routing API would write them."""
+    changes = [
+        Change(
+            "upsert",
+            "gateway",
+            str(gateway.id),
+            Gateway(
+                address=f"sip:{gateway.host}:{gateway.port}",
+                description=gateway.description,
+                media_relay=media_relay,
+            ),
+        )
+        for gateway in table.gateways
+    ]
+    changes += [
+        Change(
+            "upsert",
+            "rule",
+            str(rule.id),
+            Rule(
+                group=str(rule.group),
+                prefix=rule.prefix,
+                priority=rule.priority,
+                gateways=tuple(str(gateway_id) for gateway_id in rule.gateway_ids),
+            ),
+        )
+        for rule in table.rules
+    ]
+    await RoutingStore(store).apply(changes)
 
 
 @dataclass(frozen=True, slots=True)

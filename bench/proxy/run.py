@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from bench.proxy.all_in_one import AllInOne
 from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.cpu import tree_cpu_times
 from bench.proxy.errors import BenchError
@@ -77,6 +78,7 @@ ProxyFactory = Callable[[argparse.Namespace], ProxyUnderTest]
 PROXIES: dict[str, ProxyFactory] = {
     "kamailio": lambda args: Kamailio(port=args.kamailio_port),
     "callmesh": lambda args: CallmeshEdge(port=args.callmesh_port, workers=args.callmesh_workers),
+    "callmesh-aio": lambda args: AllInOne(port=args.all_in_one_port),
 }
 
 
@@ -209,6 +211,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kamailio-port", type=int, default=15060)
     parser.add_argument("--callmesh-port", type=int, default=15062)
     parser.add_argument("--callmesh-workers", type=int, default=2, help="edge worker processes")
+    parser.add_argument("--all-in-one-port", type=int, default=15064)
     parser.add_argument("--gateway-ports", type=int_list, help="UDP ports of PSTN 1 and PSTN 2")
     parser.add_argument("--caller-port", type=int)
     parser.add_argument("--sipp", help="SIPp binary")

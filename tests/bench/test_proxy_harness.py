@@ -14,20 +14,23 @@ from pathlib import Path
 
 import pytest
 
+from bench.proxy.all_in_one import AllInOne
 from bench.proxy.kamailio import Kamailio
 from bench.proxy.proxy import running_proxy
 from bench.proxy.routing import LOOPBACK, Gateway, RoutingTable, Rule
 from bench.proxy.sipp import CallPlan, run_caller, running_gateways, write_numbers
+from deploy.labs.ports import free_port
 
 pytestmark = pytest.mark.wire
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Away from the runner's defaults so a benchmark on the same host cannot collide.
-PROXY_PORT = 25060
-GATEWAY_PORTS = (25071, 25072)
-CALLER_PORT = 25080
-DEAD_GATEWAY_PORT = 25079
+# Away from the runner's defaults so a benchmark on the same host cannot collide, and claimed
+# like every port of the run (a fixed one could be handed to a process of the labs' run).
+PROXY_PORT = free_port()
+GATEWAY_PORTS = (free_port(), free_port())
+CALLER_PORT = free_port()
+DEAD_GATEWAY_PORT = free_port()
 
 
 def test_quick_run_completes_every_call_through_kamailio(tmp_path: Path) -> None:
@@ -92,6 +95,38 @@ def test_kamailio_fails_over_to_the_next_gateway(tmp_path: Path) -> None:
             numbers=numbers,
             workdir=tmp_path,
             tag="failover",
+        )
+
+    assert (counts.attempted, counts.successful, counts.failed) == (5, 5, 0)
+
+
+def test_the_all_in_one_routes_its_first_calls_from_the_snapshot_it_was_given(
+    tmp_path: Path,
+) -> None:
+    """`callmesh-aio` (issue 15's all-in-one row): one process, no Redis or RabbitMQ (were
+    they named by the caller's environment), its table loaded from the embedded store's
+    snapshot written before it started; the calls fail over past a dead gateway."""
+    live = Gateway(2, LOOPBACK, GATEWAY_PORTS[1], "PSTN 2")
+    table = RoutingTable(
+        gateways=(Gateway(1, LOOPBACK, DEAD_GATEWAY_PORT, "PSTN 1 (down)"), live),
+        rules=(Rule(1, 0, "1407", 0, (1, 2)),),
+    )
+    numbers = tmp_path / "numbers.csv"
+    write_numbers(numbers, "1407555")
+    plan = CallPlan(rate=5, calls=5, hold_min_ms=0, hold_max_ms=0, recv_timeout_ms=10_000)
+    port = free_port()
+    all_in_one = AllInOne(port=port, http_port=free_port(), fr_timeout_s=0.5)
+    with (
+        running_gateways(RoutingTable(gateways=(live,), rules=()), tmp_path, 10_000),
+        running_proxy(all_in_one, table, tmp_path),
+    ):
+        counts = run_caller(
+            plan,
+            proxy_port=port,
+            caller_port=CALLER_PORT,
+            numbers=numbers,
+            workdir=tmp_path,
+            tag="all-in-one",
         )
 
     assert (counts.attempted, counts.successful, counts.failed) == (5, 5, 0)
