@@ -187,7 +187,7 @@ def main() -> None:
         return
     if options.quick:
         options.handshakes, options.calls = 200, 500
-    from tests.shared.sip.transport.certs import CertAuthority  # the tests' CA maker
+    from deploy.labs.certificates import CertAuthority  # the tests' CA maker
 
     with tempfile.TemporaryDirectory() as folder:
         ca = CertAuthority(Path(folder))

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import uvloop
 
-from bench.proxy.callmesh import RABBITMQ_URL, REDIS_URL, REPO
+from bench.proxy.callmesh import REPO
 from bench.proxy.cpu import process_tree
+from deploy.labs.certificates import CertAuthority
+from deploy.labs.namespaces import RABBITMQ_URL, REDIS_URL, remove_namespace
 from deploy.labs.ports import free_port
-from tests.services.edge.support import remove_namespace
-from tests.shared.sip.transport.certs import CertAuthority
 
 LOOPBACK = "127.0.0.1"
 WARM_UP = 200

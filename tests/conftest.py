@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
+from deploy.labs.namespaces import RABBITMQ_URL as RABBITMQ_URL  # noqa: PLC0414 - re-exported
+from deploy.labs.namespaces import REDIS_URL as REDIS_URL  # noqa: PLC0414 - re-exported
 from shared import extensions
 from shared.store import Store
 from tests.isolation import BROKER_MARKERS, broker_ports, isolated
-
-RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

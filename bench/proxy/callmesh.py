@@ -11,7 +11,6 @@ records an operator's API calls would leave there.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +19,12 @@ import redis.asyncio as aioredis
 
 from bench.proxy.proxy import Launch
 from bench.proxy.routing import LOOPBACK, RoutingTable
+from deploy.labs.namespaces import RABBITMQ_URL, REDIS_URL
 from shared.routing_table.changes import Change
 from shared.routing_table.model import Gateway, MediaRelay, Rule
 from shared.routing_table.store import RoutingStore
 from shared.store import Store
 
-REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REPO = Path(__file__).resolve().parents[2]
 
 

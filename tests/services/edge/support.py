@@ -10,7 +10,6 @@ operator uses, so the edge's routing cache gets it the way it is designed to.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -25,13 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import redis
 
+from deploy.labs.namespaces import delete_queue as delete_queue  # noqa: PLC0414 - re-exported
+from deploy.labs.namespaces import remove_namespace as remove_namespace  # noqa: PLC0414 - re-exported
 from deploy.labs.ports import free_port as free_port  # noqa: PLC0414 - re-exported for the tests
 from deploy.processes import stop_process
-from shared.bus.amqp import AmqpBus
-from shared.contracts.edge import MEDIA_EXPIRED_QUEUE
-from shared.contracts.fraud import FRAUD_CALLS_QUEUE
 from tests.conftest import RABBITMQ_URL, REDIS_URL
 
 SCENARIOS = Path(__file__).with_name("scenarios")
@@ -295,31 +292,6 @@ def running_edge(workdir: Path, tls_port: int | None = None, /, **settings: str)
         stop_all_sipp()
         edge.stop()
         remove_namespace(namespace)
-
-
-def remove_namespace(namespace: str) -> None:
-    """Delete the namespace's Redis keys, exchange, the routing service's queues and the edges'."""
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-    if keys:
-        client.unlink(*keys)
-    client.close()
-    delete_queue(namespace, "routing.commands")
-    delete_queue(namespace, MEDIA_EXPIRED_QUEUE)  # an edge with rtpengine declares it
-    delete_queue(namespace, FRAUD_CALLS_QUEUE)  # the routing service's call ends
-
-
-def delete_queue(namespace: str, queue: str) -> None:
-    """Delete the namespace's exchange and one durable work queue a test's process declared."""
-
-    async def delete() -> None:
-        bus = AmqpBus(RABBITMQ_URL, namespace, "test", "cleanup")
-        await bus.start()
-        await bus.declare_queue(queue)
-        await bus.delete_topology()
-        await bus.close()
-
-    asyncio.run(delete())
 
 
 @dataclass

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.certificates import CertAuthority
 from deploy.labs.ports import free_port
 from tests.services.edge.support import Edge, running_edge, sipp
 from tests.services.edge.tls_support import TlsGateway, edge_certificates
 from tests.shared.dns.dnsmasq import Zone, dnsmasq
-from tests.shared.sip.transport.certs import CertAuthority
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 

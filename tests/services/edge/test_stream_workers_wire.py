@@ -21,12 +21,12 @@ import httpx
 import pytest
 
 from bench.registrar import Phone
+from deploy.labs.certificates import CertAuthority
 from deploy.labs.ports import free_port
 from tests.services.edge.cluster import DOMAIN, PASSWORD, Cluster, running_cluster
 from tests.services.edge.support import LOOPBACK, sipp
 from tests.services.edge.test_tls_phone_wire import exchange
 from tests.services.edge.tls_support import Answerer, Stream, edge_certificates, tls_client
-from tests.shared.sip.transport.certs import CertAuthority
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 

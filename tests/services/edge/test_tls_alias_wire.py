@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.certificates import CertAuthority, Issued
 from deploy.labs.ports import free_port
 from tests.services.edge.support import (
     LOOPBACK,
@@ -34,7 +35,6 @@ from tests.services.edge.support import (
 )
 from tests.services.edge.test_tls_wire import tls_port
 from tests.services.edge.tls_support import Answerer, Stream, answer, edge_certificates
-from tests.shared.sip.transport.certs import CertAuthority, Issued
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from bench.registrar import Phone
+from deploy.labs.certificates import CertAuthority
 from deploy.labs.ports import free_port
 from shared.sip.message import Response, parse_message
 from tests.services.edge.cluster import DOMAIN, PASSWORD, Cluster, running_cluster
 from tests.services.edge.support import LOOPBACK
 from tests.services.edge.test_subscribers_wire import dial_at_b
 from tests.services.edge.tls_support import Answerer, Stream, edge_certificates, tls_client
-from tests.shared.sip.transport.certs import CertAuthority
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 

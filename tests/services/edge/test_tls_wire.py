@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from deploy.labs.certificates import CertAuthority
 from deploy.labs.ports import free_port
 from tests.services.edge.support import (
     LOOPBACK,
@@ -35,7 +36,6 @@ from tests.services.edge.tls_support import (
     edge_certificates,
     tls_client,
 )
-from tests.shared.sip.transport.certs import CertAuthority
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 

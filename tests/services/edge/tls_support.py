@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from deploy.labs.certificates import CertAuthority, Issued
 from tests.services.edge.support import LOOPBACK
-from tests.shared.sip.transport.certs import CertAuthority, Issued
 
 
 def edge_certificates(workdir: Path) -> tuple[CertAuthority, Issued, dict[str, str]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.certificates import CertAuthority
 from deploy.labs.ports import free_port
 from shared.contracts.edge import DestinationFailed, GatewayFailed
 from shared.routing_table.changes import Change
@@ -26,7 +27,6 @@ from tests.services.health.support import (
     tap,
 )
 from tests.shared.dns.dnsmasq import Zone, dnsmasq
-from tests.shared.sip.transport.certs import CertAuthority
 
 pytestmark = [pytest.mark.integration, pytest.mark.wire]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploy.labs.certificates import CertAuthority
 from services.health.prober import OptionsProber
 from shared.routing_table.gateway_tls import GatewayTls
 from shared.settings import ListenAddress
@@ -11,7 +12,6 @@ from shared.sip.transport.tls_context import TlsFiles
 from shared.sip.transport.tls_peers import GatewayProfiles
 from tests.services.edge.support import LOOPBACK
 from tests.services.edge.tls_support import TlsGateway
-from tests.shared.sip.transport.certs import CertAuthority
 
 
 async def test_tls_gateways_are_probed_with_the_ca_and_their_client_certificate(

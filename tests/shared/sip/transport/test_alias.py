@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.labs.certificates import CertAuthority, Issued
 from deploy.labs.ports import free_port
 from shared.sip.transport.alias import alias_addresses, certificate_names
 from shared.sip.transport.base import TransportError
@@ -22,7 +23,6 @@ from shared.sip.transport.tls import MAX_ALIASES, TlsTransport
 from shared.sip.transport.tls_context import TlsContexts, TlsFiles
 from shared.sip.transport.ws import WssTransport
 from tests.shared.bus.support import until
-from tests.shared.sip.transport.certs import CertAuthority, Issued
 from tests.shared.sip.transport.support import Inbox
 
 SBC = frozenset({"sbc.test", "127.0.0.1"})

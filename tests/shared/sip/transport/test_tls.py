@@ -11,6 +11,7 @@ import pytest
 import uvloop
 from prometheus_client import REGISTRY
 
+from deploy.labs.certificates import CertAuthority, Issued
 from shared.settings import ListenAddress, Settings
 from shared.sip.transport import tls_context
 from shared.sip.transport.base import TransportError, TransportLimits, tls_limits_of
@@ -19,7 +20,6 @@ from shared.sip.transport.hub import Transports
 from shared.sip.transport.tls import TlsTransport
 from shared.sip.transport.tls_context import ClientProfile, TlsConfigError, TlsContexts, TlsFiles
 from tests.shared.bus.support import until
-from tests.shared.sip.transport.certs import CertAuthority, Issued
 from tests.shared.sip.transport.support import (
     FLOOD_BOUND,
     OK,

@@ -12,13 +12,13 @@ from prometheus_client import REGISTRY
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request
 
+from deploy.labs.certificates import CertAuthority
 from shared.sip.transport.base import TransportError, TransportLimits
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tls_context import TlsContexts, TlsFiles
 from shared.sip.transport.ws import WssTransport, WsTransport
 from shared.sip.transport.ws_policy import WebSocketPolicy, allowed_origins
 from tests.shared.bus.support import until
-from tests.shared.sip.transport.certs import CertAuthority
 from tests.shared.sip.transport.support import (
     FLOOD_BOUND,
     OK,

@@ -1,7 +1,8 @@
-"""A test CA and the certificates TLS tests need, written as PEM files (`cryptography`).
+"""A test CA and the certificates TLS tests and benchmarks need, as PEM files (`cryptography`).
 
-Every test makes its own: a CA, certificates it signs for a host (DNS name and
-IP SANs), expired ones, and a second CA nobody trusts.
+Every test (or benchmark run) makes its own: a CA, certificates it signs for a host (DNS
+name and IP SANs), expired ones, and a second CA nobody trusts.  Here, beside the other
+lab parts, because the benchmarks use it too (`bench.tls`, `bench.tls_idle`).
 """
 
 from __future__ import annotations
