@@ -1,0 +1,38 @@
+"""What crosses from one leg to the other: an explicit allow-list of header fields.
+
+A B2BUA hides each side's topology from the other, so nothing is copied by default:
+Via, Contact, Record-Route, Route, Call-ID, the tags and CSeq are each leg's own and
+are written afresh; so are Max-Forwards and Supported/Require (the engine offers no
+extension, so it must not let one side agree to an extension the other would then
+see used, 100rel or timer among them).  What is copied describes the body or the
+session to the far user and names no host of the near side.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from shared.sip.headers import canonical_name
+from shared.sip.message import Request, Response
+
+RELAYED: Final = (
+    "content-type",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "accept",
+    "accept-language",
+    "allow",
+    "subject",
+    "priority",
+    "reason",
+    "info-package",
+    "recv-info",
+)
+"""Header fields copied (every value of each) from a request or response on one leg to its
+counterpart on the other; everything else is dropped."""
+
+
+def relayed_headers(message: Request | Response) -> list[tuple[str, str]]:
+    """The allow-listed fields of `message` as (name, value) pairs, in the list's order."""
+    return [(canonical_name(key), value) for key in RELAYED for value in message.headers(key)]
