@@ -39,8 +39,8 @@ def to_record(pair: Pair) -> dict[str, str]:
     """`pair` as a flat record of strings (see the module docstring)."""
     record = {
         "id": pair.id,
-        "created": repr(pair.created),
-        "answered": "" if pair.answered is None else repr(pair.answered),
+        "created": repr(float(pair.created)),
+        "answered": "" if pair.answered is None else repr(float(pair.answered)),
     }
     for side in ("a", "b"):
         leg = pair.leg(side)
