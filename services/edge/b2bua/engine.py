@@ -107,7 +107,7 @@ class B2bua(Relaying):
         request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))
         self._hold(pair)
         pair.offering = "a"
-        self._relay(Relay(pair, "a", server), request, now, sends)
+        self._relay(Relay(pair, "a", server, creating=True), request, now, sends)
         return list(sends)
 
     def refuse(self, pair_id: str, status: int, now: float) -> list[Action]:
@@ -201,7 +201,7 @@ class B2bua(Relaying):
         if forwards is not None and forwards <= 0:
             raise SipError("Too Many Hops", 483)
         caller = callers_leg(request, source)
-        self._answer(server, 100, None, now, sends)
+        self._answer(server, 100, None, now, sends, to_tag=caller.local_tag)
         pair_id = new_tag()
         self._waiting[pair_id] = (server, caller)
         return [Originate(pair_id, request)]
@@ -225,6 +225,8 @@ class B2bua(Relaying):
                 raise SipError("Server Internal Error (your offer is pending)", 500, RETRY_AFTER)
             raise SipError("Request Pending", 491)
         if method == "BYE":
+            if pair.answered is None:  # the caller CANCELs an unanswered call
+                raise SipError("Call/Transaction Does Not Exist (not answered)", 481)
             self._answer(server, 200, None, now, sends)
             self._end(pair, now)
             self._send_own(pair, pair.other(side), "BYE", now, sends)

@@ -45,7 +45,7 @@ class Pair:
 class Relay:
     """A request that came in on `pair`'s `inbound` leg and goes out on the other.
 
-    `client` is None while the caller's first INVITE waits for its target.  For an
+    `client` is None until it is sent (the caller's INVITE waits for its target).  For an
     INVITE: `answer` is the 2xx sent back, until the inbound side's ACK comes; `ack`
     the ACK sent out for the other side's 2xx, sent again when that 2xx is.
     `cancelled`: the inbound side cancelled it, and `cancel_waits` that the CANCEL
@@ -56,12 +56,9 @@ class Relay:
     inbound: Side
     server: ServerTransaction
     client: ClientTransaction | None = None
+    creating: bool = False
+    """The caller's INVITE, which creates the pair."""
     answer: Response | None = None
     ack: bytes | None = None
     cancelled: bool = False
     cancel_waits: bool = False
-
-    @property
-    def creating(self) -> bool:
-        """The caller's INVITE that creates the pair (the only relay before it is answered)."""
-        return self.pair.answered is None and self.inbound == "a"

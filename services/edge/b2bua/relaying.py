@@ -167,6 +167,9 @@ class Relaying:
             return
         pair = relay.pair
         outbound = pair.other(relay.inbound)
+        if relay.answer is not None and response.to_tag != pair.leg(outbound).remote_tag:
+            log.info("B2BUA pair %s: a second dialog's 2xx ignored", pair.id)
+            return  # a fork downstream answered too: unACKed, it ends itself (§13.3.1.4)
         if status < 300:
             try:
                 pair.leg(outbound).answered(response, creating=relay.creating)
@@ -216,9 +219,9 @@ class Relaying:
             self._send_own(pair, pair.other(relay.inbound), "BYE", now, actions)
             return
         if relay.answer is None:
-            relay.answer = self._counterpart(relay, response)
             if relay.creating:
                 pair.answered = now
+            relay.answer = self._counterpart(relay, response)
             seq = relay.server.request.cseq.seq
             self._unacked[(pair.id, relay.inbound, seq)] = relay
         self._respond(relay.server, relay.answer, now, actions)

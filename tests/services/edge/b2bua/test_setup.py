@@ -221,3 +221,38 @@ def _cancel_of(invite: Request) -> bytes:
         ("CSeq", f"{invite.cseq.seq} CANCEL"),
     ]
     return Request.build("CANCEL", invite.uri_text, headers).to_bytes()
+
+
+def test_an_info_while_ringing_crosses_and_leaves_the_call_to_be_answered() -> None:
+    call = Call()
+    call.invite()
+    assert call.invite_b is not None
+    ringing = response_to(call.from_b(answer(call.invite_b, 180, tag=B_TAG)), CALLER)
+    caller = call.caller(ringing)
+    info = request_to(call.from_a(caller.request("INFO")), GATEWAY)
+    assert (info.call_id, info.to_tag) == (call.invite_b.call_id, B_TAG)
+    assert response_to(call.from_b(answer(info, 200)), CALLER).status == 200
+    assert response_to(call.answer_b(), CALLER).status == 200
+    assert call.engine.record(call.pair_id) is not None
+
+
+def test_a_bye_before_the_answer_is_481() -> None:
+    call = Call()
+    call.invite()
+    assert call.invite_b is not None
+    ringing = response_to(call.from_b(answer(call.invite_b, 180, tag=B_TAG)), CALLER)
+    actions = call.from_a(call.caller(ringing).request("BYE"))
+    assert response_to(actions, CALLER).status == 481
+    assert sent(actions, GATEWAY) == []
+
+
+def test_a_second_forks_2xx_is_not_taken_for_the_call() -> None:
+    call = Call()
+    caller, _ = call.answered()
+    assert call.invite_b is not None
+    other = answer(call.invite_b, 200, tag="otherfork", contact="<sip:gw2@203.0.113.6>")
+    assert call.from_b(other) == []
+    record = call.engine.record(call.pair_id)
+    assert record is not None and record["b_remote_tag"] == B_TAG
+    bye = request_to(call.from_a(caller.request("BYE")), GATEWAY)
+    assert bye.to_tag == B_TAG
