@@ -214,9 +214,10 @@ class Relaying:
         if relay.ack is not None:
             actions.append(Send(relay.ack, pair.leg(pair.other(relay.inbound)).peer))
             return
-        if relay.cancelled or pair.ended is not None:  # answered after all: hang it up
-            self._ack_out(relay, None, actions)
-            self._send_own(pair, pair.other(relay.inbound), "BYE", now, actions)
+        if relay.cancelled or pair.ended is not None:  # answered after all: ACKed, and the
+            self._ack_out(relay, None, actions)  # call hung up if this was its INVITE
+            if relay.creating:
+                self._send_own(pair, pair.other(relay.inbound), "BYE", now, actions)
             return
         if relay.answer is None:
             if relay.creating:

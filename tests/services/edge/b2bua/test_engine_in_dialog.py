@@ -3,6 +3,8 @@ hostile in-dialog requests (wrong tags, glare, CSeq backwards, extensions, metho
 
 from __future__ import annotations
 
+import re
+
 from services.edge.b2bua.engine import B2bua
 from shared.sip.message import Request, Response
 from shared.sip.timers import TimerSettings
@@ -10,6 +12,7 @@ from tests.services.edge.b2bua.support import (
     A_CALL_ID,
     A_RECORD_ROUTE,
     A_TAG,
+    B_CONTACT,
     B_RECORD_ROUTE,
     B_TAG,
     CALLER,
@@ -186,3 +189,39 @@ def test_a_2xx_never_acked_ends_the_call_with_byes() -> None:
     assert call.invite_b is not None
     assert {bye.call_id for bye in byes} == {A_CALL_ID, call.invite_b.call_id}
     assert call.engine.pairs == {}
+
+
+def test_a_cancelled_reinvite_is_487_and_cancelled_on_the_other_leg() -> None:
+    call = Call()
+    caller, _ = call.answered()
+    data = caller.request("INVITE", SDP_A)
+    reinvite = request_to(call.from_a(data), GATEWAY)
+    call.from_b(answer(reinvite, 180))
+    actions = call.from_a(_cancel_of(data))
+    assert sorted(m.status for m in sent(actions, CALLER) if isinstance(m, Response)) == [200, 487]
+    out = request_to(actions, GATEWAY)
+    assert (out.method, out.top_branch) == ("CANCEL", reinvite.top_branch)
+    assert sent(call.from_b(answer(reinvite, 487)), CALLER) == []
+    assert len(call.engine.pairs) == 1  # the call goes on
+    assert request_to(call.from_a(caller.request("INVITE", SDP_A)), GATEWAY).method == "INVITE"
+
+
+def test_a_cancelled_reinvite_answered_anyway_is_acked_and_the_call_goes_on() -> None:
+    call = Call()
+    caller, _ = call.answered()
+    data = caller.request("INVITE", SDP_A)
+    reinvite = request_to(call.from_a(data), GATEWAY)
+    call.from_b(answer(reinvite, 180))
+    call.from_a(_cancel_of(data))
+    actions = call.from_b(answer(reinvite, 200, contact=B_CONTACT, body=SDP_B))
+    assert [m.method for m in sent(actions, GATEWAY) if isinstance(m, Request)] == ["ACK"]
+    assert sent(actions, CALLER) == []
+    assert len(call.engine.pairs) == 1
+    assert request_to(call.from_a(caller.request("INFO")), GATEWAY).method == "INFO"
+
+
+def _cancel_of(invite: bytes) -> bytes:
+    """The CANCEL of the INVITE `invite` (its head, the method and body changed)."""
+    head = invite.split(b"\r\n\r\n")[0].replace(b"INVITE", b"CANCEL")
+    head = head.replace(b"Content-Type: application/sdp\r\n", b"")
+    return re.sub(rb"Content-Length: \d+", b"Content-Length: 0", head) + b"\r\n\r\n"
