@@ -225,3 +225,21 @@ def _cancel_of(invite: bytes) -> bytes:
     head = invite.split(b"\r\n\r\n")[0].replace(b"INVITE", b"CANCEL")
     head = head.replace(b"Content-Type: application/sdp\r\n", b"")
     return re.sub(rb"Content-Length: \d+", b"Content-Length: 0", head) + b"\r\n\r\n"
+
+
+def test_a_finished_call_leaves_nothing_behind_once_its_timers_ran() -> None:
+    call = Call()
+    caller, gateway = call.answered()
+    info = request_to(call.from_a(caller.request("INFO")), GATEWAY)
+    call.from_b(answer(info, 200))
+    reinvite = request_to(call.from_b(gateway.request("INVITE", SDP_B)), CALLER)
+    call.from_a(answer(reinvite, 200, contact="<sip:alice@10.0.0.5:5070>", body=SDP_A))
+    call.from_b(gateway.request("ACK", cseq=gateway.cseq))
+    bye = request_to(call.from_a(caller.request("BYE")), GATEWAY)
+    call.from_b(answer(bye, 200))
+    engine = call.engine
+    for now in (40.0, 80.0):
+        engine.expire(now)
+    assert len(engine.table) == 0
+    assert engine.pairs == {} and engine._dialogs == {} and engine._unacked == {}
+    assert engine._relays == {} and engine._serving == {} and engine._waiting == {}
