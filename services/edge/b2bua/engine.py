@@ -155,6 +155,9 @@ class B2bua(Relaying):
     # ----- intake ----------------------------------------------------------------------
 
     def _response(self, response: Response, now: float, sends: list[Send]) -> None:
+        """A response for one of our client transactions; one that does not parse whole
+        is dropped as if lost (its sender retransmits, or the transaction times out)."""
+        response.validate()
         client = self.table.match_response(response)
         if client is not None:  # else a stray: no transaction of ours sent its request
             for event in client.receive_response(response, now):
@@ -269,7 +272,9 @@ class B2bua(Relaying):
         self._cancel_out(relay, now, sends)
 
     def _ack(self, ack: Request, sends: list[Send]) -> None:
-        """An ACK for a 2xx of ours (its own transaction, §13.2.2.4): the ACK out."""
+        """An ACK for a 2xx of ours (its own transaction, §13.2.2.4): the ACK out.  One
+        that does not parse whole is dropped (its sender sends it again on our 2xx)."""
+        ack.validate()
         found = self._dialogs.get((ack.call_id, ack.to_tag or ""))
         if found is None:
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from shared.sip.errors import SipParseError
 from shared.sip.headers import canonical_name
 from shared.sip.message import Request, Response
 
@@ -33,6 +34,21 @@ RELAYED: Final = (
 counterpart on the other; everything else is dropped."""
 
 
+_BREAKS: Final = frozenset("\r\n")
+
+
 def relayed_headers(message: Request | Response) -> list[tuple[str, str]]:
-    """The allow-listed fields of `message` as (name, value) pairs, in the list's order."""
-    return [(canonical_name(key), value) for key in RELAYED for value in message.headers(key)]
+    """The allow-listed fields of `message` as (name, value) pairs, in the list's order.
+
+    A field that does not decode, or holds a bare line break (which would inject a
+    header on the other leg), is dropped like one not listed: the far side's bad bytes
+    must not stop the call."""
+    relayed = []
+    for key in RELAYED:
+        try:
+            values = message.headers(key)
+        except SipParseError:
+            continue
+        name = canonical_name(key)
+        relayed.extend((name, value) for value in values if not _BREAKS.intersection(value))
+    return relayed

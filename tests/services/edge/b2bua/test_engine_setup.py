@@ -256,3 +256,21 @@ def test_a_second_forks_2xx_is_not_taken_for_the_call() -> None:
     assert record is not None and record["b_remote_tag"] == B_TAG
     bye = request_to(call.from_a(caller.request("BYE")), GATEWAY)
     assert bye.to_tag == B_TAG
+
+
+def test_an_allowed_header_that_does_not_decode_is_dropped_not_fatal() -> None:
+    call = Call()
+    call.invite(caller_invite(extra=(("Subject", "ok"),)).replace(b"Subject: ok", b"Subject: \xff"))
+    assert call.invite_b is not None and not call.invite_b.has_header("subject")
+    ringing = answer(call.invite_b, 180, tag=B_TAG, extra=(("Subject", "ok"),))
+    relayed = response_to(call.from_b(ringing.replace(b"Subject: ok", b"Subject: \xfe")), CALLER)
+    assert relayed.status == 180 and not relayed.has_header("subject")
+
+
+def test_an_answer_that_does_not_parse_is_dropped_as_if_lost() -> None:
+    call = Call()
+    call.invite()
+    assert call.invite_b is not None
+    ok = answer(call.invite_b, 200, tag=B_TAG, contact=B_CONTACT, body=SDP_B)
+    assert call.from_b(ok.replace(f"tag={B_TAG}".encode(), b"tag=\xff")) == []
+    assert response_to(call.from_b(ok), CALLER).status == 200  # its retransmission is taken
