@@ -43,7 +43,7 @@ def relayed_headers(message: Request | Response) -> list[tuple[str, str]]:
     A field that does not decode, or holds a bare line break (which would inject a
     header on the other leg), is dropped like one not listed: the far side's bad bytes
     must not stop the call."""
-    relayed = []
+    relayed: list[tuple[str, str]] = []
     for key in RELAYED:
         try:
             values = message.headers(key)
