@@ -176,7 +176,10 @@ class B2bua(Relaying):
             return list(sends)
         request.validate()
         destination = response_destination(request.top_via, source.address, source.connection_id)
-        server = self.table.create_server(request, destination)
+        try:
+            server = self.table.create_server(request, destination)
+        except ValueError:  # an RFC 2543 key (no branch cookie) taken, by another To tag
+            raise SipError("Bad Request (its RFC 2543 transaction key is in use)") from None
         actions: list[Action] = []
         try:
             _check_extensions(request)

@@ -243,3 +243,13 @@ def test_a_finished_call_leaves_nothing_behind_once_its_timers_ran() -> None:
     assert len(engine.table) == 0
     assert engine.pairs == {} and engine._dialogs == {} and engine._unacked == {}
     assert engine._relays == {} and engine._serving == {} and engine._waiting == {}
+
+
+def test_an_rfc2543_request_colliding_with_a_live_transaction_is_400() -> None:
+    call = Call()
+    caller, _ = call.answered()
+    info = re.sub(rb"branch=z9hG4bK[0-9a-f]+", b"branch=old1", caller.request("INFO"))
+    call.from_a(info)
+    other = info.replace(f"tag={caller.remote.split('tag=')[1]}".encode(), b"tag=othertag")
+    refused = response_to(call.from_a(other), CALLER)
+    assert (refused.status, "2543" in refused.reason) == (400, True)
