@@ -101,7 +101,13 @@ class B2bua(Relaying):
         if server.state is not State.PROCEEDING:
             return []  # cancelled meanwhile
         invite = server.request
-        pair = Pair(pair_id, caller, targets_leg(invite, target.uri, target.destination), now)
+        try:
+            target_leg = targets_leg(invite, target.uri, target.destination)
+        except SipError:  # a target URI too long to keep: the route's, not the caller's fault
+            reason = "Bad Gateway (target unusable)"
+            self._answer(server, 502, reason, now, sends, to_tag=caller.local_tag)
+            return list(sends)
+        pair = Pair(pair_id, caller, target_leg, now)
         request = pair.b.request("INVITE", self.edge, relayed_headers(invite), invite.body)
         forwards = invite.max_forwards
         request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))

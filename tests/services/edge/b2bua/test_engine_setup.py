@@ -274,3 +274,13 @@ def test_an_answer_that_does_not_parse_is_dropped_as_if_lost() -> None:
     ok = answer(call.invite_b, 200, tag=B_TAG, contact=B_CONTACT, body=SDP_B)
     assert call.from_b(ok.replace(f"tag={B_TAG}".encode(), b"tag=\xff")) == []
     assert response_to(call.from_b(ok), CALLER).status == 200  # its retransmission is taken
+
+
+def test_a_target_too_long_to_keep_is_502_for_the_caller() -> None:
+    call = Call()
+    actions = call.from_a(caller_invite())
+    (originate,) = [a for a in actions if isinstance(a, Originate)]
+    target = Target("sip:" + "9" * 600 + "@gw.example", GATEWAY)
+    out = call.engine.originate(originate.pair_id, target, 0.0)
+    assert response_to(out, CALLER).status == 502
+    assert sent(out, GATEWAY) == []
