@@ -1,11 +1,12 @@
 """What crosses from one leg to the other: an explicit allow-list of header fields.
 
 A B2BUA hides each side's topology from the other, so nothing is copied by default:
-Via, Contact, Record-Route, Route, Call-ID, the tags and CSeq are each leg's own and
-are written afresh; so are Max-Forwards and Supported/Require (the engine offers no
-extension, so it must not let one side agree to an extension the other would then
-see used, 100rel or timer among them).  What is copied describes the body or the
-session to the far user and names no host of the near side.
+Via, Contact, Record-Route, Route, Call-ID, the tags, CSeq and Max-Forwards are each
+leg's own and are written afresh.  Supported and Require are dropped (the engine offers
+no extension, so one side must not agree to an extension the other would then see
+used, 100rel or timer among them), and so is Allow (the far side's methods are not what
+the pair relays).  What is copied describes the body or the session to the far user
+and names no host of the near side.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ RELAYED: Final = (
     "content-language",
     "accept",
     "accept-language",
-    "allow",
     "subject",
     "priority",
     "reason",
