@@ -40,6 +40,7 @@ def test_the_caller_gets_100_and_the_adapter_an_originate() -> None:
 def test_leg_b_carries_the_body_and_allowed_headers_and_nothing_of_leg_a() -> None:
     call = Call()
     extra = (("Subject", "sales"), ("X-Internal", "carrier=acme"), ("User-Agent", "PBX 1.0"))
+    extra += (("Allow", "INVITE, REFER"), ("Supported", "100rel, timer"))
     call.invite(caller_invite(extra=extra))
     invite = call.invite_b
     assert invite is not None
@@ -58,6 +59,7 @@ def test_leg_b_carries_the_body_and_allowed_headers_and_nothing_of_leg_a() -> No
     assert len(invite.vias) == 1
     assert str(invite.contacts[0].uri) == f"sip:{EDGE.host}:{EDGE.port};transport=udp"
     assert not invite.has_header("record-route")
+    assert not invite.has_header("allow") and not invite.has_header("supported")
     assert invite.cseq.seq == 1
 
 
