@@ -21,11 +21,10 @@ from services.edge.proxy.interfaces import Interface
 from services.edge.proxy.routes import Hop
 from shared.fraud.rules import FraudQuery, FraudVerdict
 from shared.limits.model import LimitQuery, LimitVerdict
-from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.responses import make_response
 from shared.sip.timers import Timer, TimerQueue
-from shared.sip.transaction import ClientTransaction, ServerTransaction
+from shared.sip.transaction import ClientTransaction, ServerTransaction, cancel_for
 from shared.sip.transport.destination import Destination
 
 if TYPE_CHECKING:
@@ -91,21 +90,8 @@ class Branch:
             self.timer = None
 
     def cancel_request(self) -> Request:
-        """The CANCEL for this branch's INVITE (§9.1): its Request-URI, top Via, Route,
-        dialog fields."""
-        invite = self.client.request
-        headers = [
-            ("Via", _header(invite, "via")),
-            ("Max-Forwards", "70"),
-            ("From", _header(invite, "from")),
-            ("To", _header(invite, "to")),
-            ("Call-ID", _header(invite, "call-id")),
-            ("CSeq", f"{invite.cseq.seq} CANCEL"),
-        ]
-        routes = invite.headers("route")
-        if routes:
-            headers.append(("Route", ", ".join(routes)))
-        return Request.build("CANCEL", invite.uri_text, headers)
+        """The CANCEL for this branch's INVITE (§9.1)."""
+        return cancel_for(self.client.request)
 
 
 @dataclass(eq=False, slots=True)
@@ -215,10 +201,3 @@ class Forwarding:
 def failover_allowed(status: int) -> bool:
     """408 and 5xx move on to the next gateway (a 6xx or other 4xx is the callee's word)."""
     return status == 408 or 500 <= status < 600
-
-
-def _header(request: Request, name: str) -> str:
-    value = request.header(name)
-    if value is None:
-        raise SipError(f"missing {name}")
-    return value

@@ -11,6 +11,7 @@ from shared.sip.transaction.client import (
     InviteClientTransaction,
     NonInviteClientTransaction,
     ack_for,
+    cancel_for,
 )
 from shared.sip.transaction.events import (
     AckReceived,
@@ -48,4 +49,5 @@ __all__ = [
     "TransactionTable",
     "TransportFailed",
     "ack_for",
+    "cancel_for",
 ]

@@ -200,7 +200,24 @@ def ack_for(request: Request, response: Response) -> bytes:
     return Request.build("ACK", request.uri_text, headers).to_bytes()
 
 
+def cancel_for(invite: Request) -> Request:
+    """The CANCEL for a client transaction's INVITE (RFC 3261 §9.1): its Request-URI, its
+    single top Via, Route, Call-ID, From, To and CSeq number."""
+    headers = [
+        ("Via", _required(invite.header("via"))),
+        ("Max-Forwards", "70"),
+        ("From", _required(invite.header("from"))),
+        ("To", _required(invite.header("to"))),
+        ("Call-ID", _required(invite.header("call-id"))),
+        ("CSeq", f"{invite.cseq.seq} CANCEL"),
+    ]
+    routes = invite.headers("route")
+    if routes:
+        headers.append(("Route", ", ".join(routes)))
+    return Request.build("CANCEL", invite.uri_text, headers)
+
+
 def _required(value: str | None) -> str:
     if value is None:
-        raise ValueError("the INVITE lacks a header its ACK must copy")
+        raise ValueError("the INVITE lacks a header its ACK or CANCEL must copy")
     return value

@@ -1,0 +1,8 @@
+"""The B2BUA's dialog-pair engine, sans-IO (issue 22): bytes, their source and the time in,
+messages to send out.
+
+`B2bua` (in `engine`) is the entry point.  It answers the caller's dialog (leg A, the edge
+the UAS) and originates a new one toward the target (leg B, the edge the UAC), each with
+its own Call-ID, tags, CSeqs, Via and Contact.  It is not yet wired into the edge's
+routing: see docs/b2bua.md.
+"""

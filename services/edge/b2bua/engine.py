@@ -1,0 +1,312 @@
+"""The B2BUA engine, sans-IO: its inputs, intake and checks.
+
+Bytes, their source and the time go in (`receive`, `expire`, `transport_failed`, and the
+outcome of its one round trip: `originate` or `refuse`); `Send` and `Originate` actions
+come out.  A caller's INVITE is answered with 100 and an `Originate`: the adapter picks
+its target (routing, not this engine's job) and calls `originate`, which sends leg B's
+INVITE.  Everything after that is relaying (`relaying`).
+
+Checks, each answered as RFC 3261 says rather than dropped: a request that does not parse
+is answered statelessly (400, ...); one naming no pair, or a pair's dialog with the wrong
+tags, 481; a CSeq not above the last, 500 (§12.2.2); an offer (re-INVITE, UPDATE) while
+the other side's is pending, 491, while the same side's is, 500 with Retry-After (§14.2);
+an extension required, 420; a method the pair does not relay, 405.
+
+Session timers (RFC 4028) are not run yet.  Their hook is `expire`: a pair's refresh or
+expiry would be one more deadline in `next_deadline`, its action a re-INVITE or UPDATE on
+one leg (`Relaying._send_own`) or BYE on both (as `Relaying._never_acked` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from services.edge.b2bua.headers import relayed_headers
+from services.edge.b2bua.legs import TARGET_REFRESH, EdgeAddress, Leg, callers_leg, targets_leg
+from services.edge.b2bua.pair import Pair, Relay, Side
+from services.edge.b2bua.record import from_record, to_record
+from services.edge.b2bua.relaying import Relaying
+from shared.sip.branch import new_tag
+from shared.sip.errors import SipError
+from shared.sip.message import Request, Response, parse_message
+from shared.sip.responses import error_response
+from shared.sip.timers import TimerSettings
+from shared.sip.transaction import ClientTransaction, Send, ServerTransaction, State
+from shared.sip.transport.destination import Destination, response_destination
+
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO"
+RELAYED_METHODS: Final = frozenset({"INVITE", "UPDATE", "INFO", "BYE"})
+"""In-dialog requests carried to the other leg (BYE ends both instead of crossing)."""
+RETRY_AFTER: Final = (("Retry-After", "2"),)
+"""On the 500 to a second offer of the same side: §14.2 asks for 0 to 10 seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where leg B goes: its Request-URI, and the address its INVITE is sent to."""
+
+    uri: str
+    destination: Destination
+
+
+@dataclass(frozen=True, slots=True)
+class Originate:
+    """The caller's INVITE `request` (pair `pair_id`) needs a target: answer with
+    `B2bua.originate(pair_id, target, now)` or `B2bua.refuse(pair_id, status, now)`."""
+
+    pair_id: str
+    request: Request
+
+
+Action = Send | Originate
+
+
+class B2bua(Relaying):
+    """One worker's B2BUA: feed it messages and time, carry out the actions it returns."""
+
+    def __init__(self, edge: EdgeAddress, settings: TimerSettings | None = None) -> None:
+        super().__init__(edge, settings)
+        self._waiting: dict[str, tuple[ServerTransaction, Leg]] = {}
+        """Caller's INVITEs waiting for `originate`, by pair id."""
+
+    # ----- inputs ----------------------------------------------------------------------
+
+    def receive(self, data: bytes, source: Destination, now: float) -> list[Action]:
+        """One message from the network."""
+        sends: list[Send] = []
+        try:
+            message = parse_message(data, stream=source.reliable)
+        except SipError as error:
+            _refuse_unparsed(data, error, source, sends)
+            return list(sends)
+        try:
+            if isinstance(message, Response):
+                self._response(message, now, sends)
+                return list(sends)
+            return self._request(message, source, now, sends)
+        except SipError as error:  # a header the matching reads is malformed
+            if isinstance(message, Request) and message.method != "ACK":
+                _refuse_unparsed(data, error, source, sends)
+            return list(sends)
+
+    def originate(self, pair_id: str, target: Target, now: float) -> list[Action]:
+        """Send leg B's INVITE for the caller's INVITE of `pair_id` toward `target`."""
+        sends: list[Send] = []
+        waiting = self._waiting.pop(pair_id, None)
+        if waiting is None:
+            return []
+        server, caller = waiting
+        if server.state is not State.PROCEEDING:
+            return []  # cancelled meanwhile
+        invite = server.request
+        try:
+            target_leg = targets_leg(invite, target.uri, target.destination)
+        except SipError:  # a target URI too long to keep: the route's, not the caller's fault
+            reason = "Bad Gateway (target unusable)"
+            self._answer(server, 502, reason, now, sends, to_tag=caller.local_tag)
+            return list(sends)
+        pair = Pair(pair_id, caller, target_leg, now)
+        request = pair.b.request("INVITE", self.edge, relayed_headers(invite), invite.body)
+        forwards = invite.max_forwards
+        request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))
+        self._hold(pair)
+        pair.offering = "a"
+        self._relay(Relay(pair, "a", server, creating=True), request, now, sends)
+        return list(sends)
+
+    def refuse(self, pair_id: str, status: int, now: float) -> list[Action]:
+        """The caller's INVITE of `pair_id` has no target: answer it `status` (404, 503, ...)."""
+        sends: list[Send] = []
+        waiting = self._waiting.pop(pair_id, None)
+        if waiting is not None and waiting[0].state is State.PROCEEDING:
+            self._answer(waiting[0], status, None, now, sends, to_tag=waiting[1].local_tag)
+        return list(sends)
+
+    def next_deadline(self) -> float | None:
+        return self.table.next_deadline()
+
+    def expire(self, now: float) -> list[Action]:
+        """Fire the transaction timers due at `now`."""
+        sends: list[Send] = []
+        for transaction, event in self.table.expire(now):
+            if isinstance(transaction, ServerTransaction):
+                self._server_event(transaction, event, now, sends)
+            elif isinstance(transaction, ClientTransaction):
+                self._client_event(transaction, event, now, sends)
+        return list(sends)
+
+    def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
+        """A message of `client` could not be sent (connect refused, no route to host)."""
+        sends: list[Send] = []
+        for event in client.transport_error():
+            self._client_event(client, event, now, sends)
+        return list(sends)
+
+    # ----- the state record ------------------------------------------------------------
+
+    def record(self, pair_id: str) -> dict[str, str] | None:
+        """The answered pair's state record (`record`), or None (unknown, unanswered, ended)."""
+        pair = self.pairs.get(pair_id)
+        return None if pair is None or pair.answered is None else to_record(pair)
+
+    def adopt(self, record: Mapping[str, str]) -> Pair:
+        """Continue the answered pair `record` describes (another edge's, say); raises
+        `record.RecordError` for a record that describes none."""
+        pair = from_record(record)
+        self._hold(pair)
+        return pair
+
+    # ----- intake ----------------------------------------------------------------------
+
+    def _response(self, response: Response, now: float, sends: list[Send]) -> None:
+        """A response for one of our client transactions; one that does not parse whole
+        is dropped as if lost (its sender retransmits, or the transaction times out)."""
+        response.validate()
+        client = self.table.match_response(response)
+        if client is not None:  # else a stray: no transaction of ours sent its request
+            for event in client.receive_response(response, now):
+                self._client_event(client, event, now, sends)
+
+    def _request(
+        self, request: Request, source: Destination, now: float, sends: list[Send]
+    ) -> list[Action]:
+        server = self.table.match_request(request)
+        if server is not None:  # a retransmission, or the ACK of a non-2xx
+            for event in server.receive_request(request, now):
+                self._server_event(server, event, now, sends)
+            return list(sends)
+        if request.method == "ACK":
+            self._ack(request, sends)
+            return list(sends)
+        request.validate()
+        destination = response_destination(request.top_via, source.address, source.connection_id)
+        try:
+            server = self.table.create_server(request, destination)
+        except ValueError:  # an RFC 2543 key (no branch cookie) taken, by another To tag
+            raise SipError("Bad Request (its RFC 2543 transaction key is in use)") from None
+        actions: list[Action] = []
+        try:
+            _check_extensions(request)
+            if request.method == "CANCEL":
+                self._cancel(request, server, now, sends)
+            elif request.to_tag is None:
+                actions.extend(self._new_call(request, server, source, now, sends))
+            else:
+                self._in_dialog(request, server, source, now, sends)
+        except SipError as error:
+            self._answer(server, error.status, error.reason, now, sends, headers=error.headers)
+        return [*sends, *actions]
+
+    def _new_call(
+        self,
+        request: Request,
+        server: ServerTransaction,
+        source: Destination,
+        now: float,
+        sends: list[Send],
+    ) -> list[Action]:
+        if request.method != "INVITE":
+            raise SipError("Method Not Allowed (outside a call)", 405, (("Allow", ALLOW),))
+        forwards = request.max_forwards
+        if forwards is not None and forwards <= 0:
+            raise SipError("Too Many Hops", 483)
+        caller = callers_leg(request, source)
+        self._answer(server, 100, None, now, sends, to_tag=caller.local_tag)
+        pair_id = new_tag()
+        self._waiting[pair_id] = (server, caller)
+        return [Originate(pair_id, request)]
+
+    def _in_dialog(
+        self,
+        request: Request,
+        server: ServerTransaction,
+        source: Destination,
+        now: float,
+        sends: list[Send],
+    ) -> None:
+        pair, side = self._pair_of(request)
+        method = request.method
+        if method not in RELAYED_METHODS:
+            raise SipError("Method Not Allowed (in a B2BUA call)", 405, (("Allow", ALLOW),))
+        leg = pair.leg(side)
+        leg.accept(request, source)
+        if method in TARGET_REFRESH and pair.offering is not None:
+            if pair.offering == side:
+                raise SipError("Server Internal Error (your offer is pending)", 500, RETRY_AFTER)
+            raise SipError("Request Pending", 491)
+        if method == "BYE":
+            if pair.answered is None:  # the caller CANCELs an unanswered call
+                raise SipError("Call/Transaction Does Not Exist (not answered)", 481)
+            self._answer(server, 200, None, now, sends)
+            self._end(pair, now)
+            self._send_own(pair, pair.other(side), "BYE", now, sends)
+            return
+        if method == "INVITE":
+            self._answer(server, 100, None, now, sends)
+        if method in TARGET_REFRESH:
+            leg.refresh(request)
+            pair.offering = side
+        other = pair.leg(pair.other(side))
+        out = other.request(method, self.edge, relayed_headers(request), request.body)
+        self._relay(Relay(pair, side, server), out, now, sends)
+
+    def _pair_of(self, request: Request) -> tuple[Pair, Side]:
+        found = self._dialogs.get((request.call_id, request.to_tag or ""))
+        if found is None:
+            raise SipError("Call/Transaction Does Not Exist", 481)
+        return found
+
+    def _cancel(
+        self, request: Request, server: ServerTransaction, now: float, sends: list[Send]
+    ) -> None:
+        """CANCEL (§9.2): 200 to it; if its INVITE is unanswered, 487 to that and the
+        relayed INVITE cancelled (or, while the target is being chosen, never sent)."""
+        invite = self.table.match_cancel(request)
+        if invite is None:
+            raise SipError("Call/Transaction Does Not Exist", 481)
+        relay = self._serving.get(invite)
+        tag = relay.pair.leg(relay.inbound).local_tag if relay is not None else None
+        self._answer(server, 200, None, now, sends, to_tag=tag)
+        if invite.state is not State.PROCEEDING:
+            return
+        self._answer(invite, 487, None, now, sends, to_tag=tag)
+        if relay is None:
+            return
+        relay.cancelled = True
+        if relay.creating:
+            self._end(relay.pair, now)
+        relay.pair.offering = None
+        self._cancel_out(relay, now, sends)
+
+    def _ack(self, ack: Request, sends: list[Send]) -> None:
+        """An ACK for a 2xx of ours (its own transaction, §13.2.2.4): the ACK out.  One
+        that does not parse whole is dropped (its sender sends it again on our 2xx)."""
+        ack.validate()
+        found = self._dialogs.get((ack.call_id, ack.to_tag or ""))
+        if found is None:
+            return
+        pair, side = found
+        if ack.from_tag != pair.leg(side).remote_tag:
+            return
+        relay = self._unacked.get((pair.id, side, ack.cseq.seq))
+        if relay is not None:
+            self._acked(relay, ack, sends)
+
+
+def _check_extensions(request: Request) -> None:
+    """The engine supports no extension: one required is refused with 420 (§8.2.2.3)."""
+    if request.method in ("CANCEL", "ACK"):
+        return
+    required = request.headers("require")
+    if required:
+        unsupported = (("Unsupported", ", ".join(required)),)
+        raise SipError("Bad Extension", 420, unsupported)
+
+
+def _refuse_unparsed(data: bytes, error: SipError, source: Destination, sends: list[Send]) -> None:
+    """A stateless answer (400, ...) to what could not be parsed, back where it came from."""
+    answer = error_response(data, error)
+    if answer is not None:
+        sends.append(Send(answer, source))

@@ -1,0 +1,108 @@
+"""A pair's state as a small flat record, and the pair rebuilt from one.
+
+What a Redis hash would hold so that another edge can continue an answered call: per
+leg its Call-ID, tags, CSeqs, From/To addresses, remote target, route set and peer
+address, and the pair's times.  Every value is a string; the size is bounded by the
+legs' own bounds (`legs.MAX_VALUE`, `legs.MAX_ROUTES`): under 20,000 characters
+at worst and some 700 bytes for a plain call.  A stream connection is not recorded:
+another edge cannot use it, and reaches the peer at its address.  Transactions in
+flight are not recorded either: a request crossing the pair when its edge dies is
+retransmitted by its sender to the next edge, which answers it from the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final, TypeVar
+
+from services.edge.b2bua.legs import MAX_ROUTES, MAX_VALUE, Leg
+from services.edge.b2bua.pair import Pair, Side
+from shared.sip.transport.destination import Destination
+
+LEG_FIELDS: Final = (
+    "call_id", "local_tag", "remote_tag", "local_uri", "remote_uri", "local_cseq",
+    "remote_cseq", "remote_target", "routes", "peer",
+)  # fmt: skip # the names on three lines, not one per line
+"""Each leg's fields, prefixed `a_` or `b_` in the record."""
+PAIR_FIELDS: Final = ("id", "created", "answered")
+ROUTE_SEPARATOR: Final = "\n"
+"""Between route set values: no header value holds a line break."""
+
+N = TypeVar("N", int, float)
+
+
+class RecordError(ValueError):
+    """A record that does not describe a pair (a field missing, malformed or too long)."""
+
+
+def to_record(pair: Pair) -> dict[str, str]:
+    """`pair` as a flat record of strings (see the module docstring)."""
+    record = {
+        "id": pair.id,
+        "created": repr(float(pair.created)),
+        "answered": "" if pair.answered is None else repr(float(pair.answered)),
+    }
+    for side in ("a", "b"):
+        leg = pair.leg(side)
+        peer = leg.peer
+        values = (
+            leg.call_id, leg.local_tag, leg.remote_tag or "", leg.local_uri, leg.remote_uri,
+            str(leg.local_cseq), "" if leg.remote_cseq is None else str(leg.remote_cseq),
+            leg.remote_target, ROUTE_SEPARATOR.join(leg.route_set),
+            f"{peer.transport} {peer.host} {peer.port}",
+        )  # fmt: skip # in LEG_FIELDS' order
+        record.update(zip((f"{side}_{name}" for name in LEG_FIELDS), values, strict=True))
+    return record
+
+
+def from_record(record: Mapping[str, str]) -> Pair:
+    """The pair `to_record` wrote, or `RecordError` naming what is wrong with `record`."""
+    for name in (*PAIR_FIELDS, *(f"{side}_{f}" for side in "ab" for f in LEG_FIELDS)):
+        value = record.get(name)
+        if value is None:
+            raise RecordError(f"no {name}")
+        if len(value) > MAX_VALUE * (MAX_ROUTES if name.endswith("routes") else 1) + MAX_ROUTES:
+            raise RecordError(f"{name} too long")
+    answered = record["answered"]
+    return Pair(
+        id=record["id"],
+        a=_leg(record, "a"),
+        b=_leg(record, "b"),
+        created=_number(record, "created", float),
+        answered=_number(record, "answered", float) if answered else None,
+    )
+
+
+def _leg(record: Mapping[str, str], side: Side) -> Leg:
+    def field(name: str) -> str:
+        return record[f"{side}_{name}"]
+
+    routes = field("routes")
+    route_set = tuple(routes.split(ROUTE_SEPARATOR)) if routes else ()
+    if len(route_set) > MAX_ROUTES:
+        raise RecordError(f"{side}_routes holds more than {MAX_ROUTES} values")
+    peer = field("peer").split(" ")
+    if len(peer) != 3:
+        raise RecordError(f"{side}_peer is not 'transport host port'")
+    remote_cseq = field("remote_cseq")
+    return Leg(
+        call_id=field("call_id"),
+        local_tag=field("local_tag"),
+        local_uri=field("local_uri"),
+        remote_uri=field("remote_uri"),
+        remote_target=field("remote_target"),
+        peer=Destination(peer[0], peer[1], _number(record, f"{side}_peer", int, peer[2])),
+        local_cseq=_number(record, f"{side}_local_cseq", int),
+        remote_tag=field("remote_tag") or None,
+        remote_cseq=_number(record, f"{side}_remote_cseq", int) if remote_cseq else None,
+        route_set=route_set,
+    )
+
+
+def _number(
+    record: Mapping[str, str], name: str, kind: Callable[[str], N], text: str | None = None
+) -> N:
+    try:
+        return kind(record[name] if text is None else text)
+    except ValueError:
+        raise RecordError(f"{name} is not a number") from None
