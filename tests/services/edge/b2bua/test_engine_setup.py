@@ -39,7 +39,11 @@ def test_the_caller_gets_100_and_the_adapter_an_originate() -> None:
 
 def test_leg_b_carries_the_body_and_allowed_headers_and_nothing_of_leg_a() -> None:
     call = Call()
-    extra = (("Subject", "sales"), ("X-Internal", "carrier=acme"), ("User-Agent", "PBX 1.0"))
+    extra: tuple[tuple[str, str], ...] = (
+        ("Subject", "sales"),
+        ("X-Internal", "carrier=acme"),
+        ("User-Agent", "PBX 1.0"),
+    )
     extra += (("Allow", "INVITE, REFER"), ("Supported", "100rel, timer"))
     call.invite(caller_invite(extra=extra))
     invite = call.invite_b
