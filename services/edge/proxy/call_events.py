@@ -32,7 +32,7 @@ from shared.contracts.calls import (
     TargetKind,
 )
 from shared.contracts.event import Event
-from shared.sip.message import Request
+from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri, TelUri
 
@@ -206,6 +206,25 @@ class CallEvents:
             target=target,
             target_kind=kind,
             address=host_port(hop.destination),
+            carrier=None,
+        )
+        return Publish(event)
+
+    def answered_unmatched(self, response: Response, source: Destination, now: float) -> Publish:
+        """A 2xx to an INVITE relayed with no transaction: the edge that sent the INVITE died
+        before its answer (a restart, the other box of a VIP pair); who answered is known
+        only by the 2xx's source, so it is the target too, as a URI."""
+        address = host_port(source)
+        event = _trusted(
+            CallAnswered,
+            call_id=response.call_id,
+            at=self.at(now),
+            edge=self.edge,
+            from_tag=response.from_tag or "",
+            to_tag=response.to_tag or "",
+            target=f"sip:{address}",
+            target_kind="uri",
+            address=address,
             carrier=None,
         )
         return Publish(event)
