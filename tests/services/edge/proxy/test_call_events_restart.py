@@ -10,21 +10,14 @@ statelessly: the caller talks, hangs up through it (`CallEnded`), and without a
 
 from __future__ import annotations
 
-from services.edge.proxy.call_events import CallEvents
-from services.edge.proxy.core import Proxy, ProxyTimers
-from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
-from services.edge.proxy.interfaces import Interface, Interfaces
-from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.dialogs import RecordRouteSigner
 from shared.contracts.calls import CallAnswered, CallStarted
 from tests.services.edge.proxy.support import published
-from tests.services.edge.proxy.test_call_events import KEY, ME, START, WALL
+from tests.services.edge.proxy.test_call_events import KEY, START, WALL, events_run
 from tests.services.edge.proxy.test_core import (
     CALLER,
-    EDGE,
     GW1,
-    TRUSTED,
     Run,
-    Table,
     answer,
     invite,
     only_request,
@@ -37,12 +30,9 @@ RESPONDER = {"target": f"sip:{GW1.host}:5060", "target_kind": "uri", "address": 
 
 def edge(signer: RecordRouteSigner, now: float) -> Run:
     """The edge (its keys `signer`) as it is started, again after a kill."""
-    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
-    dialogs = DialogGate(signer, lambda source: source.host in TRUSTED)
-    timers = ProxyTimers(fr=2.0, fr_inv=10.0)
-    events = CallEvents(ME, wall_offset=WALL)
-    proxy = Proxy(interfaces, NumberRouter(Table()), timers, dialogs=dialogs, call_events=events)
-    return Run(proxy, Table(), now=now)
+    run = events_run(signer=signer)
+    run.now = now
+    return run
 
 
 def test_a_2xx_reaching_an_edge_without_its_transaction_is_the_calls_answer() -> None:
