@@ -238,6 +238,7 @@ async def _unrecorded(url: str, call_ids: set[str]) -> set[str]:
     finally:
         await engine.dispose()
     return {
-        f"{call_id} {found.get(call_id, 'no record')}: events {' '.join(received.get(call_id, []))}"
+        f"{call_id} {found.get(call_id, 'no record')}: events {' '.join(kinds) or 'none'}"
         for call_id in missing
+        for kinds in [received.get(call_id, [])]
     }
