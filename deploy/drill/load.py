@@ -133,11 +133,18 @@ def unexpected_at_gateway(errors: Path, since: int) -> Counter[str]:
 def place_calls(
     log: Path, entry: Entry, rate: float, calls: int, hold_ms: int
 ) -> subprocess.Popen[bytes]:
-    """`calls` calls at `rate` a second, each held `hold_ms`; SIPp exits when all are done."""
+    """`calls` calls at `rate` a second, each held `hold_ms`; SIPp exits when all are done.
+
+    Every wait of a call is bounded (``-recv_timeout``): a call answered 100 Trying by an
+    edge that died before its INVITE left gets no retransmission of it, and the scenario's
+    optional 100/180 waits have no timeout of their own: it would wait for ever, and SIPp,
+    at its -timeout, waits for its calls to end.  It fails after 10 s instead.
+    """
     limit = int(rate * (hold_ms / 1000 + 25)) + 10  # never throttled by SIPp's open-call cap
     argv = ["-sf", str(CALLER), "-s", NUMBER, "-i", entry.local, "-p", str(free_port())]
     argv += ["-t", "u1", "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000", "-l", str(limit)]
     argv += ["-d", str(hold_ms), "-timeout", f"{calling_within(rate, calls, hold_ms):.0f}"]
+    argv += ["-recv_timeout", "10000"]
     return sipp([*argv, f"{entry.host}:{entry.port}"], log, entry)
 
 

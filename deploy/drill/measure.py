@@ -207,7 +207,8 @@ def _count_losses(stage: Stage, result: StepResult) -> None:
 
 async def _unrecorded(url: str, call_ids: set[str]) -> set[str]:
     """The calls of `call_ids` without a complete, answered record, once the accounting
-    service has had `RECORDS_WITHIN` seconds to catch up (returns as soon as none is)."""
+    service has had `RECORDS_WITHIN` seconds to catch up (returns as soon as none is); each
+    with its record's state and the events accounting has of it (which one never came)."""
     engine = create_async_engine(database_url(url, ""))
     query = text("SELECT call_id FROM cdrs WHERE state = 'complete' AND disposition = 'answered'")
     missing = set(call_ids)
@@ -220,11 +221,24 @@ async def _unrecorded(url: str, call_ids: set[str]) -> set[str]:
             if missing:
                 await asyncio.sleep(2.0)
         async with engine.connect() as connection:  # what there is of them, to read
+            ids = {"ids": sorted(missing)}
             rows = await connection.execute(
-                text("SELECT call_id, state, disposition FROM cdrs WHERE call_id = ANY(:ids)"),
-                {"ids": sorted(missing)},
+                text("SELECT call_id, state, disposition FROM cdrs WHERE call_id = ANY(:ids)"), ids
             )
             found = {row[0]: f"{row[1]} {row[2]}" for row in rows}
+            events = await connection.execute(
+                text(
+                    "SELECT call_id, type FROM call_events WHERE call_id = ANY(:ids) ORDER BY at_ms"
+                ),
+                ids,
+            )
+            received: dict[str, list[str]] = {}
+            for call_id, kind in events:
+                received.setdefault(call_id, []).append(kind)
     finally:
         await engine.dispose()
-    return {f"{call_id} {found.get(call_id, 'no record')}" for call_id in missing}
+    return {
+        f"{call_id} {found.get(call_id, 'no record')}: events {' '.join(kinds) or 'none'}"
+        for call_id in missing
+        for kinds in [received.get(call_id, [])]
+    }

@@ -32,7 +32,7 @@ from shared.contracts.calls import (
     TargetKind,
 )
 from shared.contracts.event import Event
-from shared.sip.message import Request
+from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri, TelUri
 
@@ -195,7 +195,22 @@ class CallEvents:
         return Publish(event)
 
     def answered(self, notes: CallNotes, hop: Hop, to_tag: str, now: float) -> Publish:
-        target, kind = _target(hop)
+        return self._answered(notes, to_tag, _target(hop), host_port(hop.destination), now)
+
+    def answered_unmatched(self, response: Response, source: Destination, now: float) -> Publish:
+        """A 2xx to an INVITE relayed with no transaction: the edge that sent the INVITE died
+        before its answer (a restart, the other box of a VIP pair); who answered is known
+        only by the 2xx's source, so it is the target too, as a URI."""
+        notes = CallNotes(response.call_id, response.from_tag or "", "", now)
+        address = host_port(source)
+        who: tuple[str, TargetKind] = (f"sip:{address}", "uri")
+        return self._answered(notes, response.to_tag or "", who, address, now)
+
+    def _answered(
+        self, notes: CallNotes, to_tag: str, who: tuple[str, TargetKind], address: str, now: float
+    ) -> Publish:
+        """`who`: the target answering and its kind."""
+        target, kind = who
         event = _trusted(
             CallAnswered,
             call_id=notes.call_id,
@@ -205,7 +220,7 @@ class CallEvents:
             to_tag=to_tag,
             target=target,
             target_kind=kind,
-            address=host_port(hop.destination),
+            address=address,
             carrier=None,
         )
         return Publish(event)

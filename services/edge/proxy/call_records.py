@@ -142,6 +142,21 @@ class CallRecords(Answers):
         elif forwarding.ending is not None and first:
             actions.append(events.ended(forwarding.ending, response.status))
 
+    def _publish_unmatched_answer(
+        self, response: Response, source: Destination, now: float, actions: list[Action]
+    ) -> None:
+        """A 2xx to an INVITE forwarded with no transaction: the call's answer, unless it is
+        a retransmission (they match the transaction for its 32 s, as long as they come).
+
+        Without it, a call whose INVITE left an edge that was then killed (its
+        `CallStarted` journaled) and whose 2xx the restarted edge relayed had no answer
+        anywhere: the caller talked, and its record stayed open.  A re-INVITE's 2xx
+        counts too: the record takes the earliest answer.
+        """
+        events = self.call_events
+        if events is not None and response.status // 100 == 2 and response.cseq.method == "INVITE":
+            actions.append(events.answered_unmatched(response, source, now))
+
     def _publish_final(
         self,
         forwarding: Forwarding,

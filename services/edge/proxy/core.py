@@ -81,7 +81,7 @@ class Proxy(StatelessAcks):
             return actions
         try:
             if isinstance(message, Response):
-                self._response(message, now, actions)
+                self._response(message, source, now, actions)
             else:
                 metrics.count_request(message.method)
                 self._request(message, source, listener, now, actions)
@@ -313,7 +313,9 @@ class Proxy(StatelessAcks):
         parked = Parked(request, server, source, inbound, hash_now, policy, seen_at=now)
         self._proceed(parked, now, actions)
 
-    def _response(self, response: Response, now: float, actions: list[Action]) -> None:
+    def _response(
+        self, response: Response, source: Destination, now: float, actions: list[Action]
+    ) -> None:
         if not self.policies.restore_response(response):
             return  # a hidden request's response with a bad topology token
         client = self.table.match_response(response)
@@ -331,6 +333,7 @@ class Proxy(StatelessAcks):
             return
         destination = response_destination(response.top_via)
         outbound = self.interfaces.outbound(destination.transport, destination.host)
+        self._publish_unmatched_answer(response, source, now, actions)  # as the INVITE's was
         self.policies.upstream(response, popped, outbound)  # topology hiding
         if self.media is not None and self._held_retransmission(response, destination, actions):
             return  # a relayed call's 2xx: rtpengine's SDP again (`relay`)

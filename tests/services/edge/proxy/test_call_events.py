@@ -57,12 +57,14 @@ GATEWAY_1 = {"target": "1", "target_kind": "gateway", "address": f"{GW1.host}:50
 GATEWAY_2 = {"target": "2", "target_kind": "gateway", "address": f"{GW2.host}:5060"}
 
 
-def events_run(*, call_events: bool = True) -> Run:
-    """The core of `test_core`, with this edge's call events on (or off)."""
+def events_run(*, call_events: bool = True, signer: RecordRouteSigner | None = None) -> Run:
+    """The core of `test_core`, with this edge's call events on (or off); `signer`: its
+    record-route keys (else its own)."""
     interfaces = Interfaces(
         [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
     )
-    dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: source.host in TRUSTED)
+    signer = signer or RecordRouteSigner.ephemeral()
+    dialogs = DialogGate(signer, lambda source: source.host in TRUSTED)
     events = CallEvents(ME, wall_offset=WALL) if call_events else None
     proxy = Proxy(
         interfaces,
