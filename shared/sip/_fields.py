@@ -33,9 +33,14 @@ def value_of(line: bytes) -> str:
     (CPython's `bytes.__contains__` tries its operand as an integer first, raising and
     clearing a TypeError), a `str` test a plain search, native once compiled.  Folds
     and whitespace are ASCII, so the result is the same, and the bytes are valid UTF-8
-    before unfolding exactly when they are after.
+    before unfolding exactly when they are after.  `decode`'s work done in place: a
+    Python call per header value read (~60 per call through the proxy) costs more than
+    the decode itself.
     """
-    text = decode(line[line.index(b":") + 1 :], "header value")
+    try:
+        text = line[line.index(b":") + 1 :].decode()
+    except UnicodeDecodeError:
+        raise SipParseError("header value is not valid UTF-8") from None
     if "\n" in text:
         text = _FOLD.sub(" ", text)
     return text.strip(" \t\r\n")

@@ -35,6 +35,7 @@ line and `callmesh_edge_relay_refused{reason}` record it.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -72,13 +73,21 @@ class RecordRouteSigner:
 
     The keys are a `Keyring`'s (current signs, previous still verifies: rotation),
     each turned into an HMAC key of its own so no other use of the secret meets it.
+    Each HMAC is keyed once and copied per token: `hmac.digest(key, text, "sha256")`
+    fetches the digest by name and pads the key on every call (OpenSSL 3), about four
+    times what a copy of the keyed state and one update cost, three times per call.
     """
 
     __slots__ = ("_current", "_keys")
 
     def __init__(self, keyring: Keyring) -> None:
         keys = [key for key in (keyring.current, keyring.previous) if key is not None]
-        self._keys = {str(key.key_id): hmac.digest(key.secret, _LABEL, "sha256") for key in keys}
+        self._keys = {
+            str(key.key_id): hmac.new(
+                hmac.digest(key.secret, _LABEL, "sha256"), digestmod=hashlib.sha256
+            )
+            for key in keys
+        }
         """By the key id as a token writes it, so checking one needs no number parsed."""
         self._current = str(keyring.current.key_id)
 
@@ -96,9 +105,11 @@ class RecordRouteSigner:
         return key is not None and hmac.compare_digest(self._mac(key, call_id, flow), mac)
 
     @staticmethod
-    def _mac(key: bytes, call_id: str, flow: str | None) -> str:
+    def _mac(keyed: hmac.HMAC, call_id: str, flow: str | None) -> str:
         text = call_id if flow is None else f"{call_id}\n{flow}"
-        return hmac.digest(key, text.encode(), "sha256")[:_MAC_BYTES].hex()
+        mac = keyed.copy()
+        mac.update(text.encode())
+        return mac.digest()[:_MAC_BYTES].hex()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ statelessly, and nothing leaves toward the address it names.
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 import pytest
@@ -264,6 +265,19 @@ def test_rotation_verifies_the_previous_key_and_signs_with_the_current() -> None
     assert rotating.verify(token, "c", None)
     assert rotating.sign("c", None).startswith("2.")
     assert not RecordRouteSigner(Keyring.parse(new)).verify(token, "c", None)
+
+
+def test_a_token_is_the_same_however_many_were_made_before() -> None:
+    """Every edge of a deployment, old and new builds alike, writes the same token for a
+    dialog: key id, then HMAC-SHA256 under the key derived from the secret, 12 bytes in hex."""
+    secret = bytes(range(32))
+    signer = RecordRouteSigner(Keyring(TopologyKey(7, secret)))
+    derived = hmac.digest(secret, b"callmesh record-route", "sha256")
+    for call_id, flow in (("c1", None), ("c2", "FLOW"), ("c1", None)):
+        text = call_id if flow is None else f"{call_id}\n{flow}"
+        expected = "7." + hmac.digest(derived, text.encode(), "sha256")[:12].hex()
+        assert signer.sign(call_id, flow) == expected
+        assert signer.verify(expected, call_id, flow)
 
 
 def test_the_token_binds_the_flow_beside_it(run: Run) -> None:
