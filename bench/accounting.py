@@ -27,8 +27,9 @@ fresh database, both removed afterwards).
 4. The CSV export of ``--records`` records (bulk-inserted first), in a child
    process: rows/s and the child's peak RSS, which must not grow with N.
 
-The service runs on uvloop, as ``python -m services.accounting`` does
-(`shared.runner`).
+The service runs on uvloop, with its garbage-collector settings, as
+``python -m services.accounting`` does (`shared.runner`,
+`services.accounting.gc_tuning`).
 
 Steps 1-3 run ``--runs`` times (a fresh namespace and database each); the
 figures printed are their medians, then each run's throughput and lag.  The
@@ -60,6 +61,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.accounting.api.cdrs import csv_lines
 from services.accounting.fold import fold_call
+from services.accounting.gc_tuning import tune_for_batches
 from services.accounting.queries import Filters, RecordQueries
 from services.accounting.schema import cdrs
 from services.accounting.service import AccountingService
@@ -419,6 +421,7 @@ def main(argv: list[str]) -> int:
     if args.export_from:
         print(json.dumps(uvloop.run(export_child(args.export_from))))
         return 0
+    tune_for_batches()
     runs: dict[int, list[Any]] = {batch: [] for batch in args.batch}
     for n in range(args.runs):  # the batch sizes alternate: each run sees the same load
         for batch in args.batch:
