@@ -6,9 +6,13 @@ fresh database, both removed afterwards).
 
 1. Throughput: the events of ``--calls`` answered calls (7 events each, as an
    edge sends them: started, two branches, ringing, answered, an UPDATE, the
-   BYE) wait in the durable queue; the service starts and the clock runs until
-   every record is complete: events/s, calls/s, and this process's CPU per
-   call meanwhile (the service's, plus the bench's polling for the count).
+   BYE) are published first, confirmed by the broker, while no service
+   consumes (the fill: its events/s are the load generator's, printed apart);
+   then the service starts consuming and the clock runs until its last
+   completion is announced (the drain: the service's own rate, with
+   no publisher beside it on the cores): events/s, calls/s, and this
+   process's CPU per call meanwhile, i.e. the service's (the bench only reads
+   an in-process counter until then; the records are counted once after).
    Once per ``--batch`` size: events sent alone (1), or as ``edge.call.batch``
    messages of that many (what an edge under load sends), in the same run.
    The service announces completions one a message, or with
@@ -23,8 +27,9 @@ fresh database, both removed afterwards).
 4. The CSV export of ``--records`` records (bulk-inserted first), in a child
    process: rows/s and the child's peak RSS, which must not grow with N.
 
-The service runs on uvloop, as ``python -m services.accounting`` does
-(`shared.runner`).
+The service runs on uvloop, with its garbage-collector settings, as
+``python -m services.accounting`` does (`shared.runner`,
+`services.accounting.gc_tuning`).
 
 Steps 1-3 run ``--runs`` times (a fresh namespace and database each); the
 figures printed are their medians, then each run's throughput and lag.  The
@@ -56,6 +61,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.accounting.api.cdrs import csv_lines
 from services.accounting.fold import fold_call
+from services.accounting.gc_tuning import tune_for_batches
 from services.accounting.queries import Filters, RecordQueries
 from services.accounting.schema import cdrs
 from services.accounting.service import AccountingService
@@ -170,7 +176,7 @@ class Bench:
         self.buses.append(bus)
         return bus
 
-    async def service(self) -> AccountingService:
+    async def service(self, *, start: bool = True) -> AccountingService:
         settings = Settings(namespace=self.namespace)
         config = AccountingSettings(
             database_url=SecretStr(self.url),
@@ -182,7 +188,8 @@ class Bench:
         store = Store(fakeredis.FakeAsyncRedis(), self.namespace)  # the service never uses it
         runtime = Runtime(settings, bus, store, logging.getLogger("bench.accounting"))
         service = AccountingService(runtime, config)
-        await service.start()
+        if start:
+            await service.start()
         return service
 
     async def run(self, export: bool) -> None:
@@ -213,36 +220,37 @@ class Bench:
         edge = await self.bus("edge")
         t0 = time.time()
         events = [e for n in range(calls) for e in call_events(f"load-{n}", t0 + n * 0.001)]
+        filling = time.perf_counter()
         if self.batch == 1:
             for event in events:
                 await edge.publish(event)
         else:
             for at in range(0, len(events), self.batch):
                 await edge.publish(CallEventBatch.of(events[at : at + self.batch]))
+        filled = time.perf_counter() - filling
         announced = completions_announced()
+        service = await self.service(start=False)  # connected to the bus, not consuming yet
         started, cpu = time.perf_counter(), time.process_time()
-        service = await self.service()
-        while True:
-            if await self.complete_count(service) >= calls:
-                break
-            await asyncio.sleep(0.05)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-        # Settle before the lag step: the last batches' completions are still being announced
-        # once their records are visible, and the lag step's first calls would queue behind them.
-        async with asyncio.timeout(120):
+        await service.start()
+        async with asyncio.timeout(300):
             while True:
                 if completions_announced() >= announced + calls:
                     break
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        complete = await self.complete_count(service)
+        assert complete == calls, f"{complete} complete records of {calls} calls"
         self.service_running = service
         self.results["throughput"] = {
             "calls": calls,
             "batch": self.batch,
             "events": calls * 7,
+            "fill_seconds": round(filled, 2),
+            "fill_events_per_s": round(calls * 7 / filled),
             "seconds": round(elapsed, 2),
             "events_per_s": round(calls * 7 / elapsed),
             "calls_per_s": round(calls / elapsed),
-            "cpu_ms_per_call": round(cpu * 1000 / calls, 2),
+            "cpu_ms_per_call": round(cpu * 1000 / calls, 3),
             "load_average": round(os.getloadavg()[0], 1),
         }
 
@@ -413,6 +421,7 @@ def main(argv: list[str]) -> int:
     if args.export_from:
         print(json.dumps(uvloop.run(export_child(args.export_from))))
         return 0
+    tune_for_batches()
     runs: dict[int, list[Any]] = {batch: [] for batch in args.batch}
     for n in range(args.runs):  # the batch sizes alternate: each run sees the same load
         for batch in args.batch:
