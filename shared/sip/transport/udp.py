@@ -18,7 +18,6 @@ import logging
 import socket
 import struct
 import time
-from collections import deque
 from typing import Final
 
 from shared.sip.transport.base import (
@@ -44,9 +43,6 @@ BURST: Final = 64
 MAX_QUEUED_AGE: Final = 5.0
 """Seconds a datagram's stamp may lie before the wake-up that reads it; an older stamp
 (or one from the future) means the wall clock was stepped in between: clamped."""
-MAX_UNSENT: Final = 4096
-"""Datagrams held while the kernel's send buffer is full; beyond, dropped (the sender's
-transaction retransmits, as after a loss on the wire)."""
 
 SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)
 """Linux's value (asm-generic); Python's `socket` does not name it."""
@@ -64,7 +60,6 @@ class UdpEndpoint:
         self._on_datagram = on_datagram
         self._limits = limits
         self._loop = asyncio.get_running_loop()
-        self._unsent: deque[tuple[bytes, tuple[str, int]]] = deque()
         self._closed = False
         host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
@@ -94,11 +89,9 @@ class UdpEndpoint:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     seconds, nanoseconds = _TIMESPEC.unpack(stamp)
                     received_at = seconds + nanoseconds * 1e-9 + offset
-                    if received_at > now:  # came during this wake-up (or the clock stepped back)
-                        now = loop.time()
-                        received_at = min(received_at, now)
-                    elif received_at < now - MAX_QUEUED_AGE:
-                        received_at = now - MAX_QUEUED_AGE
+                    if not now - MAX_QUEUED_AGE <= received_at <= now:
+                        now = loop.time()  # it may have come during this wake-up
+                        received_at = clamped(received_at, now)
             self._received(data, addr, received_at)
 
     def _received(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
@@ -118,8 +111,10 @@ class UdpEndpoint:
 
         Raises `OversizeDatagramError` (counted) for more than a datagram holds: the
         kernel's EMSGSIZE would only be logged, without the peer.  Other errors of the
-        kernel are logged, not raised (the transaction timers handle the loss); a full
-        send buffer holds the datagram until the socket is writable again.
+        kernel are logged, not raised, as the asyncio transports did (the transaction
+        timers handle the loss).  A send buffer full (4 MiB by default) drops the datagram
+        like a lost one, where the transports held it in the process: a backlog there
+        only adds delay and memory to a link that is already saturated.
         """
         if self._closed:
             raise TransportError(f"udp socket {self.listener.host}:{self.listener.port} is closed")
@@ -133,46 +128,23 @@ class UdpEndpoint:
                     f"udp: {len(data)}-byte {kind} to {host}:{destination.port} is over the "
                     f"{limit} bytes a datagram holds"
                 )
-        address = (host, destination.port)
-        if self._unsent:
-            self._hold(data, address)
-            return
         try:
-            self._sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            self._hold(data, address)
-            self._loop.add_writer(self._sock.fileno(), self._writable)
+            self._sock.sendto(data, (host, destination.port))
         except OSError as error:
-            log.info("udp %s:%d: %s", self.listener.host, self.listener.port, error)
-
-    def _hold(self, data: bytes, address: tuple[str, int]) -> None:
-        if len(self._unsent) >= MAX_UNSENT:
-            log.warning("udp: send buffer full, datagram to %s:%d dropped", *address)
-            return
-        self._unsent.append((data, address))
-
-    def _writable(self) -> None:
-        unsent = self._unsent
-        while unsent:
-            data, address = unsent[0]
-            try:
-                self._sock.sendto(data, address)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:
-                log.info("udp %s:%d: %s", self.listener.host, self.listener.port, error)
-            unsent.popleft()
-        self._loop.remove_writer(self._sock.fileno())
+            log.info("udp %s:%d to %s: %s", self.listener.host, self.listener.port, host, error)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._loop.remove_reader(self._sock.fileno())
-        if self._unsent:
-            self._unsent.clear()
-            self._loop.remove_writer(self._sock.fileno())
         self._sock.close()
+
+
+def clamped(received_at: float, now: float) -> float:
+    """A stamp on the loop's clock, kept within `MAX_QUEUED_AGE` before `now` and not after
+    it: outside, the wall clock was stepped between the kernel's stamp and our reading."""
+    return min(max(received_at, now - MAX_QUEUED_AGE), now)
 
 
 async def open_udp(

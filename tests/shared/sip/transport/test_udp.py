@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 import time
 
@@ -11,9 +12,14 @@ import pytest
 import uvloop
 from prometheus_client import REGISTRY
 
-from shared.sip.transport.base import BindError, OversizeDatagramError, TransportLimits
+from shared.sip.transport.base import (
+    BindError,
+    OversizeDatagramError,
+    TransportError,
+    TransportLimits,
+)
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.udp import BURST, open_udp
+from shared.sip.transport.udp import BURST, MAX_QUEUED_AGE, clamped, open_udp
 from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
 
 HOSTS = [
@@ -169,3 +175,29 @@ async def test_a_burst_is_read_in_one_wake_up() -> None:
             await inbox.get()
     endpoint.close()
     assert wake_ups == 1
+
+
+async def test_a_send_the_kernel_refuses_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As the asyncio transports did: the transaction's timers deal with the loss."""
+    endpoint = await open_udp("127.0.0.1", 0, Inbox())
+    with caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"):
+        endpoint.send(OK, Destination("udp", "255.255.255.255", 5060))  # no SO_BROADCAST
+    endpoint.close()
+    assert "to 255.255.255.255: [Errno 13] Permission denied" in caplog.text
+
+
+async def test_a_closed_endpoint_refuses_to_send() -> None:
+    endpoint = await open_udp("127.0.0.1", 0, Inbox())
+    endpoint.close()
+    endpoint.close()  # twice: harmless
+    with pytest.raises(TransportError, match="is closed"):
+        endpoint.send(OK, Destination("udp", "127.0.0.1", 5060))
+
+
+def test_a_stamp_across_a_wall_clock_step_is_kept_within_bounds() -> None:
+    """Stamp and offset are wall-clock readings: a step between them moves the stamp."""
+    assert clamped(99.5, 100.0) == 99.5
+    assert clamped(100.5, 100.0) == 100.0  # never after it was read
+    assert clamped(100.0 - MAX_QUEUED_AGE - 3600, 100.0) == 100.0 - MAX_QUEUED_AGE
