@@ -41,8 +41,9 @@ RECEIVE_SIZE: Final = 65536
 BURST: Final = 64
 """Datagrams read per wake-up at most, so a flood on one socket cannot starve the others."""
 MAX_QUEUED_AGE: Final = 5.0
-"""Seconds a datagram's stamp may lie before the wake-up that reads it; an older stamp
-(or one from the future) means the wall clock was stepped in between: clamped."""
+"""Seconds a datagram's stamp may lie before the wake-up that reads it: an older one (a
+wall clock stepped between the kernel's stamp and our reading, or a loop that late) counts
+as that old, and one after the reading as read then."""
 
 SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)
 """Linux's value (asm-generic); Python's `socket` does not name it."""
