@@ -43,6 +43,7 @@ BENCHMARKS = {
     "vip": "bench.vip",
     "two_dc": "bench.two_dc",
     "stream_handon": "bench.stream_handon",
+    "udp_receive": "bench.udp_receive",
     "proxy_core": "bench.proxy.core_calls",
     "proxy": "bench.proxy.run",
 }

@@ -100,7 +100,9 @@ class Pair:
         self.workers: list[EdgeSockets] = []
         self.source: Destination | None = None
 
-    def _count(self, index: int, _data: bytes, source: Destination, _listener: Listener) -> None:
+    def _count(
+        self, index: int, _data: bytes, source: Destination, _listener: Listener, _at: float | None
+    ) -> None:
         self.received[index] += 1
         self.source = source
 

@@ -48,13 +48,14 @@ from typing import Final
 from services.edge import metrics
 from shared.counters import IntCounter
 from shared.sip.message import MAX_MESSAGE_SIZE, peek_call_id
-from shared.sip.transport.base import Listener, MessageHandler
+from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
 
 log = logging.getLogger("callmesh.edge")
 
-_HEADER = struct.Struct("!HHB")
-"""Envelope: listener index, source port, source host length; then host, then the message."""
+_HEADER = struct.Struct("!HHBd")
+"""Envelope: listener index, source port, source host length, when the kernel received the
+datagram (the loop's clock: CLOCK_MONOTONIC, every worker's); then host, then the message."""
 _STREAM_HEADER = struct.Struct("!HHIHHBB")
 """A stream's envelope: kind and transport, peer port, connection id, the port to connect
 to if the connection is gone (0: the peer's), listener port, the peer's and the listener's
@@ -77,6 +78,9 @@ STREAMS: Final = ("tcp", "tls", "ws", "wss")
 WORKER_SLOTS: Final = 64
 """Connection ids step by this; an id modulo it is the worker holding the connection."""
 
+Deliver = Callable[[bytes, Destination, Listener, float | None], None]
+"""Takes a message to handle here, with when the kernel received it on the loop's clock (a
+datagram's stamp), or None (a stream's message: timed when it is handled)."""
 Write = Callable[[bytes, Destination], None]
 """Writes a message a sibling handed on, on this worker's connection for the destination."""
 
@@ -123,9 +127,9 @@ class WorkerGroup:
         return self.instance_of(instance, connection_owner(source.connection_id))
 
 
-def pack(listener_index: int, source: Destination, data: bytes) -> bytes:
+def pack(listener_index: int, source: Destination, data: bytes, received_at: float) -> bytes:
     host = source.host.encode()
-    return _HEADER.pack(listener_index, source.port, len(host)) + host + data
+    return _HEADER.pack(listener_index, source.port, len(host), received_at) + host + data
 
 
 def pack_stream(kind: int, source: Destination, listener: Listener | None, data: bytes) -> bytes:
@@ -159,11 +163,11 @@ def unpack_stream(envelope: bytes) -> tuple[int, Destination, Listener, bytes]:
     )
 
 
-def unpack(envelope: bytes) -> tuple[int, Destination, bytes]:
-    listener_index, port, length = _HEADER.unpack_from(envelope)
+def unpack(envelope: bytes) -> tuple[int, Destination, bytes, float]:
+    listener_index, port, length, received_at = _HEADER.unpack_from(envelope)
     start = _HEADER.size
     host = envelope[start : start + length].decode()
-    return listener_index, Destination("udp", host, port), envelope[start + length :]
+    return listener_index, Destination("udp", host, port), envelope[start + length :], received_at
 
 
 class CallAffinity:
@@ -180,7 +184,7 @@ class CallAffinity:
         self,
         group: WorkerGroup,
         listeners: list[Listener],
-        deliver: MessageHandler,
+        deliver: Deliver,
         private: list[Listener] | None = None,
         write: Write | None = None,
     ) -> None:
@@ -210,15 +214,22 @@ class CallAffinity:
         asyncio.get_running_loop().add_reader(server.fileno(), self._accept)
 
     def hand_on(
-        self, data: bytes, source: Destination, listener_index: int, *, private: bool = False
+        self,
+        data: bytes,
+        source: Destination,
+        listener_index: int,
+        received_at: float,
+        *,
+        private: bool = False,
     ) -> bool:
         """``True`` when another worker owns the message's call (and has it, or it was
         dropped for want of room); ``False``: handle it here. ``private``: it came to
-        this worker's private port (the owner takes it as come to its own)."""
+        this worker's private port (the owner takes it as come to its own).  The kernel's
+        `received_at` goes with it: the owner times the call by it, not by the hand-on."""
         owner = self._other_owner(data)
         if owner is None:
             return False
-        envelope = pack(listener_index | (_PRIVATE if private else 0), source, data)
+        envelope = pack(listener_index | (_PRIVATE if private else 0), source, data, received_at)
         return self._send(owner, envelope)
 
     def hand_on_stream(self, data: bytes, source: Destination, listener: Listener) -> bool:
@@ -333,7 +344,7 @@ class CallAffinity:
                 if _KIND.unpack_from(envelope)[0] & _NOTICES:
                     self._stream(envelope)
                     continue
-                listener_index, source, data = unpack(envelope)
+                listener_index, source, data, received_at = unpack(envelope)
                 if listener_index & _PRIVATE:
                     listener = self._private[listener_index & ~_PRIVATE]
                 else:
@@ -342,7 +353,7 @@ class CallAffinity:
                 log.warning("edge: unreadable message from a sibling worker (%s)", error)
                 continue
             try:
-                self._deliver(data, source, listener)
+                self._deliver(data, source, listener, received_at)
             except Exception:  # a handler bug must not stop the socket
                 log.exception("edge: handling a message from a sibling worker failed")
 
@@ -357,7 +368,7 @@ class CallAffinity:
             if kind & (_ALIAS | _UNALIAS):
                 self._aliased(kind, source)
             elif not kind & _WRITE:
-                self._deliver(data, source, listener)
+                self._deliver(data, source, listener, None)
             elif self._write is not None:
                 self._write(data, source)
         except Exception:  # a handler bug must not stop the socket

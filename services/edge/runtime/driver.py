@@ -113,10 +113,15 @@ class ProxyDriver:
         if self._protection is not None:
             await self._protection.stop()
 
-    def on_message(self, data: bytes, source: Destination, listener: Listener) -> None:
+    def on_message(
+        self, data: bytes, source: Destination, listener: Listener, received_at: float | None
+    ) -> None:
+        """`received_at`: a datagram's kernel receive time (loop clock), so the core times it,
+        and so a call's events, by its arrival, not by the loop's lag; None: now (streams)."""
         if self._keepalives is not None and self._keepalives.claims(data, source):
             return
-        self._run(self.proxy.receive(data, source, listener, self._loop.time()))
+        now = self._loop.time() if received_at is None else received_at
+        self._run(self.proxy.receive(data, source, listener, now))
         self._reschedule()
 
     def admit_connection(self, source: Destination) -> bool:

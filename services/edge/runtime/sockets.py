@@ -19,13 +19,13 @@ import socket
 from dataclasses import dataclass, replace
 
 from services.edge.keepalive.ping import CALL_ID_MARK
-from services.edge.runtime.affinity import CallAffinity, connection_ids
+from services.edge.runtime.affinity import CallAffinity, Deliver, connection_ids
 from services.edge.runtime.capture import Capture
 from shared.settings import ListenAddress
 from shared.sip.message import peek_header
 from shared.sip.transport.base import (
+    DatagramHandler,
     Listener,
-    MessageHandler,
     TransportError,
     TransportLimits,
     bind_error,
@@ -52,7 +52,7 @@ class BoundSocket:
 class EdgeSockets:
     def __init__(
         self,
-        on_message: MessageHandler,
+        on_message: Deliver,
         limits: TransportLimits | None = None,
         *,
         tls: TlsFiles | None = None,
@@ -63,7 +63,8 @@ class EdgeSockets:
         self.limits = limits or TransportLimits()
         self.on_message = on_message
         """Who gets each message; replaceable once the sockets are bound (the proxy
-        needs to know the bound ports before it can take messages)."""
+        needs to know the bound ports before it can take messages).  A UDP message comes
+        with the kernel's receive time (`shared.sip.transport.udp`), a stream's with None."""
         deliver = self._deliver_stream
         self.tcp = TcpTransport(deliver, self.limits)
         contexts = TlsContexts(tls or TlsFiles())
@@ -140,20 +141,22 @@ class EdgeSockets:
         self.bound.append(BoundSocket(endpoint.listener, private))
 
     async def _udp_endpoint(
-        self, host: str, port: int, deliver: MessageHandler, *, reuse_port: bool
+        self, host: str, port: int, deliver: DatagramHandler, *, reuse_port: bool
     ) -> UdpEndpoint:
         endpoint = await open_udp(host, port, deliver, self.limits, reuse_port=reuse_port)
         self._udp.append(endpoint)
         return endpoint
 
-    def deliver(self, data: bytes, source: Destination, listener: Listener) -> None:
+    def deliver(
+        self, data: bytes, source: Destination, listener: Listener, received_at: float | None
+    ) -> None:
         """Every message this worker handles passes here, also one another worker handed on."""
         capture = self.capture
         if capture is not None:
             capture.received(
                 data, source.transport, (source.host, source.port), (listener.host, listener.port)
             )
-        self.on_message(data, source, listener)
+        self.on_message(data, source, listener, received_at)
 
     def _deliver_stream(self, data: bytes, source: Destination, listener: Listener) -> None:
         """A keepalive's answer stays: this worker pings the flows it holds (`keepalives`)."""
@@ -163,14 +166,20 @@ class EdgeSockets:
             or (data.startswith(b"SIP/2.0 ") and CALL_ID_MARK in data)
             or not affinity.hand_on_stream(data, source, listener)
         ):
-            self.deliver(data, source, listener)
+            self.deliver(data, source, listener, None)
 
-    def _deliver_shared(self, data: bytes, source: Destination, listener: Listener) -> None:
+    def _deliver_shared(
+        self, data: bytes, source: Destination, listener: Listener, received_at: float
+    ) -> None:
         affinity = self.affinity
-        if affinity is None or not affinity.hand_on(data, source, self._shared_index[listener]):
-            self.deliver(data, source, listener)
+        if affinity is None or not affinity.hand_on(
+            data, source, self._shared_index[listener], received_at
+        ):
+            self.deliver(data, source, listener, received_at)
 
-    def _deliver_private(self, data: bytes, source: Destination, listener: Listener) -> None:
+    def _deliver_private(
+        self, data: bytes, source: Destination, listener: Listener, received_at: float
+    ) -> None:
         """A response whose top Via names another worker's port came here because its
         sender answers where a call came from (not to the Via): to the call's owner."""
         affinity = self.affinity
@@ -178,9 +187,11 @@ class EdgeSockets:
             affinity is None
             or not data.startswith(b"SIP/2.0 ")
             or top_via_names_port(data, listener.port)
-            or not affinity.hand_on(data, source, self._private_index[listener], private=True)
+            or not affinity.hand_on(
+                data, source, self._private_index[listener], received_at, private=True
+            )
         ):
-            self.deliver(data, source, listener)
+            self.deliver(data, source, listener, received_at)
 
     def send_udp(self, data: bytes, destination: Destination) -> None:
         """Raises `TransportError` when there is no socket of the destination's family."""

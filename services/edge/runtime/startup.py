@@ -281,7 +281,9 @@ def media_settings(settings: Settings) -> MediaSettings:
     )
 
 
-def _unset_handler(_data: bytes, _source: Destination, _listener: Listener) -> None:
+def _unset_handler(
+    _data: bytes, _source: Destination, _listener: Listener, _received_at: float | None
+) -> None:
     """Drops what arrives in the instant between binding and the proxy taking over."""
 
 

@@ -27,6 +27,11 @@ MessageHandler = Callable[[bytes, Destination, Listener], None]
 `connection_id` set) and the socket it arrived on.  Parsing is left to the
 handler so it can decide how much of a message it needs to read."""
 
+DatagramHandler = Callable[[bytes, Destination, Listener, float], None]
+"""A UDP socket's `MessageHandler`: also given when the kernel received the datagram, on
+the event loop's clock (`loop.time()`), so a loaded loop's lag does not show in what is
+timed from it (a call's start, answer and end: `shared.sip.transport.udp`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class TransportLimits:

@@ -63,13 +63,19 @@ class Transports:
 
     async def listen(self, address: ListenAddress) -> Listener:
         if address.transport == "udp":
-            endpoint = await open_udp(address.host, address.port, self._on_message, self.limits)
+            endpoint = await open_udp(address.host, address.port, self._on_datagram, self.limits)
             self._udp.append(endpoint)
             return endpoint.listener
         if address.transport == "tls":
             self.tls.contexts.server()  # no certificate: refused now, not at the first peer
             return await self.tls.listen(address.host, address.port)
         return await self.tcp.listen(address.host, address.port)
+
+    def _on_datagram(
+        self, data: bytes, source: Destination, listener: Listener, _received_at: float
+    ) -> None:
+        """These services time nothing by a message's arrival: the kernel's stamp is not kept."""
+        self._on_message(data, source, listener)
 
     async def send(self, data: bytes, destination: Destination) -> Listener:
         """Send one message; raises `TransportError` when it cannot leave (§17.1.4 input).

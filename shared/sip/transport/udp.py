@@ -1,9 +1,14 @@
-"""UDP adapter: one `asyncio.DatagramProtocol` per listening socket.
+"""UDP adapter: one non-blocking socket per listening address, read by the endpoint itself.
 
-Each datagram is one message, handed on as bytes.  Receive and send buffers
-are enlarged because a SIP burst (a registration storm, a carrier failover)
-arrives faster than one event-loop turn drains it, and the kernel drops
-what does not fit.
+Each datagram is one message, handed on as bytes with the time the kernel
+received it.  Why not `asyncio.DatagramProtocol`: its transports (asyncio's
+and uvloop's) give no ancillary data, so a message could only be timed when
+the event loop got to it, and on a loaded machine that lag (hundreds of ms)
+showed in call durations.  Here `recvmsg` reads the kernel's `SO_TIMESTAMPNS`
+stamp, and each wake-up drains up to `BURST` datagrams, so a burst costs one
+wake-up, not one per datagram.  Receive and send buffers are enlarged because
+a SIP burst (a registration storm, a carrier failover) arrives faster than
+one event-loop turn drains it, and the kernel drops what does not fit.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Final, cast
+import struct
+import time
+from typing import Final
 
 from shared.sip.transport.base import (
+    DatagramHandler,
     Listener,
-    MessageHandler,
     OversizeDatagramError,
     TransportError,
     TransportLimits,
@@ -29,46 +36,88 @@ log = logging.getLogger(__name__)
 MAX_DATAGRAM_PAYLOAD: Final = 65507
 """65,535 less the IPv4 and UDP headers."""
 MAX_DATAGRAM_PAYLOAD_V6: Final = 65527
+RECEIVE_SIZE: Final = 65536
+"""Bytes asked of each `recvmsg`: any datagram whole."""
+BURST: Final = 64
+"""Datagrams read per wake-up at most, so a flood on one socket cannot starve the others."""
+MAX_QUEUED_AGE: Final = 5.0
+"""Seconds a datagram's stamp may lie before the wake-up that reads it: an older one (a
+wall clock stepped between the kernel's stamp and our reading, or a loop that late) counts
+as that old, and one after the reading as read then."""
+
+SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)
+"""Linux's value (asm-generic); Python's `socket` does not name it."""
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_SIZE: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
-class UdpEndpoint(asyncio.DatagramProtocol):
+class UdpEndpoint:
     """A bound UDP socket that receives messages and sends to any address."""
 
-    def __init__(self, on_message: MessageHandler, limits: TransportLimits) -> None:
-        self._on_message = on_message
+    def __init__(
+        self, sock: socket.socket, on_datagram: DatagramHandler, limits: TransportLimits
+    ) -> None:
+        self._sock = sock
+        self._on_datagram = on_datagram
         self._limits = limits
-        self._transport: asyncio.DatagramTransport | None = None
-        self.listener = Listener("udp", "", 0)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not every loop's datagram transport subclasses DatagramTransport.
-        self._transport = cast(asyncio.DatagramTransport, transport)
-        host, port = transport.get_extra_info("sockname")[:2]
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
+        self._loop.add_reader(sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+    @property
+    def socket(self) -> socket.socket:
+        return self._sock
+
+    def _readable(self) -> None:
+        """Drain up to `BURST` datagrams; each stamp is turned to the loop's clock by the
+        offset between it and the wall clock, read once per wake-up."""
+        sock, loop = self._sock, self._loop
+        now = loop.time()
+        offset = now - time.time()
+        for _ in range(BURST):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(RECEIVE_SIZE, _ANCILLARY_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # an ICMP error of an earlier send; timers handle the loss
+                log.info("udp %s:%d: %s", self.listener.host, self.listener.port, error)
+                return
+            received_at = now
+            if ancillary:
+                level, kind, stamp = ancillary[0]
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+                    received_at = seconds + nanoseconds * 1e-9 + offset
+                    if not now - MAX_QUEUED_AGE <= received_at <= now:
+                        now = loop.time()  # it may have come during this wake-up
+                        received_at = clamped(received_at, now)
+            self._received(data, addr, received_at)
+
+    def _received(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
         if len(data) > self._limits.max_message_size:
             log.warning("udp: dropped %d-byte datagram from %s:%s", len(data), *addr[:2])
             return
         if data[:1] == b"\r" and not data.strip():
             return  # a CRLF keep-alive; UDP keep-alives need no answer
-        source = Destination("udp", str(addr[0]), int(addr[1]))
+        source = Destination("udp", addr[0], addr[1])
         try:
-            self._on_message(data, source, self.listener)
+            self._on_datagram(data, source, self.listener, received_at)
         except Exception:  # a handler bug must not stop the socket
             log.exception("udp %s:%d: message handler failed", source.host, source.port)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors from earlier sends surface here; the transaction timers handle the loss.
-        log.info("udp %s:%d: %s", self.listener.host, self.listener.port, exc)
 
     def send(self, data: bytes, destination: Destination) -> None:
         """Send one datagram; the host must be an IP literal (DNS is the caller's, RFC 3263).
 
         Raises `OversizeDatagramError` (counted) for more than a datagram holds: the
-        kernel's EMSGSIZE would only reach `error_received`, without the peer.
+        kernel's EMSGSIZE would only be logged, without the peer.  Other errors of the
+        kernel are logged, not raised, as the asyncio transports did (the transaction
+        timers handle the loss).  A send buffer full (4 MiB by default) drops the datagram
+        like a lost one, where the transports held it in the process: a backlog there
+        only adds delay and memory to a link that is already saturated.
         """
-        if self._transport is None or self._transport.is_closing():
+        if self._closed:
             raise TransportError(f"udp socket {self.listener.host}:{self.listener.port} is closed")
         host = destination.host
         if len(data) > MAX_DATAGRAM_PAYLOAD:
@@ -80,17 +129,29 @@ class UdpEndpoint(asyncio.DatagramProtocol):
                     f"udp: {len(data)}-byte {kind} to {host}:{destination.port} is over the "
                     f"{limit} bytes a datagram holds"
                 )
-        self._transport.sendto(data, (host, destination.port))
+        try:
+            self._sock.sendto(data, (host, destination.port))
+        except OSError as error:
+            log.info("udp %s:%d to %s: %s", self.listener.host, self.listener.port, host, error)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+
+def clamped(received_at: float, now: float) -> float:
+    """A stamp on the loop's clock, kept within `MAX_QUEUED_AGE` before `now` and not after
+    it: outside, the wall clock was stepped between the kernel's stamp and our reading."""
+    return min(max(received_at, now - MAX_QUEUED_AGE), now)
 
 
 async def open_udp(
     host: str,
     port: int,
-    on_message: MessageHandler,
+    on_datagram: DatagramHandler,
     limits: TransportLimits | None = None,
     *,
     reuse_port: bool = False,
@@ -112,6 +173,10 @@ async def open_udp(
                 sock.setsockopt(socket.SOL_SOCKET, option, limits.socket_buffer)
             except OSError as error:  # best effort: the kernel caps it anyway
                 log.info("udp: cannot set socket buffer: %s", error)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError as error:  # no stamps: messages are timed when the loop reads them
+            log.info("udp: no kernel receive timestamps: %s", error)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
@@ -119,8 +184,4 @@ async def open_udp(
     except OSError as error:
         sock.close()
         raise bind_error(error, "udp", host, port) from None
-    loop = asyncio.get_running_loop()
-    _, endpoint = await loop.create_datagram_endpoint(
-        lambda: UdpEndpoint(on_message, limits), sock=sock
-    )
-    return endpoint
+    return UdpEndpoint(sock, on_datagram, limits)

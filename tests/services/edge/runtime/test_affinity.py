@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from services.edge.runtime.affinity import (
     CallAffinity,
+    Deliver,
     WorkerGroup,
     connection_ids,
     connection_owner,
@@ -17,7 +18,7 @@ from services.edge.runtime.affinity import (
     unpack,
     unpack_stream,
 )
-from shared.sip.transport.base import Listener, MessageHandler
+from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
 from tests.shared.bus.support import until
 
@@ -31,9 +32,9 @@ INVITE = (
 )
 
 
-def test_an_envelope_keeps_the_source_and_listener() -> None:
+def test_an_envelope_keeps_the_source_listener_and_receive_time() -> None:
     source = Destination("udp", "2001:db8::7", 5062)
-    assert unpack(pack(3, source, INVITE)) == (3, source, INVITE)
+    assert unpack(pack(3, source, INVITE, 81234.567891)) == (3, source, INVITE, 81234.567891)
 
 
 def test_a_stream_envelope_keeps_the_connection_and_the_listener() -> None:
@@ -68,7 +69,7 @@ def test_a_message_for_another_workers_connection_is_written_there(tmp_path: Pat
     owner = WorkerGroup(0, 2, tmp_path).owner(CALL_ID)
     holder = 1 - owner
     connection = Destination("ws", "192.0.2.1", 40000, next(connection_ids(holder)))
-    delivered: list[tuple[bytes, Destination, Listener]] = []
+    delivered: list[tuple[bytes, Destination, Listener, float | None]] = []
     written: list[tuple[bytes, Destination]] = []
 
     async def scenario() -> tuple[bool, bool, bool]:
@@ -76,7 +77,7 @@ def test_a_message_for_another_workers_connection_is_written_there(tmp_path: Pat
             index: CallAffinity(
                 WorkerGroup(index, 2, tmp_path),
                 [],
-                lambda data, src, local: delivered.append((data, src, local)),
+                lambda data, src, local, at: delivered.append((data, src, local, at)),
                 write=lambda data, destination: written.append((data, destination)),
             )
             for index in (0, 1)
@@ -93,7 +94,7 @@ def test_a_message_for_another_workers_connection_is_written_there(tmp_path: Pat
         return handed and written_there, kept, mine
 
     assert asyncio.run(scenario()) == (True, False, False)
-    assert delivered == [(INVITE, connection, listener)]
+    assert delivered == [(INVITE, connection, listener, None)]  # a stream's: timed when handled
     assert written == [(b"SIP/2.0 200 OK\r\n\r\n", connection)]
 
 
@@ -140,13 +141,13 @@ def test_call_ids_spread_over_the_workers() -> None:
 
 def test_a_message_goes_to_its_owner_and_stays_when_the_owner_is_gone(tmp_path: Path) -> None:
     listeners = [Listener("udp", "127.0.0.1", 5060), Listener("udp", "::1", 5060)]
-    received: dict[int, list[tuple[bytes, Destination, Listener]]] = {0: [], 1: []}
+    received: dict[int, list[tuple[bytes, Destination, Listener, float | None]]] = {0: [], 1: []}
     source = Destination("udp", "192.0.2.1", 5060)
     owner = WorkerGroup(0, 2, tmp_path).owner(b"a84b4c76e66710@pc33")
     other = 1 - owner
 
-    def recorder(index: int) -> MessageHandler:
-        return lambda data, src, listener: received[index].append((data, src, listener))
+    def recorder(index: int) -> Deliver:
+        return lambda data, src, listener, at: received[index].append((data, src, listener, at))
 
     async def scenario() -> tuple[bool, bool, bool]:
         workers = {
@@ -155,13 +156,13 @@ def test_a_message_goes_to_its_owner_and_stays_when_the_owner_is_gone(tmp_path: 
         }
         for worker in workers.values():
             await worker.start()
-        handed = workers[other].hand_on(INVITE, source, 1)
-        kept = workers[owner].hand_on(INVITE, source, 1)
+        handed = workers[other].hand_on(INVITE, source, 1, 5.25)
+        kept = workers[owner].hand_on(INVITE, source, 1, 5.25)
         for nameless in (b"INVITE sip:x SIP/2.0\r\n\r\n", INVITE.replace(CALL_ID, b"")):
-            assert not workers[other].hand_on(nameless, source, 1)  # no Call-ID: stays
+            assert not workers[other].hand_on(nameless, source, 1, 5.25)  # no Call-ID: stays
         await asyncio.sleep(0.05)
         workers[owner].close()
-        handed_to_nobody = workers[other].hand_on(INVITE, source, 1)
+        handed_to_nobody = workers[other].hand_on(INVITE, source, 1, 5.25)
         workers[other].close()
         return handed, kept, handed_to_nobody
 
@@ -169,7 +170,7 @@ def test_a_message_goes_to_its_owner_and_stays_when_the_owner_is_gone(tmp_path: 
     handed, kept, handed_to_nobody = asyncio.run(scenario())
     assert (handed, kept, handed_to_nobody) == (True, False, False)
     assert REGISTRY.get_sample_value("callmesh_edge_handed_on_unreachable_total") == unreachable + 1
-    assert received[owner] == [(INVITE, source, listeners[1])]
+    assert received[owner] == [(INVITE, source, listeners[1], 5.25)]  # the kernel's time kept
     assert received[other] == []
 
 
@@ -182,12 +183,14 @@ def test_a_burst_larger_than_a_datagram_queue_arrives_whole(tmp_path: Path) -> N
 
     async def scenario() -> list[bool]:
         receiver = CallAffinity(
-            WorkerGroup(owner, 2, tmp_path), listeners, lambda data, src, lst: received.append(data)
+            WorkerGroup(owner, 2, tmp_path),
+            listeners,
+            lambda data, src, lst, at: received.append(data),
         )
         sender = CallAffinity(WorkerGroup(1 - owner, 2, tmp_path), listeners, lambda *_: None)
         await receiver.start()
         await sender.start()
-        handed = [sender.hand_on(INVITE, source, 0) for _ in range(200)]  # before any read
+        handed = [sender.hand_on(INVITE, source, 0, 1.0) for _ in range(200)]  # before any read
         for _ in range(100):
             if len(received) == 200:
                 break
@@ -215,7 +218,7 @@ def test_a_misdirected_response_reaches_the_owners_private_port(tmp_path: Path) 
             CallAffinity(
                 WorkerGroup(index, 2, tmp_path),
                 shared,
-                lambda data, src, listener: received.append(listener),
+                lambda data, src, listener, at: received.append(listener),
                 private[index],
             )
             for index in (0, 1)
@@ -223,7 +226,7 @@ def test_a_misdirected_response_reaches_the_owners_private_port(tmp_path: Path) 
         for worker in workers:
             await worker.start()
         handed = workers[1 - owner].hand_on(
-            response, Destination("udp", "gw", 5060), 0, private=True
+            response, Destination("udp", "gw", 5060), 0, 1.0, private=True
         )
         await asyncio.sleep(0.05)
         for worker in workers:

@@ -65,7 +65,7 @@ async def test_a_call_started_through_the_driver_is_stamped_with_wall_time() -> 
     await listener.subscribe(["edge.call.#"], handle)
     driver = ProxyDriver(proxy(), bus, instance="edge-a")
     driver.start(NO_SOCKETS)
-    driver.on_message(invite(), CALLER, UDP_IN)
+    driver.on_message(invite(), CALLER, UDP_IN, None)
     await asyncio.wait_for(arrived.wait(), 5)
     [started] = seen
     assert abs(started.at - time.time()) < 5  # the loop's clock turned into wall time

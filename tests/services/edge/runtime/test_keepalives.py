@@ -82,7 +82,7 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
     loop = asyncio.get_running_loop()
     runner: KeepaliveRunner | None = None
 
-    def deliver(data: bytes, source: Destination, _listener: Listener) -> None:
+    def deliver(data: bytes, source: Destination, _listener: Listener, _at: float | None) -> None:
         assert runner is not None
         assert runner.claims(data, source), data  # only answers to our pings come here
 

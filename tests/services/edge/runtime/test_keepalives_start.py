@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest
 
 from services.edge import metrics
 from services.edge.keepalive.schedule import KeepaliveSchedule
+from services.edge.runtime.affinity import Deliver
 from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.sockets import EdgeSockets
 from services.edge.runtime.startup import interfaces_of
@@ -70,7 +71,7 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     loop = asyncio.get_running_loop()
     store = await open_embedded(Settings(data_dir=str(tmp_path), namespace="t"))
-    sockets = EdgeSockets(lambda _data, _source, _listener: None)
+    sockets = EdgeSockets(lambda *_: None)
     await sockets.open([ListenAddress("udp", "127.0.0.1", 0)], shared=False)
     phone = Phone(200)
     transport, _ = await loop.create_datagram_endpoint(lambda: phone, ("127.0.0.1", 0))
@@ -85,8 +86,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.close()
 
 
-def deliver_to(runner: KeepaliveRunner) -> Callable[[bytes, Destination, Listener], None]:
-    def deliver(data: bytes, source: Destination, _listener: Listener) -> None:
+def deliver_to(runner: KeepaliveRunner) -> Deliver:
+    def deliver(data: bytes, source: Destination, _listener: Listener, _at: float | None) -> None:
         runner.claims(data, source)
 
     return deliver

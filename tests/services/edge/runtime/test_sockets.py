@@ -97,7 +97,11 @@ def _owned_by(group: WorkerGroup, worker: int, prefix: str) -> bytes:
 
 
 def _keep(
-    into: list[tuple[bytes, Destination]], data: bytes, source: Destination, _listener: Listener
+    into: list[tuple[bytes, Destination]],
+    data: bytes,
+    source: Destination,
+    _listener: Listener,
+    _at: float | None,
 ) -> None:
     into.append((data, source))
 

@@ -33,12 +33,17 @@ def ipv6_available() -> bool:
 
 
 class Inbox:
-    """A message handler that queues what it receives."""
+    """A message handler that queues what it receives (and a datagram's receive time)."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[bytes, Destination, Listener]] = asyncio.Queue()
+        self.received_at: list[float] = []
 
-    def __call__(self, data: bytes, source: Destination, listener: Listener) -> None:
+    def __call__(
+        self, data: bytes, source: Destination, listener: Listener, received_at: float | None = None
+    ) -> None:
+        if received_at is not None:
+            self.received_at.append(received_at)
         self.queue.put_nowait((data, source, listener))
 
     async def get(self) -> tuple[bytes, Destination, Listener]:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
+import time
 
 import pytest
+import uvloop
 from prometheus_client import REGISTRY
 
-from shared.sip.transport.base import BindError, OversizeDatagramError, TransportLimits
+from shared.sip.transport.base import (
+    BindError,
+    OversizeDatagramError,
+    TransportError,
+    TransportLimits,
+)
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.udp import open_udp
+from shared.sip.transport.udp import BURST, MAX_QUEUED_AGE, clamped, open_udp
 from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
 
 HOSTS = [
@@ -55,7 +63,7 @@ async def test_keepalives_and_oversized_datagrams_are_dropped() -> None:
 
 async def test_receive_buffer_is_enlarged() -> None:
     endpoint = await open_udp("127.0.0.1", 0, Inbox())
-    sock = endpoint._transport.get_extra_info("socket")  # type: ignore[union-attr]
+    sock = endpoint.socket
     # Linux doubles the request and caps it at rmem_max; either way above its 208 KiB default.
     default = 212992
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= min(default, 2 * 4 * 1024 * 1024)
@@ -108,3 +116,88 @@ async def test_reuse_port_lets_two_endpoints_share_a_port() -> None:
         await open_udp("127.0.0.1", port, Inbox())
     first.close()
     second.close()
+
+
+def hold_the_loop(seconds: float) -> None:
+    """What a loaded worker does to its loop: nothing else runs meanwhile."""
+    time.sleep(seconds)
+
+
+async def exchange_on_a_late_loop(host: str) -> tuple[float, float]:
+    """(when a datagram was sent, when its handler was told it arrived), both on the loop's
+    clock, the loop kept busy (`time.sleep`) for 300 ms between the two."""
+    inbox = Inbox()
+    endpoint = await open_udp(host, 0, inbox)
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        sent_at = loop.time()
+        client.sendto(OPTIONS, (host, endpoint.listener.port))
+        hold_the_loop(0.3)  # the datagram waits in the kernel
+        data, _, _ = await inbox.get()
+    endpoint.close()
+    assert data == OPTIONS
+    [received_at] = inbox.received_at
+    return sent_at, received_at
+
+
+@pytest.mark.parametrize("host", HOSTS)
+async def test_a_datagram_is_timed_by_the_kernel_not_by_a_late_loop(host: str) -> None:
+    sent_at, received_at = await exchange_on_a_late_loop(host)
+    assert sent_at - 0.002 <= received_at <= sent_at + 0.02
+
+
+def test_a_datagram_is_timed_by_the_kernel_on_uvloop() -> None:
+    """The edge's loop: its clock counts milliseconds, hence the millisecond below."""
+    sent_at, received_at = uvloop.run(exchange_on_a_late_loop("127.0.0.1"))
+    assert sent_at - 0.002 <= received_at <= sent_at + 0.02
+
+
+async def test_a_burst_is_read_in_one_wake_up() -> None:
+    """Issue 15: a burst of datagrams costs one wake-up, not one each."""
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox)
+    wake_ups = 0
+    read = endpoint._readable
+
+    def counted() -> None:
+        nonlocal wake_ups
+        wake_ups += 1
+        read()
+
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(endpoint.socket.fileno())
+    loop.add_reader(endpoint.socket.fileno(), counted)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(BURST):
+            client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        for _ in range(BURST):
+            await inbox.get()
+    endpoint.close()
+    assert wake_ups == 1
+
+
+async def test_a_send_the_kernel_refuses_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As the asyncio transports did: the transaction's timers deal with the loss."""
+    endpoint = await open_udp("127.0.0.1", 0, Inbox())
+    with caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"):
+        endpoint.send(OK, Destination("udp", "255.255.255.255", 5060))  # no SO_BROADCAST
+    endpoint.close()
+    assert "to 255.255.255.255: [Errno 13] Permission denied" in caplog.text
+
+
+async def test_a_closed_endpoint_refuses_to_send() -> None:
+    endpoint = await open_udp("127.0.0.1", 0, Inbox())
+    endpoint.close()
+    endpoint.close()  # twice: harmless
+    with pytest.raises(TransportError, match="is closed"):
+        endpoint.send(OK, Destination("udp", "127.0.0.1", 5060))
+
+
+def test_a_stamp_across_a_wall_clock_step_is_kept_within_bounds() -> None:
+    """Stamp and offset are wall-clock readings: a step between them moves the stamp."""
+    assert clamped(99.5, 100.0) == 99.5
+    assert clamped(100.5, 100.0) == 100.0  # never after it was read
+    assert clamped(100.0 - MAX_QUEUED_AGE - 3600, 100.0) == 100.0 - MAX_QUEUED_AGE
