@@ -35,6 +35,7 @@ from deploy.seed import ROUTES, SeedRoute, gateway_ports, seed_records
 from shared.contracts.accounting import CALLS_QUEUE
 from tests.services.edge.support import (
     LOOPBACK,
+    READY_WITHIN,
     REPO,
     Edge,
     Sipp,
@@ -156,7 +157,7 @@ class Accounting:
             stderr=log,
         )
         self.running[name] = (process, port)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + READY_WITHIN
         while time.monotonic() < deadline:
             assert process.poll() is None, self.log()
             try:

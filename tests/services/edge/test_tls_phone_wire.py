@@ -76,8 +76,9 @@ async def test_a_tls_phone_registers_and_is_called_over_its_connection(
         answerer.serve(stream)
         assert await asyncio.to_thread(dial_at_b, cluster, workdir, "tlsphone") == 0
         assert answerer.done.wait(10)
-        assert answerer.methods() == ["INVITE", "ACK", "BYE"]
-        invite = answerer.requests[0].decode()
+        # The edge may ping the connection's binding meanwhile (a loaded run's was slow enough).
+        assert [m for m in answerer.methods() if m != "OPTIONS"] == ["INVITE", "ACK", "BYE"]
+        invite = next(r for r in answerer.requests if r.startswith(b"INVITE")).decode()
         assert invite.startswith("INVITE sip:tlsphone@")
         vias = [line for line in invite.split("\r\n") if line.startswith("Via:")]
         assert vias[0].startswith(f"Via: SIP/2.0/TLS {LOOPBACK}:{cluster.a.env['TLS_PORT']};")
