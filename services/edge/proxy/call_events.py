@@ -28,6 +28,7 @@ from shared.contracts.calls import (
     CallRinging,
     CallStarted,
     CallUpdated,
+    DialogLeg,
     EdgeCause,
     TargetKind,
 )
@@ -194,8 +195,19 @@ class CallEvents:
         )
         return Publish(event)
 
-    def answered(self, notes: CallNotes, hop: Hop, to_tag: str, now: float) -> Publish:
+    def answered(
+        self,
+        notes: CallNotes,
+        hop: Hop,
+        to_tag: str,
+        now: float,
+        *,
+        cseq: int | None = None,
+        legs: tuple[DialogLeg, DialogLeg] | None = None,
+    ) -> Publish:
+        """`legs`: the caller's and the callee's (`call_legs`), for a hang-up from the API."""
         target, kind = _target(hop)
+        caller, callee = legs if legs is not None else (None, None)
         event = _trusted(
             CallAnswered,
             call_id=notes.call_id,
@@ -207,6 +219,9 @@ class CallEvents:
             target_kind=kind,
             address=host_port(hop.destination),
             carrier=None,
+            cseq=cseq,
+            caller_leg=caller,
+            callee_leg=callee,
         )
         return Publish(event)
 
