@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from services.edge.proxy.interfaces import Interface
+from services.edge.proxy.interfaces import Interfaces
 from shared.contracts.calls import DialogLeg
 from shared.sip.branch import MAGIC_COOKIE
 from shared.sip.errors import SipError
@@ -88,10 +88,11 @@ def next_hop(leg: DialogLeg) -> Destination:
     return Destination(transport, host, port)
 
 
-def bye(side: Side, leg: DialogLeg, invite_cseq: int, interface: Interface) -> Bye:
-    """The BYE to `leg`, leaving by `interface` (the one toward its next hop); `BadLegError`
-    for a leg no edge would have recorded (a line break in a header, a target no URI)."""
+def bye(side: Side, leg: DialogLeg, invite_cseq: int, interfaces: Interfaces) -> Bye:
+    """The BYE to `leg`, leaving by the interface toward its next hop; `BadLegError` for a
+    leg no edge would have recorded (a line break in a header, a target no URI)."""
     destination = next_hop(leg)
+    interface = interfaces.outbound(destination.transport, destination.host)
     fields = (leg.target, leg.from_header, leg.to_header, leg.call_id, *leg.routes)
     if any(UNSAFE.intersection(value) for value in fields) or not leg.call_id:
         raise BadLegError("a header of the leg holds a line break or is empty")

@@ -261,8 +261,9 @@ class CallEvents:
         )
         return Publish(event)
 
-    def ended(self, notes: CallNotes, status: int) -> Publish:
-        """A BYE's final answer came (`at`: when the BYE was seen)."""
+    def ended(self, notes: CallNotes, status: int, *, by_edge: bool = False) -> Publish:
+        """A BYE's final answer came (`at`: when the BYE was seen); `by_edge`: the edge sent it
+        (a hang-up from the API)."""
         event = _trusted(
             CallEnded,
             call_id=notes.call_id,
@@ -271,7 +272,7 @@ class CallEvents:
             from_tag=notes.from_tag,
             to_tag=notes.to_tag,
             status=status,
-            by_edge=False,
+            by_edge=by_edge,
         )
         return Publish(event)
 

@@ -7,12 +7,14 @@ import re
 import pytest
 
 from services.edge.control.byes import CSEQ_STEP, MAX_CSEQ, BadLegError, bye, bye_cseq
-from services.edge.proxy.interfaces import Interface
+from services.edge.proxy.interfaces import Interface, Interfaces
 from shared.contracts.calls import DialogLeg
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
 
-UDP = Interface("udp", "192.0.2.10", 5060, 5062)
+UDP = Interfaces([Interface("udp", "192.0.2.10", 5060, 5062)])
+SIX = Interfaces([*UDP.all, Interface("tls", "2001:db8::10", 5061, 5061)])
+"""An IPv4 UDP interface first, then the IPv6 TLS one a BYE to an IPv6 TLS peer leaves by."""
 CALLER = DialogLeg(
     call_id="call-1",
     target="sip:alice@10.0.0.5:5070",
@@ -60,7 +62,7 @@ def test_the_bye_to_the_caller_is_the_callees_as_the_caller_knows_the_dialog() -
 
 
 def test_the_bye_to_the_callee_carries_its_call_id_and_routes_in_order() -> None:
-    made = bye("callee", CALLEE, 41, Interface("tls", "2001:db8::10", 5061, 5061))
+    made = bye("callee", CALLEE, 41, SIX)
     assert made.destination == Destination("tls", "2001:db8::1", 5061)
     data = made.request.to_bytes()
     assert data.startswith(
