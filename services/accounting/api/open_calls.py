@@ -47,6 +47,8 @@ def open_calls_router(queries: RecordQueries) -> APIRouter:
     async def open_calls(
         filters: RecordFilters, limit: Limit = 100, cursor: Cursor = None
     ) -> dict[str, Any]:
+        """The records still ``open``, with the filters of ``GET /v1/cdrs``, newest first: what
+        the edges' ``GET /v1/calls`` lists."""
         try:
             page = await queries.page(replace(filters, open_only=True), cursor, limit)
         except BadCursorError as error:
@@ -58,6 +60,10 @@ def open_calls_router(queries: RecordQueries) -> APIRouter:
 
     @router.get("/dialogs/{call_id:path}", summary="Every attempt of one call, with its legs")
     async def dialogs(call_id: CallId) -> dict[str, Any]:
+        """Every attempt of the Call-ID (open or not), each with ``dialog``: ``cseq`` (the
+        INVITE's), ``to_tag``, ``edge`` and the ``caller``'s and ``callee``'s legs (Call-ID,
+        target, From and To of a request to it, routes, next hop), or ``null`` while unanswered
+        or when the answering edge did not record them.  What the edges' hang-up reads."""
         found = await queries.call(call_id)
         if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no record of this Call-ID")

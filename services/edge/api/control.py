@@ -58,6 +58,11 @@ def control_router(
         cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
     ) -> dict[str, Any]:
         given = {"subscriber": subscriber, "gateway": gateway, "caller": caller, "callee": callee}
+        """The calls still open in the accounting service's records (``GET /v1/open-calls``,
+        asked at ``CALLMESH_EDGE_ACCOUNTING_URL``), newest first; a call answered and not yet
+        ended has its ``answer_at`` and no ``end_at``.  Pass ``next_cursor`` back as ``cursor``
+        for the next page.  503 when call control is off, 502 when the accounting service
+        gives no answer."""
         params = {name: value for name, value in given.items() if value is not None}
         params["limit"] = str(limit)
         if cursor is not None:
@@ -75,6 +80,16 @@ def control_router(
         },
     )
     async def hangup(call_id: CallId) -> dict[str, Any]:
+        """For a proxied call (the edge keeps no dialog state): every open, answered attempt of
+        the Call-ID gets a BYE to its caller and one to its callee, built from the legs its
+        ``edge.call.answered`` recorded, sent from this edge (UDP retransmitted, a caller on a
+        stream only over its open connection).  Answers once every BYE is answered or given
+        up: ``byes`` lists each one's ``to`` (``caller``, ``callee``), ``status`` (408: no
+        answer; 503: not sent) and ``reason``.  The call's record then ends with
+        ``hangup_side: edge``.  404: no record of the call; 409: it ended already, is not
+        answered yet, or was answered by an edge that did not record its legs.  What a BYE
+        built without dialog state cannot reach: docs/edge.md, "Hanging up a proxied call".
+        """
         with _answers():
             items = await asking().dialogs(call_id)
         if items is None:
