@@ -199,7 +199,7 @@ class CallUpdated(CallEvent):
 
 
 ANSWERED_LEGS: Final = frozenset({"cseq", "caller_leg", "callee_leg"})
-"""The fields `CallAnswered` gained after it was first deployed (``None`` in older edges' events)."""
+"""The fields `CallAnswered` gained after it was first deployed (``None`` from older edges)."""
 
 
 def nested_json(value: object) -> dict[str, Any]:

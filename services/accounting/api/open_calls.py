@@ -17,9 +17,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from services.accounting.api.cdrs import CallId, Cursor, Limit, item
+from services.accounting.api.cdrs import CallId, Cursor, Limit, item, listing_page
 from services.accounting.api.params import RecordFilters
-from services.accounting.queries import BadCursorError, RecordQueries
+from services.accounting.queries import RecordQueries
 from shared.contracts.accounting import CallRecord
 from shared.contracts.calls import CallAnswered
 
@@ -49,14 +49,7 @@ def open_calls_router(queries: RecordQueries) -> APIRouter:
     ) -> dict[str, Any]:
         """The records still ``open``, with the filters of ``GET /v1/cdrs``, newest first: what
         the edges' ``GET /v1/calls`` lists."""
-        try:
-            page = await queries.page(replace(filters, open_only=True), cursor, limit)
-        except BadCursorError as error:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad cursor: {error}") from None
-        return {
-            "items": [item(record, version) for record, version in page.records],
-            "next_cursor": page.next_cursor,
-        }
+        return await listing_page(queries, replace(filters, open_only=True), cursor, limit)
 
     @router.get("/dialogs/{call_id:path}", summary="Every attempt of one call, with its legs")
     async def dialogs(call_id: CallId) -> dict[str, Any]:
