@@ -71,7 +71,11 @@ def _until(predicate: Any, what: str, timeout: float = 15.0) -> Any:
     raise AssertionError(f"not {what} within {timeout} s")
 
 
-def test_a_proxied_call_hung_up_from_the_api_ends_both_ways(platform: Platform, edge: Edge) -> None:
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_a_proxied_call_hung_up_from_the_api_ends_both_ways(
+    platform: Platform, edge: Edge, transport: str
+) -> None:
+    """Over UDP, and with the caller on TCP (its BYE on the caller's own connection)."""
     port = platform.ports["seed-answer"]
     gateway = sipp(platform.workdir, "gateway", port)
     wait_bound(port)
@@ -80,6 +84,7 @@ def test_a_proxied_call_hung_up_from_the_api_ends_both_ways(platform: Platform, 
         "caller_takes_bye",
         free_port(),
         remote=edge.sip_port,
+        transport=transport,
         args=("-s", ROUTE["answer"].number),
     )
     _until(lambda: gateway.received("ACK") == 1, "ACKed")
