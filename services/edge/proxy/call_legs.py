@@ -13,23 +13,24 @@ it along and the accounting service keeps it while the call is open:
   `cm-ct`), and the 2xx's Record-Routes above the ones the INVITE left with (the
   proxies beyond the edge), reached where the INVITE went.
 
-Built once per answered call, never on the forwarding of other messages.
+Built once per answered call, never on the forwarding of other messages, and
+built as the events are (`call_events._trusted`: from messages already parsed).
 """
 
 from __future__ import annotations
 
-from services.edge.proxy.call_events import host_port
+from services.edge.proxy.call_events import _trusted, host_port
 from services.edge.proxy.contacts import target_of
 from shared.contracts.calls import DialogLeg
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
-from shared.sip.uri import SipUri
 
 
 def caller_leg(invite: Request, source: Destination, answer: Response) -> DialogLeg:
     """The caller of `invite` (as received from `source`), answered by `answer`."""
-    return DialogLeg(
+    return _trusted(
+        DialogLeg,
         call_id=invite.call_id,
         target=_contact(invite),
         from_header=answer.header("to") or "",
@@ -44,7 +45,8 @@ def callee_leg(sent: Request, destination: Destination, answer: Response) -> Dia
     """The callee that answered `sent` (the INVITE as it left for `destination`) with `answer`."""
     answered = answer.headers("record-route")
     beyond = answered[: max(0, len(answered) - len(sent.headers("record-route")))]
-    return DialogLeg(
+    return _trusted(
+        DialogLeg,
         call_id=sent.call_id,
         target=_contact(answer),
         from_header=sent.header("from") or "",
@@ -56,19 +58,23 @@ def callee_leg(sent: Request, destination: Destination, answer: Response) -> Dia
 
 
 def _contact(message: Request | Response) -> str:
-    """The message's first Contact URI; the phone's own when the edge made it one of its own
-    for NAT (``cm-ct``).  Empty when there is none (the BYE then goes to the next hop's URI)."""
-    try:
-        contacts = message.contacts
-    except SipError:
+    """The message's first Contact URI, read from the header's text (no address parsed: this
+    runs for every answered call); the phone's own when the edge made it one of its own for
+    NAT (``cm-ct``).  Empty when there is none (the BYE then goes to the next hop's URI)."""
+    raw = message.header("contact")
+    if not raw:
         return ""
-    if not contacts:
-        return ""
-    uri = contacts[0].uri
-    original = uri.param("cm-ct") if isinstance(uri, SipUri) else None
-    if original:
+    opening = raw.find("<")
+    if opening >= 0:
+        closing = raw.find(">", opening)
+        uri = raw[opening + 1 : closing] if closing > opening else ""
+    else:
+        uri = raw.split(";", 1)[0].strip()
+    marked = uri.find(";cm-ct=")
+    if marked >= 0:
+        value = uri[marked + len(";cm-ct=") :].split(";", 1)[0]
         try:
-            return target_of(original)
+            return target_of(value)
         except SipError:
             return ""
-    return str(uri)
+    return uri
