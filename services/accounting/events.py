@@ -30,10 +30,13 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 from services.accounting.fold import TimeoutClose
 from shared.bus import Envelope
 from shared.contracts.calls import (
+    ANSWERED_LEGS,
     CALL_EVENT_TYPES,
     MAX_BATCH_EVENTS,
+    CallAnswered,
     CallEvent,
     CallEventBatch,
+    nested_json,
 )
 
 STORED_EVENTS: dict[str, type[CallEvent]] = {
@@ -199,10 +202,16 @@ def first_error(error: ValidationError) -> str:
 def event_data(event: CallEvent) -> str:
     """The stored form of an event's data: canonical JSON, keys sorted.
 
-    A call event's fields are strings, numbers, booleans and ``None``, so its
-    ``__dict__`` is what ``model_dump(mode="json")`` would build, without the copy.
+    A call event's fields are strings, numbers, booleans and ``None`` (a nested model, the
+    answered event's legs, by `nested_json`), so its ``__dict__`` is what
+    ``model_dump(mode="json")`` would build, without the copy.
     """
-    return orjson.dumps(event.__dict__, option=orjson.OPT_SORT_KEYS).decode()
+    data = event.__dict__
+    if type(event) is CallAnswered and data["caller_leg"] is None:
+        # An older edge's answer (no legs): its fields as they were, so its key stays the one
+        # stored before the legs were added, and a redelivered copy is still one row.
+        data = {name: value for name, value in data.items() if name not in ANSWERED_LEGS}
+    return orjson.dumps(data, default=nested_json, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def event_key(event: CallEvent) -> str:

@@ -18,8 +18,9 @@ import orjson
 from sqlalchemy import ColumnElement, Select, and_, case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.accounting.schema import cdrs
+from services.accounting.schema import call_events, cdrs
 from shared.contracts.accounting import CallRecord
+from shared.contracts.calls import CallAnswered
 
 SummaryBy = Literal["gateway", "rule", "disposition"]
 CursorKey = tuple[int, str, str]
@@ -40,9 +41,13 @@ class Filters:
     gateway: str | None = None
     disposition: str | None = None
     subscriber: str | None = None
+    open_only: bool = False
+    """Only the calls still open (live, or not yet closed): ``GET /v1/open-calls``."""
 
     def where(self) -> list[ColumnElement[bool]]:
         clauses: list[ColumnElement[bool]] = []
+        if self.open_only:
+            clauses.append(cdrs.c.state == "open")
         if self.since_ms is not None:
             clauses.append(cdrs.c.setup_ms >= self.since_ms)
         if self.until_ms is not None:
@@ -146,6 +151,16 @@ class RecordQueries:
         async with self.engine.connect() as connection:
             rows = await connection.execute(query)
             return [(CallRecord.model_validate_json(row.record), row.version) for row in rows]
+
+    async def answers(self, call_id: str) -> list[CallAnswered]:
+        """Every stored ``edge.call.answered`` of one Call-ID (what a hang-up builds its BYEs
+        from: `CallAnswered.caller_leg` and `callee_leg`)."""
+        query = select(call_events.c.data).where(
+            call_events.c.call_id == call_id, call_events.c.type == CallAnswered.routing_key
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [CallAnswered.model_validate_json(row.data) for row in rows]
 
     async def summary(self, filters: Filters, by: SummaryBy) -> list[dict[str, Any]]:
         """Attempts, answered, ASR, ACD (s) and minutes per value of ``by``."""

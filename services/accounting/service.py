@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from services.accounting.api.cdrs import cdrs_router
+from services.accounting.api.open_calls import open_calls_router
 from services.accounting.api.summary import summary_router
 from services.accounting.batching import GroupCommit
 from services.accounting.closer import TimeoutCloser
@@ -59,7 +60,11 @@ class AccountingService(Service):
 
     def routers(self) -> Sequence[APIRouter]:
         # The summary first: ``/cdrs/summary`` must not be taken for a Call-ID.
-        return (summary_router(self.queries), cdrs_router(self.queries))
+        return (
+            summary_router(self.queries),
+            cdrs_router(self.queries),
+            open_calls_router(self.queries),
+        )
 
     async def start(self) -> None:
         found = await self.records.migrate()

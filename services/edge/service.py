@@ -6,9 +6,12 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
-from services.edge.api import allowlist_router, blocks_router, calls_router
+from services.edge.api import allowlist_router, blocks_router, calls_router, control_router
 from services.edge.api.calls import Gathered
+from services.edge.control.accounting import Accounting, CallControlSettings
+from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.gc_tuning import tune_for_proxy
+from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.pool import WorkerPool
 from services.edge.runtime.siblings import Siblings, advertised_url
 from services.edge.runtime.startup import start_edge
@@ -50,11 +53,30 @@ class EdgeService(Service):
 
     def routers(self) -> Sequence[APIRouter]:
         protection = ProtectionStore(self.store)
+        control = CallControlSettings()
+        token = self.settings.api_token
+        accounting = (
+            Accounting(
+                control.edge_accounting_url,
+                token.get_secret_value() if token is not None else None,
+                control.edge_accounting_timeout,
+            )
+            if control.edge_accounting_url
+            else None
+        )
         return (
             blocks_router(protection, self.bus),
             allowlist_router(protection, self.bus),
             calls_router(self._trace),
+            control_router(accounting, self._hangups),
         )
+
+    def _hangups(self) -> tuple[Hangups, Interfaces] | None:
+        """This process's hang-up sender and interfaces (None before its sockets are open)."""
+        edge = getattr(self, "edge", None)
+        if edge is None or edge.driver.hangups is None:
+            return None
+        return edge.driver.hangups, edge.driver.proxy.interfaces
 
     async def _trace(self, call_id: str, cluster: bool) -> Gathered:
         """The call's kept messages: this process's ring, every other worker's, then (if

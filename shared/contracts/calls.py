@@ -102,8 +102,38 @@ class CallRinging(CallEvent):
     status: int
 
 
+class DialogLeg(BaseModel):
+    """One party of an answered call as the edge must address it to end the call later.
+
+    Why in the event: the edges keep no dialog state, so a hang-up from the API
+    (``POST /v1/calls/{id}:hangup``) builds its BYE to each party from this,
+    kept by the accounting service while the call is open.  ``from_header`` and
+    ``to_header`` are the From and To (with tags) of a request *to* this party;
+    ``routes`` the Route set from the edge toward it (the proxies between, not
+    the edge); ``address``/``transport`` the next hop the edge uses for it (the
+    caller's: where its INVITE came from, its flow behind NAT; the callee's:
+    where the INVITE went).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    """The Call-ID as this party knows it (topology hiding may mask it on one side)."""
+    target: str
+    """Its remote target: the caller's Contact URI from the INVITE, the callee's from the 2xx."""
+    from_header: str
+    to_header: str
+    routes: tuple[str, ...] = ()
+    address: str
+    transport: str
+
+
 class CallAnswered(CallEvent):
-    """A 2xx to the INVITE was relayed upstream: the dialog's To tag and who answered."""
+    """A 2xx to the INVITE was relayed upstream: the dialog's To tag and who answered.
+
+    ``cseq``, ``caller_leg`` and ``callee_leg`` (added later, so ``None`` in an
+    older edge's event) are what a BYE to each party needs.
+    """
 
     routing_key: ClassVar[str] = "edge.call.answered"
 
@@ -113,6 +143,10 @@ class CallAnswered(CallEvent):
     target_kind: TargetKind
     address: str
     carrier: str | None = None
+    cseq: int | None = None
+    """The INVITE's CSeq number (the caller's sequence)."""
+    caller_leg: DialogLeg | None = None
+    callee_leg: DialogLeg | None = None
 
 
 class CallFailed(CallEvent):
@@ -162,6 +196,19 @@ class CallUpdated(CallEvent):
     from_tag: str
     to_tag: str
     method: Literal["INVITE", "UPDATE"]
+
+
+ANSWERED_LEGS: Final = frozenset({"cseq", "caller_leg", "callee_leg"})
+"""The fields `CallAnswered` gained after it was first deployed (``None`` from older edges)."""
+
+
+def nested_json(value: object) -> dict[str, Any]:
+    """orjson's ``default`` for a call event's ``__dict__``: a nested model (`DialogLeg`) as its
+    fields.  Why: the edge's journal and the accounting service's stored data write an event's
+    ``__dict__`` without a copy, and all but these few fields are plain JSON already."""
+    if isinstance(value, BaseModel):
+        return value.__dict__
+    raise TypeError(f"{type(value).__name__} is not a call event field")
 
 
 CALL_EVENT_TYPES: Final[dict[str, type[CallEvent]]] = {

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from services.accounting.settings import AccountingSettings
+from services.edge.control.accounting import CallControlSettings
 from services.health.settings import HealthSettings
 from shared.hep.settings import CaptureSettings
 from shared.settings import Settings
@@ -29,6 +30,7 @@ DOCUMENTED: tuple[type[BaseSettings], ...] = (
     AccountingSettings,
     CaptureSettings,
     StoreSettings,
+    CallControlSettings,
 )
 
 

@@ -83,6 +83,20 @@ async def csv_lines(queries: RecordQueries, filters: Filters) -> AsyncIterator[s
     yield buffer.getvalue()
 
 
+async def listing_page(
+    queries: RecordQueries, filters: Filters, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """One page of records as the listings answer it; a cursor not of ours is a 400."""
+    try:
+        page = await queries.page(filters, cursor, limit)
+    except BadCursorError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad cursor: {error}") from None
+    return {
+        "items": [item(record, version) for record, version in page.records],
+        "next_cursor": page.next_cursor,
+    }
+
+
 def cdrs_router(queries: RecordQueries) -> APIRouter:
     router = APIRouter(prefix="/cdrs", tags=["accounting"])
 
@@ -90,14 +104,7 @@ def cdrs_router(queries: RecordQueries) -> APIRouter:
     async def listing(
         filters: RecordFilters, limit: Limit = 100, cursor: Cursor = None
     ) -> dict[str, Any]:
-        try:
-            page = await queries.page(filters, cursor, limit)
-        except BadCursorError as error:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad cursor: {error}") from None
-        return {
-            "items": [item(record, version) for record, version in page.records],
-            "next_cursor": page.next_cursor,
-        }
+        return await listing_page(queries, filters, cursor, limit)
 
     @router.get(".csv", summary="Every selected record as CSV, streamed")
     async def export(filters: RecordFilters) -> StreamingResponse:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from pydantic import BaseModel
+
 from services.edge.proxy.actions import Publish
 from services.edge.proxy.routes import Hop
 from shared.contracts.calls import (
@@ -28,20 +30,20 @@ from shared.contracts.calls import (
     CallRinging,
     CallStarted,
     CallUpdated,
+    DialogLeg,
     EdgeCause,
     TargetKind,
 )
-from shared.contracts.event import Event
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri, TelUri
 
-E = TypeVar("E", bound=Event)
+E = TypeVar("E", bound=BaseModel)
 _set = object.__setattr__
 
 
 def _trusted(cls: type[E], **fields: Any) -> E:
-    """`cls.model_construct(**fields)` for an event given every field, each of its type.
+    """`cls.model_construct(**fields)` for an event (or a model in one), every field given.
 
     What `model_construct` does once there are no aliases, defaults or extras
     to look for, at a third of its cost: with `model_construct` the events
@@ -194,23 +196,44 @@ class CallEvents:
         )
         return Publish(event)
 
-    def answered(self, notes: CallNotes, hop: Hop, to_tag: str, now: float) -> Publish:
-        return self._answered(notes, to_tag, _target(hop), host_port(hop.destination), now)
+    def answered(
+        self,
+        notes: CallNotes,
+        hop: Hop,
+        to_tag: str,
+        now: float,
+        *,
+        cseq: int | None = None,
+        legs: tuple[DialogLeg, DialogLeg] | None = None,
+    ) -> Publish:
+        """`legs`: the caller's and the callee's (`call_legs`), for a hang-up from the API."""
+        address = host_port(hop.destination)
+        return self._answered(notes, to_tag, _target(hop), address, now, cseq=cseq, legs=legs)
 
     def answered_unmatched(self, response: Response, source: Destination, now: float) -> Publish:
         """A 2xx to an INVITE relayed with no transaction: the edge that sent the INVITE died
         before its answer (a restart, the other box of a VIP pair); who answered is known
-        only by the 2xx's source, so it is the target too, as a URI."""
+        only by the 2xx's source, so it is the target too, as a URI (no legs: nothing of the
+        INVITE is known here, so such a call cannot be hung up from the API)."""
         notes = CallNotes(response.call_id, response.from_tag or "", "", now)
         address = host_port(source)
         who: tuple[str, TargetKind] = (f"sip:{address}", "uri")
         return self._answered(notes, response.to_tag or "", who, address, now)
 
     def _answered(
-        self, notes: CallNotes, to_tag: str, who: tuple[str, TargetKind], address: str, now: float
+        self,
+        notes: CallNotes,
+        to_tag: str,
+        who: tuple[str, TargetKind],
+        address: str,
+        now: float,
+        *,
+        cseq: int | None = None,
+        legs: tuple[DialogLeg, DialogLeg] | None = None,
     ) -> Publish:
         """`who`: the target answering and its kind."""
         target, kind = who
+        caller, callee = legs if legs is not None else (None, None)
         event = _trusted(
             CallAnswered,
             call_id=notes.call_id,
@@ -222,6 +245,9 @@ class CallEvents:
             target_kind=kind,
             address=address,
             carrier=None,
+            cseq=cseq,
+            caller_leg=caller,
+            callee_leg=callee,
         )
         return Publish(event)
 
@@ -261,8 +287,9 @@ class CallEvents:
         )
         return Publish(event)
 
-    def ended(self, notes: CallNotes, status: int) -> Publish:
-        """A BYE's final answer came (`at`: when the BYE was seen)."""
+    def ended(self, notes: CallNotes, status: int, *, by_edge: bool = False) -> Publish:
+        """A BYE's final answer came (`at`: when the BYE was seen); `by_edge`: the edge sent it
+        (a hang-up from the API)."""
         event = _trusted(
             CallEnded,
             call_id=notes.call_id,
@@ -271,7 +298,7 @@ class CallEvents:
             from_tag=notes.from_tag,
             to_tag=notes.to_tag,
             status=status,
-            by_edge=False,
+            by_edge=by_edge,
         )
         return Publish(event)
 

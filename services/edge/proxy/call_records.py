@@ -12,6 +12,7 @@ from __future__ import annotations
 from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.answers import Answers
 from services.edge.proxy.call_events import CallEvents
+from services.edge.proxy.call_legs import callee_leg, caller_leg
 from services.edge.proxy.forwarding import Branch, Forwarding, Parked
 from shared.contracts.calls import EdgeCause
 from shared.sip.message import Request, Response
@@ -138,7 +139,13 @@ class CallRecords(Answers):
         if call is not None:
             if self._publish_branch(branch, response.status, response.reason, now, actions):
                 to_tag = response.to_tag or ""
-                actions.append(events.answered(call, branch.hop, to_tag, now))
+                invite, hop = forwarding.request, branch.hop
+                legs = (
+                    caller_leg(invite, forwarding.server.destination, response),
+                    callee_leg(branch.client.request, hop.destination, response),
+                )
+                cseq = invite.cseq.seq
+                actions.append(events.answered(call, hop, to_tag, now, cseq=cseq, legs=legs))
         elif forwarding.ending is not None and first:
             actions.append(events.ended(forwarding.ending, response.status))
 

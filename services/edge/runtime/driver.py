@@ -25,6 +25,7 @@ from services.edge.feeds.protection import ProtectionFeed
 from services.edge.policy.failure_reports import FailureReports
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import Proxy
+from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.journal import Journal
 from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.loop_probe import LoopProbe
@@ -67,6 +68,8 @@ class ProxyDriver:
         self.proxy = proxy
         self.media = media
         self.sockets: EdgeSockets | None = None
+        self.hangups: Hangups | None = None
+        """The API's hang-ups of this process (`start` sets it): their BYEs' answers go there."""
         self._protection = protection
         self._keepalives = keepalives
         self._loop = asyncio.get_running_loop()
@@ -95,6 +98,10 @@ class ProxyDriver:
 
     def start(self, sockets: EdgeSockets) -> None:
         self.sockets = sockets
+        timers = self.proxy.timers
+        self.hangups = Hangups(
+            sockets, self.publisher, self.proxy.call_events, t1=timers.t1, timeout=8 * timers.t1
+        )
         self._probe.start()
 
     async def stop(self) -> None:
@@ -119,6 +126,8 @@ class ProxyDriver:
         """`received_at`: a datagram's kernel receive time (loop clock), so the core times it,
         and so a call's events, by its arrival, not by the loop's lag; None: now (streams)."""
         if self._keepalives is not None and self._keepalives.claims(data, source):
+            return
+        if self.hangups is not None and self.hangups.claims(data, source):
             return
         now = self._loop.time() if received_at is None else received_at
         self._run(self.proxy.receive(data, source, listener, now))

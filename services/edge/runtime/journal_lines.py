@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import ValidationError
 
-from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent
+from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent, nested_json
 
 
 def event_line(seq: int, event: CallEvent) -> bytes:
     """The journal line of ``event`` under sequence number ``seq``.
 
-    A call event's fields are strings, numbers, booleans and ``None``, so its
-    ``__dict__`` is its JSON form, without a copy.
+    A call event's fields are strings, numbers, booleans and ``None`` (a nested model, the
+    answered event's legs, by `nested_json`), so its ``__dict__`` is its JSON form, without a copy.
     """
     record = {"s": seq, "t": event.routing_key, "v": event.schema_version, "d": event.__dict__}
-    return orjson.dumps(record) + b"\n"
+    return orjson.dumps(record, default=nested_json) + b"\n"
 
 
 def mark_line(seq: int) -> bytes:

@@ -12,6 +12,7 @@ from shared.contracts.calls import (
     CallRinging,
     CallStarted,
     CallUpdated,
+    DialogLeg,
 )
 
 T0 = 1_764_000_000.0
@@ -93,6 +94,36 @@ def answered_call(
             edge="edge-b",
             status=200,
         ),
+    ]
+
+
+def legs(call_id: str = "c1", tag: str = "ft") -> dict[str, object]:
+    """What an edge's answered event carries for a hang-up: the INVITE's CSeq and both legs."""
+    caller = DialogLeg(
+        call_id=call_id,
+        target="sip:alice@192.0.2.10:5060",
+        from_header="<sip:+33123456789@example.com>;tag=tt",
+        to_header=f"<sip:alice@example.com>;tag={tag}",
+        routes=("<sip:sbc.example.com;lr>",),
+        address="192.0.2.10:5060",
+        transport="udp",
+    )
+    callee = DialogLeg(
+        call_id=call_id,
+        target="sip:gw1@198.51.100.1:5060",
+        from_header=f"<sip:alice@example.com>;tag={tag}",
+        to_header="<sip:+33123456789@example.com>;tag=tt",
+        address="198.51.100.1:5060",
+        transport="tcp",
+    )
+    return {"cseq": 7, "caller_leg": caller, "callee_leg": callee}
+
+
+def with_legs(events: list[CallEvent]) -> list[CallEvent]:
+    """`events` with each `CallAnswered` carrying `legs`, as a current edge sends it."""
+    return [
+        e.model_copy(update=legs(e.call_id, e.from_tag)) if isinstance(e, CallAnswered) else e
+        for e in events
     ]
 
 

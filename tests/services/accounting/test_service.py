@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY
 from services.accounting.fold import fold_call
 from services.accounting.store import Applied
 from shared.bus import REASON_HEADER
-from shared.contracts.calls import CallEvent
+from shared.contracts.calls import CallAnswered, CallEvent
 from tests.conftest import RABBITMQ_URL
 from tests.netcut import NetCut
-from tests.services.accounting.calls import answered_call, failed, started
+from tests.services.accounting.calls import answered_call, failed, started, with_legs
 from tests.services.accounting.support import Deployment, deployment, until, until_async
 
 
@@ -256,9 +256,46 @@ async def test_listing_filters_and_pages(namespace: str, accounting_url: str) ->
         assert "gw0:486 gw1:200" in lines[1]
 
 
+async def test_open_calls_are_listed_and_their_legs_given(
+    namespace: str, accounting_url: str
+) -> None:
+    live = with_legs(answered_call("live", talk=10))[:-1]  # answered, no BYE yet
+    ended = with_legs(answered_call("ended", talk=10))
+    ringing = answered_call("ringing")[:4]
+    async with deployment(namespace, accounting_url) as found:
+        await publish(found, live + ended + ringing)
+        for call_id, events in (("live", live), ("ended", ended), ("ringing", ringing)):
+            await settled(found, call_id, events)
+        listed = (await found.client.get("/v1/open-calls")).json()
+        assert sorted(item["call_id"] for item in listed["items"]) == ["live", "ringing"]
+        assert listed["next_cursor"] is None
+        one = (await found.client.get("/v1/open-calls", params={"limit": "1"})).json()
+        assert len(one["items"]) == 1 and one["next_cursor"] is not None
+        nobody = await found.client.get("/v1/open-calls", params={"subscriber": "sip:x@y"})
+        assert nobody.json()["items"] == []
+        [dialog] = (await found.client.get("/v1/dialogs/live")).json()["items"]
+        answered = next(e for e in live if isinstance(e, CallAnswered))
+        assert dialog["state"] == "open"
+        assert dialog["dialog"] == {
+            "to_tag": "tt",
+            "edge": "edge-a",
+            "cseq": 7,
+            "caller": answered.caller_leg and answered.caller_leg.model_dump(mode="json"),
+            "callee": answered.callee_leg and answered.callee_leg.model_dump(mode="json"),
+        }
+        [over] = (await found.client.get("/v1/dialogs/ended")).json()["items"]
+        assert over["state"] == "complete" and over["dialog"] is not None
+        [unanswered] = (await found.client.get("/v1/dialogs/ringing")).json()["items"]
+        assert unanswered["dialog"] is None
+
+
 @pytest.mark.parametrize(
     "case",
     [
+        ("/v1/open-calls", {"cursor": "!!!"}, 400, "bad cursor"),
+        ("/v1/open-calls", {"limit": "0"}, 422, "greater than or equal to 1"),
+        ("/v1/open-calls", {"gateway": "x" * 300}, 422, "at most 256"),
+        ("/v1/dialogs/nothing-here", {}, 404, "no record"),
         ("/v1/cdrs", {"since": "yesterday"}, 422, "datetime"),
         ("/v1/cdrs", {"limit": "100000"}, 422, "less than or equal to 1000"),
         ("/v1/cdrs", {"limit": "0"}, 422, "greater than or equal to 1"),

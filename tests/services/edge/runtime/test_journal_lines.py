@@ -6,7 +6,8 @@ from __future__ import annotations
 from services.accounting.events import event_key
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.runtime.journal_lines import JournalReading, event_line, mark_line
-from shared.contracts.calls import CallEvent, CallStarted
+from shared.contracts.calls import CallAnswered, CallEvent, CallStarted
+from tests.services.accounting.calls import answered_call, with_legs
 
 
 def started(n: int) -> CallEvent:
@@ -35,6 +36,14 @@ def test_an_event_read_back_is_the_event_journaled_and_keeps_its_key() -> None:
         event_key(cancelled),
     ]
     assert (reading.skipped, reading.last_seq) == (0, 2)
+
+
+def test_an_answered_event_with_its_legs_reads_back_equal() -> None:
+    [answered] = [e for e in with_legs(answered_call()) if isinstance(e, CallAnswered)]
+    reading = JournalReading()
+    reading.read(event_line(1, answered), "segment")
+    assert reading.pending() == [(1, answered)]
+    assert event_key(reading.pending()[0][1]) == event_key(answered)
 
 
 def test_marks_settle_what_is_below_them_in_any_segment() -> None:

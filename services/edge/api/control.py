@@ -1,0 +1,123 @@
+"""``GET /v1/calls`` (live calls) and ``POST /v1/calls/{call_id}:hangup`` for proxied calls.
+
+The live calls are the accounting service's open records (asked over HTTP:
+`control.accounting`), filtered and paged as ``/v1/cdrs`` is.  A hang-up asks
+it for the call's attempts and legs, sends a BYE to each party of every open,
+answered attempt through this edge's sockets (`runtime.hangups`), and answers
+with each BYE's outcome once all are known; the records then end with
+``hangup_side: edge``.  What a BYE built from records can and cannot reach is
+in docs/edge.md ("Hanging up a proxied call").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from services.edge.control.accounting import (
+    Accounting,
+    AccountingRefusedError,
+    AccountingUnavailableError,
+)
+from services.edge.control.plan import NotLiveError, hangup_byes
+from services.edge.proxy.interfaces import Interfaces
+from services.edge.runtime.hangups import Hangups
+
+MAX_FILTER_CHARS = 256
+Text = Annotated[str | None, Query(min_length=1, max_length=MAX_FILTER_CHARS)]
+CallId = Annotated[str, Path(min_length=1, max_length=512, pattern=r"^[^\x00-\x20\x7f]+$")]
+"""A SIP Call-ID: no space or control character (a line break would split the BYE's lines)."""
+
+
+def control_router(
+    accounting: Accounting | None, hangups: Callable[[], tuple[Hangups, Interfaces] | None]
+) -> APIRouter:
+    """`accounting` None: ``CALLMESH_EDGE_ACCOUNTING_URL`` unset (503); `hangups`: this
+    process's sender and interfaces, once its sockets are open."""
+    router = APIRouter(prefix="/calls", tags=["calls"])
+
+    def asking() -> Accounting:
+        if accounting is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "call control is off: set CALLMESH_EDGE_ACCOUNTING_URL",
+            )
+        return accounting
+
+    @router.get("", summary="Live calls: the accounting service's open ones, newest first")
+    async def live_calls(
+        *,
+        subscriber: Text = None,
+        gateway: Text = None,
+        caller: Text = None,
+        callee: Text = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+    ) -> dict[str, Any]:
+        given = {"subscriber": subscriber, "gateway": gateway, "caller": caller, "callee": callee}
+        """The calls still open in the accounting service's records (``GET /v1/open-calls``,
+        asked at ``CALLMESH_EDGE_ACCOUNTING_URL``), newest first; a call answered and not yet
+        ended has its ``answer_at`` and no ``end_at``.  Pass ``next_cursor`` back as ``cursor``
+        for the next page.  503 when call control is off, 502 when the accounting service
+        gives no answer."""
+        params = {name: value for name, value in given.items() if value is not None}
+        params["limit"] = str(limit)
+        if cursor is not None:
+            params["cursor"] = cursor
+        with _answers():
+            listing = await asking().open_calls(params)
+        return {"items": listing.items, "next_cursor": listing.next_cursor}
+
+    @router.post(
+        "/{call_id:path}:hangup",
+        summary="End a proxied call: a BYE to each party, built from its records",
+        responses={
+            404: {"description": "No record of the call"},
+            409: {"description": "Nothing to hang up: ended, not answered, or no legs recorded"},
+        },
+    )
+    async def hangup(call_id: CallId) -> dict[str, Any]:
+        """For a proxied call (the edge keeps no dialog state): every open, answered attempt of
+        the Call-ID gets a BYE to its caller and one to its callee, built from the legs its
+        ``edge.call.answered`` recorded, sent from this edge (UDP retransmitted, a caller on a
+        stream only over its open connection).  Answers once every BYE is answered or given
+        up: ``byes`` lists each one's ``to`` (``caller``, ``callee``), ``status`` (408: no
+        answer; 503: not sent) and ``reason``.  The call's record then ends with
+        ``hangup_side: edge``.  404: no record of the call; 409: it ended already, is not
+        answered yet, or was answered by an edge that did not record its legs.  What a BYE
+        built without dialog state cannot reach: docs/edge.md, "Hanging up a proxied call".
+        """
+        with _answers():
+            items = await asking().dialogs(call_id)
+        if items is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no record of this Call-ID")
+        sender = hangups()
+        if sender is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the edge is not serving")
+        runner, interfaces = sender
+        try:
+            byes = hangup_byes(items, interfaces)
+        except NotLiveError as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        outcomes = await runner.end(call_id, byes)
+        return {
+            "call_id": call_id,
+            "byes": [{"to": o.side, "status": o.status, "reason": o.reason} for o in outcomes],
+        }
+
+    return router
+
+
+@contextmanager
+def _answers() -> Iterator[None]:
+    """The accounting service's refusal passed on; no usable answer from it is a 502."""
+    try:
+        yield
+    except AccountingRefusedError as error:
+        raise HTTPException(error.status, error.detail) from None
+    except AccountingUnavailableError as error:
+        detail = f"the accounting service: {error}"
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail) from None
