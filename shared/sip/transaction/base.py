@@ -27,8 +27,15 @@ if TYPE_CHECKING:
     from shared.sip.transaction.table import TransactionTable
 
 
-class Transaction(abc.ABC):
-    """Base of the four RFC 3261 §17 state machines; see the subclasses."""
+class Transaction:
+    """Base of the four RFC 3261 §17 state machines; see the subclasses.
+
+    Not an `abc.ABC`: compiled by mypyc, the subclasses of an ABC share its subclass cache,
+    so ``isinstance(client, ServerTransaction)`` once answered False made
+    ``isinstance(client, ClientTransaction)`` False too (and a True, True): the B2BUA lost
+    its unACKed 2xx's timeout that way.  `abc.abstractmethod` still marks what each
+    subclass must define (for mypy).
+    """
 
     kind: ClassVar[str]
     """Metric label: invite_client, non_invite_client, invite_server, non_invite_server."""
