@@ -65,7 +65,11 @@ class Process:
             self.buses.append(bus)
             checks.append((f"rabbitmq:{service_type.name}", bus_check(bus)))
             runtime = Runtime(
-                settings, bus, self.store, logging.getLogger(f"callmesh.{service_type.name}")
+                settings,
+                bus,
+                self.store,
+                logging.getLogger(f"callmesh.{service_type.name}"),
+                colocated=tuple(each.name for each in self.service_types),
             )
             self.services.append(service_type(runtime))
         for service in self.services:

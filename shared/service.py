@@ -36,6 +36,9 @@ class Runtime:
     readiness: list[tuple[str, ReadinessCheck]] = field(default_factory=list)
     metrics_sources: list[MetricsSource] = field(default_factory=list)
     """Sibling processes whose metrics this process's ``/metrics`` folds in."""
+    colocated: tuple[str, ...] = ()
+    """The names of the services this process runs (the all-in-one's every one): what a
+    service may reach at this process's own HTTP address."""
 
 
 class Service(abc.ABC):

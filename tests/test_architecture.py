@@ -38,6 +38,8 @@ EDGE_CORE = tuple(
         "location",
         "destinations",
         "keepalive",
+        "b2bua",
+        "control",
     )
 )
 """The edge's sans-IO side; its I/O is `runtime/` (sockets, driver, start-up) and `feeds/`."""

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from fastapi import APIRouter
 
 from services.edge.api import allowlist_router, blocks_router, calls_router, control_router
+from services.edge.api.accounting import Accounting, CallControlSettings
 from services.edge.api.calls import Gathered
-from services.edge.control.accounting import Accounting, CallControlSettings
 from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.hangups import Hangups
@@ -55,13 +55,14 @@ class EdgeService(Service):
         protection = ProtectionStore(self.store)
         control = CallControlSettings()
         token = self.settings.api_token
+        url = control.edge_accounting_url or self._colocated_accounting()
         accounting = (
             Accounting(
-                control.edge_accounting_url,
+                url,
                 token.get_secret_value() if token is not None else None,
                 control.edge_accounting_timeout,
             )
-            if control.edge_accounting_url
+            if url
             else None
         )
         return (
@@ -70,6 +71,16 @@ class EdgeService(Service):
             calls_router(self._trace),
             control_router(accounting, self._hangups),
         )
+
+    def _colocated_accounting(self) -> str:
+        """This process's own API when it runs the accounting service too (the all-in-one):
+        call control works there without ``CALLMESH_EDGE_ACCOUNTING_URL``; else empty."""
+        if "accounting" not in self.runtime.colocated:
+            return ""
+        host, port = self.settings.http_address
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def _hangups(self) -> tuple[Hangups, Interfaces] | None:
         """This process's hang-up sender and interfaces (None before its sockets are open)."""

@@ -358,12 +358,9 @@ class AmqpBus(Bus):
         await self.declare_queue(name)
         correlation_id = uuid.uuid4().hex
         request = self._replies.expect(correlation_id)
-        # Transient: a request outlives its timeout by nothing, so writing it to disk is waste.
-        # It expires with its timeout: a consumer back after an outage must not apply requests
-        # whose senders have given up (a REGISTER answered 503 long ago, then applied).
-        message = aio_pika.Message(
-            body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id, expiration=timeout
-        )
+        # Transient, expiring with its timeout: nobody waits for it then (docs/bus.md).
+        message = aio_pika.Message(body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id)
+        message.expiration = timeout
 
         async def send(link: Link) -> None:
             # Direct reply-to: the request must leave on the channel that consumes the replies.

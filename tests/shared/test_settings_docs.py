@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from services.accounting.settings import AccountingSettings
-from services.edge.control.accounting import CallControlSettings
+from services.edge.api.accounting import CallControlSettings
 from services.health.settings import HealthSettings
 from shared.hep.settings import CaptureSettings
 from shared.settings import Settings

@@ -1,7 +1,7 @@
 """``GET /v1/calls`` (live calls) and ``POST /v1/calls/{call_id}:hangup`` for proxied calls.
 
 The live calls are the accounting service's open records (asked over HTTP:
-`control.accounting`), filtered and paged as ``/v1/cdrs`` is.  A hang-up asks
+`api.accounting`), filtered and paged as ``/v1/cdrs`` is.  A hang-up asks
 it for the call's attempts and legs, sends a BYE to each party of every open,
 answered attempt through this edge's sockets (`runtime.hangups`), and answers
 with each BYE's outcome once all are known; the records then end with
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from services.edge.control.accounting import (
+from services.edge.api.accounting import (
     Accounting,
     AccountingRefusedError,
     AccountingUnavailableError,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from services.edge.b2bua.headers import relayed_headers
-from services.edge.b2bua.legs import TARGET_REFRESH, EdgeAddress, Leg, callers_leg, targets_leg
+from services.edge.b2bua.legs import TARGET_REFRESH, Leg, PairAddress, callers_leg, targets_leg
 from services.edge.b2bua.pair import Pair, Relay, Side
 from services.edge.b2bua.record import from_record, to_record
 from services.edge.b2bua.relaying import Relaying
@@ -44,7 +44,7 @@ RETRY_AFTER: Final = (("Retry-After", "2"),)
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class PairTarget:
     """Where leg B goes: its Request-URI, and the address its INVITE is sent to."""
 
     uri: str
@@ -66,7 +66,7 @@ Action = Send | Originate
 class B2bua(Relaying):
     """One worker's B2BUA: feed it messages and time, carry out the actions it returns."""
 
-    def __init__(self, edge: EdgeAddress, settings: TimerSettings | None = None) -> None:
+    def __init__(self, edge: PairAddress, settings: TimerSettings | None = None) -> None:
         super().__init__(edge, settings)
         self._waiting: dict[str, tuple[ServerTransaction, Leg]] = {}
         """Caller's INVITEs waiting for `originate`, by pair id."""
@@ -91,7 +91,7 @@ class B2bua(Relaying):
                 _refuse_unparsed(data, error, source, sends)
             return list(sends)
 
-    def originate(self, pair_id: str, target: Target, now: float) -> list[Action]:
+    def originate(self, pair_id: str, target: PairTarget, now: float) -> list[Action]:
         """Send leg B's INVITE for the caller's INVITE of `pair_id` toward `target`."""
         sends: list[Send] = []
         waiting = self._waiting.pop(pair_id, None)

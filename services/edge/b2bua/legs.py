@@ -32,7 +32,7 @@ TARGET_REFRESH: Final = frozenset({"INVITE", "UPDATE"})
 
 
 @dataclass(frozen=True, slots=True)
-class EdgeAddress:
+class PairAddress:
     """Where the edge is reached: its Via sent-by and its Contact (host as in a URI)."""
 
     host: str
@@ -67,7 +67,7 @@ class Leg:
     def request(
         self,
         method: str,
-        edge: EdgeAddress,
+        edge: PairAddress,
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
         *,

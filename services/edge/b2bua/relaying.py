@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 
 from services.edge.b2bua.headers import relayed_headers
-from services.edge.b2bua.legs import TARGET_REFRESH, EdgeAddress
+from services.edge.b2bua.legs import TARGET_REFRESH, PairAddress
 from services.edge.b2bua.pair import Pair, Relay, Side
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
@@ -46,7 +46,7 @@ DialogKey = tuple[str, str]
 class Relaying:
     """The pairs, their dialogs and relays; see the module docstring."""
 
-    def __init__(self, edge: EdgeAddress, settings: TimerSettings | None = None) -> None:
+    def __init__(self, edge: PairAddress, settings: TimerSettings | None = None) -> None:
         self.edge = edge
         self.table = TransactionTable(settings)
         self.pairs: dict[str, Pair] = {}

@@ -40,7 +40,7 @@ NOT_SENT: Final = 503
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ByeOutcome:
     """What became of one BYE: the final status (`NO_ANSWER`, `NOT_SENT`) and why."""
 
     side: str
@@ -83,12 +83,12 @@ class Hangups:
             waiting.set_result(message)
         return True  # a provisional, or a final retransmitted: absorbed
 
-    async def end(self, call_id: str, byes: list[Bye]) -> list[Outcome]:
+    async def end(self, call_id: str, byes: list[Bye]) -> list[ByeOutcome]:
         """Send `byes` (of the record `call_id`) at once; their outcomes once all are known."""
         outcomes = await asyncio.gather(*(self._one(call_id, bye) for bye in byes))
         return list(outcomes)
 
-    async def _one(self, call_id: str, bye: Bye) -> Outcome:
+    async def _one(self, call_id: str, bye: Bye) -> ByeOutcome:
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[Response] = loop.create_future()
         self._pending[bye.branch] = answered
@@ -100,7 +100,7 @@ class Hangups:
         self._publish(call_id, bye, outcome.status, sent_at)
         return outcome
 
-    async def _exchange(self, bye: Bye, answered: asyncio.Future[Response]) -> Outcome:
+    async def _exchange(self, bye: Bye, answered: asyncio.Future[Response]) -> ByeOutcome:
         data, destination = bye.request.to_bytes(), bye.destination
         try:
             if destination.transport == "udp":
@@ -109,25 +109,27 @@ class Hangups:
                 bye.side == "caller"
                 and self.sockets.stream(destination.transport).connection(destination) is None
             ):
-                return Outcome(bye.side, NOT_SENT, "the caller's connection is closed")
+                return ByeOutcome(bye.side, NOT_SENT, "the caller's connection is closed")
             await self.sockets.send_stream(data, destination)
         except (TransportError, OSError) as error:
-            return Outcome(bye.side, NOT_SENT, f"not sent: {error}")
+            return ByeOutcome(bye.side, NOT_SENT, f"not sent: {error}")
         with contextlib.suppress(TimeoutError):
             response = await asyncio.wait_for(asyncio.shield(answered), self.timeout)
-            return Outcome(bye.side, response.status, response.reason)
-        return Outcome(bye.side, NO_ANSWER, "no answer")
+            return ByeOutcome(bye.side, response.status, response.reason)
+        return ByeOutcome(bye.side, NO_ANSWER, "no answer")
 
-    async def _over_udp(self, bye: Bye, data: bytes, answered: asyncio.Future[Response]) -> Outcome:
+    async def _over_udp(
+        self, bye: Bye, data: bytes, answered: asyncio.Future[Response]
+    ) -> ByeOutcome:
         loop = asyncio.get_running_loop()
         deadline, interval = loop.time() + self.timeout, self.t1
         while (left := deadline - loop.time()) > 0:
             self.sockets.send_udp(data, bye.destination)
             with contextlib.suppress(TimeoutError):
                 response = await asyncio.wait_for(asyncio.shield(answered), min(interval, left))
-                return Outcome(bye.side, response.status, response.reason)
+                return ByeOutcome(bye.side, response.status, response.reason)
             interval *= 2
-        return Outcome(bye.side, NO_ANSWER, "no answer")
+        return ByeOutcome(bye.side, NO_ANSWER, "no answer")
 
     def _publish(self, call_id: str, bye: Bye, status: int, sent_at: float) -> None:
         events = self.events

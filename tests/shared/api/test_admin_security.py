@@ -80,6 +80,9 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ru
     try:
         for name, module in PROCESSES.items():
             running[name] = start(name, module, base, workdir)
+            if name == "accounting":  # the edge's call control asks it (the all-in-one itself)
+                accounting = f"http://{LOOPBACK}:{running[name].http_port}"
+                base["CALLMESH_EDGE_ACCOUNTING_URL"] = accounting
         for each in running.values():
             wait_ready(each)
         yield running

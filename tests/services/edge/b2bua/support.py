@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.edge.b2bua.engine import Action, B2bua, Originate, Target
-from services.edge.b2bua.legs import EdgeAddress
+from services.edge.b2bua.engine import Action, B2bua, Originate, PairTarget
+from services.edge.b2bua.legs import PairAddress
 from shared.sip.branch import new_branch
 from shared.sip.message import Message, Request, Response, parse_message
 from shared.sip.responses import make_response
 from shared.sip.transaction import Send
 from shared.sip.transport.destination import Destination
 
-EDGE = EdgeAddress("192.0.2.10", 5060)
+EDGE = PairAddress("192.0.2.10", 5060)
 CALLER = Destination("udp", "198.51.100.7", 5062)
 GATEWAY = Destination("udp", "203.0.113.5", 5060)
 SDP_A = b"v=0\r\no=alice 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n"
@@ -166,7 +166,9 @@ class Call:
         actions = self.from_a(data)
         (originate,) = [a for a in actions if isinstance(a, Originate)]
         self.pair_id = originate.pair_id
-        out = self.engine.originate(self.pair_id, Target("sip:+15550100@gw.example", GATEWAY), 0)
+        out = self.engine.originate(
+            self.pair_id, PairTarget("sip:+15550100@gw.example", GATEWAY), 0
+        )
         self.invite_b = request_to(out, GATEWAY)
         return out
 

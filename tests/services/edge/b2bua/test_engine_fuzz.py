@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.edge.b2bua.engine import Action, Originate, Target
+from services.edge.b2bua.engine import Action, Originate, PairTarget
 from shared.sip.message import parse_message
 from shared.sip.transaction import Send
 from tests.examples import examples
@@ -61,7 +61,7 @@ def test_mutated_messages_get_only_parseable_messages_out(
     _check(actions)
     for action in actions:
         if isinstance(action, Originate):
-            target = Target("sip:+15550100@gw.example", GATEWAY)
+            target = PairTarget("sip:+15550100@gw.example", GATEWAY)
             _check(call.engine.originate(action.pair_id, target, 0.0))
 
 

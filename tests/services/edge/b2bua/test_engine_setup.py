@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.edge.b2bua.engine import Originate, Target
+from services.edge.b2bua.engine import Originate, PairTarget
 from shared.sip.message import Request, Response, parse_message
 from tests.services.edge.b2bua.support import (
     A_CALL_ID,
@@ -194,7 +194,9 @@ def test_cancel_while_the_target_is_chosen_sends_nothing_out() -> None:
         200,
         487,
     ]
-    assert call.engine.originate(originate.pair_id, Target("sip:x@gw.example", GATEWAY), 1) == []
+    assert (
+        call.engine.originate(originate.pair_id, PairTarget("sip:x@gw.example", GATEWAY), 1) == []
+    )
 
 
 def test_an_answer_after_the_cancel_is_acked_and_hung_up() -> None:
@@ -286,7 +288,7 @@ def test_a_target_too_long_to_keep_is_502_for_the_caller() -> None:
     call = Call()
     actions = call.from_a(caller_invite())
     (originate,) = [a for a in actions if isinstance(a, Originate)]
-    target = Target("sip:" + "9" * 600 + "@gw.example", GATEWAY)
+    target = PairTarget("sip:" + "9" * 600 + "@gw.example", GATEWAY)
     out = call.engine.originate(originate.pair_id, target, 0.0)
     assert response_to(out, CALLER).status == 502
     assert sent(out, GATEWAY) == []
