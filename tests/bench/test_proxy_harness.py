@@ -16,9 +16,10 @@ import pytest
 
 from bench.proxy.all_in_one import AllInOne
 from bench.proxy.kamailio import Kamailio
-from bench.proxy.proxy import running_proxy
+from bench.proxy.proxy import ProxyUnderTest, running_proxy
 from bench.proxy.routing import LOOPBACK, Gateway, RoutingTable, Rule
 from bench.proxy.sipp import CallPlan, run_caller, running_gateways, write_numbers
+from bench.proxy.sipp_stats import CallCounts
 from deploy.labs.ports import free_port
 
 pytestmark = pytest.mark.wire
@@ -73,7 +74,8 @@ def test_quick_run_completes_every_call_through_kamailio(tmp_path: Path) -> None
     assert run["cpu_seconds"] >= run["system_seconds"]
 
 
-def test_kamailio_fails_over_to_the_next_gateway(tmp_path: Path) -> None:
+def five_calls_past_a_dead_gateway(proxy: ProxyUnderTest, tmp_path: Path) -> CallCounts:
+    """Five calls through `proxy`, dialling a rule whose first gateway is down."""
     live = Gateway(2, LOOPBACK, GATEWAY_PORTS[1], "PSTN 2")
     table = RoutingTable(
         gateways=(Gateway(1, LOOPBACK, DEAD_GATEWAY_PORT, "PSTN 1 (down)"), live),
@@ -82,21 +84,23 @@ def test_kamailio_fails_over_to_the_next_gateway(tmp_path: Path) -> None:
     numbers = tmp_path / "numbers.csv"
     write_numbers(numbers, "1407555")
     plan = CallPlan(rate=5, calls=5, hold_min_ms=0, hold_max_ms=0, recv_timeout_ms=10_000)
-    kamailio = Kamailio(port=PROXY_PORT, fr_timer_ms=500, fr_inv_timer_ms=2000)
-
     with (
         running_gateways(RoutingTable(gateways=(live,), rules=()), tmp_path, 10_000),
-        running_proxy(kamailio, table, tmp_path),
+        running_proxy(proxy, table, tmp_path),
     ):
-        counts = run_caller(
+        return run_caller(
             plan,
-            proxy_port=PROXY_PORT,
+            proxy_port=proxy.port,
             caller_port=CALLER_PORT,
             numbers=numbers,
             workdir=tmp_path,
-            tag="failover",
+            tag=proxy.name,
         )
 
+
+def test_kamailio_fails_over_to_the_next_gateway(tmp_path: Path) -> None:
+    kamailio = Kamailio(port=PROXY_PORT, fr_timer_ms=500, fr_inv_timer_ms=2000)
+    counts = five_calls_past_a_dead_gateway(kamailio, tmp_path)
     assert (counts.attempted, counts.successful, counts.failed) == (5, 5, 0)
 
 
@@ -106,27 +110,6 @@ def test_the_all_in_one_routes_its_first_calls_from_the_snapshot_it_was_given(
     """`callmesh-aio` (issue 15's all-in-one row): one process, no Redis or RabbitMQ (were
     they named by the caller's environment), its table loaded from the embedded store's
     snapshot written before it started; the calls fail over past a dead gateway."""
-    live = Gateway(2, LOOPBACK, GATEWAY_PORTS[1], "PSTN 2")
-    table = RoutingTable(
-        gateways=(Gateway(1, LOOPBACK, DEAD_GATEWAY_PORT, "PSTN 1 (down)"), live),
-        rules=(Rule(1, 0, "1407", 0, (1, 2)),),
-    )
-    numbers = tmp_path / "numbers.csv"
-    write_numbers(numbers, "1407555")
-    plan = CallPlan(rate=5, calls=5, hold_min_ms=0, hold_max_ms=0, recv_timeout_ms=10_000)
-    port = free_port()
-    all_in_one = AllInOne(port=port, http_port=free_port(), fr_timeout_s=0.5)
-    with (
-        running_gateways(RoutingTable(gateways=(live,), rules=()), tmp_path, 10_000),
-        running_proxy(all_in_one, table, tmp_path),
-    ):
-        counts = run_caller(
-            plan,
-            proxy_port=port,
-            caller_port=CALLER_PORT,
-            numbers=numbers,
-            workdir=tmp_path,
-            tag="all-in-one",
-        )
-
+    all_in_one = AllInOne(port=free_port(), http_port=free_port(), fr_timeout_s=0.5)
+    counts = five_calls_past_a_dead_gateway(all_in_one, tmp_path)
     assert (counts.attempted, counts.successful, counts.failed) == (5, 5, 0)
