@@ -116,16 +116,23 @@ def _target(hop: Hop) -> tuple[str, TargetKind]:
     return hop.uri, "uri"
 
 
+UNMATCHED_ANSWERS_PER_SECOND = 50
+"""Unmatched 2xxs (no transaction: its edge restarted) published per second per worker."""
+
+
 class CallEvents:
     """Makes this edge's call events; one per proxy core (None there: call events off)."""
 
-    __slots__ = ("edge", "wall_offset")
+    __slots__ = ("_unmatched", "_unmatched_second", "edge", "wall_offset")
 
     def __init__(self, edge: str, wall_offset: float = 0.0) -> None:
         self.edge = edge
         """The instance id, as the bus envelope names it."""
         self.wall_offset = wall_offset
         """Wall time minus the core's clock; the runtime keeps it current."""
+        self._unmatched: set[tuple[str, str]] = set()
+        """(Call-ID, To tag) of the unmatched 2xxs published in the current second."""
+        self._unmatched_second = -1
 
     def at(self, now: float) -> float:
         """The core's `now` as Unix time, to the millisecond."""
@@ -209,6 +216,21 @@ class CallEvents:
         """`legs`: the caller's and the callee's (`call_legs`), for a hang-up from the API."""
         address = host_port(hop.destination)
         return self._answered(notes, to_tag, _target(hop), address, now, cseq=cseq, legs=legs)
+
+    def unmatched_allowed(self, response: Response, now: float) -> bool:
+        """Whether an unmatched 2xx may be published: once per dialog and second, and at most
+        `UNMATCHED_ANSWERS_PER_SECOND` a second.  Any host can send a 2xx whose top Via names
+        the edge: unbounded, each would be an event (a flood into the bus and accounting,
+        records with an answer and no start); a restart's real ones are a few dozen."""
+        second = int(now)
+        if second != self._unmatched_second:
+            self._unmatched_second = second
+            self._unmatched.clear()
+        key = (response.call_id, response.to_tag or "")
+        if key in self._unmatched or len(self._unmatched) >= UNMATCHED_ANSWERS_PER_SECOND:
+            return False
+        self._unmatched.add(key)
+        return True
 
     def answered_unmatched(self, response: Response, source: Destination, now: float) -> Publish:
         """A 2xx to an INVITE relayed with no transaction: the edge that sent the INVITE died

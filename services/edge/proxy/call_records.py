@@ -161,7 +161,9 @@ class CallRecords(Answers):
         counts too: the record takes the earliest answer.
         """
         events = self.call_events
-        if events is not None and response.status // 100 == 2 and response.cseq.method == "INVITE":
+        if events is None or response.status // 100 != 2 or response.cseq.method != "INVITE":
+            return
+        if events.unmatched_allowed(response, now):
             actions.append(events.answered_unmatched(response, source, now))
 
     def _publish_final(

@@ -10,6 +10,7 @@ statelessly: the caller talks, hangs up through it (`CallEnded`), and without a
 
 from __future__ import annotations
 
+from services.edge.proxy.call_events import UNMATCHED_ANSWERS_PER_SECOND
 from services.edge.proxy.dialogs import RecordRouteSigner
 from shared.contracts.calls import CallAnswered, CallStarted
 from tests.services.edge.proxy.support import published
@@ -73,3 +74,19 @@ def test_a_stray_answer_to_no_invite_is_no_call_answered() -> None:
     assert published(actions) == []
     failure = answer(forwarded, 486)  # a failure with no transaction is not forwarded at all
     assert published(restarted.send(failure, GW1)) == []
+
+
+def test_forged_2xxs_with_no_transaction_publish_a_bounded_few_a_second() -> None:
+    """Any host can send a 2xx naming the edge in its top Via: each is relayed statelessly
+    (§16.7), but one dialog's is published once a second, and at most
+    `UNMATCHED_ANSWERS_PER_SECOND` in all — a flood is not a flood of events and records."""
+    signer = RecordRouteSigner.ephemeral()
+    forwarded = answer(only_request(edge(signer, START).send(invite()), GW1), 200)
+    restarted = edge(signer, START + 3)
+    again = [published(restarted.send(forwarded, GW1)) for _ in range(3)]
+    assert [len(events) for events in again] == [1, 0, 0]  # one dialog: once
+    forged = [forwarded.replace(b";tag=gw", b";tag=f%d" % n) for n in range(200)]
+    count = sum(len(published(restarted.send(each, GW1))) for each in forged)
+    assert count == UNMATCHED_ANSWERS_PER_SECOND - 1  # the first dialog took one
+    restarted.now += 1.0  # the next second: published again
+    assert len(published(restarted.send(forwarded, GW1))) == 1
