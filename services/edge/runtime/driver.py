@@ -41,7 +41,12 @@ from shared.dns import DnsCache, NameSpec
 from shared.dns.locate import is_ip
 from shared.dns.resolver import DnsResolver
 from shared.sip.transaction import ClientTransaction
-from shared.sip.transport.base import Listener, OversizeDatagramError, TransportError
+from shared.sip.transport.base import (
+    Listener,
+    LogThrottle,
+    OversizeDatagramError,
+    TransportError,
+)
 from shared.sip.transport.destination import Destination
 
 log = logging.getLogger("callmesh.edge")
@@ -81,6 +86,9 @@ class ProxyDriver:
             bus, batch=event_batch, journal=outbox, fsync_interval=fsync_interval
         )
         self._reports = FailureReports()
+        self._send_failures = LogThrottle()
+        """Sends that fail (a dead peer, an answer too big for a datagram) are one line per
+        kind every ten seconds: a peer can make them fail at any rate."""
         self.round_trips = RoundTrips(
             proxy,
             bus,
@@ -217,11 +225,15 @@ class ProxyDriver:
 
     def _send_failed(self, send: Send, error: Exception) -> None:
         destination = send.destination
-        if isinstance(error, OversizeDatagramError):  # names the peer; counted by the transport
-            log.warning("%s: not sent", error)
-        else:
-            where = f"{destination.host}:{destination.port}/{destination.transport}"
-            log.info("send to %s failed: %s", where, error)
+        oversize = isinstance(error, OversizeDatagramError)
+        unlogged = self._send_failures.due("oversize" if oversize else "other", self._loop.time())
+        if unlogged is not None:
+            more = f" ({unlogged} more since the last such line)" if unlogged else ""
+            if oversize:  # names the peer; counted by the transport
+                log.warning("%s: not sent%s", error, more)
+            else:
+                where = f"{destination.host}:{destination.port}/{destination.transport}"
+                log.info("send to %s failed: %s%s", where, error, more)
         client: ClientTransaction | None = send.client
         if client is not None:
             self._run(self.proxy.transport_failed(client, self._loop.time()))

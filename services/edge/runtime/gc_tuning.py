@@ -12,15 +12,13 @@ routing index) out of the collector's sight for good.
 
 from __future__ import annotations
 
-import gc
+from shared.collector import collect_rarely
 
-GEN0_THRESHOLD = 100_000
-GEN1_THRESHOLD = 50
-GEN2_THRESHOLD = 1_000
+THRESHOLDS = (100_000, 50, 1_000)
+"""A young collection every 100,000 new objects (700 by default); the older generations after
+50 and 1,000 of the younger one's (10 and 10 by default)."""
 
 
 def tune_for_proxy() -> None:
     """Call once the process has loaded what it keeps for its lifetime."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD)
+    collect_rarely(THRESHOLDS)

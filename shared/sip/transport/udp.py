@@ -23,6 +23,7 @@ from typing import Final
 from shared.sip.transport.base import (
     DatagramHandler,
     Listener,
+    LogThrottle,
     OversizeDatagramError,
     TransportError,
     TransportLimits,
@@ -62,6 +63,9 @@ class UdpEndpoint:
         self._limits = limits
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._throttle = LogThrottle()
+        """A datagram flood (oversized, or sends the kernel refuses) is one line per reason
+        every ten seconds, not one per datagram."""
         host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -82,7 +86,7 @@ class UdpEndpoint:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:  # an ICMP error of an earlier send; timers handle the loss
-                log.info("udp %s:%d: %s", self.listener.host, self.listener.port, error)
+                self._log(logging.INFO, "receive", "udp %s:%d: %s", error)
                 return
             received_at = now
             if ancillary:
@@ -97,7 +101,8 @@ class UdpEndpoint:
 
     def _received(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
         if len(data) > self._limits.max_message_size:
-            log.warning("udp: dropped %d-byte datagram from %s:%s", len(data), *addr[:2])
+            line = "udp %s:%d: dropped a %d-byte datagram from %s:%s"
+            self._log(logging.WARNING, "oversize", line, len(data), *addr[:2])
             return
         if data[:1] == b"\r" and not data.strip():
             return  # a CRLF keep-alive; UDP keep-alives need no answer
@@ -132,7 +137,16 @@ class UdpEndpoint:
         try:
             self._sock.sendto(data, (host, destination.port))
         except OSError as error:
-            log.info("udp %s:%d to %s: %s", self.listener.host, self.listener.port, host, error)
+            self._log(logging.INFO, "send", "udp %s:%d to %s: %s", host, error)
+
+    def _log(self, level: int, reason: str, line: str, *values: object) -> None:
+        """Log `line` (its first two values this socket's address) unless a line of `reason`
+        went out within the last ten seconds; the next one says how many were not logged."""
+        unlogged = self._throttle.due(reason, self._loop.time())
+        if unlogged is None:
+            return
+        more = f" ({unlogged} more since the last such line)" if unlogged else ""
+        log.log(level, line + more, self.listener.host, self.listener.port, *values)
 
     def close(self) -> None:
         if self._closed:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import cast
+
+import pytest
 
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.core import Proxy
@@ -19,6 +22,8 @@ from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import CallStarted
 from shared.contracts.event import Event
 from shared.sip.transaction import Send
+from shared.sip.transport.base import OversizeDatagramError, TransportError
+from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import CALLER, EDGE, UDP_IN, Table, invite
 from tests.shared.bus.support import until
 
@@ -103,3 +108,20 @@ async def test_a_steps_events_are_journaled_before_its_messages_leave(tmp_path: 
     assert journaled_at_send == [1]
     bus.release.set()
     await driver.stop()
+
+
+async def test_sends_that_fail_again_and_again_are_one_log_line_per_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A peer can make sends fail at any rate (answers too big for a datagram, a dead host)."""
+    bus = MemoryBus(MemoryBroker(), "test", "edge", "edge-a")
+    driver = ProxyDriver(proxy(), bus, instance="edge-a")
+    send = Send(b"SIP/2.0 200 OK\r\n\r\n", Destination("udp", "192.0.2.1", 5060))
+    with caplog.at_level(logging.INFO, logger="callmesh.edge"):
+        for _ in range(30):
+            driver._send_failed(send, OversizeDatagramError("udp: 70000-byte response"))
+            driver._send_failed(send, TransportError("connection refused"))
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2
+    assert "70000-byte response: not sent" in lines[0]
+    assert "send to 192.0.2.1:5060/udp failed: connection refused" in lines[1]

@@ -201,3 +201,35 @@ def test_a_stamp_across_a_wall_clock_step_is_kept_within_bounds() -> None:
     assert clamped(99.5, 100.0) == 99.5
     assert clamped(100.5, 100.0) == 100.0  # never after it was read
     assert clamped(100.0 - MAX_QUEUED_AGE - 3600, 100.0) == 100.0 - MAX_QUEUED_AGE
+
+
+async def test_a_flood_of_oversized_datagrams_is_one_log_line_and_the_socket_serves_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any host can send them at any rate: a line each would flood the log."""
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox, TransportLimits(max_message_size=200))
+    with (
+        caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        address = ("127.0.0.1", endpoint.listener.port)
+        for _ in range(50):
+            client.sendto(b"X" * 201, address)
+        client.sendto(OPTIONS[:150], address)
+        data, _, _ = await inbox.get()
+    endpoint.close()
+    assert data == OPTIONS[:150]
+    dropped = [r for r in caplog.records if "dropped a 201-byte datagram" in r.getMessage()]
+    assert len(dropped) == 1
+
+
+async def test_sends_the_kernel_refuses_again_and_again_are_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    endpoint = await open_udp("127.0.0.1", 0, Inbox())
+    with caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"):
+        for _ in range(50):
+            endpoint.send(OK, Destination("udp", "255.255.255.255", 5060))
+    endpoint.close()
+    assert len([r for r in caplog.records if "Permission denied" in r.getMessage()]) == 1
