@@ -33,11 +33,22 @@ from shared.contracts.calls import (
     ANSWERED_LEGS,
     CALL_EVENT_TYPES,
     MAX_BATCH_EVENTS,
+    STARTED_PEER,
     CallAnswered,
     CallEvent,
     CallEventBatch,
+    CallStarted,
     nested_json,
 )
+
+ADDED_LATER: dict[type[CallEvent], tuple[str, frozenset[str]]] = {
+    CallAnswered: ("caller_leg", ANSWERED_LEGS),
+    CallStarted: ("peer", STARTED_PEER),
+}
+"""Per event type, fields added after its first deployment, and the one that tells whether an
+event has them: an event whose teller is ``None`` (an older edge's, or a call without a peer)
+is stored with its fields as they were, so its key stays the one stored before the fields
+were added and a redelivered copy is still one row."""
 
 STORED_EVENTS: dict[str, type[CallEvent]] = {
     **CALL_EVENT_TYPES,
@@ -207,10 +218,9 @@ def event_data(event: CallEvent) -> str:
     ``model_dump(mode="json")`` would build, without the copy.
     """
     data = event.__dict__
-    if type(event) is CallAnswered and data["caller_leg"] is None:
-        # An older edge's answer (no legs): its fields as they were, so its key stays the one
-        # stored before the legs were added, and a redelivered copy is still one row.
-        data = {name: value for name, value in data.items() if name not in ANSWERED_LEGS}
+    later = ADDED_LATER.get(type(event))
+    if later is not None and data[later[0]] is None:
+        data = {name: value for name, value in data.items() if name not in later[1]}
     return orjson.dumps(data, default=nested_json, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -230,6 +230,7 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
         source=started.source if started else None,
         transport=started.transport if started else None,
         subscriber=started.subscriber if started else None,
+        peer=started.peer if started else None,
         group=started.group if started else None,
         rule=started.rule if started else None,
         carrier=(answered.carrier if answered else None) or (started.carrier if started else None),

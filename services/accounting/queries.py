@@ -41,6 +41,7 @@ class Filters:
     gateway: str | None = None
     disposition: str | None = None
     subscriber: str | None = None
+    peer: str | None = None
     open_only: bool = False
     """Only the calls still open (live, or not yet closed): ``GET /v1/open-calls``."""
 
@@ -58,6 +59,7 @@ class Filters:
             (cdrs.c.gateway, self.gateway),
             (cdrs.c.disposition, self.disposition),
             (cdrs.c.subscriber, self.subscriber),
+            (cdrs.c.peer, self.peer),
         ):
             if value is not None:
                 clauses.append(column == value)

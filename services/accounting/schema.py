@@ -28,11 +28,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
     text,
 )
 
 metadata = MetaData()
+PEER_INDEX = "cdrs_peer"
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
@@ -68,10 +70,12 @@ cdrs = Table(
     Column("gateway", Text),
     Column("rule", Text),
     Column("subscriber", Text),
+    Column("peer", Text),
     Column("record", Text, nullable=False),
     PrimaryKeyConstraint("call_id", "from_tag"),
     Index("cdrs_setup", "setup_ms", "call_id", "from_tag"),
     Index("cdrs_open", "state", "last_seen_ms"),
+    Index(PEER_INDEX, "peer", "state"),
 )
 
 MIGRATION_LOCK = 0x63_616C_6C6D_6573
@@ -79,11 +83,22 @@ MIGRATION_LOCK = 0x63_616C_6C6D_6573
 
 
 def _create_v1(connection: Connection) -> None:
+    """The tables as the code defines them now: a new database needs no later step's change
+    (each later step checks what is there, so it runs on a new database as a no-op)."""
     for table in (call_events, cdrs):
         table.create(connection)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+def _peer_v2(connection: Connection) -> None:
+    """``cdrs.peer`` (the peer a call came from: ``?peer=`` of ``/v1/cdrs`` and of the live
+    calls, the fraud hang-up of a peer's calls) and its index, on a database of version 1.
+    Its records' ``peer`` stays empty: their events are not refolded."""
+    if "peer" not in {column["name"] for column in inspect(connection).get_columns("cdrs")}:
+        connection.execute(text("ALTER TABLE cdrs ADD COLUMN peer TEXT"))
+    next(i for i in cdrs.indexes if i.name == PEER_INDEX).create(connection, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _peer_v2]
 """Step ``n`` (1-based) takes the schema from version ``n - 1`` to ``n``."""
 
 LATEST = len(MIGRATIONS)

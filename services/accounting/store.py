@@ -136,6 +136,7 @@ def record_row(record: CallRecord, body: str, version: int) -> dict[str, Any]:
         "gateway": record.gateway,
         "rule": record.rule,
         "subscriber": record.subscriber,
+        "peer": record.peer,
         "record": body,
     }
 

@@ -75,6 +75,8 @@ class CallRecord(BaseModel):
     source: str | None = None
     transport: str | None = None
     subscriber: str | None = None
+    peer: str | None = None
+    """The peer the call came from (its id), if it came from one."""
     group: str | None = None
     rule: str | None = None
     carrier: str | None = None

@@ -55,7 +55,8 @@ class CallStarted(CallEvent):
     ``callee_dialled`` is the Request-URI's user as received, ``callee`` the
     number or AoR after the dialplan; ``source`` is ``ip:port``; ``subscriber`` the
     authenticated AoR, if any; ``rule``, ``group`` and ``carrier`` what routing
-    picked, when a number was routed (``None`` for a call to a subscriber).
+    picked, when a number was routed (``None`` for a call to a subscriber);
+    ``peer`` the peer (``PUT /v1/peers/{id}``) the call came from, if any.
     """
 
     routing_key: ClassVar[str] = "edge.call.started"
@@ -70,6 +71,7 @@ class CallStarted(CallEvent):
     rule: str | None = None
     group: str | None = None
     carrier: str | None = None
+    peer: str | None = None
 
 
 class BranchTried(CallEvent):
@@ -200,6 +202,8 @@ class CallUpdated(CallEvent):
 
 ANSWERED_LEGS: Final = frozenset({"cseq", "caller_leg", "callee_leg"})
 """The fields `CallAnswered` gained after it was first deployed (``None`` from older edges)."""
+STARTED_PEER: Final = frozenset({"peer"})
+"""The field `CallStarted` gained after it was first deployed (``None`` from older edges)."""
 
 
 def nested_json(value: object) -> dict[str, Any]:

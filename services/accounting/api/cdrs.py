@@ -50,6 +50,7 @@ CSV_COLUMNS = (
     "gateway",
     "attempts",
     "edges",
+    "peer",
 )
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]

@@ -36,6 +36,7 @@ def record_filters(
     gateway: Text = None,
     disposition: Annotated[Disposition | None, Query()] = None,
     subscriber: Text = None,
+    peer: Text = None,
 ) -> Filters:
     """The filters of a request; setup time in ``[since, until)``, the rest exact matches."""
     since_ms = None if since is None else unix_ms(since)
@@ -51,6 +52,7 @@ def record_filters(
         gateway=gateway,
         disposition=disposition,
         subscriber=subscriber,
+        peer=peer,
     )
 
 

@@ -51,13 +51,20 @@ def control_router(
     async def live_calls(
         *,
         subscriber: Text = None,
+        peer: Text = None,
         gateway: Text = None,
         caller: Text = None,
         callee: Text = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
     ) -> dict[str, Any]:
-        given = {"subscriber": subscriber, "gateway": gateway, "caller": caller, "callee": callee}
+        given = {
+            "subscriber": subscriber,
+            "peer": peer,
+            "gateway": gateway,
+            "caller": caller,
+            "callee": callee,
+        }
         """The calls still open in the accounting service's records (``GET /v1/open-calls``,
         asked at ``CALLMESH_EDGE_ACCOUNTING_URL``), newest first; a call answered and not yet
         ended has its ``answer_at`` and no ``end_at``.  Pass ``next_cursor`` back as ``cursor``

@@ -151,6 +151,7 @@ class CallEvents:
         subscriber: str | None = None,
         rule: str | None = None,
         group: str | None = None,
+        peer: str | None = None,
     ) -> Publish:
         """`callee` None: the edge refused the call before knowing it (the number as dialled)."""
         number = dialled(request)
@@ -169,6 +170,7 @@ class CallEvents:
             rule=rule,
             group=group,
             carrier=None,
+            peer=peer,
         )
         return Publish(event)
 

@@ -70,6 +70,7 @@ class CallRecords(Answers):
             subscriber=subscriber,
             rule=rule,
             group=parked.group,
+            peer=parked.peer,
         )
 
     def _note_in_dialog(

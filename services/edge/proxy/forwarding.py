@@ -47,6 +47,8 @@ class Parked:
     AoR (for the call events)."""
     group: str | None = None
     """The routing group a number was looked up in."""
+    peer: str | None = None
+    """The peer the request came from, if any (for the call events)."""
     seen_at: float = 0.0
     """When it arrived (the core's clock): a call's start, however long it waits here."""
     limits: LimitQuery | None = None

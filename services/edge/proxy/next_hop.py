@@ -198,7 +198,7 @@ class NextHop(MediaRelaying):
         router = self.router
         profile = router.caller_profile(source, number)
         parked.callee = routed = router.translate(number, profile)
-        parked.group = profile.group
+        parked.group, parked.peer = profile.group, profile.peer
         if parked.fraud is None:  # fraud before routing: a blocked account goes no further
             screening = self.policies.fraud_for(request, profile.peer, routed)
             if screening is not None:

@@ -273,6 +273,8 @@ async def test_open_calls_are_listed_and_their_legs_given(
         assert len(one["items"]) == 1 and one["next_cursor"] is not None
         nobody = await found.client.get("/v1/open-calls", params={"subscriber": "sip:x@y"})
         assert nobody.json()["items"] == []
+        no_peer = await found.client.get("/v1/open-calls", params={"peer": "carrier-x"})
+        assert no_peer.json()["items"] == []
         [dialog] = (await found.client.get("/v1/dialogs/live")).json()["items"]
         answered = next(e for e in live if isinstance(e, CallAnswered))
         assert dialog["state"] == "open"

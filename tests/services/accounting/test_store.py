@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, text
 
 from services.accounting.fold import fold_call
+from services.accounting.queries import Filters, RecordQueries
 from services.accounting.schema import LATEST, call_events, cdrs, schema_version
 from services.accounting.store import RecordStore, database_url, open_engine
 from services.edge.runtime.journal_lines import JournalReading, event_line
@@ -147,3 +148,24 @@ async def test_sqlite_files_use_wal(tmp_path: object) -> None:
         mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
     await engine.dispose()
     assert mode == "wal"
+
+
+async def test_a_version_1_database_gains_the_peer_column_and_keeps_its_records(
+    record_store: RecordStore,
+) -> None:
+    """Schema step 2 on a database made before it: the column and its index added, the
+    records there kept (their peer empty), a new call's peer written and filtered on."""
+    await record_store.apply_many([started("before"), failed("before")])
+    async with record_store.engine.begin() as connection:  # back to version 1's shape
+        await connection.execute(text("DROP INDEX cdrs_peer"))
+        await connection.execute(text("ALTER TABLE cdrs DROP COLUMN peer"))
+        await connection.execute(schema_version.update().values(version=1))
+    assert await record_store.migrate() == 1
+    await record_store.apply_many([started("after", peer="carrier-x"), failed("after")])
+    queries = RecordQueries(record_store.engine)
+    by_peer = await queries.page(Filters(peer="carrier-x"), None, 10)
+    assert [(record.call_id, record.peer) for record, _ in by_peer.records] == [
+        ("after", "carrier-x")
+    ]
+    everything = await queries.page(Filters(), None, 10)
+    assert sorted(record.call_id for record, _ in everything.records) == ["after", "before"]

@@ -93,6 +93,7 @@ def test_a_proxied_call_hung_up_from_the_api_ends_both_ways(
         listed = _until(lambda: _live(api, gateway="seed-answer"), "listed as live")
         assert [item["call_id"] for item in listed] == [call_id]
         assert _live(api, subscriber="sip:nobody@example.com") == []
+        assert _live(api, peer="nobody") == []
         reply = api.post(f"/v1/calls/{call_id}:hangup")
         assert reply.status_code == 200, reply.text + edge.log()
         byes = {bye["to"]: bye["status"] for bye in reply.json()["byes"]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.edge.policy.callers import CallerProfiles
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.call_events import CallEvents, CallNotes, edge_cause, host_port
 from services.edge.proxy.core import Proxy, ProxyTimers
@@ -25,6 +26,7 @@ from shared.contracts.calls import (
     CallUpdated,
 )
 from shared.dns.cache import record_key
+from shared.routing_table.model import Peer
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 from tests.services.edge.destinations.support import BOX1, BOX1_URI, farm_run
@@ -57,9 +59,12 @@ GATEWAY_1 = {"target": "1", "target_kind": "gateway", "address": f"{GW1.host}:50
 GATEWAY_2 = {"target": "2", "target_kind": "gateway", "address": f"{GW2.host}:5060"}
 
 
-def events_run(*, call_events: bool = True, signer: RecordRouteSigner | None = None) -> Run:
+def events_run(
+    *, call_events: bool = True, signer: RecordRouteSigner | None = None, table: Table | None = None
+) -> Run:
     """The core of `test_core`, with this edge's call events on (or off); `signer`: its
-    record-route keys (else its own)."""
+    record-route keys (else its own); `table`: its routing table (else `Table`'s)."""
+    table = table or Table()
     interfaces = Interfaces(
         [Interface("udp", EDGE, 5060, 5060), Interface("tcp", EDGE, 5060, 5060)]
     )
@@ -68,12 +73,12 @@ def events_run(*, call_events: bool = True, signer: RecordRouteSigner | None = N
     events = CallEvents(ME, wall_offset=WALL) if call_events else None
     proxy = Proxy(
         interfaces,
-        NumberRouter(Table()),
+        NumberRouter(table, CallerProfiles("", table)),
         ProxyTimers(fr=2.0, fr_inv=10.0),
         dialogs=dialogs,
         call_events=events,
     )
-    return Run(proxy, Table(), now=START)
+    return Run(proxy, table, now=START)
 
 
 @pytest.fixture
@@ -153,6 +158,14 @@ def answered_call(run: Run) -> None:
 
 def test_an_invite_accepted_for_routing_is_a_started_call(run: Run) -> None:
     assert published(run.send(invite())) == [started()]
+
+
+def test_a_call_from_a_peer_names_it_for_the_records_and_the_live_calls() -> None:
+    table = Table()
+    table.put("peer", "acme", Peer(addresses=(f"{PEER.host}/32",), trusted=True))
+    run = events_run(table=table)
+    source = f"{PEER.host}:{PEER.port}"
+    assert published(run.send(invite(), PEER)) == [started(source=source, peer="acme")]
 
 
 def test_an_answered_call_hung_up_by_the_caller(run: Run) -> None:
