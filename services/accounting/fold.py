@@ -30,6 +30,7 @@ from shared.contracts.accounting import (
     Disposition,
     HangupSide,
     RecordState,
+    normalise_party,
 )
 from shared.contracts.calls import (
     BranchTried,
@@ -79,7 +80,6 @@ BUSY_STATUSES = frozenset({486, 600})
 NO_ANSWER_STATUSES = frozenset({408, 480})
 UNROUTED_STATUSES = frozenset({404, 484})
 REJECTED_STATUSES = frozenset({401, 403, 407})
-VISUAL_SEPARATORS = str.maketrans("", "", " -.()")
 
 
 def order_key(event: CallEvent) -> tuple[float, str, str]:
@@ -263,17 +263,6 @@ def failure_disposition(failed: CallFailed) -> Disposition:
     if failed.origin == "edge" and failed.status in REJECTED_STATUSES:
         return "rejected"
     return "failed"
-
-
-def normalise_party(address: str) -> str:
-    """The user part of a SIP/tel address without scheme, host or visual separators."""
-    text = address.strip().strip("<>")
-    for scheme in ("sips:", "sip:", "tel:"):
-        if text.lower().startswith(scheme):
-            text = text[len(scheme) :]
-            break
-    user = text.split("@", 1)[0].split(";", 1)[0]
-    return user.translate(VISUAL_SEPARATORS)
 
 
 def ms(at: float) -> float:

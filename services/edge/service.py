@@ -10,11 +10,13 @@ from services.edge.api import allowlist_router, blocks_router, calls_router, con
 from services.edge.api.accounting import Accounting, CallControlSettings
 from services.edge.api.calls import Gathered
 from services.edge.proxy.interfaces import Interfaces
+from services.edge.runtime.fraud_hangups import FraudHangups
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.pool import WorkerPool
 from services.edge.runtime.siblings import Siblings, advertised_url
 from services.edge.runtime.startup import start_edge
+from shared.contracts.fraud import FRAUD_HANGUPS_QUEUE, FRAUD_THRESHOLDS
 from shared.extensions import STATE
 from shared.hep.settings import CaptureSettings
 from shared.protection import ProtectionStore
@@ -23,6 +25,8 @@ from shared.service import Service
 
 class EdgeService(Service):
     name = "edge"
+    fraud_hangups: FraudHangups | None = None
+    """The consumer of the fraud blocks, with ``CALLMESH_FRAUD_HANGUP`` on."""
 
     async def start(self) -> None:
         self.workers = WorkerPool(self.settings)
@@ -45,6 +49,7 @@ class EdgeService(Service):
             capture.trace_peer_timeout,
         )
         await self.siblings.start()
+        self.fraud_hangups = await self._hang_up_blocked_accounts()
         addresses = ", ".join(
             f"{b.listener.transport}:{b.listener.host}:{b.listener.port}"
             for b in self.edge.sockets.bound
@@ -53,24 +58,40 @@ class EdgeService(Service):
 
     def routers(self) -> Sequence[APIRouter]:
         protection = ProtectionStore(self.store)
-        control = CallControlSettings()
-        token = self.settings.api_token
-        url = control.edge_accounting_url or self._colocated_accounting()
-        accounting = (
-            Accounting(
-                url,
-                token.get_secret_value() if token is not None else None,
-                control.edge_accounting_timeout,
-            )
-            if url
-            else None
-        )
         return (
             blocks_router(protection, self.bus),
             allowlist_router(protection, self.bus),
             calls_router(self._trace),
-            control_router(accounting, self._hangups),
+            control_router(self._accounting(CallControlSettings()), self._hangups),
         )
+
+    def _accounting(self, control: CallControlSettings) -> Accounting | None:
+        """The accounting service's API, asked by call control; None when it is off."""
+        url = control.edge_accounting_url or self._colocated_accounting()
+        if not url:
+            return None
+        token = self.settings.api_token
+        return Accounting(
+            url,
+            token.get_secret_value() if token is not None else None,
+            control.edge_accounting_timeout,
+        )
+
+    async def _hang_up_blocked_accounts(self) -> FraudHangups | None:
+        """With ``CALLMESH_FRAUD_HANGUP``, take this edge's share of the fraud blocks."""
+        control = CallControlSettings()
+        if not control.fraud_hangup:
+            return None
+        accounting = self._accounting(control)
+        if accounting is None:
+            self.log.warning(
+                "CALLMESH_FRAUD_HANGUP is on but call control is off (set "
+                "CALLMESH_EDGE_ACCOUNTING_URL): blocked accounts' live calls are not hung up"
+            )
+            return None
+        handler = FraudHangups(accounting, self._hangups)
+        await self.bus.consume(FRAUD_HANGUPS_QUEUE, handler, prefetch=4, events=[FRAUD_THRESHOLDS])
+        return handler
 
     def _colocated_accounting(self) -> str:
         """This process's own API when it runs the accounting service too (the all-in-one):
@@ -105,6 +126,8 @@ class EdgeService(Service):
         return Gathered(own, sorted(s.edge for s in siblings if s.failure))
 
     async def stop(self) -> None:
+        if self.fraud_hangups is not None:
+            await self.fraud_hangups.stop()
         await self.siblings.stop()
         await self.workers.stop()
         await self.edge.stop()

@@ -28,6 +28,21 @@ Disposition = Literal[
 
 HangupSide = Literal["caller", "callee", "edge"]
 
+VISUAL_SEPARATORS: Final = str.maketrans("", "", " -.()")
+
+
+def normalise_party(address: str) -> str:
+    """The user part of a SIP/tel address without scheme, host or visual separators: a
+    record's ``caller_normalised``, what ``?caller=`` of ``/v1/cdrs`` matches."""
+    text = address.strip().strip("<>")
+    for scheme in ("sips:", "sip:", "tel:"):
+        if text.lower().startswith(scheme):
+            text = text[len(scheme) :]
+            break
+    user = text.split("@", 1)[0].split(";", 1)[0]
+    return user.translate(VISUAL_SEPARATORS)
+
+
 RecordState = Literal["open", "complete"]
 """``open``: the call may still change (no final answer yet, or answered without a BYE);
 ``complete``: it ended (BYE, final failure, CANCEL) or was closed by the timeout."""

@@ -19,6 +19,12 @@ fraud counts (concurrent calls freed, minutes added)."""
 FRAUD_CALL_ENDS = "accounting.cdr.completed.#"
 """What the queue is bound to: the accounting service's completed call records, one a
 message or in ``accounting.cdr.completed.batch``."""
+FRAUD_HANGUPS_QUEUE = "edge.fraud.hangups"
+"""The durable work queue ``{ns}.edge.fraud.hangups`` the edges consume when
+``CALLMESH_FRAUD_HANGUP`` is on: each block reaches one edge, which hangs up the blocked
+account's live calls."""
+FRAUD_THRESHOLDS = "fraud.threshold.#"
+"""What that queue is bound to: every threshold reached (those that set a block count)."""
 
 
 class FraudThreshold(Event):

@@ -27,6 +27,9 @@ class CallControlSettings(BaseSettings):
     ``POST /v1/calls/{id}:hangup`` ask; empty: call control is off (503)."""
     edge_accounting_timeout: float = Field(default=3.0, gt=0, le=30)
     """Seconds the edge waits for the accounting service's answer."""
+    fraud_hangup: bool = False
+    """Hang up the live calls of an account a fraud rule blocks (needs call control):
+    `runtime.fraud_hangups`."""
 
 
 class AccountingUnavailableError(Exception):

@@ -16,7 +16,7 @@ from services.edge.policy.routing import TableView
 from shared.fraud.rules import FraudQuery, FraudVerdict
 from shared.sip.errors import SipError
 from shared.sip.message import Request
-from shared.sip.uri import SipUri
+from shared.sip.uri import SipUri, Uri
 
 REFUSED_STATUS: Final = 403
 _UNSAFE = str.maketrans("", "", '"\\\r\n')
@@ -51,7 +51,11 @@ def account_of(request: Request, peer: str | None) -> str:
     """``peer:<id>`` for a peer's call, else ``subscriber:<user@host>`` of its From."""
     if peer is not None:
         return f"peer:{peer}"
-    uri = request.from_.uri
+    return subscriber_account(request.from_.uri)
+
+
+def subscriber_account(uri: Uri) -> str:
+    """The fraud account of a caller's From URI that is no peer's: ``subscriber:<user@host>``."""
     if isinstance(uri, SipUri):
         return f"subscriber:{uri.user or ''}@{uri.host.lower()}"
     return f"subscriber:{uri}"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.accounting.fold import TimeoutClose, fold_call, normalise_party
+from services.accounting.fold import TimeoutClose, fold_call
 from shared.contracts.calls import CallEnded, CallEvent, CallStarted, CallUpdated
 from tests.services.accounting.calls import (
     T0,
@@ -189,19 +189,6 @@ def test_an_update_of_another_attempt_is_not_ours() -> None:
     )
     record = fold_call([*answered_call(), other])[0]
     assert record.last_seen_at == T0 + 64.5
-
-
-@pytest.mark.parametrize(
-    ("address", "normalised"),
-    [
-        ("sip:+1 (555) 010-0000@example.com;user=phone", "+15550100000"),
-        ("<sips:alice@example.com>", "alice"),
-        ("tel:+33.1.23", "+33123"),
-        ("1000", "1000"),
-    ],
-)
-def test_normalise_party(address: str, normalised: str) -> None:
-    assert normalise_party(address) == normalised
 
 
 SCRIPTS = [

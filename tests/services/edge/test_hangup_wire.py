@@ -3,7 +3,8 @@ real edge, hung up from the API, both SIPp ending on the edge's BYE; and the end
 
 The platform is the accounting wire tests' (`tests.services.accounting.wire`: the
 seed table, RabbitMQ, PostgreSQL, an accounting instance), its edge restarted
-with ``CALLMESH_EDGE_ACCOUNTING_URL`` naming that instance.
+with ``CALLMESH_EDGE_ACCOUNTING_URL`` naming that instance and
+``CALLMESH_FRAUD_HANGUP`` on (a fraud block hangs up the account's live calls).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def edge(platform: Platform) -> Iterator[Edge]:
     assert first.process is not None
     stop_process(first.process)
     _, port = platform.accounting.running["acct-1"]
-    env = dict(first.env, CALLMESH_EDGE_ACCOUNTING_URL=f"http://{LOOPBACK}:{port}")
+    env = dict(
+        first.env,
+        CALLMESH_EDGE_ACCOUNTING_URL=f"http://{LOOPBACK}:{port}",
+        CALLMESH_FRAUD_HANGUP="true",
+    )
     (platform.workdir / "control").mkdir(exist_ok=True)
     control = Edge(
         first.namespace,
@@ -110,6 +115,49 @@ def test_a_proxied_call_hung_up_from_the_api_ends_both_ways(
         again = api.post(f"/v1/calls/{call_id}:hangup")
         assert again.status_code == 409 and "ended already" in again.text
         assert _live(api, gateway="seed-answer") == []
+
+
+def test_a_fraud_block_hangs_up_the_accounts_live_call(platform: Platform, edge: Edge) -> None:
+    """Two calls at once block the caller's account: the second is refused (403) and the
+    first, answered before, gets a BYE from the edge at both ends."""
+    number = ROUTE["answer"].number
+    rule: dict[str, object] = {
+        "caller": f"subscriber:caller@{LOOPBACK}",  # the SIPp caller's From
+        "prefixes": [number[:4]],
+        "concurrent": {"critical": 2},
+        "block": "account",
+    }
+    port = platform.ports["seed-answer"]
+    gateway = sipp(platform.workdir, "gateway", port)
+    wait_bound(port)
+    edge.put({"fraud/rules/two-at-once": rule})
+    try:
+        first = sipp(
+            platform.workdir,
+            "caller_takes_bye",
+            free_port(),
+            remote=edge.sip_port,
+            args=("-s", number),
+        )
+        [call_id] = _until(lambda: list(traced_calls(first)), "traced")
+        with edge.http() as api:
+            _until(lambda: _live(api, gateway="seed-answer"), "listed as live")
+        second = sipp(
+            platform.workdir, platform.refused(403), free_port(), remote=edge.sip_port,
+            args=("-s", number),
+        )  # fmt: skip # the caller's arguments on one line
+        assert second.wait() == 0, second.errors() + edge.log()
+        assert first.wait() == 0, first.errors() + edge.log()
+        assert gateway.wait() == 0, gateway.errors()
+        assert first.received("BYE") == 1 and gateway.received("BYE") == 1
+        [record] = platform.accounting.settled({call_id}, time.time() - 60)[call_id]
+        assert (record["disposition"], record["hangup_side"]) == ("answered", "edge")
+        assert "live calls hung up" in edge.log()
+    finally:
+        with edge.http(edge.routing_port) as routing:
+            assert routing.delete("/v1/fraud/rules/two-at-once").status_code in (200, 204)
+            for block in routing.get("/v1/fraud/state").json()["blocks"]:
+                routing.post(f"/v1/fraud/blocks/{block['id']}:unblock").raise_for_status()
 
 
 @pytest.mark.parametrize(
