@@ -111,7 +111,7 @@ class GroupCommit:
     async def _write_in_slot(self, batch: list[_Slice]) -> None:
         try:
             await self._write(batch)
-        except asyncio.CancelledError:
+        except BaseException:  # stopping (or worse): its callers must not wait for ever
             self._fail(batch, ConnectionError("the accounting service is stopping"))
             raise
         finally:
