@@ -32,6 +32,9 @@ from shared.contracts.calls import CallEvent
 from shared.contracts.event import Event
 
 MAX_RETRY_DELAY = 30.0
+PART = 1024
+"""Events of a batch stored (and their completions announced) together: a transaction's worth
+(the group commit's ``MAX_BATCH``)."""
 ACK = Outcome()
 REQUEUE = Outcome(requeue=True)
 
@@ -102,24 +105,38 @@ class CallEventHandler:
         self.retry_delay = retry_delay
 
     async def __call__(self, messages: Sequence[WorkMessage]) -> list[Outcome]:
-        """Each message's outcome: its events' (a batch's), requeue first, then dead-letter."""
+        """Each message's outcome: its events' (a batch's), requeue first, then dead-letter.
+
+        A large batch goes on in parts of about ``PART`` events, each stored and
+        announced as soon as it is decoded: while the database commits one part,
+        this process decodes the next or publishes the completions of the one
+        before (one after the other, it waited for each in turn).  The batch is
+        acknowledged once every part is done.
+        """
         received: list[Outcome] = [ACK] * len(messages)
         owners: list[int] = []
         """Which message each event came in (a batch brings several)."""
+        outcomes: list[Outcome] = []
         waiting: dict[int, CallEvent] = {}
-        for n, message in enumerate(messages):
-            try:
-                events = decode(message.body)
-            except BadEventError as error:
-                metrics.EVENTS.labels("dead").inc()
-                self.log.warning("dead-lettered a call event: %s", error)
-                received[n] = Outcome(dead_reason=str(error))
-                continue
-            for event in events:
-                waiting[len(owners)] = event
-                owners.append(n)
-        outcomes: list[Outcome] = [ACK] * len(owners)
-        await self._store(waiting, outcomes)
+        async with asyncio.TaskGroup() as parts:
+            for n, message in enumerate(messages):
+                try:
+                    events = decode(message.body)
+                except BadEventError as error:
+                    metrics.EVENTS.labels("dead").inc()
+                    self.log.warning("dead-lettered a call event: %s", error)
+                    received[n] = Outcome(dead_reason=str(error))
+                    continue
+                for event in events:
+                    waiting[len(owners)] = event
+                    owners.append(n)
+                    outcomes.append(ACK)
+                if len(waiting) >= PART:
+                    parts.create_task(self._store(waiting, outcomes))
+                    waiting = {}
+                    await asyncio.sleep(0)  # the part goes to the database meanwhile
+            if waiting:
+                parts.create_task(self._store(waiting, outcomes))
         for n, outcome in zip(owners, outcomes, strict=True):
             if outcome is REQUEUE or (outcome is not ACK and received[n] is ACK):
                 received[n] = outcome

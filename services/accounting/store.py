@@ -204,10 +204,11 @@ class RecordStore:
         """
         rows = [event_row(event) for event in batch]
         call_ids = sorted({event.call_id for event in batch})
+        known = {row["event_key"]: event for row, event in zip(rows, batch, strict=True)}
         async with self._write(call_ids) as connection:
+            events = await self._events(connection, call_ids, known)
             inserted = await self._insert_events(connection, rows)
-            known = {row["event_key"]: event for row, event in zip(rows, batch, strict=True)}
-            refolded = await self._refold(connection, call_ids, known)
+            refolded = await self._refold(connection, events)
         results = []
         unchanged: dict[str, tuple[StoredRecord, ...]] = {}
         """Per call already reported: its records as the batch's later events see them."""
@@ -224,25 +225,36 @@ class RecordStore:
             results.append(Applied(duplicate, records))
         return results
 
-    async def _refold(
+    async def _events(
         self,
         connection: AsyncConnection,
         call_ids: Sequence[str],
         known: Mapping[str, CallEvent],
-    ) -> dict[str, tuple[StoredRecord, ...]]:
-        """Fold every stored event of each call; write the records that changed.
+    ) -> dict[str, list[CallEvent]]:
+        """Every event of each call: those stored, and ``known`` (decoded, by key).
 
-        ``known`` holds events already decoded, by key (the batch's own): they
-        are not parsed again from their stored text.
+        Read under the calls' locks before the batch's own are inserted, so the
+        database sends back only what came before (nothing, for a new call),
+        and a stored event the batch brings again (a redelivery) is not parsed
+        twice: its key is the same.
         """
         events: dict[str, list[CallEvent]] = {call_id: [] for call_id in call_ids}
         query = select(
             call_events.c.event_key, call_events.c.call_id, call_events.c.type, call_events.c.data
         ).where(among(self.dialect, call_events.c.call_id, call_ids))
         for key, call_id, kind, data in await connection.execute(query):
-            loaded = known.get(key) or load(kind, data)
+            loaded = None if key in known else load(kind, data)
             if loaded is not None:
                 events[call_id].append(loaded)
+        for decoded in known.values():
+            events[decoded.call_id].append(decoded)
+        return events
+
+    async def _refold(
+        self, connection: AsyncConnection, events: Mapping[str, list[CallEvent]]
+    ) -> dict[str, tuple[StoredRecord, ...]]:
+        """Fold each call's ``events`` (all of them); write the records that changed."""
+        call_ids = list(events)
         query = select(cdrs.c.call_id, cdrs.c.from_tag, cdrs.c.version, cdrs.c.record).where(
             among(self.dialect, cdrs.c.call_id, call_ids)
         )
@@ -286,7 +298,8 @@ class RecordStore:
         row = event_row(close) | {"event_key": event_key(close.model_copy(update={"at": 0.0}))}
         async with self._write([call_id]) as connection:
             inserted = await self._insert_events(connection, [row])
-            refolded = await self._refold(connection, [call_id], {})
+            # Read after the insert: a close stored before, at another time, is the one kept.
+            refolded = await self._refold(connection, await self._events(connection, [call_id], {}))
         return Applied(not inserted, refolded.get(call_id, ()))
 
     async def counts(self) -> dict[str, int]:

@@ -316,9 +316,8 @@ class AmqpBus(Bus):
 
     async def publish_many(self, events: Sequence[Event]) -> list[Envelope]:
         envelopes = [self.envelope(event) for event in events]
-        messages = [(envelope.type, event_message(envelope)) for envelope in envelopes]
-        if messages:
-            await self._on_link(lambda link: link.publish_all(messages))
+        if envelopes:
+            await self._on_link(lambda link: link.publish_all(envelopes))
         return envelopes
 
     async def send(

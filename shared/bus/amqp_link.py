@@ -110,6 +110,22 @@ def event_message(envelope: Envelope) -> aio_pika.Message:
     )
 
 
+def event_properties(envelope: Envelope) -> aiormq.spec.Basic.Properties:
+    """:func:`event_message`'s properties (the same bytes on the wire), without the message.
+
+    An aio-pika ``Message`` costs ~40 µs to build and these ~1 µs: a publisher of
+    one message per event (accounting's completions, thousands a second) pays
+    it per message.
+    """
+    return aiormq.spec.Basic.Properties(
+        content_type="application/json",
+        delivery_mode=PERSISTENT,
+        message_id=f"{envelope.stream}#{envelope.seq}",
+        headers={},
+        priority=0,
+    )
+
+
 @dataclass(eq=False)
 class EventListener:
     """A subscription to replay: event patterns, its handler, its shared queue's group if any."""
@@ -154,8 +170,8 @@ class Link:
         """The listeners' buffers (of their messages, ``None`` to stop)."""
         self.workers: set[asyncio.Task[None]] = set()
 
-    async def publish_all(self, messages: Sequence[tuple[str, aio_pika.Message]]) -> None:
-        """Publish ``(routing key, message)`` pairs to the events exchange, confirmed together.
+    async def publish_all(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish events to the events exchange, confirmed together.
 
         Every message is written at once, then every confirm awaited together
         (the broker confirms many with one frame); aio-pika's publish would wait
@@ -166,13 +182,13 @@ class Link:
         confirms = await asyncio.gather(
             *(
                 channel.basic_publish(
-                    message.body,
+                    envelope.to_bytes(),
                     exchange=self.exchange.name,
-                    routing_key=key,
-                    properties=message.properties,
+                    routing_key=envelope.type,
+                    properties=event_properties(envelope),
                     wait=False,
                 )
-                for key, message in messages
+                for envelope in envelopes
             ),
             return_exceptions=True,
         )

@@ -10,10 +10,17 @@ come from a request the core has already parsed and checked, so validating
 them again would only cost time on every call.  `at` is wall time: the core
 runs on the loop's monotonic clock, and the runtime keeps `wall_offset`
 current (as it does for the nonces).
+
+A call's answer is stamped when the edge sends the 2xx on toward the caller
+(`clock`, read once per answer), not when the gateway's 2xx arrived: that is
+when the caller is answered, what it bills from, and what Kamailio's and
+OpenSIPS's `acc` record (on the reply sent out).  The two differ by the
+loop's lag in reading and relaying the 2xx, tens of milliseconds at load.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -123,13 +130,18 @@ UNMATCHED_ANSWERS_PER_SECOND = 50
 class CallEvents:
     """Makes this edge's call events; one per proxy core (None there: call events off)."""
 
-    __slots__ = ("_unmatched", "_unmatched_second", "edge", "wall_offset")
+    __slots__ = ("_unmatched", "_unmatched_second", "clock", "edge", "wall_offset")
 
-    def __init__(self, edge: str, wall_offset: float = 0.0) -> None:
+    def __init__(
+        self, edge: str, wall_offset: float = 0.0, clock: Callable[[], float] | None = None
+    ) -> None:
         self.edge = edge
         """The instance id, as the bus envelope names it."""
         self.wall_offset = wall_offset
         """Wall time minus the core's clock; the runtime keeps it current."""
+        self.clock = clock
+        """The core's clock read now (the runtime's loop time): when a 2xx is relayed, its
+        send time; None: the time the core was given (the 2xx's arrival)."""
         self._unmatched: set[tuple[str, str]] = set()
         """(Call-ID, To tag) of the unmatched 2xxs published in the current second."""
         self._unmatched_second = -1
@@ -255,13 +267,17 @@ class CallEvents:
         cseq: int | None = None,
         legs: tuple[DialogLeg, DialogLeg] | None = None,
     ) -> Publish:
-        """`who`: the target answering and its kind."""
+        """`who`: the target answering and its kind.  Stamped when the 2xx goes on to the
+        caller: the runtime sends what the core returns at once, so the clock read here is its
+        send time (never before `now`: a kernel receive stamp is finer than the loop's clock)."""
         target, kind = who
         caller, callee = legs if legs is not None else (None, None)
+        clock = self.clock
+        sent = now if clock is None else max(now, clock())
         event = _trusted(
             CallAnswered,
             call_id=notes.call_id,
-            at=self.at(now),
+            at=self.at(sent),
             edge=self.edge,
             from_tag=notes.from_tag,
             to_tag=to_tag,

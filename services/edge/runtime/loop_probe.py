@@ -32,12 +32,14 @@ LOOP_PROBE_INTERVAL = 0.1
 
 
 def set_wall_offset(proxy: Proxy, loop: asyncio.AbstractEventLoop) -> None:
-    """Nonces and call events carry wall time; the core runs on the loop's clock."""
+    """Nonces and call events carry wall time; the core runs on the loop's clock, which
+    the call events also read to stamp an answer when its 2xx is sent."""
     offset = time.time() - loop.time()
     if proxy.subscribers is not None:
         proxy.subscribers.wall_offset = offset
     if proxy.call_events is not None:
         proxy.call_events.wall_offset = offset
+        proxy.call_events.clock = loop.time
 
 
 class LoopProbe:

@@ -71,3 +71,25 @@ async def test_closing_fails_what_still_waits() -> None:
     (result,) = await waiting
     assert isinstance(result, ConnectionError)
     assert "stopping" in str(result)
+
+
+async def test_two_transactions_are_in_flight_at_once() -> None:
+    class Slow:
+        """Holds each batch 0.2 s, counting the batches open at once."""
+
+        def __init__(self) -> None:
+            self.open = self.most = 0
+
+        async def apply_many(self, batch: Sequence[CallEvent]) -> list[Applied]:
+            self.open += 1
+            self.most = max(self.most, self.open)
+            await asyncio.sleep(0.2)
+            self.open -= 1
+            return [Applied(False, ())] * len(batch)
+
+    store = Slow()
+    committer = GroupCommit(store, max_batch=1)  # type: ignore[arg-type]
+    results = await committer.apply([started("a"), started("b"), started("c")])
+    assert [type(result) for result in results] == [Applied] * 3
+    assert store.most == 2, "one transaction in the database while the next is prepared"
+    await committer.close()

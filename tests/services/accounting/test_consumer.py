@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import pytest
 from prometheus_client import REGISTRY
 
 from deploy.labs.ports import free_port
+from services.accounting import consumer
 from services.accounting.batching import GroupCommit
 from services.accounting.closer import TimeoutCloser
 from services.accounting.consumer import Announcer, CallEventHandler
@@ -81,6 +83,20 @@ async def test_completions_are_published_together_before_the_batch_is_settled(
 
     outcomes = await handle_with(record_store, announce)
     assert calls == [["a", "b"]], "one publish for the batch, only the complete records"
+    assert set(outcomes) == {Outcome()}
+
+
+async def test_a_large_batch_is_stored_and_announced_in_parts(
+    record_store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "PART", 7, raising=False)  # one answered call's events
+    calls: list[list[str]] = []
+
+    async def announce(changes: Sequence[Applied]) -> None:
+        calls.append([stored.record.call_id for a in changes for stored in a.records])
+
+    outcomes = await handle_with(record_store, announce)
+    assert sorted(calls) == [["a"], ["b"]], "each part's completions as soon as it is stored"
     assert set(outcomes) == {Outcome()}
 
 

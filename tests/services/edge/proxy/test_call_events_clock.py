@@ -1,0 +1,40 @@
+"""A call's answer is stamped when the edge sends the 2xx on to the caller, not when it came.
+
+The caller (and SIPp, which the wire tests compare durations with) is answered
+when the relayed 2xx reaches it; the gap from the gateway's 2xx arriving is the
+edge's loop lag, tens of milliseconds at load, and it landed in every duration.
+"""
+
+from __future__ import annotations
+
+from services.edge.proxy.call_events import CallEvents
+from shared.contracts.calls import BranchTried, CallAnswered, CallEvent
+from tests.services.edge.proxy.support import published, without_legs
+from tests.services.edge.proxy.test_call_events import GATEWAY_1, KEY, WALL, events_run
+from tests.services.edge.proxy.test_core import GW1, Run, answer, invite, only_request
+
+
+def answer_relayed_at(run: Run, clock: float) -> list[CallEvent]:
+    """The INVITE at 100, the gateway's 200 arriving at 102 and relayed when the core's
+    clock reads `clock`: the events published with it."""
+    events = run.proxy.call_events
+    assert isinstance(events, CallEvents)
+    events.clock = lambda: clock
+    forwarded = only_request(run.send(invite()), GW1)
+    run.now = 102.0
+    return without_legs(published(run.send(answer(forwarded, 200), GW1)))
+
+
+def test_the_answer_carries_the_time_the_2xx_was_sent_on_to_the_caller() -> None:
+    assert answer_relayed_at(events_run(), 102.04) == [
+        BranchTried(
+            **KEY, **GATEWAY_1, at=WALL + 102, sent_at=WALL + 100, status=200, reason="Whatever"
+        ),
+        CallAnswered(**KEY, **GATEWAY_1, at=WALL + 102.04, to_tag="gw"),
+    ]
+
+
+def test_a_clock_coarser_than_the_arrival_stamp_never_puts_the_answer_before_it() -> None:
+    answered = answer_relayed_at(events_run(), 101.9995)[-1]
+    assert isinstance(answered, CallAnswered)
+    assert answered.at == WALL + 102
