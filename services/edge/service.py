@@ -14,7 +14,7 @@ from services.edge.runtime.fraud_hangups import FraudHangups
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.pool import WorkerPool
-from services.edge.runtime.siblings import Siblings, advertised_url
+from services.edge.runtime.siblings import HANGUP_WITHIN, SiblingAnswer, Siblings, advertised_url
 from services.edge.runtime.startup import start_edge
 from shared.contracts.fraud import FRAUD_HANGUPS_QUEUE, FRAUD_THRESHOLDS
 from shared.extensions import STATE
@@ -62,7 +62,12 @@ class EdgeService(Service):
             blocks_router(protection, self.bus),
             allowlist_router(protection, self.bus),
             calls_router(self._trace),
-            control_router(self._accounting(CallControlSettings()), self._hangups),
+            control_router(
+                self._accounting(CallControlSettings()),
+                self._hangups,
+                self.settings.instance,
+                self._forward_hangup,
+            ),
         )
 
     def _accounting(self, control: CallControlSettings) -> Accounting | None:
@@ -109,6 +114,13 @@ class EdgeService(Service):
         if edge is None or edge.driver.hangups is None:
             return None
         return edge.driver.hangups, edge.driver.proxy.interfaces
+
+    async def _forward_hangup(self, edge: str, call_id: str) -> SiblingAnswer | None:
+        """The hang-up of `call_id` done by `edge` (the one that answered it), if it is up."""
+        siblings: Siblings | None = getattr(self, "siblings", None)
+        if siblings is None:
+            return None
+        return await siblings.hang_up(edge, call_id, HANGUP_WITHIN)
 
     async def _trace(self, call_id: str, cluster: bool) -> Gathered:
         """The call's kept messages: this process's ring, every other worker's, then (if

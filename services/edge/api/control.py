@@ -11,9 +11,9 @@ in docs/edge.md ("Hanging up a proxied call").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
@@ -25,18 +25,26 @@ from services.edge.api.accounting import (
 from services.edge.control.plan import NotLiveError, hangup_byes
 from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.hangups import Hangups
+from services.edge.runtime.siblings import SiblingAnswer
 
 MAX_FILTER_CHARS = 256
 Text = Annotated[str | None, Query(min_length=1, max_length=MAX_FILTER_CHARS)]
 CallId = Annotated[str, Path(min_length=1, max_length=512, pattern=r"^[^\x00-\x20\x7f]+$")]
 """A SIP Call-ID: no space or control character (a line break would split the BYE's lines)."""
+HangupForward = Callable[[str, str], Awaitable[SiblingAnswer | None]]
+"""Ask the edge named first to hang up the call named second itself (None: no answer)."""
 
 
 def control_router(
-    accounting: Accounting | None, hangups: Callable[[], tuple[Hangups, Interfaces] | None]
+    accounting: Accounting | None,
+    hangups: Callable[[], tuple[Hangups, Interfaces] | None],
+    instance: str = "",
+    forward: HangupForward | None = None,
 ) -> APIRouter:
     """`accounting` None: ``CALLMESH_EDGE_ACCOUNTING_URL`` unset (503); `hangups`: this
-    process's sender and interfaces, once its sockets are open."""
+    process's sender and interfaces, once its sockets are open; `instance`: this edge's
+    name; `forward`: how a hang-up reaches the edge that answered the call (None: never
+    passed on)."""
     router = APIRouter(prefix="/calls", tags=["calls"])
 
     def asking() -> Accounting:
@@ -86,7 +94,13 @@ def control_router(
             409: {"description": "Nothing to hang up: ended, not answered, or no legs recorded"},
         },
     )
-    async def hangup(call_id: CallId) -> dict[str, Any]:
+    async def hangup(
+        call_id: CallId,
+        scope: Annotated[
+            Literal["cluster", "edge"],
+            Query(description="`edge`: send the BYEs from this edge, never pass the hang-up on"),
+        ] = "cluster",
+    ) -> dict[str, Any]:
         """For a proxied call (the edge keeps no dialog state): every open, answered attempt of
         the Call-ID gets a BYE to its caller and one to its callee, built from the legs its
         ``edge.call.answered`` recorded, sent from this edge (UDP retransmitted, a caller on a
@@ -96,11 +110,21 @@ def control_router(
         ``hangup_side: edge``.  404: no record of the call; 409: it ended already, is not
         answered yet, or was answered by an edge that did not record its legs.  What a BYE
         built without dialog state cannot reach: docs/edge.md, "Hanging up a proxied call".
+        The BYEs leave from the edge that answered the call when it is another one and is
+        up (the hang-up is passed on to it; a caller behind NAT lets in only what comes from
+        it), else from this one; ``edge`` names the edge that sent them.
         """
         with _answers():
             items = await asking().dialogs(call_id)
         if items is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no record of this Call-ID")
+        answering = answering_edges(items)
+        if scope == "cluster" and forward is not None and answering and instance not in answering:
+            passed = await forward(answering[0], call_id)
+            if passed is not None:
+                if passed.status != status.HTTP_200_OK:
+                    raise HTTPException(passed.status, passed.body.get("detail"))
+                return {**passed.body, "edge": answering[0]}
         sender = hangups()
         if sender is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the edge is not serving")
@@ -112,10 +136,21 @@ def control_router(
         outcomes = await runner.end(call_id, byes)
         return {
             "call_id": call_id,
+            "edge": instance,
             "byes": [{"to": o.side, "status": o.status, "reason": o.reason} for o in outcomes],
         }
 
     return router
+
+
+def answering_edges(items: list[dict[str, Any]]) -> list[str]:
+    """The edges that answered the call's open attempts, as their records name them."""
+    edges = {
+        item["dialog"].get("edge")
+        for item in items
+        if item.get("state") == "open" and isinstance(item.get("dialog"), dict)
+    }
+    return sorted(edge for edge in edges if isinstance(edge, str) and edge)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The other edges of the cluster, for a call's trace gathered across edges.
+"""The other edges of the cluster: a call's trace gathered across edges, a hang-up passed on.
 
 A call may cross several edges (a caller's edge, then the carrier's); each keeps
 its own messages.  Each edge's serving process writes its HTTP API's address
@@ -8,6 +8,8 @@ reads those keys and asks every other edge ``GET /v1/calls/{id}/trace?scope=edge
 (its own messages only: no edge asks further) at once, with the API token, within
 `CALLMESH_TRACE_PEER_TIMEOUT`.  An edge that does not answer in time, or
 answers an error, is named in the answer, so a partial trace says it is one.
+A hang-up is passed on to the edge that answered the call (`hang_up`): only it
+can reach a caller behind NAT that lets in what comes from that edge alone.
 
 Why Redis: every edge already shares it (routing cache, registrations), so no new
 list of edges needs configuring, and an edge that died stops being asked once its
@@ -38,6 +40,20 @@ ANNOUNCE_TTL: Final = 30
 ANNOUNCE_EVERY: Final = 10.0
 MAX_SIBLINGS: Final = 256
 """Edges asked at most per look-up: a bound on one API call's fan-out."""
+PASSED_ON_ANSWERS: Final = frozenset({200, 404, 409})
+"""The answers of another edge to a hang-up that are the call's (done, no record, nothing
+to end); any other (a token it does not share, an error) makes this edge do it itself."""
+HANGUP_WITHIN: Final = 12.0
+"""Seconds another edge has to answer a hang-up passed on (its BYEs wait up to 4 s, its
+question to the accounting service up to ``CALLMESH_EDGE_ACCOUNTING_TIMEOUT``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiblingAnswer:
+    """Another edge's answer to a request passed on to it: its status and JSON body."""
+
+    status: int
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +149,31 @@ class Siblings:
                     *(self._ask(client, edge, url + path) for edge, url in others.items())
                 )
             )
+
+    async def hang_up(self, edge: str, call_id: str, within: float) -> SiblingAnswer | None:
+        """Ask `edge` to hang up `call_id` itself (``scope=edge``: it asks no further); None
+        when it is not announced, gives no answer within `within` seconds, or no JSON."""
+        try:
+            url = (await self.others()).get(edge)
+        except (aioredis.RedisError, OSError):
+            return None
+        if url is None:
+            return None
+        path = f"/v1/calls/{quote(call_id, safe='')}:hangup"
+        try:
+            async with (
+                httpx.AsyncClient(timeout=within, headers=self._headers) as client,
+                asyncio.timeout(within),
+            ):
+                reply = await client.post(url + path, params={"scope": "edge"})
+            body = reply.json()
+        except (httpx.HTTPError, TimeoutError, OSError, ValueError) as error:
+            log.info("edge: hang-up of %s not passed on to %s: %s", call_id, edge, error)
+            return None
+        if not isinstance(body, dict) or reply.status_code not in PASSED_ON_ANSWERS:
+            log.info("edge: hang-up of %s: %s answered %d", call_id, edge, reply.status_code)
+            return None
+        return SiblingAnswer(reply.status_code, body)
 
     async def _ask(self, client: httpx.AsyncClient, edge: str, url: str) -> SiblingTrace:
         try:

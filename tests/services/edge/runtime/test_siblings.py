@@ -117,3 +117,45 @@ def test_the_advertised_address_is_the_setting_else_the_listening_one() -> None:
     assert advertised_url(Settings(), "https://edge1.example/") == "https://edge1.example"
     wildcard = advertised_url(Settings(http_listen="0.0.0.0:8081", api_token="x"), "")
     assert not wildcard.startswith("http://0.0.0.0")
+
+
+async def test_a_hang_up_is_passed_on_to_the_edge_named_and_its_answer_returned(
+    redis_store: Store,
+) -> None:
+    """Its answer if it is the call's (200, 404, 409); None for anything else, so that the
+    edge asked by the operator sends the BYEs itself."""
+    heads: list[bytes] = []
+
+    def answering(status: str, body: bytes) -> Handler:
+        async def handle(head: bytes) -> bytes:
+            heads.append(head)
+            return response(status, body)
+
+        return handle
+
+    async def silent(head: bytes) -> None:
+        await asyncio.sleep(10)
+
+    handlers = {
+        "b": answering("200 OK", b'{"call_id": "c@x/1", "byes": []}'),
+        "c": answering("409 Conflict", b'{"detail": "the call has ended already"}'),
+        "d": answering("401 Unauthorized", b'{"detail": "bad token"}'),
+        "e": answering("200 OK", b"not json"),
+        "f": silent,
+    }
+    running = {name: await http_server(handler) for name, handler in handlers.items()}
+    for name, (_, url) in running.items():
+        await redis_store.redis.set(redis_store.key("edges", "http", name), url)
+    me = Siblings(redis_store, "a", "http://127.0.0.1:1", "t0k", timeout=0.5)
+    done = await me.hang_up("b", "c@x/1", within=2)
+    assert done == module.SiblingAnswer(200, {"call_id": "c@x/1", "byes": []})
+    assert heads[0].startswith(b"POST /v1/calls/c%40x%2F1:hangup?scope=edge HTTP/1.1")
+    assert b"authorization: bearer t0k" in heads[0].lower()
+    ended = await me.hang_up("c", "c@x/1", within=2)
+    assert ended == module.SiblingAnswer(409, {"detail": "the call has ended already"})
+    started = time.monotonic()
+    for name in ("d", "e", "f", "gone"):
+        assert await me.hang_up(name, "c@x/1", within=0.5) is None
+    assert time.monotonic() - started < 3
+    for server, _ in running.values():
+        server.close()
