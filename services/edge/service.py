@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from fastapi import APIRouter
@@ -13,9 +14,12 @@ from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.fraud_hangups import FraudHangups
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.hangups import Hangups
+from services.edge.runtime.journal import outbox_root
+from services.edge.runtime.orphans import adopt_orphans
 from services.edge.runtime.pool import WorkerPool
 from services.edge.runtime.siblings import HANGUP_WITHIN, SiblingAnswer, Siblings, advertised_url
 from services.edge.runtime.startup import start_edge
+from shared.background import cancel_and_wait
 from shared.contracts.fraud import FRAUD_HANGUPS_QUEUE, FRAUD_THRESHOLDS
 from shared.extensions import STATE
 from shared.hep.settings import CaptureSettings
@@ -27,6 +31,8 @@ class EdgeService(Service):
     name = "edge"
     fraud_hangups: FraudHangups | None = None
     """The consumer of the fraud blocks, with ``CALLMESH_FRAUD_HANGUP`` on."""
+    adopting: asyncio.Task[int] | None = None
+    """Publishing what the outbox slots no worker holds kept (`runtime.orphans`)."""
 
     async def start(self) -> None:
         self.workers = WorkerPool(self.settings)
@@ -35,6 +41,16 @@ class EdgeService(Service):
         )
         self.runtime.readiness.append(("routing-cache", self._cache_ready))
         await self.workers.start()
+        root = outbox_root(self.settings)
+        if root is not None:  # every worker holds its slot now: the others are orphans
+            self.adopting = asyncio.create_task(
+                adopt_orphans(
+                    root,
+                    self.bus,
+                    batch=self.settings.edge_event_batch,
+                    max_bytes=self.settings.edge_outbox_max_mb << 20,
+                )
+            )
         if self.workers.shared:
             self.runtime.metrics_sources.append(self.workers.metrics_source())
             self.runtime.metrics_sources.append(self.workers.hep_metrics_source())
@@ -138,6 +154,7 @@ class EdgeService(Service):
         return Gathered(own, sorted(s.edge for s in siblings if s.failure))
 
     async def stop(self) -> None:
+        await cancel_and_wait(self.adopting)
         if self.fraud_hangups is not None:
             await self.fraud_hangups.stop()
         await self.siblings.stop()

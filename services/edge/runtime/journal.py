@@ -46,6 +46,7 @@ SEGMENT_BYTES = 4 << 20
 """A segment's size from which the next event opens a new one."""
 SUFFIX = ".journal"
 LOCK_FILE = "lock"
+SLOT_PREFIX = "worker-"
 SPARE_SLOTS = range(64, 128)
 """Slots for a worker whose own is held by another process (two edges on one directory)."""
 LOG_INTERVAL = 10.0
@@ -53,15 +54,33 @@ DEFAULT_DIR = "edge-outbox"
 """Under ``CALLMESH_DATA_DIR`` when ``CALLMESH_EDGE_OUTBOX_DIR`` is unset."""
 
 
-def open_outbox(settings: Settings, index: int) -> Journal | None:
-    """Worker `index`'s journal as the settings say (``None``: off, or no call events)."""
+def outbox_root(settings: Settings) -> Path | None:
+    """The directory of this namespace's worker slots (``None``: off, or no call events)."""
     directory = settings.edge_outbox_dir
     if directory is None:
         directory = str(Path(settings.data_dir) / DEFAULT_DIR)
     if not directory or not settings.call_events:
         return None
-    root = Path(directory) / settings.namespace
+    return Path(directory) / settings.namespace
+
+
+def open_outbox(settings: Settings, index: int) -> Journal | None:
+    """Worker `index`'s journal as the settings say (``None``: off, or no call events)."""
+    root = outbox_root(settings)
+    if root is None:
+        return None
     return Journal.claim(root, index, settings.edge_outbox_max_mb << 20)
+
+
+def _lock(directory: Path) -> int | None:
+    """The slot's lock file, opened and locked; None when a live process holds it."""
+    lock = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a live process
+        os.close(lock)
+        return None
+    return lock
 
 
 @dataclass
@@ -105,21 +124,27 @@ class Journal:
         ``None`` (logged) when no directory can be used: the events then wait in memory only.
         """
         for slot in (index, *SPARE_SLOTS):
-            directory = root / f"worker-{slot}"
+            directory = root / f"{SLOT_PREFIX}{slot}"
             try:
                 directory.mkdir(parents=True, exist_ok=True)
-                lock = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                lock = _lock(directory)
             except OSError as error:
                 log.error("edge outbox %s unusable, call events in memory only: %s", root, error)
                 return None
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # held by a live process
-                os.close(lock)
-                continue
-            return cls(directory, lock, max_bytes, segment_bytes)
+            if lock is not None:
+                return cls(directory, lock, max_bytes, segment_bytes)
         log.error("edge outbox %s: every slot is held, call events in memory only", root)
         return None
+
+    @classmethod
+    def take(cls, directory: Path, max_bytes: int) -> Journal | None:
+        """The journal of the existing slot `directory`, if no live process holds it."""
+        try:
+            lock = _lock(directory)
+        except OSError as error:
+            log.warning("edge outbox %s unusable: %s", directory, error)
+            return None
+        return None if lock is None else cls(directory, lock, max_bytes)
 
     @property
     def unsettled(self) -> int:

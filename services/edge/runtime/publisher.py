@@ -105,6 +105,11 @@ class EventPublisher:
     def dropped(self) -> int:
         return self._dropped
 
+    @property
+    def unsettled(self) -> int:
+        """Call events journaled and not yet confirmed by the broker (0 without a journal)."""
+        return 0 if self._journal is None else self._journal.unsettled
+
     def offer(self, event: Event) -> None:
         """Queue `event` for publishing; never blocks, never raises."""
         if self.observer is not None:
@@ -129,7 +134,6 @@ class EventPublisher:
         if journal is None:
             return 0
         pending = journal.recover()
-        metrics.OUTBOX_UNSETTLED.read = lambda: journal.unsettled
         metrics.OUTBOX_REPLAYED.value += len(pending)
         self._backlog.extendleft((event, seq) for seq, event in reversed(pending))
         while self._backlog and len(self._senders) < min(self._max_senders, len(self._backlog)):
@@ -149,13 +153,13 @@ class EventPublisher:
             await asyncio.sleep(self._fsync_interval)
             await asyncio.to_thread(journal.sync)
 
-    async def stop(self) -> None:
-        """Give the backlog `DRAIN_TIMEOUT` to go out, then drop what is left.
+    async def stop(self, drain: float = DRAIN_TIMEOUT) -> None:
+        """Give the backlog `drain` seconds to go out, then drop what is left.
 
         What is dropped here stays journaled: the next start publishes it.
         """
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DRAIN_TIMEOUT):
+            async with asyncio.timeout(drain):
                 while self._senders:
                     await asyncio.wait(set(self._senders))
         senders = list(self._senders)

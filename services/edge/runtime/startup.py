@@ -237,6 +237,8 @@ async def _serve_proxy(
         fsync_interval=settings.edge_outbox_fsync_interval,
     )
     driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
+    publisher = driver.publisher
+    metrics.OUTBOX_UNSETTLED.read = lambda: publisher.unsettled
     watch_events(sockets.capture, driver.publisher, [bound.listener for bound in sockets.bound])
     driver.round_trips.limits = LimitsRunner(
         SharedLimits(store, round(settings.call_limit_lease * 1000)),

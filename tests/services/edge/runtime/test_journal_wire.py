@@ -78,9 +78,12 @@ def drain(queue: CallEventQueue) -> list[Envelope]:
     return asyncio.run(take())
 
 
+@pytest.mark.parametrize("slot", ["own", "orphaned"])
 def test_the_call_events_of_an_edge_killed_before_the_broker_confirmed_go_out_once(
-    tmp_path: Path,
+    tmp_path: Path, slot: str
 ) -> None:
+    """``orphaned``: the killed worker's slot is one no worker of the restarted edge claims
+    (as after a restart with fewer workers): the edge's first process adopts it."""
     outbox = tmp_path / "outbox"
     with (
         forwarder_to_rabbitmq() as netcut,
@@ -110,6 +113,9 @@ def test_the_call_events_of_an_edge_killed_before_the_broker_confirmed_go_out_on
             # Every event is made by now (the last, as the BYE's 200 went back): not one out.
             edge.kill()
             assert drain(events) == []
+            if slot == "orphaned":
+                [kept] = (outbox / edge.namespace).glob("worker-*")
+                kept.rename(kept.with_name("worker-9"))
 
             edge.env["CALLMESH_RABBITMQ_URL"] = RABBITMQ_URL
             edge.start()
