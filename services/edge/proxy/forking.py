@@ -124,6 +124,8 @@ class Forking(Cancelling):
         via_branch = self._branch_maker.forwarded(
             forwarding.loop_hash, forwarding.request, request.uri_text, hop.destination
         )
+        if self.table.has_client(via_branch, request.method):  # one target twice: a failover
+            via_branch = self._branch_maker.new(forwarding.loop_hash)
         request.prepend_via(*outbound.via(via_branch))
         try:  # manipulation, topology hiding
             self.policies.outgoing(request, forwarding.policy, hop, outbound)

@@ -5,10 +5,24 @@ from __future__ import annotations
 from dataclasses import replace
 
 from services.edge.proxy.branches import BranchMaker, hash_in_branch
+from services.edge.proxy.core import Proxy
+from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.routes import NumberRouter
+from shared.routing_table.model import Gateway, Rule
 from shared.sip.branch import MAGIC_COOKIE
 from shared.sip.message import Request, parse_message
 from shared.sip.transport.destination import Destination
-from tests.services.edge.proxy.test_core import invite
+from tests.services.edge.proxy.support import MemoryTable
+from tests.services.edge.proxy.test_core import (
+    EDGE,
+    GW1,
+    Run,
+    Table,
+    answer,
+    invite,
+    only_request,
+    sent_to,
+)
 
 LOOP_HASH = "0123456789abcdef"
 
@@ -62,3 +76,21 @@ def test_a_senders_branch_without_the_cookie_gets_a_branch_of_its_own_each_time(
     first, second = BranchMaker(), BranchMaker()
     made = {maker.forwarded(LOOP_HASH, received, "sip:1@x", to) for maker in (first, second)}
     assert len(made) == 2 and all(hash_in_branch(b) == LOOP_HASH for b in made)
+
+
+def test_a_failover_to_the_same_target_again_takes_a_new_branch() -> None:
+    """Two gateways of a rule at one address (the same box entered twice): the second
+    attempt goes where the first went, and its branch must not be the first one's, whose
+    transaction still absorbs retransmissions."""
+    table = MemoryTable(
+        {"a": Gateway(address=f"sip:{GW1.host}"), "b": Gateway(address=f"sip:{GW1.host}")},
+        {"r": Rule(prefix="1407", gateways=("a", "b"))},
+    )
+    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
+    run = Run(Proxy(interfaces, NumberRouter(table)), Table())
+    first = only_request(run.send(invite()), GW1)
+    sent = [parse_message(data) for data in sent_to(run.send(answer(first, 503), GW1), GW1)]
+    [second] = [m for m in sent if isinstance(m, Request) and m.method == "INVITE"]  # and an ACK
+    assert second.uri_text == first.uri_text
+    assert second.top_branch != first.top_branch
+    assert hash_in_branch(second.top_branch) == hash_in_branch(first.top_branch)
