@@ -17,6 +17,7 @@ from typing import Final
 
 from shared.sip.branch import MAGIC_COOKIE
 from shared.sip.message import Request
+from shared.sip.transport.destination import Destination
 
 _PREFIX: Final = MAGIC_COOKIE + "cm"
 _HASH_LENGTH: Final = 16
@@ -33,6 +34,26 @@ class BranchMaker:
 
     def new(self, loop_hash: str) -> str:
         return f"{_PREFIX}{loop_hash}.{self._stem}{next(self._counter):x}"
+
+    def forwarded(self, loop_hash: str, received: Request, target: str, to: Destination) -> str:
+        """The branch of `received` forwarded to `target` at `to`: a function of them when the
+        sender's branch is an RFC 3261 one (unique per transaction), else `new`'s.
+
+        Why: the same request retransmitted to another edge (the other box of a VIP pair,
+        this edge restarted, either without the first one's transactions) must leave with the
+        same branch, so that the next hop takes it for the retransmission it is and answers
+        it again (§17.2.2), rather than as a new request: a BYE the callee has already
+        answered would get 481, an INVITE the gateway is ringing 482 (merged, §8.2.2.2).  The
+        target and destination keep a fork's branches apart; the loop hash stays in front.
+        """
+        sender = received.top_branch
+        if sender is None or not sender.startswith(MAGIC_COOKIE):
+            return self.new(loop_hash)
+        cseq = received.cseq
+        parts = (sender, received.call_id, str(cseq.seq), cseq.method, target, to.transport,
+                 to.host, str(to.port))  # fmt: skip # the transaction, then where it goes
+        digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=_HASH_LENGTH // 2)
+        return f"{_PREFIX}{loop_hash}.{digest.hexdigest()}"
 
 
 NO_LOOP_HASH: Final = "0" * _HASH_LENGTH

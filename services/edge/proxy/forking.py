@@ -121,7 +121,12 @@ class Forking(Cancelling):
         if forwarding.caller_flow is not None and phones_contact(request):
             media = relayed or (hop.relay and request.to_tag is not None)  # a relayed dialog's
             rewrite_contacts(request, outbound, forwarding.caller_flow, self.dialogs, media)  # NAT
-        request.prepend_via(*outbound.via(self._branch_maker.new(forwarding.loop_hash)))
+        via_branch = self._branch_maker.forwarded(
+            forwarding.loop_hash, forwarding.request, request.uri_text, hop.destination
+        )
+        if self.table.has_client(via_branch, request.method):  # one target twice: a failover
+            via_branch = self._branch_maker.new(forwarding.loop_hash)
+        request.prepend_via(*outbound.via(via_branch))
         try:  # manipulation, topology hiding
             self.policies.outgoing(request, forwarding.policy, hop, outbound)
         except SipError as error:  # this hop cannot be served as the table asks

@@ -19,7 +19,13 @@ from shared.sip.transaction.client import (
     NonInviteClientTransaction,
 )
 from shared.sip.transaction.events import TransactionEvent
-from shared.sip.transaction.matching import ServerKey, is_rfc2543, response_key, server_key
+from shared.sip.transaction.matching import (
+    ServerKey,
+    client_key,
+    is_rfc2543,
+    response_key,
+    server_key,
+)
 from shared.sip.transaction.server import (
     InviteServerTransaction,
     NonInviteServerTransaction,
@@ -84,6 +90,10 @@ class TransactionTable:
         return server
 
     # ----- matching --------------------------------------------------------------------
+
+    def has_client(self, branch: str, method: str) -> bool:
+        """Whether a client transaction of `method` with `branch` exists (a branch not new)."""
+        return client_key(branch, method) in self._clients
 
     def match_response(self, response: Response) -> ClientTransaction | None:
         """The client transaction a response belongs to (§17.1.3), if any.

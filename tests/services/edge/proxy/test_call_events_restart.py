@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from services.edge.proxy.call_events import UNMATCHED_ANSWERS_PER_SECOND
 from services.edge.proxy.dialogs import RecordRouteSigner
-from shared.contracts.calls import CallAnswered, CallStarted
+from shared.contracts.calls import BranchTried, CallAnswered, CallEnded, CallStarted
 from tests.services.edge.proxy.support import published
-from tests.services.edge.proxy.test_call_events import KEY, START, WALL, events_run
+from tests.services.edge.proxy.test_call_events import (
+    KEY,
+    START,
+    WALL,
+    callers_request,
+    events_run,
+    reply,
+)
 from tests.services.edge.proxy.test_core import (
     CALLER,
     GW1,
@@ -50,17 +57,23 @@ def test_a_2xx_reaching_an_edge_without_its_transaction_is_the_calls_answer() ->
     ]
 
 
-def test_a_caller_retransmitting_first_still_gets_the_2xx_as_the_answer() -> None:
+def test_a_caller_retransmitting_first_gets_the_2xx_through_a_transaction_again() -> None:
     """The caller's INVITE reaches the restarted edge before the gateway's 200 does: routed
-    anew, on a branch the gateway takes for another INVITE; its 200 still matches none."""
+    anew on the branch the first edge gave it (a function of the caller's), so the gateway
+    takes it for the retransmission it is, and its 200 matches the new transaction: the
+    attempt and the answer, the gateway named, as if the edge had never died."""
     signer = RecordRouteSigner.ephemeral()
     forwarded = only_request(edge(signer, START).send(invite()), GW1)
     restarted = edge(signer, START + 3)
-    assert [type(event) for event in published(restarted.send(invite()))] == [CallStarted]
+    again = only_request(restarted.send(invite()), GW1)
+    assert again.top_branch == forwarded.top_branch
     restarted.now += 0.01
-    assert published(restarted.send(answer(forwarded, 200), GW1)) == [
-        CallAnswered(**KEY, **RESPONDER, at=WALL + START + 3.01, to_tag="gw")
-    ]
+    events = published(restarted.send(answer(forwarded, 200), GW1))
+    assert [type(event) for event in events] == [BranchTried, CallAnswered]
+    tried, answered = events
+    assert isinstance(tried, BranchTried) and isinstance(answered, CallAnswered)
+    assert (tried.status, tried.target, tried.sent_at) == (200, "1", WALL + START + 3)
+    assert (answered.to_tag, answered.target, answered.target_kind) == ("gw", "1", "gateway")
 
 
 def test_a_stray_answer_to_no_invite_is_no_call_answered() -> None:
@@ -90,3 +103,20 @@ def test_forged_2xxs_with_no_transaction_publish_a_bounded_few_a_second() -> Non
     assert count == UNMATCHED_ANSWERS_PER_SECOND - 1  # the first dialog took one
     restarted.now += 1.0  # the next second: published again
     assert len(published(restarted.send(forwarded, GW1))) == 1
+
+
+def test_a_bye_the_killed_edge_had_forwarded_gets_the_callees_200_again() -> None:
+    """The edge died after forwarding the caller's BYE: the caller's retransmission leaves the
+    restarted edge with the same branch, so the callee answers it as the retransmission it
+    is (200 again, §17.2.2), not 481 as for a new BYE of an ended dialog, and the call ends
+    as the caller hung it up."""
+    signer = RecordRouteSigner.ephemeral()
+    killed = edge(signer, START + 60)
+    bye = callers_request(killed, "BYE", 2)
+    forwarded = only_request(killed.send(bye), GW1)
+    restarted = edge(signer, START + 61)
+    again = only_request(restarted.send(bye), GW1)
+    assert again.top_branch == forwarded.top_branch
+    actions = restarted.send(reply(forwarded, 200), GW1)
+    assert len(sent_to(actions, CALLER)) == 1
+    assert published(actions) == [CallEnded(**KEY, to_tag="gw", at=WALL + START + 61, status=200)]
