@@ -85,6 +85,8 @@ class RoutingIndex:
         """The media relay policy of the rules that set one (kept beside the rules, too)."""
         self.rule_limits: dict[str, Limits] = {}
         """The limits of the rules (destination prefixes) that set them (beside the rules)."""
+        self.b2bua_rules: set[str] = set()
+        """The rules whose calls the edge carries as a B2BUA (``mode: b2bua``; rare too)."""
         self._limited: set[tuple[str, str]] = set()
         """(kind, id) of the gateways, carriers and peers that carry limits."""
         self._carrier_caps: dict[str, tuple[tuple[str, int], ...]] = {}
@@ -131,6 +133,7 @@ class RoutingIndex:
             self.rule_topology.pop(record_id, None)
             self.rule_media.pop(record_id, None)
             self.rule_limits.pop(record_id, None)
+            self.b2bua_rules.discard(record_id)
             self._remove_rule(record_id)
         elif kind == "gateway":
             self.gateways.pop(record_id, None)
@@ -217,6 +220,10 @@ class RoutingIndex:
             self.rule_limits[rule_id] = rule.limits
         else:
             self.rule_limits.pop(rule_id, None)
+        if rule.mode == "b2bua":
+            self.b2bua_rules.add(rule_id)
+        else:
+            self.b2bua_rules.discard(rule_id)
         return self.compile(
             rule_id,
             groups=rule.groups,

@@ -160,7 +160,12 @@ def route_router(
             if peer is None
             else {"id": peer.id, "trusted": peer.trusted, "tech_prefix": peer.tech_prefix or None},
             "version": cache.version,
-            "rule": {"id": route.rule_id, "prefix": route.rule_prefix, "priority": route.priority},
+            "rule": {
+                "id": route.rule_id,
+                "prefix": route.rule_prefix,
+                "priority": route.priority,
+                "mode": "b2bua" if route.rule_id in index.b2bua_rules else "proxy",
+            },
             "dispatcher_sets": list(route.sets),
             "dispatchers": [] if health is None else await _dispatchers(health, dns, route.sets),
             "limits": usage,

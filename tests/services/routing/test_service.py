@@ -111,7 +111,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "group": "0",
         "peer": None,
         "version": 10,
-        "rule": {"id": "1", "prefix": "1407", "priority": 0},
+        "rule": {"id": "1", "prefix": "1407", "priority": 0, "mode": "proxy"},
         "dispatcher_sets": [],
         "dispatchers": [],
         "limits": [],
