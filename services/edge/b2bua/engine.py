@@ -19,7 +19,7 @@ one leg (`Relaying._send_own`) or BYE on both (as `Relaying._never_acked` does).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,7 +28,7 @@ from services.edge.b2bua.legs import TARGET_REFRESH, Leg, PairAddress, callers_l
 from services.edge.b2bua.pair import Pair, Relay, Side
 from services.edge.b2bua.record import from_record, to_record
 from services.edge.b2bua.relaying import Relaying
-from shared.sip.branch import new_tag
+from shared.sip.branch import new_call_id, new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.responses import error_response
@@ -66,8 +66,15 @@ Action = Send | Originate
 class B2bua(Relaying):
     """One worker's B2BUA: feed it messages and time, carry out the actions it returns."""
 
-    def __init__(self, edge: PairAddress, settings: TimerSettings | None = None) -> None:
+    def __init__(
+        self,
+        edge: PairAddress,
+        settings: TimerSettings | None = None,
+        call_ids: Callable[[], str] = new_call_id,
+    ) -> None:
+        """`call_ids` makes leg B's Call-IDs (an edge worker's: ones that hash to it)."""
         super().__init__(edge, settings)
+        self._call_ids = call_ids
         self._waiting: dict[str, tuple[ServerTransaction, Leg]] = {}
         """Caller's INVITEs waiting for `originate`, by pair id."""
 
@@ -102,7 +109,7 @@ class B2bua(Relaying):
             return []  # cancelled meanwhile
         invite = server.request
         try:
-            target_leg = targets_leg(invite, target.uri, target.destination)
+            target_leg = targets_leg(invite, target.uri, target.destination, self._call_ids())
         except SipError:  # a target URI too long to keep: the route's, not the caller's fault
             reason = "Bad Gateway (target unusable)"
             self._answer(server, 502, reason, now, sends, to_tag=caller.local_tag)
@@ -136,6 +143,10 @@ class B2bua(Relaying):
             elif isinstance(transaction, ClientTransaction):
                 self._client_event(transaction, event, now, sends)
         return list(sends)
+
+    def holds(self, client: ClientTransaction) -> bool:
+        """Whether `client` is one of this engine's (its adapter shares a sender with others)."""
+        return client in self._relays
 
     def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
         """A message of `client` could not be sent (connect refused, no route to host)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from shared.sip.address import Address
-from shared.sip.branch import new_branch, new_call_id, new_tag
+from shared.sip.branch import new_branch, new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
@@ -157,11 +157,12 @@ def callers_leg(invite: Request, peer: Destination) -> Leg:
     )
 
 
-def targets_leg(invite: Request, target_uri: str, peer: Destination) -> Leg:
-    """Leg B toward `target_uri` (§12.1.2): the edge its UAC, the caller's identity (From
-    URI and display name) kept, everything else new; its INVITE will be CSeq 1."""
+def targets_leg(invite: Request, target_uri: str, peer: Destination, call_id: str) -> Leg:
+    """Leg B toward `target_uri` (§12.1.2) with the new `call_id`: the edge its UAC, the
+    caller's identity (From URI and display name) kept, everything else new; its INVITE will
+    be CSeq 1."""
     return Leg(
-        call_id=new_call_id(),
+        call_id=call_id,
         local_tag=new_tag(),
         local_uri=_kept(untagged(invite.from_), "From"),
         remote_uri=_kept(f"<{target_uri}>", "target"),

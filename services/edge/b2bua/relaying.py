@@ -55,6 +55,8 @@ class Relaying:
         self._serving: dict[ServerTransaction, Relay] = {}
         self._unacked: dict[tuple[str, Side, int], Relay] = {}
         """2xx answers sent to a side, by pair, side and CSeq, until that side ACKs."""
+        self.ended: list[str] = []
+        """Ids of the pairs ended since the adapter last emptied this (it frees their state)."""
 
     # ----- pairs and dialogs -----------------------------------------------------------
 
@@ -67,7 +69,8 @@ class Relaying:
     def _end(self, pair: Pair, now: float) -> None:
         """The call is over: its dialogs answer 481 from now on."""
         pair.ended = now
-        self.pairs.pop(pair.id, None)
+        if self.pairs.pop(pair.id, None) is not None:
+            self.ended.append(pair.id)
         self._dialogs.pop((pair.a.call_id, pair.a.local_tag), None)
         self._dialogs.pop((pair.b.call_id, pair.b.local_tag), None)
 

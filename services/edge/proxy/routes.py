@@ -10,7 +10,7 @@ everyone).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -152,8 +152,13 @@ class NumberRouter:
         sets: SetSelection | None = None,
         names: NameTargets | None = None,
         health: Callable[[str], str] | None = None,
+        *,
+        b2bua_rules: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self._lookup = lookup
+        self._b2bua_rules = b2bua_rules
+        """The rules whose calls the edge's B2BUA carries (`mode: b2bua`), as the table has
+        them now (the routing cache's index is replaced on a reload)."""
         self._classify = classify
         self._sets = sets
         self._names = names
@@ -162,6 +167,11 @@ class NumberRouter:
         self._peers: dict[str, Peer | None] = {}
         self._unresolved: dict[str, str] = {}
         """Names that gave no target, with the reason last logged (logged again on a change)."""
+
+    def b2bua(self, hops: Iterable[Hop]) -> bool:
+        """Whether the rule that chose `hops` has `mode: b2bua` (a set's hops name no rule)."""
+        rules = self._b2bua_rules()
+        return bool(rules) and any(hop.rule_id in rules for hop in hops)
 
     def caller_profile(self, source: Destination, number: str) -> CallerProfile:
         return self._classify(source, number)

@@ -33,6 +33,7 @@ from services.edge.proxy.media import MediaSettings
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
 from services.edge.runtime.affinity import CallAffinity, WorkerGroup
+from services.edge.runtime.b2bua_runner import B2buaRunner
 from services.edge.runtime.capture import capture_of, watch_events
 from services.edge.runtime.driver import ProxyDriver
 from services.edge.runtime.fraud import FraudRunner
@@ -185,6 +186,7 @@ async def _serve_proxy(
         sets=SetSelector(sets, calls),
         names=names,
         health=cache.health.state,
+        b2bua_rules=lambda: cache.index.b2bua_rules,
     )
     shedder = LoadShedder(
         OverloadSettings(
@@ -236,6 +238,7 @@ async def _serve_proxy(
         outbox=open_outbox(settings, group.index if group is not None else 0),
         fsync_interval=settings.edge_outbox_fsync_interval,
     )
+    driver.b2bua = B2buaRunner(proxy, group)
     driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
     watch_events(sockets.capture, driver.publisher, [bound.listener for bound in sockets.bound])
     driver.round_trips.limits = LimitsRunner(

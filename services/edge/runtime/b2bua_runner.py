@@ -1,0 +1,137 @@
+"""The worker's B2BUA engine beside its proxy: what the proxy hands it, and its targets.
+
+One `B2bua` per worker (docs/b2bua.md). The proxy routes a new INVITE as for any call
+(authentication, limits, fraud, the routing rule and its gateways' addresses from the
+edge's caches) and, when the rule's `mode` is `b2bua`, hands it over with those hops
+(`HandOff`): the engine answers the caller and its `Originate` is answered here with the
+first hop. From then on every message naming one of the pair's Call-IDs (the caller's,
+and leg B's, which the engine makes to hash to this worker: `runtime.affinity` hands a
+message to the worker its Call-ID hashes to) is handed over before the proxy reads it.
+
+A pair's Call-IDs stay claimed for `LINGER` seconds after it ends, so late
+retransmissions and the answers to its BYEs still reach the engine's transactions;
+then the call's limit leases are released as a proxied call's BYE releases them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from services.edge.b2bua.engine import B2bua, Originate, PairTarget
+from services.edge.b2bua.legs import PairAddress
+from services.edge.proxy.actions import HandOff, Send
+from services.edge.proxy.core import Proxy
+from services.edge.runtime.affinity import WorkerGroup
+from shared.sip.branch import new_call_id
+from shared.sip.transaction import ClientTransaction
+
+LINGER: Final = 32.0
+"""Seconds a pair's Call-IDs stay the engine's after it ended (64 T1: its transactions')."""
+MERGED: Final = 482
+"""A second INVITE outside a dialog under a live pair's Call-ID: a merged request (§8.2.2.2)."""
+
+
+class B2buaRunner:
+    """Carries the proxy's hand-offs to the engine and the engine's sends back out."""
+
+    def __init__(self, proxy: Proxy, group: WorkerGroup | None = None) -> None:
+        interface = proxy.interfaces.outbound("udp", "127.0.0.1")  # the first IPv4 UDP one
+        self.engine = B2bua(
+            PairAddress(interface.host, interface.port),
+            proxy.timers.transaction_settings(),
+            call_ids=owned_call_ids(group),
+        )
+        self._proxy = proxy
+        self.calls: dict[str, str] = {}
+        """Each live or lingering pair's Call-IDs (A's and B's) → its pair id."""
+        self._ended: deque[tuple[float, str]] = deque()
+        """(when its Call-IDs are let go, pair id) of the pairs ended, in that order."""
+        self._pair_calls: dict[str, tuple[str, ...]] = {}
+        """Pair id → its Call-IDs, the caller's first (the one the proxy's limits know)."""
+        proxy.b2bua_calls = self.calls
+
+    def hand_off(self, hand_off: HandOff, now: float) -> list[Send]:
+        """Run one handed-over message through the engine; its sends, in order."""
+        sends: list[Send] = []
+        for action in self.engine.receive(hand_off.data, hand_off.source, now):
+            if isinstance(action, Originate):
+                sends += self._originate(action, hand_off, now)
+            else:
+                sends.append(action)
+        self._note_ends(now)
+        return sends
+
+    def _originate(self, originate: Originate, hand_off: HandOff, now: float) -> list[Send]:
+        pair_id = originate.pair_id
+        if not hand_off.hops:  # an INVITE without To tag under a pair's Call-ID
+            return [s for s in self.engine.refuse(pair_id, MERGED, now) if isinstance(s, Send)]
+        caller = originate.request.call_id
+        self.calls[caller] = pair_id
+        self._pair_calls[pair_id] = (caller,)
+        hop = hand_off.hops[0]
+        target = PairTarget(hop.uri, hop.destination)
+        sends = [s for s in self.engine.originate(pair_id, target, now) if isinstance(s, Send)]
+        pair = self.engine.pairs.get(pair_id)
+        if pair is not None:
+            self.calls[pair.b.call_id] = pair_id
+            self._pair_calls[pair_id] = (caller, pair.b.call_id)
+        else:  # refused at once (502: a target it cannot keep)
+            self._ended.append((now + LINGER, pair_id))
+        return sends
+
+    def holds(self, client: ClientTransaction) -> bool:
+        return self.engine.holds(client)
+
+    def transport_failed(self, client: ClientTransaction, now: float) -> list[Send]:
+        sends = [s for s in self.engine.transport_failed(client, now) if isinstance(s, Send)]
+        self._note_ends(now)
+        return sends
+
+    def next_deadline(self) -> float | None:
+        """The engine's next timer, or when an ended pair's Call-IDs are let go."""
+        if not self.calls:
+            return None
+        deadline = self.engine.next_deadline()
+        if self._ended:
+            release = self._ended[0][0]
+            deadline = release if deadline is None else min(deadline, release)
+        return deadline
+
+    def expire(self, now: float) -> list[Send]:
+        sends = [s for s in self.engine.expire(now) if isinstance(s, Send)]
+        self._note_ends(now)
+        ended = self._ended
+        while ended and ended[0][0] <= now:
+            self._let_go(ended.popleft()[1])
+        return sends
+
+    def _note_ends(self, now: float) -> None:
+        """The pairs the engine ended start lingering."""
+        ended = self.engine.ended
+        self._ended.extend((now + LINGER, pair_id) for pair_id in ended)
+        ended.clear()
+
+    def _let_go(self, pair_id: str) -> None:
+        call_ids = self._pair_calls.pop(pair_id, ())
+        for call_id in call_ids:
+            self.calls.pop(call_id, None)
+        if call_ids:
+            self._proxy.policies.call_ended(call_ids[0])  # its limit leases, as a BYE frees
+
+
+def owned_call_ids(group: WorkerGroup | None) -> Callable[[], str]:
+    """Leg B's Call-IDs: ones `runtime.affinity` hands to this worker (about `count` tries)."""
+    if group is None or group.count < 2:
+        return new_call_id
+    index, count = group.index, group.count
+
+    def owned() -> str:
+        while True:
+            call_id = new_call_id()
+            if zlib.crc32(call_id.encode()) % count == index:
+                return call_id
+
+    return owned

@@ -1,0 +1,102 @@
+"""The proxy hands a b2bua rule's calls to the worker's B2BUA, and only those (sans-IO)."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from services.edge.proxy.actions import Action, HandOff, Send
+from services.edge.proxy.core import Proxy, ProxyTimers
+from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
+from services.edge.proxy.interfaces import Interface, Interfaces
+from services.edge.proxy.routes import NumberRouter
+from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.b2bua_runner import LINGER, B2buaRunner, owned_call_ids
+from shared.routing_table.model import Rule
+from shared.sip.message import Request, Response, parse_message
+from shared.sip.transport.destination import Destination
+from tests.services.edge.proxy.test_core import (
+    CALLER,
+    EDGE,
+    GW2,
+    TRUSTED,
+    UDP_IN,
+    Table,
+    answer,
+    invite,
+)
+
+
+def b2bua_proxy(*, runner: bool = True) -> tuple[Proxy, B2buaRunner | None]:
+    """The core tests' table (44 → gateway 2) with rule r44 in b2bua mode."""
+    table = Table()
+    table.put("rule", "r44", Rule(prefix="44", gateways=("2",), mode="b2bua"))
+    router = NumberRouter(table, b2bua_rules=lambda: table.index.b2bua_rules)
+    dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: source.host in TRUSTED)
+    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
+    proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs)
+    return proxy, B2buaRunner(proxy) if runner else None
+
+
+def through(
+    proxy: Proxy, runner: B2buaRunner, data: bytes, source: Destination, now: float
+) -> list[Send]:
+    """`data` into the proxy as the driver feeds it, hand-offs run by `runner`."""
+    sends: list[Send] = []
+    for action in proxy.receive(data, source, UDP_IN, now):
+        if isinstance(action, HandOff):
+            sends += runner.hand_off(action, now)
+        elif isinstance(action, Send):
+            sends.append(action)
+    return sends
+
+
+def parsed(sends: list[Send] | list[Action], destination: Destination) -> list[Request | Response]:
+    return [
+        parse_message(s.data) for s in sends if isinstance(s, Send) and s.destination == destination
+    ]
+
+
+def test_a_b2bua_rules_invite_goes_out_as_a_new_call_and_its_bye_ends_both_legs() -> None:
+    proxy, runner = b2bua_proxy()
+    assert runner is not None
+    sends = through(proxy, runner, invite(f"sip:4420@{EDGE}"), CALLER, 100.0)
+    [out] = parsed(sends, GW2)
+    assert isinstance(out, Request) and out.method == "INVITE"
+    assert out.call_id != "call-1" and "10.0.0.5" not in out.to_bytes().decode()
+    assert set(runner.calls) == {"call-1", out.call_id}
+    ok = through(proxy, runner, answer(out, 200), GW2, 100.1)  # leg B's Call-ID: the engine's
+    [to_caller] = [m for m in parsed(ok, CALLER) if isinstance(m, Response) and m.status == 200]
+    tag = to_caller.to_tag
+    bye = (
+        f"BYE sip:{EDGE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKb1\r\n"
+        f"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:4420@example.com>;tag={tag}\r\n"
+        "Call-ID: call-1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    ended = through(proxy, runner, bye, CALLER, 101.0)
+    assert [m.status for m in parsed(ended, CALLER) if isinstance(m, Response)] == [200]
+    [bye_out] = parsed(ended, GW2)
+    assert isinstance(bye_out, Request) and bye_out.method == "BYE"
+    assert bye_out.call_id == out.call_id
+    assert runner.next_deadline() is not None
+    runner.expire(101.0 + LINGER + 1)  # retransmissions' time over: the Call-IDs let go
+    assert runner.calls == {}
+
+
+def test_a_proxy_rules_invite_and_a_b2bua_rules_without_a_runner_are_proxied() -> None:
+    proxy, runner = b2bua_proxy()
+    assert runner is not None
+    sends = through(proxy, runner, invite(f"sip:14075551234@{EDGE}"), CALLER, 100.0)
+    assert not runner.calls
+    assert any(b"Call-ID: call-1" in s.data for s in sends if s.destination != CALLER)
+    bare, _ = b2bua_proxy(runner=False)
+    actions = bare.receive(invite(f"sip:4420@{EDGE}"), CALLER, UDP_IN, 100.0)
+    assert not [a for a in actions if isinstance(a, HandOff)]
+    [forwarded] = parsed(actions, GW2)
+    assert forwarded.call_id == "call-1"
+
+
+def test_leg_bowned_call_ids_hash_to_the_worker_holding_the_pair(tmp_path: Path) -> None:
+    for index in range(3):
+        make = owned_call_ids(WorkerGroup(index, 3, tmp_path))
+        assert {zlib.crc32(make().encode()) % 3 for _ in range(20)} == {index}
