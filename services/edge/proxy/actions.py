@@ -123,11 +123,13 @@ class Media:
 @dataclass(frozen=True, slots=True)
 class HandOff:
     """A message for the worker's B2BUA engine, not the proxy (docs/b2bua.md): one of a pair's
-    Call-IDs, or (with `hops`, the routing decision) a new INVITE its rule's `mode` gives it."""
+    Call-IDs, or (with `hops`, the routing decision) a new INVITE its rule's `mode` gives it,
+    or (`adopt`) an in-dialog request naming a pair's tag: its state is looked up first."""
 
     data: bytes
     source: Destination
     hops: tuple[Hop, ...] = ()
+    adopt: bool = False
 
 
 Action = (

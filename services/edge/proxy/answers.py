@@ -113,6 +113,9 @@ class Answers:
         self.b2bua_calls: Container[str] | None = None
         """The Call-IDs of the B2BUA's pairs, whose messages are handed to it (`HandOff`); set
         by the adapter that runs one (None: no B2BUA, a b2bua rule's calls are proxied)."""
+        self.b2bua_tags: str | None = None
+        """What the B2BUA's own tags start with, when pairs are shared (Redis): an in-dialog
+        request naming one, with no signed route of ours, is handed over to be adopted."""
         self.calls = ActiveCalls() if calls is None else calls
         """Calls per dispatcher destination: the same object the router's sets read."""
         self.table = TransactionTable(self.timers.transaction_settings())

@@ -239,6 +239,10 @@ class Proxy(StatelessAcks):
         if self.policies.screen(request, source, now, actions, policy):
             return
         own = own_route(request, self.interfaces.is_ours)
+        mark = self.b2bua_tags
+        if mark is not None and own.token is None and (request.to_tag or "").startswith(mark):
+            actions.append(HandOff(request.to_bytes(), source, adopt=True))  # a pair elsewhere
+            return
         refusal = self.dialogs.refusal(request, own, source)
         if refusal is not None:
             if method == "ACK":

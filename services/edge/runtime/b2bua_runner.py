@@ -11,25 +11,40 @@ message to the worker its Call-ID hashes to) is handed over before the proxy rea
 A pair's Call-IDs stay claimed for `LINGER` seconds after it ends, so late
 retransmissions and the answers to its BYEs still reach the engine's transactions;
 then the call's limit leases are released as a proxied call's BYE releases them.
+
+With a `PairWriter` (`runtime.b2bua_state`), an answered pair's record goes to Redis each
+time a message changes it and is deleted when it ends; and the proxy hands over an
+in-dialog request naming a pair's tag (`PAIR_TAG`) that no Call-ID here claims: its
+record is loaded (another edge's call, that edge gone) and adopted before the engine
+reads it, or, with none, the engine answers it 481.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import Final
 
+from redis.exceptions import RedisError
+
 from services.edge.b2bua.engine import B2bua, Originate, PairTarget
-from services.edge.b2bua.legs import PairAddress
+from services.edge.b2bua.legs import PAIR_TAG, PairAddress
+from services.edge.b2bua.record import RecordError
 from services.edge.proxy.actions import HandOff, Send
 from services.edge.proxy.core import Proxy
 from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.b2bua_state import PairWriter
 from shared.sip.branch import new_call_id
+from shared.sip.message import parse_message, peek_call_id
 from shared.sip.transaction import ClientTransaction
 
 LINGER: Final = 32.0
 """Seconds a pair's Call-IDs stay the engine's after it ended (64 T1: its transactions')."""
+log = logging.getLogger("callmesh.edge.b2bua")
+
 MERGED: Final = 482
 """A second INVITE outside a dialog under a live pair's Call-ID: a merged request (§8.2.2.2)."""
 
@@ -37,7 +52,9 @@ MERGED: Final = 482
 class B2buaRunner:
     """Carries the proxy's hand-offs to the engine and the engine's sends back out."""
 
-    def __init__(self, proxy: Proxy, group: WorkerGroup | None = None) -> None:
+    def __init__(
+        self, proxy: Proxy, group: WorkerGroup | None = None, writer: PairWriter | None = None
+    ) -> None:
         interface = proxy.interfaces.outbound("udp", "127.0.0.1")  # the first IPv4 UDP one
         self.engine = B2bua(
             PairAddress(interface.host, interface.port),
@@ -52,6 +69,12 @@ class B2buaRunner:
         self._pair_calls: dict[str, tuple[str, ...]] = {}
         """Pair id → its Call-IDs, the caller's first (the one the proxy's limits know)."""
         proxy.b2bua_calls = self.calls
+        self._writer = writer
+        self._saved: dict[str, dict[str, str]] = {}
+        """Pair id → the record last written for it."""
+        self._adopting: set[asyncio.Task[None]] = set()
+        if writer is not None:
+            proxy.b2bua_tags = PAIR_TAG
 
     def hand_off(self, hand_off: HandOff, now: float) -> list[Send]:
         """Run one handed-over message through the engine; its sends, in order."""
@@ -61,8 +84,54 @@ class B2buaRunner:
                 sends += self._originate(action, hand_off, now)
             else:
                 sends.append(action)
+        if self._writer is not None:
+            call_id = peek_call_id(hand_off.data)
+            pair_id = None if call_id is None else self.calls.get(call_id.decode(errors="replace"))
+            if pair_id is not None:
+                self._save(pair_id)
         self._note_ends(now)
         return sends
+
+    def adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+        """A request naming a pair's tag that no Call-ID here claims: its record is loaded and
+        adopted first (`deliver` gets the engine's sends)."""
+        task = asyncio.get_running_loop().create_task(self._adopt(hand_off, deliver))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+        message = parse_message(hand_off.data)  # parsed by the proxy already: it parses
+        call_id, tag = message.call_id, message.to_tag or ""
+        record = None
+        if self._writer is not None:
+            try:
+                record = await self._writer.states.load(call_id, tag)
+            except (RedisError, OSError) as error:
+                log.warning("B2BUA state of %s not read: %s", call_id[:64], error)
+        if record is not None and call_id not in self.calls:
+            try:
+                pair = self.engine.adopt(record)
+            except RecordError as error:
+                log.warning("B2BUA state of %s unusable: %s", call_id[:64], error)
+            else:
+                self.calls[pair.a.call_id] = self.calls[pair.b.call_id] = pair.id
+                self._pair_calls[pair.id] = (pair.a.call_id, pair.b.call_id)
+                self._saved[pair.id] = dict(record)
+        now = asyncio.get_running_loop().time()
+        deliver(self.hand_off(HandOff(hand_off.data, hand_off.source), now))
+
+    def _save(self, pair_id: str) -> None:
+        record = self.engine.record(pair_id)
+        if record is not None and record != self._saved.get(pair_id) and self._writer:
+            self._saved[pair_id] = record
+            self._writer.save(record)
+
+    async def stop(self) -> None:
+        for task in list(self._adopting):
+            task.cancel()
+        await asyncio.gather(*self._adopting, return_exceptions=True)
+        if self._writer is not None:
+            await self._writer.stop()
 
     def _originate(self, originate: Originate, hand_off: HandOff, now: float) -> list[Send]:
         pair_id = originate.pair_id
@@ -112,6 +181,10 @@ class B2buaRunner:
         """The pairs the engine ended start lingering."""
         ended = self.engine.ended
         self._ended.extend((now + LINGER, pair_id) for pair_id in ended)
+        for pair_id in ended:
+            saved = self._saved.pop(pair_id, None)
+            if saved is not None and self._writer is not None:
+                self._writer.delete(saved)
         ended.clear()
 
     def _let_go(self, pair_id: str) -> None:

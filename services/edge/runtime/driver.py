@@ -115,6 +115,8 @@ class ProxyDriver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, self.round_trips.stop(), return_exceptions=True)
+        if self.b2bua is not None:
+            await self.b2bua.stop()
         await self.publisher.stop()
         if self.media is not None:
             await self.media.stop()
@@ -186,12 +188,14 @@ class ProxyDriver:
             if isinstance(action, Send):
                 self._send(action)
             elif isinstance(action, HandOff):
-                if self.b2bua is not None:
+                if self.b2bua is not None and action.adopt:
+                    self.b2bua.adopt(action, self._deliver)
+                elif self.b2bua is not None:
                     self._run(self.b2bua.hand_off(action, self._loop.time()))
             elif not isinstance(action, Publish):
                 self.round_trips.start(action)
 
-    def _deliver(self, actions: list[Action]) -> None:
+    def _deliver(self, actions: Sequence[Action]) -> None:
         """A round trip's outcome, as the core answered it: run, then time again."""
         self._run(actions)
         self._reschedule()

@@ -34,6 +34,7 @@ from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
 from services.edge.runtime.affinity import CallAffinity, WorkerGroup
 from services.edge.runtime.b2bua_runner import B2buaRunner
+from services.edge.runtime.b2bua_state import PairStates, PairWriter
 from services.edge.runtime.capture import capture_of, watch_events
 from services.edge.runtime.driver import ProxyDriver
 from services.edge.runtime.fraud import FraudRunner
@@ -238,7 +239,8 @@ async def _serve_proxy(
         outbox=open_outbox(settings, group.index if group is not None else 0),
         fsync_interval=settings.edge_outbox_fsync_interval,
     )
-    driver.b2bua = B2buaRunner(proxy, group)
+    states = PairStates(store, settings.call_limit_max_call_duration)  # a call's longest life
+    driver.b2bua = B2buaRunner(proxy, group, PairWriter(states))
     driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
     watch_events(sockets.capture, driver.publisher, [bound.listener for bound in sockets.bound])
     driver.round_trips.limits = LimitsRunner(

@@ -8,12 +8,15 @@ tags, Via, Contact or Record-Route, and a BYE from either side must end both leg
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from deploy.labs.ports import free_port
+from tests.conftest import REDIS_URL
 from tests.services.edge.support import LOOPBACK, Edge, Sipp, running_edge, sipp, wait_bound
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
@@ -144,3 +147,54 @@ def test_pairs_stay_on_the_worker_holding_them(workdir: Path) -> None:
         assert caller.wait() == 0, caller.errors() + edge.log()
         assert gateway.wait() == 0, gateway.errors() + edge.log()
         assert caller.received("BYE") == calls
+
+
+def test_a_pair_goes_on_through_another_edge_after_its_edge_dies(workdir: Path) -> None:
+    """Edge A holds the pair and is killed; the gateway's BYE reaches edge B, which loads the
+    pair's record from Redis and ends both legs. Redis holds a live pair in a few hundred
+    bytes, and nothing once it ended."""
+    (workdir / "a").mkdir()
+    (workdir / "b").mkdir()
+    with running_edge(workdir / "a") as a, Redis.from_url(REDIS_URL) as redis:
+        hold = ("-set", "hold", "3000")
+        port, http = free_port(), free_port()
+        env = dict(
+            a.env,
+            CALLMESH_SIP_LISTEN=f"udp:{LOOPBACK}:{port}",
+            CALLMESH_HTTP_LISTEN=f"{LOOPBACK}:{http}",
+            CALLMESH_EDGE_OUTBOX_DIR=str(workdir / "b" / "outbox"),
+        )
+        b = Edge(a.namespace, port, http, a.routing_port, workdir / "b", env)
+        gateway, _port = b2bua_gateway(
+            a, workdir, "2204", "gateway_sends_bye", args=(*hold, "-set", "bye_port", str(port))
+        )
+        b.start()
+        try:
+            caller = sipp(
+                workdir,
+                "caller_takes_bye",
+                free_port(),
+                remote=a.sip_port,
+                args=("-s", "22045550001"),
+            )
+            keys = wait_for_keys(redis, a.namespace)
+            size = sum(redis.memory_usage(key) or 0 for key in keys)
+            print(f"Redis bytes per live B2BUA pair (MEMORY USAGE, 3 keys): {size}")
+            assert 0 < size < 4000
+            a.kill()
+            assert caller.wait() == 0, caller.errors() + b.log()
+            assert gateway.wait() == 0, gateway.errors() + b.log()
+            assert caller.received("BYE") == 1
+            assert wait_for_keys(redis, a.namespace, present=False) == []
+        finally:
+            b.stop()
+
+
+def wait_for_keys(redis: Redis, namespace: str, *, present: bool = True) -> list[bytes]:
+    """The B2BUA state keys of `namespace` once there are some (`present`) or none left."""
+    deadline = time.monotonic() + 10
+    while True:
+        keys = sorted(redis.scan_iter(f"{namespace}:b2bua:*"))
+        if bool(keys) == present or time.monotonic() > deadline:
+            return keys
+        time.sleep(0.05)

@@ -24,6 +24,7 @@ from tests.services.edge.proxy.test_core import (
     Table,
     answer,
     invite,
+    signed,
 )
 
 
@@ -100,3 +101,23 @@ def test_leg_bowned_call_ids_hash_to_the_worker_holding_the_pair(tmp_path: Path)
     for index in range(3):
         make = owned_call_ids(WorkerGroup(index, 3, tmp_path))
         assert {zlib.crc32(make().encode()) % 3 for _ in range(20)} == {index}
+
+
+def test_an_in_dialog_request_naming_a_pairs_tag_elsewhere_is_handed_over_to_adopt() -> None:
+    """Pairs shared (a writer sets `b2bua_tags`): a request naming a pair tag that no Call-ID
+    here claims, with no signed route of ours, may be another edge's pair; with a signed
+    route it is a proxied dialog's, whatever its tag."""
+    proxy, _runner = b2bua_proxy()
+    bye = (
+        f"BYE sip:{EDGE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKb2\r\n"
+        "From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:4420@example.com>;tag=cmb2b77\r\n"
+        "Call-ID: elsewhere\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n{route}Content-Length: 0\r\n\r\n"
+    )
+    plain = bye.format(route="").encode()
+    assert not [a for a in proxy.receive(plain, CALLER, UDP_IN, 100.0) if isinstance(a, HandOff)]
+    proxy.b2bua_tags = "cmb2b"
+    [handed] = [a for a in proxy.receive(plain, CALLER, UDP_IN, 100.0) if isinstance(a, HandOff)]
+    assert handed.adopt and b"Call-ID: elsewhere" in handed.data
+    route = f"Route: {signed(proxy, 'elsewhere')}\r\n"
+    routed = bye.format(route=route).encode()
+    assert not [a for a in proxy.receive(routed, CALLER, UDP_IN, 100.0) if isinstance(a, HandOff)]
