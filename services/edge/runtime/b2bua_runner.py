@@ -8,9 +8,9 @@ first hop. From then on every message naming one of the pair's Call-IDs (the cal
 and leg B's, which the engine makes to hash to this worker: `runtime.affinity` hands a
 message to the worker its Call-ID hashes to) is handed over before the proxy reads it.
 
-A pair's Call-IDs stay claimed for `LINGER` seconds after it ends, so late
-retransmissions and the answers to its BYEs still reach the engine's transactions;
-then the call's limit leases are released as a proxied call's BYE releases them.
+When a pair ends, the call's limit leases are released as a proxied call's BYE releases
+them; its Call-IDs stay claimed for `LINGER` seconds more, so late retransmissions and
+the answers to its BYEs still reach the engine's transactions.
 
 With a `PairWriter` (`runtime.b2bua_state`), an answered pair's record goes to Redis each
 time a message changes it and is deleted when it ends; and the proxy hands over an
@@ -148,7 +148,7 @@ class B2buaRunner:
             self.calls[pair.b.call_id] = pair_id
             self._pair_calls[pair_id] = (caller, pair.b.call_id)
         else:  # refused at once (502: a target it cannot keep)
-            self._ended.append((now + LINGER, pair_id))
+            self._pair_ended(pair_id, now)
         return sends
 
     def holds(self, client: ClientTransaction) -> bool:
@@ -178,21 +178,25 @@ class B2buaRunner:
         return sends
 
     def _note_ends(self, now: float) -> None:
-        """The pairs the engine ended start lingering."""
         ended = self.engine.ended
-        self._ended.extend((now + LINGER, pair_id) for pair_id in ended)
         for pair_id in ended:
-            saved = self._saved.pop(pair_id, None)
-            if saved is not None and self._writer is not None:
-                self._writer.delete(saved)
+            self._pair_ended(pair_id, now)
         ended.clear()
 
-    def _let_go(self, pair_id: str) -> None:
-        call_ids = self._pair_calls.pop(pair_id, ())
-        for call_id in call_ids:
-            self.calls.pop(call_id, None)
+    def _pair_ended(self, pair_id: str, now: float) -> None:
+        """The call is over: its limit leases freed (as a proxied call's BYE frees them), its
+        state deleted, its Call-IDs lingering."""
+        self._ended.append((now + LINGER, pair_id))
+        call_ids = self._pair_calls.get(pair_id, ())
         if call_ids:
-            self._proxy.policies.call_ended(call_ids[0])  # its limit leases, as a BYE frees
+            self._proxy.policies.call_ended(call_ids[0])
+        saved = self._saved.pop(pair_id, None)
+        if saved is not None and self._writer is not None:
+            self._writer.delete(saved)
+
+    def _let_go(self, pair_id: str) -> None:
+        for call_id in self._pair_calls.pop(pair_id, ()):
+            self.calls.pop(call_id, None)
 
 
 def owned_call_ids(group: WorkerGroup | None) -> Callable[[], str]:
