@@ -146,6 +146,8 @@ class Gateway(Record):
     tls: GatewayTls | None = None
     """How to connect to it over TLS (client certificate, CAs, verification, server name);
     only for an address reached over TLS."""
+    mode: Mode | None = None
+    """Carry the calls to this gateway as a proxy or a B2BUA (overrides the rule's mode)."""
 
     @model_validator(mode="after")
     def _tls_needs_tls(self) -> Gateway:

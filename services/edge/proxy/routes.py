@@ -10,7 +10,7 @@ everyone).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -153,12 +153,12 @@ class NumberRouter:
         names: NameTargets | None = None,
         health: Callable[[str], str] | None = None,
         *,
-        b2bua_rules: Callable[[], Collection[str]] = tuple,
+        b2bua: Callable[[Hop], bool] | None = None,
     ) -> None:
         self._lookup = lookup
-        self._b2bua_rules = b2bua_rules
-        """The rules whose calls the edge's B2BUA carries (`mode: b2bua`), as the table has
-        them now (the routing cache's index is replaced on a reload)."""
+        self._b2bua = b2bua
+        """Whether a call whose first hop this is goes to the B2BUA (`mode`, the gateway's
+        else its rule's: `shared.routing_table.modes`); None: never."""
         self._classify = classify
         self._sets = sets
         self._names = names
@@ -168,10 +168,9 @@ class NumberRouter:
         self._unresolved: dict[str, str] = {}
         """Names that gave no target, with the reason last logged (logged again on a change)."""
 
-    def b2bua(self, hops: Iterable[Hop]) -> bool:
-        """Whether the rule that chose `hops` has `mode: b2bua` (a set's hops name no rule)."""
-        rules = self._b2bua_rules()
-        return bool(rules) and any(hop.rule_id in rules for hop in hops)
+    def b2bua(self, hops: Sequence[Hop]) -> bool:
+        """Whether a call to `hops` is the B2BUA's: its first hop's mode says so."""
+        return self._b2bua is not None and bool(hops) and self._b2bua(hops[0])
 
     def caller_profile(self, source: Destination, number: str) -> CallerProfile:
         return self._classify(source, number)

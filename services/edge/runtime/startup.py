@@ -58,6 +58,7 @@ from shared.registrar.location import shared_secret
 from shared.registrar.nonce_counts import NonceCounts
 from shared.routing_table.cache import RoutingCache
 from shared.routing_table.media import parse_domain_policies
+from shared.routing_table.modes import carried_by_b2bua
 from shared.settings import Settings, split_host_port
 from shared.sip.auth.nonces import NonceKeeper
 from shared.sip.transport.base import Listener, limits_of, tls_limits_of
@@ -187,7 +188,7 @@ async def _serve_proxy(
         sets=SetSelector(sets, calls),
         names=names,
         health=cache.health.state,
-        b2bua_rules=lambda: cache.index.b2bua_rules,
+        b2bua=lambda hop: carried_by_b2bua(cache.index, hop.rule_id, hop.gateway_id),
     )
     shedder = LoadShedder(
         OverloadSettings(

@@ -1,5 +1,5 @@
-"""A rule's `mode` (proxy or b2bua) through the API and the command queue to an edge's cache,
-its snapshot and the dry run; hostile values refused naming the field."""
+"""A rule's and a gateway's `mode` (proxy or b2bua) through the API and the command queue to an
+edge's cache, its snapshot and the dry run; hostile values refused naming the field."""
 
 from __future__ import annotations
 
@@ -51,6 +51,29 @@ async def test_a_rules_mode_reaches_edges_their_snapshot_and_the_dry_run(
     assert dry["rule"] == {"id": "1", "prefix": "1407", "priority": 0, "mode": "b2bua"}
     dry = (await client.get("/v1/route", params={"number": "4420"})).json()
     assert dry["rule"]["mode"] == "proxy"
+
+
+async def test_a_gateways_mode_reaches_edges_and_the_dry_run_beside_its_rules(
+    routing: Deployment,
+) -> None:
+    client = routing.client
+    await routing.seed()
+    edge = await routing.edge()
+    put = await client.put("/v1/gateways/2", json={"address": "sip:x", "mode": "b2bua"})
+    assert put.status_code == 200, put.text
+    await client.put("/v1/gateways/1", json={"address": "sip:y", "mode": "proxy"})
+    rule = await client.put("/v1/rules/1", json={"prefix": "1407", "gateways": ["1", "2"]})
+    await until(lambda: edge.version == rule.json()["version"])
+    assert edge.index.b2bua_gateways == {"2"}
+    await until(lambda: routing.service.cache.version == rule.json()["version"])
+    dry = (await client.get("/v1/route", params={"number": "14075551234"})).json()
+    assert [(g["id"], g["mode"]) for g in dry["gateways"]] == [
+        ("1", {"mode": "proxy", "set_by": "gateway"}),
+        ("2", {"mode": "b2bua", "set_by": "gateway"}),
+    ]
+    bad = await client.put("/v1/gateways/3", json={"address": "sip:z", "mode": "relay"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "mode"]
 
 
 @pytest.mark.parametrize("mode", ["B2BUA", "b2bua ", "", None, 1, ["b2bua"], "x" * 10_000])

@@ -68,6 +68,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "limits": None,
         "media_relay": None,
         "tls": None,
+        "mode": None,
     }
     listing = (await client.get("/v1/rules")).json()
     assert [(r["id"], r["prefix"]) for r in listing["items"]] == [
@@ -125,6 +126,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
                 "dns": None,
                 "topology_hiding": None,
                 "media_relay": {"policy": "nat", "set_by": "default"},
+                "mode": {"mode": "proxy", "set_by": "default"},
                 "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
             {
@@ -135,6 +137,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
                 "dns": None,
                 "topology_hiding": None,
                 "media_relay": {"policy": "nat", "set_by": "default"},
+                "mode": {"mode": "proxy", "set_by": "default"},
                 "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
         ],

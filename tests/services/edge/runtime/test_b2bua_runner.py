@@ -12,12 +12,14 @@ from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_runner import LINGER, B2buaRunner, owned_call_ids
-from shared.routing_table.model import Rule
+from shared.routing_table.model import Gateway, Rule
+from shared.routing_table.modes import carried_by_b2bua
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import (
     CALLER,
     EDGE,
+    GW1,
     GW2,
     TRUSTED,
     UDP_IN,
@@ -32,7 +34,9 @@ def b2bua_proxy(*, runner: bool = True) -> tuple[Proxy, B2buaRunner | None]:
     """The core tests' table (44 → gateway 2) with rule r44 in b2bua mode."""
     table = Table()
     table.put("rule", "r44", Rule(prefix="44", gateways=("2",), mode="b2bua"))
-    router = NumberRouter(table, b2bua_rules=lambda: table.index.b2bua_rules)
+    router = NumberRouter(
+        table, b2bua=lambda hop: carried_by_b2bua(table.index, hop.rule_id, hop.gateway_id)
+    )
     dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: source.host in TRUSTED)
     interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
     proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs)
@@ -121,3 +125,22 @@ def test_an_in_dialog_request_naming_a_pairs_tag_elsewhere_is_handed_over_to_ado
     route = f"Route: {signed(proxy, 'elsewhere')}\r\n"
     routed = bye.format(route=route).encode()
     assert not [a for a in proxy.receive(routed, CALLER, UDP_IN, 100.0) if isinstance(a, HandOff)]
+
+
+def test_the_first_gateways_own_mode_wins_over_its_rules() -> None:
+    proxy, runner = b2bua_proxy()
+    assert runner is not None
+    table = Table()
+    table.put("gateway", "2", Gateway(address=f"sip:{GW2.host}:5060", mode="proxy"))
+    table.put("gateway", "1", Gateway(address=f"sip:{GW1.host}", prefix="00", mode="b2bua"))
+    table.put("rule", "r44", Rule(prefix="44", gateways=("2",), mode="b2bua"))
+    proxy.router = NumberRouter(
+        table, b2bua=lambda hop: carried_by_b2bua(table.index, hop.rule_id, hop.gateway_id)
+    )
+    proxied = through(proxy, runner, invite(f"sip:4420@{EDGE}"), CALLER, 100.0)
+    assert [m.call_id for m in parsed(proxied, GW2)] == ["call-1"]
+    assert not runner.calls
+    second = invite(f"sip:14075551234@{EDGE}", branch="z9hG4bKc2").replace(b"call-1", b"call-2")
+    handed = through(proxy, runner, second, CALLER, 100.0)
+    [out] = parsed(handed, GW1)
+    assert out.call_id != "call-2" and set(runner.calls) == {"call-2", out.call_id}
