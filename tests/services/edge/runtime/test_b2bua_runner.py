@@ -10,6 +10,7 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
+from services.edge.proxy.stages import PolicyStages
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_runner import LINGER, B2buaRunner, owned_call_ids
 from shared.routing_table.model import Gateway, Rule
@@ -30,7 +31,19 @@ from tests.services.edge.proxy.test_core import (
 )
 
 
-def b2bua_proxy(*, runner: bool = True) -> tuple[Proxy, B2buaRunner | None]:
+class EndedCalls(PolicyStages):
+    """The policy stages without policies, noting the calls whose limit slots are freed."""
+
+    def __init__(self) -> None:
+        self.ended: list[str] = []
+
+    def call_ended(self, call_id: str) -> None:
+        self.ended.append(call_id)
+
+
+def b2bua_proxy(
+    *, runner: bool = True, policies: PolicyStages | None = None
+) -> tuple[Proxy, B2buaRunner | None]:
     """The core tests' table (44 → gateway 2) with rule r44 in b2bua mode."""
     table = Table()
     table.put("rule", "r44", Rule(prefix="44", gateways=("2",), mode="b2bua"))
@@ -39,7 +52,8 @@ def b2bua_proxy(*, runner: bool = True) -> tuple[Proxy, B2buaRunner | None]:
     )
     dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: source.host in TRUSTED)
     interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
-    proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs)
+    timers = ProxyTimers(fr=2.0, fr_inv=10.0)
+    proxy = Proxy(interfaces, router, timers, policies=policies, dialogs=dialogs)
     return proxy, B2buaRunner(proxy) if runner else None
 
 
@@ -144,3 +158,16 @@ def test_the_first_gateways_own_mode_wins_over_its_rules() -> None:
     handed = through(proxy, runner, second, CALLER, 100.0)
     [out] = parsed(handed, GW1)
     assert out.call_id != "call-2" and set(runner.calls) == {"call-2", out.call_id}
+
+
+def test_a_refused_b2bua_call_frees_its_limit_slots_at_once() -> None:
+    """As a proxied call's final answer would: not when its Call-IDs are let go, 32 s later."""
+    policies = EndedCalls()
+    proxy, runner = b2bua_proxy(policies=policies)
+    assert runner is not None
+    [out] = parsed(through(proxy, runner, invite(f"sip:4420@{EDGE}"), CALLER, 100.0), GW2)
+    assert isinstance(out, Request)
+    busy = through(proxy, runner, answer(out, 486), GW2, 100.2)
+    assert [m.status for m in parsed(busy, CALLER) if isinstance(m, Response)] == [486]
+    assert policies.ended == ["call-1"]
+    assert set(runner.calls) == {"call-1", out.call_id}  # lingering for retransmissions
