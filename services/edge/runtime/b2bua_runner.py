@@ -2,7 +2,8 @@
 
 One `B2bua` per worker (docs/b2bua.md). The proxy routes a new INVITE as for any call
 (authentication, limits, fraud, the routing rule and its gateways' addresses from the
-edge's caches) and, when the rule's `mode` is `b2bua`, hands it over with those hops
+edge's caches) and, when the first hop's `mode` is `b2bua` (its gateway's, else its
+rule's: `shared.routing_table.modes`), hands it over with those hops
 (`HandOff`): the engine answers the caller and its `Originate` is answered here with the
 first hop. From then on every message naming one of the pair's Call-IDs (the caller's,
 and leg B's, which the engine makes to hash to this worker: `runtime.affinity` hands a
@@ -41,10 +42,14 @@ from shared.sip.branch import new_call_id
 from shared.sip.message import parse_message, peek_call_id
 from shared.sip.transaction import ClientTransaction
 
-LINGER: Final = 32.0
-"""Seconds a pair's Call-IDs stay the engine's after it ended (64 T1: its transactions')."""
 log = logging.getLogger("callmesh.edge.b2bua")
 
+LINGER: Final = 32.0
+"""Seconds a pair's Call-IDs stay the engine's after it ended (64 T1: its transactions')."""
+MAX_ADOPTING: Final = 100
+"""Redis look-ups for unknown pairs in flight at most: past it (a flood of forged pair
+tags), a request goes to the engine unlooked-up and is answered 481 (its sender, if
+genuine, retransmits)."""
 MERGED: Final = 482
 """A second INVITE outside a dialog under a live pair's Call-ID: a merged request (§8.2.2.2)."""
 
@@ -95,6 +100,9 @@ class B2buaRunner:
     def adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
         """A request naming a pair's tag that no Call-ID here claims: its record is loaded and
         adopted first (`deliver` gets the engine's sends)."""
+        if len(self._adopting) >= MAX_ADOPTING:
+            deliver(self.hand_off(hand_off, asyncio.get_running_loop().time()))
+            return
         task = asyncio.get_running_loop().create_task(self._adopt(hand_off, deliver))
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)
