@@ -75,6 +75,9 @@ class B2bua(Relaying):
         """`call_ids` makes leg B's Call-IDs (an edge worker's: ones that hash to it)."""
         super().__init__(edge, settings)
         self._call_ids = call_ids
+        self.next_target: Callable[[str], PairTarget | None] | None = None
+        """The adapter's next target for a pair whose leg B got 503 or 408 (None: no more,
+        the caller gets that answer): serial failover over the route's gateways."""
         self._waiting: dict[str, tuple[ServerTransaction, Leg]] = {}
         """Caller's INVITEs waiting for `originate`, by pair id."""
 
@@ -115,13 +118,39 @@ class B2bua(Relaying):
             self._answer(server, 502, reason, now, sends, to_tag=caller.local_tag)
             return list(sends)
         pair = Pair(pair_id, caller, target_leg, now)
-        request = pair.b.request("INVITE", self.edge, relayed_headers(invite), invite.body)
-        forwards = invite.max_forwards
-        request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))
         self._hold(pair)
         pair.offering = "a"
-        self._relay(Relay(pair, "a", server, creating=True), request, now, sends)
+        self._invite_b(Relay(pair, "a", server, creating=True), now, sends)
         return list(sends)
+
+    def _invite_b(self, relay: Relay, now: float, sends: list[Send]) -> None:
+        """Leg B's INVITE, from the caller's, out toward leg B's peer."""
+        invite = relay.server.request
+        request = relay.pair.b.request("INVITE", self.edge, relayed_headers(invite), invite.body)
+        forwards = invite.max_forwards
+        request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))
+        self._relay(relay, request, now, sends)
+
+    def _fail_over(self, relay: Relay, now: float, actions: list[Send]) -> bool:
+        """Leg B anew (Call-ID, tag, CSeq 1) toward the adapter's next target, if it has one
+        and the caller has not cancelled; the caller's leg is untouched."""
+        pair = relay.pair
+        if relay.cancelled or self.next_target is None:
+            return False
+        target = self.next_target(pair.id)
+        if target is None:
+            return False
+        try:
+            leg = targets_leg(
+                relay.server.request, target.uri, target.destination, self._call_ids()
+            )
+        except SipError:  # a target URI too long to keep: as good as none
+            return False
+        self._dialogs.pop((pair.b.call_id, pair.b.local_tag), None)
+        pair.b = leg
+        self._dialogs[(leg.call_id, leg.local_tag)] = (pair, "b")
+        self._invite_b(relay, now, actions)
+        return True
 
     def refuse(self, pair_id: str, status: int, now: float) -> list[Action]:
         """The caller's INVITE of `pair_id` has no target: answer it `status` (404, 503, ...)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Final
 
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import TARGET_REFRESH, PairAddress
@@ -39,6 +40,8 @@ from shared.sip.transaction import (
 
 log = logging.getLogger("callmesh.edge.b2bua")
 
+FAILOVER: Final = frozenset({408, 503})
+"""Leg B's answers (a timeout of ours, a 503 or a transport failure) that try the next target."""
 DialogKey = tuple[str, str]
 """A leg's Call-ID and the edge's tag on it: what an in-dialog request names."""
 
@@ -190,11 +193,18 @@ class Relaying:
         if relay.cancelled:
             return  # the inbound side has its 487 already
         if status >= 200:
+            if relay.creating and status in FAILOVER and self._fail_over(relay, now, actions):
+                return  # leg B again, toward the next target: the caller waits on
             if response.cseq.method in TARGET_REFRESH:
                 pair.offering = None
             if relay.creating:
                 self._end(pair, now)
         self._respond(relay.server, self._counterpart(relay, response), now, actions)
+
+    def _fail_over(self, relay: Relay, now: float, actions: list[Send]) -> bool:
+        """Leg B refused with 503 or timed out: whether it went again toward another target
+        (here: none; `engine.B2bua` asks its adapter)."""
+        return False
 
     def _refuse_answer(self, relay: Relay, now: float, actions: list[Send]) -> None:
         """A 2xx the edge cannot take on (its dialog would not fit the pair's bounds): ended

@@ -5,7 +5,7 @@ One `B2bua` per worker (docs/b2bua.md). The proxy routes a new INVITE as for any
 edge's caches) and, when the first hop's `mode` is `b2bua` (its gateway's, else its
 rule's: `shared.routing_table.modes`), hands it over with those hops
 (`HandOff`): the engine answers the caller and its `Originate` is answered here with the
-first hop. From then on every message naming one of the pair's Call-IDs (the caller's,
+first hop, its `next_target` (leg B refused with 503 or timed out) with the next. From then on every message naming one of the pair's Call-IDs (the caller's,
 and leg B's, which the engine makes to hash to this worker: `runtime.affinity` hands a
 message to the worker its Call-ID hashes to) is handed over before the proxy reads it.
 
@@ -36,6 +36,7 @@ from services.edge.b2bua.legs import PAIR_TAG, PairAddress
 from services.edge.b2bua.record import RecordError
 from services.edge.proxy.actions import HandOff, Send
 from services.edge.proxy.core import Proxy
+from services.edge.proxy.routes import Hop
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_state import PairWriter
 from shared.sip.branch import new_call_id
@@ -78,6 +79,11 @@ class B2buaRunner:
         self._saved: dict[str, dict[str, str]] = {}
         """Pair id → the record last written for it."""
         self._adopting: set[asyncio.Task[None]] = set()
+        self._hops: dict[str, list[Hop]] = {}
+        """Pair id → the hops of its route not tried yet (failover on 503, 408)."""
+        self._retargeted: list[str] = []
+        """Pairs whose leg B was just begun anew: its new Call-ID to claim."""
+        self.engine.next_target = self._next_target
         if writer is not None:
             proxy.b2bua_tags = PAIR_TAG
 
@@ -89,6 +95,7 @@ class B2buaRunner:
                 sends += self._originate(action, hand_off, now)
             else:
                 sends.append(action)
+        self._claim_retargeted()
         if self._writer is not None:
             call_id = peek_call_id(hand_off.data)
             pair_id = None if call_id is None else self.calls.get(call_id.decode(errors="replace"))
@@ -148,7 +155,8 @@ class B2buaRunner:
         caller = originate.request.call_id
         self.calls[caller] = pair_id
         self._pair_calls[pair_id] = (caller,)
-        hop = hand_off.hops[0]
+        hop, *rest = hand_off.hops
+        self._hops[pair_id] = rest
         target = PairTarget(hop.uri, hop.destination)
         sends = [s for s in self.engine.originate(pair_id, target, now) if isinstance(s, Send)]
         pair = self.engine.pairs.get(pair_id)
@@ -159,11 +167,29 @@ class B2buaRunner:
             self._pair_ended(pair_id, now)
         return sends
 
+    def _next_target(self, pair_id: str) -> PairTarget | None:
+        hops = self._hops.get(pair_id)
+        if not hops:
+            return None
+        hop = hops.pop(0)
+        self._retargeted.append(pair_id)
+        return PairTarget(hop.uri, hop.destination)
+
+    def _claim_retargeted(self) -> None:
+        """The new leg B Call-IDs of the pairs failed over (the old ones linger with the pair)."""
+        for pair_id in self._retargeted:
+            pair = self.engine.pairs.get(pair_id)
+            if pair is not None:
+                self.calls[pair.b.call_id] = pair_id
+                self._pair_calls[pair_id] += (pair.b.call_id,)
+        self._retargeted.clear()
+
     def holds(self, client: ClientTransaction) -> bool:
         return self.engine.holds(client)
 
     def transport_failed(self, client: ClientTransaction, now: float) -> list[Send]:
         sends = [s for s in self.engine.transport_failed(client, now) if isinstance(s, Send)]
+        self._claim_retargeted()
         self._note_ends(now)
         return sends
 
@@ -179,6 +205,7 @@ class B2buaRunner:
 
     def expire(self, now: float) -> list[Send]:
         sends = [s for s in self.engine.expire(now) if isinstance(s, Send)]
+        self._claim_retargeted()
         self._note_ends(now)
         ended = self._ended
         while ended and ended[0][0] <= now:
@@ -195,6 +222,7 @@ class B2buaRunner:
         """The call is over: its limit leases freed (as a proxied call's BYE frees them), its
         state deleted, its Call-IDs lingering."""
         self._ended.append((now + LINGER, pair_id))
+        self._hops.pop(pair_id, None)
         call_ids = self._pair_calls.get(pair_id, ())
         if call_ids:
             self._proxy.policies.call_ended(call_ids[0])

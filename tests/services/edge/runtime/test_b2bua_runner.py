@@ -171,3 +171,54 @@ def test_a_refused_b2bua_call_frees_its_limit_slots_at_once() -> None:
     assert [m.status for m in parsed(busy, CALLER) if isinstance(m, Response)] == [486]
     assert policies.ended == ["call-1"]
     assert set(runner.calls) == {"call-1", out.call_id}  # lingering for retransmissions
+
+
+def requests(sends: list[Send], destination: Destination) -> list[Request]:
+    return [m for m in parsed(sends, destination) if isinstance(m, Request)]
+
+
+def failover_run() -> tuple[Proxy, B2buaRunner]:
+    """1407 → gateways 1 then 2, in b2bua mode."""
+    proxy, runner = b2bua_proxy()
+    assert runner is not None
+    table = Table()
+    table.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2"), mode="b2bua"))
+    proxy.router = NumberRouter(
+        table, b2bua=lambda hop: carried_by_b2bua(table.index, hop.rule_id, hop.gateway_id)
+    )
+    return proxy, runner
+
+
+def test_a_503_or_a_timeout_on_leg_b_tries_the_next_gateway_with_a_new_leg() -> None:
+    proxy, runner = failover_run()
+    [first] = requests(through(proxy, runner, invite(), CALLER, 100.0), GW1)
+    busy = through(proxy, runner, answer(first, 503), GW1, 100.1)
+    assert [m.status for m in parsed(busy, CALLER) if isinstance(m, Response)] == []
+    [second] = requests(busy, GW2)
+    assert second.method == "INVITE"
+    assert second.call_id not in {first.call_id, "call-1"} and second.from_tag != first.from_tag
+    assert {first.call_id, second.call_id} < set(runner.calls)
+    ok = through(proxy, runner, answer(second, 200), GW2, 100.2)
+    assert [m.status for m in parsed(ok, CALLER) if isinstance(m, Response)] == [200]
+
+    proxy, runner = failover_run()  # silence: our own 408 after 64 T1, then the next one
+    [first] = requests(through(proxy, runner, invite(), CALLER, 100.0), GW1)
+    timed_out: list[Send] = []
+    for step in range(1, 70):
+        timed_out += runner.expire(100.0 + step)
+    retried = requests(timed_out, GW2)
+    assert {(m.method, m.call_id) for m in retried} == {("INVITE", retried[0].call_id)}
+    assert retried[0].call_id != first.call_id  # a new leg B, retransmitted as UDP does
+
+
+def test_a_busy_gateway_or_the_last_one_failing_is_the_callers_answer() -> None:
+    proxy, runner = failover_run()
+    [first] = requests(through(proxy, runner, invite(), CALLER, 100.0), GW1)
+    busy = through(proxy, runner, answer(first, 486), GW1, 100.1)
+    assert [m.status for m in parsed(busy, CALLER) if isinstance(m, Response)] == [486]
+    assert parsed(busy, GW2) == []
+    proxy, runner = failover_run()
+    [first] = requests(through(proxy, runner, invite(), CALLER, 100.0), GW1)
+    [second] = requests(through(proxy, runner, answer(first, 503), GW1, 100.1), GW2)
+    last = through(proxy, runner, answer(second, 503), GW2, 100.2)
+    assert [m.status for m in parsed(last, CALLER) if isinstance(m, Response)] == [503]
