@@ -18,7 +18,7 @@ from shared.routing_table.timewindow import TimeWindow
 class GatewayTarget:
     __slots__ = (
         "address", "attributes", "channels", "description", "enabled", "id", "limits",
-        "media_relay", "prefix", "strip", "tls", "topology",
+        "media_relay", "mode", "prefix", "strip", "tls", "topology",
     )  # the slot names on few lines, not one per line  # fmt: skip
 
     def __init__(self, gateway_id: str, gateway: Gateway) -> None:
@@ -31,6 +31,7 @@ class GatewayTarget:
         self.enabled = gateway.enabled
         self.topology = gateway.topology_hiding
         self.media_relay = gateway.media_relay
+        self.mode = gateway.mode
         self.tls = gateway.tls
         limits = gateway.limits
         self.limits = limits

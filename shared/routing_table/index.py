@@ -85,6 +85,10 @@ class RoutingIndex:
         """The media relay policy of the rules that set one (kept beside the rules, too)."""
         self.rule_limits: dict[str, Limits] = {}
         """The limits of the rules (destination prefixes) that set them (beside the rules)."""
+        self.b2bua_rules: set[str] = set()
+        """The rules whose calls the edge carries as a B2BUA (``mode: b2bua``; rare too)."""
+        self.b2bua_gateways: set[str] = set()
+        """The gateways with ``mode: b2bua`` (so that, with neither, nothing more is asked)."""
         self._limited: set[tuple[str, str]] = set()
         """(kind, id) of the gateways, carriers and peers that carry limits."""
         self._carrier_caps: dict[str, tuple[tuple[str, int], ...]] = {}
@@ -110,6 +114,10 @@ class RoutingIndex:
             self._put_rule(record_id, record)
         elif isinstance(record, Gateway):
             self.gateways[record_id] = GatewayTarget(sys.intern(record_id), record)
+            if record.mode == "b2bua":
+                self.b2bua_gateways.add(record_id)
+            else:
+                self.b2bua_gateways.discard(record_id)
             self._gateways_changed()
         elif isinstance(record, Carrier):
             self.carriers[record_id] = CarrierTargets(record_id, record)
@@ -131,9 +139,11 @@ class RoutingIndex:
             self.rule_topology.pop(record_id, None)
             self.rule_media.pop(record_id, None)
             self.rule_limits.pop(record_id, None)
+            self.b2bua_rules.discard(record_id)
             self._remove_rule(record_id)
         elif kind == "gateway":
             self.gateways.pop(record_id, None)
+            self.b2bua_gateways.discard(record_id)
             self._gateways_changed()
         elif kind == "carrier":
             self.carriers.pop(record_id, None)
@@ -217,6 +227,10 @@ class RoutingIndex:
             self.rule_limits[rule_id] = rule.limits
         else:
             self.rule_limits.pop(rule_id, None)
+        if rule.mode == "b2bua":
+            self.b2bua_rules.add(rule_id)
+        else:
+            self.b2bua_rules.discard(rule_id)
         return self.compile(
             rule_id,
             groups=rule.groups,

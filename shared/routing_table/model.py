@@ -61,6 +61,9 @@ Priority = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 MediaRelay = Literal["always", "nat", "never"]
 """Whether a call's media goes through rtpengine: always, only when a party is behind NAT,
 or never (`docs/media.md`); unset on a gateway or rule: the next level decides."""
+Mode = Literal["proxy", "b2bua"]
+"""How the edge carries a rule's new calls: relayed as a proxy (the default), or answered
+and originated anew by its B2BUA, each side seeing only the edge (`docs/b2bua.md`)."""
 
 
 def _source(text: str) -> str:
@@ -143,6 +146,8 @@ class Gateway(Record):
     tls: GatewayTls | None = None
     """How to connect to it over TLS (client certificate, CAs, verification, server name);
     only for an address reached over TLS."""
+    mode: Mode | None = None
+    """Carry the calls to this gateway as a proxy or a B2BUA (overrides the rule's mode)."""
 
     @model_validator(mode="after")
     def _tls_needs_tls(self) -> Gateway:
@@ -222,6 +227,8 @@ class Rule(Record):
     limits: Limits | None = None
     """The limits of the destination prefix this rule routes (``rule:<id>``): calls up at
     once and new calls per second over the cluster, refused past them."""
+    mode: Mode = "proxy"
+    """``"b2bua"``: the edge carries this rule's calls as a B2BUA, not as a proxy."""
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ one leg (`Relaying._send_own`) or BYE on both (as `Relaying._never_acked` does).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,7 +28,7 @@ from services.edge.b2bua.legs import TARGET_REFRESH, Leg, PairAddress, callers_l
 from services.edge.b2bua.pair import Pair, Relay, Side
 from services.edge.b2bua.record import from_record, to_record
 from services.edge.b2bua.relaying import Relaying
-from shared.sip.branch import new_tag
+from shared.sip.branch import new_call_id, new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.responses import error_response
@@ -66,8 +66,18 @@ Action = Send | Originate
 class B2bua(Relaying):
     """One worker's B2BUA: feed it messages and time, carry out the actions it returns."""
 
-    def __init__(self, edge: PairAddress, settings: TimerSettings | None = None) -> None:
+    def __init__(
+        self,
+        edge: PairAddress,
+        settings: TimerSettings | None = None,
+        call_ids: Callable[[], str] = new_call_id,
+    ) -> None:
+        """`call_ids` makes leg B's Call-IDs (an edge worker's: ones that hash to it)."""
         super().__init__(edge, settings)
+        self._call_ids = call_ids
+        self.next_target: Callable[[str], PairTarget | None] | None = None
+        """The adapter's next target for a pair whose leg B got 503 or 408 (None: no more,
+        the caller gets that answer): serial failover over the route's gateways."""
         self._waiting: dict[str, tuple[ServerTransaction, Leg]] = {}
         """Caller's INVITEs waiting for `originate`, by pair id."""
 
@@ -102,19 +112,45 @@ class B2bua(Relaying):
             return []  # cancelled meanwhile
         invite = server.request
         try:
-            target_leg = targets_leg(invite, target.uri, target.destination)
+            target_leg = targets_leg(invite, target.uri, target.destination, self._call_ids())
         except SipError:  # a target URI too long to keep: the route's, not the caller's fault
             reason = "Bad Gateway (target unusable)"
             self._answer(server, 502, reason, now, sends, to_tag=caller.local_tag)
             return list(sends)
         pair = Pair(pair_id, caller, target_leg, now)
-        request = pair.b.request("INVITE", self.edge, relayed_headers(invite), invite.body)
-        forwards = invite.max_forwards
-        request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))
         self._hold(pair)
         pair.offering = "a"
-        self._relay(Relay(pair, "a", server, creating=True), request, now, sends)
+        self._invite_b(Relay(pair, "a", server, creating=True), now, sends)
         return list(sends)
+
+    def _invite_b(self, relay: Relay, now: float, sends: list[Send]) -> None:
+        """Leg B's INVITE, from the caller's, out toward leg B's peer."""
+        invite = relay.server.request
+        request = relay.pair.b.request("INVITE", self.edge, relayed_headers(invite), invite.body)
+        forwards = invite.max_forwards
+        request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))
+        self._relay(relay, request, now, sends)
+
+    def _fail_over(self, relay: Relay, now: float, actions: list[Send]) -> bool:
+        """Leg B anew (Call-ID, tag, CSeq 1) toward the adapter's next target, if it has one
+        and the caller has not cancelled; the caller's leg is untouched."""
+        pair = relay.pair
+        if relay.cancelled or self.next_target is None:
+            return False
+        target = self.next_target(pair.id)
+        if target is None:
+            return False
+        try:
+            leg = targets_leg(
+                relay.server.request, target.uri, target.destination, self._call_ids()
+            )
+        except SipError:  # a target URI too long to keep: as good as none
+            return False
+        self._dialogs.pop((pair.b.call_id, pair.b.local_tag), None)
+        pair.b = leg
+        self._dialogs[(leg.call_id, leg.local_tag)] = (pair, "b")
+        self._invite_b(relay, now, actions)
+        return True
 
     def refuse(self, pair_id: str, status: int, now: float) -> list[Action]:
         """The caller's INVITE of `pair_id` has no target: answer it `status` (404, 503, ...)."""
@@ -136,6 +172,10 @@ class B2bua(Relaying):
             elif isinstance(transaction, ClientTransaction):
                 self._client_event(transaction, event, now, sends)
         return list(sends)
+
+    def holds(self, client: ClientTransaction) -> bool:
+        """Whether `client` is one of this engine's (its adapter shares a sender with others)."""
+        return client in self._relays
 
     def transport_failed(self, client: ClientTransaction, now: float) -> list[Action]:
         """A message of `client` could not be sent (connect refused, no route to host)."""

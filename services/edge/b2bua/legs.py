@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from shared.sip.address import Address
-from shared.sip.branch import new_branch, new_call_id, new_tag
+from shared.sip.branch import new_branch, new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
@@ -27,6 +27,9 @@ MAX_ROUTES: Final = 8
 """Record-Route values a leg keeps; a dialog asking for more is refused."""
 MAX_VALUE: Final = 512
 """Characters of any one value a leg keeps (a URI, an address, a tag, a Call-ID)."""
+PAIR_TAG: Final = "cmb2b"
+"""What the edge's own tag on each leg starts with: an edge that does not hold the pair
+tells a request for one by it (and looks its state up, `runtime.b2bua_state`)."""
 TARGET_REFRESH: Final = frozenset({"INVITE", "UPDATE"})
 """Methods that carry the sender's Contact and replace the remote target (§12.2, RFC 3311)."""
 
@@ -146,7 +149,7 @@ def callers_leg(invite: Request, peer: Destination) -> Leg:
         raise SipError("Bad Request (INVITE without a Contact)")
     return Leg(
         call_id=_kept(invite.call_id, "Call-ID"),
-        local_tag=new_tag(),
+        local_tag=PAIR_TAG + new_tag(),
         local_uri=_kept(untagged(invite.to), "To"),
         remote_uri=_kept(untagged(invite.from_), "From"),
         remote_target=_kept(str(invite.contacts[0].uri), "Contact"),
@@ -157,12 +160,13 @@ def callers_leg(invite: Request, peer: Destination) -> Leg:
     )
 
 
-def targets_leg(invite: Request, target_uri: str, peer: Destination) -> Leg:
-    """Leg B toward `target_uri` (§12.1.2): the edge its UAC, the caller's identity (From
-    URI and display name) kept, everything else new; its INVITE will be CSeq 1."""
+def targets_leg(invite: Request, target_uri: str, peer: Destination, call_id: str) -> Leg:
+    """Leg B toward `target_uri` (§12.1.2) with the new `call_id`: the edge its UAC, the
+    caller's identity (From URI and display name) kept, everything else new; its INVITE will
+    be CSeq 1."""
     return Leg(
-        call_id=new_call_id(),
-        local_tag=new_tag(),
+        call_id=call_id,
+        local_tag=PAIR_TAG + new_tag(),
         local_uri=_kept(untagged(invite.from_), "From"),
         remote_uri=_kept(f"<{target_uri}>", "target"),
         remote_target=target_uri,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Final
 
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import TARGET_REFRESH, PairAddress
@@ -39,6 +40,8 @@ from shared.sip.transaction import (
 
 log = logging.getLogger("callmesh.edge.b2bua")
 
+FAILOVER: Final = frozenset({408, 503})
+"""Leg B's answers (a timeout of ours, a 503 or a transport failure) that try the next target."""
 DialogKey = tuple[str, str]
 """A leg's Call-ID and the edge's tag on it: what an in-dialog request names."""
 
@@ -55,6 +58,8 @@ class Relaying:
         self._serving: dict[ServerTransaction, Relay] = {}
         self._unacked: dict[tuple[str, Side, int], Relay] = {}
         """2xx answers sent to a side, by pair, side and CSeq, until that side ACKs."""
+        self.ended: list[str] = []
+        """Ids of the pairs ended since the adapter last emptied this (it frees their state)."""
 
     # ----- pairs and dialogs -----------------------------------------------------------
 
@@ -67,7 +72,8 @@ class Relaying:
     def _end(self, pair: Pair, now: float) -> None:
         """The call is over: its dialogs answer 481 from now on."""
         pair.ended = now
-        self.pairs.pop(pair.id, None)
+        if self.pairs.pop(pair.id, None) is not None:
+            self.ended.append(pair.id)
         self._dialogs.pop((pair.a.call_id, pair.a.local_tag), None)
         self._dialogs.pop((pair.b.call_id, pair.b.local_tag), None)
 
@@ -187,11 +193,18 @@ class Relaying:
         if relay.cancelled:
             return  # the inbound side has its 487 already
         if status >= 200:
+            if relay.creating and status in FAILOVER and self._fail_over(relay, now, actions):
+                return  # leg B again, toward the next target: the caller waits on
             if response.cseq.method in TARGET_REFRESH:
                 pair.offering = None
             if relay.creating:
                 self._end(pair, now)
         self._respond(relay.server, self._counterpart(relay, response), now, actions)
+
+    def _fail_over(self, relay: Relay, now: float, actions: list[Send]) -> bool:
+        """Leg B refused with 503 or timed out: whether it went again toward another target
+        (here: none; `engine.B2bua` asks its adapter)."""
+        return False
 
     def _refuse_answer(self, relay: Relay, now: float, actions: list[Send]) -> None:
         """A 2xx the edge cannot take on (its dialog would not fit the pair's bounds): ended

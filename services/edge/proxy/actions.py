@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.edge.location import Query
+from services.edge.proxy.routes import Hop
 from shared.contracts.event import Event
 from shared.dns import RecordKey
 from shared.fraud.rules import FraudQuery
@@ -22,8 +23,8 @@ from shared.sip.transaction import Send, ServerTransaction
 from shared.sip.transport.destination import Destination
 
 __all__ = [
-    "Acquire", "Action", "AuthFailed", "Lookup", "Media", "Publish", "Register", "Resolve",
-    "ResolveAck", "Screen", "Send",
+    "Acquire", "Action", "AuthFailed", "HandOff", "Lookup", "Media", "Publish", "Register",
+    "Resolve", "ResolveAck", "Screen", "Send",
 ]  # fmt: skip # the names on two lines, not one per line
 
 
@@ -119,7 +120,19 @@ class Media:
     ticket: int
 
 
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """A message for the worker's B2BUA engine, not the proxy (docs/b2bua.md): one of a pair's
+    Call-IDs, or (with `hops`, the routing decision) a new INVITE its rule's `mode` gives it,
+    or (`adopt`) an in-dialog request naming a pair's tag: its state is looked up first."""
+
+    data: bytes
+    source: Destination
+    hops: tuple[Hop, ...] = ()
+    adopt: bool = False
+
+
 Action = (
     Send | Publish | Register | Lookup | Resolve | ResolveAck
-    | AuthFailed | Acquire | Media | Screen
+    | AuthFailed | Acquire | Media | Screen | HandOff
 )  # fmt: skip # one union on two lines, not one name per line

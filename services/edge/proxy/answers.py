@@ -13,7 +13,7 @@ collaborating objects keeps every call on the hot path a plain method call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -110,6 +110,12 @@ class Answers:
         """What waits for rtpengine, by the ticket of its `Media` action."""
         self._media_tickets = 0
         self._parked: dict[ServerTransaction, Parked] = {}
+        self.b2bua_calls: Container[str] | None = None
+        """The Call-IDs of the B2BUA's pairs, whose messages are handed to it (`HandOff`); set
+        by the adapter that runs one (None: no B2BUA, a b2bua rule's calls are proxied)."""
+        self.b2bua_tags: str | None = None
+        """What the B2BUA's own tags start with, when pairs are shared (Redis): an in-dialog
+        request naming one, with no signed route of ours, is handed over to be adopted."""
         self.calls = ActiveCalls() if calls is None else calls
         """Calls per dispatcher destination: the same object the router's sets read."""
         self.table = TransactionTable(self.timers.transaction_settings())

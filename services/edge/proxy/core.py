@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from services.edge import metrics
 from services.edge.proxy.acks import StatelessAcks
-from services.edge.proxy.actions import Action, Send
+from services.edge.proxy.actions import Action, HandOff, Send
 from services.edge.proxy.answers import DEFAULT_UDP_MTU, ProxyTimers
 from services.edge.proxy.branches import loop_hash
 from services.edge.proxy.contacts import TARGET_METHODS
@@ -80,6 +80,10 @@ class Proxy(StatelessAcks):
             self._reject_unparsed(data, error, source, now, actions)
             return actions
         try:
+            calls = self.b2bua_calls
+            if calls and message.call_id in calls:  # a B2BUA pair's leg: the engine's
+                actions.append(HandOff(data, source))
+                return actions
             if isinstance(message, Response):
                 self._response(message, source, now, actions)
             else:
@@ -235,6 +239,10 @@ class Proxy(StatelessAcks):
         if self.policies.screen(request, source, now, actions, policy):
             return
         own = own_route(request, self.interfaces.is_ours)
+        mark = self.b2bua_tags
+        if mark is not None and own.token is None and (request.to_tag or "").startswith(mark):
+            actions.append(HandOff(request.to_bytes(), source, adopt=True))  # a pair elsewhere
+            return
         refusal = self.dialogs.refusal(request, own, source)
         if refusal is not None:
             if method == "ACK":

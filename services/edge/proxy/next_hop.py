@@ -18,6 +18,7 @@ from services.edge.proxy.actions import (
     Acquire,
     Action,
     AuthFailed,
+    HandOff,
     Lookup,
     Register,
     Resolve,
@@ -120,6 +121,10 @@ class NextHop(MediaRelaying):
                 parked.server, error.status, error.reason, now, actions, headers=error.headers
             )
             self._publish_refused(request, parked.source, answer, now, actions, parked=parked)
+            return
+        if self.b2bua_calls is not None and request.method == "INVITE" and self.router.b2bua(hops):
+            self.table.discard(parked.server)  # the B2BUA answers the caller from here on
+            actions.append(HandOff(request.to_bytes(), parked.source, tuple(hops)))
             return
         if self.media is not None:
             hops = self._relayed_hops(hops, request, parked.source)

@@ -10,7 +10,7 @@ everyone).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -152,8 +152,13 @@ class NumberRouter:
         sets: SetSelection | None = None,
         names: NameTargets | None = None,
         health: Callable[[str], str] | None = None,
+        *,
+        b2bua: Callable[[Hop], bool] | None = None,
     ) -> None:
         self._lookup = lookup
+        self._b2bua = b2bua
+        """Whether a call whose first hop this is goes to the B2BUA (`mode`, the gateway's
+        else its rule's: `shared.routing_table.modes`); None: never."""
         self._classify = classify
         self._sets = sets
         self._names = names
@@ -162,6 +167,10 @@ class NumberRouter:
         self._peers: dict[str, Peer | None] = {}
         self._unresolved: dict[str, str] = {}
         """Names that gave no target, with the reason last logged (logged again on a change)."""
+
+    def b2bua(self, hops: Sequence[Hop]) -> bool:
+        """Whether a call to `hops` is the B2BUA's: its first hop's mode says so."""
+        return self._b2bua is not None and bool(hops) and self._b2bua(hops[0])
 
     def caller_profile(self, source: Destination, number: str) -> CallerProfile:
         return self._classify(source, number)

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
 from services.edge.feeds.location import LocationFeed
 from services.edge.feeds.protection import ProtectionFeed
 from services.edge.policy.failure_reports import FailureReports
-from services.edge.proxy.actions import Action, Publish, Send
+from services.edge.proxy.actions import Action, HandOff, Publish, Send
 from services.edge.proxy.core import Proxy
+from services.edge.runtime.b2bua_runner import B2buaRunner
 from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.journal import Journal
 from services.edge.runtime.keepalives import KeepaliveRunner
@@ -75,6 +76,8 @@ class ProxyDriver:
         self.sockets: EdgeSockets | None = None
         self.hangups: Hangups | None = None
         """The API's hang-ups of this process (`start` sets it): their BYEs' answers go there."""
+        self.b2bua: B2buaRunner | None = None
+        """The worker's B2BUA (startup sets it): the calls of rules with `mode: b2bua`."""
         self._protection = protection
         self._keepalives = keepalives
         self._loop = asyncio.get_running_loop()
@@ -120,6 +123,8 @@ class ProxyDriver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, self.round_trips.stop(), return_exceptions=True)
+        if self.b2bua is not None:
+            await self.b2bua.stop()
         await self.publisher.stop()
         if self.media is not None:
             await self.media.stop()
@@ -153,6 +158,11 @@ class ProxyDriver:
 
     def _reschedule(self) -> None:
         deadline = self.proxy.next_deadline()
+        b2bua = self.b2bua
+        if b2bua is not None and b2bua.calls:
+            other = b2bua.next_deadline()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
         if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
             return
         if self._timer is not None:
@@ -163,12 +173,15 @@ class ProxyDriver:
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._run(self.proxy.expire(self._loop.time()))
+        now = self._loop.time()
+        self._run(self.proxy.expire(now))
+        if self.b2bua is not None and self.b2bua.calls:
+            self._run(self.b2bua.expire(now))
         self._reschedule()
 
     # ----- actions ---------------------------------------------------------------------
 
-    def _run(self, actions: list[Action]) -> None:
+    def _run(self, actions: Sequence[Action]) -> None:
         """Run the core's actions: its events first (write-ahead), then in order the rest.
 
         Offering an event journals it (the outbox): so whatever of a call left the
@@ -182,10 +195,15 @@ class ProxyDriver:
         for action in actions:
             if isinstance(action, Send):
                 self._send(action)
+            elif isinstance(action, HandOff):
+                if self.b2bua is not None and action.adopt:
+                    self.b2bua.adopt(action, self._deliver)
+                elif self.b2bua is not None:
+                    self._run(self.b2bua.hand_off(action, self._loop.time()))
             elif not isinstance(action, Publish):
                 self.round_trips.start(action)
 
-    def _deliver(self, actions: list[Action]) -> None:
+    def _deliver(self, actions: Sequence[Action]) -> None:
         """A round trip's outcome, as the core answered it: run, then time again."""
         self._run(actions)
         self._reschedule()
@@ -235,9 +253,14 @@ class ProxyDriver:
                 where = f"{destination.host}:{destination.port}/{destination.transport}"
                 log.info("send to %s failed: %s%s", where, error, more)
         client: ClientTransaction | None = send.client
-        if client is not None:
-            self._run(self.proxy.transport_failed(client, self._loop.time()))
-            self._reschedule()
+        if client is None:
+            return
+        now = self._loop.time()
+        if self.b2bua is not None and self.b2bua.holds(client):
+            self._run(self.b2bua.transport_failed(client, now))
+        else:
+            self._run(self.proxy.transport_failed(client, now))
+        self._reschedule()
 
     def _publish(self, event: Event) -> None:
         if self._protection is not None and isinstance(event, SourceBlocked | ScannerFlagged):

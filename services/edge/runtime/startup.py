@@ -33,6 +33,8 @@ from services.edge.proxy.media import MediaSettings
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
 from services.edge.runtime.affinity import CallAffinity, WorkerGroup
+from services.edge.runtime.b2bua_runner import B2buaRunner
+from services.edge.runtime.b2bua_state import PairStates, PairWriter
 from services.edge.runtime.capture import capture_of, watch_events
 from services.edge.runtime.driver import ProxyDriver
 from services.edge.runtime.fraud import FraudRunner
@@ -56,6 +58,7 @@ from shared.registrar.location import shared_secret
 from shared.registrar.nonce_counts import NonceCounts
 from shared.routing_table.cache import RoutingCache
 from shared.routing_table.media import parse_domain_policies
+from shared.routing_table.modes import carried_by_b2bua
 from shared.settings import Settings, split_host_port
 from shared.sip.auth.nonces import NonceKeeper
 from shared.sip.transport.base import Listener, limits_of, tls_limits_of
@@ -185,6 +188,7 @@ async def _serve_proxy(
         sets=SetSelector(sets, calls),
         names=names,
         health=cache.health.state,
+        b2bua=lambda hop: carried_by_b2bua(cache.index, hop.rule_id, hop.gateway_id),
     )
     shedder = LoadShedder(
         OverloadSettings(
@@ -236,6 +240,8 @@ async def _serve_proxy(
         outbox=open_outbox(settings, group.index if group is not None else 0),
         fsync_interval=settings.edge_outbox_fsync_interval,
     )
+    states = PairStates(store, settings.call_limit_max_call_duration)  # a call's longest life
+    driver.b2bua = B2buaRunner(proxy, group, PairWriter(states))
     driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
     publisher = driver.publisher
     metrics.OUTBOX_UNSETTLED.read = lambda: publisher.unsettled

@@ -41,6 +41,7 @@ from shared.routing_table.index import RoutingIndex
 from shared.routing_table.manipulation import dry_run as manipulation_dry_run
 from shared.routing_table.media import media_relay_for
 from shared.routing_table.model import ID_PATTERN, MediaRelay
+from shared.routing_table.modes import mode_for
 from shared.sip.errors import SipError
 from shared.sip.uri import SipUri, parse_uri
 
@@ -160,7 +161,12 @@ def route_router(
             if peer is None
             else {"id": peer.id, "trusted": peer.trusted, "tech_prefix": peer.tech_prefix or None},
             "version": cache.version,
-            "rule": {"id": route.rule_id, "prefix": route.rule_prefix, "priority": route.priority},
+            "rule": {
+                "id": route.rule_id,
+                "prefix": route.rule_prefix,
+                "priority": route.priority,
+                "mode": "b2bua" if route.rule_id in index.b2bua_rules else "proxy",
+            },
             "dispatcher_sets": list(route.sets),
             "dispatchers": [] if health is None else await _dispatchers(health, dns, route.sets),
             "limits": usage,
@@ -176,6 +182,7 @@ def route_router(
                     "media_relay": _media(
                         cache.index, route.rule_id, hop.gateway.id, default, domain_policy
                     ),
+                    "mode": _mode(index, route.rule_id, hop.gateway.id),
                     "manipulations": _manipulations(
                         cache.index, group, route.rule_id, hop.gateway.id, hop.number
                     ),
@@ -284,6 +291,12 @@ def _media(
 ) -> dict[str, str]:
     policy, level = media_relay_for(index, rule_id, gateway_id, default, domain)
     return {"policy": policy, "set_by": level}
+
+
+def _mode(index: RoutingIndex, rule_id: str, gateway_id: str) -> dict[str, str]:
+    """How the edge carries a call to this gateway: as a proxy or a B2BUA, and who said so."""
+    mode, level = mode_for(index, rule_id, gateway_id)
+    return {"mode": mode, "set_by": level}
 
 
 def _manipulations(

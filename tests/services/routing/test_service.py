@@ -68,6 +68,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "limits": None,
         "media_relay": None,
         "tls": None,
+        "mode": None,
     }
     listing = (await client.get("/v1/rules")).json()
     assert [(r["id"], r["prefix"]) for r in listing["items"]] == [
@@ -111,7 +112,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
         "group": "0",
         "peer": None,
         "version": 10,
-        "rule": {"id": "1", "prefix": "1407", "priority": 0},
+        "rule": {"id": "1", "prefix": "1407", "priority": 0, "mode": "proxy"},
         "dispatcher_sets": [],
         "dispatchers": [],
         "limits": [],
@@ -125,6 +126,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
                 "dns": None,
                 "topology_hiding": None,
                 "media_relay": {"policy": "nat", "set_by": "default"},
+                "mode": {"mode": "proxy", "set_by": "default"},
                 "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
             {
@@ -135,6 +137,7 @@ async def test_crud_and_validation(routing: Deployment) -> None:
                 "dns": None,
                 "topology_hiding": None,
                 "media_relay": {"policy": "nat", "set_by": "default"},
+                "mode": {"mode": "proxy", "set_by": "default"},
                 "manipulations": {"rule_sets": [], "number": "+14075551234", "changes": []},
             },
         ],

@@ -391,6 +391,16 @@ def test_a_rule_put_again_without_topology_hiding_drops_it() -> None:
     assert index.rule_topology == {}
 
 
+def test_a_rules_b2bua_mode_is_kept_beside_it_until_put_back_to_proxy_or_removed() -> None:
+    index = seeded()
+    index.put("rule", "r5", Rule(prefix="5", gateways=("1",), mode="b2bua"))
+    index.put("rule", "r6", Rule(prefix="6", gateways=("1",), mode="b2bua"))
+    assert index.b2bua_rules == {"r5", "r6"}
+    index.put("rule", "r5", Rule(prefix="5", gateways=("1",)))
+    index.remove("rule", "r6")
+    assert index.b2bua_rules == set()
+
+
 # ----- survivors of the second mutation run -------------------------------------------------
 
 

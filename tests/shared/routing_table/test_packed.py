@@ -47,3 +47,20 @@ def test_a_rules_topology_hiding_survives_packing_with_or_without_the_others() -
     assert index.rule_topology == {"r1": hiding, "r2": hiding}
     assert index.rule_media == {"r2": "nat"}
     assert index.rule_limits == {"r3": Limits(max_cps=1)}
+
+
+def test_a_rules_b2bua_mode_survives_packing_alone_or_after_the_others() -> None:
+    """An edge loading its rules from the snapshot must carry a b2bua rule's calls as one."""
+    hiding = TargetTopology.model_validate({"mask_call_id": True})
+    rules = [
+        ("r1", Rule(prefix="1", gateways=("gw",), mode="b2bua")),
+        ("r2", Rule(prefix="2", gateways=("gw",), topology_hiding=hiding, mode="b2bua")),
+        ("r3", Rule(prefix="3", gateways=("gw",), media_relay="nat", mode="proxy")),
+    ]
+    chunk = pack_rules(rules)
+    assert chunk.decode().splitlines()[2].count("\t") == 6  # the default mode adds nothing
+    index = RoutingIndex()
+    assert [rule.id for rule in unpack_rules(chunk, index)] == ["r1", "r2", "r3"]
+    assert index.b2bua_rules == {"r1", "r2"}
+    assert index.rule_topology == {"r2": hiding}
+    assert index.rule_media == {"r3": "nat"}

@@ -1,0 +1,250 @@
+"""The worker's B2BUA engine beside its proxy: what the proxy hands it, and its targets.
+
+One `B2bua` per worker (docs/b2bua.md). The proxy routes a new INVITE as for any call
+(authentication, limits, fraud, the routing rule and its gateways' addresses from the
+edge's caches) and, when the first hop's `mode` is `b2bua` (its gateway's, else its
+rule's: `shared.routing_table.modes`), hands it over with those hops
+(`HandOff`): the engine answers the caller and its `Originate` is answered here with the
+first hop, its `next_target` (leg B refused with 503 or timed out) with the next. From then on every message naming one of the pair's Call-IDs (the caller's,
+and leg B's, which the engine makes to hash to this worker: `runtime.affinity` hands a
+message to the worker its Call-ID hashes to) is handed over before the proxy reads it.
+
+When a pair ends, the call's limit leases are released as a proxied call's BYE releases
+them; its Call-IDs stay claimed for `LINGER` seconds more, so late retransmissions and
+the answers to its BYEs still reach the engine's transactions.
+
+With a `PairWriter` (`runtime.b2bua_state`), an answered pair's record goes to Redis each
+time a message changes it and is deleted when it ends; and the proxy hands over an
+in-dialog request naming a pair's tag (`PAIR_TAG`) that no Call-ID here claims: its
+record is loaded (another edge's call, that edge gone) and adopted before the engine
+reads it, or, with none, the engine answers it 481.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from redis.exceptions import RedisError
+
+from services.edge.b2bua.engine import B2bua, Originate, PairTarget
+from services.edge.b2bua.legs import PAIR_TAG, PairAddress
+from services.edge.b2bua.record import RecordError
+from services.edge.proxy.actions import HandOff, Send
+from services.edge.proxy.core import Proxy
+from services.edge.proxy.routes import Hop
+from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.b2bua_state import PairWriter
+from shared.sip.branch import new_call_id
+from shared.sip.message import parse_message, peek_call_id
+from shared.sip.transaction import ClientTransaction
+
+log = logging.getLogger("callmesh.edge.b2bua")
+
+LINGER: Final = 32.0
+"""Seconds a pair's Call-IDs stay the engine's after it ended (64 T1: its transactions')."""
+MAX_ADOPTING: Final = 100
+"""Redis look-ups for unknown pairs in flight at most: past it (a flood of forged pair
+tags), a request goes to the engine unlooked-up and is answered 481 (its sender, if
+genuine, retransmits)."""
+MERGED: Final = 482
+"""A second INVITE outside a dialog under a live pair's Call-ID: a merged request (§8.2.2.2)."""
+
+
+class B2buaRunner:
+    """Carries the proxy's hand-offs to the engine and the engine's sends back out."""
+
+    def __init__(
+        self, proxy: Proxy, group: WorkerGroup | None = None, writer: PairWriter | None = None
+    ) -> None:
+        interface = proxy.interfaces.outbound("udp", "127.0.0.1")  # the first IPv4 UDP one
+        self.engine = B2bua(
+            PairAddress(interface.host, interface.port),
+            proxy.timers.transaction_settings(),
+            call_ids=owned_call_ids(group),
+        )
+        self._proxy = proxy
+        self.calls: dict[str, str] = {}
+        """Each live or lingering pair's Call-IDs (A's and B's) → its pair id."""
+        self._ended: deque[tuple[float, str]] = deque()
+        """(when its Call-IDs are let go, pair id) of the pairs ended, in that order."""
+        self._pair_calls: dict[str, tuple[str, ...]] = {}
+        """Pair id → its Call-IDs, the caller's first (the one the proxy's limits know)."""
+        proxy.b2bua_calls = self.calls
+        self._writer = writer
+        self._saved: dict[str, dict[str, str]] = {}
+        """Pair id → the record last written for it."""
+        self._adopting: set[asyncio.Task[None]] = set()
+        self._hops: dict[str, list[Hop]] = {}
+        """Pair id → the hops of its route not tried yet (failover on 503, 408)."""
+        self._retargeted: list[str] = []
+        """Pairs whose leg B was just begun anew: its new Call-ID to claim."""
+        self.engine.next_target = self._next_target
+        if writer is not None:
+            proxy.b2bua_tags = PAIR_TAG
+
+    def hand_off(self, hand_off: HandOff, now: float) -> list[Send]:
+        """Run one handed-over message through the engine; its sends, in order."""
+        sends: list[Send] = []
+        for action in self.engine.receive(hand_off.data, hand_off.source, now):
+            if isinstance(action, Originate):
+                sends += self._originate(action, hand_off, now)
+            else:
+                sends.append(action)
+        self._claim_retargeted()
+        if self._writer is not None:
+            call_id = peek_call_id(hand_off.data)
+            pair_id = None if call_id is None else self.calls.get(call_id.decode(errors="replace"))
+            if pair_id is not None:
+                self._save(pair_id)
+        self._note_ends(now)
+        return sends
+
+    def adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+        """A request naming a pair's tag that no Call-ID here claims: its record is loaded and
+        adopted first (`deliver` gets the engine's sends)."""
+        if len(self._adopting) >= MAX_ADOPTING:
+            deliver(self.hand_off(hand_off, asyncio.get_running_loop().time()))
+            return
+        task = asyncio.get_running_loop().create_task(self._adopt(hand_off, deliver))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+        message = parse_message(hand_off.data)  # parsed by the proxy already: it parses
+        call_id, tag = message.call_id, message.to_tag or ""
+        record = None
+        if self._writer is not None:
+            try:
+                record = await self._writer.states.load(call_id, tag)
+            except (RedisError, OSError) as error:
+                log.warning("B2BUA state of %s not read: %s", call_id[:64], error)
+        if record is not None and call_id not in self.calls:
+            try:
+                pair = self.engine.adopt(record)
+            except RecordError as error:
+                log.warning("B2BUA state of %s unusable: %s", call_id[:64], error)
+            else:
+                self.calls[pair.a.call_id] = self.calls[pair.b.call_id] = pair.id
+                self._pair_calls[pair.id] = (pair.a.call_id, pair.b.call_id)
+                self._saved[pair.id] = dict(record)
+        now = asyncio.get_running_loop().time()
+        deliver(self.hand_off(HandOff(hand_off.data, hand_off.source), now))
+
+    def _save(self, pair_id: str) -> None:
+        record = self.engine.record(pair_id)
+        if record is not None and record != self._saved.get(pair_id) and self._writer:
+            self._saved[pair_id] = record
+            self._writer.save(record)
+
+    async def stop(self) -> None:
+        for task in list(self._adopting):
+            task.cancel()
+        await asyncio.gather(*self._adopting, return_exceptions=True)
+        if self._writer is not None:
+            await self._writer.stop()
+
+    def _originate(self, originate: Originate, hand_off: HandOff, now: float) -> list[Send]:
+        pair_id = originate.pair_id
+        if not hand_off.hops:  # an INVITE without To tag under a pair's Call-ID
+            return [s for s in self.engine.refuse(pair_id, MERGED, now) if isinstance(s, Send)]
+        caller = originate.request.call_id
+        self.calls[caller] = pair_id
+        self._pair_calls[pair_id] = (caller,)
+        hop, *rest = hand_off.hops
+        self._hops[pair_id] = rest
+        target = PairTarget(hop.uri, hop.destination)
+        sends = [s for s in self.engine.originate(pair_id, target, now) if isinstance(s, Send)]
+        pair = self.engine.pairs.get(pair_id)
+        if pair is not None:
+            self.calls[pair.b.call_id] = pair_id
+            self._pair_calls[pair_id] = (caller, pair.b.call_id)
+        else:  # refused at once (502: a target it cannot keep)
+            self._pair_ended(pair_id, now)
+        return sends
+
+    def _next_target(self, pair_id: str) -> PairTarget | None:
+        hops = self._hops.get(pair_id)
+        if not hops:
+            return None
+        hop = hops.pop(0)
+        self._retargeted.append(pair_id)
+        return PairTarget(hop.uri, hop.destination)
+
+    def _claim_retargeted(self) -> None:
+        """The new leg B Call-IDs of the pairs failed over (the old ones linger with the pair)."""
+        for pair_id in self._retargeted:
+            pair = self.engine.pairs.get(pair_id)
+            if pair is not None:
+                self.calls[pair.b.call_id] = pair_id
+                self._pair_calls[pair_id] += (pair.b.call_id,)
+        self._retargeted.clear()
+
+    def holds(self, client: ClientTransaction) -> bool:
+        return self.engine.holds(client)
+
+    def transport_failed(self, client: ClientTransaction, now: float) -> list[Send]:
+        sends = [s for s in self.engine.transport_failed(client, now) if isinstance(s, Send)]
+        self._claim_retargeted()
+        self._note_ends(now)
+        return sends
+
+    def next_deadline(self) -> float | None:
+        """The engine's next timer, or when an ended pair's Call-IDs are let go."""
+        if not self.calls:
+            return None
+        deadline = self.engine.next_deadline()
+        if self._ended:
+            release = self._ended[0][0]
+            deadline = release if deadline is None else min(deadline, release)
+        return deadline
+
+    def expire(self, now: float) -> list[Send]:
+        sends = [s for s in self.engine.expire(now) if isinstance(s, Send)]
+        self._claim_retargeted()
+        self._note_ends(now)
+        ended = self._ended
+        while ended and ended[0][0] <= now:
+            self._let_go(ended.popleft()[1])
+        return sends
+
+    def _note_ends(self, now: float) -> None:
+        ended = self.engine.ended
+        for pair_id in ended:
+            self._pair_ended(pair_id, now)
+        ended.clear()
+
+    def _pair_ended(self, pair_id: str, now: float) -> None:
+        """The call is over: its limit leases freed (as a proxied call's BYE frees them), its
+        state deleted, its Call-IDs lingering."""
+        self._ended.append((now + LINGER, pair_id))
+        self._hops.pop(pair_id, None)
+        call_ids = self._pair_calls.get(pair_id, ())
+        if call_ids:
+            self._proxy.policies.call_ended(call_ids[0])
+        saved = self._saved.pop(pair_id, None)
+        if saved is not None and self._writer is not None:
+            self._writer.delete(saved)
+
+    def _let_go(self, pair_id: str) -> None:
+        for call_id in self._pair_calls.pop(pair_id, ()):
+            self.calls.pop(call_id, None)
+
+
+def owned_call_ids(group: WorkerGroup | None) -> Callable[[], str]:
+    """Leg B's Call-IDs: ones `runtime.affinity` hands to this worker (about `count` tries)."""
+    if group is None or group.count < 2:
+        return new_call_id
+    index, count = group.index, group.count
+
+    def owned() -> str:
+        while True:
+            call_id = new_call_id()
+            if zlib.crc32(call_id.encode()) % count == index:
+                return call_id
+
+    return owned

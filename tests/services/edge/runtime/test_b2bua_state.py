@@ -1,0 +1,85 @@
+"""A B2BUA pair's record in the real Redis: found by either leg's dialog, expiring, deleted,
+written in order by the background writer; look-ups of unknown pairs bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.edge.b2bua.legs import PAIR_TAG
+from services.edge.proxy.actions import HandOff, Send
+from services.edge.runtime.b2bua_runner import MAX_ADOPTING, B2buaRunner
+from services.edge.runtime.b2bua_state import PairStates, PairWriter
+from shared.store import Store
+from tests.services.edge.proxy.test_core import CALLER, EDGE
+from tests.services.edge.runtime.test_b2bua_runner import b2bua_proxy
+
+pytestmark = pytest.mark.integration
+
+
+def record(pair_id: str = "00112233445566aa") -> dict[str, str]:
+    fields = {"id": pair_id, "created": "1.0", "answered": "2.0"}
+    for side in "ab":
+        fields |= {
+            f"{side}_call_id": f"{side}-call@example.com",
+            f"{side}_local_tag": f"cmb2b{side}1",
+            f"{side}_remote_tag": f"{side}9",
+            f"{side}_routes": "",
+        }
+    return fields
+
+
+async def test_a_record_is_found_by_either_legs_dialog_until_deleted(redis_store: Store) -> None:
+    states = PairStates(redis_store, ttl=3600)
+    await states.save(record())
+    assert await states.load("a-call@example.com", "cmb2ba1") == record()
+    assert await states.load("b-call@example.com", "cmb2bb1") == record()
+    assert await states.load("b-call@example.com", "cmb2ba1") is None  # another leg's tag
+    assert 3500 < await redis_store.redis.ttl(states.pair_key(record()["id"])) <= 3600
+    await states.delete(record())
+    assert await states.load("a-call@example.com", "cmb2ba1") is None
+    assert await redis_store.redis.keys(f"{redis_store.namespace}:*") == []
+
+
+async def test_the_writer_keeps_the_order_of_saves_and_deletes(redis_store: Store) -> None:
+    writer = PairWriter(PairStates(redis_store, ttl=60))
+    changed = record() | {"a_remote_tag": "a10"}
+    writer.save(record())
+    writer.save(changed)
+    writer.delete(changed)
+    writer.save(record("99887766554433bb") | {"a_call_id": "other@example.com"})
+    for _ in range(100):
+        if await writer.states.load("other@example.com", "cmb2ba1") is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert await writer.states.load("a-call@example.com", "cmb2ba1") is None
+    assert await writer.states.load("other@example.com", "cmb2ba1") is not None
+    await writer.stop()
+
+
+async def test_forged_pair_tags_past_the_look_ups_in_flight_are_answered_at_once(
+    redis_store: Store,
+) -> None:
+    """A flood of requests naming pair tags costs at most `MAX_ADOPTING` Redis look-ups at a
+    time; each request, looked up or not, is answered 481 (no such pair anywhere)."""
+    proxy, _ = b2bua_proxy(runner=False)
+    runner = B2buaRunner(proxy, writer=PairWriter(PairStates(redis_store, ttl=60)))
+    answers: list[list[Send]] = []
+    for n in range(MAX_ADOPTING + 20):
+        bye = (
+            f"BYE sip:{EDGE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK{n}\r\n"
+            f"From: <sip:a@example.com>;tag=a1\r\nTo: <sip:b@example.com>;tag={PAIR_TAG}{n}\r\n"
+            f"Call-ID: forged-{n}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        runner.adopt(HandOff(bye, CALLER, adopt=True), answers.append)
+    assert len(answers) == 20  # the ones past the limit: not looked up
+    for _ in range(200):
+        if len(answers) == MAX_ADOPTING + 20:
+            break
+        await asyncio.sleep(0.01)
+    assert [send.data[:12] for sends in answers for send in sends] == [b"SIP/2.0 481 "] * (
+        MAX_ADOPTING + 20
+    )
+    assert runner.calls == {}
+    await runner.stop()
