@@ -5,9 +5,10 @@ One `B2bua` per worker (docs/b2bua.md). The proxy routes a new INVITE as for any
 edge's caches) and, when the first hop's `mode` is `b2bua` (its gateway's, else its
 rule's: `shared.routing_table.modes`), hands it over with those hops
 (`HandOff`): the engine answers the caller and its `Originate` is answered here with the
-first hop, its `next_target` (leg B refused with 503 or timed out) with the next. From then on every message naming one of the pair's Call-IDs (the caller's,
-and leg B's, which the engine makes to hash to this worker: `runtime.affinity` hands a
-message to the worker its Call-ID hashes to) is handed over before the proxy reads it.
+first hop, its `next_target` (leg B refused with 503 or timed out) with the next. From
+then on every message naming one of the pair's Call-IDs (the caller's, and leg B's, which
+the engine makes to hash to this worker: `runtime.affinity` hands a message to the worker
+its Call-ID hashes to) is handed over before the proxy reads it.
 
 When a pair ends, the call's limit leases are released as a proxied call's BYE releases
 them; its Call-IDs stay claimed for `LINGER` seconds more, so late retransmissions and
