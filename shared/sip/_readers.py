@@ -174,7 +174,7 @@ def _key_of_line(line: bytes) -> str:
 def _start_line(
     start: bytes, keys: list[str], lines: list[bytes], body: bytes, wire: bytes | None
 ) -> Request | Response:
-    if start.startswith(b"SIP/"):
+    if start[:4] == b"SIP/":  # a slice: `startswith` parses its arguments from a tuple
         parts = start.split(b" ", 2)
         if len(parts) < 2:
             raise SipParseError("malformed status line")

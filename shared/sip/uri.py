@@ -165,10 +165,8 @@ def parse_uri(text: str) -> Uri:
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:
     user = password = None
-    at = rest.find("@")
-    if at >= 0:
-        userinfo = rest[:at]
-        rest = rest[at + 1 :]
+    if "@" in rest:  # `in` and `partition`: `str.find` parses its arguments from a tuple
+        userinfo, _, rest = rest.partition("@")
         user_text, has_password, password_text = userinfo.partition(":")
         if not user_text:
             raise SipParseError("malformed SIP URI (empty user)")
@@ -185,7 +183,7 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
 
 def split_host_port(text: str) -> tuple[str, int | None]:
     """Split host and port; IPv6 references must be bracketed (RFC 5118 §4.3)."""
-    if text.startswith("["):
+    if text[:1] == "[":
         end = text.find("]")
         if end < 0:
             raise SipParseError("malformed IPv6 reference (no closing bracket)")
