@@ -110,11 +110,13 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
 def crlf_lines(head: bytes) -> bool:
     """Whether the head's lines end in CRLF (else bare LF), judged by its first line break.
 
-    No slice when the head starts with its line break: compiled by mypyc, a bytes slice
+    A head of one line is not (its lines are the same either way, and a CR in it is a bare
+    one either way).  `partition`, not `find`: `bytes.find` parses its arguments from a
+    tuple (CPython 3.11).  No slice of an empty first line: compiled by mypyc, a bytes slice
     whose start passes its end raises SystemError instead of giving ``b""``.
     """
-    newline = head.find(b"\n")
-    return newline != 0 and head[newline - 1 : newline] == b"\r"
+    first, newline, _ = head.partition(b"\n")
+    return bool(newline) and bool(first) and first[-1:] == b"\r"
 
 
 def _has_bare_line_break(head: bytes, crlf: bool, breaks: int) -> bool:

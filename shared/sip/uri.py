@@ -39,6 +39,10 @@ def _unescape(text: str) -> str:
 
 
 def _escape(text: str, safe: str) -> str:
+    """`text` %-escaped but for `safe`; ASCII letters and digits alone (the usual user part,
+    the call events' caller) are returned as they are, as `quote` would, without its work."""
+    if text.isascii() and text.isalnum():
+        return text
     return quote(text, safe=safe, errors="surrogateescape")
 
 
