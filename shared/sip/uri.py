@@ -211,9 +211,14 @@ def split_host_port(text: str) -> tuple[str, int | None]:
 
 
 def parse_port(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    """A port, 0 to 65535 in at most five ASCII digits; one `int` made (every Via and URI
+    with a port reads one)."""
+    if len(text) > 5 or not text.isdigit() or not text.isascii():
         raise SipParseError("malformed port")
-    return int(text)
+    port = int(text)
+    if port > 65535:
+        raise SipParseError("malformed port")
+    return port
 
 
 def _uri_params(text: str) -> Params:
