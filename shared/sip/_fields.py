@@ -35,10 +35,11 @@ def value_of(line: bytes) -> str:
     and whitespace are ASCII, so the result is the same, and the bytes are valid UTF-8
     before unfolding exactly when they are after.  `decode`'s work done in place: a
     Python call per header value read (~60 per call through the proxy) costs more than
-    the decode itself.
+    the decode itself.  `partition`, not `index` and a slice: CPython's `bytes.index`
+    parses its arguments from a tuple, about twice the instructions.
     """
     try:
-        text = line[line.index(b":") + 1 :].decode()
+        text = line.partition(b":")[2].decode()
     except UnicodeDecodeError:
         raise SipParseError("header value is not valid UTF-8") from None
     if "\n" in text:

@@ -81,17 +81,17 @@ def parse_address(text: str) -> Address:
     if text[0] == '"':
         display, rest = _quoted_string(text)
         rest = rest.lstrip()
-        if not rest.startswith("<"):
+        if rest[:1] != "<":
             raise SipParseError("malformed address (quoted display name without <URI>)")
-        return _name_addr(display, rest)
-    lt = text.find("<")
-    if lt >= 0:
-        before = text[:lt].strip()
+        return _name_addr(display, rest[1:])
+    before, lt, rest = text.partition("<")
+    if lt:
+        before = before.strip()
         if before:
             if not _TOKENS.fullmatch(before):
                 raise SipParseError("malformed display name (must be tokens or a quoted string)")
             display = before
-        return _name_addr(display, text[lt:])
+        return _name_addr(display, rest)
     uri_text, semicolon, param_text = text.partition(";")
     uri_text = uri_text.rstrip()
     if "?" in uri_text or "," in uri_text:
@@ -113,23 +113,24 @@ def tag_of(text: str) -> str | None:
     text = text.strip()
     if not text or '"' in text:
         return parse_address(text).tag
-    lt = text.find("<")
-    if lt < 0:
-        start = text.find(";")
-        if start < 0:
-            return None
-    else:
-        start = text.find(">", lt) + 1
-        if not start:
+    if "<" in text:  # `partition`, no `str.find`: see `_name_addr`
+        _, gt, params = text.partition("<")[2].partition(">")
+        if not gt:
             raise SipParseError("malformed address (no closing >)")
+        return param_value(parse_params(params, "address"), "tag")
+    start = text.find(";")
+    if start < 0:
+        return None
     return param_value(parse_params(text[start:], "address"), "tag")
 
 
 def _name_addr(display: str | None, text: str) -> Address:
-    gt = text.find(">")
-    if gt < 0:
+    """`text`: what follows the `<`.  Cut by `partition`, not searched by `str.find`, which
+    parses its arguments from a tuple (CPython 3.11): every address read passes here."""
+    uri, gt, params = text.partition(">")
+    if not gt:
         raise SipParseError("malformed address (no closing >)")
-    return Address(parse_uri(text[1:gt]), display, parse_params(text[gt + 1 :], "address"))
+    return Address(parse_uri(uri), display, parse_params(params, "address"))
 
 
 def _quoted_string(text: str) -> tuple[str, str]:

@@ -18,8 +18,12 @@ def new_branch() -> str:
 
 
 def is_rfc3261_branch(branch: str | None) -> bool:
-    """True if `branch` carries the magic cookie, so it alone identifies the transaction."""
-    return branch is not None and branch.startswith(MAGIC_COOKIE) and len(branch) > 7
+    """True if `branch` carries the magic cookie, so it alone identifies the transaction.
+
+    A slice compared, not `startswith`, which parses its arguments from a tuple in
+    CPython 3.11 (several times the cost): this runs for every request.
+    """
+    return branch is not None and branch[:7] == MAGIC_COOKIE and len(branch) > 7
 
 
 def new_tag() -> str:

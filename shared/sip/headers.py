@@ -95,7 +95,7 @@ TOKEN_BYTES = frozenset(TOKEN_TEXT.encode())
 DIALOG_KEYS = ("via", "from", "to", "call-id", "cseq")
 """The headers every request needs (§8.1.1) and every response copies (§8.2.6.2)."""
 KEY_MEMO: dict[bytes, str] = {}
-"""Raw header name with its colon, as received → key; read directly by the parser."""
+"""Raw header name as received, with its colon or (as the parser looks it up) without → key."""
 _MEMO_LIMIT = 512
 _KEY_OF_NAME: dict[str, str] = {}
 """Caller-given name → key: callers name the same few headers on every message."""
@@ -114,7 +114,7 @@ def header_key(name: str) -> str:
 
 
 def key_of_raw_name(raw: bytes) -> str:
-    """The key of a header name as it came off the wire, colon included (`b"Via :"`).
+    """The key of a header name as it came off the wire, colon included or not (`b"Via :"`).
 
     Raises `SipParseError` if the name is not a token.
     """

@@ -39,6 +39,10 @@ def _unescape(text: str) -> str:
 
 
 def _escape(text: str, safe: str) -> str:
+    """`text` %-escaped but for `safe`; ASCII letters and digits alone (the usual user part,
+    the call events' caller) are returned as they are, as `quote` would, without its work."""
+    if text.isascii() and text.isalnum():
+        return text
     return quote(text, safe=safe, errors="surrogateescape")
 
 
@@ -165,10 +169,8 @@ def parse_uri(text: str) -> Uri:
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:
     user = password = None
-    at = rest.find("@")
-    if at >= 0:
-        userinfo = rest[:at]
-        rest = rest[at + 1 :]
+    if "@" in rest:  # `in` and `partition`: `str.find` parses its arguments from a tuple
+        userinfo, _, rest = rest.partition("@")
         user_text, has_password, password_text = userinfo.partition(":")
         if not user_text:
             raise SipParseError("malformed SIP URI (empty user)")
@@ -185,7 +187,7 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
 
 def split_host_port(text: str) -> tuple[str, int | None]:
     """Split host and port; IPv6 references must be bracketed (RFC 5118 §4.3)."""
-    if text.startswith("["):
+    if text[:1] == "[":
         end = text.find("]")
         if end < 0:
             raise SipParseError("malformed IPv6 reference (no closing bracket)")
@@ -209,9 +211,14 @@ def split_host_port(text: str) -> tuple[str, int | None]:
 
 
 def parse_port(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    """A port, 0 to 65535 in at most five ASCII digits; one `int` made (every Via and URI
+    with a port reads one)."""
+    if len(text) > 5 or not text.isdigit() or not text.isascii():
         raise SipParseError("malformed port")
-    return int(text)
+    port = int(text)
+    if port > 65535:
+        raise SipParseError("malformed port")
+    return port
 
 
 def _uri_params(text: str) -> Params:

@@ -96,6 +96,6 @@ def loop_hash(request: Request) -> str:
 
 def hash_in_branch(branch: str | None) -> str | None:
     """The loop hash inside one of our branches, or None for anyone else's."""
-    if branch is None or not branch.startswith(_PREFIX):
+    if branch is None or branch[: len(_PREFIX)] != _PREFIX:  # no `startswith`: see unbracket
         return None
     return branch[len(_PREFIX) : len(_PREFIX) + _HASH_LENGTH]
