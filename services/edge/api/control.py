@@ -25,6 +25,7 @@ from services.edge.api.accounting import (
 from services.edge.control.plan import NotLiveError, hangup_byes
 from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.hangups import Hangups
+from services.edge.runtime.pool import edge_of
 from services.edge.runtime.siblings import SiblingAnswer
 
 MAX_FILTER_CHARS = 256
@@ -144,13 +145,14 @@ def control_router(
 
 
 def answering_edges(items: list[dict[str, Any]]) -> list[str]:
-    """The edges that answered the call's open attempts, as their records name them."""
+    """The edges that answered the call's open attempts (a worker's name read as its edge's:
+    only the edge is announced to the others)."""
     edges = {
         item["dialog"].get("edge")
         for item in items
         if item.get("state") == "open" and isinstance(item.get("dialog"), dict)
     }
-    return sorted(edge for edge in edges if isinstance(edge, str) and edge)
+    return sorted({edge_of(edge) for edge in edges if isinstance(edge, str) and edge})
 
 
 @contextmanager

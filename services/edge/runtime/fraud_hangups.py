@@ -127,7 +127,8 @@ class FraudHangups:
         ended = 0
         for start in range(0, len(answered), AT_ONCE):
             chunk = answered[start : start + AT_ONCE]
-            outcomes = await asyncio.gather(*(self._end(call_id, *sender) for call_id in chunk))
+            ending = (self._end(blocked, call_id, *sender) for call_id in chunk)
+            outcomes = await asyncio.gather(*ending)
             ended += sum(outcomes)
         return ended, ringing
 
@@ -152,10 +153,14 @@ class FraudHangups:
             params["cursor"] = listing.next_cursor
         return list(answered), ringing
 
-    async def _end(self, call_id: str, runner: Hangups, interfaces: Interfaces) -> bool:
-        """Hang up one call as the API does; False when it has nothing left to end."""
-        items = await self._accounting.dialogs(call_id)
-        if items is None:
+    async def _end(
+        self, blocked: BlockedCalls, call_id: str, runner: Hangups, interfaces: Interfaces
+    ) -> bool:
+        """Hang up the block's attempts of one call as the API does (another caller's attempt
+        under the same Call-ID is left alone); False when nothing is left to end."""
+        found = await self._accounting.dialogs(call_id)
+        items = [item for item in found or () if blocked.holds(item)]
+        if not items:
             return False
         try:
             byes = hangup_byes(items, interfaces)

@@ -64,6 +64,17 @@ READY_TIMEOUT = 60.0
 RESTART_DELAY = 1.0
 
 
+WORKER_SUFFIX = "-w"
+"""A worker's instance name is its edge's with this and its index (``edge-a-w2``): what its
+call events name as the edge."""
+
+
+def edge_of(instance: str) -> str:
+    """The edge an instance name is of: itself, or the edge of one of its workers."""
+    name, _, index = instance.rpartition(WORKER_SUFFIX)
+    return name if name and index.isdigit() else instance
+
+
 class WorkerPool:
     """The child worker processes of one edge service."""
 
@@ -140,7 +151,7 @@ class WorkerPool:
         """Start worker `index`; returns the pipe it writes to once ready (closed after)."""
         reader, writer = os.pipe()
         env = dict(os.environ, **{WORKER_INDEX_ENV: str(index), PARENT_PID_ENV: str(os.getpid())})
-        env["CALLMESH_INSTANCE"] = f"{self.settings.instance}-w{index}"
+        env["CALLMESH_INSTANCE"] = f"{self.settings.instance}{WORKER_SUFFIX}{index}"
         env[READY_FD_ENV] = str(writer)
         if self._directory is not None:
             env[RUN_DIR_ENV] = str(self._directory)

@@ -105,3 +105,13 @@ async def test_a_hostile_scope_is_a_422() -> None:
 def test_the_answering_edges_are_those_of_the_open_attempts() -> None:
     items = [answered_at("edge-b"), answered_at("edge-c", state="complete"), attempt(legs=False)]
     assert answering_edges(items) == ["edge-b"]
+
+
+async def test_a_call_answered_by_a_worker_of_an_edge_is_that_edges() -> None:
+    """Workers name themselves ``<edge>-w<n>`` in the records; only the edge is announced."""
+    others, sender = Others({"edge-b": DONE}), Sender()
+    reply = await hang_up([answered_at("edge-b-w2")], others, sender)
+    assert reply.json()["edge"] == "edge-b" and others.asked == [("edge-b", "c1")]
+    others, sender = Others({"edge-b": DONE}), Sender()
+    mine = await hang_up([answered_at("edge-a-w1")], others, sender)  # another worker of ours
+    assert mine.json()["edge"] == "edge-a" and others.asked == [] and sender.ended == ["c1"]

@@ -51,7 +51,7 @@ class Records:
 
     async def dialogs(self, call_id: str) -> list[dict[str, Any]] | None:
         found = [c for c in self.calls if c["call_id"] == call_id]
-        return [attempt(answered=c["answer_at"] is not None) for c in found] or None
+        return [{**c, **attempt(answered=c["answer_at"] is not None)} for c in found] or None
 
 
 class Sender:
@@ -59,9 +59,12 @@ class Sender:
 
     def __init__(self) -> None:
         self.ended: list[str] = []
+        self.byes: list[int] = []
+        """How many BYEs each hang-up sent."""
 
     async def end(self, call_id: str, byes: list[Bye]) -> list[ByeOutcome]:
         self.ended.append(call_id)
+        self.byes.append(len(byes))
         return [ByeOutcome(bye.side, 200, "OK") for bye in byes]
 
 
@@ -151,3 +154,14 @@ async def test_an_accounting_service_away_is_retried_and_one_that_refuses_dead_l
     records.failure = None
     with pytest.raises(Requeue):  # this edge's sockets not open yet
         await consumer(records, None)(block())
+
+
+async def test_another_callers_attempt_under_the_same_call_id_is_left_alone() -> None:
+    """A Call-ID is the caller's choice: the blocked account's attempt ends (two BYEs), the
+    other caller's attempt under it keeps its call."""
+    records = Records(
+        [call(call_id="c1"), call(call_id="c1", caller="sip:bob@example.com")], page=10
+    )
+    sender = Sender()
+    await consumer(records, sender)(block())
+    assert sender.ended == ["c1"] and sender.byes == [2]
