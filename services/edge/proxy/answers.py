@@ -13,7 +13,7 @@ collaborating objects keeps every call on the hot path a plain method call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,7 @@ from shared.contracts.edge import DestinationFailed, FailureReason, GatewayFaile
 from shared.limits.model import LimitQuery
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
-from shared.sip.message import Response
+from shared.sip.message import Request, Response
 from shared.sip.responses import error_response, make_response
 from shared.sip.timers import TimerQueue, TimerSettings
 from shared.sip.transaction import (
@@ -56,6 +56,11 @@ log = logging.getLogger("callmesh.edge")
 
 DEFAULT_UDP_MTU = 1300
 """RFC 3261 §18.1.1's size for a path MTU not known."""
+
+
+def _claims_all(message: Request | Response) -> bool:
+    """Every message under a pair's Call-ID is the pair's (no adapter said otherwise)."""
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +116,12 @@ class Answers:
         self._media_tickets = 0
         self._parked: dict[ServerTransaction, Parked] = {}
         self.b2bua_calls: Container[str] | None = None
-        """The Call-IDs of the B2BUA's pairs, whose messages are handed to it (`HandOff`); set
-        by the adapter that runs one (None: no B2BUA, a b2bua rule's calls are proxied)."""
+        """The Call-IDs of the B2BUA's pairs, whose messages are handed to it (`HandOff`) if
+        `b2bua_claims` says they are the pair's; set by the adapter that runs one (None: no
+        B2BUA, a b2bua rule's calls are proxied)."""
+        self.b2bua_claims: Callable[[Request | Response], bool] = _claims_all
+        """Whether a message under a pair's Call-ID is the pair's (a Call-ID is the caller's
+        choice: another caller may use it, and the caller's retry is a new call)."""
         self.b2bua_tags: str | None = None
         """What the B2BUA's own tags start with, when pairs are shared (Redis): an in-dialog
         request naming one, with no signed route of ours, is handed over to be adopted."""

@@ -81,7 +81,7 @@ class Proxy(StatelessAcks):
             return actions
         try:
             calls = self.b2bua_calls
-            if calls and message.call_id in calls:  # a B2BUA pair's leg: the engine's
+            if calls and message.call_id in calls and self.b2bua_claims(message):  # a pair's
                 actions.append(HandOff(data, source))
                 return actions
             if isinstance(message, Response):

@@ -41,7 +41,7 @@ from services.edge.proxy.routes import Hop
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_state import PairWriter
 from shared.sip.branch import new_call_id
-from shared.sip.message import parse_message, peek_call_id
+from shared.sip.message import Request, Response, parse_message, peek_call_id
 from shared.sip.transaction import ClientTransaction
 
 log = logging.getLogger("callmesh.edge.b2bua")
@@ -76,6 +76,11 @@ class B2buaRunner:
         self._pair_calls: dict[str, tuple[str, ...]] = {}
         """Pair id → its Call-IDs, the caller's first (the one the proxy's limits know)."""
         proxy.b2bua_calls = self.calls
+        proxy.b2bua_claims = self.claims
+        self._callers: dict[str, tuple[str, int]] = {}
+        """Each pair's caller Call-ID → the caller's From tag and its INVITE's CSeq."""
+        self._ended_ids: set[str] = set()
+        """The pairs ended whose Call-IDs linger."""
         self._writer = writer
         self._saved: dict[str, dict[str, str]] = {}
         """Pair id → the record last written for it."""
@@ -87,6 +92,27 @@ class B2buaRunner:
         self.engine.next_target = self._next_target
         if writer is not None:
             proxy.b2bua_tags = PAIR_TAG
+
+    def claims(self, message: Request | Response) -> bool:
+        """Whether a message under a pair's Call-ID is the pair's.  Leg B's Call-IDs are
+        ours; the caller's is the caller's choice, so a message under it is the pair's only
+        with the caller's tag in From or To (another caller using that Call-ID is proxied),
+        and a new INVITE of the caller once the pair ended (its retry after a 407, a 3xx or
+        a 422 of the far end: another CSeq) is a new call, not a merged request."""
+        caller = self._callers.get(message.call_id)
+        if caller is None:
+            return True
+        tag, cseq = caller
+        if tag not in (message.from_tag, message.to_tag):
+            return False
+        if (
+            isinstance(message, Request)
+            and message.method == "INVITE"
+            and message.to_tag is None
+            and message.cseq.seq != cseq
+        ):
+            return self.calls.get(message.call_id) not in self._ended_ids
+        return True
 
     def hand_off(self, hand_off: HandOff, now: float) -> list[Send]:
         """Run one handed-over message through the engine; its sends, in order."""
@@ -151,10 +177,14 @@ class B2buaRunner:
 
     def _originate(self, originate: Originate, hand_off: HandOff, now: float) -> list[Send]:
         pair_id = originate.pair_id
-        if not hand_off.hops:  # an INVITE without To tag under a pair's Call-ID
-            return [s for s in self.engine.refuse(pair_id, MERGED, now) if isinstance(s, Send)]
         caller = originate.request.call_id
+        live = self.calls.get(caller)
+        if not hand_off.hops or (live is not None and live not in self._ended_ids):
+            # An INVITE without To tag under a live pair's Call-ID (another caller's: one
+            # Call-ID is one pair here); a pair ended lets the caller's retry be a new call.
+            return [s for s in self.engine.refuse(pair_id, MERGED, now) if isinstance(s, Send)]
         self.calls[caller] = pair_id
+        self._callers[caller] = (originate.request.from_tag or "", originate.request.cseq.seq)
         self._pair_calls[pair_id] = (caller,)
         hop, *rest = hand_off.hops
         self._hops[pair_id] = rest
@@ -223,6 +253,7 @@ class B2buaRunner:
         """The call is over: its limit leases freed (as a proxied call's BYE frees them), its
         state deleted, its Call-IDs lingering."""
         self._ended.append((now + LINGER, pair_id))
+        self._ended_ids.add(pair_id)
         self._hops.pop(pair_id, None)
         call_ids = self._pair_calls.get(pair_id, ())
         if call_ids:
@@ -232,8 +263,11 @@ class B2buaRunner:
             self._writer.delete(saved)
 
     def _let_go(self, pair_id: str) -> None:
+        self._ended_ids.discard(pair_id)
         for call_id in self._pair_calls.pop(pair_id, ()):
-            self.calls.pop(call_id, None)
+            if self.calls.get(call_id) == pair_id:  # not a new pair's since (the caller's retry)
+                del self.calls[call_id]
+                self._callers.pop(call_id, None)
 
 
 def owned_call_ids(group: WorkerGroup | None) -> Callable[[], str]:
