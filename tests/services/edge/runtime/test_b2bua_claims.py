@@ -22,6 +22,7 @@ def test_the_callers_retry_after_the_far_end_asked_for_credentials_is_a_new_call
     proxy, runner = b2bua_proxy()
     assert runner is not None
     [out] = parsed(through(proxy, runner, invite(B2BUA_CALL), CALLER, 100.0), GW2)
+    assert isinstance(out, Request)
     challenge = 'Proxy-Authenticate: Digest realm="x", nonce="n"\r\n'
     refused = through(proxy, runner, answer(out, 407, challenge), GW2, 100.1)
     assert 407 in statuses(parsed(refused, CALLER))
@@ -36,6 +37,7 @@ def test_another_caller_using_a_live_pairs_call_id_does_not_take_the_pair_over()
     proxy, runner = b2bua_proxy()
     assert runner is not None
     [out] = parsed(through(proxy, runner, invite(B2BUA_CALL), CALLER, 100.0), GW2)
+    assert isinstance(out, Request)
     theirs = invite(B2BUA_CALL, branch="z9hG4bKzz").replace(b"tag=a1", b"tag=zz")
     refused = through(proxy, runner, theirs, STRANGER, 100.5)
     assert 482 in statuses(parsed(refused, STRANGER))
