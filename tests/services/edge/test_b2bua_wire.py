@@ -29,7 +29,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def edge(workdir: Path) -> Iterator[Edge]:
-    with running_edge(workdir) as running:
+    """Session intervals run 20 times faster (90 s in 4.5 s): only a test whose side asks
+    for a session timer gets one, the others' calls are over sooner."""
+    with running_edge(workdir, b2bua_session_timer_scale="0.05") as running:
         yield running
 
 
@@ -123,6 +125,21 @@ def test_the_gateways_bye_ends_both_legs(edge: Edge, workdir: Path) -> None:
     assert caller.received("BYE") == 1
     assert_hidden(caller, caller_port, gateway)
     assert_hidden(gateway, gateway_port, caller)
+
+
+def test_a_gateway_that_vanished_is_hung_up_by_the_session_timer(edge: Edge, workdir: Path) -> None:
+    """The gateway answers with Session-Expires 90, the edge refreshing, then is gone: the
+    refresh goes unanswered and at the expiry (90 - 30 s, 3 s here) the caller gets a BYE."""
+    gateway, _ = b2bua_gateway(edge, workdir, "2203", "gateway_vanishes_after_answer")
+    caller = sipp(
+        workdir, "caller_takes_bye", free_port(), remote=edge.sip_port, args=("-s", "22035550001")
+    )
+    assert gateway.wait() == 0, gateway.errors() + edge.log()
+    started = time.monotonic()
+    assert caller.wait(timeout=60) == 0, caller.errors() + edge.log()
+    assert time.monotonic() - started < 30  # the expiry's, not a transaction's 32 s timeout
+    assert caller.received("BYE") == 1
+    assert "session expired" in edge.log() or "session refresh failed" in edge.log()
 
 
 def test_pairs_stay_on_the_worker_holding_them(workdir: Path) -> None:
