@@ -189,7 +189,9 @@ async def _serve_proxy(
         sets=SetSelector(sets, calls),
         names=names,
         health=cache.health.state,
-        b2bua=lambda hop: carried_by_b2bua(cache.index, hop.rule_id, hop.gateway_id),
+        b2bua=lambda hop: carried_by_b2bua(
+            cache.index, hop.rule_id, hop.gateway_id, sets.mode(hop.set_id)
+        ),
     )
     shedder = LoadShedder(
         OverloadSettings(
