@@ -17,6 +17,7 @@ from redis import Redis
 
 from deploy.labs.ports import free_port
 from tests.conftest import REDIS_URL
+from tests.services.edge.health_support import box, running_health, wait_edge_state
 from tests.services.edge.support import LOOPBACK, Edge, Sipp, running_edge, sipp, wait_bound
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
@@ -140,6 +141,26 @@ def test_a_gateway_that_vanished_is_hung_up_by_the_session_timer(edge: Edge, wor
     assert time.monotonic() - started < 30  # the expiry's, not a transaction's 32 s timeout
     assert caller.received("BYE") == 1
     assert "session expired" in edge.log() or "session refresh failed" in edge.log()
+
+
+def test_a_b2bua_dispatcher_sets_calls_are_carried_by_the_b2bua(edge: Edge, workdir: Path) -> None:
+    """A set with `"mode": "b2bua"` (the health service's API): its destination sees none of
+    the caller's dialog, though the rule routing to the set says nothing of modes."""
+    with running_health(edge) as health:
+        box_port = free_port()
+        farm_box = box(workdir, box_port)
+        uri = f"sip:{LOOPBACK}:{box_port}"
+        health.put_set("b2bfarm", {"destinations": [{"uri": uri}], "mode": "b2bua"})
+        edge.put({"rules/b2204": {"prefix": "2204", "gateways": ["@b2bfarm"]}})
+        wait_edge_state(edge, f"ds:b2bfarm:{uri}", "up")
+        caller_port = free_port()
+        caller = sipp(
+            workdir, "caller", caller_port, remote=edge.sip_port, args=("-s", "22045550001")
+        )
+        assert caller.wait() == 0, caller.errors() + edge.log()
+        farm_box.stop()
+    assert farm_box.received("INVITE") == 1
+    assert_hidden(caller, caller_port, farm_box)
 
 
 def test_pairs_stay_on_the_worker_holding_them(workdir: Path) -> None:
