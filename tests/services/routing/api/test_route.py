@@ -86,5 +86,5 @@ async def test_a_set_the_health_service_does_not_have_lists_no_destinations(
         await until(lambda: routing.service.cache.version == written.json()["version"])
         dry = (await routing.client.get("/v1/route", params={"number": "31205550000"})).json()
     proxied = {"mode": "proxy", "set_by": "default"}
-    gone = {"id": "gone", "algorithm": None, "mode": proxied, "destinations": []}
+    gone: dict[str, object] = {"id": "gone", "algorithm": None, "mode": proxied, "destinations": []}
     assert dry["dispatchers"] == [gone]
