@@ -323,8 +323,9 @@ class Relaying:
 
     def _counterpart(self, relay: Relay, response: Response, now: float) -> Response:
         """`response` as the inbound leg's: same status, reason and body, the allowed
-        headers, that leg's tag, and for a dialog's answer the edge's Contact and (to the
-        creating INVITE) the Record-Route of the request as it came in (§12.1.1)."""
+        headers, that leg's tag, and for a dialog's answer the edge's Contact, that leg's
+        session timer (`session_timer`) and (to the creating INVITE) the Record-Route of the
+        request as it came in (§12.1.1)."""
         request = relay.server.request
         leg = relay.pair.leg(relay.inbound)
         headers = relayed_headers(response)

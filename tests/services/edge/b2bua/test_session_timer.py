@@ -110,6 +110,19 @@ def test_a_refresh_answered_481_ends_the_call_at_once() -> None:
     assert {bye.call_id for bye in requests(actions, "BYE")} == {pair.a.call_id, pair.b.call_id}
 
 
+def test_a_gateway_refreshing_itself_keeps_the_call_and_its_silence_ends_it() -> None:
+    call = Call(B2bua(EDGE, policy=TimerPolicy(session_expires=1800)))
+    answered_with_timer(call, "120;refresher=uas")  # the gateway, leg B's UAS, refreshes
+    gateway = call.gateway()
+    call.now = 50.0
+    refresh = gateway.request("UPDATE", extra=(("Session-Expires", "120;refresher=uac"), *TIMER))
+    out = request_to(call.from_b(refresh), CALLER)  # relayed to the caller, who has no timer
+    ok = response_to(call.from_a(answer(out, 200, tag="x")), GATEWAY)
+    assert ok.header("session-expires") == "120;refresher=uac"
+    assert not sent(run_until(call, 50 + 87.9))  # no UPDATE of the edge's: not its turn
+    assert requests(run_until(call, 50 + 88.0), "BYE")  # 120 - 32 after its last refresh
+
+
 def test_no_session_expires_in_the_gateways_2xx_means_no_timer_on_leg_b() -> None:
     call = Call(B2bua(EDGE, policy=TimerPolicy(session_expires=90)))
     call.answered()
