@@ -45,9 +45,14 @@ class TimerPolicy:
     min_se: int = RFC_MIN_SE
     scale: float = 1.0
 
+    @property
+    def interval(self) -> int:
+        """The interval the edge asks for and grants at most: never below its own Min-SE."""
+        return max(self.session_expires, self.min_se)
+
     def offer(self, interval: int | None = None) -> list[tuple[str, str]]:
         """The headers of a session-creating INVITE the edge sends (leg B's)."""
-        seconds = max(interval or self.session_expires, self.min_se)
+        seconds = max(interval or self.interval, self.min_se)
         return [
             ("Supported", "timer"),
             ("Session-Expires", f"{seconds};refresher=uac"),
@@ -129,7 +134,7 @@ class SessionTimers:
         """A 422 to the edge's INVITE: the interval to ask again with, None if not higher
         than what was asked (§7.3: retried once)."""
         wanted = min_se(response)
-        return wanted if wanted > max(self.policy.session_expires, self.policy.min_se) else None
+        return wanted if wanted > self.policy.interval else None
 
     def answered(self, pair_id: str, side: Side, response: Response, now: float) -> None:
         """A 2xx to the edge's INVITE or UPDATE on `side`: the interval and refresher it
@@ -153,13 +158,13 @@ class SessionTimers:
         asked = session_expires(request)
         supported = supports_timer(request)
         if asked is not None:
-            interval = max(min(asked[0], self.policy.session_expires), min_se(request))
+            interval = max(min(asked[0], self.policy.interval), min_se(request))
             refresher = asked[1] or ("uac" if supported else "uas")
             timer = LegTimer(interval, refresher == "uas", now)
         elif current is not None:
             timer = LegTimer(current.interval, current.edge_refreshes, now)
         elif supported:  # the UAS may start one (§9): the caller refreshes
-            timer = LegTimer(self.policy.session_expires, False, now)
+            timer = LegTimer(self.policy.interval, False, now)
         else:
             return []
         if not supported:

@@ -61,6 +61,15 @@ def test_leg_bs_invite_offers_the_policys_timer() -> None:
     assert invite.header("min-se") == "120"
 
 
+def test_an_interval_set_below_the_min_se_is_raised_to_it() -> None:
+    policy = TimerPolicy(session_expires=90, min_se=300)
+    assert dict(policy.offer())["Session-Expires"] == "300;refresher=uac"
+    call = Call(B2bua(EDGE, policy=policy))
+    call.invite(caller_invite(extra=(("Session-Expires", "400"), *TIMER)))
+    ok = response_to(call.answer_b(), CALLER)
+    assert ok.header("session-expires") == "300;refresher=uac"
+
+
 def test_a_session_interval_below_our_min_se_is_422_naming_it() -> None:
     call = Call(B2bua(EDGE, policy=TimerPolicy(min_se=300)))
     actions = call.from_a(caller_invite(extra=(("Session-Expires", "120"), *TIMER)))
