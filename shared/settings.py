@@ -257,6 +257,14 @@ class Settings(BaseSettings):
     """Seconds an answer without records is kept when the server names no SOA minimum."""
     dns_target_hold: float = Field(default=30.0, gt=0, le=3600)
     """Seconds a DNS target (an SRV record's host) that failed a request is tried last."""
+    b2bua_session_expires: int = Field(default=1800, ge=90, le=86_400)
+    """Seconds of the session interval the B2BUA offers on leg B and grants on leg A
+    (RFC 4028; ``docs/b2bua.md``)."""
+    b2bua_min_se: int = Field(default=90, ge=90, le=86_400)
+    """The smallest session interval the B2BUA accepts (422 below it); the RFC's is 90."""
+    b2bua_session_timer_scale: float = Field(default=1.0, ge=0.001, le=1.0)
+    """The B2BUA's session intervals shrunk on its clock by this factor (the headers keep
+    their values): tests only, as ``fraud_window_scale``."""
     fraud_window_scale: float = Field(default=1.0, ge=0.001, le=1.0)
     """The fraud rules' minute (and day, 1440 of them) scaled down by this factor: 0.1 makes
     a minute 6 s (tests; ``docs/fraud.md``)."""

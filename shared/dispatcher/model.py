@@ -9,9 +9,16 @@ edge rule may ask for another.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 from shared.model import InputModel
 
@@ -24,6 +31,11 @@ Algorithm = Literal[
     "priority",
     "least_calls",
 ]
+
+Mode = Literal["proxy", "b2bua"]
+"""How the edge carries a rule's, gateway's or set's new calls: relayed as a proxy (the
+default), or answered and originated anew by its B2BUA, each side seeing only the edge
+(`docs/b2bua.md`)."""
 
 SET_ID_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 SetId = Annotated[str, StringConstraints(pattern=rf"^{SET_ID_PATTERN}$")]
@@ -52,6 +64,18 @@ class DispatcherSet(InputModel):
     algorithm: Algorithm = "round_robin"
     destinations: Annotated[tuple[SetMember, ...], Field(min_length=1, max_length=256)]
     description: Annotated[str, StringConstraints(max_length=256)] = ""
+    mode: Mode | None = None
+    """Carry the calls whose first hop is one of its destinations as a proxy or a B2BUA
+    (unset: proxied; `shared.routing_table.modes`)."""
+
+    @model_serializer(mode="wrap")
+    def _unset_mode_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A set without `mode` is written (Redis, the `health.…` events) as before the
+        field existed: an edge of the previous version refuses fields it does not know."""
+        data: dict[str, Any] = handler(self)
+        if data.get("mode") is None:
+            data.pop("mode", None)
+        return data
 
     @model_validator(mode="after")
     def _unique_uris(self) -> DispatcherSet:

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from shared.acl import AclEntry, wider_than_trust
-from shared.dispatcher.model import SET_ID_PATTERN
+from shared.dispatcher.model import SET_ID_PATTERN, Mode
 from shared.fraud.rules import FraudRuleBody
 from shared.model import InputModel, OpenInputModel
 from shared.routing_table.gateway_tls import GatewayTls, names_tls
@@ -61,9 +61,6 @@ Priority = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 MediaRelay = Literal["always", "nat", "never"]
 """Whether a call's media goes through rtpengine: always, only when a party is behind NAT,
 or never (`docs/media.md`); unset on a gateway or rule: the next level decides."""
-Mode = Literal["proxy", "b2bua"]
-"""How the edge carries a rule's new calls: relayed as a proxy (the default), or answered
-and originated anew by its B2BUA, each side seeing only the edge (`docs/b2bua.md`)."""
 
 
 def _source(text: str) -> str:

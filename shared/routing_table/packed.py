@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from shared.dispatcher.model import Mode
 from shared.routing_table.compiled import CompiledRule
 from shared.routing_table.index import RoutingIndex
-from shared.routing_table.model import Limits, MediaRelay, Mode, Rule
+from shared.routing_table.model import Limits, MediaRelay, Rule
 from shared.routing_table.timewindow import TimeWindow
 from shared.routing_table.topology import TargetTopology
 

@@ -10,11 +10,11 @@ Checks, each answered as RFC 3261 says rather than dropped: a request that does 
 is answered statelessly (400, ...); one naming no pair, or a pair's dialog with the wrong
 tags, 481; a CSeq not above the last, 500 (§12.2.2); an offer (re-INVITE, UPDATE) while
 the other side's is pending, 491, while the same side's is, 500 with Retry-After (§14.2);
-an extension required, 420; a method the pair does not relay, 405.
+an extension required other than `timer`, 420; a method the pair does not relay, 405.
 
-Session timers (RFC 4028) are not run yet.  Their hook is `expire`: a pair's refresh or
-expiry would be one more deadline in `next_deadline`, its action a re-INVITE or UPDATE on
-one leg (`Relaying._send_own`) or BYE on both (as `Relaying._never_acked` does).
+Session timers (RFC 4028, `session_timer`): leg B's INVITE offers one; a caller's
+Session-Expires below our Min-SE is answered 422; each leg's refresh and expiry are
+deadlines of `expire` like the transactions'.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from services.edge.b2bua.legs import TARGET_REFRESH, Leg, PairAddress, callers_l
 from services.edge.b2bua.pair import Pair, Relay, Side
 from services.edge.b2bua.record import from_record, to_record
 from services.edge.b2bua.relaying import Relaying
+from services.edge.b2bua.session_timer import TimerPolicy, session_expires
 from shared.sip.branch import new_call_id, new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response, parse_message
@@ -71,9 +72,11 @@ class B2bua(Relaying):
         edge: PairAddress,
         settings: TimerSettings | None = None,
         call_ids: Callable[[], str] = new_call_id,
+        policy: TimerPolicy | None = None,
     ) -> None:
-        """`call_ids` makes leg B's Call-IDs (an edge worker's: ones that hash to it)."""
-        super().__init__(edge, settings)
+        """`call_ids` makes leg B's Call-IDs (an edge worker's: ones that hash to it);
+        `policy` is the session timers' (`session_timer`)."""
+        super().__init__(edge, settings, policy)
         self._call_ids = call_ids
         self.next_target: Callable[[str], PairTarget | None] | None = None
         """The adapter's next target for a pair whose leg B got 503 or 408 (None: no more,
@@ -123,10 +126,14 @@ class B2bua(Relaying):
         self._invite_b(Relay(pair, "a", server, creating=True), now, sends)
         return list(sends)
 
-    def _invite_b(self, relay: Relay, now: float, sends: list[Send]) -> None:
-        """Leg B's INVITE, from the caller's, out toward leg B's peer."""
+    def _invite_b(
+        self, relay: Relay, now: float, sends: list[Send], interval: int | None = None
+    ) -> None:
+        """Leg B's INVITE, from the caller's, out toward leg B's peer, offering the session
+        timer (`interval` seconds: the policy's unless a 422 asked for more)."""
         invite = relay.server.request
-        request = relay.pair.b.request("INVITE", self.edge, relayed_headers(invite), invite.body)
+        headers = relayed_headers(invite) + self.timers.policy.offer(interval)
+        request = relay.pair.b.request("INVITE", self.edge, headers, invite.body)
         forwards = invite.max_forwards
         request.set_header("Max-Forwards", str(69 if forwards is None else forwards - 1))
         self._relay(relay, request, now, sends)
@@ -152,6 +159,17 @@ class B2bua(Relaying):
         self._invite_b(relay, now, actions)
         return True
 
+    def _retry_422(self, relay: Relay, response: Response, now: float, sends: list[Send]) -> bool:
+        """Leg B's INVITE asked again with the larger interval its 422 names (RFC 4028 §7.3),
+        once: a 422 to an interval already that large goes to the caller."""
+        client = relay.client
+        asked = None if client is None else session_expires(client.request)
+        wanted = self.timers.retry_interval(response)
+        if relay.cancelled or asked is None or wanted is None or wanted <= asked[0]:
+            return False
+        self._invite_b(relay, now, sends, wanted)
+        return True
+
     def refuse(self, pair_id: str, status: int, now: float) -> list[Action]:
         """The caller's INVITE of `pair_id` has no target: answer it `status` (404, 503, ...)."""
         sends: list[Send] = []
@@ -161,11 +179,15 @@ class B2bua(Relaying):
         return list(sends)
 
     def next_deadline(self) -> float | None:
-        return self.table.next_deadline()
+        table, sessions = self.table.next_deadline(), self.timers.next_deadline()
+        if table is None or sessions is None:
+            return sessions if table is None else table
+        return min(table, sessions)
 
     def expire(self, now: float) -> list[Action]:
-        """Fire the transaction timers due at `now`."""
+        """Fire the transaction and session timers due at `now`."""
         sends: list[Send] = []
+        self._sessions_due(now, sends)
         for transaction, event in self.table.expire(now):
             if isinstance(transaction, ServerTransaction):
                 self._server_event(transaction, event, now, sends)
@@ -229,6 +251,8 @@ class B2bua(Relaying):
         actions: list[Action] = []
         try:
             _check_extensions(request)
+            if request.method in TARGET_REFRESH:
+                self.timers.check(request)
             if request.method == "CANCEL":
                 self._cancel(request, server, now, sends)
             elif request.to_tag is None:
@@ -288,8 +312,11 @@ class B2bua(Relaying):
         if method in TARGET_REFRESH:
             leg.refresh(request)
             pair.offering = side
-        other = pair.leg(pair.other(side))
-        out = other.request(method, self.edge, relayed_headers(request), request.body)
+        other = pair.other(side)
+        headers = relayed_headers(request)
+        if method in TARGET_REFRESH:
+            headers += self.timers.requesting(pair.id, other)
+        out = pair.leg(other).request(method, self.edge, headers, request.body)
         self._relay(Relay(pair, side, server), out, now, sends)
 
     def _pair_of(self, request: Request) -> tuple[Pair, Side]:
@@ -336,10 +363,16 @@ class B2bua(Relaying):
 
 
 def _check_extensions(request: Request) -> None:
-    """The engine supports no extension: one required is refused with 420 (§8.2.2.3)."""
+    """The engine supports one extension, session timers (RFC 4028); any other required
+    is refused with 420 (§8.2.2.3)."""
     if request.method in ("CANCEL", "ACK"):
         return
-    required = request.headers("require")
+    required = [
+        name.strip()
+        for value in request.headers("require")
+        for name in value.split(",")
+        if name.strip().lower() != "timer"
+    ]
     if required:
         unsupported = (("Unsupported", ", ".join(required)),)
         raise SipError("Bad Extension", 420, unsupported)

@@ -2,11 +2,11 @@
 
 A B2BUA hides each side's topology from the other, so nothing is copied by default:
 Via, Contact, Record-Route, Route, Call-ID, the tags, CSeq and Max-Forwards are each
-leg's own and are written afresh.  Supported and Require are dropped (the engine offers
-no extension, so one side must not agree to an extension the other would then see
-used, 100rel or timer among them), and so is Allow (the far side's methods are not what
-the pair relays).  What is copied describes the body or the session to the far user
-and names no host of the near side.
+leg's own and are written afresh.  Supported and Require are dropped (one side must
+not agree to an extension the other would then see used, 100rel among them; session
+timers are each leg's own, written by `session_timer`), and so are Session-Expires,
+Min-SE and Allow (the far side's methods are not what the pair relays).  What is copied
+describes the body or the session to the far user and names no host of the near side.
 """
 
 from __future__ import annotations

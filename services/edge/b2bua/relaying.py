@@ -18,6 +18,7 @@ from typing import Final
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import TARGET_REFRESH, PairAddress
 from services.edge.b2bua.pair import Pair, Relay, Side
+from services.edge.b2bua.session_timer import SessionTimers, TimerPolicy
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
@@ -49,8 +50,16 @@ DialogKey = tuple[str, str]
 class Relaying:
     """The pairs, their dialogs and relays; see the module docstring."""
 
-    def __init__(self, edge: PairAddress, settings: TimerSettings | None = None) -> None:
+    def __init__(
+        self,
+        edge: PairAddress,
+        settings: TimerSettings | None = None,
+        policy: TimerPolicy | None = None,
+    ) -> None:
         self.edge = edge
+        self.timers = SessionTimers(policy or TimerPolicy())
+        self._refreshes: dict[ClientTransaction, tuple[Pair, Side]] = {}
+        """The edge's own session refreshes (UPDATE) in flight: their answers matter."""
         self.table = TransactionTable(settings)
         self.pairs: dict[str, Pair] = {}
         self._dialogs: dict[DialogKey, tuple[Pair, Side]] = {}
@@ -72,6 +81,7 @@ class Relaying:
     def _end(self, pair: Pair, now: float) -> None:
         """The call is over: its dialogs answer 481 from now on."""
         pair.ended = now
+        self.timers.forget(pair.id)
         if self.pairs.pop(pair.id, None) is not None:
             self.ended.append(pair.id)
         self._dialogs.pop((pair.a.call_id, pair.a.local_tag), None)
@@ -126,12 +136,21 @@ class Relaying:
             self._client_event(client, event, now, actions)
 
     def _send_own(
-        self, pair: Pair, side: Side, method: str, now: float, actions: list[Send]
-    ) -> None:
-        """A request of the edge's own on `side` (a BYE); its answer is absorbed."""
+        self,
+        pair: Pair,
+        side: Side,
+        method: str,
+        now: float,
+        actions: list[Send],
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> ClientTransaction:
+        """A request of the edge's own on `side` (a BYE, a session refresh)."""
         leg = pair.leg(side)
-        _, events = self.table.start_client(leg.request(method, self.edge), leg.peer, now)
+        request = leg.request(method, self.edge, headers)
+        client, events = self.table.start_client(request, leg.peer, now)
         actions.extend(event for event in events if isinstance(event, Send))
+        return client
 
     def _cancel_out(self, relay: Relay, now: float, actions: list[Send]) -> None:
         """CANCEL the relayed INVITE, or note to once it has a provisional answer (§9.1)."""
@@ -153,11 +172,13 @@ class Relaying:
             return
         if isinstance(event, Terminated):
             ended = self._relays.pop(client, None)
+            self._refreshes.pop(client, None)
             if ended is not None and ended.answer is not None and ended.ack is None:
                 self._never_acked(ended, now, actions)
             return
         relay = self._relays.get(client)
-        if relay is None:  # the edge's own request (BYE, CANCEL): nothing waits for it
+        if relay is None:  # the edge's own request: only a session refresh's answer matters
+            self._refresh_event(client, event, now, actions)
             return
         if isinstance(event, ResponseReceived):
             self._answered(relay, event.response, now, actions)
@@ -176,6 +197,8 @@ class Relaying:
         if relay.answer is not None and response.to_tag != pair.leg(outbound).remote_tag:
             log.info("B2BUA pair %s: a second dialog's 2xx ignored", pair.id)
             return  # a fork downstream answered too: unACKed, it ends itself (§13.3.1.4)
+        if relay.creating and status == 422 and self._retry_422(relay, response, now, actions):
+            return
         if status < 300:
             try:
                 pair.leg(outbound).answered(response, creating=relay.creating)
@@ -184,6 +207,8 @@ class Relaying:
                 if status >= 200:
                     self._refuse_answer(relay, now, actions)
                 return
+            if status >= 200 and response.cseq.method in TARGET_REFRESH and pair.ended is None:
+                self.timers.answered(pair.id, outbound, response, now)
         if relay.cancel_waits and status < 200:
             relay.cancel_waits = False
             self._cancel_out(relay, now, actions)
@@ -199,12 +224,68 @@ class Relaying:
                 pair.offering = None
             if relay.creating:
                 self._end(pair, now)
-        self._respond(relay.server, self._counterpart(relay, response), now, actions)
+        self._respond(relay.server, self._counterpart(relay, response, now), now, actions)
 
     def _fail_over(self, relay: Relay, now: float, actions: list[Send]) -> bool:
         """Leg B refused with 503 or timed out: whether it went again toward another target
         (here: none; `engine.B2bua` asks its adapter)."""
         return False
+
+    def _retry_422(self, relay: Relay, response: Response, now: float, actions: list[Send]) -> bool:
+        """Leg B's INVITE refused 422 (our session interval too small for it): whether it
+        was asked again (here: never; `engine.B2bua` does, once, with the Min-SE named)."""
+        return False
+
+    def _sessions_due(self, now: float, actions: list[Send]) -> None:
+        """The session timers due: an UPDATE refreshing a leg the edge refreshes, or the
+        call ended where a leg went unrefreshed (RFC 4028 §10)."""
+        for pair_id, side, refresh in self.timers.due(now):
+            pair = self.pairs.get(pair_id)
+            if pair is None:
+                continue
+            if refresh:
+                headers = self.timers.requesting(pair_id, side)
+                client = self._send_own(pair, side, "UPDATE", now, actions, headers=headers)
+                self._refreshes[client] = (pair, side)
+            else:
+                log.info("B2BUA pair %s: leg %s's session expired", pair_id, side)
+                self._session_over(pair, now, actions)
+
+    def _refresh_event(
+        self, client: ClientTransaction, event: TransactionEvent, now: float, actions: list[Send]
+    ) -> None:
+        """The answer to one of the edge's session refreshes: a 2xx restarts the leg's
+        interval; a timeout, 408 or 481 ends the call at once (§10); anything else leaves
+        it to the leg's expiry."""
+        found = self._refreshes.get(client)
+        if found is None:
+            return
+        pair, side = found
+        if isinstance(event, ResponseReceived) or (
+            isinstance(event, TimedOut) and event.response is not None
+        ):
+            response = event.response
+            assert response is not None  # TimedOut's, checked above
+            if response.status < 200:
+                return
+            del self._refreshes[client]
+            if response.status < 300 and pair.ended is None:
+                self.timers.answered(pair.id, side, response, now)
+            if response.status not in (408, 481):
+                return
+        elif isinstance(event, (TimedOut, TransportFailed)):
+            self._refreshes.pop(client, None)
+        else:
+            return
+        log.info("B2BUA pair %s: leg %s's session refresh failed", pair.id, side)
+        self._session_over(pair, now, actions)
+
+    def _session_over(self, pair: Pair, now: float, actions: list[Send]) -> None:
+        """A leg's session is dead: the call ends, with a BYE on both legs."""
+        if pair.ended is None:
+            self._end(pair, now)
+            self._send_own(pair, "a", "BYE", now, actions)
+            self._send_own(pair, "b", "BYE", now, actions)
 
     def _refuse_answer(self, relay: Relay, now: float, actions: list[Send]) -> None:
         """A 2xx the edge cannot take on (its dialog would not fit the pair's bounds): ended
@@ -235,20 +316,23 @@ class Relaying:
         if relay.answer is None:
             if relay.creating:
                 pair.answered = now
-            relay.answer = self._counterpart(relay, response)
+            relay.answer = self._counterpart(relay, response, now)
             seq = relay.server.request.cseq.seq
             self._unacked[(pair.id, relay.inbound, seq)] = relay
         self._respond(relay.server, relay.answer, now, actions)
 
-    def _counterpart(self, relay: Relay, response: Response) -> Response:
+    def _counterpart(self, relay: Relay, response: Response, now: float) -> Response:
         """`response` as the inbound leg's: same status, reason and body, the allowed
-        headers, that leg's tag, and for a dialog's answer the edge's Contact and (to the
-        creating INVITE) the Record-Route of the request as it came in (§12.1.1)."""
+        headers, that leg's tag, and for a dialog's answer the edge's Contact, that leg's
+        session timer (`session_timer`) and (to the creating INVITE) the Record-Route of the
+        request as it came in (§12.1.1)."""
         request = relay.server.request
         leg = relay.pair.leg(relay.inbound)
         headers = relayed_headers(response)
         if response.status < 300 and response.cseq.method in TARGET_REFRESH:
             headers.append(("Contact", self.edge.contact(leg.peer.transport)))
+            if response.status >= 200:
+                headers += self.timers.answering(relay.pair.id, relay.inbound, request, now)
             if relay.creating:
                 headers.extend(("Record-Route", value) for value in request.headers("record-route"))
         return make_response(

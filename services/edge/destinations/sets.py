@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shared.dispatcher import Dispatcher, DispatcherSet
+from shared.dispatcher.model import Mode
 
 
 class DispatchSets:
@@ -25,6 +26,11 @@ class DispatchSets:
 
     def dispatcher(self, set_id: str) -> Dispatcher | None:
         return self._dispatchers.get(set_id)
+
+    def mode(self, set_id: str | None) -> Mode | None:
+        """The set's `mode` (None: no such set, or unset: its destinations are proxied)."""
+        dispatcher = None if set_id is None else self._dispatchers.get(set_id)
+        return None if dispatcher is None else dispatcher.set.mode
 
     def states(self, set_id: str) -> Mapping[str, str]:
         return self._states.get(set_id, {})

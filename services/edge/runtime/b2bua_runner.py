@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from services.edge.b2bua.engine import B2bua, Originate, PairTarget
 from services.edge.b2bua.legs import PAIR_TAG, PairAddress
 from services.edge.b2bua.record import RecordError
+from services.edge.b2bua.session_timer import TimerPolicy
 from services.edge.proxy.actions import HandOff, Send
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.routes import Hop
@@ -60,13 +61,19 @@ class B2buaRunner:
     """Carries the proxy's hand-offs to the engine and the engine's sends back out."""
 
     def __init__(
-        self, proxy: Proxy, group: WorkerGroup | None = None, writer: PairWriter | None = None
+        self,
+        proxy: Proxy,
+        group: WorkerGroup | None = None,
+        writer: PairWriter | None = None,
+        policy: TimerPolicy | None = None,
     ) -> None:
+        """`policy`: the session timers' (`CALLMESH_B2BUA_SESSION_EXPIRES`, ...)."""
         interface = proxy.interfaces.outbound("udp", "127.0.0.1")  # the first IPv4 UDP one
         self.engine = B2bua(
             PairAddress(interface.host, interface.port),
             proxy.timers.transaction_settings(),
             call_ids=owned_call_ids(group),
+            policy=policy,
         )
         self._proxy = proxy
         self.calls: dict[str, str] = {}

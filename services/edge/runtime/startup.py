@@ -14,6 +14,7 @@ import asyncio
 import functools
 
 from services.edge import metrics
+from services.edge.b2bua.session_timer import TimerPolicy
 from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.feeds.health import HealthFeed
 from services.edge.feeds.location import LocationFeed
@@ -188,7 +189,9 @@ async def _serve_proxy(
         sets=SetSelector(sets, calls),
         names=names,
         health=cache.health.state,
-        b2bua=lambda hop: carried_by_b2bua(cache.index, hop.rule_id, hop.gateway_id),
+        b2bua=lambda hop: carried_by_b2bua(
+            cache.index, hop.rule_id, hop.gateway_id, sets.mode(hop.set_id)
+        ),
     )
     shedder = LoadShedder(
         OverloadSettings(
@@ -241,7 +244,10 @@ async def _serve_proxy(
         fsync_interval=settings.edge_outbox_fsync_interval,
     )
     states = PairStates(store, settings.call_limit_max_call_duration)  # a call's longest life
-    driver.b2bua = B2buaRunner(proxy, group, PairWriter(states))
+    session_timers = TimerPolicy(
+        settings.b2bua_session_expires, settings.b2bua_min_se, settings.b2bua_session_timer_scale
+    )
+    driver.b2bua = B2buaRunner(proxy, group, PairWriter(states), session_timers)
     driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
     publisher = driver.publisher
     metrics.OUTBOX_UNSETTLED.read = lambda: publisher.unsettled

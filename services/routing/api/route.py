@@ -41,7 +41,7 @@ from shared.routing_table.index import RoutingIndex
 from shared.routing_table.manipulation import dry_run as manipulation_dry_run
 from shared.routing_table.media import media_relay_for
 from shared.routing_table.model import ID_PATTERN, MediaRelay
-from shared.routing_table.modes import mode_for
+from shared.routing_table.modes import mode_for, set_mode_for
 from shared.sip.errors import SipError
 from shared.sip.uri import SipUri, parse_uri
 
@@ -264,7 +264,16 @@ async def _dispatchers(
                 }
             )
         algorithm = None if dispatcher_set is None else dispatcher_set.algorithm
-        found.append({"id": set_id, "algorithm": algorithm, "destinations": destinations})
+        set_mode = None if dispatcher_set is None else dispatcher_set.mode
+        mode, level = set_mode_for(set_mode)
+        found.append(
+            {
+                "id": set_id,
+                "algorithm": algorithm,
+                "mode": {"mode": mode, "set_by": level},
+                "destinations": destinations,
+            }
+        )
     return found
 
 

@@ -17,6 +17,7 @@ from redis import Redis
 
 from deploy.labs.ports import free_port
 from tests.conftest import REDIS_URL
+from tests.services.edge.health_support import box, running_health, wait_edge_state
 from tests.services.edge.support import LOOPBACK, Edge, Sipp, running_edge, sipp, wait_bound
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
@@ -29,7 +30,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def edge(workdir: Path) -> Iterator[Edge]:
-    with running_edge(workdir) as running:
+    """Session intervals run 20 times faster (90 s in 4.5 s): only a test whose side asks
+    for a session timer gets one, the others' calls are over sooner."""
+    with running_edge(workdir, b2bua_session_timer_scale="0.05") as running:
         yield running
 
 
@@ -123,6 +126,41 @@ def test_the_gateways_bye_ends_both_legs(edge: Edge, workdir: Path) -> None:
     assert caller.received("BYE") == 1
     assert_hidden(caller, caller_port, gateway)
     assert_hidden(gateway, gateway_port, caller)
+
+
+def test_a_gateway_that_vanished_is_hung_up_by_the_session_timer(edge: Edge, workdir: Path) -> None:
+    """The gateway answers with Session-Expires 90, the edge refreshing, then is gone: the
+    refresh goes unanswered and at the expiry (90 - 30 s, 3 s here) the caller gets a BYE."""
+    gateway, _ = b2bua_gateway(edge, workdir, "2203", "gateway_vanishes_after_answer")
+    caller = sipp(
+        workdir, "caller_takes_bye", free_port(), remote=edge.sip_port, args=("-s", "22035550001")
+    )
+    assert gateway.wait() == 0, gateway.errors() + edge.log()
+    started = time.monotonic()
+    assert caller.wait(timeout=60) == 0, caller.errors() + edge.log()
+    assert time.monotonic() - started < 30  # the expiry's, not a transaction's 32 s timeout
+    assert caller.received("BYE") == 1
+    assert "session expired" in edge.log() or "session refresh failed" in edge.log()
+
+
+def test_a_b2bua_dispatcher_sets_calls_are_carried_by_the_b2bua(edge: Edge, workdir: Path) -> None:
+    """A set with `"mode": "b2bua"` (the health service's API): its destination sees none of
+    the caller's dialog, though the rule routing to the set says nothing of modes."""
+    with running_health(edge) as health:
+        box_port = free_port()
+        farm_box = box(workdir, box_port)
+        uri = f"sip:{LOOPBACK}:{box_port}"
+        health.put_set("b2bfarm", {"destinations": [{"uri": uri}], "mode": "b2bua"})
+        edge.put({"rules/b2204": {"prefix": "2204", "gateways": ["@b2bfarm"]}})
+        wait_edge_state(edge, f"ds:b2bfarm:{uri}", "up")
+        caller_port = free_port()
+        caller = sipp(
+            workdir, "caller", caller_port, remote=edge.sip_port, args=("-s", "22045550001")
+        )
+        assert caller.wait() == 0, caller.errors() + edge.log()
+        farm_box.stop()
+    assert farm_box.received("INVITE") == 1
+    assert_hidden(caller, caller_port, farm_box)
 
 
 def test_pairs_stay_on_the_worker_holding_them(workdir: Path) -> None:

@@ -305,6 +305,9 @@ async def test_dispatcher_sets_are_stored_announced_and_probed(
         assert (await instance.client.get("/v1/dispatcher/sets/asterisk")).status_code == 404
         bad = await instance.client.put("/v1/dispatcher/sets/x", json={"destinations": []})
         assert bad.status_code == 422
+        hostile = {"destinations": [{"uri": "sip:192.0.2.9"}], "mode": "relay"}
+        refused = await instance.client.put("/v1/dispatcher/sets/x", json=hostile)
+        assert refused.status_code == 422 and "mode" in refused.text, refused.text
     finally:
         await instance.stop()
         far_end.close()

@@ -33,6 +33,15 @@ def test_the_gateways_mode_wins_over_the_rules_and_proxy_is_the_default() -> Non
     assert carried_by_b2bua(index, "r2", "b2b") and not carried_by_b2bua(index, "r1", "prox")
 
 
+def test_a_set_destinations_mode_is_its_sets_and_the_rules_does_not_reach_it() -> None:
+    index = table()
+    assert mode_for(index, "r1", None, "b2bua") == ("b2bua", "set")
+    assert mode_for(index, "r2", None, "proxy") == ("proxy", "set")
+    assert mode_for(index, "r1", None) == ("proxy", "default")
+    assert carried_by_b2bua(RoutingIndex(), None, None, "b2bua")  # no b2bua rule or gateway
+    assert not carried_by_b2bua(index, "r1", None)
+
+
 def test_a_gateways_mode_is_forgotten_when_it_is_put_back_without_one_or_removed() -> None:
     index = table()
     assert index.b2bua_gateways == {"b2b"}

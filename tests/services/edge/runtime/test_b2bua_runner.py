@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
 from services.edge.proxy.actions import Action, HandOff, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
@@ -13,6 +14,7 @@ from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.stages import PolicyStages
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_runner import LINGER, B2buaRunner, owned_call_ids
+from shared.dispatcher import DispatcherSet
 from shared.routing_table.model import Gateway, Rule
 from shared.routing_table.modes import carried_by_b2bua
 from shared.sip.message import Request, Response, parse_message
@@ -113,6 +115,34 @@ def test_a_proxy_rules_invite_and_a_b2bua_rules_without_a_runner_are_proxied() -
     assert not [a for a in actions if isinstance(a, HandOff)]
     [forwarded] = parsed(actions, GW2)
     assert forwarded.call_id == "call-1"
+
+
+def test_a_dispatcher_sets_mode_decides_for_its_destinations() -> None:
+    """A set with `mode: b2bua` hands its calls over; one without is proxied, even under a
+    rule in b2bua mode (the rule's mode is the gateways' default, not the sets')."""
+    table = Table()
+    table.put("rule", "r45", Rule(prefix="45", gateways=("@farm",)))
+    table.put("rule", "r46", Rule(prefix="46", gateways=("@plain",), mode="b2bua"))
+    sets = DispatchSets()
+    farm = {"destinations": [{"uri": f"sip:{GW2.host}:5060"}], "mode": "b2bua"}
+    sets.put("farm", DispatcherSet.model_validate(farm))
+    sets.put("plain", DispatcherSet.model_validate({"destinations": [{"uri": f"sip:{GW1.host}"}]}))
+    router = NumberRouter(
+        table,
+        sets=SetSelector(sets, ActiveCalls()),
+        b2bua=lambda hop: carried_by_b2bua(
+            table.index, hop.rule_id, hop.gateway_id, sets.mode(hop.set_id)
+        ),
+    )
+    interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
+    proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0))
+    runner = B2buaRunner(proxy)
+    [out] = parsed(through(proxy, runner, invite(f"sip:4520@{EDGE}"), CALLER, 100.0), GW2)
+    assert isinstance(out, Request) and out.method == "INVITE" and out.call_id != "call-1"
+    assert set(runner.calls) == {"call-1", out.call_id}
+    again = invite(f"sip:4620@{EDGE}").replace(b"call-1", b"call-2")
+    [proxied] = parsed(through(proxy, runner, again, CALLER, 100.0), GW1)
+    assert proxied.call_id == "call-2" and "call-2" not in runner.calls
 
 
 def test_leg_bowned_call_ids_hash_to_the_worker_holding_the_pair(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ async def test_dispatcher_destinations_by_name_show_their_dns_targets_and_states
         async with deployment(namespace, redis_store, dns_servers=server.servers) as routing:
             health = HealthStore(redis_store)
             members = ("sip:farm.test", "sip:192.0.2.5:5060", "sip:nowhere.test")
-            farm = DispatcherSet(destinations=tuple(SetMember(uri=uri) for uri in members))
+            destinations = tuple(SetMember(uri=uri) for uri in members)
+            farm = DispatcherSet(destinations=destinations, mode="b2bua")
             await health.put_dispatcher_set("farm", farm)
             await health.write_override(
                 state(f"ds:farm:sip:farm.test@udp:b.farm.test:{SECOND}", "down")
@@ -61,6 +62,7 @@ async def test_dispatcher_destinations_by_name_show_their_dns_targets_and_states
     assert dry["dispatcher_sets"] == ["farm"]
     [found] = dry["dispatchers"]
     assert (found["id"], found["algorithm"]) == ("farm", "round_robin")
+    assert found["mode"] == {"mode": "b2bua", "set_by": "set"}  # the edge's B2BUA calls them
     by_name, by_address, nowhere = found["destinations"]
     assert by_name["uri"] == "sip:farm.test" and by_name["state"] is None
     assert by_name["dns"]["name"] == "farm.test"
@@ -83,4 +85,6 @@ async def test_a_set_the_health_service_does_not_have_lists_no_destinations(
         )
         await until(lambda: routing.service.cache.version == written.json()["version"])
         dry = (await routing.client.get("/v1/route", params={"number": "31205550000"})).json()
-    assert dry["dispatchers"] == [{"id": "gone", "algorithm": None, "destinations": []}]
+    proxied = {"mode": "proxy", "set_by": "default"}
+    gone: dict[str, object] = {"id": "gone", "algorithm": None, "mode": proxied, "destinations": []}
+    assert dry["dispatchers"] == [gone]
