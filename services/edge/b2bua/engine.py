@@ -281,6 +281,7 @@ class B2bua(Relaying):
                 raise SipError("Call/Transaction Does Not Exist (not answered)", 481)
             self._answer(server, 200, None, now, sends)
             self._end(pair, now)
+            self._note(pair, "ended", 200, side=side)
             self._send_own(pair, pair.other(side), "BYE", now, sends)
             return
         if method == "INVITE":
@@ -317,6 +318,7 @@ class B2bua(Relaying):
         relay.cancelled = True
         if relay.creating:
             self._end(relay.pair, now)
+            self._note(relay.pair, "cancelled")
         relay.pair.offering = None
         self._cancel_out(relay, now, sends)
 

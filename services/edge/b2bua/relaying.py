@@ -17,7 +17,7 @@ from typing import Final
 
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import TARGET_REFRESH, PairAddress
-from services.edge.b2bua.pair import Pair, Relay, Side
+from services.edge.b2bua.pair import Pair, Progress, Relay, Side, Step
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
@@ -60,6 +60,8 @@ class Relaying:
         """2xx answers sent to a side, by pair, side and CSeq, until that side ACKs."""
         self.ended: list[str] = []
         """Ids of the pairs ended since the adapter last emptied this (it frees their state)."""
+        self.progress: list[Progress] = []
+        """The calls' steps since the adapter last emptied this (it publishes them)."""
 
     # ----- pairs and dialogs -----------------------------------------------------------
 
@@ -118,6 +120,7 @@ class Relaying:
     def _relay(self, relay: Relay, request: Request, now: float, actions: list[Send]) -> None:
         """Send `request` on the leg opposite `relay.inbound`, in a client transaction."""
         self._serving[relay.server] = relay
+        relay.sent = now
         peer = relay.pair.leg(relay.pair.other(relay.inbound)).peer
         client, events = self.table.start_client(request, peer, now)
         relay.client = client
@@ -162,12 +165,21 @@ class Relaying:
         if isinstance(event, ResponseReceived):
             self._answered(relay, event.response, now, actions)
         elif isinstance(event, TimedOut) and event.response is not None:
-            self._answered(relay, event.response, now, actions)  # a 408 of our own
+            self._answered(relay, event.response, now, actions, own=True)  # a 408 of our own
         elif isinstance(event, TransportFailed):
-            self._answered(relay, make_response(client.request, 503), now, actions)
+            self._answered(relay, make_response(client.request, 503), now, actions, own=True)
 
-    def _answered(self, relay: Relay, response: Response, now: float, actions: list[Send]) -> None:
-        """The outbound leg's answer to `relay`'s request, relayed to the inbound leg."""
+    def _answered(
+        self,
+        relay: Relay,
+        response: Response,
+        now: float,
+        actions: list[Send],
+        *,
+        own: bool = False,
+    ) -> None:
+        """The outbound leg's answer to `relay`'s request, relayed to the inbound leg (`own`:
+        the edge's 408 or 503 in its place)."""
         status = response.status
         if status == 100:
             return
@@ -176,6 +188,8 @@ class Relaying:
         if relay.answer is not None and response.to_tag != pair.leg(outbound).remote_tag:
             log.info("B2BUA pair %s: a second dialog's 2xx ignored", pair.id)
             return  # a fork downstream answered too: unACKed, it ends itself (§13.3.1.4)
+        if relay.creating:
+            self._note_progress(relay, response)
         if status < 300:
             try:
                 pair.leg(outbound).answered(response, creating=relay.creating)
@@ -199,7 +213,29 @@ class Relaying:
                 pair.offering = None
             if relay.creating:
                 self._end(pair, now)
+                self._note(pair, "failed", status, response.reason, by_edge=own)
         self._respond(relay.server, self._counterpart(relay, response), now, actions)
+
+    def _note_progress(self, relay: Relay, response: Response) -> None:
+        """Leg B's ringing, and its final answer once (not a 2xx's retransmissions)."""
+        status = response.status
+        if status in (180, 183) and not relay.cancelled:
+            self._note(relay.pair, "ringing", status)
+        elif status >= 200 and relay.answer is None and relay.ack is None:
+            self._note(relay.pair, "branch", status, response.reason, sent=relay.sent)
+
+    def _note(
+        self,
+        pair: Pair,
+        step: Step,
+        status: int = 0,
+        reason: str = "",
+        *,
+        sent: float = 0.0,
+        by_edge: bool = False,
+        side: Side | None = None,
+    ) -> None:
+        self.progress.append(Progress(pair, step, status, reason, sent, by_edge, side))
 
     def _fail_over(self, relay: Relay, now: float, actions: list[Send]) -> bool:
         """Leg B refused with 503 or timed out: whether it went again toward another target
@@ -217,6 +253,8 @@ class Relaying:
         pair.offering = None
         if not relay.cancelled:
             self._answer(relay.server, 502, "Bad Gateway (answer refused)", now, actions)
+            if relay.creating:
+                self._note(pair, "failed", 502, "Bad Gateway (answer refused)", by_edge=True)
 
     def _answered_invite(
         self, relay: Relay, response: Response, now: float, actions: list[Send]
@@ -235,6 +273,7 @@ class Relaying:
         if relay.answer is None:
             if relay.creating:
                 pair.answered = now
+                self._note(pair, "answered", response.status)
             relay.answer = self._counterpart(relay, response)
             seq = relay.server.request.cseq.seq
             self._unacked[(pair.id, relay.inbound, seq)] = relay
@@ -263,6 +302,7 @@ class Relaying:
         pair = relay.pair
         if pair.ended is None:
             self._end(pair, now)
+            self._note(pair, "ended", 200, by_edge=True)
             self._send_own(pair, "a", "BYE", now, actions)
             self._send_own(pair, "b", "BYE", now, actions)
 

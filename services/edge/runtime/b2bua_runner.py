@@ -19,6 +19,9 @@ time a message changes it and is deleted when it ends; and the proxy hands over 
 in-dialog request naming a pair's tag (`PAIR_TAG`) that no Call-ID here claims: its
 record is loaded (another edge's call, that edge gone) and adopted before the engine
 reads it, or, with none, the engine answers it 481.
+
+With call events on, the engine's steps of each call (`Progress`) go out as the call's
+events (`runtime.b2bua_events`), among the sends it returns.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from redis.exceptions import RedisError
 from services.edge.b2bua.engine import B2bua, Originate, PairTarget
 from services.edge.b2bua.legs import PAIR_TAG, PairAddress
 from services.edge.b2bua.record import RecordError
-from services.edge.proxy.actions import HandOff, Send
+from services.edge.proxy.actions import HandOff, Publish, Send
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.routes import Hop
 from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.b2bua_events import PairEvents
 from services.edge.runtime.b2bua_state import PairWriter
 from shared.sip.branch import new_call_id
 from shared.sip.message import parse_message, peek_call_id
@@ -85,12 +89,14 @@ class B2buaRunner:
         self._retargeted: list[str] = []
         """Pairs whose leg B was just begun anew: its new Call-ID to claim."""
         self.engine.next_target = self._next_target
+        events = proxy.call_events
+        self._events = PairEvents(events) if events is not None else None
         if writer is not None:
             proxy.b2bua_tags = PAIR_TAG
 
-    def hand_off(self, hand_off: HandOff, now: float) -> list[Send]:
-        """Run one handed-over message through the engine; its sends, in order."""
-        sends: list[Send] = []
+    def hand_off(self, hand_off: HandOff, now: float) -> list[Send | Publish]:
+        """Run one handed-over message through the engine; its sends, in order, and events."""
+        sends: list[Send | Publish] = []
         for action in self.engine.receive(hand_off.data, hand_off.source, now):
             if isinstance(action, Originate):
                 sends += self._originate(action, hand_off, now)
@@ -102,10 +108,9 @@ class B2buaRunner:
             pair_id = None if call_id is None else self.calls.get(call_id.decode(errors="replace"))
             if pair_id is not None:
                 self._save(pair_id)
-        self._note_ends(now)
-        return sends
+        return self._note_ends(sends, now)
 
-    def adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+    def adopt(self, hand_off: HandOff, deliver: Callable[[list[Send | Publish]], None]) -> None:
         """A request naming a pair's tag that no Call-ID here claims: its record is loaded and
         adopted first (`deliver` gets the engine's sends)."""
         if len(self._adopting) >= MAX_ADOPTING:
@@ -115,7 +120,9 @@ class B2buaRunner:
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)
 
-    async def _adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+    async def _adopt(
+        self, hand_off: HandOff, deliver: Callable[[list[Send | Publish]], None]
+    ) -> None:
         message = parse_message(hand_off.data)  # parsed by the proxy already: it parses
         call_id, tag = message.call_id, message.to_tag or ""
         record = None
@@ -149,7 +156,9 @@ class B2buaRunner:
         if self._writer is not None:
             await self._writer.stop()
 
-    def _originate(self, originate: Originate, hand_off: HandOff, now: float) -> list[Send]:
+    def _originate(
+        self, originate: Originate, hand_off: HandOff, now: float
+    ) -> list[Send | Publish]:
         pair_id = originate.pair_id
         if not hand_off.hops:  # an INVITE without To tag under a pair's Call-ID
             return [s for s in self.engine.refuse(pair_id, MERGED, now) if isinstance(s, Send)]
@@ -159,13 +168,20 @@ class B2buaRunner:
         hop, *rest = hand_off.hops
         self._hops[pair_id] = rest
         target = PairTarget(hop.uri, hop.destination)
-        sends = [s for s in self.engine.originate(pair_id, target, now) if isinstance(s, Send)]
+        if self._events is not None:
+            self._events.trying(pair_id, hop)
+        sends: list[Send | Publish] = [
+            s for s in self.engine.originate(pair_id, target, now) if isinstance(s, Send)
+        ]
         pair = self.engine.pairs.get(pair_id)
         if pair is not None:
             self.calls[pair.b.call_id] = pair_id
             self._pair_calls[pair_id] = (caller, pair.b.call_id)
-        else:  # refused at once (502: a target it cannot keep)
-            self._pair_ended(pair_id, now)
+            return sends
+        self._pair_ended(pair_id, now)  # refused at once (502: a target it cannot keep)
+        if self._events is not None and sends:
+            reason = "Bad Gateway (target unusable)"
+            sends.append(self._events.refused(originate.request, 502, reason, now))
         return sends
 
     def _next_target(self, pair_id: str) -> PairTarget | None:
@@ -174,6 +190,8 @@ class B2buaRunner:
             return None
         hop = hops.pop(0)
         self._retargeted.append(pair_id)
+        if self._events is not None:
+            self._events.trying(pair_id, hop)
         return PairTarget(hop.uri, hop.destination)
 
     def _claim_retargeted(self) -> None:
@@ -188,11 +206,10 @@ class B2buaRunner:
     def holds(self, client: ClientTransaction) -> bool:
         return self.engine.holds(client)
 
-    def transport_failed(self, client: ClientTransaction, now: float) -> list[Send]:
-        sends = [s for s in self.engine.transport_failed(client, now) if isinstance(s, Send)]
+    def transport_failed(self, client: ClientTransaction, now: float) -> list[Send | Publish]:
+        sends = self.engine.transport_failed(client, now)
         self._claim_retargeted()
-        self._note_ends(now)
-        return sends
+        return self._note_ends([s for s in sends if isinstance(s, Send)], now)
 
     def next_deadline(self) -> float | None:
         """The engine's next timer, or when an ended pair's Call-IDs are let go."""
@@ -204,20 +221,25 @@ class B2buaRunner:
             deadline = release if deadline is None else min(deadline, release)
         return deadline
 
-    def expire(self, now: float) -> list[Send]:
-        sends = [s for s in self.engine.expire(now) if isinstance(s, Send)]
+    def expire(self, now: float) -> list[Send | Publish]:
+        sends = self.engine.expire(now)
         self._claim_retargeted()
-        self._note_ends(now)
+        out = self._note_ends([s for s in sends if isinstance(s, Send)], now)
         ended = self._ended
         while ended and ended[0][0] <= now:
             self._let_go(ended.popleft()[1])
-        return sends
+        return out
 
-    def _note_ends(self, now: float) -> None:
+    def _note_ends(self, sends: list[Send | Publish], now: float) -> list[Send | Publish]:
+        """`sends` and the events of the engine's steps since; the pairs ended, freed."""
+        if self._events is not None and self.engine.progress:
+            sends += self._events.published(self.engine.progress, now)
+        self.engine.progress.clear()  # call events off: nothing to report
         ended = self.engine.ended
         for pair_id in ended:
             self._pair_ended(pair_id, now)
         ended.clear()
+        return sends
 
     def _pair_ended(self, pair_id: str, now: float) -> None:
         """The call is over: its limit leases freed (as a proxied call's BYE frees them), its
@@ -232,6 +254,8 @@ class B2buaRunner:
             self._writer.delete(saved)
 
     def _let_go(self, pair_id: str) -> None:
+        if self._events is not None:
+            self._events.forget(pair_id)
         for call_id in self._pair_calls.pop(pair_id, ()):
             self.calls.pop(call_id, None)
 
