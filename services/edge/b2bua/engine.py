@@ -160,6 +160,20 @@ class B2bua(Relaying):
             self._answer(waiting[0], status, None, now, sends, to_tag=waiting[1].local_tag)
         return list(sends)
 
+    def hang_up(self, pair_id: str, now: float) -> list[Action]:
+        """End the answered pair `pair_id` from the edge (call control): a BYE on each leg,
+        with that leg's next CSeq, route set and target; the call's step `ended`, by the
+        edge.  Nothing for a pair unknown, unanswered or ended."""
+        sends: list[Send] = []
+        pair = self.pairs.get(pair_id)
+        if pair is None or pair.answered is None:
+            return []
+        self._end(pair, now)
+        self._note(pair, "ended", 200, by_edge=True)
+        self._send_own(pair, "a", "BYE", now, sends)
+        self._send_own(pair, "b", "BYE", now, sends)
+        return list(sends)
+
     def next_deadline(self) -> float | None:
         return self.table.next_deadline()
 

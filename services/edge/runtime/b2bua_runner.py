@@ -73,6 +73,7 @@ class B2buaRunner:
             call_ids=owned_call_ids(group),
         )
         self._proxy = proxy
+        self._group = group
         self.calls: dict[str, str] = {}
         """Each live or lingering pair's Call-IDs (A's and B's) → its pair id."""
         self._ended: deque[tuple[float, str]] = deque()
@@ -124,7 +125,33 @@ class B2buaRunner:
         self, hand_off: HandOff, deliver: Callable[[list[Send | Publish]], None]
     ) -> None:
         message = parse_message(hand_off.data)  # parsed by the proxy already: it parses
-        call_id, tag = message.call_id, message.to_tag or ""
+        await self._load(message.call_id, message.to_tag or "")
+        now = asyncio.get_running_loop().time()
+        deliver(self.hand_off(HandOff(hand_off.data, hand_off.source), now))
+
+    async def hang_up(
+        self, call_id: str, tag: str, deliver: Callable[[list[Send | Publish]], None]
+    ) -> bool:
+        """End the answered B2BUA call whose caller's Call-ID is `call_id` (`tag`: the edge's on
+        the caller's leg) from the engine, which holds its dialogs: a BYE on each leg, the
+        record ending `by_edge`.  Its pair held here, or held by no worker of this edge (its
+        edge gone): loaded from Redis and adopted first.  False: no such pair here, or it is
+        another worker's (its Call-ID hashes there, `runtime.affinity`)."""
+        group = self._group
+        if group is not None and zlib.crc32(call_id.encode()) % group.count != group.index:
+            return False
+        if call_id not in self.calls:
+            await self._load(call_id, tag)
+        pair = self.engine.pairs.get(self.calls.get(call_id, ""))
+        if pair is None or pair.answered is None or pair.a.local_tag != tag:
+            return False
+        now = asyncio.get_running_loop().time()
+        sends = self.engine.hang_up(pair.id, now)
+        deliver(self._note_ends([s for s in sends if isinstance(s, Send)], now))
+        return True
+
+    async def _load(self, call_id: str, tag: str) -> None:
+        """The pair of the dialog (`call_id`, the edge's `tag`) from Redis, adopted if found."""
         record = None
         if self._writer is not None:
             try:
@@ -140,8 +167,6 @@ class B2buaRunner:
                 self.calls[pair.a.call_id] = self.calls[pair.b.call_id] = pair.id
                 self._pair_calls[pair.id] = (pair.a.call_id, pair.b.call_id)
                 self._saved[pair.id] = dict(record)
-        now = asyncio.get_running_loop().time()
-        deliver(self.hand_off(HandOff(hand_off.data, hand_off.source), now))
 
     def _save(self, pair_id: str) -> None:
         record = self.engine.record(pair_id)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import zlib
+from pathlib import Path
+
 from services.edge.proxy.actions import HandOff, Publish, Send
 from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy
+from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_runner import B2buaRunner
 from shared.contracts.calls import (
     BranchTried,
@@ -178,3 +183,40 @@ def test_with_call_events_off_nothing_is_published() -> None:
             sends += runner.hand_off(action, 100.0)
     assert sends and all(isinstance(s, Send) for s in sends)
     assert not runner.engine.progress
+
+
+def test_a_hang_up_from_the_api_byes_both_legs_with_their_own_cseqs() -> None:
+    """The engine ends the call it holds: leg A's BYE from the edge's tag on it (its first
+    request there: CSeq 1), leg B's with leg B's next CSeq (the INVITE's + 1)."""
+    call = Call(*b2bua_proxy())
+    out, tag = answered(call)
+    delivered: list[Send | Publish] = []
+    ended = asyncio.run(call.runner.hang_up("call-1", tag, delivered.extend))
+    assert ended is True
+    byes = {s.destination: parse_message(s.data) for s in delivered if isinstance(s, Send)}
+    to_caller, to_gateway = byes[CALLER], byes[GW2]
+    assert isinstance(to_caller, Request) and isinstance(to_gateway, Request)
+    assert (to_caller.method, to_caller.call_id, to_caller.cseq.seq) == ("BYE", "call-1", 1)
+    assert (to_caller.from_tag, to_caller.to_tag) == (tag, "a1")
+    assert (to_gateway.method, to_gateway.call_id) == ("BYE", out.call_id)
+    assert (to_gateway.cseq.seq, to_gateway.to_tag) == (out.cseq.seq + 1, "gw")
+    [event] = [a.event for a in delivered if isinstance(a, Publish)]
+    assert isinstance(event, CallEnded) and event.by_edge and event.call_id == "call-1"
+    again: list[Send | Publish] = []
+    assert asyncio.run(call.runner.hang_up("call-1", tag, again.extend)) is False
+    assert asyncio.run(call.runner.hang_up("no-such-call", tag, again.extend)) is False
+    assert again == []
+
+
+def test_a_hang_up_of_a_call_not_answered_yet_or_another_workers_does_nothing(
+    tmp_path: Path,
+) -> None:
+    call = Call(*b2bua_proxy())
+    call.feed(invite(f"sip:4420@{EDGE}"), CALLER, 100.0)
+    nothing: list[Send | Publish] = []
+    assert asyncio.run(call.runner.hang_up("call-1", "any", nothing.extend)) is False
+    proxy, _ = b2bua_proxy()
+    index = 1 - zlib.crc32(b"call-1") % 2  # the worker call-1 does not hash to
+    elsewhere = B2buaRunner(proxy, WorkerGroup(index, 2, tmp_path))
+    assert asyncio.run(elsewhere.hang_up("call-1", "any", nothing.extend)) is False
+    assert nothing == []
