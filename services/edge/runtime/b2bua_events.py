@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections import deque
 
 from services.edge.b2bua.pair import Pair, Progress
-from services.edge.proxy.actions import Publish
+from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.routes import Hop
 from shared.contracts.calls import EdgeCause
-from shared.sip.message import Request
+from shared.sip.message import Request, Response, parse_message
 
 
 class PairEvents:
@@ -39,10 +39,31 @@ class PairEvents:
         """Leg B goes (again) toward `hop`."""
         self._trying.setdefault(pair_id, deque()).append(hop)
 
-    def refused(self, request: Request, status: int, reason: str, now: float) -> Publish:
-        """The caller's INVITE answered by the edge before any leg B (a target it cannot keep)."""
+    def refused(
+        self, request: Request, status: int, reason: str, now: float, cause: EdgeCause | None
+    ) -> Publish:
+        """The caller's INVITE answered by the edge before any leg B (`cause` None: by the
+        status, as the proxy's own refusals)."""
         notes = self._events.notes(request, now)
-        return self._events.failed(notes, status, reason, now, by_edge=True, cause="unavailable")
+        return self._events.failed(notes, status, reason, now, by_edge=True, cause=cause)
+
+    def refused_at_intake(
+        self, data: bytes, sends: list[Send | Publish], now: float
+    ) -> list[Publish]:
+        """The handed-over INVITE `data` answered by the engine itself, with no `Originate` (an
+        extension it required, 420): its failure, so its record does not wait for a timeout
+        close."""
+        for send in sends:
+            if not isinstance(send, Send) or not send.data.startswith(b"SIP/2.0 "):
+                continue
+            response, request = parse_message(send.data), parse_message(data)
+            if (
+                isinstance(response, Response)
+                and isinstance(request, Request)
+                and response.status >= 300
+            ):
+                return [self.refused(request, response.status, response.reason, now, None)]
+        return []
 
     def published(self, steps: list[Progress], now: float) -> list[Publish]:
         """The events of `steps`, in order (the engine's list, emptied)."""

@@ -98,11 +98,15 @@ class B2buaRunner:
     def hand_off(self, hand_off: HandOff, now: float) -> list[Send | Publish]:
         """Run one handed-over message through the engine; its sends, in order, and events."""
         sends: list[Send | Publish] = []
+        originated = False
         for action in self.engine.receive(hand_off.data, hand_off.source, now):
             if isinstance(action, Originate):
+                originated = True
                 sends += self._originate(action, hand_off, now)
             else:
                 sends.append(action)
+        if hand_off.hops and not originated and self._events is not None:
+            sends += self._events.refused_at_intake(hand_off.data, sends, now)
         self._claim_retargeted()
         if self._writer is not None:
             call_id = peek_call_id(hand_off.data)
@@ -206,7 +210,7 @@ class B2buaRunner:
         self._pair_ended(pair_id, now)  # refused at once (502: a target it cannot keep)
         if self._events is not None and sends:
             reason = "Bad Gateway (target unusable)"
-            sends.append(self._events.refused(originate.request, 502, reason, now))
+            sends.append(self._events.refused(originate.request, 502, reason, now, "unavailable"))
         return sends
 
     def _next_target(self, pair_id: str) -> PairTarget | None:

@@ -220,3 +220,15 @@ def test_a_hang_up_of_a_call_not_answered_yet_or_another_workers_does_nothing(
     elsewhere = B2buaRunner(proxy, WorkerGroup(index, 2, tmp_path))
     assert asyncio.run(elsewhere.hang_up("call-1", "any", nothing.extend)) is False
     assert nothing == []
+
+
+def test_an_invite_the_engine_refuses_itself_is_a_failure_of_the_edge() -> None:
+    """The proxy passes a required extension on; the engine supports none: 420, and the
+    record has its end at once (not a timeout close)."""
+    call = Call(*b2bua_proxy())
+    answers = call.feed(invite(f"sip:4420@{EDGE}", "Require: 100rel\r\n"), CALLER, 100.0)
+    assert [m.status for m in answers if isinstance(m, Response)] == [100, 420]
+    assert call.kinds() == ["CallStarted", "CallFailed"]
+    failed = call.events[-1]
+    assert isinstance(failed, CallFailed)
+    assert (failed.status, failed.origin, failed.cause) == (420, "edge", "rejected")
