@@ -30,9 +30,11 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 from services.accounting.fold import TimeoutClose
 from shared.bus import Envelope
 from shared.contracts.calls import (
+    ANSWERED_B2BUA,
     ANSWERED_LEGS,
     CALL_EVENT_TYPES,
     MAX_BATCH_EVENTS,
+    STARTED_MODE,
     STARTED_PEER,
     CallAnswered,
     CallEvent,
@@ -41,14 +43,14 @@ from shared.contracts.calls import (
     nested_json,
 )
 
-ADDED_LATER: dict[type[CallEvent], tuple[str, frozenset[str]]] = {
-    CallAnswered: ("caller_leg", ANSWERED_LEGS),
-    CallStarted: ("peer", STARTED_PEER),
+ADDED_LATER: dict[type[CallEvent], tuple[tuple[str, frozenset[str]], ...]] = {
+    CallAnswered: (("caller_leg", ANSWERED_LEGS), ("b2bua_leg_call_id", ANSWERED_B2BUA)),
+    CallStarted: (("peer", STARTED_PEER), ("mode", STARTED_MODE)),
 }
-"""Per event type, fields added after its first deployment, and the one that tells whether an
-event has them: an event whose teller is ``None`` (an older edge's, or a call without a peer)
-is stored with its fields as they were, so its key stays the one stored before the fields
-were added and a redelivered copy is still one row."""
+"""Per event type, the groups of fields added after its first deployment, each with the one
+that tells whether an event has them: an event whose teller is ``None`` (an older edge's, a
+call without a peer, a proxied call) is stored without that group, so its key stays the one
+stored before the fields were added and a redelivered copy is still one row."""
 
 STORED_EVENTS: dict[str, type[CallEvent]] = {
     **CALL_EVENT_TYPES,
@@ -218,9 +220,9 @@ def event_data(event: CallEvent) -> str:
     ``model_dump(mode="json")`` would build, without the copy.
     """
     data = event.__dict__
-    later = ADDED_LATER.get(type(event))
-    if later is not None and data[later[0]] is None:
-        data = {name: value for name, value in data.items() if name not in later[1]}
+    for teller, fields in ADDED_LATER.get(type(event), ()):
+        if data[teller] is None:
+            data = {name: value for name, value in data.items() if name not in fields}
     return orjson.dumps(data, default=nested_json, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -238,6 +238,8 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
         attempts=tuple(branches),
         edges=tuple(sorted({e.edge for e in alive})),
         last_seen_at=ms(last_seen),
+        mode=started.mode if started else None,
+        b2bua_leg_call_id=answered.b2bua_leg_call_id if answered else None,
     )
 
 

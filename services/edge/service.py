@@ -83,6 +83,7 @@ class EdgeService(Service):
                 self._hangups,
                 self.settings.instance,
                 self._forward_hangup,
+                self._hang_up_b2bua,
             ),
         )
 
@@ -130,6 +131,12 @@ class EdgeService(Service):
         if edge is None or edge.driver.hangups is None:
             return None
         return edge.driver.hangups, edge.driver.proxy.interfaces
+
+    async def _hang_up_b2bua(self, call_id: str, tag: str) -> bool:
+        """The B2BUA call `call_id` (the edge's `tag` on the caller's leg) ended by this
+        process's engine: held here, or adopted from Redis (False: neither)."""
+        edge = getattr(self, "edge", None)
+        return edge is not None and await edge.driver.hang_up_b2bua(call_id, tag)
 
     async def _forward_hangup(self, edge: str, call_id: str) -> SiblingAnswer | None:
         """The hang-up of `call_id` done by `edge` (the one that answered it), if it is up."""

@@ -101,6 +101,11 @@ class CallRecord(BaseModel):
     edges: tuple[str, ...] = ()
     last_seen_at: float
     """The last sign of life: the latest event of the call."""
+    mode: Literal["b2bua"] | None = None
+    """``b2bua`` for a call the edge's B2BUA carried (its ``call_id`` and ``from_tag`` are the
+    caller's leg's), ``None`` for a proxied one."""
+    b2bua_leg_call_id: str | None = None
+    """A B2BUA call's other leg: the Call-ID of the edge's dialog with the answering target."""
 
 
 class CdrCompleted(Event):

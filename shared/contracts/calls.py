@@ -56,7 +56,9 @@ class CallStarted(CallEvent):
     number or AoR after the dialplan; ``source`` is ``ip:port``; ``subscriber`` the
     authenticated AoR, if any; ``rule``, ``group`` and ``carrier`` what routing
     picked, when a number was routed (``None`` for a call to a subscriber);
-    ``peer`` the peer (``PUT /v1/peers/{id}``) the call came from, if any.
+    ``peer`` the peer (``PUT /v1/peers/{id}``) the call came from, if any;
+    ``mode`` is ``b2bua`` when the edge's B2BUA carries the call (docs/b2bua.md: the
+    events that follow are the caller's leg's), ``None`` when it is proxied.
     """
 
     routing_key: ClassVar[str] = "edge.call.started"
@@ -72,6 +74,7 @@ class CallStarted(CallEvent):
     group: str | None = None
     carrier: str | None = None
     peer: str | None = None
+    mode: Literal["b2bua"] | None = None
 
 
 class BranchTried(CallEvent):
@@ -149,6 +152,9 @@ class CallAnswered(CallEvent):
     """The INVITE's CSeq number (the caller's sequence)."""
     caller_leg: DialogLeg | None = None
     callee_leg: DialogLeg | None = None
+    b2bua_leg_call_id: str | None = None
+    """A B2BUA call's other leg: the Call-ID of the edge's dialog with the target that
+    answered (the event's own ``call_id`` is the caller's); ``None`` for a proxied call."""
 
 
 class CallFailed(CallEvent):
@@ -204,6 +210,10 @@ ANSWERED_LEGS: Final = frozenset({"cseq", "caller_leg", "callee_leg"})
 """The fields `CallAnswered` gained after it was first deployed (``None`` from older edges)."""
 STARTED_PEER: Final = frozenset({"peer"})
 """The field `CallStarted` gained after it was first deployed (``None`` from older edges)."""
+STARTED_MODE: Final = frozenset({"mode"})
+"""`CallStarted`'s B2BUA mark, added later still (``None``: a proxied call, or an older edge)."""
+ANSWERED_B2BUA: Final = frozenset({"b2bua_leg_call_id"})
+"""`CallAnswered`'s B2BUA leg, added later (``None``: a proxied call, or an older edge)."""
 
 
 def nested_json(value: object) -> dict[str, Any]:

@@ -26,8 +26,15 @@ from shared.contracts.calls import CallAnswered
 
 def dialog_of(record: CallRecord, answers: list[CallAnswered]) -> dict[str, Any] | None:
     """The legs of the record's answer: its earliest answered event that has them (the one the
-    record's To tag came from, unless an older edge reported that one)."""
-    mine = [a for a in answers if a.from_tag == record.from_tag and a.caller_leg is not None]
+    record's To tag came from, unless an older edge reported that one).  A B2BUA call's answer
+    has none (the edge's engine holds its dialogs): its dialog names leg B's Call-ID instead
+    (``b2bua_leg_call_id``), and the edge that answered, which holds the pair."""
+    mine = [
+        a
+        for a in answers
+        if a.from_tag == record.from_tag
+        and (a.caller_leg is not None or a.b2bua_leg_call_id is not None)
+    ]
     if not mine:
         return None
     answer = min(mine, key=lambda a: (a.at, a.to_tag))
@@ -37,6 +44,7 @@ def dialog_of(record: CallRecord, answers: list[CallAnswered]) -> dict[str, Any]
         "cseq": answer.cseq,
         "caller": answer.caller_leg.model_dump(mode="json") if answer.caller_leg else None,
         "callee": answer.callee_leg.model_dump(mode="json") if answer.callee_leg else None,
+        "b2bua_leg_call_id": answer.b2bua_leg_call_id,
     }
 
 
@@ -56,7 +64,8 @@ def open_calls_router(queries: RecordQueries) -> APIRouter:
         """Every attempt of the Call-ID (open or not), each with ``dialog``: ``cseq`` (the
         INVITE's), ``to_tag``, ``edge`` and the ``caller``'s and ``callee``'s legs (Call-ID,
         target, From and To of a request to it, routes, next hop), or ``null`` while unanswered
-        or when the answering edge did not record them.  What the edges' hang-up reads."""
+        or when the answering edge did not record them; a B2BUA call's has no legs but
+        ``b2bua_leg_call_id`` (its engine holds the dialogs).  What the edges' hang-up reads."""
         found = await queries.call(call_id)
         if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no record of this Call-ID")

@@ -34,6 +34,9 @@ CallId = Annotated[str, Path(min_length=1, max_length=512, pattern=r"^[^\x00-\x2
 """A SIP Call-ID: no space or control character (a line break would split the BYE's lines)."""
 HangupForward = Callable[[str, str], Awaitable[SiblingAnswer | None]]
 """Ask the edge named first to hang up the call named second itself (None: no answer)."""
+B2buaHangup = Callable[[str, str], Awaitable[bool]]
+"""End the B2BUA call (its Call-ID, the edge's tag on the caller's leg) from this edge's
+engine, which holds its dialogs; False: no worker here holds it, nor Redis."""
 
 
 def control_router(
@@ -41,11 +44,12 @@ def control_router(
     hangups: Callable[[], tuple[Hangups, Interfaces] | None],
     instance: str = "",
     forward: HangupForward | None = None,
+    b2bua: B2buaHangup | None = None,
 ) -> APIRouter:
     """`accounting` None: ``CALLMESH_EDGE_ACCOUNTING_URL`` unset (503); `hangups`: this
     process's sender and interfaces, once its sockets are open; `instance`: this edge's
     name; `forward`: how a hang-up reaches the edge that answered the call (None: never
-    passed on)."""
+    passed on); `b2bua`: how this edge's engine ends a B2BUA call (None: it cannot)."""
     router = APIRouter(prefix="/calls", tags=["calls"])
 
     def asking() -> Accounting:
@@ -89,7 +93,7 @@ def control_router(
 
     @router.post(
         "/{call_id:path}:hangup",
-        summary="End a proxied call: a BYE to each party, built from its records",
+        summary="End a call: a BYE to each party (a proxied call's built from its records)",
         responses={
             404: {"description": "No record of the call"},
             409: {"description": "Nothing to hang up: ended, not answered, or no legs recorded"},
@@ -113,7 +117,12 @@ def control_router(
         built without dialog state cannot reach: docs/edge.md, "Hanging up a proxied call".
         The BYEs leave from the edge that answered the call when it is another one and is
         up (the hang-up is passed on to it; a caller behind NAT lets in only what comes from
-        it), else from this one; ``edge`` names the edge that sent them.
+        it), else from this one; ``edge`` names the edge that sent them.  A B2BUA call
+        (``mode: b2bua``) is ended by the engine holding its pair, on that edge (or adopted
+        from Redis when no edge answers for it): a BYE on each leg with that leg's own
+        Call-ID, tags and next CSeq; the answer has ``mode: b2bua`` and comes once they are
+        sent (their ``status`` is ``null``); 409 when the pair is another worker's of the
+        edge or nowhere.
         """
         with _answers():
             items = await asking().dialogs(call_id)
@@ -126,6 +135,9 @@ def control_router(
                 if passed.status != status.HTTP_200_OK:
                     raise HTTPException(passed.status, passed.body.get("detail"))
                 return {**passed.body, "edge": answering[0]}
+        tags = b2bua_tags(items)
+        if tags:
+            return await hang_up_b2bua(call_id, tags)
         sender = hangups()
         if sender is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the edge is not serving")
@@ -141,7 +153,31 @@ def control_router(
             "byes": [{"to": o.side, "status": o.status, "reason": o.reason} for o in outcomes],
         }
 
+    async def hang_up_b2bua(call_id: str, tags: list[str]) -> dict[str, Any]:
+        """BYEs on both legs from the engine holding the pair (correct CSeqs, no guessing);
+        their answers are the engine's, so the outcome is only that they were sent."""
+        ended = [tag for tag in tags if b2bua is not None and await b2bua(call_id, tag)]
+        if not ended:
+            detail = (
+                "the B2BUA call is held by no worker of this edge that can end it, nor in Redis"
+            )
+            raise HTTPException(status.HTTP_409_CONFLICT, detail)
+        sent = {"status": None, "reason": "sent by the B2BUA"}
+        byes = [{"to": side, **sent} for _ in ended for side in ("caller", "callee")]
+        return {"call_id": call_id, "edge": instance, "mode": "b2bua", "byes": byes}
+
     return router
+
+
+def b2bua_tags(items: list[dict[str, Any]]) -> list[str]:
+    """The edge's tags on the caller's leg of the call's open, answered B2BUA attempts."""
+    return [
+        str(item["dialog"].get("to_tag"))
+        for item in items
+        if item.get("state") == "open"
+        and isinstance(item.get("dialog"), dict)
+        and item["dialog"].get("b2bua_leg_call_id")
+    ]
 
 
 def answering_edges(items: list[dict[str, Any]]) -> list[str]:

@@ -178,6 +178,20 @@ class B2bua(Relaying):
             self._answer(waiting[0], status, None, now, sends, to_tag=waiting[1].local_tag)
         return list(sends)
 
+    def hang_up(self, pair_id: str, now: float) -> list[Action]:
+        """End the answered pair `pair_id` from the edge (call control): a BYE on each leg,
+        with that leg's next CSeq, route set and target; the call's step `ended`, by the
+        edge.  Nothing for a pair unknown, unanswered or ended."""
+        sends: list[Send] = []
+        pair = self.pairs.get(pair_id)
+        if pair is None or pair.answered is None:
+            return []
+        self._end(pair, now)
+        self.notes.note(pair, "ended", 200, by_edge=True)
+        self._send_own(pair, "a", "BYE", now, sends)
+        self._send_own(pair, "b", "BYE", now, sends)
+        return list(sends)
+
     def next_deadline(self) -> float | None:
         table, sessions = self.table.next_deadline(), self.timers.next_deadline()
         if table is None or sessions is None:
@@ -305,6 +319,7 @@ class B2bua(Relaying):
                 raise SipError("Call/Transaction Does Not Exist (not answered)", 481)
             self._answer(server, 200, None, now, sends)
             self._end(pair, now)
+            self.notes.note(pair, "ended", 200, side=side)
             self._send_own(pair, pair.other(side), "BYE", now, sends)
             return
         if method == "INVITE":
@@ -344,6 +359,7 @@ class B2bua(Relaying):
         relay.cancelled = True
         if relay.creating:
             self._end(relay.pair, now)
+            self.notes.note(relay.pair, "cancelled")
         relay.pair.offering = None
         self._cancel_out(relay, now, sends)
 
@@ -367,13 +383,8 @@ def _check_extensions(request: Request) -> None:
     is refused with 420 (§8.2.2.3)."""
     if request.method in ("CANCEL", "ACK"):
         return
-    required = [
-        name.strip()
-        for value in request.headers("require")
-        for name in value.split(",")
-        if name.strip().lower() != "timer"
-    ]
-    if required:
+    names = (name.strip() for value in request.headers("require") for name in value.split(","))
+    if required := [name for name in names if name.lower() != "timer"]:
         unsupported = (("Unsupported", ", ".join(required)),)
         raise SipError("Bad Extension", 420, unsupported)
 

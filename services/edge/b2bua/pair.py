@@ -4,6 +4,7 @@ A `Pair` is the call: leg A (the caller's dialog, the edge its UAS) and leg B (t
 target's, the edge its UAC), and the times that matter.  A `Relay` is one request
 crossing it: the server transaction on the leg it came in on and the client
 transaction carrying it out on the other, so each answer goes back the way it came.
+A `Progress` is a step of the call its adapter reports (the call events).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from shared.sip.message import Response
 from shared.sip.transaction import ClientTransaction, ServerTransaction
 
 Side = Literal["a", "b"]
+Step = Literal["branch", "ringing", "answered", "failed", "cancelled", "ended"]
 
 
 @dataclass(slots=True, eq=False)
@@ -62,3 +64,25 @@ class Relay:
     ack: bytes | None = None
     cancelled: bool = False
     cancel_waits: bool = False
+    sent: float = 0.0
+    """When its request went out (leg B's INVITE: again on each failover)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A step of `pair`'s call, for its adapter's call events (`engine.B2bua.progress`).
+
+    `branch`: leg B's INVITE (sent at `sent`) got its final answer `status`; `ringing`: a
+    180 or 183 on it; `answered`: its 2xx went to the caller; `failed`: the caller got the
+    final non-2xx `status` (`by_edge`: one of the edge's own, a timeout or a failure to send
+    or keep the answer); `cancelled`: the caller's CANCEL; `ended`: a BYE from `side` (None:
+    the edge's own, on both legs) ended the call.
+    """
+
+    pair: Pair
+    step: Step
+    status: int = 0
+    reason: str = ""
+    sent: float = 0.0
+    by_edge: bool = False
+    side: Side | None = None

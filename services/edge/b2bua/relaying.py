@@ -18,6 +18,7 @@ from typing import Final
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import TARGET_REFRESH, PairAddress
 from services.edge.b2bua.pair import Pair, Relay, Side
+from services.edge.b2bua.progress import ProgressNotes
 from services.edge.b2bua.session_timer import SessionTimers, TimerPolicy
 from shared.sip.branch import new_tag
 from shared.sip.errors import SipError
@@ -69,6 +70,9 @@ class Relaying:
         """2xx answers sent to a side, by pair, side and CSeq, until that side ACKs."""
         self.ended: list[str] = []
         """Ids of the pairs ended since the adapter last emptied this (it frees their state)."""
+        self.notes = ProgressNotes()
+        self.progress = self.notes.progress
+        """The calls' steps since the adapter last emptied this (it publishes them)."""
 
     # ----- pairs and dialogs -----------------------------------------------------------
 
@@ -128,6 +132,7 @@ class Relaying:
     def _relay(self, relay: Relay, request: Request, now: float, actions: list[Send]) -> None:
         """Send `request` on the leg opposite `relay.inbound`, in a client transaction."""
         self._serving[relay.server] = relay
+        relay.sent = now
         peer = relay.pair.leg(relay.pair.other(relay.inbound)).peer
         client, events = self.table.start_client(request, peer, now)
         relay.client = client
@@ -183,12 +188,21 @@ class Relaying:
         if isinstance(event, ResponseReceived):
             self._answered(relay, event.response, now, actions)
         elif isinstance(event, TimedOut) and event.response is not None:
-            self._answered(relay, event.response, now, actions)  # a 408 of our own
+            self._answered(relay, event.response, now, actions, own=True)  # a 408 of our own
         elif isinstance(event, TransportFailed):
-            self._answered(relay, make_response(client.request, 503), now, actions)
+            self._answered(relay, make_response(client.request, 503), now, actions, own=True)
 
-    def _answered(self, relay: Relay, response: Response, now: float, actions: list[Send]) -> None:
-        """The outbound leg's answer to `relay`'s request, relayed to the inbound leg."""
+    def _answered(
+        self,
+        relay: Relay,
+        response: Response,
+        now: float,
+        actions: list[Send],
+        *,
+        own: bool = False,
+    ) -> None:
+        """The outbound leg's answer to `relay`'s request, relayed to the inbound leg (`own`:
+        the edge's 408 or 503 in its place)."""
         status = response.status
         if status == 100:
             return
@@ -199,6 +213,8 @@ class Relaying:
             return  # a fork downstream answered too: unACKed, it ends itself (§13.3.1.4)
         if relay.creating and status == 422 and self._retry_422(relay, response, now, actions):
             return
+        if relay.creating:
+            self.notes.response(relay, response)
         if status < 300:
             try:
                 pair.leg(outbound).answered(response, creating=relay.creating)
@@ -224,6 +240,7 @@ class Relaying:
                 pair.offering = None
             if relay.creating:
                 self._end(pair, now)
+                self.notes.note(pair, "failed", status, response.reason, by_edge=own)
         self._respond(relay.server, self._counterpart(relay, response, now), now, actions)
 
     def _fail_over(self, relay: Relay, now: float, actions: list[Send]) -> bool:
@@ -298,6 +315,8 @@ class Relaying:
         pair.offering = None
         if not relay.cancelled:
             self._answer(relay.server, 502, "Bad Gateway (answer refused)", now, actions)
+            if relay.creating:
+                self.notes.note(pair, "failed", 502, "Bad Gateway (answer refused)", by_edge=True)
 
     def _answered_invite(
         self, relay: Relay, response: Response, now: float, actions: list[Send]
@@ -316,6 +335,7 @@ class Relaying:
         if relay.answer is None:
             if relay.creating:
                 pair.answered = now
+                self.notes.note(pair, "answered", response.status)
             relay.answer = self._counterpart(relay, response, now)
             seq = relay.server.request.cseq.seq
             self._unacked[(pair.id, relay.inbound, seq)] = relay
@@ -347,6 +367,7 @@ class Relaying:
         pair = relay.pair
         if pair.ended is None:
             self._end(pair, now)
+            self.notes.note(pair, "ended", 200, by_edge=True)
             self._send_own(pair, "a", "BYE", now, actions)
             self._send_own(pair, "b", "BYE", now, actions)
 

@@ -34,6 +34,8 @@ def hangup_byes(items: list[dict[str, Any]], interfaces: Interfaces) -> list[Bye
     dialogs = [item["dialog"] for item in answered if item.get("dialog")]
     if not dialogs:
         raise NotLiveError("the edge that answered the call did not record its legs")
+    if any(dialog.get("b2bua_leg_call_id") for dialog in dialogs):
+        raise NotLiveError("a B2BUA call: only the edge's engine holding it can end it")
     byes = []
     for dialog in dialogs:
         try:

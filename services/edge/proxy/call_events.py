@@ -164,8 +164,10 @@ class CallEvents:
         rule: str | None = None,
         group: str | None = None,
         peer: str | None = None,
+        mode: Literal["b2bua"] | None = None,
     ) -> Publish:
-        """`callee` None: the edge refused the call before knowing it (the number as dialled)."""
+        """`callee` None: the edge refused the call before knowing it (the number as dialled);
+        `mode` b2bua: handed to the worker's B2BUA (`runtime.b2bua_runner` reports the rest)."""
         number = dialled(request)
         event = _trusted(
             CallStarted,
@@ -183,6 +185,7 @@ class CallEvents:
             group=group,
             carrier=None,
             peer=peer,
+            mode=mode,
         )
         return Publish(event)
 
@@ -226,10 +229,14 @@ class CallEvents:
         *,
         cseq: int | None = None,
         legs: tuple[DialogLeg, DialogLeg] | None = None,
+        b2bua_leg: str | None = None,
     ) -> Publish:
-        """`legs`: the caller's and the callee's (`call_legs`), for a hang-up from the API."""
+        """`legs`: the caller's and the callee's (`call_legs`), for a hang-up from the API;
+        `b2bua_leg`: a B2BUA call's leg B Call-ID (`notes` are the caller's leg's)."""
         address = host_port(hop.destination)
-        return self._answered(notes, to_tag, _target(hop), address, now, cseq=cseq, legs=legs)
+        return self._answered(
+            notes, to_tag, _target(hop), address, now, cseq=cseq, legs=legs, b2bua_leg=b2bua_leg
+        )
 
     def unmatched_allowed(self, response: Response, now: float) -> bool:
         """Whether an unmatched 2xx may be published: once per dialog and second, and at most
@@ -266,6 +273,7 @@ class CallEvents:
         *,
         cseq: int | None = None,
         legs: tuple[DialogLeg, DialogLeg] | None = None,
+        b2bua_leg: str | None = None,
     ) -> Publish:
         """`who`: the target answering and its kind.  Stamped when the 2xx goes on to the
         caller: the runtime sends what the core returns at once, so the clock read here is its
@@ -288,6 +296,7 @@ class CallEvents:
             cseq=cseq,
             caller_leg=caller,
             callee_leg=callee,
+            b2bua_leg_call_id=b2bua_leg,
         )
         return Publish(event)
 

@@ -9,11 +9,14 @@ of its own.  Every method returns at once when call events are off.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.answers import Answers
 from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.call_legs import callee_leg, caller_leg
 from services.edge.proxy.forwarding import Branch, Forwarding, Parked
+from services.edge.proxy.routes import Hop
 from shared.contracts.calls import EdgeCause
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
@@ -48,6 +51,20 @@ class CallRecords(Answers):
             events.failed(notes, answer.status, answer.reason, now, by_edge=True, cause=cause)
         )
 
+    def _publish_handed_off(
+        self, parked: Parked, hops: list[Hop], now: float, actions: list[Action]
+    ) -> None:
+        """A call handed to the B2BUA: its `CallStarted` (mode b2bua); the rest of its events
+        are the B2BUA runner's (`runtime.b2bua_runner`), under the caller's Call-ID and tag."""
+        events = self.call_events
+        if events is None:
+            return
+        rule = next((hop.rule_id for hop in hops if hop.rule_id is not None), None)
+        request, source = parked.request, parked.source
+        actions.append(
+            self._call_started(events, request, source, now, parked=parked, rule=rule, mode="b2bua")
+        )
+
     def _call_started(
         self,
         events: CallEvents,
@@ -57,8 +74,10 @@ class CallRecords(Answers):
         *,
         parked: Parked | None = None,
         rule: str | None = None,
+        mode: Literal["b2bua"] | None = None,
     ) -> Publish:
-        """`parked`: what routing found out so far (None: nothing, the call was refused first)."""
+        """`parked`: what routing found out so far (None: nothing, the call was refused first);
+        `mode` b2bua: the call is handed to the B2BUA."""
         if parked is None:
             return events.started(request, source, now)
         subscriber = _aor(request) if parked.authenticated else None
@@ -71,6 +90,7 @@ class CallRecords(Answers):
             rule=rule,
             group=parked.group,
             peer=parked.peer,
+            mode=mode,
         )
 
     def _note_in_dialog(

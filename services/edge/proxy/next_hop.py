@@ -124,6 +124,7 @@ class NextHop(MediaRelaying):
             return
         if self.b2bua_calls is not None and request.method == "INVITE" and self.router.b2bua(hops):
             self.table.discard(parked.server)  # the B2BUA answers the caller from here on
+            self._publish_handed_off(parked, hops, now, actions)
             actions.append(HandOff(request.to_bytes(), parked.source, tuple(hops)))
             return
         if self.media is not None:

@@ -19,6 +19,9 @@ time a message changes it and is deleted when it ends; and the proxy hands over 
 in-dialog request naming a pair's tag (`PAIR_TAG`) that no Call-ID here claims: its
 record is loaded (another edge's call, that edge gone) and adopted before the engine
 reads it, or, with none, the engine answers it 481.
+
+With call events on, the engine's steps of each call (`Progress`) go out as the call's
+events (`runtime.b2bua_events`), among the sends it returns.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ from services.edge.b2bua.engine import B2bua, Originate, PairTarget
 from services.edge.b2bua.legs import PAIR_TAG, PairAddress
 from services.edge.b2bua.record import RecordError
 from services.edge.b2bua.session_timer import TimerPolicy
-from services.edge.proxy.actions import HandOff, Send
+from services.edge.proxy.actions import HandOff, Publish, Send
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.routes import Hop
 from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.b2bua_events import PairEvents
 from services.edge.runtime.b2bua_state import PairWriter
 from shared.sip.branch import new_call_id
 from shared.sip.message import Request, Response, parse_message, peek_call_id
@@ -76,6 +80,7 @@ class B2buaRunner:
             policy=policy,
         )
         self._proxy = proxy
+        self._group = group
         self.calls: dict[str, str] = {}
         """Each live or lingering pair's Call-IDs (A's and B's) → its pair id."""
         self._ended: deque[tuple[float, str]] = deque()
@@ -84,6 +89,8 @@ class B2buaRunner:
         """Pair id → its Call-IDs, the caller's first (the one the proxy's limits know)."""
         proxy.b2bua_calls = self.calls
         proxy.b2bua_claims = self.claims
+        self.call_ended: Callable[[str], None] = proxy.policies.call_ended
+        """Frees a call's limit slots (the policies'), given the caller's Call-ID."""
         self._callers: dict[str, tuple[str, int]] = {}
         """Each pair's caller Call-ID → the caller's From tag and its INVITE's CSeq."""
         self._ended_ids: set[str] = set()
@@ -97,6 +104,8 @@ class B2buaRunner:
         self._retargeted: list[str] = []
         """Pairs whose leg B was just begun anew: its new Call-ID to claim."""
         self.engine.next_target = self._next_target
+        events = proxy.call_events
+        self._events = PairEvents(events) if events is not None else None
         if writer is not None:
             proxy.b2bua_tags = PAIR_TAG
 
@@ -121,24 +130,27 @@ class B2buaRunner:
             return self.calls.get(message.call_id) not in self._ended_ids
         return True
 
-    def hand_off(self, hand_off: HandOff, now: float) -> list[Send]:
-        """Run one handed-over message through the engine; its sends, in order."""
-        sends: list[Send] = []
+    def hand_off(self, hand_off: HandOff, now: float) -> list[Send | Publish]:
+        """Run one handed-over message through the engine; its sends, in order, and events."""
+        sends: list[Send | Publish] = []
+        originated = False
         for action in self.engine.receive(hand_off.data, hand_off.source, now):
             if isinstance(action, Originate):
+                originated = True
                 sends += self._originate(action, hand_off, now)
             else:
                 sends.append(action)
+        if hand_off.hops and not originated and self._events is not None:
+            sends += self._events.refused_at_intake(hand_off.data, sends, now)
         self._claim_retargeted()
         if self._writer is not None:
             call_id = peek_call_id(hand_off.data)
             pair_id = None if call_id is None else self.calls.get(call_id.decode(errors="replace"))
             if pair_id is not None:
                 self._save(pair_id)
-        self._note_ends(now)
-        return sends
+        return self._note_ends(sends, now)
 
-    def adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+    def adopt(self, hand_off: HandOff, deliver: Callable[[list[Send | Publish]], None]) -> None:
         """A request naming a pair's tag that no Call-ID here claims: its record is loaded and
         adopted first (`deliver` gets the engine's sends)."""
         if len(self._adopting) >= MAX_ADOPTING:
@@ -148,9 +160,37 @@ class B2buaRunner:
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)
 
-    async def _adopt(self, hand_off: HandOff, deliver: Callable[[list[Send]], None]) -> None:
+    async def _adopt(
+        self, hand_off: HandOff, deliver: Callable[[list[Send | Publish]], None]
+    ) -> None:
         message = parse_message(hand_off.data)  # parsed by the proxy already: it parses
-        call_id, tag = message.call_id, message.to_tag or ""
+        await self._load(message.call_id, message.to_tag or "")
+        now = asyncio.get_running_loop().time()
+        deliver(self.hand_off(HandOff(hand_off.data, hand_off.source), now))
+
+    async def hang_up(
+        self, call_id: str, tag: str, deliver: Callable[[list[Send | Publish]], None]
+    ) -> bool:
+        """End the answered B2BUA call whose caller's Call-ID is `call_id` (`tag`: the edge's on
+        the caller's leg) from the engine, which holds its dialogs: a BYE on each leg, the
+        record ending `by_edge`.  Its pair held here, or held by no worker of this edge (its
+        edge gone): loaded from Redis and adopted first.  False: no such pair here, or it is
+        another worker's (its Call-ID hashes there, `runtime.affinity`)."""
+        group = self._group
+        if group is not None and zlib.crc32(call_id.encode()) % group.count != group.index:
+            return False
+        if call_id not in self.calls:
+            await self._load(call_id, tag)
+        pair = self.engine.pairs.get(self.calls.get(call_id, ""))
+        if pair is None or pair.answered is None or pair.a.local_tag != tag:
+            return False
+        now = asyncio.get_running_loop().time()
+        sends = self.engine.hang_up(pair.id, now)
+        deliver(self._note_ends([s for s in sends if isinstance(s, Send)], now))
+        return True
+
+    async def _load(self, call_id: str, tag: str) -> None:
+        """The pair of the dialog (`call_id`, the edge's `tag`) from Redis, adopted if found."""
         record = None
         if self._writer is not None:
             try:
@@ -166,8 +206,6 @@ class B2buaRunner:
                 self.calls[pair.a.call_id] = self.calls[pair.b.call_id] = pair.id
                 self._pair_calls[pair.id] = (pair.a.call_id, pair.b.call_id)
                 self._saved[pair.id] = dict(record)
-        now = asyncio.get_running_loop().time()
-        deliver(self.hand_off(HandOff(hand_off.data, hand_off.source), now))
 
     def _save(self, pair_id: str) -> None:
         record = self.engine.record(pair_id)
@@ -182,27 +220,39 @@ class B2buaRunner:
         if self._writer is not None:
             await self._writer.stop()
 
-    def _originate(self, originate: Originate, hand_off: HandOff, now: float) -> list[Send]:
+    def _originate(
+        self, originate: Originate, hand_off: HandOff, now: float
+    ) -> list[Send | Publish]:
         pair_id = originate.pair_id
         caller = originate.request.call_id
         live = self.calls.get(caller)
         if not hand_off.hops or (live is not None and live not in self._ended_ids):
             # An INVITE without To tag under a live pair's Call-ID (another caller's: one
             # Call-ID is one pair here); a pair ended lets the caller's retry be a new call.
-            return [s for s in self.engine.refuse(pair_id, MERGED, now) if isinstance(s, Send)]
+            refused: list[Send | Publish] = [
+                s for s in self.engine.refuse(pair_id, MERGED, now) if isinstance(s, Send)
+            ]
+            return refused
         self.calls[caller] = pair_id
         self._callers[caller] = (originate.request.from_tag or "", originate.request.cseq.seq)
         self._pair_calls[pair_id] = (caller,)
         hop, *rest = hand_off.hops
         self._hops[pair_id] = rest
         target = PairTarget(hop.uri, hop.destination)
-        sends = [s for s in self.engine.originate(pair_id, target, now) if isinstance(s, Send)]
+        if self._events is not None:
+            self._events.trying(pair_id, hop)
+        sends: list[Send | Publish] = [
+            s for s in self.engine.originate(pair_id, target, now) if isinstance(s, Send)
+        ]
         pair = self.engine.pairs.get(pair_id)
         if pair is not None:
             self.calls[pair.b.call_id] = pair_id
             self._pair_calls[pair_id] = (caller, pair.b.call_id)
-        else:  # refused at once (502: a target it cannot keep)
-            self._pair_ended(pair_id, now)
+            return sends
+        self._pair_ended(pair_id, now)  # refused at once (502: a target it cannot keep)
+        if self._events is not None and sends:
+            reason = "Bad Gateway (target unusable)"
+            sends.append(self._events.refused(originate.request, 502, reason, now, "unavailable"))
         return sends
 
     def _next_target(self, pair_id: str) -> PairTarget | None:
@@ -211,6 +261,8 @@ class B2buaRunner:
             return None
         hop = hops.pop(0)
         self._retargeted.append(pair_id)
+        if self._events is not None:
+            self._events.trying(pair_id, hop)
         return PairTarget(hop.uri, hop.destination)
 
     def _claim_retargeted(self) -> None:
@@ -225,11 +277,10 @@ class B2buaRunner:
     def holds(self, client: ClientTransaction) -> bool:
         return self.engine.holds(client)
 
-    def transport_failed(self, client: ClientTransaction, now: float) -> list[Send]:
-        sends = [s for s in self.engine.transport_failed(client, now) if isinstance(s, Send)]
+    def transport_failed(self, client: ClientTransaction, now: float) -> list[Send | Publish]:
+        sends = self.engine.transport_failed(client, now)
         self._claim_retargeted()
-        self._note_ends(now)
-        return sends
+        return self._note_ends([s for s in sends if isinstance(s, Send)], now)
 
     def next_deadline(self) -> float | None:
         """The engine's next timer, or when an ended pair's Call-IDs are let go."""
@@ -241,20 +292,25 @@ class B2buaRunner:
             deadline = release if deadline is None else min(deadline, release)
         return deadline
 
-    def expire(self, now: float) -> list[Send]:
-        sends = [s for s in self.engine.expire(now) if isinstance(s, Send)]
+    def expire(self, now: float) -> list[Send | Publish]:
+        sends = self.engine.expire(now)
         self._claim_retargeted()
-        self._note_ends(now)
+        out = self._note_ends([s for s in sends if isinstance(s, Send)], now)
         ended = self._ended
         while ended and ended[0][0] <= now:
             self._let_go(ended.popleft()[1])
-        return sends
+        return out
 
-    def _note_ends(self, now: float) -> None:
+    def _note_ends(self, sends: list[Send | Publish], now: float) -> list[Send | Publish]:
+        """`sends` and the events of the engine's steps since; the pairs ended, freed."""
+        if self._events is not None and self.engine.progress:
+            sends += self._events.published(self.engine.progress, now)
+        self.engine.progress.clear()  # call events off: nothing to report
         ended = self.engine.ended
         for pair_id in ended:
             self._pair_ended(pair_id, now)
         ended.clear()
+        return sends
 
     def _pair_ended(self, pair_id: str, now: float) -> None:
         """The call is over: its limit leases freed (as a proxied call's BYE frees them), its
@@ -264,13 +320,15 @@ class B2buaRunner:
         self._hops.pop(pair_id, None)
         call_ids = self._pair_calls.get(pair_id, ())
         if call_ids:
-            self._proxy.policies.call_ended(call_ids[0])
+            self.call_ended(call_ids[0])
         saved = self._saved.pop(pair_id, None)
         if saved is not None and self._writer is not None:
             self._writer.delete(saved)
 
     def _let_go(self, pair_id: str) -> None:
         self._ended_ids.discard(pair_id)
+        if self._events is not None:
+            self._events.forget(pair_id)
         for call_id in self._pair_calls.pop(pair_id, ()):
             if self.calls.get(call_id) == pair_id:  # not a new pair's since (the caller's retry)
                 del self.calls[call_id]

@@ -203,6 +203,10 @@ class ProxyDriver:
             elif not isinstance(action, Publish):
                 self.round_trips.start(action)
 
+    async def hang_up_b2bua(self, call_id: str, tag: str) -> bool:
+        """End a B2BUA call from the API (`B2buaRunner.hang_up`): its BYEs and event out."""
+        return self.b2bua is not None and await self.b2bua.hang_up(call_id, tag, self._deliver)
+
     def _deliver(self, actions: Sequence[Action]) -> None:
         """A round trip's outcome, as the core answered it: run, then time again."""
         self._run(actions)

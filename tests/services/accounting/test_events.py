@@ -15,8 +15,10 @@ from services.accounting.events import (
 )
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import (
+    ANSWERED_B2BUA,
     ANSWERED_LEGS,
     MAX_BATCH_EVENTS,
+    STARTED_MODE,
     STARTED_PEER,
     CallAnswered,
     CallEvent,
@@ -48,6 +50,9 @@ def test_a_call_event_decodes_and_keys_by_content() -> None:
         *answered_call(),
         *[e for e in with_legs(answered_call()) if isinstance(e, CallAnswered)],
         started(peer="carrier-x"),
+        started(mode="b2bua"),
+        started(peer="carrier-x", mode="b2bua"),
+        answered_call()[4].model_copy(update={"b2bua_leg_call_id": "leg-b"}),
         failed(),
         failed(origin="edge", cause="unrouted", status=404),
         cancelled(),
@@ -58,12 +63,16 @@ def test_the_one_pass_read_gives_the_event_the_step_by_step_read_gives(event: Ca
     body = BUS.envelope(event).to_bytes()
     assert decode(body) == decode_step_by_step(body) == [event]
     assert type(decode(body)[0]) is type(event)
-    # An older edge's answer without legs, a start without a peer, are stored as they were:
-    # their keys must not change.
-    legless = isinstance(event, CallAnswered) and event.caller_leg is None
-    peerless = isinstance(event, CallStarted) and event.peer is None
-    added_later = ANSWERED_LEGS if legless else STARTED_PEER if peerless else None
-    fields = event.model_dump(mode="json", exclude=set(added_later) if added_later else None)
+    # An older edge's answer without legs, a start without a peer, a proxied call's start and
+    # answer (no B2BUA fields) are stored as they were: their keys must not change.
+    added_later: set[str] = set()
+    if isinstance(event, CallAnswered):
+        added_later |= ANSWERED_LEGS if event.caller_leg is None else set()
+        added_later |= ANSWERED_B2BUA if event.b2bua_leg_call_id is None else set()
+    if isinstance(event, CallStarted):
+        added_later |= STARTED_PEER if event.peer is None else set()
+        added_later |= STARTED_MODE if event.mode is None else set()
+    fields = event.model_dump(mode="json", exclude=added_later)
     canonical = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
     assert event_data(event) == canonical.decode()
     assert load(event.routing_key, event_data(event)) == event

@@ -43,6 +43,16 @@ def test_an_answered_call_has_every_field() -> None:
     assert record.last_seen_at == T0 + 64.5
 
 
+def test_a_b2bua_call_is_marked_and_names_its_other_leg() -> None:
+    events = answered_call()
+    events[0] = events[0].model_copy(update={"mode": "b2bua"})
+    events[4] = events[4].model_copy(update={"b2bua_leg_call_id": "leg-b"})
+    record = fold_call(events)[0]
+    assert (record.mode, record.call_id, record.b2bua_leg_call_id) == ("b2bua", "c1", "leg-b")
+    proxied = fold_call(answered_call())[0]
+    assert (proxied.mode, proxied.b2bua_leg_call_id) == (None, None)
+
+
 def test_the_callee_hanging_up_is_told_by_the_bye_tags() -> None:
     record = fold_call(answered_call(by="callee"))[0]
     assert record.hangup_side == "callee"

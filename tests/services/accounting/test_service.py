@@ -262,12 +262,16 @@ async def test_open_calls_are_listed_and_their_legs_given(
     live = with_legs(answered_call("live", talk=10))[:-1]  # answered, no BYE yet
     ended = with_legs(answered_call("ended", talk=10))
     ringing = answered_call("ringing")[:4]
+    b2b = answered_call("b2b", talk=10)[:-1]  # a B2BUA call: its answer names leg B, no legs
+    b2b[0] = b2b[0].model_copy(update={"mode": "b2bua"})
+    b2b[4] = b2b[4].model_copy(update={"b2bua_leg_call_id": "leg-b"})
     async with deployment(namespace, accounting_url) as found:
-        await publish(found, live + ended + ringing)
+        await publish(found, live + ended + ringing + b2b)
         for call_id, events in (("live", live), ("ended", ended), ("ringing", ringing)):
             await settled(found, call_id, events)
+        await settled(found, "b2b", b2b)
         listed = (await found.client.get("/v1/open-calls")).json()
-        assert sorted(item["call_id"] for item in listed["items"]) == ["live", "ringing"]
+        assert sorted(item["call_id"] for item in listed["items"]) == ["b2b", "live", "ringing"]
         assert listed["next_cursor"] is None
         one = (await found.client.get("/v1/open-calls", params={"limit": "1"})).json()
         assert len(one["items"]) == 1 and one["next_cursor"] is not None
@@ -284,6 +288,17 @@ async def test_open_calls_are_listed_and_their_legs_given(
             "cseq": 7,
             "caller": answered.caller_leg and answered.caller_leg.model_dump(mode="json"),
             "callee": answered.callee_leg and answered.callee_leg.model_dump(mode="json"),
+            "b2bua_leg_call_id": None,
+        }
+        [b2bua] = (await found.client.get("/v1/dialogs/b2b")).json()["items"]
+        assert b2bua["mode"] == "b2bua"
+        assert b2bua["dialog"] == {
+            "to_tag": "tt",
+            "edge": "edge-a",
+            "cseq": None,
+            "caller": None,
+            "callee": None,
+            "b2bua_leg_call_id": "leg-b",
         }
         [over] = (await found.client.get("/v1/dialogs/ended")).json()["items"]
         assert over["state"] == "complete" and over["dialog"] is not None

@@ -117,6 +117,50 @@ def test_a_proxied_call_hung_up_from_the_api_ends_both_ways(
         assert _live(api, gateway="seed-answer") == []
 
 
+def test_a_b2bua_call_hung_up_from_the_api_ends_both_legs_from_the_engine(
+    platform: Platform, edge: Edge
+) -> None:
+    """The engine holds the pair: its BYEs carry each leg's own Call-ID, tags and next CSeq."""
+    port = free_port()
+    edge.put(
+        {
+            "gateways/b2b-hangup": {"address": f"sip:{LOOPBACK}:{port}"},
+            "rules/b2b-hangup": {"prefix": "2401", "gateways": ["b2b-hangup"], "mode": "b2bua"},
+        }
+    )
+    gateway = sipp(platform.workdir, "gateway", port)
+    wait_bound(port)
+    caller = sipp(
+        platform.workdir,
+        "caller_takes_bye",
+        free_port(),
+        remote=edge.sip_port,
+        args=("-s", "24015550001"),
+    )
+    _until(lambda: gateway.received("ACK") == 1, "ACKed")
+    [call_id] = _until(lambda: list(traced_calls(caller)), "traced")
+    with edge.http() as api:
+        listed = _until(lambda: _live(api, gateway="b2b-hangup"), "listed as live")
+        assert [(item["call_id"], item["mode"]) for item in listed] == [(call_id, "b2bua")]
+        reply = api.post(f"/v1/calls/{call_id}:hangup")
+        assert reply.status_code == 200, reply.text + edge.log()
+        assert reply.json()["mode"] == "b2bua"
+        assert {bye["to"] for bye in reply.json()["byes"]} == {"caller", "callee"}
+        assert caller.wait() == 0, caller.errors()
+        assert gateway.wait() == 0, gateway.errors()
+        assert caller.received("BYE") == 1 and gateway.received("BYE") == 1
+        assert call_id not in gateway.messages()  # leg B's BYE: leg B's own Call-ID
+        [record] = platform.accounting.settled({call_id}, time.time() - 60)[call_id]
+        assert (record["state"], record["disposition"], record["hangup_side"]) == (
+            "complete",
+            "answered",
+            "edge",
+        )
+        assert record["mode"] == "b2bua" and record["b2bua_leg_call_id"] in gateway.messages()
+        again = api.post(f"/v1/calls/{call_id}:hangup")
+        assert again.status_code == 409 and "ended already" in again.text
+
+
 def test_a_fraud_block_hangs_up_the_accounts_live_call(platform: Platform, edge: Edge) -> None:
     """Two calls at once block the caller's account: the second is refused (403) and the
     first, answered before, gets a BYE from the edge at both ends."""

@@ -49,14 +49,44 @@ class Others:
         return self.answers.get(edge)
 
 
+class Engine:
+    """This edge's B2BUA: the (Call-ID, tag) of the pairs it holds, and those it ended."""
+
+    def __init__(self, holds: set[tuple[str, str]]) -> None:
+        self.holds = holds
+        self.ended: list[tuple[str, str]] = []
+
+    async def __call__(self, call_id: str, tag: str) -> bool:
+        if (call_id, tag) not in self.holds:
+            return False
+        self.ended.append((call_id, tag))
+        return True
+
+
+def b2bua_at(edge: str, **fields: Any) -> dict[str, Any]:
+    """An open attempt a B2BUA answered at `edge`: its dialog names leg B, no legs."""
+    item = attempt(**fields)
+    item["mode"] = "b2bua"
+    item["dialog"] = {
+        "to_tag": "cmb2b-a", "edge": edge, "cseq": None, "caller": None, "callee": None,
+        "b2bua_leg_call_id": "leg-b",
+    }  # fmt: skip # the dialog as one value
+    return item
+
+
 async def hang_up(
-    items: list[dict[str, Any]], others: Others, sender: Sender, scope: str = "cluster"
+    items: list[dict[str, Any]],
+    others: Others,
+    sender: Sender,
+    scope: str = "cluster",
+    engine: Engine | None = None,
 ) -> Response:
-    """``POST /v1/calls/c1:hangup`` of an edge named ``edge-a``."""
+    """``POST /v1/calls/c1:hangup`` of an edge named ``edge-a`` (`engine`: its B2BUA)."""
     app = FastAPI()
     found = (cast(Hangups, sender), SIX)
     accounting = cast(Accounting, Dialogs(items))
-    app.include_router(control_router(accounting, lambda: found, "edge-a", others), prefix="/v1")
+    router = control_router(accounting, lambda: found, "edge-a", others, engine)
+    app.include_router(router, prefix="/v1")
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         return await client.post("/v1/calls/c1:hangup", params={"scope": scope})
 
@@ -115,3 +145,22 @@ async def test_a_call_answered_by_a_worker_of_an_edge_is_that_edges() -> None:
     others, sender = Others({"edge-b": DONE}), Sender()
     mine = await hang_up([answered_at("edge-a-w1")], others, sender)  # another worker of ours
     assert mine.json()["edge"] == "edge-a" and others.asked == [] and sender.ended == ["c1"]
+
+
+async def test_a_b2bua_call_is_ended_by_the_engine_holding_it() -> None:
+    engine, sender = Engine({("c1", "cmb2b-a")}), Sender()
+    reply = await hang_up([b2bua_at("edge-a")], Others({}), sender, engine=engine)
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["mode"], reply.json()["edge"]) == ("b2bua", "edge-a")
+    assert [bye["to"] for bye in reply.json()["byes"]] == ["caller", "callee"]
+    assert engine.ended == [("c1", "cmb2b-a")] and sender.ended == []  # no BYE from records
+
+
+async def test_a_b2bua_call_answered_elsewhere_is_passed_on_and_one_held_nowhere_is_409() -> None:
+    others, engine = Others({"edge-b": DONE}), Engine(set())
+    reply = await hang_up([b2bua_at("edge-b")], others, Sender(), engine=engine)
+    assert reply.status_code == 200 and others.asked == [("edge-b", "c1")]
+    reply = await hang_up([b2bua_at("edge-a")], Others({}), Sender(), engine=engine)
+    assert reply.status_code == 409 and "B2BUA" in reply.text
+    reply = await hang_up([b2bua_at("edge-a")], Others({}), Sender())  # no engine at all
+    assert reply.status_code == 409

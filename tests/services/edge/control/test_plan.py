@@ -44,6 +44,10 @@ def test_only_the_open_answered_attempts_are_ended() -> None:
         ([attempt("complete")], "ended already"),
         ([attempt(answered=False)], "not answered yet"),
         ([attempt(legs=False)], "did not record its legs"),
+        (
+            [{**attempt(), "dialog": {"to_tag": "cmb2b-a", "b2bua_leg_call_id": "leg-b"}}],
+            "B2BUA call: only the edge's engine",
+        ),
         ([{**attempt(), "dialog": {"cseq": 1}}], "incomplete"),
         ([{**attempt(), "dialog": {**attempt()["dialog"], "cseq": None}}], "incomplete"),
         (

@@ -8,11 +8,15 @@ import asyncio
 import pytest
 
 from services.edge.b2bua.legs import PAIR_TAG
-from services.edge.proxy.actions import HandOff, Send
+from services.edge.proxy.actions import HandOff, Publish, Send
+from services.edge.proxy.call_events import CallEvents
 from services.edge.runtime.b2bua_runner import MAX_ADOPTING, B2buaRunner
 from services.edge.runtime.b2bua_state import PairStates, PairWriter
+from shared.contracts.calls import CallEnded
+from shared.sip.message import Request, parse_message
 from shared.store import Store
-from tests.services.edge.proxy.test_core import CALLER, EDGE
+from tests.services.edge.proxy.test_core import CALLER, EDGE, GW2
+from tests.services.edge.runtime.test_b2bua_events import Call, answered
 from tests.services.edge.runtime.test_b2bua_runner import b2bua_proxy
 
 pytestmark = pytest.mark.integration
@@ -65,7 +69,7 @@ async def test_forged_pair_tags_past_the_look_ups_in_flight_are_answered_at_once
     time; each request, looked up or not, is answered 481 (no such pair anywhere)."""
     proxy, _ = b2bua_proxy(runner=False)
     runner = B2buaRunner(proxy, writer=PairWriter(PairStates(redis_store, ttl=60)))
-    answers: list[list[Send]] = []
+    answers: list[list[Send | Publish]] = []
     for n in range(MAX_ADOPTING + 20):
         bye = (
             f"BYE sip:{EDGE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK{n}\r\n"
@@ -78,8 +82,40 @@ async def test_forged_pair_tags_past_the_look_ups_in_flight_are_answered_at_once
         if len(answers) == MAX_ADOPTING + 20:
             break
         await asyncio.sleep(0.01)
-    assert [send.data[:12] for sends in answers for send in sends] == [b"SIP/2.0 481 "] * (
-        MAX_ADOPTING + 20
-    )
+    sent = [send.data[:12] for sends in answers for send in sends if isinstance(send, Send)]
+    assert sent == [b"SIP/2.0 481 "] * (MAX_ADOPTING + 20)
     assert runner.calls == {}
     await runner.stop()
+
+
+async def test_a_hang_up_adopts_from_redis_a_pair_no_worker_here_holds(redis_store: Store) -> None:
+    """The edge holding the call is gone: another edge's hang-up (`:hangup` passed to no one)
+    loads the pair, sends both BYEs with the CSeqs it recorded, and deletes the state."""
+    holder = Call(*b2bua_proxy())
+    holder.runner = B2buaRunner(holder.proxy, writer=PairWriter(PairStates(redis_store, ttl=60)))
+    out, tag = answered(holder)
+    states = PairStates(redis_store, ttl=60)
+    for _ in range(200):
+        if await states.load("call-1", tag) is not None:
+            break
+        await asyncio.sleep(0.01)
+    proxy, _ = b2bua_proxy(runner=False)
+    proxy.call_events = CallEvents("edge-2")
+    other = B2buaRunner(proxy, writer=PairWriter(states))
+    delivered: list[Send | Publish] = []
+    assert await other.hang_up("call-1", tag, delivered.extend) is True
+    byes = {s.destination: parse_message(s.data) for s in delivered if isinstance(s, Send)}
+    assert {(m.call_id, m.cseq.seq) for m in byes.values() if isinstance(m, Request)} == {
+        ("call-1", 1),
+        (out.call_id, out.cseq.seq + 1),
+    }
+    assert set(byes) == {CALLER, GW2}
+    [ended] = [a.event for a in delivered if isinstance(a, Publish)]
+    assert isinstance(ended, CallEnded) and ended.by_edge and ended.edge == "edge-2"
+    for _ in range(200):
+        if await states.load("call-1", tag) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert await states.load("call-1", tag) is None
+    await other.stop()
+    await holder.runner.stop()
