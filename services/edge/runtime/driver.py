@@ -91,7 +91,7 @@ class ProxyDriver:
         self._reports = FailureReports()
         self._send_failures = LogThrottle()
         """Sends that fail (a dead peer, an answer too big for a datagram) are one line per
-        kind every ten seconds: a peer can make them fail at any rate."""
+        peer and kind every ten seconds: a peer can make them fail at any rate."""
         self.round_trips = RoundTrips(
             proxy,
             bus,
@@ -248,13 +248,14 @@ class ProxyDriver:
     def _send_failed(self, send: Send, error: Exception) -> None:
         destination = send.destination
         oversize = isinstance(error, OversizeDatagramError)
-        unlogged = self._send_failures.due("oversize" if oversize else "other", self._loop.time())
+        where = f"{destination.host}:{destination.port}/{destination.transport}"
+        kind = f"{'oversize' if oversize else 'failed'} {where}"  # one line per peer and kind
+        unlogged = self._send_failures.due(kind, self._loop.time())
         if unlogged is not None:
             more = f" ({unlogged} more since the last such line)" if unlogged else ""
             if oversize:  # names the peer; counted by the transport
                 log.warning("%s: not sent%s", error, more)
             else:
-                where = f"{destination.host}:{destination.port}/{destination.transport}"
                 log.info("send to %s failed: %s%s", where, error, more)
         client: ClientTransaction | None = send.client
         if client is None:

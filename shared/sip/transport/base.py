@@ -96,6 +96,9 @@ class BindError(OSError):
 
 REFUSAL_LOG_INTERVAL: Final = 10.0
 """Seconds between two log lines of one reason (a refusal, a failed handshake, a cut)."""
+MAX_THROTTLED_REASONS: Final = 1024
+"""Reasons a `LogThrottle` remembers at most: past it, it forgets them all (each logs again
+once), so reasons named after peers cannot grow its memory without bound."""
 
 
 @dataclass(slots=True)
@@ -112,6 +115,9 @@ class LogThrottle:
         if now < self._quiet_until.get(reason, 0.0):
             self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
             return None
+        if len(self._quiet_until) >= MAX_THROTTLED_REASONS:
+            self._quiet_until.clear()
+            self._unlogged.clear()
         self._quiet_until[reason] = now + REFUSAL_LOG_INTERVAL
         return self._unlogged.pop(reason, 0)
 

@@ -65,7 +65,7 @@ class UdpEndpoint:
         self._closed = False
         self._throttle = LogThrottle()
         """A datagram flood (oversized, or sends the kernel refuses) is one line per reason
-        every ten seconds, not one per datagram."""
+        and peer every ten seconds, not one per datagram."""
         host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -102,7 +102,7 @@ class UdpEndpoint:
     def _received(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
         if len(data) > self._limits.max_message_size:
             line = "udp %s:%d: dropped a %d-byte datagram from %s:%s"
-            self._log(logging.WARNING, "oversize", line, len(data), *addr[:2])
+            self._log(logging.WARNING, f"oversize {addr[0]}", line, len(data), *addr[:2])
             return
         if data[:1] == b"\r" and not data.strip():
             return  # a CRLF keep-alive; UDP keep-alives need no answer
@@ -137,7 +137,7 @@ class UdpEndpoint:
         try:
             self._sock.sendto(data, (host, destination.port))
         except OSError as error:
-            self._log(logging.INFO, "send", "udp %s:%d to %s: %s", host, error)
+            self._log(logging.INFO, f"send {host}", "udp %s:%d to %s: %s", host, error)
 
     def _log(self, level: int, reason: str, line: str, *values: object) -> None:
         """Log `line` (its first two values this socket's address) unless a line of `reason`

@@ -121,7 +121,9 @@ async def test_sends_that_fail_again_and_again_are_one_log_line_per_kind(
         for _ in range(30):
             driver._send_failed(send, OversizeDatagramError("udp: 70000-byte response"))
             driver._send_failed(send, TransportError("connection refused"))
+        other = Send(send.data, Destination("udp", "192.0.2.2", 5060))
+        driver._send_failed(other, TransportError("connection refused"))  # another peer
     lines = [record.getMessage() for record in caplog.records]
-    assert len(lines) == 2
+    assert len(lines) == 3 and "192.0.2.2:5060" in lines[2]
     assert "70000-byte response: not sent" in lines[0]
     assert "send to 192.0.2.1:5060/udp failed: connection refused" in lines[1]
