@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 from sqlalchemy import ColumnElement, Select, and_, case, func, select, tuple_
@@ -28,6 +28,12 @@ CursorKey = tuple[int, str, str]
 
 class BadCursorError(ValueError):
     """A cursor this service did not make."""
+
+
+MAX_ANSWERS: Final = 256
+"""Answers of one Call-ID read at most for its dialogs: a 2xx any host can send naming an
+edge is an answer too (one per dialog a second), so their count has no bound of its own;
+the earliest hold the call's real ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +161,13 @@ class RecordQueries:
             return [(CallRecord.model_validate_json(row.record), row.version) for row in rows]
 
     async def answers(self, call_id: str) -> list[CallAnswered]:
-        """Every stored ``edge.call.answered`` of one Call-ID (what a hang-up builds its BYEs
-        from: `CallAnswered.caller_leg` and `callee_leg`)."""
-        query = select(call_events.c.data).where(
-            call_events.c.call_id == call_id, call_events.c.type == CallAnswered.routing_key
+        """The earliest `MAX_ANSWERS` stored ``edge.call.answered`` of one Call-ID (what a
+        hang-up builds its BYEs from: `CallAnswered.caller_leg` and `callee_leg`)."""
+        query = (
+            select(call_events.c.data)
+            .where(call_events.c.call_id == call_id, call_events.c.type == CallAnswered.routing_key)
+            .order_by(call_events.c.at_ms)
+            .limit(MAX_ANSWERS)
         )
         async with self.engine.connect() as connection:
             rows = (await connection.execute(query)).all()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from services.accounting.queries import Filters, RecordQueries, decode_cursor, encode_cursor
+from services.accounting.queries import (
+    MAX_ANSWERS,
+    Filters,
+    RecordQueries,
+    decode_cursor,
+    encode_cursor,
+)
 from services.accounting.store import RecordStore
-from tests.services.accounting.calls import T0, failed, started
+from shared.contracts.calls import CallAnswered
+from tests.services.accounting.calls import T0, answered_call, failed, started
 
 
 async def test_pages_and_walks_see_each_record_once(record_store: RecordStore) -> None:
@@ -49,3 +56,19 @@ async def test_the_window_and_summary_use_the_setup_time(record_store: RecordSto
 
 def test_a_cursor_round_trips() -> None:
     assert decode_cursor(encode_cursor((5, "a", "b"))) == (5, "a", "b")
+
+
+async def test_a_call_ids_answers_are_read_earliest_first_and_bounded(
+    record_store: RecordStore,
+) -> None:
+    """2xxs any host can send naming an edge are answers too (one per dialog a second):
+    the hang-up reads the earliest `MAX_ANSWERS`, which hold the call's real ones."""
+    [real] = [e for e in answered_call() if isinstance(e, CallAnswered)]
+    forged = [
+        real.model_copy(update={"to_tag": f"f{n}", "at": real.at + 1 + n})
+        for n in range(MAX_ANSWERS + 20)
+    ]
+    await record_store.apply_many([*answered_call(), *forged])
+    answers = await RecordQueries(record_store.engine).answers("c1")
+    assert len(answers) == MAX_ANSWERS
+    assert answers[0] == real and answers[1].to_tag == "f0"
