@@ -26,6 +26,8 @@ from typing import Final
 from services.edge.b2bua.pair import Side
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
+from shared.sip.params import param_value, parse_params
+from shared.sip.values import parse_delta_seconds
 
 RFC_MIN_SE: Final = 90
 """The smallest session interval RFC 4028 allows anyone to ask for (§4)."""
@@ -84,17 +86,15 @@ def session_expires(message: Request | Response) -> tuple[int, str | None] | Non
     values = message.headers("session-expires")
     if not values:
         return None
-    delta, *params = (part.strip() for part in values[0].split(";"))
-    if not delta.isdigit() or len(delta) > 10:
-        raise SipError("Bad Request (Session-Expires)")
-    refresher = None
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "refresher":
-            refresher = value.strip().lower()
-            if refresher not in ("uac", "uas"):
-                raise SipError("Bad Request (Session-Expires refresher)")
-    return min(int(delta), MAX_INTERVAL), refresher
+    delta, _, params = values[0].partition(";")
+    seconds = parse_delta_seconds(delta.strip(), "Session-Expires")
+    found = param_value(
+        parse_params(";" + params if params else "", "Session-Expires"), "refresher"
+    )
+    refresher = None if found is None else found.lower()
+    if refresher not in (None, "uac", "uas"):
+        raise SipError("Bad Request (Session-Expires refresher)")
+    return min(seconds, MAX_INTERVAL), refresher
 
 
 def min_se(message: Request | Response) -> int:
@@ -102,10 +102,8 @@ def min_se(message: Request | Response) -> int:
     values = message.headers("min-se")
     if not values:
         return RFC_MIN_SE
-    delta = values[0].split(";")[0].strip()
-    if not delta.isdigit() or len(delta) > 10:
-        raise SipError("Bad Request (Min-SE)")
-    return max(min(int(delta), MAX_INTERVAL), RFC_MIN_SE)
+    delta = parse_delta_seconds(values[0].partition(";")[0].strip(), "Min-SE")
+    return max(min(delta, MAX_INTERVAL), RFC_MIN_SE)
 
 
 def supports_timer(message: Request | Response) -> bool:

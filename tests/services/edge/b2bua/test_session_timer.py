@@ -4,6 +4,8 @@ call ended (BYE on both legs) when a leg's session expires."""
 
 from __future__ import annotations
 
+import pytest
+
 from services.edge.b2bua.engine import Action, B2bua, Originate
 from services.edge.b2bua.session_timer import TimerPolicy
 from shared.sip.message import Request, Response
@@ -78,9 +80,10 @@ def test_a_session_interval_below_our_min_se_is_422_naming_it() -> None:
     assert (refused.status, refused.header("min-se")) == (422, "300")
 
 
-def test_an_unreadable_session_expires_is_400() -> None:
+@pytest.mark.parametrize("value", ["soon", "²", "1e3", "90;refresher=them", "90;;"])
+def test_an_unreadable_session_expires_is_400(value: str) -> None:
     call = Call()
-    actions = call.from_a(caller_invite(extra=(("Session-Expires", "soon"),)))
+    actions = call.from_a(caller_invite(extra=(("Session-Expires", value),)))
     assert response_to(actions, CALLER).status == 400
 
 
