@@ -99,7 +99,7 @@ class GroupCommit:
             self._wakeup.clear()
             while self._waiting:
                 await self._slots.acquire()  # what waits meanwhile joins the next transaction
-                batch, size = [self._waiting.popleft()], 0
+                batch = [self._waiting.popleft()]
                 size = len(batch[0][2])
                 while self._waiting and size + len(self._waiting[0][2]) <= self.max_batch:
                     size += len(self._waiting[0][2])

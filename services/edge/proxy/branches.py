@@ -15,7 +15,7 @@ import itertools
 import os
 from typing import Final
 
-from shared.sip.branch import MAGIC_COOKIE
+from shared.sip.branch import MAGIC_COOKIE, is_rfc3261_branch
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 
@@ -47,7 +47,7 @@ class BranchMaker:
         target and destination keep a fork's branches apart; the loop hash stays in front.
         """
         sender = received.top_branch
-        if sender is None or not sender.startswith(MAGIC_COOKIE):
+        if sender is None or not is_rfc3261_branch(sender):
             return self.new(loop_hash)
         cseq = received.cseq
         parts = (sender, received.call_id, str(cseq.seq), cseq.method, target, to.transport,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -177,7 +176,7 @@ class B2buaRunner:
         edge gone): loaded from Redis and adopted first.  False: no such pair here, or it is
         another worker's (its Call-ID hashes there, `runtime.affinity`)."""
         group = self._group
-        if group is not None and zlib.crc32(call_id.encode()) % group.count != group.index:
+        if group is not None and group.owner(call_id.encode()) != group.index:
             return False
         if call_id not in self.calls:
             await self._load(call_id, tag)
@@ -339,12 +338,12 @@ def owned_call_ids(group: WorkerGroup | None) -> Callable[[], str]:
     """Leg B's Call-IDs: ones `runtime.affinity` hands to this worker (about `count` tries)."""
     if group is None or group.count < 2:
         return new_call_id
-    index, count = group.index, group.count
+    owner, index = group.owner, group.index
 
     def owned() -> str:
         while True:
             call_id = new_call_id()
-            if zlib.crc32(call_id.encode()) % count == index:
+            if owner(call_id.encode()) == index:
                 return call_id
 
     return owned
