@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from services.edge.api import allowlist_router, blocks_router, calls_router, control_router
 from services.edge.api.accounting import Accounting, CallControlSettings
 from services.edge.api.calls import Gathered
+from services.edge.api.ending import CallEnder
 from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.fraud_hangups import FraudHangups
 from services.edge.runtime.gc_tuning import tune_for_proxy
@@ -78,13 +79,13 @@ class EdgeService(Service):
             blocks_router(protection, self.bus),
             allowlist_router(protection, self.bus),
             calls_router(self._trace),
-            control_router(
-                self._accounting(CallControlSettings()),
-                self._hangups,
-                self.settings.instance,
-                self._forward_hangup,
-                self._hang_up_b2bua,
-            ),
+            control_router(self._accounting(CallControlSettings()), self._ender()),
+        )
+
+    def _ender(self) -> CallEnder:
+        """How this edge ends a call, for the API's hang-ups and the fraud blocks'."""
+        return CallEnder(
+            self._hangups, self.settings.instance, self._forward_hangup, self._hang_up_b2bua
         )
 
     def _accounting(self, control: CallControlSettings) -> Accounting | None:
@@ -111,7 +112,7 @@ class EdgeService(Service):
                 "CALLMESH_EDGE_ACCOUNTING_URL): blocked accounts' live calls are not hung up"
             )
             return None
-        handler = FraudHangups(accounting, self._hangups)
+        handler = FraudHangups(accounting, self._ender())
         await self.bus.consume(FRAUD_HANGUPS_QUEUE, handler, prefetch=4, events=[FRAUD_THRESHOLDS])
         return handler
 

@@ -11,7 +11,7 @@ in docs/edge.md ("Hanging up a proxied call").
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
@@ -22,34 +22,17 @@ from services.edge.api.accounting import (
     AccountingRefusedError,
     AccountingUnavailableError,
 )
-from services.edge.control.plan import NotLiveError, hangup_byes
-from services.edge.proxy.interfaces import Interfaces
-from services.edge.runtime.hangups import Hangups
-from services.edge.runtime.pool import edge_of
-from services.edge.runtime.siblings import SiblingAnswer
+from services.edge.api.ending import CallEnder, HangupRefusedError
 
 MAX_FILTER_CHARS = 256
 Text = Annotated[str | None, Query(min_length=1, max_length=MAX_FILTER_CHARS)]
 CallId = Annotated[str, Path(min_length=1, max_length=512, pattern=r"^[^\x00-\x20\x7f]+$")]
 """A SIP Call-ID: no space or control character (a line break would split the BYE's lines)."""
-HangupForward = Callable[[str, str], Awaitable[SiblingAnswer | None]]
-"""Ask the edge named first to hang up the call named second itself (None: no answer)."""
-B2buaHangup = Callable[[str, str], Awaitable[bool]]
-"""End the B2BUA call (its Call-ID, the edge's tag on the caller's leg) from this edge's
-engine, which holds its dialogs; False: no worker here holds it, nor Redis."""
 
 
-def control_router(
-    accounting: Accounting | None,
-    hangups: Callable[[], tuple[Hangups, Interfaces] | None],
-    instance: str = "",
-    forward: HangupForward | None = None,
-    b2bua: B2buaHangup | None = None,
-) -> APIRouter:
-    """`accounting` None: ``CALLMESH_EDGE_ACCOUNTING_URL`` unset (503); `hangups`: this
-    process's sender and interfaces, once its sockets are open; `instance`: this edge's
-    name; `forward`: how a hang-up reaches the edge that answered the call (None: never
-    passed on); `b2bua`: how this edge's engine ends a B2BUA call (None: it cannot)."""
+def control_router(accounting: Accounting | None, ender: CallEnder) -> APIRouter:
+    """`accounting` None: ``CALLMESH_EDGE_ACCOUNTING_URL`` unset (503); `ender`: how this
+    edge ends a call (`api.ending`)."""
     router = APIRouter(prefix="/calls", tags=["calls"])
 
     def asking() -> Accounting:
@@ -128,67 +111,12 @@ def control_router(
             items = await asking().dialogs(call_id)
         if items is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no record of this Call-ID")
-        answering = answering_edges(items)
-        if scope == "cluster" and forward is not None and answering and instance not in answering:
-            passed = await forward(answering[0], call_id)
-            if passed is not None:
-                if passed.status != status.HTTP_200_OK:
-                    raise HTTPException(passed.status, passed.body.get("detail"))
-                return {**passed.body, "edge": answering[0]}
-        tags = b2bua_tags(items)
-        if tags:
-            return await hang_up_b2bua(call_id, tags)
-        sender = hangups()
-        if sender is None:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the edge is not serving")
-        runner, interfaces = sender
         try:
-            byes = hangup_byes(items, interfaces)
-        except NotLiveError as error:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-        outcomes = await runner.end(call_id, byes)
-        return {
-            "call_id": call_id,
-            "edge": instance,
-            "byes": [{"to": o.side, "status": o.status, "reason": o.reason} for o in outcomes],
-        }
-
-    async def hang_up_b2bua(call_id: str, tags: list[str]) -> dict[str, Any]:
-        """BYEs on both legs from the engine holding the pair (correct CSeqs, no guessing);
-        their answers are the engine's, so the outcome is only that they were sent."""
-        ended = [tag for tag in tags if b2bua is not None and await b2bua(call_id, tag)]
-        if not ended:
-            detail = (
-                "the B2BUA call is held by no worker of this edge that can end it, nor in Redis"
-            )
-            raise HTTPException(status.HTTP_409_CONFLICT, detail)
-        sent = {"status": None, "reason": "sent by the B2BUA"}
-        byes = [{"to": side, **sent} for _ in ended for side in ("caller", "callee")]
-        return {"call_id": call_id, "edge": instance, "mode": "b2bua", "byes": byes}
+            return await ender.end(call_id, items, scope)
+        except HangupRefusedError as error:
+            raise HTTPException(error.status, error.detail) from None
 
     return router
-
-
-def b2bua_tags(items: list[dict[str, Any]]) -> list[str]:
-    """The edge's tags on the caller's leg of the call's open, answered B2BUA attempts."""
-    return [
-        str(item["dialog"].get("to_tag"))
-        for item in items
-        if item.get("state") == "open"
-        and isinstance(item.get("dialog"), dict)
-        and item["dialog"].get("b2bua_leg_call_id")
-    ]
-
-
-def answering_edges(items: list[dict[str, Any]]) -> list[str]:
-    """The edges that answered the call's open attempts (a worker's name read as its edge's:
-    only the edge is announced to the others)."""
-    edges = {
-        item["dialog"].get("edge")
-        for item in items
-        if item.get("state") == "open" and isinstance(item.get("dialog"), dict)
-    }
-    return sorted({edge_of(edge) for edge in edges if isinstance(edge, str) and edge})
 
 
 @contextmanager

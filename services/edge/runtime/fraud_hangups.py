@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Final
 
 from pydantic import ValidationError
@@ -25,10 +24,8 @@ from services.edge.api.accounting import (
     AccountingRefusedError,
     AccountingUnavailableError,
 )
+from services.edge.api.ending import CallEnder, HangupRefusedError
 from services.edge.control.fraud_calls import BlockedCalls
-from services.edge.control.plan import NotLiveError, hangup_byes
-from services.edge.proxy.interfaces import Interfaces
-from services.edge.runtime.hangups import Hangups
 from shared.bus import DeadLetter, Envelope, Requeue, WorkMessage
 from shared.contracts.fraud import FraudThreshold
 
@@ -45,8 +42,6 @@ AT_ONCE: Final = 20
 RETRY_DELAY: Final = 2.0
 """Seconds before a block the accounting service could not answer for is taken again."""
 
-Sender = Callable[[], tuple[Hangups, Interfaces] | None]
-
 
 class FraudHangups:
     """The work handler of ``{ns}.edge.fraud.hangups``."""
@@ -54,13 +49,13 @@ class FraudHangups:
     def __init__(
         self,
         accounting: Accounting,
-        sender: Sender,
+        ender: CallEnder,
         *,
         follow_ups: int = FOLLOW_UPS,
         follow_up_interval: float = FOLLOW_UP_INTERVAL,
     ) -> None:
         self._accounting = accounting
-        self._sender = sender
+        self._ender = ender
         self._follow_ups = follow_ups
         self._interval = follow_up_interval
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,14 +115,13 @@ class FraudHangups:
 
     async def _sweep(self, blocked: BlockedCalls) -> tuple[int, int]:
         """Hang up the block's answered open calls: (how many, how many still ringing)."""
-        sender = self._sender()
-        if sender is None:
+        if self._ender.hangups() is None:
             raise AccountingUnavailableError("this edge is not serving yet")
         answered, ringing = await self._open_calls(blocked)
         ended = 0
         for start in range(0, len(answered), AT_ONCE):
             chunk = answered[start : start + AT_ONCE]
-            ending = (self._end(blocked, call_id, *sender) for call_id in chunk)
+            ending = (self._end(blocked, call_id) for call_id in chunk)
             outcomes = await asyncio.gather(*ending)
             ended += sum(outcomes)
         return ended, ringing
@@ -153,18 +147,17 @@ class FraudHangups:
             params["cursor"] = listing.next_cursor
         return list(answered), ringing
 
-    async def _end(
-        self, blocked: BlockedCalls, call_id: str, runner: Hangups, interfaces: Interfaces
-    ) -> bool:
-        """Hang up the block's attempts of one call as the API does (another caller's attempt
-        under the same Call-ID is left alone); False when nothing is left to end."""
+    async def _end(self, blocked: BlockedCalls, call_id: str) -> bool:
+        """End the block's attempts of one call as the API does (passed on to the edge that
+        answered it, a B2BUA call by its engine); another caller's attempt under the same
+        Call-ID is left alone, unless the hang-up is passed on (that edge ends the Call-ID's
+        every attempt).  False when nothing was ended."""
         found = await self._accounting.dialogs(call_id)
         items = [item for item in found or () if blocked.holds(item)]
         if not items:
             return False
         try:
-            byes = hangup_byes(items, interfaces)
-        except NotLiveError:
+            await self._ender.end(call_id, items, "cluster")
+        except HangupRefusedError:
             return False
-        await runner.end(call_id, byes)
         return True

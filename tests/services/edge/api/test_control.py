@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 
 from services.edge.api.accounting import Accounting
-from services.edge.api.control import answering_edges, control_router
+from services.edge.api.control import control_router
+from services.edge.api.ending import CallEnder, answering_edges
 from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.siblings import SiblingAnswer
 from tests.services.edge.control.test_byes import SIX
@@ -85,7 +86,7 @@ async def hang_up(
     app = FastAPI()
     found = (cast(Hangups, sender), SIX)
     accounting = cast(Accounting, Dialogs(items))
-    router = control_router(accounting, lambda: found, "edge-a", others, engine)
+    router = control_router(accounting, CallEnder(lambda: found, "edge-a", others, engine))
     app.include_router(router, prefix="/v1")
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         return await client.post("/v1/calls/c1:hangup", params={"scope": scope})

@@ -19,9 +19,11 @@ from services.edge.api.accounting import (
     AccountingUnavailableError,
     Listing,
 )
+from services.edge.api.ending import CallEnder
 from services.edge.control.byes import Bye
 from services.edge.runtime.fraud_hangups import FraudHangups
 from services.edge.runtime.hangups import ByeOutcome, Hangups
+from services.edge.runtime.siblings import SiblingAnswer
 from shared.bus import DeadLetter, Requeue, WorkMessage
 from shared.bus.memory import MemoryBroker, MemoryBus
 from tests.services.edge.control.test_byes import SIX
@@ -70,9 +72,8 @@ class Sender:
 
 def consumer(records: Records, sender: Sender | None, interval: float = 0.05) -> FraudHangups:
     found = None if sender is None else (cast(Hangups, sender), SIX)
-    return FraudHangups(
-        cast(Accounting, records), lambda: found, follow_ups=2, follow_up_interval=interval
-    )
+    ender = CallEnder(lambda: found, "edge-a")
+    return FraudHangups(cast(Accounting, records), ender, follow_ups=2, follow_up_interval=interval)
 
 
 def message(body: bytes) -> WorkMessage:
@@ -165,3 +166,21 @@ async def test_another_callers_attempt_under_the_same_call_id_is_left_alone() ->
     sender = Sender()
     await consumer(records, sender)(block())
     assert sender.ended == ["c1"] and sender.byes == [2]
+
+
+async def test_a_call_another_edge_answered_is_hung_up_through_it() -> None:
+    """As the API's hang-up (one path, `api.ending`): a caller behind NAT lets in only what
+    comes from the edge that answered its call."""
+    asked: list[tuple[str, str]] = []
+
+    async def forward(edge: str, call_id: str) -> SiblingAnswer | None:
+        asked.append((edge, call_id))
+        return SiblingAnswer(200, {"call_id": call_id, "byes": []})
+
+    sender = Sender()
+    found = (cast(Hangups, sender), SIX)
+    handler = FraudHangups(
+        cast(Accounting, Records([call()])), CallEnder(lambda: found, "edge-z", forward)
+    )
+    await handler(block())
+    assert asked == [("edge-a", "c1")] and sender.ended == []  # sent by the answering edge
