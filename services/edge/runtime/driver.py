@@ -47,6 +47,7 @@ from shared.sip.transport.base import (
     LogThrottle,
     OversizeDatagramError,
     TransportError,
+    unlogged_note,
 )
 from shared.sip.transport.destination import Destination
 
@@ -252,7 +253,7 @@ class ProxyDriver:
         kind = f"{'oversize' if oversize else 'failed'} {where}"  # one line per peer and kind
         unlogged = self._send_failures.due(kind, self._loop.time())
         if unlogged is not None:
-            more = f" ({unlogged} more since the last such line)" if unlogged else ""
+            more = unlogged_note(unlogged)
             if oversize:  # names the peer; counted by the transport
                 log.warning("%s: not sent%s", error, more)
             else:

@@ -122,6 +122,11 @@ class LogThrottle:
         return self._unlogged.pop(reason, 0)
 
 
+def unlogged_note(unlogged: int) -> str:
+    """What a line `LogThrottle.due` let through adds: how many went unlogged before it."""
+    return f" ({unlogged} more since the last such line)" if unlogged else ""
+
+
 def bind_error(error: OSError, transport: str, host: str, port: int) -> BindError:
     """`error` from binding `transport:host:port`, with the socket named."""
     what = os.strerror(error.errno) if error.errno else str(error)

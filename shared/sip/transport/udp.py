@@ -28,6 +28,7 @@ from shared.sip.transport.base import (
     TransportError,
     TransportLimits,
     bind_error,
+    unlogged_note,
 )
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.metrics import UDP_OVERSIZE
@@ -145,8 +146,9 @@ class UdpEndpoint:
         unlogged = self._throttle.due(reason, self._loop.time())
         if unlogged is None:
             return
-        more = f" ({unlogged} more since the last such line)" if unlogged else ""
-        log.log(level, line + more, self.listener.host, self.listener.port, *values)
+        log.log(
+            level, line + unlogged_note(unlogged), self.listener.host, self.listener.port, *values
+        )
 
     def close(self) -> None:
         if self._closed:
