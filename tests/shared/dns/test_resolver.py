@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from dataclasses import replace
 
 import dns.rrset
 import pytest
@@ -115,6 +116,37 @@ async def test_a_record_change_is_followed_by_the_refresh_ahead_of_expiry() -> N
                 break
             await asyncio.sleep(0.1)
         assert ports == [5074]
+
+
+async def test_a_ttl_change_is_followed_raised_then_lowered() -> None:
+    """The zone's TTL raised (2 → 4 s), then lowered (4 → 1 s): each refresh ahead of expiry
+    holds the answer for the TTL the server gives now, not the first one seen (the refresh
+    time follows from it: `test_cache.py`)."""
+    key = record_key("_sip._udp.carrier.test", "SRV")
+    zone = Zone(
+        srv=(("_sip._udp.carrier.test", "a.carrier.test", 5071, 10, 1),),
+        hosts=(("a.carrier.test", ("127.0.0.1",)),),
+        ttl=2,
+    )
+    with dnsmasq(zone) as server:
+        resolver = DnsResolver(DnsCache(), [("127.0.0.1", server.port)], timeout=2)
+        spec = NameSpec("carrier.test", transport="udp")
+        await resolver.resolve(spec)
+        assert held_for(resolver, key) == 2
+        for ttl in (4, 1):
+            server.restart(replace(zone, ttl=ttl))
+            deadline = time.monotonic() + 10
+            while held_for(resolver, key) != ttl and time.monotonic() < deadline:
+                await resolver.resolve(spec)  # a call using the name: it stays in use
+                await resolver.refresh()  # what the edge runs ahead of expiry
+                await asyncio.sleep(0.1)
+            assert held_for(resolver, key) == ttl
+
+
+def held_for(resolver: DnsResolver, key: tuple[str, str]) -> float | None:
+    """The TTL the cache holds `key`'s answer for."""
+    entry = resolver.cache.peek(key)
+    return None if entry is None else entry.ttl
 
 
 def _naptr(name: str, flags: str, service: str, replacement: str) -> dns.rrset.RRset:
