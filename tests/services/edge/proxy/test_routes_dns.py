@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from services.edge.destinations import ActiveCalls, DispatchSets, SetSelector
-from services.edge.proxy.actions import Action, Publish, Resolve
+from services.edge.proxy.actions import Action, Publish, Resolve, Send
 from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
@@ -125,6 +125,27 @@ def test_a_503_moves_to_the_next_srv_target_before_the_next_gateway() -> None:
     assert (report.gateway_id, report.target) == ("carrier", f"udp:a.carrier.test:{FIRST.port}")
     actions = run.send(answer(backup, 503), BACKUP)
     assert only_request(actions, GW2).uri_text == f"sip:14075551234@{GW2.host}:5060"
+
+
+def test_a_transport_error_then_silence_go_through_the_srv_targets_then_the_gateway() -> None:
+    """The first target cannot be reached (connect refused): the next target at once; that one
+    stays silent past the failover timer: the rule's next gateway. Each is reported alone."""
+    run, cache = dns_run()
+    carrier_records(cache, run.now)
+    [send] = [a for a in run.send(invite()) if isinstance(a, Send) and a.destination == FIRST]
+    assert send.client is not None
+    actions = run.proxy.transport_failed(send.client, run.now)
+    assert only_request(actions, BACKUP).uri_text == "sip:14075551234@carrier.test"
+    assert sent_to(actions, GW2) == []
+    (report,) = [a.event for a in actions if isinstance(a, Publish)]
+    assert isinstance(report, GatewayFailed)
+    assert report.target == f"udp:a.carrier.test:{FIRST.port}"
+    actions = run.later(2.1)  # the failover timer (fr) on the backup target
+    assert only_request(actions, GW2).uri_text == f"sip:14075551234@{GW2.host}:5060"
+    reports = [a.event for a in actions if isinstance(a, Publish)]
+    assert [r.target for r in reports if isinstance(r, GatewayFailed)] == [
+        f"udp:c.carrier.test:{BACKUP.port}"
+    ]
 
 
 def test_the_failed_target_is_tried_last_by_the_next_call() -> None:
