@@ -4,11 +4,13 @@ when edge B chooses, so B's call goes to the other box; with the counts per work
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import cast
 
 import pytest
+import redis
 
+from tests.conftest import REDIS_URL
 from tests.services.edge.health_support import box, running_health, wait_edge_state
 from tests.services.edge.support import LOOPBACK, Edge, Sipp, free_port, sipp
 from tests.services.edge.test_limits_wire import _workdirs, edges, until
@@ -33,6 +35,34 @@ def held_call(edge: Edge, workdir: Path, number: str) -> Sipp:
     return sipp(workdir, "caller", free_port(), remote=edge.sip_port, calls=1, args=args)
 
 
+def exchanged_since(namespace: str, field: str, within: float = 20.0) -> None:
+    """Wait until a worker's counts in Redis hold a call at `field` ("<set>\\n<uri>"), then
+    until every live worker has exchanged again: each then holds the cluster's totals with
+    that call (no fixed sleep: a busy machine's exchanges come late)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    workers = f"{namespace}:dispatch:workers"
+    try:
+
+        def counted() -> bool:
+            keys = client.keys(f"{namespace}:dispatch:calls:*")
+            return sum(int(client.hget(key, field) or 0) for key in keys) == 1
+
+        def scores() -> dict[str, float]:
+            found = client.zrange(workers, 0, -1, withscores=True)
+            pairs = cast("list[tuple[bytes, float]]", found)
+            return {worker.decode(): score for worker, score in pairs}
+
+        def all_exchanged() -> bool:
+            now = scores()  # a worker's score moves on with each of its exchanges
+            return len(now) >= 4 and all(now[w] > seen.get(w, 0.0) for w in now)
+
+        until(counted, within)
+        seen = scores()
+        until(all_exchanged, within)  # two edges of two workers, each since the call counted
+    finally:
+        client.close()
+
+
 def test_least_calls_counts_the_calls_of_the_other_edge(
     edges: tuple[Edge, Edge], edge_settings: dict[str, str], tmp_path: Path
 ) -> None:
@@ -47,12 +77,13 @@ def test_least_calls_counts_the_calls_of_the_other_edge(
         for edge in edges:
             for uri in uris:
                 wait_edge_state(edge, f"ds:farm:{uri}", "up")
+        shared = edge_settings["dispatcher_share_interval"] != "0"
         callers = [held_call(first, tmp_path, "32015550001")]
         until(lambda: boxes[0].received("INVITE") == 1)  # a tie: the first box
-        time.sleep(5 * float(INTERVAL))  # A's worker and B's both exchanged since
+        if shared:  # every worker, B's too, exchanged since A's call counted in Redis
+            exchanged_since(first.namespace, f"farm\n{uris[0]}")
         callers.append(held_call(second, tmp_path, "32015550002"))
         until(lambda: sum(found.received("INVITE") for found in boxes) == 2)
-        shared = edge_settings["dispatcher_share_interval"] != "0"
         expected = [1, 1] if shared else [2, 0]
         assert [found.received("INVITE") for found in boxes] == expected, second.log()
         for caller in callers:
