@@ -82,6 +82,7 @@ class RtpengineClient:
         self._endpoints: dict[Instance, _Endpoint] = {}
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._malformed_logged = LogThrottle()
+        self._withdrawals: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Open one socket per instance (UDP: nothing is sent yet)."""
@@ -101,6 +102,8 @@ class RtpengineClient:
         self._endpoints.clear()
         for future in self._pending.values():
             future.cancel()
+        for task in self._withdrawals:
+            task.cancel()
 
     def received(self, instance: Instance, data: bytes) -> None:
         try:
@@ -154,15 +157,29 @@ class RtpengineClient:
             f"after {self.retries + 1} tries of {self.timeout} s"
         )
 
-    async def offer(self, call_id: str, params: Mapping[str, Encodable]) -> Reply:
-        """``offer`` to the call's first live instance; ``params`` carry from-tag, sdp, flags."""
+    async def offer(
+        self, call_id: str, params: Mapping[str, Encodable], *, new_call: bool = False
+    ) -> Reply:
+        """``offer`` to the call's first live instance; ``params`` carry from-tag, sdp, flags.
+
+        ``new_call``: the offer of a call rtpengine has not seen. When it gets no reply,
+        the instance may still have taken it (late, or only the replies were lost) and
+        nothing else would delete it (the call goes on unrelayed, or is refused), so a
+        ``delete`` of the call follows to that instance, in the background. Not for a
+        re-INVITE's offer: that delete would end a live call's media.
+        """
         live = self._live(call_id)
         if not live:
             metrics.ERRORS.labels("unavailable", "none").inc()
             raise RtpengineUnavailableError("no rtpengine instance is up")
-        return self._checked(
-            live[0], "offer", await self.request(live[0], "offer", {**params, "call-id": call_id})
-        )
+        instance = live[0]
+        try:
+            reply = await self.request(instance, "offer", {**params, "call-id": call_id})
+        except RtpengineUnavailableError:
+            if new_call:
+                self._withdraw(instance, call_id)
+            raise
+        return self._checked(instance, "offer", reply)
 
     async def command(self, command: str, call_id: str, params: Mapping[str, Encodable]) -> Reply:
         """``answer``, ``delete``, ``query``… of an existing call: the instance that knows it.
@@ -196,6 +213,22 @@ class RtpengineClient:
         while True:
             await asyncio.gather(*(self.ping(instance) for instance in self.instances))
             await asyncio.sleep(interval)
+
+    def _withdraw(self, instance: Instance, call_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._delete_quietly(instance, call_id))
+        self._withdrawals.add(task)
+        task.add_done_callback(self._withdrawals.discard)
+
+    async def _delete_quietly(self, instance: Instance, call_id: str) -> None:
+        """A timed-out offer's ``delete``: bounded by its retries; the instance's own
+        timeout is what is left if this one gets no reply either."""
+        try:
+            reply = await self.request(instance, "delete", {"call-id": call_id})
+        except RtpengineUnavailableError as error:
+            log.info("rtpengine delete of %s after its offer timed out: %s", call_id, error)
+            return
+        if reply.result == "error":
+            metrics.ERRORS.labels("refused", instance.name).inc()
 
     def _live(self, call_id: str) -> list[Instance]:
         return [instance for instance in ranked(call_id, self.instances) if self.alive[instance]]

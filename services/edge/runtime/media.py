@@ -5,7 +5,9 @@ pinged every `CALLMESH_RTPENGINE_PING_INTERVAL`; `CALLMESH_RTPENGINE_FLAGS`
 are added to every offer and answer.  A command that fails (no live
 instance, no reply after the retries, rtpengine's error) logs one line and
 gives None: the core decides (503, or the call carries on unrelayed); a
-failed delete is counted here, nothing waits for it.
+failed delete is counted here, nothing waits for it.  A new call's offer
+that got no reply is deleted on its instance in the background (the client's
+``new_call``): rtpengine may have taken it, and no BYE will end it.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ class MediaRunner:
             if action.to_tag is not None:
                 params["to-tag"] = action.to_tag
         try:
-            if action.command == "offer":
-                reply = await self.client.offer(action.call_id, params)
+            if action.command == "offer":  # a new call's has no to-tag (a late offer's has)
+                new_call = action.to_tag is None
+                reply = await self.client.offer(action.call_id, params, new_call=new_call)
             else:
                 reply = await self.client.command(action.command, action.call_id, params)
         except (RtpengineUnavailableError, NgCommandError) as error:

@@ -193,3 +193,26 @@ async def test_an_unknown_call_everywhere_and_other_refusals_raise(
     with pytest.raises(NgCommandError, match="bad"):
         await other.offer("c1", {"from-tag": "a", "sdp": "v=0"})
     assert refused._value.get() == before + 1
+
+
+@pytest.mark.parametrize("new_call", [True, False])
+async def test_a_new_calls_offer_without_reply_is_deleted_on_its_instance_a_reinvites_is_not(
+    client_for: Callable[..., RtpengineClient], new_call: bool
+) -> None:
+    """rtpengine may have taken an offer whose replies were lost; no BYE will delete it."""
+
+    def script(data: bytes, n: int) -> list[bytes]:
+        return [cookie(data) + b" d6:result2:oke"] if b"6:delete" in data else []
+
+    server, instance = await peer(script)
+    client = client_for(instance, timeout=0.03, retries=1)
+    await client.start()
+    with pytest.raises(RtpengineUnavailableError):
+        await client.offer("lost-1", {"from-tag": "a", "sdp": "v=0"}, new_call=new_call)
+    await asyncio.sleep(0.1)  # the delete goes in the background
+    deletes = [data for data in server.got if b"6:delete" in data]
+    if not new_call:
+        assert deletes == []  # a re-INVITE's: the call's media lives on
+        return
+    assert len(deletes) == 1 and b"7:call-id6:lost-1" in deletes[0]
+    assert len(server.got) == 3  # the offer twice, the delete once

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from services.edge import metrics
 from services.edge.keepalive.ping import ping_call_id
 from services.edge.keepalive.schedule import KeepaliveSchedule
 from services.edge.runtime.keepalives import KeepaliveRunner
@@ -113,19 +114,26 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
 
 
 async def test_an_answering_phone_is_pinged_and_kept(setup: Setup) -> None:
-    """Any answer counts, a 404 as well as a 200."""
+    """Any answer counts, a 404 as well as a 200; pings and answers are counted."""
+    sent, answers = metrics.KEEPALIVES_SENT["options"], metrics.KEEPALIVE_ANSWERS.value
     setup.runner.note(setup.binding, gone=False)
     await asyncio.wait_for(setup.phone.eight.wait(), 5)
+    await until(lambda: metrics.KEEPALIVE_ANSWERS.value >= answers + 8)
     assert setup.reports.empty()
     assert len(setup.runner.schedule) == 1
+    assert metrics.KEEPALIVES_SENT["options"] >= sent + 8
+    assert metrics.KEEPALIVES_WATCHED.value == 1
 
 
 async def test_a_silent_phone_is_reported_once(setup: Setup) -> None:
     setup.phone.answering = False
     loop = asyncio.get_running_loop()
     noted_at = loop.time()
+    removals, answers = metrics.KEEPALIVE_REMOVALS.value, metrics.KEEPALIVE_ANSWERS.value
     setup.runner.note(setup.binding, gone=False)
     report = await asyncio.wait_for(setup.reports.get(), 5)
+    assert metrics.KEEPALIVE_REMOVALS.value == removals + 1
+    assert metrics.KEEPALIVE_ANSWERS.value == answers
     assert loop.time() - noted_at >= setup.runner.schedule.timeout  # not before its timeout
     assert (report.aor, report.contact, report.received, report.edge, report.expires_at) == (
         setup.binding.aor,
@@ -219,11 +227,15 @@ async def test_a_connection_binding_whose_connection_is_gone_gets_no_new_one(
             "connection_id": 7,
         }
     )
+    kind = "crlf" if params else "options"
+    failures, sent = metrics.KEEPALIVE_FAILURES[kind], metrics.KEEPALIVES_SENT[kind]
     try:
         setup.runner.note(binding, gone=False)
         report = await asyncio.wait_for(setup.reports.get(), 5)
         assert report.contact == binding.contact
         assert accepted == []
+        assert metrics.KEEPALIVE_FAILURES[kind] > failures  # each ping that could not go
+        assert metrics.KEEPALIVES_SENT[kind] == sent
     finally:
         listener.close()
         await listener.wait_closed()
@@ -248,8 +260,10 @@ async def test_a_connection_binding_is_pinged_on_its_connection(setup: Setup) ->
             "connection_id": connection.id,
         }
     )
+    sent = metrics.KEEPALIVES_SENT["crlf"]
     setup.runner.note(binding, gone=False)
     assert await asyncio.wait_for(reader.readexactly(16), 5) == b"\r\n\r\n" * 4
+    assert metrics.KEEPALIVES_SENT["crlf"] >= sent + 4
     await asyncio.sleep(0.2)  # past the timeout since the first ping
     assert setup.reports.empty()
     writer.close()

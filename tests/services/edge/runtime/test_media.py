@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -81,3 +83,33 @@ async def test_an_unreachable_rtpengine_gives_none_and_a_failed_delete_is_counte
     finally:
         await made.stop()
     assert metrics.MEDIA_FAILURES["delete", "ignored"] == before + 1
+
+
+@pytest.mark.parametrize("to_tag", [None, "tt"])
+async def test_a_new_calls_offer_rtpengine_never_answered_is_deleted_a_reinvites_is_not(
+    to_tag: str | None,
+) -> None:
+    """An INVITE's offer (no to-tag) that got no reply: a delete follows, since the call goes
+    on unrelayed (or is refused) and no BYE would end a session rtpengine took late."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        instance = Instance("127.0.0.1", sock.getsockname()[1])
+        settings = Settings(rtpengine=instance.name, rtpengine_timeout=0.03, rtpengine_retries=0)
+        made = MediaRunner.from_settings(settings)
+        assert made is not None
+        await made.client.start()  # no pings: only the call's datagrams reach the socket
+        try:
+            assert await made.run(Media("offer", "lost-1", "ft", to_tag, OFFER, 1)) is None
+            await asyncio.sleep(0.1)  # the delete goes in the background
+        finally:
+            made.client.close()
+        got = []
+        while True:
+            try:
+                got.append(sock.recv(65536))
+            except BlockingIOError:
+                break
+    deletes = [data for data in got if b"6:delete" in data]
+    assert len(deletes) == (1 if to_tag is None else 0)
+    assert all(b"7:call-id6:lost-1" in data for data in deletes)
