@@ -10,6 +10,9 @@ turn, alternating, so each set-up sees the same machine:
 - ``udp``: HEP to a live UDP collector (a socket read by a thread of this process, which
   counts the packets: they are not the edge's CPU);
 - ``tcp``: HEP to a live TCP collector (the same, over one connection per edge worker);
+- ``slow``: HEP to a TCP collector that takes the connections and never reads them (its
+  receive buffer made small): once the kernel's buffers and the sender's bounded one are
+  full, packets are dropped as ``slow``;
 - ``down``: HEP to a UDP port nobody listens on (ICMP unreachable, drops counted).
 
 CPU is the edge's process tree's (``/proc``: user + system, its workers included) from the
@@ -47,12 +50,12 @@ from bench.proxy.setups import Row, in_turn, measured_run, row_of
 from bench.proxy.sipp import running_gateways, write_numbers
 from deploy.labs.ports import free_port
 
-SETUPS = ("off", "udp", "tcp", "down")
+SETUPS = ("off", "udp", "tcp", "slow", "down")
 
 
 class Collector:
     """A HEP collector on UDP and on TCP that reads and counts, on threads (its CPU is not
-    the edge's)."""
+    the edge's), and a stalled one on TCP that reads nothing."""
 
     def __init__(self) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -66,9 +69,17 @@ class Collector:
         self.server = socket.create_server((LOOPBACK, 0))
         self.server.settimeout(0.2)
         self.tcp_port: int = self.server.getsockname()[1]
+        self.stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted ones too
+        self.stalled.bind((LOOPBACK, 0))
+        self.stalled.listen()
+        self.stalled.settimeout(0.2)
+        self.stalled_port: int = self.stalled.getsockname()[1]
+        self._held: list[socket.socket] = []
         self._threads = [
             threading.Thread(target=self._read, daemon=True),
             threading.Thread(target=self._accept, daemon=True),
+            threading.Thread(target=self._hold, daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -82,6 +93,14 @@ class Collector:
             thread = threading.Thread(target=self._read_stream, args=(connection,), daemon=True)
             self._threads.append(thread)
             thread.start()
+
+    def _hold(self) -> None:
+        """Take each connection and read nothing from it: a collector too slow for the edge."""
+        while self._running:
+            try:
+                self._held.append(self.stalled.accept()[0])
+            except TimeoutError:
+                continue
 
     def _read_stream(self, connection: socket.socket) -> None:
         """Packets cut by their length field (bytes 4 and 5 of each)."""
@@ -115,6 +134,9 @@ class Collector:
             thread.join()
         self.socket.close()
         self.server.close()
+        for connection in self._held:
+            connection.close()
+        self.stalled.close()
 
 
 def edge_of(setup: str, collector: Collector) -> CallmeshEdge:
@@ -122,6 +144,7 @@ def edge_of(setup: str, collector: Collector) -> CallmeshEdge:
         "off": "",
         "udp": f"udp:{LOOPBACK}:{collector.port}",
         "tcp": f"tcp:{LOOPBACK}:{collector.tcp_port}",
+        "slow": f"tcp:{LOOPBACK}:{collector.stalled_port}",
     }.get(setup, f"udp:{LOOPBACK}:{free_port()}")
     return CallmeshEdge(
         port=free_port(),

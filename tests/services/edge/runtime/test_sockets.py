@@ -5,19 +5,30 @@ import functools
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from deploy.labs.certificates import CertAuthority
 from deploy.labs.ports import free_port
 from services.edge.runtime.affinity import CallAffinity, WorkerGroup, connection_owner
+from services.edge.runtime.capture import Capture
 from services.edge.runtime.sockets import EdgeSockets, top_via_names_port
+from services.edge.runtime.trace_ring import TraceRing
+from shared.hep.codec import PROTOCOL_TCP, decode
+from shared.hep.destination import HepDestination
+from shared.hep.mirror import HepMirror
+from shared.hep.sender import HepSender
 from shared.settings import ListenAddress
+from shared.settings_formats import Transport
 from shared.sip.transport.base import BindError, Listener
 from shared.sip.transport.destination import Destination
+from shared.sip.transport.tls_context import TlsFiles
 from tests.shared.bus.support import until
+from tests.shared.sip.transport.ws_client import WsClient
 
 RESPONSE = (
     b"SIP/2.0 200 OK\r\n"
@@ -143,3 +154,68 @@ async def test_a_connection_is_used_by_whichever_worker_routes_its_call(tmp_path
         writer.close()
         for sockets in workers:
             await sockets.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls", "ws", "wss"])
+async def test_every_stream_transport_is_captured_with_its_connections_ports(
+    transport: Transport, tmp_path: Path
+) -> None:
+    """What comes and leaves on a connection of each stream transport reaches the trace ring
+    and HEP (IP protocol 6) as SIP, with the connection's own addresses and ports."""
+    ca = CertAuthority(tmp_path / "ca")
+    issued = ca.issue("edge")
+    files = TlsFiles(str(issued.cert), str(issued.key), str(ca.cert), handshake_timeout=2)
+    received: list[tuple[bytes, Destination]] = []
+    sockets = EdgeSockets(functools.partial(_keep, received), tls=files)
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.setblocking(False)
+    sender = HepSender([HepDestination("udp", "127.0.0.1", collector.getsockname()[1])])
+    sockets.capture = Capture(HepMirror(sender), TraceRing(100))
+    secure = transport in ("tls", "wss")
+    context = ssl.create_default_context(cafile=str(ca.cert)) if secure else None
+    invite, trying = _invite(b"cap@x"), b"SIP/2.0 100 Trying\r\nCall-ID: cap@x\r\n\r\n"
+    try:
+        await sockets.open([ListenAddress(transport, "127.0.0.1", 0)], shared=False)
+        port = sockets.bound[0].listener.port
+        if transport.startswith("ws"):
+            client = await WsClient.connect(port, context=context)
+            client.send(invite)
+            writer = client.writer
+        else:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1" if secure else None
+            )
+            writer.write(invite)
+        here = writer.get_extra_info("sockname")[:2]
+        await until(lambda: len(received) == 1)
+        await sockets.send_stream(trying, received[0][1])
+        if transport.startswith("ws"):
+            assert await client.receive() == trying
+        else:
+            assert await reader.readuntil(b"\r\n\r\n") == trying
+        edge = ("127.0.0.1", port)
+        ring = sockets.capture.ring
+        assert ring is not None
+        seen = [
+            (e.direction, e.transport, e.source, e.destination, e.data)
+            for e in ring.of_call("cap@x")
+        ]
+        assert seen == [
+            ("in", transport, here, edge, invite),
+            ("out", transport, edge, here, trying),
+        ]
+        sender.flush()
+        loop = asyncio.get_running_loop()
+        packets = [
+            decode(await asyncio.wait_for(loop.sock_recv(collector, 65535), 5)) for _ in seen
+        ]
+        assert [(p.protocol, p.source, p.destination, p.payload) for p in packets] == [
+            (PROTOCOL_TCP, here, edge, invite),
+            (PROTOCOL_TCP, edge, here, trying),
+        ]
+        writer.close()
+    finally:
+        await sender.stop()
+        collector.close()
+        await sockets.close()
