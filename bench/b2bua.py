@@ -15,8 +15,8 @@ alternating (``bench/proxy/setups.py``, as ``bench.capture_wire``):
 First, on the ``b2bua`` edge, ``--live`` calls are placed at 100 cps and held until all of
 them are answered: the Redis bytes per live call are the ``MEMORY USAGE`` (every sample) of
 the namespace's B2BUA keys (a pair hash and a key per leg's dialog) summed, over the pairs
-found; beside it the server's ``INFO used_memory`` grown meanwhile, per pair (the shared
-Redis's other users included: a cross-check, not the figure).  Then each rate (``--rate``,
+found (``INFO used_memory`` grown meanwhile is no figure on a Redis other processes share:
+it went negative in a trial).  Then each rate (``--rate``,
 each in turn) offers ``--calls`` calls a run to each edge, ``--repeat`` times.  Printed, per
 rate: per set-up the median over the runs of the edge's process tree's CPU µs per call
 (kernel part apart, net of its idle CPU) and failed calls; its CPU over ``proxy``'s as the
@@ -85,8 +85,6 @@ class LivePairs:
     keys: int
     memory_usage: int
     """``MEMORY USAGE`` of the ``keys``, summed (bytes)."""
-    used_memory: int
-    """``INFO used_memory`` grown from before the calls to the moment they were read."""
     left: int
     """The namespace's B2BUA keys once the calls ended (0 within `LIVE_SETTLE` s)."""
 
@@ -118,14 +116,12 @@ def live_pairs(
     placing = calls / LIVE_RATE
     hold_ms = round((placing + LIVE_SETTLE) * 1000)
     plan = CallPlan(LIVE_RATE, calls, hold_ms, hold_ms, config.recv_timeout_ms)
-    before = int(redis.info("memory")["used_memory"])
     with ThreadPoolExecutor(1) as pool:
         offered = pool.submit(
             run_caller, plan, proxy_port=edge.port, caller_port=free_port(), numbers=numbers,
             workdir=workdir, tag="live", sipp=config.sipp,
         )  # fmt: skip # the caller's parts
         pairs = wait_for(redis, edge.namespace, calls, time.monotonic() + placing + LIVE_SETTLE / 2)
-        grown = int(redis.info("memory")["used_memory"]) - before
         keys = b2bua_keys(redis, edge.namespace)
         with redis.pipeline(transaction=False) as pipe:
             for key in keys:
@@ -135,7 +131,7 @@ def live_pairs(
     deadline = time.monotonic() + LIVE_SETTLE
     while (left := len(b2bua_keys(redis, edge.namespace))) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return LivePairs(counts, pairs, len(keys), sum(size or 0 for size in sizes), grown, left)
+    return LivePairs(counts, pairs, len(keys), sum(size or 0 for size in sizes), left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +185,6 @@ def report(held: LivePairs, steps: list[Step], calls: int, repeat: int) -> None:
         f"Redis per live B2BUA call: {held.counts.attempted} calls held "
         f"({held.counts.unsuccessful} not ended well), {held.pairs} pairs, {held.keys} keys; "
         f"MEMORY USAGE {held.memory_usage / pairs:,.0f} B per call; "
-        f"used_memory grown {held.used_memory / pairs:,.0f} B per call (shared server); "
         f"keys left after the calls ended: {held.left}"
     )
 

@@ -37,14 +37,14 @@ def test_a_tiny_run_prints_a_row_per_rate_and_set_up_and_the_redis_bytes(tmp_pat
         ("20", "proxy"), ("20", "b2bua"), ("30", "proxy"), ("30", "b2bua"),
     ]  # fmt: skip # one pair a line
     for row in rows:
-        cpu, kernel, _idle, failed, ratio, lowest, highest = map(float, row[2:])
-        assert 0 < kernel <= cpu and failed == 0.0
+        _cpu, kernel, _idle, failed, ratio, lowest, highest = map(float, row[2:])
+        assert kernel >= 0 and failed == 0.0  # CPU net of idle: any sign in so few calls
         assert lowest <= ratio <= highest
         if row[1] == "proxy":
             assert (ratio, lowest, highest) == (1.0, 1.0, 1.0)
     redis = re.search(
         r"Redis per live B2BUA call: 4 calls held \(0 not ended well\), 4 pairs, 12 keys; "
-        r"MEMORY USAGE ([\d,]+) B per call; .* keys left after the calls ended: 0\n",
+        r"MEMORY USAGE ([\d,]+) B per call; keys left after the calls ended: 0\n",
         output,
     )
     assert redis, output
