@@ -33,6 +33,7 @@ BENCHMARKS = {
     "keepalive_start": "bench.keepalive_start",
     "capture": "bench.capture",
     "capture_wire": "bench.capture_wire",
+    "b2bua": "bench.b2bua",
     "capture_instructions": "bench.capture_instructions",
     "tls": "bench.tls",
     "limits": "bench.limits",

@@ -36,17 +36,13 @@ import socket
 import statistics
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.errors import BenchError
-from bench.proxy.proxy import running_proxy
-from bench.proxy.results import RunResult
-from bench.proxy.routing import LOOPBACK, RoutingTable, seed_table
+from bench.proxy.routing import LOOPBACK, seed_table
 from bench.proxy.run import BenchConfig, raise_open_files_limit, work_directory
-from bench.proxy.setups import Row, in_turn, measured_run, row_of
+from bench.proxy.setups import Row, alternating_runs, row_of, running_edges
 from bench.proxy.sipp import running_gateways, write_numbers
 from deploy.labs.ports import free_port
 
@@ -160,22 +156,6 @@ def edge_of(setup: str, collector: Collector) -> CallmeshEdge:
     )
 
 
-@contextmanager
-def running_edges(
-    setups: list[str], collector: Collector, table: RoutingTable, workdir: Path
-) -> Iterator[dict[str, tuple[CallmeshEdge, int]]]:
-    """Every set-up's edge, started together (their idle CPU is alike), by set-up name."""
-    with ExitStack() as stack:
-        edges = {}
-        for setup in setups:
-            edge = edge_of(setup, collector)
-            folder = workdir / setup
-            folder.mkdir(exist_ok=True)
-            process = stack.enter_context(running_proxy(edge, table, folder, ready_timeout=30))
-            edges[setup] = (edge, process.pid)
-        yield edges
-
-
 def bench(
     setups: list[str], rate: int, duration: float, repeat: int, workdir: Path
 ) -> tuple[list[Row], float]:
@@ -187,20 +167,16 @@ def bench(
     numbers = workdir / "numbers.csv"
     write_numbers(numbers, config.number_prefix)
     collector = Collector()
-    runs: dict[str, list[tuple[RunResult, float]]] = {setup: [] for setup in setups}
     try:
         with (
             running_gateways(table, workdir, config.recv_timeout_ms),
-            running_edges(setups, collector, table, workdir) as edges,
+            running_edges(
+                {setup: edge_of(setup, collector) for setup in setups}, table, workdir
+            ) as edges,
         ):
-            for n in range(repeat):
-                for setup in in_turn(setups, n):
-                    edge, pid = edges[setup]
-                    run = measured_run(
-                        pid, edge.port, plan,
-                        config=config, workdir=workdir, numbers=numbers, tag=f"{setup}-{n}",
-                    )  # fmt: skip # one run's parts
-                    runs[setup].append(run)
+            runs = alternating_runs(
+                edges, plan, repeat, config=config, workdir=workdir, numbers=numbers, tag=str(rate)
+            )
     finally:
         collector.close()
     calls = sum(r.attempted for r, _ in runs.get("udp", []))

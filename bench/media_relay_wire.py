@@ -36,19 +36,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.cpu import tree_cpu_times
 from bench.proxy.errors import BenchError
-from bench.proxy.proxy import running_proxy
 from bench.proxy.results import RunResult
-from bench.proxy.routing import LOOPBACK, RoutingTable, seed_table
+from bench.proxy.routing import LOOPBACK, seed_table
 from bench.proxy.run import BenchConfig, int_list, raise_open_files_limit, work_directory
-from bench.proxy.setups import Row, in_turn, measured_run, row_of
+from bench.proxy.setups import Row, in_turn, measured_run, row_of, running_edges
 from bench.proxy.sipp import CALLER_SCENARIO, GATEWAY_SCENARIO, running_gateways, write_numbers
 from deploy.labs.ports import free_port
 from deploy.rtpengine import Daemon, running_rtpengine
@@ -97,30 +94,22 @@ def sdp_scenarios(workdir: Path) -> tuple[Path, Path]:
     return caller, gateway
 
 
-@contextmanager
-def running_edges(
-    daemon: Daemon, table: RoutingTable, workdir: Path
-) -> Iterator[dict[str, tuple[CallmeshEdge, int]]]:
-    """Every set-up's edge, started together (their idle CPU is alike), by set-up name."""
-    with ExitStack() as stack:
-        edges = {}
-        for setup, policy in SETUPS.items():
-            edge = CallmeshEdge(
-                port=free_port(),
-                http_port=free_port(),
-                namespace=f"bench-media-{setup}",  # each launch empties its namespace first
-                media_relay=policy,
-                env={
-                    "CALLMESH_RTPENGINE": daemon.instance.name,
-                    # CPU per call, not shedding, is measured (as in bench.capture_wire).
-                    "CALLMESH_OVERLOAD_LAG_MS": "0",
-                },
-            )
-            folder = workdir / setup
-            folder.mkdir(exist_ok=True)
-            process = stack.enter_context(running_proxy(edge, table, folder, ready_timeout=30))
-            edges[setup] = (edge, process.pid)
-        yield edges
+def edges_of(daemon: Daemon) -> dict[str, CallmeshEdge]:
+    """Every set-up's edge, by set-up name, each told of `daemon`."""
+    return {
+        setup: CallmeshEdge(
+            port=free_port(),
+            http_port=free_port(),
+            namespace=f"bench-media-{setup}",  # each launch empties its namespace first
+            media_relay=policy,
+            env={
+                "CALLMESH_RTPENGINE": daemon.instance.name,
+                # CPU per call, not shedding, is measured (as in bench.capture_wire).
+                "CALLMESH_OVERLOAD_LAG_MS": "0",
+            },
+        )
+        for setup, policy in SETUPS.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +192,7 @@ def bench(rates: tuple[int, ...], duration: float, repeat: int, workdir: Path) -
     with (
         running_rtpengine(workdir, ports=PORTS) as daemon,
         running_gateways(table, workdir, config.recv_timeout_ms, scenario=gateway),
-        running_edges(daemon, table, workdir) as edges,
+        running_edges(edges_of(daemon), table, workdir) as edges,
     ):
         lab = Lab(config, edges, daemon, workdir, numbers, repeat)
         return [lab.step(rate) for rate in rates]

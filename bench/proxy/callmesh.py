@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from bench.proxy.proxy import Launch
 from bench.proxy.routing import LOOPBACK, RoutingTable
 from deploy.labs.namespaces import RABBITMQ_URL, REDIS_URL
+from shared.dispatcher.model import Mode
 from shared.routing_table.changes import Change
 from shared.routing_table.model import Gateway, MediaRelay, Rule
 from shared.routing_table.store import RoutingStore
@@ -29,21 +30,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 async def provision(
-    table: RoutingTable, redis_url: str, namespace: str, media_relay: MediaRelay | None = None
+    table: RoutingTable,
+    redis_url: str,
+    namespace: str,
+    media_relay: MediaRelay | None = None,
+    mode: Mode = "proxy",
 ) -> None:
-    """Replace whatever `namespace` holds with `table`, its gateways set `media_relay`."""
+    """Replace whatever `namespace` holds with `table`, its gateways set `media_relay`, its
+    rules `mode`."""
     store = Store(aioredis.Redis.from_url(redis_url), namespace)
     try:
         await store.delete_namespace()
-        await write_table(store, table, media_relay)
+        await write_table(store, table, media_relay, mode)
     finally:
         await store.close()
 
 
 async def write_table(
-    store: Store, table: RoutingTable, media_relay: MediaRelay | None = None
+    store: Store, table: RoutingTable, media_relay: MediaRelay | None = None, mode: Mode = "proxy"
 ) -> None:
-    """`table`'s gateways and rules into `store`, as the routing API would write them."""
+    """`table`'s gateways and rules (carrying their calls in `mode`) into `store`, as the
+    routing API would write them."""
     changes = [
         Change(
             "upsert",
@@ -67,6 +74,7 @@ async def write_table(
                 prefix=rule.prefix,
                 priority=rule.priority,
                 gateways=tuple(str(gateway_id) for gateway_id in rule.gateway_ids),
+                mode=mode,
             ),
         )
         for rule in table.rules
@@ -90,13 +98,15 @@ class CallmeshEdge:
     """More ``CALLMESH_*`` variables (e.g. HEP capture on, for `bench.capture_wire`)."""
     media_relay: MediaRelay | None = None
     """Every gateway's ``media_relay`` (`bench.media_relay_wire`); unset, the default's."""
+    mode: Mode = "proxy"
+    """Every rule's ``mode``: ``b2bua`` carries the calls by the B2BUA (`bench.b2bua`)."""
 
     @property
     def name(self) -> str:
         return "callmesh"
 
     def launch(self, table: RoutingTable, workdir: Path) -> Launch:
-        asyncio.run(provision(table, self.redis_url, self.namespace, self.media_relay))
+        asyncio.run(provision(table, self.redis_url, self.namespace, self.media_relay, self.mode))
         env = {
             "CALLMESH_NAMESPACE": self.namespace,
             "CALLMESH_REDIS_URL": self.redis_url,

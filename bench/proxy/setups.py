@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.cpu import tree_cpu_times
+from bench.proxy.proxy import running_proxy
 from bench.proxy.results import RunResult
+from bench.proxy.routing import RoutingTable
 from bench.proxy.run import BenchConfig, measure
 from bench.proxy.sipp import CallPlan
 from deploy.labs.ports import free_port
@@ -37,6 +42,22 @@ class Row:
     failed_pct: float
     ratios: list[float]
     """Each repeat's CPU per call over the baseline set-up's in the same repeat."""
+
+
+@contextmanager
+def running_edges(
+    edges: Mapping[str, CallmeshEdge], table: RoutingTable, workdir: Path
+) -> Iterator[dict[str, tuple[CallmeshEdge, int]]]:
+    """Every set-up's edge with its process id, by set-up name, started together (their idle
+    CPU is alike), each logging into its own folder of `workdir`."""
+    with ExitStack() as stack:
+        started = {}
+        for setup, edge in edges.items():
+            folder = workdir / setup
+            folder.mkdir(exist_ok=True)
+            process = stack.enter_context(running_proxy(edge, table, folder, ready_timeout=30))
+            started[setup] = (edge, process.pid)
+        yield started
 
 
 def in_turn(setups: list[str], repeat: int) -> list[str]:
@@ -84,6 +105,32 @@ def measured_run(
     )
     seconds = time.monotonic() - started
     return net_of_idle(result, idle, seconds), idle * seconds
+
+
+def alternating_runs(
+    edges: Mapping[str, tuple[CallmeshEdge, int]],
+    plan: CallPlan,
+    repeat: int,
+    *,
+    config: BenchConfig,
+    workdir: Path,
+    numbers: Path,
+    tag: str,
+) -> dict[str, list[tuple[RunResult, float]]]:
+    """`repeat` runs of `plan` through each edge of `edges` (by set-up name, with its process
+    id), the order turning every repeat (`in_turn`): each set-up's runs, each net of its idle
+    CPU, with that idle CPU (`measured_run`); their logs tagged `{setup}-{tag}-{repeat}`."""
+    setups = list(edges)
+    runs: dict[str, list[tuple[RunResult, float]]] = {setup: [] for setup in setups}
+    for n in range(repeat):
+        for setup in in_turn(setups, n):
+            edge, pid = edges[setup]
+            run = measured_run(
+                pid, edge.port, plan, config=config, workdir=workdir, numbers=numbers,
+                tag=f"{setup}-{tag}-{n}",
+            )  # fmt: skip # one run's parts
+            runs[setup].append(run)
+    return runs
 
 
 def row_of(setup: str, runs: list[tuple[RunResult, float]], baseline: list[float]) -> Row:

@@ -1,4 +1,4 @@
-"""The B2BUA's dialog-pair engine, sans-IO (issue 22): bytes, their source and the time in,
+"""The B2BUA's dialog-pair engine, sans-IO: bytes, their source and the time in,
 messages to send out.
 
 `B2bua` (in `engine`) is the entry point.  It answers the caller's dialog (leg A, the edge

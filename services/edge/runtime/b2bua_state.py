@@ -1,4 +1,4 @@
-"""The B2BUA's answered pairs in Redis, so that another edge carries a call on (issue 22).
+"""The B2BUA's answered pairs in Redis, so that another edge carries a call on.
 
 A pair's record (`B2bua.record`, 23 short fields) is a hash `b2bua:pair:{id}`; each leg's
 dialog, the Call-ID and the edge's tag on it (what an in-dialog request names), points at
