@@ -116,6 +116,19 @@ async def test_a_peer_past_its_concurrent_calls_gets_486_until_a_call_ends(
     assert (await limits.usage(["peer:pbx"]))[0].concurrent == 1
 
 
+async def test_a_cancelled_call_frees_its_slot_at_its_487(limits: SharedLimits) -> None:
+    edge = Limited(limits, CallLimitSettings())
+    edge.table.put("peer", "pbx", peer(max_concurrent=1))
+    [first] = requests_to(await edge.send(call(1)), GW1)
+    await edge.send(answer(first, 180))  # a CANCEL goes on once the branch has a provisional
+    cancel = call(1).replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    assert [r.method for r in requests_to(await edge.send(cancel), GW1)] == ["CANCEL"]
+    assert refusal(await edge.send(call(2))).status == 486  # held until the INVITE ends
+    await edge.send(answer(first, 487))
+    assert (await limits.usage(["peer:pbx"]))[0].concurrent == 0
+    assert requests_to(await edge.send(call(3)), GW1)
+
+
 async def test_the_concurrent_refusal_may_be_403(limits: SharedLimits) -> None:
     edge = Limited(limits, CallLimitSettings(concurrent_status=403))
     edge.table.put("peer", "pbx", peer(max_concurrent=0))
