@@ -207,6 +207,8 @@ class Settings(BaseSettings):
     (Redis); 0: each worker balances only the calls it sent."""
     call_limit_per_subscriber: int = Field(default=0, ge=0)
     """Concurrent calls per subscriber over the whole cluster (Redis); 0: unlimited."""
+    call_limit_per_subscriber_cps: int = Field(default=0, ge=0)
+    """New calls per second per subscriber over the whole cluster (Redis); 0: none."""
     call_limit_per_source: int = Field(default=0, ge=0)
     """Concurrent calls per source IP of a stranger (no peer covers it) over the whole
     cluster (Redis); 0: unlimited."""

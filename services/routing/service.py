@@ -75,6 +75,10 @@ class RoutingService(Service):
                     self.settings.call_limit_per_source,
                     self.settings.call_limit_per_source_cps,
                 ),
+                subscribers=(
+                    self.settings.call_limit_per_subscriber,
+                    self.settings.call_limit_per_subscriber_cps,
+                ),
             ),
             limits_router(self.cache, self.limits),
         )

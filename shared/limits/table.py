@@ -40,11 +40,17 @@ def table_demands(index: RoutingIndex, peer: str | None, rule: str | None) -> li
     return found
 
 
+def held_to(entity: str, concurrent: int, cps: int) -> Demand:
+    """``entity`` held to the limits of the edges' settings (0: that limit is off): a
+    subscriber's (``CALLMESH_CALL_LIMIT_PER_SUBSCRIBER``, ``_PER_SUBSCRIBER_CPS``)."""
+    rate = cps or None
+    return Demand(entity, concurrent or None, rate, rate and default_burst(rate))
+
+
 def stranger(host: str, concurrent: int, cps: int) -> Demand:
     """The limits of a stranger's source IP (``CALLMESH_CALL_LIMIT_PER_SOURCE`` and
     ``_PER_SOURCE_CPS``; 0: that limit is off)."""
-    rate = cps or None
-    return Demand(f"source:{host}", concurrent or None, rate, rate and default_burst(rate))
+    return held_to(f"source:{host}", concurrent, cps)
 
 
 def channels(index: RoutingIndex, gateway_ids: Iterable[str | None]) -> tuple[Channel, ...]:

@@ -260,6 +260,7 @@ def protection_settings(settings: Settings) -> ProtectionSettings:
 def limit_settings(settings: Settings) -> CallLimitSettings:
     return CallLimitSettings(
         per_subscriber=settings.call_limit_per_subscriber,
+        per_subscriber_cps=settings.call_limit_per_subscriber_cps,
         per_source=settings.call_limit_per_source,
         per_source_cps=settings.call_limit_per_source_cps,
         max_call_duration=settings.call_limit_max_call_duration,

@@ -2,8 +2,8 @@
 
 Which limits: the table's (:mod:`shared.limits.table`: its peer's, its rule's, the
 channel caps of the gateways it would try first and of their carriers), its
-subscriber's (``CALLMESH_CALL_LIMIT_PER_SUBSCRIBER``) and, for a stranger, its
-source IP's (``CALLMESH_CALL_LIMIT_PER_SOURCE`` / ``_PER_SOURCE_CPS``). The core
+subscriber's (``CALLMESH_CALL_LIMIT_PER_SUBSCRIBER`` / ``_PER_SUBSCRIBER_CPS``) and, for
+a stranger, its source IP's (``CALLMESH_CALL_LIMIT_PER_SOURCE`` / ``_PER_SOURCE_CPS``). The core
 asks once per new INVITE (a `LimitQuery`, one Redis script: :mod:`shared.limits.store`)
 and applies the verdict here: a refusal is 503 with ``Retry-After`` for CPS, 486 (or the
 configured 403) for concurrency, each with a ``Reason`` naming the limit; the
@@ -29,7 +29,7 @@ from services.edge import metrics
 from services.edge.policy.routing import TableView
 from services.edge.proxy.routes import Hop
 from shared.limits.model import Demand, LimitQuery, LimitVerdict
-from shared.limits.table import channels, stranger, table_demands
+from shared.limits.table import channels, held_to, stranger, table_demands
 from shared.sip.errors import SipError
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
@@ -55,6 +55,9 @@ class CallLimitSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     per_subscriber: int = Field(default=0, ge=0)
+    """Concurrent calls per subscriber (From user@host)."""
+    per_subscriber_cps: int = Field(default=0, ge=0)
+    """New calls per second per subscriber."""
     per_source: int = Field(default=0, ge=0)
     """Concurrent calls per source IP of a stranger (a source no peer covers)."""
     per_source_cps: int = Field(default=0, ge=0)
@@ -87,8 +90,9 @@ class CallLeases:
         rule = next((hop.rule_id for hop in hops if hop.rule_id is not None), None)
         demands = table_demands(index, peer, rule)
         settings = self.settings
-        if settings.per_subscriber:
-            demands.append(Demand(f"subscriber:{_subscriber(request)}", settings.per_subscriber))
+        if settings.per_subscriber or settings.per_subscriber_cps:
+            entity = f"subscriber:{_subscriber(request)}"
+            demands.append(held_to(entity, settings.per_subscriber, settings.per_subscriber_cps))
         if peer is None and (settings.per_source or settings.per_source_cps):
             demands.append(stranger(source.host, settings.per_source, settings.per_source_cps))
         if self._allowance:
@@ -179,6 +183,7 @@ class CallLeases:
         return bool(
             self.table.index.limited
             or settings.per_subscriber
+            or settings.per_subscriber_cps
             or settings.per_source
             or settings.per_source_cps
         )

@@ -90,10 +90,11 @@ def route_router(
     health: HealthStore | None = None,
     fraud: FraudStore | None = None,
     strangers: tuple[int, int] = (0, 0),
+    subscribers: tuple[int, int] = (0, 0),
 ) -> APIRouter:
     """`health`: where the dispatcher sets and their destinations' states are (none: the
     dry run names the rule's sets only); `strangers`: the edges' concurrent and CPS limits
-    per source IP of a stranger."""
+    per source IP of a stranger; `subscribers`: theirs per subscriber (a ``caller``)."""
     router = APIRouter(tags=["routing"])
 
     @router.get("/route", summary="Dry run: the rule and gateways a number routes to")
@@ -134,6 +135,8 @@ def route_router(
         )
         index = cache.index
         demands = table.table_demands(index, peer.id if peer else None, route.rule_id)
+        if caller is not None and any(subscribers):
+            demands.append(table.held_to(f"subscriber:{caller}", *subscribers))
         if peer is None and source is not None and any(strangers):
             demands.append(table.stranger(host, *strangers))
         capped = [

@@ -169,9 +169,12 @@ def test_a_killed_edges_leases_lapse_within_the_lease_time(
     for edge in (first, second):
         sipp(tmp_path, "caller", free_port(), remote=edge.sip_port, calls=8, args=args)
     until(lambda: leases(first.namespace, "peer:pbx") == 16)  # the positive control
+    time.sleep(1.5)  # past a renewal (every lease/3): B's leases are renewed ones
     killed_ms = int(time.time() * 1000)
     second.kill()
     until(lambda: leases(first.namespace, "peer:pbx") == 8, timeout=10.0)
+    # Within the lease time (3 s) of the kill, give or take a poll of `until`.
+    assert time.time() * 1000 - killed_ms <= 3000 + 500
     # Edge A's 8 were renewed since: they end a lease time after the kill or later.
     client = redis.Redis.from_url(REDIS_URL)
     try:

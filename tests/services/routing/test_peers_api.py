@@ -219,3 +219,23 @@ async def test_rules_carriers_and_strangers_limits_in_the_view_and_the_dry_run(
         ("gateway:1", 1, None),
         ("carrier:c", 3, None),
     ]
+
+
+async def test_the_dry_run_shows_the_callers_subscriber_limits(
+    namespace: str, redis_store: Store
+) -> None:
+    """``CALLMESH_CALL_LIMIT_PER_SUBSCRIBER`` and ``_PER_SUBSCRIBER_CPS`` hold every call of a
+    subscriber: the dry run for a ``caller`` names them with their usage."""
+    async with deployment(
+        namespace, redis_store, call_limit_per_subscriber=2, call_limit_per_subscriber_cps=4
+    ) as routing:
+        await routing.seed()
+        params = {"number": "14075551234", "caller": "alice@example.com"}
+        dry = await routing.client.get("/v1/route", params=params)
+        assert dry.status_code == 200, dry.text
+        assert [
+            (item["entity"], item["concurrent"], item["max_concurrent"], item["max_cps"])
+            for item in dry.json()["limits"]
+        ] == [("subscriber:alice@example.com", 0, 2, 4)]
+        plain = await routing.client.get("/v1/route", params={"number": "14075551234"})
+        assert plain.json()["limits"] == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.edge.policy import EdgePolicies
+from services.edge.policy import EdgePolicies, limit_settings
 from services.edge.policy.callers import CallerProfiles
 from services.edge.policy.guard import Guard
 from services.edge.policy.limits import CallLeases, CallLimitSettings
@@ -18,6 +18,7 @@ from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
+from shared.limits.model import Demand
 from shared.limits.store import SharedLimits
 from shared.routing_table.model import Carrier, CarrierMember, Gateway, Limits, Peer, Rule
 from shared.settings import Settings
@@ -113,6 +114,19 @@ async def test_a_peer_past_its_concurrent_calls_gets_486_until_a_call_ends(
     await edge.send(answer(first, 503))
     assert requests_to(await edge.send(call(3)), GW1)
     assert (await limits.usage(["peer:pbx"]))[0].concurrent == 1
+
+
+async def test_a_cancelled_call_frees_its_slot_at_its_487(limits: SharedLimits) -> None:
+    edge = Limited(limits, CallLimitSettings())
+    edge.table.put("peer", "pbx", peer(max_concurrent=1))
+    [first] = requests_to(await edge.send(call(1)), GW1)
+    await edge.send(answer(first, 180))  # a CANCEL goes on once the branch has a provisional
+    cancel = call(1).replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    assert [r.method for r in requests_to(await edge.send(cancel), GW1)] == ["CANCEL"]
+    assert refusal(await edge.send(call(2))).status == 486  # held until the INVITE ends
+    await edge.send(answer(first, 487))
+    assert (await limits.usage(["peer:pbx"]))[0].concurrent == 0
+    assert requests_to(await edge.send(call(3)), GW1)
 
 
 async def test_the_concurrent_refusal_may_be_403(limits: SharedLimits) -> None:
@@ -258,6 +272,30 @@ async def test_a_carrier_at_its_cap_has_its_gateways_skipped(limits: SharedLimit
     second = await edge.send(call(2))
     assert (requests_to(second, GW1), len(requests_to(second, GW2))) == ([], 1)
     assert (await limits.usage(["carrier:c"]))[0].concurrent == 1
+
+
+async def test_a_subscribers_calls_per_second_are_limited_with_its_calls_at_once() -> None:
+    """``CALLMESH_CALL_LIMIT_PER_SUBSCRIBER_CPS`` beside ``_PER_SUBSCRIBER``: one demand of
+    the subscriber holds both, the bucket a tenth of the rate (at least 1)."""
+    settings = limit_settings(
+        Settings(call_limit_per_subscriber=3, call_limit_per_subscriber_cps=20)
+    )
+    leases = CallLeases(settings, Table())
+    request = parse_message(call(1))
+    assert isinstance(request, Request)
+    query = leases.query(request, INSIDE, None, [], 0.0)
+    assert query is not None
+    assert query.demands == (Demand("subscriber:alice@10.0.0.5", 3, 20, 2),)
+
+
+async def test_past_its_cps_a_subscriber_gets_503_with_retry_after(limits: SharedLimits) -> None:
+    edge = Limited(limits, CallLimitSettings(per_subscriber_cps=1))
+    assert requests_to(await edge.send(call(1)), GW1)  # the positive control
+    refused = refusal(await edge.send(call(2)))
+    assert (refused.status, refused.header("retry-after")) == (503, "1")
+    reason = refused.header("reason") or ""
+    assert "calls per second limit of subscriber:alice@10.0.0.5" in reason
+    assert (await limits.usage(["subscriber:alice@10.0.0.5"]))[0].concurrent == 0  # no lease
 
 
 async def test_a_strangers_source_is_limited_and_a_peers_is_not(limits: SharedLimits) -> None:
