@@ -1,6 +1,6 @@
 """The all-in-one (``python -m services``, what ``make run`` starts) as the proxy under test.
 
-Issue 15 asks for its CPU per call beside the edge's: one process holding every
+Its CPU per call is wanted beside the edge's: one process holding every
 service, with no Redis or RabbitMQ (the embedded store and the in-process bus),
 call records written to SQLite.  Its routing table is written before it starts
 into the embedded store's snapshot under its own data directory, which it loads

@@ -1,4 +1,4 @@
-"""The fault drill (issue 21): every part of the platform killed in turn under load.
+"""The fault drill: every part of the platform killed in turn under load.
 
 ``python -m deploy.drill`` (``make drill``) starts the whole platform with its
 stores replicated (``platform.py``), runs calls, registrations and route

@@ -107,7 +107,7 @@ def test_kamailio_fails_over_to_the_next_gateway(tmp_path: Path) -> None:
 def test_the_all_in_one_routes_its_first_calls_from_the_snapshot_it_was_given(
     tmp_path: Path,
 ) -> None:
-    """`callmesh-aio` (issue 15's all-in-one row): one process, no Redis or RabbitMQ (were
+    """`callmesh-aio` (the all-in-one row): one process, no Redis or RabbitMQ (were
     they named by the caller's environment), its table loaded from the embedded store's
     snapshot written before it started; the calls fail over past a dead gateway."""
     all_in_one = AllInOne(port=free_port(), http_port=free_port(), fr_timeout_s=0.5)

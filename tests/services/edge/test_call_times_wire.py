@@ -1,4 +1,4 @@
-"""Issue 16: a call's times are when its INVITE, 200 and BYE reached the edge's UDP socket,
+"""A call's times are when its INVITE, 200 and BYE reached the edge's UDP socket,
 not when the edge's loop got to them.
 
 A scripted caller over UDP (its own clock the reference) and a SIPp gateway; the edge is
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.wire, pytest.mark.integration]
 HELD = 0.3
 """Seconds the edge is held while a request waits for it."""
 TOLERANCE = 0.05
-"""Issue 16: durations within 50 ms of the caller's."""
+"""Durations within 50 ms of the caller's."""
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Registrations and route changes while the Redis primary is killed (issue 21, Sentinel).
+"""Registrations and route changes while the Redis primary is killed (Sentinel).
 
 The registrar and the routing service (real RabbitMQ) keep their state in a real
 Sentinel group; phones register (each phone once: challenge, then the authorized

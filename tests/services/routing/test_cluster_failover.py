@@ -1,4 +1,4 @@
-"""Route commands through a 3-node RabbitMQ cluster while a node is killed (issue 21).
+"""Route commands through a 3-node RabbitMQ cluster while a node is killed.
 
 The routing service, an edge's routing cache and a sender each get every
 node's URL; commands (each with its own ``message_id``) are sent at a steady

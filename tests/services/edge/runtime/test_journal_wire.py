@@ -1,5 +1,5 @@
 """A real edge SIGKILLed with call events it could not get confirmed: the edge started again on
-the same outbox directory publishes every one of them, once (issues 16 and 21).
+the same outbox directory publishes every one of them, once.
 
 The edge reaches RabbitMQ through a forwarder (`tests.netcut`) that, once held, swallows what
 the edge sends: its publishes are never confirmed, so the call events of the calls made then

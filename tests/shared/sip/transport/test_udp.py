@@ -154,7 +154,7 @@ def test_a_datagram_is_timed_by_the_kernel_on_uvloop() -> None:
 
 
 async def test_a_burst_is_read_in_one_wake_up() -> None:
-    """Issue 15: a burst of datagrams costs one wake-up, not one each."""
+    """A burst of datagrams costs one wake-up, not one each."""
     inbox = Inbox()
     endpoint = await open_udp("127.0.0.1", 0, inbox)
     wake_ups = 0
