@@ -229,8 +229,12 @@ class Transferring(Relaying):
         self._replace_b(transfer, offer, now)
 
     def _replace_b(self, transfer: Transfer, offer: Response, now: float) -> None:
-        """The pair joins A and C: C takes leg B's place (dialog, session timer)."""
+        """The pair joins A and C: C takes leg B's place (dialog, session timer; a refresh
+        of B's in flight is forgotten: its answer, a 481 say, is not C's)."""
         pair, old = transfer.pair, transfer.pair.b
+        for client, (held, side) in list(self._refreshes.items()):
+            if held is pair and side == "b":
+                del self._refreshes[client]
         self._dialogs.pop((old.call_id, old.local_tag), None)
         pair.b = transfer.leg
         self._dialogs[(pair.b.call_id, pair.b.local_tag)] = (pair, "b")

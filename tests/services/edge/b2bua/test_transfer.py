@@ -7,6 +7,7 @@ from __future__ import annotations
 from services.edge.b2bua.engine import B2bua
 from services.edge.b2bua.legs import PAIR_TAG
 from services.edge.b2bua.pair import Progress
+from services.edge.b2bua.session_timer import TimerPolicy
 from shared.sip.message import Request
 from shared.sip.transaction import Send
 from shared.sip.transport.destination import Destination
@@ -25,6 +26,7 @@ from tests.services.edge.b2bua.support import (
     response_to,
     sent,
 )
+from tests.services.edge.b2bua.test_session_timer import answered_with_timer, requests, run_until
 
 AGENT = Destination("udp", "203.0.113.77", 5070)
 AGENT_URI = "sip:agent7@203.0.113.77:5070"
@@ -249,3 +251,22 @@ def test_a_transfer_send_goes_through_its_transactions() -> None:
     _, sends = call.engine.start_transfer(call.pair_id, AGENT_URI, AGENT, 0)
     assert all(isinstance(send, Send) for send in sends)
     assert call.engine.next_deadline() is not None  # the INVITE's retransmission timer
+
+
+def test_a_refresh_of_the_old_leg_answered_late_does_not_touch_the_new_one() -> None:
+    """The edge's UPDATE refreshing leg B is in flight when the transfer is done: B's 481 to
+    it (B got its BYE) is no dead session of the call's."""
+    call = Call(B2bua(EDGE, policy=TimerPolicy(session_expires=90)))
+    ok = answered_with_timer(call, "90;refresher=uac")
+    caller = call.caller(ok)
+    call.engine.progress.clear()
+    update = requests(run_until(call, 46.0), "UPDATE")[0]  # to the gateway, at 45 s
+    _, sends = call.engine.start_transfer(call.pair_id, AGENT_URI, AGENT, call.now)
+    invite_c = request_to(list(sends), AGENT)
+    ok_c = answer(invite_c, 200, tag=C_TAG, contact=C_CONTACT, body=SDP_C)
+    reinvite = request_to(call.engine.receive(ok_c, AGENT, call.now), CALLER)
+    call.from_a(answer(reinvite, 200, contact="<sip:alice@10.0.0.5:5070>", body=SDP_A2))
+    actions = call.from_b(answer(update, 481))
+    assert sent(actions, CALLER) == [] and sent(actions, AGENT) == []
+    assert call.pair_id in call.engine.pairs
+    assert request_to(call.from_a(caller.request("BYE")), AGENT).method == "BYE"
