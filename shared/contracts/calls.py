@@ -216,8 +216,8 @@ class CallTransferred(CallEvent):
     ``replaced_leg_call_id``, got a BYE); else it stays as it was, and ``failed_at`` says
     where it failed (``target``: the new leg's INVITE; ``caller``: the caller's re-INVITE;
     ``call``: the call ended meanwhile) with ``status`` and ``reason`` (``by_edge``: the
-    edge's own, a timeout or a failure to send).  The accounting service stores it and its
-    records do not fold it (yet).
+    edge's own, a timeout or a failure to send).  The accounting service folds it into the
+    record's ``transfers``.
     """
 
     routing_key: ClassVar[str] = "edge.call.transferred"

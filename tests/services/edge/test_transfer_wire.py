@@ -116,6 +116,8 @@ def test_a_b2bua_call_is_transferred_from_one_agent_to_another(
             "answered",
             "caller",
         )
+        [done] = record["transfers"]
+        assert (done["ok"], done["leg_call_id"], done["failed_at"]) == (True, leg_c, None)
         [event] = _until(lambda: transferred_events(platform, call_id), "event stored")
         assert (event["ok"], event["target"], event["b2bua_leg_call_id"]) == (
             True,
