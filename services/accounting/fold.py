@@ -30,6 +30,7 @@ from shared.contracts.accounting import (
     Disposition,
     HangupSide,
     RecordState,
+    TransferAttempt,
     normalise_party,
 )
 from shared.contracts.calls import (
@@ -41,6 +42,7 @@ from shared.contracts.calls import (
     CallFailed,
     CallRinging,
     CallStarted,
+    CallTransferred,
     CallUpdated,
 )
 
@@ -59,8 +61,10 @@ class TimeoutClose(CallEvent):
 
 
 AttemptEvent = (
-    CallStarted | BranchTried | CallRinging | CallAnswered | CallFailed | CallCancelled
-) | TimeoutClose
+    (CallStarted | BranchTried | CallRinging | CallAnswered | CallFailed | CallCancelled)
+    | TimeoutClose
+    | CallTransferred
+)
 DialogEvent = CallEnded | CallUpdated
 ATTEMPT_EVENTS = (
     CallStarted,
@@ -70,6 +74,7 @@ ATTEMPT_EVENTS = (
     CallFailed,
     CallCancelled,
     TimeoutClose,
+    CallTransferred,
 )
 
 E = TypeVar("E", bound=CallEvent)
@@ -240,7 +245,20 @@ def fold_attempt(tag: str, events: list[AttemptEvent], dialog: list[DialogEvent]
         last_seen_at=ms(last_seen),
         mode=started.mode if started else None,
         b2bua_leg_call_id=answered.b2bua_leg_call_id if answered else None,
+        transfers=transfers(of_type(mine, CallTransferred)),
     )
+
+
+def transfers(events: list[CallTransferred]) -> tuple[TransferAttempt, ...]:
+    """A B2BUA call's transfers, in the order they ended (a duplicate event is one)."""
+    made = {
+        TransferAttempt(
+            at=ms(t.at), target=t.target, ok=t.ok, status=t.status, reason=t.reason,
+            failed_at=t.failed_at, leg_call_id=t.b2bua_leg_call_id,
+        )
+        for t in events
+    }  # fmt: skip # the fields on two lines
+    return tuple(sorted(made, key=lambda t: (t.at, t.leg_call_id, t.status)))
 
 
 def failure_disposition(failed: CallFailed) -> Disposition:

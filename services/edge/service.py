@@ -11,6 +11,7 @@ from services.edge.api import allowlist_router, blocks_router, calls_router, con
 from services.edge.api.accounting import Accounting, CallControlSettings
 from services.edge.api.calls import Gathered
 from services.edge.api.ending import CallEnder
+from services.edge.api.transferring import CallTransferrer
 from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.fraud_hangups import FraudHangups
 from services.edge.runtime.gc_tuning import tune_for_proxy
@@ -19,7 +20,7 @@ from services.edge.runtime.journal import outbox_root
 from services.edge.runtime.orphans import adopt_orphans
 from services.edge.runtime.pool import WorkerPool
 from services.edge.runtime.siblings import HANGUP_WITHIN, SiblingAnswer, Siblings, advertised_url
-from services.edge.runtime.startup import start_edge
+from services.edge.runtime.startup import RunningEdge, start_edge
 from shared.background import cancel_and_wait
 from shared.contracts.fraud import FRAUD_HANGUPS_QUEUE, FRAUD_THRESHOLDS
 from shared.extensions import STATE
@@ -79,7 +80,9 @@ class EdgeService(Service):
             blocks_router(protection, self.bus),
             allowlist_router(protection, self.bus),
             calls_router(self._trace),
-            control_router(self._accounting(CallControlSettings()), self._ender()),
+            control_router(
+                self._accounting(CallControlSettings()), self._ender(), self._transferrer()
+            ),
         )
 
     def _ender(self) -> CallEnder:
@@ -87,6 +90,23 @@ class EdgeService(Service):
         return CallEnder(
             self._hangups, self.settings.instance, self._forward_hangup, self._hang_up_b2bua
         )
+
+    def _transferrer(self) -> CallTransferrer:
+        """How this edge transfers a B2BUA call (`api.transferring`)."""
+        return CallTransferrer(self.settings.instance, self._transfer_b2bua, self._forward_transfer)
+
+    async def _transfer_b2bua(self, call_id: str, tag: str, to: str) -> tuple[str, str]:
+        """The B2BUA call's transfer begun by this process's engine (`B2buaRunner.transfer`)."""
+        edge: RunningEdge | None = getattr(self, "edge", None)
+        if edge is None:
+            return "elsewhere", ""
+        return await edge.driver.transfer_b2bua(call_id, tag, to)
+
+    async def _forward_transfer(self, edge: str, call_id: str, to: str) -> SiblingAnswer | None:
+        siblings: Siblings | None = getattr(self, "siblings", None)
+        if siblings is None:
+            return None
+        return await siblings.transfer(edge, call_id, to, HANGUP_WITHIN)
 
     def _accounting(self, control: CallControlSettings) -> Accounting | None:
         """The accounting service's API, asked by call control; None when it is off."""

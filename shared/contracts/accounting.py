@@ -63,6 +63,21 @@ class BranchAttempt(BaseModel):
     reason: str = ""
 
 
+class TransferAttempt(BaseModel):
+    """One transfer of a B2BUA call (``edge.call.transferred``): when it ended, its target,
+    whether it was done, the status that decided, and the new leg's Call-ID."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: float
+    target: str
+    ok: bool
+    status: int
+    reason: str = ""
+    failed_at: Literal["target", "caller", "call"] | None = None
+    leg_call_id: str
+
+
 class CallRecord(BaseModel):
     """One call attempt as billing sees it."""
 
@@ -106,6 +121,8 @@ class CallRecord(BaseModel):
     caller's leg's), ``None`` for a proxied one."""
     b2bua_leg_call_id: str | None = None
     """A B2BUA call's other leg: the Call-ID of the edge's dialog with the answering target."""
+    transfers: tuple[TransferAttempt, ...] = ()
+    """A B2BUA call's transfers (``POST /v1/calls/{id}:transfer``), done or failed, in order."""
 
 
 class CdrCompleted(Event):

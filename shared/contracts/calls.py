@@ -206,6 +206,34 @@ class CallUpdated(CallEvent):
     method: Literal["INVITE", "UPDATE"]
 
 
+class CallTransferred(CallEvent):
+    """The edge's B2BUA tried to move an answered call's far end (``POST
+    /v1/calls/{id}:transfer``, docs/b2bua.md): the caller's leg kept, a new leg toward
+    ``target``.
+
+    ``from_tag`` is the caller's (the attempt's), ``to_tag`` the edge's on the caller's leg.
+    ``ok``: the call now joins the caller and the target on ``b2bua_leg_call_id`` (the old leg,
+    ``replaced_leg_call_id``, got a BYE); else it stays as it was, and ``failed_at`` says
+    where it failed (``target``: the new leg's INVITE; ``caller``: the caller's re-INVITE;
+    ``call``: the call ended meanwhile) with ``status`` and ``reason`` (``by_edge``: the
+    edge's own, a timeout or a failure to send).  The accounting service folds it into the
+    record's ``transfers``.
+    """
+
+    routing_key: ClassVar[str] = "edge.call.transferred"
+
+    from_tag: str
+    to_tag: str
+    target: str
+    ok: bool
+    status: int
+    reason: str = ""
+    by_edge: bool = False
+    failed_at: Literal["target", "caller", "call"] | None = None
+    b2bua_leg_call_id: str
+    replaced_leg_call_id: str | None = None
+
+
 ANSWERED_LEGS: Final = frozenset({"cseq", "caller_leg", "callee_leg"})
 """The fields `CallAnswered` gained after it was first deployed (``None`` from older edges)."""
 STARTED_PEER: Final = frozenset({"peer"})
@@ -236,6 +264,7 @@ CALL_EVENT_TYPES: Final[dict[str, type[CallEvent]]] = {
         CallCancelled,
         CallEnded,
         CallUpdated,
+        CallTransferred,
     )
 }
 """Every call event type by its routing key: how a reader of events kept as text

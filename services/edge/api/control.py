@@ -1,4 +1,4 @@
-"""``GET /v1/calls`` (live calls) and ``POST /v1/calls/{call_id}:hangup`` for proxied calls.
+"""``GET /v1/calls`` (live calls), ``POST /v1/calls/{call_id}:hangup`` and ``:transfer``.
 
 The live calls are the accounting service's open records (asked over HTTP:
 `api.accounting`), filtered and paged as ``/v1/cdrs`` is.  A hang-up asks
@@ -23,6 +23,7 @@ from services.edge.api.accounting import (
     AccountingUnavailableError,
 )
 from services.edge.api.ending import CallEnder, HangupRefusedError
+from services.edge.api.transferring import CallTransferrer, TransferBody
 
 MAX_FILTER_CHARS = 256
 Text = Annotated[str | None, Query(min_length=1, max_length=MAX_FILTER_CHARS)]
@@ -30,9 +31,15 @@ CallId = Annotated[str, Path(min_length=1, max_length=512, pattern=r"^[^\x00-\x2
 """A SIP Call-ID: no space or control character (a line break would split the BYE's lines)."""
 
 
-def control_router(accounting: Accounting | None, ender: CallEnder) -> APIRouter:
+def control_router(
+    accounting: Accounting | None,
+    ender: CallEnder,
+    transferrer: CallTransferrer | None = None,
+) -> APIRouter:
     """`accounting` None: ``CALLMESH_EDGE_ACCOUNTING_URL`` unset (503); `ender`: how this
-    edge ends a call (`api.ending`)."""
+    edge ends a call (`api.ending`); `transferrer`: how it transfers one (`api.transferring`;
+    None: as one without a B2BUA)."""
+    transfers = transferrer or CallTransferrer(ender.instance)
     router = APIRouter(prefix="/calls", tags=["calls"])
 
     def asking() -> Accounting:
@@ -113,6 +120,48 @@ def control_router(accounting: Accounting | None, ender: CallEnder) -> APIRouter
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no record of this Call-ID")
         try:
             return await ender.end(call_id, items, scope)
+        except HangupRefusedError as error:
+            raise HTTPException(error.status, error.detail) from None
+
+    @router.post(
+        "/{call_id:path}:transfer",
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Move a B2BUA call's far end to another target (re-INVITE, RFC 3725)",
+        responses={
+            404: {"description": "No record of the call, or no route for the number"},
+            409: {"description": "Not a live, answered B2BUA call held by an edge, or one in "
+                  "transfer already"},
+            422: {"description": "`to` is neither a usable SIP URI nor a number"},
+            503: {"description": "Call control is off, or the route's gateway is unusable now"},
+        },
+    )  # fmt: skip # the responses on two lines each
+    async def transfer(
+        call_id: CallId,
+        body: TransferBody,
+        scope: Annotated[
+            Literal["cluster", "edge"],
+            Query(description="`edge`: transfer from this edge, never pass the request on"),
+        ] = "cluster",
+    ) -> dict[str, Any]:
+        """For an answered B2BUA call (``mode: b2bua``): the caller's leg is kept and a new leg
+        goes to ``to`` (a ``sip:`` URI as given, or a number routed like a new call's
+        Request-URI: the caller's profile and dialplan, the rule's first usable gateway).
+        The edge sends it an INVITE without SDP, re-INVITEs the caller with the target's
+        offer, ACKs the target with the caller's answer and sends the old far end a BYE
+        (docs/b2bua.md, "Transferring a B2BUA call").  Answers 202 once the new leg's
+        INVITE is sent (``leg_call_id``: its Call-ID); the outcome comes as the event
+        ``edge.call.transferred``: done, or failed with the call left as it was (the target
+        refusing or not answering, the caller refusing the re-INVITE).  Passed on to the
+        edge that answered the call, as a hang-up is.  404: no record of the call (or no
+        route for the number); 409: a proxied call, one ended or not answered yet, one in
+        transfer already, or one no edge holds (another worker's of the edge); 422: a
+        ``to`` that is not usable."""
+        with _answers():
+            items = await asking().dialogs(call_id)
+        if items is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no record of this Call-ID")
+        try:
+            return await transfers.transfer(call_id, items, body.to, scope)
         except HangupRefusedError as error:
             raise HTTPException(error.status, error.detail) from None
 

@@ -27,8 +27,8 @@ from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import TARGET_REFRESH, Leg, PairAddress, callers_leg, targets_leg
 from services.edge.b2bua.pair import Pair, Relay, Side
 from services.edge.b2bua.record import from_record, to_record
-from services.edge.b2bua.relaying import Relaying
 from services.edge.b2bua.session_timer import TimerPolicy, session_expires
+from services.edge.b2bua.transfer import Transferring
 from shared.sip.branch import new_call_id, new_tag
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response, parse_message
@@ -64,7 +64,7 @@ class Originate:
 Action = Send | Originate
 
 
-class B2bua(Relaying):
+class B2bua(Transferring):
     """One worker's B2BUA: feed it messages and time, carry out the actions it returns."""
 
     def __init__(

@@ -174,6 +174,20 @@ def targets_leg(invite: Request, target_uri: str, peer: Destination, call_id: st
     )
 
 
+def transfer_leg(caller: Leg, target_uri: str, peer: Destination, call_id: str) -> Leg:
+    """Leg C of a transfer toward `target_uri` (the edge its UAC, like leg B): the caller's
+    identity (leg A's remote address) as From, everything else new; raises `SipError` for a
+    target too long to keep."""
+    return Leg(
+        call_id=call_id,
+        local_tag=PAIR_TAG + new_tag(),
+        local_uri=caller.remote_uri,
+        remote_uri=_kept(f"<{target_uri}>", "target"),
+        remote_target=target_uri,
+        peer=peer,
+    )
+
+
 def untagged(address: Address) -> str:
     """`address` as text without its tag parameter."""
     params = tuple(param for param in address.params if param[0] != "tag")

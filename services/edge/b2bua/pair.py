@@ -17,7 +17,7 @@ from shared.sip.message import Response
 from shared.sip.transaction import ClientTransaction, ServerTransaction
 
 Side = Literal["a", "b"]
-Step = Literal["branch", "ringing", "answered", "failed", "cancelled", "ended"]
+Step = Literal["branch", "ringing", "answered", "failed", "cancelled", "ended", "transferred"]
 
 
 @dataclass(slots=True, eq=False)
@@ -76,7 +76,8 @@ class Progress:
     180 or 183 on it; `answered`: its 2xx went to the caller; `failed`: the caller got the
     final non-2xx `status` (`by_edge`: one of the edge's own, a timeout or a failure to send
     or keep the answer); `cancelled`: the caller's CANCEL; `ended`: a BYE from `side` (None:
-    the edge's own, on both legs) ended the call.
+    the edge's own, on both legs) ended the call; `transferred`: a transfer's outcome
+    (`transfer`, a `TransferOutcome`).
     """
 
     pair: Pair
@@ -86,3 +87,17 @@ class Progress:
     sent: float = 0.0
     by_edge: bool = False
     side: Side | None = None
+    transfer: TransferOutcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOutcome:
+    """How a transfer (`transfer`) ended: `ok` (leg B replaced by leg `leg_call_id` toward
+    `target`), else failed at `failed_at` (`target`: leg C's INVITE; `caller`: the re-INVITE of
+    leg A; `call`: the call ended meanwhile) with `status` (the edge's own: `by_edge`)."""
+
+    target: str
+    ok: bool
+    leg_call_id: str
+    replaced_call_id: str
+    failed_at: Literal["target", "caller", "call", ""] = ""

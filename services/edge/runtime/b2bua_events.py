@@ -20,7 +20,7 @@ from services.edge.b2bua.pair import Pair, Progress
 from services.edge.proxy.actions import Publish, Send
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.routes import Hop
-from shared.contracts.calls import EdgeCause
+from shared.contracts.calls import CallTransferred, EdgeCause
 from shared.sip.message import Request, Response, parse_message
 
 
@@ -108,7 +108,31 @@ class PairEvents:
             )
         if step.step == "cancelled":
             return events.cancelled(notes, now)
+        if step.step == "transferred":
+            return self._transferred(step, now)
         return events.ended(_bye_notes(pair, step, now), step.status, by_edge=step.by_edge)
+
+    def _transferred(self, step: Progress, now: float) -> Publish | None:
+        """A transfer's outcome (`b2bua.transfer`), under the caller's Call-ID and tags."""
+        outcome, pair = step.transfer, step.pair
+        if outcome is None:
+            return None
+        event = CallTransferred(
+            call_id=pair.a.call_id,
+            at=self._events.at(now),
+            edge=self._events.edge,
+            from_tag=pair.a.remote_tag or "",
+            to_tag=pair.a.local_tag,
+            target=outcome.target,
+            ok=outcome.ok,
+            status=step.status,
+            reason=step.reason,
+            by_edge=step.by_edge,
+            failed_at=outcome.failed_at or None,
+            b2bua_leg_call_id=outcome.leg_call_id,
+            replaced_leg_call_id=outcome.replaced_call_id or None,
+        )
+        return Publish(event)
 
 
 def _bye_notes(pair: Pair, step: Progress, now: float) -> CallNotes:

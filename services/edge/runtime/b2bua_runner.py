@@ -44,6 +44,7 @@ from services.edge.proxy.routes import Hop
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_events import PairEvents
 from services.edge.runtime.b2bua_state import PairWriter
+from services.edge.runtime.transfer_targets import is_number, number_target, uri_target
 from shared.sip.branch import new_call_id
 from shared.sip.message import Request, Response, parse_message, peek_call_id
 from shared.sip.transaction import ClientTransaction
@@ -188,6 +189,34 @@ class B2buaRunner:
         deliver(self._note_ends([s for s in sends if isinstance(s, Send)], now))
         return True
 
+    async def transfer(
+        self, call_id: str, tag: str, to: str, deliver: Callable[[list[Send | Publish]], None]
+    ) -> tuple[str, str]:
+        """Begin moving the answered B2BUA call (`call_id`, the edge's `tag` on the caller's
+        leg) to `to` (`runtime.transfer_targets`), held here or adopted from Redis as for
+        `hang_up`: ("", the new leg's Call-ID), or (why not, ""): `elsewhere` (another
+        worker's, or nowhere), a `b2bua.transfer.Refusal`; `TransferTargetError` for a target
+        with no route or no use.  Its outcome is an event (`edge.call.transferred`)."""
+        group = self._group
+        if group is not None and group.owner(call_id.encode()) != group.index:
+            return "elsewhere", ""
+        if call_id not in self.calls:
+            await self._load(call_id, tag)
+        pair = self.engine.pairs.get(self.calls.get(call_id, ""))
+        if pair is None or pair.a.local_tag != tag:
+            return "elsewhere", ""
+        now = asyncio.get_running_loop().time()
+        router = self._proxy.router
+        target = number_target(router, to, pair.a.peer, now) if is_number(to) else uri_target(to)
+        refused, sends = self.engine.start_transfer(pair.id, target.uri, target.destination, now)
+        if refused is not None:
+            return refused, ""
+        leg = self.engine.transfers[pair.id].leg.call_id
+        self.calls[leg] = pair.id
+        self._pair_calls[pair.id] += (leg,)
+        deliver(self._note_ends(list(sends), now))
+        return "", leg
+
     async def _load(self, call_id: str, tag: str) -> None:
         """The pair of the dialog (`call_id`, the edge's `tag`) from Redis, adopted if found."""
         record = None
@@ -208,7 +237,9 @@ class B2buaRunner:
 
     def _save(self, pair_id: str) -> None:
         record = self.engine.record(pair_id)
-        if record is not None and record != self._saved.get(pair_id) and self._writer:
+        if record is not None and record != (saved := self._saved.get(pair_id)) and self._writer:
+            if saved is not None and saved["b_call_id"] != record["b_call_id"]:
+                self._writer.delete(saved)  # a transfer's old leg B: its dialog's key goes too
             self._saved[pair_id] = record
             self._writer.save(record)
 

@@ -208,6 +208,12 @@ class ProxyDriver:
         """End a B2BUA call from the API (`B2buaRunner.hang_up`): its BYEs and event out."""
         return self.b2bua is not None and await self.b2bua.hang_up(call_id, tag, self._deliver)
 
+    async def transfer_b2bua(self, call_id: str, tag: str, to: str) -> tuple[str, str]:
+        """Begin a B2BUA call's transfer from the API (`B2buaRunner.transfer`)."""
+        if self.b2bua is None:
+            return "elsewhere", ""
+        return await self.b2bua.transfer(call_id, tag, to, self._deliver)
+
     def _deliver(self, actions: Sequence[Action]) -> None:
         """A round trip's outcome, as the core answered it: run, then time again."""
         self._run(actions)

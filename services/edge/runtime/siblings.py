@@ -43,6 +43,8 @@ MAX_SIBLINGS: Final = 256
 PASSED_ON_ANSWERS: Final = frozenset({200, 404, 409})
 """The answers of another edge to a hang-up that are the call's (done, no record, nothing
 to end); any other (a token it does not share, an error) makes this edge do it itself."""
+TRANSFER_ANSWERS: Final = frozenset({202, 404, 409, 422, 503})
+"""The same for a transfer passed on: begun, or refused for a reason of the call's."""
 HANGUP_WITHIN: Final = 12.0
 """Seconds another edge has to answer a hang-up passed on (its BYEs wait up to 4 s, its
 question to the accounting service up to ``CALLMESH_EDGE_ACCOUNTING_TIMEOUT``)."""
@@ -153,27 +155,46 @@ class Siblings:
     async def hang_up(self, edge: str, call_id: str, within: float) -> SiblingAnswer | None:
         """Ask `edge` to hang up `call_id` itself (``scope=edge``: it asks no further); None
         when it is not announced, gives no answer within `within` seconds, or no JSON."""
+        return await self._pass_on(edge, call_id, "hangup", None, within, answers=PASSED_ON_ANSWERS)
+
+    async def transfer(
+        self, edge: str, call_id: str, to: str, within: float
+    ) -> SiblingAnswer | None:
+        """Ask `edge` to transfer `call_id` to `to` itself, as `hang_up` asks it to hang up."""
+        answers = TRANSFER_ANSWERS
+        return await self._pass_on(edge, call_id, "transfer", {"to": to}, within, answers=answers)
+
+    async def _pass_on(
+        self,
+        edge: str,
+        call_id: str,
+        verb: str,
+        body: dict[str, str] | None,
+        within: float,
+        *,
+        answers: frozenset[int],
+    ) -> SiblingAnswer | None:
         try:
             url = (await self.others()).get(edge)
         except (aioredis.RedisError, OSError):
             return None
         if url is None:
             return None
-        path = f"/v1/calls/{quote(call_id, safe='')}:hangup"
+        path = f"/v1/calls/{quote(call_id, safe='')}:{verb}"
         try:
             async with (
                 httpx.AsyncClient(timeout=within, headers=self._headers) as client,
                 asyncio.timeout(within),
             ):
-                reply = await client.post(url + path, params={"scope": "edge"})
-            body = reply.json()
+                reply = await client.post(url + path, params={"scope": "edge"}, json=body)
+            answer = reply.json()
         except (httpx.HTTPError, TimeoutError, OSError, ValueError) as error:
-            log.info("edge: hang-up of %s not passed on to %s: %s", call_id, edge, error)
+            log.info("edge: %s of %s not passed on to %s: %s", verb, call_id, edge, error)
             return None
-        if not isinstance(body, dict) or reply.status_code not in PASSED_ON_ANSWERS:
-            log.info("edge: hang-up of %s: %s answered %d", call_id, edge, reply.status_code)
+        if not isinstance(answer, dict) or reply.status_code not in answers:
+            log.info("edge: %s of %s: %s answered %d", verb, call_id, edge, reply.status_code)
             return None
-        return SiblingAnswer(reply.status_code, body)
+        return SiblingAnswer(reply.status_code, answer)
 
     async def _ask(self, client: httpx.AsyncClient, edge: str, url: str) -> SiblingTrace:
         try:

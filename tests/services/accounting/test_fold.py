@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.accounting.fold import TimeoutClose, fold_call
-from shared.contracts.calls import CallEnded, CallEvent, CallStarted, CallUpdated
+from shared.contracts.calls import (
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    CallTransferred,
+    CallUpdated,
+)
 from tests.services.accounting.calls import (
     T0,
     answered_call,
@@ -51,6 +57,29 @@ def test_a_b2bua_call_is_marked_and_names_its_other_leg() -> None:
     assert (record.mode, record.call_id, record.b2bua_leg_call_id) == ("b2bua", "c1", "leg-b")
     proxied = fold_call(answered_call())[0]
     assert (proxied.mode, proxied.b2bua_leg_call_id) == (None, None)
+
+
+def test_a_b2bua_calls_transfers_are_recorded_in_order() -> None:
+    """Each ``edge.call.transferred`` of the attempt, done or failed, in the order made; an
+    event seen twice is one transfer."""
+    events = answered_call()
+    done = CallTransferred(
+        call_id="c1", from_tag="ft", to_tag="tt", at=T0 + 20, edge="edge-a",
+        target="sip:agent2@192.0.2.7", ok=True, status=200, reason="OK",
+        b2bua_leg_call_id="leg-c", replaced_leg_call_id="leg-b",
+    )  # fmt: skip # the event's fields on three lines
+    failed_first = done.model_copy(
+        update={"at": T0 + 10, "ok": False, "status": 486, "failed_at": "target",
+                "b2bua_leg_call_id": "leg-x", "replaced_leg_call_id": None}
+    )  # fmt: skip # the changes on two lines
+    record = fold_call([*events, done, failed_first, done])[0]
+    assert [(t.at, t.ok, t.status, t.failed_at, t.leg_call_id) for t in record.transfers] == [
+        (T0 + 10, False, 486, "target", "leg-x"),
+        (T0 + 20, True, 200, None, "leg-c"),
+    ]
+    assert record.transfers[1].target == "sip:agent2@192.0.2.7"
+    assert (record.hangup_side, record.duration_ms) == ("caller", 61_500)  # unchanged
+    assert fold_call(events)[0].transfers == ()
 
 
 def test_the_callee_hanging_up_is_told_by_the_bye_tags() -> None:

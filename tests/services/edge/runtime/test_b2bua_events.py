@@ -20,9 +20,11 @@ from shared.contracts.calls import (
     CallFailed,
     CallRinging,
     CallStarted,
+    CallTransferred,
 )
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
+from tests.services.edge.b2bua.support import answer as b2b_answer
 from tests.services.edge.proxy.test_core import CALLER, EDGE, GW1, GW2, UDP_IN, answer, invite
 from tests.services.edge.runtime.test_b2bua_runner import b2bua_proxy, failover_run
 
@@ -232,3 +234,92 @@ def test_an_invite_the_engine_refuses_itself_is_a_failure_of_the_edge() -> None:
     failed = call.events[-1]
     assert isinstance(failed, CallFailed)
     assert (failed.status, failed.origin, failed.cause) == (420, "edge", "rejected")
+
+
+AGENT = Destination("udp", "203.0.113.77", 5070)
+SDP = b"v=0\r\no=x 1 1 IN IP4 203.0.113.77\r\ns=-\r\nc=IN IP4 203.0.113.77\r\nt=0 0\r\n"
+
+
+def caller_ack(tag: str) -> bytes:
+    """The caller's ACK of the edge's 2xx to call-1."""
+    return (
+        f"ACK sip:{EDGE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKk1\r\n"
+        f"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:4420@example.com>;tag={tag}\r\n"
+        "Call-ID: call-1\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def transfer(call: Call, tag: str, to: str = "sip:agent7@203.0.113.77:5070") -> Request:
+    """The caller's ACK, then the runner begins the transfer of call-1 (as the API asks it):
+    leg C's INVITE."""
+    call.feed(caller_ack(tag), CALLER, 120.0)
+    delivered: list[Send | Publish] = []
+    why, leg = asyncio.run(call.runner.transfer("call-1", tag, to, delivered.extend))
+    assert why == "" and leg
+    [out] = call._seen(delivered)
+    assert isinstance(out, Request) and out.call_id == leg and out.uri_text == to
+    assert call.runner.calls[leg] == call.runner.calls["call-1"]  # its answers are the pair's
+    return out
+
+
+def test_a_transfer_done_is_reported_under_the_callers_call_id() -> None:
+    call = Call(*b2bua_proxy())
+    out, tag = answered(call)
+    invite_c = transfer(call, tag)
+    [reinvite] = call.feed(
+        b2b_answer(invite_c, 200, tag="ag", contact="<sip:a@x>", body=SDP), AGENT, 150.0
+    )
+    assert isinstance(reinvite, Request) and reinvite.call_id == "call-1" and reinvite.body == SDP
+    sent = call.feed(
+        b2b_answer(reinvite, 200, contact="<sip:alice@10.0.0.5>", body=SDP), CALLER, 151.0
+    )
+    assert sorted(m.method for m in sent if isinstance(m, Request)) == ["ACK", "ACK", "BYE"]
+    transferred = call.events[-1]
+    assert isinstance(transferred, CallTransferred)
+    assert (transferred.call_id, transferred.from_tag, transferred.to_tag) == ("call-1", "a1", tag)
+    assert (transferred.ok, transferred.status, transferred.failed_at) == (True, 200, None)
+    assert transferred.b2bua_leg_call_id == invite_c.call_id
+    assert transferred.replaced_leg_call_id == out.call_id
+    # The caller's BYE now ends the call at the agent.
+    [_, bye] = call.feed(bye_from_caller(tag), CALLER, 160.0)
+    assert isinstance(bye, Request) and bye.call_id == invite_c.call_id
+    assert isinstance(call.events[-1], CallEnded)
+
+
+def test_a_transfer_failed_is_reported_and_the_call_stays() -> None:
+    call = Call(*b2bua_proxy())
+    out, tag = answered(call)
+    invite_c = transfer(call, tag)
+    call.feed(b2b_answer(invite_c, 486, tag="ag"), AGENT, 150.0)
+    transferred = call.events[-1]
+    assert isinstance(transferred, CallTransferred)
+    assert (transferred.ok, transferred.status, transferred.failed_at) == (False, 486, "target")
+    assert transferred.replaced_leg_call_id is None
+    [_, bye] = call.feed(bye_from_caller(tag), CALLER, 160.0)
+    assert isinstance(bye, Request) and bye.call_id == out.call_id
+
+
+def test_a_transfer_of_another_workers_or_an_unknown_call_begins_nothing(tmp_path: Path) -> None:
+    call = Call(*b2bua_proxy())
+    _, tag = answered(call)
+    nothing: list[Send | Publish] = []
+    assert asyncio.run(
+        call.runner.transfer("call-1", "cmb2bnot", "sip:a@192.0.2.1", nothing.extend)
+    ) == ("elsewhere", "")
+    assert asyncio.run(call.runner.transfer("nosuch", tag, "sip:a@192.0.2.1", nothing.extend)) == (
+        "elsewhere",
+        "",
+    )
+    proxy, _ = b2bua_proxy()
+    index = 1 - zlib.crc32(b"call-1") % 2
+    elsewhere = B2buaRunner(proxy, WorkerGroup(index, 2, tmp_path))
+    assert asyncio.run(elsewhere.transfer("call-1", tag, "sip:a@192.0.2.1", nothing.extend)) == (
+        "elsewhere",
+        "",
+    )
+    transfer(call, tag)
+    assert asyncio.run(call.runner.transfer("call-1", tag, "sip:a@192.0.2.1", nothing.extend)) == (
+        "transferring",
+        "",
+    )
+    assert nothing == []

@@ -4,6 +4,7 @@ written in order by the background writer; look-ups of unknown pairs bounded."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -15,8 +16,9 @@ from services.edge.runtime.b2bua_state import PairStates, PairWriter
 from shared.contracts.calls import CallEnded
 from shared.sip.message import Request, parse_message
 from shared.store import Store
+from tests.services.edge.b2bua.support import answer as b2b_answer
 from tests.services.edge.proxy.test_core import CALLER, EDGE, GW2
-from tests.services.edge.runtime.test_b2bua_events import Call, answered
+from tests.services.edge.runtime.test_b2bua_events import AGENT, Call, answered, caller_ack
 from tests.services.edge.runtime.test_b2bua_runner import b2bua_proxy
 
 pytestmark = pytest.mark.integration
@@ -119,3 +121,46 @@ async def test_a_hang_up_adopts_from_redis_a_pair_no_worker_here_holds(redis_sto
     assert await states.load("call-1", tag) is None
     await other.stop()
     await holder.runner.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool]]) -> bool:
+    for _ in range(200):
+        if await check():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_transfer_moves_the_state_to_the_new_legs_dialog(redis_store: Store) -> None:
+    """After a transfer the pair is found by the caller's and the new leg's dialogs, no longer
+    by the old leg's (its key deleted with the record before the new one is written)."""
+    holder = Call(*b2bua_proxy())
+    states = PairStates(redis_store, ttl=60)
+    holder.runner = B2buaRunner(holder.proxy, writer=PairWriter(states))
+    out, tag = answered(holder)
+    holder.feed(caller_ack(tag), CALLER, 120.0)
+    old = (out.call_id, out.from_tag or "")
+    assert await until(lambda: _found(states, *old))  # written before the transfer
+    delivered: list[Send | Publish] = []
+    why, leg = await holder.runner.transfer("call-1", tag, "sip:a@203.0.113.77", delivered.extend)
+    assert why == ""
+    [invite_c] = [parse_message(s.data) for s in delivered if isinstance(s, Send)]
+    assert isinstance(invite_c, Request)
+    ok_c = b2b_answer(invite_c, 200, tag="ag", contact="<sip:a@x>", body=b"v=0\r\n")
+    [reinvite] = holder.feed(ok_c, AGENT, 150.0)
+    assert isinstance(reinvite, Request)
+    holder.feed(b2b_answer(reinvite, 200, contact="<sip:a@y>", body=b"v=0\r\n"), CALLER, 151.0)
+    new = (leg, invite_c.from_tag or "")
+    assert await until(lambda: _gone(states, *old))
+    assert await until(lambda: _found(states, *new))
+    record_ = await states.load("call-1", tag)
+    assert record_ is not None and record_["b_call_id"] == leg
+    await holder.runner.stop()
+
+
+async def _gone(states: PairStates, call_id: str, tag: str) -> bool:
+    return await states.load(call_id, tag) is None
+
+
+async def _found(states: PairStates, call_id: str, tag: str) -> bool:
+    return await states.load(call_id, tag) is not None

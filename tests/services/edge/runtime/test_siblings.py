@@ -159,3 +159,35 @@ async def test_a_hang_up_is_passed_on_to_the_edge_named_and_its_answer_returned(
     assert time.monotonic() - started < 3
     for server, _ in running.values():
         server.close()
+
+
+async def test_a_transfer_is_passed_on_with_its_target_and_its_answer_returned(
+    redis_store: Store,
+) -> None:
+    """Its answer if it is the call's (202 begun, 404, 409, 422, 503); None for anything else."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length:")
+        )
+        seen.append(head + await reader.readexactly(length))
+        status = "202 Accepted" if b"agent7" in seen[-1] else "500 Internal Server Error"
+        writer.write(response(status, b'{"call_id": "c@x/1", "state": "transferring"}'))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    await redis_store.redis.set(redis_store.key("edges", "http", "b"), url)
+    me = Siblings(redis_store, "a", "http://127.0.0.1:1", "t0k", timeout=0.5)
+    begun = await me.transfer("b", "c@x/1", "sip:agent7@192.0.2.7", within=2)
+    assert begun == module.SiblingAnswer(202, {"call_id": "c@x/1", "state": "transferring"})
+    assert seen[0].startswith(b"POST /v1/calls/c%40x%2F1:transfer?scope=edge HTTP/1.1")
+    assert seen[0].endswith(b'{"to":"sip:agent7@192.0.2.7"}')
+    assert await me.transfer("b", "c@x/1", "sip:other@192.0.2.7", within=2) is None  # a 500
+    assert await me.transfer("gone", "c@x/1", "sip:agent7@192.0.2.7", within=0.5) is None
+    server.close()
