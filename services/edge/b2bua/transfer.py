@@ -1,6 +1,6 @@
 """Moving an answered pair's far end to another target: third party call control (RFC 3725).
 
-The caller's leg A stays; leg B is replaced by a new leg C (issue 22's `:transfer`).  The
+The caller's leg A stays; leg B is replaced by a new leg C.  The
 flow is RFC 3725's flow I, the edge being the controller and A already in a session:
 
 1. an INVITE without a body (a delayed offer) on the new leg C toward the target;

@@ -1,4 +1,4 @@
-"""``POST /v1/calls/{id}:transfer`` on the wire (issue 22): a SIPp caller's B2BUA call to
+"""``POST /v1/calls/{id}:transfer`` on the wire: a SIPp caller's B2BUA call to
 SIPp agent 1 moved to SIPp agent 2 through a real edge and accounting service.
 
 Agent 2 gets an INVITE without SDP and offers; the caller gets a re-INVITE carrying agent
