@@ -313,7 +313,16 @@ KEEPALIVE_FAILURES: Final = METRICS.add(
     )
 )
 KEEPALIVE_ANSWERS: Final = METRICS.add(
-    IntCounter("callmesh_edge_keepalive_answers", "Responses to keepalive OPTIONS (any status)")
+    IntCounter(
+        "callmesh_edge_keepalive_answers",
+        "Answers to keepalives: responses to OPTIONS (any status), CRLF pongs",
+    )
+)
+KEEPALIVE_PONGS_MISSED: Final = METRICS.add(
+    IntCounter(
+        "callmesh_edge_keepalive_pongs_missed",
+        "CRLF pings whose pong did not come back on their connection within 10 s",
+    )
 )
 KEEPALIVE_REMOVALS: Final = METRICS.add(
     IntCounter(

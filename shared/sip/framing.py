@@ -5,7 +5,10 @@ plus Content-Length body bytes; RFC 3261 §18.3 makes Content-Length mandatory
 here and a stream without it cannot be resynchronised, so its absence is fatal
 for the connection.  Between messages a peer may send CRLF keep-alives
 (RFC 5626 §3.5.1): a double CRLF is a ping the adapter must answer with a
-single CRLF, a lone CRLF is the pong to our own ping.
+single CRLF, a lone CRLF is the pong to our own ping.  A lone CRLF ending a
+segment may also be the first half of a ping whose rest comes next: after
+`expect_pong` (we sent a ping) it is taken as the pong, whole, so a phone's
+pongs to our pings are each told, however many come one per segment.
 
 Hostile input must cost little: the header block is bounded, a body larger than
 the limit is refused as soon as its Content-Length is read (before buffering
@@ -65,6 +68,7 @@ class StreamFramer:
     __slots__ = (
         "_body_end",
         "_buffer",
+        "_expecting_pong",
         "_failed",
         "_max_body_size",
         "_max_header_size",
@@ -88,12 +92,19 @@ class StreamFramer:
         # A lone CRLF ended the previous feed: a CRLF at the start of the next
         # one completes a ping that arrived split across two segments.
         self._pending_crlf = False
+        # We sent a ping: the next lone CRLF is its pong, not half of a ping.
+        self._expecting_pong = False
         self._failed = False
 
     @property
     def buffered(self) -> int:
         """Bytes held for an incomplete message (for limits and metrics)."""
         return len(self._buffer)
+
+    def expect_pong(self) -> None:
+        """We sent a CRLF ping on this stream: the next lone CRLF is its pong (never the
+        first half of a ping split across segments, whose second half would be a `PING`)."""
+        self._expecting_pong = True
 
     def feed(self, data: bytes) -> list[FrameEvent]:
         if self._failed or not data:
@@ -163,7 +174,8 @@ class StreamFramer:
             if end - start == 3:
                 return start  # "\r\n\r": a ping may still be arriving
             events.append(PONG)
-            self._pending_crlf = start + 2 == end
+            self._pending_crlf = start + 2 == end and not self._expecting_pong
+            self._expecting_pong = False
             return start + 2
         return start if end - start == 1 else -1
 

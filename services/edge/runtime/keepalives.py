@@ -10,8 +10,13 @@ back to the worker's sockets like any response; ``claims`` takes them before
 the proxy core (their Call-ID names the binding, and they must come from
 the binding's flow: the Call-ID is computable from the AoR and Contact, so a
 stranger could otherwise keep a dead binding alive with forged answers).  A CRLF ping on a
-connection counts as answered when it could be written: the connection is
-there (a reset or a closed connection fails the write; no new one is opened).
+connection counts as answered when its pong (a lone CRLF, RFC 5626 §4.4.1) comes back on that
+same connection within ``PONG_WINDOW``: the stream transports tell ``ponged`` of each pong
+with the connection it came on (``TcpTransport.on_pong``, TLS's too).  A pong that does not
+come is a failed ping (counted), and the timeout applies as for OPTIONS.  The write alone
+proves nothing: a phone that vanished without closing its connection leaves it writable
+until the kernel gives up (about 15 minutes).  WebSocket connections have no CRLF framing
+(RFC 7118): there the write still counts.
 
 Bindings registered before this worker started (a restart, a new worker
 taking an old instance name) are read from the store once at start, after
@@ -30,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
@@ -72,6 +78,12 @@ MAX_UNSENT = 10_000
 """Unreachable reports kept for a broker that is away (beyond: their expiry removes them)."""
 FAILED_ROUND_PAUSE = 1.0
 """Seconds before the next round after one failed (no tight loop on a lasting fault)."""
+PONG_WINDOW = 10.0
+"""Seconds a CRLF ping's pong may take (RFC 5626 §4.4.1); later, the ping failed."""
+PONGED = ("tcp", "tls")
+"""The stream transports whose pongs are heard (WebSocket has no CRLF framing, RFC 7118)."""
+Flow = tuple[str, int | None]
+"""A connection: its transport and id (ids are per transport table)."""
 BINDING_EVENTS = "registrar.binding.#"
 _GONE = frozenset({BindingRemoved.routing_key, BindingExpired.routing_key})
 
@@ -105,8 +117,14 @@ class KeepaliveRunner:
         self._unsent: list[Location] = []
         """Reports the bus refused, to send again."""
         self._loader: asyncio.Task[None] | None = None
+        self._awaiting: dict[Flow, dict[Key, float]] = {}
+        """Per connection, the bindings whose CRLF ping went out on it, and when."""
+        self._pinged: deque[tuple[float, Flow, Key]] = deque()
+        """The same, oldest first: pings whose pong is overdue are dropped from the front."""
 
     async def start(self) -> None:
+        for name in PONGED:
+            self.sockets.stream(name).on_pong = self.ponged
         await self.bus.subscribe([BINDING_EVENTS], self._on_event)
         self._task = self._loop.create_task(self._run())
         if self.store is not None:
@@ -176,6 +194,32 @@ class KeepaliveRunner:
         metrics.KEEPALIVE_ANSWERS.value += 1
         return True
 
+    def ponged(self, source: Destination) -> None:
+        """A CRLF pong came on ``source``'s connection: the bindings pinged on that very
+        connection within ``PONG_WINDOW`` answered (a pong elsewhere answers none of them)."""
+        waiting = self._awaiting.pop((source.transport, source.connection_id), None)
+        if waiting is None:
+            return
+        since = self._loop.time() - PONG_WINDOW
+        for key, sent in waiting.items():
+            if sent >= since:
+                self.schedule.answered(*key)
+                metrics.KEEPALIVE_ANSWERS.value += 1
+            else:  # too late (its entry not yet dropped by `_overdue`): failed all the same
+                metrics.KEEPALIVE_PONGS_MISSED.value += 1
+
+    def _overdue(self) -> None:
+        """Pings whose pong did not come within ``PONG_WINDOW``: failed (counted, forgotten)."""
+        since, pinged = self._loop.time() - PONG_WINDOW, self._pinged
+        while pinged and pinged[0][0] < since:
+            sent, flow, key = pinged.popleft()
+            waiting = self._awaiting.get(flow)
+            if waiting is not None and waiting.get(key) == sent:
+                del waiting[key]
+                if not waiting:
+                    del self._awaiting[flow]
+                metrics.KEEPALIVE_PONGS_MISSED.value += 1
+
     # ----- out ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -200,6 +244,8 @@ class KeepaliveRunner:
             for location in unsent:
                 if location.expires_at > now:  # an expired one is gone anyway
                     self._background(self._report(location, again=True))
+        if self._pinged:
+            self._overdue()
         tick = self.schedule.tick(self._loop.time())
         for ping in tick.pings:
             self._ping(ping)
@@ -240,13 +286,23 @@ class KeepaliveRunner:
             connection = self.sockets.stream(destination.transport).connection(destination)
             if connection is None:
                 raise TransportError(f"no open connection to {destination.host}")
-            connection.write(data)
+            awaits_pong = ping.ping is Ping.CRLF and destination.transport in PONGED
+            if awaits_pong:
+                connection.crlf_ping()  # its framer then takes the next lone CRLF as the pong
+            else:
+                connection.write(data)
         except (TransportError, OSError):
             metrics.KEEPALIVE_FAILURES[ping.ping.value] += 1
             return
         metrics.KEEPALIVES_SENT[ping.ping.value] += 1
-        if ping.ping is Ping.CRLF:
-            self.schedule.answered(ping.location.aor, ping.location.contact)
+        key = (ping.location.aor, ping.location.contact)
+        if not awaits_pong:
+            if ping.ping is Ping.CRLF:  # WebSocket: no pong to await, the write is the sign
+                self.schedule.answered(*key)
+            return
+        now, flow = self._loop.time(), (connection.source.transport, connection.id)
+        self._awaiting.setdefault(flow, {})[key] = now
+        self._pinged.append((now, flow, key))
 
     async def _report(self, location: Location, *, again: bool = False) -> None:
         try:

@@ -27,6 +27,10 @@ MessageHandler = Callable[[bytes, Destination, Listener], None]
 `connection_id` set) and the socket it arrived on.  Parsing is left to the
 handler so it can decide how much of a message it needs to read."""
 
+PongHandler = Callable[[Destination], None]
+"""Told of each CRLF pong (RFC 5626 §4.4.1) a stream brings, with its source (`connection_id`
+set): the answer to a ping we sent, which only the one who sent it can match."""
+
 DatagramHandler = Callable[[bytes, Destination, Listener, float], None]
 """A UDP socket's `MessageHandler`: also given when the kernel received the datagram, on
 the event loop's clock (`loop.time()`), so a loaded loop's lag does not show in what is

@@ -1,20 +1,19 @@
 """TCP adapter: listening sockets, outbound connections, and one connection table for both.
 
-A response or a new request to a peer reuses any open connection to that
-peer's address, whichever side opened it, because NATed clients can only be
-reached over the connection they opened (RFC 3261 §18.2.2, RFC 5626).  Idle
-connections are closed after `idle_timeout`; CRLF pings are answered with a
-pong (RFC 5626 §3.5.1) and count as traffic.
+A response or a new request to a peer reuses any open connection to that peer's address,
+whichever side opened it, because NATed clients can only be reached over the connection they
+opened (RFC 3261 §18.2.2, RFC 5626).  Idle connections are closed after `idle_timeout`; CRLF
+pings are answered with a pong (RFC 5626 §3.5.1) and count as traffic; a pong goes to
+`on_pong` (the answer to our `crlf_ping`).
 
 Against one address locking everyone out: a source may hold at most
-`max_connections_per_source` connections to us, `admit` (the edge's flood
-detector) may refuse a source at accept, and a message must arrive whole
-within `message_timeout` of its first byte (the first one within that time of
-the accept), however the bytes trickle in.  A peer that leaves more than
-`max_unsent` bytes of our answers unread (pings sent, pongs never read) is cut:
-nothing it sends can make the process buffer more than that for it.  Refusals
-and cuts are counted and logged at most once per `REFUSAL_LOG_INTERVAL` per
-reason, so a flood cannot flood the log.
+`max_connections_per_source` connections to us, `admit` (the edge's flood detector) may
+refuse a source at accept, and a message must arrive whole within `message_timeout` of its
+first byte (the first one within that time of the accept), however the bytes trickle in.  A
+peer that leaves more than `max_unsent` bytes of our answers unread (pings sent, pongs never
+read) is cut: nothing it sends can make the process buffer more than that for it.  Refusals
+and cuts are counted and logged at most once per `REFUSAL_LOG_INTERVAL` per reason, so a
+flood cannot flood the log.
 """
 
 from __future__ import annotations
@@ -25,11 +24,12 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import cast
 
-from shared.sip.framing import PING, FramingError, StreamFramer
+from shared.sip.framing import PING, PONG, FramingError, StreamFramer
 from shared.sip.transport.base import (
     Listener,
     LogThrottle,
     MessageHandler,
+    PongHandler,
     TransportError,
     TransportLimits,
     bind_error,
@@ -40,7 +40,7 @@ from shared.sip.transport.metrics import TCP_REFUSED, TCP_STALLED, TCP_TIMED_OUT
 log = logging.getLogger(__name__)
 
 Peer = tuple[str, int]
-_PONG = b"\r\n"
+_PING, _PONG = b"\r\n\r\n", b"\r\n"
 
 Admission = Callable[[Destination], bool]
 """Asked for every connection a peer opens to us: False refuses it (closed at once)."""
@@ -118,9 +118,10 @@ class TcpConnection(asyncio.Protocol):
                     self._owner.on_message(event, self.source, self.listener)
                 except Exception:  # a handler bug must not take the connection down
                     log.exception("%s %s:%d: message handler failed", self._owner.name, *self.peer)
-            elif event is PING:
-                if self.open and self.fits(len(_PONG)):
-                    self.write(_PONG)
+            elif event is PING and self.open and self.fits(len(_PONG)):
+                self.write(_PONG)
+            elif event is PONG and self._owner.on_pong is not None:
+                self._owner.on_pong(self.source)  # to the keepalives: who sent the ping
             elif isinstance(event, FramingError):
                 log.warning("%s %s:%d: %s; closing", self._owner.name, *self.peer, event.reason)
                 self.close()
@@ -130,12 +131,15 @@ class TcpConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self._transport is None or self._transport.is_closing() or not self.fits(len(data)):
-            raise TransportError(
-                f"{self._owner.name} connection {self.id} to "
-                f"{self.peer[0]}:{self.peer[1]} is closed"
-            )
+            name, (host, port) = self._owner.name, self.peer
+            raise TransportError(f"{name} connection {self.id} to {host}:{port} is closed")
         self.last_activity = self._owner.now()
         self._transport.write(data)
+
+    def crlf_ping(self) -> None:
+        """Send RFC 5626's CRLF ping; the next lone CRLF from the peer is its pong."""
+        self.write(_PING)
+        self._framer.expect_pong()
 
     def fits(self, size: int) -> bool:
         """Whether `size` more bytes keep the peer's unread backlog within `max_unsent`;
@@ -170,6 +174,7 @@ class TcpTransport:
 
     def __init__(self, on_message: MessageHandler, limits: TransportLimits | None = None) -> None:
         self.on_message = on_message
+        self.on_pong: PongHandler | None = None  # who awaits the pongs to its CRLF pings
         self.limits = limits or TransportLimits()
         self.admit: Admission | None = None
         self.connection_ids: Iterator[int] = itertools.count(1)
@@ -177,8 +182,7 @@ class TcpTransport:
         self._servers: list[asyncio.Server] = []
         self._by_id: dict[int, TcpConnection] = {}
         self._by_peer: dict[Peer, TcpConnection] = {}
-        self._per_source: dict[str, int] = {}
-        """Open connections each source host opened to us."""
+        self._per_source: dict[str, int] = {}  # open connections each source host opened to us
         self.throttle = LogThrottle()
         self._connecting: dict[Peer, asyncio.Future[TcpConnection]] = {}
         self._loop = asyncio.get_running_loop()

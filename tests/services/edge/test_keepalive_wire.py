@@ -19,22 +19,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from deploy.labs.ports import free_port
 from tests.netns import NatNetwork, natted_network, run
 from tests.services.edge.cluster import (
     DOMAIN,
+    PASSWORD,
     Cluster,
     next_event,
     registrar_events,
     running_cluster,
 )
-from tests.services.edge.support import SCENARIOS, sipp
+from tests.services.edge.support import REPO, SCENARIOS
 from tests.services.edge.test_nat_wire import keys, natted_sipp
 from tests.services.edge.test_protection_wire import metric
 from tests.services.edge.test_subscribers_wire import dial_at_b, with_credentials
@@ -214,50 +218,74 @@ def lasting_phone(workdir: Path, user: str, idle: float = IDLE) -> Path:
     return lasting
 
 
-def outbound_phone(workdir: Path, user: str) -> Path:
-    """The phone scenario registering with RFC 5626 outbound: `reg-id` and `+sip.instance`."""
-    path = lasting_phone(workdir, user)
-    instance = '+sip.instance="<urn:uuid:00000000-0000-4000-8000-000000000017>"'
-    text = path.read_text().replace(
-        ";transport=[transport]>", f";transport=[transport]>;reg-id=1;{instance}"
-    )
-    outbound = path.with_name(f"outbound-{path.name}")
-    outbound.write_text(text)
-    return outbound
+@contextmanager
+def crlf_phone(
+    cluster: Cluster, network: NatNetwork, workdir: Path, user: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`tests.services.edge.crlf_phone` behind the NAT, registered over TCP with `reg-id`: its
+    process (`ip netns exec` execs it: SIGUSR1 stops its pongs) and the file it writes what it
+    got to."""
+    cluster.subscriber(user)
+    log = workdir / f"{user}.log"
+    command = network.in_phone(
+        sys.executable, "-m", "tests.services.edge.crlf_phone",
+        network.host_address, user, DOMAIN, PASSWORD, str(cluster.a.sip_port),
+        "--expires", EXPIRES,
+    )  # fmt: skip # the phone's arguments together
+    with log.open("w") as out:
+        phone = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield phone, log
+    finally:
+        phone.terminate()
+        phone.wait(10)
 
 
-async def test_crlf_keepalives_keep_an_outbound_tcp_flow_open_through_the_nat(
+def got(log: Path, what: str) -> int:
+    """How many times the phone wrote `what` (a line per ping, request, ...)."""
+    return log.read_text().splitlines().count(what)
+
+
+async def test_crlf_keepalives_keep_an_outbound_tcp_flow_open_and_its_silence_removes_it(
     cluster: Cluster, network: NatNetwork, workdir: Path
 ) -> None:
-    """A phone registered over TCP with `reg-id` (RFC 5626) gets double-CRLFs down its
-    connection, no OPTIONS; the router forgets an idle TCP mapping after 3 s here, and the
-    phone is still called down that connection after 15 s of silence of its own."""
-    cluster.subscriber("tcpphone")
-    port = free_port()
-    args = keys(
-        "tcpphone", expires=EXPIRES, contact_host=network.phone_address, contact_port=str(port)
-    )
-    args += ("-auth_uri", DOMAIN, "-oocsf", str(SCENARIOS / "phone_answer_keepalive.xml"))
-    phone = sipp(
-        workdir, outbound_phone(workdir, "tcpphone"), port, remote=cluster.a.sip_port,
-        transport="t1", args=args, host=network.phone_address,
-        remote_host=network.host_address, netns=network.phone_namespace,
-    )  # fmt: skip # SIPp's addresses together
-    [binding] = cluster.wait_bindings("tcpphone", 1)
-    assert binding["transport"] == "tcp" and "reg-id=1" in str(binding["params"])
-    crlf = 'callmesh_edge_keepalives_sent_total{kind="crlf"}'
-    before = metric(cluster.a, crlf)
+    """A phone registered over TCP with `reg-id` (RFC 5626) behind the NAT gets double-CRLFs
+    down its connection, no OPTIONS, and answers each with a CRLF pong; the router forgets an
+    idle TCP mapping after 3 s here, and the phone is still called down that connection after
+    15 s of silence of its own.  Then it stops answering the pings but keeps its connection
+    open (the pings are still written, and taken): removed with cause `unreachable` once the
+    timeout passes, as a gone phone whose connection the kernel has not yet given up."""
     in_router = ("ip", "netns", "exec", network.router_namespace, "sysctl", "-qw")
     established = "net.netfilter.nf_conntrack_tcp_timeout_established"
-    run(*in_router, f"{established}={MAPPING_LIFE}")
-    try:
-        await asyncio.sleep(IDLE)
-        assert metric(cluster.a, crlf) - before >= IDLE / INTERVAL - 2, cluster.a.log()
-        assert phone.received("OPTIONS") == 0
-        # Edge A answers edge B on the connection B opened (RFC 3261 §18.2.2), though B's
-        # Via names an address it is not seen from in this test network.
-        assert await asyncio.to_thread(dial_at_b, cluster, workdir, "tcpphone") == 0
-        assert phone.received("INVITE") == 1  # down its connection, through the NAT
-    finally:
-        run(*in_router, f"{established}=432000")
-        phone.stop()
+    with crlf_phone(cluster, network, workdir, "tcpphone") as (phone, log):
+        [binding] = cluster.wait_bindings("tcpphone", 1)
+        assert binding["transport"] == "tcp" and "reg-id=1" in str(binding["params"])
+        crlf = 'callmesh_edge_keepalives_sent_total{kind="crlf"}'
+        answers = "callmesh_edge_keepalive_answers_total"
+        before, answered = metric(cluster.a, crlf), metric(cluster.a, answers)
+        run(*in_router, f"{established}={MAPPING_LIFE}")
+        try:
+            await asyncio.sleep(IDLE)
+            assert metric(cluster.a, crlf) - before >= IDLE / INTERVAL - 2, cluster.a.log()
+            assert metric(cluster.a, answers) - answered >= IDLE / INTERVAL - 2  # the pongs
+            assert got(log, "ping") >= IDLE / INTERVAL - 2 and got(log, "OPTIONS") == 0
+            # Edge A answers edge B on the connection B opened (RFC 3261 §18.2.2), though B's
+            # Via names an address it is not seen from in this test network.
+            assert await asyncio.to_thread(dial_at_b, cluster, workdir, "tcpphone") == 0
+            assert got(log, "INVITE") == 1  # down its connection, through the NAT
+            async with registrar_events(cluster.a.namespace) as heard:
+                phone.send_signal(signal.SIGUSR1)
+                silent_at, pinged = time.monotonic(), got(log, "ping")
+                event = await next_event(
+                    heard,
+                    "registrar.binding.removed",
+                    f"sip:tcpphone@{DOMAIN}",
+                    TIMEOUT + 2 * INTERVAL + 10,
+                )
+            assert event.data["cause"] == "unreachable"
+            assert time.monotonic() - silent_at >= TIMEOUT - INTERVAL  # not before the timeout
+            assert got(log, "ping") > pinged  # its connection took the pings meanwhile
+            assert "closed" not in log.read_text()
+            assert cluster.bindings("tcpphone") == []
+        finally:
+            run(*in_router, f"{established}=432000")

@@ -69,6 +69,7 @@ EDGE_FAMILIES = {
     "callmesh_edge_keepalives_sent": ("counter", ("kind",)),
     "callmesh_edge_keepalive_failures": ("counter", ("kind",)),
     "callmesh_edge_keepalive_answers": ("counter", ()),
+    "callmesh_edge_keepalive_pongs_missed": ("counter", ()),
     "callmesh_edge_keepalive_removals": ("counter", ()),
     "callmesh_edge_keepalive_reports_delayed": ("counter", ()),
     "callmesh_edge_keepalive_bindings_loaded": ("gauge", ()),

@@ -193,3 +193,20 @@ def test_content_length_is_read_on_the_first_line_of_a_block_too() -> None:
     still frames it by that (the parser refuses it for its start line; the stream goes on)."""
     block = b"\nContent-Length: 0\r\n\r\n"
     assert StreamFramer().feed(block + OPTIONS) == [block, OPTIONS]
+
+
+def test_pongs_one_per_segment_after_our_pings_are_each_a_pong() -> None:
+    """A phone's pong to each of our pings, each in its own segment: without `expect_pong`
+    the second would complete a 'split ping' (a pong lost, and a pong sent back for it)."""
+    framer = StreamFramer()
+    for _ in range(3):
+        framer.expect_pong()
+        assert framer.feed(b"\r\n") == [PONG]
+    framer.expect_pong()
+    assert framer.feed(b"\r") == []
+    assert framer.feed(b"\n") == [PONG]
+    # The expectation is spent: a split ping of the phone's own is recognised again.
+    assert framer.feed(b"\r\n") == [PONG]
+    assert framer.feed(b"\r\n") == [PING]
+    framer.expect_pong()
+    assert framer.feed(b"\r\n\r\n" + OPTIONS) == [PING, OPTIONS]  # a whole ping is a ping

@@ -241,12 +241,16 @@ async def test_a_connection_binding_whose_connection_is_gone_gets_no_new_one(
         await listener.wait_closed()
 
 
-async def test_a_connection_binding_is_pinged_on_its_connection(setup: Setup) -> None:
-    """Outbound (``reg-id``): CRLFs on the phone's own connection, which keep it."""
+async def outbound_phone(
+    setup: Setup,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Location]:
+    """A phone connected to the edge over TCP, and its outbound (``reg-id``) binding."""
     sockets = setup.runner.sockets
-    await sockets.open([ListenAddress("tcp", "127.0.0.1", 0)], shared=False)
-    edge_port = sockets.bound[-1].listener.port
-    reader, writer = await asyncio.open_connection("127.0.0.1", edge_port)
+    tcp = [bound.listener for bound in sockets.bound if bound.listener.transport == "tcp"]
+    if not tcp:
+        await sockets.open([ListenAddress("tcp", "127.0.0.1", 0)], shared=False)
+        tcp = [sockets.bound[-1].listener]
+    reader, writer = await asyncio.open_connection("127.0.0.1", tcp[0].port)
     port = writer.get_extra_info("sockname")[1]
     peer = Destination("tcp", "127.0.0.1", port)
     await until(lambda: sockets.tcp.connection(peer) is not None)
@@ -254,19 +258,92 @@ async def test_a_connection_binding_is_pinged_on_its_connection(setup: Setup) ->
     assert connection is not None
     binding = setup.binding.model_copy(
         update={
+            "contact": f"sip:alice@192.168.1.5:{port};transport=tcp",
             "received": f"sip:127.0.0.1:{port};transport=tcp",
             "transport": "tcp",
             "params": ";reg-id=1",
             "connection_id": connection.id,
         }
     )
-    sent = metrics.KEEPALIVES_SENT["crlf"]
+    return reader, writer, binding
+
+
+async def ponging(reader: asyncio.StreamReader, writers: list[asyncio.StreamWriter]) -> int:
+    """Read the CRLF pings on ``reader``'s connection, each answered by a pong on ``writers[0]``
+    (the same connection, or another); returns the pings read when the connection ends."""
+    pings = 0
+    while await reader.read(4) == b"\r\n\r\n":
+        pings += 1
+        writers[0].write(b"\r\n")
+    return pings
+
+
+async def test_a_connection_binding_is_pinged_on_its_connection_and_kept_by_its_pongs(
+    setup: Setup,
+) -> None:
+    """Outbound (``reg-id``): CRLFs on the phone's own connection; its pongs keep it."""
+    reader, writer, binding = await outbound_phone(setup)
+    sent, answers = metrics.KEEPALIVES_SENT["crlf"], metrics.KEEPALIVE_ANSWERS.value
+    pongs = asyncio.ensure_future(ponging(reader, [writer]))
     setup.runner.note(binding, gone=False)
-    assert await asyncio.wait_for(reader.readexactly(16), 5) == b"\r\n\r\n" * 4
-    assert metrics.KEEPALIVES_SENT["crlf"] >= sent + 4
-    await asyncio.sleep(0.2)  # past the timeout since the first ping
+    await asyncio.sleep(1.0)  # the timeout (0.35 s) thrice over
     assert setup.reports.empty()
+    assert metrics.KEEPALIVES_SENT["crlf"] >= sent + 8
+    assert metrics.KEEPALIVE_ANSWERS.value >= answers + 8
     writer.close()
+    assert await asyncio.wait_for(pongs, 5) >= 8
+
+
+async def test_a_connection_binding_whose_pongs_stop_is_reported(setup: Setup) -> None:
+    """The connection stays open and takes the pings (the write succeeds), but no pong comes:
+    a phone gone without closing it.  Reported once the timeout passes, and no sooner."""
+    reader, writer, binding = await outbound_phone(setup)
+    setup.runner.note(binding, gone=False)
+    noted = time.monotonic()
+    report = await asyncio.wait_for(setup.reports.get(), 5)
+    assert report.contact == binding.contact
+    assert time.monotonic() - noted >= 0.35 - 0.1  # the timeout, less one interval
+    assert await reader.read(4) == b"\r\n\r\n"  # it was pinged all along
+    writer.close()
+
+
+async def test_a_pong_on_another_connection_answers_nothing(setup: Setup) -> None:
+    """The phone's pongs count on its own connection only: the same pongs on a second
+    connection (another phone, or someone who guessed) leave the binding unanswered."""
+    reader, writer, binding = await outbound_phone(setup)
+    _, elsewhere, _ = await outbound_phone(setup)
+    answers = metrics.KEEPALIVE_ANSWERS.value
+    pongs = asyncio.ensure_future(ponging(reader, [elsewhere]))
+    setup.runner.note(binding, gone=False)
+    report = await asyncio.wait_for(setup.reports.get(), 5)
+    assert report.contact == binding.contact
+    assert metrics.KEEPALIVE_ANSWERS.value == answers
+    writer.close()
+    elsewhere.close()
+    assert await asyncio.wait_for(pongs, 5) >= 2
+
+
+async def test_a_late_pong_answers_nothing_and_the_ping_is_counted_missed(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pong later than RFC 5626's 10 s (scaled down here) is a failed ping."""
+    monkeypatch.setattr("services.edge.runtime.keepalives.PONG_WINDOW", 0.05)
+    reader, writer, binding = await outbound_phone(setup)
+    missed, answers = metrics.KEEPALIVE_PONGS_MISSED.value, metrics.KEEPALIVE_ANSWERS.value
+
+    async def late() -> None:
+        while await reader.read(4) == b"\r\n\r\n":
+            await asyncio.sleep(0.08)
+            writer.write(b"\r\n")
+
+    pongs = asyncio.ensure_future(late())
+    setup.runner.note(binding, gone=False)
+    report = await asyncio.wait_for(setup.reports.get(), 5)
+    assert report.contact == binding.contact
+    assert metrics.KEEPALIVE_ANSWERS.value == answers
+    assert metrics.KEEPALIVE_PONGS_MISSED.value >= missed + 1
+    writer.close()
+    pongs.cancel()
 
 
 async def test_a_failed_round_does_not_end_the_keepalives(

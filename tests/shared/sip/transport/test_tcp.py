@@ -419,3 +419,28 @@ async def test_a_message_to_a_peer_over_its_unread_limit_is_a_transport_error(
         writer.close()
     finally:
         await transport.close()
+
+
+async def test_a_pong_is_told_to_on_pong_with_its_connection(
+    server: TcpTransport, inbox: Inbox
+) -> None:
+    """A lone CRLF between messages (RFC 5626's pong) goes to `on_pong`, naming the connection
+    it came on; a ping is answered and not told, and a message is not a pong."""
+    pongs: list[Destination] = []
+    server.on_pong = pongs.append
+    listener = await server.listen("127.0.0.1", 0)
+    _, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    _, other = await asyncio.open_connection("127.0.0.1", listener.port)
+    writer.write(OPTIONS + b"\r\n\r\n")
+    _, source, _ = await inbox.get()
+    writer.write(b"\r\n")
+    await until(lambda: len(pongs) == 1)
+    assert pongs == [source] and source.connection_id is not None
+    other.write(b"\r")  # a pong split across segments is still one pong
+    await asyncio.sleep(0.05)
+    other.write(b"\n")
+    await until(lambda: len(pongs) == 2)
+    assert pongs[1].connection_id not in (None, source.connection_id)
+    assert pongs[1].port == other.get_extra_info("sockname")[1]
+    writer.close()
+    other.close()

@@ -92,6 +92,10 @@ async def test_a_message_over_tls_is_answered_on_its_connection(
     assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\r\n"  # the pong, encrypted
     await server.send(OK, source)
     assert await asyncio.wait_for(reader.readexactly(len(OK)), 5) == OK
+    pongs: list[Destination] = []
+    server.on_pong = pongs.append
+    writer.write(b"\r\n")  # the phone's pong to a CRLF ping of ours: told, decrypted
+    await until(lambda: pongs == [source])
     writer.close()
 
 
