@@ -96,11 +96,12 @@ class EdgeService(Service):
         return CallTransferrer(self.settings.instance, self._transfer_b2bua, self._forward_transfer)
 
     async def _transfer_b2bua(self, call_id: str, tag: str, to: str) -> tuple[str, str]:
-        """The B2BUA call's transfer begun by this process's engine (`B2buaRunner.transfer`)."""
+        """The B2BUA call's transfer begun by the engine of the worker holding it
+        (`B2buaRunner.transfer`, asked over `runtime.worker_control` if not this process)."""
         edge: RunningEdge | None = getattr(self, "edge", None)
         if edge is None:
             return "elsewhere", ""
-        return await edge.driver.transfer_b2bua(call_id, tag, to)
+        return await edge.control.transfer(call_id, tag, to)
 
     async def _forward_transfer(self, edge: str, call_id: str, to: str) -> SiblingAnswer | None:
         siblings: Siblings | None = getattr(self, "siblings", None)
@@ -154,10 +155,11 @@ class EdgeService(Service):
         return edge.driver.hangups, edge.driver.proxy.interfaces
 
     async def _hang_up_b2bua(self, call_id: str, tag: str) -> bool:
-        """The B2BUA call `call_id` (the edge's `tag` on the caller's leg) ended by this
-        process's engine: held here, or adopted from Redis (False: neither)."""
-        edge = getattr(self, "edge", None)
-        return edge is not None and await edge.driver.hang_up_b2bua(call_id, tag)
+        """The B2BUA call `call_id` (the edge's `tag` on the caller's leg) ended by the engine
+        of the worker its Call-ID hashes to (this process's, or asked over
+        `runtime.worker_control`): held there, or adopted from Redis (False: neither)."""
+        edge: RunningEdge | None = getattr(self, "edge", None)
+        return edge is not None and await edge.control.hang_up(call_id, tag)
 
     async def _forward_hangup(self, edge: str, call_id: str) -> SiblingAnswer | None:
         """The hang-up of `call_id` done by `edge` (the one that answered it), if it is up."""

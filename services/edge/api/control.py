@@ -87,6 +87,11 @@ def control_router(
         responses={
             404: {"description": "No record of the call"},
             409: {"description": "Nothing to hang up: ended, not answered, or no legs recorded"},
+            503: {
+                "description": "Call control is off, or the worker holding the call is not "
+                "listening"
+            },
+            504: {"description": "The worker of this edge holding the call did not answer"},
         },
     )
     async def hangup(
@@ -111,8 +116,9 @@ def control_router(
         (``mode: b2bua``) is ended by the engine holding its pair, on that edge (or adopted
         from Redis when no edge answers for it): a BYE on each leg with that leg's own
         Call-ID, tags and next CSeq; the answer has ``mode: b2bua`` and comes once they are
-        sent (their ``status`` is ``null``); 409 when the pair is another worker's of the
-        edge or nowhere.
+        sent (their ``status`` is ``null``), by whichever worker of the edge holds the pair
+        (asked by this one; 503 if it is not listening, 504 if it does not answer within
+        5 s); 409 when the pair is nowhere.
         """
         with _answers():
             items = await asking().dialogs(call_id)
@@ -132,7 +138,9 @@ def control_router(
             409: {"description": "Not a live, answered B2BUA call held by an edge, or one in "
                   "transfer already"},
             422: {"description": "`to` is neither a usable SIP URI nor a number"},
-            503: {"description": "Call control is off, or the route's gateway is unusable now"},
+            503: {"description": "Call control is off, the route's gateway is unusable now, "
+                  "or the worker holding the call is not listening"},
+            504: {"description": "The worker of this edge holding the call did not answer"},
         },
     )  # fmt: skip # the responses on two lines each
     async def transfer(
@@ -154,8 +162,8 @@ def control_router(
         refusing or not answering, the caller refusing the re-INVITE).  Passed on to the
         edge that answered the call, as a hang-up is.  404: no record of the call (or no
         route for the number); 409: a proxied call, one ended or not answered yet, one in
-        transfer already, or one no edge holds (another worker's of the edge); 422: a
-        ``to`` that is not usable."""
+        transfer already, or one no edge holds; 422: a ``to`` that is not usable; 503/504:
+        the worker of this edge holding the call is not listening / did not answer."""
         with _answers():
             items = await asking().dialogs(call_id)
         if items is None:

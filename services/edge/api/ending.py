@@ -18,12 +18,14 @@ from services.edge.proxy.interfaces import Interfaces
 from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.pool import edge_of
 from services.edge.runtime.siblings import SiblingAnswer
+from services.edge.runtime.worker_control import WorkerControlError
 
 HangupForward = Callable[[str, str], Awaitable[SiblingAnswer | None]]
 """Ask the edge named first to hang up the call named second itself (None: no answer)."""
 B2buaHangup = Callable[[str, str], Awaitable[bool]]
-"""End the B2BUA call (its Call-ID, the edge's tag on the caller's leg) from this edge's
-engine, which holds its dialogs; False: no worker here holds it, nor Redis."""
+"""End the B2BUA call (its Call-ID, the edge's tag on the caller's leg) from the engine of
+this edge's worker holding its dialogs: False: no worker here holds it, nor Redis;
+`WorkerControlError` when that worker cannot be asked or does not answer."""
 Scope = Literal["cluster", "edge"]
 
 
@@ -78,12 +80,15 @@ class CallEnder:
     async def _end_b2bua(self, call_id: str, tags: list[str]) -> dict[str, Any]:
         """BYEs on both legs from the engine holding the pair (correct CSeqs, no guessing);
         their answers are the engine's, so the outcome is only that they were sent."""
-        b2bua = self.b2bua
-        ended = [tag for tag in tags if b2bua is not None and await b2bua(call_id, tag)]
+        b2bua, ended = self.b2bua, []
+        for tag in tags:
+            try:
+                if b2bua is not None and await b2bua(call_id, tag):
+                    ended.append(tag)
+            except WorkerControlError as error:
+                raise HangupRefusedError(error.status, error.detail) from None
         if not ended:
-            detail = (
-                "the B2BUA call is held by no worker of this edge that can end it, nor in Redis"
-            )
+            detail = "the B2BUA call is held by no worker of this edge, nor in Redis"
             raise HangupRefusedError(409, detail)
         sent = {"status": None, "reason": "sent by the B2BUA"}
         byes = [{"to": side, **sent} for _ in ended for side in ("caller", "callee")]

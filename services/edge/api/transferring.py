@@ -19,10 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.edge.api.ending import HangupRefusedError, Scope, answering_edges, b2bua_tags
 from services.edge.runtime.siblings import SiblingAnswer
 from services.edge.runtime.transfer_targets import TransferTargetError
+from services.edge.runtime.worker_control import WorkerControlError
 
 B2buaTransfer = Callable[[str, str, str], Awaitable[tuple[str, str]]]
 """Begin the transfer of the B2BUA call (its Call-ID, the edge's tag on the caller's leg) to
-the target named third, from this edge's engine: ("", the new leg's Call-ID) or why not."""
+the target named third, from the engine of this edge's worker holding it: ("", the new
+leg's Call-ID) or why not (`TransferTargetError`, `WorkerControlError`: raised)."""
 TransferForward = Callable[[str, str, str], Awaitable[SiblingAnswer | None]]
 """Ask the edge named first to transfer the call named second itself (None: no answer)."""
 
@@ -90,7 +92,7 @@ class CallTransferrer:
                 break
             try:
                 why, leg = await self.b2bua(call_id, tag, to)
-            except TransferTargetError as error:
+            except (TransferTargetError, WorkerControlError) as error:
                 raise HangupRefusedError(error.status, error.detail) from None
             if not why:
                 return {

@@ -73,7 +73,9 @@ _ALIAS = 0x1000
 """The sender's connection (the envelope's id) now serves an RFC 5923 alias (its address)."""
 _UNALIAS = 0x0800
 """…and no longer does (closed)."""
-_NOTICES = _STREAM | _WRITE | _ALIAS | _UNALIAS
+CONTROL: Final = 0x0400
+"""A control frame: a request to run here, or an answer (`runtime.worker_control`)."""
+_NOTICES = _STREAM | _WRITE | _ALIAS | _UNALIAS | CONTROL
 STREAMS: Final = ("tcp", "tls", "ws", "wss")
 WORKER_SLOTS: Final = 64
 """Connection ids step by this; an id modulo it is the worker holding the connection."""
@@ -201,6 +203,8 @@ class CallAffinity:
         self._accepted: set[socket.socket] = set()
         self.aliases: dict[tuple[str, str, int], int] = {}
         """(transport, host, port) → the sibling's connection aliased to that address."""
+        self.control: Callable[[bytes], None] = lambda _frame: None
+        """Takes a sibling's control frame (`WorkerControl.receive`); until set, dropped."""
 
     async def start(self) -> None:
         path = self.group.relay_path(self.group.index)
@@ -270,6 +274,9 @@ class CallAffinity:
         for owner in range(self.group.count):
             if owner != self.group.index:
                 self._send(owner, envelope, None)
+
+    def send_control(self, owner: int, frame: bytes) -> bool:
+        return self._send(owner, frame, None)  # False: `owner` is not listening
 
     def _aliased(self, kind: int, notice: Destination) -> None:
         key = (notice.transport, notice.host, notice.port)
@@ -341,8 +348,8 @@ class CallAffinity:
                 self._drop(connection)
                 return
             try:
-                if _KIND.unpack_from(envelope)[0] & _NOTICES:
-                    self._stream(envelope)
+                if (kind := _KIND.unpack_from(envelope)[0]) & _NOTICES:
+                    (self.control if kind & CONTROL else self._stream)(envelope)
                     continue
                 listener_index, source, data, received_at = unpack(envelope)
                 if listener_index & _PRIVATE:

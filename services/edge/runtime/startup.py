@@ -49,6 +49,7 @@ from services.edge.runtime.record_route_keys import record_route_keyring
 from services.edge.runtime.shared_counts import Runner, start_shared_counts
 from services.edge.runtime.sockets import BoundSocket, EdgeSockets
 from services.edge.runtime.trace_ring import TraceRing
+from services.edge.runtime.worker_control import WorkerControl
 from shared.bus import Bus
 from shared.contracts.edge import MEDIA_EXPIRED_EVENTS, MEDIA_EXPIRED_QUEUE
 from shared.dns import Names
@@ -82,6 +83,7 @@ class RunningEdge:
         warmer: NameWarmer,
         *,
         counters: list[Runner],
+        control: WorkerControl,
     ) -> None:
         self.cache = cache
         self.counters = counters
@@ -89,6 +91,8 @@ class RunningEdge:
         self.driver = driver
         self.sockets = sockets
         self.warmer = warmer
+        self.control = control
+        """Call control of a B2BUA call whichever worker holds it (`runtime.worker_control`)."""
 
     @property
     def trace(self) -> TraceRing | None:
@@ -98,6 +102,7 @@ class RunningEdge:
 
     async def stop(self) -> None:
         await self.warmer.stop()
+        await self.control.close()
         await self.sockets.close()
         capture = self.sockets.capture
         if capture is not None and capture.hep is not None:
@@ -129,7 +134,10 @@ async def start_edge(
     policies = driver.proxy.policies
     flood = policies.guard.flood if isinstance(policies, EdgePolicies) else None
     counters = start_shared_counts(settings, store, flood, driver.proxy.calls, health.sets)
-    return RunningEdge(cache, health, driver, sockets, warmer, counters=counters)
+    control = WorkerControl(group, driver.hang_up_b2bua, driver.transfer_b2bua)
+    if sockets.affinity is not None:  # a sibling's control frames, and ours to them
+        control.send, sockets.affinity.control = sockets.affinity.send_control, control.receive
+    return RunningEdge(cache, health, driver, sockets, warmer, counters=counters, control=control)
 
 
 async def _serve_proxy(

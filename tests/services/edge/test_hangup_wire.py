@@ -9,6 +9,7 @@ with ``CALLMESH_EDGE_ACCOUNTING_URL`` naming that instance and
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 @pytest.fixture(scope="module")
 def edge(platform: Platform) -> Iterator[Edge]:
     """The platform's edge again, told where the accounting service's API is."""
+    with control_edge(platform) as control:
+        yield control
+
+
+@contextlib.contextmanager
+def control_edge(platform: Platform, **settings: str) -> Iterator[Edge]:
+    """The platform's edge restarted with call control on (and `settings`, as env vars),
+    restarted as it was afterwards."""
     first = platform.edge
     assert first.process is not None
     stop_process(first.process)
@@ -41,6 +50,7 @@ def edge(platform: Platform) -> Iterator[Edge]:
         first.env,
         CALLMESH_EDGE_ACCOUNTING_URL=f"http://{LOOPBACK}:{port}",
         CALLMESH_FRAUD_HANGUP="true",
+        **settings,
     )
     (platform.workdir / "control").mkdir(exist_ok=True)
     control = Edge(

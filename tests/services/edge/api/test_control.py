@@ -19,6 +19,7 @@ from services.edge.api.control import control_router
 from services.edge.api.ending import CallEnder, answering_edges
 from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.siblings import SiblingAnswer
+from services.edge.runtime.worker_control import WorkerControlError
 from tests.services.edge.control.test_byes import SIX
 from tests.services.edge.control.test_plan import attempt
 from tests.services.edge.runtime.test_fraud_hangups import Sender
@@ -165,3 +166,17 @@ async def test_a_b2bua_call_answered_elsewhere_is_passed_on_and_one_held_nowhere
     assert reply.status_code == 409 and "B2BUA" in reply.text
     reply = await hang_up([b2bua_at("edge-a")], Others({}), Sender())  # no engine at all
     assert reply.status_code == 409
+
+
+async def test_a_worker_holding_the_call_that_cannot_be_asked_is_a_clear_503_or_504() -> None:
+    """The engine of another worker of this edge holds the pair (`runtime.worker_control`)."""
+
+    class Unanswered(Engine):
+        async def __call__(self, call_id: str, tag: str) -> bool:
+            raise WorkerControlError(504, "worker 1 of this edge did not answer within 5 s")
+
+    reply = await hang_up([b2bua_at("edge-a")], Others({}), Sender(), engine=Unanswered(set()))
+    assert (reply.status_code, reply.json()["detail"]) == (
+        504,
+        "worker 1 of this edge did not answer within 5 s",
+    )

@@ -19,13 +19,14 @@ from services.edge.api.ending import CallEnder
 from services.edge.api.transferring import CallTransferrer
 from services.edge.runtime.siblings import SiblingAnswer
 from services.edge.runtime.transfer_targets import TransferTargetError
+from services.edge.runtime.worker_control import WorkerControlError
 from tests.services.edge.api.test_control import Dialogs, answered_at, b2bua_at
 
 
 class TransferEngine:
     """This edge's B2BUA: what it answers to each transfer, and the transfers asked."""
 
-    def __init__(self, why: str = "", error: TransferTargetError | None = None) -> None:
+    def __init__(self, why: str = "", error: Exception | None = None) -> None:
         self.why = why
         self.error = error
         self.asked: list[tuple[str, str, str]] = []
@@ -158,3 +159,12 @@ async def test_a_hostile_body_is_422(body: Any) -> None:
     reply = await transfer([b2bua_at("edge-a")], body, engine)
     assert reply.status_code == 422, reply.text
     assert engine.asked == []
+
+
+async def test_a_worker_holding_the_call_that_cannot_be_asked_is_a_clear_503() -> None:
+    engine = TransferEngine(error=WorkerControlError(503, "worker 1 of this edge is not listening"))
+    reply = await transfer([b2bua_at("edge-a")], AGENT, engine)
+    assert (reply.status_code, reply.json()["detail"]) == (
+        503,
+        "worker 1 of this edge is not listening",
+    )
