@@ -122,13 +122,13 @@ class NextHop(MediaRelaying):
             )
             self._publish_refused(request, parked.source, answer, now, actions, parked=parked)
             return
+        if self.media is not None:  # a B2BUA pair's media too: the same policy decides
+            hops = self._relayed_hops(hops, request, parked.source)
         if self.b2bua_calls is not None and request.method == "INVITE" and self.router.b2bua(hops):
             self.table.discard(parked.server)  # the B2BUA answers the caller from here on
             self._publish_handed_off(parked, hops, now, actions)
             actions.append(HandOff(request.to_bytes(), parked.source, tuple(hops)))
             return
-        if self.media is not None:
-            hops = self._relayed_hops(hops, request, parked.source)
         record = request.method in DIALOG_CREATING
         forwarding = Forwarding(
             parked.server, request, hops, parked.loop_hash, parked.inbound, record

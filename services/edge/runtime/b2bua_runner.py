@@ -21,7 +21,7 @@ record is loaded (another edge's call, that edge gone) and adopted before the en
 reads it, or, with none, the engine answers it 481.
 
 With call events on, the engine's steps of each call (`Progress`) go out as the call's
-events (`runtime.b2bua_events`), among the sends it returns.
+events (`runtime.b2bua_events`), among the sends it returns (`runtime.b2bua_media`: SDP).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from services.edge.proxy.core import Proxy
 from services.edge.proxy.routes import Hop
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.b2bua_events import PairEvents
+from services.edge.runtime.b2bua_media import PairMedia
 from services.edge.runtime.b2bua_state import PairWriter
 from services.edge.runtime.transfer_targets import is_number, number_target, uri_target
 from shared.sip.branch import new_call_id
@@ -108,6 +109,22 @@ class B2buaRunner:
         self._events = PairEvents(events) if events is not None else None
         if writer is not None:
             proxy.b2bua_tags = PAIR_TAG
+        self.media = PairMedia(self.calls, self.engine.pairs)  # rtpengine: `relay_media`
+
+    def media_reply(self, ticket: int, sdp: bytes | None, now: float) -> list[Send | Publish]:
+        """rtpengine's SDP for `ticket` (None: failed): what it held, or the caller's offer's."""
+        if (pair_id := self.media.originated(ticket)) is None:
+            return self.media.done(ticket, sdp)  # sends rewritten already
+        originate, hand_off = self.media.offering.pop(pair_id)
+        if self.media.offered(ticket, sdp) or not self.media.required:
+            return self._note_ends(self._originate(originate, hand_off, now), now)
+        sends: list[Send | Publish] = []
+        sends += (s for s in self.engine.refuse(pair_id, 503, now) if isinstance(s, Send))
+        self._pair_ended(pair_id, now)
+        if self._events is not None and sends:
+            reason = "Service Unavailable (media relay)"
+            sends.append(self._events.refused(originate.request, 503, reason, now, "unavailable"))
+        return self._note_ends(sends, now)
 
     def claims(self, message: Request | Response) -> bool:
         """Whether a message under a pair's Call-ID is the pair's.  Leg B's Call-IDs are
@@ -255,8 +272,8 @@ class B2buaRunner:
     ) -> list[Send | Publish]:
         pair_id = originate.pair_id
         caller = originate.request.call_id
-        live = self.calls.get(caller)
-        if not hand_off.hops or (live is not None and live not in self._ended_ids):
+        live = self.calls.get(caller)  # this pair's own, back from rtpengine's offer
+        if not hand_off.hops or (live not in (None, pair_id) and live not in self._ended_ids):
             # An INVITE without To tag under a live pair's Call-ID (another caller's: one
             # Call-ID is one pair here); a pair ended lets the caller's retry be a new call.
             refused: list[Send | Publish] = [
@@ -268,6 +285,8 @@ class B2buaRunner:
         self._pair_calls[pair_id] = (caller,)
         hop, *rest = hand_off.hops
         self._hops[pair_id] = rest
+        if hop.relay and self.media.offer(pair_id, originate, hand_off):
+            return []  # leg B's INVITE waits for rtpengine's offer (`media_reply`)
         target = PairTarget(hop.uri, hop.destination)
         if self._events is not None:
             self._events.trying(pair_id, hop)
@@ -340,7 +359,7 @@ class B2buaRunner:
         for pair_id in ended:
             self._pair_ended(pair_id, now)
         ended.clear()
-        return sends
+        return self.media.outgoing(sends)
 
     def _pair_ended(self, pair_id: str, now: float) -> None:
         """The call is over: its limit leases freed (as a proxied call's BYE frees them), its
@@ -348,6 +367,7 @@ class B2buaRunner:
         self._ended.append((now + LINGER, pair_id))
         self._ended_ids.add(pair_id)
         self._hops.pop(pair_id, None)
+        self.media.end(pair_id)
         call_ids = self._pair_calls.get(pair_id, ())
         if call_ids:
             self.call_ended(call_ids[0])

@@ -34,6 +34,7 @@ from services.edge.proxy.media import MediaSettings
 from services.edge.proxy.routes import NumberRouter
 from services.edge.proxy.subscribers import Subscribers
 from services.edge.runtime.affinity import CallAffinity, WorkerGroup
+from services.edge.runtime.b2bua_media import relay_media
 from services.edge.runtime.b2bua_runner import B2buaRunner
 from services.edge.runtime.b2bua_state import PairStates, PairWriter
 from services.edge.runtime.capture import capture_of, watch_events
@@ -256,6 +257,9 @@ async def _serve_proxy(
         settings.b2bua_session_expires, settings.b2bua_min_se, settings.b2bua_session_timer_scale
     )
     driver.b2bua = B2buaRunner(proxy, group, PairWriter(states), session_timers)
+    if media is not None:
+        required = settings.media_relay_required
+        relay_media(driver.b2bua, required, media.run, driver._deliver)
     driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
     publisher = driver.publisher
     metrics.OUTBOX_UNSETTLED.read = lambda: publisher.unsettled
