@@ -10,9 +10,11 @@ turns for one or two messages, so a flush a turn is a timer, a list and (TCP)
 a write syscall per message or two; a flush every few milliseconds carries
 dozens (each packet keeps the time it was captured, so Homer's ladder is not
 shifted).  While every destination is known to be down until a retry (a UDP
-collector's ICMP unreachable, a TCP one between reconnections), `taking` says
-so, and packets are counted dropped as they come, never encoded or queued:
-a collector down costs a call less than one up.  A collector that is down,
+collector's ICMP unreachable, a TCP one between reconnections) or stalled (a TCP
+collector that stopped reading, its unread bytes past `TCP_BUFFER_LIMIT`, until
+its transport's buffer drains), `taking` says so, and packets are counted
+dropped as they come, never encoded or queued: a collector down or stalled
+costs a call less than one up.  A collector that is down,
 slow or gone costs drops, counted per reason in `callmesh_hep_dropped_total`,
 and one log line when a destination starts dropping (again after
 `EPISODE_GAP` without a drop); TCP reconnects in the background at most once
@@ -42,6 +44,9 @@ EPISODE_GAP: Final = 10.0
 over UDP a success says nothing (a closed port answers every other packet with ICMP)."""
 TCP_BUFFER_LIMIT: Final = 4 * 1024 * 1024
 """Bytes a TCP collector may have unread in our buffer before packets to it are dropped."""
+STALL_RECHECK: Final = 60.0
+"""Seconds a stalled collector is skipped at most before a flush looks again (its drain or its
+loss ends the skip at once)."""
 
 
 class _Target:
@@ -57,6 +62,10 @@ class _Target:
     def down_until(self, now: float) -> float:
         """The loop time until which every packet to it would be dropped as down (<= now: none)."""
         return now
+
+    def skip_reason(self) -> str:
+        """What a packet refused while it cannot take any is counted as."""
+        return "down"
 
     def connected(self) -> bool:
         return True
@@ -108,22 +117,39 @@ class _UdpTarget(_Target):
 
 
 class _TcpProtocol(asyncio.Protocol):
+    """The transport's flow control tells the target when the collector stalls and drains."""
+
     def __init__(self, target: _TcpTarget) -> None:
         self._target = target
 
+    def pause_writing(self) -> None:
+        self._target.stalled = True
+
+    def resume_writing(self) -> None:
+        self._target.stalled = False
+        self._target.on_change()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._target.transport = None
+        self._target.stalled = False
+        self._target.on_change()  # taken again: the next flush finds it down, and reconnects
 
 
 class _TcpTarget(_Target):
-    def __init__(self, destination: HepDestination, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, destination: HepDestination, loop: asyncio.AbstractEventLoop, buffer_limit: int
+    ) -> None:
         super().__init__(destination)
         self._loop = loop
+        self._buffer_limit = buffer_limit
         self.transport: asyncio.Transport | None = None
+        self.stalled = False
+        """The collector stopped reading: our buffer passed `buffer_limit` and has not drained."""
         self._connecting: asyncio.Task[None] | None = None
         self._last_attempt = -RECONNECT_INTERVAL
-        self.on_up: Callable[[], None] = _nothing
-        """Called when a connection is up (the sender stops dropping everything as down)."""
+        self.on_change: Callable[[], None] = _nothing
+        """Called when a connection is up or lost, or a stall ends (the sender takes packets
+        again if it was dropping everything)."""
 
     def write(self, packets: list[bytes], now: float) -> dict[str, int] | None:
         """A flush's packets in one write (a HEP stream needs no framing but theirs)."""
@@ -131,10 +157,12 @@ class _TcpTarget(_Target):
         if transport is None or transport.is_closing():
             self.reconnect()
             return {"down": len(packets)}
+        if self.stalled:
+            return {"slow": len(packets)}
         size = transport.get_write_buffer_size()
         fit = 0
         for packet in packets:  # as the buffer would be before each: past the bound, dropped
-            if size > TCP_BUFFER_LIMIT:
+            if size > self._buffer_limit:
                 break
             size += len(packet)
             fit += 1
@@ -146,8 +174,15 @@ class _TcpTarget(_Target):
         return self.transport is not None and not self.transport.is_closing()
 
     def down_until(self, now: float) -> float:
-        """Down until its next connection attempt, unless one comes up before (`on_up`)."""
+        """Down until its next connection attempt, unless one comes up before; stalled, until
+        its buffer drains or the connection is lost (both call `on_change`)."""
+        if self.stalled:
+            return now + STALL_RECHECK
         return now if self.connected() else self._last_attempt + RECONNECT_INTERVAL
+
+    def skip_reason(self) -> str:
+        """What a packet refused while it cannot take any is counted as."""
+        return "slow" if self.stalled else "down"
 
     def reconnect(self) -> None:
         now = self._loop.time()
@@ -164,8 +199,9 @@ class _TcpTarget(_Target):
                 ),
                 RECONNECT_INTERVAL,
             )
+            transport.set_write_buffer_limits(high=self._buffer_limit)
             self.transport = transport
-            self.on_up()
+            self.on_change()
         except (OSError, TimeoutError):
             pass  # still down: counted as drops, logged once per episode by the sender
         finally:
@@ -181,10 +217,16 @@ class _TcpTarget(_Target):
 class HepSender:
     """A bounded queue of encoded packets, flushed to every destination on the loop."""
 
-    def __init__(self, destinations: list[HepDestination], *, queue_size: int = 10000) -> None:
+    def __init__(
+        self,
+        destinations: list[HepDestination],
+        *,
+        queue_size: int = 10000,
+        tcp_buffer_limit: int = TCP_BUFFER_LIMIT,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._targets: list[_Target] = [
-            _UdpTarget(d) if d.transport == "udp" else _TcpTarget(d, self._loop)
+            _UdpTarget(d) if d.transport == "udp" else _TcpTarget(d, self._loop, tcp_buffer_limit)
             for d in destinations
         ]
         self._queue: list[bytes] = []
@@ -193,19 +235,21 @@ class HepSender:
         self._queue_size = queue_size
         self._flushing: asyncio.TimerHandle | None = None
         self._last_overflow = -EPISODE_GAP
-        self._down_drops = 0
-        """While every destination is down: the drops a packet counts (one a destination)."""
+        self._skipping: dict[str, int] = {}
+        """While every destination is down or stalled: the drops a packet counts, by reason (one
+        a destination)."""
         self._retrying: asyncio.TimerHandle | None = None
         for target in self._targets:
             if isinstance(target, _TcpTarget):
-                target.on_up = self._retry
+                target.on_change = self._retry
                 target.reconnect()  # now, not at the first message
 
     def taking(self) -> bool:
-        """False while every destination is down until a retry: the packet about to be made
-        is counted dropped (`down`), and need not be encoded nor offered."""
-        if self._down_drops:
-            DROPPED["down"] += self._down_drops
+        """False while every destination is down until a retry, or stalled: the packet about
+        to be made is counted dropped (`down`, `slow`), and need not be encoded nor offered."""
+        if self._skipping:
+            for reason, count in self._skipping.items():
+                DROPPED[reason] += count
             return False
         return True
 
@@ -255,12 +299,15 @@ class HepSender:
             retry = until if index == 0 else min(retry, until)
         if retry > now:  # every destination down: drop as they come until the earliest retry
             self._retry()
-            self._down_drops = len(self._targets)
+            for target in self._targets:
+                reason = target.skip_reason()
+                self._skipping[reason] = self._skipping.get(reason, 0) + 1
             self._retrying = self._loop.call_later(retry - now, self._retry)
 
     def _retry(self) -> None:
-        """Take packets again: a destination's retry is due, or its connection came up."""
-        self._down_drops = 0
+        """Take packets again: a destination's retry is due, its connection came up or was
+        lost, or its stall ended."""
+        self._skipping = {}
         if self._retrying is not None:
             self._retrying.cancel()
             self._retrying = None

@@ -214,3 +214,39 @@ async def test_a_tcp_collector_back_is_taken_at_once() -> None:
     await sender.stop()
     server.close()
     await server.wait_closed()
+
+
+async def test_a_stalled_tcp_collector_is_skipped_until_it_reads_again() -> None:
+    """A collector that takes the connection and stops reading: once our buffer passes its
+    limit, packets are counted dropped (`slow`) before they are made, never queued; when
+    the collector reads again, packets are taken at once and reach it."""
+    reading = asyncio.Event()
+    received = bytearray()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reading.wait()
+        while data := await reader.read(1 << 20):
+            received.extend(data)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = HepSender([HepDestination("tcp", "127.0.0.1", port)], tcp_buffer_limit=64 * 1024)
+    await until(sender.connected)
+    big = b"HEP3" + (4 + 16 * 1024).to_bytes(2, "big") + b"x" * 16 * 1024  # 16 KiB each
+    for _ in range(2000):  # the kernel's buffers take some megabytes first: at most 32 MiB
+        if not sender.taking():
+            break
+        sender.offer(big)
+        sender.flush()
+        await asyncio.sleep(0)
+    assert not sender.taking(), "a collector that never reads was still being sent to"
+    before = metrics.DROPPED.get("slow", 0)
+    assert [sender.taking() for _ in range(10)] == [False] * 10
+    assert metrics.DROPPED.get("slow", 0) - before == 10  # counted slow, not down
+    reading.set()
+    await until(sender.taking)  # drained below the limit: taken again at once
+    sender.offer(packet(7))
+    await until(lambda: received.endswith(packet(7)))
+    await sender.stop()
+    server.close()
