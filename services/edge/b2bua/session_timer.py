@@ -7,12 +7,12 @@ caller's `Session-Expires` (too small: 422 with `Min-SE`, §9) and refresher, an
 when the caller names none (the caller, if it supports timer; else the edge).  Every 2xx
 to a target refresh on a leg restarts that leg's interval.
 
-Where the edge is a leg's refresher it sends an UPDATE without a body at half the
-interval (no offer, so no glare with the media's re-INVITEs, §10); where that
+Where the edge is a leg's refresher it refreshes at half the interval: an UPDATE
+without a body where the peer allows UPDATE, else a re-INVITE (`refreshing`); where that
 transaction times out or is answered 408 or 481, or where a leg goes unrefreshed until
 `min(32, interval/3)` before its expiry (§10), the call ends: a BYE on both legs.
 
-This module keeps the legs' timers and their deadlines; the engine (`relaying.Relaying`)
+This module keeps the legs' timers and their deadlines; the engine (`refreshing.Refreshing`)
 carries them out.  A pair adopted from its state record has none (the record does not
 hold them) until its next target refresh.
 """
@@ -71,6 +71,8 @@ class LegTimer:
     edge_refreshes: bool
     refreshed: float
     refresh_sent: bool = False
+    retried: bool = False
+    """Its refresh met glare and was set to go again (once per interval)."""
     due: float = 0.0
 
     def header(self, *, edge_is_uac: bool) -> str:
@@ -183,6 +185,16 @@ class SessionTimers:
             ("Session-Expires", timer.header(edge_is_uac=True)),
             ("Min-SE", str(self.policy.min_se)),
         ]
+
+    def retry(self, pair_id: str, side: Side, at: float) -> bool:
+        """The edge's refresh of a leg to go again at `at` (after a glare, once): False when
+        the leg has no timer, was retried already, or expires before `at`."""
+        timer = self.legs.get((pair_id, side))
+        if timer is None or timer.retried or not timer.refresh_sent or at >= timer.due:
+            return False
+        timer.retried, timer.refresh_sent, timer.due = True, False, at
+        heapq.heappush(self._heap, (at, pair_id, side))
+        return True
 
     def forget(self, pair_id: str) -> None:
         self.legs.pop((pair_id, "a"), None)
