@@ -12,7 +12,9 @@ Where the edge is a leg's refresher (`session_timer`), at half the interval it s
 - no SDP known (a pair adopted from its record, a call without any): an UPDATE all the same.
 
 An UPDATE answered 405 or 501 goes again as a re-INVITE at once (the peer does not allow
-UPDATE after all: noted for the leg's next refreshes).  A re-INVITE meeting an offer crossing
+UPDATE after all: noted for the leg's next refreshes); with no SDP to offer, the edge stops
+timing that leg (its peer's own timer, if any, still ends a dead session) rather than end
+a live call at its expiry.  A re-INVITE meeting an offer crossing
 the pair, or answered 491 (glare), is tried again once after §14.1's random delay (2.1 to 4 s on
 leg B, whose Call-ID is the edge's; 0 to 2 s on leg A), unless the leg expires first.  While
 it is out the pair has an offer pending (`Pair.offering`, the other side's as for a
@@ -181,9 +183,13 @@ class Refreshing(Relaying):
             self._session_over(pair, now, actions)
         elif pair.ended is not None:
             return
-        elif refresh.method == "UPDATE" and status in FALLBACK and leg.sdp:
+        elif refresh.method == "UPDATE" and status in FALLBACK:
             leg.update = False
-            self._refresh(pair, side, "INVITE", now, actions)
+            if leg.sdp:
+                self._refresh(pair, side, "INVITE", now, actions)
+            else:  # nothing to offer (an adopted pair): the leg's timer is left to its peer
+                log.info("B2BUA pair %s: leg %s's session timer dropped", pair.id, side)
+                self.timers.legs.pop((pair.id, side), None)
         elif status == 491:
             self._glare(pair, side, now)
 

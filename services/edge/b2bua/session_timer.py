@@ -13,13 +13,14 @@ transaction times out or is answered 408 or 481, or where a leg goes unrefreshed
 `min(32, interval/3)` before its expiry (§10), the call ends: a BYE on both legs.
 
 This module keeps the legs' timers and their deadlines; the engine (`refreshing.Refreshing`)
-carries them out.  A pair adopted from its state record has none (the record does not
-hold them) until its next target refresh.
+carries them out.  A pair adopted from its state record gets the intervals and refreshers
+the record holds (`adopt`), but no time: each edge's clock is its own.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -195,6 +196,20 @@ class SessionTimers:
         timer.retried, timer.refresh_sent, timer.due = True, False, at
         heapq.heappush(self._heap, (at, pair_id, side))
         return True
+
+    def kept(self, pair_id: str) -> dict[Side, tuple[int, bool]]:
+        """A pair's leg timers for its record: (interval, whether the edge refreshes)."""
+        sides: tuple[Side, Side] = ("a", "b")
+        legs = ((side, self.legs.get((pair_id, side))) for side in sides)
+        return {side: (t.interval, t.edge_refreshes) for side, t in legs if t is not None}
+
+    def adopt(self, pair_id: str, kept: Mapping[Side, tuple[int, bool]], now: float) -> None:
+        """The leg timers of a pair adopted from its record (`kept`), which holds no time: a
+        leg the edge refreshes is refreshed at once (its last refresh may be half an interval
+        old), one its peer refreshes expires as if refreshed `now`."""
+        for side, (interval, edge_refreshes) in kept.items():
+            since = interval / 2 * self.policy.scale if edge_refreshes else 0.0
+            self._start(pair_id, side, LegTimer(interval, edge_refreshes, now - since))
 
     def forget(self, pair_id: str) -> None:
         self.legs.pop((pair_id, "a"), None)
