@@ -26,7 +26,7 @@ from typing import Final
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import TARGET_REFRESH, Leg, PairAddress, callers_leg, targets_leg
 from services.edge.b2bua.pair import Pair, Relay, Side
-from services.edge.b2bua.record import from_record, to_record
+from services.edge.b2bua.record import from_record, record_timers, to_record
 from services.edge.b2bua.session_timer import TimerPolicy, session_expires
 from services.edge.b2bua.transfer import Transferring
 from shared.sip.branch import new_call_id, new_tag
@@ -225,13 +225,16 @@ class B2bua(Transferring):
     def record(self, pair_id: str) -> dict[str, str] | None:
         """The answered pair's state record (`record`), or None (unknown, unanswered, ended)."""
         pair = self.pairs.get(pair_id)
-        return None if pair is None or pair.answered is None else to_record(pair)
+        if pair is None or pair.answered is None:
+            return None
+        return to_record(pair, self.timers.kept(pair_id))
 
-    def adopt(self, record: Mapping[str, str]) -> Pair:
-        """Continue the answered pair `record` describes (another edge's, say); raises
-        `record.RecordError` for a record that describes none."""
-        pair = from_record(record)
+    def adopt(self, record: Mapping[str, str], now: float = 0.0) -> Pair:
+        """Continue the answered pair `record` describes (another edge's, say), its session
+        timers from `now`; raises `record.RecordError` for a record that describes none."""
+        pair, timers = from_record(record), record_timers(record)
         self._hold(pair)
+        self.timers.adopt(pair.id, timers, now)
         return pair
 
     # ----- intake ----------------------------------------------------------------------

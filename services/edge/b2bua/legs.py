@@ -32,6 +32,8 @@ PAIR_TAG: Final = "cmb2b"
 tells a request for one by it (and looks its state up, `runtime.b2bua_state`)."""
 TARGET_REFRESH: Final = frozenset({"INVITE", "UPDATE"})
 """Methods that carry the sender's Contact and replace the remote target (§12.2, RFC 3311)."""
+SDP_METHODS: Final = frozenset({"INVITE", "UPDATE", "ACK"})
+"""Requests whose SDP is an offer or answer (`Leg.sdp`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,13 @@ class Leg:
     remote_tag: str | None = None
     remote_cseq: int | None = None
     route_set: tuple[str, ...] = ()
+    update: bool = False
+    """The peer's last Allow named UPDATE: a session refresh may use one (RFC 4028 §7.4)."""
+    sdp: bytes = b""
+    """The last SDP the edge sent on this leg (offer or answer): what a session refresh by
+    re-INVITE offers again.  Not in the pair's record."""
+    sdp_before: bytes | None = None
+    """The SDP before the last one sent, while that one's offer may yet be refused."""
 
     def request(
         self,
@@ -100,7 +109,32 @@ class Leg:
         if method in TARGET_REFRESH:
             fields.append(("Contact", edge.contact(transport)))
         fields.extend(headers)
-        return Request.build(method, self.remote_target, fields, body)
+        request = Request.build(method, self.remote_target, fields, body)
+        if method in SDP_METHODS:
+            self.sent(request)
+        return request
+
+    def sent(self, message: Request | Response) -> None:
+        """Note the SDP (a body of type application/sdp) of a message the edge sends here."""
+        kind = (message.content_type or "").partition(";")[0].strip().lower()
+        if message.body and kind == "application/sdp":
+            changed = message.body != self.sdp
+            self.sdp_before = self.sdp if changed else None
+            self.sdp = message.body
+        elif isinstance(message, Request):  # no offer of its own to refuse
+            self.sdp_before = None
+
+    def refused(self) -> None:
+        """The offer last sent here was refused (a final non-2xx): the session is as it was."""
+        if self.sdp_before is not None:
+            self.sdp, self.sdp_before = self.sdp_before, None
+
+    def allowed(self, message: Request | Response) -> None:
+        """Note the methods the peer allows, from its message's Allow (none: as before)."""
+        values = message.headers("allow")
+        if values:
+            names = (name.strip().upper() for value in values for name in value.split(","))
+            self.update = "UPDATE" in names
 
     def accept(self, request: Request, peer: Destination) -> None:
         """Take an in-dialog request from the peer (§12.2.2), or raise the `SipError` answering it.
@@ -115,6 +149,7 @@ class Leg:
             raise SipError("Server Internal Error (CSeq out of order)", 500)
         self.remote_cseq = seq
         self.peer = peer
+        self.allowed(request)
 
     def refresh(self, request: Request) -> None:
         """A target refresh taken on: its Contact is the remote target now (§12.2.2)."""
@@ -130,6 +165,7 @@ class Leg:
         (Record-Route, reversed).
         """
         success = 200 <= response.status < 300
+        self.allowed(response)
         if self.remote_tag is None or (creating and success):
             self.remote_tag = _kept(response.to_tag or "", "To tag") or None
         if not success or response.cseq.method not in TARGET_REFRESH:
@@ -147,7 +183,7 @@ def callers_leg(invite: Request, peer: Destination) -> Leg:
         raise SipError("Bad Request (From without a tag)")
     if not invite.contacts:
         raise SipError("Bad Request (INVITE without a Contact)")
-    return Leg(
+    leg = Leg(
         call_id=_kept(invite.call_id, "Call-ID"),
         local_tag=PAIR_TAG + new_tag(),
         local_uri=_kept(untagged(invite.to), "To"),
@@ -158,6 +194,8 @@ def callers_leg(invite: Request, peer: Destination) -> Leg:
         remote_cseq=invite.cseq.seq,
         route_set=_route_set(invite.headers("record-route")),
     )
+    leg.allowed(invite)
+    return leg
 
 
 def targets_leg(invite: Request, target_uri: str, peer: Destination, call_id: str) -> Leg:

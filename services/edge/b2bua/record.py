@@ -2,9 +2,10 @@
 
 What a Redis hash would hold so that another edge can continue an answered call: per
 leg its Call-ID, tags, CSeqs, From/To addresses, remote target, route set and peer
-address, and the pair's times.  Every value is a string; the size is bounded by the
-legs' own bounds (`legs.MAX_VALUE`, `legs.MAX_ROUTES`): under 20,000 characters
-at worst and some 700 bytes for a plain call.  A stream connection is not recorded:
+address, its session timer and whether its peer allows UPDATE, and the pair's times.
+Every value is a string; the size is bounded by the legs' own bounds (`legs.MAX_VALUE`,
+`legs.MAX_ROUTES`, `MAX_TIMER`): under 20,000 characters at worst and some 750 bytes for
+a plain call.  A stream connection is not recorded:
 another edge cannot use it, and reaches the peer at its address.  Transactions in
 flight are not recorded either: a request crossing the pair when its edge dies is
 retransmitted by its sender to the next edge, which answers it from the record.
@@ -17,6 +18,7 @@ from typing import Final, TypeVar
 
 from services.edge.b2bua.legs import MAX_ROUTES, MAX_VALUE, Leg
 from services.edge.b2bua.pair import Pair, Side
+from services.edge.b2bua.session_timer import MAX_INTERVAL
 from shared.sip.transport.destination import Destination
 
 LEG_FIELDS: Final = (
@@ -25,6 +27,11 @@ LEG_FIELDS: Final = (
 )  # fmt: skip # the names on three lines, not one per line
 """Each leg's fields, prefixed `a_` or `b_` in the record."""
 PAIR_FIELDS: Final = ("id", "created", "answered")
+TIMER_FIELDS: Final = ("a_timer", "b_timer", "a_update", "b_update")
+"""Each leg's session timer (`interval edge|peer`: who refreshes; empty: none) and whether
+its peer allows UPDATE (`1`, `0`): optional, a record written before them reads without."""
+MAX_TIMER: Final = 16
+"""Characters of a `_timer` field at most."""
 ROUTE_SEPARATOR: Final = "\n"
 """Between route set values: no header value holds a line break."""
 
@@ -35,8 +42,9 @@ class RecordError(ValueError):
     """A record that does not describe a pair (a field missing, malformed or too long)."""
 
 
-def to_record(pair: Pair) -> dict[str, str]:
-    """`pair` as a flat record of strings (see the module docstring)."""
+def to_record(pair: Pair, timers: Mapping[Side, tuple[int, bool]] | None = None) -> dict[str, str]:
+    """`pair` as a flat record of strings (see the module docstring), with its legs' session
+    `timers` (interval, whether the edge refreshes: `SessionTimers.kept`)."""
     record = {
         "id": pair.id,
         "created": repr(float(pair.created)),
@@ -52,7 +60,25 @@ def to_record(pair: Pair) -> dict[str, str]:
             f"{peer.transport} {peer.host} {peer.port}",
         )  # fmt: skip # in LEG_FIELDS' order
         record.update(zip((f"{side}_{name}" for name in LEG_FIELDS), values, strict=True))
+        timer = (timers or {}).get(side)
+        role = "" if timer is None else f"{timer[0]} {'edge' if timer[1] else 'peer'}"
+        record[f"{side}_timer"], record[f"{side}_update"] = role, "1" if leg.update else "0"
     return record
+
+
+def record_timers(record: Mapping[str, str]) -> dict[Side, tuple[int, bool]]:
+    """The legs' session timers `to_record` wrote, as (interval, whether the edge refreshes);
+    none in a record written before them.  `RecordError` for one that does not read."""
+    timers: dict[Side, tuple[int, bool]] = {}
+    for side in ("a", "b"):
+        value = record.get(f"{side}_timer", "")
+        if not value:
+            continue
+        interval, _, role = value.partition(" ")
+        if len(value) > MAX_TIMER or role not in ("edge", "peer") or not interval.isdecimal():
+            raise RecordError(f"{side}_timer is not 'interval edge|peer'")
+        timers[side] = (min(max(int(interval), 1), MAX_INTERVAL), role == "edge")
+    return timers
 
 
 def from_record(record: Mapping[str, str]) -> Pair:
@@ -96,6 +122,7 @@ def _leg(record: Mapping[str, str], side: Side) -> Leg:
         remote_tag=field("remote_tag") or None,
         remote_cseq=_number(record, f"{side}_remote_cseq", int) if remote_cseq else None,
         route_set=route_set,
+        update=record.get(f"{side}_update") == "1",
     )
 
 

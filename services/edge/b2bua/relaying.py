@@ -59,8 +59,6 @@ class Relaying:
     ) -> None:
         self.edge = edge
         self.timers = SessionTimers(policy or TimerPolicy())
-        self._refreshes: dict[ClientTransaction, tuple[Pair, Side]] = {}
-        """The edge's own session refreshes (UPDATE) in flight: their answers matter."""
         self.table = TransactionTable(settings)
         self.pairs: dict[str, Pair] = {}
         self._dialogs: dict[DialogKey, tuple[Pair, Side]] = {}
@@ -177,13 +175,11 @@ class Relaying:
             return
         if isinstance(event, Terminated):
             ended = self._relays.pop(client, None)
-            self._refreshes.pop(client, None)
             if ended is not None and ended.answer is not None and ended.ack is None:
                 self._never_acked(ended, now, actions)
             return
         relay = self._relays.get(client)
-        if relay is None:  # the edge's own request: only a session refresh's answer matters
-            self._refresh_event(client, event, now, actions)
+        if relay is None:  # the edge's own request (a BYE): its answer does not matter
             return
         if isinstance(event, ResponseReceived):
             self._answered(relay, event.response, now, actions)
@@ -238,6 +234,8 @@ class Relaying:
                 return  # leg B again, toward the next target: the caller waits on
             if response.cseq.method in TARGET_REFRESH:
                 pair.offering = None
+                if status >= 300:
+                    pair.leg(outbound).refused()
             if relay.creating:
                 self._end(pair, now)
                 self.notes.note(pair, "failed", status, response.reason, by_edge=own)
@@ -252,57 +250,6 @@ class Relaying:
         """Leg B's INVITE refused 422 (our session interval too small for it): whether it
         was asked again (here: never; `engine.B2bua` does, once, with the Min-SE named)."""
         return False
-
-    def _sessions_due(self, now: float, actions: list[Send]) -> None:
-        """The session timers due: an UPDATE refreshing a leg the edge refreshes, or the
-        call ended where a leg went unrefreshed (RFC 4028 §10)."""
-        for pair_id, side, refresh in self.timers.due(now):
-            pair = self.pairs.get(pair_id)
-            if pair is None:
-                continue
-            if refresh:
-                headers = self.timers.requesting(pair_id, side)
-                client = self._send_own(pair, side, "UPDATE", now, actions, headers=headers)
-                self._refreshes[client] = (pair, side)
-            else:
-                log.info("B2BUA pair %s: leg %s's session expired", pair_id, side)
-                self._session_over(pair, now, actions)
-
-    def _refresh_event(
-        self, client: ClientTransaction, event: TransactionEvent, now: float, actions: list[Send]
-    ) -> None:
-        """The answer to one of the edge's session refreshes: a 2xx restarts the leg's
-        interval; a timeout, 408 or 481 ends the call at once (§10); anything else leaves
-        it to the leg's expiry."""
-        found = self._refreshes.get(client)
-        if found is None:
-            return
-        pair, side = found
-        if isinstance(event, ResponseReceived) or (
-            isinstance(event, TimedOut) and event.response is not None
-        ):
-            response = event.response
-            assert response is not None  # TimedOut's, checked above
-            if response.status < 200:
-                return
-            del self._refreshes[client]
-            if response.status < 300 and pair.ended is None:
-                self.timers.answered(pair.id, side, response, now)
-            if response.status not in (408, 481):
-                return
-        elif isinstance(event, (TimedOut, TransportFailed)):
-            self._refreshes.pop(client, None)
-        else:
-            return
-        log.info("B2BUA pair %s: leg %s's session refresh failed", pair.id, side)
-        self._session_over(pair, now, actions)
-
-    def _session_over(self, pair: Pair, now: float, actions: list[Send]) -> None:
-        """A leg's session is dead: the call ends, with a BYE on both legs."""
-        if pair.ended is None:
-            self._end(pair, now)
-            self._send_own(pair, "a", "BYE", now, actions)
-            self._send_own(pair, "b", "BYE", now, actions)
 
     def _refuse_answer(self, relay: Relay, now: float, actions: list[Send]) -> None:
         """A 2xx the edge cannot take on (its dialog would not fit the pair's bounds): ended
@@ -355,10 +302,13 @@ class Relaying:
                 headers += self.timers.answering(relay.pair.id, relay.inbound, request, now)
             if relay.creating:
                 headers.extend(("Record-Route", value) for value in request.headers("record-route"))
-        return make_response(
+        answer = make_response(
             request, response.status, response.reason, to_tag=leg.local_tag,
             headers=headers, body=response.body,
         )  # fmt: skip # the response's parts on two lines
+        if 200 <= response.status < 300:
+            leg.sent(answer)  # an SDP answer (or a late offer) on the inbound leg
+        return answer
 
     def _never_acked(self, relay: Relay, now: float, actions: list[Send]) -> None:
         """Our 2xx went unACKed for 64*T1: the dialog stands, the session ends (§13.3.1.4),

@@ -7,19 +7,20 @@ caller's `Session-Expires` (too small: 422 with `Min-SE`, §9) and refresher, an
 when the caller names none (the caller, if it supports timer; else the edge).  Every 2xx
 to a target refresh on a leg restarts that leg's interval.
 
-Where the edge is a leg's refresher it sends an UPDATE without a body at half the
-interval (no offer, so no glare with the media's re-INVITEs, §10); where that
+Where the edge is a leg's refresher it refreshes at half the interval: an UPDATE
+without a body where the peer allows UPDATE, else a re-INVITE (`refreshing`); where that
 transaction times out or is answered 408 or 481, or where a leg goes unrefreshed until
 `min(32, interval/3)` before its expiry (§10), the call ends: a BYE on both legs.
 
-This module keeps the legs' timers and their deadlines; the engine (`relaying.Relaying`)
-carries them out.  A pair adopted from its state record has none (the record does not
-hold them) until its next target refresh.
+This module keeps the legs' timers and their deadlines; the engine (`refreshing.Refreshing`)
+carries them out.  A pair adopted from its state record gets the intervals and refreshers
+the record holds (`adopt`), but no time: each edge's clock is its own.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -71,6 +72,8 @@ class LegTimer:
     edge_refreshes: bool
     refreshed: float
     refresh_sent: bool = False
+    retried: bool = False
+    """Its refresh met glare and was set to go again (once per interval)."""
     due: float = 0.0
 
     def header(self, *, edge_is_uac: bool) -> str:
@@ -183,6 +186,30 @@ class SessionTimers:
             ("Session-Expires", timer.header(edge_is_uac=True)),
             ("Min-SE", str(self.policy.min_se)),
         ]
+
+    def retry(self, pair_id: str, side: Side, at: float) -> bool:
+        """The edge's refresh of a leg to go again at `at` (after a glare, once): False when
+        the leg has no timer, was retried already, or expires before `at`."""
+        timer = self.legs.get((pair_id, side))
+        if timer is None or timer.retried or not timer.refresh_sent or at >= timer.due:
+            return False
+        timer.retried, timer.refresh_sent, timer.due = True, False, at
+        heapq.heappush(self._heap, (at, pair_id, side))
+        return True
+
+    def kept(self, pair_id: str) -> dict[Side, tuple[int, bool]]:
+        """A pair's leg timers for its record: (interval, whether the edge refreshes)."""
+        sides: tuple[Side, Side] = ("a", "b")
+        legs = ((side, self.legs.get((pair_id, side))) for side in sides)
+        return {side: (t.interval, t.edge_refreshes) for side, t in legs if t is not None}
+
+    def adopt(self, pair_id: str, kept: Mapping[Side, tuple[int, bool]], now: float) -> None:
+        """The leg timers of a pair adopted from its record (`kept`), which holds no time: a
+        leg the edge refreshes is refreshed at once (its last refresh may be half an interval
+        old), one its peer refreshes expires as if refreshed `now`."""
+        for side, (interval, edge_refreshes) in kept.items():
+            since = interval / 2 * self.policy.scale if edge_refreshes else 0.0
+            self._start(pair_id, side, LegTimer(interval, edge_refreshes, now - since))
 
     def forget(self, pair_id: str) -> None:
         self.legs.pop((pair_id, "a"), None)

@@ -29,7 +29,7 @@ from typing import Literal
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import Leg, PairAddress, transfer_leg
 from services.edge.b2bua.pair import Pair, Progress, Side, TransferOutcome
-from services.edge.b2bua.relaying import Relaying
+from services.edge.b2bua.refreshing import Refreshing
 from services.edge.b2bua.session_timer import TimerPolicy
 from shared.sip.errors import SipError
 from shared.sip.message import Response
@@ -74,7 +74,7 @@ class Transfer:
     """The call ended while it was in flight: C is cancelled, or ACKed and sent a BYE."""
 
 
-class Transferring(Relaying):
+class Transferring(Refreshing):
     """Transfers of answered pairs (see the module docstring); `engine.B2bua` is one."""
 
     _call_ids: Callable[[], str]
@@ -199,6 +199,7 @@ class Transferring(Relaying):
                 return
             if pair.offering == "b":
                 pair.offering = None
+            pair.a.refused()  # C's offer: A keeps the session it had
             self._drop_target(transfer, offer, now, actions)
             by_edge = not isinstance(event, ResponseReceived)
             self._failed(transfer, "caller", response.status, response.reason, by_edge)
@@ -232,8 +233,8 @@ class Transferring(Relaying):
         """The pair joins A and C: C takes leg B's place (dialog, session timer; a refresh
         of B's in flight is forgotten: its answer, a 481 say, is not C's)."""
         pair, old = transfer.pair, transfer.pair.b
-        for client, (held, side) in list(self._refreshes.items()):
-            if held is pair and side == "b":
+        for client, refresh in list(self._refreshes.items()):
+            if refresh.pair is pair and refresh.side == "b":
                 del self._refreshes[client]
         self._dialogs.pop((old.call_id, old.local_tag), None)
         pair.b = transfer.leg

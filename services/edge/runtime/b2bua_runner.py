@@ -244,7 +244,7 @@ class B2buaRunner:
                 log.warning("B2BUA state of %s not read: %s", call_id[:64], error)
         if record is not None and call_id not in self.calls:
             try:
-                pair = self.engine.adopt(record)
+                pair = self.engine.adopt(record, asyncio.get_running_loop().time())
             except RecordError as error:
                 log.warning("B2BUA state of %s unusable: %s", call_id[:64], error)
             else:

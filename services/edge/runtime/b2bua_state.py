@@ -1,6 +1,6 @@
 """The B2BUA's answered pairs in Redis, so that another edge carries a call on.
 
-A pair's record (`B2bua.record`, 23 short fields) is a hash `b2bua:pair:{id}`; each leg's
+A pair's record (`B2bua.record`, 27 short fields) is a hash `b2bua:pair:{id}`; each leg's
 dialog, the Call-ID and the edge's tag on it (what an in-dialog request names), points at
 it from `b2bua:dialog:{call_id}:{tag}`. All three expire after the longest call the
 cluster allows (`CALLMESH_CALL_LIMIT_MAX_CALL_DURATION`), each write renewing them, so a

@@ -143,6 +143,31 @@ def test_a_gateway_that_vanished_is_hung_up_by_the_session_timer(edge: Edge, wor
     assert "session expired" in edge.log() or "session refresh failed" in edge.log()
 
 
+def test_a_gateway_without_update_is_refreshed_by_reinvite_past_two_intervals(
+    edge: Edge, workdir: Path
+) -> None:
+    """The gateway's 200 names `Session-Expires: 90;refresher=uac` and an Allow without
+    UPDATE: the edge's refreshes are re-INVITEs offering the caller's SDP (the scenario
+    checks each), their answers stay on leg B, and the call lives past two intervals (9 s
+    at scale 0.05; unrefreshed, leg B would expire after 3 s) until the gateway's BYE."""
+    bye = ("-set", "bye_port", str(edge.sip_port))
+    gateway, _ = b2bua_gateway(edge, workdir, "2204", "gateway_refreshed_by_reinvite", args=bye)
+    started = time.monotonic()
+    caller = sipp(
+        workdir,
+        "caller_sdp_takes_bye",
+        free_port(),
+        remote=edge.sip_port,
+        args=("-s", "22045550001"),
+    )
+    assert gateway.wait(timeout=60) == 0, gateway.errors() + edge.log()
+    assert caller.wait(timeout=30) == 0, caller.errors() + edge.log()
+    assert time.monotonic() - started > 2 * 90 * 0.05
+    assert gateway.received("INVITE") >= 5 and gateway.received("UPDATE") == 0
+    assert caller.received("INVITE") == 0  # the refreshes' answers did not cross
+    assert caller.received("BYE") == 1
+
+
 def test_a_b2bua_dispatcher_sets_calls_are_carried_by_the_b2bua(edge: Edge, workdir: Path) -> None:
     """A set with `"mode": "b2bua"` (the health service's API): its destination sees none of
     the caller's dialog, though the rule routing to the set says nothing of modes."""

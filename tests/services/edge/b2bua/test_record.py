@@ -6,16 +6,25 @@ import pytest
 
 from services.edge.b2bua.engine import B2bua
 from services.edge.b2bua.legs import MAX_ROUTES
-from services.edge.b2bua.record import RecordError, from_record, to_record
+from services.edge.b2bua.record import (
+    TIMER_FIELDS,
+    RecordError,
+    from_record,
+    record_timers,
+    to_record,
+)
+from services.edge.b2bua.session_timer import TimerPolicy
 from shared.sip.message import Request
 from tests.services.edge.b2bua.support import (
     A_CALL_ID,
     A_TAG,
+    B_CONTACT,
     B_RECORD_ROUTE,
     B_TAG,
     CALLER,
     EDGE,
     GATEWAY,
+    SDP_B,
     Call,
     answer,
     caller_invite,
@@ -23,6 +32,7 @@ from tests.services.edge.b2bua.support import (
     response_to,
     sent,
 )
+from tests.services.edge.b2bua.test_session_timer import requests, run_until
 
 
 def test_only_an_answered_pair_has_a_record() -> None:
@@ -136,3 +146,68 @@ def test_an_answer_with_too_long_a_route_set_is_hung_up_and_502() -> None:
     out = [m.method for m in sent(actions, GATEWAY) if isinstance(m, Request)]
     assert out == ["ACK", "BYE"]
     assert call.engine.pairs == {}
+
+
+def timed_record() -> tuple[Call, dict[str, str]]:
+    """A call whose gateway refreshes by the edge (`90;refresher=uac`) without UPDATE in its
+    Allow, and its record."""
+    call = Call(B2bua(EDGE, policy=TimerPolicy(session_expires=90)))
+    call.invite()
+    assert call.invite_b is not None
+    extra = (("Session-Expires", "90;refresher=uac"), ("Allow", "INVITE, ACK, BYE"))
+    ok_b = answer(call.invite_b, 200, tag=B_TAG, contact=B_CONTACT, body=SDP_B, extra=extra)
+    ok = response_to(call.from_b(ok_b), CALLER)
+    call.from_a(call.caller(ok).request("ACK", cseq=10))
+    record = call.engine.record(call.pair_id)
+    assert record is not None
+    return call, record
+
+
+def test_the_record_holds_the_legs_session_timers_and_update_allowed() -> None:
+    _, record = timed_record()
+    assert (record["a_timer"], record["b_timer"]) == ("", "90 edge")
+    assert (record["a_update"], record["b_update"]) == ("0", "0")  # no UPDATE in any Allow
+    assert record_timers(record) == {"b": (90, True)}
+    record["b_update"] = "1"
+    assert from_record(record).b.update and not from_record(record).a.update
+
+
+def test_an_adopted_pair_refreshes_its_legs_at_once_and_expires_unrefreshed() -> None:
+    _, record = timed_record()
+    other = Call(B2bua(EDGE, policy=TimerPolicy(session_expires=90)))
+    other.engine.adopt(record, 1000.0)
+    assert other.engine.next_deadline() == 1000.0  # its last refresh: no time in the record
+    refresh = request_to(other.engine.expire(1000.0), GATEWAY)
+    assert refresh.method == "UPDATE"  # no SDP in the record: an UPDATE all the same
+    assert refresh.header("session-expires") == "90;refresher=uac"
+    other.now = 1000.0
+    assert not requests(run_until(other, 1014.9), "BYE")
+    byes = sent(run_until(other, 1015.0), CALLER)  # 45 - 30 s later: the leg expired
+    assert [m.method for m in byes if isinstance(m, Request)] == ["BYE"]
+
+
+def test_an_older_record_without_timers_still_reads() -> None:
+    _, record = timed_record()
+    for name in TIMER_FIELDS:
+        del record[name]
+    pair = B2bua(EDGE).adopt(record)
+    assert record_timers(record) == {} and not pair.a.update and not pair.b.update
+
+
+@pytest.mark.parametrize("value", ["90", "90 them", "² edge", "9" * 20 + " edge", "-1 peer"])
+def test_a_broken_timer_field_is_refused_by_name(value: str) -> None:
+    _, record = timed_record()
+    record["b_timer"] = value
+    with pytest.raises(RecordError, match="b_timer"):
+        B2bua(EDGE).adopt(record)
+
+
+def test_an_adopted_pair_whose_peer_refuses_update_keeps_the_call() -> None:
+    _, record = timed_record()
+    other = Call(B2bua(EDGE, policy=TimerPolicy(session_expires=90)))
+    other.engine.adopt(record, 1000.0)
+    update = request_to(other.engine.expire(1000.0), GATEWAY)
+    refused = answer(update, 405, tag=B_TAG, extra=(("Allow", "INVITE, ACK, BYE"),))
+    assert not requests(other.from_b(refused), "INVITE")  # no SDP to offer
+    other.now = 1000.0
+    assert not requests(run_until(other, 4000.0), "BYE")  # the leg is no longer timed

@@ -26,6 +26,9 @@ from tests.services.edge.b2bua.support import (
 )
 
 TIMER = (("Supported", "timer"),)
+ALLOW_UPDATE = (("Allow", "INVITE, ACK, CANCEL, BYE, UPDATE"),)
+"""A peer's Allow naming UPDATE: the edge's refreshes are UPDATEs (else re-INVITEs,
+`test_refreshing`)."""
 
 
 def run_until(call: Call, until: float) -> list[Action]:
@@ -46,7 +49,7 @@ def answered_with_timer(call: Call, session_expires: str) -> Response:
     """Set up a call whose gateway's 2xx names `session_expires`; the 2xx to the caller."""
     call.invite()
     assert call.invite_b is not None
-    extra = (("Session-Expires", session_expires), ("Require", "timer"))
+    extra = (("Session-Expires", session_expires), ("Require", "timer"), *ALLOW_UPDATE)
     ok_b = answer(call.invite_b, 200, tag=B_TAG, contact=B_CONTACT, body=SDP_B, extra=extra)
     ok = response_to(call.from_b(ok_b), CALLER)
     call.from_a(call.caller(ok).request("ACK", cseq=10))
@@ -166,7 +169,7 @@ def test_the_callers_interval_and_refresher_are_honoured_and_its_silence_ends_th
 
 def test_a_caller_without_timer_support_gets_the_edge_as_refresher() -> None:
     call = Call(B2bua(EDGE, policy=TimerPolicy(session_expires=1800)))
-    call.invite(caller_invite(extra=(("Session-Expires", "300"),)))  # inserted by its proxy
+    call.invite(caller_invite(extra=(("Session-Expires", "300"), *ALLOW_UPDATE)))  # its proxy's
     ok = response_to(call.answer_b(), CALLER)
     assert ok.header("session-expires") == "300;refresher=uas"
     assert ok.header("require") is None
