@@ -14,9 +14,11 @@ Call-ID; an offer goes with its author's tag first, an answer with the offerer's
 SDP is an offer: a request's (INVITE, UPDATE, or an ACK's answer to a late offer), else a
 response's unless the request it answers carried the offer (an INVITE without SDP: its
 answer's SDP is the offer, the ACK's the answer).  rtpengine failing mid-call, the SDP goes
-as it came (counted, as the proxy does).  The session is deleted when the pair ends (any
-way: BYE, failure, cancel, session timer, hang-up) and when a transfer starts: the new
-leg's media go end to end (docs/b2bua.md, "Media").
+as it came (counted, as the proxy does).  A transfer keeps the session: leg C's offer (its
+2xx) is rtpengine's `offer` from C's tag to the caller's before the re-INVITE carries it, the
+caller's answer its `answer` before C's ACK does (C is side B from the re-INVITE on); leg
+B's party is left to rtpengine, replaced.  The session is deleted when the pair ends (any
+way: BYE, failure, cancel, session timer, hang-up; docs/b2bua.md, "Media").
 
 Why around the engine's sends and not inside it: the engine is sans-IO and knows SDP only as
 bytes it carries; its retransmissions (leg B's INVITE, the 2xx to A) re-send the bytes it
@@ -43,6 +45,7 @@ from typing import Final, Protocol
 from services.edge import metrics
 from services.edge.b2bua.engine import Originate
 from services.edge.b2bua.pair import Pair, Side
+from services.edge.b2bua.transfer import Transfer
 from services.edge.proxy.actions import HandOff, Media, Publish, Send
 from services.edge.proxy.media import message_sdp, put_sdp
 from shared.sip.errors import SipError
@@ -78,10 +81,16 @@ class PairSession:
 class PairMedia:
     """The relayed pairs' sessions: what to ask rtpengine (`ask`), and the sends rewritten.
 
-    `calls` and `pairs` are the runner's (a Call-ID's pair id) and its engine's (live pairs).
+    `calls` and `pairs` are the runner's (a Call-ID's pair id) and its engine's (live pairs),
+    `transfers` the engine's transfers in flight.
     """
 
-    def __init__(self, calls: Mapping[str, str], pairs: Mapping[str, Pair]) -> None:
+    def __init__(
+        self,
+        calls: Mapping[str, str],
+        pairs: Mapping[str, Pair],
+        transfers: Mapping[str, Transfer] | None = None,
+    ) -> None:
         self.required = False
         """`CALLMESH_MEDIA_RELAY_REQUIRED`: rtpengine refusing a caller's offer, 503."""
         self.ask: Callable[[Media], None] | None = None
@@ -91,6 +100,7 @@ class PairMedia:
         """Pair id → its caller's INVITE and hand-off, while rtpengine takes its offer."""
         self._calls = calls
         self._pairs = pairs
+        self._transfers: Mapping[str, Transfer] = {} if transfers is None else transfers
         self._tickets = 0
         self._held: dict[int, tuple[str, Key, Send | None]] = {}
         """Ticket → (pair id, the rewrite's key, the message held; None: leg B's INVITE)."""
@@ -199,9 +209,8 @@ class PairMedia:
             out.append(send)
             return
         if message.call_id not in (pair.a.call_id, pair.b.call_id):
-            self.end(pair.id)  # a transfer's new leg: the media go end to end from here on
-            out.append(send)
-            return
+            out.append(send)  # a transfer's new leg before it is the pair's (its INVITE, no
+            return  # SDP; dropped: an ACK without SDP, a BYE), or the old leg B's BYE
         to: Side = "a" if message.call_id == pair.a.call_id else "b"
         author: Side = "b" if to == "a" else "a"
         command = _command(session, message, to, author)
@@ -217,9 +226,17 @@ class PairMedia:
         if command == "offer":  # a new exchange: rtpengine must see its answer, and a
             session.rewrites.clear()  # past offer again (off hold) is news to it too
         offerer = author if command == "offer" else to
-        first, second = _tag(pair, offerer), _tag(pair, "b" if offerer == "a" else "a")
+        first, second = self._tag(pair, offerer), self._tag(pair, "b" if offerer == "a" else "a")
         session.queue = []
         self._media(pair.id, key, first, second or None, send)
+
+    def _tag(self, pair: Pair, side: Side) -> str:
+        """rtpengine's name of a party: the tag it gave its own dialog (the caller's From tag,
+        leg B's far end's To tag); while a transfer's re-INVITE carries C's offer to the
+        caller, side B is leg C (B's own offers get 491 meanwhile)."""
+        transfer = self._transfers.get(pair.id) if side == "b" else None
+        leg = transfer.leg if transfer is not None and transfer.reinvite else pair.leg(side)
+        return leg.remote_tag or ""
 
     def _pair(self, call_id: str) -> Pair | None:
         return self._pairs.get(self._calls.get(call_id, ""))
@@ -263,12 +280,6 @@ def _command(
     if message_sdp(message) is not None:
         session.offerer = author
     return "offer"
-
-
-def _tag(pair: Pair, side: Side) -> str:
-    """rtpengine's name of a party: the tag it gave its own dialog (the caller's From tag,
-    leg B's far end's To tag)."""
-    return pair.leg(side).remote_tag or ""
 
 
 def _remember(session: PairSession, key: Key, sdp: bytes) -> None:

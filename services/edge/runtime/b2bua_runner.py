@@ -109,7 +109,7 @@ class B2buaRunner:
         self._events = PairEvents(events) if events is not None else None
         if writer is not None:
             proxy.b2bua_tags = PAIR_TAG
-        self.media = PairMedia(self.calls, self.engine.pairs)  # rtpengine: `relay_media`
+        self.media = PairMedia(self.calls, self.engine.pairs, self.engine.transfers)
 
     def media_reply(self, ticket: int, sdp: bytes | None, now: float) -> list[Send | Publish]:
         """rtpengine's SDP for `ticket` (None: failed): what it held, or the caller's offer's."""

@@ -233,9 +233,10 @@ def test_a_pair_the_policy_does_not_relay_asks_nothing() -> None:
     assert pair.asked == []
 
 
-def test_a_transfer_takes_the_calls_media_out_of_rtpengine() -> None:
-    """Leg C's INVITE (no SDP: C offers in its 2xx) ends the session; C's SDP and the
-    caller's answer then cross as they came (the media end to end, docs/b2bua.md)."""
+def test_a_transfer_keeps_the_calls_media_in_rtpengine_until_the_end() -> None:
+    """Leg C's INVITE (no SDP: C offers in its 2xx) leaves as it is; C's offer is rtpengine's
+    (from C's tag to the caller's) before the re-INVITE carries it to the caller, the caller's
+    answer before C's ACK carries it; the session is deleted when the call ends, not before."""
     pair = RelayedPair()
     out = pair.call()
     ok = pair.answered(out)
@@ -250,6 +251,31 @@ def test_a_transfer_takes_the_calls_media_out_of_rtpengine() -> None:
     leg = pair.runner.engine.transfers[pair_id].leg.call_id
     pair.runner.calls[leg] = pair_id  # as `B2buaRunner.transfer` claims it
     out_c = [s for s in pair.runner.media.outgoing(list(sends)) if isinstance(s, Send)]
-    assert [m.call_id for m in requests(out_c, agent)] == [leg]
-    assert [m.command for m in pair.asked] == ["offer", "answer", "delete"]
+    [invite_c] = requests(out_c, agent)
+    assert invite_c.call_id == leg and invite_c.body == b""
+    assert [m.command for m in pair.asked] == ["offer", "answer"]
+    offer_c, relayed_c = sdp("203.0.113.7", 7000, 1), sdp("192.0.2.99", 30004, 3)
+    ok_c = with_sdp(answer(invite_c, 200).replace(b";tag=gw", b";tag=agent"), offer_c)
+    assert not to(pair.send(ok_c, agent, 105.1), CALLER)  # the re-INVITE waits for rtpengine
+    asked = pair.asked[-1]
+    assert (asked.command, asked.call_id, asked.from_tag, asked.to_tag, asked.sdp) == (
+        "offer", "call-1", "agent", "a1", offer_c
+    )  # fmt: skip # reason: one tuple compared
+    [reinvite] = requests(pair.reply(relayed_c, 105.1), CALLER)
+    assert reinvite.method == "INVITE" and reinvite.body == relayed_c
+    answer_a, relayed_a = sdp("10.0.0.5", 4300, 6), sdp("192.0.2.99", 30006, 6)
+    sent = pair.send(in_dialog_answer(reinvite, answer_a), CALLER, 105.2)
+    assert [m.method for m in requests(sent, CALLER)] == ["ACK"]
+    assert not to(sent, agent) and not to(sent, GW2)  # C's ACK waits, B's BYE behind it
+    asked = pair.asked[-1]
+    assert (asked.command, asked.from_tag, asked.to_tag, asked.sdp) == (
+        "answer", "agent", "a1", answer_a
+    )  # fmt: skip # reason: one tuple compared
+    released = pair.reply(relayed_a, 105.2)
+    [ack_c] = requests(released, agent)
+    assert ack_c.method == "ACK" and ack_c.body == relayed_a
+    assert [m.method for m in requests(released, GW2)] == ["BYE"]
+    assert [m.command for m in pair.asked] == ["offer", "answer", "offer", "answer"]
+    pair.send(caller_request("BYE", ok.to_tag, 2), CALLER, 110.0)
+    assert [(m.command, m.call_id) for m in pair.asked[4:]] == [("delete", "call-1")]
     assert not pair.runner.media.sessions
