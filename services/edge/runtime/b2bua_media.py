@@ -18,7 +18,8 @@ as it came (counted, as the proxy does).  A transfer keeps the session: leg C's 
 2xx) is rtpengine's `offer` from C's tag to the caller's before the re-INVITE carries it, the
 caller's answer its `answer` before C's ACK does (C is side B from the re-INVITE on); leg
 B's party is left to rtpengine, replaced.  The session is deleted when the pair ends (any
-way: BYE, failure, cancel, session timer, hang-up; docs/b2bua.md, "Media").
+way: BYE, failure, cancel, session timer, hang-up; docs/b2bua.md, "Media").  A relayed
+pair's state record says so (`record.MEDIA_FIELD`): an edge adopting it relays it too.
 
 Why around the engine's sends and not inside it: the engine is sans-IO and knows SDP only as
 bytes it carries; its retransmissions (leg B's INVITE, the 2xx to A) re-send the bytes it
@@ -45,6 +46,7 @@ from typing import Final, Protocol
 from services.edge import metrics
 from services.edge.b2bua.engine import Originate
 from services.edge.b2bua.pair import Pair, Side
+from services.edge.b2bua.record import MEDIA_FIELD, MEDIA_RELAYED, relayed
 from services.edge.b2bua.transfer import Transfer
 from services.edge.proxy.actions import HandOff, Media, Publish, Send
 from services.edge.proxy.media import message_sdp, put_sdp
@@ -178,6 +180,24 @@ class PairMedia:
         if session.ending and session.queue is None:
             self.end(pair_id)
         return out
+
+    def record(self, pair_id: str, record: dict[str, str] | None) -> dict[str, str] | None:
+        """The pair's state `record` (None: none), saying so if the pair is relayed."""
+        session = self.sessions.get(pair_id)
+        if record is not None and session is not None and session.relayed:
+            record[MEDIA_FIELD] = MEDIA_RELAYED
+        return record
+
+    def adopted(self, pair: Pair, record: Mapping[str, str]) -> None:
+        """A pair adopted from Redis: relayed again if its `record` says it was (rtpengine's
+        session, the caller's Call-ID, goes on), so its later SDP goes through rtpengine and
+        its end deletes the session."""
+        if not relayed(record) or pair.id in self.sessions:
+            return
+        if self.ask is None:  # rtpengine's own timeout will end its session
+            log.warning("B2BUA call %s relayed, no rtpengine here", pair.a.call_id[:64])
+            return
+        self.sessions[pair.id] = PairSession(pair.a.call_id)
 
     def end(self, pair_id: str) -> None:
         """The pair ended (or its media left rtpengine): its session deleted, once a rewrite

@@ -4,13 +4,18 @@ session deleted when the pair ends, and rtpengine failing as the proxy's relay f
 
 from __future__ import annotations
 
-from services.edge.proxy.actions import HandOff, Media, Send
+import asyncio
+from collections.abc import Mapping
+from typing import cast
+
+from services.edge.proxy.actions import HandOff, Media, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.media import MediaSettings, Policy
 from services.edge.proxy.routes import NumberRouter
 from services.edge.runtime.b2bua_runner import B2buaRunner
+from services.edge.runtime.b2bua_state import PairWriter
 from shared.routing_table.model import Rule
 from shared.routing_table.modes import carried_by_b2bua
 from shared.sip.message import Request, Response, parse_message
@@ -20,10 +25,34 @@ from tests.services.edge.proxy.test_core import invite as bare_invite
 from tests.services.edge.proxy.test_relay import GW_RELAYED, GW_SDP, RELAYED, SDP, sdp, with_sdp
 
 
+class Kept:
+    """A `PairWriter` and its `PairStates` without Redis: each leg's dialog finds the record
+    last saved."""
+
+    def __init__(self) -> None:
+        self.states = self
+        self.records: dict[tuple[str, str], dict[str, str]] = {}
+
+    def save(self, record: Mapping[str, str]) -> None:
+        for side in "ab":
+            self.records[record[f"{side}_call_id"], record[f"{side}_local_tag"]] = dict(record)
+
+    def delete(self, record: Mapping[str, str]) -> None:
+        pass
+
+    async def load(self, call_id: str, tag: str) -> dict[str, str] | None:
+        return self.records.get((call_id, tag))
+
+    async def stop(self) -> None:
+        pass
+
+
 class RelayedPair:
     """A proxy whose rule 44 is b2bua mode, its runner, and what the runner asked rtpengine."""
 
-    def __init__(self, policy: Policy = "always", *, required: bool = False) -> None:
+    def __init__(
+        self, policy: Policy = "always", *, required: bool = False, writer: Kept | None = None
+    ) -> None:
         table = Table()
         table.put("rule", "r44", Rule(prefix="44", gateways=("2",), mode="b2bua"))
         router = NumberRouter(
@@ -34,7 +63,7 @@ class RelayedPair:
         media = MediaSettings(policy, required)
         self.proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs)
         self.proxy.media = media
-        self.runner = B2buaRunner(self.proxy)
+        self.runner = B2buaRunner(self.proxy, writer=cast(PairWriter | None, writer))
         self.asked: list[Media] = []
         self.runner.media.ask = self.asked.append  # rtpengine, as `relay_media` sets it
         self.runner.media.required = required
@@ -279,3 +308,59 @@ def test_a_transfer_keeps_the_calls_media_in_rtpengine_until_the_end() -> None:
     pair.send(caller_request("BYE", ok.to_tag, 2), CALLER, 110.0)
     assert [(m.command, m.call_id) for m in pair.asked[4:]] == [("delete", "call-1")]
     assert not pair.runner.media.sessions
+
+
+def test_a_relayed_pairs_record_says_so_and_an_unrelayed_ones_does_not() -> None:
+    cases: list[tuple[Policy, str | None]] = [("always", "relay"), ("never", None)]
+    for policy, media in cases:
+        kept = Kept()
+        pair = RelayedPair(policy, writer=kept)
+        ok: Request | Response
+        if policy == "always":
+            ok = pair.answered(pair.call())
+        else:
+            [out] = requests(pair.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100), GW2)
+            ok = next(m for m in to(pair.send(answer(out, 200), GW2, 100.2), CALLER))
+        assert isinstance(ok, Response) and ok.to_tag is not None
+        pair.send(caller_request("ACK", ok.to_tag, 1), CALLER, 100.3)
+        record = kept.records["call-1", ok.to_tag]
+        assert record.get("media") == media, policy
+
+
+async def test_an_adopted_relayed_pair_relays_its_sdp_and_deletes_its_session() -> None:
+    """Another edge adopts the pair (its holder gone): the record says relayed, so the
+    caller's re-INVITE is rtpengine's offer there and the hang-up deletes the session; a
+    record written before the flag (none) adopts the pair unrelayed, as before."""
+    for flag in (True, False):
+        kept = Kept()
+        holder = RelayedPair(writer=kept)
+        ok = holder.answered(holder.call())
+        assert ok.to_tag is not None
+        holder.send(caller_request("ACK", ok.to_tag, 1), CALLER, 100.3)
+        if not flag:
+            for record in kept.records.values():
+                del record["media"]
+        other = RelayedPair(writer=kept)
+        delivered: list[Send | Publish] = []
+        reinvite = caller_request("INVITE", ok.to_tag, 2, sdp("10.0.0.5", 4100, 3))
+        other.runner.adopt(HandOff(reinvite, CALLER, adopt=True), delivered.extend)
+        for _ in range(100):
+            if other.runner.calls:
+                break
+            await asyncio.sleep(0.01)
+        if flag:
+            asked = other.asked[-1]
+            assert (asked.command, asked.call_id, asked.from_tag, asked.to_tag) == (
+                "offer", "call-1", "a1", "gw"
+            )  # fmt: skip # reason: one tuple compared
+            assert not requests([s for s in delivered if isinstance(s, Send)], GW2)  # held
+            [out] = requests(other.reply(RELAYED, 110.0), GW2)
+            assert out.body == RELAYED
+        else:
+            assert other.asked == []
+            [out] = requests([s for s in delivered if isinstance(s, Send)], GW2)
+            assert out.body == sdp("10.0.0.5", 4100, 3)
+        assert await other.runner.hang_up("call-1", ok.to_tag, delivered.extend)
+        deletes = [(m.command, m.call_id) for m in other.asked if m.command == "delete"]
+        assert deletes == ([("delete", "call-1")] if flag else []), flag
+        assert not other.runner.media.sessions
