@@ -95,6 +95,8 @@ class PairMedia:
     ) -> None:
         self.required = False
         """`CALLMESH_MEDIA_RELAY_REQUIRED`: rtpengine refusing a caller's offer, 503."""
+        self.retry_after = 30
+        """Seconds in that 503's Retry-After (the proxy's `MediaSettings.retry_after`)."""
         self.ask: Callable[[Media], None] | None = None
         """Runs a command against rtpengine (`relay_media`); None: no rtpengine, no relay."""
         self.sessions: dict[str, PairSession] = {}
@@ -328,11 +330,12 @@ def relay_media(
     required: bool,
     run: Callable[[Media], Awaitable[bytes | None]],
     deliver: Callable[[list[Out]], None],
+    retry_after: int = 30,
 ) -> None:
     """Relay the media of `runner`'s pairs the proxy's policy relays: each command run as a task
     on the running loop (`run`: the edge's `MediaRunner.run`), its SDP given to the runner's
     `media_reply` and what that releases to `deliver` (`required`: the caller gets 503 when
-    rtpengine cannot take the offer)."""
+    rtpengine cannot take the offer, with `Retry-After: retry_after`, as the proxy's)."""
     tasks: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
 
@@ -347,4 +350,5 @@ def relay_media(
         task.add_done_callback(tasks.discard)
 
     runner.media.required = required
+    runner.media.retry_after = retry_after
     runner.media.ask = ask

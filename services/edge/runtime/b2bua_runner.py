@@ -119,7 +119,8 @@ class B2buaRunner:
         if self.media.offered(ticket, sdp) or not self.media.required:
             return self._note_ends(self._originate(originate, hand_off, now), now)
         sends: list[Send | Publish] = []
-        sends += (s for s in self.engine.refuse(pair_id, 503, now) if isinstance(s, Send))
+        retry = str(self.media.retry_after)  # as the proxy's 503 of a required relay
+        sends += (s for s in self.engine.refuse(pair_id, 503, now, retry) if isinstance(s, Send))
         self._pair_ended(pair_id, now)
         if self._events is not None and sends:
             reason = "Service Unavailable (media relay)"

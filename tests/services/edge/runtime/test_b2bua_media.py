@@ -235,7 +235,14 @@ def test_rtpengine_failing_refuses_503_when_required_and_else_the_call_goes_unre
     pair.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100.0)
     refused = pair.reply(None, 100.0)
     assert not requests(refused, GW2)
-    assert [m.status for m in to(refused, CALLER) if isinstance(m, Response)] == [503]
+    [unavailable] = [m for m in to(refused, CALLER) if isinstance(m, Response)]
+    assert unavailable.status == 503
+    assert unavailable.header("retry-after") == "30"  # as the proxy's (MediaSettings)
+    again = RelayedPair(required=True)
+    again.runner.media.retry_after = 7  # CALLMESH_OVERLOAD_RETRY_AFTER, as `relay_media` sets
+    again.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100.0)
+    [seven] = [m for m in to(again.reply(None, 100.0), CALLER) if isinstance(m, Response)]
+    assert seven.header("retry-after") == "7"
     pair = RelayedPair()
     pair.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100.0)
     [out] = requests(pair.reply(None, 100.0), GW2)
