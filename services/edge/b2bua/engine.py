@@ -170,12 +170,12 @@ class B2bua(Transferring):
         self._invite_b(relay, now, sends, wanted)
         return True
 
-    def refuse(self, pair_id: str, status: int, now: float) -> list[Action]:
-        """The caller's INVITE of `pair_id` has no target: answer it `status` (404, 503, ...)."""
+    def refuse(self, pair_id: str, status: int, now: float, *retry: str) -> list[Action]:
+        """The caller's INVITE of `pair_id` has no target: answer it `status` (Retry-After)."""
         sends: list[Send] = []
-        waiting = self._waiting.pop(pair_id, None)
-        if waiting is not None and waiting[0].state is State.PROCEEDING:
-            self._answer(waiting[0], status, None, now, sends, to_tag=waiting[1].local_tag)
+        if (waiting := self._waiting.pop(pair_id, None)) and waiting[0].state is State.PROCEEDING:
+            tag, headers = waiting[1].local_tag, [("Retry-After", r) for r in retry]
+            self._answer(waiting[0], status, None, now, sends, to_tag=tag, headers=headers)
         return list(sends)
 
     def hang_up(self, pair_id: str, now: float) -> list[Action]:

@@ -133,3 +133,16 @@ def _number(
         return kind(record[name] if text is None else text)
     except ValueError:
         raise RecordError(f"{name} is not a number") from None
+
+
+MEDIA_FIELD: Final = "media"
+"""Optional: `relay` when the call's media go through rtpengine (its session the caller's
+Call-ID), so that an edge adopting the pair relays its later SDP and deletes the session at
+its end.  Absent (an unrelayed call, or a record written before it): not relayed."""
+MEDIA_RELAYED: Final = "relay"
+
+
+def relayed(record: Mapping[str, str]) -> bool:
+    """Whether `record`'s call is relayed by rtpengine (`MEDIA_FIELD`); any other value, or
+    none, is not."""
+    return record.get(MEDIA_FIELD) == MEDIA_RELAYED

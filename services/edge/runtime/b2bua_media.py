@@ -14,9 +14,12 @@ Call-ID; an offer goes with its author's tag first, an answer with the offerer's
 SDP is an offer: a request's (INVITE, UPDATE, or an ACK's answer to a late offer), else a
 response's unless the request it answers carried the offer (an INVITE without SDP: its
 answer's SDP is the offer, the ACK's the answer).  rtpengine failing mid-call, the SDP goes
-as it came (counted, as the proxy does).  The session is deleted when the pair ends (any
-way: BYE, failure, cancel, session timer, hang-up) and when a transfer starts: the new
-leg's media go end to end (docs/b2bua.md, "Media").
+as it came (counted, as the proxy does).  A transfer keeps the session: leg C's offer (its
+2xx) is rtpengine's `offer` from C's tag to the caller's before the re-INVITE carries it, the
+caller's answer its `answer` before C's ACK does (C is side B from the re-INVITE on); leg
+B's party is left to rtpengine, replaced.  The session is deleted when the pair ends (any
+way: BYE, failure, cancel, session timer, hang-up; docs/b2bua.md, "Media").  A relayed
+pair's state record says so (`record.MEDIA_FIELD`): an edge adopting it relays it too.
 
 Why around the engine's sends and not inside it: the engine is sans-IO and knows SDP only as
 bytes it carries; its retransmissions (leg B's INVITE, the 2xx to A) re-send the bytes it
@@ -43,6 +46,8 @@ from typing import Final, Protocol
 from services.edge import metrics
 from services.edge.b2bua.engine import Originate
 from services.edge.b2bua.pair import Pair, Side
+from services.edge.b2bua.record import MEDIA_FIELD, MEDIA_RELAYED, relayed
+from services.edge.b2bua.transfer import Transfer
 from services.edge.proxy.actions import HandOff, Media, Publish, Send
 from services.edge.proxy.media import message_sdp, put_sdp
 from shared.sip.errors import SipError
@@ -78,12 +83,20 @@ class PairSession:
 class PairMedia:
     """The relayed pairs' sessions: what to ask rtpengine (`ask`), and the sends rewritten.
 
-    `calls` and `pairs` are the runner's (a Call-ID's pair id) and its engine's (live pairs).
+    `calls` and `pairs` are the runner's (a Call-ID's pair id) and its engine's (live pairs),
+    `transfers` the engine's transfers in flight.
     """
 
-    def __init__(self, calls: Mapping[str, str], pairs: Mapping[str, Pair]) -> None:
+    def __init__(
+        self,
+        calls: Mapping[str, str],
+        pairs: Mapping[str, Pair],
+        transfers: Mapping[str, Transfer] | None = None,
+    ) -> None:
         self.required = False
         """`CALLMESH_MEDIA_RELAY_REQUIRED`: rtpengine refusing a caller's offer, 503."""
+        self.retry_after = 30
+        """Seconds in that 503's Retry-After (the proxy's `MediaSettings.retry_after`)."""
         self.ask: Callable[[Media], None] | None = None
         """Runs a command against rtpengine (`relay_media`); None: no rtpengine, no relay."""
         self.sessions: dict[str, PairSession] = {}
@@ -91,6 +104,7 @@ class PairMedia:
         """Pair id → its caller's INVITE and hand-off, while rtpengine takes its offer."""
         self._calls = calls
         self._pairs = pairs
+        self._transfers: Mapping[str, Transfer] = {} if transfers is None else transfers
         self._tickets = 0
         self._held: dict[int, tuple[str, Key, Send | None]] = {}
         """Ticket → (pair id, the rewrite's key, the message held; None: leg B's INVITE)."""
@@ -169,6 +183,24 @@ class PairMedia:
             self.end(pair_id)
         return out
 
+    def record(self, pair_id: str, record: dict[str, str] | None) -> dict[str, str] | None:
+        """The pair's state `record` (None: none), saying so if the pair is relayed."""
+        session = self.sessions.get(pair_id)
+        if record is not None and session is not None and session.relayed:
+            record[MEDIA_FIELD] = MEDIA_RELAYED
+        return record
+
+    def adopted(self, pair: Pair, record: Mapping[str, str]) -> None:
+        """A pair adopted from Redis: relayed again if its `record` says it was (rtpengine's
+        session, the caller's Call-ID, goes on), so its later SDP goes through rtpengine and
+        its end deletes the session."""
+        if not relayed(record) or pair.id in self.sessions:
+            return
+        if self.ask is None:  # rtpengine's own timeout will end its session
+            log.warning("B2BUA call %s relayed, no rtpengine here", pair.a.call_id[:64])
+            return
+        self.sessions[pair.id] = PairSession(pair.a.call_id)
+
     def end(self, pair_id: str) -> None:
         """The pair ended (or its media left rtpengine): its session deleted, once a rewrite
         out is back."""
@@ -199,9 +231,8 @@ class PairMedia:
             out.append(send)
             return
         if message.call_id not in (pair.a.call_id, pair.b.call_id):
-            self.end(pair.id)  # a transfer's new leg: the media go end to end from here on
-            out.append(send)
-            return
+            out.append(send)  # a transfer's new leg before it is the pair's (its INVITE, no
+            return  # SDP; dropped: an ACK without SDP, a BYE), or the old leg B's BYE
         to: Side = "a" if message.call_id == pair.a.call_id else "b"
         author: Side = "b" if to == "a" else "a"
         command = _command(session, message, to, author)
@@ -217,9 +248,17 @@ class PairMedia:
         if command == "offer":  # a new exchange: rtpengine must see its answer, and a
             session.rewrites.clear()  # past offer again (off hold) is news to it too
         offerer = author if command == "offer" else to
-        first, second = _tag(pair, offerer), _tag(pair, "b" if offerer == "a" else "a")
+        first, second = self._tag(pair, offerer), self._tag(pair, "b" if offerer == "a" else "a")
         session.queue = []
         self._media(pair.id, key, first, second or None, send)
+
+    def _tag(self, pair: Pair, side: Side) -> str:
+        """rtpengine's name of a party: the tag it gave its own dialog (the caller's From tag,
+        leg B's far end's To tag); while a transfer's re-INVITE carries C's offer to the
+        caller, side B is leg C (B's own offers get 491 meanwhile)."""
+        transfer = self._transfers.get(pair.id) if side == "b" else None
+        leg = transfer.leg if transfer is not None and transfer.reinvite else pair.leg(side)
+        return leg.remote_tag or ""
 
     def _pair(self, call_id: str) -> Pair | None:
         return self._pairs.get(self._calls.get(call_id, ""))
@@ -265,12 +304,6 @@ def _command(
     return "offer"
 
 
-def _tag(pair: Pair, side: Side) -> str:
-    """rtpengine's name of a party: the tag it gave its own dialog (the caller's From tag,
-    leg B's far end's To tag)."""
-    return pair.leg(side).remote_tag or ""
-
-
 def _remember(session: PairSession, key: Key, sdp: bytes) -> None:
     if len(session.rewrites) >= REWRITES_KEPT:
         session.rewrites.clear()
@@ -297,11 +330,12 @@ def relay_media(
     required: bool,
     run: Callable[[Media], Awaitable[bytes | None]],
     deliver: Callable[[list[Out]], None],
+    retry_after: int = 30,
 ) -> None:
     """Relay the media of `runner`'s pairs the proxy's policy relays: each command run as a task
     on the running loop (`run`: the edge's `MediaRunner.run`), its SDP given to the runner's
     `media_reply` and what that releases to `deliver` (`required`: the caller gets 503 when
-    rtpengine cannot take the offer)."""
+    rtpengine cannot take the offer, with `Retry-After: retry_after`, as the proxy's)."""
     tasks: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
 
@@ -316,4 +350,5 @@ def relay_media(
         task.add_done_callback(tasks.discard)
 
     runner.media.required = required
+    runner.media.retry_after = retry_after
     runner.media.ask = ask

@@ -42,11 +42,11 @@ from services.edge.proxy.actions import HandOff, Publish, Send
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.routes import Hop
 from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.b2bua_call_ids import owned_call_ids
 from services.edge.runtime.b2bua_events import PairEvents
 from services.edge.runtime.b2bua_media import PairMedia
 from services.edge.runtime.b2bua_state import PairWriter
 from services.edge.runtime.transfer_targets import is_number, number_target, uri_target
-from shared.sip.branch import new_call_id
 from shared.sip.message import Request, Response, parse_message, peek_call_id
 from shared.sip.transaction import ClientTransaction
 
@@ -109,7 +109,7 @@ class B2buaRunner:
         self._events = PairEvents(events) if events is not None else None
         if writer is not None:
             proxy.b2bua_tags = PAIR_TAG
-        self.media = PairMedia(self.calls, self.engine.pairs)  # rtpengine: `relay_media`
+        self.media = PairMedia(self.calls, self.engine.pairs, self.engine.transfers)
 
     def media_reply(self, ticket: int, sdp: bytes | None, now: float) -> list[Send | Publish]:
         """rtpengine's SDP for `ticket` (None: failed): what it held, or the caller's offer's."""
@@ -119,7 +119,8 @@ class B2buaRunner:
         if self.media.offered(ticket, sdp) or not self.media.required:
             return self._note_ends(self._originate(originate, hand_off, now), now)
         sends: list[Send | Publish] = []
-        sends += (s for s in self.engine.refuse(pair_id, 503, now) if isinstance(s, Send))
+        retry = str(self.media.retry_after)  # as the proxy's 503 of a required relay
+        sends += (s for s in self.engine.refuse(pair_id, 503, now, retry) if isinstance(s, Send))
         self._pair_ended(pair_id, now)
         if self._events is not None and sends:
             reason = "Service Unavailable (media relay)"
@@ -251,9 +252,10 @@ class B2buaRunner:
                 self.calls[pair.a.call_id] = self.calls[pair.b.call_id] = pair.id
                 self._pair_calls[pair.id] = (pair.a.call_id, pair.b.call_id)
                 self._saved[pair.id] = dict(record)
+                self.media.adopted(pair, record)  # relayed: its SDP and its end go to rtpengine
 
     def _save(self, pair_id: str) -> None:
-        record = self.engine.record(pair_id)
+        record = self.media.record(pair_id, self.engine.record(pair_id))  # relayed: says so
         if record is not None and record != (saved := self._saved.get(pair_id)) and self._writer:
             if saved is not None and saved["b_call_id"] != record["b_call_id"]:
                 self._writer.delete(saved)  # a transfer's old leg B: its dialog's key goes too
@@ -383,18 +385,3 @@ class B2buaRunner:
             if self.calls.get(call_id) == pair_id:  # not a new pair's since (the caller's retry)
                 del self.calls[call_id]
                 self._callers.pop(call_id, None)
-
-
-def owned_call_ids(group: WorkerGroup | None) -> Callable[[], str]:
-    """Leg B's Call-IDs: ones `runtime.affinity` hands to this worker (about `count` tries)."""
-    if group is None or group.count < 2:
-        return new_call_id
-    owner, index = group.owner, group.index
-
-    def owned() -> str:
-        while True:
-            call_id = new_call_id()
-            if owner(call_id.encode()) == index:
-                return call_id
-
-    return owned

@@ -5,6 +5,8 @@ dialog, the Call-ID and the edge's tag on it (what an in-dialog request names), 
 it from `b2bua:dialog:{call_id}:{tag}`. All three expire after the longest call the
 cluster allows (`CALLMESH_CALL_LIMIT_MAX_CALL_DURATION`), each write renewing them, so a
 pair whose far ends vanished without a BYE does not stay; a pair's end deletes them.
+A relayed call's record holds one field more (`media`: `record.MEDIA_FIELD`); a hash
+written before it reads without it, as unrelayed.
 
 Writes leave in order from one background task (`PairWriter`): the call path never waits
 for Redis. A write Redis refuses is logged and dropped: the call goes on on its edge,

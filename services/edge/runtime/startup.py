@@ -258,8 +258,8 @@ async def _serve_proxy(
     )
     driver.b2bua = B2buaRunner(proxy, group, PairWriter(states), session_timers)
     if media is not None:
-        required = settings.media_relay_required
-        relay_media(driver.b2bua, required, media.run, driver._deliver)
+        required, retry_after = settings.media_relay_required, settings.overload_retry_after
+        relay_media(driver.b2bua, required, media.run, driver._deliver, retry_after)
     driver.publisher.recover()  # a predecessor's unconfirmed call events, before any call
     publisher = driver.publisher
     metrics.OUTBOX_UNSETTLED.read = lambda: publisher.unsettled

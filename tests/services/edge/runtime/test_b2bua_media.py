@@ -4,13 +4,18 @@ session deleted when the pair ends, and rtpengine failing as the proxy's relay f
 
 from __future__ import annotations
 
-from services.edge.proxy.actions import HandOff, Media, Send
+import asyncio
+from collections.abc import Mapping
+from typing import cast
+
+from services.edge.proxy.actions import HandOff, Media, Publish, Send
 from services.edge.proxy.core import Proxy, ProxyTimers
 from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.media import MediaSettings, Policy
 from services.edge.proxy.routes import NumberRouter
 from services.edge.runtime.b2bua_runner import B2buaRunner
+from services.edge.runtime.b2bua_state import PairWriter
 from shared.routing_table.model import Rule
 from shared.routing_table.modes import carried_by_b2bua
 from shared.sip.message import Request, Response, parse_message
@@ -20,10 +25,34 @@ from tests.services.edge.proxy.test_core import invite as bare_invite
 from tests.services.edge.proxy.test_relay import GW_RELAYED, GW_SDP, RELAYED, SDP, sdp, with_sdp
 
 
+class Kept:
+    """A `PairWriter` and its `PairStates` without Redis: each leg's dialog finds the record
+    last saved."""
+
+    def __init__(self) -> None:
+        self.states = self
+        self.records: dict[tuple[str, str], dict[str, str]] = {}
+
+    def save(self, record: Mapping[str, str]) -> None:
+        for side in "ab":
+            self.records[record[f"{side}_call_id"], record[f"{side}_local_tag"]] = dict(record)
+
+    def delete(self, record: Mapping[str, str]) -> None:
+        pass
+
+    async def load(self, call_id: str, tag: str) -> dict[str, str] | None:
+        return self.records.get((call_id, tag))
+
+    async def stop(self) -> None:
+        pass
+
+
 class RelayedPair:
     """A proxy whose rule 44 is b2bua mode, its runner, and what the runner asked rtpengine."""
 
-    def __init__(self, policy: Policy = "always", *, required: bool = False) -> None:
+    def __init__(
+        self, policy: Policy = "always", *, required: bool = False, writer: Kept | None = None
+    ) -> None:
         table = Table()
         table.put("rule", "r44", Rule(prefix="44", gateways=("2",), mode="b2bua"))
         router = NumberRouter(
@@ -34,7 +63,7 @@ class RelayedPair:
         media = MediaSettings(policy, required)
         self.proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs)
         self.proxy.media = media
-        self.runner = B2buaRunner(self.proxy)
+        self.runner = B2buaRunner(self.proxy, writer=cast(PairWriter | None, writer))
         self.asked: list[Media] = []
         self.runner.media.ask = self.asked.append  # rtpengine, as `relay_media` sets it
         self.runner.media.required = required
@@ -206,7 +235,14 @@ def test_rtpengine_failing_refuses_503_when_required_and_else_the_call_goes_unre
     pair.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100.0)
     refused = pair.reply(None, 100.0)
     assert not requests(refused, GW2)
-    assert [m.status for m in to(refused, CALLER) if isinstance(m, Response)] == [503]
+    [unavailable] = [m for m in to(refused, CALLER) if isinstance(m, Response)]
+    assert unavailable.status == 503
+    assert unavailable.header("retry-after") == "30"  # as the proxy's (MediaSettings)
+    again = RelayedPair(required=True)
+    again.runner.media.retry_after = 7  # CALLMESH_OVERLOAD_RETRY_AFTER, as `relay_media` sets
+    again.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100.0)
+    [seven] = [m for m in to(again.reply(None, 100.0), CALLER) if isinstance(m, Response)]
+    assert seven.header("retry-after") == "7"
     pair = RelayedPair()
     pair.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100.0)
     [out] = requests(pair.reply(None, 100.0), GW2)
@@ -233,9 +269,10 @@ def test_a_pair_the_policy_does_not_relay_asks_nothing() -> None:
     assert pair.asked == []
 
 
-def test_a_transfer_takes_the_calls_media_out_of_rtpengine() -> None:
-    """Leg C's INVITE (no SDP: C offers in its 2xx) ends the session; C's SDP and the
-    caller's answer then cross as they came (the media end to end, docs/b2bua.md)."""
+def test_a_transfer_keeps_the_calls_media_in_rtpengine_until_the_end() -> None:
+    """Leg C's INVITE (no SDP: C offers in its 2xx) leaves as it is; C's offer is rtpengine's
+    (from C's tag to the caller's) before the re-INVITE carries it to the caller, the caller's
+    answer before C's ACK carries it; the session is deleted when the call ends, not before."""
     pair = RelayedPair()
     out = pair.call()
     ok = pair.answered(out)
@@ -250,6 +287,87 @@ def test_a_transfer_takes_the_calls_media_out_of_rtpengine() -> None:
     leg = pair.runner.engine.transfers[pair_id].leg.call_id
     pair.runner.calls[leg] = pair_id  # as `B2buaRunner.transfer` claims it
     out_c = [s for s in pair.runner.media.outgoing(list(sends)) if isinstance(s, Send)]
-    assert [m.call_id for m in requests(out_c, agent)] == [leg]
-    assert [m.command for m in pair.asked] == ["offer", "answer", "delete"]
+    [invite_c] = requests(out_c, agent)
+    assert invite_c.call_id == leg and invite_c.body == b""
+    assert [m.command for m in pair.asked] == ["offer", "answer"]
+    offer_c, relayed_c = sdp("203.0.113.7", 7000, 1), sdp("192.0.2.99", 30004, 3)
+    ok_c = with_sdp(answer(invite_c, 200).replace(b";tag=gw", b";tag=agent"), offer_c)
+    assert not to(pair.send(ok_c, agent, 105.1), CALLER)  # the re-INVITE waits for rtpengine
+    asked = pair.asked[-1]
+    assert (asked.command, asked.call_id, asked.from_tag, asked.to_tag, asked.sdp) == (
+        "offer", "call-1", "agent", "a1", offer_c
+    )  # fmt: skip # reason: one tuple compared
+    [reinvite] = requests(pair.reply(relayed_c, 105.1), CALLER)
+    assert reinvite.method == "INVITE" and reinvite.body == relayed_c
+    answer_a, relayed_a = sdp("10.0.0.5", 4300, 6), sdp("192.0.2.99", 30006, 6)
+    sent = pair.send(in_dialog_answer(reinvite, answer_a), CALLER, 105.2)
+    assert [m.method for m in requests(sent, CALLER)] == ["ACK"]
+    assert not to(sent, agent) and not to(sent, GW2)  # C's ACK waits, B's BYE behind it
+    asked = pair.asked[-1]
+    assert (asked.command, asked.from_tag, asked.to_tag, asked.sdp) == (
+        "answer", "agent", "a1", answer_a
+    )  # fmt: skip # reason: one tuple compared
+    released = pair.reply(relayed_a, 105.2)
+    [ack_c] = requests(released, agent)
+    assert ack_c.method == "ACK" and ack_c.body == relayed_a
+    assert [m.method for m in requests(released, GW2)] == ["BYE"]
+    assert [m.command for m in pair.asked] == ["offer", "answer", "offer", "answer"]
+    pair.send(caller_request("BYE", ok.to_tag, 2), CALLER, 110.0)
+    assert [(m.command, m.call_id) for m in pair.asked[4:]] == [("delete", "call-1")]
     assert not pair.runner.media.sessions
+
+
+def test_a_relayed_pairs_record_says_so_and_an_unrelayed_ones_does_not() -> None:
+    cases: list[tuple[Policy, str | None]] = [("always", "relay"), ("never", None)]
+    for policy, media in cases:
+        kept = Kept()
+        pair = RelayedPair(policy, writer=kept)
+        ok: Request | Response
+        if policy == "always":
+            ok = pair.answered(pair.call())
+        else:
+            [out] = requests(pair.send(with_sdp(bare_invite(f"sip:4420@{EDGE}")), CALLER, 100), GW2)
+            ok = next(m for m in to(pair.send(answer(out, 200), GW2, 100.2), CALLER))
+        assert isinstance(ok, Response) and ok.to_tag is not None
+        pair.send(caller_request("ACK", ok.to_tag, 1), CALLER, 100.3)
+        record = kept.records["call-1", ok.to_tag]
+        assert record.get("media") == media, policy
+
+
+async def test_an_adopted_relayed_pair_relays_its_sdp_and_deletes_its_session() -> None:
+    """Another edge adopts the pair (its holder gone): the record says relayed, so the
+    caller's re-INVITE is rtpengine's offer there and the hang-up deletes the session; a
+    record written before the flag (none) adopts the pair unrelayed, as before."""
+    for flag in (True, False):
+        kept = Kept()
+        holder = RelayedPair(writer=kept)
+        ok = holder.answered(holder.call())
+        assert ok.to_tag is not None
+        holder.send(caller_request("ACK", ok.to_tag, 1), CALLER, 100.3)
+        if not flag:
+            for record in kept.records.values():
+                del record["media"]
+        other = RelayedPair(writer=kept)
+        delivered: list[Send | Publish] = []
+        reinvite = caller_request("INVITE", ok.to_tag, 2, sdp("10.0.0.5", 4100, 3))
+        other.runner.adopt(HandOff(reinvite, CALLER, adopt=True), delivered.extend)
+        for _ in range(100):
+            if other.runner.calls:
+                break
+            await asyncio.sleep(0.01)
+        if flag:
+            asked = other.asked[-1]
+            assert (asked.command, asked.call_id, asked.from_tag, asked.to_tag) == (
+                "offer", "call-1", "a1", "gw"
+            )  # fmt: skip # reason: one tuple compared
+            assert not requests([s for s in delivered if isinstance(s, Send)], GW2)  # held
+            [out] = requests(other.reply(RELAYED, 110.0), GW2)
+            assert out.body == RELAYED
+        else:
+            assert other.asked == []
+            [out] = requests([s for s in delivered if isinstance(s, Send)], GW2)
+            assert out.body == sdp("10.0.0.5", 4100, 3)
+        assert await other.runner.hang_up("call-1", ok.to_tag, delivered.extend)
+        deletes = [(m.command, m.call_id) for m in other.asked if m.command == "delete"]
+        assert deletes == ([("delete", "call-1")] if flag else []), flag
+        assert not other.runner.media.sessions

@@ -12,7 +12,8 @@ from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
 from services.edge.runtime.affinity import WorkerGroup
-from services.edge.runtime.b2bua_runner import LINGER, B2buaRunner, owned_call_ids
+from services.edge.runtime.b2bua_call_ids import owned_call_ids
+from services.edge.runtime.b2bua_runner import LINGER, B2buaRunner
 from shared.dispatcher import DispatcherSet
 from shared.routing_table.model import Gateway, Rule
 from shared.routing_table.modes import carried_by_b2bua
