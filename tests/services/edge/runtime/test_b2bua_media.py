@@ -9,20 +9,15 @@ from collections.abc import Mapping
 from typing import cast
 
 from services.edge.proxy.actions import HandOff, Media, Publish, Send
-from services.edge.proxy.core import Proxy, ProxyTimers
-from services.edge.proxy.dialogs import DialogGate, RecordRouteSigner
-from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.media import MediaSettings, Policy
-from services.edge.proxy.routes import NumberRouter
 from services.edge.runtime.b2bua_runner import B2buaRunner
 from services.edge.runtime.b2bua_state import PairWriter
-from shared.routing_table.model import Rule
-from shared.routing_table.modes import carried_by_b2bua
 from shared.sip.message import Request, Response, parse_message
 from shared.sip.transport.destination import Destination
-from tests.services.edge.proxy.test_core import CALLER, EDGE, GW2, TRUSTED, UDP_IN, Table, answer
+from tests.services.edge.proxy.test_core import CALLER, EDGE, GW2, answer
 from tests.services.edge.proxy.test_core import invite as bare_invite
 from tests.services.edge.proxy.test_relay import GW_RELAYED, GW_SDP, RELAYED, SDP, sdp, with_sdp
+from tests.services.edge.runtime.test_b2bua_runner import b2bua_proxy, through
 
 
 class Kept:
@@ -53,29 +48,15 @@ class RelayedPair:
     def __init__(
         self, policy: Policy = "always", *, required: bool = False, writer: Kept | None = None
     ) -> None:
-        table = Table()
-        table.put("rule", "r44", Rule(prefix="44", gateways=("2",), mode="b2bua"))
-        router = NumberRouter(
-            table, b2bua=lambda hop: carried_by_b2bua(table.index, hop.rule_id, hop.gateway_id)
-        )
-        dialogs = DialogGate(RecordRouteSigner.ephemeral(), lambda source: source.host in TRUSTED)
-        interfaces = Interfaces([Interface("udp", EDGE, 5060, 5060)])
-        media = MediaSettings(policy, required)
-        self.proxy = Proxy(interfaces, router, ProxyTimers(fr=2.0, fr_inv=10.0), dialogs=dialogs)
-        self.proxy.media = media
+        self.proxy, _ = b2bua_proxy(runner=False)
+        self.proxy.media = MediaSettings(policy, required)
         self.runner = B2buaRunner(self.proxy, writer=cast(PairWriter | None, writer))
         self.asked: list[Media] = []
         self.runner.media.ask = self.asked.append  # rtpengine, as `relay_media` sets it
         self.runner.media.required = required
 
     def send(self, data: bytes, source: Destination, now: float) -> list[Send]:
-        sends: list[Send] = []
-        for action in self.proxy.receive(data, source, UDP_IN, now):
-            if isinstance(action, HandOff):
-                sends += [s for s in self.runner.hand_off(action, now) if isinstance(s, Send)]
-            elif isinstance(action, Send):
-                sends.append(action)
-        return sends
+        return through(self.proxy, self.runner, data, source, now)
 
     def reply(self, sdp: bytes | None, now: float) -> list[Send]:
         """rtpengine's reply to the last command asked (None: it failed)."""
