@@ -24,11 +24,13 @@ PURE_HEADER="==== the SIP and proxy cores' tests again, in pure Python (CALLMESH
 # shard KIND K [PYTEST_OPTION...]: shard K of 2 of KIND's files (status 0 for a shard with no
 # file).  Only the first shard of the rest writes .pytest_cache (one writer).
 shard() {
-  local kind=$1 k=$2 marker="not lab" files
+  local kind=$1 k=$2 marker="not lab" listed files
   shift 2
   [ "$kind" = lab ] && marker=lab
-  mapfile -t files < <("$python" "$here/test_shards.py" "$kind" "$k" 2)
-  [ "${#files[@]}" -eq 0 ] && return 0
+  # The listing's own failure fails the shard: an empty list from a crash must not pass.
+  listed=$("$python" "$here/test_shards.py" "$kind" "$k" 2) || return 1
+  [ -z "$listed" ] && return 0
+  mapfile -t files <<<"$listed"
   "$python" -m pytest -q --durations=30 -m "$marker" "$@" "${files[@]}"
 }
 # beside NAME COMMAND...: COMMAND in the background, its output and status kept.  `trap - INT`:
@@ -59,8 +61,14 @@ trap 'wait "${pids[@]}"; rm -rf "$run"; exit 130' INT
 trap 'for pid in "${pids[@]}"; do pkill -INT -P "$pid"; done; wait "${pids[@]}"; rm -rf "$run"; exit 143' TERM
 
 # The rest's first shard on the compiled build (what ships), printing as it goes.
-shard rest 1
-rest=$?
+# An empty first shard of the rest means no test file at all: a failure, not a pass.
+if [ -z "$("$python" "$here/test_shards.py" rest 1 2)" ]; then
+  echo "make test: no test file under $(pwd)/tests" >&2
+  rest=1
+else
+  shard rest 1
+  rest=$?
+fi
 wait "${pids[@]}"
 status() { cat "$run/$1.status" 2>/dev/null || echo 1; }
 rest2=$(status rest2) labs1=$(status labs1) labs2=$(status labs2) pure=$(status pure)

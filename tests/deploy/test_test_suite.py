@@ -101,3 +101,15 @@ def test_a_failing_pure_python_run_fails_the_suite_and_is_named(tmp_path: Path) 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == "make test: failed: the pure Python run"
     assert "1 failed" in done.stdout.partition(PURE_HEADER)[2]
+
+
+def test_no_test_file_for_the_rest_fails_the_suite(tmp_path: Path) -> None:
+    """A tree whose shard listing finds no file (all shards empty) fails the suite rather
+    than pass having run nothing."""
+    done = subprocess.run(
+        [str(SCRIPT), sys.executable], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300, check=False, env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip # one run
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no test file" in done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("make test: failed: the suite")
