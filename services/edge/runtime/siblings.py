@@ -43,8 +43,10 @@ MAX_SIBLINGS: Final = 256
 PASSED_ON_ANSWERS: Final = frozenset({200, 404, 409})
 """The answers of another edge to a hang-up that are the call's (done, no record, nothing
 to end); any other (a token it does not share, an error) makes this edge do it itself."""
-TRANSFER_ANSWERS: Final = frozenset({202, 404, 409, 422, 503})
-"""The same for a transfer passed on: begun, or refused for a reason of the call's."""
+TRANSFER_ANSWERS: Final = frozenset({202, 404, 409, 422, 503, 504})
+"""The same for a transfer passed on: begun, or refused for a reason of the call's; a 504
+(its worker holding the call did not answer in time) too, as the transfer may have begun
+there: this edge must not load the pair and start a second one."""
 HANGUP_WITHIN: Final = 12.0
 """Seconds another edge has to answer a hang-up passed on (its BYEs wait up to 4 s, its
 question to the accounting service up to ``CALLMESH_EDGE_ACCOUNTING_TIMEOUT``)."""
