@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import Leg, PairAddress, transfer_leg
@@ -109,7 +109,7 @@ class Transferring(Refreshing):
         except SipError:
             return "target", []
         request = leg.request("INVITE", self.edge, self.timers.policy.offer())
-        client, events = self.table.start_client(request, destination, now)
+        client, events = self.table.start_client(request, destination, now, proxy=True)
         transfer = Transfer(pair, target, leg, client)
         self.transfers[pair_id] = self._transfer_clients[client] = transfer
         sends = [event for event in events if isinstance(event, Send)]
@@ -137,7 +137,11 @@ class Transferring(Refreshing):
         self, transfer: Transfer, event: TransactionEvent, now: float, actions: list[Send]
     ) -> None:
         """Leg C's answer: a provisional (C's early tag), its 2xx (the re-INVITE of A), or
-        a failure."""
+        a failure; Timer C after a provisional (ringing too long): cancelled, failed."""
+        if _rang_out(event):
+            self._cancel_target(transfer, now, actions)
+            self._failed(transfer, "target", 408, "Request Timeout (no answer)", True)
+            return
         response = _answer_of(event, transfer.invite)
         if response is None or response.status == 100:
             return
@@ -178,7 +182,7 @@ class Transferring(Refreshing):
         pair.offering = "b"  # the edge's offer, on leg B's behalf: A's gets 491
         headers = relayed_headers(response) + self.timers.requesting(pair.id, "a")
         request = pair.a.request("INVITE", self.edge, headers, response.body)
-        client, events = self.table.start_client(request, pair.a.peer, now)
+        client, events = self.table.start_client(request, pair.a.peer, now, proxy=True)
         transfer.reinvite = client
         self._transfer_clients[client] = transfer
         actions.extend(event for event in events if isinstance(event, Send))
@@ -186,9 +190,15 @@ class Transferring(Refreshing):
     def _caller_event(
         self, transfer: Transfer, event: TransactionEvent, now: float, actions: list[Send]
     ) -> None:
-        """Leg A's answer to the re-INVITE carrying C's offer."""
+        """Leg A's answer to the re-INVITE carrying C's offer; Timer C after a provisional
+        (ringing too long): the re-INVITE cancelled, and failed as if A had refused it."""
         reinvite = transfer.reinvite
         assert reinvite is not None  # the only other transaction of a transfer
+        if _rang_out(event):
+            if transfer.done:
+                return
+            self._cancel_caller(reinvite, now, actions)
+            event = TimedOut(event.timer, make_response(reinvite.request, 408))
         response = _answer_of(event, reinvite)
         if response is None or response.status < 200:
             return
@@ -284,6 +294,13 @@ class Transferring(Refreshing):
         _, events = self.table.start_client(cancel_for(invite.request), invite.destination, now)
         actions.extend(event for event in events if isinstance(event, Send))
 
+    def _cancel_caller(self, reinvite: ClientTransaction, now: float, actions: list[Send]) -> None:
+        """CANCEL the re-INVITE of A (its 487 then comes to a transfer done: ACKed; a 2xx
+        crossing the CANCEL is ACKed too, A then holding C's offer: see docs/b2bua.md)."""
+        request, destination = cancel_for(reinvite.request), reinvite.destination
+        _, events = self.table.start_client(request, destination, now)
+        actions.extend(event for event in events if isinstance(event, Send))
+
     def _drop_target(
         self, transfer: Transfer, offer: Response, now: float, actions: list[Send]
     ) -> None:
@@ -316,6 +333,12 @@ class Transferring(Refreshing):
         transfer.done = True
         if self.transfers.get(transfer.pair.id) is transfer:
             del self.transfers[transfer.pair.id]
+
+
+def _rang_out(event: TransactionEvent) -> TypeGuard[TimedOut]:
+    """Timer C after a provisional: an INVITE of the transfer's rang too long, the edge now
+    CANCELs it (its final answer, a 487 most likely, then comes to a transfer done)."""
+    return isinstance(event, TimedOut) and event.response is None
 
 
 def _answer_of(event: TransactionEvent, client: ClientTransaction) -> Response | None:

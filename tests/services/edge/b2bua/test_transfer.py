@@ -135,6 +135,55 @@ def test_the_agent_not_answering_is_a_408_of_the_edge() -> None:
     assert call.engine.record(call.pair_id) is not None  # still up
 
 
+def test_an_agent_ringing_for_ever_is_cancelled_at_timer_c() -> None:
+    """A 180 and never a final answer: at Timer C C's INVITE is cancelled, the transfer failed
+    (not in flight for ever), the call still the caller's and the gateway's."""
+    call = Call()
+    call.answered()
+    invite_c = start(call)
+    call.engine.receive(answer(invite_c, 180, tag=C_TAG), AGENT, 0)
+    assert [m.method for m in requests(run_until(call, 179.0), "CANCEL")] == []
+    actions = run_until(call, 180.2)
+    cancel = request_to(actions, AGENT)
+    assert (cancel.method, cancel.call_id, cancel.cseq.seq) == ("CANCEL", invite_c.call_id, 1)
+    assert sent(actions, CALLER) == [] and sent(actions, GATEWAY) == []
+    (step,) = transferred(call)
+    assert step.transfer is not None and step.transfer.failed_at == "target"
+    assert (step.status, step.by_edge) == (408, True)
+    assert call.pair_id not in call.engine.transfers
+    late = call.engine.receive(answer(invite_c, 487, tag=C_TAG), AGENT, call.now)
+    assert [m.method for m in sent(late) if isinstance(m, Request)] == ["ACK"]
+    assert transferred(call) == []
+    assert call.engine.start_transfer(call.pair_id, AGENT_URI, AGENT, call.now)[0] is None
+
+
+def test_a_caller_ringing_the_reinvite_for_ever_is_cancelled_at_timer_c() -> None:
+    """The caller answers the re-INVITE 180 and no more: at Timer C it is cancelled, C gets
+    its ACK and a BYE, the offer is over (the caller's next one goes to the gateway)."""
+    call = Call()
+    caller, _ = call.answered()
+    invite_c = start(call)
+    ok_c = answer(invite_c, 200, tag=C_TAG, contact=C_CONTACT, body=SDP_C)
+    reinvite = request_to(call.engine.receive(ok_c, AGENT, 0), CALLER)
+    call.from_a(answer(reinvite, 180))
+    actions = run_until(call, 180.2)
+    cancel = request_to(actions, CALLER)
+    assert (cancel.method, cancel.call_id, cancel.cseq.seq) == (
+        "CANCEL", A_CALL_ID, reinvite.cseq.seq,
+    )  # fmt: skip # the expected tuple on its own line
+    assert [m.method for m in sent(actions, AGENT) if isinstance(m, Request)] == ["ACK", "BYE"]
+    assert sent(actions, GATEWAY) == []
+    (step,) = transferred(call)
+    assert step.transfer is not None and step.transfer.failed_at == "caller"
+    assert (step.status, step.by_edge) == (408, True)
+    pair = call.engine.pairs[call.pair_id]
+    assert (pair.offering, pair.ended, call.pair_id in call.engine.transfers) == (None, None, False)
+    late = call.from_a(answer(reinvite, 487))
+    assert [m.method for m in sent(late) if isinstance(m, Request)] == ["ACK"]
+    assert transferred(call) == []
+    assert request_to(call.from_a(caller.request("INVITE", SDP_A)), GATEWAY).method == "INVITE"
+
+
 def test_the_caller_refusing_the_reinvite_drops_the_agent_and_keeps_the_gateway() -> None:
     call = Call()
     caller, _ = call.answered()
