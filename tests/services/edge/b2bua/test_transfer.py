@@ -19,6 +19,7 @@ from tests.services.edge.b2bua.support import (
     EDGE,
     GATEWAY,
     SDP_A,
+    Agent,
     Call,
     answer,
     head,
@@ -209,6 +210,56 @@ def test_the_caller_refusing_the_reinvite_drops_the_agent_and_keeps_the_gateway(
     reinvite2 = request_to(call2.engine.receive(ok2, AGENT, 0), CALLER)
     call2.from_a(answer(reinvite2, 488))
     assert request_to(call2.from_a(caller2.request("BYE")), GATEWAY).call_id == gateway2.call_id
+
+
+def agent_of(invite_c: Request) -> Agent:
+    """The agent's side of leg C, from the INVITE it got (answered with `C_TAG`)."""
+    edge_contact = str(invite_c.contacts[0].uri)
+    local = f"<{AGENT_URI}>;tag={C_TAG}"
+    return Agent(AGENT, invite_c.call_id, local, invite_c.header("from") or "", edge_contact)
+
+
+def test_the_agent_hanging_up_before_the_caller_answers_fails_the_transfer() -> None:
+    """C's BYE between its 2xx and the caller's: answered 200, the re-INVITE cancelled, the
+    transfer failed, the call still the caller's and the gateway's (B gets no BYE)."""
+    call = Call()
+    caller, gateway = call.answered()
+    invite_c = start(call)
+    ok_c = answer(invite_c, 200, tag=C_TAG, contact=C_CONTACT, body=SDP_C)
+    reinvite = request_to(call.engine.receive(ok_c, AGENT, 0), CALLER)
+    call.from_a(answer(reinvite, 180))
+    actions = call.engine.receive(agent_of(invite_c).request("BYE", cseq=1), AGENT, 0)
+    assert response_to(actions, AGENT).status == 200
+    cancel = request_to(actions, CALLER)
+    assert (cancel.method, cancel.cseq.seq) == ("CANCEL", reinvite.cseq.seq)
+    assert sent(actions, GATEWAY) == []
+    (step,) = transferred(call)
+    assert step.transfer is not None and not step.transfer.ok
+    assert (step.transfer.failed_at, step.by_edge) == ("target", True)
+    pair = call.engine.pairs[call.pair_id]
+    assert (pair.offering, pair.ended, call.pair_id in call.engine.transfers) == (None, None, False)
+    assert pair.b.call_id == gateway.call_id
+    late = call.from_a(answer(reinvite, 487))
+    assert [m.method for m in sent(late) if isinstance(m, Request)] == ["ACK"]
+    assert transferred(call) == [] and sent(late, AGENT) == [] and sent(late, GATEWAY) == []
+    again = request_to(call.engine.receive(ok_c, AGENT, 0), AGENT)  # its 2xx again
+    assert (again.method, again.body) == ("ACK", b"")
+    assert request_to(call.from_a(caller.request("BYE")), GATEWAY).call_id == gateway.call_id
+
+
+def test_the_agent_hanging_up_before_the_reinvite_rings_cancels_it_once_it_does() -> None:
+    call = Call()
+    call.answered()
+    invite_c = start(call)
+    ok_c = answer(invite_c, 200, tag=C_TAG, contact=C_CONTACT, body=SDP_C)
+    reinvite = request_to(call.engine.receive(ok_c, AGENT, 0), CALLER)
+    actions = call.engine.receive(agent_of(invite_c).request("BYE", cseq=1), AGENT, 0)
+    assert response_to(actions, AGENT).status == 200
+    assert sent(actions, CALLER) == []  # no CANCEL before a provisional (§9.1)
+    (step,) = transferred(call)
+    assert step.transfer is not None and step.transfer.failed_at == "target"
+    cancel = request_to(call.from_a(answer(reinvite, 180)), CALLER)
+    assert (cancel.method, cancel.cseq.seq) == ("CANCEL", reinvite.cseq.seq)
 
 
 def test_the_callers_own_offer_during_the_transfer_is_491() -> None:
