@@ -274,7 +274,7 @@ class B2bua(Transferring):
                 self._cancel(request, server, now, sends)
             elif request.to_tag is None:
                 actions.extend(self._new_call(request, server, source, now, sends))
-            else:
+            elif not self._target_request(request, server, source, now, sends):
                 self._in_dialog(request, server, source, now, sends)
         except SipError as error:
             self._answer(server, error.status, error.reason, now, sends, headers=error.headers)

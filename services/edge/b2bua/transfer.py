@@ -13,7 +13,9 @@ Failures leave the call as it was, A with B: C refusing or not answering (its ow
 transaction ACKs a non-2xx); A refusing the re-INVITE (491 included) or not answering it:
 C's 2xx is ACKed (no body: the session it offered is not taken) and C gets a BYE; the
 call ending meanwhile (a BYE from A or B, a hang-up, a dead session): C is cancelled, or
-ACKed and sent a BYE.  Each transfer's outcome is one `Progress` step `transferred`.
+ACKed and sent a BYE; C's INVITE or A's re-INVITE ringing past Timer C (cancelled); C's
+BYE before A's 2xx (answered, A's re-INVITE cancelled).  Each transfer's outcome is one
+`Progress` step `transferred`.
 
 REFER is not used: the edge would hand the move to the caller's phone (which may not
 support it, and would then see the target), and the pair's topology hiding would end.
@@ -24,21 +26,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from services.edge.b2bua.headers import relayed_headers
 from services.edge.b2bua.legs import Leg, PairAddress, transfer_leg
 from services.edge.b2bua.pair import Pair, Progress, Side, TransferOutcome
 from services.edge.b2bua.refreshing import Refreshing
+from services.edge.b2bua.relaying import DialogKey
 from services.edge.b2bua.session_timer import TimerPolicy
 from shared.sip.errors import SipError
-from shared.sip.message import Response
+from shared.sip.message import Request, Response
 from shared.sip.responses import make_response
 from shared.sip.timers import TimerSettings
 from shared.sip.transaction import (
     ClientTransaction,
     ResponseReceived,
     Send,
+    ServerTransaction,
     State,
     Terminated,
     TimedOut,
@@ -72,6 +76,8 @@ class Transfer:
     cancelled: bool = False
     aborted: bool = False
     """The call ended while it was in flight: C is cancelled, or ACKed and sent a BYE."""
+    cancel_caller: Literal["", "waits", "sent"] = ""
+    """The re-INVITE of A cancelled (C hung up): waiting for A's provisional (§9.1), or sent."""
 
 
 class Transferring(Refreshing):
@@ -90,6 +96,8 @@ class Transferring(Refreshing):
         self.transfers: dict[str, Transfer] = {}
         """Transfers in flight, by pair id (one at a time per pair)."""
         self._transfer_clients: dict[ClientTransaction, Transfer] = {}
+        self._target_dialogs: dict[DialogKey, Transfer] = {}
+        """Leg C's dialog from its 2xx to the caller's (then it is the pair's): its BYE."""
 
     def start_transfer(
         self, pair_id: str, target: str, destination: Destination, now: float
@@ -109,7 +117,7 @@ class Transferring(Refreshing):
         except SipError:
             return "target", []
         request = leg.request("INVITE", self.edge, self.timers.policy.offer())
-        client, events = self.table.start_client(request, destination, now)
+        client, events = self.table.start_client(request, destination, now, proxy=True)
         transfer = Transfer(pair, target, leg, client)
         self.transfers[pair_id] = self._transfer_clients[client] = transfer
         sends = [event for event in events if isinstance(event, Send)]
@@ -137,7 +145,11 @@ class Transferring(Refreshing):
         self, transfer: Transfer, event: TransactionEvent, now: float, actions: list[Send]
     ) -> None:
         """Leg C's answer: a provisional (C's early tag), its 2xx (the re-INVITE of A), or
-        a failure."""
+        a failure; Timer C after a provisional (ringing too long): cancelled, failed."""
+        if _rang_out(event):
+            self._cancel_target(transfer, now, actions)
+            self._failed(transfer, "target", 408, "Request Timeout (no answer)", True)
+            return
         response = _answer_of(event, transfer.invite)
         if response is None or response.status == 100:
             return
@@ -178,19 +190,28 @@ class Transferring(Refreshing):
         pair.offering = "b"  # the edge's offer, on leg B's behalf: A's gets 491
         headers = relayed_headers(response) + self.timers.requesting(pair.id, "a")
         request = pair.a.request("INVITE", self.edge, headers, response.body)
-        client, events = self.table.start_client(request, pair.a.peer, now)
+        client, events = self.table.start_client(request, pair.a.peer, now, proxy=True)
         transfer.reinvite = client
         self._transfer_clients[client] = transfer
+        self._target_dialogs[(leg.call_id, leg.local_tag)] = transfer
         actions.extend(event for event in events if isinstance(event, Send))
 
     def _caller_event(
         self, transfer: Transfer, event: TransactionEvent, now: float, actions: list[Send]
     ) -> None:
-        """Leg A's answer to the re-INVITE carrying C's offer."""
+        """Leg A's answer to the re-INVITE carrying C's offer; Timer C after a provisional
+        (ringing too long): the re-INVITE cancelled, and failed as if A had refused it."""
         reinvite = transfer.reinvite
         assert reinvite is not None  # the only other transaction of a transfer
+        if _rang_out(event):
+            if transfer.done:
+                return
+            self._cancel_caller(transfer, now, actions)
+            event = TimedOut(event.timer, make_response(reinvite.request, 408))
         response = _answer_of(event, reinvite)
         if response is None or response.status < 200:
+            if response is not None and transfer.cancel_caller == "waits":
+                self._cancel_caller(transfer, now, actions)
             return
         pair, offer = transfer.pair, transfer.offer
         assert offer is not None  # the re-INVITE carried it
@@ -284,6 +305,45 @@ class Transferring(Refreshing):
         _, events = self.table.start_client(cancel_for(invite.request), invite.destination, now)
         actions.extend(event for event in events if isinstance(event, Send))
 
+    def _target_request(
+        self, request: Request, server: ServerTransaction, source: Destination, now: float,
+        sends: list[Send],
+    ) -> bool:  # fmt: skip # the parameters on two lines
+        """A BYE from C between its 2xx and the caller's (`engine.B2bua._request`; False:
+        not one): answered 200, the re-INVITE of A cancelled, the transfer failed, A-B kept.
+        Raises the `SipError` answering a BYE that does not fit C's dialog."""
+        key = (request.call_id, request.to_tag or "")
+        transfer = self._target_dialogs.get(key)
+        if transfer is None or request.method != "BYE":
+            return False
+        transfer.leg.accept(request, source)
+        self._answer(server, 200, None, now, sends)
+        # C's dialog is over: its 2xx, if it comes again, gets an ACK (no body) and no BYE.
+        ack = transfer.leg.request("ACK", self.edge, cseq=transfer.invite.request.cseq.seq)
+        transfer.ack_c = ack.to_bytes()
+        pair = transfer.pair
+        if pair.offering == "b":
+            pair.offering = None
+        pair.a.refused()  # C's offer: A keeps the session it had
+        self._cancel_caller(transfer, now, sends)
+        self._failed(transfer, "target", 487, "Request Terminated (the target hung up)", True)
+        return True
+
+    def _cancel_caller(self, transfer: Transfer, now: float, actions: list[Send]) -> None:
+        """CANCEL the re-INVITE of A, once it rings (§9.1).  Its 487 then comes to a transfer
+        done (ACKed); a 2xx crossing the CANCEL is ACKed too, A then holding C's offer (see
+        docs/b2bua.md)."""
+        reinvite = transfer.reinvite
+        if reinvite is None or transfer.cancel_caller == "sent":
+            return
+        if reinvite.state is not State.PROCEEDING:
+            transfer.cancel_caller = "waits"
+            return
+        transfer.cancel_caller = "sent"
+        request, destination = cancel_for(reinvite.request), reinvite.destination
+        _, events = self.table.start_client(request, destination, now)
+        actions.extend(event for event in events if isinstance(event, Send))
+
     def _drop_target(
         self, transfer: Transfer, offer: Response, now: float, actions: list[Send]
     ) -> None:
@@ -314,8 +374,16 @@ class Transferring(Refreshing):
 
     def _finish(self, transfer: Transfer) -> None:
         transfer.done = True
+        leg = transfer.leg
+        self._target_dialogs.pop((leg.call_id, leg.local_tag), None)
         if self.transfers.get(transfer.pair.id) is transfer:
             del self.transfers[transfer.pair.id]
+
+
+def _rang_out(event: TransactionEvent) -> TypeGuard[TimedOut]:
+    """Timer C after a provisional: an INVITE of the transfer's rang too long, the edge now
+    CANCELs it (its final answer, a 487 most likely, then comes to a transfer done)."""
+    return isinstance(event, TimedOut) and event.response is None
 
 
 def _answer_of(event: TransactionEvent, client: ClientTransaction) -> Response | None:

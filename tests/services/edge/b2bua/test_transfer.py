@@ -19,6 +19,7 @@ from tests.services.edge.b2bua.support import (
     EDGE,
     GATEWAY,
     SDP_A,
+    Agent,
     Call,
     answer,
     head,
@@ -135,6 +136,55 @@ def test_the_agent_not_answering_is_a_408_of_the_edge() -> None:
     assert call.engine.record(call.pair_id) is not None  # still up
 
 
+def test_an_agent_ringing_for_ever_is_cancelled_at_timer_c() -> None:
+    """A 180 and never a final answer: at Timer C C's INVITE is cancelled, the transfer failed
+    (not in flight for ever), the call still the caller's and the gateway's."""
+    call = Call()
+    call.answered()
+    invite_c = start(call)
+    call.engine.receive(answer(invite_c, 180, tag=C_TAG), AGENT, 0)
+    assert [m.method for m in requests(run_until(call, 179.0), "CANCEL")] == []
+    actions = run_until(call, 180.2)
+    cancel = request_to(actions, AGENT)
+    assert (cancel.method, cancel.call_id, cancel.cseq.seq) == ("CANCEL", invite_c.call_id, 1)
+    assert sent(actions, CALLER) == [] and sent(actions, GATEWAY) == []
+    (step,) = transferred(call)
+    assert step.transfer is not None and step.transfer.failed_at == "target"
+    assert (step.status, step.by_edge) == (408, True)
+    assert call.pair_id not in call.engine.transfers
+    late = call.engine.receive(answer(invite_c, 487, tag=C_TAG), AGENT, call.now)
+    assert [m.method for m in sent(late) if isinstance(m, Request)] == ["ACK"]
+    assert transferred(call) == []
+    assert call.engine.start_transfer(call.pair_id, AGENT_URI, AGENT, call.now)[0] is None
+
+
+def test_a_caller_ringing_the_reinvite_for_ever_is_cancelled_at_timer_c() -> None:
+    """The caller answers the re-INVITE 180 and no more: at Timer C it is cancelled, C gets
+    its ACK and a BYE, the offer is over (the caller's next one goes to the gateway)."""
+    call = Call()
+    caller, _ = call.answered()
+    invite_c = start(call)
+    ok_c = answer(invite_c, 200, tag=C_TAG, contact=C_CONTACT, body=SDP_C)
+    reinvite = request_to(call.engine.receive(ok_c, AGENT, 0), CALLER)
+    call.from_a(answer(reinvite, 180))
+    actions = run_until(call, 180.2)
+    cancel = request_to(actions, CALLER)
+    assert (cancel.method, cancel.call_id, cancel.cseq.seq) == (
+        "CANCEL", A_CALL_ID, reinvite.cseq.seq,
+    )  # fmt: skip # the expected tuple on its own line
+    assert [m.method for m in sent(actions, AGENT) if isinstance(m, Request)] == ["ACK", "BYE"]
+    assert sent(actions, GATEWAY) == []
+    (step,) = transferred(call)
+    assert step.transfer is not None and step.transfer.failed_at == "caller"
+    assert (step.status, step.by_edge) == (408, True)
+    pair = call.engine.pairs[call.pair_id]
+    assert (pair.offering, pair.ended, call.pair_id in call.engine.transfers) == (None, None, False)
+    late = call.from_a(answer(reinvite, 487))
+    assert [m.method for m in sent(late) if isinstance(m, Request)] == ["ACK"]
+    assert transferred(call) == []
+    assert request_to(call.from_a(caller.request("INVITE", SDP_A)), GATEWAY).method == "INVITE"
+
+
 def test_the_caller_refusing_the_reinvite_drops_the_agent_and_keeps_the_gateway() -> None:
     call = Call()
     caller, _ = call.answered()
@@ -160,6 +210,56 @@ def test_the_caller_refusing_the_reinvite_drops_the_agent_and_keeps_the_gateway(
     reinvite2 = request_to(call2.engine.receive(ok2, AGENT, 0), CALLER)
     call2.from_a(answer(reinvite2, 488))
     assert request_to(call2.from_a(caller2.request("BYE")), GATEWAY).call_id == gateway2.call_id
+
+
+def agent_of(invite_c: Request) -> Agent:
+    """The agent's side of leg C, from the INVITE it got (answered with `C_TAG`)."""
+    edge_contact = str(invite_c.contacts[0].uri)
+    local = f"<{AGENT_URI}>;tag={C_TAG}"
+    return Agent(AGENT, invite_c.call_id, local, invite_c.header("from") or "", edge_contact)
+
+
+def test_the_agent_hanging_up_before_the_caller_answers_fails_the_transfer() -> None:
+    """C's BYE between its 2xx and the caller's: answered 200, the re-INVITE cancelled, the
+    transfer failed, the call still the caller's and the gateway's (B gets no BYE)."""
+    call = Call()
+    caller, gateway = call.answered()
+    invite_c = start(call)
+    ok_c = answer(invite_c, 200, tag=C_TAG, contact=C_CONTACT, body=SDP_C)
+    reinvite = request_to(call.engine.receive(ok_c, AGENT, 0), CALLER)
+    call.from_a(answer(reinvite, 180))
+    actions = call.engine.receive(agent_of(invite_c).request("BYE", cseq=1), AGENT, 0)
+    assert response_to(actions, AGENT).status == 200
+    cancel = request_to(actions, CALLER)
+    assert (cancel.method, cancel.cseq.seq) == ("CANCEL", reinvite.cseq.seq)
+    assert sent(actions, GATEWAY) == []
+    (step,) = transferred(call)
+    assert step.transfer is not None and not step.transfer.ok
+    assert (step.transfer.failed_at, step.by_edge) == ("target", True)
+    pair = call.engine.pairs[call.pair_id]
+    assert (pair.offering, pair.ended, call.pair_id in call.engine.transfers) == (None, None, False)
+    assert pair.b.call_id == gateway.call_id
+    late = call.from_a(answer(reinvite, 487))
+    assert [m.method for m in sent(late) if isinstance(m, Request)] == ["ACK"]
+    assert transferred(call) == [] and sent(late, AGENT) == [] and sent(late, GATEWAY) == []
+    again = request_to(call.engine.receive(ok_c, AGENT, 0), AGENT)  # its 2xx again
+    assert (again.method, again.body) == ("ACK", b"")
+    assert request_to(call.from_a(caller.request("BYE")), GATEWAY).call_id == gateway.call_id
+
+
+def test_the_agent_hanging_up_before_the_reinvite_rings_cancels_it_once_it_does() -> None:
+    call = Call()
+    call.answered()
+    invite_c = start(call)
+    ok_c = answer(invite_c, 200, tag=C_TAG, contact=C_CONTACT, body=SDP_C)
+    reinvite = request_to(call.engine.receive(ok_c, AGENT, 0), CALLER)
+    actions = call.engine.receive(agent_of(invite_c).request("BYE", cseq=1), AGENT, 0)
+    assert response_to(actions, AGENT).status == 200
+    assert sent(actions, CALLER) == []  # no CANCEL before a provisional (§9.1)
+    (step,) = transferred(call)
+    assert step.transfer is not None and step.transfer.failed_at == "target"
+    cancel = request_to(call.from_a(answer(reinvite, 180)), CALLER)
+    assert (cancel.method, cancel.cseq.seq) == ("CANCEL", reinvite.cseq.seq)
 
 
 def test_the_callers_own_offer_during_the_transfer_is_491() -> None:
