@@ -20,7 +20,7 @@ from deploy.labs.ports import free_port
 from services.edge.runtime.affinity import WorkerGroup
 from tests.services.accounting.wire import Platform, running_platform
 from tests.services.edge.support import LOOPBACK, Edge, sipp, wait_bound
-from tests.services.edge.test_hangup_wire import _live, _until, control_edge
+from tests.services.edge.test_hangup_wire import _live, _until, control_edge, ended_by_the_edge
 from tests.services.edge.test_hangup_wire import no_sipp_left as no_sipp_left  # noqa: PLC0414
 from tests.services.edge.test_transfer_wire import received
 
@@ -83,17 +83,7 @@ def test_a_b2bua_call_held_by_either_worker_is_hung_up_from_the_api(
         reply = api.post(f"/v1/calls/{call_id}:hangup")
         assert reply.status_code == 200, reply.text + edge.log()
         assert reply.json()["mode"] == "b2bua"
-        assert caller.wait() == 0, caller.errors()
-        assert gateway.wait() == 0, gateway.errors()
-        assert caller.received("BYE") == 1 and gateway.received("BYE") == 1
-        [record] = platform.accounting.settled({call_id}, time.time() - 60)[call_id]
-        assert (record["state"], record["disposition"], record["hangup_side"]) == (
-            "complete",
-            "answered",
-            "edge",
-        )
-        again = api.post(f"/v1/calls/{call_id}:hangup")
-        assert again.status_code == 409 and "ended already" in again.text
+        ended_by_the_edge(platform, api, call_id, caller, gateway)
 
 
 def test_a_b2bua_call_held_by_the_other_worker_is_transferred_from_the_api(

@@ -20,7 +20,7 @@ import pytest
 from deploy.labs.ports import free_port
 from deploy.processes import stop_process
 from tests.services.accounting.wire import ROUTE, Platform, running_platform, traced_calls
-from tests.services.edge.support import LOOPBACK, Edge, sipp, stop_all_sipp, wait_bound
+from tests.services.edge.support import LOOPBACK, Edge, Sipp, sipp, stop_all_sipp, wait_bound
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
@@ -76,6 +76,25 @@ def no_sipp_left() -> Iterator[None]:
     stop_all_sipp()
 
 
+def ended_by_the_edge(
+    platform: Platform, api: httpx.Client, call_id: str, caller: Sipp, gateway: Sipp
+) -> dict[str, Any]:
+    """The edge's hang-up of an answered call: both SIPp ends content with one BYE each, the
+    record complete, answered and hung up by the edge (returned), and a second hang-up 409."""
+    assert caller.wait() == 0, caller.errors()
+    assert gateway.wait() == 0, gateway.errors()
+    assert caller.received("BYE") == 1 and gateway.received("BYE") == 1
+    [record] = platform.accounting.settled({call_id}, time.time() - 60)[call_id]
+    assert (record["state"], record["disposition"], record["hangup_side"]) == (
+        "complete",
+        "answered",
+        "edge",
+    )
+    again = api.post(f"/v1/calls/{call_id}:hangup")
+    assert again.status_code == 409 and "ended already" in again.text
+    return record
+
+
 def _until(predicate: Any, what: str, timeout: float = 15.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -113,17 +132,7 @@ def test_a_proxied_call_hung_up_from_the_api_ends_both_ways(
         assert reply.status_code == 200, reply.text + edge.log()
         byes = {bye["to"]: bye["status"] for bye in reply.json()["byes"]}
         assert byes == {"caller": 200, "callee": 200}
-        assert caller.wait() == 0, caller.errors()
-        assert gateway.wait() == 0, gateway.errors()
-        assert caller.received("BYE") == 1 and gateway.received("BYE") == 1
-        [record] = platform.accounting.settled({call_id}, time.time() - 60)[call_id]
-        assert (record["state"], record["disposition"], record["hangup_side"]) == (
-            "complete",
-            "answered",
-            "edge",
-        )
-        again = api.post(f"/v1/calls/{call_id}:hangup")
-        assert again.status_code == 409 and "ended already" in again.text
+        ended_by_the_edge(platform, api, call_id, caller, gateway)
         assert _live(api, gateway="seed-answer") == []
 
 
@@ -156,19 +165,9 @@ def test_a_b2bua_call_hung_up_from_the_api_ends_both_legs_from_the_engine(
         assert reply.status_code == 200, reply.text + edge.log()
         assert reply.json()["mode"] == "b2bua"
         assert {bye["to"] for bye in reply.json()["byes"]} == {"caller", "callee"}
-        assert caller.wait() == 0, caller.errors()
-        assert gateway.wait() == 0, gateway.errors()
-        assert caller.received("BYE") == 1 and gateway.received("BYE") == 1
+        record = ended_by_the_edge(platform, api, call_id, caller, gateway)
         assert call_id not in gateway.messages()  # leg B's BYE: leg B's own Call-ID
-        [record] = platform.accounting.settled({call_id}, time.time() - 60)[call_id]
-        assert (record["state"], record["disposition"], record["hangup_side"]) == (
-            "complete",
-            "answered",
-            "edge",
-        )
         assert record["mode"] == "b2bua" and record["b2bua_leg_call_id"] in gateway.messages()
-        again = api.post(f"/v1/calls/{call_id}:hangup")
-        assert again.status_code == 409 and "ended already" in again.text
 
 
 def test_a_fraud_block_hangs_up_the_accounts_live_call(platform: Platform, edge: Edge) -> None:
