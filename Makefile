@@ -27,12 +27,12 @@ venv: $(STAMP) fast ## create/refresh the virtualenv from the pinned dependencie
 run: $(STAMP) fast ## the whole platform in one process (SIP :5060, API :8080), no broker/Redis needed
 	$(BIN)/python -m services
 
-# The suite runs on the compiled build (what ships) as four pytest processes: the rest in two
-# shards and, beside them, the failover labs (marker `lab`) in two, then the SIP and proxy cores'
+# The suite runs on the compiled build (what ships) as parallel pytest processes: the rest in a
+# shard per core (two at most) and, beside them, the failover labs (marker `lab`) in one, then the SIP and proxy cores'
 # tests again in pure Python (the fallback) (deploy/test-suite.sh says why and how).  A build that fails stops it: the
 # test would not be of it.  The system set-up (packages, Redis, RabbitMQ) needs nothing of the
 # build's, so it runs while mypyc compiles.
-test: $(STAMP) ## the whole suite on the compiled build in four shards (two of them the failover labs), then the SIP and proxy tests in pure Python
+test: $(STAMP) ## the whole suite on the compiled build (the rest in a shard per core, the failover labs beside them), then the SIP and proxy tests in pure Python
 	@deploy/test-prerequisites.sh & prerequisites=$$!; \
 	$(BIN)/python -m deploy.extensions; built=$$?; \
 	wait $$prerequisites || exit 1; \

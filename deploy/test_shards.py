@@ -1,8 +1,8 @@
 """`make test`'s split of the test files into shards of about equal time.
 
 Why: the suite waits far more than it computes (SIPp calls at a set rate, failover timers,
-idle NAT mappings), so on two cores two pytest processes of the rest, and two of the labs,
-finish in about half the wall time of one each (docs/development.md, "Four pytest processes").
+idle NAT mappings), so on two cores two pytest processes of the rest finish in about half the
+wall time of one (docs/development.md, "Parallel pytest processes").
 A shard is a list of test files: the longest first, each to the shard with the least time so far,
 by the seconds a recorded run took per file (`deploy/test-durations.json`). A file the rest's
 record does not know counts `UNKNOWN_SECONDS`, so new tests spread too; for the labs it counts

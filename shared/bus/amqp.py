@@ -46,6 +46,7 @@ from shared.bus.base import (
     EventHandler,
     describe,
 )
+from shared.bus.nodes import without_credentials
 from shared.contracts.event import Event
 
 log = logging.getLogger("callmesh.bus")
@@ -89,6 +90,7 @@ class AmqpBus(Bus):
         self._replies = PendingReplies()
         self._supervisor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._last_failure = ""  # why the last try to connect failed, for BusUnavailable
 
     @property
     def connected(self) -> bool:
@@ -132,10 +134,10 @@ class AmqpBus(Bus):
             try:
                 link = await self._open()
             except Exception as exc:
-                failures += 1
+                failures, self._last_failure = failures + 1, without_credentials(describe(exc))
                 if failures == 1:
                     log.warning(
-                        "bus %s: cannot reach RabbitMQ: %s; retrying", self.stream, describe(exc)
+                        "bus %s: cannot reach RabbitMQ: %s", self.stream, self._last_failure
                     )
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.backoff[1])
@@ -143,7 +145,7 @@ class AmqpBus(Bus):
             if not first:
                 log.info("bus %s: reconnected to RabbitMQ", self.stream)
                 self._spawn(self._notify_reconnect())
-            first, failures, delay = False, 0, self.backoff[0]
+            first, failures, delay, self._last_failure = False, 0, self.backoff[0], ""
             await link.lost.wait()
             self.nodes.move_on()
             async with self._links_changed:
@@ -216,9 +218,9 @@ class AmqpBus(Bus):
             async with asyncio.timeout(wait), self._links_changed:
                 await self._links_changed.wait_for(lambda: self.connected)
         except TimeoutError:
-            raise BusUnavailable(
-                f"RabbitMQ unreachable for {wait:g}s (bus {self.stream})"
-            ) from None
+            why = f"; last try: {self._last_failure}" if self._last_failure else ""
+            message = f"RabbitMQ unreachable for {wait:g}s (bus {self.stream}){why}"
+            raise BusUnavailable(message) from None
         assert self._link is not None
         return self._link
 

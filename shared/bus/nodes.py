@@ -5,6 +5,7 @@ Sans-IO: parsing only, so the settings check the text at start.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 
@@ -25,3 +26,12 @@ def node_address(url: str) -> str:
     """``host:port`` of a node's URL (for logs and ``AmqpBus.node``; never the password)."""
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with every URL's ``user:password@`` removed: a connection error may quote the URL
+    it tried, and what the bus says of a failure reaches logs and API errors."""
+    return _USERINFO.sub("", text)

@@ -1,6 +1,7 @@
 """`make test`'s pytest runs (deploy/test-suite.sh), driven on a small project of real tests:
-the rest in two shards, the labs beside them and then the pure Python run, sharing one ports
-directory, printed after the rest's first shard in order, and each failing the suite."""
+the rest in one shard per core (two at most, or CALLMESH_TEST_REST_SHARDS), the labs beside them
+in one process and then the pure Python run, sharing one ports directory, printed after the
+rest's first shard in order, and each failing the suite."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "test-suite.sh"
-REST_HEADER = "==== the rest's second shard, run beside the above ===="
+REST_HEADER = "==== the rest's shard 2 of 2, run beside the above ===="
 HEADER = "==== the failover labs (pytest -m lab), run beside the above ===="
 PURE_HEADER = (
     "==== the SIP and proxy cores' tests again, in pure Python (CALLMESH_NO_EXTENSIONS=1) ===="
@@ -47,13 +48,18 @@ def test_pure() -> None:  # in both runs: the rest's, and the pure Python one
 }
 
 
-def _suite(tmp_path: Path, fail: str = "") -> tuple[subprocess.CompletedProcess[str], Path]:
+def _suite(
+    tmp_path: Path, fail: str = "", shards: str = "2"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     project, seen = tmp_path / "project", tmp_path / "seen"
     for name, text in PROJECT.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
     seen.mkdir()
-    env = {**os.environ, "SEEN": str(seen), "FAIL": fail, "TMPDIR": str(tmp_path)}
+    env = {
+        **os.environ, "SEEN": str(seen), "FAIL": fail, "TMPDIR": str(tmp_path),
+        "CALLMESH_TEST_REST_SHARDS": shards,
+    }  # fmt: skip # the run's settings
     env.pop("CALLMESH_NO_EXTENSIONS", None)
     done = subprocess.run(
         [str(SCRIPT), sys.executable],
@@ -73,17 +79,37 @@ def test_the_shards_run_beside_each_other_sharing_ports_and_print_in_order(tmp_p
     second, _, after = after.partition(HEADER)
     labs, _, pure = after.partition(PURE_HEADER)
     # Four files: two to each shard of the rest (no recorded times here), every file to the
-    # labs' first shard (a file without a recorded lab time counts nothing), none to the second.
+    # labs' one process.
+    assert "the rest in 2 shard(s), the labs beside them" in first
     assert "1 passed, 1 deselected" in first  # test_proxy; test_labs' lab test deselected
     assert "2 passed" in second  # test_pure, test_rest
     assert "1 passed, 3 deselected" in labs  # the labs' run ran the labs alone
     assert "2 passed" in pure
 
 
+def test_one_shard_of_the_rest_runs_every_rest_test_beside_the_labs(tmp_path: Path) -> None:
+    done, seen = _suite(tmp_path, shards="1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the rest in 1 shard(s)" in done.stdout
+    assert "shard 2 of" not in done.stdout
+    first = done.stdout.partition(HEADER)[0]
+    assert "3 passed, 1 deselected" in first  # test_proxy, test_pure, test_rest
+    ran = ("rest", "lab", "compiled", "pure")
+    assert [name for name in ran if (seen / name).exists()] == list(ran)
+
+
+def test_a_count_of_shards_out_of_range_is_refused(tmp_path: Path) -> None:
+    done, seen = _suite(tmp_path, shards="0")
+    assert done.returncode == 2
+    assert "CALLMESH_TEST_REST_SHARDS=0 is not a count" in done.stderr
+    assert not any(seen.iterdir())  # nothing ran
+
+
 def test_a_failing_lab_fails_the_suite_and_is_named(tmp_path: Path) -> None:
     done, seen = _suite(tmp_path, fail="lab")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == "make test: failed: the labs"
+    assert "make test: the machine at the end: load" in done.stdout
     assert "1 failed" in done.stdout.partition(HEADER)[2].partition(PURE_HEADER)[0]
     assert (seen / "pure").exists()  # run all the same
 
