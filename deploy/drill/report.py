@@ -112,10 +112,12 @@ named DC 2's Redis the primary.
   (the two-DC lab runs no accounting: no records there). The whole-DC step reads
   them back through DC 2, the DC that survived.
 - *unexpected at the gateway*: requests the SIPp gateway's scenario did not expect
-  at that point, by method (an INVITE resent with a new branch after its 200, an
-  ACK or BYE for a call it no longer knows): retransmissions it ignores
-  (`-default_behaviors all,-abortunexp`) rather than aborting the call, counted
-  from its error file so that none is hidden.
+  at that point, by method (an INVITE resent after its 200 by an edge that had not
+  yet read the 200, an ACK after the BYE, a request for a call it no longer knows):
+  retransmissions it ignores (`-default_behaviors all,-abortunexp`) rather than
+  aborting the call, counted from its error file so that none is hidden. A BYE
+  resent after its 200 is answered again for 32 s (Timer J), as a UAS does: its
+  200 may have died with the edge relaying it.
 - A load SIPp still running {OVERRUN_GRACE:g} s past its own `-timeout` is stopped
   (its screen dumped first) and the step's row says so in bold.
 
