@@ -46,6 +46,7 @@ def test_a_small_run_reports_every_figure() -> None:
         assert alone["throughput"]["batch"] == batch
         assert alone["throughput"]["cpu_ms_per_call"] > 0
         assert alone["lag_ms"]["calls"] == 5
+        assert 0 < alone["lag_ms"]["placed_per_s"] <= 25  # paced at the 20 calls/s asked
         assert alone["bytes_per_record"] > 0
     runs = [(run["batch"], run["throughput"]["calls"]) for run in figures["each_run"]]
     assert runs == [(1, 20), (8, 20)]
