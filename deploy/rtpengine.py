@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.labs.ports import free_port
+from deploy.labs.ports import RTPENGINE_FLOOR, free_port
 from deploy.processes import stop_process
 from shared.rtpengine.instances import Instance
 
@@ -59,7 +59,7 @@ def running_rtpengine(
     program = shutil.which("rtpengine")
     assert program is not None, "rtpengine is missing: apt-get install -y rtpengine-daemon"
     port = free_port(address)
-    port_min = random.randrange(40_000, 61_000 - ports, 200)
+    port_min = random.randrange(RTPENGINE_FLOOR, 61_000 - ports, 200)
     log = folder / f"rtpengine-{port}.log"
     command = [
         program,

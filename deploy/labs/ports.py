@@ -35,6 +35,25 @@ def handout_range() -> range:
     return below if len(below) >= len(above) else above
 
 
+RTPENGINE_FLOOR = 40_000
+"""The lowest media port a test's rtpengine takes (deploy/rtpengine.py)."""
+
+
+def phone_rtp_ports() -> str:
+    """``low-high``: the RTP ports of the phones the tests start (baresip's `rtp_ports`).
+
+    Why: a phone's own default (1024-49152, picked at random) overlaps the ports `free_port`
+    hands out, and a CI run lost a test that way: its gateway's port, handed out and not yet
+    bound, was taken for a moment by another test's phone, and the SIPp started on it failed
+    to bind.  The kernel's ephemeral range is never handed out, and below rtpengine's media
+    ports no test's media port is taken either; a phone meeting the kernel's own pick there
+    tries another port.
+    """
+    low, high = map(int, _EPHEMERAL_RANGE.read_text().split())
+    top = RTPENGINE_FLOOR - 1 if low < RTPENGINE_FLOOR <= high else high
+    return f"{low}-{top}"
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """A port of `host` free on both UDP and TCP right now, outside the kernel's ephemeral
     range, and never handed out before in this run.

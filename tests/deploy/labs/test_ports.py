@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from deploy.labs.ports import CLAIMS_VARIABLE, FLOOR, LOOPBACK, free_port, handout_range
+from deploy.labs.ports import (
+    CLAIMS_VARIABLE,
+    FLOOR,
+    LOOPBACK,
+    RTPENGINE_FLOOR,
+    free_port,
+    handout_range,
+    phone_rtp_ports,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 PICKS = 300
@@ -100,3 +108,11 @@ def test_a_claims_path_that_is_not_a_directory_is_named_in_a_clear_error(
     monkeypatch.setenv(CLAIMS_VARIABLE, str(afile))
     with pytest.raises(RuntimeError, match=f"{CLAIMS_VARIABLE}=.*ports is not a directory"):
         free_port()
+
+
+def test_the_phones_rtp_ports_are_never_handed_out_nor_rtpengines() -> None:
+    low, high = map(int, phone_rtp_ports().split("-"))
+    handed = handout_range()
+    assert low <= high
+    assert not set(range(low, high + 1)) & set(handed)
+    assert high < RTPENGINE_FLOOR or low >= RTPENGINE_FLOOR

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.labs.ports import free_port
+from deploy.labs.ports import free_port, phone_rtp_ports
 from deploy.processes import stop_process
 from tests.services.edge.support import LOOPBACK, Sipp, sipp, stop_all_sipp, wait_bound
 from tests.services.edge.test_b2bua_wire import tags_in
@@ -143,6 +143,7 @@ def phone(platform: tuple[int, str], workdir: Path) -> Iterator[Phone]:
     modules = Path("/usr/lib/baresip/modules")
     config.joinpath("config").write_text(
         f"poll_method poll\nsip_listen {LOOPBACK}:{port}\nmodule_path {modules}\n"
+        f"rtp_ports {phone_rtp_ports()}\n"
         "module g711.so\nmodule_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n"
         f"ctrl_tcp_listen {LOOPBACK}:{control}\n"
         "audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.labs.ports import free_port
+from deploy.labs.ports import free_port, phone_rtp_ports
 from tests.services.edge.support import LOOPBACK, sipp, wait_bound
 from tests.services.edge.tls_support import edge_certificates
 from tests.services.test_all_in_one import running_all_in_one
@@ -35,6 +35,7 @@ def baresip_config(directory: Path, ca: Path, port: int, control: int, edge_tls:
     modules = Path("/usr/lib/baresip/modules")
     directory.joinpath("config").write_text(
         f"poll_method poll\nsip_listen 127.0.0.1:{port}\nsip_cafile {ca}\n"
+        f"rtp_ports {phone_rtp_ports()}\n"
         f"module_path {modules}\nmodule g711.so\nmodule_app account.so\n"
         f"module_app menu.so\nmodule_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{control}\n"
         "audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"

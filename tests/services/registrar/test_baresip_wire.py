@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.labs.ports import free_port
+from deploy.labs.ports import free_port, phone_rtp_ports
 from tests.services.test_all_in_one import all_in_one
 
 __all__ = ["all_in_one"]  # the fixture
@@ -33,6 +33,7 @@ def baresip_config(directory: Path, port: int, edge_port: int) -> None:
     modules = Path("/usr/lib/baresip/modules")
     directory.joinpath("config").write_text(
         f"poll_method poll\nsip_listen 127.0.0.1:{port}\nmodule_path {modules}\n"
+        f"rtp_ports {phone_rtp_ports()}\n"
         "module g711.so\nmodule_app account.so\n"
         "audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
     )
