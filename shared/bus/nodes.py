@@ -28,7 +28,7 @@ def node_address(url: str) -> str:
     return f"{parts.hostname}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
 
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_USERINFO = re.compile(r"(?<=://)[^/\s]*@")
 
 
 def without_credentials(text: str) -> str:
