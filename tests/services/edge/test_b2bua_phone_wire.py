@@ -27,8 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.labs.ports import free_port, phone_rtp_ports
+from deploy.labs.ports import free_port
 from deploy.processes import stop_process
+from tests.baresip import write_config
 from tests.services.edge.support import LOOPBACK, Sipp, sipp, stop_all_sipp, wait_bound
 from tests.services.edge.test_b2bua_wire import tags_in
 from tests.services.test_all_in_one import running_all_in_one
@@ -140,14 +141,7 @@ def phone(platform: tuple[int, str], workdir: Path) -> Iterator[Phone]:
     config = workdir / "baresip"
     config.mkdir()
     port, control = free_port(), free_port()
-    modules = Path("/usr/lib/baresip/modules")
-    config.joinpath("config").write_text(
-        f"poll_method poll\nsip_listen {LOOPBACK}:{port}\nmodule_path {modules}\n"
-        f"rtp_ports {phone_rtp_ports()}\n"
-        "module g711.so\nmodule_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n"
-        f"ctrl_tcp_listen {LOOPBACK}:{control}\n"
-        "audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
-    )
+    write_config(config, port, control=control)
     config.joinpath("accounts").write_text(
         f"<sip:{NUMBER}@{DOMAIN}>;auth_pass=s3cret;answermode=auto;"
         f'outbound="sip:{LOOPBACK}:{sip}";regint=600\n'

@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.labs.ports import free_port, phone_rtp_ports
+from deploy.labs.ports import free_port
+from tests.baresip import write_config
 from tests.services.edge.support import LOOPBACK, sipp, wait_bound
 from tests.services.edge.tls_support import edge_certificates
 from tests.services.test_all_in_one import running_all_in_one
@@ -32,14 +33,7 @@ DOMAIN = "example.com"
 
 def baresip_config(directory: Path, ca: Path, port: int, control: int, edge_tls: int) -> None:
     """A phone with no sound device, one account over TLS, and a control socket."""
-    modules = Path("/usr/lib/baresip/modules")
-    directory.joinpath("config").write_text(
-        f"poll_method poll\nsip_listen 127.0.0.1:{port}\nsip_cafile {ca}\n"
-        f"rtp_ports {phone_rtp_ports()}\n"
-        f"module_path {modules}\nmodule g711.so\nmodule_app account.so\n"
-        f"module_app menu.so\nmodule_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{control}\n"
-        "audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
-    )
+    write_config(directory, port, control=control, cafile=ca)
     directory.joinpath("accounts").write_text(
         f"<sip:{USER}@{DOMAIN};transport=tls>;auth_pass=s3cret;answermode=auto;"
         f'outbound="sip:{LOOPBACK}:{edge_tls};transport=tls";regint=600\n'

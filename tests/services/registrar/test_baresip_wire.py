@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.labs.ports import free_port, phone_rtp_ports
+from deploy.labs.ports import free_port
+from tests.baresip import write_config
 from tests.services.test_all_in_one import all_in_one
 
 __all__ = ["all_in_one"]  # the fixture
@@ -30,13 +31,7 @@ AOR = "sip:oldphone@example.com"
 
 def baresip_config(directory: Path, port: int, edge_port: int) -> None:
     """A phone with no sound device (files in, /dev/null out) and one account."""
-    modules = Path("/usr/lib/baresip/modules")
-    directory.joinpath("config").write_text(
-        f"poll_method poll\nsip_listen 127.0.0.1:{port}\nmodule_path {modules}\n"
-        f"rtp_ports {phone_rtp_ports()}\n"
-        "module g711.so\nmodule_app account.so\n"
-        "audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
-    )
+    write_config(directory, port)
     directory.joinpath("accounts").write_text(
         f'<{AOR}>;auth_pass=s3cret;outbound="sip:127.0.0.1:{edge_port}";regint=600\n'
     )
