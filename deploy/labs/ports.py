@@ -43,9 +43,10 @@ def phone_rtp_ports() -> str:
     """``low-high``: the RTP ports of the phones the tests start (baresip's `rtp_ports`).
 
     Why: a phone's own default (1024-49152, picked at random) overlaps the ports `free_port`
-    hands out, and a CI run lost a test that way: its gateway's port, handed out and not yet
-    bound, was taken for a moment by another test's phone, and the SIPp started on it failed
-    to bind.  The kernel's ephemeral range is never handed out, and below rtpengine's media
+    hands out.  A dry run of CI lost a test, most likely that way: its gateway's port, handed
+    out and not yet bound, was held for a moment by another process (a phone of the other
+    shard's baresip tests was the one picking random ports then), and the SIPp started on it
+    failed to bind.  The kernel's ephemeral range is never handed out, and below rtpengine's media
     ports no test's media port is taken either; a phone meeting the kernel's own pick there
     tries another port.
     """
