@@ -38,6 +38,7 @@ test: $(STAMP) ## the whole suite on the compiled build (the rest in a shard per
 	wait $$prerequisites || exit 1; \
 	[ $$built -eq 0 ] || { echo "make test: the compiled build failed;" \
 		"CALLMESH_NO_EXTENSIONS=1 make test tests pure Python only" >&2; exit 1; }
+	@$(BIN)/python -m deploy.labs.leftovers  # what earlier runs left on the broker: swept
 	@deploy/test-suite.sh $(BIN)/python
 
 test-prerequisites: ## install the system packages the tests drive, start a local Redis/RabbitMQ if down

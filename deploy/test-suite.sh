@@ -8,11 +8,11 @@
 # labs (marker `lab`: a RabbitMQ cluster, Redis Sentinels, the VIP lab, two data centres, the
 # full-scale keepalive runs) one after the other, and then the SIP and proxy cores' tests again
 # in pure Python.  The labs never run beside each other: each loads the machine in bursts (a
-# cluster starting, calls at a set rate), and a CI run with two lab processes beside two of the
-# rest failed with its shared RabbitMQ unreachable.  CALLMESH_TEST_REST_SHARDS sets the rest's
-# process count.  The first shard of the rest prints as it goes; the others' output is printed
+# cluster starting, calls at a set rate).  CALLMESH_TEST_REST_SHARDS sets the rest's process
+# count.  The first shard of the rest prints as it goes; the others' output is printed
 # after it, in order, never interleaved, and any of them failing fails the suite, naming which,
-# with the machine's state at the end (load, memory, the broker's alarms, OOM kills).  Every
+# with the machine's state at the end (load, memory, the broker's alarms, queues and file
+# handles, OOM kills).  Every
 # process, and every process they start, claims each port it hands out in one directory
 # (CALLMESH_PORTS_DIR, deploy/labs/ports.py), so no two are ever given the same port.
 set -uo pipefail
@@ -67,6 +67,9 @@ machine_state() {
     "$(free -m | awk '/^Mem:/ {print $7 " MiB available of " $2}'), swap used" \
     "$(free -m | awk '/^Swap:/ {print $3}') MiB"
   timeout 30 rabbitmq-diagnostics -q alarms 2>&1 | sed 's/^/make test: RabbitMQ alarms: /' | head -5
+  timeout 30 rabbitmqctl -q eval \
+    '{queues, length(rabbit_amqqueue:list()), file_handle_cache:info()}.' 2>&1 \
+    | sed 's/^/make test: RabbitMQ holds: /' | head -3
   timeout 10 dmesg 2>/dev/null | grep -iE "out of memory|oom-kill" | tail -3 | sed 's/^/make test: /'
 }
 echo "make test: $cores cores, the rest in $rest_shards shard(s), the labs beside them, then pure Python"
