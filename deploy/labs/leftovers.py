@@ -98,9 +98,10 @@ async def delete(url: str, names: Sequence[str]) -> None:
             await channel.queue_delete(name)
 
 
-def revive(broker: Broker, pattern: str) -> str:
+def revive(broker: Broker, pattern: str) -> tuple[str, int]:
     """A broker that hosts more queues than its handle budget: raise the budget above them,
-    delete the unused test queues, put the budget back. Says what it did."""
+    delete the unused test queues, put the budget back. Says what it found, and how many
+    queues it deleted."""
     queues = int(broker.eval("length(rabbit_amqqueue:list())."))
     used = int(broker.eval("proplists:get_value(total_used, file_handle_cache:info())."))
     limit = int(broker.eval("file_handle_cache:get_limit()."))
@@ -112,18 +113,19 @@ def revive(broker: Broker, pattern: str) -> str:
         asyncio.run(delete(broker.url, names))
     finally:
         broker.eval(f"file_handle_cache:set_limit({limit}).")
-    return f"revived (its {queues} queues held {used} file handles of {limit})"
+    return f"revived (its {queues} queues held {used} file handles of {limit}); ", len(names)
 
 
 def sweep(broker: Broker, pattern: str = PATTERN, policy: str = POLICY) -> str:
     """The policy set and the unused leftovers deleted; a broker wedged by them revived first.
     Returns the line to print."""
-    wedged = "" if broker.answers() else revive(broker, pattern) + "; "
+    wedged, removed = ("", 0) if broker.answers() else revive(broker, pattern)
     broker.expire(pattern, policy)
     names = broker.unused(pattern)
     asyncio.run(delete(broker.url, names))
+    removed += len(names)
     return (
-        f"RabbitMQ: {wedged}{len(names)} leftover test queue(s) removed; an unused test queue "
+        f"RabbitMQ: {wedged}{removed} leftover test queue(s) removed; an unused test queue "
         f"expires after {EXPIRES_MS // 60_000} min (policy {policy})"
     )
 
