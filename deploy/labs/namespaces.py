@@ -14,31 +14,44 @@ import redis
 
 from shared.bus.amqp import AmqpBus
 from shared.contracts.edge import MEDIA_EXPIRED_QUEUE
-from shared.contracts.fraud import FRAUD_CALLS_QUEUE
+from shared.contracts.fraud import FRAUD_CALLS_QUEUE, FRAUD_HANGUPS_QUEUE
+from shared.contracts.registrar import REGISTER_QUEUE, UNREACHABLE_QUEUE
 
 RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+WORK_QUEUES = (
+    "routing.commands",
+    MEDIA_EXPIRED_QUEUE,  # an edge with rtpengine declares it
+    FRAUD_CALLS_QUEUE,  # the routing service's call ends
+    FRAUD_HANGUPS_QUEUE,  # the edges' fraud hang-ups
+    REGISTER_QUEUE,
+    UNREACHABLE_QUEUE,  # the edges' keepalives
+)
+"""The work queues the platform's processes declare in a namespace: each is a quorum queue, and
+one left behind holds a file handle of the shared broker (deploy/labs/leftovers.py)."""
+
+
 def remove_namespace(namespace: str) -> None:
-    """Delete the namespace's Redis keys, exchange, the routing service's queues and the edges'."""
+    """Delete the namespace's Redis keys, exchange and the work queues its processes declare."""
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
     if keys:
         client.unlink(*keys)
     client.close()
-    delete_queue(namespace, "routing.commands")
-    delete_queue(namespace, MEDIA_EXPIRED_QUEUE)  # an edge with rtpengine declares it
-    delete_queue(namespace, FRAUD_CALLS_QUEUE)  # the routing service's call ends
+    delete_queues(namespace, *WORK_QUEUES)
 
 
-def delete_queue(namespace: str, queue: str) -> None:
-    """Delete the namespace's exchange and one durable work queue a test's process declared."""
+def delete_queues(namespace: str, *queues: str) -> None:
+    """Delete the namespace's exchange and durable work queues a test's processes declared
+    (with their dead-letter queues)."""
 
     async def delete() -> None:
         bus = AmqpBus(RABBITMQ_URL, namespace, "test", "cleanup")
         await bus.start()
-        await bus.declare_queue(queue)
+        for queue in queues:
+            await bus.declare_queue(queue)
         await bus.delete_topology()
         await bus.close()
 

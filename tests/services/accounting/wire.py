@@ -39,7 +39,7 @@ from tests.services.edge.support import (
     REPO,
     Edge,
     Sipp,
-    delete_queue,
+    delete_queues,
     refusing_scenario,
     running_edge,
     sipp,
@@ -316,6 +316,6 @@ def running_platform(workdir: Path) -> Iterator[Platform]:
                 yield Platform(edge, accounting, first_port, workdir)
             finally:
                 accounting.stop_all()
-                delete_queue(edge.namespace, CALLS_QUEUE)
+                delete_queues(edge.namespace, CALLS_QUEUE)
     finally:
         asyncio.run(drop_postgres(database))

@@ -29,7 +29,7 @@ from tests.services.edge.support import (
     LOOPBACK,
     REPO,
     Edge,
-    delete_queue,
+    delete_queues,
     running_edge,
     stop_all_sipp,
 )
@@ -136,7 +136,7 @@ def running_cluster(
             a.stop()
             registrar.terminate()
             registrar.wait(10)
-            delete_queue(b.namespace, REGISTER_QUEUE)
+            delete_queues(b.namespace, REGISTER_QUEUE)
 
 
 def _wait_http(cluster: Cluster, timeout: float = 30.0) -> None:

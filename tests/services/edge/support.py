@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy.labs.namespaces import delete_queue as delete_queue  # noqa: PLC0414 - re-exported
+from deploy.labs.namespaces import delete_queues as delete_queues  # noqa: PLC0414 - re-exported
 from deploy.labs.namespaces import remove_namespace as remove_namespace  # noqa: PLC0414 - re-exported
 from deploy.labs.ports import free_port as free_port  # noqa: PLC0414 - re-exported for the tests
 from deploy.processes import stop_process

@@ -27,7 +27,7 @@ from tests.services.accounting.wire import Accounting
 from tests.services.edge.support import (
     LOOPBACK,
     Edge,
-    delete_queue,
+    delete_queues,
     running_edge,
     sipp,
     stop_all_sipp,
@@ -65,7 +65,7 @@ def platform(tmp_path: Path) -> Iterator[tuple[Edge, Daemon, Accounting]]:
             finally:
                 stop_all_sipp()
                 accounting.stop_all()
-                delete_queue(edge.namespace, CALLS_QUEUE)  # the edge's own go with the edge
+                delete_queues(edge.namespace, CALLS_QUEUE)  # the edge's own go with the edge
     finally:
         asyncio.run(drop_postgres(database))
 
