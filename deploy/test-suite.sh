@@ -9,12 +9,12 @@
 # full-scale keepalive runs) one after the other, and then the SIP and proxy cores' tests again
 # in pure Python.  The labs never run beside each other: each loads the machine in bursts (a
 # cluster starting, calls at a set rate).  CALLMESH_TEST_REST_SHARDS sets the rest's process
-# count.  The first shard of the rest prints as it goes; the others' output is printed
-# after it, in order, never interleaved, and any of them failing fails the suite, naming which,
-# with the machine's state at the end (load, memory, the broker's alarms, queues and file
-# handles, OOM kills).  Every
-# process, and every process they start, claims each port it hands out in one directory
-# (CALLMESH_PORTS_DIR, deploy/labs/ports.py), so no two are ever given the same port.
+# count.  The first shard of the rest prints as it goes; the others' output is printed after
+# it, in order, never interleaved, and any of them failing fails the suite, naming which, with
+# the machine's state at the end (load, memory, the broker's alarms, queues and file handles,
+# OOM kills).  Every process, and every process they start, claims each port it hands out in
+# one directory (CALLMESH_PORTS_DIR, deploy/labs/ports.py), so no two are ever given the same
+# port.
 set -uo pipefail
 python=${1:?usage: deploy/test-suite.sh PYTHON}
 here=$(cd "$(dirname "$0")" && pwd)

@@ -28,7 +28,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -50,7 +50,7 @@ class Broker:
 
     url: str = RABBITMQ_URL
     ctl: Sequence[str] = ("rabbitmqctl",)
-    env: dict[str, str] | None = field(default=None)
+    env: dict[str, str] | None = None
 
     def run(self, *args: str, timeout: float = 60.0) -> str:
         done = subprocess.run(

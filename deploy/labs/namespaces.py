@@ -16,13 +16,14 @@ from shared.bus.amqp import AmqpBus
 from shared.contracts.edge import MEDIA_EXPIRED_QUEUE
 from shared.contracts.fraud import FRAUD_CALLS_QUEUE, FRAUD_HANGUPS_QUEUE
 from shared.contracts.registrar import REGISTER_QUEUE, UNREACHABLE_QUEUE
+from shared.contracts.routing import COMMANDS_QUEUE
 
 RABBITMQ_URL = os.environ.get("CALLMESH_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("CALLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 WORK_QUEUES = (
-    "routing.commands",
+    COMMANDS_QUEUE,
     MEDIA_EXPIRED_QUEUE,  # an edge with rtpengine declares it
     FRAUD_CALLS_QUEUE,  # the routing service's call ends
     FRAUD_HANGUPS_QUEUE,  # the edges' fraud hang-ups
