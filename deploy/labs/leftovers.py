@@ -35,8 +35,9 @@ import aio_pika
 
 from deploy.labs.namespaces import RABBITMQ_URL
 
-PATTERN = r"^(test|bench)-[0-9a-z-]+\."
-"""The queues of a test's or benchmark's namespace (``test-<12 hex>.routing.commands``)."""
+PATTERN = r"^(test-[0-9a-f]{12}|bench-[0-9a-z-]+)\."
+"""The queues of a test's namespace (``test-<12 hex>.routing.commands``, tests/conftest.py) or a
+benchmark's (``bench-<hex or set-up>.…``); a staging platform's ``test-lab.…`` is not one."""
 POLICY = "callmesh-test-leftovers"
 EXPIRES_MS = 600_000
 """An unused test queue lives ten minutes: no test leaves a queue it still needs unused so

@@ -22,7 +22,8 @@ def test_the_pattern_takes_the_tests_and_benchmarks_namespaces_and_nothing_else(
     taken = ["test-0123456789ab.routing.commands", "bench-1a2b3c4d.edge.fraud.hangups.dead"]
     taken += ["bench-b2bua-one.routing.commands"]
     left = ["callmesh.routing.commands", "test.routing.commands", "amq.gen-abc", "tests-1.x"]
-    left += ["production-test-0123456789ab.routing.commands"]
+    left += ["production-test-0123456789ab.routing.commands", "test-lab.routing.commands"]
+    left += ["test-0123456789abc.routing.commands"]
     assert [name for name in taken + left if matches(name)] == taken
 
 
