@@ -26,6 +26,13 @@ def runner(store: Store, name: str, calls: ActiveCalls) -> CallCountsRunner:
     return CallCountsRunner(counts, calls, 0.5, asyncio.get_running_loop())
 
 
+def now() -> float:
+    """The runner's clock (the loop's: monotonic, from the machine's boot). A call started at
+    0.0 would be older than `MAX_CALL_AGE` on a machine up for more than 4 hours, and dropped
+    from the counts at the runner's first exchange."""
+    return asyncio.get_running_loop().time()
+
+
 def first_choice(calls: ActiveCalls) -> str:
     return Dispatcher("farm", FARM).order(Call(), active_calls=calls.of_set("farm"))[0].uri
 
@@ -34,14 +41,14 @@ async def test_least_calls_balances_on_both_workers_counts(stores: list[Store]) 
     edge_a, edge_b = ActiveCalls(), ActiveCalls()
     a, b = runner(stores[0], "a:1", edge_a), runner(stores[1], "b:1", edge_b)
     for n in range(3):  # edge A sent three calls to box1
-        edge_a.branch_sent("farm", BOX1, "INVITE", f"a{n}", 0.0)
-    edge_b.branch_sent("farm", BOX2, "INVITE", "b0", 0.0)  # edge B one to box2
+        edge_a.branch_sent("farm", BOX1, "INVITE", f"a{n}", now())
+    edge_b.branch_sent("farm", BOX2, "INVITE", "b0", now())  # edge B one to box2
     assert first_choice(edge_b) == BOX1  # alone, B would pile onto box1 (0 calls it knows of)
     await a.exchange()
     await b.exchange()
     assert dict(edge_b.of_set("farm")) == {BOX1: 3, BOX2: 1}
     assert first_choice(edge_b) == BOX2  # box1 holds three of A's
-    edge_b.branch_sent("farm", BOX2, "INVITE", "b1", 0.1)  # B's own calls count at once
+    edge_b.branch_sent("farm", BOX2, "INVITE", "b1", now())  # B's own calls count at once
     assert dict(edge_b.of_set("farm")) == {BOX1: 3, BOX2: 2}
     await a.exchange()
     assert dict(edge_a.of_set("farm")) == {BOX1: 3, BOX2: 1}  # B's second not sent yet
@@ -62,7 +69,7 @@ async def b_knowing_one_call_of_a(
     """Worker A sent a call to box1 and exchanged; B's counts and runner, after B exchanged."""
     edge_a, edge_b = ActiveCalls(), ActiveCalls()
     a, b = runner(stores[0], "a:1", edge_a), runner(stores[1], "b:1", edge_b)
-    edge_a.branch_sent("farm", BOX1, "INVITE", "a0", 0.0)
+    edge_a.branch_sent("farm", BOX1, "INVITE", "a0", now())
     await a.exchange()
     await b.exchange()
     assert dict(edge_b.of_set("farm")) == {BOX1: 1}
