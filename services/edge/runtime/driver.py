@@ -69,6 +69,7 @@ class ProxyDriver:
         dns: DnsResolver | None = None,
         media: MediaRunner | None = None,
         event_batch: int = 1,
+        event_linger: float = 0.0,
         outbox: Journal | None = None,
         fsync_interval: float = 0.0,
     ) -> None:
@@ -87,7 +88,11 @@ class ProxyDriver:
         self._timer_at: float | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.publisher = EventPublisher(
-            bus, batch=event_batch, journal=outbox, fsync_interval=fsync_interval
+            bus,
+            batch=event_batch,
+            linger=event_linger,
+            journal=outbox,
+            fsync_interval=fsync_interval,
         )
         self._reports = FailureReports()
         self._send_failures = LogThrottle()

@@ -249,6 +249,7 @@ async def _serve_proxy(
         dns=dns,
         media=media,
         event_batch=settings.edge_event_batch,
+        event_linger=settings.edge_event_linger_ms / 1000,
         outbox=open_outbox(settings, group.index if group is not None else 0),
         fsync_interval=settings.edge_outbox_fsync_interval,
     )

@@ -176,6 +176,42 @@ async def test_without_batching_or_at_a_trickle_every_event_goes_alone() -> None
     await trickle.stop()
 
 
+async def test_with_a_linger_a_quick_broker_gets_the_call_events_of_a_trickle_as_batches() -> None:
+    """A broker that confirms at once kept every sender free, so each event went alone; with
+    a linger the events offered one by one within it go as one batch, in order, none lost,
+    and one sender lingers at a time (the others start for a whole batch only)."""
+    broker = Broker()
+    publisher = EventPublisher(broker, batch=16, linger=0.05)
+    sent = events(40)
+    for event in sent:
+        publisher.offer(event)
+        await asyncio.sleep(0.001)
+    assert len(publisher._senders) <= 3  # one lingering, and two started for whole batches
+    await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent))
+    assert len(broker.published) <= 6
+    assert all(isinstance(e, CallEventBatch) for e in broker.published)
+    flat = [event for published in broker.published for event in unbatched(published)]
+    assert flat == sent
+    await publisher.stop()
+
+
+async def test_a_lingered_event_is_late_by_the_linger_at_most_and_others_never_wait() -> None:
+    broker = Broker()
+    publisher = EventPublisher(broker, batch=16, linger=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    publisher.offer(events(1)[0])
+    await until(lambda: len(broker.published) == 1)
+    assert 0.29 <= loop.time() - started < 2.0
+    assert not isinstance(broker.published[0], CallEventBatch)  # one event: its own key
+    marker = LimitReached(entity="peer:x", kind="cps", limit=1, refused=1, period=1.0, edge="e")
+    started = loop.time()
+    publisher.offer(marker)
+    await until(lambda: marker in broker.published)
+    assert loop.time() - started < 0.15  # not a call event: no batch to wait for
+    await publisher.stop()
+
+
 def unbatched(event: Event) -> list[Event]:
     """The events a published message carries (a batch's, rebuilt from its items)."""
     if not isinstance(event, CallEventBatch):
