@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -52,6 +53,13 @@ from shared.sip.transport.base import (
 from shared.sip.transport.destination import Destination
 
 log = logging.getLogger("callmesh.edge")
+
+TIMER_TICK = 0.005
+"""Seconds the worker's one loop timer is rounded up to.  Why: the core's deadlines (its
+transactions' timers, steps of T1 = 500 ms and more) fall at every instant, so at 1,000
+calls a second the timer was re-armed and fired thousands of times a second, each a
+`call_at`, a cancel and an `expire` call; on a tick it fires at most 200 times, every
+deadline due by then expiring together, none more than a tick late."""
 
 
 class ProxyDriver:
@@ -169,7 +177,11 @@ class ProxyDriver:
             other = b2bua.next_deadline()
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
-        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+        if deadline is None:
+            return
+        tick = math.ceil(deadline / TIMER_TICK) * TIMER_TICK
+        deadline = tick if tick >= deadline else tick + TIMER_TICK  # (the division's rounding)
+        if self._timer_at is not None and self._timer_at <= deadline:
             return
         if self._timer is not None:
             self._timer.cancel()

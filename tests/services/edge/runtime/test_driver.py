@@ -14,7 +14,7 @@ from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
-from services.edge.runtime.driver import ProxyDriver
+from services.edge.runtime.driver import TIMER_TICK, ProxyDriver
 from services.edge.runtime.journal import Journal
 from services.edge.runtime.sockets import EdgeSockets
 from shared.bus.base import Envelope
@@ -127,3 +127,45 @@ async def test_sends_that_fail_again_and_again_are_one_log_line_per_kind(
     assert len(lines) == 3 and "192.0.2.2:5060" in lines[2]
     assert "70000-byte response: not sent" in lines[0]
     assert "send to 192.0.2.1:5060/udp failed: connection refused" in lines[1]
+
+
+class SpreadDeadlines:
+    """A core whose timers fall every half millisecond, as a busy edge's transactions do;
+    it records when each expired and how often the driver woke it."""
+
+    def __init__(self, first: float, count: int) -> None:
+        self.pending = [first + n * 0.0005 for n in range(count)]
+        self.expired: list[tuple[float, float]] = []
+        """(deadline, the loop's time when it expired)"""
+        self.wakeups = 0
+
+    def receive(self, *_message: object) -> list[Send]:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return self.pending[0] if self.pending else None
+
+    def expire(self, now: float) -> list[Send]:
+        self.wakeups += 1
+        while self.pending and self.pending[0] <= now:
+            self.expired.append((self.pending.pop(0), now))
+        return []
+
+
+async def test_the_loop_timer_is_on_a_tick_and_deadlines_due_together_expire_together() -> None:
+    """The driver's one loop timer is rounded up to `TIMER_TICK`: deadlines spread over 20 ms
+    expire in a handful of wake-ups (one each before), never early, and the loop's timer
+    stands on a tick at or after the earliest deadline."""
+    loop = asyncio.get_running_loop()
+    core = SpreadDeadlines(loop.time() + 0.0123, 40)
+    bus = MemoryBus(MemoryBroker(), "test", "edge", "edge-a")
+    driver = ProxyDriver(cast(Proxy, core), bus, instance="edge-a")
+    driver.on_message(invite(), CALLER, UDP_IN, None)
+    armed = driver._timer_at
+    assert armed is not None
+    assert core.pending[0] <= armed < core.pending[0] + TIMER_TICK
+    assert abs(armed / TIMER_TICK - round(armed / TIMER_TICK)) < 1e-6
+    await until(lambda: not core.pending)
+    assert len(core.expired) == 40
+    assert all(deadline <= when for deadline, when in core.expired)
+    assert core.wakeups <= 6  # 20 ms of deadlines over 5 ms ticks; one per deadline before
