@@ -20,13 +20,18 @@ _TOKENS: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+
 _QUOTED_ESCAPE: Final = re.compile(r"\\(.)", re.DOTALL)
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Address:
     """One address: optional display name (unquoted), URI, header parameters."""
 
-    uri: Uri
-    display_name: str | None = None
-    params: Params = ()
+    uri: Final[Uri]
+    display_name: Final[str | None]
+    params: Final[Params]
+
+    def __init__(self, uri: Uri, display_name: str | None = None, params: Params = ()) -> None:
+        self.uri = uri
+        self.display_name = display_name
+        self.params = params
 
     def param(self, name: str) -> str | None:
         """The value of header parameter `name` ("" for a flag), or None if absent."""

@@ -46,17 +46,35 @@ def _escape(text: str, safe: str) -> str:
     return quote(text, safe=safe, errors="surrogateescape")
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class SipUri:
     """A `sip:` or `sips:` URI.  Parameter names are lower-cased; values unescaped."""
 
-    host: str
-    user: str | None = None
-    password: str | None = None
-    port: int | None = None
-    params: Params = ()
-    headers: tuple[tuple[str, str], ...] = ()
-    scheme: str = "sip"
+    host: Final[str]
+    user: Final[str | None]
+    password: Final[str | None]
+    port: Final[int | None]
+    params: Final[Params]
+    headers: Final[tuple[tuple[str, str], ...]]
+    scheme: Final[str]
+
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        host: str,
+        user: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        params: Params = (),
+        headers: tuple[tuple[str, str], ...] = (),
+        scheme: str = "sip",
+    ) -> None:
+        self.host = host
+        self.user = user
+        self.password = password
+        self.port = port
+        self.params = params
+        self.headers = headers
+        self.scheme = scheme
 
     def param(self, name: str) -> str | None:
         """The value of parameter `name` ("" for a flag such as `lr`), or None if absent."""

@@ -38,10 +38,14 @@ _MAX_CSEQ: Final = 2**31 - 1
 _MAX_DELTA: Final = 2**32 - 1
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class CSeq:
-    seq: int
-    method: str
+    seq: Final[int]
+    method: Final[str]
+
+    def __init__(self, seq: int, method: str) -> None:
+        self.seq = seq
+        self.method = method
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

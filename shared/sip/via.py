@@ -21,15 +21,29 @@ _TRANSPORTS: Final = frozenset({"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp",
 is parsed per request and per relayed answer, ~25,000 instructions, pure Python)."""
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Via:
     """One Via hop.  `transport` is upper-cased; `host` keeps IPv6 brackets."""
 
-    transport: str
-    host: str
-    port: int | None = None
-    params: Params = ()
-    protocol: str = "SIP/2.0"
+    transport: Final[str]
+    host: Final[str]
+    port: Final[int | None]
+    params: Final[Params]
+    protocol: Final[str]
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: Params = (),
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = params
+        self.protocol = protocol
 
     def param(self, name: str) -> str | None:
         """Value of parameter `name` ("" for a flag such as bare `rport`), or None."""

@@ -12,6 +12,7 @@ transaction (or the response, or a stateless ACK) meanwhile, so retransmissions 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from services.edge.location import Query
 from services.edge.proxy.routes import Hop
@@ -28,11 +29,14 @@ __all__ = [
 ]  # fmt: skip # the names on two lines, not one per line
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Publish:
     """Publish `event` on the bus, fire-and-forget (never on the call path)."""
 
-    event: Event
+    event: Final[Event]
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ RINGING = frozenset({180, 183})
 """The provisionals a `CallRinging` reports (a 181 or 182 is no ringing)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CallNotes:
     """One forwarding's part of a call: its keys, and what it has reported so far.
 
@@ -80,9 +80,23 @@ class CallNotes:
 
     call_id: str
     from_tag: str
-    to_tag: str = ""
-    seen_at: float = 0.0
-    rang: bool = False
+    to_tag: str
+    seen_at: float
+    rang: bool
+
+    def __init__(
+        self,
+        call_id: str,
+        from_tag: str,
+        to_tag: str = "",
+        seen_at: float = 0.0,
+        rang: bool = False,
+    ) -> None:
+        self.call_id = call_id
+        self.from_tag = from_tag
+        self.to_tag = to_tag
+        self.seen_at = seen_at
+        self.rang = rang
 
 
 def edge_cause(status: int) -> EdgeCause:

@@ -130,7 +130,7 @@ class OwnContact:
         return f"{signed}\n*{MEDIA_PARAM}" if self.media else signed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class OwnRoute:
     """The edge's own entries at the top of a request's route set, read before they are popped.
 
@@ -142,14 +142,34 @@ class OwnRoute:
     ones read).
     """
 
-    strict: bool = False
-    count: int = 0
-    flow: str | None = None
-    token: str | None = None
-    beyond: bool = False
-    contact: OwnContact | None = None
-    media: bool = False
-    late: bool = False
+    strict: Final[bool]
+    count: Final[int]
+    flow: Final[str | None]
+    token: Final[str | None]
+    beyond: Final[bool]
+    contact: Final[OwnContact | None]
+    media: Final[bool]
+    late: Final[bool]
+
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        strict: bool = False,
+        count: int = 0,
+        flow: str | None = None,
+        token: str | None = None,
+        beyond: bool = False,
+        contact: OwnContact | None = None,
+        media: bool = False,
+        late: bool = False,
+    ) -> None:
+        self.strict = strict
+        self.count = count
+        self.flow = flow
+        self.token = token
+        self.beyond = beyond
+        self.contact = contact
+        self.media = media
+        self.late = late
 
     @property
     def ours(self) -> bool:

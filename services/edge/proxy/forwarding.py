@@ -13,7 +13,7 @@ when the hops run out.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.edge.proxy.call_events import CallNotes
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from services.edge.policy import PolicyContext
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Parked:
     """An out-of-dialog request between its preliminaries and its routing (which may wait)."""
 
@@ -40,50 +40,112 @@ class Parked:
     source: Destination
     inbound: Interface
     loop_hash: str
-    policy: PolicyContext | None = None
-    authenticated: bool = False
-    callee: str | None = None
+    policy: PolicyContext | None
+    authenticated: bool
+    callee: str | None
     """Who routing found the request is for: the number after the dialplan, or a subscriber's
     AoR (for the call events)."""
-    group: str | None = None
+    group: str | None
     """The routing group a number was looked up in."""
-    peer: str | None = None
+    peer: str | None
     """The peer the request came from, if any (for the call events)."""
-    seen_at: float = 0.0
+    seen_at: float
     """When it arrived (the core's clock): a call's start, however long it waits here."""
-    limits: LimitQuery | None = None
+    limits: LimitQuery | None
     """The shared limits asked for it (an `Acquire`), and then their `verdict`."""
-    verdict: LimitVerdict | None = None
-    fraud: FraudQuery | None = None
+    verdict: LimitVerdict | None
+    fraud: FraudQuery | None
     """The fraud counts asked about it (a `Screen`), and then their `fraud_verdict`."""
-    fraud_verdict: FraudVerdict | None = None
-    dns_rounds: int = 0
+    fraud_verdict: FraudVerdict | None
+    dns_rounds: int
     """How often it waited for DNS (`Resolve`)."""
 
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        request: Request,
+        server: ServerTransaction,
+        source: Destination,
+        inbound: Interface,
+        loop_hash: str,
+        policy: PolicyContext | None = None,
+        authenticated: bool = False,
+        callee: str | None = None,
+        group: str | None = None,
+        peer: str | None = None,
+        seen_at: float = 0.0,
+        limits: LimitQuery | None = None,
+        verdict: LimitVerdict | None = None,
+        fraud: FraudQuery | None = None,
+        fraud_verdict: FraudVerdict | None = None,
+        dns_rounds: int = 0,
+    ) -> None:
+        self.request = request
+        self.server = server
+        self.source = source
+        self.inbound = inbound
+        self.loop_hash = loop_hash
+        self.policy = policy
+        self.authenticated = authenticated
+        self.callee = callee
+        self.group = group
+        self.peer = peer
+        self.seen_at = seen_at
+        self.limits = limits
+        self.verdict = verdict
+        self.fraud = fraud
+        self.fraud_verdict = fraud_verdict
+        self.dns_rounds = dns_rounds
 
-@dataclass(eq=False, slots=True)
+
+@dataclass(eq=False, slots=True, init=False)
 class Branch:
     """One attempt at one hop."""
 
     forwarding: Forwarding
     hop: Hop
     client: ClientTransaction
-    answered: bool = False
+    answered: bool
     """Any response (even 100) came: the hop is alive."""
-    provisional: bool = False
+    provisional: bool
     """A provisional above 100 came: a CANCEL may now be sent (§9.1)."""
-    abandoned: bool = False
+    abandoned: bool
     """Given up on (timer or CANCEL); late answers are absorbed."""
-    cancel_sent: bool = False
-    timer: Timer | None = None
+    cancel_sent: bool
+    timer: Timer | None
     """Its failover timer, in the proxy's queue (a number: no cycle through a handle)."""
-    sent_at: float = 0.0
+    sent_at: float
     """When the request left (the core's clock)."""
-    reported: bool = False
+    reported: bool
     """Its final answer was published (a `BranchTried`): once per branch."""
-    queued: list[Response] | None = None
+    queued: list[Response] | None
     """While one of its responses waits for rtpengine: the ones that came after it, passed on
     in order once it has gone (a 486 never overtakes the 183 ahead of it)."""
+
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        forwarding: Forwarding,
+        hop: Hop,
+        client: ClientTransaction,
+        answered: bool = False,
+        provisional: bool = False,
+        abandoned: bool = False,
+        cancel_sent: bool = False,
+        timer: Timer | None = None,
+        sent_at: float = 0.0,
+        reported: bool = False,
+        queued: list[Response] | None = None,
+    ) -> None:
+        self.forwarding = forwarding
+        self.hop = hop
+        self.client = client
+        self.answered = answered
+        self.provisional = provisional
+        self.abandoned = abandoned
+        self.cancel_sent = cancel_sent
+        self.timer = timer
+        self.sent_at = sent_at
+        self.reported = reported
+        self.queued = queued
 
     def disarm(self, timers: TimerQueue[Branch]) -> None:
         """Stop this branch's failover timer (it has an answer, or is given up)."""
@@ -96,7 +158,7 @@ class Branch:
         return cancel_for(self.client.request)
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, init=False)
 class Forwarding:
     server: ServerTransaction
     request: Request
@@ -105,41 +167,73 @@ class Forwarding:
     loop_hash: str
     inbound: Interface
     record_route: bool
-    branches: list[Branch] = field(default_factory=list)
+    branches: list[Branch]
     """The branches still waiting for a final answer."""
-    finals: list[Response] = field(default_factory=list)
-    cancelled: bool = False
-    declined: bool = False
+    finals: list[Response]
+    cancelled: bool
+    declined: bool
     """A 6xx came: the other branches are being cancelled, and the 6xx goes upstream
     once they have ended, unless one of them answers 2xx first (§16.7 step 5)."""
-    done: bool = False
-    policy: PolicyContext | None = None
+    done: bool
+    policy: PolicyContext | None
     """The caller's source group and the hidden dialog's plan, for the policy stages."""
-    call: CallNotes | None = None
+    call: CallNotes | None
     """Set when this forwarding is a call's INVITE and call events are on."""
-    ending: CallNotes | None = None
+    ending: CallNotes | None
     """Set when this forwarding is a BYE and call events are on."""
-    caller_flow: str | None = None
+    caller_flow: str | None
     """The flow token of a caller behind NAT or on a connection (or of the phone sending a
     target refresh), for the Record-Route of a new dialog and the Contact toward the far end
     (`contacts`): the far end's in-dialog requests reach the caller by it."""
-    offered: bytes | None = None
+    offered: bytes | None
     """rtpengine's SDP for the request's offer: what the branches to relayed hops carry."""
-    answered: tuple[str | None, bytes, bytes] | None = None
+    answered: tuple[str | None, bytes, bytes] | None
     """The last SDP answer rewritten (its To tag, its SDP) and rtpengine's rewrite: the same
     SDP again from the same branch (a 200 after its 183, a 2xx retransmitted) reuses it."""
-    late: bool = False
+    late: bool
     """Relayed without an offer of its own (an INVITE without SDP; a late-offer dialog's PRACK):
     the SDP of its 1xx/2xx is the callee's offer, its own SDP (the PRACK's) the answer."""
-    late_offered: bool = False
+    late_offered: bool
     """A late offer went to rtpengine: the call's failure deletes its session."""
-    media_deleted: bool = False
+    media_deleted: bool
     """The call failed and its session was deleted: an offer still out is deleted once in."""
 
-    dns_rounds: int = 0
+    dns_rounds: int
     """How often its next hop, a Route's or Request-URI's name, waited for DNS (`Resolve`)."""
-    unresolved: str = ""
+    unresolved: str
     """Why a hop given by name had no target (`480` with it when nothing else answered)."""
+
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        server: ServerTransaction,
+        request: Request,
+        hops: list[Hop],
+        loop_hash: str,
+        inbound: Interface,
+        record_route: bool,
+    ) -> None:
+        self.server = server
+        self.request = request
+        self.hops = hops
+        self.loop_hash = loop_hash
+        self.inbound = inbound
+        self.record_route = record_route
+        self.branches = []
+        self.finals = []
+        self.cancelled = False
+        self.declined = False
+        self.done = False
+        self.policy = None
+        self.call = None
+        self.ending = None
+        self.caller_flow = None
+        self.offered = None
+        self.answered = None
+        self.late = False
+        self.late_offered = False
+        self.media_deleted = False
+        self.dns_rounds = 0
+        self.unresolved = ""
 
     @property
     def method(self) -> str:

@@ -34,7 +34,7 @@ ACK_DNS_DEADLINE = 10.0
 timeout (2 s each), well within the 32 s (64·T1) the UAS retransmits its 2xx for."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ParkedAck:
     """An ACK routed as far as its next hop (Routes processed, not yet Via-stamped)."""
 
@@ -43,8 +43,24 @@ class ParkedAck:
     policy: PolicyContext | None
     hop: Hop
     parked_at: float
-    rounds: int = field(default=0)
+    rounds: int = field()
     """DNS round trips it has waited for (NAPTR, SRV, addresses)."""
+
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        request: Request,
+        own: OwnRoute,
+        policy: PolicyContext | None,
+        hop: Hop,
+        parked_at: float,
+        rounds: int = 0,
+    ) -> None:
+        self.request = request
+        self.own = own
+        self.policy = policy
+        self.hop = hop
+        self.parked_at = parked_at
+        self.rounds = rounds
 
 
 class ParkedAcks:

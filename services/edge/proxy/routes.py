@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Final, Protocol
 
 from shared.dns import Located, NameSpec
 from shared.dns.locate import name_spec
@@ -75,7 +75,7 @@ def everyone_in_group_0(_source: Destination, _number: str) -> CallerProfile:
     return DEFAULT_PROFILE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Hop:
     """One next hop: the Request-URI to send, where, and the gateway or set destination it is.
 
@@ -88,31 +88,65 @@ class Hop:
     would not follow it (no open relay).
     """
 
-    uri: str
-    destination: Destination
-    gateway_id: str | None = None
-    gateway_address: str = ""
-    rule_id: str | None = None
+    uri: Final[str]
+    destination: Final[Destination]
+    gateway_id: Final[str | None]
+    gateway_address: Final[str]
+    rule_id: Final[str | None]
     """The routing rule that chose it (its policies apply to the branch)."""
-    q: float | None = None
-    routes: tuple[str, ...] = ()
-    flow_token: str | None = None
-    remote_flow: str | None = None
-    set_id: str | None = None
-    set_uri: str = ""
+    q: Final[float | None]
+    routes: Final[tuple[str, ...]]
+    flow_token: Final[str | None]
+    remote_flow: Final[str | None]
+    set_id: Final[str | None]
+    set_uri: Final[str]
     """For a dispatcher destination: its set and its URI as configured there."""
-    relay: bool = False
+    relay: Final[bool]
     """The media of a call along this hop goes through rtpengine (the policy said so for it,
     or the dialog's signed Record-Route does): its SDP is rtpengine's."""
-    udp_fallback: Destination | None = None
+    udp_fallback: Final[Destination | None]
     """Set when the request goes by TCP only because it is too large for UDP (RFC 3261
     §18.1.1): where to retry it over UDP if the TCP connection fails."""
-    target: str = ""
+    target: Final[str]
     """For a gateway or destination given by name: the target DNS gave (`transport:name:port`,
     an SRV record's target), which a failure marks down alone."""
-    name: NameSpec | None = None
+    name: Final[NameSpec | None]
     """For a Route's or Request-URI's host given by name: what RFC 3263 resolves into this
     hop's targets (`NumberRouter.by_name`) just before it is sent."""
+
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        uri: str,
+        destination: Destination,
+        gateway_id: str | None = None,
+        gateway_address: str = "",
+        rule_id: str | None = None,
+        q: float | None = None,
+        routes: tuple[str, ...] = (),
+        flow_token: str | None = None,
+        remote_flow: str | None = None,
+        set_id: str | None = None,
+        set_uri: str = "",
+        relay: bool = False,
+        udp_fallback: Destination | None = None,
+        target: str = "",
+        name: NameSpec | None = None,
+    ) -> None:
+        self.uri = uri
+        self.destination = destination
+        self.gateway_id = gateway_id
+        self.gateway_address = gateway_address
+        self.rule_id = rule_id
+        self.q = q
+        self.routes = routes
+        self.flow_token = flow_token
+        self.remote_flow = remote_flow
+        self.set_id = set_id
+        self.set_uri = set_uri
+        self.relay = relay
+        self.udp_fallback = udp_fallback
+        self.target = target
+        self.name = name
 
     @property
     def routed_by_name(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
@@ -45,7 +45,7 @@ class TimerName(StrEnum):
     M = "M"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Send:
     """Send `data` to `destination` (a request, a retransmission, an ACK or a response).
 
@@ -54,16 +54,26 @@ class Send:
     who hears of a failure to send (§17.1.4); it is not part of the value.
     """
 
-    data: bytes
-    destination: Destination
-    client: ClientTransaction | None = field(default=None, compare=False)
+    data: Final[bytes]
+    destination: Final[Destination]
+    client: ClientTransaction | None = field(compare=False)
+
+    def __init__(
+        self, data: bytes, destination: Destination, client: ClientTransaction | None = None
+    ) -> None:
+        self.data = data
+        self.destination = destination
+        self.client = client
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class ResponseReceived:
     """A response for the TU; retransmissions the transaction absorbs never appear."""
 
-    response: Response
+    response: Final[Response]
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ WEBSOCKETS: Final = frozenset({"ws", "wss"})
 """Transports whose peers are reached only over the connection they opened (RFC 7118)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Destination:
     """A peer: transport (lower-case), host (IP literal or name, no brackets), port.
 
@@ -28,16 +28,32 @@ class Destination:
     back to host and port otherwise (RFC 3261 §18.2.2).
     """
 
-    transport: str
-    host: str
-    port: int
-    connection_id: int | None = None
-    pinned: bool = field(default=False, compare=False)
+    transport: Final[str]
+    host: Final[str]
+    port: Final[int]
+    connection_id: Final[int | None]
+    pinned: bool = field(compare=False)
     """The transport must not change: the next hop's URI names it (`;transport=udp`), or
     it is already the fallback of RFC 3261 §18.1.1.  Not part of equality."""
-    reconnect_port: int | None = field(default=None, compare=False)
+    reconnect_port: int | None = field(compare=False)
     """Where a new connection goes when `connection_id`'s has closed, if not to `port`: a
     response's sent-by port (§18.2.2), the connection's own being the peer's ephemeral one."""
+
+    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+        self,
+        transport: str,
+        host: str,
+        port: int,
+        connection_id: int | None = None,
+        pinned: bool = False,
+        reconnect_port: int | None = None,
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.connection_id = connection_id
+        self.pinned = pinned
+        self.reconnect_port = reconnect_port
 
     @property
     def reliable(self) -> bool:

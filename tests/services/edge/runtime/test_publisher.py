@@ -181,14 +181,14 @@ async def test_with_a_linger_a_quick_broker_gets_the_call_events_of_a_trickle_as
     a linger the events offered one by one within it go as one batch, in order, none lost,
     and one sender lingers at a time (the others start for a whole batch only)."""
     broker = Broker()
-    publisher = EventPublisher(broker, batch=16, linger=0.05)
+    publisher = EventPublisher(broker, batch=16, linger=0.5)
     sent = events(40)
     for event in sent:
         publisher.offer(event)
         await asyncio.sleep(0.001)
     assert len(publisher._senders) <= 3  # one lingering, and two started for whole batches
     await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent))
-    assert len(broker.published) <= 6
+    assert len(broker.published) <= 4  # two whole batches and the lingered rest (or two)
     assert all(isinstance(e, CallEventBatch) for e in broker.published)
     flat = [event for published in broker.published for event in unbatched(published)]
     assert flat == sent
