@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import pytest
@@ -14,6 +15,7 @@ from shared.sip.headers import (
     key_of_raw_name,
     split_commas,
 )
+from shared.sip.message import parse_message
 
 
 @pytest.mark.parametrize(
@@ -83,3 +85,15 @@ def test_a_name_never_seen_before_is_its_own_key_in_lower_case() -> None:
 
 def test_commas_inside_angle_brackets_do_not_split() -> None:
     assert split_commas("<sip:a@x;p=1,2>, <sip:b@x>") == ["<sip:a@x;p=1,2>", "<sip:b@x>"]
+
+
+def test_a_messages_keys_are_the_interned_strings_of_the_names() -> None:
+    """Compiled look-ups of a key literal (interned by mypyc) find it by identity."""
+    message = parse_message(
+        b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards: 70\r\nRecord-Route: <sip:p>\r\n"
+        b"Call-ID: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    for key in ("max-forwards", "record-route", "call-id", "content-length"):
+        assert any(held is sys.intern(key) for held in message._keys)
+    assert header_key("Max-Forwards") is sys.intern("max-forwards")
+    assert key_of_raw_name(b"Record-Route:") is sys.intern("record-route")
