@@ -71,6 +71,8 @@ def test_a_formerly_frozen_class_keeps_its_value_semantics() -> None:
     one = Destination("udp", "192.0.2.1", 5060, pinned=True)
     other = Destination("udp", "192.0.2.1", 5060)
     assert one == other and hash(one) == hash(other)  # `pinned` is not part of the value
+    assert one != Destination("udp", "192.0.2.1", 5060, 7)  # the connection is
+    assert one != ("udp", "192.0.2.1", 5060)
     assert dataclasses.replace(one, port=5070).port == 5070
     assert {SipUri("a.test", "bob"), SipUri("a.test", "bob")} == {SipUri("a.test", "bob")}
 

@@ -7,7 +7,7 @@ and stream clients that must be answered on the connection they opened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from shared.sip.errors import SipError
@@ -19,7 +19,7 @@ WEBSOCKETS: Final = frozenset({"ws", "wss"})
 """Transports whose peers are reached only over the connection they opened (RFC 7118)."""
 
 
-@dataclass(slots=True, init=False, unsafe_hash=True)
+@dataclass(slots=True, init=False, eq=False)
 class Destination:
     """A peer: transport (lower-case), host (IP literal or name, no brackets), port.
 
@@ -32,10 +32,10 @@ class Destination:
     host: Final[str]
     port: Final[int]
     connection_id: Final[int | None]
-    pinned: bool = field(compare=False)
+    pinned: bool
     """The transport must not change: the next hop's URI names it (`;transport=udp`), or
     it is already the fallback of RFC 3261 §18.1.1.  Not part of equality."""
-    reconnect_port: int | None = field(compare=False)
+    reconnect_port: int | None
     """Where a new connection goes when `connection_id`'s has closed, if not to `port`: a
     response's sent-by port (§18.2.2), the connection's own being the peer's ephemeral one."""
 
@@ -54,6 +54,21 @@ class Destination:
         self.connection_id = connection_id
         self.pinned = pinned
         self.reconnect_port = reconnect_port
+
+    def __eq__(self, other: object) -> bool:
+        """Transport, host, port and connection (written out, as `__init__` is: the
+        generated one runs as Python, and the proxy compares destinations per message)."""
+        if not isinstance(other, Destination):
+            return NotImplemented
+        return (
+            self.port == other.port
+            and self.host == other.host
+            and self.transport == other.transport
+            and self.connection_id == other.connection_id
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.transport, self.host, self.port, self.connection_id))
 
     @property
     def reliable(self) -> bool:
