@@ -106,7 +106,8 @@ _KEY_OF_NAME: dict[str, str] = {}
 def header_key(name: str) -> str:
     """The lookup key of a header name given by a caller (long or compact, any case).
 
-    Interned: a message's keys are then the very objects of the literals compiled code
+    Interned (the memo's, so a bounded number: an interned string lives for good from
+    Python 3.12): a message's keys are then the very objects of the literals compiled code
     looks them up by (mypyc interns its string literals), so the look-ups of `_model`
     (``list.index``, ``in``) find them by identity before comparing any text: 25,000
     instructions a call fewer compiled (callgrind, `bench.proxy.core_calls`)."""
@@ -114,9 +115,9 @@ def header_key(name: str) -> str:
     if key is not None:
         return key
     lowered = name.strip().lower()
-    key = sys.intern(COMPACT_FORMS.get(lowered, lowered))
-    if len(_KEY_OF_NAME) < _MEMO_LIMIT:
-        _KEY_OF_NAME[name] = key
+    key = COMPACT_FORMS.get(lowered, lowered)
+    if len(_KEY_OF_NAME) < _MEMO_LIMIT:  # interned only here: so no more than the memo holds
+        key = _KEY_OF_NAME[name] = sys.intern(key)
     return key
 
 

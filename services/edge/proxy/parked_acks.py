@@ -15,7 +15,7 @@ nothing times it out.  Hence two bounds of its own:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.edge import metrics
@@ -43,7 +43,7 @@ class ParkedAck:
     policy: PolicyContext | None
     hop: Hop
     parked_at: float
-    rounds: int = field()
+    rounds: int
     """DNS round trips it has waited for (NAPTR, SRV, addresses)."""
 
     def __init__(  # noqa: PLR0917 — the dataclass's own signature

@@ -22,11 +22,13 @@ confirms in well under a millisecond, so at 1,000 calls a second four senders
 kept up with the events one by one, and publishing them (a pydantic dump, an
 AMQP frame, a write and a confirm each) took a fifth of the edge's CPU (py-spy,
 `bench.proxy.run`). A sender that finds fewer than ``batch`` call events
-waiting waits up to ``linger`` seconds for more (one sender at a time; others
-start only for a full batch), so the messages fall from one per event to a
-few per ``linger``; an event is late by at most that, and its times are its
-own (stamped as the call went), so no record changes. ``linger`` 0: an event
-never waits for a batch, only for a sender.
+waiting waits up to ``linger`` seconds for more, one sender at a time: the
+others leave short batches to it, and the offer that makes a whole batch, or
+brings another kind of event (a failure report, a protection state), wakes it.
+So the messages fall from one per event to a few per ``linger``; an event is
+late by at most that, and its times are its own (stamped as the call went), so
+no record changes. ``linger`` 0: an event never waits for a batch, only for a
+sender.
 
 With an outbox journal (`services.edge.runtime.journal`, on by default), every
 call event taken into the backlog is also appended to the worker's journal,
@@ -89,9 +91,11 @@ class EventPublisher:
         self._batch = batch
         """Call events per message at most (1: each on its own routing key)."""
         self._linger = linger if batch > 1 else 0.0
-        self._lingering = 0
-        """Senders waiting for a batch to fill: while one does, an offer starts no other
-        sender unless a whole batch waits."""
+        self._lingering = False
+        """A sender waits for a batch to fill: the others leave short batches to it, and an
+        offer wakes it (`_fill`) instead of starting a sender once a whole batch, or an
+        event of another kind, waits."""
+        self._fill = asyncio.Event()
         if senders is None:
             senders = BATCHING_SENDERS if batch > 1 else SENDERS
         self._max_senders = senders
@@ -132,9 +136,10 @@ class EventPublisher:
         if self._journal is not None and isinstance(event, CallEvent):
             seq = self._journal.append(event) or 0
         self._backlog.append((event, seq))
-        if len(self._senders) < self._max_senders and (
-            not self._lingering or len(self._backlog) >= self._batch
-        ):
+        if self._lingering:
+            if len(self._backlog) >= self._batch or not isinstance(event, CallEvent):
+                self._fill.set()
+        elif len(self._senders) < self._max_senders:
             self._start_sender()
 
     def recover(self) -> int:
@@ -200,11 +205,9 @@ class EventPublisher:
         try:
             while self._backlog:
                 if self._short_batch():
-                    self._lingering += 1
-                    try:
-                        await asyncio.sleep(self._linger)
-                    finally:
-                        self._lingering -= 1
+                    if self._lingering:
+                        break  # the sender lingering takes them
+                    await self._wait_for_batch()
                     if not self._backlog:
                         break  # another sender took them
                 event, seqs = self._take()
@@ -215,6 +218,18 @@ class EventPublisher:
                     raise
         finally:
             self._senders.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+
+    async def _wait_for_batch(self) -> None:
+        """Linger until a whole batch (or another kind of event) waits, `linger` at most."""
+        self._lingering = True
+        self._fill.clear()
+        try:
+            async with asyncio.timeout(self._linger):
+                await self._fill.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._lingering = False
 
     def _short_batch(self) -> bool:
         """Whether this sender should linger: call events wait at the head, fewer than a

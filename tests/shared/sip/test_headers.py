@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
+from shared.sip import headers
 from shared.sip.errors import SipParseError
 from shared.sip.headers import (
     COMPACT_FORMS,
@@ -87,6 +89,21 @@ def test_commas_inside_angle_brackets_do_not_split() -> None:
     assert split_commas("<sip:a@x;p=1,2>, <sip:b@x>") == ["<sip:a@x;p=1,2>", "<sip:b@x>"]
 
 
+@pytest.fixture
+def fresh_memos() -> Iterator[None]:
+    """The name memos emptied for the test (a hostile-names test may have filled them: past
+    their bound, names are neither kept nor interned), then given back."""
+    saved = (dict(headers.KEY_MEMO), dict(headers._KEY_OF_NAME))
+    headers.KEY_MEMO.clear()
+    headers._KEY_OF_NAME.clear()
+    try:
+        yield
+    finally:
+        headers.KEY_MEMO.update(saved[0])
+        headers._KEY_OF_NAME.update(saved[1])
+
+
+@pytest.mark.usefixtures("fresh_memos")
 def test_a_messages_keys_are_the_interned_strings_of_the_names() -> None:
     """Compiled look-ups of a key literal (interned by mypyc) find it by identity."""
     message = parse_message(
@@ -97,3 +114,14 @@ def test_a_messages_keys_are_the_interned_strings_of_the_names() -> None:
         assert any(held is sys.intern(key) for held in message._keys)
     assert header_key("Max-Forwards") is sys.intern("max-forwards")
     assert key_of_raw_name(b"Record-Route:") is sys.intern("record-route")
+
+
+@pytest.mark.usefixtures("fresh_memos")
+def test_names_past_the_memos_bound_are_not_interned() -> None:
+    """An interned string lives for good from Python 3.12: a peer sending ever new header
+    names must not make the edge intern each one."""
+    for n in range(600):
+        header_key(f"X-Hostile-{n}")
+    late = header_key("X-Hostile-Late-Name")
+    assert late == "x-hostile-late-name"
+    assert late is not sys.intern("x-hostile-late-name")  # that interns the literal instead

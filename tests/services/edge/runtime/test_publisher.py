@@ -185,8 +185,8 @@ async def test_with_a_linger_a_quick_broker_gets_the_call_events_of_a_trickle_as
     sent = events(40)
     for event in sent:
         publisher.offer(event)
-        await asyncio.sleep(0.001)
-    assert len(publisher._senders) <= 3  # one lingering, and two started for whole batches
+        await asyncio.sleep(0)  # one loop turn each: all within the linger
+    assert len(publisher._senders) <= 3  # one lingering, those started for whole batches
     await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent))
     assert len(broker.published) <= 4  # two whole batches and the lingered rest (or two)
     assert all(isinstance(e, CallEventBatch) for e in broker.published)
@@ -195,7 +195,25 @@ async def test_with_a_linger_a_quick_broker_gets_the_call_events_of_a_trickle_as
     await publisher.stop()
 
 
-async def test_a_lingered_event_is_late_by_the_linger_at_most_and_others_never_wait() -> None:
+async def test_a_whole_batch_wakes_the_one_lingering_and_others_leave_short_ones_to_it() -> None:
+    """Events every 10 ms, a batch of 4, a linger of 50 ms: the lingering sender is woken as
+    the fourth comes, and a sender back from a publish leaves the next short batch to the
+    one lingering then; lingering senders side by side woke with one event each."""
+    broker = Broker(delay=0.003)
+    publisher = EventPublisher(broker, batch=4, linger=0.05)
+    sent = events(21)
+    for event in sent:
+        publisher.offer(event)
+        await asyncio.sleep(0.01)
+    await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent))
+    sizes = [len(unbatched(e)) for e in broker.published]
+    assert sizes.count(1) <= 1, sizes  # the 21st may go alone
+    flat = [event for published in broker.published for event in unbatched(published)]
+    assert flat == sent
+    await publisher.stop()
+
+
+async def test_a_lingered_event_is_late_by_the_linger_at_most_another_alone_is_not() -> None:
     broker = Broker()
     publisher = EventPublisher(broker, batch=16, linger=0.3)
     loop = asyncio.get_running_loop()
@@ -209,6 +227,12 @@ async def test_a_lingered_event_is_late_by_the_linger_at_most_and_others_never_w
     publisher.offer(marker)
     await until(lambda: marker in broker.published)
     assert loop.time() - started < 0.15  # not a call event: no batch to wait for
+    publisher.offer(events(1)[0])
+    await asyncio.sleep(0.01)  # a sender lingers for it
+    started = loop.time()
+    publisher.offer(marker)
+    await until(lambda: broker.published.count(marker) == 2)
+    assert loop.time() - started < 0.15  # it wakes the one lingering: the two go at once
     await publisher.stop()
 
 
