@@ -19,6 +19,7 @@ from shared.sip.headers import (
     DIALOG_KEYS,
     LIST_HEADERS,
     SINGLE_HEADERS,
+    SINGLE_KEYS,
     canonical_name,
     header_key,
     split_commas,
@@ -384,12 +385,15 @@ class ReadableMessage:
         """The required headers present, the single ones not repeated, and what every
         transaction and dialog reads parsed: Call-ID, CSeq, From, To, Max-Forwards, Vias."""
         keys = self._keys
-        for key in DIALOG_KEYS:
-            if key not in keys:
-                raise SipParseError(f"missing {canonical_name(key)} header")
-        for key in SINGLE_HEADERS:
-            if keys.count(key) > 1:
-                raise SipParseError(f"more than one {canonical_name(key)} header")
+        present = set(keys)
+        if not present.issuperset(DIALOG_KEYS):
+            missing = next(key for key in DIALOG_KEYS if key not in present)
+            raise SipParseError(f"missing {canonical_name(missing)} header")
+        if len(present) != len(keys):  # a header repeats (Vias, Routes): is it a single one?
+            singles = [key for key in keys if key in SINGLE_KEYS]
+            if len(singles) != len(set(singles)):
+                repeated = next(key for key in SINGLE_HEADERS if singles.count(key) > 1)
+                raise SipParseError(f"more than one {canonical_name(repeated)} header")
         _ = (self.call_id, self.cseq, self.from_, self.to, self.max_forwards, self.vias)
 
     def _validate_date(self) -> None:

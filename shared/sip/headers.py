@@ -89,6 +89,7 @@ SINGLE_HEADERS = (
     "expires",
 )
 """Headers that must occur at most once (RFC 4475 §3.3.8, §3.3.9), in the order they are checked."""
+SINGLE_KEYS = frozenset(SINGLE_HEADERS)
 
 TOKEN_TEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 """The characters of an RFC 3261 token (§25.1)."""

@@ -754,3 +754,33 @@ def test_a_folded_value_reads_as_one_line_of_text(subject: bytes, value: str | N
             message.header("subject")
     else:
         assert message.header("subject") == value
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (b"", None),  # repeated Vias and Routes are lists, not repeats of a single header
+        (b"CSeq: 2 INVITE\r\nc: text/plain\r\n", "more than one CSeq header"),
+        (b"Expires: 1\r\nExpires: 2\r\nt: <sip:c@d>\r\n", "more than one To header"),
+        (b"Subject: x\r\nSubject: y\r\n", None),  # not a single header
+    ],
+)
+def test_the_proxy_check_refuses_a_single_header_repeated_naming_the_first_in_order(
+    edit: bytes, reason: str | None
+) -> None:
+    message = parse_message(INVITE.replace(b"l: 4\r\n", edit + b"l: 4\r\n"))
+    assert isinstance(message, Request)
+    if reason is None:
+        message.validate_for_proxy()
+        return
+    with pytest.raises(SipParseError, match=reason):
+        message.validate_for_proxy()
+
+
+@pytest.mark.parametrize("missing", [b"i: call-1@example.com\r\n", b"t: <sip:bob@example.com>\r\n"])
+def test_the_proxy_check_names_the_missing_header(missing: bytes) -> None:
+    message = parse_message(INVITE.replace(missing, b""))
+    assert isinstance(message, Request)
+    name = "Call-ID" if missing.startswith(b"i:") else "To"
+    with pytest.raises(SipParseError, match=f"missing {name} header"):
+        message.validate_for_proxy()
