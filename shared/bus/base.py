@@ -26,6 +26,13 @@ E = TypeVar("E", bound="Event")
 log = logging.getLogger("callmesh.bus")
 
 
+def model_fields(value: object) -> dict[str, Any]:
+    """orjson's ``default`` for an envelope's data: a model met inside is written as its fields."""
+    if isinstance(value, BaseModel):
+        return value.__dict__
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 class Envelope(BaseModel):
     """What goes over the wire for one event (JSON)."""
 
@@ -47,12 +54,12 @@ class Envelope(BaseModel):
     def to_bytes(self) -> bytes:
         """The JSON body; the same bytes as pydantic's serialiser, about five times faster.
 
-        Every field is a JSON type (``data`` comes from ``model_dump(mode="json")``,
-        see :meth:`Bus.envelope`), so orjson needs no model to read: what a
-        publisher that sends one message per event (an accounting completion)
-        pays per message.
+        Every field is a JSON type, or in ``data`` a model whose fields are (what
+        `Event.json_data` gives, see :meth:`Bus.envelope`): orjson writes such a model
+        as its fields, and needs no pydantic to read.  What a publisher that sends one
+        message per event (an accounting completion) pays per message.
         """
-        return orjson.dumps(self.__dict__)
+        return orjson.dumps(self.__dict__, default=model_fields)
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Envelope:
@@ -155,7 +162,7 @@ class Bus(abc.ABC):
             ts=time.time(),
             stream=self.stream,
             seq=self._seq,
-            data=event.model_dump(mode="json"),
+            data=event.json_data(),
         )
 
     def on_reconnect(self, listener: ReconnectListener) -> None:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.event import Event
+from shared.contracts.unvalidated import unvalidated
 
 TargetKind = Literal["gateway", "contact", "destination", "uri"]
 """What a branch went to: a routing-table gateway, a registered contact, a
@@ -302,13 +303,23 @@ class CallEventBatch(Event):
 
     @classmethod
     def of(cls, events: Sequence[CallEvent]) -> CallEventBatch:
-        """The batch of `events` (typed already, so not validated again)."""
+        """The batch of `events` (typed already, so not validated again).
+
+        Each event's data is its ``__dict__``, not a copy: its fields are JSON types but
+        for the answered event's legs, models that `Envelope.to_bytes` writes as their
+        fields (`json_data`), so the batch is serialised once, when it is sent.
+        """
         items = [
-            BatchedCallEvent.model_construct(
+            unvalidated(
+                BatchedCallEvent,
                 type=event.routing_key,
                 schema_version=event.schema_version,
-                data=event.model_dump(mode="json"),
+                data=event.__dict__,
             )
             for event in events
         ]
-        return cls.model_construct(events=items)
+        return unvalidated(cls, events=items)
+
+    def json_data(self) -> dict[str, Any]:
+        """The events as they are: `Envelope.to_bytes` writes their models as their fields."""
+        return {"events": self.events}

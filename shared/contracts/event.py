@@ -6,7 +6,7 @@ events; neither needs the bus itself, only this base class.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,3 +23,12 @@ class Event(BaseModel):
 
     routing_key: ClassVar[str]
     schema_version: ClassVar[int] = 1
+
+    def json_data(self) -> dict[str, Any]:
+        """The fields as an envelope carries them: JSON types, or models whose fields are.
+
+        `shared.bus.base.Envelope.to_bytes` writes a model met inside as its fields, so an
+        event that holds its parts as models already (`CallEventBatch`) returns them as
+        they are, where this default pays pydantic's serialiser for a copy.
+        """
+        return self.model_dump(mode="json")

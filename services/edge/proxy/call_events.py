@@ -5,7 +5,7 @@ record needs (the request, the hops, each branch's send time); this module
 turns those into events without a dialog table.  `CallNotes` is what one
 forwarding (an out-of-dialog INVITE, or a BYE) adds to that for its events.
 
-Every event of a call is built without validation (`_trusted`): its fields
+Every event of a call is built without validation (`shared.contracts.unvalidated`): its fields
 come from a request the core has already parsed and checked, so validating
 them again would only cost time on every call.  `at` is wall time: the core
 runs on the loop's monotonic clock, and the runtime keeps `wall_offset`
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
-
-from pydantic import BaseModel
+from typing import Literal
 
 from services.edge.proxy.actions import Publish
 from services.edge.proxy.routes import Hop
@@ -41,30 +39,10 @@ from shared.contracts.calls import (
     EdgeCause,
     TargetKind,
 )
+from shared.contracts.unvalidated import unvalidated
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
 from shared.sip.uri import SipUri, TelUri
-
-E = TypeVar("E", bound=BaseModel)
-_set = object.__setattr__
-
-
-def _trusted(cls: type[E], **fields: Any) -> E:
-    """`cls.model_construct(**fields)` for an event (or a model in one), every field given.
-
-    What `model_construct` does once there are no aliases, defaults or extras
-    to look for, at a third of its cost: with `model_construct` the events
-    took 8.5 % of the core's instructions per call, 5.8 % so (callgrind,
-    `bench.proxy.core_calls`).  The tests check each event so built against
-    the same one validated.
-    """
-    event = cls.__new__(cls)
-    _set(event, "__dict__", fields)
-    _set(event, "__pydantic_fields_set__", set(fields))
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
-    return event
-
 
 RINGING = frozenset({180, 183})
 """The provisionals a `CallRinging` reports (a 181 or 182 is no ringing)."""
@@ -183,7 +161,7 @@ class CallEvents:
         """`callee` None: the edge refused the call before knowing it (the number as dialled);
         `mode` b2bua: handed to the worker's B2BUA (`runtime.b2bua_runner` reports the rest)."""
         number = dialled(request)
-        event = _trusted(
+        event = unvalidated(
             CallStarted,
             call_id=request.call_id,
             at=self.at(now),
@@ -207,7 +185,7 @@ class CallEvents:
         self, notes: CallNotes, hop: Hop, *, sent_at: float, status: int, reason: str, now: float
     ) -> Publish:
         target, kind = _target(hop)
-        event = _trusted(
+        event = unvalidated(
             BranchTried,
             call_id=notes.call_id,
             at=self.at(now),
@@ -224,7 +202,7 @@ class CallEvents:
         return Publish(event)
 
     def ringing(self, notes: CallNotes, status: int, now: float) -> Publish:
-        event = _trusted(
+        event = unvalidated(
             CallRinging,
             call_id=notes.call_id,
             at=self.at(now),
@@ -296,7 +274,7 @@ class CallEvents:
         caller, callee = legs if legs is not None else (None, None)
         clock = self.clock
         sent = now if clock is None else max(now, clock())
-        event = _trusted(
+        event = unvalidated(
             CallAnswered,
             call_id=notes.call_id,
             at=self.at(sent),
@@ -327,7 +305,7 @@ class CallEvents:
         """`by_edge`: the edge made the answer (then `cause` says why: by the status if None)."""
         if by_edge and cause is None:
             cause = edge_cause(status)
-        event = _trusted(
+        event = unvalidated(
             CallFailed,
             call_id=notes.call_id,
             at=self.at(now),
@@ -341,7 +319,7 @@ class CallEvents:
         return Publish(event)
 
     def cancelled(self, notes: CallNotes, now: float) -> Publish:
-        event = _trusted(
+        event = unvalidated(
             CallCancelled,
             call_id=notes.call_id,
             at=self.at(now),
@@ -353,7 +331,7 @@ class CallEvents:
     def ended(self, notes: CallNotes, status: int, *, by_edge: bool = False) -> Publish:
         """A BYE's final answer came (`at`: when the BYE was seen); `by_edge`: the edge sent it
         (a hang-up from the API)."""
-        event = _trusted(
+        event = unvalidated(
             CallEnded,
             call_id=notes.call_id,
             at=self.at(notes.seen_at),
@@ -367,7 +345,7 @@ class CallEvents:
 
     def updated(self, request: Request, now: float) -> Publish:
         method: Literal["INVITE", "UPDATE"] = "INVITE" if request.method == "INVITE" else "UPDATE"
-        event = _trusted(
+        event = unvalidated(
             CallUpdated,
             call_id=request.call_id,
             at=self.at(now),

@@ -14,14 +14,15 @@ it along and the accounting service keeps it while the call is open:
   proxies beyond the edge), reached where the INVITE went.
 
 Built once per answered call, never on the forwarding of other messages, and
-built as the events are (`call_events._trusted`: from messages already parsed).
+built as the events are (`shared.contracts.unvalidated`: from messages already parsed).
 """
 
 from __future__ import annotations
 
-from services.edge.proxy.call_events import _trusted, host_port
+from services.edge.proxy.call_events import host_port
 from services.edge.proxy.contacts import target_of
 from shared.contracts.calls import DialogLeg
+from shared.contracts.unvalidated import unvalidated
 from shared.sip.errors import SipError
 from shared.sip.message import Request, Response
 from shared.sip.transport.destination import Destination
@@ -29,7 +30,7 @@ from shared.sip.transport.destination import Destination
 
 def caller_leg(invite: Request, source: Destination, answer: Response) -> DialogLeg:
     """The caller of `invite` (as received from `source`), answered by `answer`."""
-    return _trusted(
+    return unvalidated(
         DialogLeg,
         call_id=invite.call_id,
         target=_contact(invite),
@@ -45,7 +46,7 @@ def callee_leg(sent: Request, destination: Destination, answer: Response) -> Dia
     """The callee that answered `sent` (the INVITE as it left for `destination`) with `answer`."""
     answered = answer.headers("record-route")
     beyond = answered[: max(0, len(answered) - len(sent.headers("record-route")))]
-    return _trusted(
+    return unvalidated(
         DialogLeg,
         call_id=sent.call_id,
         target=_contact(answer),

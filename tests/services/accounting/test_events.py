@@ -175,7 +175,7 @@ def test_a_batch_with_one_bad_event_is_refused_whole_naming_it(
 
 def test_a_batch_of_an_unknown_event_type_or_version_or_too_long_is_refused() -> None:
     envelope = BUS.envelope(CallEventBatch.of([started()]))
-    item = envelope.data["events"][0]
+    item = dict(envelope.data["events"][0])
     unknown = envelope.model_copy(update={"data": {"events": [{**item, "type": "edge.x"}]}})
     with pytest.raises(BadEventError, match=r"event 0 of edge\.call\.batch: unknown event type"):
         decode(unknown.to_bytes())
