@@ -31,6 +31,7 @@ HOT = (
     "shared/sip/auth/offer.py",
     "shared/sip/transport/destination.py",
     "shared/contracts/unvalidated.py",
+    "shared/keyed_hmac.py",
     "services/edge/proxy/*.py",
     # What the edge runs per message outside the proxy core: trust, routing-cache routes and
     # health, the location directory, dispatcher bookkeeping, policies, the prefix index.

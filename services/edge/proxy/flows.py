@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from typing import Final
 
+from shared.keyed_hmac import KeyedHmac
 from shared.sip.transport.destination import Destination
 
 FLOW_PARAM: Final = "cm-flow"
@@ -36,7 +36,7 @@ _MAC_LENGTH: Final = 16
 
 class FlowTokens:
     def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+        self._keyed = KeyedHmac(secret)
 
     def mint(self, flow: Destination) -> str:
         connection = "" if flow.connection_id is None else str(flow.connection_id)
@@ -57,8 +57,7 @@ class FlowTokens:
             return None
 
     def _mac(self, encoded: str) -> str:
-        digest = hmac.new(self._secret, encoded.encode(), hashlib.sha256).hexdigest()
-        return digest[: _MAC_LENGTH * 2]
+        return self._keyed.digest(encoded.encode())[:_MAC_LENGTH].hex()
 
 
 def is_from_flow(flow: Destination, source: Destination) -> bool:
