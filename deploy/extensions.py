@@ -34,7 +34,8 @@ HOT = (
     "shared/keyed_hmac.py",
     "services/edge/proxy/*.py",
     # What the edge runs per message outside the proxy core: trust, routing-cache routes and
-    # health, the location directory, dispatcher bookkeeping, policies, the prefix index.
+    # health, the location directory, dispatcher bookkeeping, policies, the prefix index, the
+    # routing index, address lists (ACLs), unvalidated events and token HMACs.
     "services/edge/policy/__init__.py",
     "services/edge/policy/trust.py",
     "services/edge/policy/guard.py",
@@ -43,6 +44,8 @@ HOT = (
     "services/edge/destinations/calls.py",
     "services/edge/destinations/selector.py",
     "shared/routing_table/cache/route.py",
+    "shared/routing_table/index.py",
+    "shared/acl.py",
     "shared/routing_table/cache/health.py",
     "shared/routing_table/prefixes.py",
     "shared/routing_table/prefix_layout.py",
