@@ -18,9 +18,8 @@ from shared.sip.errors import SipParseError
 from shared.sip.headers import (
     DIALOG_KEYS,
     LIST_HEADERS,
-    SINGLE_HEADERS,
-    SINGLE_KEYS,
     canonical_name,
+    first_repeated_single,
     header_key,
     split_commas,
 )
@@ -389,11 +388,9 @@ class ReadableMessage:
         if not present.issuperset(DIALOG_KEYS):
             missing = next(key for key in DIALOG_KEYS if key not in present)
             raise SipParseError(f"missing {canonical_name(missing)} header")
-        if len(present) != len(keys):  # a header repeats (Vias, Routes): is it a single one?
-            singles = [key for key in keys if key in SINGLE_KEYS]
-            if len(singles) != len(set(singles)):
-                repeated = next(key for key in SINGLE_HEADERS if singles.count(key) > 1)
-                raise SipParseError(f"more than one {canonical_name(repeated)} header")
+        repeated = first_repeated_single(keys, present)
+        if repeated is not None:
+            raise SipParseError(f"more than one {canonical_name(repeated)} header")
         _ = (self.call_id, self.cseq, self.from_, self.to, self.max_forwards, self.vias)
 
     def _validate_date(self) -> None:
