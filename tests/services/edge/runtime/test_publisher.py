@@ -215,24 +215,24 @@ async def test_a_whole_batch_wakes_the_one_lingering_and_others_leave_short_ones
 
 async def test_a_lingered_event_is_late_by_the_linger_at_most_another_alone_is_not() -> None:
     broker = Broker()
-    publisher = EventPublisher(broker, batch=16, linger=0.3)
+    publisher = EventPublisher(broker, batch=16, linger=1.0)  # long: a loaded machine's lag
     loop = asyncio.get_running_loop()
     started = loop.time()
     publisher.offer(events(1)[0])
     await until(lambda: len(broker.published) == 1)
-    assert 0.29 <= loop.time() - started < 2.0
+    assert 0.99 <= loop.time() - started < 3.0
     assert not isinstance(broker.published[0], CallEventBatch)  # one event: its own key
     marker = LimitReached(entity="peer:x", kind="cps", limit=1, refused=1, period=1.0, edge="e")
     started = loop.time()
     publisher.offer(marker)
     await until(lambda: marker in broker.published)
-    assert loop.time() - started < 0.15  # not a call event: no batch to wait for
+    assert loop.time() - started < 0.8  # not a call event: no batch to wait for
     publisher.offer(events(1)[0])
     await asyncio.sleep(0.01)  # a sender lingers for it
     started = loop.time()
     publisher.offer(marker)
     await until(lambda: broker.published.count(marker) == 2)
-    assert loop.time() - started < 0.15  # it wakes the one lingering: the two go at once
+    assert loop.time() - started < 0.8  # it wakes the one lingering: the two go at once
     await publisher.stop()
 
 
