@@ -40,8 +40,8 @@ from shared.contracts.calls import (
     CallEvent,
     CallEventBatch,
     CallStarted,
-    nested_json,
 )
+from shared.contracts.event import nested_json
 
 ADDED_LATER: dict[type[CallEvent], tuple[tuple[str, frozenset[str]], ...]] = {
     CallAnswered: (("caller_leg", ANSWERED_LEGS), ("b2bua_leg_call_id", ANSWERED_B2BUA)),

@@ -19,18 +19,11 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from shared.contracts.event import Event
+from shared.contracts.event import Event, nested_json
 
 E = TypeVar("E", bound="Event")
 
 log = logging.getLogger("callmesh.bus")
-
-
-def model_fields(value: object) -> dict[str, Any]:
-    """orjson's ``default`` for an envelope's data: a model met inside is written as its fields."""
-    if isinstance(value, BaseModel):
-        return value.__dict__
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 class Envelope(BaseModel):
@@ -59,7 +52,7 @@ class Envelope(BaseModel):
         as its fields, and needs no pydantic to read.  What a publisher that sends one
         message per event (an accounting completion) pays per message.
         """
-        return orjson.dumps(self.__dict__, default=model_fields)
+        return orjson.dumps(self.__dict__, default=nested_json)
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Envelope:

@@ -245,15 +245,6 @@ ANSWERED_B2BUA: Final = frozenset({"b2bua_leg_call_id"})
 """`CallAnswered`'s B2BUA leg, added later (``None``: a proxied call, or an older edge)."""
 
 
-def nested_json(value: object) -> dict[str, Any]:
-    """orjson's ``default`` for a call event's ``__dict__``: a nested model (`DialogLeg`) as its
-    fields.  Why: the edge's journal and the accounting service's stored data write an event's
-    ``__dict__`` without a copy, and all but these few fields are plain JSON already."""
-    if isinstance(value, BaseModel):
-        return value.__dict__
-    raise TypeError(f"{type(value).__name__} is not a call event field")
-
-
 CALL_EVENT_TYPES: Final[dict[str, type[CallEvent]]] = {
     kind.routing_key: kind
     for kind in (

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import ValidationError
 
-from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent, nested_json
+from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent
+from shared.contracts.event import nested_json
 
 
 def event_line(seq: int, event: CallEvent) -> bytes:
