@@ -24,7 +24,8 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from services.edge.policy.limits import CallLeases, CallLimitSettings
+from services.edge.policy.call_limit_settings import CallLimitSettings
+from services.edge.policy.limits import CallLeases
 from shared.limits.model import Channel, Demand, LimitQuery
 from shared.limits.store import SharedLimits
 from shared.routing_table.index import RoutingIndex

@@ -34,12 +34,15 @@ HOT = (
     "shared/keyed_hmac.py",
     "services/edge/proxy/*.py",
     # What the edge runs per message outside the proxy core: trust, routing-cache routes and
-    # health, the location directory, dispatcher bookkeeping, policies, the prefix index, the
-    # routing index, address lists (ACLs), unvalidated events and token HMACs.
+    # health, the location directory, dispatcher bookkeeping, policies (call limits and flood
+    # counts among them), the prefix index, the routing index, address lists (ACLs),
+    # unvalidated events and token HMACs.
     "services/edge/policy/__init__.py",
     "services/edge/policy/trust.py",
     "services/edge/policy/guard.py",
     "services/edge/policy/topology.py",
+    "services/edge/policy/limits.py",
+    "services/edge/protection/flood.py",
     "services/edge/location/directory.py",
     "services/edge/destinations/calls.py",
     "services/edge/destinations/selector.py",

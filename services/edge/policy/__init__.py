@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from services.edge.hooks import HookSettings, RoutingHook
+from services.edge.policy.call_limit_settings import CallLimitSettings
 from services.edge.policy.fraud import FraudScreen
 from services.edge.policy.guard import Guard, Trusted
-from services.edge.policy.limits import CallLeases, CallLimitSettings
+from services.edge.policy.limits import CallLeases
 from services.edge.policy.routing import TableView, decide, hop_topology, manipulate
 from services.edge.policy.topology import DialogPlan, TopologyGate
 from services.edge.protection import (

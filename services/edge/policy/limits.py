@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Final, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Final
 
 from services.edge import metrics
+from services.edge.policy.call_limit_settings import CallLimitSettings
 from services.edge.policy.routing import TableView
 from services.edge.proxy.routes import Hop
 from shared.limits.model import Demand, LimitQuery, LimitVerdict
@@ -47,24 +46,6 @@ ALLOWANCE_LIFE: Final = 1.0
 """Seconds a worker may spend the CPS tokens it took ahead (``cps_allowance``); unspent
 ones are dropped then, so a worker that stops getting calls does not hoard them."""
 GATEWAYS_BUSY: Final = 'SIP;cause=503;text="gateways at their channel caps"'
-
-
-class CallLimitSettings(BaseModel):
-    """`CALLMESH_CALL_LIMIT_*`: 0 means unlimited."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    per_subscriber: int = Field(default=0, ge=0)
-    """Concurrent calls per subscriber (From user@host)."""
-    per_subscriber_cps: int = Field(default=0, ge=0)
-    """New calls per second per subscriber."""
-    per_source: int = Field(default=0, ge=0)
-    """Concurrent calls per source IP of a stranger (a source no peer covers)."""
-    per_source_cps: int = Field(default=0, ge=0)
-    """New calls per second per source IP of a stranger."""
-    max_call_duration: float = Field(default=4 * 3600.0, gt=0)
-    concurrent_status: Literal[403, 486] = 486
-    """What a caller past a concurrent-call limit gets."""
 
 
 class CallLeases:

@@ -11,7 +11,8 @@ shared by the cluster, are `services.edge.policy.limits`.
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from services.edge.protection.flood import FloodDetector, FloodSettings, FloodVerdict
+from services.edge.protection.flood import FloodDetector, FloodVerdict
+from services.edge.protection.flood_settings import FloodSettings
 from services.edge.protection.scanner import (
     SCANNER_USER_AGENTS,
     ScannerDetector,

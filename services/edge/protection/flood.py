@@ -40,25 +40,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from services.edge.protection.flood_settings import FloodSettings
 from shared.acl import AddressAcl
-
-
-class FloodSettings(BaseModel):
-    """`CALLMESH_PIKE_*`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    limit: int = Field(default=30, ge=1)
-    """Requests one source may send per period (pike's reqs_density_per_unit)."""
-    period: float = Field(default=2.0, gt=0)
-    """Sampling period in seconds (pike's sampling_time_unit)."""
-    block_time: float = Field(default=120.0, gt=0)
-    """Seconds a blocked source stays dropped after it stopped flooding."""
-    max_sources: int = Field(default=100_000, ge=16)
-    max_blocked: int = Field(default=10_000, ge=16)
-
 
 SHARE_STEPS: Final = 16
 """A source's new requests a worker holds back from the cluster before it asks for a batch

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from services.edge.policy import EdgePolicies, limit_settings
+from services.edge.policy.call_limit_settings import CallLimitSettings
 from services.edge.policy.callers import CallerProfiles
 from services.edge.policy.guard import Guard
-from services.edge.policy.limits import CallLeases, CallLimitSettings
+from services.edge.policy.limits import CallLeases
 from services.edge.protection import ProtectionSettings
 from services.edge.proxy.actions import Acquire, Action
 from services.edge.proxy.core import Proxy, ProxyTimers

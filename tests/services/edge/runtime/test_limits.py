@@ -9,7 +9,8 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from services.edge.policy.limits import CallLeases, CallLimitSettings
+from services.edge.policy.call_limit_settings import CallLimitSettings
+from services.edge.policy.limits import CallLeases
 from services.edge.runtime import limits as runtime_limits
 from services.edge.runtime.limits import IN_FLIGHT, LimitsRunner
 from services.edge.runtime.publisher import EventPublisher
