@@ -61,13 +61,17 @@ HOT = (
 )
 """The compiled modules' sources, as globs relative to the root."""
 
+ACCELERATORS = ("shared/sip/_scan.c",)
+"""C modules built beside them, each named after its file (`shared.sip._scan`): the module
+beside which it is written falls back to Python without it (aiohttp's `_http_parser.pyx`)."""
+
 INTERPRETED = frozenset({"shared/sip/errors.py"})
 """Left to Python: services subclass its exceptions, which a compiled class would forbid."""
 
 
 def sources(root: Path = ROOT) -> list[str]:
     found = {str(p.relative_to(root)) for pattern in HOT for p in root.glob(pattern)}
-    return sorted(found - INTERPRETED)
+    return sorted((found - INTERPRETED) | set(ACCELERATORS))
 
 
 def module_of(source: str) -> str:
@@ -102,9 +106,15 @@ def current(names: list[str], root: Path = ROOT) -> bool:
 def compile_into(target: Path, names: list[str]) -> None:
     """mypyc and setuptools, in this process: C files in build/mypyc, modules under `target`."""
     from mypyc.build import mypycify
-    from setuptools import Distribution
+    from setuptools import Distribution, Extension
 
-    extensions = mypycify(names, opt_level="3", group_name=GROUP, target_dir="build/mypyc")
+    python = [name for name in names if name.endswith(".py")]
+    extensions = mypycify(python, opt_level="3", group_name=GROUP, target_dir="build/mypyc")
+    extensions += [
+        Extension(module_of(name), [name], extra_compile_args=["-O2", "-Wall", "-Werror"])
+        for name in names
+        if name.endswith(".c")
+    ]
     distribution = Distribution({"name": GROUP, "ext_modules": extensions})
     command = distribution.get_command_obj("build_ext")
     command.build_lib = str(target)
@@ -129,7 +139,9 @@ def build(root: Path = ROOT) -> int:
     shutil.rmtree(fresh, ignore_errors=True)
     built = manifest_for(names, root)  # the hashes of what is compiled, not of later edits
     log = root / "build/extensions.log"
-    print(f"compiling {len(names)} modules with mypyc (log: {log.relative_to(root)})", flush=True)
+    print(
+        f"compiling {len(names)} modules, mypyc's and C (log: {log.relative_to(root)})", flush=True
+    )
     with log.open("w") as output:
         done = subprocess.run(
             [sys.executable, "-m", "deploy.extensions", "--compile-into", str(fresh), *names],

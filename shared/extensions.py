@@ -1,14 +1,15 @@
 """The compiled fast path: load the mypyc build of the hot modules when it matches their sources.
 
 `python -m deploy.extensions` (run by `make`, and by the Docker image's first stage) compiles
-the SIP core, the proxy core and the edge's per-message modules with mypyc into `build/ext/`,
-apart from the sources, and writes `build/extensions.json`: every compiled module, its source
-and the SHA-256 that source had.  This module, run by `shared/__init__.py` before any other
-module of the project is imported, puts a finder in front of the import system that answers
-those modules with their compiled files, but only when every source still has its recorded
-hash and the build was made for this interpreter.  So an edited source falls back to pure
-Python for every module (never compiled code older than its source, never half a build), and
-`CALLMESH_NO_EXTENSIONS=1` forces pure Python (the tests' second pass, mutation testing).
+the SIP core, the proxy core and the edge's per-message modules with mypyc, and the C message
+scan (`shared/sip/_scan.c`), into `build/ext/`, apart from the sources, and writes
+`build/extensions.json`: every compiled module, its source and the SHA-256 that source had. This
+module, run by `shared/__init__.py` before any other module of the project is imported, puts a
+finder in front of the import system that answers those modules with their compiled files, but
+only when every source still has its recorded hash and the build was made for this interpreter.
+So an edited source falls back to pure Python for every module (never compiled code older than
+its source, never half a build), and `CALLMESH_NO_EXTENSIONS=1` forces pure Python (the tests'
+second pass, mutation testing).
 
 Why a finder rather than files beside the sources: a compiled module there shadows its
 source until someone rebuilds, and the variable could not turn it off.
@@ -135,8 +136,12 @@ def choose(root: Path) -> tuple[CompiledFinder | None, str]:
     why = build.stale(root)
     if why is not None:
         return None, f"pure Python ({why}: make fast)"
-    compiled = sum(source is not None for _, source, _ in build.modules.values())
-    return CompiledFinder(root, build), f"compiled by mypyc ({compiled} modules)"
+    sources = [source for _, source, _ in build.modules.values() if source is not None]
+    in_c = sum(source.endswith(".c") for source in sources)
+    written = f" and {in_c} in C" if in_c else ""
+    return CompiledFinder(
+        root, build
+    ), f"compiled by mypyc ({len(sources) - in_c} modules){written}"
 
 
 def _activate() -> str:

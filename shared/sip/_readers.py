@@ -10,6 +10,7 @@ the model reads them or by `validate()` / `validate_for_proxy()`.  Hostile sizes
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 from shared.sip._fields import decode, value_of
@@ -24,6 +25,22 @@ MAX_HEADER_FIELDS: Final = 256
 MAX_LINE_LENGTH: Final = 8192
 
 _VERSION_SHAPE: Final = re.compile(rb"SIP/\d+\.\d+")
+
+Scanned = tuple[bytes, list[str], list[bytes], int, int]
+"""What the C scan frames: the start line, the keys, the lines, where the body starts and the
+Content-Length (-1: none)."""
+
+
+def _accelerator() -> Callable[[bytes, dict[bytes, str]], Scanned | None] | None:
+    """The C scan (`_scan.c`) if this process loaded the compiled build, else None."""
+    try:
+        from shared.sip._scan import scan_head
+    except ImportError:
+        return None
+    return scan_head
+
+
+SCAN: Final = _accelerator()
 
 
 def find_head_end(data: bytes) -> tuple[int, int] | None:
@@ -49,8 +66,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     mandatory (RFC 3261 §18.3) and `data` must hold the whole message.
     Leading CRLFs (keep-alives) are skipped.  Only framing, the start line,
     the header names and Content-Length are checked here; header values are
-    checked when read or by `validate()`.
+    checked when read or by `validate()`.  A plain message is framed by the C
+    scan when the compiled build has it (`_scan.c`), any other by `_frame`.
     """
+    scanned = None if SCAN is None else SCAN(data, KEY_MEMO)
+    if scanned is None:
+        return _frame(data, stream)
+    start, keys, lines, body_start, declared = scanned
+    return _framed(data, stream, True, start, keys, lines, body_start, declared)
+
+
+def _frame(data: bytes, stream: bool) -> Request | Response:
+    """The readers' own framing: every message the C scan leaves, and all of them without it."""
     if len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("message too large", 513)
     if data[:1] in (b"\r", b"\n"):
@@ -60,10 +87,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         if stream:
             raise SipParseError("incomplete message: no empty line after the headers")
         head = data.rstrip(b"\r\n")
-        head_end = body_start = len(data)
+        body_start = len(data)
     else:
-        head_end, body_start = found
-        head = data[:head_end]
+        head, body_start = data[: found[0]], found[1]
     crlf = crlf_lines(head)
     raw_lines = head.split(b"\r\n") if crlf else head.split(b"\n")
     if _has_bare_line_break(head, crlf, len(raw_lines) - 1):
@@ -82,29 +108,41 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     cl_count = keys.count("content-length")
     if cl_count > 1:
         raise SipParseError("more than one Content-Length header")
-    cl_line = lines[keys.index("content-length")] if cl_count else None
-    if cl_line is None:
+    declared = -1
+    if cl_count:
+        value = lines[keys.index("content-length")].partition(b":")[2].strip()
+        if not value.isdigit() or len(value) > 9:
+            parse_content_length(value_of(lines[keys.index("content-length")]))  # the error
+        declared = int(value)
+    return _framed(data, stream, crlf, raw_lines[0], keys, lines, body_start, declared)
+
+
+def _framed(  # noqa: PLR0917 — the framing's parts, from either scan
+    data: bytes,
+    stream: bool,
+    crlf: bool,
+    start: bytes,
+    keys: list[str],
+    lines: list[bytes],
+    body_start: int,
+    declared: int,
+) -> Request | Response:
+    """The message from its framed head: its body by `declared` (-1: no Content-Length)."""
+    if declared < 0:
         if stream:
             raise SipParseError("missing Content-Length on a stream transport")
-        body = data[body_start:]
-        wire = None
-    else:
-        declared = cl_line.partition(b":")[2].strip()
-        if not declared.isdigit() or len(declared) > 9:
-            parse_content_length(value_of(cl_line))  # raises the precise error
-        end = body_start + int(declared)
-        if end <= len(data):
-            body = data[body_start:end]
-            wire = data if end == len(data) else data[:end]
-        elif stream or crlf:
-            raise SipParseError("Content-Length larger than the message")
-        else:
-            # Bare-LF text is hand-written, not wire format, and its Content-Length
-            # was typically counted with CRLF (RFC 5118's archive): trust the datagram.
-            body = data[body_start:]
-            wire = None
-            lines[keys.index("content-length")] = b"Content-Length: %d" % len(body)
-    return _start_line(raw_lines[0], keys, lines, body, wire)
+        return _start_line(start, keys, lines, data[body_start:], None)
+    end = body_start + declared
+    if end <= len(data):
+        wire = data if end == len(data) else data[:end]
+        return _start_line(start, keys, lines, data[body_start:end], wire)
+    if stream or crlf:
+        raise SipParseError("Content-Length larger than the message")
+    # Bare-LF text is hand-written, not wire format, and its Content-Length
+    # was typically counted with CRLF (RFC 5118's archive): trust the datagram.
+    body = data[body_start:]
+    lines[keys.index("content-length")] = b"Content-Length: %d" % len(body)
+    return _start_line(start, keys, lines, body, None)
 
 
 def crlf_lines(head: bytes) -> bool:

@@ -44,6 +44,25 @@ def test_a_build_matching_every_source_is_chosen(tmp_path: Path) -> None:
     assert state == "compiled by mypyc (2 modules)"
 
 
+def test_a_module_written_in_c_is_counted_apart_and_checked_like_the_others(
+    tmp_path: Path,
+) -> None:
+    build = _tree(tmp_path)
+    (tmp_path / "pkg" / "_fast.c").write_text("/* C */\n")
+    binary = f"pkg/_fast{extensions.interpreter()}"
+    (tmp_path / EXT / binary).write_bytes(b"")
+    modules = {
+        **build.modules,
+        "pkg._fast": (binary, "pkg/_fast.c", source_hash(tmp_path / "pkg/_fast.c")),
+    }
+    (tmp_path / MANIFEST).write_text(Build(build.interpreter, "mypy", modules).to_json())
+    assert choose(tmp_path)[1] == "compiled by mypyc (2 modules) and 1 in C"
+    (tmp_path / "pkg" / "_fast.c").write_text("/* edited */\n")
+    assert (
+        choose(tmp_path)[1] == "pure Python (pkg/_fast.c changed since it was compiled: make fast)"
+    )
+
+
 def test_an_edited_source_sends_every_module_back_to_pure_python(tmp_path: Path) -> None:
     _tree(tmp_path)
     (tmp_path / "pkg" / "hot.py").write_text("NAME = 'edited'\n")

@@ -1,0 +1,144 @@
+/* The message scan in C: the readers' framing of a plain message in one pass.
+ *
+ * `shared/sip/_readers.py` frames every received message by byte searches, a split and a
+ * partition and a dict probe per line, each through a Python call (~30,000 instructions a
+ * message, compiled).  This module does the same for the common case in one walk over the
+ * head with memchr, and answers None for anything else, which the Python readers then frame
+ * as before (and refuse with their precise errors): the two never disagree on a message this
+ * one frames (tests/shared/sip/test_scan.py compares them), and the Python readers stay the
+ * one definition of what is accepted.
+ *
+ * A plain message: at most MAX_MESSAGE_SIZE bytes, no leading line break, CRLF after every
+ * line and no CR or LF anywhere else in the head, an empty line ending the head, one to
+ * MAX_HEADER_FIELDS - 1 header lines of at most MAX_LINE_LENGTH bytes, each `name:` with a
+ * name the key memo (`headers.KEY_MEMO`) holds (so no fold: a continuation line starts with
+ * a blank, which no memo name does), and at most one Content-Length, of 1 to 9 digits.
+ *
+ * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
+ * build) leaves it out and the readers frame every message in Python.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* The readers' bounds (shared/sip/_readers.py): a message of more is the readers' to refuse. */
+#define MAX_MESSAGE_SIZE 65535
+#define MAX_HEADER_FIELDS 256
+#define MAX_LINE_LENGTH 8192
+#define MAX_LENGTH_DIGITS 9
+
+static PyObject *content_length_key; /* "content-length", interned: the memo's keys are */
+
+/* Python's bytes.strip() whitespace: space, \t, \n, \v, \f, \r. */
+static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* The Content-Length value of `line` after its colon: its digits as a number, or -1 when it
+ * is not 1 to 9 digits between optional whitespace (the readers give the precise error). */
+static long declared_length(const char *value, const char *end) {
+    while (value < end && is_space(*value)) value++;
+    while (end > value && is_space(end[-1])) end--;
+    if (end == value || end - value > MAX_LENGTH_DIGITS) return -1;
+    long length = 0;
+    for (; value < end; value++) {
+        if (*value < '0' || *value > '9') return -1;
+        length = length * 10 + (*value - '0');
+    }
+    return length;
+}
+
+/* The end of the line starting at `at` (the offset of its CR), or -1 when it has no CRLF or
+ * holds a bare CR or LF. */
+static Py_ssize_t line_end(const char *data, Py_ssize_t at, Py_ssize_t size) {
+    const char *lf = memchr(data + at, '\n', (size_t)(size - at));
+    if (lf == NULL) return -1;
+    Py_ssize_t end = lf - data - 1;
+    if (end < at || data[end] != '\r') return -1;
+    if (memchr(data + at, '\r', (size_t)(end - at)) != NULL) return -1;
+    return end;
+}
+
+/* One header line: its key from the memo appended to `keys`, its bytes to `lines`.
+ * 1 done, 0 not plain, -1 a Python error. `*length` takes a Content-Length's value. */
+static int header_line(const char *data, Py_ssize_t at, Py_ssize_t end, PyObject *memo,
+                       PyObject *keys, PyObject *lines, long *length) {
+    const char *colon = memchr(data + at, ':', (size_t)(end - at));
+    if (colon == NULL) return 0;
+    PyObject *name = PyBytes_FromStringAndSize(data + at, colon - (data + at));
+    if (name == NULL) return -1;
+    PyObject *key = PyDict_GetItemWithError(memo, name); /* borrowed */
+    Py_DECREF(name);
+    if (key == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (key == content_length_key ||
+        (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 14 &&
+         PyUnicode_Compare(key, content_length_key) == 0)) {
+        if (*length >= 0) return 0; /* a second Content-Length */
+        *length = declared_length(colon + 1, data + end);
+        if (*length < 0) return 0;
+    }
+    PyObject *line = PyBytes_FromStringAndSize(data + at, end - at);
+    if (line == NULL) return -1;
+    int failed = PyList_Append(lines, line);
+    Py_DECREF(line);
+    if (failed || PyList_Append(keys, key)) return -1;
+    return 1;
+}
+
+/* scan_head(data, memo) -> (start, keys, lines, body_start, content_length) | None */
+static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyBytes_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "scan_head(data: bytes, memo: dict)");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (size == 0 || size > MAX_MESSAGE_SIZE || data[0] == '\r' || data[0] == '\n')
+        Py_RETURN_NONE;
+    Py_ssize_t start_end = line_end(data, 0, size), end;
+    if (start_end < 0 || start_end > MAX_LINE_LENGTH) Py_RETURN_NONE;
+    PyObject *keys = PyList_New(0), *lines = PyList_New(0), *start = NULL;
+    if (keys == NULL || lines == NULL) goto error;
+    long length = -1;
+    Py_ssize_t at = start_end + 2, fields = 0;
+    for (;;) {
+        end = line_end(data, at, size);
+        if (end < 0) goto not_plain;
+        if (end == at) break; /* the empty line */
+        if (end - at > MAX_LINE_LENGTH || ++fields >= MAX_HEADER_FIELDS) goto not_plain;
+        int done = header_line(data, at, end, args[1], keys, lines, &length);
+        if (done < 0) goto error;
+        if (done == 0) goto not_plain;
+        at = end + 2;
+    }
+    if (fields == 0) goto not_plain; /* a head of one line: the readers' own case */
+    start = PyBytes_FromStringAndSize(data, start_end);
+    if (start == NULL) goto error;
+    return Py_BuildValue("(NNNnl)", start, keys, lines, end + 2, length);
+not_plain:
+    Py_XDECREF(keys);
+    Py_XDECREF(lines);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(keys);
+    Py_XDECREF(lines);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL,
+     "Frame a plain message's head: (start, keys, lines, body_start, content_length) "
+     "(-1: none), or None for the Python readers."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "shared.sip._scan", "The message scan in C (see _scan.c).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    content_length_key = PyUnicode_InternFromString("content-length");
+    if (content_length_key == NULL) return NULL;
+    return PyModule_Create(&module_def);
+}

@@ -1,0 +1,7 @@
+"""The message scan in C (`_scan.c`), present only in the compiled build."""
+
+def scan_head(
+    data: bytes, memo: dict[bytes, str], /
+) -> tuple[bytes, list[str], list[bytes], int, int] | None:
+    """Frame a plain message's head: (start line, keys, lines, where the body starts, the
+    Content-Length, -1 without one), or None: the Python readers frame it instead."""

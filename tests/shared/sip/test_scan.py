@@ -1,0 +1,230 @@
+"""The C scan (`shared/sip/_scan.c`) against the readers' own framing (`_readers._frame`).
+
+Whatever the C scan frames must come out exactly as the Python readers frame it, and what it
+does not frame is left to them (None).  Both the compiled pass and the pure-Python pass of the
+suite run these tests: the C module is loaded from the build directly, whichever build the
+process runs, so the pure pass compares it with the readers' Python source.  A build without
+it (or older than `_scan.c`) fails here: `make fast` builds it.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable
+from importlib.machinery import ExtensionFileLoader
+from importlib.util import module_from_spec, spec_from_file_location
+from pathlib import Path
+
+import pytest
+
+from shared.extensions import EXT, MANIFEST, ROOT, Build, source_hash
+from shared.sip import _readers
+from shared.sip.errors import SipParseError
+from shared.sip.headers import KEY_MEMO, key_of_raw_name
+from shared.sip.message import MAX_HEADER_FIELDS, MAX_LINE_LENGTH, Request, Response
+from tests.services.edge.policy.support import invite
+from tests.shared.sip.torture import DATA
+
+Scan = Callable[[bytes, dict[bytes, str]], "tuple[bytes, list[str], list[bytes], int, int] | None"]
+
+
+def _load() -> Scan:
+    """The build's `shared.sip._scan`, loaded from its file whether or not this process runs
+    the compiled build."""
+    build = Build.from_json((ROOT / MANIFEST).read_text())
+    binary, source, digest = build.modules["shared.sip._scan"]
+    assert source is not None and source_hash(ROOT / source) == digest, "stale: make fast"
+    where = str(ROOT / EXT / binary)
+    spec = spec_from_file_location("shared.sip._scan", where)
+    assert spec is not None
+    spec.loader = ExtensionFileLoader("shared.sip._scan", where)
+    module = sys.modules.get("shared.sip._scan") or module_from_spec(spec)
+    scan: Scan = module.scan_head
+    return scan
+
+
+@pytest.fixture(scope="module")
+def scan() -> Scan:
+    return _load()
+
+
+Outcome = tuple[object, ...]
+
+
+def framed_by_python(data: bytes, stream: bool) -> Outcome:
+    return _shape(lambda: _readers._frame(data, stream))
+
+
+def framed_by_c(scan: Scan, data: bytes, stream: bool) -> Outcome | None:
+    scanned = scan(data, KEY_MEMO)
+    if scanned is None:
+        return None
+    start, keys, lines, body_start, declared = scanned
+    return _shape(
+        lambda: _readers._framed(data, stream, True, start, keys, lines, body_start, declared)
+    )
+
+
+def _shape(frame: Callable[[], Request | Response]) -> Outcome:
+    """A message as its framed parts, or the error refusing it."""
+    try:
+        message = frame()
+    except SipParseError as error:
+        return ("refused", str(error), error.status)
+    return (
+        type(message).__name__,
+        message._start,
+        list(message._keys),
+        list(message._lines),
+        message._body,
+        message._wire,
+        message.to_bytes(),
+    )
+
+
+def _corpus() -> list[bytes]:
+    """The torture messages (RFC 4475, RFC 5118 in both line endings) and a proxy's INVITE."""
+    files = [*sorted((DATA / "rfc4475").glob("*.dat")), *sorted((DATA / "rfc5118").rglob("*"))]
+    return [path.read_bytes() for path in files if path.is_file() and path.suffix != ".tsv"] + [
+        invite(),
+        WITH_BODY,
+    ]
+
+
+WITH_BODY = (
+    invite(extra="Content-Type: application/sdp\r\n").replace(
+        b"Content-Length: 0", b"Content-Length: 5"
+    )
+    + b"v=0\r\n"
+)
+
+
+INSERTS = (b"\r", b"\n", b"\r\n", b":", b" ", b"\t", b"\x00", b"\r\n\r\n", b"\r\n ", b"l: 3\r\n")
+
+
+def _mutants(data: bytes, rng: random.Random, count: int) -> list[bytes]:
+    """`data` with one byte string inserted, one byte dropped, or cut short, at random."""
+    mutants = []
+    for _ in range(count):
+        at = rng.randrange(len(data) + 1)
+        kind = rng.randrange(3)
+        if kind == 0:
+            mutants.append(data[:at] + rng.choice(INSERTS) + data[at:])
+        elif kind == 1:
+            mutants.append(data[:at] + data[at + 1 :])
+        else:
+            mutants.append(data[:at])
+    return mutants
+
+
+def test_the_scan_frames_every_message_it_takes_as_the_readers_do(scan: Scan) -> None:
+    """The torture corpus and 40 random mutants of each, datagram and stream: the C scan
+    agrees with the readers (or leaves the message to them) every time, and it takes most."""
+    rng = random.Random(4475)
+    taken = compared = 0
+    for original in _corpus():
+        for data in [original, *_mutants(original, rng, 40)]:
+            for stream in (False, True):
+                by_python = framed_by_python(data, stream)  # first: the memo learns the names
+                by_c = framed_by_c(scan, data, stream)
+                compared += 1
+                if by_c is not None:
+                    taken += 1
+                    assert by_c == by_python, (data, stream)
+    assert compared > 6000
+    assert taken > compared // 4  # most torture messages are odd; a plain INVITE is taken
+
+
+def test_a_plain_request_is_framed_in_c_with_its_content_length(scan: Scan) -> None:
+    data = WITH_BODY + b"ignored"
+    framed_by_python(data, False)  # the memo learns its names
+    scanned = scan(data, KEY_MEMO)
+    assert scanned is not None
+    start, keys, lines, body_start, declared = scanned
+    assert start == b"INVITE sip:14075551234@192.0.2.10 SIP/2.0"
+    assert keys[:2] == ["via", "via"] and keys.count("content-length") == 1
+    assert lines[0] == b"Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKin1;rport"
+    assert (data[body_start:], declared) == (b"v=0\r\nignored", 5)
+    assert scan(b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n", KEY_MEMO) == (
+        b"SIP/2.0 200 OK",
+        ["call-id"],
+        [b"Call-ID: x"],
+        30,
+        -1,
+    )
+
+
+HEAD = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n"
+for _name in (b"Call-ID", b"Subject", b"l", b"Content-Length", b"Via"):
+    key_of_raw_name(_name)  # the memo holds them, as once the readers met them
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\r\n" + HEAD + b"\r\n",  # a keep-alive before it
+        HEAD + b"Subject: a\r\n b\r\n\r\n",  # a fold
+        HEAD + b"Subject: a\rb\r\n\r\n",  # a bare CR
+        HEAD + b"Subject: a\nb\r\n\r\n",  # a bare LF
+        b"OPTIONS sip:a@b SIP/2.0\nCall-ID: x\n\n",  # bare-LF line endings
+        HEAD + b"X-Never-Seen-Before-Here: 1\r\n\r\n",  # a name the memo does not hold
+        HEAD + b"Call-ID x\r\n\r\n",  # no colon
+        HEAD + b"l: 1\r\nContent-Length: 1\r\n\r\nab",  # two Content-Lengths
+        HEAD + b"l: 1a\r\n\r\nab",  # not digits
+        HEAD + b"l: -1\r\n\r\n",
+        HEAD + b"l: 1234567890\r\n\r\n",  # ten digits
+        HEAD + b"l:\r\n\r\n",  # none
+        b"OPTIONS sip:a@b SIP/2.0\r\n\r\n",  # no header line
+        HEAD,  # no empty line
+        HEAD + b"Subject: " + b"y" * (MAX_LINE_LENGTH - 8) + b"\r\n\r\n",  # a line too long
+        HEAD + b"Subject: s\r\n" * (MAX_HEADER_FIELDS - 1) + b"\r\n",  # too many fields
+        HEAD + b"\r\n" + b"x" * 65535,  # too large
+        b"",
+    ],
+)
+def test_what_is_not_plain_is_left_to_the_readers(scan: Scan, data: bytes) -> None:
+    KEY_MEMO.pop(b"X-Never-Seen-Before-Here", None)
+    assert scan(data, KEY_MEMO) is None
+
+
+def test_the_bounds_are_the_readers_own(scan: Scan) -> None:
+    """The longest line and the most fields the readers accept, the C scan frames too."""
+    longest = HEAD + b"Subject: " + b"y" * (MAX_LINE_LENGTH - 9) + b"\r\n\r\n"
+    most = HEAD + b"Subject: s\r\n" * (MAX_HEADER_FIELDS - 2) + b"\r\n"
+    for data in (longest, most):
+        assert framed_by_c(scan, data, False) == framed_by_python(data, False)
+        assert scan(data, KEY_MEMO) is not None
+
+
+def test_the_scan_keeps_no_reference_it_should_not(scan: Scan) -> None:
+    """Plain and not plain, a thousand times: no reference to the keys or the data is left
+    behind (a leak in C would show in their counts)."""
+    plain, odd = invite(), HEAD + b"Subject: a\r\n b\r\n\r\n"
+    key = KEY_MEMO[b"Via"]
+    before = sys.getrefcount(key), sys.getrefcount(plain), sys.getrefcount(odd)
+    for _ in range(1000):
+        scan(plain, KEY_MEMO)
+        scan(odd, KEY_MEMO)
+    assert (sys.getrefcount(key), sys.getrefcount(plain), sys.getrefcount(odd)) == before
+
+
+@pytest.mark.parametrize(
+    "arguments", [("INVITE", {}), (b"x", None), (bytearray(b"x"), {}), (b"x",), ()]
+)
+def test_a_wrong_call_is_a_type_error(scan: Scan, arguments: tuple[object, ...]) -> None:
+    with pytest.raises(TypeError):
+        scan(*arguments)  # type: ignore[arg-type]
+
+
+def test_the_readers_use_it_in_the_compiled_build_only() -> None:
+    """The compiled build frames plain messages in C; pure Python has no C scan at all."""
+    from shared.extensions import STATE
+
+    assert (_readers.SCAN is not None) == STATE.startswith("compiled")
+
+
+def test_the_build_knows_its_source() -> None:
+    build = Build.from_json((ROOT / MANIFEST).read_text())
+    assert build.modules["shared.sip._scan"][1] == "shared/sip/_scan.c"
+    assert Path(ROOT / "shared/sip/_scan.c").is_file()
