@@ -1,4 +1,5 @@
-/* The message scan in C: the readers' framing of a plain message in one pass.
+/* The message scan in C: the readers' framing of a plain message in one pass, and the
+ * reading of a header field's value.
  *
  * `shared/sip/_readers.py` frames every received message by byte searches, a split and a
  * partition and a dict probe per line, each through a Python call (~30,000 instructions a
@@ -125,10 +126,80 @@ error:
     return NULL;
 }
 
+/* The error `_fields.read_value` raises for a value that is not UTF-8 (imported when needed:
+ * the errors module is Python, services subclass its exceptions). */
+static PyObject *not_utf8(void) {
+    PyObject *errors = PyImport_ImportModule("shared.sip.errors");
+    if (errors == NULL) return NULL;
+    PyObject *kind = PyObject_GetAttrString(errors, "SipParseError");
+    Py_DECREF(errors);
+    if (kind == NULL) return NULL;
+    PyErr_SetString(kind, "header value is not valid UTF-8");
+    Py_DECREF(kind);
+    return NULL;
+}
+
+static int is_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* `value` with each fold (`\r?\n` and the blanks after it) made one space, into `out`
+ * (as long as `value` at least); the length written. */
+static Py_ssize_t unfold(const char *value, const char *end, char *out) {
+    char *written = out;
+    while (value < end) {
+        const char *lf = value[0] == '\r' && end - value > 1 && value[1] == '\n' ? value + 1
+                         : value[0] == '\n'                                   ? value
+                                                                              : NULL;
+        if (lf != NULL && lf + 1 < end && is_blank(lf[1])) {
+            for (value = lf + 1; value < end && is_blank(*value);) value++;
+            *written++ = ' ';
+        } else {
+            *written++ = *value++;
+        }
+    }
+    return written - out;
+}
+
+static int is_stripped(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* field_value(line) -> str: the value of a raw header field line, exactly as
+ * `_fields.read_value` reads it: after the first colon, each fold one space, blanks and line
+ * ends stripped, UTF-8 (else SipParseError).  The blanks and folds are ASCII and no byte of a
+ * multi-byte UTF-8 sequence is, so unfolding and stripping the bytes before decoding gives
+ * the text Python gets by decoding first. */
+static PyObject *field_value(PyObject *module, PyObject *line) {
+    (void)module;
+    if (!PyBytes_CheckExact(line)) {
+        PyErr_SetString(PyExc_TypeError, "field_value(line: bytes)");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(line);
+    Py_ssize_t size = PyBytes_GET_SIZE(line);
+    const char *colon = memchr(data, ':', (size_t)size);
+    const char *value = colon == NULL ? data + size : colon + 1, *end = data + size;
+    char *unfolded = NULL;
+    if (memchr(value, '\n', (size_t)(end - value)) != NULL) {
+        unfolded = PyMem_Malloc((size_t)(end - value) + 1);
+        if (unfolded == NULL) return PyErr_NoMemory();
+        end = unfolded + unfold(value, end, unfolded);
+        value = unfolded;
+    }
+    while (value < end && is_stripped(*value)) value++;
+    while (end > value && is_stripped(end[-1])) end--;
+    PyObject *text = PyUnicode_DecodeUTF8(value, end - value, NULL);
+    PyMem_Free(unfolded);
+    if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        return not_utf8();
+    }
+    return text;
+}
+
 static PyMethodDef methods[] = {
     {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL,
      "Frame a plain message's head: (start, keys, lines, body_start, content_length) "
      "(-1: none), or None for the Python readers."},
+    {"field_value", field_value, METH_O,
+     "A raw header field line's value (folds unfolded, stripped, UTF-8), as _fields.read_value."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,3 +5,7 @@ def scan_head(
 ) -> tuple[bytes, list[str], list[bytes], int, int] | None:
     """Frame a plain message's head: (start line, keys, lines, where the body starts, the
     Content-Length, -1 without one), or None: the Python readers frame it instead."""
+
+def field_value(line: bytes, /) -> str:
+    """A raw header field line's value, exactly as `_fields.read_value` reads it (folds
+    unfolded, blanks stripped, UTF-8 or `SipParseError`)."""

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from importlib.machinery import ExtensionFileLoader
 from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from shared.extensions import EXT, MANIFEST, ROOT, Build, source_hash
-from shared.sip import _readers
+from shared.sip import _fields, _readers
 from shared.sip.errors import SipParseError
 from shared.sip.headers import KEY_MEMO, key_of_raw_name
 from shared.sip.message import MAX_HEADER_FIELDS, MAX_LINE_LENGTH, Request, Response
@@ -29,7 +30,7 @@ from tests.shared.sip.torture import DATA
 Scan = Callable[[bytes, dict[bytes, str]], "tuple[bytes, list[str], list[bytes], int, int] | None"]
 
 
-def _load() -> Scan:
+def _module() -> ModuleType:
     """The build's `shared.sip._scan`, loaded from its file whether or not this process runs
     the compiled build."""
     build = Build.from_json((ROOT / MANIFEST).read_text())
@@ -39,14 +40,19 @@ def _load() -> Scan:
     spec = spec_from_file_location("shared.sip._scan", where)
     assert spec is not None
     spec.loader = ExtensionFileLoader("shared.sip._scan", where)
-    module = sys.modules.get("shared.sip._scan") or module_from_spec(spec)
-    scan: Scan = module.scan_head
-    return scan
+    return sys.modules.get("shared.sip._scan") or module_from_spec(spec)
 
 
 @pytest.fixture(scope="module")
 def scan() -> Scan:
-    return _load()
+    scan_head: Scan = _module().scan_head
+    return scan_head
+
+
+@pytest.fixture(scope="module")
+def field_value() -> Callable[[bytes], str]:
+    reader: Callable[[bytes], str] = _module().field_value
+    return reader
 
 
 Outcome = tuple[object, ...]
@@ -218,10 +224,60 @@ def test_a_wrong_call_is_a_type_error(scan: Scan, arguments: tuple[object, ...])
 
 
 def test_the_readers_use_it_in_the_compiled_build_only() -> None:
-    """The compiled build frames plain messages in C; pure Python has no C scan at all."""
+    """The compiled build frames plain messages and reads values in C; pure Python has no C
+    scan at all."""
     from shared.extensions import STATE
 
-    assert (_readers.SCAN is not None) == STATE.startswith("compiled")
+    compiled = STATE.startswith("compiled")
+    assert (_readers.SCAN is not None) == compiled
+    assert (_fields.value_of is not _fields.read_value) == compiled
+
+
+def _read(reader: Callable[[bytes], str], line: bytes) -> object:
+    try:
+        return reader(line)
+    except SipParseError as error:
+        return ("refused", str(error), error.status)
+
+
+VALUE_INSERTS = (
+    b"\r\n ", b"\n\t", b"\r\n", b"\r", b"\n", b"\r\r\n\t ", b" ", b"\t", b":",
+    b"\xc3", b"\xff", b"\xe2\x82\xac", b"\xc3\xa9", b"\x00",
+)  # fmt: skip
+
+
+def test_a_value_reads_the_same_in_c_as_in_python(field_value: Callable[[bytes], str]) -> None:
+    """Every header line of the corpus, and 30 mutants of each (folds, line ends, blanks, bad
+    and good UTF-8 inserted, bytes dropped): the same value or the same refusal."""
+    rng = random.Random(3261)
+    lines = {line for data in _corpus() for line in data.replace(b"\r\n", b"\n").split(b"\n")}
+    lines |= {b"", b":", b"Subject", b"Subject:", b"Subject: a\r\n\tb\r\n c", b"S: \r\n x \r\n"}
+    compared = refused = folded = 0
+    for original in sorted(lines):
+        for line in [original, *_value_mutants(original, rng, 30)]:
+            by_python = _read(_fields.read_value, line)
+            assert _read(field_value, line) == by_python, line
+            compared += 1
+            refused += isinstance(by_python, tuple)
+            folded += b"\n " in line or b"\n\t" in line
+    assert compared > 10000 and refused > 500 and folded > 500
+
+
+def _value_mutants(line: bytes, rng: random.Random, count: int) -> list[bytes]:
+    mutants = []
+    for _ in range(count):
+        at = rng.randrange(len(line) + 1)
+        if rng.randrange(4):
+            mutants.append(line[:at] + rng.choice(VALUE_INSERTS) + line[at:])
+        else:
+            mutants.append(line[:at] + line[at + 1 :])
+    return mutants
+
+
+def test_a_value_of_a_wrong_type_is_a_type_error(field_value: Callable[[bytes], str]) -> None:
+    for wrong in ("Subject: x", bytearray(b"Subject: x"), None):
+        with pytest.raises(TypeError):
+            field_value(wrong)  # type: ignore[arg-type]
 
 
 def test_the_build_knows_its_source() -> None:
