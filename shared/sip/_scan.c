@@ -21,6 +21,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 /* The readers' bounds (shared/sip/_readers.py): a message of more is the readers' to refuse. */
@@ -59,20 +60,74 @@ static Py_ssize_t line_end(const char *data, Py_ssize_t at, Py_ssize_t size) {
     return end;
 }
 
+/* The names found in the memo so far, by a hash of their bytes: a name met again (nearly
+ * every one, a proxy sees a few dozen) costs a hash and a memcmp instead of a bytes object, its
+ * SipHash and a dict probe.  The memo only ever learns names, never changes or forgets one, so
+ * a name found once keeps its key; another memo passed in empties them. */
+#define NAME_SLOTS 128
+#define LONGEST_NAME 31
+typedef struct {
+    Py_ssize_t size;
+    char name[LONGEST_NAME];
+    int is_length;
+    PyObject *key;
+} Name;
+static Name names[NAME_SLOTS];
+static PyObject *names_memo; /* the memo they were found in (a reference: compared by identity) */
+
+static Name *slot_of(const char *name, Py_ssize_t size) {
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < size; i++) hash = (hash ^ (unsigned char)name[i]) * 16777619u;
+    return &names[(hash ^ (hash >> 16)) & (NAME_SLOTS - 1)];
+}
+
+static void forget_names(PyObject *memo) {
+    for (int i = 0; i < NAME_SLOTS; i++) {
+        Py_CLEAR(names[i].key);
+        names[i].size = 0;
+    }
+    Py_INCREF(memo);
+    Py_XSETREF(names_memo, memo);
+}
+
+/* The key of header name `name` (borrowed), whether it is Content-Length's in `*is_length`;
+ * NULL when the memo does not hold the name (or a Python error). */
+static PyObject *key_of(PyObject *memo, const char *name, Py_ssize_t size, int *is_length) {
+    if (memo != names_memo) forget_names(memo);
+    Name *slot = size <= LONGEST_NAME ? slot_of(name, size) : NULL;
+    if (slot != NULL && slot->key != NULL && slot->size == size &&
+        memcmp(slot->name, name, (size_t)size) == 0) {
+        *is_length = slot->is_length;
+        return slot->key;
+    }
+    PyObject *raw = PyBytes_FromStringAndSize(name, size);
+    if (raw == NULL) return NULL;
+    PyObject *key = PyDict_GetItemWithError(memo, raw);
+    Py_DECREF(raw);
+    if (key == NULL) return NULL;
+    *is_length = key == content_length_key ||
+                 (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 14 &&
+                  PyUnicode_Compare(key, content_length_key) == 0);
+    if (slot != NULL) {
+        Py_INCREF(key);
+        Py_XSETREF(slot->key, key);
+        slot->size = size;
+        memcpy(slot->name, name, (size_t)size);
+        slot->is_length = *is_length;
+    }
+    return key;
+}
+
 /* One header line: its key from the memo appended to `keys`, its bytes to `lines`.
  * 1 done, 0 not plain, -1 a Python error. `*length` takes a Content-Length's value. */
 static int header_line(const char *data, Py_ssize_t at, Py_ssize_t end, PyObject *memo,
                        PyObject *keys, PyObject *lines, long *length) {
     const char *colon = memchr(data + at, ':', (size_t)(end - at));
     if (colon == NULL) return 0;
-    PyObject *name = PyBytes_FromStringAndSize(data + at, colon - (data + at));
-    if (name == NULL) return -1;
-    PyObject *key = PyDict_GetItemWithError(memo, name); /* borrowed */
-    Py_DECREF(name);
+    int is_length = 0;
+    PyObject *key = key_of(memo, data + at, colon - (data + at), &is_length); /* borrowed */
     if (key == NULL) return PyErr_Occurred() ? -1 : 0;
-    if (key == content_length_key ||
-        (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 14 &&
-         PyUnicode_Compare(key, content_length_key) == 0)) {
+    if (is_length) {
         if (*length >= 0) return 0; /* a second Content-Length */
         *length = declared_length(colon + 1, data + end);
         if (*length < 0) return 0;

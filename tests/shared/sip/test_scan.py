@@ -203,11 +203,36 @@ def test_the_bounds_are_the_readers_own(scan: Scan) -> None:
         assert scan(data, KEY_MEMO) is not None
 
 
+def test_the_names_it_remembers_are_the_memos_it_is_given(scan: Scan) -> None:
+    """The scan remembers the names it found in the memo; another memo makes it forget them,
+    and a name too long to remember is looked up in the memo every time.  A key equal to
+    "content-length" but not the interned one is Content-Length's all the same."""
+    long_name = b"X-A-Header-Name-Longer-Than-Thirty-One-Bytes"
+    data = HEAD + long_name + b": 1\r\nl: 12\r\n\r\n" + b"x" * 12
+    length = "".join(["content-", "length"])
+    memo = {b"Call-ID": "call-id", long_name: "x-long", b"l": length}
+    framed = (
+        b"OPTIONS sip:a@b SIP/2.0",
+        ["call-id", "x-long", "content-length"],
+        [b"Call-ID: x", long_name + b": 1", b"l: 12"],
+        len(data) - 12,
+        12,
+    )
+    assert scan(data, memo) == framed
+    assert scan(data, memo) == framed
+    assert scan(data, {}) is None
+    other = {b"Call-ID": "call-id"}
+    assert scan(HEAD + b"\r\n", other) == (framed[0], ["call-id"], [b"Call-ID: x"], 39, -1)
+    assert scan(data, other) is None
+    assert scan(data, memo) == framed
+
+
 def test_the_scan_keeps_no_reference_it_should_not(scan: Scan) -> None:
     """Plain and not plain, a thousand times: no reference to the keys or the data is left
     behind (a leak in C would show in their counts)."""
     plain, odd = invite(), HEAD + b"Subject: a\r\n b\r\n\r\n"
     key = KEY_MEMO[b"Via"]
+    scan(plain, KEY_MEMO)  # the scan remembers the names (and holds their keys) once
     before = sys.getrefcount(key), sys.getrefcount(plain), sys.getrefcount(odd)
     for _ in range(1000):
         scan(plain, KEY_MEMO)
