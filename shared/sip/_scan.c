@@ -62,8 +62,9 @@ static Py_ssize_t line_end(const char *data, Py_ssize_t at, Py_ssize_t size) {
 
 /* The names found in the memo so far, by a hash of their bytes: a name met again (nearly
  * every one, a proxy sees a few dozen) costs a hash and a memcmp instead of a bytes object, its
- * SipHash and a dict probe.  The memo only ever learns names, never changes or forgets one, so
- * a name found once keeps its key; another memo passed in empties them. */
+ * SipHash and a dict probe.  The memo (`headers.KEY_MEMO`) only ever learns names, never
+ * changes or forgets one, so a name found once keeps its key: a memo edited otherwise would
+ * not be followed.  Another memo passed in empties them; the last one is kept referenced. */
 #define NAME_SLOTS 128
 #define LONGEST_NAME 31
 typedef struct {
@@ -104,11 +105,11 @@ static PyObject *key_of(PyObject *memo, const char *name, Py_ssize_t size, int *
     if (raw == NULL) return NULL;
     PyObject *key = PyDict_GetItemWithError(memo, raw);
     Py_DECREF(raw);
-    if (key == NULL) return NULL;
+    if (key == NULL || !PyUnicode_CheckExact(key)) return NULL; /* only a str is a key */
     *is_length = key == content_length_key ||
-                 (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 14 &&
+                 (PyUnicode_GET_LENGTH(key) == 14 &&
                   PyUnicode_Compare(key, content_length_key) == 0);
-    if (slot != NULL) {
+    if (slot != NULL && names_memo == memo) { /* (a name's __eq__ may have scanned another) */
         Py_INCREF(key);
         Py_XSETREF(slot->key, key);
         slot->size = size;
@@ -143,10 +144,11 @@ static int header_line(const char *data, Py_ssize_t at, Py_ssize_t end, PyObject
 /* scan_head(data, memo) -> (start, keys, lines, body_start, content_length) | None */
 static PyObject *scan_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 2 || !PyBytes_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "scan_head(data: bytes, memo: dict)");
+    if (nargs != 2 || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "scan_head(data, memo: dict)");
         return NULL;
     }
+    if (!PyBytes_CheckExact(args[0])) Py_RETURN_NONE; /* a bytearray: the readers' own case */
     const char *data = PyBytes_AS_STRING(args[0]);
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
     if (size == 0 || size > MAX_MESSAGE_SIZE || data[0] == '\r' || data[0] == '\n')
