@@ -64,6 +64,8 @@ HOT = (
 ACCELERATORS = ("shared/sip/_scan.c",)
 """C modules built beside them, each named after its file (`shared.sip._scan`): the module
 beside which it is written falls back to Python without it (aiohttp's `_http_parser.pyx`)."""
+C_FLAGS = ("-O2", "-Wall")
+"""Their compiler flags (no -Werror: a newer gcc's new warning must not cost the whole build)."""
 
 INTERPRETED = frozenset({"shared/sip/errors.py"})
 """Left to Python: services subclass its exceptions, which a compiled class would forbid."""
@@ -109,9 +111,13 @@ def compile_into(target: Path, names: list[str]) -> None:
     from setuptools import Distribution, Extension
 
     python = [name for name in names if name.endswith(".py")]
-    extensions = mypycify(python, opt_level="3", group_name=GROUP, target_dir="build/mypyc")
+    extensions = (
+        mypycify(python, opt_level="3", group_name=GROUP, target_dir="build/mypyc")
+        if python
+        else []
+    )
     extensions += [
-        Extension(module_of(name), [name], extra_compile_args=["-O2", "-Wall", "-Werror"])
+        Extension(module_of(name), [name], extra_compile_args=list(C_FLAGS))
         for name in names
         if name.endswith(".c")
     ]
