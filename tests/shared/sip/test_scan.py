@@ -317,7 +317,7 @@ def _read(reader: Callable[[bytes], str], line: bytes) -> object:
 VALUE_INSERTS = (
     b"\r\n ", b"\n\t", b"\r\n", b"\r", b"\n", b"\r\r\n\t ", b" ", b"\t", b":",
     b"\xc3", b"\xff", b"\xe2\x82\xac", b"\xc3\xa9", b"\x00",
-)  # fmt: skip
+)  # kept as rows of like inserts  # fmt: skip
 
 
 def test_a_value_reads_the_same_in_c_as_in_python(field_value: Callable[[bytes], str]) -> None:
