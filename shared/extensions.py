@@ -138,10 +138,10 @@ def choose(root: Path) -> tuple[CompiledFinder | None, str]:
         return None, f"pure Python ({why}: make fast)"
     sources = [source for _, source, _ in build.modules.values() if source is not None]
     in_c = sum(source.endswith(".c") for source in sources)
-    written = f" and {in_c} in C" if in_c else ""
-    return CompiledFinder(
-        root, build
-    ), f"compiled by mypyc ({len(sources) - in_c} modules){written}"
+    state = f"compiled by mypyc ({len(sources) - in_c} modules)" + (
+        f" and {in_c} in C" if in_c else ""
+    )
+    return CompiledFinder(root, build), state
 
 
 def _activate() -> str:
