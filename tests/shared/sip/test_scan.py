@@ -166,7 +166,8 @@ def _mutants(data: bytes, rng: random.Random, count: int) -> list[bytes]:
 
 def test_the_scan_frames_every_message_it_takes_as_the_readers_do(scan: Scan) -> None:
     """The torture corpus and 40 random mutants of each, datagram and stream: the C scan
-    agrees with the readers (or leaves the message to them) every time, and it takes most."""
+    agrees with the readers (or leaves the message to them) every time, and it takes a good
+    share of them (41 %: most torture messages are odd on purpose)."""
     rng = random.Random(4475)
     taken = compared = 0
     for original in _corpus():
@@ -179,7 +180,7 @@ def test_the_scan_frames_every_message_it_takes_as_the_readers_do(scan: Scan) ->
                     taken += 1
                     assert by_c == by_python, (data, stream)
     assert compared > 6000
-    assert taken > compared // 4  # most torture messages are odd; a plain INVITE is taken
+    assert taken > compared // 4
 
 
 def test_a_plain_request_is_framed_in_c_with_its_content_length(scan: Scan) -> None:
