@@ -21,6 +21,7 @@ from types import ModuleType
 
 import pytest
 
+from deploy.extensions import compile_into
 from shared.extensions import EXT, MANIFEST, ROOT, Build, source_hash
 from shared.sip import _fields, _readers
 from shared.sip.errors import SipParseError
@@ -48,8 +49,8 @@ def _module() -> ModuleType:
 
 
 def _binary() -> Path:
-    """The build's file when it was built from `_scan.c` as it is, else one compiled now
-    (setuptools and gcc, as the build does), once per version of the source."""
+    """The build's file when it was built from `_scan.c` as it is, else one compiled now by
+    the builder's own `compile_into`, once per version of the source."""
     digest = source_hash(ROOT / SOURCE)
     with contextlib.suppress(OSError, ValueError, KeyError):
         built_file, _, built = Build.from_json((ROOT / MANIFEST).read_text()).modules[
@@ -60,14 +61,8 @@ def _binary() -> Path:
     target = ROOT / "build" / "scan-test" / digest[:16]
     binary = target / f"shared/sip/_scan{EXTENSION_SUFFIXES[0]}"
     if not binary.is_file():
-        from setuptools import Distribution, Extension
-
-        extension = Extension("shared.sip._scan", [str(ROOT / SOURCE)])
-        distribution = Distribution({"name": "scan-test", "ext_modules": [extension]})
-        command = distribution.get_command_obj("build_ext")
-        command.build_lib = str(target)
-        command.build_temp = str(target / "temp")
-        distribution.run_command("build_ext")
+        with contextlib.chdir(ROOT):  # the builder names sources from the root
+            compile_into(target, [SOURCE])
     return binary
 
 
