@@ -3,90 +3,50 @@
 Whatever the C scan frames must come out exactly as the Python readers frame it, and what it
 does not frame is left to them (None); `field_value` must read every value as `read_value`
 does.  Both the compiled pass and the pure-Python pass of the suite run these tests: the pure
-pass loads the C module from the build's file (or, with no build matching `_scan.c`, as in
-mutmut's copy of the tree, compiles it once into `build/scan-test/`), so it compares the C
-with the interpreted Python.
+pass loads the C module from the build's file (or compiles it: `tests/shared/sip/accelerators.py`),
+so it compares the C with the interpreted Python.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import sys
 from collections.abc import Callable
-from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
-from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from deploy.extensions import compile_into
-from shared.extensions import EXT, MANIFEST, ROOT, Build, source_hash
+from shared.extensions import ROOT
 from shared.sip import _fields, _readers
 from shared.sip.errors import SipParseError
 from shared.sip.headers import KEY_MEMO, key_of_raw_name
 from shared.sip.message import MAX_HEADER_FIELDS, MAX_LINE_LENGTH, Request, Response
 from tests.services.edge.policy.support import invite
+from tests.shared.sip.accelerators import binary, load, mutants
 from tests.shared.sip.torture import DATA
 
 Scan = Callable[[bytes, dict[bytes, str]], "tuple[bytes, list[str], list[bytes], int, int] | None"]
 SOURCE = "shared/sip/_scan.c"
 
 
-def _module() -> ModuleType:
-    """`shared.sip._scan`: this process's own if it runs the compiled build, else loaded from
-    a file built from `_scan.c` as it is now."""
-    loaded = sys.modules.get("shared.sip._scan")
-    if loaded is not None:
-        return loaded
-    where = str(_binary())
-    spec = spec_from_file_location(
-        "shared.sip._scan", where, loader=ExtensionFileLoader("shared.sip._scan", where)
-    )
-    assert spec is not None
-    return module_from_spec(spec)
-
-
-def _binary() -> Path:
-    """The build's file when it was built from `_scan.c` as it is, else one compiled now by
-    the builder's own `compile_into`, once per version of the source."""
-    digest = source_hash(ROOT / SOURCE)
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        built_file, _, built = Build.from_json((ROOT / MANIFEST).read_text()).modules[
-            "shared.sip._scan"
-        ]
-        if built == digest and (ROOT / EXT / built_file).is_file():
-            return ROOT / EXT / built_file
-    target = ROOT / "build" / "scan-test" / digest[:16]
-    binary = target / f"shared/sip/_scan{EXTENSION_SUFFIXES[0]}"
-    if not binary.is_file():
-        with contextlib.chdir(ROOT):  # the builder names sources from the root
-            compile_into(target, [SOURCE])
-    return binary
-
-
-def test_without_a_matching_build_the_scan_is_compiled_from_its_source(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_without_a_matching_build_the_scan_is_compiled_from_its_source(tmp_path: Path) -> None:
     """A tree without a build (mutmut's copy) gets the module compiled from `_scan.c`."""
     (tmp_path / "shared/sip").mkdir(parents=True)
     (tmp_path / SOURCE).write_bytes((ROOT / SOURCE).read_bytes())
-    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    binary = _binary()
-    assert binary.is_relative_to(tmp_path / "build/scan-test") and binary.is_file()
-    assert _binary() == binary  # compiled once
+    compiled = binary(SOURCE, tmp_path)
+    assert compiled.is_relative_to(tmp_path / "build/c-test") and compiled.is_file()
+    assert binary(SOURCE, tmp_path) == compiled  # compiled once
 
 
 @pytest.fixture(scope="module")
 def scan() -> Scan:
-    scan_head: Scan = _module().scan_head
+    scan_head: Scan = load(SOURCE).scan_head
     return scan_head
 
 
 @pytest.fixture(scope="module")
 def field_value() -> Callable[[bytes], str]:
-    reader: Callable[[bytes], str] = _module().field_value
+    reader: Callable[[bytes], str] = load(SOURCE).field_value
     return reader
 
 
@@ -144,21 +104,6 @@ WITH_BODY = (
 INSERTS = (b"\r", b"\n", b"\r\n", b":", b" ", b"\t", b"\x00", b"\r\n\r\n", b"\r\n ", b"l: 3\r\n")
 
 
-def _mutants(data: bytes, rng: random.Random, count: int) -> list[bytes]:
-    """`data` with one byte string inserted, one byte dropped, or cut short, at random."""
-    mutants = []
-    for _ in range(count):
-        at = rng.randrange(len(data) + 1)
-        kind = rng.randrange(3)
-        if kind == 0:
-            mutants.append(data[:at] + rng.choice(INSERTS) + data[at:])
-        elif kind == 1:
-            mutants.append(data[:at] + data[at + 1 :])
-        else:
-            mutants.append(data[:at])
-    return mutants
-
-
 def test_the_scan_frames_every_message_it_takes_as_the_readers_do(scan: Scan) -> None:
     """The torture corpus and 40 random mutants of each, datagram and stream: the C scan
     agrees with the readers (or leaves the message to them) every time, and it takes a good
@@ -166,7 +111,7 @@ def test_the_scan_frames_every_message_it_takes_as_the_readers_do(scan: Scan) ->
     rng = random.Random(4475)
     taken = compared = 0
     for original in _corpus():
-        for data in [original, *_mutants(original, rng, 40)]:
+        for data in [original, *mutants(original, INSERTS, rng, 40)]:
             for stream in (False, True):
                 by_python = framed_by_python(data, stream)  # first: the memo learns the names
                 by_c = framed_by_c(scan, data, stream)
@@ -334,14 +279,14 @@ def test_a_value_reads_the_same_in_c_as_in_python(field_value: Callable[[bytes],
 
 
 def _value_mutants(line: bytes, rng: random.Random, count: int) -> list[bytes]:
-    mutants = []
+    found = []
     for _ in range(count):
         at = rng.randrange(len(line) + 1)
         if rng.randrange(4):
-            mutants.append(line[:at] + rng.choice(VALUE_INSERTS) + line[at:])
+            found.append(line[:at] + rng.choice(VALUE_INSERTS) + line[at:])
         else:
-            mutants.append(line[:at] + line[at + 1 :])
-    return mutants
+            found.append(line[:at] + line[at + 1 :])
+    return found
 
 
 def test_a_value_of_a_bytes_subclass_is_read_as_python_reads_it(
