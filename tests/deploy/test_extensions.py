@@ -35,11 +35,12 @@ def test_the_hot_path_is_compiled_but_the_exceptions_services_subclass() -> None
     assert all((ROOT / name).is_file() for name in names)
 
 
-def test_the_c_scan_is_built_with_them_as_a_module_of_its_own() -> None:
-    """`_scan.c` becomes `shared.sip._scan`, recorded in the manifest with its hash like a
-    compiled source (an edited one leaves the whole build unused)."""
-    assert "shared/sip/_scan.c" in builder.sources()
+def test_the_c_modules_are_built_with_them_as_modules_of_their_own() -> None:
+    """`_scan.c` becomes `shared.sip._scan` (and `_uri.c` `shared.sip._uri`), recorded in the
+    manifest with its hash like a compiled source (an edited one leaves the whole build unused)."""
+    assert {"shared/sip/_scan.c", "shared/sip/_uri.c"} <= set(builder.sources())
     assert builder.module_of("shared/sip/_scan.c") == "shared.sip._scan"
+    assert builder.module_of("shared/sip/_uri.c") == "shared.sip._uri"
     build = builder.manifest_for(["shared/sip/_scan.c"])
     assert build.modules["shared.sip._scan"][:2] == (
         f"shared/sip/_scan{interpreter()}",

@@ -1,0 +1,18 @@
+"""The SIP URI reader in C (`_uri.c`), present only in the compiled build."""
+
+def sip_uri(
+    text: str, /
+) -> (
+    tuple[
+        str,
+        str | None,
+        str | None,
+        int | None,
+        tuple[tuple[str, str | None], ...],
+        tuple[tuple[str, str], ...],
+        str,
+    ]
+    | None
+):
+    """A plain `sip:`/`sips:` URI's `SipUri` arguments (host, user, password, port, params,
+    headers, scheme), or None: `uri.parse_uri` reads it instead."""

@@ -1,0 +1,191 @@
+"""The C URI reader (`shared/sip/_uri.c`) against the Python one (`uri._read_uri`).
+
+Whatever SIP URI the C reader reads must come out exactly as the Python reader reads it, and
+what it does not read is left to Python (None). Both passes of the suite run these tests:
+the pure pass loads the C module from the build's file or compiles it
+(`tests/shared/sip/accelerators.py`), so it compares the C with the interpreted Python.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from shared.sip import uri
+from shared.sip.errors import SipParseError
+from shared.sip.uri import SipUri, SipUriParts
+from tests.shared.sip.accelerators import load, mutants
+from tests.shared.sip.torture import DATA
+
+SipUriReader = Callable[[str], SipUriParts | None]
+SOURCE = "shared/sip/_uri.c"
+
+
+@pytest.fixture(scope="module")
+def sip_uri() -> SipUriReader:
+    reader: SipUriReader = load(SOURCE).sip_uri
+    return reader
+
+
+def read_by_python(text: str) -> object:
+    """What `_read_uri` makes of `text`: the URI's fields and text, or its refusal."""
+    try:
+        read = uri._read_uri(text)
+    except SipParseError as error:
+        return ("refused", str(error))
+    if not isinstance(read, SipUri):
+        return ("not sip", type(read).__name__)
+    return _fields(read)
+
+
+def read_by_c(reader: SipUriReader, text: str) -> object | None:
+    parts = reader(text)
+    return None if parts is None else _fields(SipUri(*parts))
+
+
+def _fields(read: SipUri) -> tuple[object, ...]:
+    """Every field with its type (a port of 5060 and one of "5060" must not pass as the same)."""
+    fields = (read.scheme, read.user, read.password, read.host, read.port, read.params)
+    return (*fields, read.headers, tuple(map(type, fields)), str(read))
+
+
+URI_IN_TEXT = re.compile(r"(?i)(?:sips?|tel|mailto|http)s?:[^\s<>\"]+")
+
+
+def _corpus() -> list[str]:
+    """Every URI-like text in the torture messages (RFC 4475, RFC 5118), and the usual ones."""
+    found: set[str] = set()
+    for path in [*(DATA / "rfc4475").glob("*.dat"), *(DATA / "rfc5118").rglob("*")]:
+        if path.is_file():
+            found.update(URI_IN_TEXT.findall(path.read_bytes().decode("utf-8", "replace")))
+    return sorted(found) + USUAL
+
+
+USUAL = [
+    "sip:+14075551234@127.0.0.1:15071",
+    "sip:14075551234@edge.example.com;user=phone",
+    "sip:127.0.0.1:15062;lr;cm-rr=aXk.1234;transport=udp",
+    "SIP:alice@atlanta.com;Transport=TCP;LR",
+    "sips:bob:secret@biloxi.example.com:5061;maddr=10.0.0.1;ttl=0;novalue=",
+    "sip:host;a=b=c;flag;x=",
+    "sip:user;tag=x@host",
+    "sip:a:@host",
+    "sip:registrar.example.net",
+    "sip:host_with-chars.example:0",
+    "sip:host:00005",
+]
+
+INSERTS = ("@", ":", ";", "=", "?", "%", "%41", "[", "]", " ", "\t", "\x00", "\x7f", "é", "A", "")
+
+
+def test_the_c_reader_reads_every_uri_it_takes_as_python_does(sip_uri: SipUriReader) -> None:
+    """Every URI of the torture corpus and the usual ones, and 60 random mutants of each: the
+    C reader agrees with Python (or leaves the text to it), and it takes a good share."""
+    rng = random.Random(3261)
+    taken = compared = 0
+    for original in _corpus():
+        for text in [original, *mutants(original, INSERTS, rng, 60)]:
+            by_c = read_by_c(sip_uri, text)
+            compared += 1
+            if by_c is not None:
+                taken += 1
+                assert by_c == read_by_python(text), text
+    assert compared > 5000
+    assert taken > compared // 5
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        (
+            "sip:+14075551234@127.0.0.1:15071",
+            ("127.0.0.1", "+14075551234", None, 15071, (), (), "sip"),
+        ),
+        (
+            "SIPS:bob:@Biloxi.example.com;LR;Transport=TCP;x=A=b",
+            (
+                "Biloxi.example.com",
+                "bob",
+                "",
+                None,
+                (("lr", None), ("transport", "TCP"), ("x", "A=b")),
+                (),
+                "sips",
+            ),
+        ),
+        ("sip:host:65535;n=", ("host", None, None, 65535, (("n", ""),), (), "sip")),
+    ],
+)
+def test_a_plain_uri_is_read_in_c_into_the_sip_uris_arguments(
+    sip_uri: SipUriReader, text: str, parts: SipUriParts
+) -> None:
+    assert sip_uri(text) == parts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "sip:",
+        "sip:[::1]:5060",  # an IPv6 reference
+        "sip:alice%40home@host",  # an escape
+        "sip:host?subject=hi",  # URI headers
+        "tel:+14075551234",
+        "mailto:a@b",
+        "sipx:host",
+        "sip:host;",  # a parameter without a name
+        "sip:host;=x",
+        "sip:@host",  # an empty user
+        "sip:host:",  # an empty port
+        "sip:host:123456",
+        "sip:host:65536",
+        "sip:host:5o60",
+        "sip:ho st",
+        "sip:ho\tst",
+        "sip:hostä",
+        "sip:host\x7f",
+        "sip:ho/st",
+        "sip:;lr",
+    ],
+)
+def test_what_is_not_plain_is_left_to_python(sip_uri: SipUriReader, text: str) -> None:
+    assert sip_uri(text) is None
+
+
+def test_a_str_subclass_is_left_to_python(sip_uri: SipUriReader) -> None:
+    class Text(str):
+        pass
+
+    assert sip_uri(Text("sip:host")) is None
+
+
+@pytest.mark.parametrize("argument", [b"sip:host", None, 5])
+def test_a_wrong_argument_is_a_type_error(sip_uri: SipUriReader, argument: object) -> None:
+    with pytest.raises(TypeError):
+        sip_uri(argument)  # type: ignore[arg-type]
+
+
+def test_the_reader_keeps_no_reference_it_should_not(sip_uri: SipUriReader) -> None:
+    """Read, refused and left, a thousand times: the text and the shared scheme and empty
+    headers keep their counts (a leak in C would show in them)."""
+    plain, odd, bad = "sip:u:p@host:5060;lr;x=y", "sip:[::1]", "sip:host;"
+    scheme = sip_uri(plain)
+    assert scheme is not None
+    shared = scheme[6], scheme[5]
+    del scheme
+    before = [sys.getrefcount(item) for item in (plain, odd, bad, *shared)]
+    for _ in range(1000):
+        sip_uri(plain)
+        sip_uri(odd)
+        sip_uri(bad)
+    assert [sys.getrefcount(item) for item in (plain, odd, bad, *shared)] == before
+
+
+def test_parse_uri_uses_it_in_the_compiled_build_only() -> None:
+    from shared.extensions import STATE
+
+    assert (uri.SIP_URI is not None) == STATE.startswith("compiled")
