@@ -9,6 +9,7 @@ so it compares the C with the interpreted Python.
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 from collections.abc import Callable
@@ -121,6 +122,19 @@ def test_the_scan_frames_every_message_it_takes_as_the_readers_do(scan: Scan) ->
                     assert by_c == by_python, (data, stream)
     assert compared > 6000
     assert taken > compared // 4
+
+
+def test_parse_message_through_the_scan_frames_as_the_readers_do(
+    scan: Scan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`parse_message`'s own use of the scan, in both passes: pure Python is given the C scan
+    here (compiled, it has it already), so a slip in how it hands the scan's parts on fails
+    here, not only in the compiled build (mutation testing runs pure Python)."""
+    monkeypatch.setattr(_readers, "SCAN", scan)
+    for data in _corpus():
+        for stream in (False, True):
+            parsed = functools.partial(_readers.parse_message, data, stream=stream)
+            assert _shape(parsed) == framed_by_python(data, stream), (data, stream)
 
 
 def test_a_plain_request_is_framed_in_c_with_its_content_length(scan: Scan) -> None:

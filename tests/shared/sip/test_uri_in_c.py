@@ -33,8 +33,12 @@ def sip_uri() -> SipUriReader:
 
 def read_by_python(text: str) -> object:
     """What `_read_uri` makes of `text`: the URI's fields and text, or its refusal."""
+    return read_by(uri._read_uri, text)
+
+
+def read_by(reader: Callable[[str], uri.Uri], text: str) -> object:
     try:
-        read = uri._read_uri(text)
+        read = reader(text)
     except SipParseError as error:
         return ("refused", str(error))
     if not isinstance(read, SipUri):
@@ -96,6 +100,17 @@ def test_the_c_reader_reads_every_uri_it_takes_as_python_does(sip_uri: SipUriRea
                 assert by_c == read_by_python(text), text
     assert compared > 5000
     assert taken > compared // 5
+
+
+def test_parse_uri_through_the_c_reader_reads_as_python_does(
+    sip_uri: SipUriReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`parse_uri`'s own use of the C reader, in both passes: pure Python is given it here
+    (compiled, it has it already), so a slip in how its parts become a `SipUri` fails here,
+    not only in the compiled build (mutation testing runs pure Python)."""
+    monkeypatch.setattr(uri, "SIP_URI", sip_uri)
+    for text in _corpus():
+        assert read_by(uri.parse_uri, text) == read_by(uri._read_uri, text), text
 
 
 @pytest.mark.parametrize(
