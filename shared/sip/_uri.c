@@ -1,21 +1,27 @@
-/* The SIP URI reader in C: the parts of a plain `sip:`/`sips:` URI in one pass.
+/* The SIP URI and Via readers in C: the parts of a plain `sip:`/`sips:` URI, or of a plain
+ * via-parm, in one pass (a Via's sent-by and parameters are a URI's host, port and parameters).
  *
  * `shared/sip/uri.py` reads a URI by a printability check, a scheme match, partitions at
  * `@`, `?`, `;` and `:`, a character-set test of the host, a port check and a split and a
  * partition per parameter, each through a Python call (~8,500 instructions a URI, compiled;
- * a proxied call reads about eleven).  This module does the same for the common case in one
- * walk, and answers None for anything else, which `parse_uri` then reads in Python as before
- * (and refuses with its precise errors): the two never disagree on a URI this one reads
- * (tests/shared/sip/test_uri_in_c.py compares them), and `uri.py` stays the one definition
- * of what is accepted.
+ * a proxied call reads about eleven); `shared/sip/via.py` reads a Via much the same way
+ * (~11,000, five a call).  This module does the same for the common case in one walk, and
+ * answers None for anything else, which `parse_uri` and `parse_via` then read in Python as
+ * before (and refuse with their precise errors): the two never disagree on a value this one
+ * reads (tests/shared/sip/test_uri_in_c.py compares them), and `uri.py` and `via.py` stay the
+ * one definition of what is accepted.
  *
  * A plain URI: an exact str of printable ASCII without a space, `%` (an escape) or `?` (URI
  * headers); scheme `sip` or `sips` in any case; a user part (with or without a password)
  * that is not empty when there is an `@`; a host of letters, digits, `-`, `.` and `_` (no
  * IPv6 reference); a port of 1 to 5 digits up to 65535; parameters with a name each.
  *
+ * A plain via-parm: `SIP/2.0/` then a transport of letters and digits, one space, and a
+ * sent-by (a host and port as in a plain URI), then parameters each with a name and, after an
+ * `=`, a value that is not empty; printable ASCII with no other space, no comma and no quote.
+ *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
- * build) leaves it out and `parse_uri` reads every URI in Python.
+ * build) leaves it out and `parse_uri` and `parse_via` read every value in Python.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -35,13 +41,14 @@ static PyObject *text_of(const char *start, const char *end) {
     return PyUnicode_FromStringAndSize(start, end - start); /* ASCII: no decoding work */
 }
 
-/* `name` lower-cased (ASCII), as `str.lower()` gives it for ASCII text. */
-static PyObject *lower_text_of(const char *start, const char *end) {
+/* `start`..`end` with each letter from `first` to `last` moved by `shift` (ASCII): `str.lower()`
+ * is ('A', 'Z', 32), `str.upper()` ('a', 'z', -32) for ASCII text. */
+static PyObject *recased(const char *start, const char *end, char first, char last, int shift) {
     PyObject *text = PyUnicode_New(end - start, 127);
     if (text == NULL) return NULL;
     Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
     for (const char *c = start; c < end; c++) {
-        *out++ = (Py_UCS1)(*c >= 'A' && *c <= 'Z' ? *c + ('a' - 'A') : *c);
+        *out++ = (Py_UCS1)(*c >= first && *c <= last ? *c + shift : *c);
     }
     return text;
 }
@@ -57,10 +64,11 @@ static long port_of(const char *start, const char *end) {
     return port > 65535 ? -1 : port;
 }
 
-/* The parameters of `start`..`end` (what follows the first `;`), as `_uri_params` reads
- * them: ((name lower-cased, value or None), ...); Py_None when one has no name (the Python
- * reader's error), NULL on a Python error. */
-static PyObject *params_of(const char *start, const char *end) {
+/* The parameters of `start`..`end` (what follows the first `;`), as `_uri_params` (and, with
+ * `empty_value_refused`, `params._parse_plain`) reads them: ((name lower-cased, value or
+ * None), ...); Py_None when one has no name or a refused empty value (the Python reader's
+ * error), NULL on a Python error. */
+static PyObject *params_of(const char *start, const char *end, int empty_value_refused) {
     Py_ssize_t count = 1;
     for (const char *c = start; c < end; c++) count += *c == ';';
     PyObject *params = PyTuple_New(count);
@@ -70,11 +78,11 @@ static PyObject *params_of(const char *start, const char *end) {
         if (piece_end == NULL) piece_end = end;
         const char *eq = memchr(start, '=', (size_t)(piece_end - start));
         const char *name_end = eq == NULL ? piece_end : eq;
-        if (name_end == start) {
+        if (name_end == start || (empty_value_refused && eq != NULL && eq + 1 == piece_end)) {
             Py_DECREF(params);
             Py_RETURN_NONE;
         }
-        PyObject *name = lower_text_of(start, name_end);
+        PyObject *name = recased(start, name_end, 'A', 'Z', 'a' - 'A');
         PyObject *value = name == NULL ? NULL : eq == NULL ? Py_NewRef(Py_None)
                                                             : text_of(eq + 1, piece_end);
         PyObject *pair = value == NULL ? NULL : PyTuple_Pack(2, name, value);
@@ -88,6 +96,24 @@ static PyObject *params_of(const char *start, const char *end) {
         start = piece_end + 1;
     }
     return params;
+}
+
+#define NO_PORT (-1)
+#define NOT_PLAIN (-2)
+
+/* The port of the host and port `start`..`end` as `uri.split_host_port` splits it (NO_PORT:
+ * none), the host ending at `*host_end`; NOT_PLAIN for an empty host, a character a host
+ * name does not have (an IPv6 reference too: Python reads it) or a bad port. */
+static long host_port(const char *start, const char *end, const char **host_end) {
+    const char *colon = memchr(start, ':', (size_t)(end - start));
+    *host_end = colon == NULL ? end : colon;
+    if (*host_end == start) return NOT_PLAIN;
+    for (const char *c = start; c < *host_end; c++) {
+        if (!is_host_char(*c)) return NOT_PLAIN;
+    }
+    if (colon == NULL) return NO_PORT;
+    long port = port_of(colon + 1, end);
+    return port < 0 ? NOT_PLAIN : port;
 }
 
 /* The scheme's length and object when `text` starts `sip:` or `sips:` (any case), else 0. */
@@ -105,18 +131,30 @@ static Py_ssize_t scheme_of(const char *text, Py_ssize_t size, PyObject **scheme
     return 0;
 }
 
+/* The characters of `arg` when it is an exact str of ASCII; NULL when it is not (a reader
+ * leaves it to Python), with a TypeError set when it is no str at all (`call` says what is). */
+static const char *ascii_of(PyObject *arg, const char *call, Py_ssize_t *size) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, call);
+        return NULL;
+    }
+    /* PyUnicode_READY: a str built by the deprecated C API is not ready to be read on 3.11
+     * (-1 and a MemoryError when it cannot be made so; a no-op from 3.12). */
+    if (!PyUnicode_CheckExact(arg) || PyUnicode_READY(arg) < 0 || !PyUnicode_IS_ASCII(arg)) {
+        return NULL;
+    }
+    *size = PyUnicode_GET_LENGTH(arg);
+    return (const char *)PyUnicode_1BYTE_DATA(arg);
+}
+
 /* sip_uri(text) -> (host, user, password, port, params, headers, scheme) | None: the
  * arguments of `SipUri` for a plain URI, exactly as `uri.parse_uri` reads it; None for any
  * other text (the Python reader's, to read or to refuse). */
 static PyObject *sip_uri(PyObject *module, PyObject *arg) {
     (void)module;
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "sip_uri(text: str)");
-        return NULL;
-    }
-    if (!PyUnicode_CheckExact(arg) || !PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
-    const char *text = (const char *)PyUnicode_1BYTE_DATA(arg);
-    Py_ssize_t size = PyUnicode_GET_LENGTH(arg);
+    Py_ssize_t size;
+    const char *text = ascii_of(arg, "sip_uri(text: str)", &size);
+    if (text == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     for (Py_ssize_t i = 0; i < size; i++) {
         char c = text[i];
         if (c <= ' ' || c > '~' || c == '%' || c == '?') Py_RETURN_NONE;
@@ -140,21 +178,16 @@ static PyObject *sip_uri(PyObject *module, PyObject *arg) {
     }
     const char *semicolon = memchr(rest, ';', (size_t)(end - rest));
     const char *host_end = semicolon == NULL ? end : semicolon;
-    const char *port_colon = memchr(rest, ':', (size_t)(host_end - rest));
-    const char *host_last = port_colon == NULL ? host_end : port_colon;
-    if (host_last == rest) Py_RETURN_NONE;
-    for (const char *c = rest; c < host_last; c++) {
-        if (!is_host_char(*c)) Py_RETURN_NONE; /* an IPv6 reference too: Python reads it */
-    }
-    long port = port_colon == NULL ? 0 : port_of(port_colon + 1, host_end);
-    if (port < 0) Py_RETURN_NONE;
-    PyObject *params = semicolon == NULL ? PyTuple_New(0) : params_of(semicolon + 1, end);
+    const char *host_last;
+    long port = host_port(rest, host_end, &host_last);
+    if (port == NOT_PLAIN) Py_RETURN_NONE;
+    PyObject *params = semicolon == NULL ? PyTuple_New(0) : params_of(semicolon + 1, end, 0);
     if (params == NULL || params == Py_None) return params;
     PyObject *host = text_of(rest, host_last);
     PyObject *user_text = user == NULL ? Py_NewRef(Py_None) : text_of(user, user_end);
     PyObject *password_text =
         password == NULL ? Py_NewRef(Py_None) : text_of(password, password_end);
-    PyObject *port_number = port_colon == NULL ? Py_NewRef(Py_None) : PyLong_FromLong(port);
+    PyObject *port_number = port == NO_PORT ? Py_NewRef(Py_None) : PyLong_FromLong(port);
     PyObject *parts = NULL;
     if (host != NULL && user_text != NULL && password_text != NULL && port_number != NULL) {
         parts = PyTuple_Pack(
@@ -169,15 +202,66 @@ static PyObject *sip_uri(PyObject *module, PyObject *arg) {
     return parts;
 }
 
+static int is_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* sip_via(text) -> (transport, host, port, params) | None: the arguments of `Via` (its
+ * protocol SIP/2.0) for a plain via-parm, exactly as `via.parse_via` reads it; None for any
+ * other text (the Python reader's, to read or to refuse). */
+static PyObject *sip_via(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_ssize_t size;
+    const char *text = ascii_of(arg, "sip_via(text: str)", &size);
+    if (text == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    const char *end = text + size, *space = NULL;
+    if (size < 8 || memcmp(text, "SIP/2.0/", 8) != 0) Py_RETURN_NONE;
+    for (const char *c = text; c < end; c++) {
+        if (*c == ' ' && space == NULL) {
+            space = c;
+            continue;
+        }
+        if (*c <= ' ' || *c > '~' || *c == ',' || *c == '"') Py_RETURN_NONE;
+    }
+    const char *transport = text + 8;
+    if (space == NULL || space == transport) Py_RETURN_NONE;
+    for (const char *c = transport; c < space; c++) {
+        if (!is_alnum(*c)) Py_RETURN_NONE;
+    }
+    const char *sent_by = space + 1;
+    const char *semicolon = memchr(sent_by, ';', (size_t)(end - sent_by));
+    if (memchr(transport, ';', (size_t)(space - transport)) != NULL) Py_RETURN_NONE;
+    const char *sent_by_end = semicolon == NULL ? end : semicolon, *host_end;
+    long port = host_port(sent_by, sent_by_end, &host_end);
+    if (port == NOT_PLAIN) Py_RETURN_NONE;
+    PyObject *params = semicolon == NULL ? PyTuple_New(0) : params_of(semicolon + 1, end, 1);
+    if (params == NULL || params == Py_None) return params;
+    PyObject *transport_text = recased(transport, space, 'a', 'z', 'A' - 'a');
+    PyObject *host = text_of(sent_by, host_end);
+    PyObject *port_number = port == NO_PORT ? Py_NewRef(Py_None) : PyLong_FromLong(port);
+    PyObject *parts = NULL;
+    if (transport_text != NULL && host != NULL && port_number != NULL) {
+        parts = PyTuple_Pack(4, transport_text, host, port_number, params);
+    }
+    Py_XDECREF(transport_text);
+    Py_XDECREF(host);
+    Py_XDECREF(port_number);
+    Py_DECREF(params);
+    return parts;
+}
+
 static PyMethodDef methods[] = {
     {"sip_uri", sip_uri, METH_O,
      "A plain SIP URI's SipUri arguments (host, user, password, port, params, headers, "
      "scheme), or None for uri.parse_uri to read."},
+    {"sip_via", sip_via, METH_O,
+     "A plain via-parm's Via arguments (transport, host, port, params), or None for "
+     "via.parse_via to read."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "shared.sip._uri", "The SIP URI reader in C (see _uri.c).", -1,
+    PyModuleDef_HEAD_INIT, "shared.sip._uri", "The SIP URI and Via readers in C (see _uri.c).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

@@ -1,4 +1,4 @@
-"""The SIP URI reader in C (`_uri.c`), present only in the compiled build."""
+"""The SIP URI and Via readers in C (`_uri.c`), present only in the compiled build."""
 
 def sip_uri(
     text: str, /
@@ -16,3 +16,7 @@ def sip_uri(
 ):
     """A plain `sip:`/`sips:` URI's `SipUri` arguments (host, user, password, port, params,
     headers, scheme), or None: `uri.parse_uri` reads it instead."""
+
+def sip_via(text: str, /) -> tuple[str, str, int | None, tuple[tuple[str, str | None], ...]] | None:
+    """A plain via-parm's `Via` arguments (transport, host, port, params; its protocol SIP/2.0),
+    or None: `via.parse_via` reads it instead."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Final
 from urllib.parse import quote, unquote
 
@@ -169,16 +170,19 @@ SipUriParts = tuple[
 """`SipUri`'s arguments in order, as the C reader gives them."""
 
 
-def _accelerator() -> Callable[[str], SipUriParts | None] | None:
-    """The C reader (`_uri.c`) if this process loaded the compiled build, else None."""
+def _accelerator() -> ModuleType | None:
+    """The C readers of URIs and Vias (`_uri.c`) if this process loaded the compiled build."""
     try:
-        from shared.sip._uri import sip_uri
+        from shared.sip import _uri
     except ImportError:
         return None
-    return sip_uri
+    return _uri
 
 
-SIP_URI: Final = _accelerator()
+C_READERS: Final = _accelerator()
+SIP_URI: Final[Callable[[str], SipUriParts | None] | None] = (
+    None if C_READERS is None else C_READERS.sip_uri
+)
 
 
 def parse_uri(text: str) -> Uri:

@@ -7,13 +7,14 @@ compact form.  Unknown transports are kept (RFC 4475 §3.1.1.10).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
 from shared.sip.errors import SipParseError
 from shared.sip.headers import TOKEN_CHARS, split_commas
 from shared.sip.params import Params, format_params, param_value, parse_params, with_param
-from shared.sip.uri import parse_port, split_host_port
+from shared.sip.uri import C_READERS, parse_port, split_host_port
 
 _SIP_2_0: Final = "SIP/2.0"
 _TRANSPORTS: Final = frozenset({"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls"})
@@ -97,12 +98,33 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
 
 
+ViaParts = tuple[str, str, int | None, Params]
+"""`Via`'s arguments but its protocol (SIP/2.0), as the C reader gives them."""
+
+SIP_VIA: Final[Callable[[str], ViaParts | None] | None] = (
+    None if C_READERS is None else C_READERS.sip_via
+)
+"""The C reader of a plain via-parm (`_uri.c`) in the compiled build, else None."""
+
+
 def parse_via(text: str) -> Via:
     """Parse exactly one via-parm (no commas outside quoted parameter values).
 
     `ttl` and `rport` values are checked when read (the properties raise),
-    which `Message.validate` does; the hot path reads neither.
+    which `Message.validate` does; the hot path reads neither.  A plain one is read by the C
+    reader when the compiled build has it, any other by `_read_via`, which stays the one
+    definition of what is accepted.
     """
+    if SIP_VIA is not None:
+        parts = SIP_VIA(text)
+        if parts is not None:
+            transport, host, port, params = parts
+            return Via(transport, host, port, params)
+    return _read_via(text)
+
+
+def _read_via(text: str) -> Via:
+    """The Python reading of a via-parm: every one the C reader leaves, and all without it."""
     head, semicolon, param_text = text.partition(";")
     pieces = head.split("/", 2)
     if len(pieces) != 3:

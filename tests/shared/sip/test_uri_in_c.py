@@ -1,8 +1,9 @@
-"""The C URI reader (`shared/sip/_uri.c`) against the Python one (`uri._read_uri`).
+"""The C URI and Via readers (`shared/sip/_uri.c`) against the Python ones (`uri._read_uri`,
+`via._read_via`).
 
-Whatever SIP URI the C reader reads must come out exactly as the Python reader reads it, and
-what it does not read is left to Python (None). Both passes of the suite run these tests:
-the pure pass loads the C module from the build's file or compiles it
+Whatever SIP URI or via-parm the C readers read must come out exactly as the Python readers
+read it, and what they do not read is left to Python (None). Both passes of the suite run
+these tests: the pure pass loads the C module from the build's file or compiles it
 (`tests/shared/sip/accelerators.py`), so it compares the C with the interpreted Python.
 """
 
@@ -15,13 +16,16 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.sip import uri
+from shared.sip import uri, via
 from shared.sip.errors import SipParseError
+from shared.sip.headers import split_commas
 from shared.sip.uri import SipUri, SipUriParts
+from shared.sip.via import Via, ViaParts
 from tests.shared.sip.accelerators import load, mutants
 from tests.shared.sip.torture import DATA
 
 SipUriReader = Callable[[str], SipUriParts | None]
+ViaReader = Callable[[str], ViaParts | None]
 SOURCE = "shared/sip/_uri.c"
 
 
@@ -89,17 +93,32 @@ INSERTS = ("@", ":", ";", "=", "?", "%", "%41", "[", "]", " ", "\t", "\x00", "\x
 def test_the_c_reader_reads_every_uri_it_takes_as_python_does(sip_uri: SipUriReader) -> None:
     """Every URI of the torture corpus and the usual ones, and 60 random mutants of each: the
     C reader agrees with Python (or leaves the text to it), and it takes a good share."""
-    rng = random.Random(3261)
-    taken = compared = 0
-    for original in _corpus():
-        for text in [original, *mutants(original, INSERTS, rng, 60)]:
-            by_c = read_by_c(sip_uri, text)
-            compared += 1
-            if by_c is not None:
-                taken += 1
-                assert by_c == read_by_python(text), text
+    compared, taken = compare_readers(
+        _corpus(), INSERTS, 3261, lambda text: read_by_c(sip_uri, text), read_by_python
+    )
     assert compared > 5000
     assert taken > compared // 5
+
+
+def compare_readers(
+    corpus: list[str],
+    inserts: tuple[str, ...],
+    seed: int,
+    by_c: Callable[[str], object | None],
+    by_python: Callable[[str], object],
+) -> tuple[int, int]:
+    """Every text of `corpus` and 60 random mutants of each through both readers, asserting
+    that they agree on each text C reads: how many were compared, and how many C read."""
+    rng = random.Random(seed)
+    taken = compared = 0
+    for original in corpus:
+        for text in [original, *mutants(original, inserts, rng, 60)]:
+            read = by_c(text)
+            compared += 1
+            if read is not None:
+                taken += 1
+                assert read == by_python(text), text
+    return compared, taken
 
 
 def test_parse_uri_through_the_c_reader_reads_as_python_does(
@@ -204,3 +223,138 @@ def test_parse_uri_uses_it_in_the_compiled_build_only() -> None:
     from shared.extensions import STATE
 
     assert (uri.SIP_URI is not None) == STATE.startswith("compiled")
+    assert (via.SIP_VIA is not None) == STATE.startswith("compiled")
+
+
+# ----- Vias ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sip_via() -> ViaReader:
+    reader: ViaReader = load(SOURCE).sip_via
+    return reader
+
+
+def via_read_by(reader: Callable[[str], Via], text: str) -> object:
+    """What `reader` makes of `text`: the Via's fields, their types and its text, or its refusal."""
+    try:
+        read = reader(text)
+    except SipParseError as error:
+        return ("refused", str(error))
+    fields = (read.protocol, read.transport, read.host, read.port, read.params)
+    return (*fields, tuple(map(type, fields)), str(read))
+
+
+def via_read_by_c(reader: ViaReader, text: str) -> object | None:
+    parts = reader(text)
+    return None if parts is None else via_read_by(lambda _text: Via(*parts), text)
+
+
+VIA_LINE = re.compile(r"(?im)^(?:via|v)[ \t]*:(.*(?:\r?\n[ \t].*)*)")
+
+
+def _via_corpus() -> list[str]:
+    """Every via-parm of the torture messages (RFC 4475, RFC 5118), and the usual ones."""
+    found: set[str] = set()
+    for path in [*(DATA / "rfc4475").glob("*.dat"), *(DATA / "rfc5118").rglob("*")]:
+        if path.is_file():
+            text = path.read_bytes().decode("utf-8", "replace")
+            for value in VIA_LINE.findall(text):
+                found.update(part.strip() for part in split_commas(" ".join(value.split())))
+    return sorted(found) + USUAL_VIAS
+
+
+USUAL_VIAS = [
+    "SIP/2.0/UDP 127.0.0.1:15080;branch=z9hG4bK-1-2;rport",
+    "SIP/2.0/UDP 127.0.0.1:15062;branch=z9hG4bK.cm.abc;rport=15080;received=127.0.0.1",
+    "SIP/2.0/tcp pc33.atlanta.com;BRANCH=z9hG4bK776asdhds;TTL=1",
+    "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKnashds7",
+    "SIP/2.0/TLS host_1:0",
+    "SIP/2.0/UDP host:05060;x=a=b",
+]
+VIA_INSERTS = (" ", "  ", "\t", ",", '"', ";", "=", ":", "/", "[", "]", "%", "é", "\x7f", "A", "")
+
+
+def test_the_c_reader_reads_every_via_it_takes_as_python_does(sip_via: ViaReader) -> None:
+    """Every via-parm of the torture corpus and the usual ones, and 60 random mutants of each:
+    the C reader agrees with Python (or leaves the text to it), and it takes a good share."""
+    compared, taken = compare_readers(
+        _via_corpus(),
+        VIA_INSERTS,
+        3581,
+        lambda text: via_read_by_c(sip_via, text),
+        lambda text: via_read_by(via._read_via, text),
+    )
+    assert compared > 2000
+    assert taken > compared // 5
+
+
+def test_parse_via_through_the_c_reader_reads_as_python_does(
+    sip_via: ViaReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`parse_via`'s own use of the C reader, in both passes (see the URIs' test above)."""
+    monkeypatch.setattr(via, "SIP_VIA", sip_via)
+    for text in _via_corpus():
+        assert via_read_by(via.parse_via, text) == via_read_by(via._read_via, text), text
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        (
+            "SIP/2.0/udp 127.0.0.1:15080;Branch=z9hG4bK-1;rport",
+            ("UDP", "127.0.0.1", 15080, (("branch", "z9hG4bK-1"), ("rport", None))),
+        ),
+        ("SIP/2.0/WSS edge.example.com", ("WSS", "edge.example.com", None, ())),
+    ],
+)
+def test_a_plain_via_is_read_in_c_into_the_vias_arguments(
+    sip_via: ViaReader, text: str, parts: ViaParts
+) -> None:
+    assert sip_via(text) == parts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "SIP/2.0/UDP",
+        "SIP/2.0/UDP ",
+        "SIP/2.0 /UDP host",  # spaces around the slashes
+        "SIP/2.0/UDP  host",
+        "SIP/2.0/UDP host ;branch=x",
+        "SIP/2.0/UDP host;branch=a b",
+        "SIP/2.0/UDP\thost",
+        "SIP/3.0/UDP host",
+        "sip/2.0/UDP host",
+        "SIP/2.0/U-DP host",
+        "SIP/2.0/UDP [::1]:5060",
+        "SIP/2.0/UDP host:",
+        "SIP/2.0/UDP host:70000",
+        "SIP/2.0/UDP host;",
+        "SIP/2.0/UDP host;branch=",  # an empty value: a Via refuses it, a URI does not
+        "SIP/2.0/UDP host;=x",
+        'SIP/2.0/UDP host;x="a"',
+        "SIP/2.0/UDP host;branch=z9, SIP/2.0/UDP other",
+        "SIP/2.0/UDP hosté",
+        "SIP/2.0/UDP;branch=x host",
+    ],
+)
+def test_what_is_not_a_plain_via_is_left_to_python(sip_via: ViaReader, text: str) -> None:
+    assert sip_via(text) is None
+
+
+@pytest.mark.parametrize("argument", [b"SIP/2.0/UDP host", None])
+def test_a_wrong_via_argument_is_a_type_error(sip_via: ViaReader, argument: object) -> None:
+    with pytest.raises(TypeError):
+        sip_via(argument)  # type: ignore[arg-type]
+
+
+def test_the_via_reader_keeps_no_reference_it_should_not(sip_via: ViaReader) -> None:
+    plain, odd = "SIP/2.0/UDP host:5060;branch=z9;rport", "SIP/2.0/UDP [::1]"
+    before = sys.getrefcount(plain), sys.getrefcount(odd)
+    for _ in range(1000):
+        sip_via(plain)
+        sip_via(odd)
+        sip_via("SIP/2.0/UDP host;x=")
+    assert (sys.getrefcount(plain), sys.getrefcount(odd)) == before
