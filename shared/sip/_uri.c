@@ -230,7 +230,6 @@ static PyObject *sip_via(PyObject *module, PyObject *arg) {
     }
     const char *sent_by = space + 1;
     const char *semicolon = memchr(sent_by, ';', (size_t)(end - sent_by));
-    if (memchr(transport, ';', (size_t)(space - transport)) != NULL) Py_RETURN_NONE;
     const char *sent_by_end = semicolon == NULL ? end : semicolon, *host_end;
     long port = host_port(sent_by, sent_by_end, &host_end);
     if (port == NOT_PLAIN) Py_RETURN_NONE;
