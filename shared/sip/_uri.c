@@ -148,7 +148,7 @@ static const char *ascii_of(PyObject *arg, const char *call, Py_ssize_t *size) {
 }
 
 /* sip_uri(text) -> (host, user, password, port, params, headers, scheme) | None: the
- * arguments of `SipUri` for a plain URI, exactly as `uri.parse_uri` reads it; None for any
+ * arguments of `SipUri` for a plain URI, exactly as `uri._read_uri` reads it; None for any
  * other text (the Python reader's, to read or to refuse). */
 static PyObject *sip_uri(PyObject *module, PyObject *arg) {
     (void)module;
@@ -207,7 +207,7 @@ static int is_alnum(char c) {
 }
 
 /* sip_via(text) -> (transport, host, port, params) | None: the arguments of `Via` (its
- * protocol SIP/2.0) for a plain via-parm, exactly as `via.parse_via` reads it; None for any
+ * protocol SIP/2.0) for a plain via-parm, exactly as `via._read_via` reads it; None for any
  * other text (the Python reader's, to read or to refuse). */
 static PyObject *sip_via(PyObject *module, PyObject *arg) {
     (void)module;
@@ -265,9 +265,15 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__uri(void) {
-    sip_scheme = PyUnicode_InternFromString("sip");
-    sips_scheme = PyUnicode_InternFromString("sips");
-    no_headers = PyTuple_New(0);
-    if (sip_scheme == NULL || sips_scheme == NULL || no_headers == NULL) return NULL;
+    if (no_headers == NULL) { /* once: a second load (the tests' loader) keeps the first ones */
+        sip_scheme = PyUnicode_InternFromString("sip");
+        sips_scheme = PyUnicode_InternFromString("sips");
+        no_headers = sip_scheme == NULL || sips_scheme == NULL ? NULL : PyTuple_New(0);
+        if (no_headers == NULL) {
+            Py_CLEAR(sip_scheme);
+            Py_CLEAR(sips_scheme);
+            return NULL;
+        }
+    }
     return PyModule_Create(&module_def);
 }

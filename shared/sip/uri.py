@@ -183,6 +183,7 @@ C_READERS: Final = _accelerator()
 SIP_URI: Final[Callable[[str], SipUriParts | None] | None] = (
     None if C_READERS is None else C_READERS.sip_uri
 )
+"""The C reader of a plain SIP URI (`_uri.c`) in the compiled build, else None."""
 
 
 def parse_uri(text: str) -> Uri:
