@@ -5,13 +5,15 @@ callers, two at each edge: by the end of every full second after the first (the 
 warming up), counted from the gateway's trace timestamps of the INVITEs it received, the
 calls accepted since are 50 per second within ±10 % of one second's worth; the
 rest are refused with 503, Retry-After and a Reason naming the limit. The offer
-lasts ``CALLMESH_TEST_CPS_SECONDS`` (5 by default; the issue's 20 once by hand).
+lasts ``CALLMESH_TEST_CPS_SECONDS`` (5 by default; the issue's 20 once by hand), and is
+made again once when the edges admitted too few (`ATTEMPTS`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections import Counter
 from datetime import datetime
 from itertools import accumulate
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from deploy.labs.ports import free_port
-from tests.services.edge.support import Edge, sipp, wait_bound
+from tests.services.edge.support import Edge, Sipp, sipp, wait_bound
 from tests.services.edge.test_limits_wire import _workdirs, edge_settings, edges
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
@@ -30,6 +32,11 @@ __all__ = ["_workdirs", "edge_settings", "edges"]  # the fixtures of the concurr
 SECONDS = int(os.environ.get("CALLMESH_TEST_CPS_SECONDS", "5"))
 CPS = 50
 OFFERED = 200
+ATTEMPTS = 2
+"""Offers made at most. A second one is made only when the first admitted too few: on a
+loaded two-core machine (`make test` runs shards side by side) the edges can be starved for
+half a second, and a full bucket does not keep what it could not take (CI saw 54, 28, 50,
+29, 42). Too many admitted is never retried: that is the limit failing."""
 _STAMP = r"^-+ (\d{4}-\d\d-\d\d)\s+(\d\d:\d\d:\d\d\.\d+)\s*\n"
 _CALL = r"\s*\nINVITE [^\n]*\n(?:[^\n]+\n)*?Call-I[Dd]: (\S+)"
 _RECEIVED = re.compile(_STAMP + r"\S+ message received \[\d+\] bytes :" + _CALL, re.MULTILINE)
@@ -57,8 +64,42 @@ def test_a_peers_cps_holds_within_ten_percent_every_second_across_two_edges(
     first.route({"g": gw}, {"all": ("1", ["g"])})
     peer = {"addresses": ["127.0.0.1/32"], "trusted": True, "limits": {"max_cps": CPS}}
     second.wait_routed(first.put({"peers/pbx": peer}))
-    gateway = sipp(tmp_path, "gateway", gw, calls=CPS * SECONDS * 2)
+    gateway = sipp(tmp_path, "gateway", gw, calls=CPS * SECONDS * 2 * ATTEMPTS)
     wait_bound(gw)
+    for attempt in range(1, ATTEMPTS + 1):
+        offered, per_second, traces = _offer(edges, gateway, tmp_path)
+        # Neither the first second (the edges' first calls: connections, scripts and caches
+        # warming, the four callers starting one after another; a CI run at load 5 saw 28,
+        # then 52, 49, 45, 53) nor the last (the offer ends in it, stragglers after).
+        full = per_second[1 : SECONDS - 1]
+        # The premise first: SIPp kept offering (a machine starved of CPU cannot: then this
+        # says so, instead of blaming the limit).
+        assert min(offered[1 : SECONDS - 1]) >= OFFERED * 3 // 4, ("offer not kept", offered)
+        # Running totals, not each second alone: a call admitted at the end of one second and
+        # received by the gateway early in the next moves between those two on a busy machine
+        # (a CI run at load 17: 54 then 42), never the total.  Per second the total may stray
+        # by a tenth of one second's calls: twice the rate (two edges each counting alone)
+        # fails at once.
+        totals = list(accumulate(full))
+        over = any(total > CPS * n + CPS // 10 for n, total in enumerate(totals, 1))
+        under = any(total < CPS * n - CPS // 10 for n, total in enumerate(totals, 1))
+        if over or not under or attempt == ATTEMPTS:
+            break
+        time.sleep(1.5)  # the bucket full again, the attempt's calls ended
+    assert not (over or under), (attempt, per_second, offered)
+    refused = sum(trace.count("SIP/2.0 503 Service Unavailable") for trace in traces)
+    assert refused >= sum(offered) - sum(per_second), (refused, per_second)
+    assert all('text="calls per second limit of peer:pbx"' in trace for trace in traces)
+    assert all("Retry-After: 1" in trace for trace in traces)
+
+
+def _offer(
+    edges: tuple[Edge, Edge], gateway: Sipp, tmp_path: Path
+) -> tuple[list[int], list[int], list[str]]:
+    """`OFFERED` calls a second for `SECONDS`, a quarter by each caller, two at each edge:
+    the INVITEs offered and the gateway's received in each second, and the callers' traces."""
+    first, second = edges
+    seen = len(gateway.messages())
     each = OFFERED // 4
     args = ("-s", "14075551234", "-r", str(each), "-l", str(each))
     callers = [
@@ -70,24 +111,4 @@ def test_a_peers_cps_holds_within_ten_percent_every_second_across_two_edges(
         caller.wait(timeout=SECONDS + 60)
     traces = [caller.messages() for caller in callers]
     offered = invites_per_second("".join(traces), sent=True)
-    per_second = invites_per_second(gateway.messages())
-    # Neither the first second (the edges' first calls: connections, scripts and caches
-    # warming, the four callers starting one after another; a CI run at load 5 saw 28, then
-    # 52, 49, 45, 53) nor the last (the offer ends in it, stragglers after).
-    full = per_second[1 : SECONDS - 1]
-    # The premise first: SIPp kept offering (a machine starved of CPU cannot: then this
-    # says so, instead of blaming the limit).
-    assert min(offered[1 : SECONDS - 1]) >= OFFERED * 3 // 4, ("offer not kept", offered)
-    # Running totals, not each second alone: a call admitted at the end of one second and
-    # received by the gateway early in the next moves between those two on a busy machine
-    # (a CI run at load 17: 54 then 42), never the total.  Per second the total may stray by
-    # a tenth of one second's calls: twice the rate (two edges each counting alone) fails.
-    totals = list(accumulate(full))
-    assert all(abs(total - CPS * n) <= CPS // 10 for n, total in enumerate(totals, 1)), (
-        per_second,
-        offered,
-    )
-    refused = sum(trace.count("SIP/2.0 503 Service Unavailable") for trace in traces)
-    assert refused >= sum(offered) - sum(per_second), (refused, per_second)
-    assert all('text="calls per second limit of peer:pbx"' in trace for trace in traces)
-    assert all("Retry-After: 1" in trace for trace in traces)
+    return offered, invites_per_second(gateway.messages()[seen:]), traces
