@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from shared.sip._fields import value_of
+from shared.sip._keys import key_count, key_index
 from shared.sip.address import Address, is_wildcard, parse_address, tag_of
 from shared.sip.errors import SipParseError
 from shared.sip.headers import (
@@ -154,7 +155,7 @@ class ReadableMessage:
 
     def _first(self, key: str) -> str | None:
         try:
-            index = self._keys.index(key)
+            index = key_index(self._keys, key)
         except ValueError:
             return None
         value = value_of(self._lines[index])
@@ -170,13 +171,13 @@ class ReadableMessage:
         """The raw lines of header `name` as received, for copying verbatim (§8.2.6)."""
         key = header_key(name)
         keys = self._keys
-        count = keys.count(key)
+        count = key_count(keys, key)
         if count == 1:
-            return [self._lines[keys.index(key)]]
+            return [self._lines[key_index(keys, key)]]
         return [line for k, line in zip(keys, self._lines, strict=True) if k == key]
 
     def has_header(self, name: str) -> bool:
-        return header_key(name) in self._keys
+        return key_count(self._keys, header_key(name)) > 0
 
     def header_fields(self) -> list[tuple[str, str]]:
         """All header fields in order as (name as written, value); folds are unfolded."""
@@ -203,7 +204,7 @@ class ReadableMessage:
             keys = self._keys
             if top is None:
                 vias = list(map(parse_via, self._raw_values("via")))
-            elif keys.count("via") == 1 and self._lines[keys.index("via")].find(b",") < 0:
+            elif key_count(keys, "via") == 1 and self._lines[key_index(keys, "via")].find(b",") < 0:
                 vias = [top]  # one line of one hop (a phone's request): nothing to decode
             else:  # the top one parsed already (match, stamp): not again
                 vias = [top, *map(parse_via, self._raw_values("via")[1:])]
@@ -278,7 +279,7 @@ class ReadableMessage:
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards, or None when absent (RFC 2543 peers omit it)."""
-        if "max-forwards" not in self._keys:
+        if not key_count(self._keys, "max-forwards"):
             return None
         value = self._max_forwards
         if value is None:
@@ -336,14 +337,14 @@ class ReadableMessage:
         return self._body
 
     def _raw_values(self, key: str) -> list[str]:
-        # list.count/index scan the keys in C: most headers occur zero times or once,
-        # and lookups outnumber lines, so this beats a Python loop over every line.
+        # The keys are counted and searched in C (`_keys`): most headers occur zero times or
+        # once, and lookups outnumber lines, so this beats a Python loop over every line.
         keys = self._keys
-        count = keys.count(key)
+        count = key_count(keys, key)
         if not count:
             return []
         lines = self._lines
-        index = keys.index(key)
+        index = key_index(keys, key)
         value = value_of(lines[index])
         if count == 1:
             if key in LIST_HEADERS and "," in value:
@@ -351,14 +352,14 @@ class ReadableMessage:
             return [value]
         values = [value]
         for _ in range(count - 1):
-            index = keys.index(key, index + 1)
+            index = key_index(keys, key, index + 1)
             values.append(value_of(lines[index]))
         if key not in LIST_HEADERS:
             return values
         return [element for value in values for element in split_commas(value)]
 
     def _address_list(self, key: str) -> list[Address]:
-        if key not in self._keys:
+        if not key_count(self._keys, key):
             return []
         return [parse_address(raw) for raw in self._raw_values(key)]
 
@@ -394,5 +395,5 @@ class ReadableMessage:
         _ = (self.call_id, self.cseq, self.from_, self.to, self.max_forwards, self.vias)
 
     def _validate_date(self) -> None:
-        if "date" in self._keys:
+        if key_count(self._keys, "date"):
             parse_date(self._single("date"))

@@ -15,6 +15,8 @@
  * name the key memo (`headers.KEY_MEMO`) holds (so no fold: a continuation line starts with
  * a blank, which no memo name does), and at most one Content-Length, of 1 to 9 digits.
  *
+ * It also looks a header up in the keys it made (`key_index`, `key_count`, below).
+ *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and the readers frame every message in Python.
  */
@@ -254,12 +256,92 @@ static PyObject *field_value(PyObject *module, PyObject *line) {
     return text;
 }
 
+/* Looking a header up by key, as list.index and list.count answer.  Why: the model finds its
+ * headers in its list of keys (`_keys.key_index`) about a hundred times per call, and list.index
+ * compares every key before the one it finds through PyObject_RichCompare, about ninety
+ * instructions each.  A key the scan or `headers.header_key` gave is the memo's interned
+ * string, so the one found is the same object, and any other exact str with a cached hash
+ * that differs cannot be equal: two loads.  Anything else (no hash cached yet, a subclass)
+ * is compared as list.index compares it. */
+static int same_key(PyObject *item, PyObject *key, Py_hash_t hash) {
+    if (item == key) return 1;
+    if (hash != -1 && PyUnicode_CheckExact(item)) {
+        Py_hash_t other = ((PyASCIIObject *)item)->hash;
+        if (other != -1 && other != hash) return 0;
+    }
+    Py_INCREF(item); /* a subclass's __eq__ may change the list */
+    int same = PyObject_RichCompareBool(item, key, Py_EQ);
+    Py_DECREF(item);
+    return same;
+}
+
+/* The key's cached hash when the shortcut may use it (an exact str), else -1. */
+static Py_hash_t hash_of(PyObject *key) {
+    return PyUnicode_CheckExact(key) ? PyObject_Hash(key) : -1;
+}
+
+static int key_arguments(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t most,
+                         const char *usage) {
+    if (nargs < 2 || nargs > most || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    return 0;
+}
+
+/* key_index(keys, key, start=0) -> where `key` is first from `start` on (negative: from the
+ * end); ValueError when it is not there */
+static PyObject *key_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    const char *usage = "key_index(keys: list, key, start: int = 0)";
+    if (key_arguments(args, nargs, 3, usage) < 0) return NULL;
+    Py_ssize_t at = 0;
+    if (nargs == 3) {
+        at = PyNumber_AsSsize_t(args[2], NULL); /* clipped when huge, as list.index */
+        if (at == -1 && PyErr_Occurred()) return NULL;
+    }
+    PyObject *keys = args[0], *key = args[1];
+    if (at < 0) { /* from the end, as list.index counts it */
+        at += PyList_GET_SIZE(keys);
+        if (at < 0) at = 0;
+    }
+    Py_hash_t hash = hash_of(key);
+    if (hash == -1 && PyErr_Occurred()) return NULL;
+    for (; at < PyList_GET_SIZE(keys); at++) {
+        int same = same_key(PyList_GET_ITEM(keys, at), key, hash);
+        if (same < 0) return NULL;
+        if (same) return PyLong_FromSsize_t(at);
+    }
+    PyErr_SetNone(PyExc_ValueError); /* list.index's error, without its message to format */
+    return NULL;
+}
+
+/* key_count(keys, key) -> how many times `key` is in `keys` */
+static PyObject *key_count(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (key_arguments(args, nargs, 2, "key_count(keys: list, key)") < 0) return NULL;
+    PyObject *keys = args[0], *key = args[1];
+    Py_hash_t hash = hash_of(key);
+    if (hash == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t count = 0;
+    for (Py_ssize_t at = 0; at < PyList_GET_SIZE(keys); at++) {
+        int same = same_key(PyList_GET_ITEM(keys, at), key, hash);
+        if (same < 0) return NULL;
+        count += same;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef methods[] = {
     {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL,
      "Frame a plain message's head: (start, keys, lines, body_start, content_length) "
      "(-1: none), or None for the Python readers."},
     {"field_value", field_value, METH_O,
      "A raw header field line's value (folds unfolded, stripped, UTF-8), as _fields.read_value."},
+    {"key_index", (PyCFunction)(void (*)(void))key_index, METH_FASTCALL,
+     "Where a key is first in a list of keys from a start on, as list.index."},
+    {"key_count", (PyCFunction)(void (*)(void))key_count, METH_FASTCALL,
+     "How many times a key is in a list of keys, as list.count."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,3 +9,9 @@ def scan_head(
 def field_value(line: bytes, /) -> str:
     """A raw header field line's value, exactly as `_fields.read_value` reads it (folds
     unfolded, blanks stripped, UTF-8 or `SipParseError`)."""
+
+def key_index(keys: list[str], key: str, start: int = 0, /) -> int:
+    """Where `key` is first in `keys` from `start` on, else `ValueError`: `list.index`."""
+
+def key_count(keys: list[str], key: str, /) -> int:
+    """How many times `key` is in `keys`: `list.count`."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from shared.sip._fields import header_line, value_of
+from shared.sip._keys import key_count, key_index
 from shared.sip._model import ReadableMessage
 from shared.sip.address import Address
 from shared.sip.errors import SipError
@@ -41,7 +42,7 @@ class Message(ReadableMessage):
 
     def _insert_before_first(self, key: str, line: bytes) -> None:
         try:
-            index = self._keys.index(key)
+            index = key_index(self._keys, key)
         except ValueError:
             index = 0
         self._keys.insert(index, key)
@@ -50,7 +51,7 @@ class Message(ReadableMessage):
     def _pop_first_element(self, key: str) -> None:
         """Remove the first comma-separated element of the first `key` field."""
         try:
-            index = self._keys.index(key)
+            index = key_index(self._keys, key)
         except ValueError:
             return
         line = self._lines[index]
@@ -78,7 +79,7 @@ class Message(ReadableMessage):
         key = header_key(name)
         line = header_line(name, value)
         try:
-            index = self._keys.index(key)
+            index = key_index(self._keys, key)
         except ValueError:
             self._keys.append(key)
             self._lines.append(line)
@@ -139,7 +140,7 @@ class Message(ReadableMessage):
         Via already parsed is kept with its new parameters.  Anything else takes that way.
         """
         via = self.top_via
-        index = self._keys.index("via")
+        index = key_index(self._keys, "via")
         line = self._lines[index]
         spliced = _spliced_via(line, received, rport) if via.received is None else None
         if spliced is None:
@@ -189,7 +190,7 @@ class Message(ReadableMessage):
         value = current - 1
         line = b"Max-Forwards: %d" % value
         try:
-            self._lines[self._keys.index("max-forwards")] = line
+            self._lines[key_index(self._keys, "max-forwards")] = line
         except ValueError:
             self._keys.insert(0, "max-forwards")
             self._lines.insert(0, line)
@@ -231,7 +232,7 @@ class Message(ReadableMessage):
         wire = self._wire
         if wire is not None:
             return wire
-        if "content-length" not in self._keys:
+        if not key_count(self._keys, "content-length"):
             self._keys.append("content-length")
             self._lines.append(b"Content-Length: %d" % len(self._body))
         wire = b"\r\n".join([self._start, *self._lines, b"", self._body])
@@ -249,10 +250,10 @@ class Message(ReadableMessage):
 def _same_top_via(message: ReadableMessage, sent: ReadableMessage) -> Via | None:
     """`sent`'s parsed top Via when `message`'s top Via line is byte for byte the same."""
     known = sent._top_via
-    if known is None or "via" not in message._keys:
+    if known is None or not key_count(message._keys, "via"):
         return None
-    line = message._lines[message._keys.index("via")]
-    return known if line == sent._lines[sent._keys.index("via")] else None
+    line = message._lines[key_index(message._keys, "via")]
+    return known if line == sent._lines[key_index(sent._keys, "via")] else None
 
 
 def _spliced_via(line: bytes, received: str, rport: int | None) -> bytes | None:
