@@ -52,6 +52,9 @@ HOT = (
     "shared/routing_table/cache/health.py",
     "shared/routing_table/prefixes.py",
     "shared/routing_table/prefix_layout.py",
+    # Per call too: the gateway's number as it dials it, and whether its host needs DNS.
+    "shared/routing_table/compiled.py",
+    "shared/dns/locate.py",
     # HEP capture: every message an edge receives or sends passes these when capture is on.
     "services/edge/runtime/capture.py",
     "services/edge/runtime/trace_ring.py",

@@ -11,7 +11,8 @@ def field_value(line: bytes, /) -> str:
     unfolded, blanks stripped, UTF-8 or `SipParseError`)."""
 
 def key_index(keys: list[str], key: str, start: int = 0, /) -> int:
-    """Where `key` is first in `keys` from `start` on, else `ValueError`: `list.index`."""
+    """Where `key` is first in `keys` from `start` on, else `ValueError`: `list.index` (without
+    its `stop`: a fourth argument is a `TypeError`)."""
 
 def key_count(keys: list[str], key: str, /) -> int:
     """How many times `key` is in `keys`: `list.count`."""
