@@ -35,6 +35,7 @@ METRICS: Final = IntMetrics()
 REQUESTS: Final = METRICS.add(
     IntCounters[str]("callmesh_edge_requests", "SIP requests received", ("method",))
 )
+"""By method, one outside `KNOWN_METHODS` as ``other`` (the proxy core counts them)."""
 RESPONSES: Final = METRICS.add(
     IntCounters[int](
         "callmesh_edge_responses", "SIP responses sent upstream (forwarded or own)", ("code",)
@@ -344,8 +345,3 @@ KEEPALIVES_LOADED: Final = METRICS.add(
 )
 
 REGISTRY.register(METRICS)
-
-
-def count_request(method: str) -> None:
-    """`REQUESTS` for `method` (methods outside `KNOWN_METHODS` count as ``other``)."""
-    REQUESTS[method if method in KNOWN_METHODS else "other"] += 1

@@ -87,7 +87,10 @@ class Proxy(StatelessAcks):
             if isinstance(message, Response):
                 self._response(message, source, now, actions)
             else:
-                metrics.count_request(message.method)
+                # Counted here, not through a function of `metrics` (interpreted: a Python
+                # frame per request from this compiled module).
+                method = message.method
+                metrics.REQUESTS[method if method in metrics.KNOWN_METHODS else "other"] += 1
                 self._request(message, source, listener, now, actions)
         except SipError as error:
             # A header the matching needs turned out malformed, or a next hop is unusable.

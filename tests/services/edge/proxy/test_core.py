@@ -647,9 +647,16 @@ def test_every_request_sent_to_a_gateway_is_counted(run: Run) -> None:
 
 
 def test_every_request_received_is_counted_by_its_method(run: Run) -> None:
-    before = metrics.REQUESTS["INVITE"]
+    """A method outside the fourteen known ones counts as ``other``: a scanner inventing
+    methods must not make a series of each."""
+    before = metrics.REQUESTS["INVITE"], metrics.REQUESTS["other"]
     run.send(invite())
-    assert metrics.REQUESTS["INVITE"] == before + 1
+    run.send(invite(branch="z9hG4bKx2").replace(b"INVITE", b"XFOO"))
+    assert (metrics.REQUESTS["INVITE"], metrics.REQUESTS["other"]) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
+    assert "XFOO" not in metrics.REQUESTS
 
 
 def test_an_in_dialog_request_pops_both_of_our_record_routes(run: Run) -> None:
