@@ -23,6 +23,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from deploy.labs.ports import free_port
+
 Answer = Callable[[str, str], list[dns.rrset.RRset] | None]
 """(name without its trailing dot, type) → the answer section, or None for NXDOMAIN."""
 
@@ -78,16 +80,25 @@ def _serve_tcp(server: HostileDns, listening: socket.socket) -> None:
             connection.sendall(len(reply).to_bytes(2, "big") + reply)
 
 
-@contextmanager
-def hostile_dns(answer: Answer) -> Iterator[HostileDns]:
-    """The server on a free loopback port (UDP and TCP alike), stopped on exit."""
+def _bound_pair() -> tuple[socket.socket, socket.socket]:
+    """A UDP socket and a listening TCP socket on one free loopback port: `free_port`'s, out
+    of the kernel's ephemeral range (the UDP port the kernel picked could be in use over TCP
+    by a connection of a test running beside this one: CI once met EADDRINUSE so)."""
+    port = free_port()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
+    udp.bind(("127.0.0.1", port))
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.bind(("127.0.0.1", port))
     tcp.listen(64)
+    return udp, tcp
+
+
+@contextmanager
+def hostile_dns(answer: Answer) -> Iterator[HostileDns]:
+    """The server on a free loopback port (UDP and TCP alike), stopped on exit."""
+    udp, tcp = _bound_pair()
+    port = udp.getsockname()[1]
     for sock in (udp, tcp):
         sock.settimeout(0.1)  # to see `stopped`
     server = HostileDns(answer, port)
