@@ -142,6 +142,18 @@ class CallEvents:
         """The core's `now` as Unix time, to the millisecond."""
         return round(now + self.wall_offset, 3)
 
+    def after(self, notes: CallNotes, now: float) -> float:
+        """`at(now)`, never before the call's own start (`notes.seen_at`).
+
+        Why: a message's `now` is its kernel receive stamp turned to the loop's clock
+        (`transport.udp`), and two of them can come out in the wrong order by a millisecond
+        or so (a CI run: a 486 stamped 1 ms before the INVITE it answered, 1.3 ms later).
+        The records' fold leaves out a failure or a cancel stamped before the call's start
+        (a challenge's, `services.accounting.fold`): that call's record stayed open.
+        """
+        seen_at = notes.seen_at
+        return self.at(now if now >= seen_at else seen_at)
+
     def notes(self, request: Request, now: float) -> CallNotes:
         return CallNotes(request.call_id, request.from_tag or "", request.to_tag or "", now)
 
@@ -188,14 +200,14 @@ class CallEvents:
         event = unvalidated(
             BranchTried,
             call_id=notes.call_id,
-            at=self.at(now),
+            at=self.after(notes, now),
             edge=self.edge,
             from_tag=notes.from_tag,
             target=target,
             target_kind=kind,
             address=host_port(hop.destination),
             carrier=None,
-            sent_at=self.at(sent_at),
+            sent_at=self.after(notes, sent_at),
             status=status,
             reason=reason,
         )
@@ -205,7 +217,7 @@ class CallEvents:
         event = unvalidated(
             CallRinging,
             call_id=notes.call_id,
-            at=self.at(now),
+            at=self.after(notes, now),
             edge=self.edge,
             from_tag=notes.from_tag,
             status=status,
@@ -277,7 +289,7 @@ class CallEvents:
         event = unvalidated(
             CallAnswered,
             call_id=notes.call_id,
-            at=self.at(sent),
+            at=self.after(notes, sent),
             edge=self.edge,
             from_tag=notes.from_tag,
             to_tag=to_tag,
@@ -308,7 +320,7 @@ class CallEvents:
         event = unvalidated(
             CallFailed,
             call_id=notes.call_id,
-            at=self.at(now),
+            at=self.after(notes, now),
             edge=self.edge,
             from_tag=notes.from_tag,
             status=status,
@@ -322,7 +334,7 @@ class CallEvents:
         event = unvalidated(
             CallCancelled,
             call_id=notes.call_id,
-            at=self.at(now),
+            at=self.after(notes, now),
             edge=self.edge,
             from_tag=notes.from_tag,
         )

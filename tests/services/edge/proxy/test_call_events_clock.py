@@ -1,16 +1,34 @@
-"""A call's answer is stamped when the edge sends the 2xx on to the caller, not when it came.
+"""A call's answer is stamped when the edge sends the 2xx on to the caller, not when it came;
+no event of a call is stamped before the call's start.
 
 The caller (and SIPp, which the wire tests compare durations with) is answered
 when the relayed 2xx reaches it; the gap from the gateway's 2xx arriving is the
 edge's loop lag, tens of milliseconds at load, and it landed in every duration.
+Two messages' receive stamps can come out a millisecond in the wrong order: a
+failure stamped before its call's start was left out of the record, which stayed
+open (a CI run's busy call).
 """
 
 from __future__ import annotations
 
 from services.edge.proxy.call_events import CallEvents
-from shared.contracts.calls import BranchTried, CallAnswered, CallEvent
+from shared.contracts.calls import (
+    BranchTried,
+    CallAnswered,
+    CallCancelled,
+    CallEvent,
+    CallFailed,
+    CallRinging,
+)
 from tests.services.edge.proxy.support import published, without_legs
-from tests.services.edge.proxy.test_call_events import GATEWAY_1, KEY, WALL, events_run
+from tests.services.edge.proxy.test_call_events import (
+    GATEWAY_1,
+    KEY,
+    START,
+    WALL,
+    cancel,
+    events_run,
+)
 from tests.services.edge.proxy.test_core import GW1, Run, answer, invite, only_request
 
 
@@ -38,3 +56,36 @@ def test_a_clock_coarser_than_the_arrival_stamp_never_puts_the_answer_before_it(
     answered = answer_relayed_at(events_run(), 101.9995)[-1]
     assert isinstance(answered, CallAnswered)
     assert answered.at == WALL + 102
+
+
+EARLY = START - 0.0013
+"""A later message's stamp 1.3 ms before the INVITE's (the CI run's inversion)."""
+
+
+def test_a_failure_stamped_before_its_calls_start_is_stamped_at_the_start() -> None:
+    run = events_run()
+    forwarded = only_request(run.send(invite()), GW1)
+    run.now = EARLY
+    assert published(run.send(answer(forwarded, 486), GW1)) == [
+        BranchTried(
+            **KEY, **GATEWAY_1, at=WALL + START, sent_at=WALL + START, status=486,
+            reason="Whatever",
+        ),
+        CallFailed(**KEY, at=WALL + START, status=486, reason="Whatever", origin="upstream"),
+    ]  # fmt: skip # the branch's fields on two lines
+
+
+def test_a_ringing_an_answer_and_a_cancel_are_never_before_the_start_either() -> None:
+    run = events_run()
+    events = run.proxy.call_events
+    assert isinstance(events, CallEvents)
+    events.clock = lambda: EARLY
+    forwarded = only_request(run.send(invite()), GW1)
+    run.now = EARLY
+    assert published(run.send(answer(forwarded, 180), GW1)) == [
+        CallRinging(**KEY, at=WALL + START, status=180)
+    ]
+    assert published(run.send(cancel())) == [CallCancelled(**KEY, at=WALL + START)]
+    answered = without_legs(published(run.send(answer(forwarded, 200), GW1)))[-1]
+    assert isinstance(answered, CallAnswered)
+    assert answered.at == WALL + START
