@@ -120,4 +120,5 @@ class CallmeshEdge:
             "PYTHONPATH": str(REPO),
             **self.env,
         }
-        return Launch(argv=[sys.executable, "-m", "services.edge"], env=env)
+        ready = f"http://{LOOPBACK}:{self.http_port}/readyz"
+        return Launch(argv=[sys.executable, "-m", "services.edge"], env=env, ready_url=ready)

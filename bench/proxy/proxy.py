@@ -10,9 +10,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +30,11 @@ class Launch:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    ready_url: str | None = None
+    """Polled until it answers 200 once the proxy answers SIP (a Callmesh edge's ``/readyz``:
+    ready once every worker serves SIP), None: SIP alone says ready.  Without it the
+    runner offered calls as soon as the first worker answered OPTIONS, and the early
+    messages for the others were handled where they came (`handed_on_unreachable`)."""
 
 
 class ProxyUnderTest(Protocol):
@@ -81,6 +89,26 @@ def _wait_answering(
     raise BenchError(f"{name} did not answer OPTIONS on port {port} within {timeout:g} s")
 
 
+def _wait_ready(
+    process: subprocess.Popen[bytes], name: str, url: str, log: Path, deadline: float
+) -> None:
+    """Until `url` answers 200 (a 503 or no answer yet: not ready), or the deadline."""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(
+                f"{name} exited with {process.returncode} while starting; "
+                f"log {log}:\n{log_tail(log)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as answer:
+                if answer.status == HTTPStatus.OK:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"{name} answered SIP but {url} did not answer 200 in time")
+
+
 @contextmanager
 def running_proxy(
     proxy: ProxyUnderTest, table: RoutingTable, workdir: Path, ready_timeout: float = 15.0
@@ -90,7 +118,10 @@ def running_proxy(
     log = workdir / f"{proxy.name}.log"
     process = spawn(launch.argv, log, workdir, launch.env)
     try:
+        deadline = time.monotonic() + ready_timeout
         _wait_answering(process, proxy.name, proxy.port, log, ready_timeout)
+        if launch.ready_url is not None:
+            _wait_ready(process, proxy.name, launch.ready_url, log, deadline)
         yield process
     finally:
         stop_session(process)
