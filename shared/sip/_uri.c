@@ -1,5 +1,6 @@
-/* The SIP URI and Via readers in C: the parts of a plain `sip:`/`sips:` URI, or of a plain
- * via-parm, in one pass (a Via's sent-by and parameters are a URI's host, port and parameters).
+/* The SIP URI, Via and address readers in C: the parts of a plain `sip:`/`sips:` URI, of a
+ * plain via-parm or of a plain name-addr, in one pass (a Via's sent-by and parameters are a
+ * URI's host, port and parameters; an address is a display name, a URI and parameters).
  *
  * `shared/sip/uri.py` reads a URI by a printability check, a scheme match, partitions at
  * `@`, `?`, `;` and `:`, a character-set test of the host, a port check and a split and a
@@ -16,12 +17,18 @@
  * that is not empty when there is an `@`; a host of letters, digits, `-`, `.` and `_` (no
  * IPv6 reference); a port of 1 to 5 digits up to 65535; parameters with a name each.
  *
+ * A plain address (`sip_address`): printable ASCII; a `"quoted"` display name without a
+ * backslash, or one of tokens and blanks, then `<` a plain URI `>`; or an addr-spec without a
+ * blank or a comma; then header parameters without a blank or a quote, each with a name and
+ * no empty value (`address.parse_address`, `_read_address`).
+ *
  * A plain via-parm: `SIP/2.0/` then a transport of letters and digits, one space, and a
  * sent-by (a host and port as in a plain URI), then parameters each with a name and, after an
  * `=`, a value that is not empty; printable ASCII with no other space, no comma and no quote.
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
- * build) leaves it out and `parse_uri` and `parse_via` read every value in Python.
+ * build) leaves it out and `parse_uri`, `parse_via` and `parse_address` read every value in
+ * Python.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -31,6 +38,10 @@
 #define MAX_PORT_DIGITS 5
 
 static PyObject *sip_scheme, *sips_scheme, *no_headers; /* "sip", "sips", () */
+
+static int is_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
 
 static int is_host_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -147,14 +158,9 @@ static const char *ascii_of(PyObject *arg, const char *call, Py_ssize_t *size) {
     return (const char *)PyUnicode_1BYTE_DATA(arg);
 }
 
-/* sip_uri(text) -> (host, user, password, port, params, headers, scheme) | None: the
- * arguments of `SipUri` for a plain URI, exactly as `uri._read_uri` reads it; None for any
- * other text (the Python reader's, to read or to refuse). */
-static PyObject *sip_uri(PyObject *module, PyObject *arg) {
-    (void)module;
-    Py_ssize_t size;
-    const char *text = ascii_of(arg, "sip_uri(text: str)", &size);
-    if (text == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+/* The arguments of `SipUri` for the plain URI `text` (`size` ASCII characters), Py_None for
+ * any other, NULL on a Python error. */
+static PyObject *uri_parts(const char *text, Py_ssize_t size) {
     for (Py_ssize_t i = 0; i < size; i++) {
         char c = text[i];
         if (c <= ' ' || c > '~' || c == '%' || c == '?') Py_RETURN_NONE;
@@ -202,8 +208,97 @@ static PyObject *sip_uri(PyObject *module, PyObject *arg) {
     return parts;
 }
 
-static int is_alnum(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+/* sip_uri(text) -> (host, user, password, port, params, headers, scheme) | None: the
+ * arguments of `SipUri` for a plain URI, exactly as `uri._read_uri` reads it; None for any
+ * other text (the Python reader's, to read or to refuse). */
+static PyObject *sip_uri(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_ssize_t size;
+    const char *text = ascii_of(arg, "sip_uri(text: str)", &size);
+    if (text == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return uri_parts(text, size);
+}
+
+/* A display name's characters outside a quoted string (`address._TOKENS`), the blank aside. */
+static int is_token_char(char c) {
+    return is_alnum(c) || (c != 0 && strchr("-.!%*_+`'~", c) != NULL);
+}
+
+/* The header parameters `start`..`end` of an address (empty, or from a `;` on) as
+ * `params.parse_params(text, "address")` reads them without a blank or a quote; Py_None
+ * for any other text (or one it refuses), NULL on a Python error. */
+static PyObject *address_params(const char *start, const char *end) {
+    if (start == end) return PyTuple_New(0);
+    if (*start != ';' || memchr(start, ' ', (size_t)(end - start)) != NULL ||
+        memchr(start, '"', (size_t)(end - start)) != NULL)
+        Py_RETURN_NONE;
+    return params_of(start + 1, end, 1);
+}
+
+static PyObject *address_of(PyObject *display, const char *uri, const char *uri_end,
+                            const char *params_start, const char *end) {
+    PyObject *parts = uri_parts(uri, uri_end - uri);
+    if (parts == NULL || parts == Py_None) return parts;
+    PyObject *params = address_params(params_start, end);
+    PyObject *address = NULL;
+    if (params == Py_None) address = Py_NewRef(Py_None);
+    else if (params != NULL) address = PyTuple_Pack(3, display, parts, params);
+    Py_XDECREF(params);
+    Py_DECREF(parts);
+    return address;
+}
+
+/* sip_address(text) -> (display name | None, SipUri's arguments, params) | None: a plain
+ * name-addr or addr-spec with its header parameters, exactly as `address._read_address`
+ * reads it; None for any other text (the Python reader's, to read or to refuse). */
+static PyObject *sip_address(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_ssize_t size;
+    const char *text = ascii_of(arg, "sip_address(text: str)", &size);
+    if (text == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (text[i] < ' ' || text[i] > '~') Py_RETURN_NONE; /* a tab, a line break: Python's */
+    }
+    const char *start = text, *end = text + size;
+    while (start < end && *start == ' ') start++;
+    while (end > start && end[-1] == ' ') end--;
+    if (start == end) Py_RETURN_NONE;
+    const char *display = NULL, *display_end = NULL, *lt;
+    if (*start == '"') {
+        const char *close = memchr(start + 1, '"', (size_t)(end - start - 1));
+        if (close == NULL || memchr(start + 1, '\\', (size_t)(close - start - 1)) != NULL)
+            Py_RETURN_NONE; /* unterminated, or an escape: Python's */
+        display = start + 1;
+        display_end = close;
+        lt = close + 1;
+        while (lt < end && *lt == ' ') lt++;
+        if (lt == end || *lt != '<') Py_RETURN_NONE;
+    } else {
+        lt = memchr(start, '<', (size_t)(end - start));
+        if (lt != NULL && lt > start) {
+            display = start;
+            display_end = lt;
+            while (display_end > display && display_end[-1] == ' ') display_end--;
+            for (const char *c = display; c < display_end; c++) {
+                if (*c != ' ' && !is_token_char(*c)) Py_RETURN_NONE;
+            }
+        }
+    }
+    if (lt == NULL) { /* an addr-spec: its header parameters from the first `;` */
+        const char *semicolon = memchr(start, ';', (size_t)(end - start));
+        const char *uri_end = semicolon == NULL ? end : semicolon;
+        for (const char *c = start; c < uri_end; c++) {
+            if (*c == ' ' || *c == ',') Py_RETURN_NONE; /* `?` the URI reader leaves */
+        }
+        return address_of(Py_None, start, uri_end, uri_end, end);
+    }
+    const char *gt = memchr(lt + 1, '>', (size_t)(end - lt - 1));
+    if (gt == NULL) Py_RETURN_NONE;
+    PyObject *name = display == NULL ? Py_NewRef(Py_None) : text_of(display, display_end);
+    if (name == NULL) return NULL;
+    PyObject *address = address_of(name, lt + 1, gt, gt + 1, end);
+    Py_DECREF(name);
+    return address;
 }
 
 /* sip_via(text) -> (transport, host, port, params) | None: the arguments of `Via` (its
@@ -256,6 +351,9 @@ static PyMethodDef methods[] = {
     {"sip_via", sip_via, METH_O,
      "A plain via-parm's Via arguments (transport, host, port, params), or None for "
      "via.parse_via to read."},
+    {"sip_address", sip_address, METH_O,
+     "A plain name-addr's or addr-spec's (display name, SipUri arguments, params), or None "
+     "for address.parse_address to read."},
     {NULL, NULL, 0, NULL},
 };
 
