@@ -207,7 +207,7 @@ class CallEvents:
             target_kind=kind,
             address=host_port(hop.destination),
             carrier=None,
-            sent_at=self.after(notes, sent_at),
+            sent_at=self.at(sent_at),
             status=status,
             reason=reason,
         )
