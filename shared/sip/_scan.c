@@ -257,7 +257,7 @@ static PyObject *field_value(PyObject *module, PyObject *line) {
 }
 
 /* Looking a header up by key, as list.index and list.count answer.  Why: the model finds its
- * headers in its list of keys (`_keys.key_index`) about a hundred times per call, and list.index
+ * headers in its list of keys (`_keys.key_index`) about 180 times per call, and list.index
  * compares every key before the one it finds through PyObject_RichCompare, about ninety
  * instructions each.  A key the scan or `headers.header_key` gave is the memo's interned
  * string, so the one found is the same object, and any other exact str with a cached hash
