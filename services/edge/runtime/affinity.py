@@ -1,17 +1,16 @@
 """Every UDP message of a call is handled by one worker, whichever worker the kernel gave it.
 
-Why: SO_REUSEPORT hashes the sender's address and port, so a trunk that sends every
-call from one socket (a carrier, an SBC, an Asterisk box) would load one worker while
-the others idle, and an edge could use one core per peer. Instead, a worker that
-receives a message on a shared port hands it to the worker its Call-ID hashes to,
-over a Unix socket of that worker. The Call-ID, not the Request-URI: an
-INVITE, its CANCEL and ACK, and the dialog's later BYE and re-INVITEs all carry it,
-so the worker that forwarded the INVITE also forwards the BYE, and a peer that sends
-its responses to the address a call came from (instead of the top Via) still reaches
-the worker holding the transaction. Responses reach their worker by its private
-port (see ``services.edge.runtime.pool``); one that arrives at a private port its top Via
-does not name (such a peer, after a worker joined or left and a call's messages
-met two workers) is handed to the call's owner too.
+Why: SO_REUSEPORT hashes the sender's address and port, so a trunk that sends every call
+from one socket (a carrier, an SBC, an Asterisk box) would load one worker while the others
+idle, and an edge could use one core per peer. Instead, a worker that receives a message on
+a shared port hands it to the worker its Call-ID hashes to, over a Unix socket (unless
+`runtime.steering` had the kernel give it there). The Call-ID: an INVITE, its CANCEL and
+ACK, and the dialog's later BYE and re-INVITEs all carry it, so the worker that forwarded
+the INVITE also forwards the BYE, and a peer that sends its responses to the address a call
+came from (instead of the top Via) still reaches the worker holding the transaction.
+Responses reach their worker by its private port (see ``services.edge.runtime.pool``); one
+that arrives at a private port its top Via does not name (such a peer, after a worker joined
+or left and a call's messages met two workers) is handed to the call's owner too.
 
 Connections (TCP, TLS, WS, WSS) belong to the worker that accepted or opened
 them, yet a phone on one must be reachable whichever worker routes its call: a
@@ -26,8 +25,7 @@ A TLS connection whose verified peer asked for an RFC 5923 alias (`tls.alias`)
 serves that address for every worker: the holding worker tells the others
 (`announce_alias`), and their requests for the address are written by it.
 
-A message without a readable Call-ID is handled where it arrived (it gets its 400
-there), and so is one whose owner is not listening (a worker restarting).
+Unreadable Call-ID (its 400), owner not listening (restarting): handled where it arrived.
 """
 
 from __future__ import annotations
@@ -103,6 +101,8 @@ class WorkerGroup:
     index: int
     count: int
     directory: Path
+    steering: tuple[int, ...] = ()
+    """Kernel steering's socket maps, one per shared UDP port (`runtime.steering`)."""
 
     def relay_path(self, index: int) -> str:
         return str(self.directory / f"relay-w{index}.sock")

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from services.edge.runtime.affinity import WorkerGroup
+from services.edge.runtime.steering import create_maps
 from services.edge.runtime.trace_socket import read_trace
 from shared.api.metrics import MetricsSource, read_unix
 from shared.background import cancel_and_wait
@@ -59,6 +60,8 @@ PARENT_PID_ENV = "CALLMESH_EDGE_PARENT_PID"
 READY_FD_ENV = "CALLMESH_EDGE_READY_FD"
 RUN_DIR_ENV = "CALLMESH_EDGE_RUN_DIR"
 """The pool's private directory: each worker's metrics and hand-on sockets."""
+STEERING_ENV = "CALLMESH_EDGE_STEERING_FDS"
+"""The kernel steering's map fds a worker inherits, comma-separated (`runtime.steering`)."""
 METRICS_TIMEOUT = 2.0
 READY_TIMEOUT = 60.0
 RESTART_DELAY = 1.0
@@ -92,12 +95,16 @@ class WorkerPool:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watch: asyncio.Task[None] | None = None
         self._directory = Path(tempfile.mkdtemp(prefix="callmesh-edge-")) if wanted > 1 else None
+        self._steering: tuple[int, ...] = ()
+        if wanted > 1 and settings.edge_kernel_steering:
+            ports = sum(1 for address in settings.sip_addresses if address.transport == "udp")
+            self._steering = create_maps(wanted, ports)
 
     def group(self, index: int) -> WorkerGroup | None:
         """Worker `index`'s place in the pool; ``None`` when the edge runs one worker."""
         if self._directory is None:
             return None
-        return WorkerGroup(index, self.count, self._directory)
+        return WorkerGroup(index, self.count, self._directory, self._steering)
 
     def metrics_source(self) -> MetricsSource:
         """The workers' metrics, for the main process's ``/metrics`` to fold in."""
@@ -155,8 +162,11 @@ class WorkerPool:
         env[READY_FD_ENV] = str(writer)
         if self._directory is not None:
             env[RUN_DIR_ENV] = str(self._directory)
+        env[STEERING_ENV] = ",".join(map(str, self._steering))
         self._children[index] = subprocess.Popen(
-            [sys.executable, "-m", "services.edge.runtime.worker_main"], env=env, pass_fds=(writer,)
+            [sys.executable, "-m", "services.edge.runtime.worker_main"],
+            env=env,
+            pass_fds=(writer, *self._steering),
         )
         os.close(writer)
         return reader
@@ -183,6 +193,9 @@ class WorkerPool:
         self._children.clear()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
+        for fd in self._steering:
+            os.close(fd)
+        self._steering = ()
 
 
 async def _read_metrics(path: str) -> str | None:

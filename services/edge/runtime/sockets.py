@@ -140,6 +140,11 @@ class EdgeSockets:
         self._udp_out.setdefault(":" in address.host, out)
         self.bound.append(BoundSocket(endpoint.listener, private))
 
+    @property
+    def shared_udp_sockets(self) -> list[socket.socket]:
+        """The sockets of `shared_udp`, in its order (for `runtime.steering`)."""
+        return [e.socket for e in self._udp if e.listener in self._shared_index]
+
     async def _udp_endpoint(
         self, host: str, port: int, deliver: DatagramHandler, *, reuse_port: bool
     ) -> UdpEndpoint:

@@ -49,6 +49,7 @@ from services.edge.runtime.name_warmer import NameWarmer, gateway_addresses
 from services.edge.runtime.record_route_keys import record_route_keyring
 from services.edge.runtime.shared_counts import Runner, start_shared_counts
 from services.edge.runtime.sockets import BoundSocket, EdgeSockets
+from services.edge.runtime.steering import join
 from services.edge.runtime.trace_ring import TraceRing
 from services.edge.runtime.worker_control import WorkerControl
 from shared.bus import Bus
@@ -286,6 +287,8 @@ async def _serve_proxy(
         await sockets.affinity.start()
         driver.round_trips.flow_instance = functools.partial(group.flow_instance, settings.instance)
     driver.start(sockets)
+    if group is not None:
+        join(group.steering, group.index, group.count, sockets.shared_udp_sockets)
     await keepalives.start()
     if media is not None:
         await media.start()

@@ -19,7 +19,13 @@ import uvloop
 
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.gc_tuning import tune_for_proxy
-from services.edge.runtime.pool import PARENT_PID_ENV, RUN_DIR_ENV, WORKER_INDEX_ENV, report_ready
+from services.edge.runtime.pool import (
+    PARENT_PID_ENV,
+    RUN_DIR_ENV,
+    STEERING_ENV,
+    WORKER_INDEX_ENV,
+    report_ready,
+)
 from services.edge.runtime.startup import start_edge
 from services.edge.runtime.trace_socket import serve_trace
 from shared.api.metrics import serve_unix
@@ -37,8 +43,12 @@ async def serve(settings: Settings) -> None:
     store = await open_store(settings)
     bus = make_bus(settings, "edge", None)
     await bus.start()
+    steering = os.environ.get(STEERING_ENV, "")
     group = WorkerGroup(
-        int(os.environ[WORKER_INDEX_ENV]), settings.edge_workers, Path(os.environ[RUN_DIR_ENV])
+        int(os.environ[WORKER_INDEX_ENV]),
+        settings.edge_workers,
+        Path(os.environ[RUN_DIR_ENV]),
+        tuple(int(fd) for fd in steering.split(",") if fd),
     )
     edge = await start_edge(settings, bus, store, group=group)
     metrics_server = await serve_unix(group.metrics_path(group.index))

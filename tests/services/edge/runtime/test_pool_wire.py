@@ -1,4 +1,5 @@
-"""Two edge worker processes on one port: every call's messages reach the worker holding it."""
+"""Two edge worker processes on one port: every call's messages reach the worker holding it,
+handed on by the workers or steered by the kernel."""
 
 from __future__ import annotations
 
@@ -26,10 +27,35 @@ pytestmark = [pytest.mark.wire, pytest.mark.integration]
 CALLS = 40
 
 
-@pytest.fixture(scope="module")
-def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    with running_edge(tmp_path_factory.mktemp("edge-workers"), edge_workers="2") as running:
+HANDED_ON = "callmesh_edge_handed_on_total"
+
+
+@pytest.fixture(scope="module", params=["false", "true"], ids=["hand-on", "kernel-steering"])
+def edge(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Edge]:
+    """Each test twice: the workers hand messages on, and the kernel steers them
+    (`runtime.steering`), which leaves one sender's calls nothing to hand on."""
+    with running_edge(
+        tmp_path_factory.mktemp("edge-workers"),
+        edge_workers="2",
+        edge_kernel_steering=request.param,
+    ) as running:
         yield running
+
+
+def steered(edge: Edge) -> bool:
+    return edge.env["CALLMESH_EDGE_KERNEL_STEERING"] == "true"
+
+
+def assert_handed_on(edge: Edge, before: float) -> None:
+    """One sender's calls were handed on between the workers, unless the kernel steered them."""
+    handed_on = metric(edge, HANDED_ON) - before
+    if steered(edge):
+        assert handed_on == 0
+        assert "no kernel steering" not in edge.log()
+    else:
+        assert handed_on > 0  # half the Call-IDs are the other worker's
 
 
 def calls_from_source_ports(
@@ -125,7 +151,9 @@ def test_calls_from_one_source_port_spread_over_the_workers(edge: Edge, tmp_path
     """A trunk sends every call from one address and port; each call stays on one worker."""
     port = free_port()
     edge.route({"w4": port}, {"w4": ("1604", ["w4"])})
+    before = metric(edge, HANDED_ON)
     gateway = one_port_calls(edge, tmp_path, port, free_port(), number="16045550001", calls=CALLS)
+    assert_handed_on(edge, before)
     # The gateway answers each BYE to where the call's INVITE came from (SIPp does): the
     # calls completed, so every BYE left by its INVITE's worker.
     assert len(worker_ports(gateway)) == 2  # one worker for all 40 calls: 1 in 2**39
@@ -221,7 +249,9 @@ def test_calls_go_on_while_a_worker_restarts(edge: Edge, tmp_path: Path) -> None
     while ready_lines(edge) == ready_before and time.monotonic() < deadline + 30:
         time.sleep(0.1)  # its start-up: routing table, sockets
     assert ready_lines(edge) > ready_before, "the restarted worker never said it was ready"
+    before = metric(edge, HANDED_ON)
     gateway = one_port_calls(
         edge, run_dir(tmp_path, "restarted"), port, caller_port, number="16065550001", calls=CALLS
     )
     assert len(worker_ports(gateway)) == 2  # the restarted worker takes its calls again
+    assert_handed_on(edge, before)  # steered: its new socket is in the map
