@@ -71,6 +71,11 @@ LOOP_LAG = Histogram(
     "How late the event loop ran a callback scheduled for now",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+RECEIVE_WAIT = Histogram(
+    "callmesh_edge_receive_wait_seconds",
+    "The longest a datagram waited in a UDP socket's buffer, per loop probe (0.1 s)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 SHEDDING: Final = METRICS.add(
     IntGauge("callmesh_edge_shedding", "1 while new calls are refused (event loop lagging)")

@@ -123,6 +123,7 @@ class ProxyDriver:
 
     def start(self, sockets: EdgeSockets) -> None:
         self.sockets = sockets
+        self._probe.receive_wait = sockets.take_longest_wait
         timers = self.proxy.timers
         self.hangups = Hangups(
             sockets, self.publisher, self.proxy.call_events, t1=timers.t1, timeout=8 * timers.t1

@@ -64,6 +64,9 @@ class LoopProbe:
         self._refreshing = False
         self._dns_check_at = 0.0
         self._refused_counted = 0
+        self.receive_wait: Callable[[], float] = lambda: 0.0
+        """The longest a datagram waited in a socket's buffer since the last probe
+        (`EdgeSockets.take_longest_wait`, set once the sockets are open)."""
 
     def start(self) -> None:
         set_wall_offset(self._proxy, self._loop)
@@ -81,7 +84,9 @@ class LoopProbe:
         now = self._loop.time()
         lag = max(0.0, now - self._due)
         metrics.LOOP_LAG.observe(lag)
-        self._watch_load(lag, now)
+        wait = self.receive_wait()
+        metrics.RECEIVE_WAIT.observe(wait)
+        self._watch_load(lag, wait, now)
         for event in self._reports.flush(now):
             self._publisher.offer(event)
         metrics.EVENTS_WAITING.value = self._publisher.waiting
@@ -102,14 +107,19 @@ class LoopProbe:
         finally:
             self._refreshing = False
 
-    def _watch_load(self, lag: float, now: float) -> None:
+    def _watch_load(self, lag: float, wait: float, now: float) -> None:
+        """A loop that reads full bursts runs its timers on time while datagrams wait in the
+        sockets' buffers for seconds (measured at saturation): both count as its lag."""
         shedder = self._proxy.shedder
         if shedder is None:
             return
         was_shedding = shedder.shedding
-        if shedder.observe(lag, now):
+        if shedder.observe(max(lag, wait), now):
             log.warning(
-                "event loop %.0f ms late: refusing new calls (503) until it catches up", lag * 1000
+                "event loop %.0f ms late, datagrams waiting %.0f ms: refusing new calls (503) "
+                "until it catches up",
+                lag * 1000,
+                wait * 1000,
             )
         elif was_shedding and not shedder.shedding:
             log.warning(

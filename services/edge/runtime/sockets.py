@@ -140,6 +140,10 @@ class EdgeSockets:
         self._udp_out.setdefault(":" in address.host, out)
         self.bound.append(BoundSocket(endpoint.listener, private))
 
+    def take_longest_wait(self) -> float:
+        """The longest a datagram waited in any UDP socket's buffer since the last call."""
+        return max((endpoint.take_longest_wait() for endpoint in self._udp), default=0.0)
+
     @property
     def shared_udp_sockets(self) -> list[socket.socket]:
         """The sockets of `shared_udp`, in its order (for `runtime.steering`)."""

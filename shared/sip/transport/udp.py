@@ -67,6 +67,9 @@ class UdpEndpoint:
         self._throttle = LogThrottle()
         """A datagram flood (oversized, or sends the kernel refuses) is one line per reason
         and peer every ten seconds, not one per datagram."""
+        self.longest_wait = 0.0
+        """The longest a datagram waited in the socket's buffer before it was read, since
+        `take_longest_wait`: a backlog there is load the loop's own lag does not show."""
         host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -98,7 +101,13 @@ class UdpEndpoint:
                     if not now - MAX_QUEUED_AGE <= received_at <= now:
                         now = loop.time()  # it may have come during this wake-up
                         received_at = clamped(received_at, now)
+                    self.longest_wait = max(self.longest_wait, now - received_at)
             self._received(data, addr, received_at)
+
+    def take_longest_wait(self) -> float:
+        """`longest_wait`, which starts again from 0."""
+        wait, self.longest_wait = self.longest_wait, 0.0
+        return wait
 
     def _received(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
         if len(data) > self._limits.max_message_size:

@@ -27,8 +27,10 @@ from shared.sip.transport.destination import Destination
 from tests.services.edge.proxy.test_core import CALLER, EDGE, UDP_IN, Table, invite
 from tests.shared.bus.support import until
 
-NO_SOCKETS = cast(EdgeSockets, None)
-"""The driver sends nothing without sockets: these tests only watch what it publishes."""
+
+def unopened_sockets() -> EdgeSockets:
+    """Sockets never opened: the driver sends nothing, these tests watch what it publishes."""
+    return EdgeSockets(lambda *_: None)
 
 
 def proxy() -> Proxy:
@@ -69,7 +71,7 @@ async def test_a_call_started_through_the_driver_is_stamped_with_wall_time() -> 
 
     await listener.subscribe(["edge.call.#"], handle)
     driver = ProxyDriver(proxy(), bus, instance="edge-a")
-    driver.start(NO_SOCKETS)
+    driver.start(unopened_sockets())
     driver.on_message(invite(), CALLER, UDP_IN, None)
     await asyncio.wait_for(arrived.wait(), 5)
     [started] = seen

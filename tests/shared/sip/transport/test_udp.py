@@ -153,6 +153,23 @@ def test_a_datagram_is_timed_by_the_kernel_on_uvloop() -> None:
     assert sent_at - 0.002 <= received_at <= sent_at + 0.02
 
 
+async def test_the_longest_wait_in_the_buffer_is_kept_until_taken() -> None:
+    """What a datagram waited in the kernel while the loop was busy: the backlog the load
+    shedder weighs beside the loop's own lag (`services.edge.runtime.loop_probe`)."""
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        hold_the_loop(0.3)
+        await inbox.get()
+        assert endpoint.take_longest_wait() >= 0.25
+        assert endpoint.take_longest_wait() == 0.0
+        client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        await inbox.get()
+    endpoint.close()
+    assert endpoint.longest_wait < 0.25
+
+
 async def test_a_burst_is_read_in_one_wake_up() -> None:
     """A burst of datagrams costs one wake-up, not one each."""
     inbox = Inbox()
