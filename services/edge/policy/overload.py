@@ -8,8 +8,10 @@ cheap (no routing, no client transaction, no timers beyond the answer's own)
 and tells a caller or upstream proxy to go elsewhere for a while (RFC 3261
 §21.5.4), while ACKs, BYEs and re-INVITEs of established calls go on.
 
-The signal is the loop lag the runtime's driver measures with a periodic probe, or the
-longest a datagram waited in a socket's buffer since the last probe, if longer.
+The signal is the loop lag the runtime's driver measures with a periodic probe. Not the
+wait of datagrams in the sockets' buffers (measured beside it): an edge that completed
+99.7 % of its calls at 2000 cps had them wait over a second in one probe in seven, and
+shedding on that wait refused half of them.
 Shedding starts only after `sustain` late probes in a row: a lone late probe
 is a pause (a garbage collection walks ~100k objects in tens of ms at full
 rate), not a backlog, and refusing calls for it turned a busy-but-coping

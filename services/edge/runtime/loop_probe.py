@@ -66,7 +66,8 @@ class LoopProbe:
         self._refused_counted = 0
         self.receive_wait: Callable[[], float] = lambda: 0.0
         """The longest a datagram waited in a socket's buffer since the last probe
-        (`EdgeSockets.take_longest_wait`, set once the sockets are open)."""
+        (`EdgeSockets.take_longest_wait`, set once the sockets are open): a loop reading
+        full bursts runs its timers on time while its sockets hold seconds of work."""
 
     def start(self) -> None:
         set_wall_offset(self._proxy, self._loop)
@@ -84,9 +85,8 @@ class LoopProbe:
         now = self._loop.time()
         lag = max(0.0, now - self._due)
         metrics.LOOP_LAG.observe(lag)
-        wait = self.receive_wait()
-        metrics.RECEIVE_WAIT.observe(wait)
-        self._watch_load(lag, wait, now)
+        metrics.RECEIVE_WAIT.observe(self.receive_wait())
+        self._watch_load(lag, now)
         for event in self._reports.flush(now):
             self._publisher.offer(event)
         metrics.EVENTS_WAITING.value = self._publisher.waiting
@@ -107,19 +107,16 @@ class LoopProbe:
         finally:
             self._refreshing = False
 
-    def _watch_load(self, lag: float, wait: float, now: float) -> None:
-        """A loop that reads full bursts runs its timers on time while datagrams wait in the
-        sockets' buffers for seconds (measured at saturation): both count as its lag."""
+    def _watch_load(self, lag: float, now: float) -> None:
+        """The loop's lag alone: a datagram's wait in the sockets' buffers is measured, not
+        shed on (at the lag's threshold it refused half the calls an edge coped with)."""
         shedder = self._proxy.shedder
         if shedder is None:
             return
         was_shedding = shedder.shedding
-        if shedder.observe(max(lag, wait), now):
+        if shedder.observe(lag, now):
             log.warning(
-                "event loop %.0f ms late, datagrams waiting %.0f ms: refusing new calls (503) "
-                "until it catches up",
-                lag * 1000,
-                wait * 1000,
+                "event loop %.0f ms late: refusing new calls (503) until it catches up", lag * 1000
             )
         elif was_shedding and not shedder.shedding:
             log.warning(
