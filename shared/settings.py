@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     """Edge worker processes sharing the SIP sockets (SO_REUSEPORT)."""
     edge_kernel_steering: bool = False
     """With several workers: an eBPF program gives each UDP datagram to its call's worker
-    (needs CAP_BPF; without it, or off, the worker it reaches hands it on). Off by default:
-    ~4 % less CPU per call, but more calls failed by a saturated edge (docs/edge.md)."""
+    (needs CAP_BPF and CAP_PERFMON; without them, or off, the worker it reaches hands it
+    on). Off by default: ~4 % less CPU per call, but more calls failed by a saturated edge
+    (docs/edge.md)."""
     fr_timeout: float = Field(default=5.0, gt=0)
     """Seconds a gateway may stay silent (no response at all) before the next is tried."""
     fr_inv_timeout: float = Field(default=60.0, gt=0)

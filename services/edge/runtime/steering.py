@@ -10,15 +10,17 @@ exactly that spelling, before any blank line), hashes its value as `WorkerGroup.
 ``REUSEPORT_SOCKARRAY`` map in which every worker puts its own.
 
 The program only saves work; the affinity's check stays the authority. What it does not
-read (a compact ``i:``, a Call-ID past the first `MAX_SCAN` bytes, longer than
-`MAX_CALL_ID`, with blanks around it, or a message the kernel keeps in fragments) or whose
+read (a compact ``i:``, a Call-ID past the first `MAX_SCAN` bytes, of `MAX_CALL_ID` bytes
+or more, with blanks around it, or a datagram the kernel keeps in fragments: the program
+reads the part in one piece, all of a loopback datagram up to 1500 bytes) or whose
 owner has no socket in the map (a worker restarting) the kernel spreads by its usual hash,
 and the worker it reaches hands it on as before. The program never drops a datagram.
 
 On with ``CALLMESH_EDGE_KERNEL_STEERING=true`` (off by default: measured, it saves ~4 % of
-the CPU per call, and a saturated edge failed more calls with it). It needs ``CAP_BPF``
-(root has it; a container needs ``cap_add: [BPF]``); without it the edge logs one line and
-hands on.
+the CPU per call, and a saturated edge failed more calls with it). It needs ``CAP_BPF`` and
+``CAP_PERFMON`` (root has both; a container ``cap_add: [BPF, PERFMON]``: without the second
+the verifier's Spectre hardening refuses the scan's packet arithmetic) and Linux 5.8; without
+them the edge logs one line and hands on.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ log = logging.getLogger("callmesh.edge")
 MAX_SCAN: Final = 1500
 """Bytes of a datagram searched for its Call-ID line (an Ethernet frame's worth)."""
 MAX_CALL_ID: Final = 128
-"""Bytes of a Call-ID read: a longer one is left to the hand-on."""
+"""Bytes read of a Call-ID and its line end: one of this length or more is left to the
+hand-on."""
 _UDP_HEADER: Final = 8
 """The program's packet data starts at the UDP header."""
 _CRC32_POLY: Final = 0xEDB88320
@@ -124,6 +127,8 @@ def steering_program(map_fd: int, workers: int) -> list[Insn]:
         i.alu64_imm(ADD, 3, buffer),
         i.call(FUNC_SKB_LOAD_BYTES),
         i.jump_imm(JNE, 0, 0, "pass"),
+        i.load(B, 4, 10, buffer),  # a blank first: the workers strip it, not hashed here
+        *_blank_to_pass(4),
         i.alu64_imm(MOV, 2, 0),  # bytes hashed
         i.alu32_imm(MOV, _CRC, -1),
         i.mark("hash"),
@@ -140,6 +145,10 @@ def steering_program(map_fd: int, workers: int) -> list[Insn]:
         i.goto("hash"),
         i.mark("hashed"),
         i.jump_imm(JEQ, 2, 0, "pass"),  # an empty Call-ID
+        i.alu64_reg(MOV, 3, 10),
+        i.alu64_reg(ADD, 3, 2),
+        i.load(B, 4, 3, buffer - 1),  # its last byte: a blank there is the workers' to strip
+        *_blank_to_pass(4),
         i.alu32_imm(XOR, _CRC, -1),
         i.alu32_imm(MOD, _CRC, workers),
         i.store(W, 10, _CRC, key),
@@ -154,6 +163,14 @@ def steering_program(map_fd: int, workers: int) -> list[Insn]:
         i.exit(),
     ]
     return program
+
+
+def _blank_to_pass(register: int) -> list[Insn]:
+    """Leave the datagram to the kernel's hash if `register` holds a space or a tab."""
+    return [
+        Insn.jump_imm(JEQ, register, ord(" "), "pass"),
+        Insn.jump_imm(JEQ, register, ord("\t"), "pass"),
+    ]
 
 
 def _crc_byte() -> list[Insn]:
@@ -192,10 +209,13 @@ def create_maps(workers: int, ports: int) -> tuple[int, ...]:
 def join(maps: tuple[int, ...], index: int, workers: int, sockets: list[socket.socket]) -> None:
     """Put worker `index`'s shared UDP sockets (one per map, in order) in the maps; worker 0
     also attaches the program to each port (the kernel runs it for the whole port)."""
-    if not maps:
+    if len(maps) != len(sockets):
+        log.warning(
+            "edge: %d steering maps for %d shared UDP ports: handed on", len(maps), len(sockets)
+        )
         return
-    try:
-        for map_fd, sock in zip(maps, sockets, strict=True):
+    for map_fd, sock in zip(maps, sockets, strict=True):
+        try:
             put_socket(map_fd, index, sock.fileno())
             if index == 0:
                 program = load_reuseport_program(steering_program(map_fd, workers), b"cm_steer")
@@ -203,9 +223,10 @@ def join(maps: tuple[int, ...], index: int, workers: int, sockets: list[socket.s
                     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, program)
                 finally:
                     os.close(program)  # the port holds it
-    except (BpfError, OSError, ValueError) as error:
-        log.warning(
-            "edge: no kernel steering for worker %d (%s): its messages are handed on",
-            index,
-            error,
-        )
+        except OSError as error:  # BpfError too
+            log.warning(
+                "edge: no kernel steering on %s for worker %d (%s): its messages are handed on",
+                sock.getsockname(),
+                index,
+                error,
+            )

@@ -44,6 +44,9 @@ async def serve(settings: Settings) -> None:
     bus = make_bus(settings, "edge", None)
     await bus.start()
     steering = os.environ.get(STEERING_ENV, "")
+    for fd in steering.split(","):
+        if fd:
+            os.set_inheritable(int(fd), False)  # ours: no subprocess of this worker's gets it
     group = WorkerGroup(
         int(os.environ[WORKER_INDEX_ENV]),
         settings.edge_workers,

@@ -36,7 +36,8 @@ def program_reads(data: bytes) -> bytes | None:
     """The Call-ID the program hashes, or None where it leaves the choice to the kernel: a
     line feed, then ``Call-ID: `` exactly, in the first `MAX_SCAN` bytes and before any blank
     line, with twelve bytes from the line feed on; its value up to a CR or LF, read from at
-    most `MAX_CALL_ID` bytes (a NUL, or none of them, and it reads nothing)."""
+    most `MAX_CALL_ID` bytes (a NUL, or none of them, and it reads nothing), neither starting
+    nor ending with a space or a tab (the workers strip those)."""
     for at in range(MAX_SCAN + 1):
         if at + 12 > len(data):
             return None
@@ -49,7 +50,12 @@ def program_reads(data: bytes) -> bytes | None:
         window = data[at + 10 : at + 10 + MAX_CALL_ID]
         for end, byte in enumerate(window):
             if byte in b"\r\n":
-                return window[:end] or None
+                value = window[:end]
+                return (
+                    value
+                    if value and value[:1] not in b" \t" and value[-1:] not in b" \t"
+                    else None
+                )
             if byte == 0:
                 return None
         return None
@@ -156,6 +162,8 @@ def _hostile() -> list[bytes]:
         invite(b"compact", line=b"i: "),
         invite(b"two-blanks", line=b"Call-ID:  "),
         invite(b"trailing-blank "),
+        invite(b"tab\t"),
+        invite(b"in side"),
         invite(b"bare\rcarriage-return"),
         invite(b"near-the-bound", padding=MAX_SCAN - 200),
         invite(b"past-the-bound", padding=MAX_SCAN),
@@ -180,7 +188,10 @@ def test_what_the_program_reads_of_the_odd_ones() -> None:
     """The model's answers for the edge cases above (so that it is itself checked)."""
     assert program_reads(invite(b"c" * (MAX_CALL_ID - 1))) == b"c" * (MAX_CALL_ID - 1)
     assert program_reads(invite(b"c" * MAX_CALL_ID)) is None
-    assert program_reads(invite(b"trailing-blank ")) == b"trailing-blank "  # unlike peek's
+    assert program_reads(invite(b"trailing-blank ")) is None  # the workers strip blanks
+    assert program_reads(invite(b"tab\t")) is None
+    assert program_reads(invite(b"two-blanks", line=b"Call-ID:  ")) is None
+    assert program_reads(invite(b"in side")) == b"in side"
     assert program_reads(invite(b"compact", line=b"i: ")) is None
     assert program_reads(invite(b"near-the-bound", padding=MAX_SCAN - 200)) == b"near-the-bound"
     assert program_reads(invite(b"past-the-bound", padding=MAX_SCAN)) is None
@@ -200,11 +211,28 @@ def test_a_call_of_a_worker_not_in_the_map_reaches_another() -> None:
                 assert index == 0
 
 
-def test_without_the_capability_the_pool_hands_on(tmp_path: Path) -> None:
-    """No CAP_BPF (a container's default): one log line, no maps, and no error."""
-    script = "from services.edge.runtime.steering import create_maps; print(create_maps(2, 1))"
+STEER_TWO_SOCKETS = """
+import socket
+from services.edge.runtime.steering import create_maps, join
+maps = create_maps(2, 1)
+sockets = []
+for _ in range(2):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", sockets[0].getsockname()[1] if sockets else 0))
+    sockets.append(sock)
+for index, sock in enumerate(sockets):
+    join(maps, index, 2, [sock])
+print(len(maps))
+"""
+
+
+def steer_with_capabilities(bounding_set: str) -> tuple[str, list[str]]:
+    """Run the pool's and the workers' steering set-up with only `bounding_set`'s
+    capabilities (as ``setpriv`` sets them); what it printed, and its warnings."""
+    command = ["setpriv", f"--bounding-set={bounding_set}", "--inh-caps=-all"]
     result = subprocess.run(
-        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c", script],
+        [*command, sys.executable, "-c", STEER_TWO_SOCKETS],
         capture_output=True,
         text=True,
         timeout=60,
@@ -212,10 +240,31 @@ def test_without_the_capability_the_pool_hands_on(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[4],
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "()"
-    warnings = [line for line in result.stderr.splitlines() if "no kernel steering" in line]
-    assert len(warnings) == 1, result.stderr
     assert "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "no kernel steering" in line]
+    return result.stdout.strip(), warnings
+
+
+def test_without_the_capability_the_pool_hands_on() -> None:
+    """No CAP_BPF (a container's default): one log line, no maps, and no error."""
+    printed, warnings = steer_with_capabilities("-all")
+    assert printed == "0"
+    assert len(warnings) == 1
+
+
+def test_cap_bpf_alone_is_not_enough_and_says_so() -> None:
+    """The maps are made, but without CAP_PERFMON the verifier's Spectre hardening refuses
+    the scan's packet arithmetic: worker 0 says so in one line, and hands on."""
+    printed, warnings = steer_with_capabilities("-all,+bpf")
+    assert printed == "1"
+    assert len(warnings) == 1
+    assert "worker 0" in warnings[0]
+
+
+def test_cap_bpf_and_cap_perfmon_are_enough() -> None:
+    """What a container needs (``cap_add: [BPF, PERFMON]``): no warning at all."""
+    printed, warnings = steer_with_capabilities("-all,+bpf,+perfmon")
+    assert (printed, warnings) == ("1", [])
 
 
 def test_the_crc_is_zlibs() -> None:
