@@ -43,15 +43,14 @@ async def serve(settings: Settings) -> None:
     store = await open_store(settings)
     bus = make_bus(settings, "edge", None)
     await bus.start()
-    steering = os.environ.get(STEERING_ENV, "")
-    for fd in steering.split(","):
-        if fd:
-            os.set_inheritable(int(fd), False)  # ours: no subprocess of this worker's gets it
+    steering = tuple(int(fd) for fd in os.environ.get(STEERING_ENV, "").split(",") if fd)
+    for fd in steering:
+        os.set_inheritable(fd, False)  # ours: no subprocess of this worker's gets it
     group = WorkerGroup(
         int(os.environ[WORKER_INDEX_ENV]),
         settings.edge_workers,
         Path(os.environ[RUN_DIR_ENV]),
-        tuple(int(fd) for fd in steering.split(",") if fd),
+        steering,
     )
     edge = await start_edge(settings, bus, store, group=group)
     metrics_server = await serve_unix(group.metrics_path(group.index))
