@@ -139,8 +139,11 @@ class CallEvents:
         self._unmatched_second = -1
 
     def at(self, now: float) -> float:
-        """The core's `now` as Unix time, to the millisecond."""
-        return round(now + self.wall_offset, 3)
+        """The core's `now` as Unix time, to the millisecond.
+
+        Why not ``round(t, 3)``: that rounds in decimal through a string (~3,000
+        instructions, six times a call); this is within a millisecond of it, and whole."""
+        return round((now + self.wall_offset) * 1000) / 1000
 
     def after(self, notes: CallNotes, now: float) -> float:
         """`at(now)`, never before the call's own start (`notes.seen_at`).

@@ -11,6 +11,8 @@ open (a CI run's busy call).
 
 from __future__ import annotations
 
+import random
+
 from services.edge.proxy.call_events import CallEvents
 from shared.contracts.calls import (
     BranchTried,
@@ -89,3 +91,20 @@ def test_a_ringing_an_answer_and_a_cancel_are_never_before_the_start_either() ->
     answered = without_legs(published(run.send(answer(forwarded, 200), GW1)))[-1]
     assert isinstance(answered, CallAnswered)
     assert answered.at == WALL + START
+
+
+def test_a_stamp_is_the_unix_time_to_the_millisecond() -> None:
+    """Whole milliseconds, as ``round(t, 3)`` gives them, without its decimal rounding: at
+    worst a half-millisecond tie goes the other way."""
+    events = CallEvents("edge-a")
+    rng = random.Random(5)
+    for _ in range(20_000):
+        events.wall_offset = rng.uniform(1.6e9, 2.1e9)
+        now = rng.uniform(0, 1e6)
+        at = events.at(now)
+        assert round(at * 1000) == at * 1000  # whole milliseconds
+        assert abs(at - round(now + events.wall_offset, 3)) <= 0.0010001
+        assert abs(at - (now + events.wall_offset)) <= 0.0005001
+    events.wall_offset = 1_796_447_319.0
+    assert events.at(0.0046) == 1_796_447_319.005
+    assert events.at(-0.0044) == 1_796_447_318.996
