@@ -63,17 +63,21 @@ def program_reads(data: bytes) -> bytes | None:
 
 
 @contextlib.contextmanager
-def shared_port(workers: int, joined: int | None = None) -> Iterator[list[socket.socket]]:
-    """`workers` sockets on one port, the first `joined` (all) in the program's map."""
+def shared_port(
+    workers: int, joined: int | None = None, host: str = LOOPBACK
+) -> Iterator[list[socket.socket]]:
+    """`workers` sockets on one port of `host`, the first `joined` (all) in the program's map."""
     maps = create_maps(workers, 1)
     assert maps, "no kernel steering here: these tests need CAP_BPF (run as root)"
     sockets: list[socket.socket] = []
     try:
         for _ in range(workers):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
+            )
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            sock.bind((LOOPBACK, sockets[0].getsockname()[1] if sockets else 0))
+            sock.bind((host, sockets[0].getsockname()[1] if sockets else 0))
             sockets.append(sock)
         for index, sock in enumerate(sockets[: workers if joined is None else joined]):
             join(maps, index, workers, [sock])
@@ -87,8 +91,8 @@ def shared_port(workers: int, joined: int | None = None) -> Iterator[list[socket
 
 def arrival(sockets: list[socket.socket], data: bytes) -> int:
     """Send `data` to the shared port from one socket; the index of the socket it reached."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        sender.sendto(data, sockets[0].getsockname())
+    with socket.socket(sockets[0].family, socket.SOCK_DGRAM) as sender:
+        sender.sendto(data, sockets[0].getsockname()[:2])
         readable, _, _ = select.select(sockets, [], [], 5)
     assert len(readable) == 1, f"{len(readable)} sockets got {data[:60]!r}"
     assert readable[0].recv(70_000) == data
@@ -110,11 +114,14 @@ def owner(call_id: bytes, workers: int) -> int:
     return WorkerGroup(0, workers, Path("/nonexistent")).owner(call_id)
 
 
-@pytest.mark.parametrize("workers", [2, 3, 5])
-def test_each_call_reaches_the_worker_owning_its_call_id(workers: int) -> None:
-    """One sender (a trunk): its calls spread over every worker, each on its owner."""
+@pytest.mark.parametrize(
+    ("workers", "host"), [(2, LOOPBACK), (3, LOOPBACK), (5, LOOPBACK), (3, "::1")]
+)
+def test_each_call_reaches_the_worker_owning_its_call_id(workers: int, host: str) -> None:
+    """One sender (a trunk): its calls spread over every worker, each on its owner; over
+    IPv6 as over IPv4 (the program's data starts at the UDP header either way)."""
     reached = set()
-    with shared_port(workers) as sockets:
+    with shared_port(workers, host=host) as sockets:
         for n in range(60):
             call_id = f"{n * 7919:x}-{n}@198.51.100.{n % 7}".encode()
             data = invite(call_id, padding=(n * 23) % 900)
