@@ -89,6 +89,14 @@ def shared_port(
             os.close(fd)
 
 
+@pytest.fixture(scope="module")
+def three_workers() -> Iterator[list[socket.socket]]:
+    """One port of three workers for the many single-datagram tests: the program is verified
+    once (about 0.25 s of the kernel's time each), not once a test."""
+    with shared_port(3) as sockets:
+        yield sockets
+
+
 def arrival(sockets: list[socket.socket], data: bytes) -> int:
     """Send `data` to the shared port from one socket; the index of the socket it reached."""
     with socket.socket(sockets[0].family, socket.SOCK_DGRAM) as sender:
@@ -139,13 +147,12 @@ def _torture_messages() -> list[tuple[str, bytes]]:
 
 @pytest.mark.parametrize(("name", "data"), _torture_messages())
 def test_the_torture_messages_reach_the_owner_of_what_the_program_reads(
-    name: str, data: bytes
+    name: str, data: bytes, three_workers: list[socket.socket]
 ) -> None:
     """Odd spellings, folds, huge headers, no Call-ID: steered where the program reads one,
     and where it does, the same one the workers' own check reads (no needless hand-on)."""
     read = program_reads(data)
-    with shared_port(3) as sockets:
-        index = arrival(sockets, data)
+    index = arrival(three_workers, data)
     if read is not None:
         assert index == owner(read, 3), name
         if read == read.strip():  # blanks around it: the workers' check strips them
@@ -182,11 +189,12 @@ def _hostile() -> list[bytes]:
 
 
 @pytest.mark.parametrize("data", _hostile(), ids=lambda data: repr(data[:40]))
-def test_a_datagram_the_program_cannot_read_still_arrives(data: bytes) -> None:
+def test_a_datagram_the_program_cannot_read_still_arrives(
+    data: bytes, three_workers: list[socket.socket]
+) -> None:
     """The program never drops: what it cannot read the kernel spreads by its hash."""
     read = program_reads(data)
-    with shared_port(3) as sockets:
-        index = arrival(sockets, data)
+    index = arrival(three_workers, data)
     if read is not None and len(data) <= LINEAR:
         assert index == owner(read, 3)
 
