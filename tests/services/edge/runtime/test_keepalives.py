@@ -331,7 +331,7 @@ async def test_a_late_pong_answers_nothing_and_the_ping_is_counted_missed(
     Each pong comes 60 ms after the ping it answers, three times the 20 ms window. It would
     count only if the next ping (100 ms on) left within the window before it, which takes
     the test's read of a ping to lag 40-60 ms behind its sending (a CI run: with a 50 ms
-    window and 80 ms pongs, a lag of 20-70 ms did it, twice)."""
+    window and 80 ms pongs, a lag of 20-70 ms was enough)."""
     monkeypatch.setattr("services.edge.runtime.keepalives.PONG_WINDOW", 0.02)
     reader, writer, binding = await outbound_phone(setup)
     missed, answers = metrics.KEEPALIVE_PONGS_MISSED.value, metrics.KEEPALIVE_ANSWERS.value
