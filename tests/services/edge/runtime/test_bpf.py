@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import struct
 
 import pytest
@@ -50,10 +51,12 @@ def test_a_program_the_verifier_refuses_says_why() -> None:
 
 
 def test_a_program_that_runs_off_its_end_is_refused() -> None:
-    with pytest.raises(BpfError):
+    with pytest.raises(BpfError) as refused:
         load_reuseport_program([Insn.alu64_imm(MOV, 0, SK_PASS)], b"no_exit")
+    assert refused.value.errno == errno.EINVAL  # the verifier's, not a missing capability's
 
 
 def test_a_map_of_no_sockets_is_refused() -> None:
-    with pytest.raises(BpfError):
+    with pytest.raises(BpfError) as refused:
         create_sockarray(0)
+    assert refused.value.errno == errno.EINVAL

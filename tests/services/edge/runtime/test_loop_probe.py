@@ -1,6 +1,6 @@
 """The loop probe keeps the core's view of time current: wall offset, and the clock an answer
-is stamped with when its 2xx is relayed; and it tells the load shedder how far behind the
-worker is."""
+is stamped with when its 2xx is relayed; and it records how long datagrams waited in the
+sockets, which the load shedder does not act on."""
 
 from __future__ import annotations
 

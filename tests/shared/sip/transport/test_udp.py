@@ -154,8 +154,8 @@ def test_a_datagram_is_timed_by_the_kernel_on_uvloop() -> None:
 
 
 async def test_the_longest_wait_in_the_buffer_is_kept_until_taken() -> None:
-    """What a datagram waited in the kernel while the loop was busy: the backlog the load
-    shedder weighs beside the loop's own lag (`services.edge.runtime.loop_probe`)."""
+    """What a datagram waited in the kernel while the loop was busy: the backlog a loop
+    reading full bursts hides from its lag (recorded by `services.edge.runtime.loop_probe`)."""
     inbox = Inbox()
     endpoint = await open_udp("127.0.0.1", 0, inbox)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
