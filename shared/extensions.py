@@ -2,12 +2,13 @@
 
 `python -m deploy.extensions` (run by `make`, and by the Docker image's first stage) compiles
 the SIP core, the proxy core and the edge's per-message modules with mypyc, and the C message
-scan and URI and Via readers (`shared/sip/_scan.c`, `_uri.c`), into `build/ext/`, apart from the
-sources, and writes `build/extensions.json`: every compiled module, its source and the SHA-256
-that source had. This module, run by `shared/__init__.py` before any other module of the
-project is imported, puts a finder in front of the import system that answers those modules
-with their compiled files, but only when every source still has its recorded hash and the
-build was made for this interpreter.
+scan and URI and Via readers (`shared/sip/_scan.c`, `_uri.c`) and the events' model construction
+(`shared/contracts/_construct.c`), into `build/ext/`, apart from the sources, and writes
+`build/extensions.json`: every compiled module, its source and the SHA-256 that source had.
+This module, run by `shared/__init__.py` before any other module of the project is imported,
+puts a finder in front of the import system that answers those modules with their compiled
+files, but only when every source still has its recorded hash and the build was made for this
+interpreter.
 So an edited source falls back to pure Python for every module (never compiled code older than
 its source, never half a build), and `CALLMESH_NO_EXTENSIONS=1` forces pure Python (the tests'
 second pass, mutation testing).
