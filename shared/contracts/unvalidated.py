@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar, cast
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
-_set = object.__setattr__
+_set: Final = object.__setattr__
 
 
 def unvalidated(cls: type[M], **fields: Any) -> M:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import ipaddress
 import random
 from dataclasses import dataclass
+from typing import Final
 
 from shared.dns.cache import DnsCache, Entry, Record, RecordKey, record_key
 from shared.dns.records import Naptr, Srv, order_naptr, order_srv
 from shared.sip.transport.destination import SUPPORTED_TRANSPORTS
 from shared.sip.uri import SipUri
 
-NAPTR_SERVICES = {
+NAPTR_SERVICES: Final = {
     "SIP+D2U": "udp",
     "SIP+D2T": "tcp",
     "SIPS+D2T": "tls",
@@ -40,8 +41,8 @@ NAPTR_SERVICES = {
     "SIP+D2W": "ws",
     "SIPS+D2W": "wss",
 }
-SRV_PREFIXES = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
-PLAIN_ORDER = ("udp", "tcp", "tls")
+SRV_PREFIXES: Final = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
+PLAIN_ORDER: Final = ("udp", "tcp", "tls")
 """The transports tried by SRV when a name has no NAPTR records (RFC 3263 §4.1 leaves the
 order to us: UDP first, as every SIP element must speak it)."""
 
@@ -102,7 +103,7 @@ def name_spec(uri: SipUri) -> NameSpec | None:
     return NameSpec(host, uri.port, transport, uri.scheme == "sips")
 
 
-_IP_LITERALS: dict[str, bool] = {}
+_IP_LITERALS: Final[dict[str, bool]] = {}
 
 
 def is_ip(host: str) -> bool:

@@ -17,13 +17,13 @@ from typing import Final
 from librt.vecs import vec
 from mypy_extensions import i64
 
-MAX_HEAD = 6
+MAX_HEAD: Final = 6
 """10**6 slots (16 MB) cap the flat part; longer prefixes live in their head's slot or node."""
 
 NONE = -1
 """The code of no prefix."""
 
-TAG_BITS = 16
+TAG_BITS: Final = 16
 TAG_MASK = (1 << TAG_BITS) - 1
 FOUND = 1 << TAG_BITS
 """Set in :meth:`PrefixTable.match_tag`'s answer when a prefix matched."""
@@ -37,7 +37,7 @@ MAX_CODE = (1 << CODE_BITS) - 2
 LEAF_BITS = TAG_BITS + CODE_BITS
 LEAF_MASK = (1 << LEAF_BITS) - 1
 
-FIRST = 1
+FIRST: Final = 1
 """Where the slots start: a ``vec``'s items sit 8 bytes past a 16-byte boundary (its
 buffer's header), and a slot on a 16-byte boundary never straddles two cache lines
 (tested: were it to change, lookups would stay right, one in four slower)."""

@@ -7,6 +7,7 @@ cost of a ``bytes.find`` or two, not a parse.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from shared.sip._readers import find_head_end
 from shared.sip.errors import SipParseError
@@ -46,7 +47,7 @@ def peek_header(data: bytes, key: str) -> bytes | None:
     return None
 
 
-_CALL_ID_OR_BLANK = re.compile(rb"\n(?:\n|\r\n|Call-ID: (.*))")
+_CALL_ID_OR_BLANK: Final = re.compile(rb"\n(?:\n|\r\n|Call-ID: (.*))")
 """The first line break that starts a blank line or a ``Call-ID: `` line (the group: its
 value up to the line feed, as `peek_header` reads it): a Call-ID found before any blank line
 is in the header block.  Each alternative starts with a literal, which the engine tests
@@ -79,4 +80,4 @@ def _needles(key: str) -> tuple[bytes, ...]:
     return needles
 
 
-_PEEK_NEEDLES: dict[str, tuple[bytes, ...]] = {}
+_PEEK_NEEDLES: Final[dict[str, tuple[bytes, ...]]] = {}

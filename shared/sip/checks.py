@@ -7,11 +7,12 @@ what schemes and extensions this proxy supports is its own business.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Final
 
 from shared.sip.errors import SipError
 from shared.sip.message import Request
 
-ROUTABLE_SCHEMES = frozenset({"sip", "sips", "tel"})
+ROUTABLE_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
 
 
 def check_proxy_request(request: Request, *, supported: Collection[str] = ()) -> None:

@@ -8,10 +8,11 @@ names arrive in every packet; the memo is bounded so hostile names cannot grow i
 from __future__ import annotations
 
 import sys
+from typing import Final
 
 from shared.sip.errors import SipParseError
 
-COMPACT_FORMS: dict[str, str] = {
+COMPACT_FORMS: Final[dict[str, str]] = {
     "a": "accept-contact",
     "b": "referred-by",
     "c": "content-type",
@@ -34,7 +35,7 @@ COMPACT_FORMS: dict[str, str] = {
     "y": "identity",
 }
 
-_SPECIAL_SPELLING = {
+_SPECIAL_SPELLING: Final = {
     "call-id": "Call-ID",
     "cseq": "CSeq",
     "www-authenticate": "WWW-Authenticate",
@@ -45,7 +46,7 @@ _SPECIAL_SPELLING = {
     "sip-if-match": "SIP-If-Match",
 }
 
-LIST_HEADERS = frozenset(
+LIST_HEADERS: Final = frozenset(
     {
         "via",
         "route",
@@ -78,7 +79,7 @@ Authorization-family headers are absent on purpose: their commas separate
 parameters of one value, and each occurrence is a separate value.
 """
 
-SINGLE_HEADERS = (
+SINGLE_HEADERS: Final = (
     "to",
     "from",
     "call-id",
@@ -89,18 +90,18 @@ SINGLE_HEADERS = (
     "expires",
 )
 """Headers that must occur at most once (RFC 4475 §3.3.8, §3.3.9), in the order they are checked."""
-_SINGLE_KEYS = frozenset(SINGLE_HEADERS)
+_SINGLE_KEYS: Final = frozenset(SINGLE_HEADERS)
 
-TOKEN_TEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+TOKEN_TEXT: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 """The characters of an RFC 3261 token (§25.1)."""
-TOKEN_CHARS = frozenset(TOKEN_TEXT)
-TOKEN_BYTES = frozenset(TOKEN_TEXT.encode())
-DIALOG_KEYS = ("via", "from", "to", "call-id", "cseq")
+TOKEN_CHARS: Final = frozenset(TOKEN_TEXT)
+TOKEN_BYTES: Final = frozenset(TOKEN_TEXT.encode())
+DIALOG_KEYS: Final = ("via", "from", "to", "call-id", "cseq")
 """The headers every request needs (§8.1.1) and every response copies (§8.2.6.2)."""
-KEY_MEMO: dict[bytes, str] = {}
+KEY_MEMO: Final[dict[bytes, str]] = {}
 """Raw header name as received, with its colon or (as the parser looks it up) without → key."""
-_MEMO_LIMIT = 512
-_KEY_OF_NAME: dict[str, str] = {}
+_MEMO_LIMIT: Final = 512
+_KEY_OF_NAME: Final[dict[str, str]] = {}
 """Caller-given name → key: callers name the same few headers on every message."""
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Final
 
 from services.edge.metrics import ACTIVE_CALLS, DESTINATION_ATTEMPTS
 
-MAX_CALL_AGE = 4 * 3600.0
+MAX_CALL_AGE: Final = 4 * 3600.0
 """Seconds after which a call whose end was not seen stops counting."""
 
-_NONE: Mapping[str, int] = MappingProxyType({})
+_NONE: Final[Mapping[str, int]] = MappingProxyType({})
 
 
 class ActiveCalls:

@@ -14,13 +14,15 @@ moves.
 
 from __future__ import annotations
 
+from typing import Final
+
 from shared.acl import AddressAcl
 from shared.routing_table.cache import RoutingCache
 from shared.sip.errors import SipError
 from shared.sip.transport.destination import Destination, unbracket
 from shared.sip.uri import SipUri, parse_uri
 
-MAX_MEMO = 65536
+MAX_MEMO: Final = 65536
 
 
 class SourceTrust:

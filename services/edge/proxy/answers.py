@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from services.edge import metrics
 from services.edge.destinations import ActiveCalls
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callmesh.edge")
 
-DEFAULT_UDP_MTU = 1300
+DEFAULT_UDP_MTU: Final = 1300
 """RFC 3261 §18.1.1's size for a path MTU not known."""
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from services.edge.proxy.actions import Publish
 from services.edge.proxy.routes import Hop
@@ -115,7 +115,7 @@ def _target(hop: Hop) -> tuple[str, TargetKind]:
     return hop.uri, "uri"
 
 
-UNMATCHED_ANSWERS_PER_SECOND = 50
+UNMATCHED_ANSWERS_PER_SECOND: Final = 50
 """Unmatched 2xxs (no transaction: its edge restarted) published per second per worker."""
 
 

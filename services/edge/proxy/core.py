@@ -24,7 +24,7 @@ Max-Forwards and loop checks, stateless response forwarding).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from services.edge import metrics
 from services.edge.proxy.acks import StatelessAcks
@@ -56,10 +56,12 @@ __all__ = ["DEFAULT_UDP_MTU", "Proxy", "ProxyTimers"]
 
 log = logging.getLogger("callmesh.edge")
 
-STORE_AWAY = (("Retry-After", "5"),)
+STORE_AWAY: Final = (("Retry-After", "5"),)
 """On the 503 for a registrar or location store that did not answer: the caller (a phone, or
 an upstream proxy that fails over on it) tries again later; the registrar's own 503 says 5 too."""
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, SUBSCRIBE, NOTIFY, MESSAGE"
+ALLOW: Final = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, SUBSCRIBE, NOTIFY, MESSAGE"
+)
 
 
 class Proxy(StatelessAcks):

@@ -11,6 +11,7 @@ until the adapter has read Redis.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Final
 
 from services.edge import metrics
 from services.edge.location import Missing
@@ -49,11 +50,11 @@ from shared.sip.message import Request
 from shared.sip.transport.destination import Destination, destination_of, transport_of
 from shared.sip.uri import SipUri, Uri
 
-DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
-MAX_DNS_ROUNDS = 6
+DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+MAX_DNS_ROUNDS: Final = 6
 """Round trips to DNS one request may wait for (NAPTR, SRV, addresses, a NAPTR's next
 choice); past it the cache is being emptied faster than it fills: 500."""
-NO_ROUTE_REASON = 'SIP;cause=404;text="no route"'
+NO_ROUTE_REASON: Final = 'SIP;cause=404;text="no route"'
 
 
 class Limiting(Exception):  # noqa: N818 - a question, like `Missing`

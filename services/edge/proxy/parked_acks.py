@@ -16,7 +16,7 @@ nothing times it out.  Hence two bounds of its own:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from services.edge import metrics
 from services.edge.proxy.dialogs import OwnRoute
@@ -26,10 +26,10 @@ from shared.sip.message import Request
 if TYPE_CHECKING:
     from services.edge.policy import PolicyContext
 
-MAX_PARKED_ACKS = 1000
+MAX_PARKED_ACKS: Final = 1000
 """ACKs waiting for DNS at once, per worker: far more than the calls a worker sets up while
 one name is asked for, far less memory (a few MB) than a flood could otherwise pin."""
-ACK_DNS_DEADLINE = 10.0
+ACK_DNS_DEADLINE: Final = 10.0
 """Seconds an ACK may wait for DNS: past the three steps of RFC 3263 at the default query
 timeout (2 s each), well within the 32 s (64·T1) the UAS retransmits its 2xx for."""
 

@@ -24,8 +24,8 @@ from shared.sip.uri import SipUri, TelUri, Uri, UserSlot, parse_uri
 
 log = logging.getLogger("callmesh.edge")
 
-_VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
-_READY = frozenset({"up", "unknown"})
+_VISUAL_SEPARATORS: Final = str.maketrans("", "", "-.()")
+_READY: Final = frozenset({"up", "unknown"})
 
 
 class RouteLookup(Protocol):
@@ -67,7 +67,7 @@ class CallerProfile:
     tech_prefix: str = ""
 
 
-DEFAULT_PROFILE = CallerProfile()
+DEFAULT_PROFILE: Final = CallerProfile()
 Classifier = Callable[[Destination, str], CallerProfile]
 
 

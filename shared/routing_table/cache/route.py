@@ -7,12 +7,14 @@ and ``disabled`` ones are never tried.
 
 from __future__ import annotations
 
+from typing import Final
+
 from shared.routing_table.cache.health import GatewayHealth, GatewayState
 from shared.routing_table.compiled import CompiledRule, GatewayTarget, RuleEntry
 from shared.routing_table.index import rule_at
 from shared.routing_table.prefixes import PrefixTable
 
-_READY: frozenset[GatewayState] = frozenset({"up", "unknown"})
+_READY: Final[frozenset[GatewayState]] = frozenset({"up", "unknown"})
 
 
 class GatewayChoice:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable
+from typing import Final
 
 from shared.sip.message import Request, Response
 from shared.sip.timers import TimerQueue, TimerSettings
@@ -33,7 +34,7 @@ from shared.sip.transaction.server import (
 )
 from shared.sip.transport.destination import Destination
 
-KINDS = ("invite_client", "non_invite_client", "invite_server", "non_invite_server")
+KINDS: Final = ("invite_client", "non_invite_client", "invite_server", "non_invite_server")
 
 
 class TransactionTable:
