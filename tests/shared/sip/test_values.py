@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.sip import values
 from shared.sip.errors import SipParseError
 from shared.sip.values import (
     CSeq,
@@ -28,6 +29,19 @@ def test_cseq() -> None:
         parse_cseq("1")
     with pytest.raises(SipParseError, match="malformed CSeq sequence number"):
         parse_cseq("-1 INVITE")
+
+
+def test_the_cseq_methods_read_without_the_pattern_are_tokens_the_pattern_takes() -> None:
+    """The known methods skip the token pattern: each must be one it matches, and any other
+    method is still matched by it, in either case."""
+    for method in values._METHODS:
+        assert values._TOKEN.fullmatch(method), method
+        assert parse_cseq(f"1 {method}") == CSeq(1, method)
+    assert parse_cseq("7 invite") == CSeq(7, "invite")
+    assert parse_cseq("7 X-Custom.Method") == CSeq(7, "X-Custom.Method")
+    for method in ("INV@ITE", "INVITE;", "BYE\x00", "<BYE>", "MESSAGE/2"):
+        with pytest.raises(SipParseError, match="malformed CSeq"):
+            parse_cseq(f"1 {method}")
 
 
 def test_max_forwards_bounds() -> None:
