@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.sip.errors import SipParseError
 from shared.sip.message import parse_message
+from shared.sip.params import param_value, parse_params
 from shared.sip.via import Via, branch_of, parse_via, parse_vias
+from tests.examples import examples
 from tests.shared.sip.torture import manifest_4475, rfc4475
 
 
@@ -127,3 +131,46 @@ def test_the_branch_is_read_from_the_parameters_alone(text: str, branch: str | N
 def test_a_branch_in_malformed_parameters_is_not_read() -> None:
     with pytest.raises(SipParseError, match="malformed Via"):
         branch_of("SIP/2.0/UDP h;;branch=z9hG4bKa")
+
+
+def branch_read_by(read: object, text: str) -> str | tuple[str] | None:
+    """What `read(text)` gives: the branch, or the refusal's message as a 1-tuple."""
+    try:
+        return read(text)  # type: ignore[operator,no-any-return]
+    except SipParseError as error:
+        return (str(error),)
+
+
+def branch_by_parameters(text: str) -> str | None:
+    """The branch as the whole parameter parse reads it (what `branch_of` reads alone)."""
+    semicolon = text.find(";")
+    return None if semicolon < 0 else param_value(parse_params(text[semicolon:], "Via"), "branch")
+
+
+PLAIN_PIECES = ["branch", "BRANCH", "Branch", "branchx", "branc", "rport", "=", "=", ";", ";"]
+
+
+@settings(max_examples=examples(2000))
+@given(st.lists(st.sampled_from([*PLAIN_PIECES, "z9hG4bKa", "x", "1"]), max_size=12))
+def test_the_plain_branch_reads_as_the_parameters_do(pieces: list[str]) -> None:
+    """Parameters without blanks or quotes take `branch_of`'s own reading: the same branch
+    (the first, any case, "" for a flag) and the same refusals as `parse_params` gives."""
+    text = "SIP/2.0/UDP h;" + "".join(pieces)
+    assert branch_read_by(branch_of, text) == branch_read_by(branch_by_parameters, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "branch"),
+    [
+        ("SIP/2.0/UDP h;rport;branch=z9hG4bKa;branch=z9hG4bKb", "z9hG4bKa"),
+        ("SIP/2.0/UDP h;BRANCH=z9hG4bKa", "z9hG4bKa"),
+        ("SIP/2.0/UDP h;branch", ""),
+        ("SIP/2.0/UDP h;branchy=1;rport", None),
+        ("SIP/2.0/UDP h;branch=", ("malformed Via parameter value",)),
+        ("SIP/2.0/UDP h;branch=z9hG4bKa;", ("malformed Via parameter",)),
+        ("SIP/2.0/UDP h;=z9hG4bKa", ("malformed Via parameter",)),
+    ],
+)
+def test_plain_parameters_edge_cases(text: str, branch: str | tuple[str] | None) -> None:
+    assert branch_read_by(branch_of, text) == branch
+    assert branch_read_by(branch_by_parameters, text) == branch
