@@ -7,6 +7,7 @@ Range limits follow RFC 3261 (CSeq < 2**31, Max-Forwards ≤ 255, delta-seconds
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -111,8 +112,26 @@ def parse_content_length(text: str) -> int:
     return _digits(text, "Content-Length", 2**31 - 1)
 
 
+def _is_call_id(text: str) -> bool:
+    """Whether `text` is a Call-ID (RFC 3261 §25.1: a word, or word@word)."""
+    return _CALL_ID.fullmatch(text) is not None
+
+
+def _call_id_check() -> Callable[[str], bool]:
+    """The C check (`_scan.is_call_id`) if this process loaded the compiled build, else
+    `_is_call_id`: the two answer alike (tests/shared/sip/test_scan.py)."""
+    try:
+        from shared.sip._scan import is_call_id
+    except ImportError:
+        return _is_call_id
+    return is_call_id
+
+
+IS_CALL_ID: Final = _call_id_check()
+
+
 def parse_call_id(text: str) -> str:
-    if not _CALL_ID.fullmatch(text):
+    if not IS_CALL_ID(text):
         raise SipParseError("malformed Call-ID")
     return text
 
