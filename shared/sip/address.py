@@ -14,7 +14,14 @@ from typing import Final
 
 from shared.sip.errors import SipParseError
 from shared.sip.headers import split_commas
-from shared.sip.params import Params, format_params, param_value, parse_params, with_param
+from shared.sip.params import (
+    Params,
+    format_params,
+    param_of,
+    param_value,
+    parse_params,
+    with_param,
+)
 from shared.sip.uri import C_READERS, SipUri, SipUriParts, Uri, parse_uri
 
 _TOKENS: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
@@ -148,11 +155,11 @@ def tag_of(text: str) -> str | None:
         _, gt, params = text.partition("<")[2].partition(">")
         if not gt:
             raise SipParseError("malformed address (no closing >)")
-        return param_value(parse_params(params, "address"), "tag")
+        return param_of(params, "tag", "address")
     start = text.find(";")
     if start < 0:
         return None
-    return param_value(parse_params(text[start:], "address"), "tag")
+    return param_of(text[start:], "tag", "address")
 
 
 def _name_addr(display: str | None, text: str) -> Address:

@@ -19,6 +19,26 @@ def param_value(params: Params, name: str) -> str | None:
     return None
 
 
+def param_of(text: str, name: str, what: str) -> str | None:
+    """`param_value(parse_params(text, what), name)`, the same value and refusals, without the
+    parameters built when they are plain (no blanks, no quotes): a Via's branch or an
+    address's tag is read so for nearly every message, where the other parameters are
+    checked but no tuple or lower-cased name is made for them.  `name` must be lower-case."""
+    if text[:1] != ";" or " " in text or "\t" in text or '"' in text:
+        return param_value(parse_params(text, what), name)
+    found: str | None = None
+    size = len(name)
+    for piece in text[1:].split(";"):
+        key, eq, value = piece.partition("=")
+        if not key:
+            raise SipParseError(f"malformed {what} parameter")
+        if eq and not value:
+            raise SipParseError(f"malformed {what} parameter value")
+        if found is None and len(key) == size and key.lower() == name:
+            found = value if eq else ""
+    return found
+
+
 def parse_params(text: str, what: str) -> Params:
     """Parse `;a=b;c` (whitespace allowed around `;` and `=`); `text` starts with `;` or is empty.
 

@@ -13,7 +13,14 @@ from typing import Final
 
 from shared.sip.errors import SipParseError
 from shared.sip.headers import TOKEN_CHARS, split_commas
-from shared.sip.params import Params, format_params, param_value, parse_params, with_param
+from shared.sip.params import (
+    Params,
+    format_params,
+    param_of,
+    param_value,
+    parse_params,
+    with_param,
+)
 from shared.sip.uri import C_READERS, parse_port, split_host_port
 
 _SIP_2_0: Final = "SIP/2.0"
@@ -164,26 +171,7 @@ def branch_of(text: str) -> str | None:
     semicolon = text.find(";")
     if semicolon < 0:
         return None
-    params = text[semicolon:]
-    if " " in params or "\t" in params or '"' in params:
-        return param_value(parse_params(params, "Via"), "branch")
-    return _plain_branch(params)
-
-
-def _plain_branch(params: str) -> str | None:
-    """`branch_of` for parameters without blanks or quotes (every Via a proxy writes): what
-    `parse_params` checks of each, and the first branch, without a tuple or a lower-cased
-    name made per parameter (a response's match reads one, four a call)."""
-    branch: str | None = None
-    for piece in params[1:].split(";"):
-        name, eq, value = piece.partition("=")
-        if not name:
-            raise SipParseError("malformed Via parameter")
-        if eq and not value:
-            raise SipParseError("malformed Via parameter value")
-        if branch is None and len(name) == 6 and name.lower() == "branch":
-            branch = value if eq else ""
-    return branch
+    return param_of(text[semicolon:], "branch", "Via")
 
 
 def parse_vias(text: str) -> list[Via]:
