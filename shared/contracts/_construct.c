@@ -10,7 +10,8 @@
  * `construct(cls, fields)`: `cls` a type whose `__new__` is `object.__new__` (a pydantic
  * `BaseModel` subclass), `fields` an exact dict holding every field by name; the new model
  * takes the dict itself as its `__dict__`, a new set of its keys as `__pydantic_fields_set__`,
- * and None as `__pydantic_extra__` and `__pydantic_private__`.  Anything else is a TypeError.
+ * and None as `__pydantic_extra__` and `__pydantic_private__`.  A wrong argument is a TypeError
+ * (a type whose instances have no `__dict__`, an AttributeError, as in `_construct`).
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and `unvalidated.py` does the same in Python.  The tests build every

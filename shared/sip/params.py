@@ -23,7 +23,8 @@ def param_of(text: str, name: str, what: str) -> str | None:
     """`param_value(parse_params(text, what), name)`, the same value and refusals, without the
     parameters built when they are plain (no blanks, no quotes): a Via's branch or an
     address's tag is read so for nearly every message, where the other parameters are
-    checked but no tuple or lower-cased name is made for them.  `name` must be lower-case."""
+    checked but no tuple or lower-cased name is made for them.  `name` must be lower-case
+    ASCII (a name of another length is not compared: `str.lower` keeps an ASCII name's)."""
     if text[:1] != ";" or " " in text or "\t" in text or '"' in text:
         return param_value(parse_params(text, what), name)
     found: str | None = None

@@ -182,3 +182,13 @@ def test_unvalidated_uses_the_c_construction_exactly_when_the_build_has_it() -> 
     expected = _construct if module.C_CONSTRUCT is None else module.C_CONSTRUCT.construct
     assert module.CONSTRUCT is expected
     assert_same_model(unvalidated(DialogLeg, **fields_of(LEG)), LEG)
+
+
+def test_a_type_without_an_instance_dict_is_refused_as_python_refuses_it(
+    c_construct: Construct,
+) -> None:
+    """`object` itself is made by `object.__new__` but holds no `__dict__`: both ways say so."""
+    with pytest.raises(AttributeError):
+        c_construct(object, {})  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        _construct(object, {})  # type: ignore[arg-type]
