@@ -46,6 +46,7 @@ BENCHMARKS = {
     "stream_handon": "bench.stream_handon",
     "udp_receive": "bench.udp_receive",
     "proxy_core": "bench.proxy.core_calls",
+    "proxy_runtime": "bench.proxy.runtime_calls",
     "proxy": "bench.proxy.run",
 }
 

@@ -45,37 +45,49 @@ CALLS_PER_SECOND = 1000
 class Table(IndexRoutes):
     """The wire benchmark's route for 1407…: gateway 1, then gateway 2."""
 
-    def __init__(self) -> None:
+    def __init__(self, gateway_ports: tuple[int, int] = (15071, 15072)) -> None:
         super().__init__()
-        self.index.put("gateway", "1", Gateway(address=f"sip:{EDGE}:15071"))
-        self.index.put("gateway", "2", Gateway(address=f"sip:{EDGE}:15072"))
+        first, second = gateway_ports
+        self.index.put("gateway", "1", Gateway(address=f"sip:{EDGE}:{first}"))
+        self.index.put("gateway", "2", Gateway(address=f"sip:{EDGE}:{second}"))
         self.index.put("rule", "r1407", Rule(prefix="1407", gateways=("1", "2")))
 
 
 def caller_request(
-    method: str, n: int, uri: str, cseq: int, *, extra: str = "", to_tag: str = "", sdp: str = ""
+    method: str,
+    n: int,
+    uri: str,
+    cseq: int,
+    *,
+    extra: str = "",
+    to_tag: str = "",
+    sdp: str = "",
+    port: int = 15080,
 ) -> bytes:
-    """The benchmark caller's request (`sdp`: its body, as `application/sdp`)."""
+    """The benchmark caller's request (`sdp`: its body, as `application/sdp`; `port`: the
+    caller's own)."""
     body = "Content-Length: 0\r\n\r\n"
     if sdp:
         body = f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
     return (
         f"{method} {uri} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {EDGE}:15080;branch=z9hG4bK-{n}-{cseq}-{method}\r\n"
+        f"Via: SIP/2.0/UDP {EDGE}:{port};branch=z9hG4bK-{n}-{cseq}-{method}\r\n"
         f"{extra}"
-        f"From: <sip:bench@{EDGE}:15080>;tag={n}c\r\n"
+        f"From: <sip:bench@{EDGE}:{port}>;tag={n}c\r\n"
         f"To: <sip:1407555{n % 10000:04d}@{EDGE}:{EDGE_PORT}>{to_tag}\r\n"
         f"Call-ID: {n}-bench@{EDGE}\r\n"
         f"CSeq: {cseq} {method}\r\n"
-        f"Contact: <sip:bench@{EDGE}:15080>\r\n"
+        f"Contact: <sip:bench@{EDGE}:{port}>\r\n"
         "Max-Forwards: 70\r\n"
         f"{body}"
     ).encode()
 
 
-def gateway_answer(request: Request, status: int, reason: str, sdp: str = "") -> bytes:
+def gateway_answer(
+    request: Request, status: int, reason: str, sdp: str = "", port: int = 15071
+) -> bytes:
     """What the SIPp gateway sends: Vias, Record-Route, From, To (tagged), Call-ID, CSeq
-    (`sdp`: its body)."""
+    (`sdp`: its body; `port`: the gateway's own, in its Contact)."""
     lines = [f"SIP/2.0 {status} {reason}"]
     lines += [f"Via: {via}" for via in request.headers("via")]
     lines += [f"Record-Route: {rr}" for rr in request.headers("record-route")]
@@ -85,7 +97,7 @@ def gateway_answer(request: Request, status: int, reason: str, sdp: str = "") ->
         f"To: {to if status == 100 or ';tag=' in to else to + ';tag=gw1'}",
         f"Call-ID: {request.call_id}",
         f"CSeq: {request.header('cseq')}",
-        f"Contact: <sip:gw@{EDGE}:15071>",
+        f"Contact: <sip:gw@{EDGE}:{port}>",
         *(("Content-Type: application/sdp",) if sdp else ()),
         f"Content-Length: {len(sdp)}",
         "",
