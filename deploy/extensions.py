@@ -61,6 +61,13 @@ HOT = (
     "shared/hep/codec.py",
     "shared/hep/mirror.py",
     "shared/hep/sender.py",
+    # The runtime's side of every message: the UDP socket's reads and sends, the worker's
+    # sockets and their hand-on, the driver that runs the core's actions.
+    "shared/sip/transport/udp.py",
+    "services/edge/runtime/sockets.py",
+    "services/edge/runtime/affinity.py",
+    "services/edge/runtime/driver.py",
+    "services/edge/runtime/loop_timer.py",
 )
 """The compiled modules' sources, as globs relative to the root."""
 

@@ -1,7 +1,7 @@
 """The asyncio side of the proxy: bytes and time into `Proxy`, its actions out to the network.
 
-Timers: the whole worker has one `call_at` handle, set to the earliest
-deadline of the transaction table and the failover timers, and moved only
+Timers: the whole worker has one `call_at` handle (`LoopTimer`, on a 5 ms tick), set to
+the earliest deadline of the transaction table and the failover timers, and moved only
 when a new deadline is earlier; nothing runs a task per transaction.
 Publishing: events go out through `EventPublisher` (a bounded backlog and a
 few background senders, call events journaled in the worker's outbox until
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -31,6 +30,7 @@ from services.edge.runtime.hangups import Hangups
 from services.edge.runtime.journal import Journal
 from services.edge.runtime.keepalives import KeepaliveRunner
 from services.edge.runtime.loop_probe import LoopProbe
+from services.edge.runtime.loop_timer import LoopTimer
 from services.edge.runtime.media import MediaRunner
 from services.edge.runtime.publisher import EventPublisher
 from services.edge.runtime.round_trips import RoundTrips
@@ -53,13 +53,6 @@ from shared.sip.transport.base import (
 from shared.sip.transport.destination import Destination
 
 log = logging.getLogger("callmesh.edge")
-
-TIMER_TICK = 0.005
-"""Seconds the worker's one loop timer is rounded up to.  Why: the core's deadlines (its
-transactions' timers, steps of T1 = 500 ms and more) fall at every instant, so at 1,000
-calls a second the timer was re-armed and fired thousands of times a second, each a
-`call_at`, a cancel and an `expire` call; on a tick it fires at most 200 times, every
-deadline due by then expiring together, none more than a tick late."""
 
 
 class ProxyDriver:
@@ -92,8 +85,7 @@ class ProxyDriver:
         self._keepalives = keepalives
         self._loop = asyncio.get_running_loop()
         self.dns = dns or DnsResolver(DnsCache(), clock=self._loop)
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.timer = LoopTimer(self._loop, self._fire)
         self._background: set[asyncio.Task[None]] = set()
         self.publisher = EventPublisher(
             bus,
@@ -132,8 +124,7 @@ class ProxyDriver:
 
     async def stop(self) -> None:
         self._probe.stop()
-        if self._timer is not None:
-            self._timer.cancel()
+        self.timer.cancel()
         tasks = list(self._background)
         for task in tasks:
             task.cancel()
@@ -178,20 +169,10 @@ class ProxyDriver:
             other = b2bua.next_deadline()
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
-        if deadline is None:
-            return
-        tick = math.ceil(deadline / TIMER_TICK) * TIMER_TICK
-        deadline = tick if tick >= deadline else tick + TIMER_TICK  # (the division's rounding)
-        if self._timer_at is not None and self._timer_at <= deadline:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._fire)
+        if deadline is not None:
+            self.timer.arm(deadline)
 
     def _fire(self) -> None:
-        self._timer = None
-        self._timer_at = None
         now = self._loop.time()
         self._run(self.proxy.expire(now))
         if self.b2bua is not None and self.b2bua.calls:

@@ -102,21 +102,21 @@ class UdpEndpoint:
                         now = loop.time()  # it may have come during this wake-up
                         received_at = clamped(received_at, now)
                     self.longest_wait = max(self.longest_wait, now - received_at)
-            self._received(data, addr, received_at)
+            self._received(data, addr[0], addr[1], received_at)  # IPv6: 4 items
 
     def take_longest_wait(self) -> float:
         """`longest_wait`, which starts again from 0."""
         wait, self.longest_wait = self.longest_wait, 0.0
         return wait
 
-    def _received(self, data: bytes, addr: tuple[str, int], received_at: float) -> None:
+    def _received(self, data: bytes, host: str, port: int, received_at: float) -> None:
         if len(data) > self._limits.max_message_size:
             line = "udp %s:%d: dropped a %d-byte datagram from %s:%s"
-            self._log(logging.WARNING, f"oversize {addr[0]}", line, len(data), *addr[:2])
+            self._log(logging.WARNING, f"oversize {host}", line, len(data), host, port)
             return
         if data[:1] == b"\r" and not data.strip():
             return  # a CRLF keep-alive; UDP keep-alives need no answer
-        source = Destination("udp", addr[0], addr[1])
+        source = Destination("udp", host, port)
         try:
             self._on_datagram(data, source, self.listener, received_at)
         except Exception:  # a handler bug must not stop the socket

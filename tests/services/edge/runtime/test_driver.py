@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 import pytest
 
@@ -14,13 +15,15 @@ from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.interfaces import Interface, Interfaces
 from services.edge.proxy.routes import NumberRouter
-from services.edge.runtime.driver import TIMER_TICK, ProxyDriver
+from services.edge.runtime.driver import ProxyDriver
 from services.edge.runtime.journal import Journal
+from services.edge.runtime.loop_timer import TIMER_TICK
 from services.edge.runtime.sockets import EdgeSockets
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import CallStarted
 from shared.contracts.event import Event
+from shared.settings import ListenAddress
 from shared.sip.transaction import Send
 from shared.sip.transport.base import OversizeDatagramError, TransportError
 from shared.sip.transport.destination import Destination
@@ -103,13 +106,36 @@ async def test_a_steps_events_are_journaled_before_its_messages_leave(tmp_path: 
     assert journal is not None
     bus = SilentBroker(watched=1)
     driver = ProxyDriver(proxy(), bus, instance="edge-a", outbox=journal)
+    outbox: Journal = journal
     journaled_at_send: list[int] = []
-    driver._send = lambda send: journaled_at_send.append(journal.unsettled)  # type: ignore[method-assign]
-    answered = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
-    driver._run([Send(b"SIP/2.0 200 OK\r\n\r\n", CALLER), answered])
-    assert journaled_at_send == [1]
-    bus.release.set()
-    await driver.stop()
+
+    class Watched(socket.socket):
+        """The edge's own UDP socket, which notes the journal as each datagram leaves."""
+
+        def sendto(self, data: Any, *address: Any) -> int:
+            journaled_at_send.append(outbox.unsettled)
+            return super().sendto(data, *address)
+
+    sockets = EdgeSockets(lambda *_: None)
+    await sockets.open([ListenAddress("udp", "127.0.0.1", 0)], shared=False)
+    [endpoint] = sockets._udp
+    watched = Watched(socket.AF_INET, socket.SOCK_DGRAM)
+    endpoint._sock = watched
+    far_end = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    far_end.bind(("127.0.0.1", 0))
+    try:
+        driver.start(sockets)
+        answered = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
+        to = Destination("udp", "127.0.0.1", far_end.getsockname()[1])
+        driver._run([Send(b"SIP/2.0 200 OK\r\n\r\n", to), answered])
+        assert journaled_at_send == [1]
+        assert far_end.recv(100) == b"SIP/2.0 200 OK\r\n\r\n"
+        bus.release.set()
+        await driver.stop()
+    finally:
+        await sockets.close()
+        watched.close()
+        far_end.close()
 
 
 async def test_sends_that_fail_again_and_again_are_one_log_line_per_kind(
@@ -131,45 +157,18 @@ async def test_sends_that_fail_again_and_again_are_one_log_line_per_kind(
     assert "send to 192.0.2.1:5060/udp failed: connection refused" in lines[1]
 
 
-class SpreadDeadlines:
-    """A core whose timers fall every half millisecond, as a busy edge's transactions do;
-    it records when each expired and how often the driver woke it."""
-
-    def __init__(self, first: float, count: int) -> None:
-        self.pending = [first + n * 0.0005 for n in range(count)]
-        self.expired: list[tuple[float, float]] = []
-        """(deadline, the loop's time when it expired)"""
-        self.wakeups = 0
-        self.woken_at: list[float] = []
-
-    def receive(self, *_message: object) -> list[Send]:
-        return []
-
-    def next_deadline(self) -> float | None:
-        return self.pending[0] if self.pending else None
-
-    def expire(self, now: float) -> list[Send]:
-        self.wakeups += 1
-        self.woken_at.append(now)
-        while self.pending and self.pending[0] <= now:
-            self.expired.append((self.pending.pop(0), now))
-        return []
-
-
-async def test_the_loop_timer_is_on_a_tick_and_deadlines_due_together_expire_together() -> None:
-    """The driver's one loop timer is rounded up to `TIMER_TICK`: deadlines spread over 20 ms
-    expire in a handful of wake-ups (one each before), the first not before its tick, and
-    the loop's timer stands on a tick at or after the earliest deadline."""
-    loop = asyncio.get_running_loop()
-    core = SpreadDeadlines(loop.time() + 0.0123, 40)
+async def test_a_message_arms_the_loop_timer_on_the_tick_of_the_cores_next_deadline() -> None:
+    """After each message the driver's one loop timer stands on the tick at or after the
+    core's earliest deadline (an INVITE's own: its server transaction's and its branch's)."""
     bus = MemoryBus(MemoryBroker(), "test", "edge", "edge-a")
-    driver = ProxyDriver(cast(Proxy, core), bus, instance="edge-a")
+    driver = ProxyDriver(proxy(), bus, instance="edge-a")
+    driver.start(unopened_sockets())
+    assert driver.timer.at is None
     driver.on_message(invite(), CALLER, UDP_IN, None)
-    armed = driver._timer_at
-    assert armed is not None
-    assert core.pending[0] <= armed < core.pending[0] + TIMER_TICK
+    deadline = driver.proxy.next_deadline()
+    armed = driver.timer.at
+    assert deadline is not None and armed is not None
+    assert deadline <= armed < deadline + TIMER_TICK
     assert abs(armed / TIMER_TICK - round(armed / TIMER_TICK)) < 1e-6
-    await until(lambda: not core.pending)
-    assert len(core.expired) == 40
-    assert core.woken_at[0] >= armed - 1e-6  # (the loop's clock resolution)
-    assert core.wakeups <= 6  # 20 ms of deadlines over 5 ms ticks; one per deadline before
+    await driver.stop()
+    assert driver.timer.at is None
