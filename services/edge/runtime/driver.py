@@ -124,7 +124,7 @@ class ProxyDriver:
 
     async def stop(self) -> None:
         self._probe.stop()
-        self.timer.cancel()
+        self.timer.close()
         tasks = list(self._background)
         for task in tasks:
             task.cancel()

@@ -25,11 +25,14 @@ class LoopTimer:
         self._loop = loop
         self._fire = fire
         self._handle: asyncio.TimerHandle | None = None
+        self._closed = False
         self.at: float | None = None
         """The tick it fires at; None: not armed (also while `fire` runs, so it may re-arm)."""
 
     def arm(self, deadline: float) -> None:
-        """Fire by `deadline`'s tick; an earlier one already armed stands."""
+        """Fire by `deadline`'s tick; an earlier one already armed stands; closed: nothing."""
+        if self._closed:
+            return
         tick = math.ceil(deadline / TIMER_TICK) * TIMER_TICK
         tick = tick if tick >= deadline else tick + TIMER_TICK  # (the division's rounding)
         at = self.at
@@ -39,6 +42,11 @@ class LoopTimer:
             self._handle.cancel()
         self.at = tick
         self._handle = self._loop.call_at(tick, self._due)
+
+    def close(self) -> None:
+        """Disarm it for good: the worker is stopping, a late round trip must not wake it."""
+        self._closed = True
+        self.cancel()
 
     def cancel(self) -> None:
         if self._handle is not None:

@@ -119,8 +119,8 @@ async def test_a_steps_events_are_journaled_before_its_messages_leave(tmp_path: 
     sockets = EdgeSockets(lambda *_: None)
     await sockets.open([ListenAddress("udp", "127.0.0.1", 0)], shared=False)
     [endpoint] = sockets._udp
-    watched = Watched(socket.AF_INET, socket.SOCK_DGRAM)
-    endpoint._sock = watched
+    bound = endpoint.socket  # the same descriptor, which the loop reads and closing frees
+    endpoint._sock = Watched(bound.family, bound.type, fileno=bound.detach())
     far_end = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     far_end.bind(("127.0.0.1", 0))
     try:
@@ -134,7 +134,6 @@ async def test_a_steps_events_are_journaled_before_its_messages_leave(tmp_path: 
         await driver.stop()
     finally:
         await sockets.close()
-        watched.close()
         far_end.close()
 
 
@@ -171,4 +170,22 @@ async def test_a_message_arms_the_loop_timer_on_the_tick_of_the_cores_next_deadl
     assert deadline <= armed < deadline + TIMER_TICK
     assert abs(armed / TIMER_TICK - round(armed / TIMER_TICK)) < 1e-6
     await driver.stop()
+    assert driver.timer.at is None
+
+
+async def test_after_its_timer_fires_the_driver_arms_it_for_the_next_deadline() -> None:
+    """A fired timer is not armed again by itself: the driver asks the core for its next
+    deadline, and a stopped driver's timer stays disarmed."""
+    bus = MemoryBus(MemoryBroker(), "test", "edge", "edge-a")
+    driver = ProxyDriver(proxy(), bus, instance="edge-a")
+    driver.start(unopened_sockets())
+    driver.on_message(invite(), CALLER, UDP_IN, None)
+    deadline = driver.proxy.next_deadline()
+    driver.timer.cancel()
+    driver._fire()  # as the loop calls it: nothing is due yet
+    armed = driver.timer.at
+    assert deadline is not None and armed is not None
+    assert deadline <= armed < deadline + TIMER_TICK
+    await driver.stop()
+    driver._reschedule()  # a round trip's late outcome, after the stop
     assert driver.timer.at is None

@@ -64,3 +64,10 @@ async def test_a_later_deadline_leaves_an_earlier_tick_and_cancel_disarms() -> N
     timer.arm(loop.time())  # due now: fires on the next tick, once
     await until(lambda: len(fired) == 1)
     assert timer.at is None
+    await asyncio.sleep(2 * TIMER_TICK)
+    assert len(fired) == 1
+    timer.close()
+    timer.arm(loop.time())  # closed: never again
+    assert timer.at is None
+    await asyncio.sleep(2 * TIMER_TICK)
+    assert len(fired) == 1
