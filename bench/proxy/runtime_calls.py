@@ -7,7 +7,8 @@ datagram — the UDP socket's reads and sends, `EdgeSockets`, the `ProxyDriver`,
 timer and event publisher (an in-memory bus) — on one event loop, with the caller and the
 gateway as plain sockets of the same process, one message at a time. So a run is
 deterministic enough for `valgrind --tool=callgrind` (count two sizes and divide the
-difference), and its wall time is the runtime's and the kernel's on loopback.
+difference). The CPU time it prints is the process's, user and system, so the benchmark's
+own peers are in it: compare trees with it, or count with callgrind.
 
     .venv/bin/python -m bench.proxy.runtime_calls --calls 5000
 """
