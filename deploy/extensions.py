@@ -71,7 +71,12 @@ HOT = (
 )
 """The compiled modules' sources, as globs relative to the root."""
 
-ACCELERATORS = ("shared/sip/_scan.c", "shared/sip/_uri.c", "shared/contracts/_construct.c")
+ACCELERATORS = (
+    "shared/sip/_scan.c",
+    "shared/sip/_uri.c",
+    "shared/contracts/_construct.c",
+    "shared/sip/transport/_datagrams.c",
+)
 """C modules built beside them, each named after its file (`shared.sip._scan`): the module
 beside which it is written falls back to Python without it (aiohttp's `_http_parser.pyx`)."""
 C_FLAGS = ("-O2", "-Wall")

@@ -4,9 +4,10 @@ Each datagram is one message, handed on as bytes with the time the kernel
 received it.  Why not `asyncio.DatagramProtocol`: its transports (asyncio's
 and uvloop's) give no ancillary data, so a message could only be timed when
 the event loop got to it, and on a loaded machine that lag (hundreds of ms)
-showed in call durations.  Here `recvmsg` reads the kernel's `SO_TIMESTAMPNS`
-stamp, and each wake-up drains up to `BURST` datagrams, so a burst costs one
-wake-up, not one per datagram.  Receive and send buffers are enlarged because
+showed in call durations.  Here each wake-up reads up to `BURST` datagrams with
+the kernel's `SO_TIMESTAMPNS` stamps (`datagrams.read_datagrams`: `recvmmsg` in C,
+16 a system call, in the compiled build), so a burst costs one wake-up, not one
+per datagram.  Receive and send buffers are enlarged because
 a SIP burst (a registration storm, a carrier failover) arrives faster than
 one event-loop turn drains it, and the kernel drops what does not fit.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 import time
 from typing import Final
 
@@ -30,6 +30,7 @@ from shared.sip.transport.base import (
     bind_error,
     unlogged_note,
 )
+from shared.sip.transport.datagrams import SO_TIMESTAMPNS, read_datagrams
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.metrics import UDP_OVERSIZE
 
@@ -38,19 +39,12 @@ log = logging.getLogger(__name__)
 MAX_DATAGRAM_PAYLOAD: Final = 65507
 """65,535 less the IPv4 and UDP headers."""
 MAX_DATAGRAM_PAYLOAD_V6: Final = 65527
-RECEIVE_SIZE: Final = 65536
-"""Bytes asked of each `recvmsg`: any datagram whole."""
 BURST: Final = 64
 """Datagrams read per wake-up at most, so a flood on one socket cannot starve the others."""
 MAX_QUEUED_AGE: Final = 5.0
 """Seconds a datagram's stamp may lie before the wake-up that reads it: an older one (a
 wall clock stepped between the kernel's stamp and our reading, or a loop that late) counts
 as that old, and one after the reading as read then."""
-
-SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)
-"""Linux's value (asm-generic); Python's `socket` does not name it."""
-_TIMESPEC = struct.Struct("@ll")
-_ANCILLARY_SIZE: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class UdpEndpoint:
@@ -79,30 +73,27 @@ class UdpEndpoint:
         return self._sock
 
     def _readable(self) -> None:
-        """Drain up to `BURST` datagrams; each stamp is turned to the loop's clock by the
-        offset between it and the wall clock, read once per wake-up."""
-        sock, loop = self._sock, self._loop
+        """Handle up to `BURST` waiting datagrams; each stamp is turned to the loop's clock
+        by the offset between it and the wall clock, read once per wake-up."""
+        loop = self._loop
         now = loop.time()
         offset = now - time.time()
-        for _ in range(BURST):
-            try:
-                data, ancillary, _flags, addr = sock.recvmsg(RECEIVE_SIZE, _ANCILLARY_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:  # an ICMP error of an earlier send; timers handle the loss
-                self._log(logging.INFO, "receive", "udp %s:%d: %s", error)
-                return
+        try:
+            burst = read_datagrams(self._sock, BURST)
+        except OSError as error:  # an ICMP error of an earlier send; timers handle the loss
+            self._log(logging.INFO, "receive", "udp %s:%d: %s", error)
+            return
+        for data, host, port, stamp in burst:
+            if self._closed:
+                return  # closed by a handler: the rest is dropped, as the socket would
             received_at = now
-            if ancillary:
-                level, kind, stamp = ancillary[0]
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanoseconds = _TIMESPEC.unpack(stamp)
-                    received_at = seconds + nanoseconds * 1e-9 + offset
-                    if not now - MAX_QUEUED_AGE <= received_at <= now:
-                        now = loop.time()  # it may have come during this wake-up
-                        received_at = clamped(received_at, now)
-                    self.longest_wait = max(self.longest_wait, now - received_at)
-            self._received(data, addr[0], addr[1], received_at)  # IPv6: 4 items
+            if stamp:
+                received_at = stamp + offset
+                if not now - MAX_QUEUED_AGE <= received_at <= now:
+                    now = loop.time()  # it may have come during this wake-up
+                    received_at = clamped(received_at, now)
+                self.longest_wait = max(self.longest_wait, now - received_at)
+            self._received(data, host, port, received_at)
 
     def take_longest_wait(self) -> float:
         """`longest_wait`, which starts again from 0."""

@@ -19,7 +19,7 @@ from shared.sip.transport.base import (
     TransportLimits,
 )
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.udp import BURST, MAX_QUEUED_AGE, clamped, open_udp
+from shared.sip.transport.udp import BURST, MAX_QUEUED_AGE, UdpEndpoint, clamped, open_udp
 from tests.shared.sip.transport.support import OK, OPTIONS, Inbox, ipv6_available
 
 HOSTS = [
@@ -192,6 +192,33 @@ async def test_a_burst_is_read_in_one_wake_up() -> None:
             await inbox.get()
     endpoint.close()
     assert wake_ups == 1
+
+
+async def test_a_handler_that_closes_the_endpoint_is_given_no_more_of_its_burst(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The burst is read before it is handled: what a closed endpoint still holds of it is
+    dropped, as its socket's buffer is, quietly."""
+    handled: list[bytes] = []
+    endpoint: UdpEndpoint | None = None
+
+    def closing(data: bytes, *_: object) -> None:
+        handled.append(data)
+        assert endpoint is not None
+        endpoint.close()
+
+    endpoint = await open_udp("127.0.0.1", 0, closing)
+    with (
+        caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        for n in range(3):
+            client.sendto(OPTIONS + b"%d" % n, ("127.0.0.1", endpoint.listener.port))
+        hold_the_loop(0.05)  # all three wait in the buffer: one burst
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+    assert handled == [OPTIONS + b"0"]
+    assert caplog.records == []
 
 
 async def test_a_send_the_kernel_refuses_is_logged_not_raised(
