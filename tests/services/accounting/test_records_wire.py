@@ -164,9 +164,11 @@ def test_an_edge_killed_between_ack_and_bye_still_gives_a_complete_record(
     port = platform.ports["seed-answer"]
     gateway = sipp(platform.workdir, "gateway", port)
     wait_bound(port)
-    # The hold outlasts edge B's start even on a loaded machine (a CI run's took ~9 s): a BYE
-    # sent while no edge listens is retransmitted, and the record ends when one arrives.
-    caller = platform.caller("answer", 1, 1, hold_ms=12000)
+    # The hold outlasts edge B's start even on a loaded machine (a CI run's took ~9 s, a
+    # loaded one's over 12 s): a BYE sent while no edge listens is retransmitted, and the
+    # record ends when one arrives, 500 ms later than the caller's clock. 17 s stays within
+    # the gateway's 20 s wait for the BYE.
+    caller = platform.caller("answer", 1, 1, hold_ms=17000)
     deadline = time.monotonic() + 10
     while gateway.received("ACK") == 0 and time.monotonic() < deadline:
         time.sleep(0.05)

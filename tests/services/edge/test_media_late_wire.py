@@ -101,8 +101,11 @@ def test_a_2xx_retransmitted_to_a_restarted_edge_carries_rtpengines_sdp_again(
     gateway = sipp(workdir, "media_gateway", gateway_port, args=("-mp", str(gateway_media)))
     wait_bound(gateway_port)
     scenario = (SCENARIOS / "late_caller.xml").read_text()
-    slow = workdir / "late_caller_slow_ack.xml"  # its ACK 9 s after the 200: the gateway's
-    pause = 'rrs="true" />\n  <pause milliseconds="9000" />'  # resends at 7.5 s follow a restart
+    # Its ACK 17 s after the 200: the gateway resends it at 0.5, 1.5, 3.5, 7.5 and 15.5 s, so
+    # a restart that takes a loaded machine up to 15 s still gets one (and 17 s is within
+    # the gateway's 20 s wait for the ACK).
+    slow = workdir / "late_caller_slow_ack.xml"
+    pause = 'rrs="true" />\n  <pause milliseconds="17000" />'
     slow.write_text(scenario.replace('rrs="true" />', pause))
     caller = sipp(
         workdir, slow, free_port(), remote=edge.sip_port,
