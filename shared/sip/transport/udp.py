@@ -7,9 +7,10 @@ the event loop got to it, and on a loaded machine that lag (hundreds of ms)
 showed in call durations.  Here each wake-up reads up to `BURST` datagrams with
 the kernel's `SO_TIMESTAMPNS` stamps (`datagrams.read_datagrams`: `recvmmsg` in C,
 16 a system call, in the compiled build), so a burst costs one wake-up, not one
-per datagram.  Receive and send buffers are enlarged because
-a SIP burst (a registration storm, a carrier failover) arrives faster than
-one event-loop turn drains it, and the kernel drops what does not fit.
+per datagram; and what its handling sends goes out after it (`HeldSends`).
+Receive and send buffers are enlarged because a SIP burst (a registration
+storm, a carrier failover) arrives faster than one event-loop turn drains it,
+and the kernel drops what does not fit.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ MAX_DATAGRAM_PAYLOAD: Final = 65507
 MAX_DATAGRAM_PAYLOAD_V6: Final = 65527
 BURST: Final = 64
 """Datagrams read per wake-up at most, so a flood on one socket cannot starve the others."""
+FLUSH_EVERY: Final = 16
+"""Datagrams of a burst handled between two flushes of what they sent: how long an answer
+waits for the rest of its burst is bounded by 16 messages' handling (~2 ms on a loaded edge)."""
 MAX_QUEUED_AGE: Final = 5.0
 """Seconds a datagram's stamp may lie before the wake-up that reads it: an older one (a
 wall clock stepped between the kernel's stamp and our reading, or a loop that late) counts
@@ -64,6 +68,8 @@ class UdpEndpoint:
         self.longest_wait = 0.0
         """The longest a datagram waited in the socket's buffer before it was read, since
         `take_longest_wait`: a backlog there is load the loop's own lag does not show."""
+        self._held: list[tuple[bytes, tuple[str, int]]] = []
+        """Datagrams sent while a burst is handled, to go out when `HELD` flushes."""
         host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -83,17 +89,27 @@ class UdpEndpoint:
         except OSError as error:  # an ICMP error of an earlier send; timers handle the loss
             self._log(logging.INFO, "receive", "udp %s:%d: %s", error)
             return
-        for data, host, port, stamp in burst:
-            if self._closed:
-                return  # closed by a handler: the rest is dropped, as the socket would
-            received_at = now
-            if stamp:
-                received_at = stamp + offset
-                if not now - MAX_QUEUED_AGE <= received_at <= now:
-                    now = loop.time()  # it may have come during this wake-up
-                    received_at = clamped(received_at, now)
-                self.longest_wait = max(self.longest_wait, now - received_at)
-            self._received(data, host, port, received_at)
+        held = HELD
+        outermost = not held.holding  # (a burst is never read while another is handled)
+        held.holding = True
+        try:
+            for index, (data, host, port, stamp) in enumerate(burst):
+                if self._closed:
+                    return  # closed by a handler: the rest is dropped, as the socket would
+                received_at = now
+                if stamp:
+                    received_at = stamp + offset
+                    if not now - MAX_QUEUED_AGE <= received_at <= now:
+                        now = loop.time()  # it may have come during this wake-up
+                        received_at = clamped(received_at, now)
+                    self.longest_wait = max(self.longest_wait, now - received_at)
+                self._received(data, host, port, received_at)
+                if outermost and index % FLUSH_EVERY == FLUSH_EVERY - 1:
+                    held.flush()
+        finally:
+            if outermost:
+                held.holding = False
+                held.flush()
 
     def take_longest_wait(self) -> float:
         """`longest_wait`, which starts again from 0."""
@@ -135,9 +151,28 @@ class UdpEndpoint:
                     f"udp: {len(data)}-byte {kind} to {host}:{destination.port} is over the "
                     f"{limit} bytes a datagram holds"
                 )
+        address = (host, destination.port)
+        held = HELD
+        if held.holding:
+            if not self._held:
+                held.waiting.append(self)
+            self._held.append((data, address))
+            return
+        self._send_now(data, address)
+
+    def flush(self) -> None:
+        """Send the datagrams held for the end of a burst (`HeldSends`), in their order;
+        those of an endpoint closed meanwhile are dropped, as its socket's buffer is."""
+        held, self._held = self._held, []
+        if not self._closed:
+            for data, address in held:
+                self._send_now(data, address)
+
+    def _send_now(self, data: bytes, address: tuple[str, int]) -> None:
         try:
-            self._sock.sendto(data, (host, destination.port))
+            self._sock.sendto(data, address)
         except OSError as error:
+            host = address[0]
             self._log(logging.INFO, f"send {host}", "udp %s:%d to %s: %s", host, error)
 
     def _log(self, level: int, reason: str, line: str, *values: object) -> None:
@@ -156,6 +191,32 @@ class UdpEndpoint:
         self._closed = True
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
+
+
+class HeldSends:
+    """What the handling of a burst sends, held to go out together after it.
+
+    Why: sent as each message is handled, ~100 µs apart on a loaded edge, a datagram often
+    found its receiver (a gateway, a phone, SIPp) asleep and woke it, an interrupt to
+    another CPU each time; sent together, the first wakes it and the rest find it awake
+    (the edge's kernel time per call fell 15-30 %, docs/benchmarks.md).  Held only while a
+    UDP burst is handled, flushed every `FLUSH_EVERY` datagrams of it and at its end; sends
+    at any other time (timers, hand-ons, streams) leave at once.  One per process (`HELD`):
+    a burst read on one socket answers through others (a worker's outbound socket).
+    """
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.waiting: list[UdpEndpoint] = []
+        """The endpoints holding datagrams, in the order they first held one."""
+
+    def flush(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for endpoint in waiting:
+            endpoint.flush()
+
+
+HELD: Final = HeldSends()
 
 
 def clamped(received_at: float, now: float) -> float:

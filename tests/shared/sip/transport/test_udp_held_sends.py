@@ -1,0 +1,139 @@
+"""What the handling of a UDP burst sends goes out after it (`udp.HeldSends`): real sockets.
+
+The burst is read on one endpoint and answered through another, as a worker answers through
+its outbound socket; a far end (`observer`) counts what has arrived while the burst is still
+being handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from shared.sip.transport.base import Listener
+from shared.sip.transport.destination import Destination
+from shared.sip.transport.udp import FLUSH_EVERY, UdpEndpoint, open_udp
+from tests.shared.sip.transport.support import Inbox
+
+
+@pytest.fixture
+def observer() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+def arrived(sock: socket.socket) -> list[bytes]:
+    """What waits on `sock` now, without waiting for more."""
+    found = []
+    sock.setblocking(False)
+    try:
+        while True:
+            found.append(sock.recv(65535))
+    except BlockingIOError:
+        return found
+
+
+def receive(sock: socket.socket, count: int) -> list[bytes]:
+    """`count` datagrams, each within 2 s (loopback delivers them as they are sent)."""
+    sock.settimeout(2)
+    return [sock.recv(65535) for _ in range(count)]
+
+
+def to(sock: socket.socket) -> Destination:
+    host, port = sock.getsockname()
+    return Destination("udp", host, port)
+
+
+def burst(endpoint: UdpEndpoint, count: int) -> None:
+    """`count` datagrams sent while the loop cannot read: one burst when it next can."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for n in range(count):
+            client.sendto(b"%d" % n, ("127.0.0.1", endpoint.listener.port))
+
+
+async def handled(count: int, seen: list[bytes]) -> None:
+    for _ in range(500):
+        if len(seen) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(seen)} of {count} datagrams handled")
+
+
+async def test_a_bursts_answers_leave_after_every_sixteen_and_at_its_end_in_order(
+    observer: socket.socket,
+) -> None:
+    out = await open_udp("127.0.0.1", 0, Inbox())
+    seen: list[bytes] = []
+    flushed: list[bytes] = []
+    early: list[bytes] = []
+
+    def answer(data: bytes, *_: object) -> None:
+        if seen and len(seen) % FLUSH_EVERY == 0:
+            flushed.extend(receive(observer, FLUSH_EVERY))  # the last sixteen's answers
+        early.extend(arrived(observer))  # and nothing beyond them
+        seen.append(data)
+        out.send(b"re:" + data, to(observer))
+
+    inbound = await open_udp("127.0.0.1", 0, answer)
+    count = 2 * FLUSH_EVERY + 5
+    burst(inbound, count)
+    await handled(count, seen)
+    rest = receive(observer, count - len(flushed))
+    inbound.close()
+    out.close()
+    assert early == []
+    assert len(flushed) == 2 * FLUSH_EVERY
+    assert flushed + rest == [b"re:%d" % n for n in range(count)]
+
+
+async def test_a_send_outside_a_burst_leaves_at_once(observer: socket.socket) -> None:
+    out = await open_udp("127.0.0.1", 0, Inbox())
+    out.send(b"now", to(observer))  # no await: nothing would flush a held one
+    assert receive(observer, 1) == [b"now"]
+    out.close()
+
+
+async def test_what_an_endpoint_closed_meanwhile_held_is_dropped_quietly(
+    observer: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = await open_udp("127.0.0.1", 0, Inbox())
+    seen: list[bytes] = []
+
+    def answer_then_close(data: bytes, *_: object) -> None:
+        seen.append(data)
+        out.send(b"re:" + data, to(observer))
+        out.close()
+
+    inbound = await open_udp("127.0.0.1", 0, answer_then_close)
+    with caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"):
+        burst(inbound, 1)
+        await handled(1, seen)
+        await asyncio.sleep(0.05)
+    inbound.close()
+    assert arrived(observer) == []
+    assert caplog.records == []
+
+
+async def test_a_held_send_the_kernel_refuses_is_logged_at_the_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    out = await open_udp("127.0.0.1", 0, Inbox())
+    seen: list[bytes] = []
+
+    def answer_nowhere(data: bytes, source: Destination, listener: Listener, *_: object) -> None:
+        seen.append(data)
+        out.send(b"re:" + data, Destination("udp", "255.255.255.255", 5060))  # no SO_BROADCAST
+
+    inbound = await open_udp("127.0.0.1", 0, answer_nowhere)
+    with caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"):
+        burst(inbound, 3)
+        await handled(3, seen)
+    inbound.close()
+    out.close()
+    refused = [r for r in caplog.records if "Permission denied" in r.getMessage()]
+    assert len(refused) == 1  # three refused, one line (throttled)
