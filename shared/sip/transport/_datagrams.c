@@ -11,7 +11,9 @@
  *
  * The buffers are static, used with the GIL held (the socket is non-blocking, so the call
  * never waits): VLEN * RECEIVE_SIZE bytes of address space, of which only the pages the
- * kernel writes into become resident.
+ * kernel writes into become resident. Every datagram of a call is copied out into objects
+ * that cannot start the cyclic GC (bytes, str, int, float) before the first tuple is made:
+ * a collection may run finalizers, hence Python code, which could read again into them.
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and `read_each` reads every burst.
@@ -21,6 +23,7 @@
 #include <Python.h> /* first: its pyconfig.h defines _GNU_SOURCE, which recvmmsg needs */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -35,20 +38,25 @@
 #endif
 
 static char buffers[VLEN][RECEIVE_SIZE];
-static char controls[VLEN][CONTROL_SIZE];
+static union {
+    struct cmsghdr aligned; /* CMSG_FIRSTHDR reads a struct cmsghdr from the buffer's start */
+    char bytes[CONTROL_SIZE];
+} controls[VLEN];
 static struct sockaddr_storage sources[VLEN];
 static struct mmsghdr headers[VLEN];
 static struct iovec vectors[VLEN];
 
-/* The source's numeric host, as CPython's socket module writes it (inet_ntop), and port. */
-static int source_of(const struct sockaddr_storage *source, PyObject **host, long *port) {
+/* The source's numeric host, as CPython's socket module writes it (inet_ntop), and port;
+ * ("", 0) for a source without an IP address (a Unix socket's, or none given). */
+static int source_of(const struct sockaddr_storage *source, socklen_t size, PyObject **host,
+                     long *port) {
     char text[INET6_ADDRSTRLEN];
     const void *address;
-    if (source->ss_family == AF_INET) {
+    if (source->ss_family == AF_INET && size >= sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)source;
         address = &in->sin_addr;
         *port = ntohs(in->sin_port);
-    } else if (source->ss_family == AF_INET6) {
+    } else if (source->ss_family == AF_INET6 && size >= sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)source;
         address = &in6->sin6_addr;
         *port = ntohs(in6->sin6_port);
@@ -79,49 +87,66 @@ static double stamp_of(struct msghdr *header) {
     return 0.0;
 }
 
-static PyObject *datagram(unsigned int i) {
+/* The fields of datagram `i` (data, host, port, stamp) as new references; -1 on an error,
+ * with none left. */
+static int fields_of(unsigned int i, PyObject **fields) {
     PyObject *host;
     long port;
-    if (source_of(&sources[i], &host, &port) < 0) return NULL;
     struct msghdr *header = &headers[i].msg_hdr;
-    PyObject *data = PyBytes_FromStringAndSize(buffers[i], (Py_ssize_t)headers[i].msg_len);
-    PyObject *number = PyLong_FromLong(port);
-    PyObject *stamp = PyFloat_FromDouble(stamp_of(header));
-    if (data == NULL || number == NULL || stamp == NULL) {
-        Py_XDECREF(data);
-        Py_XDECREF(number);
-        Py_XDECREF(stamp);
-        Py_DECREF(host);
-        return NULL;
+    if (source_of(&sources[i], header->msg_namelen, &host, &port) < 0) return -1;
+    fields[0] = PyBytes_FromStringAndSize(buffers[i], (Py_ssize_t)headers[i].msg_len);
+    fields[1] = host;
+    fields[2] = PyLong_FromLong(port);
+    fields[3] = PyFloat_FromDouble(stamp_of(header));
+    if (fields[0] == NULL || fields[2] == NULL || fields[3] == NULL) {
+        for (int f = 0; f < 4; f++) Py_CLEAR(fields[f]);
+        return -1;
     }
-    PyObject *item = PyTuple_New(4);
-    if (item == NULL) {
-        Py_DECREF(data);
-        Py_DECREF(number);
-        Py_DECREF(stamp);
-        Py_DECREF(host);
-        return NULL;
+    return 0;
+}
+
+/* Append `got` datagrams to `burst`, all copied out of the buffers first; -1 on an error. */
+static int append_all(PyObject *burst, int got) {
+    PyObject *fields[VLEN][4];
+    int copied = 0;
+    for (; copied < got; copied++) {
+        if (fields_of((unsigned int)copied, fields[copied]) < 0) break;
     }
-    PyTuple_SET_ITEM(item, 0, data);
-    PyTuple_SET_ITEM(item, 1, host);
-    PyTuple_SET_ITEM(item, 2, number);
-    PyTuple_SET_ITEM(item, 3, stamp);
-    return item;
+    int failed = copied < got;
+    for (int i = 0; i < copied; i++) {
+        PyObject *item = failed ? NULL : PyTuple_New(4);
+        if (item == NULL) {
+            failed = 1;
+            for (int f = 0; f < 4; f++) Py_DECREF(fields[i][f]);
+            continue;
+        }
+        for (int f = 0; f < 4; f++) PyTuple_SET_ITEM(item, f, fields[i][f]);
+        if (PyList_Append(burst, item) < 0) failed = 1;
+        Py_DECREF(item);
+    }
+    return failed ? -1 : 0;
 }
 
 /* read_datagrams(sock, limit): at most `limit` datagrams waiting on `sock` (anything with a
- * fileno()), as a list of (data, host, port, stamp); an empty list when none waits. An error
- * of the kernel is raised as OSError when no datagram was read before it, and ends the burst
- * otherwise (as in read_each). */
+ * fileno(); a closed socket's -1 is EBADF, as its recvmsg says), as a list of (data, host,
+ * port, stamp); an empty list when none waits. An error of the kernel is raised as OSError
+ * when no datagram was read before it, and ends the burst otherwise (as in read_each). */
 static PyObject *read_datagrams(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "read_datagrams(sock, limit) takes two arguments");
         return NULL;
     }
-    int fd = PyObject_AsFileDescriptor(args[0]);
-    if (fd < 0) return NULL;
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    PyObject *number = PyObject_CallMethod(args[0], "fileno", NULL);
+    if (number == NULL) return NULL;
+    long fd = PyLong_AsLong(number);
+    Py_DECREF(number);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        errno = EBADF;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_ssize_t limit = PyNumber_AsSsize_t(args[1], NULL); /* as range(): any index, clipped */
     if (limit == -1 && PyErr_Occurred()) return NULL;
     PyObject *burst = PyList_New(0);
     if (burst == NULL) return NULL;
@@ -132,30 +157,26 @@ static PyObject *read_datagrams(PyObject *module, PyObject *const *args, Py_ssiz
             vectors[i].iov_base = buffers[i];
             vectors[i].iov_len = RECEIVE_SIZE;
             struct msghdr *header = &headers[i].msg_hdr;
+            sources[i].ss_family = AF_UNSPEC; /* no stale address where the kernel gives none */
             header->msg_name = &sources[i];
             header->msg_namelen = sizeof(sources[i]);
             header->msg_iov = &vectors[i];
             header->msg_iovlen = 1;
-            header->msg_control = controls[i];
+            header->msg_control = controls[i].bytes;
             header->msg_controllen = CONTROL_SIZE;
             header->msg_flags = 0;
             headers[i].msg_len = 0;
         }
-        int got = recvmmsg(fd, headers, want, MSG_DONTWAIT, NULL);
+        int got = recvmmsg((int)fd, headers, want, MSG_DONTWAIT, NULL);
         if (got < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || total > 0) break;
             PyErr_SetFromErrno(PyExc_OSError);
             Py_DECREF(burst);
             return NULL;
         }
-        for (int i = 0; i < got; i++) {
-            PyObject *item = datagram((unsigned int)i);
-            if (item == NULL || PyList_Append(burst, item) < 0) {
-                Py_XDECREF(item);
-                Py_DECREF(burst);
-                return NULL;
-            }
-            Py_DECREF(item);
+        if (append_all(burst, got) < 0) {
+            Py_DECREF(burst);
+            return NULL;
         }
         total += got;
         if ((unsigned int)got < want) break;

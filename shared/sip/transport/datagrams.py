@@ -23,8 +23,9 @@ _TIMESPEC = struct.Struct("@ll")
 _ANCILLARY_SIZE: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 
 Datagram = tuple[bytes, str, int, float]
-"""Its bytes, its source's host and port, and the kernel's receive stamp in wall-clock
-seconds (SO_TIMESTAMPNS; 0.0 when the socket gives none)."""
+"""Its bytes, its source's host and port (`""` and 0 for a source without an IP address),
+and the kernel's receive stamp in wall-clock seconds (SO_TIMESTAMPNS; 0.0 when the socket
+gives none)."""
 
 
 def read_each(sock: socket.socket, limit: int) -> list[Datagram]:
@@ -50,7 +51,10 @@ def read_each(sock: socket.socket, limit: int) -> list[Datagram]:
                 seconds, nanoseconds = _TIMESPEC.unpack(value)
                 stamp = seconds + nanoseconds * 1e-9
                 break
-        burst.append((data, source[0], source[1], stamp))  # IPv6: 4 items
+        if isinstance(source, tuple):  # IPv4: 2 items, IPv6: 4
+            burst.append((data, source[0], source[1], stamp))
+        else:  # a Unix socket's path, or no address at all
+            burst.append((data, "", 0, stamp))
     return burst
 
 

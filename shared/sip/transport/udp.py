@@ -162,11 +162,20 @@ class UdpEndpoint:
 
     def flush(self) -> None:
         """Send the datagrams held for the end of a burst (`HeldSends`), in their order;
-        those of an endpoint closed meanwhile are dropped, as its socket's buffer is."""
+        those of an endpoint closed meanwhile are dropped, as its socket's buffer is.
+
+        Never raises: an address the socket refuses (a port out of range, a host that is
+        no IP literal), which an immediate send raises to its caller, is found only here,
+        after the caller went on; it costs its own datagram, with a line in the log."""
         held, self._held = self._held, []
-        if not self._closed:
-            for data, address in held:
+        if self._closed:
+            return
+        for data, address in held:
+            try:
                 self._send_now(data, address)
+            except Exception as error:  # the log line says which and why
+                line = "udp %s:%d: a held datagram to %s not sent: %s"
+                self._log(logging.WARNING, f"held {address[0]}", line, address, error)
 
     def _send_now(self, data: bytes, address: tuple[str, int]) -> None:
         try:
@@ -199,7 +208,7 @@ class HeldSends:
     Why: sent as each message is handled, ~100 µs apart on a loaded edge, a datagram often
     found its receiver (a gateway, a phone, SIPp) asleep and woke it, an interrupt to
     another CPU each time; sent together, the first wakes it and the rest find it awake
-    (the edge's kernel time per call fell 15-30 %, docs/benchmarks.md).  Held only while a
+    (the edge's kernel time per call fell 10-30 %, docs/benchmarks.md).  Held only while a
     UDP burst is handled, flushed every `FLUSH_EVERY` datagrams of it and at its end; sends
     at any other time (timers, hand-ons, streams) leave at once.  One per process (`HELD`):
     a burst read on one socket answers through others (a worker's outbound socket).

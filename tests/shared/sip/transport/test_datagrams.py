@@ -58,8 +58,11 @@ def sender() -> Iterator[socket.socket]:
 
 
 def send_all(sender: socket.socket, receiver: socket.socket, payloads: list[bytes]) -> None:
+    """Send `payloads`, then give a loaded kernel time to queue them all (loopback usually
+    delivers within `sendto`, but a busy machine may defer it)."""
     for payload in payloads:
         sender.sendto(payload, receiver.getsockname()[:2])
+    time.sleep(0.05)
 
 
 def test_an_empty_socket_is_an_empty_burst_not_an_error(
@@ -145,6 +148,33 @@ def test_an_error_before_any_datagram_is_raised_as_the_kernel_gave_it(read: Read
         with pytest.raises(OSError) as raised:
             read(stream, 64)
     assert raised.value.errno == errno.ENOTCONN
+
+
+def test_a_closed_socket_is_a_bad_descriptor(read: Reader) -> None:
+    """As its `recvmsg` says (its `fileno()` is -1): the endpoint logs OSErrors."""
+    sock = bound()
+    sock.close()
+    with pytest.raises(OSError) as raised:
+        read(sock, 64)
+    assert raised.value.errno == errno.EBADF
+
+
+def test_a_source_without_an_ip_address_is_blank(read: Reader) -> None:
+    """A Unix datagram socket's peer (no address, here): `""` and 0, never a stale one."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with left, right:
+        right.setblocking(False)
+        left.send(b"local")
+        time.sleep(0.05)
+        assert read(right, 64) == [(b"local", "", 0, 0.0)]
+
+
+def test_the_limit_is_any_index_as_range_takes_it(
+    read: Reader, receiver: socket.socket, sender: socket.socket
+) -> None:
+    send_all(sender, receiver, [b"a", b"b", b"c"])
+    assert [data for data, *_ in read(receiver, True)] == [b"a"]  # bool is an int
+    assert [data for data, *_ in read(receiver, 2**70)] == [b"b", b"c"]
 
 
 def test_the_build_reads_in_c_and_pure_python_reads_in_python() -> None:
