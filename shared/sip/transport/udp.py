@@ -7,7 +7,8 @@ the event loop got to it, and on a loaded machine that lag (hundreds of ms)
 showed in call durations.  Here each wake-up reads up to `BURST` datagrams with
 the kernel's `SO_TIMESTAMPNS` stamps (`datagrams.read_datagrams`: `recvmmsg` in C,
 16 a system call, in the compiled build), so a burst costs one wake-up, not one
-per datagram; and what its handling sends goes out after it (`HeldSends`).
+per datagram; and what its handling sends goes out after it (`HeldSends`), by `sendmmsg`
+(`datagrams.send_datagrams`: up to 64 a system call, in the compiled build).
 Receive and send buffers are enlarged because a SIP burst (a registration
 storm, a carrier failover) arrives faster than one event-loop turn drains it,
 and the kernel drops what does not fit.
@@ -31,7 +32,7 @@ from shared.sip.transport.base import (
     bind_error,
     unlogged_note,
 )
-from shared.sip.transport.datagrams import SO_TIMESTAMPNS, read_datagrams
+from shared.sip.transport.datagrams import SO_TIMESTAMPNS, Outgoing, read_datagrams, send_datagrams
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.metrics import UDP_OVERSIZE
 
@@ -68,7 +69,7 @@ class UdpEndpoint:
         self.longest_wait = 0.0
         """The longest a datagram waited in the socket's buffer before it was read, since
         `take_longest_wait`: a backlog there is load the loop's own lag does not show."""
-        self._held: list[tuple[bytes, tuple[str, int]]] = []
+        self._held: list[Outgoing] = []
         """Datagrams sent while a burst is handled, to go out when `HELD` flushes."""
         host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
@@ -164,13 +165,18 @@ class UdpEndpoint:
         """Send the datagrams held for the end of a burst (`HeldSends`), in their order;
         those of an endpoint closed meanwhile are dropped, as its socket's buffer is.
 
-        Never raises: an address the socket refuses (a port out of range, a host that is
-        no IP literal), which an immediate send raises to its caller, is found only here,
-        after the caller went on; it costs its own datagram, with a line in the log."""
+        They leave in bulk (`send_datagrams`: by `sendmmsg` in the compiled build); the one
+        it stops at is sent alone by `sendto`, whose error says why.  Never raises: an
+        address the socket refuses (a port out of range, a host that is no IP literal),
+        which an immediate send raises to its caller, is found only here, after the caller
+        went on; it costs its own datagram, with a line in the log."""
         held, self._held = self._held, []
         if self._closed:
             return
-        for data, address in held:
+        sent = 0
+        while (sent := send_datagrams(self._sock, held, sent)) < len(held):
+            data, address = held[sent]  # what bulk sending stopped at, sent alone for why
+            sent += 1
             try:
                 self._send_now(data, address)
             except Exception as error:  # the log line says which and why
