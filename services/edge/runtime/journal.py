@@ -3,8 +3,11 @@
 Why: the publisher's backlog is memory, so a worker killed (SIGKILL, the OOM
 killer, a crash) lost the call events waiting in it or in flight, hence call
 records (the fault drill lost 1 to 13 per edge killed).  Every call event the
-publisher takes is appended here first, one ``write()`` per event: no waiting,
-the page cache takes it and keeps it when the process dies.  A power loss is
+publisher takes is appended here first, in one ``write()``: no waiting, the page
+cache takes it and keeps it when the process dies.  The events of a UDP burst's
+handling wait for its end, and go in one ``write()`` just before the datagrams its
+handling sent, which wait too (`shared.sip.transport.udp.HeldSends.write_ahead`):
+a process killed before then has sent nothing they cover.  A power loss is
 covered only as far as the last fsync (`sync`, every
 ``CALLMESH_EDGE_OUTBOX_FSYNC_INTERVAL`` seconds when set).  The publisher
 settles each event once the broker confirmed it (or it was given up), and a
@@ -39,6 +42,7 @@ from services.edge import metrics
 from services.edge.runtime.journal_lines import JournalReading, event_line, mark_line
 from shared.contracts.calls import CallEvent
 from shared.settings import Settings
+from shared.sip.transport.udp import HELD
 
 log = logging.getLogger("callmesh.edge")
 
@@ -110,6 +114,10 @@ class Journal:
         """Journaled events not settled yet, oldest first (they settle in any order)."""
         self._settled_early: set[int] = set()
         """Settled events behind an older one still open."""
+        self._waiting: list[tuple[int, bytes]] = []
+        """Events appended while a UDP burst is handled, and their lines, for `flush`."""
+        self._lost: set[int] = set()
+        """Events numbered, then not written (`flush` failed): their settling is a no-op."""
         self._mark = 0
         self._bytes = 0
         self._refused = 0
@@ -191,7 +199,11 @@ class Journal:
         return pending
 
     def append(self, event: CallEvent) -> int | None:
-        """Journal `event`: its sequence number, or ``None`` when it could not be (counted)."""
+        """Journal `event`: its sequence number, or ``None`` when it could not be (counted).
+
+        While a UDP burst is handled the line waits, and `HELD` has this journal written
+        before the burst's datagrams leave; at any other time it is written now.
+        """
         seq = self._next_seq
         line = event_line(seq, event)
         if self._bytes + len(line) > self._max_bytes:
@@ -203,25 +215,54 @@ class Journal:
                 self._refuse("error", "no segment open")
                 return None
         self._next_seq = seq + 1
-        try:
-            written = os.write(self._fd, line)
-        except OSError as error:
-            written = 0
-            self._refuse("error", str(error))
-        self._current.size += written
-        self._bytes += written
-        if written != len(line):
-            self._close_segment()  # a torn line ends its segment: the next event opens another
-            if written:
-                self._refuse("error", "a short write")
-            return None
+        self._current.size += len(line)  # counted now, less what `flush` could not write
+        self._bytes += len(line)
         self._open.append(seq)
+        waiting = self._waiting
+        waiting.append((seq, line))
+        if not HELD.holding:
+            self.flush()
+            if seq in self._lost:  # the caller is told: it will not settle it
+                self._lost.discard(seq)
+                return None
+            return seq
+        if len(waiting) == 1:
+            HELD.write_ahead.append(self)
         return seq
+
+    def flush(self) -> None:
+        """Write the waiting lines in one ``write()``; those it could not write whole are not
+        journaled (counted and logged), and their torn end closes the segment."""
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        data = waiting[0][1] if len(waiting) == 1 else b"".join(line for _, line in waiting)
+        problem = "a short write" if self._fd >= 0 else "no segment open"
+        try:
+            written = os.write(self._fd, data) if self._fd >= 0 else 0
+        except OSError as error:
+            written, problem = 0, str(error)
+        if written == len(data):
+            return
+        self._current.size -= len(data) - written
+        self._bytes -= len(data) - written
+        self._close_segment()  # a torn line ends its segment: the next event opens another
+        end = 0
+        for seq, line in waiting:
+            end += len(line)
+            if end > written:
+                self._open.remove(seq)
+                self._lost.add(seq)
+                self._refuse("error", problem)
 
     def settle(self, seqs: Iterable[int]) -> None:
         """These events are confirmed (or given up): never to be published again."""
         open_, early = self._open, self._settled_early
         early.update(seqs)
+        if self._lost:  # never journaled: nothing to settle
+            lost = early & self._lost
+            early -= lost
+            self._lost -= lost
         while open_ and open_[0] in early:
             early.discard(open_.popleft())
         watermark = open_[0] - 1 if open_ else self._next_seq - 1
@@ -231,7 +272,10 @@ class Journal:
             self._collect()
 
     def sync(self) -> None:
-        """Flush the current segment to the disk (what a power loss would take)."""
+        """Flush the current segment to the disk (what a power loss would take).
+
+        Run in a thread (`EventPublisher`): it leaves the waiting lines to the loop's thread,
+        which writes them at the end of the burst that is being handled."""
         if self._fd >= 0:
             try:
                 os.fsync(self._fd)
@@ -248,6 +292,7 @@ class Journal:
         os.close(self._lock)
 
     def _write(self, line: bytes) -> None:
+        self.flush()  # the events first, in the order they were numbered
         if self._fd < 0:
             return
         try:
@@ -269,6 +314,7 @@ class Journal:
             log.warning("edge outbox %s: cannot open a segment: %s", self.directory, error)
 
     def _close_segment(self) -> None:
+        self.flush()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Final
+from typing import Final, Protocol
 
 from shared.sip.transport.base import (
     DatagramHandler,
@@ -208,6 +208,13 @@ class UdpEndpoint:
         self._sock.close()
 
 
+class WriteAhead(Protocol):
+    """What must be on disk before a held datagram leaves (the edge's outbox journal)."""
+
+    def flush(self) -> None:
+        """Write what waits; never raise."""
+
+
 class HeldSends:
     """What the handling of a burst sends, held to go out together after it.
 
@@ -218,14 +225,23 @@ class HeldSends:
     UDP burst is handled, flushed every `FLUSH_EVERY` datagrams of it and at its end; sends
     at any other time (timers, hand-ons, streams) leave at once.  One per process (`HELD`):
     a burst read on one socket answers through others (a worker's outbound socket).
+
+    What a datagram's leaving must follow waits as well, and is written first at each flush
+    (`write_ahead`: the outbox journal's lines, one write for the burst's events where there
+    was one per event): a process killed before the flush has sent none of what they cover.
     """
 
     def __init__(self) -> None:
         self.holding = False
         self.waiting: list[UdpEndpoint] = []
         """The endpoints holding datagrams, in the order they first held one."""
+        self.write_ahead: list[WriteAhead] = []
+        """What to write before the held datagrams leave, in the order it first waited."""
 
     def flush(self) -> None:
+        writers, self.write_ahead = self.write_ahead, []
+        for writer in writers:
+            writer.flush()
         waiting, self.waiting = self.waiting, []
         for endpoint in waiting:
             endpoint.flush()

@@ -5,7 +5,11 @@ foreign file never stops a start."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from services.edge.runtime.journal import SPARE_SLOTS, Journal
 from services.edge.runtime.journal_lines import event_line
 from services.edge.runtime.publisher import EventPublisher
 from shared.contracts.calls import CallEvent, CallStarted
+from shared.sip.transport.udp import HELD
 from tests.services.edge.runtime.test_publisher import Broker
 from tests.shared.bus.support import until
 
@@ -47,6 +52,105 @@ def segments(journal: Journal) -> list[str]:
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+@contextlib.contextmanager
+def in_a_burst() -> Iterator[None]:
+    """While a UDP burst is handled, as `UdpEndpoint` marks it; flushed at its end."""
+    HELD.holding = True
+    try:
+        yield
+    finally:
+        HELD.holding = False
+        HELD.flush()
+
+
+def replayed(journal: Journal) -> list[int]:
+    """What a successor on the same slot would publish again."""
+    return [seq for seq, _ in Journal(journal.directory, -1, MB).recover()]
+
+
+def test_a_bursts_events_wait_for_its_end_and_go_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = claim(tmp_path)
+    journal.recover()
+    writes: list[bytes] = []
+    write = os.write
+
+    def noted(fd: int, data: bytes) -> int:
+        writes.append(data)
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "write", noted)
+    with in_a_burst():
+        assert [journal.append(started(n)) for n in range(3)] == [1, 2, 3]
+        assert writes == []
+        assert list(HELD.write_ahead) == [journal]  # once, however many wait
+    assert len(writes) == 1
+    assert replayed(journal) == [1, 2, 3]
+    assert journal.append(started(4)) == 4  # outside a burst: written at once
+    assert len(writes) == 2
+
+
+def test_a_bursts_events_the_disk_did_not_take_whole_are_not_journaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted as refused; the publisher, which was given their numbers, settles them as
+    nothing; the torn line ends its segment."""
+    journal = claim(tmp_path)
+    journal.recover()
+    assert journal.append(started(0)) == 1
+    before = sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"})
+    first_line = len(event_line(2, started(1)))
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, data[: first_line + 9]))
+    with in_a_burst():
+        seqs = [journal.append(started(n)) or 0 for n in (1, 2, 3)]
+    monkeypatch.undo()
+    assert seqs == [2, 3, 4]
+    assert sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"}) == before + 2
+    assert journal.unsettled == 2  # 1 and 2
+    journal.settle(seqs)
+    assert journal.unsettled == 1
+    assert journal.append(started(5)) == 5
+    assert replayed(journal) == [1, 2, 5]  # 3 torn, 4 never written (2, behind 1, comes again)
+
+
+def test_a_bursts_events_refused_by_the_disk_are_counted_and_the_next_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = claim(tmp_path)
+    journal.recover()
+    before = sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"})
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with in_a_burst():
+        seqs = [journal.append(started(n)) or 0 for n in range(2)]
+    monkeypatch.undo()
+    assert sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"}) == before + 2
+    assert journal.unsettled == 0
+    journal.settle(seqs)
+    assert journal.unsettled == 0
+    assert journal.append(started(3)) == 3
+    assert replayed(journal) == [3]
+
+
+def test_settling_or_closing_in_a_burst_writes_its_events_first(tmp_path: Path) -> None:
+    """A mark line never comes before an event numbered under it; a close loses nothing."""
+    journal = claim(tmp_path)
+    journal.recover()
+    assert journal.append(started(0)) == 1
+    with in_a_burst():
+        assert journal.append(started(1)) == 2
+        journal.settle([1])
+        assert replayed(journal) == [2]
+        assert journal.append(started(2)) == 3
+        journal.close()
+    assert [seq for seq, _ in Journal(journal.directory, -1, MB).recover()] == [2, 3]
 
 
 def test_what_was_not_settled_comes_back_in_order_to_the_next_process(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.udp import FLUSH_EVERY, UdpEndpoint, open_udp
+from shared.sip.transport.udp import FLUSH_EVERY, HELD, UdpEndpoint, open_udp
 from tests.shared.sip.transport.support import Inbox
 
 
@@ -167,3 +167,35 @@ async def test_an_address_refused_at_the_flush_costs_only_its_datagram(
     out.close()
     [line] = [r.getMessage() for r in caplog.records]
     assert "a held datagram to ('127.0.0.1', 70000) not sent" in line
+
+
+async def test_what_must_be_written_first_is_written_before_any_held_datagram_leaves(
+    observer: socket.socket,
+) -> None:
+    """The outbox journal's place (`HeldSends.write_ahead`): the burst's events on disk
+    first, so a process killed in between has sent nothing they cover."""
+    out = await open_udp("127.0.0.1", 0, Inbox())
+    seen: list[bytes] = []
+    there_at_write: list[list[bytes]] = []
+
+    class Journal:
+        def flush(self) -> None:
+            time.sleep(0.02)  # what had been sent would have arrived by now
+            there_at_write.append(arrived(observer))
+
+    journal = Journal()
+
+    def journal_then_answer(data: bytes, *_: object) -> None:
+        seen.append(data)
+        if journal not in HELD.write_ahead:
+            HELD.write_ahead.append(journal)
+        out.send(b"re:" + data, to(observer))
+
+    inbound = await open_udp("127.0.0.1", 0, journal_then_answer)
+    burst(inbound, 3)
+    await handled(3, seen)
+    answers = receive(observer, 3)
+    inbound.close()
+    out.close()
+    assert there_at_write == [[]]  # written once, before any of the three left
+    assert answers == [b"re:0", b"re:1", b"re:2"]
