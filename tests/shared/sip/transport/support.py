@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import REGISTRY
 
 from shared.sip.transport.base import Listener
+from shared.sip.transport.datagrams import SO_TIMESTAMPNS
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tcp import TcpTransport
 
@@ -21,6 +22,18 @@ OPTIONS = (
     b"Content-Length: 0\r\n\r\n"
 )
 OK = b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody"
+
+
+def bound(host: str = "127.0.0.1", *, stamped: bool = True) -> socket.socket:
+    """A non-blocking UDP socket on `host` (any port), with room for a burst, stamping what
+    it receives with the kernel's time (SO_TIMESTAMPNS) unless told not to."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    if stamped:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock
 
 
 def ipv6_available() -> bool:

@@ -1,8 +1,11 @@
-"""A socket's waiting datagrams read by `recvmmsg` in C (`_datagrams.c`) and one `recvmsg` at a
-time in Python (`datagrams.read_each`): one suite, run against both, on real sockets.
+"""A socket's datagrams read by `recvmmsg` and sent by `sendmmsg` in C (`_datagrams.c`), and
+one `recvmsg` or `sendto` at a time in Python (`datagrams.read_each`, `send_each`): one suite,
+run against both, on real sockets.
 
-Both passes of the suite run every case against both readers: the pure-Python pass loads
+Both passes of the suite run every case against both languages: the pure-Python pass loads
 the C module from the build's file (or compiles it, `tests/shared/sip/accelerators.py`).
+A sender returns the index of the first datagram it did not send; the endpoint sends that
+one alone by `sendto` (which says why it fails) and goes on after it.
 """
 
 from __future__ import annotations
@@ -15,33 +18,34 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from shared.sip.transport import datagrams
-from shared.sip.transport.datagrams import SO_TIMESTAMPNS, Datagram, read_each
+from shared.sip.transport.datagrams import Datagram, Outgoing, read_each, send_each
 from tests.shared.sip.accelerators import load
-from tests.shared.sip.transport.support import ipv6_available
+from tests.shared.sip.transport.support import bound, ipv6_available
 
 Reader = Callable[[socket.socket, int], list[Datagram]]
+Sender = Callable[[socket.socket, list[Outgoing], int], int]
 SOURCE = "shared/sip/transport/_datagrams.c"
 VLEN = 16
 """Datagrams per `recvmmsg` in the C reader: bursts around it cross its loop."""
+SEND_VLEN = 64
+"""Datagrams per `sendmmsg` in the C sender: counts around it cross its loop."""
 
 
 @pytest.fixture(params=["c", "python"])
-def read(request: pytest.FixtureRequest) -> Reader:
-    if request.param == "python":
-        return read_each
-    reader: Reader = load(SOURCE).read_datagrams
+def in_c(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "c")
+
+
+@pytest.fixture
+def read(in_c: bool) -> Reader:
+    reader: Reader = load(SOURCE).read_datagrams if in_c else read_each
     return reader
 
 
-def bound(host: str = "127.0.0.1", *, stamped: bool = True) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    if stamped:
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind((host, 0))
-    sock.setblocking(False)
-    return sock
+@pytest.fixture
+def send(in_c: bool) -> Sender:
+    sender: Sender = load(SOURCE).send_datagrams if in_c else send_each
+    return sender
 
 
 @pytest.fixture
@@ -183,3 +187,121 @@ def test_the_build_reads_in_c_and_pure_python_reads_in_python() -> None:
 
     compiled = STATE.startswith("compiled")
     assert (datagrams.read_datagrams is not read_each) == compiled
+
+
+# ----- sending ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def far_ends() -> Iterator[tuple[socket.socket, socket.socket]]:
+    with bound() as first, bound() as second:
+        yield first, second
+
+
+def arrived(sock: socket.socket) -> list[bytes]:
+    """What has reached `sock`, after a moment for a loaded kernel's loopback delivery."""
+    time.sleep(0.05)
+    found = []
+    try:
+        while True:
+            found.append(sock.recv(65535))
+    except BlockingIOError:
+        return found
+
+
+def address(sock: socket.socket) -> tuple[str, int]:
+    host, port = sock.getsockname()[:2]
+    return host, port
+
+
+@pytest.mark.parametrize("count", [1, SEND_VLEN - 1, SEND_VLEN, SEND_VLEN + 1, 2 * SEND_VLEN + 9])
+def test_every_held_datagram_leaves_in_order(
+    send: Sender,
+    sender: socket.socket,
+    far_ends: tuple[socket.socket, socket.socket],
+    count: int,
+) -> None:
+    first, second = far_ends
+    held = [(b"datagram %d " % n + b"x" * n, address(far_ends[n % 3 == 0])) for n in range(count)]
+    assert send(sender, held, 0) == count
+    assert arrived(first) == [data for data, to in held if to == address(first)]
+    assert arrived(second) == [data for data, to in held if to == address(second)]
+
+
+def test_sending_starts_at_the_index_given(
+    send: Sender, sender: socket.socket, far_ends: tuple[socket.socket, socket.socket]
+) -> None:
+    to = address(far_ends[0])
+    held = [(b"%d" % n, to) for n in range(5)]
+    assert send(sender, held, 3) == 5
+    assert arrived(far_ends[0]) == [b"3", b"4"]
+    assert send(sender, held, 9) == 5  # past the end: nothing, as a slice would
+    assert send(sender, held, -2) == 5  # before the start: from the first
+    assert send(sender, [], 0) == 0
+    assert arrived(far_ends[0]) == [b"0", b"1", b"2", b"3", b"4"]
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        ("127.0.0.1", 70000),  # a port out of range, which sendto raises as OverflowError
+        ("127.0.0.1", -1),
+        ("127.0.0.1", 0),  # the kernel refuses port 0 (EINVAL)
+        ("255.255.255.255", 5060),  # broadcast without SO_BROADCAST (EACCES)
+        ("127.0.0.1\0", 5060),  # a host with a NUL in it, which sendto refuses to read
+    ],
+)
+def test_sending_stops_at_a_datagram_refused_and_says_which(
+    send: Sender,
+    sender: socket.socket,
+    far_ends: tuple[socket.socket, socket.socket],
+    refused: tuple[str, int],
+) -> None:
+    """What comes before it leaves, it and what follows do not: the caller sends it alone by
+    `sendto` to learn why, then sends the rest from the index after it."""
+    to = address(far_ends[0])
+    held = [(b"a", to), (b"b", to), (b"refused", refused), (b"c", to)]
+    assert send(sender, held, 0) == 2
+    assert arrived(far_ends[0]) == [b"a", b"b"]
+    assert send(sender, held, 3) == 4
+    assert arrived(far_ends[0]) == [b"c"]
+
+
+def test_a_closed_socket_sends_nothing_and_raises_nothing(
+    send: Sender, far_ends: tuple[socket.socket, socket.socket]
+) -> None:
+    sock = bound()
+    sock.close()
+    assert send(sock, [(b"a", address(far_ends[0]))], 0) == 0
+    assert arrived(far_ends[0]) == []
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6")
+def test_an_ipv6_socket_sends_to_ipv6_hosts(send: Sender) -> None:
+    with bound("::1") as sender, bound("::1") as far_end:
+        held = [(b"six %d" % n, address(far_end)) for n in range(3)]
+        assert send(sender, held, 0) == 3
+        assert arrived(far_end) == [b"six 0", b"six 1", b"six 2"]
+
+
+def test_both_senders_deliver_the_same_datagrams(
+    sender: socket.socket, far_ends: tuple[socket.socket, socket.socket]
+) -> None:
+    """Identical input, identical arrivals, the largest datagram included."""
+    largest = bytes(range(256)) * 255 + b"\0" * 227  # 65,507 bytes: an IPv4 datagram's most
+    held = [(b"", address(far_ends[0])), (largest, address(far_ends[0]))]
+    held += [(b"ACK %d" % n, address(far_ends[n % 2])) for n in range(20)]
+    results = []
+    for sending in (send_each, load(SOURCE).send_datagrams):
+        assert sending(sender, held, 0) == len(held)
+        results.append((arrived(far_ends[0]), arrived(far_ends[1])))
+    assert results[0] == results[1]
+    assert results[0][0][:2] == [b"", largest] and len(results[0][1]) == 10
+
+
+def test_the_build_sends_in_c_and_pure_python_sends_in_python() -> None:
+    """Which sender the endpoint's flush uses: the compiled pass's C, or `send_each`."""
+    from shared.extensions import STATE
+
+    compiled = STATE.startswith("compiled")
+    assert (datagrams.send_datagrams is not send_each) == compiled
