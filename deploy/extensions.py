@@ -66,7 +66,6 @@ HOT = (
     "shared/sip/transport/udp.py",
     "services/edge/runtime/sockets.py",
     "services/edge/runtime/affinity.py",
-    "services/edge/runtime/handon_envelopes.py",
     "services/edge/runtime/driver.py",
     "services/edge/runtime/loop_timer.py",
 )

@@ -44,15 +44,20 @@ from pathlib import Path
 from typing import Final
 
 from services.edge import metrics
-from services.edge.runtime.handon_envelopes import pack, pack_stream, unpack, unpack_stream
 from shared.counters import IntCounter
 from shared.sip.message import MAX_MESSAGE_SIZE, peek_call_id
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.udp import HELD
 
 log = logging.getLogger("callmesh.edge")
 
+_HEADER = struct.Struct("!HHBd")
+"""Envelope: listener index, source port, source host length, when the kernel received the
+datagram (the loop's clock: CLOCK_MONOTONIC, every worker's); then host, then the message."""
+_STREAM_HEADER = struct.Struct("!HHIHHBB")
+"""A stream's envelope: kind and transport, peer port, connection id, the port to connect
+to if the connection is gone (0: the peer's), listener port, the peer's and the listener's
+host lengths; then both hosts, then the message."""
 _KIND = struct.Struct("!H")
 """The first field of every envelope: a listener index, or a stream's kind."""
 _MAX_ENVELOPE = MAX_MESSAGE_SIZE + 1024
@@ -69,6 +74,7 @@ _UNALIAS = 0x0800
 CONTROL: Final = 0x0400
 """A control frame: a request to run here, or an answer (`runtime.worker_control`)."""
 _NOTICES = _STREAM | _WRITE | _ALIAS | _UNALIAS | CONTROL
+STREAMS: Final = ("tcp", "tls", "ws", "wss")
 WORKER_SLOTS: Final = 64
 """Connection ids step by this; an id modulo it is the worker holding the connection."""
 
@@ -121,6 +127,49 @@ class WorkerGroup:
         if source.connection_id is None:
             return instance
         return self.instance_of(instance, connection_owner(source.connection_id))
+
+
+def pack(listener_index: int, source: Destination, data: bytes, received_at: float) -> bytes:
+    host = source.host.encode()
+    return _HEADER.pack(listener_index, source.port, len(host), received_at) + host + data
+
+
+def pack_stream(kind: int, source: Destination, listener: Listener | None, data: bytes) -> bytes:
+    host, local = source.host.encode(), (listener.host if listener else "").encode()
+    header = _STREAM_HEADER.pack(
+        kind | STREAMS.index(source.transport),
+        source.port,
+        source.connection_id or 0,
+        source.reconnect_port or 0,
+        listener.port if listener else 0,
+        len(host),
+        len(local),
+    )
+    return header + host + local + data
+
+
+def unpack_stream(envelope: bytes) -> tuple[int, Destination, Listener, bytes]:
+    kind, port, connection_id, reconnect, local_port, length, local_length = (
+        _STREAM_HEADER.unpack_from(envelope)
+    )
+    transport = STREAMS[kind & 0xFF]
+    start = _STREAM_HEADER.size
+    host = envelope[start : start + length].decode()
+    local = envelope[start + length : start + length + local_length].decode()
+    source = Destination(transport, host, port, connection_id, reconnect_port=reconnect or None)
+    return (
+        kind,
+        source,
+        Listener(transport, local, local_port),
+        envelope[start + length + local_length :],
+    )
+
+
+def unpack(envelope: bytes) -> tuple[int, Destination, bytes, float]:
+    listener_index, port, length, received_at = _HEADER.unpack_from(envelope)
+    start = _HEADER.size
+    host = envelope[start : start + length].decode()
+    return listener_index, Destination("udp", host, port), envelope[start + length :], received_at
 
 
 class CallAffinity:
@@ -288,14 +337,6 @@ class CallAffinity:
             loop.add_reader(connection.fileno(), self._readable, connection)
 
     def _readable(self, connection: socket.socket) -> None:
-        """Handle what waits: a burst, whose sends leave together after it (`HELD`)."""
-        outermost = HELD.hold()
-        try:
-            self._handle_waiting(connection)
-        finally:
-            HELD.release(outermost)
-
-    def _handle_waiting(self, connection: socket.socket) -> None:
         while True:
             try:
                 envelope = connection.recv(_MAX_ENVELOPE)
@@ -322,7 +363,6 @@ class CallAffinity:
                 self._deliver(data, source, listener, received_at)
             except Exception:  # a handler bug must not stop the socket
                 log.exception("edge: handling a message from a sibling worker failed")
-            HELD.handled()
 
     def _stream(self, envelope: bytes) -> None:
         """A stream message a sibling handed on: to handle here, or to write here."""

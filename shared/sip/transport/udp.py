@@ -91,9 +91,10 @@ class UdpEndpoint:
             self._log(logging.INFO, "receive", "udp %s:%d: %s", error)
             return
         held = HELD
-        outermost = held.hold()
+        outermost = not held.holding  # (a burst is never read while another is handled)
+        held.holding = True
         try:
-            for data, host, port, stamp in burst:
+            for index, (data, host, port, stamp) in enumerate(burst):
                 if self._closed:
                     return  # closed by a handler: the rest is dropped, as the socket would
                 received_at = now
@@ -104,9 +105,12 @@ class UdpEndpoint:
                         received_at = clamped(received_at, now)
                     self.longest_wait = max(self.longest_wait, now - received_at)
                 self._received(data, host, port, received_at)
-                held.handled()
+                if outermost and index % FLUSH_EVERY == FLUSH_EVERY - 1:
+                    held.flush()
         finally:
-            held.release(outermost)
+            if outermost:
+                held.holding = False
+                held.flush()
 
     def take_longest_wait(self) -> float:
         """`longest_wait`, which starts again from 0."""
@@ -218,11 +222,9 @@ class HeldSends:
     found its receiver (a gateway, a phone, SIPp) asleep and woke it, an interrupt to
     another CPU each time; sent together, the first wakes it and the rest find it awake
     (the edge's kernel time per call fell 10-30 %, docs/benchmarks.md).  Held only while a
-    burst is handled (a UDP socket's, or the messages other workers handed on: a reader
-    `hold`s, counts each message `handled` and `release`s), flushed every `FLUSH_EVERY`
-    messages of it and at its end; sends at any other time (timers, streams) leave at
-    once.  One per process (`HELD`): a burst read on one socket answers through others (a
-    worker's outbound socket).
+    UDP burst is handled, flushed every `FLUSH_EVERY` datagrams of it and at its end; sends
+    at any other time (timers, hand-ons, streams) leave at once.  One per process (`HELD`):
+    a burst read on one socket answers through others (a worker's outbound socket).
 
     What a datagram's leaving must follow waits as well, and is written first at each flush
     (`write_ahead`: the outbox journal's lines, one write for the burst's events where there
@@ -235,30 +237,6 @@ class HeldSends:
         """The endpoints holding datagrams, in the order they first held one."""
         self.write_ahead: list[WriteAhead] = []
         """What to write before the held datagrams leave, in the order it first waited."""
-        self.count = 0
-        """Messages of the burst handled so far."""
-
-    def hold(self) -> bool:
-        """Hold what the handling of a burst about to be handled sends; whether the caller
-        is the outermost holder, whose `release` ends the holding (a burst is never read
-        while another is handled, but a handler reading one would not end it early)."""
-        if self.holding:
-            return False
-        self.holding = True
-        self.count = 0
-        return True
-
-    def handled(self) -> None:
-        """One message of the burst handled: every `FLUSH_EVERY`, what was held leaves."""
-        self.count += 1
-        if self.count % FLUSH_EVERY == 0:
-            self.flush()
-
-    def release(self, outermost: bool) -> None:
-        """The burst handled (or its handling cut short): what was held leaves."""
-        if outermost:
-            self.holding = False
-            self.flush()
 
     def flush(self) -> None:
         writers, self.write_ahead = self.write_ahead, []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -15,13 +13,14 @@ from services.edge.runtime.affinity import (
     WorkerGroup,
     connection_ids,
     connection_owner,
+    pack,
+    pack_stream,
+    unpack,
+    unpack_stream,
 )
-from services.edge.runtime.handon_envelopes import pack, pack_stream, unpack, unpack_stream
 from shared.sip.transport.base import Listener
 from shared.sip.transport.destination import Destination
-from shared.sip.transport.udp import open_udp
 from tests.shared.bus.support import until
-from tests.shared.sip.transport.support import Inbox
 
 CALL_ID = b"a84b4c76e66710@pc33"
 INVITE = (
@@ -236,52 +235,3 @@ def test_a_misdirected_response_reaches_the_owners_private_port(tmp_path: Path) 
 
     assert asyncio.run(scenario())
     assert received == private[owner]
-
-
-def test_what_a_burst_of_hand_ons_sends_leaves_together_after_it(tmp_path: Path) -> None:
-    """As a UDP burst's (`udp.HeldSends`): a far end sees nothing while the owner handles
-    the messages handed on together, then every answer, in order."""
-    listeners = [Listener("udp", "127.0.0.1", 5060)]
-    source = Destination("udp", "192.0.2.1", 5060)
-    owner = WorkerGroup(0, 2, tmp_path).owner(CALL_ID)
-    far_end = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    far_end.bind(("127.0.0.1", 0))
-    far_end.setblocking(False)
-    to = Destination("udp", "127.0.0.1", far_end.getsockname()[1])
-    early: list[bytes] = []
-
-    def waiting() -> list[bytes]:
-        found = []
-        while True:
-            try:
-                found.append(far_end.recv(100))
-            except BlockingIOError:
-                return found
-
-    async def scenario() -> list[bytes]:
-        out = await open_udp("127.0.0.1", 0, Inbox())
-        handled: list[bytes] = []
-
-        def answer(data: bytes, *_: object) -> None:
-            time.sleep(0.005)  # what was sent before would have arrived by now
-            early.extend(waiting())
-            handled.append(data)
-            out.send(b"answer %d" % len(handled), to)
-
-        receiver = CallAffinity(WorkerGroup(owner, 2, tmp_path), listeners, answer)
-        sender = CallAffinity(WorkerGroup(1 - owner, 2, tmp_path), listeners, lambda *_: None)
-        await receiver.start()
-        await sender.start()
-        assert all(sender.hand_on(INVITE, source, 0, 1.0) for _ in range(5))  # before any read
-        await until(lambda: len(handled) == 5)
-        await asyncio.sleep(0.05)
-        arrived = waiting()
-        sender.close()
-        receiver.close()
-        out.close()
-        return arrived
-
-    with far_end:
-        arrived = asyncio.run(scenario())
-    assert early == []
-    assert arrived == [b"answer %d" % n for n in range(1, 6)]
