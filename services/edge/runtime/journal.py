@@ -29,6 +29,7 @@ event is not journaled (still published from memory), counted and logged.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -251,9 +252,10 @@ class Journal:
         for seq, line in waiting:
             end += len(line)
             if end > written:
-                self._open.remove(seq)
-                self._lost.add(seq)
                 self._refuse("error", problem)
+                with contextlib.suppress(ValueError):  # (not if settled meanwhile)
+                    self._open.remove(seq)
+                    self._lost.add(seq)  # so that its settling, to come, is a no-op
 
     def settle(self, seqs: Iterable[int]) -> None:
         """These events are confirmed (or given up): never to be published again."""
@@ -276,9 +278,10 @@ class Journal:
 
         Run in a thread (`EventPublisher`): it leaves the waiting lines to the loop's thread,
         which writes them at the end of the burst that is being handled."""
-        if self._fd >= 0:
+        fd = self._fd  # read once: the loop's thread may close it meanwhile (EBADF, logged)
+        if fd >= 0:
             try:
-                os.fsync(self._fd)
+                os.fsync(fd)
             except OSError as error:
                 log.warning("edge outbox %s: fsync failed: %s", self.directory, error)
 
@@ -316,7 +319,8 @@ class Journal:
     def _close_segment(self) -> None:
         self.flush()
         if self._fd >= 0:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):  # (the descriptor is gone whatever it says)
+                os.close(self._fd)
             self._fd = -1
 
     def _rotate(self) -> None:

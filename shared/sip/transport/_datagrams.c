@@ -11,7 +11,9 @@
  * Sending: what the handling of a burst sent is held (`udp.HeldSends`) and leaves here by
  * `sendmmsg`, up to SEND_VLEN datagrams per system call, where `datagrams.send_each` makes
  * one `sendto` each. Only what C can say exactly as `socket.sendto` would is sent here: a
- * bytes object to a numeric IPv4 or IPv6 host and a port in range. The first datagram that
+ * bytes object to a numeric IPv4 or IPv6 host (an ASCII str) and a port in range, from an
+ * IPv6 socket that is IPv6-only as `open_udp` makes them (on one that is not, the kernel
+ * would take an IPv4 host, which `sendto` refuses). The first datagram that
  * is not, or that the kernel refuses, ends the call, and its index is returned: the caller
  * sends that one through `socket.sendto`, which raises or logs why, and goes on after it.
  * tests/shared/sip/transport/test_datagrams.py runs one suite against both languages.
@@ -223,13 +225,15 @@ static int prepare_send(unsigned int slot, PyObject *item) {
     }
     PyObject *host = PyTuple_GET_ITEM(address, 0);
     PyObject *port_number = PyTuple_GET_ITEM(address, 1);
-    if (!PyUnicode_CheckExact(host) || !PyLong_CheckExact(port_number)) return -1;
-    Py_ssize_t size;
-    const char *text = PyUnicode_AsUTF8AndSize(host, &size);
-    if (text == NULL || size == 0 || size >= INET6_ADDRSTRLEN || strlen(text) != (size_t)size) {
-        PyErr_Clear();
+    /* A compact ASCII str holds its text NUL-terminated: read without making anything, so
+     * no Python code (a collection's finalizers) runs while slots point into held bytes. */
+    if (!PyUnicode_CheckExact(host) || !PyUnicode_IS_COMPACT_ASCII(host) ||
+        !PyLong_CheckExact(port_number)) {
         return -1;
     }
+    Py_ssize_t size = PyUnicode_GET_LENGTH(host);
+    const char *text = (const char *)PyUnicode_DATA(host);
+    if (size == 0 || size >= INET6_ADDRSTRLEN || strlen(text) != (size_t)size) return -1;
     int overflow;
     long port = PyLong_AsLongAndOverflow(port_number, &overflow);
     if (overflow || port < 0 || port > 65535) return -1;

@@ -229,6 +229,8 @@ class HeldSends:
     What a datagram's leaving must follow waits as well, and is written first at each flush
     (`write_ahead`: the outbox journal's lines, one write for the burst's events where there
     was one per event): a process killed before the flush has sent none of what they cover.
+    What leaves otherwise during a burst (a stream's write, a send to a host name) is sent
+    by a task, which Python 3.11 never runs eagerly: after the burst's last flush.
     """
 
     def __init__(self) -> None:
@@ -241,7 +243,10 @@ class HeldSends:
     def flush(self) -> None:
         writers, self.write_ahead = self.write_ahead, []
         for writer in writers:
-            writer.flush()
+            try:
+                writer.flush()
+            except Exception as error:  # what it could not write it counts lost; sends go on
+                log.error("udp: writing ahead of held datagrams failed: %s", error)
         waiting, self.waiting = self.waiting, []
         for endpoint in waiting:
             endpoint.flush()

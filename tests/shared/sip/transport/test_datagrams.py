@@ -249,6 +249,7 @@ def test_sending_starts_at_the_index_given(
         ("127.0.0.1", 0),  # the kernel refuses port 0 (EINVAL)
         ("255.255.255.255", 5060),  # broadcast without SO_BROADCAST (EACCES)
         ("127.0.0.1\0", 5060),  # a host with a NUL in it, which sendto refuses to read
+        ("\udc80", 5060),  # a host that is no text at all (a lone surrogate)
     ],
 )
 def test_sending_stops_at_a_datagram_refused_and_says_which(

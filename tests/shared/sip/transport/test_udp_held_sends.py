@@ -199,3 +199,31 @@ async def test_what_must_be_written_first_is_written_before_any_held_datagram_le
     out.close()
     assert there_at_write == [[]]  # written once, before any of the three left
     assert answers == [b"re:0", b"re:1", b"re:2"]
+
+
+async def test_a_writer_ahead_that_fails_is_logged_and_the_held_datagrams_still_leave(
+    observer: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = await open_udp("127.0.0.1", 0, Inbox())
+    seen: list[bytes] = []
+
+    class Broken:
+        def flush(self) -> None:
+            raise OSError(5, "Input/output error")
+
+    def journal_then_answer(data: bytes, *_: object) -> None:
+        seen.append(data)
+        HELD.write_ahead.append(Broken())
+        out.send(b"re:" + data, to(observer))
+
+    inbound = await open_udp("127.0.0.1", 0, journal_then_answer)
+    with caplog.at_level(logging.INFO, logger="shared.sip.transport.udp"):
+        burst(inbound, 2)
+        await handled(2, seen)
+        assert receive(observer, 2) == [b"re:0", b"re:1"]
+    inbound.close()
+    out.close()
+    assert HELD.write_ahead == [] and HELD.waiting == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "udp: writing ahead of held datagrams failed: [Errno 5] Input/output error"
+    ] * 2
