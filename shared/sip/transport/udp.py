@@ -91,8 +91,7 @@ class UdpEndpoint:
             self._log(logging.INFO, "receive", "udp %s:%d: %s", error)
             return
         held = HELD
-        outermost = not held.holding  # (a burst is never read while another is handled)
-        held.holding = True
+        held.holding = True  # (a loop callback: no burst is read while another is handled)
         try:
             for index, (data, host, port, stamp) in enumerate(burst):
                 if self._closed:
@@ -105,12 +104,11 @@ class UdpEndpoint:
                         received_at = clamped(received_at, now)
                     self.longest_wait = max(self.longest_wait, now - received_at)
                 self._received(data, host, port, received_at)
-                if outermost and index % FLUSH_EVERY == FLUSH_EVERY - 1:
+                if index % FLUSH_EVERY == FLUSH_EVERY - 1:
                     held.flush()
         finally:
-            if outermost:
-                held.holding = False
-                held.flush()
+            held.holding = False
+            held.flush()
 
     def take_longest_wait(self) -> float:
         """`longest_wait`, which starts again from 0."""
@@ -212,7 +210,7 @@ class WriteAhead(Protocol):
     """What must be on disk before a held datagram leaves (the edge's outbox journal)."""
 
     def flush(self) -> None:
-        """Write what waits; never raise."""
+        """Write what waits (should it raise, that is logged and the datagrams leave)."""
 
 
 class HeldSends:
