@@ -27,12 +27,14 @@ from tests.services.edge.test_transfer_wire import received
 
 pytestmark = [pytest.mark.wire, pytest.mark.integration]
 
-CALLER_PORTS = {40000, 40002}
-"""The media ports of the caller's SDPs (b2bua_caller.xml, caller_sdp_takes_bye.xml)."""
-GATEWAY_PORTS = {50000, 50002}
+CALLER_PORTS = {39000, 39002}
+"""The media ports of the caller's SDPs (b2bua_caller.xml, caller_sdp_takes_bye.xml): below
+any port rtpengine relays on (`deploy.labs.ports.RTPENGINE_FLOOR`), which a relayed SDP must
+not name; inside its range, a relay port could be one of them by chance."""
+GATEWAY_PORTS = {39500, 39502}
 """The gateway's (b2bua_gateway.xml, gateway_sdp_sends_bye.xml)."""
-AGENT_PORT = 41000
-"""The agents' (agent.xml); the transferred caller's are 40000 and 40002."""
+AGENT_PORT = 39800
+"""The agents' (agent.xml); the transferred caller's are 39000 and 39002."""
 
 
 @pytest.fixture(scope="module")
