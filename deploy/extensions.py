@@ -68,6 +68,10 @@ HOT = (
     "services/edge/runtime/affinity.py",
     "services/edge/runtime/driver.py",
     "services/edge/runtime/loop_timer.py",
+    # Per call event (seven a call): the publisher's backlog and the outbox journal's lines.
+    "services/edge/runtime/publisher.py",
+    "services/edge/runtime/journal.py",
+    "services/edge/runtime/journal_lines.py",
 )
 """The compiled modules' sources, as globs relative to the root."""
 

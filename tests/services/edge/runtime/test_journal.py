@@ -276,11 +276,23 @@ async def test_events_a_stopped_publisher_could_not_send_go_out_once_with_the_ne
 
 
 async def test_fsync_runs_on_its_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watched at `os.fsync` (a compiled journal's methods cannot be replaced on it)."""
     journal = claim(tmp_path)
+    loop = asyncio.get_running_loop()
     synced = asyncio.Event()
-    monkeypatch.setattr(journal, "sync", synced.set)
+    fsynced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append(fd)
+        real_fsync(fd)
+        loop.call_soon_threadsafe(synced.set)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     publisher = EventPublisher(Broker(), journal=journal, fsync_interval=0.01)
     publisher.recover()
+    publisher.offer(started(1))  # a segment open to flush
     async with asyncio.timeout(5):
         await synced.wait()
     await publisher.stop()
+    assert fsynced
