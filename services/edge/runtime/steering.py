@@ -50,7 +50,6 @@ from services.edge.runtime.bpf import (
     SUB,
     XOR,
     B,
-    BpfError,
     H,
     Insn,
     W,
@@ -194,7 +193,7 @@ def create_maps(workers: int, ports: int) -> tuple[int, ...]:
     try:
         for _ in range(ports):
             maps.append(create_sockarray(workers))
-    except BpfError as error:
+    except OSError as error:  # BpfError, or no libc to call bpf(2) through
         for fd in maps:
             os.close(fd)
         log.warning(
@@ -207,7 +206,10 @@ def create_maps(workers: int, ports: int) -> tuple[int, ...]:
 
 def join(maps: tuple[int, ...], index: int, workers: int, sockets: list[socket.socket]) -> None:
     """Put worker `index`'s shared UDP sockets (one per map, in order) in the maps; worker 0
-    also attaches the program to each port (the kernel runs it for the whole port)."""
+    also attaches the program to each port (the kernel runs it for the whole port). No maps
+    (steering off, or refused: the pool said so once) is no steering, silently."""
+    if not maps:
+        return
     if len(maps) != len(sockets):
         log.warning(
             "edge: %d steering maps for %d shared UDP ports: handed on", len(maps), len(sockets)

@@ -125,15 +125,12 @@ async def test_a_stop_lets_the_backlog_out_first() -> None:
     assert len(broker.published) == 20
 
 
-async def test_a_stop_with_the_broker_silent_drops_and_counts_the_rest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(module, "DRAIN_TIMEOUT", 0.1)
+async def test_a_stop_with_the_broker_silent_drops_and_counts_the_rest() -> None:
     publisher = EventPublisher(Broker(silent=True), senders=2)
     before = dropped("stopped")
     for event in events(5):
         publisher.offer(event)
-    await publisher.stop()
+    await publisher.stop(drain=0.1)
     assert dropped("stopped") - before == 5  # the two in hand and the three waiting
     assert publisher.waiting == 0
 

@@ -256,7 +256,7 @@ def steer_with_capabilities(bounding_set: str) -> tuple[str, list[str]]:
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    warnings = [line for line in result.stderr.splitlines() if "no kernel steering" in line]
+    warnings = [line for line in result.stderr.splitlines() if "steering" in line]
     return result.stdout.strip(), warnings
 
 
