@@ -56,11 +56,9 @@ async def run(calls: list[list[CallEvent]], directory: Path | None) -> tuple[flo
     for at in range(0, len(calls), turn):
         clock = time.process_time()
         for events in calls[at : at + turn]:
-            HELD.holding = True
-            for event in events:
-                publisher.offer(event)
-            HELD.holding = False
-            HELD.flush()  # the burst's end: the journal's lines in one write
+            with HELD:  # the burst's end writes the journal's lines in one write()
+                for event in events:
+                    publisher.offer(event)
         offering += time.process_time() - clock
         await asyncio.sleep(0)  # the loop turns: the senders publish and settle
     await publisher.stop()  # waits for the senders: every event published and settled

@@ -91,8 +91,7 @@ class UdpEndpoint:
             self._log(logging.INFO, "receive", "udp %s:%d: %s", error)
             return
         held = HELD
-        held.holding = True  # (a loop callback: no burst is read while another is handled)
-        try:
+        with held:  # (a loop callback: no burst is read while another is handled)
             for index, (data, host, port, stamp) in enumerate(burst):
                 if self._closed:
                     return  # closed by a handler: the rest is dropped, as the socket would
@@ -106,9 +105,6 @@ class UdpEndpoint:
                 self._received(data, host, port, received_at)
                 if index % FLUSH_EVERY == FLUSH_EVERY - 1:
                     held.flush()
-        finally:
-            held.holding = False
-            held.flush()
 
     def take_longest_wait(self) -> float:
         """`longest_wait`, which starts again from 0."""
@@ -237,6 +233,15 @@ class HeldSends:
         """The endpoints holding datagrams, in the order they first held one."""
         self.write_ahead: list[WriteAhead] = []
         """What to write before the held datagrams leave, in the order it first waited."""
+
+    def __enter__(self) -> None:
+        """A burst's handling begins: what it sends is held."""
+        self.holding = True
+
+    def __exit__(self, *_: object) -> None:
+        """It ends (returned or raised): what it held leaves."""
+        self.holding = False
+        self.flush()
 
     def flush(self) -> None:
         writers, self.write_ahead = self.write_ahead, []

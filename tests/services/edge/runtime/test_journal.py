@@ -5,11 +5,9 @@ foreign file never stops a start."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,17 +52,6 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-@contextlib.contextmanager
-def in_a_burst() -> Iterator[None]:
-    """While a UDP burst is handled, as `UdpEndpoint` marks it; flushed at its end."""
-    HELD.holding = True
-    try:
-        yield
-    finally:
-        HELD.holding = False
-        HELD.flush()
-
-
 def replayed(journal: Journal) -> list[int]:
     """What a successor on the same slot would publish again."""
     return [seq for seq, _ in Journal(journal.directory, -1, MB).recover()]
@@ -83,7 +70,7 @@ def test_a_bursts_events_wait_for_its_end_and_go_in_one_write(
         return write(fd, data)
 
     monkeypatch.setattr(os, "write", noted)
-    with in_a_burst():
+    with HELD:
         assert [journal.append(started(n)) for n in range(3)] == [1, 2, 3]
         assert writes == []
         assert list(HELD.write_ahead) == [journal]  # once, however many wait
@@ -105,7 +92,7 @@ def test_a_bursts_events_the_disk_did_not_take_whole_are_not_journaled(
     first_line = len(event_line(2, started(1)))
     write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: write(fd, data[: first_line + 9]))
-    with in_a_burst():
+    with HELD:
         seqs = [journal.append(started(n)) or 0 for n in (1, 2, 3)]
     monkeypatch.undo()
     assert seqs == [2, 3, 4]
@@ -128,7 +115,7 @@ def test_a_bursts_events_refused_by_the_disk_are_counted_and_the_next_go_on(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", full)
-    with in_a_burst():
+    with HELD:
         seqs = [journal.append(started(n)) or 0 for n in range(2)]
     monkeypatch.undo()
     assert sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"}) == before + 2
@@ -144,7 +131,7 @@ def test_settling_or_closing_in_a_burst_writes_its_events_first(tmp_path: Path) 
     journal = claim(tmp_path)
     journal.recover()
     assert journal.append(started(0)) == 1
-    with in_a_burst():
+    with HELD:
         assert journal.append(started(1)) == 2
         journal.settle([1])
         assert replayed(journal) == [2]
