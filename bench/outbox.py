@@ -4,7 +4,7 @@ Run ``python -m bench.outbox [--calls N] [--repeats R]`` (or ``python -m bench o
 One edge worker's `EventPublisher` on the in-process bus (its publish serialises
 the envelope as RabbitMQ's would; no network) is offered the seven events of ``N``
 answered calls (`bench.accounting`'s: a failover to a second gateway), some 64 per loop
-turn, with call events batched as the edge does (``CALLMESH_EDGE_EVENT_BATCH`` 64), the
+turn, with call events batched as the edge does (``CALLMESH_EDGE_EVENT_BATCH``'s default), the
 journal off (memory only, as before the outbox) and on (a real directory under
 ``/tmp``: the settling marks, segment rotation, and one ``write()`` per call: each call's
 events are offered as one UDP burst (`HELD`) whose end writes them, where the edge
@@ -32,11 +32,13 @@ from services.edge.runtime.journal_lines import event_line
 from services.edge.runtime.publisher import EventPublisher
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import CallEvent
+from shared.settings import Settings
 from shared.sip.transport.udp import HELD
 
 TURN = 64
 """Events offered per loop turn."""
-BATCH = 64
+BATCH: int = Settings.model_fields["edge_event_batch"].default
+"""The edge's default batch, so the settling marks per publish are the edge's."""
 T0 = 1_764_000_000.0
 
 
