@@ -115,7 +115,8 @@ class Forking(Cancelling):
                 )
             else:
                 inside, outside = forwarding.inbound.record_route, outbound.record_route
-            if outbound != forwarding.inbound:
+            # `is not` first: the dataclass's generated `__eq__` runs as Python even compiled
+            if outbound is not forwarding.inbound and outbound != forwarding.inbound:
                 request.add_record_route(f"{inside[:-1]}{params}>")
             request.add_record_route(f"{outside[:-1]}{params}>")
         if forwarding.caller_flow is not None and phones_contact(request):
