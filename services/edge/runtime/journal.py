@@ -9,7 +9,8 @@ handling wait for its end, and go in one ``write()`` just before the datagrams i
 handling sent, which wait too (`shared.sip.transport.udp.HeldSends.write_ahead`):
 a process killed before then has sent nothing they cover.  A power loss is
 covered only as far as the last fsync (`sync`, every
-``CALLMESH_EDGE_OUTBOX_FSYNC_INTERVAL`` seconds when set).  The publisher
+``CALLMESH_EDGE_OUTBOX_FSYNC_INTERVAL`` seconds when set, the segments sealed since the
+one before included).  The publisher
 settles each event once the broker confirmed it (or it was given up), and a
 worker that starts on the directory first publishes what its predecessor
 journaled and never settled.  Publishing an event twice is harmless: the
@@ -123,6 +124,13 @@ class Journal:
         self._bytes = 0
         self._refused = 0
         self._logged_at = -LOG_INTERVAL
+        self.syncing = False
+        """Whether `sync` runs every so often (a publisher with an fsync interval): then a
+        segment sealed in between stays open until the next `sync` flushed it too, so a power
+        loss costs no more than the interval whatever rotated (closed unflushed, its tail was
+        left to the kernel's writeback, some 30 s)."""
+        self._unsynced: list[int] = []
+        """Descriptors of the segments sealed since the last `sync`, oldest first."""
 
     @classmethod
     def claim(
@@ -278,16 +286,30 @@ class Journal:
 
         Run in a thread (`EventPublisher`): it leaves the waiting lines to the loop's thread,
         which writes them at the end of the burst that is being handled."""
+        self._sync_sealed()
         fd = self._fd  # read once: the loop's thread may close it meanwhile (EBADF, logged)
         if fd >= 0:
-            try:
-                os.fsync(fd)
-            except OSError as error:
-                log.warning("edge outbox %s: fsync failed: %s", self.directory, error)
+            self._fsync(fd)
+
+    def _sync_sealed(self) -> None:
+        """Flush and close the segments sealed since the last `sync` (see `syncing`)."""
+        unsynced = self._unsynced
+        while unsynced:
+            fd = unsynced.pop(0)  # one at a time: the loop's thread may seal another meanwhile
+            self._fsync(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _fsync(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            log.warning("edge outbox %s: fsync failed: %s", self.directory, error)
 
     def close(self) -> None:
         """Let go of the directory; with nothing left to publish, its segments are deleted."""
         self._close_segment()
+        self._sync_sealed()  # syncing, the last segment too: a stop leaves nothing unflushed
         if not self._open:
             opened = [self._current] if self._current.first else []  # (none before `recover`)
             for segment in (*self._sealed, *opened):
@@ -319,8 +341,11 @@ class Journal:
     def _close_segment(self) -> None:
         self.flush()
         if self._fd >= 0:
-            with contextlib.suppress(OSError):  # (the descriptor is gone whatever it says)
-                os.close(self._fd)
+            if self.syncing:
+                self._unsynced.append(self._fd)  # closed by the next `sync`, once flushed
+            else:
+                with contextlib.suppress(OSError):  # (the descriptor is gone whatever it says)
+                    os.close(self._fd)
             self._fd = -1
 
     def _rotate(self) -> None:

@@ -157,6 +157,7 @@ class EventPublisher:
         while self._backlog and len(self._senders) < min(self._max_senders, len(self._backlog)):
             self._start_sender()
         if self._fsync_interval > 0:
+            journal.syncing = True
             self._syncing = asyncio.get_running_loop().create_task(self._sync(journal))
         return len(pending)
 

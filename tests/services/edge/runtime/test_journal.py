@@ -5,6 +5,7 @@ foreign file never stops a start."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -158,12 +159,18 @@ def test_what_was_not_settled_comes_back_in_order_to_the_next_process(tmp_path: 
     assert successor.unsettled == 5
 
 
-def test_settled_segments_are_deleted_and_a_start_opens_its_own(tmp_path: Path) -> None:
-    line = len(event_line(1, started(1)))
-    journal = claim(tmp_path, segment_bytes=3 * line)
+def in_segments_of_three(root: Path, events: int, *, syncing: bool = False) -> Journal:
+    """A journal whose segments hold three events each, `events` appended."""
+    journal = claim(root, segment_bytes=3 * len(event_line(1, started(1))))
+    journal.syncing = syncing
     journal.recover()
-    for n in range(10):
+    for n in range(events):
         journal.append(started(n))
+    return journal
+
+
+def test_settled_segments_are_deleted_and_a_start_opens_its_own(tmp_path: Path) -> None:
+    journal = in_segments_of_three(tmp_path, 10)
     assert len(segments(journal)) == 4  # 3 + 3 + 3 + 1 events
     journal.settle(range(1, 8))
     assert segments(journal) == ["00000000000000000007.journal", "00000000000000000010.journal"]
@@ -276,6 +283,52 @@ async def test_fsync_runs_on_its_interval(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(os, "fsync", fsync)
     publisher = EventPublisher(Broker(), journal=journal, fsync_interval=0.01)
     publisher.recover()  # opens the first segment
+    assert journal.syncing  # so a segment sealed between two syncs waits for the next
     async with asyncio.timeout(5):
         await synced.wait()  # before the stop, which syncs as well
     await publisher.stop()
+
+
+def journal_descriptors(journal: Journal) -> list[str]:
+    """The segments this process holds open (what `/proc/self/fd` points at)."""
+    fd_dir = Path("/proc/self/fd")
+    targets = []
+    for link in fd_dir.iterdir():
+        with contextlib.suppress(OSError):  # (the listing's own descriptor is gone by now)
+            targets.append(os.readlink(link))
+    names = (Path(t).name for t in targets if t.startswith(str(journal.directory)))
+    return sorted(name for name in names if name.endswith(".journal"))
+
+
+def test_segments_sealed_between_two_syncs_are_flushed_by_the_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an fsync interval a power loss costs no more than the interval: a segment
+    sealed in between (closed unflushed before, its tail left to the kernel's writeback)
+    is flushed, then closed, by the next sync; sealing it never waits on the disk."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    journal = in_segments_of_three(tmp_path, 7, syncing=True)  # 3 + 3 + 1: two sealed
+    assert synced == []
+    assert len(journal_descriptors(journal)) == 3  # the sealed two wait for the sync
+    journal.sync()
+    assert synced == segments(journal)  # oldest first, the current one last
+    assert journal_descriptors(journal) == [segments(journal)[-1]]
+    journal.append(started(7))
+    journal.append(started(8))  # seals the third
+    journal.close()  # a stop flushes what was sealed since, and holds nothing open
+    assert synced[3:] == segments(journal)[2:]
+    assert journal_descriptors(journal) == []
+
+
+def test_without_syncing_a_sealed_segment_is_closed_at_once(tmp_path: Path) -> None:
+    journal = in_segments_of_three(tmp_path, 7)
+    assert journal_descriptors(journal) == [segments(journal)[-1]]
+    journal.close()
+    assert journal_descriptors(journal) == []
