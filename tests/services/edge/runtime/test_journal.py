@@ -321,8 +321,8 @@ def test_segments_sealed_between_two_syncs_are_flushed_by_the_second(
     assert synced == segments(journal)  # oldest first, the current one last
     assert journal_descriptors(journal) == [segments(journal)[-1]]
     journal.append(started(7))
-    journal.append(started(8))  # seals the third
-    journal.close()  # a stop flushes what was sealed since, and holds nothing open
+    journal.append(started(8))  # the third is full: the close seals it
+    journal.close()  # a stop flushes what it sealed, and holds nothing open
     assert synced[3:] == segments(journal)[2:]
     assert journal_descriptors(journal) == []
 
