@@ -50,6 +50,9 @@ log = logging.getLogger("callmesh.edge")
 
 SEGMENT_BYTES = 4 << 20
 """A segment's size from which the next event opens a new one."""
+MAX_UNSYNCED = 8
+"""Sealed segments kept open for the next fsync at most: past it (a stalled disk, a long
+interval) the next is closed unflushed, as without syncing, rather than pile descriptors up."""
 SUFFIX = ".journal"
 LOCK_FILE = "lock"
 SLOT_PREFIX = "worker-"
@@ -295,7 +298,10 @@ class Journal:
         """Flush and close the segments sealed since the last `sync` (see `syncing`)."""
         unsynced = self._unsynced
         while unsynced:
-            fd = unsynced.pop(0)  # one at a time: the loop's thread may seal another meanwhile
+            try:  # one at a time: the loop's thread may seal another, or a stop drain them too
+                fd = unsynced.pop(0)
+            except IndexError:
+                return
             self._fsync(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -341,7 +347,7 @@ class Journal:
     def _close_segment(self) -> None:
         self.flush()
         if self._fd >= 0:
-            if self.syncing:
+            if self.syncing and len(self._unsynced) < MAX_UNSYNCED:
                 self._unsynced.append(self._fd)  # closed by the next `sync`, once flushed
             else:
                 with contextlib.suppress(OSError):  # (the descriptor is gone whatever it says)

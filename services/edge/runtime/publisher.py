@@ -157,8 +157,8 @@ class EventPublisher:
         while self._backlog and len(self._senders) < min(self._max_senders, len(self._backlog)):
             self._start_sender()
         if self._fsync_interval > 0:
-            journal.syncing = True
             self._syncing = asyncio.get_running_loop().create_task(self._sync(journal))
+            journal.syncing = True
         return len(pending)
 
     def _start_sender(self) -> None:

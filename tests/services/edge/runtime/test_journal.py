@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from services.edge.runtime.journal import SPARE_SLOTS, Journal
+from services.edge.runtime.journal import MAX_UNSYNCED, SPARE_SLOTS, Journal
 from services.edge.runtime.journal_lines import event_line
 from services.edge.runtime.publisher import EventPublisher
 from shared.contracts.calls import CallEvent, CallStarted
@@ -290,14 +290,14 @@ async def test_fsync_runs_on_its_interval(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def journal_descriptors(journal: Journal) -> list[str]:
-    """The segments this process holds open (what `/proc/self/fd` points at)."""
-    fd_dir = Path("/proc/self/fd")
-    targets = []
-    for link in fd_dir.iterdir():
+    """The segments this process holds open (what `/proc/self/fd` points at), deleted ones too."""
+    names = []
+    for link in Path("/proc/self/fd").iterdir():
         with contextlib.suppress(OSError):  # (the listing's own descriptor is gone by now)
-            targets.append(os.readlink(link))
-    names = (Path(t).name for t in targets if t.startswith(str(journal.directory)))
-    return sorted(name for name in names if name.endswith(".journal"))
+            target = os.readlink(link).removesuffix(" (deleted)")  # collected, still open
+            if target.startswith(str(journal.directory)) and target.endswith(".journal"):
+                names.append(Path(target).name)
+    return sorted(names)
 
 
 def test_segments_sealed_between_two_syncs_are_flushed_by_the_second(
@@ -332,3 +332,17 @@ def test_without_syncing_a_sealed_segment_is_closed_at_once(tmp_path: Path) -> N
     assert journal_descriptors(journal) == [segments(journal)[-1]]
     journal.close()
     assert journal_descriptors(journal) == []
+
+
+def test_a_sync_that_does_not_come_leaves_a_bounded_number_of_segments_open(
+    tmp_path: Path,
+) -> None:
+    """A stalled disk or a long interval: past `MAX_UNSYNCED` sealed segments waiting for
+    the next sync, the next is closed unflushed, rather than run the process out of
+    descriptors (the settled ones are deleted meanwhile, still held open)."""
+    journal = in_segments_of_three(tmp_path, 3 * (MAX_UNSYNCED + 5) + 1, syncing=True)
+    journal.settle(range(1, 3 * (MAX_UNSYNCED + 5) + 1))  # collected, not closed
+    assert len(journal_descriptors(journal)) == MAX_UNSYNCED + 1  # and the current one
+    journal.sync()
+    assert len(journal_descriptors(journal)) == 1
+    journal.close()
