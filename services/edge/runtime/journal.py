@@ -285,7 +285,8 @@ class Journal:
             self._collect()
 
     def sync(self) -> None:
-        """Flush the current segment to the disk (what a power loss would take).
+        """Flush to the disk what a power loss would take: the segments sealed since the last
+        `sync` (then closed), and the current one.
 
         Run in a thread (`EventPublisher`): it leaves the waiting lines to the loop's thread,
         which writes them at the end of the burst that is being handled."""
@@ -297,7 +298,7 @@ class Journal:
     def _sync_sealed(self) -> None:
         """Flush and close the segments sealed since the last `sync` (see `syncing`)."""
         unsynced = self._unsynced
-        while unsynced:
+        while True:
             try:  # one at a time: the loop's thread may seal another, or a stop drain them too
                 fd = unsynced.pop(0)
             except IndexError:
