@@ -68,10 +68,12 @@ HOT = (
     "services/edge/runtime/affinity.py",
     "services/edge/runtime/driver.py",
     "services/edge/runtime/loop_timer.py",
-    # Per call event (seven a call): the publisher's backlog and the outbox journal's lines.
+    # Per call event (seven a call): the publisher's backlog, the outbox journal's lines, and
+    # the events' JSON that both use.
     "services/edge/runtime/publisher.py",
     "services/edge/runtime/journal.py",
     "services/edge/runtime/journal_lines.py",
+    "shared/contracts/call_event_json.py",
 )
 """The compiled modules' sources, as globs relative to the root."""
 

@@ -19,13 +19,12 @@ wait: a lost broker costs records, never calls.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.event import Event
-from shared.contracts.unvalidated import unvalidated
 
 TargetKind = Literal["gateway", "contact", "destination", "uri"]
 """What a branch went to: a routing-table gateway, a registered contact, a
@@ -286,31 +285,32 @@ class CallEventBatch(Event):
     of them as one message. The events inside are exactly the single events
     above, in the order the edge saw them; a subscriber of ``edge.call.…``
     reads batches too, or the edges run with ``CALLMESH_EDGE_EVENT_BATCH=1``.
+    The edge sends it as a `WrittenCallEventBatch`.
     """
 
     routing_key: ClassVar[str] = "edge.call.batch"
 
     events: list[BatchedCallEvent] = Field(max_length=MAX_BATCH_EVENTS)
 
-    @classmethod
-    def of(cls, events: Sequence[CallEvent]) -> CallEventBatch:
-        """The batch of `events` (typed already, so not validated again).
 
-        Each event's data is its ``__dict__``, not a copy: its fields are JSON types but
-        for the answered event's legs, models that `Envelope.to_bytes` writes as their
-        fields (`json_data`), so the batch is serialised once, when it is sent.
-        """
-        items = [
-            unvalidated(
-                BatchedCallEvent,
-                type=event.routing_key,
-                schema_version=event.schema_version,
-                data=event.__dict__,
-            )
-            for event in events
-        ]
-        return unvalidated(cls, events=items)
+class WrittenCallEventBatch(Event):
+    """A :class:`CallEventBatch` as an edge sends it: its events written as JSON already.
+
+    The same message on the wire (``edge.call.batch``, the same schema version, the same
+    JSON), read as a `CallEventBatch`. Why a class of its own: the edge writes each call
+    event's fields as JSON once, as it is offered, for its outbox journal's line, and its
+    batches are those bytes joined (`shared.contracts.call_event_json`), not a model per
+    event whose fields are written again.
+    """
+
+    routing_key: ClassVar[str] = CallEventBatch.routing_key
+    schema_version: ClassVar[int] = CallEventBatch.schema_version
+
+    events: bytes
+    """The JSON array of the batch's items (`call_event_json.batch_json`)."""
+    count: int
+    """How many events it carries."""
 
     def json_data(self) -> dict[str, Any]:
-        """The events as they are: `Envelope.to_bytes` writes their models as their fields."""
-        return {"events": self.events}
+        """The events as written: orjson copies a `Fragment` into the envelope's body."""
+        return {"events": orjson.Fragment(self.events)}

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 def nested_json(value: object) -> dict[str, Any]:
     """orjson's ``default`` for a model's ``__dict__``: a nested model (a call event's
-    `DialogLeg`, a batch's items) as its fields.  Why: the edge's journal, its envelopes and
-    the accounting service's stored data write a ``__dict__`` without a copy, and all but
-    these few fields are plain JSON already."""
+    `DialogLeg`) as its fields.  Why: the edge's call events as JSON, its envelopes and the
+    accounting service's stored data write a ``__dict__`` without a copy, and all but these
+    few fields are plain JSON already."""
     if isinstance(value, BaseModel):
         return value.__dict__
     raise TypeError(f"{type(value).__name__} is not JSON")
@@ -37,8 +37,9 @@ class Event(BaseModel):
     def json_data(self) -> dict[str, Any]:
         """The fields as an envelope carries them: JSON types, or models whose fields are.
 
-        `shared.bus.base.Envelope.to_bytes` writes a model met inside as its fields, so an
-        event that holds its parts as models already (`CallEventBatch`) returns them as
-        they are, where this default pays pydantic's serialiser for a copy.
+        `shared.bus.base.Envelope.to_bytes` writes a model met inside as its fields, and an
+        ``orjson.Fragment`` as its bytes, so an event that holds its parts written already
+        (`shared.contracts.calls.WrittenCallEventBatch`) returns them as they are, where this
+        default pays pydantic's serialiser for a copy.
         """
         return self.model_dump(mode="json")

@@ -210,14 +210,15 @@ class Journal:
         metrics.OUTBOX_SKIPPED.value += reading.skipped
         return pending
 
-    def append(self, event: CallEvent) -> int | None:
-        """Journal `event`: its sequence number, or ``None`` when it could not be (counted).
+    def append(self, event: CallEvent, written: bytes) -> int | None:
+        """Journal `event`, whose fields ``written`` are as JSON: its sequence number, or
+        ``None`` when it could not be (counted).
 
         While a UDP burst is handled the line waits, and `HELD` has this journal written
         before the burst's datagrams leave; at any other time it is written now.
         """
         seq = self._next_seq
-        line = event_line(seq, event)
+        line = event_line(seq, event, written)
         if self._bytes + len(line) > self._max_bytes:
             self._refuse("full", f"over its {self._max_bytes} bytes")
             return None

@@ -17,22 +17,26 @@ the one journaled, so publishing it again stores nothing new.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 import orjson
 from pydantic import ValidationError
 
 from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent
-from shared.contracts.event import nested_json
+
+KINDS: Final[dict[str, bytes]] = {key: key.encode() for key in CALL_EVENT_TYPES}
+"""Each call event type's routing key as a line writes it."""
 
 
-def event_line(seq: int, event: CallEvent) -> bytes:
-    """The journal line of ``event`` under sequence number ``seq``.
-
-    A call event's fields are strings, numbers, booleans and ``None`` (a nested model, the
-    answered event's legs, by `nested_json`), so its ``__dict__`` is its JSON form, without a copy.
-    """
-    record = {"s": seq, "t": event.routing_key, "v": event.schema_version, "d": event.__dict__}
-    return orjson.dumps(record, default=nested_json) + b"\n"
+def event_line(seq: int, event: CallEvent, written: bytes) -> bytes:
+    """The journal line of ``event`` under sequence number ``seq``; ``written`` is its fields
+    as JSON (`shared.contracts.call_event_json.event_json`, which its batch reuses)."""
+    return b'{"s":%d,"t":"%b","v":%d,"d":%b}\n' % (
+        seq,
+        KINDS[event.routing_key],
+        event.schema_version,
+        written,
+    )
 
 
 def mark_line(seq: int) -> bytes:

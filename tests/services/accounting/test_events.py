@@ -13,7 +13,9 @@ from services.accounting.events import (
     event_key,
     load,
 )
+from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
+from shared.contracts.call_event_json import batch_of
 from shared.contracts.calls import (
     ANSWERED_B2BUA,
     ANSWERED_LEGS,
@@ -22,7 +24,6 @@ from shared.contracts.calls import (
     STARTED_PEER,
     CallAnswered,
     CallEvent,
-    CallEventBatch,
     CallStarted,
 )
 from tests.services.accounting.calls import (
@@ -138,11 +139,16 @@ def test_an_event_of_another_service_is_refused() -> None:
         decode(envelope.to_bytes())
 
 
+def sent(events: list[CallEvent]) -> Envelope:
+    """The envelope of a batch of `events` as an edge sends it, read back (its items as dicts)."""
+    return Envelope.from_bytes(BUS.envelope(batch_of(events)).to_bytes())
+
+
 def batch_body(
     events: list[CallEvent], edit: dict[str, object] | None = None, at: int = 0
 ) -> bytes:
     """An ``edge.call.batch`` message of `events`, the data of event `at` updated by `edit`."""
-    envelope = BUS.envelope(CallEventBatch.of(events))
+    envelope = sent(events)
     if edit is not None:
         items = [dict(item) for item in envelope.data["events"]]
         items[at] = {**items[at], "data": {**items[at]["data"], **edit}}
@@ -174,7 +180,7 @@ def test_a_batch_with_one_bad_event_is_refused_whole_naming_it(
 
 
 def test_a_batch_of_an_unknown_event_type_or_version_or_too_long_is_refused() -> None:
-    envelope = BUS.envelope(CallEventBatch.of([started()]))
+    envelope = sent([started()])
     item = dict(envelope.data["events"][0])
     unknown = envelope.model_copy(update={"data": {"events": [{**item, "type": "edge.x"}]}})
     with pytest.raises(BadEventError, match=r"event 0 of edge\.call\.batch: unknown event type"):

@@ -13,6 +13,7 @@ from services.accounting.queries import Filters, RecordQueries
 from services.accounting.schema import LATEST, call_events, cdrs, schema_version
 from services.accounting.store import RecordStore, database_url, open_engine
 from services.edge.runtime.journal_lines import JournalReading, event_line
+from shared.contracts.call_event_json import event_json
 from tests.services.accounting.calls import T0, answered_call, failed, started
 
 
@@ -65,7 +66,10 @@ async def test_events_an_edge_published_again_from_its_outbox_change_nothing(
     await record_store.apply_many(events)
     before = await stored_records(record_store)
     reading = JournalReading()
-    reading.read(b"".join(event_line(n, event) for n, event in enumerate(events, 1)), "journal")
+    reading.read(
+        b"".join(event_line(n, event, event_json(event)) for n, event in enumerate(events, 1)),
+        "journal",
+    )
     again = await record_store.apply_many([event for _, event in reading.pending()])
     assert [applied.duplicate for applied in again] == [True] * len(events)
     assert not any(stored.changed for applied in again for stored in applied.records)

@@ -1,4 +1,5 @@
-"""A batch of call events is serialised once, when sent, to what pydantic would write."""
+"""A batch of call events as the edge sends it: each event written once, read as pydantic reads
+a `CallEventBatch`."""
 
 from __future__ import annotations
 
@@ -7,19 +8,26 @@ import pytest
 
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.contracts.calls import CallAnswered, CallEventBatch, DialogLeg
+from shared.contracts.call_event_json import ITEM_HEADS, batch, batch_json, batch_of, event_json
+from shared.contracts.calls import (
+    CALL_EVENT_TYPES,
+    CallAnswered,
+    CallEvent,
+    CallEventBatch,
+    DialogLeg,
+)
 from tests.services.accounting.calls import answered_call, cancelled, failed, legs, with_legs
 
 BUS = MemoryBus(MemoryBroker(), "ns", "edge", "e1")
 
 
-def test_a_batch_holds_its_events_fields_and_is_written_as_pydantic_writes_them() -> None:
+def test_a_written_batch_is_the_json_of_its_events_and_reads_back_as_a_batch_of_them() -> None:
     events = [*with_legs(answered_call()), failed(), cancelled()]
-    batch = CallEventBatch.of(events)
-    assert all(
-        item.data is event.__dict__ for item, event in zip(batch.events, events, strict=True)
-    )
-    body = orjson.loads(BUS.envelope(batch).to_bytes())
+    written = batch_of(events)
+    assert written.count == len(events)
+    envelope = Envelope.from_bytes(BUS.envelope(written).to_bytes())
+    assert envelope.type == CallEventBatch.routing_key
+    assert envelope.schema_version == CallEventBatch.schema_version
     dumped = [
         {
             "type": e.routing_key,
@@ -28,8 +36,38 @@ def test_a_batch_holds_its_events_fields_and_is_written_as_pydantic_writes_them(
         }
         for e in events
     ]
-    assert body["data"] == {"events": dumped} == batch.model_dump(mode="json")
+    assert envelope.data == {"events": dumped}
+    read = envelope.payload(CallEventBatch)
+    kinds = [CALL_EVENT_TYPES[item.type] for item in read.events]
+    assert [
+        kind.model_validate(item.data) for kind, item in zip(kinds, read.events, strict=True)
+    ] == events
     assert any(isinstance(e, CallAnswered) and e.caller_leg for e in events)  # a nested model too
+
+
+def test_an_events_json_is_its_fields_and_a_batch_of_none_is_an_empty_array() -> None:
+    event = with_legs(answered_call())[-1]
+    assert orjson.loads(event_json(event)) == event.model_dump(mode="json")
+    assert orjson.loads(batch_json([], [])) == []
+    assert orjson.loads(BUS.envelope(batch([], [])).to_bytes())["data"] == {"events": []}
+    with pytest.raises(ValueError):
+        batch_json([event.routing_key], [])  # one kind per event, no more, no less
+
+
+def test_every_call_event_type_is_known_by_its_routing_key_to_the_writers() -> None:
+    """A type the table forgot would make the edge's publisher raise on its first event (the
+    accounting service's own subclass, a fold's timeout, is never published)."""
+    assert set(ITEM_HEADS) == set(CALL_EVENT_TYPES)
+    kinds = {cls for cls in _subclasses(CallEvent) if cls.__module__ == CallEvent.__module__}
+    assert kinds == set(CALL_EVENT_TYPES.values())
+    assert all(CALL_EVENT_TYPES[kind.routing_key] is kind for kind in kinds)
+
+
+def _subclasses(cls: type[CallEvent]) -> list[type[CallEvent]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
 
 
 def test_an_envelope_writes_a_model_in_its_data_as_its_fields_and_refuses_a_stranger() -> None:

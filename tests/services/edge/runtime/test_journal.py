@@ -17,9 +17,10 @@ from prometheus_client import REGISTRY
 from services.edge.runtime.journal import MAX_UNSYNCED, SPARE_SLOTS, Journal
 from services.edge.runtime.journal_lines import event_line
 from services.edge.runtime.publisher import EventPublisher
+from shared.contracts.call_event_json import event_json
 from shared.contracts.calls import CallEvent, CallStarted
 from shared.sip.transport.udp import HELD
-from tests.services.edge.runtime.test_publisher import Broker
+from tests.services.edge.runtime.test_publisher import Broker, unbatched
 from tests.shared.bus.support import until
 
 MB = 1 << 20
@@ -43,6 +44,16 @@ def claim(root: Path, index: int = 0, max_bytes: int = MB, segment_bytes: int = 
     journal = Journal.claim(root, index, max_bytes, segment_bytes)
     assert journal is not None
     return journal
+
+
+def append(journal: Journal, event: CallEvent) -> int | None:
+    """Journal ``event`` as the publisher does: with its fields written as JSON."""
+    return journal.append(event, event_json(event))
+
+
+def line(seq: int, event: CallEvent) -> bytes:
+    """The journal's line of ``event`` under ``seq``."""
+    return event_line(seq, event, event_json(event))
 
 
 def segments(journal: Journal) -> list[str]:
@@ -72,12 +83,12 @@ def test_a_bursts_events_wait_for_its_end_and_go_in_one_write(
 
     monkeypatch.setattr(os, "write", noted)
     with HELD:
-        assert [journal.append(started(n)) for n in range(3)] == [1, 2, 3]
+        assert [append(journal, started(n)) for n in range(3)] == [1, 2, 3]
         assert writes == []
         assert list(HELD.write_ahead) == [journal]  # once, however many wait
     assert len(writes) == 1
     assert replayed(journal) == [1, 2, 3]
-    assert journal.append(started(4)) == 4  # outside a burst: written at once
+    assert append(journal, started(4)) == 4  # outside a burst: written at once
     assert len(writes) == 2
 
 
@@ -88,20 +99,20 @@ def test_a_bursts_events_the_disk_did_not_take_whole_are_not_journaled(
     nothing; the torn line ends its segment."""
     journal = claim(tmp_path)
     journal.recover()
-    assert journal.append(started(0)) == 1
+    assert append(journal, started(0)) == 1
     before = sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"})
-    first_line = len(event_line(2, started(1)))
+    first_line = len(line(2, started(1)))
     write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: write(fd, data[: first_line + 9]))
     with HELD:
-        seqs = [journal.append(started(n)) or 0 for n in (1, 2, 3)]
+        seqs = [append(journal, started(n)) or 0 for n in (1, 2, 3)]
     monkeypatch.undo()
     assert seqs == [2, 3, 4]
     assert sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"}) == before + 2
     assert journal.unsettled == 2  # 1 and 2
     journal.settle(seqs)
     assert journal.unsettled == 1
-    assert journal.append(started(5)) == 5
+    assert append(journal, started(5)) == 5
     assert replayed(journal) == [1, 2, 5]  # 3 torn, 4 never written (2, behind 1, comes again)
 
 
@@ -117,13 +128,13 @@ def test_a_bursts_events_refused_by_the_disk_are_counted_and_the_next_go_on(
 
     monkeypatch.setattr(os, "write", full)
     with HELD:
-        seqs = [journal.append(started(n)) or 0 for n in range(2)]
+        seqs = [append(journal, started(n)) or 0 for n in range(2)]
     monkeypatch.undo()
     assert sample("callmesh_edge_outbox_unjournaled_total", {"reason": "error"}) == before + 2
     assert journal.unsettled == 0
     journal.settle(seqs)
     assert journal.unsettled == 0
-    assert journal.append(started(3)) == 3
+    assert append(journal, started(3)) == 3
     assert replayed(journal) == [3]
 
 
@@ -131,12 +142,12 @@ def test_settling_or_closing_in_a_burst_writes_its_events_first(tmp_path: Path) 
     """A mark line never comes before an event numbered under it; a close loses nothing."""
     journal = claim(tmp_path)
     journal.recover()
-    assert journal.append(started(0)) == 1
+    assert append(journal, started(0)) == 1
     with HELD:
-        assert journal.append(started(1)) == 2
+        assert append(journal, started(1)) == 2
         journal.settle([1])
         assert replayed(journal) == [2]
-        assert journal.append(started(2)) == 3
+        assert append(journal, started(2)) == 3
         journal.close()
     assert [seq for seq, _ in Journal(journal.directory, -1, MB).recover()] == [2, 3]
 
@@ -144,7 +155,7 @@ def test_settling_or_closing_in_a_burst_writes_its_events_first(tmp_path: Path) 
 def test_what_was_not_settled_comes_back_in_order_to_the_next_process(tmp_path: Path) -> None:
     journal = claim(tmp_path)
     assert journal.recover() == []
-    seqs = [journal.append(started(n)) for n in range(6)]
+    seqs = [append(journal, started(n)) for n in range(6)]
     assert seqs == [1, 2, 3, 4, 5, 6]
     journal.settle([2, 1, 5])  # out of order, as concurrent confirms come
     assert journal.unsettled == 3
@@ -155,17 +166,17 @@ def test_what_was_not_settled_comes_back_in_order_to_the_next_process(tmp_path: 
     # duplicate the accounting service's store ignores, where a gap would be a lost record.
     assert [seq for seq, _ in pending] == [3, 4, 5, 6]
     assert [event for _, event in pending] == [started(n) for n in (2, 3, 4, 5)]
-    assert successor.append(started(9)) == 7  # numbers go on past the predecessor's
+    assert append(successor, started(9)) == 7  # numbers go on past the predecessor's
     assert successor.unsettled == 5
 
 
 def in_segments_of_three(root: Path, events: int, *, syncing: bool = False) -> Journal:
     """A journal whose segments hold three events each, `events` appended."""
-    journal = claim(root, segment_bytes=3 * len(event_line(1, started(1))))
+    journal = claim(root, segment_bytes=3 * len(line(1, started(1))))
     journal.syncing = syncing
     journal.recover()
     for n in range(events):
-        journal.append(started(n))
+        append(journal, started(n))
     return journal
 
 
@@ -183,8 +194,8 @@ def test_settled_segments_are_deleted_and_a_start_opens_its_own(tmp_path: Path) 
 def test_a_graceful_stop_keeps_what_was_not_settled(tmp_path: Path) -> None:
     journal = claim(tmp_path)
     journal.recover()
-    journal.append(started(1))
-    journal.append(started(2))
+    append(journal, started(1))
+    append(journal, started(2))
     journal.settle([1])
     journal.close()
     again = claim(tmp_path)
@@ -199,8 +210,8 @@ def test_a_torn_last_line_is_skipped_in_one_log_line_and_never_appended_to(
 ) -> None:
     journal = claim(tmp_path)
     journal.recover()
-    journal.append(started(1))
-    torn = event_line(2, started(2))[:25]
+    append(journal, started(1))
+    torn = line(2, started(2))[:25]
     (journal.directory / segments(journal)[0]).open("ab").write(torn)  # killed mid-write
     (journal.directory / "notes.journal").write_bytes(b"left by a hand")
     before = sample("callmesh_edge_outbox_skipped_total")
@@ -212,7 +223,7 @@ def test_a_torn_last_line_is_skipped_in_one_log_line_and_never_appended_to(
     assert len(lines) == 1
     assert "1 call events of a previous run to publish again; 2 unreadable records" in lines[0]
     assert sample("callmesh_edge_outbox_skipped_total") == before + 2
-    assert successor.append(started(3)) == 2
+    assert append(successor, started(3)) == 2
     reread = Journal(journal.directory, -1, MB).recover()
     assert [seq for seq, _ in reread] == [1, 2]  # the new event did not join the torn line
 
@@ -220,12 +231,12 @@ def test_a_torn_last_line_is_skipped_in_one_log_line_and_never_appended_to(
 def test_past_its_bound_an_event_is_not_journaled_counted_and_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    line = len(event_line(1, started(1)))
-    journal = claim(tmp_path, max_bytes=2 * line + 5)
+    size = len(line(1, started(1)))
+    journal = claim(tmp_path, max_bytes=2 * size + 5)
     journal.recover()
     before = sample("callmesh_edge_outbox_unjournaled_total", {"reason": "full"})
     with caplog.at_level(logging.WARNING, "callmesh.edge"):
-        assert [journal.append(started(n)) for n in range(4)] == [1, 2, None, None]
+        assert [append(journal, started(n)) for n in range(4)] == [1, 2, None, None]
     assert sample("callmesh_edge_outbox_unjournaled_total", {"reason": "full"}) == before + 2
     assert sum("not journaled" in r.getMessage() for r in caplog.records) == 1
     journal.settle([1, 2])  # the marks may pass the bound: they are what frees the disk
@@ -261,10 +272,8 @@ async def test_events_a_stopped_publisher_could_not_send_go_out_once_with_the_ne
     assert second.recover() == 20
     second.offer(started(99))
     await until(lambda: journal.unsettled == 0)
-    published = [
-        event for message in broker.published for event in getattr(message, "events", [message])
-    ]
-    assert len(published) == 21
+    published = [event for message in broker.published for event in unbatched(message)]
+    assert sorted(published, key=str) == sorted([*map(started, range(20)), started(99)], key=str)
     await second.stop()
     assert segments(journal) == []
 
@@ -320,8 +329,8 @@ def test_segments_sealed_between_two_syncs_are_flushed_by_the_second(
     journal.sync()
     assert synced == segments(journal)  # oldest first, the current one last
     assert journal_descriptors(journal) == [segments(journal)[-1]]
-    journal.append(started(7))
-    journal.append(started(8))  # the third is full: the close seals it
+    append(journal, started(7))
+    append(journal, started(8))  # the third is full: the close seals it
     journal.close()  # a stop flushes what it sealed, and holds nothing open
     assert synced[3:] == segments(journal)[2:]
     assert journal_descriptors(journal) == []

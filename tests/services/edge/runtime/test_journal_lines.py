@@ -6,8 +6,14 @@ from __future__ import annotations
 from services.accounting.events import event_key
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.runtime.journal_lines import JournalReading, event_line, mark_line
+from shared.contracts.call_event_json import event_json
 from shared.contracts.calls import CallAnswered, CallEvent, CallStarted
 from tests.services.accounting.calls import answered_call, with_legs
+
+
+def line(seq: int, event: CallEvent) -> bytes:
+    """The journal's line of ``event`` under ``seq``, its fields written as the publisher does."""
+    return event_line(seq, event, event_json(event))
 
 
 def started(n: int) -> CallEvent:
@@ -29,7 +35,7 @@ def test_an_event_read_back_is_the_event_journaled_and_keeps_its_key() -> None:
     cancelled = CallEvents("edge-a").cancelled(CallNotes("call-9", "a9"), 12.5).event
     assert isinstance(cancelled, CallEvent)  # built as the proxy core builds it, unvalidated
     reading = JournalReading()
-    reading.read(event_line(1, started(1)) + event_line(2, cancelled), "segment")
+    reading.read(line(1, started(1)) + line(2, cancelled), "segment")
     assert reading.pending() == [(1, started(1)), (2, cancelled)]
     assert [event_key(event) for _, event in reading.pending()] == [
         event_key(started(1)),
@@ -41,23 +47,23 @@ def test_an_event_read_back_is_the_event_journaled_and_keeps_its_key() -> None:
 def test_an_answered_event_with_its_legs_reads_back_equal() -> None:
     [answered] = [e for e in with_legs(answered_call()) if isinstance(e, CallAnswered)]
     reading = JournalReading()
-    reading.read(event_line(1, answered), "segment")
+    reading.read(line(1, answered), "segment")
     assert reading.pending() == [(1, answered)]
     assert event_key(reading.pending()[0][1]) == event_key(answered)
 
 
 def test_marks_settle_what_is_below_them_in_any_segment() -> None:
     reading = JournalReading()
-    reading.read(b"".join(event_line(n, started(n)) for n in (1, 2, 3)), "first")
-    reading.read(mark_line(2) + event_line(4, started(4)) + mark_line(1), "second")
+    reading.read(b"".join(line(n, started(n)) for n in (1, 2, 3)), "first")
+    reading.read(mark_line(2) + line(4, started(4)) + mark_line(1), "second")
     assert reading.watermark == 2
     assert [seq for seq, _ in reading.pending()] == [3, 4]
 
 
 def test_a_torn_last_line_is_skipped_and_named() -> None:
-    line = event_line(2, started(2))
+    second = line(2, started(2))
     reading = JournalReading()
-    reading.read(event_line(1, started(1)) + line[:40], "00000000000000000001.journal")
+    reading.read(line(1, started(1)) + second[:40], "00000000000000000001.journal")
     assert [seq for seq, _ in reading.pending()] == [1]
     assert reading.skipped == 1
     assert reading.first_problem == "00000000000000000001.journal: a torn last line of 40 bytes"
@@ -75,7 +81,7 @@ def test_garbage_is_skipped_line_by_line_without_echoing_it() -> None:
         b'{"s": 7, "t": "edge.call.started", "v": 99, "d": {}}',
         b'{"s": 7, "t": "edge.call.started", "v": 1, "d": {"call_id": 5}}',
         b'{"s": 7, "t": "edge.call.started", "v": 1, "d": "' + secret + b'"}',
-        event_line(8, started(8)).rstrip(b"\n"),
+        line(8, started(8)).rstrip(b"\n"),
     ]
     reading = JournalReading()
     reading.read(b"\n".join(lines) + b"\n", "seg")

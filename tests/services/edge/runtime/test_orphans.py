@@ -7,7 +7,7 @@ from pathlib import Path
 
 from services.edge.runtime.journal import Journal
 from services.edge.runtime.orphans import adopt_orphans
-from tests.services.edge.runtime.test_journal import MB, claim, segments, started
+from tests.services.edge.runtime.test_journal import MB, append, claim, segments, started
 from tests.services.edge.runtime.test_publisher import Broker
 
 
@@ -16,7 +16,7 @@ def left_behind(root: Path, index: int, events: list[int]) -> Journal:
     journal = claim(root, index)
     journal.recover()
     for n in events:
-        journal.append(started(n))
+        append(journal, started(n))
     journal.close()  # lets the slot go; unsettled events stay on disk
     return journal
 
@@ -28,7 +28,7 @@ async def test_the_slots_no_worker_holds_are_published_and_emptied(tmp_path: Pat
     spare = left_behind(tmp_path, 64, [3])
     live = claim(tmp_path, 1)
     live.recover()
-    live.append(started(4))
+    append(live, started(4))
     broker = Broker()
     assert await adopt_orphans(tmp_path, broker, batch=1, max_bytes=MB) == 3
     assert sorted(getattr(event, "call_id", "") for event in broker.published) == [

@@ -15,10 +15,12 @@ from services.edge.runtime.publisher import EventPublisher
 from shared.bus import BusUnavailable
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.contracts.calls import CallCancelled, CallEventBatch
+from shared.contracts.calls import CALL_EVENT_TYPES, CallEventBatch, WrittenCallEventBatch
 from shared.contracts.edge import LimitReached
 from shared.contracts.event import Event
 from tests.shared.bus.support import until
+
+ENVELOPES = MemoryBus(MemoryBroker(), "test", "edge", "edge-a")
 
 
 def events(count: int) -> list[Event]:
@@ -147,8 +149,8 @@ async def test_call_events_waiting_together_go_as_batches_in_order_none_lost() -
         if n == 50:
             publisher.offer(marker)
     await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent) + 1)
-    batches = [e for e in broker.published if isinstance(e, CallEventBatch)]
-    assert batches and all(2 <= len(batch.events) <= 8 for batch in batches)
+    batches = [e for e in broker.published if isinstance(e, WrittenCallEventBatch)]
+    assert batches and all(2 <= batch.count <= 8 for batch in batches)
     assert marker in broker.published
     flat = [event for published in broker.published for event in unbatched(published)]
     assert [e for e in flat if e is not marker] == sent
@@ -161,7 +163,7 @@ async def test_without_batching_or_at_a_trickle_every_event_goes_alone() -> None
     for event in events(40):
         publisher.offer(event)
     await until(lambda: len(broker.published) == 40)
-    assert not any(isinstance(e, CallEventBatch) for e in broker.published)
+    assert not any(isinstance(e, WrittenCallEventBatch) for e in broker.published)
     await publisher.stop()
     broker = Broker()
     trickle = EventPublisher(broker, batch=8)
@@ -169,7 +171,7 @@ async def test_without_batching_or_at_a_trickle_every_event_goes_alone() -> None
         trickle.offer(event)
         await until(lambda: not trickle.waiting)
     await until(lambda: len(broker.published) == 5)
-    assert not any(isinstance(e, CallEventBatch) for e in broker.published)
+    assert not any(isinstance(e, WrittenCallEventBatch) for e in broker.published)
     await trickle.stop()
 
 
@@ -186,7 +188,7 @@ async def test_with_a_linger_a_quick_broker_gets_the_call_events_of_a_trickle_as
     assert len(publisher._senders) <= 3  # one lingering, those started for whole batches
     await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent))
     assert len(broker.published) <= 4  # two whole batches and the lingered rest (or two)
-    assert all(isinstance(e, CallEventBatch) for e in broker.published)
+    assert all(isinstance(e, WrittenCallEventBatch) for e in broker.published)
     flat = [event for published in broker.published for event in unbatched(published)]
     assert flat == sent
     await publisher.stop()
@@ -218,7 +220,7 @@ async def test_a_lingered_event_is_late_by_the_linger_at_most_another_alone_is_n
     publisher.offer(events(1)[0])
     await until(lambda: len(broker.published) == 1)
     assert 0.99 <= loop.time() - started < 3.0
-    assert not isinstance(broker.published[0], CallEventBatch)  # one event: its own key
+    assert not isinstance(broker.published[0], WrittenCallEventBatch)  # one event: its own key
     marker = LimitReached(entity="peer:x", kind="cps", limit=1, refused=1, period=1.0, edge="e")
     started = loop.time()
     publisher.offer(marker)
@@ -234,10 +236,13 @@ async def test_a_lingered_event_is_late_by_the_linger_at_most_another_alone_is_n
 
 
 def unbatched(event: Event) -> list[Event]:
-    """The events a published message carries (a batch's, rebuilt from its items)."""
-    if not isinstance(event, CallEventBatch):
+    """The events a published message carries (a batch's, read as a receiver reads them)."""
+    if not isinstance(event, WrittenCallEventBatch):
         return [event]
-    return [CallCancelled.model_validate(item.data) for item in event.events]
+    body = Envelope.from_bytes(ENVELOPES.envelope(event).to_bytes())
+    items = body.payload(CallEventBatch).events
+    assert len(items) == event.count
+    return [CALL_EVENT_TYPES[item.type].model_validate(item.data) for item in items]
 
 
 async def test_an_event_offered_as_the_last_senders_finish_still_goes_out() -> None:
