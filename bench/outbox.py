@@ -31,7 +31,7 @@ from services.edge.runtime.journal import Journal
 from services.edge.runtime.journal_lines import event_line
 from services.edge.runtime.publisher import EventPublisher
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.contracts.call_event_json import event_json
+from shared.contracts.call_event_json import written
 from shared.contracts.calls import CallEvent
 from shared.settings import Settings
 from shared.sip.transport.udp import HELD
@@ -93,7 +93,7 @@ async def main() -> None:
     print("| journal | offer µs/event | all µs/event | journal bytes/event |")
     print("| --- | ---: | ---: | ---: |")
     size = statistics.mean(
-        len(event_line(n, event, event_json(event))) for n, event in enumerate(events, 1)
+        len(event_line(n, event, written(event)[1])) for n, event in enumerate(events, 1)
     )
     medians = {}
     for journaled in (False, True):

@@ -3,7 +3,7 @@
 Why: an edge worker writes every call event twice over, in its outbox journal's line
 and in the ``edge.call.batch`` message that carries it, and per event the batch built a
 model of its own and wrote the event's fields again (with a Python callback per item).
-Here an event's fields are written once, as it is offered (`event_json`); the journal's
+Here an event's fields are written once, as it is offered (`written`); the journal's
 line and the batch's items are those bytes with a few constant ones around them
 (`batch_json`), the same bytes a receiver of a `CallEventBatch` always read.
 
@@ -12,10 +12,12 @@ Compiled with the edge's hot path (`deploy.extensions.HOT`): seven events a call
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
 import orjson
+from pydantic import BaseModel
 
 from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent, WrittenCallEventBatch
 from shared.contracts.event import nested_json
@@ -28,15 +30,47 @@ ITEM_HEADS: Final[dict[str, bytes]] = {
 """What precedes an event's fields in a batch's item, by the event's routing key."""
 
 
-def event_json(event: CallEvent) -> bytes:
-    """The event's fields as JSON: its ``__dict__``, which holds JSON types but for the
-    answered event's legs (models, written as their fields by `nested_json`)."""
-    return orjson.dumps(event.__dict__, default=nested_json)
+def written(event: CallEvent) -> tuple[CallEvent, bytes]:
+    """The event and its fields as JSON: its ``__dict__``, which holds JSON types but for the
+    answered event's legs (models, written as their fields by `nested_json`).
+
+    Text that no JSON can hold, a lone surrogate (a Request-URI's ``%FF`` as
+    `shared.sip.uri` unescapes it: the byte kept as U+DCFF), is written as that byte's
+    %-escape (any other lone surrogate as U+FFFD), and the event returned is the one read
+    from that JSON: so its journal line, its batch and a message of its own all carry the
+    same, where such an event used to raise out of the publisher's ``offer``.
+    """
+    try:
+        return event, orjson.dumps(event.__dict__, default=nested_json)
+    except orjson.JSONEncodeError:
+        data = orjson.dumps(_mended(event.__dict__))
+        return type(event).model_validate_json(data), data
+
+
+def _mended(value: object) -> object:
+    """`value` with the lone surrogates of its text replaced (see `written`)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(_replacement, value)
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return {key: _mended(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mended(item) for item in value]
+    return value
+
+
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")  # the regex reads the escapes
+
+
+def _replacement(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"%{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else "\ufffd"
 
 
 def batch_json(kinds: list[str], written: list[bytes]) -> bytes:
     """The JSON array of a batch's items: each event's routing key (``kinds``) and its
-    fields as `event_json` wrote them (``written``), in order; the bytes orjson would
+    fields as `written` wrote them (``written``), in order; the bytes orjson would
     write for a `CallEventBatch`'s ``events``."""
     parts: list[bytes] = [b"["]
     for kind, data in zip(kinds, written, strict=True):
@@ -55,4 +89,4 @@ def batch(kinds: list[str], written: list[bytes]) -> WrittenCallEventBatch:
 def batch_of(events: Sequence[CallEvent]) -> WrittenCallEventBatch:
     """The batch of ``events``, each written here: what a bench or a test that publishes
     as an edge does sends."""
-    return batch([event.routing_key for event in events], [event_json(e) for e in events])
+    return batch([event.routing_key for event in events], [written(e)[1] for e in events])

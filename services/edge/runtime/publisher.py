@@ -55,7 +55,7 @@ from typing import cast
 from services.edge import metrics
 from services.edge.runtime.journal import Journal
 from shared.bus import Bus, BusUnavailable
-from shared.contracts.call_event_json import batch, event_json
+from shared.contracts.call_event_json import batch, written
 from shared.contracts.calls import CallEvent, WrittenCallEventBatch
 from shared.contracts.event import Event
 
@@ -105,11 +105,9 @@ class EventPublisher:
         self._journal = journal
         self._fsync_interval = fsync_interval
         self._syncing: asyncio.Task[None] | None = None
-        self._writes = batch > 1 or journal is not None
-        """Whether a call event is written as JSON as it is offered (for a batch or a line)."""
         self._backlog: deque[tuple[Event, int, bytes]] = deque()
         """Each event with its journal sequence number (0: not journaled) and, a call event,
-        its fields as JSON (`event_json`; empty when neither batched nor journaled)."""
+        its fields as JSON (`written`; empty for other events)."""
         self._senders: set[asyncio.Task[None]] = set()
         self._dropped = 0
         self._logged_at = -LOG_INTERVAL
@@ -132,19 +130,27 @@ class EventPublisher:
         return 0 if self._journal is None else self._journal.unsettled
 
     def offer(self, event: Event) -> None:
-        """Queue `event` for publishing; never blocks, never raises."""
+        """Queue `event` for publishing; never blocks, never raises.
+
+        A call event is written as JSON here, once (`written`: the event itself, or one
+        whose text no JSON could hold mended), for its journal line and its batch.
+        """
+        data = b""
+        if isinstance(event, CallEvent):
+            try:
+                event, data = written(event)
+            except Exception:  # no JSON, even mended: never the call path's trouble
+                self._drop(event, "failed")
+                return
         if self.observer is not None:
             self.observer(event)
         if len(self._backlog) >= self._max_backlog:
             self._drop(event, "backlog_full")
             return
         seq = 0
-        written = b""
-        if self._writes and isinstance(event, CallEvent):
-            written = event_json(event)
-            if self._journal is not None:
-                seq = self._journal.append(event, written) or 0
-        self._backlog.append((event, seq, written))
+        if self._journal is not None and data:
+            seq = self._journal.append(cast(CallEvent, event), data) or 0
+        self._backlog.append((event, seq, data))
         if self._lingering:
             if len(self._backlog) >= self._batch or not isinstance(event, CallEvent):
                 self._fill.set()
@@ -163,7 +169,7 @@ class EventPublisher:
         pending = journal.recover()
         metrics.OUTBOX_REPLAYED.value += len(pending)
         self._backlog.extendleft(
-            (event, seq, event_json(event)) for seq, event in reversed(pending)
+            (event, seq, written(event)[1]) for seq, event in reversed(pending)
         )
         while self._backlog and len(self._senders) < min(self._max_senders, len(self._backlog)):
             self._start_sender()

@@ -13,7 +13,7 @@ from services.accounting.queries import Filters, RecordQueries
 from services.accounting.schema import LATEST, call_events, cdrs, schema_version
 from services.accounting.store import RecordStore, database_url, open_engine
 from services.edge.runtime.journal_lines import JournalReading, event_line
-from shared.contracts.call_event_json import event_json
+from shared.contracts.call_event_json import written
 from tests.services.accounting.calls import T0, answered_call, failed, started
 
 
@@ -67,7 +67,7 @@ async def test_events_an_edge_published_again_from_its_outbox_change_nothing(
     before = await stored_records(record_store)
     reading = JournalReading()
     reading.read(
-        b"".join(event_line(n, event, event_json(event)) for n, event in enumerate(events, 1)),
+        b"".join(event_line(n, event, written(event)[1]) for n, event in enumerate(events, 1)),
         "journal",
     )
     again = await record_store.apply_many([event for _, event in reading.pending()])

@@ -8,7 +8,7 @@ import pytest
 
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.contracts.call_event_json import ITEM_HEADS, batch, batch_json, batch_of, event_json
+from shared.contracts.call_event_json import ITEM_HEADS, batch, batch_json, batch_of, written
 from shared.contracts.calls import (
     CALL_EVENT_TYPES,
     CallAnswered,
@@ -16,7 +16,14 @@ from shared.contracts.calls import (
     CallEventBatch,
     DialogLeg,
 )
-from tests.services.accounting.calls import answered_call, cancelled, failed, legs, with_legs
+from tests.services.accounting.calls import (
+    answered_call,
+    cancelled,
+    failed,
+    legs,
+    started,
+    with_legs,
+)
 
 BUS = MemoryBus(MemoryBroker(), "ns", "edge", "e1")
 
@@ -47,11 +54,32 @@ def test_a_written_batch_is_the_json_of_its_events_and_reads_back_as_a_batch_of_
 
 def test_an_events_json_is_its_fields_and_a_batch_of_none_is_an_empty_array() -> None:
     event = with_legs(answered_call())[-1]
-    assert orjson.loads(event_json(event)) == event.model_dump(mode="json")
+    assert orjson.loads(written(event)[1]) == event.model_dump(mode="json")
     assert orjson.loads(batch_json([], [])) == []
     assert orjson.loads(BUS.envelope(batch([], [])).to_bytes())["data"] == {"events": []}
     with pytest.raises(ValueError):
         batch_json([event.routing_key], [])  # one kind per event, no more, no less
+
+
+def test_an_event_whose_text_no_json_holds_is_written_mended_and_comes_back_so() -> None:
+    """A Request-URI's ``%FF`` unescaped is U+DCFF, a lone surrogate: written as ``%FF`` (any
+    other lone surrogate as U+FFFD), in the event's fields and its legs' alike, and the event
+    returned is that one read back; an event JSON holds comes back as itself."""
+    event = started(callee_dialled="\udcff1555", callee="\ud800")
+    clean = started()
+    assert written(clean) == (clean, written(clean)[1])
+    assert written(clean)[0] is clean
+    mended, data = written(event)
+    assert (mended.callee_dialled, mended.callee) == ("%FF1555", "\ufffd")  # type: ignore[attr-defined]
+    assert orjson.loads(data) == mended.model_dump(mode="json")
+    assert mended == started(callee_dialled="%FF1555", callee="\ufffd")
+    [answered] = [e for e in with_legs(answered_call()) if isinstance(e, CallAnswered)]
+    assert isinstance(answered, CallAnswered) and answered.callee_leg is not None
+    leg = answered.callee_leg.model_copy(update={"target": "sip:\udcfe@gw", "routes": ("\udc80",)})
+    mended, data = written(answered.model_copy(update={"callee_leg": leg}))
+    assert isinstance(mended, CallAnswered) and mended.callee_leg is not None
+    assert (mended.callee_leg.target, mended.callee_leg.routes) == ("sip:%FE@gw", ("%80",))
+    assert orjson.loads(batch_json([mended.routing_key], [data]))[0]["data"] == orjson.loads(data)
 
 
 def test_every_call_event_type_is_known_by_its_routing_key_to_the_writers() -> None:

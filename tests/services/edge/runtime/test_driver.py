@@ -189,3 +189,33 @@ async def test_after_its_timer_fires_the_driver_arms_it_for_the_next_deadline() 
     await driver.stop()
     driver._reschedule()  # a round trip's late outcome, after the stop
     assert driver.timer.at is None
+
+
+async def test_a_call_to_a_user_no_json_can_hold_is_handled_and_recorded(tmp_path: Path) -> None:
+    """An INVITE to ``sip:%FF@edge``: the user unescapes to a byte no text holds (U+DCFF),
+    which no JSON writes; its call is handled all the same, its event journaled and
+    published with the byte as received (``%FF``), where it raised out of the driver."""
+    journal = Journal.claim(tmp_path, 0, max_bytes=1 << 20)
+    assert journal is not None
+    broker = MemoryBroker()
+    bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "accounting"))
+    await bus.start()
+    await listener.start()
+    seen: list[CallStarted] = []
+    arrived = asyncio.Event()
+
+    async def handle(envelope: Envelope) -> None:
+        seen.append(envelope.payload(CallStarted))
+        arrived.set()
+
+    await listener.subscribe(["edge.call.#"], handle)
+    driver = ProxyDriver(proxy(), bus, instance="edge-a", outbox=journal)
+    driver.start(unopened_sockets())
+    driver.on_message(invite(f"sip:%FF@{EDGE}"), CALLER, UDP_IN, None)
+    await asyncio.wait_for(arrived.wait(), 5)
+    [started] = seen
+    assert (started.callee_dialled, started.callee) == ("%FF", "%FF")
+    await until(lambda: journal.unsettled == 0)
+    await driver.stop()
+    await bus.close()
+    await listener.close()

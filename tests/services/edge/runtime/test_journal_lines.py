@@ -6,14 +6,14 @@ from __future__ import annotations
 from services.accounting.events import event_key
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.runtime.journal_lines import JournalReading, event_line, mark_line
-from shared.contracts.call_event_json import event_json
+from shared.contracts.call_event_json import written
 from shared.contracts.calls import CallAnswered, CallEvent, CallStarted
 from tests.services.accounting.calls import answered_call, with_legs
 
 
 def line(seq: int, event: CallEvent) -> bytes:
     """The journal's line of ``event`` under ``seq``, its fields written as the publisher does."""
-    return event_line(seq, event, event_json(event))
+    return event_line(seq, event, written(event)[1])
 
 
 def started(n: int) -> CallEvent:

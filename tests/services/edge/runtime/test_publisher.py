@@ -15,7 +15,12 @@ from services.edge.runtime.publisher import EventPublisher
 from shared.bus import BusUnavailable
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.contracts.calls import CALL_EVENT_TYPES, CallEventBatch, WrittenCallEventBatch
+from shared.contracts.calls import (
+    CALL_EVENT_TYPES,
+    CallCancelled,
+    CallEventBatch,
+    WrittenCallEventBatch,
+)
 from shared.contracts.edge import LimitReached
 from shared.contracts.event import Event
 from tests.shared.bus.support import until
@@ -114,6 +119,29 @@ async def test_an_event_the_bus_cannot_publish_is_dropped_alone() -> None:
     for event in events(3):
         publisher.offer(event)
     await until(lambda: len(broker.published) == 2)
+    assert dropped("failed") - before == 1
+    await publisher.stop()
+
+
+async def test_an_event_no_json_holds_goes_out_mended_one_even_mended_none_is_dropped_alone() -> (
+    None
+):
+    """Offered from the call path, neither raises: a lone surrogate (a Request-URI's ``%FF``
+    unescaped) goes out as ``%FF``, to the observer too; a field of no JSON type at all is
+    dropped and counted, the events around it published."""
+    broker = Broker()
+    publisher = EventPublisher(broker, batch=8, linger=0.05)
+    observed: list[Event] = []
+    publisher.observer = observed.append
+    before = dropped("failed")
+    [first, second, third] = events(3)
+    odd = first.model_copy(update={"call_id": "call-\udcff"})
+    unwritable = CallCancelled.model_construct(**{**second.__dict__, "from_tag": object()})
+    for event in (odd, unwritable, third):
+        publisher.offer(event)
+    await until(lambda: sum(len(unbatched(e)) for e in broker.published) == 2)
+    assert [e.call_id for p in broker.published for e in unbatched(p)] == ["call-%FF", "call-2"]  # type: ignore[attr-defined]
+    assert [e.call_id for e in observed] == ["call-%FF", "call-2"]  # type: ignore[attr-defined]
     assert dropped("failed") - before == 1
     await publisher.stop()
 
