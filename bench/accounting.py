@@ -71,7 +71,7 @@ from services.accounting.service import AccountingService
 from services.accounting.settings import AccountingSettings
 from services.accounting.store import database_url, open_engine
 from shared.bus.amqp import AmqpBus
-from shared.contracts.call_event_json import batch_of
+from shared.contracts.call_event_json import written_batch_of
 from shared.contracts.calls import (
     BranchTried,
     CallAnswered,
@@ -236,7 +236,7 @@ class Bench:
                 await edge.publish(event)
         else:
             for at in range(0, len(events), self.batch):
-                await edge.publish(batch_of(events[at : at + self.batch]))
+                await edge.publish(written_batch_of(events[at : at + self.batch]))
         filled = time.perf_counter() - filling
         announced = completions_announced()
         service = await self.service(start=False)  # connected to the bus, not consuming yet

@@ -29,7 +29,7 @@ from bench.accounting import RABBITMQ_URL, call_events
 from shared.bus import Envelope
 from shared.bus.amqp import AmqpBus
 from shared.contracts.accounting import CdrCompleted, CdrCompletedBatch
-from shared.contracts.call_event_json import batch_of
+from shared.contracts.call_event_json import written_batch_of
 
 
 async def place(namespace: str, calls: int, rate: float, batch: int) -> dict[str, Any]:
@@ -63,7 +63,7 @@ async def place(namespace: str, calls: int, rate: float, batch: int) -> dict[str
             sent.update((f"live-{n}", stamp) for n in range(placed, due))
             for at in range(0, len(events), batch):
                 chunk = events[at : at + batch]
-                await edge.publish(chunk[0] if batch == 1 else batch_of(chunk))
+                await edge.publish(chunk[0] if batch == 1 else written_batch_of(chunk))
             placed = due
             await asyncio.sleep(max(0.0, start + placed / rate - time.perf_counter()))
         placing = time.perf_counter() - start

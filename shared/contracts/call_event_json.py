@@ -37,14 +37,18 @@ def written(event: CallEvent) -> tuple[CallEvent, bytes]:
     Text that no JSON can hold, a lone surrogate (a Request-URI's ``%FF`` as
     `shared.sip.uri` unescapes it: the byte kept as U+DCFF), is written as that byte's
     %-escape (any other lone surrogate as U+FFFD), and the event returned is the one read
-    from that JSON: so its journal line, its batch and a message of its own all carry the
-    same, where such an event used to raise out of the publisher's ``offer``.
+    from that JSON, written again: so its journal line, its batch and a message of its own
+    all carry the same, where such an event used to raise out of the publisher's ``offer``.
+    Raises for an event no JSON holds even so, or of a type `CALL_EVENT_TYPES` does not
+    know (which no line or batch could name).
     """
+    if event.routing_key not in ITEM_HEADS:
+        raise ValueError(f"{type(event).__name__} is not a call event type of the table")
     try:
         return event, orjson.dumps(event.__dict__, default=nested_json)
     except orjson.JSONEncodeError:
-        data = orjson.dumps(_mended(event.__dict__))
-        return type(event).model_validate_json(data), data
+        mended = type(event).model_validate_json(orjson.dumps(_mended(event.__dict__)))
+        return mended, orjson.dumps(mended.__dict__, default=nested_json)
 
 
 def _mended(value: object) -> object:
@@ -81,12 +85,12 @@ def batch_json(kinds: list[str], written: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def batch(kinds: list[str], written: list[bytes]) -> WrittenCallEventBatch:
+def written_batch(kinds: list[str], written: list[bytes]) -> WrittenCallEventBatch:
     """The batch of the events whose routing keys are ``kinds`` and fields ``written``."""
     return unvalidated(WrittenCallEventBatch, events=batch_json(kinds, written), count=len(written))
 
 
-def batch_of(events: Sequence[CallEvent]) -> WrittenCallEventBatch:
-    """The batch of ``events``, each written here: what a bench or a test that publishes
-    as an edge does sends."""
-    return batch([event.routing_key for event in events], [written(e)[1] for e in events])
+def written_batch_of(events: Sequence[CallEvent]) -> WrittenCallEventBatch:
+    """The batch of ``events``, each written here: for a bench or a test that publishes
+    batches as an edge does."""
+    return written_batch([event.routing_key for event in events], [written(e)[1] for e in events])

@@ -30,7 +30,7 @@ KINDS: Final[dict[str, bytes]] = {key: key.encode() for key in CALL_EVENT_TYPES}
 
 def event_line(seq: int, event: CallEvent, written: bytes) -> bytes:
     """The journal line of ``event`` under sequence number ``seq``; ``written`` is its fields
-    as JSON (`shared.contracts.call_event_json.event_json`, which its batch reuses)."""
+    as JSON (`shared.contracts.call_event_json.written`, which its batch reuses)."""
     return b'{"s":%d,"t":"%b","v":%d,"d":%b}\n' % (
         seq,
         KINDS[event.routing_key],

@@ -15,10 +15,10 @@ then at most once per `LOG_INTERVAL`).
 
 Call events that wait together go out together: a sender takes up to
 ``batch`` consecutive call events from the backlog as one ``edge.call.batch``
-message (`shared.contracts.calls.CallEventBatch`), each event's JSON written once, as it
-is offered, and reused by the journal's line and the batch
-(`shared.contracts.call_event_json`). With few senders when batching
-(`BATCHING_SENDERS`), the backlog that forms while they wait for the broker's
+message (read as a `shared.contracts.calls.CallEventBatch`, sent as a
+`WrittenCallEventBatch`): each event's JSON is written once, as it is offered, and reused
+by the journal's line and the batch (`shared.contracts.call_event_json`). With few
+senders when batching (`BATCHING_SENDERS`), the backlog that forms while they wait for the broker's
 confirms becomes the next batches. Why a ``linger`` as well: a quiet broker
 confirms in well under a millisecond, so at 1,000 calls a second four senders
 kept up with the events one by one, and publishing them (a pydantic dump, an
@@ -55,7 +55,7 @@ from typing import cast
 from services.edge import metrics
 from services.edge.runtime.journal import Journal
 from shared.bus import Bus, BusUnavailable
-from shared.contracts.call_event_json import batch, written
+from shared.contracts.call_event_json import written, written_batch
 from shared.contracts.calls import CallEvent, WrittenCallEventBatch
 from shared.contracts.event import Event
 
@@ -260,20 +260,20 @@ class EventPublisher:
     def _take(self) -> tuple[Event, list[int]]:
         """The next event of the backlog, or the call events waiting at its head as a batch;
         with the journal's numbers of those it holds."""
-        first, seq, written = self._backlog.popleft()
+        first, seq, data = self._backlog.popleft()
         seqs = [seq] if seq else []
         backlog = self._backlog
         if self._batch < 2 or not isinstance(first, CallEvent) or not backlog:
             return first, seqs
         kinds = [first.routing_key]
-        fields = [written]
+        fields = [data]
         while backlog and len(fields) < self._batch and isinstance(backlog[0][0], CallEvent):
-            event, seq, written = backlog.popleft()
+            event, seq, data = backlog.popleft()
             kinds.append(event.routing_key)
-            fields.append(written)
+            fields.append(data)
             if seq:
                 seqs.append(seq)
-        return (first if len(fields) == 1 else batch(kinds, fields)), seqs
+        return (first if len(fields) == 1 else written_batch(kinds, fields)), seqs
 
     async def _publish(self, event: Event, seqs: list[int]) -> None:
         """Publish `event`, waiting for a broker that is away as long as it takes; then

@@ -18,7 +18,7 @@ from services.accounting.store import Applied, RecordStore, open_engine
 from shared.bus import BusUnavailable, Envelope, Outcome, WorkMessage
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.accounting import CdrCompleted, CdrCompletedBatch, CdrTimedOut
-from shared.contracts.call_event_json import batch_of
+from shared.contracts.call_event_json import written_batch_of
 from tests.services.accounting.calls import T0, answered_call, started
 from tests.services.accounting.support import until
 
@@ -147,7 +147,7 @@ async def test_a_batch_message_is_settled_by_its_worst_event(record_store: Recor
 
     async def handle(suffix: str) -> list[Outcome]:
         calls = [answered_call(f"a{suffix}"), [*answered_call(f"b{suffix}"), started("open")]]
-        messages = [WorkMessage(bus.envelope(batch_of(c)).to_bytes()) for c in calls]
+        messages = [WorkMessage(bus.envelope(written_batch_of(c)).to_bytes()) for c in calls]
         committer = GroupCommit(record_store)
         handler = CallEventHandler(
             committer.apply, announce, asyncio.Event(), logging.getLogger("test"), 0.01

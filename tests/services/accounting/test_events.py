@@ -15,7 +15,7 @@ from services.accounting.events import (
 )
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.contracts.call_event_json import batch_of
+from shared.contracts.call_event_json import written_batch_of
 from shared.contracts.calls import (
     ANSWERED_B2BUA,
     ANSWERED_LEGS,
@@ -141,7 +141,7 @@ def test_an_event_of_another_service_is_refused() -> None:
 
 def sent(events: list[CallEvent]) -> Envelope:
     """The envelope of a batch of `events` as an edge sends it, read back (its items as dicts)."""
-    return Envelope.from_bytes(BUS.envelope(batch_of(events)).to_bytes())
+    return Envelope.from_bytes(BUS.envelope(written_batch_of(events)).to_bytes())
 
 
 def batch_body(
