@@ -24,19 +24,18 @@ from pydantic import ValidationError
 
 from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent
 
-KINDS: Final[dict[str, bytes]] = {key: key.encode() for key in CALL_EVENT_TYPES}
-"""Each call event type's routing key as a line writes it."""
+LINE_HEADS: Final[dict[type[CallEvent], bytes]] = {
+    kind: b'"t":"%s","v":%d,"d":' % (key.encode(), kind.schema_version)
+    for key, kind in CALL_EVENT_TYPES.items()
+}
+"""What precedes an event's fields in its line, by the event's type (which the publisher
+checked against `CALL_EVENT_TYPES` as it wrote them)."""
 
 
 def event_line(seq: int, event: CallEvent, written: bytes) -> bytes:
     """The journal line of ``event`` under sequence number ``seq``; ``written`` is its fields
     as JSON (`shared.contracts.call_event_json.written`, which its batch reuses)."""
-    return b'{"s":%d,"t":"%b","v":%d,"d":%b}\n' % (
-        seq,
-        KINDS[event.routing_key],
-        event.schema_version,
-        written,
-    )
+    return b'{"s":%d,%b%b}\n' % (seq, LINE_HEADS[type(event)], written)
 
 
 def mark_line(seq: int) -> bytes:

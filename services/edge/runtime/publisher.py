@@ -265,11 +265,11 @@ class EventPublisher:
         backlog = self._backlog
         if self._batch < 2 or not isinstance(first, CallEvent) or not backlog:
             return first, seqs
-        kinds = [first.routing_key]
+        kinds: list[type[CallEvent]] = [type(first)]
         fields = [data]
         while backlog and len(fields) < self._batch and isinstance(backlog[0][0], CallEvent):
             event, seq, data = backlog.popleft()
-            kinds.append(event.routing_key)
+            kinds.append(cast(type[CallEvent], type(event)))
             fields.append(data)
             if seq:
                 seqs.append(seq)

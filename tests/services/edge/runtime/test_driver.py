@@ -60,7 +60,9 @@ class SilentBroker(MemoryBus):
         return self.envelope(event, routing_key)
 
 
-async def test_a_call_started_through_the_driver_is_stamped_with_wall_time() -> None:
+async def started_through_driver(message: bytes, outbox: Journal | None = None) -> CallStarted:
+    """The `CallStarted` a driver publishes for the INVITE `message` (on the in-process bus,
+    as a subscriber reads it), once its journal, if any, has it settled."""
     broker = MemoryBroker()
     bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "accounting"))
     await bus.start()
@@ -73,16 +75,23 @@ async def test_a_call_started_through_the_driver_is_stamped_with_wall_time() -> 
         arrived.set()
 
     await listener.subscribe(["edge.call.#"], handle)
-    driver = ProxyDriver(proxy(), bus, instance="edge-a")
+    driver = ProxyDriver(proxy(), bus, instance="edge-a", outbox=outbox)
     driver.start(unopened_sockets())
-    driver.on_message(invite(), CALLER, UDP_IN, None)
+    driver.on_message(message, CALLER, UDP_IN, None)
     await asyncio.wait_for(arrived.wait(), 5)
-    [started] = seen
-    assert abs(started.at - time.time()) < 5  # the loop's clock turned into wall time
-    assert (started.call_id, started.edge, started.callee) == ("call-1", "edge-a", "14075551234")
+    if outbox is not None:
+        await until(lambda: outbox.unsettled == 0)
     await driver.stop()
     await bus.close()
     await listener.close()
+    [started] = seen
+    return started
+
+
+async def test_a_call_started_through_the_driver_is_stamped_with_wall_time() -> None:
+    started = await started_through_driver(invite())
+    assert abs(started.at - time.time()) < 5  # the loop's clock turned into wall time
+    assert (started.call_id, started.edge, started.callee) == ("call-1", "edge-a", "14075551234")
 
 
 async def test_events_wait_for_a_broker_that_does_not_answer_yet() -> None:
@@ -197,25 +206,5 @@ async def test_a_call_to_a_user_no_json_can_hold_is_handled_and_recorded(tmp_pat
     published with the byte as received (``%FF``), where it raised out of the driver."""
     journal = Journal.claim(tmp_path, 0, max_bytes=1 << 20)
     assert journal is not None
-    broker = MemoryBroker()
-    bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "accounting"))
-    await bus.start()
-    await listener.start()
-    seen: list[CallStarted] = []
-    arrived = asyncio.Event()
-
-    async def handle(envelope: Envelope) -> None:
-        seen.append(envelope.payload(CallStarted))
-        arrived.set()
-
-    await listener.subscribe(["edge.call.#"], handle)
-    driver = ProxyDriver(proxy(), bus, instance="edge-a", outbox=journal)
-    driver.start(unopened_sockets())
-    driver.on_message(invite(f"sip:%FF@{EDGE}"), CALLER, UDP_IN, None)
-    await asyncio.wait_for(arrived.wait(), 5)
-    [started] = seen
+    started = await started_through_driver(invite(f"sip:%FF@{EDGE}"), journal)
     assert (started.callee_dialled, started.callee) == ("%FF", "%FF")
-    await until(lambda: journal.unsettled == 0)
-    await driver.stop()
-    await bus.close()
-    await listener.close()
