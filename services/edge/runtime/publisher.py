@@ -16,10 +16,10 @@ then at most once per `LOG_INTERVAL`).
 Call events that wait together go out together: a sender takes up to
 ``batch`` consecutive call events from the backlog as one ``edge.call.batch``
 message (read as a `shared.contracts.calls.CallEventBatch`, sent as a
-`WrittenCallEventBatch`): each event's JSON is written once, as it is offered, and reused
-by the journal's line and the batch (`shared.contracts.call_event_json`). With few
-senders when batching (`BATCHING_SENDERS`), the backlog that forms while they wait for the broker's
-confirms becomes the next batches. Why a ``linger`` as well: a quiet broker
+`WrittenCallEventBatch`): each event's JSON is written once, as it is offered, and
+reused by the journal's line and the batch (`shared.contracts.call_event_json`). With
+few senders when batching (`BATCHING_SENDERS`), the backlog that forms while they wait
+for the broker's confirms becomes the next batches. Why a ``linger`` as well: a quiet broker
 confirms in well under a millisecond, so at 1,000 calls a second four senders
 kept up with the events one by one, and publishing them (a pydantic dump, an
 AMQP frame, a write and a confirm each) took a fifth of the edge's CPU (py-spy,
@@ -152,7 +152,7 @@ class EventPublisher:
             seq = self._journal.append(cast(CallEvent, event), data) or 0
         self._backlog.append((event, seq, data))
         if self._lingering:
-            if len(self._backlog) >= self._batch or not isinstance(event, CallEvent):
+            if len(self._backlog) >= self._batch or not data:  # or another kind of event
                 self._fill.set()
         elif len(self._senders) < self._max_senders:
             self._start_sender()

@@ -123,9 +123,7 @@ async def test_an_event_the_bus_cannot_publish_is_dropped_alone() -> None:
     await publisher.stop()
 
 
-async def test_an_event_no_json_holds_goes_out_mended_one_even_mended_none_is_dropped_alone() -> (
-    None
-):
+async def test_an_event_no_json_holds_goes_out_mended_an_unwritable_one_is_dropped() -> None:
     """Offered from the call path, neither raises: a lone surrogate (a Request-URI's ``%FF``
     unescaped) goes out as ``%FF``, to the observer too; a field of no JSON type at all is
     dropped and counted, the events around it published."""
