@@ -379,13 +379,24 @@ def stop_all_sipp() -> None:
 
 
 def wait_bound(port: int, timeout: float = 10.0) -> None:
-    """SIPp binds before it reads, so a bound UDP port means the gateway is listening."""
+    """SIPp binds before it reads, so a bound UDP port means the gateway is listening.
+
+    Read from the kernel's table, not probed by binding the port: a probe holding it for an
+    instant as SIPp starts makes SIPp's own bind fail, and SIPp exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError:
-                return
+        if udp_bound(port):
+            return
         time.sleep(0.05)
     raise AssertionError(f"nothing bound UDP port {port}")
+
+
+def udp_bound(port: int) -> bool:
+    """Whether a UDP socket of this network namespace is bound to local `port`."""
+    suffix = f":{port:04X}"
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as rows:
+            next(rows)  # the column names
+            if any(row.split()[1].endswith(suffix) for row in rows):
+                return True
+    return False
