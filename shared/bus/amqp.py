@@ -89,6 +89,10 @@ class AmqpBus(Bus):
         self._topology_lock = asyncio.Lock()
         self._replies = PendingReplies()
         self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False
+        """`close` has begun: the supervisor stops even if the cancel `close` sent it was lost
+        (Python 3.11's `asyncio.wait_for`, inside aio-pika's connecting, returns its result
+        instead of raising when a cancel lands as what it waits for finishes)."""
         self._background: set[asyncio.Task[None]] = set()
         self._last_failure = ""  # why the last try to connect failed, for BusUnavailable
 
@@ -106,6 +110,7 @@ class AmqpBus(Bus):
     async def start(self) -> None:
         if self._supervisor is not None:
             return
+        self._closing = False
         self._supervisor = asyncio.create_task(self._supervise())
         try:
             await self._current_link(self.start_timeout)
@@ -114,6 +119,7 @@ class AmqpBus(Bus):
             raise
 
     async def close(self) -> None:
+        self._closing = True
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
@@ -130,7 +136,7 @@ class AmqpBus(Bus):
         """Connect, replay the topology, wait for the loss, again; with backoff between tries."""
         first, failures = True, 0
         delay = self.backoff[0]
-        while True:
+        while not self._closing:
             try:
                 link = await self._open()
             except Exception as exc:
@@ -146,6 +152,8 @@ class AmqpBus(Bus):
                 log.info("bus %s: reconnected to RabbitMQ", self.stream)
                 self._spawn(self._notify_reconnect())
             first, failures, delay, self._last_failure = False, 0, self.backoff[0], ""
+            if self._closing:
+                return  # `close` drops the link
             await link.lost.wait()
             self.nodes.move_on()
             async with self._links_changed:
@@ -197,8 +205,12 @@ class AmqpBus(Bus):
             await asyncio.wait(link.workers, timeout=self.wait)
         link.lose(reason)
         self._replies.fail_on(link, reason)
+        # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` loses a cancel that
+        # lands as the close finishes (a lost connection's close finishes at once), and the
+        # supervisor that `close` cancelled would connect again and wait there forever.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(link.connection.close(), timeout=self.wait)
+            async with asyncio.timeout(self.wait):
+                await link.connection.close()
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

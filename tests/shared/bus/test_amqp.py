@@ -130,7 +130,7 @@ async def test_a_request_in_flight_fails_at_once_when_its_connection_is_cut(
         request = asyncio.create_task(bus.request("stall", b"anyone?", timeout=60))
         await asyncio.wait_for(arrived.wait(), 10)
 
-        async with asyncio.timeout(30):  # a CI run once hung 120 s somewhere in here
+        async with asyncio.timeout(30):
             await close_connection_named(bus.connection_name)
         try:
             with pytest.raises(BusUnavailable, match="connection lost"):
@@ -138,6 +138,34 @@ async def test_a_request_in_flight_fails_at_once_when_its_connection_is_cut(
         finally:
             request.cancel()
             release.set()
+
+
+async def test_close_ends_a_bus_whose_cancel_lands_as_its_lost_connection_finishes_closing(
+    namespace: str,
+) -> None:
+    """On Python 3.11 `asyncio.wait_for` returns its result instead of raising when a cancel
+    lands just as what it waits for finishes.  The supervisor, closing a lost connection,
+    lost `close`'s cancel there, connected again and waited on that connection forever, and
+    `close` with it: the teardown hang a CI run showed after a connection was cut."""
+    bus = AmqpBus(RABBITMQ_URL, namespace, "victim", "i1", backoff=(0.2, 1.0))
+    async with started(bus):
+        link = bus._link
+        assert link is not None
+        close_connection = link.connection.close
+        closing: list[asyncio.Task[None]] = []
+
+        async def close_then_close_the_bus(*_: object) -> None:
+            await close_connection()
+            closing.append(asyncio.create_task(bus.close()))  # its cancel: as this returns
+
+        link.connection.close = close_then_close_the_bus  # type: ignore[method-assign,assignment]
+        link.lose("the test cuts the link")
+        await until(lambda: bool(closing))
+        async with asyncio.timeout(10):
+            await closing[0]
+        assert not bus.connected
+        await asyncio.sleep(0.5)  # past the backoff: nothing connects behind close's back
+        assert bus._link is None
 
 
 async def test_publish_waits_for_the_broker_then_gives_up_clearly(namespace: str) -> None:
