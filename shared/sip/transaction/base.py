@@ -18,7 +18,6 @@ from shared.sip.transaction.events import (
     TERMINATED,
     TRANSPORT_FAILED,
     State,
-    TimerName,
     TransactionEvent,
 )
 from shared.sip.transport.destination import Destination
@@ -51,7 +50,7 @@ class Transaction:
         state: State,
     ) -> None:
         self._table = table
-        self._armed: dict[TimerName, Timer] = {}
+        self._armed: dict[str, Timer] = {}
         self.key = key
         self.request = request
         self.destination = destination
@@ -66,7 +65,7 @@ class Transaction:
         return self.destination.reliable
 
     @property
-    def armed(self) -> dict[TimerName, float]:
+    def armed(self) -> dict[str, float]:
         """Armed timers and their deadlines, for tests and diagnostics."""
         timers = self._table.timers
         return {name: timers.deadline(timer) for name, timer in self._armed.items()}
@@ -89,26 +88,24 @@ class Transaction:
         return events
 
     @abc.abstractmethod
-    def _timer_fired(self, name: TimerName, now: float) -> list[TransactionEvent]:
+    def _timer_fired(self, name: str, now: float) -> list[TransactionEvent]:
         """React to an armed timer of the current state."""
 
-    def _arm(self, name: TimerName, delay: float, now: float) -> None:
+    def _arm(self, name: str, delay: float, now: float) -> None:
         timers = self._table.timers
         armed = self._armed
         if name in armed:
             timers.cancel(armed[name])
         armed[name] = timers.schedule(now + delay, self)
 
-    def _disarm(self, *names: TimerName) -> None:
+    def _disarm(self, *names: str) -> None:
         armed = self._armed
         for name in names:
             timer = armed.pop(name, None)
             if timer is not None:
                 self._table.timers.cancel(timer)
 
-    def _linger(
-        self, name: TimerName, delay: float, now: float, events: list[TransactionEvent]
-    ) -> None:
+    def _linger(self, name: str, delay: float, now: float, events: list[TransactionEvent]) -> None:
         """Wait `delay` in the current state before ending; on streams the wait is zero.
 
         The request is kept while waiting only in case a retransmission needs

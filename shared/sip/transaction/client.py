@@ -60,7 +60,7 @@ class ClientTransaction(Transaction):
     def _transmit(self) -> Send:
         return Send(self.data, self.destination, self)
 
-    def _timed_out(self, name: TimerName) -> TimedOut:
+    def _timed_out(self, name: str) -> TimedOut:
         return TimedOut(name, make_response(self.request, 408))
 
 
@@ -117,18 +117,18 @@ class InviteClientTransaction(ClientTransaction):
             events.append(ResponseReceived(response))
         return events
 
-    def _timer_fired(self, name: TimerName, now: float) -> list[TransactionEvent]:
+    def _timer_fired(self, name: str, now: float) -> list[TransactionEvent]:
         events: list[TransactionEvent] = []
-        if name is TimerName.A:
+        if name == TimerName.A:
             self._interval *= 2
             self._arm(TimerName.A, self._interval, now)
             events.append(self._transmit())
-        elif name is TimerName.C and self.state is State.PROCEEDING and not self._cancel_grace:
+        elif name == TimerName.C and self.state is State.PROCEEDING and not self._cancel_grace:
             # The TU now CANCELs; give the callee 64*T1 to answer with 487.
             events.append(TimedOut(name))
             self._cancel_grace = True
             self._arm(TimerName.C, self.settings.transaction_timeout, now)
-        elif name is TimerName.B or name is TimerName.C:
+        elif name in (TimerName.B, TimerName.C):
             events.append(self._timed_out(name))
             self._terminate(events)
         else:  # D in Completed, M in Accepted
@@ -164,15 +164,15 @@ class NonInviteClientTransaction(ClientTransaction):
             self._linger(TimerName.K, self.settings.timer_i_or_k(self.reliable), now, events)
         return events
 
-    def _timer_fired(self, name: TimerName, now: float) -> list[TransactionEvent]:
+    def _timer_fired(self, name: str, now: float) -> list[TransactionEvent]:
         events: list[TransactionEvent] = []
-        if name is TimerName.E:
+        if name == TimerName.E:
             # Proceeding retransmits every T2; Trying doubles up to T2.
             t2 = self.settings.t2
             self._interval = t2 if self.state is State.PROCEEDING else min(self._interval * 2, t2)
             self._arm(TimerName.E, self._interval, now)
             events.append(self._transmit())
-        elif name is TimerName.F:
+        elif name == TimerName.F:
             events.append(self._timed_out(name))
             self._terminate(events)
         else:  # K

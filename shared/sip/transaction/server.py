@@ -126,13 +126,13 @@ class InviteServerTransaction(ServerTransaction):
             return self._final_to_tag is not None and request.to_tag == self._final_to_tag
         return super().matches_to_tag(request)
 
-    def _timer_fired(self, name: TimerName, now: float) -> list[TransactionEvent]:
+    def _timer_fired(self, name: str, now: float) -> list[TransactionEvent]:
         events: list[TransactionEvent] = []
-        if name is TimerName.G:
+        if name == TimerName.G:
             self._interval = min(self._interval * 2, self.settings.t2)
             self._arm(TimerName.G, self._interval, now)
             events.extend(self._resend())
-        elif name is TimerName.H:
+        elif name == TimerName.H:
             events.append(TimedOut(name))
             self._terminate(events)
         else:  # I in Confirmed, L in Accepted
@@ -166,7 +166,7 @@ class NonInviteServerTransaction(ServerTransaction):
             self._linger(TimerName.J, delay, now, events)
         return events
 
-    def _timer_fired(self, name: TimerName, now: float) -> list[TransactionEvent]:
+    def _timer_fired(self, name: str, now: float) -> list[TransactionEvent]:
         events: list[TransactionEvent] = []
         self._terminate(events)  # J is its only timer
         return events

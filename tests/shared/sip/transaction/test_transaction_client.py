@@ -54,7 +54,7 @@ def sent_requests(events: list[TransactionEvent]) -> list[Request]:
     return out
 
 
-def assert_timed_out_with_408(events: Sequence[TransactionEvent], timer: TimerName) -> None:
+def assert_timed_out_with_408(events: Sequence[TransactionEvent], timer: str) -> None:
     """The TU is told of the timeout with a 408 it can treat as the best response."""
     timed_out, terminated = events
     assert terminated == Terminated()
