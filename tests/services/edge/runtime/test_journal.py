@@ -15,11 +15,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.edge.runtime.journal import MAX_UNSYNCED, SPARE_SLOTS, Journal
-from services.edge.runtime.journal_lines import event_line
 from services.edge.runtime.publisher import EventPublisher
 from shared.contracts.call_event_json import written
 from shared.contracts.calls import CallEvent, CallStarted
 from shared.sip.transport.udp import HELD
+from tests.services.edge.runtime.test_journal_lines import line
 from tests.services.edge.runtime.test_publisher import Broker, unbatched
 from tests.shared.bus.support import until
 
@@ -49,11 +49,6 @@ def claim(root: Path, index: int = 0, max_bytes: int = MB, segment_bytes: int = 
 def append(journal: Journal, event: CallEvent) -> int | None:
     """Journal ``event`` as the publisher does: with its fields written as JSON."""
     return journal.append(event, written(event)[1])
-
-
-def line(seq: int, event: CallEvent) -> bytes:
-    """The journal's line of ``event`` under ``seq``."""
-    return event_line(seq, event, written(event)[1])
 
 
 def segments(journal: Journal) -> list[str]:
