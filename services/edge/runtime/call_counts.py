@@ -54,7 +54,8 @@ class CallCountsRunner(ExchangeLoop):
         now = self._loop.time()
         sent = self.calls.own(now)
         try:
-            totals = await asyncio.wait_for(self.counts.exchange(sent), max(self.interval, 1.0))
+            async with asyncio.timeout(max(self.interval, 1.0)):  # see `ExchangeLoop`
+                totals = await self.counts.exchange(sent)
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(error, "balancing alone")
             if now - self._answered_at > STALE_AFTER * self.interval:

@@ -9,6 +9,14 @@ import logging
 
 
 class ExchangeLoop:
+    """A worker's loop of exchanges with Redis, ended by `stop`.
+
+    Its waits are bounded by `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11
+    `wait_for` returns its result instead of raising when a cancel lands just as what it
+    waits for finishes, so `stop`'s cancel was lost, the loop went on, and `stop` waited
+    for it for good.
+    """
+
     def __init__(self, what: str, log: logging.Logger, loop: asyncio.AbstractEventLoop) -> None:
         self._what = what
         self._log = log

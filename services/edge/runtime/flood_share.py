@@ -62,7 +62,8 @@ class FloodShareRunner(ExchangeLoop):
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self.interval)
+                async with asyncio.timeout(self.interval):  # not wait_for: see `ExchangeLoop`
+                    await self._due.wait()
             self._due.clear()
             await asyncio.sleep(pause_after(await self.exchange()))
 
@@ -73,16 +74,14 @@ class FloodShareRunner(ExchangeLoop):
         batch = detector.batch()
         flood = detector.settings
         try:
-            answer = await asyncio.wait_for(
-                self.counts.exchange(
+            async with asyncio.timeout(max(self.interval, 1.0)):  # see `ExchangeLoop`
+                answer = await self.counts.exchange(
                     batch,
                     period=flood.period,
                     limit=flood.limit,
                     block_time=flood.block_time,
                     since_ms=self._cursor,
-                ),
-                max(self.interval, 1.0),
-            )
+                )
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(error, "each worker counts alone")
             detector.forget_cluster(batch)

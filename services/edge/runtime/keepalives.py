@@ -236,7 +236,8 @@ class KeepaliveRunner:
                 wait = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.0, due - now))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: it can lose stop's cancel
+                    await self._wake.wait()
 
     def tick(self) -> None:
         if self._unsent and not self._sending:  # the broker may be back: the refused ones again

@@ -141,4 +141,5 @@ class LimitsRunner:
             await asyncio.sleep(interval)
             held = self.leases.held(self._loop.time())
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                self.leases.forget(await asyncio.wait_for(self.limits.renew(held), interval))
+                async with asyncio.timeout(interval):  # not wait_for: it can lose stop's cancel
+                    self.leases.forget(await self.limits.renew(held))

@@ -39,3 +39,22 @@ async def test_two_workers_block_a_source_neither_saw_past_the_limit(stores: lis
     assert first.check(FLOODER, loop.time()) == FloodVerdict.DROP
     assert await runners[1].exchange() == 0  # nothing to send, but the news comes back
     assert second.check(FLOODER, loop.time()) == FloodVerdict.DROP
+
+
+@pytest.mark.integration
+async def test_a_stop_landing_as_a_batch_falls_due_ends_the_loop(stores: list[Store]) -> None:
+    """The stop's cancel lands just as the wait for a due batch ends (the order below makes
+    it so every time): on Python 3.11 `asyncio.wait_for` returned there instead of raising,
+    the loop went on, and `stop` waited for it for good."""
+    loop = asyncio.get_running_loop()
+    pike = FloodDetector(FloodSettings(limit=30, period=10.0))
+    runner = FloodShareRunner(FloodCounts(stores[0]), pike, 60.0, loop)
+    runner.start()
+    await asyncio.sleep(0.05)  # it waits for a batch, a minute at most
+    stopping: list[asyncio.Task[None]] = []
+    assert pike.on_due is not None
+    pike.on_due()
+    loop.call_soon(lambda: stopping.append(loop.create_task(runner.stop())))
+    await asyncio.sleep(0.05)
+    ended, _ = await asyncio.wait(stopping, timeout=5)  # not a timeout that cancels it
+    assert ended, "the loop went on past its stop"
