@@ -89,10 +89,6 @@ class AmqpBus(Bus):
         self._topology_lock = asyncio.Lock()
         self._replies = PendingReplies()
         self._supervisor: asyncio.Task[None] | None = None
-        self._closing = False
-        """`close` has begun: the supervisor stops even if the cancel `close` sent it was lost
-        (Python 3.11's `asyncio.wait_for`, inside aio-pika's connecting, returns its result
-        instead of raising when a cancel lands as what it waits for finishes)."""
         self._background: set[asyncio.Task[None]] = set()
         self._last_failure = ""  # why the last try to connect failed, for BusUnavailable
 
@@ -110,7 +106,6 @@ class AmqpBus(Bus):
     async def start(self) -> None:
         if self._supervisor is not None:
             return
-        self._closing = False
         self._supervisor = asyncio.create_task(self._supervise())
         try:
             await self._current_link(self.start_timeout)
@@ -119,7 +114,6 @@ class AmqpBus(Bus):
             raise
 
     async def close(self) -> None:
-        self._closing = True
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
@@ -136,7 +130,7 @@ class AmqpBus(Bus):
         """Connect, replay the topology, wait for the loss, again; with backoff between tries."""
         first, failures = True, 0
         delay = self.backoff[0]
-        while not self._closing:
+        while self._current():
             try:
                 link = await self._open()
             except Exception as exc:
@@ -152,7 +146,7 @@ class AmqpBus(Bus):
                 log.info("bus %s: reconnected to RabbitMQ", self.stream)
                 self._spawn(self._notify_reconnect())
             first, failures, delay, self._last_failure = False, 0, self.backoff[0], ""
-            if self._closing:
+            if not self._current():
                 return  # `close` drops the link
             await link.lost.wait()
             self.nodes.move_on()
@@ -161,6 +155,14 @@ class AmqpBus(Bus):
             log.warning("bus %s: lost RabbitMQ connection: %s", self.stream, link.reason)
             await self._drop(link, link.reason, graceful=False)
             await asyncio.sleep(delay)
+
+    def _current(self) -> bool:
+        """Whether the running supervisor is still the bus's: `close` (or a `start` after it)
+        replaced it.  Asked as well as cancelled: Python 3.11's `asyncio.wait_for`, inside
+        aio-pika's connecting, returns its result instead of raising when a cancel lands as
+        what it waits for finishes, and a supervisor that lost `close`'s cancel would connect
+        again and wait on that connection for good, `close` with it."""
+        return self._supervisor is asyncio.current_task()
 
     async def _open(self) -> Link:
         connection = await self.nodes.connect(self.connection_name)

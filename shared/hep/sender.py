@@ -193,12 +193,10 @@ class _TcpTarget(_Target):
 
     async def _connect(self) -> None:
         try:
-            transport, _ = await asyncio.wait_for(
-                self._loop.create_connection(
+            async with asyncio.timeout(RECONNECT_INTERVAL):  # wait_for can lose close's cancel
+                transport, _ = await self._loop.create_connection(
                     lambda: _TcpProtocol(self), self.destination.host, self.destination.port
-                ),
-                RECONNECT_INTERVAL,
-            )
+                )
             transport.set_write_buffer_limits(high=self._buffer_limit)
             self.transport = transport
             self.on_change()

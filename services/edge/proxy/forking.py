@@ -263,7 +263,7 @@ class Forking(Cancelling):
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
-            if first:  # kept for 2xx retransmissions only: bytes, not parsed headers, for 32 s
+            if first:  # kept for 2xx retransmissions only: its lines, not parsed headers
                 forwarding.request.forget_parsed()
             return
         if forwarding.call is not None:
