@@ -38,14 +38,7 @@ from shared.bus.amqp_link import (
     event_message,
 )
 from shared.bus.amqp_replies import PendingReplies
-from shared.bus.base import (
-    BatchHandler,
-    Bus,
-    BusUnavailable,
-    Envelope,
-    EventHandler,
-    describe,
-)
+from shared.bus.base import BatchHandler, Bus, BusUnavailable, Envelope, EventHandler, describe
 from shared.bus.nodes import without_credentials
 from shared.contracts.event import Event
 
@@ -127,10 +120,13 @@ class AmqpBus(Bus):
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _supervise(self) -> None:
-        """Connect, replay the topology, wait for the loss, again; with backoff between tries."""
+        """Connect, replay the topology, wait for the loss, again; with backoff between tries.
+
+        Until `close` (or a `start` after it) replaces it: asked, not only cancelled, as
+        Python 3.11's `wait_for` (in aio-pika's connecting) can lose a cancel (see `_drop`)."""
         first, failures = True, 0
         delay = self.backoff[0]
-        while self._current():
+        while self._supervisor is asyncio.current_task():
             try:
                 link = await self._open()
             except Exception as exc:
@@ -146,7 +142,7 @@ class AmqpBus(Bus):
                 log.info("bus %s: reconnected to RabbitMQ", self.stream)
                 self._spawn(self._notify_reconnect())
             first, failures, delay, self._last_failure = False, 0, self.backoff[0], ""
-            if not self._current():
+            if self._supervisor is not asyncio.current_task():
                 return  # `close` drops the link
             await link.lost.wait()
             self.nodes.move_on()
@@ -155,14 +151,6 @@ class AmqpBus(Bus):
             log.warning("bus %s: lost RabbitMQ connection: %s", self.stream, link.reason)
             await self._drop(link, link.reason, graceful=False)
             await asyncio.sleep(delay)
-
-    def _current(self) -> bool:
-        """Whether the running supervisor is still the bus's: `close` (or a `start` after it)
-        replaced it.  Asked as well as cancelled: Python 3.11's `asyncio.wait_for`, inside
-        aio-pika's connecting, returns its result instead of raising when a cancel lands as
-        what it waits for finishes, and a supervisor that lost `close`'s cancel would connect
-        again and wait on that connection for good, `close` with it."""
-        return self._supervisor is asyncio.current_task()
 
     async def _open(self) -> Link:
         connection = await self.nodes.connect(self.connection_name)
@@ -207,9 +195,7 @@ class AmqpBus(Bus):
             await asyncio.wait(link.workers, timeout=self.wait)
         link.lose(reason)
         self._replies.fail_on(link, reason)
-        # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` loses a cancel that
-        # lands as the close finishes (a lost connection's close finishes at once), and the
-        # supervisor that `close` cancelled would connect again and wait there forever.
+        # Not `wait_for`: on Python 3.11 it can lose a cancel landing as the close ends
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.wait):
                 await link.connection.close()

@@ -277,7 +277,12 @@ class EventPublisher:
 
     async def _publish(self, event: Event, seqs: list[int]) -> None:
         """Publish `event`, waiting for a broker that is away as long as it takes; then
-        settle its journaled events."""
+        settle its journaled events.
+
+        The wait before a retry is out of the `except` block: compiled (mypyc), a coroutine
+        suspended inside one left its exception as the one being handled for everything
+        else the loop ran meanwhile (`sys.exc_info()`, the `__context__` of any exception
+        raised), for as long as the broker was away."""
         while True:
             try:
                 await self._bus.publish(event)
@@ -285,12 +290,12 @@ class EventPublisher:
                 return
             except BusUnavailable as error:
                 log.debug("could not publish %s yet: %s", event.routing_key, error)
-                await asyncio.sleep(RETRY_DELAY)
             except Exception as error:  # the bus's trouble must not reach the call path
                 log.warning("could not publish %s: %s", event.routing_key, error)
                 self._drop(event, "failed")
                 self._settle(seqs)
                 return
+            await asyncio.sleep(RETRY_DELAY)
 
     def _settle(self, seqs: list[int]) -> None:
         if seqs and self._journal is not None:

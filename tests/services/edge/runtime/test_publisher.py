@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import pytest
 from prometheus_client import REGISTRY
@@ -108,6 +109,19 @@ async def test_a_broker_away_for_a_while_gets_every_event_later(
         publisher.offer(event)
     await until(lambda: len(broker.published) == 10)
     assert broker.away == 0 and publisher.dropped == 0
+    await publisher.stop()
+
+
+async def test_a_sender_waiting_to_retry_leaves_no_exception_handled_meanwhile() -> None:
+    """The rest of the loop runs while a sender waits for the broker: no exception of the
+    sender's may be the one being handled there (as a mypyc coroutine suspended in an
+    `except` block left it: every exception raised meanwhile carried it as its context)."""
+    broker = Broker(away=1)
+    publisher = EventPublisher(broker)
+    publisher.offer(events(1)[0])
+    await until(lambda: broker.away == 0)  # refused once: the sender waits to retry
+    assert sys.exc_info() == (None, None, None)
+    await until(lambda: len(broker.published) == 1)
     await publisher.stop()
 
 
