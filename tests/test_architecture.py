@@ -14,6 +14,10 @@
   name are two concepts a reader (and an import) can confuse.
 - No module of `shared` or `services` passes 400 lines: one job per module;
   what is over is listed, with the reason, until it is split.
+- No module of `shared` or `services` calls `asyncio.wait_for`: on Python 3.11 it returns
+  instead of raising when a cancel lands as what it waits for finishes, and a loop whose
+  stop's cancel was lost went on for good (the AMQP bus's `close`, the edge's Redis loops).
+  `asyncio.timeout` counts cancels; it is the one way to bound a wait.
 """
 
 from __future__ import annotations
@@ -221,3 +225,34 @@ def test_the_size_and_name_checks_find_what_they_forbid(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
     assert class_name_clashes(tmp_path) == {"Hop": ["services/edge/b.py", "shared/a.py"]}
     assert long_modules(tmp_path) == {Path("services/edge/long.py"): MAX_LINES + 1}
+
+
+def wait_for_calls(root: Path) -> list[str]:
+    """``path:line`` of each ``asyncio.wait_for(...)`` call under `shared` and `services`."""
+    found = []
+    for path in modules_under(root, "services", "shared"):
+        for node in ast.walk(ast.parse((root / path).read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "wait_for"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "asyncio"
+            ):
+                found.append(f"{path}:{node.lineno}")
+    return found
+
+
+def test_no_wait_is_bounded_by_wait_for() -> None:
+    assert wait_for_calls(ROOT) == []
+
+
+def test_the_wait_for_check_finds_a_call(tmp_path: Path) -> None:
+    """Positive control: the call is found; a condition's own ``wait_for`` method is not."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared/a.py").write_text(
+        "import asyncio\n\n\nasync def f(c: asyncio.Condition) -> None:\n"
+        "    await c.wait_for(lambda: True)\n    await asyncio.wait_for(c.wait(), 1)\n"
+    )
+    (tmp_path / "services").mkdir()
+    assert wait_for_calls(tmp_path) == ["shared/a.py:6"]

@@ -142,7 +142,8 @@ class RtpengineClient:
                     metrics.RETRANSMISSIONS.labels(instance.name).inc()
                 endpoint.transport.sendto(datagram)
                 try:
-                    reply = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+                    async with asyncio.timeout(self.timeout):
+                        reply = await asyncio.shield(future)
                 except TimeoutError:
                     continue
                 metrics.LATENCY.labels(label).observe(time.perf_counter() - started)

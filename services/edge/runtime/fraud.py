@@ -37,7 +37,8 @@ class FraudRunner:
 
     async def check(self, query: FraudQuery) -> FraudVerdict | None:
         try:
-            verdict = await asyncio.wait_for(self.store.check(query), TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):
+                verdict = await self.store.check(query)
         except (RedisError, OSError, TimeoutError) as error:
             if not self._failing:
                 log.warning("fraud counts unavailable, calls go on unscreened: %s", error)

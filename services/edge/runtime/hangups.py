@@ -114,7 +114,8 @@ class Hangups:
         except (TransportError, OSError) as error:
             return ByeOutcome(bye.side, NOT_SENT, f"not sent: {error}")
         with contextlib.suppress(TimeoutError):
-            response = await asyncio.wait_for(asyncio.shield(answered), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                response = await asyncio.shield(answered)
             return ByeOutcome(bye.side, response.status, response.reason)
         return ByeOutcome(bye.side, NO_ANSWER, "no answer")
 
@@ -126,7 +127,8 @@ class Hangups:
         while (left := deadline - loop.time()) > 0:
             self.sockets.send_udp(data, bye.destination)
             with contextlib.suppress(TimeoutError):
-                response = await asyncio.wait_for(asyncio.shield(answered), min(interval, left))
+                async with asyncio.timeout(min(interval, left)):
+                    response = await asyncio.shield(answered)
                 return ByeOutcome(bye.side, response.status, response.reason)
             interval *= 2
         return ByeOutcome(bye.side, NO_ANSWER, "no answer")

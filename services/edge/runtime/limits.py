@@ -70,9 +70,8 @@ class LimitsRunner:
 
     async def acquire(self, query: LimitQuery) -> LimitVerdict | None:
         try:
-            verdict = await asyncio.wait_for(
-                self._bounded(lambda: self.limits.acquire(query)), TIMEOUT
-            )
+            async with asyncio.timeout(TIMEOUT):
+                verdict = await self._bounded(lambda: self.limits.acquire(query))
         except (RedisError, OSError, TimeoutError) as error:
             if not self._failing:
                 log.warning("shared limits unavailable, admitting calls unchecked: %s", error)
@@ -131,7 +130,8 @@ class LimitsRunner:
             return limits.release_call(call_id)
 
         try:
-            await asyncio.wait_for(self._bounded(freeing), TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):
+                await self._bounded(freeing)
         except (RedisError, OSError, TimeoutError) as error:  # the lease lapses by itself
             log.warning("freeing the leases of call %s failed: %s", call_id, error)
 

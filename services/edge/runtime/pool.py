@@ -150,7 +150,8 @@ class WorkerPool:
         when the kernel's SO_REUSEPORT group is complete: joining later re-hashes flows)."""
         ready = [self._spawn(index) for index in range(1, self.count)]
         for reader in ready:
-            await asyncio.wait_for(_wait_readable(reader), READY_TIMEOUT)
+            async with asyncio.timeout(READY_TIMEOUT):
+                await _wait_readable(reader)
         if self.count > 1:
             self._watch = asyncio.get_running_loop().create_task(self._restart_dead())
 

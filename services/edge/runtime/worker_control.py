@@ -179,13 +179,14 @@ class WorkerControl:
             frame = encode(ControlFrame(op, self._group.index, correlation, fields))
         except ControlFrameError as error:
             raise WorkerControlError(422, f"not passed on to worker {owner}: {error}") from None
-        answer = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[tuple[str, ...]] = asyncio.get_running_loop().create_future()
         self._pending[correlation] = answer
         try:
             if not self.send(owner, frame):
                 detail = f"worker {owner} of this edge holds the call and is not listening"
                 raise WorkerControlError(503, detail + " (restarting?); try again")
-            return await asyncio.wait_for(answer, self._within)
+            async with asyncio.timeout(self._within):
+                return await answer
         except TimeoutError:
             detail = f"worker {owner} of this edge holds the call and did not answer"
             raise WorkerControlError(504, f"{detail} within {self._within:g} s") from None
