@@ -18,6 +18,9 @@
   instead of raising when a cancel lands as what it waits for finishes, and a loop whose
   stop's cancel was lost went on for good (the AMQP bus's `close`, the edge's Redis loops).
   `asyncio.timeout` counts cancels; it is the one way to bound a wait.
+- No compiled (`deploy.extensions.HOT`) coroutine awaits inside an `except` block: a mypyc
+  coroutine suspended there left its exception as the one being handled for the rest of
+  the loop (`sys.exc_info()`, the context of every exception raised meanwhile).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+from deploy.extensions import HOT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -256,3 +261,35 @@ def test_the_wait_for_check_finds_a_call(tmp_path: Path) -> None:
     )
     (tmp_path / "services").mkdir()
     assert wait_for_calls(tmp_path) == ["shared/a.py:6"]
+
+
+def awaits_in_except_blocks(root: Path, modules: list[Path]) -> list[str]:
+    """``path:line`` of each ``await`` (or ``async with``/``for``) inside an ``except`` block
+    of a coroutine of `modules`."""
+    found = []
+    for path in modules:
+        for function in ast.walk(ast.parse((root / path).read_text())):
+            if not isinstance(function, ast.AsyncFunctionDef):
+                continue
+            for handler in ast.walk(function):
+                if isinstance(handler, ast.ExceptHandler):
+                    found += [
+                        f"{path}:{node.lineno}"
+                        for node in ast.walk(handler)
+                        if isinstance(node, (ast.Await, ast.AsyncWith, ast.AsyncFor))
+                    ]
+    return found
+
+
+def test_no_compiled_coroutine_awaits_inside_an_except_block() -> None:
+    compiled = sorted({p.relative_to(ROOT) for pattern in HOT for p in ROOT.glob(pattern)})
+    assert len(compiled) > 50  # the globs see the tree
+    assert awaits_in_except_blocks(ROOT, compiled) == []
+
+
+def test_the_except_block_check_finds_an_await(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text(
+        "import asyncio\n\n\nasync def f() -> None:\n    try:\n        pass\n"
+        "    except OSError:\n        await asyncio.sleep(1)\n    await asyncio.sleep(0)\n"
+    )
+    assert awaits_in_except_blocks(tmp_path, [Path("a.py")]) == ["a.py:8"]

@@ -107,9 +107,12 @@ class EdgeSockets:
         try:
             for address in addresses:
                 await self._listen(address, shared)
-        except BaseException:
-            await self.close()
-            raise
+        except BaseException as error:  # closed outside the block: compiled, no await in one
+            failure = error
+        else:
+            return
+        await self.close()
+        raise failure
 
     async def _listen(self, address: ListenAddress, shared: bool) -> None:
         loop = asyncio.get_running_loop()
