@@ -263,7 +263,10 @@ class Forking(Cancelling):
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
-            if first:  # kept for 2xx retransmissions only: its lines, not parsed headers
+            # Kept for 2xx retransmissions only: the branch's request as its bytes, the
+            # forwarding's (the server transaction's too, still answering) as its lines.
+            branch.client.hold_request_as_bytes()
+            if first:
                 forwarding.request.forget_parsed()
             return
         if forwarding.call is not None:

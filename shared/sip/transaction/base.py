@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
-from shared.sip.message import Request
+from shared.sip.message import Request, parse_message
 from shared.sip.timers import Timer, TimerSettings
 from shared.sip.transaction.events import (
     TERMINATED,
@@ -39,7 +39,7 @@ class Transaction:
     kind: ClassVar[str]
     """Metric label: invite_client, non_invite_client, invite_server, non_invite_server."""
 
-    __slots__ = ("_armed", "_table", "destination", "key", "request", "state")
+    __slots__ = ("_armed", "_held", "_request", "_table", "destination", "key", "state")
 
     def __init__(
         self,
@@ -52,9 +52,30 @@ class Transaction:
         self._table = table
         self._armed: dict[str, Timer] = {}
         self.key = key
-        self.request = request
+        self._request: Request | None = request
+        self._held = b""
         self.destination = destination
         self.state = state
+
+    @property
+    def request(self) -> Request:
+        """The request this transaction carries; parsed again from its bytes if it was held
+        as them (`hold_request_as_bytes`), which only a late retransmission or a
+        diagnostic asks for."""
+        request = self._request
+        if request is None:
+            request = self._request = cast("Request", parse_message(self._held))
+            self._held = b""
+        return request
+
+    def hold_request_as_bytes(self) -> None:
+        """Keep the request as its bytes alone while the transaction only absorbs
+        retransmissions: no message object, no lists of lines and keys for the cyclic
+        collector to walk, a single buffer instead of one per header line."""
+        request = self._request
+        if request is not None:
+            self._held = request.to_bytes()
+            self._request = None
 
     @property
     def settings(self) -> TimerSettings:
@@ -109,11 +130,11 @@ class Transaction:
         """Wait `delay` in the current state before ending; on streams the wait is zero.
 
         The request is kept while waiting only in case a retransmission needs
-        it again: its parsed fields are dropped (read again if ever asked for),
-        so a finished transaction holds bytes, not a graph of header objects.
+        it again: as its bytes (parsed again if ever asked for), so a finished
+        transaction holds bytes, not a graph of header objects.
         """
         if delay > 0:
-            self.request.forget_parsed()
+            self.hold_request_as_bytes()
             self._arm(name, delay, now)
         else:
             self._terminate(events)

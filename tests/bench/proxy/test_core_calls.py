@@ -26,13 +26,17 @@ def left_by_calls(driver: CallDriver, first: int, calls: int) -> Counter[str]:
 
 def test_a_finished_call_lingers_as_bytes_and_keys_not_parsed_headers() -> None:
     """For 32 s a call's transactions absorb retransmissions, and every collection walks what
-    they hold: the requests' lines, not their parsed headers (a 2xx'd INVITE's forwarding
-    forgets them once its events are out), and no dict (armed timers keyed by plain
-    strings, which the collector does not track)."""
+    they hold: the requests' bytes or lines, not their parsed headers (a 2xx'd INVITE's
+    forwarding forgets them once its events are out), and no dict (armed timers keyed by
+    plain strings, which the collector does not track)."""
     driver = CallDriver()
     for n in range(20):
         driver.call(n)  # warm the memos
     left = left_by_calls(driver, 20, 50)
     names = {kind.__name__ for kind in PARSED_HEADERS} | {"dict"}
     assert {name: left[name] for name in names if left[name]} == {}
-    assert left["Request"] == 4 * 50  # the four transactions' requests do linger
+    # Of the four transactions' requests only the INVITE's as received stays a message (the
+    # forwarding relays its 2xx retransmissions through it); the BYE's two, done, and the
+    # INVITE's branch, answered, are held as their bytes.
+    assert left["Request"] == 1 * 50
+    assert left["list"] == (2 + 3) * 50  # that request's keys and lines, the forwarding's three

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from services.edge.proxy.actions import Action, Publish, Send
 from services.edge.proxy.core import ProxyTimers
 from shared.contracts.edge import GatewayFailed
+from shared.sip.message import Request, parse_message
 from tests.services.edge.proxy.test_core import (
     CALLER,
     GW1,
@@ -21,6 +22,7 @@ from tests.services.edge.proxy.test_core import (
     invite,
     only_request,
     run,
+    sent_to,
     statuses,
 )
 from tests.services.edge.proxy.test_core_udp_mtu import TCP_GW1, large_invite, requests_to
@@ -132,3 +134,17 @@ def test_a_487_echoing_only_our_cancels_via_reaches_the_caller_with_its_own(run:
     [via] = final.vias
     assert (via.host, via.port, via.branch) == ("10.0.0.5", 5070, "z9hG4bKc1")
     assert (via.received, via.rport) == (CALLER.host, CALLER.port)
+
+
+def test_a_2xx_retransmission_is_relayed_through_the_branch_held_as_bytes(run: Run) -> None:
+    """Once its 2xx is relayed, the answered branch keeps its request as bytes (the 32 s of
+    Timer M); a retransmitted 2xx reads it again and reaches the caller as the first did."""
+    [send] = [a for a in run.send(invite()) if isinstance(a, Send) and a.destination == GW1]
+    assert send.client is not None
+    first = parse_message(send.data)
+    assert isinstance(first, Request)
+    ok = answer(first, 200)
+    [relayed] = sent_to(run.send(ok, GW1), CALLER)
+    assert send.client._request is None
+    assert send.client._held == send.data
+    assert sent_to(run.send(ok, GW1), CALLER) == [relayed]

@@ -175,6 +175,24 @@ def test_non_invite_proceeding_and_completed_resend_the_last_response() -> None:
     assert len(table) == 0
 
 
+def test_a_completed_transaction_holds_its_request_as_bytes_and_reads_it_again() -> None:
+    """While it only absorbs retransmissions, a transaction keeps its request as bytes (no
+    message, no lines for the collector); read again, the request is the same, and it
+    stays read."""
+    _table, server = created("BYE")
+    received = server.request
+    wire = received.to_bytes()
+    ok = response(200, method="BYE")
+    server.respond(ok, now=0.0)
+    assert (server._request, server._held) == (None, wire)
+    assert server.receive_request(request("BYE"), now=0.1) == [sent(ok.to_bytes())]
+    assert server._request is None  # a retransmission is answered from the bytes alone
+    again = server.request
+    assert again is not received
+    assert (again.to_bytes(), again.method, again.call_id) == (wire, "BYE", received.call_id)
+    assert (server.request, server._held) == (again, b"")
+
+
 def test_reliable_non_invite_terminates_on_the_final_response() -> None:
     table, server = created("BYE", transport="TCP", destination=TCP_PEER)
     ok = response(200, method="BYE")
