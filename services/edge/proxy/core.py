@@ -317,7 +317,7 @@ class Proxy(StatelessAcks):
             record = not in_dialog and request.method in DIALOG_CREATING
             if self.media is not None:
                 hop = self._dialog_media(request, source, hop, own, actions)
-            forwarding = Forwarding(server, request, [hop], hash_now, inbound, record)
+            forwarding = Forwarding(server, [hop], hash_now, inbound, record)
             forwarding.policy = policy
             forwarding.late = own.late and request.method == "PRACK"  # its SDP answers (`relay`)
             if record:

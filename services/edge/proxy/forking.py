@@ -263,11 +263,10 @@ class Forking(Cancelling):
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
-            # Kept for 2xx retransmissions only: the branch's request as its bytes, the
-            # forwarding's (the server transaction's too, still answering) as its lines.
+            # Kept for 2xx retransmissions only: the branch's request and the forwarding's
+            # (its server transaction's) as their bytes.
             branch.client.hold_request_as_bytes()
-            if first:
-                forwarding.request.forget_parsed()
+            forwarding.server.hold_request_as_bytes()
             return
         if forwarding.call is not None:
             self._publish_branch(branch, status, response.reason, now, actions)

@@ -161,8 +161,8 @@ class Branch:
 @dataclass(eq=False, slots=True, init=False)
 class Forwarding:
     server: ServerTransaction
-    request: Request
-    """The request as received (top Via stamped), the template of every branch."""
+    """Its request (`request`) is the forwarding's: no reference of its own, so the server
+    transaction alone decides how it is kept (as bytes, once the call is answered)."""
     hops: list[Hop]
     loop_hash: str
     inbound: Interface
@@ -203,17 +203,15 @@ class Forwarding:
     unresolved: str
     """Why a hop given by name had no target (`480` with it when nothing else answered)."""
 
-    def __init__(  # noqa: PLR0917 — the dataclass's own signature
+    def __init__(
         self,
         server: ServerTransaction,
-        request: Request,
         hops: list[Hop],
         loop_hash: str,
         inbound: Interface,
         record_route: bool,
     ) -> None:
         self.server = server
-        self.request = request
         self.hops = hops
         self.loop_hash = loop_hash
         self.inbound = inbound
@@ -234,6 +232,11 @@ class Forwarding:
         self.media_deleted = False
         self.dns_rounds = 0
         self.unresolved = ""
+
+    @property
+    def request(self) -> Request:
+        """The request as received (top Via stamped), the template of every branch."""
+        return self.server.request
 
     @property
     def method(self) -> str:

@@ -131,9 +131,7 @@ class NextHop(MediaRelaying):
             actions.append(HandOff(request.to_bytes(), parked.source, tuple(hops)))
             return
         record = request.method in DIALOG_CREATING
-        forwarding = Forwarding(
-            parked.server, request, hops, parked.loop_hash, parked.inbound, record
-        )
+        forwarding = Forwarding(parked.server, hops, parked.loop_hash, parked.inbound, record)
         forwarding.policy = parked.policy
         if record:
             forwarding.caller_flow = self._caller_flow(request, parked.source)

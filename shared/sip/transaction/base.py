@@ -130,14 +130,22 @@ class Transaction:
         """Wait `delay` in the current state before ending; on streams the wait is zero.
 
         The request is kept while waiting only in case a retransmission needs
-        it again: as its bytes (parsed again if ever asked for), so a finished
-        transaction holds bytes, not a graph of header objects.
+        it again (`_rest`), so a finished transaction holds bytes, not a graph of
+        header objects.
         """
         if delay > 0:
-            self.hold_request_as_bytes()
+            self._rest()
             self._arm(name, delay, now)
         else:
             self._terminate(events)
+
+    def _rest(self) -> None:
+        """Keep the request as its lines while lingering: a client's TU reads it right after,
+        on the final response that ended the transaction (it holds it as bytes once done,
+        as the proxy does: `hold_request_as_bytes`)."""
+        request = self._request
+        if request is not None:
+            request.forget_parsed()
 
     def _terminate(self, events: list[TransactionEvent]) -> None:
         timers = self._table.timers

@@ -46,6 +46,10 @@ class ServerTransaction(Transaction):
         super().__init__(table, key, request, destination, state)
         self._last_response: bytes | None = None
 
+    def _rest(self) -> None:
+        """Its TU has answered, having read the request: held as its bytes."""
+        self.hold_request_as_bytes()
+
     def matches_to_tag(self, request: Request) -> bool:
         """The To-tag check RFC 2543 matching needs after the key lookup (§17.2.3)."""
         return request.to_tag == self.request.to_tag

@@ -26,17 +26,16 @@ def left_by_calls(driver: CallDriver, first: int, calls: int) -> Counter[str]:
 
 def test_a_finished_call_lingers_as_bytes_and_keys_not_parsed_headers() -> None:
     """For 32 s a call's transactions absorb retransmissions, and every collection walks what
-    they hold: the requests' bytes or lines, not their parsed headers (a 2xx'd INVITE's
-    forwarding forgets them once its events are out), and no dict (armed timers keyed by
-    plain strings, which the collector does not track)."""
+    they hold: the requests' bytes, not their lines or parsed headers (a 2xx'd INVITE's
+    once its events are out), and no dict (armed timers keyed by plain strings, which the
+    collector does not track)."""
     driver = CallDriver()
     for n in range(20):
         driver.call(n)  # warm the memos
     left = left_by_calls(driver, 20, 50)
     names = {kind.__name__ for kind in PARSED_HEADERS} | {"dict"}
     assert {name: left[name] for name in names if left[name]} == {}
-    # Of the four transactions' requests only the INVITE's as received stays a message (the
-    # forwarding relays its 2xx retransmissions through it); the BYE's two, done, and the
-    # INVITE's branch, answered, are held as their bytes.
-    assert left["Request"] == 1 * 50
-    assert left["list"] == (2 + 3) * 50  # that request's keys and lines, the forwarding's three
+    # The four transactions' requests are held as their bytes: the BYE's two, done, and the
+    # INVITE's two (the forwarding's is its server transaction's), answered.
+    assert left["Request"] == 0
+    assert left["list"] == 3 * 50  # the INVITE forwarding's own: hops, branches, finals

@@ -137,14 +137,19 @@ def test_a_487_echoing_only_our_cancels_via_reaches_the_caller_with_its_own(run:
 
 
 def test_a_2xx_retransmission_is_relayed_through_the_branch_held_as_bytes(run: Run) -> None:
-    """Once its 2xx is relayed, the answered branch keeps its request as bytes (the 32 s of
-    Timer M); a retransmitted 2xx reads it again and reaches the caller as the first did."""
-    [send] = [a for a in run.send(invite()) if isinstance(a, Send) and a.destination == GW1]
+    """Once its 2xx is relayed, the answered branch and the call's server transaction keep
+    their requests as bytes (the 32 s of Timers M and L); a retransmitted 2xx reads them
+    again and reaches the caller as the first did."""
+    received = invite()
+    [send] = [a for a in run.send(received) if isinstance(a, Send) and a.destination == GW1]
     assert send.client is not None
+    server = run.proxy.table.match_request(parse_message(received))  # type: ignore[arg-type]
+    assert server is not None
     first = parse_message(send.data)
     assert isinstance(first, Request)
     ok = answer(first, 200)
     [relayed] = sent_to(run.send(ok, GW1), CALLER)
-    assert send.client._request is None
-    assert send.client._held == send.data
+    assert (send.client._request, send.client._held) == (None, send.data)
+    assert server._request is None
+    assert server._held.startswith(b"INVITE ")
     assert sent_to(run.send(ok, GW1), CALLER) == [relayed]

@@ -295,3 +295,18 @@ def test_a_finished_invite_keeps_its_request_as_lines_only(status: int) -> None:
     assert client.state in (State.ACCEPTED, State.COMPLETED)
     assert client.request.top_via is not top  # let go of: read again from the lines
     assert client.request.top_via == top
+
+
+@pytest.mark.parametrize(("method", "status"), [("INVITE", 200), ("INVITE", 486), ("BYE", 200)])
+def test_a_finished_client_keeps_its_request_until_its_tu_holds_it_as_bytes(
+    method: str, status: int
+) -> None:
+    """Its TU reads the request on the response that ended the transaction (the proxy pops
+    its own Via against it): as bytes already, that would be a parse per call. The TU holds
+    it as bytes once done (`hold_request_as_bytes`)."""
+    _, client, _ = started(method)
+    sent = client.request
+    client.receive_response(response(status, method=method), now=1.0)
+    assert client.request is sent
+    client.hold_request_as_bytes()
+    assert (client._request, client._held) == (None, sent.to_bytes())
