@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.sip.message import MAX_HEADER_FIELDS, MAX_LINE_LENGTH
 from shared.sip.transaction import (
     AckReceived,
     InviteServerTransaction,
@@ -191,6 +192,31 @@ def test_a_completed_transaction_holds_its_request_as_bytes_and_reads_it_again()
     assert again is not received
     assert (again.to_bytes(), again.method, again.call_id) == (wire, "BYE", received.call_id)
     assert (server.request, server._held) == (again, b"")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [("Subject", "x" * 5000), ("Subject", "y" * 5000)],  # each line within the limit
+        [("Subject", "z")] * (MAX_HEADER_FIELDS - 10),
+        [("Subject", "w" * (MAX_LINE_LENGTH + 10))],  # as an edit could make it
+    ],
+    ids=["longer-than-a-line", "close-to-the-field-limit", "a-line-past-the-limit"],
+)
+def test_a_request_the_reader_might_not_take_back_keeps_its_lines(
+    extra: list[tuple[str, str]],
+) -> None:
+    """Held as bytes, the edge's own edits (a stamped Via, an added Record-Route) could take a
+    request past the reader's limits, and it could not be read again: it keeps its lines."""
+    table = TransactionTable(SETTINGS)
+    received = request("BYE")
+    for name, value in extra:
+        received.add_header(name, value)
+    server = table.create_server(received, UDP_PEER)
+    server.respond(response(200, method="BYE"), now=0.0)
+    assert server.state is State.COMPLETED
+    assert (server._request, server._held) == (received, b"")
+    assert server.request is received
 
 
 def test_reliable_non_invite_terminates_on_the_final_response() -> None:
