@@ -69,16 +69,29 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     checked when read or by `validate()`.  A plain message is framed by the C
     scan when the compiled build has it (`_scan.c`), any other by `_frame`.
     """
+    return _read(data, stream, limits=True)
+
+
+def read_again(data: bytes) -> Request | Response:
+    """A message this process read or wrote before, from its bytes (`to_bytes`), as
+    `parse_message` reads a datagram but without the limits on what comes in: the edge's
+    own edits (a stamped Via, an added Via and Record-Route) may take a message that was
+    just within them past them.  What else the reader checks, those bytes passed."""
+    return _read(data, False, limits=False)
+
+
+def _read(data: bytes, stream: bool, *, limits: bool) -> Request | Response:
     scanned = None if SCAN is None else SCAN(data, KEY_MEMO)
     if scanned is None:
-        return _frame(data, stream)
+        return _frame(data, stream, limits)
     start, keys, lines, body_start, declared = scanned
     return _framed(data, stream, True, start, keys, lines, body_start, declared)
 
 
-def _frame(data: bytes, stream: bool) -> Request | Response:
-    """The readers' own framing: every message the C scan leaves, and all of them without it."""
-    if len(data) > MAX_MESSAGE_SIZE:
+def _frame(data: bytes, stream: bool, limits: bool) -> Request | Response:
+    """The readers' own framing: every message the C scan leaves, and all of them without it.
+    `limits`: the size, field count and line length limits on what comes in."""
+    if limits and len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("message too large", 513)
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")
@@ -94,11 +107,11 @@ def _frame(data: bytes, stream: bool) -> Request | Response:
     raw_lines = head.split(b"\r\n") if crlf else head.split(b"\n")
     if _has_bare_line_break(head, crlf, len(raw_lines) - 1):
         raise SipParseError("bare CR or LF inside a header field")
-    if len(raw_lines) > MAX_HEADER_FIELDS:
+    if limits and len(raw_lines) > MAX_HEADER_FIELDS:
         raise SipParseError("too many header fields", 400)
     if not raw_lines[0]:
         raise SipParseError("empty start line")
-    if len(head) > MAX_LINE_LENGTH and max(map(len, raw_lines)) > MAX_LINE_LENGTH:
+    if limits and len(head) > MAX_LINE_LENGTH and max(map(len, raw_lines)) > MAX_LINE_LENGTH:
         raise SipParseError("header line too long")
     lines = raw_lines[1:]
     keys = _keys_of(lines)

@@ -35,6 +35,7 @@ from shared.sip._readers import (
     crlf_lines,
     find_head_end,
     parse_message,
+    read_again,
 )
 from shared.sip._request_response import SIP_VERSION, Request, Response
 from shared.sip._writers import DEFAULT_MAX_FORWARDS, Message
@@ -53,4 +54,5 @@ __all__ = [
     "parse_message",
     "peek_call_id",
     "peek_header",
+    "read_again",
 ]

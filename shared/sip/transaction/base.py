@@ -12,7 +12,7 @@ import abc
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from shared.sip.message import MAX_HEADER_FIELDS, MAX_LINE_LENGTH, Request, parse_message
+from shared.sip.message import Request, read_again
 from shared.sip.timers import Timer, TimerSettings
 from shared.sip.transaction.events import (
     TERMINATED,
@@ -64,29 +64,18 @@ class Transaction:
         diagnostic asks for."""
         request = self._request
         if request is None:
-            request = self._request = cast("Request", parse_message(self._held))
+            request = self._request = cast("Request", read_again(self._held))
             self._held = b""
         return request
 
     def hold_request_as_bytes(self) -> None:
         """Keep the request as its bytes alone while the transaction only absorbs
         retransmissions: no message object, no lists of lines and keys for the cyclic
-        collector to walk, a single buffer instead of one per header line.
-
-        Only bytes the reader takes back are held: the edge's own edits (a Via stamped,
-        a Via and a Record-Route added) can take a request that was just within the
-        reader's limits past them (a line too long, too many lines). Such a request,
-        and any longer than a line may be, keeps its lines (its parsed fields dropped).
-        """
+        collector to walk, a single buffer instead of one per header line."""
         request = self._request
-        if request is None:
-            return
-        data = request.to_bytes()
-        if len(data) <= MAX_LINE_LENGTH and data.count(b"\n") < MAX_HEADER_FIELDS:
-            self._held = data
+        if request is not None:
+            self._held = request.to_bytes()
             self._request = None
-        else:
-            request.forget_parsed()
 
     @property
     def settings(self) -> TimerSettings:

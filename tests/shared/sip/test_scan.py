@@ -56,7 +56,7 @@ Outcome = tuple[object, ...]
 
 
 def framed_by_python(data: bytes, stream: bool) -> Outcome:
-    return _shape(lambda: _readers._frame(data, stream))
+    return _shape(lambda: _readers._frame(data, stream, True))
 
 
 def framed_by_c(scan: Scan, data: bytes, stream: bool) -> Outcome | None:

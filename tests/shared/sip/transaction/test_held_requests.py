@@ -41,8 +41,7 @@ def test_a_torture_request_held_as_bytes_reads_back_as_it_was(path: Path) -> Non
     client, _ = table.start_client(request, UDP_PEER, now=0.0, proxy=True)
     client.receive_response(response(200, method=request.method), now=0.1)
     client.hold_request_as_bytes()
-    if client._request is not None:
-        return  # past the reader's limits once edited: kept as lines
+    assert client._request is None
     again = client.request
     assert again.to_bytes() == request.to_bytes()
     assert again.method == request.method
@@ -50,15 +49,6 @@ def test_a_torture_request_held_as_bytes_reads_back_as_it_was(path: Path) -> Non
     assert again.header_fields() == request.header_fields()
 
 
-def test_most_torture_requests_are_held() -> None:
-    """The test above is not vacuous: most of the requests are read back from bytes."""
-    held = 0
-    for path in TORTURE:
-        request = edited_as_by_a_proxy(path)
-        if request is None:
-            continue
-        table = TransactionTable(SETTINGS)
-        client, _ = table.start_client(request, UDP_PEER, now=0.0, proxy=True)
-        client.hold_request_as_bytes()
-        held += client._request is None
-    assert held >= 40
+def test_most_torture_requests_are_edited_and_held() -> None:
+    """The test above is not vacuous: most of the messages are requests it holds."""
+    assert sum(edited_as_by_a_proxy(path) is not None for path in TORTURE) >= 40
