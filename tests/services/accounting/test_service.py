@@ -221,10 +221,11 @@ async def test_listing_filters_and_pages(namespace: str, accounting_url: str) ->
     async with deployment(namespace, accounting_url) as found:
         calls = [answered_call(f"c{n}") for n in range(5)]
         await publish(found, [e for events in calls for e in events])
-        await publish(found, [started("b1", callee="+4940"), failed("b1")])
+        busy_call = [started("b1", callee="+4940"), failed("b1")]
+        await publish(found, busy_call)
         for n, events in enumerate(calls):
             await settled(found, f"c{n}", events)
-        await until_async(lambda: record_of(found, "b1"))
+        await settled(found, "b1", busy_call)  # its failure too, not only its start
         seen: list[str] = []
         cursor = None
         while True:
