@@ -104,7 +104,7 @@ def _frame(data: bytes, stream: bool, limits: bool) -> Request | Response:
     else:
         head, body_start = data[: found[0]], found[1]
     crlf = crlf_lines(head)
-    raw_lines = head.split(b"\r\n") if crlf else head.split(b"\n")
+    raw_lines = head.split(b"\r\n") if crlf else _bare_lf_lines(head)
     if _has_bare_line_break(head, crlf, len(raw_lines) - 1):
         raise SipParseError("bare CR or LF inside a header field")
     if limits and len(raw_lines) > MAX_HEADER_FIELDS:
@@ -181,6 +181,12 @@ def _has_bare_line_break(head: bytes, crlf: bool, breaks: int) -> bool:
     if crlf:
         return head.count(b"\n") != breaks or head.count(b"\r") != breaks
     return b"\r" in head and head.count(b"\r") != head.count(b"\r\n") + head.endswith(b"\r")
+
+
+def _bare_lf_lines(head: bytes) -> list[bytes]:
+    """The lines of a bare-LF head; one ending in CRLF all the same (the lenient form allows
+    it) loses its CR, which an edited message would otherwise write back as `CR CR LF`."""
+    return [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
 
 
 def _join_folded(lines: list[bytes]) -> list[bytes]:

@@ -178,7 +178,8 @@ class Answers:
         self, server: ServerTransaction, response: Response, now: float, actions: list[Action]
     ) -> None:
         metrics.RESPONSES[response.status] += 1
-        self.policies.responded(server.request, response)  # a failed call frees its leases
+        if response.status >= 300:  # a failed call frees its leases; a 2xx leaves the request
+            self.policies.responded(server.request, response)  # (held as bytes, retransmitted)
         for event in server.respond(response, now):
             self._server_event(server, event, actions)
 

@@ -259,7 +259,7 @@ class Forking(Cancelling):
             if forwarding.method == "INVITE" and first:
                 metrics.CALLS_SET_UP.value += 1
             self._done(forwarding)
-            self._relay(forwarding, response, now, actions, branch.client.request)
+            self._relay(forwarding, response, now, actions, branch.client.parsed_request)
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10

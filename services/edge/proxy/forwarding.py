@@ -163,6 +163,9 @@ class Forwarding:
     server: ServerTransaction
     """Its request (`request`) is the forwarding's: no reference of its own, so the server
     transaction alone decides how it is kept (as bytes, once the call is answered)."""
+    method: str
+    """The request's method, kept: a retransmitted 2xx reads it, and the request itself
+    may be held as bytes by then."""
     hops: list[Hop]
     loop_hash: str
     inbound: Interface
@@ -212,6 +215,7 @@ class Forwarding:
         record_route: bool,
     ) -> None:
         self.server = server
+        self.method = server.request.method
         self.hops = hops
         self.loop_hash = loop_hash
         self.inbound = inbound
@@ -237,10 +241,6 @@ class Forwarding:
     def request(self) -> Request:
         """The request as received (top Via stamped), the template of every branch."""
         return self.server.request
-
-    @property
-    def method(self) -> str:
-        return self.request.method
 
     def settle(self, branch: Branch) -> None:
         """`branch` has its final answer: it no longer holds the forwarding back."""

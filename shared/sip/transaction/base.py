@@ -68,6 +68,12 @@ class Transaction:
             self._held = b""
         return request
 
+    @property
+    def parsed_request(self) -> Request | None:
+        """The request, unless it is held as bytes: for a reader that can do without it
+        rather than parse it again (the proxy relaying a retransmitted 2xx)."""
+        return self._request
+
     def hold_request_as_bytes(self) -> None:
         """Keep the request as its bytes alone while the transaction only absorbs
         retransmissions: no message object, no lists of lines and keys for the cyclic
