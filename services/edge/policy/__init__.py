@@ -227,9 +227,9 @@ class EdgePolicies(PolicyStages):
         if self.topology is not None and context.plan is not None:
             self.topology.answer(response, context.plan, outbound)
 
-    def responded(self, request: Request, response: Response) -> None:
-        """A response went upstream: a failed (or cancelled) INVITE frees its leases."""
-        if response.status >= 300 and request.method == "INVITE" and request.to_tag is None:
+    def failure_sent(self, request: Request, response: Response) -> None:
+        """A failed (or cancelled) INVITE frees its leases."""
+        if request.method == "INVITE" and request.to_tag is None:
             self.leases.release(request.call_id)
 
 

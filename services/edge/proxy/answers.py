@@ -178,8 +178,8 @@ class Answers:
         self, server: ServerTransaction, response: Response, now: float, actions: list[Action]
     ) -> None:
         metrics.RESPONSES[response.status] += 1
-        if response.status >= 300:  # a failed call frees its leases; a 2xx leaves the request
-            self.policies.responded(server.request, response)  # (held as bytes, retransmitted)
+        if response.status >= 300:  # a failed call frees its leases
+            self.policies.failure_sent(server.request, response)
         for event in server.respond(response, now):
             self._server_event(server, event, actions)
 

@@ -1,4 +1,8 @@
-"""What every transaction shares: state, timers in the table's queue, termination.
+"""What every transaction shares: state, its request, timers in the table's queue, termination.
+
+A transaction that only absorbs retransmissions can hold its request as its
+bytes (`hold_request_as_bytes`): a finished call then leaves no message objects
+behind for the collector, and what reads the request later parses it again.
 
 A transaction keeps the numbers of its armed timers (in the table's one
 queue, which maps each to the transaction: no handle objects, no cycles) so

@@ -32,11 +32,13 @@ def edited_as_by_a_proxy(path: Path) -> Request | None:
     return message
 
 
-@pytest.mark.parametrize("path", TORTURE, ids=lambda path: path.stem)
+EDITED = [path for path in TORTURE if edited_as_by_a_proxy(path) is not None]
+
+
+@pytest.mark.parametrize("path", EDITED, ids=lambda path: path.stem)
 def test_a_torture_request_held_as_bytes_reads_back_as_it_was(path: Path) -> None:
     request = edited_as_by_a_proxy(path)
-    if request is None:
-        return  # refused by the reader: no transaction holds it
+    assert request is not None
     table = TransactionTable(SETTINGS)
     client, _ = table.start_client(request, UDP_PEER, now=0.0, proxy=True)
     client.receive_response(response(200, method=request.method), now=0.1)
@@ -49,6 +51,6 @@ def test_a_torture_request_held_as_bytes_reads_back_as_it_was(path: Path) -> Non
     assert again.header_fields() == request.header_fields()
 
 
-def test_most_torture_requests_are_edited_and_held() -> None:
-    """The test above is not vacuous: most of the messages are requests it holds."""
-    assert sum(edited_as_by_a_proxy(path) is not None for path in TORTURE) >= 40
+def test_most_torture_messages_are_requests_the_proxy_edits() -> None:
+    """The test above runs for most of the torture messages, not a handful."""
+    assert len(EDITED) >= 40
