@@ -227,7 +227,7 @@ class EdgePolicies(PolicyStages):
         if self.topology is not None and context.plan is not None:
             self.topology.answer(response, context.plan, outbound)
 
-    def failure_sent(self, request: Request, response: Response) -> None:
+    def failure_sent(self, request: Request) -> None:
         """A failed (or cancelled) INVITE frees its leases."""
         if request.method == "INVITE" and request.to_tag is None:
             self.leases.release(request.call_id)

@@ -179,7 +179,7 @@ class Answers:
     ) -> None:
         metrics.RESPONSES[response.status] += 1
         if response.status >= 300:  # a failed call frees its leases
-            self.policies.failure_sent(server.request, response)
+            self.policies.failure_sent(server.request)
         for event in server.respond(response, now):
             self._server_event(server, event, actions)
 

@@ -126,6 +126,6 @@ class PolicyStages:
     def hide_answer(self, response: Response, context: PolicyContext, outbound: Interface) -> None:
         """A response the edge made itself to a restored request (`context.restored`)."""
 
-    def failure_sent(self, request: Request, response: Response) -> None:
+    def failure_sent(self, request: Request) -> None:
         """A final failure (3xx to 6xx) sent upstream for `request`.  Not a 2xx: it may be a
         retransmission, and the request held as bytes by then."""

@@ -139,9 +139,9 @@ class Transaction:
     def _linger(self, name: str, delay: float, now: float, events: list[TransactionEvent]) -> None:
         """Wait `delay` in the current state before ending; on streams the wait is zero.
 
-        The request is kept while waiting only in case a retransmission needs
-        it again (`_rest`), so a finished transaction holds bytes, not a graph of
-        header objects.
+        What the request is kept as meanwhile is `_rest`'s: a server's as its
+        bytes, a client's as its lines until its TU, which reads it on the final
+        response, holds it as bytes.
         """
         if delay > 0:
             self._rest()

@@ -103,7 +103,7 @@ class InviteClientTransaction(ClientTransaction):
             elif status < 300:
                 self._disarm(TimerName.C)
                 self.state = State.ACCEPTED
-                self.request.forget_parsed()  # it only relays 2xx retransmissions now
+                self.request.forget_parsed()  # kept for 2xx retransmissions
                 self._arm(TimerName.M, self.settings.transaction_timeout, now)
             else:
                 self._disarm(TimerName.C)
