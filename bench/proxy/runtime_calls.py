@@ -4,11 +4,12 @@ Why: `core_calls` counts the core alone, and the wire benchmark (`bench.proxy.ru
 is real but too noisy on a shared two-core machine to show a few percent, and under
 callgrind an idle edge's own work swamps it. This one runs what a worker runs per
 datagram — the UDP socket's reads and sends, `EdgeSockets`, the `ProxyDriver`, its loop
-timer and event publisher (an in-memory bus) — on one event loop, with the caller and the
-gateway as plain sockets of the same process, one message at a time. So a run is
-deterministic enough for `valgrind --tool=callgrind` (count two sizes and divide the
-difference). The CPU time it prints is the process's, user and system, so the benchmark's
-own peers are in it: compare trees with it, or count with callgrind.
+timer and event publisher (an in-memory bus, batching as an edge does) — on one event
+loop, with the caller and the gateway as plain sockets of the same process, one message
+at a time. So a run is deterministic enough for `valgrind --tool=callgrind` (count two
+sizes and divide the difference). The CPU time it prints is the process's, user and
+system, so the benchmark's own peers are in it: compare trees with it, or count with
+callgrind.
 
     .venv/bin/python -m bench.proxy.runtime_calls --calls 5000
 """
@@ -32,8 +33,14 @@ from services.edge.proxy.routes import NumberRouter
 from services.edge.runtime.driver import ProxyDriver
 from services.edge.runtime.sockets import EdgeSockets
 from shared.bus.memory import MemoryBroker, MemoryBus
-from shared.settings import ListenAddress
+from shared.settings import ListenAddress, Settings
 from shared.sip.message import Request, parse_message
+
+BATCH_LINGER = 1.0
+"""Call events go in batches of the edge's default size, each sent once full: as a worker's
+are from some 900 calls a second (7 events a call, 40 ms of linger).  Batches bounded by
+time would hold fewer events under callgrind, where a call takes 50 times as long, and one
+message per event would count the bus several times over what a worker pays for it."""
 
 EDGE_PORT = 15062
 """The port the edge's Interface advertises (its socket is bound to any free port)."""
@@ -88,7 +95,13 @@ class RuntimeCalls:
         self.proxy = Proxy(interfaces, NumberRouter(table), timers, call_events=CallEvents("bench"))
         self.broker = MemoryBroker()
         self.bus = MemoryBus(self.broker, "bench", "edge", "edge-bench")
-        self.driver = ProxyDriver(self.proxy, self.bus, instance="edge-bench")
+        self.driver = ProxyDriver(
+            self.proxy,
+            self.bus,
+            instance="edge-bench",
+            event_batch=Settings().edge_event_batch,
+            event_linger=BATCH_LINGER,
+        )
         self.sockets = EdgeSockets(self.driver.on_message)
         self.edge: tuple[str, int] = (EDGE, 0)
 
