@@ -17,6 +17,7 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass, replace
+from typing import Final
 
 from services.edge.keepalive.ping import CALL_ID_MARK
 from services.edge.runtime.affinity import CallAffinity, Deliver, connection_ids
@@ -300,12 +301,40 @@ class EdgeSockets:
 
 def top_via_names_port(data: bytes, port: int) -> bool:
     """Whether the first Via of a raw message names ``port`` (or cannot be read: then it
-    is taken as ours, and the message is handled here as it would be without workers)."""
-    via = peek_header(data, "via")
-    if via is None:
+    is taken as ours, and the message is handled here as it would be without workers).
+
+    Every response to a private port passes here.  Most have their Via as the line after
+    the status line, where `peek_header` would find it too: that line is read in place
+    (a find, no copy); any other layout takes `peek_header`.  The marks are made once per
+    port, not formatted per message."""
+    marks = _PORT_MARKS.get(port)
+    if marks is None:
+        marks = _PORT_MARKS[port] = (b":%d;" % port, b":%d" % port)
+    start = data.find(b"\n") + 1
+    if start > 0 and data.startswith(b"Via: ", start):
+        start += 5
+        stop = data.find(b"\n", start)
+    else:
+        via = peek_header(data, "via")
+        if via is None:
+            return True
+        data, start, stop = via, 0, len(via)
+    if stop < 0:
+        stop = len(data)
+    comma = data.find(b",", start, stop)
+    if comma >= 0:
+        stop = comma
+    if data.find(marks[0], start, stop) >= 0:
         return True
-    top = via.split(b",", 1)[0]
-    return b":%d;" % port in top or top.rstrip().endswith(b":%d" % port)
+    while stop > start and data[stop - 1] in _TRAILING_SPACE:
+        stop -= 1
+    return data.endswith(marks[1], start, stop)
+
+
+_PORT_MARKS: Final[dict[int, tuple[bytes, bytes]]] = {}
+"""A port's ``:port;`` and ``:port`` (a worker has a private port or two)."""
+
+_TRAILING_SPACE: Final = frozenset(b" \t\r")
 
 
 def _tcp_socket(host: str, port: int, *, reuse_port: bool, name: str) -> socket.socket:

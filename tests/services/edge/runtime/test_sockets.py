@@ -45,6 +45,34 @@ def test_the_top_via_names_a_port_or_not() -> None:
     assert top_via_names_port(RESPONSE.replace(b"\nVia:", b"\nv:"), 40001)
 
 
+@pytest.mark.parametrize(
+    ("via_lines", "ours"),
+    [
+        (b"Via: SIP/2.0/UDP 10.0.0.1:40001\r\n", True),  # the port ends the value
+        (b"Via: SIP/2.0/UDP 10.0.0.1:40001 \t\r\n", True),  # and space after it
+        (b"Via: SIP/2.0/UDP 10.0.0.1:400011;branch=z9hG4bKa\r\n", False),  # a longer port
+        (b"Via: SIP/2.0/UDP 10.0.0.1:4000;branch=z9hG4bKa\r\n", False),  # a shorter one
+        (b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK:40001;\r\n", True),  # as peeked
+        (b"Via: SIP/2.0/UDP 10.0.0.1:5060, SIP/2.0/UDP 10.0.0.2:40001\r\n", False),
+        (b"Via: SIP/2.0/UDP 10.0.0.2:40001 , SIP/2.0/UDP 10.0.0.1:5060\r\n", True),
+        (b"Via: SIP/2.0/UDP 10.0.0.1:5060\r\nVia: SIP/2.0/UDP 10.0.0.2:40001\r\n", False),
+        (b"VIA: SIP/2.0/UDP 10.0.0.1:40001\r\n", True),  # read by the parser's name rules
+        (b"Via : SIP/2.0/UDP 10.0.0.1:5060\r\n", False),
+        (b"Call-ID: x\r\nv: SIP/2.0/UDP 10.0.0.1:40001\r\n", True),  # not the second line
+        (b"Call-ID: x\r\nVia: SIP/2.0/UDP 10.0.0.1:5060\r\nv: SIP/2.0/UDP h:40001\r\n", False),
+    ],
+)
+def test_the_top_via_is_read_in_any_layout(via_lines: bytes, ours: bool) -> None:
+    response = b"SIP/2.0 180 Ringing\r\n" + via_lines + b"CSeq: 1 INVITE\r\n\r\n"
+    assert top_via_names_port(response, 40001) is ours
+    assert top_via_names_port(response.replace(b"\r\n", b"\n"), 40001) is ours  # bare LF
+
+
+def test_a_via_last_in_a_message_cut_short_is_read() -> None:
+    assert top_via_names_port(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h:40001", 40001)
+    assert not top_via_names_port(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h:5060", 40001)
+
+
 def test_an_unreadable_via_counts_as_ours() -> None:
     assert top_via_names_port(b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n", 40001)
 
