@@ -141,6 +141,8 @@ class OptionsProber:
         if client is not None:
             now = asyncio.get_running_loop().time()
             self._handle(client, client.receive_response(message, now))
+            if client.answered:  # nothing reads the probe again: its bytes for Timer K
+                client.hold_request_as_bytes()
             self._schedule()
 
     def _expire(self) -> None:

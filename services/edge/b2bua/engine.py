@@ -247,6 +247,8 @@ class B2bua(Transferring):
         if client is not None:  # else a stray: no transaction of ours sent its request
             for event in client.receive_response(response, now):
                 self._client_event(client, event, now, sends)
+            if client.answered:  # its ACKs and re-INVITEs read the request's CSeq again
+                client.request.forget_parsed()
 
     def _request(
         self, request: Request, source: Destination, now: float, sends: list[Send]

@@ -263,9 +263,8 @@ class Forking(Cancelling):
             if forwarding.call is not None or forwarding.ending is not None:
                 self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
-            # Kept for 2xx retransmissions only: the branch's request and the forwarding's
-            # (its server transaction's) as their bytes.
-            branch.client.hold_request_as_bytes()
+            # Kept for 2xx retransmissions only: the forwarding's request (its server
+            # transaction's) as its bytes; the branch's, as the core holds every answered one.
             forwarding.server.hold_request_as_bytes()
             return
         if forwarding.call is not None:

@@ -139,9 +139,9 @@ class Transaction:
     def _linger(self, name: str, delay: float, now: float, events: list[TransactionEvent]) -> None:
         """Wait `delay` in the current state before ending; on streams the wait is zero.
 
-        What the request is kept as meanwhile is `_rest`'s: a server's as its
-        bytes, a client's as its lines until its TU, which reads it on the final
-        response, holds it as bytes.
+        What the request is kept as meanwhile is `_rest`'s: a server's as its bytes; a
+        client's as it is, for its TU, which reads it on the final response and then says
+        what to keep (`hold_request_as_bytes`, or `Request.forget_parsed`).
         """
         if delay > 0:
             self._rest()
@@ -150,12 +150,9 @@ class Transaction:
             self._terminate(events)
 
     def _rest(self) -> None:
-        """Keep the request as its lines while lingering: a client's TU reads it right after,
-        on the final response that ended the transaction (it holds it as bytes once done,
-        as the proxy does: `hold_request_as_bytes`)."""
-        request = self._request
-        if request is not None:
-            request.forget_parsed()
+        """The request as it is while lingering: a client's TU reads it right after, on the
+        final response that ended the transaction (the proxy pops its own Via against it,
+        and writes the callee's leg from it), and then holds it as bytes itself."""
 
     def _terminate(self, events: list[TransactionEvent]) -> None:
         timers = self._table.timers

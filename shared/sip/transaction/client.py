@@ -57,6 +57,13 @@ class ClientTransaction(Transaction):
     def receive_response(self, response: Response, now: float) -> list[TransactionEvent]:
         """A response the table matched to this transaction."""
 
+    @property
+    def answered(self) -> bool:
+        """A final response ended the wait (Completed, Accepted): the transaction only
+        absorbs retransmissions now, and its TU, having read the request on that response,
+        says what to keep of it (`hold_request_as_bytes`)."""
+        return self.state is State.COMPLETED or self.state is State.ACCEPTED
+
     def _transmit(self) -> Send:
         return Send(self.data, self.destination, self)
 
@@ -67,7 +74,7 @@ class ClientTransaction(Transaction):
 class InviteClientTransaction(ClientTransaction):
     kind = "invite_client"
 
-    __slots__ = ("_cancel_grace", "proxy")
+    __slots__ = ("_ack", "_cancel_grace", "proxy")
 
     def __init__(
         self,
@@ -80,6 +87,9 @@ class InviteClientTransaction(ClientTransaction):
         super().__init__(table, request, destination, State.CALLING)
         self.proxy = proxy
         self._cancel_grace = False
+        self._ack = b""
+        """The ACK of a non-2xx final, sent again as it was for each retransmission of it
+        (§17.1.1.2): the request may be held as bytes by then."""
 
     def start(self, now: float) -> list[TransactionEvent]:
         if not self.reliable:
@@ -102,17 +112,17 @@ class InviteClientTransaction(ClientTransaction):
                     self._arm(TimerName.C, self.settings.timer_c, now)
             elif status < 300:
                 self._disarm(TimerName.C)
-                self.state = State.ACCEPTED
-                self.request.forget_parsed()  # kept for 2xx retransmissions
+                self.state = State.ACCEPTED  # for 2xx retransmissions (RFC 6026)
                 self._arm(TimerName.M, self.settings.transaction_timeout, now)
             else:
                 self._disarm(TimerName.C)
                 self.state = State.COMPLETED
-                events.append(Send(ack_for(self.request, response), self.destination, self))
+                self._ack = ack_for(self.request, response)
+                events.append(Send(self._ack, self.destination, self))
                 self._linger(TimerName.D, self.settings.timer_d(self.reliable), now, events)
         elif state is State.COMPLETED:
             if status >= 300:  # the final response again: our ACK was lost
-                events.append(Send(ack_for(self.request, response), self.destination, self))
+                events.append(Send(self._ack, self.destination, self))
         elif state is State.ACCEPTED and 200 <= status < 300:
             events.append(ResponseReceived(response))
         return events

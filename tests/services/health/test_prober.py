@@ -1,4 +1,5 @@
-"""The OPTIONS prober's own timers, on both event loops the services run on."""
+"""The OPTIONS prober's own timers, on both event loops the services run on, and what an
+answered probe keeps."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import uvloop
 
 from services.health.prober import OptionsProber
 from shared.settings import ListenAddress
+from shared.sip.message import Request, parse_message
+from shared.sip.responses import make_response
 from tests.services.edge.support import LOOPBACK
 
 PROBES = 10
@@ -52,3 +55,37 @@ def test_probes_of_a_late_loop_time_out_cleanly(loop_kind: str) -> None:
         assert errors == []
 
     run_on(loop_kind, main)
+
+
+def test_an_answered_probe_lingers_as_its_bytes() -> None:
+    """Timer K keeps an answered probe's transaction for T4 to absorb the answer's
+    retransmissions: nothing reads its request again, so it is held as bytes."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind((LOOPBACK, 0))
+            peer.setblocking(False)
+            prober = OptionsProber(ListenAddress("udp", LOOPBACK, 0), 2.0)
+            await prober.open()
+
+            async def answer() -> None:
+                data, address = await loop.sock_recvfrom(peer, 65535)
+                request = parse_message(data)
+                assert isinstance(request, Request)
+                await loop.sock_sendto(peer, make_response(request, 200).to_bytes(), address)
+
+            try:
+                answering = asyncio.create_task(answer())
+                outcome = await asyncio.wait_for(
+                    prober.probe(f"sip:{LOOPBACK}:{peer.getsockname()[1]}"), 10
+                )
+                await answering
+                (client,) = prober.table._clients.values()
+            finally:
+                await prober.close()
+        assert outcome.status == 200
+        assert client.answered
+        assert (client._request, client._held) == (None, client.data)
+
+    asyncio.run(main())  # uvloop has no `sock_recvfrom`

@@ -293,3 +293,17 @@ def test_a_target_too_long_to_keep_is_502_for_the_caller() -> None:
     out = call.engine.originate(originate.pair_id, target, 0.0)
     assert response_to(out, CALLER).status == 502
     assert sent(out, GATEWAY) == []
+
+
+def test_an_answered_leg_b_keeps_its_invite_as_lines_only() -> None:
+    """Timer M keeps leg B's INVITE transaction for 64*T1 once answered: the engine, having
+    read the request on the answer, lets go of what was parsed (its ACKs read the CSeq again
+    from the lines)."""
+    call = Call()
+    call.invite()
+    (client,) = call.engine.table._clients.values()
+    _ = (client.request.top_via, client.request.cseq)  # parsed while the transaction runs
+    call.answer_b()
+    assert client.answered
+    assert client.request._top_via is None and client.request._cseq is None
+    assert client.request.cseq.seq == 1  # read again from its lines

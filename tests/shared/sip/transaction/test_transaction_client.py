@@ -287,14 +287,34 @@ def test_configured_t1_scales_every_timer() -> None:
     assert client.armed == {TimerName.E: 100.1, TimerName.F: 106.4}
 
 
-@pytest.mark.parametrize("status", [200, 486])
-def test_a_finished_invite_keeps_its_request_as_lines_only(status: int) -> None:
-    _, client, _ = started()
+@pytest.mark.parametrize(("method", "status"), [("INVITE", 200), ("INVITE", 486), ("BYE", 200)])
+def test_a_finished_client_keeps_its_request_as_parsed_for_its_tu(method: str, status: int) -> None:
+    """Its TU reads the request on the final response (the proxy pops its Via against the
+    request's parsed one): the transaction lets go of nothing, its TU says what to keep."""
+    _, client, _ = started(method)
     top = client.request.top_via  # parsed while the transaction runs
-    client.receive_response(response(status), now=1.0)
-    assert client.state in (State.ACCEPTED, State.COMPLETED)
-    assert client.request.top_via is not top  # let go of: read again from the lines
-    assert client.request.top_via == top
+    client.receive_response(response(status, method=method), now=1.0)
+    assert client.answered
+    assert client.request.top_via is top
+
+
+def test_a_running_client_is_not_answered() -> None:
+    _, client, _ = started()
+    assert not client.answered
+    client.receive_response(response(180), now=1.0)
+    assert not client.answered
+
+
+def test_a_retransmitted_failure_gets_the_same_ack_with_the_request_held() -> None:
+    """§17.1.1.2: the ACK is passed again, as it was; its TU held the request as bytes."""
+    _, client, _ = started()
+    first = client.receive_response(response(486), now=1.0)
+    client.hold_request_as_bytes()
+    client._held = b"unreadable"  # a re-read would raise: the ACK is not built again
+    (resent,) = client.receive_response(response(486), now=2.0)
+    ack = first[1]
+    assert isinstance(resent, Send) and isinstance(ack, Send)
+    assert resent == ack and resent.data is ack.data
 
 
 @pytest.mark.parametrize(("method", "status"), [("INVITE", 200), ("INVITE", 486), ("BYE", 200)])
