@@ -22,6 +22,10 @@
  * blank or a comma; then header parameters without a blank or a quote, each with a name and
  * no empty value (`address.parse_address`, `_read_address`).
  *
+ * A Via's branch and a From or To value's tag (`via_branch`, `address_tag`): the one
+ * parameter among plain ones (`params.param_of`'s fast path), read without the rest of the
+ * value (~400 and ~330 ns a read compiled, nine reads a proxied call; tens in C).
+ *
  * A plain via-parm: `SIP/2.0/` then a transport of letters and digits, one space, and a
  * sent-by (a host and port as in a plain URI), then parameters each with a name and, after an
  * `=`, a value that is not empty; printable ASCII with no other space, no comma and no quote.
@@ -344,6 +348,73 @@ static PyObject *sip_via(PyObject *module, PyObject *arg) {
     return parts;
 }
 
+/* The value of parameter `name` (`size` lower-case ASCII letters) among the parameters
+ * `start`..`end` as `params.param_of` reads plain ones (from a `;`, no blank, tab or quote): a
+ * str ("" for one without a value); Py_False when none is so named (or there are none); Py_None
+ * for other text, or text `param_of` refuses (a parameter without a name, an empty value). */
+static PyObject *param_in(const char *start, const char *end, const char *name, size_t size) {
+    if (start == end) return Py_NewRef(Py_False);
+    if (*start != ';') Py_RETURN_NONE;
+    for (const char *c = start; c < end; c++) {
+        if (*c == ' ' || *c == '\t' || *c == '"') Py_RETURN_NONE;
+    }
+    const char *found = NULL, *found_end = NULL;
+    do {
+        start++;
+        const char *piece_end = memchr(start, ';', (size_t)(end - start));
+        if (piece_end == NULL) piece_end = end;
+        const char *eq = memchr(start, '=', (size_t)(piece_end - start));
+        const char *name_end = eq == NULL ? piece_end : eq;
+        if (name_end == start || (eq != NULL && eq + 1 == piece_end)) Py_RETURN_NONE;
+        if (found == NULL && (size_t)(name_end - start) == size) {
+            size_t i = 0;
+            while (i < size && (start[i] >= 'A' && start[i] <= 'Z' ? start[i] + 32 : start[i]) ==
+                                   name[i])
+                i++;
+            if (i == size) {
+                found = eq == NULL ? piece_end : eq + 1;
+                found_end = piece_end;
+            }
+        }
+        start = piece_end;
+    } while (start < end);
+    return found == NULL ? Py_NewRef(Py_False) : text_of(found, found_end);
+}
+
+/* via_branch(text) -> str | False | None: the `branch` parameter of a via-parm, as
+ * `via._branch_param` reads it (False: none); None for text it must read. */
+static PyObject *via_branch(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_ssize_t size;
+    const char *text = ascii_of(arg, "via_branch(text: str)", &size);
+    if (text == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    const char *semicolon = memchr(text, ';', (size_t)size);
+    if (semicolon == NULL) return Py_NewRef(Py_False);
+    return param_in(semicolon, text + size, "branch", 6);
+}
+
+/* address_tag(text) -> str | False | None: the `tag` header parameter of a From or To value,
+ * as `address._tag_param` reads it (False: none); None for text it must read (a blank at either
+ * end, a quote, a `<` without a `>`). */
+static PyObject *address_tag(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_ssize_t size;
+    const char *text = ascii_of(arg, "address_tag(text: str)", &size);
+    if (text == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    if (size == 0 || text[0] <= ' ' || text[size - 1] <= ' ' || memchr(text, '"', (size_t)size))
+        Py_RETURN_NONE;
+    const char *end = text + size, *start = memchr(text, '<', (size_t)size);
+    if (start != NULL) {
+        start = memchr(start, '>', (size_t)(end - start));
+        if (start == NULL) Py_RETURN_NONE;
+        start++;
+    } else {
+        start = memchr(text, ';', (size_t)size);
+        if (start == NULL) return Py_NewRef(Py_False);
+    }
+    return param_in(start, end, "tag", 3);
+}
+
 static PyMethodDef methods[] = {
     {"sip_uri", sip_uri, METH_O,
      "A plain SIP URI's SipUri arguments (host, user, password, port, params, headers, "
@@ -354,6 +425,10 @@ static PyMethodDef methods[] = {
     {"sip_address", sip_address, METH_O,
      "A plain name-addr's or addr-spec's (display name, SipUri arguments, params), or None "
      "for address.parse_address to read."},
+    {"via_branch", via_branch, METH_O,
+     "A via-parm's branch parameter, False for none, or None for via.branch_of to read."},
+    {"address_tag", address_tag, METH_O,
+     "A From or To value's tag, False for none, or None for address.tag_of to read."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,3 +16,11 @@ def sip_via(text: str, /) -> tuple[str, str, int | None, _Params] | None:
 def sip_address(text: str, /) -> tuple[str | None, _SipUriParts, _Params] | None:
     """A plain name-addr's or addr-spec's display name, `SipUri` arguments and header
     parameters, or None: `address.parse_address` reads it instead."""
+
+def via_branch(text: str, /) -> str | bool | None:
+    """A via-parm's `branch` parameter ("" for one without a value), False for none, or None:
+    `via.branch_of` reads it instead."""
+
+def address_tag(text: str, /) -> str | bool | None:
+    """A From or To value's `tag` parameter, False for none, or None: `address.tag_of` reads
+    it instead."""

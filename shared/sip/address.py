@@ -146,8 +146,26 @@ def tag_of(text: str) -> str | None:
     the `>` of a name-addr, at the first `;` of an addr-spec) and only they are
     parsed, so a URI or display name nobody reads is not checked here (RFC 3261
     §16.3: a proxy forwards what it does not use untouched).  A quoted display
-    name may hold `<`, `>` or `;`: that takes the whole parse.
+    name may hold `<`, `>` or `;`: that takes the whole parse.  Plain parameters are read by
+    the C reader when the compiled build has it (`_uri.address_tag`), any others by
+    `_tag_param`.
     """
+    if ADDRESS_TAG is not None:
+        found = ADDRESS_TAG(text)
+        if isinstance(found, str):
+            return found
+        if found is False:
+            return None
+    return _tag_param(text)
+
+
+ADDRESS_TAG: Final[Callable[[str], str | bool | None] | None] = (
+    None if C_READERS is None else C_READERS.address_tag
+)
+"""The C reader of a From or To value's tag (`_uri.c`) in the compiled build, else None."""
+
+
+def _tag_param(text: str) -> str | None:
     text = text.strip()
     if not text or '"' in text:
         return parse_address(text).tag

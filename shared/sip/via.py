@@ -166,8 +166,26 @@ def branch_of(text: str) -> str | None:
     Matching a response to its client transaction needs the branch alone
     (RFC 3261 §17.1.3), and a client transaction's own Via was just written:
     the parameters start where `parse_via` starts them (the first `;`) and only
-    they are parsed, not the sent-protocol and sent-by.
+    they are parsed, not the sent-protocol and sent-by.  Plain parameters are read by
+    the C reader when the compiled build has it (`_uri.via_branch`), any others by
+    `_branch_param`.
     """
+    if VIA_BRANCH is not None:
+        found = VIA_BRANCH(text)
+        if isinstance(found, str):
+            return found
+        if found is False:
+            return None
+    return _branch_param(text)
+
+
+VIA_BRANCH: Final[Callable[[str], str | bool | None] | None] = (
+    None if C_READERS is None else C_READERS.via_branch
+)
+"""The C reader of a via-parm's branch (`_uri.c`) in the compiled build, else None."""
+
+
+def _branch_param(text: str) -> str | None:
     semicolon = text.find(";")
     if semicolon < 0:
         return None
