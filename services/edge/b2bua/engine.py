@@ -40,8 +40,7 @@ from shared.sip.transport.destination import Destination, response_destination
 ALLOW: Final = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO"
 RELAYED_METHODS: Final = frozenset({"INVITE", "UPDATE", "INFO", "BYE"})
 """In-dialog requests carried to the other leg (BYE ends both instead of crossing)."""
-RETRY_AFTER: Final = (("Retry-After", "2"),)
-"""On the 500 to a second offer of the same side: §14.2 asks for 0 to 10 seconds."""
+RETRY_AFTER: Final = (("Retry-After", "2"),)  # a side's second offer's 500: §14.2, 0 to 10 s
 
 
 @dataclass(frozen=True, slots=True)
