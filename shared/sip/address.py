@@ -20,9 +20,10 @@ from shared.sip.params import (
     param_of,
     param_value,
     parse_params,
+    read_param,
     with_param,
 )
-from shared.sip.uri import C_READERS, SipUri, SipUriParts, Uri, parse_uri
+from shared.sip.uri import ADDRESS_TAG, C_READERS, SipUri, SipUriParts, Uri, parse_uri
 
 _TOKENS: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
 _QUOTED_ESCAPE: Final = re.compile(r"\\(.)", re.DOTALL)
@@ -150,19 +151,7 @@ def tag_of(text: str) -> str | None:
     the C reader when the compiled build has it (`_uri.address_tag`), any others by
     `_tag_param`.
     """
-    if ADDRESS_TAG is not None:
-        found = ADDRESS_TAG(text)
-        if isinstance(found, str):
-            return found
-        if found is False:
-            return None
-    return _tag_param(text)
-
-
-ADDRESS_TAG: Final[Callable[[str], str | bool | None] | None] = (
-    None if C_READERS is None else C_READERS.address_tag
-)
-"""The C reader of a From or To value's tag (`_uri.c`) in the compiled build, else None."""
+    return read_param(text, ADDRESS_TAG, _tag_param)
 
 
 def _tag_param(text: str) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shared.sip.errors import SipParseError
 
 Params = tuple[tuple[str, str | None], ...]
@@ -17,6 +19,23 @@ def param_value(params: Params, name: str) -> str | None:
         if key == name:
             return "" if value is None else value
     return None
+
+
+def read_param(
+    text: str,
+    in_c: Callable[[str], str | bool | None] | None,
+    in_python: Callable[[str], str | None],
+) -> str | None:
+    """One parameter of `text` (`via.branch_of`, `address.tag_of`): by the C reader `in_c`
+    when the compiled build has one and it reads `text` (a str, "" for a flag, or False for
+    none), else by `in_python`, which reads or refuses whatever the C leaves to it (None)."""
+    if in_c is not None:
+        found = in_c(text)
+        if isinstance(found, str):
+            return found
+        if found is False:
+            return None
+    return in_python(text)
 
 
 def param_of(text: str, name: str, what: str) -> str | None:

@@ -184,6 +184,13 @@ SIP_URI: Final[Callable[[str], SipUriParts | None] | None] = (
     None if C_READERS is None else C_READERS.sip_uri
 )
 """The C reader of a plain SIP URI (`_uri.c`) in the compiled build, else None."""
+ParamReader = Callable[[str], str | bool | None]
+"""A C reader of one parameter (`params.read_param`): the value, False for none, or None."""
+VIA_BRANCH: Final[ParamReader | None] = None if C_READERS is None else C_READERS.via_branch
+"""The C reader of a via-parm's branch (`via.branch_of`) in the compiled build, else None."""
+ADDRESS_TAG: Final[ParamReader | None] = None if C_READERS is None else C_READERS.address_tag
+"""The C reader of a From or To value's tag (`address.tag_of`) in the compiled build, else
+None."""
 
 
 def parse_uri(text: str) -> Uri:

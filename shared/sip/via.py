@@ -19,9 +19,10 @@ from shared.sip.params import (
     param_of,
     param_value,
     parse_params,
+    read_param,
     with_param,
 )
-from shared.sip.uri import C_READERS, parse_port, split_host_port
+from shared.sip.uri import C_READERS, VIA_BRANCH, parse_port, split_host_port
 
 _SIP_2_0: Final = "SIP/2.0"
 _TRANSPORTS: Final = frozenset({"UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls"})
@@ -170,19 +171,7 @@ def branch_of(text: str) -> str | None:
     the C reader when the compiled build has it (`_uri.via_branch`), any others by
     `_branch_param`.
     """
-    if VIA_BRANCH is not None:
-        found = VIA_BRANCH(text)
-        if isinstance(found, str):
-            return found
-        if found is False:
-            return None
-    return _branch_param(text)
-
-
-VIA_BRANCH: Final[Callable[[str], str | bool | None] | None] = (
-    None if C_READERS is None else C_READERS.via_branch
-)
-"""The C reader of a via-parm's branch (`_uri.c`) in the compiled build, else None."""
+    return read_param(text, VIA_BRANCH, _branch_param)
 
 
 def _branch_param(text: str) -> str | None:

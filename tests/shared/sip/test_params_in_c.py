@@ -10,6 +10,7 @@ loads the module in the pure pass).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import pytest
 
@@ -26,15 +27,10 @@ PARAM_INSERTS = (";", "=", ";branch=", ";tag=", "TAG", "Branch", "<", ">")
 
 
 @pytest.fixture(scope="module")
-def via_branch() -> ParamReader:
-    reader: ParamReader = load(SOURCE).via_branch
-    return reader
-
-
-@pytest.fixture(scope="module")
-def address_tag() -> ParamReader:
-    reader: ParamReader = load(SOURCE).address_tag
-    return reader
+def in_c() -> dict[str, ParamReader]:
+    """The C readers by the parameter they read."""
+    module = load(SOURCE)
+    return {"branch": module.via_branch, "tag": module.address_tag}
 
 
 def read_by(reader: Callable[[str], str | None], text: str) -> object:
@@ -52,39 +48,48 @@ def read_by_c(reader: ParamReader, text: str) -> object | None:
     return ("read", None if found is False else found)
 
 
-def test_the_c_reader_reads_every_branch_it_takes_as_python_does(via_branch: ParamReader) -> None:
-    """Every via-parm of the torture corpus and the usual ones, and 60 random mutants of each:
-    the C reader agrees with Python (or leaves the text to it), and it takes a good share."""
+class Differential(NamedTuple):
+    """A reader's corpus, what its mutants insert, the Python reader, and how many texts the
+    comparison must see at least and the share of them the C must read (more than 1/share)."""
+
+    corpus: Callable[[], list[str]]
+    inserts: tuple[str, ...]
+    by_python: Callable[[str], str | None]
+    least: int
+    share: int
+
+
+@pytest.mark.parametrize(
+    ("param", "case"),
+    [
+        ("branch", Differential(_via_corpus, VIA_INSERTS, via._branch_param, 2000, 2)),
+        ("tag", Differential(address_corpus, ADDRESS_INSERTS, address._tag_param, 5000, 3)),
+    ],
+)
+def test_the_c_reader_reads_every_value_it_takes_as_python_does(
+    in_c: dict[str, ParamReader], param: str, case: Differential
+) -> None:
+    """Every via-parm or address of the torture corpus and the usual ones, and 60 random
+    mutants of each: the C reader agrees with Python (or leaves the text to it), and it
+    takes a good share."""
     compared, taken = compare_readers(
-        _via_corpus(),
-        VIA_INSERTS + PARAM_INSERTS,
+        case.corpus(),
+        case.inserts + PARAM_INSERTS,
         3261,
-        lambda text: read_by_c(via_branch, text),
-        lambda text: read_by(via._branch_param, text),
+        lambda text: read_by_c(in_c[param], text),
+        lambda text: read_by(case.by_python, text),
     )
-    assert compared > 2000
-    assert taken > compared // 2
-
-
-def test_the_c_reader_reads_every_tag_it_takes_as_python_does(address_tag: ParamReader) -> None:
-    compared, taken = compare_readers(
-        address_corpus(),
-        ADDRESS_INSERTS + PARAM_INSERTS,
-        3263,
-        lambda text: read_by_c(address_tag, text),
-        lambda text: read_by(address._tag_param, text),
-    )
-    assert compared > 5000
-    assert taken > compared // 3
+    assert compared > case.least
+    assert taken > compared // case.share
 
 
 def test_branch_of_and_tag_of_through_the_c_readers_read_as_python_does(
-    via_branch: ParamReader, address_tag: ParamReader, monkeypatch: pytest.MonkeyPatch
+    in_c: dict[str, ParamReader], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The readers' own use of the C ones, in both passes: pure Python is given them here, so
     a slip in how their answers are taken fails in the pass mutation testing runs."""
-    monkeypatch.setattr(via, "VIA_BRANCH", via_branch)
-    monkeypatch.setattr(address, "ADDRESS_TAG", address_tag)
+    monkeypatch.setattr(via, "VIA_BRANCH", in_c["branch"])
+    monkeypatch.setattr(address, "ADDRESS_TAG", in_c["tag"])
     for text in _via_corpus():
         assert read_by(via.branch_of, text) == read_by(via._branch_param, text), text
     for text in address_corpus():
@@ -92,59 +97,47 @@ def test_branch_of_and_tag_of_through_the_c_readers_read_as_python_does(
 
 
 @pytest.mark.parametrize(
-    ("text", "branch"),
+    ("param", "text", "read"),
     [
-        ("SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport", "z9hG4bK1"),
-        ("SIP/2.0/UDP h;rport;BRANCH=x=y", "x=y"),
-        ("SIP/2.0/UDP h;branch", ""),
-        ("SIP/2.0/UDP h;branch=a;branch=b", "a"),  # the first, as Python reads it
-        ("SIP/2.0/UDP h", False),
-        ("SIP/2.0/UDP h;branchx=1;xbranch=2;brancH", ""),
-        ("SIP/2.0/UDP h;received=192.0.2.1", False),
-        ("SIP/2.0/UDP h;branch=a;", None),  # refused by Python: a parameter without a name
-        ("SIP/2.0/UDP h;branch=", None),  # refused: an empty value
-        ("SIP/2.0/UDP h;=a;branch=b", None),
-        ("SIP/2.0/UDP h; branch=a", None),  # blanks, quotes, non-ASCII: Python reads them
-        ('SIP/2.0/UDP h;branch="a"', None),
-        ("SIP/2.0/UDP h;branch=é", None),
+        ("branch", "SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport", "z9hG4bK1"),
+        ("branch", "SIP/2.0/UDP h;rport;BRANCH=x=y", "x=y"),
+        ("branch", "SIP/2.0/UDP h;branch", ""),
+        ("branch", "SIP/2.0/UDP h;branch=a;branch=b", "a"),  # the first, as Python reads it
+        ("branch", "SIP/2.0/UDP h", False),
+        ("branch", "SIP/2.0/UDP h;branchx=1;xbranch=2;brancH", ""),
+        ("branch", "SIP/2.0/UDP h;received=192.0.2.1", False),
+        ("branch", "SIP/2.0/UDP h;branch=a;", None),  # refused: a parameter without a name
+        ("branch", "SIP/2.0/UDP h;branch=", None),  # refused: an empty value
+        ("branch", "SIP/2.0/UDP h;=a;branch=b", None),
+        ("branch", "SIP/2.0/UDP h; branch=a", None),  # blanks, quotes, non-ASCII: Python's
+        ("branch", 'SIP/2.0/UDP h;branch="a"', None),
+        ("branch", "SIP/2.0/UDP h;branch=é", None),
+        ("tag", "<sip:a@b>;tag=x", "x"),
+        ("tag", "<sip:a@b>", False),
+        ("tag", "sip:a@b;tag=1;x", "1"),
+        ("tag", "sip:a@b", False),
+        ("tag", "<sip:a@b;tag=no>;TAG=yes", "yes"),  # the URI's parameters are not the header's
+        ("tag", "Alice <sip:a@b>;tag", ""),
+        ("tag", "<sip:a@b>;x=1", False),
+        ("tag", '"Alice" <sip:a@b>;tag=x', None),  # a quoted name may hold `<`, `>`, `;`
+        ("tag", "<sip:a@b;tag=1", None),  # no `>`: refused by Python
+        ("tag", " <sip:a@b>;tag=1", None),  # Python strips first
+        ("tag", "<sip:a@b>;tag=1\t", None),
+        ("tag", "<sip:a@b> ;tag=1", None),
+        ("tag", "<sip:a@b>;tag=", None),
+        ("tag", "<sip:a@b>x;tag=1", None),  # text before the parameters: refused by Python
+        ("tag", "", None),
     ],
 )
-def test_a_branch_is_read_in_c_or_left_to_python(
-    via_branch: ParamReader, text: str, branch: str | bool | None
+def test_a_parameter_is_read_in_c_or_left_to_python(
+    in_c: dict[str, ParamReader], param: str, text: str, read: str | bool | None
 ) -> None:
-    assert via_branch(text) == branch
-    assert type(via_branch(text)) is type(branch)
+    assert in_c[param](text) == read
+    assert type(in_c[param](text)) is type(read)
 
 
-@pytest.mark.parametrize(
-    ("text", "tag"),
-    [
-        ("<sip:a@b>;tag=x", "x"),
-        ("<sip:a@b>", False),
-        ("sip:a@b;tag=1;x", "1"),
-        ("sip:a@b", False),
-        ("<sip:a@b;tag=no>;TAG=yes", "yes"),  # the URI's parameters are not the header's
-        ("Alice <sip:a@b>;tag", ""),
-        ("<sip:a@b>;x=1", False),
-        ('"Alice" <sip:a@b>;tag=x', None),  # a quoted name may hold `<`, `>`, `;`
-        ("<sip:a@b;tag=1", None),  # no `>`: refused by Python
-        (" <sip:a@b>;tag=1", None),  # Python strips first
-        ("<sip:a@b>;tag=1\t", None),
-        ("<sip:a@b> ;tag=1", None),
-        ("<sip:a@b>;tag=", None),
-        ("<sip:a@b>x;tag=1", None),  # text before the parameters: refused by Python
-        ("", None),
-    ],
-)
-def test_a_tag_is_read_in_c_or_left_to_python(
-    address_tag: ParamReader, text: str, tag: str | bool | None
-) -> None:
-    assert address_tag(text) == tag
-    assert type(address_tag(text)) is type(tag)
-
-
-def test_the_c_readers_take_text_only(via_branch: ParamReader, address_tag: ParamReader) -> None:
+def test_the_c_readers_take_text_only(in_c: dict[str, ParamReader]) -> None:
     with pytest.raises(TypeError, match="via_branch"):
-        via_branch(b"SIP/2.0/UDP h;branch=a")  # type: ignore[arg-type]
+        in_c["branch"](b"SIP/2.0/UDP h;branch=a")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="address_tag"):
-        address_tag(None)  # type: ignore[arg-type]
+        in_c["tag"](None)  # type: ignore[arg-type]
