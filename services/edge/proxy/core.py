@@ -340,8 +340,6 @@ class Proxy(StatelessAcks):
         if client is not None:
             for event in client.receive_response(response, now):
                 self._client_event(client, event, now, actions)
-            if client.answered:  # read on its final response: kept for retransmissions only
-                client.hold_request_as_bytes()
             return
         # No transaction (a 2xx retransmission after it ended, or from before a restart):
         # forward statelessly if the top Via is ours (§16.7 applied without state).

@@ -196,12 +196,15 @@ class Forking(Cancelling):
             actions.append(event)  # the transaction named itself as the one to tell of a failure
             return
         branch = self._branches.get(client)
-        if branch is None:
-            return  # a CANCEL's own client transaction: its 200 needs nothing
+        if branch is None:  # a CANCEL's own client transaction: its 200 needs nothing
+            if client.answered:
+                client.hold_request_as_bytes()
+            return
         if isinstance(event, ResponseReceived):
             self._branch_response(branch, event.response, now, actions)
             if client.state is State.COMPLETED:  # it only absorbs retransmissions now
                 self._branches.pop(client, None)
+            self._hold_answered(branch)
         elif isinstance(event, TimedOut):
             if event.response is None:
                 self._give_up(branch, "timeout", now, actions)
@@ -218,6 +221,14 @@ class Forking(Cancelling):
         elif isinstance(event, Terminated):
             branch.disarm(self._fr_timers)
             self._branches.pop(client, None)
+
+    def _hold_answered(self, branch: Branch) -> None:
+        """The branch's request as its bytes once its final response was read, unless a
+        response of it waits at rtpengine: relayed later (`MediaRelaying._answered`), it
+        reads the request again (its own Via popped against it, the callee's leg)."""
+        client = branch.client
+        if client.answered and branch.queued is None:
+            client.hold_request_as_bytes()
 
     def _branch_response(
         self,
@@ -267,7 +278,7 @@ class Forking(Cancelling):
                 self._publish_success(branch, response, first, now, actions)
             self._abandon_others(forwarding, branch, now, actions)  # §16.7 step 10
             # Kept for 2xx retransmissions only: the forwarding's request (its server
-            # transaction's) as its bytes; the branch's, as the core holds every answered one.
+            # transaction's) as its bytes; the branch's once read (`_hold_answered`).
             forwarding.server.hold_request_as_bytes()
             return
         if forwarding.call is not None:

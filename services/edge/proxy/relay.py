@@ -94,6 +94,7 @@ class MediaRelaying(Forking):
         self._branch_response(branch, response, now, actions)  # passes with the rewrite
         for later in queued:  # in order, each held again if it brings SDP of its own
             self._branch_response(branch, later, now, actions)
+        self._hold_answered(branch)
 
     def media_delete(self, call_id: str, actions: list[Action]) -> None:
         """End the call's rtpengine session (fire and forget: nothing waits for it)."""

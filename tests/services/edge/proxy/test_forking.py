@@ -157,3 +157,23 @@ def test_a_2xx_retransmission_is_relayed_without_reading_the_requests_held_as_by
     assert server._held.startswith(b"INVITE ")
     send.client._held = server._held = b"unreadable"
     assert sent_to(run.send(ok, GW1), CALLER) == [relayed]
+
+
+def test_a_failed_branch_and_a_cancels_own_client_keep_their_requests_as_bytes(
+    run: Run,
+) -> None:
+    """Timer D keeps a failed branch for 32 s, Timer K a CANCEL's transaction for 5 s: once
+    their final responses were read, their requests are held as bytes."""
+    [send] = [a for a in run.send(invite()) if isinstance(a, Send) and a.destination == GW1]
+    assert send.client is not None
+    first = parse_message(send.data)
+    assert isinstance(first, Request)
+    run.send(answer(first, 180), GW1)
+    cancel = invite().replace(b"INVITE sip", b"CANCEL sip").replace(b"1 INVITE", b"1 CANCEL")
+    ours = only_request(run.send(cancel), GW1)
+    cancelled = run.proxy.table.match_response(parse_message(answer(ours, 200)))  # type: ignore[arg-type]
+    assert cancelled is not None
+    run.send(answer(ours, 200), GW1)
+    assert (cancelled._request, cancelled._held) == (None, cancelled.data)
+    run.send(answer(first, 487), GW1)
+    assert (send.client._request, send.client._held) == (None, send.data)

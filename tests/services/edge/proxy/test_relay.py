@@ -165,6 +165,18 @@ def test_the_answers_sdp_is_rewritten_before_it_goes_upstream(run: Run) -> None:
     assert media(repeated) == [] and to_caller(repeated).body == GW_RELAYED
 
 
+def test_an_answer_at_rtpengine_keeps_its_branchs_request_until_relayed(run: Run) -> None:
+    """The 2xx waits for rtpengine's SDP: relayed then, it pops the edge's Via against the
+    branch's request and writes the callee's leg from it, so the request is held as bytes
+    only after that (not read again from them)."""
+    forwarded = offered(run)
+    [rewrite] = media(run.send(with_sdp(answer(forwarded, 200), GW_SDP), GW1))
+    [client] = run.proxy._branches
+    assert client.answered and client.parsed_request is not None
+    assert to_caller(run.proxy.media_done(rewrite.ticket, GW_RELAYED, run.now)).status == 200
+    assert client.parsed_request is None
+
+
 def test_a_failed_call_deletes_its_session(run: Run) -> None:
     forwarded = offered(run)
     actions = run.send(answer(forwarded, 486), GW1)
