@@ -334,7 +334,8 @@ def top_via_names_port(data: bytes, port: int) -> bool:
 _PORT_MARKS: Final[dict[int, tuple[bytes, bytes]]] = {}
 """A port's ``:port;`` and ``:port`` (a worker has a private port or two)."""
 
-_TRAILING_SPACE: Final = frozenset(b" \t\r")
+_TRAILING_SPACE: Final = frozenset(b" \t\n\r\x0b\x0c")
+"""What `bytes.rstrip` strips (as `peek_header`'s value is stripped)."""
 
 
 def _tcp_socket(host: str, port: int, *, reuse_port: bool, name: str) -> socket.socket:

@@ -50,6 +50,8 @@ def test_the_top_via_names_a_port_or_not() -> None:
     [
         (b"Via: SIP/2.0/UDP 10.0.0.1:40001\r\n", True),  # the port ends the value
         (b"Via: SIP/2.0/UDP 10.0.0.1:40001 \t\r\n", True),  # and space after it
+        (b"Via: SIP/2.0/UDP 10.0.0.1:40001\x0b\x0c\r\n", True),  # any `bytes.strip` strips
+        (b"Via: SIP/2.0/UDP 10.0.0.1:40001\x0c, SIP/2.0/UDP 10.0.0.2:5060\r\n", True),
         (b"Via: SIP/2.0/UDP 10.0.0.1:400011;branch=z9hG4bKa\r\n", False),  # a longer port
         (b"Via: SIP/2.0/UDP 10.0.0.1:4000;branch=z9hG4bKa\r\n", False),  # a shorter one
         (b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK:40001;\r\n", True),  # as peeked
