@@ -99,7 +99,7 @@ class RuntimeCalls:
             self.proxy,
             self.bus,
             instance="edge-bench",
-            event_batch=Settings().edge_event_batch,
+            event_batch=Settings.model_fields["edge_event_batch"].default,
             event_linger=BATCH_LINGER,
         )
         self.sockets = EdgeSockets(self.driver.on_message)

@@ -21,10 +21,13 @@ def param_value(params: Params, name: str) -> str | None:
     return None
 
 
+ParamReader = Callable[[str], str | bool | None]
+"""A C reader of one parameter (`uri.VIA_BRANCH`, `uri.ADDRESS_TAG`): the value, False for
+none, or None for text it leaves to Python."""
+
+
 def read_param(
-    text: str,
-    in_c: Callable[[str], str | bool | None] | None,
-    in_python: Callable[[str], str | None],
+    text: str, in_c: ParamReader | None, in_python: Callable[[str], str | None]
 ) -> str | None:
     """One parameter of `text` (`via.branch_of`, `address.tag_of`): by the C reader `in_c`
     when the compiled build has one and it reads `text` (a str, "" for a flag, or False for

@@ -22,7 +22,7 @@ from typing import Final
 from urllib.parse import quote, unquote
 
 from shared.sip.errors import SipParseError
-from shared.sip.params import Params, param_value
+from shared.sip.params import ParamReader, Params, param_value
 
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 _HOSTNAME_CHARS: Final = frozenset(
@@ -184,8 +184,6 @@ SIP_URI: Final[Callable[[str], SipUriParts | None] | None] = (
     None if C_READERS is None else C_READERS.sip_uri
 )
 """The C reader of a plain SIP URI (`_uri.c`) in the compiled build, else None."""
-ParamReader = Callable[[str], str | bool | None]
-"""A C reader of one parameter (`params.read_param`): the value, False for none, or None."""
 VIA_BRANCH: Final[ParamReader | None] = None if C_READERS is None else C_READERS.via_branch
 """The C reader of a via-parm's branch (`via.branch_of`) in the compiled build, else None."""
 ADDRESS_TAG: Final[ParamReader | None] = None if C_READERS is None else C_READERS.address_tag

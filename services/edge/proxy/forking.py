@@ -196,7 +196,7 @@ class Forking(Cancelling):
             actions.append(event)  # the transaction named itself as the one to tell of a failure
             return
         branch = self._branches.get(client)
-        if branch is None:  # a CANCEL's own client transaction: its 200 needs nothing
+        if branch is None:  # a CANCEL's own client, or a branch ended: nothing to relay
             if client.answered:
                 client.hold_request_as_bytes()
             return

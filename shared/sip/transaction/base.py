@@ -152,7 +152,7 @@ class Transaction:
     def _rest(self) -> None:
         """The request as it is while lingering: a client's TU reads it right after, on the
         final response that ended the transaction (the proxy pops its own Via against it,
-        and writes the callee's leg from it), and then holds it as bytes itself."""
+        and writes the callee's leg from it), and then says what to keep of it."""
 
     def _terminate(self, events: list[TransactionEvent]) -> None:
         timers = self._table.timers
