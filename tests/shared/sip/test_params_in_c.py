@@ -16,12 +16,12 @@ import pytest
 
 from shared.sip import address, via
 from shared.sip.errors import SipParseError
+from shared.sip.params import ParamReader
 from tests.shared.sip.accelerators import load
 from tests.shared.sip.test_address_in_c import INSERTS as ADDRESS_INSERTS
 from tests.shared.sip.test_address_in_c import _corpus as address_corpus
 from tests.shared.sip.test_uri_in_c import VIA_INSERTS, _via_corpus, compare_readers
 
-ParamReader = Callable[[str], str | bool | None]
 SOURCE = "shared/sip/_uri.c"
 PARAM_INSERTS = (";", "=", ";branch=", ";tag=", "TAG", "Branch", "<", ">")
 
