@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Final
 
 from shared.sip.branch import MAGIC_COOKIE, is_rfc3261_branch
@@ -21,6 +23,28 @@ from shared.sip.transport.destination import Destination
 
 _PREFIX: Final = MAGIC_COOKIE + "cm"
 _HASH_LENGTH: Final = 16
+
+
+def _hash_in_python(parts: Sequence[str]) -> str:
+    """The BLAKE2b hash of ``parts`` joined by NUL, as `_HASH_LENGTH` hex digits."""
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=_HASH_LENGTH // 2).hexdigest()
+
+
+def _accelerator() -> ModuleType | None:
+    """The C hash (`_branches.c`) if this process loaded the compiled build."""
+    try:
+        from services.edge.proxy import _branches
+    except ImportError:
+        return None
+    return _branches
+
+
+_C_HASH: Final = _accelerator()
+_hash: Final[Callable[[Sequence[str]], str]] = (
+    _hash_in_python if _C_HASH is None else _C_HASH.branch_hash
+)
+"""The hash of a branch's fields: in C in the compiled build (the same digits, five hashes a
+call at a fraction of `hashlib`'s cost: `_branches.c`), else `_hash_in_python`."""
 
 
 class BranchMaker:
@@ -52,8 +76,7 @@ class BranchMaker:
         cseq = received.cseq
         parts = (sender, received.call_id, str(cseq.seq), cseq.method, target, to.transport,
                  to.host, str(to.port))  # fmt: skip # the transaction, then where it goes
-        digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=_HASH_LENGTH // 2)
-        return f"{_PREFIX}{loop_hash}.{digest.hexdigest()}"
+        return f"{_PREFIX}{loop_hash}.{_hash(parts)}"
 
 
 NO_LOOP_HASH: Final = "0" * _HASH_LENGTH
@@ -71,8 +94,7 @@ def stateless_branch(request: Request) -> str:
     (the sender's branch), Call-ID and CSeq.
     """
     parts = (request.header("via") or "", request.call_id, str(request.cseq.seq))
-    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=_HASH_LENGTH // 2)
-    return f"{_PREFIX}{NO_LOOP_HASH}.{digest.hexdigest()}"
+    return f"{_PREFIX}{NO_LOOP_HASH}.{_hash(parts)}"
 
 
 _OPTIONAL_FIELDS: Final = ("route", "proxy-require", "proxy-authorization")
@@ -90,8 +112,7 @@ def loop_hash(request: Request) -> str:
     for name in _OPTIONAL_FIELDS:
         if request.has_header(name):  # a list scan, far cheaper than decoding the values
             parts.extend(request.headers(name))
-    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=_HASH_LENGTH // 2)
-    return digest.hexdigest()
+    return _hash(parts)
 
 
 def hash_in_branch(branch: str | None) -> str | None:
