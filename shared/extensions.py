@@ -4,8 +4,9 @@
 the SIP core, the proxy core and the edge's per-message modules with mypyc, and the C message
 scan and URI and Via readers (`shared/sip/_scan.c`, `_uri.c`), the events' model construction
 (`shared/contracts/_construct.c`), the UDP burst reader and sender
-(`shared/sip/transport/_datagrams.c`) and the Via branches' hash
-(`services/edge/proxy/_branches.c`), into `build/ext/`, apart from the sources, and writes
+(`shared/sip/transport/_datagrams.c`), the Via branches' hash
+(`services/edge/proxy/_branches.c`) and the Record-Route tokens' HMAC (`shared/_keyed_hmac.c`),
+into `build/ext/`, apart from the sources, and writes
 `build/extensions.json`: every compiled module, its source and the SHA-256 that source had.
 This module, run by `shared/__init__.py` before any other module of the project is imported,
 puts a finder in front of the import system that answers those modules with their compiled

@@ -1,19 +1,88 @@
-"""`KeyedHmac` is HMAC-SHA256 exactly, whatever the key's length against SHA-256's block."""
+"""`KeyedHmac` is HMAC-SHA256 exactly, whatever the key's length against SHA-256's block, and
+so is the C digest beside it (`_keyed_hmac.c`), loaded in both passes of the suite."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import random
+from collections.abc import Callable
+from types import ModuleType
 
 import pytest
 
+from shared import keyed_hmac
 from shared.keyed_hmac import KeyedHmac
+from tests.shared.sip.accelerators import load
+
+SOURCE = "shared/_keyed_hmac.c"
+KEY_LENGTHS = [0, 1, 32, 63, 64, 65, 200]
+MESSAGES = [b"", b"call-1@example.com\nudp 192.0.2.1 5060 ", bytes(1000)]
 
 
-@pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 200])
+@pytest.fixture(scope="module")
+def module() -> ModuleType:
+    return load(SOURCE)
+
+
+@pytest.mark.parametrize("key_length", KEY_LENGTHS)
 def test_a_keyed_hmac_gives_the_standard_digest_again_and_again(key_length: int) -> None:
     key = bytes(i * 7 % 256 for i in range(key_length))
     keyed = KeyedHmac(key)
-    for message in (b"", b"call-1@example.com\nudp 192.0.2.1 5060 ", bytes(1000)):
+    for message in MESSAGES:
         assert keyed.digest(message) == hmac.new(key, message, hashlib.sha256).digest()
     assert keyed.digest(b"x") == keyed.digest(b"x")  # its keyed states are copied, not used up
+
+
+def padded(key: bytes) -> bytes:
+    """The key as RFC 2104 pads it to SHA-256's block (a longer one hashed first)."""
+    return (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+
+
+def test_the_c_digest_is_the_standard_one_at_every_padding_edge(module: ModuleType) -> None:
+    """Messages of every length up to three blocks: the padding takes one block or two
+    (55 and 56 bytes past a block's start), under keys short, whole and long."""
+    for key_length in KEY_LENGTHS:
+        key = bytes(range(key_length % 256)) * (key_length // 256 + 1)
+        states = module.hmac_states(padded(key[:key_length]))
+        for length in range(200):
+            message = bytes((n * 31 + length) % 256 for n in range(length))
+            expected = hmac.digest(key[:key_length], message, "sha256")
+            assert module.hmac_digest(states, message) == expected, (key_length, length)
+
+
+def test_random_keys_and_messages_digest_the_same_both_ways(module: ModuleType) -> None:
+    chance = random.Random(2104)
+    for _ in range(2000):
+        key, message = (
+            chance.randbytes(chance.randint(0, 100)),
+            chance.randbytes(chance.randint(0, 300)),
+        )
+        assert module.hmac_digest(module.hmac_states(padded(key)), message) == hmac.digest(
+            key, message, "sha256"
+        )
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda m: m.hmac_states(b"short"), ValueError),
+        (lambda m: m.hmac_states("x" * 64), ValueError),
+        (lambda m: m.hmac_digest(b"\0" * 63, b"x"), ValueError),
+        (lambda m: m.hmac_digest(b"\0" * 64, "text"), TypeError),
+        (lambda m: m.hmac_digest(b"\0" * 64), TypeError),
+    ],
+)
+def test_wrong_arguments_are_refused(
+    module: ModuleType, call: Callable[[ModuleType], object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        call(module)
+
+
+def test_a_keyed_hmac_takes_the_digest_of_the_build_it_runs_in(module: ModuleType) -> None:
+    """Compiled, the C one (`load` gives this process's own module); pure, hashlib's."""
+    if keyed_hmac._C_HMAC is None:
+        assert keyed_hmac._C_DIGEST is None
+    else:
+        assert keyed_hmac._C_DIGEST is module.hmac_digest

@@ -1,6 +1,6 @@
 """The C modules (`shared/sip/_scan.c`, `_uri.c`, `shared/contracts/_construct.c`,
-`shared/sip/transport/_datagrams.c`, `services/edge/proxy/_branches.c`) loaded for the tests
-in both passes.
+`shared/sip/transport/_datagrams.c`, `services/edge/proxy/_branches.c`, `shared/_keyed_hmac.c`)
+loaded for the tests in both passes.
 
 The compiled pass has them imported already. The pure-Python pass loads each from the
 build's file, so its tests compare the C with the interpreted Python. Where no build matches
