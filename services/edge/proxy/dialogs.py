@@ -95,9 +95,19 @@ class RecordRouteSigner:
         return f"{self._current}.{self._mac(self._keys[self._current], call_id, flow)}"
 
     def verify(self, token: str, call_id: str, flow: str | None) -> bool:
+        """Whether `token` signs `call_id` and `flow`: False for any text no signer writes (a
+        token beyond ASCII once %-unescaped, which `hmac.compare_digest` refuses to compare;
+        a flow holding a byte no UTF-8 holds), which raised out of here, so such a request
+        was dropped as a handler's bug instead of answered 403."""
         key_id, _, mac = token.partition(".")
         key = self._keys.get(key_id)
-        return key is not None and hmac.compare_digest(self._mac(key, call_id, flow), mac)
+        if key is None or not mac.isascii():
+            return False
+        try:
+            expected = self._mac(key, call_id, flow)
+        except UnicodeEncodeError:
+            return False
+        return hmac.compare_digest(expected, mac)
 
     @staticmethod
     def _mac(keyed: KeyedHmac, call_id: str, flow: str | None) -> str:

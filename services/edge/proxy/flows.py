@@ -47,6 +47,8 @@ class FlowTokens:
     def open(self, token: str) -> Destination | None:
         """The flow named by `token`, or None when it is not one of ours (forged, garbled)."""
         encoded, _, mac = token.partition(".")
+        if not (encoded.isascii() and mac.isascii()):  # never minted; they raised below
+            return None
         if not hmac.compare_digest(self._mac(encoded), mac):
             return None
         try:

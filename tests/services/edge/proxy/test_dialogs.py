@@ -117,6 +117,30 @@ def test_a_forged_token_is_403(run: Run) -> None:
         assert only_answer(run, in_dialog("BYE", routes=token)).status == 403
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        f";cm-rr=0.%C3%A9{'ab' * 11}",  # a token beyond ASCII, once unescaped
+        f";cm-rr=%C3%A9.{'ab' * 12}",  # a key id beyond ASCII
+        f";cm-flow=%FF;cm-rr=0.{'ab' * 12}",  # a flow holding a byte no UTF-8 holds
+    ],
+)
+def test_a_token_or_flow_no_signer_writes_is_403_not_a_handlers_bug(run: Run, params: str) -> None:
+    """Both raised out of the token's check (`hmac.compare_digest` refuses text beyond ASCII,
+    and the flow's encoding a lone surrogate), so the request was dropped unanswered."""
+    route = f"<sip:{EDGE}:5060;lr{params}>"
+    assert only_answer(run, in_dialog("BYE", routes=route)).status == 403
+
+
+def test_the_check_refuses_what_no_signer_writes_without_raising() -> None:
+    signer = RecordRouteSigner.ephemeral()
+    token = signer.sign("c", "flow")
+    assert signer.verify(token, "c", "flow")
+    assert not signer.verify(token[:-1] + "\u00e9", "c", "flow")
+    assert not signer.verify(token, "c", "fl\udcffow")
+    assert not signer.verify(token, "c\udcff", "flow")
+
+
 def test_a_record_route_captured_from_one_call_does_not_open_another(run: Run) -> None:
     ok = call(run)
     stolen = routes_of(ok)

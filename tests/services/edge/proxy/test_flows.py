@@ -44,6 +44,15 @@ def test_garbage_is_refused_without_an_exception() -> None:
         assert tokens.open(token) is None
 
 
+def test_text_beyond_ascii_is_refused_without_an_exception() -> None:
+    """A %-unescaped `cm-flow` may hold any text: a MAC beyond ASCII made
+    `hmac.compare_digest` raise, a byte no UTF-8 holds (U+DCFF) the MAC's encoding."""
+    tokens = FlowTokens(SECRET)
+    encoded, mac = tokens.mint(NAT_FLOW).split(".")
+    for token in (f"{encoded}.{mac[:-1]}\u00e9", f"{encoded}\udcff.{mac}", f"\u00e9.{mac}"):
+        assert tokens.open(token) is None
+
+
 def test_a_request_from_the_flow_itself_is_recognised() -> None:
     assert is_from_flow(TCP_FLOW, Destination("tcp", "2001:db8::7", 5061, connection_id=42))
     assert is_from_flow(NAT_FLOW, NAT_FLOW)
