@@ -134,6 +134,10 @@ static PyObject *branch_hash(PyObject *module, PyObject *parts) {
             Py_DECREF(items);
             return NULL;
         }
+        if ((size_t)size > SIZE_MAX - length) { /* only a 32-bit build's caller's bug reaches it */
+            Py_DECREF(items);
+            return PyErr_NoMemory();
+        }
         length += (size_t)size;
     }
     unsigned char on_stack[ON_STACK];
