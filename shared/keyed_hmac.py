@@ -49,10 +49,12 @@ class KeyedHmac:
         if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
         padded = key.ljust(_BLOCK, b"\0")
+        if _C_HMAC is not None:  # each build keeps only the states its digest reads
+            self._states = _C_HMAC.hmac_states(padded)
+            """The inner and outer states for the C digest (`_keyed_hmac.c`)."""
+            return
         self._inner = hashlib.sha256(padded.translate(_INNER))
         self._outer = hashlib.sha256(padded.translate(_OUTER))
-        self._states = b"" if _C_HMAC is None else _C_HMAC.hmac_states(padded)
-        """The inner and outer states for the C digest (`_keyed_hmac.c`), in the compiled build."""
 
     def digest(self, message: bytes) -> bytes:
         if _C_DIGEST is not None:
