@@ -40,6 +40,20 @@ _C_DIGEST: Final[Callable[[bytes, bytes], bytes] | None] = (
 )
 
 
+def sha256_compression() -> str:
+    """What the digests run SHA-256 on: "hashlib" (the pure build), or the C module's
+    "sha extensions" (the CPU's) or "portable" compression; for the benchmark's report."""
+    return "hashlib" if _C_HMAC is None else _C_HMAC.compression()
+
+
+def use_sha_extensions(on: bool) -> str:
+    """The C digest on the CPU's SHA extensions (where it has them) or without; what
+    `sha256_compression` says then.  The benchmark times both; nothing in the pure build."""
+    if _C_HMAC is not None:
+        _C_HMAC.use_sha_extensions(on)
+    return sha256_compression()
+
+
 class KeyedHmac:
     """`hmac.new(key, message, hashlib.sha256).digest()`, keyed once (RFC 2104)."""
 

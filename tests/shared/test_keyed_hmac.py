@@ -1,12 +1,15 @@
 """`KeyedHmac` is HMAC-SHA256 exactly, whatever the key's length against SHA-256's block, and
-so is the C digest beside it (`_keyed_hmac.c`), loaded in both passes of the suite."""
+so is the C digest beside it (`_keyed_hmac.c`), loaded in both passes of the suite, with each
+of its compressions (the CPU's SHA extensions where it has them, and the portable one)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import platform
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -25,6 +28,70 @@ def module() -> ModuleType:
     return load(SOURCE)
 
 
+def cpu_has_sha_extensions() -> bool:
+    """What CPUID says, read by Linux (`/proc/cpuinfo` lists `sha_ni`), not by the module."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return platform.machine() in ("x86_64", "AMD64") and " sha_ni" in flags
+
+
+@pytest.fixture(params=["sha extensions", "portable"])
+def compression(request: pytest.FixtureRequest, module: ModuleType) -> Iterator[str]:
+    """Each test below runs with each compression the module can use on this machine: where the
+    CPU has no SHA extensions, their case is skipped (said so), and never passes untested."""
+    try:
+        if module.use_sha_extensions(request.param == "sha extensions") != request.param:
+            pytest.skip("this CPU has no SHA extensions")
+        yield request.param
+    finally:
+        module.use_sha_extensions(True)  # back to what the import chose
+
+
+def test_the_module_uses_the_sha_extensions_exactly_where_the_cpu_has_them(
+    module: ModuleType,
+) -> None:
+    has_them = cpu_has_sha_extensions()
+    assert module.compression() == ("sha extensions" if has_them else "portable")  # at import
+    try:
+        assert module.use_sha_extensions(False) == module.compression() == "portable"
+        assert module.use_sha_extensions(True) == ("sha extensions" if has_them else "portable")
+    finally:
+        module.use_sha_extensions(True)
+
+
+def test_the_benchmark_switch_reports_what_the_digests_run_on() -> None:
+    """`keyed_hmac.use_sha_extensions` (`bench.proxy.core_calls --sha-extensions`): hashlib in
+    the pure build, whatever is asked; the C module's compression in the compiled one."""
+    try:
+        if keyed_hmac._C_HMAC is None:
+            assert keyed_hmac.use_sha_extensions(False) == "hashlib"
+            assert keyed_hmac.sha256_compression() == "hashlib"
+        else:
+            assert keyed_hmac.use_sha_extensions(False) == "portable"
+            assert keyed_hmac.sha256_compression() == "portable"
+            expected = "sha extensions" if cpu_has_sha_extensions() else "portable"
+            assert keyed_hmac.use_sha_extensions(True) == expected
+        assert KeyedHmac(b"k").digest(b"m") == hmac.digest(b"k", b"m", "sha256")
+    finally:
+        keyed_hmac.use_sha_extensions(True)
+
+
+def test_a_key_padded_in_c_hashes_the_same_with_either_compression(module: ModuleType) -> None:
+    """`hmac_states` compresses too: states keyed by one compression, digests by the other."""
+    key = padded(b"record-route key")
+    module.use_sha_extensions(False)
+    try:
+        portable = module.hmac_states(key)
+        digest = module.hmac_digest(portable, b"call-1")
+    finally:
+        module.use_sha_extensions(True)
+    assert digest == hmac.digest(b"record-route key", b"call-1", "sha256")
+    assert module.hmac_states(key) == portable
+    assert module.hmac_digest(portable, b"call-1") == digest
+
+
 @pytest.mark.parametrize("key_length", KEY_LENGTHS)
 def test_a_keyed_hmac_gives_the_standard_digest_again_and_again(key_length: int) -> None:
     key = bytes(i * 7 % 256 for i in range(key_length))
@@ -39,7 +106,9 @@ def padded(key: bytes) -> bytes:
     return (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
 
 
-def test_the_c_digest_is_the_standard_one_at_every_padding_edge(module: ModuleType) -> None:
+def test_the_c_digest_is_the_standard_one_at_every_padding_edge(
+    module: ModuleType, compression: str
+) -> None:
     """Messages of every length up to three blocks: the padding takes one block or two
     (55 and 56 bytes past a block's start), under keys short, whole and long."""
     for key_length in KEY_LENGTHS:
@@ -51,7 +120,9 @@ def test_the_c_digest_is_the_standard_one_at_every_padding_edge(module: ModuleTy
             assert module.hmac_digest(states, message) == expected, (key_length, length)
 
 
-def test_random_keys_and_messages_digest_the_same_both_ways(module: ModuleType) -> None:
+def test_random_keys_and_messages_digest_the_same_both_ways(
+    module: ModuleType, compression: str
+) -> None:
     chance = random.Random(2104)
     for _ in range(2000):
         key, message = (
