@@ -20,8 +20,8 @@
  * core hashes six blocks a call.
  * `use_sha_extensions(flag)` turns them off (or on again where the CPU has them) and returns
  * `compression()`, the one in use ("sha extensions" or "portable"): the tests hold both to
- * hashlib's answer on the same machine, and the benchmark times both.  Valgrind's CPU has none, so callgrind counts the
- * portable one.
+ * hashlib's answer on the same machine, and the benchmark times both.  Valgrind's CPU has none,
+ * so callgrind counts the portable one.
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and `keyed_hmac.py` uses hashlib.  The tests compare both with `hmac`
@@ -114,8 +114,9 @@ static void compress_portably(uint32_t h[8], const unsigned char *block) {
 /* The same with the SHA extensions.  They keep the eight words as two registers, (a, b, e, f)
  * and (c, d, g, h), each lane-reversed; `sha256rnds2` runs two rounds (the lower half of its
  * message operand), after which the old (a, b, e, f) is the new (c, d, g, h), so the two
- * registers trade roles; `sha256msg1` and `sha256msg2` extend the message schedule four words
- * at a time (W[t-16] + s0(W[t-15]), then + W[t-7] and s1(W[t-2])). */
+ * registers trade roles.  The message schedule grows four words at a time: `sha256msg1` gives
+ * W[t-16] + s0(W[t-15]), the add W[t-7] (the previous two groups, shifted by a word), and
+ * `sha256msg2` s1(W[t-2]). */
 __attribute__((target("sha,sse4.1,ssse3"))) static void compress_with_sha_extensions(
     uint32_t h[8], const unsigned char *block) {
     const __m128i swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
@@ -137,7 +138,8 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_with_sha_extens
             partial = _mm_add_epi32(partial, _mm_alignr_epi8(w[group - 1], w[group - 2], 4));
             w[group] = _mm_sha256msg2_epu32(partial, w[group - 1]);
         }
-        __m128i message = _mm_add_epi32(w[group], _mm_loadu_si128((const __m128i *)(K + 4 * group)));
+        __m128i keys = _mm_loadu_si128((const __m128i *)(K + 4 * group));
+        __m128i message = _mm_add_epi32(w[group], keys);
         cdgh = _mm_sha256rnds2_epu32(cdgh, abef, message);
         abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(message, 0x0E));
     }
@@ -150,16 +152,19 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_with_sha_extens
 }
 
 /* Whether this CPU has the SHA extensions and the SSE4.1 and SSSE3 the code above also uses. */
-static int cpu_has_sha_extensions(void) {
+static int cpu_has_sha_extensions_now(void) {
     unsigned int a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3)) return 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     return (b & (1u << 29)) != 0; /* CPUID.(EAX=7,ECX=0):EBX.SHA[bit 29] */
 }
+
+/* What CPUID said at import. */
+static int cpu_has_sha_extensions;
 #endif
 
+/* Which compression this process uses: chosen at import, or by `use_sha_extensions`. */
 static void (*compress)(uint32_t h[8], const unsigned char *block) = compress_portably;
-/* Which compression this process uses: set at import, or by `use_sha_extensions`. */
 
 /* `state` (after `before` bytes, a whole number of blocks) on to the end of `length` more
  * bytes at `text`, padded as the standard pads (§5.1.1); the hash into `out`. */
@@ -245,7 +250,7 @@ static PyObject *use_sha_extensions(PyObject *module, PyObject *flag) {
     if (wanted < 0) return NULL;
     compress = compress_portably;
 #ifdef HAVE_SHA_EXTENSIONS
-    if (wanted && cpu_has_sha_extensions()) compress = compress_with_sha_extensions;
+    if (wanted && cpu_has_sha_extensions) compress = compress_with_sha_extensions;
 #endif
     return compression(module, NULL);
 }
@@ -270,7 +275,8 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__keyed_hmac(void) {
 #ifdef HAVE_SHA_EXTENSIONS
-    if (cpu_has_sha_extensions()) compress = compress_with_sha_extensions;
+    cpu_has_sha_extensions = cpu_has_sha_extensions_now();
+    if (cpu_has_sha_extensions) compress = compress_with_sha_extensions;
 #endif
     return PyModule_Create(&module_def);
 }
