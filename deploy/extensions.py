@@ -84,6 +84,7 @@ ACCELERATORS = (
     "shared/sip/transport/_datagrams.c",
     "services/edge/proxy/_branches.c",
     "shared/_keyed_hmac.c",
+    "shared/sip/_values.c",
 )
 """C modules built beside them, each named after its file (`shared.sip._scan`): the module
 beside which it is written falls back to Python without it (aiohttp's `_http_parser.pyx`)."""

@@ -2,7 +2,8 @@
 
 `python -m deploy.extensions` (run by `make`, and by the Docker image's first stage) compiles
 the SIP core, the proxy core and the edge's per-message modules with mypyc, and the C message
-scan and URI and Via readers (`shared/sip/_scan.c`, `_uri.c`), the events' model construction
+scan, URI and Via readers and Call-ID and CSeq readers (`shared/sip/_scan.c`, `_uri.c`,
+`_values.c`), the events' model construction
 (`shared/contracts/_construct.c`), the UDP burst reader and sender
 (`shared/sip/transport/_datagrams.c`), the Via branches' hash
 (`services/edge/proxy/_branches.c`) and the Record-Route tokens' HMAC (`shared/_keyed_hmac.c`),

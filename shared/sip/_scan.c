@@ -15,8 +15,7 @@
  * name the key memo (`headers.KEY_MEMO`) holds (so no fold: a continuation line starts with
  * a blank, which no memo name does), and at most one Content-Length, of 1 to 9 digits.
  *
- * It also looks a header up in the keys it made (`key_index`, `key_count`, below), and checks
- * a Call-ID (`is_call_id`).
+ * It also looks a header up in the keys it made (`key_index`, `key_count`, below).
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and the readers frame every message in Python.
@@ -333,39 +332,6 @@ static PyObject *key_count(PyObject *module, PyObject *const *args, Py_ssize_t n
     return PyLong_FromSsize_t(count);
 }
 
-/* is_call_id(text) -> bool: whether `text` is a Call-ID, exactly as `values._CALL_ID` fullmatches
- * it: a word, or a word, `@` and a word (RFC 3261 §25.1 callid), of ASCII word characters.
- * Why: every message's Call-ID is checked when first read (seven a call), and a regex match
- * with its match object costs ~1,500 instructions there, this walk a few dozen. */
-static const char call_id_word[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                   "-.!%*_+`'~()<>:\\\"/[]?{}";
-static unsigned char is_word_char[256];
-
-static PyObject *is_call_id(PyObject *module, PyObject *text) {
-    (void)module;
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "is_call_id(text: str)");
-        return NULL;
-    }
-    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_FALSE; /* a word character is ASCII */
-    const unsigned char *at = PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t size = PyUnicode_GET_LENGTH(text), word = 0;
-    int parts = 1;
-    for (Py_ssize_t i = 0; i < size; i++) {
-        if (at[i] == '@') {
-            if (word == 0 || parts == 2) Py_RETURN_FALSE;
-            parts = 2;
-            word = 0;
-        } else if (is_word_char[at[i]]) {
-            word++;
-        } else {
-            Py_RETURN_FALSE;
-        }
-    }
-    if (word == 0) Py_RETURN_FALSE;
-    Py_RETURN_TRUE;
-}
-
 static PyMethodDef methods[] = {
     {"scan_head", (PyCFunction)(void (*)(void))scan_head, METH_FASTCALL,
      "Frame a plain message's head: (start, keys, lines, body_start, content_length) "
@@ -376,8 +342,6 @@ static PyMethodDef methods[] = {
      "Where a key is first in a list of keys from a start on, as list.index."},
     {"key_count", (PyCFunction)(void (*)(void))key_count, METH_FASTCALL,
      "How many times a key is in a list of keys, as list.count."},
-    {"is_call_id", is_call_id, METH_O,
-     "Whether a str is a Call-ID (word or word@word), as values._CALL_ID fullmatches it."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -390,7 +354,6 @@ PyMODINIT_FUNC PyInit__scan(void) {
     if (content_length_key == NULL) { /* once: a second load (the tests' loader) keeps it */
         content_length_key = PyUnicode_InternFromString("content-length");
         if (content_length_key == NULL) return NULL;
-        for (const char *c = call_id_word; *c; c++) is_word_char[(unsigned char)*c] = 1;
     }
     return PyModule_Create(&module_def);
 }

@@ -16,6 +16,3 @@ def key_index(keys: list[str], key: str, start: int = 0, /) -> int:
 
 def key_count(keys: list[str], key: str, /) -> int:
     """How many times `key` is in `keys`: `list.count`."""
-
-def is_call_id(text: str, /) -> bool:
-    """Whether `text` is a Call-ID (a word, or word@word), as `values._CALL_ID` fullmatches it."""

@@ -1,4 +1,4 @@
-"""The C modules (`shared/sip/_scan.c`, `_uri.c`, `shared/contracts/_construct.c`,
+"""The C modules (`shared/sip/_scan.c`, `_uri.c`, `_values.c`, `shared/contracts/_construct.c`,
 `shared/sip/transport/_datagrams.c`, `services/edge/proxy/_branches.c`, `shared/_keyed_hmac.c`)
 loaded for the tests in both passes.
 

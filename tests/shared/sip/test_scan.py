@@ -1,11 +1,10 @@
 """The C scan (`shared/sip/_scan.c`) against the readers' own framing (`_readers._frame`).
 
 Whatever the C scan frames must come out exactly as the Python readers frame it, and what it
-does not frame is left to them (None); `field_value` must read every value as `read_value`
-does, and `is_call_id` check every Call-ID as `values._CALL_ID` does.  Both the compiled pass
-and the pure-Python pass of the suite run these tests: the pure pass loads the C module from
-the build's file (or compiles it: `tests/shared/sip/accelerators.py`), so it compares the C with
-the interpreted Python.
+does not frame is left to them (None), and `field_value` must read every value as
+`read_value` does.  Both the compiled pass and the pure-Python pass of the suite run these
+tests: the pure pass loads the C module from the build's file (or compiles it:
+`tests/shared/sip/accelerators.py`), so it compares the C with the interpreted Python.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from shared.extensions import ROOT
-from shared.sip import _fields, _readers, values
+from shared.sip import _fields, _readers
 from shared.sip.errors import SipParseError
 from shared.sip.headers import KEY_MEMO, key_of_raw_name
 from shared.sip.message import MAX_HEADER_FIELDS, MAX_LINE_LENGTH, Request, Response
@@ -317,67 +316,3 @@ def test_a_value_of_a_wrong_type_is_a_type_error(field_value: Callable[[bytes], 
     for wrong in ("Subject: x", bytearray(b"Subject: x"), None):
         with pytest.raises(TypeError):
             field_value(wrong)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def is_call_id() -> Callable[[str], bool]:
-    check: Callable[[str], bool] = load(SOURCE).is_call_id
-    return check
-
-
-CALL_ID_INSERTS = (
-    "@", "@@", " ", "\t", "é", "€", "\x00", "\x7f", ";", ",", "=", '"', "\\", "a", "",
-)  # kept as a row of like inserts  # fmt: skip
-
-
-def test_a_call_id_is_checked_the_same_in_c_as_by_the_pattern(
-    is_call_id: Callable[[str], bool],
-) -> None:
-    """Every Call-ID of the corpus, every printable ASCII character alone and around an `@`,
-    and 40 mutants of each Call-ID (an `@`, blanks, non-ASCII, separators put in, a character
-    dropped, cut short): the same answer as `values._CALL_ID.fullmatch`."""
-    rng = random.Random(4475)
-    ids = {"", "@", "a@", "@a", "a@b", "a@b@c", "a@@b"}
-    for data in _corpus():
-        for line in data.replace(b"\r\n", b"\n").split(b"\n"):
-            name, colon, value = line.partition(b":")
-            if colon and name.strip().lower() in (b"call-id", b"i"):
-                ids.add(value.strip().decode("utf-8", "replace"))
-    for code in range(32, 127):
-        ids |= {chr(code), f"a{chr(code)}b", f"a@{chr(code)}", f"{chr(code)}@b"}
-    compared = accepted = 0
-    for original in sorted(ids):
-        for text in [original, *mutants(original, CALL_ID_INSERTS, rng, 40)]:
-            expected = values._is_call_id(text)
-            assert is_call_id(text) is expected, text
-            compared += 1
-            accepted += expected
-    assert compared > 10000 and 0.2 < accepted / compared < 0.8
-
-
-def test_parse_call_id_checks_through_the_c_as_by_the_pattern(
-    is_call_id: Callable[[str], bool], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`parse_call_id`'s own use of the check, in both passes: the compiled build holds the C
-    as its static (which a monkeypatch would not reach), pure Python is given it here."""
-    if values.IS_CALL_ID is values._is_call_id:
-        monkeypatch.setattr(values, "IS_CALL_ID", is_call_id)
-    else:
-        assert values.IS_CALL_ID is is_call_id
-    call_id = "a84b4c76e66710@pc33.atlanta.com"
-    assert values.parse_call_id(call_id) == call_id
-    for text in ("a b", "a@b@c", "", "é@x"):
-        with pytest.raises(SipParseError, match="malformed Call-ID"):
-            values.parse_call_id(text)
-
-
-def test_a_call_id_of_a_wrong_type_is_a_type_error(is_call_id: Callable[[str], bool]) -> None:
-    for wrong in (b"a@b", None, 1):
-        with pytest.raises(TypeError):
-            is_call_id(wrong)  # type: ignore[arg-type]
-
-
-def test_the_call_id_is_checked_in_c_in_the_compiled_build_only() -> None:
-    from shared.extensions import STATE
-
-    assert (values.IS_CALL_ID is not values._is_call_id) == STATE.startswith("compiled")
