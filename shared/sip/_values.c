@@ -44,6 +44,7 @@ static PyObject *is_call_id(PyObject *module, PyObject *text) {
         PyErr_SetString(PyExc_TypeError, "is_call_id(text: str)");
         return NULL;
     }
+    if (PyUnicode_READY(text) < 0) return NULL; /* a legacy string of the C API, made ready */
     if (!PyUnicode_IS_ASCII(text)) Py_RETURN_FALSE; /* a word character is ASCII */
     const unsigned char *at = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text), word = 0;
@@ -90,7 +91,8 @@ static PyObject *cseq_parts(PyObject *module, PyObject *text) {
         PyErr_SetString(PyExc_TypeError, "cseq_parts(text: str)");
         return NULL;
     }
-    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
+    if (PyUnicode_READY(text) < 0) return NULL;
+    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE; /* its bytes are not its characters */
     const unsigned char *at = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text), i = 0;
     while (i < size && is_split_space(at[i])) i++;

@@ -179,10 +179,35 @@ def test_every_blank_str_split_takes_in_ascii_is_taken_in_c(cseq_parts: CseqPart
         "\u0661 INVITE",  # an Arabic-Indic one: str.isdigit's, not a SIP digit
         "1\xa0INVITE",  # a blank str.split takes, beyond ASCII
         "+1 INVITE",
+        "\u2031\u4141xx",  # wide characters whose bytes spell "1 AAxx" read as bytes
+        "\u2031\u3131 INVITE",
     ],
 )
 def test_any_other_cseq_is_left_to_python(cseq_parts: CseqParts, text: str) -> None:
     assert cseq_parts(text) is None
+
+
+def test_a_method_of_every_token_character_is_read_in_c(cseq_parts: CseqParts) -> None:
+    token = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+    assert cseq_parts(f"1 {token}") == (1, token) == read_in_python(f"1 {token}")
+
+
+def wide_texts() -> list[str]:
+    """Two and three characters beyond Latin-1 whose bytes, read one at a time, would spell
+    digits, blanks, token characters and `@`: a reader of bytes would take them for text."""
+    ascii_parts = [ord(c) for c in "0123456789 \t@aZ-~;"]
+    wide = [chr(low | high << 8) for low in ascii_parts for high in ascii_parts if high]
+    rng = random.Random(5118)
+    return wide + ["".join(rng.choice(wide) for _ in range(3)) for _ in range(2000)]
+
+
+def test_wide_text_is_read_as_python_reads_it(
+    cseq_parts: CseqParts, is_call_id: Callable[[str], bool]
+) -> None:
+    for text in wide_texts():
+        for variant in (text, f"1 {text}", f"{text} INVITE", f"a@{text}"):
+            assert cseq_parts(variant) is None, variant
+            assert is_call_id(variant) is values._is_call_id(variant) is False, variant
 
 
 def test_a_method_of_the_rfcs_is_the_same_string_each_time(cseq_parts: CseqParts) -> None:
