@@ -55,6 +55,17 @@ HOT = (
     # Per call too: the gateway's number as it dials it, and whether its host needs DNS.
     "shared/routing_table/compiled.py",
     "shared/dns/locate.py",
+    # Per new call, found still interpreted at the wire (a count of the edge's Python calls):
+    # the route lookup, the caller's profile and peer, its limits, the fraud screen, the
+    # branch's manipulations and topology, whether the B2BUA carries it.
+    "shared/routing_table/cache/lookups.py",
+    "services/edge/policy/callers.py",
+    "shared/routing_table/peers.py",
+    "shared/limits/table.py",
+    "services/edge/policy/fraud.py",
+    "services/edge/policy/routing.py",
+    "shared/routing_table/manipulations.py",
+    "shared/routing_table/modes.py",
     # HEP capture: every message an edge receives or sends passes these when capture is on.
     "services/edge/runtime/capture.py",
     "services/edge/runtime/trace_ring.py",

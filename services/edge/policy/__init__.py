@@ -11,7 +11,6 @@ core's default); each is cheap when its policy is off.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Final
 
 from services.edge.hooks import HookSettings, RoutingHook
@@ -50,12 +49,17 @@ NO_KEYS_REASON: Final = "Server Internal Error (topology hiding needs CALLMESH_T
 NO_KEYS_HEADER: Final = 'SIP;cause=500;text="topology hiding needs CALLMESH_TOPOLOGY_KEYS"'
 
 
-@dataclass(frozen=True, slots=True)
 class PolicyContext:
-    """What one forwarding's branches need: the caller's source group, the dialog's plan."""
+    """What one forwarding's branches need: the caller's source group, the dialog's plan.
 
-    group: str = "0"
-    plan: DialogPlan | None = None
+    A plain class, not a dataclass: a generated `__init__` runs as Python even in the
+    compiled build, and one of these is made per call."""
+
+    __slots__ = ("group", "plan")
+
+    def __init__(self, group: str = "0", plan: DialogPlan | None = None) -> None:
+        self.group: Final = group
+        self.plan: Final = plan
 
     @property
     def restored(self) -> bool:

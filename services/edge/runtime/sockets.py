@@ -88,8 +88,10 @@ class EdgeSockets:
         """The UDP listeners shared with other workers, in bind order (the same in each)."""
         self.private_udp: list[Listener] = []
         """This worker's private UDP listeners, in the same order."""
-        self._shared_index: dict[Listener, int] = {}
-        self._private_index: dict[Listener, int] = {}
+        self._shared_index: dict[tuple[str, int], int] = {}
+        self._private_index: dict[tuple[str, int], int] = {}
+        """Each UDP listener's place in its list, by host and port (UDP's alone): a tuple of
+        them hashes in C, where the listener's generated hash ran as Python per message."""
         self.affinity: CallAffinity | None = None
         """Set when there are other workers: hands a shared port's messages, and those that
         come on a connection, to the worker owning their call, and a message for another
@@ -133,10 +135,10 @@ class EdgeSockets:
         endpoint = await self._udp_endpoint(address.host, address.port, deliver, reuse_port=shared)
         private = None
         if shared:
-            self._shared_index[endpoint.listener] = len(self.shared_udp)
+            self._shared_index[_udp_key(endpoint.listener)] = len(self.shared_udp)
             self.shared_udp.append(endpoint.listener)
             out = await self._udp_endpoint(address.host, 0, self._deliver_private, reuse_port=False)
-            self._private_index[out.listener] = len(self.private_udp)
+            self._private_index[_udp_key(out.listener)] = len(self.private_udp)
             self.private_udp.append(out.listener)
             private = out.listener
         else:
@@ -151,7 +153,7 @@ class EdgeSockets:
     @property
     def shared_udp_sockets(self) -> list[socket.socket]:
         """The sockets of `shared_udp`, in its order (for `runtime.steering`)."""
-        return [e.socket for e in self._udp if e.listener in self._shared_index]
+        return [e.socket for e in self._udp if _udp_key(e.listener) in self._shared_index]
 
     async def _udp_endpoint(
         self, host: str, port: int, deliver: DatagramHandler, *, reuse_port: bool
@@ -186,7 +188,7 @@ class EdgeSockets:
     ) -> None:
         affinity = self.affinity
         if affinity is None or not affinity.hand_on(
-            data, source, self._shared_index[listener], received_at
+            data, source, self._shared_index[listener.host, listener.port], received_at
         ):
             self.deliver(data, source, listener, received_at)
 
@@ -201,7 +203,11 @@ class EdgeSockets:
             or not data.startswith(b"SIP/2.0 ")
             or top_via_names_port(data, listener.port)
             or not affinity.hand_on(
-                data, source, self._private_index[listener], received_at, private=True
+                data,
+                source,
+                self._private_index[listener.host, listener.port],
+                received_at,
+                private=True,
             )
         ):
             self.deliver(data, source, listener, received_at)
@@ -357,3 +363,7 @@ def _tcp_socket(host: str, port: int, *, reuse_port: bool, name: str) -> socket.
         sock.close()
         raise bind_error(error, name, host, port) from None
     return sock
+
+
+def _udp_key(listener: Listener) -> tuple[str, int]:
+    return listener.host, listener.port

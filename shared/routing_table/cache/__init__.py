@@ -5,8 +5,9 @@ The proxy calls :meth:`RoutingCache.lookup` per call (no I/O, flat cost) and
 feeds :class:`GatewayHealth` so routes carry each gateway's state.
 """
 
-from shared.routing_table.cache.cache import IndexRoutes, RoutingCache
+from shared.routing_table.cache.cache import RoutingCache
 from shared.routing_table.cache.health import GatewayHealth, GatewayState
+from shared.routing_table.cache.lookups import IndexRoutes
 from shared.routing_table.cache.route import GatewayChoice, Route
 
 __all__ = [

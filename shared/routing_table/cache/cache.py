@@ -19,8 +19,7 @@ from pydantic import ValidationError
 from shared.background import cancel_and_wait
 from shared.bus import Bus, Envelope
 from shared.contracts.routing import ROUTING_EVENTS, TableChanged, TableReplaced
-from shared.routing_table.cache.health import GatewayHealth
-from shared.routing_table.cache.route import Route
+from shared.routing_table.cache.lookups import IndexRoutes
 from shared.routing_table.changes import InvalidChangeError
 from shared.routing_table.compiled import CompiledRule
 from shared.routing_table.index import RoutingIndex
@@ -30,32 +29,6 @@ from shared.routing_table.store import RoutingStore, Snapshot
 from shared.store import Store
 
 log = logging.getLogger("callmesh.routing_cache")
-
-
-class IndexRoutes:
-    """What the proxy asks of a routing table: lookups over an index, with gateway health.
-
-    `RoutingCache` keeps its index current from Redis and the bus; the sans-IO
-    proxy tests and the proxy-core benchmark fill one by hand, and so take the
-    same lookup path as the edge.
-    """
-
-    def __init__(self) -> None:
-        self.index = RoutingIndex()
-        self.health = GatewayHealth()
-
-    def lookup(self, number: str, group: str = "0") -> Route | None:
-        """The route for ``number`` in ``group`` with each gateway's health; no I/O."""
-        index = self.index
-        found = index.locate(number, group)
-        if found is None:
-            return None
-        where, digits, targets = found
-        return Route(where, digits, number, index.resolve(targets), self.health)
-
-    def translate(self, dialplan_id: str, number: str) -> str:
-        """``number`` through dialplan ``dialplan_id``; ``KeyError`` if there is no such plan."""
-        return self.index.translate(dialplan_id, number)
 
 
 class RoutingCache(IndexRoutes):
