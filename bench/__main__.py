@@ -47,6 +47,7 @@ BENCHMARKS = {
     "udp_receive": "bench.udp_receive",
     "proxy_core": "bench.proxy.core_calls",
     "proxy_runtime": "bench.proxy.runtime_calls",
+    "interpreted_calls": "bench.interpreted_calls",
     "proxy": "bench.proxy.run",
 }
 
