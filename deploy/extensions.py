@@ -66,6 +66,7 @@ HOT = (
     "services/edge/policy/routing.py",
     "shared/routing_table/manipulations.py",
     "shared/routing_table/modes.py",
+    "services/edge/destinations/sets.py",
     # HEP capture: every message an edge receives or sends passes these when capture is on.
     "services/edge/runtime/capture.py",
     "services/edge/runtime/trace_ring.py",
@@ -85,6 +86,7 @@ HOT = (
     "services/edge/runtime/journal.py",
     "services/edge/runtime/journal_lines.py",
     "shared/contracts/call_event_json.py",
+    "shared/contracts/model_json.py",
 )
 """The compiled modules' sources, as globs relative to the root."""
 

@@ -41,7 +41,7 @@ from shared.contracts.calls import (
     CallEventBatch,
     CallStarted,
 )
-from shared.contracts.event import nested_json
+from shared.contracts.model_json import nested_json
 
 ADDED_LATER: dict[type[CallEvent], tuple[tuple[str, frozenset[str]], ...]] = {
     CallAnswered: (("caller_leg", ANSWERED_LEGS), ("b2bua_leg_call_id", ANSWERED_B2BUA)),

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from shared.contracts.event import Event, nested_json
+from shared.contracts.event import Event
+from shared.contracts.model_json import nested_json
 
 E = TypeVar("E", bound="Event")
 

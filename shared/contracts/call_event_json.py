@@ -20,7 +20,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared.contracts.calls import CALL_EVENT_TYPES, CallEvent, WrittenCallEventBatch
-from shared.contracts.event import nested_json
+from shared.contracts.model_json import nested_json
 from shared.contracts.unvalidated import unvalidated
 
 ITEM_HEADS: Final[dict[type[CallEvent], bytes]] = {

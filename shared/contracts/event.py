@@ -11,16 +11,6 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 
-def nested_json(value: object) -> dict[str, Any]:
-    """orjson's ``default`` for a model's ``__dict__``: a nested model (a call event's
-    `DialogLeg`) as its fields.  Why: the edge's call events as JSON, its envelopes and the
-    accounting service's stored data write a ``__dict__`` without a copy, and all but these
-    few fields are plain JSON already."""
-    if isinstance(value, BaseModel):
-        return value.__dict__
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
 class Event(BaseModel):
     """Base of every typed event payload.
 

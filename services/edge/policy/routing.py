@@ -9,13 +9,16 @@ those of the caller's source group, the matched rule and the branch's gateway.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from services.edge import metrics
 from services.edge.hooks import Decision, RequestView, RoutingHook, Target
 from services.edge.proxy.routes import Found, Hop
+from shared.dispatcher.model import Mode
 from shared.routing_table.index import RoutingIndex
 from shared.routing_table.manipulation import apply
+from shared.routing_table.modes import carried_by_b2bua
 from shared.routing_table.topology import TopologyOptions
 from shared.sip.errors import SipError
 from shared.sip.message import Request
@@ -90,3 +93,18 @@ def hop_topology(index: RoutingIndex, hop: Hop) -> TopologyOptions | None:
     if setting is None and hop.rule_id is not None:
         setting = index.rule_topology.get(hop.rule_id)
     return None if setting is None else setting.options
+
+
+def b2bua_carriage(
+    table: TableView, set_mode: Callable[[str | None], Mode | None]
+) -> Callable[[Hop], bool]:
+    """The router's question per call: does the B2BUA carry a call to this hop?  Asked of
+    the table as it is then (a reload swaps its index) and of the hop's set's mode.
+
+    Built here, in a compiled module, where a lambda of the start-up ran as Python per call.
+    """
+
+    def carried(hop: Hop) -> bool:
+        return carried_by_b2bua(table.index, hop.rule_id, hop.gateway_id, set_mode(hop.set_id))
+
+    return carried

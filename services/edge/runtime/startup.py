@@ -24,6 +24,7 @@ from services.edge.location import Directory
 from services.edge.policy import EdgePolicies
 from services.edge.policy.callers import CallerProfiles
 from services.edge.policy.overload import LoadShedder, OverloadSettings
+from services.edge.policy.routing import b2bua_carriage
 from services.edge.policy.trust import SourceTrust
 from services.edge.proxy.call_events import CallEvents
 from services.edge.proxy.core import Proxy, ProxyTimers
@@ -62,7 +63,6 @@ from shared.registrar.location import shared_secret
 from shared.registrar.nonce_counts import NonceCounts
 from shared.routing_table.cache import RoutingCache
 from shared.routing_table.media import parse_domain_policies
-from shared.routing_table.modes import carried_by_b2bua
 from shared.settings import Settings, split_host_port
 from shared.sip.auth.nonces import NonceKeeper
 from shared.sip.transport.base import Listener, limits_of, tls_limits_of
@@ -199,9 +199,7 @@ async def _serve_proxy(
         sets=SetSelector(sets, calls),
         names=names,
         health=cache.health.state,
-        b2bua=lambda hop: carried_by_b2bua(
-            cache.index, hop.rule_id, hop.gateway_id, sets.mode(hop.set_id)
-        ),
+        b2bua=b2bua_carriage(cache, sets.mode),
     )
     shedder = LoadShedder(
         OverloadSettings(

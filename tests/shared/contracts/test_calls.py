@@ -25,7 +25,7 @@ from shared.contracts.calls import (
     CallEventBatch,
     DialogLeg,
 )
-from shared.contracts.event import nested_json
+from shared.contracts.model_json import nested_json
 from shared.contracts.unvalidated import unvalidated
 from tests.services.accounting.calls import (
     answered_call,

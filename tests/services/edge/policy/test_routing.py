@@ -10,9 +10,16 @@ from dataclasses import replace
 import pytest
 from prometheus_client import REGISTRY
 
+from services.edge.destinations import DispatchSets
 from services.edge.hooks import Decision, RequestView, RoutingHook, example
 from services.edge.hooks.decision import Target
-from shared.routing_table.model import Manipulation
+from services.edge.policy.routing import b2bua_carriage
+from services.edge.proxy.routes import Hop
+from shared.dispatcher import DispatcherSet
+from shared.dispatcher.model import SetMember
+from shared.routing_table.cache import IndexRoutes
+from shared.routing_table.index import RoutingIndex
+from shared.routing_table.model import Gateway, Manipulation
 from shared.sip.message import Request
 from shared.sip.transport.destination import Destination
 from tests.services.edge.policy.support import (
@@ -224,3 +231,21 @@ def test_a_hook_routes_by_the_request_it_is_shown() -> None:
     assert requests_to(actions, GW1) == []
     [forwarded] = requests_to(actions, PREMIUM)
     assert forwarded.uri_text == f"sip:14075551234@{PREMIUM.host}"
+
+
+def test_the_b2bua_carriage_reads_the_table_of_the_moment_and_the_hops_set() -> None:
+    """The router's per-call question: the gateway's or rule's mode in the index the table
+    holds when asked (a reload swaps it whole), a set destination's by its set's mode."""
+    routes = IndexRoutes()
+    sets = DispatchSets()
+    sets.put("farm", DispatcherSet(destinations=(SetMember(uri="sip:10.0.0.1"),), mode="b2bua"))
+    carried = b2bua_carriage(routes, sets.mode)
+    to_gateway = Hop("sip:192.0.2.2", GW1, gateway_id="gw", rule_id="r1")
+    assert not carried(to_gateway)  # no such gateway yet: proxied
+    reloaded = RoutingIndex()
+    reloaded.put("gateway", "gw", Gateway(address="sip:192.0.2.2", mode="b2bua"))
+    routes.index = reloaded
+    assert carried(to_gateway)
+    to_farm = Hop("sip:10.0.0.1", GW1, set_id="farm", set_uri="sip:10.0.0.1")
+    assert carried(to_farm)
+    assert not carried(Hop("sip:10.0.0.9", GW1, set_id="elsewhere"))
