@@ -40,10 +40,10 @@ from pathlib import Path
 
 from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.errors import BenchError
-from bench.proxy.routing import LOOPBACK, seed_table
-from bench.proxy.run import BenchConfig, raise_open_files_limit, work_directory
-from bench.proxy.setups import Row, alternating_runs, row_of, running_edges
-from bench.proxy.sipp import running_gateways, write_numbers
+from bench.proxy.routing import LOOPBACK
+from bench.proxy.run import raise_open_files_limit, work_directory
+from bench.proxy.setups import Row, alternating_runs, one_rate, row_of, running_edges
+from bench.proxy.sipp import running_gateways
 from deploy.labs.ports import free_port
 
 SETUPS = ("off", "udp", "tcp", "slow", "down")
@@ -160,23 +160,19 @@ def bench(
     setups: list[str], rate: int, duration: float, repeat: int, workdir: Path
 ) -> tuple[list[Row], float]:
     """Each set-up's medians, and the HEP packets the collector got per call of ``udp``."""
-    gateways = (free_port(), free_port())
-    config = BenchConfig(rates=(rate,), duration_s=duration, gateway_ports=gateways)
-    table = seed_table(*gateways)
-    plan = config.plan(rate)
-    numbers = workdir / "numbers.csv"
-    write_numbers(numbers, config.number_prefix)
+    wire = one_rate(rate, duration, workdir)
     collector = Collector()
     try:
         with (
-            running_gateways(table, workdir, config.recv_timeout_ms),
+            running_gateways(wire.table, workdir, wire.config.recv_timeout_ms),
             running_edges(
-                {setup: edge_of(setup, collector) for setup in setups}, table, workdir
+                {setup: edge_of(setup, collector) for setup in setups}, wire.table, workdir
             ) as edges,
         ):
             runs = alternating_runs(
-                edges, plan, repeat, config=config, workdir=workdir, numbers=numbers, tag=str(rate)
-            )
+                edges, wire.plan, repeat, config=wire.config, workdir=workdir,
+                numbers=wire.numbers, tag=str(rate),
+            )  # fmt: skip # one run's parts
     finally:
         collector.close()
     calls = sum(r.attempted for r, _ in runs.get("udp", []))

@@ -25,10 +25,9 @@ from pathlib import Path
 
 from bench.proxy.callmesh import REPO, CallmeshEdge
 from bench.proxy.errors import BenchError
-from bench.proxy.routing import seed_table
-from bench.proxy.run import BenchConfig, measure, raise_open_files_limit, work_directory
-from bench.proxy.setups import running_edges
-from bench.proxy.sipp import running_gateways, write_numbers
+from bench.proxy.run import measure, raise_open_files_limit, work_directory
+from bench.proxy.setups import one_rate, running_edges
+from bench.proxy.sipp import running_gateways
 from deploy.labs.ports import free_port
 
 HOOK = Path(__file__).resolve().parent / "interpreted_hook"
@@ -64,25 +63,20 @@ def edge_counting_into(folder: Path) -> CallmeshEdge:
 
 def bench(rate: int, duration: float, workdir: Path) -> tuple[Counter[str], int, int]:
     """Interpreted calls during one run of calls, by function; the calls offered; failed."""
-    gateways = (free_port(), free_port())
-    config = BenchConfig(rates=(rate,), duration_s=duration, gateway_ports=gateways)
-    table = seed_table(*gateways)
-    plan = config.plan(rate)
-    numbers = workdir / "numbers.csv"
-    write_numbers(numbers, config.number_prefix)
+    wire = one_rate(rate, duration, workdir)
     folder = workdir / "counts"
     folder.mkdir()
     with (
-        running_gateways(table, workdir, config.recv_timeout_ms),
-        running_edges({"edge": edge_counting_into(folder)}, table, workdir) as edges,
+        running_gateways(wire.table, workdir, wire.config.recv_timeout_ms),
+        running_edges({"edge": edge_counting_into(folder)}, wire.table, workdir) as edges,
     ):
         edge, pid = edges["edge"]
         for tag in ("warm-up", "counted"):
             time.sleep(SETTLE_S)
             before = read_counts(folder)
             result = measure(
-                pid, plan, proxy_port=edge.port, config=config, workdir=workdir,
-                numbers=numbers, tag=tag,
+                pid, wire.plan, proxy_port=edge.port, config=wire.config, workdir=workdir,
+                numbers=wire.numbers, tag=tag,
             )  # fmt: skip # one run's parts
             time.sleep(SETTLE_S)
     return read_counts(folder) - before, result.attempted, result.unsuccessful

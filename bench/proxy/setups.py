@@ -23,9 +23,9 @@ from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.cpu import tree_cpu_times
 from bench.proxy.proxy import running_proxy
 from bench.proxy.results import RunResult
-from bench.proxy.routing import RoutingTable
+from bench.proxy.routing import RoutingTable, seed_table
 from bench.proxy.run import BenchConfig, measure
-from bench.proxy.sipp import CallPlan
+from bench.proxy.sipp import CallPlan, write_numbers
 from deploy.labs.ports import free_port
 
 IDLE_SAMPLE = 2.0
@@ -42,6 +42,25 @@ class Row:
     failed_pct: float
     ratios: list[float]
     """Each repeat's CPU per call over the baseline set-up's in the same repeat."""
+
+
+@dataclass(frozen=True, slots=True)
+class OneRate:
+    """A wire benchmark at one rate: its configuration, the seed table on two free gateway
+    ports, the call plan, and the caller's numbers written into the work directory."""
+
+    config: BenchConfig
+    table: RoutingTable
+    plan: CallPlan
+    numbers: Path
+
+
+def one_rate(rate: int, duration: float, workdir: Path) -> OneRate:
+    gateways = (free_port(), free_port())
+    config = BenchConfig(rates=(rate,), duration_s=duration, gateway_ports=gateways)
+    numbers = workdir / "numbers.csv"
+    write_numbers(numbers, config.number_prefix)
+    return OneRate(config, seed_table(*gateways), config.plan(rate), numbers)
 
 
 @contextmanager
