@@ -2,10 +2,11 @@
 
 Python imports a `sitecustomize` module found on its path at start-up; the benchmark puts
 this folder first on the edge's ``PYTHONPATH`` and names a folder in
-``CALLMESH_BENCH_INTERPRETED``.  Every interpreted function's call is counted (compiled
-ones make no frame, so they are not), and the counts are written to ``<folder>/<pid>``
-twice a second: the benchmark reads them before and after a run of calls.  Without the
-variable this does nothing.
+``CALLMESH_BENCH_INTERPRETED``.  Every entry into an interpreted function's frame on the
+main thread (where the event loop runs) is counted: a call, or a coroutine's or
+generator's resumption.  Compiled functions make no frame, so they are not.  The counts
+are written to ``<folder>/<pid>`` twice a second: the benchmark reads them before and after
+a run of calls.  Without the variable this does nothing.
 """
 
 from __future__ import annotations
