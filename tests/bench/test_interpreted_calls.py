@@ -11,6 +11,7 @@ from bench.interpreted_calls import HOOK, edge_counting_into, read_counts
 from bench.proxy.callmesh import REPO
 
 SCRIPT = """
+import sys
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ for _ in range(7):
     work()
 hash(Key("a"))
 time.sleep(1.2)  # the hook writes twice a second
+print("profiled" if sys.getprofile() is not None else "not profiled")
 """
 
 
@@ -52,7 +54,8 @@ def test_a_process_started_with_the_hook_counts_each_interpreted_call(tmp_path: 
     completed, folder = run_counted(tmp_path, counting=True)
     assert completed.returncode == 0, completed.stderr
     counts = read_counts(folder)
-    assert counts[f"{tmp_path}/script.py:9:work"] == 7
+    assert completed.stdout == "profiled\n"
+    assert counts[f"{tmp_path}/script.py:10:work"] == 7
     # a dataclass's generated method is named by its class
     assert sum(n for where, n in counts.items() if where.endswith(":Key.__hash__")) == 1
 
@@ -60,6 +63,7 @@ def test_a_process_started_with_the_hook_counts_each_interpreted_call(tmp_path: 
 def test_without_the_variable_the_hook_counts_nothing(tmp_path: Path) -> None:
     completed, folder = run_counted(tmp_path, counting=False)
     assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "not profiled\n"  # the hook was on the path, and stayed off
     assert not list(folder.iterdir())
 
 
