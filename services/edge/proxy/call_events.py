@@ -54,12 +54,20 @@ class CallNotes:
 
     For an INVITE: `rang` once a `CallRinging` went out.  For a BYE: its own
     To tag and when it was seen (`CallEnded` goes out with its final answer).
+
+    `wall_offset` is the core's at `seen_at`, and every event of the forwarding is stamped
+    with it: the runtime re-measures the core's (`runtime.loop_probe`), and a measurement
+    can move by milliseconds (the process preempted between its two clock reads), so a
+    failover's branch sent a fraction of a millisecond after the first came out stamped
+    before it, and the record listed its branches out of order (a CI run's).  On one
+    offset a call's stamps keep the order and the gaps of the core's monotonic clock.
     """
 
     call_id: str
     from_tag: str
     to_tag: str
     seen_at: float
+    wall_offset: float
     rang: bool
 
     def __init__(
@@ -68,12 +76,15 @@ class CallNotes:
         from_tag: str,
         to_tag: str = "",
         seen_at: float = 0.0,
+        wall_offset: float = 0.0,
+        *,
         rang: bool = False,
     ) -> None:
         self.call_id = call_id
         self.from_tag = from_tag
         self.to_tag = to_tag
         self.seen_at = seen_at
+        self.wall_offset = wall_offset
         self.rang = rang
 
 
@@ -115,6 +126,14 @@ def _target(hop: Hop) -> tuple[str, TargetKind]:
     return hop.uri, "uri"
 
 
+def wall_ms(now: float, wall_offset: float) -> float:
+    """The core's `now` as Unix time, to the millisecond.
+
+    Why not ``round(t, 3)``: that rounds in decimal through a string (~3,000
+    instructions, six times a call); this is within a millisecond of it, and whole."""
+    return round((now + wall_offset) * 1000) / 1000
+
+
 UNMATCHED_ANSWERS_PER_SECOND: Final = 50
 """Unmatched 2xxs (no transaction: its edge restarted) published per second per worker."""
 
@@ -139,14 +158,11 @@ class CallEvents:
         self._unmatched_second = -1
 
     def at(self, now: float) -> float:
-        """The core's `now` as Unix time, to the millisecond.
-
-        Why not ``round(t, 3)``: that rounds in decimal through a string (~3,000
-        instructions, six times a call); this is within a millisecond of it, and whole."""
-        return round((now + self.wall_offset) * 1000) / 1000
+        """The core's `now` as Unix time, to the millisecond (on the current offset)."""
+        return wall_ms(now, self.wall_offset)
 
     def after(self, notes: CallNotes, now: float) -> float:
-        """`at(now)`, never before the call's own start (`notes.seen_at`).
+        """`now` as Unix time on the call's offset, never before its start (`notes.seen_at`).
 
         Why: a message's `now` is its kernel receive stamp turned to the loop's clock
         (`transport.udp`), and two of them can come out in the wrong order by a millisecond
@@ -155,10 +171,11 @@ class CallEvents:
         (a challenge's, `services.accounting.fold`): that call's record stayed open.
         """
         seen_at = notes.seen_at
-        return self.at(now if now >= seen_at else seen_at)
+        return wall_ms(now if now >= seen_at else seen_at, notes.wall_offset)
 
     def notes(self, request: Request, now: float) -> CallNotes:
-        return CallNotes(request.call_id, request.from_tag or "", request.to_tag or "", now)
+        from_tag, to_tag = request.from_tag or "", request.to_tag or ""
+        return CallNotes(request.call_id, from_tag, to_tag, now, self.wall_offset)
 
     def started(
         self,
@@ -210,7 +227,7 @@ class CallEvents:
             target_kind=kind,
             address=host_port(hop.destination),
             carrier=None,
-            sent_at=self.at(sent_at),
+            sent_at=wall_ms(sent_at, notes.wall_offset),
             status=status,
             reason=reason,
         )
@@ -265,7 +282,7 @@ class CallEvents:
         before its answer (a restart, the other box of a VIP pair); who answered is known
         only by the 2xx's source, so it is the target too, as a URI (no legs: nothing of the
         INVITE is known here, so such a call cannot be hung up from the API)."""
-        notes = CallNotes(response.call_id, response.from_tag or "", "", now)
+        notes = CallNotes(response.call_id, response.from_tag or "", "", now, self.wall_offset)
         address = host_port(source)
         who: tuple[str, TargetKind] = (f"sip:{address}", "uri")
         return self._answered(notes, response.to_tag or "", who, address, now)
@@ -349,7 +366,7 @@ class CallEvents:
         event = unvalidated(
             CallEnded,
             call_id=notes.call_id,
-            at=self.at(notes.seen_at),
+            at=wall_ms(notes.seen_at, notes.wall_offset),
             edge=self.edge,
             from_tag=notes.from_tag,
             to_tag=notes.to_tag,

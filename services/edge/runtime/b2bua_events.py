@@ -18,7 +18,7 @@ from collections import deque
 
 from services.edge.b2bua.pair import Pair, Progress
 from services.edge.proxy.actions import Publish, Send
-from services.edge.proxy.call_events import CallEvents, CallNotes
+from services.edge.proxy.call_events import CallEvents, CallNotes, wall_ms
 from services.edge.proxy.routes import Hop
 from shared.contracts.calls import CallTransferred, EdgeCause
 from shared.sip.message import Request, Response, parse_message
@@ -34,10 +34,14 @@ class PairEvents:
         self._answering: dict[str, Hop] = {}
         """Pair id → the hop of its latest branch (the one that answered, for `answered`)."""
         self._rang: set[str] = set()
+        self._wall_offsets: dict[str, float] = {}
+        """Pair id → the core's wall offset when its leg B first went: all its events are
+        stamped with it (`CallNotes.wall_offset`: why one per call)."""
 
     def trying(self, pair_id: str, hop: Hop) -> None:
         """Leg B goes (again) toward `hop`."""
         self._trying.setdefault(pair_id, deque()).append(hop)
+        self._wall_offsets.setdefault(pair_id, self._events.wall_offset)
 
     def refused(
         self, request: Request, status: int, reason: str, now: float, cause: EdgeCause | None
@@ -75,10 +79,12 @@ class PairEvents:
         self._trying.pop(pair_id, None)
         self._answering.pop(pair_id, None)
         self._rang.discard(pair_id)
+        self._wall_offsets.pop(pair_id, None)
 
     def _event(self, step: Progress, now: float) -> Publish | None:
         events, pair = self._events, step.pair
-        notes = CallNotes(pair.a.call_id, pair.a.remote_tag or "", seen_at=now)
+        wall_offset = self._wall_offsets.get(pair.id, events.wall_offset)
+        notes = CallNotes(pair.a.call_id, pair.a.remote_tag or "", "", now, wall_offset)
         if step.step == "branch":
             trying = self._trying.get(pair.id)
             if not trying:
@@ -109,17 +115,18 @@ class PairEvents:
         if step.step == "cancelled":
             return events.cancelled(notes, now)
         if step.step == "transferred":
-            return self._transferred(step, now)
-        return events.ended(_bye_notes(pair, step, now), step.status, by_edge=step.by_edge)
+            return self._transferred(step, wall_ms(now, wall_offset))
+        bye = _bye_notes(pair, step, now, wall_offset)
+        return events.ended(bye, step.status, by_edge=step.by_edge)
 
-    def _transferred(self, step: Progress, now: float) -> Publish | None:
+    def _transferred(self, step: Progress, at: float) -> Publish | None:
         """A transfer's outcome (`b2bua.transfer`), under the caller's Call-ID and tags."""
         outcome, pair = step.transfer, step.pair
         if outcome is None:
             return None
         event = CallTransferred(
             call_id=pair.a.call_id,
-            at=self._events.at(now),
+            at=at,
             edge=self._events.edge,
             from_tag=pair.a.remote_tag or "",
             to_tag=pair.a.local_tag,
@@ -135,9 +142,9 @@ class PairEvents:
         return Publish(event)
 
 
-def _bye_notes(pair: Pair, step: Progress, now: float) -> CallNotes:
+def _bye_notes(pair: Pair, step: Progress, now: float, wall_offset: float) -> CallNotes:
     """The BYE's tags as leg A names them: the caller's in From when the caller hung up, the
     edge's leg A tag in From when the target did (what a proxied BYE from the callee has)."""
     caller, edge = pair.a.remote_tag or "", pair.a.local_tag
     from_tag, to_tag = (edge, caller) if step.side == "b" else (caller, edge)
-    return CallNotes(pair.a.call_id, from_tag, to_tag, seen_at=now)
+    return CallNotes(pair.a.call_id, from_tag, to_tag, now, wall_offset)

@@ -138,6 +138,6 @@ class Hangups:
         if events is None:
             return
         from_tag, to_tag = bye.tags
-        notes = CallNotes(call_id, from_tag, to_tag, sent_at)
+        notes = CallNotes(call_id, from_tag, to_tag, sent_at, events.wall_offset)
         self.publisher.offer(events.ended(notes, status, by_edge=True).event)
         log.info("hang-up: BYE to the %s of %s answered %d", bye.side, call_id, status)

@@ -25,13 +25,14 @@ from shared.contracts.calls import (
 from tests.services.edge.proxy.support import published, without_legs
 from tests.services.edge.proxy.test_call_events import (
     GATEWAY_1,
+    GATEWAY_2,
     KEY,
     START,
     WALL,
     cancel,
     events_run,
 )
-from tests.services.edge.proxy.test_core import GW1, Run, answer, invite, only_request
+from tests.services.edge.proxy.test_core import GW1, GW2, Run, answer, invite, only_request
 
 
 def answer_relayed_at(run: Run, clock: float) -> list[CallEvent]:
@@ -108,3 +109,34 @@ def test_a_stamp_is_the_unix_time_to_the_millisecond() -> None:
     events.wall_offset = 1_796_447_319.0
     assert events.at(0.0046) == 1_796_447_319.005
     assert events.at(-0.0044) == 1_796_447_318.996
+
+
+def test_a_failovers_branches_keep_their_order_when_the_wall_offset_is_measured_anew() -> None:
+    """The runtime re-measures the offset while calls go on (`runtime.loop_probe`); one
+    measured 3 ms lower (the process preempted between its two clock reads) stamped the
+    second branch, sent 0.4 ms after the first, 3 ms before it, and the record listed the
+    branches out of order (a CI run's).  A call keeps the offset it started on; the next
+    call takes the new one."""
+    run = events_run()
+    events = run.proxy.call_events
+    assert isinstance(events, CallEvents)
+    first = only_request(run.send(invite()), GW1)
+    run.now = START + 0.0004
+    actions = run.send(answer(first, 503), GW1)
+    second = only_request(actions, GW2)
+    events.wall_offset = WALL - 0.003
+    run.now = START + 0.0008
+    assert without_legs(published(actions + run.send(answer(second, 200), GW2))) == [
+        BranchTried(
+            **KEY, **GATEWAY_1, at=WALL + START, sent_at=WALL + START, status=503,
+            reason="Whatever",
+        ),
+        BranchTried(
+            **KEY, **GATEWAY_2, at=WALL + START + 0.001, sent_at=WALL + START, status=200,
+            reason="Whatever",
+        ),
+        CallAnswered(**KEY, **GATEWAY_2, at=WALL + START + 0.001, to_tag="gw"),
+    ]  # fmt: skip # the branches' fields on two lines
+    run.now = START + 1
+    started = published(run.send(invite(branch="z9hG4bKc2").replace(b"call-1", b"call-2")))[0]
+    assert started.at == round((WALL - 0.003 + START + 1) * 1000) / 1000

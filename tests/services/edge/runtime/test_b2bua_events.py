@@ -140,6 +140,26 @@ def test_failover_is_one_branch_per_gateway_tried() -> None:
     assert (answer_.target, answer_.b2bua_leg_call_id) == ("2", second.call_id)
 
 
+def test_a_failovers_events_keep_their_order_when_the_wall_offset_is_measured_anew() -> None:
+    """The runtime re-measures the offset while a call goes on; a measurement 3 ms lower (the
+    process preempted between its clock reads) must not stamp the second leg B's branch, sent
+    0.4 ms after the first, before it: a call's events are stamped on its first offset."""
+    call = Call(*failover_run())
+    events = call.proxy.call_events
+    assert isinstance(events, CallEvents)
+    first = leg_b_invite(call.feed(invite(), CALLER, 100.0))
+    second = leg_b_invite(call.feed(answer(first, 503), GW1, 100.0004))
+    events.wall_offset = -0.003
+    call.feed(answer(second, 200), GW2, 100.0008)
+    branches = [e for e in call.events if isinstance(e, BranchTried)]
+    assert [(b.target, b.sent_at, b.at) for b in branches] == [
+        ("1", 100.0, 100.0),
+        ("2", 100.0, 100.001),
+    ]
+    [answer_] = [e for e in call.events if isinstance(e, CallAnswered)]
+    assert answer_.at == 100.001
+
+
 def test_a_refusal_relayed_and_the_edges_own_timeout_are_failures_of_their_origin() -> None:
     call = Call(*failover_run())
     first = leg_b_invite(call.feed(invite(), CALLER, 100.0))
