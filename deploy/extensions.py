@@ -76,6 +76,7 @@ HOT = (
     # The runtime's side of every message: the UDP socket's reads and sends, the worker's
     # sockets and their hand-on, the driver that runs the core's actions.
     "shared/sip/transport/udp.py",
+    "shared/clock.py",
     "services/edge/runtime/sockets.py",
     "services/edge/runtime/affinity.py",
     "services/edge/runtime/driver.py",

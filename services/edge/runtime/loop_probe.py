@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,6 +18,7 @@ from services.edge import metrics
 from services.edge.policy.failure_reports import FailureReports
 from services.edge.proxy.core import Proxy
 from services.edge.runtime.publisher import EventPublisher
+from shared.clock import wall_offset
 from shared.dns.resolver import DnsResolver
 
 log = logging.getLogger("callmesh.edge")
@@ -28,28 +27,8 @@ DNS_CHECK_INTERVAL = 0.25
 """How often the probe looks for DNS answers due for refresh (a scan of the cache). A TTL
 of a few seconds or more is refreshed long before it runs out; at the 1 s floor a call
 may now and then find its answer expired and wait for it."""
-OFFSET_READS = 3
-"""Bracketed clock reads per wall-offset measurement (`wall_offset`): a microsecond each."""
 LOOP_PROBE_INTERVAL = 0.1
 """Short enough that shedding starts within a fraction of a second of the loop falling behind."""
-
-
-def wall_offset(
-    loop_time: Callable[[], float], wall_time: Callable[[], float] = time.time
-) -> float:
-    """Wall time minus the loop's clock, from the tightest of a few bracketed reads.
-
-    Why bracketed: a process preempted between its wall read and its loop read measured the
-    offset milliseconds off (a CI run on two busy cores), and the calls stamped on it came
-    out that far off too; the loop read before and after bounds the error by half their gap."""
-    best_gap, best = math.inf, 0.0
-    for _ in range(OFFSET_READS):
-        before = loop_time()
-        wall = wall_time()
-        after = loop_time()
-        if after - before < best_gap:
-            best_gap, best = after - before, wall - (before + after) / 2
-    return best
 
 
 def set_wall_offset(proxy: Proxy, loop: asyncio.AbstractEventLoop) -> None:

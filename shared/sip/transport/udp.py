@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from typing import Final, Protocol
 
+from shared.clock import wall_offset
 from shared.sip.transport.base import (
     DatagramHandler,
     Listener,
@@ -81,10 +81,12 @@ class UdpEndpoint:
 
     def _readable(self) -> None:
         """Handle up to `BURST` waiting datagrams; each stamp is turned to the loop's clock
-        by the offset between it and the wall clock, read once per wake-up."""
+        by the offset between it and the wall clock, measured once per wake-up
+        (`shared.clock.wall_offset`: a plain pair of reads, preempted between them, put a
+        503 before the INVITE it answered)."""
         loop = self._loop
         now = loop.time()
-        offset = now - time.time()
+        offset = -wall_offset(loop.time)
         try:
             burst = read_datagrams(self._sock, BURST)
         except OSError as error:  # an ICMP error of an earlier send; timers handle the loss
