@@ -127,15 +127,19 @@ class CallRecords(Answers):
         self, branch: Branch, status: int, reason: str, now: float, actions: list[Action]
     ) -> bool:
         """`branch`'s final answer, once (a 2xx retransmitted, a late answer after a give-up
-        are not new): True when published now."""
+        are not new): True when published now.
+
+        Sent, as every event of the call, never before the call's start (`CallEvents.after`):
+        a failover branch's time is its trigger's receive stamp, and a CI run's 503, answered
+        0.3 ms after the INVITE, came out stamped before the call was routed, its branch
+        before the first, and the record listed them out of order."""
         call, events = branch.forwarding.call, self.call_events
         if call is None or events is None or branch.reported:
             return False
         branch.reported = True
+        sent_at = branch.sent_at if branch.sent_at >= call.seen_at else call.seen_at
         actions.append(
-            events.branch(
-                call, branch.hop, sent_at=branch.sent_at, status=status, reason=reason, now=now
-            )
+            events.branch(call, branch.hop, sent_at=sent_at, status=status, reason=reason, now=now)
         )
         return True
 

@@ -140,3 +140,26 @@ def test_a_failovers_branches_keep_their_order_when_the_wall_offset_is_measured_
     run.now = START + 1
     started = published(run.send(invite(branch="z9hG4bKc2").replace(b"call-1", b"call-2")))[0]
     assert started.at == round((WALL - 0.003 + START + 1) * 1000) / 1000
+
+
+def test_a_failover_sent_on_an_answer_stamped_before_the_call_is_sent_at_its_start() -> None:
+    """The 503 stamped before the INVITE it answered (the CI run's, by a fraction of a
+    millisecond): the second branch, sent on it, is no earlier than the first, and the fold
+    orders the two by their answers."""
+    run = events_run()
+    first = only_request(run.send(invite()), GW1)
+    run.now = EARLY
+    actions = run.send(answer(first, 503), GW1)
+    second = only_request(actions, GW2)
+    run.now = START + 0.002
+    assert without_legs(published(actions + run.send(answer(second, 200), GW2))) == [
+        BranchTried(
+            **KEY, **GATEWAY_1, at=WALL + START, sent_at=WALL + START, status=503,
+            reason="Whatever",
+        ),
+        BranchTried(
+            **KEY, **GATEWAY_2, at=WALL + START + 0.002, sent_at=WALL + START, status=200,
+            reason="Whatever",
+        ),
+        CallAnswered(**KEY, **GATEWAY_2, at=WALL + START + 0.002, to_tag="gw"),
+    ]  # fmt: skip # the branches' fields on two lines
