@@ -4,10 +4,10 @@ preempted process does not skew it.
 Why it matters: the edge runs on the loop's monotonic clock and turns the kernel's receive
 stamps (wall time) to it, and its call events back to wall time. An offset read as
 ``time.time() - loop.time()`` by a process preempted between the two reads is off by the
-time it was away, milliseconds on two busy cores: a CI run's failover, its gateway's 503
-0.3 ms after the INVITE, came out stamped before the INVITE, and the record listed the
-call's branches out of order. Reading the loop's clock before and after the wall clock
-bounds the error by half their gap; a wide gap (preempted) is read again.
+time it was away, milliseconds on two busy cores, and so is every message stamped with it:
+enough to put a gateway's answer before the request it answered. Reading the loop's clock
+before and after the wall clock bounds the error by half their gap; a wide gap (preempted)
+is read again.
 """
 
 from __future__ import annotations

@@ -56,11 +56,10 @@ class CallNotes:
     To tag and when it was seen (`CallEnded` goes out with its final answer).
 
     `wall_offset` is the core's at `seen_at`, and every event of the forwarding is stamped
-    with it: the runtime re-measures the core's (`runtime.loop_probe`), and a measurement
-    can move by milliseconds (the process preempted between its two clock reads), so a
-    failover's branch sent a fraction of a millisecond after the first came out stamped
-    before it, and the record listed its branches out of order (a CI run's).  On one
-    offset a call's stamps keep the order and the gaps of the core's monotonic clock.
+    with it: the runtime re-measures the core's every 100 ms (`runtime.loop_probe`), and
+    a failover's branch sent a fraction of a millisecond after the first, its answer
+    published after a new measurement a little lower, would come out stamped before it.
+    On one offset a call's stamps keep the order and the gaps of the monotonic clock.
     """
 
     call_id: str

@@ -82,8 +82,8 @@ class UdpEndpoint:
     def _readable(self) -> None:
         """Handle up to `BURST` waiting datagrams; each stamp is turned to the loop's clock
         by the offset between it and the wall clock, measured once per wake-up
-        (`shared.clock.wall_offset`: a plain pair of reads, preempted between them, put a
-        503 before the INVITE it answered)."""
+        (`shared.clock.wall_offset`: a plain pair of reads is off by as long as the process
+        was preempted between them)."""
         loop = self._loop
         now = loop.time()
         offset = -wall_offset(loop.time)

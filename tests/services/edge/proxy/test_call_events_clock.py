@@ -111,55 +111,55 @@ def test_a_stamp_is_the_unix_time_to_the_millisecond() -> None:
     assert events.at(-0.0044) == 1_796_447_318.996
 
 
-def test_a_failovers_branches_keep_their_order_when_the_wall_offset_is_measured_anew() -> None:
-    """The runtime re-measures the offset while calls go on (`runtime.loop_probe`); one
-    measured 3 ms lower (the process preempted between its two clock reads) stamped the
-    second branch, sent 0.4 ms after the first, 3 ms before it, and the record listed the
-    branches out of order (a CI run's).  A call keeps the offset it started on; the next
-    call takes the new one."""
-    run = events_run()
+def failover(
+    run: Run, answered_503: float, moved_by: float, answered_200: float
+) -> list[CallEvent]:
+    """A call failed over from gateway 1's 503 (arriving at `answered_503`) to gateway 2's
+    200 (at `answered_200`), the wall offset re-measured `moved_by` lower in between."""
     events = run.proxy.call_events
     assert isinstance(events, CallEvents)
     first = only_request(run.send(invite()), GW1)
-    run.now = START + 0.0004
+    run.now = answered_503
     actions = run.send(answer(first, 503), GW1)
     second = only_request(actions, GW2)
-    events.wall_offset = WALL - 0.003
-    run.now = START + 0.0008
-    assert without_legs(published(actions + run.send(answer(second, 200), GW2))) == [
+    events.wall_offset -= moved_by
+    run.now = answered_200
+    return without_legs(published(actions + run.send(answer(second, 200), GW2)))
+
+
+def failover_events(first_answered: float, second_answered: float) -> list[CallEvent]:
+    """`failover`'s events, both branches sent at the call's start (the second on a 503
+    stamped no later than it)."""
+    return [
         BranchTried(
-            **KEY, **GATEWAY_1, at=WALL + START, sent_at=WALL + START, status=503,
+            **KEY, **GATEWAY_1, at=WALL + first_answered, sent_at=WALL + START, status=503,
             reason="Whatever",
         ),
         BranchTried(
-            **KEY, **GATEWAY_2, at=WALL + START + 0.001, sent_at=WALL + START, status=200,
+            **KEY, **GATEWAY_2, at=WALL + second_answered, sent_at=WALL + START, status=200,
             reason="Whatever",
         ),
-        CallAnswered(**KEY, **GATEWAY_2, at=WALL + START + 0.001, to_tag="gw"),
+        CallAnswered(**KEY, **GATEWAY_2, at=WALL + second_answered, to_tag="gw"),
     ]  # fmt: skip # the branches' fields on two lines
+
+
+def test_a_failovers_branches_keep_their_order_when_the_wall_offset_is_measured_anew() -> None:
+    """The runtime re-measures the offset while calls go on (`runtime.loop_probe`); one
+    3 ms lower would stamp the second branch, sent 0.4 ms after the first, before it. A call
+    keeps the offset it started on; the next call takes the new one."""
+    run = events_run()
+    assert failover(run, START + 0.0004, 0.003, START + 0.0008) == failover_events(
+        START, START + 0.001
+    )
     run.now = START + 1
     started = published(run.send(invite(branch="z9hG4bKc2").replace(b"call-1", b"call-2")))[0]
     assert started.at == round((WALL - 0.003 + START + 1) * 1000) / 1000
 
 
 def test_a_failover_sent_on_an_answer_stamped_before_the_call_is_sent_at_its_start() -> None:
-    """The 503 stamped before the INVITE it answered (the CI run's, by a fraction of a
+    """The 503 stamped before the INVITE it answered (a CI run's, by a fraction of a
     millisecond): the second branch, sent on it, is no earlier than the first, and the fold
     orders the two by their answers."""
-    run = events_run()
-    first = only_request(run.send(invite()), GW1)
-    run.now = EARLY
-    actions = run.send(answer(first, 503), GW1)
-    second = only_request(actions, GW2)
-    run.now = START + 0.002
-    assert without_legs(published(actions + run.send(answer(second, 200), GW2))) == [
-        BranchTried(
-            **KEY, **GATEWAY_1, at=WALL + START, sent_at=WALL + START, status=503,
-            reason="Whatever",
-        ),
-        BranchTried(
-            **KEY, **GATEWAY_2, at=WALL + START + 0.002, sent_at=WALL + START, status=200,
-            reason="Whatever",
-        ),
-        CallAnswered(**KEY, **GATEWAY_2, at=WALL + START + 0.002, to_tag="gw"),
-    ]  # fmt: skip # the branches' fields on two lines
+    assert failover(events_run(), EARLY, 0.0, START + 0.002) == failover_events(
+        START, START + 0.002
+    )
