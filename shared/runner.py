@@ -14,10 +14,10 @@ import sys
 from collections.abc import Iterator, Sequence
 
 import uvicorn
-import uvloop
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from shared import event_loop
 from shared.api import create_app
 from shared.bus import Bus
 from shared.bus.factory import make_bus
@@ -173,7 +173,7 @@ def main(services: Sequence[type[Service]], *, embedded_allowed: bool) -> None:
         raise SystemExit(2) from None
     configure_logging(name, settings.instance, settings.log_level)
     try:
-        uvloop.run(serve(settings, services))
+        event_loop.run(serve(settings, services))
     except KeyboardInterrupt:
         pass
     except OSError as error:

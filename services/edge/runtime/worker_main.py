@@ -15,8 +15,6 @@ import signal
 import sys
 from pathlib import Path
 
-import uvloop
-
 from services.edge.runtime.affinity import WorkerGroup
 from services.edge.runtime.gc_tuning import tune_for_proxy
 from services.edge.runtime.pool import (
@@ -28,6 +26,7 @@ from services.edge.runtime.pool import (
 )
 from services.edge.runtime.startup import start_edge
 from services.edge.runtime.trace_socket import serve_trace
+from shared import event_loop
 from shared.api.metrics import serve_unix
 from shared.bus.factory import make_bus
 from shared.logs import configure_logging
@@ -87,7 +86,7 @@ def main() -> None:
     die_with_parent()
     settings = Settings()
     configure_logging("edge-worker", settings.instance, settings.log_level)
-    uvloop.run(serve(settings))
+    event_loop.run(serve(settings))
 
 
 if __name__ == "__main__":
