@@ -8,7 +8,11 @@ time by another. Each reading was off by its own fraction of a millisecond, so t
 a few tenths of a millisecond apart could come out in either order (a CI run's gateway,
 answering 503 0.3 ms after the call was routed, had its answer stamped before it). On
 `time.monotonic()` (the same CLOCK_MONOTONIC libuv reads, to the nanosecond) they keep
-their order; uvloop's timers are set from `loop.time()` too (`call_at`), so they follow.
+their order. uvloop's timers follow (`call_at` takes its delay from `time()`), still in
+whole milliseconds from libuv's own clock: one may run up to about 1.5 ms before its
+deadline on this clock (0.5 ms on uvloop's own); the edge's one loop timer then finds
+less due and is set again (`services.edge.runtime.loop_timer`), and a timeout ends that
+much sooner.
 """
 
 from __future__ import annotations
