@@ -1,6 +1,6 @@
 """The wall offset is read between two reads of the loop's clock: a process preempted between
-its reads measured it milliseconds off, and a CI run's 503 came out stamped before the
-INVITE it answered."""
+a plain pair of reads measures it off by as long as it was away, and every message stamped
+with it as much."""
 
 from __future__ import annotations
 
