@@ -6,7 +6,9 @@ which keeps the transaction layer sans-IO and lets tests step time exactly.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+from collections import deque
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -14,6 +16,7 @@ T = TypeVar("T")
 
 _push: Final = heapq.heappush
 _pop: Final = heapq.heappop
+_replace: Final = heapq.heapreplace
 """`heapq`'s functions held in the compiled module's statics: `heapq.heappush` is a module
 lookup and an attribute lookup at every call (about 380 instructions, some thirty a call)."""
 
@@ -61,33 +64,62 @@ to cancel it, or to recognise it when it fires."""
 
 
 class TimerQueue(Generic[T]):
-    """A min-heap of `(deadline, timer)` pairs of plain numbers and a dict from timer to item.
+    """Timers in one FIFO lane per delay, a small heap of the lanes' fronts, and a dict from
+    timer to item.
 
-    No handle object per timer and nothing that points back at the owner:
-    the owner keeps the `Timer` number, and the heap's tuples hold only
-    numbers, so the cyclic GC neither tracks them nor finds cycles through
-    them.  Cancelling drops the item at once (O(1)); its heap entry is
-    skipped when reached, and the heap is rebuilt when such entries
-    outnumber live ones, so a burst of transactions that end early does not
+    Why lanes and not one heap of every timer: an edge at 1,000 calls a second per worker
+    holds some 200,000 timers (three of 32 s a call, and the cancelled ones not yet
+    reached), and each one that fired or was skipped cost a heap pop down its 17 levels,
+    each a tuple comparison on entries scattered through memory (perf at the wire:
+    `heapq`'s sift and the comparisons it calls took ~4 % of the edge's CPU).  But timers
+    are set by a few delays (T1's multiples, 64*T1, T4, Timer C, the failover time) from a
+    clock that only moves forward, so the timers of one delay are scheduled in deadline
+    order: each lane stays sorted by appending, and only its front is compared, in a heap
+    of a few entries.  A deadline earlier than its lane's last (a caller whose `now` went
+    back) is inserted in order, the rare slow way.  Timers fire in the order one heap of
+    `(deadline, timer)` gave: by deadline, then by when they were scheduled.
+
+    No handle object per timer and nothing that points back at the owner: the owner
+    keeps the `Timer` number, and the lanes hold tuples of plain numbers, so the cyclic
+    GC neither tracks them nor finds cycles through them.  Cancelling drops the item at
+    once (O(1)); its lane entry is skipped when reached, and the lanes are compacted when
+    such entries outnumber live ones, so a burst of transactions that end early does not
     pin memory for 64*T1.  An item is never None.
     """
 
-    __slots__ = ("_heap", "_items", "_next")
+    __slots__ = ("_entries", "_fronts", "_items", "_lanes", "_next")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, Timer]] = []
+        self._lanes: dict[float, deque[tuple[float, Timer]]] = {}
+        """Delay → `(deadline, timer)` in deadline order; only lanes that hold entries."""
+        self._fronts: list[tuple[float, Timer, float]] = []
+        """A heap of `(deadline, timer, delay)`: each lane's front entry, one per lane."""
         self._items: dict[Timer, T] = {}
+        self._entries = 0
+        """Entries in the lanes, cancelled ones included."""
         self._next: Timer = 0
 
     def __len__(self) -> int:
         """Live (not cancelled, not fired) timers."""
         return len(self._items)
 
-    def schedule(self, deadline: float, item: T) -> Timer:
+    def schedule(self, now: float, delay: float, item: T) -> Timer:
+        """Fire `item` at `now + delay`."""
         timer = self._next
         self._next = timer + 1
         self._items[timer] = item
-        _push(self._heap, (deadline, timer))
+        self._entries += 1
+        deadline = now + delay
+        lane = self._lanes.get(delay)
+        if lane is None:
+            self._lanes[delay] = deque([(deadline, timer)])
+            _push(self._fronts, (deadline, timer, delay))
+        elif deadline >= lane[-1][0]:
+            lane.append((deadline, timer))
+        else:  # the caller's clock went back
+            bisect.insort(lane, (deadline, timer))
+            if lane[0][1] == timer:
+                self._rebuild_fronts()
         return timer
 
     def cancel(self, timer: Timer) -> None:
@@ -95,34 +127,67 @@ class TimerQueue(Generic[T]):
         items = self._items
         if items.pop(timer, None) is None:
             return
-        heap = self._heap
-        if len(heap) > 64 and len(heap) > 2 * len(items):
-            self._heap = [entry for entry in heap if entry[1] in items]
-            heapq.heapify(self._heap)
+        if self._entries > 64 and self._entries > 2 * len(items):
+            self._compact()
 
     def deadline(self, timer: Timer) -> float:
-        """When a live `timer` expires (a heap scan: for tests and diagnostics); KeyError
-        for one fired or cancelled."""
+        """When a live `timer` expires (a scan: for tests and diagnostics); KeyError for one
+        fired or cancelled."""
         if timer not in self._items:
             raise KeyError(timer)
-        return next(deadline for deadline, entry in self._heap if entry == timer)
+        return next(
+            deadline for lane in self._lanes.values() for deadline, entry in lane if entry == timer
+        )
 
     def next_deadline(self) -> float | None:
         """When the earliest live timer expires, for the adapter's `call_at`."""
-        heap = self._heap
+        fronts = self._fronts
         items = self._items
-        while heap and heap[0][1] not in items:
-            _pop(heap)
-        return heap[0][0] if heap else None
+        while fronts:
+            deadline, timer, _delay = fronts[0]
+            if timer in items:
+                return deadline
+            self._advance()
+        return None
 
     def pop_due(self, now: float) -> list[tuple[Timer, T]]:
         """`(timer, item)` of each live timer whose deadline is ≤ `now`, earliest first."""
         due: list[tuple[Timer, T]] = []
-        heap = self._heap
+        fronts = self._fronts
         items = self._items
-        while heap and heap[0][0] <= now:
-            timer = _pop(heap)[1]
+        while fronts and fronts[0][0] <= now:
+            timer = self._advance()
             item = items.pop(timer, None)
             if item is not None:
                 due.append((timer, item))
         return due
+
+    def _advance(self) -> Timer:
+        """Take the earliest entry off its lane; the lane's next entry becomes its front."""
+        delay = self._fronts[0][2]
+        lane = self._lanes[delay]
+        timer = lane.popleft()[1]
+        self._entries -= 1
+        if lane:
+            deadline, following = lane[0]
+            _replace(self._fronts, (deadline, following, delay))
+        else:
+            _pop(self._fronts)
+            del self._lanes[delay]
+        return timer
+
+    def _compact(self) -> None:
+        """Drop the cancelled entries from every lane."""
+        items = self._items
+        lanes: dict[float, deque[tuple[float, Timer]]] = {}
+        for delay, lane in self._lanes.items():
+            kept = deque([entry for entry in lane if entry[1] in items])
+            if kept:
+                lanes[delay] = kept
+        self._lanes = lanes
+        self._entries = len(items)
+        self._rebuild_fronts()
+
+    def _rebuild_fronts(self) -> None:
+        self._fronts = [(lane[0][0], lane[0][1], delay) for delay, lane in self._lanes.items()]
+        heapq.heapify(self._fronts)

@@ -150,7 +150,7 @@ class Forking(Cancelling):
         branch = Branch(forwarding, hop, client, sent_at=now)
         forwarding.branches.append(branch)
         self._branches[client] = branch
-        branch.timer = self._fr_timers.schedule(now + self.timers.fr, branch)
+        branch.timer = self._fr_timers.schedule(now, self.timers.fr, branch)
         if hop.gateway_id is not None:
             metrics.GATEWAY_ATTEMPTS[hop.gateway_id] += 1
         elif hop.set_id is not None:

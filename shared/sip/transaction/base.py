@@ -127,7 +127,7 @@ class Transaction:
         armed = self._armed
         if name in armed:
             timers.cancel(armed[name])
-        armed[name] = timers.schedule(now + delay, self)
+        armed[name] = timers.schedule(now, delay, self)
 
     def _disarm(self, *names: str) -> None:
         armed = self._armed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from shared.sip.timers import TimerQueue, TimerSettings
@@ -30,10 +32,10 @@ def test_nonsense_settings_are_refused(values: dict[str, float]) -> None:
 
 def test_pop_due_returns_expired_items_in_deadline_order() -> None:
     queue: TimerQueue[str] = TimerQueue()
-    queue.schedule(3.0, "c")
-    queue.schedule(1.0, "a")
-    queue.schedule(2.0, "b")
-    queue.schedule(2.0, "b2")
+    queue.schedule(0.0, 3.0, "c")
+    queue.schedule(0.0, 1.0, "a")
+    queue.schedule(0.0, 2.0, "b")
+    queue.schedule(1.0, 1.0, "b2")
     assert queue.next_deadline() == 1.0
     assert queue.pop_due(0.9) == []
     assert [item for _, item in queue.pop_due(2.0)] == ["a", "b", "b2"]
@@ -42,10 +44,53 @@ def test_pop_due_returns_expired_items_in_deadline_order() -> None:
     assert queue.next_deadline() is None
 
 
+def test_timers_of_many_delays_fire_as_one_heap_would_order_them() -> None:
+    """By deadline, then by when they were scheduled, whatever lane each is in; cancelled
+    ones never, and a deadline earlier than its lane's last (the caller's clock went back)
+    in its place too."""
+    rng = random.Random(7)
+    queue: TimerQueue[int] = TimerQueue()
+    expected: dict[int, tuple[float, int]] = {}
+    now = 0.0
+    for item in range(3000):
+        now += rng.choice([0.0, 0.001, 0.25])
+        if rng.random() < 0.02:
+            now -= 1.0
+        delay = rng.choice([0.5, 1.0, 2.0, 4.0, 5.0, 32.0, 180.0])
+        timer = queue.schedule(now, delay, item)
+        expected[timer] = (now + delay, item)
+        if rng.random() < 0.4:
+            cancelled = rng.choice(list(expected))
+            queue.cancel(cancelled)
+            del expected[cancelled]
+    assert len(queue) == len(expected)
+    fired: list[tuple[float, int]] = []
+    at = 0.0
+    while (deadline := queue.next_deadline()) is not None:
+        assert deadline == min(deadline for deadline, _ in expected.values())
+        at = deadline + rng.choice([0.0, 0.3, 3.0])
+        due = queue.pop_due(at)
+        assert due
+        for timer, item in due:
+            assert expected[timer][1] == item
+            fired.append((expected.pop(timer)[0], timer))
+    assert not expected
+    assert fired == sorted(fired)
+
+
+def test_a_clock_gone_back_puts_a_timer_before_the_ones_of_its_delay() -> None:
+    queue: TimerQueue[str] = TimerQueue()
+    queue.schedule(10.0, 1.0, "later")
+    queue.schedule(10.0, 5.0, "other delay")
+    queue.schedule(4.0, 1.0, "earlier")
+    assert queue.next_deadline() == 5.0
+    assert [item for _, item in queue.pop_due(20.0)] == ["earlier", "later", "other delay"]
+
+
 def test_cancelled_timers_never_fire_and_are_skipped_by_next_deadline() -> None:
     queue: TimerQueue[str] = TimerQueue()
-    first = queue.schedule(1.0, "a")
-    queue.schedule(2.0, "b")
+    first = queue.schedule(0.0, 1.0, "a")
+    queue.schedule(0.0, 2.0, "b")
     queue.cancel(first)
     queue.cancel(first)
     assert len(queue) == 1
@@ -55,7 +100,8 @@ def test_cancelled_timers_never_fire_and_are_skipped_by_next_deadline() -> None:
 
 def test_cancelling_a_fired_timer_is_harmless() -> None:
     queue: TimerQueue[str] = TimerQueue()
-    timer = queue.schedule(1.0, "a")
+    timer = queue.schedule(0.0, 1.0, "a")
+    assert queue.deadline(timer) == 1.0
     assert queue.pop_due(1.0) == [(timer, "a")]
     queue.cancel(timer)
     assert len(queue) == 0
@@ -63,13 +109,14 @@ def test_cancelling_a_fired_timer_is_harmless() -> None:
         queue.deadline(timer)
 
 
-def test_mass_cancellation_compacts_the_heap() -> None:
+def test_mass_cancellation_compacts_the_lanes() -> None:
     queue: TimerQueue[int] = TimerQueue()
-    timers = [queue.schedule(float(i), i) for i in range(1000)]
+    timers = [queue.schedule(float(i), 32.0, i) for i in range(1000)]
     for timer in timers[:900]:
         queue.cancel(timer)
     assert len(queue) == 100
-    assert len(queue._heap) < 1000
+    assert queue._entries < 1000
+    assert sum(len(lane) for lane in queue._lanes.values()) == queue._entries
     assert [item for _, item in queue.pop_due(2000.0)] == list(range(900, 1000))
 
 
