@@ -19,6 +19,7 @@ from bench import figures
 
 BENCHMARKS = {
     "sip_parse": "bench.sip_parse",
+    "timers": "bench.timers",
     "routing": "bench.routing",
     "registrar": "bench.registrar",
     "registrar_sipp": "bench.registrar_sipp",
