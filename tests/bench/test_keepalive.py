@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import printed_by
 
 
 def test_a_small_run_prints_every_figure() -> None:
-    printed = subprocess.check_output(  # a failed run raises, with its exit status
-        [sys.executable, "-m", "bench.keepalive", "--bindings", "3000"],
-        cwd=REPO_ROOT,
-        text=True,
-        timeout=60,
-    )
+    printed = printed_by("bench.keepalive", "--bindings", "3000", timeout=60)
     rows = dict(line.rsplit(None, 1) for line in printed.splitlines()[2:])
     assert float(rows["ping µs/binding/interval"]) > 0
     assert float(rows["watch µs/binding"]) > 0

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import printed_by
 
 
 @pytest.mark.integration
 def test_a_small_run_prints_both_figures_and_leaves_no_session() -> None:
-    printed = subprocess.check_output(  # a failed run (a session left, a call unrelayed) raises
-        [sys.executable, "-m", "bench.media_relay", "--calls", "40", "--rate", "100"],
-        cwd=REPO_ROOT,
-        text=True,
-        timeout=120,
-    )
+    # a failed run (a session left, a call unrelayed) raises
+    printed = printed_by("bench.media_relay", "--calls", "40", "--rate", "100", timeout=120)
     rows = dict(line.rsplit(None, 1) for line in printed.splitlines()[2:])
     assert float(rows["sessions left"]) == 0
     assert float(rows["media failures"]) == 0

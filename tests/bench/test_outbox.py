@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import printed_by
 
 
 def test_a_small_run_prints_the_journal_off_and_on() -> None:
-    printed = subprocess.check_output(  # a failed run raises, with its exit status
-        [sys.executable, "-m", "bench.outbox", "--calls", "200", "--repeats", "1"],
-        cwd=REPO_ROOT,
-        text=True,
-        timeout=120,
-    )
+    printed = printed_by("bench.outbox", "--calls", "200", "--repeats", "1", timeout=120)
     rows = {
         cells[0]: cells[1:]
         for line in printed.splitlines()[3:]

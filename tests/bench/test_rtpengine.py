@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import printed_by
 
 
 @pytest.mark.integration
 def test_a_small_run_prints_every_figure_and_leaves_no_session() -> None:
-    printed = subprocess.check_output(  # a failed run raises, with its exit status
-        [sys.executable, "-m", "bench.rtpengine", "--calls", "20", "--concurrency", "4"],
-        cwd=REPO_ROOT,
-        text=True,
-        timeout=60,
-    )
+    printed = printed_by("bench.rtpengine", "--calls", "20", "--concurrency", "4", timeout=60)
     rows = dict(line.rsplit(None, 1) for line in printed.splitlines()[2:])
     assert float(rows["sessions left"]) == 0
     for command in ("offer", "answer", "delete"):

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runs import printed_by
 
 
 def test_a_small_run_prints_its_cost_and_the_timers_still_due() -> None:
-    printed = subprocess.check_output(  # a failed run raises, with its exit status
-        [sys.executable, "-m", "bench.timers", "--warm-up", "100", "--calls", "1000"],
-        cwd=REPO_ROOT,
-        text=True,
-        timeout=120,
-    )
+    printed = printed_by("bench.timers", "--warm-up", "100", "--calls", "1000", timeout=120)
     # 1.1 s of calls: each one's three 64*T1 timers and its T4 are all still due.
     assert printed.startswith("timer queue: ")
     assert printed.rstrip().endswith(" µs per call, 4400 live timers")
