@@ -78,7 +78,10 @@ RECEIVE_WAIT = Histogram(
 )
 
 SHEDDING: Final = METRICS.add(
-    IntGauge("callmesh_edge_shedding", "1 while new calls are refused (event loop lagging)")
+    IntGauge(
+        "callmesh_edge_shedding",
+        "1 while new calls are refused (event loop lagging, or call events piling up)",
+    )
 )
 CALLS_REFUSED: Final = METRICS.add(
     IntCounter(

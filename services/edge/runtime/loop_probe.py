@@ -1,7 +1,8 @@
 """The worker's periodic probe: how late the event loop runs, and the housekeeping due with it.
 
 Every `LOOP_PROBE_INTERVAL` the probe measures how late the loop ran it and
-feeds the proxy's `LoadShedder`, which refuses new calls while it lags; it
+feeds the proxy's `LoadShedder`, which refuses new calls while it lags or while
+the publisher's backlog of call events is high; it
 also flushes the merged failure reports, keeps the core's wall-clock offset
 and the gauges current, and starts a refresh of the DNS answers due (ahead of
 their expiry, so calls to a busy name never wait for DNS).
@@ -16,6 +17,7 @@ from typing import Any
 
 from services.edge import metrics
 from services.edge.policy.failure_reports import FailureReports
+from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.core import Proxy
 from services.edge.runtime.publisher import EventPublisher
 from shared.clock import wall_offset
@@ -108,22 +110,38 @@ class LoopProbe:
             self._refreshing = False
 
     def _watch_load(self, lag: float, now: float) -> None:
-        """The loop's lag alone: a datagram's wait in the sockets' buffers is measured, not
-        shed on (at the lag's threshold it refused half the calls an edge coped with)."""
+        """The loop's lag and the call events waiting for the bus: a datagram's wait in the
+        sockets' buffers is measured, not shed on (at the lag's threshold it refused half the
+        calls an edge coped with)."""
         shedder = self._proxy.shedder
         if shedder is None:
             return
-        was_shedding = shedder.shedding
+        was_lagging = shedder.lagging
         if shedder.observe(lag, now):
             log.warning(
                 "event loop %.0f ms late: refusing new calls (503) until it catches up", lag * 1000
             )
-        elif was_shedding and not shedder.shedding:
+        elif was_lagging and not shedder.lagging:
+            _log_caught_up("event loop", shedder)
+        publisher = self._publisher
+        was_backlogged = shedder.backlogged
+        if shedder.observe_backlog(publisher.waiting, publisher.max_backlog):
             log.warning(
-                "event loop caught up: accepting new calls again (%d refused so far)",
-                shedder.refused,
+                "%d call events waiting for the bus (of %d at most): refusing new calls (503)"
+                " until they are out",
+                publisher.waiting,
+                publisher.max_backlog,
             )
+        elif was_backlogged and not shedder.backlogged:
+            _log_caught_up("call events", shedder)
         metrics.SHEDDING.value = 1 if shedder.shedding else 0
         if shedder.refused > self._refused_counted:
             metrics.CALLS_REFUSED.value += shedder.refused - self._refused_counted
             self._refused_counted = shedder.refused
+
+
+def _log_caught_up(what: str, shedder: LoadShedder) -> None:
+    """One line as a cause of shedding ends: new calls are accepted again unless the other
+    cause still holds."""
+    then = "accepting new calls again" if not shedder.shedding else "still refusing new calls"
+    log.warning("%s caught up: %s (%d refused so far)", what, then, shedder.refused)

@@ -121,6 +121,12 @@ class EventPublisher:
         return len(self._backlog)
 
     @property
+    def max_backlog(self) -> int:
+        """Events that may wait at most: past it the newest is dropped (the load shedder
+        refuses new calls well before, `policy.overload`)."""
+        return self._max_backlog
+
+    @property
     def dropped(self) -> int:
         return self._dropped
 

@@ -205,6 +205,7 @@ async def _serve_proxy(
         OverloadSettings(
             lag_threshold=settings.overload_lag_ms / 1000,
             retry_after=settings.overload_retry_after,
+            backlog_high=settings.overload_event_backlog_percent / 100,
         )
     )
     media = MediaRunner.from_settings(settings)

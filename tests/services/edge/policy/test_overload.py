@@ -113,3 +113,33 @@ def test_new_calls_are_routed_again_once_the_loop_caught_up(
     assert statuses(run.send(invite(branch="z9hG4bKold"))) == [503]
     shedder.observe(0.01, run.now + 2.5)
     assert only_request(run.send(invite(branch="z9hG4bKnew")), GW1).method == "INVITE"
+
+
+def test_shedding_starts_at_the_backlogs_high_mark_and_ends_under_half_of_it() -> None:
+    shedder = LoadShedder(SETTINGS)  # backlog_high 0.5: from 50 of 100 waiting
+    assert shedder.observe_backlog(49, 100) is False and not shedder.shedding
+    assert shedder.observe_backlog(50, 100) is True and shedder.shedding and shedder.backlogged
+    assert shedder.observe_backlog(60, 100) is False and shedder.shedding  # same episode
+    shedder.observe_backlog(25, 100)
+    assert shedder.shedding  # the calls up still produce events: under half the mark to end
+    shedder.observe_backlog(24, 100)
+    assert not shedder.shedding and shedder.episodes == 1
+
+
+def test_a_backlog_high_mark_of_zero_never_sheds() -> None:
+    shedder = LoadShedder(OverloadSettings(backlog_high=0.0))
+    shedder.observe_backlog(20_000, 20_000)
+    assert not shedder.shedding
+
+
+def test_shedding_lasts_while_either_cause_holds() -> None:
+    shedder = LoadShedder(SETTINGS)
+    overloaded(shedder, 10.0)
+    assert shedder.observe_backlog(80, 100) is True
+    shedder.observe(0.0, now=20.0)  # the loop caught up long ago
+    assert not shedder.lagging and shedder.shedding  # the events have not
+    shedder.observe_backlog(0, 100)
+    assert not shedder.shedding
+    assert shedder.observe_backlog(90, 100) is True
+    shedder.observe(0.0, now=30.0)  # a prompt probe ends no backlog episode
+    assert shedder.shedding and shedder.episodes == 3

@@ -1,6 +1,7 @@
 """The loop probe keeps the core's view of time current: wall offset, and the clock an answer
 is stamped with when its 2xx is relayed; and it records how long datagrams waited in the
-sockets, which the load shedder does not act on."""
+sockets, which the load shedder does not act on; and it has new calls refused while the call
+events waiting for the bus pile up."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 
 from services.edge import metrics
 from services.edge.policy.overload import LoadShedder
-from services.edge.proxy.call_events import CallEvents
+from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.runtime.driver import ProxyDriver
 from services.edge.runtime.loop_probe import set_wall_offset
+from services.edge.runtime.publisher import MAX_BACKLOG
 from shared.bus.memory import MemoryBroker, MemoryBus
-from tests.services.edge.runtime.test_driver import proxy, unopened_sockets
+from tests.services.edge.proxy.test_core import CALLER, UDP_IN, invite
+from tests.services.edge.runtime.test_driver import SilentBroker, proxy, unopened_sockets
 from tests.shared.bus.support import until
 
 
@@ -57,3 +60,35 @@ async def test_the_driver_gives_the_probe_its_sockets_wait() -> None:
     driver.start(sockets)
     assert driver._probe.receive_wait == sockets.take_longest_wait
     await driver.stop()
+
+
+async def test_new_calls_are_refused_while_call_events_pile_up_and_taken_once_they_are_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the publisher's bound a call event is dropped, and its call record with it: the
+    edge refuses new calls well before (half the bound), not once records are lost."""
+    core = proxy()
+    core.shedder = LoadShedder()
+    bus = SilentBroker(watched=1)
+    driver = ProxyDriver(core, bus, instance="edge-a")
+    driver.start(unopened_sockets())
+    publisher = driver.publisher
+    event = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
+    driver._run([event] * (MAX_BACKLOG // 2 + 100))  # 64 in flight, the rest waiting
+    await until(lambda: core.shedder is not None and core.shedder.shedding)
+    assert publisher.waiting >= MAX_BACKLOG // 2 and publisher.dropped == 0
+    driver.on_message(invite(), CALLER, UDP_IN, None)
+    assert core.shedder.refused == 1  # answered 503, not routed
+    bus.release.set()
+    await until(lambda: core.shedder is not None and not core.shedder.shedding)
+    assert publisher.dropped == 0
+    driver.on_message(
+        invite(branch="z9hG4bKnext").replace(b"call-1", b"call-2"), CALLER, UDP_IN, None
+    )
+    assert core.shedder.refused == 1  # routed
+    await driver.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("call events waiting for the bus (of 20000 at most): refusing" in m for m in lines)
+    assert any(
+        m == "call events caught up: accepting new calls again (1 refused so far)" for m in lines
+    )

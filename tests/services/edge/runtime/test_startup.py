@@ -18,13 +18,15 @@ from tests.services.edge.support import LOOPBACK, options
 
 async def test_one_process_edge_serves_sip_and_stops(tmp_path: Path) -> None:
     """On the in-memory bus and the embedded store: the routing cache loaded, an OPTIONS to
-    the edge answered on the port it bound, and the port free again once stopped."""
+        the edge answered on the port it bound, and the port free again once stopped; its load
+    shedder as the settings say."""
     port = free_port()
     settings = Settings(
         sip_listen=f"udp:{LOOPBACK}:{port}",
         data_dir=str(tmp_path),
         redis_url=None,
         rabbitmq_url=None,
+        overload_event_backlog_percent=30,
     )
     store = await open_store(settings)
     bus = MemoryBus(MemoryBroker(), settings.namespace, "edge", settings.instance)
@@ -32,6 +34,8 @@ async def test_one_process_edge_serves_sip_and_stops(tmp_path: Path) -> None:
     edge = await start_edge(settings, bus, store, group=None)
     try:
         assert edge.cache.ready
+        shedder = edge.driver.proxy.shedder
+        assert shedder is not None and shedder.settings.backlog_high == 0.3
         assert [b.listener.port for b in edge.sockets.bound] == [port]
         reply = await asyncio.to_thread(ask, port)
         assert reply.startswith(b"SIP/2.0 200 ")
