@@ -35,7 +35,6 @@ from shared.bus.amqp_link import (
     Nodes,
     WorkListener,
     durable_queue,
-    event_message,
 )
 from shared.bus.amqp_replies import PendingReplies
 from shared.bus.base import BatchHandler, Bus, BusUnavailable, Envelope, EventHandler, describe
@@ -308,12 +307,7 @@ class AmqpBus(Bus):
 
     async def publish(self, event: Event, routing_key: str | None = None) -> Envelope:
         envelope = self.envelope(event, routing_key)
-        message = event_message(envelope)
-
-        async def publish(link: Link) -> None:
-            await link.exchange.publish(message, envelope.type, mandatory=False)
-
-        await self._on_link(publish)
+        await self._on_link(lambda link: link.publish_all((envelope,)))
         return envelope
 
     async def publish_many(self, events: Sequence[Event]) -> list[Envelope]:

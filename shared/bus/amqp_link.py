@@ -100,18 +100,9 @@ async def durable_queue(link: Link, channel: AbstractChannel, name: str) -> Abst
     return await channel.declare_queue(name, passive=True)
 
 
-def event_message(envelope: Envelope) -> aio_pika.Message:
-    """The persistent AMQP message of an event, named after its stream and sequence number."""
-    return aio_pika.Message(
-        envelope.to_bytes(),
-        content_type="application/json",
-        delivery_mode=PERSISTENT,
-        message_id=f"{envelope.stream}#{envelope.seq}",
-    )
-
-
 def event_properties(envelope: Envelope) -> aiormq.spec.Basic.Properties:
-    """:func:`event_message`'s properties (the same bytes on the wire), without the message.
+    """The properties of an event's persistent message, named after its stream and sequence
+    number: the bytes aio-pika's ``Message`` puts on the wire, without the message.
 
     An aio-pika ``Message`` costs ~40 µs to build and these ~1 µs: a publisher of
     one message per event (accounting's completions, thousands a second) pays
@@ -174,24 +165,29 @@ class Link:
         """Publish events to the events exchange, confirmed together.
 
         Every message is written at once, then every confirm awaited together
-        (the broker confirms many with one frame); aio-pika's publish would wait
-        for each message's write before the next may go.
+        (the broker confirms many with one frame).  Why not aio-pika's publish: it
+        holds the channel's lock until the writer task has written its frames, a
+        turn or two of the loop, so concurrent publishers went one at a time.  An
+        edge worker's loop at 2000 calls/s turns every 20 ms or so, and its four
+        senders then published some 15 messages a second between them: its call
+        events piled up (docs/benchmarks.md, "The publisher under load").
         """
         # aiormq's own channel: its abstract interface does not declare ``wait``.
         channel = cast(aiormq.Channel, await self.publisher.get_underlay_channel())
-        confirms = await asyncio.gather(
-            *(
-                channel.basic_publish(
-                    envelope.to_bytes(),
-                    exchange=self.exchange.name,
-                    routing_key=envelope.type,
-                    properties=event_properties(envelope),
-                    wait=False,
-                )
-                for envelope in envelopes
-            ),
-            return_exceptions=True,
-        )
+        publishes = [
+            channel.basic_publish(
+                envelope.to_bytes(),
+                exchange=self.exchange.name,
+                routing_key=envelope.type,
+                properties=event_properties(envelope),
+                wait=False,
+            )
+            for envelope in envelopes
+        ]
+        if len(publishes) == 1:  # in this task: a task of its own waits a turn to start
+            await publishes[0]
+            return
+        confirms = await asyncio.gather(*publishes, return_exceptions=True)
         for confirm in confirms:
             if isinstance(confirm, BaseException):
                 raise confirm
