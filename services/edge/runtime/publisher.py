@@ -56,7 +56,7 @@ from services.edge import metrics
 from services.edge.runtime.journal import Journal
 from shared.bus import Bus, BusUnavailable
 from shared.contracts.call_event_json import written, written_batch
-from shared.contracts.calls import CallEvent, WrittenCallEventBatch
+from shared.contracts.calls import MAX_BATCH_EVENTS, CallEvent, WrittenCallEventBatch
 from shared.contracts.event import Event
 
 log = logging.getLogger("callmesh.edge")
@@ -265,15 +265,23 @@ class EventPublisher:
 
     def _take(self) -> tuple[Event, list[int]]:
         """The next event of the backlog, or the call events waiting at its head as a batch;
-        with the journal's numbers of those it holds."""
+        with the journal's numbers of those it holds.
+
+        A batch holds up to ``batch`` events, or as many as a message may
+        (`MAX_BATCH_EVENTS`) while more than a batch per sender waits: a publish costs a
+        handful of the loop's turns whatever its size, and a busy edge's loop turns every
+        20 ms or so, so its senders kept up only with fewer, larger messages."""
         first, seq, data = self._backlog.popleft()
         seqs = [seq] if seq else []
         backlog = self._backlog
         if self._batch < 2 or not isinstance(first, CallEvent) or not backlog:
             return first, seqs
+        limit = self._batch
+        if len(backlog) >= limit * self._max_senders:
+            limit = max(limit, MAX_BATCH_EVENTS)  # behind: fewer, larger messages
         kinds: list[type[CallEvent]] = [type(first)]
         fields = [data]
-        while backlog and len(fields) < self._batch and isinstance(backlog[0][0], CallEvent):
+        while backlog and len(fields) < limit and isinstance(backlog[0][0], CallEvent):
             event, seq, data = backlog.popleft()
             kinds.append(cast(type[CallEvent], type(event)))
             fields.append(data)

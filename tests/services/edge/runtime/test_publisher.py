@@ -18,6 +18,7 @@ from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import (
     CALL_EVENT_TYPES,
+    MAX_BATCH_EVENTS,
     CallCancelled,
     CallEventBatch,
     WrittenCallEventBatch,
@@ -181,7 +182,7 @@ async def test_call_events_waiting_together_go_as_batches_in_order_none_lost() -
     """Under a slow broker the backlog becomes batches of at most `batch` call events, in the
     order offered; another kind of event is never folded in (it keeps its routing key)."""
     broker = Broker(delay=0.02)
-    publisher = EventPublisher(broker, batch=8)
+    publisher = EventPublisher(broker, batch=8, senders=16)  # never a batch per sender behind
     sent = events(100)
     marker = LimitReached(entity="peer:x", kind="cps", limit=1, refused=1, period=1.0, edge="e")
     for n, event in enumerate(sent):
@@ -194,6 +195,28 @@ async def test_call_events_waiting_together_go_as_batches_in_order_none_lost() -
     assert marker in broker.published
     flat = [event for published in broker.published for event in unbatched(published)]
     assert [e for e in flat if e is not marker] == sent
+    await publisher.stop()
+
+
+async def test_a_publisher_behind_sends_messages_as_large_as_a_batch_may_be() -> None:
+    """More than a batch per sender waiting, a sender takes up to `MAX_BATCH_EVENTS`: a
+    publish costs some turns of the loop whatever its size.  Caught up, batches are
+    `batch` at most again; the order is kept, nothing is lost."""
+    broker = Broker(delay=0.02)
+    publisher = EventPublisher(broker, batch=8, senders=2)
+    sent = events(2 * MAX_BATCH_EVENTS + 500)
+    for event in sent:
+        publisher.offer(event)
+    await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent))
+    counts = [len(unbatched(e)) for e in broker.published]
+    assert counts[:2] == [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS]  # two senders, far behind
+    assert counts[2] == 500  # still more than 8 a sender: the rest at once
+    flat = [event for published in broker.published for event in unbatched(published)]
+    assert flat == sent
+    for event in events(12):
+        publisher.offer(event)  # fewer than 8 a sender: batches of 8 at most again
+    await until(lambda: sum(len(unbatched(e)) for e in broker.published) == len(sent) + 12)
+    assert max(len(unbatched(e)) for e in broker.published[3:]) <= 8
     await publisher.stop()
 
 
