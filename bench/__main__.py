@@ -27,6 +27,7 @@ BENCHMARKS = {
     "dns": "bench.dns",
     "accounting": "bench.accounting",
     "outbox": "bench.outbox",
+    "publisher_turns": "bench.publisher_turns",
     "rtpengine": "bench.rtpengine",
     "media_relay": "bench.media_relay",
     "media_relay_wire": "bench.media_relay_wire",
