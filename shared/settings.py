@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     call records from (off: none, for a deployment without accounting)."""
     edge_event_batch: int = Field(default=256, ge=1, le=1000)
     """Call events an edge worker may send as one ``edge.call.batch`` message when they wait
-    together (under load); 1: every event alone, on its own ``edge.call.…`` routing key."""
+    together (under load; up to 1,000 while more than a batch per sender waits); 1: every
+    event alone, on its own ``edge.call.…`` routing key."""
     edge_event_linger_ms: float = Field(default=40.0, ge=0, le=1000)
     """Milliseconds an edge worker's sender waits for call events to make a batch when fewer
     than ``edge_event_batch`` wait (the messages per event fall, and the CPU they cost);

@@ -169,8 +169,8 @@ class Link:
         holds the channel's lock until the writer task has written its frames, a
         turn or two of the loop, so concurrent publishers went one at a time.  An
         edge worker's loop at 2000 calls/s turns every 20 ms or so, and its four
-        senders then published some 15 messages a second between them: its call
-        events piled up (docs/benchmarks.md, "The publisher under load").
+        senders then published a handful of messages a second between them: its
+        call events piled up (docs/benchmarks.md, "The publisher under load").
         """
         # aiormq's own channel: its abstract interface does not declare ``wait``.
         channel = cast(aiormq.Channel, await self.publisher.get_underlay_channel())

@@ -62,7 +62,8 @@ class LoadShedder:
         self.settings = settings or OverloadSettings()
         self.shedding = False
         self.episodes = 0
-        """Times shedding started (for the log and metrics)."""
+        """Times a cause of shedding started (the lag, the backlog), even while the other
+        held."""
         self.refused = 0
         self.retry_after = str(self.settings.retry_after)
         self.lagging = False

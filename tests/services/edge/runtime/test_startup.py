@@ -18,7 +18,7 @@ from tests.services.edge.support import LOOPBACK, options
 
 async def test_one_process_edge_serves_sip_and_stops(tmp_path: Path) -> None:
     """On the in-memory bus and the embedded store: the routing cache loaded, an OPTIONS to
-        the edge answered on the port it bound, and the port free again once stopped; its load
+    the edge answered on the port it bound, and the port free again once stopped; its load
     shedder as the settings say."""
     port = free_port()
     settings = Settings(
