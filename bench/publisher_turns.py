@@ -2,8 +2,8 @@
 
 Why: a publish is not paid in CPU alone but in turns of the loop (the sender's task, the
 link's writer, the confirm's frame read, the sender again), and an edge worker at 2000
-calls a second turns every 20 ms or so, each turn a burst of datagrams.  Measured on a quiet
-loop, the publisher kept up with 140,000 events a second; in the edge at 2000 calls a second
+calls a second turns every 20 ms or so, each turn a burst of datagrams.  On an idle loop
+the publisher confirmed some 180,000 events a second; in the edge at 2000 calls a second
 its backlog grew past its bound, and call records were lost (docs/benchmarks.md, "The
 publisher under load").  Here one `EventPublisher` on a real `AmqpBus` (a fresh namespace;
 its exchange has no queue, as in `bench.proxy.run`) is offered the seven events of
