@@ -150,6 +150,12 @@ class EdgeSockets:
         """The longest a datagram waited in any UDP socket's buffer since the last call."""
         return max((endpoint.take_longest_wait() for endpoint in self._udp), default=0.0)
 
+    def take_standing_wait(self) -> float:
+        """The longest among the UDP sockets of the shortest a datagram waited in its buffer
+        since the last call: a standing queue in one socket is the worker falling behind,
+        whatever the others hold."""
+        return max((endpoint.take_shortest_wait() for endpoint in self._udp), default=0.0)
+
     @property
     def shared_udp_sockets(self) -> list[socket.socket]:
         """The sockets of `shared_udp`, in its order (for `runtime.steering`)."""

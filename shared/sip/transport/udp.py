@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 from typing import Final, Protocol
 
@@ -69,6 +70,9 @@ class UdpEndpoint:
         self.longest_wait = 0.0
         """The longest a datagram waited in the socket's buffer before it was read, since
         `take_longest_wait`: a backlog there is load the loop's own lag does not show."""
+        self.shortest_wait = math.inf
+        """The shortest such wait since `take_shortest_wait`: high only while the queue in
+        the buffer stands (it does not drain between bursts)."""
         self._held: list[Outgoing] = []
         """Datagrams sent while a burst is handled, to go out when `HELD` flushes."""
         host, port = sock.getsockname()[:2]
@@ -103,7 +107,9 @@ class UdpEndpoint:
                     if not now - MAX_QUEUED_AGE <= received_at <= now:
                         now = loop.time()  # it may have come during this wake-up
                         received_at = clamped(received_at, now)
-                    self.longest_wait = max(self.longest_wait, now - received_at)
+                    wait = now - received_at
+                    self.longest_wait = max(self.longest_wait, wait)
+                    self.shortest_wait = min(self.shortest_wait, wait)
                 self._received(data, host, port, received_at)
                 if index % FLUSH_EVERY == FLUSH_EVERY - 1:
                     held.flush()
@@ -112,6 +118,11 @@ class UdpEndpoint:
         """`longest_wait`, which starts again from 0."""
         wait, self.longest_wait = self.longest_wait, 0.0
         return wait
+
+    def take_shortest_wait(self) -> float:
+        """`shortest_wait` (0 if no datagram was read), which starts again from none."""
+        wait, self.shortest_wait = self.shortest_wait, math.inf
+        return wait if wait != math.inf else 0.0
 
     def _received(self, data: bytes, host: str, port: int, received_at: float) -> None:
         if len(data) > self._limits.max_message_size:

@@ -170,6 +170,29 @@ async def test_the_longest_wait_in_the_buffer_is_kept_until_taken() -> None:
     assert endpoint.longest_wait < 0.25
 
 
+async def test_the_shortest_wait_is_of_the_datagram_that_waited_least() -> None:
+    """Two datagrams read in one wake-up, one sent before the loop was held and one after: the
+    longest wait is the first's, the shortest the second's (high only while every datagram
+    waits, the standing queue `services.edge.policy.overload` sheds on)."""
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox)
+    assert endpoint.take_shortest_wait() == 0.0  # none read
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        hold_the_loop(0.3)
+        client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        await inbox.get()
+        await inbox.get()
+        assert endpoint.take_longest_wait() >= 0.25
+        assert endpoint.take_shortest_wait() < 0.2
+        client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        hold_the_loop(0.3)
+        await inbox.get()
+        assert endpoint.take_shortest_wait() >= 0.25
+        assert endpoint.take_shortest_wait() == 0.0
+    endpoint.close()
+
+
 async def test_a_burst_is_read_in_one_wake_up() -> None:
     """A burst of datagrams costs one wake-up, not one each."""
     inbox = Inbox()
