@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     overload_lag_ms: float = Field(default=100.0, ge=0)
     """Event-loop lag from which an edge worker answers new INVITEs 503 with
     Retry-After while in-dialog traffic goes on (0: never shed load)."""
+    overload_queue_ms: float = Field(default=200.0, ge=0)
+    """Wait of every datagram in a socket's buffer (a standing queue) from which it does
+    the same (0: never shed for it)."""
     overload_event_backlog_percent: float = Field(default=50.0, ge=0, le=100)
     """Share of an edge worker's bound on call events waiting for the bus (20,000) from which
     it answers new INVITEs 503 with Retry-After, until fewer than half that wait: a call

@@ -76,11 +76,18 @@ RECEIVE_WAIT = Histogram(
     "The longest a datagram waited in a UDP socket's buffer, per loop probe (0.1 s)",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+RECEIVE_QUEUE = Histogram(
+    "callmesh_edge_receive_queue_seconds",
+    "The shortest a datagram waited in a UDP socket's buffer per loop probe (0.1 s), the"
+    " longest such among the sockets: a queue that stands",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 SHEDDING: Final = METRICS.add(
     IntGauge(
         "callmesh_edge_shedding",
-        "1 while new calls are refused (event loop lagging, or call events piling up)",
+        "1 while new calls are refused (event loop lagging, a queue standing in the sockets, or"
+        " call events piling up)",
     )
 )
 CALLS_REFUSED: Final = METRICS.add(

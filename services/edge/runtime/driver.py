@@ -118,6 +118,7 @@ class ProxyDriver:
     def start(self, sockets: EdgeSockets) -> None:
         self.sockets = sockets
         self._probe.receive_wait = sockets.take_longest_wait
+        self._probe.standing_wait = sockets.take_standing_wait
         timers = self.proxy.timers
         self.hangups = Hangups(
             sockets, self.publisher, self.proxy.call_events, t1=timers.t1, timeout=8 * timers.t1

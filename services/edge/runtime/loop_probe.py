@@ -1,7 +1,8 @@
 """The worker's periodic probe: how late the event loop runs, and the housekeeping due with it.
 
-Every `LOOP_PROBE_INTERVAL` the probe measures how late the loop ran it and
-feeds the proxy's `LoadShedder`, which refuses new calls while it lags or while
+Every `LOOP_PROBE_INTERVAL` the probe measures how late the loop ran it and how long
+datagrams waited in the sockets' buffers, and feeds the proxy's `LoadShedder`, which
+refuses new calls while the loop lags, while a queue stands in a socket's buffer or while
 the publisher's backlog of call events is high; it
 also flushes the merged failure reports, keeps the core's wall-clock offset
 and the gauges current, and starts a refresh of the DNS answers due (ahead of
@@ -70,6 +71,10 @@ class LoopProbe:
         """The longest a datagram waited in a socket's buffer since the last probe
         (`EdgeSockets.take_longest_wait`, set once the sockets are open): a loop reading
         full bursts runs its timers on time while its sockets hold seconds of work."""
+        self.standing_wait: Callable[[], float] = lambda: 0.0
+        """The shortest a datagram waited in a socket's buffer since the last probe, the
+        longest such among the sockets (`EdgeSockets.take_standing_wait`): what the
+        shedder reads, where the longest wait would count a burst as a backlog."""
 
     def start(self) -> None:
         set_wall_offset(self._proxy, self._loop)
@@ -88,7 +93,9 @@ class LoopProbe:
         lag = max(0.0, now - self._due)
         metrics.LOOP_LAG.observe(lag)
         metrics.RECEIVE_WAIT.observe(self.receive_wait())
-        self._watch_load(lag, now)
+        standing = self.standing_wait()
+        metrics.RECEIVE_QUEUE.observe(standing)
+        self._watch_load(lag, standing, now)
         for event in self._reports.flush(now):
             self._publisher.offer(event)
         metrics.EVENTS_WAITING.value = self._publisher.waiting
@@ -109,10 +116,9 @@ class LoopProbe:
         finally:
             self._refreshing = False
 
-    def _watch_load(self, lag: float, now: float) -> None:
-        """The loop's lag and the call events waiting for the bus: a datagram's wait in the
-        sockets' buffers is measured, not shed on (at the lag's threshold it refused half the
-        calls an edge coped with)."""
+    def _watch_load(self, lag: float, standing: float, now: float) -> None:
+        """The loop's lag, the standing queue in the sockets' buffers and the call events
+        waiting for the bus."""
         shedder = self._proxy.shedder
         if shedder is None:
             return
@@ -123,6 +129,15 @@ class LoopProbe:
             )
         elif was_lagging and not shedder.lagging:
             _log_caught_up("event loop", shedder)
+        was_queued = shedder.queued
+        if shedder.observe_queue(standing, now):
+            log.warning(
+                "every datagram waits %.0f ms or more in the sockets' buffers: refusing new"
+                " calls (503) until the queue drains",
+                standing * 1000,
+            )
+        elif was_queued and not shedder.queued:
+            _log_caught_up("socket queue", shedder)
         publisher = self._publisher
         was_backlogged = shedder.backlogged
         if shedder.observe_backlog(publisher.waiting, publisher.max_backlog):

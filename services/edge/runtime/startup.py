@@ -204,6 +204,7 @@ async def _serve_proxy(
     shedder = LoadShedder(
         OverloadSettings(
             lag_threshold=settings.overload_lag_ms / 1000,
+            queue_threshold=settings.overload_queue_ms / 1000,
             retry_after=settings.overload_retry_after,
             backlog_high=settings.overload_event_backlog_percent / 100,
         )

@@ -34,6 +34,7 @@ EDGE_FAMILIES = {
     "callmesh_edge_routing_version": ("gauge", ()),
     "callmesh_edge_loop_lag_seconds": ("histogram", ()),
     "callmesh_edge_receive_wait_seconds": ("histogram", ()),
+    "callmesh_edge_receive_queue_seconds": ("histogram", ()),
     "callmesh_edge_shedding": ("gauge", ()),
     "callmesh_edge_calls_refused_overload": ("counter", ()),
     "callmesh_edge_relay_refused": ("counter", ("reason",)),

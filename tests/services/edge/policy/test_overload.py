@@ -143,3 +143,38 @@ def test_shedding_lasts_while_either_cause_holds() -> None:
     assert shedder.observe_backlog(90, 100) is True
     shedder.observe(0.0, now=30.0)  # a prompt probe ends no backlog episode
     assert shedder.shedding and shedder.episodes == 3
+
+
+def test_a_standing_queue_sheds_after_probes_in_a_row_and_ends_hold_seconds_after_the_last() -> (
+    None
+):
+    shedder = LoadShedder(SETTINGS)  # queue_threshold 0.2 by default
+    assert shedder.observe_queue(0.1, now=10.0) is False and not shedder.shedding
+    assert shedder.observe_queue(0.3, now=10.1) is False and not shedder.shedding  # a burst
+    assert shedder.observe_queue(0.0, now=10.2) is False  # it drained: the count starts again
+    assert shedder.observe_queue(0.3, now=10.3) is False and not shedder.shedding
+    assert shedder.observe_queue(0.2, now=10.4) is True and shedder.shedding and shedder.queued
+    shedder.observe_queue(0.0, now=12.3)
+    assert shedder.shedding  # 1.9 s after the last probe over the threshold
+    shedder.observe_queue(0.0, now=12.4)
+    assert not shedder.shedding and shedder.episodes == 1
+
+
+def test_a_queue_threshold_of_zero_never_sheds() -> None:
+    shedder = LoadShedder(OverloadSettings(queue_threshold=0.0, sustain=1))
+    shedder.observe_queue(5.0, now=1.0)
+    assert not shedder.shedding
+
+
+def test_the_lag_and_the_queue_are_counted_apart() -> None:
+    """A late probe and a probe with a standing queue, alternating, are neither in a row."""
+    shedder = LoadShedder(SETTINGS)
+    for n in range(10):
+        shedder.observe(0.5 if n % 2 else 0.0, now=float(n))
+        shedder.observe_queue(0.0 if n % 2 else 0.5, now=float(n))
+    assert not shedder.shedding and shedder.episodes == 0
+    overloaded(shedder, 20.0)
+    shedder.observe_queue(0.5, now=20.0)
+    assert shedder.observe_queue(0.5, now=20.1) is True and shedder.episodes == 2
+    shedder.observe(0.0, now=25.0)
+    assert not shedder.lagging and shedder.queued and shedder.shedding

@@ -1,7 +1,7 @@
 """The loop probe keeps the core's view of time current: wall offset, and the clock an answer
-is stamped with when its 2xx is relayed; and it records how long datagrams waited in the
-sockets, which the load shedder does not act on; and it has new calls refused while the call
-events waiting for the bus pile up."""
+is stamped with when its 2xx is relayed; it records how long datagrams waited in the
+sockets, and has new calls refused while a queue stands there (not for the longest wait),
+and while the call events waiting for the bus pile up."""
 
 from __future__ import annotations
 
@@ -32,12 +32,12 @@ async def test_the_call_events_read_the_loops_clock_and_wall_offset() -> None:
     assert abs(events.at(events.clock()) - time.time()) < 0.05
 
 
-async def test_the_wait_in_the_sockets_is_measured_not_shed_on(
+async def test_the_longest_wait_in_the_sockets_is_measured_not_shed_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A datagram's wait in the kernel is the backlog a loop reading full bursts hides from
-    its lag: recorded per probe, but an edge coping at 2000 cps had waits over a second, so
-    it refuses no call (`policy.overload`)."""
+    """A datagram's longest wait in the kernel is recorded per probe, but an edge coping at
+    2000 cps had waits over a second (a burst, a pause) while the queue drained, so it refuses
+    no call (`policy.overload`)."""
     core = proxy()
     core.shedder = LoadShedder()
     driver = ProxyDriver(
@@ -54,11 +54,44 @@ async def test_the_wait_in_the_sockets_is_measured_not_shed_on(
     assert not [r for r in caplog.records if "refusing new calls" in r.getMessage()]
 
 
-async def test_the_driver_gives_the_probe_its_sockets_wait() -> None:
+async def test_new_calls_are_refused_while_a_queue_stands_in_the_sockets_and_taken_once_it_drains(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every datagram of probe after probe waiting in the sockets' buffers (the shortest wait)
+    is a worker behind, though its loop runs its timers on time: new calls are refused until
+    the queue drains, and a second after."""
+    core = proxy()
+    core.shedder = LoadShedder()
+    driver = ProxyDriver(
+        core, MemoryBus(MemoryBroker(), "test", "edge", "edge-a"), instance="edge-a"
+    )
+    driver.start(unopened_sockets())
+    standing = [0.5] * 4
+    driver._probe.standing_wait = lambda: standing.pop(0) if standing else 0.0
+    before = metrics.RECEIVE_QUEUE._sum.get()
+    await until(lambda: core.shedder is not None and core.shedder.shedding)
+    driver.on_message(invite(), CALLER, UDP_IN, None)
+    assert core.shedder.refused == 1  # answered 503, not routed
+    await until(lambda: core.shedder is not None and not core.shedder.shedding)
+    driver.on_message(
+        invite(branch="z9hG4bKnext").replace(b"call-1", b"call-2"), CALLER, UDP_IN, None
+    )
+    assert core.shedder.refused == 1  # not refused: on to the router
+    await driver.stop()
+    assert metrics.RECEIVE_QUEUE._sum.get() - before >= 0.5 * 4
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("every datagram waits 500 ms or more in the sockets' buffers" in m for m in lines)
+    assert any(
+        m == "socket queue caught up: accepting new calls again (1 refused so far)" for m in lines
+    )
+
+
+async def test_the_driver_gives_the_probe_its_sockets_waits() -> None:
     driver = ProxyDriver(proxy(), MemoryBus(MemoryBroker(), "test", "edge", "edge-a"))
     sockets = unopened_sockets()
     driver.start(sockets)
     assert driver._probe.receive_wait == sockets.take_longest_wait
+    assert driver._probe.standing_wait == sockets.take_standing_wait
     await driver.stop()
 
 

@@ -27,6 +27,7 @@ async def test_one_process_edge_serves_sip_and_stops(tmp_path: Path) -> None:
         redis_url=None,
         rabbitmq_url=None,
         overload_event_backlog_percent=30,
+        overload_queue_ms=350,
     )
     store = await open_store(settings)
     bus = MemoryBus(MemoryBroker(), settings.namespace, "edge", settings.instance)
@@ -36,6 +37,7 @@ async def test_one_process_edge_serves_sip_and_stops(tmp_path: Path) -> None:
         assert edge.cache.ready
         shedder = edge.driver.proxy.shedder
         assert shedder is not None and shedder.settings.backlog_high == 0.3
+        assert shedder.settings.queue_threshold == 0.35
         assert [b.listener.port for b in edge.sockets.bound] == [port]
         reply = await asyncio.to_thread(ask, port)
         assert reply.startswith(b"SIP/2.0 200 ")
