@@ -145,18 +145,15 @@ def test_shedding_lasts_while_either_cause_holds() -> None:
     assert shedder.shedding and shedder.episodes == 3
 
 
-def test_a_standing_queue_sheds_after_probes_in_a_row_and_ends_hold_seconds_after_the_last() -> (
-    None
-):
+def test_a_standing_queue_sheds_after_probes_in_a_row_and_ends_as_it_drains() -> None:
     shedder = LoadShedder(SETTINGS)  # queue_threshold 0.2 by default
     assert shedder.observe_queue(0.1, now=10.0) is False and not shedder.shedding
     assert shedder.observe_queue(0.3, now=10.1) is False and not shedder.shedding  # a burst
     assert shedder.observe_queue(0.0, now=10.2) is False  # it drained: the count starts again
     assert shedder.observe_queue(0.3, now=10.3) is False and not shedder.shedding
     assert shedder.observe_queue(0.2, now=10.4) is True and shedder.shedding and shedder.queued
-    shedder.observe_queue(0.0, now=12.3)
-    assert shedder.shedding  # 1.9 s after the last probe over the threshold
-    shedder.observe_queue(0.0, now=12.4)
+    assert shedder.observe_queue(0.25, now=10.5) is False and shedder.shedding  # same episode
+    shedder.observe_queue(0.19, now=10.6)  # drained under the threshold: no hold
     assert not shedder.shedding and shedder.episodes == 1
 
 

@@ -59,7 +59,7 @@ async def test_new_calls_are_refused_while_a_queue_stands_in_the_sockets_and_tak
 ) -> None:
     """Every datagram of probe after probe waiting in the sockets' buffers (the shortest wait)
     is a worker behind, though its loop runs its timers on time: new calls are refused until
-    the queue drains, and a second after."""
+    the queue drains."""
     core = proxy()
     core.shedder = LoadShedder()
     driver = ProxyDriver(
