@@ -103,12 +103,11 @@ class Settings(BaseSettings):
     """Event-loop lag from which an edge worker answers new INVITEs 503 with
     Retry-After while in-dialog traffic goes on (0: never shed load)."""
     overload_queue_ms: float = Field(default=200.0, ge=0)
-    """Wait of every datagram in a socket's buffer (a standing queue) from which it does
-    the same (0: never shed for it)."""
+    """Wait of every datagram in one of an edge worker's sockets' buffers over a probe (a
+    queue standing) from which it answers new INVITEs 503 likewise (0: never shed for it)."""
     overload_event_backlog_percent: float = Field(default=50.0, ge=0, le=100)
-    """Share of an edge worker's bound on call events waiting for the bus (20,000) from which
-    it answers new INVITEs 503 with Retry-After, until fewer than half that wait: a call
-    whose record would be dropped is not taken (0: never shed for it)."""
+    """Share of an edge worker's bound (20,000) on call events waiting for the bus from which
+    it answers new INVITEs 503 until under half that: no call whose record is lost (0: never)."""
     overload_retry_after: int = Field(default=5, ge=1)
     """Seconds in the Retry-After of those 503s."""
     tcp_max_connections: int = Field(default=4096, ge=1)

@@ -18,11 +18,11 @@ from typing import Any
 
 from services.edge import metrics
 from services.edge.policy.failure_reports import FailureReports
-from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.core import Proxy
 from services.edge.runtime.publisher import EventPublisher
 from shared.clock import wall_offset
 from shared.dns.resolver import DnsResolver
+from shared.sip.transport.base import LogThrottle, unlogged_note
 
 log = logging.getLogger("callmesh.edge")
 
@@ -32,6 +32,8 @@ of a few seconds or more is refreshed long before it runs out; at the 1 s floor 
 may now and then find its answer expired and wait for it."""
 LOOP_PROBE_INTERVAL = 0.1
 """Short enough that shedding starts within a fraction of a second of the loop falling behind."""
+SHEDDING_CAUSES = ("event loop", "socket queue", "call events")
+"""As the shedder's `lagging`, `queued` and `backlogged`, named in the log."""
 
 
 def set_wall_offset(proxy: Proxy, loop: asyncio.AbstractEventLoop) -> None:
@@ -67,6 +69,7 @@ class LoopProbe:
         self._refreshing = False
         self._dns_check_at = 0.0
         self._refused_counted = 0
+        self._throttle = LogThrottle()
         self.receive_wait: Callable[[], float] = lambda: 0.0
         """The longest a datagram waited in a socket's buffer since the last probe
         (`EdgeSockets.take_longest_wait`, set once the sockets are open): a loop reading
@@ -110,6 +113,28 @@ class LoopProbe:
                 self._background(self._refresh_dns())
         self._schedule()
 
+    def _start_line(self, index: int, lag: float, standing: float) -> str:
+        if index == 0:
+            return (
+                f"event loop {lag * 1000:.0f} ms late: refusing new calls (503) until it catches up"
+            )
+        if index == 1:
+            return (
+                f"a queue stands in a socket's buffer (every datagram it gave in the last"
+                f" {LOOP_PROBE_INTERVAL * 1000:.0f} ms waited {standing * 1000:.0f} ms or more):"
+                " refusing new calls (503) until it drains"
+            )
+        publisher = self._publisher
+        return (
+            f"{publisher.waiting} call events waiting for the bus (of {publisher.max_backlog}"
+            " at most): refusing new calls (503) until they are out"
+        )
+
+    def _log(self, reason: str, line: str, now: float) -> None:
+        unlogged = self._throttle.due(reason, now)
+        if unlogged is not None:
+            log.warning("%s%s", line, unlogged_note(unlogged))
+
     async def _refresh_dns(self) -> None:
         try:
             await self._dns.refresh()
@@ -117,46 +142,33 @@ class LoopProbe:
             self._refreshing = False
 
     def _watch_load(self, lag: float, standing: float, now: float) -> None:
-        """The loop's lag, the standing queue in the sockets' buffers and the call events
-        waiting for the bus."""
+        """The three causes of shedding (the loop's lag, a queue standing in a socket's
+        buffer, the call events waiting for the bus) are all observed before any is logged,
+        so that a cause ending is not logged as calls accepted again in the probe where
+        another starts.  Their lines are throttled per cause and edge (start or end): a
+        worker held at its capacity starts and ends shedding on the queue every second or
+        so, which would be a line each time."""
         shedder = self._proxy.shedder
         if shedder is None:
             return
-        was_lagging = shedder.lagging
-        if shedder.observe(lag, now):
-            log.warning(
-                "event loop %.0f ms late: refusing new calls (503) until it catches up", lag * 1000
-            )
-        elif was_lagging and not shedder.lagging:
-            _log_caught_up("event loop", shedder)
-        was_queued = shedder.queued
-        if shedder.observe_queue(standing, now):
-            log.warning(
-                "every datagram waits %.0f ms or more in the sockets' buffers: refusing new"
-                " calls (503) until the queue drains",
-                standing * 1000,
-            )
-        elif was_queued and not shedder.queued:
-            _log_caught_up("socket queue", shedder)
         publisher = self._publisher
-        was_backlogged = shedder.backlogged
-        if shedder.observe_backlog(publisher.waiting, publisher.max_backlog):
-            log.warning(
-                "%d call events waiting for the bus (of %d at most): refusing new calls (503)"
-                " until they are out",
-                publisher.waiting,
-                publisher.max_backlog,
-            )
-        elif was_backlogged and not shedder.backlogged:
-            _log_caught_up("call events", shedder)
+        before = (shedder.lagging, shedder.queued, shedder.backlogged)
+        started = (
+            shedder.observe(lag, now),
+            shedder.observe_queue(standing, now),
+            shedder.observe_backlog(publisher.waiting, publisher.max_backlog),
+        )
+        after = (shedder.lagging, shedder.queued, shedder.backlogged)
+        for index, cause in enumerate(SHEDDING_CAUSES):
+            if started[index]:
+                self._log(f"{cause} started", self._start_line(index, lag, standing), now)
+            elif before[index] and not after[index]:
+                then = (
+                    "still refusing new calls" if shedder.shedding else "accepting new calls again"
+                )
+                line = f"{cause} caught up: {then} ({shedder.refused} refused so far)"
+                self._log(f"{cause} ended", line, now)
         metrics.SHEDDING.value = 1 if shedder.shedding else 0
         if shedder.refused > self._refused_counted:
             metrics.CALLS_REFUSED.value += shedder.refused - self._refused_counted
             self._refused_counted = shedder.refused
-
-
-def _log_caught_up(what: str, shedder: LoadShedder) -> None:
-    """One line as a cause of shedding ends: new calls are accepted again unless the other
-    cause still holds."""
-    then = "accepting new calls again" if not shedder.shedding else "still refusing new calls"
-    log.warning("%s caught up: %s (%d refused so far)", what, then, shedder.refused)

@@ -72,7 +72,8 @@ class UdpEndpoint:
         `take_longest_wait`: a backlog there is load the loop's own lag does not show."""
         self.shortest_wait = math.inf
         """The shortest such wait since `take_shortest_wait`: high only while the queue in
-        the buffer stands (it does not drain between bursts)."""
+        the buffer stands (it does not drain between bursts).  Both count only datagrams
+        the kernel stamped: without stamps no wait is seen, and no queue is shed on."""
         self._held: list[Outgoing] = []
         """Datagrams sent while a burst is handled, to go out when `HELD` flushes."""
         host, port = sock.getsockname()[:2]

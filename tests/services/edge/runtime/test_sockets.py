@@ -28,6 +28,7 @@ from shared.sip.transport.base import BindError, Listener
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.tls_context import TlsFiles
 from tests.shared.bus.support import until
+from tests.shared.sip.transport.test_udp import hold_the_loop
 from tests.shared.sip.transport.ws_client import WsClient
 
 RESPONSE = (
@@ -248,4 +249,25 @@ async def test_every_stream_transport_is_captured_with_its_connections_ports(
     finally:
         await sender.stop()
         collector.close()
+        await sockets.close()
+
+
+async def test_the_standing_wait_is_the_longest_of_each_sockets_shortest() -> None:
+    """A queue standing in one socket is the worker behind, whatever its other sockets hold:
+    one datagram that waited in one socket while the loop was held, one read at once in the
+    other, and the standing wait is the first's."""
+    received: list[bytes] = []
+    sockets = EdgeSockets(lambda data, *_: received.append(data))
+    ports = [free_port(), free_port()]
+    await sockets.open([ListenAddress("udp", "127.0.0.1", port) for port in ports], shared=True)
+    try:
+        assert sockets.take_standing_wait() == 0.0  # nothing read: no queue
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"OPTIONS", ("127.0.0.1", ports[0]))
+            hold_the_loop(0.3)
+            client.sendto(b"OPTIONS", ("127.0.0.1", ports[1]))
+            await until(lambda: len(received) == 2)
+        assert sockets.take_standing_wait() >= 0.25
+        assert sockets.take_standing_wait() == 0.0
+    finally:
         await sockets.close()
