@@ -50,6 +50,7 @@ BENCHMARKS = {
     "proxy_core": "bench.proxy.core_calls",
     "proxy_runtime": "bench.proxy.runtime_calls",
     "interpreted_calls": "bench.interpreted_calls",
+    "overload": "bench.overload",
     "proxy": "bench.proxy.run",
 }
 
