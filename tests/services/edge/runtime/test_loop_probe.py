@@ -32,25 +32,31 @@ async def test_the_call_events_read_the_loops_clock_and_wall_offset() -> None:
     assert abs(events.at(events.clock()) - time.time()) < 0.05
 
 
+def shedding_driver() -> tuple[LoadShedder, ProxyDriver]:
+    """A started driver whose core sheds load with the default settings, on the memory bus."""
+    core = proxy()
+    core.shedder = shedder = LoadShedder()
+    driver = ProxyDriver(
+        core, MemoryBus(MemoryBroker(), "test", "edge", "edge-a"), instance="edge-a"
+    )
+    driver.start(unopened_sockets())
+    return shedder, driver
+
+
 async def test_the_longest_wait_in_the_sockets_is_measured_not_shed_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A datagram's longest wait in the kernel is recorded per probe, but an edge coping at
     2000 cps had waits over a second (a burst, a pause) while the queue drained, so it refuses
     no call (`policy.overload`)."""
-    core = proxy()
-    core.shedder = LoadShedder()
-    driver = ProxyDriver(
-        core, MemoryBus(MemoryBroker(), "test", "edge", "edge-a"), instance="edge-a"
-    )
-    driver.start(unopened_sockets())
+    shedder, driver = shedding_driver()
     waits = [1.5] * 8
     driver._probe.receive_wait = lambda: waits.pop(0) if waits else 0.0
     before = metrics.RECEIVE_WAIT._sum.get()
     await until(lambda: not waits)
     await driver.stop()
     assert metrics.RECEIVE_WAIT._sum.get() - before >= 1.5 * 8
-    assert core.shedder.shedding is False
+    assert shedder.shedding is False
     assert not [r for r in caplog.records if "refusing new calls" in r.getMessage()]
 
 
@@ -61,27 +67,22 @@ async def test_new_calls_are_refused_while_a_queue_stands_in_the_sockets_and_tak
     is a worker behind, though its loop runs its timers on time: new calls are refused until
     the queue drains.  A second spell within seconds is not logged again (a worker at its
     capacity has one a second or so)."""
-    core = proxy()
-    core.shedder = LoadShedder()
-    driver = ProxyDriver(
-        core, MemoryBus(MemoryBroker(), "test", "edge", "edge-a"), instance="edge-a"
-    )
-    driver.start(unopened_sockets())
+    shedder, driver = shedding_driver()
     standing = [0.5] * 4
     driver._probe.standing_wait = lambda: standing.pop(0) if standing else 0.0
     before = metrics.RECEIVE_QUEUE._sum.get()
-    await until(lambda: core.shedder is not None and core.shedder.shedding)
+    await until(lambda: shedder.shedding)
     driver.on_message(invite(), CALLER, UDP_IN, None)
-    assert core.shedder.refused == 1  # answered 503, not routed
-    await until(lambda: core.shedder is not None and not core.shedder.shedding)
+    assert shedder.refused == 1  # answered 503, not routed
+    await until(lambda: not shedder.shedding)
     driver.on_message(
         invite(branch="z9hG4bKnext").replace(b"call-1", b"call-2"), CALLER, UDP_IN, None
     )
-    assert core.shedder.refused == 1  # not refused: on to the router
+    assert shedder.refused == 1  # not refused: on to the router
     assert metrics.RECEIVE_QUEUE._sum.get() - before >= 0.5 * 4
     standing.extend([0.5] * 4)
-    await until(lambda: core.shedder is not None and core.shedder.episodes == 2)
-    await until(lambda: core.shedder is not None and not core.shedder.shedding)
+    await until(lambda: shedder.episodes == 2)
+    await until(lambda: not shedder.shedding)
     await driver.stop()
     lines = [r.getMessage() for r in caplog.records]
     starts = [m for m in lines if m.startswith("a queue stands in a socket's buffer")]
