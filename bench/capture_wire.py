@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import sys
 import threading
 from pathlib import Path
@@ -42,7 +41,14 @@ from bench.proxy.callmesh import CallmeshEdge
 from bench.proxy.errors import BenchError
 from bench.proxy.routing import LOOPBACK
 from bench.proxy.run import raise_open_files_limit, work_directory
-from bench.proxy.setups import Row, alternating_runs, one_rate, row_of, running_edges
+from bench.proxy.setups import (
+    Row,
+    alternating_runs,
+    one_rate,
+    print_rows,
+    row_of,
+    running_edges,
+)
 from bench.proxy.sipp import running_gateways
 from deploy.labs.ports import free_port
 
@@ -204,17 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rate} cps for {args.duration:g} s, medians of {args.repeat} alternating runs; "
         f"HEP packets per call of udp: {per_call:.1f}"
     )
-    print(
-        f"{'setup':<6}{'CPU µs/call':>13}{'kernel':>9}{'idle':>7}{'failed %':>10}"
-        f"{'÷ off':>8}{'lowest':>8}{'highest':>9}"
-    )
-    for row in rows:
-        print(
-            f"{row.setup:<6}{row.cpu_us:>13.0f}{row.kernel_us:>9.0f}{row.idle_us:>7.0f}"
-            f"{row.failed_pct:>10.2f}{statistics.median(row.ratios):>8.3f}"
-            f"{min(row.ratios):>8.3f}{max(row.ratios):>9.3f}"
-        )
-    print("÷ off: the median of each repeat's ratio; lowest, highest: of those ratios")
+    print_rows(rows, "off")
     print(f"load average at the end: {load}")
     return 0
 

@@ -166,3 +166,19 @@ def row_of(setup: str, runs: list[tuple[RunResult, float]], baseline: list[float
             for (r, _), b in zip(runs, baseline, strict=True)
         ],
     )
+
+
+def print_rows(rows: list[Row], baseline: str) -> None:
+    """Each set-up's medians, and its CPU over `baseline`'s: the median of the repeats'
+    ratios, with the lowest and highest of them."""
+    print(
+        f"{'setup':<6}{'CPU µs/call':>13}{'kernel':>9}{'idle':>7}{'failed %':>10}"
+        f"{'÷ ' + baseline:>8}{'lowest':>8}{'highest':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row.setup:<6}{row.cpu_us:>13.0f}{row.kernel_us:>9.0f}{row.idle_us:>7.0f}"
+            f"{row.failed_pct:>10.2f}{statistics.median(row.ratios):>8.3f}"
+            f"{min(row.ratios):>8.3f}{max(row.ratios):>9.3f}"
+        )
+    print(f"÷ {baseline}: the median of each repeat's ratio; lowest, highest: of those ratios")

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from bench.proxy.results import RunResult
-from bench.proxy.setups import in_turn, net_of_idle, row_of
+from bench.proxy.setups import in_turn, net_of_idle, print_rows, row_of
 
 
 def run(calls: int, cpu: float, failed: int = 0) -> RunResult:
@@ -39,3 +39,17 @@ def test_a_rows_ratios_pair_runs_of_the_same_repeat() -> None:
     assert row.idle_us == pytest.approx(200)
     assert row.failed_pct == pytest.approx(0.5)
     assert math.isnan(row_of("x", [(run(10, 1.0), 0.0)], [0.0]).ratios[0])
+
+
+def test_the_rows_are_printed_with_the_median_ratio_and_its_range(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    baseline = [run(1000, 1.0).cpu_ms_per_call] * 3
+    runs = [(run(1000, cpu), 0.0) for cpu in (0.9, 0.8, 1.1)]
+    print_rows([row_of("5", runs, baseline)], "0")
+    header, row, note = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "setup", "CPU", "µs/call", "kernel", "idle", "failed", "%", "÷", "0", "lowest", "highest"
+    ]  # fmt: skip
+    assert row.split() == ["5", "900", "90", "0", "0.00", "0.900", "0.800", "1.100"]
+    assert note.startswith("÷ 0: the median of each repeat's ratio")
