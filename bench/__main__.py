@@ -51,6 +51,7 @@ BENCHMARKS = {
     "proxy_runtime": "bench.proxy.runtime_calls",
     "interpreted_calls": "bench.interpreted_calls",
     "overload": "bench.overload",
+    "udp_coalesce": "bench.udp_coalesce",
     "proxy": "bench.proxy.run",
 }
 

@@ -56,6 +56,9 @@ class TransportLimits:
     `tcp_msg_data_timeout`): traffic does not extend it, so a trickle is cut."""
     socket_buffer: int = 4 * 1024 * 1024
     """SO_RCVBUF/SO_SNDBUF asked for on UDP sockets (the kernel may grant less)."""
+    udp_coalesce: float = 0.0
+    """Seconds a UDP socket is not read after a burst that emptied it (0: read at once), so
+    the datagrams that come meanwhile wake the process once (`CALLMESH_UDP_COALESCE_MS`)."""
     max_unsent: int = 1024 * 1024
     """Bytes a stream peer may leave unread in our buffer (beyond the kernel's) before its
     connection is cut: a peer that sends pings or requests and never reads the answers
@@ -63,11 +66,12 @@ class TransportLimits:
 
 
 def limits_of(settings: Settings) -> TransportLimits:
-    """The `CALLMESH_TCP_*` settings as transport limits."""
+    """The `CALLMESH_TCP_*` settings, and `CALLMESH_UDP_COALESCE_MS`, as transport limits."""
     return TransportLimits(
         max_connections=settings.tcp_max_connections,
         max_connections_per_source=settings.tcp_max_connections_per_source,
         message_timeout=settings.tcp_message_timeout,
+        udp_coalesce=settings.udp_coalesce_ms / 1000,
     )
 
 

@@ -76,6 +76,9 @@ class UdpEndpoint:
         the kernel stamped: without stamps no wait is seen, and no queue is shed on."""
         self._held: list[Outgoing] = []
         """Datagrams sent while a burst is handled, to go out when `HELD` flushes."""
+        self._coalesce = limits.udp_coalesce
+        self._resume: asyncio.TimerHandle | None = None
+        """While the socket rests after a burst (`TransportLimits.udp_coalesce`)."""
         host, port = sock.getsockname()[:2]
         self.listener = Listener("udp", host, port)
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -114,6 +117,21 @@ class UdpEndpoint:
                 self._received(data, host, port, received_at)
                 if index % FLUSH_EVERY == FLUSH_EVERY - 1:
                     held.flush()
+        if self._coalesce > 0 and len(burst) < BURST and not self._closed:
+            self._rest()
+
+    def _rest(self) -> None:
+        """Read nothing for `udp_coalesce` seconds after a burst that emptied the socket, so
+        what comes meanwhile is read as one burst: fewer wake-ups (a full burst leaves more
+        waiting, read at the loop's next turn as ever)."""
+        fd = self._sock.fileno()
+        self._loop.remove_reader(fd)
+        self._resume = self._loop.call_later(self._coalesce, self._read_again)
+
+    def _read_again(self) -> None:
+        self._resume = None
+        if not self._closed:
+            self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def take_longest_wait(self) -> float:
         """`longest_wait`, which starts again from 0."""
@@ -212,6 +230,9 @@ class UdpEndpoint:
         if self._closed:
             return
         self._closed = True
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
 

@@ -11,12 +11,15 @@ import time
 import pytest
 import uvloop
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
+from shared.settings import Settings
 from shared.sip.transport.base import (
     BindError,
     OversizeDatagramError,
     TransportError,
     TransportLimits,
+    limits_of,
 )
 from shared.sip.transport.destination import Destination
 from shared.sip.transport.udp import BURST, MAX_QUEUED_AGE, UdpEndpoint, clamped, open_udp
@@ -300,3 +303,67 @@ async def test_sends_the_kernel_refuses_again_and_again_are_one_log_line(
             endpoint.send(OK, Destination("udp", "255.255.255.255", 5060))
     endpoint.close()
     assert len([r for r in caplog.records if "Permission denied" in r.getMessage()]) == 1
+
+
+def coalescing(seconds: float) -> TransportLimits:
+    """`CALLMESH_UDP_COALESCE_MS` as the edge reads it, in milliseconds."""
+    return limits_of(Settings(udp_coalesce_ms=seconds * 1000))
+
+
+async def test_what_comes_while_the_socket_rests_is_read_as_one_burst_after_it() -> None:
+    """The first datagram is handled at once; the two sent right after wait out the rest and
+    are handled in one wake-up, timed by the kernel when they came."""
+    handled: list[tuple[bytes, float, float]] = []
+    first, done = asyncio.Event(), asyncio.Event()
+
+    def handler(data: bytes, _source: object, _listener: object, received_at: float) -> None:
+        handled.append((data, time.monotonic(), received_at))
+        first.set()
+        if len(handled) == 3:
+            done.set()
+
+    endpoint = await open_udp("127.0.0.1", 0, handler, TransportLimits(udp_coalesce=0.3))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(OPTIONS + b"0", ("127.0.0.1", endpoint.listener.port))
+        await asyncio.wait_for(first.wait(), 5)
+        client.sendto(OPTIONS + b"1", ("127.0.0.1", endpoint.listener.port))
+        client.sendto(OPTIONS + b"2", ("127.0.0.1", endpoint.listener.port))
+        await asyncio.wait_for(done.wait(), 5)
+    endpoint.close()
+    (_, first_at, _), (_, second_at, second_came), (_, third_at, _) = handled
+    assert [data[-1:] for data, _, _ in handled] == [b"0", b"1", b"2"]
+    assert second_at - first_at >= 0.25
+    assert third_at - second_at < 0.01
+    assert second_at - second_came >= 0.2
+
+
+async def test_a_full_burst_is_not_followed_by_a_rest() -> None:
+    """A burst of `BURST` leaves more waiting: read at the loop's next turn, not a rest later."""
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox, TransportLimits(udp_coalesce=5.0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(BURST + 3):
+            client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        for _ in range(BURST + 3):
+            await asyncio.wait_for(inbox.get(), 2)
+    endpoint.close()
+
+
+async def test_an_endpoint_closed_while_resting_is_not_read_again() -> None:
+    inbox = Inbox()
+    endpoint = await open_udp("127.0.0.1", 0, inbox, coalescing(0.05))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(OPTIONS, ("127.0.0.1", endpoint.listener.port))
+        await inbox.get()
+    resting = endpoint._resume
+    endpoint.close()
+    assert resting is not None and resting.cancelled()
+    await asyncio.sleep(0.1)
+
+
+def test_the_rest_is_read_from_the_settings_and_bounded() -> None:
+    assert limits_of(Settings()).udp_coalesce == 0.0
+    assert coalescing(0.005).udp_coalesce == pytest.approx(0.005)
+    for wrong in (-1, 101):
+        with pytest.raises(ValidationError):
+            Settings(udp_coalesce_ms=wrong)
