@@ -97,8 +97,7 @@ class Settings(BaseSettings):
     fr_timeout: float = Field(default=5.0, gt=0)
     """Seconds a gateway may stay silent (no response at all) before the next is tried."""
     fr_inv_timeout: float = Field(default=60.0, gt=0)
-    """Seconds after a provisional response before an INVITE branch is cancelled and
-    the next gateway tried (Timer C of RFC 3261 §16.8)."""
+    """Seconds after a provisional response before the branch is cancelled (RFC 3261 Timer C)."""
     overload_lag_ms: float = Field(default=100.0, ge=0)
     """Event-loop lag from which an edge worker answers new INVITEs 503 with
     Retry-After while in-dialog traffic goes on (0: never shed load)."""
@@ -118,8 +117,7 @@ class Settings(BaseSettings):
     """Seconds a TCP peer has to complete a message from its first byte (and to send a
     whole first message after connecting); a trickle does not extend it."""
     tls_cert: str | None = None
-    """PEM certificate (chain) the edge's ``tls:`` listeners present; reloaded when the file
-    changes or on SIGHUP, for new handshakes."""
+    """PEM certificate (chain) of the ``tls:`` listeners; reloaded on change or SIGHUP."""
     tls_key: str | None = None
     """PEM private key of ``tls_cert``."""
     tls_ca: str | None = None
@@ -159,15 +157,14 @@ class Settings(BaseSettings):
     (`services.edge.runtime.journal`); unset: ``<data_dir>/edge-outbox``; empty: no journal,
     the events wait in memory only."""
     edge_outbox_max_mb: int = Field(default=64, ge=1)
-    """Megabytes one worker's journal may take; past it new call events are not journaled
-    (still published from memory), counted and logged."""
+    """Megabytes a worker's journal may take; past it, events go unjournaled (counted, logged)."""
     edge_outbox_fsync_interval: float = Field(default=0.0, ge=0)
     """Seconds between fsyncs of the journal (a power loss then costs at most that much);
     0: never, the page cache keeps what a killed process wrote, not what a power loss took."""
     udp_mtu: int = Field(default=1300, ge=0)
     """Bytes above which a request the edge forwards goes by TCP instead of UDP when the
     next hop's URI does not name UDP (RFC 3261 §18.1.1; Kamailio's `udp_mtu`); 0: never."""
-    udp_coalesce_ms: float = Field(default=0.0, ge=0, le=100)
+    udp_coalesce_ms: int = Field(default=0, ge=0, le=100)
     """Milliseconds a SIP UDP socket is not read after a burst that emptied it (0: read at
     once): fewer wake-ups, less CPU per call, each message up to that much later (edge.md)."""
     sip_t1: float = Field(default=0.5, gt=0)

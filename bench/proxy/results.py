@@ -19,6 +19,9 @@ class RunResult:
     system_seconds: float
     """The kernel's part of ``cpu_seconds`` (stime)."""
     failure_reasons: dict[str, int]
+    answer_ms: float = 0.0
+    """SIPp's mean time from a call's INVITE to its 200, in whole milliseconds as SIPp
+    counts (0: the scenario times none)."""
 
     @property
     def failed_pct(self) -> float:

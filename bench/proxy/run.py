@@ -124,6 +124,7 @@ def measure(
         cpu_seconds=user_after + system_after - user_before - system_before,
         system_seconds=system_after - system_before,
         failure_reasons=counts.failure_reasons,
+        answer_ms=counts.answer_ms,
     )
 
 

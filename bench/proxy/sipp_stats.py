@@ -16,6 +16,8 @@ _SUCCESSFUL = "SuccessfulCall(C)"
 _FAILED = "FailedCall(C)"
 _FAILURE_REASON_PREFIX = "Failed"
 _CUMULATIVE_SUFFIX = "(C)"
+_ANSWER = "ResponseTime1(C)"
+"""The mean of the caller scenario's first timed round trip (`rtd`: its INVITE to the 200)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,8 @@ class CallCounts:
     successful: int
     failed: int
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    answer_ms: float = 0.0
+    """The mean time from a call's INVITE to its 200 (0: not timed by the scenario)."""
 
     @property
     def unsuccessful(self) -> int:
@@ -46,6 +50,17 @@ def _count(row: dict[str, str], column: str, path: Path) -> int:
         raise BenchError(f"SIPp statistics {path} lack column {column}") from None
     except ValueError:
         raise BenchError(f"SIPp statistics {path}: {column} is {row[column]!r}") from None
+
+
+def _milliseconds(row: dict[str, str], column: str, path: Path) -> float:
+    """A SIPp duration, ``hh:mm:ss:microseconds``, in milliseconds (0 without the column)."""
+    if column not in row:
+        return 0.0
+    try:
+        hours, minutes, seconds, micro = (int(part) for part in row[column].split(":"))
+    except ValueError:
+        raise BenchError(f"SIPp statistics {path}: {column} is {row[column]!r}") from None
+    return ((hours * 60 + minutes) * 60 + seconds) * 1000 + micro / 1000
 
 
 def parse_stat_file(path: Path) -> CallCounts:
@@ -77,4 +92,5 @@ def parse_stat_file(path: Path) -> CallCounts:
         successful=_count(row, _SUCCESSFUL, path),
         failed=_count(row, _FAILED, path),
         failure_reasons={reason: n for reason, n in reasons.items() if n},
+        answer_ms=_milliseconds(row, _ANSWER, path),
     )

@@ -9,6 +9,9 @@ the kernel's `SO_TIMESTAMPNS` stamps (`datagrams.read_datagrams`: `recvmmsg` in 
 16 a system call, in the compiled build), so a burst costs one wake-up, not one
 per datagram; and what its handling sends goes out after it (`HeldSends`), by `sendmmsg`
 (`datagrams.send_datagrams`: up to 64 a system call, in the compiled build).
+With a rest set (`TransportLimits.udp_coalesce`), a socket whose burst emptied it is not
+read for that long, so what comes meanwhile is one burst too: fewer wake-ups, each one
+costing far more than its code on a shared machine (cold caches), for that much latency.
 Receive and send buffers are enlarged because a SIP burst (a registration
 storm, a carrier failover) arrives faster than one event-loop turn drains it,
 and the kernel drops what does not fit.
@@ -77,6 +80,7 @@ class UdpEndpoint:
         self._held: list[Outgoing] = []
         """Datagrams sent while a burst is handled, to go out when `HELD` flushes."""
         self._coalesce = limits.udp_coalesce
+        """Seconds the socket rests after a burst that emptied it (0: never)."""
         self._resume: asyncio.TimerHandle | None = None
         """While the socket rests after a burst (`TransportLimits.udp_coalesce`)."""
         host, port = sock.getsockname()[:2]
@@ -123,14 +127,15 @@ class UdpEndpoint:
     def _rest(self) -> None:
         """Read nothing for `udp_coalesce` seconds after a burst that emptied the socket, so
         what comes meanwhile is read as one burst: fewer wake-ups (a full burst leaves more
-        waiting, read at the loop's next turn as ever)."""
-        fd = self._sock.fileno()
-        self._loop.remove_reader(fd)
+        waiting, read at the loop's next turn as ever; one cut short by a receive error may
+        leave some too, which then wait out the rest)."""
+        self._loop.remove_reader(self._sock.fileno())
         self._resume = self._loop.call_later(self._coalesce, self._read_again)
 
     def _read_again(self) -> None:
+        """The rest is over: read again, unless the endpoint or its socket closed meanwhile."""
         self._resume = None
-        if not self._closed:
+        if not self._closed and self._sock.fileno() >= 0:
             self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def take_longest_wait(self) -> float:
@@ -139,9 +144,10 @@ class UdpEndpoint:
         return wait
 
     def take_shortest_wait(self) -> float:
-        """`shortest_wait` (0 if no datagram was read), which starts again from none."""
+        """`shortest_wait` (0 if no datagram was read) less the socket's rest, which is a
+        wait of our own and no queue; it starts again from none."""
         wait, self.shortest_wait = self.shortest_wait, math.inf
-        return wait if wait != math.inf else 0.0
+        return max(0.0, wait - self._coalesce) if wait != math.inf else 0.0
 
     def _received(self, data: bytes, host: str, port: int, received_at: float) -> None:
         if len(data) > self._limits.max_message_size:

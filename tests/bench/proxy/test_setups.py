@@ -4,6 +4,7 @@ repeat's ratio compares runs of the same repeat."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -45,11 +46,13 @@ def test_the_rows_are_printed_with_the_median_ratio_and_its_range(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     baseline = [run(1000, 1.0).cpu_ms_per_call] * 3
-    runs = [(run(1000, cpu), 0.0) for cpu in (0.9, 0.8, 1.1)]
+    timed = ((0.9, 2.0), (0.8, 6.0), (1.1, 5.0))  # CPU seconds, answer ms
+    runs = [(replace(run(1000, cpu), answer_ms=ms), 0.0) for cpu, ms in timed]
     print_rows([row_of("5", runs, baseline)], "0")
     header, row, note = capsys.readouterr().out.splitlines()
     assert header.split() == [
-        "setup", "CPU", "µs/call", "kernel", "idle", "failed", "%", "÷", "0", "lowest", "highest"
-    ]  # fmt: skip
-    assert row.split() == ["5", "900", "90", "0", "0.00", "0.900", "0.800", "1.100"]
+        "setup", "CPU", "µs/call", "kernel", "idle", "failed", "%", "÷", "0", "lowest", "highest",
+        "answer", "ms",
+    ]  # fmt: skip # the header's words, as printed
+    assert row.split() == ["5", "900", "90", "0", "0.00", "0.900", "0.800", "1.100", "5"]
     assert note.startswith("÷ 0: the median of each repeat's ratio")

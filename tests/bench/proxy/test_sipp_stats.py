@@ -34,6 +34,17 @@ def test_last_row_holds_the_cumulative_counts(tmp_path: Path) -> None:
     assert counts.failure_reasons == {"FailedMaxUDPRetrans": 1, "FailedUnexpectedMessage": 1}
 
 
+def test_the_answer_time_is_read_in_milliseconds(tmp_path: Path) -> None:
+    """SIPp's ``hh:mm:ss:microseconds``; a file without the column (no `rtd`) gives 0."""
+    timed = _write(
+        tmp_path, "StartTime;OutgoingCall(C);SuccessfulCall(C);FailedCall(C);ResponseTime1(C);",
+        "t0;10;10;0;00:00:01:012500;",
+    )  # fmt: skip # a header and its row, as SIPp writes them
+    assert parse_stat_file(timed).answer_ms == pytest.approx(1012.5)
+    untimed = _write(tmp_path, HEADER, "t0;t1;50;50;48;0;0;0;0;")
+    assert parse_stat_file(untimed).answer_ms == 0.0
+
+
 def test_half_written_last_row_is_skipped(tmp_path: Path) -> None:
     path = _write(tmp_path, HEADER, "t0;t1;50;50;50;0;0;0;0;", "t0;t2;100;4")
 

@@ -19,8 +19,8 @@ from tests.services.edge.support import LOOPBACK, options
 async def test_one_process_edge_serves_sip_and_stops(tmp_path: Path) -> None:
     """On the in-memory bus and the embedded store: the routing cache loaded, an OPTIONS to
     the edge answered on the port it bound, and the port free again once stopped; its load
-    shedder and its sockets' rest after a burst as the settings say (a second OPTIONS, sent
-    as the socket rests, answered after it)."""
+    shedder and its sockets' rest after a burst as the settings say (a second OPTIONS, most
+    likely sent while the socket rests, answered)."""
     port = free_port()
     settings = Settings(
         sip_listen=f"udp:{LOOPBACK}:{port}",
