@@ -18,7 +18,8 @@ turn, alternating, so each set-up sees the same machine:
 CPU is the edge's process tree's (``/proc``: user + system, its workers included) from the
 first call of a run until a second after its last, less its idle CPU (read for 2 s before
 each run) over that time, per call offered.  Printed: per set-up the
-median over ``--repeat`` runs of CPU µs per call (kernel part apart) and failed calls; and its
+median over ``--repeat`` runs of CPU µs per call (kernel part apart), failed calls and SIPp's
+mean INVITE-to-200 time; and its
 CPU over ``off``'s as the median of the ratios of each repeat (a repeat runs every set-up once,
 back to back, so a ratio compares runs a minute apart, not the machine's busy and quiet
 quarters of an hour) with the lowest and highest of them (the issue's target: ``udp`` ≤ 1.10);

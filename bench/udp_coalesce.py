@@ -13,7 +13,8 @@ rests a few milliseconds after a burst that emptied it reads what came meanwhile
 burst, for fewer wake-ups; each message waits up to that rest, and is timed by the kernel
 as before.  Set-ups are named by the rest in milliseconds, ``0`` (the default, reading at
 once) the baseline.  Printed per set-up: the medians over ``--repeat`` runs of CPU µs per
-call (kernel part apart, the edge's idle CPU taken out) and failed calls, and its CPU over
+call (kernel part apart, the edge's idle CPU taken out), failed calls and SIPp's mean time
+from a caller's INVITE to its 200 (``answer ms``: what the rests cost), and its CPU over
 ``0``'s as the median of each repeat's ratio, with the lowest and highest.  The edges shed
 no load (``CALLMESH_OVERLOAD_LAG_MS=0``): refused calls would cost less than the calls they
 replace.  The machine is shared: compare the ratios of one run, not figures across runs.

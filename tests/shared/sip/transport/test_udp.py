@@ -338,7 +338,7 @@ async def test_what_comes_while_the_socket_rests_is_read_as_one_burst_after_it()
     assert first_at - first_came < 0.2
     assert second_at - first_at >= 0.25
     assert third_at - second_at < 0.1
-    assert second_at - second_came >= 0.2
+    assert second_at - second_came >= 0.1  # it waited in the socket (margin for a slow sender)
     assert standing < 0.2
 
 
