@@ -113,12 +113,12 @@ class LoopProbe:
                 self._background(self._refresh_dns())
         self._schedule()
 
-    def _start_line(self, index: int, lag: float, standing: float) -> str:
-        if index == 0:
+    def _start_line(self, cause: str, lag: float, standing: float) -> str:
+        if cause == "event loop":
             return (
                 f"event loop {lag * 1000:.0f} ms late: refusing new calls (503) until it catches up"
             )
-        if index == 1:
+        if cause == "socket queue":
             return (
                 f"a queue stands in a socket's buffer (every datagram it gave in the last"
                 f" {LOOP_PROBE_INTERVAL * 1000:.0f} ms waited {standing * 1000:.0f} ms or more):"
@@ -159,10 +159,11 @@ class LoopProbe:
             shedder.observe_backlog(publisher.waiting, publisher.max_backlog),
         )
         after = (shedder.lagging, shedder.queued, shedder.backlogged)
-        for index, cause in enumerate(SHEDDING_CAUSES):
-            if started[index]:
-                self._log(f"{cause} started", self._start_line(index, lag, standing), now)
-            elif before[index] and not after[index]:
+        causes = zip(SHEDDING_CAUSES, started, before, after, strict=True)
+        for cause, start, was_on, is_on in causes:
+            if start:
+                self._log(f"{cause} started", self._start_line(cause, lag, standing), now)
+            elif was_on and not is_on:
                 then = (
                     "still refusing new calls" if shedder.shedding else "accepting new calls again"
                 )

@@ -14,7 +14,7 @@ from services.edge import metrics
 from services.edge.policy.overload import LoadShedder
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.runtime.driver import ProxyDriver
-from services.edge.runtime.loop_probe import set_wall_offset
+from services.edge.runtime.loop_probe import SHEDDING_CAUSES, set_wall_offset
 from services.edge.runtime.publisher import MAX_BACKLOG
 from shared.bus.memory import MemoryBroker, MemoryBus
 from tests.services.edge.proxy.test_core import CALLER, UDP_IN, invite
@@ -133,3 +133,14 @@ async def test_new_calls_are_refused_while_call_events_pile_up_and_taken_once_th
     assert any(
         m == "call events caught up: accepting new calls again (1 refused so far)" for m in lines
     )
+
+
+async def test_each_cause_of_shedding_starts_with_its_own_line() -> None:
+    """The lines are keyed by the cause the shedder named (`SHEDDING_CAUSES`), each with its
+    own figure."""
+    _shedder, driver = shedding_driver()
+    lines = {cause: driver._probe._start_line(cause, 0.25, 0.3) for cause in SHEDDING_CAUSES}
+    await driver.stop()
+    assert lines["event loop"].startswith("event loop 250 ms late: refusing new calls (503)")
+    assert "waited 300 ms or more" in lines["socket queue"]
+    assert lines["call events"].startswith("0 call events waiting for the bus (of 20000 at most)")
