@@ -27,7 +27,7 @@ from services.edge.runtime.publisher import EventPublisher
 from services.edge.runtime.trace_ring import TraceEntry, TraceRing
 from services.edge.topology.hiding import KIND_CALL_ID
 from services.edge.topology.tokens import InvalidTokenError, Keyring
-from shared.contracts.calls import CallEvent
+from shared.contracts.call_event_json import is_call_event
 from shared.contracts.event import Event
 from shared.hep.codec import ip_protocol
 from shared.hep.mirror import HepMirror, mirror_of
@@ -102,7 +102,7 @@ class Capture:
         """A call event as a HEP log packet (the event as JSON: its routing key as
         ``event``, then its fields), correlated with its call's messages."""
         hep = self.hep
-        if hep is None or not isinstance(event, CallEvent):
+        if hep is None or not is_call_event(event):
             return
         fields = {"event": event.routing_key, **event.model_dump(mode="json")}
         hep.log(fields, self._clock(), self.local, self.correlation_id(event.call_id))

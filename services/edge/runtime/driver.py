@@ -38,6 +38,7 @@ from services.edge.runtime.publisher import EventPublisher
 from services.edge.runtime.round_trips import RoundTrips
 from services.edge.runtime.sockets import EdgeSockets
 from shared.bus import Bus
+from shared.contracts.call_event_json import is_call_event
 from shared.contracts.edge import TargetFailed
 from shared.contracts.event import Event
 from shared.contracts.protection import ScannerFlagged, SourceBlocked
@@ -287,13 +288,18 @@ class ProxyDriver:
         self._reschedule()
 
     def _publish(self, event: Event) -> None:
-        if self._protection is not None and isinstance(event, SourceBlocked | ScannerFlagged):
-            self._background_task(self._protection.record(event))
-        if isinstance(event, TargetFailed):
-            reported = self._reports.offer(event, self._loop.time())
-            if reported is None:
-                return
-            event = reported
+        """Offer `event` to the publisher; a protection state is recorded first, a target's
+        failure merged (`FailureReports`).  A call event, nearly every one, is neither: told
+        by its type's identity (`is_call_event`), it skips their ``isinstance``s, each an
+        ``ABCMeta.__instancecheck__`` of a pydantic model."""
+        if not is_call_event(event):
+            if self._protection is not None and isinstance(event, (SourceBlocked, ScannerFlagged)):
+                self._background_task(self._protection.record(event))
+            if isinstance(event, TargetFailed):
+                reported = self._reports.offer(event, self._loop.time())
+                if reported is None:
+                    return
+                event = reported
         self.publisher.offer(event)
 
     def _background_task(self, coroutine: Coroutine[Any, Any, None]) -> None:

@@ -55,7 +55,7 @@ from typing import cast
 from services.edge import metrics
 from services.edge.runtime.journal import Journal
 from shared.bus import Bus, BusUnavailable
-from shared.contracts.call_event_json import written, written_batch
+from shared.contracts.call_event_json import is_call_event, written, written_batch
 from shared.contracts.calls import MAX_BATCH_EVENTS, CallEvent, WrittenCallEventBatch
 from shared.contracts.event import Event
 
@@ -107,7 +107,8 @@ class EventPublisher:
         self._syncing: asyncio.Task[None] | None = None
         self._backlog: deque[tuple[Event, int, bytes]] = deque()
         """Each event with its journal sequence number (0: not journaled) and, a call event,
-        its fields as JSON (`written`; empty for other events)."""
+        its fields as JSON (`written`; empty for other events: so the batching tells a call
+        event by its bytes, not by an ``isinstance`` of a pydantic model, `is_call_event`)."""
         self._senders: set[asyncio.Task[None]] = set()
         self._dropped = 0
         self._logged_at = -LOG_INTERVAL
@@ -142,7 +143,7 @@ class EventPublisher:
         whose text no JSON could hold mended), for its journal line and its batch.
         """
         data = b""
-        if isinstance(event, CallEvent):
+        if is_call_event(event):
             try:
                 event, data = written(event)
             except Exception:  # no JSON, even mended: never the call path's trouble
@@ -259,9 +260,7 @@ class EventPublisher:
         """Whether this sender should linger: call events wait at the head, fewer than a
         batch, and lingering is on."""
         backlog = self._backlog
-        return (
-            self._linger > 0 and len(backlog) < self._batch and isinstance(backlog[0][0], CallEvent)
-        )
+        return self._linger > 0 and len(backlog) < self._batch and bool(backlog[0][2])
 
     def _take(self) -> tuple[Event, list[int]]:
         """The next event of the backlog, or the call events waiting at its head as a batch;
@@ -274,14 +273,14 @@ class EventPublisher:
         first, seq, data = self._backlog.popleft()
         seqs = [seq] if seq else []
         backlog = self._backlog
-        if self._batch < 2 or not isinstance(first, CallEvent) or not backlog:
+        if self._batch < 2 or not data or not backlog:
             return first, seqs
         limit = self._batch
         if len(backlog) >= limit * self._max_senders:
             limit = max(limit, MAX_BATCH_EVENTS)  # behind: fewer, larger messages
-        kinds: list[type[CallEvent]] = [type(first)]
+        kinds: list[type[CallEvent]] = [cast(type[CallEvent], type(first))]
         fields = [data]
-        while backlog and len(fields) < limit and isinstance(backlog[0][0], CallEvent):
+        while backlog and len(fields) < limit and backlog[0][2]:
             event, seq, data = backlog.popleft()
             kinds.append(cast(type[CallEvent], type(event)))
             fields.append(data)

@@ -13,6 +13,7 @@ from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.call_event_json import (
     ITEM_HEADS,
     batch_json,
+    is_call_event,
     written,
     written_batch,
     written_batch_of,
@@ -123,6 +124,18 @@ def test_every_call_event_type_is_known_by_its_routing_key_to_the_writers() -> N
     kinds = {cls for cls in _subclasses(CallEvent) if cls.__module__ == CallEvent.__module__}
     assert kinds == set(CALL_EVENT_TYPES.values())
     assert all(CALL_EVENT_TYPES[kind.routing_key] is kind for kind in kinds)
+
+
+def test_a_call_event_is_told_by_its_type_and_a_strangers_as_isinstance_tells_it() -> None:
+    """`is_call_event` is ``isinstance(event, CallEvent)``: the table's types by their identity,
+    any other subclass (the stranger, which `written` then refuses) by the ``isinstance``."""
+    for kind in CALL_EVENT_TYPES.values():
+        assert is_call_event(kind.model_construct(call_id="c1", at=1.0, edge="e1"))
+    assert is_call_event(Stranger(call_id="c1", at=1.0, edge="accounting"))
+    assert not is_call_event(CallEventBatch(events=[]))
+    assert not is_call_event(legs()["caller_leg"])
+    assert not is_call_event(CallCancelled)  # the type itself is no event
+    assert not is_call_event(None)
 
 
 def _subclasses(cls: type[CallEvent]) -> list[type[CallEvent]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.edge.proxy.actions import Publish
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.interfaces import Interface, Interfaces
@@ -22,6 +23,7 @@ from services.edge.runtime.sockets import EdgeSockets
 from shared.bus.base import Envelope
 from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import CallStarted
+from shared.contracts.edge import GatewayFailed
 from shared.contracts.event import Event
 from shared.settings import ListenAddress
 from shared.sip.transaction import Send
@@ -208,3 +210,32 @@ async def test_a_call_to_a_user_no_json_can_hold_is_handled_and_recorded(tmp_pat
     assert journal is not None
     started = await started_through_driver(invite(f"sip:%FF@{EDGE}"), journal)
     assert (started.callee_dialled, started.callee) == ("%FF", "%FF")
+
+
+async def test_a_targets_failures_are_merged_and_call_events_pass_beside_them() -> None:
+    """The driver tells a call event by its type and offers it as it is; a failure report
+    still passes `FailureReports` first: three of one gateway within its second are one
+    report (the others merged into the next), whatever call events come between."""
+    broker = MemoryBroker()
+    bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "health"))
+    await bus.start()
+    await listener.start()
+    seen: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        seen.append(envelope.type)
+
+    await listener.subscribe(["edge.#"], handle)
+    driver = ProxyDriver(proxy(), bus, instance="edge-a")
+    failure = GatewayFailed(
+        address="192.0.2.1:5060", reason="status", status=503, method="INVITE",
+        call_id="call-1", gateway_id="gw1",
+    )  # fmt: skip  # (one line per field would only lengthen it)
+    cancelled = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
+    driver._run([Publish(failure), cancelled, Publish(failure), cancelled, Publish(failure)])
+    await until(lambda: len(seen) == 3)
+    await asyncio.sleep(0.05)  # nothing more comes
+    await driver.stop()
+    await bus.close()
+    await listener.close()
+    assert sorted(seen) == ["edge.call.cancelled", "edge.call.cancelled", "edge.gateway.failed"]
