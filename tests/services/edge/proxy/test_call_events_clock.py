@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from services.edge.proxy.call_events import CallEvents
+from services.edge.proxy.call_events import CallEvents, wall_ms
 from shared.contracts.calls import (
     BranchTried,
     CallAnswered,
@@ -96,7 +96,8 @@ def test_a_ringing_an_answer_and_a_cancel_are_never_before_the_start_either() ->
 
 def test_a_stamp_is_the_unix_time_to_the_millisecond() -> None:
     """Whole milliseconds, as ``round(t, 3)`` gives them, without its decimal rounding: at
-    worst a half-millisecond tie goes the other way."""
+    worst a half-millisecond tie goes the other way (give or take a float's resolution at
+    2e9 s, 2.4e-7 s)."""
     events = CallEvents("edge-a")
     rng = random.Random(5)
     for _ in range(20_000):
@@ -104,8 +105,8 @@ def test_a_stamp_is_the_unix_time_to_the_millisecond() -> None:
         now = rng.uniform(0, 1e6)
         at = events.at(now)
         assert round(at * 1000) == at * 1000  # whole milliseconds
-        assert abs(at - round(now + events.wall_offset, 3)) <= 0.0010001
-        assert abs(at - (now + events.wall_offset)) <= 0.0005001
+        assert abs(at - round(now + events.wall_offset, 3)) <= 0.001 + 5e-7
+        assert abs(at - (now + events.wall_offset)) <= 0.0005 + 5e-7
     events.wall_offset = 1_796_447_319.0
     assert events.at(0.0046) == 1_796_447_319.005
     assert events.at(-0.0044) == 1_796_447_318.996
@@ -163,3 +164,11 @@ def test_a_failover_sent_on_an_answer_stamped_before_the_call_is_sent_at_its_sta
     assert failover(events_run(), EARLY, 0.0, START + 0.002) == failover_events(
         START, START + 0.002
     )
+
+
+def test_a_time_is_written_to_the_millisecond_and_a_half_millisecond_rounds_up() -> None:
+    """`wall_ms`: the core's clock plus the wall offset, whole milliseconds; 1.0625 s is
+    1062.5 ms exactly in binary (``round`` would give the even 1062)."""
+    assert wall_ms(1.0625, 0.0) == 1.063
+    assert wall_ms(1.0614, 1_000_000.0) == 1_000_001.061  # below the half: down
+    assert wall_ms(102.04, WALL) == WALL + 102.04
