@@ -320,7 +320,7 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__datagrams(void) {
-    if (fileno_name == NULL) { /* once: a second load (the tests' loader) keeps the first one */
+    if (fileno_name == NULL) { /* once per process, should the module be initialised again */
         fileno_name = PyUnicode_InternFromString("fileno");
         if (fileno_name == NULL) return NULL;
     }

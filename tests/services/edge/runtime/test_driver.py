@@ -7,10 +7,11 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from services.edge.feeds.protection import ProtectionFeed
 from services.edge.proxy.actions import Publish
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.core import Proxy
@@ -25,6 +26,7 @@ from shared.bus.memory import MemoryBroker, MemoryBus
 from shared.contracts.calls import CallStarted
 from shared.contracts.edge import GatewayFailed
 from shared.contracts.event import Event
+from shared.contracts.protection import ScannerFlagged, SourceBlocked
 from shared.settings import ListenAddress
 from shared.sip.transaction import Send
 from shared.sip.transport.base import OversizeDatagramError, TransportError
@@ -230,7 +232,7 @@ async def test_a_targets_failures_are_merged_and_call_events_pass_beside_them() 
     failure = GatewayFailed(
         address="192.0.2.1:5060", reason="status", status=503, method="INVITE",
         call_id="call-1", gateway_id="gw1",
-    )  # fmt: skip  # (one line per field would only lengthen it)
+    )  # fmt: skip # one line per field would only lengthen it
     cancelled = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
     driver._run([Publish(failure), cancelled, Publish(failure), cancelled, Publish(failure)])
     await until(lambda: len(seen) == 3)
@@ -239,3 +241,46 @@ async def test_a_targets_failures_are_merged_and_call_events_pass_beside_them() 
     await bus.close()
     await listener.close()
     assert sorted(seen) == ["edge.call.cancelled", "edge.call.cancelled", "edge.gateway.failed"]
+
+
+class RecordingFeed:
+    """A protection feed that keeps what it is asked to record (the real one writes the
+    store, `tests/services/edge/feeds/test_protection.py`)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[Event] = []
+
+    async def record(self, event: SourceBlocked | ScannerFlagged) -> None:
+        self.recorded.append(event)
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_protection_states_are_recorded_and_call_events_are_not() -> None:
+    """A flood block and a scanner flag go to the protection feed (the store the API lists)
+    and are published; a call event between them is only published."""
+    broker = MemoryBroker()
+    bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "api"))
+    await bus.start()
+    await listener.start()
+    seen: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        seen.append(envelope.type)
+
+    await listener.subscribe(["edge.#"], handle)
+    feed = RecordingFeed()
+    driver = ProxyDriver(proxy(), bus, instance="edge-a", protection=cast(ProtectionFeed, feed))
+    blocked = SourceBlocked(
+        source="192.0.2.9", rate=900.0, limit=100, period=1.0, block_time=60.0, edge="edge-a"
+    )
+    flagged = ScannerFlagged(source="192.0.2.8", reason="sweep", flag_time=60.0, edge="edge-a")
+    cancelled = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
+    driver._run([Publish(blocked), cancelled, Publish(flagged)])
+    await until(lambda: len(seen) == 3 and len(feed.recorded) == 2)
+    await driver.stop()
+    await bus.close()
+    await listener.close()
+    assert feed.recorded == [blocked, flagged]
+    assert sorted(seen) == ["edge.call.cancelled", "edge.scanner.flagged", "edge.source.blocked"]
