@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from services.edge.feeds.protection import ProtectionFeed
-from services.edge.proxy.actions import Publish
+from services.edge.proxy.actions import Action, Publish
 from services.edge.proxy.call_events import CallEvents, CallNotes
 from services.edge.proxy.core import Proxy
 from services.edge.proxy.interfaces import Interface, Interfaces
@@ -214,12 +214,16 @@ async def test_a_call_to_a_user_no_json_can_hold_is_handled_and_recorded(tmp_pat
     assert (started.callee_dialled, started.callee) == ("%FF", "%FF")
 
 
-async def test_a_targets_failures_are_merged_and_call_events_pass_beside_them() -> None:
-    """The driver tells a call event by its type and offers it as it is; a failure report
-    still passes `FailureReports` first: three of one gateway within its second are one
-    report (the others merged into the next), whatever call events come between."""
+async def published_by(
+    actions: list[Action],
+    count: int,
+    protection: RecordingFeed | None = None,
+) -> list[str]:
+    """The routing keys of what a driver publishes for the core's `actions` (on the in-process
+    bus, as a subscriber reads them): `count` of them, then 50 ms in which no more may come;
+    with `protection`, once it also recorded what the driver gave it."""
     broker = MemoryBroker()
-    bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "health"))
+    bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "api"))
     await bus.start()
     await listener.start()
     seen: list[str] = []
@@ -228,19 +232,36 @@ async def test_a_targets_failures_are_merged_and_call_events_pass_beside_them() 
         seen.append(envelope.type)
 
     await listener.subscribe(["edge.#"], handle)
-    driver = ProxyDriver(proxy(), bus, instance="edge-a")
-    failure = GatewayFailed(
-        address="192.0.2.1:5060", reason="status", status=503, method="INVITE",
-        call_id="call-1", gateway_id="gw1",
-    )  # fmt: skip # one line per field would only lengthen it
-    cancelled = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
-    driver._run([Publish(failure), cancelled, Publish(failure), cancelled, Publish(failure)])
-    await until(lambda: len(seen) == 3)
-    await asyncio.sleep(0.05)  # nothing more comes
+    feed = cast(ProtectionFeed | None, protection)
+    driver = ProxyDriver(proxy(), bus, instance="edge-a", protection=feed)
+    driver._run(actions)
+    await until(lambda: len(seen) == count and (protection is None or protection.recorded != []))
+    await asyncio.sleep(0.05)  # nothing more comes, and the feed records the rest
     await driver.stop()
     await bus.close()
     await listener.close()
-    assert sorted(seen) == ["edge.call.cancelled", "edge.call.cancelled", "edge.gateway.failed"]
+    return sorted(seen)
+
+
+CANCELLED = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
+
+
+async def test_a_targets_failures_are_merged_and_call_events_pass_beside_them() -> None:
+    """The driver tells a call event by its type and offers it as it is; a failure report
+    still passes `FailureReports` first: three of one gateway within its second are one
+    report (the others merged into the next), whatever call events come between."""
+    failure = Publish(
+        GatewayFailed(
+            address="192.0.2.1:5060", reason="status", status=503, method="INVITE",
+            call_id="call-1", gateway_id="gw1",
+        )
+    )  # fmt: skip # one line per field would only lengthen it
+    actions: list[Action] = [failure, CANCELLED, failure, CANCELLED, failure]
+    assert await published_by(actions, 3) == [
+        "edge.call.cancelled",
+        "edge.call.cancelled",
+        "edge.gateway.failed",
+    ]
 
 
 class RecordingFeed:
@@ -260,27 +281,15 @@ class RecordingFeed:
 async def test_protection_states_are_recorded_and_call_events_are_not() -> None:
     """A flood block and a scanner flag go to the protection feed (the store the API lists)
     and are published; a call event between them is only published."""
-    broker = MemoryBroker()
-    bus, listener = (MemoryBus(broker, "test", name, name) for name in ("edge", "api"))
-    await bus.start()
-    await listener.start()
-    seen: list[str] = []
-
-    async def handle(envelope: Envelope) -> None:
-        seen.append(envelope.type)
-
-    await listener.subscribe(["edge.#"], handle)
     feed = RecordingFeed()
-    driver = ProxyDriver(proxy(), bus, instance="edge-a", protection=cast(ProtectionFeed, feed))
     blocked = SourceBlocked(
         source="192.0.2.9", rate=900.0, limit=100, period=1.0, block_time=60.0, edge="edge-a"
     )
     flagged = ScannerFlagged(source="192.0.2.8", reason="sweep", flag_time=60.0, edge="edge-a")
-    cancelled = CallEvents("edge-a").cancelled(CallNotes("call-1", "a1"), 0.0)
-    driver._run([Publish(blocked), cancelled, Publish(flagged)])
-    await until(lambda: len(seen) == 3 and len(feed.recorded) == 2)
-    await driver.stop()
-    await bus.close()
-    await listener.close()
+    actions: list[Action] = [Publish(blocked), CANCELLED, Publish(flagged)]
+    assert await published_by(actions, 3, feed) == [
+        "edge.call.cancelled",
+        "edge.scanner.flagged",
+        "edge.source.blocked",
+    ]
     assert feed.recorded == [blocked, flagged]
-    assert sorted(seen) == ["edge.call.cancelled", "edge.scanner.flagged", "edge.source.blocked"]
