@@ -9,9 +9,18 @@
  *
  * `construct(cls, fields)`: `cls` a type whose `__new__` is `object.__new__` (a pydantic
  * `BaseModel` subclass), `fields` an exact dict holding every field by name; the new model
- * takes the dict itself as its `__dict__`, a new set of its keys as `__pydantic_fields_set__`,
- * and None as `__pydantic_extra__` and `__pydantic_private__`.  A wrong argument is a TypeError
- * (a type whose instances have no `__dict__`, an AttributeError, as in `_construct`).
+ * takes the dict itself as its `__dict__`, the set of its class's fields as
+ * `__pydantic_fields_set__`, and None as `__pydantic_extra__` and `__pydantic_private__`.  A
+ * wrong argument is a TypeError (a type whose instances have no `__dict__`, an AttributeError,
+ * as in `_construct`).
+ *
+ * The fields set is one per class, made once from the class's declared fields
+ * (`__pydantic_fields__`) and shared by every model built of it with as many fields as it
+ * declares: a new set of the dict's keys per model cost some 17,000 instructions a proxied
+ * call (building, freeing, and the collector walking the sets of events waiting for their
+ * batch).  Shared safely: the models built so are frozen (nothing adds to the set), and
+ * pydantic copies a model's set before changing it (`model_copy`).  A model given fewer or more
+ * fields than its class declares, or of a class that declares none, gets a set of its own.
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and `unvalidated.py` does the same in Python.  The tests build every
@@ -21,7 +30,32 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-static PyObject *fields_set_name, *extra_name, *private_name, *no_arguments;
+static PyObject *fields_set_name, *extra_name, *private_name, *declared_name, *no_arguments;
+static PyObject *fields_sets; /* exact type -> the set of its declared fields (see above) */
+
+/* A new reference to the fields set of a model of `cls` built from `fields`: the class's
+ * shared one when `fields` has as many as it declares, else a set of the dict's keys. */
+static PyObject *fields_set_of(PyObject *cls, PyObject *fields) {
+    PyObject *shared = PyDict_GetItemWithError(fields_sets, cls); /* borrowed */
+    if (shared == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        PyObject *declared = PyObject_GetAttr(cls, declared_name);
+        if (declared == NULL || !PyDict_Check(declared)) { /* no pydantic class: its own set */
+            Py_XDECREF(declared);
+            PyErr_Clear();
+            return PySet_New(fields);
+        }
+        shared = PySet_New(declared);
+        Py_DECREF(declared);
+        if (shared == NULL) return NULL;
+        int stored = PyDict_SetItem(fields_sets, cls, shared);
+        Py_DECREF(shared); /* the cache holds it */
+        if (stored < 0) return NULL;
+    }
+    if (PySet_GET_SIZE(shared) != PyDict_GET_SIZE(fields)) return PySet_New(fields);
+    Py_INCREF(shared);
+    return shared;
+}
 
 static PyObject *construct(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
@@ -39,7 +73,7 @@ static PyObject *construct(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     PyObject *model = PyBaseObject_Type.tp_new((PyTypeObject *)cls, no_arguments, NULL);
     if (model == NULL) return NULL;
-    PyObject *fields_set = PySet_New(fields);
+    PyObject *fields_set = fields_set_of(cls, fields);
     if (fields_set == NULL || PyObject_GenericSetDict(model, fields, NULL) < 0 ||
         PyObject_GenericSetAttr(model, fields_set_name, fields_set) < 0 ||
         PyObject_GenericSetAttr(model, extra_name, Py_None) < 0 ||
@@ -69,10 +103,15 @@ PyMODINIT_FUNC PyInit__construct(void) {
         fields_set_name = PyUnicode_InternFromString("__pydantic_fields_set__");
         extra_name = PyUnicode_InternFromString("__pydantic_extra__");
         private_name = PyUnicode_InternFromString("__pydantic_private__");
-        if (fields_set_name == NULL || extra_name == NULL || private_name == NULL) {
+        declared_name = PyUnicode_InternFromString("__pydantic_fields__");
+        fields_sets = PyDict_New();
+        if (fields_set_name == NULL || extra_name == NULL || private_name == NULL ||
+            declared_name == NULL || fields_sets == NULL) {
             Py_CLEAR(fields_set_name);
             Py_CLEAR(extra_name);
             Py_CLEAR(private_name);
+            Py_CLEAR(declared_name);
+            Py_CLEAR(fields_sets);
             return NULL;
         }
         no_arguments = PyTuple_New(0);

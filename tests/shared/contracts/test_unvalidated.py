@@ -125,17 +125,52 @@ def test_the_c_construction_builds_the_model_as_python_and_validation_do(
     assert by_c == by_python
 
 
-def test_the_model_takes_the_dict_it_is_given_and_a_set_of_its_own(
-    c_construct: Construct,
+@pytest.fixture(params=["c", "python"])
+def construct(request: pytest.FixtureRequest, c_construct: Construct) -> Construct:
+    """Each construction in turn: the C one and the Python one."""
+    return c_construct if request.param == "c" else _construct
+
+
+def test_the_model_takes_the_dict_it_is_given_and_its_class_s_fields_set(
+    construct: Construct,
 ) -> None:
     """Its `__dict__` is the caller's dict itself (the edge builds one per event and keeps
-    no reference); its fields set is a new one per model."""
+    no reference); its fields set is its class's declared fields, one set per class."""
     fields = fields_of(LEG)
-    built = c_construct(DialogLeg, fields)
-    other = c_construct(DialogLeg, fields_of(LEG))
+    built = construct(DialogLeg, fields)
+    other = construct(DialogLeg, fields_of(LEG))
     assert built.__dict__ is fields
-    assert built.model_fields_set == other.model_fields_set
-    assert built.model_fields_set is not other.model_fields_set
+    assert built.model_fields_set == set(DialogLeg.model_fields)
+    assert built.model_fields_set is other.model_fields_set
+    assert construct(CallFailed, fields_of(FAILED)).model_fields_set == set(CallFailed.model_fields)
+
+
+def test_a_copy_with_changes_leaves_the_shared_fields_set_alone(construct: Construct) -> None:
+    """pydantic copies a model's fields set before it adds the names of an update to it."""
+    built = construct(DialogLeg, fields_of(LEG))
+    shared = built.model_fields_set
+    changed = built.model_copy(update={"call_id": "c9", "extra_name": "x"})
+    assert changed.__dict__["call_id"] == "c9"
+    assert changed.model_fields_set is not shared
+    assert shared == set(DialogLeg.model_fields)
+    assert construct(DialogLeg, fields_of(LEG)).model_fields_set == set(DialogLeg.model_fields)
+
+
+def test_a_model_not_given_every_declared_field_gets_a_set_of_its_own(
+    construct: Construct,
+) -> None:
+    """Fewer or more fields than the class declares, or a class that declares none (no
+    pydantic model): the set is of the keys given, and a new one each time."""
+    construct(DialogLeg, fields_of(LEG))  # the class's shared set made first
+    fewer = {name: value for name, value in fields_of(LEG).items() if name != "routes"}
+    short = construct(DialogLeg, fewer)
+    assert short.__pydantic_fields_set__ == set(fewer)
+    longer = construct(DialogLeg, {**fields_of(LEG), "extra_name": "x"})
+    assert longer.__pydantic_fields_set__ == set(DialogLeg.model_fields) | {"extra_name"}
+    plain = type("Plain", (), {})
+    first, second = construct(plain, {"a": 1}), construct(plain, {"a": 2})
+    assert first.__pydantic_fields_set__ == {"a"}
+    assert first.__pydantic_fields_set__ is not second.__pydantic_fields_set__
 
 
 def test_a_frozen_model_stays_frozen(c_construct: Construct) -> None:
