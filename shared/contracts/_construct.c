@@ -16,11 +16,13 @@
  *
  * The fields set is one per class, made once from the class's declared fields
  * (`__pydantic_fields__`) and shared by every model built of it with as many fields as it
- * declares: a new set of the dict's keys per model cost some 17,000 instructions a proxied
+ * declares: a new set of the dict's keys per model cost some 13,000 instructions a proxied
  * call (building, freeing, and the collector walking the sets of events waiting for their
- * batch).  Shared safely: the models built so are frozen (nothing adds to the set), and
+ * batch; `docs/benchmarks.md`).  Shared safely: the models built so are frozen (nothing adds to the set), and
  * pydantic copies a model's set before changing it (`model_copy`).  A model given fewer or more
- * fields than its class declares, or of a class that declares none, gets a set of its own.
+ * fields than its class declares, or of a class that is no pydantic model, gets a set of its
+ * own.  Only the number of fields is compared: `fields` holding every field is what
+ * `unvalidated` asks of its callers, as pydantic's `model_construct` trusts its `_fields_set`.
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and `unvalidated.py` does the same in Python.  The tests build every
@@ -40,9 +42,13 @@ static PyObject *fields_set_of(PyObject *cls, PyObject *fields) {
     if (shared == NULL) {
         if (PyErr_Occurred()) return NULL;
         PyObject *declared = PyObject_GetAttr(cls, declared_name);
-        if (declared == NULL || !PyDict_Check(declared)) { /* no pydantic class: its own set */
-            Py_XDECREF(declared);
+        if (declared == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL; /* as getattr */
             PyErr_Clear();
+            return PySet_New(fields); /* no pydantic class: a set of its own */
+        }
+        if (!PyDict_Check(declared)) {
+            Py_DECREF(declared);
             return PySet_New(fields);
         }
         shared = PySet_New(declared);

@@ -48,11 +48,13 @@ _FIELDS_SETS: Final[dict[type, set[str]]] = {}
 def _fields_set(cls: type, fields: dict[str, Any]) -> set[str]:
     """The fields set of a model of `cls` built from `fields`: one per class, shared.
 
-    Why: a new set of the keys per model cost some 17,000 instructions a proxied call
+    Why: a new set of the keys per model cost some 13,000 instructions a proxied call
     (building, freeing, and the collector walking the sets of the events that wait for their
-    batch).  Safe to share: the models built so are frozen (nothing adds to the set), and
-    pydantic copies a model's set before changing it (``model_copy``).  A model given fewer
-    or more fields than its class declares, or of a class declaring none, gets its own.
+    batch; `docs/benchmarks.md`).  Safe to share: the models built so are frozen (nothing
+    adds to the set), and pydantic copies a model's set before changing it (``model_copy``).
+    A model given fewer or more fields than its class declares, or of a class that is no
+    pydantic model, gets its own.  Only the number of fields is compared: `fields` holding
+    every field is what `unvalidated` asks of its callers.
     """
     shared = _FIELDS_SETS.get(cls)
     if shared is None:

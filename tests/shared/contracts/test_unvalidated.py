@@ -173,6 +173,37 @@ def test_a_model_not_given_every_declared_field_gets_a_set_of_its_own(
     assert first.__pydantic_fields_set__ is not second.__pydantic_fields_set__
 
 
+def test_a_subclass_has_a_fields_set_of_its_own(construct: Construct) -> None:
+    """Shared by exact class: a subclass's models do not take their parent's set."""
+
+    class Leg(DialogLeg):
+        pass
+
+    parent = construct(DialogLeg, fields_of(LEG))
+    child = construct(Leg, fields_of(LEG))
+    assert child.model_fields_set == set(DialogLeg.model_fields)
+    assert child.model_fields_set is not parent.model_fields_set
+    assert construct(Leg, fields_of(LEG)).model_fields_set is child.model_fields_set
+
+
+class BrokenFields(type):
+    """A metaclass whose `__pydantic_fields__` raises something other than AttributeError."""
+
+    @property
+    def __pydantic_fields__(cls) -> dict[str, object]:
+        raise RuntimeError("no fields today")
+
+
+def test_an_error_reading_the_declared_fields_is_raised_as_getattr_raises_it(
+    construct: Construct,
+) -> None:
+    """Only a class without the attribute is taken for no pydantic model; any other error
+    reading it comes out of both constructions alike."""
+    broken = BrokenFields("Broken", (), {})
+    with pytest.raises(RuntimeError, match="no fields today"):
+        construct(broken, {"a": 1})  # type: ignore[arg-type] # a class no pydantic model
+
+
 def test_a_frozen_model_stays_frozen(c_construct: Construct) -> None:
     """Built past `__setattr__`, the model still refuses assignment afterwards, and hashes
     as the validated one does."""
