@@ -18,11 +18,12 @@
  * (`__pydantic_fields__`) and shared by every model built of it with as many fields as it
  * declares: a new set of the dict's keys per model cost some 13,000 instructions a proxied
  * call (building, freeing, and the collector walking the sets of events waiting for their
- * batch; `docs/benchmarks.md`).  Shared safely: the models built so are frozen (nothing adds to the set), and
- * pydantic copies a model's set before changing it (`model_copy`).  A model given fewer or more
- * fields than its class declares, or of a class that is no pydantic model, gets a set of its
- * own.  Only the number of fields is compared: `fields` holding every field is what
- * `unvalidated` asks of its callers, as pydantic's `model_construct` trusts its `_fields_set`.
+ * batch; `docs/benchmarks.md`).  Shared safely: the models built so are frozen (nothing
+ * adds to the set), and pydantic copies a model's set before changing it (`model_copy`).  A
+ * model given fewer or more fields than its class declares, or of a class that is no
+ * pydantic model, gets a set of its own.  Only the number of fields is compared: `fields`
+ * holding every field is what `unvalidated` asks of its callers, as pydantic's
+ * `model_construct` trusts its `_fields_set`.
  *
  * Built with the compiled fast path (`deploy/extensions.py`); CALLMESH_NO_EXTENSIONS=1 (or no
  * build) leaves it out and `unvalidated.py` does the same in Python.  The tests build every
