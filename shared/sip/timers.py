@@ -6,7 +6,6 @@ which keeps the transaction layer sans-IO and lets tests step time exactly.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections import deque
 from dataclasses import dataclass
@@ -75,9 +74,15 @@ class TimerQueue(Generic[T]):
     are set by a few delays (T1's multiples, 64*T1, T4, Timer C, the failover time) from a
     clock that only moves forward, so the timers of one delay are scheduled in deadline
     order: each lane stays sorted by appending, and only its front is compared, in a heap
-    of a few entries.  A deadline earlier than its lane's last (a caller whose `now` went
-    back) is inserted in order, the rare slow way.  Timers fire in the order one heap of
-    `(deadline, timer)` gave: by deadline, then by when they were scheduled.
+    of a few entries.  Timers fire by deadline, then by when they were scheduled.
+
+    The caller's clock does go back: the edge times each datagram by its kernel arrival,
+    and one burst takes datagrams from sockets whose queues lag by different amounts.
+    Inserting those in order (`bisect` on a deque of some 100,000 entries, which walks its
+    blocks) took ~6.5 % of the edge's CPU at 2000 calls a second, and more as the queues
+    grew.  So the queue keeps a clock of its own, the latest `now` it was given, and an
+    earlier `now` counts as that one: such a timer fires later by as far as the caller's
+    clock went back, never sooner than its delay after a `now` it was given.
 
     No handle object per timer and nothing that points back at the owner: the owner
     keeps the `Timer` number, and the lanes hold tuples of plain numbers, so the cyclic
@@ -87,7 +92,7 @@ class TimerQueue(Generic[T]):
     pin memory for 64*T1.  An item is never None.
     """
 
-    __slots__ = ("_entries", "_fronts", "_items", "_lanes", "_next")
+    __slots__ = ("_clock", "_entries", "_fronts", "_items", "_lanes", "_next")
 
     def __init__(self) -> None:
         self._lanes: dict[float, deque[tuple[float, Timer]]] = {}
@@ -98,28 +103,27 @@ class TimerQueue(Generic[T]):
         self._entries = 0
         """Entries in the lanes, cancelled ones included."""
         self._next: Timer = 0
+        self._clock = float("-inf")
+        """The latest `now` given to `schedule`: the lanes' deadlines are counted from it."""
 
     def __len__(self) -> int:
         """Live (not cancelled, not fired) timers."""
         return len(self._items)
 
     def schedule(self, now: float, delay: float, item: T) -> Timer:
-        """Fire `item` at `now + delay`."""
+        """Fire `item` at `now + delay`, or `delay` after the latest `now` given if later."""
         timer = self._next
         self._next = timer + 1
         self._items[timer] = item
         self._entries += 1
-        deadline = now + delay
+        clock = self._clock = max(self._clock, now)
+        deadline = clock + delay
         lane = self._lanes.get(delay)
         if lane is None:
             self._lanes[delay] = deque([(deadline, timer)])
             _push(self._fronts, (deadline, timer, delay))
-        elif deadline >= lane[-1][0]:
+        else:
             lane.append((deadline, timer))
-        else:  # the caller's clock went back
-            bisect.insort(lane, (deadline, timer))
-            if lane[0][1] == timer:
-                self._rebuild_fronts()
         return timer
 
     def cancel(self, timer: Timer) -> None:

@@ -46,19 +46,20 @@ def test_pop_due_returns_expired_items_in_deadline_order() -> None:
 
 def test_timers_of_many_delays_fire_as_one_heap_would_order_them() -> None:
     """By deadline, then by when they were scheduled, whatever lane each is in; cancelled
-    ones never, and a deadline earlier than its lane's last (the caller's clock went back)
-    in its place too."""
+    ones never; and one given a `now` earlier than the latest (the caller's clock went
+    back) counted from the latest."""
     rng = random.Random(7)
     queue: TimerQueue[int] = TimerQueue()
     expected: dict[int, tuple[float, int]] = {}
-    now = 0.0
+    now = latest = 0.0
     for item in range(3000):
         now += rng.choice([0.0, 0.001, 0.25])
         if rng.random() < 0.02:
             now -= 1.0
+        latest = max(latest, now)
         delay = rng.choice([0.5, 1.0, 2.0, 4.0, 5.0, 32.0, 180.0])
         timer = queue.schedule(now, delay, item)
-        expected[timer] = (now + delay, item)
+        expected[timer] = (latest + delay, item)
         if rng.random() < 0.4:
             cancelled = rng.choice(list(expected))
             queue.cancel(cancelled)
@@ -78,13 +79,21 @@ def test_timers_of_many_delays_fire_as_one_heap_would_order_them() -> None:
     assert fired == sorted(fired)
 
 
-def test_a_clock_gone_back_puts_a_timer_before_the_ones_of_its_delay() -> None:
+def test_a_clock_gone_back_counts_as_the_latest_now_given() -> None:
+    """The edge's `now` is each datagram's arrival, and its sockets' queues lag unevenly:
+    a timer so scheduled is counted from the latest `now`, after the ones of its delay
+    already there (appended to its lane: never inserted in the middle, which cost the edge
+    ~6.5 % of its CPU at 2000 calls a second)."""
     queue: TimerQueue[str] = TimerQueue()
-    queue.schedule(10.0, 1.0, "later")
+    queue.schedule(10.0, 1.0, "first")
     queue.schedule(10.0, 5.0, "other delay")
-    queue.schedule(4.0, 1.0, "earlier")
-    assert queue.next_deadline() == 5.0
-    assert [item for _, item in queue.pop_due(20.0)] == ["earlier", "later", "other delay"]
+    gone_back = queue.schedule(4.0, 1.0, "gone back")
+    assert queue.deadline(gone_back) == 11.0
+    assert queue.next_deadline() == 11.0
+    assert queue.pop_due(10.9) == []
+    assert [item for _, item in queue.pop_due(20.0)] == ["first", "gone back", "other delay"]
+    queue.schedule(30.0, 1.0, "forward again")
+    assert queue.next_deadline() == 31.0
 
 
 def test_cancelled_timers_never_fire_and_are_skipped_by_next_deadline() -> None:
