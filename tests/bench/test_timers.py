@@ -11,3 +11,12 @@ def test_a_small_run_prints_its_cost_and_the_timers_still_due() -> None:
     assert printed.startswith("timer queue: ")
     assert printed.rstrip().endswith(" µs per call, 4400 live timers")
     assert float(printed.split()[2]) > 0
+
+
+def test_messages_timed_behind_the_clock_keep_every_timer_and_say_so() -> None:
+    printed = printed_by(
+        "bench.timers", "--warm-up", "100", "--calls", "1000", "--lag-ms", "50", timeout=120
+    )
+    assert printed.rstrip().endswith(
+        " µs per call, 4400 live timers, messages up to 50 ms behind the clock"
+    )
