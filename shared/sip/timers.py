@@ -1,7 +1,8 @@
 """SIP timer values (RFC 3261 §17, Table 4; RFC 6026) and a caller-driven timer queue.
 
 Nothing here reads a clock: the caller passes `now` (any monotonic seconds),
-which keeps the transaction layer sans-IO and lets tests step time exactly.
+which keeps the transaction layer sans-IO and lets tests step time exactly (forward:
+`TimerQueue` counts a `now` gone back as the latest one).
 """
 
 from __future__ import annotations
@@ -71,18 +72,21 @@ class TimerQueue(Generic[T]):
     reached), and each one that fired or was skipped cost a heap pop down its 17 levels,
     each a tuple comparison on entries scattered through memory (perf at the wire:
     `heapq`'s sift and the comparisons it calls took ~4 % of the edge's CPU).  But timers
-    are set by a few delays (T1's multiples, 64*T1, T4, Timer C, the failover time) from a
-    clock that only moves forward, so the timers of one delay are scheduled in deadline
-    order: each lane stays sorted by appending, and only its front is compared, in a heap
-    of a few entries.  Timers fire by deadline, then by when they were scheduled.
+    are set by a few delays (T1's multiples, 64*T1, T4, Timer C, the failover time) from the
+    queue's own clock, which only moves forward, so the timers of one delay are scheduled in
+    deadline order: each lane stays sorted by appending, and only its front is compared, in
+    a heap of a few entries.  Timers fire by deadline, then by when they were scheduled.
 
-    The caller's clock does go back: the edge times each datagram by its kernel arrival,
-    and one burst takes datagrams from sockets whose queues lag by different amounts.
-    Inserting those in order (`bisect` on a deque of some 100,000 entries, which walks its
-    blocks) took ~6.5 % of the edge's CPU at 2000 calls a second, and more as the queues
-    grew.  So the queue keeps a clock of its own, the latest `now` it was given, and an
-    earlier `now` counts as that one: such a timer fires later by as far as the caller's
-    clock went back, never sooner than its delay after a `now` it was given.
+    The queue's clock is the latest `now` it was given, and an earlier `now` counts as that
+    one, because the caller's clock does go back: the edge times each datagram by its
+    kernel arrival, and its bursts come in turn from sockets (the shared one, the worker's
+    own, the hand-on one) whose queues lag by different amounts.  Inserting those timers in
+    order (`bisect` on a deque of some 100,000 entries, which walks its blocks) took ~6.5 %
+    of the edge's CPU at 2000 calls a second, and more as the queues grew.  Such a timer
+    fires later by as far as the caller's clock went back (the edge's arrival times are at
+    most `MAX_QUEUED_AGE` behind its loop), never sooner than its delay after a `now` it was
+    given.  So a caller must not pass a `now` ahead of its clock: every later timer would
+    wait for it.
 
     No handle object per timer and nothing that points back at the owner: the owner
     keeps the `Timer` number, and the lanes hold tuples of plain numbers, so the cyclic
